@@ -1,0 +1,154 @@
+/*
+ * api — HTTP(S) with libmicrohttpd, routing, JSON with Jansson, the Azure
+ * error envelope, the keys, admin and token endpoints, the command line.
+ *
+ * Owns: everything a client sees. Must never: call PKCS#11 (that is
+ * hsm/'s, reached only through vault/), run SQL, log a secret or a token.
+ * This is the api module's one header; it is internal to api/.
+ */
+#ifndef P11VAULT_API_H
+#define P11VAULT_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#include "policy/policy.h"
+#include "vault/vault.h"
+
+#define API_WUR __attribute__((warn_unused_result))
+#define API_BODY_MAX (256 * 1024)
+
+/* ---- tlsgen.c: the vault's TLS material -------------------------------- */
+/*
+ * Creates tls_dir (0700) with ca.pem, server.pem, server-key.pem (0600)
+ * and, when it generates the CA itself, ca-key.pem (0600). The server
+ * certificate (EC P-256, 825 days) covers localhost, 127.0.0.1 and host
+ * (a DNS name or an IP address) as subjectAltNames. When ca_cert and
+ * ca_key are given (PEM files), the server certificate is signed by that
+ * CA and ca.pem is a copy of ca_cert; else a new CA (EC P-256, 10 years)
+ * is made. 0 on success, -1 with a one-line reason in err.
+ */
+int tlsgen_create(const char *tls_dir, const char *host, const char *ca_cert,
+    const char *ca_key, char *err, size_t err_len) API_WUR;
+
+/* ---- client.c / cli_admin.c: administrator commands --------------------- */
+/*
+ * Runs `p11vault vault|identity|policy ...` (argv[0] is the sub-command
+ * group). Finds the vault through --data DIR (DIR/admin.json, DIR/tls/ca.pem)
+ * or --vault-url URL --admin FILE [--ca FILE]; gets a token from the
+ * vault's token endpoint with the admin credential and calls the
+ * management REST API. Prints JSON on stdout; returns the process exit
+ * status (0 ok; non-zero with one line on stderr).
+ */
+int cli_admin(int argc, char **argv);
+
+
+/* ---- the request path (http.c, router.c, *_api.c) --------------------- */
+
+struct api_ctx {
+	vault_t *vault;
+	policy_t *policy;
+	const char *vault_url;     /* no trailing slash */
+	const char *tenant_id;
+	const char *resource;      /* token audience, e.g. https://vault.azure.net */
+	char issuer[512];
+	char challenge[1024];      /* WWW-Authenticate value */
+};
+
+struct api_req {
+	struct api_ctx *ctx;
+	const char *method;
+	const char *path;
+	const char *api_version;   /* NULL when absent */
+	const char *maxresults;
+	const char *skiptoken;
+	const char *authorization;
+	const uint8_t *body;
+	size_t body_len;
+	int body_too_large;
+	char request_id[POLICY_ID_LEN + 1];
+	char client_addr[64];
+	int authenticated;
+	struct policy_caller caller;
+	/* for the audit event, set by the handler */
+	const char *operation;
+	char key_id[256];
+};
+
+struct api_resp {
+	unsigned status;
+	char *body;                /* malloc'd */
+	size_t body_len;
+	const char *content_type;
+	int challenge;             /* send WWW-Authenticate */
+	int retry_after;           /* seconds; 0 = none */
+};
+
+/* errors.c — the one place that maps errors to statuses. */
+void api_resp_set(struct api_resp *r, unsigned status, json_t *body);
+void api_resp_error(struct api_resp *r, unsigned status, const char *code,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Maps a vault error. name: the key's name (for messages); op: the
+ * operation's Azure name ("unwrapKey") for 403s about keys. */
+void api_resp_vault_error(struct api_resp *r, int err, const char *name,
+    const char *op);
+void api_resp_unauthorized(struct api_req *q, struct api_resp *r,
+    const char *why);
+
+/* json.c — strict body parsing and field helpers. Each returns 0, or -1
+ * after filling r with a 400 BadParameter naming the field. */
+int api_body_object(struct api_req *q, struct api_resp *r, json_t **out)
+    API_WUR;
+int api_field_b64(json_t *obj, const char *field, size_t max, int required,
+    uint8_t **out, size_t *out_len, struct api_resp *r) API_WUR;
+int api_field_string(json_t *obj, const char *field, int required,
+    const char **out, struct api_resp *r) API_WUR;
+/* base64url of bytes as a new Jansson string */
+json_t *api_json_b64(const uint8_t *in, size_t len);
+
+/* router.c */
+void api_route(struct api_req *q, struct api_resp *r);
+/* 1 if the caller's token is valid (fills q->caller), else fills r with
+ * 401 and the challenge and returns 0. */
+int api_authenticate(struct api_req *q, struct api_resp *r);
+/* Checks one key permission for the authenticated caller: 1 allowed;
+ * 0 with a 403 in r. */
+int api_authorize(struct api_req *q, struct api_resp *r, unsigned perm,
+    const char *perm_name);
+int api_require_admin(struct api_req *q, struct api_resp *r);
+
+/* keys_api.c — /keys and /deletedkeys; segs are the path segments after
+ * the first ("keys"/"deletedkeys"), n of them (a trailing empty segment
+ * removed). */
+void api_keys(struct api_req *q, struct api_resp *r, char **segs, size_t n);
+void api_deletedkeys(struct api_req *q, struct api_resp *r, char **segs,
+    size_t n);
+/* KeyBundle / KeyItem / Deleted* JSON for a key version. */
+json_t *api_key_bundle(struct api_ctx *c, const struct vlt_key_info *k,
+    int item);
+
+/* token_api.c — /{tenant}/... identity provider endpoints */
+void api_token(struct api_req *q, struct api_resp *r, char **segs, size_t n);
+
+/* admin_api.c — /admin/... */
+void api_admin(struct api_req *q, struct api_resp *r, char **segs, size_t n);
+
+/* audit.c */
+struct timespec;
+void api_audit_request(struct api_req *q, struct api_resp *r,
+    const struct timespec *start);
+
+/* http.c */
+struct api_server;
+struct api_server_opts {
+	const char *listen;        /* HOST:PORT */
+	const char *cert_pem_file;
+	const char *key_pem_file;
+	unsigned threads;          /* 0 = number of CPUs */
+};
+int api_server_start(struct api_ctx *c, const struct api_server_opts *o,
+    struct api_server **out, char *err, size_t err_len) API_WUR;
+void api_server_stop(struct api_server *s);
+
+#endif

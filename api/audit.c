@@ -1,0 +1,62 @@
+/*
+ * audit.c — one audit event per request, built from what the request path
+ * recorded (operation, key id, caller, status), never from bodies or
+ * headers: no token, secret, plaintext or key part can reach it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/api.h"
+
+void
+api_audit_request(struct api_req *q, struct api_resp *r,
+    const struct timespec *start)
+{
+	struct timespec now, wall;
+	double ms;
+	json_t *ev;
+	char *line;
+	char ts[64];
+	struct tm tm;
+	int write_op;
+
+	if (q->ctx == NULL || q->ctx->vault == NULL)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	clock_gettime(CLOCK_REALTIME, &wall);
+	gmtime_r(&wall.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(ts + strlen(ts), sizeof(ts) - strlen(ts), ".%03ldZ",
+	    wall.tv_nsec / 1000000);
+	ms = (double)(now.tv_sec - start->tv_sec) * 1e3 +
+	    (double)(now.tv_nsec - start->tv_nsec) / 1e6;
+	ev = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, "
+	    "s:f}",
+	    "time", ts, "requestId", q->request_id,
+	    "callerOid", q->caller.oid, "callerAppId", q->caller.appid,
+	    "clientAddress", q->client_addr,
+	    "method", q->method ? q->method : "",
+	    "operation", q->operation ? q->operation : "Unknown",
+	    "keyId", q->key_id, "httpStatus", (int)r->status,
+	    "result", r->status < 400 ? "Success" :
+	    r->status == 401 ? "Unauthorized" :
+	    r->status == 403 ? "Forbidden" : "Failure",
+	    "durationMs", ms);
+	if (ev == NULL)
+		return;
+	line = json_dumps(ev, JSON_COMPACT);
+	json_decref(ev);
+	if (line == NULL)
+		return;
+	write_op = q->method && strcmp(q->method, "GET") != 0 &&
+	    strcmp(q->method, "HEAD") != 0;
+	if (vault_audit_append(q->ctx->vault, line, write_op) != 0 &&
+	    r->status < 400) {
+		/* an unaudited write must not be acknowledged as a success */
+		if (write_op)
+			api_resp_vault_error(r, VLT_ERR_UNAVAILABLE, NULL, NULL);
+	}
+	free(line);
+}

@@ -1,0 +1,371 @@
+/*
+ * http.c — libmicrohttpd glue: TLS, limits, the body cap, turning an MHD
+ * connection into an api_req and an api_resp into an MHD response.
+ *
+ * Limits (named here, one place): body API_BODY_MAX, per-connection memory
+ * HTTP_CONN_MEMORY, connections HTTP_CONN_LIMIT, idle timeout
+ * HTTP_CONN_TIMEOUT. TLS 1.2 and 1.3 only, AEAD ciphers only.
+ * Must never: log a header or a body (they carry tokens and plaintexts);
+ * keep a request body after the request (wiped on completion).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+
+#include "api/api.h"
+
+#define HTTP_CONN_MEMORY (64 * 1024)
+#define HTTP_CONN_LIMIT 4000
+#define HTTP_CONN_TIMEOUT 30
+#define HTTP_TLS_PRIORITIES \
+	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:" \
+	"+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:-MAC-ALL:+AEAD:" \
+	"-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA"
+#define SERVICE_VERSION "1.9.1046.1"
+
+struct api_server {
+	struct MHD_Daemon *daemon;
+	struct api_ctx *ctx;
+	char *cert;
+	char *key;
+	atomic_int in_flight;
+};
+
+struct conn_state {
+	uint8_t *body;
+	size_t len;
+	size_t cap;
+	int too_large;
+	struct timespec start;
+};
+
+static char *
+read_file(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	long n;
+
+	if (f == NULL)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
+	    n > 1024 * 1024 || fseek(f, 0, SEEK_SET) != 0)
+		goto out;
+	buf = calloc(1, (size_t)n + 1);
+	if (buf == NULL)
+		goto out;
+	if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+		free(buf);
+		buf = NULL;
+	}
+out:
+	fclose(f);
+	return buf;
+}
+
+static void
+wipe_free(char *s)
+{
+	if (s) {
+		OPENSSL_cleanse(s, strlen(s));
+		free(s);
+	}
+}
+
+static int
+body_append(struct conn_state *st, const char *data, size_t n)
+{
+	if (st->too_large || n > API_BODY_MAX - st->len) {
+		st->too_large = 1;
+		return 0;
+	}
+	if (st->len + n > st->cap) {
+		size_t ncap = st->cap ? st->cap : 4096;
+		uint8_t *nb;
+		while (ncap < st->len + n)
+			ncap *= 2;
+		if (ncap > API_BODY_MAX)
+			ncap = API_BODY_MAX;
+		nb = malloc(ncap);
+		if (nb == NULL)
+			return -1;
+		if (st->len) {
+			memcpy(nb, st->body, st->len);
+			OPENSSL_cleanse(st->body, st->len);
+		}
+		free(st->body);
+		st->body = nb;
+		st->cap = ncap;
+	}
+	memcpy(st->body + st->len, data, n);
+	st->len += n;
+	return 0;
+}
+
+static void
+client_address(struct MHD_Connection *conn, char *out, size_t len)
+{
+	const union MHD_ConnectionInfo *ci;
+	const struct sockaddr *sa;
+
+	snprintf(out, len, "unknown");
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci == NULL || ci->client_addr == NULL)
+		return;
+	sa = ci->client_addr;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+		    out, (socklen_t)len);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6,
+		    &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
+		    (socklen_t)len);
+}
+
+static enum MHD_Result
+send_resp(struct MHD_Connection *conn, struct api_req *q, struct api_resp *r)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	char buf[32];
+
+	resp = MHD_create_response_from_buffer(r->body_len, r->body,
+	    MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL) {
+		free(r->body);
+		r->body = NULL;
+		return MHD_NO;
+	}
+	r->body = NULL;
+	MHD_add_response_header(resp, "Content-Type",
+	    r->content_type ? r->content_type :
+	    "application/json; charset=utf-8");
+	MHD_add_response_header(resp, "x-ms-request-id", q->request_id);
+	MHD_add_response_header(resp, "x-ms-keyvault-service-version",
+	    SERVICE_VERSION);
+	MHD_add_response_header(resp, "Cache-Control", "no-cache");
+	MHD_add_response_header(resp, "Strict-Transport-Security",
+	    "max-age=31536000;includeSubDomains");
+	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	if (r->challenge && q->ctx)
+		MHD_add_response_header(resp, "WWW-Authenticate",
+		    q->ctx->challenge);
+	if (r->retry_after > 0) {
+		snprintf(buf, sizeof(buf), "%d", r->retry_after);
+		MHD_add_response_header(resp, "Retry-After", buf);
+	}
+	ret = MHD_queue_response(conn, r->status ? r->status : 500, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *conn, const char *url,
+    const char *method, const char *version, const char *upload_data,
+    size_t *upload_data_size, void **con_cls)
+{
+	struct api_server *s = cls;
+	struct conn_state *st = *con_cls;
+	struct api_req q;
+	struct api_resp r;
+	enum MHD_Result ret;
+
+	(void)version;
+	if (st == NULL) {
+		const char *cl;
+		st = calloc(1, sizeof(*st));
+		if (st == NULL)
+			return MHD_NO;
+		clock_gettime(CLOCK_MONOTONIC, &st->start);
+		*con_cls = st;
+		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+		    "Content-Length");
+		if (cl && strtoull(cl, NULL, 10) > API_BODY_MAX)
+			st->too_large = 1;
+		else
+			return MHD_YES;
+	}
+	if (*upload_data_size != 0 && !st->too_large) {
+		if (body_append(st, upload_data, *upload_data_size) != 0)
+			return MHD_NO;
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	*upload_data_size = 0;
+
+	atomic_fetch_add(&s->in_flight, 1);
+	memset(&q, 0, sizeof(q));
+	memset(&r, 0, sizeof(r));
+	q.ctx = s->ctx;
+	q.method = method;
+	q.path = url;
+	q.api_version = MHD_lookup_connection_value(conn,
+	    MHD_GET_ARGUMENT_KIND, "api-version");
+	q.maxresults = MHD_lookup_connection_value(conn,
+	    MHD_GET_ARGUMENT_KIND, "maxresults");
+	q.skiptoken = MHD_lookup_connection_value(conn,
+	    MHD_GET_ARGUMENT_KIND, "$skiptoken");
+	q.authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+	    "Authorization");
+	q.body = st->body;
+	q.body_len = st->len;
+	q.body_too_large = st->too_large;
+	policy_uuid(q.request_id);
+	client_address(conn, q.client_addr, sizeof(q.client_addr));
+
+	if (q.body_too_large)
+		api_resp_error(&r, 413, "RequestEntityTooLarge",
+		    "The request body is larger than %d bytes.", API_BODY_MAX);
+	else
+		api_route(&q, &r);
+	api_audit_request(&q, &r, &st->start);
+	ret = send_resp(conn, &q, &r);
+	atomic_fetch_sub(&s->in_flight, 1);
+	return ret;
+}
+
+static void
+on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	struct conn_state *st = *con_cls;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (st == NULL)
+		return;
+	if (st->body) {
+		OPENSSL_cleanse(st->body, st->cap);
+		free(st->body);
+	}
+	free(st);
+	*con_cls = NULL;
+}
+
+static int
+parse_listen(const char *listen, struct sockaddr_storage *ss)
+{
+	char host[256];
+	const char *colon = strrchr(listen, ':');
+	size_t hl;
+	long port;
+	char *end;
+
+	memset(ss, 0, sizeof(*ss));
+	if (colon == NULL)
+		return -1;
+	hl = (size_t)(colon - listen);
+	if (hl == 0 || hl >= sizeof(host))
+		return -1;
+	memcpy(host, listen, hl);
+	host[hl] = '\0';
+	port = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || port < 1 || port > 65535)
+		return -1;
+	if (host[0] == '[' && host[hl - 1] == ']') {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+		host[hl - 1] = '\0';
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		return inet_pton(AF_INET6, host + 1, &s6->sin6_addr) == 1 ?
+		    0 : -1;
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+		if (strcmp(host, "localhost") == 0)
+			snprintf(host, sizeof(host), "127.0.0.1");
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		return inet_pton(AF_INET, host, &s4->sin_addr) == 1 ? 0 : -1;
+	}
+}
+
+int
+api_server_start(struct api_ctx *c, const struct api_server_opts *o,
+    struct api_server **out, char *err, size_t err_len)
+{
+	struct api_server *s;
+	struct sockaddr_storage ss;
+	unsigned threads = o->threads;
+	unsigned flags;
+
+	*out = NULL;
+	if (parse_listen(o->listen, &ss) != 0) {
+		snprintf(err, err_len, "invalid listen address '%s' "
+		    "(want HOST:PORT with a numeric IP)", o->listen);
+		return -1;
+	}
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		snprintf(err, err_len, "out of memory");
+		return -1;
+	}
+	s->ctx = c;
+	s->cert = read_file(o->cert_pem_file);
+	s->key = read_file(o->key_pem_file);
+	if (s->cert == NULL || s->key == NULL) {
+		snprintf(err, err_len, "cannot read the TLS certificate or key");
+		goto fail;
+	}
+	if (threads == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		threads = n > 0 ? (unsigned)n * 2 : 4;
+		if (threads < 4)
+			threads = 4;
+	}
+	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+	    MHD_USE_TLS | MHD_USE_SUSPEND_RESUME;
+	if (ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
+	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+	    MHD_OPTION_HTTPS_MEM_CERT, s->cert,
+	    MHD_OPTION_HTTPS_MEM_KEY, s->key,
+	    MHD_OPTION_HTTPS_PRIORITIES, HTTP_TLS_PRIORITIES,
+	    MHD_OPTION_THREAD_POOL_SIZE, threads,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONN_LIMIT,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONN_TIMEOUT,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+	    MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
+	    MHD_OPTION_END);
+	if (s->daemon == NULL) {
+		snprintf(err, err_len, "cannot listen on %s: %s", o->listen,
+		    errno ? strerror(errno) : "MHD_start_daemon failed");
+		goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	wipe_free(s->key);
+	free(s->cert);
+	free(s);
+	return -1;
+}
+
+void
+api_server_stop(struct api_server *s)
+{
+	int i;
+
+	if (s == NULL)
+		return;
+	/* stop accepting, let in-flight requests finish (up to 10 s) */
+	MHD_quiesce_daemon(s->daemon);
+	for (i = 0; i < 1000 && atomic_load(&s->in_flight) > 0; i++)
+		usleep(10000);
+	MHD_stop_daemon(s->daemon);
+	wipe_free(s->key);
+	free(s->cert);
+	free(s);
+}

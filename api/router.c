@@ -1,0 +1,178 @@
+/*
+ * router.c — from a path to a handler: api-version, authentication,
+ * and the one permission each operation needs.
+ *
+ * Deny by default: every /keys, /deletedkeys and /admin request is
+ * authenticated before anything about keys is looked at.
+ * Must never: log the Authorization header.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "api/api.h"
+
+#define ROUTE_MAX_SEGS 8
+#define ROUTE_MAX_PATH 2048
+#define TOKEN_MAX 8192
+
+static const char *const api_versions[] = {
+	"7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-07-01",
+	"7.3-preview", "7.4-preview.1", "7.5-preview.1", "7.6-preview.1",
+	"7.6-preview.2", NULL,
+};
+
+static int
+api_version_check(struct api_req *q, struct api_resp *r)
+{
+	size_t i;
+
+	if (q->api_version == NULL || q->api_version[0] == '\0') {
+		api_resp_error(r, 400, "MissingApiVersionParameter",
+		    "The api-version query parameter (?api-version=) is "
+		    "required for all requests.");
+		return -1;
+	}
+	for (i = 0; api_versions[i]; i++)
+		if (strcmp(q->api_version, api_versions[i]) == 0)
+			return 0;
+	api_resp_error(r, 400, "BadParameter",
+	    "The specified version (%.32s) is not recognized. Consider using "
+	    "the latest supported version (2025-07-01). Supported versions: "
+	    "7.0, 7.1, 7.2, 7.3, 7.4, 7.5, 7.6, 2025-07-01.", q->api_version);
+	return -1;
+}
+
+int
+api_authenticate(struct api_req *q, struct api_resp *r)
+{
+	const char *a = q->authorization;
+	int rc;
+
+	if (q->authenticated)
+		return 1;
+	if (a == NULL || strncasecmp(a, "Bearer ", 7) != 0) {
+		api_resp_unauthorized(q, r,
+		    "AKV10000: Request is missing a Bearer or PoP token.");
+		return 0;
+	}
+	a += 7;
+	while (*a == ' ')
+		a++;
+	if (strlen(a) > TOKEN_MAX) {
+		api_resp_unauthorized(q, r, "AKV10022: Invalid audience, "
+		    "issuer, signature or lifetime in the access token.");
+		return 0;
+	}
+	rc = policy_token_verify(q->ctx->policy, a, q->ctx->resource,
+	    (int64_t)time(NULL), &q->caller);
+	if (rc != 0) {
+		api_resp_unauthorized(q, r, "AKV10022: Invalid audience, "
+		    "issuer, signature or lifetime in the access token.");
+		return 0;
+	}
+	q->authenticated = 1;
+	return 1;
+}
+
+static const char *
+vault_name(struct api_ctx *c)
+{
+	const char *u = c->vault_url;
+	const char *p = strstr(u, "://");
+	return p ? p + 3 : u;
+}
+
+int
+api_authorize(struct api_req *q, struct api_resp *r, unsigned perm,
+    const char *perm_name)
+{
+	if (!api_authenticate(q, r))
+		return 0;
+	if (policy_allows(q->ctx->policy, q->caller.oid, perm))
+		return 1;
+	api_resp_error(r, 403, "Forbidden",
+	    "The user, group or application 'appid=%s;oid=%s' does not have "
+	    "keys %s permission on key vault '%s'. For help resolving this "
+	    "issue, ask the vault's administrator for an access policy.",
+	    q->caller.appid, q->caller.oid, perm_name, vault_name(q->ctx));
+	return 0;
+}
+
+int
+api_require_admin(struct api_req *q, struct api_resp *r)
+{
+	if (!api_authenticate(q, r))
+		return 0;
+	if (policy_is_admin(q->ctx->policy, q->caller.oid))
+		return 1;
+	api_resp_error(r, 403, "Forbidden",
+	    "The caller 'oid=%s' is not an administrator of vault '%s'.",
+	    q->caller.oid, vault_name(q->ctx));
+	return 0;
+}
+
+static void
+health(struct api_req *q, struct api_resp *r)
+{
+	q->operation = "Health";
+	if (vault_health(q->ctx->vault) == 0)
+		api_resp_set(r, 200, json_pack("{s:s}", "status", "ok"));
+	else {
+		api_resp_set(r, 503, json_pack("{s:s}", "status", "not ok"));
+		r->retry_after = 1;
+	}
+}
+
+void
+api_route(struct api_req *q, struct api_resp *r)
+{
+	char buf[ROUTE_MAX_PATH + 1];
+	char *segs[ROUTE_MAX_SEGS];
+	size_t n = 0, len;
+	char *p, *save = NULL;
+
+	len = strlen(q->path);
+	if (len > ROUTE_MAX_PATH || q->path[0] != '/') {
+		api_resp_error(r, 400, "BadParameter", "The path is invalid.");
+		return;
+	}
+	memcpy(buf, q->path, len + 1);
+	for (p = strtok_r(buf + 1, "/", &save); p;
+	    p = strtok_r(NULL, "/", &save)) {
+		if (n == ROUTE_MAX_SEGS) {
+			api_resp_error(r, 404, "NotFound",
+			    "No such resource.");
+			return;
+		}
+		segs[n++] = p;
+	}
+	if (n == 0) {
+		api_resp_error(r, 404, "NotFound", "No such resource.");
+		return;
+	}
+	if (strcmp(segs[0], "healthz") == 0 && n == 1) {
+		health(q, r);
+		return;
+	}
+	if (strcasecmp(segs[0], "keys") == 0 ||
+	    strcasecmp(segs[0], "deletedkeys") == 0) {
+		if (api_version_check(q, r) != 0)
+			return;
+		if (!api_authenticate(q, r))
+			return;
+		if (strcasecmp(segs[0], "keys") == 0)
+			api_keys(q, r, segs + 1, n - 1);
+		else
+			api_deletedkeys(q, r, segs + 1, n - 1);
+		return;
+	}
+	if (strcmp(segs[0], "admin") == 0) {
+		if (!api_require_admin(q, r))
+			return;
+		api_admin(q, r, segs + 1, n - 1);
+		return;
+	}
+	api_token(q, r, segs, n);
+}

@@ -1,0 +1,528 @@
+/*
+ * tlsgen.c — the vault's TLS material: a CA (or an operator-supplied one)
+ * and the server certificate the HTTPS listener presents.
+ *
+ * Owns: DIR/tls/{ca.pem,server.pem,server-key.pem,ca-key.pem}. Private
+ * keys are created with mode 0600 at open time (O_CREAT|O_EXCL), so they
+ * are never readable by anyone else, not even for an instant.
+ *
+ * Must never: overwrite an existing file, write a private key with a looser
+ * mode, or print key material.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "api/api.h"
+
+#define TLSGEN_SERVER_DAYS 825L
+#define TLSGEN_CA_DAYS 3650L
+#define TLSGEN_BACKDATE_SECS 300L       /* tolerate small clock skew */
+#define TLSGEN_HOST_MAX 253
+#define TLSGEN_CA_FILE_MAX (1024 * 1024)
+#define TLSGEN_SAN_MAX 512
+
+enum tls_file { TF_CA, TF_SERVER, TF_SERVER_KEY, TF_CA_KEY, TF_COUNT };
+static const char *const tls_file_names[TF_COUNT] = {
+	"ca.pem", "server.pem", "server-key.pem", "ca-key.pem",
+};
+
+static void
+set_err(char *err, size_t err_len, const char *what)
+{
+	unsigned long e = ERR_peek_last_error();
+	char ossl[160];
+	int n;
+
+	if (err == NULL || err_len == 0)
+		return;
+	if (e != 0) {
+		ERR_error_string_n(e, ossl, sizeof(ossl));
+		n = snprintf(err, err_len, "%s (%s)", what, ossl);
+	} else
+		n = snprintf(err, err_len, "%s", what);
+	if (n < 0)
+		err[0] = '\0';
+	ERR_clear_error();
+}
+
+/* 1 if host is a plain IPv4/IPv6 literal, 0 if a valid DNS name, -1 else. */
+static int
+host_kind(const char *host)
+{
+	unsigned char addr[16];
+	size_t len, label = 0, i;
+
+	if (host == NULL)
+		return -1;
+	if (inet_pton(AF_INET, host, addr) == 1 ||
+	    inet_pton(AF_INET6, host, addr) == 1)
+		return 1;
+	len = strlen(host);
+	if (len == 0 || len > TLSGEN_HOST_MAX)
+		return -1;
+	for (i = 0; i < len; i++) {
+		char c = host[i];
+
+		if (c == '.') {
+			if (label == 0)
+				return -1;
+			label = 0;
+			continue;
+		}
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '-'))
+			return -1;
+		if ((c == '-' && label == 0) || ++label > 63)
+			return -1;
+	}
+	if (label == 0 || host[len - 1] == '-')
+		return -1;
+	return 0;
+}
+
+static EVP_PKEY *
+gen_p256(void)
+{
+	return EVP_EC_gen("P-256");
+}
+
+static int
+set_random_serial(X509 *cert)
+{
+	BIGNUM *bn = BN_new();
+	ASN1_INTEGER *serial = NULL;
+	int rc = -1;
+
+	/* 128 random bits, top bit set: always exactly 128 bits long. */
+	if (bn == NULL || !BN_rand(bn, 128, BN_RAND_TOP_ONE, BN_RAND_BOTTOM_ANY))
+		goto out;
+	if ((serial = BN_to_ASN1_INTEGER(bn, NULL)) == NULL)
+		goto out;
+	if (!X509_set_serialNumber(cert, serial))
+		goto out;
+	rc = 0;
+out:
+	ASN1_INTEGER_free(serial);
+	BN_free(bn);
+	return rc;
+}
+
+static int
+add_ext(X509 *cert, X509V3_CTX *ctx, int nid, const char *value)
+{
+	X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
+	int ok;
+
+	if (ext == NULL)
+		return -1;
+	ok = X509_add_ext(cert, ext, -1);
+	X509_EXTENSION_free(ext);
+	return ok ? 0 : -1;
+}
+
+static int
+set_name(X509_NAME *name, const char *cn)
+{
+	if (!X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8,
+	    (const unsigned char *)"p11vault", -1, -1, 0))
+		return -1;
+	if (!X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+	    (const unsigned char *)cn, -1, -1, 0))
+		return -1;
+	return 0;
+}
+
+/* Common skeleton: v3, random serial, validity, subject, public key. */
+static X509 *
+new_cert(EVP_PKEY *key, const char *cn, long days)
+{
+	X509 *cert = X509_new();
+
+	if (cert == NULL)
+		return NULL;
+	if (!X509_set_version(cert, 2) || set_random_serial(cert) != 0 ||
+	    X509_gmtime_adj(X509_getm_notBefore(cert),
+	    -TLSGEN_BACKDATE_SECS) == NULL ||
+	    X509_time_adj_ex(X509_getm_notAfter(cert), (int)days, 0,
+	    NULL) == NULL ||
+	    set_name(X509_get_subject_name(cert), cn) != 0 ||
+	    !X509_set_pubkey(cert, key)) {
+		X509_free(cert);
+		return NULL;
+	}
+	return cert;
+}
+
+static X509 *
+make_ca(EVP_PKEY *ca_key)
+{
+	X509 *cert = new_cert(ca_key, "p11vault CA", TLSGEN_CA_DAYS);
+	X509V3_CTX ctx;
+
+	if (cert == NULL)
+		return NULL;
+	if (!X509_set_issuer_name(cert, X509_get_subject_name(cert)))
+		goto fail;
+	X509V3_set_ctx(&ctx, cert, cert, NULL, NULL, 0);
+	if (add_ext(cert, &ctx, NID_basic_constraints, "critical,CA:TRUE") ||
+	    add_ext(cert, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign") ||
+	    add_ext(cert, &ctx, NID_subject_key_identifier, "hash") ||
+	    add_ext(cert, &ctx, NID_authority_key_identifier, "keyid:always"))
+		goto fail;
+	if (X509_sign(cert, ca_key, EVP_sha256()) <= 0)
+		goto fail;
+	return cert;
+fail:
+	X509_free(cert);
+	return NULL;
+}
+
+static X509 *
+make_server(EVP_PKEY *key, const char *host, int host_is_ip, X509 *ca,
+    EVP_PKEY *ca_key)
+{
+	const char *cn = strlen(host) <= 64 ? host : "p11vault server";
+	X509 *cert = new_cert(key, cn, TLSGEN_SERVER_DAYS);
+	X509V3_CTX ctx;
+	char san[TLSGEN_SAN_MAX];
+	int n;
+
+	if (cert == NULL)
+		return NULL;
+	if (!X509_set_issuer_name(cert, X509_get_subject_name(ca)))
+		goto fail;
+	/* host was validated by host_kind(): no ',' or ':' config syntax. */
+	if (strcmp(host, "localhost") == 0 || strcmp(host, "127.0.0.1") == 0)
+		n = snprintf(san, sizeof(san), "DNS:localhost,IP:127.0.0.1");
+	else
+		n = snprintf(san, sizeof(san), "DNS:localhost,IP:127.0.0.1,%s:%s",
+		    host_is_ip ? "IP" : "DNS", host);
+	if (n < 0 || (size_t)n >= sizeof(san))
+		goto fail;
+	X509V3_set_ctx(&ctx, ca, cert, NULL, NULL, 0);
+	if (add_ext(cert, &ctx, NID_basic_constraints, "critical,CA:FALSE") ||
+	    add_ext(cert, &ctx, NID_key_usage,
+	    "critical,digitalSignature,keyEncipherment") ||
+	    add_ext(cert, &ctx, NID_ext_key_usage, "serverAuth") ||
+	    add_ext(cert, &ctx, NID_subject_alt_name, san) ||
+	    add_ext(cert, &ctx, NID_subject_key_identifier, "hash"))
+		goto fail;
+	/* An external CA without a subjectKeyIdentifier: name + serial. */
+	if (add_ext(cert, &ctx, NID_authority_key_identifier, "keyid:always")) {
+		ERR_clear_error();
+		if (add_ext(cert, &ctx, NID_authority_key_identifier,
+		    "issuer:always"))
+			goto fail;
+	}
+	if (X509_sign(cert, ca_key, EVP_sha256()) <= 0)
+		goto fail;
+	return cert;
+fail:
+	X509_free(cert);
+	return NULL;
+}
+
+/* Reads a whole file (at most TLSGEN_CA_FILE_MAX bytes). */
+static int
+read_small_file(const char *path, unsigned char **out, size_t *out_len)
+{
+	FILE *fp = NULL;
+	unsigned char *buf = NULL;
+	size_t len;
+	int rc = -1;
+
+	*out = NULL;
+	*out_len = 0;
+	if ((fp = fopen(path, "rb")) == NULL)
+		goto out;
+	if ((buf = malloc(TLSGEN_CA_FILE_MAX + 1)) == NULL)
+		goto out;
+	len = fread(buf, 1, TLSGEN_CA_FILE_MAX + 1, fp);
+	if (ferror(fp) || len == 0 || len > TLSGEN_CA_FILE_MAX)
+		goto out;
+	*out = buf;
+	*out_len = len;
+	buf = NULL;
+	rc = 0;
+out:
+	free(buf);
+	if (fp != NULL)
+		fclose(fp);
+	return rc;
+}
+
+static int
+load_external_ca(const char *ca_cert, const char *ca_key, X509 **cert_out,
+    EVP_PKEY **key_out, unsigned char **pem_out, size_t *pem_len,
+    char *err, size_t err_len)
+{
+	FILE *fp = NULL;
+	BIO *bio = NULL;
+	X509 *cert = NULL;
+	EVP_PKEY *key = NULL;
+	unsigned char *pem = NULL;
+	size_t len = 0;
+	int rc = -1;
+
+	if (read_small_file(ca_cert, &pem, &len) != 0) {
+		set_err(err, err_len, "cannot read the CA certificate file");
+		goto out;
+	}
+	if ((bio = BIO_new_mem_buf(pem, (int)len)) == NULL ||
+	    (cert = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
+		set_err(err, err_len, "the CA certificate file holds no PEM "
+		    "certificate");
+		goto out;
+	}
+	if (X509_check_ca(cert) == 0) {
+		set_err(err, err_len, "the CA certificate is not a CA "
+		    "certificate");
+		goto out;
+	}
+	if ((fp = fopen(ca_key, "r")) == NULL) {
+		set_err(err, err_len, "cannot open the CA key file");
+		goto out;
+	}
+	/* No passphrase callback: an encrypted key fails instead of prompting. */
+	if ((key = PEM_read_PrivateKey(fp, NULL, NULL, (void *)"")) == NULL) {
+		set_err(err, err_len, "cannot read an unencrypted PEM private "
+		    "key from the CA key file");
+		goto out;
+	}
+	if (X509_check_private_key(cert, key) != 1) {
+		set_err(err, err_len, "the CA key does not match the CA "
+		    "certificate");
+		goto out;
+	}
+	*cert_out = cert;
+	*key_out = key;
+	*pem_out = pem;
+	*pem_len = len;
+	cert = NULL;
+	key = NULL;
+	pem = NULL;
+	rc = 0;
+out:
+	if (fp != NULL)
+		fclose(fp);
+	BIO_free(bio);
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	free(pem);
+	return rc;
+}
+
+/* Creates DIR/name with exactly `mode`; never follows or reuses a file. */
+static FILE *
+create_file(const char *dir, const char *name, mode_t mode, char *path,
+    size_t path_len)
+{
+	FILE *fp;
+	int fd, n;
+
+	n = snprintf(path, path_len, "%s/%s", dir, name);
+	if (n < 0 || (size_t)n >= path_len)
+		return NULL;
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	    mode);
+	if (fd < 0)
+		return NULL;
+	if ((fp = fdopen(fd, "w")) == NULL) {
+		close(fd);
+		unlink(path);
+		return NULL;
+	}
+	return fp;
+}
+
+static int
+finish_file(FILE *fp)
+{
+	int rc = 0;
+
+	if (fflush(fp) != 0 || fsync(fileno(fp)) != 0)
+		rc = -1;
+	if (fclose(fp) != 0)
+		rc = -1;
+	return rc;
+}
+
+static int
+write_cert(const char *dir, enum tls_file which, X509 *cert, int *created)
+{
+	char path[4096];
+	FILE *fp = create_file(dir, tls_file_names[which], 0644, path,
+	    sizeof(path));
+	int ok;
+
+	if (fp == NULL)
+		return -1;
+	created[which] = 1;
+	ok = PEM_write_X509(fp, cert);
+	if (finish_file(fp) != 0 || !ok)
+		return -1;
+	return 0;
+}
+
+static int
+write_key(const char *dir, enum tls_file which, EVP_PKEY *key, int *created)
+{
+	char path[4096];
+	FILE *fp = create_file(dir, tls_file_names[which], 0600, path,
+	    sizeof(path));
+	int ok;
+
+	if (fp == NULL)
+		return -1;
+	created[which] = 1;
+	ok = PEM_write_PrivateKey(fp, key, NULL, NULL, 0, NULL, NULL);
+	if (finish_file(fp) != 0 || !ok)
+		return -1;
+	return 0;
+}
+
+static int
+write_bytes(const char *dir, enum tls_file which, const unsigned char *buf,
+    size_t len, int *created)
+{
+	char path[4096];
+	FILE *fp = create_file(dir, tls_file_names[which], 0644, path,
+	    sizeof(path));
+	size_t w;
+
+	if (fp == NULL)
+		return -1;
+	created[which] = 1;
+	w = fwrite(buf, 1, len, fp);
+	if (finish_file(fp) != 0 || w != len)
+		return -1;
+	return 0;
+}
+
+static int
+ensure_dir(const char *dir)
+{
+	struct stat st;
+
+	if (mkdir(dir, 0700) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return -1;
+	if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+		return -1;
+	return 0;
+}
+
+int
+tlsgen_create(const char *tls_dir, const char *host, const char *ca_cert,
+    const char *ca_key, char *err, size_t err_len)
+{
+	EVP_PKEY *ca_pkey = NULL, *srv_key = NULL;
+	X509 *ca = NULL, *srv = NULL;
+	unsigned char *ca_pem = NULL;
+	size_t ca_pem_len = 0;
+	int created[TF_COUNT] = { 0 };
+	int external, is_ip, i, saved_errno, rc = -1;
+	char path[4096];
+
+	if (err != NULL && err_len > 0)
+		err[0] = '\0';
+	if (tls_dir == NULL || *tls_dir == '\0') {
+		set_err(err, err_len, "no TLS directory given");
+		goto out;
+	}
+	if ((is_ip = host_kind(host)) < 0) {
+		set_err(err, err_len, "the host is neither an IP address nor a "
+		    "valid DNS name");
+		goto out;
+	}
+	if ((ca_cert == NULL) != (ca_key == NULL)) {
+		set_err(err, err_len, "an external CA needs both its "
+		    "certificate and its key");
+		goto out;
+	}
+	external = ca_cert != NULL;
+
+	/* Everything in memory first: a failure leaves no half-made files. */
+	if (external) {
+		if (load_external_ca(ca_cert, ca_key, &ca, &ca_pkey, &ca_pem,
+		    &ca_pem_len, err, err_len) != 0)
+			goto out;
+	} else {
+		if ((ca_pkey = gen_p256()) == NULL) {
+			set_err(err, err_len, "cannot generate the CA key");
+			goto out;
+		}
+		if ((ca = make_ca(ca_pkey)) == NULL) {
+			set_err(err, err_len, "cannot create the CA "
+			    "certificate");
+			goto out;
+		}
+	}
+	if ((srv_key = gen_p256()) == NULL) {
+		set_err(err, err_len, "cannot generate the server key");
+		goto out;
+	}
+	if ((srv = make_server(srv_key, host, is_ip, ca, ca_pkey)) == NULL) {
+		set_err(err, err_len, "cannot create the server certificate");
+		goto out;
+	}
+
+	if (ensure_dir(tls_dir) != 0) {
+		set_err(err, err_len, "cannot create the TLS directory");
+		goto out;
+	}
+	if (external) {
+		if (write_bytes(tls_dir, TF_CA, ca_pem, ca_pem_len,
+		    created) != 0)
+			goto write_failed;
+	} else {
+		if (write_cert(tls_dir, TF_CA, ca, created) != 0 ||
+		    write_key(tls_dir, TF_CA_KEY, ca_pkey, created) != 0)
+			goto write_failed;
+	}
+	if (write_cert(tls_dir, TF_SERVER, srv, created) != 0 ||
+	    write_key(tls_dir, TF_SERVER_KEY, srv_key, created) != 0)
+		goto write_failed;
+	rc = 0;
+	goto out;
+
+write_failed:
+	saved_errno = errno;
+	set_err(err, err_len, saved_errno == EEXIST ?
+	    "a TLS file already exists; refusing to overwrite it" :
+	    "cannot write the TLS files");
+	/* Remove only what this call created; never a pre-existing file. */
+	for (i = 0; i < TF_COUNT; i++) {
+		int n;
+
+		if (!created[i])
+			continue;
+		n = snprintf(path, sizeof(path), "%s/%s", tls_dir,
+		    tls_file_names[i]);
+		if (n > 0 && (size_t)n < sizeof(path))
+			(void)unlink(path);
+	}
+out:
+	X509_free(srv);
+	X509_free(ca);
+	EVP_PKEY_free(srv_key);
+	EVP_PKEY_free(ca_pkey);
+	free(ca_pem);
+	return rc;
+}

@@ -1,0 +1,262 @@
+/*
+ * token_api.c — the vault as its own identity provider for on-prem
+ * workloads: the OpenID configuration, the OAuth2 client-credentials token
+ * endpoint and the JWKS, at the paths Microsoft Entra ID uses so that
+ * unmodified @azure/identity credentials work.
+ *
+ * Must never: log or echo a client secret or an issued token; keep the
+ * form body after the request (wiped).
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "api/api.h"
+
+#define FORM_FIELDS_MAX 32
+
+static void
+oauth_error(struct api_resp *r, unsigned status, const char *error,
+    const char *desc)
+{
+	api_resp_set(r, status, json_pack("{s:s, s:s}", "error", error,
+	    "error_description", desc));
+}
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = tolower(c);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* In-place x-www-form-urlencoded decoding. -1 on a bad escape. */
+static int
+form_decode(char *s)
+{
+	char *w = s;
+
+	for (; *s; s++) {
+		if (*s == '+') {
+			*w++ = ' ';
+		} else if (*s == '%') {
+			int hi = hexval((unsigned char)s[1]);
+			int lo = hi < 0 ? -1 : hexval((unsigned char)s[2]);
+			if (hi < 0 || lo < 0)
+				return -1;
+			*w++ = (char)(hi * 16 + lo);
+			s += 2;
+		} else {
+			*w++ = *s;
+		}
+	}
+	*w = '\0';
+	return 0;
+}
+
+struct form {
+	char *buf;
+	size_t len;
+	const char *key[FORM_FIELDS_MAX];
+	const char *val[FORM_FIELDS_MAX];
+	size_t n;
+};
+
+static int
+form_parse(struct form *f, const uint8_t *body, size_t len)
+{
+	char *p, *save = NULL;
+
+	memset(f, 0, sizeof(*f));
+	f->buf = malloc(len + 1);
+	if (f->buf == NULL)
+		return -1;
+	memcpy(f->buf, body, len);
+	f->buf[len] = '\0';
+	f->len = len;
+	if (memchr(body, '\0', len))
+		return -1;
+	for (p = strtok_r(f->buf, "&", &save); p; p = strtok_r(NULL, "&",
+	    &save)) {
+		char *eq = strchr(p, '=');
+		if (eq == NULL || f->n == FORM_FIELDS_MAX)
+			return -1;
+		*eq = '\0';
+		if (form_decode(p) != 0 || form_decode(eq + 1) != 0)
+			return -1;
+		f->key[f->n] = p;
+		f->val[f->n] = eq + 1;
+		f->n++;
+	}
+	return 0;
+}
+
+static const char *
+form_get(const struct form *f, const char *key)
+{
+	size_t i;
+	const char *found = NULL;
+
+	for (i = 0; i < f->n; i++) {
+		if (strcmp(f->key[i], key) != 0)
+			continue;
+		if (found)
+			return NULL;   /* a repeated field is refused */
+		found = f->val[i];
+	}
+	return found;
+}
+
+static void
+form_free(struct form *f)
+{
+	if (f->buf) {
+		OPENSSL_cleanse(f->buf, f->len + 1);
+		free(f->buf);
+	}
+	memset(f, 0, sizeof(*f));
+}
+
+static int
+jwt_sign_cb(void *ctx, const uint8_t *data, size_t len, uint8_t sig[64])
+{
+	return vault_jwt_sign(ctx, data, len, sig);
+}
+
+static void
+token_issue(struct api_req *q, struct api_resp *r)
+{
+	struct form f;
+	const char *grant, *client_id, *secret, *scope;
+	char oid[POLICY_ID_LEN + 1], audience[512];
+	char *jwt = NULL;
+	int64_t expires_in = 0;
+	size_t sl;
+	int is_admin = 0;
+
+	q->operation = "TokenIssue";
+	if (form_parse(&f, q->body, q->body_len) != 0) {
+		oauth_error(r, 400, "invalid_request",
+		    "The request body must be application/x-www-form-urlencoded.");
+		goto out;
+	}
+	grant = form_get(&f, "grant_type");
+	client_id = form_get(&f, "client_id");
+	secret = form_get(&f, "client_secret");
+	scope = form_get(&f, "scope");
+	if (grant == NULL || strcmp(grant, "client_credentials") != 0) {
+		oauth_error(r, 400, "unsupported_grant_type",
+		    "Only grant_type=client_credentials is supported.");
+		goto out;
+	}
+	if (client_id == NULL || secret == NULL) {
+		oauth_error(r, 400, "invalid_request",
+		    "client_id and client_secret are required.");
+		goto out;
+	}
+	sl = scope ? strlen(scope) : 0;
+	if (sl <= 9 || sl - 9 >= sizeof(audience) ||
+	    strcmp(scope + sl - 9, "/.default") != 0 ||
+	    strchr(scope, ' ') != NULL) {
+		oauth_error(r, 400, "invalid_scope",
+		    "The scope must be a single resource's '/.default' scope.");
+		goto out;
+	}
+	memcpy(audience, scope, sl - 9);
+	audience[sl - 9] = '\0';
+	if (policy_authenticate(q->ctx->policy, client_id, secret, oid,
+	    &is_admin) != 0) {
+		oauth_error(r, 401, "invalid_client",
+		    "AADSTS7000215: Invalid client secret provided, or the "
+		    "client is unknown.");
+		goto out;
+	}
+	snprintf(q->caller.oid, sizeof(q->caller.oid), "%s", oid);
+	snprintf(q->caller.appid, sizeof(q->caller.appid), "%.36s", client_id);
+	if (policy_token_issue(q->ctx->policy, oid, client_id, audience,
+	    (int64_t)time(NULL), jwt_sign_cb, q->ctx->vault, &jwt,
+	    &expires_in) != 0) {
+		api_resp_vault_error(r, VLT_ERR_UNAVAILABLE, NULL, NULL);
+		goto out;
+	}
+	api_resp_set(r, 200, json_pack("{s:s, s:I, s:I, s:s}",
+	    "token_type", "Bearer", "expires_in", (json_int_t)expires_in,
+	    "ext_expires_in", (json_int_t)expires_in, "access_token", jwt));
+out:
+	if (jwt) {
+		OPENSSL_cleanse(jwt, strlen(jwt));
+		free(jwt);
+	}
+	form_free(&f);
+}
+
+static void
+openid_config(struct api_req *q, struct api_resp *r)
+{
+	const char *u = q->ctx->vault_url, *t = q->ctx->tenant_id;
+	char tok[512], auth[512], jwks[512];
+
+	q->operation = "OpenIdConfiguration";
+	snprintf(tok, sizeof(tok), "%s/%s/oauth2/v2.0/token", u, t);
+	snprintf(auth, sizeof(auth), "%s/%s/oauth2/v2.0/authorize", u, t);
+	snprintf(jwks, sizeof(jwks), "%s/%s/discovery/v2.0/keys", u, t);
+	api_resp_set(r, 200, json_pack(
+	    "{s:s, s:s, s:s, s:s, s:s, s:[s], s:[s], s:[s], s:[s], s:[s]}",
+	    "issuer", q->ctx->issuer, "token_endpoint", tok,
+	    "authorization_endpoint", auth, "jwks_uri", jwks,
+	    "tenant_region_scope", "NA",
+	    "grant_types_supported", "client_credentials",
+	    "token_endpoint_auth_methods_supported", "client_secret_post",
+	    "id_token_signing_alg_values_supported", "ES256",
+	    "response_types_supported", "token",
+	    "scopes_supported", "openid"));
+}
+
+static void
+jwks(struct api_req *q, struct api_resp *r)
+{
+	char *kid = NULL, *x = NULL, *y = NULL;
+
+	q->operation = "Jwks";
+	if (policy_jwk(q->ctx->policy, &kid, &x, &y) != 0) {
+		api_resp_vault_error(r, VLT_ERR_INTERNAL, NULL, NULL);
+		return;
+	}
+	api_resp_set(r, 200, json_pack("{s:[{s:s, s:s, s:s, s:s, s:s, s:s, "
+	    "s:s}]}", "keys", "kty", "EC", "use", "sig", "alg", "ES256",
+	    "crv", "P-256", "kid", kid, "x", x, "y", y));
+	free(kid);
+	free(x);
+	free(y);
+}
+
+void
+api_token(struct api_req *q, struct api_resp *r, char **segs, size_t n)
+{
+	if (n < 3 || strcmp(segs[0], q->ctx->tenant_id) != 0) {
+		api_resp_error(r, 404, "NotFound", "No such resource.");
+		return;
+	}
+	if (n == 4 && strcmp(segs[1], "v2.0") == 0 &&
+	    strcmp(segs[2], ".well-known") == 0 &&
+	    strcmp(segs[3], "openid-configuration") == 0 &&
+	    strcmp(q->method, "GET") == 0)
+		return openid_config(q, r);
+	if (n == 4 && strcmp(segs[1], "oauth2") == 0 &&
+	    strcmp(segs[2], "v2.0") == 0 && strcmp(segs[3], "token") == 0 &&
+	    strcmp(q->method, "POST") == 0)
+		return token_issue(q, r);
+	if (n == 4 && strcmp(segs[1], "discovery") == 0 &&
+	    strcmp(segs[2], "v2.0") == 0 && strcmp(segs[3], "keys") == 0 &&
+	    strcmp(q->method, "GET") == 0)
+		return jwks(q, r);
+	api_resp_error(r, 404, "NotFound", "No such resource.");
+}

@@ -1,0 +1,139 @@
+/*
+ * hsm — everything PKCS#11, and nothing else.
+ *
+ * Owns: loading the module, the token's sessions (a pool), login, the
+ * domain key, generation of customer keys inside the token, wrapping them
+ * under the domain key into opaque blobs, unwrapping blobs into session
+ * objects (bounded LRU handle cache keyed by a caller-chosen id), the
+ * private-key operations, and the token-resident JWT signing key.
+ *
+ * Must never: return or log private key material, PINs or plaintexts;
+ * know anything of HTTP, JSON or SQL. CKR_* codes are translated here into
+ * HSM_ERR_* and never leave this module.
+ *
+ * Thread safety: every function taking an hsm_t may be called from many
+ * threads at once.
+ */
+#ifndef P11VAULT_HSM_H
+#define P11VAULT_HSM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HSM_WUR __attribute__((warn_unused_result))
+
+enum hsm_err {
+	HSM_OK = 0,
+	HSM_ERR_ARGS = -1,        /* caller's input is invalid (length, alg) */
+	HSM_ERR_DECRYPT = -2,     /* any padding/decoding failure: one error */
+	HSM_ERR_UNAVAILABLE = -3, /* token/device/session trouble: retry later */
+	HSM_ERR_NO_MEMORY = -4,
+	HSM_ERR_INTERNAL = -5,    /* a bug or an inconsistent blob */
+	HSM_ERR_EXISTS = -6,      /* hsm_token_init: the token is initialised */
+};
+
+enum hsm_kty { HSM_KTY_RSA = 1, HSM_KTY_EC = 2 };
+
+/* EC curves by OpenSSL NID are accepted: NID_X9_62_prime256v1,
+ * NID_secp384r1, NID_secp521r1. */
+
+enum hsm_alg {
+	/* decrypt / public encrypt */
+	HSM_ALG_RSA_OAEP = 1,     /* OAEP, SHA-1, MGF1-SHA-1 */
+	HSM_ALG_RSA_OAEP_256,     /* OAEP, SHA-256, MGF1-SHA-256 */
+	HSM_ALG_RSA1_5,           /* PKCS#1 v1.5 type 2 */
+	/* sign / verify: the input is the digest */
+	HSM_ALG_RS256, HSM_ALG_RS384, HSM_ALG_RS512,
+	HSM_ALG_PS256, HSM_ALG_PS384, HSM_ALG_PS512,  /* salt = digest length */
+	HSM_ALG_ES256, HSM_ALG_ES384, HSM_ALG_ES512,  /* raw r||s output */
+};
+
+struct hsm_config {
+	const char *module_path;  /* e.g. /usr/lib/softhsm/libsofthsm2.so */
+	const char *token_label;  /* slot is found by this label */
+	const char *user_pin;     /* not kept after hsm_open returns */
+	size_t pool_size;         /* sessions; 0 = 8 */
+	size_t cache_size;        /* cached key handles; 0 = 4096 */
+};
+
+typedef struct hsm hsm_t;
+
+/*
+ * Initialises a fresh token in the first slot without an initialised token:
+ * C_InitToken(so_pin, label), C_InitPIN(user_pin), then as SO the domain
+ * key (AES-256, CKA_TOKEN, CKA_TRUSTED, CKA_PRIVATE=FALSE, sensitive,
+ * not extractable, wrap/unwrap only, label "p11vault-domain") and as user
+ * the JWT signing key pair (EC P-256, token objects, label "p11vault-jwt",
+ * private key sensitive and not extractable, sign only).
+ * HSM_ERR_EXISTS if a token with that label already exists.
+ */
+int hsm_token_init(const char *module_path, const char *token_label,
+    const char *so_pin, const char *user_pin) HSM_WUR;
+
+/* Loads the module, finds the token by label, opens the session pool and
+ * logs in. */
+int hsm_open(const struct hsm_config *cfg, hsm_t **out) HSM_WUR;
+void hsm_close(hsm_t *h);
+
+/* 0 when the token answers and the pool is logged in, else
+ * HSM_ERR_UNAVAILABLE. Cheap. */
+int hsm_health(hsm_t *h) HSM_WUR;
+
+/*
+ * Generates a key pair inside the token (private key: session object,
+ * CKA_SENSITIVE, CKA_EXTRACTABLE, CKA_WRAP_WITH_TRUSTED), wraps the private
+ * key with the domain key (CKM_AES_KEY_WRAP_PAD) and destroys the objects.
+ * Out: *blob (opaque, self-describing: key type is inside) and *spki (the
+ * public key as DER SubjectPublicKeyInfo). Both malloc'd; caller frees.
+ * rsa_bits: 2048, 3072 or 4096 (RSA); ec_nid: a curve NID (EC).
+ */
+int hsm_key_generate(hsm_t *h, enum hsm_kty kty, unsigned rsa_bits,
+    int ec_nid, uint8_t **blob, size_t *blob_len, uint8_t **spki,
+    size_t *spki_len) HSM_WUR;
+
+/*
+ * Private-key operations on a blob. cache_id names the blob (the key
+ * version id); the unwrapped session object's handle is cached under it.
+ * Decrypt: RSA_OAEP in the token with CKM_RSA_PKCS_OAEP; OAEP_256 and
+ * RSA1_5 as raw RSA (CKM_RSA_X_509) in the token plus constant-time
+ * decoding outside. in_len must equal the modulus length (HSM_ERR_ARGS).
+ * Every padding failure is HSM_ERR_DECRYPT, indistinguishable.
+ * *out_len holds the buffer size on input, the result length on output.
+ */
+int hsm_key_decrypt(hsm_t *h, const char *cache_id, const uint8_t *blob,
+    size_t blob_len, enum hsm_alg alg, const uint8_t *in, size_t in_len,
+    uint8_t *out, size_t *out_len) HSM_WUR;
+
+/* Signs a digest. dlen must match the algorithm's hash (HSM_ERR_ARGS).
+ * *sig_len: buffer size in, signature length out. */
+int hsm_key_sign(hsm_t *h, const char *cache_id, const uint8_t *blob,
+    size_t blob_len, enum hsm_alg alg, const uint8_t *digest, size_t dlen,
+    uint8_t *sig, size_t *sig_len) HSM_WUR;
+
+/* Drops the cached handle for cache_id (purge: crypto-shred). */
+void hsm_key_forget(hsm_t *h, const char *cache_id);
+
+/* Public-key operations, in OpenSSL, on a DER SubjectPublicKeyInfo. No
+ * token needed. Input too long for the algorithm: HSM_ERR_ARGS. */
+int hsm_pub_encrypt(const uint8_t *spki, size_t spki_len, enum hsm_alg alg,
+    const uint8_t *in, size_t in_len, uint8_t *out, size_t *out_len) HSM_WUR;
+int hsm_pub_verify(const uint8_t *spki, size_t spki_len, enum hsm_alg alg,
+    const uint8_t *digest, size_t dlen, const uint8_t *sig, size_t sig_len,
+    int *valid) HSM_WUR;
+
+/* Modulus size in bytes (RSA) or the field size in bytes (EC) of a public
+ * key; 0 on a malformed key. */
+size_t hsm_pub_size(const uint8_t *spki, size_t spki_len);
+
+/* ES256 with the token's JWT key over data (SHA-256 computed here);
+ * sig receives 64 bytes r||s. */
+int hsm_jwt_sign(hsm_t *h, const uint8_t *data, size_t len,
+    uint8_t sig[64]) HSM_WUR;
+/* The JWT key's public half as DER SubjectPublicKeyInfo, malloc'd. */
+int hsm_jwt_public(hsm_t *h, uint8_t **spki, size_t *spki_len) HSM_WUR;
+
+/* Cache statistics, for metrics. */
+void hsm_stats(hsm_t *h, uint64_t *cache_hits, uint64_t *cache_misses,
+    size_t *sessions_busy, size_t *sessions_total);
+
+#endif

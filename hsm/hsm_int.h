@@ -1,0 +1,118 @@
+/*
+ * hsm internals shared by module.c, keys.c and crypto.c. Not a public
+ * header: nothing outside hsm/ includes it.
+ */
+#ifndef P11VAULT_HSM_INT_H
+#define P11VAULT_HSM_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stddef.h>
+#include <p11-kit/pkcs11.h>
+
+#include "hsm/hsm.h"
+
+#define HSM_DOMAIN_LABEL "p11vault-domain"
+#define HSM_JWT_LABEL "p11vault-jwt"
+
+/* Blob: "P11V" | version | kty | param (u16 BE: RSA bits or curve code) |
+ * AES-KWP ciphertext of the PKCS#8 private key under the domain key. */
+#define HSM_BLOB_MAGIC "P11V"
+#define HSM_BLOB_VERSION 1
+#define HSM_BLOB_HDR 8
+#define HSM_BLOB_MAX (16 * 1024)
+#define HSM_WRAP_BUF (8 * 1024)
+
+enum hsm_curve { HSM_CURVE_P256 = 1, HSM_CURVE_P384 = 2, HSM_CURVE_P521 = 3 };
+
+struct hsm_blob_info {
+	enum hsm_kty kty;
+	unsigned param;       /* RSA bits, or enum hsm_curve */
+	size_t size;          /* modulus bytes, or field bytes */
+	const uint8_t *wrapped;
+	size_t wrapped_len;
+};
+
+struct hsm_cache_ent {
+	char *id;
+	uint8_t blob_hash[32];
+	CK_OBJECT_HANDLE obj;
+	struct hsm_blob_info info; /* wrapped/wrapped_len are not kept */
+	size_t refs;
+	int evicted;                 /* out of the map; destroy at refs==0 */
+	struct hsm_cache_ent *hnext; /* hash chain */
+	struct hsm_cache_ent *prev, *next; /* LRU, head = most recent */
+};
+
+struct hsm {
+	void *dl;
+	CK_FUNCTION_LIST *f;
+	int owns_init;         /* we called C_Initialize successfully */
+	CK_SLOT_ID slot;
+	char *label;           /* the slot is found again by it on recovery */
+
+	/* a private copy of the user PIN, only for re-login on recovery */
+	char *pin;
+	size_t pin_len;
+
+	pthread_mutex_t mu;    /* pool */
+	pthread_cond_t cv;
+	CK_SESSION_HANDLE *sess;
+	size_t *free_idx;      /* stack of idle session indexes */
+	size_t nfree;
+	size_t pool_size;
+	size_t busy;
+	int broken;            /* a call saw the token/session lost */
+	int recovering;
+	CK_OBJECT_HANDLE domain_key;
+	CK_OBJECT_HANDLE jwt_priv;
+	uint8_t *jwt_spki;
+	size_t jwt_spki_len;
+
+	pthread_mutex_t cmu;   /* cache; taken after mu, never before */
+	int cache_ok;          /* cmu and buckets exist */
+	struct hsm_cache_ent **buckets;
+	size_t nbuckets;
+	size_t ncached;
+	size_t cache_size;
+	struct hsm_cache_ent *lru_head, *lru_tail;
+	uint64_t hits, misses;
+};
+
+/* A pool session lent to one caller. */
+struct hsm_sess {
+	size_t idx;
+	CK_SESSION_HANDLE h;
+	CK_OBJECT_HANDLE domain_key;
+	CK_OBJECT_HANDLE jwt_priv;
+	int lost;              /* set by hsm_ck() when the session is lost */
+};
+
+/* module.c */
+int hsm_load(const char *path, void **dl, CK_FUNCTION_LIST **f,
+    int *owns_init);
+void hsm_unload(void *dl, CK_FUNCTION_LIST *f, int owns_init);
+void hsm_pad_label(const char *label, unsigned char out[32]);
+int hsm_find_slot(CK_FUNCTION_LIST *f, const char *label, CK_SLOT_ID *slot);
+int hsm_find_object(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
+    CK_OBJECT_CLASS cls, const char *label, CK_OBJECT_HANDLE *obj);
+int hsm_sess_take(hsm_t *h, struct hsm_sess *s) HSM_WUR;
+void hsm_sess_give(hsm_t *h, struct hsm_sess *s);
+int hsm_rv_lost(CK_RV rv);
+/* Maps rv to an HSM_ERR_*, marking the session lost when it should be. */
+int hsm_ck(struct hsm_sess *s, CK_RV rv);
+
+/* keys.c */
+int hsm_blob_parse(const uint8_t *blob, size_t len, struct hsm_blob_info *bi);
+int hsm_key_get(hsm_t *h, struct hsm_sess *s, const char *cache_id,
+    const uint8_t *blob, size_t blob_len, struct hsm_cache_ent **ent)
+    HSM_WUR;
+void hsm_key_put(hsm_t *h, struct hsm_sess *s, struct hsm_cache_ent *ent);
+int hsm_cache_init(hsm_t *h, size_t cache_size);
+void hsm_cache_clear(hsm_t *h);  /* on recovery: handles are gone */
+void hsm_cache_free(hsm_t *h);
+int hsm_curve_der(int nid, uint8_t *der, size_t *der_len);
+int hsm_ec_spki(const CK_BYTE *params, size_t params_len,
+    const CK_BYTE *point, size_t point_len, uint8_t **spki, size_t *len);
+
+#endif

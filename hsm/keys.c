@@ -1,0 +1,867 @@
+/*
+ * keys.c — token initialisation, customer key generation, blobs, and the
+ * handle cache.
+ *
+ * Owns: hsm_token_init (domain key as SO, JWT key as user), generation of
+ * key pairs inside the token and their wrapping under the domain key
+ * (CKM_AES_KEY_WRAP_PAD) into versioned blobs, unwrapping blobs into
+ * non-extractable session objects, and the bounded LRU cache of those
+ * handles (refcounted: an evicted handle is destroyed by its last user).
+ * Must never: read a private or secret key's value out of the token; keep
+ * a generated private key as anything but a short-lived session object.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/asn1.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/obj_mac.h>
+#include <openssl/objects.h>
+#include <openssl/param_build.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+
+#include "hsm/hsm_int.h"
+
+#define HSM_CACHE_DEFAULT 4096
+#define HSM_CACHE_MAX (1024 * 1024)
+#define HSM_ID_MAX 256
+#define HSM_EC_PARAMS_MAX 16
+
+static CK_BBOOL ck_true = CK_TRUE;
+static CK_BBOOL ck_false = CK_FALSE;
+
+/* ---- curves and public keys ---- */
+
+static int
+curve_from_nid(int nid, unsigned *code, size_t *size)
+{
+	switch (nid) {
+	case NID_X9_62_prime256v1: *code = HSM_CURVE_P256; *size = 32; return 0;
+	case NID_secp384r1: *code = HSM_CURVE_P384; *size = 48; return 0;
+	case NID_secp521r1: *code = HSM_CURVE_P521; *size = 66; return 0;
+	default: return HSM_ERR_ARGS;
+	}
+}
+
+static int
+curve_to_nid(unsigned code)
+{
+	switch (code) {
+	case HSM_CURVE_P256: return NID_X9_62_prime256v1;
+	case HSM_CURVE_P384: return NID_secp384r1;
+	case HSM_CURVE_P521: return NID_secp521r1;
+	default: return NID_undef;
+	}
+}
+
+/* DER of the curve's OID, as CKA_EC_PARAMS wants it. */
+int
+hsm_curve_der(int nid, uint8_t *der, size_t *der_len)
+{
+	const ASN1_OBJECT *obj = OBJ_nid2obj(nid);
+	unsigned char *p = der;
+	int n;
+
+	if (obj == NULL || (n = i2d_ASN1_OBJECT(obj, NULL)) <= 0 ||
+	    (size_t)n > *der_len)
+		return HSM_ERR_INTERNAL;
+	if (i2d_ASN1_OBJECT(obj, &p) != n)
+		return HSM_ERR_INTERNAL;
+	*der_len = (size_t)n;
+	return 0;
+}
+
+static int
+pkey_to_spki(EVP_PKEY *pk, uint8_t **spki, size_t *len)
+{
+	unsigned char *der = NULL;
+	int n = i2d_PUBKEY(pk, &der);
+
+	if (n <= 0)
+		return HSM_ERR_INTERNAL;
+	/* hand back plain malloc'd memory: the caller frees with free() */
+	if ((*spki = malloc((size_t)n)) == NULL) {
+		OPENSSL_free(der);
+		return HSM_ERR_NO_MEMORY;
+	}
+	memcpy(*spki, der, (size_t)n);
+	*len = (size_t)n;
+	OPENSSL_free(der);
+	return 0;
+}
+
+static int
+pkey_from_params(const char *type, OSSL_PARAM_BLD *bld, EVP_PKEY **pk)
+{
+	OSSL_PARAM *params = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	int rc = HSM_ERR_INTERNAL;
+
+	*pk = NULL;
+	if ((params = OSSL_PARAM_BLD_to_param(bld)) == NULL)
+		goto out;
+	if ((ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL)) == NULL)
+		goto out;
+	if (EVP_PKEY_fromdata_init(ctx) != 1 ||
+	    EVP_PKEY_fromdata(ctx, pk, EVP_PKEY_PUBLIC_KEY, params) != 1)
+		goto out;
+	rc = 0;
+out:
+	OSSL_PARAM_free(params);
+	EVP_PKEY_CTX_free(ctx);
+	return rc;
+}
+
+int
+hsm_ec_spki(const CK_BYTE *params, size_t params_len, const CK_BYTE *point,
+    size_t point_len, uint8_t **spki, size_t *len)
+{
+	const unsigned char *p = params;
+	ASN1_OBJECT *oid = NULL;
+	ASN1_OCTET_STRING *os = NULL;
+	OSSL_PARAM_BLD *bld = NULL;
+	EVP_PKEY *pk = NULL;
+	const unsigned char *pt = point;
+	size_t pt_len = point_len, field;
+	unsigned code;
+	int nid, rc = HSM_ERR_INTERNAL;
+
+	*spki = NULL;
+	if (d2i_ASN1_OBJECT(&oid, &p, (long)params_len) == NULL ||
+	    p != params + params_len)
+		goto out;
+	nid = OBJ_obj2nid(oid);
+	if (curve_from_nid(nid, &code, &field) != 0)
+		goto out;
+	/* PKCS#11 says CKA_EC_POINT is a DER OCTET STRING; some modules give
+	 * the raw point. Accept both, insisting on an uncompressed point. */
+	p = point;
+	if (d2i_ASN1_OCTET_STRING(&os, &p, (long)point_len) != NULL &&
+	    p == point + point_len &&
+	    (size_t)ASN1_STRING_length(os) == 2 * field + 1) {
+		pt = ASN1_STRING_get0_data(os);
+		pt_len = (size_t)ASN1_STRING_length(os);
+	}
+	if (pt_len != 2 * field + 1 || pt[0] != 0x04)
+		goto out;
+	if ((bld = OSSL_PARAM_BLD_new()) == NULL ||
+	    !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
+	    OBJ_nid2sn(nid), 0) ||
+	    !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
+	    pt, pt_len))
+		goto out;
+	if ((rc = pkey_from_params("EC", bld, &pk)) != 0)
+		goto out;
+	rc = pkey_to_spki(pk, spki, len);
+out:
+	ERR_clear_error();
+	ASN1_OBJECT_free(oid);
+	ASN1_OCTET_STRING_free(os);
+	OSSL_PARAM_BLD_free(bld);
+	EVP_PKEY_free(pk);
+	return rc;
+}
+
+static int
+rsa_spki(const CK_BYTE *n, size_t n_len, const CK_BYTE *e, size_t e_len,
+    uint8_t **spki, size_t *len)
+{
+	OSSL_PARAM_BLD *bld = NULL;
+	BIGNUM *bn = NULL, *be = NULL;
+	EVP_PKEY *pk = NULL;
+	int rc = HSM_ERR_INTERNAL;
+
+	if ((bn = BN_bin2bn(n, (int)n_len, NULL)) == NULL ||
+	    (be = BN_bin2bn(e, (int)e_len, NULL)) == NULL)
+		goto out;
+	if ((bld = OSSL_PARAM_BLD_new()) == NULL ||
+	    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn) ||
+	    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, be))
+		goto out;
+	if ((rc = pkey_from_params("RSA", bld, &pk)) != 0)
+		goto out;
+	rc = pkey_to_spki(pk, spki, len);
+out:
+	ERR_clear_error();
+	OSSL_PARAM_BLD_free(bld);
+	BN_free(bn);
+	BN_free(be);
+	EVP_PKEY_free(pk);
+	return rc;
+}
+
+/* ---- blobs ---- */
+
+int
+hsm_blob_parse(const uint8_t *blob, size_t len, struct hsm_blob_info *bi)
+{
+	unsigned param;
+
+	memset(bi, 0, sizeof(*bi));
+	if (blob == NULL || len < HSM_BLOB_HDR + 16 || len > HSM_BLOB_MAX)
+		return HSM_ERR_INTERNAL;
+	if (memcmp(blob, HSM_BLOB_MAGIC, 4) != 0 ||
+	    blob[4] != HSM_BLOB_VERSION)
+		return HSM_ERR_INTERNAL;
+	param = (unsigned)blob[6] << 8 | blob[7];
+	switch (blob[5]) {
+	case HSM_KTY_RSA:
+		if (param != 2048 && param != 3072 && param != 4096)
+			return HSM_ERR_INTERNAL;
+		bi->kty = HSM_KTY_RSA;
+		bi->size = param / 8;
+		break;
+	case HSM_KTY_EC:
+		if (curve_to_nid(param) == NID_undef)
+			return HSM_ERR_INTERNAL;
+		bi->kty = HSM_KTY_EC;
+		bi->size = param == HSM_CURVE_P256 ? 32 :
+		    param == HSM_CURVE_P384 ? 48 : 66;
+		break;
+	default:
+		return HSM_ERR_INTERNAL;
+	}
+	bi->param = param;
+	bi->wrapped = blob + HSM_BLOB_HDR;
+	bi->wrapped_len = len - HSM_BLOB_HDR;
+	if (bi->wrapped_len % 8 != 0)
+		return HSM_ERR_INTERNAL;
+	return 0;
+}
+
+static int
+blob_build(enum hsm_kty kty, unsigned param, const uint8_t *wrapped,
+    size_t wrapped_len, uint8_t **blob, size_t *blob_len)
+{
+	uint8_t *b;
+
+	if (wrapped_len > HSM_BLOB_MAX - HSM_BLOB_HDR)
+		return HSM_ERR_INTERNAL;
+	if ((b = malloc(HSM_BLOB_HDR + wrapped_len)) == NULL)
+		return HSM_ERR_NO_MEMORY;
+	memcpy(b, HSM_BLOB_MAGIC, 4);
+	b[4] = HSM_BLOB_VERSION;
+	b[5] = (uint8_t)kty;
+	b[6] = (uint8_t)(param >> 8);
+	b[7] = (uint8_t)param;
+	memcpy(b + HSM_BLOB_HDR, wrapped, wrapped_len);
+	*blob = b;
+	*blob_len = HSM_BLOB_HDR + wrapped_len;
+	return 0;
+}
+
+/* ---- token initialisation ---- */
+
+static int
+init_rv(CK_RV rv)
+{
+	if (rv == CKR_OK)
+		return 0;
+	if (rv == CKR_HOST_MEMORY)
+		return HSM_ERR_NO_MEMORY;
+	if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LEN_RANGE ||
+	    rv == CKR_PIN_INVALID || rv == CKR_ARGUMENTS_BAD)
+		return HSM_ERR_ARGS;
+	return HSM_ERR_UNAVAILABLE;
+}
+
+static int
+make_domain_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s)
+{
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_KEY_TYPE kt = CKK_AES;
+	CK_ULONG vlen = 32;
+	/* whatever is unwrapped with the domain key stays sensitive and
+	 * inside the token, whoever asks */
+	CK_ATTRIBUTE unwrap_tmpl[] = {
+		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
+		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
+	};
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
+		{ CKA_VALUE_LEN, &vlen, sizeof(vlen) },
+		{ CKA_LABEL, HSM_DOMAIN_LABEL, sizeof(HSM_DOMAIN_LABEL) - 1 },
+		{ CKA_TOKEN, &ck_true, sizeof(ck_true) },
+		{ CKA_PRIVATE, &ck_false, sizeof(ck_false) },
+		{ CKA_TRUSTED, &ck_true, sizeof(ck_true) },
+		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
+		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
+		{ CKA_MODIFIABLE, &ck_false, sizeof(ck_false) },
+		{ CKA_WRAP, &ck_true, sizeof(ck_true) },
+		{ CKA_UNWRAP, &ck_true, sizeof(ck_true) },
+		{ CKA_ENCRYPT, &ck_false, sizeof(ck_false) },
+		{ CKA_DECRYPT, &ck_false, sizeof(ck_false) },
+		{ CKA_SIGN, &ck_false, sizeof(ck_false) },
+		{ CKA_VERIFY, &ck_false, sizeof(ck_false) },
+		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },
+		{ CKA_UNWRAP_TEMPLATE, unwrap_tmpl, sizeof(unwrap_tmpl) },
+	};
+	CK_MECHANISM m = { CKM_AES_KEY_GEN, NULL, 0 };
+	CK_OBJECT_HANDLE k;
+
+	return init_rv(f->C_GenerateKey(s, &m, t, sizeof(t) / sizeof(t[0]),
+	    &k));
+}
+
+static int
+make_jwt_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s)
+{
+	uint8_t params[HSM_EC_PARAMS_MAX];
+	size_t plen = sizeof(params);
+	CK_ATTRIBUTE pub[] = {
+		{ CKA_TOKEN, &ck_true, sizeof(ck_true) },
+		{ CKA_PRIVATE, &ck_false, sizeof(ck_false) },
+		{ CKA_LABEL, HSM_JWT_LABEL, sizeof(HSM_JWT_LABEL) - 1 },
+		{ CKA_EC_PARAMS, params, 0 },
+		{ CKA_VERIFY, &ck_true, sizeof(ck_true) },
+	};
+	CK_ATTRIBUTE priv[] = {
+		{ CKA_TOKEN, &ck_true, sizeof(ck_true) },
+		{ CKA_PRIVATE, &ck_true, sizeof(ck_true) },
+		{ CKA_LABEL, HSM_JWT_LABEL, sizeof(HSM_JWT_LABEL) - 1 },
+		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
+		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
+		{ CKA_SIGN, &ck_true, sizeof(ck_true) },
+		{ CKA_DECRYPT, &ck_false, sizeof(ck_false) },
+		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },
+		{ CKA_UNWRAP, &ck_false, sizeof(ck_false) },
+	};
+	CK_MECHANISM m = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+	CK_OBJECT_HANDLE hpub, hpriv;
+	int rc;
+
+	if ((rc = hsm_curve_der(NID_X9_62_prime256v1, params, &plen)) != 0)
+		return rc;
+	pub[3].ulValueLen = plen;
+	return init_rv(f->C_GenerateKeyPair(s, &m, pub,
+	    sizeof(pub) / sizeof(pub[0]), priv, sizeof(priv) / sizeof(priv[0]),
+	    &hpub, &hpriv));
+}
+
+int
+hsm_token_init(const char *module_path, const char *token_label,
+    const char *so_pin, const char *user_pin)
+{
+	CK_FUNCTION_LIST *f = NULL;
+	CK_SLOT_ID *slots = NULL, slot = 0;
+	CK_ULONG n = 0, i;
+	CK_TOKEN_INFO ti;
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	unsigned char label[32];
+	void *dl = NULL;
+	int owns = 0, found = 0, logged = 0, rc;
+
+	if (module_path == NULL || token_label == NULL || so_pin == NULL ||
+	    user_pin == NULL || *token_label == '\0' ||
+	    strlen(token_label) > 32 || *so_pin == '\0' || *user_pin == '\0')
+		return HSM_ERR_ARGS;
+	if ((rc = hsm_load(module_path, &dl, &f, &owns)) != 0)
+		return rc;
+	if (hsm_find_slot(f, token_label, &slot) == 0) {
+		rc = HSM_ERR_EXISTS;
+		goto out;
+	}
+	rc = HSM_ERR_UNAVAILABLE;
+	if (f->C_GetSlotList(CK_TRUE, NULL, &n) != CKR_OK || n == 0)
+		goto out;
+	if ((slots = calloc(n, sizeof(*slots))) == NULL) {
+		rc = HSM_ERR_NO_MEMORY;
+		goto out;
+	}
+	if (f->C_GetSlotList(CK_TRUE, slots, &n) != CKR_OK)
+		goto out;
+	for (i = 0; i < n && !found; i++) {
+		if (f->C_GetTokenInfo(slots[i], &ti) == CKR_OK &&
+		    !(ti.flags & CKF_TOKEN_INITIALIZED)) {
+			slot = slots[i];
+			found = 1;
+		}
+	}
+	if (!found)
+		goto out;
+	hsm_pad_label(token_label, label);
+	if ((rc = init_rv(f->C_InitToken(slot, (CK_UTF8CHAR *)so_pin,
+	    strlen(so_pin), label))) != 0)
+		goto out;
+	/* some modules (SoftHSMv2) move an initialised token to a new slot */
+	if ((rc = hsm_find_slot(f, token_label, &slot)) != 0)
+		goto out;
+	if ((rc = init_rv(f->C_OpenSession(slot,
+	    CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s))) != 0)
+		goto out;
+	if ((rc = init_rv(f->C_Login(s, CKU_SO, (CK_UTF8CHAR *)so_pin,
+	    strlen(so_pin)))) != 0)
+		goto out;
+	logged = 1;
+	if ((rc = init_rv(f->C_InitPIN(s, (CK_UTF8CHAR *)user_pin,
+	    strlen(user_pin)))) != 0)
+		goto out;
+	/* CKA_TRUSTED can only be set by the SO, on a public object */
+	if ((rc = make_domain_key(f, s)) != 0)
+		goto out;
+	(void)f->C_Logout(s);
+	logged = 0;
+	if ((rc = init_rv(f->C_Login(s, CKU_USER, (CK_UTF8CHAR *)user_pin,
+	    strlen(user_pin)))) != 0)
+		goto out;
+	logged = 1;
+	if ((rc = make_jwt_key(f, s)) != 0)
+		goto out;
+	rc = 0;
+out:
+	if (logged)
+		(void)f->C_Logout(s);
+	if (s != CK_INVALID_HANDLE)
+		(void)f->C_CloseSession(s);
+	free(slots);
+	hsm_unload(dl, f, owns);
+	return rc;
+}
+
+/* ---- generation ---- */
+
+static int
+gen_pair(hsm_t *h, struct hsm_sess *s, enum hsm_kty kty, unsigned bits,
+    const uint8_t *params, size_t plen, CK_OBJECT_HANDLE *pub,
+    CK_OBJECT_HANDLE *priv)
+{
+	CK_ULONG mbits = bits;
+	CK_BYTE e[] = { 0x01, 0x00, 0x01 };
+	CK_BBOOL is_rsa = kty == HSM_KTY_RSA ? CK_TRUE : CK_FALSE;
+	CK_ATTRIBUTE rpub[] = {
+		{ CKA_TOKEN, &ck_false, sizeof(ck_false) },
+		{ CKA_MODULUS_BITS, &mbits, sizeof(mbits) },
+		{ CKA_PUBLIC_EXPONENT, e, sizeof(e) },
+		{ CKA_ENCRYPT, &ck_true, sizeof(ck_true) },
+		{ CKA_VERIFY, &ck_true, sizeof(ck_true) },
+	};
+	CK_ATTRIBUTE epub[] = {
+		{ CKA_TOKEN, &ck_false, sizeof(ck_false) },
+		{ CKA_EC_PARAMS, (void *)params, plen },
+		{ CKA_VERIFY, &ck_true, sizeof(ck_true) },
+	};
+	CK_ATTRIBUTE tpriv[] = {
+		{ CKA_TOKEN, &ck_false, sizeof(ck_false) },
+		{ CKA_PRIVATE, &ck_true, sizeof(ck_true) },
+		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
+		{ CKA_EXTRACTABLE, &ck_true, sizeof(ck_true) },
+		{ CKA_WRAP_WITH_TRUSTED, &ck_true, sizeof(ck_true) },
+		{ CKA_SIGN, &ck_true, sizeof(ck_true) },
+		{ CKA_DECRYPT, &is_rsa, sizeof(is_rsa) },
+	};
+	CK_MECHANISM mr = { CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0 };
+	CK_MECHANISM me = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+	CK_RV rv;
+
+	if (kty == HSM_KTY_RSA)
+		rv = h->f->C_GenerateKeyPair(s->h, &mr, rpub, 5, tpriv, 7, pub,
+		    priv);
+	else
+		rv = h->f->C_GenerateKeyPair(s->h, &me, epub, 3, tpriv, 7, pub,
+		    priv);
+	return hsm_ck(s, rv);
+}
+
+static int
+pub_to_spki(hsm_t *h, struct hsm_sess *s, enum hsm_kty kty,
+    CK_OBJECT_HANDLE pub, uint8_t **spki, size_t *spki_len)
+{
+	CK_BYTE a[1024], b[512];
+	CK_ATTRIBUTE rt[] = {
+		{ CKA_MODULUS, a, sizeof(a) },
+		{ CKA_PUBLIC_EXPONENT, b, sizeof(b) },
+	};
+	CK_ATTRIBUTE et[] = {
+		{ CKA_EC_PARAMS, b, sizeof(b) },
+		{ CKA_EC_POINT, a, sizeof(a) },
+	};
+	CK_ATTRIBUTE *t = kty == HSM_KTY_RSA ? rt : et;
+	int rc;
+
+	if ((rc = hsm_ck(s, h->f->C_GetAttributeValue(s->h, pub, t, 2))) != 0)
+		return rc;
+	if (kty == HSM_KTY_RSA)
+		return rsa_spki(a, rt[0].ulValueLen, b, rt[1].ulValueLen, spki,
+		    spki_len);
+	return hsm_ec_spki(b, et[0].ulValueLen, a, et[1].ulValueLen, spki,
+	    spki_len);
+}
+
+int
+hsm_key_generate(hsm_t *h, enum hsm_kty kty, unsigned rsa_bits, int ec_nid,
+    uint8_t **blob, size_t *blob_len, uint8_t **spki, size_t *spki_len)
+{
+	struct hsm_sess s;
+	CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
+	CK_MECHANISM m = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
+	uint8_t params[HSM_EC_PARAMS_MAX];
+	size_t plen = sizeof(params), field;
+	uint8_t *wrapped = NULL;
+	CK_ULONG wlen = HSM_WRAP_BUF;
+	unsigned param;
+	int have_sess = 0, rc;
+
+	if (h == NULL || blob == NULL || blob_len == NULL || spki == NULL ||
+	    spki_len == NULL)
+		return HSM_ERR_ARGS;
+	*blob = NULL;
+	*spki = NULL;
+	if (kty == HSM_KTY_RSA) {
+		if (rsa_bits != 2048 && rsa_bits != 3072 && rsa_bits != 4096)
+			return HSM_ERR_ARGS;
+		param = rsa_bits;
+	} else if (kty == HSM_KTY_EC) {
+		if (curve_from_nid(ec_nid, &param, &field) != 0)
+			return HSM_ERR_ARGS;
+		if ((rc = hsm_curve_der(ec_nid, params, &plen)) != 0)
+			return rc;
+	} else {
+		return HSM_ERR_ARGS;
+	}
+	if ((wrapped = malloc(HSM_WRAP_BUF)) == NULL)
+		return HSM_ERR_NO_MEMORY;
+	if ((rc = hsm_sess_take(h, &s)) != 0)
+		goto out;
+	have_sess = 1;
+	if ((rc = gen_pair(h, &s, kty, rsa_bits, params, plen, &pub,
+	    &priv)) != 0)
+		goto out;
+	if ((rc = pub_to_spki(h, &s, kty, pub, spki, spki_len)) != 0)
+		goto out;
+	/* The size query answers 0 on SoftHSMv2: give a buffer instead. */
+	if ((rc = hsm_ck(&s, h->f->C_WrapKey(s.h, &m, s.domain_key, priv,
+	    wrapped, &wlen))) != 0)
+		goto out;
+	rc = blob_build(kty, param, wrapped, wlen, blob, blob_len);
+out:
+	if (have_sess) {
+		if (priv != CK_INVALID_HANDLE)
+			(void)hsm_ck(&s, h->f->C_DestroyObject(s.h, priv));
+		if (pub != CK_INVALID_HANDLE)
+			(void)hsm_ck(&s, h->f->C_DestroyObject(s.h, pub));
+		hsm_sess_give(h, &s);
+	}
+	free(wrapped);
+	if (rc != 0) {
+		free(*spki);
+		*spki = NULL;
+		free(*blob);
+		*blob = NULL;
+	}
+	return rc;
+}
+
+/* ---- the handle cache ---- */
+
+static uint64_t
+id_hash(const char *id)
+{
+	uint64_t x = 0xcbf29ce484222325ULL;
+
+	for (; *id != '\0'; id++) {
+		x ^= (unsigned char)*id;
+		x *= 0x100000001b3ULL;
+	}
+	return x;
+}
+
+int
+hsm_cache_init(hsm_t *h, size_t cache_size)
+{
+	size_t nb = 16;
+
+	if (cache_size == 0)
+		cache_size = HSM_CACHE_DEFAULT;
+	if (cache_size > HSM_CACHE_MAX)
+		return HSM_ERR_ARGS;
+	while (nb < cache_size * 2)
+		nb *= 2;
+	if ((h->buckets = calloc(nb, sizeof(*h->buckets))) == NULL)
+		return HSM_ERR_NO_MEMORY;
+	if (pthread_mutex_init(&h->cmu, NULL) != 0) {
+		free(h->buckets);
+		h->buckets = NULL;
+		return HSM_ERR_NO_MEMORY;
+	}
+	h->nbuckets = nb;
+	h->cache_size = cache_size;
+	h->cache_ok = 1;
+	return 0;
+}
+
+static void
+ent_free(struct hsm_cache_ent *e)
+{
+	if (e == NULL)
+		return;
+	free(e->id);
+	free(e);
+}
+
+static struct hsm_cache_ent *
+cache_lookup(hsm_t *h, const char *id)
+{
+	struct hsm_cache_ent *e;
+
+	e = h->buckets[id_hash(id) & (h->nbuckets - 1)];
+	for (; e != NULL; e = e->hnext)
+		if (strcmp(e->id, id) == 0)
+			return e;
+	return NULL;
+}
+
+static void
+lru_unlink(hsm_t *h, struct hsm_cache_ent *e)
+{
+	if (e->prev != NULL)
+		e->prev->next = e->next;
+	else
+		h->lru_head = e->next;
+	if (e->next != NULL)
+		e->next->prev = e->prev;
+	else
+		h->lru_tail = e->prev;
+	e->prev = e->next = NULL;
+}
+
+static void
+lru_push(hsm_t *h, struct hsm_cache_ent *e)
+{
+	e->prev = NULL;
+	e->next = h->lru_head;
+	if (h->lru_head != NULL)
+		h->lru_head->prev = e;
+	h->lru_head = e;
+	if (h->lru_tail == NULL)
+		h->lru_tail = e;
+}
+
+/* Takes e out of the map and the LRU; with cmu held. */
+static void
+cache_remove(hsm_t *h, struct hsm_cache_ent *e)
+{
+	struct hsm_cache_ent **pp;
+
+	pp = &h->buckets[id_hash(e->id) & (h->nbuckets - 1)];
+	for (; *pp != NULL; pp = &(*pp)->hnext) {
+		if (*pp == e) {
+			*pp = e->hnext;
+			break;
+		}
+	}
+	e->hnext = NULL;
+	lru_unlink(h, e);
+	h->ncached--;
+	e->evicted = 1;
+}
+
+static void
+cache_insert(hsm_t *h, struct hsm_cache_ent *e)
+{
+	size_t b = id_hash(e->id) & (h->nbuckets - 1);
+
+	e->hnext = h->buckets[b];
+	h->buckets[b] = e;
+	lru_push(h, e);
+	h->ncached++;
+}
+
+static void
+destroy_ent(hsm_t *h, struct hsm_sess *s, struct hsm_cache_ent *e)
+{
+	if (s != NULL && e->obj != CK_INVALID_HANDLE)
+		(void)hsm_ck(s, h->f->C_DestroyObject(s->h, e->obj));
+	ent_free(e);
+}
+
+void
+hsm_cache_clear(hsm_t *h)
+{
+	struct hsm_cache_ent *e, *next;
+
+	pthread_mutex_lock(&h->cmu);
+	for (e = h->lru_head; e != NULL; e = next) {
+		next = e->next;
+		ent_free(e);
+	}
+	memset(h->buckets, 0, h->nbuckets * sizeof(*h->buckets));
+	h->lru_head = h->lru_tail = NULL;
+	h->ncached = 0;
+	pthread_mutex_unlock(&h->cmu);
+}
+
+void
+hsm_cache_free(hsm_t *h)
+{
+	if (!h->cache_ok)
+		return;
+	hsm_cache_clear(h);
+	pthread_mutex_destroy(&h->cmu);
+	free(h->buckets);
+	h->buckets = NULL;
+	h->cache_ok = 0;
+}
+
+static int
+unwrap_blob(hsm_t *h, struct hsm_sess *s, const struct hsm_blob_info *bi,
+    CK_OBJECT_HANDLE *obj)
+{
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_KEY_TYPE kt = bi->kty == HSM_KTY_RSA ? CKK_RSA : CKK_EC;
+	CK_BBOOL is_rsa = bi->kty == HSM_KTY_RSA ? CK_TRUE : CK_FALSE;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
+		{ CKA_TOKEN, &ck_false, sizeof(ck_false) },
+		{ CKA_PRIVATE, &ck_true, sizeof(ck_true) },
+		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
+		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
+		{ CKA_SIGN, &ck_true, sizeof(ck_true) },
+		{ CKA_DECRYPT, &is_rsa, sizeof(is_rsa) },
+	};
+	CK_MECHANISM m = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
+	CK_RV rv;
+
+	rv = h->f->C_UnwrapKey(s->h, &m, s->domain_key,
+	    (CK_BYTE *)bi->wrapped, bi->wrapped_len, t,
+	    sizeof(t) / sizeof(t[0]), obj);
+	if (rv == CKR_OK)
+		return 0;
+	if (hsm_rv_lost(rv) || rv == CKR_HOST_MEMORY ||
+	    rv == CKR_DEVICE_MEMORY)
+		return hsm_ck(s, rv);
+	/* wrong domain key, corrupt blob, template mismatch */
+	return HSM_ERR_INTERNAL;
+}
+
+int
+hsm_key_get(hsm_t *h, struct hsm_sess *s, const char *cache_id,
+    const uint8_t *blob, size_t blob_len, struct hsm_cache_ent **out)
+{
+	struct hsm_cache_ent *e, *old, *victims = NULL, *v;
+	struct hsm_blob_info bi;
+	uint8_t hash[32];
+	CK_OBJECT_HANDLE obj;
+	size_t idlen;
+	int rc;
+
+	*out = NULL;
+	if (cache_id == NULL ||
+	    (idlen = strnlen(cache_id, HSM_ID_MAX + 1)) == 0 ||
+	    idlen > HSM_ID_MAX)
+		return HSM_ERR_ARGS;
+	if ((rc = hsm_blob_parse(blob, blob_len, &bi)) != 0)
+		return rc;
+	SHA256(blob, blob_len, hash);
+
+	pthread_mutex_lock(&h->cmu);
+	e = cache_lookup(h, cache_id);
+	if (e != NULL && memcmp(e->blob_hash, hash, sizeof(hash)) == 0) {
+		e->refs++;
+		lru_unlink(h, e);
+		lru_push(h, e);
+		h->hits++;
+		pthread_mutex_unlock(&h->cmu);
+		*out = e;
+		return 0;
+	}
+	h->misses++;
+	pthread_mutex_unlock(&h->cmu);
+
+	if ((rc = unwrap_blob(h, s, &bi, &obj)) != 0)
+		return rc;
+	if ((e = calloc(1, sizeof(*e))) == NULL ||
+	    (e->id = strdup(cache_id)) == NULL) {
+		free(e);
+		(void)hsm_ck(s, h->f->C_DestroyObject(s->h, obj));
+		return HSM_ERR_NO_MEMORY;
+	}
+	memcpy(e->blob_hash, hash, sizeof(hash));
+	e->obj = obj;
+	e->info = bi;
+	e->info.wrapped = NULL;
+	e->info.wrapped_len = 0;
+	e->refs = 1;
+
+	pthread_mutex_lock(&h->cmu);
+	old = cache_lookup(h, cache_id);
+	if (old != NULL && memcmp(old->blob_hash, hash, sizeof(hash)) == 0) {
+		/* another thread unwrapped it meanwhile: use theirs */
+		old->refs++;
+		lru_unlink(h, old);
+		lru_push(h, old);
+		pthread_mutex_unlock(&h->cmu);
+		destroy_ent(h, s, e);
+		*out = old;
+		return 0;
+	}
+	if (old != NULL) {
+		/* same id, another blob: the old handle is stale */
+		cache_remove(h, old);
+		if (old->refs == 0) {
+			old->hnext = victims;
+			victims = old;
+		}
+	}
+	cache_insert(h, e);
+	while (h->ncached > h->cache_size && h->lru_tail != e) {
+		v = h->lru_tail;
+		cache_remove(h, v);
+		if (v->refs == 0) {
+			v->hnext = victims;
+			victims = v;
+		}
+	}
+	pthread_mutex_unlock(&h->cmu);
+	while (victims != NULL) {
+		v = victims;
+		victims = v->hnext;
+		destroy_ent(h, s, v);
+	}
+	*out = e;
+	return 0;
+}
+
+void
+hsm_key_put(hsm_t *h, struct hsm_sess *s, struct hsm_cache_ent *e)
+{
+	int destroy;
+
+	if (e == NULL)
+		return;
+	pthread_mutex_lock(&h->cmu);
+	destroy = --e->refs == 0 && e->evicted;
+	pthread_mutex_unlock(&h->cmu);
+	if (destroy)
+		destroy_ent(h, s, e);
+}
+
+void
+hsm_key_forget(hsm_t *h, const char *cache_id)
+{
+	struct hsm_cache_ent *e;
+	struct hsm_sess s;
+	int have_sess, destroy = 0;
+
+	if (h == NULL || cache_id == NULL)
+		return;
+	/* Holding a session keeps recovery away while we touch the handle. */
+	have_sess = hsm_sess_take(h, &s) == 0;
+	pthread_mutex_lock(&h->cmu);
+	e = cache_lookup(h, cache_id);
+	if (e != NULL) {
+		cache_remove(h, e);
+		destroy = e->refs == 0;
+	}
+	pthread_mutex_unlock(&h->cmu);
+	if (destroy)
+		destroy_ent(h, have_sess ? &s : NULL, e);
+	if (have_sess)
+		hsm_sess_give(h, &s);
+}

@@ -1,0 +1,456 @@
+/*
+ * module.c — the PKCS#11 module, its slot, the session pool and login.
+ *
+ * Owns: dlopen of the module, C_Initialize (OS locking), finding the token
+ * by label, a fixed pool of sessions lent one caller at a time, login, and
+ * recovery: a call that sees a lost session/login/device answers
+ * HSM_ERR_UNAVAILABLE and marks the pool broken; the next caller waits for
+ * the pool to drain, reopens the sessions, logs in again and clears the
+ * handle cache.
+ * Must never: log or return the PIN; let a CKR_* escape this module.
+ */
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "hsm/hsm_int.h"
+
+#define HSM_POOL_DEFAULT 8
+#define HSM_POOL_MAX 256
+#define HSM_PIN_MAX 256
+#define HSM_LABEL_MAX 32
+
+int
+hsm_load(const char *path, void **dlp, CK_FUNCTION_LIST **fp, int *owns)
+{
+	CK_C_INITIALIZE_ARGS args;
+	CK_RV (*gfl)(CK_FUNCTION_LIST_PTR_PTR);
+	CK_FUNCTION_LIST *f = NULL;
+	void *dl;
+	CK_RV rv;
+
+	*dlp = NULL;
+	*fp = NULL;
+	*owns = 0;
+	if (path == NULL || *path == '\0')
+		return HSM_ERR_ARGS;
+	dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (dl == NULL)
+		return HSM_ERR_UNAVAILABLE;
+	*(void **)(&gfl) = dlsym(dl, "C_GetFunctionList");
+	if (gfl == NULL || gfl(&f) != CKR_OK || f == NULL) {
+		dlclose(dl);
+		return HSM_ERR_UNAVAILABLE;
+	}
+	memset(&args, 0, sizeof(args));
+	args.flags = CKF_OS_LOCKING_OK;
+	rv = f->C_Initialize(&args);
+	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+		dlclose(dl);
+		return rv == CKR_HOST_MEMORY ? HSM_ERR_NO_MEMORY :
+		    HSM_ERR_UNAVAILABLE;
+	}
+	*owns = rv == CKR_OK;
+	*dlp = dl;
+	*fp = f;
+	return 0;
+}
+
+void
+hsm_unload(void *dl, CK_FUNCTION_LIST *f, int owns)
+{
+	if (f != NULL && owns)
+		(void)f->C_Finalize(NULL);
+	if (dl != NULL)
+		dlclose(dl);
+}
+
+void
+hsm_pad_label(const char *label, unsigned char out[32])
+{
+	size_t n = strlen(label);
+
+	memset(out, ' ', HSM_LABEL_MAX);
+	memcpy(out, label, n > HSM_LABEL_MAX ? HSM_LABEL_MAX : n);
+}
+
+int
+hsm_find_slot(CK_FUNCTION_LIST *f, const char *label, CK_SLOT_ID *slot)
+{
+	CK_SLOT_ID *slots = NULL;
+	CK_ULONG n = 0, i;
+	CK_TOKEN_INFO ti;
+	unsigned char want[HSM_LABEL_MAX];
+	int rc = HSM_ERR_UNAVAILABLE;
+
+	hsm_pad_label(label, want);
+	if (f->C_GetSlotList(CK_TRUE, NULL, &n) != CKR_OK || n == 0)
+		goto out;
+	if ((slots = calloc(n, sizeof(*slots))) == NULL) {
+		rc = HSM_ERR_NO_MEMORY;
+		goto out;
+	}
+	if (f->C_GetSlotList(CK_TRUE, slots, &n) != CKR_OK)
+		goto out;
+	for (i = 0; i < n; i++) {
+		if (f->C_GetTokenInfo(slots[i], &ti) != CKR_OK)
+			continue;
+		if ((ti.flags & CKF_TOKEN_INITIALIZED) &&
+		    memcmp(ti.label, want, sizeof(want)) == 0) {
+			*slot = slots[i];
+			rc = 0;
+			goto out;
+		}
+	}
+out:
+	free(slots);
+	return rc;
+}
+
+int
+hsm_find_object(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
+    CK_OBJECT_CLASS cls, const char *label, CK_OBJECT_HANDLE *obj)
+{
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+	};
+	CK_OBJECT_HANDLE found[2];
+	CK_ULONG n = 0;
+	CK_RV rv;
+
+	rv = f->C_FindObjectsInit(s, t, 2);
+	if (rv != CKR_OK)
+		return rv == CKR_HOST_MEMORY ? HSM_ERR_NO_MEMORY :
+		    HSM_ERR_UNAVAILABLE;
+	rv = f->C_FindObjects(s, found, 2, &n);
+	(void)f->C_FindObjectsFinal(s);
+	if (rv != CKR_OK || n == 0)
+		return HSM_ERR_UNAVAILABLE;
+	if (n != 1)
+		return HSM_ERR_INTERNAL;  /* two objects claim one role */
+	*obj = found[0];
+	return 0;
+}
+
+int
+hsm_rv_lost(CK_RV rv)
+{
+	switch (rv) {
+	case CKR_SESSION_HANDLE_INVALID:
+	case CKR_SESSION_CLOSED:
+	case CKR_USER_NOT_LOGGED_IN:
+	case CKR_DEVICE_ERROR:
+	case CKR_DEVICE_REMOVED:
+	case CKR_TOKEN_NOT_PRESENT:
+	case CKR_TOKEN_NOT_RECOGNIZED:
+	case CKR_CRYPTOKI_NOT_INITIALIZED:
+	/* a cached or domain handle vanished (e.g. a logout elsewhere): the
+	 * handles we hold are stale, so recover like a lost session */
+	case CKR_KEY_HANDLE_INVALID:
+	case CKR_OBJECT_HANDLE_INVALID:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int
+hsm_ck(struct hsm_sess *s, CK_RV rv)
+{
+	if (rv == CKR_OK)
+		return 0;
+	if (hsm_rv_lost(rv)) {
+		s->lost = 1;
+		return HSM_ERR_UNAVAILABLE;
+	}
+	switch (rv) {
+	case CKR_HOST_MEMORY:
+		return HSM_ERR_NO_MEMORY;
+	case CKR_DEVICE_MEMORY:
+	case CKR_FUNCTION_FAILED:
+		return HSM_ERR_UNAVAILABLE;
+	default:
+		return HSM_ERR_INTERNAL;
+	}
+}
+
+static void
+pool_close_sessions(hsm_t *h)
+{
+	size_t i;
+
+	for (i = 0; i < h->pool_size; i++) {
+		if (h->sess[i] != CK_INVALID_HANDLE)
+			(void)h->f->C_CloseSession(h->sess[i]);
+		h->sess[i] = CK_INVALID_HANDLE;
+	}
+	h->nfree = 0;
+	h->domain_key = CK_INVALID_HANDLE;
+	h->jwt_priv = CK_INVALID_HANDLE;
+}
+
+/* Opens every pool session, logs in, finds the token-resident keys.
+ * Called with h->mu held (or before any other thread can see h). */
+static int
+pool_open_sessions(hsm_t *h)
+{
+	CK_SESSION_HANDLE s;
+	CK_RV rv;
+	size_t i;
+	int rc;
+
+	if ((rc = hsm_find_slot(h->f, h->label, &h->slot)) != 0)
+		return rc;
+	for (i = 0; i < h->pool_size; i++) {
+		rv = h->f->C_OpenSession(h->slot, CKF_SERIAL_SESSION, NULL,
+		    NULL, &s);
+		if (rv != CKR_OK) {
+			rc = rv == CKR_HOST_MEMORY ? HSM_ERR_NO_MEMORY :
+			    HSM_ERR_UNAVAILABLE;
+			goto out;
+		}
+		h->sess[i] = s;
+	}
+	rv = h->f->C_Login(h->sess[0], CKU_USER, (CK_UTF8CHAR *)h->pin,
+	    h->pin_len);
+	if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LEN_RANGE) {
+		rc = HSM_ERR_ARGS;
+		goto out;
+	}
+	if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+		rc = HSM_ERR_UNAVAILABLE;
+		goto out;
+	}
+	if ((rc = hsm_find_object(h->f, h->sess[0], CKO_SECRET_KEY,
+	    HSM_DOMAIN_LABEL, &h->domain_key)) != 0)
+		goto out;
+	if ((rc = hsm_find_object(h->f, h->sess[0], CKO_PRIVATE_KEY,
+	    HSM_JWT_LABEL, &h->jwt_priv)) != 0)
+		goto out;
+	for (i = 0; i < h->pool_size; i++)
+		h->free_idx[i] = i;
+	h->nfree = h->pool_size;
+	rc = 0;
+out:
+	if (rc != 0)
+		pool_close_sessions(h);
+	return rc;
+}
+
+/* Reads the JWT public key once, at open: it never changes. */
+static int
+load_jwt_public(hsm_t *h)
+{
+	CK_OBJECT_HANDLE pub;
+	CK_BYTE params[32], point[160];
+	CK_ATTRIBUTE t[] = {
+		{ CKA_EC_PARAMS, params, sizeof(params) },
+		{ CKA_EC_POINT, point, sizeof(point) },
+	};
+	int rc;
+
+	if ((rc = hsm_find_object(h->f, h->sess[0], CKO_PUBLIC_KEY,
+	    HSM_JWT_LABEL, &pub)) != 0)
+		return rc;
+	if (h->f->C_GetAttributeValue(h->sess[0], pub, t, 2) != CKR_OK)
+		return HSM_ERR_UNAVAILABLE;
+	return hsm_ec_spki(params, t[0].ulValueLen, point, t[1].ulValueLen,
+	    &h->jwt_spki, &h->jwt_spki_len);
+}
+
+int
+hsm_open(const struct hsm_config *cfg, hsm_t **out)
+{
+	hsm_t *h = NULL;
+	size_t pin_len;
+	int rc, mu_ok = 0, cv_ok = 0;
+
+	*out = NULL;
+	if (cfg == NULL || cfg->token_label == NULL || cfg->user_pin == NULL ||
+	    cfg->module_path == NULL)
+		return HSM_ERR_ARGS;
+	pin_len = strnlen(cfg->user_pin, HSM_PIN_MAX + 1);
+	if (pin_len == 0 || pin_len > HSM_PIN_MAX ||
+	    strlen(cfg->token_label) > HSM_LABEL_MAX ||
+	    cfg->pool_size > HSM_POOL_MAX)
+		return HSM_ERR_ARGS;
+	if ((h = calloc(1, sizeof(*h))) == NULL)
+		return HSM_ERR_NO_MEMORY;
+	h->pool_size = cfg->pool_size ? cfg->pool_size : HSM_POOL_DEFAULT;
+	h->pin_len = pin_len;
+	h->pin = malloc(pin_len + 1);
+	h->label = strdup(cfg->token_label);
+	h->sess = calloc(h->pool_size, sizeof(*h->sess));
+	h->free_idx = calloc(h->pool_size, sizeof(*h->free_idx));
+	if (h->pin == NULL || h->label == NULL || h->sess == NULL ||
+	    h->free_idx == NULL) {
+		rc = HSM_ERR_NO_MEMORY;
+		goto out;
+	}
+	memcpy(h->pin, cfg->user_pin, pin_len + 1);
+	if (pthread_mutex_init(&h->mu, NULL) != 0) {
+		rc = HSM_ERR_NO_MEMORY;
+		goto out;
+	}
+	mu_ok = 1;
+	if (pthread_cond_init(&h->cv, NULL) != 0) {
+		rc = HSM_ERR_NO_MEMORY;
+		goto out;
+	}
+	cv_ok = 1;
+	if ((rc = hsm_cache_init(h, cfg->cache_size)) != 0)
+		goto out;
+	if ((rc = hsm_load(cfg->module_path, &h->dl, &h->f,
+	    &h->owns_init)) != 0)
+		goto out;
+	if ((rc = pool_open_sessions(h)) != 0)
+		goto out;
+	if ((rc = load_jwt_public(h)) != 0)
+		goto out;
+	*out = h;
+	h = NULL;
+	rc = 0;
+out:
+	if (h != NULL) {
+		if (h->f != NULL)
+			pool_close_sessions(h);
+		hsm_unload(h->dl, h->f, h->owns_init);
+		hsm_cache_free(h);
+		if (cv_ok)
+			pthread_cond_destroy(&h->cv);
+		if (mu_ok)
+			pthread_mutex_destroy(&h->mu);
+		if (h->pin != NULL)
+			OPENSSL_cleanse(h->pin, pin_len);
+		free(h->pin);
+		free(h->label);
+		free(h->sess);
+		free(h->free_idx);
+		free(h->jwt_spki);
+		free(h);
+	}
+	return rc;
+}
+
+void
+hsm_close(hsm_t *h)
+{
+	if (h == NULL)
+		return;
+	pthread_mutex_lock(&h->mu);
+	while (h->busy > 0)
+		pthread_cond_wait(&h->cv, &h->mu);
+	pthread_mutex_unlock(&h->mu);
+	/* closing the sessions destroys every cached session object */
+	hsm_cache_free(h);
+	pool_close_sessions(h);
+	hsm_unload(h->dl, h->f, h->owns_init);
+	pthread_cond_destroy(&h->cv);
+	pthread_mutex_destroy(&h->mu);
+	OPENSSL_cleanse(h->pin, h->pin_len);
+	free(h->pin);
+	free(h->label);
+	free(h->sess);
+	free(h->free_idx);
+	free(h->jwt_spki);
+	free(h);
+}
+
+/* With h->mu held and no session lent out. */
+static int
+pool_recover(hsm_t *h)
+{
+	pool_close_sessions(h);
+	hsm_cache_clear(h);
+	return pool_open_sessions(h);
+}
+
+int
+hsm_sess_take(hsm_t *h, struct hsm_sess *s)
+{
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	pthread_mutex_lock(&h->mu);
+	for (;;) {
+		if (h->broken) {
+			if (h->busy == 0) {
+				if ((rc = pool_recover(h)) != 0) {
+					pthread_mutex_unlock(&h->mu);
+					return rc == HSM_ERR_NO_MEMORY ? rc :
+					    HSM_ERR_UNAVAILABLE;
+				}
+				h->broken = 0;
+				pthread_cond_broadcast(&h->cv);
+				continue;
+			}
+		} else if (h->nfree > 0) {
+			break;
+		}
+		pthread_cond_wait(&h->cv, &h->mu);
+	}
+	s->idx = h->free_idx[--h->nfree];
+	s->h = h->sess[s->idx];
+	s->domain_key = h->domain_key;
+	s->jwt_priv = h->jwt_priv;
+	h->busy++;
+	pthread_mutex_unlock(&h->mu);
+	return 0;
+}
+
+void
+hsm_sess_give(hsm_t *h, struct hsm_sess *s)
+{
+	pthread_mutex_lock(&h->mu);
+	if (s->lost)
+		h->broken = 1;
+	h->free_idx[h->nfree++] = s->idx;
+	h->busy--;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+	s->h = CK_INVALID_HANDLE;
+}
+
+int
+hsm_health(hsm_t *h)
+{
+	struct hsm_sess s;
+	CK_SESSION_INFO si;
+	CK_RV rv;
+	int rc;
+
+	if (h == NULL)
+		return HSM_ERR_ARGS;
+	if (hsm_sess_take(h, &s) != 0)
+		return HSM_ERR_UNAVAILABLE;
+	rv = h->f->C_GetSessionInfo(s.h, &si);
+	rc = hsm_ck(&s, rv);
+	if (rc == 0 && si.state != CKS_RO_USER_FUNCTIONS &&
+	    si.state != CKS_RW_USER_FUNCTIONS) {
+		s.lost = 1;
+		rc = HSM_ERR_UNAVAILABLE;
+	}
+	hsm_sess_give(h, &s);
+	return rc == 0 ? 0 : HSM_ERR_UNAVAILABLE;
+}
+
+void
+hsm_stats(hsm_t *h, uint64_t *hits, uint64_t *misses, size_t *busy,
+    size_t *total)
+{
+	pthread_mutex_lock(&h->mu);
+	if (busy != NULL)
+		*busy = h->busy;
+	if (total != NULL)
+		*total = h->pool_size;
+	pthread_mutex_unlock(&h->mu);
+	pthread_mutex_lock(&h->cmu);
+	if (hits != NULL)
+		*hits = h->hits;
+	if (misses != NULL)
+		*misses = h->misses;
+	pthread_mutex_unlock(&h->cmu);
+}

@@ -1,0 +1,161 @@
+/*
+ * policy/access.c — access policies and the decision function.
+ *
+ * Owns: the table object id -> key permissions (at most
+ * POLICY_MAX_POLICIES) and Azure's permission names. Must never: allow
+ * anything that no policy grants (deny by default), or cache a decision —
+ * a removed policy is gone for the very next call.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "policy/internal.h"
+
+static const struct {
+	const char *name;
+	unsigned bit;
+} perm_names[] = {
+	{ "get", PERM_GET },
+	{ "list", PERM_LIST },
+	{ "update", PERM_UPDATE },
+	{ "create", PERM_CREATE },
+	{ "import", PERM_IMPORT },
+	{ "delete", PERM_DELETE },
+	{ "recover", PERM_RECOVER },
+	{ "backup", PERM_BACKUP },
+	{ "restore", PERM_RESTORE },
+	{ "decrypt", PERM_DECRYPT },
+	{ "encrypt", PERM_ENCRYPT },
+	{ "unwrapKey", PERM_UNWRAPKEY },
+	{ "wrapKey", PERM_WRAPKEY },
+	{ "verify", PERM_VERIFY },
+	{ "sign", PERM_SIGN },
+	{ "purge", PERM_PURGE },
+	{ "rotate", PERM_ROTATE },
+	{ "getrotationpolicy", PERM_GETROTATIONPOLICY },
+	{ "setrotationpolicy", PERM_SETROTATIONPOLICY },
+};
+
+#define N_PERM_NAMES (sizeof(perm_names) / sizeof(perm_names[0]))
+
+int
+policy_perm_parse(const char *name, unsigned *bits)
+{
+	if (name == NULL || bits == NULL)
+		return -1;
+	if (strcasecmp(name, "all") == 0) {
+		*bits = PERM_ALL;
+		return 0;
+	}
+	for (size_t i = 0; i < N_PERM_NAMES; i++) {
+		if (strcasecmp(name, perm_names[i].name) == 0) {
+			*bits = perm_names[i].bit;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+const char *
+policy_perm_name(unsigned bit)
+{
+	for (size_t i = 0; i < N_PERM_NAMES; i++)
+		if (perm_names[i].bit == bit)
+			return perm_names[i].name;
+	return NULL;
+}
+
+/* Caller holds the lock. */
+static struct policy_access *
+access_find(policy_t *p, const char *oid)
+{
+	for (size_t i = 0; i < p->n_access; i++)
+		if (strcmp(p->access[i].oid, oid) == 0)
+			return &p->access[i];
+	return NULL;
+}
+
+int
+policy_access_set(policy_t *p, const char *object_id, unsigned perms)
+{
+	struct policy_access *a;
+	int r = POLICY_OK;
+
+	if (p == NULL || !policy_id_valid(object_id, POLICY_ID_LEN) ||
+	    (perms & ~(unsigned)PERM_ALL) != 0)
+		return POLICY_ERR_ARGS;
+	if (pthread_rwlock_wrlock(&p->lock) != 0)
+		return POLICY_ERR_INTERNAL;
+	if ((a = access_find(p, object_id)) != NULL) {
+		a->perms = perms;
+		goto out;
+	}
+	if (p->n_access >= POLICY_MAX_POLICIES) {
+		r = POLICY_ERR_LIMIT;
+		goto out;
+	}
+	if (p->n_access == p->cap_access) {
+		size_t cap = p->cap_access ? p->cap_access * 2 : 16;
+		struct policy_access *n;
+
+		if (cap > POLICY_MAX_POLICIES)
+			cap = POLICY_MAX_POLICIES;
+		if ((n = realloc(p->access, cap * sizeof(*n))) == NULL) {
+			r = POLICY_ERR_NO_MEMORY;
+			goto out;
+		}
+		p->access = n;
+		p->cap_access = cap;
+	}
+	a = &p->access[p->n_access++];
+	memset(a, 0, sizeof(*a));
+	memcpy(a->oid, object_id, strlen(object_id) + 1);
+	a->perms = perms;
+out:
+	pthread_rwlock_unlock(&p->lock);
+	return r;
+}
+
+void
+policy_access_remove(policy_t *p, const char *object_id)
+{
+	struct policy_access *a;
+
+	if (p == NULL || !policy_id_valid(object_id, POLICY_ID_LEN))
+		return;
+	if (pthread_rwlock_wrlock(&p->lock) != 0)
+		return;
+	if ((a = access_find(p, object_id)) != NULL) {
+		*a = p->access[--p->n_access];
+		memset(&p->access[p->n_access], 0, sizeof(*a));
+	}
+	pthread_rwlock_unlock(&p->lock);
+}
+
+unsigned
+policy_access_get(policy_t *p, const char *object_id)
+{
+	struct policy_access *a;
+	unsigned perms = 0;
+
+	if (p == NULL || !policy_id_valid(object_id, POLICY_ID_LEN))
+		return 0;
+	if (pthread_rwlock_rdlock(&p->lock) != 0)
+		return 0;
+	if ((a = access_find(p, object_id)) != NULL)
+		perms = a->perms;
+	pthread_rwlock_unlock(&p->lock);
+	return perms;
+}
+
+int
+policy_allows(policy_t *p, const char *object_id, unsigned perm)
+{
+	/* A request asks for exactly one permission; anything else (0,
+	 * several bits, unknown bits) is a caller bug and is denied. */
+	if (perm == 0 || (perm & (perm - 1)) != 0 ||
+	    (perm & ~(unsigned)PERM_ALL) != 0)
+		return 0;
+	return (policy_access_get(p, object_id) & perm) != 0;
+}

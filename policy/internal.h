@@ -1,0 +1,93 @@
+/*
+ * policy/internal.h — the policy module's private state, shared by its .c
+ * files. Nothing outside policy/ may include this; callers see only the
+ * opaque policy_t of policy/policy.h.
+ */
+#ifndef P11VAULT_POLICY_INTERNAL_H
+#define P11VAULT_POLICY_INTERNAL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "policy/policy.h"
+
+#define POLICY_CLIENT_ID_MAX POLICY_ID_LEN
+#define POLICY_SECRET_MAX 1024          /* longest client secret accepted */
+#define POLICY_HASH_MAX 256             /* longest stored secret hash */
+#define POLICY_TOKEN_CACHE_SLOTS 4096   /* verified-signature cache */
+#define POLICY_KID_LEN 22               /* base64url of 16 bytes */
+#define POLICY_COORD_LEN 43             /* base64url of 32 bytes */
+
+struct policy_principal {
+	char oid[POLICY_ID_LEN + 1];
+	char client_id[POLICY_CLIENT_ID_MAX + 1];
+	char *secret_hash;
+	int is_admin;
+};
+
+struct policy_access {
+	char oid[POLICY_ID_LEN + 1];
+	unsigned perms;
+};
+
+/* One verified token signature: SHA-256 of the whole token, valid only
+ * for the verify key generation it was checked against (0 = empty). */
+struct policy_token_slot {
+	uint8_t digest[32];
+	uint64_t key_gen;
+};
+
+struct policy {
+	pthread_rwlock_t lock;          /* everything below but the cache */
+	char *tenant_id;                /* immutable after policy_new */
+	char *issuer;                   /* immutable after policy_new */
+	int64_t token_lifetime;         /* immutable after policy_new */
+	char *dummy_hash;               /* hashed against for unknown clients */
+
+	struct policy_principal *principals;
+	size_t n_principals, cap_principals;
+
+	struct policy_access *access;
+	size_t n_access, cap_access;
+
+	EVP_PKEY *verify_key;           /* NULL until policy_set_verify_key */
+	uint64_t key_gen;               /* bumped on every key change */
+	char kid[POLICY_KID_LEN + 1];
+	char jwk_x[POLICY_COORD_LEN + 1];
+	char jwk_y[POLICY_COORD_LEN + 1];
+
+	pthread_mutex_t cache_lock;     /* the token cache only; never taken
+	                                   while holding lock */
+	struct policy_token_slot *cache;
+};
+
+/* An object id as stored: 1..POLICY_ID_LEN printable non-space chars. */
+static inline int
+policy_id_valid(const char *id, size_t max)
+{
+	size_t n;
+
+	if (id == NULL)
+		return 0;
+	n = strnlen(id, max + 1);
+	if (n == 0 || n > max)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)id[i];
+		if (c <= 0x20 || c >= 0x7f)
+			return 0;
+	}
+	return 1;
+}
+
+/* principal.c: 0 if hash is a well-formed "scrypt$..." string. */
+int policy_secret_hash_wellformed(const char *hash) POLICY_WUR;
+
+/* token.c: frees the token cache and verify key. */
+void policy_token_state_free(policy_t *p);
+
+#endif

@@ -1,0 +1,18 @@
+/* Minimal test harness: each check prints "ok - NAME" or "not ok - NAME";
+ * tests/run.sh counts those lines across every suite. */
+#ifndef P11VAULT_T_H
+#define P11VAULT_T_H
+#include <stdio.h>
+#include <stdlib.h>
+
+static int t_failed;
+
+#define T_CHECK(cond, name) do { \
+	if (cond) { printf("ok - %s\n", (name)); } \
+	else { printf("not ok - %s (%s:%d: %s)\n", (name), __FILE__, \
+	    __LINE__, #cond); t_failed++; } \
+	fflush(stdout); \
+} while (0)
+
+#define T_DONE() (t_failed ? 1 : 0)
+#endif

@@ -1,0 +1,753 @@
+/* Unit tests for policy/: base64url, permissions, secrets, principals,
+ * access decisions and ES256 JWTs (real OpenSSL keys, no mocks). */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+
+#include "policy/policy.h"
+#include "tests/unit/t.h"
+
+#define TENANT "72f988bf-86f1-41af-91ab-2d7cd011db47"
+#define ISSUER "https://vault.local/" TENANT "/v2.0"
+#define AUD "https://vault.azure.net"
+#define OID "11111111-2222-4333-8444-555555555555"
+#define APPID "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
+#define T0 ((int64_t)1700000000)
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- base64url --------------------------------------------------------- */
+
+static int
+dec_eq(const char *in, const char *want, size_t want_len)
+{
+	uint8_t *out = NULL;
+	size_t n = 0;
+	int ok;
+
+	if (policy_b64url_decode(in, strlen(in), &out, &n) != POLICY_OK)
+		return 0;
+	ok = n == want_len && memcmp(out, want, n) == 0;
+	free(out);
+	return ok;
+}
+
+static int
+dec_rejects(const char *in, size_t len)
+{
+	uint8_t *out = (uint8_t *)1;
+	size_t n = 99;
+	int r = policy_b64url_decode(in, len, &out, &n);
+
+	return r == POLICY_ERR_ARGS && out == NULL && n == 0;
+}
+
+static int
+enc_eq(const char *in, size_t len, const char *want)
+{
+	char *out = NULL;
+	int ok;
+
+	if (policy_b64url_encode((const uint8_t *)in, len, &out) != POLICY_OK)
+		return 0;
+	ok = strcmp(out, want) == 0;
+	free(out);
+	return ok;
+}
+
+static void
+test_b64url(void)
+{
+	static const char *plain[] = { "", "f", "fo", "foo", "foob",
+	    "fooba", "foobar" };
+	static const char *bare[] = { "", "Zg", "Zm8", "Zm9v", "Zm9vYg",
+	    "Zm9vYmE", "Zm9vYmFy" };
+	static const char *padded[] = { "", "Zg==", "Zm8=", "Zm9v",
+	    "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy" };
+	int enc_ok = 1, dec_ok = 1, pad_ok = 1;
+
+	for (size_t i = 0; i < 7; i++) {
+		enc_ok &= enc_eq(plain[i], strlen(plain[i]), bare[i]);
+		dec_ok &= dec_eq(bare[i], plain[i], strlen(plain[i]));
+		pad_ok &= dec_eq(padded[i], plain[i], strlen(plain[i]));
+	}
+	T_CHECK(enc_ok, "b64url encodes the RFC 4648 vectors without padding");
+	T_CHECK(dec_ok, "b64url decodes the RFC 4648 vectors without padding");
+	T_CHECK(pad_ok, "b64url decodes the RFC 4648 vectors with padding");
+	T_CHECK(enc_eq("\xfb\xff\xbf", 3, "-_-_") && enc_eq("\xfb\xff", 2,
+	    "-_8"), "b64url encodes with '-' and '_'");
+	T_CHECK(dec_eq("-_-_", "\xfb\xff\xbf", 3) && dec_eq("-_8=",
+	    "\xfb\xff", 2), "b64url decodes '-' and '_'");
+	T_CHECK(dec_rejects("+/+/", 4) && dec_rejects("-_+_", 4) &&
+	    dec_rejects("-/8", 3), "b64url rejects '+' and '/'");
+	T_CHECK(dec_rejects("Zm9v\n", 5) && dec_rejects("Zm 9", 4) &&
+	    dec_rejects("Zm=v", 4) && dec_rejects("Zm9\0", 4) &&
+	    dec_rejects("Zm9v*", 5), "b64url rejects other characters");
+	T_CHECK(dec_rejects("Z", 1) && dec_rejects("Zm9vY", 5) &&
+	    dec_rejects("Zg=", 3) && dec_rejects("Zg===", 5) &&
+	    dec_rejects("====", 4) && dec_rejects("Z===", 4) &&
+	    dec_rejects("=", 1), "b64url rejects impossible lengths and "
+	    "misplaced padding");
+	T_CHECK(dec_rejects("Zh", 2) && dec_rejects("Zm9=", 4),
+	    "b64url rejects non-zero trailing bits");
+	{
+		uint8_t all[256], *back = NULL;
+		char *s = NULL;
+		size_t n = 0;
+		int ok;
+
+		for (size_t i = 0; i < sizeof(all); i++)
+			all[i] = (uint8_t)i;
+		ok = policy_b64url_encode(all, sizeof(all), &s) == 0 &&
+		    strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
+		    "wxyz0123456789-_") == strlen(s) &&
+		    policy_b64url_decode(s, strlen(s), &back, &n) == 0 &&
+		    n == sizeof(all) && memcmp(all, back, n) == 0;
+		T_CHECK(ok, "b64url round-trips all byte values");
+		free(s);
+		free(back);
+	}
+}
+
+/* ---- permissions, ids, secrets ---------------------------------------- */
+
+static void
+test_perms(void)
+{
+	unsigned b = 0;
+	int round = 1;
+
+	T_CHECK(policy_perm_parse("wrapKey", &b) == 0 && b == PERM_WRAPKEY,
+	    "perm parse wrapKey");
+	T_CHECK(policy_perm_parse("WRAPKEY", &b) == 0 && b == PERM_WRAPKEY &&
+	    policy_perm_parse("unwrapkey", &b) == 0 && b == PERM_UNWRAPKEY &&
+	    policy_perm_parse("GetRotationPolicy", &b) == 0 &&
+	    b == PERM_GETROTATIONPOLICY, "perm parse is case-insensitive");
+	T_CHECK(policy_perm_parse("all", &b) == 0 && b == PERM_ALL &&
+	    policy_perm_parse("ALL", &b) == 0 && b == PERM_ALL,
+	    "perm parse all is PERM_ALL");
+	T_CHECK(policy_perm_parse("bogus", &b) == -1 &&
+	    policy_perm_parse("", &b) == -1 &&
+	    policy_perm_parse("get ", &b) == -1 &&
+	    policy_perm_parse("wrap", &b) == -1,
+	    "perm parse rejects unknown names");
+	for (unsigned i = 0; i < 19; i++) {
+		const char *n = policy_perm_name(1u << i);
+		round &= n != NULL && policy_perm_parse(n, &b) == 0 &&
+		    b == 1u << i;
+	}
+	T_CHECK(round, "perm names round-trip for all 19 bits");
+	T_CHECK(strcmp(policy_perm_name(PERM_UNWRAPKEY), "unwrapKey") == 0 &&
+	    strcmp(policy_perm_name(PERM_SETROTATIONPOLICY),
+	    "setrotationpolicy") == 0, "perm names are Azure's spelling");
+	T_CHECK(policy_perm_name(0) == NULL &&
+	    policy_perm_name(PERM_ALL) == NULL &&
+	    policy_perm_name(1u << 19) == NULL &&
+	    policy_perm_name(PERM_GET | PERM_LIST) == NULL,
+	    "perm name is NULL for anything but one known bit");
+}
+
+static void
+test_ids(void)
+{
+	char a[POLICY_ID_LEN + 1], b[POLICY_ID_LEN + 1], s[64];
+	uint8_t *raw = NULL;
+	size_t n = 0;
+	int fmt = 1;
+
+	policy_uuid(a);
+	policy_uuid(b);
+	for (size_t i = 0; i < POLICY_ID_LEN; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23)
+			fmt &= a[i] == '-';
+		else
+			fmt &= strchr("0123456789abcdef", a[i]) != NULL &&
+			    a[i] != '\0';
+	}
+	T_CHECK(strlen(a) == 36 && fmt && a[14] == '4' &&
+	    strchr("89ab", a[19]) != NULL, "uuid is a lowercase v4 UUID");
+	T_CHECK(strcmp(a, b) != 0, "two uuids differ");
+	policy_secret_new(s);
+	T_CHECK(strlen(s) == 43 && policy_b64url_decode(s, strlen(s), &raw,
+	    &n) == 0 && n == 32, "secret is base64url of 32 bytes");
+	free(raw);
+}
+
+static void
+test_secrets(void)
+{
+	char *h1 = NULL, *h2 = NULL, *t = NULL;
+	size_t n;
+
+	T_CHECK(policy_secret_hash("correct horse", &h1) == POLICY_OK &&
+	    strncmp(h1, "scrypt$16384$8$1$", 17) == 0,
+	    "secret hash is scrypt$16384$8$1$...");
+	T_CHECK(policy_secret_hash("correct horse", &h2) == POLICY_OK &&
+	    strcmp(h1, h2) != 0, "secret hashes are salted");
+	T_CHECK(policy_secret_check(h1, "correct horse") == 1 &&
+	    policy_secret_check(h2, "correct horse") == 1,
+	    "secret check accepts the right secret");
+	T_CHECK(policy_secret_check(h1, "correct horsE") == 0 &&
+	    policy_secret_check(h1, "") == 0 &&
+	    policy_secret_check(h1, "correct horse ") == 0,
+	    "secret check rejects a wrong secret");
+	t = strdup(h1);
+	n = strlen(t);
+	t[n - 2] = t[n - 2] == 'A' ? 'B' : 'A';
+	T_CHECK(policy_secret_check(t, "correct horse") == 0,
+	    "secret check rejects a tampered hash value");
+	free(t);
+	t = strdup(h1);
+	t[18] = t[18] == 'A' ? 'B' : 'A';    /* in the salt */
+	T_CHECK(policy_secret_check(t, "correct horse") == 0,
+	    "secret check rejects a tampered salt");
+	free(t);
+	t = strdup(h1);
+	t[7] = '8';                          /* N = 86384: not a power of 2 */
+	T_CHECK(policy_secret_check(t, "correct horse") == 0 &&
+	    policy_secret_check("x", "correct horse") == 0 &&
+	    policy_secret_check("", "") == 0 &&
+	    policy_secret_check(NULL, "a") == 0 &&
+	    policy_secret_check(h1, NULL) == 0,
+	    "secret check rejects malformed hashes");
+	free(t);
+	free(h1);
+	free(h2);
+}
+
+/* ---- principals and access --------------------------------------------- */
+
+static policy_t *
+new_policy(void)
+{
+	struct policy_config cfg = { TENANT, ISSUER, 0 };
+	policy_t *p = NULL;
+
+	if (policy_new(&cfg, &p) != POLICY_OK) {
+		fprintf(stderr, "policy_new failed\n");
+		exit(1);
+	}
+	return p;
+}
+
+static void
+test_principals(policy_t *p)
+{
+	char oid[POLICY_ID_LEN + 1], *h = NULL;
+	int admin = -1, r;
+	double t1, t2, t3;
+
+	T_CHECK(policy_secret_hash("s3cret", &h) == 0, "hash for principal");
+	T_CHECK(policy_principal_set(p, OID, APPID, "not-a-hash", 0) ==
+	    POLICY_ERR_ARGS, "principal set rejects a malformed hash");
+	T_CHECK(policy_principal_set(p, OID "0", APPID, h, 0) ==
+	    POLICY_ERR_ARGS && policy_principal_set(p, "", APPID, h, 0) ==
+	    POLICY_ERR_ARGS, "principal set rejects bad object ids");
+	T_CHECK(policy_principal_set(p, OID, APPID, h, 1) == POLICY_OK,
+	    "principal set");
+	T_CHECK(policy_principal_set(p, "99999999-2222-4333-8444-555555555555",
+	    APPID, h, 0) == POLICY_ERR_ARGS,
+	    "principal set refuses a client_id owned by another principal");
+	T_CHECK(policy_principal_exists(p, OID) &&
+	    !policy_principal_exists(p, APPID), "principal exists");
+	T_CHECK(policy_is_admin(p, OID) == 1 && policy_is_admin(p, APPID) ==
+	    0, "principal is_admin");
+
+	t1 = now_s();
+	r = policy_authenticate(p, APPID, "s3cret", oid, &admin);
+	t2 = now_s();
+	T_CHECK(r == POLICY_OK && strcmp(oid, OID) == 0 && admin == 1,
+	    "authenticate with the right secret");
+	T_CHECK(policy_authenticate(p, APPID, "s3creT", oid, &admin) ==
+	    POLICY_ERR_DENIED && oid[0] == '\0' && admin == 0,
+	    "authenticate rejects a wrong secret");
+	t3 = now_s();
+	r = policy_authenticate(p, "no-such-client", "s3cret", oid, &admin);
+	t3 = now_s() - t3;
+	T_CHECK(r == POLICY_ERR_DENIED, "authenticate rejects an unknown "
+	    "client");
+	/* scrypt takes tens of ms; a shortcut for unknown clients takes µs. */
+	T_CHECK(t3 > (t2 - t1) * 0.3, "authenticate of an unknown client "
+	    "costs a scrypt too");
+	T_CHECK(policy_authenticate(p, APPID, NULL, oid, &admin) ==
+	    POLICY_ERR_DENIED && policy_authenticate(p, NULL, "s3cret", oid,
+	    &admin) == POLICY_ERR_DENIED, "authenticate rejects NULLs");
+
+	T_CHECK(policy_principal_set(p, OID, APPID, h, 0) == POLICY_OK &&
+	    policy_is_admin(p, OID) == 0, "principal set replaces by oid");
+	policy_principal_remove(p, OID);
+	T_CHECK(!policy_principal_exists(p, OID) &&
+	    policy_authenticate(p, APPID, "s3cret", oid, &admin) ==
+	    POLICY_ERR_DENIED, "removed principal cannot authenticate");
+	T_CHECK(policy_principal_set(p, OID, APPID, h, 0) == POLICY_OK,
+	    "principal re-added");
+	free(h);
+}
+
+static void
+test_access(policy_t *p)
+{
+	char oid[POLICY_ID_LEN + 1];
+	int r = POLICY_OK, filled = 1;
+	const char *other = "22222222-2222-4333-8444-555555555555";
+
+	T_CHECK(!policy_allows(p, other, PERM_GET) &&
+	    policy_access_get(p, other) == 0, "deny by default");
+	T_CHECK(policy_access_set(p, other, PERM_GET | PERM_WRAPKEY) == 0,
+	    "access set");
+	T_CHECK(policy_allows(p, other, PERM_GET) &&
+	    policy_allows(p, other, PERM_WRAPKEY) &&
+	    !policy_allows(p, other, PERM_SIGN) &&
+	    !policy_allows(p, other, PERM_UNWRAPKEY),
+	    "allows only the granted permissions");
+	T_CHECK(!policy_allows(p, OID, PERM_GET), "no policy for another oid");
+	T_CHECK(!policy_allows(p, other, 0) &&
+	    !policy_allows(p, other, PERM_GET | PERM_WRAPKEY),
+	    "allows denies 0 and multi-bit requests");
+	T_CHECK(policy_access_get(p, other) == (PERM_GET | PERM_WRAPKEY),
+	    "access get");
+	T_CHECK(policy_access_set(p, other, PERM_SIGN) == 0 &&
+	    !policy_allows(p, other, PERM_GET) &&
+	    policy_allows(p, other, PERM_SIGN), "access set replaces");
+	T_CHECK(policy_access_set(p, other, 1u << 19) == POLICY_ERR_ARGS &&
+	    policy_access_set(p, "", PERM_GET) == POLICY_ERR_ARGS,
+	    "access set rejects unknown bits and bad ids");
+	policy_access_remove(p, other);
+	T_CHECK(!policy_allows(p, other, PERM_SIGN) &&
+	    policy_access_get(p, other) == 0, "access remove denies at once");
+
+	for (int i = 0; i < POLICY_MAX_POLICIES && r == POLICY_OK; i++) {
+		snprintf(oid, sizeof(oid), "00000000-0000-4000-8000-%012d", i);
+		r = policy_access_set(p, oid, PERM_ALL);
+	}
+	T_CHECK(r == POLICY_OK, "1024 access policies fit");
+	T_CHECK(policy_access_set(p, other, PERM_GET) == POLICY_ERR_LIMIT &&
+	    !policy_allows(p, other, PERM_GET), "policy 1025 is refused");
+	snprintf(oid, sizeof(oid), "00000000-0000-4000-8000-%012d", 7);
+	T_CHECK(policy_access_set(p, oid, PERM_LIST) == POLICY_OK &&
+	    policy_access_get(p, oid) == PERM_LIST,
+	    "replacing a policy at the limit works");
+	policy_access_remove(p, oid);
+	T_CHECK(policy_access_set(p, other, PERM_GET) == POLICY_OK,
+	    "after a removal there is room again");
+	for (int i = 0; i < POLICY_MAX_POLICIES; i++) {
+		snprintf(oid, sizeof(oid), "00000000-0000-4000-8000-%012d", i);
+		filled &= i == 7 ? !policy_allows(p, oid, PERM_GET) :
+		    policy_allows(p, oid, PERM_PURGE);
+		policy_access_remove(p, oid);
+	}
+	policy_access_remove(p, other);
+	T_CHECK(filled, "every stored policy decides correctly");
+}
+
+/* ---- tokens ----------------------------------------------------------- */
+
+static int
+sign_cb(void *ctx, const uint8_t *data, size_t len, uint8_t sig[64])
+{
+	EVP_PKEY *key = ctx;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned char der[128];
+	const unsigned char *q = der;
+	size_t der_len = sizeof(der);
+	ECDSA_SIG *es = NULL;
+	int r = -1;
+
+	if (md == NULL || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL,
+	    key) != 1 || EVP_DigestSign(md, der, &der_len, data, len) != 1)
+		goto out;
+	if ((es = d2i_ECDSA_SIG(NULL, &q, (long)der_len)) == NULL)
+		goto out;
+	if (BN_bn2binpad(ECDSA_SIG_get0_r(es), sig, 32) != 32 ||
+	    BN_bn2binpad(ECDSA_SIG_get0_s(es), sig + 32, 32) != 32)
+		goto out;
+	r = 0;
+out:
+	ECDSA_SIG_free(es);
+	EVP_MD_CTX_free(md);
+	return r;
+}
+
+static char *
+b64s(const void *data, size_t len)
+{
+	char *s = NULL;
+
+	if (policy_b64url_encode(data, len, &s) != 0)
+		exit(1);
+	return s;
+}
+
+/* header.payload.signature with any JSON; ES256 by key, or HS256 with
+ * hmac_key, or an empty signature when both are NULL. */
+static char *
+craft(const char *hdr, const char *payload, EVP_PKEY *key,
+    const uint8_t *hmac_key, size_t hmac_len)
+{
+	char *h = b64s(hdr, strlen(hdr)), *c = b64s(payload, strlen(payload));
+	char *sig = NULL, *tok;
+	size_t n = strlen(h) + strlen(c) + 200;
+	uint8_t raw[64];
+	unsigned char mac[32];
+	unsigned int mac_len = 0;
+
+	tok = malloc(n);
+	snprintf(tok, n, "%s.%s", h, c);
+	if (key != NULL) {
+		if (sign_cb(key, (uint8_t *)tok, strlen(tok), raw) != 0)
+			exit(1);
+		sig = b64s(raw, 64);
+	} else if (hmac_key != NULL) {
+		HMAC(EVP_sha256(), hmac_key, (int)hmac_len, (uint8_t *)tok,
+		    strlen(tok), mac, &mac_len);
+		sig = b64s(mac, mac_len);
+	} else {
+		sig = strdup("");
+	}
+	strncat(tok, ".", n - strlen(tok) - 1);
+	strncat(tok, sig, n - strlen(tok) - 1);
+	free(h);
+	free(c);
+	free(sig);
+	return tok;
+}
+
+static char *
+claims_json(const char *iss, const char *aud, const char *tid,
+    const char *oid, int64_t nbf, int64_t exp)
+{
+	char buf[1024];
+
+	snprintf(buf, sizeof(buf), "{\"iss\":\"%s\",\"aud\":\"%s\","
+	    "\"tid\":\"%s\",\"oid\":\"%s\",\"appid\":\"%s\",\"iat\":%lld,"
+	    "\"nbf\":%lld,\"exp\":%lld,\"jti\":\"x\"}", iss, aud, tid, oid,
+	    APPID, (long long)nbf, (long long)nbf, (long long)exp);
+	return strdup(buf);
+}
+
+static int
+verify(policy_t *p, const char *tok, const char *aud, int64_t now)
+{
+	struct policy_caller c;
+
+	return policy_token_verify(p, tok, aud, now, &c);
+}
+
+static int
+denied(policy_t *p, const char *tok)
+{
+	return verify(p, tok, AUD, T0) == POLICY_ERR_DENIED;
+}
+
+struct verify_thread {
+	policy_t *p;
+	const char *tok;
+	int fails;
+};
+
+static void *
+verify_worker(void *arg)
+{
+	struct verify_thread *v = arg;
+	char oid[POLICY_ID_LEN + 1];
+
+	for (int i = 0; i < 300; i++) {
+		if (verify(v->p, v->tok, AUD, T0 + i) != POLICY_OK)
+			v->fails++;
+		snprintf(oid, sizeof(oid), "33333333-0000-4000-8000-%012d", i);
+		if (policy_access_set(v->p, oid, PERM_GET) != POLICY_OK)
+			v->fails++;
+		if (!policy_allows(v->p, oid, PERM_GET))
+			v->fails++;
+		policy_access_remove(v->p, oid);
+	}
+	return NULL;
+}
+
+static void
+test_tokens(policy_t *p)
+{
+	EVP_PKEY *key = EVP_EC_gen("P-256"), *other = EVP_EC_gen("P-256");
+	EVP_PKEY *p384 = EVP_EC_gen("P-384");
+	unsigned char *spki = NULL, *spki2 = NULL, *spki384 = NULL;
+	int spki_len = i2d_PUBKEY(key, &spki);
+	int spki2_len = i2d_PUBKEY(other, &spki2);
+	int spki384_len = i2d_PUBKEY(p384, &spki384);
+	char *kid = NULL, *x = NULL, *y = NULL, *tok = NULL, *t = NULL;
+	char *c = NULL, hdr[256], *want = NULL;
+	uint8_t dig[32], coord[32], *raw = NULL;
+	size_t raw_len = 0;
+	int64_t expires_in = 0;
+	struct policy_caller caller;
+	BIGNUM *bx = NULL;
+	const char *dot;
+
+	T_CHECK(key && other && p384 && spki_len > 0 && spki2_len > 0 &&
+	    spki384_len > 0, "test keys generated");
+	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, sign_cb, key, &tok,
+	    &expires_in) != POLICY_OK && tok == NULL,
+	    "issue fails without a verify key");
+	T_CHECK(policy_set_verify_key(p, (uint8_t *)"garbage", 7) ==
+	    POLICY_ERR_ARGS && policy_set_verify_key(p, spki384,
+	    (size_t)spki384_len) == POLICY_ERR_ARGS &&
+	    policy_set_verify_key(p, spki, (size_t)spki_len - 1) ==
+	    POLICY_ERR_ARGS, "verify key must be a whole P-256 SPKI");
+	T_CHECK(policy_set_verify_key(p, spki, (size_t)spki_len) == POLICY_OK,
+	    "set verify key");
+
+	T_CHECK(policy_jwk(p, &kid, &x, &y) == POLICY_OK, "jwk");
+	SHA256(spki, (size_t)spki_len, dig);
+	want = b64s(dig, 16);
+	T_CHECK(strcmp(kid, want) == 0, "kid is b64url(SHA-256(SPKI)[0:16])");
+	free(want);
+	EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X, &bx);
+	BN_bn2binpad(bx, coord, 32);
+	want = b64s(coord, 32);
+	T_CHECK(strcmp(x, want) == 0 && strlen(y) == 43,
+	    "jwk x is the key's x coordinate");
+	free(want);
+	BN_free(bx);
+
+	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, sign_cb, key, &tok,
+	    &expires_in) == POLICY_OK && expires_in == 3600,
+	    "issue a token");
+	memset(&caller, 0, sizeof(caller));
+	T_CHECK(policy_token_verify(p, tok, AUD, T0, &caller) == POLICY_OK &&
+	    strcmp(caller.oid, OID) == 0 && strcmp(caller.appid, APPID) == 0 &&
+	    strcmp(caller.tid, TENANT) == 0 && caller.exp == T0 + 3600,
+	    "verify an issued token and return its claims");
+	T_CHECK(verify(p, tok, AUD, T0) == POLICY_OK,
+	    "verify it again (cached signature)");
+	T_CHECK(verify(p, tok, AUD "/", T0) == POLICY_OK,
+	    "audience with a trailing slash is accepted");
+	dot = strchr(tok, '.');
+	T_CHECK(policy_b64url_decode(tok, (size_t)(dot - tok), &raw,
+	    &raw_len) == 0 && raw_len < sizeof(hdr), "header decodes");
+	snprintf(hdr, sizeof(hdr), "%.*s", (int)raw_len, (char *)raw);
+	free(raw);
+	snprintf(hdr + 200, 56, "\"kid\":\"%s\"", kid);
+	T_CHECK(strstr(hdr, "\"alg\":\"ES256\"") != NULL &&
+	    strstr(hdr, "\"typ\":\"JWT\"") != NULL &&
+	    strstr(hdr, hdr + 200) != NULL, "header has alg, typ and kid");
+
+	T_CHECK(verify(p, tok, "https://other.example", T0) ==
+	    POLICY_ERR_DENIED && verify(p, tok, "", T0) == POLICY_ERR_DENIED,
+	    "wrong audience is denied");
+	T_CHECK(verify(p, tok, AUD, T0 + 3600 + 59) == POLICY_OK,
+	    "expired within the 60 s skew is accepted");
+	T_CHECK(verify(p, tok, AUD, T0 + 3600 + 60) == POLICY_ERR_DENIED &&
+	    verify(p, tok, AUD, T0 + 100000) == POLICY_ERR_DENIED,
+	    "expired token is denied");
+	T_CHECK(verify(p, tok, AUD, T0 - 60) == POLICY_OK,
+	    "nbf within the 60 s skew is accepted");
+	T_CHECK(verify(p, tok, AUD, T0 - 61) == POLICY_ERR_DENIED,
+	    "nbf in the future is denied");
+
+	/* Crafted tokens, signed by the right key unless said otherwise. */
+	snprintf(hdr, sizeof(hdr),
+	    "{\"alg\":\"ES256\",\"typ\":\"JWT\",\"kid\":\"%s\"}", kid);
+	c = claims_json(ISSUER, AUD, TENANT, OID, T0, T0 + 600);
+	t = craft(hdr, c, key, NULL, 0);
+	T_CHECK(verify(p, t, AUD, T0) == POLICY_OK,
+	    "a crafted token with the right claims and key verifies");
+	free(t);
+	t = craft(hdr, c, other, NULL, 0);
+	T_CHECK(denied(p, t), "a token signed by another key is denied");
+	free(t);
+	free(c);
+	c = claims_json(ISSUER, AUD, "33333333-2222-4333-8444-555555555555",
+	    OID, T0, T0 + 600);
+	t = craft(hdr, c, key, NULL, 0);
+	T_CHECK(denied(p, t), "a token for another tenant is denied");
+	free(t);
+	free(c);
+	c = claims_json("https://evil/" TENANT "/v2.0", AUD, TENANT, OID, T0,
+	    T0 + 600);
+	t = craft(hdr, c, key, NULL, 0);
+	T_CHECK(denied(p, t), "a token from another issuer is denied");
+	free(t);
+	free(c);
+	c = claims_json(ISSUER, AUD, TENANT,
+	    "44444444-2222-4333-8444-555555555555", T0, T0 + 600);
+	t = craft(hdr, c, key, NULL, 0);
+	T_CHECK(denied(p, t), "a token for an unknown principal is denied");
+	free(t);
+	free(c);
+	t = craft(hdr, "{\"iss\":\"" ISSUER "\",\"aud\":\"" AUD "\",\"tid\":\""
+	    TENANT "\",\"oid\":\"" OID "\",\"appid\":\"" APPID "\",\"nbf\":1,"
+	    "\"exp\":9999999999,\"oid\":\"" OID "\"}", key, NULL, 0);
+	T_CHECK(denied(p, t), "duplicate claims are denied");
+	free(t);
+	t = craft(hdr, "{\"iss\":\"" ISSUER "\",\"aud\":\"" AUD "\",\"tid\":\""
+	    TENANT "\",\"oid\":\"" OID "\",\"appid\":\"" APPID "\",\"nbf\":\"1\","
+	    "\"exp\":9999999999}", key, NULL, 0);
+	T_CHECK(denied(p, t), "a string nbf is denied");
+	free(t);
+	t = craft(hdr, "[1,2]", key, NULL, 0);
+	T_CHECK(denied(p, t), "a non-object payload is denied");
+	free(t);
+
+	c = claims_json(ISSUER, AUD, TENANT, OID, T0, T0 + 600);
+	t = craft("{\"alg\":\"ES256\",\"typ\":\"JWT\",\"kid\":\"nope\"}", c,
+	    key, NULL, 0);
+	T_CHECK(denied(p, t), "a token with another kid is denied");
+	free(t);
+	snprintf(hdr, sizeof(hdr),
+	    "{\"alg\":\"none\",\"typ\":\"JWT\",\"kid\":\"%s\"}", kid);
+	t = craft(hdr, c, NULL, NULL, 0);
+	T_CHECK(denied(p, t), "alg none with an empty signature is denied");
+	free(t);
+	snprintf(hdr, sizeof(hdr),
+	    "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"%s\"}", kid);
+	t = craft(hdr, c, NULL, spki, (size_t)spki_len);
+	T_CHECK(denied(p, t), "alg HS256 keyed with the public key is denied");
+	free(t);
+	snprintf(hdr, sizeof(hdr),
+	    "{\"alg\":\"ES256\",\"alg\":\"ES256\",\"kid\":\"%s\"}", kid);
+	t = craft(hdr, c, key, NULL, 0);
+	T_CHECK(denied(p, t), "a header with duplicate keys is denied");
+	free(t);
+	snprintf(hdr, sizeof(hdr),
+	    "{\"alg\":\"ES256\",\"kid\":\"%s\",\"crit\":[\"b64\"]}", kid);
+	t = craft(hdr, c, key, NULL, 0);
+	T_CHECK(denied(p, t), "a header with crit is denied");
+	free(t);
+	free(c);
+
+	/* Bad signatures on the issued token. */
+	t = strdup(tok);
+	dot = strrchr(t, '.');
+	T_CHECK(policy_b64url_decode(dot + 1, strlen(dot + 1), &raw,
+	    &raw_len) == 0 && raw_len == 64, "signature is 64 bytes");
+	raw[10] ^= 0x01;
+	want = b64s(raw, raw_len);
+	memcpy(t + (dot + 1 - t), want, strlen(want));
+	T_CHECK(strcmp(t, tok) != 0 && denied(p, t),
+	    "a flipped signature byte is denied");
+	free(want);
+	free(raw);
+	free(t);
+	t = strdup(tok);
+	t[strlen(t) - 1] = '\0';
+	T_CHECK(denied(p, t), "a truncated signature is denied");
+	free(t);
+	t = strdup(tok);
+	*strrchr(t, '.') = '\0';
+	T_CHECK(denied(p, t), "a token without its signature is denied");
+	free(t);
+	c = malloc(strlen(tok) + 2);
+	snprintf(c, strlen(tok) + 2, "%s.", tok);
+	T_CHECK(denied(p, c), "a token with four segments is denied");
+	free(c);
+	{
+		char *big = malloc(20001);
+
+		memset(big, 'A', 20000);
+		big[20000] = '\0';
+		big[100] = big[200] = '.';
+		T_CHECK(denied(p, "") && denied(p, "garbage") &&
+		    denied(p, "a.b") && denied(p, "a.b.c") &&
+		    denied(p, "..") && denied(p, "...") &&
+		    denied(p, "a..c") && denied(p, big) &&
+		    verify(p, NULL, AUD, T0) == POLICY_ERR_DENIED,
+		    "garbage tokens are denied");
+		free(big);
+	}
+
+	/* Revocation wins over the signature cache. */
+	T_CHECK(verify(p, tok, AUD, T0) == POLICY_OK, "token valid before "
+	    "removal");
+	policy_principal_remove(p, OID);
+	T_CHECK(verify(p, tok, AUD, T0) == POLICY_ERR_DENIED,
+	    "a removed principal's cached token is denied at once");
+	{
+		char *h = NULL;
+		T_CHECK(policy_secret_hash("s3cret", &h) == 0 &&
+		    policy_principal_set(p, OID, APPID, h, 0) == 0 &&
+		    verify(p, tok, AUD, T0) == POLICY_OK,
+		    "re-added principal's token verifies again");
+		free(h);
+	}
+
+	{
+		struct verify_thread v[4];
+		pthread_t th[4];
+		int fails = 0;
+
+		for (int i = 0; i < 4; i++) {
+			v[i] = (struct verify_thread){ p, tok, 0 };
+			pthread_create(&th[i], NULL, verify_worker, &v[i]);
+		}
+		for (int i = 0; i < 4; i++) {
+			pthread_join(th[i], NULL);
+			fails += v[i].fails;
+		}
+		T_CHECK(fails == 0, "concurrent verify and policy updates");
+	}
+
+	/* A new verify key: tokens signed with the old one stop working,
+	 * cache or not. */
+	T_CHECK(policy_set_verify_key(p, spki2, (size_t)spki2_len) ==
+	    POLICY_OK && denied(p, tok), "old-key token denied after the "
+	    "verify key changes");
+	free(tok);
+	tok = NULL;
+	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, sign_cb, key, &tok,
+	    &expires_in) == POLICY_ERR_INTERNAL && tok == NULL,
+	    "issue refuses a signer that does not match the verify key");
+	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, sign_cb, other,
+	    &tok, &expires_in) == POLICY_OK && verify(p, tok, AUD, T0) ==
+	    POLICY_OK, "issue and verify with the new key");
+
+	free(tok);
+	free(kid);
+	free(x);
+	free(y);
+	OPENSSL_free(spki);
+	OPENSSL_free(spki2);
+	OPENSSL_free(spki384);
+	EVP_PKEY_free(key);
+	EVP_PKEY_free(other);
+	EVP_PKEY_free(p384);
+}
+
+int
+main(void)
+{
+	policy_t *p;
+
+	test_b64url();
+	test_perms();
+	test_ids();
+	test_secrets();
+	p = new_policy();
+	test_principals(p);
+	test_access(p);
+	test_tokens(p);
+	policy_free(p);
+	{
+		struct policy_config bad = { "", ISSUER, 0 };
+		policy_t *q = (policy_t *)1;
+		T_CHECK(policy_new(&bad, &q) == POLICY_ERR_ARGS && q == NULL,
+		    "policy_new rejects an empty tenant");
+	}
+	return T_DONE();
+}

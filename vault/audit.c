@@ -1,0 +1,290 @@
+/*
+ * audit.c — the tamper-evident audit log. Each line is a JSON object whose
+ * first member "prev" is the SHA-256 (hex) of the previous line's bytes
+ * (without its newline); the first line ever has 64 zeros. Rotation by
+ * size renames audit.log to audit.log.N (N increasing) and the chain
+ * continues in the new file.
+ *
+ * Writes that change state are fsynced before the caller acknowledges
+ * them; reads are written at once and synced with the next write.
+ * Must never: accept content it did not get from api/audit.c (which
+ * builds lines only from recorded metadata).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/sha.h>
+
+#include "vault/audit.h"
+#include "vault/vault.h"
+
+#define AUDIT_DEFAULT_MAX (64u * 1024 * 1024)
+#define AUDIT_LINE_MAX (64 * 1024)
+
+struct vlt_audit {
+	pthread_mutex_t lock;
+	char dir[4096];
+	char path[4200];
+	int fd;
+	size_t size;
+	size_t max_bytes;
+	unsigned next_index;     /* next rotation suffix */
+	char prev[65];
+};
+
+static void
+hex_hash(const char *data, size_t len, char out[65])
+{
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	size_t i;
+
+	SHA256((const unsigned char *)data, len, md);
+	for (i = 0; i < sizeof(md); i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* Index of rotated files: audit.log.N; returns the highest N (0: none). */
+static unsigned
+highest_index(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	unsigned hi = 0;
+
+	if (d == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL) {
+		char *end;
+		unsigned long n;
+		if (strncmp(e->d_name, "audit.log.", 10) != 0)
+			continue;
+		n = strtoul(e->d_name + 10, &end, 10);
+		if (*end == '\0' && n > hi && n < 1000000)
+			hi = (unsigned)n;
+	}
+	closedir(d);
+	return hi;
+}
+
+/* Hash of the last complete line of a file into out; 0 if found. */
+static int
+last_line_hash(const char *path, char out[65])
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL, *last = NULL;
+	size_t cap = 0, lastlen = 0;
+	ssize_t n;
+	int rc = -1;
+
+	if (f == NULL)
+		return -1;
+	while ((n = getline(&line, &cap, f)) > 0) {
+		if (line[n - 1] != '\n')
+			break;  /* a torn last line is ignored */
+		free(last);
+		last = strndup(line, (size_t)n - 1);
+		lastlen = (size_t)n - 1;
+	}
+	if (last) {
+		hex_hash(last, lastlen, out);
+		rc = 0;
+	}
+	free(line);
+	free(last);
+	fclose(f);
+	return rc;
+}
+
+static int
+open_current(struct vlt_audit *a)
+{
+	struct stat st;
+
+	a->fd = open(a->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (a->fd < 0)
+		return -1;
+	if (fstat(a->fd, &st) != 0)
+		return -1;
+	a->size = (size_t)st.st_size;
+	return 0;
+}
+
+int
+vlt_audit_open(const char *data_dir, size_t max_bytes, struct vlt_audit **out)
+{
+	struct vlt_audit *a;
+	char rotated[4300];
+
+	*out = NULL;
+	a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return VLT_ERR_NO_MEMORY;
+	pthread_mutex_init(&a->lock, NULL);
+	a->fd = -1;
+	a->max_bytes = max_bytes ? max_bytes : AUDIT_DEFAULT_MAX;
+	if (snprintf(a->dir, sizeof(a->dir), "%s/audit", data_dir) >=
+	    (int)sizeof(a->dir))
+		goto fail;
+	snprintf(a->path, sizeof(a->path), "%s/audit.log", a->dir);
+	if (mkdir(a->dir, 0700) != 0 && errno != EEXIST)
+		goto fail;
+	a->next_index = highest_index(a->dir) + 1;
+	memset(a->prev, '0', 64);
+	a->prev[64] = '\0';
+	if (last_line_hash(a->path, a->prev) != 0 && a->next_index > 1) {
+		snprintf(rotated, sizeof(rotated), "%s/audit.log.%u", a->dir,
+		    a->next_index - 1);
+		(void)last_line_hash(rotated, a->prev);
+	}
+	if (open_current(a) != 0)
+		goto fail;
+	*out = a;
+	return 0;
+fail:
+	if (a->fd >= 0)
+		close(a->fd);
+	pthread_mutex_destroy(&a->lock);
+	free(a);
+	return VLT_ERR_IO;
+}
+
+static int
+rotate(struct vlt_audit *a)
+{
+	char rotated[4300];
+
+	if (fsync(a->fd) != 0)
+		return -1;
+	close(a->fd);
+	a->fd = -1;
+	snprintf(rotated, sizeof(rotated), "%s/audit.log.%u", a->dir,
+	    a->next_index);
+	if (rename(a->path, rotated) != 0)
+		return -1;
+	a->next_index++;
+	return open_current(a);
+}
+
+static int
+write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int
+vlt_audit_append(struct vlt_audit *a, const char *object_json, int sync)
+{
+	char *line = NULL;
+	size_t olen = strlen(object_json), len;
+	int rc = VLT_ERR_IO;
+
+	if (olen < 2 || object_json[0] != '{' || olen > AUDIT_LINE_MAX)
+		return VLT_ERR_BAD_PARAM;
+	line = malloc(olen + 96);
+	if (line == NULL)
+		return VLT_ERR_NO_MEMORY;
+	pthread_mutex_lock(&a->lock);
+	if (a->fd < 0 && open_current(a) != 0)
+		goto out;
+	if (a->size >= a->max_bytes && rotate(a) != 0)
+		goto out;
+	len = (size_t)snprintf(line, olen + 96, "{\"prev\":\"%s\"%s%s", a->prev,
+	    olen > 2 ? "," : "", object_json + 1);
+	line[len] = '\n';
+	if (write_all(a->fd, line, len + 1) != 0)
+		goto out;
+	a->size += len + 1;
+	hex_hash(line, len, a->prev);
+	if (sync && fdatasync(a->fd) != 0)
+		goto out;
+	rc = 0;
+out:
+	pthread_mutex_unlock(&a->lock);
+	free(line);
+	return rc;
+}
+
+void
+vlt_audit_close(struct vlt_audit *a)
+{
+	if (a == NULL)
+		return;
+	if (a->fd >= 0) {
+		(void)fsync(a->fd);
+		close(a->fd);
+	}
+	pthread_mutex_destroy(&a->lock);
+	free(a);
+}
+
+static int
+verify_file(const char *path, const char *label, char prev[65], char *where,
+    size_t where_len)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0, lineno = 0;
+	ssize_t n;
+	int rc = 0;
+
+	if (f == NULL)
+		return 0;
+	while ((n = getline(&line, &cap, f)) > 0) {
+		lineno++;
+		if (line[n - 1] != '\n' || n < 75 ||
+		    strncmp(line, "{\"prev\":\"", 9) != 0 ||
+		    strncmp(line + 9, prev, 64) != 0 || line[73] != '"') {
+			snprintf(where, where_len, "%s:%zu", label, lineno);
+			rc = -1;
+			break;
+		}
+		hex_hash(line, (size_t)n - 1, prev);
+	}
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+int
+vault_audit_verify(const char *data_dir, char *where, size_t where_len)
+{
+	char dir[4096], path[4300], label[64], prev[65];
+	unsigned i, hi;
+
+	snprintf(where, where_len, "-");
+	if (snprintf(dir, sizeof(dir), "%s/audit", data_dir) >=
+	    (int)sizeof(dir))
+		return VLT_ERR_BAD_PARAM;
+	memset(prev, '0', 64);
+	prev[64] = '\0';
+	hi = highest_index(dir);
+	for (i = 1; i <= hi; i++) {
+		snprintf(path, sizeof(path), "%s/audit.log.%u", dir, i);
+		snprintf(label, sizeof(label), "audit.log.%u", i);
+		if (access(path, F_OK) != 0) {
+			snprintf(where, where_len, "%s (missing)", label);
+			return -1;
+		}
+		if (verify_file(path, label, prev, where, where_len) != 0)
+			return -1;
+	}
+	snprintf(path, sizeof(path), "%s/audit.log", dir);
+	return verify_file(path, "audit.log", prev, where, where_len);
+}

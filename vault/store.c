@@ -1,0 +1,1248 @@
+/*
+ * vault/store.c — the SQLite metadata store: key names, versions,
+ * attributes, tags, public keys, wrapped blobs, soft-delete state, vault
+ * settings, principals and access policies.
+ *
+ * Owns: DIR/vault.db (WAL, synchronous=FULL, foreign keys, secure_delete),
+ * its schema (PRAGMA user_version) and the one connection, guarded by one
+ * mutex so that each function below is atomic.
+ *
+ * Must never: build SQL from data (prepared statements with bound
+ * parameters only), write outside a transaction, acknowledge a write
+ * before COMMIT returned, call the hsm, or log anything it stores.
+ */
+#include "vault/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <sqlite3.h>
+
+#define STORE_SCHEMA_VERSION 1
+
+enum st_id {
+	ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_PING,
+	ST_SETTINGS_GET, ST_SETTINGS_PUT,
+	ST_KEY_STATE, ST_KEY_INSERT, ST_KEY_LATEST, ST_VERSION_INSERT,
+	ST_VERSION_LATEST, ST_VERSION_BY_ID, ST_VERSION_UPDATE,
+	ST_KEY_LIST, ST_VERSION_LIST, ST_KEY_DELETE, ST_KEY_RECOVER,
+	ST_VERSION_IDS, ST_VERSIONS_DELETE, ST_KEY_REMOVE, ST_DUE_LIST,
+	ST_PRINCIPAL_PUT, ST_PRINCIPAL_DELETE, ST_PRINCIPAL_LIST,
+	ST_ACCESS_PUT, ST_ACCESS_DELETE, ST_ACCESS_LIST,
+	ST_COUNT
+};
+
+#define V_COLS "v.name, v.version, v.kty, v.hsm, v.key_size, v.crv, " \
+	"v.key_ops, v.enabled, v.nbf, v.exp, v.created, v.updated, v.tags, " \
+	"v.spki, k.deleted_date, k.scheduled_purge_date, v.seq, v.blob"
+
+static const char *const st_sql[ST_COUNT] = {
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
+	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_PING] = "SELECT count(*) FROM settings",
+	[ST_SETTINGS_GET] =
+	    "SELECT retention_days, purge_protection FROM settings WHERE id = 1",
+	[ST_SETTINGS_PUT] =
+	    "INSERT INTO settings(id, retention_days, purge_protection) "
+	    "VALUES (1, ?1, ?2) ON CONFLICT(id) DO UPDATE SET "
+	    "retention_days = excluded.retention_days, "
+	    "purge_protection = excluded.purge_protection",
+	[ST_KEY_STATE] =
+	    "SELECT name, deleted_date, scheduled_purge_date FROM keys "
+	    "WHERE name = ?1",
+	[ST_KEY_INSERT] =
+	    "INSERT INTO keys(name, deleted_date, scheduled_purge_date, "
+	    "latest_seq) VALUES (?1, 0, 0, 0)",
+	[ST_KEY_LATEST] = "UPDATE keys SET latest_seq = ?1 WHERE name = ?2",
+	[ST_VERSION_INSERT] =
+	    "INSERT INTO key_versions(name, version, kty, hsm, key_size, crv, "
+	    "key_ops, enabled, nbf, exp, created, updated, tags, spki, blob) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
+	    "?14, ?15)",
+	[ST_VERSION_LATEST] =
+	    "SELECT " V_COLS " FROM keys k JOIN key_versions v "
+	    "ON v.seq = k.latest_seq WHERE k.name = ?1 "
+	    "AND (k.deleted_date != 0) = ?2",
+	[ST_VERSION_BY_ID] =
+	    "SELECT " V_COLS " FROM keys k JOIN key_versions v "
+	    "ON v.name = k.name WHERE k.name = ?1 AND v.version = ?2 "
+	    "AND (k.deleted_date != 0) = ?3",
+	[ST_VERSION_UPDATE] =
+	    "UPDATE key_versions SET key_ops = ?1, enabled = ?2, nbf = ?3, "
+	    "exp = ?4, tags = ?5, updated = ?6 WHERE seq = ?7",
+	[ST_KEY_LIST] =
+	    "SELECT " V_COLS " FROM keys k JOIN key_versions v "
+	    "ON v.seq = k.latest_seq WHERE (k.deleted_date != 0) = ?1 "
+	    "AND k.name > ?2 ORDER BY k.name LIMIT ?3",
+	[ST_VERSION_LIST] =
+	    "SELECT " V_COLS " FROM keys k JOIN key_versions v "
+	    "ON v.name = k.name WHERE k.name = ?1 AND k.deleted_date = 0 "
+	    "AND v.seq > ?2 ORDER BY v.seq LIMIT ?3",
+	[ST_KEY_DELETE] =
+	    "UPDATE keys SET deleted_date = ?1, scheduled_purge_date = ?2 "
+	    "WHERE name = ?3 AND deleted_date = 0",
+	[ST_KEY_RECOVER] =
+	    "UPDATE keys SET deleted_date = 0, scheduled_purge_date = 0 "
+	    "WHERE name = ?1 AND deleted_date != 0",
+	[ST_VERSION_IDS] =
+	    "SELECT version FROM key_versions WHERE name = ?1 ORDER BY seq",
+	[ST_VERSIONS_DELETE] = "DELETE FROM key_versions WHERE name = ?1",
+	[ST_KEY_REMOVE] = "DELETE FROM keys WHERE name = ?1",
+	[ST_DUE_LIST] =
+	    "SELECT name FROM keys WHERE deleted_date != 0 "
+	    "AND scheduled_purge_date <= ?1 ORDER BY name",
+	[ST_PRINCIPAL_PUT] =
+	    "INSERT INTO principals(object_id, client_id, display_name, "
+	    "secret_hash, is_admin, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+	    "ON CONFLICT(object_id) DO UPDATE SET "
+	    "client_id = excluded.client_id, "
+	    "display_name = excluded.display_name, "
+	    "secret_hash = excluded.secret_hash, "
+	    "is_admin = excluded.is_admin, created = excluded.created",
+	[ST_PRINCIPAL_DELETE] = "DELETE FROM principals WHERE object_id = ?1",
+	[ST_PRINCIPAL_LIST] =
+	    "SELECT object_id, client_id, display_name, secret_hash, is_admin, "
+	    "created FROM principals ORDER BY created, object_id",
+	[ST_ACCESS_PUT] =
+	    "INSERT INTO access_policies(object_id, tenant_id, perms) "
+	    "VALUES (?1, ?2, ?3) ON CONFLICT(object_id) DO UPDATE SET "
+	    "tenant_id = excluded.tenant_id, perms = excluded.perms",
+	[ST_ACCESS_DELETE] =
+	    "DELETE FROM access_policies WHERE object_id = ?1",
+	[ST_ACCESS_LIST] =
+	    "SELECT object_id, tenant_id, perms FROM access_policies "
+	    "ORDER BY object_id",
+};
+
+/* Schema version 1. Names compare case-insensitively, as Azure's do. */
+static const char *const schema_v1[] = {
+	"CREATE TABLE settings ("
+	" id INTEGER PRIMARY KEY CHECK (id = 1),"
+	" retention_days INTEGER NOT NULL CHECK (retention_days BETWEEN 7 AND 90),"
+	" purge_protection INTEGER NOT NULL CHECK (purge_protection IN (0, 1)))",
+	"CREATE TABLE keys ("
+	" name TEXT PRIMARY KEY COLLATE NOCASE,"
+	" deleted_date INTEGER NOT NULL DEFAULT 0,"
+	" scheduled_purge_date INTEGER NOT NULL DEFAULT 0,"
+	" latest_seq INTEGER NOT NULL DEFAULT 0)",
+	"CREATE TABLE key_versions ("
+	" seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" name TEXT NOT NULL COLLATE NOCASE"
+	"  REFERENCES keys(name) ON DELETE CASCADE,"
+	" version TEXT NOT NULL UNIQUE,"
+	" kty INTEGER NOT NULL, hsm INTEGER NOT NULL,"
+	" key_size INTEGER NOT NULL, crv INTEGER NOT NULL,"
+	" key_ops INTEGER NOT NULL, enabled INTEGER NOT NULL,"
+	" nbf INTEGER NOT NULL, exp INTEGER NOT NULL,"
+	" created INTEGER NOT NULL, updated INTEGER NOT NULL,"
+	" tags TEXT, spki BLOB NOT NULL, blob BLOB NOT NULL)",
+	"CREATE INDEX key_versions_by_name ON key_versions(name, seq)",
+	"CREATE INDEX keys_by_purge_date ON keys(scheduled_purge_date)"
+	" WHERE deleted_date != 0",
+	"CREATE TABLE principals ("
+	" object_id TEXT PRIMARY KEY,"
+	" client_id TEXT NOT NULL UNIQUE,"
+	" display_name TEXT NOT NULL,"
+	" secret_hash TEXT,"
+	" is_admin INTEGER NOT NULL,"
+	" created INTEGER NOT NULL)",
+	"CREATE TABLE access_policies ("
+	" object_id TEXT PRIMARY KEY,"
+	" tenant_id TEXT NOT NULL,"
+	" perms INTEGER NOT NULL)",
+	"PRAGMA user_version = 1",
+};
+
+struct store {
+	sqlite3 *db;
+	pthread_mutex_t lock;
+	sqlite3_stmt *st[ST_COUNT];
+};
+
+static int
+map_rc(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK: case SQLITE_DONE: case SQLITE_ROW:
+		return 0;
+	case SQLITE_CONSTRAINT:
+		return VLT_ERR_CONFLICT;
+	case SQLITE_NOMEM:
+		return VLT_ERR_NO_MEMORY;
+	case SQLITE_BUSY: case SQLITE_LOCKED: case SQLITE_FULL:
+	case SQLITE_IOERR:
+		return VLT_ERR_UNAVAILABLE;
+	default:
+		return VLT_ERR_INTERNAL;
+	}
+}
+
+/* A one-off statement (DDL, pragmas); stepped to completion. */
+static int
+exec_once(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto out;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		;
+	if (rc == SQLITE_DONE)
+		rc = SQLITE_OK;
+out:
+	sqlite3_finalize(st);
+	return map_rc(rc);
+}
+
+static int
+pragma_int(sqlite3 *db, const char *sql, int64_t *val)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto out;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*val = sqlite3_column_int64(st, 0);
+		rc = SQLITE_OK;
+	}
+out:
+	sqlite3_finalize(st);
+	return map_rc(rc);
+}
+
+/* A cached statement, reset and unbound; NULL on failure. */
+static sqlite3_stmt *
+st_get(store_t *s, enum st_id id)
+{
+	if (s->st[id] == NULL &&
+	    sqlite3_prepare_v3(s->db, st_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+	    &s->st[id], NULL) != SQLITE_OK)
+		return NULL;
+	sqlite3_reset(s->st[id]);
+	sqlite3_clear_bindings(s->st[id]);
+	return s->st[id];
+}
+
+static void
+st_done(sqlite3_stmt *st)
+{
+	if (st != NULL) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+	}
+}
+
+/* Runs a statement without result rows. */
+static int
+st_run(store_t *s, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	st_done(st);
+	(void)s;
+	return rc == SQLITE_DONE ? 0 : map_rc(rc);
+}
+
+static int
+tx_begin(store_t *s)
+{
+	sqlite3_stmt *st = st_get(s, ST_BEGIN);
+
+	return st == NULL ? VLT_ERR_INTERNAL : st_run(s, st);
+}
+
+static int
+tx_commit(store_t *s)
+{
+	sqlite3_stmt *st = st_get(s, ST_COMMIT);
+
+	return st == NULL ? VLT_ERR_INTERNAL : st_run(s, st);
+}
+
+static void
+tx_rollback(store_t *s)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_get_autocommit(s->db))
+		return;
+	st = st_get(s, ST_ROLLBACK);
+	if (st != NULL)
+		(void)st_run(s, st);
+}
+
+/* Ends a transaction: COMMIT when r is 0, else ROLLBACK. */
+static int
+tx_end(store_t *s, int r)
+{
+	if (r == 0) {
+		r = tx_commit(s);
+		if (r == 0)
+			return 0;
+	}
+	tx_rollback(s);
+	return r;
+}
+
+static int
+bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	if (v == NULL)
+		return sqlite3_bind_null(st, i);
+	return sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+}
+
+static void
+copy_col_text(sqlite3_stmt *st, int i, char *dst, size_t cap)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	size_t len = t == NULL ? 0 : (size_t)sqlite3_column_bytes(st, i);
+
+	if (len >= cap)
+		len = cap - 1;
+	if (len > 0)
+		memcpy(dst, t, len);
+	dst[len] = '\0';
+}
+
+/* Fills *k (and optionally the blob) from a row of V_COLS. */
+static int
+read_version_row(sqlite3_stmt *st, struct vlt_key_info *k, int64_t *seq,
+    uint8_t **blob, size_t *blob_len)
+{
+	const void *p;
+	size_t len;
+
+	memset(k, 0, sizeof(*k));
+	copy_col_text(st, 0, k->name, sizeof(k->name));
+	copy_col_text(st, 1, k->version, sizeof(k->version));
+	k->kty = (enum vlt_kty)sqlite3_column_int(st, 2);
+	k->hsm = sqlite3_column_int(st, 3);
+	k->key_size = (unsigned)sqlite3_column_int(st, 4);
+	k->crv = (enum vlt_curve)sqlite3_column_int(st, 5);
+	k->key_ops = (unsigned)sqlite3_column_int64(st, 6);
+	k->attrs.enabled = sqlite3_column_int(st, 7);
+	k->attrs.nbf = sqlite3_column_int64(st, 8);
+	k->attrs.exp = sqlite3_column_int64(st, 9);
+	k->attrs.created = sqlite3_column_int64(st, 10);
+	k->attrs.updated = sqlite3_column_int64(st, 11);
+	if (sqlite3_column_type(st, 12) != SQLITE_NULL) {
+		const unsigned char *t = sqlite3_column_text(st, 12);
+
+		if (t == NULL || (k->tags = strdup((const char *)t)) == NULL)
+			goto nomem;
+	}
+	p = sqlite3_column_blob(st, 13);
+	len = (size_t)sqlite3_column_bytes(st, 13);
+	if (len > 0) {
+		if ((k->spki = malloc(len)) == NULL)
+			goto nomem;
+		memcpy(k->spki, p, len);
+		k->spki_len = len;
+	}
+	k->deleted_date = sqlite3_column_int64(st, 14);
+	k->scheduled_purge_date = sqlite3_column_int64(st, 15);
+	if (seq != NULL)
+		*seq = sqlite3_column_int64(st, 16);
+	if (blob != NULL) {
+		p = sqlite3_column_blob(st, 17);
+		len = (size_t)sqlite3_column_bytes(st, 17);
+		if (len == 0 || (*blob = malloc(len)) == NULL)
+			goto nomem;
+		memcpy(*blob, p, len);
+		*blob_len = len;
+	}
+	return 0;
+nomem:
+	vlt_key_info_clear(k);
+	return VLT_ERR_NO_MEMORY;
+}
+
+int
+store_open(const char *path, int create, store_t **out)
+{
+	store_t *s = NULL;
+	int64_t uv = 0;
+	int r, fd, flags;
+	size_t i;
+
+	*out = NULL;
+	if (create) {
+		/* Created here so that the db, and the -wal and -shm files
+		 * SQLite derives from its mode, are 0600 whatever the umask. */
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return errno == EEXIST ? VLT_ERR_EXISTS : VLT_ERR_IO;
+		close(fd);
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return VLT_ERR_NO_MEMORY;
+	if (pthread_mutex_init(&s->lock, NULL) != 0) {
+		free(s);
+		return VLT_ERR_INTERNAL;
+	}
+	flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX;
+	if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
+		r = VLT_ERR_IO;
+		goto out;
+	}
+	sqlite3_extended_result_codes(s->db, 1);
+	sqlite3_busy_timeout(s->db, 5000);
+	if ((r = exec_once(s->db, "PRAGMA journal_mode = WAL")) != 0 ||
+	    (r = exec_once(s->db, "PRAGMA synchronous = FULL")) != 0 ||
+	    (r = exec_once(s->db, "PRAGMA foreign_keys = ON")) != 0 ||
+	    (r = exec_once(s->db, "PRAGMA secure_delete = ON")) != 0)
+		goto out;
+	if ((r = pragma_int(s->db, "PRAGMA user_version", &uv)) != 0)
+		goto out;
+	if (uv == 0 && create) {
+		if ((r = tx_begin(s)) != 0)
+			goto out;
+		for (i = 0; i < sizeof(schema_v1) / sizeof(schema_v1[0]); i++)
+			if ((r = exec_once(s->db, schema_v1[i])) != 0)
+				break;
+		if ((r = tx_end(s, r)) != 0)
+			goto out;
+	} else if (uv != STORE_SCHEMA_VERSION) {
+		/* Not our database, or one from a newer release. */
+		r = VLT_ERR_INTERNAL;
+		goto out;
+	}
+	*out = s;
+	s = NULL;
+	r = 0;
+out:
+	store_close(s);
+	return r;
+}
+
+void
+store_close(store_t *s)
+{
+	size_t i;
+
+	if (s == NULL)
+		return;
+	for (i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(s->st[i]);
+	sqlite3_close(s->db);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+int
+store_ping(store_t *s)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	if ((st = st_get(s, ST_PING)) == NULL) {
+		r = VLT_ERR_INTERNAL;
+		goto out;
+	}
+	r = sqlite3_step(st) == SQLITE_ROW ? 0 : VLT_ERR_UNAVAILABLE;
+out:
+	st_done(st);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+/* Caller holds the lock. */
+static int
+settings_read(store_t *s, struct vlt_settings *out)
+{
+	sqlite3_stmt *st = st_get(s, ST_SETTINGS_GET);
+	int r, rc;
+
+	if (st == NULL)
+		return VLT_ERR_INTERNAL;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		out->retention_days = sqlite3_column_int(st, 0);
+		out->purge_protection = sqlite3_column_int(st, 1);
+		r = 0;
+	} else {
+		r = rc == SQLITE_DONE ? VLT_ERR_INTERNAL : map_rc(rc);
+	}
+	st_done(st);
+	return r;
+}
+
+static int
+settings_write(store_t *s, const struct vlt_settings *in)
+{
+	sqlite3_stmt *st = st_get(s, ST_SETTINGS_PUT);
+
+	if (st == NULL)
+		return VLT_ERR_INTERNAL;
+	sqlite3_bind_int(st, 1, in->retention_days);
+	sqlite3_bind_int(st, 2, in->purge_protection);
+	return st_run(s, st);
+}
+
+int
+store_settings_get(store_t *s, struct vlt_settings *out)
+{
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	r = settings_read(s, out);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+int
+store_settings_init(store_t *s, const struct vlt_settings *st)
+{
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	if ((r = tx_begin(s)) == 0)
+		r = tx_end(s, settings_write(s, st));
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+int
+store_settings_update(store_t *s, int retention_days, int purge_protection)
+{
+	struct vlt_settings cur;
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	if ((r = tx_begin(s)) != 0)
+		goto out;
+	if ((r = settings_read(s, &cur)) != 0)
+		goto end;
+	if (retention_days >= 0) {
+		if (retention_days < 7 || retention_days > 90) {
+			r = VLT_ERR_BAD_PARAM;
+			goto end;
+		}
+		cur.retention_days = retention_days;
+	}
+	if (purge_protection == 1) {
+		cur.purge_protection = 1;
+	} else if (purge_protection == 0) {
+		if (cur.purge_protection) {
+			r = VLT_ERR_BAD_PARAM;
+			goto end;
+		}
+	} else if (purge_protection != -1) {
+		r = VLT_ERR_BAD_PARAM;
+		goto end;
+	}
+	r = settings_write(s, &cur);
+end:
+	r = tx_end(s, r);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+/* Deletion state of a key; VLT_ERR_NOT_FOUND if there is no such name.
+ * canon (optional, VLT_NAME_MAX + 1): the name as stored. */
+static int
+key_state(store_t *s, const char *name, char *canon, int64_t *deleted,
+    int64_t *purge_date)
+{
+	sqlite3_stmt *st = st_get(s, ST_KEY_STATE);
+	int rc, r;
+
+	if (st == NULL)
+		return VLT_ERR_INTERNAL;
+	bind_text(st, 1, name);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		if (canon != NULL)
+			copy_col_text(st, 0, canon, VLT_NAME_MAX + 1);
+		*deleted = sqlite3_column_int64(st, 1);
+		*purge_date = sqlite3_column_int64(st, 2);
+		r = 0;
+	} else {
+		r = rc == SQLITE_DONE ? VLT_ERR_NOT_FOUND : map_rc(rc);
+	}
+	st_done(st);
+	return r;
+}
+
+int
+store_version_insert(store_t *s, const struct vlt_key_info *k,
+    const uint8_t *blob, size_t blob_len)
+{
+	char canon[VLT_NAME_MAX + 1];
+	sqlite3_stmt *st = NULL;
+	int64_t deleted, purge_date, seq;
+	int r;
+
+	if (blob_len == 0 || blob_len > INT32_MAX || k->spki_len == 0 ||
+	    k->spki_len > INT32_MAX)
+		return VLT_ERR_INTERNAL;
+	pthread_mutex_lock(&s->lock);
+	if ((r = tx_begin(s)) != 0)
+		goto out;
+	r = key_state(s, k->name, canon, &deleted, &purge_date);
+	if (r == VLT_ERR_NOT_FOUND) {
+		if ((st = st_get(s, ST_KEY_INSERT)) == NULL) {
+			r = VLT_ERR_INTERNAL;
+			goto end;
+		}
+		bind_text(st, 1, k->name);
+		if ((r = st_run(s, st)) != 0)
+			goto end;
+		snprintf(canon, sizeof(canon), "%s", k->name);
+	} else if (r != 0) {
+		goto end;
+	} else if (deleted != 0) {
+		r = VLT_ERR_DELETED_RECOVERABLE;
+		goto end;
+	}
+	if ((st = st_get(s, ST_VERSION_INSERT)) == NULL) {
+		r = VLT_ERR_INTERNAL;
+		goto end;
+	}
+	bind_text(st, 1, canon);
+	bind_text(st, 2, k->version);
+	sqlite3_bind_int(st, 3, (int)k->kty);
+	sqlite3_bind_int(st, 4, k->hsm ? 1 : 0);
+	sqlite3_bind_int64(st, 5, k->key_size);
+	sqlite3_bind_int(st, 6, (int)k->crv);
+	sqlite3_bind_int64(st, 7, k->key_ops);
+	sqlite3_bind_int(st, 8, k->attrs.enabled ? 1 : 0);
+	sqlite3_bind_int64(st, 9, k->attrs.nbf);
+	sqlite3_bind_int64(st, 10, k->attrs.exp);
+	sqlite3_bind_int64(st, 11, k->attrs.created);
+	sqlite3_bind_int64(st, 12, k->attrs.updated);
+	bind_text(st, 13, k->tags);
+	sqlite3_bind_blob(st, 14, k->spki, (int)k->spki_len, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 15, blob, (int)blob_len, SQLITE_STATIC);
+	if ((r = st_run(s, st)) != 0)
+		goto end;
+	seq = sqlite3_last_insert_rowid(s->db);
+	if ((st = st_get(s, ST_KEY_LATEST)) == NULL) {
+		r = VLT_ERR_INTERNAL;
+		goto end;
+	}
+	sqlite3_bind_int64(st, 1, seq);
+	bind_text(st, 2, canon);
+	r = st_run(s, st);
+end:
+	r = tx_end(s, r);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+/* Caller holds the lock. */
+static int
+version_fetch(store_t *s, const char *name, const char *version,
+    int deleted, struct vlt_key_info *out, int64_t *seq, uint8_t **blob,
+    size_t *blob_len)
+{
+	sqlite3_stmt *st;
+	int rc, r;
+
+	if (version == NULL) {
+		if ((st = st_get(s, ST_VERSION_LATEST)) == NULL)
+			return VLT_ERR_INTERNAL;
+		bind_text(st, 1, name);
+		sqlite3_bind_int(st, 2, deleted ? 1 : 0);
+	} else {
+		if ((st = st_get(s, ST_VERSION_BY_ID)) == NULL)
+			return VLT_ERR_INTERNAL;
+		bind_text(st, 1, name);
+		bind_text(st, 2, version);
+		sqlite3_bind_int(st, 3, deleted ? 1 : 0);
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		r = read_version_row(st, out, seq, blob, blob_len);
+	else
+		r = rc == SQLITE_DONE ? VLT_ERR_NOT_FOUND : map_rc(rc);
+	st_done(st);
+	return r;
+}
+
+int
+store_version_get(store_t *s, const char *name, const char *version,
+    int deleted, struct vlt_key_info *out, uint8_t **blob, size_t *blob_len)
+{
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&s->lock);
+	r = version_fetch(s, name, version, deleted, out, NULL, blob,
+	    blob_len);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+int
+store_version_update(store_t *s, const char *name, const char *version,
+    const struct store_update *u, int (*check_ops)(enum vlt_kty, unsigned),
+    struct vlt_key_info *out)
+{
+	struct vlt_key_info cur;
+	sqlite3_stmt *st;
+	int64_t seq = 0;
+	int r;
+
+	memset(&cur, 0, sizeof(cur));
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&s->lock);
+	if ((r = tx_begin(s)) != 0)
+		goto out;
+	if ((r = version_fetch(s, name, version, 0, &cur, &seq, NULL,
+	    NULL)) != 0)
+		goto end;
+	if (u->has_key_ops) {
+		if ((r = check_ops(cur.kty, u->key_ops)) != 0)
+			goto end;
+		cur.key_ops = u->key_ops;
+	}
+	if (u->has_enabled)
+		cur.attrs.enabled = u->enabled ? 1 : 0;
+	if (u->has_nbf)
+		cur.attrs.nbf = u->nbf;
+	if (u->has_exp)
+		cur.attrs.exp = u->exp;
+	if ((st = st_get(s, ST_VERSION_UPDATE)) == NULL) {
+		r = VLT_ERR_INTERNAL;
+		goto end;
+	}
+	sqlite3_bind_int64(st, 1, cur.key_ops);
+	sqlite3_bind_int(st, 2, cur.attrs.enabled);
+	sqlite3_bind_int64(st, 3, cur.attrs.nbf);
+	sqlite3_bind_int64(st, 4, cur.attrs.exp);
+	bind_text(st, 5, u->tags != NULL ? u->tags : cur.tags);
+	sqlite3_bind_int64(st, 6, u->updated);
+	sqlite3_bind_int64(st, 7, seq);
+	if ((r = st_run(s, st)) != 0)
+		goto end;
+	vlt_key_info_clear(&cur);
+	r = version_fetch(s, name, version, 0, out, NULL, NULL, NULL);
+end:
+	r = tx_end(s, r);
+	if (r != 0)
+		vlt_key_info_clear(out);
+out:
+	vlt_key_info_clear(&cur);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+/* Collects up to limit V_COLS rows of a bound statement. */
+static int
+collect_versions(sqlite3_stmt *st, size_t limit, struct vlt_key_info **items,
+    size_t *n, int64_t *last_seq, int *more)
+{
+	struct vlt_key_info *arr;
+	size_t cnt = 0;
+	int rc = SQLITE_DONE, r = 0;
+
+	if ((arr = calloc(limit, sizeof(*arr))) == NULL)
+		return VLT_ERR_NO_MEMORY;
+	while (cnt < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if ((r = read_version_row(st, &arr[cnt], last_seq, NULL,
+		    NULL)) != 0)
+			goto out;
+		cnt++;
+	}
+	if (cnt == limit)
+		rc = sqlite3_step(st);   /* the limit + 1st row, if any */
+	*more = rc == SQLITE_ROW;
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		r = map_rc(rc);
+out:
+	if (r != 0) {
+		vlt_key_info_free_array(arr, cnt);
+		return r;
+	}
+	*items = arr;
+	*n = cnt;
+	return 0;
+}
+
+int
+store_key_list(store_t *s, int deleted, const char *after_name,
+    size_t limit, struct vlt_key_info **items, size_t *n, int *more)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	*items = NULL;
+	*n = 0;
+	*more = 0;
+	if (limit == 0 || limit > 1000)
+		return VLT_ERR_BAD_PARAM;
+	pthread_mutex_lock(&s->lock);
+	if ((st = st_get(s, ST_KEY_LIST)) == NULL) {
+		r = VLT_ERR_INTERNAL;
+		goto out;
+	}
+	sqlite3_bind_int(st, 1, deleted ? 1 : 0);
+	bind_text(st, 2, after_name != NULL ? after_name : "");
+	sqlite3_bind_int64(st, 3, (int64_t)limit + 1);
+	r = collect_versions(st, limit, items, n, NULL, more);
+out:
+	st_done(st);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+int
+store_version_list(store_t *s, const char *name, int64_t after_seq,
+    size_t limit, struct vlt_key_info **items, size_t *n, int64_t *last_seq,
+    int *more)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t deleted, purge_date;
+	int r;
+
+	*items = NULL;
+	*n = 0;
+	*last_seq = after_seq;
+	if (limit == 0 || limit > 1000)
+		return VLT_ERR_BAD_PARAM;
+	pthread_mutex_lock(&s->lock);
+	/* One read transaction: the existence check and the page agree. */
+	if ((r = tx_begin(s)) != 0)
+		goto out;
+	if ((r = key_state(s, name, NULL, &deleted, &purge_date)) != 0)
+		goto end;
+	if (deleted != 0) {
+		r = VLT_ERR_NOT_FOUND;
+		goto end;
+	}
+	if ((st = st_get(s, ST_VERSION_LIST)) == NULL) {
+		r = VLT_ERR_INTERNAL;
+		goto end;
+	}
+	bind_text(st, 1, name);
+	sqlite3_bind_int64(st, 2, after_seq);
+	sqlite3_bind_int64(st, 3, (int64_t)limit + 1);
+	r = collect_versions(st, limit, items, n, last_seq, more);
+	st_done(st);
+end:
+	r = tx_end(s, r);
+	if (r != 0 && *items != NULL) {
+		vlt_key_info_free_array(*items, *n);
+		*items = NULL;
+		*n = 0;
+	}
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+int
+store_key_delete(store_t *s, const char *name, int64_t now,
+    struct vlt_key_info *out)
+{
+	struct vlt_settings set;
+	sqlite3_stmt *st;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&s->lock);
+	if ((r = tx_begin(s)) != 0)
+		goto out;
+	if ((r = settings_read(s, &set)) != 0)
+		goto end;
+	if ((st = st_get(s, ST_KEY_DELETE)) == NULL) {
+		r = VLT_ERR_INTERNAL;
+		goto end;
+	}
+	sqlite3_bind_int64(st, 1, now);
+	sqlite3_bind_int64(st, 2, now + (int64_t)set.retention_days * 86400);
+	bind_text(st, 3, name);
+	if ((r = st_run(s, st)) != 0)
+		goto end;
+	if (sqlite3_changes(s->db) != 1) {
+		r = VLT_ERR_NOT_FOUND;
+		goto end;
+	}
+	r = version_fetch(s, name, NULL, 1, out, NULL, NULL, NULL);
+end:
+	r = tx_end(s, r);
+	if (r != 0)
+		vlt_key_info_clear(out);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+int
+store_key_recover(store_t *s, const char *name, struct vlt_key_info *out)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&s->lock);
+	if ((r = tx_begin(s)) != 0)
+		goto out;
+	if ((st = st_get(s, ST_KEY_RECOVER)) == NULL) {
+		r = VLT_ERR_INTERNAL;
+		goto end;
+	}
+	bind_text(st, 1, name);
+	if ((r = st_run(s, st)) != 0)
+		goto end;
+	if (sqlite3_changes(s->db) != 1) {
+		r = VLT_ERR_NOT_FOUND;
+		goto end;
+	}
+	r = version_fetch(s, name, NULL, 0, out, NULL, NULL, NULL);
+end:
+	r = tx_end(s, r);
+	if (r != 0)
+		vlt_key_info_clear(out);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+int
+store_key_purge(store_t *s, const char *name, int64_t due_before,
+    char (**versions)[VLT_VERSION_LEN + 1], size_t *n)
+{
+	char (*ids)[VLT_VERSION_LEN + 1] = NULL, (*tmp)[VLT_VERSION_LEN + 1];
+	struct vlt_settings set;
+	sqlite3_stmt *st;
+	int64_t deleted, purge_date;
+	size_t cnt = 0, cap = 0;
+	int r, rc;
+
+	*versions = NULL;
+	*n = 0;
+	pthread_mutex_lock(&s->lock);
+	if ((r = tx_begin(s)) != 0)
+		goto out;
+	if ((r = key_state(s, name, NULL, &deleted, &purge_date)) != 0)
+		goto end;
+	if (deleted == 0) {
+		r = VLT_ERR_NOT_FOUND;
+		goto end;
+	}
+	if (due_before == 0) {
+		if ((r = settings_read(s, &set)) != 0)
+			goto end;
+		if (set.purge_protection) {
+			r = VLT_ERR_PURGE_PROTECTED;
+			goto end;
+		}
+	} else if (purge_date > due_before) {
+		r = VLT_ERR_NOT_FOUND;
+		goto end;
+	}
+	if ((st = st_get(s, ST_VERSION_IDS)) == NULL) {
+		r = VLT_ERR_INTERNAL;
+		goto end;
+	}
+	bind_text(st, 1, name);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 8;
+			if ((tmp = reallocarray(ids, cap, sizeof(*ids))) ==
+			    NULL) {
+				r = VLT_ERR_NO_MEMORY;
+				st_done(st);
+				goto end;
+			}
+			ids = tmp;
+		}
+		copy_col_text(st, 0, ids[cnt], sizeof(ids[cnt]));
+		cnt++;
+	}
+	st_done(st);
+	if (rc != SQLITE_DONE) {
+		r = map_rc(rc);
+		goto end;
+	}
+	if ((st = st_get(s, ST_VERSIONS_DELETE)) == NULL) {
+		r = VLT_ERR_INTERNAL;
+		goto end;
+	}
+	bind_text(st, 1, name);
+	if ((r = st_run(s, st)) != 0)
+		goto end;
+	if ((st = st_get(s, ST_KEY_REMOVE)) == NULL) {
+		r = VLT_ERR_INTERNAL;
+		goto end;
+	}
+	bind_text(st, 1, name);
+	r = st_run(s, st);
+end:
+	r = tx_end(s, r);
+out:
+	pthread_mutex_unlock(&s->lock);
+	if (r != 0) {
+		free(ids);
+		return r;
+	}
+	*versions = ids;
+	*n = cnt;
+	return 0;
+}
+
+int
+store_purge_due_list(store_t *s, int64_t now,
+    char (**names)[VLT_NAME_MAX + 1], size_t *n)
+{
+	char (*arr)[VLT_NAME_MAX + 1] = NULL, (*tmp)[VLT_NAME_MAX + 1];
+	sqlite3_stmt *st;
+	size_t cnt = 0, cap = 0;
+	int r = 0, rc;
+
+	*names = NULL;
+	*n = 0;
+	pthread_mutex_lock(&s->lock);
+	if ((st = st_get(s, ST_DUE_LIST)) == NULL) {
+		r = VLT_ERR_INTERNAL;
+		goto out;
+	}
+	sqlite3_bind_int64(st, 1, now);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 16;
+			if ((tmp = reallocarray(arr, cap, sizeof(*arr))) ==
+			    NULL) {
+				r = VLT_ERR_NO_MEMORY;
+				goto out;
+			}
+			arr = tmp;
+		}
+		copy_col_text(st, 0, arr[cnt], sizeof(arr[cnt]));
+		cnt++;
+	}
+	if (rc != SQLITE_DONE)
+		r = map_rc(rc);
+out:
+	st_done(st);
+	pthread_mutex_unlock(&s->lock);
+	if (r != 0) {
+		free(arr);
+		return r;
+	}
+	*names = arr;
+	*n = cnt;
+	return 0;
+}
+
+int
+store_principal_put(store_t *s, const struct vlt_principal *p)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	if ((r = tx_begin(s)) != 0)
+		goto out;
+	if ((st = st_get(s, ST_PRINCIPAL_PUT)) == NULL) {
+		r = VLT_ERR_INTERNAL;
+		goto end;
+	}
+	bind_text(st, 1, p->object_id);
+	bind_text(st, 2, p->client_id);
+	bind_text(st, 3, p->display_name);
+	bind_text(st, 4, p->secret_hash);
+	sqlite3_bind_int(st, 5, p->is_admin ? 1 : 0);
+	sqlite3_bind_int64(st, 6, p->created);
+	r = st_run(s, st);
+end:
+	r = tx_end(s, r);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+/* Runs a one-parameter DELETE; VLT_ERR_NOT_FOUND if nothing matched.
+ * Caller holds the lock and the transaction. */
+static int
+delete_by_id(store_t *s, enum st_id id, const char *object_id)
+{
+	sqlite3_stmt *st = st_get(s, id);
+	int r;
+
+	if (st == NULL)
+		return VLT_ERR_INTERNAL;
+	bind_text(st, 1, object_id);
+	if ((r = st_run(s, st)) != 0)
+		return r;
+	return sqlite3_changes(s->db) > 0 ? 0 : VLT_ERR_NOT_FOUND;
+}
+
+int
+store_principal_delete(store_t *s, const char *object_id)
+{
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	if ((r = tx_begin(s)) != 0)
+		goto out;
+	r = delete_by_id(s, ST_PRINCIPAL_DELETE, object_id);
+	if (r == 0) {
+		r = delete_by_id(s, ST_ACCESS_DELETE, object_id);
+		if (r == VLT_ERR_NOT_FOUND)
+			r = 0;
+	}
+	r = tx_end(s, r);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+int
+store_principal_list(store_t *s, struct vlt_principal **items, size_t *n)
+{
+	struct vlt_principal *arr = NULL, *tmp;
+	sqlite3_stmt *st;
+	size_t cnt = 0, cap = 0;
+	int r = 0, rc;
+
+	*items = NULL;
+	*n = 0;
+	pthread_mutex_lock(&s->lock);
+	if ((st = st_get(s, ST_PRINCIPAL_LIST)) == NULL) {
+		r = VLT_ERR_INTERNAL;
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct vlt_principal *p;
+
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 8;
+			if ((tmp = reallocarray(arr, cap, sizeof(*arr))) ==
+			    NULL) {
+				r = VLT_ERR_NO_MEMORY;
+				goto out;
+			}
+			arr = tmp;
+		}
+		p = &arr[cnt];
+		memset(p, 0, sizeof(*p));
+		cnt++;
+		copy_col_text(st, 0, p->object_id, sizeof(p->object_id));
+		copy_col_text(st, 1, p->client_id, sizeof(p->client_id));
+		copy_col_text(st, 2, p->display_name, sizeof(p->display_name));
+		if (sqlite3_column_type(st, 3) != SQLITE_NULL &&
+		    (p->secret_hash = strdup((const char *)
+		    sqlite3_column_text(st, 3))) == NULL) {
+			r = VLT_ERR_NO_MEMORY;
+			goto out;
+		}
+		p->is_admin = sqlite3_column_int(st, 4);
+		p->created = sqlite3_column_int64(st, 5);
+	}
+	if (rc != SQLITE_DONE)
+		r = map_rc(rc);
+out:
+	st_done(st);
+	pthread_mutex_unlock(&s->lock);
+	if (r != 0) {
+		vlt_principal_free_array(arr, cnt);
+		return r;
+	}
+	*items = arr;
+	*n = cnt;
+	return 0;
+}
+
+int
+store_access_put(store_t *s, const struct vlt_access_policy *a)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	if ((r = tx_begin(s)) != 0)
+		goto out;
+	if ((st = st_get(s, ST_ACCESS_PUT)) == NULL) {
+		r = VLT_ERR_INTERNAL;
+		goto end;
+	}
+	bind_text(st, 1, a->object_id);
+	bind_text(st, 2, a->tenant_id);
+	sqlite3_bind_int64(st, 3, a->perms);
+	r = st_run(s, st);
+end:
+	r = tx_end(s, r);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+int
+store_access_delete(store_t *s, const char *object_id)
+{
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	if ((r = tx_begin(s)) != 0)
+		goto out;
+	r = tx_end(s, delete_by_id(s, ST_ACCESS_DELETE, object_id));
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+int
+store_access_list(store_t *s, struct vlt_access_policy **items, size_t *n)
+{
+	struct vlt_access_policy *arr = NULL, *tmp;
+	sqlite3_stmt *st;
+	size_t cnt = 0, cap = 0;
+	int r = 0, rc;
+
+	*items = NULL;
+	*n = 0;
+	pthread_mutex_lock(&s->lock);
+	if ((st = st_get(s, ST_ACCESS_LIST)) == NULL) {
+		r = VLT_ERR_INTERNAL;
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 8;
+			if ((tmp = reallocarray(arr, cap, sizeof(*arr))) ==
+			    NULL) {
+				r = VLT_ERR_NO_MEMORY;
+				goto out;
+			}
+			arr = tmp;
+		}
+		memset(&arr[cnt], 0, sizeof(arr[cnt]));
+		copy_col_text(st, 0, arr[cnt].object_id,
+		    sizeof(arr[cnt].object_id));
+		copy_col_text(st, 1, arr[cnt].tenant_id,
+		    sizeof(arr[cnt].tenant_id));
+		arr[cnt].perms = (unsigned)sqlite3_column_int64(st, 2);
+		cnt++;
+	}
+	if (rc != SQLITE_DONE)
+		r = map_rc(rc);
+out:
+	st_done(st);
+	pthread_mutex_unlock(&s->lock);
+	if (r != 0) {
+		free(arr);
+		return r;
+	}
+	*items = arr;
+	*n = cnt;
+	return 0;
+}

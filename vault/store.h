@@ -1,0 +1,109 @@
+/*
+ * vault/store.h — private to vault/: the metadata store interface that
+ * vault.c uses. store.c is its SQLite implementation (and the only file
+ * in the product with SQL); a PostgreSQL backend would implement the same
+ * functions.
+ *
+ * Every function is atomic (one transaction under the store's lock) and
+ * returns 0 or a negative VLT_ERR_*. Every write is durable on return.
+ * The store never calls the hsm: callers do slow token work outside it.
+ */
+#ifndef P11VAULT_VAULT_STORE_H
+#define P11VAULT_VAULT_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vault/vault.h"
+
+typedef struct store store_t;
+
+/* create: 1 creates the file (0600) and the schema; 0 requires both. */
+int store_open(const char *path, int create, store_t **out) VLT_WUR;
+void store_close(store_t *s);
+/* A trivial query, for health checks. */
+int store_ping(store_t *s) VLT_WUR;
+
+int store_settings_get(store_t *s, struct vlt_settings *out) VLT_WUR;
+/* Writes the initial settings row (init only). */
+int store_settings_init(store_t *s, const struct vlt_settings *st) VLT_WUR;
+/* retention < 0: unchanged; purge_protection -1: unchanged, 1: on, 0 while
+ * on: VLT_ERR_BAD_PARAM. Checked and written in one transaction. */
+int store_settings_update(store_t *s, int retention_days,
+    int purge_protection) VLT_WUR;
+
+/*
+ * Inserts a new version (info->name, info->version and every attribute
+ * as given) and makes it the key's latest. A deleted name:
+ * VLT_ERR_DELETED_RECOVERABLE. A version id already in use:
+ * VLT_ERR_CONFLICT.
+ */
+int store_version_insert(store_t *s, const struct vlt_key_info *info,
+    const uint8_t *blob, size_t blob_len) VLT_WUR;
+
+/*
+ * One version of a key. version NULL: the latest. deleted 0: the key must
+ * be live; 1: it must be soft-deleted (else VLT_ERR_NOT_FOUND). blob may
+ * be NULL; else *blob is malloc'd.
+ */
+int store_version_get(store_t *s, const char *name, const char *version,
+    int deleted, struct vlt_key_info *out, uint8_t **blob,
+    size_t *blob_len) VLT_WUR;
+
+struct store_update {
+	int has_key_ops; unsigned key_ops;
+	int has_enabled; int enabled;
+	int has_nbf; int64_t nbf;
+	int has_exp; int64_t exp;
+	const char *tags;
+	int64_t updated;
+};
+/* Updates a version of a live key; key_ops are checked against the
+ * version's kty with check_ops (VLT_ERR_BAD_PARAM). out: the result. */
+int store_version_update(store_t *s, const char *name, const char *version,
+    const struct store_update *u, int (*check_ops)(enum vlt_kty, unsigned),
+    struct vlt_key_info *out) VLT_WUR;
+
+/* Keys (latest version each) ordered by name, names strictly after
+ * after_name (NULL: from the start); at most limit items; *more: 1 when
+ * further rows exist. deleted selects live or soft-deleted keys. */
+int store_key_list(store_t *s, int deleted, const char *after_name,
+    size_t limit, struct vlt_key_info **items, size_t *n, int *more) VLT_WUR;
+/* Versions of a live key with seq > after_seq, oldest first; *last_seq:
+ * seq of the last item returned; *more as above. */
+int store_version_list(store_t *s, const char *name, int64_t after_seq,
+    size_t limit, struct vlt_key_info **items, size_t *n,
+    int64_t *last_seq, int *more) VLT_WUR;
+
+/* Soft delete: deleted_date = now, scheduled purge = now + the retention
+ * in force. out: latest version with the dates. */
+int store_key_delete(store_t *s, const char *name, int64_t now,
+    struct vlt_key_info *out) VLT_WUR;
+int store_key_recover(store_t *s, const char *name,
+    struct vlt_key_info *out) VLT_WUR;
+/*
+ * Deletes a soft-deleted key and all its versions (blobs included).
+ * due_before 0: any time, but VLT_ERR_PURGE_PROTECTED under purge
+ * protection; else only when scheduled_purge_date <= due_before, purge
+ * protection notwithstanding (VLT_ERR_NOT_FOUND otherwise). *versions:
+ * malloc'd array of the purged version ids (each VLT_VERSION_LEN + 1).
+ */
+int store_key_purge(store_t *s, const char *name, int64_t due_before,
+    char (**versions)[VLT_VERSION_LEN + 1], size_t *n) VLT_WUR;
+/* Names of soft-deleted keys due for purge at now; malloc'd array of
+ * VLT_NAME_MAX + 1 strings. */
+int store_purge_due_list(store_t *s, int64_t now,
+    char (**names)[VLT_NAME_MAX + 1], size_t *n) VLT_WUR;
+
+/* Principals and access policies. principal_put inserts or replaces by
+ * object_id (client_id in use by another principal: VLT_ERR_CONFLICT). */
+int store_principal_put(store_t *s, const struct vlt_principal *p) VLT_WUR;
+int store_principal_delete(store_t *s, const char *object_id) VLT_WUR;
+int store_principal_list(store_t *s, struct vlt_principal **items,
+    size_t *n) VLT_WUR;
+int store_access_put(store_t *s, const struct vlt_access_policy *a) VLT_WUR;
+int store_access_delete(store_t *s, const char *object_id) VLT_WUR;
+int store_access_list(store_t *s, struct vlt_access_policy **items,
+    size_t *n) VLT_WUR;
+
+#endif

@@ -1,0 +1,297 @@
+/*
+ * vault — the domain: keys, versions, attributes, tags, soft delete,
+ * recovery, purge, retention, purge protection; the data directory and its
+ * config; persistence of principals and access policies (the decisions
+ * themselves are policy/'s).
+ *
+ * Owns: the data directory layout, the SQLite store (vault/store.c, the
+ * only file with SQL), the hsm_t it opened.
+ *
+ * Must never: know HTTP or JSON structure (tags are kept as an opaque
+ * string the caller has validated); log key material; acknowledge a write
+ * before it is durable (every mutating call returns only after commit with
+ * synchronous=FULL).
+ *
+ * Thread safety: every function taking a vault_t may be called from many
+ * threads at once.
+ */
+#ifndef P11VAULT_VAULT_H
+#define P11VAULT_VAULT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define VLT_WUR __attribute__((warn_unused_result))
+
+/* One enum of errors; api/errors.c maps each to an HTTP status and Azure
+ * code, in one place. */
+enum vlt_err {
+	VLT_OK = 0,
+	VLT_ERR_BAD_PARAM = -1,         /* 400 BadParameter */
+	VLT_ERR_NOT_FOUND = -2,         /* 404 KeyNotFound */
+	VLT_ERR_CONFLICT = -3,          /* 409 Conflict */
+	VLT_ERR_DELETED_RECOVERABLE = -4, /* 409 Conflict,
+	                                   innererror ObjectIsDeletedButRecoverable */
+	VLT_ERR_KEY_DISABLED = -5,      /* 403 Forbidden */
+	VLT_ERR_KEY_NOT_YET_VALID = -6, /* 403 Forbidden */
+	VLT_ERR_KEY_EXPIRED = -7,       /* 403 Forbidden */
+	VLT_ERR_OP_NOT_PERMITTED = -8,  /* 403 Forbidden: op not in key_ops */
+	VLT_ERR_PURGE_PROTECTED = -9,   /* 403 Forbidden */
+	VLT_ERR_DECRYPT = -10,          /* 400 BadParameter, indistinguishable */
+	VLT_ERR_UNAVAILABLE = -11,      /* 503 ServiceUnavailable */
+	VLT_ERR_NO_MEMORY = -12,        /* 500 */
+	VLT_ERR_INTERNAL = -13,         /* 500 */
+	VLT_ERR_EXISTS = -14,           /* init: DIR already holds a vault */
+	VLT_ERR_IO = -15,               /* file system trouble (init/open) */
+};
+
+enum vlt_kty { VLT_KTY_RSA = 1, VLT_KTY_EC = 2 };
+enum vlt_curve { VLT_CRV_NONE = 0, VLT_CRV_P256, VLT_CRV_P384, VLT_CRV_P521 };
+
+/* key_ops, one bit each */
+enum vlt_op {
+	VLT_OP_ENCRYPT = 1u << 0, VLT_OP_DECRYPT = 1u << 1,
+	VLT_OP_SIGN = 1u << 2, VLT_OP_VERIFY = 1u << 3,
+	VLT_OP_WRAP = 1u << 4, VLT_OP_UNWRAP = 1u << 5,
+	VLT_OP_IMPORT = 1u << 6,
+};
+
+enum vlt_alg {
+	VLT_ALG_RSA_OAEP = 1, VLT_ALG_RSA_OAEP_256, VLT_ALG_RSA1_5,
+	VLT_ALG_RS256, VLT_ALG_RS384, VLT_ALG_RS512,
+	VLT_ALG_PS256, VLT_ALG_PS384, VLT_ALG_PS512,
+	VLT_ALG_ES256, VLT_ALG_ES384, VLT_ALG_ES512,
+};
+
+#define VLT_NAME_MAX 127
+#define VLT_VERSION_LEN 32
+#define VLT_ID_LEN 36   /* UUID text */
+#define VLT_MAX_RESULTS 25
+
+struct vlt_attrs {
+	int enabled;
+	int64_t nbf;      /* 0: not set */
+	int64_t exp;      /* 0: not set */
+	int64_t created;
+	int64_t updated;
+};
+
+/* One key version as the api needs it. Strings and buffers owned; free
+ * with vlt_key_info_clear. */
+struct vlt_key_info {
+	char name[VLT_NAME_MAX + 1];
+	char version[VLT_VERSION_LEN + 1];
+	enum vlt_kty kty;
+	int hsm;                 /* created as RSA-HSM / EC-HSM */
+	unsigned key_size;       /* RSA bits; 0 for EC */
+	enum vlt_curve crv;
+	unsigned key_ops;        /* enum vlt_op mask */
+	struct vlt_attrs attrs;
+	char *tags;              /* JSON object text as given, or NULL */
+	uint8_t *spki;           /* public key, DER SubjectPublicKeyInfo */
+	size_t spki_len;
+	int64_t deleted_date;    /* 0 when live */
+	int64_t scheduled_purge_date;
+};
+void vlt_key_info_clear(struct vlt_key_info *k);
+void vlt_key_info_free_array(struct vlt_key_info *items, size_t n);
+
+struct vlt_settings {
+	int retention_days;      /* 7..90 */
+	int purge_protection;    /* once 1, never 0 again */
+};
+
+typedef struct vault vault_t;
+
+/* ---- data directory ---------------------------------------------------- */
+
+struct vlt_init_params {
+	const char *data_dir;
+	const char *vault_url;   /* e.g. https://127.0.0.1:8443 */
+	const char *tenant_id;   /* UUID text */
+	const char *module_path; /* NULL: SoftHSMv2 inside data_dir */
+	const char *token_label; /* NULL: "p11vault" */
+};
+/*
+ * Creates a vault in data_dir (made 0700 if absent): the PKCS#11 token
+ * (for SoftHSMv2: DIR/softhsm2.conf and DIR/tokens/), random SO and user
+ * PINs in DIR/hsm/so.pin and DIR/hsm/user.pin (0600), the domain and JWT
+ * keys, the SQLite store DIR/vault.db, and DIR/p11vault.conf (written
+ * last; its presence is what "holds a vault" means). VLT_ERR_EXISTS,
+ * changing nothing, if DIR/p11vault.conf exists.
+ */
+int vault_init(const struct vlt_init_params *p) VLT_WUR;
+
+/* 1 if data_dir holds a vault. */
+int vault_exists(const char *data_dir);
+
+/* Opens an existing vault: config, store, hsm (pool of pool_size
+ * sessions, 0 = default). */
+int vault_open(const char *data_dir, size_t pool_size, vault_t **out) VLT_WUR;
+void vault_close(vault_t *v);
+
+/* Config values from DIR/p11vault.conf (key=value lines): "vault_url",
+ * "tenant_id", "resource", "listen", "module", "token_label",
+ * "token_lifetime". NULL if unset. The pointer lives as long as v. */
+const char *vault_config(vault_t *v, const char *key);
+const char *vault_data_dir(vault_t *v);
+
+/* Test-only clock: when set (serve --insecure-test-clock FILE), vault_now
+ * adds the integer seconds held in FILE (re-read on each call) to the wall
+ * clock. Never set in production; serve logs a warning when it is. */
+void vault_set_test_clock(vault_t *v, const char *offset_file);
+int64_t vault_now(vault_t *v);
+
+/* ---- vault settings ---------------------------------------------------- */
+
+int vault_settings_get(vault_t *v, struct vlt_settings *out) VLT_WUR;
+/* retention_days < 0: unchanged. purge_protection: 1 turns it on; 0 when
+ * it is on is VLT_ERR_BAD_PARAM; -1 unchanged. retention outside 7..90:
+ * VLT_ERR_BAD_PARAM. */
+int vault_settings_update(vault_t *v, int retention_days,
+    int purge_protection) VLT_WUR;
+/* "Recoverable+Purgeable", "Recoverable",
+ * "CustomizedRecoverable+Purgeable", "CustomizedRecoverable". */
+const char *vault_recovery_level(const struct vlt_settings *s);
+
+/* ---- keys -------------------------------------------------------------- */
+
+struct vlt_create_req {
+	enum vlt_kty kty;
+	int hsm;
+	unsigned key_size;       /* RSA: 2048/3072/4096; 0 = 2048 */
+	enum vlt_curve crv;      /* EC: required (api defaults P-256) */
+	unsigned key_ops;        /* 0 = default for the kty */
+	int enabled;             /* 1 unless the caller said false */
+	int64_t nbf, exp;        /* 0 = unset */
+	const char *tags;        /* validated JSON object text or NULL */
+};
+/* New name: first version; existing live name: a new version; deleted
+ * name: VLT_ERR_DELETED_RECOVERABLE. Validates sizes/curves/ops
+ * (VLT_ERR_BAD_PARAM: EC with encrypt/decrypt/wrap/unwrap, etc). */
+int vault_key_create(vault_t *v, const char *name,
+    const struct vlt_create_req *req, struct vlt_key_info *out) VLT_WUR;
+
+/* version NULL or "": the latest version. */
+int vault_key_get(vault_t *v, const char *name, const char *version,
+    struct vlt_key_info *out) VLT_WUR;
+
+struct vlt_update_req {
+	int has_key_ops; unsigned key_ops;
+	int has_enabled; int enabled;
+	int has_nbf; int64_t nbf;     /* nbf 0 with has_nbf: clear */
+	int has_exp; int64_t exp;
+	const char *tags;             /* NULL: unchanged */
+};
+int vault_key_update(vault_t *v, const char *name, const char *version,
+    const struct vlt_update_req *req, struct vlt_key_info *out) VLT_WUR;
+
+/*
+ * Listing with keyset paging. cont: NULL for the first page, else the
+ * opaque *next_cont of the previous page. max: 1..25. *next_cont is
+ * malloc'd, or NULL on the last page. *items malloc'd array of *n.
+ * vault_key_list: one item per live key name (its latest version), by name.
+ * vault_key_versions: all versions of a live key, oldest first.
+ * vault_deleted_list: one item per deleted key (latest version, with
+ * deleted_date/scheduled_purge_date).
+ */
+int vault_key_list(vault_t *v, const char *cont, size_t max,
+    struct vlt_key_info **items, size_t *n, char **next_cont) VLT_WUR;
+int vault_key_versions(vault_t *v, const char *name, const char *cont,
+    size_t max, struct vlt_key_info **items, size_t *n,
+    char **next_cont) VLT_WUR;
+int vault_deleted_list(vault_t *v, const char *cont, size_t max,
+    struct vlt_key_info **items, size_t *n, char **next_cont) VLT_WUR;
+
+/* Soft delete of all versions; out: the latest version with deletion
+ * dates. */
+int vault_key_delete(vault_t *v, const char *name,
+    struct vlt_key_info *out) VLT_WUR;
+int vault_deleted_get(vault_t *v, const char *name,
+    struct vlt_key_info *out) VLT_WUR;
+int vault_key_recover(vault_t *v, const char *name,
+    struct vlt_key_info *out) VLT_WUR;
+/* Destroys the blobs of all versions and the cached handles.
+ * VLT_ERR_PURGE_PROTECTED when purge protection is on. */
+int vault_key_purge(vault_t *v, const char *name) VLT_WUR;
+/* Purges every deleted key whose scheduled purge date is <= now (also
+ * under purge protection: that is the point of the date). Returns the
+ * count purged, or a negative error. */
+int vault_purge_due(vault_t *v) VLT_WUR;
+
+/*
+ * Cryptography on a key version (version NULL/"": latest). op is the one
+ * VLT_OP_* bit the caller is exercising (VLT_OP_WRAP for wrapkey,
+ * VLT_OP_ENCRYPT for encrypt, ...); checked against key_ops, enabled, nbf,
+ * exp. *out_len: buffer size in, result length out. kid_version receives
+ * the version that did the work.
+ */
+int vault_key_encrypt(vault_t *v, const char *name, const char *version,
+    unsigned op, enum vlt_alg alg, const uint8_t *in, size_t in_len,
+    uint8_t *out, size_t *out_len,
+    char kid_version[VLT_VERSION_LEN + 1]) VLT_WUR;
+int vault_key_decrypt(vault_t *v, const char *name, const char *version,
+    unsigned op, enum vlt_alg alg, const uint8_t *in, size_t in_len,
+    uint8_t *out, size_t *out_len,
+    char kid_version[VLT_VERSION_LEN + 1]) VLT_WUR;
+int vault_key_sign(vault_t *v, const char *name, const char *version,
+    enum vlt_alg alg, const uint8_t *digest, size_t dlen, uint8_t *sig,
+    size_t *sig_len, char kid_version[VLT_VERSION_LEN + 1]) VLT_WUR;
+int vault_key_verify(vault_t *v, const char *name, const char *version,
+    enum vlt_alg alg, const uint8_t *digest, size_t dlen,
+    const uint8_t *sig, size_t sig_len, int *valid,
+    char kid_version[VLT_VERSION_LEN + 1]) VLT_WUR;
+
+/* ---- principals and access policies (persistence only) ----------------- */
+
+struct vlt_principal {
+	char object_id[VLT_ID_LEN + 1];
+	char client_id[VLT_ID_LEN + 1];
+	char display_name[257];
+	char *secret_hash;       /* owned */
+	int is_admin;
+	int64_t created;
+};
+struct vlt_access_policy {
+	char object_id[VLT_ID_LEN + 1];
+	char tenant_id[VLT_ID_LEN + 1];
+	unsigned perms;          /* policy_perm mask, opaque here */
+};
+
+int vault_principal_put(vault_t *v, const struct vlt_principal *p) VLT_WUR;
+/* Also removes the principal's access policy, in one transaction. */
+int vault_principal_delete(vault_t *v, const char *object_id) VLT_WUR;
+int vault_principal_list(vault_t *v, struct vlt_principal **items,
+    size_t *n) VLT_WUR;
+void vlt_principal_free_array(struct vlt_principal *items, size_t n);
+
+int vault_access_put(vault_t *v, const struct vlt_access_policy *a) VLT_WUR;
+int vault_access_delete(vault_t *v, const char *object_id) VLT_WUR;
+int vault_access_list(vault_t *v, struct vlt_access_policy **items,
+    size_t *n) VLT_WUR;
+
+/* ---- token signing (the JWT key in the token) --------------------------- */
+
+int vault_jwt_sign(vault_t *v, const uint8_t *data, size_t len,
+    uint8_t sig[64]) VLT_WUR;
+int vault_jwt_public(vault_t *v, uint8_t **spki, size_t *len) VLT_WUR;
+
+/* 0 when the token and the store answer. */
+int vault_health(vault_t *v) VLT_WUR;
+
+#endif
+
+/* ---- audit log (vault/audit.c) ------------------------------------------ */
+/*
+ * DIR/audit/audit.log: one JSON line per request. Each line begins with
+ * "prev", the SHA-256 (hex) of the previous line, so that the log is a
+ * tamper-evident chain, carried across size-based rotation (audit.log.1,
+ * audit.log.2, ... oldest first). object_json is a JSON object's text
+ * (without "prev"); sync: fsync before returning (writes).
+ */
+int vault_audit_append(vault_t *v, const char *object_json, int sync)
+    VLT_WUR;
+/* Checks the chain of DIR's audit files. 0 when intact; else -1 with the
+ * first broken place ("audit.log.2:17") in where. */
+int vault_audit_verify(const char *data_dir, char *where, size_t where_len)
+    VLT_WUR;
