@@ -1,7 +1,7 @@
 # p11vault — one entry point: make, make run, make test, make bench.
 CC      ?= cc
 BUILD   := build
-PKGS    := libmicrohttpd jansson sqlite3 libcrypto gnutls p11-kit-1
+PKGS    := libmicrohttpd jansson sqlite3 libssl libcrypto gnutls p11-kit-1
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Wformat=2 \
 	-Wshadow -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE \
 	-I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -58,6 +58,7 @@ struct cli_opts {
 	const char *perms[CLI_PERMS_MAX];
 	size_t nperms;
 	const char *retention;
+	long retention_days;
 	int purge_protection;
 	char *perm_copy;               /* backing store of split --key-permissions */
 };
@@ -587,26 +588,14 @@ static int
 cmd_vault_update(struct cli_session *s, const struct cli_opts *o)
 {
 	json_t *body = NULL, *props = json_object();
-	long days;
-	char *end;
 	int rc = CLI_FAIL;
 
 	if (props == NULL)
 		goto out;
-	if (o->retention != NULL) {
-		errno = 0;
-		days = strtol(o->retention, &end, 10);
-		if (errno != 0 || end == o->retention || *end != '\0' ||
-		    days < 0 || days > 100000) {
-			fail_line("--retention-days needs a whole number of "
-			    "days (7-90)");
-			rc = CLI_USAGE_ERR;
-			goto out;
-		}
-		if (json_object_set_new(props, "softDeleteRetentionInDays",
-		    json_integer(days)) != 0)
-			goto out;
-	}
+	if (o->retention != NULL &&
+	    json_object_set_new(props, "softDeleteRetentionInDays",
+	    json_integer(o->retention_days)) != 0)
+		goto out;
 	if (o->purge_protection &&
 	    json_object_set_new(props, "enablePurgeProtection",
 	    json_true()) != 0)
@@ -722,43 +711,19 @@ fetch_policies(struct cli_session *s, json_t **out)
 static int
 cmd_policy_delete(struct cli_session *s, const struct cli_opts *o)
 {
-	json_t *pols = NULL, *body = NULL, *perms = NULL, *p;
-	const char *poid;
-	size_t i;
+	json_t *body;
 	int rc;
 
-	/*
-	 * Send the principal's current permissions with "remove": correct
-	 * whether the server removes the entry or the listed permissions.
-	 */
-	if ((rc = fetch_policies(s, &pols)) != 0)
-		return rc;
-	rc = CLI_FAIL;
-	json_array_foreach(pols, i, p) {
-		poid = json_string_value(json_object_get(p, "objectId"));
-		if (poid != NULL && strcasecmp(poid, o->oid) == 0 &&
-		    json_is_object(json_object_get(p, "permissions"))) {
-			perms = json_deep_copy(json_object_get(p,
-			    "permissions"));
-			break;
-		}
-	}
-	if (perms == NULL)
-		perms = json_pack("{s:[]}", "keys");
-	if (perms == NULL)
-		goto out;
-	body = policy_body(s->tenant_id, o->oid, perms);
-	perms = NULL;           /* stolen by "o", even on failure */
+	/* "remove" with an empty key list drops the principal's whole entry
+	 * (az keyvault delete-policy); no read-modify-write race. */
+	body = policy_body(s->tenant_id, o->oid, json_pack("{s:[]}", "keys"));
 	if (body == NULL) {
 		fail_line("cannot build the request (is every value UTF-8?)");
-		goto out;
+		return CLI_FAIL;
 	}
 	rc = admin_call(s, "PUT", "/admin/vault/accessPolicies/remove", body,
 	    NULL);
-out:
-	json_decref(perms);
 	json_decref(body);
-	json_decref(pols);
 	return rc;
 }
 
@@ -936,7 +901,7 @@ parse_opts(const struct cli_cmd *c, int argc, char **argv, struct cli_opts *o)
 			slot = &o->retention, need = O_RETENTION;
 		if (slot == NULL || (need != 0 && !(c->opts & need)))
 			goto unknown;
-		if (i + 1 >= argc) {
+		if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
 			fail_line("%s needs a value", a);
 			return -1;
 		}
@@ -965,6 +930,19 @@ parse_opts(const struct cli_cmd *c, int argc, char **argv, struct cli_opts *o)
 		fail_line("%s %s needs --retention-days N and/or "
 		    "--enable-purge-protection", c->group, c->action);
 		return -1;
+	}
+	if (o->retention != NULL) {
+		char *end;
+
+		/* The range (7-90) is the server's to enforce and explain. */
+		errno = 0;
+		o->retention_days = strtol(o->retention, &end, 10);
+		if (errno != 0 || end == o->retention || *end != '\0' ||
+		    o->retention_days < 0 || o->retention_days > 100000) {
+			fail_line("--retention-days needs a whole number of "
+			    "days (7-90)");
+			return -1;
+		}
 	}
 	return 0;
 unknown:
@@ -1005,10 +983,10 @@ cli_admin(int argc, char **argv)
 			return 0;
 		}
 		if (argc >= 2)
-			fail_line("%s: unknown command '%.64s' (see '%s "
-			    "--help')", argv[0], argv[1], argv[0]);
+			fail_line("%s: unknown command '%.64s' (see "
+			    "'p11vault %s --help')", argv[0], argv[1], argv[0]);
 		else
-			fail_line("%s: which command? (see '%s --help')",
+			fail_line("%s: which command? (see 'p11vault %s --help')",
 			    argv[0], argv[0]);
 		return CLI_USAGE_ERR;
 	}

@@ -33,6 +33,8 @@
 #define CLI_RESP_MAX (16u * 1024 * 1024)   /* body cap */
 #define CLI_HEAD_MAX (64u * 1024)          /* status line + headers cap */
 #define CLI_HOST_MAX 255
+/* raw bytes read: headers + a chunked body's framing + the body */
+#define CLI_READ_MAX (CLI_RESP_MAX + CLI_RESP_MAX / 8 + CLI_HEAD_MAX)
 #define CLI_PATH_MAX 4096
 #define CLI_IO_TIMEOUT_SECS 30
 
@@ -247,16 +249,20 @@ tls_read_all(SSL *ssl, char **buf, size_t *len, char *err, size_t err_len)
 		goto nomem;
 	for (;;) {
 		if (n == cap) {
-			if (cap >= CLI_RESP_MAX + CLI_HEAD_MAX) {
+			size_t ncap = cap * 2;
+
+			if (cap >= CLI_READ_MAX) {
 				set_err(err, err_len, "the response is larger "
 				    "than 16 MiB");
 				goto fail;
 			}
-			nb = OPENSSL_clear_realloc(b, cap + 1, cap * 2 + 1);
+			if (ncap > CLI_READ_MAX)
+				ncap = CLI_READ_MAX;
+			nb = OPENSSL_clear_realloc(b, cap + 1, ncap + 1);
 			if (nb == NULL)
 				goto nomem;
 			b = nb;
-			cap *= 2;
+			cap = ncap;
 		}
 		if (SSL_read_ex(ssl, b + n, cap - n, &got) == 1) {
 			n += got;
@@ -327,7 +333,8 @@ header_value(const char *head, const char *end, const char *name,
 	return NULL;
 }
 
-/* Decodes a chunked body in place; 0, or -1 if malformed or truncated. */
+/* Decodes a chunked body in place; 0, -1 if malformed or truncated, -2 if
+ * larger than CLI_RESP_MAX. */
 static int
 dechunk(char *body, size_t len, size_t *out_len)
 {
@@ -357,7 +364,9 @@ dechunk(char *body, size_t len, size_t *out_len)
 		in++;
 		if (sz == 0)
 			break;
-		if (sz > len - in || sz > CLI_RESP_MAX - out)
+		if (sz > CLI_RESP_MAX - out)
+			return -2;
+		if (sz > len - in)
 			return -1;
 		memmove(body + out, body + in, (size_t)sz);
 		out += (size_t)sz;
@@ -378,7 +387,7 @@ parse_response(char *raw, size_t raw_len, int *status, char **body_out,
 	const char *head_end, *v;
 	char *body = NULL;
 	size_t vlen, blen, avail;
-	int st;
+	int st, dc;
 
 	head_end = find_head_end(raw, raw_len);
 	if (head_end == NULL || (size_t)(head_end - raw) > CLI_HEAD_MAX)
@@ -396,8 +405,10 @@ parse_response(char *raw, size_t raw_len, int *status, char **body_out,
 		if ((body = malloc(avail + 1)) == NULL)
 			goto nomem;
 		memcpy(body, head_end + 4, avail);
-		if (dechunk(body, avail, &blen) != 0) {
+		if ((dc = dechunk(body, avail, &blen)) != 0) {
 			OPENSSL_clear_free(body, avail + 1);
+			if (dc == -2)
+				goto too_large;
 			goto bad;
 		}
 		memset(body + blen, 0, avail + 1 - blen);
@@ -428,13 +439,15 @@ parse_response(char *raw, size_t raw_len, int *status, char **body_out,
 	}
 	if (blen > CLI_RESP_MAX) {
 		OPENSSL_clear_free(body, blen + 1);
-		set_err(err, err_len, "the response is larger than 16 MiB");
-		return -1;
+		goto too_large;
 	}
 	*status = st;
 	*body_out = body;
 	*body_len_out = blen;
 	return 0;
+too_large:
+	set_err(err, err_len, "the response is larger than 16 MiB");
+	return -1;
 nomem:
 	set_err(err, err_len, "out of memory");
 	return -1;

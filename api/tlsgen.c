@@ -484,7 +484,13 @@ tlsgen_create(const char *tls_dir, const char *host, const char *ca_cert,
 	}
 
 	if (ensure_dir(tls_dir) != 0) {
-		set_err(err, err_len, "cannot create the TLS directory");
+		char why[160];
+		int n = snprintf(why, sizeof(why), "cannot create the TLS "
+		    "directory: %s", errno == EEXIST ? "not a directory" :
+		    strerror(errno));
+
+		set_err(err, err_len, n > 0 ? why : "cannot create the TLS "
+		    "directory");
 		goto out;
 	}
 	if (external) {
@@ -504,9 +510,15 @@ tlsgen_create(const char *tls_dir, const char *host, const char *ca_cert,
 
 write_failed:
 	saved_errno = errno;
-	set_err(err, err_len, saved_errno == EEXIST ?
-	    "a TLS file already exists; refusing to overwrite it" :
-	    "cannot write the TLS files");
+	{
+		char why[160];
+		int n = snprintf(why, sizeof(why), "cannot write the TLS "
+		    "files: %s", strerror(saved_errno));
+
+		set_err(err, err_len, saved_errno == EEXIST ?
+		    "a TLS file already exists; refusing to overwrite it" :
+		    n > 0 ? why : "cannot write the TLS files");
+	}
 	/* Remove only what this call created; never a pre-existing file. */
 	for (i = 0; i < TF_COUNT; i++) {
 		int n;

@@ -276,11 +276,16 @@ make_domain_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s)
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
 	CK_KEY_TYPE kt = CKK_AES;
 	CK_ULONG vlen = 32;
-	/* whatever is unwrapped with the domain key stays sensitive and
-	 * inside the token, whoever asks */
+	CK_OBJECT_CLASS priv_cls = CKO_PRIVATE_KEY;
+	/* Whatever is unwrapped with the domain key stays a sensitive,
+	 * non-extractable private key, whoever asks. Without this anyone
+	 * holding the user PIN could unwrap a blob into an extractable
+	 * object and read the key out (tests/unit/test_hsm.c shows it). */
 	CK_ATTRIBUTE unwrap_tmpl[] = {
+		{ CKA_CLASS, &priv_cls, sizeof(priv_cls) },
 		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
 		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
+		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },
 	};
 	CK_ATTRIBUTE t[] = {
 		{ CKA_CLASS, &cls, sizeof(cls) },
@@ -722,8 +727,9 @@ unwrap_blob(hsm_t *h, struct hsm_sess *s, const struct hsm_blob_info *bi,
 		{ CKA_PRIVATE, &ck_true, sizeof(ck_true) },
 		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
 		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
-		{ CKA_SIGN, &ck_true, sizeof(ck_true) },
-		{ CKA_DECRYPT, &is_rsa, sizeof(is_rsa) },
+		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },  /* the domain */
+		{ CKA_SIGN, &ck_true, sizeof(ck_true) },      /* key's unwrap */
+		{ CKA_DECRYPT, &is_rsa, sizeof(is_rsa) },     /* template */
 	};
 	CK_MECHANISM m = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
 	CK_RV rv;

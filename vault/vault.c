@@ -29,6 +29,7 @@
 #include <openssl/rand.h>
 
 #include "hsm/hsm.h"
+#include "vault/audit.h"
 #include "vault/config.h"
 #include "vault/store.h"
 
@@ -50,6 +51,7 @@ struct vault {
 	struct vlt_conf *conf;
 	hsm_t *hsm;
 	store_t *store;
+	struct vlt_audit *audit;
 	pthread_mutex_t clock_lock;
 	char *clock_file;
 };
@@ -513,6 +515,8 @@ vault_open(const char *data_dir, size_t pool_size, vault_t **out)
 	if ((r = fs_join(path, sizeof(path), dir, "vault.db")) != 0 ||
 	    (r = store_open(path, 0, &v->store)) != 0)
 		goto out;
+	if ((r = vlt_audit_open(dir, 0, &v->audit)) != 0)
+		goto out;
 	*out = v;
 	v = NULL;
 	r = 0;
@@ -527,6 +531,7 @@ vault_close(vault_t *v)
 {
 	if (v == NULL)
 		return;
+	vlt_audit_close(v->audit);
 	store_close(v->store);
 	hsm_close(v->hsm);
 	conf_free(v->conf);
@@ -1220,6 +1225,16 @@ vault_access_list(vault_t *v, struct vlt_access_policy **items, size_t *n)
 	if (v == NULL || items == NULL || n == NULL)
 		return VLT_ERR_BAD_PARAM;
 	return store_access_list(v->store, items, n);
+}
+
+/* ---- audit ------------------------------------------------------------ */
+
+int
+vault_audit_append(vault_t *v, const char *object_json, int sync)
+{
+	if (v == NULL || object_json == NULL)
+		return VLT_ERR_BAD_PARAM;
+	return vlt_audit_append(v->audit, object_json, sync);
 }
 
 /* ---- token signing, health --------------------------------------------- */

@@ -39,7 +39,13 @@ function localVerify(alg, pub, data, sig) {
 describe('Azure SDK keys API', { timeout: 180000 }, () => {
   let v;
   let kc;
-  const keys = {}; // label -> KeyVaultKey
+  // label -> KeyVaultKey; reading a label an earlier (failed) test did not set says so.
+  const keys = new Proxy({}, {
+    get(t, p) {
+      if (typeof p === 'string' && !(p in t)) throw new Error(`prerequisite "${p}" missing: an earlier test failed`);
+      return t[p];
+    },
+  });
 
   before(async () => {
     v = await startVault();

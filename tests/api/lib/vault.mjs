@@ -47,6 +47,7 @@ async function loadOrMakeCa() {
     return { cert, key, pem: fs.readFileSync(cert), viaEnv: !!process.env.NODE_EXTRA_CA_CERTS };
   }
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'p11vault-testca-'));
+  process.once('exit', () => { try { fs.rmSync(dir, { recursive: true, force: true }); } catch { /* best effort */ } });
   const certPath = path.join(dir, 'ca.pem');
   const keyPath = path.join(dir, 'ca.key');
   await execFileP('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256',
@@ -179,6 +180,7 @@ export async function startVault({ port, extraArgs = [], initArgs = [], clock = 
   const init = await p11vault(['init', '--data', dir, '--vault-url', url,
     '--tls-ca-cert', ca.cert, '--tls-ca-key', ca.key, ...initArgs]);
   if (init.code !== 0) {
+    if (!process.env.P11VAULT_KEEP_TEST_DIRS) await fsp.rm(dir, { recursive: true, force: true });
     throw new Error(`p11vault init failed (exit ${init.code}): ${init.stderr.trim()}`);
   }
   const v = {
@@ -208,7 +210,13 @@ export async function startVault({ port, extraArgs = [], initArgs = [], clock = 
     fs.renameSync(v.clockFile + '.tmp', v.clockFile);
   };
   v.remove = () => fsp.rm(dir, { recursive: true, force: true });
-  await v.start();
+  try {
+    await v.start();
+  } catch (e) {
+    if (!process.env.P11VAULT_KEEP_TEST_DIRS) await v.remove();
+    e.message += ` [data dir ${dir}; set P11VAULT_KEEP_TEST_DIRS=1 to keep it]`;
+    throw e;
+  }
   return v;
 }
 

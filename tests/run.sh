@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Runs every test suite and ends with one line "N passed, N failed".
+# Unit tests (ASan+UBSan builds), then the API suites (Node, the real
+# Azure SDK) against the release binary and again against the sanitizer
+# build. Counts come from "ok -"/"not ok -" lines (unit) and node's
+# "# pass N"/"# fail N" summary lines.
+set -u
+cd "$(dirname "$0")/.."
+root=$(pwd)
+out=$(mktemp -d /tmp/p11vault-test.XXXXXX)
+passed=0
+failed=0
+
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"
+export LSAN_OPTIONS="suppressions=$root/tests/unit/lsan.supp:print_suppressions=0"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+
+count_unit() {  # file, exit status
+	local p f
+	p=$(grep -c '^ok - ' "$1")
+	f=$(grep -c '^not ok - ' "$1")
+	if [ "$2" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi   # crash/sanitizer
+	passed=$((passed + p)); failed=$((failed + f))
+}
+
+echo "== unit tests (ASan+UBSan)"
+for t in build/san/tests/test_*; do
+	[ -x "$t" ] || continue
+	log="$out/$(basename "$t").log"
+	"$t" >"$log" 2>&1
+	rc=$?
+	grep -E '^(not ok|ok) - ' "$log" | sed 's/^/  /'
+	if [ $rc -ne 0 ]; then echo "  $(basename "$t") exited $rc:"; tail -30 "$log" | sed 's/^/    /'; fi
+	count_unit "$log" $rc
+done
+
+# One test CA for every vault the API suites create, so that the Azure
+# SDK (which reads NODE_EXTRA_CA_CERTS at start) trusts them all.
+ca="$out/ca"
+mkdir -p "$ca"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	-keyout "$ca/ca-key.pem" -out "$ca/ca.pem" -days 2 -subj "/CN=p11vault test CA" \
+	-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+	>/dev/null 2>&1
+export NODE_EXTRA_CA_CERTS="$ca/ca.pem"
+export P11VAULT_TEST_CA_CERT="$ca/ca.pem"
+export P11VAULT_TEST_CA_KEY="$ca/ca-key.pem"
+
+run_node() {  # label, binary
+	local log="$out/node-$1.log" p f rc
+	echo "== API tests ($1)"
+	P11VAULT_BIN="$2" node --test --test-concurrency=1 --test-reporter=tap \
+		tests/api/ >"$log" 2>&1
+	rc=$?
+	grep -E '^\s*(not ok|ok) [0-9]+ - ' "$log" | sed 's/^ */  /' | head -400
+	p=$(grep -E '^# pass [0-9]+' "$log" | awk '{print $3}' | tail -1)
+	f=$(grep -E '^# fail [0-9]+' "$log" | awk '{print $3}' | tail -1)
+	p=${p:-0}; f=${f:-0}
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; tail -40 "$log"; fi
+	if [ "$f" -ne 0 ]; then
+		grep -B2 -A30 '^\s*not ok' "$log" | head -200
+	fi
+	passed=$((passed + p)); failed=$((failed + f))
+}
+
+run_node release "$root/build/p11vault"
+if [ "${P11VAULT_SKIP_SAN_API:-0}" != 1 ]; then
+	run_node asan "$root/build/san/p11vault"
+fi
+
+echo "logs: $out"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,755 @@
+/*
+ * test_hsm — the hsm module against a real SoftHSMv2 token in a private
+ * temporary token directory. No mocks: every check goes through the token.
+ */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/obj_mac.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+#include <p11-kit/pkcs11.h>
+
+#include "hsm/hsm.h"
+#include "tests/unit/t.h"
+
+#define MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#define LABEL "p11vault-test"
+#define SO_PIN "so-secret-1234"
+#define USER_PIN "user-secret-1234"
+
+struct key {
+	const char *name;
+	const char *id;
+	uint8_t *blob, *spki;
+	size_t blob_len, spki_len;
+};
+
+static hsm_t *H;
+static struct key RSA_K = { "rsa2048", "kv-rsa", NULL, NULL, 0, 0 };
+static struct key EC_K[3] = {
+	{ "p256", "kv-p256", NULL, NULL, 0, 0 },
+	{ "p384", "kv-p384", NULL, NULL, 0, 0 },
+	{ "p521", "kv-p521", NULL, NULL, 0, 0 },
+};
+static char tmpdir[] = "/tmp/p11vault-hsm-XXXXXX";
+
+static int
+setup_softhsm(void)
+{
+	char path[512], conf[1024];
+	FILE *fp;
+	int n;
+
+	if (mkdtemp(tmpdir) == NULL)
+		return -1;
+	n = snprintf(path, sizeof(path), "%s/tokens", tmpdir);
+	if (n < 0 || (size_t)n >= sizeof(path) || mkdir(path, 0700) != 0)
+		return -1;
+	n = snprintf(conf, sizeof(conf), "directories.tokendir = %s\n"
+	    "objectstore.backend = file\nlog.level = ERROR\n"
+	    "slots.removable = false\n", path);
+	if (n < 0 || (size_t)n >= sizeof(conf))
+		return -1;
+	n = snprintf(path, sizeof(path), "%s/softhsm2.conf", tmpdir);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return -1;
+	if ((fp = fopen(path, "w")) == NULL)
+		return -1;
+	fputs(conf, fp);
+	fclose(fp);
+	return setenv("SOFTHSM2_CONF", path, 1);
+}
+
+static EVP_PKEY *
+load_spki(const uint8_t *spki, size_t len)
+{
+	const unsigned char *p = spki;
+
+	return d2i_PUBKEY(NULL, &p, (long)len);
+}
+
+static int
+contains(const uint8_t *hay, size_t hlen, const uint8_t *needle, size_t nlen)
+{
+	size_t i;
+
+	for (i = 0; nlen <= hlen && i + nlen <= hlen; i++)
+		if (memcmp(hay + i, needle, nlen) == 0)
+			return 1;
+	return 0;
+}
+
+/* OpenSSL encrypts with the SPKI; the token decrypts. */
+static int
+openssl_encrypt(const struct key *k, enum hsm_alg alg, const uint8_t *in,
+    size_t in_len, uint8_t *out, size_t *out_len)
+{
+	EVP_PKEY *pk = load_spki(k->spki, k->spki_len);
+	EVP_PKEY_CTX *ctx = pk ? EVP_PKEY_CTX_new(pk, NULL) : NULL;
+	const EVP_MD *md = alg == HSM_ALG_RSA_OAEP ? EVP_sha1() : EVP_sha256();
+	int ok = 0;
+
+	if (ctx == NULL || EVP_PKEY_encrypt_init(ctx) != 1)
+		goto out;
+	if (alg == HSM_ALG_RSA1_5) {
+		if (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1)
+			goto out;
+	} else if (EVP_PKEY_CTX_set_rsa_padding(ctx,
+	    RSA_PKCS1_OAEP_PADDING) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_oaep_md(ctx, md) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) != 1) {
+		goto out;
+	}
+	ok = EVP_PKEY_encrypt(ctx, out, out_len, in, in_len) == 1;
+out:
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(pk);
+	return ok;
+}
+
+static const EVP_MD *
+md_for(size_t dlen)
+{
+	return dlen == 32 ? EVP_sha256() : dlen == 48 ? EVP_sha384() :
+	    EVP_sha512();
+}
+
+/* Plain OpenSSL verification, independent of hsm_pub_verify. */
+static int
+openssl_verify(const struct key *k, enum hsm_alg alg, const uint8_t *dg,
+    size_t dlen, const uint8_t *sig, size_t sig_len)
+{
+	EVP_PKEY *pk = load_spki(k->spki, k->spki_len);
+	EVP_PKEY_CTX *ctx = pk ? EVP_PKEY_CTX_new(pk, NULL) : NULL;
+	unsigned char *der = NULL;
+	const unsigned char *vs = sig;
+	size_t vl = sig_len;
+	ECDSA_SIG *es = NULL;
+	int ok = 0, n;
+
+	if (ctx == NULL || EVP_PKEY_verify_init(ctx) != 1)
+		goto out;
+	if (alg >= HSM_ALG_ES256) {
+		es = ECDSA_SIG_new();
+		if (es == NULL || ECDSA_SIG_set0(es,
+		    BN_bin2bn(sig, (int)sig_len / 2, NULL),
+		    BN_bin2bn(sig + sig_len / 2, (int)sig_len / 2, NULL)) != 1)
+			goto out;
+		if ((n = i2d_ECDSA_SIG(es, &der)) <= 0)
+			goto out;
+		vs = der;
+		vl = (size_t)n;
+	} else {
+		if (EVP_PKEY_CTX_set_signature_md(ctx, md_for(dlen)) != 1)
+			goto out;
+		if (alg >= HSM_ALG_PS256) {
+			if (EVP_PKEY_CTX_set_rsa_padding(ctx,
+			    RSA_PKCS1_PSS_PADDING) != 1 ||
+			    EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, (int)dlen) != 1)
+				goto out;
+		} else if (EVP_PKEY_CTX_set_rsa_padding(ctx,
+		    RSA_PKCS1_PADDING) != 1) {
+			goto out;
+		}
+	}
+	ok = EVP_PKEY_verify(ctx, vs, vl, dg, dlen) == 1;
+out:
+	ERR_clear_error();
+	OPENSSL_free(der);
+	ECDSA_SIG_free(es);
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(pk);
+	return ok;
+}
+
+static void
+test_init_open(void)
+{
+	struct hsm_config bad = { MODULE, LABEL, "wrong-pin", 2, 4 };
+	hsm_t *h2 = NULL;
+
+	T_CHECK(hsm_token_init(MODULE, LABEL, SO_PIN, USER_PIN) == 0,
+	    "token init succeeds on a fresh token");
+	T_CHECK(hsm_token_init(MODULE, LABEL, SO_PIN, USER_PIN) ==
+	    HSM_ERR_EXISTS, "second token init with the same label: EXISTS");
+	T_CHECK(hsm_open(&bad, &h2) == HSM_ERR_ARGS && h2 == NULL,
+	    "open with a wrong PIN fails with ARGS");
+	bad.token_label = "no-such-token";
+	bad.user_pin = USER_PIN;
+	T_CHECK(hsm_open(&bad, &h2) == HSM_ERR_UNAVAILABLE && h2 == NULL,
+	    "open of an unknown token label is UNAVAILABLE");
+}
+
+static void
+test_generate(void)
+{
+	static const int nids[3] = { NID_X9_62_prime256v1, NID_secp384r1,
+	    NID_secp521r1 };
+	static const size_t fields[3] = { 32, 48, 66 };
+	uint8_t *b = NULL, *s = NULL;
+	size_t bl = 0, sl = 0;
+	char name[128];
+	int i;
+
+	T_CHECK(hsm_key_generate(H, HSM_KTY_RSA, 2048, 0, &RSA_K.blob,
+	    &RSA_K.blob_len, &RSA_K.spki, &RSA_K.spki_len) == 0,
+	    "generate RSA 2048");
+	T_CHECK(hsm_pub_size(RSA_K.spki, RSA_K.spki_len) == 256,
+	    "RSA 2048 public size is 256 bytes");
+	for (i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "generate EC %s", EC_K[i].name);
+		T_CHECK(hsm_key_generate(H, HSM_KTY_EC, 0, nids[i],
+		    &EC_K[i].blob, &EC_K[i].blob_len, &EC_K[i].spki,
+		    &EC_K[i].spki_len) == 0, name);
+		snprintf(name, sizeof(name), "EC %s public size", EC_K[i].name);
+		T_CHECK(hsm_pub_size(EC_K[i].spki, EC_K[i].spki_len) ==
+		    fields[i], name);
+	}
+	T_CHECK(hsm_key_generate(H, HSM_KTY_RSA, 1024, 0, &b, &bl, &s, &sl)
+	    == HSM_ERR_ARGS && b == NULL && s == NULL,
+	    "generate RSA 1024 is refused");
+	T_CHECK(hsm_key_generate(H, HSM_KTY_EC, 0, NID_secp256k1, &b, &bl, &s,
+	    &sl) == HSM_ERR_ARGS, "generate on secp256k1 is refused");
+}
+
+static void
+test_decrypt(void)
+{
+	static const enum hsm_alg algs[3] = { HSM_ALG_RSA_OAEP,
+	    HSM_ALG_RSA_OAEP_256, HSM_ALG_RSA1_5 };
+	static const char *names[3] = { "RSA-OAEP", "RSA-OAEP-256", "RSA1_5" };
+	uint8_t msg[32], ct[512], pt[512];
+	size_t ctl, ptl;
+	char name[128];
+	int i, j, all;
+
+	RAND_bytes(msg, sizeof(msg));
+	for (i = 0; i < 3; i++) {
+		ctl = sizeof(ct);
+		T_CHECK(hsm_pub_encrypt(RSA_K.spki, RSA_K.spki_len, algs[i],
+		    msg, sizeof(msg), ct, &ctl) == 0 && ctl == 256,
+		    names[i]);
+		ptl = sizeof(pt);
+		snprintf(name, sizeof(name), "%s: pub_encrypt then token "
+		    "decrypt round trips", names[i]);
+		T_CHECK(hsm_key_decrypt(H, RSA_K.id, RSA_K.blob,
+		    RSA_K.blob_len, algs[i], ct, ctl, pt, &ptl) == 0 &&
+		    ptl == sizeof(msg) && memcmp(pt, msg, ptl) == 0, name);
+
+		ctl = sizeof(ct);
+		snprintf(name, sizeof(name), "%s: OpenSSL-encrypted "
+		    "ciphertext decrypts in the token", names[i]);
+		ptl = sizeof(pt);
+		T_CHECK(openssl_encrypt(&RSA_K, algs[i], msg, sizeof(msg), ct,
+		    &ctl) && hsm_key_decrypt(H, RSA_K.id, RSA_K.blob,
+		    RSA_K.blob_len, algs[i], ct, ctl, pt, &ptl) == 0 &&
+		    ptl == sizeof(msg) && memcmp(pt, msg, ptl) == 0, name);
+
+		/* several tampered ciphertexts: each one the same error */
+		all = 1;
+		for (j = 0; j < 8; j++) {
+			uint8_t bad[256];
+
+			memcpy(bad, ct, 256);
+			bad[(size_t)j * 31 % 256] ^= (uint8_t)(1u << j);
+			if (j == 7)
+				bad[0] = 0xff; /* >= n: the token refuses */
+			ptl = sizeof(pt);
+			if (hsm_key_decrypt(H, RSA_K.id, RSA_K.blob,
+			    RSA_K.blob_len, algs[i], bad, 256, pt, &ptl) !=
+			    HSM_ERR_DECRYPT)
+				all = 0;
+		}
+		snprintf(name, sizeof(name), "%s: tampered ciphertexts all "
+		    "give HSM_ERR_DECRYPT", names[i]);
+		T_CHECK(all, name);
+
+		ptl = sizeof(pt);
+		snprintf(name, sizeof(name), "%s: wrong-length ciphertext "
+		    "is ARGS", names[i]);
+		T_CHECK(hsm_key_decrypt(H, RSA_K.id, RSA_K.blob,
+		    RSA_K.blob_len, algs[i], ct, 255, pt, &ptl) ==
+		    HSM_ERR_ARGS && hsm_key_decrypt(H, RSA_K.id, RSA_K.blob,
+		    RSA_K.blob_len, algs[i], ct, 257, pt, &ptl) ==
+		    HSM_ERR_ARGS, name);
+	}
+	ctl = sizeof(ct);
+	T_CHECK(hsm_pub_encrypt(RSA_K.spki, RSA_K.spki_len,
+	    HSM_ALG_RSA_OAEP_256, pt, 256 - 65, ct, &ctl) == HSM_ERR_ARGS,
+	    "pub_encrypt of an over-long plaintext is ARGS");
+	ptl = sizeof(pt);
+	T_CHECK(hsm_key_decrypt(H, EC_K[0].id, EC_K[0].blob,
+	    EC_K[0].blob_len, HSM_ALG_RSA_OAEP, ct, 256, pt, &ptl) ==
+	    HSM_ERR_ARGS, "decrypt with an EC key is ARGS");
+}
+
+static void
+test_sign(void)
+{
+	static const struct {
+		enum hsm_alg alg;
+		const char *name;
+		size_t dlen;
+		struct key *k;
+	} cases[] = {
+		{ HSM_ALG_RS256, "RS256", 32, &RSA_K },
+		{ HSM_ALG_RS384, "RS384", 48, &RSA_K },
+		{ HSM_ALG_RS512, "RS512", 64, &RSA_K },
+		{ HSM_ALG_PS256, "PS256", 32, &RSA_K },
+		{ HSM_ALG_PS384, "PS384", 48, &RSA_K },
+		{ HSM_ALG_PS512, "PS512", 64, &RSA_K },
+		{ HSM_ALG_ES256, "ES256", 32, &EC_K[0] },
+		{ HSM_ALG_ES384, "ES384", 48, &EC_K[1] },
+		{ HSM_ALG_ES512, "ES512", 64, &EC_K[2] },
+	};
+	uint8_t dg[64], sig[512];
+	size_t i, sl;
+	int valid;
+	char name[128];
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct key *k = cases[i].k;
+
+		RAND_bytes(dg, sizeof(dg));
+		sl = sizeof(sig);
+		snprintf(name, sizeof(name), "%s: token signs", cases[i].name);
+		T_CHECK(hsm_key_sign(H, k->id, k->blob, k->blob_len,
+		    cases[i].alg, dg, cases[i].dlen, sig, &sl) == 0, name);
+		valid = -1;
+		snprintf(name, sizeof(name), "%s: hsm_pub_verify accepts",
+		    cases[i].name);
+		T_CHECK(hsm_pub_verify(k->spki, k->spki_len, cases[i].alg, dg,
+		    cases[i].dlen, sig, sl, &valid) == 0 && valid == 1, name);
+		snprintf(name, sizeof(name), "%s: plain OpenSSL verifies",
+		    cases[i].name);
+		T_CHECK(openssl_verify(k, cases[i].alg, dg, cases[i].dlen, sig,
+		    sl), name);
+		sig[sl / 2] ^= 0x01;
+		snprintf(name, sizeof(name), "%s: a flipped bit is invalid",
+		    cases[i].name);
+		T_CHECK(hsm_pub_verify(k->spki, k->spki_len, cases[i].alg, dg,
+		    cases[i].dlen, sig, sl, &valid) == 0 && valid == 0, name);
+		sl = sizeof(sig);
+		snprintf(name, sizeof(name), "%s: wrong digest length is ARGS",
+		    cases[i].name);
+		T_CHECK(hsm_key_sign(H, k->id, k->blob, k->blob_len,
+		    cases[i].alg, dg, cases[i].dlen - 1, sig, &sl) ==
+		    HSM_ERR_ARGS && hsm_pub_verify(k->spki, k->spki_len,
+		    cases[i].alg, dg, cases[i].dlen + 1, sig, 64, &valid) ==
+		    HSM_ERR_ARGS, name);
+	}
+	sl = sizeof(sig);
+	T_CHECK(hsm_key_sign(H, EC_K[1].id, EC_K[1].blob, EC_K[1].blob_len,
+	    HSM_ALG_ES256, dg, 32, sig, &sl) == HSM_ERR_ARGS,
+	    "ES256 with a P-384 key is ARGS");
+	sl = 100;
+	T_CHECK(hsm_key_sign(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+	    HSM_ALG_RS256, dg, 32, sig, &sl) == HSM_ERR_ARGS,
+	    "signature buffer too small is ARGS");
+}
+
+static void
+test_jwt(void)
+{
+	static const char data[] = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0";
+	uint8_t sig[64], dg[32], *spki = NULL;
+	size_t spki_len = 0;
+	struct key k = { "jwt", NULL, NULL, NULL, 0, 0 };
+	int valid = -1;
+
+	T_CHECK(hsm_jwt_sign(H, (const uint8_t *)data, strlen(data), sig) == 0,
+	    "jwt sign");
+	T_CHECK(hsm_jwt_public(H, &spki, &spki_len) == 0 &&
+	    hsm_pub_size(spki, spki_len) == 32, "jwt public key is P-256");
+	SHA256((const uint8_t *)data, strlen(data), dg);
+	T_CHECK(hsm_pub_verify(spki, spki_len, HSM_ALG_ES256, dg, 32, sig, 64,
+	    &valid) == 0 && valid == 1, "jwt signature verifies");
+	k.spki = spki;
+	k.spki_len = spki_len;
+	T_CHECK(openssl_verify(&k, HSM_ALG_ES256, dg, 32, sig, 64),
+	    "jwt signature verifies in plain OpenSSL");
+	free(spki);
+}
+
+/* ---- raw PKCS#11, to look at the token from outside the module ---- */
+
+static void *raw_dl;
+static CK_FUNCTION_LIST *P;
+static CK_SLOT_ID raw_slot;
+static CK_SESSION_HANDLE RS;
+
+static int
+raw_open(void)
+{
+	CK_RV (*gfl)(CK_FUNCTION_LIST_PTR_PTR);
+	CK_SLOT_ID slots[16];
+	CK_ULONG n = 16, i;
+	CK_TOKEN_INFO ti;
+	CK_RV rv;
+
+	if ((raw_dl = dlopen(MODULE, RTLD_NOW)) == NULL)
+		return 0;
+	*(void **)(&gfl) = dlsym(raw_dl, "C_GetFunctionList");
+	if (gfl == NULL || gfl(&P) != CKR_OK)
+		return 0;
+	rv = P->C_Initialize(NULL);
+	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED)
+		return 0;
+	if (P->C_GetSlotList(CK_TRUE, slots, &n) != CKR_OK)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (P->C_GetTokenInfo(slots[i], &ti) == CKR_OK &&
+		    memcmp(ti.label, LABEL, strlen(LABEL)) == 0)
+			raw_slot = slots[i];
+	if (P->C_OpenSession(raw_slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
+	    NULL, NULL, &RS) != CKR_OK)
+		return 0;
+	rv = P->C_Login(RS, CKU_USER, (CK_UTF8CHAR *)USER_PIN,
+	    strlen(USER_PIN));
+	return rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN;
+}
+
+static CK_ULONG
+raw_find(CK_OBJECT_CLASS cls, int session_only, CK_OBJECT_HANDLE *out,
+    CK_ULONG max)
+{
+	CK_BBOOL f = CK_FALSE;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_TOKEN, &f, sizeof(f) },
+	};
+	CK_ULONG n = 0;
+
+	if (P->C_FindObjectsInit(RS, t, session_only ? 2 : 1) != CKR_OK)
+		return 0;
+	if (P->C_FindObjects(RS, out, max, &n) != CKR_OK)
+		n = 0;
+	P->C_FindObjectsFinal(RS);
+	return n;
+}
+
+static CK_RV
+raw_get(CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type)
+{
+	uint8_t buf[1024];
+	CK_ATTRIBUTE a = { type, buf, sizeof(buf) };
+	CK_RV rv = P->C_GetAttributeValue(RS, o, &a, 1);
+
+	/* an attribute not held at all is also "unavailable" */
+	if (rv == CKR_OK && a.ulValueLen == CK_UNAVAILABLE_INFORMATION)
+		rv = CKR_ATTRIBUTE_SENSITIVE;
+	return rv;
+}
+
+static void
+test_non_extractable(void)
+{
+	static const CK_ATTRIBUTE_TYPE secret_attrs[] = {
+		CKA_PRIVATE_EXPONENT, CKA_PRIME_1, CKA_PRIME_2, CKA_EXPONENT_1,
+		CKA_EXPONENT_2, CKA_COEFFICIENT, CKA_VALUE,
+	};
+	CK_OBJECT_HANDLE objs[64];
+	CK_ULONG n, i, j, sess_objs;
+	CK_BBOOL ext = CK_TRUE, sens = CK_FALSE;
+	CK_ATTRIBUTE ea[] = {
+		{ CKA_EXTRACTABLE, &ext, sizeof(ext) },
+		{ CKA_SENSITIVE, &sens, sizeof(sens) },
+	};
+	int all_sensitive = 1, all_flags = 1;
+	CK_OBJECT_HANDLE dom = CK_INVALID_HANDLE, unw = CK_INVALID_HANDLE;
+	CK_OBJECT_CLASS sk = CKO_SECRET_KEY, pk = CKO_PRIVATE_KEY;
+	CK_KEY_TYPE rsa = CKK_RSA;
+	CK_BBOOL t = CK_TRUE, f = CK_FALSE;
+	CK_ATTRIBUTE find_dom[] = {
+		{ CKA_CLASS, &sk, sizeof(sk) },
+		{ CKA_LABEL, "p11vault-domain", 15 },
+	};
+	CK_ATTRIBUTE evil[] = {
+		{ CKA_CLASS, &pk, sizeof(pk) },
+		{ CKA_KEY_TYPE, &rsa, sizeof(rsa) },
+		{ CKA_TOKEN, &f, sizeof(f) },
+		{ CKA_SENSITIVE, &f, sizeof(f) },
+		{ CKA_EXTRACTABLE, &t, sizeof(t) },
+	};
+	CK_MECHANISM kwp = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
+	uint8_t wbuf[8192];
+	CK_ULONG wlen = sizeof(wbuf);
+	EVP_PKEY *pub;
+	BIGNUM *nbn = NULL;
+	uint8_t nbytes[256];
+	CK_RV rv;
+
+	T_CHECK(raw_open(), "raw PKCS#11 session with the user PIN");
+	/* make sure some unwrapped session objects exist right now */
+	{
+		uint8_t dg[32] = { 1 }, sig[512];
+		size_t sl = sizeof(sig);
+
+		T_CHECK(hsm_key_sign(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+		    HSM_ALG_RS256, dg, 32, sig, &sl) == 0,
+		    "sign (unwraps into a session object)");
+	}
+	n = raw_find(CKO_PRIVATE_KEY, 0, objs, 64);
+	sess_objs = raw_find(CKO_PRIVATE_KEY, 1, objs + n, 64 - n);
+	T_CHECK(n >= 2 && sess_objs >= 1,
+	    "the token holds the JWT key and unwrapped session keys");
+	for (i = 0; i < n; i++) {
+		CK_KEY_TYPE kt = CKK_RSA;
+		CK_ATTRIBUTE kta = { CKA_KEY_TYPE, &kt, sizeof(kt) };
+
+		if (P->C_GetAttributeValue(RS, objs[i], &kta, 1) != CKR_OK)
+			all_sensitive = 0;
+		for (j = 0; j < sizeof(secret_attrs) / sizeof(secret_attrs[0]);
+		    j++) {
+			/* RSA: the CRT parts; EC: CKA_VALUE (the scalar) */
+			if ((kt == CKK_RSA) != (secret_attrs[j] != CKA_VALUE))
+				continue;
+			if (raw_get(objs[i], secret_attrs[j]) !=
+			    CKR_ATTRIBUTE_SENSITIVE)
+				all_sensitive = 0;
+		}
+		ext = CK_TRUE;
+		sens = CK_FALSE;
+		if (P->C_GetAttributeValue(RS, objs[i], ea, 2) != CKR_OK ||
+		    ext != CK_FALSE || sens != CK_TRUE)
+			all_flags = 0;
+	}
+	T_CHECK(all_sensitive, "no private key attribute of any private key "
+	    "can be read (CKR_ATTRIBUTE_SENSITIVE)");
+	T_CHECK(all_flags, "every private key in the token is sensitive and "
+	    "not extractable");
+	n = raw_find(CKO_SECRET_KEY, 0, objs, 64);
+	all_sensitive = n >= 1;
+	for (i = 0; i < n; i++)
+		if (raw_get(objs[i], CKA_VALUE) != CKR_ATTRIBUTE_SENSITIVE)
+			all_sensitive = 0;
+	T_CHECK(all_sensitive, "the domain key's CKA_VALUE is sensitive");
+
+	/* the blob is ciphertext: a plaintext PKCS#8 would carry n */
+	pub = load_spki(RSA_K.spki, RSA_K.spki_len);
+	if (pub != NULL)
+		EVP_PKEY_get_bn_param(pub, "n", &nbn);
+	T_CHECK(nbn != NULL && BN_bn2binpad(nbn, nbytes, 256) == 256 &&
+	    !contains(RSA_K.blob, RSA_K.blob_len, nbytes + 100, 16),
+	    "the RSA blob does not contain the modulus (it is not PKCS#8 "
+	    "plaintext)");
+
+	/* The attack: unwrap a blob with the domain key into an extractable
+	 * object and read d. The domain key's unwrap template forbids it;
+	 * if the token let it through, check the blob against d anyway. */
+	if (P->C_FindObjectsInit(RS, find_dom, 2) == CKR_OK) {
+		CK_ULONG c = 0;
+
+		P->C_FindObjects(RS, &dom, 1, &c);
+		P->C_FindObjectsFinal(RS);
+	}
+	rv = P->C_UnwrapKey(RS, &kwp, dom, RSA_K.blob + 8, RSA_K.blob_len - 8,
+	    evil, 5, &unw);
+	if (rv == CKR_OK) {
+		uint8_t d[512];
+		CK_ATTRIBUTE da = { CKA_PRIVATE_EXPONENT, d, sizeof(d) };
+
+		T_CHECK(P->C_GetAttributeValue(RS, unw, &da, 1) == CKR_OK &&
+		    !contains(RSA_K.blob, RSA_K.blob_len, d, da.ulValueLen),
+		    "the blob does not contain the private exponent");
+		P->C_DestroyObject(RS, unw);
+	}
+	T_CHECK(rv != CKR_OK, "unwrapping a blob into a non-sensitive, "
+	    "extractable object is refused by the domain key");
+	{
+		CK_KEY_TYPE gs = CKK_GENERIC_SECRET;
+		CK_ATTRIBUTE evil2[] = {
+			{ CKA_CLASS, &sk, sizeof(sk) },
+			{ CKA_KEY_TYPE, &gs, sizeof(gs) },
+			{ CKA_TOKEN, &f, sizeof(f) },
+			{ CKA_SENSITIVE, &f, sizeof(f) },
+			{ CKA_EXTRACTABLE, &t, sizeof(t) },
+		};
+
+		unw = CK_INVALID_HANDLE;
+		rv = P->C_UnwrapKey(RS, &kwp, dom, RSA_K.blob + 8,
+		    RSA_K.blob_len - 8, evil2, 5, &unw);
+		if (rv == CKR_OK)
+			P->C_DestroyObject(RS, unw);
+		T_CHECK(rv != CKR_OK, "unwrapping a blob as a readable "
+		    "generic secret is refused by the domain key");
+	}
+	n = raw_find(CKO_PRIVATE_KEY, 1, objs, 64);
+	wlen = sizeof(wbuf);
+	T_CHECK(n >= 1 && P->C_WrapKey(RS, &kwp, dom, objs[0], wbuf, &wlen)
+	    != CKR_OK, "an unwrapped session key cannot be wrapped out");
+	BN_free(nbn);
+	EVP_PKEY_free(pub);
+}
+
+static void
+test_cache(void)
+{
+	uint64_t hits0, miss0, hits1, miss1;
+	size_t busy, total, i, ptl;
+	uint8_t msg[16] = "cache-test-msg!", ct[256], pt[256], dg[32] = { 7 };
+	uint8_t sig[512];
+	size_t ctl = sizeof(ct), sl;
+	CK_OBJECT_HANDLE objs[64];
+	char id[32];
+	int ok = 1;
+
+	T_CHECK(hsm_pub_encrypt(RSA_K.spki, RSA_K.spki_len, HSM_ALG_RSA_OAEP,
+	    msg, sizeof(msg), ct, &ctl) == 0, "encrypt for the cache tests");
+	hsm_stats(H, &hits0, &miss0, &busy, &total);
+	ptl = sizeof(pt);
+	T_CHECK(hsm_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0, "decrypt (cached)");
+	hsm_stats(H, &hits1, &miss1, &busy, &total);
+	T_CHECK(hits1 == hits0 + 1 && miss1 == miss0 && busy == 0 &&
+	    total == 4, "a second use of a cache_id is a cache hit");
+	hsm_key_forget(H, RSA_K.id);
+	ptl = sizeof(pt);
+	T_CHECK(hsm_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0 &&
+	    ptl == sizeof(msg) && memcmp(pt, msg, ptl) == 0,
+	    "after hsm_key_forget, decrypt still works (re-unwraps)");
+	hsm_stats(H, &hits0, &miss0, NULL, NULL);
+	T_CHECK(miss0 == miss1 + 1, "the forgotten id was a cache miss");
+
+	for (i = 0; i < 20; i++) {
+		snprintf(id, sizeof(id), "evict-%zu", i);
+		ptl = sizeof(pt);
+		sl = sizeof(sig);
+		if (hsm_key_decrypt(H, id, RSA_K.blob, RSA_K.blob_len,
+		    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) != 0 ||
+		    ptl != sizeof(msg) ||
+		    hsm_key_sign(H, id, RSA_K.blob, RSA_K.blob_len,
+		    HSM_ALG_RS256, dg, 32, sig, &sl) != 0)
+			ok = 0;
+	}
+	T_CHECK(ok, "20 cache_ids through a cache of 4 all work (eviction)");
+	T_CHECK(raw_find(CKO_PRIVATE_KEY, 1, objs, 64) <= 4,
+	    "evicted handles are destroyed: at most cache_size session keys");
+}
+
+struct worker { int ok; unsigned seed; };
+
+static void *
+worker_run(void *arg)
+{
+	struct worker *w = arg;
+	uint8_t dg[32], sig[512];
+	char id[32];
+	size_t sl;
+	int i, valid;
+
+	w->ok = 1;
+	for (i = 0; i < 40; i++) {
+		struct key *k = (i % 2) ? &RSA_K : &EC_K[0];
+		enum hsm_alg alg = (i % 2) ? HSM_ALG_PS256 : HSM_ALG_ES256;
+
+		snprintf(id, sizeof(id), "%s-%u", k->name,
+		    (unsigned)((w->seed + (unsigned)i) % 7));
+		RAND_bytes(dg, sizeof(dg));
+		sl = sizeof(sig);
+		if (hsm_key_sign(H, id, k->blob, k->blob_len, alg, dg, 32,
+		    sig, &sl) != 0 || hsm_pub_verify(k->spki, k->spki_len,
+		    alg, dg, 32, sig, sl, &valid) != 0 || valid != 1)
+			w->ok = 0;
+		if (i % 10 == 0)
+			hsm_key_forget(H, id);
+	}
+	return NULL;
+}
+
+static void
+test_threads(void)
+{
+	pthread_t th[6];
+	struct worker w[6];
+	int i, ok = 1;
+	size_t busy = 1;
+
+	for (i = 0; i < 6; i++) {
+		w[i].seed = (unsigned)i * 3;
+		pthread_create(&th[i], NULL, worker_run, &w[i]);
+	}
+	for (i = 0; i < 6; i++) {
+		pthread_join(th[i], NULL);
+		ok &= w[i].ok;
+	}
+	hsm_stats(H, NULL, NULL, &busy, NULL);
+	T_CHECK(ok && busy == 0, "6 threads x 40 signs over 14 ids, cache of "
+	    "4, pool of 4, with forgets: all verify");
+}
+
+static void
+test_recovery(void)
+{
+	uint8_t dg[32] = { 9 }, sig[512];
+	size_t sl = sizeof(sig);
+
+	/* Close every session of this process (the module's too) and log
+	 * out: the next call fails, the one after recovers. */
+	T_CHECK(P->C_CloseAllSessions(raw_slot) == CKR_OK,
+	    "raw C_CloseAllSessions");
+	T_CHECK(hsm_key_sign(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+	    HSM_ALG_RS256, dg, 32, sig, &sl) == HSM_ERR_UNAVAILABLE,
+	    "a call on a lost session is UNAVAILABLE");
+	sl = sizeof(sig);
+	T_CHECK(hsm_key_sign(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+	    HSM_ALG_RS256, dg, 32, sig, &sl) == 0,
+	    "the next call recovers (sessions reopened, login, cache cleared)");
+	T_CHECK(hsm_health(H) == 0, "health is OK after recovery");
+}
+
+static void
+free_key(struct key *k)
+{
+	free(k->blob);
+	free(k->spki);
+}
+
+int
+main(void)
+{
+	struct hsm_config cfg = { MODULE, LABEL, USER_PIN, 4, 4 };
+	char cmd[256];
+	int i;
+
+	if (setup_softhsm() != 0) {
+		T_CHECK(0, "set up a private SoftHSMv2 token directory");
+		return T_DONE();
+	}
+	test_init_open();
+	T_CHECK(hsm_open(&cfg, &H) == 0 && H != NULL, "open the token");
+	if (H == NULL)
+		return T_DONE();
+	T_CHECK(hsm_health(H) == 0, "health is OK");
+	test_generate();
+	test_decrypt();
+	test_sign();
+	test_jwt();
+	test_non_extractable();
+	test_cache();
+	test_threads();
+	test_recovery();
+	hsm_close(H);
+	if (raw_dl != NULL)
+		dlclose(raw_dl);
+	free_key(&RSA_K);
+	for (i = 0; i < 3; i++)
+		free_key(&EC_K[i]);
+	if (snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir) <
+	    (int)sizeof(cmd))
+		i = system(cmd);
+	return T_DONE();
+}
