@@ -200,7 +200,12 @@ describe('raw HTTP: errors, limits and conventions', { timeout: 120000 }, () => 
     expectError(await wrap('RSA-OAEP', b64u(crypto.randomBytes(215))), 400, 'BadParameter'); // > 214 for OAEP-2048
     expectError(await wrap('RSA-OAEP-256', b64u(crypto.randomBytes(191))), 400, 'BadParameter');
     expectError(await wrap('RSA1_5', b64u(crypto.randomBytes(246))), 400, 'BadParameter');
-    expectError(await req('POST', av(`/keys/${ec.name}/wrapkey`), { body: { alg: 'RSA-OAEP', value: dek } }), 400);
+  });
+
+  test('an operation outside the key\'s key_ops (wrapkey on an EC key) is 403 Forbidden "not permitted"', async () => {
+    const r = await req('POST', av(`/keys/${ec.name}/wrapkey`), { body: { alg: 'RSA-OAEP', value: b64u(crypto.randomBytes(32)) } });
+    const e = expectError(r, 403, 'Forbidden');
+    assert.match(e.message, /not permitted/i);
   });
 
   test('padded base64url input is accepted and output is unpadded', async () => {

@@ -5,6 +5,7 @@
  * purge, purge protection, retention, the test clock, persistence across
  * reopen, and principal/access-policy persistence.
  */
+#include <ftw.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +21,14 @@
 #include "t.h"
 
 static char dir[256];
+static char top[256];
+
+static int
+rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *f)
+{
+	(void)sb; (void)flag; (void)f;
+	return remove(path);
+}
 
 static int
 file_mode(const char *name)
@@ -178,12 +187,12 @@ main(void)
 	size_t ctl, ct256l, bl, sl, n, i, total, pages;
 	int r, valid, ok;
 	int64_t now;
-	const char *long_ok =
-	    "a123456789012345678901234567890123456789012345678901234567890123"
-	    "45678901234567890123456789012345678901234567890123456789012345";
+	char long_ok[VLT_NAME_MAX + 1];
 
 	memset(&k, 0, sizeof(k));
 	memset(&k2, 0, sizeof(k2));
+	memset(long_ok, 'L', VLT_NAME_MAX);
+	long_ok[VLT_NAME_MAX] = '\0';
 	RAND_bytes(pt, sizeof(pt));
 	RAND_bytes(dig, sizeof(dig));
 
@@ -195,6 +204,7 @@ main(void)
 			perror("mkdtemp");
 			return 1;
 		}
+		snprintf(top, sizeof(top), "%s", tmpl);
 		snprintf(dir, sizeof(dir), "%s/data", tmpl);
 	}
 	memset(&ip, 0, sizeof(ip));
@@ -933,5 +943,7 @@ main(void)
 done:
 	vlt_key_info_clear(&rsa_v1);
 	vlt_key_info_clear(&rsa_v2);
+	if (getenv("KEEP_TEST_DIR") == NULL)
+		(void)nftw(top, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	return T_DONE();
 }
