@@ -279,8 +279,6 @@ int vault_jwt_public(vault_t *v, uint8_t **spki, size_t *len) VLT_WUR;
 /* 0 when the token and the store answer. */
 int vault_health(vault_t *v) VLT_WUR;
 
-#endif
-
 /* ---- audit log (vault/audit.c) ------------------------------------------ */
 /*
  * DIR/audit/audit.log: one JSON line per request. Each line begins with
@@ -295,3 +293,5 @@ int vault_audit_append(vault_t *v, const char *object_json, int sync)
  * first broken place ("audit.log.2:17") in where. */
 int vault_audit_verify(const char *data_dir, char *where, size_t where_len)
     VLT_WUR;
+
+#endif
