@@ -43,6 +43,18 @@ int tlsgen_create(const char *tls_dir, const char *host, const char *ca_cert,
  */
 int cli_admin(int argc, char **argv);
 
+/* One HTTPS/1.1 request (client.c): TLS 1.2+, the peer verified against
+ * ca_file (NULL: the system store) and the URL's host. *resp_body
+ * malloc'd (free with OPENSSL_clear_free). 0, or -1 with a reason in err. */
+int cli_https(const char *base_url, const char *ca_file, const char *method,
+    const char *path, const char *bearer, const char *content_type,
+    const char *body, size_t body_len, int *status, char **resp_body,
+    size_t *resp_len, char *err, size_t err_len) API_WUR;
+
+/* agent.c: `p11vault identity-agent` — the IMDS token protocol for one
+ * workload host's identity. Returns the process exit status. */
+int cli_identity_agent(int argc, char **argv);
+
 
 /* ---- the request path (http.c, router.c, *_api.c) --------------------- */
 
@@ -124,7 +136,19 @@ int api_require_admin(struct api_req *q, struct api_resp *r);
 void api_keys(struct api_req *q, struct api_resp *r, char **segs, size_t n);
 void api_deletedkeys(struct api_req *q, struct api_resp *r, char **segs,
     size_t n);
-/* KeyBundle / KeyItem / Deleted* JSON for a key version. */
+/* keys_byok.c — import (JWK and BYOK key_hsm), backup, restore, rotation
+ * policies. The caller has checked the permission and the key name. */
+void api_key_import(struct api_req *q, struct api_resp *r, const char *name);
+void api_key_backup(struct api_req *q, struct api_resp *r, const char *name);
+void api_key_restore(struct api_req *q, struct api_resp *r);
+void api_rotation_policy_get(struct api_req *q, struct api_resp *r,
+    const char *name);
+void api_rotation_policy_set(struct api_req *q, struct api_resp *r,
+    const char *name);
+
+/* KeyBundle / KeyItem / Deleted* JSON for a key version. item: 0 a full
+ * bundle with the JWK; 1 an item whose kid names the version; 2 an item
+ * whose kid names the key only (lists of keys and of deleted keys). */
 json_t *api_key_bundle(struct api_ctx *c, const struct vlt_key_info *k,
     int item);
 

@@ -33,10 +33,6 @@
 #define CLI_MSG_MAX 400
 
 /* From client.c (api.h is owned by the lead; see the report). */
-int cli_https(const char *base_url, const char *ca_file, const char *method,
-    const char *path, const char *bearer, const char *content_type,
-    const char *body, size_t body_len, int *status, char **resp_body,
-    size_t *resp_len, char *err, size_t err_len);
 
 /* Option bits: which options a command accepts. */
 enum {

@@ -38,11 +38,6 @@
 #define CLI_PATH_MAX 4096
 #define CLI_IO_TIMEOUT_SECS 30
 
-/* Shared with cli_admin.c (api.h is owned by the lead; see the report). */
-int cli_https(const char *base_url, const char *ca_file, const char *method,
-    const char *path, const char *bearer, const char *content_type,
-    const char *body, size_t body_len, int *status, char **resp_body,
-    size_t *resp_len, char *err, size_t err_len);
 
 struct url {
 	char host[CLI_HOST_MAX + 1];   /* without brackets */

@@ -291,8 +291,11 @@ api_key_bundle(struct api_ctx *c, const struct vlt_key_info *k, int item)
 		s.retention_days = 90;
 		s.purge_protection = 0;
 	}
-	snprintf(kid, sizeof(kid), "%s/keys/%s/%s", c->vault_url, k->name,
-	    k->version);
+	if (item == 2)
+		snprintf(kid, sizeof(kid), "%s/keys/%s", c->vault_url, k->name);
+	else
+		snprintf(kid, sizeof(kid), "%s/keys/%s/%s", c->vault_url,
+		    k->name, k->version);
 	b = json_object();
 	if (item) {
 		json_object_set_new(b, "kid", json_string(kid));
@@ -398,19 +401,19 @@ parse_paging(struct api_req *q, struct api_resp *r, size_t *max, char **cont)
 static void
 send_list(struct api_req *q, struct api_resp *r, int rc,
     struct vlt_key_info *items, size_t n, char *next, const char *path,
-    size_t max, int deleted)
+    size_t max, int versioned)
 {
 	json_t *arr, *doc;
 	size_t i;
 
-	(void)deleted;
 	if (rc != 0) {
 		api_resp_vault_error(r, rc, NULL, NULL);
 		goto out;
 	}
 	arr = json_array();
 	for (i = 0; i < n; i++) {
-		json_t *it = api_key_bundle(q->ctx, &items[i], 1);
+		json_t *it = api_key_bundle(q->ctx, &items[i],
+		    versioned ? 1 : 2);
 		if (it)
 			json_array_append_new(arr, it);
 	}
@@ -664,7 +667,7 @@ key_versions(struct api_req *q, struct api_resp *r, const char *name)
 		return;
 	}
 	snprintf(path, sizeof(path), "/keys/%s/versions", name);
-	send_list(q, r, rc, items, n, next, path, max, 0);
+	send_list(q, r, rc, items, n, next, path, max, 1);
 }
 
 static void
@@ -870,6 +873,15 @@ api_keys(struct api_req *q, struct api_resp *r, char **segs, size_t n)
 			AUTHZ(PERM_DELETE, "delete");
 			return key_delete(q, r, segs[0]);
 		}
+		if (strcmp(m, "PUT") == 0) {
+			AUTHZ(PERM_IMPORT, "import");
+			return api_key_import(q, r, segs[0]);
+		}
+		if (strcasecmp(segs[0], "restore") == 0 &&
+		    strcmp(m, "POST") == 0) {
+			AUTHZ(PERM_RESTORE, "restore");
+			return api_key_restore(q, r);
+		}
 		return method_not_allowed(r);
 	}
 	if (n == 2) {
@@ -896,6 +908,25 @@ api_keys(struct api_req *q, struct api_resp *r, char **segs, size_t n)
 			if (strcmp(m, "POST") != 0)
 				return method_not_allowed(r);
 			return crypto(q, r, segs[0], NULL, co);
+		}
+		if (strcasecmp(s1, "backup") == 0) {
+			if (strcmp(m, "POST") != 0)
+				return method_not_allowed(r);
+			AUTHZ(PERM_BACKUP, "backup");
+			return api_key_backup(q, r, segs[0]);
+		}
+		if (strcasecmp(s1, "rotationpolicy") == 0) {
+			if (strcmp(m, "GET") == 0) {
+				AUTHZ(PERM_GETROTATIONPOLICY,
+				    "getrotationpolicy");
+				return api_rotation_policy_get(q, r, segs[0]);
+			}
+			if (strcmp(m, "PUT") == 0) {
+				AUTHZ(PERM_SETROTATIONPOLICY,
+				    "setrotationpolicy");
+				return api_rotation_policy_set(q, r, segs[0]);
+			}
+			return method_not_allowed(r);
 		}
 		if (!is_version(s1)) {
 			api_resp_vault_error(r, VLT_ERR_NOT_FOUND, segs[0], NULL);
@@ -942,7 +973,7 @@ api_deletedkeys(struct api_req *q, struct api_resp *r, char **segs, size_t n)
 		    &next);
 		free(cont);
 		return send_list(q, r, rc, items, cnt, next, "/deletedkeys",
-		    max, 1);
+		    max, 0);
 	}
 	if (check_name(r, segs[0]) != 0)
 		return;

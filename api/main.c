@@ -465,7 +465,8 @@ usage(FILE *f)
 	    "  vault     show | update the vault's properties\n"
 	    "  identity  create | list | delete workload identities\n"
 	    "  policy    set | list | delete access policies\n"
-	    "  audit     verify the audit log's hash chain\n", f);
+	    "  audit     verify the audit log's hash chain\n"
+	    "  identity-agent  serve IMDS tokens for a workload host\n", f);
 }
 
 int
@@ -485,6 +486,8 @@ main(int argc, char **argv)
 		return cmd_serve(argc - 1, argv + 1);
 	if (strcmp(argv[1], "audit") == 0)
 		return cmd_audit(argc - 1, argv + 1);
+	if (strcmp(argv[1], "identity-agent") == 0)
+		return cli_identity_agent(argc - 1, argv + 1);
 	if (strcmp(argv[1], "vault") == 0 || strcmp(argv[1], "identity") == 0 ||
 	    strcmp(argv[1], "policy") == 0)
 		return cli_admin(argc - 1, argv + 1);

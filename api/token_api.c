@@ -187,6 +187,9 @@ token_issue(struct api_req *q, struct api_resp *r)
 		api_resp_vault_error(r, VLT_ERR_UNAVAILABLE, NULL, NULL);
 		goto out;
 	}
+	/* as Entra ID does: one second less than the token's lifetime */
+	if (expires_in > 1)
+		expires_in--;
 	api_resp_set(r, 200, json_pack("{s:s, s:I, s:I, s:s}",
 	    "token_type", "Bearer", "expires_in", (json_int_t)expires_in,
 	    "ext_expires_in", (json_int_t)expires_in, "access_token", jwt));

@@ -48,10 +48,12 @@ function parseObjects(text) {
 // Byte patterns of plaintext private keys: PKCS#8 (RSA, EC) and the start
 // of PKCS#1 RSAPrivateKey / SEC1 ECPrivateKey.
 const PKCS8_RSA = Buffer.from('020100300d06092a864886f70d0101010500', 'hex');
-const PKCS8_EC = Buffer.from('020100301306072a8648ce3d0201', 'hex');
+const PKCS8_EC = Buffer.from('06072a8648ce3d0201', 'hex'); // id-ecPublicKey, after 02 01 00 30 LL
 function findDerPrivateKey(buf) {
   if (buf.includes(PKCS8_RSA)) return 'PKCS#8 RSA private key';
-  if (buf.includes(PKCS8_EC)) return 'PKCS#8 EC private key';
+  for (let i = buf.indexOf(PKCS8_EC); i !== -1; i = buf.indexOf(PKCS8_EC, i + 1)) {
+    if (i >= 5 && buf[i - 5] === 0x02 && buf[i - 4] === 0x01 && buf[i - 3] === 0x00 && buf[i - 2] === 0x30) return 'PKCS#8 EC private key';
+  }
   const pkcs1 = Buffer.from('0201000282', 'hex'); // version 0, then a long INTEGER (the modulus)
   for (let i = buf.indexOf(pkcs1); i !== -1; i = buf.indexOf(pkcs1, i + 1)) {
     if (i >= 4 && buf[i - 4] === 0x30 && buf[i - 3] === 0x82) return 'PKCS#1 RSA private key';
