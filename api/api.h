@@ -86,6 +86,8 @@ struct api_req {
 	/* for the audit event, set by the handler */
 	const char *operation;
 	char key_id[256];
+	int mutating;              /* the operation changes state: the audit
+	                              line is fsynced before the response */
 };
 
 struct api_resp {

@@ -50,8 +50,7 @@ api_audit_request(struct api_req *q, struct api_resp *r,
 	json_decref(ev);
 	if (line == NULL)
 		return;
-	write_op = q->method && strcmp(q->method, "GET") != 0 &&
-	    strcmp(q->method, "HEAD") != 0;
+	write_op = q->mutating;
 	if (vault_audit_append(q->ctx->vault, line, write_op) != 0 &&
 	    r->status < 400) {
 		/* an unaudited write must not be acknowledged as a success */

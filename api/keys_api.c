@@ -753,6 +753,7 @@ crypto(struct api_req *q, struct api_resp *r, const char *name,
 	int rc, valid = 0;
 
 	q->operation = co->azure;
+	q->mutating = 0;
 	if (!api_authorize(q, r, co->perm, co->azure))
 		return;
 	if (api_body_object(q, r, &body) != 0)

@@ -133,6 +133,10 @@ api_route(struct api_req *q, struct api_resp *r)
 	size_t n = 0, len;
 	char *p, *save = NULL;
 
+	/* Every non-GET changes state except the cryptographic operations
+	 * and token issue, which clear the flag in their handlers. */
+	q->mutating = strcmp(q->method, "GET") != 0 &&
+	    strcmp(q->method, "HEAD") != 0;
 	len = strlen(q->path);
 	if (len > ROUTE_MAX_PATH || q->path[0] != '/') {
 		api_resp_error(r, 400, "BadParameter", "The path is invalid.");

@@ -143,6 +143,7 @@ token_issue(struct api_req *q, struct api_resp *r)
 	int is_admin = 0;
 
 	q->operation = "TokenIssue";
+	q->mutating = 0;
 	if (form_parse(&f, q->body, q->body_len) != 0) {
 		oauth_error(r, 400, "invalid_request",
 		    "The request body must be application/x-www-form-urlencoded.");

@@ -136,4 +136,48 @@ int hsm_jwt_public(hsm_t *h, uint8_t **spki, size_t *spki_len) HSM_WUR;
 void hsm_stats(hsm_t *h, uint64_t *cache_hits, uint64_t *cache_misses,
     size_t *sessions_busy, size_t *sessions_total);
 
+/* ---- import and backup sealing (import.c) ---- */
+
+/* What an imported key turned out to be. */
+struct hsm_key_desc {
+	enum hsm_kty kty;
+	unsigned rsa_bits;        /* 2048, 3072 or 4096 */
+	int ec_nid;               /* a curve NID (EC) */
+};
+
+/*
+ * Plaintext import: pkcs8 (DER PrivateKeyInfo, RSA 2048/3072/4096 or EC
+ * P-256/384/521) is created in the token as a session object (sensitive,
+ * extractable only under a trusted key), wrapped under the domain key like
+ * a generated key, and destroyed. The caller wipes pkcs8. Out as for
+ * hsm_key_generate. A malformed or unsupported key: HSM_ERR_ARGS.
+ */
+int hsm_key_import(hsm_t *h, const uint8_t *pkcs8, size_t pkcs8_len,
+    struct hsm_key_desc *desc, uint8_t **blob, size_t *blob_len,
+    uint8_t **spki, size_t *spki_len) HSM_WUR;
+
+/*
+ * BYOK: transfer = RSA-OAEP(SHA-1) ciphertext under the key-exchange key
+ * (kek_blob, an RSA blob) of an AES-256 key, followed by the target's
+ * PKCS#8 wrapped with that key (RFC 5649). Both steps are C_UnwrapKey in
+ * the token; the target key is then wrapped under the domain key. Every
+ * failure to open the transfer (wrong KEK, altered, truncated):
+ * HSM_ERR_ARGS.
+ */
+int hsm_key_import_byok(hsm_t *h, const uint8_t *kek_blob,
+    size_t kek_blob_len, const uint8_t *transfer, size_t transfer_len,
+    struct hsm_key_desc *desc, uint8_t **blob, size_t *blob_len,
+    uint8_t **spki, size_t *spki_len) HSM_WUR;
+
+/*
+ * Authenticated encryption (AES-256-GCM in the token) under the token's
+ * backup key "p11vault-backup", created on first use. Only a token holding
+ * that key opens the result: any other token, or an altered input, gives
+ * HSM_ERR_DECRYPT. *out malloc'd.
+ */
+int hsm_seal(hsm_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
+    size_t *out_len) HSM_WUR;
+int hsm_unseal(hsm_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
+    size_t *out_len) HSM_WUR;
+
 #endif

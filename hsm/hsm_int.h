@@ -112,7 +112,16 @@ int hsm_cache_init(hsm_t *h, size_t cache_size);
 void hsm_cache_clear(hsm_t *h);  /* on recovery: handles are gone */
 void hsm_cache_free(hsm_t *h);
 int hsm_curve_der(int nid, uint8_t *der, size_t *der_len);
+/* curve NID -> enum hsm_curve and field bytes; HSM_ERR_ARGS if unknown */
+int hsm_curve_code(int nid, unsigned *code, size_t *size);
+int hsm_rsa_spki(const CK_BYTE *n, size_t n_len, const CK_BYTE *e,
+    size_t e_len, uint8_t **spki, size_t *len);
+int hsm_blob_build(enum hsm_kty kty, unsigned param, const uint8_t *wrapped,
+    size_t wrapped_len, uint8_t **blob, size_t *blob_len);
 int hsm_ec_spki(const CK_BYTE *params, size_t params_len,
     const CK_BYTE *point, size_t point_len, uint8_t **spki, size_t *len);
+
+/* import.c */
+#define HSM_BACKUP_LABEL "p11vault-backup"
 
 #endif

@@ -37,8 +37,8 @@ static CK_BBOOL ck_false = CK_FALSE;
 
 /* ---- curves and public keys ---- */
 
-static int
-curve_from_nid(int nid, unsigned *code, size_t *size)
+int
+hsm_curve_code(int nid, unsigned *code, size_t *size)
 {
 	switch (nid) {
 	case NID_X9_62_prime256v1: *code = HSM_CURVE_P256; *size = 32; return 0;
@@ -136,7 +136,7 @@ hsm_ec_spki(const CK_BYTE *params, size_t params_len, const CK_BYTE *point,
 	    p != params + params_len)
 		goto out;
 	nid = OBJ_obj2nid(oid);
-	if (curve_from_nid(nid, &code, &field) != 0)
+	if (hsm_curve_code(nid, &code, &field) != 0)
 		goto out;
 	/* PKCS#11 says CKA_EC_POINT is a DER OCTET STRING; some modules give
 	 * the raw point. Accept both, insisting on an uncompressed point. */
@@ -167,8 +167,8 @@ out:
 	return rc;
 }
 
-static int
-rsa_spki(const CK_BYTE *n, size_t n_len, const CK_BYTE *e, size_t e_len,
+int
+hsm_rsa_spki(const CK_BYTE *n, size_t n_len, const CK_BYTE *e, size_t e_len,
     uint8_t **spki, size_t *len)
 {
 	OSSL_PARAM_BLD *bld = NULL;
@@ -234,8 +234,8 @@ hsm_blob_parse(const uint8_t *blob, size_t len, struct hsm_blob_info *bi)
 	return 0;
 }
 
-static int
-blob_build(enum hsm_kty kty, unsigned param, const uint8_t *wrapped,
+int
+hsm_blob_build(enum hsm_kty kty, unsigned param, const uint8_t *wrapped,
     size_t wrapped_len, uint8_t **blob, size_t *blob_len)
 {
 	uint8_t *b;
@@ -492,7 +492,7 @@ pub_to_spki(hsm_t *h, struct hsm_sess *s, enum hsm_kty kty,
 	if ((rc = hsm_ck(s, h->f->C_GetAttributeValue(s->h, pub, t, 2))) != 0)
 		return rc;
 	if (kty == HSM_KTY_RSA)
-		return rsa_spki(a, rt[0].ulValueLen, b, rt[1].ulValueLen, spki,
+		return hsm_rsa_spki(a, rt[0].ulValueLen, b, rt[1].ulValueLen, spki,
 		    spki_len);
 	return hsm_ec_spki(b, et[0].ulValueLen, a, et[1].ulValueLen, spki,
 	    spki_len);
@@ -522,7 +522,7 @@ hsm_key_generate(hsm_t *h, enum hsm_kty kty, unsigned rsa_bits, int ec_nid,
 			return HSM_ERR_ARGS;
 		param = rsa_bits;
 	} else if (kty == HSM_KTY_EC) {
-		if (curve_from_nid(ec_nid, &param, &field) != 0)
+		if (hsm_curve_code(ec_nid, &param, &field) != 0)
 			return HSM_ERR_ARGS;
 		if ((rc = hsm_curve_der(ec_nid, params, &plen)) != 0)
 			return rc;
@@ -543,7 +543,7 @@ hsm_key_generate(hsm_t *h, enum hsm_kty kty, unsigned rsa_bits, int ec_nid,
 	if ((rc = hsm_ck(&s, h->f->C_WrapKey(s.h, &m, s.domain_key, priv,
 	    wrapped, &wlen))) != 0)
 		goto out;
-	rc = blob_build(kty, param, wrapped, wlen, blob, blob_len);
+	rc = hsm_blob_build(kty, param, wrapped, wlen, blob, blob_len);
 out:
 	if (have_sess) {
 		if (priv != CK_INVALID_HANDLE)
