@@ -12,8 +12,7 @@ SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 # Debian packages the build and the tests need (installed by `make deps`).
 APT_PKGS := build-essential pkg-config softhsm2 libsofthsm2 opensc \
 	libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev \
-	libgnutls28-dev libp11-kit-dev gnutls-bin openssl nodejs npm curl \
-	clang wrk
+	libgnutls28-dev libp11-kit-dev gnutls-bin openssl curl clang wrk
 
 LIB_SRCS := $(wildcard hsm/*.c) $(wildcard vault/*.c) $(wildcard policy/*.c) \
 	$(filter-out api/main.c,$(wildcard api/*.c))
@@ -31,6 +30,7 @@ deps:
 	@missing=""; for p in $(APT_PKGS); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
 	done; \
+	command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		export DEBIAN_FRONTEND=noninteractive; \

@@ -35,6 +35,7 @@ struct agent_tok {
 	char resource[AGENT_RESOURCE_MAX + 1];
 	char *token;
 	int64_t expires_on;
+	int64_t not_before;        /* when the vault issued it */
 };
 
 struct agent {
@@ -148,7 +149,7 @@ out:
 /* A token for resource, from the cache or the vault. *token malloc'd. */
 static int
 agent_token(struct agent *a, const char *resource, char **token,
-    int64_t *expires_on, int *status)
+    int64_t *expires_on, int64_t *not_before, int *status)
 {
 	int64_t now = (int64_t)time(NULL), ein = 0;
 	size_t i, slot = 0;
@@ -161,6 +162,7 @@ agent_token(struct agent *a, const char *resource, char **token,
 		    t->expires_on - AGENT_REFRESH_MARGIN > now) {
 			*token = strdup(t->token);
 			*expires_on = t->expires_on;
+			*not_before = t->not_before;
 			pthread_mutex_unlock(&a->lock);
 			return *token ? 0 : -1;
 		}
@@ -170,6 +172,7 @@ agent_token(struct agent *a, const char *resource, char **token,
 	if (fetch_token(a, resource, &fresh, &ein, status) != 0)
 		return -1;
 	*expires_on = now + ein;
+	*not_before = now;
 	pthread_mutex_lock(&a->lock);
 	for (i = 0; i < AGENT_CACHE; i++) {
 		if (a->cache[i].token == NULL ||
@@ -185,6 +188,7 @@ agent_token(struct agent *a, const char *resource, char **token,
 	    "%s", resource);
 	a->cache[slot].token = strdup(fresh);
 	a->cache[slot].expires_on = *expires_on;
+	a->cache[slot].not_before = now;
 	pthread_mutex_unlock(&a->lock);
 	*token = fresh;
 	return 0;
@@ -220,8 +224,8 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 {
 	struct agent *a = cls;
 	const char *md, *resource;
-	char *token = NULL, ein[32], eon[32];
-	int64_t expires_on = 0, now;
+	char *token = NULL, ein[32], eon[32], nbf[32];
+	int64_t expires_on = 0, not_before = 0, now;
 	int status = 502;
 	enum MHD_Result ret;
 
@@ -255,7 +259,8 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 		return reply(c, 400, json_pack("{s:s, s:s}", "error",
 		    "invalid_request", "error_description",
 		    "The resource parameter is required."));
-	if (agent_token(a, resource, &token, &expires_on, &status) != 0)
+	if (agent_token(a, resource, &token, &expires_on, &not_before,
+	    &status) != 0)
 		return reply(c, (unsigned)status, json_pack("{s:s, s:s}",
 		    "error", status == 400 ? "invalid_client" :
 		    "service_unavailable", "error_description",
@@ -263,10 +268,11 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 	now = (int64_t)time(NULL);
 	snprintf(ein, sizeof(ein), "%lld", (long long)(expires_on - now));
 	snprintf(eon, sizeof(eon), "%lld", (long long)expires_on);
+	snprintf(nbf, sizeof(nbf), "%lld", (long long)not_before);
 	ret = reply(c, 200, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
 	    "access_token", token, "client_id", a->client_id,
 	    "expires_in", ein, "expires_on", eon, "ext_expires_in", ein,
-	    "not_before", eon, "resource", resource));
+	    "not_before", nbf, "resource", resource));
 	wipe_str(token);
 	return ret;
 }

@@ -43,6 +43,11 @@ int tlsgen_create(const char *tls_dir, const char *host, const char *ca_cert,
  */
 int cli_admin(int argc, char **argv);
 
+/* cli_byok.c: `p11vault byok --kek-kid URL --kek-public FILE --key PEM
+ * --out FILE` builds a BYOK transfer blob (JSON) with OpenSSL only.
+ * Returns the process exit status. */
+int cli_byok(int argc, char **argv);
+
 /* One HTTPS/1.1 request (client.c): TLS 1.2+, the peer verified against
  * ca_file (NULL: the system store) and the URL's host. *resp_body
  * malloc'd (free with OPENSSL_clear_free). 0, or -1 with a reason in err. */

@@ -41,6 +41,7 @@ enum {
 	O_PERMS = 1 << 2,
 	O_RETENTION = 1 << 3,
 	O_PURGE_PROT = 1 << 4,
+	O_IS_ADMIN = 1 << 5,
 };
 
 struct cli_opts {
@@ -56,6 +57,7 @@ struct cli_opts {
 	const char *retention;
 	long retention_days;
 	int purge_protection;
+	int is_admin;                  /* identity create --admin */
 	char *perm_copy;               /* backing store of split --key-permissions */
 };
 
@@ -608,7 +610,8 @@ out:
 static int
 cmd_identity_create(struct cli_session *s, const struct cli_opts *o)
 {
-	json_t *body = json_pack("{s:s}", "displayName", o->name);
+	json_t *body = json_pack("{s:s, s:b}", "displayName", o->name,
+	    "isAdmin", o->is_admin);
 	int rc;
 
 	if (body == NULL) {
@@ -745,10 +748,14 @@ static const struct cli_cmd cli_cmds[] = {
 	    "[--retention-days N] [--enable-purge-protection]",
 	    "changes the soft-delete retention (7-90 days) and/or turns purge "
 	    "protection on (it can never be turned off)", cmd_vault_update },
-	{ "identity", "create", O_NAME, "--name NAME",
+	{ "identity", "create", O_NAME | O_IS_ADMIN, "--name NAME [--admin]",
 	    "registers a workload identity and prints its credential "
-	    "{objectId, clientId, clientSecret, tenantId, displayName}; the "
-	    "secret is shown only this once", cmd_identity_create },
+	    "{objectId, clientId, clientSecret, tenantId, displayName, "
+	    "isAdmin}; the secret is shown only this once. --admin (with no "
+	    "value after it) gives the identity the vault's administrator "
+	    "role: it may then call every /admin endpoint and these commands. "
+	    "--admin FILE still names the credential to act with",
+	    cmd_identity_create },
 	{ "identity", "list", 0, "", "lists the registered identities",
 	    cmd_identity_list },
 	{ "identity", "delete", O_OID, "--object-id OID",
@@ -871,6 +878,14 @@ parse_opts(const struct cli_cmd *c, int argc, char **argv, struct cli_opts *o)
 				    "permission names", CLI_PERMS_MAX);
 				return -1;
 			}
+			continue;
+		}
+		/* identity create: a bare --admin (last, or followed by
+		 * another option) is the administrator-role flag; --admin
+		 * FILE keeps meaning the credential file. */
+		if (strcmp(a, "--admin") == 0 && (c->opts & O_IS_ADMIN) &&
+		    (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0)) {
+			o->is_admin = 1;
 			continue;
 		}
 		if (strcmp(a, "--enable-purge-protection") == 0) {

@@ -267,6 +267,9 @@ sweeper_main(void *arg)
 		if (vault_purge_due(s->v) < 0)
 			fprintf(stderr, "{\"level\":\"warn\",\"event\":"
 			    "\"purge_sweep_failed\"}\n");
+		if (vault_rotation_due(s->v) < 0)
+			fprintf(stderr, "{\"level\":\"warn\",\"event\":"
+			    "\"rotation_sweep_failed\"}\n");
 		pthread_mutex_lock(&s->lock);
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += 1;
@@ -466,6 +469,7 @@ usage(FILE *f)
 	    "  identity  create | list | delete workload identities\n"
 	    "  policy    set | list | delete access policies\n"
 	    "  audit     verify the audit log's hash chain\n"
+	    "  byok      build a BYOK transfer blob from a PEM key\n"
 	    "  identity-agent  serve IMDS tokens for a workload host\n", f);
 }
 
@@ -486,6 +490,8 @@ main(int argc, char **argv)
 		return cmd_serve(argc - 1, argv + 1);
 	if (strcmp(argv[1], "audit") == 0)
 		return cmd_audit(argc - 1, argv + 1);
+	if (strcmp(argv[1], "byok") == 0)
+		return cli_byok(argc - 1, argv + 1);
 	if (strcmp(argv[1], "identity-agent") == 0)
 		return cli_identity_agent(argc - 1, argv + 1);
 	if (strcmp(argv[1], "vault") == 0 || strcmp(argv[1], "identity") == 0 ||

@@ -79,10 +79,12 @@ form_parse(struct form *f, const uint8_t *body, size_t len)
 	f->buf = malloc(len + 1);
 	if (f->buf == NULL)
 		return -1;
-	memcpy(f->buf, body, len);
+	/* an empty body may come as (NULL, 0): no memcpy/memchr on NULL */
+	if (len > 0)
+		memcpy(f->buf, body, len);
 	f->buf[len] = '\0';
 	f->len = len;
-	if (memchr(body, '\0', len))
+	if (len > 0 && memchr(body, '\0', len))
 		return -1;
 	for (p = strtok_r(f->buf, "&", &save); p; p = strtok_r(NULL, "&",
 	    &save)) {

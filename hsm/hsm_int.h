@@ -56,14 +56,20 @@ struct hsm {
 	size_t pin_len;
 
 	pthread_mutex_t mu;    /* pool */
-	pthread_cond_t cv;
+	pthread_cond_t cv;     /* CLOCK_MONOTONIC */
 	CK_SESSION_HANDLE *sess;
 	size_t *free_idx;      /* stack of idle session indexes */
 	size_t nfree;
 	size_t pool_size;
 	size_t busy;
 	int broken;            /* a call saw the token/session lost */
-	int recovering;
+	int recovering;        /* the recovery thread is at work (no mu) */
+	int down;              /* the last recovery attempt failed */
+	int stopping;          /* hsm_close: the recovery thread ends */
+	int rthread_ok;
+	pthread_t rthread;     /* recovers a broken pool, never a caller */
+	unsigned deadline_ms;  /* longest wait for a session */
+	uint64_t recoveries, recovery_failures;
 	CK_OBJECT_HANDLE domain_key;
 	CK_OBJECT_HANDLE jwt_priv;
 	uint8_t *jwt_spki;

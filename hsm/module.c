@@ -4,14 +4,22 @@
  * Owns: dlopen of the module, C_Initialize (OS locking), finding the token
  * by label, a fixed pool of sessions lent one caller at a time, login, and
  * recovery: a call that sees a lost session/login/device answers
- * HSM_ERR_UNAVAILABLE and marks the pool broken; the next caller waits for
- * the pool to drain, reopens the sessions, logs in again and clears the
- * handle cache.
- * Must never: log or return the PIN; let a CKR_* escape this module.
+ * HSM_ERR_UNAVAILABLE and marks the pool broken; a recovery thread waits
+ * for the pool to drain, then (without the pool lock) rescans the slots,
+ * reopens the sessions, logs in again and clears the handle cache, and
+ * retries every HSM_RETRY_MS while that fails. Callers never run recovery:
+ * while the pool is broken they wait for the first attempt's outcome, at
+ * most the deadline; once an attempt has failed ("down") they fail at
+ * once. No caller waits longer than the deadline for a session
+ * (P11VAULT_HSM_DEADLINE_MS, default 5000): then HSM_ERR_UNAVAILABLE.
+ * Must never: log or return the PIN; let a CKR_* escape this module; hold
+ * the pool lock across a token call.
  */
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 
@@ -21,6 +29,49 @@
 #define HSM_POOL_MAX 256
 #define HSM_PIN_MAX 256
 #define HSM_LABEL_MAX 32
+#define HSM_DEADLINE_DEFAULT_MS 5000u
+#define HSM_DEADLINE_MAX_MS 600000ul
+#define HSM_RETRY_MS 250u
+#define HSM_DEADLINE_ENV "P11VAULT_HSM_DEADLINE_MS"
+
+/* An absolute CLOCK_MONOTONIC time ms from now, for timed waits. */
+static void
+deadline_in(struct timespec *ts, unsigned ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += (time_t)(ms / 1000u);
+	ts->tv_nsec += (long)(ms % 1000u) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The deadline from the environment; malformed or absent: the default. */
+static unsigned
+deadline_from_env(void)
+{
+	const char *e = getenv(HSM_DEADLINE_ENV);
+	unsigned long v;
+	char *end;
+
+	if (e == NULL || *e == '\0')
+		return HSM_DEADLINE_DEFAULT_MS;
+	errno = 0;
+	v = strtoul(e, &end, 10);
+	if (errno != 0 || *end != '\0' || v == 0 || v > HSM_DEADLINE_MAX_MS)
+		return HSM_DEADLINE_DEFAULT_MS;
+	return (unsigned)v;
+}
 
 int
 hsm_load(const char *path, void **dlp, CK_FUNCTION_LIST **fp, int *owns)
@@ -261,10 +312,13 @@ load_jwt_public(hsm_t *h)
 	    &h->jwt_spki, &h->jwt_spki_len);
 }
 
+static void *recover_main(void *arg);
+
 int
 hsm_open(const struct hsm_config *cfg, hsm_t **out)
 {
 	hsm_t *h = NULL;
+	pthread_condattr_t ca;
 	size_t pin_len;
 	int rc, mu_ok = 0, cv_ok = 0;
 
@@ -296,11 +350,19 @@ hsm_open(const struct hsm_config *cfg, hsm_t **out)
 		goto out;
 	}
 	mu_ok = 1;
-	if (pthread_cond_init(&h->cv, NULL) != 0) {
+	if (pthread_condattr_init(&ca) != 0) {
 		rc = HSM_ERR_NO_MEMORY;
 		goto out;
 	}
+	if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+	    pthread_cond_init(&h->cv, &ca) != 0) {
+		pthread_condattr_destroy(&ca);
+		rc = HSM_ERR_NO_MEMORY;
+		goto out;
+	}
+	pthread_condattr_destroy(&ca);
 	cv_ok = 1;
+	h->deadline_ms = deadline_from_env();
 	if ((rc = hsm_cache_init(h, cfg->cache_size)) != 0)
 		goto out;
 	if ((rc = hsm_load(cfg->module_path, &h->dl, &h->f,
@@ -310,6 +372,11 @@ hsm_open(const struct hsm_config *cfg, hsm_t **out)
 		goto out;
 	if ((rc = load_jwt_public(h)) != 0)
 		goto out;
+	if (pthread_create(&h->rthread, NULL, recover_main, h) != 0) {
+		rc = HSM_ERR_NO_MEMORY;
+		goto out;
+	}
+	h->rthread_ok = 1;
 	*out = h;
 	h = NULL;
 	rc = 0;
@@ -341,9 +408,13 @@ hsm_close(hsm_t *h)
 	if (h == NULL)
 		return;
 	pthread_mutex_lock(&h->mu);
+	h->stopping = 1;          /* new callers fail, recovery ends */
+	pthread_cond_broadcast(&h->cv);
 	while (h->busy > 0)
 		pthread_cond_wait(&h->cv, &h->mu);
 	pthread_mutex_unlock(&h->mu);
+	if (h->rthread_ok)
+		pthread_join(h->rthread, NULL);
 	/* closing the sessions destroys every cached session object */
 	hsm_cache_free(h);
 	pool_close_sessions(h);
@@ -359,7 +430,9 @@ hsm_close(hsm_t *h)
 	free(h);
 }
 
-/* With h->mu held and no session lent out. */
+/* Run by the recovery thread, without h->mu, while the pool is broken and
+ * no session is lent out: callers take no session from a broken pool, so
+ * nothing else touches the sessions, the key handles or the cache. */
 static int
 pool_recover(hsm_t *h)
 {
@@ -368,45 +441,92 @@ pool_recover(hsm_t *h)
 	return pool_open_sessions(h);
 }
 
+/* The recovery thread: whenever the pool is broken and drained, recover
+ * it; while that fails, retry every HSM_RETRY_MS. Slow token calls run
+ * here without the pool lock, so callers only ever wait on the condition
+ * variable, each at most its deadline. */
+static void *
+recover_main(void *arg)
+{
+	hsm_t *h = arg;
+	struct timespec ts;
+	int rc;
+
+	pthread_mutex_lock(&h->mu);
+	while (!h->stopping) {
+		if (!h->broken || h->busy > 0) {
+			pthread_cond_wait(&h->cv, &h->mu);
+			continue;
+		}
+		h->recovering = 1;
+		pthread_mutex_unlock(&h->mu);
+		rc = pool_recover(h);
+		pthread_mutex_lock(&h->mu);
+		h->recovering = 0;
+		if (rc == 0) {
+			h->broken = 0;
+			h->down = 0;
+			h->recoveries++;
+		} else {
+			h->down = 1;
+			h->recovery_failures++;
+		}
+		pthread_cond_broadcast(&h->cv);
+		if (rc == 0)
+			continue;
+		deadline_in(&ts, HSM_RETRY_MS);
+		while (!h->stopping &&
+		    pthread_cond_timedwait(&h->cv, &h->mu, &ts) != ETIMEDOUT)
+			;
+	}
+	pthread_mutex_unlock(&h->mu);
+	return NULL;
+}
+
 int
 hsm_sess_take(hsm_t *h, struct hsm_sess *s)
 {
+	struct timespec ts;
 	int rc;
 
 	memset(s, 0, sizeof(*s));
+	deadline_in(&ts, h->deadline_ms);
 	pthread_mutex_lock(&h->mu);
 	for (;;) {
-		if (h->broken) {
-			if (h->busy == 0) {
-				if ((rc = pool_recover(h)) != 0) {
-					pthread_mutex_unlock(&h->mu);
-					return rc == HSM_ERR_NO_MEMORY ? rc :
-					    HSM_ERR_UNAVAILABLE;
-				}
-				h->broken = 0;
-				pthread_cond_broadcast(&h->cv);
-				continue;
-			}
-		} else if (h->nfree > 0) {
+		if (h->stopping || (h->broken && h->down)) {
+			/* known down: answer now, the recovery thread
+			 * keeps trying */
+			rc = HSM_ERR_UNAVAILABLE;
 			break;
 		}
-		pthread_cond_wait(&h->cv, &h->mu);
+		if (!h->broken && h->nfree > 0) {
+			s->idx = h->free_idx[--h->nfree];
+			s->h = h->sess[s->idx];
+			s->domain_key = h->domain_key;
+			s->jwt_priv = h->jwt_priv;
+			h->busy++;
+			rc = 0;
+			break;
+		}
+		/* every session busy, or the first recovery attempt is
+		 * pending: wait, but never past the deadline */
+		if (pthread_cond_timedwait(&h->cv, &h->mu, &ts) == ETIMEDOUT) {
+			rc = HSM_ERR_UNAVAILABLE;
+			break;
+		}
 	}
-	s->idx = h->free_idx[--h->nfree];
-	s->h = h->sess[s->idx];
-	s->domain_key = h->domain_key;
-	s->jwt_priv = h->jwt_priv;
-	h->busy++;
 	pthread_mutex_unlock(&h->mu);
-	return 0;
+	return rc;
 }
 
 void
 hsm_sess_give(hsm_t *h, struct hsm_sess *s)
 {
 	pthread_mutex_lock(&h->mu);
-	if (s->lost)
+	if (s->lost && !h->broken) {
 		h->broken = 1;
+		h->down = 0;      /* a fresh break: wait for an attempt */
+	}
 	h->free_idx[h->nfree++] = s->idx;
 	h->busy--;
 	pthread_cond_broadcast(&h->cv);
@@ -414,25 +534,43 @@ hsm_sess_give(hsm_t *h, struct hsm_sess *s)
 	s->h = CK_INVALID_HANDLE;
 }
 
+/*
+ * Probes the token on a pool session: the session is logged in, and the
+ * token signs with the JWT key (so a token that opens sessions but fails
+ * private-key operations is reported too). A probe slower than the
+ * deadline is a failure as well: the token is too slow to serve.
+ */
 int
 hsm_health(hsm_t *h)
 {
+	static const CK_BYTE probe[32] = { 'p', '1', '1', 'v', 'a', 'u', 'l',
+	    't', '-', 'h', 'e', 'a', 'l', 't', 'h' };
+	CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
+	CK_BYTE sig[64];
+	CK_ULONG slen = sizeof(sig);
 	struct hsm_sess s;
 	CK_SESSION_INFO si;
-	CK_RV rv;
+	uint64_t t0;
 	int rc;
 
 	if (h == NULL)
 		return HSM_ERR_ARGS;
 	if (hsm_sess_take(h, &s) != 0)
 		return HSM_ERR_UNAVAILABLE;
-	rv = h->f->C_GetSessionInfo(s.h, &si);
-	rc = hsm_ck(&s, rv);
+	t0 = now_ms();
+	rc = hsm_ck(&s, h->f->C_GetSessionInfo(s.h, &si));
 	if (rc == 0 && si.state != CKS_RO_USER_FUNCTIONS &&
 	    si.state != CKS_RW_USER_FUNCTIONS) {
 		s.lost = 1;
 		rc = HSM_ERR_UNAVAILABLE;
 	}
+	if (rc == 0)
+		rc = hsm_ck(&s, h->f->C_SignInit(s.h, &m, s.jwt_priv));
+	if (rc == 0)
+		rc = hsm_ck(&s, h->f->C_Sign(s.h, (CK_BYTE *)probe,
+		    sizeof(probe), sig, &slen));
+	if (rc == 0 && now_ms() - t0 > h->deadline_ms)
+		rc = HSM_ERR_UNAVAILABLE;
 	hsm_sess_give(h, &s);
 	return rc == 0 ? 0 : HSM_ERR_UNAVAILABLE;
 }

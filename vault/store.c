@@ -26,6 +26,13 @@
 
 #define STORE_SCHEMA_VERSION 1
 
+#define ROT_TABLE_SQL \
+	"CREATE TABLE IF NOT EXISTS rotation_policies (" \
+	" name TEXT PRIMARY KEY COLLATE NOCASE," \
+	" expiry_secs INTEGER NOT NULL, expiry TEXT NOT NULL," \
+	" actions TEXT NOT NULL," \
+	" created INTEGER NOT NULL, updated INTEGER NOT NULL)"
+
 enum st_id {
 	ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_PING,
 	ST_SETTINGS_GET, ST_SETTINGS_PUT,
@@ -420,6 +427,9 @@ store_open(const char *path, int create, store_t **out)
 		r = VLT_ERR_INTERNAL;
 		goto out;
 	}
+	/* Added with rotation policies; vaults made before get it here. */
+	if ((r = exec_once(s->db, ROT_TABLE_SQL)) != 0)
+		goto out;
 	*out = s;
 	s = NULL;
 	r = 0;
@@ -579,8 +589,10 @@ key_state(store_t *s, const char *name, char *canon, int64_t *deleted,
 	return r;
 }
 
-int
-store_version_insert(store_t *s, const struct vlt_key_info *k,
+/* The body of store_version_insert; caller holds the lock and a
+ * transaction. */
+static int
+version_insert_locked(store_t *s, const struct vlt_key_info *k,
     const uint8_t *blob, size_t blob_len)
 {
 	char canon[VLT_NAME_MAX + 1];
@@ -591,9 +603,6 @@ store_version_insert(store_t *s, const struct vlt_key_info *k,
 	if (blob_len == 0 || blob_len > INT32_MAX || k->spki_len == 0 ||
 	    k->spki_len > INT32_MAX)
 		return VLT_ERR_INTERNAL;
-	pthread_mutex_lock(&s->lock);
-	if ((r = tx_begin(s)) != 0)
-		goto out;
 	r = key_state(s, k->name, canon, &deleted, &purge_date);
 	if (r == VLT_ERR_NOT_FOUND) {
 		if ((st = st_get(s, ST_KEY_INSERT)) == NULL) {
@@ -640,10 +649,230 @@ store_version_insert(store_t *s, const struct vlt_key_info *k,
 	bind_text(st, 2, canon);
 	r = st_run(s, st);
 end:
+	return r;
+}
+
+int
+store_version_insert(store_t *s, const struct vlt_key_info *k,
+    const uint8_t *blob, size_t blob_len)
+{
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	if ((r = tx_begin(s)) == 0)
+		r = tx_end(s, version_insert_locked(s, k, blob, blob_len));
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+int
+store_key_restore(store_t *s, const struct vlt_key_info *ks,
+    uint8_t *const *blobs, const size_t *blob_lens, size_t n)
+{
+	int64_t deleted, purge_date;
+	size_t i;
+	int r;
+
+	if (n == 0)
+		return VLT_ERR_BAD_PARAM;
+	pthread_mutex_lock(&s->lock);
+	if ((r = tx_begin(s)) != 0)
+		goto out;
+	r = key_state(s, ks[0].name, NULL, &deleted, &purge_date);
+	if (r == 0)
+		r = VLT_ERR_CONFLICT;      /* live or deleted: Azure's 409 */
+	else if (r == VLT_ERR_NOT_FOUND)
+		r = 0;
+	for (i = 0; r == 0 && i < n; i++)
+		r = version_insert_locked(s, &ks[i], blobs[i], blob_lens[i]);
 	r = tx_end(s, r);
 out:
 	pthread_mutex_unlock(&s->lock);
 	return r;
+}
+
+/* ---- rotation policies ---------------------------------------------------- */
+
+/* actions as text: one "action trigger secs duration" line each */
+static int
+actions_text(const struct vlt_rotation_policy *p, char *buf, size_t cap)
+{
+	size_t i, off = 0;
+	int n;
+
+	buf[0] = '\0';
+	for (i = 0; i < p->n && i < VLT_ROT_ACTIONS_MAX; i++) {
+		n = snprintf(buf + off, cap - off, "%d %d %lld %s\n",
+		    (int)p->a[i].action, (int)p->a[i].trigger,
+		    (long long)p->a[i].secs, p->a[i].duration);
+		if (n < 0 || (size_t)n >= cap - off)
+			return VLT_ERR_INTERNAL;
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+static void
+actions_parse(const char *t, struct vlt_rotation_policy *p)
+{
+	int act, trig, used;
+	long long secs;
+	char dur[VLT_DURATION_MAX];
+
+	p->n = 0;
+	while (t != NULL && *t != '\0' && p->n < VLT_ROT_ACTIONS_MAX) {
+		if (sscanf(t, "%d %d %lld %31s%n", &act, &trig, &secs, dur,
+		    &used) != 4)
+			break;
+		p->a[p->n].action = (enum vlt_rot_action)act;
+		p->a[p->n].trigger = (enum vlt_rot_trigger)trig;
+		p->a[p->n].secs = secs;
+		snprintf(p->a[p->n].duration, sizeof(p->a[p->n].duration),
+		    "%s", dur);
+		p->n++;
+		t += used;
+		while (*t == '\n')
+			t++;
+	}
+}
+
+static void
+rot_row(sqlite3_stmt *st, int col, struct vlt_rotation_policy *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->expiry_secs = sqlite3_column_int64(st, col);
+	copy_col_text(st, col + 1, p->expiry, sizeof(p->expiry));
+	actions_parse((const char *)sqlite3_column_text(st, col + 2), p);
+	p->created = sqlite3_column_int64(st, col + 3);
+	p->updated = sqlite3_column_int64(st, col + 4);
+}
+
+int
+store_rotation_get(store_t *s, const char *name,
+    struct vlt_rotation_policy *out)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, r;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&s->lock);
+	if (sqlite3_prepare_v2(s->db, "SELECT expiry_secs, expiry, actions, "
+	    "created, updated FROM rotation_policies WHERE name = ?1", -1,
+	    &st, NULL) != SQLITE_OK) {
+		r = VLT_ERR_INTERNAL;
+		goto out;
+	}
+	bind_text(st, 1, name);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		rot_row(st, 0, out);
+		r = 0;
+	} else {
+		r = rc == SQLITE_DONE ? VLT_ERR_NOT_FOUND : map_rc(rc);
+	}
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+int
+store_rotation_put(store_t *s, const char *name,
+    const struct vlt_rotation_policy *p, int64_t now)
+{
+	char acts[VLT_ROT_ACTIONS_MAX * (VLT_DURATION_MAX + 48)];
+	sqlite3_stmt *st = NULL;
+	int64_t deleted, purge_date;
+	char canon[VLT_NAME_MAX + 1];
+	int r;
+
+	if ((r = actions_text(p, acts, sizeof(acts))) != 0)
+		return r;
+	pthread_mutex_lock(&s->lock);
+	if ((r = tx_begin(s)) != 0)
+		goto out;
+	if ((r = key_state(s, name, canon, &deleted, &purge_date)) != 0)
+		goto end;
+	if (deleted != 0) {
+		r = VLT_ERR_NOT_FOUND;
+		goto end;
+	}
+	if (sqlite3_prepare_v2(s->db, "INSERT INTO rotation_policies(name, "
+	    "expiry_secs, expiry, actions, created, updated) VALUES "
+	    "(?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT(name) DO UPDATE SET "
+	    "expiry_secs = excluded.expiry_secs, expiry = excluded.expiry, "
+	    "actions = excluded.actions, updated = excluded.updated", -1, &st,
+	    NULL) != SQLITE_OK) {
+		r = VLT_ERR_INTERNAL;
+		goto end;
+	}
+	bind_text(st, 1, canon);
+	sqlite3_bind_int64(st, 2, p->expiry_secs);
+	bind_text(st, 3, p->expiry);
+	bind_text(st, 4, acts);
+	sqlite3_bind_int64(st, 5, now);
+	r = sqlite3_step(st) == SQLITE_DONE ? 0 : VLT_ERR_INTERNAL;
+end:
+	sqlite3_finalize(st);
+	r = tx_end(s, r);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+int
+store_rotation_list(store_t *s, char (**names)[VLT_NAME_MAX + 1],
+    struct vlt_rotation_policy **pols, size_t *n)
+{
+	char (*nm)[VLT_NAME_MAX + 1] = NULL, (*tn)[VLT_NAME_MAX + 1];
+	struct vlt_rotation_policy *ps = NULL, *tp;
+	sqlite3_stmt *st = NULL;
+	size_t cnt = 0, cap = 0;
+	int rc, r = 0;
+
+	*names = NULL;
+	*pols = NULL;
+	*n = 0;
+	pthread_mutex_lock(&s->lock);
+	if (sqlite3_prepare_v2(s->db, "SELECT r.name, r.expiry_secs, "
+	    "r.expiry, r.actions, r.created, r.updated FROM rotation_policies r "
+	    "JOIN keys k ON k.name = r.name WHERE k.deleted_date = 0 "
+	    "ORDER BY r.name", -1, &st, NULL) != SQLITE_OK) {
+		r = VLT_ERR_INTERNAL;
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 8;
+			if ((tn = reallocarray(nm, cap, sizeof(*nm))) == NULL) {
+				r = VLT_ERR_NO_MEMORY;
+				goto out;
+			}
+			nm = tn;
+			if ((tp = reallocarray(ps, cap, sizeof(*ps))) == NULL) {
+				r = VLT_ERR_NO_MEMORY;
+				goto out;
+			}
+			ps = tp;
+		}
+		copy_col_text(st, 0, nm[cnt], sizeof(nm[cnt]));
+		rot_row(st, 1, &ps[cnt]);
+		cnt++;
+	}
+	if (rc != SQLITE_DONE)
+		r = map_rc(rc);
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->lock);
+	if (r != 0) {
+		free(nm);
+		free(ps);
+		return r;
+	}
+	*names = nm;
+	*pols = ps;
+	*n = cnt;
+	return 0;
 }
 
 /* Caller holds the lock. */
@@ -916,6 +1145,21 @@ out:
 	return r;
 }
 
+/* One statement with ?1 = name, no rows; caller holds the lock. */
+static int
+exec_bound_name(store_t *s, const char *sql, const char *name)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return VLT_ERR_INTERNAL;
+	bind_text(st, 1, name);
+	r = sqlite3_step(st) == SQLITE_DONE ? 0 : VLT_ERR_INTERNAL;
+	sqlite3_finalize(st);
+	return r;
+}
+
 int
 store_key_purge(store_t *s, const char *name, int64_t due_before,
     char (**versions)[VLT_VERSION_LEN + 1], size_t *n)
@@ -979,6 +1223,9 @@ store_key_purge(store_t *s, const char *name, int64_t due_before,
 	}
 	bind_text(st, 1, name);
 	if ((r = st_run(s, st)) != 0)
+		goto end;
+	if ((r = exec_bound_name(s, "DELETE FROM rotation_policies WHERE "
+	    "name = ?1", name)) != 0)
 		goto end;
 	if ((st = st_get(s, ST_KEY_REMOVE)) == NULL) {
 		r = VLT_ERR_INTERNAL;

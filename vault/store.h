@@ -95,6 +95,23 @@ int store_key_purge(store_t *s, const char *name, int64_t due_before,
 int store_purge_due_list(store_t *s, int64_t now,
     char (**names)[VLT_NAME_MAX + 1], size_t *n) VLT_WUR;
 
+/* Inserts every version of a restored key in one transaction (oldest
+ * first; all of ks share one name). The name exists, live or deleted, or
+ * a version id is in use: VLT_ERR_CONFLICT. */
+int store_key_restore(store_t *s, const struct vlt_key_info *ks,
+    uint8_t *const *blobs, const size_t *blob_lens, size_t n) VLT_WUR;
+
+/* Rotation policies, one per key name; purging the key removes it.
+ * get: VLT_ERR_NOT_FOUND when there is none. put: the key must be live
+ * (else VLT_ERR_NOT_FOUND); created is kept, updated = now. list: the
+ * policies of live keys, malloc'd parallel arrays. */
+int store_rotation_get(store_t *s, const char *name,
+    struct vlt_rotation_policy *out) VLT_WUR;
+int store_rotation_put(store_t *s, const char *name,
+    const struct vlt_rotation_policy *p, int64_t now) VLT_WUR;
+int store_rotation_list(store_t *s, char (**names)[VLT_NAME_MAX + 1],
+    struct vlt_rotation_policy **pols, size_t *n) VLT_WUR;
+
 /* Principals and access policies. principal_put inserts or replaces by
  * object_id (client_id in use by another principal: VLT_ERR_CONFLICT). */
 int store_principal_put(store_t *s, const struct vlt_principal *p) VLT_WUR;

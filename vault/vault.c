@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1265,4 +1266,639 @@ vault_health(vault_t *v)
 	if ((r = hsm_health(v->hsm)) != 0)
 		return map_hsm(r);
 	return store_ping(v->store);
+}
+
+/* ---- import, backup and restore, rotation -------------------------------- */
+
+static int
+crv_from_nid(int nid, enum vlt_curve *crv)
+{
+	switch (nid) {
+	case NID_X9_62_prime256v1: *crv = VLT_CRV_P256; return 0;
+	case NID_secp384r1: *crv = VLT_CRV_P384; return 0;
+	case NID_secp521r1: *crv = VLT_CRV_P521; return 0;
+	default: return VLT_ERR_BAD_PARAM;
+	}
+}
+
+/* Stores an imported key (blob + k->spki) as a new version of name. */
+static int
+import_store(vault_t *v, const char *name, const struct vlt_import_req *req,
+    const struct hsm_key_desc *d, struct vlt_key_info *k, const uint8_t *blob,
+    size_t blob_len, struct vlt_key_info *out)
+{
+	struct vlt_key_info probe;
+	int64_t now;
+	int r, attempt;
+
+	memset(&probe, 0, sizeof(probe));
+	snprintf(k->name, sizeof(k->name), "%s", name);
+	if (d->kty == HSM_KTY_RSA) {
+		k->kty = VLT_KTY_RSA;
+		k->key_size = d->rsa_bits;
+		k->crv = VLT_CRV_NONE;
+		k->key_ops = req->key_ops ? req->key_ops : OPS_RSA_DEFAULT;
+	} else {
+		k->kty = VLT_KTY_EC;
+		if ((r = crv_from_nid(d->ec_nid, &k->crv)) != 0)
+			return r;
+		k->key_ops = req->key_ops ? req->key_ops : OPS_EC;
+	}
+	if ((r = check_ops(k->kty, k->key_ops)) != 0)
+		return r;
+	k->hsm = req->hsm ? 1 : 0;
+	k->attrs.enabled = req->enabled ? 1 : 0;
+	k->attrs.nbf = req->nbf;
+	k->attrs.exp = req->exp;
+	now = vault_now(v);
+	k->attrs.created = now;
+	k->attrs.updated = now;
+	if (req->tags != NULL && (k->tags = strdup(req->tags)) == NULL)
+		return VLT_ERR_NO_MEMORY;
+	for (attempt = 0; attempt < 3; attempt++) {
+		if ((r = random_hex(k->version, VLT_VERSION_LEN)) != 0)
+			return r;
+		r = store_version_insert(v->store, k, blob, blob_len);
+		if (r != VLT_ERR_CONFLICT)
+			break;
+	}
+	if (r != 0)
+		return r;
+	r = store_version_get(v->store, name, k->version, 0, &probe, NULL,
+	    NULL);
+	if (r == 0)
+		key_info_give(&probe, out);
+	vlt_key_info_clear(&probe);
+	return r;
+}
+
+/* Refuses a deleted name before the token work. */
+static int
+import_precheck(vault_t *v, const char *name, const struct vlt_import_req *r)
+{
+	struct vlt_key_info probe;
+	int rc;
+
+	if (v == NULL || r == NULL || !name_ok(name))
+		return VLT_ERR_BAD_PARAM;
+	memset(&probe, 0, sizeof(probe));
+	rc = store_version_get(v->store, name, NULL, 1, &probe, NULL, NULL);
+	vlt_key_info_clear(&probe);
+	if (rc == 0)
+		return VLT_ERR_DELETED_RECOVERABLE;
+	return rc == VLT_ERR_NOT_FOUND ? 0 : rc;
+}
+
+int
+vault_key_import(vault_t *v, const char *name,
+    const struct vlt_import_req *req, const uint8_t *pkcs8, size_t len,
+    struct vlt_key_info *out)
+{
+	struct hsm_key_desc d;
+	struct vlt_key_info k;
+	uint8_t *blob = NULL;
+	size_t blob_len = 0;
+	int r;
+
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	memset(&k, 0, sizeof(k));
+	if (pkcs8 == NULL || len == 0)
+		return VLT_ERR_BAD_PARAM;
+	if ((r = import_precheck(v, name, req)) != 0)
+		return r;
+	if ((r = hsm_key_import(v->hsm, pkcs8, len, &d, &blob, &blob_len,
+	    &k.spki, &k.spki_len)) != 0) {
+		r = map_hsm(r);
+		goto out;
+	}
+	r = import_store(v, name, req, &d, &k, blob, blob_len, out);
+out:
+	vlt_key_info_clear(&k);
+	if (blob != NULL) {
+		OPENSSL_cleanse(blob, blob_len);
+		free(blob);
+	}
+	return r;
+}
+
+int
+vault_key_import_byok(vault_t *v, const char *name,
+    const struct vlt_import_req *req, const char *kek_name,
+    const char *kek_version, const uint8_t *transfer, size_t len,
+    struct vlt_key_info *out)
+{
+	struct hsm_key_desc d;
+	struct vlt_key_info k, kek;
+	uint8_t *blob = NULL, *kek_blob = NULL;
+	size_t blob_len = 0, kek_len = 0;
+	int r;
+
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	memset(&k, 0, sizeof(k));
+	memset(&kek, 0, sizeof(kek));
+	if (transfer == NULL || len == 0 || kek_name == NULL)
+		return VLT_ERR_BAD_PARAM;
+	if ((r = import_precheck(v, name, req)) != 0)
+		return r;
+	/* a KEK that is missing, disabled, expired or without import is
+	 * the request's fault: 400, as Azure answers */
+	r = key_for_op(v, kek_name, kek_version, VLT_OP_IMPORT, 1, &kek,
+	    &kek_blob, &kek_len);
+	if (r != 0) {
+		r = r == VLT_ERR_UNAVAILABLE || r == VLT_ERR_NO_MEMORY ||
+		    r == VLT_ERR_INTERNAL ? r : VLT_ERR_BAD_PARAM;
+		goto out;
+	}
+	if (kek.kty != VLT_KTY_RSA) {
+		r = VLT_ERR_BAD_PARAM;
+		goto out;
+	}
+	if ((r = hsm_key_import_byok(v->hsm, kek_blob, kek_len, transfer, len,
+	    &d, &blob, &blob_len, &k.spki, &k.spki_len)) != 0) {
+		r = map_hsm(r);
+		goto out;
+	}
+	r = import_store(v, name, req, &d, &k, blob, blob_len, out);
+out:
+	vlt_key_info_clear(&k);
+	vlt_key_info_clear(&kek);
+	free(kek_blob);
+	if (blob != NULL) {
+		OPENSSL_cleanse(blob, blob_len);
+		free(blob);
+	}
+	return r;
+}
+
+/*
+ * Backup payload (sealed as a whole by hsm_seal): "P11K" | 1 | u32 count |
+ * per version, oldest first: str name, str version, u32 kty, hsm,
+ * key_size, crv, key_ops, enabled, i64 nbf, exp, created, updated, u32
+ * has_tags, str tags, bytes spki, bytes blob. str/bytes: u32 length + data.
+ * Integers big-endian.
+ */
+#define BK_MAGIC "P11K"
+#define BK_VERSION 1
+#define BK_VERSIONS_MAX 10000
+
+struct buf {
+	uint8_t *p;
+	size_t len, cap;
+	int err;
+};
+
+static void
+buf_put(struct buf *b, const void *d, size_t n)
+{
+	uint8_t *np;
+	size_t nc;
+
+	if (b->err)
+		return;
+	if (b->len + n > b->cap) {
+		nc = b->cap ? b->cap : 4096;
+		while (nc < b->len + n)
+			nc *= 2;
+		if ((np = realloc(b->p, nc)) == NULL) {
+			b->err = 1;
+			return;
+		}
+		b->p = np;
+		b->cap = nc;
+	}
+	memcpy(b->p + b->len, d, n);
+	b->len += n;
+}
+
+static void
+buf_u64(struct buf *b, uint64_t x, size_t n)
+{
+	uint8_t t[8];
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		t[i] = (uint8_t)(x >> (8 * (n - 1 - i)));
+	buf_put(b, t, n);
+}
+
+static void
+buf_bytes(struct buf *b, const void *d, size_t n)
+{
+	buf_u64(b, n, 4);
+	buf_put(b, d, n);
+}
+
+struct rd {
+	const uint8_t *p;
+	size_t left;
+	int err;
+};
+
+static uint64_t
+rd_u64(struct rd *r, size_t n)
+{
+	uint64_t x = 0;
+	size_t i;
+
+	if (r->err || r->left < n) {
+		r->err = 1;
+		return 0;
+	}
+	for (i = 0; i < n; i++)
+		x = x << 8 | r->p[i];
+	r->p += n;
+	r->left -= n;
+	return x;
+}
+
+static const uint8_t *
+rd_bytes(struct rd *r, size_t *n)
+{
+	const uint8_t *d;
+
+	*n = (size_t)rd_u64(r, 4);
+	if (r->err || r->left < *n) {
+		r->err = 1;
+		return NULL;
+	}
+	d = r->p;
+	r->p += *n;
+	r->left -= *n;
+	return d;
+}
+
+static void
+rd_str(struct rd *r, char *dst, size_t cap)
+{
+	size_t n;
+	const uint8_t *d = rd_bytes(r, &n);
+
+	if (d == NULL || n >= cap || memchr(d, 0, n) != NULL) {
+		r->err = 1;
+		dst[0] = '\0';
+		return;
+	}
+	memcpy(dst, d, n);
+	dst[n] = '\0';
+}
+
+static void
+put_version(struct buf *b, const struct vlt_key_info *k, const uint8_t *blob,
+    size_t blob_len)
+{
+	buf_bytes(b, k->name, strlen(k->name));
+	buf_bytes(b, k->version, strlen(k->version));
+	buf_u64(b, (uint64_t)k->kty, 4);
+	buf_u64(b, (uint64_t)k->hsm, 4);
+	buf_u64(b, k->key_size, 4);
+	buf_u64(b, (uint64_t)k->crv, 4);
+	buf_u64(b, k->key_ops, 4);
+	buf_u64(b, (uint64_t)k->attrs.enabled, 4);
+	buf_u64(b, (uint64_t)k->attrs.nbf, 8);
+	buf_u64(b, (uint64_t)k->attrs.exp, 8);
+	buf_u64(b, (uint64_t)k->attrs.created, 8);
+	buf_u64(b, (uint64_t)k->attrs.updated, 8);
+	buf_u64(b, k->tags != NULL, 4);
+	buf_bytes(b, k->tags ? k->tags : "", k->tags ? strlen(k->tags) : 0);
+	buf_bytes(b, k->spki, k->spki_len);
+	buf_bytes(b, blob, blob_len);
+}
+
+int
+vault_key_backup(vault_t *v, const char *name, uint8_t **out,
+    size_t *out_len)
+{
+	struct vlt_key_info *items = NULL, k;
+	struct buf b = { NULL, 0, 0, 0 };
+	uint8_t *blob = NULL;
+	size_t n = 0, i, blob_len = 0, count = 0, count_at;
+	int64_t after = 0, last = 0;
+	int more = 1, r = 0;
+
+	memset(&k, 0, sizeof(k));
+	if (out != NULL)
+		*out = NULL;
+	if (v == NULL || out == NULL || out_len == NULL || !name_ok(name))
+		return VLT_ERR_BAD_PARAM;
+	/* the key must be live: NOT_FOUND otherwise */
+	if ((r = store_version_get(v->store, name, NULL, 0, &k, NULL,
+	    NULL)) != 0)
+		return r;
+	vlt_key_info_clear(&k);
+	buf_put(&b, BK_MAGIC, 4);
+	buf_u64(&b, BK_VERSION, 1);
+	count_at = b.len;
+	buf_u64(&b, 0, 4);
+	while (more && r == 0) {
+		r = store_version_list(v->store, name, after, VLT_MAX_RESULTS,
+		    &items, &n, &last, &more);
+		for (i = 0; r == 0 && i < n; i++) {
+			r = store_version_get(v->store, name, items[i].version,
+			    0, &k, &blob, &blob_len);
+			if (r != 0)
+				break;
+			put_version(&b, &k, blob, blob_len);
+			count++;
+			vlt_key_info_clear(&k);
+			free(blob);
+			blob = NULL;
+		}
+		vlt_key_info_free_array(items, n);
+		items = NULL;
+		after = last;
+		if (n == 0)
+			break;
+	}
+	if (r != 0)
+		goto out;
+	if (b.err || count == 0 || count > BK_VERSIONS_MAX) {
+		r = b.err ? VLT_ERR_NO_MEMORY : VLT_ERR_INTERNAL;
+		goto out;
+	}
+	for (i = 0; i < 4; i++)
+		b.p[count_at + i] = (uint8_t)(count >> (8 * (3 - i)));
+	r = map_hsm(hsm_seal(v->hsm, b.p, b.len, out, out_len));
+out:
+	vlt_key_info_clear(&k);
+	free(blob);
+	free(b.p);
+	return r;
+}
+
+static int
+hex32_ok(const char *s)
+{
+	size_t i;
+
+	if (strlen(s) != VLT_VERSION_LEN)
+		return 0;
+	for (i = 0; i < VLT_VERSION_LEN; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		    (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+int
+vault_key_restore(vault_t *v, const uint8_t *in, size_t len,
+    struct vlt_key_info *out)
+{
+	struct vlt_key_info *ks = NULL, probe;
+	uint8_t **blobs = NULL, *plain = NULL;
+	size_t *lens = NULL, plain_len = 0, count = 0, i, n;
+	const uint8_t *d;
+	struct rd rd;
+	int r;
+
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	memset(&probe, 0, sizeof(probe));
+	if (v == NULL || in == NULL || len == 0)
+		return VLT_ERR_BAD_PARAM;
+	r = hsm_unseal(v->hsm, in, len, &plain, &plain_len);
+	if (r != 0)
+		return r == HSM_ERR_DECRYPT || r == HSM_ERR_ARGS ?
+		    VLT_ERR_BAD_PARAM : map_hsm(r);
+	rd.p = plain;
+	rd.left = plain_len;
+	rd.err = 0;
+	r = VLT_ERR_BAD_PARAM;
+	if (plain_len < 9 || memcmp(plain, BK_MAGIC, 4) != 0 ||
+	    plain[4] != BK_VERSION)
+		goto out;
+	rd.p += 5;
+	rd.left -= 5;
+	count = (size_t)rd_u64(&rd, 4);
+	if (rd.err || count == 0 || count > BK_VERSIONS_MAX)
+		goto out;
+	if ((ks = calloc(count, sizeof(*ks))) == NULL ||
+	    (blobs = calloc(count, sizeof(*blobs))) == NULL ||
+	    (lens = calloc(count, sizeof(*lens))) == NULL) {
+		r = VLT_ERR_NO_MEMORY;
+		goto out;
+	}
+	for (i = 0; i < count && !rd.err; i++) {
+		struct vlt_key_info *k = &ks[i];
+		rd_str(&rd, k->name, sizeof(k->name));
+		rd_str(&rd, k->version, sizeof(k->version));
+		k->kty = (enum vlt_kty)rd_u64(&rd, 4);
+		k->hsm = (int)rd_u64(&rd, 4);
+		k->key_size = (unsigned)rd_u64(&rd, 4);
+		k->crv = (enum vlt_curve)rd_u64(&rd, 4);
+		k->key_ops = (unsigned)rd_u64(&rd, 4);
+		k->attrs.enabled = (int)rd_u64(&rd, 4);
+		k->attrs.nbf = (int64_t)rd_u64(&rd, 8);
+		k->attrs.exp = (int64_t)rd_u64(&rd, 8);
+		k->attrs.created = (int64_t)rd_u64(&rd, 8);
+		k->attrs.updated = (int64_t)rd_u64(&rd, 8);
+		if (rd_u64(&rd, 4) != 0) {
+			d = rd_bytes(&rd, &n);
+			if (d != NULL && (k->tags = strndup((const char *)d,
+			    n)) == NULL) {
+				r = VLT_ERR_NO_MEMORY;
+				goto out;
+			}
+		} else {
+			(void)rd_bytes(&rd, &n);
+		}
+		d = rd_bytes(&rd, &n);
+		if (d == NULL || n == 0 || (k->spki = malloc(n)) == NULL) {
+			rd.err = 1;
+			break;
+		}
+		memcpy(k->spki, d, n);
+		k->spki_len = n;
+		d = rd_bytes(&rd, &n);
+		if (d == NULL || n == 0 || (blobs[i] = malloc(n)) == NULL) {
+			rd.err = 1;
+			break;
+		}
+		memcpy(blobs[i], d, n);
+		lens[i] = n;
+		if (!name_ok(k->name) || !hex32_ok(k->version) ||
+		    strcasecmp(k->name, ks[0].name) != 0 ||
+		    check_ops(k->kty, k->key_ops) != 0)
+			rd.err = 1;
+	}
+	if (rd.err || rd.left != 0)
+		goto out;
+	if ((r = store_key_restore(v->store, ks, blobs, lens, count)) != 0)
+		goto out;
+	r = store_version_get(v->store, ks[0].name, NULL, 0, &probe, NULL,
+	    NULL);
+	if (r == 0)
+		key_info_give(&probe, out);
+out:
+	for (i = 0; ks != NULL && i < count; i++)
+		vlt_key_info_clear(&ks[i]);
+	for (i = 0; blobs != NULL && i < count; i++)
+		free(blobs[i]);
+	free(ks);
+	free(blobs);
+	free(lens);
+	if (plain != NULL) {
+		OPENSSL_cleanse(plain, plain_len);
+		free(plain);
+	}
+	vlt_key_info_clear(&probe);
+	return r;
+}
+
+int
+vault_key_rotate(vault_t *v, const char *name, struct vlt_key_info *out)
+{
+	struct vlt_rotation_policy pol;
+	struct vlt_create_req req;
+	struct vlt_key_info cur;
+	int r;
+
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	memset(&cur, 0, sizeof(cur));
+	memset(&req, 0, sizeof(req));
+	if (v == NULL || !name_ok(name))
+		return VLT_ERR_BAD_PARAM;
+	if ((r = store_version_get(v->store, name, NULL, 0, &cur, NULL,
+	    NULL)) != 0)
+		return r;
+	req.kty = cur.kty;
+	req.hsm = cur.hsm;
+	req.key_size = cur.key_size;
+	req.crv = cur.crv;
+	req.key_ops = cur.key_ops;
+	req.enabled = 1;
+	req.tags = cur.tags;
+	r = store_rotation_get(v->store, name, &pol);
+	if (r == 0 && pol.expiry_secs > 0)
+		req.exp = vault_now(v) + pol.expiry_secs;
+	else if (r != 0 && r != VLT_ERR_NOT_FOUND)
+		goto out;
+	r = vault_key_create(v, name, &req, out);
+out:
+	vlt_key_info_clear(&cur);
+	return r;
+}
+
+int
+vault_rotation_policy_get(vault_t *v, const char *name,
+    struct vlt_rotation_policy *out)
+{
+	struct vlt_key_info k;
+	int r;
+
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	if (v == NULL || out == NULL || !name_ok(name))
+		return VLT_ERR_BAD_PARAM;
+	memset(&k, 0, sizeof(k));
+	if ((r = store_version_get(v->store, name, NULL, 0, &k, NULL,
+	    NULL)) != 0)
+		return r;
+	vlt_key_info_clear(&k);
+	r = store_rotation_get(v->store, name, out);
+	return r == VLT_ERR_NOT_FOUND ? 0 : r;
+}
+
+int
+vault_rotation_policy_set(vault_t *v, const char *name,
+    const struct vlt_rotation_policy *p, struct vlt_rotation_policy *out)
+{
+	size_t i;
+	int r;
+
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	if (v == NULL || p == NULL || !name_ok(name) ||
+	    p->n > VLT_ROT_ACTIONS_MAX || p->expiry_secs < 0)
+		return VLT_ERR_BAD_PARAM;
+	for (i = 0; i < p->n; i++)
+		if (p->a[i].secs <= 0 || strchr(p->a[i].duration, ' ') ||
+		    p->a[i].duration[0] == '\0')
+			return VLT_ERR_BAD_PARAM;
+	if ((r = store_rotation_put(v->store, name, p, vault_now(v))) != 0)
+		return r;
+	return out != NULL ? vault_rotation_policy_get(v, name, out) : 0;
+}
+
+/* The Rotate action of p that is due for key k at now, or NULL. */
+static const struct vlt_rotation_action *
+rotation_due_action(const struct vlt_rotation_policy *p,
+    const struct vlt_key_info *k, int64_t now)
+{
+	size_t i;
+
+	for (i = 0; i < p->n; i++) {
+		const struct vlt_rotation_action *a = &p->a[i];
+		if (a->action != VLT_ROT_ROTATE)
+			continue;
+		if (a->trigger == VLT_ROT_AFTER_CREATE &&
+		    now >= k->attrs.created + a->secs)
+			return a;
+		if (a->trigger == VLT_ROT_BEFORE_EXPIRY && k->attrs.exp != 0 &&
+		    now >= k->attrs.exp - a->secs)
+			return a;
+	}
+	return NULL;
+}
+
+int
+vault_rotation_due(vault_t *v)
+{
+	char (*names)[VLT_NAME_MAX + 1] = NULL;
+	struct vlt_rotation_policy *pols = NULL;
+	const struct vlt_rotation_action *a;
+	struct vlt_key_info k, nk;
+	char line[1024], ts[32];
+	size_t n = 0, i;
+	int64_t now;
+	time_t t;
+	struct tm tm;
+	int r, count = 0, err = 0, len;
+
+	if (v == NULL)
+		return VLT_ERR_BAD_PARAM;
+	if ((r = store_rotation_list(v->store, &names, &pols, &n)) != 0)
+		return r;
+	for (i = 0; i < n; i++) {
+		memset(&k, 0, sizeof(k));
+		memset(&nk, 0, sizeof(nk));
+		now = vault_now(v);
+		if (store_version_get(v->store, names[i], NULL, 0, &k, NULL,
+		    NULL) != 0)
+			continue;   /* deleted meanwhile */
+		a = rotation_due_action(&pols[i], &k, now);
+		vlt_key_info_clear(&k);
+		if (a == NULL)
+			continue;
+		r = vault_key_rotate(v, names[i], &nk);
+		t = (time_t)now;
+		gmtime_r(&t, &tm);
+		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		/* names are [0-9A-Za-z-] and versions hex: nothing to escape */
+		len = snprintf(line, sizeof(line), "{\"time\":\"%s\","
+		    "\"requestId\":\"\",\"callerOid\":\"p11vault\","
+		    "\"callerAppId\":\"rotation-policy\",\"method\":\"\","
+		    "\"operation\":\"RotateKey\",\"trigger\":\"%s\","
+		    "\"keyId\":\"%s/keys/%s%s%s\",\"httpStatus\":%d,"
+		    "\"result\":\"%s\"}", ts,
+		    a->trigger == VLT_ROT_AFTER_CREATE ? "timeAfterCreate" :
+		    "timeBeforeExpiry",
+		    vault_config(v, "vault_url") ? vault_config(v,
+		    "vault_url") : "", names[i], r == 0 ? "/" : "",
+		    r == 0 ? nk.version : "", r == 0 ? 200 : 500,
+		    r == 0 ? "Success" : "Failure");
+		if ((len <= 0 || (size_t)len >= sizeof(line) ||
+		    vault_audit_append(v, line, 1) != 0) && err == 0)
+			err = VLT_ERR_IO;   /* the rotation stands; say so */
+		vlt_key_info_clear(&nk);
+		if (r == 0)
+			count++;
+		else if (err == 0)
+			err = r;
+	}
+	free(names);
+	free(pols);
+	return err != 0 ? err : count;
 }

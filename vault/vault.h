@@ -294,4 +294,81 @@ int vault_audit_append(vault_t *v, const char *object_json, int sync)
 int vault_audit_verify(const char *data_dir, char *where, size_t where_len)
     VLT_WUR;
 
+/* ---- import, backup and restore, rotation (vault/keys_byok.c) ---------- */
+
+struct vlt_import_req {
+	int hsm;                 /* answer as RSA-HSM / EC-HSM */
+	unsigned key_ops;        /* 0 = default for the kty */
+	int enabled;
+	int64_t nbf, exp;        /* 0 = unset */
+	const char *tags;        /* validated JSON object text or NULL */
+};
+/*
+ * Plaintext import of a private key (PKCS#8 DER; the caller wipes it): the
+ * key is created in the token and stored as a new version of name (as
+ * vault_key_create does: new name, new version, deleted name refused).
+ * Unsupported or malformed key, ops not fitting the kty: VLT_ERR_BAD_PARAM.
+ */
+int vault_key_import(vault_t *v, const char *name,
+    const struct vlt_import_req *req, const uint8_t *pkcs8, size_t len,
+    struct vlt_key_info *out) VLT_WUR;
+/*
+ * BYOK import of a transfer ciphertext (RSA-OAEP-SHA-1 wrapped AES key +
+ * AES-KWP of the PKCS#8) under the key-exchange key kek_name/kek_version
+ * (version NULL: latest), which must be an enabled, current RSA key with
+ * the import operation. Any failure to use the KEK or open the transfer:
+ * VLT_ERR_BAD_PARAM, nothing stored.
+ */
+int vault_key_import_byok(vault_t *v, const char *name,
+    const struct vlt_import_req *req, const char *kek_name,
+    const char *kek_version, const uint8_t *transfer, size_t len,
+    struct vlt_key_info *out) VLT_WUR;
+
+/* Every version of a live key with its attributes, sealed in the token
+ * (AES-256-GCM under the token's backup key). *out malloc'd. */
+int vault_key_backup(vault_t *v, const char *name, uint8_t **out,
+    size_t *out_len) VLT_WUR;
+/* Brings a backup back with the same versions. A blob this vault's token
+ * cannot open, or a malformed one: VLT_ERR_BAD_PARAM. The name exists
+ * (live or deleted) or a version id is in use: VLT_ERR_CONFLICT. out: the
+ * latest version. */
+int vault_key_restore(vault_t *v, const uint8_t *in, size_t len,
+    struct vlt_key_info *out) VLT_WUR;
+/* A new version like the latest (kty, size/curve, key_ops, tags); with a
+ * rotation policy that has an expiry, exp = created + expiry. */
+int vault_key_rotate(vault_t *v, const char *name,
+    struct vlt_key_info *out) VLT_WUR;
+
+enum vlt_rot_trigger { VLT_ROT_AFTER_CREATE = 1, VLT_ROT_BEFORE_EXPIRY = 2 };
+enum vlt_rot_action { VLT_ROT_ROTATE = 1, VLT_ROT_NOTIFY = 2 };
+#define VLT_ROT_ACTIONS_MAX 4
+#define VLT_DURATION_MAX 32
+struct vlt_rotation_action {
+	enum vlt_rot_action action;
+	enum vlt_rot_trigger trigger;
+	int64_t secs;                       /* the duration in seconds */
+	char duration[VLT_DURATION_MAX];    /* as given, e.g. "P90D" */
+};
+struct vlt_rotation_policy {
+	size_t n;
+	struct vlt_rotation_action a[VLT_ROT_ACTIONS_MAX];
+	int64_t expiry_secs;                /* 0: none */
+	char expiry[VLT_DURATION_MAX];      /* "" : none */
+	int64_t created, updated;           /* 0 when never set */
+};
+/* The key's policy; a live key without one: VLT_OK with n == 0 and
+ * created == 0. A missing key: VLT_ERR_NOT_FOUND. */
+int vault_rotation_policy_get(vault_t *v, const char *name,
+    struct vlt_rotation_policy *out) VLT_WUR;
+/* Replaces the policy (created kept, updated = now); the api has checked
+ * Azure's rules. out: the stored policy. */
+int vault_rotation_policy_set(vault_t *v, const char *name,
+    const struct vlt_rotation_policy *p,
+    struct vlt_rotation_policy *out) VLT_WUR;
+/* Rotates every live key whose policy's Rotate action is due (after
+ * create: from the latest version's created time; before expiry: from
+ * its exp) and writes one audit line for each. Returns the count, or a
+ * negative error. Called by the server's sweeper. */
+int vault_rotation_due(vault_t *v) VLT_WUR;
+
 #endif

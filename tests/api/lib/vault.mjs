@@ -198,6 +198,13 @@ export async function startVault({ port, extraArgs = [], initArgs = [], clock = 
   v.stop = async () => {
     const r = await stopChild(v.child);
     liveVaults.delete(v);
+    // A sanitizer build reports errors and leaks on stderr (leaks at exit):
+    // any such report fails the test that stopped the server.
+    const m = /(ERROR: (Address|Leak)Sanitizer|runtime error:)[^]*/.exec(v.stderr);
+    if (m && !v.sanitizerReported) {
+      v.sanitizerReported = true;
+      throw new Error(`sanitizer report from p11vault serve:\n${m[0].slice(0, 4000)}`);
+    }
     return r;
   };
   v.restart = async () => {

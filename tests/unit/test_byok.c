@@ -1,0 +1,432 @@
+/*
+ * test_byok — plaintext import, BYOK transfer blobs (two C_UnwrapKey steps)
+ * and backup sealing, against a real SoftHSMv2 token in a private temporary
+ * token directory. Transfer blobs are built here with plain OpenSSL
+ * (RSA-OAEP-SHA-1 + AES-256 key wrap with padding), independently of the
+ * code under test.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/obj_mac.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+
+#include "hsm/hsm.h"
+#include "tests/unit/t.h"
+
+#define MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#define LABEL "p11vault-byok"
+#define LABEL2 "p11vault-other"
+#define SO_PIN "so-secret-1234"
+#define USER_PIN "user-secret-1234"
+
+static char tmpdir[] = "/tmp/p11vault-byok-XXXXXX";
+
+static int
+setup_softhsm(void)
+{
+	char path[512], conf[1024];
+	FILE *fp;
+	int n;
+
+	if (mkdtemp(tmpdir) == NULL)
+		return -1;
+	n = snprintf(path, sizeof(path), "%s/tokens", tmpdir);
+	if (n < 0 || (size_t)n >= sizeof(path) || mkdir(path, 0700) != 0)
+		return -1;
+	n = snprintf(conf, sizeof(conf), "directories.tokendir = %s\n"
+	    "objectstore.backend = file\nlog.level = ERROR\n"
+	    "slots.removable = false\n", path);
+	if (n < 0 || (size_t)n >= sizeof(conf))
+		return -1;
+	n = snprintf(path, sizeof(path), "%s/softhsm2.conf", tmpdir);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return -1;
+	if ((fp = fopen(path, "w")) == NULL)
+		return -1;
+	fputs(conf, fp);
+	fclose(fp);
+	return setenv("SOFTHSM2_CONF", path, 1);
+}
+
+static EVP_PKEY *
+gen_key(const char *type, int bits_or_nid)
+{
+	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);
+	EVP_PKEY *pk = NULL;
+
+	if (c == NULL || EVP_PKEY_keygen_init(c) != 1)
+		goto out;
+	if (strcmp(type, "RSA") == 0) {
+		if (EVP_PKEY_CTX_set_rsa_keygen_bits(c, bits_or_nid) != 1)
+			goto out;
+	} else if (EVP_PKEY_CTX_set_ec_paramgen_curve_nid(c,
+	    bits_or_nid) != 1) {
+		goto out;
+	}
+	(void)EVP_PKEY_keygen(c, &pk);
+out:
+	EVP_PKEY_CTX_free(c);
+	return pk;
+}
+
+static int
+pkcs8_of(EVP_PKEY *pk, uint8_t **der, size_t *len)
+{
+	PKCS8_PRIV_KEY_INFO *p8 = EVP_PKEY2PKCS8(pk);
+	unsigned char *d = NULL;
+	int n = p8 ? i2d_PKCS8_PRIV_KEY_INFO(p8, &d) : -1;
+
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	if (n <= 0)
+		return -1;
+	*der = d;
+	*len = (size_t)n;
+	return 0;
+}
+
+static int
+spki_matches(EVP_PKEY *pk, const uint8_t *spki, size_t len)
+{
+	unsigned char *d = NULL;
+	int n = i2d_PUBKEY(pk, &d), ok;
+
+	ok = n > 0 && (size_t)n == len && memcmp(d, spki, len) == 0;
+	OPENSSL_free(d);
+	return ok;
+}
+
+/* The transfer ciphertext, as Azure's BYOK tooling makes it. */
+static int
+make_transfer(const uint8_t *kek_spki, size_t kek_len, EVP_PKEY *target,
+    uint8_t **out, size_t *out_len)
+{
+	const unsigned char *p = kek_spki;
+	EVP_PKEY *kek = d2i_PUBKEY(NULL, &p, (long)kek_len);
+	EVP_PKEY_CTX *c = kek ? EVP_PKEY_CTX_new(kek, NULL) : NULL;
+	EVP_CIPHER_CTX *cc = EVP_CIPHER_CTX_new();
+	uint8_t aes[32], *p8 = NULL, *buf = NULL;
+	size_t p8len = 0, rlen = 0;
+	int l1 = 0, l2 = 0, ok = 0;
+
+	if (c == NULL || cc == NULL || RAND_bytes(aes, 32) != 1 ||
+	    pkcs8_of(target, &p8, &p8len) != 0)
+		goto out;
+	if (EVP_PKEY_encrypt_init(c) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_OAEP_PADDING) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_oaep_md(c, EVP_sha1()) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_mgf1_md(c, EVP_sha1()) != 1 ||
+	    EVP_PKEY_encrypt(c, NULL, &rlen, aes, 32) != 1)
+		goto out;
+	if ((buf = malloc(rlen + p8len + 16)) == NULL ||
+	    EVP_PKEY_encrypt(c, buf, &rlen, aes, 32) != 1)
+		goto out;
+	EVP_CIPHER_CTX_set_flags(cc, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+	if (EVP_EncryptInit_ex(cc, EVP_aes_256_wrap_pad(), NULL, aes,
+	    NULL) != 1 ||
+	    EVP_EncryptUpdate(cc, buf + rlen, &l1, p8, (int)p8len) != 1 ||
+	    EVP_EncryptFinal_ex(cc, buf + rlen + l1, &l2) != 1)
+		goto out;
+	*out = buf;
+	*out_len = rlen + (size_t)l1 + (size_t)l2;
+	buf = NULL;
+	ok = 1;
+out:
+	OPENSSL_cleanse(aes, sizeof(aes));
+	if (p8)
+		OPENSSL_clear_free(p8, p8len);
+	free(buf);
+	EVP_CIPHER_CTX_free(cc);
+	EVP_PKEY_CTX_free(c);
+	EVP_PKEY_free(kek);
+	ERR_clear_error();
+	return ok ? 0 : -1;
+}
+
+/* Signs with the token and verifies with the original key in OpenSSL.
+ * ec: 0 for RSA, else the field size in bytes. */
+static int
+sign_works(hsm_t *h, const char *id, const uint8_t *blob, size_t blob_len,
+    EVP_PKEY *pk, int ec)
+{
+	uint8_t dg[64], sig[1024], *der = NULL;
+	size_t sl = sizeof(sig), fl, dl = ec == 48 ? 48 : ec == 66 ? 64 : 32;
+	const EVP_MD *md = dl == 48 ? EVP_sha384() : dl == 64 ? EVP_sha512() :
+	    EVP_sha256();
+	enum hsm_alg alg = ec == 0 ? HSM_ALG_RS256 : dl == 48 ?
+	    HSM_ALG_ES384 : dl == 64 ? HSM_ALG_ES512 : HSM_ALG_ES256;
+	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(pk, NULL);
+	ECDSA_SIG *es = NULL;
+	const unsigned char *vs = sig;
+	size_t vl;
+	int ok = 0, n;
+
+	if (EVP_Digest("byok", 4, dg, NULL, md, NULL) != 1 ||
+	    hsm_key_sign(h, id, blob, blob_len, alg, dg, dl, sig, &sl) != 0)
+		goto out;
+	vl = sl;
+	if (c == NULL || EVP_PKEY_verify_init(c) != 1)
+		goto out;
+	if (ec) {
+		fl = sl / 2;
+		es = ECDSA_SIG_new();
+		if (es == NULL || ECDSA_SIG_set0(es, BN_bin2bn(sig, (int)fl,
+		    NULL), BN_bin2bn(sig + fl, (int)fl, NULL)) != 1 ||
+		    (n = i2d_ECDSA_SIG(es, &der)) <= 0)
+			goto out;
+		vs = der;
+		vl = (size_t)n;
+	} else if (EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PADDING) != 1 ||
+	    EVP_PKEY_CTX_set_signature_md(c, EVP_sha256()) != 1) {
+		goto out;
+	}
+	ok = EVP_PKEY_verify(c, vs, vl, dg, dl) == 1;
+out:
+	OPENSSL_free(der);
+	ECDSA_SIG_free(es);
+	EVP_PKEY_CTX_free(c);
+	ERR_clear_error();
+	return ok;
+}
+
+static void
+test_plain_import(hsm_t *h)
+{
+	static const struct { const char *type; int arg; int ec; } cases[] = {
+		{ "RSA", 2048, 0 }, { "RSA", 3072, 0 },
+		{ "EC", NID_X9_62_prime256v1, 32 }, { "EC", NID_secp384r1, 48 },
+		{ "EC", NID_secp521r1, 66 },
+	};
+	struct hsm_key_desc d;
+	uint8_t *p8 = NULL, *blob = NULL, *spki = NULL;
+	size_t p8len, blen, slen, i;
+	char name[128], id[32];
+	EVP_PKEY *pk;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		pk = gen_key(cases[i].type, cases[i].arg);
+		if (pk == NULL || pkcs8_of(pk, &p8, &p8len) != 0) {
+			T_CHECK(0, "make a key to import");
+			EVP_PKEY_free(pk);
+			continue;
+		}
+		snprintf(name, sizeof(name), "plaintext import %s/%d: the "
+		    "public key matches and the token signs with it",
+		    cases[i].type, cases[i].arg);
+		snprintf(id, sizeof(id), "plain-%zu", i);
+		T_CHECK(hsm_key_import(h, p8, p8len, &d, &blob, &blen, &spki,
+		    &slen) == 0 && spki_matches(pk, spki, slen) &&
+		    d.kty == (cases[i].ec ? HSM_KTY_EC : HSM_KTY_RSA) &&
+		    sign_works(h, id, blob, blen, pk, cases[i].ec), name);
+		/* the blob is wrapped, not the plaintext */
+		T_CHECK(blob == NULL || memmem(blob, blen, p8 + p8len - 16,
+		    16) == NULL, "the blob does not hold the PKCS#8 bytes");
+		OPENSSL_clear_free(p8, p8len);
+		free(blob);
+		free(spki);
+		blob = spki = NULL;
+		EVP_PKEY_free(pk);
+	}
+	{
+		uint8_t junk[300];
+		memset(junk, 0x30, sizeof(junk));
+		T_CHECK(hsm_key_import(h, junk, sizeof(junk), &d, &blob, &blen,
+		    &spki, &slen) == HSM_ERR_ARGS && blob == NULL,
+		    "a malformed PKCS#8 is refused with ARGS");
+	}
+	pk = gen_key("RSA", 1024);
+	if (pk != NULL && pkcs8_of(pk, &p8, &p8len) == 0) {
+		T_CHECK(hsm_key_import(h, p8, p8len, &d, &blob, &blen, &spki,
+		    &slen) == HSM_ERR_ARGS && blob == NULL,
+		    "an RSA-1024 key is refused with ARGS");
+		OPENSSL_clear_free(p8, p8len);
+	}
+	EVP_PKEY_free(pk);
+}
+
+static void
+test_byok(hsm_t *h)
+{
+	uint8_t *kek = NULL, *kek_spki = NULL, *kek2 = NULL, *kek2_spki = NULL;
+	uint8_t *tr = NULL, *blob = NULL, *spki = NULL, *ec_kek = NULL,
+	    *ec_kek_spki = NULL;
+	size_t kl, ksl, k2l, k2sl, trl, blen, slen, ekl, eksl;
+	struct hsm_key_desc d;
+	EVP_PKEY *target = gen_key("RSA", 2048), *ect;
+	uint8_t ct[256], pt[64];
+	size_t ctl = sizeof(ct), ptl = sizeof(pt);
+	int rc;
+
+	T_CHECK(hsm_key_generate(h, HSM_KTY_RSA, 2048, 0, &kek, &kl,
+	    &kek_spki, &ksl) == 0 && hsm_key_generate(h, HSM_KTY_RSA, 3072,
+	    0, &kek2, &k2l, &kek2_spki, &k2sl) == 0, "two KEKs generated");
+	if (kek == NULL || kek2 == NULL || target == NULL)
+		goto out;
+	T_CHECK(make_transfer(kek_spki, ksl, target, &tr, &trl) == 0,
+	    "OpenSSL builds an RSA-OAEP + AES-KWP transfer ciphertext");
+	rc = hsm_key_import_byok(h, kek, kl, tr, trl, &d, &blob, &blen,
+	    &spki, &slen);
+	if (rc != 0)
+		printf("# byok rc %d\n", rc);
+	T_CHECK(rc == 0 && d.kty == HSM_KTY_RSA && d.rsa_bits == 2048 &&
+	    spki_matches(target, spki, slen),
+	    "BYOK RSA import: two-step unwrap in the token, public key "
+	    "matches");
+	T_CHECK(blob && sign_works(h, "byok-rsa", blob, blen, target, 0),
+	    "the BYOK-imported key signs inside the token");
+	/* a public-key encryption that the imported key decrypts */
+	if (blob != NULL) {
+		EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(target, NULL);
+		int ok = c && EVP_PKEY_encrypt_init(c) == 1 &&
+		    EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_OAEP_PADDING) ==
+		    1 && EVP_PKEY_CTX_set_rsa_oaep_md(c, EVP_sha1()) == 1 &&
+		    EVP_PKEY_encrypt(c, ct, &ctl, (const uint8_t *)"hello", 5)
+		    == 1;
+		EVP_PKEY_CTX_free(c);
+		T_CHECK(ok && hsm_key_decrypt(h, "byok-rsa", blob, blen,
+		    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0 && ptl == 5 &&
+		    memcmp(pt, "hello", 5) == 0,
+		    "the BYOK-imported key decrypts inside the token");
+	}
+	free(blob);
+	free(spki);
+	blob = spki = NULL;
+	T_CHECK(hsm_key_import_byok(h, kek2, k2l, tr, trl, &d, &blob, &blen,
+	    &spki, &slen) == HSM_ERR_ARGS && blob == NULL,
+	    "a transfer blob for another KEK: ARGS, nothing made");
+	T_CHECK(hsm_key_import_byok(h, kek, kl, tr, trl - 8, &d, &blob, &blen,
+	    &spki, &slen) == HSM_ERR_ARGS && blob == NULL,
+	    "a truncated transfer blob: ARGS");
+	tr[trl - 20] ^= 0x01;
+	T_CHECK(hsm_key_import_byok(h, kek, kl, tr, trl, &d, &blob, &blen,
+	    &spki, &slen) == HSM_ERR_ARGS && blob == NULL,
+	    "an altered transfer blob (key wrap part): ARGS");
+	tr[trl - 20] ^= 0x01;
+	tr[10] ^= 0x01;
+	T_CHECK(hsm_key_import_byok(h, kek, kl, tr, trl, &d, &blob, &blen,
+	    &spki, &slen) == HSM_ERR_ARGS && blob == NULL,
+	    "an altered transfer blob (RSA part): ARGS");
+	free(tr);
+	tr = NULL;
+
+	ect = gen_key("EC", NID_secp384r1);
+	if (ect != NULL && make_transfer(kek_spki, ksl, ect, &tr, &trl) == 0) {
+		T_CHECK(hsm_key_import_byok(h, kek, kl, tr, trl, &d, &blob,
+		    &blen, &spki, &slen) == 0 && d.kty == HSM_KTY_EC &&
+		    d.ec_nid == NID_secp384r1 &&
+		    spki_matches(ect, spki, slen),
+		    "BYOK EC P-384 import: public key recovered in the token "
+		    "matches");
+		T_CHECK(blob && sign_works(h, "byok-ec", blob, blen, ect, 48),
+		    "the BYOK-imported EC key signs inside the token");
+		free(blob);
+		free(spki);
+		blob = spki = NULL;
+		free(tr);
+		tr = NULL;
+	}
+	EVP_PKEY_free(ect);
+	/* an EC key is no KEK */
+	if (hsm_key_generate(h, HSM_KTY_EC, 0, NID_X9_62_prime256v1, &ec_kek,
+	    &ekl, &ec_kek_spki, &eksl) == 0) {
+		uint8_t fake[512];
+		memset(fake, 7, sizeof(fake));
+		T_CHECK(hsm_key_import_byok(h, ec_kek, ekl, fake, sizeof(fake),
+		    &d, &blob, &blen, &spki, &slen) == HSM_ERR_ARGS,
+		    "an EC key as KEK: ARGS");
+	}
+out:
+	free(kek);
+	free(kek_spki);
+	free(kek2);
+	free(kek2_spki);
+	free(ec_kek);
+	free(ec_kek_spki);
+	free(tr);
+	EVP_PKEY_free(target);
+}
+
+static void
+test_seal(hsm_t *h, hsm_t *other)
+{
+	static const uint8_t msg[] = "every version and attribute";
+	uint8_t *sealed = NULL, *sealed2 = NULL, *open = NULL;
+	size_t sl = 0, sl2 = 0, ol = 0;
+	int rc = hsm_seal(h, msg, 4, &sealed, &sl);
+
+	if (rc != 0)
+		printf("# seal rc %d\n", rc);
+	free(sealed);
+	sealed = NULL;
+
+	T_CHECK(hsm_seal(h, msg, sizeof(msg), &sealed, &sl) == 0 &&
+	    sl > sizeof(msg) && memmem(sealed, sl, msg, 10) == NULL,
+	    "seal: ciphertext, not the plaintext");
+	T_CHECK(sealed && hsm_unseal(h, sealed, sl, &open, &ol) == 0 &&
+	    ol == sizeof(msg) && memcmp(open, msg, ol) == 0,
+	    "unseal in the same token gives the payload back");
+	free(open);
+	open = NULL;
+	T_CHECK(hsm_seal(h, msg, sizeof(msg), &sealed2, &sl2) == 0 &&
+	    sl2 == sl && memcmp(sealed, sealed2, sl) != 0,
+	    "two seals of one payload differ (fresh IV)");
+	if (sealed != NULL) {
+		sealed[sl - 3] ^= 0x80;
+		T_CHECK(hsm_unseal(h, sealed, sl, &open, &ol) ==
+		    HSM_ERR_DECRYPT && open == NULL,
+		    "an altered sealed blob: DECRYPT");
+		sealed[sl - 3] ^= 0x80;
+		sealed[4] = 9;
+		T_CHECK(hsm_unseal(h, sealed, sl, &open, &ol) ==
+		    HSM_ERR_DECRYPT, "a wrong format version: DECRYPT");
+		sealed[4] = 1;
+		T_CHECK(hsm_unseal(h, sealed, sl - 1, &open, &ol) ==
+		    HSM_ERR_DECRYPT, "a truncated sealed blob: DECRYPT");
+		T_CHECK(other != NULL && hsm_unseal(other, sealed, sl, &open,
+		    &ol) == HSM_ERR_DECRYPT && open == NULL,
+		    "another token (its own backup key) cannot unseal");
+	}
+	free(sealed);
+	free(sealed2);
+}
+
+int
+main(void)
+{
+	struct hsm_config cfg = { MODULE, LABEL, USER_PIN, 4, 16 };
+	struct hsm_config cfg2 = { MODULE, LABEL2, USER_PIN, 2, 4 };
+	hsm_t *h = NULL, *h2 = NULL;
+	char cmd[600];
+
+	if (setup_softhsm() != 0) {
+		T_CHECK(0, "set up a private SoftHSMv2 token directory");
+		return T_DONE();
+	}
+	T_CHECK(hsm_token_init(MODULE, LABEL, SO_PIN, USER_PIN) == 0 &&
+	    hsm_token_init(MODULE, LABEL2, SO_PIN, USER_PIN) == 0,
+	    "two tokens initialised");
+	T_CHECK(hsm_open(&cfg, &h) == 0 && hsm_open(&cfg2, &h2) == 0,
+	    "both tokens open");
+	if (h != NULL) {
+		test_plain_import(h);
+		test_byok(h);
+		test_seal(h, h2);
+	}
+	hsm_close(h);
+	hsm_close(h2);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", tmpdir);
+	return T_DONE();
+}
