@@ -415,6 +415,12 @@ identity_delete(struct api_req *q, struct api_resp *r, const char *oid)
 		return;
 	}
 	rc = vault_principal_delete(q->ctx->vault, oid);
+	if (rc == VLT_ERR_NOT_FOUND) {
+		/* not "A key ... was not found": this is an identity */
+		api_resp_error(r, 404, "NotFound",
+		    "No identity with that objectId.");
+		return;
+	}
 	if (rc != 0) {
 		api_resp_vault_error(r, rc, NULL, NULL);
 		return;

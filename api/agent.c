@@ -269,8 +269,9 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 	snprintf(ein, sizeof(ein), "%lld", (long long)(expires_on - now));
 	snprintf(eon, sizeof(eon), "%lld", (long long)expires_on);
 	snprintf(nbf, sizeof(nbf), "%lld", (long long)not_before);
-	ret = reply(c, 200, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
-	    "access_token", token, "client_id", a->client_id,
+	ret = reply(c, 200, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, "
+	    "s:s}", "access_token", token, "client_id", a->client_id,
+	    "token_type", "Bearer",
 	    "expires_in", ein, "expires_on", eon, "ext_expires_in", ein,
 	    "not_before", nbf, "resource", resource));
 	wipe_str(token);

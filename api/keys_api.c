@@ -546,27 +546,11 @@ out:
 static void
 key_rotate(struct api_req *q, struct api_resp *r, const char *name)
 {
-	struct vlt_create_req req;
-	struct vlt_key_info cur, k;
+	struct vlt_key_info k;
 	int rc;
 
-	memset(&req, 0, sizeof(req));
 	memset(&k, 0, sizeof(k));
-	memset(&cur, 0, sizeof(cur));
-	rc = vault_key_get(q->ctx->vault, name, NULL, &cur);
-	if (rc != 0) {
-		api_resp_vault_error(r, rc, name, NULL);
-		return;
-	}
-	req.kty = cur.kty;
-	req.hsm = cur.hsm;
-	req.key_size = cur.key_size;
-	req.crv = cur.crv;
-	req.key_ops = cur.key_ops;
-	req.enabled = 1;
-	req.tags = cur.tags;
-	rc = vault_key_create(q->ctx->vault, name, &req, &k);
-	vlt_key_info_clear(&cur);
+	rc = vault_key_rotate(q->ctx->vault, name, &k);
 	if (rc != 0) {
 		api_resp_vault_error(r, rc, name, NULL);
 		return;

@@ -1902,3 +1902,15 @@ vault_rotation_due(vault_t *v)
 	free(pols);
 	return err != 0 ? err : count;
 }
+
+/* Session-pool and handle-cache figures for GET /metrics (issue 6). */
+int
+vault_hsm_stats(vault_t *v, uint64_t *cache_hits, uint64_t *cache_misses,
+    size_t *sessions_busy, size_t *sessions_total)
+{
+	if (v == NULL || v->hsm == NULL)
+		return VLT_ERR_BAD_PARAM;
+	hsm_stats(v->hsm, cache_hits, cache_misses, sessions_busy,
+	    sessions_total);
+	return 0;
+}

@@ -12,8 +12,8 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { startVault, stopVault, raw, token, keyName, API_VERSION } from './lib/vault.mjs';
-import { ALL_PERMS, pool, createIdentity, refusedTokens } from './lib/identity.mjs';
+import { startVault, stopVault, token, keyName, API_VERSION } from './lib/vault.mjs';
+import { ALL_PERMS, pool, createIdentity, refusedTokens, rawKA, closeKeepAlive } from './lib/identity.mjs';
 
 const TOKEN_COLUMNS = ['noToken', 'badSignature', 'algNone', 'expired', 'notYetValid', 'otherAudience',
   'otherAudienceIssued', 'otherTenant'];
@@ -88,7 +88,7 @@ describe('authorization matrix', { timeout: 240000 }, () => {
   const columns = [...TOKEN_COLUMNS, ...ALL_PERMS.map((p) => `perm:${p}`), 'allPerms', 'none', 'admin', 'secondAdmin'];
 
   const adm = async (method, p, body) => {
-    const r = await raw(v, method, av(p), { token: adminTok, body });
+    const r = await rawKA(v, method, av(p), { token: adminTok, body });
     if (r.status >= 300) throw new Error(`${method} ${p}: ${r.status} ${r.text.slice(0, 200)}`);
     return r.json;
   };
@@ -134,7 +134,7 @@ describe('authorization matrix', { timeout: 240000 }, () => {
     tokens.noToken = undefined;
     rows = table(f);
   });
-  after(async () => { await stopVault(v); });
+  after(async () => { closeKeepAlive(v); await stopVault(v); });
 
   test('the table has a row for every Azure key permission and covers every caller', () => {
     const perms = new Set(rows.filter((r) => r.perm !== 'admin').map((r) => r.perm));
@@ -154,7 +154,7 @@ describe('authorization matrix', { timeout: 240000 }, () => {
         const resource = row.setup && !want.includes(401) && !want.includes(403) ? await row.setup() : undefined;
         const p = row.perm === 'admin' ? row.path(resource) : av(row.path(resource));
         const body = typeof row.body === 'function' ? row.body() : row.body;
-        const r = await raw(v, row.method, p, { token: tokens[col], body });
+        const r = await rawKA(v, row.method, p, { token: tokens[col], body });
         const problems = [];
         if (!want.includes(r.status)) problems.push(`status ${r.status}, want ${want.join('|')}`);
         if (r.status === 401 && !/^Bearer authorization="[^"]+", resource="[^"]+"$/.test(r.headers['www-authenticate'] || '')) {

@@ -271,6 +271,10 @@ fz_request(const char *method, const char *path, const char *api_version,
 	snprintf(q.client_addr, sizeof(q.client_addr), "127.0.0.1");
 	api_route(&q, &r);
 	status = r.status;
+	if (getenv("FUZZ_DEBUG"))
+		fprintf(stderr, "%s %s -> %u %.*s\n", method, path, status,
+		    (int)(r.body_len > 160 ? 160 : r.body_len),
+		    r.body ? r.body : "");
 	if (r.status < 100 || r.status > 599)
 		abort();   /* every path must set a status */
 	if (r.body)

@@ -8,6 +8,7 @@
 import { execFile, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import https from 'node:https';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { BIN, raw, token, freePort, SOFTHSM_MODULE } from './vault.mjs';
@@ -176,4 +177,47 @@ export function auditLines(v, file = 'audit.log') {
   const p = path.join(v.dir, 'audit', file);
   if (!fs.existsSync(p)) return [];
   return fs.readFileSync(p, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
+
+// Like vault.mjs's raw(), but over a keep-alive connection pool per vault
+// (a TLS handshake per request makes a thousand-cell matrix slow). Call
+// closeKeepAlive(v) when done.
+const agents = new Map();
+export function rawKA(v, method, p, { body, token: tok, headers = {}, timeoutMs = 30000 } = {}) {
+  let agent = agents.get(v);
+  if (!agent) {
+    agent = new https.Agent({ keepAlive: true, maxSockets: 8, ca: [v.ca.pem, fs.readFileSync(path.join(v.dir, 'tls', 'ca.pem'))] });
+    agents.set(v, agent);
+  }
+  const h = { ...headers };
+  let payload;
+  if (body !== undefined) {
+    payload = Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+    h['Content-Type'] = h['Content-Type'] || 'application/json';
+    h['Content-Length'] = payload.length;
+  }
+  if (tok) h.Authorization = `Bearer ${tok}`;
+  return new Promise((resolve, reject) => {
+    const req = https.request({ host: '127.0.0.1', port: v.port, method, path: p, headers: h, agent }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json;
+        try { json = text ? JSON.parse(text) : undefined; } catch { json = undefined; }
+        resolve({ status: res.statusCode, headers: res.headers, json, text });
+      });
+      res.on('error', reject);
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`${method} ${p}: timed out after ${timeoutMs} ms`)));
+    req.on('error', reject);
+    if (payload) req.write(payload);
+    req.end();
+  });
+}
+
+export function closeKeepAlive(v) {
+  const a = agents.get(v);
+  if (a) a.destroy();
+  agents.delete(v);
 }

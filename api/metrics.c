@@ -1,0 +1,267 @@
+/*
+ * metrics.c — GET /metrics: the Prometheus text exposition (format 0.0.4).
+ *
+ * Owns: request counters and latency histograms by operation and status,
+ * key-operation (token) counts and latency by operation, and the rendering
+ * of those plus the session-pool and handle-cache figures vault/ reports.
+ * Lock-free: a fixed table of series claimed with C11 atomics; operation
+ * names are the handlers' string literals (q->operation), compared by
+ * content. When the table is full, further series fold into
+ * operation="other".
+ * Must never: put a key name, a caller's identity, a token or any request
+ * content into a label (the label values are fixed operation names and
+ * numeric statuses only).
+ */
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+
+/* Until vault/vault.h declares it (see the report of issue 6). */
+int vault_hsm_stats(vault_t *v, uint64_t *cache_hits, uint64_t *cache_misses,
+    size_t *sessions_busy, size_t *sessions_total);
+
+#define MET_SERIES 192
+#define MET_TOKEN_SERIES 32
+#define MET_BUCKETS 13
+#define MET_TEXT_MAX (256 * 1024)
+
+/* upper bounds in milliseconds; the last is +Inf */
+static const double met_bounds[MET_BUCKETS - 1] = {
+	0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500,
+};
+
+struct met_hist {
+	atomic_uint_fast64_t bucket[MET_BUCKETS];  /* not cumulative */
+	atomic_uint_fast64_t count;
+	atomic_uint_fast64_t sum_us;
+};
+
+struct met_series {
+	atomic_int state;          /* 0 free, 1 being claimed, 2 ready */
+	const char *op;
+	unsigned status;
+	struct met_hist h;
+};
+
+static struct met_series req_series[MET_SERIES];
+static struct met_series tok_series[MET_TOKEN_SERIES];
+
+static void
+hist_add(struct met_hist *h, double ms)
+{
+	size_t i;
+
+	if (ms < 0)
+		ms = 0;
+	for (i = 0; i < MET_BUCKETS - 1 && ms > met_bounds[i]; i++)
+		;
+	atomic_fetch_add_explicit(&h->bucket[i], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->sum_us, (uint_fast64_t)(ms * 1000.0),
+	    memory_order_relaxed);
+}
+
+/* The series for (op, status), claimed on first use; NULL if full. */
+static struct met_series *
+series_get(struct met_series *tab, size_t n, const char *op, unsigned status)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		struct met_series *s = &tab[i];
+		int st = atomic_load_explicit(&s->state, memory_order_acquire);
+		if (st == 0) {
+			int expect = 0;
+			if (atomic_compare_exchange_strong(&s->state, &expect,
+			    1)) {
+				s->op = op;
+				s->status = status;
+				atomic_store_explicit(&s->state, 2,
+				    memory_order_release);
+				return s;
+			}
+			st = expect;
+		}
+		while (st == 1)   /* another thread is filling it in */
+			st = atomic_load_explicit(&s->state,
+			    memory_order_acquire);
+		if (s->status == status && strcmp(s->op, op) == 0)
+			return s;
+	}
+	return NULL;
+}
+
+static void
+observe(struct met_series *tab, size_t n, const char *op, unsigned status,
+    double ms)
+{
+	struct met_series *s;
+
+	if (op == NULL || op[0] == '\0')
+		op = "other";
+	s = series_get(tab, n, op, status);
+	if (s == NULL)
+		s = series_get(tab, n, "other", status);
+	if (s != NULL)
+		hist_add(&s->h, ms);
+}
+
+void
+api_metrics_observe(const char *operation, unsigned status, double ms)
+{
+	observe(req_series, MET_SERIES, operation, status, ms);
+}
+
+void
+api_metrics_observe_token(const char *operation, int ok, double ms)
+{
+	observe(tok_series, MET_TOKEN_SERIES, operation, ok ? 1 : 0, ms);
+}
+
+struct met_buf {
+	char *p;
+	size_t len, cap;
+	int failed;
+};
+
+static void
+put(struct met_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+put(struct met_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->failed)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= b->cap - b->len) {
+		b->failed = 1;
+		return;
+	}
+	b->len += (size_t)n;
+}
+
+static void
+put_hist(struct met_buf *b, const char *name, const char *labels,
+    const struct met_hist *h)
+{
+	uint64_t cum = 0;
+	size_t i;
+
+	for (i = 0; i < MET_BUCKETS; i++) {
+		cum += atomic_load_explicit(&h->bucket[i],
+		    memory_order_relaxed);
+		if (i < MET_BUCKETS - 1)
+			put(b, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels,
+			    met_bounds[i] / 1000.0, (unsigned long long)cum);
+		else
+			put(b, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name,
+			    labels, (unsigned long long)cum);
+	}
+	put(b, "%s_sum{%s} %.6f\n", name, labels,
+	    (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) /
+	    1e6);
+	put(b, "%s_count{%s} %llu\n", name, labels, (unsigned long long)
+	    atomic_load_explicit(&h->count, memory_order_relaxed));
+}
+
+static void
+render_series(struct met_buf *b, const struct met_series *tab, size_t n,
+    int token)
+{
+	const char *name = token ? "p11vault_key_operation_duration_seconds" :
+	    "p11vault_http_request_duration_seconds";
+	char labels[160];
+	size_t i;
+
+	if (token) {
+		put(b, "# HELP p11vault_key_operations_total Private-key "
+		    "operations through the vault, by operation and result.\n"
+		    "# TYPE p11vault_key_operations_total counter\n");
+	} else {
+		put(b, "# HELP p11vault_http_requests_total HTTP requests by "
+		    "operation and status.\n"
+		    "# TYPE p11vault_http_requests_total counter\n");
+	}
+	for (i = 0; i < n; i++) {
+		const struct met_series *s = &tab[i];
+		if (atomic_load_explicit(&s->state, memory_order_acquire) != 2)
+			continue;
+		if (token)
+			snprintf(labels, sizeof(labels),
+			    "operation=\"%.64s\",result=\"%s\"", s->op,
+			    s->status ? "ok" : "error");
+		else
+			snprintf(labels, sizeof(labels),
+			    "operation=\"%.64s\",status=\"%u\"", s->op,
+			    s->status);
+		put(b, "%s{%s} %llu\n", token ? "p11vault_key_operations_total" :
+		    "p11vault_http_requests_total", labels,
+		    (unsigned long long)atomic_load_explicit(&s->h.count,
+		    memory_order_relaxed));
+	}
+	put(b, "# HELP %s Latency, by the same labels.\n# TYPE %s histogram\n",
+	    name, name);
+	for (i = 0; i < n; i++) {
+		const struct met_series *s = &tab[i];
+		if (atomic_load_explicit(&s->state, memory_order_acquire) != 2)
+			continue;
+		if (token)
+			snprintf(labels, sizeof(labels),
+			    "operation=\"%.64s\",result=\"%s\"", s->op,
+			    s->status ? "ok" : "error");
+		else
+			snprintf(labels, sizeof(labels),
+			    "operation=\"%.64s\",status=\"%u\"", s->op,
+			    s->status);
+		put_hist(b, name, labels, &s->h);
+	}
+}
+
+int
+api_metrics_render(struct api_ctx *c, char **text, size_t *len)
+{
+	struct met_buf b = { NULL, 0, MET_TEXT_MAX, 0 };
+	uint64_t hits = 0, misses = 0;
+	size_t busy = 0, total = 0;
+
+	*text = NULL;
+	*len = 0;
+	b.p = malloc(b.cap);
+	if (b.p == NULL)
+		return -1;
+	b.p[0] = '\0';
+	render_series(&b, req_series, MET_SERIES, 0);
+	render_series(&b, tok_series, MET_TOKEN_SERIES, 1);
+	if (c != NULL && c->vault != NULL &&
+	    vault_hsm_stats(c->vault, &hits, &misses, &busy, &total) == 0) {
+		put(&b, "# HELP p11vault_hsm_sessions PKCS#11 session pool.\n"
+		    "# TYPE p11vault_hsm_sessions gauge\n"
+		    "p11vault_hsm_sessions{state=\"busy\"} %zu\n"
+		    "p11vault_hsm_sessions{state=\"total\"} %zu\n",
+		    busy, total);
+		put(&b, "# HELP p11vault_hsm_handle_cache_total Key handle "
+		    "cache lookups.\n"
+		    "# TYPE p11vault_hsm_handle_cache_total counter\n"
+		    "p11vault_hsm_handle_cache_total{result=\"hit\"} %llu\n"
+		    "p11vault_hsm_handle_cache_total{result=\"miss\"} %llu\n",
+		    (unsigned long long)hits, (unsigned long long)misses);
+	}
+	if (b.failed) {
+		free(b.p);
+		return -1;
+	}
+	*text = b.p;
+	*len = b.len;
+	return 0;
+}
