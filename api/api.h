@@ -170,6 +170,12 @@ struct timespec;
 void api_audit_request(struct api_req *q, struct api_resp *r,
     const struct timespec *start);
 
+/* metrics.c — Prometheus text exposition of request, token-operation,
+ * session-pool and handle-cache figures (GET /metrics, administrators). */
+void api_metrics_observe(const char *operation, unsigned status, double ms);
+void api_metrics_observe_token(const char *operation, int ok, double ms);
+int api_metrics_render(struct api_ctx *c, char **text, size_t *len) API_WUR;
+
 /* http.c */
 struct api_server;
 struct api_server_opts {

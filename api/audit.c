@@ -64,7 +64,8 @@ api_audit_request(struct api_req *q, struct api_resp *r,
 	    "durationMs", ms);
 	line = ev != NULL ? json_dumps(ev, JSON_COMPACT) : NULL;
 	json_decref(ev);
-	write_op = q->mutating;
+	/* a refused or failed request changed nothing: no fsync needed */
+	write_op = q->mutating && r->status < 400;
 	if ((line == NULL ||
 	    vault_audit_append(q->ctx->vault, line, write_op) != 0) &&
 	    r->status < 400) {

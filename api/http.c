@@ -229,6 +229,13 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	else
 		api_route(&q, &r);
 	api_audit_request(&q, &r, &st->start);
+	{
+		struct timespec end;
+		clock_gettime(CLOCK_MONOTONIC, &end);
+		api_metrics_observe(q.operation, r.status ? r.status : 500,
+		    (double)(end.tv_sec - st->start.tv_sec) * 1e3 +
+		    (double)(end.tv_nsec - st->start.tv_nsec) / 1e6);
+	}
 	ret = send_resp(conn, &q, &r);
 	atomic_fetch_sub(&s->in_flight, 1);
 	return ret;

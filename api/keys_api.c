@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -734,6 +735,7 @@ crypto(struct api_req *q, struct api_resp *r, const char *name,
 	char kid[512];
 	json_t *body = NULL;
 	enum vlt_alg alg;
+	struct timespec t0, t1;
 	int rc, valid = 0;
 
 	q->operation = co->azure;
@@ -744,6 +746,7 @@ crypto(struct api_req *q, struct api_resp *r, const char *name,
 		return;
 	if (parse_alg(body, co->kind, &alg, r) != 0)
 		goto out;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	switch (co->kind) {
 	case CK_ENCRYPT:
 	case CK_DECRYPT:
@@ -776,6 +779,10 @@ crypto(struct api_req *q, struct api_resp *r, const char *name,
 		    in_len, sig, sig_len, &valid, kv);
 		break;
 	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	api_metrics_observe_token(co->azure, rc == 0,
+	    (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+	    (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
 	if (rc == VLT_ERR_BAD_PARAM) {
 		api_resp_error(r, 400, "BadParameter",
 		    "The value's length does not fit the key and algorithm.");

@@ -21,10 +21,6 @@
 
 #include "api/api.h"
 
-/* Until vault/vault.h declares it (see the report of issue 6). */
-int vault_hsm_stats(vault_t *v, uint64_t *cache_hits, uint64_t *cache_misses,
-    size_t *sessions_busy, size_t *sessions_total);
-
 #define MET_SERIES 192
 #define MET_TOKEN_SERIES 32
 #define MET_BUCKETS 13

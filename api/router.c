@@ -172,6 +172,23 @@ api_route(struct api_req *q, struct api_resp *r)
 			api_deletedkeys(q, r, segs + 1, n - 1);
 		return;
 	}
+	if (strcmp(segs[0], "metrics") == 0 && n == 1) {
+		q->operation = "Metrics";
+		if (strcmp(q->method, "GET") != 0) {
+			api_resp_error(r, 405, "MethodNotAllowed",
+			    "The HTTP method is not allowed on this resource.");
+			return;
+		}
+		if (!api_require_admin(q, r))
+			return;
+		if (api_metrics_render(q->ctx, &r->body, &r->body_len) != 0) {
+			api_resp_vault_error(r, VLT_ERR_NO_MEMORY, NULL, NULL);
+			return;
+		}
+		r->status = 200;
+		r->content_type = "text/plain; version=0.0.4; charset=utf-8";
+		return;
+	}
 	if (strcmp(segs[0], "admin") == 0) {
 		if (!api_require_admin(q, r))
 			return;

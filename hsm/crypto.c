@@ -12,6 +12,8 @@
  * deprecates them, it does not remove them. */
 #define OPENSSL_SUPPRESS_DEPRECATED
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/bn.h>
@@ -341,13 +343,11 @@ hsm_jwt_public(hsm_t *h, uint8_t **spki, size_t *spki_len)
 /* ---- public-key operations in OpenSSL ---- */
 
 static EVP_PKEY *
-spki_parse(const uint8_t *spki, size_t len)
+spki_decode(const uint8_t *spki, size_t len)
 {
 	const unsigned char *p = spki;
 	EVP_PKEY *pk;
 
-	if (spki == NULL || len == 0 || len > 4096)
-		return NULL;
 	pk = d2i_PUBKEY(NULL, &p, (long)len);
 	if (pk != NULL && p != spki + len) {
 		EVP_PKEY_free(pk);
@@ -355,6 +355,85 @@ spki_parse(const uint8_t *spki, size_t len)
 	}
 	ERR_clear_error();
 	return pk;
+}
+
+/*
+ * Decoding a public key with OpenSSL 3 costs more than the RSA public
+ * operation itself, so each thread keeps its last decoded keys: a small
+ * direct-mapped cache, per thread (no lock, no sharing), freed when the
+ * thread ends. A hit compares the whole SPKI, not just its hash.
+ */
+#define PUB_CACHE_SLOTS 64
+
+struct pub_slot {
+	uint8_t *spki;
+	size_t len;
+	EVP_PKEY *pk;
+};
+
+static pthread_key_t pub_cache_key;
+static pthread_once_t pub_cache_once = PTHREAD_ONCE_INIT;
+
+static void
+pub_cache_free(void *arg)
+{
+	struct pub_slot *slots = arg;
+	size_t i;
+
+	for (i = 0; slots && i < PUB_CACHE_SLOTS; i++) {
+		free(slots[i].spki);
+		EVP_PKEY_free(slots[i].pk);
+	}
+	free(slots);
+}
+
+static void
+pub_cache_init(void)
+{
+	(void)pthread_key_create(&pub_cache_key, pub_cache_free);
+}
+
+/* A decoded key for spki, borrowed: valid until this thread's next call;
+ * never freed by the caller. */
+static EVP_PKEY *
+spki_parse(const uint8_t *spki, size_t len)
+{
+	struct pub_slot *slots, *sl;
+	uint64_t h = 1469598103934665603ULL;
+	size_t i;
+
+	if (spki == NULL || len == 0 || len > 4096)
+		return NULL;
+	pthread_once(&pub_cache_once, pub_cache_init);
+	slots = pthread_getspecific(pub_cache_key);
+	if (slots == NULL) {
+		slots = calloc(PUB_CACHE_SLOTS, sizeof(*slots));
+		if (slots == NULL ||
+		    pthread_setspecific(pub_cache_key, slots) != 0) {
+			free(slots);
+			return NULL;
+		}
+	}
+	for (i = 0; i < len; i++)
+		h = (h ^ spki[i]) * 1099511628211ULL;
+	sl = &slots[h % PUB_CACHE_SLOTS];
+	if (sl->pk && sl->len == len && memcmp(sl->spki, spki, len) == 0)
+		return sl->pk;
+	free(sl->spki);
+	EVP_PKEY_free(sl->pk);
+	sl->pk = NULL;
+	sl->len = 0;
+	sl->spki = malloc(len);
+	if (sl->spki == NULL)
+		return NULL;
+	if ((sl->pk = spki_decode(spki, len)) == NULL) {
+		free(sl->spki);
+		sl->spki = NULL;
+		return NULL;
+	}
+	memcpy(sl->spki, spki, len);
+	sl->len = len;
+	return sl->pk;
 }
 
 size_t
@@ -365,7 +444,6 @@ hsm_pub_size(const uint8_t *spki, size_t spki_len)
 
 	if (pk != NULL && (EVP_PKEY_is_a(pk, "RSA") || EVP_PKEY_is_a(pk, "EC")))
 		n = ((size_t)EVP_PKEY_get_bits(pk) + 7) / 8;
-	EVP_PKEY_free(pk);
 	return n;
 }
 
@@ -411,7 +489,6 @@ hsm_pub_encrypt(const uint8_t *spki, size_t spki_len, enum hsm_alg alg,
 out:
 	ERR_clear_error();
 	EVP_PKEY_CTX_free(ctx);
-	EVP_PKEY_free(pk);
 	return rc;
 }
 
@@ -507,6 +584,5 @@ out:
 	ERR_clear_error();
 	OPENSSL_free(der);
 	EVP_PKEY_CTX_free(ctx);
-	EVP_PKEY_free(pk);
 	return rc;
 }

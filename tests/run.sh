@@ -68,6 +68,13 @@ if [ "${P11VAULT_SKIP_SAN_API:-0}" != 1 ]; then
 	run_node asan "$root/build/san/p11vault"
 fi
 
+echo "== bench harness smoke (tiny size; no timing asserted)"
+bash tests/bench/smoke.sh >"$out/bench-smoke.log" 2>&1
+rc=$?
+grep -E '^(not ok|ok) - ' "$out/bench-smoke.log" | sed 's/^/  /'
+[ $rc -ne 0 ] && tail -20 "$out/bench-smoke.log"
+count_unit "$out/bench-smoke.log" $rc
+
 echo "logs: $out"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -464,6 +464,12 @@ store_ping(store_t *s)
 		goto out;
 	}
 	r = sqlite3_step(st) == SQLITE_ROW ? 0 : VLT_ERR_UNAVAILABLE;
+	/* writable: take the write lock and let it go (no fsync) */
+	if (r == 0 && sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL,
+	    NULL) != SQLITE_OK)
+		r = VLT_ERR_UNAVAILABLE;
+	else if (r == 0)
+		(void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 out:
 	st_done(st);
 	pthread_mutex_unlock(&s->lock);

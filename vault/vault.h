@@ -276,6 +276,10 @@ int vault_jwt_sign(vault_t *v, const uint8_t *data, size_t len,
     uint8_t sig[64]) VLT_WUR;
 int vault_jwt_public(vault_t *v, uint8_t **spki, size_t *len) VLT_WUR;
 
+/* Handle-cache and session-pool figures of the token, for metrics. */
+int vault_hsm_stats(vault_t *v, uint64_t *cache_hits, uint64_t *cache_misses,
+    size_t *sessions_busy, size_t *sessions_total) VLT_WUR;
+
 /* 0 when the token and the store answer. */
 int vault_health(vault_t *v) VLT_WUR;
 

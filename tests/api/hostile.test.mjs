@@ -345,8 +345,11 @@ describe('hostile clients', { timeout: 150000 }, () => {
     }
     // bounded: 2,000+ connections must not cost more than ~200 KiB each,
     // and the 100 MiB bodies must not be buffered
+    // (ASan keeps up to 256 MiB of freed memory in quarantine: a looser bound)
+    const asan = fs.readFileSync(`/proc/${pid}/maps`, 'utf8').includes('libasan');
     const growth = rss.max - rss.before;
-    assert.ok(growth < 200 * 1024, `VmRSS grew by ${growth} kB under attack (before ${rss.before} kB, max ${rss.max} kB)`);
+    figures.rssGrowthKb = growth;
+    assert.ok(growth < (asan ? 640 : 200) * 1024, `VmRSS grew by ${growth} kB under attack (before ${rss.before} kB, max ${rss.max} kB)`);
 
     // and it serves normally afterwards
     const after2 = await goodUnwrap(null);

@@ -25,6 +25,7 @@
 #include <openssl/evp.h>
 
 #include "api/api.h"
+#include "hsm/hsm.h"
 
 /* Fixed identities: seeds in the corpus may name them. */
 #define FZ_TENANT  "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -39,6 +40,10 @@ static struct api_ctx fz_ctx;
 static char fz_dir[64];
 static char *fz_token;        /* "Bearer eyJ..." */
 static char *fz_cheap_hash;   /* scrypt N=2: fast to check */
+/* A second session pool on the vault's token (never closed), so that a
+ * target can seal its own plaintext with the domain key as a backup is
+ * sealed: that is how fuzz_restore reaches the parser behind the MAC. */
+static hsm_t *fz_hsm;
 
 static __attribute__((unused)) int
 fz_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -184,6 +189,26 @@ fz_env_init(void)
 		fz_die("oom");
 	snprintf(fz_token, tl, "Bearer %s", jwt);
 	free(jwt);
+	{
+		struct hsm_config hc;
+		char pin[256], pinf[128];
+		FILE *f;
+		snprintf(pinf, sizeof(pinf), "%s/hsm/user.pin", fz_dir);
+		memset(&hc, 0, sizeof(hc));
+		if ((f = fopen(pinf, "r")) != NULL &&
+		    fgets(pin, sizeof(pin), f) != NULL) {
+			pin[strcspn(pin, "\r\n")] = '\0';
+			hc.module_path = "/usr/lib/softhsm/libsofthsm2.so";
+			hc.token_label = "p11vault";
+			hc.user_pin = pin;
+			hc.pool_size = 1;
+			if (hsm_open(&hc, &fz_hsm) != 0)
+				fz_hsm = NULL;
+			OPENSSL_cleanse(pin, sizeof(pin));
+		}
+		if (f)
+			fclose(f);
+	}
 	/* One key of each kind, made once: keygen stays out of the loop. */
 	fz_create("k1", VLT_KTY_RSA, 0);
 	fz_create("e1", VLT_KTY_EC, 0);
