@@ -344,7 +344,6 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONN_TIMEOUT,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-	    MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
 	    MHD_OPTION_END);
 	if (s->daemon == NULL) {
 		snprintf(err, err_len, "cannot listen on %s: %s", o->listen,

@@ -190,6 +190,7 @@ api_route(struct api_req *q, struct api_resp *r)
 		return;
 	}
 	if (strcmp(segs[0], "admin") == 0) {
+		q->operation = "Admin";
 		if (!api_require_admin(q, r))
 			return;
 		api_admin(q, r, segs + 1, n - 1);

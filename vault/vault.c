@@ -460,6 +460,7 @@ vault_open(const char *data_dir, size_t pool_size, vault_t **out)
 	vault_t *v = NULL;
 	size_t pin_len = 0;
 	long ncpu;
+	unsigned long long audit_max;
 	int r;
 
 	memset(pin, 0, sizeof(pin));
@@ -516,7 +517,13 @@ vault_open(const char *data_dir, size_t pool_size, vault_t **out)
 	if ((r = fs_join(path, sizeof(path), dir, "vault.db")) != 0 ||
 	    (r = store_open(path, 0, &v->store)) != 0)
 		goto out;
-	if ((r = vlt_audit_open(dir, 0, &v->audit)) != 0)
+	{
+		/* audit_max_bytes=N in p11vault.conf: rotate the audit log
+		 * beyond N bytes (default 64 MiB) */
+		const char *amb = conf_get(v->conf, "audit_max_bytes");
+		audit_max = amb ? strtoull(amb, NULL, 10) : 0;
+	}
+	if ((r = vlt_audit_open(dir, (size_t)audit_max, &v->audit)) != 0)
 		goto out;
 	*out = v;
 	v = NULL;
