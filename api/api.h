@@ -43,6 +43,14 @@ int tlsgen_create(const char *tls_dir, const char *host, const char *ca_cert,
  */
 int cli_admin(int argc, char **argv);
 
+/* The public key of the RSA key kid (a KEK), fetched with the admin
+ * credential (--data DIR, or vault_url + admin file [+ ca]). Returns 0, or
+ * an exit status after printing one line. */
+struct evp_pkey_st;
+int cli_admin_fetch_kek(const char *data, const char *vault_url,
+    const char *admin, const char *ca, const char *kid,
+    struct evp_pkey_st **out);
+
 /* cli_byok.c: `p11vault byok --kek-kid URL --kek-public FILE --key PEM
  * --out FILE` builds a BYOK transfer blob (JSON) with OpenSSL only.
  * Returns the process exit status. */

@@ -19,7 +19,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
 
 #include "api/api.h"
 
@@ -1017,5 +1021,86 @@ cli_admin(int argc, char **argv)
 	session_close(&s);
 	json_set_alloc_funcs(malloc, free);
 	free(o.perm_copy);
+	return rc;
+}
+
+/* ---- for `p11vault byok --kek-kid`: the KEK's public key from the vault -- */
+
+static int
+jwk_bn(json_t *jwk, const char *field, BIGNUM **out)
+{
+	const char *s = json_string_value(json_object_get(jwk, field));
+	uint8_t *raw = NULL;
+	size_t len = 0;
+
+	*out = NULL;
+	if (s == NULL || policy_b64url_decode(s, strlen(s), &raw, &len) != 0)
+		return -1;
+	*out = BN_bin2bn(raw, (int)len, NULL);
+	free(raw);
+	return *out ? 0 : -1;
+}
+
+int
+cli_admin_fetch_kek(const char *data, const char *vault_url,
+    const char *admin, const char *ca, const char *kid, EVP_PKEY **out)
+{
+	struct cli_session s;
+	struct cli_opts o;
+	json_t *resp = NULL, *jwk;
+	BIGNUM *n = NULL, *e = NULL;
+	OSSL_PARAM_BLD *bld = NULL;
+	OSSL_PARAM *params = NULL;
+	EVP_PKEY_CTX *pctx = NULL;
+	const char *p = strstr(kid, "/keys/");
+	int rc = CLI_FAIL;
+
+	*out = NULL;
+	memset(&s, 0, sizeof(s));
+	memset(&o, 0, sizeof(o));
+	if (p == NULL || strncmp(kid, "https://", 8) != 0) {
+		fail_line("--kek-kid must be a key identifier "
+		    "https://HOST/keys/NAME/VERSION");
+		return CLI_USAGE_ERR;
+	}
+	o.data = data;
+	o.vault_url = vault_url;
+	o.admin = admin;
+	o.ca = ca;
+	json_set_alloc_funcs(wipe_malloc, wipe_free);
+	rc = session_open(&s, &o);
+	if (rc == 0)
+		rc = get_token(&s);
+	if (rc == 0)
+		rc = admin_call(&s, "GET", p, NULL, &resp);
+	if (rc != 0)
+		goto out;
+	rc = CLI_FAIL;
+	jwk = json_object_get(resp, "key");
+	if (!json_is_object(jwk) || jwk_bn(jwk, "n", &n) != 0 ||
+	    jwk_bn(jwk, "e", &e) != 0) {
+		fail_line("the key %s is not an RSA key", kid);
+		goto out;
+	}
+	if ((bld = OSSL_PARAM_BLD_new()) == NULL ||
+	    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
+	    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) ||
+	    (params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
+	    (pctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) == NULL ||
+	    EVP_PKEY_fromdata_init(pctx) != 1 ||
+	    EVP_PKEY_fromdata(pctx, out, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+		fail_line("cannot build the KEK's public key");
+		goto out;
+	}
+	rc = 0;
+out:
+	json_decref(resp);
+	session_close(&s);
+	json_set_alloc_funcs(malloc, free);
+	EVP_PKEY_CTX_free(pctx);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	BN_free(n);
+	BN_free(e);
 	return rc;
 }

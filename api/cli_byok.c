@@ -25,8 +25,11 @@
 static int
 byok_usage(FILE *f)
 {
-	fputs("usage: p11vault byok --kek-kid URL --kek-public FILE "
+	fputs("usage: p11vault byok --kek-kid URL [--kek-public FILE] "
 	    "--key FILE.pem --out FILE\n"
+	    "       [--data DIR | --vault-url URL --admin FILE [--ca FILE]]\n"
+	    "  Without --kek-public, the KEK's public key is fetched from the\n"
+	    "  vault with the administrator's credential.\n"
 	    "  Builds a BYOK transfer blob for importing FILE.pem (RSA or EC\n"
 	    "  private key, PEM) into p11vault under the key exchange key\n"
 	    "  URL (a kid; create it with key_ops [\"import\"]). FILE is the\n"
@@ -85,7 +88,8 @@ int
 cli_byok(int argc, char **argv)
 {
 	const char *kid = NULL, *kek_file = NULL, *key_file = NULL,
-	    *out_file = NULL;
+	    *out_file = NULL, *data = NULL, *vault_url = NULL, *admin = NULL,
+	    *ca = NULL;
 	EVP_PKEY *kek = NULL, *key = NULL;
 	uint8_t *ct = NULL;
 	size_t ct_len = 0;
@@ -107,20 +111,33 @@ cli_byok(int argc, char **argv)
 			key_file = argv[++i];
 		else if (strcmp(argv[i], "--out") == 0)
 			out_file = argv[++i];
+		else if (strcmp(argv[i], "--data") == 0)
+			data = argv[++i];
+		else if (strcmp(argv[i], "--vault-url") == 0)
+			vault_url = argv[++i];
+		else if (strcmp(argv[i], "--admin") == 0)
+			admin = argv[++i];
+		else if (strcmp(argv[i], "--ca") == 0)
+			ca = argv[++i];
 		else
 			return byok_usage(stderr);
 	}
-	if (kid == NULL || kek_file == NULL || key_file == NULL ||
-	    out_file == NULL)
+	if (kid == NULL || key_file == NULL || out_file == NULL)
 		return byok_usage(stderr);
-	if ((f = fopen(kek_file, "r")) == NULL ||
+	if (kek_file == NULL) {
+		if ((rc = cli_admin_fetch_kek(data, vault_url, admin, ca, kid,
+		    &kek)) != 0)
+			return rc;
+		rc = 1;
+	} else if ((f = fopen(kek_file, "r")) == NULL ||
 	    (kek = PEM_read_PUBKEY(f, NULL, NULL, NULL)) == NULL ||
 	    EVP_PKEY_get_base_id(kek) != EVP_PKEY_RSA) {
 		fprintf(stderr, "p11vault byok: %s is not an RSA public key "
 		    "(PEM)\n", kek_file);
 		goto out;
 	}
-	fclose(f);
+	if (f != NULL)
+		fclose(f);
 	if ((f = fopen(key_file, "r")) == NULL ||
 	    (key = PEM_read_PrivateKey(f, NULL, NULL, NULL)) == NULL) {
 		fprintf(stderr, "p11vault byok: cannot read the private key "

@@ -186,6 +186,26 @@ describe('key import and BYOK', { timeout: 300000 }, () => {
       }
     });
 
+    test('`p11vault byok --kek-kid` fetches the KEK public key from the vault (admin credential) and the blob imports', async () => {
+      const { privateKey, publicKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+      remember(jwkOf(privateKey));
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'p11vault-byok-'));
+      try {
+        fs.writeFileSync(path.join(dir, 'key.pem'), privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
+        const out = path.join(dir, 'blob.byok');
+        const c = await p11vault(['byok', '--kek-kid', kek.id, '--data', v.dir, '--key', path.join(dir, 'key.pem'), '--out', out]);
+        assert.equal(c.code, 0, c.stderr);
+        const r = await importRaw(v, keyName('byok-kid'), { key: { kty: 'RSA-HSM', key_hsm: b64u(fs.readFileSync(out)) } });
+        assert.equal(r.status, 200, r.text);
+        assert.ok(await wrapUnwrapWorks(v, r.json.key.kid, publicKey));
+        const bad = await p11vault(['byok', '--kek-kid', `${v.url}/keys/no-such-kek`, '--data', v.dir, '--key', path.join(dir, 'key.pem'), '--out', out + '2']);
+        assert.notEqual(bad.code, 0);
+        assert.match(bad.stderr, /404/);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
     test('wrong KEK, KEK without import, truncated or altered blob: 400, nothing stored', async () => {
       const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
       remember(jwkOf(privateKey));
