@@ -196,4 +196,12 @@ int api_server_start(struct api_ctx *c, const struct api_server_opts *o,
     struct api_server **out, char *err, size_t err_len) API_WUR;
 void api_server_stop(struct api_server *s);
 
+/* privdrop.c — serve --user NAME. api_check_data_owner: 0 if dir is owned
+ * by NAME; api_drop_privileges: setgroups(0), gid, uid (root cannot be
+ * regained), no_new_privs, not dumpable. 0, or -1 with a reason in err. */
+int api_check_data_owner(const char *dir, const char *user, char *err,
+    size_t err_len) API_WUR;
+int api_drop_privileges(const char *user, char *err, size_t err_len)
+    API_WUR;
+
 #endif

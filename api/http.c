@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +28,11 @@
 #define HTTP_CONN_MEMORY (64 * 1024)
 #define HTTP_CONN_LIMIT 4000
 #define HTTP_CONN_TIMEOUT 30
+/* descriptors kept free for the vault (SQLite, audit log, token files) */
+#define HTTP_FD_RESERVE 128
+/* all request bodies being received, together (each is <= API_BODY_MAX):
+ * without it HTTP_CONN_LIMIT unfinished bodies would pin ~1.3 GiB */
+#define HTTP_BODY_BUDGET (64 * 1024 * 1024)
 #define HTTP_TLS_PRIORITIES \
 	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:" \
 	"+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:-MAC-ALL:+AEAD:" \
@@ -39,6 +45,7 @@ struct api_server {
 	char *cert;
 	char *key;
 	atomic_int in_flight;
+	atomic_size_t body_bytes;   /* capacity of all body buffers */
 };
 
 struct conn_state {
@@ -46,6 +53,7 @@ struct conn_state {
 	size_t len;
 	size_t cap;
 	int too_large;
+	int over_budget;
 	struct timespec start;
 };
 
@@ -83,8 +91,11 @@ wipe_free(char *s)
 }
 
 static int
-body_append(struct conn_state *st, const char *data, size_t n)
+body_append(struct api_server *s, struct conn_state *st, const char *data,
+    size_t n)
 {
+	if (st->over_budget)
+		return 0;
 	if (st->too_large || n > API_BODY_MAX - st->len) {
 		st->too_large = 1;
 		return 0;
@@ -96,9 +107,17 @@ body_append(struct conn_state *st, const char *data, size_t n)
 			ncap *= 2;
 		if (ncap > API_BODY_MAX)
 			ncap = API_BODY_MAX;
+		if (atomic_fetch_add(&s->body_bytes, ncap - st->cap) +
+		    (ncap - st->cap) > HTTP_BODY_BUDGET) {
+			atomic_fetch_sub(&s->body_bytes, ncap - st->cap);
+			st->over_budget = 1;
+			return 0;
+		}
 		nb = malloc(ncap);
-		if (nb == NULL)
+		if (nb == NULL) {
+			atomic_fetch_sub(&s->body_bytes, ncap - st->cap);
 			return -1;
+		}
 		if (st->len) {
 			memcpy(nb, st->body, st->len);
 			OPENSSL_cleanse(st->body, st->len);
@@ -196,7 +215,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 			return MHD_YES;
 	}
 	if (*upload_data_size != 0 && !st->too_large) {
-		if (body_append(st, upload_data, *upload_data_size) != 0)
+		if (body_append(s, st, upload_data, *upload_data_size) != 0)
 			return MHD_NO;
 		*upload_data_size = 0;
 		return MHD_YES;
@@ -223,7 +242,11 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	policy_uuid(q.request_id);
 	client_address(conn, q.client_addr, sizeof(q.client_addr));
 
-	if (q.body_too_large)
+	if (st->over_budget && !q.body_too_large) {
+		api_resp_error(&r, 503, "ServiceUnavailable",
+		    "The server is busy; retry the request.");
+		r.retry_after = 1;
+	} else if (q.body_too_large)
 		api_resp_error(&r, 413, "RequestEntityTooLarge",
 		    "The request body is larger than %d bytes.", API_BODY_MAX);
 	else
@@ -245,9 +268,9 @@ static void
 on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     enum MHD_RequestTerminationCode toe)
 {
+	struct api_server *s = cls;
 	struct conn_state *st = *con_cls;
 
-	(void)cls;
 	(void)conn;
 	(void)toe;
 	if (st == NULL)
@@ -255,6 +278,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (st->body) {
 		OPENSSL_cleanse(st->body, st->cap);
 		free(st->body);
+		atomic_fetch_sub(&s->body_bytes, st->cap);
 	}
 	free(st);
 	*con_cls = NULL;
@@ -305,6 +329,8 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 	struct sockaddr_storage ss;
 	unsigned threads = o->threads;
 	unsigned flags;
+	unsigned conn_limit = HTTP_CONN_LIMIT;
+	struct rlimit nofile;
 
 	*out = NULL;
 	if (parse_listen(o->listen, &ss) != 0) {
@@ -330,6 +356,14 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 		if (threads < 4)
 			threads = 4;
 	}
+	/* never let connections take the descriptors the vault needs: at
+	 * EMFILE SoftHSM and SQLite fail, not just accept() */
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
+	    nofile.rlim_cur != RLIM_INFINITY &&
+	    nofile.rlim_cur < (rlim_t)HTTP_CONN_LIMIT + HTTP_FD_RESERVE)
+		conn_limit = nofile.rlim_cur > 2 * HTTP_FD_RESERVE ?
+		    (unsigned)(nofile.rlim_cur - HTTP_FD_RESERVE) :
+		    (unsigned)(nofile.rlim_cur / 2);
 	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 	    MHD_USE_TLS | MHD_USE_SUSPEND_RESUME;
 	if (ss.ss_family == AF_INET6)
@@ -340,7 +374,7 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 	    MHD_OPTION_HTTPS_MEM_KEY, s->key,
 	    MHD_OPTION_HTTPS_PRIORITIES, HTTP_TLS_PRIORITIES,
 	    MHD_OPTION_THREAD_POOL_SIZE, threads,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONN_LIMIT,
+	    MHD_OPTION_CONNECTION_LIMIT, conn_limit,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONN_TIMEOUT,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,

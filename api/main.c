@@ -311,7 +311,7 @@ out:
 }
 
 static const char *const serve_opts[] = { "--data", "--listen",
-	"--insecure-test-clock", "--threads", NULL };
+	"--insecure-test-clock", "--threads", "--user", NULL };
 
 static int
 cmd_serve(int argc, char **argv)
@@ -320,12 +320,13 @@ cmd_serve(int argc, char **argv)
 	const char *listen = opt(argc, argv, "--listen");
 	const char *clock_file = opt(argc, argv, "--insecure-test-clock");
 	const char *threads = opt(argc, argv, "--threads");
+	const char *user = opt(argc, argv, "--user");
 	struct api_server_opts so;
 	struct api_server *srv = NULL;
 	struct api_ctx ctx;
 	struct policy_config pc;
 	struct sweeper sw;
-	struct rlimit nocore = { 0, 0 };
+	struct rlimit nocore = { 0, 0 }, nofile;
 	char cert[4200], key[4200], err[512];
 	const char *lifetime;
 	pthread_t sweep_thread;
@@ -334,7 +335,7 @@ cmd_serve(int argc, char **argv)
 
 	if (flag(argc, argv, "--help")) {
 		puts("usage: p11vault serve --data DIR [--listen HOST:PORT] "
-		    "[--threads N]\n"
+		    "[--threads N] [--user NAME]\n"
 		    "Serves the vault over HTTPS (default 127.0.0.1:8443). "
 		    "SIGINT/SIGTERM finish\n"
 		    "in-flight requests and exit 0.\n"
@@ -349,6 +350,12 @@ cmd_serve(int argc, char **argv)
 	/* no core dumps: they would hold session keys and plaintexts */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	setrlimit(RLIMIT_CORE, &nocore);
+	/* thousands of TLS connections need more than the usual 1,024 fds */
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
+	    nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &nofile);
+	}
 	umask(077);
 
 	/* block the signals before any thread starts; sigwait below */
@@ -359,6 +366,8 @@ cmd_serve(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	memset(&ctx, 0, sizeof(ctx));
+	if (user && api_check_data_owner(dir, user, err, sizeof(err)) != 0)
+		die("%s", err);
 	if (!vault_exists(dir))
 		die("%s holds no vault (run p11vault init --data %s)", dir,
 		    dir);
@@ -404,6 +413,9 @@ cmd_serve(int argc, char **argv)
 	so.key_pem_file = key;
 	so.threads = threads ? (unsigned)atoi(threads) : 0;
 	if (api_server_start(&ctx, &so, &srv, err, sizeof(err)) != 0)
+		die("%s", err);
+	/* after the bind, with the vault and the token open */
+	if (user && api_drop_privileges(user, err, sizeof(err)) != 0)
 		die("%s", err);
 
 	memset(&sw, 0, sizeof(sw));
