@@ -22,7 +22,8 @@ SAN_OBJS := $(LIB_SRCS:%.c=$(BUILD)/san/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/san/tests/%)
 
-.PHONY: all deps run test test-unit test-api bench clean
+.PHONY: all deps run test bench fuzz clean
+FUZZ_SECONDS ?= 60
 all: $(BUILD)/p11vault
 
 # Installs only what is missing; `apt-get update` once before installing.
@@ -69,6 +70,10 @@ test: deps
 
 bench: deps $(BUILD)/p11vault
 	@bash tests/bench/run.sh
+
+# libFuzzer (clang, ASan+UBSan): each target FUZZ_SECONDS over its corpus
+fuzz: deps
+	@bash tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(BUILD)

@@ -166,6 +166,19 @@ void api_rotation_policy_set(struct api_req *q, struct api_resp *r,
  * whose kid names the key only (lists of keys and of deleted keys). */
 json_t *api_key_bundle(struct api_ctx *c, const struct vlt_key_info *k,
     int item);
+/* The answer to a call on one key version that returned rc: the vault
+ * error (naming err_name) if rc is not 0, else *k's bundle, with q->key_id
+ * set first to id_name's version k->version when id_name is not NULL.
+ * Clears *k when it answers with it. */
+void api_send_key(struct api_req *q, struct api_resp *r, int rc,
+    const char *err_name, const char *id_name, struct vlt_key_info *k);
+/* A key_ops name (any case) to its VLT_OP_* bit: 0, or -1 if unknown. */
+int api_key_op_bit(const char *s, unsigned *bit);
+/* attributes.<field> (nbf, exp) of attrs as a Unix time: *has is 1 when
+ * the field is there, *out its value (0 when absent or null); -1 with a
+ * 400 in r if it is not a time. */
+int api_parse_time(json_t *attrs, const char *field, int *has, int64_t *out,
+    struct api_resp *r);
 
 /* token_api.c — /{tenant}/... identity provider endpoints */
 void api_token(struct api_req *q, struct api_resp *r, char **segs, size_t n);

@@ -74,10 +74,25 @@ static const struct { const char *name; enum vlt_alg alg; } alg_tab[] = {
 
 static const char *const curve_names[] = { NULL, "P-256", "P-384", "P-521" };
 
+int
+api_key_op_bit(const char *s, unsigned *bit)
+{
+	size_t j;
+
+	for (j = 0; j < N_KEY_OPS; j++) {
+		if (strcasecmp(s, key_ops_tab[j].name) == 0) {
+			*bit = key_ops_tab[j].bit;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 static int
 parse_key_ops(json_t *arr, unsigned *out, struct api_resp *r)
 {
-	size_t i, j;
+	unsigned bit;
+	size_t i;
 	json_t *v;
 
 	*out = 0;
@@ -93,22 +108,19 @@ parse_key_ops(json_t *arr, unsigned *out, struct api_resp *r)
 			    "The field 'key_ops' must be an array of strings.");
 			return -1;
 		}
-		for (j = 0; j < N_KEY_OPS; j++)
-			if (strcasecmp(s, key_ops_tab[j].name) == 0)
-				break;
-		if (j == N_KEY_OPS) {
+		if (api_key_op_bit(s, &bit) != 0) {
 			api_resp_error(r, 400, "BadParameter",
 			    "The field 'key_ops' holds an unknown key "
 			    "operation.");
 			return -1;
 		}
-		*out |= key_ops_tab[j].bit;
+		*out |= bit;
 	}
 	return 0;
 }
 
-static int
-parse_time(json_t *attrs, const char *field, int *has, int64_t *out,
+int
+api_parse_time(json_t *attrs, const char *field, int *has, int64_t *out,
     struct api_resp *r)
 {
 	json_t *v = json_object_get(attrs, field);
@@ -173,8 +185,8 @@ parse_attributes(json_t *body, struct attrs_in *a, struct api_resp *r)
 		    "leave this vault's HSM.");
 		return -1;
 	}
-	if (parse_time(attrs, "nbf", &a->has_nbf, &a->nbf, r) != 0 ||
-	    parse_time(attrs, "exp", &a->has_exp, &a->exp, r) != 0)
+	if (api_parse_time(attrs, "nbf", &a->has_nbf, &a->nbf, r) != 0 ||
+	    api_parse_time(attrs, "exp", &a->has_exp, &a->exp, r) != 0)
 		return -1;
 	return 0;
 }
@@ -362,6 +374,19 @@ set_key_id(struct api_req *q, const char *name, const char *version)
 	    version ? version : "");
 }
 
+void
+api_send_key(struct api_req *q, struct api_resp *r, int rc,
+    const char *err_name, const char *id_name, struct vlt_key_info *k)
+{
+	if (rc != 0) {
+		api_resp_vault_error(r, rc, err_name, NULL);
+		return;
+	}
+	if (id_name != NULL)
+		set_key_id(q, id_name, k->version);
+	send_bundle(q, r, k);
+}
+
 /* ---- paging --------------------------------------------------------------- */
 
 static int
@@ -533,12 +558,7 @@ key_create(struct api_req *q, struct api_resp *r, const char *name)
 	req.exp = a.exp;
 	req.tags = tags;
 	rc = vault_key_create(q->ctx->vault, name, &req, &k);
-	if (rc != 0) {
-		api_resp_vault_error(r, rc, name, NULL);
-		goto out;
-	}
-	set_key_id(q, name, k.version);
-	send_bundle(q, r, &k);
+	api_send_key(q, r, rc, name, name, &k);
 out:
 	free(tags);
 	json_decref(body);
@@ -548,16 +568,10 @@ static void
 key_rotate(struct api_req *q, struct api_resp *r, const char *name)
 {
 	struct vlt_key_info k;
-	int rc;
 
 	memset(&k, 0, sizeof(k));
-	rc = vault_key_rotate(q->ctx->vault, name, &k);
-	if (rc != 0) {
-		api_resp_vault_error(r, rc, name, NULL);
-		return;
-	}
-	set_key_id(q, name, k.version);
-	send_bundle(q, r, &k);
+	api_send_key(q, r, vault_key_rotate(q->ctx->vault, name, &k), name,
+	    name, &k);
 }
 
 static void
@@ -565,15 +579,10 @@ key_get(struct api_req *q, struct api_resp *r, const char *name,
     const char *version)
 {
 	struct vlt_key_info k;
-	int rc;
 
 	memset(&k, 0, sizeof(k));
-	rc = vault_key_get(q->ctx->vault, name, version, &k);
-	if (rc != 0) {
-		api_resp_vault_error(r, rc, name, NULL);
-		return;
-	}
-	send_bundle(q, r, &k);
+	api_send_key(q, r, vault_key_get(q->ctx->vault, name, version, &k),
+	    name, NULL, &k);
 }
 
 static void
@@ -607,11 +616,7 @@ key_update(struct api_req *q, struct api_resp *r, const char *name,
 	req.exp = a.exp;
 	req.tags = tags;
 	rc = vault_key_update(q->ctx->vault, name, version, &req, &k);
-	if (rc != 0) {
-		api_resp_vault_error(r, rc, name, NULL);
-		goto out;
-	}
-	send_bundle(q, r, &k);
+	api_send_key(q, r, rc, name, NULL, &k);
 out:
 	free(tags);
 	json_decref(body);
@@ -659,15 +664,10 @@ static void
 key_delete(struct api_req *q, struct api_resp *r, const char *name)
 {
 	struct vlt_key_info k;
-	int rc;
 
 	memset(&k, 0, sizeof(k));
-	rc = vault_key_delete(q->ctx->vault, name, &k);
-	if (rc != 0) {
-		api_resp_vault_error(r, rc, name, NULL);
-		return;
-	}
-	send_bundle(q, r, &k);
+	api_send_key(q, r, vault_key_delete(q->ctx->vault, name, &k), name,
+	    NULL, &k);
 }
 
 /* ---- cryptography --------------------------------------------------------- */
@@ -974,9 +974,7 @@ api_deletedkeys(struct api_req *q, struct api_resp *r, char **segs, size_t n)
 	if (n == 1 && strcmp(m, "GET") == 0) {
 		AUTHZ(PERM_GET, "get");
 		rc = vault_deleted_get(q->ctx->vault, segs[0], &k);
-		if (rc != 0)
-			return api_resp_vault_error(r, rc, segs[0], NULL);
-		return send_bundle(q, r, &k);
+		return api_send_key(q, r, rc, segs[0], NULL, &k);
 	}
 	if (n == 1 && strcmp(m, "DELETE") == 0) {
 		AUTHZ(PERM_PURGE, "purge");
@@ -991,9 +989,7 @@ api_deletedkeys(struct api_req *q, struct api_resp *r, char **segs, size_t n)
 			return method_not_allowed(r);
 		AUTHZ(PERM_RECOVER, "recover");
 		rc = vault_key_recover(q->ctx->vault, segs[0], &k);
-		if (rc != 0)
-			return api_resp_vault_error(r, rc, segs[0], NULL);
-		return send_bundle(q, r, &k);
+		return api_send_key(q, r, rc, segs[0], NULL, &k);
 	}
 	if (n <= 2)
 		return method_not_allowed(r);

@@ -36,13 +36,6 @@
 #define BACKUP_MAX (API_BODY_MAX)
 #define DAY 86400LL
 
-static const struct { const char *name; unsigned bit; } ops_tab[] = {
-	{ "encrypt", VLT_OP_ENCRYPT }, { "decrypt", VLT_OP_DECRYPT },
-	{ "sign", VLT_OP_SIGN }, { "verify", VLT_OP_VERIFY },
-	{ "wrapKey", VLT_OP_WRAP }, { "unwrapKey", VLT_OP_UNWRAP },
-	{ "import", VLT_OP_IMPORT },
-};
-
 static void
 bad(struct api_resp *r, const char *msg)
 {
@@ -54,7 +47,8 @@ bad(struct api_resp *r, const char *msg)
 static int
 parse_ops(json_t *arr, unsigned *out, struct api_resp *r)
 {
-	size_t i, j;
+	unsigned bit;
+	size_t i;
 	json_t *v;
 
 	*out = 0;
@@ -66,35 +60,13 @@ parse_ops(json_t *arr, unsigned *out, struct api_resp *r)
 	}
 	json_array_foreach(arr, i, v) {
 		const char *s = json_string_value(v);
-		for (j = 0; s != NULL && j < sizeof(ops_tab) /
-		    sizeof(ops_tab[0]); j++)
-			if (strcasecmp(s, ops_tab[j].name) == 0)
-				break;
-		if (s == NULL || j == sizeof(ops_tab) / sizeof(ops_tab[0])) {
+		if (s == NULL || api_key_op_bit(s, &bit) != 0) {
 			bad(r, "The field 'key_ops' holds an unknown key "
 			    "operation.");
 			return -1;
 		}
-		*out |= ops_tab[j].bit;
+		*out |= bit;
 	}
-	return 0;
-}
-
-static int
-parse_time(json_t *attrs, const char *f, int64_t *out, struct api_resp *r)
-{
-	json_t *v = json_object_get(attrs, f);
-
-	*out = 0;
-	if (v == NULL || json_is_null(v))
-		return 0;
-	if (!json_is_number(v) || json_number_value(v) < 0 ||
-	    json_number_value(v) > 253402300799.0) {
-		api_resp_error(r, 400, "BadParameter", "The field "
-		    "'attributes.%s' must be a Unix time in seconds.", f);
-		return -1;
-	}
-	*out = (int64_t)json_number_value(v);
 	return 0;
 }
 
@@ -105,6 +77,7 @@ parse_common(json_t *body, struct vlt_import_req *req, char **tags,
 {
 	json_t *a = json_object_get(body, "attributes"), *v, *t;
 	const char *k;
+	int has;
 
 	req->enabled = 1;
 	*tags = NULL;
@@ -128,8 +101,8 @@ parse_common(json_t *body, struct vlt_import_req *req, char **tags,
 			    "keys never leave this vault's HSM.");
 			return -1;
 		}
-		if (parse_time(a, "nbf", &req->nbf, r) != 0 ||
-		    parse_time(a, "exp", &req->exp, r) != 0)
+		if (api_parse_time(a, "nbf", &has, &req->nbf, r) != 0 ||
+		    api_parse_time(a, "exp", &has, &req->exp, r) != 0)
 			return -1;
 	}
 	t = json_object_get(body, "tags");
@@ -153,27 +126,6 @@ parse_common(json_t *body, struct vlt_import_req *req, char **tags,
 		return -1;
 	}
 	return 0;
-}
-
-static void
-set_key_id(struct api_req *q, const char *name, const char *version)
-{
-	snprintf(q->key_id, sizeof(q->key_id), "%s/keys/%s%s%s",
-	    q->ctx->vault_url, name, version && *version ? "/" : "",
-	    version ? version : "");
-}
-
-static void
-send_bundle(struct api_req *q, struct api_resp *r, struct vlt_key_info *k)
-{
-	json_t *b = api_key_bundle(q->ctx, k, 0);
-
-	if (b == NULL)
-		api_resp_vault_error(r, VLT_ERR_INTERNAL, k->name, NULL);
-	else
-		api_resp_set(r, 200, b);
-	set_key_id(q, k->name, k->version);
-	vlt_key_info_clear(k);
 }
 
 /* Overwrites a JSON string's text in place (the private parts). */
@@ -453,11 +405,7 @@ import_byok(struct api_req *q, struct api_resp *r, const char *name,
 		    "allow import, or the blob is damaged.");
 		goto out;
 	}
-	if (rc != 0) {
-		api_resp_vault_error(r, rc, name, NULL);
-		goto out;
-	}
-	send_bundle(q, r, &k);
+	api_send_key(q, r, rc, name, k.name, &k);
 out:
 	json_decref(blob);
 	free(raw);
@@ -528,11 +476,7 @@ api_key_import(struct api_req *q, struct api_resp *r, const char *name)
 	rc = vault_key_import(q->ctx->vault, name, &req, pkcs8, p8len, &k);
 	OPENSSL_clear_free(pkcs8, p8len);
 	pkcs8 = NULL;
-	if (rc != 0) {
-		api_resp_vault_error(r, rc, name, NULL);
-		goto out;
-	}
-	send_bundle(q, r, &k);
+	api_send_key(q, r, rc, name, k.name, &k);
 out:
 	if (json_is_object(key))
 		for (i = 0; i < sizeof(priv) / sizeof(priv[0]); i++)
@@ -585,11 +529,7 @@ api_key_restore(struct api_req *q, struct api_resp *r)
 		    "name already exists in this vault (live or deleted).");
 		goto out;
 	}
-	if (rc != 0) {
-		api_resp_vault_error(r, rc, NULL, NULL);
-		goto out;
-	}
-	send_bundle(q, r, &k);
+	api_send_key(q, r, rc, NULL, k.name, &k);
 out:
 	free(blob);
 	json_decref(body);

@@ -126,6 +126,23 @@ int hsm_blob_build(enum hsm_kty kty, unsigned param, const uint8_t *wrapped,
     size_t wrapped_len, uint8_t **blob, size_t *blob_len);
 int hsm_ec_spki(const CK_BYTE *params, size_t params_len,
     const CK_BYTE *point, size_t point_len, uint8_t **spki, size_t *len);
+/* The template of a private key made or imported here: a session object,
+ * sensitive, extractable only under the domain key (wrap-with-trusted),
+ * for signing and, where *is_rsa, decryption. *kt and *is_rsa are read
+ * when the template is used. Returns the count, HSM_PRIV_TEMPLATE_N. */
+#define HSM_PRIV_TEMPLATE_N 10
+size_t hsm_priv_template(CK_ATTRIBUTE t[HSM_PRIV_TEMPLATE_N],
+    CK_KEY_TYPE *kt, CK_BBOOL *is_rsa);
+/* Wraps priv under the domain key into a blob (hsm_blob_build). */
+int hsm_domain_wrap(hsm_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
+    enum hsm_kty kty, unsigned param, uint8_t **blob, size_t *blob_len)
+    HSM_WUR;
+/* A blob into a non-extractable session object: a key's, for signing
+ * (and RSA decryption), or with kek a BYOK KEK's (RSA), for unwrapping
+ * only. A blob the domain key does not open is HSM_ERR_INTERNAL. */
+int hsm_domain_unwrap(hsm_t *h, struct hsm_sess *s,
+    const struct hsm_blob_info *bi, int kek, CK_OBJECT_HANDLE *obj)
+    HSM_WUR;
 
 /* import.c */
 #define HSM_BACKUP_LABEL "p11vault-backup"

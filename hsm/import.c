@@ -68,9 +68,6 @@ static int
 wrap_domain(hsm_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
     const struct hsm_key_desc *d, uint8_t **blob, size_t *blob_len)
 {
-	CK_MECHANISM m = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
-	CK_ULONG wlen = HSM_WRAP_BUF;
-	uint8_t *wrapped;
 	unsigned param;
 	size_t field;
 	int rc;
@@ -79,15 +76,7 @@ wrap_domain(hsm_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
 		param = d->rsa_bits;
 	else if ((rc = hsm_curve_code(d->ec_nid, &param, &field)) != 0)
 		return rc;
-	if ((wrapped = malloc(HSM_WRAP_BUF)) == NULL)
-		return HSM_ERR_NO_MEMORY;
-	rc = hsm_ck(s, h->f->C_WrapKey(s->h, &m, s->domain_key, priv,
-	    wrapped, &wlen));
-	if (rc == 0)
-		rc = hsm_blob_build(d->kty, param, wrapped, wlen, blob,
-		    blob_len);
-	free(wrapped);
-	return rc;
+	return hsm_domain_wrap(h, s, priv, d->kty, param, blob, blob_len);
 }
 
 /* ---- plaintext import -------------------------------------------------- */
@@ -115,7 +104,6 @@ hsm_key_import(hsm_t *h, const uint8_t *pkcs8, size_t pkcs8_len,
 		{ CKA_COEFFICIENT, OSSL_PKEY_PARAM_RSA_COEFFICIENT1, NULL, 0 },
 	};
 	const size_t nparts = sizeof(parts) / sizeof(parts[0]);
-	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
 	CK_KEY_TYPE kt;
 	CK_BBOOL is_rsa;
 	CK_ATTRIBUTE t[20];
@@ -146,17 +134,7 @@ hsm_key_import(hsm_t *h, const uint8_t *pkcs8, size_t pkcs8_len,
 	    NULL || p != pkcs8 + pkcs8_len ||
 	    (pk = EVP_PKCS82PKEY(p8)) == NULL)
 		goto out;
-	t[nt++] = (CK_ATTRIBUTE){ CKA_CLASS, &cls, sizeof(cls) };
-	t[nt++] = (CK_ATTRIBUTE){ CKA_KEY_TYPE, &kt, sizeof(kt) };
-	t[nt++] = (CK_ATTRIBUTE){ CKA_TOKEN, &ck_false, sizeof(ck_false) };
-	t[nt++] = (CK_ATTRIBUTE){ CKA_PRIVATE, &ck_true, sizeof(ck_true) };
-	t[nt++] = (CK_ATTRIBUTE){ CKA_SENSITIVE, &ck_true, sizeof(ck_true) };
-	t[nt++] = (CK_ATTRIBUTE){ CKA_EXTRACTABLE, &ck_true, sizeof(ck_true) };
-	t[nt++] = (CK_ATTRIBUTE){ CKA_WRAP_WITH_TRUSTED, &ck_true,
-	    sizeof(ck_true) };
-	t[nt++] = (CK_ATTRIBUTE){ CKA_SIGN, &ck_true, sizeof(ck_true) };
-	t[nt++] = (CK_ATTRIBUTE){ CKA_DERIVE, &ck_false, sizeof(ck_false) };
-	t[nt++] = (CK_ATTRIBUTE){ CKA_DECRYPT, &is_rsa, sizeof(is_rsa) };
+	nt = hsm_priv_template(t, &kt, &is_rsa);
 	if (EVP_PKEY_get_base_id(pk) == EVP_PKEY_RSA) {
 		desc->kty = HSM_KTY_RSA;
 		desc->rsa_bits = (unsigned)EVP_PKEY_get_bits(pk);
@@ -245,61 +223,17 @@ out:
 
 /* ---- BYOK ---------------------------------------------------------------- */
 
-/* The KEK's blob into a session object that can unwrap and nothing else. */
-static int
-kek_unwrap(hsm_t *h, struct hsm_sess *s, const struct hsm_blob_info *bi,
-    CK_OBJECT_HANDLE *obj)
-{
-	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-	CK_KEY_TYPE kt = CKK_RSA;
-	CK_ATTRIBUTE t[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
-		{ CKA_TOKEN, &ck_false, sizeof(ck_false) },
-		{ CKA_PRIVATE, &ck_true, sizeof(ck_true) },
-		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
-		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
-		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },
-		{ CKA_UNWRAP, &ck_true, sizeof(ck_true) },
-		{ CKA_SIGN, &ck_false, sizeof(ck_false) },
-		{ CKA_DECRYPT, &ck_false, sizeof(ck_false) },
-	};
-	CK_MECHANISM m = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
-	CK_RV rv;
-
-	rv = h->f->C_UnwrapKey(s->h, &m, s->domain_key,
-	    (CK_BYTE *)bi->wrapped, bi->wrapped_len, t,
-	    sizeof(t) / sizeof(t[0]), obj);
-	if (rv == CKR_OK)
-		return 0;
-	if (hsm_rv_lost(rv) || rv == CKR_HOST_MEMORY ||
-	    rv == CKR_DEVICE_MEMORY)
-		return hsm_ck(s, rv);
-	return HSM_ERR_INTERNAL;
-}
-
 static int
 target_unwrap(hsm_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE aes,
     CK_KEY_TYPE kt, const uint8_t *w, size_t wlen, CK_OBJECT_HANDLE *obj)
 {
-	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
 	CK_BBOOL is_rsa = kt == CKK_RSA ? CK_TRUE : CK_FALSE;
-	CK_ATTRIBUTE t[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
-		{ CKA_TOKEN, &ck_false, sizeof(ck_false) },
-		{ CKA_PRIVATE, &ck_true, sizeof(ck_true) },
-		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
-		{ CKA_EXTRACTABLE, &ck_true, sizeof(ck_true) },
-		{ CKA_WRAP_WITH_TRUSTED, &ck_true, sizeof(ck_true) },
-		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },
-		{ CKA_SIGN, &ck_true, sizeof(ck_true) },
-		{ CKA_DECRYPT, &is_rsa, sizeof(is_rsa) },
-	};
+	CK_ATTRIBUTE t[HSM_PRIV_TEMPLATE_N];
+	CK_ULONG nt = hsm_priv_template(t, &kt, &is_rsa);
 	CK_MECHANISM m = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
 
 	return input_rv(s, h->f->C_UnwrapKey(s->h, &m, aes, (CK_BYTE *)w,
-	    wlen, t, sizeof(t) / sizeof(t[0]), obj));
+	    wlen, t, nt, obj));
 }
 
 /* Both candidate public points for an ECDSA signature (r, s) over e. */
@@ -504,7 +438,8 @@ hsm_key_import_byok(hsm_t *h, const uint8_t *kek_blob, size_t kek_blob_len,
 	if ((rc = hsm_sess_take(h, &s)) != 0)
 		return rc;
 	have_sess = 1;
-	if ((rc = kek_unwrap(h, &s, &bi, &kek)) != 0)
+	/* the KEK: a session object that can unwrap and nothing else */
+	if ((rc = hsm_domain_unwrap(h, &s, &bi, 1, &kek)) != 0)
 		goto out;
 	/* step 1: the transfer AES key, unwrapped by the KEK */
 	if ((rc = input_rv(&s, h->f->C_UnwrapKey(s.h, &mo, kek,

@@ -34,6 +34,7 @@
 
 static CK_BBOOL ck_true = CK_TRUE;
 static CK_BBOOL ck_false = CK_FALSE;
+static CK_OBJECT_CLASS tmpl_priv_cls = CKO_PRIVATE_KEY;
 
 /* ---- curves and public keys ---- */
 
@@ -504,11 +505,8 @@ hsm_key_generate(hsm_t *h, enum hsm_kty kty, unsigned rsa_bits, int ec_nid,
 {
 	struct hsm_sess s;
 	CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
-	CK_MECHANISM m = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
 	uint8_t params[HSM_EC_PARAMS_MAX];
 	size_t plen = sizeof(params), field;
-	uint8_t *wrapped = NULL;
-	CK_ULONG wlen = HSM_WRAP_BUF;
 	unsigned param;
 	int have_sess = 0, rc;
 
@@ -529,8 +527,6 @@ hsm_key_generate(hsm_t *h, enum hsm_kty kty, unsigned rsa_bits, int ec_nid,
 	} else {
 		return HSM_ERR_ARGS;
 	}
-	if ((wrapped = malloc(HSM_WRAP_BUF)) == NULL)
-		return HSM_ERR_NO_MEMORY;
 	if ((rc = hsm_sess_take(h, &s)) != 0)
 		goto out;
 	have_sess = 1;
@@ -539,11 +535,7 @@ hsm_key_generate(hsm_t *h, enum hsm_kty kty, unsigned rsa_bits, int ec_nid,
 		goto out;
 	if ((rc = pub_to_spki(h, &s, kty, pub, spki, spki_len)) != 0)
 		goto out;
-	/* The size query answers 0 on SoftHSMv2: give a buffer instead. */
-	if ((rc = hsm_ck(&s, h->f->C_WrapKey(s.h, &m, s.domain_key, priv,
-	    wrapped, &wlen))) != 0)
-		goto out;
-	rc = hsm_blob_build(kty, param, wrapped, wlen, blob, blob_len);
+	rc = hsm_domain_wrap(h, &s, priv, kty, param, blob, blob_len);
 out:
 	if (have_sess) {
 		if (priv != CK_INVALID_HANDLE)
@@ -552,7 +544,6 @@ out:
 			(void)hsm_ck(&s, h->f->C_DestroyObject(s.h, pub));
 		hsm_sess_give(h, &s);
 	}
-	free(wrapped);
 	if (rc != 0) {
 		free(*spki);
 		*spki = NULL;
@@ -713,30 +704,74 @@ hsm_cache_free(hsm_t *h)
 	h->cache_ok = 0;
 }
 
-static int
-unwrap_blob(hsm_t *h, struct hsm_sess *s, const struct hsm_blob_info *bi,
-    CK_OBJECT_HANDLE *obj)
+/* ---- the domain key ---- */
+
+size_t
+hsm_priv_template(CK_ATTRIBUTE t[HSM_PRIV_TEMPLATE_N], CK_KEY_TYPE *kt,
+    CK_BBOOL *is_rsa)
 {
-	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-	CK_KEY_TYPE kt = bi->kty == HSM_KTY_RSA ? CKK_RSA : CKK_EC;
-	CK_BBOOL is_rsa = bi->kty == HSM_KTY_RSA ? CK_TRUE : CK_FALSE;
+	size_t n = 0;
+
+	t[n++] = (CK_ATTRIBUTE){ CKA_CLASS, &tmpl_priv_cls,
+	    sizeof(tmpl_priv_cls) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_KEY_TYPE, kt, sizeof(*kt) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_TOKEN, &ck_false, sizeof(ck_false) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_PRIVATE, &ck_true, sizeof(ck_true) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_SENSITIVE, &ck_true, sizeof(ck_true) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_EXTRACTABLE, &ck_true, sizeof(ck_true) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_WRAP_WITH_TRUSTED, &ck_true,
+	    sizeof(ck_true) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_SIGN, &ck_true, sizeof(ck_true) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_DERIVE, &ck_false, sizeof(ck_false) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_DECRYPT, is_rsa, sizeof(*is_rsa) };
+	return n;
+}
+
+int
+hsm_domain_wrap(hsm_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
+    enum hsm_kty kty, unsigned param, uint8_t **blob, size_t *blob_len)
+{
+	CK_MECHANISM m = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
+	CK_ULONG wlen = HSM_WRAP_BUF;
+	uint8_t *wrapped;
+	int rc;
+
+	if ((wrapped = malloc(HSM_WRAP_BUF)) == NULL)
+		return HSM_ERR_NO_MEMORY;
+	/* The size query answers 0 on SoftHSMv2: give a buffer instead. */
+	rc = hsm_ck(s, h->f->C_WrapKey(s->h, &m, s->domain_key, priv,
+	    wrapped, &wlen));
+	if (rc == 0)
+		rc = hsm_blob_build(kty, param, wrapped, wlen, blob, blob_len);
+	free(wrapped);
+	return rc;
+}
+
+int
+hsm_domain_unwrap(hsm_t *h, struct hsm_sess *s,
+    const struct hsm_blob_info *bi, int kek, CK_OBJECT_HANDLE *obj)
+{
+	CK_KEY_TYPE kt = kek || bi->kty == HSM_KTY_RSA ? CKK_RSA : CKK_EC;
+	CK_BBOOL sign = kek ? CK_FALSE : CK_TRUE;
+	CK_BBOOL decrypt = !kek && bi->kty == HSM_KTY_RSA ? CK_TRUE : CK_FALSE;
 	CK_ATTRIBUTE t[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_CLASS, &tmpl_priv_cls, sizeof(tmpl_priv_cls) },
 		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
 		{ CKA_TOKEN, &ck_false, sizeof(ck_false) },
 		{ CKA_PRIVATE, &ck_true, sizeof(ck_true) },
 		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
 		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
 		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },  /* the domain */
-		{ CKA_SIGN, &ck_true, sizeof(ck_true) },      /* key's unwrap */
-		{ CKA_DECRYPT, &is_rsa, sizeof(is_rsa) },     /* template */
+		{ CKA_SIGN, &sign, sizeof(sign) },            /* key's unwrap */
+		{ CKA_DECRYPT, &decrypt, sizeof(decrypt) },   /* template */
+		{ CKA_UNWRAP, &ck_true, sizeof(ck_true) },    /* KEKs only */
 	};
 	CK_MECHANISM m = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
 	CK_RV rv;
 
 	rv = h->f->C_UnwrapKey(s->h, &m, s->domain_key,
 	    (CK_BYTE *)bi->wrapped, bi->wrapped_len, t,
-	    sizeof(t) / sizeof(t[0]), obj);
+	    sizeof(t) / sizeof(t[0]) - (kek ? 0 : 1), obj);
 	if (rv == CKR_OK)
 		return 0;
 	if (hsm_rv_lost(rv) || rv == CKR_HOST_MEMORY ||
@@ -780,7 +815,7 @@ hsm_key_get(hsm_t *h, struct hsm_sess *s, const char *cache_id,
 	h->misses++;
 	pthread_mutex_unlock(&h->cmu);
 
-	if ((rc = unwrap_blob(h, s, &bi, &obj)) != 0)
+	if ((rc = hsm_domain_unwrap(h, s, &bi, 0, &obj)) != 0)
 		return rc;
 	if ((e = calloc(1, sizeof(*e))) == NULL ||
 	    (e->id = strdup(cache_id)) == NULL) {

@@ -34,6 +34,13 @@ for t in build/san/tests/test_*; do
 	count_unit "$log" $rc
 done
 
+echo "== fuzz corpora replay (libFuzzer targets, ASan+UBSan)"
+bash tests/fuzz/replay.sh >"$out/fuzz-replay.log" 2>&1
+rc=$?
+grep -E '^(not ok|ok) - ' "$out/fuzz-replay.log" | sed 's/^/  /'
+[ $rc -ne 0 ] && tail -30 "$out/fuzz-replay.log"
+count_unit "$out/fuzz-replay.log" $rc
+
 # One test CA for every vault the API suites create, so that the Azure
 # SDK (which reads NODE_EXTRA_CA_CERTS at start) trusts them all.
 ca="$out/ca"

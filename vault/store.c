@@ -242,6 +242,25 @@ st_get(store_t *s, enum st_id id)
 	return s->st[id];
 }
 
+/* A cached statement into *st; VLT_ERR_INTERNAL if it cannot be had. */
+static int
+st_prep(store_t *s, enum st_id id, sqlite3_stmt **st)
+{
+	*st = st_get(s, id);
+	return *st == NULL ? VLT_ERR_INTERNAL : 0;
+}
+
+/* Steps st once: 0 on a row, none when there is no row, else the error. */
+static int
+step_row(sqlite3_stmt *st, int none)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? none : map_rc(rc);
+}
+
 static void
 st_done(sqlite3_stmt *st)
 {
@@ -262,20 +281,28 @@ st_run(store_t *s, sqlite3_stmt *st)
 	return rc == SQLITE_DONE ? 0 : map_rc(rc);
 }
 
+/* Runs a cached statement without parameters or result rows. */
+static int
+st_exec(store_t *s, enum st_id id)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	if ((r = st_prep(s, id, &st)) != 0)
+		return r;
+	return st_run(s, st);
+}
+
 static int
 tx_begin(store_t *s)
 {
-	sqlite3_stmt *st = st_get(s, ST_BEGIN);
-
-	return st == NULL ? VLT_ERR_INTERNAL : st_run(s, st);
+	return st_exec(s, ST_BEGIN);
 }
 
 static int
 tx_commit(store_t *s)
 {
-	sqlite3_stmt *st = st_get(s, ST_COMMIT);
-
-	return st == NULL ? VLT_ERR_INTERNAL : st_run(s, st);
+	return st_exec(s, ST_COMMIT);
 }
 
 static void
@@ -322,6 +349,126 @@ copy_col_text(sqlite3_stmt *st, int i, char *dst, size_t cap)
 	if (len > 0)
 		memcpy(dst, t, len);
 	dst[len] = '\0';
+}
+
+/* Fills one zeroed array element from the current row. */
+typedef int (*row_fn)(sqlite3_stmt *st, void *elem);
+
+/* Steps a bound statement to its end, one elem-sized element a row
+ * (capacity first, doubling). *arr and *n are set even on failure, so
+ * that the caller can free what was read. */
+static int
+collect_rows(sqlite3_stmt *st, size_t elem, size_t first, row_fn fn,
+    void **arr, size_t *n)
+{
+	unsigned char *a = NULL, *tmp;
+	size_t cnt = 0, cap = 0;
+	int rc, r = 0;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : first;
+			if ((tmp = reallocarray(a, cap, elem)) == NULL) {
+				r = VLT_ERR_NO_MEMORY;
+				goto out;
+			}
+			a = tmp;
+		}
+		memset(a + cnt * elem, 0, elem);
+		cnt++;
+		if ((r = fn(st, a + (cnt - 1) * elem)) != 0)
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		r = map_rc(rc);
+out:
+	*arr = a;
+	*n = cnt;
+	return r;
+}
+
+/* Frees an array of n elements and what they own. */
+typedef void (*free_fn)(void *arr, size_t n);
+
+static void
+free_plain(void *arr, size_t n)
+{
+	(void)n;
+	free(arr);
+}
+
+/* collect_rows over a cached statement, ?1 bound to *p1 if p1 is not
+ * NULL; takes the lock. On failure what was read is freed with
+ * release and *arr, *n are NULL, 0. */
+static int
+list_rows(store_t *s, enum st_id id, const int64_t *p1, size_t elem,
+    size_t first, row_fn fn, free_fn release, void **arr, size_t *n)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	*arr = NULL;
+	*n = 0;
+	pthread_mutex_lock(&s->lock);
+	if ((r = st_prep(s, id, &st)) == 0) {
+		if (p1 != NULL)
+			sqlite3_bind_int64(st, 1, *p1);
+		r = collect_rows(st, elem, first, fn, arr, n);
+	}
+	st_done(st);
+	pthread_mutex_unlock(&s->lock);
+	if (r != 0) {
+		release(*arr, *n);
+		*arr = NULL;
+		*n = 0;
+	}
+	return r;
+}
+
+/* Binds a write statement's parameters from arg. */
+typedef void (*bind_fn)(sqlite3_stmt *st, const void *arg);
+
+/* Runs one cached write statement; caller holds the lock and a
+ * transaction. */
+static int
+write_locked(store_t *s, enum st_id id, bind_fn bind, const void *arg)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	if ((r = st_prep(s, id, &st)) != 0)
+		return r;
+	bind(st, arg);
+	return st_run(s, st);
+}
+
+/* write_locked in a transaction of its own; takes the lock. */
+static int
+write_one(store_t *s, enum st_id id, bind_fn bind, const void *arg)
+{
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	if ((r = tx_begin(s)) == 0)
+		r = tx_end(s, write_locked(s, id, bind, arg));
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+/* row_fn for a one-column list of names. */
+static int
+row_name(sqlite3_stmt *st, void *elem)
+{
+	copy_col_text(st, 0, elem, VLT_NAME_MAX + 1);
+	return 0;
+}
+
+/* row_fn for a one-column list of version ids. */
+static int
+row_version_id(sqlite3_stmt *st, void *elem)
+{
+	copy_col_text(st, 0, elem, VLT_VERSION_LEN + 1);
+	return 0;
 }
 
 /* Fills *k (and optionally the blob) from a row of V_COLS. */
@@ -459,10 +606,8 @@ store_ping(store_t *s)
 	int r;
 
 	pthread_mutex_lock(&s->lock);
-	if ((st = st_get(s, ST_PING)) == NULL) {
-		r = VLT_ERR_INTERNAL;
+	if ((r = st_prep(s, ST_PING, &st)) != 0)
 		goto out;
-	}
 	r = sqlite3_step(st) == SQLITE_ROW ? 0 : VLT_ERR_UNAVAILABLE;
 	/* writable: take the write lock and let it go (no fsync) */
 	if (r == 0 && sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL,
@@ -480,33 +625,26 @@ out:
 static int
 settings_read(store_t *s, struct vlt_settings *out)
 {
-	sqlite3_stmt *st = st_get(s, ST_SETTINGS_GET);
-	int r, rc;
+	sqlite3_stmt *st;
+	int r;
 
-	if (st == NULL)
-		return VLT_ERR_INTERNAL;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
+	if ((r = st_prep(s, ST_SETTINGS_GET, &st)) != 0)
+		return r;
+	if ((r = step_row(st, VLT_ERR_INTERNAL)) == 0) {
 		out->retention_days = sqlite3_column_int(st, 0);
 		out->purge_protection = sqlite3_column_int(st, 1);
-		r = 0;
-	} else {
-		r = rc == SQLITE_DONE ? VLT_ERR_INTERNAL : map_rc(rc);
 	}
 	st_done(st);
 	return r;
 }
 
-static int
-settings_write(store_t *s, const struct vlt_settings *in)
+static void
+bind_settings(sqlite3_stmt *st, const void *arg)
 {
-	sqlite3_stmt *st = st_get(s, ST_SETTINGS_PUT);
+	const struct vlt_settings *in = arg;
 
-	if (st == NULL)
-		return VLT_ERR_INTERNAL;
 	sqlite3_bind_int(st, 1, in->retention_days);
 	sqlite3_bind_int(st, 2, in->purge_protection);
-	return st_run(s, st);
 }
 
 int
@@ -523,13 +661,7 @@ store_settings_get(store_t *s, struct vlt_settings *out)
 int
 store_settings_init(store_t *s, const struct vlt_settings *st)
 {
-	int r;
-
-	pthread_mutex_lock(&s->lock);
-	if ((r = tx_begin(s)) == 0)
-		r = tx_end(s, settings_write(s, st));
-	pthread_mutex_unlock(&s->lock);
-	return r;
+	return write_one(s, ST_SETTINGS_PUT, bind_settings, st);
 }
 
 int
@@ -561,7 +693,7 @@ store_settings_update(store_t *s, int retention_days, int purge_protection)
 		r = VLT_ERR_BAD_PARAM;
 		goto end;
 	}
-	r = settings_write(s, &cur);
+	r = write_locked(s, ST_SETTINGS_PUT, bind_settings, &cur);
 end:
 	r = tx_end(s, r);
 out:
@@ -575,21 +707,17 @@ static int
 key_state(store_t *s, const char *name, char *canon, int64_t *deleted,
     int64_t *purge_date)
 {
-	sqlite3_stmt *st = st_get(s, ST_KEY_STATE);
-	int rc, r;
+	sqlite3_stmt *st;
+	int r;
 
-	if (st == NULL)
-		return VLT_ERR_INTERNAL;
+	if ((r = st_prep(s, ST_KEY_STATE, &st)) != 0)
+		return r;
 	bind_text(st, 1, name);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
+	if ((r = step_row(st, VLT_ERR_NOT_FOUND)) == 0) {
 		if (canon != NULL)
 			copy_col_text(st, 0, canon, VLT_NAME_MAX + 1);
 		*deleted = sqlite3_column_int64(st, 1);
 		*purge_date = sqlite3_column_int64(st, 2);
-		r = 0;
-	} else {
-		r = rc == SQLITE_DONE ? VLT_ERR_NOT_FOUND : map_rc(rc);
 	}
 	st_done(st);
 	return r;
@@ -611,10 +739,8 @@ version_insert_locked(store_t *s, const struct vlt_key_info *k,
 		return VLT_ERR_INTERNAL;
 	r = key_state(s, k->name, canon, &deleted, &purge_date);
 	if (r == VLT_ERR_NOT_FOUND) {
-		if ((st = st_get(s, ST_KEY_INSERT)) == NULL) {
-			r = VLT_ERR_INTERNAL;
+		if ((r = st_prep(s, ST_KEY_INSERT, &st)) != 0)
 			goto end;
-		}
 		bind_text(st, 1, k->name);
 		if ((r = st_run(s, st)) != 0)
 			goto end;
@@ -625,10 +751,8 @@ version_insert_locked(store_t *s, const struct vlt_key_info *k,
 		r = VLT_ERR_DELETED_RECOVERABLE;
 		goto end;
 	}
-	if ((st = st_get(s, ST_VERSION_INSERT)) == NULL) {
-		r = VLT_ERR_INTERNAL;
+	if ((r = st_prep(s, ST_VERSION_INSERT, &st)) != 0)
 		goto end;
-	}
 	bind_text(st, 1, canon);
 	bind_text(st, 2, k->version);
 	sqlite3_bind_int(st, 3, (int)k->kty);
@@ -647,10 +771,8 @@ version_insert_locked(store_t *s, const struct vlt_key_info *k,
 	if ((r = st_run(s, st)) != 0)
 		goto end;
 	seq = sqlite3_last_insert_rowid(s->db);
-	if ((st = st_get(s, ST_KEY_LATEST)) == NULL) {
-		r = VLT_ERR_INTERNAL;
+	if ((r = st_prep(s, ST_KEY_LATEST, &st)) != 0)
 		goto end;
-	}
 	sqlite3_bind_int64(st, 1, seq);
 	bind_text(st, 2, canon);
 	r = st_run(s, st);
@@ -758,7 +880,7 @@ store_rotation_get(store_t *s, const char *name,
     struct vlt_rotation_policy *out)
 {
 	sqlite3_stmt *st = NULL;
-	int rc, r;
+	int r;
 
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&s->lock);
@@ -769,13 +891,8 @@ store_rotation_get(store_t *s, const char *name,
 		goto out;
 	}
 	bind_text(st, 1, name);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
+	if ((r = step_row(st, VLT_ERR_NOT_FOUND)) == 0)
 		rot_row(st, 0, out);
-		r = 0;
-	} else {
-		r = rc == SQLITE_DONE ? VLT_ERR_NOT_FOUND : map_rc(rc);
-	}
 out:
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&s->lock);
@@ -888,25 +1005,17 @@ version_fetch(store_t *s, const char *name, const char *version,
     size_t *blob_len)
 {
 	sqlite3_stmt *st;
-	int rc, r;
+	int r, i = 1;
 
-	if (version == NULL) {
-		if ((st = st_get(s, ST_VERSION_LATEST)) == NULL)
-			return VLT_ERR_INTERNAL;
-		bind_text(st, 1, name);
-		sqlite3_bind_int(st, 2, deleted ? 1 : 0);
-	} else {
-		if ((st = st_get(s, ST_VERSION_BY_ID)) == NULL)
-			return VLT_ERR_INTERNAL;
-		bind_text(st, 1, name);
-		bind_text(st, 2, version);
-		sqlite3_bind_int(st, 3, deleted ? 1 : 0);
-	}
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
+	if ((r = st_prep(s, version == NULL ? ST_VERSION_LATEST :
+	    ST_VERSION_BY_ID, &st)) != 0)
+		return r;
+	bind_text(st, i++, name);
+	if (version != NULL)
+		bind_text(st, i++, version);
+	sqlite3_bind_int(st, i, deleted ? 1 : 0);
+	if ((r = step_row(st, VLT_ERR_NOT_FOUND)) == 0)
 		r = read_version_row(st, out, seq, blob, blob_len);
-	else
-		r = rc == SQLITE_DONE ? VLT_ERR_NOT_FOUND : map_rc(rc);
 	st_done(st);
 	return r;
 }
@@ -954,10 +1063,8 @@ store_version_update(store_t *s, const char *name, const char *version,
 		cur.attrs.nbf = u->nbf;
 	if (u->has_exp)
 		cur.attrs.exp = u->exp;
-	if ((st = st_get(s, ST_VERSION_UPDATE)) == NULL) {
-		r = VLT_ERR_INTERNAL;
+	if ((r = st_prep(s, ST_VERSION_UPDATE, &st)) != 0)
 		goto end;
-	}
 	sqlite3_bind_int64(st, 1, cur.key_ops);
 	sqlite3_bind_int(st, 2, cur.attrs.enabled);
 	sqlite3_bind_int64(st, 3, cur.attrs.nbf);
@@ -1024,10 +1131,8 @@ store_key_list(store_t *s, int deleted, const char *after_name,
 	if (limit == 0 || limit > 1000)
 		return VLT_ERR_BAD_PARAM;
 	pthread_mutex_lock(&s->lock);
-	if ((st = st_get(s, ST_KEY_LIST)) == NULL) {
-		r = VLT_ERR_INTERNAL;
+	if ((r = st_prep(s, ST_KEY_LIST, &st)) != 0)
 		goto out;
-	}
 	sqlite3_bind_int(st, 1, deleted ? 1 : 0);
 	bind_text(st, 2, after_name != NULL ? after_name : "");
 	sqlite3_bind_int64(st, 3, (int64_t)limit + 1);
@@ -1062,10 +1167,8 @@ store_version_list(store_t *s, const char *name, int64_t after_seq,
 		r = VLT_ERR_NOT_FOUND;
 		goto end;
 	}
-	if ((st = st_get(s, ST_VERSION_LIST)) == NULL) {
-		r = VLT_ERR_INTERNAL;
+	if ((r = st_prep(s, ST_VERSION_LIST, &st)) != 0)
 		goto end;
-	}
 	bind_text(st, 1, name);
 	sqlite3_bind_int64(st, 2, after_seq);
 	sqlite3_bind_int64(st, 3, (int64_t)limit + 1);
@@ -1083,9 +1186,10 @@ out:
 	return r;
 }
 
-int
-store_key_delete(store_t *s, const char *name, int64_t now,
-    struct vlt_key_info *out)
+/* Deletes (deleting) or recovers a key and reads it back as it now is. */
+static int
+key_delete_or_recover(store_t *s, const char *name, int deleting,
+    int64_t now, struct vlt_key_info *out)
 {
 	struct vlt_settings set;
 	sqlite3_stmt *st;
@@ -1095,22 +1199,26 @@ store_key_delete(store_t *s, const char *name, int64_t now,
 	pthread_mutex_lock(&s->lock);
 	if ((r = tx_begin(s)) != 0)
 		goto out;
-	if ((r = settings_read(s, &set)) != 0)
-		goto end;
-	if ((st = st_get(s, ST_KEY_DELETE)) == NULL) {
-		r = VLT_ERR_INTERNAL;
-		goto end;
+	if (deleting) {
+		if ((r = settings_read(s, &set)) != 0 ||
+		    (r = st_prep(s, ST_KEY_DELETE, &st)) != 0)
+			goto end;
+		sqlite3_bind_int64(st, 1, now);
+		sqlite3_bind_int64(st, 2,
+		    now + (int64_t)set.retention_days * 86400);
+		bind_text(st, 3, name);
+	} else {
+		if ((r = st_prep(s, ST_KEY_RECOVER, &st)) != 0)
+			goto end;
+		bind_text(st, 1, name);
 	}
-	sqlite3_bind_int64(st, 1, now);
-	sqlite3_bind_int64(st, 2, now + (int64_t)set.retention_days * 86400);
-	bind_text(st, 3, name);
 	if ((r = st_run(s, st)) != 0)
 		goto end;
 	if (sqlite3_changes(s->db) != 1) {
 		r = VLT_ERR_NOT_FOUND;
 		goto end;
 	}
-	r = version_fetch(s, name, NULL, 1, out, NULL, NULL, NULL);
+	r = version_fetch(s, name, NULL, deleting, out, NULL, NULL, NULL);
 end:
 	r = tx_end(s, r);
 	if (r != 0)
@@ -1121,34 +1229,16 @@ out:
 }
 
 int
+store_key_delete(store_t *s, const char *name, int64_t now,
+    struct vlt_key_info *out)
+{
+	return key_delete_or_recover(s, name, 1, now, out);
+}
+
+int
 store_key_recover(store_t *s, const char *name, struct vlt_key_info *out)
 {
-	sqlite3_stmt *st;
-	int r;
-
-	memset(out, 0, sizeof(*out));
-	pthread_mutex_lock(&s->lock);
-	if ((r = tx_begin(s)) != 0)
-		goto out;
-	if ((st = st_get(s, ST_KEY_RECOVER)) == NULL) {
-		r = VLT_ERR_INTERNAL;
-		goto end;
-	}
-	bind_text(st, 1, name);
-	if ((r = st_run(s, st)) != 0)
-		goto end;
-	if (sqlite3_changes(s->db) != 1) {
-		r = VLT_ERR_NOT_FOUND;
-		goto end;
-	}
-	r = version_fetch(s, name, NULL, 0, out, NULL, NULL, NULL);
-end:
-	r = tx_end(s, r);
-	if (r != 0)
-		vlt_key_info_clear(out);
-out:
-	pthread_mutex_unlock(&s->lock);
-	return r;
+	return key_delete_or_recover(s, name, 0, 0, out);
 }
 
 /* One statement with ?1 = name, no rows; caller holds the lock. */
@@ -1166,16 +1256,22 @@ exec_bound_name(store_t *s, const char *sql, const char *name)
 	return r;
 }
 
+static void
+bind_name(sqlite3_stmt *st, const void *arg)
+{
+	bind_text(st, 1, arg);
+}
+
 int
 store_key_purge(store_t *s, const char *name, int64_t due_before,
     char (**versions)[VLT_VERSION_LEN + 1], size_t *n)
 {
-	char (*ids)[VLT_VERSION_LEN + 1] = NULL, (*tmp)[VLT_VERSION_LEN + 1];
+	void *ids = NULL;
 	struct vlt_settings set;
 	sqlite3_stmt *st;
 	int64_t deleted, purge_date;
-	size_t cnt = 0, cap = 0;
-	int r, rc;
+	size_t cnt = 0;
+	int r;
 
 	*versions = NULL;
 	*n = 0;
@@ -1199,46 +1295,20 @@ store_key_purge(store_t *s, const char *name, int64_t due_before,
 		r = VLT_ERR_NOT_FOUND;
 		goto end;
 	}
-	if ((st = st_get(s, ST_VERSION_IDS)) == NULL) {
-		r = VLT_ERR_INTERNAL;
+	if ((r = st_prep(s, ST_VERSION_IDS, &st)) != 0)
 		goto end;
-	}
 	bind_text(st, 1, name);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (cnt == cap) {
-			cap = cap ? cap * 2 : 8;
-			if ((tmp = reallocarray(ids, cap, sizeof(*ids))) ==
-			    NULL) {
-				r = VLT_ERR_NO_MEMORY;
-				st_done(st);
-				goto end;
-			}
-			ids = tmp;
-		}
-		copy_col_text(st, 0, ids[cnt], sizeof(ids[cnt]));
-		cnt++;
-	}
+	r = collect_rows(st, sizeof(**versions), 8, row_version_id, &ids,
+	    &cnt);
 	st_done(st);
-	if (rc != SQLITE_DONE) {
-		r = map_rc(rc);
+	if (r != 0)
 		goto end;
-	}
-	if ((st = st_get(s, ST_VERSIONS_DELETE)) == NULL) {
-		r = VLT_ERR_INTERNAL;
-		goto end;
-	}
-	bind_text(st, 1, name);
-	if ((r = st_run(s, st)) != 0)
+	if ((r = write_locked(s, ST_VERSIONS_DELETE, bind_name, name)) != 0)
 		goto end;
 	if ((r = exec_bound_name(s, "DELETE FROM rotation_policies WHERE "
 	    "name = ?1", name)) != 0)
 		goto end;
-	if ((st = st_get(s, ST_KEY_REMOVE)) == NULL) {
-		r = VLT_ERR_INTERNAL;
-		goto end;
-	}
-	bind_text(st, 1, name);
-	r = st_run(s, st);
+	r = write_locked(s, ST_KEY_REMOVE, bind_name, name);
 end:
 	r = tx_end(s, r);
 out:
@@ -1256,71 +1326,32 @@ int
 store_purge_due_list(store_t *s, int64_t now,
     char (**names)[VLT_NAME_MAX + 1], size_t *n)
 {
-	char (*arr)[VLT_NAME_MAX + 1] = NULL, (*tmp)[VLT_NAME_MAX + 1];
-	sqlite3_stmt *st;
-	size_t cnt = 0, cap = 0;
-	int r = 0, rc;
-
-	*names = NULL;
-	*n = 0;
-	pthread_mutex_lock(&s->lock);
-	if ((st = st_get(s, ST_DUE_LIST)) == NULL) {
-		r = VLT_ERR_INTERNAL;
-		goto out;
-	}
-	sqlite3_bind_int64(st, 1, now);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (cnt == cap) {
-			cap = cap ? cap * 2 : 16;
-			if ((tmp = reallocarray(arr, cap, sizeof(*arr))) ==
-			    NULL) {
-				r = VLT_ERR_NO_MEMORY;
-				goto out;
-			}
-			arr = tmp;
-		}
-		copy_col_text(st, 0, arr[cnt], sizeof(arr[cnt]));
-		cnt++;
-	}
-	if (rc != SQLITE_DONE)
-		r = map_rc(rc);
-out:
-	st_done(st);
-	pthread_mutex_unlock(&s->lock);
-	if (r != 0) {
-		free(arr);
-		return r;
-	}
-	*names = arr;
-	*n = cnt;
-	return 0;
-}
-
-int
-store_principal_put(store_t *s, const struct vlt_principal *p)
-{
-	sqlite3_stmt *st;
+	void *arr;
 	int r;
 
-	pthread_mutex_lock(&s->lock);
-	if ((r = tx_begin(s)) != 0)
-		goto out;
-	if ((st = st_get(s, ST_PRINCIPAL_PUT)) == NULL) {
-		r = VLT_ERR_INTERNAL;
-		goto end;
-	}
+	r = list_rows(s, ST_DUE_LIST, &now, sizeof(**names), 16, row_name,
+	    free_plain, &arr, n);
+	*names = arr;
+	return r;
+}
+
+static void
+bind_principal(sqlite3_stmt *st, const void *arg)
+{
+	const struct vlt_principal *p = arg;
+
 	bind_text(st, 1, p->object_id);
 	bind_text(st, 2, p->client_id);
 	bind_text(st, 3, p->display_name);
 	bind_text(st, 4, p->secret_hash);
 	sqlite3_bind_int(st, 5, p->is_admin ? 1 : 0);
 	sqlite3_bind_int64(st, 6, p->created);
-	r = st_run(s, st);
-end:
-	r = tx_end(s, r);
-out:
-	pthread_mutex_unlock(&s->lock);
-	return r;
+}
+
+int
+store_principal_put(store_t *s, const struct vlt_principal *p)
+{
+	return write_one(s, ST_PRINCIPAL_PUT, bind_principal, p);
 }
 
 /* Runs a one-parameter DELETE; VLT_ERR_NOT_FOUND if nothing matched.
@@ -1328,13 +1359,9 @@ out:
 static int
 delete_by_id(store_t *s, enum st_id id, const char *object_id)
 {
-	sqlite3_stmt *st = st_get(s, id);
 	int r;
 
-	if (st == NULL)
-		return VLT_ERR_INTERNAL;
-	bind_text(st, 1, object_id);
-	if ((r = st_run(s, st)) != 0)
+	if ((r = write_locked(s, id, bind_name, object_id)) != 0)
 		return r;
 	return sqlite3_changes(s->db) > 0 ? 0 : VLT_ERR_NOT_FOUND;
 }
@@ -1359,84 +1386,55 @@ out:
 	return r;
 }
 
+static void
+free_principals(void *arr, size_t n)
+{
+	vlt_principal_free_array(arr, n);
+}
+
+static int
+row_principal(sqlite3_stmt *st, void *elem)
+{
+	struct vlt_principal *p = elem;
+
+	copy_col_text(st, 0, p->object_id, sizeof(p->object_id));
+	copy_col_text(st, 1, p->client_id, sizeof(p->client_id));
+	copy_col_text(st, 2, p->display_name, sizeof(p->display_name));
+	if (sqlite3_column_type(st, 3) != SQLITE_NULL &&
+	    (p->secret_hash = strdup((const char *)
+	    sqlite3_column_text(st, 3))) == NULL)
+		return VLT_ERR_NO_MEMORY;
+	p->is_admin = sqlite3_column_int(st, 4);
+	p->created = sqlite3_column_int64(st, 5);
+	return 0;
+}
+
 int
 store_principal_list(store_t *s, struct vlt_principal **items, size_t *n)
 {
-	struct vlt_principal *arr = NULL, *tmp;
-	sqlite3_stmt *st;
-	size_t cnt = 0, cap = 0;
-	int r = 0, rc;
+	void *arr;
+	int r;
 
-	*items = NULL;
-	*n = 0;
-	pthread_mutex_lock(&s->lock);
-	if ((st = st_get(s, ST_PRINCIPAL_LIST)) == NULL) {
-		r = VLT_ERR_INTERNAL;
-		goto out;
-	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct vlt_principal *p;
-
-		if (cnt == cap) {
-			cap = cap ? cap * 2 : 8;
-			if ((tmp = reallocarray(arr, cap, sizeof(*arr))) ==
-			    NULL) {
-				r = VLT_ERR_NO_MEMORY;
-				goto out;
-			}
-			arr = tmp;
-		}
-		p = &arr[cnt];
-		memset(p, 0, sizeof(*p));
-		cnt++;
-		copy_col_text(st, 0, p->object_id, sizeof(p->object_id));
-		copy_col_text(st, 1, p->client_id, sizeof(p->client_id));
-		copy_col_text(st, 2, p->display_name, sizeof(p->display_name));
-		if (sqlite3_column_type(st, 3) != SQLITE_NULL &&
-		    (p->secret_hash = strdup((const char *)
-		    sqlite3_column_text(st, 3))) == NULL) {
-			r = VLT_ERR_NO_MEMORY;
-			goto out;
-		}
-		p->is_admin = sqlite3_column_int(st, 4);
-		p->created = sqlite3_column_int64(st, 5);
-	}
-	if (rc != SQLITE_DONE)
-		r = map_rc(rc);
-out:
-	st_done(st);
-	pthread_mutex_unlock(&s->lock);
-	if (r != 0) {
-		vlt_principal_free_array(arr, cnt);
-		return r;
-	}
+	r = list_rows(s, ST_PRINCIPAL_LIST, NULL, sizeof(**items), 8,
+	    row_principal, free_principals, &arr, n);
 	*items = arr;
-	*n = cnt;
-	return 0;
+	return r;
+}
+
+static void
+bind_access(sqlite3_stmt *st, const void *arg)
+{
+	const struct vlt_access_policy *a = arg;
+
+	bind_text(st, 1, a->object_id);
+	bind_text(st, 2, a->tenant_id);
+	sqlite3_bind_int64(st, 3, a->perms);
 }
 
 int
 store_access_put(store_t *s, const struct vlt_access_policy *a)
 {
-	sqlite3_stmt *st;
-	int r;
-
-	pthread_mutex_lock(&s->lock);
-	if ((r = tx_begin(s)) != 0)
-		goto out;
-	if ((st = st_get(s, ST_ACCESS_PUT)) == NULL) {
-		r = VLT_ERR_INTERNAL;
-		goto end;
-	}
-	bind_text(st, 1, a->object_id);
-	bind_text(st, 2, a->tenant_id);
-	sqlite3_bind_int64(st, 3, a->perms);
-	r = st_run(s, st);
-end:
-	r = tx_end(s, r);
-out:
-	pthread_mutex_unlock(&s->lock);
-	return r;
+	return write_one(s, ST_ACCESS_PUT, bind_access, a);
 }
 
 int
@@ -1453,49 +1451,25 @@ out:
 	return r;
 }
 
+static int
+row_access(sqlite3_stmt *st, void *elem)
+{
+	struct vlt_access_policy *a = elem;
+
+	copy_col_text(st, 0, a->object_id, sizeof(a->object_id));
+	copy_col_text(st, 1, a->tenant_id, sizeof(a->tenant_id));
+	a->perms = (unsigned)sqlite3_column_int64(st, 2);
+	return 0;
+}
+
 int
 store_access_list(store_t *s, struct vlt_access_policy **items, size_t *n)
 {
-	struct vlt_access_policy *arr = NULL, *tmp;
-	sqlite3_stmt *st;
-	size_t cnt = 0, cap = 0;
-	int r = 0, rc;
+	void *arr;
+	int r;
 
-	*items = NULL;
-	*n = 0;
-	pthread_mutex_lock(&s->lock);
-	if ((st = st_get(s, ST_ACCESS_LIST)) == NULL) {
-		r = VLT_ERR_INTERNAL;
-		goto out;
-	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (cnt == cap) {
-			cap = cap ? cap * 2 : 8;
-			if ((tmp = reallocarray(arr, cap, sizeof(*arr))) ==
-			    NULL) {
-				r = VLT_ERR_NO_MEMORY;
-				goto out;
-			}
-			arr = tmp;
-		}
-		memset(&arr[cnt], 0, sizeof(arr[cnt]));
-		copy_col_text(st, 0, arr[cnt].object_id,
-		    sizeof(arr[cnt].object_id));
-		copy_col_text(st, 1, arr[cnt].tenant_id,
-		    sizeof(arr[cnt].tenant_id));
-		arr[cnt].perms = (unsigned)sqlite3_column_int64(st, 2);
-		cnt++;
-	}
-	if (rc != SQLITE_DONE)
-		r = map_rc(rc);
-out:
-	st_done(st);
-	pthread_mutex_unlock(&s->lock);
-	if (r != 0) {
-		free(arr);
-		return r;
-	}
+	r = list_rows(s, ST_ACCESS_LIST, NULL, sizeof(**items), 8, row_access,
+	    free_plain, &arr, n);
 	*items = arr;
-	*n = cnt;
-	return 0;
+	return r;
 }

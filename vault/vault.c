@@ -885,8 +885,11 @@ vault_key_versions(vault_t *v, const char *name, const char *cont,
 	return r;
 }
 
-int
-vault_key_delete(vault_t *v, const char *name, struct vlt_key_info *out)
+/* Deletes (deleting) or recovers a key; out (optional) gets it as it now
+ * is. */
+static int
+delete_or_recover(vault_t *v, const char *name, int deleting,
+    struct vlt_key_info *out)
 {
 	struct vlt_key_info tmp;
 	int r;
@@ -895,10 +898,19 @@ vault_key_delete(vault_t *v, const char *name, struct vlt_key_info *out)
 		memset(out, 0, sizeof(*out));
 	if (v == NULL || !name_ok(name))
 		return VLT_ERR_BAD_PARAM;
-	r = store_key_delete(v->store, name, vault_now(v), &tmp);
+	if (deleting)
+		r = store_key_delete(v->store, name, vault_now(v), &tmp);
+	else
+		r = store_key_recover(v->store, name, &tmp);
 	if (r == 0)
 		key_info_give(&tmp, out);
 	return r;
+}
+
+int
+vault_key_delete(vault_t *v, const char *name, struct vlt_key_info *out)
+{
+	return delete_or_recover(v, name, 1, out);
 }
 
 int
@@ -914,17 +926,7 @@ vault_deleted_get(vault_t *v, const char *name, struct vlt_key_info *out)
 int
 vault_key_recover(vault_t *v, const char *name, struct vlt_key_info *out)
 {
-	struct vlt_key_info tmp;
-	int r;
-
-	if (out != NULL)
-		memset(out, 0, sizeof(*out));
-	if (v == NULL || !name_ok(name))
-		return VLT_ERR_BAD_PARAM;
-	r = store_key_recover(v->store, name, &tmp);
-	if (r == 0)
-		key_info_give(&tmp, out);
-	return r;
+	return delete_or_recover(v, name, 0, out);
 }
 
 /* Purges one key; due_before as store_key_purge. */
@@ -1026,6 +1028,40 @@ kid_out(char *kid_version, const struct vlt_key_info *k)
 		snprintf(kid_version, VLT_VERSION_LEN + 1, "%s", k->version);
 }
 
+/* key_for_op for a crypto operation whose key must also suit alg: RSA for
+ * an encryption algorithm, sig_alg_fits for a signature one. */
+static int
+key_for_alg(vault_t *v, const char *name, const char *version, unsigned op,
+    enum vlt_alg alg, struct vlt_key_info *k, uint8_t **blob,
+    size_t *blob_len)
+{
+	int r;
+
+	r = key_for_op(v, name, version, op, blob != NULL, k, blob, blob_len);
+	if (r != 0)
+		return r;
+	if (alg_is_sig(alg) ? sig_alg_fits(alg, k) : k->kty == VLT_KTY_RSA)
+		return 0;
+	vlt_key_info_clear(k);
+	if (blob != NULL) {
+		free(*blob);
+		*blob = NULL;
+	}
+	return VLT_ERR_BAD_PARAM;
+}
+
+/* Ends a crypto operation: r, with the key's version in kid_version if
+ * it succeeded; frees the key and blob. */
+static int
+op_end(int r, char *kid_version, struct vlt_key_info *k, uint8_t *blob)
+{
+	if (r == 0)
+		kid_out(kid_version, k);
+	vlt_key_info_clear(k);
+	free(blob);
+	return r;
+}
+
 int
 vault_key_encrypt(vault_t *v, const char *name, const char *version,
     unsigned op, enum vlt_alg alg, const uint8_t *in, size_t in_len,
@@ -1035,24 +1071,15 @@ vault_key_encrypt(vault_t *v, const char *name, const char *version,
 	enum hsm_alg ha;
 	int r;
 
-	memset(&k, 0, sizeof(k));
 	if (v == NULL || in == NULL || out == NULL || out_len == NULL ||
 	    (op != VLT_OP_ENCRYPT && op != VLT_OP_WRAP) || !alg_is_enc(alg) ||
 	    map_alg(alg, &ha) != 0)
 		return VLT_ERR_BAD_PARAM;
-	if ((r = key_for_op(v, name, version, op, 0, &k, NULL, NULL)) != 0)
+	if ((r = key_for_alg(v, name, version, op, alg, &k, NULL, NULL)) != 0)
 		return r;
-	if (k.kty != VLT_KTY_RSA) {
-		r = VLT_ERR_BAD_PARAM;
-		goto out;
-	}
 	r = map_hsm(hsm_pub_encrypt(k.spki, k.spki_len, ha, in, in_len, out,
 	    out_len));
-	if (r == 0)
-		kid_out(kid_version, &k);
-out:
-	vlt_key_info_clear(&k);
-	return r;
+	return op_end(r, kid_version, &k, NULL);
 }
 
 int
@@ -1066,26 +1093,16 @@ vault_key_decrypt(vault_t *v, const char *name, const char *version,
 	enum hsm_alg ha;
 	int r;
 
-	memset(&k, 0, sizeof(k));
 	if (v == NULL || in == NULL || out == NULL || out_len == NULL ||
 	    (op != VLT_OP_DECRYPT && op != VLT_OP_UNWRAP) || !alg_is_enc(alg) ||
 	    map_alg(alg, &ha) != 0)
 		return VLT_ERR_BAD_PARAM;
-	if ((r = key_for_op(v, name, version, op, 1, &k, &blob,
+	if ((r = key_for_alg(v, name, version, op, alg, &k, &blob,
 	    &blob_len)) != 0)
 		return r;
-	if (k.kty != VLT_KTY_RSA) {
-		r = VLT_ERR_BAD_PARAM;
-		goto out;
-	}
 	r = map_hsm(hsm_key_decrypt(v->hsm, k.version, blob, blob_len, ha, in,
 	    in_len, out, out_len));
-	if (r == 0)
-		kid_out(kid_version, &k);
-out:
-	vlt_key_info_clear(&k);
-	free(blob);
-	return r;
+	return op_end(r, kid_version, &k, blob);
 }
 
 int
@@ -1099,25 +1116,15 @@ vault_key_sign(vault_t *v, const char *name, const char *version,
 	enum hsm_alg ha;
 	int r;
 
-	memset(&k, 0, sizeof(k));
 	if (v == NULL || digest == NULL || sig == NULL || sig_len == NULL ||
 	    !alg_is_sig(alg) || map_alg(alg, &ha) != 0)
 		return VLT_ERR_BAD_PARAM;
-	if ((r = key_for_op(v, name, version, VLT_OP_SIGN, 1, &k, &blob,
+	if ((r = key_for_alg(v, name, version, VLT_OP_SIGN, alg, &k, &blob,
 	    &blob_len)) != 0)
 		return r;
-	if (!sig_alg_fits(alg, &k)) {
-		r = VLT_ERR_BAD_PARAM;
-		goto out;
-	}
 	r = map_hsm(hsm_key_sign(v->hsm, k.version, blob, blob_len, ha, digest,
 	    dlen, sig, sig_len));
-	if (r == 0)
-		kid_out(kid_version, &k);
-out:
-	vlt_key_info_clear(&k);
-	free(blob);
-	return r;
+	return op_end(r, kid_version, &k, blob);
 }
 
 int
@@ -1130,26 +1137,17 @@ vault_key_verify(vault_t *v, const char *name, const char *version,
 	enum hsm_alg ha;
 	int r;
 
-	memset(&k, 0, sizeof(k));
 	if (valid != NULL)
 		*valid = 0;
 	if (v == NULL || digest == NULL || sig == NULL || valid == NULL ||
 	    !alg_is_sig(alg) || map_alg(alg, &ha) != 0)
 		return VLT_ERR_BAD_PARAM;
-	if ((r = key_for_op(v, name, version, VLT_OP_VERIFY, 0, &k, NULL,
+	if ((r = key_for_alg(v, name, version, VLT_OP_VERIFY, alg, &k, NULL,
 	    NULL)) != 0)
 		return r;
-	if (!sig_alg_fits(alg, &k)) {
-		r = VLT_ERR_BAD_PARAM;
-		goto out;
-	}
 	r = map_hsm(hsm_pub_verify(k.spki, k.spki_len, ha, digest, dlen, sig,
 	    sig_len, valid));
-	if (r == 0)
-		kid_out(kid_version, &k);
-out:
-	vlt_key_info_clear(&k);
-	return r;
+	return op_end(r, kid_version, &k, NULL);
 }
 
 /* ---- principals and access policies ------------------------------------ */
@@ -1160,6 +1158,14 @@ field_ok(const char *s, size_t cap)
 	size_t len = strnlen(s, cap);
 
 	return len > 0 && len < cap;
+}
+
+/* An object id as the delete calls take it: 1 to VLT_ID_LEN chars. */
+static int
+object_id_ok(const char *object_id)
+{
+	return object_id != NULL && object_id[0] != '\0' &&
+	    strlen(object_id) <= VLT_ID_LEN;
 }
 
 int
@@ -1177,8 +1183,7 @@ vault_principal_put(vault_t *v, const struct vlt_principal *p)
 int
 vault_principal_delete(vault_t *v, const char *object_id)
 {
-	if (v == NULL || object_id == NULL || object_id[0] == '\0' ||
-	    strlen(object_id) > VLT_ID_LEN)
+	if (v == NULL || !object_id_ok(object_id))
 		return VLT_ERR_BAD_PARAM;
 	return store_principal_delete(v->store, object_id);
 }
@@ -1221,8 +1226,7 @@ vault_access_put(vault_t *v, const struct vlt_access_policy *a)
 int
 vault_access_delete(vault_t *v, const char *object_id)
 {
-	if (v == NULL || object_id == NULL || object_id[0] == '\0' ||
-	    strlen(object_id) > VLT_ID_LEN)
+	if (v == NULL || !object_id_ok(object_id))
 		return VLT_ERR_BAD_PARAM;
 	return store_access_delete(v->store, object_id);
 }

@@ -336,7 +336,7 @@ describe('crash durability under SIGKILL', { timeout: 240000 }, () => {
     }
     stats.seconds = Math.round((Date.now() - t0) / 1000);
     assert.equal(stats.kills, KILLS);
-    assert.ok(stats.acked > KILLS * 3, `too little work acknowledged: ${JSON.stringify(stats)}`);
+    assert.ok(stats.acked >= KILLS, `too little work acknowledged: ${JSON.stringify(stats)}`);
     assert.equal(stats.fivexx, 0);
   });
 

@@ -229,7 +229,6 @@ b64s = [b"", b"A", b"AA", b"AAA", b"AAAA", b"AB==", b"AB=", b"ABC=",
 write("fuzz_b64url", b64s)
 
 # JWT seeds: mode 1 = header\nclaims signed by the target with its key.
-KID_KEY_NOTE = "kid is derived from the target's fixed key; see fuzz_jwt.c"
 ISS = "https://127.0.0.1:8443/%s/v2.0" % TENANT
 def claims(**kw):
     c = {"iss": ISS, "aud": "https://vault.azure.net", "tid": TENANT,
