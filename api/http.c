@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -46,6 +48,15 @@ struct api_server {
 	char *key;
 	atomic_int in_flight;
 	atomic_size_t body_bytes;   /* capacity of all body buffers */
+	/* workers: requests that wait on the token or on scrypt run here,
+	 * with their connection suspended, so that one slow request never
+	 * holds up the other connections of an MHD thread */
+	pthread_mutex_t jlock;
+	pthread_cond_t jcond;
+	struct conn_state *jhead, *jtail;
+	pthread_t *workers;
+	unsigned nworkers;
+	int stopping;
 };
 
 struct conn_state {
@@ -55,6 +66,13 @@ struct conn_state {
 	int too_large;
 	int over_budget;
 	struct timespec start;
+	/* a request handed to a worker keeps its state here */
+	int queued;                 /* 1 while a worker owns it */
+	int answered;               /* the worker has filled q and r */
+	struct MHD_Connection *conn;
+	struct conn_state *jnext;
+	struct api_req q;
+	struct api_resp r;
 };
 
 static char *
@@ -188,6 +206,48 @@ send_resp(struct MHD_Connection *conn, struct api_req *q, struct api_resp *r)
 	return ret;
 }
 
+/*
+ * Requests that wait on the token (private-key operations, key
+ * generation, import, restore, rotation) or on scrypt (the token
+ * endpoint, identity creation) go to the workers; the rest — reads and
+ * public-key operations — are answered on the MHD thread at once.
+ */
+static int
+needs_worker(const char *method, const char *url)
+{
+	static const char *const slow_tail[] = { "/unwrapkey", "/decrypt",
+		"/sign", "/create", "/rotate", "/restore", "/backup",
+		"/oauth2/v2.0/token", "/admin/identities", NULL };
+	size_t i, ul = strlen(url), tl;
+
+	if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
+		return 0;
+	if (strcmp(method, "PUT") == 0 && strncasecmp(url, "/keys/", 6) == 0)
+		return 1;               /* import (and rotation policy) */
+	while (ul > 1 && url[ul - 1] == '/')
+		ul--;
+	for (i = 0; slow_tail[i]; i++) {
+		tl = strlen(slow_tail[i]);
+		if (ul >= tl && strncasecmp(url + ul - tl, slow_tail[i], tl) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* The audit event and the metrics of a request that has its answer. */
+static void
+finish_request(struct api_req *q, struct api_resp *r,
+    const struct timespec *start)
+{
+	struct timespec end;
+
+	api_audit_request(q, r, start);
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	api_metrics_observe(q->operation, r->status ? r->status : 500,
+	    (double)(end.tv_sec - start->tv_sec) * 1e3 +
+	    (double)(end.tv_nsec - start->tv_nsec) / 1e6);
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *conn, const char *url,
     const char *method, const char *version, const char *upload_data,
@@ -222,6 +282,16 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	}
 	*upload_data_size = 0;
 
+	if (st->answered) {
+		/* resumed after a worker ran the request */
+		ret = send_resp(conn, &st->q, &st->r);
+		st->answered = 0;
+		atomic_fetch_sub(&s->in_flight, 1);
+		return ret;
+	}
+	if (st->queued)
+		return MHD_YES;
+
 	atomic_fetch_add(&s->in_flight, 1);
 	memset(&q, 0, sizeof(q));
 	memset(&r, 0, sizeof(r));
@@ -246,22 +316,60 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		api_resp_error(&r, 503, "ServiceUnavailable",
 		    "The server is busy; retry the request.");
 		r.retry_after = 1;
-	} else if (q.body_too_large)
+	} else if (q.body_too_large) {
 		api_resp_error(&r, 413, "RequestEntityTooLarge",
 		    "The request body is larger than %d bytes.", API_BODY_MAX);
-	else
+	} else if (s->nworkers > 0 && needs_worker(method, url)) {
+		st->q = q;
+		st->conn = conn;
+		st->queued = 1;
+		MHD_suspend_connection(conn);
+		pthread_mutex_lock(&s->jlock);
+		st->jnext = NULL;
+		if (s->jtail)
+			s->jtail->jnext = st;
+		else
+			s->jhead = st;
+		s->jtail = st;
+		pthread_cond_signal(&s->jcond);
+		pthread_mutex_unlock(&s->jlock);
+		return MHD_YES;
+	} else {
 		api_route(&q, &r);
-	api_audit_request(&q, &r, &st->start);
-	{
-		struct timespec end;
-		clock_gettime(CLOCK_MONOTONIC, &end);
-		api_metrics_observe(q.operation, r.status ? r.status : 500,
-		    (double)(end.tv_sec - st->start.tv_sec) * 1e3 +
-		    (double)(end.tv_nsec - st->start.tv_nsec) / 1e6);
 	}
+	finish_request(&q, &r, &st->start);
 	ret = send_resp(conn, &q, &r);
 	atomic_fetch_sub(&s->in_flight, 1);
 	return ret;
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct api_server *s = arg;
+	struct conn_state *st;
+
+	for (;;) {
+		pthread_mutex_lock(&s->jlock);
+		while (s->jhead == NULL && !s->stopping)
+			pthread_cond_wait(&s->jcond, &s->jlock);
+		st = s->jhead;
+		if (st == NULL) {       /* stopping, and nothing left */
+			pthread_mutex_unlock(&s->jlock);
+			return NULL;
+		}
+		s->jhead = st->jnext;
+		if (s->jhead == NULL)
+			s->jtail = NULL;
+		pthread_mutex_unlock(&s->jlock);
+
+		memset(&st->r, 0, sizeof(st->r));
+		api_route(&st->q, &st->r);
+		finish_request(&st->q, &st->r, &st->start);
+		st->queued = 0;
+		st->answered = 1;
+		MHD_resume_connection(st->conn);
+	}
 }
 
 static void
@@ -275,6 +383,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)toe;
 	if (st == NULL)
 		return;
+	free(st->r.body);
 	if (st->body) {
 		OPENSSL_cleanse(st->body, st->cap);
 		free(st->body);
@@ -329,7 +438,7 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 	struct sockaddr_storage ss;
 	unsigned threads = o->threads;
 	unsigned flags;
-	unsigned conn_limit = HTTP_CONN_LIMIT;
+	unsigned conn_limit = HTTP_CONN_LIMIT, i;
 	struct rlimit nofile;
 
 	*out = NULL;
@@ -384,6 +493,14 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 		    errno ? strerror(errno) : "MHD_start_daemon failed");
 		goto fail;
 	}
+	pthread_mutex_init(&s->jlock, NULL);
+	pthread_cond_init(&s->jcond, NULL);
+	s->workers = calloc(threads, sizeof(*s->workers));
+	for (i = 0; s->workers && i < threads; i++) {
+		if (pthread_create(&s->workers[i], NULL, worker_main, s) != 0)
+			break;
+		s->nworkers++;
+	}
 	*out = s;
 	return 0;
 fail:
@@ -404,7 +521,18 @@ api_server_stop(struct api_server *s)
 	MHD_quiesce_daemon(s->daemon);
 	for (i = 0; i < 1000 && atomic_load(&s->in_flight) > 0; i++)
 		usleep(10000);
+	/* the workers drain their queue (resuming every connection they
+	 * hold) before they exit; MHD then stops with none suspended */
+	pthread_mutex_lock(&s->jlock);
+	s->stopping = 1;
+	pthread_cond_broadcast(&s->jcond);
+	pthread_mutex_unlock(&s->jlock);
+	for (i = 0; i < (int)s->nworkers; i++)
+		pthread_join(s->workers[i], NULL);
+	free(s->workers);
 	MHD_stop_daemon(s->daemon);
+	pthread_mutex_destroy(&s->jlock);
+	pthread_cond_destroy(&s->jcond);
 	wipe_free(s->key);
 	free(s->cert);
 	free(s);

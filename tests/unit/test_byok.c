@@ -23,6 +23,7 @@
 #include <openssl/x509.h>
 
 #include "hsm/hsm.h"
+#include "tests/unit/softhsm_setup.h"
 #include "tests/unit/t.h"
 
 #define MODULE "/usr/lib/softhsm/libsofthsm2.so"
@@ -32,33 +33,6 @@
 #define USER_PIN "user-secret-1234"
 
 static char tmpdir[] = "/tmp/p11vault-byok-XXXXXX";
-
-static int
-setup_softhsm(void)
-{
-	char path[512], conf[1024];
-	FILE *fp;
-	int n;
-
-	if (mkdtemp(tmpdir) == NULL)
-		return -1;
-	n = snprintf(path, sizeof(path), "%s/tokens", tmpdir);
-	if (n < 0 || (size_t)n >= sizeof(path) || mkdir(path, 0700) != 0)
-		return -1;
-	n = snprintf(conf, sizeof(conf), "directories.tokendir = %s\n"
-	    "objectstore.backend = file\nlog.level = ERROR\n"
-	    "slots.removable = false\n", path);
-	if (n < 0 || (size_t)n >= sizeof(conf))
-		return -1;
-	n = snprintf(path, sizeof(path), "%s/softhsm2.conf", tmpdir);
-	if (n < 0 || (size_t)n >= sizeof(path))
-		return -1;
-	if ((fp = fopen(path, "w")) == NULL)
-		return -1;
-	fputs(conf, fp);
-	fclose(fp);
-	return setenv("SOFTHSM2_CONF", path, 1);
-}
 
 static EVP_PKEY *
 gen_key(const char *type, int bits_or_nid)
@@ -409,7 +383,7 @@ main(void)
 	hsm_t *h = NULL, *h2 = NULL;
 	char cmd[600];
 
-	if (setup_softhsm() != 0) {
+	if (softhsm_setup(tmpdir) != 0) {
 		T_CHECK(0, "set up a private SoftHSMv2 token directory");
 		return T_DONE();
 	}

@@ -22,6 +22,7 @@
 #include <p11-kit/pkcs11.h>
 
 #include "hsm/hsm.h"
+#include "tests/unit/softhsm_setup.h"
 #include "tests/unit/t.h"
 
 #define MODULE "/usr/lib/softhsm/libsofthsm2.so"
@@ -44,33 +45,6 @@ static struct key EC_K[3] = {
 	{ "p521", "kv-p521", NULL, NULL, 0, 0 },
 };
 static char tmpdir[] = "/tmp/p11vault-hsm-XXXXXX";
-
-static int
-setup_softhsm(void)
-{
-	char path[512], conf[1024];
-	FILE *fp;
-	int n;
-
-	if (mkdtemp(tmpdir) == NULL)
-		return -1;
-	n = snprintf(path, sizeof(path), "%s/tokens", tmpdir);
-	if (n < 0 || (size_t)n >= sizeof(path) || mkdir(path, 0700) != 0)
-		return -1;
-	n = snprintf(conf, sizeof(conf), "directories.tokendir = %s\n"
-	    "objectstore.backend = file\nlog.level = ERROR\n"
-	    "slots.removable = false\n", path);
-	if (n < 0 || (size_t)n >= sizeof(conf))
-		return -1;
-	n = snprintf(path, sizeof(path), "%s/softhsm2.conf", tmpdir);
-	if (n < 0 || (size_t)n >= sizeof(path))
-		return -1;
-	if ((fp = fopen(path, "w")) == NULL)
-		return -1;
-	fputs(conf, fp);
-	fclose(fp);
-	return setenv("SOFTHSM2_CONF", path, 1);
-}
 
 static EVP_PKEY *
 load_spki(const uint8_t *spki, size_t len)
@@ -725,7 +699,7 @@ main(void)
 	char cmd[256];
 	int i;
 
-	if (setup_softhsm() != 0) {
+	if (softhsm_setup(tmpdir) != 0) {
 		T_CHECK(0, "set up a private SoftHSMv2 token directory");
 		return T_DONE();
 	}
