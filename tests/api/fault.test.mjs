@@ -193,14 +193,19 @@ describe('HSM faults through the PKCS#11 shim', { timeout: 90000 }, () => {
 
   test('latency above the deadline: queued requests get 503 within the deadline, nothing hangs', async () => {
     setFault(`latency_ms=${LATENCY_MS}\nops=crypto\n`);
-    // Staggered by 100 ms: each connection is accepted by an idle HTTP
-    // thread (libmicrohttpd's thread pool accepts up to 10 connections at
-    // once in one thread, which then serves them one after another: that
-    // HTTP-level queue is not the token's and no deadline here bounds it).
-    const rs = await Promise.all(Array.from({ length: conc }, async (_, i) => {
-      await sleep(100 * i);
-      return unwrap(wrapped[i % wrapped.length]);
-    }));
+    // All at once: token-bound requests run on the server's workers with
+    // their connections suspended, so they queue for token sessions (and
+    // hit the deadline), never behind each other in an HTTP thread.
+    const unwrapsP = Promise.all(Array.from({ length: conc }, (_, i) => unwrap(wrapped[i % wrapped.length])));
+    // Meanwhile requests that need no token are answered at once, on new
+    // connections, although every HTTP thread has accepted slow requests.
+    await sleep(50);
+    const gets = await Promise.all(Array.from({ length: 8 }, () => get(keys[0].name)));
+    const rs = await unwrapsP;
+    gets.forEach((g) => {
+      assert.equal(g.status, 200, `get during slow unwraps: ${g.status}`);
+      assert.ok(g.ms < LATENCY_MS, `a get waited ${g.ms} ms behind slow token calls (head-of-line blocking)`);
+    });
     let ok = 0;
     let fast503 = 0;
     console.log(`# latency ${LATENCY_MS} ms, deadline ${DEADLINE_MS} ms, ${conc} concurrent unwraps: ${rs.map((r) => `${r.status}/${r.ms}ms`).join(' ')}`);
