@@ -436,7 +436,8 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 {
 	struct api_server *s;
 	struct sockaddr_storage ss;
-	unsigned threads = o->threads;
+	unsigned threads = o->threads, nworkers;
+	long ncpu;
 	unsigned flags;
 	unsigned conn_limit = HTTP_CONN_LIMIT, i;
 	struct rlimit nofile;
@@ -459,12 +460,14 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 		snprintf(err, err_len, "cannot read the TLS certificate or key");
 		goto fail;
 	}
-	if (threads == 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		threads = n > 0 ? (unsigned)n * 2 : 4;
-		if (threads < 4)
-			threads = 4;
-	}
+	/* MHD threads only do TLS, HTTP and the quick requests: one per
+	 * core. Workers wait on the token: as many as token sessions. */
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	if (ncpu < 1)
+		ncpu = 1;
+	if (threads == 0)
+		threads = ncpu < 2 ? 2 : (unsigned)ncpu;
+	nworkers = (unsigned)ncpu * 2 < 4 ? 4 : (unsigned)ncpu * 2;
 	/* never let connections take the descriptors the vault needs: at
 	 * EMFILE SoftHSM and SQLite fail, not just accept() */
 	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
@@ -495,8 +498,8 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 	}
 	pthread_mutex_init(&s->jlock, NULL);
 	pthread_cond_init(&s->jcond, NULL);
-	s->workers = calloc(threads, sizeof(*s->workers));
-	for (i = 0; s->workers && i < threads; i++) {
+	s->workers = calloc(nworkers, sizeof(*s->workers));
+	for (i = 0; s->workers && i < nworkers; i++) {
 		if (pthread_create(&s->workers[i], NULL, worker_main, s) != 0)
 			break;
 		s->nworkers++;
