@@ -1,0 +1,177 @@
+/*
+ * Unit tests of api/'s request helpers: strict JSON bodies, typed fields,
+ * base64url fields with caps, the Azure error envelope and the one
+ * mapping from vault errors to statuses. No server, no token.
+ */
+#include <string.h>
+
+#include "api/api.h"
+#include "tests/unit/t.h"
+
+static json_t *
+resp_json(struct api_resp *r)
+{
+	return json_loadb(r->body, r->body_len, 0, NULL);
+}
+
+static int
+is_envelope(struct api_resp *r, unsigned status, const char *code)
+{
+	json_t *j = resp_json(r), *e;
+	int ok;
+
+	e = json_object_get(j, "error");
+	ok = r->status == status && json_is_object(e) &&
+	    json_is_string(json_object_get(e, "code")) &&
+	    strcmp(json_string_value(json_object_get(e, "code")), code) == 0 &&
+	    json_is_string(json_object_get(e, "message")) &&
+	    strstr(r->content_type, "application/json") != NULL;
+	json_decref(j);
+	return ok;
+}
+
+static void
+reset(struct api_resp *r)
+{
+	free(r->body);
+	memset(r, 0, sizeof(*r));
+}
+
+static int
+body(const char *text, json_t **out, struct api_resp *r)
+{
+	struct api_req q;
+
+	memset(&q, 0, sizeof(q));
+	q.body = (const uint8_t *)text;
+	q.body_len = strlen(text);
+	return api_body_object(&q, r, out);
+}
+
+int
+main(void)
+{
+	struct api_resp r;
+	json_t *j = NULL;
+	const char *s;
+	uint8_t *b;
+	size_t n;
+
+	memset(&r, 0, sizeof(r));
+
+	/* bodies */
+	T_CHECK(body("{\"a\":1}", &j, &r) == 0 && json_is_object(j),
+	    "a JSON object body parses");
+	json_decref(j);
+	T_CHECK(body("{\"a\":1,\"a\":2}", &j, &r) != 0 &&
+	    is_envelope(&r, 400, "BadParameter") &&
+	    strstr(r.body, "duplicate") != NULL,
+	    "duplicate keys are 400 BadParameter naming the problem");
+	reset(&r);
+	T_CHECK(body("[1,2]", &j, &r) != 0 &&
+	    is_envelope(&r, 400, "BadParameter"), "a non-object body is 400");
+	reset(&r);
+	T_CHECK(body("", &j, &r) != 0 && is_envelope(&r, 400, "BadParameter"),
+	    "an empty body is 400");
+	reset(&r);
+	T_CHECK(body("{\"value\":\"SECRET-PLAINTEXT\"", &j, &r) != 0 &&
+	    is_envelope(&r, 400, "BadParameter") &&
+	    strstr(r.body, "SECRET") == NULL,
+	    "invalid JSON is 400 and the message does not echo the body");
+	reset(&r);
+
+	/* typed fields */
+	j = json_loads("{\"s\":\"x\",\"n\":5,\"z\":null,"
+	    "\"b\":\"AAECAw\",\"p\":\"AAECAw==\",\"bad\":\"AA+/\","
+	    "\"long\":\"AAAAAAAAAAAA\"}", 0, NULL);
+	T_CHECK(api_field_string(j, "s", 1, &s, &r) == 0 && strcmp(s, "x") == 0,
+	    "a string field is returned");
+	T_CHECK(api_field_string(j, "absent", 0, &s, &r) == 0 && s == NULL,
+	    "an optional absent field is NULL");
+	T_CHECK(api_field_string(j, "z", 0, &s, &r) == 0 && s == NULL,
+	    "an optional null field is NULL");
+	T_CHECK(api_field_string(j, "absent", 1, &s, &r) != 0 &&
+	    is_envelope(&r, 400, "BadParameter") &&
+	    strstr(r.body, "absent") != NULL,
+	    "a required absent field is 400 naming the field");
+	reset(&r);
+	T_CHECK(api_field_string(j, "n", 1, &s, &r) != 0 &&
+	    is_envelope(&r, 400, "BadParameter") && strstr(r.body, "'n'"),
+	    "a number where a string is wanted is 400 naming the field");
+	reset(&r);
+	T_CHECK(api_field_b64(j, "b", 16, 1, &b, &n, &r) == 0 && n == 4 &&
+	    b[0] == 0 && b[3] == 3, "base64url without padding decodes");
+	free(b);
+	T_CHECK(api_field_b64(j, "p", 16, 1, &b, &n, &r) == 0 && n == 4,
+	    "base64url with padding decodes");
+	free(b);
+	T_CHECK(api_field_b64(j, "bad", 16, 1, &b, &n, &r) != 0 &&
+	    b == NULL && is_envelope(&r, 400, "BadParameter"),
+	    "standard base64 characters (+ /) are refused");
+	reset(&r);
+	T_CHECK(api_field_b64(j, "long", 4, 1, &b, &n, &r) != 0 && b == NULL &&
+	    is_envelope(&r, 400, "BadParameter"),
+	    "a value over its cap is refused");
+	reset(&r);
+	json_decref(j);
+	{
+		uint8_t raw[3] = { 0xfb, 0xff, 0xbf };
+		json_t *e = api_json_b64(raw, sizeof(raw));
+		T_CHECK(e && strcmp(json_string_value(e), "-_-_") == 0,
+		    "bytes encode as unpadded base64url");
+		json_decref(e);
+	}
+
+	/* the one mapping from vault errors */
+	{
+		static const struct { int err; unsigned status;
+		    const char *code; } m[] = {
+			{ VLT_ERR_BAD_PARAM, 400, "BadParameter" },
+			{ VLT_ERR_NOT_FOUND, 404, "KeyNotFound" },
+			{ VLT_ERR_CONFLICT, 409, "Conflict" },
+			{ VLT_ERR_DELETED_RECOVERABLE, 409, "Conflict" },
+			{ VLT_ERR_KEY_DISABLED, 403, "Forbidden" },
+			{ VLT_ERR_KEY_NOT_YET_VALID, 403, "Forbidden" },
+			{ VLT_ERR_KEY_EXPIRED, 403, "Forbidden" },
+			{ VLT_ERR_OP_NOT_PERMITTED, 403, "Forbidden" },
+			{ VLT_ERR_PURGE_PROTECTED, 403, "Forbidden" },
+			{ VLT_ERR_DECRYPT, 400, "BadParameter" },
+			{ VLT_ERR_UNAVAILABLE, 503, "ServiceUnavailable" },
+			{ VLT_ERR_INTERNAL, 500, "InternalServerError" },
+		};
+		size_t i;
+		int all = 1;
+		for (i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+			api_resp_vault_error(&r, m[i].err, "k1", "unwrapKey");
+			all &= is_envelope(&r, m[i].status, m[i].code);
+			reset(&r);
+		}
+		T_CHECK(all, "every vault error maps to its status and code");
+	}
+	api_resp_vault_error(&r, VLT_ERR_DELETED_RECOVERABLE, "k1", NULL);
+	T_CHECK(strstr(r.body, "\"innererror\":{\"code\":"
+	    "\"ObjectIsDeletedButRecoverable\"}") != NULL,
+	    "a deleted name's conflict carries innererror "
+	    "ObjectIsDeletedButRecoverable");
+	reset(&r);
+	api_resp_vault_error(&r, VLT_ERR_UNAVAILABLE, NULL, NULL);
+	T_CHECK(r.retry_after == 1, "503 carries Retry-After");
+	reset(&r);
+	api_resp_vault_error(&r, VLT_ERR_KEY_DISABLED, "k1", "unwrapKey");
+	T_CHECK(strstr(r.body, "unwrapKey") && strstr(r.body, "disabled"),
+	    "a disabled key's 403 names the operation and the reason");
+	reset(&r);
+	{
+		struct api_resp d1, d2;
+		memset(&d1, 0, sizeof(d1));
+		memset(&d2, 0, sizeof(d2));
+		api_resp_vault_error(&d1, VLT_ERR_DECRYPT, "k1", "unwrapKey");
+		api_resp_vault_error(&d2, VLT_ERR_DECRYPT, "k2", "decrypt");
+		T_CHECK(d1.body_len == d2.body_len &&
+		    memcmp(d1.body, d2.body, d1.body_len) == 0,
+		    "every decryption failure has one identical body");
+		reset(&d1);
+		reset(&d2);
+	}
+	return T_DONE();
+}
