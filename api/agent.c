@@ -57,31 +57,6 @@ wipe_str(char *s)
 	}
 }
 
-static char *
-pct_encode(const char *s)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t n = strlen(s), i, o = 0;
-	char *out = malloc(n * 3 + 1);
-
-	if (out == NULL)
-		return NULL;
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-		    c == '_' || c == '~') {
-			out[o++] = (char)c;
-		} else {
-			out[o++] = '%';
-			out[o++] = hex[c >> 4];
-			out[o++] = hex[c & 15];
-		}
-	}
-	out[o] = '\0';
-	return out;
-}
-
 /* Fetches a token for resource from the vault; *token malloc'd. */
 static int
 fetch_token(struct agent *a, const char *resource, char **token,
@@ -99,9 +74,9 @@ fetch_token(struct agent *a, const char *resource, char **token,
 	*status_out = 502;
 	snprintf(scope, sizeof(scope), "%.*s/.default",
 	    (int)(rl && resource[rl - 1] == '/' ? rl - 1 : rl), resource);
-	e_id = pct_encode(a->client_id);
-	e_sec = pct_encode(a->secret);
-	e_scope = pct_encode(scope);
+	e_id = cli_pct_encode(a->client_id);
+	e_sec = cli_pct_encode(a->secret);
+	e_scope = cli_pct_encode(scope);
 	if (!e_id || !e_sec || !e_scope)
 		goto out;
 	flen = strlen(e_id) + strlen(e_sec) + strlen(e_scope) + 96;

@@ -64,6 +64,11 @@ int cli_https(const char *base_url, const char *ca_file, const char *method,
     const char *body, size_t body_len, int *status, char **resp_body,
     size_t *resp_len, char *err, size_t err_len) API_WUR;
 
+/* client.c: s percent-encoded for a URL path or a form value (RFC 3986
+ * unreserved characters kept). malloc'd; it may hold a secret: wipe it
+ * (OPENSSL_clear_free with strlen + 1) before free. NULL: out of memory. */
+char *cli_pct_encode(const char *s);
+
 /* agent.c: `p11vault identity-agent` — the IMDS token protocol for one
  * workload host's identity. Returns the process exit status. */
 int cli_identity_agent(int argc, char **argv);

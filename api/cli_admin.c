@@ -274,33 +274,12 @@ out:
 
 /* ---- URL pieces ------------------------------------------------------------ */
 
-/* Percent-encodes s (RFC 3986 unreserved kept) into a wiped-on-free buffer. */
-static char *
-pct_encode(const char *s)
+/* Frees a cli_pct_encode() result, wiped first (it may hold the secret). */
+static void
+pct_free(char *s)
 {
-	static const char hex[] = "0123456789ABCDEF";
-	size_t len = strlen(s), i, o = 0;
-	char *out;
-
-	if (len > (SIZE_MAX - 1) / 3)
-		return NULL;
-	if ((out = wipe_malloc(len * 3 + 1)) == NULL)
-		return NULL;
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		    (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-		    c == '_' || c == '~')
-			out[o++] = (char)c;
-		else {
-			out[o++] = '%';
-			out[o++] = hex[c >> 4];
-			out[o++] = hex[c & 15];
-		}
-	}
-	out[o] = '\0';
-	return out;
+	if (s != NULL)
+		OPENSSL_clear_free(s, strlen(s) + 1);
 }
 
 /* Optional key=value lookup in DIR/p11vault.conf (for the resource). */
@@ -474,10 +453,10 @@ get_token(struct cli_session *s)
 	    s->resource);
 	if (n < 0 || (size_t)n >= sizeof(scope_raw))
 		goto out;
-	tenant = pct_encode(s->tenant_id);
-	cid = pct_encode(admin_str(s->admin, "clientId"));
-	secret = pct_encode(admin_str(s->admin, "clientSecret"));
-	scope = pct_encode(scope_raw);
+	tenant = cli_pct_encode(s->tenant_id);
+	cid = cli_pct_encode(admin_str(s->admin, "clientId"));
+	secret = cli_pct_encode(admin_str(s->admin, "clientSecret"));
+	scope = cli_pct_encode(scope_raw);
 	if (tenant == NULL || cid == NULL || secret == NULL || scope == NULL)
 		goto nomem;
 	n = snprintf(path, sizeof(path), "/%s/oauth2/v2.0/token", tenant);
@@ -519,10 +498,10 @@ out:
 	raw_free(raw, raw_len);
 	if (form != NULL)
 		OPENSSL_clear_free(form, form_cap);
-	wipe_free(tenant);
-	wipe_free(cid);
-	wipe_free(secret);
-	wipe_free(scope);
+	pct_free(tenant);
+	pct_free(cid);
+	pct_free(secret);
+	pct_free(scope);
 	return rc;
 }
 
@@ -637,7 +616,7 @@ cmd_identity_list(struct cli_session *s, const struct cli_opts *o)
 static int
 cmd_identity_delete(struct cli_session *s, const struct cli_opts *o)
 {
-	char path[1024], *enc = pct_encode(o->oid);
+	char path[1024], *enc = cli_pct_encode(o->oid);
 	int n, rc = CLI_FAIL;
 
 	if (enc == NULL) {
@@ -649,7 +628,7 @@ cmd_identity_delete(struct cli_session *s, const struct cli_opts *o)
 		fail_line("--object-id is too long");
 	else
 		rc = admin_call(s, "DELETE", path, NULL, NULL);
-	wipe_free(enc);
+	pct_free(enc);
 	return rc;
 }
 

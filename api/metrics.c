@@ -171,6 +171,23 @@ put_hist(struct met_buf *b, const char *name, const char *labels,
 	    atomic_load_explicit(&h->count, memory_order_relaxed));
 }
 
+/* A published series' (state 2) label set into labels; 0 for a series
+ * not published yet (the caller skips it). */
+static int
+series_labels(const struct met_series *s, int token, char *labels,
+    size_t cap)
+{
+	if (atomic_load_explicit(&s->state, memory_order_acquire) != 2)
+		return 0;
+	if (token)
+		snprintf(labels, cap, "operation=\"%.64s\",result=\"%s\"",
+		    s->op, s->status ? "ok" : "error");
+	else
+		snprintf(labels, cap, "operation=\"%.64s\",status=\"%u\"",
+		    s->op, s->status);
+	return 1;
+}
+
 static void
 render_series(struct met_buf *b, const struct met_series *tab, size_t n,
     int token)
@@ -191,16 +208,8 @@ render_series(struct met_buf *b, const struct met_series *tab, size_t n,
 	}
 	for (i = 0; i < n; i++) {
 		const struct met_series *s = &tab[i];
-		if (atomic_load_explicit(&s->state, memory_order_acquire) != 2)
+		if (!series_labels(s, token, labels, sizeof(labels)))
 			continue;
-		if (token)
-			snprintf(labels, sizeof(labels),
-			    "operation=\"%.64s\",result=\"%s\"", s->op,
-			    s->status ? "ok" : "error");
-		else
-			snprintf(labels, sizeof(labels),
-			    "operation=\"%.64s\",status=\"%u\"", s->op,
-			    s->status);
 		put(b, "%s{%s} %llu\n", token ? "p11vault_key_operations_total" :
 		    "p11vault_http_requests_total", labels,
 		    (unsigned long long)atomic_load_explicit(&s->h.count,
@@ -210,16 +219,8 @@ render_series(struct met_buf *b, const struct met_series *tab, size_t n,
 	    name, name);
 	for (i = 0; i < n; i++) {
 		const struct met_series *s = &tab[i];
-		if (atomic_load_explicit(&s->state, memory_order_acquire) != 2)
+		if (!series_labels(s, token, labels, sizeof(labels)))
 			continue;
-		if (token)
-			snprintf(labels, sizeof(labels),
-			    "operation=\"%.64s\",result=\"%s\"", s->op,
-			    s->status ? "ok" : "error");
-		else
-			snprintf(labels, sizeof(labels),
-			    "operation=\"%.64s\",status=\"%u\"", s->op,
-			    s->status);
 		put_hist(b, name, labels, &s->h);
 	}
 }

@@ -550,6 +550,20 @@ out:
 	return rc;
 }
 
+/* AES-GCM parameters of a sealed blob whose header (magic, version, IV)
+ * starts at hdr: the IV from the header, the 5 bytes before it as AAD. */
+static void
+seal_gcm_params(CK_GCM_PARAMS *gp, const uint8_t *hdr)
+{
+	memset(gp, 0, sizeof(*gp));
+	gp->pIv = (CK_BYTE *)hdr + 5;
+	gp->ulIvLen = SEAL_IV;
+	gp->ulIvBits = SEAL_IV * 8;
+	gp->pAAD = (CK_BYTE *)hdr;   /* the header is authenticated too */
+	gp->ulAADLen = 5;
+	gp->ulTagBits = SEAL_TAG * 8;
+}
+
 int
 hsm_seal(hsm_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
     size_t *out_len)
@@ -574,13 +588,7 @@ hsm_seal(hsm_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
 		free(b);
 		return HSM_ERR_INTERNAL;
 	}
-	memset(&gp, 0, sizeof(gp));
-	gp.pIv = b + 5;
-	gp.ulIvLen = SEAL_IV;
-	gp.ulIvBits = SEAL_IV * 8;
-	gp.pAAD = b;              /* the header is authenticated too */
-	gp.ulAADLen = 5;
-	gp.ulTagBits = SEAL_TAG * 8;
+	seal_gcm_params(&gp, b);
 	if ((rc = hsm_sess_take(h, &s)) != 0) {
 		free(b);
 		return rc;
@@ -624,13 +632,7 @@ hsm_unseal(hsm_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
 		return HSM_ERR_DECRYPT;
 	if ((b = malloc(in_len)) == NULL)
 		return HSM_ERR_NO_MEMORY;
-	memset(&gp, 0, sizeof(gp));
-	gp.pIv = (CK_BYTE *)in + 5;
-	gp.ulIvLen = SEAL_IV;
-	gp.ulIvBits = SEAL_IV * 8;
-	gp.pAAD = (CK_BYTE *)in;
-	gp.ulAADLen = 5;
-	gp.ulTagBits = SEAL_TAG * 8;
+	seal_gcm_params(&gp, in);
 	if ((rc = hsm_sess_take(h, &s)) != 0) {
 		free(b);
 		return rc;

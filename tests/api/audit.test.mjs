@@ -13,18 +13,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { startVault, stopVault, raw, token, tokenRequest, p11vault, keyName, API_VERSION } from './lib/vault.mjs';
 import { auditLines, createIdentity, badSignature } from './lib/identity.mjs';
+import { filesUnder, findNeedles } from './lib/util.mjs';
 
 const FIELDS = ['prev', 'time', 'requestId', 'callerOid', 'callerAppId', 'clientAddress', 'operation', 'keyId', 'httpStatus', 'result', 'durationMs'];
-
-function filesUnder(dir) {
-  const out = [];
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...filesUnder(p));
-    else if (e.isFile()) out.push(p);
-  }
-  return out;
-}
 
 describe('audit log', { timeout: 120000 }, () => {
   let v;
@@ -232,10 +223,7 @@ describe('audit log', { timeout: 120000 }, () => {
       places.push([path.relative(v.dir, f), fs.readFileSync(f)]);
     }
     assert.ok(places.some(([n]) => n.startsWith('audit')), 'the audit log was searched');
-    const found = [];
-    for (const [where, buf] of places) {
-      for (const [what, needle] of Object.entries(needles)) if (buf.includes(needle)) found.push(`${what} in ${where}`);
-    }
+    const found = findNeedles(places, Object.entries(needles));
     assert.deepEqual(found, []);
     await v.start();
   });

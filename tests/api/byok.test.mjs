@@ -11,6 +11,7 @@ import os from 'node:os';
 import {
   startVault, stopVault, keyClient, cryptoClient, raw, token, keyName, p11vault, b64u,
 } from './lib/vault.mjs';
+import { filesUnder } from './lib/util.mjs';
 
 const jwkOf = (k) => k.export({ format: 'jwk' });
 // The SDK's JsonWebKey carries the parts as bytes.
@@ -232,14 +233,7 @@ describe('key import and BYOK', { timeout: 300000 }, () => {
   test('no private part of any imported key in the data directory or the server output', async () => {
     await v.stop();
     const hay = [{ where: 'server stdout', b: Buffer.from(v.stdout) }, { where: 'server stderr', b: Buffer.from(v.stderr) }];
-    const walk = (d) => {
-      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-        const p = path.join(d, e.name);
-        if (e.isDirectory()) walk(p);
-        else if (e.isFile()) hay.push({ where: p, b: fs.readFileSync(p) });
-      }
-    };
-    walk(v.dir);
+    for (const p of filesUnder(v.dir)) hay.push({ where: p, b: fs.readFileSync(p) });
     assert.ok(secrets.length >= 20, 'the secrets were recorded');
     assert.ok(hay.length > 5);
     for (const s of secrets) {

@@ -18,6 +18,7 @@ import {
   rejectsWithStatus, API_VERSION,
 } from './lib/vault.mjs';
 import { startAgent, decodeJwt, setPolicy } from './lib/identity.mjs';
+import { filesUnder } from './lib/util.mjs';
 
 function get(url, headers = {}) {
   return new Promise((resolve, reject) => {
@@ -27,16 +28,6 @@ function get(url, headers = {}) {
       res.on('end', () => { let json; try { json = JSON.parse(text); } catch { /* not JSON */ } resolve({ status: res.statusCode, json, text }); });
     }).on('error', reject);
   });
-}
-
-function filesUnder(dir) {
-  const out = [];
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...filesUnder(p));
-    else if (e.isFile()) out.push(p);
-  }
-  return out;
 }
 
 const FORBIDDEN_MSG = (perm) => new RegExp(`The user, group or application '.*oid=[0-9a-f-]{36}.*' does not have keys ${perm} permission on key vault '127\\.0\\.0\\.1:[0-9]+'`);

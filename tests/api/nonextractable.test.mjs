@@ -12,15 +12,7 @@ import path from 'node:path';
 import {
   startVault, stopVault, keyClient, cryptoClient, keyName, runProcess, SOFTHSM_MODULE,
 } from './lib/vault.mjs';
-
-function walk(dir, out = []) {
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) walk(p, out);
-    else if (e.isFile()) out.push(p);
-  }
-  return out;
-}
+import { filesUnder } from './lib/util.mjs';
 
 // pkcs11-tool --list-objects output -> [{kind, label, id, access: [..], usage}]
 function parseObjects(text) {
@@ -174,7 +166,7 @@ describe('private key material never leaves the token', { timeout: 120000 }, () 
         : { kty: 'EC', crv: k.key.crv, x: Buffer.from(k.key.x).toString('base64url'), y: Buffer.from(k.key.y).toString('base64url') };
       return crypto.createPublicKey({ key: jwk, format: 'jwk' }).export({ type: 'spki', format: 'der' });
     });
-    const files = walk(v.dir);
+    const files = filesUnder(v.dir);
     assert.ok(files.length > 0);
     for (const f of files) {
       const buf = fs.readFileSync(f);
@@ -202,7 +194,7 @@ describe('private key material never leaves the token', { timeout: 120000 }, () 
     // A short PIN could match by chance in binary files; the generated one is long.
     const pinChecked = pin.length >= 8;
     if (pinChecked) for (const f of forms(pin)) assert.ok(!serverOutput.includes(f), 'PIN in server output');
-    for (const file of walk(v.dir)) {
+    for (const file of filesUnder(v.dir)) {
       const rel = path.relative(v.dir, file);
       const text = fs.readFileSync(file).toString('latin1');
       if (rel !== 'admin.json') {

@@ -16,6 +16,7 @@ import path from 'node:path';
 import {
   startVault, stopVault, raw, token, tokenRequest, keyName, b64u, unb64u, BIN, freePort, sleep,
 } from './lib/vault.mjs';
+import { filesUnder, findNeedles } from './lib/util.mjs';
 
 // The encodings a secret's bytes can take in a file or a log. Base64 is
 // searched at all three alignments (a secret inside a longer base64 string).
@@ -33,15 +34,6 @@ function forms(label, bytes) {
     }
   }
   return out;
-}
-
-function walk(dir, acc = []) {
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) walk(p, acc);
-    else if (e.isFile()) acc.push(p);
-  }
-  return acc;
 }
 
 describe('no secret leaves the server', { timeout: 120000 }, () => {
@@ -153,20 +145,15 @@ describe('no secret leaves the server', { timeout: 120000 }, () => {
   test('stdout, stderr, the audit log and every data file hold none of them', () => {
     const exempt = new Set([path.join(v.dir, 'admin.json'), ...fs.readdirSync(path.join(v.dir, 'hsm')).filter((f) => f.endsWith('.pin')).map((f) => path.join(v.dir, 'hsm', f))]);
     const places = [
-      { where: 'stdout', data: Buffer.from(v.stdout) },
-      { where: 'stderr', data: Buffer.from(v.stderr) },
-      { where: 'init output', data: Buffer.from(v.initOutput.replace(/"adminCredential":"[^"]*"/, '')) },
+      ['stdout', Buffer.from(v.stdout)],
+      ['stderr', Buffer.from(v.stderr)],
+      ['init output', Buffer.from(v.initOutput.replace(/"adminCredential":"[^"]*"/, ''))],
     ];
-    const files = walk(v.dir).filter((f) => !exempt.has(f));
+    const files = filesUnder(v.dir).filter((f) => !exempt.has(f));
     assert.ok(files.some((f) => f.endsWith('audit.log')), 'the audit log is searched');
     assert.ok(files.some((f) => f.endsWith('vault.db')), 'the database is searched');
-    for (const f of files) places.push({ where: path.relative(v.dir, f), data: fs.readFileSync(f) });
-    const leaks = [];
-    for (const p of places) {
-      for (const s of secrets) {
-        for (const f of forms(s.label, s.bytes)) if (p.data.includes(f.needle)) leaks.push(`${f.label} in ${p.where}`);
-      }
-    }
+    for (const f of files) places.push([path.relative(v.dir, f), fs.readFileSync(f)]);
+    const leaks = findNeedles(places, secrets.flatMap((s) => forms(s.label, s.bytes).map((f) => [f.label, f.needle])));
     assert.deepEqual(leaks, [], `searched ${places.length} places for ${secrets.length} secrets`);
     // the audit log did see the traffic (so the search is meaningful)
     const audit = fs.readFileSync(files.find((f) => f.endsWith('audit.log')), 'utf8');

@@ -436,4 +436,21 @@ fz_slow(const char *method, const char *path, const uint8_t *body,
 	return 0;
 }
 
+/* The libFuzzer entry points of every target that includes this header. */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The usual start: the environment, once. A target that needs more at
+ * start (fuzz_restore) defines FZ_OWN_INITIALIZE before including this
+ * header and writes its own LLVMFuzzerInitialize. */
+#ifndef FZ_OWN_INITIALIZE
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc; (void)argv;
+	fz_env_init();
+	return 0;
+}
+#endif
+
 #endif

@@ -11,10 +11,8 @@
  * FUZZ_WRITE_SEED=FILE: at start, writes a real backup plaintext of key e1
  * in that mode to FILE (how the seed-sealed-* files were made).
  */
+#define FZ_OWN_INITIALIZE   /* also writes a seed: see above */
 #include "tests/fuzz/fuzz_env.h"
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -17,17 +17,6 @@ static const char *const methods[8] = {
 	"GET", "PUT", "POST", "PATCH", "DELETE", "HEAD", "OPTIONS", "get",
 };
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc; (void)argv;
-	fz_env_init();
-	return 0;
-}
-
 /* Next newline-terminated field as a malloc'd exact-size string. */
 static char *
 field(const uint8_t **p, size_t *left)

@@ -12,6 +12,7 @@ import https from 'node:https';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { BIN, raw, token, freePort, SOFTHSM_MODULE } from './vault.mjs';
+import { httpsRequest } from './util.mjs';
 
 const execFileP = promisify(execFile);
 
@@ -197,23 +198,7 @@ export function rawKA(v, method, p, { body, token: tok, headers = {}, timeoutMs 
     h['Content-Length'] = payload.length;
   }
   if (tok) h.Authorization = `Bearer ${tok}`;
-  return new Promise((resolve, reject) => {
-    const req = https.request({ host: '127.0.0.1', port: v.port, method, path: p, headers: h, agent }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json;
-        try { json = text ? JSON.parse(text) : undefined; } catch { json = undefined; }
-        resolve({ status: res.statusCode, headers: res.headers, json, text });
-      });
-      res.on('error', reject);
-    });
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`${method} ${p}: timed out after ${timeoutMs} ms`)));
-    req.on('error', reject);
-    if (payload) req.write(payload);
-    req.end();
-  });
+  return httpsRequest({ host: '127.0.0.1', port: v.port, method, path: p, headers: h, agent }, payload, timeoutMs);
 }
 
 export function closeKeepAlive(v) {

@@ -6,7 +6,6 @@
 import { spawn, execFile } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ClientSecretCredential } from '@azure/identity';
 import { KeyClient, CryptographyClient } from '@azure/keyvault-keys';
+import { httpsRequest } from './util.mjs';
 
 const execFileP = promisify(execFile);
 
@@ -284,26 +284,10 @@ export function raw(v, method, p, { body, token, headers = {}, apiVersion = fals
     h['Content-Length'] = payload.length;
   }
   if (token) h.Authorization = `Bearer ${token}`;
-  return new Promise((resolve, reject) => {
-    const req = https.request({
-      host: '127.0.0.1', port: v.port, method, path: p, headers: h,
-      ca: [v.ca.pem, ...caFromDir(v)], agent: false,
-    }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json;
-        try { json = text ? JSON.parse(text) : undefined; } catch { json = undefined; }
-        resolve({ status: res.statusCode, headers: res.headers, json, text });
-      });
-      res.on('error', reject);
-    });
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`${method} ${p}: timed out after ${timeoutMs} ms`)));
-    req.on('error', reject);
-    if (payload) req.write(payload);
-    req.end();
-  });
+  return httpsRequest({
+    host: '127.0.0.1', port: v.port, method, path: p, headers: h,
+    ca: [v.ca.pem, ...caFromDir(v)], agent: false,
+  }, payload, timeoutMs);
 }
 
 // POST /{tenantId}/oauth2/v2.0/token with client credentials -> access token.
