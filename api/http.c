@@ -57,6 +57,8 @@ struct api_server {
 	pthread_t *workers;
 	unsigned nworkers;
 	int stopping;
+	long queue_deadline_ms;     /* a request that waited longer for a
+	                               worker answers 503 without running */
 };
 
 struct conn_state {
@@ -343,6 +345,16 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	return ret;
 }
 
+static long
+waited_ms(const struct timespec *start)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long)(now.tv_sec - start->tv_sec) * 1000 +
+	    (now.tv_nsec - start->tv_nsec) / 1000000;
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -364,7 +376,13 @@ worker_main(void *arg)
 		pthread_mutex_unlock(&s->jlock);
 
 		memset(&st->r, 0, sizeof(st->r));
-		api_route(&st->q, &st->r);
+		if (waited_ms(&st->start) > s->queue_deadline_ms) {
+			/* the same answer as a token session not had in time */
+			api_resp_vault_error(&st->r, VLT_ERR_UNAVAILABLE, NULL,
+			    NULL);
+		} else {
+			api_route(&st->q, &st->r);
+		}
 		finish_request(&st->q, &st->r, &st->start);
 		st->queued = 0;
 		st->answered = 1;
@@ -467,7 +485,18 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 		ncpu = 1;
 	if (threads == 0)
 		threads = ncpu < 2 ? 2 : (unsigned)ncpu;
-	nworkers = (unsigned)ncpu * 2 < 4 ? 4 : (unsigned)ncpu * 2;
+	/* more workers than token sessions, so that requests wait in the
+	 * token's session pool, which has a deadline; the queue in front of
+	 * the workers gets the same deadline as a backstop */
+	nworkers = (unsigned)ncpu * 4 < 8 ? 8 : (unsigned)ncpu * 4;
+	if (nworkers < threads * 2)
+		nworkers = threads * 2;
+	{
+		const char *d = getenv("P11VAULT_HSM_DEADLINE_MS");
+		s->queue_deadline_ms = d ? atol(d) : 0;
+		if (s->queue_deadline_ms <= 0)
+			s->queue_deadline_ms = 5000;
+	}
 	/* never let connections take the descriptors the vault needs: at
 	 * EMFILE SoftHSM and SQLite fail, not just accept() */
 	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
