@@ -293,17 +293,36 @@ jwk_from_spki(const struct vlt_key_info *k, const char *kid)
 	return jwk;
 }
 
+static json_t *key_json(struct api_ctx *c, const struct vlt_key_info *k,
+    int item, const struct vlt_settings *sp);
+
+/* The vault's retention settings (they shape every bundle's attributes). */
+static void
+settings_or_default(struct api_ctx *c, struct vlt_settings *s)
+{
+	if (vault_settings_get(c->vault, s) != 0) {
+		s->retention_days = 90;
+		s->purge_protection = 0;
+	}
+}
+
 json_t *
 api_key_bundle(struct api_ctx *c, const struct vlt_key_info *k, int item)
 {
 	struct vlt_settings s;
+
+	settings_or_default(c, &s);
+	return key_json(c, k, item, &s);
+}
+
+static json_t *
+key_json(struct api_ctx *c, const struct vlt_key_info *k, int item,
+    const struct vlt_settings *sp)
+{
+	struct vlt_settings s = *sp;
 	char kid[512];
 	json_t *b, *attrs;
 
-	if (vault_settings_get(c->vault, &s) != 0) {
-		s.retention_days = 90;
-		s.purge_protection = 0;
-	}
 	if (item == 2)
 		snprintf(kid, sizeof(kid), "%s/keys/%s", c->vault_url, k->name);
 	else
@@ -429,6 +448,7 @@ send_list(struct api_req *q, struct api_resp *r, int rc,
     struct vlt_key_info *items, size_t n, char *next, const char *path,
     size_t max, int versioned)
 {
+	struct vlt_settings s;
 	json_t *arr, *doc;
 	size_t i;
 
@@ -436,10 +456,11 @@ send_list(struct api_req *q, struct api_resp *r, int rc,
 		api_resp_vault_error(r, rc, NULL, NULL);
 		goto out;
 	}
+	settings_or_default(q->ctx, &s);    /* once per page, not per item */
 	arr = json_array();
 	for (i = 0; i < n; i++) {
-		json_t *it = api_key_bundle(q->ctx, &items[i],
-		    versioned ? 1 : 2);
+		json_t *it = key_json(q->ctx, &items[i], versioned ? 1 : 2,
+		    &s);
 		if (it)
 			json_array_append_new(arr, it);
 	}
