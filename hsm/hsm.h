@@ -51,7 +51,8 @@ enum hsm_alg {
 struct hsm_config {
 	const char *module_path;  /* e.g. /usr/lib/softhsm/libsofthsm2.so */
 	const char *token_label;  /* slot is found by this label */
-	const char *user_pin;     /* not kept after hsm_open returns */
+	const char *user_pin;     /* copied (wiped at hsm_close): the pool logs
+	                             in again after a token fault */
 	size_t pool_size;         /* sessions; 0 = 8 */
 	size_t cache_size;        /* cached key handles; 0 = 4096 */
 };
