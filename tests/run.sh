@@ -23,23 +23,24 @@ count_unit() {  # file, exit status
 	passed=$((passed + p)); failed=$((failed + f))
 }
 
+run_ok_lines() {  # LOGNAME COMMAND...: a suite that prints "ok - " lines
+	local log="$out/$1.log" rc
+	shift
+	"$@" >"$log" 2>&1
+	rc=$?
+	grep -E '^(not ok|ok) - ' "$log" | sed 's/^/  /'
+	if [ $rc -ne 0 ]; then echo "  $* exited $rc:"; tail -30 "$log" | sed 's/^/    /'; fi
+	count_unit "$log" $rc
+}
+
 echo "== unit tests (ASan+UBSan)"
 for t in build/san/tests/test_*; do
 	[ -x "$t" ] || continue
-	log="$out/$(basename "$t").log"
-	"$t" >"$log" 2>&1
-	rc=$?
-	grep -E '^(not ok|ok) - ' "$log" | sed 's/^/  /'
-	if [ $rc -ne 0 ]; then echo "  $(basename "$t") exited $rc:"; tail -30 "$log" | sed 's/^/    /'; fi
-	count_unit "$log" $rc
+	run_ok_lines "$(basename "$t")" "$t"
 done
 
 echo "== fuzz corpora replay (libFuzzer targets, ASan+UBSan)"
-bash tests/fuzz/replay.sh >"$out/fuzz-replay.log" 2>&1
-rc=$?
-grep -E '^(not ok|ok) - ' "$out/fuzz-replay.log" | sed 's/^/  /'
-[ $rc -ne 0 ] && tail -30 "$out/fuzz-replay.log"
-count_unit "$out/fuzz-replay.log" $rc
+run_ok_lines fuzz-replay bash tests/fuzz/replay.sh
 
 # One test CA for every vault the API suites create, so that the Azure
 # SDK (which reads NODE_EXTRA_CA_CERTS at start) trusts them all.
@@ -76,11 +77,7 @@ if [ "${P11VAULT_SKIP_SAN_API:-0}" != 1 ]; then
 fi
 
 echo "== bench harness smoke (tiny size; no timing asserted)"
-bash tests/bench/smoke.sh >"$out/bench-smoke.log" 2>&1
-rc=$?
-grep -E '^(not ok|ok) - ' "$out/bench-smoke.log" | sed 's/^/  /'
-[ $rc -ne 0 ] && tail -20 "$out/bench-smoke.log"
-count_unit "$out/bench-smoke.log" $rc
+run_ok_lines bench-smoke bash tests/bench/smoke.sh
 
 echo "logs: $out"
 echo "$passed passed, $failed failed"
