@@ -208,7 +208,6 @@ struct api_server_opts {
 	const char *listen;        /* HOST:PORT */
 	const char *cert_pem_file;
 	const char *key_pem_file;
-	unsigned threads;          /* 0 = number of CPUs */
 };
 int api_server_start(struct api_ctx *c, const struct api_server_opts *o,
     struct api_server **out, char *err, size_t err_len) API_WUR;

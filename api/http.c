@@ -4,7 +4,14 @@
  *
  * Limits (named here, one place): body API_BODY_MAX, per-connection memory
  * HTTP_CONN_MEMORY, connections HTTP_CONN_LIMIT, idle timeout
- * HTTP_CONN_TIMEOUT. TLS 1.2 and 1.3 only, AEAD ciphers only.
+ * HTTP_CONN_TIMEOUT, a connection thread's stack HTTP_THREAD_STACK. TLS
+ * 1.2 and 1.3 only, AEAD ciphers only.
+ *
+ * Threads: one per connection (MHD_USE_THREAD_PER_CONNECTION). A request
+ * runs start to end on its connection's thread, token calls included, so
+ * a slow token call or scrypt holds up no other connection (no head-of-
+ * line blocking) and a request costs no hand-off between threads; waits
+ * for a token session are bounded by the session pool's deadline.
  * Must never: log a header or a body (they carry tokens and plaintexts);
  * keep a request body after the request (wiped on completion).
  */
@@ -30,6 +37,7 @@
 #define HTTP_CONN_MEMORY (64 * 1024)
 #define HTTP_CONN_LIMIT 4000
 #define HTTP_CONN_TIMEOUT 30
+#define HTTP_THREAD_STACK (512u * 1024)
 /* descriptors kept free for the vault (SQLite, audit log, token files) */
 #define HTTP_FD_RESERVE 128
 /* all request bodies being received, together (each is <= API_BODY_MAX):
@@ -48,17 +56,6 @@ struct api_server {
 	char *key;
 	atomic_int in_flight;
 	atomic_size_t body_bytes;   /* capacity of all body buffers */
-	/* workers: requests that wait on the token or on scrypt run here,
-	 * with their connection suspended, so that one slow request never
-	 * holds up the other connections of an MHD thread */
-	pthread_mutex_t jlock;
-	pthread_cond_t jcond;
-	struct conn_state *jhead, *jtail;
-	pthread_t *workers;
-	unsigned nworkers;
-	int stopping;
-	long queue_deadline_ms;     /* a request that waited longer for a
-	                               worker answers 503 without running */
 };
 
 struct conn_state {
@@ -68,13 +65,6 @@ struct conn_state {
 	int too_large;
 	int over_budget;
 	struct timespec start;
-	/* a request handed to a worker keeps its state here */
-	int queued;                 /* 1 while a worker owns it */
-	int answered;               /* the worker has filled q and r */
-	struct MHD_Connection *conn;
-	struct conn_state *jnext;
-	struct api_req q;
-	struct api_resp r;
 };
 
 static char *
@@ -208,34 +198,6 @@ send_resp(struct MHD_Connection *conn, struct api_req *q, struct api_resp *r)
 	return ret;
 }
 
-/*
- * Requests that wait on the token (private-key operations, key
- * generation, import, restore, rotation) or on scrypt (the token
- * endpoint, identity creation) go to the workers; the rest — reads and
- * public-key operations — are answered on the MHD thread at once.
- */
-static int
-needs_worker(const char *method, const char *url)
-{
-	static const char *const slow_tail[] = { "/unwrapkey", "/decrypt",
-		"/sign", "/create", "/rotate", "/restore", "/backup",
-		"/oauth2/v2.0/token", "/admin/identities", NULL };
-	size_t i, ul = strlen(url), tl;
-
-	if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
-		return 0;
-	if (strcmp(method, "PUT") == 0 && strncasecmp(url, "/keys/", 6) == 0)
-		return 1;               /* import (and rotation policy) */
-	while (ul > 1 && url[ul - 1] == '/')
-		ul--;
-	for (i = 0; slow_tail[i]; i++) {
-		tl = strlen(slow_tail[i]);
-		if (ul >= tl && strncasecmp(url + ul - tl, slow_tail[i], tl) == 0)
-			return 1;
-	}
-	return 0;
-}
-
 /* The audit event and the metrics of a request that has its answer. */
 static void
 finish_request(struct api_req *q, struct api_resp *r,
@@ -284,16 +246,6 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	}
 	*upload_data_size = 0;
 
-	if (st->answered) {
-		/* resumed after a worker ran the request */
-		ret = send_resp(conn, &st->q, &st->r);
-		st->answered = 0;
-		atomic_fetch_sub(&s->in_flight, 1);
-		return ret;
-	}
-	if (st->queued)
-		return MHD_YES;
-
 	atomic_fetch_add(&s->in_flight, 1);
 	memset(&q, 0, sizeof(q));
 	memset(&r, 0, sizeof(r));
@@ -321,21 +273,6 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	} else if (q.body_too_large) {
 		api_resp_error(&r, 413, "RequestEntityTooLarge",
 		    "The request body is larger than %d bytes.", API_BODY_MAX);
-	} else if (s->nworkers > 0 && needs_worker(method, url)) {
-		st->q = q;
-		st->conn = conn;
-		st->queued = 1;
-		MHD_suspend_connection(conn);
-		pthread_mutex_lock(&s->jlock);
-		st->jnext = NULL;
-		if (s->jtail)
-			s->jtail->jnext = st;
-		else
-			s->jhead = st;
-		s->jtail = st;
-		pthread_cond_signal(&s->jcond);
-		pthread_mutex_unlock(&s->jlock);
-		return MHD_YES;
 	} else {
 		api_route(&q, &r);
 	}
@@ -343,51 +280,6 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	ret = send_resp(conn, &q, &r);
 	atomic_fetch_sub(&s->in_flight, 1);
 	return ret;
-}
-
-static long
-waited_ms(const struct timespec *start)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long)(now.tv_sec - start->tv_sec) * 1000 +
-	    (now.tv_nsec - start->tv_nsec) / 1000000;
-}
-
-static void *
-worker_main(void *arg)
-{
-	struct api_server *s = arg;
-	struct conn_state *st;
-
-	for (;;) {
-		pthread_mutex_lock(&s->jlock);
-		while (s->jhead == NULL && !s->stopping)
-			pthread_cond_wait(&s->jcond, &s->jlock);
-		st = s->jhead;
-		if (st == NULL) {       /* stopping, and nothing left */
-			pthread_mutex_unlock(&s->jlock);
-			return NULL;
-		}
-		s->jhead = st->jnext;
-		if (s->jhead == NULL)
-			s->jtail = NULL;
-		pthread_mutex_unlock(&s->jlock);
-
-		memset(&st->r, 0, sizeof(st->r));
-		if (waited_ms(&st->start) > s->queue_deadline_ms) {
-			/* the same answer as a token session not had in time */
-			api_resp_vault_error(&st->r, VLT_ERR_UNAVAILABLE, NULL,
-			    NULL);
-		} else {
-			api_route(&st->q, &st->r);
-		}
-		finish_request(&st->q, &st->r, &st->start);
-		st->queued = 0;
-		st->answered = 1;
-		MHD_resume_connection(st->conn);
-	}
 }
 
 static void
@@ -401,7 +293,6 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)toe;
 	if (st == NULL)
 		return;
-	free(st->r.body);
 	if (st->body) {
 		OPENSSL_cleanse(st->body, st->cap);
 		free(st->body);
@@ -454,10 +345,8 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 {
 	struct api_server *s;
 	struct sockaddr_storage ss;
-	unsigned threads = o->threads, nworkers;
-	long ncpu;
 	unsigned flags;
-	unsigned conn_limit = HTTP_CONN_LIMIT, i;
+	unsigned conn_limit = HTTP_CONN_LIMIT;
 	struct rlimit nofile;
 
 	*out = NULL;
@@ -478,25 +367,6 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 		snprintf(err, err_len, "cannot read the TLS certificate or key");
 		goto fail;
 	}
-	/* MHD threads only do TLS, HTTP and the quick requests: one per
-	 * core. Workers wait on the token: as many as token sessions. */
-	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	if (ncpu < 1)
-		ncpu = 1;
-	if (threads == 0)
-		threads = ncpu < 2 ? 2 : (unsigned)ncpu;
-	/* more workers than token sessions, so that requests wait in the
-	 * token's session pool, which has a deadline; the queue in front of
-	 * the workers gets the same deadline as a backstop */
-	nworkers = (unsigned)ncpu * 4 < 8 ? 8 : (unsigned)ncpu * 4;
-	if (nworkers < threads * 2)
-		nworkers = threads * 2;
-	{
-		const char *d = getenv("P11VAULT_HSM_DEADLINE_MS");
-		s->queue_deadline_ms = d ? atol(d) : 0;
-		if (s->queue_deadline_ms <= 0)
-			s->queue_deadline_ms = 5000;
-	}
 	/* never let connections take the descriptors the vault needs: at
 	 * EMFILE SoftHSM and SQLite fail, not just accept() */
 	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
@@ -505,8 +375,11 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 		conn_limit = nofile.rlim_cur > 2 * HTTP_FD_RESERVE ?
 		    (unsigned)(nofile.rlim_cur - HTTP_FD_RESERVE) :
 		    (unsigned)(nofile.rlim_cur / 2);
-	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-	    MHD_USE_TLS | MHD_USE_SUSPEND_RESUME;
+	/* poll, not select: descriptors go past FD_SETSIZE; ITC so that
+	 * MHD_quiesce_daemon works in this threading mode */
+	flags = MHD_USE_INTERNAL_POLLING_THREAD |
+	    MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ITC |
+	    MHD_USE_TLS;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
@@ -514,7 +387,7 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 	    MHD_OPTION_HTTPS_MEM_CERT, s->cert,
 	    MHD_OPTION_HTTPS_MEM_KEY, s->key,
 	    MHD_OPTION_HTTPS_PRIORITIES, HTTP_TLS_PRIORITIES,
-	    MHD_OPTION_THREAD_POOL_SIZE, threads,
+	    MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_THREAD_STACK,
 	    MHD_OPTION_CONNECTION_LIMIT, conn_limit,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONN_TIMEOUT,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
@@ -524,14 +397,6 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 		snprintf(err, err_len, "cannot listen on %s: %s", o->listen,
 		    errno ? strerror(errno) : "MHD_start_daemon failed");
 		goto fail;
-	}
-	pthread_mutex_init(&s->jlock, NULL);
-	pthread_cond_init(&s->jcond, NULL);
-	s->workers = calloc(nworkers, sizeof(*s->workers));
-	for (i = 0; s->workers && i < nworkers; i++) {
-		if (pthread_create(&s->workers[i], NULL, worker_main, s) != 0)
-			break;
-		s->nworkers++;
 	}
 	*out = s;
 	return 0;
@@ -553,18 +418,7 @@ api_server_stop(struct api_server *s)
 	MHD_quiesce_daemon(s->daemon);
 	for (i = 0; i < 1000 && atomic_load(&s->in_flight) > 0; i++)
 		usleep(10000);
-	/* the workers drain their queue (resuming every connection they
-	 * hold) before they exit; MHD then stops with none suspended */
-	pthread_mutex_lock(&s->jlock);
-	s->stopping = 1;
-	pthread_cond_broadcast(&s->jcond);
-	pthread_mutex_unlock(&s->jlock);
-	for (i = 0; i < (int)s->nworkers; i++)
-		pthread_join(s->workers[i], NULL);
-	free(s->workers);
 	MHD_stop_daemon(s->daemon);
-	pthread_mutex_destroy(&s->jlock);
-	pthread_cond_destroy(&s->jcond);
 	wipe_free(s->key);
 	free(s->cert);
 	free(s);

@@ -311,7 +311,7 @@ out:
 }
 
 static const char *const serve_opts[] = { "--data", "--listen",
-	"--insecure-test-clock", "--threads", "--user", NULL };
+	"--insecure-test-clock", "--user", NULL };
 
 static int
 cmd_serve(int argc, char **argv)
@@ -319,7 +319,6 @@ cmd_serve(int argc, char **argv)
 	const char *dir = opt(argc, argv, "--data");
 	const char *listen = opt(argc, argv, "--listen");
 	const char *clock_file = opt(argc, argv, "--insecure-test-clock");
-	const char *threads = opt(argc, argv, "--threads");
 	const char *user = opt(argc, argv, "--user");
 	struct api_server_opts so;
 	struct api_server *srv = NULL;
@@ -335,7 +334,7 @@ cmd_serve(int argc, char **argv)
 
 	if (flag(argc, argv, "--help")) {
 		puts("usage: p11vault serve --data DIR [--listen HOST:PORT] "
-		    "[--threads N] [--user NAME]\n"
+		    "[--user NAME]\n"
 		    "Serves the vault over HTTPS (default 127.0.0.1:8443). "
 		    "SIGINT/SIGTERM finish\n"
 		    "in-flight requests and exit 0.\n"
@@ -411,7 +410,6 @@ cmd_serve(int argc, char **argv)
 	so.listen = listen;
 	so.cert_pem_file = cert;
 	so.key_pem_file = key;
-	so.threads = threads ? (unsigned)atoi(threads) : 0;
 	if (api_server_start(&ctx, &so, &srv, err, sizeof(err)) != 0)
 		die("%s", err);
 	/* after the bind, with the vault and the token open */

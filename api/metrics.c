@@ -254,6 +254,14 @@ api_metrics_render(struct api_ctx *c, char **text, size_t *len)
 		    "p11vault_hsm_handle_cache_total{result=\"miss\"} %llu\n",
 		    (unsigned long long)hits, (unsigned long long)misses);
 	}
+	if (c != NULL && c->vault != NULL &&
+	    vault_version_cache_stats(c->vault, &hits, &misses) == 0)
+		put(&b, "# HELP p11vault_version_cache_total Key version "
+		    "lookups answered from memory (hit) or the store (miss).\n"
+		    "# TYPE p11vault_version_cache_total counter\n"
+		    "p11vault_version_cache_total{result=\"hit\"} %llu\n"
+		    "p11vault_version_cache_total{result=\"miss\"} %llu\n",
+		    (unsigned long long)hits, (unsigned long long)misses);
 	if (b.failed) {
 		free(b.p);
 		return -1;

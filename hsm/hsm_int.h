@@ -56,7 +56,10 @@ struct hsm {
 	size_t pin_len;
 
 	pthread_mutex_t mu;    /* pool */
-	pthread_cond_t cv;     /* CLOCK_MONOTONIC */
+	pthread_cond_t cv;     /* callers waiting for a session; CLOCK_MONOTONIC */
+	pthread_cond_t rcv;    /* the recovery thread and hsm_close: the pool
+	                          broke, drained or stops; CLOCK_MONOTONIC */
+	size_t waiting;        /* callers asleep on cv */
 	CK_SESSION_HANDLE *sess;
 	size_t *free_idx;      /* stack of idle session indexes */
 	size_t nfree;

@@ -360,6 +360,12 @@ hsm_open(const struct hsm_config *cfg, hsm_t **out)
 		rc = HSM_ERR_NO_MEMORY;
 		goto out;
 	}
+	if (pthread_cond_init(&h->rcv, &ca) != 0) {
+		pthread_cond_destroy(&h->cv);
+		pthread_condattr_destroy(&ca);
+		rc = HSM_ERR_NO_MEMORY;
+		goto out;
+	}
 	pthread_condattr_destroy(&ca);
 	cv_ok = 1;
 	h->deadline_ms = deadline_from_env();
@@ -386,8 +392,10 @@ out:
 			pool_close_sessions(h);
 		hsm_unload(h->dl, h->f, h->owns_init);
 		hsm_cache_free(h);
-		if (cv_ok)
+		if (cv_ok) {
 			pthread_cond_destroy(&h->cv);
+			pthread_cond_destroy(&h->rcv);
+		}
 		if (mu_ok)
 			pthread_mutex_destroy(&h->mu);
 		if (h->pin != NULL)
@@ -410,8 +418,9 @@ hsm_close(hsm_t *h)
 	pthread_mutex_lock(&h->mu);
 	h->stopping = 1;          /* new callers fail, recovery ends */
 	pthread_cond_broadcast(&h->cv);
+	pthread_cond_broadcast(&h->rcv);
 	while (h->busy > 0)
-		pthread_cond_wait(&h->cv, &h->mu);
+		pthread_cond_wait(&h->rcv, &h->mu);
 	pthread_mutex_unlock(&h->mu);
 	if (h->rthread_ok)
 		pthread_join(h->rthread, NULL);
@@ -420,6 +429,7 @@ hsm_close(hsm_t *h)
 	pool_close_sessions(h);
 	hsm_unload(h->dl, h->f, h->owns_init);
 	pthread_cond_destroy(&h->cv);
+	pthread_cond_destroy(&h->rcv);
 	pthread_mutex_destroy(&h->mu);
 	OPENSSL_cleanse(h->pin, h->pin_len);
 	free(h->pin);
@@ -455,7 +465,7 @@ recover_main(void *arg)
 	pthread_mutex_lock(&h->mu);
 	while (!h->stopping) {
 		if (!h->broken || h->busy > 0) {
-			pthread_cond_wait(&h->cv, &h->mu);
+			pthread_cond_wait(&h->rcv, &h->mu);
 			continue;
 		}
 		h->recovering = 1;
@@ -476,7 +486,7 @@ recover_main(void *arg)
 			continue;
 		deadline_in(&ts, HSM_RETRY_MS);
 		while (!h->stopping &&
-		    pthread_cond_timedwait(&h->cv, &h->mu, &ts) != ETIMEDOUT)
+		    pthread_cond_timedwait(&h->rcv, &h->mu, &ts) != ETIMEDOUT)
 			;
 	}
 	pthread_mutex_unlock(&h->mu);
@@ -510,7 +520,10 @@ hsm_sess_take(hsm_t *h, struct hsm_sess *s)
 		}
 		/* every session busy, or the first recovery attempt is
 		 * pending: wait, but never past the deadline */
-		if (pthread_cond_timedwait(&h->cv, &h->mu, &ts) == ETIMEDOUT) {
+		h->waiting++;
+		rc = pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+		h->waiting--;
+		if (rc == ETIMEDOUT && (h->broken || h->nfree == 0)) {
 			rc = HSM_ERR_UNAVAILABLE;
 			break;
 		}
@@ -529,7 +542,13 @@ hsm_sess_give(hsm_t *h, struct hsm_sess *s)
 	}
 	h->free_idx[h->nfree++] = s->idx;
 	h->busy--;
-	pthread_cond_broadcast(&h->cv);
+	/* one session freed wakes one waiter (a broken pool wakes them
+	 * all when its recovery ends); the recovery thread and hsm_close
+	 * only care about a broken or stopping pool that has drained */
+	if (h->waiting > 0 && !h->broken)
+		pthread_cond_signal(&h->cv);
+	if ((h->broken || h->stopping) && h->busy == 0)
+		pthread_cond_broadcast(&h->rcv);
 	pthread_mutex_unlock(&h->mu);
 	s->h = CK_INVALID_HANDLE;
 }

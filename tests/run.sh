@@ -11,7 +11,7 @@ out=$(mktemp -d /tmp/p11vault-test.XXXXXX)
 passed=0
 failed=0
 
-export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:thread_local_quarantine_size_kb=64"
 export LSAN_OPTIONS="suppressions=$root/tests/unit/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 

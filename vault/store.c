@@ -5,7 +5,18 @@
  *
  * Owns: DIR/vault.db (WAL, synchronous=FULL, foreign keys, secure_delete),
  * its schema (PRAGMA user_version) and the one connection, guarded by one
- * mutex so that each function below is atomic.
+ * mutex so that each function below is atomic; and the version cache, an
+ * in-memory copy of recently read live key versions, so that the hot path
+ * of a crypto operation reads no SQLite.
+ *
+ * The version cache is kept coherent by a generation counter: every
+ * transaction bumps it when it begins (under the store mutex, before it
+ * changes anything), a cached entry is only valid for the generation it
+ * was read in, and a miss reads the row and the generation together
+ * under the mutex. So once a write has begun, no reader sees an entry
+ * from before it, and the first reader after it reads the committed row.
+ * Key rows change only through this store (one server per data
+ * directory); rows another process adds are found on a miss.
  *
  * Must never: build SQL from data (prepared statements with bound
  * parameters only), write outside a transaction, acknowledge a write
@@ -13,9 +24,12 @@
  */
 #include "vault/store.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,11 +181,33 @@ static const char *const schema_v1[] = {
 	"PRAGMA user_version = 1",
 };
 
+/* The version cache: direct-mapped, a lock per stripe of slots. */
+#define VCACHE_SLOTS 8192
+#define VCACHE_STRIPES 64
+#define VCACHE_KEY_MAX (VLT_NAME_MAX + 1 + VLT_VERSION_LEN + 1)
+
+struct vcache_ent {
+	uint64_t gen;               /* 0: empty */
+	char key[VCACHE_KEY_MAX];   /* lower-case name, NUL, version or "" */
+	size_t key_len;
+	struct vlt_key_info k;      /* owns tags and spki */
+	uint8_t *blob;
+	size_t blob_len;
+};
+
 struct store {
 	sqlite3 *db;
 	pthread_mutex_t lock;
 	sqlite3_stmt *st[ST_COUNT];
+	_Atomic uint64_t gen;       /* bumped by every transaction */
+	struct vcache_ent *vc;      /* VCACHE_SLOTS, or NULL: no cache */
+	pthread_mutex_t vc_lock[VCACHE_STRIPES];
+	int vc_locks_ok;
+	_Atomic uint64_t vc_hits, vc_misses;
 };
+
+static int vcache_init(store_t *s);
+static void vcache_free(store_t *s);
 
 static int
 map_rc(int rc)
@@ -293,9 +329,11 @@ st_exec(store_t *s, enum st_id id)
 	return st_run(s, st);
 }
 
+/* Caller holds the lock. Every cached version is stale from here on. */
 static int
 tx_begin(store_t *s)
 {
+	atomic_fetch_add(&s->gen, 1);
 	return st_exec(s, ST_BEGIN);
 }
 
@@ -547,6 +585,9 @@ store_open(const char *path, int create, store_t **out)
 		free(s);
 		return VLT_ERR_INTERNAL;
 	}
+	atomic_init(&s->gen, 1);
+	if ((r = vcache_init(s)) != 0)
+		goto out;
 	flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX;
 	if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
 		r = VLT_ERR_IO;
@@ -596,6 +637,7 @@ store_close(store_t *s)
 		sqlite3_finalize(s->st[i]);
 	sqlite3_close(s->db);
 	pthread_mutex_destroy(&s->lock);
+	vcache_free(s);
 	free(s);
 }
 
@@ -1020,18 +1062,207 @@ version_fetch(store_t *s, const char *name, const char *version,
 	return r;
 }
 
+/* ---- the version cache ---------------------------------------------- */
+
+static int
+vcache_init(store_t *s)
+{
+	size_t i;
+
+	s->vc = calloc(VCACHE_SLOTS, sizeof(*s->vc));
+	if (s->vc == NULL)
+		return VLT_ERR_NO_MEMORY;
+	for (i = 0; i < VCACHE_STRIPES; i++) {
+		if (pthread_mutex_init(&s->vc_lock[i], NULL) != 0) {
+			while (i-- > 0)
+				pthread_mutex_destroy(&s->vc_lock[i]);
+			free(s->vc);
+			s->vc = NULL;
+			return VLT_ERR_INTERNAL;
+		}
+	}
+	s->vc_locks_ok = 1;
+	return 0;
+}
+
+static void
+vcache_ent_clear(struct vcache_ent *e)
+{
+	vlt_key_info_clear(&e->k);
+	free(e->blob);
+	e->blob = NULL;
+	e->blob_len = 0;
+	e->gen = 0;
+}
+
+static void
+vcache_free(store_t *s)
+{
+	size_t i;
+
+	if (s->vc != NULL)
+		for (i = 0; i < VCACHE_SLOTS; i++)
+			vcache_ent_clear(&s->vc[i]);
+	if (s->vc_locks_ok)
+		for (i = 0; i < VCACHE_STRIPES; i++)
+			pthread_mutex_destroy(&s->vc_lock[i]);
+	free(s->vc);
+	s->vc = NULL;
+}
+
+/* The cache key of (name, version): names compare case-insensitively
+ * (ASCII, as SQLite's NOCASE), versions exactly; NULL is the latest.
+ * Returns its length, 0 if it does not fit. */
+static size_t
+vcache_key(const char *name, const char *version, char *key)
+{
+	size_t nl = strlen(name), vl = version ? strlen(version) : 0, i;
+
+	if (nl == 0 || nl > VLT_NAME_MAX || vl > VLT_VERSION_LEN ||
+	    (version != NULL && vl == 0))
+		return 0;
+	for (i = 0; i < nl; i++)
+		key[i] = (char)tolower((unsigned char)name[i]);
+	key[nl] = '\0';
+	if (vl)
+		memcpy(key + nl + 1, version, vl);
+	return nl + 1 + vl;
+}
+
+static size_t
+vcache_slot(const char *key, size_t len)
+{
+	uint64_t h = 1469598103934665603ULL;       /* FNV-1a */
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		h = (h ^ (unsigned char)key[i]) * 1099511628211ULL;
+	return (size_t)(h % VCACHE_SLOTS);
+}
+
+static int
+dup_bytes(const uint8_t *src, size_t n, uint8_t **dst)
+{
+	*dst = NULL;
+	if (src == NULL)
+		return 0;
+	if ((*dst = malloc(n ? n : 1)) == NULL)
+		return VLT_ERR_NO_MEMORY;
+	memcpy(*dst, src, n);
+	return 0;
+}
+
+/* A deep copy of a key info (tags and spki duplicated). */
+static int
+key_info_copy(const struct vlt_key_info *src, struct vlt_key_info *dst)
+{
+	*dst = *src;
+	dst->tags = NULL;
+	dst->spki = NULL;
+	if ((src->tags && (dst->tags = strdup(src->tags)) == NULL) ||
+	    dup_bytes(src->spki, src->spki_len, &dst->spki) != 0) {
+		vlt_key_info_clear(dst);
+		return VLT_ERR_NO_MEMORY;
+	}
+	return 0;
+}
+
+/* 1 and copies out on a hit of the current generation, else 0. */
+static int
+vcache_get(store_t *s, const char *key, size_t klen, size_t slot,
+    struct vlt_key_info *out, uint8_t **blob, size_t *blob_len)
+{
+	struct vcache_ent *e = &s->vc[slot];
+	pthread_mutex_t *l = &s->vc_lock[slot % VCACHE_STRIPES];
+	int hit = 0;
+
+	pthread_mutex_lock(l);
+	if (e->gen != 0 && e->gen == atomic_load(&s->gen) &&
+	    e->key_len == klen && memcmp(e->key, key, klen) == 0 &&
+	    key_info_copy(&e->k, out) == 0) {
+		hit = 1;
+		if (blob != NULL) {
+			if (dup_bytes(e->blob, e->blob_len, blob) != 0) {
+				vlt_key_info_clear(out);
+				hit = 0;
+			} else {
+				*blob_len = e->blob_len;
+			}
+		}
+	}
+	pthread_mutex_unlock(l);
+	atomic_fetch_add(hit ? &s->vc_hits : &s->vc_misses, 1);
+	return hit;
+}
+
+/* Keeps a copy of a version read in generation gen (best effort). */
+static void
+vcache_put(store_t *s, const char *key, size_t klen, size_t slot,
+    uint64_t gen, const struct vlt_key_info *k, const uint8_t *blob,
+    size_t blob_len)
+{
+	struct vcache_ent *e = &s->vc[slot];
+	pthread_mutex_t *l = &s->vc_lock[slot % VCACHE_STRIPES];
+	struct vlt_key_info kc;
+	uint8_t *bc;
+
+	if (key_info_copy(k, &kc) != 0)
+		return;
+	if (dup_bytes(blob, blob_len, &bc) != 0) {
+		vlt_key_info_clear(&kc);
+		return;
+	}
+	pthread_mutex_lock(l);
+	vcache_ent_clear(e);
+	memcpy(e->key, key, klen);
+	e->key_len = klen;
+	e->k = kc;
+	e->blob = bc;
+	e->blob_len = blob_len;
+	e->gen = gen;
+	pthread_mutex_unlock(l);
+}
+
+void
+store_vcache_stats(store_t *s, uint64_t *hits, uint64_t *misses)
+{
+	*hits = atomic_load(&s->vc_hits);
+	*misses = atomic_load(&s->vc_misses);
+}
+
 int
 store_version_get(store_t *s, const char *name, const char *version,
     int deleted, struct vlt_key_info *out, uint8_t **blob, size_t *blob_len)
 {
+	char key[VCACHE_KEY_MAX];
+	size_t klen = 0, slot = 0, bl = 0;
+	uint8_t *b = NULL;
+	uint64_t gen;
 	int r;
 
 	memset(out, 0, sizeof(*out));
+	if (!deleted && s->vc != NULL &&
+	    (klen = vcache_key(name, version, key)) != 0) {
+		slot = vcache_slot(key, klen);
+		if (vcache_get(s, key, klen, slot, out, blob, blob_len))
+			return 0;
+	}
 	pthread_mutex_lock(&s->lock);
-	r = version_fetch(s, name, version, deleted, out, NULL, blob,
-	    blob_len);
+	gen = atomic_load(&s->gen);
+	/* a miss reads the blob too, so that the entry serves both kinds */
+	r = version_fetch(s, name, version, deleted, out, NULL,
+	    klen != 0 ? &b : blob, klen != 0 ? &bl : blob_len);
 	pthread_mutex_unlock(&s->lock);
-	return r;
+	if (r != 0 || klen == 0)
+		return r;
+	vcache_put(s, key, klen, slot, gen, out, b, bl);
+	if (blob != NULL) {
+		*blob = b;
+		*blob_len = bl;
+	} else {
+		free(b);
+	}
+	return 0;
 }
 
 int

@@ -49,6 +49,8 @@ int store_version_insert(store_t *s, const struct vlt_key_info *info,
 int store_version_get(store_t *s, const char *name, const char *version,
     int deleted, struct vlt_key_info *out, uint8_t **blob,
     size_t *blob_len) VLT_WUR;
+/* Hits and misses of the version cache behind store_version_get. */
+void store_vcache_stats(store_t *s, uint64_t *hits, uint64_t *misses);
 
 struct store_update {
 	int has_key_ops; unsigned key_ops;

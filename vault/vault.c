@@ -1914,6 +1914,15 @@ vault_rotation_due(vault_t *v)
 	return err != 0 ? err : count;
 }
 
+int
+vault_version_cache_stats(vault_t *v, uint64_t *hits, uint64_t *misses)
+{
+	if (v == NULL || v->store == NULL)
+		return VLT_ERR_BAD_PARAM;
+	store_vcache_stats(v->store, hits, misses);
+	return 0;
+}
+
 /* Session-pool and handle-cache figures for GET /metrics (issue 6). */
 int
 vault_hsm_stats(vault_t *v, uint64_t *cache_hits, uint64_t *cache_misses,

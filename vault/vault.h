@@ -279,6 +279,9 @@ int vault_jwt_public(vault_t *v, uint8_t **spki, size_t *len) VLT_WUR;
 /* Handle-cache and session-pool figures of the token, for metrics. */
 int vault_hsm_stats(vault_t *v, uint64_t *cache_hits, uint64_t *cache_misses,
     size_t *sessions_busy, size_t *sessions_total) VLT_WUR;
+/* Lookups of the in-memory version cache in front of the store. */
+int vault_version_cache_stats(vault_t *v, uint64_t *hits,
+    uint64_t *misses) VLT_WUR;
 
 /* 0 when the token and the store answer. */
 int vault_health(vault_t *v) VLT_WUR;

@@ -103,7 +103,7 @@ describe('HSM faults through the PKCS#11 shim', { timeout: 90000 }, () => {
 
   before(async () => {
     const shim = await buildShim();
-    v = await startVault({ extraArgs: ['--threads', String(conc + 4)] });
+    v = await startVault();
     await v.stop();
     // Same token, same SOFTHSM2_CONF (from softhsm_conf=): only the module changes.
     const conf = path.join(v.dir, 'p11vault.conf');

@@ -344,12 +344,15 @@ describe('hostile clients', { timeout: 150000 }, () => {
       assert.ok(f.sent < 8 * 1024 * 1024 || f.status !== 'closed', `a header flood was read to the end: ${JSON.stringify(f)}`);
     }
     // bounded: 2,000+ connections must not cost more than ~200 KiB each,
-    // and the 100 MiB bodies must not be buffered
-    // (ASan keeps up to 256 MiB of freed memory in quarantine: a looser bound)
+    // and the 100 MiB bodies must not be buffered. Each connection has a
+    // thread of its own: measured, 2,000 idle TLS connections cost ~37 KiB
+    // each in the release build, but ~400 KiB each under ASan, whose
+    // allocator keeps per-thread caches (and up to 256 MiB of freed memory
+    // in quarantine): a looser bound for the sanitizer build only.
     const asan = fs.readFileSync(`/proc/${pid}/maps`, 'utf8').includes('libasan');
     const growth = rss.max - rss.before;
     figures.rssGrowthKb = growth;
-    assert.ok(growth < (asan ? 640 : 200) * 1024, `VmRSS grew by ${growth} kB under attack (before ${rss.before} kB, max ${rss.max} kB)`);
+    assert.ok(growth < (asan ? 1280 : 200) * 1024, `VmRSS grew by ${growth} kB under attack (before ${rss.before} kB, max ${rss.max} kB)`);
 
     // and it serves normally afterwards
     const after2 = await goodUnwrap(null);

@@ -773,6 +773,83 @@ main(void)
 	T_CHECK(r == 0 && k.scheduled_purge_date == k.deleted_date + 30 * 86400,
 	    "delete under retention 30: purge date +30d");
 	vlt_key_info_clear(&k);
+	/* ---- the version cache stays coherent with every write ----- */
+	{
+		struct vlt_create_req cq;
+		struct vlt_update_req uq;
+		struct vlt_key_info kvc, kn;
+		uint8_t vct[512];
+		size_t vctl;
+		char kv[VLT_VERSION_LEN + 1];
+		uint64_t h0, m0, h1, m1;
+		int e;
+
+#define VC_ENC(nm, ver) (vctl = sizeof(vct), vault_key_encrypt(v, nm, ver, \
+	VLT_OP_ENCRYPT, VLT_ALG_RSA_OAEP, (const uint8_t *)"dek", 3, vct, \
+	&vctl, kv))
+		memset(&cq, 0, sizeof(cq));
+		cq.kty = VLT_KTY_RSA;
+		cq.enabled = 1;
+		memset(&kvc, 0, sizeof(kvc));
+		memset(&kn, 0, sizeof(kn));
+		T_CHECK(vault_key_create(v, "vc-key", &cq, &kvc) == 0,
+		    "version cache: create a key");
+		T_CHECK(VC_ENC("vc-key", NULL) == 0 &&
+		    strcmp(kv, kvc.version) == 0, "version cache: first use");
+		T_CHECK(vault_version_cache_stats(v, &h0, &m0) == 0,
+		    "version cache: stats readable");
+		e = VC_ENC("VC-KEY", NULL);
+		T_CHECK(e == 0 && VC_ENC("vc-key", kvc.version) == 0 &&
+		    VC_ENC("vc-key", kvc.version) == 0,
+		    "version cache: repeated uses (any name case)");
+		T_CHECK(vault_version_cache_stats(v, &h1, &m1) == 0 &&
+		    h1 >= h0 + 1, "version cache: repeated uses are hits");
+		memset(&uq, 0, sizeof(uq));
+		uq.has_enabled = 1;
+		uq.enabled = 0;
+		T_CHECK(vault_key_update(v, "vc-key", kvc.version, &uq, &kn) == 0,
+		    "version cache: disable");
+		vlt_key_info_clear(&kn);
+		T_CHECK(VC_ENC("vc-key", NULL) == VLT_ERR_KEY_DISABLED &&
+		    VC_ENC("vc-key", kvc.version) == VLT_ERR_KEY_DISABLED,
+		    "version cache: a disabled key is refused at once");
+		uq.enabled = 1;
+		T_CHECK(vault_key_update(v, "vc-key", kvc.version, &uq, &kn) == 0 &&
+		    VC_ENC("vc-key", NULL) == 0,
+		    "version cache: enabled again, usable at once");
+		vlt_key_info_clear(&kn);
+		T_CHECK(vault_key_rotate(v, "vc-key", &kn) == 0 &&
+		    VC_ENC("vc-key", NULL) == 0 && strcmp(kv, kn.version) == 0,
+		    "version cache: after a rotation the latest is the new "
+		    "version");
+		T_CHECK(VC_ENC("vc-key", kvc.version) == 0 &&
+		    strcmp(kv, kvc.version) == 0,
+		    "version cache: the old version still answers by id");
+		vlt_key_info_clear(&kn);
+		T_CHECK(vault_key_delete(v, "vc-key", &kn) == 0 &&
+		    VC_ENC("vc-key", NULL) == VLT_ERR_NOT_FOUND &&
+		    VC_ENC("vc-key", kvc.version) == VLT_ERR_NOT_FOUND,
+		    "version cache: a deleted key is gone at once");
+		vlt_key_info_clear(&kn);
+		T_CHECK(vault_key_recover(v, "vc-key", &kn) == 0 &&
+		    VC_ENC("vc-key", kvc.version) == 0,
+		    "version cache: a recovered key answers at once");
+		vlt_key_info_clear(&kn);
+		T_CHECK(vault_key_delete(v, "vc-key", &kn) == 0 &&
+		    vault_key_purge(v, "vc-key") == 0 &&
+		    VC_ENC("vc-key", kvc.version) == VLT_ERR_NOT_FOUND,
+		    "version cache: a purged key is gone");
+		vlt_key_info_clear(&kn);
+		T_CHECK(vault_key_create(v, "vc-key", &cq, &kn) == 0 &&
+		    VC_ENC("vc-key", NULL) == 0 && strcmp(kv, kn.version) == 0 &&
+		    VC_ENC("vc-key", kvc.version) == VLT_ERR_NOT_FOUND,
+		    "version cache: a key made again under the name is the "
+		    "new one");
+		vlt_key_info_clear(&kn);
+		vlt_key_info_clear(&kvc);
+#undef VC_ENC
+	}
+
 	T_CHECK(vault_settings_update(v, -1, 1) == 0 &&
 	    vault_settings_get(v, &st) == 0 && st.purge_protection == 1 &&
 	    st.retention_days == 30, "turn purge protection on");
