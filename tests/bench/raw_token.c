@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <p11-kit/pkcs11.h>
@@ -29,6 +30,7 @@ static CK_OBJECT_HANDLE priv, pub;
 static unsigned char ct[256];
 static CK_ULONG ct_len;
 static double seconds;
+static double last_cpu_us_per_op;  /* of the last measure() */
 
 struct worker {
 	pthread_t t;
@@ -128,7 +130,10 @@ measure(int keygen, int n)
 	double t0, dt;
 	int i;
 
+	struct rusage ru0, ru1;
+
 	memset(w, 0, sizeof(w));
+	getrusage(RUSAGE_SELF, &ru0);
 	t0 = now();
 	for (i = 0; i < n; i++) {
 		w[i].keygen = keygen;
@@ -142,6 +147,12 @@ measure(int keygen, int n)
 		ops += w[i].ops;
 	}
 	dt = now() - t0;
+	getrusage(RUSAGE_SELF, &ru1);
+	last_cpu_us_per_op = ops == 0 ? 0 :
+	    ((double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec +
+	    ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) * 1e6 +
+	    (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec +
+	    ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec)) / (double)ops;
 	return (double)ops / dt;
 }
 
@@ -162,8 +173,10 @@ main(int argc, char **argv)
 	void *dl;
 	CK_RV rv;
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: raw_token MODULE SECONDS THREADS\n");
+	if (argc != 4 && !(argc == 5 && strcmp(argv[4], "decrypt") == 0)) {
+		fprintf(stderr, "usage: raw_token MODULE SECONDS THREADS "
+		    "[decrypt]\n"
+		    "  (decrypt: only C_Decrypt with exactly THREADS threads)\n");
 		return 2;
 	}
 	seconds = atof(argv[2]);
@@ -215,10 +228,18 @@ main(int argc, char **argv)
 	    (rv = f->C_Encrypt(s, msg, sizeof(msg), ct, &ct_len)) != CKR_OK)
 		die("C_Encrypt", rv);
 
+	if (argc == 5) {
+		double r = measure(0, tmax);
+		printf("{\"decrypt\":{\"%d\":%.1f},\"cpu_us_per_op\":%.1f}\n",
+		    tmax, r, last_cpu_us_per_op);
+		(void)f->C_CloseSession(s);
+		(void)f->C_Finalize(NULL);
+		return 0;
+	}
 	printf("{\"decrypt\":{");
 	for (t = 1; t <= tmax; t++)
 		printf("%s\"%d\":%.1f", t > 1 ? "," : "", t, measure(0, t));
-	printf("},\"keygen\":{");
+	printf("},\"cpu_us_per_op\":%.1f,\"keygen\":{", last_cpu_us_per_op);
 	for (t = 1; t <= tmax; t++)
 		printf("%s\"%d\":%.2f", t > 1 ? "," : "", t, measure(1, t));
 	printf("}}\n");

@@ -109,13 +109,24 @@ ct256=$(wrapct hot "$ver" RSA-OAEP-256)
 # one check that an unwrap answers 200 before timing anything
 api POST "/keys/hot/$ver/unwrapkey" "{\"alg\":\"RSA-OAEP\",\"value\":\"$ct1\"}" >/dev/null
 
+# CPU time in clock ticks: the server's, and the whole machine's busy time
+srv_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 wrkrun() {  # NAME CONNS SECONDS [extra env...] -> $W/NAME.json
-	local name=$1 conns=$2 secs=$3
+	local name=$1 conns=$2 secs=$3 s0 b0 s1 b1
 	shift 3
+	s0=$(srv_ticks); b0=$(busy_ticks)
 	env "$@" wrk -t2 -c"$conns" -d"${secs}s" --timeout 10s -s tests/bench/req.lua "$url/" \
 		>"$W/$name.wrk" 2>&1 || { cat "$W/$name.wrk" >&2; exit 1; }
+	s1=$(srv_ticks); b1=$(busy_ticks)
 	grep '^BENCHJSON ' "$W/$name.wrk" | sed 's/^BENCHJSON //' >"$W/$name.json"
 	[ -s "$W/$name.json" ] || { cat "$W/$name.wrk" >&2; exit 1; }
+	# CPU microseconds per request: the server's, and everything's
+	# (server, wrk, kernel) — the load generator shares the cores
+	node -e 'const fs=require("fs"),f=process.argv[1],o=JSON.parse(fs.readFileSync(f,"utf8"));
+const hz=+process.argv[4],n=Math.max(o.requests,1);
+o.server_cpu_us=+process.argv[2]*1e6/hz/n;o.busy_cpu_us=+process.argv[3]*1e6/hz/n;
+fs.writeFileSync(f,JSON.stringify(o));' "$W/$name.json" $((s1 - s0)) $((b1 - b0)) "$(getconf CLK_TCK)"
 }
 unwrap_env() {  # NAME VERSION ALG CT
 	echo "BENCH_PATH=/keys/$1/$2/unwrapkey?api-version=7.4" \
@@ -127,6 +138,9 @@ say "unwrapKey RSA-OAEP, RSA-OAEP-256, wrapKey, no-op: ${S}s each, $C connection
 wrkrun unwrap "$C" "$S" $(unwrap_env hot "$ver" RSA-OAEP "$ct1")
 # shellcheck disable=SC2046
 wrkrun unwrap256 "$C" "$S" $(unwrap_env hot "$ver" RSA-OAEP-256 "$ct256")
+# the ceiling again right after: the unwrap rows are compared with the
+# mean of the raw figures before and after them (the machine drifts)
+SOFTHSM2_CONF="$W/raw/softhsm2.conf" "$W/bin/raw_token" "$MODULE" "$S" 2 decrypt >"$W/raw_after.json"
 wrkrun wrap "$C" "$S" "BENCH_PATH=/keys/hot/$ver/wrapkey?api-version=7.4" \
 	"BENCH_BODY={\"alg\":\"RSA-OAEP\",\"value\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\"}"
 # the authenticated no-op: the token is verified, then 404 with no key work
@@ -205,7 +219,7 @@ rss_loaded=$(rss_kib)
 node -e 'const fs=require("fs");const W=process.argv[1];
 const r=n=>JSON.parse(fs.readFileSync(`${W}/${n}.json`,"utf8"));
 const cold=fs.readFileSync(`${W}/cold.txt`,"utf8").trim().split("\n").map(l=>parseFloat(l)*1000);
-const o={raw:r("raw"),unwrap:r("unwrap"),unwrap256:r("unwrap256"),wrap:r("wrap"),
+const o={raw:r("raw"),raw_after:r("raw_after"),unwrap:r("unwrap"),unwrap256:r("unwrap256"),wrap:r("wrap"),
  noop:r("noop"),latency:r("latency"),latency_calibration:r("latcal"),create:r("create"),
  hotfull:r("hotfull"),spread:r("spread"),cold_ms:cold,
  rss_idle_kib:+process.argv[2],rss_loaded_kib:+process.argv[3],
