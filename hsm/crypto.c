@@ -361,15 +361,36 @@ spki_decode(const uint8_t *spki, size_t len)
  * Decoding a public key with OpenSSL 3 costs more than the RSA public
  * operation itself, so each thread keeps its last decoded keys: a small
  * direct-mapped cache, per thread (no lock, no sharing), freed when the
- * thread ends. A hit compares the whole SPKI, not just its hash.
+ * thread ends. A hit compares the whole SPKI, not just its hash. Each
+ * slot also keeps, per encryption algorithm, a context already set up
+ * for it (padding, digests): setting one up costs OpenSSL 3 provider
+ * lookups on every call otherwise.
  */
 #define PUB_CACHE_SLOTS 64
+#define PUB_ENC_ALGS 3           /* HSM_ALG_RSA_OAEP .. HSM_ALG_RSA1_5 */
 
 struct pub_slot {
 	uint8_t *spki;
 	size_t len;
 	EVP_PKEY *pk;
+	EVP_PKEY_CTX *enc[PUB_ENC_ALGS];
 };
+
+static void
+pub_slot_clear(struct pub_slot *sl)
+{
+	size_t j;
+
+	for (j = 0; j < PUB_ENC_ALGS; j++) {
+		EVP_PKEY_CTX_free(sl->enc[j]);
+		sl->enc[j] = NULL;
+	}
+	free(sl->spki);
+	EVP_PKEY_free(sl->pk);
+	sl->spki = NULL;
+	sl->pk = NULL;
+	sl->len = 0;
+}
 
 static pthread_key_t pub_cache_key;
 static pthread_once_t pub_cache_once = PTHREAD_ONCE_INIT;
@@ -380,10 +401,8 @@ pub_cache_free(void *arg)
 	struct pub_slot *slots = arg;
 	size_t i;
 
-	for (i = 0; slots && i < PUB_CACHE_SLOTS; i++) {
-		free(slots[i].spki);
-		EVP_PKEY_free(slots[i].pk);
-	}
+	for (i = 0; slots && i < PUB_CACHE_SLOTS; i++)
+		pub_slot_clear(&slots[i]);
 	free(slots);
 }
 
@@ -393,10 +412,10 @@ pub_cache_init(void)
 	(void)pthread_key_create(&pub_cache_key, pub_cache_free);
 }
 
-/* A decoded key for spki, borrowed: valid until this thread's next call;
- * never freed by the caller. */
-static EVP_PKEY *
-spki_parse(const uint8_t *spki, size_t len)
+/* This thread's cache slot holding spki decoded, or NULL. Borrowed:
+ * valid until this thread's next call; never freed by the caller. */
+static struct pub_slot *
+spki_slot(const uint8_t *spki, size_t len)
 {
 	struct pub_slot *slots, *sl;
 	uint64_t h = 1469598103934665603ULL;
@@ -418,11 +437,8 @@ spki_parse(const uint8_t *spki, size_t len)
 		h = (h ^ spki[i]) * 1099511628211ULL;
 	sl = &slots[h % PUB_CACHE_SLOTS];
 	if (sl->pk && sl->len == len && memcmp(sl->spki, spki, len) == 0)
-		return sl->pk;
-	free(sl->spki);
-	EVP_PKEY_free(sl->pk);
-	sl->pk = NULL;
-	sl->len = 0;
+		return sl;
+	pub_slot_clear(sl);
 	sl->spki = malloc(len);
 	if (sl->spki == NULL)
 		return NULL;
@@ -433,7 +449,47 @@ spki_parse(const uint8_t *spki, size_t len)
 	}
 	memcpy(sl->spki, spki, len);
 	sl->len = len;
-	return sl->pk;
+	return sl;
+}
+
+/* A decoded key for spki, borrowed as spki_slot's. */
+static EVP_PKEY *
+spki_parse(const uint8_t *spki, size_t len)
+{
+	struct pub_slot *sl = spki_slot(spki, len);
+
+	return sl ? sl->pk : NULL;
+}
+
+/* A context set up to encrypt with the slot's key under alg, kept in the
+ * slot; NULL on failure. */
+static EVP_PKEY_CTX *
+enc_ctx(struct pub_slot *sl, enum hsm_alg alg, const struct alg_info *a)
+{
+	size_t j = (size_t)(alg - HSM_ALG_RSA_OAEP);
+	EVP_PKEY_CTX *ctx;
+
+	if (j >= PUB_ENC_ALGS)
+		return NULL;
+	if (sl->enc[j] != NULL)
+		return sl->enc[j];
+	if ((ctx = EVP_PKEY_CTX_new(sl->pk, NULL)) == NULL ||
+	    EVP_PKEY_encrypt_init(ctx) != 1)
+		goto fail;
+	if (alg == HSM_ALG_RSA1_5) {
+		if (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1)
+			goto fail;
+	} else if (EVP_PKEY_CTX_set_rsa_padding(ctx,
+	    RSA_PKCS1_OAEP_PADDING) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_oaep_md(ctx, alg_md(a)) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, alg_md(a)) != 1) {
+		goto fail;
+	}
+	sl->enc[j] = ctx;
+	return ctx;
+fail:
+	EVP_PKEY_CTX_free(ctx);
+	return NULL;
 }
 
 size_t
@@ -452,43 +508,36 @@ hsm_pub_encrypt(const uint8_t *spki, size_t spki_len, enum hsm_alg alg,
     const uint8_t *in, size_t in_len, uint8_t *out, size_t *out_len)
 {
 	const struct alg_info *a = alg_find(alg);
-	EVP_PKEY *pk = NULL;
-	EVP_PKEY_CTX *ctx = NULL;
+	struct pub_slot *sl;
+	EVP_PKEY_CTX *ctx;
 	size_t k, max, n;
 	int rc = HSM_ERR_ARGS;
 
 	if (a == NULL || !is_decrypt_alg(alg) || (in == NULL && in_len > 0) ||
 	    out == NULL || out_len == NULL)
 		return HSM_ERR_ARGS;
-	if ((pk = spki_parse(spki, spki_len)) == NULL ||
-	    !EVP_PKEY_is_a(pk, "RSA"))
+	if ((sl = spki_slot(spki, spki_len)) == NULL ||
+	    !EVP_PKEY_is_a(sl->pk, "RSA"))
 		goto out;
-	k = ((size_t)EVP_PKEY_get_bits(pk) + 7) / 8;
+	k = ((size_t)EVP_PKEY_get_bits(sl->pk) + 7) / 8;
 	max = alg == HSM_ALG_RSA_OAEP ? k - 42 :
 	    alg == HSM_ALG_RSA_OAEP_256 ? k - 66 : k - 11;
 	if (k < 128 || k > RSA_MAX_BYTES || in_len > max || *out_len < k)
 		goto out;
 	rc = HSM_ERR_INTERNAL;
-	if ((ctx = EVP_PKEY_CTX_new(pk, NULL)) == NULL ||
-	    EVP_PKEY_encrypt_init(ctx) != 1)
+	if ((ctx = enc_ctx(sl, alg, a)) == NULL)
 		goto out;
-	if (alg == HSM_ALG_RSA1_5) {
-		if (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1)
-			goto out;
-	} else if (EVP_PKEY_CTX_set_rsa_padding(ctx,
-	    RSA_PKCS1_OAEP_PADDING) != 1 ||
-	    EVP_PKEY_CTX_set_rsa_oaep_md(ctx, alg_md(a)) != 1 ||
-	    EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, alg_md(a)) != 1) {
+	n = *out_len;
+	if (EVP_PKEY_encrypt(ctx, out, &n, in, in_len) != 1) {
+		/* never reuse a context that failed */
+		EVP_PKEY_CTX_free(ctx);
+		sl->enc[alg - HSM_ALG_RSA_OAEP] = NULL;
 		goto out;
 	}
-	n = *out_len;
-	if (EVP_PKEY_encrypt(ctx, out, &n, in, in_len) != 1)
-		goto out;
 	*out_len = n;
 	rc = 0;
 out:
 	ERR_clear_error();
-	EVP_PKEY_CTX_free(ctx);
 	return rc;
 }
 

@@ -259,10 +259,42 @@ test_decrypt(void)
 		    RSA_K.blob_len, algs[i], ct, 257, pt, &ptl) ==
 		    HSM_ERR_ARGS, name);
 	}
+	/* the per-thread contexts are reused: interleave the algorithms,
+	 * every ciphertext fresh (OAEP and v1.5 pad randomly) and right */
+	all = 1;
+	{
+		uint8_t prev[3][256];
+
+		memset(prev, 0, sizeof(prev));
+		for (j = 0; j < 12; j++) {
+			i = (j * 7) % 3;
+			RAND_bytes(msg, sizeof(msg));
+			ctl = sizeof(ct);
+			ptl = sizeof(pt);
+			if (hsm_pub_encrypt(RSA_K.spki, RSA_K.spki_len, algs[i],
+			    msg, sizeof(msg), ct, &ctl) != 0 || ctl != 256 ||
+			    memcmp(ct, prev[i], 256) == 0 ||
+			    hsm_key_decrypt(H, RSA_K.id, RSA_K.blob,
+			    RSA_K.blob_len, algs[i], ct, ctl, pt, &ptl) != 0 ||
+			    ptl != sizeof(msg) || memcmp(pt, msg, ptl) != 0)
+				all = 0;
+			memcpy(prev[i], ct, 256);
+		}
+	}
+	T_CHECK(all, "12 pub_encrypts interleaving the three algorithms on "
+	    "one key: each ciphertext new and decrypting right");
 	ctl = sizeof(ct);
 	T_CHECK(hsm_pub_encrypt(RSA_K.spki, RSA_K.spki_len,
 	    HSM_ALG_RSA_OAEP_256, pt, 256 - 65, ct, &ctl) == HSM_ERR_ARGS,
 	    "pub_encrypt of an over-long plaintext is ARGS");
+	ctl = sizeof(ct);
+	RAND_bytes(msg, sizeof(msg));
+	T_CHECK(hsm_pub_encrypt(RSA_K.spki, RSA_K.spki_len,
+	    HSM_ALG_RSA_OAEP_256, msg, sizeof(msg), ct, &ctl) == 0 &&
+	    (ptl = sizeof(pt), hsm_key_decrypt(H, RSA_K.id, RSA_K.blob,
+	    RSA_K.blob_len, HSM_ALG_RSA_OAEP_256, ct, ctl, pt, &ptl)) == 0 &&
+	    ptl == sizeof(msg) && memcmp(pt, msg, ptl) == 0,
+	    "after a refused call the next pub_encrypt still works");
 	ptl = sizeof(pt);
 	T_CHECK(hsm_key_decrypt(H, EC_K[0].id, EC_K[0].blob,
 	    EC_K[0].blob_len, HSM_ALG_RSA_OAEP, ct, 256, pt, &ptl) ==
