@@ -7,6 +7,16 @@
  *
  * Writes that change state are fsynced before the caller acknowledges
  * them; reads are written at once and synced with the next write.
+ *
+ * Group commit: a line is formatted and chained under the lock (no system
+ * call there), then whichever caller finds no write in progress becomes
+ * the writer and writes every pending line in one write(2), looping until
+ * none is left. A caller of a read-only line that finds a writer at work
+ * returns at once (that writer writes its line next); a caller that needs
+ * its line synced waits until a write and fdatasync covering it ended.
+ * A failed write keeps the unwritten bytes pending, so the byte stream and
+ * its chain stay exactly as formatted; synced callers of lines not made
+ * durable get an error.
  * Must never: accept content it did not get from api/audit.c (which
  * builds lines only from recorded metadata).
  */
@@ -30,6 +40,17 @@
 
 struct vlt_audit {
 	pthread_mutex_t lock;
+	pthread_cond_t done;     /* a write ended */
+	char *pend;              /* formatted lines not yet written */
+	size_t pend_len, pend_cap;
+	char *spare;             /* the buffer being written, swapped */
+	size_t spare_cap;
+	uint64_t queued;         /* lines formatted so far */
+	uint64_t written;        /* lines written */
+	uint64_t synced;         /* lines written and fdatasync'ed */
+	uint64_t want_sync;      /* the highest line someone needs synced */
+	int writing;             /* a caller is writing a batch */
+	int last_failed;         /* the last write or sync failed */
 	char dir[4096];
 	char path[4200];
 	int fd;
@@ -127,6 +148,7 @@ vlt_audit_open(const char *data_dir, size_t max_bytes, struct vlt_audit **out)
 	if (a == NULL)
 		return VLT_ERR_NO_MEMORY;
 	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->done, NULL);
 	a->fd = -1;
 	a->max_bytes = max_bytes ? max_bytes : AUDIT_DEFAULT_MAX;
 	if (snprintf(a->dir, sizeof(a->dir), "%s/audit", data_dir) >=
@@ -150,6 +172,7 @@ vlt_audit_open(const char *data_dir, size_t max_bytes, struct vlt_audit **out)
 fail:
 	if (a->fd >= 0)
 		close(a->fd);
+	pthread_cond_destroy(&a->done);
 	pthread_mutex_destroy(&a->lock);
 	free(a);
 	return VLT_ERR_IO;
@@ -172,20 +195,107 @@ rotate(struct vlt_audit *a)
 	return open_current(a);
 }
 
-static int
-write_all(int fd, const char *p, size_t n)
+/* Writes up to n bytes; returns how many were written (n unless an
+ * error stopped it). */
+static size_t
+write_some(int fd, const char *p, size_t n)
 {
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
+	size_t done = 0;
+
+	while (done < n) {
+		ssize_t w = write(fd, p + done, n - done);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
-			return -1;
+			break;
 		}
-		p += w;
-		n -= (size_t)w;
+		done += (size_t)w;
 	}
+	return done;
+}
+
+/* Appends len bytes to the pending buffer; caller holds the lock. */
+static int
+pend_add(struct vlt_audit *a, const char *p, size_t len)
+{
+	if (a->pend_len + len > a->pend_cap) {
+		size_t ncap = a->pend_cap ? a->pend_cap : 16384;
+		char *nb;
+
+		while (ncap < a->pend_len + len)
+			ncap *= 2;
+		if ((nb = realloc(a->pend, ncap)) == NULL)
+			return -1;
+		a->pend = nb;
+		a->pend_cap = ncap;
+	}
+	memcpy(a->pend + a->pend_len, p, len);
+	a->pend_len += len;
 	return 0;
+}
+
+/*
+ * The writer's loop; caller holds the lock and has set a->writing. Takes
+ * the pending lines, writes them (rotating first when the file is full)
+ * and syncs them when someone asked, without the lock; repeats until
+ * nothing is pending or a write fails.
+ */
+static void
+write_batches(struct vlt_audit *a)
+{
+	while (a->pend_len > 0) {
+		char *buf = a->pend;
+		size_t len = a->pend_len, cap = a->pend_cap, n;
+		uint64_t upto = a->queued;
+		int need_sync = a->want_sync > a->synced, ok;
+
+		a->pend = a->spare;
+		a->pend_cap = a->spare_cap;
+		a->pend_len = 0;
+		pthread_mutex_unlock(&a->lock);
+		ok = 0;
+		n = 0;
+		if ((a->fd >= 0 || open_current(a) == 0) &&
+		    (a->size < a->max_bytes || rotate(a) == 0)) {
+			n = write_some(a->fd, buf, len);
+			a->size += n;
+			ok = n == len && (!need_sync || fdatasync(a->fd) == 0);
+		}
+		pthread_mutex_lock(&a->lock);
+		if (n < len) {
+			/* keep the unwritten bytes first in line, in order */
+			size_t rest = len - n;
+			size_t total = rest + a->pend_len;
+
+			if (total > cap) {
+				char *nb = realloc(buf, total);
+				if (nb != NULL) {
+					buf = nb;
+					cap = total;
+				}
+			}
+			if (total <= cap) {
+				memmove(buf, buf + n, rest);
+				memcpy(buf + rest, a->pend, a->pend_len);
+				a->spare = a->pend;
+				a->spare_cap = a->pend_cap;
+				a->pend = buf;
+				a->pend_cap = cap;
+				a->pend_len = total;
+				buf = NULL;
+			}
+		}
+		if (buf != NULL) {
+			a->spare = buf;
+			a->spare_cap = cap;
+		}
+		a->last_failed = !ok;
+		if (!ok)
+			break;
+		a->written = upto;
+		if (need_sync)
+			a->synced = upto;
+	}
 }
 
 int
@@ -193,7 +303,8 @@ vlt_audit_append(struct vlt_audit *a, const char *object_json, int sync)
 {
 	char *line = NULL;
 	size_t olen = strlen(object_json), len;
-	int rc = VLT_ERR_IO;
+	uint64_t me;
+	int rc = 0;
 
 	if (olen < 2 || object_json[0] != '{' || olen > AUDIT_LINE_MAX)
 		return VLT_ERR_BAD_PARAM;
@@ -201,21 +312,39 @@ vlt_audit_append(struct vlt_audit *a, const char *object_json, int sync)
 	if (line == NULL)
 		return VLT_ERR_NO_MEMORY;
 	pthread_mutex_lock(&a->lock);
-	if (a->fd < 0 && open_current(a) != 0)
-		goto out;
-	if (a->size >= a->max_bytes && rotate(a) != 0)
-		goto out;
 	len = (size_t)snprintf(line, olen + 96, "{\"prev\":\"%s\"%s%s", a->prev,
 	    olen > 2 ? "," : "", object_json + 1);
 	line[len] = '\n';
-	if (write_all(a->fd, line, len + 1) != 0)
-		goto out;
-	a->size += len + 1;
+	if (pend_add(a, line, len + 1) != 0) {
+		pthread_mutex_unlock(&a->lock);
+		free(line);
+		return VLT_ERR_NO_MEMORY;
+	}
 	hex_hash(line, len, a->prev);
-	if (sync && fdatasync(a->fd) != 0)
-		goto out;
-	rc = 0;
-out:
+	me = ++a->queued;
+	if (sync && a->want_sync < me)
+		a->want_sync = me;
+	for (;;) {
+		if (sync ? a->synced >= me : a->written >= me)
+			break;
+		if (!a->writing) {
+			a->writing = 1;
+			write_batches(a);
+			a->writing = 0;
+			pthread_cond_broadcast(&a->done);
+			if (a->last_failed &&
+			    (sync ? a->synced < me : a->written < me)) {
+				rc = VLT_ERR_IO;  /* this caller's own attempt */
+				break;
+			}
+			continue;
+		}
+		if (!sync)
+			break;  /* the writer at work writes this line next */
+		/* wait for that write; if it did not cover this line, the
+		 * loop makes this caller the next writer */
+		pthread_cond_wait(&a->done, &a->lock);
+	}
 	pthread_mutex_unlock(&a->lock);
 	free(line);
 	return rc;
@@ -226,11 +355,23 @@ vlt_audit_close(struct vlt_audit *a)
 {
 	if (a == NULL)
 		return;
+	pthread_mutex_lock(&a->lock);
+	while (a->writing)
+		pthread_cond_wait(&a->done, &a->lock);
+	if (a->pend_len > 0) {
+		a->writing = 1;
+		write_batches(a);     /* whatever is still pending */
+		a->writing = 0;
+	}
+	pthread_mutex_unlock(&a->lock);
 	if (a->fd >= 0) {
 		(void)fsync(a->fd);
 		close(a->fd);
 	}
+	pthread_cond_destroy(&a->done);
 	pthread_mutex_destroy(&a->lock);
+	free(a->pend);
+	free(a->spare);
 	free(a);
 }
 

@@ -185,6 +185,24 @@ test_ids(void)
 	T_CHECK(strlen(a) == 36 && fmt && a[14] == '4' &&
 	    strchr("89ab", a[19]) != NULL, "uuid is a lowercase v4 UUID");
 	T_CHECK(strcmp(a, b) != 0, "two uuids differ");
+	{
+		/* across many blocks of the per-thread pool: all valid v4,
+		 * all different */
+		static char many[200][POLICY_ID_LEN + 1];
+		int all = 1;
+
+		for (size_t k = 0; k < 200; k++) {
+			policy_uuid(many[k]);
+			all &= strlen(many[k]) == 36 && many[k][14] == '4' &&
+			    strchr("89ab", many[k][19]) != NULL &&
+			    many[k][8] == '-' && many[k][13] == '-' &&
+			    many[k][18] == '-' && many[k][23] == '-';
+			for (size_t m = 0; m < k; m++)
+				all &= strcmp(many[k], many[m]) != 0;
+		}
+		T_CHECK(all, "200 uuids in a row: every one a v4 UUID, no two "
+		    "alike");
+	}
 	policy_secret_new(s);
 	T_CHECK(strlen(s) == 43 && policy_b64url_decode(s, strlen(s), &raw,
 	    &n) == 0 && n == 32, "secret is base64url of 32 bytes");
