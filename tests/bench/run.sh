@@ -207,12 +207,28 @@ while read -r name v b; do
 done <"$W/cold.keys"
 grep -q ' 200$' "$W/cold.txt" && ! grep -qv ' 200$' "$W/cold.txt" || { say "cold unwrap failed"; cat "$W/cold.txt" >&2; exit 1; }
 say "unwrapKey: one hot key vs $SPREAD keys of $KEYS, ${S}s each"
-# shellcheck disable=SC2046
-wrkrun hotfull "$C" "$S" $(unwrap_env hot "$ver" RSA-OAEP "$ct1")
 # one untimed pass over the spread first: the row compares steady states
 # (a cold key's first use is the row above)
 wrkrun spreadwarm "$C" 3 BENCH_REQFILE="$W/spread.req"
-wrkrun spread "$C" "$S" BENCH_REQFILE="$W/spread.req"
+# then hot, spread, spread, hot, each half as long (ABBA: a linear drift
+# of the machine's speed during the four runs favours neither side)
+H=$(( (S + 1) / 2 ))
+# shellcheck disable=SC2046
+wrkrun hot1 "$C" "$H" $(unwrap_env hot "$ver" RSA-OAEP "$ct1")
+wrkrun spread1 "$C" "$H" BENCH_REQFILE="$W/spread.req"
+wrkrun spread2 "$C" "$H" BENCH_REQFILE="$W/spread.req"
+# shellcheck disable=SC2046
+wrkrun hot2 "$C" "$H" $(unwrap_env hot "$ver" RSA-OAEP "$ct1")
+merge2() {  # OUT A B: requests and seconds summed, the rate recomputed
+	node -e 'const fs=require("fs"),[o,a,b]=process.argv.slice(1).map((f)=>f);
+const x=JSON.parse(fs.readFileSync(a,"utf8")),y=JSON.parse(fs.readFileSync(b,"utf8"));
+const m={...x,requests:x.requests+y.requests,seconds:x.seconds+y.seconds,
+ non2xx:x.non2xx+y.non2xx,errors:x.errors+y.errors,
+ p99_ms:Math.max(x.p99_ms,y.p99_ms),max_ms:Math.max(x.max_ms,y.max_ms)};
+m.rps=m.requests/m.seconds;fs.writeFileSync(o,JSON.stringify(m));' "$1" "$2" "$3"
+}
+merge2 "$W/hotfull.json" "$W/hot1.json" "$W/hot2.json"
+merge2 "$W/spread.json" "$W/spread1.json" "$W/spread2.json"
 rss_loaded=$(rss_kib)
 
 # ---- the table -----------------------------------------------------------------
