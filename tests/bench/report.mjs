@@ -13,9 +13,9 @@ const raw1 = a.raw.decrypt['1'];
 // the ceiling for the unwrap rows: the mean of the 2-thread figure before
 // the unwrap runs and right after them (the machine's speed drifts)
 const raw2before = a.raw.decrypt['2'];
-const raw2after = a.raw_after?.decrypt?.['2'] ?? raw2before;
+const raw2after = a.raw_after.decrypt['2'];
 const raw2 = (raw2before + raw2after) / 2;
-const rawCpu = ((a.raw.cpu_us_per_op ?? NaN) + (a.raw_after?.cpu_us_per_op ?? a.raw.cpu_us_per_op ?? NaN)) / 2;
+const rawCpu = (a.raw.cpu_us_per_op + a.raw_after.cpu_us_per_op) / 2;
 const gen2 = a.raw.keygen['2'];
 const cold = [...a.cold_ms].sort((x, y) => x - y);
 const coldMed = cold[Math.floor(cold.length / 2)] ?? NaN;
