@@ -136,8 +136,18 @@ int api_field_b64(json_t *obj, const char *field, size_t max, int required,
     uint8_t **out, size_t *out_len, struct api_resp *r) API_WUR;
 int api_field_string(json_t *obj, const char *field, int required,
     const char **out, struct api_resp *r) API_WUR;
-/* base64url of bytes as a new Jansson string */
+/* base64url of bytes as a new Jansson string (the text wiped when freed,
+ * as every Jansson buffer is once api_json_wipe_on_free has run) */
 json_t *api_json_b64(const uint8_t *in, size_t len);
+/* free() that first overwrites the whole allocation (malloc_usable_size
+ * bytes): for any malloc'd buffer, whatever its length or content, so it
+ * can stand in for free() anywhere, as Jansson's free and as the response
+ * body's free callback. NULL is a no-op. */
+void api_wipe_free(void *p);
+/* Makes Jansson wipe every buffer it frees (parsed bodies, strings, dumps)
+ * from now on, process-wide; idempotent, and safe while JSON values made
+ * with plain malloc exist (they are freed the same way). */
+void api_json_wipe_on_free(void);
 
 /* router.c */
 void api_route(struct api_req *q, struct api_resp *r);
@@ -212,13 +222,5 @@ struct api_server_opts {
 int api_server_start(struct api_ctx *c, const struct api_server_opts *o,
     struct api_server **out, char *err, size_t err_len) API_WUR;
 void api_server_stop(struct api_server *s);
-
-/* privdrop.c — serve --user NAME. api_check_data_owner: 0 if dir is owned
- * by NAME; api_drop_privileges: setgroups(0), gid, uid (root cannot be
- * regained), no_new_privs, not dumpable. 0, or -1 with a reason in err. */
-int api_check_data_owner(const char *dir, const char *user, char *err,
-    size_t err_len) API_WUR;
-int api_drop_privileges(const char *user, char *err, size_t err_len)
-    API_WUR;
 
 #endif

@@ -13,12 +13,16 @@
  * line blocking) and a request costs no hand-off between threads; waits
  * for a token session are bounded by the session pool's deadline.
  * Must never: log a header or a body (they carry tokens and plaintexts);
- * keep a request body after the request (wiped on completion).
+ * keep a request body after the request (wiped on completion); leave a
+ * copy of one in libmicrohttpd's connection buffer (wiped as soon as it is
+ * copied out) or free a response body unwiped (it carries DEKs and
+ * plaintexts: MHD frees it through api_wipe_free).
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,6 +143,23 @@ body_append(struct api_server *s, struct conn_state *st, const char *data,
 	return 0;
 }
 
+/*
+ * Overwrites the upload data MHD handed us once it is copied (or refused)
+ * and marks it processed. Casting away const is sound: upload_data points
+ * into the connection's read buffer, writable memory MHD allocated from
+ * the connection's pool (no object defined const), and once
+ * *upload_data_size is 0 MHD never reads those bytes again, it moves its
+ * read position past them. MHD offers no way to have it wipe them itself.
+ */
+static void
+upload_consume(const char *upload_data, size_t *upload_data_size)
+{
+	if (*upload_data_size != 0)
+		OPENSSL_cleanse((void *)(uintptr_t)upload_data,
+		    *upload_data_size);
+	*upload_data_size = 0;
+}
+
 static void
 client_address(struct MHD_Connection *conn, char *out, size_t len)
 {
@@ -166,10 +187,11 @@ send_resp(struct MHD_Connection *conn, struct api_req *q, struct api_resp *r)
 	enum MHD_Result ret;
 	char buf[32];
 
-	resp = MHD_create_response_from_buffer(r->body_len, r->body,
-	    MHD_RESPMEM_MUST_FREE);
+	/* MHD calls api_wipe_free(r->body) when it is done with it */
+	resp = MHD_create_response_from_buffer_with_free_callback(r->body_len,
+	    r->body, api_wipe_free);
 	if (resp == NULL) {
-		free(r->body);
+		api_wipe_free(r->body);
 		r->body = NULL;
 		return MHD_NO;
 	}
@@ -237,12 +259,11 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 			return MHD_YES;
 	}
 	if (*upload_data_size != 0 && !st->too_large) {
-		if (body_append(s, st, upload_data, *upload_data_size) != 0)
-			return MHD_NO;
-		*upload_data_size = 0;
-		return MHD_YES;
+		int rc = body_append(s, st, upload_data, *upload_data_size);
+		upload_consume(upload_data, upload_data_size);
+		return rc == 0 ? MHD_YES : MHD_NO;
 	}
-	*upload_data_size = 0;
+	upload_consume(upload_data, upload_data_size);
 
 	atomic_fetch_add(&s->in_flight, 1);
 	memset(&q, 0, sizeof(q));
@@ -348,6 +369,8 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 	struct rlimit nofile;
 
 	*out = NULL;
+	/* bodies, their fields and the responses pass through Jansson */
+	api_json_wipe_on_free();
 	if (parse_listen(o->listen, &ss) != 0) {
 		snprintf(err, err_len, "invalid listen address '%s' "
 		    "(want HOST:PORT with a numeric IP)", o->listen);

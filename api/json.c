@@ -1,16 +1,38 @@
 /*
- * json.c — strict request-body parsing and typed field access.
+ * json.c — strict request-body parsing and typed field access, and the
+ * wiping free that Jansson and the response bodies use.
  *
  * Duplicate keys are refused (JSON_REJECT_DUPLICATES); every field's type
  * is checked before use; base64url fields are capped before decoding.
- * Must never: echo request content in an error (positions only).
+ * Must never: echo request content in an error (positions only); free a
+ * buffer that held a body, a field or a dump without wiping it (Jansson
+ * copies every string it parses, and its lexer and dumper grow scratch
+ * buffers by copying: the server's Jansson frees through api_wipe_free).
  */
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 
 #include "api/api.h"
+
+void
+api_wipe_free(void *p)
+{
+	if (p == NULL)
+		return;
+	/* the usable size, not the requested one: a buffer that shrank (or
+	 * a realloc'd one) is wiped to its end, and no size is stored */
+	OPENSSL_cleanse(p, malloc_usable_size(p));
+	free(p);
+}
+
+void
+api_json_wipe_on_free(void)
+{
+	json_set_alloc_funcs(malloc, api_wipe_free);
+}
 
 int
 api_body_object(struct api_req *q, struct api_resp *r, json_t **out)
@@ -114,7 +136,7 @@ api_json_b64(const uint8_t *in, size_t len)
 
 	if (policy_b64url_encode(in, len, &s) != 0)
 		return NULL;
-	j = json_string(s);
-	free(s);
+	j = json_string(s);     /* a copy; Jansson wipes it when freed */
+	api_wipe_free(s);       /* the text of a DEK or a plaintext */
 	return j;
 }

@@ -2,10 +2,11 @@
  * keys_byok.c — key import (a JsonWebKey with private parts, or a BYOK
  * key_hsm transfer blob), backup, restore and rotation policies.
  *
- * Owns: parsing and validating imported JWKs with OpenSSL (consistent CRT
- * parts, point on the curve, sizes) into a PKCS#8 that goes straight to
- * vault/; the BYOK transfer blob's JSON; the rotation policy's JSON and
- * ISO 8601 durations with Azure's minimums.
+ * Owns: parsing and validating imported JWKs (consistent CRT parts, point
+ * on the curve, sizes; OpenSSL BIGNUM arithmetic on wiped numbers) into a
+ * PKCS#8 it writes itself, that goes straight to vault/; the BYOK transfer
+ * blob's JSON; the rotation policy's JSON and ISO 8601 durations with
+ * Azure's minimums.
  *
  * Must never: echo or log key material (errors name fields, never
  * values); keep a private part beyond the request (every decoded copy,
@@ -18,13 +19,10 @@
 #include <strings.h>
 
 #include <openssl/bn.h>
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/param_build.h>
-#include <openssl/params.h>
-#include <openssl/x509.h>
+#include <openssl/obj_mac.h>
 
 #include "api/api.h"
 
@@ -140,13 +138,22 @@ wipe_json_string(json_t *obj, const char *field)
 }
 
 /* ---- JWK with private parts -------------------------------------------------- */
+/*
+ * The PKCS#8 that goes to vault/ is written here, by a small DER writer
+ * into one buffer the caller wipes, and the key is checked with BIGNUMs
+ * made by BN_secure_new and a BN_CTX_secure_new context: OpenSSL wipes
+ * those when it frees or grows them. Going through EVP_PKEY_fromdata and
+ * i2d_PKCS8_PRIV_KEY_INFO instead leaves copies of every part in freed
+ * memory (OSSL_PARAM blocks, encoder buffers).
+ */
+
+#define RSA_NPARTS 8
+#define STACK_SCRUB (64 * 1024)
 
 struct part {
 	const char *jwk;         /* JWK field */
-	const char *param;       /* OpenSSL parameter */
-	uint8_t *b;
+	uint8_t *b;              /* big-endian, as decoded */
 	size_t len;
-	BIGNUM *bn;
 };
 
 static int
@@ -174,107 +181,362 @@ parts_free(struct part *p, size_t n)
 	for (i = 0; i < n; i++) {
 		if (p[i].b != NULL)
 			OPENSSL_clear_free(p[i].b, p[i].len);
-		BN_clear_free(p[i].bn);
 		p[i].b = NULL;
-		p[i].bn = NULL;
 	}
 }
 
-static EVP_PKEY *
-fromdata(const char *type, OSSL_PARAM_BLD *bld)
+/*
+ * OpenSSL's arithmetic on the parts leaves some of them in stack frames
+ * below the caller's (bn_mul_mont's scratch words, ecp_nistz256's scalar
+ * digits): once it has returned, this overwrites that much of the
+ * thread's stack (connection threads have HTTP_THREAD_STACK, 512 KiB).
+ */
+static void __attribute__((noinline))
+stack_scrub(void)
 {
-	OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
-	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);
-	EVP_PKEY *pk = NULL;
+	unsigned char pad[STACK_SCRUB];
 
-	if (params != NULL && c != NULL && EVP_PKEY_fromdata_init(c) == 1 &&
-	    EVP_PKEY_fromdata(c, &pk, EVP_PKEY_KEYPAIR, params) != 1)
-		pk = NULL;
-	OSSL_PARAM_free(params);
-	EVP_PKEY_CTX_free(c);
-	return pk;
+	OPENSSL_cleanse(pad, sizeof(pad));
 }
 
+/* A part as a BIGNUM that OpenSSL wipes; NULL when out of memory. */
+static BIGNUM *
+part_bn(const struct part *p)
+{
+	BIGNUM *bn = BN_secure_new();
+
+	if (bn == NULL)
+		return NULL;
+	BN_set_flags(bn, BN_FLG_CONSTTIME);
+	if (BN_bin2bn(p->b, (int)p->len, bn) == NULL) {
+		BN_clear_free(bn);
+		return NULL;
+	}
+	return bn;
+}
+
+/* Bits of a big-endian unsigned number. */
 static int
-key_checks(EVP_PKEY *pk)
+be_bits(const uint8_t *b, size_t n)
 {
-	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(pk, NULL);
-	int ok = c != NULL && EVP_PKEY_public_check(c) == 1 &&
-	    EVP_PKEY_private_check(c) == 1 && EVP_PKEY_pairwise_check(c) == 1;
+	int bits;
 
-	EVP_PKEY_CTX_free(c);
-	return ok;
+	while (n > 0 && b[0] == 0) {
+		b++;
+		n--;
+	}
+	if (n == 0)
+		return 0;
+	for (bits = 8; bits > 0 && !(b[0] & (1u << (bits - 1))); bits--)
+		;
+	return (int)(8 * (n - 1)) + bits;
 }
 
-/* *pkcs8 (OPENSSL_malloc'd) from a JWK; -1 with r filled. */
+/*
+ * 1 if n, e, d, p, q, dp, dq, qi form an RSA key pair, as OpenSSL's key
+ * checks had it: e odd and 17 to 256 bits (SP 800-56B), p and q primes of
+ * half the modulus' bits with n = p q, 1 < d < n, e d = 1 mod p-1 and
+ * mod q-1, dp = d mod p-1, dq = d mod q-1, q qi = 1 mod p. 0 if not, -1
+ * when out of memory.
+ */
+static int
+rsa_consistent(const struct part *ps, int bits)
+{
+	BIGNUM *v[RSA_NPARTS] = { NULL };
+	BIGNUM *n, *e, *d, *p, *q, *dp, *dq, *qi, *t, *p1, *q1;
+	BN_CTX *ctx = BN_CTX_secure_new();
+	size_t i;
+	int rc = -1, good, prime;
+
+	if (ctx == NULL)
+		return -1;
+	BN_CTX_start(ctx);
+	for (i = 0; i < RSA_NPARTS; i++)
+		if ((v[i] = part_bn(&ps[i])) == NULL)
+			goto out;
+	n = v[0];
+	e = v[1];
+	d = v[2];
+	p = v[3];
+	q = v[4];
+	dp = v[5];
+	dq = v[6];
+	qi = v[7];
+	t = BN_CTX_get(ctx);
+	p1 = BN_CTX_get(ctx);
+	q1 = BN_CTX_get(ctx);
+	if (q1 == NULL || BN_copy(p1, p) == NULL || BN_copy(q1, q) == NULL ||
+	    !BN_sub_word(p1, 1) || !BN_sub_word(q1, 1))
+		goto out;
+	good = BN_is_odd(e) && BN_num_bits(e) > 16 && BN_num_bits(e) <= 256 &&
+	    BN_num_bits(p) == bits / 2 && BN_num_bits(q) == bits / 2 &&
+	    BN_cmp(d, BN_value_one()) > 0 && BN_cmp(d, n) < 0 &&
+	    BN_cmp(qi, p) < 0;
+	if (!BN_mul(t, p, q, ctx))
+		goto out;
+	good &= BN_cmp(t, n) == 0;
+	if (!BN_mod_mul(t, e, d, p1, ctx))
+		goto out;
+	good &= BN_is_one(t);
+	if (!BN_mod_mul(t, e, d, q1, ctx))
+		goto out;
+	good &= BN_is_one(t);
+	if (!BN_mod(t, d, p1, ctx))
+		goto out;
+	good &= BN_cmp(t, dp) == 0;
+	if (!BN_mod(t, d, q1, ctx))
+		goto out;
+	good &= BN_cmp(t, dq) == 0;
+	if (!BN_mod_mul(t, q, qi, p, ctx))
+		goto out;
+	good &= BN_is_one(t);
+	/* the costly part last, and only for a key that is otherwise right */
+	for (i = 3; good && i <= 4; i++) {
+		if ((prime = BN_check_prime(v[i], ctx, NULL)) < 0)
+			goto out;
+		good &= prime;
+	}
+	rc = good;
+out:
+	for (i = 0; i < RSA_NPARTS; i++)
+		BN_clear_free(v[i]);
+	BN_CTX_end(ctx);
+	BN_CTX_free(ctx);
+	return rc;
+}
+
+/*
+ * 1 if d is a private key of the curve nid (0 < d < order) whose public
+ * point is pt (uncompressed, ptlen bytes), so pt is on the curve; 0 if
+ * not, -1 when out of memory.
+ */
+static int
+ec_consistent(int nid, const struct part *dp, const uint8_t *pt,
+    size_t ptlen)
+{
+	EC_GROUP *g = EC_GROUP_new_by_curve_name(nid);
+	BN_CTX *ctx = BN_CTX_secure_new();
+	EC_POINT *pub = NULL;
+	BIGNUM *d = NULL;
+	uint8_t mine[1 + 2 * 66];
+	size_t n;
+	int rc = -1;
+
+	if (g == NULL || ctx == NULL || (pub = EC_POINT_new(g)) == NULL ||
+	    (d = part_bn(dp)) == NULL)
+		goto out;
+	rc = 0;
+	if (BN_is_zero(d) || BN_cmp(d, EC_GROUP_get0_order(g)) >= 0)
+		goto out;
+	rc = -1;
+	if (!EC_POINT_mul(g, pub, d, NULL, NULL, ctx))
+		goto out;
+	n = EC_POINT_point2oct(g, pub, POINT_CONVERSION_UNCOMPRESSED, mine,
+	    sizeof(mine), ctx);
+	/* public values: an ordinary comparison */
+	rc = n == ptlen && memcmp(mine, pt, n) == 0;
+out:
+	BN_clear_free(d);
+	EC_POINT_clear_free(pub);
+	BN_CTX_free(ctx);
+	EC_GROUP_free(g);
+	return rc;
+}
+
+/* A DER writer that only measures when p is NULL. Lengths are below
+ * 2^24 (parts are at most PART_MAX bytes). */
+struct der {
+	uint8_t *p;
+	size_t len;
+};
+
+static size_t
+der_len_size(size_t n)
+{
+	return n < 0x80 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 4;
+}
+
+/* bytes of a TLV with n bytes of content */
+static size_t
+der_tlv(size_t n)
+{
+	return 1 + der_len_size(n) + n;
+}
+
+static void
+der_put(struct der *w, const void *b, size_t n)
+{
+	if (w->p != NULL && n > 0)
+		memcpy(w->p + w->len, b, n);
+	w->len += n;
+}
+
+static void
+der_hdr(struct der *w, uint8_t tag, size_t n)
+{
+	uint8_t h[5];
+	size_t k = der_len_size(n), i;
+
+	h[0] = tag;
+	if (k == 1) {
+		h[1] = (uint8_t)n;
+	} else {
+		h[1] = (uint8_t)(0x80 | (k - 1));
+		for (i = 0; i + 1 < k; i++)
+			h[2 + i] = (uint8_t)(n >> (8 * (k - 2 - i)));
+	}
+	der_put(w, h, 1 + k);
+}
+
+/* content bytes of the INTEGER of an unsigned big-endian number (n >= 1) */
+static size_t
+der_uint_len(const uint8_t *b, size_t n)
+{
+	while (n > 1 && b[0] == 0) {
+		b++;
+		n--;
+	}
+	return n + ((b[0] & 0x80) ? 1 : 0);
+}
+
+static void
+der_uint(struct der *w, const uint8_t *b, size_t n)
+{
+	static const uint8_t zero;
+
+	while (n > 1 && b[0] == 0) {
+		b++;
+		n--;
+	}
+	der_hdr(w, 0x02, n + ((b[0] & 0x80) ? 1 : 0));
+	if (b[0] & 0x80)
+		der_put(w, &zero, 1);
+	der_put(w, b, n);
+}
+
+static const uint8_t der_v0[] = { 0x02, 0x01, 0x00 };
+static const uint8_t der_v1[] = { 0x02, 0x01, 0x01 };
+/* AlgorithmIdentifier { rsaEncryption, NULL } */
+static const uint8_t der_alg_rsa[] = { 0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86,
+	0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00 };
+static const uint8_t der_oid_ecpub[] = { 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce,
+	0x3d, 0x02, 0x01 };
+
+/*
+ * PKCS#8 PrivateKeyInfo { 0, rsaEncryption, RSAPrivateKey { 0, n, e, d,
+ * p, q, dp, dq, qi } } (RFC 5208, RFC 8017 A.1.2).
+ */
+static void
+der_rsa_pkcs8(struct der *w, const struct part *ps)
+{
+	size_t i, rk = sizeof(der_v0), oct;
+
+	for (i = 0; i < RSA_NPARTS; i++)
+		rk += der_tlv(der_uint_len(ps[i].b, ps[i].len));
+	oct = der_tlv(rk);
+	der_hdr(w, 0x30, sizeof(der_v0) + sizeof(der_alg_rsa) + der_tlv(oct));
+	der_put(w, der_v0, sizeof(der_v0));
+	der_put(w, der_alg_rsa, sizeof(der_alg_rsa));
+	der_hdr(w, 0x04, oct);
+	der_hdr(w, 0x30, rk);
+	der_put(w, der_v0, sizeof(der_v0));
+	for (i = 0; i < RSA_NPARTS; i++)
+		der_uint(w, ps[i].b, ps[i].len);
+}
+
+/*
+ * PKCS#8 PrivateKeyInfo { 0, { id-ecPublicKey, curve }, ECPrivateKey { 1,
+ * d, [0] curve, [1] public point } } (RFC 5208, RFC 5915).
+ */
+static void
+der_ec_pkcs8(struct der *w, const uint8_t *oid, size_t oid_len,
+    const struct part *d, const uint8_t *pt, size_t ptlen)
+{
+	size_t alg = sizeof(der_oid_ecpub) + oid_len;
+	size_t bits = der_tlv(1 + ptlen);
+	size_t ek = sizeof(der_v1) + der_tlv(d->len) + der_tlv(oid_len) +
+	    der_tlv(bits);
+	static const uint8_t unused_bits;
+
+	der_hdr(w, 0x30, sizeof(der_v0) + der_tlv(alg) + der_tlv(der_tlv(ek)));
+	der_put(w, der_v0, sizeof(der_v0));
+	der_hdr(w, 0x30, alg);
+	der_put(w, der_oid_ecpub, sizeof(der_oid_ecpub));
+	der_put(w, oid, oid_len);
+	der_hdr(w, 0x04, der_tlv(ek));
+	der_hdr(w, 0x30, ek);
+	der_put(w, der_v1, sizeof(der_v1));
+	der_hdr(w, 0x04, d->len);
+	der_put(w, d->b, d->len);
+	der_hdr(w, 0xa0, oid_len);
+	der_put(w, oid, oid_len);
+	der_hdr(w, 0xa1, bits);
+	der_hdr(w, 0x03, 1 + ptlen);
+	der_put(w, &unused_bits, 1);
+	der_put(w, pt, ptlen);
+}
+
+static const struct {
+	const char *crv;
+	int nid;
+	size_t field;
+	uint8_t oid[10];
+	size_t oid_len;
+} ec_curves[] = {
+	{ "P-256", NID_X9_62_prime256v1, 32, { 0x06, 0x08, 0x2a, 0x86, 0x48,
+	    0xce, 0x3d, 0x03, 0x01, 0x07 }, 10 },
+	{ "P-384", NID_secp384r1, 48, { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00,
+	    0x22 }, 7 },
+	{ "P-521", NID_secp521r1, 66, { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00,
+	    0x23 }, 7 },
+};
+
+/* *pkcs8 (OPENSSL_malloc'd; free with OPENSSL_clear_free) from a JWK; -1
+ * with r filled. */
 static int
 jwk_to_pkcs8(json_t *key, int is_rsa, uint8_t **pkcs8, size_t *len,
     struct api_resp *r)
 {
-	struct part rsa[] = {
-		{ "n", OSSL_PKEY_PARAM_RSA_N, NULL, 0, NULL },
-		{ "e", OSSL_PKEY_PARAM_RSA_E, NULL, 0, NULL },
-		{ "d", OSSL_PKEY_PARAM_RSA_D, NULL, 0, NULL },
-		{ "p", OSSL_PKEY_PARAM_RSA_FACTOR1, NULL, 0, NULL },
-		{ "q", OSSL_PKEY_PARAM_RSA_FACTOR2, NULL, 0, NULL },
-		{ "dp", OSSL_PKEY_PARAM_RSA_EXPONENT1, NULL, 0, NULL },
-		{ "dq", OSSL_PKEY_PARAM_RSA_EXPONENT2, NULL, 0, NULL },
-		{ "qi", OSSL_PKEY_PARAM_RSA_COEFFICIENT1, NULL, 0, NULL },
+	struct part rsa[RSA_NPARTS] = {
+		{ "n", NULL, 0 }, { "e", NULL, 0 }, { "d", NULL, 0 },
+		{ "p", NULL, 0 }, { "q", NULL, 0 }, { "dp", NULL, 0 },
+		{ "dq", NULL, 0 }, { "qi", NULL, 0 },
 	};
 	struct part ec[] = {
-		{ "x", NULL, NULL, 0, NULL }, { "y", NULL, NULL, 0, NULL },
-		{ "d", OSSL_PKEY_PARAM_PRIV_KEY, NULL, 0, NULL },
+		{ "x", NULL, 0 }, { "y", NULL, 0 }, { "d", NULL, 0 },
 	};
 	struct part *ps = is_rsa ? rsa : ec;
-	size_t np = is_rsa ? 8 : 3, i, field = 0;
-	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-	PKCS8_PRIV_KEY_INFO *p8 = NULL;
-	EVP_PKEY *pk = NULL;
+	size_t np = is_rsa ? RSA_NPARTS : 3, i, c = 0, field = 0, ptlen = 0;
+	struct der w = { NULL, 0 };
 	uint8_t pt[1 + 2 * 66];
-	unsigned char *der = NULL;
-	const char *crv = NULL, *group = NULL;
-	int n, rc = -1, bits;
+	const char *crv = NULL;
+	int rc = -1, ok, bits = 0;
 
 	*pkcs8 = NULL;
-	if (bld == NULL) {
-		api_resp_vault_error(r, VLT_ERR_NO_MEMORY, NULL, NULL);
-		goto out;
-	}
 	if (!is_rsa) {
 		if (api_field_string(key, "crv", 1, &crv, r) != 0)
 			goto out;
-		if (strcmp(crv, "P-256") == 0) {
-			group = "prime256v1";
-			field = 32;
-		} else if (strcmp(crv, "P-384") == 0) {
-			group = "secp384r1";
-			field = 48;
-		} else if (strcmp(crv, "P-521") == 0) {
-			group = "secp521r1";
-			field = 66;
-		} else {
+		for (c = 0; c < sizeof(ec_curves) / sizeof(ec_curves[0]); c++)
+			if (strcmp(crv, ec_curves[c].crv) == 0)
+				break;
+		if (c == sizeof(ec_curves) / sizeof(ec_curves[0])) {
 			bad(r, "The field 'key.crv' must be P-256, P-384 or "
 			    "P-521.");
 			goto out;
 		}
+		field = ec_curves[c].field;
 	}
 	for (i = 0; i < np; i++)
 		if (decode_part(key, &ps[i], r) != 0)
 			goto out;
 	if (is_rsa) {
-		for (i = 0; i < np; i++)
-			if ((ps[i].bn = BN_bin2bn(ps[i].b, (int)ps[i].len,
-			    NULL)) == NULL || !OSSL_PARAM_BLD_push_BN(bld,
-			    ps[i].param, ps[i].bn))
-				goto fail;
-		if ((pk = fromdata("RSA", bld)) == NULL)
-			goto fail;
-		bits = EVP_PKEY_get_bits(pk);
+		bits = be_bits(ps[0].b, ps[0].len);
 		if (bits != 2048 && bits != 3072 && bits != 4096) {
 			bad(r, "The RSA key size must be 2048, 3072 or 4096 "
 			    "bits.");
 			goto out;
 		}
+		ok = rsa_consistent(ps, bits);
 	} else {
 		if (ps[0].len != field || ps[1].len != field ||
 		    ps[2].len != field) {
@@ -285,38 +547,43 @@ jwk_to_pkcs8(json_t *key, int is_rsa, uint8_t **pkcs8, size_t *len,
 		pt[0] = 0x04;
 		memcpy(pt + 1, ps[0].b, field);
 		memcpy(pt + 1 + field, ps[1].b, field);
-		if ((ps[2].bn = BN_bin2bn(ps[2].b, (int)field, NULL)) == NULL ||
-		    !OSSL_PARAM_BLD_push_utf8_string(bld,
-		    OSSL_PKEY_PARAM_GROUP_NAME, group, 0) ||
-		    !OSSL_PARAM_BLD_push_octet_string(bld,
-		    OSSL_PKEY_PARAM_PUB_KEY, pt, 1 + 2 * field) ||
-		    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY,
-		    ps[2].bn))
-			goto fail;
-		if ((pk = fromdata("EC", bld)) == NULL)
-			goto fail;
+		ptlen = 1 + 2 * field;
+		ok = ec_consistent(ec_curves[c].nid, &ps[2], pt, ptlen);
 	}
-	if (!key_checks(pk))
-		goto fail;
-	if ((p8 = EVP_PKEY2PKCS8(pk)) == NULL ||
-	    (n = i2d_PKCS8_PRIV_KEY_INFO(p8, &der)) <= 0) {
-		api_resp_vault_error(r, VLT_ERR_INTERNAL, NULL, NULL);
+	stack_scrub();
+	if (ok < 0) {
+		api_resp_vault_error(r, VLT_ERR_NO_MEMORY, NULL, NULL);
 		goto out;
 	}
-	*pkcs8 = der;
-	*len = (size_t)n;
+	if (ok == 0) {
+		bad(r, is_rsa ? "The RSA key is inconsistent: its parts do not "
+		    "form a valid key pair." : "The EC key is invalid: the "
+		    "point is not on the curve or does not match the private "
+		    "key.");
+		goto out;
+	}
+	/* measure, then write */
+	if (is_rsa)
+		der_rsa_pkcs8(&w, ps);
+	else
+		der_ec_pkcs8(&w, ec_curves[c].oid, ec_curves[c].oid_len,
+		    &ps[2], pt, ptlen);
+	*len = w.len;
+	if ((w.p = OPENSSL_malloc(w.len)) == NULL) {
+		api_resp_vault_error(r, VLT_ERR_NO_MEMORY, NULL, NULL);
+		goto out;
+	}
+	w.len = 0;
+	if (is_rsa)
+		der_rsa_pkcs8(&w, ps);
+	else
+		der_ec_pkcs8(&w, ec_curves[c].oid, ec_curves[c].oid_len,
+		    &ps[2], pt, ptlen);
+	*pkcs8 = w.p;
 	rc = 0;
-	goto out;
-fail:
-	bad(r, is_rsa ? "The RSA key is inconsistent: its parts do not form "
-	    "a valid key pair." : "The EC key is invalid: the point is not on "
-	    "the curve or does not match the private key.");
 out:
 	OPENSSL_cleanse(pt, sizeof(pt));
 	parts_free(ps, np);
-	OSSL_PARAM_BLD_free(bld);
-	PKCS8_PRIV_KEY_INFO_free(p8);
-	EVP_PKEY_free(pk);
 	ERR_clear_error();
 	return rc;
 }
@@ -408,8 +675,8 @@ import_byok(struct api_req *q, struct api_resp *r, const char *name,
 	api_send_key(q, r, rc, name, k.name, &k);
 out:
 	json_decref(blob);
-	free(raw);
-	free(ct);
+	OPENSSL_clear_free(raw, raw_len);
+	OPENSSL_clear_free(ct, ct_len);
 }
 
 void
@@ -501,7 +768,7 @@ api_key_backup(struct api_req *q, struct api_resp *r, const char *name)
 	}
 	api_resp_set(r, 200, json_pack("{s:o}", "value",
 	    api_json_b64(blob, len)));
-	free(blob);
+	OPENSSL_clear_free(blob, len);
 }
 
 void
@@ -531,7 +798,7 @@ api_key_restore(struct api_req *q, struct api_resp *r)
 	}
 	api_send_key(q, r, rc, NULL, k.name, &k);
 out:
-	free(blob);
+	OPENSSL_clear_free(blob, len);
 	json_decref(body);
 }
 

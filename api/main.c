@@ -22,6 +22,7 @@
 #include <openssl/crypto.h>
 
 #include "api/api.h"
+#include "hsm/harden.h"
 
 static void
 die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -154,6 +155,7 @@ cmd_init(int argc, char **argv)
 	char host[256], hostport[300], tls_dir[4096], path[4200], err[256];
 	char tid[POLICY_ID_LEN + 1], secret[64], *json = NULL;
 	struct vlt_init_params ip;
+	struct vlt_open_opts oo;
 	struct vlt_principal admin;
 	struct vlt_access_policy ap;
 	vault_t *v = NULL;
@@ -198,13 +200,17 @@ cmd_init(int argc, char **argv)
 	ip.vault_url = url;
 	ip.tenant_id = tenant;
 	ip.module_path = opt(argc, argv, "--module");
+	ip.module_allow = getenv("P11VAULT_MODULE_ALLOW");
 	ip.token_label = opt(argc, argv, "--token-label");
 	rc = vault_init(&ip);
 	if (rc == VLT_ERR_EXISTS)
 		die("%s already holds a vault; nothing was changed", dir);
 	if (rc != 0)
 		die("cannot initialise the vault (error %d)", rc);
-	if (vault_open(dir, 2, &v) != 0)
+	memset(&oo, 0, sizeof(oo));
+	oo.pool_size = 2;
+	oo.module_allow = ip.module_allow;
+	if (vault_open(dir, &oo, &v) != 0)
 		die("cannot open the new vault");
 
 	memset(&admin, 0, sizeof(admin));
@@ -322,6 +328,7 @@ cmd_serve(int argc, char **argv)
 	const char *user = opt(argc, argv, "--user");
 	struct api_server_opts so;
 	struct api_server *srv = NULL;
+	struct vlt_open_opts oo;
 	struct api_ctx ctx;
 	struct policy_config pc;
 	struct sweeper sw;
@@ -365,12 +372,15 @@ cmd_serve(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	memset(&ctx, 0, sizeof(ctx));
-	if (user && api_check_data_owner(dir, user, err, sizeof(err)) != 0)
+	if (user && hsm_check_data_owner(dir, user, err, sizeof(err)) != 0)
 		die("%s", err);
 	if (!vault_exists(dir))
 		die("%s holds no vault (run p11vault init --data %s)", dir,
 		    dir);
-	if (vault_open(dir, 0, &ctx.vault) != 0)
+	memset(&oo, 0, sizeof(oo));
+	oo.module_allow = getenv("P11VAULT_MODULE_ALLOW");
+	oo.token_user = user;
+	if (vault_open(dir, &oo, &ctx.vault) != 0)
 		die("cannot open the vault in %s (is the token reachable?)",
 		    dir);
 	if (clock_file) {
@@ -413,7 +423,7 @@ cmd_serve(int argc, char **argv)
 	if (api_server_start(&ctx, &so, &srv, err, sizeof(err)) != 0)
 		die("%s", err);
 	/* after the bind, with the vault and the token open */
-	if (user && api_drop_privileges(user, err, sizeof(err)) != 0)
+	if (user && hsm_drop_privileges(user, err, sizeof(err)) != 0)
 		die("%s", err);
 
 	memset(&sw, 0, sizeof(sw));
@@ -422,6 +432,10 @@ cmd_serve(int argc, char **argv)
 	pthread_cond_init(&sw.cond, NULL);
 	if (pthread_create(&sweep_thread, NULL, sweeper_main, &sw) != 0)
 		die("cannot start the purge sweeper");
+	/* every thread is running: from here on only the system calls
+	 * serving needs (hsm/seccomp.c), for all of them */
+	if (hsm_seccomp_network() != 0)
+		die("cannot install the system-call filter");
 
 	printf("listening on https://%s\n", listen);
 	fflush(stdout);
@@ -486,6 +500,9 @@ usage(FILE *f)
 int
 main(int argc, char **argv)
 {
+	/* the token process: before anything else of this program runs */
+	if (argc >= 2 && strcmp(argv[1], HSM_TOKEN_ARGV) == 0)
+		return hsm_token_main(argc, argv);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;

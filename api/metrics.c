@@ -230,6 +230,7 @@ api_metrics_render(struct api_ctx *c, char **text, size_t *len)
 {
 	struct met_buf b = { NULL, 0, MET_TEXT_MAX, 0 };
 	uint64_t hits = 0, misses = 0;
+	int up = 0;
 	size_t busy = 0, total = 0;
 
 	*text = NULL;
@@ -254,6 +255,17 @@ api_metrics_render(struct api_ctx *c, char **text, size_t *len)
 		    "p11vault_hsm_handle_cache_total{result=\"miss\"} %llu\n",
 		    (unsigned long long)hits, (unsigned long long)misses);
 	}
+	if (c != NULL && c->vault != NULL &&
+	    vault_token_process(c->vault, &up, &hits) == 0)
+		put(&b, "# HELP p11vault_token_process_up 1 while a token "
+		    "process serves the token.\n"
+		    "# TYPE p11vault_token_process_up gauge\n"
+		    "p11vault_token_process_up %d\n"
+		    "# HELP p11vault_token_process_restarts_total Token "
+		    "processes started after the first (one died).\n"
+		    "# TYPE p11vault_token_process_restarts_total counter\n"
+		    "p11vault_token_process_restarts_total %llu\n", up,
+		    (unsigned long long)hits);
 	if (c != NULL && c->vault != NULL &&
 	    vault_version_cache_stats(c->vault, &hits, &misses) == 0)
 		put(&b, "# HELP p11vault_version_cache_total Key version "

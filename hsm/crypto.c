@@ -6,7 +6,8 @@
  * raw RSA in the token plus constant-time decoding here), sign (RS*, PS*,
  * ES*), the JWT signature, and public-key encrypt/verify on SPKI DER.
  * Must never: let the raw RSA result leave this file (it is wiped on every
- * path); give a padding failure any answer but HSM_ERR_DECRYPT.
+ * path); give a padding failure any answer but HSM_ERR_DECRYPT; use a
+ * blob whose tag did not verify against cache_id (hsm_key_get checks).
  */
 /* RSA_padding_check_* are the constant-time decoders we need; OpenSSL 3
  * deprecates them, it does not remove them. */
@@ -119,7 +120,7 @@ alg_md(const struct alg_info *a)
 /* Raw RSA in the token, then constant-time OAEP-SHA-256 / type-2 decoding.
  * Returns the plaintext length in *n, or HSM_ERR_DECRYPT. */
 static int
-decrypt_raw(hsm_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE key,
+decrypt_raw(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE key,
     enum hsm_alg alg, const uint8_t *in, size_t k, uint8_t *dec, size_t *n)
 {
 	CK_MECHANISM m = { CKM_RSA_X_509, NULL, 0 };
@@ -168,7 +169,7 @@ out:
 }
 
 static int
-decrypt_oaep1(hsm_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE key,
+decrypt_oaep1(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE key,
     const uint8_t *in, size_t k, uint8_t *dec, size_t *n)
 {
 	CK_RSA_PKCS_OAEP_PARAMS p = { CKM_SHA_1, CKG_MGF1_SHA1,
@@ -191,7 +192,7 @@ decrypt_oaep1(hsm_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE key,
 }
 
 int
-hsm_key_decrypt(hsm_t *h, const char *cache_id, const uint8_t *blob,
+tok_key_decrypt(tok_t *h, const char *cache_id, const uint8_t *blob,
     size_t blob_len, enum hsm_alg alg, const uint8_t *in, size_t in_len,
     uint8_t *out, size_t *out_len)
 {
@@ -207,6 +208,8 @@ hsm_key_decrypt(hsm_t *h, const char *cache_id, const uint8_t *blob,
 		return HSM_ERR_ARGS;
 	if ((rc = hsm_blob_parse(blob, blob_len, &bi)) != 0)
 		return rc;
+	if (bi.version != HSM_BLOB_VERSION)
+		return HSM_ERR_INTERNAL;   /* bound to nothing: never used */
 	if (bi.kty != HSM_KTY_RSA || in_len != bi.size ||
 	    bi.size > RSA_MAX_BYTES)
 		return HSM_ERR_ARGS;
@@ -237,7 +240,7 @@ out:
 }
 
 static int
-sign_in_token(hsm_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE key,
+sign_in_token(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE key,
     const struct alg_info *a, const uint8_t *digest, size_t dlen,
     uint8_t *sig, size_t need)
 {
@@ -271,7 +274,7 @@ sign_in_token(hsm_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE key,
 }
 
 int
-hsm_key_sign(hsm_t *h, const char *cache_id, const uint8_t *blob,
+tok_key_sign(tok_t *h, const char *cache_id, const uint8_t *blob,
     size_t blob_len, enum hsm_alg alg, const uint8_t *digest, size_t dlen,
     uint8_t *sig, size_t *sig_len)
 {
@@ -287,6 +290,8 @@ hsm_key_sign(hsm_t *h, const char *cache_id, const uint8_t *blob,
 		return HSM_ERR_ARGS;
 	if ((rc = hsm_blob_parse(blob, blob_len, &bi)) != 0)
 		return rc;
+	if (bi.version != HSM_BLOB_VERSION)
+		return HSM_ERR_INTERNAL;
 	if (bi.kty != a->kty || (a->kty == HSM_KTY_EC && bi.size != a->field))
 		return HSM_ERR_ARGS;
 	need = a->kty == HSM_KTY_RSA ? bi.size : 2 * bi.size;
@@ -310,7 +315,7 @@ out:
 }
 
 int
-hsm_jwt_sign(hsm_t *h, const uint8_t *data, size_t len, uint8_t sig[64])
+tok_jwt_sign(tok_t *h, const uint8_t *data, size_t len, uint8_t sig[64])
 {
 	const struct alg_info *a = alg_find(HSM_ALG_ES256);
 	uint8_t digest[32];
@@ -329,7 +334,7 @@ hsm_jwt_sign(hsm_t *h, const uint8_t *data, size_t len, uint8_t sig[64])
 }
 
 int
-hsm_jwt_public(hsm_t *h, uint8_t **spki, size_t *spki_len)
+tok_jwt_public(tok_t *h, uint8_t **spki, size_t *spki_len)
 {
 	if (h == NULL || spki == NULL || spki_len == NULL)
 		return HSM_ERR_ARGS;

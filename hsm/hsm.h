@@ -1,11 +1,16 @@
 /*
  * hsm — everything PKCS#11, and nothing else.
  *
- * Owns: loading the module, the token's sessions (a pool), login, the
- * domain key, generation of customer keys inside the token, wrapping them
- * under the domain key into opaque blobs, unwrapping blobs into session
- * objects (bounded LRU handle cache keyed by a caller-chosen id), the
- * private-key operations, and the token-resident JWT signing key.
+ * Owns: the token process and the way to it. hsm_open starts the token
+ * process (tokend.c), which alone loads the module, reads the user PIN,
+ * owns the token's sessions (a pool), login, the domain key, generation
+ * of customer keys inside the token, wrapping them under the domain key
+ * into opaque blobs bound to what they are (see `bind` below), unwrapping
+ * blobs into session objects (bounded LRU handle cache keyed by a
+ * caller-chosen id), the private-key operations, and the token-resident
+ * JWT signing key. The caller's process (client.c) holds no PIN, no
+ * CK_* handle and no private key material: it sends small messages
+ * (proto.h) and restarts the token process when it dies.
  *
  * Must never: return or log private key material, PINs or plaintexts;
  * know anything of HTTP, JSON or SQL. CKR_* codes are translated here into
@@ -51,16 +56,28 @@ enum hsm_alg {
 struct hsm_config {
 	const char *module_path;  /* e.g. /usr/lib/softhsm/libsofthsm2.so */
 	const char *token_label;  /* slot is found by this label */
-	const char *user_pin;     /* copied (wiped at hsm_close): the pool logs
-	                             in again after a token fault */
+	const char *pin_file;     /* read by the token process, never here */
+	const char *module_allow; /* ':'-separated directories the module
+	                             must lie in; NULL = HSM_MODULE_ALLOW */
+	const char *run_as;       /* user the token process runs as; NULL =
+	                             this process's user */
 	size_t pool_size;         /* sessions; 0 = 8 */
 	size_t cache_size;        /* cached key handles; 0 = 4096 */
 };
 
+/* Where a PKCS#11 module may be loaded from, unless configured. */
+#define HSM_MODULE_ALLOW "/usr/lib:/usr/local/lib:/usr/lib64"
+
+/* argv[1] of the token process. main() (and the unit tests) hand such an
+ * invocation to hsm_token_main before anything else. */
+#define HSM_TOKEN_ARGV "token-process"
+int hsm_token_main(int argc, char **argv);
+
 typedef struct hsm hsm_t;
 
 /*
- * Initialises a fresh token in the first slot without an initialised token:
+ * Initialises a fresh token (in a token process of its own, which checks
+ * module_path against module_allow as hsm_open does) in the first slot without an initialised token:
  * C_InitToken(so_pin, label), C_InitPIN(user_pin), then as SO the domain
  * key (AES-256, CKA_TOKEN, CKA_TRUSTED, CKA_PRIVATE=FALSE, sensitive,
  * not extractable, wrap/unwrap only, label "p11vault-domain") and as user
@@ -68,11 +85,14 @@ typedef struct hsm hsm_t;
  * private key sensitive and not extractable, sign only).
  * HSM_ERR_EXISTS if a token with that label already exists.
  */
-int hsm_token_init(const char *module_path, const char *token_label,
-    const char *so_pin, const char *user_pin) HSM_WUR;
+int hsm_token_init(const char *module_path, const char *module_allow,
+    const char *token_label, const char *so_pin, const char *user_pin)
+    HSM_WUR;
 
-/* Loads the module, finds the token by label, opens the session pool and
- * logs in. */
+/* Starts the token process, which loads the module, finds the token by
+ * label, opens the session pool and logs in; answers once it has. If the
+ * token process dies later, calls answer HSM_ERR_UNAVAILABLE while a new
+ * one is started (with backoff). */
 int hsm_open(const struct hsm_config *cfg, hsm_t **out) HSM_WUR;
 void hsm_close(hsm_t *h);
 
@@ -87,14 +107,24 @@ int hsm_health(hsm_t *h) HSM_WUR;
  * Out: *blob (opaque, self-describing: key type is inside) and *spki (the
  * public key as DER SubjectPublicKeyInfo). Both malloc'd; caller frees.
  * rsa_bits: 2048, 3072 or 4096 (RSA); ec_nid: a curve NID (EC).
+ *
+ * bind names what the blob is (the vault passes "name/version"; at most
+ * HSM_BIND_MAX bytes): the token MACs it with the blob, and every later
+ * use of the blob must name the same bind as its cache_id, or it fails
+ * (HSM_ERR_INTERNAL): a blob moved to another row of the store opens
+ * nowhere else.
  */
-int hsm_key_generate(hsm_t *h, enum hsm_kty kty, unsigned rsa_bits,
+#define HSM_BIND_MAX 512
+int hsm_key_generate(hsm_t *h, const char *bind, enum hsm_kty kty,
+    unsigned rsa_bits,
     int ec_nid, uint8_t **blob, size_t *blob_len, uint8_t **spki,
     size_t *spki_len) HSM_WUR;
 
 /*
- * Private-key operations on a blob. cache_id names the blob (the key
- * version id); the unwrapped session object's handle is cached under it.
+ * Private-key operations on a blob. cache_id names the blob: it is the
+ * bind the blob was made with (a blob bound to anything else fails with
+ * HSM_ERR_INTERNAL); the unwrapped session object's handle is cached
+ * under it.
  * Decrypt: RSA_OAEP in the token with CKM_RSA_PKCS_OAEP; OAEP_256 and
  * RSA1_5 as raw RSA (CKM_RSA_X_509) in the token plus constant-time
  * decoding outside. in_len must equal the modulus length (HSM_ERR_ARGS).
@@ -133,6 +163,10 @@ int hsm_jwt_sign(hsm_t *h, const uint8_t *data, size_t len,
 /* The JWT key's public half as DER SubjectPublicKeyInfo, malloc'd. */
 int hsm_jwt_public(hsm_t *h, uint8_t **spki, size_t *spki_len) HSM_WUR;
 
+/* The live token process's pid (0 while there is none) and how many
+ * token processes were started after the first, for metrics and tests. */
+void hsm_process(hsm_t *h, long *pid, uint64_t *restarts);
+
 /* Cache statistics, for metrics. */
 void hsm_stats(hsm_t *h, uint64_t *cache_hits, uint64_t *cache_misses,
     size_t *sessions_busy, size_t *sessions_total);
@@ -151,9 +185,10 @@ struct hsm_key_desc {
  * P-256/384/521) is created in the token as a session object (sensitive,
  * extractable only under a trusted key), wrapped under the domain key like
  * a generated key, and destroyed. The caller wipes pkcs8. Out as for
- * hsm_key_generate. A malformed or unsupported key: HSM_ERR_ARGS.
+ * hsm_key_generate (bound to bind). A malformed or unsupported key:
+ * HSM_ERR_ARGS.
  */
-int hsm_key_import(hsm_t *h, const uint8_t *pkcs8, size_t pkcs8_len,
+int hsm_key_import(hsm_t *h, const char *bind, const uint8_t *pkcs8, size_t pkcs8_len,
     struct hsm_key_desc *desc, uint8_t **blob, size_t *blob_len,
     uint8_t **spki, size_t *spki_len) HSM_WUR;
 
@@ -161,12 +196,13 @@ int hsm_key_import(hsm_t *h, const uint8_t *pkcs8, size_t pkcs8_len,
  * BYOK: transfer = RSA-OAEP(SHA-1) ciphertext under the key-exchange key
  * (kek_blob, an RSA blob) of an AES-256 key, followed by the target's
  * PKCS#8 wrapped with that key (RFC 5649). Both steps are C_UnwrapKey in
- * the token; the target key is then wrapped under the domain key. Every
+ * the token; the target key is then wrapped under the domain key (bound
+ * to bind; the KEK's blob must be bound to kek_bind). Every
  * failure to open the transfer (wrong KEK, altered, truncated):
  * HSM_ERR_ARGS.
  */
-int hsm_key_import_byok(hsm_t *h, const uint8_t *kek_blob,
-    size_t kek_blob_len, const uint8_t *transfer, size_t transfer_len,
+int hsm_key_import_byok(hsm_t *h, const char *bind, const char *kek_bind,
+    const uint8_t *kek_blob, size_t kek_blob_len, const uint8_t *transfer, size_t transfer_len,
     struct hsm_key_desc *desc, uint8_t **blob, size_t *blob_len,
     uint8_t **spki, size_t *spki_len) HSM_WUR;
 
@@ -180,5 +216,16 @@ int hsm_seal(hsm_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
     size_t *out_len) HSM_WUR;
 int hsm_unseal(hsm_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
     size_t *out_len) HSM_WUR;
+
+/*
+ * A blob made before blobs were bound (format 1) into a bound one, for
+ * the one-time upgrade of a store or of a restored backup: the token
+ * checks that the domain key opens it and MACs it with bind. A blob that
+ * is already bound is refused (HSM_ERR_ARGS): binding is never changed.
+ */
+int hsm_blob_upgrade(hsm_t *h, const char *bind, const uint8_t *blob,
+    size_t blob_len, uint8_t **out, size_t *out_len) HSM_WUR;
+/* 1 if blob is in the unbound format 1 (needs hsm_blob_upgrade). */
+int hsm_blob_is_legacy(const uint8_t *blob, size_t blob_len);
 
 #endif

@@ -10,27 +10,43 @@
 #include <stddef.h>
 #include <p11-kit/pkcs11.h>
 
-#include "hsm/hsm.h"
+#include "hsm/token.h"
 
 #define HSM_DOMAIN_LABEL "p11vault-domain"
 #define HSM_JWT_LABEL "p11vault-jwt"
+#define HSM_BIND_LABEL "p11vault-bind"
 
-/* Blob: "P11V" | version | kty | param (u16 BE: RSA bits or curve code) |
- * AES-KWP ciphertext of the PKCS#8 private key under the domain key. */
+/*
+ * Blob: header = "P11V" | version | kty | param (u16 BE: RSA bits or curve
+ * code), then the AES-KWP ciphertext of the PKCS#8 private key under the
+ * domain key ("wrapped"), then, from version 2 on, a 32-byte tag:
+ * HMAC-SHA-256, computed in the token with the bind key, over
+ *
+ *     lp(HSM_BIND_DOMAIN) | lp(bind) | lp(header) | lp(wrapped)
+ *
+ * where lp(x) = u32 BE length of x | x. Version 1 (no tag, bound to
+ * nothing) is only ever read by tok_blob_upgrade and hsm_blob_is_legacy.
+ */
 #define HSM_BLOB_MAGIC "P11V"
-#define HSM_BLOB_VERSION 1
+#define HSM_BLOB_LEGACY 1
+#define HSM_BLOB_VERSION 2
 #define HSM_BLOB_HDR 8
+#define HSM_BLOB_TAG 32
 #define HSM_BLOB_MAX (16 * 1024)
 #define HSM_WRAP_BUF (8 * 1024)
+#define HSM_BIND_DOMAIN "p11vault-blob-v2"
 
 enum hsm_curve { HSM_CURVE_P256 = 1, HSM_CURVE_P384 = 2, HSM_CURVE_P521 = 3 };
 
 struct hsm_blob_info {
+	unsigned version;     /* HSM_BLOB_LEGACY or HSM_BLOB_VERSION */
 	enum hsm_kty kty;
 	unsigned param;       /* RSA bits, or enum hsm_curve */
 	size_t size;          /* modulus bytes, or field bytes */
+	const uint8_t *hdr;   /* HSM_BLOB_HDR bytes */
 	const uint8_t *wrapped;
 	size_t wrapped_len;
+	const uint8_t *tag;   /* HSM_BLOB_TAG bytes; NULL in version 1 */
 };
 
 struct hsm_cache_ent {
@@ -44,7 +60,7 @@ struct hsm_cache_ent {
 	struct hsm_cache_ent *prev, *next; /* LRU, head = most recent */
 };
 
-struct hsm {
+struct tok {
 	void *dl;
 	CK_FUNCTION_LIST *f;
 	int owns_init;         /* we called C_Initialize successfully */
@@ -57,7 +73,7 @@ struct hsm {
 
 	pthread_mutex_t mu;    /* pool */
 	pthread_cond_t cv;     /* callers waiting for a session; CLOCK_MONOTONIC */
-	pthread_cond_t rcv;    /* the recovery thread and hsm_close: the pool
+	pthread_cond_t rcv;    /* the recovery thread and tok_close: the pool
 	                          broke, drained or stops; CLOCK_MONOTONIC */
 	size_t waiting;        /* callers asleep on cv */
 	CK_SESSION_HANDLE *sess;
@@ -68,13 +84,14 @@ struct hsm {
 	int broken;            /* a call saw the token/session lost */
 	int recovering;        /* the recovery thread is at work (no mu) */
 	int down;              /* the last recovery attempt failed */
-	int stopping;          /* hsm_close: the recovery thread ends */
+	int stopping;          /* tok_close: the recovery thread ends */
 	int rthread_ok;
 	pthread_t rthread;     /* recovers a broken pool, never a caller */
 	unsigned deadline_ms;  /* longest wait for a session */
 	uint64_t recoveries, recovery_failures;
 	CK_OBJECT_HANDLE domain_key;
 	CK_OBJECT_HANDLE jwt_priv;
+	CK_OBJECT_HANDLE bind_key;  /* HMAC key of blob tags */
 	uint8_t *jwt_spki;
 	size_t jwt_spki_len;
 
@@ -94,6 +111,7 @@ struct hsm_sess {
 	CK_SESSION_HANDLE h;
 	CK_OBJECT_HANDLE domain_key;
 	CK_OBJECT_HANDLE jwt_priv;
+	CK_OBJECT_HANDLE bind_key;
 	int lost;              /* set by hsm_ck() when the session is lost */
 };
 
@@ -105,28 +123,47 @@ void hsm_pad_label(const char *label, unsigned char out[32]);
 int hsm_find_slot(CK_FUNCTION_LIST *f, const char *label, CK_SLOT_ID *slot);
 int hsm_find_object(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
     CK_OBJECT_CLASS cls, const char *label, CK_OBJECT_HANDLE *obj);
-int hsm_sess_take(hsm_t *h, struct hsm_sess *s) HSM_WUR;
-void hsm_sess_give(hsm_t *h, struct hsm_sess *s);
+int hsm_sess_take(tok_t *h, struct hsm_sess *s) HSM_WUR;
+void hsm_sess_give(tok_t *h, struct hsm_sess *s);
 int hsm_rv_lost(CK_RV rv);
 /* Maps rv to an HSM_ERR_*, marking the session lost when it should be. */
 int hsm_ck(struct hsm_sess *s, CK_RV rv);
 
 /* keys.c */
+/* Parses a blob of either version (bi->version says which); a malformed
+ * one is HSM_ERR_INTERNAL. Pure parsing: nothing is verified. */
 int hsm_blob_parse(const uint8_t *blob, size_t len, struct hsm_blob_info *bi);
-int hsm_key_get(hsm_t *h, struct hsm_sess *s, const char *cache_id,
+/* 0 if bind is a usable bind (1..HSM_BIND_MAX bytes), else HSM_ERR_ARGS. */
+int hsm_bind_check(const char *bind);
+/* Verifies a version-2 blob's tag against bind, in the token (constant-
+ * time comparison). Version 1, a wrong bind or any bad tag:
+ * HSM_ERR_INTERNAL. */
+int hsm_blob_verify(tok_t *h, struct hsm_sess *s, const char *bind,
+    const struct hsm_blob_info *bi) HSM_WUR;
+/* Finds the bind key in a logged-in session; with create, makes it first
+ * (in a R/W session on slot) if the token has none (tokens initialised
+ * before blobs were bound). */
+int hsm_bind_key_find(CK_FUNCTION_LIST *f, CK_SLOT_ID slot,
+    CK_SESSION_HANDLE s, int create, CK_OBJECT_HANDLE *key) HSM_WUR;
+/* The cached session object of a verified blob: the tag is checked
+ * against cache_id (the bind) before the blob is unwrapped; a cached
+ * handle is only reused for the same cache_id and the same blob bytes. */
+int hsm_key_get(tok_t *h, struct hsm_sess *s, const char *cache_id,
     const uint8_t *blob, size_t blob_len, struct hsm_cache_ent **ent)
     HSM_WUR;
-void hsm_key_put(hsm_t *h, struct hsm_sess *s, struct hsm_cache_ent *ent);
-int hsm_cache_init(hsm_t *h, size_t cache_size);
-void hsm_cache_clear(hsm_t *h);  /* on recovery: handles are gone */
-void hsm_cache_free(hsm_t *h);
+void hsm_key_put(tok_t *h, struct hsm_sess *s, struct hsm_cache_ent *ent);
+int hsm_cache_init(tok_t *h, size_t cache_size);
+void hsm_cache_clear(tok_t *h);  /* on recovery: handles are gone */
+void hsm_cache_free(tok_t *h);
 int hsm_curve_der(int nid, uint8_t *der, size_t *der_len);
 /* curve NID -> enum hsm_curve and field bytes; HSM_ERR_ARGS if unknown */
 int hsm_curve_code(int nid, unsigned *code, size_t *size);
 int hsm_rsa_spki(const CK_BYTE *n, size_t n_len, const CK_BYTE *e,
     size_t e_len, uint8_t **spki, size_t *len);
-int hsm_blob_build(enum hsm_kty kty, unsigned param, const uint8_t *wrapped,
-    size_t wrapped_len, uint8_t **blob, size_t *blob_len);
+/* A version-2 blob of wrapped, its tag made in the token over bind. */
+int hsm_blob_build(tok_t *h, struct hsm_sess *s, const char *bind,
+    enum hsm_kty kty, unsigned param, const uint8_t *wrapped,
+    size_t wrapped_len, uint8_t **blob, size_t *blob_len) HSM_WUR;
 int hsm_ec_spki(const CK_BYTE *params, size_t params_len,
     const CK_BYTE *point, size_t point_len, uint8_t **spki, size_t *len);
 /* The template of a private key made or imported here: a session object,
@@ -136,14 +173,17 @@ int hsm_ec_spki(const CK_BYTE *params, size_t params_len,
 #define HSM_PRIV_TEMPLATE_N 10
 size_t hsm_priv_template(CK_ATTRIBUTE t[HSM_PRIV_TEMPLATE_N],
     CK_KEY_TYPE *kt, CK_BBOOL *is_rsa);
-/* Wraps priv under the domain key into a blob (hsm_blob_build). */
-int hsm_domain_wrap(hsm_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
-    enum hsm_kty kty, unsigned param, uint8_t **blob, size_t *blob_len)
-    HSM_WUR;
-/* A blob into a non-extractable session object: a key's, for signing
- * (and RSA decryption), or with kek a BYOK KEK's (RSA), for unwrapping
- * only. A blob the domain key does not open is HSM_ERR_INTERNAL. */
-int hsm_domain_unwrap(hsm_t *h, struct hsm_sess *s,
+/* Wraps priv under the domain key into a blob bound to bind
+ * (hsm_blob_build). */
+int hsm_domain_wrap(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
+    const char *bind, enum hsm_kty kty, unsigned param, uint8_t **blob,
+    size_t *blob_len) HSM_WUR;
+/* A parsed blob into a non-extractable session object: a key's, for
+ * signing (and RSA decryption), or with kek a BYOK KEK's (RSA), for
+ * unwrapping only. A blob the domain key does not open is
+ * HSM_ERR_INTERNAL. Checks no tag: callers verify first (hsm_key_get,
+ * BYOK) or are the upgrade of an unbound blob. */
+int hsm_domain_unwrap(tok_t *h, struct hsm_sess *s,
     const struct hsm_blob_info *bi, int kek, CK_OBJECT_HANDLE *obj)
     HSM_WUR;
 

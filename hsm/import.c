@@ -5,7 +5,9 @@
  * short-lived session object, then wrapped under the domain key), BYOK
  * transfer blobs (CKM_RSA_AES_KEY_WRAP done as two C_UnwrapKey steps:
  * RSA-OAEP-SHA-1 into a session AES key, AES-KWP into the private key), and
- * AES-256-GCM sealing with the token's backup key.
+ * AES-256-GCM sealing with the token's backup key. Imported keys are
+ * bound like generated ones (keys.c); a BYOK KEK is used only once its
+ * blob verified against the KEK's bind.
  * Must never: keep a plaintext private key beyond the call (every copy is
  * wiped), read a secret value out of the token, leave an intermediate
  * object (KEK handle, transfer AES key, imported key) behind.
@@ -44,7 +46,7 @@ static CK_BBOOL ck_false = CK_FALSE;
 static pthread_mutex_t backup_key_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void
-destroy(hsm_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE *o)
+destroy(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE *o)
 {
 	if (*o != CK_INVALID_HANDLE)
 		(void)hsm_ck(s, h->f->C_DestroyObject(s->h, *o));
@@ -65,8 +67,9 @@ input_rv(struct hsm_sess *s, CK_RV rv)
 }
 
 static int
-wrap_domain(hsm_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
-    const struct hsm_key_desc *d, uint8_t **blob, size_t *blob_len)
+wrap_domain(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
+    const char *bind, const struct hsm_key_desc *d, uint8_t **blob,
+    size_t *blob_len)
 {
 	unsigned param;
 	size_t field;
@@ -76,7 +79,8 @@ wrap_domain(hsm_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
 		param = d->rsa_bits;
 	else if ((rc = hsm_curve_code(d->ec_nid, &param, &field)) != 0)
 		return rc;
-	return hsm_domain_wrap(h, s, priv, d->kty, param, blob, blob_len);
+	return hsm_domain_wrap(h, s, priv, bind, d->kty, param, blob,
+	    blob_len);
 }
 
 /* ---- plaintext import -------------------------------------------------- */
@@ -89,9 +93,9 @@ struct bnbuf {
 };
 
 int
-hsm_key_import(hsm_t *h, const uint8_t *pkcs8, size_t pkcs8_len,
-    struct hsm_key_desc *desc, uint8_t **blob, size_t *blob_len,
-    uint8_t **spki, size_t *spki_len)
+tok_key_import(tok_t *h, const char *bind, const uint8_t *pkcs8,
+    size_t pkcs8_len, struct hsm_key_desc *desc, uint8_t **blob,
+    size_t *blob_len, uint8_t **spki, size_t *spki_len)
 {
 	struct bnbuf parts[] = {
 		{ CKA_MODULUS, OSSL_PKEY_PARAM_RSA_N, NULL, 0 },
@@ -128,7 +132,8 @@ hsm_key_import(hsm_t *h, const uint8_t *pkcs8, size_t pkcs8_len,
 	*spki = NULL;
 	memset(desc, 0, sizeof(*desc));
 	memset(dval, 0, sizeof(dval));
-	if (pkcs8_len == 0 || pkcs8_len > HSM_WRAP_BUF)
+	if (pkcs8_len == 0 || pkcs8_len > HSM_WRAP_BUF ||
+	    hsm_bind_check(bind) != 0)
 		return HSM_ERR_ARGS;
 	if ((p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)pkcs8_len)) ==
 	    NULL || p != pkcs8 + pkcs8_len ||
@@ -195,7 +200,7 @@ hsm_key_import(hsm_t *h, const uint8_t *pkcs8, size_t pkcs8_len,
 	have_sess = 1;
 	if ((rc = input_rv(&s, h->f->C_CreateObject(s.h, t, nt, &priv))) != 0)
 		goto out;
-	rc = wrap_domain(h, &s, priv, desc, blob, blob_len);
+	rc = wrap_domain(h, &s, priv, bind, desc, blob, blob_len);
 out:
 	if (have_sess) {
 		destroy(h, &s, &priv);
@@ -224,7 +229,7 @@ out:
 /* ---- BYOK ---------------------------------------------------------------- */
 
 static int
-target_unwrap(hsm_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE aes,
+target_unwrap(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE aes,
     CK_KEY_TYPE kt, const uint8_t *w, size_t wlen, CK_OBJECT_HANDLE *obj)
 {
 	CK_BBOOL is_rsa = kt == CKK_RSA ? CK_TRUE : CK_FALSE;
@@ -281,7 +286,7 @@ out:
  * two candidates; the one both share is the key).
  */
 static int
-ec_public(hsm_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv, int nid,
+ec_public(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv, int nid,
     const uint8_t *params, size_t plen, uint8_t **spki, size_t *spki_len)
 {
 	CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
@@ -342,7 +347,7 @@ out:
 }
 
 static int
-target_describe(hsm_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
+target_describe(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
     CK_KEY_TYPE kt, struct hsm_key_desc *d, uint8_t **spki,
     size_t *spki_len)
 {
@@ -388,9 +393,10 @@ target_describe(hsm_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
 }
 
 int
-hsm_key_import_byok(hsm_t *h, const uint8_t *kek_blob, size_t kek_blob_len,
-    const uint8_t *transfer, size_t transfer_len, struct hsm_key_desc *desc,
-    uint8_t **blob, size_t *blob_len, uint8_t **spki, size_t *spki_len)
+tok_key_import_byok(tok_t *h, const char *bind, const char *kek_bind,
+    const uint8_t *kek_blob, size_t kek_blob_len, const uint8_t *transfer,
+    size_t transfer_len, struct hsm_key_desc *desc, uint8_t **blob,
+    size_t *blob_len, uint8_t **spki, size_t *spki_len)
 {
 	CK_RSA_PKCS_OAEP_PARAMS oaep = { CKM_SHA_1, CKG_MGF1_SHA1,
 	    CKZ_DATA_SPECIFIED, NULL, 0 };
@@ -426,8 +432,12 @@ hsm_key_import_byok(hsm_t *h, const uint8_t *kek_blob, size_t kek_blob_len,
 	*blob = NULL;
 	*spki = NULL;
 	memset(desc, 0, sizeof(*desc));
+	if (hsm_bind_check(bind) != 0 || hsm_bind_check(kek_bind) != 0)
+		return HSM_ERR_ARGS;
 	if ((rc = hsm_blob_parse(kek_blob, kek_blob_len, &bi)) != 0)
 		return rc;
+	if (bi.version != HSM_BLOB_VERSION)
+		return HSM_ERR_INTERNAL;   /* an unbound KEK: never used */
 	if (bi.kty != HSM_KTY_RSA)
 		return HSM_ERR_ARGS;
 	mlen = bi.size;
@@ -438,8 +448,10 @@ hsm_key_import_byok(hsm_t *h, const uint8_t *kek_blob, size_t kek_blob_len,
 	if ((rc = hsm_sess_take(h, &s)) != 0)
 		return rc;
 	have_sess = 1;
-	/* the KEK: a session object that can unwrap and nothing else */
-	if ((rc = hsm_domain_unwrap(h, &s, &bi, 1, &kek)) != 0)
+	/* the KEK: its blob must be the one bound to kek_bind, then a
+	 * session object that can unwrap and nothing else */
+	if ((rc = hsm_blob_verify(h, &s, kek_bind, &bi)) != 0 ||
+	    (rc = hsm_domain_unwrap(h, &s, &bi, 1, &kek)) != 0)
 		goto out;
 	/* step 1: the transfer AES key, unwrapped by the KEK */
 	if ((rc = input_rv(&s, h->f->C_UnwrapKey(s.h, &mo, kek,
@@ -470,7 +482,7 @@ hsm_key_import_byok(hsm_t *h, const uint8_t *kek_blob, size_t kek_blob_len,
 	if ((rc = target_describe(h, &s, priv, kt, desc, spki,
 	    spki_len)) != 0)
 		goto out;
-	rc = wrap_domain(h, &s, priv, desc, blob, blob_len);
+	rc = wrap_domain(h, &s, priv, bind, desc, blob, blob_len);
 out:
 	if (have_sess) {
 		destroy(h, &s, &priv);
@@ -490,7 +502,7 @@ out:
 /* ---- backup sealing ------------------------------------------------------ */
 
 static int
-backup_key(hsm_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE *key)
+backup_key(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE *key)
 {
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
 	CK_KEY_TYPE kt = CKK_AES;
@@ -565,7 +577,7 @@ seal_gcm_params(CK_GCM_PARAMS *gp, const uint8_t *hdr)
 }
 
 int
-hsm_seal(hsm_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
+tok_seal(tok_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
     size_t *out_len)
 {
 	CK_GCM_PARAMS gp;
@@ -611,7 +623,7 @@ hsm_seal(hsm_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
 }
 
 int
-hsm_unseal(hsm_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
+tok_unseal(tok_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
     size_t *out_len)
 {
 	CK_GCM_PARAMS gp;

@@ -2,13 +2,18 @@
  * keys.c — token initialisation, customer key generation, blobs, and the
  * handle cache.
  *
- * Owns: hsm_token_init (domain key as SO, JWT key as user), generation of
- * key pairs inside the token and their wrapping under the domain key
- * (CKM_AES_KEY_WRAP_PAD) into versioned blobs, unwrapping blobs into
- * non-extractable session objects, and the bounded LRU cache of those
- * handles (refcounted: an evicted handle is destroyed by its last user).
+ * Owns: tok_token_init (domain key as SO, JWT and bind keys as user),
+ * generation of key pairs inside the token and their wrapping under the
+ * domain key (CKM_AES_KEY_WRAP_PAD) into versioned blobs bound to what
+ * they are (a tag made in the token with the bind key over the caller's
+ * bind and the blob), the one-way upgrade of unbound (version 1) blobs,
+ * unwrapping verified blobs into non-extractable session objects, and the
+ * bounded LRU cache of those handles (refcounted: an evicted handle is
+ * destroyed by its last user).
  * Must never: read a private or secret key's value out of the token; keep
- * a generated private key as anything but a short-lived session object.
+ * a generated private key as anything but a short-lived session object;
+ * unwrap a blob for use before its tag verified against the bind it is
+ * used under; re-bind a bound blob.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +34,6 @@
 
 #define HSM_CACHE_DEFAULT 4096
 #define HSM_CACHE_MAX (1024 * 1024)
-#define HSM_ID_MAX 256
 #define HSM_EC_PARAMS_MAX 16
 
 static CK_BBOOL ck_true = CK_TRUE;
@@ -202,12 +206,20 @@ int
 hsm_blob_parse(const uint8_t *blob, size_t len, struct hsm_blob_info *bi)
 {
 	unsigned param;
+	size_t tag_len;
 
 	memset(bi, 0, sizeof(*bi));
-	if (blob == NULL || len < HSM_BLOB_HDR + 16 || len > HSM_BLOB_MAX)
+	if (blob == NULL || len < HSM_BLOB_HDR || len > HSM_BLOB_MAX)
 		return HSM_ERR_INTERNAL;
-	if (memcmp(blob, HSM_BLOB_MAGIC, 4) != 0 ||
-	    blob[4] != HSM_BLOB_VERSION)
+	if (memcmp(blob, HSM_BLOB_MAGIC, 4) != 0)
+		return HSM_ERR_INTERNAL;
+	if (blob[4] == HSM_BLOB_VERSION)
+		tag_len = HSM_BLOB_TAG;
+	else if (blob[4] == HSM_BLOB_LEGACY)
+		tag_len = 0;
+	else
+		return HSM_ERR_INTERNAL;
+	if (len < HSM_BLOB_HDR + 16 + tag_len)
 		return HSM_ERR_INTERNAL;
 	param = (unsigned)blob[6] << 8 | blob[7];
 	switch (blob[5]) {
@@ -227,23 +239,121 @@ hsm_blob_parse(const uint8_t *blob, size_t len, struct hsm_blob_info *bi)
 	default:
 		return HSM_ERR_INTERNAL;
 	}
+	bi->version = blob[4];
 	bi->param = param;
+	bi->hdr = blob;
 	bi->wrapped = blob + HSM_BLOB_HDR;
-	bi->wrapped_len = len - HSM_BLOB_HDR;
+	bi->wrapped_len = len - HSM_BLOB_HDR - tag_len;
+	bi->tag = tag_len != 0 ? blob + len - tag_len : NULL;
 	if (bi->wrapped_len % 8 != 0)
 		return HSM_ERR_INTERNAL;
 	return 0;
 }
 
 int
-hsm_blob_build(enum hsm_kty kty, unsigned param, const uint8_t *wrapped,
+hsm_blob_is_legacy(const uint8_t *blob, size_t blob_len)
+{
+	struct hsm_blob_info bi;
+
+	return hsm_blob_parse(blob, blob_len, &bi) == 0 &&
+	    bi.version == HSM_BLOB_LEGACY;
+}
+
+int
+hsm_bind_check(const char *bind)
+{
+	size_t n;
+
+	if (bind == NULL || (n = strnlen(bind, HSM_BIND_MAX + 1)) == 0 ||
+	    n > HSM_BIND_MAX)
+		return HSM_ERR_ARGS;
+	return 0;
+}
+
+static uint8_t *
+lp_put(uint8_t *p, const void *data, size_t len)
+{
+	p[0] = (uint8_t)(len >> 24);
+	p[1] = (uint8_t)(len >> 16);
+	p[2] = (uint8_t)(len >> 8);
+	p[3] = (uint8_t)len;
+	memcpy(p + 4, data, len);
+	return p + 4 + len;
+}
+
+/*
+ * The tag of (bind, header, wrapped): HMAC-SHA-256 with the bind key, in
+ * the token, over the length-prefixed encoding of hsm_int.h. Every part
+ * is length-prefixed, so no two (bind, blob) pairs encode alike.
+ */
+static int
+blob_mac(tok_t *h, struct hsm_sess *s, const char *bind, const uint8_t *hdr,
+    const uint8_t *wrapped, size_t wrapped_len, uint8_t tag[HSM_BLOB_TAG])
+{
+	CK_MECHANISM m = { CKM_SHA256_HMAC, NULL, 0 };
+	size_t bind_len = strlen(bind), dlen = sizeof(HSM_BIND_DOMAIN) - 1;
+	size_t len = 16 + dlen + bind_len + HSM_BLOB_HDR + wrapped_len;
+	CK_ULONG tlen = HSM_BLOB_TAG;
+	uint8_t *msg, *p;
+	int rc;
+
+	if (wrapped_len > HSM_BLOB_MAX || bind_len > HSM_BIND_MAX)
+		return HSM_ERR_INTERNAL;
+	if ((msg = malloc(len)) == NULL)
+		return HSM_ERR_NO_MEMORY;
+	p = lp_put(msg, HSM_BIND_DOMAIN, dlen);
+	p = lp_put(p, bind, bind_len);
+	p = lp_put(p, hdr, HSM_BLOB_HDR);
+	(void)lp_put(p, wrapped, wrapped_len);
+	rc = hsm_ck(s, h->f->C_SignInit(s->h, &m, s->bind_key));
+	if (rc == 0)
+		rc = hsm_ck(s, h->f->C_Sign(s->h, msg, len, tag, &tlen));
+	if (rc == 0 && tlen != HSM_BLOB_TAG)
+		rc = HSM_ERR_INTERNAL;
+	free(msg);
+	return rc;
+}
+
+/*
+ * The tag is recomputed in the token and compared here with CRYPTO_memcmp:
+ * SoftHSMv2's C_Verify of an HMAC compares with memcmp, which is not
+ * constant time.
+ */
+int
+hsm_blob_verify(tok_t *h, struct hsm_sess *s, const char *bind,
+    const struct hsm_blob_info *bi)
+{
+	uint8_t tag[HSM_BLOB_TAG];
+	int rc;
+
+	if (bi->version != HSM_BLOB_VERSION || bi->tag == NULL ||
+	    hsm_bind_check(bind) != 0)
+		return HSM_ERR_INTERNAL;
+	if ((rc = blob_mac(h, s, bind, bi->hdr, bi->wrapped, bi->wrapped_len,
+	    tag)) != 0)
+		return rc;
+	rc = CRYPTO_memcmp(tag, bi->tag, HSM_BLOB_TAG) == 0 ? 0 :
+	    HSM_ERR_INTERNAL;
+	OPENSSL_cleanse(tag, sizeof(tag));
+	return rc;
+}
+
+int
+hsm_blob_build(tok_t *h, struct hsm_sess *s, const char *bind,
+    enum hsm_kty kty, unsigned param, const uint8_t *wrapped,
     size_t wrapped_len, uint8_t **blob, size_t *blob_len)
 {
+	size_t len;
 	uint8_t *b;
+	int rc;
 
-	if (wrapped_len > HSM_BLOB_MAX - HSM_BLOB_HDR)
+	*blob = NULL;
+	if (hsm_bind_check(bind) != 0)
+		return HSM_ERR_ARGS;
+	if (wrapped_len > HSM_BLOB_MAX - HSM_BLOB_HDR - HSM_BLOB_TAG)
 		return HSM_ERR_INTERNAL;
-	if ((b = malloc(HSM_BLOB_HDR + wrapped_len)) == NULL)
+	len = HSM_BLOB_HDR + wrapped_len + HSM_BLOB_TAG;
+	if ((b = malloc(len)) == NULL)
 		return HSM_ERR_NO_MEMORY;
 	memcpy(b, HSM_BLOB_MAGIC, 4);
 	b[4] = HSM_BLOB_VERSION;
@@ -251,8 +361,13 @@ hsm_blob_build(enum hsm_kty kty, unsigned param, const uint8_t *wrapped,
 	b[6] = (uint8_t)(param >> 8);
 	b[7] = (uint8_t)param;
 	memcpy(b + HSM_BLOB_HDR, wrapped, wrapped_len);
+	if ((rc = blob_mac(h, s, bind, b, b + HSM_BLOB_HDR, wrapped_len,
+	    b + HSM_BLOB_HDR + wrapped_len)) != 0) {
+		free(b);
+		return rc;
+	}
 	*blob = b;
-	*blob_len = HSM_BLOB_HDR + wrapped_len;
+	*blob_len = len;
 	return 0;
 }
 
@@ -350,8 +465,100 @@ make_jwt_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s)
 	    &hpub, &hpriv));
 }
 
+/*
+ * The bind key: the HMAC key of blob tags. Sign and verify only; it
+ * leaves the token only wrapped by a trusted key (for a later clustering
+ * ceremony), never in plaintext. Made in a R/W session logged in as user.
+ */
+static int
+make_bind_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *k)
+{
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_KEY_TYPE kt = CKK_GENERIC_SECRET;
+	CK_ULONG vlen = 32;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
+		{ CKA_VALUE_LEN, &vlen, sizeof(vlen) },
+		{ CKA_LABEL, HSM_BIND_LABEL, sizeof(HSM_BIND_LABEL) - 1 },
+		{ CKA_TOKEN, &ck_true, sizeof(ck_true) },
+		{ CKA_PRIVATE, &ck_true, sizeof(ck_true) },
+		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
+		{ CKA_EXTRACTABLE, &ck_true, sizeof(ck_true) },
+		{ CKA_WRAP_WITH_TRUSTED, &ck_true, sizeof(ck_true) },
+		{ CKA_MODIFIABLE, &ck_false, sizeof(ck_false) },
+		{ CKA_SIGN, &ck_true, sizeof(ck_true) },
+		{ CKA_VERIFY, &ck_true, sizeof(ck_true) },
+		{ CKA_ENCRYPT, &ck_false, sizeof(ck_false) },
+		{ CKA_DECRYPT, &ck_false, sizeof(ck_false) },
+		{ CKA_WRAP, &ck_false, sizeof(ck_false) },
+		{ CKA_UNWRAP, &ck_false, sizeof(ck_false) },
+		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },
+	};
+	CK_MECHANISM m = { CKM_GENERIC_SECRET_KEY_GEN, NULL, 0 };
+
+	return init_rv(f->C_GenerateKey(s, &m, t, sizeof(t) / sizeof(t[0]),
+	    k));
+}
+
+/* How many bind keys s sees (0, 1 or 2: two is already too many). */
+static int
+bind_key_count(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
+    CK_OBJECT_HANDLE *key, CK_ULONG *n)
+{
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_LABEL, HSM_BIND_LABEL, sizeof(HSM_BIND_LABEL) - 1 },
+	};
+	CK_OBJECT_HANDLE found[2];
+	CK_RV rv;
+
+	*n = 0;
+	if ((rv = f->C_FindObjectsInit(s, t, 2)) != CKR_OK)
+		return init_rv(rv);
+	rv = f->C_FindObjects(s, found, 2, n);
+	(void)f->C_FindObjectsFinal(s);
+	if (rv != CKR_OK)
+		return init_rv(rv);
+	if (*n == 1)
+		*key = found[0];
+	return 0;
+}
+
 int
-hsm_token_init(const char *module_path, const char *token_label,
+hsm_bind_key_find(CK_FUNCTION_LIST *f, CK_SLOT_ID slot, CK_SESSION_HANDLE s,
+    int create, CK_OBJECT_HANDLE *key)
+{
+	CK_SESSION_HANDLE rw = CK_INVALID_HANDLE;
+	CK_OBJECT_HANDLE k;
+	CK_ULONG n;
+	int rc;
+
+	if ((rc = bind_key_count(f, s, key, &n)) != 0)
+		return rc;
+	if (n == 1)
+		return 0;
+	if (n > 1)
+		return HSM_ERR_INTERNAL;   /* two keys claim one role */
+	if (!create)
+		return HSM_ERR_UNAVAILABLE;
+	/* A token from before blobs were bound: it gets its bind key now.
+	 * The pool's sessions are read-only; the login is shared. */
+	if ((rc = init_rv(f->C_OpenSession(slot, CKF_SERIAL_SESSION |
+	    CKF_RW_SESSION, NULL, NULL, &rw))) != 0)
+		return rc;
+	rc = make_bind_key(f, rw, &k);
+	(void)f->C_CloseSession(rw);
+	if (rc != 0)
+		return rc;
+	if ((rc = bind_key_count(f, s, key, &n)) != 0)
+		return rc;
+	return n == 1 ? 0 : HSM_ERR_INTERNAL;
+}
+
+int
+tok_token_init(const char *module_path, const char *token_label,
     const char *so_pin, const char *user_pin)
 {
 	CK_FUNCTION_LIST *f = NULL;
@@ -359,6 +566,7 @@ hsm_token_init(const char *module_path, const char *token_label,
 	CK_ULONG n = 0, i;
 	CK_TOKEN_INFO ti;
 	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	CK_OBJECT_HANDLE bind_key;
 	unsigned char label[32];
 	void *dl = NULL;
 	int owns = 0, found = 0, logged = 0, rc;
@@ -419,6 +627,8 @@ hsm_token_init(const char *module_path, const char *token_label,
 	logged = 1;
 	if ((rc = make_jwt_key(f, s)) != 0)
 		goto out;
+	if ((rc = make_bind_key(f, s, &bind_key)) != 0)
+		goto out;
 	rc = 0;
 out:
 	if (logged)
@@ -433,7 +643,7 @@ out:
 /* ---- generation ---- */
 
 static int
-gen_pair(hsm_t *h, struct hsm_sess *s, enum hsm_kty kty, unsigned bits,
+gen_pair(tok_t *h, struct hsm_sess *s, enum hsm_kty kty, unsigned bits,
     const uint8_t *params, size_t plen, CK_OBJECT_HANDLE *pub,
     CK_OBJECT_HANDLE *priv)
 {
@@ -475,7 +685,7 @@ gen_pair(hsm_t *h, struct hsm_sess *s, enum hsm_kty kty, unsigned bits,
 }
 
 static int
-pub_to_spki(hsm_t *h, struct hsm_sess *s, enum hsm_kty kty,
+pub_to_spki(tok_t *h, struct hsm_sess *s, enum hsm_kty kty,
     CK_OBJECT_HANDLE pub, uint8_t **spki, size_t *spki_len)
 {
 	CK_BYTE a[1024], b[512];
@@ -500,8 +710,9 @@ pub_to_spki(hsm_t *h, struct hsm_sess *s, enum hsm_kty kty,
 }
 
 int
-hsm_key_generate(hsm_t *h, enum hsm_kty kty, unsigned rsa_bits, int ec_nid,
-    uint8_t **blob, size_t *blob_len, uint8_t **spki, size_t *spki_len)
+tok_key_generate(tok_t *h, const char *bind, enum hsm_kty kty,
+    unsigned rsa_bits, int ec_nid, uint8_t **blob, size_t *blob_len,
+    uint8_t **spki, size_t *spki_len)
 {
 	struct hsm_sess s;
 	CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
@@ -515,6 +726,8 @@ hsm_key_generate(hsm_t *h, enum hsm_kty kty, unsigned rsa_bits, int ec_nid,
 		return HSM_ERR_ARGS;
 	*blob = NULL;
 	*spki = NULL;
+	if (hsm_bind_check(bind) != 0)
+		return HSM_ERR_ARGS;
 	if (kty == HSM_KTY_RSA) {
 		if (rsa_bits != 2048 && rsa_bits != 3072 && rsa_bits != 4096)
 			return HSM_ERR_ARGS;
@@ -535,7 +748,7 @@ hsm_key_generate(hsm_t *h, enum hsm_kty kty, unsigned rsa_bits, int ec_nid,
 		goto out;
 	if ((rc = pub_to_spki(h, &s, kty, pub, spki, spki_len)) != 0)
 		goto out;
-	rc = hsm_domain_wrap(h, &s, priv, kty, param, blob, blob_len);
+	rc = hsm_domain_wrap(h, &s, priv, bind, kty, param, blob, blob_len);
 out:
 	if (have_sess) {
 		if (priv != CK_INVALID_HANDLE)
@@ -568,7 +781,7 @@ id_hash(const char *id)
 }
 
 int
-hsm_cache_init(hsm_t *h, size_t cache_size)
+hsm_cache_init(tok_t *h, size_t cache_size)
 {
 	size_t nb = 16;
 
@@ -601,7 +814,7 @@ ent_free(struct hsm_cache_ent *e)
 }
 
 static struct hsm_cache_ent *
-cache_lookup(hsm_t *h, const char *id)
+cache_lookup(tok_t *h, const char *id)
 {
 	struct hsm_cache_ent *e;
 
@@ -613,7 +826,7 @@ cache_lookup(hsm_t *h, const char *id)
 }
 
 static void
-lru_unlink(hsm_t *h, struct hsm_cache_ent *e)
+lru_unlink(tok_t *h, struct hsm_cache_ent *e)
 {
 	if (e->prev != NULL)
 		e->prev->next = e->next;
@@ -627,7 +840,7 @@ lru_unlink(hsm_t *h, struct hsm_cache_ent *e)
 }
 
 static void
-lru_push(hsm_t *h, struct hsm_cache_ent *e)
+lru_push(tok_t *h, struct hsm_cache_ent *e)
 {
 	e->prev = NULL;
 	e->next = h->lru_head;
@@ -640,7 +853,7 @@ lru_push(hsm_t *h, struct hsm_cache_ent *e)
 
 /* Takes e out of the map and the LRU; with cmu held. */
 static void
-cache_remove(hsm_t *h, struct hsm_cache_ent *e)
+cache_remove(tok_t *h, struct hsm_cache_ent *e)
 {
 	struct hsm_cache_ent **pp;
 
@@ -658,7 +871,7 @@ cache_remove(hsm_t *h, struct hsm_cache_ent *e)
 }
 
 static void
-cache_insert(hsm_t *h, struct hsm_cache_ent *e)
+cache_insert(tok_t *h, struct hsm_cache_ent *e)
 {
 	size_t b = id_hash(e->id) & (h->nbuckets - 1);
 
@@ -669,7 +882,7 @@ cache_insert(hsm_t *h, struct hsm_cache_ent *e)
 }
 
 static void
-destroy_ent(hsm_t *h, struct hsm_sess *s, struct hsm_cache_ent *e)
+destroy_ent(tok_t *h, struct hsm_sess *s, struct hsm_cache_ent *e)
 {
 	if (s != NULL && e->obj != CK_INVALID_HANDLE)
 		(void)hsm_ck(s, h->f->C_DestroyObject(s->h, e->obj));
@@ -677,7 +890,7 @@ destroy_ent(hsm_t *h, struct hsm_sess *s, struct hsm_cache_ent *e)
 }
 
 void
-hsm_cache_clear(hsm_t *h)
+hsm_cache_clear(tok_t *h)
 {
 	struct hsm_cache_ent *e, *next;
 
@@ -693,7 +906,7 @@ hsm_cache_clear(hsm_t *h)
 }
 
 void
-hsm_cache_free(hsm_t *h)
+hsm_cache_free(tok_t *h)
 {
 	if (!h->cache_ok)
 		return;
@@ -728,8 +941,9 @@ hsm_priv_template(CK_ATTRIBUTE t[HSM_PRIV_TEMPLATE_N], CK_KEY_TYPE *kt,
 }
 
 int
-hsm_domain_wrap(hsm_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
-    enum hsm_kty kty, unsigned param, uint8_t **blob, size_t *blob_len)
+hsm_domain_wrap(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
+    const char *bind, enum hsm_kty kty, unsigned param, uint8_t **blob,
+    size_t *blob_len)
 {
 	CK_MECHANISM m = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
 	CK_ULONG wlen = HSM_WRAP_BUF;
@@ -742,13 +956,14 @@ hsm_domain_wrap(hsm_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
 	rc = hsm_ck(s, h->f->C_WrapKey(s->h, &m, s->domain_key, priv,
 	    wrapped, &wlen));
 	if (rc == 0)
-		rc = hsm_blob_build(kty, param, wrapped, wlen, blob, blob_len);
+		rc = hsm_blob_build(h, s, bind, kty, param, wrapped, wlen, blob,
+		    blob_len);
 	free(wrapped);
 	return rc;
 }
 
 int
-hsm_domain_unwrap(hsm_t *h, struct hsm_sess *s,
+hsm_domain_unwrap(tok_t *h, struct hsm_sess *s,
     const struct hsm_blob_info *bi, int kek, CK_OBJECT_HANDLE *obj)
 {
 	CK_KEY_TYPE kt = kek || bi->kty == HSM_KTY_RSA ? CKK_RSA : CKK_EC;
@@ -782,23 +997,26 @@ hsm_domain_unwrap(hsm_t *h, struct hsm_sess *s,
 }
 
 int
-hsm_key_get(hsm_t *h, struct hsm_sess *s, const char *cache_id,
+hsm_key_get(tok_t *h, struct hsm_sess *s, const char *cache_id,
     const uint8_t *blob, size_t blob_len, struct hsm_cache_ent **out)
 {
 	struct hsm_cache_ent *e, *old, *victims = NULL, *v;
 	struct hsm_blob_info bi;
 	uint8_t hash[32];
 	CK_OBJECT_HANDLE obj;
-	size_t idlen;
 	int rc;
 
 	*out = NULL;
-	if (cache_id == NULL ||
-	    (idlen = strnlen(cache_id, HSM_ID_MAX + 1)) == 0 ||
-	    idlen > HSM_ID_MAX)
+	if (hsm_bind_check(cache_id) != 0)
 		return HSM_ERR_ARGS;
 	if ((rc = hsm_blob_parse(blob, blob_len, &bi)) != 0)
 		return rc;
+	if (bi.version != HSM_BLOB_VERSION)
+		return HSM_ERR_INTERNAL;   /* unbound: upgrade it first */
+	/* An entry is (cache_id, hash of every byte of the blob, tag
+	 * included): it was made after the tag verified against exactly
+	 * that bind and blob, so a hit needs no second check, and another
+	 * bind or another blob is a miss that verifies. */
 	SHA256(blob, blob_len, hash);
 
 	pthread_mutex_lock(&h->cmu);
@@ -815,6 +1033,10 @@ hsm_key_get(hsm_t *h, struct hsm_sess *s, const char *cache_id,
 	h->misses++;
 	pthread_mutex_unlock(&h->cmu);
 
+	/* before anything is unwrapped, and without touching the entry
+	 * another blob may hold under this id */
+	if ((rc = hsm_blob_verify(h, s, cache_id, &bi)) != 0)
+		return rc;
 	if ((rc = hsm_domain_unwrap(h, s, &bi, 0, &obj)) != 0)
 		return rc;
 	if ((e = calloc(1, sizeof(*e))) == NULL ||
@@ -826,8 +1048,10 @@ hsm_key_get(hsm_t *h, struct hsm_sess *s, const char *cache_id,
 	memcpy(e->blob_hash, hash, sizeof(hash));
 	e->obj = obj;
 	e->info = bi;
+	e->info.hdr = NULL;
 	e->info.wrapped = NULL;
 	e->info.wrapped_len = 0;
+	e->info.tag = NULL;
 	e->refs = 1;
 
 	pthread_mutex_lock(&h->cmu);
@@ -870,7 +1094,7 @@ hsm_key_get(hsm_t *h, struct hsm_sess *s, const char *cache_id,
 }
 
 void
-hsm_key_put(hsm_t *h, struct hsm_sess *s, struct hsm_cache_ent *e)
+hsm_key_put(tok_t *h, struct hsm_sess *s, struct hsm_cache_ent *e)
 {
 	int destroy;
 
@@ -884,7 +1108,7 @@ hsm_key_put(hsm_t *h, struct hsm_sess *s, struct hsm_cache_ent *e)
 }
 
 void
-hsm_key_forget(hsm_t *h, const char *cache_id)
+tok_key_forget(tok_t *h, const char *cache_id)
 {
 	struct hsm_cache_ent *e;
 	struct hsm_sess s;
@@ -905,4 +1129,35 @@ hsm_key_forget(hsm_t *h, const char *cache_id)
 		destroy_ent(h, have_sess ? &s : NULL, e);
 	if (have_sess)
 		hsm_sess_give(h, &s);
+}
+
+/* ---- the upgrade of unbound blobs ---- */
+
+int
+tok_blob_upgrade(tok_t *h, const char *bind, const uint8_t *blob,
+    size_t blob_len, uint8_t **out, size_t *out_len)
+{
+	struct hsm_blob_info bi;
+	struct hsm_sess s;
+	CK_OBJECT_HANDLE obj = CK_INVALID_HANDLE;
+	int rc;
+
+	if (h == NULL || out == NULL || out_len == NULL)
+		return HSM_ERR_ARGS;
+	*out = NULL;
+	if (hsm_bind_check(bind) != 0 ||
+	    hsm_blob_parse(blob, blob_len, &bi) != 0 ||
+	    bi.version != HSM_BLOB_LEGACY)
+		return HSM_ERR_ARGS;   /* a bound blob is never re-bound */
+	if ((rc = hsm_sess_take(h, &s)) != 0)
+		return rc;
+	/* Only what the domain key opens, as the key type its header
+	 * says, is bound: the session object proves it and goes at once. */
+	if ((rc = hsm_domain_unwrap(h, &s, &bi, 0, &obj)) == 0) {
+		(void)hsm_ck(&s, h->f->C_DestroyObject(s.h, obj));
+		rc = hsm_blob_build(h, &s, bind, bi.kty, bi.param, bi.wrapped,
+		    bi.wrapped_len, out, out_len);
+	}
+	hsm_sess_give(h, &s);
+	return rc;
 }

@@ -23,6 +23,7 @@
 
 #include <openssl/crypto.h>
 
+#include "hsm/harden.h"
 #include "hsm/hsm_int.h"
 
 #define HSM_POOL_DEFAULT 8
@@ -229,7 +230,7 @@ hsm_ck(struct hsm_sess *s, CK_RV rv)
 }
 
 static void
-pool_close_sessions(hsm_t *h)
+pool_close_sessions(tok_t *h)
 {
 	size_t i;
 
@@ -241,12 +242,15 @@ pool_close_sessions(hsm_t *h)
 	h->nfree = 0;
 	h->domain_key = CK_INVALID_HANDLE;
 	h->jwt_priv = CK_INVALID_HANDLE;
+	h->bind_key = CK_INVALID_HANDLE;
 }
 
-/* Opens every pool session, logs in, finds the token-resident keys.
- * Called with h->mu held (or before any other thread can see h). */
+/* Opens every pool session, logs in, finds the token-resident keys;
+ * with create_bind (tok_open, not recovery), makes the bind key if the
+ * token predates it. Called with h->mu held (or before any other thread
+ * can see h). */
 static int
-pool_open_sessions(hsm_t *h)
+pool_open_sessions(tok_t *h, int create_bind)
 {
 	CK_SESSION_HANDLE s;
 	CK_RV rv;
@@ -281,6 +285,9 @@ pool_open_sessions(hsm_t *h)
 	if ((rc = hsm_find_object(h->f, h->sess[0], CKO_PRIVATE_KEY,
 	    HSM_JWT_LABEL, &h->jwt_priv)) != 0)
 		goto out;
+	if ((rc = hsm_bind_key_find(h->f, h->slot, h->sess[0], create_bind,
+	    &h->bind_key)) != 0)
+		goto out;
 	for (i = 0; i < h->pool_size; i++)
 		h->free_idx[i] = i;
 	h->nfree = h->pool_size;
@@ -293,7 +300,7 @@ out:
 
 /* Reads the JWT public key once, at open: it never changes. */
 static int
-load_jwt_public(hsm_t *h)
+load_jwt_public(tok_t *h)
 {
 	CK_OBJECT_HANDLE pub;
 	CK_BYTE params[32], point[160];
@@ -315,9 +322,9 @@ load_jwt_public(hsm_t *h)
 static void *recover_main(void *arg);
 
 int
-hsm_open(const struct hsm_config *cfg, hsm_t **out)
+tok_open(const struct tok_config *cfg, tok_t **out)
 {
-	hsm_t *h = NULL;
+	tok_t *h = NULL;
 	pthread_condattr_t ca;
 	size_t pin_len;
 	int rc, mu_ok = 0, cv_ok = 0;
@@ -335,7 +342,7 @@ hsm_open(const struct hsm_config *cfg, hsm_t **out)
 		return HSM_ERR_NO_MEMORY;
 	h->pool_size = cfg->pool_size ? cfg->pool_size : HSM_POOL_DEFAULT;
 	h->pin_len = pin_len;
-	h->pin = malloc(pin_len + 1);
+	h->pin = hsm_secret_alloc(pin_len + 1);   /* a page of its own */
 	h->label = strdup(cfg->token_label);
 	h->sess = calloc(h->pool_size, sizeof(*h->sess));
 	h->free_idx = calloc(h->pool_size, sizeof(*h->free_idx));
@@ -374,7 +381,7 @@ hsm_open(const struct hsm_config *cfg, hsm_t **out)
 	if ((rc = hsm_load(cfg->module_path, &h->dl, &h->f,
 	    &h->owns_init)) != 0)
 		goto out;
-	if ((rc = pool_open_sessions(h)) != 0)
+	if ((rc = pool_open_sessions(h, 1)) != 0)
 		goto out;
 	if ((rc = load_jwt_public(h)) != 0)
 		goto out;
@@ -398,9 +405,7 @@ out:
 		}
 		if (mu_ok)
 			pthread_mutex_destroy(&h->mu);
-		if (h->pin != NULL)
-			OPENSSL_cleanse(h->pin, pin_len);
-		free(h->pin);
+		hsm_secret_free(h->pin, pin_len + 1);
 		free(h->label);
 		free(h->sess);
 		free(h->free_idx);
@@ -411,7 +416,7 @@ out:
 }
 
 void
-hsm_close(hsm_t *h)
+tok_close(tok_t *h)
 {
 	if (h == NULL)
 		return;
@@ -431,8 +436,7 @@ hsm_close(hsm_t *h)
 	pthread_cond_destroy(&h->cv);
 	pthread_cond_destroy(&h->rcv);
 	pthread_mutex_destroy(&h->mu);
-	OPENSSL_cleanse(h->pin, h->pin_len);
-	free(h->pin);
+	hsm_secret_free(h->pin, h->pin_len + 1);
 	free(h->label);
 	free(h->sess);
 	free(h->free_idx);
@@ -444,11 +448,13 @@ hsm_close(hsm_t *h)
  * no session is lent out: callers take no session from a broken pool, so
  * nothing else touches the sessions, the key handles or the cache. */
 static int
-pool_recover(hsm_t *h)
+pool_recover(tok_t *h)
 {
 	pool_close_sessions(h);
 	hsm_cache_clear(h);
-	return pool_open_sessions(h);
+	/* a bind key gone missing is a fault, never a reason for a new one:
+	 * a new key would orphan every blob */
+	return pool_open_sessions(h, 0);
 }
 
 /* The recovery thread: whenever the pool is broken and drained, recover
@@ -458,7 +464,7 @@ pool_recover(hsm_t *h)
 static void *
 recover_main(void *arg)
 {
-	hsm_t *h = arg;
+	tok_t *h = arg;
 	struct timespec ts;
 	int rc;
 
@@ -494,7 +500,7 @@ recover_main(void *arg)
 }
 
 int
-hsm_sess_take(hsm_t *h, struct hsm_sess *s)
+hsm_sess_take(tok_t *h, struct hsm_sess *s)
 {
 	struct timespec ts;
 	int rc;
@@ -514,6 +520,7 @@ hsm_sess_take(hsm_t *h, struct hsm_sess *s)
 			s->h = h->sess[s->idx];
 			s->domain_key = h->domain_key;
 			s->jwt_priv = h->jwt_priv;
+			s->bind_key = h->bind_key;
 			h->busy++;
 			rc = 0;
 			break;
@@ -533,7 +540,7 @@ hsm_sess_take(hsm_t *h, struct hsm_sess *s)
 }
 
 void
-hsm_sess_give(hsm_t *h, struct hsm_sess *s)
+hsm_sess_give(tok_t *h, struct hsm_sess *s)
 {
 	pthread_mutex_lock(&h->mu);
 	if (s->lost && !h->broken) {
@@ -543,7 +550,7 @@ hsm_sess_give(hsm_t *h, struct hsm_sess *s)
 	h->free_idx[h->nfree++] = s->idx;
 	h->busy--;
 	/* one session freed wakes one waiter (a broken pool wakes them
-	 * all when its recovery ends); the recovery thread and hsm_close
+	 * all when its recovery ends); the recovery thread and tok_close
 	 * only care about a broken or stopping pool that has drained */
 	if (h->waiting > 0 && !h->broken)
 		pthread_cond_signal(&h->cv);
@@ -560,7 +567,7 @@ hsm_sess_give(hsm_t *h, struct hsm_sess *s)
  * deadline is a failure as well: the token is too slow to serve.
  */
 int
-hsm_health(hsm_t *h)
+tok_health(tok_t *h)
 {
 	static const CK_BYTE probe[32] = { 'p', '1', '1', 'v', 'a', 'u', 'l',
 	    't', '-', 'h', 'e', 'a', 'l', 't', 'h' };
@@ -595,7 +602,7 @@ hsm_health(hsm_t *h)
 }
 
 void
-hsm_stats(hsm_t *h, uint64_t *hits, uint64_t *misses, size_t *busy,
+tok_stats(tok_t *h, uint64_t *hits, uint64_t *misses, size_t *busy,
     size_t *total)
 {
 	pthread_mutex_lock(&h->mu);

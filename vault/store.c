@@ -56,6 +56,7 @@ enum st_id {
 	ST_VERSION_IDS, ST_VERSIONS_DELETE, ST_KEY_REMOVE, ST_DUE_LIST,
 	ST_PRINCIPAL_PUT, ST_PRINCIPAL_DELETE, ST_PRINCIPAL_LIST,
 	ST_ACCESS_PUT, ST_ACCESS_DELETE, ST_ACCESS_LIST,
+	ST_BLOB_SCAN, ST_BLOB_REPLACE,
 	ST_COUNT
 };
 
@@ -140,6 +141,11 @@ static const char *const st_sql[ST_COUNT] = {
 	[ST_ACCESS_LIST] =
 	    "SELECT object_id, tenant_id, perms FROM access_policies "
 	    "ORDER BY object_id",
+	[ST_BLOB_SCAN] =
+	    "SELECT seq, name, version, blob FROM key_versions "
+	    "WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+	[ST_BLOB_REPLACE] =
+	    "UPDATE key_versions SET blob = ?1 WHERE seq = ?2 AND blob = ?3",
 };
 
 /* Schema version 1. Names compare case-insensitively, as Azure's do. */
@@ -856,6 +862,109 @@ store_key_restore(store_t *s, const struct vlt_key_info *ks,
 	for (i = 0; r == 0 && i < n; i++)
 		r = version_insert_locked(s, &ks[i], blobs[i], blob_lens[i]);
 	r = tx_end(s, r);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+/* ---- the blob upgrade ------------------------------------------------ */
+
+void
+store_blob_free_array(struct store_blob *items, size_t n)
+{
+	size_t i;
+
+	if (items == NULL)
+		return;
+	for (i = 0; i < n; i++) {
+		free(items[i].blob);
+		free(items[i].bound);
+	}
+	free(items);
+}
+
+static int
+row_blob(sqlite3_stmt *st, void *elem)
+{
+	struct store_blob *b = elem;
+	const void *p = sqlite3_column_blob(st, 3);
+	size_t len = (size_t)sqlite3_column_bytes(st, 3);
+
+	b->seq = sqlite3_column_int64(st, 0);
+	copy_col_text(st, 1, b->name, sizeof(b->name));
+	copy_col_text(st, 2, b->version, sizeof(b->version));
+	if (len == 0 || p == NULL)
+		return 0;           /* NOT NULL, but never trust a row */
+	if ((b->blob = malloc(len)) == NULL)
+		return VLT_ERR_NO_MEMORY;
+	memcpy(b->blob, p, len);
+	b->blob_len = len;
+	return 0;
+}
+
+int
+store_blob_scan(store_t *s, int64_t after_seq, size_t limit,
+    struct store_blob **items, size_t *n)
+{
+	sqlite3_stmt *st;
+	void *arr = NULL;
+	int r;
+
+	*items = NULL;
+	*n = 0;
+	if (limit == 0 || limit > INT32_MAX)
+		return VLT_ERR_BAD_PARAM;
+	pthread_mutex_lock(&s->lock);
+	if ((r = st_prep(s, ST_BLOB_SCAN, &st)) == 0) {
+		sqlite3_bind_int64(st, 1, after_seq);
+		sqlite3_bind_int64(st, 2, (int64_t)limit);
+		r = collect_rows(st, sizeof(**items), limit < 64 ? limit : 64,
+		    row_blob, &arr, n);
+	}
+	st_done(st);
+	pthread_mutex_unlock(&s->lock);
+	*items = arr;
+	if (r != 0) {
+		store_blob_free_array(*items, *n);
+		*items = NULL;
+		*n = 0;
+	}
+	return r;
+}
+
+int
+store_blob_replace(store_t *s, const struct store_blob *items, size_t n,
+    size_t *replaced)
+{
+	sqlite3_stmt *st;
+	size_t i, done = 0;
+	int r;
+
+	*replaced = 0;
+	pthread_mutex_lock(&s->lock);
+	if ((r = tx_begin(s)) != 0)
+		goto out;
+	for (i = 0; r == 0 && i < n; i++) {
+		const struct store_blob *b = &items[i];
+
+		if (b->bound == NULL || b->bound_len == 0 ||
+		    b->bound_len > INT32_MAX || b->blob_len > INT32_MAX) {
+			r = VLT_ERR_INTERNAL;
+			break;
+		}
+		if ((r = st_prep(s, ST_BLOB_REPLACE, &st)) != 0)
+			break;
+		sqlite3_bind_blob(st, 1, b->bound, (int)b->bound_len,
+		    SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, b->seq);
+		sqlite3_bind_blob(st, 3, b->blob, (int)b->blob_len,
+		    SQLITE_STATIC);
+		if ((r = st_run(s, st)) == 0 && sqlite3_changes(s->db) == 1)
+			done++;
+	}
+	r = tx_end(s, r);
+	if (r == 0)
+		*replaced = done;
 out:
 	pthread_mutex_unlock(&s->lock);
 	return r;

@@ -103,6 +103,30 @@ int store_purge_due_list(store_t *s, int64_t now,
 int store_key_restore(store_t *s, const struct vlt_key_info *ks,
     uint8_t *const *blobs, const size_t *blob_lens, size_t n) VLT_WUR;
 
+/*
+ * The blobs of every version, live or deleted, for the one-time upgrade
+ * of unbound blobs (vault.c): scan gives at most limit rows with seq >
+ * after_seq in seq order (*n < limit: the last page); replace writes
+ * each item's bound blob in one transaction, over the row it was read
+ * from only if that row still holds the blob read (a row changed or
+ * purged meanwhile is left as it is; *replaced counts the others).
+ */
+struct store_blob {
+	int64_t seq;
+	char name[VLT_NAME_MAX + 1];
+	char version[VLT_VERSION_LEN + 1];
+	uint8_t *blob;             /* as read; malloc'd */
+	size_t blob_len;
+	uint8_t *bound;            /* the caller's replacement; malloc'd */
+	size_t bound_len;
+};
+int store_blob_scan(store_t *s, int64_t after_seq, size_t limit,
+    struct store_blob **items, size_t *n) VLT_WUR;
+int store_blob_replace(store_t *s, const struct store_blob *items,
+    size_t n, size_t *replaced) VLT_WUR;
+/* Frees an array from store_blob_scan (both blobs of each item). */
+void store_blob_free_array(struct store_blob *items, size_t n);
+
 /* Rotation policies, one per key name; purging the key removes it.
  * get: VLT_ERR_NOT_FOUND when there is none. put: the key must be live
  * (else VLT_ERR_NOT_FOUND); created is kept, updated = now. list: the

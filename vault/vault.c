@@ -6,11 +6,13 @@
  *
  * Owns: the vault_t (config, store, hsm_t), the rules (names, sizes,
  * curves, key_ops, the enabled/nbf/exp window), the mapping of HSM_ERR_*
- * to VLT_ERR_*.
+ * to VLT_ERR_*, what each blob is bound to ("name/version", blob_bind)
+ * and the one-time binding of a store's unbound blobs (upgrade_blobs).
  *
  * Must never: contain SQL (vault/store.c does), call the hsm while holding
  * the store's lock (token work is slow), know HTTP or JSON, log or keep
- * PINs, plaintexts or key material.
+ * PINs, plaintexts or key material; hand the token a blob under anything
+ * but the bind of the row it was read from.
  */
 #include "vault/vault.h"
 
@@ -19,6 +21,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -166,6 +169,49 @@ random_uuid(char dst[VLT_ID_LEN + 1])
 	return n == VLT_ID_LEN ? 0 : VLT_ERR_INTERNAL;
 }
 
+/*
+ * What a blob is bound to (hsm.h): the key's name lower-cased (names
+ * compare case-insensitively), "/", the version id. Every token call on
+ * a blob names it, so that a blob moved to another row of the store opens
+ * nowhere.
+ */
+#define BIND_MAX (VLT_NAME_MAX + 1 + VLT_VERSION_LEN + 1)
+
+static int
+blob_bind(char bind[BIND_MAX], const char *name, const char *version)
+{
+	size_t i;
+	int n;
+
+	if (name == NULL || version == NULL || name[0] == '\0' ||
+	    strlen(version) != VLT_VERSION_LEN)
+		return VLT_ERR_INTERNAL;
+	n = snprintf(bind, BIND_MAX, "%s/%s", name, version);
+	if (n < 0 || (size_t)n >= BIND_MAX)
+		return VLT_ERR_INTERNAL;
+	for (i = 0; bind[i] != '/'; i++)
+		bind[i] = (char)tolower((unsigned char)bind[i]);
+	return 0;
+}
+
+/*
+ * A new version's id, drawn before the token makes its blob (the blob is
+ * bound to it). If the insert then finds the id in use (a 128-bit random
+ * collision) the call fails with VLT_ERR_INTERNAL rather than making the
+ * key again under a new id: that never happens in practice, and a retry
+ * would need a second, slow token call.
+ */
+static int
+new_version(const char *name, char version[VLT_VERSION_LEN + 1],
+    char bind[BIND_MAX])
+{
+	int r;
+
+	if ((r = random_hex(version, VLT_VERSION_LEN)) != 0)
+		return r;
+	return blob_bind(bind, name, version);
+}
+
 static int
 curve_nid(enum vlt_curve crv)
 {
@@ -306,6 +352,87 @@ dflt:
 	return n < 0 || (size_t)n >= cap ? VLT_ERR_INTERNAL : 0;
 }
 
+/*
+ * The one-time upgrade of a store made before blobs were bound: every
+ * format-1 blob, of live and deleted keys, is bound to the row it is in,
+ * in one store transaction (the token work first: never under the store
+ * lock), then DIR/blobs-bound records that it is done.
+ *
+ * This is trust on first use: whatever row a format-1 blob sits in at
+ * that first open is what it is bound to from then on. It must happen
+ * only once: a bound blob with its tag cut off and its version byte set
+ * back to 1 is a well-formed format-1 blob (the wrapped bytes are the
+ * same), so a store writer could plant key A's blob, so stripped, in key
+ * B's row, and an upgrade at every open would bind it to B. Once the
+ * file exists, format-1 blobs are never bound here again; they are
+ * refused at use (and by backup). An operator who puts back a vault.db
+ * from before the upgrade removes the file to run it again. A blob the
+ * domain key does not open is left as it is (it never worked).
+ */
+#define BLOBS_BOUND_FILE "blobs-bound"
+#define BLOBS_BOUND_TEXT "2\n"
+#define UPGRADE_PAGE 256
+
+static int
+upgrade_blobs(vault_t *v, const char *dir)
+{
+	char path[PATH_MAX], bind[BIND_MAX];
+	struct store_blob *page = NULL, *todo = NULL, *tmp;
+	size_t n = 0, i, ntodo = 0, cap = 0, replaced = 0;
+	int64_t after = 0;
+	int r;
+
+	if ((r = fs_join(path, sizeof(path), dir, BLOBS_BOUND_FILE)) != 0)
+		return r;
+	if (fs_exists(path))
+		return 0;
+	do {
+		if ((r = store_blob_scan(v->store, after, UPGRADE_PAGE, &page,
+		    &n)) != 0)
+			goto out;
+		for (i = 0; i < n; i++) {
+			struct store_blob *b = &page[i];
+
+			after = b->seq;
+			if (!hsm_blob_is_legacy(b->blob, b->blob_len) ||
+			    blob_bind(bind, b->name, b->version) != 0)
+				continue;
+			r = hsm_blob_upgrade(v->hsm, bind, b->blob,
+			    b->blob_len, &b->bound, &b->bound_len);
+			if (r == HSM_ERR_UNAVAILABLE ||
+			    r == HSM_ERR_NO_MEMORY) {
+				r = map_hsm(r);
+				goto out;
+			}
+			if (r != 0)
+				continue;
+			if (ntodo == cap) {
+				cap = cap ? cap * 2 : 64;
+				if ((tmp = reallocarray(todo, cap,
+				    sizeof(*todo))) == NULL) {
+					r = VLT_ERR_NO_MEMORY;
+					goto out;
+				}
+				todo = tmp;
+			}
+			todo[ntodo++] = *b;   /* ownership moves */
+			b->blob = b->bound = NULL;
+		}
+		store_blob_free_array(page, n);
+		page = NULL;
+	} while (n == UPGRADE_PAGE);
+	r = 0;
+	if (ntodo > 0 &&
+	    (r = store_blob_replace(v->store, todo, ntodo, &replaced)) != 0)
+		goto out;
+	r = fs_write_private(path, BLOBS_BOUND_TEXT,
+	    sizeof(BLOBS_BOUND_TEXT) - 1);
+out:
+	store_blob_free_array(page, n);
+	store_blob_free_array(todo, ntodo);
+	return r;
+}
+
 int
 vault_exists(const char *data_dir)
 {
@@ -402,7 +529,7 @@ vault_init(const struct vlt_init_params *p)
 	    (r = fs_write_private(path, user_pin, PIN_HEX_LEN)) != 0)
 		goto out;
 
-	r = hsm_token_init(module, label, so_pin, user_pin);
+	r = hsm_token_init(module, p->module_allow, label, so_pin, user_pin);
 	if (r != 0) {
 		r = r == HSM_ERR_EXISTS ? VLT_ERR_EXISTS : map_hsm(r);
 		goto out;
@@ -411,6 +538,11 @@ vault_init(const struct vlt_init_params *p)
 	if ((r = fs_join(path, sizeof(path), dir, "vault.db")) != 0 ||
 	    (r = store_open(path, 1, &store)) != 0 ||
 	    (r = store_settings_init(store, &set)) != 0)
+		goto out;
+	/* a new store holds no unbound blob: nothing ever to upgrade */
+	if ((r = fs_join(path, sizeof(path), dir, BLOBS_BOUND_FILE)) != 0 ||
+	    (r = fs_write_private(path, BLOBS_BOUND_TEXT,
+	    sizeof(BLOBS_BOUND_TEXT) - 1)) != 0)
 		goto out;
 
 	if (p->tenant_id != NULL) {
@@ -452,18 +584,18 @@ out:
 }
 
 int
-vault_open(const char *data_dir, size_t pool_size, vault_t **out)
+vault_open(const char *data_dir, const struct vlt_open_opts *o,
+    vault_t **out)
 {
-	char path[PATH_MAX], dir[PATH_MAX], pin[256];
+	size_t pool_size = o != NULL ? o->pool_size : 0;
+	char path[PATH_MAX], dir[PATH_MAX], pin_file[PATH_MAX];
 	struct hsm_config hc;
 	const char *shconf;
 	vault_t *v = NULL;
-	size_t pin_len = 0;
 	long ncpu;
 	unsigned long long audit_max;
 	int r;
 
-	memset(pin, 0, sizeof(pin));
 	if (out == NULL || data_dir == NULL)
 		return VLT_ERR_BAD_PARAM;
 	*out = NULL;
@@ -493,12 +625,9 @@ vault_open(const char *data_dir, size_t pool_size, vault_t **out)
 		r = VLT_ERR_INTERNAL;
 		goto out;
 	}
-	if ((r = fs_join(path, sizeof(path), dir, "hsm/user.pin")) != 0)
+	/* the token process reads the PIN; this process never does */
+	if ((r = fs_join(pin_file, sizeof(pin_file), dir, "hsm/user.pin")) != 0)
 		goto out;
-	if ((r = fs_read_small(path, pin, sizeof(pin), &pin_len)) != 0) {
-		r = VLT_ERR_IO;
-		goto out;
-	}
 	if (pool_size == 0) {
 		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 		pool_size = ncpu > 0 ? (size_t)ncpu * 2 : 4;
@@ -508,7 +637,9 @@ vault_open(const char *data_dir, size_t pool_size, vault_t **out)
 	memset(&hc, 0, sizeof(hc));
 	hc.module_path = conf_get(v->conf, "module");
 	hc.token_label = conf_get(v->conf, "token_label");
-	hc.user_pin = pin;
+	hc.pin_file = pin_file;
+	hc.module_allow = o != NULL ? o->module_allow : NULL;
+	hc.run_as = o != NULL ? o->token_user : NULL;
 	hc.pool_size = pool_size;
 	if ((r = hsm_open(&hc, &v->hsm)) != 0) {
 		r = map_hsm(r);
@@ -516,6 +647,8 @@ vault_open(const char *data_dir, size_t pool_size, vault_t **out)
 	}
 	if ((r = fs_join(path, sizeof(path), dir, "vault.db")) != 0 ||
 	    (r = store_open(path, 0, &v->store)) != 0)
+		goto out;
+	if ((r = upgrade_blobs(v, dir)) != 0)
 		goto out;
 	{
 		/* audit_max_bytes=N in p11vault.conf: rotate the audit log
@@ -529,7 +662,6 @@ vault_open(const char *data_dir, size_t pool_size, vault_t **out)
 	v = NULL;
 	r = 0;
 out:
-	OPENSSL_cleanse(pin, sizeof(pin));
 	vault_close(v);
 	return r;
 }
@@ -639,10 +771,11 @@ vault_key_create(vault_t *v, const char *name,
     const struct vlt_create_req *req, struct vlt_key_info *out)
 {
 	struct vlt_key_info k, probe;
+	char bind[BIND_MAX];
 	uint8_t *blob = NULL;
 	size_t blob_len = 0;
 	unsigned bits = 0, ops;
-	int r, nid = 0, attempt;
+	int r, nid = 0;
 	int64_t now;
 
 	memset(&k, 0, sizeof(k));
@@ -679,8 +812,11 @@ vault_key_create(vault_t *v, const char *name,
 	if (r != VLT_ERR_NOT_FOUND)
 		return r;
 
-	r = hsm_key_generate(v->hsm, req->kty == VLT_KTY_RSA ? HSM_KTY_RSA :
-	    HSM_KTY_EC, bits, nid, &blob, &blob_len, &k.spki, &k.spki_len);
+	if ((r = new_version(name, k.version, bind)) != 0)
+		goto out;
+	r = hsm_key_generate(v->hsm, bind, req->kty == VLT_KTY_RSA ?
+	    HSM_KTY_RSA : HSM_KTY_EC, bits, nid, &blob, &blob_len, &k.spki,
+	    &k.spki_len);
 	if (r != 0) {
 		r = map_hsm(r);
 		goto out;
@@ -701,13 +837,9 @@ vault_key_create(vault_t *v, const char *name,
 		r = VLT_ERR_NO_MEMORY;
 		goto out;
 	}
-	for (attempt = 0; attempt < 3; attempt++) {
-		if ((r = random_hex(k.version, VLT_VERSION_LEN)) != 0)
-			goto out;
-		r = store_version_insert(v->store, &k, blob, blob_len);
-		if (r != VLT_ERR_CONFLICT)   /* a version id collision */
-			break;
-	}
+	r = store_version_insert(v->store, &k, blob, blob_len);
+	if (r == VLT_ERR_CONFLICT)   /* a version id collision: new_version */
+		r = VLT_ERR_INTERNAL;
 	if (r != 0)
 		goto out;
 	/* The stored name (names compare case-insensitively). */
@@ -934,6 +1066,7 @@ static int
 purge_one(vault_t *v, const char *name, int64_t due_before)
 {
 	char (*ids)[VLT_VERSION_LEN + 1] = NULL;
+	char bind[BIND_MAX];
 	size_t n = 0, i;
 	int r;
 
@@ -942,7 +1075,8 @@ purge_one(vault_t *v, const char *name, int64_t due_before)
 		return r;
 	/* The blobs are gone from the store; drop the unwrapped handles. */
 	for (i = 0; i < n; i++)
-		hsm_key_forget(v->hsm, ids[i]);
+		if (blob_bind(bind, name, ids[i]) == 0)
+			hsm_key_forget(v->hsm, bind);
 	free(ids);
 	return 0;
 }
@@ -1088,6 +1222,7 @@ vault_key_decrypt(vault_t *v, const char *name, const char *version,
     uint8_t *out, size_t *out_len, char kid_version[VLT_VERSION_LEN + 1])
 {
 	struct vlt_key_info k;
+	char bind[BIND_MAX];
 	uint8_t *blob = NULL;
 	size_t blob_len = 0;
 	enum hsm_alg ha;
@@ -1100,8 +1235,9 @@ vault_key_decrypt(vault_t *v, const char *name, const char *version,
 	if ((r = key_for_alg(v, name, version, op, alg, &k, &blob,
 	    &blob_len)) != 0)
 		return r;
-	r = map_hsm(hsm_key_decrypt(v->hsm, k.version, blob, blob_len, ha, in,
-	    in_len, out, out_len));
+	if ((r = blob_bind(bind, k.name, k.version)) == 0)
+		r = map_hsm(hsm_key_decrypt(v->hsm, bind, blob, blob_len, ha,
+		    in, in_len, out, out_len));
 	return op_end(r, kid_version, &k, blob);
 }
 
@@ -1111,6 +1247,7 @@ vault_key_sign(vault_t *v, const char *name, const char *version,
     size_t *sig_len, char kid_version[VLT_VERSION_LEN + 1])
 {
 	struct vlt_key_info k;
+	char bind[BIND_MAX];
 	uint8_t *blob = NULL;
 	size_t blob_len = 0;
 	enum hsm_alg ha;
@@ -1122,8 +1259,9 @@ vault_key_sign(vault_t *v, const char *name, const char *version,
 	if ((r = key_for_alg(v, name, version, VLT_OP_SIGN, alg, &k, &blob,
 	    &blob_len)) != 0)
 		return r;
-	r = map_hsm(hsm_key_sign(v->hsm, k.version, blob, blob_len, ha, digest,
-	    dlen, sig, sig_len));
+	if ((r = blob_bind(bind, k.name, k.version)) == 0)
+		r = map_hsm(hsm_key_sign(v->hsm, bind, blob, blob_len, ha,
+		    digest, dlen, sig, sig_len));
 	return op_end(r, kid_version, &k, blob);
 }
 
@@ -1292,7 +1430,8 @@ crv_from_nid(int nid, enum vlt_curve *crv)
 	}
 }
 
-/* Stores an imported key (blob + k->spki) as a new version of name. */
+/* Stores an imported key (blob + k->spki) as the new version k->version
+ * (new_version, drawn before the import) of name. */
 static int
 import_store(vault_t *v, const char *name, const struct vlt_import_req *req,
     const struct hsm_key_desc *d, struct vlt_key_info *k, const uint8_t *blob,
@@ -1300,7 +1439,7 @@ import_store(vault_t *v, const char *name, const struct vlt_import_req *req,
 {
 	struct vlt_key_info probe;
 	int64_t now;
-	int r, attempt;
+	int r;
 
 	memset(&probe, 0, sizeof(probe));
 	snprintf(k->name, sizeof(k->name), "%s", name);
@@ -1326,13 +1465,9 @@ import_store(vault_t *v, const char *name, const struct vlt_import_req *req,
 	k->attrs.updated = now;
 	if (req->tags != NULL && (k->tags = strdup(req->tags)) == NULL)
 		return VLT_ERR_NO_MEMORY;
-	for (attempt = 0; attempt < 3; attempt++) {
-		if ((r = random_hex(k->version, VLT_VERSION_LEN)) != 0)
-			return r;
-		r = store_version_insert(v->store, k, blob, blob_len);
-		if (r != VLT_ERR_CONFLICT)
-			break;
-	}
+	r = store_version_insert(v->store, k, blob, blob_len);
+	if (r == VLT_ERR_CONFLICT)   /* a version id collision: new_version */
+		r = VLT_ERR_INTERNAL;
 	if (r != 0)
 		return r;
 	r = store_version_get(v->store, name, k->version, 0, &probe, NULL,
@@ -1367,6 +1502,7 @@ vault_key_import(vault_t *v, const char *name,
 {
 	struct hsm_key_desc d;
 	struct vlt_key_info k;
+	char bind[BIND_MAX];
 	uint8_t *blob = NULL;
 	size_t blob_len = 0;
 	int r;
@@ -1378,7 +1514,9 @@ vault_key_import(vault_t *v, const char *name,
 		return VLT_ERR_BAD_PARAM;
 	if ((r = import_precheck(v, name, req)) != 0)
 		return r;
-	if ((r = hsm_key_import(v->hsm, pkcs8, len, &d, &blob, &blob_len,
+	if ((r = new_version(name, k.version, bind)) != 0)
+		return r;
+	if ((r = hsm_key_import(v->hsm, bind, pkcs8, len, &d, &blob, &blob_len,
 	    &k.spki, &k.spki_len)) != 0) {
 		r = map_hsm(r);
 		goto out;
@@ -1401,6 +1539,7 @@ vault_key_import_byok(vault_t *v, const char *name,
 {
 	struct hsm_key_desc d;
 	struct vlt_key_info k, kek;
+	char bind[BIND_MAX], kek_bind[BIND_MAX];
 	uint8_t *blob = NULL, *kek_blob = NULL;
 	size_t blob_len = 0, kek_len = 0;
 	int r;
@@ -1426,8 +1565,12 @@ vault_key_import_byok(vault_t *v, const char *name,
 		r = VLT_ERR_BAD_PARAM;
 		goto out;
 	}
-	if ((r = hsm_key_import_byok(v->hsm, kek_blob, kek_len, transfer, len,
-	    &d, &blob, &blob_len, &k.spki, &k.spki_len)) != 0) {
+	if ((r = blob_bind(kek_bind, kek.name, kek.version)) != 0 ||
+	    (r = new_version(name, k.version, bind)) != 0)
+		goto out;
+	if ((r = hsm_key_import_byok(v->hsm, bind, kek_bind, kek_blob,
+	    kek_len, transfer, len, &d, &blob, &blob_len, &k.spki,
+	    &k.spki_len)) != 0) {
 		r = map_hsm(r);
 		goto out;
 	}
@@ -1610,6 +1753,13 @@ vault_key_backup(vault_t *v, const char *name, uint8_t **out,
 			    0, &k, &blob, &blob_len);
 			if (r != 0)
 				break;
+			/* the store's blobs were bound at its upgrade
+			 * (upgrade_blobs): an unbound one is planted, and
+			 * a backup would have restore bind it */
+			if (hsm_blob_is_legacy(blob, blob_len)) {
+				r = VLT_ERR_INTERNAL;
+				break;
+			}
 			put_version(&b, &k, blob, blob_len);
 			count++;
 			vlt_key_info_clear(&k);
@@ -1735,6 +1885,29 @@ vault_key_restore(vault_t *v, const uint8_t *in, size_t len,
 	}
 	if (rd.err || rd.left != 0)
 		goto out;
+	/* A backup keeps each blob's name and version, so its blobs stay
+	 * bound; one made before blobs were bound is bound now. The sealed
+	 * payload is authentic (the backup key), so its rows are trusted. */
+	for (i = 0; i < count; i++) {
+		char bind[BIND_MAX];
+		uint8_t *up = NULL;
+		size_t up_len = 0;
+
+		if (!hsm_blob_is_legacy(blobs[i], lens[i]))
+			continue;
+		if ((r = blob_bind(bind, ks[i].name, ks[i].version)) != 0)
+			goto out;
+		r = hsm_blob_upgrade(v->hsm, bind, blobs[i], lens[i], &up,
+		    &up_len);
+		if (r != 0) {
+			r = r == HSM_ERR_UNAVAILABLE || r == HSM_ERR_NO_MEMORY ?
+			    map_hsm(r) : VLT_ERR_BAD_PARAM;
+			goto out;
+		}
+		free(blobs[i]);
+		blobs[i] = up;
+		lens[i] = up_len;
+	}
 	if ((r = store_key_restore(v->store, ks, blobs, lens, count)) != 0)
 		goto out;
 	r = store_version_get(v->store, ks[0].name, NULL, 0, &probe, NULL,
@@ -1932,5 +2105,17 @@ vault_hsm_stats(vault_t *v, uint64_t *cache_hits, uint64_t *cache_misses,
 		return VLT_ERR_BAD_PARAM;
 	hsm_stats(v->hsm, cache_hits, cache_misses, sessions_busy,
 	    sessions_total);
+	return 0;
+}
+
+int
+vault_token_process(vault_t *v, int *up, uint64_t *restarts)
+{
+	long pid;
+
+	if (v == NULL || v->hsm == NULL)
+		return VLT_ERR_BAD_PARAM;
+	hsm_process(v->hsm, &pid, restarts);
+	*up = pid > 0;
 	return 0;
 }

@@ -111,6 +111,9 @@ struct vlt_init_params {
 	const char *tenant_id;   /* UUID text */
 	const char *module_path; /* NULL: SoftHSMv2 inside data_dir */
 	const char *token_label; /* NULL: "p11vault" */
+	const char *module_allow; /* ':'-separated directories a PKCS#11
+	                             module may be loaded from; NULL: the
+	                             default (HSM_MODULE_ALLOW) */
 };
 /*
  * Creates a vault in data_dir (made 0700 if absent): the PKCS#11 token
@@ -127,7 +130,16 @@ int vault_exists(const char *data_dir);
 
 /* Opens an existing vault: config, store, hsm (pool of pool_size
  * sessions, 0 = default). */
-int vault_open(const char *data_dir, size_t pool_size, vault_t **out) VLT_WUR;
+struct vlt_open_opts {
+	size_t pool_size;          /* token sessions; 0: 2 per CPU, >= 4 */
+	const char *module_allow;  /* ':'-separated directories a PKCS#11
+	                              module may be loaded from; NULL: the
+	                              default (HSM_MODULE_ALLOW) */
+	const char *token_user;    /* the token process runs as this user;
+	                              NULL: as the caller */
+};
+int vault_open(const char *data_dir, const struct vlt_open_opts *o,
+    vault_t **out) VLT_WUR;
 void vault_close(vault_t *v);
 
 /* Config values from DIR/p11vault.conf (key=value lines): "vault_url",
@@ -279,6 +291,9 @@ int vault_jwt_public(vault_t *v, uint8_t **spki, size_t *len) VLT_WUR;
 /* Handle-cache and session-pool figures of the token, for metrics. */
 int vault_hsm_stats(vault_t *v, uint64_t *cache_hits, uint64_t *cache_misses,
     size_t *sessions_busy, size_t *sessions_total) VLT_WUR;
+/* Whether a token process is serving (*up) and how many were started
+ * after the first (it is restarted when it dies), for metrics. */
+int vault_token_process(vault_t *v, int *up, uint64_t *restarts) VLT_WUR;
 /* Lookups of the in-memory version cache in front of the store. */
 int vault_version_cache_stats(vault_t *v, uint64_t *hits,
     uint64_t *misses) VLT_WUR;

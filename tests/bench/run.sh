@@ -43,6 +43,10 @@ cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror $(pkg-config --cflags p11-ki
 	tests/bench/raw_token.c -ldl -lpthread -o "$W/bin/raw_token"
 cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror $(pkg-config --cflags sqlite3 libcrypto) \
 	tests/bench/fill.c $(pkg-config --libs sqlite3 libcrypto) -o "$W/bin/fill"
+# the split's cost: the hsm module in this process vs through the token
+# process (it links hsm/ alone, as the token process does)
+cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -I. $(pkg-config --cflags p11-kit-1 libcrypto libseccomp) \
+	tests/bench/split.c hsm/*.c $(pkg-config --libs libcrypto libseccomp) -ldl -lpthread -o "$W/bin/split"
 
 # ---- the raw token (a separate SoftHSMv2 token directory) --------------------
 say "raw token: C_Decrypt and C_GenerateKeyPair, 1 and 2 threads, ${S}s each"
@@ -50,6 +54,8 @@ mkdir -p "$W/raw/tokens"
 printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
 	"$W/raw/tokens" >"$W/raw/softhsm2.conf"
 SOFTHSM2_CONF="$W/raw/softhsm2.conf" "$W/bin/raw_token" "$MODULE" "$S" 2 >"$W/raw.json"
+say "the token process: decrypt in this process vs through it, $C threads, ${S}s each"
+SOFTHSM2_CONF="$W/raw/softhsm2.conf" "$W/bin/split" "$MODULE" "$S" "$C" >"$W/split.json"
 
 # ---- a fresh vault -----------------------------------------------------------
 port=""
@@ -70,7 +76,13 @@ for _ in $(seq 1 100); do
 	sleep 0.1
 done
 CA="$D/tls/ca.pem"
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$server_pid/status"; }
+# the token process: the server's child (argv[1] token-process)
+token_pid() { cat /proc/"$server_pid"/task/*/children 2>/dev/null | tr ' ' '\n' | grep -m1 . || true; }
+rss_kib() {  # both processes
+	local k
+	k=$(token_pid)
+	awk '/^VmRSS:/ {s += $2} END {print s}' "/proc/$server_pid/status" ${k:+"/proc/$k/status"}
+}
 curl -sf --cacert "$CA" "$url/healthz" >/dev/null
 sleep 0.5
 rss_idle=$(rss_kib)
@@ -110,7 +122,14 @@ ct256=$(wrapct hot "$ver" RSA-OAEP-256)
 api POST "/keys/hot/$ver/unwrapkey" "{\"alg\":\"RSA-OAEP\",\"value\":\"$ct1\"}" >/dev/null
 
 # CPU time in clock ticks: the server's, and the whole machine's busy time
-srv_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
+# both processes: the network process and its token process
+srv_ticks() {
+	local t k
+	t=$(awk '{print $14 + $15}' "/proc/$server_pid/stat")
+	k=$(token_pid)
+	if [ -n "$k" ]; then t=$((t + $(awk '{print $14 + $15}' "/proc/$k/stat"))); fi
+	echo "$t"
+}
 busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 wrkrun() {  # NAME CONNS SECONDS [extra env...] -> $W/NAME.json
 	local name=$1 conns=$2 secs=$3 s0 b0 s1 b1
@@ -235,7 +254,7 @@ rss_loaded=$(rss_kib)
 node -e 'const fs=require("fs");const W=process.argv[1];
 const r=n=>JSON.parse(fs.readFileSync(`${W}/${n}.json`,"utf8"));
 const cold=fs.readFileSync(`${W}/cold.txt`,"utf8").trim().split("\n").map(l=>parseFloat(l)*1000);
-const o={raw:r("raw"),raw_after:r("raw_after"),unwrap:r("unwrap"),unwrap256:r("unwrap256"),wrap:r("wrap"),
+const o={raw:r("raw"),raw_after:r("raw_after"),split:r("split"),unwrap:r("unwrap"),unwrap256:r("unwrap256"),wrap:r("wrap"),
  noop:r("noop"),latency:r("latency"),latency_calibration:r("latcal"),create:r("create"),
  hotfull:r("hotfull"),spread:r("spread"),cold_ms:cold,
  rss_idle_kib:+process.argv[2],rss_loaded_kib:+process.argv[3],

@@ -25,6 +25,15 @@
 #include <openssl/evp.h>
 
 #include "api/api.h"
+
+/* The vault starts its token process as /proc/self/exe HSM_TOKEN_ARGV:
+ * this fuzzer binary becomes it before libFuzzer's main() runs. */
+__attribute__((constructor)) static void
+fz_token_process(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], HSM_TOKEN_ARGV) == 0)
+		exit(hsm_token_main(argc, argv));
+}
 #include "hsm/hsm.h"
 
 /* Fixed identities: seeds in the corpus may name them. */
@@ -156,7 +165,7 @@ fz_env_init(void)
 	ip.data_dir = fz_dir;
 	ip.vault_url = FZ_URL;
 	ip.tenant_id = FZ_TENANT;
-	if (vault_init(&ip) != 0 || vault_open(fz_dir, 2, &fz_ctx.vault) != 0)
+	if (vault_init(&ip) != 0 || vault_open(fz_dir, &(struct vlt_open_opts){ 2, NULL, NULL }, &fz_ctx.vault) != 0)
 		fz_die("vault init/open");
 	fz_ctx.vault_url = FZ_URL;
 	fz_ctx.tenant_id = FZ_TENANT;

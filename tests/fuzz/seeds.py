@@ -265,3 +265,44 @@ jwt = [
     b"\x00" + b"A" * 9000,
 ]
 write("fuzz_jwt", jwt)
+
+# fuzz_tokp: whole messages of hsm/proto.h (header | fields), requests and
+# answers of every op, plus broken ones.
+import struct
+def msg(op, fields, status=0, ident=7, nf=None, plen=None, ver=1):
+    body = b"".join(struct.pack(">I", len(f)) + f for f in fields)
+    return struct.pack(">BBHIiI", ver, op, len(fields) if nf is None else nf,
+                       ident, status, len(body) if plen is None else plen) + body
+u32 = lambda v: struct.pack(">I", v)
+u64 = lambda v: struct.pack(">Q", v)
+BIND = b"rsa-key/0123456789abcdef0123456789abcdef"
+BLOB = b"P11V\x02\x01\x08\x00" + b"\x11" * 1232
+tokp = [
+    msg(1, [b"/usr/lib/softhsm/libsofthsm2.so", b"p11vault", b"/var/lib/p11vault/hsm/user.pin",
+            b"/usr/lib:/usr/local/lib", b"", u32(8), u32(0)], ident=0),
+    msg(2, [b"/usr/lib/softhsm/libsofthsm2.so", b"/usr/lib", b"p11vault", b"so-pin", b"user-pin"], ident=0),
+    msg(3, []),
+    msg(4, [BIND, u32(1), u32(2048), u32(0)]),
+    msg(5, [BIND, BLOB, u32(1), b"\x42" * 256, u32(512)]),
+    msg(6, [BIND, BLOB, u32(7), b"\x42" * 32, u32(512)]),
+    msg(7, [BIND]),
+    msg(8, [b"eyJhbGciOiJFUzI1NiJ9.e30"]),
+    msg(9, []), msg(10, []),
+    msg(11, [BIND, b"\x30\x82\x04\xbd" + b"\x00" * 64]),
+    msg(12, [BIND, b"kek/00", BLOB, b"\x55" * 1800]),
+    msg(13, [b"P11K\x01" + b"\x00" * 40]), msg(14, [b"\x01" * 80]),
+    msg(15, [BIND, b"P11V\x01\x01\x08\x00" + b"\x11" * 1200]),
+    # answers
+    msg(3, [], status=0), msg(5, [b"\x99" * 32], status=0),
+    msg(5, [], status=-2), msg(10, [u64(5), u64(1), u64(2), u64(8)]),
+    msg(11, [u32(1), u32(2048), u32(0), BLOB, b"\x30" * 294]),
+    # broken
+    msg(5, [BIND, BLOB, u32(1), b"\x42" * 256, u32(512)], plen=10),
+    msg(5, [BIND, BLOB, u32(1)], nf=5),
+    msg(4, [b"a\x00b", u32(1), u32(2048), u32(0)]),
+    msg(4, [BIND, u32(1), u32(2048), u32(0)], ver=2),
+    msg(0, []), msg(99, []), msg(3, [], status=-9), msg(3, [b"x"]),
+    msg(4, [BIND, b"\x00\x01", u32(2048), u32(0)]),
+    b"\x01\x05\x00\x05" + b"\xff" * 12, b"",
+]
+write("fuzz_tokp", tokp)

@@ -22,7 +22,7 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
-#include "hsm/hsm.h"
+#include "hsm/token.h"
 #include "tests/unit/softhsm_setup.h"
 #include "tests/unit/t.h"
 
@@ -31,6 +31,8 @@
 #define LABEL2 "p11vault-other"
 #define SO_PIN "so-secret-1234"
 #define USER_PIN "user-secret-1234"
+
+#define HSM_TEST_BLOB_MAX 4096
 
 static char tmpdir[] = "/tmp/p11vault-byok-XXXXXX";
 
@@ -131,7 +133,7 @@ out:
 /* Signs with the token and verifies with the original key in OpenSSL.
  * ec: 0 for RSA, else the field size in bytes. */
 static int
-sign_works(hsm_t *h, const char *id, const uint8_t *blob, size_t blob_len,
+sign_works(tok_t *h, const char *id, const uint8_t *blob, size_t blob_len,
     EVP_PKEY *pk, int ec)
 {
 	uint8_t dg[64], sig[1024], *der = NULL;
@@ -147,7 +149,7 @@ sign_works(hsm_t *h, const char *id, const uint8_t *blob, size_t blob_len,
 	int ok = 0, n;
 
 	if (EVP_Digest("byok", 4, dg, NULL, md, NULL) != 1 ||
-	    hsm_key_sign(h, id, blob, blob_len, alg, dg, dl, sig, &sl) != 0)
+	    tok_key_sign(h, id, blob, blob_len, alg, dg, dl, sig, &sl) != 0)
 		goto out;
 	vl = sl;
 	if (c == NULL || EVP_PKEY_verify_init(c) != 1)
@@ -175,7 +177,7 @@ out:
 }
 
 static void
-test_plain_import(hsm_t *h)
+test_plain_import(tok_t *h)
 {
 	static const struct { const char *type; int arg; int ec; } cases[] = {
 		{ "RSA", 2048, 0 }, { "RSA", 3072, 0 },
@@ -199,10 +201,16 @@ test_plain_import(hsm_t *h)
 		    "public key matches and the token signs with it",
 		    cases[i].type, cases[i].arg);
 		snprintf(id, sizeof(id), "plain-%zu", i);
-		T_CHECK(hsm_key_import(h, p8, p8len, &d, &blob, &blen, &spki,
-		    &slen) == 0 && spki_matches(pk, spki, slen) &&
+		T_CHECK(tok_key_import(h, id, p8, p8len, &d, &blob, &blen,
+		    &spki, &slen) == 0 && spki_matches(pk, spki, slen) &&
 		    d.kty == (cases[i].ec ? HSM_KTY_EC : HSM_KTY_RSA) &&
 		    sign_works(h, id, blob, blen, pk, cases[i].ec), name);
+		snprintf(name, sizeof(name), "plaintext import %s/%d: the "
+		    "blob is bound to its bind, refused under another",
+		    cases[i].type, cases[i].arg);
+		T_CHECK(blob != NULL && !hsm_blob_is_legacy(blob, blen) &&
+		    !sign_works(h, "plain-other", blob, blen, pk,
+		    cases[i].ec), name);
 		/* the blob is wrapped, not the plaintext */
 		T_CHECK(blob == NULL || memmem(blob, blen, p8 + p8len - 16,
 		    16) == NULL, "the blob does not hold the PKCS#8 bytes");
@@ -215,22 +223,25 @@ test_plain_import(hsm_t *h)
 	{
 		uint8_t junk[300];
 		memset(junk, 0x30, sizeof(junk));
-		T_CHECK(hsm_key_import(h, junk, sizeof(junk), &d, &blob, &blen,
-		    &spki, &slen) == HSM_ERR_ARGS && blob == NULL,
-		    "a malformed PKCS#8 is refused with ARGS");
+		T_CHECK(tok_key_import(h, "junk", junk, sizeof(junk), &d,
+		    &blob, &blen, &spki, &slen) == HSM_ERR_ARGS &&
+		    blob == NULL, "a malformed PKCS#8 is refused with ARGS");
 	}
 	pk = gen_key("RSA", 1024);
 	if (pk != NULL && pkcs8_of(pk, &p8, &p8len) == 0) {
-		T_CHECK(hsm_key_import(h, p8, p8len, &d, &blob, &blen, &spki,
-		    &slen) == HSM_ERR_ARGS && blob == NULL,
+		T_CHECK(tok_key_import(h, "rsa1024", p8, p8len, &d, &blob,
+		    &blen, &spki, &slen) == HSM_ERR_ARGS && blob == NULL,
 		    "an RSA-1024 key is refused with ARGS");
+		T_CHECK(tok_key_import(h, "", p8, p8len, &d, &blob, &blen,
+		    &spki, &slen) == HSM_ERR_ARGS && blob == NULL,
+		    "an empty bind is refused with ARGS");
 		OPENSSL_clear_free(p8, p8len);
 	}
 	EVP_PKEY_free(pk);
 }
 
 static void
-test_byok(hsm_t *h)
+test_byok(tok_t *h)
 {
 	uint8_t *kek = NULL, *kek_spki = NULL, *kek2 = NULL, *kek2_spki = NULL;
 	uint8_t *tr = NULL, *blob = NULL, *spki = NULL, *ec_kek = NULL,
@@ -242,15 +253,20 @@ test_byok(hsm_t *h)
 	size_t ctl = sizeof(ct), ptl = sizeof(pt);
 	int rc;
 
-	T_CHECK(hsm_key_generate(h, HSM_KTY_RSA, 2048, 0, &kek, &kl,
-	    &kek_spki, &ksl) == 0 && hsm_key_generate(h, HSM_KTY_RSA, 3072,
-	    0, &kek2, &k2l, &kek2_spki, &k2sl) == 0, "two KEKs generated");
+	T_CHECK(tok_key_generate(h, "kek/1", HSM_KTY_RSA, 2048, 0, &kek, &kl,
+	    &kek_spki, &ksl) == 0 && tok_key_generate(h, "kek2/1",
+	    HSM_KTY_RSA, 3072, 0, &kek2, &k2l, &kek2_spki, &k2sl) == 0,
+	    "two KEKs generated");
 	if (kek == NULL || kek2 == NULL || target == NULL)
 		goto out;
 	T_CHECK(make_transfer(kek_spki, ksl, target, &tr, &trl) == 0,
 	    "OpenSSL builds an RSA-OAEP + AES-KWP transfer ciphertext");
-	rc = hsm_key_import_byok(h, kek, kl, tr, trl, &d, &blob, &blen,
-	    &spki, &slen);
+	T_CHECK(tok_key_import_byok(h, "byok-rsa", "kek2/1", kek, kl, tr,
+	    trl, &d, &blob, &blen, &spki, &slen) == HSM_ERR_INTERNAL &&
+	    blob == NULL, "BYOK with a KEK blob bound to another name "
+	    "(kek_bind): INTERNAL, nothing made");
+	rc = tok_key_import_byok(h, "byok-rsa", "kek/1", kek, kl, tr, trl, &d,
+	    &blob, &blen, &spki, &slen);
 	if (rc != 0)
 		printf("# byok rc %d\n", rc);
 	T_CHECK(rc == 0 && d.kty == HSM_KTY_RSA && d.rsa_bits == 2048 &&
@@ -259,6 +275,8 @@ test_byok(hsm_t *h)
 	    "matches");
 	T_CHECK(blob && sign_works(h, "byok-rsa", blob, blen, target, 0),
 	    "the BYOK-imported key signs inside the token");
+	T_CHECK(blob && !sign_works(h, "kek/1", blob, blen, target, 0),
+	    "the BYOK-imported blob is bound to its bind, not the KEK's");
 	/* a public-key encryption that the imported key decrypts */
 	if (blob != NULL) {
 		EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(target, NULL);
@@ -268,7 +286,7 @@ test_byok(hsm_t *h)
 		    EVP_PKEY_encrypt(c, ct, &ctl, (const uint8_t *)"hello", 5)
 		    == 1;
 		EVP_PKEY_CTX_free(c);
-		T_CHECK(ok && hsm_key_decrypt(h, "byok-rsa", blob, blen,
+		T_CHECK(ok && tok_key_decrypt(h, "byok-rsa", blob, blen,
 		    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0 && ptl == 5 &&
 		    memcmp(pt, "hello", 5) == 0,
 		    "the BYOK-imported key decrypts inside the token");
@@ -276,28 +294,44 @@ test_byok(hsm_t *h)
 	free(blob);
 	free(spki);
 	blob = spki = NULL;
-	T_CHECK(hsm_key_import_byok(h, kek2, k2l, tr, trl, &d, &blob, &blen,
-	    &spki, &slen) == HSM_ERR_ARGS && blob == NULL,
+	{
+		/* the KEK's blob as version 1 had it: no tag, version 1 */
+		uint8_t old[HSM_TEST_BLOB_MAX];
+
+		if (kl - 32 <= sizeof(old)) {
+			memcpy(old, kek, kl - 32);
+			old[4] = 1;
+		}
+		T_CHECK(kl - 32 <= sizeof(old) &&
+		    hsm_blob_is_legacy(old, kl - 32) &&
+		    tok_key_import_byok(h, "b", "kek/1", old, kl - 32, tr, trl,
+		    &d, &blob, &blen, &spki, &slen) == HSM_ERR_INTERNAL &&
+		    blob == NULL, "BYOK with an unbound (version 1) KEK "
+		    "blob: INTERNAL");
+	}
+	T_CHECK(tok_key_import_byok(h, "b", "kek2/1", kek2, k2l, tr, trl, &d,
+	    &blob, &blen, &spki, &slen) == HSM_ERR_ARGS && blob == NULL,
 	    "a transfer blob for another KEK: ARGS, nothing made");
-	T_CHECK(hsm_key_import_byok(h, kek, kl, tr, trl - 8, &d, &blob, &blen,
-	    &spki, &slen) == HSM_ERR_ARGS && blob == NULL,
+	T_CHECK(tok_key_import_byok(h, "b", "kek/1", kek, kl, tr, trl - 8, &d,
+	    &blob, &blen, &spki, &slen) == HSM_ERR_ARGS && blob == NULL,
 	    "a truncated transfer blob: ARGS");
 	tr[trl - 20] ^= 0x01;
-	T_CHECK(hsm_key_import_byok(h, kek, kl, tr, trl, &d, &blob, &blen,
-	    &spki, &slen) == HSM_ERR_ARGS && blob == NULL,
+	T_CHECK(tok_key_import_byok(h, "b", "kek/1", kek, kl, tr, trl, &d,
+	    &blob, &blen, &spki, &slen) == HSM_ERR_ARGS && blob == NULL,
 	    "an altered transfer blob (key wrap part): ARGS");
 	tr[trl - 20] ^= 0x01;
 	tr[10] ^= 0x01;
-	T_CHECK(hsm_key_import_byok(h, kek, kl, tr, trl, &d, &blob, &blen,
-	    &spki, &slen) == HSM_ERR_ARGS && blob == NULL,
+	T_CHECK(tok_key_import_byok(h, "b", "kek/1", kek, kl, tr, trl, &d,
+	    &blob, &blen, &spki, &slen) == HSM_ERR_ARGS && blob == NULL,
 	    "an altered transfer blob (RSA part): ARGS");
 	free(tr);
 	tr = NULL;
 
 	ect = gen_key("EC", NID_secp384r1);
 	if (ect != NULL && make_transfer(kek_spki, ksl, ect, &tr, &trl) == 0) {
-		T_CHECK(hsm_key_import_byok(h, kek, kl, tr, trl, &d, &blob,
-		    &blen, &spki, &slen) == 0 && d.kty == HSM_KTY_EC &&
+		T_CHECK(tok_key_import_byok(h, "byok-ec", "kek/1", kek, kl,
+		    tr, trl, &d, &blob, &blen, &spki, &slen) == 0 &&
+		    d.kty == HSM_KTY_EC &&
 		    d.ec_nid == NID_secp384r1 &&
 		    spki_matches(ect, spki, slen),
 		    "BYOK EC P-384 import: public key recovered in the token "
@@ -312,13 +346,13 @@ test_byok(hsm_t *h)
 	}
 	EVP_PKEY_free(ect);
 	/* an EC key is no KEK */
-	if (hsm_key_generate(h, HSM_KTY_EC, 0, NID_X9_62_prime256v1, &ec_kek,
-	    &ekl, &ec_kek_spki, &eksl) == 0) {
+	if (tok_key_generate(h, "eckek/1", HSM_KTY_EC, 0,
+	    NID_X9_62_prime256v1, &ec_kek, &ekl, &ec_kek_spki, &eksl) == 0) {
 		uint8_t fake[512];
 		memset(fake, 7, sizeof(fake));
-		T_CHECK(hsm_key_import_byok(h, ec_kek, ekl, fake, sizeof(fake),
-		    &d, &blob, &blen, &spki, &slen) == HSM_ERR_ARGS,
-		    "an EC key as KEK: ARGS");
+		T_CHECK(tok_key_import_byok(h, "b", "eckek/1", ec_kek, ekl,
+		    fake, sizeof(fake), &d, &blob, &blen, &spki, &slen) ==
+		    HSM_ERR_ARGS, "an EC key as KEK: ARGS");
 	}
 out:
 	free(kek);
@@ -332,42 +366,42 @@ out:
 }
 
 static void
-test_seal(hsm_t *h, hsm_t *other)
+test_seal(tok_t *h, tok_t *other)
 {
 	static const uint8_t msg[] = "every version and attribute";
 	uint8_t *sealed = NULL, *sealed2 = NULL, *open = NULL;
 	size_t sl = 0, sl2 = 0, ol = 0;
-	int rc = hsm_seal(h, msg, 4, &sealed, &sl);
+	int rc = tok_seal(h, msg, 4, &sealed, &sl);
 
 	if (rc != 0)
 		printf("# seal rc %d\n", rc);
 	free(sealed);
 	sealed = NULL;
 
-	T_CHECK(hsm_seal(h, msg, sizeof(msg), &sealed, &sl) == 0 &&
+	T_CHECK(tok_seal(h, msg, sizeof(msg), &sealed, &sl) == 0 &&
 	    sl > sizeof(msg) && memmem(sealed, sl, msg, 10) == NULL,
 	    "seal: ciphertext, not the plaintext");
-	T_CHECK(sealed && hsm_unseal(h, sealed, sl, &open, &ol) == 0 &&
+	T_CHECK(sealed && tok_unseal(h, sealed, sl, &open, &ol) == 0 &&
 	    ol == sizeof(msg) && memcmp(open, msg, ol) == 0,
 	    "unseal in the same token gives the payload back");
 	free(open);
 	open = NULL;
-	T_CHECK(hsm_seal(h, msg, sizeof(msg), &sealed2, &sl2) == 0 &&
+	T_CHECK(tok_seal(h, msg, sizeof(msg), &sealed2, &sl2) == 0 &&
 	    sl2 == sl && memcmp(sealed, sealed2, sl) != 0,
 	    "two seals of one payload differ (fresh IV)");
 	if (sealed != NULL) {
 		sealed[sl - 3] ^= 0x80;
-		T_CHECK(hsm_unseal(h, sealed, sl, &open, &ol) ==
+		T_CHECK(tok_unseal(h, sealed, sl, &open, &ol) ==
 		    HSM_ERR_DECRYPT && open == NULL,
 		    "an altered sealed blob: DECRYPT");
 		sealed[sl - 3] ^= 0x80;
 		sealed[4] = 9;
-		T_CHECK(hsm_unseal(h, sealed, sl, &open, &ol) ==
+		T_CHECK(tok_unseal(h, sealed, sl, &open, &ol) ==
 		    HSM_ERR_DECRYPT, "a wrong format version: DECRYPT");
 		sealed[4] = 1;
-		T_CHECK(hsm_unseal(h, sealed, sl - 1, &open, &ol) ==
+		T_CHECK(tok_unseal(h, sealed, sl - 1, &open, &ol) ==
 		    HSM_ERR_DECRYPT, "a truncated sealed blob: DECRYPT");
-		T_CHECK(other != NULL && hsm_unseal(other, sealed, sl, &open,
+		T_CHECK(other != NULL && tok_unseal(other, sealed, sl, &open,
 		    &ol) == HSM_ERR_DECRYPT && open == NULL,
 		    "another token (its own backup key) cannot unseal");
 	}
@@ -378,27 +412,27 @@ test_seal(hsm_t *h, hsm_t *other)
 int
 main(void)
 {
-	struct hsm_config cfg = { MODULE, LABEL, USER_PIN, 4, 16 };
-	struct hsm_config cfg2 = { MODULE, LABEL2, USER_PIN, 2, 4 };
-	hsm_t *h = NULL, *h2 = NULL;
+	struct tok_config cfg = { MODULE, LABEL, USER_PIN, 4, 16 };
+	struct tok_config cfg2 = { MODULE, LABEL2, USER_PIN, 2, 4 };
+	tok_t *h = NULL, *h2 = NULL;
 	char cmd[600];
 
 	if (softhsm_setup(tmpdir) != 0) {
 		T_CHECK(0, "set up a private SoftHSMv2 token directory");
 		return T_DONE();
 	}
-	T_CHECK(hsm_token_init(MODULE, LABEL, SO_PIN, USER_PIN) == 0 &&
-	    hsm_token_init(MODULE, LABEL2, SO_PIN, USER_PIN) == 0,
+	T_CHECK(tok_token_init(MODULE, LABEL, SO_PIN, USER_PIN) == 0 &&
+	    tok_token_init(MODULE, LABEL2, SO_PIN, USER_PIN) == 0,
 	    "two tokens initialised");
-	T_CHECK(hsm_open(&cfg, &h) == 0 && hsm_open(&cfg2, &h2) == 0,
+	T_CHECK(tok_open(&cfg, &h) == 0 && tok_open(&cfg2, &h2) == 0,
 	    "both tokens open");
 	if (h != NULL) {
 		test_plain_import(h);
 		test_byok(h);
 		test_seal(h, h2);
 	}
-	hsm_close(h);
-	hsm_close(h2);
+	tok_close(h);
+	tok_close(h2);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", tmpdir);

@@ -21,7 +21,7 @@
 #include <openssl/x509.h>
 #include <p11-kit/pkcs11.h>
 
-#include "hsm/hsm.h"
+#include "hsm/token.h"
 #include "tests/unit/softhsm_setup.h"
 #include "tests/unit/t.h"
 
@@ -37,7 +37,7 @@ struct key {
 	size_t blob_len, spki_len;
 };
 
-static hsm_t *H;
+static tok_t *H;
 static struct key RSA_K = { "rsa2048", "kv-rsa", NULL, NULL, 0, 0 };
 static struct key EC_K[3] = {
 	{ "p256", "kv-p256", NULL, NULL, 0, 0 },
@@ -151,18 +151,18 @@ out:
 static void
 test_init_open(void)
 {
-	struct hsm_config bad = { MODULE, LABEL, "wrong-pin", 2, 4 };
-	hsm_t *h2 = NULL;
+	struct tok_config bad = { MODULE, LABEL, "wrong-pin", 2, 4 };
+	tok_t *h2 = NULL;
 
-	T_CHECK(hsm_token_init(MODULE, LABEL, SO_PIN, USER_PIN) == 0,
+	T_CHECK(tok_token_init(MODULE, LABEL, SO_PIN, USER_PIN) == 0,
 	    "token init succeeds on a fresh token");
-	T_CHECK(hsm_token_init(MODULE, LABEL, SO_PIN, USER_PIN) ==
+	T_CHECK(tok_token_init(MODULE, LABEL, SO_PIN, USER_PIN) ==
 	    HSM_ERR_EXISTS, "second token init with the same label: EXISTS");
-	T_CHECK(hsm_open(&bad, &h2) == HSM_ERR_ARGS && h2 == NULL,
+	T_CHECK(tok_open(&bad, &h2) == HSM_ERR_ARGS && h2 == NULL,
 	    "open with a wrong PIN fails with ARGS");
 	bad.token_label = "no-such-token";
 	bad.user_pin = USER_PIN;
-	T_CHECK(hsm_open(&bad, &h2) == HSM_ERR_UNAVAILABLE && h2 == NULL,
+	T_CHECK(tok_open(&bad, &h2) == HSM_ERR_UNAVAILABLE && h2 == NULL,
 	    "open of an unknown token label is UNAVAILABLE");
 }
 
@@ -177,25 +177,42 @@ test_generate(void)
 	char name[128];
 	int i;
 
-	T_CHECK(hsm_key_generate(H, HSM_KTY_RSA, 2048, 0, &RSA_K.blob,
-	    &RSA_K.blob_len, &RSA_K.spki, &RSA_K.spki_len) == 0,
+	T_CHECK(tok_key_generate(H, RSA_K.id, HSM_KTY_RSA, 2048, 0,
+	    &RSA_K.blob, &RSA_K.blob_len, &RSA_K.spki, &RSA_K.spki_len) == 0,
 	    "generate RSA 2048");
+	T_CHECK(RSA_K.blob != NULL && RSA_K.blob[4] == 2 &&
+	    !hsm_blob_is_legacy(RSA_K.blob, RSA_K.blob_len),
+	    "a generated blob is format 2 (bound), not legacy");
 	T_CHECK(hsm_pub_size(RSA_K.spki, RSA_K.spki_len) == 256,
 	    "RSA 2048 public size is 256 bytes");
 	for (i = 0; i < 3; i++) {
 		snprintf(name, sizeof(name), "generate EC %s", EC_K[i].name);
-		T_CHECK(hsm_key_generate(H, HSM_KTY_EC, 0, nids[i],
+		T_CHECK(tok_key_generate(H, EC_K[i].id, HSM_KTY_EC, 0, nids[i],
 		    &EC_K[i].blob, &EC_K[i].blob_len, &EC_K[i].spki,
 		    &EC_K[i].spki_len) == 0, name);
 		snprintf(name, sizeof(name), "EC %s public size", EC_K[i].name);
 		T_CHECK(hsm_pub_size(EC_K[i].spki, EC_K[i].spki_len) ==
 		    fields[i], name);
 	}
-	T_CHECK(hsm_key_generate(H, HSM_KTY_RSA, 1024, 0, &b, &bl, &s, &sl)
-	    == HSM_ERR_ARGS && b == NULL && s == NULL,
+	T_CHECK(tok_key_generate(H, "x", HSM_KTY_RSA, 1024, 0, &b, &bl, &s,
+	    &sl) == HSM_ERR_ARGS && b == NULL && s == NULL,
 	    "generate RSA 1024 is refused");
-	T_CHECK(hsm_key_generate(H, HSM_KTY_EC, 0, NID_secp256k1, &b, &bl, &s,
-	    &sl) == HSM_ERR_ARGS, "generate on secp256k1 is refused");
+	T_CHECK(tok_key_generate(H, "x", HSM_KTY_EC, 0, NID_secp256k1, &b,
+	    &bl, &s, &sl) == HSM_ERR_ARGS, "generate on secp256k1 is refused");
+	{
+		char longbind[HSM_BIND_MAX + 2];
+
+		memset(longbind, 'a', sizeof(longbind) - 1);
+		longbind[sizeof(longbind) - 1] = '\0';
+		T_CHECK(tok_key_generate(H, NULL, HSM_KTY_EC, 0,
+		    NID_X9_62_prime256v1, &b, &bl, &s, &sl) == HSM_ERR_ARGS &&
+		    tok_key_generate(H, "", HSM_KTY_EC, 0,
+		    NID_X9_62_prime256v1, &b, &bl, &s, &sl) == HSM_ERR_ARGS &&
+		    tok_key_generate(H, longbind, HSM_KTY_EC, 0,
+		    NID_X9_62_prime256v1, &b, &bl, &s, &sl) == HSM_ERR_ARGS &&
+		    b == NULL, "generate with a NULL, empty or over-long "
+		    "bind is refused with ARGS");
+	}
 }
 
 static void
@@ -218,7 +235,7 @@ test_decrypt(void)
 		ptl = sizeof(pt);
 		snprintf(name, sizeof(name), "%s: pub_encrypt then token "
 		    "decrypt round trips", names[i]);
-		T_CHECK(hsm_key_decrypt(H, RSA_K.id, RSA_K.blob,
+		T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob,
 		    RSA_K.blob_len, algs[i], ct, ctl, pt, &ptl) == 0 &&
 		    ptl == sizeof(msg) && memcmp(pt, msg, ptl) == 0, name);
 
@@ -227,7 +244,7 @@ test_decrypt(void)
 		    "ciphertext decrypts in the token", names[i]);
 		ptl = sizeof(pt);
 		T_CHECK(openssl_encrypt(&RSA_K, algs[i], msg, sizeof(msg), ct,
-		    &ctl) && hsm_key_decrypt(H, RSA_K.id, RSA_K.blob,
+		    &ctl) && tok_key_decrypt(H, RSA_K.id, RSA_K.blob,
 		    RSA_K.blob_len, algs[i], ct, ctl, pt, &ptl) == 0 &&
 		    ptl == sizeof(msg) && memcmp(pt, msg, ptl) == 0, name);
 
@@ -241,7 +258,7 @@ test_decrypt(void)
 			if (j == 7)
 				bad[0] = 0xff; /* >= n: the token refuses */
 			ptl = sizeof(pt);
-			if (hsm_key_decrypt(H, RSA_K.id, RSA_K.blob,
+			if (tok_key_decrypt(H, RSA_K.id, RSA_K.blob,
 			    RSA_K.blob_len, algs[i], bad, 256, pt, &ptl) !=
 			    HSM_ERR_DECRYPT)
 				all = 0;
@@ -253,9 +270,9 @@ test_decrypt(void)
 		ptl = sizeof(pt);
 		snprintf(name, sizeof(name), "%s: wrong-length ciphertext "
 		    "is ARGS", names[i]);
-		T_CHECK(hsm_key_decrypt(H, RSA_K.id, RSA_K.blob,
+		T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob,
 		    RSA_K.blob_len, algs[i], ct, 255, pt, &ptl) ==
-		    HSM_ERR_ARGS && hsm_key_decrypt(H, RSA_K.id, RSA_K.blob,
+		    HSM_ERR_ARGS && tok_key_decrypt(H, RSA_K.id, RSA_K.blob,
 		    RSA_K.blob_len, algs[i], ct, 257, pt, &ptl) ==
 		    HSM_ERR_ARGS, name);
 	}
@@ -274,7 +291,7 @@ test_decrypt(void)
 			if (hsm_pub_encrypt(RSA_K.spki, RSA_K.spki_len, algs[i],
 			    msg, sizeof(msg), ct, &ctl) != 0 || ctl != 256 ||
 			    memcmp(ct, prev[i], 256) == 0 ||
-			    hsm_key_decrypt(H, RSA_K.id, RSA_K.blob,
+			    tok_key_decrypt(H, RSA_K.id, RSA_K.blob,
 			    RSA_K.blob_len, algs[i], ct, ctl, pt, &ptl) != 0 ||
 			    ptl != sizeof(msg) || memcmp(pt, msg, ptl) != 0)
 				all = 0;
@@ -291,12 +308,12 @@ test_decrypt(void)
 	RAND_bytes(msg, sizeof(msg));
 	T_CHECK(hsm_pub_encrypt(RSA_K.spki, RSA_K.spki_len,
 	    HSM_ALG_RSA_OAEP_256, msg, sizeof(msg), ct, &ctl) == 0 &&
-	    (ptl = sizeof(pt), hsm_key_decrypt(H, RSA_K.id, RSA_K.blob,
+	    (ptl = sizeof(pt), tok_key_decrypt(H, RSA_K.id, RSA_K.blob,
 	    RSA_K.blob_len, HSM_ALG_RSA_OAEP_256, ct, ctl, pt, &ptl)) == 0 &&
 	    ptl == sizeof(msg) && memcmp(pt, msg, ptl) == 0,
 	    "after a refused call the next pub_encrypt still works");
 	ptl = sizeof(pt);
-	T_CHECK(hsm_key_decrypt(H, EC_K[0].id, EC_K[0].blob,
+	T_CHECK(tok_key_decrypt(H, EC_K[0].id, EC_K[0].blob,
 	    EC_K[0].blob_len, HSM_ALG_RSA_OAEP, ct, 256, pt, &ptl) ==
 	    HSM_ERR_ARGS, "decrypt with an EC key is ARGS");
 }
@@ -331,7 +348,7 @@ test_sign(void)
 		RAND_bytes(dg, sizeof(dg));
 		sl = sizeof(sig);
 		snprintf(name, sizeof(name), "%s: token signs", cases[i].name);
-		T_CHECK(hsm_key_sign(H, k->id, k->blob, k->blob_len,
+		T_CHECK(tok_key_sign(H, k->id, k->blob, k->blob_len,
 		    cases[i].alg, dg, cases[i].dlen, sig, &sl) == 0, name);
 		valid = -1;
 		snprintf(name, sizeof(name), "%s: hsm_pub_verify accepts",
@@ -350,18 +367,18 @@ test_sign(void)
 		sl = sizeof(sig);
 		snprintf(name, sizeof(name), "%s: wrong digest length is ARGS",
 		    cases[i].name);
-		T_CHECK(hsm_key_sign(H, k->id, k->blob, k->blob_len,
+		T_CHECK(tok_key_sign(H, k->id, k->blob, k->blob_len,
 		    cases[i].alg, dg, cases[i].dlen - 1, sig, &sl) ==
 		    HSM_ERR_ARGS && hsm_pub_verify(k->spki, k->spki_len,
 		    cases[i].alg, dg, cases[i].dlen + 1, sig, 64, &valid) ==
 		    HSM_ERR_ARGS, name);
 	}
 	sl = sizeof(sig);
-	T_CHECK(hsm_key_sign(H, EC_K[1].id, EC_K[1].blob, EC_K[1].blob_len,
+	T_CHECK(tok_key_sign(H, EC_K[1].id, EC_K[1].blob, EC_K[1].blob_len,
 	    HSM_ALG_ES256, dg, 32, sig, &sl) == HSM_ERR_ARGS,
 	    "ES256 with a P-384 key is ARGS");
 	sl = 100;
-	T_CHECK(hsm_key_sign(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+	T_CHECK(tok_key_sign(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
 	    HSM_ALG_RS256, dg, 32, sig, &sl) == HSM_ERR_ARGS,
 	    "signature buffer too small is ARGS");
 }
@@ -375,9 +392,9 @@ test_jwt(void)
 	struct key k = { "jwt", NULL, NULL, NULL, 0, 0 };
 	int valid = -1;
 
-	T_CHECK(hsm_jwt_sign(H, (const uint8_t *)data, strlen(data), sig) == 0,
+	T_CHECK(tok_jwt_sign(H, (const uint8_t *)data, strlen(data), sig) == 0,
 	    "jwt sign");
-	T_CHECK(hsm_jwt_public(H, &spki, &spki_len) == 0 &&
+	T_CHECK(tok_jwt_public(H, &spki, &spki_len) == 0 &&
 	    hsm_pub_size(spki, spki_len) == 32, "jwt public key is P-256");
 	SHA256((const uint8_t *)data, strlen(data), dg);
 	T_CHECK(hsm_pub_verify(spki, spki_len, HSM_ALG_ES256, dg, 32, sig, 64,
@@ -497,13 +514,12 @@ test_non_extractable(void)
 	uint8_t nbytes[256];
 	CK_RV rv;
 
-	T_CHECK(raw_open(), "raw PKCS#11 session with the user PIN");
 	/* make sure some unwrapped session objects exist right now */
 	{
 		uint8_t dg[32] = { 1 }, sig[512];
 		size_t sl = sizeof(sig);
 
-		T_CHECK(hsm_key_sign(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+		T_CHECK(tok_key_sign(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
 		    HSM_ALG_RS256, dg, 32, sig, &sl) == 0,
 		    "sign (unwraps into a session object)");
 	}
@@ -561,8 +577,8 @@ test_non_extractable(void)
 		P->C_FindObjects(RS, &dom, 1, &c);
 		P->C_FindObjectsFinal(RS);
 	}
-	rv = P->C_UnwrapKey(RS, &kwp, dom, RSA_K.blob + 8, RSA_K.blob_len - 8,
-	    evil, 5, &unw);
+	rv = P->C_UnwrapKey(RS, &kwp, dom, RSA_K.blob + 8,
+	    RSA_K.blob_len - 8 - 32, evil, 5, &unw);
 	if (rv == CKR_OK) {
 		uint8_t d[512];
 		CK_ATTRIBUTE da = { CKA_PRIVATE_EXPONENT, d, sizeof(d) };
@@ -586,7 +602,7 @@ test_non_extractable(void)
 
 		unw = CK_INVALID_HANDLE;
 		rv = P->C_UnwrapKey(RS, &kwp, dom, RSA_K.blob + 8,
-		    RSA_K.blob_len - 8, evil2, 5, &unw);
+		    RSA_K.blob_len - 8 - 32, evil2, 5, &unw);
 		if (rv == CKR_OK)
 			P->C_DestroyObject(RS, unw);
 		T_CHECK(rv != CKR_OK, "unwrapping a blob as a readable "
@@ -598,6 +614,318 @@ test_non_extractable(void)
 	    != CKR_OK, "an unwrapped session key cannot be wrapped out");
 	BN_free(nbn);
 	EVP_PKEY_free(pub);
+}
+
+/* The bind key: as specified, and its value never readable. */
+static void
+test_bind_key(void)
+{
+	CK_OBJECT_CLASS sk = CKO_SECRET_KEY;
+	CK_ATTRIBUTE find[] = {
+		{ CKA_CLASS, &sk, sizeof(sk) },
+		{ CKA_LABEL, "p11vault-bind", 13 },
+	};
+	CK_OBJECT_HANDLE k[2];
+	CK_ULONG n = 0, vlen = 0;
+	CK_KEY_TYPE kt = 0;
+	CK_BBOOL tok = 0, priv = 0, sens = 0, ext = 0, wwt = 0, sign = 0,
+	    vfy = 0, enc = 1, dec = 1, wrap = 1, unwrap = 1, derive = 1;
+	CK_ATTRIBUTE a[] = {
+		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
+		{ CKA_VALUE_LEN, &vlen, sizeof(vlen) },
+		{ CKA_TOKEN, &tok, 1 }, { CKA_PRIVATE, &priv, 1 },
+		{ CKA_SENSITIVE, &sens, 1 }, { CKA_EXTRACTABLE, &ext, 1 },
+		{ CKA_WRAP_WITH_TRUSTED, &wwt, 1 }, { CKA_SIGN, &sign, 1 },
+		{ CKA_VERIFY, &vfy, 1 }, { CKA_ENCRYPT, &enc, 1 },
+		{ CKA_DECRYPT, &dec, 1 }, { CKA_WRAP, &wrap, 1 },
+		{ CKA_UNWRAP, &unwrap, 1 }, { CKA_DERIVE, &derive, 1 },
+	};
+
+	if (P->C_FindObjectsInit(RS, find, 2) == CKR_OK) {
+		P->C_FindObjects(RS, k, 2, &n);
+		P->C_FindObjectsFinal(RS);
+	}
+	T_CHECK(n == 1, "the token holds exactly one bind key "
+	    "(\"p11vault-bind\")");
+	if (n != 1)
+		return;
+	T_CHECK(P->C_GetAttributeValue(RS, k[0], a, sizeof(a) / sizeof(a[0]))
+	    == CKR_OK && kt == CKK_GENERIC_SECRET && vlen == 32 && tok &&
+	    priv && sens && ext && wwt && sign && vfy && !enc && !dec &&
+	    !wrap && !unwrap && !derive, "bind key: generic secret, 32 "
+	    "bytes, token, private, sensitive, extractable only under a "
+	    "trusted key, sign/verify only");
+	T_CHECK(raw_get(k[0], CKA_VALUE) == CKR_ATTRIBUTE_SENSITIVE,
+	    "the bind key's value cannot be read");
+	{
+		/* an AES key of our own, not trusted, cannot wrap it out */
+		CK_KEY_TYPE aes = CKK_AES;
+		CK_ULONG len = 32, wl;
+		CK_BBOOL t = CK_TRUE, f = CK_FALSE;
+		CK_ATTRIBUTE at[] = {
+			{ CKA_CLASS, &sk, sizeof(sk) },
+			{ CKA_KEY_TYPE, &aes, sizeof(aes) },
+			{ CKA_VALUE_LEN, &len, sizeof(len) },
+			{ CKA_TOKEN, &f, 1 }, { CKA_WRAP, &t, 1 },
+		};
+		CK_MECHANISM gen = { CKM_AES_KEY_GEN, NULL, 0 };
+		CK_MECHANISM kwp = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
+		CK_OBJECT_HANDLE mine = CK_INVALID_HANDLE;
+		uint8_t out[256];
+
+		wl = sizeof(out);
+		T_CHECK(P->C_GenerateKey(RS, &gen, at, 5, &mine) == CKR_OK &&
+		    P->C_WrapKey(RS, &kwp, mine, k[0], out, &wl) != CKR_OK,
+		    "an untrusted key of our own cannot wrap the bind key out");
+		if (mine != CK_INVALID_HANDLE)
+			P->C_DestroyObject(RS, mine);
+	}
+}
+
+/* A blob as format 1 had it, from a format-2 one: the same AES-KWP
+ * bytes (KWP is deterministic), version 1, no tag. A test-only path;
+ * it also shows why an upgrade is trust on first use. */
+static size_t
+legacy_of(const uint8_t *blob, size_t len, uint8_t *out, size_t cap)
+{
+	if (len < 8 + 32 || len - 32 > cap)
+		return 0;
+	memcpy(out, blob, len - 32);
+	out[4] = 1;
+	return len - 32;
+}
+
+/* A format-1 blob made as the code before binding made one, through raw
+ * PKCS#11 (not the module under test): a session key pair, the private
+ * key wrapped under the domain key, the version-1 header. *pub is the
+ * public key object (the caller destroys it). */
+static size_t
+raw_legacy_rsa(uint8_t *out, size_t cap, CK_OBJECT_HANDLE *pub)
+{
+	CK_OBJECT_CLASS sk = CKO_SECRET_KEY;
+	CK_ATTRIBUTE find_dom[] = {
+		{ CKA_CLASS, &sk, sizeof(sk) },
+		{ CKA_LABEL, "p11vault-domain", 15 },
+	};
+	CK_BBOOL t = CK_TRUE, f = CK_FALSE;
+	CK_ULONG bits = 2048, c = 0, wlen;
+	CK_BYTE e[] = { 1, 0, 1 };
+	CK_ATTRIBUTE pt[] = {
+		{ CKA_TOKEN, &f, 1 }, { CKA_MODULUS_BITS, &bits, sizeof(bits) },
+		{ CKA_PUBLIC_EXPONENT, e, 3 }, { CKA_VERIFY, &t, 1 },
+	};
+	CK_ATTRIBUTE kt[] = {
+		{ CKA_TOKEN, &f, 1 }, { CKA_PRIVATE, &t, 1 },
+		{ CKA_SENSITIVE, &t, 1 }, { CKA_EXTRACTABLE, &t, 1 },
+		{ CKA_WRAP_WITH_TRUSTED, &t, 1 }, { CKA_SIGN, &t, 1 },
+		{ CKA_DECRYPT, &t, 1 },
+	};
+	CK_MECHANISM gen = { CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0 };
+	CK_MECHANISM kwp = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
+	CK_OBJECT_HANDLE dom = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
+	CK_RV rv;
+
+	*pub = CK_INVALID_HANDLE;
+	if (cap < 8 || P->C_FindObjectsInit(RS, find_dom, 2) != CKR_OK)
+		return 0;
+	P->C_FindObjects(RS, &dom, 1, &c);
+	P->C_FindObjectsFinal(RS);
+	if (c != 1 || P->C_GenerateKeyPair(RS, &gen, pt, 4, kt, 7, pub,
+	    &priv) != CKR_OK)
+		return 0;
+	wlen = cap - 8;
+	rv = P->C_WrapKey(RS, &kwp, dom, priv, out + 8, &wlen);
+	P->C_DestroyObject(RS, priv);
+	if (rv != CKR_OK)
+		return 0;
+	memcpy(out, "P11V\x01\x01\x08\x00", 8);   /* v1, RSA, 2048 */
+	return 8 + wlen;
+}
+
+/* RS256 by the module on blob under id, verified by the token with the
+ * raw public key object. */
+static int
+raw_sign_verifies(const char *id, const uint8_t *blob, size_t len,
+    CK_OBJECT_HANDLE pub)
+{
+	static const uint8_t m[] = "p11vault legacy";
+	CK_MECHANISM mv = { CKM_SHA256_RSA_PKCS, NULL, 0 };
+	uint8_t dg[32], sig[512];
+	size_t sl = sizeof(sig);
+
+	SHA256(m, sizeof(m), dg);
+	if (tok_key_sign(H, id, blob, len, HSM_ALG_RS256, dg, 32, sig,
+	    &sl) != 0)
+		return 0;
+	return P->C_VerifyInit(RS, &mv, pub) == CKR_OK &&
+	    P->C_Verify(RS, (CK_BYTE *)m, sizeof(m), sig, sl) == CKR_OK;
+}
+
+/* A blob is bound to the bind it was made with: any other bind, any
+ * altered byte, the unbound format: HSM_ERR_INTERNAL and no result. */
+static void
+test_binding(void)
+{
+	uint8_t msg[32], ct[256], pt[256], zero[256], dg[32] = { 3 };
+	uint8_t dg48[48] = { 4 };
+	uint8_t sig[512], bad[4096], *up = NULL, *up2 = NULL;
+	size_t ctl = sizeof(ct), ptl, sl, bl, upl = 0, up2l = 0;
+	uint64_t h0, m0, h1, m1;
+
+	RAND_bytes(msg, sizeof(msg));
+	memset(zero, 0, sizeof(zero));
+	T_CHECK(hsm_pub_encrypt(RSA_K.spki, RSA_K.spki_len, HSM_ALG_RSA_OAEP,
+	    msg, sizeof(msg), ct, &ctl) == 0, "encrypt for the binding tests");
+
+	/* bind A works, bind B does not, whether or not A is cached */
+	ptl = sizeof(pt);
+	T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0 && ptl == sizeof(msg),
+	    "decrypt under the blob's own bind works (and is cached)");
+	memset(pt, 0, sizeof(pt));
+	ptl = sizeof(pt);
+	tok_stats(H, &h0, &m0, NULL, NULL);
+	T_CHECK(tok_key_decrypt(H, "kv-other", RSA_K.blob, RSA_K.blob_len,
+	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == HSM_ERR_INTERNAL &&
+	    ptl == sizeof(pt) && memcmp(pt, zero, sizeof(pt)) == 0,
+	    "decrypt of a blob under another bind: INTERNAL, no result");
+	tok_stats(H, &h1, &m1, NULL, NULL);
+	T_CHECK(h1 == h0, "the refused bind was no cache hit (the cached "
+	    "handle of the blob's own bind is not lent to another)");
+	sl = sizeof(sig);
+	T_CHECK(tok_key_sign(H, "kv-other", RSA_K.blob, RSA_K.blob_len,
+	    HSM_ALG_RS256, dg, 32, sig, &sl) == HSM_ERR_INTERNAL &&
+	    sl == sizeof(sig), "sign with a blob under another bind: "
+	    "INTERNAL, no result");
+	sl = sizeof(sig);
+	T_CHECK(tok_key_sign(H, "kv-rsa ", RSA_K.blob, RSA_K.blob_len,
+	    HSM_ALG_RS256, dg, 32, sig, &sl) == HSM_ERR_INTERNAL,
+	    "a bind differing by one trailing byte is another bind");
+	/* the swap: key A's blob presented under B's id, B cached */
+	sl = sizeof(sig);
+	T_CHECK(tok_key_sign(H, EC_K[0].id, EC_K[0].blob, EC_K[0].blob_len,
+	    HSM_ALG_ES256, dg, 32, sig, &sl) == 0, "EC key B signs (cached)");
+	sl = sizeof(sig);
+	T_CHECK(tok_key_sign(H, EC_K[0].id, EC_K[1].blob, EC_K[1].blob_len,
+	    HSM_ALG_ES384, dg48, 48, sig, &sl) == HSM_ERR_INTERNAL,
+	    "another key's blob under B's (cached) bind is refused");
+	ptl = sizeof(pt);
+	T_CHECK(tok_key_decrypt(H, EC_K[0].id, RSA_K.blob, RSA_K.blob_len,
+	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == HSM_ERR_INTERNAL,
+	    "an RSA blob moved under an EC key's bind: INTERNAL");
+	sl = sizeof(sig);
+	T_CHECK(tok_key_sign(H, EC_K[0].id, EC_K[0].blob, EC_K[0].blob_len,
+	    HSM_ALG_ES256, dg, 32, sig, &sl) == 0,
+	    "after the refusals B's own blob still works");
+
+	/* altered bytes */
+	memcpy(bad, RSA_K.blob, RSA_K.blob_len);
+	bad[RSA_K.blob_len - 1] ^= 0x01;
+	ptl = sizeof(pt);
+	sl = sizeof(sig);
+	T_CHECK(tok_key_decrypt(H, RSA_K.id, bad, RSA_K.blob_len,
+	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == HSM_ERR_INTERNAL &&
+	    tok_key_sign(H, RSA_K.id, bad, RSA_K.blob_len, HSM_ALG_RS256, dg,
+	    32, sig, &sl) == HSM_ERR_INTERNAL, "a tampered tag: INTERNAL "
+	    "(decrypt and sign), though the id is cached");
+	memcpy(bad, RSA_K.blob, RSA_K.blob_len);
+	bad[20] ^= 0x01;
+	ptl = sizeof(pt);
+	T_CHECK(tok_key_decrypt(H, RSA_K.id, bad, RSA_K.blob_len,
+	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == HSM_ERR_INTERNAL,
+	    "a tampered wrapped key: INTERNAL");
+	ptl = sizeof(pt);
+	T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len - 32,
+	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == HSM_ERR_INTERNAL,
+	    "a blob without its tag: INTERNAL");
+	ptl = sizeof(pt);
+	T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0 && ptl == sizeof(msg) &&
+	    memcmp(pt, msg, ptl) == 0, "the genuine blob still decrypts");
+
+	/* format 1: refused for use; the upgrade binds it once */
+	bl = legacy_of(RSA_K.blob, RSA_K.blob_len, bad, sizeof(bad));
+	T_CHECK(bl > 0 && hsm_blob_is_legacy(bad, bl) &&
+	    !hsm_blob_is_legacy(RSA_K.blob, RSA_K.blob_len) &&
+	    !hsm_blob_is_legacy(bad, bl - 1) && !hsm_blob_is_legacy(NULL, 0),
+	    "hsm_blob_is_legacy: 1 for a well-formed format-1 blob only");
+	ptl = sizeof(pt);
+	sl = sizeof(sig);
+	T_CHECK(tok_key_decrypt(H, "up/1", bad, bl, HSM_ALG_RSA_OAEP, ct, ctl,
+	    pt, &ptl) == HSM_ERR_INTERNAL && tok_key_sign(H, "up/1", bad, bl,
+	    HSM_ALG_RS256, dg, 32, sig, &sl) == HSM_ERR_INTERNAL,
+	    "a format-1 blob is refused by decrypt and sign");
+	T_CHECK(tok_blob_upgrade(H, "up/1", bad, bl, &up, &upl) == 0 &&
+	    up != NULL && !hsm_blob_is_legacy(up, upl) &&
+	    upl == RSA_K.blob_len, "upgrade of a format-1 blob gives a "
+	    "format-2 blob");
+	ptl = sizeof(pt);
+	T_CHECK(up != NULL && tok_key_decrypt(H, "up/1", up, upl,
+	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0 && ptl == sizeof(msg) &&
+	    memcmp(pt, msg, ptl) == 0, "the upgraded blob decrypts under "
+	    "the bind it was upgraded to");
+	ptl = sizeof(pt);
+	T_CHECK(up != NULL && tok_key_decrypt(H, RSA_K.id, up, upl,
+	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == HSM_ERR_INTERNAL,
+	    "... and under no other");
+	T_CHECK(up != NULL && tok_blob_upgrade(H, "up/2", up, upl, &up2,
+	    &up2l) == HSM_ERR_ARGS && up2 == NULL && tok_blob_upgrade(H,
+	    "up/2", RSA_K.blob, RSA_K.blob_len, &up2, &up2l) ==
+	    HSM_ERR_ARGS, "upgrade of a format-2 blob: ARGS (never "
+	    "re-bound)");
+	T_CHECK(tok_blob_upgrade(H, "", bad, bl, &up2, &up2l) ==
+	    HSM_ERR_ARGS && tok_blob_upgrade(H, "x", bad, 7, &up2, &up2l) ==
+	    HSM_ERR_ARGS, "upgrade with an empty bind or of junk: ARGS");
+	bad[30] ^= 0x40;
+	T_CHECK(tok_blob_upgrade(H, "up/3", bad, bl, &up2, &up2l) ==
+	    HSM_ERR_INTERNAL && up2 == NULL, "upgrade of a format-1 blob "
+	    "the domain key does not open: INTERNAL, nothing bound");
+	bad[30] ^= 0x40;
+	bad[5] = 2;               /* EC, P-256: the header lies */
+	bad[6] = 0;
+	bad[7] = 1;
+	T_CHECK(tok_blob_upgrade(H, "up/4", bad, bl, &up2, &up2l) ==
+	    HSM_ERR_INTERNAL && up2 == NULL, "upgrade of a format-1 blob "
+	    "whose header names another key type: INTERNAL");
+	free(up);
+}
+
+/* A format-1 blob as the old code made it (raw PKCS#11), end to end. */
+static void
+test_legacy(void)
+{
+	uint8_t old[4096], *up = NULL, dg[32] = { 5 }, sig[512];
+	size_t ol, upl = 0, sl = sizeof(sig);
+	CK_OBJECT_HANDLE pub;
+
+	ol = raw_legacy_rsa(old, sizeof(old), &pub);
+	T_CHECK(ol > 8 && hsm_blob_is_legacy(old, ol),
+	    "raw PKCS#11 makes a format-1 blob, as before binding");
+	if (ol <= 8)
+		return;
+	T_CHECK(tok_key_sign(H, "legacy/1", old, ol, HSM_ALG_RS256, dg, 32,
+	    sig, &sl) == HSM_ERR_INTERNAL, "the old blob is refused for use");
+	T_CHECK(tok_blob_upgrade(H, "legacy/1", old, ol, &up, &upl) == 0 &&
+	    raw_sign_verifies("legacy/1", up, upl, pub),
+	    "upgraded, it signs under its bind (verified with the raw "
+	    "public key)");
+	sl = sizeof(sig);
+	T_CHECK(up != NULL && tok_key_sign(H, "legacy/2", up, upl,
+	    HSM_ALG_RS256, dg, 32, sig, &sl) == HSM_ERR_INTERNAL,
+	    "the upgraded blob is refused under another bind");
+	free(up);
+	P->C_DestroyObject(RS, pub);
+}
+
+/* A copy of k's key bound to id (the upgrade of its format-1 form). */
+static int
+bound_copy(const struct key *k, const char *id, uint8_t **blob, size_t *len)
+{
+	uint8_t old[4096];
+	size_t ol = legacy_of(k->blob, k->blob_len, old, sizeof(old));
+
+	*blob = NULL;
+	return ol > 0 && tok_blob_upgrade(H, id, old, ol, blob, len) == 0;
 }
 
 static void
@@ -614,32 +942,37 @@ test_cache(void)
 
 	T_CHECK(hsm_pub_encrypt(RSA_K.spki, RSA_K.spki_len, HSM_ALG_RSA_OAEP,
 	    msg, sizeof(msg), ct, &ctl) == 0, "encrypt for the cache tests");
-	hsm_stats(H, &hits0, &miss0, &busy, &total);
+	tok_stats(H, &hits0, &miss0, &busy, &total);
 	ptl = sizeof(pt);
-	T_CHECK(hsm_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+	T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
 	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0, "decrypt (cached)");
-	hsm_stats(H, &hits1, &miss1, &busy, &total);
+	tok_stats(H, &hits1, &miss1, &busy, &total);
 	T_CHECK(hits1 == hits0 + 1 && miss1 == miss0 && busy == 0 &&
 	    total == 4, "a second use of a cache_id is a cache hit");
-	hsm_key_forget(H, RSA_K.id);
+	tok_key_forget(H, RSA_K.id);
 	ptl = sizeof(pt);
-	T_CHECK(hsm_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+	T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
 	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0 &&
 	    ptl == sizeof(msg) && memcmp(pt, msg, ptl) == 0,
-	    "after hsm_key_forget, decrypt still works (re-unwraps)");
-	hsm_stats(H, &hits0, &miss0, NULL, NULL);
+	    "after tok_key_forget, decrypt still works (re-unwraps)");
+	tok_stats(H, &hits0, &miss0, NULL, NULL);
 	T_CHECK(miss0 == miss1 + 1, "the forgotten id was a cache miss");
 
 	for (i = 0; i < 20; i++) {
+		uint8_t *b = NULL;
+		size_t bl = 0;
+
 		snprintf(id, sizeof(id), "evict-%zu", i);
 		ptl = sizeof(pt);
 		sl = sizeof(sig);
-		if (hsm_key_decrypt(H, id, RSA_K.blob, RSA_K.blob_len,
+		if (!bound_copy(&RSA_K, id, &b, &bl) ||
+		    tok_key_decrypt(H, id, b, bl,
 		    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) != 0 ||
 		    ptl != sizeof(msg) ||
-		    hsm_key_sign(H, id, RSA_K.blob, RSA_K.blob_len,
+		    tok_key_sign(H, id, b, bl,
 		    HSM_ALG_RS256, dg, 32, sig, &sl) != 0)
 			ok = 0;
+		free(b);
 	}
 	T_CHECK(ok, "20 cache_ids through a cache of 4 all work (eviction)");
 	T_CHECK(raw_find(CKO_PRIVATE_KEY, 1, objs, 64) <= 4,
@@ -648,6 +981,11 @@ test_cache(void)
 
 struct worker { int ok; unsigned seed; };
 
+/* 7 ids per key, each with the key's blob bound to it */
+#define TH_IDS 7
+static uint8_t *th_blob[2][TH_IDS];
+static size_t th_len[2][TH_IDS];
+
 static void *
 worker_run(void *arg)
 {
@@ -655,6 +993,7 @@ worker_run(void *arg)
 	uint8_t dg[32], sig[512];
 	char id[32];
 	size_t sl;
+	unsigned j;
 	int i, valid;
 
 	w->ok = 1;
@@ -662,16 +1001,24 @@ worker_run(void *arg)
 		struct key *k = (i % 2) ? &RSA_K : &EC_K[0];
 		enum hsm_alg alg = (i % 2) ? HSM_ALG_PS256 : HSM_ALG_ES256;
 
-		snprintf(id, sizeof(id), "%s-%u", k->name,
-		    (unsigned)((w->seed + (unsigned)i) % 7));
+		j = (w->seed + (unsigned)i) % TH_IDS;
+		snprintf(id, sizeof(id), "%s-%u", k->name, j);
 		RAND_bytes(dg, sizeof(dg));
 		sl = sizeof(sig);
-		if (hsm_key_sign(H, id, k->blob, k->blob_len, alg, dg, 32,
-		    sig, &sl) != 0 || hsm_pub_verify(k->spki, k->spki_len,
-		    alg, dg, 32, sig, sl, &valid) != 0 || valid != 1)
+		if (tok_key_sign(H, id, th_blob[i % 2][j], th_len[i % 2][j],
+		    alg, dg, 32, sig, &sl) != 0 || hsm_pub_verify(k->spki,
+		    k->spki_len, alg, dg, 32, sig, sl, &valid) != 0 ||
+		    valid != 1)
+			w->ok = 0;
+		/* a blob bound to another id of the same key: refused */
+		sl = sizeof(sig);
+		if (i % 5 == 0 && tok_key_sign(H, id,
+		    th_blob[i % 2][(j + 1) % TH_IDS],
+		    th_len[i % 2][(j + 1) % TH_IDS], alg, dg, 32, sig, &sl) !=
+		    HSM_ERR_INTERNAL)
 			w->ok = 0;
 		if (i % 10 == 0)
-			hsm_key_forget(H, id);
+			tok_key_forget(H, id);
 	}
 	return NULL;
 }
@@ -681,9 +1028,23 @@ test_threads(void)
 {
 	pthread_t th[6];
 	struct worker w[6];
+	char id[32];
 	int i, ok = 1;
+	unsigned j;
 	size_t busy = 1;
 
+	for (i = 0; i < 2; i++) {
+		struct key *k = i ? &RSA_K : &EC_K[0];
+
+		for (j = 0; j < TH_IDS; j++) {
+			snprintf(id, sizeof(id), "%s-%u", k->name, j);
+			if (!bound_copy(k, id, &th_blob[i][j], &th_len[i][j]))
+				ok = 0;
+		}
+	}
+	T_CHECK(ok, "14 bound copies for the thread test");
+	if (!ok)
+		goto out;
 	for (i = 0; i < 6; i++) {
 		w[i].seed = (unsigned)i * 3;
 		pthread_create(&th[i], NULL, worker_run, &w[i]);
@@ -692,9 +1053,14 @@ test_threads(void)
 		pthread_join(th[i], NULL);
 		ok &= w[i].ok;
 	}
-	hsm_stats(H, NULL, NULL, &busy, NULL);
+	tok_stats(H, NULL, NULL, &busy, NULL);
 	T_CHECK(ok && busy == 0, "6 threads x 40 signs over 14 ids, cache of "
-	    "4, pool of 4, with forgets: all verify");
+	    "4, pool of 4, with forgets and blobs of other ids: all verify, "
+	    "every misbound blob refused");
+out:
+	for (i = 0; i < 2; i++)
+		for (j = 0; j < TH_IDS; j++)
+			free(th_blob[i][j]);
 }
 
 static void
@@ -707,14 +1073,63 @@ test_recovery(void)
 	 * out: the next call fails, the one after recovers. */
 	T_CHECK(P->C_CloseAllSessions(raw_slot) == CKR_OK,
 	    "raw C_CloseAllSessions");
-	T_CHECK(hsm_key_sign(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+	T_CHECK(tok_key_sign(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
 	    HSM_ALG_RS256, dg, 32, sig, &sl) == HSM_ERR_UNAVAILABLE,
 	    "a call on a lost session is UNAVAILABLE");
 	sl = sizeof(sig);
-	T_CHECK(hsm_key_sign(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+	T_CHECK(tok_key_sign(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
 	    HSM_ALG_RS256, dg, 32, sig, &sl) == 0,
 	    "the next call recovers (sessions reopened, login, cache cleared)");
-	T_CHECK(hsm_health(H) == 0, "health is OK after recovery");
+	T_CHECK(tok_health(H) == 0, "health is OK after recovery");
+}
+
+/*
+ * A token without a bind key (one initialised before blobs were bound)
+ * gets one at tok_open. Here the bind key is destroyed by hand, so the
+ * new one also shows that blobs fail closed when the key changes.
+ */
+static void
+test_bind_key_created(void)
+{
+	struct tok_config cfg = { MODULE, LABEL, USER_PIN, 2, 4 };
+	CK_OBJECT_CLASS sk = CKO_SECRET_KEY;
+	CK_ATTRIBUTE find[] = {
+		{ CKA_CLASS, &sk, sizeof(sk) },
+		{ CKA_LABEL, "p11vault-bind", 13 },
+	};
+	CK_OBJECT_HANDLE k[2];
+	CK_ULONG n = 0;
+	uint8_t dg[32] = { 2 }, sig[512], *b = NULL, *s = NULL;
+	size_t sl = sizeof(sig), bl = 0, spl = 0;
+
+	T_CHECK(raw_open(), "raw session again, the module closed");
+	if (P->C_FindObjectsInit(RS, find, 2) == CKR_OK) {
+		P->C_FindObjects(RS, k, 2, &n);
+		P->C_FindObjectsFinal(RS);
+	}
+	T_CHECK(n == 1 && P->C_DestroyObject(RS, k[0]) == CKR_OK,
+	    "the bind key is destroyed by hand");
+	T_CHECK(tok_open(&cfg, &H) == 0, "open a token without a bind key");
+	if (H == NULL)
+		return;
+	n = 0;
+	if (P->C_FindObjectsInit(RS, find, 2) == CKR_OK) {
+		P->C_FindObjects(RS, k, 2, &n);
+		P->C_FindObjectsFinal(RS);
+	}
+	T_CHECK(n == 1, "tok_open made a bind key");
+	T_CHECK(tok_key_sign(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+	    HSM_ALG_RS256, dg, 32, sig, &sl) == HSM_ERR_INTERNAL,
+	    "a blob tagged by the old bind key fails closed");
+	sl = sizeof(sig);
+	T_CHECK(tok_key_generate(H, "new/1", HSM_KTY_EC, 0,
+	    NID_X9_62_prime256v1, &b, &bl, &s, &spl) == 0 &&
+	    tok_key_sign(H, "new/1", b, bl, HSM_ALG_ES256, dg, 32, sig, &sl)
+	    == 0, "new blobs are bound with the new key");
+	free(b);
+	free(s);
+	tok_close(H);
+	H = NULL;
 }
 
 static void
@@ -727,7 +1142,7 @@ free_key(struct key *k)
 int
 main(void)
 {
-	struct hsm_config cfg = { MODULE, LABEL, USER_PIN, 4, 4 };
+	struct tok_config cfg = { MODULE, LABEL, USER_PIN, 4, 4 };
 	char cmd[256];
 	int i;
 
@@ -736,19 +1151,24 @@ main(void)
 		return T_DONE();
 	}
 	test_init_open();
-	T_CHECK(hsm_open(&cfg, &H) == 0 && H != NULL, "open the token");
+	T_CHECK(tok_open(&cfg, &H) == 0 && H != NULL, "open the token");
 	if (H == NULL)
 		return T_DONE();
-	T_CHECK(hsm_health(H) == 0, "health is OK");
+	T_CHECK(tok_health(H) == 0, "health is OK");
+	T_CHECK(raw_open(), "raw PKCS#11 session with the user PIN");
 	test_generate();
 	test_decrypt();
 	test_sign();
 	test_jwt();
+	test_bind_key();
+	test_binding();
+	test_legacy();
 	test_non_extractable();
 	test_cache();
 	test_threads();
 	test_recovery();
-	hsm_close(H);
+	tok_close(H);
+	test_bind_key_created();
 	if (raw_dl != NULL)
 		dlclose(raw_dl);
 	free_key(&RSA_K);

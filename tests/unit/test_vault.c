@@ -291,7 +291,7 @@ main(void)
 	free(conf_after);
 	free(pin_after);
 
-	r = vault_open(dir, 0, &v);
+	r = vault_open(dir, NULL, &v);
 	T_CHECK(r == 0 && v != NULL, "vault_open opens the new vault");
 	if (r != 0) {
 		fprintf(stderr, "vault_open: %d\n", r);
@@ -1049,7 +1049,7 @@ main(void)
 	}
 
 	/* ---- close and reopen -------------------------------------- */
-	r = vault_open(dir, 2, &v);
+	r = vault_open(dir, &(struct vlt_open_opts){ 2, NULL, NULL }, &v);
 	T_CHECK(r == 0, "reopen");
 	if (r != 0)
 		goto done;
@@ -1084,7 +1084,7 @@ main(void)
 	{
 		vault_t *v2 = NULL;
 
-		T_CHECK(vault_open("/nonexistent-p11vault", 0, &v2) ==
+		T_CHECK(vault_open("/nonexistent-p11vault", NULL, &v2) ==
 		    VLT_ERR_NOT_FOUND && v2 == NULL,
 		    "open of a missing directory -> NOT_FOUND");
 	}

@@ -1,0 +1,132 @@
+/*
+ * hsm/proto.h — the messages between the network process (client.c) and
+ * the token process (tokend.c). Private to hsm/ (and its fuzz target).
+ *
+ * A message is a 16-byte header and a payload of fields:
+ *
+ *	u8 version (TOKP_VERSION) | u8 op | u16 nfields | u32 id |
+ *	i32 status | u32 payload length            (all big-endian)
+ *	payload: nfields times (u32 length | bytes)
+ *
+ * A request carries status 0; its answer repeats op and id and carries an
+ * HSM_OK / HSM_ERR_* status, with the answer's fields only when HSM_OK.
+ * Every op has a fixed shape for its request and for its answer (field
+ * count, each field's kind and cap), checked by tokp_recv before anyone
+ * looks at a field: a message of the wrong shape is refused whole.
+ *
+ * Must never: read a length before checking it against its cap; leave a
+ * message that may hold a PIN, a plaintext or a DEK unwiped.
+ */
+#ifndef P11VAULT_HSM_PROTO_H
+#define P11VAULT_HSM_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hsm/hsm.h"
+
+#define TOKP_VERSION 1
+#define TOKP_HDR_LEN 16
+#define TOKP_FIELDS_MAX 8
+#define TOKP_DATA_MAX (1024 * 1024)  /* seal/unseal input (backups) */
+#define TOKP_PAYLOAD_MAX (TOKP_DATA_MAX + 4096)
+#define TOKP_BLOB_MAX (16 * 1024)    /* a key blob (hsm_int.h HSM_BLOB_MAX) */
+#define TOKP_SPKI_MAX 4096
+#define TOKP_RSA_MAX 512             /* 4096-bit modulus */
+#define TOKP_DIGEST_MAX 64
+#define TOKP_JWT_DATA_MAX (64 * 1024)
+#define TOKP_PKCS8_MAX (8 * 1024)
+#define TOKP_TRANSFER_MAX (16 * 1024)
+#define TOKP_PATH_MAX 4096
+#define TOKP_LABEL_MAX 32
+#define TOKP_USER_MAX 64
+#define TOKP_PIN_MAX 256
+#define TOKP_CHAN_MAX 250            /* channels per token process */
+#define TOKP_BOOT_FD 3               /* the token process's boot socket */
+
+enum tokp_op {
+	TOKP_HELLO = 1,     /* boot: config + channel fds; answer: open's rc */
+	TOKP_TOKEN_INIT,    /* boot: a one-shot token process inits a token */
+	TOKP_HEALTH,
+	TOKP_GENERATE,
+	TOKP_DECRYPT,
+	TOKP_SIGN,
+	TOKP_FORGET,
+	TOKP_JWT_SIGN,
+	TOKP_JWT_PUBLIC,
+	TOKP_STATS,
+	TOKP_IMPORT,
+	TOKP_IMPORT_BYOK,
+	TOKP_SEAL,
+	TOKP_UNSEAL,
+	TOKP_UPGRADE,
+	TOKP_OP_COUNT
+};
+
+struct tokp_field {
+	const uint8_t *p;
+	uint32_t len;
+};
+
+/* A received message; fields point into raw (owned, wiped by
+ * tokp_msg_clear). */
+struct tokp_msg {
+	uint8_t op;
+	uint32_t id;
+	int32_t status;
+	uint16_t n;
+	struct tokp_field f[TOKP_FIELDS_MAX];
+	uint8_t *raw;
+	size_t raw_len;       /* raw's size (wiped whole) */
+	size_t len;           /* the message's length in raw */
+};
+
+/* A message being built; on any failure err is set and tokp_send
+ * refuses it. */
+struct tokp_buf {
+	uint8_t *p;
+	size_t len, cap;
+	uint16_t n;
+	int err;
+};
+
+void tokp_begin(struct tokp_buf *b, enum tokp_op op, uint32_t id,
+    int32_t status);
+void tokp_put(struct tokp_buf *b, const void *p, size_t len);
+void tokp_put_u32(struct tokp_buf *b, uint32_t v);
+void tokp_put_u64(struct tokp_buf *b, uint64_t v);
+void tokp_put_str(struct tokp_buf *b, const char *s);
+/* Wipes and frees the buffer. */
+void tokp_buf_clear(struct tokp_buf *b);
+
+/*
+ * Parses one whole message (header and payload) held in buf. response:
+ * check it against the op's answer shape (a non-OK status has no
+ * fields), else against its request shape. The fields point into buf;
+ * m->raw is not set. 0, or -1 for anything malformed.
+ */
+int tokp_parse(const uint8_t *buf, size_t len, int response,
+    struct tokp_msg *m) HSM_WUR;
+
+/* Field accessors; -1 if the field is not of that kind. tokp_str copies
+ * a string field (no NUL inside) into out[cap]. */
+int tokp_u32(const struct tokp_field *f, uint32_t *v) HSM_WUR;
+int tokp_u64(const struct tokp_field *f, uint64_t *v) HSM_WUR;
+int tokp_str(const struct tokp_field *f, char *out, size_t cap) HSM_WUR;
+
+/*
+ * I/O on a connected SOCK_STREAM socket. tokp_send writes the whole
+ * message (and, with nfds > 0, passes fds with it); tokp_recv reads one
+ * whole message within timeout_ms (-1: no limit), taking fds passed with
+ * it into fds[*nfds] (in: capacity; NULL: none accepted), and parses it
+ * as tokp_parse does. timeout_ms -1 blocks, or waits as long as the
+ * socket's SO_RCVTIMEO (then -3). Returns 0; -1 on a malformed message
+ * or an I/O error; -2 on EOF (the peer is gone); -3 on timeout.
+ */
+int tokp_send(int fd, const struct tokp_buf *b, const int *fds, size_t nfds)
+    HSM_WUR;
+int tokp_recv(int fd, int timeout_ms, int response, struct tokp_msg *m,
+    int *fds, size_t *nfds) HSM_WUR;
+void tokp_msg_clear(struct tokp_msg *m);
+
+#endif

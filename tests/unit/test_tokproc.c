@@ -1,0 +1,283 @@
+/*
+ * test_tokproc — hsm/hsm.h as the network process uses it: through the
+ * token process (client.c, proto.c, tokend.c) to a real SoftHSMv2 token.
+ * Start, the module allowlist, the PIN file, round trips of every kind,
+ * several calls at once, and the token process killed (alone and during
+ * a storm): only correct answers or HSM_ERR_UNAVAILABLE, then service
+ * again without reopening.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/obj_mac.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include "hsm/hsm.h"
+#include "tests/unit/softhsm_setup.h"
+#include "tests/unit/t.h"
+
+#define MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#define LABEL "p11vault-tp"
+#define SO_PIN "so-secret-5678"
+#define USER_PIN "user-secret-5678"
+#define BIND "rsa-key/0123456789abcdef0123456789abcdef"
+
+static char tmpdir[] = "/tmp/p11vault-tokproc-XXXXXX";
+static char pin_file[600];
+static hsm_t *H;
+static uint8_t *blob, *spki;
+static size_t blob_len, spki_len;
+
+static int
+write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	size_t n = strlen(text);
+	int ok;
+
+	if (fd < 0)
+		return -1;
+	ok = write(fd, text, n) == (ssize_t)n;
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+static int
+open_with(const char *pinf, const char *allow, hsm_t **out)
+{
+	struct hsm_config c;
+
+	memset(&c, 0, sizeof(c));
+	c.module_path = MODULE;
+	c.token_label = LABEL;
+	c.pin_file = pinf;
+	c.module_allow = allow;
+	c.pool_size = 4;
+	return hsm_open(&c, out);
+}
+
+/* One OAEP round trip with a fresh DEK: 0 correct, 1 unavailable, -1 a
+ * wrong answer or another error. */
+static int
+round_trip(void)
+{
+	uint8_t dek[32], ct[512], pt[512];
+	size_t ct_len = sizeof(ct), pt_len = sizeof(pt);
+	int rc;
+
+	if (RAND_bytes(dek, sizeof(dek)) != 1 ||
+	    hsm_pub_encrypt(spki, spki_len, HSM_ALG_RSA_OAEP, dek, sizeof(dek),
+	    ct, &ct_len) != 0)
+		return -1;
+	rc = hsm_key_decrypt(H, BIND, blob, blob_len, HSM_ALG_RSA_OAEP, ct,
+	    ct_len, pt, &pt_len);
+	if (rc == HSM_ERR_UNAVAILABLE)
+		return 1;
+	if (rc != 0 || pt_len != sizeof(dek) || memcmp(pt, dek, 32) != 0)
+		return -1;
+	return 0;
+}
+
+struct storm {
+	int stop;
+	unsigned ok, unavailable, wrong;
+};
+
+static void *
+storm_main(void *arg)
+{
+	struct storm *s = arg;
+	int r;
+
+	while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
+		r = round_trip();
+		if (r == 0)
+			__atomic_add_fetch(&s->ok, 1, __ATOMIC_RELAXED);
+		else if (r == 1)
+			__atomic_add_fetch(&s->unavailable, 1,
+			    __ATOMIC_RELAXED);
+		else
+			__atomic_add_fetch(&s->wrong, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* Waits (at most 15 s) for a correct round trip; ms taken, or -1. */
+static long
+wait_service(void)
+{
+	long ms;
+
+	for (ms = 0; ms < 15000; ms += 50) {
+		if (round_trip() == 0)
+			return ms;
+		sleep_ms(50);
+	}
+	return -1;
+}
+
+static void
+kill_token(void)
+{
+	long pid;
+	uint64_t restarts;
+
+	hsm_process(H, &pid, &restarts);
+	if (pid > 0)
+		kill((pid_t)pid, SIGKILL);
+}
+
+int
+main(void)
+{
+	char path[600], bad_pin[600];
+	uint8_t digest[32], sig[512], jsig[64], *jpub = NULL, big[20000];
+	size_t sig_len = sizeof(sig), jpub_len = 0, i;
+	uint64_t hits, misses, restarts, r0;
+	size_t busy, total;
+	long pid, pid2, ms;
+	int valid = 0, rc;
+	pthread_t th[4];
+	struct storm st;
+	hsm_t *h2 = NULL;
+
+	if (softhsm_setup(tmpdir) != 0) {
+		printf("not ok - softhsm setup\n");
+		return 1;
+	}
+	snprintf(pin_file, sizeof(pin_file), "%s/user.pin", tmpdir);
+	snprintf(bad_pin, sizeof(bad_pin), "%s/wrong.pin", tmpdir);
+	T_CHECK(write_file(pin_file, USER_PIN "\n") == 0 &&
+	    write_file(bad_pin, "not-the-pin") == 0, "PIN files written");
+
+	T_CHECK(hsm_token_init("/tmp/../tmp/libnot-allowed.so", NULL, LABEL,
+	    SO_PIN, USER_PIN) == HSM_ERR_ARGS,
+	    "init: a module outside the allowlist is refused");
+	T_CHECK(hsm_token_init(MODULE, "/opt:/srv", LABEL, SO_PIN,
+	    USER_PIN) == HSM_ERR_ARGS,
+	    "init: a module outside a configured allowlist is refused");
+	T_CHECK(hsm_token_init(MODULE, NULL, LABEL, SO_PIN, USER_PIN) == 0,
+	    "init in a one-shot token process");
+	T_CHECK(hsm_token_init(MODULE, NULL, LABEL, SO_PIN, USER_PIN) ==
+	    HSM_ERR_EXISTS, "init again: HSM_ERR_EXISTS");
+
+	T_CHECK(open_with(pin_file, "/opt", &h2) == HSM_ERR_ARGS && h2 == NULL,
+	    "open: module outside the allowlist is refused");
+	T_CHECK(open_with(bad_pin, NULL, &h2) != 0 && h2 == NULL,
+	    "open: a wrong PIN fails to open");
+	snprintf(path, sizeof(path), "%s/missing.pin", tmpdir);
+	T_CHECK(open_with(path, NULL, &h2) == HSM_ERR_UNAVAILABLE &&
+	    h2 == NULL, "open: a missing PIN file fails to open");
+	rc = open_with(pin_file, NULL, &H);
+	T_CHECK(rc == 0 && H != NULL, "open through the token process");
+	if (H == NULL)
+		return 1;
+	hsm_process(H, &pid, &r0);
+	T_CHECK(pid > 0 && pid != getpid() && r0 == 0,
+	    "a token process of its own");
+	T_CHECK(hsm_health(H) == 0, "health");
+
+	rc = hsm_key_generate(H, BIND, HSM_KTY_RSA, 2048, 0, &blob, &blob_len,
+	    &spki, &spki_len);
+	T_CHECK(rc == 0 && blob_len > 0 && hsm_pub_size(spki, spki_len) ==
+	    256, "generate RSA-2048 through the token process");
+	if (rc != 0)
+		return 1;
+	T_CHECK(round_trip() == 0, "decrypt: the DEK comes back");
+	SHA256((const uint8_t *)"abc", 3, digest);
+	rc = hsm_key_sign(H, BIND, blob, blob_len, HSM_ALG_PS256, digest, 32,
+	    sig, &sig_len);
+	T_CHECK(rc == 0 && sig_len == 256 && hsm_pub_verify(spki, spki_len,
+	    HSM_ALG_PS256, digest, 32, sig, sig_len, &valid) == 0 && valid,
+	    "sign: the signature verifies");
+	sig_len = 16;
+	T_CHECK(hsm_key_sign(H, BIND, blob, blob_len, HSM_ALG_PS256, digest,
+	    32, sig, &sig_len) != 0, "sign into a short buffer fails");
+	T_CHECK(hsm_jwt_sign(H, (const uint8_t *)"a.b", 3, jsig) == 0 &&
+	    hsm_jwt_public(H, &jpub, &jpub_len) == 0 && jpub_len > 0,
+	    "JWT key: sign and public key");
+	free(jpub);
+	hsm_stats(H, &hits, &misses, &busy, &total);
+	T_CHECK(total == 4 && hits + misses >= 2, "stats from the token");
+
+	memset(big, 0x41, sizeof(big));
+	{
+		uint8_t pt[512];
+		size_t pt_len = sizeof(pt);
+		T_CHECK(hsm_key_decrypt(H, BIND, big, sizeof(big),
+		    HSM_ALG_RSA_OAEP, big, 256, pt, &pt_len) == HSM_ERR_ARGS,
+		    "an oversized blob is refused before it is sent");
+	}
+	hsm_process(H, &pid2, &restarts);
+	T_CHECK(pid2 == pid && restarts == 0,
+	    "a refused request does not cost the token process");
+
+	/* several at once */
+	memset(&st, 0, sizeof(st));
+	for (i = 0; i < 4; i++)
+		pthread_create(&th[i], NULL, storm_main, &st);
+	sleep_ms(1500);
+	__atomic_store_n(&st.stop, 1, __ATOMIC_RELEASE);
+	for (i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	T_CHECK(st.ok > 20 && st.wrong == 0 && st.unavailable == 0,
+	    "4 threads at once: every answer correct");
+
+	/* killed while idle */
+	kill_token();
+	sleep_ms(100);
+	rc = round_trip();
+	T_CHECK(rc == 0 || rc == 1, "right after kill -9: correct or "
+	    "unavailable, never wrong");
+	ms = wait_service();
+	hsm_process(H, &pid2, &restarts);
+	T_CHECK(ms >= 0 && pid2 > 0 && pid2 != pid && restarts == 1,
+	    "a new token process serves again by itself");
+	printf("# service back %ld ms after the kill\n", ms);
+	T_CHECK(hsm_health(H) == 0, "health again");
+
+	/* killed during a storm */
+	memset(&st, 0, sizeof(st));
+	for (i = 0; i < 4; i++)
+		pthread_create(&th[i], NULL, storm_main, &st);
+	sleep_ms(500);
+	kill_token();
+	sleep_ms(3000);
+	__atomic_store_n(&st.stop, 1, __ATOMIC_RELEASE);
+	for (i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	printf("# storm: %u ok, %u unavailable, %u wrong\n", st.ok,
+	    st.unavailable, st.wrong);
+	T_CHECK(st.wrong == 0, "kill -9 during a storm: no wrong answer");
+	T_CHECK(st.unavailable > 0, "kill -9 during a storm: some calls "
+	    "were answered unavailable");
+	T_CHECK(wait_service() >= 0, "kill -9 during a storm: service back");
+	hsm_process(H, &pid2, &restarts);
+	T_CHECK(restarts == 2, "two restarts in all");
+
+	hsm_close(H);
+	free(blob);
+	free(spki);
+	snprintf(path, sizeof(path), "rm -rf '%s'", tmpdir);
+	if (system(path) != 0)
+		printf("# could not remove %s\n", tmpdir);
+	return T_DONE();
+}

@@ -1,0 +1,324 @@
+/*
+ * test_vault_bind — blobs bound to what they are, at the vault level,
+ * against a real SoftHSMv2 token: the bind is the lower-cased name and
+ * the version; a store whose rows were swapped or given a stripped
+ * (unbound) blob serves nothing wrong; a store made before binding is
+ * upgraded once at open; a backup made before binding is upgraded at
+ * restore. The store is edited behind the vault's back with SQLite.
+ */
+#include <ftw.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+#include <sqlite3.h>
+
+#include "hsm/hsm.h"
+#include "vault/vault.h"
+#include "t.h"
+
+#define TAG 32
+#define BLOB_MAX 8192
+
+static char dir[256], top[256];
+
+static int
+rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *f)
+{
+	(void)sb; (void)flag; (void)f;
+	return remove(path);
+}
+
+static void
+path_of(char *dst, size_t cap, const char *name)
+{
+	snprintf(dst, cap, "%s/%s", dir, name);
+}
+
+/* The blob of name's only version, read straight from vault.db. */
+static size_t
+db_blob(const char *name, uint8_t *out, size_t cap)
+{
+	char p[512];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	size_t n = 0;
+
+	path_of(p, sizeof(p), "vault.db");
+	if (sqlite3_open(p, &db) == SQLITE_OK && sqlite3_prepare_v2(db,
+	    "SELECT blob FROM key_versions WHERE name = ?1", -1, &st, NULL) ==
+	    SQLITE_OK && sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) ==
+	    SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+		n = (size_t)sqlite3_column_bytes(st, 0);
+		if (n > cap)
+			n = 0;
+		else
+			memcpy(out, sqlite3_column_blob(st, 0), n);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+static int
+db_set_blob(const char *name, const uint8_t *blob, size_t len)
+{
+	char p[512];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int ok = 0;
+
+	path_of(p, sizeof(p), "vault.db");
+	if (sqlite3_open(p, &db) == SQLITE_OK && sqlite3_prepare_v2(db,
+	    "UPDATE key_versions SET blob = ?1 WHERE name = ?2", -1, &st,
+	    NULL) == SQLITE_OK &&
+	    sqlite3_bind_blob(st, 1, blob, (int)len, SQLITE_STATIC) ==
+	    SQLITE_OK &&
+	    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_DONE)
+		ok = sqlite3_changes(db) == 1;
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return ok;
+}
+
+/* A bound blob as format 1 had it: same wrapped bytes, version 1, no
+ * tag (what a store writer can make of any bound blob). */
+static size_t
+strip(uint8_t *blob, size_t len)
+{
+	if (len < 8 + TAG || blob[4] != 2)
+		return 0;
+	blob[4] = 1;
+	return len - TAG;
+}
+
+static int
+open_vault(vault_t **v)
+{
+	struct vlt_open_opts o = { 2, NULL, NULL };
+
+	*v = NULL;
+	return vault_open(dir, &o, v);
+}
+
+/* Decrypts ct with name's latest version; 0 and pt, or the error. */
+static int
+unwrap(vault_t *v, const char *name, const uint8_t *ct, size_t ctl,
+    const uint8_t *want)
+{
+	uint8_t out[512];
+	size_t ol = sizeof(out);
+	char kid[VLT_VERSION_LEN + 1];
+	int r;
+
+	r = vault_key_decrypt(v, name, NULL, VLT_OP_UNWRAP,
+	    VLT_ALG_RSA_OAEP_256, ct, ctl, out, &ol, kid);
+	if (r == 0 && (ol != 32 || memcmp(out, want, 32) != 0))
+		return -100;   /* a wrong result: the worst outcome */
+	return r;
+}
+
+static int
+wrap(vault_t *v, const char *name, const uint8_t *dek, uint8_t *ct,
+    size_t *ctl)
+{
+	char kid[VLT_VERSION_LEN + 1];
+
+	*ctl = 512;
+	return vault_key_encrypt(v, name, NULL, VLT_OP_WRAP,
+	    VLT_ALG_RSA_OAEP_256, dek, 32, ct, ctl, kid);
+}
+
+/*
+ * The sealed payload of a backup with every blob in it turned into format
+ * 1, resealed by the token: a backup as the code before binding made it.
+ * Blobs are found by their magic; each is its record's last field.
+ */
+static int
+old_backup(vault_t *v, const uint8_t *bk, size_t bkl, uint8_t **out,
+    size_t *outl)
+{
+	struct hsm_config hc;
+	hsm_t *h = NULL;
+	uint8_t *pl = NULL, *np = NULL;
+	size_t pll = 0, i, o = 0, blen, nstripped = 0;
+	char pin[512];
+	int ok = 0;
+
+	memset(&hc, 0, sizeof(hc));
+	path_of(pin, sizeof(pin), "hsm/user.pin");
+	hc.module_path = vault_config(v, "module");
+	hc.token_label = vault_config(v, "token_label");
+	hc.pin_file = pin;
+	hc.pool_size = 1;
+	if (hsm_open(&hc, &h) != 0 || hsm_unseal(h, bk, bkl, &pl, &pll) != 0 ||
+	    (np = malloc(pll)) == NULL)
+		goto out;
+	for (i = 0; i < pll; ) {
+		if (i >= 4 && i + 5 <= pll && memcmp(pl + i, "P11V\x02", 5) ==
+		    0) {
+			blen = (size_t)pl[i - 4] << 24 |
+			    (size_t)pl[i - 3] << 16 |
+			    (size_t)pl[i - 2] << 8 | pl[i - 1];
+			if (blen < 8 + TAG || i + blen > pll)
+				goto out;
+			o -= 4;
+			blen -= TAG;
+			np[o++] = (uint8_t)(blen >> 24);
+			np[o++] = (uint8_t)(blen >> 16);
+			np[o++] = (uint8_t)(blen >> 8);
+			np[o++] = (uint8_t)blen;
+			memcpy(np + o, pl + i, blen);
+			np[o + 4] = 1;
+			o += blen;
+			i += blen + TAG;
+			nstripped++;
+			continue;
+		}
+		np[o++] = pl[i++];
+	}
+	ok = nstripped > 0 && hsm_seal(h, np, o, out, outl) == 0;
+out:
+	free(pl);
+	free(np);
+	hsm_close(h);
+	return ok;
+}
+
+int
+main(void)
+{
+	struct vlt_init_params ip;
+	struct vlt_create_req rq;
+	struct vlt_key_info k;
+	vault_t *v = NULL;
+	uint8_t dek[32], ct_a[512], ct_b[512], ba[BLOB_MAX], bb[BLOB_MAX];
+	uint8_t tmp[BLOB_MAX], *bk = NULL, *obk = NULL;
+	size_t ctal = 0, ctbl = 0, bal, bbl, tl, bkl = 0, obkl = 0;
+	char p[512], tmpl[] = "/tmp/p11vault-bind-XXXXXX";
+	int r;
+
+	RAND_bytes(dek, sizeof(dek));
+	if (mkdtemp(tmpl) == NULL)
+		return 1;
+	snprintf(top, sizeof(top), "%s", tmpl);
+	snprintf(dir, sizeof(dir), "%s/data", tmpl);
+	memset(&ip, 0, sizeof(ip));
+	ip.data_dir = dir;
+	ip.vault_url = "https://127.0.0.1:18444";
+	T_CHECK(vault_init(&ip) == 0, "init a vault");
+	path_of(p, sizeof(p), "blobs-bound");
+	T_CHECK(access(p, F_OK) == 0, "a new vault says its store is bound "
+	    "(nothing to upgrade, ever)");
+	if ((r = open_vault(&v)) != 0) {
+		T_CHECK(0, "open the vault");
+		goto done;
+	}
+	memset(&rq, 0, sizeof(rq));
+	rq.kty = VLT_KTY_RSA;
+	rq.key_size = 2048;
+	rq.enabled = 1;
+	memset(&k, 0, sizeof(k));
+	T_CHECK(vault_key_create(v, "Bind-A", &rq, &k) == 0 &&
+	    vault_key_create(v, "bind-b", &rq, NULL) == 0, "two RSA keys");
+	vlt_key_info_clear(&k);
+	T_CHECK(wrap(v, "bind-a", dek, ct_a, &ctal) == 0 &&
+	    wrap(v, "BIND-B", dek, ct_b, &ctbl) == 0,
+	    "wrap a DEK with each");
+	T_CHECK(unwrap(v, "BIND-a", ct_a, ctal, dek) == 0 &&
+	    unwrap(v, "bind-b", ct_b, ctbl, dek) == 0, "both unwrap, "
+	    "under any case of their names (the bind is lower-cased)");
+	T_CHECK(vault_key_backup(v, "bind-a", &bk, &bkl) == 0,
+	    "back up key A");
+	vault_close(v);
+	v = NULL;
+
+	/* swapped rows: nothing served, nothing wrong */
+	bal = db_blob("Bind-A", ba, sizeof(ba));
+	bbl = db_blob("bind-b", bb, sizeof(bb));
+	T_CHECK(bal > 0 && bbl > 0 && ba[4] == 2 && bb[4] == 2,
+	    "the store holds format-2 blobs");
+	T_CHECK(db_set_blob("Bind-A", bb, bbl) && db_set_blob("bind-b", ba,
+	    bal), "swap the two blobs in vault.db");
+	if (open_vault(&v) != 0)
+		goto done;
+	T_CHECK(unwrap(v, "bind-a", ct_a, ctal, dek) == VLT_ERR_INTERNAL &&
+	    unwrap(v, "bind-b", ct_b, ctbl, dek) == VLT_ERR_INTERNAL &&
+	    unwrap(v, "bind-b", ct_a, ctal, dek) == VLT_ERR_INTERNAL,
+	    "swapped blobs: every unwrap is INTERNAL (B never opens A's "
+	    "ciphertext)");
+	vault_close(v);
+	v = NULL;
+
+	/* a stripped blob planted after the upgrade: never re-bound */
+	memcpy(tmp, ba, bal);
+	tl = strip(tmp, bal);
+	T_CHECK(db_set_blob("Bind-A", ba, bal) && tl > 0 &&
+	    db_set_blob("bind-b", tmp, tl), "plant A's blob, stripped of "
+	    "its tag (format 1), in B's row");
+	if (open_vault(&v) != 0)
+		goto done;
+	T_CHECK(unwrap(v, "bind-b", ct_a, ctal, dek) == VLT_ERR_INTERNAL &&
+	    unwrap(v, "bind-b", ct_b, ctbl, dek) == VLT_ERR_INTERNAL,
+	    "a format-1 blob in a bound store is refused, not re-bound at "
+	    "open");
+	free(obk);
+	obk = NULL;
+	T_CHECK(vault_key_backup(v, "bind-b", &obk, &obkl) ==
+	    VLT_ERR_INTERNAL && obk == NULL, "and backup refuses it (a "
+	    "restore would bind it)");
+	T_CHECK(unwrap(v, "bind-a", ct_a, ctal, dek) == 0,
+	    "A, in its own row, still works");
+	vault_close(v);
+	v = NULL;
+	T_CHECK(db_blob("bind-b", tmp, sizeof(tmp)) == tl && tmp[4] == 1,
+	    "the planted blob was left as it is");
+
+	/* a store from before binding: upgraded once, at open */
+	memcpy(tmp, bb, bbl);
+	tl = strip(tmp, bbl);
+	T_CHECK(db_set_blob("bind-b", tmp, tl) && unlink(p) == 0,
+	    "B's row gets its own blob as format 1, and the vault forgets "
+	    "its upgrade (a store made before binding)");
+	if (open_vault(&v) != 0)
+		goto done;
+	T_CHECK(unwrap(v, "bind-b", ct_b, ctbl, dek) == 0 &&
+	    unwrap(v, "bind-a", ct_a, ctal, dek) == 0,
+	    "open upgrades it: B unwraps again, A too");
+	vault_close(v);
+	v = NULL;
+	T_CHECK(db_blob("bind-b", tmp, sizeof(tmp)) == bbl && tmp[4] == 2 &&
+	    memcmp(tmp, bb, bbl) == 0 && access(p, F_OK) == 0,
+	    "the upgraded row holds the same bound blob as before, and the "
+	    "upgrade is recorded");
+
+	/* a backup from before binding: upgraded at restore */
+	if (open_vault(&v) != 0)
+		goto done;
+	T_CHECK(bk != NULL && old_backup(v, bk, bkl, &obk, &obkl),
+	    "make a backup of A as the code before binding would have");
+	T_CHECK(vault_key_delete(v, "bind-a", NULL) == 0 &&
+	    vault_key_purge(v, "bind-a") == 0, "delete and purge A");
+	T_CHECK(unwrap(v, "bind-a", ct_a, ctal, dek) == VLT_ERR_NOT_FOUND,
+	    "A is gone");
+	T_CHECK(obk != NULL && vault_key_restore(v, obk, obkl, NULL) == 0 &&
+	    unwrap(v, "bind-a", ct_a, ctal, dek) == 0,
+	    "restore of the old backup binds its blobs: A unwraps");
+	vault_close(v);
+	v = NULL;
+	T_CHECK(db_blob("bind-a", tmp, sizeof(tmp)) == bal && tmp[4] == 2 &&
+	    memcmp(tmp, ba, bal) == 0, "the restored row holds A's bound "
+	    "blob (same name and version: the same bind)");
+done:
+	vault_close(v);
+	free(bk);
+	free(obk);
+	if (getenv("KEEP_TEST_DIR") == NULL)
+		(void)nftw(top, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	return T_DONE();
+}
