@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include <openssl/crypto.h>
+
 #include "policy/policy.h"
 
 static const char b64url_alphabet[] =
@@ -115,6 +117,8 @@ policy_b64url_decode(const char *in, size_t len, uint8_t **out,
 	buf = NULL;
 	r = POLICY_OK;
 out:
-	free(buf);
+	/* a failed decode may have produced part of a secret already */
+	if (buf != NULL)
+		OPENSSL_clear_free(buf, olen ? olen : 1);
 	return r;
 }

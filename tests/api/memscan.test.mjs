@@ -230,14 +230,14 @@ describe('memory of the network process', { timeout: 600000 }, () => {
   });
 
   // Fails until the PKCS#11 token runs in its own process.
-  test('no private part of an imported key (BYOK RSA, JWK RSA, JWK EC) is in the network process [fails until the token process split]', () => {
+  test('no private part of an imported key (BYOK RSA, JWK RSA, JWK EC) is in the network process', () => {
     const found = hitsOf(netScan, 'part');
     const total = [...netScan.counts].filter(([l]) => partLabels.has(l)).reduce((a, [, c]) => a + c, 0);
     assert.equal(found.length, 0, `private key parts found in the network process (pid ${net}; ${total} hits):\n${summarize(found)}`);
   });
 
   // Fails until the PKCS#11 token runs in its own process.
-  test('the network process does not hold the token\'s user PIN [fails until the token process split]', (t) => {
+  test('the network process does not hold the token\'s user PIN', (t) => {
     if (!fs.existsSync(path.join(v.dir, 'hsm', 'user.pin'))) {
       t.skip('the vault keeps no hsm/user.pin');
       return;
