@@ -35,9 +35,6 @@
 
 extern char **environ;
 
-#define HSM_DEADLINE_DEFAULT_MS 5000u
-#define HSM_DEADLINE_MAX_MS 600000ul
-#define HSM_DEADLINE_ENV "P11VAULT_HSM_DEADLINE_MS"
 #define HSM_BOOT_TIMEOUT_MS 60000     /* load, C_Initialize, login */
 #define HSM_CALL_MIN_MS 30000         /* an answer later than this (or 4
                                          deadlines): the process is hung */
@@ -80,34 +77,6 @@ struct hsm {
 	uint8_t *jwt_spki;    /* the JWT public key, fetched once */
 	size_t jwt_spki_len;
 };
-
-static unsigned
-deadline_from_env(void)
-{
-	const char *e = getenv(HSM_DEADLINE_ENV);
-	unsigned long v;
-	char *end;
-
-	if (e == NULL || *e == '\0')
-		return HSM_DEADLINE_DEFAULT_MS;
-	errno = 0;
-	v = strtoul(e, &end, 10);
-	if (errno != 0 || *end != '\0' || v == 0 || v > HSM_DEADLINE_MAX_MS)
-		return HSM_DEADLINE_DEFAULT_MS;
-	return (unsigned)v;
-}
-
-static void
-deadline_in(struct timespec *ts, unsigned ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += (time_t)(ms / 1000u);
-	ts->tv_nsec += (long)(ms % 1000u) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
 
 static void
 gen_free(struct gen *g)
@@ -310,8 +279,11 @@ gen_kill_locked(struct hsm *h, struct gen *g)
 {
 	if (!g->dead) {
 		g->dead = 1;
-		if (g->pid > 0 && !g->reaped)
+		if (g->pid > 0 && !g->reaped) {
 			kill(g->pid, SIGKILL);
+			log_event("token_process_lost", "a call found the token "
+			    "process gone or hung; it is replaced");
+		}
 	}
 	pthread_cond_broadcast(&h->cv);
 	pthread_cond_signal(&h->scv);
@@ -392,7 +364,7 @@ supervise(void *arg)
 			    "not be started (error %d); retrying in %u ms", rc,
 			    backoff);
 			log_event("token_process_start_failed", msg);
-			deadline_in(&ts, backoff);
+			hsm_deadline_in(&ts, backoff);
 			backoff = backoff * 2 > HSM_RESTART_MAX_MS ?
 			    HSM_RESTART_MAX_MS : backoff * 2;
 			while (!h->stopping && pthread_cond_timedwait(&h->scv,
@@ -400,7 +372,7 @@ supervise(void *arg)
 				;
 			continue;
 		}
-		deadline_in(&ts, HSM_POLL_MS);
+		hsm_deadline_in(&ts, HSM_POLL_MS);
 		(void)pthread_cond_timedwait(&h->scv, &h->mu, &ts);
 	}
 	pthread_mutex_unlock(&h->mu);
@@ -420,7 +392,7 @@ chan_take(struct hsm *h, struct chan *c)
 	struct timespec ts;
 	int timed_out = 0;
 
-	deadline_in(&ts, h->deadline_ms);
+	hsm_deadline_in(&ts, h->deadline_ms);
 	pthread_mutex_lock(&h->mu);
 	for (;;) {
 		struct gen *g = h->cur;
@@ -556,7 +528,7 @@ hsm_open(const struct hsm_config *cfg, hsm_t **out)
 	h->run_as = dup_or_null(cfg->run_as, &err);
 	h->pool_size = cfg->pool_size ? cfg->pool_size : HSM_POOL_DEFAULT;
 	h->cache_size = cfg->cache_size;
-	h->deadline_ms = deadline_from_env();
+	h->deadline_ms = hsm_deadline_env();
 	h->call_ms = h->deadline_ms * 4 > HSM_CALL_MIN_MS ?
 	    h->deadline_ms * 4 : HSM_CALL_MIN_MS;
 	rc = HSM_ERR_NO_MEMORY;
@@ -772,8 +744,6 @@ hsm_key_decrypt(hsm_t *h, const char *cache_id, const uint8_t *blob,
     size_t blob_len, enum hsm_alg alg, const uint8_t *in, size_t in_len,
     uint8_t *out, size_t *out_len)
 {
-	if (in_len > TOKP_RSA_MAX)
-		return HSM_ERR_ARGS;
 	return key_op(h, TOKP_DECRYPT, cache_id, blob, blob_len, alg, in,
 	    in_len, out, out_len);
 }
@@ -783,8 +753,6 @@ hsm_key_sign(hsm_t *h, const char *cache_id, const uint8_t *blob,
     size_t blob_len, enum hsm_alg alg, const uint8_t *digest, size_t dlen,
     uint8_t *sig, size_t *sig_len)
 {
-	if (dlen > TOKP_DIGEST_MAX)
-		return HSM_ERR_ARGS;
 	return key_op(h, TOKP_SIGN, cache_id, blob, blob_len, alg, digest,
 	    dlen, sig, sig_len);
 }

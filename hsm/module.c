@@ -25,28 +25,13 @@
 
 #include "hsm/harden.h"
 #include "hsm/hsm_int.h"
+#include "hsm/proto.h"
 
 #define HSM_POOL_DEFAULT 8
 #define HSM_POOL_MAX 256
 #define HSM_PIN_MAX 256
 #define HSM_LABEL_MAX 32
-#define HSM_DEADLINE_DEFAULT_MS 5000u
-#define HSM_DEADLINE_MAX_MS 600000ul
 #define HSM_RETRY_MS 250u
-#define HSM_DEADLINE_ENV "P11VAULT_HSM_DEADLINE_MS"
-
-/* An absolute CLOCK_MONOTONIC time ms from now, for timed waits. */
-static void
-deadline_in(struct timespec *ts, unsigned ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += (time_t)(ms / 1000u);
-	ts->tv_nsec += (long)(ms % 1000u) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
 
 static uint64_t
 now_ms(void)
@@ -55,23 +40,6 @@ now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* The deadline from the environment; malformed or absent: the default. */
-static unsigned
-deadline_from_env(void)
-{
-	const char *e = getenv(HSM_DEADLINE_ENV);
-	unsigned long v;
-	char *end;
-
-	if (e == NULL || *e == '\0')
-		return HSM_DEADLINE_DEFAULT_MS;
-	errno = 0;
-	v = strtoul(e, &end, 10);
-	if (errno != 0 || *end != '\0' || v == 0 || v > HSM_DEADLINE_MAX_MS)
-		return HSM_DEADLINE_DEFAULT_MS;
-	return (unsigned)v;
 }
 
 int
@@ -375,7 +343,7 @@ tok_open(const struct tok_config *cfg, tok_t **out)
 	}
 	pthread_condattr_destroy(&ca);
 	cv_ok = 1;
-	h->deadline_ms = deadline_from_env();
+	h->deadline_ms = hsm_deadline_env();
 	if ((rc = hsm_cache_init(h, cfg->cache_size)) != 0)
 		goto out;
 	if ((rc = hsm_load(cfg->module_path, &h->dl, &h->f,
@@ -490,7 +458,7 @@ recover_main(void *arg)
 		pthread_cond_broadcast(&h->cv);
 		if (rc == 0)
 			continue;
-		deadline_in(&ts, HSM_RETRY_MS);
+		hsm_deadline_in(&ts, HSM_RETRY_MS);
 		while (!h->stopping &&
 		    pthread_cond_timedwait(&h->rcv, &h->mu, &ts) != ETIMEDOUT)
 			;
@@ -506,7 +474,7 @@ hsm_sess_take(tok_t *h, struct hsm_sess *s)
 	int rc;
 
 	memset(s, 0, sizeof(*s));
-	deadline_in(&ts, h->deadline_ms);
+	hsm_deadline_in(&ts, h->deadline_ms);
 	pthread_mutex_lock(&h->mu);
 	for (;;) {
 		if (h->stopping || (h->broken && h->down)) {

@@ -506,3 +506,31 @@ tokp_msg_clear(struct tokp_msg *m)
 	}
 	memset(m, 0, sizeof(*m));
 }
+
+unsigned
+hsm_deadline_env(void)
+{
+	const char *e = getenv(HSM_DEADLINE_ENV);
+	unsigned long v;
+	char *end;
+
+	if (e == NULL || *e == '\0')
+		return HSM_DEADLINE_DEFAULT_MS;
+	errno = 0;
+	v = strtoul(e, &end, 10);
+	if (errno != 0 || *end != '\0' || v == 0 || v > HSM_DEADLINE_MAX_MS)
+		return HSM_DEADLINE_DEFAULT_MS;
+	return (unsigned)v;
+}
+
+void
+hsm_deadline_in(struct timespec *ts, unsigned ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += (time_t)(ms / 1000u);
+	ts->tv_nsec += (long)(ms % 1000u) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}

@@ -129,4 +129,18 @@ int tokp_recv(int fd, int timeout_ms, int response, struct tokp_msg *m,
     int *fds, size_t *nfds) HSM_WUR;
 void tokp_msg_clear(struct tokp_msg *m);
 
+/*
+ * The deadline both sides keep: no caller waits longer than this for a
+ * channel (client.c) or a token session (module.c).
+ * P11VAULT_HSM_DEADLINE_MS from the environment (the token process
+ * inherits it); absent or malformed: 5000.
+ */
+#define HSM_DEADLINE_ENV "P11VAULT_HSM_DEADLINE_MS"
+#define HSM_DEADLINE_DEFAULT_MS 5000u
+#define HSM_DEADLINE_MAX_MS 600000ul
+unsigned hsm_deadline_env(void);
+struct timespec;
+/* An absolute CLOCK_MONOTONIC time ms from now, for timed waits. */
+void hsm_deadline_in(struct timespec *ts, unsigned ms);
+
 #endif
