@@ -68,13 +68,16 @@ done
 D="$W/vault"
 url="https://127.0.0.1:$port"
 "$BIN" init --data "$D" --vault-url "$url" >/dev/null
-"$BIN" serve --data "$D" --listen "127.0.0.1:$port" >"$W/serve.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 1 100); do
-	grep -q "listening on" "$W/serve.log" 2>/dev/null && break
-	kill -0 "$server_pid" 2>/dev/null || { cat "$W/serve.log" >&2; exit 1; }
-	sleep 0.1
-done
+start_server() {
+	"$BIN" serve --data "$D" --listen "127.0.0.1:$port" >>"$W/serve.log" 2>&1 &
+	server_pid=$!
+	for _ in $(seq 1 600); do
+		grep -q "listening on" "$W/serve.log" 2>/dev/null && break
+		kill -0 "$server_pid" 2>/dev/null || { cat "$W/serve.log" >&2; exit 1; }
+		sleep 0.1
+	done
+}
+start_server
 CA="$D/tls/ca.pem"
 # the token process: the server's child (argv[1] token-process)
 token_pid() { cat /proc/"$server_pid"/task/*/children 2>/dev/null | tr ' ' '\n' | grep -m1 . || true; }
@@ -202,6 +205,11 @@ for i in $(seq 0 $((BASE_KEYS - 1))); do
 	bct[$i]=$(wrapct "base$i" "$v" RSA-OAEP)
 done
 "$W/bin/fill" "$D/vault.db" "$KEYS" "${bases[@]}" >"$W/filled.txt"
+# the copies are unbound: restart once, the server binds them at open
+kill "$server_pid"; wait "$server_pid" || true
+: >"$W/serve.log"
+rm -f "$D/blobs-bound"
+start_server
 # the spread: SPREAD distinct keys picked at random, each with a
 # ciphertext made under its base key
 for i in $(seq 0 $((BASE_KEYS - 1))); do echo "$i ${bct[$i]}"; done >"$W/bct.txt"

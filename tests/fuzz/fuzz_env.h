@@ -25,6 +25,7 @@
 #include <openssl/evp.h>
 
 #include "api/api.h"
+#include "hsm/hsm.h"
 
 /* The vault starts its token process as /proc/self/exe HSM_TOKEN_ARGV:
  * this fuzzer binary becomes it before libFuzzer's main() runs. */
@@ -200,23 +201,15 @@ fz_env_init(void)
 	free(jwt);
 	{
 		struct hsm_config hc;
-		char pin[256], pinf[128];
-		FILE *f;
+		char pinf[128];
 		snprintf(pinf, sizeof(pinf), "%s/hsm/user.pin", fz_dir);
 		memset(&hc, 0, sizeof(hc));
-		if ((f = fopen(pinf, "r")) != NULL &&
-		    fgets(pin, sizeof(pin), f) != NULL) {
-			pin[strcspn(pin, "\r\n")] = '\0';
-			hc.module_path = "/usr/lib/softhsm/libsofthsm2.so";
-			hc.token_label = "p11vault";
-			hc.user_pin = pin;
-			hc.pool_size = 1;
-			if (hsm_open(&hc, &fz_hsm) != 0)
-				fz_hsm = NULL;
-			OPENSSL_cleanse(pin, sizeof(pin));
-		}
-		if (f)
-			fclose(f);
+		hc.module_path = "/usr/lib/softhsm/libsofthsm2.so";
+		hc.token_label = "p11vault";
+		hc.pin_file = pinf;
+		hc.pool_size = 1;
+		if (hsm_open(&hc, &fz_hsm) != 0)
+			fz_hsm = NULL;
 	}
 	/* One key of each kind, made once: keygen stays out of the loop. */
 	fz_create("k1", VLT_KTY_RSA, 0);
