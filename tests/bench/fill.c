@@ -38,8 +38,9 @@ main(int argc, char **argv)
 	    " exp, created, updated, tags, spki,"
 	    /* the base blob as an unbound one (format 1: version byte 1, no
 	     * tag), which the server binds to the new row at its next start */
+	    " CASE WHEN substr(blob, 5, 1) = X'02' THEN"
 	    " CAST(X'5031315601' || substr(blob, 6, length(blob) - 37)"
-	    " AS BLOB) FROM key_versions"
+	    " AS BLOB) ELSE blob END FROM key_versions"
 	    " WHERE seq = (SELECT latest_seq FROM keys WHERE name = ?3)";
 	static const char key_sql[] =
 	    "INSERT INTO keys (name, latest_seq) VALUES (?1, 0)";
