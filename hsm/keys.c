@@ -15,6 +15,7 @@
  * unwrap a blob for use before its tag verified against the bind it is
  * used under; re-bind a bound blob.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -319,6 +320,25 @@ blob_mac(tok_t *h, struct hsm_sess *s, const char *bind, const uint8_t *hdr,
  * SoftHSMv2's C_Verify of an HMAC compares with memcmp, which is not
  * constant time.
  */
+/* One line for the custodian: the store holds a blob that is not the one
+ * made for this key version (moved, altered, or unbound). The bind (a key
+ * name and a version id) is not secret; printed only if it is plain. */
+static void
+log_unbound(const char *bind)
+{
+	size_t i;
+
+	for (i = 0; bind[i] != '\0'; i++)
+		if (!((bind[i] >= 'a' && bind[i] <= 'z') ||
+		    (bind[i] >= '0' && bind[i] <= '9') || bind[i] == '-' ||
+		    bind[i] == '/' || bind[i] == '_'))
+			break;
+	fprintf(stderr, "{\"level\":\"error\",\"event\":"
+	    "\"blob_binding_failed\",\"key\":\"%s\",\"msg\":\"the stored "
+	    "blob of this key version was not made for it; refused\"}\n",
+	    bind[i] == '\0' ? bind : "?");
+}
+
 int
 hsm_blob_verify(tok_t *h, struct hsm_sess *s, const char *bind,
     const struct hsm_blob_info *bi)
@@ -326,15 +346,20 @@ hsm_blob_verify(tok_t *h, struct hsm_sess *s, const char *bind,
 	uint8_t tag[HSM_BLOB_TAG];
 	int rc;
 
-	if (bi->version != HSM_BLOB_VERSION || bi->tag == NULL ||
-	    hsm_bind_check(bind) != 0)
+	if (hsm_bind_check(bind) != 0)
 		return HSM_ERR_INTERNAL;
+	if (bi->version != HSM_BLOB_VERSION || bi->tag == NULL) {
+		log_unbound(bind);
+		return HSM_ERR_INTERNAL;
+	}
 	if ((rc = blob_mac(h, s, bind, bi->hdr, bi->wrapped, bi->wrapped_len,
 	    tag)) != 0)
 		return rc;
 	rc = CRYPTO_memcmp(tag, bi->tag, HSM_BLOB_TAG) == 0 ? 0 :
 	    HSM_ERR_INTERNAL;
 	OPENSSL_cleanse(tag, sizeof(tag));
+	if (rc != 0)
+		log_unbound(bind);
 	return rc;
 }
 

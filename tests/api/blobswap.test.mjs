@@ -137,6 +137,10 @@ describe('blobs swapped in the store', { timeout: 180000 }, () => {
       apiVersion: true, token: await token(v), body: { alg: 'RSA-OAEP-256', value: b64u(s.wrapped[a.name]) },
     });
     refusedCleanly(r, 'A\'s ciphertext through B');
+    // the custodian is told which key version's blob was refused
+    for (const k of s.keys) {
+      assert.match(v.stderr, new RegExp(`"event":"blob_binding_failed","key":"${k.name.toLowerCase()}/${k.version}"`));
+    }
   });
 
   test('the server did not crash, and the untouched EC key still works', async () => {
