@@ -89,40 +89,10 @@ struct cli_cmd {
 	cli_fn fn;
 };
 
-/* ---- wiping allocator for Jansson ----------------------------------------
- * Jansson copies strings (the admin secret, the token, a new identity's
- * secret) into its own buffers and lexer scratch space. A size-prefixed
- * allocator lets free() wipe every one of them. It is installed only for
- * the duration of cli_admin(); the CLI process holds no other JSON then. */
-
-#define WIPE_HDR sizeof(max_align_t)
-
-static void *
-wipe_malloc(size_t n)
-{
-	unsigned char *p;
-
-	if (n > SIZE_MAX - WIPE_HDR)
-		return NULL;
-	if ((p = malloc(n + WIPE_HDR)) == NULL)
-		return NULL;
-	memcpy(p, &n, sizeof(n));
-	return p + WIPE_HDR;
-}
-
-static void
-wipe_free(void *ptr)
-{
-	unsigned char *p;
-	size_t n;
-
-	if (ptr == NULL)
-		return;
-	p = (unsigned char *)ptr - WIPE_HDR;
-	memcpy(&n, p, sizeof(n));
-	OPENSSL_cleanse(p, n + WIPE_HDR);
-	free(p);
-}
+/* Jansson copies strings (the admin secret, the token, a new identity's
+ * secret) into its own buffers and lexer scratch space: for the duration
+ * of cli_admin() it frees through api_wipe_free (json.c), which wipes
+ * every one of them. */
 
 /* ---- output ---------------------------------------------------------------*/
 
@@ -161,7 +131,7 @@ print_json(const json_t *v)
 		return CLI_FAIL;
 	}
 	puts(s);
-	wipe_free(s);           /* json_dumps used wipe_malloc */
+	api_wipe_free(s);       /* json_dumps: Jansson's allocator */
 	if (fflush(stdout) != 0) {
 		fail_line("cannot write to stdout: %s", strerror(errno));
 		return CLI_FAIL;
@@ -400,7 +370,7 @@ session_open(struct cli_session *s, const struct cli_opts *o)
 static void
 session_close(struct cli_session *s)
 {
-	json_decref(s->admin);         /* wipe_free clears the secret */
+	json_decref(s->admin);         /* api_wipe_free clears the secret */
 	s->admin = NULL;
 	if (s->token != NULL)
 		OPENSSL_clear_free(s->token, s->token_len + 1);
@@ -552,7 +522,7 @@ admin_call(struct cli_session *s, const char *method, const char *path,
 out:
 	json_decref(resp);
 	raw_free(raw, raw_len);
-	wipe_free(req);
+	api_wipe_free(req);
 	return rc;
 }
 
@@ -991,7 +961,7 @@ cli_admin(int argc, char **argv)
 		return rc > 0 ? 0 : CLI_USAGE_ERR;
 	}
 
-	json_set_alloc_funcs(wipe_malloc, wipe_free);
+	api_json_wipe_on_free();
 	rc = session_open(&s, &o);
 	if (rc == 0)
 		rc = get_token(&s);
@@ -1046,7 +1016,7 @@ cli_admin_fetch_kek(const char *data, const char *vault_url,
 	o.vault_url = vault_url;
 	o.admin = admin;
 	o.ca = ca;
-	json_set_alloc_funcs(wipe_malloc, wipe_free);
+	api_json_wipe_on_free();
 	rc = session_open(&s, &o);
 	if (rc == 0)
 		rc = get_token(&s);

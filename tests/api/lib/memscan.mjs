@@ -158,26 +158,6 @@ export function scanProcess(pid, needles, { maxHitsPerNeedle = 8 } = {}) {
   }
 }
 
-// The same, letting the event loop run between reads (requests in flight
-// while the memory is read).
-export async function scanProcessAsync(pid, needles, { maxHitsPerNeedle = 8 } = {}) {
-  const fh = await fs.promises.open(`/proc/${pid}/mem`, 'r');
-  try {
-    const g = scan(pid, needles, maxHitsPerNeedle);
-    let r = g.next();
-    while (!r.done) {
-      const [b, off, len, pos] = r.value;
-      let n;
-      let err = null;
-      try { n = (await fh.read(b, off, len, pos)).bytesRead; } catch (e) { err = e; }
-      r = err ? g.throw(err) : g.next(n);
-    }
-    return r.value;
-  } finally {
-    await fh.close();
-  }
-}
-
 // ---------------------------------------------------------------- needles
 
 // Big-endian bytes without leading zeros (as in a JWK, a DER INTEGER's
