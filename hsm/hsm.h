@@ -77,7 +77,8 @@ typedef struct hsm hsm_t;
 
 /*
  * Initialises a fresh token (in a token process of its own, which checks
- * module_path against module_allow as hsm_open does) in the first slot without an initialised token:
+ * module_path against module_allow as hsm_open does) in the first slot
+ * without an initialised token:
  * C_InitToken(so_pin, label), C_InitPIN(user_pin), then as SO the domain
  * key (AES-256, CKA_TOKEN, CKA_TRUSTED, CKA_PRIVATE=FALSE, sensitive,
  * not extractable, wrap/unwrap only, label "p11vault-domain") and as user
@@ -188,7 +189,8 @@ struct hsm_key_desc {
  * hsm_key_generate (bound to bind). A malformed or unsupported key:
  * HSM_ERR_ARGS.
  */
-int hsm_key_import(hsm_t *h, const char *bind, const uint8_t *pkcs8, size_t pkcs8_len,
+int hsm_key_import(hsm_t *h, const char *bind, const uint8_t *pkcs8,
+    size_t pkcs8_len,
     struct hsm_key_desc *desc, uint8_t **blob, size_t *blob_len,
     uint8_t **spki, size_t *spki_len) HSM_WUR;
 
@@ -202,7 +204,8 @@ int hsm_key_import(hsm_t *h, const char *bind, const uint8_t *pkcs8, size_t pkcs
  * HSM_ERR_ARGS.
  */
 int hsm_key_import_byok(hsm_t *h, const char *bind, const char *kek_bind,
-    const uint8_t *kek_blob, size_t kek_blob_len, const uint8_t *transfer, size_t transfer_len,
+    const uint8_t *kek_blob, size_t kek_blob_len, const uint8_t *transfer,
+    size_t transfer_len,
     struct hsm_key_desc *desc, uint8_t **blob, size_t *blob_len,
     uint8_t **spki, size_t *spki_len) HSM_WUR;
 

@@ -55,7 +55,8 @@ int tok_health(tok_t *h) HSM_WUR;
  * rsa_bits: 2048, 3072 or 4096 (RSA); ec_nid: a curve NID (EC).
  */
 int tok_key_generate(tok_t *h, const char *bind, enum hsm_kty kty,
-    unsigned rsa_bits, int ec_nid, uint8_t **blob, size_t *blob_len, uint8_t **spki,
+    unsigned rsa_bits, int ec_nid, uint8_t **blob, size_t *blob_len,
+    uint8_t **spki,
     size_t *spki_len) HSM_WUR;
 
 /*
@@ -101,7 +102,8 @@ void tok_stats(tok_t *h, uint64_t *cache_hits, uint64_t *cache_misses,
  * a generated key, and destroyed. The caller wipes pkcs8. Out as for
  * tok_key_generate. A malformed or unsupported key: HSM_ERR_ARGS.
  */
-int tok_key_import(tok_t *h, const char *bind, const uint8_t *pkcs8, size_t pkcs8_len,
+int tok_key_import(tok_t *h, const char *bind, const uint8_t *pkcs8,
+    size_t pkcs8_len,
     struct hsm_key_desc *desc, uint8_t **blob, size_t *blob_len,
     uint8_t **spki, size_t *spki_len) HSM_WUR;
 
@@ -114,7 +116,8 @@ int tok_key_import(tok_t *h, const char *bind, const uint8_t *pkcs8, size_t pkcs
  * HSM_ERR_ARGS.
  */
 int tok_key_import_byok(tok_t *h, const char *bind,
-    const char *kek_bind, const uint8_t *kek_blob, size_t kek_blob_len, const uint8_t *transfer, size_t transfer_len,
+    const char *kek_bind, const uint8_t *kek_blob, size_t kek_blob_len,
+    const uint8_t *transfer, size_t transfer_len,
     struct hsm_key_desc *desc, uint8_t **blob, size_t *blob_len,
     uint8_t **spki, size_t *spki_len) HSM_WUR;
 
