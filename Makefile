@@ -1,7 +1,7 @@
 # p11vault — one entry point: make, make run, make test, make bench.
 CC      ?= cc
 BUILD   := build
-PKGS    := libmicrohttpd jansson sqlite3 libssl libcrypto gnutls p11-kit-1 libseccomp
+PKGS    := libmicrohttpd jansson sqlite3 libssl libcrypto gnutls p11-kit-1 libseccomp libgfshare
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Wformat=2 \
 	-Wshadow -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE \
 	-I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -12,7 +12,7 @@ SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 # Debian packages the build and the tests need (installed by `make deps`).
 APT_PKGS := build-essential pkg-config softhsm2 libsofthsm2 opensc \
 	libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev \
-	libgnutls28-dev libp11-kit-dev libseccomp-dev gnutls-bin openssl curl \
+	libgnutls28-dev libp11-kit-dev libseccomp-dev libgfshare-dev gnutls-bin openssl curl \
 	clang wrk
 
 LIB_SRCS := $(wildcard hsm/*.c) $(wildcard vault/*.c) $(wildcard policy/*.c) \

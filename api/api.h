@@ -11,6 +11,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+
 #include <jansson.h>
 
 #include "policy/policy.h"
@@ -84,7 +86,13 @@ struct api_ctx {
 	const char *resource;      /* token audience, e.g. https://vault.azure.net */
 	char issuer[512];
 	char challenge[1024];      /* WWW-Authenticate value */
+	int verify_key_set;        /* the JWT public key is in policy (a
+	                              vault started sealed gets it at unseal) */
 };
+
+/* router.c: gives policy the token's JWT public key if it lacks it (the
+ * vault was sealed when serve started). 0 once it has it. */
+int api_verify_key_refresh(struct api_ctx *c);
 
 struct api_req {
 	struct api_ctx *ctx;
@@ -200,6 +208,15 @@ void api_token(struct api_req *q, struct api_resp *r, char **segs, size_t n);
 
 /* admin_api.c — /admin/... */
 void api_admin(struct api_req *q, struct api_resp *r, char **segs, size_t n);
+/* cli_seal.c: `p11vault unseal`, `p11vault rekey`, and init's unseal
+ * defaults (systemd-creds with the host key as root, else none) */
+int cli_unseal(int argc, char **argv);
+int cli_rekey(int argc, char **argv);
+const char *cli_seal_default_auto(void);
+json_t *cli_seal_shares_json(const char *shares);
+void cli_seal_advice(FILE *f, unsigned m, unsigned n, const char *method);
+/* seal_api.c: /sys/seal-status, /sys/unseal (no authentication) */
+void api_sys(struct api_req *q, struct api_resp *r, char **segs, size_t n);
 
 /* audit.c */
 struct timespec;
@@ -211,6 +228,9 @@ void api_audit_request(struct api_req *q, struct api_resp *r,
 void api_metrics_observe(const char *operation, unsigned status, double ms);
 void api_metrics_observe_token(const char *operation, int ok, double ms);
 int api_metrics_render(struct api_ctx *c, char **text, size_t *len) API_WUR;
+/* Only the seal gauges, for a sealed vault. */
+int api_metrics_render_sealed(struct api_ctx *c, char **text, size_t *len)
+    API_WUR;
 
 /* http.c */
 struct api_server;

@@ -115,6 +115,12 @@ api_resp_vault_error(struct api_resp *r, int err, const char *name,
 		    "The vault's HSM is temporarily unavailable. Retry later.");
 		r->retry_after = 1;
 		return;
+	case VLT_ERR_SEALED:
+		api_resp_error(r, 503, "ServiceUnavailable",
+		    "The vault is sealed: no key operation is served until it "
+		    "is unsealed (p11vault unseal, or its unattended method).");
+		r->retry_after = 5;
+		return;
 	case VLT_ERR_NO_MEMORY:
 	case VLT_ERR_INTERNAL:
 	default:

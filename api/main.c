@@ -141,7 +141,8 @@ write_secret_file(const char *path, const char *text)
 
 static const char *const init_opts[] = { "--data", "--vault-url",
 	"--tenant-id", "--tls-ca-cert", "--tls-ca-key", "--module",
-	"--token-label", NULL };
+	"--token-label", "--key-shares", "--key-threshold", "--auto-unseal",
+	NULL };
 static const char *const no_opts[] = { NULL };
 
 static int
@@ -152,6 +153,13 @@ cmd_init(int argc, char **argv)
 	const char *tenant = opt(argc, argv, "--tenant-id");
 	const char *ca_cert = opt(argc, argv, "--tls-ca-cert");
 	const char *ca_key = opt(argc, argv, "--tls-ca-key");
+	const char *ks = opt(argc, argv, "--key-shares");
+	const char *kt = opt(argc, argv, "--key-threshold");
+	const char *au = opt(argc, argv, "--auto-unseal");
+	unsigned nshares = ks ? (unsigned)strtoul(ks, NULL, 10) : 5;
+	unsigned thresh = kt ? (unsigned)strtoul(kt, NULL, 10) :
+	    (nshares < 3 ? nshares : 3);
+	char *shares = NULL;
 	char host[256], hostport[300], tls_dir[4096], path[4200], err[256];
 	char tid[POLICY_ID_LEN + 1], secret[64], *json = NULL;
 	struct vlt_init_params ip;
@@ -166,9 +174,19 @@ cmd_init(int argc, char **argv)
 		    "[--tenant-id UUID]\n"
 		    "       [--tls-ca-cert PEM --tls-ca-key PEM] "
 		    "[--module PKCS11.so --token-label LABEL]\n"
+		    "       [--key-shares N (5)] [--key-threshold M (3)]\n"
+		    "       [--auto-unseal auto|none|systemd-creds[:host|tpm2|"
+		    "host+tpm2|auto]|clevis:PIN CONFIG]\n"
 		    "Creates a new vault in DIR: the token, the domain key, "
 		    "the store, TLS material\n"
-		    "and the first administrator (DIR/admin.json, mode 0600).");
+		    "and the first administrator (DIR/admin.json, mode 0600). "
+		    "The token's PINs derive\n"
+		    "from an unseal secret split into N operator key shares "
+		    "(any M unseal), printed\n"
+		    "once; --auto-unseal (default auto: systemd-creds with the "
+		    "host key when run as\n"
+		    "root, else none) lets the server unseal by itself at "
+		    "start.");
 		return 0;
 	}
 	check_args(argc, argv, init_opts, no_opts);
@@ -180,6 +198,14 @@ cmd_init(int argc, char **argv)
 		die("--vault-url must look like https://HOST[:PORT]");
 	if ((ca_cert == NULL) != (ca_key == NULL))
 		die("--tls-ca-cert and --tls-ca-key go together");
+	if (au == NULL || strcmp(au, "auto") == 0)
+		au = cli_seal_default_auto();
+	if (nshares > 16 || thresh > nshares || (nshares > 0 && thresh == 0))
+		die("--key-threshold must be 1..--key-shares, and --key-shares "
+		    "0..16");
+	if (nshares == 0 && strcmp(au, "none") == 0)
+		die("--key-shares 0 needs an --auto-unseal method: nothing "
+		    "else could unseal the vault");
 	if (vault_exists(dir))
 		die("%s already holds a vault; nothing was changed", dir);
 	if (tenant == NULL) {
@@ -202,11 +228,18 @@ cmd_init(int argc, char **argv)
 	ip.module_path = opt(argc, argv, "--module");
 	ip.module_allow = getenv("P11VAULT_MODULE_ALLOW");
 	ip.token_label = opt(argc, argv, "--token-label");
+	ip.key_shares = nshares;
+	ip.key_threshold = thresh;
+	ip.auto_unseal = au;
+	ip.shares_out = &shares;
 	rc = vault_init(&ip);
 	if (rc == VLT_ERR_EXISTS)
 		die("%s already holds a vault; nothing was changed", dir);
 	if (rc != 0)
-		die("cannot initialise the vault (error %d)", rc);
+		die("cannot initialise the vault (error %d%s)", rc,
+		    rc == VLT_ERR_BAD_PARAM ? ": a bad --auto-unseal" :
+		    rc == VLT_ERR_UNAVAILABLE ? ": the token, or the "
+		    "unattended method, failed: see above" : "");
 	memset(&oo, 0, sizeof(oo));
 	oo.pool_size = 2;
 	oo.module_allow = ip.module_allow;
@@ -246,9 +279,26 @@ cmd_init(int argc, char **argv)
 	OPENSSL_cleanse(secret, sizeof(secret));
 	free(admin.secret_hash);
 	vault_close(v);
-	printf("{\"dataDir\":\"%s\",\"vaultUrl\":\"%s\",\"tenantId\":\"%s\","
-	    "\"adminCredential\":\"%s/admin.json\",\"caCertificate\":"
-	    "\"%s/tls/ca.pem\"}\n", dir, url, tenant, dir, dir);
+	{
+		json_t *j = json_pack("{s:s, s:s, s:s, s:s+, s:s+, s:o, s:i, "
+		    "s:s}", "dataDir", dir, "vaultUrl", url, "tenantId",
+		    tenant, "adminCredential", dir, "/admin.json",
+		    "caCertificate", dir, "/tls/ca.pem", "unsealKeyShares",
+		    cli_seal_shares_json(shares ? shares : ""),
+		    "unsealThreshold", (int)thresh, "autoUnseal", au);
+		json = j ? json_dumps(j, JSON_COMPACT) : NULL;
+		json_decref(j);
+	}
+	if (shares != NULL) {
+		OPENSSL_cleanse(shares, strlen(shares));
+		free(shares);
+	}
+	if (json == NULL)
+		die("out of memory");
+	printf("%s\n", json);
+	OPENSSL_cleanse(json, strlen(json));
+	free(json);
+	cli_seal_advice(stderr, thresh, nshares, au);
 	return 0;
 }
 
@@ -287,7 +337,7 @@ sweeper_main(void *arg)
 }
 
 static int
-load_policy(vault_t *v, policy_t *p)
+load_policy(vault_t *v, policy_t *p, int *key_set)
 {
 	struct vlt_principal *pr = NULL;
 	struct vlt_access_policy *ap = NULL;
@@ -305,9 +355,17 @@ load_policy(vault_t *v, policy_t *p)
 	for (i = 0; i < m; i++)
 		if (policy_access_set(p, ap[i].object_id, ap[i].perms) != 0)
 			goto out;
-	if (vault_jwt_public(v, &spki, &len) != 0 ||
-	    policy_set_verify_key(p, spki, len) != 0)
+	/* a sealed vault's key comes at unseal (api_verify_key_refresh) */
+	rc = vault_jwt_public(v, &spki, &len);
+	if (rc == VLT_ERR_SEALED) {
+		rc = 0;
 		goto out;
+	}
+	if (rc != 0 || policy_set_verify_key(p, spki, len) != 0) {
+		rc = -1;
+		goto out;
+	}
+	*key_set = 1;
 	rc = 0;
 out:
 	free(spki);
@@ -407,7 +465,7 @@ cmd_serve(int argc, char **argv)
 	lifetime = vault_config(ctx.vault, "token_lifetime");
 	pc.token_lifetime = lifetime ? atoll(lifetime) : 3600;
 	if (policy_new(&pc, &ctx.policy) != 0 ||
-	    load_policy(ctx.vault, ctx.policy) != 0)
+	    load_policy(ctx.vault, ctx.policy, &ctx.verify_key_set) != 0)
 		die("cannot load identities and access policies");
 
 	if (listen == NULL)
@@ -489,6 +547,8 @@ usage(FILE *f)
 	fputs("usage: p11vault COMMAND [ARGS]   (COMMAND --help for more)\n"
 	    "  init      create a new vault in a data directory\n"
 	    "  serve     serve a vault over HTTPS\n"
+	    "  unseal    give an operator key share to a sealed server\n"
+	    "  rekey     new key shares and PINs (server stopped)\n"
 	    "  vault     show | update the vault's properties\n"
 	    "  identity  create | list | delete workload identities\n"
 	    "  policy    set | list | delete access policies\n"
@@ -517,6 +577,10 @@ main(int argc, char **argv)
 		return cmd_serve(argc - 1, argv + 1);
 	if (strcmp(argv[1], "audit") == 0)
 		return cmd_audit(argc - 1, argv + 1);
+	if (strcmp(argv[1], "unseal") == 0)
+		return cli_unseal(argc - 1, argv + 1);
+	if (strcmp(argv[1], "rekey") == 0)
+		return cli_rekey(argc - 1, argv + 1);
 	if (strcmp(argv[1], "byok") == 0)
 		return cli_byok(argc - 1, argv + 1);
 	if (strcmp(argv[1], "identity-agent") == 0)

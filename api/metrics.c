@@ -225,6 +225,51 @@ render_series(struct met_buf *b, const struct met_series *tab, size_t n,
 	}
 }
 
+static void
+put_seal(struct met_buf *b, struct api_ctx *c)
+{
+	struct vlt_seal_status st;
+
+	if (c == NULL || c->vault == NULL ||
+	    vault_seal_status(c->vault, &st) != 0)
+		return;
+	put(b, "# HELP p11vault_sealed 1 while the vault is sealed (no key "
+	    "operation is served).\n"
+	    "# TYPE p11vault_sealed gauge\n"
+	    "p11vault_sealed %d\n"
+	    "# HELP p11vault_unseal_shares Operator key shares: needed "
+	    "(threshold), made (total), given so far (progress).\n"
+	    "# TYPE p11vault_unseal_shares gauge\n"
+	    "p11vault_unseal_shares{kind=\"threshold\"} %u\n"
+	    "p11vault_unseal_shares{kind=\"total\"} %u\n"
+	    "p11vault_unseal_shares{kind=\"progress\"} %u\n"
+	    "# HELP p11vault_plaintext_pins 1 while the token's PINs rest in "
+	    "PIN files (a vault not yet moved to sealing).\n"
+	    "# TYPE p11vault_plaintext_pins gauge\n"
+	    "p11vault_plaintext_pins %d\n", st.sealed, st.threshold,
+	    st.shares, st.progress, st.plaintext_pins);
+}
+
+int
+api_metrics_render_sealed(struct api_ctx *c, char **text, size_t *len)
+{
+	struct met_buf b = { NULL, 0, MET_TEXT_MAX, 0 };
+
+	*text = NULL;
+	*len = 0;
+	if ((b.p = malloc(b.cap)) == NULL)
+		return -1;
+	b.p[0] = '\0';
+	put_seal(&b, c);
+	if (b.failed) {
+		free(b.p);
+		return -1;
+	}
+	*text = b.p;
+	*len = b.len;
+	return 0;
+}
+
 int
 api_metrics_render(struct api_ctx *c, char **text, size_t *len)
 {
@@ -266,6 +311,7 @@ api_metrics_render(struct api_ctx *c, char **text, size_t *len)
 		    "# TYPE p11vault_token_process_restarts_total counter\n"
 		    "p11vault_token_process_restarts_total %llu\n", up,
 		    (unsigned long long)hits);
+	put_seal(&b, c);
 	if (c != NULL && c->vault != NULL &&
 	    vault_version_cache_stats(c->vault, &hits, &misses) == 0)
 		put(&b, "# HELP p11vault_version_cache_total Key version "

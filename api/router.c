@@ -45,6 +45,23 @@ api_version_check(struct api_req *q, struct api_resp *r)
 }
 
 int
+api_verify_key_refresh(struct api_ctx *c)
+{
+	uint8_t *spki = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (__atomic_load_n(&c->verify_key_set, __ATOMIC_ACQUIRE))
+		return 0;
+	rc = vault_jwt_public(c->vault, &spki, &len);
+	if (rc == 0 && (rc = policy_set_verify_key(c->policy, spki, len)) ==
+	    0)
+		__atomic_store_n(&c->verify_key_set, 1, __ATOMIC_RELEASE);
+	free(spki);
+	return rc;
+}
+
+int
 api_authenticate(struct api_req *q, struct api_resp *r)
 {
 	const char *a = q->authorization;
@@ -52,6 +69,7 @@ api_authenticate(struct api_req *q, struct api_resp *r)
 
 	if (q->authenticated)
 		return 1;
+	(void)api_verify_key_refresh(q->ctx);
 	if (a == NULL || strncasecmp(a, "Bearer ", 7) != 0) {
 		api_resp_unauthorized(q, r,
 		    "AKV10000: Request is missing a Bearer or PoP token.");
@@ -116,10 +134,18 @@ api_require_admin(struct api_req *q, struct api_resp *r)
 static void
 health(struct api_req *q, struct api_resp *r)
 {
+	int rc;
+
 	q->operation = "Health";
-	if (vault_health(q->ctx->vault) == 0)
+	if ((rc = vault_health(q->ctx->vault)) == 0)
 		api_resp_set(r, 200, json_pack("{s:s}", "status", "ok"));
-	else {
+	else if (rc == VLT_ERR_SEALED) {
+		api_resp_set(r, 503, json_pack("{s:s, s:s}", "status",
+		    "sealed", "reason", "the vault is sealed: unseal it with "
+		    "operator key shares (p11vault unseal) or its unattended "
+		    "method"));
+		r->retry_after = 5;
+	} else {
 		api_resp_set(r, 503, json_pack("{s:s}", "status", "not ok"));
 		r->retry_after = 1;
 	}
@@ -160,6 +186,10 @@ api_route(struct api_req *q, struct api_resp *r)
 		health(q, r);
 		return;
 	}
+	if (strcmp(segs[0], "sys") == 0) {
+		api_sys(q, r, segs + 1, n - 1);
+		return;
+	}
 	if (strcasecmp(segs[0], "keys") == 0 ||
 	    strcasecmp(segs[0], "deletedkeys") == 0) {
 		if (api_version_check(q, r) != 0)
@@ -179,9 +209,19 @@ api_route(struct api_req *q, struct api_resp *r)
 			    "The HTTP method is not allowed on this resource.");
 			return;
 		}
-		if (!api_require_admin(q, r))
+		/* sealed, nobody can have a token: the seal gauges alone
+		 * are served to anyone, as /healthz and /sys/seal-status */
+		if (vault_health(q->ctx->vault) == VLT_ERR_SEALED) {
+			if (api_metrics_render_sealed(q->ctx, &r->body,
+			    &r->body_len) != 0) {
+				api_resp_vault_error(r, VLT_ERR_NO_MEMORY, NULL,
+				    NULL);
+				return;
+			}
+		} else if (!api_require_admin(q, r)) {
 			return;
-		if (api_metrics_render(q->ctx, &r->body, &r->body_len) != 0) {
+		} else if (api_metrics_render(q->ctx, &r->body,
+		    &r->body_len) != 0) {
 			api_resp_vault_error(r, VLT_ERR_NO_MEMORY, NULL, NULL);
 			return;
 		}

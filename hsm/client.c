@@ -59,7 +59,7 @@ struct gen {
 };
 
 struct hsm {
-	char *module, *label, *pin_file, *allow, *run_as;
+	char *module, *label, *hsm_dir, *allow, *run_as;
 	size_t pool_size, cache_size;
 	unsigned deadline_ms, call_ms;
 
@@ -151,7 +151,7 @@ spawn_token(const char *const argv0, int boot_child, pid_t *pid)
  */
 static int
 gen_start(const struct tokp_buf *msg, size_t nchan, unsigned call_ms,
-    struct gen **out, int *status)
+    struct gen **out, int *status, struct tokp_msg *keep)
 {
 	struct timeval tv = { (time_t)(call_ms / 1000),
 	    (suseconds_t)(call_ms % 1000) * 1000 };
@@ -213,7 +213,10 @@ gen_start(const struct tokp_buf *msg, size_t nchan, unsigned call_ms,
 		goto out;
 	}
 	*status = ans.status;
-	tokp_msg_clear(&ans);
+	if (keep != NULL)
+		*keep = ans;
+	else
+		tokp_msg_clear(&ans);
 	*out = g;
 	g = NULL;
 	rc = 0;
@@ -236,7 +239,7 @@ hello(const struct hsm *h, struct tokp_buf *b)
 	tokp_begin(b, TOKP_HELLO, 0, 0);
 	tokp_put_str(b, h->module);
 	tokp_put_str(b, h->label);
-	tokp_put_str(b, h->pin_file);
+	tokp_put_str(b, h->hsm_dir);
 	tokp_put_str(b, h->allow);
 	tokp_put(b, h->run_as ? h->run_as : "", h->run_as ?
 	    strlen(h->run_as) : 0);
@@ -258,7 +261,7 @@ start(struct hsm *h, struct gen **out)
 		return rc;
 	}
 	rc = gen_start(&b, h->pool_size + HSM_CHAN_SPARE, h->call_ms, out,
-	    &status);
+	    &status, NULL);
 	tokp_buf_clear(&b);
 	if (rc != 0)
 		return HSM_ERR_UNAVAILABLE;
@@ -515,14 +518,14 @@ hsm_open(const struct hsm_config *cfg, hsm_t **out)
 
 	*out = NULL;
 	if (cfg == NULL || cfg->module_path == NULL ||
-	    cfg->token_label == NULL || cfg->pin_file == NULL ||
+	    cfg->token_label == NULL || cfg->hsm_dir == NULL ||
 	    cfg->pool_size > TOKP_CHAN_MAX - HSM_CHAN_SPARE)
 		return HSM_ERR_ARGS;
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return HSM_ERR_NO_MEMORY;
 	h->module = dup_or_null(cfg->module_path, &err);
 	h->label = dup_or_null(cfg->token_label, &err);
-	h->pin_file = dup_or_null(cfg->pin_file, &err);
+	h->hsm_dir = dup_or_null(cfg->hsm_dir, &err);
 	h->allow = dup_or_null(cfg->module_allow ? cfg->module_allow :
 	    HSM_MODULE_ALLOW, &err);
 	h->run_as = dup_or_null(cfg->run_as, &err);
@@ -571,7 +574,7 @@ fail:
 		pthread_mutex_destroy(&h->mu);
 	free(h->module);
 	free(h->label);
-	free(h->pin_file);
+	free(h->hsm_dir);
 	free(h->allow);
 	free(h->run_as);
 	free(h);
@@ -602,37 +605,54 @@ hsm_close(hsm_t *h)
 	pthread_mutex_destroy(&h->mu);
 	free(h->module);
 	free(h->label);
-	free(h->pin_file);
+	free(h->hsm_dir);
 	free(h->allow);
 	free(h->run_as);
 	free(h->jwt_spki);
 	free(h);
 }
 
-int
-hsm_token_init(const char *module_path, const char *module_allow,
-    const char *token_label, const char *so_pin, const char *user_pin)
+/* A one-shot token process for a ceremony (init, rekey): the new shares
+ * come back in *shares (malloc'd; the caller wipes and frees). */
+static int
+ceremony(const struct hsm_init *p, enum tokp_op op, const char *old,
+    char **shares)
 {
 	struct tokp_buf b;
+	struct tokp_msg a;
 	struct gen *g = NULL;
 	int status;
 
-	if (module_path == NULL || token_label == NULL || so_pin == NULL ||
-	    user_pin == NULL)
+	*shares = NULL;
+	if (p == NULL || p->module_path == NULL || p->token_label == NULL ||
+	    p->hsm_dir == NULL)
 		return HSM_ERR_ARGS;
-	tokp_begin(&b, TOKP_TOKEN_INIT, 0, 0);
-	tokp_put_str(&b, module_path);
-	tokp_put_str(&b, module_allow ? module_allow : HSM_MODULE_ALLOW);
-	tokp_put_str(&b, token_label);
-	tokp_put_str(&b, so_pin);
-	tokp_put_str(&b, user_pin);
+	memset(&a, 0, sizeof(a));
+	tokp_begin(&b, op, 0, 0);
+	tokp_put_str(&b, p->module_path);
+	tokp_put_str(&b, p->module_allow ? p->module_allow : HSM_MODULE_ALLOW);
+	tokp_put_str(&b, p->token_label);
+	tokp_put_str(&b, p->hsm_dir);
+	tokp_put_u32(&b, p->threshold);
+	tokp_put_u32(&b, p->shares);
+	tokp_put(&b, p->auto_method ? p->auto_method : "",
+	    p->auto_method ? strlen(p->auto_method) : 0);
+	if (op == TOKP_REKEY)
+		tokp_put(&b, old ? old : "", old ? strlen(old) : 0);
 	if (b.err) {
 		tokp_buf_clear(&b);
 		return HSM_ERR_ARGS;
 	}
-	if (gen_start(&b, 0, 0, &g, &status) != 0)
+	if (gen_start(&b, 0, 0, &g, &status, &a) != 0)
 		status = HSM_ERR_UNAVAILABLE;
 	tokp_buf_clear(&b);
+	if (status == HSM_OK) {
+		if ((*shares = calloc(1, a.f[0].len + 1)) == NULL)
+			status = HSM_ERR_NO_MEMORY;
+		else
+			memcpy(*shares, a.f[0].p, a.f[0].len);
+	}
+	tokp_msg_clear(&a);
 	if (g != NULL) {
 		/* EOF on the boot socket ends it; then reap */
 		close(g->boot_fd);
@@ -646,6 +666,75 @@ hsm_token_init(const char *module_path, const char *module_allow,
 }
 
 int
+hsm_token_init(const struct hsm_init *p, char **shares)
+{
+	return ceremony(p, TOKP_TOKEN_INIT, NULL, shares);
+}
+
+int
+hsm_rekey(const struct hsm_init *p, const char *old_shares, char **shares)
+{
+	return ceremony(p, TOKP_REKEY, old_shares, shares);
+}
+
+static int
+seal_answer(int rc, const struct tokp_msg *a, struct hsm_seal_status *st)
+{
+	uint32_t v[6];
+	int i;
+
+	memset(st, 0, sizeof(*st));
+	if (rc != HSM_OK)
+		return rc;
+	for (i = 0; i < 6; i++)
+		if (tokp_u32(&a->f[i], &v[i]) != 0)
+			return HSM_ERR_INTERNAL;
+	st->sealed = v[0] != 0;
+	st->threshold = v[1];
+	st->shares = v[2];
+	st->progress = v[3];
+	st->plaintext_pins = v[4] != 0;
+	st->result = (int)v[5];
+	return HSM_OK;
+}
+
+int
+hsm_seal_status(hsm_t *h, struct hsm_seal_status *st)
+{
+	struct tokp_buf b;
+	struct tokp_msg a;
+	int rc;
+
+	tokp_begin(&b, TOKP_SEAL_STATUS, 0, 0);
+	rc = call(h, &b, &a);
+	rc = seal_answer(rc, &a, st);
+	tokp_msg_clear(&a);
+	return rc;
+}
+
+int
+hsm_unseal_share(hsm_t *h, const char *share, struct hsm_seal_status *st)
+{
+	struct tokp_buf b;
+	struct tokp_msg a;
+	int rc;
+
+	if (share != NULL && strlen(share) > TOKP_SHARE_MAX) {
+		memset(st, 0, sizeof(*st));
+		st->result = HSM_SHARE_MALFORMED;
+		st->sealed = 1;
+		return HSM_OK;
+	}
+	tokp_begin(&b, TOKP_SHARE, 0, 0);
+	tokp_put_u32(&b, share != NULL ? 1 : 2);
+	tokp_put(&b, share ? share : "", share ? strlen(share) : 0);
+	rc = call(h, &b, &a);
+	rc = seal_answer(rc, &a, st);
+	tokp_msg_clear(&a);
+	return rc;
+}
+
+int
 hsm_health(hsm_t *h)
 {
 	struct tokp_buf b;
@@ -655,7 +744,7 @@ hsm_health(hsm_t *h)
 	tokp_begin(&b, TOKP_HEALTH, 0, 0);
 	rc = call(h, &b, &a);
 	tokp_msg_clear(&a);
-	return rc == HSM_OK ? HSM_OK : HSM_ERR_UNAVAILABLE;
+	return rc == HSM_OK || rc == HSM_ERR_SEALED ? rc : HSM_ERR_UNAVAILABLE;
 }
 
 /* Copies a field into a fresh buffer. */

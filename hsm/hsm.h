@@ -35,6 +35,7 @@ enum hsm_err {
 	HSM_ERR_NO_MEMORY = -4,
 	HSM_ERR_INTERNAL = -5,    /* a bug or an inconsistent blob */
 	HSM_ERR_EXISTS = -6,      /* hsm_token_init: the token is initialised */
+	HSM_ERR_SEALED = -7,      /* the vault is sealed: no key operation */
 };
 
 enum hsm_kty { HSM_KTY_RSA = 1, HSM_KTY_EC = 2 };
@@ -56,7 +57,9 @@ enum hsm_alg {
 struct hsm_config {
 	const char *module_path;  /* e.g. /usr/lib/softhsm/libsofthsm2.so */
 	const char *token_label;  /* slot is found by this label */
-	const char *pin_file;     /* read by the token process, never here */
+	const char *hsm_dir;      /* DIR/hsm: the seal configuration and the
+	                             unattended credential, read by the token
+	                             process only */
 	const char *module_allow; /* ':'-separated directories the module
 	                             must lie in; NULL = HSM_MODULE_ALLOW */
 	const char *run_as;       /* user the token process runs as; NULL =
@@ -76,22 +79,60 @@ int hsm_token_main(int argc, char **argv);
 typedef struct hsm hsm_t;
 
 /*
- * Initialises a fresh token (in a token process of its own, which checks
- * module_path against module_allow as hsm_open does) in the first slot
- * without an initialised token:
- * C_InitToken(so_pin, label), C_InitPIN(user_pin), then as SO the domain
- * key (AES-256, CKA_TOKEN, CKA_TRUSTED, CKA_PRIVATE=FALSE, sensitive,
- * not extractable, wrap/unwrap only, label "p11vault-domain") and as user
- * the JWT signing key pair (EC P-256, token objects, label "p11vault-jwt",
- * private key sensitive and not extractable, sign only).
+ * The unseal ceremonies, each in a token process of its own (which checks
+ * module_path against module_allow as hsm_open does).
+ *
+ * hsm_token_init initialises a fresh token in the first slot without an
+ * initialised token, with PINs derived from a new unseal secret S that
+ * is split into `shares` operator key shares, any `threshold` of which
+ * unseal (Shamir, libgfshare; 0 shares only with an unattended method),
+ * and encrypted by the unattended method, if any. It makes, as SO, the
+ * domain key (AES-256, CKA_TRUSTED, public, sensitive, not extractable,
+ * wrap/unwrap only, "p11vault-domain") and, as user, the JWT signing key
+ * pair ("p11vault-jwt"), the bind key and the seal key ("p11vault-seal",
+ * private, not extractable: it seals every blob), and writes
+ * hsm_dir/seal.conf. *shares: the shares, a line each, shown once.
  * HSM_ERR_EXISTS if a token with that label already exists.
+ *
+ * hsm_rekey takes the current S from old_shares (a line each; or from
+ * the unattended method when there are no shares; or from the PIN files
+ * of a vault made before sealing), then makes a new S, new shares and
+ * new PINs: the old shares open nothing any more. auto_method "" keeps
+ * the current method.
+ *
+ * auto_method: "" or "none"; "systemd-creds[:host|tpm2|host+tpm2|auto]";
+ * "clevis:PIN CONFIG" (e.g. clevis:tang {"url":"http://tang"}).
  */
-int hsm_token_init(const char *module_path, const char *module_allow,
-    const char *token_label, const char *so_pin, const char *user_pin)
-    HSM_WUR;
+struct hsm_init {
+	const char *module_path;
+	const char *module_allow;   /* NULL = HSM_MODULE_ALLOW */
+	const char *token_label;
+	const char *hsm_dir;
+	unsigned threshold, shares;
+	const char *auto_method;
+};
+int hsm_token_init(const struct hsm_init *p, char **shares) HSM_WUR;
+int hsm_rekey(const struct hsm_init *p, const char *old_shares,
+    char **shares) HSM_WUR;
 
-/* Starts the token process, which loads the module, finds the token by
- * label, opens the session pool and logs in; answers once it has. If the
+/* Where the unsealing stands. result: of the last share given. */
+enum { HSM_SHARE_TAKEN = 0, HSM_SHARE_UNKNOWN = 1, HSM_SHARE_REPEATED = 2,
+    HSM_SHARE_MALFORMED = 3 };
+struct hsm_seal_status {
+	int sealed;
+	unsigned threshold, shares, progress;
+	int plaintext_pins;   /* a vault of the PIN-file era, not yet moved */
+	int result;
+};
+int hsm_seal_status(hsm_t *h, struct hsm_seal_status *st) HSM_WUR;
+/* One operator key share (NULL: reset, forgetting the shares taken). */
+int hsm_unseal_share(hsm_t *h, const char *share,
+    struct hsm_seal_status *st) HSM_WUR;
+
+/* Starts the token process, which unseals (unattended, if it can),
+ * loads the module, finds the token by label, opens the session pool and
+ * logs in; answers once it has, or once it knows it is sealed (calls then
+ * answer HSM_ERR_SEALED until hsm_unseal_share has taken enough). If the
  * token process dies later, calls answer HSM_ERR_UNAVAILABLE while a new
  * one is started (with backoff). */
 int hsm_open(const struct hsm_config *cfg, hsm_t **out) HSM_WUR;
@@ -221,14 +262,18 @@ int hsm_unseal(hsm_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
     size_t *out_len) HSM_WUR;
 
 /*
- * A blob made before blobs were bound (format 1) into a bound one, for
- * the one-time upgrade of a store or of a restored backup: the token
- * checks that the domain key opens it and MACs it with bind. A blob that
- * is already bound is refused (HSM_ERR_ARGS): binding is never changed.
+ * A blob of an older format into the current one (format 3: sealed under
+ * the token's private seal key, bound to bind), for the one-time upgrade
+ * of a store or of a restored backup. Format 2 (bound by a MAC) must
+ * verify against bind; format 1 (bound to nothing) is checked only to
+ * open under the domain key. A current blob is refused (HSM_ERR_ARGS):
+ * binding is never changed.
  */
 int hsm_blob_upgrade(hsm_t *h, const char *bind, const uint8_t *blob,
     size_t blob_len, uint8_t **out, size_t *out_len) HSM_WUR;
-/* 1 if blob is in the unbound format 1 (needs hsm_blob_upgrade). */
+/* 1 if blob is of an older format (needs hsm_blob_upgrade). */
 int hsm_blob_is_legacy(const uint8_t *blob, size_t blob_len);
+/* 1 if blob is of format 1, bound to nothing. */
+int hsm_blob_is_unbound(const uint8_t *blob, size_t blob_len);
 
 #endif

@@ -15,38 +15,58 @@
 #define HSM_DOMAIN_LABEL "p11vault-domain"
 #define HSM_JWT_LABEL "p11vault-jwt"
 #define HSM_BIND_LABEL "p11vault-bind"
+#define HSM_SEAL_LABEL "p11vault-seal"
 
 /*
  * Blob: header = "P11V" | version | kty | param (u16 BE: RSA bits or curve
- * code), then the AES-KWP ciphertext of the PKCS#8 private key under the
- * domain key ("wrapped"), then, from version 2 on, a 32-byte tag:
- * HMAC-SHA-256, computed in the token with the bind key, over
+ * code), then:
  *
- *     lp(HSM_BIND_DOMAIN) | lp(bind) | lp(header) | lp(wrapped)
+ * version 3 (made now): a 12-byte IV, the AES-256-GCM ciphertext, under
+ * the seal key, of the AES-KWP ciphertext of the PKCS#8 private key under
+ * the domain key ("wrapped"), and the 16-byte GCM tag. The AAD is
  *
- * where lp(x) = u32 BE length of x | x. Version 1 (no tag, bound to
- * nothing) is only ever read by tok_blob_upgrade and hsm_blob_is_legacy.
+ *     lp(HSM_SEAL_DOMAIN) | lp(bind) | lp(header)
+ *
+ * where lp(x) = u32 BE length of x | x. The seal key is a private token
+ * object (SoftHSMv2 keeps it encrypted under the user PIN), so the token
+ * files and the store together, without the PIN, open no blob: the domain
+ * key, which SoftHSMv2 can only keep as a public (unencrypted) object
+ * because it is trusted, opens nothing on its own. The GCM tag also binds
+ * the blob to its bind (as version 2's MAC did).
+ *
+ * version 2: "wrapped" then a 32-byte HMAC-SHA-256 tag with the bind key
+ * over lp(HSM_BIND_DOMAIN) | lp(bind) | lp(header) | lp(wrapped).
+ * version 1: "wrapped" alone, bound to nothing.
+ * Versions 1 and 2 are only ever read by tok_blob_upgrade and
+ * hsm_blob_is_legacy.
  */
 #define HSM_BLOB_MAGIC "P11V"
 #define HSM_BLOB_LEGACY 1
-#define HSM_BLOB_VERSION 2
+#define HSM_BLOB_BOUND 2
+#define HSM_BLOB_VERSION 3
 #define HSM_BLOB_HDR 8
 #define HSM_BLOB_TAG 32
+#define HSM_BLOB_IV 12
+#define HSM_BLOB_GCM_TAG 16
 #define HSM_BLOB_MAX (16 * 1024)
 #define HSM_WRAP_BUF (8 * 1024)
 #define HSM_BIND_DOMAIN "p11vault-blob-v2"
+#define HSM_SEAL_DOMAIN "p11vault-blob-v3"
 
 enum hsm_curve { HSM_CURVE_P256 = 1, HSM_CURVE_P384 = 2, HSM_CURVE_P521 = 3 };
 
 struct hsm_blob_info {
-	unsigned version;     /* HSM_BLOB_LEGACY or HSM_BLOB_VERSION */
+	unsigned version;     /* HSM_BLOB_LEGACY, _BOUND or _VERSION */
 	enum hsm_kty kty;
 	unsigned param;       /* RSA bits, or enum hsm_curve */
 	size_t size;          /* modulus bytes, or field bytes */
 	const uint8_t *hdr;   /* HSM_BLOB_HDR bytes */
-	const uint8_t *wrapped;
+	const uint8_t *wrapped;  /* version 3: NULL until hsm_blob_open */
 	size_t wrapped_len;
-	const uint8_t *tag;   /* HSM_BLOB_TAG bytes; NULL in version 1 */
+	const uint8_t *tag;   /* HSM_BLOB_TAG bytes; version 2 only */
+	const uint8_t *iv;    /* version 3: IV, ciphertext, GCM tag */
+	const uint8_t *ct;
+	size_t ct_len;
 };
 
 struct hsm_cache_ent {
@@ -91,7 +111,8 @@ struct tok {
 	uint64_t recoveries, recovery_failures;
 	CK_OBJECT_HANDLE domain_key;
 	CK_OBJECT_HANDLE jwt_priv;
-	CK_OBJECT_HANDLE bind_key;  /* HMAC key of blob tags */
+	CK_OBJECT_HANDLE bind_key;  /* HMAC key of version-2 blob tags */
+	CK_OBJECT_HANDLE seal_key;  /* AES-GCM key of version-3 blobs */
 	uint8_t *jwt_spki;
 	size_t jwt_spki_len;
 
@@ -112,6 +133,7 @@ struct hsm_sess {
 	CK_OBJECT_HANDLE domain_key;
 	CK_OBJECT_HANDLE jwt_priv;
 	CK_OBJECT_HANDLE bind_key;
+	CK_OBJECT_HANDLE seal_key;
 	int lost;              /* set by hsm_ck() when the session is lost */
 };
 
@@ -140,11 +162,18 @@ int hsm_bind_check(const char *bind);
  * HSM_ERR_INTERNAL. */
 int hsm_blob_verify(tok_t *h, struct hsm_sess *s, const char *bind,
     const struct hsm_blob_info *bi) HSM_WUR;
-/* Finds the bind key in a logged-in session; with create, makes it first
- * (in a R/W session on slot) if the token has none (tokens initialised
- * before blobs were bound). */
-int hsm_bind_key_find(CK_FUNCTION_LIST *f, CK_SLOT_ID slot,
-    CK_SESSION_HANDLE s, int create, CK_OBJECT_HANDLE *key) HSM_WUR;
+/* Opens a version-3 blob against bind: GCM in the token under the seal
+ * key; on success bi->wrapped points at buf (HSM_WRAP_BUF bytes; the
+ * caller wipes it). Any other version, a wrong bind or an altered blob:
+ * HSM_ERR_INTERNAL (logged as blob_binding_failed). */
+int hsm_blob_open(tok_t *h, struct hsm_sess *s, const char *bind,
+    struct hsm_blob_info *bi, uint8_t *buf) HSM_WUR;
+/* Finds a token key of one role (HSM_BIND_LABEL, HSM_SEAL_LABEL) in a
+ * logged-in session; with create, makes it first (in a R/W session on
+ * slot) if the token has none (tokens initialised before the role). */
+int hsm_role_key_find(CK_FUNCTION_LIST *f, CK_SLOT_ID slot,
+    CK_SESSION_HANDLE s, const char *label, int create,
+    CK_OBJECT_HANDLE *key) HSM_WUR;
 /* The cached session object of a verified blob: the tag is checked
  * against cache_id (the bind) before the blob is unwrapped; a cached
  * handle is only reused for the same cache_id and the same blob bytes. */
@@ -160,7 +189,7 @@ int hsm_curve_der(int nid, uint8_t *der, size_t *der_len);
 int hsm_curve_code(int nid, unsigned *code, size_t *size);
 int hsm_rsa_spki(const CK_BYTE *n, size_t n_len, const CK_BYTE *e,
     size_t e_len, uint8_t **spki, size_t *len);
-/* A version-2 blob of wrapped, its tag made in the token over bind. */
+/* A version-3 blob of wrapped, sealed in the token and bound to bind. */
 int hsm_blob_build(tok_t *h, struct hsm_sess *s, const char *bind,
     enum hsm_kty kty, unsigned param, const uint8_t *wrapped,
     size_t wrapped_len, uint8_t **blob, size_t *blob_len) HSM_WUR;

@@ -422,6 +422,7 @@ tok_key_import_byok(tok_t *h, const char *bind, const char *kek_bind,
 	CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE;
 	struct hsm_blob_info bi;
 	struct hsm_sess s;
+	uint8_t wbuf[HSM_WRAP_BUF];
 	size_t mlen;
 	int have_sess = 0, rc;
 
@@ -450,8 +451,11 @@ tok_key_import_byok(tok_t *h, const char *bind, const char *kek_bind,
 	have_sess = 1;
 	/* the KEK: its blob must be the one bound to kek_bind, then a
 	 * session object that can unwrap and nothing else */
-	if ((rc = hsm_blob_verify(h, &s, kek_bind, &bi)) != 0 ||
-	    (rc = hsm_domain_unwrap(h, &s, &bi, 1, &kek)) != 0)
+	if ((rc = hsm_blob_open(h, &s, kek_bind, &bi, wbuf)) != 0)
+		goto out;
+	rc = hsm_domain_unwrap(h, &s, &bi, 1, &kek);
+	OPENSSL_cleanse(wbuf, sizeof(wbuf));
+	if (rc != 0)
 		goto out;
 	/* step 1: the transfer AES key, unwrapped by the KEK */
 	if ((rc = input_rv(&s, h->f->C_UnwrapKey(s.h, &mo, kek,

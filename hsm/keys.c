@@ -28,6 +28,7 @@
 #include <openssl/obj_mac.h>
 #include <openssl/objects.h>
 #include <openssl/param_build.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
@@ -215,6 +216,8 @@ hsm_blob_parse(const uint8_t *blob, size_t len, struct hsm_blob_info *bi)
 	if (memcmp(blob, HSM_BLOB_MAGIC, 4) != 0)
 		return HSM_ERR_INTERNAL;
 	if (blob[4] == HSM_BLOB_VERSION)
+		tag_len = HSM_BLOB_IV + HSM_BLOB_GCM_TAG;
+	else if (blob[4] == HSM_BLOB_BOUND)
 		tag_len = HSM_BLOB_TAG;
 	else if (blob[4] == HSM_BLOB_LEGACY)
 		tag_len = 0;
@@ -243,6 +246,14 @@ hsm_blob_parse(const uint8_t *blob, size_t len, struct hsm_blob_info *bi)
 	bi->version = blob[4];
 	bi->param = param;
 	bi->hdr = blob;
+	if (bi->version == HSM_BLOB_VERSION) {
+		bi->iv = blob + HSM_BLOB_HDR;
+		bi->ct = bi->iv + HSM_BLOB_IV;
+		bi->ct_len = len - HSM_BLOB_HDR - tag_len;
+		if (bi->ct_len % 8 != 0 || bi->ct_len > HSM_WRAP_BUF)
+			return HSM_ERR_INTERNAL;
+		return 0;
+	}
 	bi->wrapped = blob + HSM_BLOB_HDR;
 	bi->wrapped_len = len - HSM_BLOB_HDR - tag_len;
 	bi->tag = tag_len != 0 ? blob + len - tag_len : NULL;
@@ -253,6 +264,15 @@ hsm_blob_parse(const uint8_t *blob, size_t len, struct hsm_blob_info *bi)
 
 int
 hsm_blob_is_legacy(const uint8_t *blob, size_t blob_len)
+{
+	struct hsm_blob_info bi;
+
+	return hsm_blob_parse(blob, blob_len, &bi) == 0 &&
+	    bi.version != HSM_BLOB_VERSION;
+}
+
+int
+hsm_blob_is_unbound(const uint8_t *blob, size_t blob_len)
 {
 	struct hsm_blob_info bi;
 
@@ -348,7 +368,7 @@ hsm_blob_verify(tok_t *h, struct hsm_sess *s, const char *bind,
 
 	if (hsm_bind_check(bind) != 0)
 		return HSM_ERR_INTERNAL;
-	if (bi->version != HSM_BLOB_VERSION || bi->tag == NULL) {
+	if (bi->version != HSM_BLOB_BOUND || bi->tag == NULL) {
 		log_unbound(bind);
 		return HSM_ERR_INTERNAL;
 	}
@@ -363,21 +383,98 @@ hsm_blob_verify(tok_t *h, struct hsm_sess *s, const char *bind,
 	return rc;
 }
 
+/* The AAD of a version-3 blob: lp(HSM_SEAL_DOMAIN) | lp(bind) | lp(hdr).
+ * *len is its length; malloc'd. */
+static uint8_t *
+seal_aad(const char *bind, const uint8_t *hdr, size_t *len)
+{
+	size_t bind_len = strlen(bind), dlen = sizeof(HSM_SEAL_DOMAIN) - 1;
+	uint8_t *aad, *p;
+
+	*len = 12 + dlen + bind_len + HSM_BLOB_HDR;
+	if ((aad = malloc(*len)) == NULL)
+		return NULL;
+	p = lp_put(aad, HSM_SEAL_DOMAIN, dlen);
+	p = lp_put(p, bind, bind_len);
+	(void)lp_put(p, hdr, HSM_BLOB_HDR);
+	return aad;
+}
+
+static void
+seal_params(CK_GCM_PARAMS *gp, const uint8_t *iv, uint8_t *aad,
+    size_t aad_len)
+{
+	memset(gp, 0, sizeof(*gp));
+	gp->pIv = (CK_BYTE *)iv;
+	gp->ulIvLen = HSM_BLOB_IV;
+	gp->ulIvBits = HSM_BLOB_IV * 8;
+	gp->pAAD = aad;
+	gp->ulAADLen = aad_len;
+	gp->ulTagBits = HSM_BLOB_GCM_TAG * 8;
+}
+
+int
+hsm_blob_open(tok_t *h, struct hsm_sess *s, const char *bind,
+    struct hsm_blob_info *bi, uint8_t *buf)
+{
+	CK_GCM_PARAMS gp;
+	CK_MECHANISM m = { CKM_AES_GCM, &gp, sizeof(gp) };
+	CK_ULONG plen = HSM_WRAP_BUF;
+	uint8_t *aad;
+	size_t aad_len;
+	CK_RV rv;
+	int rc;
+
+	if (hsm_bind_check(bind) != 0)
+		return HSM_ERR_INTERNAL;
+	if (bi->version != HSM_BLOB_VERSION || bi->ct == NULL) {
+		log_unbound(bind);
+		return HSM_ERR_INTERNAL;
+	}
+	if ((aad = seal_aad(bind, bi->hdr, &aad_len)) == NULL)
+		return HSM_ERR_NO_MEMORY;
+	seal_params(&gp, bi->iv, aad, aad_len);
+	if ((rc = hsm_ck(s, h->f->C_DecryptInit(s->h, &m, s->seal_key))) ==
+	    0) {
+		/* the ciphertext and its tag, as PKCS#11 GCM takes them */
+		rv = h->f->C_Decrypt(s->h, (CK_BYTE *)bi->ct,
+		    bi->ct_len + HSM_BLOB_GCM_TAG, buf, &plen);
+		if (hsm_rv_lost(rv) || rv == CKR_HOST_MEMORY ||
+		    rv == CKR_DEVICE_MEMORY)
+			rc = hsm_ck(s, rv);
+		else if (rv != CKR_OK || plen != bi->ct_len)
+			rc = HSM_ERR_INTERNAL;
+	}
+	free(aad);
+	if (rc == HSM_ERR_INTERNAL)
+		log_unbound(bind);
+	if (rc != 0) {
+		OPENSSL_cleanse(buf, HSM_WRAP_BUF);
+		return rc;
+	}
+	bi->wrapped = buf;
+	bi->wrapped_len = plen;
+	return 0;
+}
+
 int
 hsm_blob_build(tok_t *h, struct hsm_sess *s, const char *bind,
     enum hsm_kty kty, unsigned param, const uint8_t *wrapped,
     size_t wrapped_len, uint8_t **blob, size_t *blob_len)
 {
-	size_t len;
-	uint8_t *b;
+	CK_GCM_PARAMS gp;
+	CK_MECHANISM m = { CKM_AES_GCM, &gp, sizeof(gp) };
+	CK_ULONG clen;
+	uint8_t *b, *aad = NULL;
+	size_t len, aad_len;
 	int rc;
 
 	*blob = NULL;
 	if (hsm_bind_check(bind) != 0)
 		return HSM_ERR_ARGS;
-	if (wrapped_len > HSM_BLOB_MAX - HSM_BLOB_HDR - HSM_BLOB_TAG)
+	if (wrapped_len > HSM_WRAP_BUF)
 		return HSM_ERR_INTERNAL;
-	len = HSM_BLOB_HDR + wrapped_len + HSM_BLOB_TAG;
+	len = HSM_BLOB_HDR + HSM_BLOB_IV + wrapped_len + HSM_BLOB_GCM_TAG;
 	if ((b = malloc(len)) == NULL)
 		return HSM_ERR_NO_MEMORY;
 	memcpy(b, HSM_BLOB_MAGIC, 4);
@@ -385,9 +482,25 @@ hsm_blob_build(tok_t *h, struct hsm_sess *s, const char *bind,
 	b[5] = (uint8_t)kty;
 	b[6] = (uint8_t)(param >> 8);
 	b[7] = (uint8_t)param;
-	memcpy(b + HSM_BLOB_HDR, wrapped, wrapped_len);
-	if ((rc = blob_mac(h, s, bind, b, b + HSM_BLOB_HDR, wrapped_len,
-	    b + HSM_BLOB_HDR + wrapped_len)) != 0) {
+	if (RAND_bytes(b + HSM_BLOB_HDR, HSM_BLOB_IV) != 1) {
+		rc = HSM_ERR_INTERNAL;
+		goto out;
+	}
+	if ((aad = seal_aad(bind, b, &aad_len)) == NULL) {
+		rc = HSM_ERR_NO_MEMORY;
+		goto out;
+	}
+	seal_params(&gp, b + HSM_BLOB_HDR, aad, aad_len);
+	clen = wrapped_len + HSM_BLOB_GCM_TAG;
+	if ((rc = hsm_ck(s, h->f->C_EncryptInit(s->h, &m, s->seal_key))) ==
+	    0)
+		rc = hsm_ck(s, h->f->C_Encrypt(s->h, (CK_BYTE *)wrapped,
+		    wrapped_len, b + HSM_BLOB_HDR + HSM_BLOB_IV, &clen));
+	if (rc == 0 && clen != wrapped_len + HSM_BLOB_GCM_TAG)
+		rc = HSM_ERR_INTERNAL;
+out:
+	free(aad);
+	if (rc != 0) {
 		free(b);
 		return rc;
 	}
@@ -526,15 +639,51 @@ make_bind_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *k)
 	    k));
 }
 
-/* How many bind keys s sees (0, 1 or 2: two is already too many). */
+/*
+ * The seal key: AES-256-GCM of version-3 blobs. A private token object,
+ * so SoftHSMv2 stores it encrypted under a key derived from the user PIN;
+ * sensitive and never extractable; encrypt and decrypt only.
+ */
 static int
-bind_key_count(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
+make_seal_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *k)
+{
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_KEY_TYPE kt = CKK_AES;
+	CK_ULONG vlen = 32;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
+		{ CKA_VALUE_LEN, &vlen, sizeof(vlen) },
+		{ CKA_LABEL, HSM_SEAL_LABEL, sizeof(HSM_SEAL_LABEL) - 1 },
+		{ CKA_TOKEN, &ck_true, sizeof(ck_true) },
+		{ CKA_PRIVATE, &ck_true, sizeof(ck_true) },
+		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
+		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
+		{ CKA_MODIFIABLE, &ck_false, sizeof(ck_false) },
+		{ CKA_ENCRYPT, &ck_true, sizeof(ck_true) },
+		{ CKA_DECRYPT, &ck_true, sizeof(ck_true) },
+		{ CKA_SIGN, &ck_false, sizeof(ck_false) },
+		{ CKA_VERIFY, &ck_false, sizeof(ck_false) },
+		{ CKA_WRAP, &ck_false, sizeof(ck_false) },
+		{ CKA_UNWRAP, &ck_false, sizeof(ck_false) },
+		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },
+	};
+	CK_MECHANISM m = { CKM_AES_KEY_GEN, NULL, 0 };
+
+	return init_rv(f->C_GenerateKey(s, &m, t, sizeof(t) / sizeof(t[0]),
+	    k));
+}
+
+/* How many keys labelled label s sees (0, 1 or 2: two is already too
+ * many). */
+static int
+role_key_count(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, const char *label,
     CK_OBJECT_HANDLE *key, CK_ULONG *n)
 {
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
 	CK_ATTRIBUTE t[] = {
 		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_LABEL, HSM_BIND_LABEL, sizeof(HSM_BIND_LABEL) - 1 },
+		{ CKA_LABEL, (void *)label, strlen(label) },
 	};
 	CK_OBJECT_HANDLE found[2];
 	CK_RV rv;
@@ -552,15 +701,15 @@ bind_key_count(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
 }
 
 int
-hsm_bind_key_find(CK_FUNCTION_LIST *f, CK_SLOT_ID slot, CK_SESSION_HANDLE s,
-    int create, CK_OBJECT_HANDLE *key)
+hsm_role_key_find(CK_FUNCTION_LIST *f, CK_SLOT_ID slot, CK_SESSION_HANDLE s,
+    const char *label, int create, CK_OBJECT_HANDLE *key)
 {
 	CK_SESSION_HANDLE rw = CK_INVALID_HANDLE;
 	CK_OBJECT_HANDLE k;
 	CK_ULONG n;
 	int rc;
 
-	if ((rc = bind_key_count(f, s, key, &n)) != 0)
+	if ((rc = role_key_count(f, s, label, key, &n)) != 0)
 		return rc;
 	if (n == 1)
 		return 0;
@@ -568,16 +717,17 @@ hsm_bind_key_find(CK_FUNCTION_LIST *f, CK_SLOT_ID slot, CK_SESSION_HANDLE s,
 		return HSM_ERR_INTERNAL;   /* two keys claim one role */
 	if (!create)
 		return HSM_ERR_UNAVAILABLE;
-	/* A token from before blobs were bound: it gets its bind key now.
-	 * The pool's sessions are read-only; the login is shared. */
+	/* A token from before the role: it gets its key now. The pool's
+	 * sessions are read-only; the login is shared. */
 	if ((rc = init_rv(f->C_OpenSession(slot, CKF_SERIAL_SESSION |
 	    CKF_RW_SESSION, NULL, NULL, &rw))) != 0)
 		return rc;
-	rc = make_bind_key(f, rw, &k);
+	rc = strcmp(label, HSM_SEAL_LABEL) == 0 ? make_seal_key(f, rw, &k) :
+	    make_bind_key(f, rw, &k);
 	(void)f->C_CloseSession(rw);
 	if (rc != 0)
 		return rc;
-	if ((rc = bind_key_count(f, s, key, &n)) != 0)
+	if ((rc = role_key_count(f, s, label, key, &n)) != 0)
 		return rc;
 	return n == 1 ? 0 : HSM_ERR_INTERNAL;
 }
@@ -652,7 +802,8 @@ tok_token_init(const char *module_path, const char *token_label,
 	logged = 1;
 	if ((rc = make_jwt_key(f, s)) != 0)
 		goto out;
-	if ((rc = make_bind_key(f, s, &bind_key)) != 0)
+	if ((rc = make_bind_key(f, s, &bind_key)) != 0 ||
+	    (rc = make_seal_key(f, s, &bind_key)) != 0)
 		goto out;
 	rc = 0;
 out:
@@ -661,6 +812,58 @@ out:
 	if (s != CK_INVALID_HANDLE)
 		(void)f->C_CloseSession(s);
 	free(slots);
+	hsm_unload(dl, f, owns);
+	return rc;
+}
+
+/* One PIN, old to new, in R/W session s. A PIN that is already new
+ * (the old one refused, the new one taken) counts as changed. */
+static int
+change_pin(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_USER_TYPE who,
+    const char *old, const char *new_pin)
+{
+	CK_RV rv;
+
+	rv = f->C_Login(s, who, (CK_UTF8CHAR *)old, strlen(old));
+	if (rv == CKR_PIN_INCORRECT) {
+		rv = f->C_Login(s, who, (CK_UTF8CHAR *)new_pin,
+		    strlen(new_pin));
+		if (rv == CKR_OK)
+			(void)f->C_Logout(s);
+		return rv == CKR_OK ? 0 : HSM_ERR_ARGS;
+	}
+	if (rv != CKR_OK)
+		return init_rv(rv);
+	rv = f->C_SetPIN(s, (CK_UTF8CHAR *)old, strlen(old),
+	    (CK_UTF8CHAR *)new_pin, strlen(new_pin));
+	(void)f->C_Logout(s);
+	return init_rv(rv);
+}
+
+int
+tok_change_pins(const char *module_path, const char *token_label,
+    const char *old_user, const char *new_user, const char *old_so,
+    const char *new_so)
+{
+	CK_FUNCTION_LIST *f = NULL;
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	CK_SLOT_ID slot;
+	void *dl = NULL;
+	int owns = 0, rc;
+
+	if ((rc = hsm_load(module_path, &dl, &f, &owns)) != 0)
+		return rc;
+	if ((rc = hsm_find_slot(f, token_label, &slot)) != 0)
+		goto out;
+	if ((rc = init_rv(f->C_OpenSession(slot,
+	    CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s))) != 0)
+		goto out;
+	if ((rc = change_pin(f, s, CKU_SO, old_so, new_so)) != 0)
+		goto out;
+	rc = change_pin(f, s, CKU_USER, old_user, new_user);
+out:
+	if (s != CK_INVALID_HANDLE)
+		(void)f->C_CloseSession(s);
 	hsm_unload(dl, f, owns);
 	return rc;
 }
@@ -1027,7 +1230,7 @@ hsm_key_get(tok_t *h, struct hsm_sess *s, const char *cache_id,
 {
 	struct hsm_cache_ent *e, *old, *victims = NULL, *v;
 	struct hsm_blob_info bi;
-	uint8_t hash[32];
+	uint8_t hash[32], wbuf[HSM_WRAP_BUF];
 	CK_OBJECT_HANDLE obj;
 	int rc;
 
@@ -1037,7 +1240,7 @@ hsm_key_get(tok_t *h, struct hsm_sess *s, const char *cache_id,
 	if ((rc = hsm_blob_parse(blob, blob_len, &bi)) != 0)
 		return rc;
 	if (bi.version != HSM_BLOB_VERSION)
-		return HSM_ERR_INTERNAL;   /* unbound: upgrade it first */
+		return HSM_ERR_INTERNAL;   /* an old format: upgrade it first */
 	/* An entry is (cache_id, hash of every byte of the blob, tag
 	 * included): it was made after the tag verified against exactly
 	 * that bind and blob, so a hit needs no second check, and another
@@ -1060,9 +1263,11 @@ hsm_key_get(tok_t *h, struct hsm_sess *s, const char *cache_id,
 
 	/* before anything is unwrapped, and without touching the entry
 	 * another blob may hold under this id */
-	if ((rc = hsm_blob_verify(h, s, cache_id, &bi)) != 0)
+	if ((rc = hsm_blob_open(h, s, cache_id, &bi, wbuf)) != 0)
 		return rc;
-	if ((rc = hsm_domain_unwrap(h, s, &bi, 0, &obj)) != 0)
+	rc = hsm_domain_unwrap(h, s, &bi, 0, &obj);
+	OPENSSL_cleanse(wbuf, sizeof(wbuf));
+	if (rc != 0)
 		return rc;
 	if ((e = calloc(1, sizeof(*e))) == NULL ||
 	    (e->id = strdup(cache_id)) == NULL) {
@@ -1077,6 +1282,8 @@ hsm_key_get(tok_t *h, struct hsm_sess *s, const char *cache_id,
 	e->info.wrapped = NULL;
 	e->info.wrapped_len = 0;
 	e->info.tag = NULL;
+	e->info.iv = e->info.ct = NULL;
+	e->info.ct_len = 0;
 	e->refs = 1;
 
 	pthread_mutex_lock(&h->cmu);
@@ -1156,7 +1363,7 @@ tok_key_forget(tok_t *h, const char *cache_id)
 		hsm_sess_give(h, &s);
 }
 
-/* ---- the upgrade of unbound blobs ---- */
+/* ---- the upgrade of blobs of older formats ---- */
 
 int
 tok_blob_upgrade(tok_t *h, const char *bind, const uint8_t *blob,
@@ -1172,13 +1379,16 @@ tok_blob_upgrade(tok_t *h, const char *bind, const uint8_t *blob,
 	*out = NULL;
 	if (hsm_bind_check(bind) != 0 ||
 	    hsm_blob_parse(blob, blob_len, &bi) != 0 ||
-	    bi.version != HSM_BLOB_LEGACY)
-		return HSM_ERR_ARGS;   /* a bound blob is never re-bound */
+	    bi.version == HSM_BLOB_VERSION)
+		return HSM_ERR_ARGS;   /* a sealed blob is never re-bound */
 	if ((rc = hsm_sess_take(h, &s)) != 0)
 		return rc;
-	/* Only what the domain key opens, as the key type its header
-	 * says, is bound: the session object proves it and goes at once. */
-	if ((rc = hsm_domain_unwrap(h, &s, &bi, 0, &obj)) == 0) {
+	/* A bound blob keeps its bind (its tag must verify). Only what the
+	 * domain key opens, as the key type its header says, is sealed:
+	 * the session object proves it and goes at once. */
+	if (bi.version == HSM_BLOB_BOUND)
+		rc = hsm_blob_verify(h, &s, bind, &bi);
+	if (rc == 0 && (rc = hsm_domain_unwrap(h, &s, &bi, 0, &obj)) == 0) {
 		(void)hsm_ck(&s, h->f->C_DestroyObject(s.h, obj));
 		rc = hsm_blob_build(h, &s, bind, bi.kty, bi.param, bi.wrapped,
 		    bi.wrapped_len, out, out_len);

@@ -211,6 +211,7 @@ pool_close_sessions(tok_t *h)
 	h->domain_key = CK_INVALID_HANDLE;
 	h->jwt_priv = CK_INVALID_HANDLE;
 	h->bind_key = CK_INVALID_HANDLE;
+	h->seal_key = CK_INVALID_HANDLE;
 }
 
 /* Opens every pool session, logs in, finds the token-resident keys;
@@ -253,8 +254,10 @@ pool_open_sessions(tok_t *h, int create_bind)
 	if ((rc = hsm_find_object(h->f, h->sess[0], CKO_PRIVATE_KEY,
 	    HSM_JWT_LABEL, &h->jwt_priv)) != 0)
 		goto out;
-	if ((rc = hsm_bind_key_find(h->f, h->slot, h->sess[0], create_bind,
-	    &h->bind_key)) != 0)
+	if ((rc = hsm_role_key_find(h->f, h->slot, h->sess[0],
+	    HSM_BIND_LABEL, create_bind, &h->bind_key)) != 0 ||
+	    (rc = hsm_role_key_find(h->f, h->slot, h->sess[0],
+	    HSM_SEAL_LABEL, create_bind, &h->seal_key)) != 0)
 		goto out;
 	for (i = 0; i < h->pool_size; i++)
 		h->free_idx[i] = i;
@@ -489,6 +492,7 @@ hsm_sess_take(tok_t *h, struct hsm_sess *s)
 			s->domain_key = h->domain_key;
 			s->jwt_priv = h->jwt_priv;
 			s->bind_key = h->bind_key;
+			s->seal_key = h->seal_key;
 			h->busy++;
 			rc = 0;
 			break;

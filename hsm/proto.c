@@ -40,14 +40,23 @@ struct shape {
 
 /* request shapes, by op */
 static const struct shape req_shape[TOKP_OP_COUNT] = {
-	/* module, label, pin file, module allowlist, run-as user (may be
-	 * empty), pool size, cache size */
+	/* module, label, the vault's hsm directory, module allowlist,
+	 * run-as user (may be empty), pool size, cache size */
 	[TOKP_HELLO] = { 7, { STR(TOKP_PATH_MAX), STR(TOKP_LABEL_MAX),
 	    STR(TOKP_PATH_MAX), STR(TOKP_PATH_MAX), BYTES(TOKP_USER_MAX),
 	    U32, U32 } },
-	/* module, allowlist, label, SO PIN, user PIN */
-	[TOKP_TOKEN_INIT] = { 5, { STR(TOKP_PATH_MAX), STR(TOKP_PATH_MAX),
-	    STR(TOKP_LABEL_MAX), STR(TOKP_PIN_MAX), STR(TOKP_PIN_MAX) } },
+	/* module, allowlist, label, hsm directory, threshold, shares,
+	 * unattended method */
+	[TOKP_TOKEN_INIT] = { 7, { STR(TOKP_PATH_MAX), STR(TOKP_PATH_MAX),
+	    STR(TOKP_LABEL_MAX), STR(TOKP_PATH_MAX), U32, U32,
+	    BYTES(TOKP_AUTO_MAX) } },
+	/* the same, and the current shares (a line each) */
+	[TOKP_REKEY] = { 8, { STR(TOKP_PATH_MAX), STR(TOKP_PATH_MAX),
+	    STR(TOKP_LABEL_MAX), STR(TOKP_PATH_MAX), U32, U32,
+	    BYTES(TOKP_AUTO_MAX), BYTES(TOKP_SHARES_MAX) } },
+	[TOKP_SEAL_STATUS] = { 0, { { 0, 0 } } },
+	/* action (1 a share, 2 reset), the share (empty on reset) */
+	[TOKP_SHARE] = { 2, { U32, BYTES(TOKP_SHARE_MAX) } },
 	[TOKP_HEALTH] = { 0, { { 0, 0 } } },
 	/* bind, kty, rsa bits, ec nid */
 	[TOKP_GENERATE] = { 4, { STR(HSM_BIND_MAX), U32, U32, U32 } },
@@ -75,7 +84,12 @@ static const struct shape req_shape[TOKP_OP_COUNT] = {
 /* answer shapes (status HSM_OK), by op */
 static const struct shape ans_shape[TOKP_OP_COUNT] = {
 	[TOKP_HELLO] = { 0, { { 0, 0 } } },
-	[TOKP_TOKEN_INIT] = { 0, { { 0, 0 } } },
+	/* the new shares, a line each (empty without shares) */
+	[TOKP_TOKEN_INIT] = { 1, { BYTES(TOKP_SHARES_MAX) } },
+	[TOKP_REKEY] = { 1, { BYTES(TOKP_SHARES_MAX) } },
+	/* sealed, threshold, shares, taken, plaintext PINs, last result */
+	[TOKP_SEAL_STATUS] = { 6, { U32, U32, U32, U32, U32, U32 } },
+	[TOKP_SHARE] = { 6, { U32, U32, U32, U32, U32, U32 } },
 	[TOKP_HEALTH] = { 0, { { 0, 0 } } },
 	/* blob, spki */
 	[TOKP_GENERATE] = { 2, { BYTES1(TOKP_BLOB_MAX),
@@ -260,7 +274,7 @@ tokp_parse(const uint8_t *buf, size_t len, int response, struct tokp_msg *m)
 	sh = response ? &ans_shape[m->op] : &req_shape[m->op];
 	if (response && m->status != HSM_OK) {
 		/* an error carries no field, and only a known error */
-		if (n != 0 || plen != 0 || m->status < HSM_ERR_EXISTS ||
+		if (n != 0 || plen != 0 || m->status < HSM_ERR_SEALED ||
 		    m->status > HSM_ERR_ARGS)
 			return -1;
 		return 0;

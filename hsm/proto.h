@@ -41,6 +41,9 @@
 #define TOKP_LABEL_MAX 32
 #define TOKP_USER_MAX 64
 #define TOKP_PIN_MAX 256
+#define TOKP_AUTO_MAX 1024           /* an unattended method and its arg */
+#define TOKP_SHARE_MAX 128           /* one share's text */
+#define TOKP_SHARES_MAX 2048         /* every share, a line each */
 #define TOKP_CHAN_MAX 250            /* channels per token process */
 #define TOKP_BOOT_FD 3               /* the token process's boot socket */
 
@@ -60,6 +63,9 @@ enum tokp_op {
 	TOKP_SEAL,
 	TOKP_UNSEAL,
 	TOKP_UPGRADE,
+	TOKP_SEAL_STATUS,   /* is the token unsealed; shares taken so far */
+	TOKP_SHARE,         /* an operator key share, or a reset */
+	TOKP_REKEY,         /* boot: a one-shot token process rekeys */
 	TOKP_OP_COUNT
 };
 

@@ -34,6 +34,14 @@ typedef struct tok tok_t;
 int tok_token_init(const char *module_path, const char *token_label,
     const char *so_pin, const char *user_pin) HSM_WUR;
 
+/* The SO PIN, then the user PIN, from old to new (rekey, and the move
+ * from PIN files to a sealed vault). Run again after an interruption,
+ * a PIN already changed counts as done. A PIN neither old nor new:
+ * HSM_ERR_ARGS. */
+int tok_change_pins(const char *module_path, const char *token_label,
+    const char *old_user, const char *new_user, const char *old_so,
+    const char *new_so) HSM_WUR;
+
 /* Loads the module, finds the token by label, opens the session pool and
  * logs in. */
 int tok_open(const struct tok_config *cfg, tok_t **out) HSM_WUR;

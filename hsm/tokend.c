@@ -32,12 +32,7 @@
 #include "hsm/harden.h"
 #include "hsm/hsm_int.h"
 #include "hsm/proto.h"
-
-struct tokd {
-	tok_t *tok;
-	pthread_mutex_t mu;
-	size_t live;          /* channel threads still running */
-};
+#include "hsm/seal.h"
 
 static void
 tlog(const char *event, const char *msg)
@@ -45,6 +40,117 @@ tlog(const char *event, const char *msg)
 	fprintf(stderr, "{\"level\":\"error\",\"event\":\"%s\",\"msg\":\"%s\","
 	    "\"process\":\"token\"}\n", event, msg);
 }
+
+struct tokd {
+	tok_t *tok;           /* NULL while sealed; set once (atomically) */
+	pthread_mutex_t mu;
+	size_t live;          /* channel threads still running */
+
+	/* the seal: shares taken so far, under smu */
+	pthread_mutex_t smu;
+	int have_conf, legacy;
+	uint32_t last;        /* the last share's result */
+	struct seal_conf conf;
+	struct seal_collect *col;   /* a locked, undumped page */
+	struct tok_config cfg;      /* without a PIN */
+};
+
+static tok_t *
+tok_of(struct tokd *d)
+{
+	return __atomic_load_n(&d->tok, __ATOMIC_ACQUIRE);
+}
+
+/* The token opened with the PIN derived from s (or the legacy PIN),
+ * then the memory locked and the seccomp filter on: from now on the
+ * process serves keys. */
+static int
+open_token(struct tokd *d, const uint8_t *s, const char *legacy_pin)
+{
+	char pin[TOKP_PIN_MAX + 1];
+	struct tok_config cfg = d->cfg;
+	tok_t *t = NULL;
+	int rc;
+
+	if (s != NULL) {
+		if (seal_pin(s, "user", pin) != 0)
+			return HSM_ERR_INTERNAL;
+	} else {
+		snprintf(pin, sizeof(pin), "%s", legacy_pin);
+	}
+	cfg.user_pin = pin;
+	rc = tok_open(&cfg, &t);
+	OPENSSL_cleanse(pin, sizeof(pin));
+	if (rc != HSM_OK)
+		return rc;
+	if (hsm_lock_memory() != 0)
+		tlog("memory_not_locked", "RLIMIT_MEMLOCK is too low to lock "
+		    "the token process's memory; it may be swapped");
+	if (hsm_seccomp_token() != 0) {
+		tok_close(t);
+		return HSM_ERR_INTERNAL;
+	}
+	__atomic_store_n(&d->tok, t, __ATOMIC_RELEASE);
+	return HSM_OK;
+}
+
+static void
+put_status(struct tokd *d, struct tokp_buf *b)
+{
+	tokp_put_u32(b, tok_of(d) == NULL);
+	tokp_put_u32(b, d->conf.threshold);
+	tokp_put_u32(b, d->conf.shares);
+	tokp_put_u32(b, d->col != NULL ? d->col->count : 0);
+	tokp_put_u32(b, (uint32_t)d->legacy);
+	tokp_put_u32(b, d->last);
+}
+
+/* One operator key share (action 1) or a reset (2). */
+static int
+take_share(struct tokd *d, const struct tokp_msg *q, struct tokp_buf *b)
+{
+	char share[TOKP_SHARE_MAX + 1];
+	uint8_t s[SEAL_SECRET_LEN];
+	uint32_t action;
+	int rc = HSM_OK;
+
+	if (tokp_u32(&q->f[0], &action) != 0 || (action != 1 && action != 2))
+		return HSM_ERR_ARGS;
+	pthread_mutex_lock(&d->smu);
+	if (action == 2) {
+		if (d->col != NULL)
+			OPENSSL_cleanse(d->col, sizeof(*d->col));
+		d->last = 0;
+	} else if (tok_of(d) != NULL) {
+		d->last = SEAL_SHARE_TAKEN;   /* already unsealed */
+	} else if (!d->have_conf || d->conf.shares == 0 || d->col == NULL) {
+		rc = HSM_ERR_ARGS;           /* nothing to take shares for */
+	} else if (tokp_str(&q->f[1], share, sizeof(share)) != 0) {
+		d->last = SEAL_SHARE_MALFORMED;
+	} else {
+		d->last = (uint32_t)seal_offer(&d->conf, d->col, share);
+		OPENSSL_cleanse(share, sizeof(share));
+		if (d->last == SEAL_SHARE_TAKEN &&
+		    d->col->count >= d->conf.threshold) {
+			if (seal_combine(&d->conf, d->col, s) != 0) {
+				d->last = SEAL_SHARE_UNKNOWN;
+			} else if ((rc = open_token(d, s, NULL)) != HSM_OK) {
+				tlog("unseal_failed", "the shares are right but "
+				    "the token did not open");
+			} else {
+				tseal_log("info", "unsealed", "the vault is "
+				    "unsealed (operator key shares)");
+			}
+			OPENSSL_cleanse(s, sizeof(s));
+			OPENSSL_cleanse(d->col, sizeof(*d->col));
+		}
+	}
+	if (rc == HSM_OK)
+		put_status(d, b);
+	pthread_mutex_unlock(&d->smu);
+	return rc;
+}
+
 
 /* 1 if the module's real path lies inside one of the ':'-separated
  * directories of allow (each resolved too), as ssh-pkcs11-helper -P. */
@@ -79,30 +185,6 @@ hsm_module_allowed(const char *module, const char *allow)
 	return 0;
 }
 
-static int
-read_pin(const char *path, char *pin, size_t cap)
-{
-	ssize_t n;
-	size_t len = 0;
-	int fd;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
-		return -1;
-	while (len < cap - 1) {
-		n = read(fd, pin + len, cap - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	while (len > 0 && (pin[len - 1] == '\n' || pin[len - 1] == '\r'))
-		len--;
-	pin[len] = '\0';
-	return len > 0 ? 0 : -1;
-}
-
 /* -1 when the answer could not be written (the channel is gone). */
 static int
 answer(int fd, const struct tokp_msg *q, int status, struct tokp_buf *b)
@@ -122,8 +204,9 @@ answer(int fd, const struct tokp_msg *q, int status, struct tokp_buf *b)
 
 /* Runs request q on the token; the answer goes into b (begun here). */
 static int
-dispatch(tok_t *t, const struct tokp_msg *q, struct tokp_buf *b)
+dispatch(struct tokd *dd, const struct tokp_msg *q, struct tokp_buf *b)
 {
+	tok_t *t = tok_of(dd);
 	char id[HSM_BIND_MAX + 1], kid[HSM_BIND_MAX + 1];
 	uint8_t out[TOKP_RSA_MAX], *blob = NULL, *spki = NULL;
 	size_t out_len, blob_len = 0, spki_len = 0;
@@ -134,6 +217,21 @@ dispatch(tok_t *t, const struct tokp_msg *q, struct tokp_buf *b)
 	int rc = HSM_ERR_ARGS;
 
 	tokp_begin(b, (enum tokp_op)q->op, q->id, HSM_OK);
+	if (q->op == TOKP_SEAL_STATUS) {
+		pthread_mutex_lock(&dd->smu);
+		put_status(dd, b);
+		pthread_mutex_unlock(&dd->smu);
+		return HSM_OK;
+	}
+	if (q->op == TOKP_SHARE)
+		return take_share(dd, q, b);
+	if (t == NULL && q->op == TOKP_STATS) {
+		for (a = 0; a < 4; a++)
+			tokp_put_u64(b, 0);
+		return HSM_OK;
+	}
+	if (t == NULL)
+		return HSM_ERR_SEALED;
 	switch (q->op) {
 	case TOKP_HEALTH:
 		rc = tok_health(t);
@@ -259,7 +357,7 @@ chan_main(void *arg)
 	for (;;) {
 		if (tokp_recv(ca->fd, -1, 0, &q, NULL, NULL) != 0)
 			break;   /* EOF, or a malformed request: hang up */
-		rc = dispatch(ca->d->tok, &q, &b);
+		rc = dispatch(ca->d, &q, &b);
 		rc = answer(ca->fd, &q, rc, &b);
 		tokp_msg_clear(&q);
 		if (rc != 0)
@@ -285,29 +383,49 @@ boot_answer(int status, uint8_t op)
 	return r;
 }
 
+/* TOKEN_INIT and REKEY: one-shot ceremonies; the new shares go back. */
 static int
-token_init(const struct tokp_msg *m)
+ceremony(const struct tokp_msg *m, struct tokp_buf *b)
 {
 	char mod[TOKP_PATH_MAX + 1], allow[TOKP_PATH_MAX + 1];
-	char label[TOKP_LABEL_MAX + 1], so[TOKP_PIN_MAX + 1];
-	char user[TOKP_PIN_MAX + 1];
+	char label[TOKP_LABEL_MAX + 1], dir[TOKP_PATH_MAX + 1];
+	char *au = NULL, *old = NULL, *text = NULL;
+	size_t text_len = 0;
+	uint32_t th, n;
 	int rc = HSM_ERR_ARGS;
 
-	if (tokp_str(&m->f[0], mod, sizeof(mod)) == 0 &&
-	    tokp_str(&m->f[1], allow, sizeof(allow)) == 0 &&
-	    tokp_str(&m->f[2], label, sizeof(label)) == 0 &&
-	    tokp_str(&m->f[3], so, sizeof(so)) == 0 &&
-	    tokp_str(&m->f[4], user, sizeof(user)) == 0) {
-		if (!hsm_module_allowed(mod, allow)) {
-			tlog("module_not_allowed", "the PKCS#11 module is not "
-			    "in an allowed directory (P11VAULT_MODULE_ALLOW)");
-			rc = HSM_ERR_ARGS;
-		} else {
-			rc = tok_token_init(mod, label, so, user);
-		}
+	if (tokp_str(&m->f[0], mod, sizeof(mod)) != 0 ||
+	    tokp_str(&m->f[1], allow, sizeof(allow)) != 0 ||
+	    tokp_str(&m->f[2], label, sizeof(label)) != 0 ||
+	    tokp_str(&m->f[3], dir, sizeof(dir)) != 0 ||
+	    tokp_u32(&m->f[4], &th) != 0 || tokp_u32(&m->f[5], &n) != 0 ||
+	    (au = calloc(1, TOKP_AUTO_MAX + 1)) == NULL ||
+	    (old = calloc(1, TOKP_SHARES_MAX + 1)) == NULL ||
+	    tokp_str(&m->f[6], au, TOKP_AUTO_MAX + 1) != 0 ||
+	    (m->op == TOKP_REKEY &&
+	    tokp_str(&m->f[7], old, TOKP_SHARES_MAX + 1) != 0))
+		goto out;
+	if (!hsm_module_allowed(mod, allow)) {
+		tlog("module_not_allowed", "the PKCS#11 module is not "
+		    "in an allowed directory (P11VAULT_MODULE_ALLOW)");
+		goto out;
 	}
-	OPENSSL_cleanse(so, sizeof(so));
-	OPENSSL_cleanse(user, sizeof(user));
+	if (m->op == TOKP_TOKEN_INIT)
+		rc = tseal_init(mod, label, dir, th, n, au, &text, &text_len);
+	else
+		rc = tseal_rekey(mod, label, dir, th, n, au, old, &text,
+		    &text_len);
+	if (rc == HSM_OK) {
+		tokp_begin(b, (enum tokp_op)m->op, 0, HSM_OK);
+		tokp_put(b, text, strlen(text));
+	}
+out:
+	if (old != NULL) {
+		OPENSSL_cleanse(old, TOKP_SHARES_MAX + 1);
+		free(old);
+	}
+	free(au);
+	seal_text_free(text, text_len);
 	return rc;
 }
 
@@ -315,13 +433,14 @@ int
 hsm_token_main(int argc, char **argv)
 {
 	char mod[TOKP_PATH_MAX + 1], label[TOKP_LABEL_MAX + 1];
-	char pinf[TOKP_PATH_MAX + 1], allow[TOKP_PATH_MAX + 1];
+	char hsmdir[TOKP_PATH_MAX + 1], allow[TOKP_PATH_MAX + 1];
 	char user[TOKP_USER_MAX + 1], pin[TOKP_PIN_MAX + 1], err[256];
 	int fds[TOKP_CHAN_MAX];
 	size_t nfds = TOKP_CHAN_MAX, i;
 	struct tokp_msg m;
-	struct tok_config cfg;
 	struct tokd d;
+	uint8_t s[SEAL_SECRET_LEN];
+	int have_s = 0;
 	struct chan_arg *ca;
 	pthread_attr_t pa;
 	pthread_t th;
@@ -347,12 +466,19 @@ hsm_token_main(int argc, char **argv)
 	memset(&m, 0, sizeof(m));
 	if (tokp_recv(TOKP_BOOT_FD, 60000, 0, &m, fds, &nfds) != 0)
 		_exit(2);
-	if (m.op == TOKP_TOKEN_INIT) {
+	if (m.op == TOKP_TOKEN_INIT || m.op == TOKP_REKEY) {
+		struct tokp_buf b;
+
 		for (i = 0; i < nfds; i++)
 			close(fds[i]);
-		rc = token_init(&m);
+		memset(&b, 0, sizeof(b));
+		rc = ceremony(&m, &b);
+		if (rc != HSM_OK)
+			(void)boot_answer(rc, m.op);
+		else if (tokp_send(TOKP_BOOT_FD, &b, NULL, 0) != 0)
+			tlog("answer_lost", "the new shares could not be sent");
+		tokp_buf_clear(&b);
 		tokp_msg_clear(&m);
-		(void)boot_answer(rc, TOKP_TOKEN_INIT);
 		/* wait for the parent to hang up, so it reads the answer */
 		while (read(TOKP_BOOT_FD, &c, 1) > 0)
 			;
@@ -361,7 +487,7 @@ hsm_token_main(int argc, char **argv)
 	if (m.op != TOKP_HELLO || nfds == 0 ||
 	    tokp_str(&m.f[0], mod, sizeof(mod)) != 0 ||
 	    tokp_str(&m.f[1], label, sizeof(label)) != 0 ||
-	    tokp_str(&m.f[2], pinf, sizeof(pinf)) != 0 ||
+	    tokp_str(&m.f[2], hsmdir, sizeof(hsmdir)) != 0 ||
 	    tokp_str(&m.f[3], allow, sizeof(allow)) != 0 ||
 	    m.f[4].len >= sizeof(user) ||
 	    tokp_u32(&m.f[5], &pool) != 0 || tokp_u32(&m.f[6], &cache) != 0) {
@@ -378,34 +504,37 @@ hsm_token_main(int argc, char **argv)
 		(void)boot_answer(HSM_ERR_ARGS, TOKP_HELLO);
 		_exit(2);
 	}
+	memset(&d, 0, sizeof(d));
+	pthread_mutex_init(&d.smu, NULL);
+	/* S, unattended, while still root: systemd-creds with the host key
+	 * needs it; then privileges go */
+	rc = tseal_boot(hsmdir, mod, label, &d.conf, &d.have_conf, s, &have_s,
+	    pin, sizeof(pin), &d.legacy);
+	if (rc != HSM_OK) {
+		(void)boot_answer(rc, TOKP_HELLO);
+		_exit(2);
+	}
 	if (user[0] != '\0' &&
 	    hsm_drop_privileges(user, err, sizeof(err)) != 0) {
+		OPENSSL_cleanse(s, sizeof(s));
+		OPENSSL_cleanse(pin, sizeof(pin));
 		tlog("privilege_drop_failed", "the token process cannot "
 		    "become the --user given");
 		(void)boot_answer(HSM_ERR_ARGS, TOKP_HELLO);
 		_exit(2);
 	}
-	if (read_pin(pinf, pin, sizeof(pin)) != 0) {
-		OPENSSL_cleanse(pin, sizeof(pin));
-		tlog("pin_unreadable", "the token process cannot read the "
-		    "user PIN file");
-		(void)boot_answer(HSM_ERR_UNAVAILABLE, TOKP_HELLO);
-		_exit(2);
-	}
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.module_path = mod;
-	cfg.token_label = label;
-	cfg.user_pin = pin;
-	cfg.pool_size = pool;
-	cfg.cache_size = cache;
-	memset(&d, 0, sizeof(d));
-	rc = tok_open(&cfg, &d.tok);
+	d.cfg.module_path = mod;
+	d.cfg.token_label = label;
+	d.cfg.pool_size = pool;
+	d.cfg.cache_size = cache;
+	if (d.have_conf && d.conf.shares > 0 &&
+	    (d.col = hsm_secret_alloc(sizeof(*d.col))) == NULL)
+		_exit(3);
+	rc = HSM_OK;
+	if (have_s || d.legacy)
+		rc = open_token(&d, have_s ? s : NULL, pin);
+	OPENSSL_cleanse(s, sizeof(s));
 	OPENSSL_cleanse(pin, sizeof(pin));
-	if (rc == HSM_OK && hsm_lock_memory() != 0)
-		tlog("memory_not_locked", "RLIMIT_MEMLOCK is too low to lock "
-		    "the token process's memory; it may be swapped");
-	if (rc == HSM_OK && hsm_seccomp_token() != 0)
-		rc = HSM_ERR_INTERNAL;
 	if (rc != HSM_OK) {
 		(void)boot_answer(rc, TOKP_HELLO);
 		_exit(2);

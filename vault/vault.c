@@ -76,6 +76,8 @@ map_hsm(int r)
 		return VLT_ERR_UNAVAILABLE;
 	case HSM_ERR_NO_MEMORY:
 		return VLT_ERR_NO_MEMORY;
+	case HSM_ERR_SEALED:
+		return VLT_ERR_SEALED;
 	default:
 		return VLT_ERR_INTERNAL;
 	}
@@ -371,6 +373,14 @@ dflt:
  */
 #define BLOBS_BOUND_FILE "blobs-bound"
 #define BLOBS_BOUND_TEXT "2\n"
+/*
+ * Then the upgrade to format 3 (sealed under the token's private seal
+ * key): every format-2 blob, whose MAC verifies against its row, and the
+ * format-1 blobs of the first upgrade above, are re-wrapped; DIR/
+ * blobs-sealed records that it is done.
+ */
+#define BLOBS_SEALED_FILE "blobs-sealed"
+#define BLOBS_SEALED_TEXT "3\n"
 #define UPGRADE_PAGE 256
 
 static int
@@ -380,12 +390,15 @@ upgrade_blobs(vault_t *v, const char *dir)
 	struct store_blob *page = NULL, *todo = NULL, *tmp;
 	size_t n = 0, i, ntodo = 0, cap = 0, replaced = 0;
 	int64_t after = 0;
-	int r;
+	int r, bound;
 
-	if ((r = fs_join(path, sizeof(path), dir, BLOBS_BOUND_FILE)) != 0)
+	if ((r = fs_join(path, sizeof(path), dir, BLOBS_SEALED_FILE)) != 0)
 		return r;
 	if (fs_exists(path))
 		return 0;
+	if ((r = fs_join(path, sizeof(path), dir, BLOBS_BOUND_FILE)) != 0)
+		return r;
+	bound = fs_exists(path);
 	do {
 		if ((r = store_blob_scan(v->store, after, UPGRADE_PAGE, &page,
 		    &n)) != 0)
@@ -395,6 +408,8 @@ upgrade_blobs(vault_t *v, const char *dir)
 
 			after = b->seq;
 			if (!hsm_blob_is_legacy(b->blob, b->blob_len) ||
+			    (bound && hsm_blob_is_unbound(b->blob,
+			    b->blob_len)) ||
 			    blob_bind(bind, b->name, b->version) != 0)
 				continue;
 			r = hsm_blob_upgrade(v->hsm, bind, b->blob,
@@ -425,8 +440,13 @@ upgrade_blobs(vault_t *v, const char *dir)
 	if (ntodo > 0 &&
 	    (r = store_blob_replace(v->store, todo, ntodo, &replaced)) != 0)
 		goto out;
-	r = fs_write_private(path, BLOBS_BOUND_TEXT,
-	    sizeof(BLOBS_BOUND_TEXT) - 1);
+	if (!bound && (r = fs_write_private(path, BLOBS_BOUND_TEXT,
+	    sizeof(BLOBS_BOUND_TEXT) - 1)) != 0)
+		goto out;
+	if ((r = fs_join(path, sizeof(path), dir, BLOBS_SEALED_FILE)) != 0)
+		goto out;
+	r = fs_write_private(path, BLOBS_SEALED_TEXT,
+	    sizeof(BLOBS_SEALED_TEXT) - 1);
 out:
 	store_blob_free_array(page, n);
 	store_blob_free_array(todo, ntodo);
@@ -449,16 +469,17 @@ vault_init(const struct vlt_init_params *p)
 {
 	char dir[PATH_MAX], path[PATH_MAX], hsmdir[PATH_MAX];
 	char tokdir[PATH_MAX], shconf[PATH_MAX], modabs[PATH_MAX];
-	char so_pin[PIN_HEX_LEN + 1], user_pin[PIN_HEX_LEN + 1];
 	char tenant[VLT_ID_LEN + 1], listen[300], *shtext = NULL;
+	char *shares = NULL;
+	struct hsm_init hi;
 	const char *module, *label, *url;
 	struct vlt_conf *conf = NULL;
 	struct vlt_settings set = { 90, 0 };
 	store_t *store = NULL;
 	int r, n;
 
-	memset(so_pin, 0, sizeof(so_pin));
-	memset(user_pin, 0, sizeof(user_pin));
+	if (p != NULL && p->shares_out != NULL)
+		*p->shares_out = NULL;
 	if (p == NULL || p->data_dir == NULL || p->data_dir[0] == '\0')
 		return VLT_ERR_BAD_PARAM;
 	url = p->vault_url != NULL ? p->vault_url : DEFAULT_URL;
@@ -519,17 +540,16 @@ vault_init(const struct vlt_init_params *p)
 	if ((r = fs_join(hsmdir, sizeof(hsmdir), dir, "hsm")) != 0 ||
 	    (r = fs_mkdir_private(hsmdir)) != 0)
 		goto out;
-	if ((r = random_hex(so_pin, PIN_HEX_LEN)) != 0 ||
-	    (r = random_hex(user_pin, PIN_HEX_LEN)) != 0)
-		goto out;
-	if ((r = fs_join(path, sizeof(path), hsmdir, "so.pin")) != 0 ||
-	    (r = fs_write_private(path, so_pin, PIN_HEX_LEN)) != 0)
-		goto out;
-	if ((r = fs_join(path, sizeof(path), hsmdir, "user.pin")) != 0 ||
-	    (r = fs_write_private(path, user_pin, PIN_HEX_LEN)) != 0)
-		goto out;
-
-	r = hsm_token_init(module, p->module_allow, label, so_pin, user_pin);
+	memset(&hi, 0, sizeof(hi));
+	hi.module_path = module;
+	hi.module_allow = p->module_allow;
+	hi.token_label = label;
+	hi.hsm_dir = hsmdir;
+	hi.shares = p->key_shares;
+	hi.threshold = p->key_threshold;
+	hi.auto_method = p->auto_unseal != NULL ? p->auto_unseal :
+	    "systemd-creds:host";
+	r = hsm_token_init(&hi, &shares);
 	if (r != 0) {
 		r = r == HSM_ERR_EXISTS ? VLT_ERR_EXISTS : map_hsm(r);
 		goto out;
@@ -542,7 +562,10 @@ vault_init(const struct vlt_init_params *p)
 	/* a new store holds no unbound blob: nothing ever to upgrade */
 	if ((r = fs_join(path, sizeof(path), dir, BLOBS_BOUND_FILE)) != 0 ||
 	    (r = fs_write_private(path, BLOBS_BOUND_TEXT,
-	    sizeof(BLOBS_BOUND_TEXT) - 1)) != 0)
+	    sizeof(BLOBS_BOUND_TEXT) - 1)) != 0 ||
+	    (r = fs_join(path, sizeof(path), dir, BLOBS_SEALED_FILE)) != 0 ||
+	    (r = fs_write_private(path, BLOBS_SEALED_TEXT,
+	    sizeof(BLOBS_SEALED_TEXT) - 1)) != 0)
 		goto out;
 
 	if (p->tenant_id != NULL) {
@@ -573,10 +596,15 @@ vault_init(const struct vlt_init_params *p)
 	/* Last: from here on DIR holds a vault. */
 	if ((r = fs_join(path, sizeof(path), dir, "p11vault.conf")) != 0)
 		goto out;
-	r = conf_write_new(conf, path);
+	if ((r = conf_write_new(conf, path)) == 0 && p->shares_out != NULL) {
+		*p->shares_out = shares;
+		shares = NULL;
+	}
 out:
-	OPENSSL_cleanse(so_pin, sizeof(so_pin));
-	OPENSSL_cleanse(user_pin, sizeof(user_pin));
+	if (shares != NULL) {
+		OPENSSL_cleanse(shares, strlen(shares));
+		free(shares);
+	}
 	free(shtext);
 	store_close(store);
 	conf_free(conf);
@@ -588,8 +616,9 @@ vault_open(const char *data_dir, const struct vlt_open_opts *o,
     vault_t **out)
 {
 	size_t pool_size = o != NULL ? o->pool_size : 0;
-	char path[PATH_MAX], dir[PATH_MAX], pin_file[PATH_MAX];
+	char path[PATH_MAX], dir[PATH_MAX], hsm_dir[PATH_MAX];
 	struct hsm_config hc;
+	struct hsm_seal_status st;
 	const char *shconf;
 	vault_t *v = NULL;
 	long ncpu;
@@ -625,8 +654,8 @@ vault_open(const char *data_dir, const struct vlt_open_opts *o,
 		r = VLT_ERR_INTERNAL;
 		goto out;
 	}
-	/* the token process reads the PIN; this process never does */
-	if ((r = fs_join(pin_file, sizeof(pin_file), dir, "hsm/user.pin")) != 0)
+	/* the token process unseals; this process never sees a PIN */
+	if ((r = fs_join(hsm_dir, sizeof(hsm_dir), dir, "hsm")) != 0)
 		goto out;
 	if (pool_size == 0) {
 		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -637,7 +666,7 @@ vault_open(const char *data_dir, const struct vlt_open_opts *o,
 	memset(&hc, 0, sizeof(hc));
 	hc.module_path = conf_get(v->conf, "module");
 	hc.token_label = conf_get(v->conf, "token_label");
-	hc.pin_file = pin_file;
+	hc.hsm_dir = hsm_dir;
 	hc.module_allow = o != NULL ? o->module_allow : NULL;
 	hc.run_as = o != NULL ? o->token_user : NULL;
 	hc.pool_size = pool_size;
@@ -648,7 +677,9 @@ vault_open(const char *data_dir, const struct vlt_open_opts *o,
 	if ((r = fs_join(path, sizeof(path), dir, "vault.db")) != 0 ||
 	    (r = store_open(path, 0, &v->store)) != 0)
 		goto out;
-	if ((r = upgrade_blobs(v, dir)) != 0)
+	/* a sealed vault upgrades its blobs when it is unsealed */
+	if (hsm_seal_status(v->hsm, &st) == HSM_OK && !st.sealed &&
+	    (r = upgrade_blobs(v, dir)) != 0)
 		goto out;
 	{
 		/* audit_max_bytes=N in p11vault.conf: rotate the audit log
@@ -1403,6 +1434,90 @@ vault_jwt_public(vault_t *v, uint8_t **spki, size_t *len)
 	if (v == NULL || spki == NULL || len == NULL)
 		return VLT_ERR_BAD_PARAM;
 	return map_hsm(hsm_jwt_public(v->hsm, spki, len));
+}
+
+static void
+seal_status_of(const struct hsm_seal_status *h, struct vlt_seal_status *st)
+{
+	st->sealed = h->sealed;
+	st->threshold = h->threshold;
+	st->shares = h->shares;
+	st->progress = h->progress;
+	st->plaintext_pins = h->plaintext_pins;
+	st->result = h->result;
+}
+
+int
+vault_seal_status(vault_t *v, struct vlt_seal_status *st)
+{
+	struct hsm_seal_status h;
+	int r;
+
+	if (v == NULL || st == NULL)
+		return VLT_ERR_BAD_PARAM;
+	memset(st, 0, sizeof(*st));
+	if ((r = hsm_seal_status(v->hsm, &h)) != 0)
+		return map_hsm(r);
+	seal_status_of(&h, st);
+	return 0;
+}
+
+int
+vault_unseal(vault_t *v, const char *share, struct vlt_seal_status *st)
+{
+	struct hsm_seal_status h;
+	int r, was_sealed;
+
+	if (v == NULL || st == NULL)
+		return VLT_ERR_BAD_PARAM;
+	memset(st, 0, sizeof(*st));
+	if ((r = hsm_seal_status(v->hsm, &h)) != 0)
+		return map_hsm(r);
+	was_sealed = h.sealed;
+	if ((r = hsm_unseal_share(v->hsm, share, &h)) != 0)
+		return r == HSM_ERR_ARGS ? VLT_ERR_CONFLICT : map_hsm(r);
+	seal_status_of(&h, st);
+	if (was_sealed && !h.sealed)
+		return upgrade_blobs(v, v->data_dir);
+	return 0;
+}
+
+int
+vault_rekey(const char *data_dir, unsigned key_shares,
+    unsigned key_threshold, const char *auto_unseal, const char *old_shares,
+    const char *module_allow, char **shares_out)
+{
+	char path[PATH_MAX], dir[PATH_MAX], hsm_dir[PATH_MAX];
+	struct vlt_conf *conf = NULL;
+	struct hsm_init hi;
+	const char *shconf;
+	int r;
+
+	*shares_out = NULL;
+	if (data_dir == NULL || realpath(data_dir, dir) == NULL)
+		return VLT_ERR_NOT_FOUND;
+	if ((r = fs_join(path, sizeof(path), dir, "p11vault.conf")) != 0 ||
+	    (r = conf_read(path, &conf)) != 0)
+		return r;
+	shconf = conf_get(conf, "softhsm_conf");
+	if (shconf != NULL && setenv("SOFTHSM2_CONF", shconf, 1) != 0) {
+		r = VLT_ERR_INTERNAL;
+		goto out;
+	}
+	if ((r = fs_join(hsm_dir, sizeof(hsm_dir), dir, "hsm")) != 0)
+		goto out;
+	memset(&hi, 0, sizeof(hi));
+	hi.module_path = conf_get(conf, "module");
+	hi.token_label = conf_get(conf, "token_label");
+	hi.module_allow = module_allow;
+	hi.hsm_dir = hsm_dir;
+	hi.shares = key_shares;
+	hi.threshold = key_threshold;
+	hi.auto_method = auto_unseal != NULL ? auto_unseal : "";
+	r = map_hsm(hsm_rekey(&hi, old_shares, shares_out));
+out:
+	conf_free(conf);
+	return r;
 }
 
 int

@@ -43,6 +43,7 @@ enum vlt_err {
 	VLT_ERR_INTERNAL = -13,         /* 500 */
 	VLT_ERR_EXISTS = -14,           /* init: DIR already holds a vault */
 	VLT_ERR_IO = -15,               /* file system trouble (init/open) */
+	VLT_ERR_SEALED = -16,           /* 503: the vault is sealed */
 };
 
 enum vlt_kty { VLT_KTY_RSA = 1, VLT_KTY_EC = 2 };
@@ -114,16 +115,52 @@ struct vlt_init_params {
 	const char *module_allow; /* ':'-separated directories a PKCS#11
 	                             module may be loaded from; NULL: the
 	                             default (HSM_MODULE_ALLOW) */
+	unsigned key_shares;      /* operator key shares (0..16) */
+	unsigned key_threshold;   /* how many of them unseal */
+	const char *auto_unseal;  /* NULL: "systemd-creds:host" (the default
+	                             of a library caller); "none";
+	                             "systemd-creds[:KEY]"; "clevis:PIN CFG" */
+	char **shares_out;        /* the new shares, a line each, malloc'd
+	                             (caller wipes); NULL: dropped */
 };
 /*
  * Creates a vault in data_dir (made 0700 if absent): the PKCS#11 token
- * (for SoftHSMv2: DIR/softhsm2.conf and DIR/tokens/), random SO and user
- * PINs in DIR/hsm/so.pin and DIR/hsm/user.pin (0600), the domain and JWT
+ * (for SoftHSMv2: DIR/softhsm2.conf and DIR/tokens/) with SO and user
+ * PINs derived from a new unseal secret that rests nowhere (its shares go
+ * to the caller; its unattended credential and DIR/hsm/seal.conf, which
+ * holds no secret, to DIR/hsm), the domain, JWT, bind and seal
  * keys, the SQLite store DIR/vault.db, and DIR/p11vault.conf (written
  * last; its presence is what "holds a vault" means). VLT_ERR_EXISTS,
  * changing nothing, if DIR/p11vault.conf exists.
  */
 int vault_init(const struct vlt_init_params *p) VLT_WUR;
+
+/*
+ * The unseal secret's state, and operator key shares one at a time
+ * (share NULL: reset). A vault that turns unsealed upgrades its blobs of
+ * older formats before answering.
+ */
+enum { VLT_SHARE_TAKEN = 0, VLT_SHARE_UNKNOWN = 1, VLT_SHARE_REPEATED = 2,
+    VLT_SHARE_MALFORMED = 3 };
+struct vlt_seal_status {
+	int sealed;
+	unsigned threshold, shares, progress;
+	int plaintext_pins;
+	int result;          /* VLT_SHARE_*, of the last share given */
+};
+int vault_seal_status(vault_t *v, struct vlt_seal_status *st) VLT_WUR;
+int vault_unseal(vault_t *v, const char *share, struct vlt_seal_status *st)
+    VLT_WUR;
+
+/*
+ * Offline (the server stopped): a new unseal secret, new shares and new
+ * PINs from the current shares (a line each; none needed when the vault
+ * has only an unattended method, or still has PIN files). auto_unseal
+ * NULL keeps the current method. *shares_out as for vault_init.
+ */
+int vault_rekey(const char *data_dir, unsigned key_shares,
+    unsigned key_threshold, const char *auto_unseal, const char *old_shares,
+    const char *module_allow, char **shares_out) VLT_WUR;
 
 /* 1 if data_dir holds a vault. */
 int vault_exists(const char *data_dir);

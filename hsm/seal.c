@@ -1,0 +1,742 @@
+/*
+ * seal.c — the unseal secret on the token side: derivation of the PINs,
+ * the seal configuration file, operator key shares (libgfshare) and the
+ * unattended methods (systemd-creds, Clevis). See seal.h.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libgfshare.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include "hsm/seal.h"
+
+extern char **environ;
+
+#define SEAL_SALT "p11vault-seal-v1"
+#define CRED_NAME "p11vault-unseal"
+#define OUT_MAX 256
+
+static const char hexd[] = "0123456789abcdef";
+
+static void
+to_hex(const uint8_t *p, size_t n, char *out)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = hexd[p[i] >> 4];
+		out[2 * i + 1] = hexd[p[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* exactly 2n hex digits into out[n] */
+static int
+from_hex(const char *s, size_t slen, uint8_t *out, size_t n)
+{
+	size_t i;
+	int a, b;
+
+	if (slen != 2 * n)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if ((a = hexval((unsigned char)s[2 * i])) < 0 ||
+		    (b = hexval((unsigned char)s[2 * i + 1])) < 0)
+			return -1;
+		out[i] = (uint8_t)(a << 4 | b);
+	}
+	return 0;
+}
+
+static int
+hkdf(const uint8_t s[SEAL_SECRET_LEN], const char *info, uint8_t out[32])
+{
+	EVP_PKEY_CTX *k;
+	size_t len = 32;
+	int ok;
+
+	if ((k = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL)) == NULL)
+		return -1;
+	ok = EVP_PKEY_derive_init(k) > 0 &&
+	    EVP_PKEY_CTX_set_hkdf_md(k, EVP_sha256()) > 0 &&
+	    EVP_PKEY_CTX_set1_hkdf_salt(k, (const unsigned char *)SEAL_SALT,
+	    sizeof(SEAL_SALT) - 1) > 0 &&
+	    EVP_PKEY_CTX_set1_hkdf_key(k, s, SEAL_SECRET_LEN) > 0 &&
+	    EVP_PKEY_CTX_add1_hkdf_info(k, (const unsigned char *)info,
+	    (int)strlen(info)) > 0 &&
+	    EVP_PKEY_derive(k, out, &len) > 0 && len == 32;
+	EVP_PKEY_CTX_free(k);
+	return ok ? 0 : -1;
+}
+
+int
+seal_pin(const uint8_t s[SEAL_SECRET_LEN], const char *what,
+    char pin[SEAL_PIN_LEN + 1])
+{
+	uint8_t d[32];
+	char info[32];
+	int r;
+
+	snprintf(info, sizeof(info), "%s-pin", what);
+	r = hkdf(s, info, d);
+	if (r == 0)
+		to_hex(d, sizeof(d), pin);
+	OPENSSL_cleanse(d, sizeof(d));
+	return r;
+}
+
+int
+seal_check_value(const uint8_t s[SEAL_SECRET_LEN], uint8_t out[32])
+{
+	return hkdf(s, "check", out);
+}
+
+int
+seal_check(const struct seal_conf *c, const uint8_t s[SEAL_SECRET_LEN])
+{
+	uint8_t d[32];
+	int r;
+
+	if (seal_check_value(s, d) != 0)
+		return -1;
+	r = CRYPTO_memcmp(d, c->check, sizeof(d)) == 0 ? 0 : -1;
+	OPENSSL_cleanse(d, sizeof(d));
+	return r;
+}
+
+int
+seal_new_secret(uint8_t s[SEAL_SECRET_LEN])
+{
+	return RAND_priv_bytes(s, SEAL_SECRET_LEN) == 1 ? 0 : -1;
+}
+
+/* ---- the configuration file ---- */
+
+static void
+conf_path(char *out, size_t cap, const char *hsmdir, const char *name)
+{
+	snprintf(out, cap, "%s/%s", hsmdir, name);
+}
+
+int
+seal_conf_read(const char *hsmdir, const char *name, struct seal_conf *c)
+{
+	char path[PATH_MAX], line[SEAL_AUTO_MAX + 64], *v, *nl;
+	unsigned long nr;
+	unsigned got = 0, nshares = 0;
+	FILE *f;
+	int bad = 0;
+
+	memset(c, 0, sizeof(*c));
+	conf_path(path, sizeof(path), hsmdir, name);
+	if ((f = fopen(path, "re")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if ((nl = strchr(line, '\n')) != NULL)
+			*nl = '\0';
+		else if (!feof(f)) {
+			bad = 1;
+			break;
+		}
+		if (line[0] == '\0' || line[0] == '#')
+			continue;
+		if ((v = strchr(line, '=')) == NULL) {
+			bad = 1;
+			break;
+		}
+		*v++ = '\0';
+		if (strcmp(line, "format") == 0) {
+			bad |= strcmp(v, "1") != 0;
+			got |= 1;
+		} else if (strcmp(line, "threshold") == 0) {
+			c->threshold = (unsigned)strtoul(v, NULL, 10);
+		} else if (strcmp(line, "shares") == 0) {
+			c->shares = (unsigned)strtoul(v, NULL, 10);
+		} else if (strcmp(line, "check") == 0) {
+			bad |= from_hex(v, strlen(v), c->check, 32) != 0;
+			got |= 2;
+		} else if (strncmp(line, "share.", 6) == 0) {
+			nr = strtoul(line + 6, NULL, 10);
+			if (nshares >= SEAL_SHARES_MAX || nr < 1 || nr > 255 ||
+			    from_hex(v, strlen(v), c->share_hash[nshares],
+			    32) != 0) {
+				bad = 1;
+				break;
+			}
+			c->share_nr[nshares++] = (uint8_t)nr;
+		} else if (strcmp(line, "method") == 0) {
+			if (strlen(v) >= sizeof(c->method)) {
+				bad = 1;
+				break;
+			}
+			strcpy(c->method, v);
+		} else if (strcmp(line, "method_arg") == 0) {
+			if (strlen(v) >= sizeof(c->arg)) {
+				bad = 1;
+				break;
+			}
+			strcpy(c->arg, v);
+		}
+	}
+	fclose(f);
+	if (bad || got != 3 || nshares != c->shares ||
+	    c->shares > SEAL_SHARES_MAX || c->threshold > c->shares ||
+	    (c->shares > 0 && c->threshold == 0) ||
+	    (c->method[0] != '\0' && strcmp(c->method, "systemd-creds") != 0 &&
+	    strcmp(c->method, "clevis") != 0) ||
+	    (c->shares == 0 && c->method[0] == '\0'))
+		return -2;
+	return 0;
+}
+
+static int
+write_all(int fd, const void *p, size_t n)
+{
+	const char *b = p;
+	ssize_t w;
+
+	while (n > 0) {
+		w = write(fd, b, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		b += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int
+sync_dir(const char *dir)
+{
+	int fd, r;
+
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -1;
+	r = fsync(fd);
+	close(fd);
+	return r;
+}
+
+/* data into DIR/name, atomically, mode 0600 */
+static int
+write_file_atomic(const char *hsmdir, const char *name, const void *data,
+    size_t len)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 8];
+	int fd, r;
+
+	conf_path(path, sizeof(path), hsmdir, name);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	(void)unlink(tmp);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
+	    O_NOFOLLOW, 0600)) < 0)
+		return -1;
+	r = write_all(fd, data, len);
+	if (r == 0)
+		r = fsync(fd);
+	if (close(fd) != 0)
+		r = -1;
+	if (r == 0)
+		r = rename(tmp, path);
+	if (r != 0) {
+		(void)unlink(tmp);
+		return -1;
+	}
+	return sync_dir(hsmdir);
+}
+
+int
+seal_conf_write(const char *hsmdir, const char *name,
+    const struct seal_conf *c)
+{
+	char *buf = NULL, hex[65];
+	size_t cap = 4096 + SEAL_AUTO_MAX, len = 0;
+	unsigned i;
+	int n, r;
+
+	if ((buf = malloc(cap)) == NULL)
+		return -1;
+	to_hex(c->check, 32, hex);
+	n = snprintf(buf, cap, "# p11vault seal configuration: no secret "
+	    "here (see docs/operations.md)\nformat=1\nthreshold=%u\n"
+	    "shares=%u\ncheck=%s\n", c->threshold, c->shares, hex);
+	len = (size_t)n;
+	for (i = 0; i < c->shares && len < cap; i++) {
+		to_hex(c->share_hash[i], 32, hex);
+		n = snprintf(buf + len, cap - len, "share.%u=%s\n",
+		    c->share_nr[i], hex);
+		len += (size_t)n;
+	}
+	if (c->method[0] != '\0' && len < cap) {
+		n = snprintf(buf + len, cap - len, "method=%s\nmethod_arg=%s\n",
+		    c->method, c->arg);
+		len += (size_t)n;
+	}
+	r = len < cap ? write_file_atomic(hsmdir, name, buf, len) : -1;
+	free(buf);
+	return r;
+}
+
+/* ---- shares ---- */
+
+static void
+fill_rand(unsigned char *p, unsigned int n)
+{
+	if (RAND_priv_bytes(p, (int)n) != 1)
+		abort();   /* never split with a broken generator */
+}
+
+static void
+share_hash(uint8_t nr, const uint8_t body[SEAL_SECRET_LEN], uint8_t out[32])
+{
+	uint8_t m[14 + 1 + SEAL_SECRET_LEN];
+
+	memcpy(m, "p11vault-share", 14);
+	m[14] = nr;
+	memcpy(m + 15, body, SEAL_SECRET_LEN);
+	SHA256(m, sizeof(m), out);
+	OPENSSL_cleanse(m, sizeof(m));
+}
+
+void
+seal_text_free(char *text, size_t len)
+{
+	if (text == NULL)
+		return;
+	OPENSSL_cleanse(text, len);
+	free(text);
+}
+
+int
+seal_split(const uint8_t s[SEAL_SECRET_LEN], unsigned m, unsigned n,
+    struct seal_conf *c, char **text, size_t *text_len)
+{
+	uint8_t nrs[SEAL_SHARES_MAX], body[SEAL_SECRET_LEN], sec[SEAL_SECRET_LEN];
+	gfshare_ctx *g;
+	size_t cap = SEAL_SHARES_MAX * SEAL_SHARE_TEXT + 1, len = 0;
+	char *t, hex[65];
+	unsigned i;
+
+	*text = NULL;
+	*text_len = 0;
+	if (n > SEAL_SHARES_MAX || m > n || (n > 0 && m == 0))
+		return -1;
+	c->threshold = m;
+	c->shares = n;
+	if ((t = calloc(1, cap)) == NULL)
+		return -1;
+	if (n == 0) {
+		*text = t;
+		*text_len = cap;
+		return 0;
+	}
+	gfshare_fill_rand = fill_rand;
+	for (i = 0; i < n; i++)
+		nrs[i] = (uint8_t)(i + 1);
+	if ((g = gfshare_ctx_init_enc(nrs, n, (unsigned char)m,
+	    SEAL_SECRET_LEN)) == NULL) {
+		free(t);
+		return -1;
+	}
+	memcpy(sec, s, sizeof(sec));
+	gfshare_ctx_enc_setsecret(g, sec);
+	OPENSSL_cleanse(sec, sizeof(sec));
+	for (i = 0; i < n; i++) {
+		gfshare_ctx_enc_getshare(g, (unsigned char)i, body);
+		c->share_nr[i] = nrs[i];
+		share_hash(nrs[i], body, c->share_hash[i]);
+		to_hex(body, sizeof(body), hex);
+		len += (size_t)snprintf(t + len, cap - len, "%u-%s\n", nrs[i],
+		    hex);
+		OPENSSL_cleanse(hex, sizeof(hex));
+	}
+	OPENSSL_cleanse(body, sizeof(body));
+	gfshare_ctx_free(g);   /* scrubs its buffers */
+	*text = t;
+	*text_len = cap;
+	return 0;
+}
+
+int
+seal_offer(const struct seal_conf *c, struct seal_collect *col,
+    const char *share)
+{
+	uint8_t body[SEAL_SECRET_LEN], h[32];
+	const char *dash, *end;
+	unsigned long nr;
+	unsigned i;
+	int found = 0;
+	char *ep;
+
+	while (*share == ' ' || *share == '\t')
+		share++;
+	end = share + strlen(share);
+	while (end > share && (end[-1] == '\n' || end[-1] == '\r' ||
+	    end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	if ((dash = memchr(share, '-', (size_t)(end - share))) == NULL ||
+	    dash == share || dash - share > 3)
+		return SEAL_SHARE_MALFORMED;
+	nr = strtoul(share, &ep, 10);
+	if (ep != dash || nr < 1 || nr > 255 ||
+	    from_hex(dash + 1, (size_t)(end - dash - 1), body, sizeof(body)) !=
+	    0)
+		return SEAL_SHARE_MALFORMED;
+	share_hash((uint8_t)nr, body, h);
+	for (i = 0; i < c->shares; i++)
+		found |= c->share_nr[i] == nr &&
+		    CRYPTO_memcmp(h, c->share_hash[i], 32) == 0;
+	if (!found) {
+		OPENSSL_cleanse(body, sizeof(body));
+		return SEAL_SHARE_UNKNOWN;
+	}
+	for (i = 0; i < col->count; i++)
+		if (col->nr[i] == nr) {
+			OPENSSL_cleanse(body, sizeof(body));
+			return SEAL_SHARE_REPEATED;
+		}
+	if (col->count >= SEAL_SHARES_MAX)
+		return SEAL_SHARE_REPEATED;
+	col->nr[col->count] = (uint8_t)nr;
+	memcpy(col->body[col->count], body, sizeof(body));
+	col->count++;
+	OPENSSL_cleanse(body, sizeof(body));
+	return SEAL_SHARE_TAKEN;
+}
+
+int
+seal_combine(const struct seal_conf *c, const struct seal_collect *col,
+    uint8_t s[SEAL_SECRET_LEN])
+{
+	uint8_t nrs[SEAL_SHARES_MAX], body[SEAL_SECRET_LEN];
+	gfshare_ctx *g;
+	unsigned i, k;
+	int r;
+
+	if (c->threshold == 0 || col->count < c->threshold)
+		return -1;
+	gfshare_fill_rand = fill_rand;   /* gfshare_ctx_free scrubs with it */
+	k = c->threshold;
+	memcpy(nrs, col->nr, k);
+	if ((g = gfshare_ctx_init_dec(nrs, k, SEAL_SECRET_LEN)) == NULL)
+		return -1;
+	for (i = 0; i < k; i++) {
+		memcpy(body, col->body[i], sizeof(body));
+		gfshare_ctx_dec_giveshare(g, (unsigned char)i, body);
+	}
+	OPENSSL_cleanse(body, sizeof(body));
+	gfshare_ctx_dec_extract(g, s);
+	gfshare_ctx_free(g);
+	r = seal_check(c, s);
+	if (r != 0)
+		OPENSSL_cleanse(s, SEAL_SECRET_LEN);
+	return r;
+}
+
+/* ---- unattended methods ---- */
+
+const char *
+seal_auto_file(const struct seal_conf *c)
+{
+	if (strcmp(c->method, "systemd-creds") == 0)
+		return "unseal.cred";
+	if (strcmp(c->method, "clevis") == 0)
+		return "unseal.jwe";
+	return NULL;
+}
+
+static unsigned
+unseal_timeout_ms(void)
+{
+	const char *e = getenv("P11VAULT_UNSEAL_TIMEOUT_MS");
+	unsigned long v;
+	char *end;
+
+	if (e == NULL || *e == '\0')
+		return 30000;
+	v = strtoul(e, &end, 10);
+	return *end == '\0' && v > 0 && v <= 600000 ? (unsigned)v : 30000;
+}
+
+static long
+ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/*
+ * Runs argv (PATH lookup), its stdin from in_fd (>= 0) or the bytes in,
+ * its stdout into out[cap] (*out_len), stderr to ours. Killed after the
+ * time limit. 0 if it exited 0.
+ */
+static int
+run(char *const argv[], int in_fd, const void *in, size_t in_len,
+    uint8_t *out, size_t cap, size_t *out_len)
+{
+	posix_spawn_file_actions_t fa;
+	int ip[2] = { -1, -1 }, op[2] = { -1, -1 }, st = 0, r = -1;
+	struct pollfd pf[2];
+	size_t got = 0, sent = 0;
+	long deadline = ms_now() + unseal_timeout_ms(), left;
+	ssize_t n;
+	pid_t pid;
+	nfds_t np;
+
+	*out_len = 0;
+	if (pipe2(op, O_CLOEXEC) != 0)
+		return -1;
+	if (in_fd < 0 && pipe2(ip, O_CLOEXEC) != 0) {
+		close(op[0]);
+		close(op[1]);
+		return -1;
+	}
+	if (posix_spawn_file_actions_init(&fa) != 0)
+		goto out;
+	(void)posix_spawn_file_actions_adddup2(&fa, in_fd >= 0 ? in_fd : ip[0],
+	    0);
+	(void)posix_spawn_file_actions_adddup2(&fa, op[1], 1);
+	r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (r != 0) {
+		r = -1;
+		goto out;
+	}
+	close(op[1]);
+	op[1] = -1;
+	if (ip[0] >= 0) {
+		close(ip[0]);
+		ip[0] = -1;
+	}
+	for (;;) {
+		np = 0;
+		pf[np].fd = op[0];
+		pf[np++].events = POLLIN;
+		if (ip[1] >= 0) {
+			pf[np].fd = ip[1];
+			pf[np++].events = POLLOUT;
+		}
+		if ((left = deadline - ms_now()) <= 0)
+			break;
+		if (poll(pf, np, (int)left) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (np > 1 && (pf[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
+			n = write(ip[1], (const char *)in + sent, in_len - sent);
+			if (n > 0)
+				sent += (size_t)n;
+			if (n <= 0 || sent == in_len) {
+				close(ip[1]);
+				ip[1] = -1;
+			}
+		}
+		if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			if (got == cap) {
+				got = cap + 1;   /* too much: refuse */
+				break;
+			}
+			n = read(op[0], out + got, cap - got);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+		}
+	}
+	if (ms_now() >= deadline || got > cap)
+		(void)kill(pid, SIGKILL);
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	r = WIFEXITED(st) && WEXITSTATUS(st) == 0 && got <= cap ? 0 : -1;
+	*out_len = got <= cap ? got : 0;
+out:
+	if (op[0] >= 0)
+		close(op[0]);
+	if (op[1] >= 0)
+		close(op[1]);
+	if (ip[0] >= 0)
+		close(ip[0]);
+	if (ip[1] >= 0)
+		close(ip[1]);
+	return r;
+}
+
+/* S from text: 64 hex digits, optional newline */
+static int
+secret_of(const uint8_t *p, size_t n, uint8_t s[SEAL_SECRET_LEN])
+{
+	while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r'))
+		n--;
+	return from_hex((const char *)p, n, s, SEAL_SECRET_LEN);
+}
+
+int
+seal_auto_unseal(const char *hsmdir, const struct seal_conf *c,
+    uint8_t s[SEAL_SECRET_LEN], const char **why)
+{
+	char path[PATH_MAX], name[] = "--name=" CRED_NAME, dash[] = "-";
+	char sc[] = "systemd-creds", dec[] = "decrypt", cl[] = "clevis";
+	const char *credir = getenv("CREDENTIALS_DIRECTORY"), *file;
+	uint8_t out[OUT_MAX];
+	size_t len = 0;
+	int fd, r = -1;
+	ssize_t n;
+
+	*why = "no unattended method is configured";
+	if ((file = seal_auto_file(c)) == NULL)
+		return -1;
+	if (credir != NULL && *credir != '\0' &&
+	    strcmp(c->method, "systemd-creds") == 0) {
+		/* systemd decrypted it for us (LoadCredentialEncrypted=) */
+		snprintf(path, sizeof(path), "%s/%s", credir, CRED_NAME);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+			n = read(fd, out, sizeof(out));
+			close(fd);
+			len = n > 0 ? (size_t)n : 0;
+			r = n > 0 ? 0 : -1;
+		}
+	}
+	if (r != 0) {
+		conf_path(path, sizeof(path), hsmdir, file);
+		if (access(path, R_OK) != 0) {
+			*why = "the unattended unseal credential file is missing";
+			return -1;
+		}
+		if (strcmp(c->method, "systemd-creds") == 0) {
+			char *argv[] = { sc, dec, name, path, dash, NULL };
+			r = run(argv, -1, "", 0, out, sizeof(out), &len);
+		} else {
+			char *argv[] = { cl, dec, NULL };
+			if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+				return -1;
+			r = run(argv, fd, NULL, 0, out, sizeof(out), &len);
+			close(fd);
+		}
+		if (r != 0)
+			*why = strcmp(c->method, "clevis") == 0 ?
+			    "clevis decrypt failed (Tang server unreachable, "
+			    "wrong machine, or an altered file)" :
+			    "systemd-creds decrypt failed (another machine's "
+			    "key, an altered file, or not root)";
+	}
+	if (r == 0 && secret_of(out, len, s) != 0) {
+		*why = "the unattended method gave something that is not an "
+		    "unseal secret";
+		r = -1;
+	}
+	if (r == 0 && seal_check(c, s) != 0) {
+		*why = "the unattended method gave another vault's secret";
+		r = -1;
+	}
+	OPENSSL_cleanse(out, sizeof(out));
+	if (r != 0)
+		OPENSSL_cleanse(s, SEAL_SECRET_LEN);
+	return r;
+}
+
+int
+seal_auto_seal(const char *hsmdir, const struct seal_conf *c,
+    const uint8_t s[SEAL_SECRET_LEN], const char *suffix, const char **why)
+{
+	char name[PATH_MAX], hex[SEAL_SECRET_LEN * 2 + 2], wk[SEAL_AUTO_MAX + 16];
+	char sc[] = "systemd-creds", enc[] = "encrypt", nm[] = "--name=" CRED_NAME;
+	char dash[] = "-", cl[] = "clevis", y[] = "-y", pin[64], *cfg;
+	uint8_t out[64 * 1024];
+	const char *file;
+	size_t len = 0, pl;
+	int r;
+
+	*why = "unknown unattended method";
+	if ((file = seal_auto_file(c)) == NULL)
+		return -1;
+	to_hex(s, SEAL_SECRET_LEN, hex);
+	strcat(hex, "\n");
+	if (strcmp(c->method, "systemd-creds") == 0) {
+		snprintf(wk, sizeof(wk), "--with-key=%s",
+		    c->arg[0] != '\0' ? c->arg : "host");
+		char *argv[] = { sc, enc, nm, wk, dash, dash, NULL };
+		r = run(argv, -1, hex, strlen(hex), out, sizeof(out), &len);
+		*why = "systemd-creds encrypt failed (run as root; for tpm2 "
+		    "a TPM is needed)";
+	} else {
+		/* arg: "PIN CONFIG", e.g. tang {"url":"http://…"} */
+		cfg = strchr(c->arg, ' ');
+		pl = cfg != NULL ? (size_t)(cfg - c->arg) : 0;
+		if (cfg == NULL || pl == 0 || pl >= sizeof(pin)) {
+			OPENSSL_cleanse(hex, sizeof(hex));
+			*why = "clevis needs a pin and its configuration";
+			return -1;
+		}
+		memcpy(pin, c->arg, pl);
+		pin[pl] = '\0';
+		char *argv[] = { cl, enc, pin, cfg + 1, y, NULL };
+		r = run(argv, -1, hex, strlen(hex), out, sizeof(out), &len);
+		*why = "clevis encrypt failed (is the Tang server reachable?)";
+	}
+	OPENSSL_cleanse(hex, sizeof(hex));
+	if (r != 0 || len == 0 || len >= sizeof(out))
+		return -1;
+	snprintf(name, sizeof(name), "%s%s", file, suffix);
+	if (write_file_atomic(hsmdir, name, out, len) != 0) {
+		*why = "cannot write the unattended unseal credential";
+		return -1;
+	}
+	return 0;
+}
+
+void
+seal_shred(const char *path)
+{
+	char zero[512];
+	struct stat st;
+	off_t left;
+	int fd;
+
+	if ((fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
+		memset(zero, 0, sizeof(zero));
+		if (fstat(fd, &st) == 0)
+			for (left = st.st_size; left > 0;
+			    left -= (off_t)sizeof(zero))
+				if (write_all(fd, zero, left < (off_t)sizeof(zero) ?
+				    (size_t)left : sizeof(zero)) != 0)
+					break;
+		(void)fsync(fd);
+		close(fd);
+	}
+	(void)unlink(path);
+}

@@ -1,0 +1,411 @@
+/*
+ * tokseal.c — what the token process does with the unseal secret S at
+ * boot, at init and at rekey (see seal.h). Runs only in the token process,
+ * before its seccomp filter (it starts systemd-creds or clevis).
+ * Must never: log or return S, a PIN or a share except the new shares of
+ * init and rekey, which go to the operator once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "hsm/proto.h"
+#include "hsm/seal.h"
+#include "hsm/token.h"
+
+#define CONF_NEW SEAL_CONF ".new"
+
+void
+tseal_log(const char *level, const char *event, const char *msg)
+{
+	fprintf(stderr, "{\"level\":\"%s\",\"event\":\"%s\",\"msg\":\"%s\","
+	    "\"process\":\"token\"}\n", level, event, msg);
+}
+
+static int
+read_small(const char *path, char *out, size_t cap)
+{
+	size_t len = 0;
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+		return -1;
+	while (len < cap - 1) {
+		n = read(fd, out + len, cap - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	while (len > 0 && (out[len - 1] == '\n' || out[len - 1] == '\r'))
+		len--;
+	out[len] = '\0';
+	return len > 0 ? 0 : -1;
+}
+
+static void
+path_of(char *out, size_t cap, const char *dir, const char *name)
+{
+	snprintf(out, cap, "%s/%s", dir, name);
+}
+
+/* "" or "none": no method; "systemd-creds[:KEY]"; "clevis:PIN CFG" */
+static int
+parse_auto(const char *a, struct seal_conf *c)
+{
+	const char *colon = strchr(a, ':');
+	size_t ml = colon ? (size_t)(colon - a) : strlen(a);
+
+	c->method[0] = c->arg[0] = '\0';
+	if (*a == '\0' || strcmp(a, "none") == 0)
+		return 0;
+	if (ml == 13 && strncmp(a, "systemd-creds", 13) == 0) {
+		strcpy(c->method, "systemd-creds");
+		snprintf(c->arg, sizeof(c->arg), "%s",
+		    colon != NULL && colon[1] != '\0' ? colon + 1 : "host");
+		return strspn(c->arg, "abcdefghijklmnopqrstuvwxyz0234+") ==
+		    strlen(c->arg) ? 0 : -1;
+	}
+	if (ml == 6 && strncmp(a, "clevis", 6) == 0 && colon != NULL &&
+	    strlen(colon + 1) < sizeof(c->arg) && strchr(colon + 1, ' ')) {
+		strcpy(c->method, "clevis");
+		strcpy(c->arg, colon + 1);
+		return strchr(c->arg, '\n') == NULL ? 0 : -1;
+	}
+	return -1;
+}
+
+/* PINs of S */
+static int
+pins_of(const uint8_t s[SEAL_SECRET_LEN], char user[SEAL_PIN_LEN + 1],
+    char so[SEAL_PIN_LEN + 1])
+{
+	return seal_pin(s, "user", user) == 0 && seal_pin(s, "so", so) == 0 ?
+	    0 : -1;
+}
+
+static void
+shred_pin_files(const char *hsmdir)
+{
+	char p[PATH_MAX];
+
+	path_of(p, sizeof(p), hsmdir, "user.pin");
+	seal_shred(p);
+	path_of(p, sizeof(p), hsmdir, "so.pin");
+	seal_shred(p);
+}
+
+/* The PIN-file era into a sealed vault (S under systemd-creds, host
+ * key, no shares yet). Idempotent: an interrupted move is resumed from
+ * seal.conf.new. 0 with s set, or -1 (nothing changed that matters: the
+ * PIN files still open the token). */
+static int
+migrate(const char *hsmdir, const char *module, const char *label,
+    struct seal_conf *c, uint8_t s[SEAL_SECRET_LEN])
+{
+	char p[PATH_MAX], q[PATH_MAX], ou[TOKP_PIN_MAX + 1];
+	char os[TOKP_PIN_MAX + 1], nu[SEAL_PIN_LEN + 1], ns[SEAL_PIN_LEN + 1];
+	const char *why = NULL;
+	int r = -1, rc;
+
+	path_of(p, sizeof(p), hsmdir, "user.pin");
+	path_of(q, sizeof(q), hsmdir, "so.pin");
+	if (read_small(p, ou, sizeof(ou)) != 0 ||
+	    read_small(q, os, sizeof(os)) != 0)
+		goto out;
+	if (seal_conf_read(hsmdir, CONF_NEW, c) == 0) {
+		if (seal_auto_unseal(hsmdir, c, s, &why) != 0)
+			goto out;
+	} else {
+		memset(c, 0, sizeof(*c));
+		(void)parse_auto("systemd-creds:host", c);
+		if (seal_new_secret(s) != 0 ||
+		    seal_check_value(s, c->check) != 0)
+			goto out;
+		if (seal_auto_seal(hsmdir, c, s, "", &why) != 0 ||
+		    seal_conf_write(hsmdir, CONF_NEW, c) != 0)
+			goto out;
+	}
+	if (pins_of(s, nu, ns) != 0)
+		goto out;
+	if ((rc = tok_change_pins(module, label, ou, nu, os, ns)) != 0) {
+		why = "the token refused the PIN change";
+		goto out;
+	}
+	path_of(p, sizeof(p), hsmdir, CONF_NEW);
+	path_of(q, sizeof(q), hsmdir, SEAL_CONF);
+	if (rename(p, q) != 0)
+		goto out;
+	shred_pin_files(hsmdir);
+	tseal_log("warning", "seal_migrated", "the PIN files are gone: the "
+	    "token's PINs now derive from an unseal secret kept with "
+	    "systemd-creds (host key); run p11vault rekey to make operator "
+	    "key shares");
+	r = 0;
+out:
+	if (r != 0) {
+		OPENSSL_cleanse(s, SEAL_SECRET_LEN);
+		if (why != NULL)
+			tseal_log("warning", "seal_migration_failed", why);
+	}
+	OPENSSL_cleanse(ou, sizeof(ou));
+	OPENSSL_cleanse(os, sizeof(os));
+	OPENSSL_cleanse(nu, sizeof(nu));
+	OPENSSL_cleanse(ns, sizeof(ns));
+	return r;
+}
+
+int
+tseal_boot(const char *hsmdir, const char *module, const char *label,
+    struct seal_conf *c, int *have_conf, uint8_t s[SEAL_SECRET_LEN],
+    int *have_s, char *legacy_pin, size_t pin_cap, int *legacy)
+{
+	char p[PATH_MAX];
+	const char *why;
+	int r;
+
+	*have_conf = *have_s = *legacy = 0;
+	r = seal_conf_read(hsmdir, SEAL_CONF, c);
+	if (r == -2) {
+		tseal_log("error", "seal_conf_malformed", "hsm/seal.conf is "
+		    "malformed: the vault stays sealed");
+		return HSM_ERR_UNAVAILABLE;
+	}
+	if (r == 0) {
+		*have_conf = 1;
+		if (c->method[0] == '\0')
+			return 0;
+		if (seal_auto_unseal(hsmdir, c, s, &why) == 0) {
+			*have_s = 1;
+			return 0;
+		}
+		tseal_log("error", "auto_unseal_failed", why);
+		return 0;
+	}
+	path_of(p, sizeof(p), hsmdir, "user.pin");
+	if (access(p, F_OK) != 0) {
+		tseal_log("error", "pin_unreadable", "hsm/seal.conf is "
+		    "missing and no PIN file either: nothing can unseal this "
+		    "vault");
+		return HSM_ERR_UNAVAILABLE;
+	}
+	if (getenv("P11VAULT_NO_SEAL_MIGRATION") == NULL &&
+	    migrate(hsmdir, module, label, c, s) == 0) {
+		*have_conf = *have_s = 1;
+		return 0;
+	}
+	memset(c, 0, sizeof(*c));
+	if (read_small(p, legacy_pin, pin_cap) != 0) {
+		tseal_log("error", "pin_unreadable", "the token process cannot "
+		    "read the user PIN file");
+		return HSM_ERR_UNAVAILABLE;
+	}
+	tseal_log("warning", "pin_files_in_use", "the token's PINs rest in "
+	    "plaintext in hsm/user.pin and hsm/so.pin: run p11vault rekey "
+	    "(server stopped) to seal the vault");
+	*legacy = 1;
+	return 0;
+}
+
+/* a new S under c's method, split m-of-n; c's check, hashes set */
+static int
+new_secret(const char *hsmdir, struct seal_conf *c, unsigned m, unsigned n,
+    const char *suffix, uint8_t s[SEAL_SECRET_LEN], char **text,
+    size_t *text_len)
+{
+	const char *why;
+
+	if ((n == 0 && c->method[0] == '\0') || n > SEAL_SHARES_MAX ||
+	    m > n || (n > 0 && m == 0))
+		return HSM_ERR_ARGS;
+	if (seal_new_secret(s) != 0 || seal_check_value(s, c->check) != 0 ||
+	    seal_split(s, m, n, c, text, text_len) != 0)
+		return HSM_ERR_INTERNAL;
+	if (c->method[0] != '\0' &&
+	    seal_auto_seal(hsmdir, c, s, suffix, &why) != 0) {
+		tseal_log("error", "auto_seal_failed", why);
+		seal_text_free(*text, *text_len);
+		*text = NULL;
+		return HSM_ERR_UNAVAILABLE;
+	}
+	return 0;
+}
+
+int
+tseal_init(const char *module, const char *label, const char *hsmdir,
+    unsigned m, unsigned n, const char *auto_method, char **text,
+    size_t *text_len)
+{
+	struct seal_conf c;
+	uint8_t s[SEAL_SECRET_LEN];
+	char user[SEAL_PIN_LEN + 1], so[SEAL_PIN_LEN + 1];
+	int rc;
+
+	*text = NULL;
+	memset(&c, 0, sizeof(c));
+	if (parse_auto(auto_method, &c) != 0)
+		return HSM_ERR_ARGS;
+	if ((rc = new_secret(hsmdir, &c, m, n, "", s, text, text_len)) != 0)
+		goto out;
+	if (pins_of(s, user, so) != 0) {
+		rc = HSM_ERR_INTERNAL;
+		goto out;
+	}
+	if ((rc = tok_token_init(module, label, so, user)) != 0)
+		goto out;
+	if (seal_conf_write(hsmdir, SEAL_CONF, &c) != 0)
+		rc = HSM_ERR_UNAVAILABLE;
+out:
+	if (rc != 0 && *text != NULL) {
+		seal_text_free(*text, *text_len);
+		*text = NULL;
+	}
+	OPENSSL_cleanse(s, sizeof(s));
+	OPENSSL_cleanse(user, sizeof(user));
+	OPENSSL_cleanse(so, sizeof(so));
+	return rc;
+}
+
+/* The current PINs: from shares, the unattended method, or PIN files. */
+static int
+current_pins(const char *hsmdir, const struct seal_conf *c, int have_conf,
+    const char *old_shares, char *user, char *so, size_t cap)
+{
+	struct seal_collect *col;
+	uint8_t s[SEAL_SECRET_LEN];
+	char p[PATH_MAX], line[TOKP_SHARE_MAX + 1];
+	const char *q = old_shares, *e, *why;
+	size_t l;
+	int rc = HSM_ERR_ARGS;
+
+	if (!have_conf) {
+		path_of(p, sizeof(p), hsmdir, "user.pin");
+		if (read_small(p, user, cap) != 0)
+			return HSM_ERR_UNAVAILABLE;
+		path_of(p, sizeof(p), hsmdir, "so.pin");
+		return read_small(p, so, cap) == 0 ? 0 : HSM_ERR_UNAVAILABLE;
+	}
+	if (c->shares == 0) {
+		if (seal_auto_unseal(hsmdir, c, s, &why) != 0) {
+			tseal_log("error", "auto_unseal_failed", why);
+			return HSM_ERR_UNAVAILABLE;
+		}
+	} else {
+		if ((col = calloc(1, sizeof(*col))) == NULL)
+			return HSM_ERR_NO_MEMORY;
+		while (*q != '\0') {
+			e = strchr(q, '\n');
+			l = e ? (size_t)(e - q) : strlen(q);
+			if (l > 0 && l < sizeof(line)) {
+				memcpy(line, q, l);
+				line[l] = '\0';
+				if (seal_offer(c, col, line) ==
+				    SEAL_SHARE_UNKNOWN) {
+					tseal_log("error", "unseal_share_refused",
+					    "a share given is not one of this "
+					    "vault's");
+				}
+				OPENSSL_cleanse(line, sizeof(line));
+			}
+			q = e ? e + 1 : q + l;
+		}
+		rc = seal_combine(c, col, s);
+		OPENSSL_cleanse(col, sizeof(*col));
+		free(col);
+		if (rc != 0) {
+			tseal_log("error", "rekey_refused", "too few valid "
+			    "shares of this vault were given");
+			return HSM_ERR_ARGS;
+		}
+	}
+	rc = cap > SEAL_PIN_LEN && pins_of(s, user, so) == 0 ? 0 :
+	    HSM_ERR_INTERNAL;
+	OPENSSL_cleanse(s, sizeof(s));
+	return rc;
+}
+
+int
+tseal_rekey(const char *module, const char *label, const char *hsmdir,
+    unsigned m, unsigned n, const char *auto_method, const char *old_shares,
+    char **text, size_t *text_len)
+{
+	struct seal_conf c, nc;
+	uint8_t s[SEAL_SECRET_LEN];
+	char ou[TOKP_PIN_MAX + 1], os[TOKP_PIN_MAX + 1];
+	char nu[SEAL_PIN_LEN + 1], ns[SEAL_PIN_LEN + 1];
+	char p[PATH_MAX], q[PATH_MAX + 8];
+	const char *oldf, *newf;
+	int have_conf, rc;
+
+	*text = NULL;
+	memset(&nc, 0, sizeof(nc));
+	rc = seal_conf_read(hsmdir, SEAL_CONF, &c);
+	if (rc == -2)
+		return HSM_ERR_UNAVAILABLE;
+	have_conf = rc == 0;
+	if (*auto_method == '\0') {
+		if (have_conf) {
+			strcpy(nc.method, c.method);
+			strcpy(nc.arg, c.arg);
+		}
+	} else if (parse_auto(auto_method, &nc) != 0) {
+		return HSM_ERR_ARGS;
+	}
+	if ((rc = current_pins(hsmdir, &c, have_conf, old_shares, ou, os,
+	    sizeof(ou))) != 0)
+		goto out;
+	if ((rc = new_secret(hsmdir, &nc, m, n, ".new", s, text, text_len)) !=
+	    0)
+		goto out;
+	if (seal_conf_write(hsmdir, CONF_NEW, &nc) != 0 || pins_of(s, nu, ns)
+	    != 0) {
+		rc = HSM_ERR_UNAVAILABLE;
+		goto out;
+	}
+	if ((rc = tok_change_pins(module, label, ou, nu, os, ns)) != 0)
+		goto out;
+	/* from here the new S opens the token: commit the new files */
+	oldf = have_conf ? seal_auto_file(&c) : NULL;
+	newf = seal_auto_file(&nc);
+	if (newf != NULL) {
+		path_of(p, sizeof(p), hsmdir, newf);
+		snprintf(q, sizeof(q), "%s.new", p);
+		if (rename(q, p) != 0) {
+			rc = HSM_ERR_UNAVAILABLE;
+			goto out;
+		}
+	}
+	if (oldf != NULL && (newf == NULL || strcmp(oldf, newf) != 0)) {
+		path_of(p, sizeof(p), hsmdir, oldf);
+		seal_shred(p);
+	}
+	path_of(p, sizeof(p), hsmdir, CONF_NEW);
+	path_of(q, sizeof(q), hsmdir, SEAL_CONF);
+	if (rename(p, q) != 0) {
+		rc = HSM_ERR_UNAVAILABLE;
+		goto out;
+	}
+	if (!have_conf)
+		shred_pin_files(hsmdir);
+	rc = 0;
+out:
+	if (rc != 0 && *text != NULL) {
+		seal_text_free(*text, *text_len);
+		*text = NULL;
+	}
+	OPENSSL_cleanse(s, sizeof(s));
+	OPENSSL_cleanse(ou, sizeof(ou));
+	OPENSSL_cleanse(os, sizeof(os));
+	OPENSSL_cleanse(nu, sizeof(nu));
+	OPENSSL_cleanse(ns, sizeof(ns));
+	return rc;
+}
