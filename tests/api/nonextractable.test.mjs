@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   startVault, stopVault, keyClient, cryptoClient, keyName, runProcess, SOFTHSM_MODULE,
+  tokenPins,
 } from './lib/vault.mjs';
 import { filesUnder } from './lib/util.mjs';
 
@@ -87,7 +88,7 @@ describe('private key material never leaves the token', { timeout: 120000 }, () 
     await (await kc.beginDeleteKey(created[1].name, { intervalInMs: 200 })).pollUntilDone();
     await v.stop();
     serverOutput = v.stdout + v.stderr; // serve's output, all of it
-    pin = fs.readFileSync(path.join(v.dir, 'hsm', 'user.pin'), 'utf8').trim();
+    pin = tokenPins(v).user;
     secret = v.admin.clientSecret;
     env = { ...process.env, SOFTHSM2_CONF: path.join(v.dir, 'softhsm2.conf') };
   });
@@ -96,7 +97,7 @@ describe('private key material never leaves the token', { timeout: 120000 }, () 
   let objects = [];
 
   test('pkcs11-tool with the vault PIN lists the token objects, among them the domain key', async () => {
-    assert.ok(pin.length >= 4, 'user.pin holds a PIN');
+    assert.ok(pin.length >= 4, 'the unseal secret gives the user PIN');
     const r = await p11(['--list-objects']);
     assert.equal(r.code, 0, r.stderr);
     objects = parseObjects(r.stdout);
@@ -205,13 +206,13 @@ describe('private key material never leaves the token', { timeout: 120000 }, () 
       if (rel !== 'admin.json') {
         for (const f of forms(secret)) assert.ok(!text.includes(f), `admin client secret in ${rel}`);
       }
-      if (pinChecked && rel !== path.join('hsm', 'user.pin') && rel !== path.join('hsm', 'so.pin')) {
+      if (pinChecked) {
         assert.ok(!text.includes(pin), `PIN in ${rel}`);
       }
     }
     const mode = fs.statSync(path.join(v.dir, 'admin.json')).mode & 0o777;
     assert.equal(mode, 0o600, 'admin.json is mode 0600');
-    const pinMode = fs.statSync(path.join(v.dir, 'hsm', 'user.pin')).mode & 0o077;
-    assert.equal(pinMode, 0, 'user.pin is not readable by group/others');
+    const sealMode = fs.statSync(path.join(v.dir, 'hsm', 'seal.conf')).mode & 0o077;
+    assert.equal(sealMode, 0, 'seal.conf is not readable by group/others');
   });
 });

@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import {
   startVault, stopVault, raw, token, tokenRequest, keyName, b64u, unb64u, BIN, freePort, sleep,
+  tokenPins,
 } from './lib/vault.mjs';
 import { filesUnder, findNeedles } from './lib/util.mjs';
 
@@ -48,8 +49,11 @@ describe('no secret leaves the server', { timeout: 120000 }, () => {
   before(async () => {
     v = await startVault();
     plant('admin client secret', v.admin.clientSecret);
-    plant('user PIN', fs.readFileSync(path.join(v.dir, 'hsm', 'user.pin'), 'utf8').trim());
-    if (fs.existsSync(path.join(v.dir, 'hsm', 'so.pin'))) plant('SO PIN', fs.readFileSync(path.join(v.dir, 'hsm', 'so.pin'), 'utf8').trim());
+    const pins = tokenPins(v);
+    plant('user PIN', pins.user);
+    plant('SO PIN', pins.so);
+    plant('unseal secret', pins.secret.toString('hex'));
+    for (const [i, sh] of v.init.unsealKeyShares.entries()) plant(`unseal key share ${i + 1}`, sh);
     const adminTok = await token(v);
     plant('admin access token', adminTok);
     plant('admin access token signature', adminTok.split('.')[2]);
@@ -172,8 +176,8 @@ describe('no secret leaves the server', { timeout: 120000 }, () => {
     check(v.dir, 0o700);
     check(path.join(v.dir, 'hsm'), 0o700);
     const pins = fs.readdirSync(path.join(v.dir, 'hsm')).filter((f) => f.endsWith('.pin'));
-    assert.ok(pins.includes('user.pin'));
-    for (const f of pins) check(path.join(v.dir, 'hsm', f), 0o600);
+    assert.deepEqual(pins, [], 'no PIN file rests in hsm/');
+    for (const f of fs.readdirSync(path.join(v.dir, 'hsm'))) check(path.join(v.dir, 'hsm', f), 0o600);
     check(path.join(v.dir, 'tls', 'server-key.pem'), 0o600);
   });
 

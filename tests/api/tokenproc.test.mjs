@@ -151,7 +151,9 @@ describe('the token process', { timeout: 120000 }, () => {
   });
 
   test('no token process can start: key operations 503, reads work, /healthz not ok; then it recovers', async () => {
-    const pin = path.join(v.dir, 'hsm', 'user.pin');
+    // without hsm/seal.conf nothing can open the token: each new token
+    // process gives up at boot
+    const pin = path.join(v.dir, 'hsm', 'seal.conf');
     const away = `${pin}.away`;
     fs.renameSync(pin, away);
     try {

@@ -197,7 +197,7 @@ main(int argc, char **argv)
 	memset(&hc, 0, sizeof(hc));
 	hc.module_path = argv[1];
 	hc.token_label = label;
-	hc.pin_file = pin;
+	hc.hsm_dir = dir;
 	hc.pool_size = threads;
 	if (tok_open(&tc, &T) != 0 || hsm_open(&hc, &H) != 0) {
 		fprintf(stderr, "split: open failed\n");

@@ -202,11 +202,11 @@ fz_env_init(void)
 	{
 		struct hsm_config hc;
 		char pinf[128];
-		snprintf(pinf, sizeof(pinf), "%s/hsm/user.pin", fz_dir);
+		snprintf(pinf, sizeof(pinf), "%s/hsm", fz_dir);
 		memset(&hc, 0, sizeof(hc));
 		hc.module_path = "/usr/lib/softhsm/libsofthsm2.so";
 		hc.token_label = "p11vault";
-		hc.pin_file = pinf;
+		hc.hsm_dir = pinf;
 		hc.pool_size = 1;
 		if (hsm_open(&hc, &fz_hsm) != 0)
 			fz_hsm = NULL;

@@ -48,7 +48,7 @@
 #define RUN_AS "nobody"
 
 static char tmpdir[] = "/tmp/p11vault-harden-XXXXXX";
-static char pin_file[600];
+static char hsm_dir[600];
 
 /* ---- children ---- */
 
@@ -312,7 +312,7 @@ open_hsm(const char *run_as, hsm_t **out)
 	memset(&c, 0, sizeof(c));
 	c.module_path = MODULE;
 	c.token_label = LABEL;
-	c.pin_file = pin_file;
+	c.hsm_dir = hsm_dir;
 	c.run_as = run_as;
 	c.pool_size = 2;
 	return hsm_open(&c, out);
@@ -591,11 +591,21 @@ main(void)
 	T_CHECK(sigsys(in_child(c_net_execveat)),
 	    "network filter: execveat kills");
 
-	snprintf(pin_file, sizeof(pin_file), "%s/user.pin", tmpdir);
-	snprintf(cmd, sizeof(cmd), "printf '%%s' '%s' > '%s'", USER_PIN,
-	    pin_file);
-	T_CHECK(system(cmd) == 0 && hsm_token_init(MODULE, NULL, LABEL,
-	    SO_PIN, USER_PIN) == 0, "a token for the token process");
+	snprintf(hsm_dir, sizeof(hsm_dir), "%s", tmpdir);
+	{
+		struct hsm_init ti;
+		char *share = NULL;
+
+		memset(&ti, 0, sizeof(ti));
+		ti.module_path = MODULE;
+		ti.token_label = LABEL;
+		ti.hsm_dir = hsm_dir;
+		ti.shares = ti.threshold = 1;
+		ti.auto_method = "systemd-creds:host";
+		T_CHECK(hsm_token_init(&ti, &share) == 0,
+		    "a token for the token process");
+		free(share);
+	}
 	T_CHECK(exited(in_child(c_net_token), 0),
 	    "network filter: the token process under it (child exit 0)");
 

@@ -27,39 +27,38 @@
 
 #define MODULE "/usr/lib/softhsm/libsofthsm2.so"
 #define LABEL "p11vault-tp"
-#define SO_PIN "so-secret-5678"
-#define USER_PIN "user-secret-5678"
 #define BIND "rsa-key/0123456789abcdef0123456789abcdef"
 
 static char tmpdir[] = "/tmp/p11vault-tokproc-XXXXXX";
-static char pin_file[600];
 static hsm_t *H;
 static uint8_t *blob, *spki;
 static size_t blob_len, spki_len;
 
 static int
-write_file(const char *path, const char *text)
+init_with(const char *mod, const char *allow, const char *dir,
+    char **share)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	size_t n = strlen(text);
-	int ok;
+	struct hsm_init p;
 
-	if (fd < 0)
-		return -1;
-	ok = write(fd, text, n) == (ssize_t)n;
-	close(fd);
-	return ok ? 0 : -1;
+	memset(&p, 0, sizeof(p));
+	p.module_path = mod;
+	p.module_allow = allow;
+	p.token_label = LABEL;
+	p.hsm_dir = dir;
+	p.shares = p.threshold = 1;
+	p.auto_method = "systemd-creds:host";
+	return hsm_token_init(&p, share);
 }
 
 static int
-open_with(const char *pinf, const char *allow, hsm_t **out)
+open_with(const char *dir, const char *allow, hsm_t **out)
 {
 	struct hsm_config c;
 
 	memset(&c, 0, sizeof(c));
 	c.module_path = MODULE;
 	c.token_label = LABEL;
-	c.pin_file = pinf;
+	c.hsm_dir = dir;
 	c.module_allow = allow;
 	c.pool_size = 4;
 	return hsm_open(&c, out);
@@ -148,7 +147,7 @@ kill_token(void)
 int
 main(void)
 {
-	char path[600], bad_pin[600];
+	char path[1400], sealed[600], empty[600], *share = NULL, *other = NULL;
 	uint8_t digest[32], sig[512], jsig[64], *jpub = NULL, big[20000];
 	size_t sig_len = sizeof(sig), jpub_len = 0, i;
 	uint64_t hits, misses, restarts, r0;
@@ -163,30 +162,52 @@ main(void)
 		printf("not ok - softhsm setup\n");
 		return 1;
 	}
-	snprintf(pin_file, sizeof(pin_file), "%s/user.pin", tmpdir);
-	snprintf(bad_pin, sizeof(bad_pin), "%s/wrong.pin", tmpdir);
-	T_CHECK(write_file(pin_file, USER_PIN "\n") == 0 &&
-	    write_file(bad_pin, "not-the-pin") == 0, "PIN files written");
+	snprintf(sealed, sizeof(sealed), "%s/sealed", tmpdir);
+	snprintf(empty, sizeof(empty), "%s/empty", tmpdir);
+	T_CHECK(mkdir(sealed, 0700) == 0 && mkdir(empty, 0700) == 0,
+	    "directories for a sealed and an empty hsm/");
 
-	T_CHECK(hsm_token_init("/tmp/../tmp/libnot-allowed.so", NULL, LABEL,
-	    SO_PIN, USER_PIN) == HSM_ERR_ARGS,
+	T_CHECK(init_with("/tmp/../tmp/libnot-allowed.so", NULL, empty,
+	    &share) == HSM_ERR_ARGS,
 	    "init: a module outside the allowlist is refused");
-	T_CHECK(hsm_token_init(MODULE, "/opt:/srv", LABEL, SO_PIN,
-	    USER_PIN) == HSM_ERR_ARGS,
+	T_CHECK(init_with(MODULE, "/opt:/srv", empty, &share) == HSM_ERR_ARGS,
 	    "init: a module outside a configured allowlist is refused");
-	T_CHECK(hsm_token_init(MODULE, NULL, LABEL, SO_PIN, USER_PIN) == 0,
-	    "init in a one-shot token process");
-	T_CHECK(hsm_token_init(MODULE, NULL, LABEL, SO_PIN, USER_PIN) ==
-	    HSM_ERR_EXISTS, "init again: HSM_ERR_EXISTS");
+	T_CHECK(init_with(MODULE, NULL, tmpdir, &share) == 0 && share != NULL,
+	    "init in a one-shot token process: one key share back");
+	T_CHECK(init_with(MODULE, NULL, empty, &other) == HSM_ERR_EXISTS,
+	    "init again: HSM_ERR_EXISTS");
 
-	T_CHECK(open_with(pin_file, "/opt", &h2) == HSM_ERR_ARGS && h2 == NULL,
+	T_CHECK(open_with(tmpdir, "/opt", &h2) == HSM_ERR_ARGS && h2 == NULL,
 	    "open: module outside the allowlist is refused");
-	T_CHECK(open_with(bad_pin, NULL, &h2) != 0 && h2 == NULL,
-	    "open: a wrong PIN fails to open");
-	snprintf(path, sizeof(path), "%s/missing.pin", tmpdir);
-	T_CHECK(open_with(path, NULL, &h2) == HSM_ERR_UNAVAILABLE &&
-	    h2 == NULL, "open: a missing PIN file fails to open");
-	rc = open_with(pin_file, NULL, &H);
+	T_CHECK(open_with(empty, NULL, &h2) == HSM_ERR_UNAVAILABLE &&
+	    h2 == NULL, "open: nothing to unseal with fails to open");
+	/* the same seal.conf without its credential: sealed, then shares */
+	snprintf(path, sizeof(path), "cp '%s/seal.conf' '%s/'", tmpdir,
+	    sealed);
+	T_CHECK(system(path) == 0 && open_with(sealed, NULL, &h2) == 0,
+	    "open without the unattended credential: up, sealed");
+	if (h2 != NULL) {
+		struct hsm_seal_status ss;
+
+		T_CHECK(hsm_seal_status(h2, &ss) == 0 && ss.sealed &&
+		    ss.threshold == 1 && ss.shares == 1,
+		    "seal status: sealed, 1 of 1");
+		T_CHECK(hsm_jwt_sign(h2, (const uint8_t *)"x", 1, jsig) ==
+		    HSM_ERR_SEALED, "sealed: a key operation is refused");
+		T_CHECK(hsm_unseal_share(h2, "1-000000000000000000000000000000"
+		    "0000000000000000000000000000000000", &ss) == 0 &&
+		    ss.sealed && ss.result == HSM_SHARE_UNKNOWN,
+		    "a share of another vault is refused");
+		share[strcspn(share, "\n")] = '\0';
+		T_CHECK(hsm_unseal_share(h2, share, &ss) == 0 && !ss.sealed,
+		    "this vault's share unseals");
+		T_CHECK(hsm_jwt_sign(h2, (const uint8_t *)"x", 1, jsig) == 0,
+		    "unsealed: the JWT key signs");
+		hsm_close(h2);
+		h2 = NULL;
+	}
+	free(share);
+	rc = open_with(tmpdir, NULL, &H);
 	T_CHECK(rc == 0 && H != NULL, "open through the token process");
 	if (H == NULL)
 		return 1;

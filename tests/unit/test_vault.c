@@ -267,25 +267,26 @@ main(void)
 	T_CHECK(file_mode("") == 0700, "data dir is 0700");
 	T_CHECK(file_mode("p11vault.conf") == 0600, "p11vault.conf is 0600");
 	T_CHECK(file_mode("hsm") == 0700, "hsm dir is 0700");
-	T_CHECK(file_mode("hsm/user.pin") == 0600 &&
-	    file_mode("hsm/so.pin") == 0600, "PIN files are 0600");
+	T_CHECK(file_mode("hsm/user.pin") == -1 &&
+	    file_mode("hsm/so.pin") == -1, "no PIN file rests in hsm/");
+	T_CHECK(file_mode("hsm/seal.conf") == 0600 &&
+	    file_mode("hsm/unseal.cred") == 0600,
+	    "hsm/seal.conf and the unattended credential are 0600");
 	T_CHECK(file_mode("vault.db") == 0600, "vault.db is 0600");
 	T_CHECK(file_mode("softhsm2.conf") == 0600 &&
 	    file_mode("tokens") == 0700, "softhsm2.conf 0600, tokens/ 0700");
 	conf_before = slurp("p11vault.conf");
-	pin_before = slurp("hsm/user.pin");
-	T_CHECK(pin_before != NULL && strlen(pin_before) == 32,
-	    "user PIN is 32 hex characters");
-	T_CHECK(conf_before != NULL && strstr(conf_before, pin_before) == NULL,
-	    "config does not contain the PIN");
+	pin_before = slurp("hsm/seal.conf");
+	T_CHECK(pin_before != NULL && strstr(pin_before, "check=") != NULL,
+	    "seal.conf holds the check value of the unseal secret");
 	r = vault_init(&ip);
 	conf_after = slurp("p11vault.conf");
-	pin_after = slurp("hsm/user.pin");
+	pin_after = slurp("hsm/seal.conf");
 	T_CHECK(r == VLT_ERR_EXISTS, "second init -> VLT_ERR_EXISTS");
 	T_CHECK(conf_after != NULL && conf_before != NULL &&
 	    strcmp(conf_before, conf_after) == 0 && pin_after != NULL &&
 	    strcmp(pin_before, pin_after) == 0,
-	    "second init changes neither config nor PIN");
+	    "second init changes neither config nor seal");
 	free(conf_before);
 	free(pin_before);
 	free(conf_after);

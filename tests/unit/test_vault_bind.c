@@ -151,10 +151,10 @@ old_backup(vault_t *v, const uint8_t *bk, size_t bkl, uint8_t **out,
 	int ok = 0;
 
 	memset(&hc, 0, sizeof(hc));
-	path_of(pin, sizeof(pin), "hsm/user.pin");
+	path_of(pin, sizeof(pin), "hsm");
 	hc.module_path = vault_config(v, "module");
 	hc.token_label = vault_config(v, "token_label");
-	hc.pin_file = pin;
+	hc.hsm_dir = pin;
 	hc.pool_size = 1;
 	if (hsm_open(&hc, &h) != 0 || hsm_unseal(h, bk, bkl, &pl, &pll) != 0 ||
 	    (np = malloc(pll)) == NULL)

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { BIN, raw, token, freePort, SOFTHSM_MODULE } from './vault.mjs';
+import { BIN, raw, token, freePort, SOFTHSM_MODULE, tokenPins } from './vault.mjs';
 import { httpsRequest } from './util.mjs';
 
 const execFileP = promisify(execFile);
@@ -76,7 +76,7 @@ async function hsmSign(v, data) {
   try {
     fs.writeFileSync(path.join(tmp, 'in'), crypto.createHash('sha256').update(data).digest());
     await execFileP('pkcs11-tool', ['--module', c.module || SOFTHSM_MODULE, '--token-label', c.token_label || 'p11vault',
-      '--login', '--pin', fs.readFileSync(path.join(v.dir, 'hsm', 'user.pin'), 'utf8').trim(),
+      '--login', '--pin', tokenPins(v).user,
       '--sign', '--mechanism', 'ECDSA', '--label', 'p11vault-jwt',
       '-i', path.join(tmp, 'in'), '-o', path.join(tmp, 'out')],
     { env: { ...process.env, SOFTHSM2_CONF: c.softhsm_conf || path.join(v.dir, 'softhsm2.conf') } });

@@ -3,7 +3,8 @@
 // raw HTTPS helper. It owns only test processes and temp dirs; it never
 // touches anything outside os.tmpdir() and never logs secrets it reads.
 
-import { spawn, execFile } from 'node:child_process';
+import { spawn, execFile, execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
@@ -186,6 +187,7 @@ export async function startVault({ port, extraArgs = [], initArgs = [], clock = 
   const v = {
     dir, port, url, ca, admin: null,
     stdout: '', stderr: '', initOutput: init.stdout + init.stderr,
+    init: JSON.parse(init.stdout.trim().split('\n').pop()),
     exits: [], child: null, serveArgs: extraArgs,
     clockFile: clock ? path.join(dir, 'test-clock') : null,
   };
@@ -225,6 +227,22 @@ export async function startVault({ port, extraArgs = [], initArgs = [], clock = 
     throw e;
   }
   return v;
+}
+
+// The vault's unseal secret S, as the unattended method keeps it
+// (systemd-creds, host key: the tests run as root), and the token PINs
+// derived from it (hsm/seal.c: HKDF-SHA-256, salt "p11vault-seal-v1").
+// The tests play the custodian here; nothing of the vault writes these.
+export function unsealSecret(v) {
+  const out = execFileSync('systemd-creds', ['decrypt', '--name=p11vault-unseal',
+    path.join(v.dir, 'hsm', 'unseal.cred'), '-'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  return Buffer.from(out.toString('utf8').trim(), 'hex');
+}
+
+export function tokenPins(v) {
+  const s = unsealSecret(v);
+  const pin = (what) => Buffer.from(crypto.hkdfSync('sha256', s, 'p11vault-seal-v1', `${what}-pin`, 32)).toString('hex');
+  return { secret: s, user: pin('user'), so: pin('so') };
 }
 
 // Stops a vault if one was started; safe to call with undefined.
