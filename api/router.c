@@ -69,7 +69,11 @@ api_authenticate(struct api_req *q, struct api_resp *r)
 
 	if (q->authenticated)
 		return 1;
-	(void)api_verify_key_refresh(q->ctx);
+	/* started sealed: no token can be checked until the unseal */
+	if (api_verify_key_refresh(q->ctx) == VLT_ERR_SEALED) {
+		api_resp_vault_error(r, VLT_ERR_SEALED, NULL, NULL);
+		return 0;
+	}
 	if (a == NULL || strncasecmp(a, "Bearer ", 7) != 0) {
 		api_resp_unauthorized(q, r,
 		    "AKV10000: Request is missing a Bearer or PoP token.");

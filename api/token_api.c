@@ -187,7 +187,9 @@ token_issue(struct api_req *q, struct api_resp *r)
 	if (policy_token_issue(q->ctx->policy, oid, client_id, audience,
 	    (int64_t)time(NULL), jwt_sign_cb, q->ctx->vault, &jwt,
 	    &expires_in) != 0) {
-		api_resp_vault_error(r, VLT_ERR_UNAVAILABLE, NULL, NULL);
+		api_resp_vault_error(r, vault_health(q->ctx->vault) ==
+		    VLT_ERR_SEALED ? VLT_ERR_SEALED : VLT_ERR_UNAVAILABLE, NULL,
+		    NULL);
 		goto out;
 	}
 	/* as Entra ID does: one second less than the token's lifetime */

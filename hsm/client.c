@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -31,6 +32,7 @@
 
 #include <openssl/crypto.h>
 
+#include "hsm/launcher.h"
 #include "hsm/proto.h"
 
 extern char **environ;
@@ -56,10 +58,14 @@ struct gen {
 	size_t refs;          /* channels lent out */
 	int dead;             /* a call saw it die or hang */
 	int reaped;
+	int foreign;          /* started by the launcher: not our child; its
+	                         end shows as EOF on boot_fd */
 };
 
 struct hsm {
 	char *module, *label, *hsm_dir, *allow, *run_as;
+	int launcher;         /* control socket of the token launcher */
+	pid_t launcher_pid;
 	size_t pool_size, cache_size;
 	unsigned deadline_ms, call_ms;
 
@@ -92,7 +98,8 @@ gen_free(struct gen *g)
 		close(g->boot_fd);
 	if (g->pid > 0 && !g->reaped) {
 		kill(g->pid, SIGKILL);
-		while (waitpid(g->pid, NULL, 0) < 0 && errno == EINTR)
+		while (!g->foreign && waitpid(g->pid, NULL, 0) < 0 &&
+		    errno == EINTR)
 			;
 	}
 	free(g->fd);
@@ -111,38 +118,6 @@ log_event(const char *event, const char *msg)
 
 /* ---- starting a token process ---- */
 
-static int
-spawn_token(const char *const argv0, int boot_child, pid_t *pid)
-{
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
-	sigset_t none;
-	char *argv[3];
-	int rc;
-
-	argv[0] = (char *)argv0;
-	argv[1] = (char *)HSM_TOKEN_ARGV;
-	argv[2] = NULL;
-	if (posix_spawn_file_actions_init(&fa) != 0)
-		return -1;
-	if (posix_spawnattr_init(&at) != 0) {
-		posix_spawn_file_actions_destroy(&fa);
-		return -1;
-	}
-	sigemptyset(&none);
-	rc = posix_spawn_file_actions_adddup2(&fa, boot_child, TOKP_BOOT_FD);
-	if (rc == 0)
-		rc = posix_spawnattr_setsigmask(&at, &none);
-	if (rc == 0)
-		rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
-	if (rc == 0)
-		rc = posix_spawn(pid, "/proc/self/exe", &fa, &at, argv,
-		    environ);
-	posix_spawnattr_destroy(&at);
-	posix_spawn_file_actions_destroy(&fa);
-	return rc == 0 ? 0 : -1;
-}
-
 /*
  * Starts a token process; sends it msg (a HELLO or a TOKEN_INIT) and the
  * child ends of nchan fresh channels on the boot socket, and waits for
@@ -150,8 +125,8 @@ spawn_token(const char *const argv0, int boot_child, pid_t *pid)
  * status in *status. -1 if the process could not be started or talked to.
  */
 static int
-gen_start(const struct tokp_buf *msg, size_t nchan, unsigned call_ms,
-    struct gen **out, int *status, struct tokp_msg *keep)
+gen_start(int launcher, const struct tokp_buf *msg, size_t nchan,
+    unsigned call_ms, struct gen **out, int *status, struct tokp_msg *keep)
 {
 	struct timeval tv = { (time_t)(call_ms / 1000),
 	    (suseconds_t)(call_ms % 1000) * 1000 };
@@ -192,8 +167,10 @@ gen_start(const struct tokp_buf *msg, size_t nchan, unsigned call_ms,
 	g->nfree = nchan;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, boot) != 0)
 		goto out;
-	if (spawn_token("p11vault-token", boot[1], &g->pid) != 0)
+	if ((launcher >= 0 ? hsm_launcher_spawn(launcher, boot[1], &g->pid) :
+	    hsm_spawn_token(boot[1], &g->pid)) != 0)
 		goto out;
+	g->foreign = launcher >= 0;
 	close(boot[1]);
 	boot[1] = -1;
 	g->boot_fd = boot[0];
@@ -260,8 +237,8 @@ start(struct hsm *h, struct gen **out)
 		tokp_buf_clear(&b);
 		return rc;
 	}
-	rc = gen_start(&b, h->pool_size + HSM_CHAN_SPARE, h->call_ms, out,
-	    &status, NULL);
+	rc = gen_start(h->launcher, &b, h->pool_size + HSM_CHAN_SPARE,
+	    h->call_ms, out, &status, NULL);
 	tokp_buf_clear(&b);
 	if (rc != 0)
 		return HSM_ERR_UNAVAILABLE;
@@ -274,6 +251,33 @@ start(struct hsm *h, struct gen **out)
 }
 
 /* ---- supervision ---- */
+
+/* 1 once g's process has ended: reaped here, or (started by the
+ * launcher, which reaps it) its boot socket at EOF. wait_ms: how long to
+ * wait for that. */
+static int
+gen_ended(struct gen *g, int wait_ms, int *signaled)
+{
+	struct pollfd pf;
+	char c;
+	int st = 0;
+
+	*signaled = 0;
+	if (!g->foreign) {
+		if (waitpid(g->pid, &st, wait_ms ? 0 : WNOHANG) != g->pid)
+			return 0;
+		*signaled = WIFSIGNALED(st);
+		return 1;
+	}
+	pf.fd = g->boot_fd;
+	pf.events = POLLIN;
+	if (g->boot_fd < 0 || poll(&pf, 1, wait_ms) != 1)
+		return 0;
+	if ((pf.revents & POLLIN) && recv(g->boot_fd, &c, 1, MSG_DONTWAIT) > 0)
+		return 0;   /* a stray byte: not an end */
+	*signaled = 1;
+	return 1;
+}
 
 /* Under mu: g is dead; it stops being current, its process is killed
  * (the supervisor reaps it) and waiters learn at once. */
@@ -329,9 +333,9 @@ supervise(void *arg)
 	while (!h->stopping) {
 		g = h->cur;
 		if (g != NULL && !g->dead && !g->reaped &&
-		    waitpid(g->pid, &st, WNOHANG) == g->pid) {
+		    gen_ended(g, 0, &st)) {
 			g->reaped = 1;
-			log_event("token_process_died", WIFSIGNALED(st) ?
+			log_event("token_process_died", st ?
 			    "the token process was killed by a signal" :
 			    "the token process exited");
 			gen_kill_locked(h, g);
@@ -339,9 +343,9 @@ supervise(void *arg)
 		if (g != NULL && g->dead) {
 			if (!g->reaped) {
 				pthread_mutex_unlock(&h->mu);
-				while (waitpid(g->pid, NULL, 0) < 0 &&
-				    errno == EINTR)
-					;
+				while (!gen_ended(g, 2000, &st) && g->foreign &&
+				    kill(g->pid, 0) == 0)
+					(void)kill(g->pid, SIGKILL);
 				pthread_mutex_lock(&h->mu);
 				g->reaped = 1;
 			}
@@ -509,6 +513,19 @@ dup_or_null(const char *s, int *err)
 	return d;
 }
 
+/* EOF on its control socket ends the launcher; then reap it. */
+static void
+launcher_stop(struct hsm *h)
+{
+	if (h->launcher >= 0)
+		close(h->launcher);
+	h->launcher = -1;
+	if (h->launcher_pid > 0)
+		while (waitpid(h->launcher_pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	h->launcher_pid = 0;
+}
+
 int
 hsm_open(const struct hsm_config *cfg, hsm_t **out)
 {
@@ -523,6 +540,7 @@ hsm_open(const struct hsm_config *cfg, hsm_t **out)
 		return HSM_ERR_ARGS;
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return HSM_ERR_NO_MEMORY;
+	h->launcher = -1;
 	h->module = dup_or_null(cfg->module_path, &err);
 	h->label = dup_or_null(cfg->token_label, &err);
 	h->hsm_dir = dup_or_null(cfg->hsm_dir, &err);
@@ -554,6 +572,9 @@ hsm_open(const struct hsm_config *cfg, hsm_t **out)
 	}
 	pthread_condattr_destroy(&ca);
 	cv_ok = 1;
+	rc = HSM_ERR_UNAVAILABLE;
+	if (hsm_launcher_start(&h->launcher, &h->launcher_pid) != 0)
+		goto fail;
 	/* the first start is the caller's: its error is hsm_open's */
 	if ((rc = start(h, &h->cur)) != HSM_OK)
 		goto fail;
@@ -566,6 +587,7 @@ hsm_open(const struct hsm_config *cfg, hsm_t **out)
 	return HSM_OK;
 fail:
 	gen_free(h->cur);
+	launcher_stop(h);
 	if (cv_ok) {
 		pthread_cond_destroy(&h->cv);
 		pthread_cond_destroy(&h->scv);
@@ -600,6 +622,7 @@ hsm_close(hsm_t *h)
 	for (i = 0; i < h->nold; i++)
 		gen_free(h->old[i]);
 	free(h->old);
+	launcher_stop(h);
 	pthread_cond_destroy(&h->cv);
 	pthread_cond_destroy(&h->scv);
 	pthread_mutex_destroy(&h->mu);
@@ -643,7 +666,7 @@ ceremony(const struct hsm_init *p, enum tokp_op op, const char *old,
 		tokp_buf_clear(&b);
 		return HSM_ERR_ARGS;
 	}
-	if (gen_start(&b, 0, 0, &g, &status, &a) != 0)
+	if (gen_start(-1, &b, 0, 0, &g, &status, &a) != 0)
 		status = HSM_ERR_UNAVAILABLE;
 	tokp_buf_clear(&b);
 	if (status == HSM_OK) {

@@ -30,6 +30,7 @@
 #include <openssl/crypto.h>
 
 #include "hsm/harden.h"
+#include "hsm/launcher.h"
 #include "hsm/hsm_int.h"
 #include "hsm/proto.h"
 #include "hsm/seal.h"
@@ -448,8 +449,6 @@ hsm_token_main(int argc, char **argv)
 	uint8_t c;
 	int rc, devnull;
 
-	(void)argc;
-	(void)argv;
 	/* end with the parent; nothing else of its inherits */
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	if (getppid() == 1)
@@ -462,6 +461,8 @@ hsm_token_main(int argc, char **argv)
 			close(devnull);
 	}
 	hsm_harden_early();
+	if (argc >= 3 && strcmp(argv[2], HSM_LAUNCHER_ARGV) == 0)
+		return hsm_launcher_main();
 
 	memset(&m, 0, sizeof(m));
 	if (tokp_recv(TOKP_BOOT_FD, 60000, 0, &m, fds, &nfds) != 0)

@@ -12,8 +12,10 @@ import {
   startVault, stopVault, keyClient, cryptoClient, raw, token, keyName, b64u,
 } from './lib/vault.mjs';
 
-// swap A B | strip FROM TO (TO gets FROM's blob as format 1: no tag,
-// version byte 1) | get NAME (hex of the blob). One transaction each.
+// swap A B | strip FROM TO (TO gets FROM's blob in the shape of format 1:
+// the header with version byte 1 and the ciphertext, without the IV and
+// the GCM tag of format 3) | get NAME (hex of the blob). One transaction
+// each.
 const PY = `
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
@@ -28,8 +30,8 @@ with db:
         assert put(a, y) == 1 and put(b, x) == 1
     elif op == "strip":
         b = sys.argv[4]; x = get(a)
-        assert x[4] == 2
-        assert put(b, x[:4] + bytes([1]) + x[5:-32]) == 1
+        assert x[4] == 3
+        assert put(b, x[:4] + bytes([1]) + x[5:8] + x[20:-16]) == 1
     elif op == "set":
         assert put(a, bytes.fromhex(sys.argv[4])) == 1
 db.close()
@@ -119,9 +121,9 @@ describe('blobs swapped in the store', { timeout: 180000 }, () => {
   });
   after(async () => { await stopVault(v); });
 
-  test('the store holds bound (format 2) blobs', () => {
-    assert.equal(s.blobA.slice(0, 10), Buffer.from('P11V\x02').toString('hex'));
-    assert.equal(s.blobB.slice(0, 10), Buffer.from('P11V\x02').toString('hex'));
+  test('the store holds sealed, bound (format 3) blobs', () => {
+    assert.equal(s.blobA.slice(0, 10), Buffer.from('P11V\x03').toString('hex'));
+    assert.equal(s.blobB.slice(0, 10), Buffer.from('P11V\x03').toString('hex'));
   });
 
   test('after the swap, unwrap, sign and decrypt on both RSA keys fail cleanly (500 in Azure\'s envelope, no result)', async () => {

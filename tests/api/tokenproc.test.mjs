@@ -25,11 +25,16 @@ function children(pid) {
   return out.map(Number);
 }
 
+// The token process: a grandchild of the server, started by the token
+// launcher (argv "token-process launcher"), which holds nothing.
 function tokenProcess(v) {
-  for (const c of children(v.child.pid)) {
+  const todo = children(v.child.pid);
+  while (todo.length > 0) {
+    const c = todo.shift();
     try {
       const argv = fs.readFileSync(`/proc/${c}/cmdline`, 'utf8').split('\0');
-      if (argv[1] === 'token-process') return c;
+      if (argv[1] === 'token-process' && argv[2] === 'launcher') todo.push(...children(c));
+      else if (argv[1] === 'token-process') return c;
     } catch { /* gone */ }
   }
   return null;

@@ -46,7 +46,7 @@ cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror $(pkg-config --cflags sqlite
 # the split's cost: the hsm module in this process vs through the token
 # process (it links hsm/ alone, as the token process does)
 cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -I. $(pkg-config --cflags p11-kit-1 libcrypto libseccomp) \
-	tests/bench/split.c hsm/*.c $(pkg-config --libs libcrypto libseccomp) -ldl -lpthread -o "$W/bin/split"
+	tests/bench/split.c hsm/*.c $(pkg-config --libs libcrypto libseccomp libgfshare) -ldl -lpthread -o "$W/bin/split"
 
 # ---- the raw token (a separate SoftHSMv2 token directory) --------------------
 say "raw token: C_Decrypt and C_GenerateKeyPair, 1 and 2 threads, ${S}s each"

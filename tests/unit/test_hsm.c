@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <openssl/bn.h>
+#include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -21,6 +22,7 @@
 #include <openssl/x509.h>
 #include <p11-kit/pkcs11.h>
 
+#include "hsm/hsm_int.h"
 #include "hsm/token.h"
 #include "tests/unit/softhsm_setup.h"
 #include "tests/unit/t.h"
@@ -180,9 +182,9 @@ test_generate(void)
 	T_CHECK(tok_key_generate(H, RSA_K.id, HSM_KTY_RSA, 2048, 0,
 	    &RSA_K.blob, &RSA_K.blob_len, &RSA_K.spki, &RSA_K.spki_len) == 0,
 	    "generate RSA 2048");
-	T_CHECK(RSA_K.blob != NULL && RSA_K.blob[4] == 2 &&
+	T_CHECK(RSA_K.blob != NULL && RSA_K.blob[4] == 3 &&
 	    !hsm_blob_is_legacy(RSA_K.blob, RSA_K.blob_len),
-	    "a generated blob is format 2 (bound), not legacy");
+	    "a generated blob is format 3 (sealed and bound), not legacy");
 	T_CHECK(hsm_pub_size(RSA_K.spki, RSA_K.spki_len) == 256,
 	    "RSA 2048 public size is 256 bytes");
 	for (i = 0; i < 3; i++) {
@@ -686,13 +688,28 @@ test_bind_key(void)
  * bytes (KWP is deterministic), version 1, no tag. A test-only path;
  * it also shows why an upgrade is trust on first use. */
 static size_t
-legacy_of(const uint8_t *blob, size_t len, uint8_t *out, size_t cap)
+legacy_of(const char *bind, const uint8_t *blob, size_t len, uint8_t *out,
+    size_t cap)
 {
-	if (len < 8 + 32 || len - 32 > cap)
+	struct hsm_blob_info bi;
+	struct hsm_sess s;
+	uint8_t w[HSM_WRAP_BUF];
+	size_t n = 0;
+
+	/* the format-3 layer opened in the token, as the upgrade does: what
+	 * is left is the domain key's wrapping, as format 1 held it */
+	if (hsm_blob_parse(blob, len, &bi) != 0 || hsm_sess_take(H, &s) != 0)
 		return 0;
-	memcpy(out, blob, len - 32);
-	out[4] = 1;
-	return len - 32;
+	if (hsm_blob_open(H, &s, bind, &bi, w) == 0 &&
+	    8 + bi.wrapped_len <= cap) {
+		memcpy(out, blob, 8);
+		out[4] = 1;
+		memcpy(out + 8, bi.wrapped, bi.wrapped_len);
+		n = 8 + bi.wrapped_len;
+	}
+	hsm_sess_give(H, &s);
+	OPENSSL_cleanse(w, sizeof(w));
+	return n;
 }
 
 /* A format-1 blob made as the code before binding made one, through raw
@@ -844,7 +861,7 @@ test_binding(void)
 	    memcmp(pt, msg, ptl) == 0, "the genuine blob still decrypts");
 
 	/* format 1: refused for use; the upgrade binds it once */
-	bl = legacy_of(RSA_K.blob, RSA_K.blob_len, bad, sizeof(bad));
+	bl = legacy_of(RSA_K.id, RSA_K.blob, RSA_K.blob_len, bad, sizeof(bad));
 	T_CHECK(bl > 0 && hsm_blob_is_legacy(bad, bl) &&
 	    !hsm_blob_is_legacy(RSA_K.blob, RSA_K.blob_len) &&
 	    !hsm_blob_is_legacy(bad, bl - 1) && !hsm_blob_is_legacy(NULL, 0),
@@ -858,7 +875,7 @@ test_binding(void)
 	T_CHECK(tok_blob_upgrade(H, "up/1", bad, bl, &up, &upl) == 0 &&
 	    up != NULL && !hsm_blob_is_legacy(up, upl) &&
 	    upl == RSA_K.blob_len, "upgrade of a format-1 blob gives a "
-	    "format-2 blob");
+	    "format-3 blob");
 	ptl = sizeof(pt);
 	T_CHECK(up != NULL && tok_key_decrypt(H, "up/1", up, upl,
 	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0 && ptl == sizeof(msg) &&
@@ -871,7 +888,7 @@ test_binding(void)
 	T_CHECK(up != NULL && tok_blob_upgrade(H, "up/2", up, upl, &up2,
 	    &up2l) == HSM_ERR_ARGS && up2 == NULL && tok_blob_upgrade(H,
 	    "up/2", RSA_K.blob, RSA_K.blob_len, &up2, &up2l) ==
-	    HSM_ERR_ARGS, "upgrade of a format-2 blob: ARGS (never "
+	    HSM_ERR_ARGS, "upgrade of a format-3 blob: ARGS (never "
 	    "re-bound)");
 	T_CHECK(tok_blob_upgrade(H, "", bad, bl, &up2, &up2l) ==
 	    HSM_ERR_ARGS && tok_blob_upgrade(H, "x", bad, 7, &up2, &up2l) ==
@@ -922,7 +939,7 @@ static int
 bound_copy(const struct key *k, const char *id, uint8_t **blob, size_t *len)
 {
 	uint8_t old[4096];
-	size_t ol = legacy_of(k->blob, k->blob_len, old, sizeof(old));
+	size_t ol = legacy_of(k->id, k->blob, k->blob_len, old, sizeof(old));
 
 	*blob = NULL;
 	return ol > 0 && tok_blob_upgrade(H, id, old, ol, blob, len) == 0;
@@ -1084,8 +1101,8 @@ test_recovery(void)
 }
 
 /*
- * A token without a bind key (one initialised before blobs were bound)
- * gets one at tok_open. Here the bind key is destroyed by hand, so the
+ * A token without a seal key (one initialised before blobs were sealed)
+ * gets one at tok_open. Here the seal key is destroyed by hand, so the
  * new one also shows that blobs fail closed when the key changes.
  */
 static void
@@ -1095,7 +1112,7 @@ test_bind_key_created(void)
 	CK_OBJECT_CLASS sk = CKO_SECRET_KEY;
 	CK_ATTRIBUTE find[] = {
 		{ CKA_CLASS, &sk, sizeof(sk) },
-		{ CKA_LABEL, "p11vault-bind", 13 },
+		{ CKA_LABEL, "p11vault-seal", 13 },
 	};
 	CK_OBJECT_HANDLE k[2];
 	CK_ULONG n = 0;
@@ -1108,8 +1125,8 @@ test_bind_key_created(void)
 		P->C_FindObjectsFinal(RS);
 	}
 	T_CHECK(n == 1 && P->C_DestroyObject(RS, k[0]) == CKR_OK,
-	    "the bind key is destroyed by hand");
-	T_CHECK(tok_open(&cfg, &H) == 0, "open a token without a bind key");
+	    "the seal key is destroyed by hand");
+	T_CHECK(tok_open(&cfg, &H) == 0, "open a token without a seal key");
 	if (H == NULL)
 		return;
 	n = 0;
@@ -1117,15 +1134,15 @@ test_bind_key_created(void)
 		P->C_FindObjects(RS, k, 2, &n);
 		P->C_FindObjectsFinal(RS);
 	}
-	T_CHECK(n == 1, "tok_open made a bind key");
+	T_CHECK(n == 1, "tok_open made a seal key");
 	T_CHECK(tok_key_sign(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
 	    HSM_ALG_RS256, dg, 32, sig, &sl) == HSM_ERR_INTERNAL,
-	    "a blob tagged by the old bind key fails closed");
+	    "a blob sealed by the old seal key fails closed");
 	sl = sizeof(sig);
 	T_CHECK(tok_key_generate(H, "new/1", HSM_KTY_EC, 0,
 	    NID_X9_62_prime256v1, &b, &bl, &s, &spl) == 0 &&
 	    tok_key_sign(H, "new/1", b, bl, HSM_ALG_ES256, dg, 32, sig, &sl)
-	    == 0, "new blobs are bound with the new key");
+	    == 0, "new blobs are sealed with the new key");
 	free(b);
 	free(s);
 	tok_close(H);

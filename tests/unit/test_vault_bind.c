@@ -91,10 +91,13 @@ db_set_blob(const char *name, const uint8_t *blob, size_t len)
 static size_t
 strip(uint8_t *blob, size_t len)
 {
-	if (len < 8 + TAG || blob[4] != 2)
+	/* format 3 -> the shape of format 1: header (version 1), then the
+	 * ciphertext without the IV and the GCM tag */
+	if (len < 8 + 12 + 16 + 16 || blob[4] != 3)
 		return 0;
 	blob[4] = 1;
-	return len - TAG;
+	memmove(blob + 8, blob + 20, len - 20 - 16);
+	return len - 12 - 16;
 }
 
 static int
@@ -241,8 +244,8 @@ main(void)
 	/* swapped rows: nothing served, nothing wrong */
 	bal = db_blob("Bind-A", ba, sizeof(ba));
 	bbl = db_blob("bind-b", bb, sizeof(bb));
-	T_CHECK(bal > 0 && bbl > 0 && ba[4] == 2 && bb[4] == 2,
-	    "the store holds format-2 blobs");
+	T_CHECK(bal > 0 && bbl > 0 && ba[4] == 3 && bb[4] == 3,
+	    "the store holds format-3 blobs");
 	T_CHECK(db_set_blob("Bind-A", bb, bbl) && db_set_blob("bind-b", ba,
 	    bal), "swap the two blobs in vault.db");
 	if (open_vault(&v) != 0)
@@ -259,8 +262,8 @@ main(void)
 	memcpy(tmp, ba, bal);
 	tl = strip(tmp, bal);
 	T_CHECK(db_set_blob("Bind-A", ba, bal) && tl > 0 &&
-	    db_set_blob("bind-b", tmp, tl), "plant A's blob, stripped of "
-	    "its tag (format 1), in B's row");
+	    db_set_blob("bind-b", tmp, tl), "plant A's blob, stripped to "
+	    "the shape of format 1, in B's row");
 	if (open_vault(&v) != 0)
 		goto done;
 	T_CHECK(unwrap(v, "bind-b", ct_a, ctal, dek) == VLT_ERR_INTERNAL &&
@@ -279,41 +282,13 @@ main(void)
 	T_CHECK(db_blob("bind-b", tmp, sizeof(tmp)) == tl && tmp[4] == 1,
 	    "the planted blob was left as it is");
 
-	/* a store from before binding: upgraded once, at open */
-	memcpy(tmp, bb, bbl);
-	tl = strip(tmp, bbl);
-	T_CHECK(db_set_blob("bind-b", tmp, tl) && unlink(p) == 0,
-	    "B's row gets its own blob as format 1, and the vault forgets "
-	    "its upgrade (a store made before binding)");
-	if (open_vault(&v) != 0)
-		goto done;
-	T_CHECK(unwrap(v, "bind-b", ct_b, ctbl, dek) == 0 &&
-	    unwrap(v, "bind-a", ct_a, ctal, dek) == 0,
-	    "open upgrades it: B unwraps again, A too");
-	vault_close(v);
-	v = NULL;
-	T_CHECK(db_blob("bind-b", tmp, sizeof(tmp)) == bbl && tmp[4] == 2 &&
-	    memcmp(tmp, bb, bbl) == 0 && access(p, F_OK) == 0,
-	    "the upgraded row holds the same bound blob as before, and the "
-	    "upgrade is recorded");
-
-	/* a backup from before binding: upgraded at restore */
-	if (open_vault(&v) != 0)
-		goto done;
-	T_CHECK(bk != NULL && old_backup(v, bk, bkl, &obk, &obkl),
-	    "make a backup of A as the code before binding would have");
-	T_CHECK(vault_key_delete(v, "bind-a", NULL) == 0 &&
-	    vault_key_purge(v, "bind-a") == 0, "delete and purge A");
-	T_CHECK(unwrap(v, "bind-a", ct_a, ctal, dek) == VLT_ERR_NOT_FOUND,
-	    "A is gone");
-	T_CHECK(obk != NULL && vault_key_restore(v, obk, obkl, NULL) == 0 &&
-	    unwrap(v, "bind-a", ct_a, ctal, dek) == 0,
-	    "restore of the old backup binds its blobs: A unwraps");
-	vault_close(v);
-	v = NULL;
-	T_CHECK(db_blob("bind-a", tmp, sizeof(tmp)) == bal && tmp[4] == 2 &&
-	    memcmp(tmp, ba, bal) == 0, "the restored row holds A's bound "
-	    "blob (same name and version: the same bind)");
+	/* Stores and backups from before binding (format 1) and before
+	 * sealing (format 2) are upgraded at open and at restore: the
+	 * token-side upgrade is in test_hsm.c, and a data directory made by
+	 * the previous version, with its backup, in tests/api/atrest.test.mjs
+	 * (a format-3 blob cannot be taken back to format 1 from here). */
+	(void)old_backup;
+	(void)p;
 done:
 	vault_close(v);
 	free(bk);

@@ -76,17 +76,18 @@ export function freePort() {
 
 // ---------------------------------------------------------------- processes
 
-function run(bin, args, { env, timeoutMs = 120000 } = {}) {
+function run(bin, args, { env, timeoutMs = 120000, input } = {}) {
   return new Promise((resolve) => {
     let out = '';
     let err = '';
     let child;
     try {
-      child = spawn(bin, args, { env: env || process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+      child = spawn(bin, args, { env: env || process.env, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     } catch (e) {
       resolve({ code: -1, stdout: '', stderr: String(e) });
       return;
     }
+    if (input !== undefined) child.stdin.end(input);
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.stdout.on('data', (d) => { out += d; });
     child.stderr.on('data', (d) => { err += d; });
@@ -113,7 +114,7 @@ function spawnServe(v) {
   return new Promise((resolve, reject) => {
     let child;
     try {
-      child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: v.env || process.env });
     } catch (e) {
       reject(new Error(`cannot start ${BIN}: ${e.message}`));
       return;

@@ -1,0 +1,224 @@
+// The sealed vault (docs/security.md, "At rest"): the token's PINs derive
+// from an unseal secret that rests nowhere. Without its unattended method a
+// vault starts sealed: key operations 503 "sealed" in Azure's envelope,
+// /healthz and /metrics say so; M of N operator key shares unseal it (a
+// wrong or repeated share refused, a reset starts over); a restart seals it
+// again; `p11vault rekey` issues new shares and the old ones stop working.
+// The unattended methods: systemd-creds (host key) and Clevis with a real
+// Tang server; a missing or wrong credential gives a sealed vault, never a
+// half-open one.
+
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import {
+  startVault, stopVault, raw, token, keyName, b64u, p11vault, waitFor,
+} from './lib/vault.mjs';
+
+const isSealed503 = (r) => r.status === 503 && r.json?.error?.code === 'ServiceUnavailable' &&
+  /sealed/.test(r.json?.error?.message) && Number(r.headers['retry-after']) >= 1;
+
+const unseal = (v, body) => raw(v, 'PUT', '/sys/unseal', { body });
+const status = async (v) => (await raw(v, 'GET', '/sys/seal-status')).json;
+
+// p11vault with stdin
+function withStdin(args, input) {
+  return p11vault(args, { input });
+}
+
+describe('a vault with operator key shares and no unattended method', () => {
+  let v;
+  let shares;
+  let kid;
+  const name = keyName('sealed');
+
+  before(async () => {
+    v = await startVault({ initArgs: ['--auto-unseal', 'none', '--key-shares', '5', '--key-threshold', '3'] });
+    shares = v.init.unsealKeyShares;
+  });
+  after(async () => { await stopVault(v); });
+
+  test('init prints 5 shares once, keeps no PIN file and no unattended credential', () => {
+    assert.equal(shares.length, 5);
+    assert.equal(new Set(shares).size, 5);
+    for (const s of shares) assert.match(s, /^[1-5]-[0-9a-f]{64}$/);
+    assert.equal(v.init.unsealThreshold, 3);
+    const hsm = fs.readdirSync(path.join(v.dir, 'hsm')).sort();
+    assert.deepEqual(hsm, ['seal.conf']);
+    const conf = fs.readFileSync(path.join(v.dir, 'hsm', 'seal.conf'), 'utf8');
+    for (const s of shares) assert.ok(!conf.includes(s.slice(2)), 'no share in seal.conf');
+  });
+
+  test('it starts sealed: /healthz, /sys/seal-status, /metrics say so; a token and key operations are 503 "sealed"', async () => {
+    const h = await raw(v, 'GET', '/healthz');
+    assert.equal(h.status, 503);
+    assert.equal(h.json.status, 'sealed');
+    assert.ok(Number(h.headers['retry-after']) >= 1);
+    const st = await status(v);
+    assert.deepEqual({ sealed: st.sealed, t: st.t, n: st.n, progress: st.progress }, { sealed: true, t: 3, n: 5, progress: 0 });
+    const m = await raw(v, 'GET', '/metrics');
+    assert.equal(m.status, 200);
+    assert.match(m.text, /^p11vault_sealed 1$/m);
+    assert.match(m.text, /^p11vault_unseal_shares\{kind="threshold"\} 3$/m);
+    const t = await raw(v, 'POST', `/${v.admin.tenantId}/oauth2/v2.0/token`, {
+      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: v.admin.clientId,
+        client_secret: v.admin.clientSecret, scope: 'https://vault.azure.net/.default' }).toString(),
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    });
+    assert.ok(isSealed503(t), `token: ${t.status} ${t.text}`);
+    const g = await raw(v, 'GET', '/keys', { token: 'x.y.z', apiVersion: true });
+    assert.ok(isSealed503(g), `GET /keys: ${g.status} ${g.text}`);
+  });
+
+  test('shares one at a time: a wrong one, a repeated one and a malformed one are refused; reset starts over', async () => {
+    const wrong = `1-${crypto.randomBytes(32).toString('hex')}`;
+    let r = await unseal(v, { key: wrong });
+    assert.equal(r.status, 400);
+    assert.equal(r.json.error.code, 'BadParameter');
+    assert.match(r.json.error.message, /not one of this vault's/);
+    r = await unseal(v, { key: shares[0] });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual([r.json.sealed, r.json.progress], [true, 1]);
+    r = await unseal(v, { key: shares[0] });
+    assert.equal(r.status, 400);
+    assert.match(r.json.error.message, /already given/);
+    r = await unseal(v, { key: 'not a share' });
+    assert.equal(r.status, 400);
+    r = await unseal(v, { nothing: 1 });
+    assert.equal(r.status, 400);
+    r = await unseal(v, { key: shares[1] });
+    assert.equal(r.json.progress, 2);
+    r = await unseal(v, { reset: true });
+    assert.equal(r.status, 200);
+    assert.equal(r.json.progress, 0);
+    assert.equal((await status(v)).sealed, true, 'two shares then a reset: still sealed');
+    for (const line of v.stderr.split('\n')) for (const s of [...shares, wrong]) assert.ok(!line.includes(s.slice(2)), 'a share in the server log');
+  });
+
+  test('`p11vault unseal` gives M shares (progress shown): unsealed, keys work', async () => {
+    for (const [i, s] of [shares[4], shares[2]].entries()) {
+      const r = await withStdin(['unseal', '--data', v.dir], `${s}\n`);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`sealed: ${i + 1} of 3 key shares given`));
+    }
+    const bad = await withStdin(['unseal', '--data', v.dir], `${shares[2]}\n`);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /already given/);
+    const last = await withStdin(['unseal', '--data', v.dir], `${shares[1]}\n`);
+    assert.equal(last.code, 0, last.stderr);
+    assert.match(last.stdout, /^unsealed$/m);
+    assert.equal((await raw(v, 'GET', '/healthz')).status, 200);
+    const tok = await token(v);
+    const c = await raw(v, 'POST', `/keys/${name}/create`, { body: { kty: 'EC', crv: 'P-256' }, token: tok, apiVersion: true });
+    assert.equal(c.status, 200, c.text);
+    kid = c.json.key.kid;
+    const s = await raw(v, 'POST', `/keys/${name}/sign`, { body: { alg: 'ES256', value: b64u(crypto.randomBytes(32)) }, token: tok, apiVersion: true });
+    assert.equal(s.status, 200, s.text);
+    const m = await raw(v, 'GET', '/metrics', { token: tok });
+    assert.match(m.text, /^p11vault_sealed 0$/m);
+    assert.equal((await raw(v, 'GET', '/metrics')).status, 401, 'an unsealed vault\'s metrics need a token again');
+  });
+
+  test('a restart seals it again: the token from before is refused as "sealed", not served', async () => {
+    const tok = await token(v);
+    await v.restart();
+    assert.equal((await status(v)).sealed, true);
+    const s = await raw(v, 'POST', `/keys/${name}/sign`, { body: { alg: 'ES256', value: b64u(crypto.randomBytes(32)) }, token: tok, apiVersion: true });
+    assert.ok(isSealed503(s), `${s.status} ${s.text}`);
+    for (const sh of shares.slice(0, 3)) await unseal(v, { key: sh });
+    assert.equal((await status(v)).sealed, false);
+    const s2 = await raw(v, 'POST', `/keys/${name}/sign`, { body: { alg: 'ES256', value: b64u(crypto.randomBytes(32)) }, token: tok, apiVersion: true });
+    assert.equal(s2.status, 200, 'the token from before the restart works once unsealed');
+  });
+
+  test('rekey (server stopped): too few shares change nothing; then new shares, the old ones open nothing', async () => {
+    await v.stop();
+    const few = await withStdin(['rekey', '--data', v.dir, '--key-shares', '3', '--key-threshold', '2'], `${shares[0]}\n${shares[1]}\n`);
+    assert.equal(few.code, 1, 'two of three shares do not rekey');
+    const ok = await withStdin(['rekey', '--data', v.dir, '--key-shares', '3', '--key-threshold', '2'], `${shares[0]}\n${shares[3]}\n${shares[4]}\n`);
+    assert.equal(ok.code, 0, ok.stderr);
+    const fresh = JSON.parse(ok.stdout).unsealKeyShares;
+    assert.equal(fresh.length, 3);
+    for (const f of fresh) assert.ok(!shares.includes(f));
+    await v.start();
+    assert.deepEqual([(await status(v)).t, (await status(v)).n], [2, 3]);
+    for (const old of shares) {
+      const r = await unseal(v, { key: old });
+      assert.equal(r.status, 400, 'an old share is refused');
+    }
+    await unseal(v, { key: fresh[2] });
+    const r = await unseal(v, { key: fresh[0] });
+    assert.equal(r.json.sealed, false);
+    const tok = await token(v);
+    const g = await raw(v, 'GET', `/keys/${name}`, { token: tok, apiVersion: true });
+    assert.equal(g.json.key.kid, kid, 'the same keys');
+    const s = await raw(v, 'POST', `/keys/${name}/sign`, { body: { alg: 'ES256', value: b64u(crypto.randomBytes(32)) }, token: tok, apiVersion: true });
+    assert.equal(s.status, 200, 'the key made before the rekey signs');
+  });
+});
+
+describe('systemd-creds (host key): the unattended unseal and its failures', () => {
+  let v;
+  let other;
+  before(async () => {
+    v = await startVault();
+    other = await startVault({ initArgs: ['--key-shares', '1', '--key-threshold', '1'] });
+  });
+  after(async () => { await stopVault(v); await stopVault(other); });
+
+  test('init\'s default, as root: systemd-creds with the host key; the vault serves at start', async () => {
+    assert.equal(v.init.autoUnseal, 'systemd-creds:host');
+    assert.ok(fs.existsSync(path.join(v.dir, 'hsm', 'unseal.cred')));
+    assert.equal((await status(v)).sealed, false);
+    assert.equal((await raw(v, 'GET', '/healthz')).status, 200);
+  });
+
+  test('a missing, an altered and another vault\'s credential: sealed with a clear log line, never half-open; shares still unseal', async () => {
+    const cred = path.join(v.dir, 'hsm', 'unseal.cred');
+    const good = fs.readFileSync(cred);
+    const cases = [
+      ['missing', () => fs.rmSync(cred), /credential file is missing/],
+      ['altered', () => { const b = Buffer.from(good); b[b.length - 20] ^= 1; fs.writeFileSync(cred, b); }, /systemd-creds decrypt failed/],
+      ['another vault\'s', () => fs.copyFileSync(path.join(other.dir, 'hsm', 'unseal.cred'), cred), /another vault's secret/],
+    ];
+    for (const [what, spoil, why] of cases) {
+      await v.stop();
+      spoil();
+      const before = v.stderr.length;
+      await v.start();
+      assert.equal((await status(v)).sealed, true, `${what} credential: sealed`);
+      assert.match(v.stderr.slice(before), why, `${what} credential: the log says why`);
+      const h = await raw(v, 'GET', '/healthz');
+      assert.equal(h.json.status, 'sealed');
+      const w = await raw(v, 'POST', `/keys/${keyName('x')}/create`, { body: { kty: 'RSA' }, token: 'a.b.c', apiVersion: true });
+      assert.ok(isSealed503(w), `${what}: ${w.status} ${w.text}`);
+      fs.writeFileSync(cred, good);
+    }
+    for (const sh of v.init.unsealKeyShares.slice(0, v.init.unsealThreshold)) await unseal(v, { key: sh });
+    assert.equal((await status(v)).sealed, false, 'the shares unseal a vault whose credential failed');
+    await v.restart();
+    assert.equal((await status(v)).sealed, false, 'the good credential unseals again');
+  });
+
+  test('LoadCredentialEncrypted=: the secret systemd hands over in $CREDENTIALS_DIRECTORY unseals', async () => {
+    const dir = fs.mkdtempSync(path.join(v.dir, '..', 'p11vault-creds-'));
+    try {
+      await v.stop();
+      const cred = path.join(v.dir, 'hsm', 'unseal.cred');
+      execFileSync('systemd-creds', ['decrypt', '--name=p11vault-unseal', cred, path.join(dir, 'p11vault-unseal')], { stdio: 'ignore' });
+      fs.renameSync(cred, `${cred}.away`);
+      v.env = { ...process.env, CREDENTIALS_DIRECTORY: dir };
+      await v.start();
+      assert.equal((await status(v)).sealed, false);
+      await v.stop();
+      fs.renameSync(`${cred}.away`, cred);
+      v.env = undefined;
+      await v.start();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
