@@ -238,6 +238,8 @@ struct api_server_opts {
 	const char *listen;        /* HOST:PORT */
 	const char *cert_pem_file;
 	const char *key_pem_file;
+	const char *key_pem;       /* the key itself (decrypted from its
+	                              at-rest form), instead of the file */
 };
 int api_server_start(struct api_ctx *c, const struct api_server_opts *o,
     struct api_server **out, char *err, size_t err_len) API_WUR;

@@ -383,7 +383,8 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 	}
 	s->ctx = c;
 	s->cert = read_file(o->cert_pem_file);
-	s->key = read_file(o->key_pem_file);
+	s->key = o->key_pem != NULL ? strdup(o->key_pem) :
+	    read_file(o->key_pem_file);
 	if (s->cert == NULL || s->key == NULL) {
 		snprintf(err, err_len, "cannot read the TLS certificate or key");
 		goto fail;

@@ -122,6 +122,87 @@ url_host(const char *url, char *out, size_t len, char *hostport,
 	return n ? 0 : -1;
 }
 
+/* ---- the TLS private key at rest ------------------------------------------- */
+
+#define TLS_KEY_CRED "p11vault-tls-key"
+
+/* DIR/tls/server-key.pem under the vault's unattended method, if it has
+ * one: DIR/tls/server-key.cred (systemd-creds) or .jwe (clevis), and
+ * the plaintext file shredded. 0 also when there is nothing to do. */
+static int
+seal_tls_key(const char *dir, char *err, size_t err_len)
+{
+	char hsm_dir[4200], pem[4200], tls[4200], method[32], *text;
+	const char *why = "";
+	size_t len;
+	FILE *f;
+	int rc;
+
+	snprintf(hsm_dir, sizeof(hsm_dir), "%s/hsm", dir);
+	snprintf(pem, sizeof(pem), "%s/tls/server-key.pem", dir);
+	snprintf(tls, sizeof(tls), "%s/tls", dir);
+	if (access(pem, F_OK) != 0 ||
+	    hsm_at_rest_method(hsm_dir, method, sizeof(method)) != 0)
+		return 0;
+	if ((f = fopen(pem, "re")) == NULL)
+		return -1;
+	text = calloc(1, 64 * 1024);
+	len = text ? fread(text, 1, 64 * 1024 - 1, f) : 0;
+	fclose(f);
+	rc = text != NULL && len > 0 ? hsm_at_rest_seal(hsm_dir, TLS_KEY_CRED,
+	    (const uint8_t *)text, len, tls, strcmp(method, "clevis") == 0 ?
+	    "server-key.jwe" : "server-key.cred", &why) : -1;
+	if (text != NULL) {
+		OPENSSL_cleanse(text, 64 * 1024);
+		free(text);
+	}
+	if (rc != 0) {
+		snprintf(err, err_len, "cannot seal the TLS key: %s", why);
+		return -1;
+	}
+	hsm_shred(pem);
+	return 0;
+}
+
+/* The TLS key as serve needs it: *pem NULL (read DIR/tls/server-key.pem)
+ * or the key opened from its at-rest form (wipe and free). */
+static int
+open_tls_key(const char *dir, char **pem, char *err, size_t err_len)
+{
+	char hsm_dir[4200], path[4200];
+	const char *why = "", *ext[] = { "cred", "jwe" };
+	size_t len = 0, i;
+
+	*pem = NULL;
+	if (seal_tls_key(dir, err, err_len) != 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/tls/server-key.pem", dir);
+	if (access(path, F_OK) == 0)
+		return 0;
+	snprintf(hsm_dir, sizeof(hsm_dir), "%s/hsm", dir);
+	for (i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/tls/server-key.%s", dir,
+		    ext[i]);
+		if (access(path, F_OK) != 0)
+			continue;
+		if ((*pem = calloc(1, 64 * 1024)) == NULL)
+			return -1;
+		if (hsm_at_rest_open(hsm_dir, TLS_KEY_CRED, path,
+		    (uint8_t *)*pem, 64 * 1024 - 1, &len, &why) != 0) {
+			OPENSSL_cleanse(*pem, 64 * 1024);
+			free(*pem);
+			*pem = NULL;
+			snprintf(err, err_len, "cannot open the TLS key "
+			    "(tls/server-key.%s): %s", ext[i], why);
+			return -1;
+		}
+		return 0;
+	}
+	snprintf(err, err_len, "the TLS key is missing (tls/server-key.pem, "
+	    ".cred or .jwe)");
+	return -1;
+}
+
 /* ---- init ----------------------------------------------------------------- */
 
 static int
@@ -279,6 +360,8 @@ cmd_init(int argc, char **argv)
 	OPENSSL_cleanse(secret, sizeof(secret));
 	free(admin.secret_hash);
 	vault_close(v);
+	if (seal_tls_key(dir, err, sizeof(err)) != 0)
+		die("%s", err);
 	{
 		json_t *j = json_pack("{s:s, s:s, s:s, s:s+, s:s+, s:o, s:i, "
 		    "s:s}", "dataDir", dir, "vaultUrl", url, "tenantId",
@@ -391,8 +474,9 @@ cmd_serve(int argc, char **argv)
 	struct policy_config pc;
 	struct sweeper sw;
 	struct rlimit nocore = { 0, 0 }, nofile;
-	char cert[4200], key[4200], err[512];
+	char cert[4200], key[4200], err[512], *key_pem = NULL;
 	const char *lifetime;
+	int rc;
 	pthread_t sweep_thread;
 	sigset_t sigs;
 	int sig = 0;
@@ -478,7 +562,15 @@ cmd_serve(int argc, char **argv)
 	so.listen = listen;
 	so.cert_pem_file = cert;
 	so.key_pem_file = key;
-	if (api_server_start(&ctx, &so, &srv, err, sizeof(err)) != 0)
+	if (open_tls_key(dir, &key_pem, err, sizeof(err)) != 0)
+		die("%s", err);
+	so.key_pem = key_pem;
+	rc = api_server_start(&ctx, &so, &srv, err, sizeof(err));
+	if (key_pem != NULL) {
+		OPENSSL_cleanse(key_pem, 64 * 1024);
+		free(key_pem);
+	}
+	if (rc != 0)
 		die("%s", err);
 	/* after the bind, with the vault and the token open */
 	if (user && hsm_drop_privileges(user, err, sizeof(err)) != 0)

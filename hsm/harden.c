@@ -12,6 +12,13 @@
  * caller exits); unmap a secret page without wiping it.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdint.h>
@@ -27,6 +34,8 @@
 #include <openssl/crypto.h>
 
 #include "hsm/harden.h"
+
+extern char **environ;
 
 static int
 lookup_user(const char *user, uid_t *uid, gid_t *gid, char *err,
@@ -209,4 +218,166 @@ hsm_secret_free(void *p, size_t len)
 	OPENSSL_cleanse(p, n);
 	(void)munlock(p, n);
 	(void)munmap(p, n);
+}
+
+/* ---- running a helper (systemd-creds, clevis) ---- */
+
+static unsigned
+unseal_timeout_ms(void)
+{
+	const char *e = getenv("P11VAULT_UNSEAL_TIMEOUT_MS");
+	unsigned long v;
+	char *end;
+
+	if (e == NULL || *e == '\0')
+		return 30000;
+	v = strtoul(e, &end, 10);
+	return *end == '\0' && v > 0 && v <= 600000 ? (unsigned)v : 30000;
+}
+
+static long
+ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/*
+ * Runs argv (PATH lookup), its stdin from in_fd (>= 0) or the bytes in,
+ * its stdout into out[cap] (*out_len), stderr to ours. Killed after the
+ * time limit. 0 if it exited 0.
+ */
+int
+hsm_run(char *const argv[], int in_fd, const void *in, size_t in_len,
+    uint8_t *out, size_t cap, size_t *out_len)
+{
+	posix_spawn_file_actions_t fa;
+	int ip[2] = { -1, -1 }, op[2] = { -1, -1 }, st = 0, r = -1;
+	struct pollfd pf[2];
+	size_t got = 0, sent = 0;
+	long deadline = ms_now() + unseal_timeout_ms(), left;
+	ssize_t n;
+	pid_t pid;
+	nfds_t np;
+
+	*out_len = 0;
+	if (pipe2(op, O_CLOEXEC) != 0)
+		return -1;
+	if (in_fd < 0 && pipe2(ip, O_CLOEXEC) != 0) {
+		close(op[0]);
+		close(op[1]);
+		return -1;
+	}
+	if (posix_spawn_file_actions_init(&fa) != 0)
+		goto out;
+	(void)posix_spawn_file_actions_adddup2(&fa, in_fd >= 0 ? in_fd : ip[0],
+	    0);
+	(void)posix_spawn_file_actions_adddup2(&fa, op[1], 1);
+	r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (r != 0) {
+		r = -1;
+		goto out;
+	}
+	close(op[1]);
+	op[1] = -1;
+	if (ip[0] >= 0) {
+		close(ip[0]);
+		ip[0] = -1;
+	}
+	for (;;) {
+		np = 0;
+		pf[np].fd = op[0];
+		pf[np++].events = POLLIN;
+		if (ip[1] >= 0) {
+			pf[np].fd = ip[1];
+			pf[np++].events = POLLOUT;
+		}
+		if ((left = deadline - ms_now()) <= 0)
+			break;
+		if (poll(pf, np, (int)left) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (np > 1 && (pf[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
+			n = write(ip[1], (const char *)in + sent, in_len - sent);
+			if (n > 0)
+				sent += (size_t)n;
+			if (n <= 0 || sent == in_len) {
+				close(ip[1]);
+				ip[1] = -1;
+			}
+		}
+		if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			if (got == cap) {
+				got = cap + 1;   /* too much: refuse */
+				break;
+			}
+			n = read(op[0], out + got, cap - got);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+		}
+	}
+	if (ms_now() >= deadline || got > cap)
+		(void)kill(pid, SIGKILL);
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	r = WIFEXITED(st) && WEXITSTATUS(st) == 0 && got <= cap ? 0 : -1;
+	*out_len = got <= cap ? got : 0;
+out:
+	if (op[0] >= 0)
+		close(op[0]);
+	if (op[1] >= 0)
+		close(op[1]);
+	if (ip[0] >= 0)
+		close(ip[0]);
+	if (ip[1] >= 0)
+		close(ip[1]);
+	return r;
+}
+
+static int
+shred_write(int fd, const void *p, size_t n)
+{
+	const char *b = p;
+	ssize_t w;
+
+	while (n > 0) {
+		w = write(fd, b, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		b += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+void
+hsm_shred(const char *path)
+{
+	char zero[512];
+	struct stat st;
+	off_t left;
+	int fd;
+
+	if ((fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
+		memset(zero, 0, sizeof(zero));
+		if (fstat(fd, &st) == 0)
+			for (left = st.st_size; left > 0;
+			    left -= (off_t)sizeof(zero))
+				if (shred_write(fd, zero, left < (off_t)sizeof(zero) ?
+				    (size_t)left : sizeof(zero)) != 0)
+					break;
+		(void)fsync(fd);
+		close(fd);
+	}
+	(void)unlink(path);
 }

@@ -6,6 +6,7 @@
 #define P11VAULT_HSM_HARDEN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "hsm/hsm.h"
 
@@ -46,6 +47,18 @@ void hsm_secret_free(void *p, size_t len);
  * network process's: installed once it serves; its token processes
  * inherit it. */
 int hsm_seccomp_token(void) HSM_WUR;
+
+/*
+ * Runs argv (PATH lookup), its stdin from in_fd (>= 0) or the bytes in,
+ * its stdout into out[cap] (*out_len), stderr to ours; killed after
+ * P11VAULT_UNSEAL_TIMEOUT_MS (default 30000). 0 if it exited 0. For the
+ * unattended methods (systemd-creds, clevis), before any filter.
+ */
+/* Overwrites a small file with zeros, fsyncs it, and unlinks it. */
+void hsm_shred(const char *path);
+
+int hsm_run(char *const argv[], int in_fd, const void *in, size_t in_len,
+    uint8_t *out, size_t cap, size_t *out_len) HSM_WUR;
 int hsm_seccomp_network(void) HSM_WUR;
 
 #endif

@@ -25,6 +25,7 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include "hsm/harden.h"
 #include "hsm/seal.h"
 
 extern char **environ;
@@ -476,126 +477,6 @@ seal_auto_file(const struct seal_conf *c)
 	return NULL;
 }
 
-static unsigned
-unseal_timeout_ms(void)
-{
-	const char *e = getenv("P11VAULT_UNSEAL_TIMEOUT_MS");
-	unsigned long v;
-	char *end;
-
-	if (e == NULL || *e == '\0')
-		return 30000;
-	v = strtoul(e, &end, 10);
-	return *end == '\0' && v > 0 && v <= 600000 ? (unsigned)v : 30000;
-}
-
-static long
-ms_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-/*
- * Runs argv (PATH lookup), its stdin from in_fd (>= 0) or the bytes in,
- * its stdout into out[cap] (*out_len), stderr to ours. Killed after the
- * time limit. 0 if it exited 0.
- */
-static int
-run(char *const argv[], int in_fd, const void *in, size_t in_len,
-    uint8_t *out, size_t cap, size_t *out_len)
-{
-	posix_spawn_file_actions_t fa;
-	int ip[2] = { -1, -1 }, op[2] = { -1, -1 }, st = 0, r = -1;
-	struct pollfd pf[2];
-	size_t got = 0, sent = 0;
-	long deadline = ms_now() + unseal_timeout_ms(), left;
-	ssize_t n;
-	pid_t pid;
-	nfds_t np;
-
-	*out_len = 0;
-	if (pipe2(op, O_CLOEXEC) != 0)
-		return -1;
-	if (in_fd < 0 && pipe2(ip, O_CLOEXEC) != 0) {
-		close(op[0]);
-		close(op[1]);
-		return -1;
-	}
-	if (posix_spawn_file_actions_init(&fa) != 0)
-		goto out;
-	(void)posix_spawn_file_actions_adddup2(&fa, in_fd >= 0 ? in_fd : ip[0],
-	    0);
-	(void)posix_spawn_file_actions_adddup2(&fa, op[1], 1);
-	r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	if (r != 0) {
-		r = -1;
-		goto out;
-	}
-	close(op[1]);
-	op[1] = -1;
-	if (ip[0] >= 0) {
-		close(ip[0]);
-		ip[0] = -1;
-	}
-	for (;;) {
-		np = 0;
-		pf[np].fd = op[0];
-		pf[np++].events = POLLIN;
-		if (ip[1] >= 0) {
-			pf[np].fd = ip[1];
-			pf[np++].events = POLLOUT;
-		}
-		if ((left = deadline - ms_now()) <= 0)
-			break;
-		if (poll(pf, np, (int)left) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		if (np > 1 && (pf[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
-			n = write(ip[1], (const char *)in + sent, in_len - sent);
-			if (n > 0)
-				sent += (size_t)n;
-			if (n <= 0 || sent == in_len) {
-				close(ip[1]);
-				ip[1] = -1;
-			}
-		}
-		if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-			if (got == cap) {
-				got = cap + 1;   /* too much: refuse */
-				break;
-			}
-			n = read(op[0], out + got, cap - got);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				break;
-			got += (size_t)n;
-		}
-	}
-	if (ms_now() >= deadline || got > cap)
-		(void)kill(pid, SIGKILL);
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	r = WIFEXITED(st) && WEXITSTATUS(st) == 0 && got <= cap ? 0 : -1;
-	*out_len = got <= cap ? got : 0;
-out:
-	if (op[0] >= 0)
-		close(op[0]);
-	if (op[1] >= 0)
-		close(op[1]);
-	if (ip[0] >= 0)
-		close(ip[0]);
-	if (ip[1] >= 0)
-		close(ip[1]);
-	return r;
-}
-
 /* S from text: 64 hex digits, optional newline */
 static int
 secret_of(const uint8_t *p, size_t n, uint8_t s[SEAL_SECRET_LEN])
@@ -605,55 +486,122 @@ secret_of(const uint8_t *p, size_t n, uint8_t s[SEAL_SECRET_LEN])
 	return from_hex((const char *)p, n, s, SEAL_SECRET_LEN);
 }
 
+/*
+ * Decrypts path with c's method into out[cap] (*len): first
+ * $CREDENTIALS_DIRECTORY/name (systemd's LoadCredentialEncrypted=, for
+ * systemd-creds), else systemd-creds decrypt --name=name, or clevis
+ * decrypt. 0, or -1 with *why a fixed phrase.
+ */
+static int
+auto_decrypt(const struct seal_conf *c, const char *name, const char *path,
+    uint8_t *out, size_t cap, size_t *len, const char **why)
+{
+	char cp[PATH_MAX], nm[128], dash[] = "-", sc[] = "systemd-creds";
+	char dec[] = "decrypt", cl[] = "clevis", pth[PATH_MAX];
+	const char *credir = getenv("CREDENTIALS_DIRECTORY");
+	ssize_t n;
+	int fd, r = -1;
+
+	*len = 0;
+	if (strcmp(c->method, "systemd-creds") == 0 && credir != NULL &&
+	    *credir != '\0') {
+		snprintf(cp, sizeof(cp), "%s/%s", credir, name);
+		if ((fd = open(cp, O_RDONLY | O_CLOEXEC)) >= 0) {
+			n = read(fd, out, cap);
+			close(fd);
+			if (n > 0 && (size_t)n < cap) {
+				*len = (size_t)n;
+				return 0;
+			}
+		}
+	}
+	if (access(path, R_OK) != 0) {
+		*why = "the unattended unseal credential file is missing";
+		return -1;
+	}
+	snprintf(nm, sizeof(nm), "--name=%s", name);
+	snprintf(pth, sizeof(pth), "%s", path);
+	if (strcmp(c->method, "systemd-creds") == 0) {
+		char *argv[] = { sc, dec, nm, pth, dash, NULL };
+		r = hsm_run(argv, -1, "", 0, out, cap, len);
+		*why = "systemd-creds decrypt failed (another machine's key, an "
+		    "altered file, or not root)";
+	} else if (strcmp(c->method, "clevis") == 0) {
+		char *argv[] = { cl, dec, NULL };
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+			return -1;
+		r = hsm_run(argv, fd, NULL, 0, out, cap, len);
+		close(fd);
+		*why = "clevis decrypt failed (Tang server unreachable, wrong "
+		    "machine, or an altered file)";
+	} else {
+		*why = "no unattended method is configured";
+	}
+	return r;
+}
+
+/* Encrypts in with c's method into path (atomically, 0600). */
+static int
+auto_encrypt(const struct seal_conf *c, const char *name, const uint8_t *in,
+    size_t in_len, const char *dir, const char *file, const char **why)
+{
+	char nm[128], wk[SEAL_AUTO_MAX + 16], dash[] = "-", sc[] = "systemd-creds";
+	char enc[] = "encrypt", cl[] = "clevis", y[] = "-y", pin[64], *cfg;
+	uint8_t *out;
+	size_t len = 0, pl, cap = 256 * 1024;
+	int r = -1;
+
+	if ((out = malloc(cap)) == NULL)
+		return -1;
+	snprintf(nm, sizeof(nm), "--name=%s", name);
+	if (strcmp(c->method, "systemd-creds") == 0) {
+		snprintf(wk, sizeof(wk), "--with-key=%s",
+		    c->arg[0] != '\0' ? c->arg : "host");
+		char *argv[] = { sc, enc, nm, wk, dash, dash, NULL };
+		r = hsm_run(argv, -1, in, in_len, out, cap, &len);
+		*why = "systemd-creds encrypt failed (run as root; for tpm2 "
+		    "a TPM is needed)";
+	} else if (strcmp(c->method, "clevis") == 0) {
+		/* arg: "PIN CONFIG", e.g. tang {"url":"http://…"} */
+		cfg = strchr(c->arg, ' ');
+		pl = cfg != NULL ? (size_t)(cfg - c->arg) : 0;
+		*why = "clevis needs a pin and its configuration";
+		if (cfg != NULL && pl > 0 && pl < sizeof(pin)) {
+			memcpy(pin, c->arg, pl);
+			pin[pl] = '\0';
+			char *argv[] = { cl, enc, pin, cfg + 1, y, NULL };
+			r = hsm_run(argv, -1, in, in_len, out, cap, &len);
+			*why = "clevis encrypt failed (is the Tang server "
+			    "reachable?)";
+		}
+	} else {
+		*why = "unknown unattended method";
+	}
+	if (r == 0 && (len == 0 || len >= cap))
+		r = -1;
+	if (r == 0 && write_file_atomic(dir, file, out, len) != 0) {
+		*why = "cannot write the unattended unseal credential";
+		r = -1;
+	}
+	free(out);
+	return r;
+}
+
 int
 seal_auto_unseal(const char *hsmdir, const struct seal_conf *c,
     uint8_t s[SEAL_SECRET_LEN], const char **why)
 {
-	char path[PATH_MAX], name[] = "--name=" CRED_NAME, dash[] = "-";
-	char sc[] = "systemd-creds", dec[] = "decrypt", cl[] = "clevis";
-	const char *credir = getenv("CREDENTIALS_DIRECTORY"), *file;
+	char path[PATH_MAX];
+	const char *file;
 	uint8_t out[OUT_MAX];
 	size_t len = 0;
-	int fd, r = -1;
-	ssize_t n;
+	int r;
 
 	*why = "no unattended method is configured";
 	if ((file = seal_auto_file(c)) == NULL)
 		return -1;
-	if (credir != NULL && *credir != '\0' &&
-	    strcmp(c->method, "systemd-creds") == 0) {
-		/* systemd decrypted it for us (LoadCredentialEncrypted=) */
-		snprintf(path, sizeof(path), "%s/%s", credir, CRED_NAME);
-		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
-			n = read(fd, out, sizeof(out));
-			close(fd);
-			len = n > 0 ? (size_t)n : 0;
-			r = n > 0 ? 0 : -1;
-		}
-	}
-	if (r != 0) {
-		conf_path(path, sizeof(path), hsmdir, file);
-		if (access(path, R_OK) != 0) {
-			*why = "the unattended unseal credential file is missing";
-			return -1;
-		}
-		if (strcmp(c->method, "systemd-creds") == 0) {
-			char *argv[] = { sc, dec, name, path, dash, NULL };
-			r = run(argv, -1, "", 0, out, sizeof(out), &len);
-		} else {
-			char *argv[] = { cl, dec, NULL };
-			if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-				return -1;
-			r = run(argv, fd, NULL, 0, out, sizeof(out), &len);
-			close(fd);
-		}
-		if (r != 0)
-			*why = strcmp(c->method, "clevis") == 0 ?
-			    "clevis decrypt failed (Tang server unreachable, "
-			    "wrong machine, or an altered file)" :
-			    "systemd-creds decrypt failed (another machine's "
-			    "key, an altered file, or not root)";
-	}
+	conf_path(path, sizeof(path), hsmdir, file);
+	r = auto_decrypt(c, CRED_NAME, path, out, sizeof(out), &len, why);
 	if (r == 0 && secret_of(out, len, s) != 0) {
 		*why = "the unattended method gave something that is not an "
 		    "unseal secret";
@@ -673,12 +621,8 @@ int
 seal_auto_seal(const char *hsmdir, const struct seal_conf *c,
     const uint8_t s[SEAL_SECRET_LEN], const char *suffix, const char **why)
 {
-	char name[PATH_MAX], hex[SEAL_SECRET_LEN * 2 + 2], wk[SEAL_AUTO_MAX + 16];
-	char sc[] = "systemd-creds", enc[] = "encrypt", nm[] = "--name=" CRED_NAME;
-	char dash[] = "-", cl[] = "clevis", y[] = "-y", pin[64], *cfg;
-	uint8_t out[64 * 1024];
+	char name[PATH_MAX], hex[SEAL_SECRET_LEN * 2 + 2];
 	const char *file;
-	size_t len = 0, pl;
 	int r;
 
 	*why = "unknown unattended method";
@@ -686,57 +630,50 @@ seal_auto_seal(const char *hsmdir, const struct seal_conf *c,
 		return -1;
 	to_hex(s, SEAL_SECRET_LEN, hex);
 	strcat(hex, "\n");
-	if (strcmp(c->method, "systemd-creds") == 0) {
-		snprintf(wk, sizeof(wk), "--with-key=%s",
-		    c->arg[0] != '\0' ? c->arg : "host");
-		char *argv[] = { sc, enc, nm, wk, dash, dash, NULL };
-		r = run(argv, -1, hex, strlen(hex), out, sizeof(out), &len);
-		*why = "systemd-creds encrypt failed (run as root; for tpm2 "
-		    "a TPM is needed)";
-	} else {
-		/* arg: "PIN CONFIG", e.g. tang {"url":"http://…"} */
-		cfg = strchr(c->arg, ' ');
-		pl = cfg != NULL ? (size_t)(cfg - c->arg) : 0;
-		if (cfg == NULL || pl == 0 || pl >= sizeof(pin)) {
-			OPENSSL_cleanse(hex, sizeof(hex));
-			*why = "clevis needs a pin and its configuration";
-			return -1;
-		}
-		memcpy(pin, c->arg, pl);
-		pin[pl] = '\0';
-		char *argv[] = { cl, enc, pin, cfg + 1, y, NULL };
-		r = run(argv, -1, hex, strlen(hex), out, sizeof(out), &len);
-		*why = "clevis encrypt failed (is the Tang server reachable?)";
-	}
-	OPENSSL_cleanse(hex, sizeof(hex));
-	if (r != 0 || len == 0 || len >= sizeof(out))
-		return -1;
 	snprintf(name, sizeof(name), "%s%s", file, suffix);
-	if (write_file_atomic(hsmdir, name, out, len) != 0) {
-		*why = "cannot write the unattended unseal credential";
+	r = auto_encrypt(c, CRED_NAME, (const uint8_t *)hex, strlen(hex),
+	    hsmdir, name, why);
+	OPENSSL_cleanse(hex, sizeof(hex));
+	return r;
+}
+
+/* ---- other files of the data directory, under the same method ---- */
+
+int
+hsm_at_rest_method(const char *hsm_dir, char *method, size_t cap)
+{
+	struct seal_conf c;
+
+	if (seal_conf_read(hsm_dir, SEAL_CONF, &c) != 0 ||
+	    c.method[0] == '\0')
 		return -1;
-	}
+	snprintf(method, cap, "%s", c.method);
 	return 0;
 }
 
-void
-seal_shred(const char *path)
+int
+hsm_at_rest_seal(const char *hsm_dir, const char *name, const uint8_t *data,
+    size_t len, const char *dir, const char *file, const char **why)
 {
-	char zero[512];
-	struct stat st;
-	off_t left;
-	int fd;
+	struct seal_conf c;
 
-	if ((fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
-		memset(zero, 0, sizeof(zero));
-		if (fstat(fd, &st) == 0)
-			for (left = st.st_size; left > 0;
-			    left -= (off_t)sizeof(zero))
-				if (write_all(fd, zero, left < (off_t)sizeof(zero) ?
-				    (size_t)left : sizeof(zero)) != 0)
-					break;
-		(void)fsync(fd);
-		close(fd);
-	}
-	(void)unlink(path);
+	*why = "the vault has no unattended method";
+	if (seal_conf_read(hsm_dir, SEAL_CONF, &c) != 0 ||
+	    c.method[0] == '\0')
+		return -1;
+	return auto_encrypt(&c, name, data, len, dir, file, why);
 }
+
+int
+hsm_at_rest_open(const char *hsm_dir, const char *name, const char *path,
+    uint8_t *out, size_t cap, size_t *len, const char **why)
+{
+	struct seal_conf c;
+
+	*why = "the vault has no unattended method";
+	if (seal_conf_read(hsm_dir, SEAL_CONF, &c) != 0 ||
+	    c.method[0] == '\0')
+		return -1;
+	return auto_decrypt(&c, name, path, out, cap, len, why);
+}
+

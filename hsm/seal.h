@@ -108,8 +108,6 @@ int seal_auto_seal(const char *hsmdir, const struct seal_conf *c,
 /* The file name of c's method ("unseal.cred", "unseal.jwe", NULL). */
 const char *seal_auto_file(const struct seal_conf *c);
 
-/* Overwrites a small file with zeros, fsyncs it, and unlinks it. */
-void seal_shred(const char *path);
 
 /* ---- the flows of the token process (tokseal.c) ---- */
 

@@ -15,6 +15,7 @@
 
 #include <openssl/crypto.h>
 
+#include "hsm/harden.h"
 #include "hsm/proto.h"
 #include "hsm/seal.h"
 #include "hsm/token.h"
@@ -99,9 +100,9 @@ shred_pin_files(const char *hsmdir)
 	char p[PATH_MAX];
 
 	path_of(p, sizeof(p), hsmdir, "user.pin");
-	seal_shred(p);
+	hsm_shred(p);
 	path_of(p, sizeof(p), hsmdir, "so.pin");
-	seal_shred(p);
+	hsm_shred(p);
 }
 
 /* The PIN-file era into a sealed vault (S under systemd-creds, host
@@ -386,7 +387,7 @@ tseal_rekey(const char *module, const char *label, const char *hsmdir,
 	}
 	if (oldf != NULL && (newf == NULL || strcmp(oldf, newf) != 0)) {
 		path_of(p, sizeof(p), hsmdir, oldf);
-		seal_shred(p);
+		hsm_shred(p);
 	}
 	path_of(p, sizeof(p), hsmdir, CONF_NEW);
 	path_of(q, sizeof(q), hsmdir, SEAL_CONF);

@@ -179,7 +179,9 @@ describe('no secret leaves the server', { timeout: 120000 }, () => {
     const pins = fs.readdirSync(path.join(v.dir, 'hsm')).filter((f) => f.endsWith('.pin'));
     assert.deepEqual(pins, [], 'no PIN file rests in hsm/');
     for (const f of fs.readdirSync(path.join(v.dir, 'hsm'))) check(path.join(v.dir, 'hsm', f), 0o600);
-    check(path.join(v.dir, 'tls', 'server-key.pem'), 0o600);
+    // the TLS key rests under the unattended method, never in plaintext
+    assert.ok(!fs.existsSync(path.join(v.dir, 'tls', 'server-key.pem')), 'no plaintext TLS key');
+    check(path.join(v.dir, 'tls', 'server-key.cred'), 0o600);
   });
 
   test('no core dump: RLIMIT_CORE is 0 inside serve and SIGSEGV/SIGABRT leave no core file', async () => {
