@@ -126,42 +126,43 @@ url_host(const char *url, char *out, size_t len, char *hostport,
 
 #define TLS_KEY_CRED "p11vault-tls-key"
 
-/* DIR/tls/server-key.pem under the vault's unattended method, if it has
- * one: DIR/tls/server-key.cred (systemd-creds) or .jwe (clevis), and
- * the plaintext file shredded. 0 also when there is nothing to do. */
-static int
-seal_tls_key(const char *dir, char *err, size_t err_len)
+/* DIR/tls/server-key.pem into DIR/tls/server-key.cred (systemd-creds:
+ * hsm_at_rest_seal), the plaintext file shredded. Where that cannot be
+ * done (not root, no systemd-creds) the key stays a plaintext PEM and a
+ * warning says so. */
+static void
+seal_tls_key(const char *dir)
 {
-	char hsm_dir[4200], pem[4200], tls[4200], method[32], *text;
-	const char *why = "";
+	char hsm_dir[4200], pem[4200], tls[4200], *text;
+	const char *why = "cannot read it";
 	size_t len;
 	FILE *f;
-	int rc;
+	int rc = -1;
 
 	snprintf(hsm_dir, sizeof(hsm_dir), "%s/hsm", dir);
 	snprintf(pem, sizeof(pem), "%s/tls/server-key.pem", dir);
 	snprintf(tls, sizeof(tls), "%s/tls", dir);
-	if (access(pem, F_OK) != 0 ||
-	    hsm_at_rest_method(hsm_dir, method, sizeof(method)) != 0)
-		return 0;
+	if (access(pem, F_OK) != 0)
+		return;
 	if ((f = fopen(pem, "re")) == NULL)
-		return -1;
+		goto out;
 	text = calloc(1, 64 * 1024);
 	len = text ? fread(text, 1, 64 * 1024 - 1, f) : 0;
 	fclose(f);
-	rc = text != NULL && len > 0 ? hsm_at_rest_seal(hsm_dir, TLS_KEY_CRED,
-	    (const uint8_t *)text, len, tls, strcmp(method, "clevis") == 0 ?
-	    "server-key.jwe" : "server-key.cred", &why) : -1;
+	if (text != NULL && len > 0)
+		rc = hsm_at_rest_seal(hsm_dir, TLS_KEY_CRED,
+		    (const uint8_t *)text, len, tls, "server-key.cred", &why);
 	if (text != NULL) {
 		OPENSSL_cleanse(text, 64 * 1024);
 		free(text);
 	}
-	if (rc != 0) {
-		snprintf(err, err_len, "cannot seal the TLS key: %s", why);
-		return -1;
-	}
-	hsm_shred(pem);
-	return 0;
+	if (rc == 0)
+		hsm_shred(pem);
+out:
+	if (rc != 0)
+		fprintf(stderr, "{\"level\":\"warning\",\"event\":"
+		    "\"tls_key_in_plaintext\",\"msg\":\"tls/server-key.pem "
+		    "stays in plaintext: %s\"}\n", why);
 }
 
 /* The TLS key as serve needs it: *pem NULL (read DIR/tls/server-key.pem)
@@ -170,21 +171,17 @@ static int
 open_tls_key(const char *dir, char **pem, char *err, size_t err_len)
 {
 	char hsm_dir[4200], path[4200];
-	const char *why = "", *ext[] = { "cred", "jwe" };
-	size_t len = 0, i;
+	const char *why = "";
+	size_t len = 0;
 
 	*pem = NULL;
-	if (seal_tls_key(dir, err, err_len) != 0)
-		return -1;
+	seal_tls_key(dir);
 	snprintf(path, sizeof(path), "%s/tls/server-key.pem", dir);
 	if (access(path, F_OK) == 0)
 		return 0;
 	snprintf(hsm_dir, sizeof(hsm_dir), "%s/hsm", dir);
-	for (i = 0; i < 2; i++) {
-		snprintf(path, sizeof(path), "%s/tls/server-key.%s", dir,
-		    ext[i]);
-		if (access(path, F_OK) != 0)
-			continue;
+	snprintf(path, sizeof(path), "%s/tls/server-key.cred", dir);
+	if (access(path, F_OK) == 0) {
 		if ((*pem = calloc(1, 64 * 1024)) == NULL)
 			return -1;
 		if (hsm_at_rest_open(hsm_dir, TLS_KEY_CRED, path,
@@ -193,13 +190,13 @@ open_tls_key(const char *dir, char **pem, char *err, size_t err_len)
 			free(*pem);
 			*pem = NULL;
 			snprintf(err, err_len, "cannot open the TLS key "
-			    "(tls/server-key.%s): %s", ext[i], why);
+			    "(tls/server-key.cred): %s", why);
 			return -1;
 		}
 		return 0;
 	}
-	snprintf(err, err_len, "the TLS key is missing (tls/server-key.pem, "
-	    ".cred or .jwe)");
+	snprintf(err, err_len, "the TLS key is missing (tls/server-key.pem or "
+	    ".cred)");
 	return -1;
 }
 
@@ -360,8 +357,7 @@ cmd_init(int argc, char **argv)
 	OPENSSL_cleanse(secret, sizeof(secret));
 	free(admin.secret_hash);
 	vault_close(v);
-	if (seal_tls_key(dir, err, sizeof(err)) != 0)
-		die("%s", err);
+	seal_tls_key(dir);
 	{
 		json_t *j = json_pack("{s:s, s:s, s:s, s:s+, s:s+, s:o, s:i, "
 		    "s:s}", "dataDir", dir, "vaultUrl", url, "tenantId",

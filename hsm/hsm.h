@@ -116,16 +116,16 @@ int hsm_rekey(const struct hsm_init *p, const char *old_shares,
     char **shares) HSM_WUR;
 
 /*
- * Other files of the data directory kept under the vault's unattended
- * method (the TLS private key): hsm_at_rest_method gives the method's
- * name (-1: none: such files stay as they are); hsm_at_rest_seal
- * encrypts data (credential name, e.g. "p11vault-tls-key") into
- * dir/file; hsm_at_rest_open decrypts path into out[cap] (first from
- * $CREDENTIALS_DIRECTORY/name under systemd). -1 with *why on failure.
- * Run by the network process at init and at the start of serve, before
- * its filter and privilege drop.
+ * Other files of the data directory kept under systemd-creds (the TLS
+ * private key), with the vault's own key choice when its unattended
+ * method is systemd-creds, else the host key: hsm_at_rest_seal encrypts
+ * data (credential name, e.g. "p11vault-tls-key") into dir/file;
+ * hsm_at_rest_open decrypts path into out[cap] (first from
+ * $CREDENTIALS_DIRECTORY/name under systemd). -1 with *why on failure
+ * (not root, no systemd-creds, another machine's file). Run by the
+ * network process at init and at the start of serve, before its filter
+ * and privilege drop.
  */
-int hsm_at_rest_method(const char *hsm_dir, char *method, size_t cap);
 int hsm_at_rest_seal(const char *hsm_dir, const char *name,
     const uint8_t *data, size_t len, const char *dir, const char *file,
     const char **why) HSM_WUR;

@@ -637,18 +637,23 @@ seal_auto_seal(const char *hsmdir, const struct seal_conf *c,
 	return r;
 }
 
-/* ---- other files of the data directory, under the same method ---- */
+/* ---- other files of the data directory (the TLS key) ---- */
 
-int
-hsm_at_rest_method(const char *hsm_dir, char *method, size_t cap)
+/* systemd-creds with the vault's key choice (host when the vault uses
+ * another method or none): the TLS key must open at every start on this
+ * machine, even while the vault waits for shares or for Tang. */
+static void
+at_rest_conf(const char *hsm_dir, struct seal_conf *c)
 {
-	struct seal_conf c;
+	struct seal_conf v;
 
-	if (seal_conf_read(hsm_dir, SEAL_CONF, &c) != 0 ||
-	    c.method[0] == '\0')
-		return -1;
-	snprintf(method, cap, "%s", c.method);
-	return 0;
+	memset(c, 0, sizeof(*c));
+	strcpy(c->method, "systemd-creds");
+	if (seal_conf_read(hsm_dir, SEAL_CONF, &v) == 0 &&
+	    strcmp(v.method, "systemd-creds") == 0)
+		strcpy(c->arg, v.arg);
+	else
+		strcpy(c->arg, "host");
 }
 
 int
@@ -657,10 +662,7 @@ hsm_at_rest_seal(const char *hsm_dir, const char *name, const uint8_t *data,
 {
 	struct seal_conf c;
 
-	*why = "the vault has no unattended method";
-	if (seal_conf_read(hsm_dir, SEAL_CONF, &c) != 0 ||
-	    c.method[0] == '\0')
-		return -1;
+	at_rest_conf(hsm_dir, &c);
 	return auto_encrypt(&c, name, data, len, dir, file, why);
 }
 
@@ -670,10 +672,7 @@ hsm_at_rest_open(const char *hsm_dir, const char *name, const char *path,
 {
 	struct seal_conf c;
 
-	*why = "the vault has no unattended method";
-	if (seal_conf_read(hsm_dir, SEAL_CONF, &c) != 0 ||
-	    c.method[0] == '\0')
-		return -1;
+	at_rest_conf(hsm_dir, &c);
 	return auto_decrypt(&c, name, path, out, cap, len, why);
 }
 
