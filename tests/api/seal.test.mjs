@@ -5,7 +5,8 @@
 // wrong or repeated share refused, a reset starts over); a restart seals it
 // again; `p11vault rekey` issues new shares and the old ones stop working.
 // The unattended methods: systemd-creds (host key) and Clevis with a real
-// Tang server; a missing or wrong credential gives a sealed vault, never a
+// Tang server (tangd behind systemd-socket-activate on loopback); a
+// missing or wrong credential, or Tang gone, gives a sealed vault, never a
 // half-open one.
 
 import { describe, test, before, after } from 'node:test';
@@ -17,6 +18,7 @@ import path from 'node:path';
 import {
   startVault, stopVault, raw, token, keyName, b64u, p11vault, waitFor,
 } from './lib/vault.mjs';
+import { startTang } from './lib/tang.mjs';
 
 const isSealed503 = (r) => r.status === 503 && r.json?.error?.code === 'ServiceUnavailable' &&
   /sealed/.test(r.json?.error?.message) && Number(r.headers['retry-after']) >= 1;
@@ -220,5 +222,44 @@ describe('systemd-creds (host key): the unattended unseal and its failures', () 
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('Clevis with a real Tang server on loopback', () => {
+  let tang;
+  let v;
+  before(async () => {
+    tang = await startTang();
+    v = await startVault({ initArgs: ['--auto-unseal', `clevis:tang {"url":"${tang.url}"}`, '--key-shares', '2', '--key-threshold', '2'] });
+  });
+  after(async () => { await stopVault(v); if (tang) await tang.stop(); });
+
+  test('init encrypts the unseal secret to Tang (hsm/unseal.jwe); the vault unseals at start by asking Tang', async () => {
+    assert.match(v.init.autoUnseal, /^clevis:tang /);
+    assert.ok(fs.existsSync(path.join(v.dir, 'hsm', 'unseal.jwe')));
+    assert.ok(!fs.existsSync(path.join(v.dir, 'hsm', 'unseal.cred')));
+    assert.equal((await status(v)).sealed, false);
+    const tok = await token(v);
+    const c = await raw(v, 'POST', `/keys/${keyName('tang')}/create`, { body: { kty: 'EC', crv: 'P-256' }, token: tok, apiVersion: true });
+    assert.equal(c.status, 200, c.text);
+  });
+
+  test('Tang gone: the vault starts sealed with a clear log line (not half-open), the shares still unseal; Tang back: unsealed at start again', async () => {
+    await v.stop();
+    await tang.stop();
+    const before = v.stderr.length;
+    v.env = { ...process.env, P11VAULT_UNSEAL_TIMEOUT_MS: '15000' };
+    await v.start();
+    assert.equal((await status(v)).sealed, true);
+    assert.match(v.stderr.slice(before), /"auto_unseal_failed","msg":"clevis decrypt failed/);
+    const w = await raw(v, 'GET', '/keys', { token: 'a.b.c', apiVersion: true });
+    assert.ok(isSealed503(w), `${w.status} ${w.text}`);
+    for (const sh of v.init.unsealKeyShares) await unseal(v, { key: sh });
+    assert.equal((await status(v)).sealed, false, 'the shares unseal while Tang is down');
+    await v.stop();
+    tang = await startTang({ keyDir: tang.keyDir, port: tang.port });
+    v.env = undefined;
+    await v.start();
+    assert.equal((await status(v)).sealed, false, 'Tang answers again: unsealed at start');
   });
 });

@@ -230,6 +230,50 @@ export async function startVault({ port, extraArgs = [], initArgs = [], clock = 
   return v;
 }
 
+// openVault(dir, {port, extraArgs, url}) -> a handle like startVault's, for a
+// data directory that exists already (no init: v.init is null): `serve
+// --data dir --listen 127.0.0.1:PORT` is started. url: v.url (default
+// https://127.0.0.1:PORT; the SDK clients need it to be the dir's vault_url,
+// raw() and token() only use v.port). v.remove() deletes dir.
+export async function openVault(dir, { port, extraArgs = [], url } = {}) {
+  if (!fs.existsSync(BIN)) {
+    throw new Error(`p11vault binary not found at ${BIN} (build it with make, or set P11VAULT_BIN)`);
+  }
+  port = port || await freePort();
+  const v = {
+    dir, port, url: url || `https://127.0.0.1:${port}`, ca: await testCa(),
+    admin: JSON.parse(fs.readFileSync(path.join(dir, 'admin.json'), 'utf8')),
+    stdout: '', stderr: '', initOutput: '', init: null,
+    exits: [], child: null, serveArgs: extraArgs, clockFile: null,
+  };
+  v.start = async () => {
+    v.child = await spawnServe(v);
+    liveVaults.add(v);
+  };
+  v.stop = async () => {
+    const r = await stopChild(v.child);
+    liveVaults.delete(v);
+    const m = /(ERROR: (Address|Leak)Sanitizer|runtime error:)[^]*/.exec(v.stderr);
+    if (m && !v.sanitizerReported) {
+      v.sanitizerReported = true;
+      throw new Error(`sanitizer report from p11vault serve:\n${m[0].slice(0, 4000)}`);
+    }
+    return r;
+  };
+  v.restart = async () => {
+    await v.stop();
+    await v.start();
+  };
+  v.remove = () => fsp.rm(dir, { recursive: true, force: true });
+  try {
+    await v.start();
+  } catch (e) {
+    e.message += ` [data dir ${dir}]`;
+    throw e;
+  }
+  return v;
+}
+
 // The vault's unseal secret S, as the unattended method keeps it
 // (systemd-creds, host key: the tests run as root), and the token PINs
 // derived from it (hsm/seal.c: HKDF-SHA-256, salt "p11vault-seal-v1").
