@@ -215,6 +215,12 @@ int cli_rekey(int argc, char **argv);
 const char *cli_seal_default_auto(void);
 json_t *cli_seal_shares_json(const char *shares);
 void cli_seal_advice(FILE *f, unsigned m, unsigned n, const char *method);
+/* --share-keys A.pem,B.pem,…: how many, and each share (a line each, in
+ * order) RSA-OAEP-SHA-256 encrypted to its custodian's public key (PEM
+ * public key or certificate), base64: [{recipient, share}] */
+int cli_seal_count_keys(const char *list);
+json_t *cli_seal_shares_for(const char *shares, const char *list, char *err,
+    size_t err_len);
 /* seal_api.c: /sys/seal-status, /sys/unseal (no authentication) */
 void api_sys(struct api_req *q, struct api_resp *r, char **segs, size_t n);
 

@@ -243,7 +243,7 @@ cli_unseal(int argc, char **argv)
 int
 cli_rekey(int argc, char **argv)
 {
-	const char *dir = NULL, *au = NULL, *v;
+	const char *dir = NULL, *au = NULL, *sk = NULL, *v;
 	unsigned n = 5, m = 3;
 	char line[LINE_MAX_SHARE], *old = NULL, *shares = NULL, *out;
 	size_t olen = 0, cap = 4096;
@@ -255,7 +255,7 @@ cli_rekey(int argc, char **argv)
 			puts("usage: p11vault rekey --data DIR [--key-shares N] "
 			    "[--key-threshold M]\n"
 			    "       [--auto-unseal none|systemd-creds[:KEY]|"
-			    "clevis:PIN CONFIG]\n"
+			    "clevis:PIN CONFIG] [--share-keys A.pem,...]\n"
 			    "With the server stopped: reads the current key "
 			    "shares from standard input (a line\n"
 			    "each), makes a new unseal secret, new shares and "
@@ -268,6 +268,10 @@ cli_rekey(int argc, char **argv)
 			dir = argval(argc, argv, &i);
 		} else if (strcmp(argv[i], "--auto-unseal") == 0) {
 			au = argval(argc, argv, &i);
+		} else if (strcmp(argv[i], "--share-keys") == 0 &&
+		    (v = argval(argc, argv, &i)) != NULL) {
+			sk = v;
+			n = (unsigned)cli_seal_count_keys(v);
 		} else if (strcmp(argv[i], "--key-shares") == 0 &&
 		    (v = argval(argc, argv, &i)) != NULL) {
 			n = (unsigned)strtoul(v, NULL, 10);
@@ -307,9 +311,23 @@ cli_rekey(int argc, char **argv)
 		    "process's message above");
 		return 1;
 	}
-	j = json_pack("{s:o, s:i, s:s}", "unsealKeyShares",
-	    cli_seal_shares_json(shares), "unsealThreshold", (int)m,
-	    "autoUnseal", au ? au : "unchanged");
+	{
+		char err[256];
+		json_t *sh = sk != NULL ? cli_seal_shares_for(shares, sk, err,
+		    sizeof(err)) : cli_seal_shares_json(shares);
+
+		if (sh == NULL) {
+			/* the rekey is done: these shares must not be lost */
+			fprintf(stderr, "p11vault: cannot encrypt the new shares "
+			    "(%s); they follow in plaintext\n", err);
+			sh = cli_seal_shares_json(shares);
+			sk = NULL;
+		}
+		j = json_pack("{s:o, s:i, s:s}", sk != NULL ?
+		    "unsealKeySharesEncrypted" : "unsealKeyShares", sh,
+		    "unsealThreshold", (int)m, "autoUnseal", au ? au :
+		    "unchanged");
+	}
 	OPENSSL_cleanse(shares, strlen(shares));
 	free(shares);
 	out = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
@@ -322,4 +340,115 @@ cli_rekey(int argc, char **argv)
 	fprintf(stderr, "p11vault: rekeyed: the old key shares open nothing "
 	    "any more.\n");
 	return 0;
+}
+
+/* ---- shares for custodians' public keys ---- */
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+static EVP_PKEY *
+load_recipient(const char *file)
+{
+	EVP_PKEY *k = NULL;
+	X509 *x = NULL;
+	FILE *f;
+
+	if ((f = fopen(file, "re")) == NULL)
+		return NULL;
+	k = PEM_read_PUBKEY(f, NULL, NULL, NULL);
+	if (k == NULL) {
+		rewind(f);
+		if ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL)
+			k = X509_get_pubkey(x);
+		X509_free(x);
+	}
+	fclose(f);
+	if (k != NULL && EVP_PKEY_get_base_id(k) != EVP_PKEY_RSA) {
+		EVP_PKEY_free(k);
+		k = NULL;
+	}
+	return k;
+}
+
+/* RSA-OAEP (SHA-256, MGF1-SHA-256) of one share line, base64 */
+static json_t *
+encrypt_share(EVP_PKEY *k, const char *line)
+{
+	unsigned char out[1024], b64[1400];
+	size_t olen = sizeof(out);
+	EVP_PKEY_CTX *c;
+	json_t *j = NULL;
+	int ok;
+
+	if ((c = EVP_PKEY_CTX_new(k, NULL)) == NULL)
+		return NULL;
+	ok = EVP_PKEY_encrypt_init(c) > 0 &&
+	    EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_OAEP_PADDING) > 0 &&
+	    EVP_PKEY_CTX_set_rsa_oaep_md(c, EVP_sha256()) > 0 &&
+	    EVP_PKEY_CTX_set_rsa_mgf1_md(c, EVP_sha256()) > 0 &&
+	    EVP_PKEY_encrypt(c, out, &olen, (const unsigned char *)line,
+	    strlen(line)) > 0 && olen <= sizeof(out);
+	EVP_PKEY_CTX_free(c);
+	if (ok && EVP_EncodeBlock(b64, out, (int)olen) > 0)
+		j = json_string((const char *)b64);
+	return j;
+}
+
+int
+cli_seal_count_keys(const char *list)
+{
+	int n = 1;
+
+	if (list == NULL || *list == '\0')
+		return 0;
+	for (; *list != '\0'; list++)
+		n += *list == ',';
+	return n;
+}
+
+json_t *
+cli_seal_shares_for(const char *shares, const char *list, char *err,
+    size_t err_len)
+{
+	char files[4096], *save = NULL, *file, line[LINE_MAX_SHARE];
+	const char *p = shares, *e;
+	json_t *a = json_array(), *one;
+	EVP_PKEY *k;
+	size_t n;
+
+	snprintf(files, sizeof(files), "%s", list);
+	for (file = strtok_r(files, ",", &save); a != NULL && file != NULL;
+	    file = strtok_r(NULL, ",", &save)) {
+		e = p ? strchr(p, '\n') : NULL;
+		n = e ? (size_t)(e - p) : 0;
+		if (n == 0 || n >= sizeof(line)) {
+			snprintf(err, err_len, "fewer shares than --share-keys");
+			goto fail;
+		}
+		memcpy(line, p, n);
+		line[n] = '\0';
+		p = e + 1;
+		if ((k = load_recipient(file)) == NULL) {
+			snprintf(err, err_len, "%s: not an RSA public key or "
+			    "certificate (PEM)", file);
+			OPENSSL_cleanse(line, sizeof(line));
+			goto fail;
+		}
+		one = encrypt_share(k, line);
+		EVP_PKEY_free(k);
+		OPENSSL_cleanse(line, sizeof(line));
+		if (one == NULL) {
+			snprintf(err, err_len, "%s: cannot encrypt to it", file);
+			goto fail;
+		}
+		json_array_append_new(a, json_pack("{s:s, s:o}", "recipient",
+		    file, "share", one));
+	}
+	return a;
+fail:
+	json_decref(a);
+	return NULL;
 }

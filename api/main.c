@@ -220,7 +220,7 @@ write_secret_file(const char *path, const char *text)
 static const char *const init_opts[] = { "--data", "--vault-url",
 	"--tenant-id", "--tls-ca-cert", "--tls-ca-key", "--module",
 	"--token-label", "--key-shares", "--key-threshold", "--auto-unseal",
-	NULL };
+	"--share-keys", NULL };
 static const char *const no_opts[] = { NULL };
 
 static int
@@ -234,7 +234,9 @@ cmd_init(int argc, char **argv)
 	const char *ks = opt(argc, argv, "--key-shares");
 	const char *kt = opt(argc, argv, "--key-threshold");
 	const char *au = opt(argc, argv, "--auto-unseal");
-	unsigned nshares = ks ? (unsigned)strtoul(ks, NULL, 10) : 5;
+	const char *sk = opt(argc, argv, "--share-keys");
+	unsigned nshares = ks ? (unsigned)strtoul(ks, NULL, 10) :
+	    sk ? (unsigned)cli_seal_count_keys(sk) : 5;
 	unsigned thresh = kt ? (unsigned)strtoul(kt, NULL, 10) :
 	    (nshares < 3 ? nshares : 3);
 	char *shares = NULL;
@@ -253,6 +255,8 @@ cmd_init(int argc, char **argv)
 		    "       [--tls-ca-cert PEM --tls-ca-key PEM] "
 		    "[--module PKCS11.so --token-label LABEL]\n"
 		    "       [--key-shares N (5)] [--key-threshold M (3)]\n"
+		    "       [--share-keys A.pem,B.pem,... (each share encrypted "
+		    "to one custodian)]\n"
 		    "       [--auto-unseal auto|none|systemd-creds[:host|tpm2|"
 		    "host+tpm2|auto]|clevis:PIN CONFIG]\n"
 		    "Creates a new vault in DIR: the token, the domain key, "
@@ -281,6 +285,9 @@ cmd_init(int argc, char **argv)
 	if (nshares > 16 || thresh > nshares || (nshares > 0 && thresh == 0))
 		die("--key-threshold must be 1..--key-shares, and --key-shares "
 		    "0..16");
+	if (sk != NULL && (unsigned)cli_seal_count_keys(sk) != nshares)
+		die("--share-keys names %d keys for %u shares", 
+		    cli_seal_count_keys(sk), nshares);
 	if (nshares == 0 && strcmp(au, "none") == 0)
 		die("--key-shares 0 needs an --auto-unseal method: nothing "
 		    "else could unseal the vault");
@@ -359,11 +366,20 @@ cmd_init(int argc, char **argv)
 	vault_close(v);
 	seal_tls_key(dir);
 	{
-		json_t *j = json_pack("{s:s, s:s, s:s, s:s+, s:s+, s:o, s:i, "
+		json_t *sh = sk != NULL ? cli_seal_shares_for(shares ? shares :
+		    "", sk, err, sizeof(err)) : cli_seal_shares_json(shares ?
+		    shares : "");
+		json_t *j;
+
+		if (sh == NULL)
+			die("the vault is made, but its key shares could not be "
+			    "encrypted (%s): remove %s and run init again", err,
+			    dir);
+		j = json_pack("{s:s, s:s, s:s, s:s+, s:s+, s:o, s:i, "
 		    "s:s}", "dataDir", dir, "vaultUrl", url, "tenantId",
 		    tenant, "adminCredential", dir, "/admin.json",
-		    "caCertificate", dir, "/tls/ca.pem", "unsealKeyShares",
-		    cli_seal_shares_json(shares ? shares : ""),
+		    "caCertificate", dir, "/tls/ca.pem", sk != NULL ?
+		    "unsealKeySharesEncrypted" : "unsealKeyShares", sh,
 		    "unsealThreshold", (int)thresh, "autoUnseal", au);
 		json = j ? json_dumps(j, JSON_COMPACT) : NULL;
 		json_decref(j);

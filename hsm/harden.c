@@ -254,7 +254,9 @@ hsm_run(char *const argv[], int in_fd, const void *in, size_t in_len,
     uint8_t *out, size_t cap, size_t *out_len)
 {
 	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
 	int ip[2] = { -1, -1 }, op[2] = { -1, -1 }, st = 0, r = -1;
+	int exited = 0, eof = 0;
 	struct pollfd pf[2];
 	size_t got = 0, sent = 0;
 	long deadline = ms_now() + unseal_timeout_ms(), left;
@@ -272,10 +274,20 @@ hsm_run(char *const argv[], int in_fd, const void *in, size_t in_len,
 	}
 	if (posix_spawn_file_actions_init(&fa) != 0)
 		goto out;
+	if (posix_spawnattr_init(&at) != 0) {
+		posix_spawn_file_actions_destroy(&fa);
+		goto out;
+	}
 	(void)posix_spawn_file_actions_adddup2(&fa, in_fd >= 0 ? in_fd : ip[0],
 	    0);
 	(void)posix_spawn_file_actions_adddup2(&fa, op[1], 1);
-	r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+	/* a group of its own: clevis is a chain of scripts, and a pin that
+	 * hangs (a Tang server that accepts and never answers) must die
+	 * with it */
+	(void)posix_spawnattr_setpgroup(&at, 0);
+	(void)posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP);
+	r = posix_spawnp(&pid, argv[0], &fa, &at, argv, environ);
+	posix_spawnattr_destroy(&at);
 	posix_spawn_file_actions_destroy(&fa);
 	if (r != 0) {
 		r = -1;
@@ -287,7 +299,11 @@ hsm_run(char *const argv[], int in_fd, const void *in, size_t in_len,
 		close(ip[0]);
 		ip[0] = -1;
 	}
-	for (;;) {
+	/* until it has exited and its output is read, or the time is up; a
+	 * descendant that keeps the pipe open does not hold us */
+	while (!(exited && eof)) {
+		if (!exited && waitpid(pid, &st, WNOHANG) == pid)
+			exited = 1;
 		np = 0;
 		pf[np].fd = op[0];
 		pf[np++].events = POLLIN;
@@ -297,7 +313,7 @@ hsm_run(char *const argv[], int in_fd, const void *in, size_t in_len,
 		}
 		if ((left = deadline - ms_now()) <= 0)
 			break;
-		if (poll(pf, np, (int)left) < 0) {
+		if (poll(pf, np, exited ? 0 : (int)(left < 50 ? left : 50)) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -320,14 +336,18 @@ hsm_run(char *const argv[], int in_fd, const void *in, size_t in_len,
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n <= 0)
-				break;
-			got += (size_t)n;
+				eof = 1;
+			else
+				got += (size_t)n;
+		} else if (exited) {
+			eof = 1;   /* exited, nothing more to read now */
 		}
 	}
-	if (ms_now() >= deadline || got > cap)
-		(void)kill(pid, SIGKILL);
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
+	/* whatever of the group is left (a hung pin, its curl) */
+	(void)kill(-pid, SIGKILL);
+	if (!exited)
+		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+			;
 	r = WIFEXITED(st) && WEXITSTATUS(st) == 0 && got <= cap ? 0 : -1;
 	*out_len = got <= cap ? got : 0;
 out:

@@ -528,10 +528,24 @@ auto_decrypt(const struct seal_conf *c, const char *name, const char *path,
 		    "altered file, or not root)";
 	} else if (strcmp(c->method, "clevis") == 0) {
 		char *argv[] = { cl, dec, NULL };
-		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		char *jwe;
+		size_t jl = 0;
+
+		/* the JWE without trailing white space (clevis decrypt of
+		 * "JWE\n" prints the secret and exits 1) */
+		if ((jwe = malloc(256 * 1024)) == NULL)
 			return -1;
-		r = hsm_run(argv, fd, NULL, 0, out, cap, len);
-		close(fd);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+			while (jl < 256 * 1024 &&
+			    (n = read(fd, jwe + jl, 256 * 1024 - jl)) > 0)
+				jl += (size_t)n;
+			close(fd);
+		}
+		while (jl > 0 && (jwe[jl - 1] == '\n' || jwe[jl - 1] == '\r' ||
+		    jwe[jl - 1] == ' '))
+			jl--;
+		r = jl > 0 ? hsm_run(argv, -1, jwe, jl, out, cap, len) : -1;
+		free(jwe);
 		*why = "clevis decrypt failed (Tang server unreachable, wrong "
 		    "machine, or an altered file)";
 	} else {

@@ -263,3 +263,44 @@ describe('Clevis with a real Tang server on loopback', () => {
     assert.equal((await status(v)).sealed, false, 'Tang answers again: unsealed at start');
   });
 });
+
+describe('shares written encrypted to custodians\' public keys', () => {
+  let v;
+  const custodians = [];
+  before(async () => {
+    const dir = fs.mkdtempSync(path.join(process.env.TMPDIR || '/tmp', 'p11vault-custodians-'));
+    for (let i = 0; i < 3; i++) {
+      const { privateKey, publicKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const pub = path.join(dir, `custodian${i}.pem`);
+      const key = path.join(dir, `custodian${i}-key.pem`);
+      fs.writeFileSync(pub, publicKey.export({ type: 'spki', format: 'pem' }));
+      fs.writeFileSync(key, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+      custodians.push({ pub, key, privateKey });
+    }
+    v = await startVault({ initArgs: ['--auto-unseal', 'none', '--key-threshold', '2',
+      '--share-keys', custodians.map((c) => c.pub).join(',')] });
+  });
+  after(async () => { await stopVault(v); });
+
+  test('init prints each share only encrypted (RSA-OAEP-SHA-256) to its custodian; each opens with openssl pkeyutl and unseals', async () => {
+    assert.equal(v.init.unsealKeyShares, undefined, 'no plaintext shares');
+    const enc = v.init.unsealKeySharesEncrypted;
+    assert.equal(enc.length, 3);
+    assert.deepEqual(enc.map((e) => e.recipient), custodians.map((c) => c.pub));
+    assert.equal((await status(v)).sealed, true);
+    const shares = [];
+    // the documented command, for the first custodian
+    const ct = path.join(path.dirname(custodians[0].pub), 'share0.bin');
+    fs.writeFileSync(ct, Buffer.from(enc[0].share, 'base64'));
+    shares.push(execFileSync('openssl', ['pkeyutl', '-decrypt', '-inkey', custodians[0].key, '-in', ct,
+      '-pkeyopt', 'rsa_padding_mode:oaep', '-pkeyopt', 'rsa_oaep_md:sha256', '-pkeyopt', 'rsa_mgf1_md:sha256']).toString());
+    shares.push(crypto.privateDecrypt({ key: custodians[2].privateKey, oaepHash: 'sha256' }, Buffer.from(enc[2].share, 'base64')).toString());
+    for (const s of shares) {
+      assert.match(s, /^[1-3]-[0-9a-f]{64}$/);
+      assert.ok(!v.initOutput.includes(s.slice(2)), 'a plaintext share in init\'s output');
+    }
+    for (const s of shares) await unseal(v, { key: s });
+    assert.equal((await status(v)).sealed, false);
+    fs.rmSync(path.dirname(custodians[0].pub), { recursive: true, force: true });
+  });
+});
