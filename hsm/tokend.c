@@ -534,6 +534,9 @@ hsm_token_main(int argc, char **argv)
 	rc = HSM_OK;
 	if (have_s || d.legacy)
 		rc = open_token(&d, have_s ? s : NULL, pin);
+	else
+		tseal_log("warning", "sealed", "the vault is sealed: it serves "
+		    "no key until its key shares are given (p11vault unseal)");
 	OPENSSL_cleanse(s, sizeof(s));
 	OPENSSL_cleanse(pin, sizeof(pin));
 	if (rc != HSM_OK) {

@@ -8,6 +8,8 @@
 #   BENCH_KEYS    [10000] keys in the store for the key-count row
 #   BENCH_SPREAD  [1000]  distinct keys the spread run cycles over
 #   BENCH_CONNS   [8]     concurrent keep-alive connections (wrk, 2 threads)
+#   BENCH_BASE_KEYS [8]   distinct RSA keys behind the BENCH_KEYS names
+#   BENCH_FILL_CONNS [8]  concurrent imports while filling the store
 #   BENCH_OUT     [build/bench.json]
 #   P11VAULT_BIN  [build/p11vault]
 # Needs: wrk, curl, node, cc, SoftHSMv2. Exit 0 when the run completed
@@ -26,6 +28,7 @@ COLD=20
 [ "$KEYS" -ge $((COLD * 2)) ] || { echo "bench: BENCH_KEYS must be >= $((COLD * 2))" >&2; exit 2; }
 [ "$SPREAD" -gt $((KEYS - COLD)) ] && SPREAD=$((KEYS - COLD))
 BASE_KEYS=${BENCH_BASE_KEYS:-8}
+FILL_CONNS=${BENCH_FILL_CONNS:-8}
 
 W=$(mktemp -d /tmp/p11vault-bench.XXXXXX)
 server_pid=""
@@ -41,8 +44,6 @@ jget() { node -e 'const o=JSON.parse(require("fs").readFileSync(process.argv[1],
 mkdir -p "$W/bin"
 cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror $(pkg-config --cflags p11-kit-1) \
 	tests/bench/raw_token.c -ldl -lpthread -o "$W/bin/raw_token"
-cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror $(pkg-config --cflags sqlite3 libcrypto) \
-	tests/bench/fill.c $(pkg-config --libs sqlite3 libcrypto) -o "$W/bin/fill"
 # the split's cost: the hsm module in this process vs through the token
 # process (it links hsm/ alone, as the token process does)
 cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -I. $(pkg-config --cflags p11-kit-1 libcrypto libseccomp) \
@@ -55,7 +56,11 @@ printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR
 	"$W/raw/tokens" >"$W/raw/softhsm2.conf"
 SOFTHSM2_CONF="$W/raw/softhsm2.conf" "$W/bin/raw_token" "$MODULE" "$S" 2 >"$W/raw.json"
 say "the token process: decrypt in this process vs through it, $C threads, ${S}s each"
-SOFTHSM2_CONF="$W/raw/softhsm2.conf" "$W/bin/split" "$MODULE" "$S" "$C" >"$W/split.json"
+# split's token has a plaintext user.pin in its hsm_dir and no seal.conf:
+# the token process uses that PIN and is told not to migrate it
+SOFTHSM2_CONF="$W/raw/softhsm2.conf" P11VAULT_NO_SEAL_MIGRATION=1 \
+	"$W/bin/split" "$MODULE" "$S" "$C" >"$W/split.json" 2>"$W/split.log" ||
+	{ cat "$W/split.log" >&2; exit 1; }
 
 # ---- a fresh vault -----------------------------------------------------------
 port=""
@@ -67,7 +72,11 @@ done
 [ -n "$port" ] || { say "no free port"; exit 1; }
 D="$W/vault"
 url="https://127.0.0.1:$port"
-"$BIN" init --data "$D" --vault-url "$url" >/dev/null
+# init as root seals the vault under systemd-creds with the host key (an
+# unattended unseal: the server serves at start); its stdout is the JSON
+# with the operator key shares, its stderr advice: both kept in $W
+"$BIN" init --data "$D" --vault-url "$url" >"$W/init.json" 2>"$W/init.log" ||
+	{ cat "$W/init.log" >&2; exit 1; }
 start_server() {
 	"$BIN" serve --data "$D" --listen "127.0.0.1:$port" >>"$W/serve.log" 2>&1 &
 	server_pid=$!
@@ -79,22 +88,27 @@ start_server() {
 }
 start_server
 CA="$D/tls/ca.pem"
-# the token process: the server's child (argv[1] token-process)
-token_pid() { cat /proc/"$server_pid"/task/*/children 2>/dev/null | tr ' ' '\n' | grep -m1 . || true; }
-rss_kib() {  # both processes
-	local k
-	k=$(token_pid)
-	awk '/^VmRSS:/ {s += $2} END {print s}' "/proc/$server_pid/status" ${k:+"/proc/$k/status"}
+# the server and every process under it: the token launcher and the token
+# process it starts (argv[1] token-process), however deep
+descendants() {
+	local c
+	for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do echo "$c"; descendants "$c"; done
+}
+server_procs() { echo "$server_pid"; descendants "$server_pid"; }
+rss_kib() {  # all of them
+	local p f=()
+	for p in $(server_procs); do f+=("/proc/$p/status"); done
+	awk '/^VmRSS:/ {s += $2} END {print s}' "${f[@]}" 2>/dev/null
 }
 curl -sf --cacert "$CA" "$url/healthz" >/dev/null
 sleep 0.5
 rss_idle=$(rss_kib)
 
-# a managed identity with get/create/wrapKey/unwrapKey, its token
+# a managed identity with get/create/import/wrapKey/unwrapKey, its token
 "$BIN" identity create --data "$D" --name bench >"$W/id.json"
 oid=$(jget "$W/id.json" objectId)
 "$BIN" policy set --data "$D" --object-id "$oid" --key-permissions \
-	get create wrapKey unwrapKey >/dev/null
+	get create import wrapKey unwrapKey >/dev/null
 tenant=$(jget "$W/id.json" tenantId)
 curl -sf --cacert "$CA" "$url/$tenant/oauth2/v2.0/token" \
 	--data-urlencode grant_type=client_credentials \
@@ -125,13 +139,12 @@ ct256=$(wrapct hot "$ver" RSA-OAEP-256)
 api POST "/keys/hot/$ver/unwrapkey" "{\"alg\":\"RSA-OAEP\",\"value\":\"$ct1\"}" >/dev/null
 
 # CPU time in clock ticks: the server's, and the whole machine's busy time
-# both processes: the network process and its token process
+# the server's: the network process, the launcher and the token process
 srv_ticks() {
-	local t k
-	t=$(awk '{print $14 + $15}' "/proc/$server_pid/stat")
-	k=$(token_pid)
-	if [ -n "$k" ]; then t=$((t + $(awk '{print $14 + $15}' "/proc/$k/stat"))); fi
-	echo "$t"
+	local p f=()
+	for p in $(server_procs); do f+=("/proc/$p/stat"); done
+	# after "(comm)", utime and stime are fields 14 and 15 of the line
+	sed 's/^.*) //' "${f[@]}" 2>/dev/null | awk '{t += $12 + $13} END {print t + 0}'
 }
 busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 wrkrun() {  # NAME CONNS SECONDS [extra env...] -> $W/NAME.json
@@ -196,23 +209,21 @@ wrkrun create "$C" "$S" "BENCH_PATH=/keys/created/create?api-version=7.4" \
 	'BENCH_BODY={"kty":"RSA","key_size":2048}'
 
 # ---- key count ----------------------------------------------------------------
-say "filling the store to $KEYS keys ($BASE_KEYS generated, copied in SQLite)"
-bases=()
-declare -a bct
-for i in $(seq 0 $((BASE_KEYS - 1))); do
-	v=$(mkkey "base$i")
-	bases+=("base$i")
-	bct[$i]=$(wrapct "base$i" "$v" RSA-OAEP)
-done
-"$W/bin/fill" "$D/vault.db" "$KEYS" "${bases[@]}" >"$W/filled.txt"
-# the copies are unbound: restart once, the server binds them at open
+say "filling the store to $KEYS keys ($BASE_KEYS generated here, each imported under many names)"
+# every copy is imported through the API (PUT /keys/{name}): the vault
+# binds and seals each blob itself; bct.txt: "base_index ciphertext"
+fill0=$(date +%s.%N)
+node tests/bench/fill.mjs "$url" "$CA" "$KEYS" "$BASE_KEYS" "$FILL_CONNS" "$W/bct.txt" \
+	>"$W/filled.txt" 2>"$W/fill.log" || { cat "$W/fill.log" >&2; exit 1; }
+fill_s=$(node -e "console.log(($(date +%s.%N) - $fill0).toFixed(2))")
+say "$(cat "$W/fill.log") — ${fill_s} s in all"
+# a restart, as before: the key-count and cold rows start with no key used
+# since start (the token process holds no unsealed key)
 kill "$server_pid"; wait "$server_pid" || true
 : >"$W/serve.log"
-rm -f "$D/blobs-bound"
 start_server
 # the spread: SPREAD distinct keys picked at random, each with a
 # ciphertext made under its base key
-for i in $(seq 0 $((BASE_KEYS - 1))); do echo "$i ${bct[$i]}"; done >"$W/bct.txt"
 shuf "$W/filled.txt" >"$W/shuffled.txt"
 head -n "$COLD" "$W/shuffled.txt" >"$W/cold.keys"
 awk -v a="$COLD" -v n="$SPREAD" 'NR > a && NR <= a + n' "$W/shuffled.txt" | awk -v q='"' 'NR==FNR {ct[$1]=$2; next}
@@ -267,10 +278,10 @@ const o={raw:r("raw"),raw_after:r("raw_after"),split:r("split"),unwrap:r("unwrap
  hotfull:r("hotfull"),spread:r("spread"),cold_ms:cold,
  rss_idle_kib:+process.argv[2],rss_loaded_kib:+process.argv[3],
  params:{seconds:+process.argv[4],keys:+process.argv[5],spread:+process.argv[6],
-  conns:+process.argv[7],cpus:require("os").cpus().length,
+  conns:+process.argv[7],fill_seconds:+process.argv[8],base_keys:+process.argv[9],cpus:require("os").cpus().length,
   cpu_model:require("os").cpus()[0]?.model,date:new Date().toISOString()}};
 fs.writeFileSync(`${W}/all.json`,JSON.stringify(o));' \
-	"$W" "$rss_idle" "$rss_loaded" "$S" "$KEYS" "$SPREAD" "$C"
+	"$W" "$rss_idle" "$rss_loaded" "$S" "$KEYS" "$SPREAD" "$C" "$fill_s" "$BASE_KEYS"
 mkdir -p "$(dirname "$OUT")"
 node tests/bench/report.mjs "$W/all.json" "$OUT"
 grep -q '"non2xx":[1-9]' "$W"/unwrap*.json "$W"/wrap.json "$W"/latency.json "$W"/create.json \
