@@ -126,22 +126,23 @@ url_host(const char *url, char *out, size_t len, char *hostport,
 
 #define TLS_KEY_CRED "p11vault-tls-key"
 
-/* DIR/tls/server-key.pem into DIR/tls/server-key.cred (systemd-creds:
- * hsm_at_rest_seal), the plaintext file shredded. Where that cannot be
- * done (not root, no systemd-creds) the key stays a plaintext PEM and a
- * warning says so. */
+/* DIR/tls/NAME.pem into DIR/tls/NAME.cred (systemd-creds:
+ * hsm_at_rest_seal, credential cred), the plaintext file shredded. Where
+ * that cannot be done (not root, no systemd-creds) the key stays a
+ * plaintext PEM and a warning says so. */
 static void
-seal_tls_key(const char *dir)
+seal_tls_file(const char *dir, const char *name, const char *cred)
 {
-	char hsm_dir[4200], pem[4200], tls[4200], *text;
+	char hsm_dir[4200], pem[4200], tls[4200], out[300], *text;
 	const char *why = "cannot read it";
 	size_t len;
 	FILE *f;
 	int rc = -1;
 
 	snprintf(hsm_dir, sizeof(hsm_dir), "%s/hsm", dir);
-	snprintf(pem, sizeof(pem), "%s/tls/server-key.pem", dir);
+	snprintf(pem, sizeof(pem), "%s/tls/%s.pem", dir, name);
 	snprintf(tls, sizeof(tls), "%s/tls", dir);
+	snprintf(out, sizeof(out), "%s.cred", name);
 	if (access(pem, F_OK) != 0)
 		return;
 	if ((f = fopen(pem, "re")) == NULL)
@@ -150,8 +151,8 @@ seal_tls_key(const char *dir)
 	len = text ? fread(text, 1, 64 * 1024 - 1, f) : 0;
 	fclose(f);
 	if (text != NULL && len > 0)
-		rc = hsm_at_rest_seal(hsm_dir, TLS_KEY_CRED,
-		    (const uint8_t *)text, len, tls, "server-key.cred", &why);
+		rc = hsm_at_rest_seal(hsm_dir, cred, (const uint8_t *)text, len,
+		    tls, out, &why);
 	if (text != NULL) {
 		OPENSSL_cleanse(text, 64 * 1024);
 		free(text);
@@ -161,8 +162,18 @@ seal_tls_key(const char *dir)
 out:
 	if (rc != 0)
 		fprintf(stderr, "{\"level\":\"warning\",\"event\":"
-		    "\"tls_key_in_plaintext\",\"msg\":\"tls/server-key.pem "
-		    "stays in plaintext: %s\"}\n", why);
+		    "\"tls_key_in_plaintext\",\"msg\":\"tls/%s.pem stays in "
+		    "plaintext: %s\"}\n", name, why);
+}
+
+/* The server's TLS key and the vault's own CA key (kept, sealed, so that
+ * an operator can issue a new server certificate on this machine:
+ * systemd-creds decrypt --name=p11vault-tls-ca-key tls/ca-key.cred -). */
+static void
+seal_tls_key(const char *dir)
+{
+	seal_tls_file(dir, "server-key", TLS_KEY_CRED);
+	seal_tls_file(dir, "ca-key", "p11vault-tls-ca-key");
 }
 
 /* The TLS key as serve needs it: *pem NULL (read DIR/tls/server-key.pem)

@@ -171,9 +171,29 @@ describe('systemd-creds (host key): the unattended unseal and its failures', () 
   });
   after(async () => { await stopVault(v); await stopVault(other); });
 
+  test('a vault with its own CA (no --tls-ca-*): the CA key rests under systemd-creds too, and opens back on this machine', async () => {
+    const dir = fs.mkdtempSync(path.join(path.dirname(v.dir), 'p11vault-ownca-'));
+    try {
+      const r = await p11vault(['init', '--data', path.join(dir, 'v'), '--key-shares', '1', '--key-threshold', '1']);
+      assert.equal(r.code, 0, r.stderr);
+      const tls = path.join(dir, 'v', 'tls');
+      assert.deepEqual(fs.readdirSync(tls).sort(), ['ca-key.cred', 'ca.pem', 'server-key.cred', 'server.pem']);
+      const pem = execFileSync('systemd-creds', ['decrypt', '--name=p11vault-tls-ca-key', path.join(tls, 'ca-key.cred'), '-'],
+        { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+      const ca = new crypto.X509Certificate(fs.readFileSync(path.join(tls, 'ca.pem')));
+      const srv = new crypto.X509Certificate(fs.readFileSync(path.join(tls, 'server.pem')));
+      assert.ok(srv.verify(crypto.createPublicKey(crypto.createPrivateKey(pem))), 'the opened CA key signed the server certificate');
+      assert.ok(ca.publicKey.export({ format: 'der', type: 'spki' }).equals(crypto.createPublicKey(crypto.createPrivateKey(pem)).export({ format: 'der', type: 'spki' })));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('init\'s default, as root: systemd-creds with the host key; the vault serves at start', async () => {
     assert.equal(v.init.autoUnseal, 'systemd-creds:host');
     assert.ok(fs.existsSync(path.join(v.dir, 'hsm', 'unseal.cred')));
+    assert.deepEqual(fs.readdirSync(path.join(v.dir, 'tls')).filter((f) => /key/.test(f)), ['server-key.cred'],
+      'no private key in tls/ in plaintext');
     assert.equal((await status(v)).sealed, false);
     assert.equal((await raw(v, 'GET', '/healthz')).status, 200);
   });
