@@ -690,3 +690,97 @@ hsm_at_rest_open(const char *hsm_dir, const char *name, const char *path,
 	return auto_decrypt(&c, name, path, out, cap, len, why);
 }
 
+/* ---- an interrupted rekey ---- */
+
+#define PENDING "seal.pending"
+#define PENDING_LEN (12 + SEAL_SECRET_LEN + 16)
+
+/* the key of seal.pending: HKDF of the old user PIN (what opened the token
+ * before the rekey, and what the old shares or PIN file still give) */
+static int
+pending_key(const char *old_pin, uint8_t k[32])
+{
+	EVP_PKEY_CTX *c;
+	size_t len = 32;
+	int ok;
+
+	if ((c = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL)) == NULL)
+		return -1;
+	ok = EVP_PKEY_derive_init(c) > 0 &&
+	    EVP_PKEY_CTX_set_hkdf_md(c, EVP_sha256()) > 0 &&
+	    EVP_PKEY_CTX_set1_hkdf_salt(c, (const unsigned char *)SEAL_SALT,
+	    sizeof(SEAL_SALT) - 1) > 0 &&
+	    EVP_PKEY_CTX_set1_hkdf_key(c, (const unsigned char *)old_pin,
+	    (int)strlen(old_pin)) > 0 &&
+	    EVP_PKEY_CTX_add1_hkdf_info(c, (const unsigned char *)"pending",
+	    7) > 0 && EVP_PKEY_derive(c, k, &len) > 0 && len == 32;
+	EVP_PKEY_CTX_free(c);
+	return ok ? 0 : -1;
+}
+
+int
+seal_pending_write(const char *hsmdir, const char *old_pin,
+    const uint8_t s[SEAL_SECRET_LEN])
+{
+	uint8_t k[32], b[PENDING_LEN];
+	EVP_CIPHER_CTX *c = NULL;
+	int n, ok = 0;
+
+	if (pending_key(old_pin, k) != 0 || RAND_bytes(b, 12) != 1)
+		goto out;
+	if ((c = EVP_CIPHER_CTX_new()) == NULL)
+		goto out;
+	ok = EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, k, b) == 1 &&
+	    EVP_EncryptUpdate(c, b + 12, &n, s, SEAL_SECRET_LEN) == 1 &&
+	    n == SEAL_SECRET_LEN && EVP_EncryptFinal_ex(c, b + 12 + n, &n) == 1 &&
+	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16,
+	    b + 12 + SEAL_SECRET_LEN) == 1;
+	if (ok)
+		ok = write_file_atomic(hsmdir, PENDING, b, sizeof(b)) == 0;
+out:
+	EVP_CIPHER_CTX_free(c);
+	OPENSSL_cleanse(k, sizeof(k));
+	OPENSSL_cleanse(b, sizeof(b));
+	return ok ? 0 : -1;
+}
+
+int
+seal_pending_read(const char *hsmdir, const char *old_pin,
+    uint8_t s[SEAL_SECRET_LEN])
+{
+	char path[PATH_MAX];
+	uint8_t k[32], b[PENDING_LEN + 1];
+	EVP_CIPHER_CTX *c = NULL;
+	ssize_t got = 0;
+	int fd, n, ok = 0;
+
+	conf_path(path, sizeof(path), hsmdir, PENDING);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+		return -1;
+	got = read(fd, b, sizeof(b));
+	close(fd);
+	if (got != PENDING_LEN || pending_key(old_pin, k) != 0 ||
+	    (c = EVP_CIPHER_CTX_new()) == NULL)
+		goto out;
+	ok = EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, k, b) == 1 &&
+	    EVP_DecryptUpdate(c, s, &n, b + 12, SEAL_SECRET_LEN) == 1 &&
+	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16,
+	    b + 12 + SEAL_SECRET_LEN) == 1 &&
+	    EVP_DecryptFinal_ex(c, s + n, &n) == 1;
+out:
+	EVP_CIPHER_CTX_free(c);
+	OPENSSL_cleanse(k, sizeof(k));
+	OPENSSL_cleanse(b, sizeof(b));
+	if (!ok)
+		OPENSSL_cleanse(s, SEAL_SECRET_LEN);
+	return ok ? 0 : -1;
+}
+
+void
+seal_pending_clear(const char *hsmdir)
+{
+	char path[PATH_MAX];
+
+	conf_path(path, sizeof(path), hsmdir, PENDING);
+	(void)unlink(path);
+}

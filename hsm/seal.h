@@ -109,6 +109,19 @@ int seal_auto_seal(const char *hsmdir, const struct seal_conf *c,
 const char *seal_auto_file(const struct seal_conf *c);
 
 
+/*
+ * An interrupted rekey: before the token's PINs change, the new S is
+ * kept in hsm/seal.pending, AES-256-GCM under a key derived from the old
+ * user PIN (so only what opened the vault before opens it); a token that
+ * then refuses the old PIN is set back to it (tseal_rollback). Cleared
+ * when the rekey is committed.
+ */
+int seal_pending_write(const char *hsmdir, const char *old_pin,
+    const uint8_t s[SEAL_SECRET_LEN]) HSM_WUR;
+int seal_pending_read(const char *hsmdir, const char *old_pin,
+    uint8_t s[SEAL_SECRET_LEN]) HSM_WUR;
+void seal_pending_clear(const char *hsmdir);
+
 /* ---- the flows of the token process (tokseal.c) ---- */
 
 /*
@@ -138,5 +151,15 @@ int tseal_rekey(const char *module, const char *label, const char *hsmdir,
     char **text, size_t *text_len) HSM_WUR;
 
 void tseal_log(const char *level, const char *event, const char *msg);
+
+/*
+ * The token refused old_pin: if hsm/seal.pending holds a new S under it
+ * (a rekey interrupted after the PIN change, before its shares were
+ * shown), undo that rekey: both PINs back to the old ones (old_so, or
+ * hsm/so.pin when NULL), the new seal.conf and credential removed. 0,
+ * or -1 (nothing pending: a wrong PIN).
+ */
+int tseal_rollback(const char *hsmdir, const char *module, const char *label,
+    const char *old_pin, const char *old_so) HSM_WUR;
 
 #endif

@@ -54,6 +54,7 @@ struct tokd {
 	struct seal_conf conf;
 	struct seal_collect *col;   /* a locked, undumped page */
 	struct tok_config cfg;      /* without a PIN */
+	const char *hsmdir;
 };
 
 static tok_t *
@@ -81,6 +82,17 @@ open_token(struct tokd *d, const uint8_t *s, const char *legacy_pin)
 	}
 	cfg.user_pin = pin;
 	rc = tok_open(&cfg, &t);
+	if (rc == HSM_ERR_ARGS) {
+		/* the token refuses the PIN: a rekey interrupted after the PIN
+		 * change? (hsm/seal.pending under this PIN) Undo it. */
+		char so[SEAL_PIN_LEN + 1];
+		int have_so = s != NULL && seal_pin(s, "so", so) == 0;
+
+		if (tseal_rollback(d->hsmdir, d->cfg.module_path,
+		    d->cfg.token_label, pin, have_so ? so : NULL) == 0)
+			rc = tok_open(&cfg, &t);
+		OPENSSL_cleanse(so, sizeof(so));
+	}
 	OPENSSL_cleanse(pin, sizeof(pin));
 	if (rc != HSM_OK)
 		return rc;
@@ -526,6 +538,7 @@ hsm_token_main(int argc, char **argv)
 	}
 	d.cfg.module_path = mod;
 	d.cfg.token_label = label;
+	d.hsmdir = hsmdir;
 	d.cfg.pool_size = pool;
 	d.cfg.cache_size = cache;
 	if (d.have_conf && d.conf.shares > 0 &&

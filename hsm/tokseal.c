@@ -53,6 +53,18 @@ read_small(const char *path, char *out, size_t cap)
 	return len > 0 ? 0 : -1;
 }
 
+static int
+sync_dir_of(const char *dir)
+{
+	int fd, r;
+
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -1;
+	r = fsync(fd);
+	close(fd);
+	return r;
+}
+
 static void
 path_of(char *out, size_t cap, const char *dir, const char *name)
 {
@@ -334,6 +346,86 @@ current_pins(const char *hsmdir, const struct seal_conf *c, int have_conf,
 	return rc;
 }
 
+/* The rekey's files, once the token takes the new PINs: the new
+ * credential, the new seal.conf, and nothing of the old (its credential
+ * of another method, PIN files); seal.pending goes last. */
+static int
+commit_rekey(const char *hsmdir, const struct seal_conf *old, int have_old,
+    const struct seal_conf *nc)
+{
+	char p[PATH_MAX], q[PATH_MAX + 8];
+	const char *oldf, *newf;
+
+	oldf = have_old ? seal_auto_file(old) : NULL;
+	newf = seal_auto_file(nc);
+	if (newf != NULL) {
+		path_of(p, sizeof(p), hsmdir, newf);
+		snprintf(q, sizeof(q), "%s.new", p);
+		if (access(q, F_OK) == 0 && rename(q, p) != 0)
+			return HSM_ERR_UNAVAILABLE;
+	}
+	if (oldf != NULL && (newf == NULL || strcmp(oldf, newf) != 0)) {
+		path_of(p, sizeof(p), hsmdir, oldf);
+		hsm_shred(p);
+	}
+	path_of(p, sizeof(p), hsmdir, CONF_NEW);
+	path_of(q, sizeof(q), hsmdir, SEAL_CONF);
+	if (rename(p, q) != 0)
+		return HSM_ERR_UNAVAILABLE;
+	(void)sync_dir_of(hsmdir);
+	shred_pin_files(hsmdir);
+	seal_pending_clear(hsmdir);
+	return 0;
+}
+
+int
+tseal_rollback(const char *hsmdir, const char *module, const char *label,
+    const char *old_pin, const char *old_so)
+{
+	struct seal_conf nc;
+	uint8_t s[SEAL_SECRET_LEN];
+	char nu[SEAL_PIN_LEN + 1], ns[SEAL_PIN_LEN + 1], p[PATH_MAX];
+	char so[TOKP_PIN_MAX + 1], q[PATH_MAX + 8];
+	const char *newf;
+	int rc = -1;
+
+	memset(so, 0, sizeof(so));
+	if (seal_pending_read(hsmdir, old_pin, s) != 0)
+		return -1;
+	if (seal_conf_read(hsmdir, CONF_NEW, &nc) != 0 ||
+	    seal_check(&nc, s) != 0 || pins_of(s, nu, ns) != 0)
+		goto out;
+	if (old_so != NULL) {
+		snprintf(so, sizeof(so), "%s", old_so);
+	} else {
+		path_of(p, sizeof(p), hsmdir, "so.pin");
+		if (read_small(p, so, sizeof(so)) != 0)
+			goto out;
+	}
+	/* the new shares were never shown: back to the old PINs (whichever
+	 * of the two the interruption left new) */
+	if (tok_change_pins(module, label, nu, old_pin, ns, so) != 0)
+		goto out;
+	if ((newf = seal_auto_file(&nc)) != NULL) {
+		path_of(p, sizeof(p), hsmdir, newf);
+		snprintf(q, sizeof(q), "%s.new", p);
+		(void)unlink(q);
+	}
+	path_of(p, sizeof(p), hsmdir, CONF_NEW);
+	(void)unlink(p);
+	seal_pending_clear(hsmdir);
+	tseal_log("warning", "rekey_rolled_back", "an interrupted rekey was "
+	    "undone: the vault opens with its previous key shares and "
+	    "method; run p11vault rekey again");
+	rc = 0;
+out:
+	OPENSSL_cleanse(s, sizeof(s));
+	OPENSSL_cleanse(nu, sizeof(nu));
+	OPENSSL_cleanse(ns, sizeof(ns));
+	OPENSSL_cleanse(so, sizeof(so));
+	return rc;
+}
+
 int
 tseal_rekey(const char *module, const char *label, const char *hsmdir,
     unsigned m, unsigned n, const char *auto_method, const char *old_shares,
@@ -343,8 +435,6 @@ tseal_rekey(const char *module, const char *label, const char *hsmdir,
 	uint8_t s[SEAL_SECRET_LEN];
 	char ou[TOKP_PIN_MAX + 1], os[TOKP_PIN_MAX + 1];
 	char nu[SEAL_PIN_LEN + 1], ns[SEAL_PIN_LEN + 1];
-	char p[PATH_MAX], q[PATH_MAX + 8];
-	const char *oldf, *newf;
 	int have_conf, rc;
 
 	*text = NULL;
@@ -364,6 +454,10 @@ tseal_rekey(const char *module, const char *label, const char *hsmdir,
 	if ((rc = current_pins(hsmdir, &c, have_conf, old_shares, ou, os,
 	    sizeof(ou))) != 0)
 		goto out;
+	/* a rekey interrupted before: undo it first (nothing if none) */
+	if (tseal_rollback(hsmdir, module, label, ou, os) == 0)
+		tseal_log("info", "rekey", "the interrupted rekey before this "
+		    "one was undone first");
 	if ((rc = new_secret(hsmdir, &nc, m, n, ".new", s, text, text_len)) !=
 	    0)
 		goto out;
@@ -372,32 +466,19 @@ tseal_rekey(const char *module, const char *label, const char *hsmdir,
 		rc = HSM_ERR_UNAVAILABLE;
 		goto out;
 	}
-	if ((rc = tok_change_pins(module, label, ou, nu, os, ns)) != 0)
-		goto out;
-	/* from here the new S opens the token: commit the new files */
-	oldf = have_conf ? seal_auto_file(&c) : NULL;
-	newf = seal_auto_file(&nc);
-	if (newf != NULL) {
-		path_of(p, sizeof(p), hsmdir, newf);
-		snprintf(q, sizeof(q), "%s.new", p);
-		if (rename(q, p) != 0) {
-			rc = HSM_ERR_UNAVAILABLE;
-			goto out;
-		}
-	}
-	if (oldf != NULL && (newf == NULL || strcmp(oldf, newf) != 0)) {
-		path_of(p, sizeof(p), hsmdir, oldf);
-		hsm_shred(p);
-	}
-	path_of(p, sizeof(p), hsmdir, CONF_NEW);
-	path_of(q, sizeof(q), hsmdir, SEAL_CONF);
-	if (rename(p, q) != 0) {
+	/* an interruption from here on is undone at the next unseal with
+	 * the old shares or method (tseal_rollback): the new shares are
+	 * shown only once the rekey is committed */
+	if (seal_pending_write(hsmdir, ou, s) != 0) {
 		rc = HSM_ERR_UNAVAILABLE;
 		goto out;
 	}
-	if (!have_conf)
-		shred_pin_files(hsmdir);
-	rc = 0;
+	if ((rc = tok_change_pins(module, label, ou, nu, os, ns)) != 0)
+		goto out;
+	if (getenv("P11VAULT_INSECURE_TEST_REKEY_CRASH") != NULL)
+		_exit(9);   /* tests: a crash between the PINs and the commit */
+	/* from here the new S opens the token: commit the new files */
+	rc = commit_rekey(hsmdir, &c, have_conf, &nc);
 out:
 	if (rc != 0 && *text != NULL) {
 		seal_text_free(*text, *text_len);

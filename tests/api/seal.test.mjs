@@ -324,3 +324,43 @@ describe('shares written encrypted to custodians\' public keys', () => {
     fs.rmSync(path.dirname(custodians[0].pub), { recursive: true, force: true });
   });
 });
+
+describe('a rekey interrupted between the PIN change and its commit', () => {
+  let v;
+  before(async () => {
+    v = await startVault({ initArgs: ['--auto-unseal', 'none', '--key-shares', '3', '--key-threshold', '2'] });
+    const s = v.init.unsealKeyShares;
+    for (const sh of s.slice(0, 2)) await unseal(v, { key: sh });
+  });
+  after(async () => { await stopVault(v); });
+
+  test('is undone at the next unseal: the old shares open the vault, the keys work, a new rekey then succeeds', async () => {
+    const s = v.init.unsealKeyShares;
+    const tok = await token(v);
+    const name = keyName('rk');
+    const c = await raw(v, 'POST', `/keys/${name}/create`, { body: { kty: 'EC', crv: 'P-256' }, token: tok, apiVersion: true });
+    assert.equal(c.status, 200, c.text);
+    await v.stop();
+    // the test knob: the one-shot token process dies right after it changed the token's PINs
+    const crash = await p11vault(['rekey', '--data', v.dir, '--key-shares', '2', '--key-threshold', '1'],
+      { input: `${s[0]}\n${s[1]}\n`, env: { ...process.env, P11VAULT_INSECURE_TEST_REKEY_CRASH: '1' } });
+    assert.equal(crash.code, 1, 'the interrupted rekey fails');
+    assert.equal(crash.stdout.includes('unsealKeyShares'), false, 'no new share was shown');
+    assert.ok(fs.existsSync(path.join(v.dir, 'hsm', 'seal.pending')), 'the new secret waits, encrypted, in seal.pending');
+    const before = v.stderr.length;
+    await v.start();
+    for (const sh of s.slice(1, 3)) await unseal(v, { key: sh });
+    assert.equal((await status(v)).sealed, false, 'the old shares unseal');
+    assert.match(v.stderr.slice(before), /"event":"rekey_rolled_back"/);
+    assert.deepEqual(fs.readdirSync(path.join(v.dir, 'hsm')).sort(), ['seal.conf']);
+    const sg = await raw(v, 'POST', `/keys/${name}/sign`, { body: { alg: 'ES256', value: b64u(crypto.randomBytes(32)) }, token: await token(v), apiVersion: true });
+    assert.equal(sg.status, 200, sg.text);
+    await v.stop();
+    const ok = await p11vault(['rekey', '--data', v.dir, '--key-shares', '2', '--key-threshold', '1'], { input: `${s[2]}\n${s[0]}\n` });
+    assert.equal(ok.code, 0, ok.stderr);
+    const fresh = JSON.parse(ok.stdout).unsealKeyShares;
+    await v.start();
+    await unseal(v, { key: fresh[1] });
+    assert.equal((await status(v)).sealed, false);
+  });
+});
