@@ -211,6 +211,9 @@ void api_admin(struct api_req *q, struct api_resp *r, char **segs, size_t n);
 /* cli_seal.c: `p11vault unseal`, `p11vault rekey`, and init's unseal
  * defaults (systemd-creds with the host key as root, else none) */
 int cli_unseal(int argc, char **argv);
+/* DIR/serve.lock, exclusively (flock): held by serve for its life and by
+ * rekey; the fd (close-on-exec), -1 when another holds it, -2 on error */
+int cli_serve_lock(const char *dir);
 int cli_rekey(int argc, char **argv);
 const char *cli_seal_default_auto(void);
 json_t *cli_seal_shares_json(const char *shares);

@@ -6,9 +6,12 @@
  * Must never: echo a share to a log; leave one unwiped.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -240,6 +243,30 @@ cli_unseal(int argc, char **argv)
 	return rc;
 }
 
+
+int
+cli_serve_lock(const char *dir)
+{
+	char path[4200];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/serve.lock", dir);
+	struct stat st;
+
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+	    0600)) < 0)
+		return -2;
+	/* the data directory's owner's, like every file in it (serve
+	 * --user, or a unit that runs as that user, opens it later) */
+	if (geteuid() == 0 && stat(dir, &st) == 0)
+		(void)!fchown(fd, st.st_uid, st.st_gid);
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 int
 cli_rekey(int argc, char **argv)
 {
@@ -284,6 +311,12 @@ cli_rekey(int argc, char **argv)
 	}
 	if (dir == NULL)
 		return usage_err("rekey needs --data DIR");
+	/* held until exit: no serve starts while the PINs change */
+	if (cli_serve_lock(dir) == -1) {
+		fprintf(stderr, "p11vault: a server is running on %s: stop it "
+		    "first (rekey changes the token's PINs)\n", dir);
+		return 1;
+	}
 	if (n > 16 || m > n || (n > 0 && m == 0))
 		return usage_err("--key-threshold must be 1..--key-shares, "
 		    "--key-shares 0..16");

@@ -537,6 +537,10 @@ cmd_serve(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	memset(&ctx, 0, sizeof(ctx));
+	/* one server per data directory; rekey waits for it to stop */
+	if (vault_exists(dir) && cli_serve_lock(dir) == -1)
+		die("another p11vault serve (or a rekey) holds %s/serve.lock",
+		    dir);
 	if (user && hsm_check_data_owner(dir, user, err, sizeof(err)) != 0)
 		die("%s", err);
 	if (!vault_exists(dir))

@@ -136,7 +136,11 @@ describe('a vault with operator key shares and no unattended method', () => {
     assert.equal(s2.status, 200, 'the token from before the restart works once unsealed');
   });
 
-  test('rekey (server stopped): too few shares change nothing; then new shares, the old ones open nothing', async () => {
+  test('rekey (server stopped): refused while it runs; too few shares change nothing; then new shares, the old ones open nothing', async () => {
+    const running = await withStdin(['rekey', '--data', v.dir], `${shares[0]}\n${shares[1]}\n${shares[2]}\n`);
+    assert.equal(running.code, 1);
+    assert.match(running.stderr, /a server is running/);
+    assert.equal((await raw(v, 'GET', '/healthz')).status, 200, 'the running vault is untouched');
     await v.stop();
     const few = await withStdin(['rekey', '--data', v.dir, '--key-shares', '3', '--key-threshold', '2'], `${shares[0]}\n${shares[1]}\n`);
     assert.equal(few.code, 1, 'two of three shares do not rekey');
