@@ -362,8 +362,8 @@ out:
 	return r;
 }
 
-static int
-shred_write(int fd, const void *p, size_t n)
+int
+hsm_write_all(int fd, const void *p, size_t n)
 {
 	const char *b = p;
 	ssize_t w;
@@ -380,6 +380,18 @@ shred_write(int fd, const void *p, size_t n)
 	return 0;
 }
 
+int
+hsm_sync_dir(const char *dir)
+{
+	int fd, r;
+
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -1;
+	r = fsync(fd);
+	close(fd);
+	return r;
+}
+
 void
 hsm_shred(const char *path)
 {
@@ -393,7 +405,7 @@ hsm_shred(const char *path)
 		if (fstat(fd, &st) == 0)
 			for (left = st.st_size; left > 0;
 			    left -= (off_t)sizeof(zero))
-				if (shred_write(fd, zero, left < (off_t)sizeof(zero) ?
+				if (hsm_write_all(fd, zero, left < (off_t)sizeof(zero) ?
 				    (size_t)left : sizeof(zero)) != 0)
 					break;
 		(void)fsync(fd);

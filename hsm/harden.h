@@ -54,6 +54,11 @@ int hsm_seccomp_token(void) HSM_WUR;
  * P11VAULT_UNSEAL_TIMEOUT_MS (default 30000). 0 if it exited 0. For the
  * unattended methods (systemd-creds, clevis), before any filter.
  */
+/* write(2) until all of p is written (EINTR retried): 0 or -1. */
+int hsm_write_all(int fd, const void *p, size_t n) HSM_WUR;
+/* fsync of a directory (after a rename in it): 0 or -1. */
+int hsm_sync_dir(const char *dir);
+
 /* Overwrites a small file with zeros, fsyncs it, and unlinks it. */
 void hsm_shred(const char *path);
 

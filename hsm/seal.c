@@ -219,36 +219,6 @@ seal_conf_read(const char *hsmdir, const char *name, struct seal_conf *c)
 	return 0;
 }
 
-static int
-write_all(int fd, const void *p, size_t n)
-{
-	const char *b = p;
-	ssize_t w;
-
-	while (n > 0) {
-		w = write(fd, b, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		b += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static int
-sync_dir(const char *dir)
-{
-	int fd, r;
-
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-		return -1;
-	r = fsync(fd);
-	close(fd);
-	return r;
-}
-
 /* data into DIR/name, atomically, mode 0600 */
 static int
 write_file_atomic(const char *hsmdir, const char *name, const void *data,
@@ -263,7 +233,7 @@ write_file_atomic(const char *hsmdir, const char *name, const void *data,
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
 	    O_NOFOLLOW, 0600)) < 0)
 		return -1;
-	r = write_all(fd, data, len);
+	r = hsm_write_all(fd, data, len);
 	if (r == 0)
 		r = fsync(fd);
 	if (close(fd) != 0)
@@ -274,7 +244,7 @@ write_file_atomic(const char *hsmdir, const char *name, const void *data,
 		(void)unlink(tmp);
 		return -1;
 	}
-	return sync_dir(hsmdir);
+	return hsm_sync_dir(hsmdir);
 }
 
 int

@@ -53,18 +53,6 @@ read_small(const char *path, char *out, size_t cap)
 	return len > 0 ? 0 : -1;
 }
 
-static int
-sync_dir_of(const char *dir)
-{
-	int fd, r;
-
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-		return -1;
-	r = fsync(fd);
-	close(fd);
-	return r;
-}
-
 static void
 path_of(char *out, size_t cap, const char *dir, const char *name)
 {
@@ -372,7 +360,7 @@ commit_rekey(const char *hsmdir, const struct seal_conf *old, int have_old,
 	path_of(q, sizeof(q), hsmdir, SEAL_CONF);
 	if (rename(p, q) != 0)
 		return HSM_ERR_UNAVAILABLE;
-	(void)sync_dir_of(hsmdir);
+	(void)hsm_sync_dir(hsmdir);
 	shred_pin_files(hsmdir);
 	seal_pending_clear(hsmdir);
 	return 0;
