@@ -162,6 +162,10 @@ int hsm_bind_check(const char *bind);
  * HSM_ERR_INTERNAL. */
 int hsm_blob_verify(tok_t *h, struct hsm_sess *s, const char *bind,
     const struct hsm_blob_info *bi) HSM_WUR;
+/* A private, sensitive, never-extractable AES-256 token key for AES-GCM
+ * (the seal key, the backup key), made in R/W session s. */
+CK_RV hsm_gen_aes_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
+    const char *label, CK_OBJECT_HANDLE *k);
 /* Opens a version-3 blob against bind: GCM in the token under the seal
  * key; on success bi->wrapped points at buf (HSM_WRAP_BUF bytes; the
  * caller wipes it). Any other version, a wrong bind or an altered blob:

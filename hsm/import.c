@@ -509,31 +509,10 @@ static int
 backup_key(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE *key)
 {
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-	CK_KEY_TYPE kt = CKK_AES;
-	CK_ULONG vlen = 32;
 	CK_ATTRIBUTE ft[] = {
 		{ CKA_CLASS, &cls, sizeof(cls) },
 		{ CKA_LABEL, HSM_BACKUP_LABEL, sizeof(HSM_BACKUP_LABEL) - 1 },
 	};
-	CK_ATTRIBUTE gt[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
-		{ CKA_VALUE_LEN, &vlen, sizeof(vlen) },
-		{ CKA_LABEL, HSM_BACKUP_LABEL, sizeof(HSM_BACKUP_LABEL) - 1 },
-		{ CKA_TOKEN, &ck_true, sizeof(ck_true) },
-		{ CKA_PRIVATE, &ck_true, sizeof(ck_true) },
-		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
-		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
-		{ CKA_MODIFIABLE, &ck_false, sizeof(ck_false) },
-		{ CKA_ENCRYPT, &ck_true, sizeof(ck_true) },
-		{ CKA_DECRYPT, &ck_true, sizeof(ck_true) },
-		{ CKA_WRAP, &ck_false, sizeof(ck_false) },
-		{ CKA_UNWRAP, &ck_false, sizeof(ck_false) },
-		{ CKA_SIGN, &ck_false, sizeof(ck_false) },
-		{ CKA_VERIFY, &ck_false, sizeof(ck_false) },
-		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },
-	};
-	CK_MECHANISM m = { CKM_AES_KEY_GEN, NULL, 0 };
 	CK_OBJECT_HANDLE found[2];
 	CK_ULONG n = 0;
 	int rc;
@@ -554,8 +533,8 @@ backup_key(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE *key)
 		rc = hsm_ck(s, h->f->C_OpenSession(h->slot, CKF_SERIAL_SESSION |
 		    CKF_RW_SESSION, NULL, NULL, &rw));
 		if (rc == 0) {
-			rc = hsm_ck(s, h->f->C_GenerateKey(rw, &m, gt,
-			    sizeof(gt) / sizeof(gt[0]), key));
+			rc = hsm_ck(s, hsm_gen_aes_key(h->f, rw,
+			    HSM_BACKUP_LABEL, key));
 			(void)h->f->C_CloseSession(rw);
 		}
 	} else {

@@ -640,12 +640,15 @@ make_bind_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *k)
 }
 
 /*
- * The seal key: AES-256-GCM of version-3 blobs. A private token object,
- * so SoftHSMv2 stores it encrypted under a key derived from the user PIN;
- * sensitive and never extractable; encrypt and decrypt only.
+ * A token-resident AES-256 key for AES-GCM, labelled label: a private
+ * token object (SoftHSMv2 stores it encrypted under a key derived from
+ * the user PIN), sensitive, never extractable, encrypt and decrypt only.
+ * The seal key of version-3 blobs and the backup key (import.c). s: a
+ * R/W session logged in as user.
  */
-static int
-make_seal_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *k)
+CK_RV
+hsm_gen_aes_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, const char *label,
+    CK_OBJECT_HANDLE *k)
 {
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
 	CK_KEY_TYPE kt = CKK_AES;
@@ -654,7 +657,7 @@ make_seal_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *k)
 		{ CKA_CLASS, &cls, sizeof(cls) },
 		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
 		{ CKA_VALUE_LEN, &vlen, sizeof(vlen) },
-		{ CKA_LABEL, HSM_SEAL_LABEL, sizeof(HSM_SEAL_LABEL) - 1 },
+		{ CKA_LABEL, (void *)label, strlen(label) },
 		{ CKA_TOKEN, &ck_true, sizeof(ck_true) },
 		{ CKA_PRIVATE, &ck_true, sizeof(ck_true) },
 		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
@@ -670,8 +673,13 @@ make_seal_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *k)
 	};
 	CK_MECHANISM m = { CKM_AES_KEY_GEN, NULL, 0 };
 
-	return init_rv(f->C_GenerateKey(s, &m, t, sizeof(t) / sizeof(t[0]),
-	    k));
+	return f->C_GenerateKey(s, &m, t, sizeof(t) / sizeof(t[0]), k);
+}
+
+static int
+make_seal_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *k)
+{
+	return init_rv(hsm_gen_aes_key(f, s, HSM_SEAL_LABEL, k));
 }
 
 /* How many keys labelled label s sees (0, 1 or 2: two is already too

@@ -168,6 +168,32 @@ process.once('exit', () => {
   for (const v of liveVaults) { try { v.child?.kill('SIGKILL'); } catch { /* already gone */ } }
 });
 
+// start/stop/restart/remove on a vault handle. A sanitizer build reports
+// errors and leaks on stderr (leaks at exit): any such report fails the
+// test that stopped the server.
+function withLifecycle(v) {
+  v.start = async () => {
+    v.child = await spawnServe(v);
+    liveVaults.add(v);
+  };
+  v.stop = async () => {
+    const r = await stopChild(v.child);
+    liveVaults.delete(v);
+    const m = /(ERROR: (Address|Leak)Sanitizer|runtime error:)[^]*/.exec(v.stderr);
+    if (m && !v.sanitizerReported) {
+      v.sanitizerReported = true;
+      throw new Error(`sanitizer report from p11vault serve:\n${m[0].slice(0, 4000)}`);
+    }
+    return r;
+  };
+  v.restart = async () => {
+    await v.stop();
+    await v.start();
+  };
+  v.remove = () => fsp.rm(v.dir, { recursive: true, force: true });
+  return v;
+}
+
 // startVault({port, extraArgs, initArgs, clock}) -> vault handle.
 //   extraArgs: more `serve` arguments; initArgs: more `init` arguments;
 //   clock: pass --insecure-test-clock (setClockOffset needs it).
@@ -194,32 +220,12 @@ export async function startVault({ port, extraArgs = [], initArgs = [], clock = 
   };
   if (v.clockFile) fs.writeFileSync(v.clockFile, '0\n');
   v.admin = JSON.parse(fs.readFileSync(path.join(dir, 'admin.json'), 'utf8'));
-  v.start = async () => {
-    v.child = await spawnServe(v);
-    liveVaults.add(v);
-  };
-  v.stop = async () => {
-    const r = await stopChild(v.child);
-    liveVaults.delete(v);
-    // A sanitizer build reports errors and leaks on stderr (leaks at exit):
-    // any such report fails the test that stopped the server.
-    const m = /(ERROR: (Address|Leak)Sanitizer|runtime error:)[^]*/.exec(v.stderr);
-    if (m && !v.sanitizerReported) {
-      v.sanitizerReported = true;
-      throw new Error(`sanitizer report from p11vault serve:\n${m[0].slice(0, 4000)}`);
-    }
-    return r;
-  };
-  v.restart = async () => {
-    await v.stop();
-    await v.start();
-  };
+  withLifecycle(v);
   v.setClockOffset = (seconds) => {
     if (!v.clockFile) throw new Error('startVault({clock: true}) is needed for setClockOffset');
     fs.writeFileSync(v.clockFile + '.tmp', `${Math.trunc(seconds)}\n`);
     fs.renameSync(v.clockFile + '.tmp', v.clockFile);
   };
-  v.remove = () => fsp.rm(dir, { recursive: true, force: true });
   try {
     await v.start();
   } catch (e) {
@@ -246,25 +252,7 @@ export async function openVault(dir, { port, extraArgs = [], url } = {}) {
     stdout: '', stderr: '', initOutput: '', init: null,
     exits: [], child: null, serveArgs: extraArgs, clockFile: null,
   };
-  v.start = async () => {
-    v.child = await spawnServe(v);
-    liveVaults.add(v);
-  };
-  v.stop = async () => {
-    const r = await stopChild(v.child);
-    liveVaults.delete(v);
-    const m = /(ERROR: (Address|Leak)Sanitizer|runtime error:)[^]*/.exec(v.stderr);
-    if (m && !v.sanitizerReported) {
-      v.sanitizerReported = true;
-      throw new Error(`sanitizer report from p11vault serve:\n${m[0].slice(0, 4000)}`);
-    }
-    return r;
-  };
-  v.restart = async () => {
-    await v.stop();
-    await v.start();
-  };
-  v.remove = () => fsp.rm(dir, { recursive: true, force: true });
+  withLifecycle(v);
   try {
     await v.start();
   } catch (e) {
