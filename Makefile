@@ -3,7 +3,7 @@ CC      ?= cc
 BUILD   := build
 PKGS    := libmicrohttpd jansson sqlite3 libssl libcrypto gnutls p11-kit-1 libseccomp libgfshare
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Wformat=2 \
-	-Wshadow -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE \
+	-Wshadow -Wpedantic -Wconversion -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE \
 	-I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS_BASE := -pie -Wl,-z,relro,-z,now
 LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lpthread

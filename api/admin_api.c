@@ -438,29 +438,35 @@ api_admin(struct api_req *q, struct api_resp *r, char **segs, size_t n)
 	if (n == 1 && strcmp(segs[0], "vault") == 0) {
 		if (strcmp(m, "GET") == 0) {
 			q->operation = "VaultGet";
-			return send_vault(q, r);
+			send_vault(q, r);
+			return;
 		}
 		if (strcmp(m, "PATCH") == 0) {
 			q->operation = "VaultUpdate";
-			return vault_patch(q, r);
+			vault_patch(q, r);
+			return;
 		}
 	} else if (n == 3 && strcmp(segs[0], "vault") == 0 &&
 	    strcmp(segs[1], "accessPolicies") == 0 && strcmp(m, "PUT") == 0) {
 		q->operation = "VaultAccessPolicyUpdate";
-		return access_policies(q, r, segs[2]);
+		access_policies(q, r, segs[2]);
+		return;
 	} else if (n == 1 && strcmp(segs[0], "identities") == 0) {
 		if (strcmp(m, "POST") == 0) {
 			q->operation = "IdentityCreate";
-			return identity_create(q, r);
+			identity_create(q, r);
+			return;
 		}
 		if (strcmp(m, "GET") == 0) {
 			q->operation = "IdentityList";
-			return identity_list(q, r);
+			identity_list(q, r);
+			return;
 		}
 	} else if (n == 2 && strcmp(segs[0], "identities") == 0 &&
 	    strcmp(m, "DELETE") == 0) {
 		q->operation = "IdentityDelete";
-		return identity_delete(q, r, segs[1]);
+		identity_delete(q, r, segs[1]);
+		return;
 	}
 	api_resp_error(r, 404, "NotFound", "No such management resource.");
 }

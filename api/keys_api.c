@@ -559,7 +559,7 @@ key_create(struct api_req *q, struct api_resp *r, const char *name)
 	if (v && !json_is_null(v)) {
 		if (parse_key_ops(v, &req.key_ops, r) != 0)
 			goto out;
-		if (req.kty == VLT_KTY_EC && (req.key_ops & ~(VLT_OP_SIGN |
+		if (req.kty == VLT_KTY_EC && (req.key_ops & ~(unsigned)(VLT_OP_SIGN |
 		    VLT_OP_VERIFY))) {
 			api_resp_error(r, 400, "BadParameter",
 			    "Unsupported key operation(s) for an EC key: only "
@@ -865,10 +865,13 @@ api_keys(struct api_req *q, struct api_resp *r, char **segs, size_t n)
 	const struct crypto_op *co;
 
 	if (n == 0) {
-		if (strcmp(m, "GET") != 0)
-			return method_not_allowed(r);
+		if (strcmp(m, "GET") != 0) {
+			method_not_allowed(r);
+			return;
+		}
 		AUTHZ(PERM_LIST, "list");
-		return key_list(q, r);
+		key_list(q, r);
+		return;
 	}
 	if (check_name(r, segs[0]) != 0)
 		return;
@@ -876,70 +879,94 @@ api_keys(struct api_req *q, struct api_resp *r, char **segs, size_t n)
 	if (n == 1) {
 		if (strcmp(m, "GET") == 0) {
 			AUTHZ(PERM_GET, "get");
-			return key_get(q, r, segs[0], NULL);
+			key_get(q, r, segs[0], NULL);
+			return;
 		}
 		if (strcmp(m, "PATCH") == 0) {
 			AUTHZ(PERM_UPDATE, "update");
-			return key_update(q, r, segs[0], NULL);
+			key_update(q, r, segs[0], NULL);
+			return;
 		}
 		if (strcmp(m, "DELETE") == 0) {
 			AUTHZ(PERM_DELETE, "delete");
-			return key_delete(q, r, segs[0]);
+			key_delete(q, r, segs[0]);
+			return;
 		}
 		if (strcmp(m, "PUT") == 0) {
 			AUTHZ(PERM_IMPORT, "import");
-			return api_key_import(q, r, segs[0]);
+			api_key_import(q, r, segs[0]);
+			return;
 		}
 		if (strcasecmp(segs[0], "restore") == 0 &&
 		    strcmp(m, "POST") == 0) {
 			AUTHZ(PERM_RESTORE, "restore");
-			return api_key_restore(q, r);
+			api_key_restore(q, r);
+			return;
 		}
-		return method_not_allowed(r);
+		method_not_allowed(r);
+		return;
 	}
 	if (n == 2) {
 		const char *s1 = segs[1];
 		if (strcasecmp(s1, "create") == 0) {
-			if (strcmp(m, "POST") != 0)
-				return method_not_allowed(r);
+			if (strcmp(m, "POST") != 0) {
+				method_not_allowed(r);
+				return;
+			}
 			AUTHZ(PERM_CREATE, "create");
-			return key_create(q, r, segs[0]);
+			key_create(q, r, segs[0]);
+			return;
 		}
 		if (strcasecmp(s1, "versions") == 0) {
-			if (strcmp(m, "GET") != 0)
-				return method_not_allowed(r);
+			if (strcmp(m, "GET") != 0) {
+				method_not_allowed(r);
+				return;
+			}
 			AUTHZ(PERM_LIST, "list");
-			return key_versions(q, r, segs[0]);
+			key_versions(q, r, segs[0]);
+			return;
 		}
 		if (strcasecmp(s1, "rotate") == 0) {
-			if (strcmp(m, "POST") != 0)
-				return method_not_allowed(r);
+			if (strcmp(m, "POST") != 0) {
+				method_not_allowed(r);
+				return;
+			}
 			AUTHZ(PERM_ROTATE, "rotate");
-			return key_rotate(q, r, segs[0]);
+			key_rotate(q, r, segs[0]);
+			return;
 		}
 		if ((co = find_crypto_op(s1)) != NULL) {
-			if (strcmp(m, "POST") != 0)
-				return method_not_allowed(r);
-			return crypto(q, r, segs[0], NULL, co);
+			if (strcmp(m, "POST") != 0) {
+				method_not_allowed(r);
+				return;
+			}
+			crypto(q, r, segs[0], NULL, co);
+			return;
 		}
 		if (strcasecmp(s1, "backup") == 0) {
-			if (strcmp(m, "POST") != 0)
-				return method_not_allowed(r);
+			if (strcmp(m, "POST") != 0) {
+				method_not_allowed(r);
+				return;
+			}
 			AUTHZ(PERM_BACKUP, "backup");
-			return api_key_backup(q, r, segs[0]);
+			api_key_backup(q, r, segs[0]);
+			return;
 		}
 		if (strcasecmp(s1, "rotationpolicy") == 0) {
 			if (strcmp(m, "GET") == 0) {
 				AUTHZ(PERM_GETROTATIONPOLICY,
 				    "getrotationpolicy");
-				return api_rotation_policy_get(q, r, segs[0]);
+				api_rotation_policy_get(q, r, segs[0]);
+				return;
 			}
 			if (strcmp(m, "PUT") == 0) {
 				AUTHZ(PERM_SETROTATIONPOLICY,
 				    "setrotationpolicy");
-				return api_rotation_policy_set(q, r, segs[0]);
+				api_rotation_policy_set(q, r, segs[0]);
+				return;
 			}
-			return method_not_allowed(r);
+			method_not_allowed(r);
+			return;
 		}
 		if (!is_version(s1)) {
 			api_resp_vault_error(r, VLT_ERR_NOT_FOUND, segs[0], NULL);
@@ -948,19 +975,25 @@ api_keys(struct api_req *q, struct api_resp *r, char **segs, size_t n)
 		set_key_id(q, segs[0], s1);
 		if (strcmp(m, "GET") == 0) {
 			AUTHZ(PERM_GET, "get");
-			return key_get(q, r, segs[0], s1);
+			key_get(q, r, segs[0], s1);
+			return;
 		}
 		if (strcmp(m, "PATCH") == 0) {
 			AUTHZ(PERM_UPDATE, "update");
-			return key_update(q, r, segs[0], s1);
+			key_update(q, r, segs[0], s1);
+			return;
 		}
-		return method_not_allowed(r);
+		method_not_allowed(r);
+		return;
 	}
 	if (n == 3 && (co = find_crypto_op(segs[2])) != NULL) {
-		if (strcmp(m, "POST") != 0)
-			return method_not_allowed(r);
+		if (strcmp(m, "POST") != 0) {
+			method_not_allowed(r);
+			return;
+		}
 		set_key_id(q, segs[0], segs[1]);
-		return crypto(q, r, segs[0], segs[1], co);
+		crypto(q, r, segs[0], segs[1], co);
+		return;
 	}
 	api_resp_error(r, 404, "NotFound", "No such resource.");
 }
@@ -977,16 +1010,18 @@ api_deletedkeys(struct api_req *q, struct api_resp *r, char **segs, size_t n)
 		struct vlt_key_info *items = NULL;
 		size_t cnt = 0, max;
 		char *cont, *next = NULL;
-		if (strcmp(m, "GET") != 0)
-			return method_not_allowed(r);
+		if (strcmp(m, "GET") != 0) {
+			method_not_allowed(r);
+			return;
+		}
 		AUTHZ(PERM_LIST, "list");
 		if (parse_paging(q, r, &max, &cont) != 0)
 			return;
 		rc = vault_deleted_list(q->ctx->vault, cont, max, &items, &cnt,
 		    &next);
 		free(cont);
-		return send_list(q, r, rc, items, cnt, next, "/deletedkeys",
-		    max, 0);
+		send_list(q, r, rc, items, cnt, next, "/deletedkeys", max, 0);
+		return;
 	}
 	if (check_name(r, segs[0]) != 0)
 		return;
@@ -995,24 +1030,32 @@ api_deletedkeys(struct api_req *q, struct api_resp *r, char **segs, size_t n)
 	if (n == 1 && strcmp(m, "GET") == 0) {
 		AUTHZ(PERM_GET, "get");
 		rc = vault_deleted_get(q->ctx->vault, segs[0], &k);
-		return api_send_key(q, r, rc, segs[0], NULL, &k);
+		api_send_key(q, r, rc, segs[0], NULL, &k);
+		return;
 	}
 	if (n == 1 && strcmp(m, "DELETE") == 0) {
 		AUTHZ(PERM_PURGE, "purge");
 		rc = vault_key_purge(q->ctx->vault, segs[0]);
-		if (rc != 0)
-			return api_resp_vault_error(r, rc, segs[0], "purge");
+		if (rc != 0) {
+			api_resp_vault_error(r, rc, segs[0], "purge");
+			return;
+		}
 		api_resp_set(r, 204, NULL);
 		return;
 	}
 	if (n == 2 && strcasecmp(segs[1], "recover") == 0) {
-		if (strcmp(m, "POST") != 0)
-			return method_not_allowed(r);
+		if (strcmp(m, "POST") != 0) {
+			method_not_allowed(r);
+			return;
+		}
 		AUTHZ(PERM_RECOVER, "recover");
 		rc = vault_key_recover(q->ctx->vault, segs[0], &k);
-		return api_send_key(q, r, rc, segs[0], NULL, &k);
+		api_send_key(q, r, rc, segs[0], NULL, &k);
+		return;
 	}
-	if (n <= 2)
-		return method_not_allowed(r);
+	if (n <= 2) {
+		method_not_allowed(r);
+		return;
+	}
 	api_resp_error(r, 404, "NotFound", "No such resource.");
 }

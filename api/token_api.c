@@ -256,15 +256,21 @@ api_token(struct api_req *q, struct api_resp *r, char **segs, size_t n)
 	if (n == 4 && strcmp(segs[1], "v2.0") == 0 &&
 	    strcmp(segs[2], ".well-known") == 0 &&
 	    strcmp(segs[3], "openid-configuration") == 0 &&
-	    strcmp(q->method, "GET") == 0)
-		return openid_config(q, r);
+	    strcmp(q->method, "GET") == 0) {
+		openid_config(q, r);
+		return;
+	}
 	if (n == 4 && strcmp(segs[1], "oauth2") == 0 &&
 	    strcmp(segs[2], "v2.0") == 0 && strcmp(segs[3], "token") == 0 &&
-	    strcmp(q->method, "POST") == 0)
-		return token_issue(q, r);
+	    strcmp(q->method, "POST") == 0) {
+		token_issue(q, r);
+		return;
+	}
 	if (n == 4 && strcmp(segs[1], "discovery") == 0 &&
 	    strcmp(segs[2], "v2.0") == 0 && strcmp(segs[3], "keys") == 0 &&
-	    strcmp(q->method, "GET") == 0)
-		return jwks(q, r);
+	    strcmp(q->method, "GET") == 0) {
+		jwks(q, r);
+		return;
+	}
 	api_resp_error(r, 404, "NotFound", "No such resource.");
 }

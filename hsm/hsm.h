@@ -36,6 +36,7 @@ enum hsm_err {
 	HSM_ERR_INTERNAL = -5,    /* a bug or an inconsistent blob */
 	HSM_ERR_EXISTS = -6,      /* hsm_token_init: the token is initialised */
 	HSM_ERR_SEALED = -7,      /* the vault is sealed: no key operation */
+	HSM_ERR_IO = -8,          /* a file could not be read or written */
 };
 
 enum hsm_kty { HSM_KTY_RSA = 1, HSM_KTY_EC = 2 };

@@ -274,7 +274,7 @@ tokp_parse(const uint8_t *buf, size_t len, int response, struct tokp_msg *m)
 	sh = response ? &ans_shape[m->op] : &req_shape[m->op];
 	if (response && m->status != HSM_OK) {
 		/* an error carries no field, and only a known error */
-		if (n != 0 || plen != 0 || m->status < HSM_ERR_SEALED ||
+		if (n != 0 || plen != 0 || m->status < HSM_ERR_IO ||
 		    m->status > HSM_ERR_ARGS)
 			return -1;
 		return 0;

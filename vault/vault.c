@@ -78,6 +78,8 @@ map_hsm(int r)
 		return VLT_ERR_NO_MEMORY;
 	case HSM_ERR_SEALED:
 		return VLT_ERR_SEALED;
+	case HSM_ERR_IO:
+		return VLT_ERR_IO;
 	default:
 		return VLT_ERR_INTERNAL;
 	}
