@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <p11-kit/pkcs11.h>
 
+#include "hsm/pkey.h"
 #include "hsm/token.h"
 
 #define HSM_DOMAIN_LABEL "p11vault-domain"
@@ -191,8 +192,6 @@ void hsm_cache_free(tok_t *h);
 int hsm_curve_der(int nid, uint8_t *der, size_t *der_len);
 /* curve NID -> enum hsm_curve and field bytes; HSM_ERR_ARGS if unknown */
 int hsm_curve_code(int nid, unsigned *code, size_t *size);
-int hsm_rsa_spki(const CK_BYTE *n, size_t n_len, const CK_BYTE *e,
-    size_t e_len, uint8_t **spki, size_t *len);
 /* A version-3 blob of wrapped, sealed in the token and bound to bind. */
 int hsm_blob_build(tok_t *h, struct hsm_sess *s, const char *bind,
     enum hsm_kty kty, unsigned param, const uint8_t *wrapped,

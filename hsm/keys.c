@@ -175,7 +175,7 @@ out:
 }
 
 int
-hsm_rsa_spki(const CK_BYTE *n, size_t n_len, const CK_BYTE *e, size_t e_len,
+hsm_rsa_spki(const uint8_t *n, size_t n_len, const uint8_t *e, size_t e_len,
     uint8_t **spki, size_t *len)
 {
 	OSSL_PARAM_BLD *bld = NULL;
