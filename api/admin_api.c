@@ -404,7 +404,7 @@ identity_delete(struct api_req *q, struct api_resp *r, const char *oid)
 	int rc;
 
 	if (!uuid_valid(oid) ||
-	    !policy_principal_exists(q->ctx->policy, oid)) {
+	    policy_principal_find(q->ctx->policy, oid) != POLICY_OK) {
 		api_resp_error(r, 404, "NotFound",
 		    "No identity with that objectId.");
 		return;

@@ -159,14 +159,16 @@ void api_json_wipe_on_free(void);
 
 /* router.c */
 void api_route(struct api_req *q, struct api_resp *r);
-/* 1 if the caller's token is valid (fills q->caller), else fills r with
- * 401 and the challenge and returns 0. */
-int api_authenticate(struct api_req *q, struct api_resp *r);
-/* Checks one key permission for the authenticated caller: 1 allowed;
- * 0 with a 403 in r. */
-int api_authorize(struct api_req *q, struct api_resp *r, unsigned perm,
-    const char *perm_name);
-int api_require_admin(struct api_req *q, struct api_resp *r);
+/* 0 if the caller's token is valid (fills q->caller); else r holds the
+ * answer (401 and the challenge, or 503 sealed) and the result is
+ * VLT_ERR_UNAUTHORIZED or VLT_ERR_SEALED. */
+int api_authn(struct api_req *q, struct api_resp *r) API_WUR;
+/* 0 if the authenticated caller holds one key permission; else r holds
+ * the answer (403, or api_authn's) and the result is negative. */
+int api_authz(struct api_req *q, struct api_resp *r, unsigned perm,
+    const char *perm_name) API_WUR;
+/* The same for "is an administrator". */
+int api_authz_admin(struct api_req *q, struct api_resp *r) API_WUR;
 
 /* keys_api.c — /keys and /deletedkeys; segs are the path segments after
  * the first ("keys"/"deletedkeys"), n of them (a trailing empty segment

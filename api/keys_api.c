@@ -761,7 +761,7 @@ crypto(struct api_req *q, struct api_resp *r, const char *name,
 
 	q->operation = co->azure;
 	q->mutating = 0;
-	if (!api_authorize(q, r, co->perm, co->azure))
+	if (api_authz(q, r, co->perm, co->azure) != 0)
 		return;
 	if (api_body_object(q, r, &body) != 0)
 		return;
@@ -855,7 +855,7 @@ method_not_allowed(struct api_resp *r)
 
 #define AUTHZ(perm, pname) do { \
 	q->operation = (pname); \
-	if (!api_authorize(q, r, (perm), (pname))) return; \
+	if (api_authz(q, r, (perm), (pname)) != 0) return; \
 } while (0)
 
 void

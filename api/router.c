@@ -62,22 +62,22 @@ api_verify_key_refresh(struct api_ctx *c)
 }
 
 int
-api_authenticate(struct api_req *q, struct api_resp *r)
+api_authn(struct api_req *q, struct api_resp *r)
 {
 	const char *a = q->authorization;
 	int rc;
 
 	if (q->authenticated)
-		return 1;
+		return 0;
 	/* started sealed: no token can be checked until the unseal */
 	if (api_verify_key_refresh(q->ctx) == VLT_ERR_SEALED) {
 		api_resp_vault_error(r, VLT_ERR_SEALED, NULL, NULL);
-		return 0;
+		return VLT_ERR_SEALED;
 	}
 	if (a == NULL || strncasecmp(a, "Bearer ", 7) != 0) {
 		api_resp_unauthorized(q, r,
 		    "AKV10000: Request is missing a Bearer or PoP token.");
-		return 0;
+		return VLT_ERR_UNAUTHORIZED;
 	}
 	a += 7;
 	while (*a == ' ')
@@ -85,17 +85,17 @@ api_authenticate(struct api_req *q, struct api_resp *r)
 	if (strlen(a) > TOKEN_MAX) {
 		api_resp_unauthorized(q, r, "AKV10022: Invalid audience, "
 		    "issuer, signature or lifetime in the access token.");
-		return 0;
+		return VLT_ERR_UNAUTHORIZED;
 	}
 	rc = policy_token_verify(q->ctx->policy, a, q->ctx->resource,
 	    (int64_t)time(NULL), &q->caller);
 	if (rc != 0) {
 		api_resp_unauthorized(q, r, "AKV10022: Invalid audience, "
 		    "issuer, signature or lifetime in the access token.");
-		return 0;
+		return VLT_ERR_UNAUTHORIZED;
 	}
 	q->authenticated = 1;
-	return 1;
+	return 0;
 }
 
 static const char *
@@ -107,32 +107,37 @@ vault_name(struct api_ctx *c)
 }
 
 int
-api_authorize(struct api_req *q, struct api_resp *r, unsigned perm,
+api_authz(struct api_req *q, struct api_resp *r, unsigned perm,
     const char *perm_name)
 {
-	if (!api_authenticate(q, r))
+	int rc;
+
+	if ((rc = api_authn(q, r)) != 0)
+		return rc;
+	if (policy_check_perm(q->ctx->policy, q->caller.oid, perm) ==
+	    POLICY_OK)
 		return 0;
-	if (policy_allows(q->ctx->policy, q->caller.oid, perm))
-		return 1;
 	api_resp_error(r, 403, "Forbidden",
 	    "The user, group or application 'appid=%s;oid=%s' does not have "
 	    "keys %s permission on key vault '%s'. For help resolving this "
 	    "issue, ask the vault's administrator for an access policy.",
 	    q->caller.appid, q->caller.oid, perm_name, vault_name(q->ctx));
-	return 0;
+	return VLT_ERR_FORBIDDEN;
 }
 
 int
-api_require_admin(struct api_req *q, struct api_resp *r)
+api_authz_admin(struct api_req *q, struct api_resp *r)
 {
-	if (!api_authenticate(q, r))
+	int rc;
+
+	if ((rc = api_authn(q, r)) != 0)
+		return rc;
+	if (policy_check_admin(q->ctx->policy, q->caller.oid) == POLICY_OK)
 		return 0;
-	if (policy_is_admin(q->ctx->policy, q->caller.oid))
-		return 1;
 	api_resp_error(r, 403, "Forbidden",
 	    "The caller 'oid=%s' is not an administrator of vault '%s'.",
 	    q->caller.oid, vault_name(q->ctx));
-	return 0;
+	return VLT_ERR_FORBIDDEN;
 }
 
 static void
@@ -198,7 +203,7 @@ api_route(struct api_req *q, struct api_resp *r)
 	    strcasecmp(segs[0], "deletedkeys") == 0) {
 		if (api_version_check(q, r) != 0)
 			return;
-		if (!api_authenticate(q, r))
+		if (api_authn(q, r) != 0)
 			return;
 		if (strcasecmp(segs[0], "keys") == 0)
 			api_keys(q, r, segs + 1, n - 1);
@@ -222,7 +227,7 @@ api_route(struct api_req *q, struct api_resp *r)
 				    NULL);
 				return;
 			}
-		} else if (!api_require_admin(q, r)) {
+		} else if (api_authz_admin(q, r) != 0) {
 			return;
 		} else if (api_metrics_render(q->ctx, &r->body,
 		    &r->body_len) != 0) {
@@ -235,7 +240,7 @@ api_route(struct api_req *q, struct api_resp *r)
 	}
 	if (strcmp(segs[0], "admin") == 0) {
 		q->operation = "Admin";
-		if (!api_require_admin(q, r))
+		if (api_authz_admin(q, r) != 0)
 			return;
 		api_admin(q, r, segs + 1, n - 1);
 		return;

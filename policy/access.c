@@ -150,12 +150,13 @@ policy_access_get(policy_t *p, const char *object_id)
 }
 
 int
-policy_allows(policy_t *p, const char *object_id, unsigned perm)
+policy_check_perm(policy_t *p, const char *object_id, unsigned perm)
 {
 	/* A request asks for exactly one permission; anything else (0,
 	 * several bits, unknown bits) is a caller bug and is denied. */
 	if (perm == 0 || (perm & (perm - 1)) != 0 ||
 	    (perm & ~(unsigned)PERM_ALL) != 0)
-		return 0;
-	return (policy_access_get(p, object_id) & perm) != 0;
+		return POLICY_ERR_DENIED;
+	return (policy_access_get(p, object_id) & perm) != 0 ? POLICY_OK :
+	    POLICY_ERR_DENIED;
 }

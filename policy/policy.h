@@ -27,6 +27,7 @@ enum policy_err {
 	POLICY_ERR_NO_MEMORY = -3,
 	POLICY_ERR_INTERNAL = -4,
 	POLICY_ERR_LIMIT = -5,     /* more than POLICY_MAX_POLICIES */
+	POLICY_ERR_NOT_FOUND = -6, /* no such principal */
 };
 
 /* Azure's key permissions, one bit each. */
@@ -57,8 +58,9 @@ void policy_secret_new(char out[64]);
 /* scrypt with a random salt; *hash is a malloc'd self-describing string
  * "scrypt$N$r$p$salt$hash" (base64url parts). */
 int policy_secret_hash(const char *secret, char **hash) POLICY_WUR;
-/* 1 if secret matches hash (constant-time compare), else 0. */
-int policy_secret_check(const char *hash, const char *secret);
+/* POLICY_OK if secret matches hash (constant-time compare), else
+ * POLICY_ERR_DENIED. */
+int policy_secret_verify(const char *hash, const char *secret) POLICY_WUR;
 
 typedef struct policy policy_t;
 
@@ -81,17 +83,20 @@ void policy_principal_remove(policy_t *p, const char *object_id);
 int policy_authenticate(policy_t *p, const char *client_id,
     const char *secret, char oid[POLICY_ID_LEN + 1], int *is_admin)
     POLICY_WUR;
-/* 1 if the principal exists and is an administrator. */
-int policy_is_admin(policy_t *p, const char *object_id);
-/* 1 if the principal exists. */
-int policy_principal_exists(policy_t *p, const char *object_id);
+/* POLICY_OK if the principal exists and is an administrator, else
+ * POLICY_ERR_DENIED. */
+int policy_check_admin(policy_t *p, const char *object_id) POLICY_WUR;
+/* POLICY_OK if the principal exists, else POLICY_ERR_NOT_FOUND. */
+int policy_principal_find(policy_t *p, const char *object_id) POLICY_WUR;
 
 /* Access policies: perms is a mask of enum policy_perm. */
 int policy_access_set(policy_t *p, const char *object_id, unsigned perms)
     POLICY_WUR;
 void policy_access_remove(policy_t *p, const char *object_id);
-/* Deny by default: 1 only if object_id has a policy holding perm. */
-int policy_allows(policy_t *p, const char *object_id, unsigned perm);
+/* Deny by default: POLICY_OK only if object_id has a policy holding perm
+ * (exactly one bit), else POLICY_ERR_DENIED. */
+int policy_check_perm(policy_t *p, const char *object_id, unsigned perm)
+    POLICY_WUR;
 /* Current permissions of object_id (0 if none). */
 unsigned policy_access_get(policy_t *p, const char *object_id);
 

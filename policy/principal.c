@@ -232,27 +232,28 @@ out:
 }
 
 int
-policy_secret_check(const char *hash, const char *secret)
+policy_secret_verify(const char *hash, const char *secret)
 {
 	struct scrypt_hash h;
 	uint8_t dk[DK_MAX];
 	size_t slen;
-	int ok = 0;
+	int rc = POLICY_ERR_DENIED;
 
 	memset(dk, 0, sizeof(dk));
 	if (secret == NULL || (slen = strnlen(secret, POLICY_SECRET_MAX + 1))
 	    > POLICY_SECRET_MAX)
-		return 0;
+		return POLICY_ERR_DENIED;
 	if (scrypt_hash_parse(hash, &h) != POLICY_OK)
-		return 0;
+		return POLICY_ERR_DENIED;
 	if (EVP_PBE_scrypt(secret, slen, h.salt, h.salt_len, h.n, h.r, h.p,
 	    SCRYPT_MAXMEM, dk, h.dk_len) != 1)
 		goto out;
-	ok = CRYPTO_memcmp(dk, h.dk, h.dk_len) == 0;
+	if (CRYPTO_memcmp(dk, h.dk, h.dk_len) == 0)
+		rc = POLICY_OK;
 out:
 	OPENSSL_cleanse(dk, sizeof(dk));
 	scrypt_hash_clear(&h);
-	return ok;
+	return rc;
 }
 
 int
@@ -471,7 +472,7 @@ policy_authenticate(policy_t *p, const char *client_id, const char *secret,
 		if (oom)
 			return POLICY_ERR_NO_MEMORY;
 	}
-	if (policy_secret_check(found ? hash : p->dummy_hash, secret) != 1 ||
+	if (policy_secret_verify(found ? hash : p->dummy_hash, secret) != POLICY_OK ||
 	    !found)
 		goto out;
 	memcpy(oid, found_oid, sizeof(found_oid));
@@ -486,31 +487,32 @@ out:
 }
 
 int
-policy_is_admin(policy_t *p, const char *object_id)
+policy_check_admin(policy_t *p, const char *object_id)
 {
 	struct policy_principal *pr;
-	int admin = 0;
+	int rc = POLICY_ERR_DENIED;
 
 	if (p == NULL || !policy_id_valid(object_id, POLICY_ID_LEN))
-		return 0;
+		return POLICY_ERR_DENIED;
 	if (pthread_rwlock_rdlock(&p->lock) != 0)
-		return 0;
-	if ((pr = principal_by_oid(p, object_id)) != NULL)
-		admin = pr->is_admin;
+		return POLICY_ERR_DENIED;
+	if ((pr = principal_by_oid(p, object_id)) != NULL && pr->is_admin)
+		rc = POLICY_OK;
 	pthread_rwlock_unlock(&p->lock);
-	return admin;
+	return rc;
 }
 
 int
-policy_principal_exists(policy_t *p, const char *object_id)
+policy_principal_find(policy_t *p, const char *object_id)
 {
-	int found;
+	int rc;
 
 	if (p == NULL || !policy_id_valid(object_id, POLICY_ID_LEN))
-		return 0;
+		return POLICY_ERR_NOT_FOUND;
 	if (pthread_rwlock_rdlock(&p->lock) != 0)
-		return 0;
-	found = principal_by_oid(p, object_id) != NULL;
+		return POLICY_ERR_INTERNAL;
+	rc = principal_by_oid(p, object_id) != NULL ? POLICY_OK :
+	    POLICY_ERR_NOT_FOUND;
 	pthread_rwlock_unlock(&p->lock);
-	return found;
+	return rc;
 }

@@ -391,7 +391,7 @@ policy_token_verify(policy_t *p, const char *jwt, const char *audience,
 	    copy_id(c.tid, tid) != 0)
 		goto out;
 	c.exp = exp;
-	if (!policy_principal_exists(p, c.oid))
+	if (policy_principal_find(p, c.oid) != POLICY_OK)
 		goto out;
 	*out = c;
 	r = POLICY_OK;

@@ -1791,6 +1791,29 @@ out:
 	return r;
 }
 
+int
+store_access_apply(store_t *s, const struct vlt_access_policy *items,
+    size_t n)
+{
+	size_t i;
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	if ((r = tx_begin(s)) != 0)
+		goto out;
+	for (i = 0; i < n && r == 0; i++) {
+		if (items[i].perms != 0)
+			r = write_locked(s, ST_ACCESS_PUT, bind_access, &items[i]);
+		else if ((r = delete_by_id(s, ST_ACCESS_DELETE,
+		    items[i].object_id)) == VLT_ERR_NOT_FOUND)
+			r = 0;
+	}
+	r = tx_end(s, r);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
 static int
 row_access(sqlite3_stmt *st, void *elem)
 {

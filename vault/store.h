@@ -146,6 +146,9 @@ int store_principal_list(store_t *s, struct vlt_principal **items,
     size_t *n) VLT_WUR;
 int store_access_put(store_t *s, const struct vlt_access_policy *a) VLT_WUR;
 int store_access_delete(store_t *s, const char *object_id) VLT_WUR;
+/* Every item in one transaction: perms 0 removes that object's policy. */
+int store_access_apply(store_t *s, const struct vlt_access_policy *items,
+    size_t n) VLT_WUR;
 int store_access_list(store_t *s, struct vlt_access_policy **items,
     size_t *n) VLT_WUR;
 

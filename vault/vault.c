@@ -1403,6 +1403,34 @@ vault_access_delete(vault_t *v, const char *object_id)
 }
 
 int
+vault_access_apply(vault_t *v, const struct vlt_access_policy *items,
+    size_t n)
+{
+	size_t i;
+
+	if (v == NULL || (items == NULL && n > 0))
+		return VLT_ERR_BAD_PARAM;
+	for (i = 0; i < n; i++)
+		if (!object_id_ok(items[i].object_id) ||
+		    (items[i].perms != 0 &&
+		    !field_ok(items[i].tenant_id, sizeof(items[i].tenant_id))))
+			return VLT_ERR_BAD_PARAM;
+	return store_access_apply(v->store, items, n);
+}
+
+int
+vault_retention_check(long long days)
+{
+	return days >= 7 && days <= 90 ? VLT_OK : VLT_ERR_BAD_PARAM;
+}
+
+int
+vault_name_check(const char *name)
+{
+	return name_ok(name) ? VLT_OK : VLT_ERR_BAD_PARAM;
+}
+
+int
 vault_access_list(vault_t *v, struct vlt_access_policy **items, size_t *n)
 {
 	if (v == NULL || items == NULL || n == NULL)

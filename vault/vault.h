@@ -44,6 +44,8 @@ enum vlt_err {
 	VLT_ERR_EXISTS = -14,           /* init: DIR already holds a vault */
 	VLT_ERR_IO = -15,               /* file system trouble (init/open) */
 	VLT_ERR_SEALED = -16,           /* 503: the vault is sealed */
+	VLT_ERR_UNAUTHORIZED = -17,     /* 401: no valid bearer token */
+	VLT_ERR_FORBIDDEN = -18,        /* 403: the caller may not */
 };
 
 enum vlt_kty { VLT_KTY_RSA = 1, VLT_KTY_EC = 2 };
@@ -194,6 +196,12 @@ int64_t vault_now(vault_t *v);
 /* ---- vault settings ---------------------------------------------------- */
 
 int vault_settings_get(vault_t *v, struct vlt_settings *out) VLT_WUR;
+/* The one check of a soft-delete retention: 0 for 7..90 days, else
+ * VLT_ERR_BAD_PARAM. */
+int vault_retention_check(long long days) VLT_WUR;
+/* The one check of a key name: 1..VLT_NAME_MAX of ASCII 0-9, a-z, A-Z and
+ * '-' (no locale): 0, else VLT_ERR_BAD_PARAM. */
+int vault_name_check(const char *name) VLT_WUR;
 /* retention_days < 0: unchanged. purge_protection: 1 turns it on; 0 when
  * it is on is VLT_ERR_BAD_PARAM; -1 unchanged. retention outside 7..90:
  * VLT_ERR_BAD_PARAM. */
@@ -316,6 +324,10 @@ void vlt_principal_free_array(struct vlt_principal *items, size_t n);
 
 int vault_access_put(vault_t *v, const struct vlt_access_policy *a) VLT_WUR;
 int vault_access_delete(vault_t *v, const char *object_id) VLT_WUR;
+/* A batch of changes, all or nothing (one transaction): an item with perms
+ * 0 removes that object's policy (absent is fine), any other is put. */
+int vault_access_apply(vault_t *v, const struct vlt_access_policy *items,
+    size_t n) VLT_WUR;
 int vault_access_list(vault_t *v, struct vlt_access_policy **items,
     size_t *n) VLT_WUR;
 

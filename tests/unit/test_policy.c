@@ -220,31 +220,31 @@ test_secrets(void)
 	    "secret hash is scrypt$16384$8$1$...");
 	T_CHECK(policy_secret_hash("correct horse", &h2) == POLICY_OK &&
 	    strcmp(h1, h2) != 0, "secret hashes are salted");
-	T_CHECK(policy_secret_check(h1, "correct horse") == 1 &&
-	    policy_secret_check(h2, "correct horse") == 1,
+	T_CHECK(policy_secret_verify(h1, "correct horse") == POLICY_OK &&
+	    policy_secret_verify(h2, "correct horse") == POLICY_OK,
 	    "secret check accepts the right secret");
-	T_CHECK(policy_secret_check(h1, "correct horsE") == 0 &&
-	    policy_secret_check(h1, "") == 0 &&
-	    policy_secret_check(h1, "correct horse ") == 0,
+	T_CHECK(policy_secret_verify(h1, "correct horsE") == POLICY_ERR_DENIED &&
+	    policy_secret_verify(h1, "") == POLICY_ERR_DENIED &&
+	    policy_secret_verify(h1, "correct horse ") == POLICY_ERR_DENIED,
 	    "secret check rejects a wrong secret");
 	t = strdup(h1);
 	n = strlen(t);
 	t[n - 2] = t[n - 2] == 'A' ? 'B' : 'A';
-	T_CHECK(policy_secret_check(t, "correct horse") == 0,
+	T_CHECK(policy_secret_verify(t, "correct horse") == POLICY_ERR_DENIED,
 	    "secret check rejects a tampered hash value");
 	free(t);
 	t = strdup(h1);
 	t[18] = t[18] == 'A' ? 'B' : 'A';    /* in the salt */
-	T_CHECK(policy_secret_check(t, "correct horse") == 0,
+	T_CHECK(policy_secret_verify(t, "correct horse") == POLICY_ERR_DENIED,
 	    "secret check rejects a tampered salt");
 	free(t);
 	t = strdup(h1);
 	t[7] = '8';                          /* N = 86384: not a power of 2 */
-	T_CHECK(policy_secret_check(t, "correct horse") == 0 &&
-	    policy_secret_check("x", "correct horse") == 0 &&
-	    policy_secret_check("", "") == 0 &&
-	    policy_secret_check(NULL, "a") == 0 &&
-	    policy_secret_check(h1, NULL) == 0,
+	T_CHECK(policy_secret_verify(t, "correct horse") == POLICY_ERR_DENIED &&
+	    policy_secret_verify("x", "correct horse") == POLICY_ERR_DENIED &&
+	    policy_secret_verify("", "") == POLICY_ERR_DENIED &&
+	    policy_secret_verify(NULL, "a") == POLICY_ERR_DENIED &&
+	    policy_secret_verify(h1, NULL) == POLICY_ERR_DENIED,
 	    "secret check rejects malformed hashes");
 	free(t);
 	free(h1);
@@ -284,10 +284,9 @@ test_principals(policy_t *p)
 	T_CHECK(policy_principal_set(p, "99999999-2222-4333-8444-555555555555",
 	    APPID, h, 0) == POLICY_ERR_ARGS,
 	    "principal set refuses a client_id owned by another principal");
-	T_CHECK(policy_principal_exists(p, OID) &&
-	    !policy_principal_exists(p, APPID), "principal exists");
-	T_CHECK(policy_is_admin(p, OID) == 1 && policy_is_admin(p, APPID) ==
-	    0, "principal is_admin");
+	T_CHECK((policy_principal_find(p, OID) == POLICY_OK) &&
+	    (policy_principal_find(p, APPID) != POLICY_OK), "principal exists");
+	T_CHECK(policy_check_admin(p, OID) == POLICY_OK && policy_check_admin(p, APPID) == POLICY_ERR_DENIED, "principal is_admin");
 
 	r = policy_authenticate(p, APPID, "s3cret", oid, &admin);
 	T_CHECK(r == POLICY_OK && strcmp(oid, OID) == 0 && admin == 1,
@@ -320,9 +319,9 @@ test_principals(policy_t *p)
 	    &admin) == POLICY_ERR_DENIED, "authenticate rejects NULLs");
 
 	T_CHECK(policy_principal_set(p, OID, APPID, h, 0) == POLICY_OK &&
-	    policy_is_admin(p, OID) == 0, "principal set replaces by oid");
+	    policy_check_admin(p, OID) == POLICY_ERR_DENIED, "principal set replaces by oid");
 	policy_principal_remove(p, OID);
-	T_CHECK(!policy_principal_exists(p, OID) &&
+	T_CHECK((policy_principal_find(p, OID) != POLICY_OK) &&
 	    policy_authenticate(p, APPID, "s3cret", oid, &admin) ==
 	    POLICY_ERR_DENIED, "removed principal cannot authenticate");
 	T_CHECK(policy_principal_set(p, OID, APPID, h, 0) == POLICY_OK,
@@ -337,29 +336,29 @@ test_access(policy_t *p)
 	int r = POLICY_OK, filled = 1;
 	const char *other = "22222222-2222-4333-8444-555555555555";
 
-	T_CHECK(!policy_allows(p, other, PERM_GET) &&
+	T_CHECK((policy_check_perm(p, other, PERM_GET) != POLICY_OK) &&
 	    policy_access_get(p, other) == 0, "deny by default");
 	T_CHECK(policy_access_set(p, other, PERM_GET | PERM_WRAPKEY) == 0,
 	    "access set");
-	T_CHECK(policy_allows(p, other, PERM_GET) &&
-	    policy_allows(p, other, PERM_WRAPKEY) &&
-	    !policy_allows(p, other, PERM_SIGN) &&
-	    !policy_allows(p, other, PERM_UNWRAPKEY),
+	T_CHECK((policy_check_perm(p, other, PERM_GET) == POLICY_OK) &&
+	    (policy_check_perm(p, other, PERM_WRAPKEY) == POLICY_OK) &&
+	    (policy_check_perm(p, other, PERM_SIGN) != POLICY_OK) &&
+	    (policy_check_perm(p, other, PERM_UNWRAPKEY) != POLICY_OK),
 	    "allows only the granted permissions");
-	T_CHECK(!policy_allows(p, OID, PERM_GET), "no policy for another oid");
-	T_CHECK(!policy_allows(p, other, 0) &&
-	    !policy_allows(p, other, PERM_GET | PERM_WRAPKEY),
+	T_CHECK((policy_check_perm(p, OID, PERM_GET) != POLICY_OK), "no policy for another oid");
+	T_CHECK((policy_check_perm(p, other, 0) != POLICY_OK) &&
+	    (policy_check_perm(p, other, PERM_GET | PERM_WRAPKEY) != POLICY_OK),
 	    "allows denies 0 and multi-bit requests");
 	T_CHECK(policy_access_get(p, other) == (PERM_GET | PERM_WRAPKEY),
 	    "access get");
 	T_CHECK(policy_access_set(p, other, PERM_SIGN) == 0 &&
-	    !policy_allows(p, other, PERM_GET) &&
-	    policy_allows(p, other, PERM_SIGN), "access set replaces");
+	    (policy_check_perm(p, other, PERM_GET) != POLICY_OK) &&
+	    (policy_check_perm(p, other, PERM_SIGN) == POLICY_OK), "access set replaces");
 	T_CHECK(policy_access_set(p, other, 1u << 19) == POLICY_ERR_ARGS &&
 	    policy_access_set(p, "", PERM_GET) == POLICY_ERR_ARGS,
 	    "access set rejects unknown bits and bad ids");
 	policy_access_remove(p, other);
-	T_CHECK(!policy_allows(p, other, PERM_SIGN) &&
+	T_CHECK((policy_check_perm(p, other, PERM_SIGN) != POLICY_OK) &&
 	    policy_access_get(p, other) == 0, "access remove denies at once");
 
 	for (int i = 0; i < POLICY_MAX_POLICIES && r == POLICY_OK; i++) {
@@ -368,7 +367,7 @@ test_access(policy_t *p)
 	}
 	T_CHECK(r == POLICY_OK, "1024 access policies fit");
 	T_CHECK(policy_access_set(p, other, PERM_GET) == POLICY_ERR_LIMIT &&
-	    !policy_allows(p, other, PERM_GET), "policy 1025 is refused");
+	    (policy_check_perm(p, other, PERM_GET) != POLICY_OK), "policy 1025 is refused");
 	snprintf(oid, sizeof(oid), "00000000-0000-4000-8000-%012d", 7);
 	T_CHECK(policy_access_set(p, oid, PERM_LIST) == POLICY_OK &&
 	    policy_access_get(p, oid) == PERM_LIST,
@@ -378,8 +377,8 @@ test_access(policy_t *p)
 	    "after a removal there is room again");
 	for (int i = 0; i < POLICY_MAX_POLICIES; i++) {
 		snprintf(oid, sizeof(oid), "00000000-0000-4000-8000-%012d", i);
-		filled &= i == 7 ? !policy_allows(p, oid, PERM_GET) :
-		    policy_allows(p, oid, PERM_PURGE);
+		filled &= i == 7 ? (policy_check_perm(p, oid, PERM_GET) != POLICY_OK) :
+		    (policy_check_perm(p, oid, PERM_PURGE) == POLICY_OK);
 		policy_access_remove(p, oid);
 	}
 	policy_access_remove(p, other);
@@ -505,7 +504,7 @@ verify_worker(void *arg)
 		    v->id, i);
 		if (policy_access_set(v->p, oid, PERM_GET) != POLICY_OK)
 			v->fails++;
-		if (!policy_allows(v->p, oid, PERM_GET))
+		if ((policy_check_perm(v->p, oid, PERM_GET) != POLICY_OK))
 			v->fails++;
 		policy_access_remove(v->p, oid);
 	}
