@@ -26,13 +26,6 @@ _Static_assert(DISPLAY_NAME_MAX < sizeof(((struct vlt_principal *)0)->display_na
     "a display name fits vlt_principal");
 
 static int
-bad(struct api_resp *r, const char *msg)
-{
-	api_resp_error(r, 400, "BadParameter", "%s", msg);
-	return VLT_ERR_BAD_PARAM;
-}
-
-static int
 uuid_valid(const char *s)
 {
 	size_t i;
@@ -200,15 +193,15 @@ parse_keys_perms(json_t *e, enum pol_kind kind, struct pol_change *ch,
 	if (keys == NULL || json_is_null(keys)) {
 		if (kind == POL_REMOVE)
 			return 0;
-		return bad(r, "permissions.keys is required.");
+		return api_resp_bad(r, "permissions.keys is required.");
 	}
 	if (!json_is_array(keys))
-		return bad(r, "permissions.keys must be an array.");
+		return api_resp_bad(r, "permissions.keys must be an array.");
 	ch->has_keys = 1;
 	json_array_foreach(keys, j, p) {
 		if (!json_is_string(p) || policy_perm_parse(json_string_value(p),
 		    &bits) != 0)
-			return bad(r, "permissions.keys holds an unknown "
+			return api_resp_bad(r, "permissions.keys holds an unknown "
 			    "permission (allowed: get list update create import "
 			    "delete recover backup restore decrypt encrypt "
 			    "unwrapKey wrapKey verify sign purge rotate "
@@ -225,14 +218,14 @@ parse_policy_item(struct api_req *q, json_t *e, enum pol_kind kind,
 	const char *oid, *tid;
 
 	if (!json_is_object(e))
-		return bad(r, "Each access policy must be an object.");
+		return api_resp_bad(r, "Each access policy must be an object.");
 	if (api_field_string(e, "objectId", 1, &oid, r) != 0 ||
 	    api_field_string(e, "tenantId", 0, &tid, r) != 0)
 		return VLT_ERR_BAD_PARAM;
 	if (!uuid_valid(oid))
-		return bad(r, "objectId must be a UUID.");
+		return api_resp_bad(r, "objectId must be a UUID.");
 	if (tid && strcasecmp(tid, q->ctx->tenant_id) != 0)
-		return bad(r, "tenantId must be this vault's tenant.");
+		return api_resp_bad(r, "tenantId must be this vault's tenant.");
 	memcpy(ch->oid, oid, POLICY_ID_LEN + 1);
 	return parse_keys_perms(e, kind, ch, r);
 }
@@ -257,7 +250,7 @@ policy_targets(struct api_req *q, enum pol_kind kind,
 		memcpy(out[i].object_id, ch[i].oid, POLICY_ID_LEN + 1);
 		if (str_fmt(out[i].tenant_id, sizeof(out[i].tenant_id), "%s",
 		    q->ctx->tenant_id) != 0)
-			return bad(r, "The vault's tenant id is too long.");
+			return api_resp_bad(r, "The vault's tenant id is too long.");
 		out[i].perms = kind == POL_REPLACE ? ch[i].perms :
 		    kind == POL_ADD ? (have | ch[i].perms) :
 		    (ch[i].has_keys && ch[i].perms ? (have & ~ch[i].perms) : 0);

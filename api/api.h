@@ -131,6 +131,9 @@ struct api_resp {
 void api_resp_set(struct api_resp *r, unsigned status, json_t *body);
 void api_resp_error(struct api_resp *r, unsigned status, const char *code,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* A 400 BadParameter with msg (a fixed text naming the field, never a
+ * request value); returns VLT_ERR_BAD_PARAM, for "return api_resp_bad()". */
+int api_resp_bad(struct api_resp *r, const char *msg);
 /* Maps a vault error. name: the key's name (for messages); op: the
  * operation's Azure name ("unwrapKey") for 403s about keys. */
 void api_resp_vault_error(struct api_resp *r, int err, const char *name,

@@ -196,6 +196,13 @@ api_resp_vault_error_in(struct api_resp *r, int err, enum api_subject subj,
 	}
 }
 
+int
+api_resp_bad(struct api_resp *r, const char *msg)
+{
+	api_resp_error(r, 400, "BadParameter", "%s", msg);
+	return VLT_ERR_BAD_PARAM;
+}
+
 void
 api_resp_vault_error(struct api_resp *r, int err, const char *name,
     const char *op)

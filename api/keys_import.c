@@ -18,13 +18,6 @@
 
 #define TRANSFER_MAX (16 * 1024)
 
-static int
-bad(struct api_resp *r, const char *msg)
-{
-	api_resp_error(r, 400, "BadParameter", "%s", msg);
-	return VLT_ERR_BAD_PARAM;
-}
-
 /* KEK name and version ("" for the latest) from a kid URL of this vault. */
 static int
 kek_from_kid(struct api_req *q, const char *kid, char *name, size_t ncap,
@@ -63,13 +56,13 @@ parse_transfer(struct api_req *q, struct api_resp *r, json_t *blob,
 	const char *s = json_string_value(json_object_get(hdr, "enc"));
 
 	if (kid == NULL || s == NULL || strcmp(s, "CKM_RSA_AES_KEY_WRAP") != 0)
-		return bad(r, "The transfer blob's header must name the key "
+		return api_resp_bad(r, "The transfer blob's header must name the key "
 		    "exchange key (kid) and enc CKM_RSA_AES_KEY_WRAP.");
 	s = json_string_value(json_object_get(hdr, "alg"));
 	if (s != NULL && strcmp(s, "dir") != 0)
-		return bad(r, "The transfer blob's header alg must be 'dir'.");
+		return api_resp_bad(r, "The transfer blob's header alg must be 'dir'.");
 	if (kek_from_kid(q, kid, kname, ncap, kver, vcap) != 0)
-		return bad(r, "The transfer blob's kid does not name a key "
+		return api_resp_bad(r, "The transfer blob's kid does not name a key "
 		    "exchange key of this vault.");
 	return api_field_b64(blob, "ciphertext", TRANSFER_MAX, 1, ct, ct_len,
 	    r);
@@ -93,7 +86,7 @@ import_byok(struct api_req *q, struct api_resp *r, const char *name,
 	blob = json_loadb((const char *)raw, raw_len, JSON_REJECT_DUPLICATES,
 	    NULL);
 	if (!json_is_object(blob)) {
-		(void)bad(r, "The field 'key.key_hsm' is not a BYOK transfer "
+		(void)api_resp_bad(r, "The field 'key.key_hsm' is not a BYOK transfer "
 		    "blob.");
 		goto out;
 	}
@@ -128,7 +121,7 @@ parse_import(json_t *body, json_t *key, enum vlt_kty *kty,
 		v = json_object_get(body, "hsm");
 	if (v != NULL && !json_is_null(v)) {
 		if (!json_is_boolean(v))
-			return bad(r, "The field 'Hsm' must be a boolean.");
+			return api_resp_bad(r, "The field 'Hsm' must be a boolean.");
 		req->hsm = req->hsm || json_is_true(v);
 	}
 	if ((rc = keys_parse_ops(json_object_get(key, "key_ops"),
@@ -162,7 +155,7 @@ keys_import(struct api_req *q, struct api_resp *r, const struct key_target *t)
 		return;
 	key = json_object_get(body, "key");
 	if (!json_is_object(key)) {
-		(void)bad(r, "The field 'key' must be a JsonWebKey object.");
+		(void)api_resp_bad(r, "The field 'key' must be a JsonWebKey object.");
 		goto out;
 	}
 	if (parse_import(body, key, &kty, &req, &tags, r) != 0)

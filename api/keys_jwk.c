@@ -32,13 +32,6 @@
 #define EC_POINT_MAX (1 + 2 * 66)
 #define CURVE_OID_MAX 16
 
-static int
-bad(struct api_resp *r, const char *msg)
-{
-	api_resp_error(r, 400, "BadParameter", "%s", msg);
-	return VLT_ERR_BAD_PARAM;
-}
-
 /* ---- the public JWK -------------------------------------------------------- */
 
 static int
@@ -475,7 +468,7 @@ rsa_check(struct jwk_key *jk, struct api_resp *r)
 	int bits = be_bits(jk->ps[0].b, jk->ps[0].len);
 
 	if (bits != 2048 && bits != 3072 && bits != 4096)
-		return bad(r, "The RSA key size must be 2048, 3072 or 4096 "
+		return api_resp_bad(r, "The RSA key size must be 2048, 3072 or 4096 "
 		    "bits.");
 	return rsa_consistent(jk->ps, bits);
 }
@@ -487,7 +480,7 @@ ec_check(struct jwk_key *jk, struct api_resp *r)
 
 	if (jk->ps[0].len != field || jk->ps[1].len != field ||
 	    jk->ps[2].len != field)
-		return bad(r, "The EC key's x, y and d must be as long as the "
+		return api_resp_bad(r, "The EC key's x, y and d must be as long as the "
 		    "curve's field.");
 	if (curve_oid(jk->crv->nid, jk->oid, sizeof(jk->oid),
 	    &jk->oid_len) != 0)
@@ -531,7 +524,7 @@ jwk_check(json_t *key, struct jwk_key *jk, struct api_resp *r)
 		return VLT_ERR_NO_MEMORY;
 	}
 	if (ok == 0)
-		return bad(r, jk->kty == VLT_KTY_RSA ? "The RSA key is "
+		return api_resp_bad(r, jk->kty == VLT_KTY_RSA ? "The RSA key is "
 		    "inconsistent: its parts do not form a valid key pair." :
 		    "The EC key is invalid: the point is not on the curve or "
 		    "does not match the private key.");

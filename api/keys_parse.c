@@ -27,13 +27,6 @@ static const struct { const char *name; unsigned bit; } key_ops_tab[] = {
 };
 #define N_KEY_OPS (sizeof(key_ops_tab) / sizeof(key_ops_tab[0]))
 
-static int
-bad(struct api_resp *r, const char *msg)
-{
-	api_resp_error(r, 400, "BadParameter", "%s", msg);
-	return VLT_ERR_BAD_PARAM;
-}
-
 json_t *
 keys_ops_json(unsigned ops)
 {
@@ -73,14 +66,14 @@ keys_parse_ops(json_t *v, unsigned *ops, int *has, struct api_resp *r)
 	if (v == NULL || json_is_null(v))
 		return 0;
 	if (!json_is_array(v))
-		return bad(r, "The field 'key_ops' must be an array of strings.");
+		return api_resp_bad(r, "The field 'key_ops' must be an array of strings.");
 	json_array_foreach(v, i, e) {
 		const char *s = json_string_value(e);
 		if (s == NULL)
-			return bad(r, "The field 'key_ops' must be an array of "
+			return api_resp_bad(r, "The field 'key_ops' must be an array of "
 			    "strings.");
 		if (op_bit(s, &bit) != 0)
-			return bad(r, "The field 'key_ops' holds an unknown key "
+			return api_resp_bad(r, "The field 'key_ops' holds an unknown key "
 			    "operation.");
 		*ops |= bit;
 	}
@@ -93,7 +86,7 @@ keys_check_ops(enum vlt_kty kty, unsigned ops, struct api_resp *r)
 {
 	if (kty == VLT_KTY_EC && (ops & ~(unsigned)(VLT_OP_SIGN |
 	    VLT_OP_VERIFY)))
-		return bad(r, "Unsupported key operation(s) for an EC key: only "
+		return api_resp_bad(r, "Unsupported key operation(s) for an EC key: only "
 		    "sign and verify are possible.");
 	return 0;
 }
@@ -134,21 +127,21 @@ keys_parse_attrs(json_t *body, struct keys_attrs *a, struct api_resp *r)
 	if (attrs == NULL || json_is_null(attrs))
 		return 0;
 	if (!json_is_object(attrs))
-		return bad(r, "The field 'attributes' must be an object.");
+		return api_resp_bad(r, "The field 'attributes' must be an object.");
 	v = json_object_get(attrs, "enabled");
 	if (v && !json_is_null(v)) {
 		if (!json_is_boolean(v))
-			return bad(r, "The field 'attributes.enabled' must be a "
+			return api_resp_bad(r, "The field 'attributes.enabled' must be a "
 			    "boolean.");
 		a->has_enabled = 1;
 		a->enabled = json_is_true(v);
 	}
 	v = json_object_get(attrs, "exportable");
 	if (v && !json_is_null(v) && !json_is_boolean(v))
-		return bad(r, "The field 'attributes.exportable' must be a "
+		return api_resp_bad(r, "The field 'attributes.exportable' must be a "
 		    "boolean.");
 	if (v && json_is_true(v))
-		return bad(r, "Exportable keys are not supported: private keys "
+		return api_resp_bad(r, "Exportable keys are not supported: private keys "
 		    "never leave this vault's HSM.");
 	if ((rc = parse_time(attrs, "nbf", &a->has_nbf, &a->nbf, r)) != 0 ||
 	    (rc = parse_time(attrs, "exp", &a->has_exp, &a->exp, r)) != 0)
@@ -167,7 +160,7 @@ keys_parse_tags(json_t *body, char **tags, struct api_resp *r)
 	if (t == NULL || json_is_null(t))
 		return 0;
 	if (!json_is_object(t))
-		return bad(r, "The field 'tags' must be an object of strings.");
+		return api_resp_bad(r, "The field 'tags' must be an object of strings.");
 	if (json_object_size(t) > KEYS_TAGS_MAX) {
 		api_resp_error(r, 400, "BadParameter",
 		    "At most %d tags are allowed.", KEYS_TAGS_MAX);
@@ -175,7 +168,7 @@ keys_parse_tags(json_t *body, char **tags, struct api_resp *r)
 	}
 	json_object_foreach(t, k, v) {
 		if (!json_is_string(v))
-			return bad(r, "Tag values must be strings.");
+			return api_resp_bad(r, "Tag values must be strings.");
 		if (strlen(k) > KEYS_TAG_NAME_MAX ||
 		    json_string_length(v) > KEYS_TAG_VALUE_MAX) {
 			api_resp_error(r, 400, "BadParameter",
