@@ -159,46 +159,55 @@ key_delete(struct api_req *q, struct api_resp *r, const struct key_target *t)
 	    t->name, NULL, &k);
 }
 
+enum page_of { PAGE_KEYS, PAGE_VERSIONS, PAGE_DELETED };
+
+/* One page of a list: keys (one item per name), a key's versions, or
+ * deleted keys. */
 static void
-key_list(struct api_req *q, struct api_resp *r, const struct key_target *t)
+send_page(struct api_req *q, struct api_resp *r, const struct key_target *t,
+    enum page_of what)
 {
 	struct vlt_key_info *items = NULL;
 	size_t n = 0, max;
-	char *cont, *next = NULL;
+	char *cont, *next = NULL, path[256] = "/keys";
 	int rc;
 
-	(void)t;
 	if (keys_parse_paging(q, r, &max, &cont) != 0)
 		return;
-	rc = vault_key_list(q->ctx->vault, cont, max, &items, &n, &next);
+	if (what == PAGE_KEYS)
+		rc = vault_key_list(q->ctx->vault, cont, max, &items, &n,
+		    &next);
+	else if (what == PAGE_DELETED)
+		rc = vault_deleted_list(q->ctx->vault, cont, max, &items, &n,
+		    &next);
+	else if ((rc = vault_key_versions(q->ctx->vault, t->name, cont, max,
+	    &items, &n, &next)) == 0 && str_fmt(path, sizeof(path),
+	    "/keys/%s/versions", t->name) != 0)
+		rc = VLT_ERR_INTERNAL;
 	free(cont);
-	keys_send_list(q, r, rc, items, n, next, "/keys", max, KEYS_ITEM_KEY);
+	if (rc != 0) {
+		/* a missing key is named in the answer */
+		api_resp_vault_error(r, rc, what == PAGE_VERSIONS ? t->name :
+		    NULL, NULL);
+		vlt_key_info_free_array(items, n);
+		free(next);
+		return;
+	}
+	keys_send_list(q, r, rc, items, n, next, what == PAGE_DELETED ?
+	    "/deletedkeys" : path, max, what == PAGE_VERSIONS ?
+	    KEYS_ITEM_VERSION : KEYS_ITEM_KEY);
+}
+
+static void
+key_list(struct api_req *q, struct api_resp *r, const struct key_target *t)
+{
+	send_page(q, r, t, PAGE_KEYS);
 }
 
 static void
 key_versions(struct api_req *q, struct api_resp *r, const struct key_target *t)
 {
-	struct vlt_key_info *items = NULL;
-	size_t n = 0, max;
-	char *cont, *next = NULL, path[256];
-	int rc;
-
-	if (keys_parse_paging(q, r, &max, &cont) != 0)
-		return;
-	rc = vault_key_versions(q->ctx->vault, t->name, cont, max, &items, &n,
-	    &next);
-	free(cont);
-	if (rc == 0 && str_fmt(path, sizeof(path), "/keys/%s/versions",
-	    t->name) != 0)
-		rc = VLT_ERR_INTERNAL;
-	if (rc != 0) {
-		/* a missing key is named in the answer */
-		api_resp_vault_error(r, rc, t->name, NULL);
-		vlt_key_info_free_array(items, n);
-		free(next);
-		return;
-	}
-	keys_send_list(q, r, rc, items, n, next, path, max, KEYS_ITEM_VERSION);
+	send_page(q, r, t, PAGE_VERSIONS);
 }
 
 /* ---- deleted keys ----------------------------------------------------------- */
@@ -206,18 +215,7 @@ key_versions(struct api_req *q, struct api_resp *r, const struct key_target *t)
 static void
 deleted_list(struct api_req *q, struct api_resp *r, const struct key_target *t)
 {
-	struct vlt_key_info *items = NULL;
-	size_t n = 0, max;
-	char *cont, *next = NULL;
-	int rc;
-
-	(void)t;
-	if (keys_parse_paging(q, r, &max, &cont) != 0)
-		return;
-	rc = vault_deleted_list(q->ctx->vault, cont, max, &items, &n, &next);
-	free(cont);
-	keys_send_list(q, r, rc, items, n, next, "/deletedkeys", max,
-	    KEYS_ITEM_KEY);
+	send_page(q, r, t, PAGE_DELETED);
 }
 
 static void
