@@ -19,8 +19,11 @@
 #include <openssl/crypto.h>
 
 #include "api/api.h"
+#include "hsm/base.h"
 
 #define DISPLAY_NAME_MAX 256
+_Static_assert(DISPLAY_NAME_MAX < sizeof(((struct vlt_principal *)0)->display_name),
+    "a display name fits vlt_principal");
 
 static int
 uuid_valid(const char *s)
@@ -130,8 +133,8 @@ vault_patch(struct api_req *q, struct api_resp *r)
 	}
 	v = json_object_get(props, "softDeleteRetentionInDays");
 	if (v) {
-		if (!json_is_integer(v) || json_integer_value(v) < 7 ||
-		    json_integer_value(v) > 90) {
+		if (!json_is_integer(v) ||
+		    vault_retention_check(json_integer_value(v)) != 0) {
 			api_resp_error(r, 400, "BadParameter",
 			    "softDeleteRetentionInDays must be an integer "
 			    "from 7 to 90.");
@@ -168,25 +171,121 @@ out:
 	json_decref(body);
 }
 
+enum pol_kind { POL_ADD, POL_REPLACE, POL_REMOVE };
+
+/* One access policy of a request, parsed. */
 struct pol_change {
 	char oid[POLICY_ID_LEN + 1];
 	unsigned perms;
 	int has_keys;
 };
 
-static void
-access_policies(struct api_req *q, struct api_resp *r, const char *kind)
+/* permissions.keys of one policy into ch */
+static int
+parse_keys_perms(json_t *e, enum pol_kind kind, struct pol_change *ch,
+    struct api_resp *r)
 {
-	json_t *body = NULL, *list, *e;
-	struct pol_change *ch = NULL;
-	size_t i, j, n = 0, count = 0;
+	json_t *keys = json_object_get(json_object_get(e, "permissions"),
+	    "keys"), *p;
+	unsigned bits;
+	size_t j;
+
+	if (keys == NULL || json_is_null(keys)) {
+		if (kind == POL_REMOVE)
+			return 0;
+		return api_resp_bad(r, "permissions.keys is required.");
+	}
+	if (!json_is_array(keys))
+		return api_resp_bad(r, "permissions.keys must be an array.");
+	ch->has_keys = 1;
+	json_array_foreach(keys, j, p) {
+		if (!json_is_string(p) || policy_perm_parse(json_string_value(p),
+		    &bits) != 0)
+			return api_resp_bad(r, "permissions.keys holds an unknown "
+			    "permission (allowed: get list update create import "
+			    "delete recover backup restore decrypt encrypt "
+			    "unwrapKey wrapKey verify sign purge rotate "
+			    "getrotationpolicy setrotationpolicy all).");
+		ch->perms |= bits;
+	}
+	return 0;
+}
+
+static int
+parse_policy_item(struct api_req *q, json_t *e, enum pol_kind kind,
+    struct pol_change *ch, struct api_resp *r)
+{
+	const char *oid, *tid;
+
+	if (!json_is_object(e))
+		return api_resp_bad(r, "Each access policy must be an object.");
+	if (api_field_string(e, "objectId", 1, &oid, r) != 0 ||
+	    api_field_string(e, "tenantId", 0, &tid, r) != 0)
+		return VLT_ERR_BAD_PARAM;
+	if (!uuid_valid(oid))
+		return api_resp_bad(r, "objectId must be a UUID.");
+	if (tid && strcasecmp(tid, q->ctx->tenant_id) != 0)
+		return api_resp_bad(r, "tenantId must be this vault's tenant.");
+	memcpy(ch->oid, oid, POLICY_ID_LEN + 1);
+	return parse_keys_perms(e, kind, ch, r);
+}
+
+/* The permissions each item leaves its object with, in request order (a
+ * later item for the same object starts from an earlier one's result). */
+static int
+policy_targets(struct api_req *q, enum pol_kind kind,
+    const struct pol_change *ch, size_t n, struct vlt_access_policy *out,
+    struct api_resp *r)
+{
+	size_t i, j, added = 0, count = 0;
 	struct vlt_access_policy *cur = NULL;
-	int add = strcasecmp(kind, "add") == 0;
-	int replace = strcasecmp(kind, "replace") == 0;
-	int remove = strcasecmp(kind, "remove") == 0;
+	unsigned have;
+
+	for (i = 0; i < n; i++) {
+		have = policy_access_get(q->ctx->policy, ch[i].oid);
+		for (j = 0; j < i; j++)
+			if (strcmp(out[j].object_id, ch[i].oid) == 0)
+				have = out[j].perms;
+		added += have == 0 && kind != POL_REMOVE;
+		memcpy(out[i].object_id, ch[i].oid, POLICY_ID_LEN + 1);
+		if (str_fmt(out[i].tenant_id, sizeof(out[i].tenant_id), "%s",
+		    q->ctx->tenant_id) != 0)
+			return api_resp_bad(r, "The vault's tenant id is too long.");
+		out[i].perms = kind == POL_REPLACE ? ch[i].perms :
+		    kind == POL_ADD ? (have | ch[i].perms) :
+		    (ch[i].has_keys && ch[i].perms ? (have & ~ch[i].perms) : 0);
+	}
+	if (kind == POL_REMOVE)
+		return 0;
+	if (vault_access_list(q->ctx->vault, &cur, &count) != 0) {
+		api_resp_vault_error(r, VLT_ERR_UNAVAILABLE, NULL, NULL);
+		return VLT_ERR_UNAVAILABLE;
+	}
+	free(cur);
+	if (count + added > POLICY_MAX_POLICIES) {
+		api_resp_error(r, 400, "BadParameter",
+		    "A vault holds at most %d access policies.",
+		    POLICY_MAX_POLICIES);
+		return VLT_ERR_BAD_PARAM;
+	}
+	return 0;
+}
+
+/* PUT /admin/vault/accessPolicies/{add|replace|remove}: every policy is
+ * checked, then all are stored in one transaction, then the in-memory
+ * table follows. */
+static void
+access_policies(struct api_req *q, struct api_resp *r, const char *kind_s)
+{
+	enum pol_kind kind = strcasecmp(kind_s, "add") == 0 ? POL_ADD :
+	    strcasecmp(kind_s, "replace") == 0 ? POL_REPLACE : POL_REMOVE;
+	struct vlt_access_policy *items = NULL;
+	struct pol_change *ch = NULL;
+	json_t *body = NULL, *list, *e;
+	size_t i, n;
 	int rc;
 
-	if (!add && !replace && !remove) {
+	if (kind == POL_REMOVE && strcasecmp(kind_s, "remove") != 0) {
 		api_resp_error(r, 404, "NotFound",
 		    "The operation must be add, replace or remove.");
 		return;
@@ -195,123 +294,42 @@ access_policies(struct api_req *q, struct api_resp *r, const char *kind)
 		return;
 	list = json_object_get(json_object_get(body, "properties"),
 	    "accessPolicies");
-	if (!json_is_array(list) || json_array_size(list) == 0 ||
-	    json_array_size(list) > POLICY_MAX_POLICIES) {
+	n = json_array_size(list);
+	if (!json_is_array(list) || n == 0 || n > POLICY_MAX_POLICIES) {
 		api_resp_error(r, 400, "BadParameter",
 		    "properties.accessPolicies must be an array of 1 to %d "
 		    "policies.", POLICY_MAX_POLICIES);
 		goto out;
 	}
-	n = json_array_size(list);
-	ch = calloc(n, sizeof(*ch));
-	if (ch == NULL) {
+	if ((ch = calloc(n, sizeof(*ch))) == NULL ||
+	    (items = calloc(n, sizeof(*items))) == NULL) {
 		api_resp_vault_error(r, VLT_ERR_NO_MEMORY, NULL, NULL);
 		goto out;
 	}
-	/* validate everything before changing anything */
-	json_array_foreach(list, i, e) {
-		const char *oid, *tid;
-		json_t *keys, *p;
-		if (!json_is_object(e) ||
-		    api_field_string(e, "objectId", 1, &oid, r) != 0 ||
-		    api_field_string(e, "tenantId", 0, &tid, r) != 0) {
-			if (r->status == 0)
-				api_resp_error(r, 400, "BadParameter",
-				    "Each access policy must be an object.");
+	json_array_foreach(list, i, e)
+		if (parse_policy_item(q, e, kind, &ch[i], r) != 0)
 			goto out;
-		}
-		if (!uuid_valid(oid)) {
-			api_resp_error(r, 400, "BadParameter",
-			    "objectId must be a UUID.");
-			goto out;
-		}
-		if (tid && strcasecmp(tid, q->ctx->tenant_id) != 0) {
-			api_resp_error(r, 400, "BadParameter",
-			    "tenantId must be this vault's tenant.");
-			goto out;
-		}
-		snprintf(ch[i].oid, sizeof(ch[i].oid), "%s", oid);
-		keys = json_object_get(json_object_get(e, "permissions"),
-		    "keys");
-		if (keys && !json_is_null(keys)) {
-			if (!json_is_array(keys)) {
-				api_resp_error(r, 400, "BadParameter",
-				    "permissions.keys must be an array.");
-				goto out;
-			}
-			ch[i].has_keys = 1;
-			json_array_foreach(keys, j, p) {
-				unsigned bits;
-				if (!json_is_string(p) || policy_perm_parse(
-				    json_string_value(p), &bits) != 0) {
-					api_resp_error(r, 400, "BadParameter",
-					    "permissions.keys holds an unknown "
-					    "permission (allowed: get list "
-					    "update create import delete "
-					    "recover backup restore decrypt "
-					    "encrypt unwrapKey wrapKey verify "
-					    "sign purge rotate "
-					    "getrotationpolicy "
-					    "setrotationpolicy all).");
-					goto out;
-				}
-				ch[i].perms |= bits;
-			}
-		} else if (!remove) {
-			api_resp_error(r, 400, "BadParameter",
-			    "permissions.keys is required.");
-			goto out;
-		}
+	if (policy_targets(q, kind, ch, n, items, r) != 0)
+		goto out;
+	if ((rc = vault_access_apply(q->ctx->vault, items, n)) != 0) {
+		api_resp_vault_error(r, rc, NULL, NULL);
+		goto out;
 	}
-	if (!remove) {
-		size_t added = 0;
-		if (vault_access_list(q->ctx->vault, &cur, &count) != 0) {
-			api_resp_vault_error(r, VLT_ERR_UNAVAILABLE, NULL, NULL);
-			goto out;
-		}
-		for (i = 0; i < n; i++)
-			if (policy_access_get(q->ctx->policy, ch[i].oid) == 0)
-				added++;
-		if (count + added > POLICY_MAX_POLICIES) {
-			api_resp_error(r, 400, "BadParameter",
-			    "A vault holds at most %d access policies.",
-			    POLICY_MAX_POLICIES);
-			goto out;
-		}
+	for (i = 0, rc = 0; i < n; i++) {
+		if (items[i].perms == 0)
+			policy_access_remove(q->ctx->policy, items[i].object_id);
+		else if (policy_access_set(q->ctx->policy, items[i].object_id,
+		    items[i].perms) != 0)
+			rc = VLT_ERR_INTERNAL;
 	}
-	for (i = 0; i < n; i++) {
-		struct vlt_access_policy a;
-		unsigned have = policy_access_get(q->ctx->policy, ch[i].oid);
-		unsigned want = replace ? ch[i].perms :
-		    add ? (have | ch[i].perms) :
-		    (ch[i].has_keys && ch[i].perms ? (have & ~ch[i].perms) : 0);
-		memset(&a, 0, sizeof(a));
-		snprintf(a.object_id, sizeof(a.object_id), "%s", ch[i].oid);
-		snprintf(a.tenant_id, sizeof(a.tenant_id), "%s",
-		    q->ctx->tenant_id);
-		a.perms = want;
-		if (want == 0) {
-			rc = vault_access_delete(q->ctx->vault, ch[i].oid);
-			if (rc == VLT_ERR_NOT_FOUND)
-				rc = 0;
-			if (rc == 0)
-				policy_access_remove(q->ctx->policy, ch[i].oid);
-		} else {
-			rc = vault_access_put(q->ctx->vault, &a);
-			if (rc == 0 && policy_access_set(q->ctx->policy,
-			    ch[i].oid, want) != 0)
-				rc = VLT_ERR_INTERNAL;
-		}
-		if (rc != 0) {
-			api_resp_vault_error(r, rc, NULL, NULL);
-			goto out;
-		}
-	}
-	api_resp_set(r, 200, json_pack("{s:s, s:{s:o}}", "id",
-	    "/admin/vault/accessPolicies", "properties", "accessPolicies",
-	    policies_json(q->ctx)));
+	if (rc != 0)
+		api_resp_vault_error(r, rc, NULL, NULL);
+	else
+		api_resp_set(r, 200, json_pack("{s:s, s:{s:o}}", "id",
+		    "/admin/vault/accessPolicies", "properties",
+		    "accessPolicies", policies_json(q->ctx)));
 out:
-	free(cur);
+	free(items);
 	free(ch);
 	json_decref(body);
 }
@@ -346,7 +364,7 @@ identity_create(struct api_req *q, struct api_resp *r)
 	p.is_admin = v && json_is_true(v);
 	policy_uuid(p.object_id);
 	policy_uuid(p.client_id);
-	snprintf(p.display_name, sizeof(p.display_name), "%s", name);
+	memcpy(p.display_name, name, strlen(name) + 1);   /* fits: checked */
 	policy_secret_new(secret);
 	if (policy_secret_hash(secret, &p.secret_hash) != 0) {
 		api_resp_vault_error(r, VLT_ERR_INTERNAL, NULL, NULL);
@@ -415,14 +433,8 @@ identity_delete(struct api_req *q, struct api_resp *r, const char *oid)
 		return;
 	}
 	rc = vault_principal_delete(q->ctx->vault, oid);
-	if (rc == VLT_ERR_NOT_FOUND) {
-		/* not "A key ... was not found": this is an identity */
-		api_resp_error(r, 404, "NotFound",
-		    "No identity with that objectId.");
-		return;
-	}
 	if (rc != 0) {
-		api_resp_vault_error(r, rc, NULL, NULL);
+		api_resp_vault_error_in(r, rc, API_SUBJ_IDENTITY, NULL, NULL);
 		return;
 	}
 	policy_access_remove(q->ctx->policy, oid);

@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 
+#include "api/metrics.h"
 #include "policy/policy.h"
 #include "vault/vault.h"
 
@@ -88,6 +89,7 @@ struct api_ctx {
 	char challenge[1024];      /* WWW-Authenticate value */
 	int verify_key_set;        /* the JWT public key is in policy (a
 	                              vault started sealed gets it at unseal) */
+	struct api_metrics metrics; /* metrics.c's; all zero is empty */
 };
 
 /* router.c: gives policy the token's JWT public key if it lacks it (the
@@ -129,15 +131,30 @@ struct api_resp {
 void api_resp_set(struct api_resp *r, unsigned status, json_t *body);
 void api_resp_error(struct api_resp *r, unsigned status, const char *code,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* A 400 BadParameter with msg (a fixed text naming the field, never a
+ * request value); returns VLT_ERR_BAD_PARAM, for "return api_resp_bad()". */
+int api_resp_bad(struct api_resp *r, const char *msg);
 /* Maps a vault error. name: the key's name (for messages); op: the
  * operation's Azure name ("unwrapKey") for 403s about keys. */
 void api_resp_vault_error(struct api_resp *r, int err, const char *name,
     const char *op);
+/* What a request was about, where that changes the answer to an error. */
+enum api_subject {
+	API_SUBJ_KEY,          /* a key (api_resp_vault_error) */
+	API_SUBJ_VALUE,        /* a crypto input: BAD_PARAM is its length */
+	API_SUBJ_CIPHERTEXT,   /* a decryption: BAD_PARAM is DECRYPT */
+	API_SUBJ_TRANSFER,     /* a BYOK transfer blob */
+	API_SUBJ_BACKUP,       /* a backup blob (restore) */
+	API_SUBJ_IDENTITY,     /* an identity (admin API) */
+};
+void api_resp_vault_error_in(struct api_resp *r, int err,
+    enum api_subject subj, const char *name, const char *op);
 void api_resp_unauthorized(struct api_req *q, struct api_resp *r,
     const char *why);
 
-/* json.c — strict body parsing and field helpers. Each returns 0, or -1
- * after filling r with a 400 BadParameter naming the field. */
+/* json.c — strict body parsing and field helpers. Each returns 0, or
+ * VLT_ERR_BAD_PARAM after filling r with a 400 BadParameter naming the
+ * field. */
 int api_body_object(struct api_req *q, struct api_resp *r, json_t **out)
     API_WUR;
 int api_field_b64(json_t *obj, const char *field, size_t max, int required,
@@ -152,6 +169,9 @@ json_t *api_json_b64(const uint8_t *in, size_t len);
  * can stand in for free() anywhere, as Jansson's free and as the response
  * body's free callback. NULL is a no-op. */
 void api_wipe_free(void *p);
+/* An ISO 8601 duration (PnYnMnWnD and TnHnMnS; a year is 365 days, a month
+ * 30) in seconds: 0, or VLT_ERR_BAD_PARAM when malformed. */
+int api_duration_secs(const char *s, int64_t *secs) API_WUR;
 /* Makes Jansson wipe every buffer it frees (parsed bodies, strings, dumps)
  * from now on, process-wide; idempotent, and safe while JSON values made
  * with plain malloc exist (they are freed the same way). */
@@ -170,41 +190,13 @@ int api_authz(struct api_req *q, struct api_resp *r, unsigned perm,
 /* The same for "is an administrator". */
 int api_authz_admin(struct api_req *q, struct api_resp *r) API_WUR;
 
-/* keys_api.c — /keys and /deletedkeys; segs are the path segments after
- * the first ("keys"/"deletedkeys"), n of them (a trailing empty segment
- * removed). */
+/* keys_api.c — /keys and /deletedkeys (the other keys_*.c files are
+ * private to it, api/keys.h); segs are the path segments after the first
+ * ("keys"/"deletedkeys"), n of them (a trailing empty segment removed).
+ * Each checks the one permission its operation needs. */
 void api_keys(struct api_req *q, struct api_resp *r, char **segs, size_t n);
 void api_deletedkeys(struct api_req *q, struct api_resp *r, char **segs,
     size_t n);
-/* keys_byok.c — import (JWK and BYOK key_hsm), backup, restore, rotation
- * policies. The caller has checked the permission and the key name. */
-void api_key_import(struct api_req *q, struct api_resp *r, const char *name);
-void api_key_backup(struct api_req *q, struct api_resp *r, const char *name);
-void api_key_restore(struct api_req *q, struct api_resp *r);
-void api_rotation_policy_get(struct api_req *q, struct api_resp *r,
-    const char *name);
-void api_rotation_policy_set(struct api_req *q, struct api_resp *r,
-    const char *name);
-
-/* KeyBundle / KeyItem / Deleted* JSON for a key version. item: 0 a full
- * bundle with the JWK; 1 an item whose kid names the version; 2 an item
- * whose kid names the key only (lists of keys and of deleted keys). */
-json_t *api_key_bundle(struct api_ctx *c, const struct vlt_key_info *k,
-    int item);
-/* The answer to a call on one key version that returned rc: the vault
- * error (naming err_name) if rc is not 0, else *k's bundle, with q->key_id
- * set first to id_name's version k->version when id_name is not NULL.
- * Clears *k when it answers with it. */
-void api_send_key(struct api_req *q, struct api_resp *r, int rc,
-    const char *err_name, const char *id_name, struct vlt_key_info *k);
-/* A key_ops name (any case) to its VLT_OP_* bit: 0, or -1 if unknown. */
-int api_key_op_bit(const char *s, unsigned *bit);
-/* attributes.<field> (nbf, exp) of attrs as a Unix time: *has is 1 when
- * the field is there, *out its value (0 when absent or null); -1 with a
- * 400 in r if it is not a time. */
-int api_parse_time(json_t *attrs, const char *field, int *has, int64_t *out,
-    struct api_resp *r);
-
 /* token_api.c — /{tenant}/... identity provider endpoints */
 void api_token(struct api_req *q, struct api_resp *r, char **segs, size_t n);
 
@@ -235,9 +227,16 @@ void api_audit_request(struct api_req *q, struct api_resp *r,
     const struct timespec *start);
 
 /* metrics.c — Prometheus text exposition of request, token-operation,
- * session-pool and handle-cache figures (GET /metrics, administrators). */
-void api_metrics_observe(const char *operation, unsigned status, double ms);
-void api_metrics_observe_token(const char *operation, int ok, double ms);
+ * session-pool and handle-cache figures (GET /metrics, administrators),
+ * counted in c->metrics. */
+void api_metrics_observe_request(struct api_ctx *c, const char *operation,
+    unsigned status, double ms);
+void api_metrics_observe_token(struct api_ctx *c, const char *operation,
+    int ok, double ms);
+/* http.c's call, until it passes its context itself:
+ * api_metrics_observe_request(q->ctx, ...) (http.c is not this file's). */
+#define api_metrics_observe(op, status, ms) \
+	api_metrics_observe_request(q->ctx, (op), (status), (ms))
 int api_metrics_render(struct api_ctx *c, char **text, size_t *len) API_WUR;
 /* Only the seal gauges, for a sealed vault. */
 int api_metrics_render_sealed(struct api_ctx *c, char **text, size_t *len)

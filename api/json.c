@@ -1,6 +1,6 @@
 /*
- * json.c — strict request-body parsing and typed field access, and the
- * wiping free that Jansson and the response bodies use.
+ * json.c — strict request-body parsing and typed field access, ISO 8601
+ * durations, and the wiping free that Jansson and the response bodies use.
  *
  * Duplicate keys are refused (JSON_REJECT_DUPLICATES); every field's type
  * is checked before use; base64url fields are capped before decoding.
@@ -13,9 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "api/api.h"
+#include "hsm/buf.h"
+
+#define DAY 86400LL
+#define DURATION_NUM_MAX 100000   /* per designator: P100000D at most */
 
 void
 api_wipe_free(void *p)
@@ -24,8 +26,7 @@ api_wipe_free(void *p)
 		return;
 	/* the usable size, not the requested one: a buffer that shrank (or
 	 * a realloc'd one) is wiped to its end, and no size is stored */
-	OPENSSL_cleanse(p, malloc_usable_size(p));
-	free(p);
+	freezero(p, malloc_usable_size(p));
 }
 
 void
@@ -44,7 +45,7 @@ api_body_object(struct api_req *q, struct api_resp *r, json_t **out)
 	if (q->body_len == 0) {
 		api_resp_error(r, 400, "BadParameter",
 		    "The request body is required.");
-		return -1;
+		return VLT_ERR_BAD_PARAM;
 	}
 	j = json_loadb((const char *)q->body, q->body_len,
 	    JSON_REJECT_DUPLICATES, &je);
@@ -57,13 +58,13 @@ api_body_object(struct api_req *q, struct api_resp *r, json_t **out)
 			api_resp_error(r, 400, "BadParameter",
 			    "The request body is not valid JSON (line %d, "
 			    "column %d).", je.line, je.column);
-		return -1;
+		return VLT_ERR_BAD_PARAM;
 	}
 	if (!json_is_object(j)) {
 		json_decref(j);
 		api_resp_error(r, 400, "BadParameter",
 		    "The request body must be a JSON object.");
-		return -1;
+		return VLT_ERR_BAD_PARAM;
 	}
 	*out = j;
 	return 0;
@@ -81,12 +82,12 @@ api_field_string(json_t *obj, const char *field, int required,
 			return 0;
 		api_resp_error(r, 400, "BadParameter",
 		    "The field '%s' is required.", field);
-		return -1;
+		return VLT_ERR_BAD_PARAM;
 	}
 	if (!json_is_string(v)) {
 		api_resp_error(r, 400, "BadParameter",
 		    "The field '%s' must be a string.", field);
-		return -1;
+		return VLT_ERR_BAD_PARAM;
 	}
 	*out = json_string_value(v);
 	return 0;
@@ -102,7 +103,7 @@ api_field_b64(json_t *obj, const char *field, size_t max, int required,
 	*out = NULL;
 	*out_len = 0;
 	if (api_field_string(obj, field, required, &s, r) != 0)
-		return -1;
+		return VLT_ERR_BAD_PARAM;
 	if (s == NULL)
 		return 0;
 	len = strlen(s);
@@ -110,20 +111,20 @@ api_field_b64(json_t *obj, const char *field, size_t max, int required,
 	if (len > (max / 3 + 1) * 4 + 4) {
 		api_resp_error(r, 400, "BadParameter",
 		    "The field '%s' is too long.", field);
-		return -1;
+		return VLT_ERR_BAD_PARAM;
 	}
 	if (policy_b64url_decode(s, len, out, out_len) != 0) {
 		api_resp_error(r, 400, "BadParameter",
 		    "The field '%s' is not valid base64url.", field);
-		return -1;
+		return VLT_ERR_BAD_PARAM;
 	}
 	if (*out_len > max) {
-		OPENSSL_cleanse(*out, *out_len);
-		free(*out);
+		freezero(*out, *out_len);
 		*out = NULL;
+		*out_len = 0;
 		api_resp_error(r, 400, "BadParameter",
 		    "The field '%s' is too long.", field);
-		return -1;
+		return VLT_ERR_BAD_PARAM;
 	}
 	return 0;
 }
@@ -137,6 +138,55 @@ api_json_b64(const uint8_t *in, size_t len)
 	if (policy_b64url_encode(in, len, &s) != 0)
 		return NULL;
 	j = json_string(s);     /* a copy; Jansson wipes it when freed */
-	api_wipe_free(s);       /* the text of a DEK or a plaintext */
+	freezero_str(s);        /* the text of a DEK or a plaintext */
 	return j;
+}
+
+/* One designator's seconds: Y M W D before T, H M S after it. */
+static int
+designator_secs(char d, int in_time, int64_t n, int64_t *secs)
+{
+	switch (d) {
+	case 'Y': *secs = n * 365 * DAY; return in_time;
+	case 'W': *secs = n * 7 * DAY; return in_time;
+	case 'D': *secs = n * DAY; return in_time;
+	case 'M': *secs = in_time ? n * 60 : n * 30 * DAY; return 0;
+	case 'H': *secs = n * 3600; return !in_time;
+	case 'S': *secs = n; return !in_time;
+	default: return 1;
+	}
+}
+
+int
+api_duration_secs(const char *s, int64_t *secs)
+{
+	int64_t total = 0, n, part;
+	int in_time = 0, any = 0;
+	const char *p = s;
+
+	*secs = 0;
+	if (s == NULL || strlen(s) >= VLT_DURATION_MAX || *p++ != 'P')
+		return VLT_ERR_BAD_PARAM;
+	while (*p != '\0') {
+		if (*p == 'T') {
+			if (in_time)
+				return VLT_ERR_BAD_PARAM;
+			in_time = 1;
+			p++;
+			continue;
+		}
+		if (*p < '0' || *p > '9')
+			return VLT_ERR_BAD_PARAM;
+		for (n = 0; *p >= '0' && *p <= '9'; p++)
+			if ((n = n * 10 + (*p - '0')) > DURATION_NUM_MAX)
+				return VLT_ERR_BAD_PARAM;
+		if (designator_secs(*p++, in_time, n, &part) != 0)
+			return VLT_ERR_BAD_PARAM;
+		total += part;
+		any = 1;
+	}
+	if (!any)
+		return VLT_ERR_BAD_PARAM;
+	*secs = total;
+	return 0;
 }

@@ -4,10 +4,10 @@
  * Owns: request counters and latency histograms by operation and status,
  * key-operation (token) counts and latency by operation, and the rendering
  * of those plus the session-pool and handle-cache figures vault/ reports.
- * Lock-free: a fixed table of series claimed with C11 atomics; operation
- * names are the handlers' string literals (q->operation), compared by
- * content. When the table is full, further series fold into
- * operation="other".
+ * Lock-free: a fixed table of series (in the server's context, api/metrics.h)
+ * claimed with C11 atomics; operation names are the handlers' string
+ * literals (q->operation), compared by content. When the table is full,
+ * further series fold into operation="other".
  * Must never: put a key name, a caller's identity, a token or any request
  * content into a label (the label values are fixed operation names and
  * numeric statuses only).
@@ -15,15 +15,13 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
+#include "hsm/base.h"
 
-#define MET_SERIES 192
-#define MET_TOKEN_SERIES 32
-#define MET_BUCKETS 13
+#define MET_BUCKETS API_MET_BUCKETS
 #define MET_TEXT_MAX (256 * 1024)
 
 /* upper bounds in milliseconds; the last is +Inf */
@@ -31,24 +29,9 @@ static const double met_bounds[MET_BUCKETS - 1] = {
 	0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500,
 };
 
-struct met_hist {
-	atomic_uint_fast64_t bucket[MET_BUCKETS];  /* not cumulative */
-	atomic_uint_fast64_t count;
-	atomic_uint_fast64_t sum_us;
-};
-
-struct met_series {
-	atomic_int state;          /* 0 free, 1 being claimed, 2 ready */
-	const char *op;
-	unsigned status;
-	struct met_hist h;
-};
-
-static struct met_series req_series[MET_SERIES];
-static struct met_series tok_series[MET_TOKEN_SERIES];
 
 static void
-hist_add(struct met_hist *h, double ms)
+hist_add(struct api_met_hist *h, double ms)
 {
 	size_t i;
 
@@ -63,13 +46,13 @@ hist_add(struct met_hist *h, double ms)
 }
 
 /* The series for (op, status), claimed on first use; NULL if full. */
-static struct met_series *
-series_get(struct met_series *tab, size_t n, const char *op, unsigned status)
+static struct api_met_series *
+series_get(struct api_met_series *tab, size_t n, const char *op, unsigned status)
 {
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		struct met_series *s = &tab[i];
+		struct api_met_series *s = &tab[i];
 		int st = atomic_load_explicit(&s->state, memory_order_acquire);
 		if (st == 0) {
 			int expect = 0;
@@ -93,10 +76,10 @@ series_get(struct met_series *tab, size_t n, const char *op, unsigned status)
 }
 
 static void
-observe(struct met_series *tab, size_t n, const char *op, unsigned status,
+observe(struct api_met_series *tab, size_t n, const char *op, unsigned status,
     double ms)
 {
-	struct met_series *s;
+	struct api_met_series *s;
 
 	if (op == NULL || op[0] == '\0')
 		op = "other";
@@ -108,20 +91,24 @@ observe(struct met_series *tab, size_t n, const char *op, unsigned status,
 }
 
 void
-api_metrics_observe(const char *operation, unsigned status, double ms)
+api_metrics_observe_request(struct api_ctx *c, const char *operation,
+    unsigned status, double ms)
 {
-	observe(req_series, MET_SERIES, operation, status, ms);
+	observe(c->metrics.req, API_MET_SERIES, operation, status, ms);
 }
 
 void
-api_metrics_observe_token(const char *operation, int ok, double ms)
+api_metrics_observe_token(struct api_ctx *c, const char *operation, int ok,
+    double ms)
 {
-	observe(tok_series, MET_TOKEN_SERIES, operation, ok ? 1 : 0, ms);
+	observe(c->metrics.tok, API_MET_TOKEN_SERIES, operation, ok ? 1 : 0,
+	    ms);
 }
 
+/* The text being rendered; the first failed append sticks, so that the
+ * renderers can write line after line and check once at the end. */
 struct met_buf {
-	char *p;
-	size_t len, cap;
+	buf_t *b;
 	int failed;
 };
 
@@ -133,23 +120,18 @@ static void
 put(struct met_buf *b, const char *fmt, ...)
 {
 	va_list ap;
-	int n;
 
 	if (b->failed)
 		return;
 	va_start(ap, fmt);
-	n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= b->cap - b->len) {
+	if (buf_vputf(b->b, fmt, ap) != 0)
 		b->failed = 1;
-		return;
-	}
-	b->len += (size_t)n;
+	va_end(ap);
 }
 
 static void
 put_hist(struct met_buf *b, const char *name, const char *labels,
-    const struct met_hist *h)
+    const struct api_met_hist *h)
 {
 	uint64_t cum = 0;
 	size_t i;
@@ -172,24 +154,22 @@ put_hist(struct met_buf *b, const char *name, const char *labels,
 }
 
 /* A published series' (state 2) label set into labels; 0 for a series
- * not published yet (the caller skips it). */
+ * not published yet, or whose labels do not fit (the caller skips it). */
 static int
-series_labels(const struct met_series *s, int token, char *labels,
+series_labels(const struct api_met_series *s, int token, char *labels,
     size_t cap)
 {
 	if (atomic_load_explicit(&s->state, memory_order_acquire) != 2)
 		return 0;
 	if (token)
-		snprintf(labels, cap, "operation=\"%.64s\",result=\"%s\"",
-		    s->op, s->status ? "ok" : "error");
-	else
-		snprintf(labels, cap, "operation=\"%.64s\",status=\"%u\"",
-		    s->op, s->status);
-	return 1;
+		return str_fmt(labels, cap, "operation=\"%.64s\",result=\"%s\"",
+		    s->op, s->status ? "ok" : "error") == 0;
+	return str_fmt(labels, cap, "operation=\"%.64s\",status=\"%u\"",
+	    s->op, s->status) == 0;
 }
 
 static void
-render_series(struct met_buf *b, const struct met_series *tab, size_t n,
+render_series(struct met_buf *b, const struct api_met_series *tab, size_t n,
     int token)
 {
 	const char *name = token ? "p11vault_key_operation_duration_seconds" :
@@ -207,7 +187,7 @@ render_series(struct met_buf *b, const struct met_series *tab, size_t n,
 		    "# TYPE p11vault_http_requests_total counter\n");
 	}
 	for (i = 0; i < n; i++) {
-		const struct met_series *s = &tab[i];
+		const struct api_met_series *s = &tab[i];
 		if (!series_labels(s, token, labels, sizeof(labels)))
 			continue;
 		put(b, "%s{%s} %llu\n", token ? "p11vault_key_operations_total" :
@@ -218,7 +198,7 @@ render_series(struct met_buf *b, const struct met_series *tab, size_t n,
 	put(b, "# HELP %s Latency, by the same labels.\n# TYPE %s histogram\n",
 	    name, name);
 	for (i = 0; i < n; i++) {
-		const struct met_series *s = &tab[i];
+		const struct api_met_series *s = &tab[i];
 		if (!series_labels(s, token, labels, sizeof(labels)))
 			continue;
 		put_hist(b, name, labels, &s->h);
@@ -250,59 +230,55 @@ put_seal(struct met_buf *b, struct api_ctx *c)
 	    st.shares, st.progress, st.plaintext_pins);
 }
 
-int
-api_metrics_render_sealed(struct api_ctx *c, char **text, size_t *len)
+/* Hands the rendered text over: 0, or VLT_ERR_NO_MEMORY (the text is
+ * dropped) when an append failed. */
+static int
+met_finish(struct met_buf *b, char **text, size_t *len)
 {
-	struct met_buf b = { NULL, 0, MET_TEXT_MAX, 0 };
-
-	*text = NULL;
-	*len = 0;
-	if ((b.p = malloc(b.cap)) == NULL)
-		return -1;
-	b.p[0] = '\0';
-	put_seal(&b, c);
-	if (b.failed) {
-		free(b.p);
-		return -1;
+	if (b->failed) {
+		buf_free(b->b);
+		return VLT_ERR_NO_MEMORY;
 	}
-	*text = b.p;
-	*len = b.len;
-	return 0;
+	*text = buf_steal(b->b, len);
+	return *text != NULL ? 0 : VLT_ERR_NO_MEMORY;
 }
 
 int
-api_metrics_render(struct api_ctx *c, char **text, size_t *len)
+api_metrics_render_sealed(struct api_ctx *c, char **text, size_t *len)
 {
-	struct met_buf b = { NULL, 0, MET_TEXT_MAX, 0 };
-	uint64_t hits = 0, misses = 0;
-	int up = 0;
-	size_t busy = 0, total = 0;
+	struct met_buf b = { NULL, 0 };
 
 	*text = NULL;
 	*len = 0;
-	b.p = malloc(b.cap);
-	if (b.p == NULL)
-		return -1;
-	b.p[0] = '\0';
-	render_series(&b, req_series, MET_SERIES, 0);
-	render_series(&b, tok_series, MET_TOKEN_SERIES, 1);
-	if (c != NULL && c->vault != NULL &&
-	    vault_hsm_stats(c->vault, &hits, &misses, &busy, &total) == 0) {
-		put(&b, "# HELP p11vault_hsm_sessions PKCS#11 session pool.\n"
+	if ((b.b = buf_new(MET_TEXT_MAX)) == NULL)
+		return VLT_ERR_NO_MEMORY;
+	put_seal(&b, c);
+	return met_finish(&b, text, len);
+}
+
+/* The token's session pool, handle cache and process. */
+static void
+put_token(struct met_buf *b, struct api_ctx *c)
+{
+	uint64_t hits = 0, misses = 0, restarts = 0;
+	size_t busy = 0, total = 0;
+	int up = 0;
+
+	if (vault_hsm_stats(c->vault, &hits, &misses, &busy, &total) == 0) {
+		put(b, "# HELP p11vault_hsm_sessions PKCS#11 session pool.\n"
 		    "# TYPE p11vault_hsm_sessions gauge\n"
 		    "p11vault_hsm_sessions{state=\"busy\"} %zu\n"
 		    "p11vault_hsm_sessions{state=\"total\"} %zu\n",
 		    busy, total);
-		put(&b, "# HELP p11vault_hsm_handle_cache_total Key handle "
+		put(b, "# HELP p11vault_hsm_handle_cache_total Key handle "
 		    "cache lookups.\n"
 		    "# TYPE p11vault_hsm_handle_cache_total counter\n"
 		    "p11vault_hsm_handle_cache_total{result=\"hit\"} %llu\n"
 		    "p11vault_hsm_handle_cache_total{result=\"miss\"} %llu\n",
 		    (unsigned long long)hits, (unsigned long long)misses);
 	}
-	if (c != NULL && c->vault != NULL &&
-	    vault_token_process(c->vault, &up, &hits) == 0)
-		put(&b, "# HELP p11vault_token_process_up 1 while a token "
+	if (vault_token_process(c->vault, &up, &restarts) == 0)
+		put(b, "# HELP p11vault_token_process_up 1 while a token "
 		    "process serves the token.\n"
 		    "# TYPE p11vault_token_process_up gauge\n"
 		    "p11vault_token_process_up %d\n"
@@ -310,9 +286,25 @@ api_metrics_render(struct api_ctx *c, char **text, size_t *len)
 		    "processes started after the first (one died).\n"
 		    "# TYPE p11vault_token_process_restarts_total counter\n"
 		    "p11vault_token_process_restarts_total %llu\n", up,
-		    (unsigned long long)hits);
+		    (unsigned long long)restarts);
+}
+
+int
+api_metrics_render(struct api_ctx *c, char **text, size_t *len)
+{
+	struct met_buf b = { NULL, 0 };
+	uint64_t hits = 0, misses = 0;
+
+	*text = NULL;
+	*len = 0;
+	if ((b.b = buf_new(MET_TEXT_MAX)) == NULL)
+		return VLT_ERR_NO_MEMORY;
+	render_series(&b, c->metrics.req, API_MET_SERIES, 0);
+	render_series(&b, c->metrics.tok, API_MET_TOKEN_SERIES, 1);
+	if (c->vault != NULL)
+		put_token(&b, c);
 	put_seal(&b, c);
-	if (c != NULL && c->vault != NULL &&
+	if (c->vault != NULL &&
 	    vault_version_cache_stats(c->vault, &hits, &misses) == 0)
 		put(&b, "# HELP p11vault_version_cache_total Key version "
 		    "lookups answered from memory (hit) or the store (miss).\n"
@@ -320,11 +312,5 @@ api_metrics_render(struct api_ctx *c, char **text, size_t *len)
 		    "p11vault_version_cache_total{result=\"hit\"} %llu\n"
 		    "p11vault_version_cache_total{result=\"miss\"} %llu\n",
 		    (unsigned long long)hits, (unsigned long long)misses);
-	if (b.failed) {
-		free(b.p);
-		return -1;
-	}
-	*text = b.p;
-	*len = b.len;
-	return 0;
+	return met_finish(&b, text, len);
 }

@@ -16,6 +16,7 @@
 #include <openssl/crypto.h>
 
 #include "api/api.h"
+#include "hsm/base.h"
 
 #define FORM_FIELDS_MAX 32
 
@@ -38,8 +39,9 @@ hexval(int c)
 	return -1;
 }
 
-/* In-place x-www-form-urlencoded decoding. -1 on a bad escape. */
-static int
+/* In-place x-www-form-urlencoded decoding. VLT_ERR_BAD_PARAM on a bad
+ * escape. */
+static int API_WUR
 form_decode(char *s)
 {
 	char *w = s;
@@ -51,7 +53,7 @@ form_decode(char *s)
 			int hi = hexval((unsigned char)s[1]);
 			int lo = hi < 0 ? -1 : hexval((unsigned char)s[2]);
 			if (hi < 0 || lo < 0)
-				return -1;
+				return VLT_ERR_BAD_PARAM;
 			*w++ = (char)(hi * 16 + lo);
 			s += 2;
 		} else {
@@ -70,7 +72,8 @@ struct form {
 	size_t n;
 };
 
-static int
+/* 0, or VLT_ERR_BAD_PARAM (VLT_ERR_NO_MEMORY) */
+static int API_WUR
 form_parse(struct form *f, const uint8_t *body, size_t len)
 {
 	char *p, *save = NULL;
@@ -78,22 +81,22 @@ form_parse(struct form *f, const uint8_t *body, size_t len)
 	memset(f, 0, sizeof(*f));
 	f->buf = malloc(len + 1);
 	if (f->buf == NULL)
-		return -1;
+		return VLT_ERR_NO_MEMORY;
 	/* an empty body may come as (NULL, 0): no memcpy/memchr on NULL */
 	if (len > 0)
 		memcpy(f->buf, body, len);
 	f->buf[len] = '\0';
 	f->len = len;
 	if (len > 0 && memchr(body, '\0', len))
-		return -1;
+		return VLT_ERR_BAD_PARAM;
 	for (p = strtok_r(f->buf, "&", &save); p; p = strtok_r(NULL, "&",
 	    &save)) {
 		char *eq = strchr(p, '=');
 		if (eq == NULL || f->n == FORM_FIELDS_MAX)
-			return -1;
+			return VLT_ERR_BAD_PARAM;
 		*eq = '\0';
 		if (form_decode(p) != 0 || form_decode(eq + 1) != 0)
-			return -1;
+			return VLT_ERR_BAD_PARAM;
 		f->key[f->n] = p;
 		f->val[f->n] = eq + 1;
 		f->n++;
@@ -120,10 +123,7 @@ form_get(const struct form *f, const char *key)
 static void
 form_free(struct form *f)
 {
-	if (f->buf) {
-		OPENSSL_cleanse(f->buf, f->len + 1);
-		free(f->buf);
-	}
+	freezero(f->buf, f->len + 1);    /* it held the client secret */
 	memset(f, 0, sizeof(*f));
 }
 
@@ -182,8 +182,13 @@ token_issue(struct api_req *q, struct api_resp *r)
 		    "client is unknown.");
 		goto out;
 	}
-	snprintf(q->caller.oid, sizeof(q->caller.oid), "%s", oid);
-	snprintf(q->caller.appid, sizeof(q->caller.appid), "%.36s", client_id);
+	/* the audit event's caller; an appid is cut to a UUID's length */
+	if (str_fmt(q->caller.oid, sizeof(q->caller.oid), "%s", oid) != 0 ||
+	    str_fmt(q->caller.appid, sizeof(q->caller.appid), "%.36s",
+	    client_id) != 0) {
+		api_resp_vault_error(r, VLT_ERR_INTERNAL, NULL, NULL);
+		goto out;
+	}
 	if (policy_token_issue(q->ctx->policy, oid, client_id, audience,
 	    (int64_t)time(NULL), jwt_sign_cb, q->ctx->vault, &jwt,
 	    &expires_in) != 0) {
@@ -199,10 +204,7 @@ token_issue(struct api_req *q, struct api_resp *r)
 	    "token_type", "Bearer", "expires_in", (json_int_t)expires_in,
 	    "ext_expires_in", (json_int_t)expires_in, "access_token", jwt));
 out:
-	if (jwt) {
-		OPENSSL_cleanse(jwt, strlen(jwt));
-		free(jwt);
-	}
+	freezero_str(jwt);
 	form_free(&f);
 }
 
@@ -213,9 +215,14 @@ openid_config(struct api_req *q, struct api_resp *r)
 	char tok[512], auth[512], jwks[512];
 
 	q->operation = "OpenIdConfiguration";
-	snprintf(tok, sizeof(tok), "%s/%s/oauth2/v2.0/token", u, t);
-	snprintf(auth, sizeof(auth), "%s/%s/oauth2/v2.0/authorize", u, t);
-	snprintf(jwks, sizeof(jwks), "%s/%s/discovery/v2.0/keys", u, t);
+	if (str_fmt(tok, sizeof(tok), "%s/%s/oauth2/v2.0/token", u, t) != 0 ||
+	    str_fmt(auth, sizeof(auth), "%s/%s/oauth2/v2.0/authorize", u,
+	    t) != 0 ||
+	    str_fmt(jwks, sizeof(jwks), "%s/%s/discovery/v2.0/keys", u,
+	    t) != 0) {
+		api_resp_vault_error(r, VLT_ERR_INTERNAL, NULL, NULL);
+		return;
+	}
 	api_resp_set(r, 200, json_pack(
 	    "{s:s, s:s, s:s, s:s, s:s, s:[s], s:[s], s:[s], s:[s], s:[s]}",
 	    "issuer", q->ctx->issuer, "token_endpoint", tok,

@@ -173,5 +173,78 @@ main(void)
 		reset(&d1);
 		reset(&d2);
 	}
+	{
+		struct api_resp d1, d2;
+		memset(&d1, 0, sizeof(d1));
+		memset(&d2, 0, sizeof(d2));
+		api_resp_vault_error_in(&d1, VLT_ERR_BAD_PARAM,
+		    API_SUBJ_CIPHERTEXT, "k1", "unwrapKey");
+		api_resp_vault_error(&d2, VLT_ERR_DECRYPT, "k2", "decrypt");
+		T_CHECK(d1.status == 400 && d1.body_len == d2.body_len &&
+		    memcmp(d1.body, d2.body, d1.body_len) == 0,
+		    "a refused ciphertext answers as every decryption failure");
+		reset(&d1);
+		reset(&d2);
+	}
+	api_resp_vault_error_in(&r, VLT_ERR_CONFLICT, API_SUBJ_BACKUP, NULL,
+	    NULL);
+	T_CHECK(is_envelope(&r, 409, "Conflict") && strstr(r.body, "backup"),
+	    "a restore's conflict says the backup's name exists");
+	reset(&r);
+	api_resp_vault_error_in(&r, VLT_ERR_NOT_FOUND, API_SUBJ_IDENTITY, NULL,
+	    NULL);
+	T_CHECK(is_envelope(&r, 404, "NotFound") && !strstr(r.body, "key"),
+	    "a missing identity is not called a key");
+	reset(&r);
+	api_resp_vault_error_in(&r, VLT_ERR_NOT_FOUND, API_SUBJ_TRANSFER, "k1",
+	    NULL);
+	T_CHECK(is_envelope(&r, 404, "KeyNotFound"),
+	    "a subject falls back to the key answers for other errors");
+	reset(&r);
+	api_resp_vault_error(&r, VLT_ERR_UNAUTHORIZED, NULL, NULL);
+	T_CHECK(is_envelope(&r, 401, "Unauthorized") && r.challenge,
+	    "VLT_ERR_UNAUTHORIZED is 401 with the challenge");
+	reset(&r);
+	api_resp_vault_error(&r, VLT_ERR_FORBIDDEN, NULL, NULL);
+	T_CHECK(is_envelope(&r, 403, "Forbidden"), "VLT_ERR_FORBIDDEN is 403");
+	reset(&r);
+	{
+		static const struct { const char *s; int64_t secs; } ok[] = {
+			{ "P7D", 7 * 86400 }, { "P1Y", 365 * 86400 },
+			{ "P2M", 60 * 86400 }, { "PT2M", 120 },
+			{ "P1W", 7 * 86400 }, { "P1DT1H1M1S", 86400 + 3661 },
+			{ "P100000D", 100000LL * 86400 },
+		};
+		static const char *const no[] = { "", "P", "PT", "7D", "P7",
+		    "P7X", "PT1D", "P1H", "P1DTT1H", "P100001D", "P-1D",
+		    "P1D ", "P1234567890123456789012345678901D" };
+		size_t i;
+		int64_t v;
+		int all = 1;
+		for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+			all &= api_duration_secs(ok[i].s, &v) == 0 &&
+			    v == ok[i].secs;
+		T_CHECK(all, "ISO 8601 durations in seconds");
+		all = 1;
+		for (i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+			all &= api_duration_secs(no[i], &v) == VLT_ERR_BAD_PARAM;
+		all &= api_duration_secs(NULL, &v) == VLT_ERR_BAD_PARAM;
+		T_CHECK(all, "malformed ISO 8601 durations are refused");
+	}
+	{
+		static struct api_ctx c;      /* zero: an empty metrics table */
+		char *text = NULL;
+		size_t len = 0;
+		api_metrics_observe_request(&c, "get", 200, 3.0);
+		api_metrics_observe_request(&c, "get", 200, 30.0);
+		api_metrics_observe_token(&c, "sign", 1, 1.0);
+		T_CHECK(api_metrics_render(&c, &text, &len) == 0 && text &&
+		    strstr(text, "p11vault_http_requests_total{operation="
+		    "\"get\",status=\"200\"} 2\n") &&
+		    strstr(text, "p11vault_key_operations_total{operation="
+		    "\"sign\",result=\"ok\"} 1\n"),
+		    "metrics count in the context they are given");
+		free(text);
+	}
 	return T_DONE();
 }
