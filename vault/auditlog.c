@@ -32,7 +32,7 @@
 
 #include <openssl/sha.h>
 
-#include "vault/audit.h"
+#include "vault/auditlog.h"
 #include "vault/vault.h"
 
 #define AUDIT_DEFAULT_MAX (64u * 1024 * 1024)

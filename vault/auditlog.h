@@ -1,6 +1,6 @@
 /* Internal to vault/: the audit log's state, owned by struct vault. */
-#ifndef P11VAULT_VAULT_AUDIT_H
-#define P11VAULT_VAULT_AUDIT_H
+#ifndef P11VAULT_VAULT_AUDITLOG_H
+#define P11VAULT_VAULT_AUDITLOG_H
 #include <stddef.h>
 
 struct vlt_audit;
