@@ -142,6 +142,18 @@ open_current(struct vlt_audit *a)
 	return 0;
 }
 
+static void
+audit_free(struct vlt_audit *a)
+{
+	if (a->fd >= 0)
+		close(a->fd);
+	pthread_cond_destroy(&a->done);
+	pthread_mutex_destroy(&a->lock);
+	buf_free(a->pend);
+	buf_free(a->spare);
+	free(a);
+}
+
 int
 vlt_audit_open(const char *data_dir, size_t max_bytes, struct vlt_audit **out)
 {
@@ -175,13 +187,7 @@ vlt_audit_open(const char *data_dir, size_t max_bytes, struct vlt_audit **out)
 	*out = a;
 	return 0;
 fail:
-	if (a->fd >= 0)
-		close(a->fd);
-	pthread_cond_destroy(&a->done);
-	pthread_mutex_destroy(&a->lock);
-	buf_free(a->pend);
-	buf_free(a->spare);
-	free(a);
+	audit_free(a);
 	return VLT_ERR_IO;
 }
 
@@ -341,15 +347,9 @@ vlt_audit_close(struct vlt_audit *a)
 		a->writing = 0;
 	}
 	pthread_mutex_unlock(&a->lock);
-	if (a->fd >= 0) {
+	if (a->fd >= 0)
 		(void)fsync(a->fd);
-		close(a->fd);
-	}
-	pthread_cond_destroy(&a->done);
-	pthread_mutex_destroy(&a->lock);
-	buf_free(a->pend);
-	buf_free(a->spare);
-	free(a);
+	audit_free(a);
 }
 
 /* The label alone when a longer place does not fit (cut to fit). */

@@ -95,6 +95,34 @@ key_for_alg(vault_t *v, const char *name, const char *version, unsigned op,
 	return VLT_ERR_BAD_PARAM;
 }
 
+/* The version, blob and bind of a private-key operation (decrypt,
+ * unwrap, sign): key_for_alg with the blob, then its bind. */
+struct priv {
+	struct vlt_key_info k;
+	uint8_t *blob;
+	size_t blob_len;
+	char bind[BIND_MAX];
+};
+
+static int
+priv_take(vault_t *v, const char *name, const char *version, unsigned op,
+    enum vlt_alg alg, struct priv *p)
+{
+	int r;
+
+	p->blob = NULL;
+	p->blob_len = 0;
+	if ((r = key_for_alg(v, name, version, op, alg, &p->k, &p->blob,
+	    &p->blob_len)) != 0)
+		return r;
+	if ((r = blob_bind(p->bind, p->k.name, p->k.version)) != 0) {
+		vlt_key_info_clear(&p->k);
+		free(p->blob);
+		p->blob = NULL;
+	}
+	return r;
+}
+
 /* Ends a crypto operation: r, with the key's version in kid_version if
  * it succeeded; frees the key and blob. */
 static int
@@ -132,10 +160,7 @@ vault_key_decrypt(vault_t *v, const char *name, const char *version,
     unsigned op, enum vlt_alg alg, const uint8_t *in, size_t in_len,
     uint8_t *out, size_t *out_len, char kid_version[VLT_VERSION_LEN + 1])
 {
-	struct vlt_key_info k;
-	char bind[BIND_MAX];
-	uint8_t *blob = NULL;
-	size_t blob_len = 0;
+	struct priv p;
 	enum hsm_alg ha;
 	int r;
 
@@ -143,13 +168,11 @@ vault_key_decrypt(vault_t *v, const char *name, const char *version,
 	    (op != VLT_OP_DECRYPT && op != VLT_OP_UNWRAP) || !alg_is_enc(alg) ||
 	    map_alg(alg, &ha) != 0)
 		return VLT_ERR_BAD_PARAM;
-	if ((r = key_for_alg(v, name, version, op, alg, &k, &blob,
-	    &blob_len)) != 0)
+	if ((r = priv_take(v, name, version, op, alg, &p)) != 0)
 		return r;
-	if ((r = blob_bind(bind, k.name, k.version)) == 0)
-		r = map_hsm(hsm_key_decrypt(v->hsm, bind, blob, blob_len, ha,
-		    in, in_len, out, out_len));
-	return op_end(r, kid_version, &k, blob);
+	r = map_hsm(hsm_key_decrypt(v->hsm, p.bind, p.blob, p.blob_len, ha,
+	    in, in_len, out, out_len));
+	return op_end(r, kid_version, &p.k, p.blob);
 }
 
 int
@@ -157,23 +180,18 @@ vault_key_sign(vault_t *v, const char *name, const char *version,
     enum vlt_alg alg, const uint8_t *digest, size_t dlen, uint8_t *sig,
     size_t *sig_len, char kid_version[VLT_VERSION_LEN + 1])
 {
-	struct vlt_key_info k;
-	char bind[BIND_MAX];
-	uint8_t *blob = NULL;
-	size_t blob_len = 0;
+	struct priv p;
 	enum hsm_alg ha;
 	int r;
 
 	if (v == NULL || digest == NULL || sig == NULL || sig_len == NULL ||
 	    !alg_is_sig(alg) || map_alg(alg, &ha) != 0)
 		return VLT_ERR_BAD_PARAM;
-	if ((r = key_for_alg(v, name, version, VLT_OP_SIGN, alg, &k, &blob,
-	    &blob_len)) != 0)
+	if ((r = priv_take(v, name, version, VLT_OP_SIGN, alg, &p)) != 0)
 		return r;
-	if ((r = blob_bind(bind, k.name, k.version)) == 0)
-		r = map_hsm(hsm_key_sign(v->hsm, bind, blob, blob_len, ha,
-		    digest, dlen, sig, sig_len));
-	return op_end(r, kid_version, &k, blob);
+	r = map_hsm(hsm_key_sign(v->hsm, p.bind, p.blob, p.blob_len, ha,
+	    digest, dlen, sig, sig_len));
+	return op_end(r, kid_version, &p.k, p.blob);
 }
 
 int
