@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
+#include "hsm/base.h"
 
 struct conf_entry {
 	char *key;
@@ -118,66 +118,69 @@ conf_get(const struct vlt_conf *c, const char *key)
 	return NULL;
 }
 
+/* One "key=value" line (CR stripped; blank lines and # comments
+ * skipped) into c. */
+static int
+conf_line(struct vlt_conf *c, char *line)
+{
+	size_t len = strlen(line);
+	char *eq;
+	int r;
+
+	while (len > 0 && line[len - 1] == '\r')
+		line[--len] = '\0';
+	if (len == 0 || line[0] == '#')
+		return 0;
+	if (len >= CONF_LINE_MAX - 1 || (eq = strchr(line, '=')) == NULL)
+		return VLT_ERR_IO;
+	*eq = '\0';
+	if ((r = conf_set(c, line, eq + 1)) != 0)
+		return r == VLT_ERR_NO_MEMORY ? r : VLT_ERR_IO;
+	return 0;
+}
+
 int
 conf_read(const char *path, struct vlt_conf **out)
 {
 	struct vlt_conf *c = NULL;
-	char line[CONF_LINE_MAX];
-	FILE *f = NULL;
-	char *eq;
-	size_t len;
+	buf_t *b = NULL;
+	char *text = NULL, *line, *nl;
+	size_t len = 0;
 	int r;
 
 	*out = NULL;
-	if ((f = fopen(path, "re")) == NULL) {
-		r = errno == ENOENT ? VLT_ERR_NOT_FOUND : VLT_ERR_IO;
-		goto out;
-	}
-	if ((c = conf_new()) == NULL) {
+	if ((r = file_read(path, CONF_LINE_MAX * CONF_ENTRIES_MAX, &b)) != 0)
+		return r == HSM_ERR_IO && errno == ENOENT ? VLT_ERR_NOT_FOUND :
+		    VLT_ERR_IO;
+	if ((text = buf_steal(b, &len)) == NULL || (c = conf_new()) == NULL) {
 		r = VLT_ERR_NO_MEMORY;
 		goto out;
 	}
-	while (fgets(line, sizeof(line), f) != NULL) {
-		len = strlen(line);
-		if (len > 0 && line[len - 1] != '\n' && !feof(f)) {
-			r = VLT_ERR_IO;         /* line too long */
-			goto out;
-		}
-		while (len > 0 && (line[len - 1] == '\n' ||
-		    line[len - 1] == '\r'))
-			line[--len] = '\0';
-		if (len == 0 || line[0] == '#')
-			continue;
-		if ((eq = strchr(line, '=')) == NULL) {
-			r = VLT_ERR_IO;
-			goto out;
-		}
-		*eq = '\0';
-		if ((r = conf_set(c, line, eq + 1)) != 0) {
-			r = r == VLT_ERR_NO_MEMORY ? r : VLT_ERR_IO;
-			goto out;
-		}
-	}
-	if (ferror(f)) {
+	if (memchr(text, '\0', len) != NULL) {
 		r = VLT_ERR_IO;
 		goto out;
+	}
+	for (line = text; line < text + len; line = nl + 1) {
+		if ((nl = strchr(line, '\n')) == NULL)
+			nl = text + len;
+		*nl = '\0';
+		if ((r = conf_line(c, line)) != 0)
+			goto out;
 	}
 	*out = c;
 	c = NULL;
 	r = 0;
 out:
-	if (f != NULL)
-		fclose(f);
 	conf_free(c);
+	freezero(text, len + 1);
 	return r;
 }
 
 int
 fs_join(char *dst, size_t cap, const char *dir, const char *name)
 {
-	int n = snprintf(dst, cap, "%s/%s", dir, name);
-
-	return n < 0 || (size_t)n >= cap ? VLT_ERR_BAD_PARAM : 0;
+	return str_fmt(dst, cap, "%s/%s", dir, name) == 0 ? 0 :
+	    VLT_ERR_BAD_PARAM;
 }
 
 int
@@ -206,7 +209,7 @@ fsync_parent(const char *path)
 	char tmp[PATH_MAX];
 	int fd, r;
 
-	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+	if (str_fmt(tmp, sizeof(tmp), "%s", path) != 0)
 		return VLT_ERR_IO;
 	if ((fd = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return VLT_ERR_IO;
@@ -255,7 +258,7 @@ fs_write_private(const char *path, const void *data, size_t len)
 	char tmp[PATH_MAX];
 	int r;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+	if (str_fmt(tmp, sizeof(tmp), "%s.tmp", path) != 0)
 		return VLT_ERR_IO;
 	(void)unlink(tmp);
 	if ((r = write_excl(tmp, data, len)) != 0)
@@ -270,29 +273,25 @@ fs_write_private(const char *path, const void *data, size_t len)
 int
 conf_write_new(const struct vlt_conf *c, const char *path)
 {
-	char tmp[PATH_MAX], *buf = NULL;
-	size_t cap = 0, len = 0, i;
-	int n, r;
+	char tmp[PATH_MAX];
+	buf_t *b;
+	size_t i;
+	int r = 0;
 
-	for (i = 0; i < c->n; i++)
-		cap += strlen(c->e[i].key) + strlen(c->e[i].value) + 2;
-	if ((buf = malloc(cap + 1)) == NULL)
+	if ((b = buf_new(CONF_LINE_MAX * CONF_ENTRIES_MAX)) == NULL)
 		return VLT_ERR_NO_MEMORY;
-	for (i = 0; i < c->n; i++) {
-		n = snprintf(buf + len, cap + 1 - len, "%s=%s\n", c->e[i].key,
-		    c->e[i].value);
-		if (n < 0 || (size_t)n >= cap + 1 - len) {
-			r = VLT_ERR_INTERNAL;
-			goto out;
-		}
-		len += (size_t)n;
+	for (i = 0; r == 0 && i < c->n; i++)
+		r = buf_putf(b, "%s=%s\n", c->e[i].key, c->e[i].value);
+	if (r != 0) {
+		r = VLT_ERR_INTERNAL;
+		goto out;
 	}
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+	if (str_fmt(tmp, sizeof(tmp), "%s.tmp", path) != 0) {
 		r = VLT_ERR_IO;
 		goto out;
 	}
 	(void)unlink(tmp);
-	if ((r = write_excl(tmp, buf, len)) != 0)
+	if ((r = write_excl(tmp, buf_ptr(b), buf_len(b))) != 0)
 		goto out;
 	/* link(2) fails with EEXIST: never replaces an existing config. */
 	if (link(tmp, path) != 0) {
@@ -303,49 +302,6 @@ conf_write_new(const struct vlt_conf *c, const char *path)
 	unlink(tmp);
 	r = fsync_parent(path);
 out:
-	free(buf);
-	return r;
-}
-
-int
-fs_read_small(const char *path, char *buf, size_t cap, size_t *len)
-{
-	size_t got = 0;
-	ssize_t n;
-	int fd, r = VLT_ERR_IO;
-
-	*len = 0;
-	if (cap == 0)
-		return VLT_ERR_IO;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return errno == ENOENT ? VLT_ERR_NOT_FOUND : VLT_ERR_IO;
-	for (;;) {
-		if (got == cap - 1) {
-			char extra;
-
-			/* Larger than the caller's cap: refuse. */
-			n = read(fd, &extra, 1);
-			if (n != 0)
-				goto out;
-			break;
-		}
-		n = read(fd, buf + got, cap - 1 - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			goto out;
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == '\r'))
-		got--;
-	buf[got] = '\0';
-	*len = got;
-	r = 0;
-out:
-	if (r != 0)
-		OPENSSL_cleanse(buf, cap);
-	close(fd);
+	buf_free(b);
 	return r;
 }

@@ -15,7 +15,7 @@
 
 struct vlt_conf;
 
-struct vlt_conf *conf_new(void);
+struct vlt_conf *conf_new(void) VLT_WUR;
 void conf_free(struct vlt_conf *c);
 /* VLT_ERR_NOT_FOUND: no such file; VLT_ERR_IO: unreadable or malformed. */
 int conf_read(const char *path, struct vlt_conf **out) VLT_WUR;
@@ -28,13 +28,11 @@ int conf_write_new(const struct vlt_conf *c, const char *path) VLT_WUR;
 
 /* dir/name into dst; VLT_ERR_BAD_PARAM if it does not fit. */
 int fs_join(char *dst, size_t cap, const char *dir, const char *name) VLT_WUR;
+/* 1 when path exists (not following a last symlink), else 0. */
 int fs_exists(const char *path);
 /* mkdir 0700; an existing directory is fine. */
 int fs_mkdir_private(const char *path) VLT_WUR;
 /* Creates or replaces path with mode 0600, fsync'd with its directory. */
 int fs_write_private(const char *path, const void *data, size_t len) VLT_WUR;
-/* Reads a small file into buf (NUL-terminated, at most cap - 1 bytes;
- * larger: VLT_ERR_IO); trailing newlines stripped. */
-int fs_read_small(const char *path, char *buf, size_t cap, size_t *len) VLT_WUR;
 
 #endif

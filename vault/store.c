@@ -1,1370 +1,116 @@
 /*
- * vault/store.c — the SQLite metadata store: key names, versions,
- * attributes, tags, public keys, wrapped blobs, soft-delete state, vault
- * settings, principals and access policies.
+ * vault/store.c — the store's front: one lock around every call to the
+ * backend (so that each store_* function is atomic), the version cache in
+ * front of store_version_get, and its invalidation before every write.
  *
- * Owns: DIR/vault.db (WAL, synchronous=FULL, foreign keys, secure_delete),
- * its schema (PRAGMA user_version) and the one connection, guarded by one
- * mutex so that each function below is atomic; and the version cache, an
- * in-memory copy of recently read live key versions, so that the hot path
- * of a crypto operation reads no SQLite.
+ * Owns: the choice of backend (SQLite, vault/store_sqlite.c; a second
+ * backend is one more entry in store_open), the lock, the cache.
  *
- * The version cache is kept coherent by a generation counter: every
- * transaction bumps it when it begins (under the store mutex, before it
- * changes anything), a cached entry is only valid for the generation it
- * was read in, and a miss reads the row and the generation together
- * under the mutex. So once a write has begun, no reader sees an entry
- * from before it, and the first reader after it reads the committed row.
- * Key rows change only through this store (one server per data
- * directory); rows another process adds are found on a miss.
- *
- * Must never: build SQL from data (prepared statements with bound
- * parameters only), write outside a transaction, acknowledge a write
- * before COMMIT returned, call the hsm, or log anything it stores.
+ * Must never: contain SQL or know a backend's types; call the hsm or any
+ * vault file above it; bump the cache's generation for a read.
  */
 #include "vault/store.h"
 
-#include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
-#include <stdatomic.h>
-#include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include <openssl/crypto.h>
-#include <sqlite3.h>
-
-#define STORE_SCHEMA_VERSION 1
-
-#define ROT_TABLE_SQL \
-	"CREATE TABLE IF NOT EXISTS rotation_policies (" \
-	" name TEXT PRIMARY KEY COLLATE NOCASE," \
-	" expiry_secs INTEGER NOT NULL, expiry TEXT NOT NULL," \
-	" actions TEXT NOT NULL," \
-	" created INTEGER NOT NULL, updated INTEGER NOT NULL)"
-
-enum st_id {
-	ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_PING,
-	ST_SETTINGS_GET, ST_SETTINGS_PUT,
-	ST_KEY_STATE, ST_KEY_INSERT, ST_KEY_LATEST, ST_VERSION_INSERT,
-	ST_VERSION_LATEST, ST_VERSION_BY_ID, ST_VERSION_UPDATE,
-	ST_KEY_LIST, ST_VERSION_LIST, ST_KEY_DELETE, ST_KEY_RECOVER,
-	ST_VERSION_IDS, ST_VERSIONS_DELETE, ST_KEY_REMOVE, ST_DUE_LIST,
-	ST_PRINCIPAL_PUT, ST_PRINCIPAL_DELETE, ST_PRINCIPAL_LIST,
-	ST_ACCESS_PUT, ST_ACCESS_DELETE, ST_ACCESS_LIST,
-	ST_BLOB_SCAN, ST_BLOB_REPLACE,
-	ST_COUNT
-};
-
-#define V_COLS "v.name, v.version, v.kty, v.hsm, v.key_size, v.crv, " \
-	"v.key_ops, v.enabled, v.nbf, v.exp, v.created, v.updated, v.tags, " \
-	"v.spki, k.deleted_date, k.scheduled_purge_date, v.seq, v.blob"
-
-static const char *const st_sql[ST_COUNT] = {
-	[ST_BEGIN] = "BEGIN IMMEDIATE",
-	[ST_COMMIT] = "COMMIT",
-	[ST_ROLLBACK] = "ROLLBACK",
-	[ST_PING] = "SELECT count(*) FROM settings",
-	[ST_SETTINGS_GET] =
-	    "SELECT retention_days, purge_protection FROM settings WHERE id = 1",
-	[ST_SETTINGS_PUT] =
-	    "INSERT INTO settings(id, retention_days, purge_protection) "
-	    "VALUES (1, ?1, ?2) ON CONFLICT(id) DO UPDATE SET "
-	    "retention_days = excluded.retention_days, "
-	    "purge_protection = excluded.purge_protection",
-	[ST_KEY_STATE] =
-	    "SELECT name, deleted_date, scheduled_purge_date FROM keys "
-	    "WHERE name = ?1",
-	[ST_KEY_INSERT] =
-	    "INSERT INTO keys(name, deleted_date, scheduled_purge_date, "
-	    "latest_seq) VALUES (?1, 0, 0, 0)",
-	[ST_KEY_LATEST] = "UPDATE keys SET latest_seq = ?1 WHERE name = ?2",
-	[ST_VERSION_INSERT] =
-	    "INSERT INTO key_versions(name, version, kty, hsm, key_size, crv, "
-	    "key_ops, enabled, nbf, exp, created, updated, tags, spki, blob) "
-	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
-	    "?14, ?15)",
-	[ST_VERSION_LATEST] =
-	    "SELECT " V_COLS " FROM keys k JOIN key_versions v "
-	    "ON v.seq = k.latest_seq WHERE k.name = ?1 "
-	    "AND (k.deleted_date != 0) = ?2",
-	[ST_VERSION_BY_ID] =
-	    "SELECT " V_COLS " FROM keys k JOIN key_versions v "
-	    "ON v.name = k.name WHERE k.name = ?1 AND v.version = ?2 "
-	    "AND (k.deleted_date != 0) = ?3",
-	[ST_VERSION_UPDATE] =
-	    "UPDATE key_versions SET key_ops = ?1, enabled = ?2, nbf = ?3, "
-	    "exp = ?4, tags = ?5, updated = ?6 WHERE seq = ?7",
-	[ST_KEY_LIST] =
-	    "SELECT " V_COLS " FROM keys k JOIN key_versions v "
-	    "ON v.seq = k.latest_seq WHERE (k.deleted_date != 0) = ?1 "
-	    "AND k.name > ?2 ORDER BY k.name LIMIT ?3",
-	[ST_VERSION_LIST] =
-	    "SELECT " V_COLS " FROM keys k JOIN key_versions v "
-	    "ON v.name = k.name WHERE k.name = ?1 AND k.deleted_date = 0 "
-	    "AND v.seq > ?2 ORDER BY v.seq LIMIT ?3",
-	[ST_KEY_DELETE] =
-	    "UPDATE keys SET deleted_date = ?1, scheduled_purge_date = ?2 "
-	    "WHERE name = ?3 AND deleted_date = 0",
-	[ST_KEY_RECOVER] =
-	    "UPDATE keys SET deleted_date = 0, scheduled_purge_date = 0 "
-	    "WHERE name = ?1 AND deleted_date != 0",
-	[ST_VERSION_IDS] =
-	    "SELECT version FROM key_versions WHERE name = ?1 ORDER BY seq",
-	[ST_VERSIONS_DELETE] = "DELETE FROM key_versions WHERE name = ?1",
-	[ST_KEY_REMOVE] = "DELETE FROM keys WHERE name = ?1",
-	[ST_DUE_LIST] =
-	    "SELECT name FROM keys WHERE deleted_date != 0 "
-	    "AND scheduled_purge_date <= ?1 ORDER BY name",
-	[ST_PRINCIPAL_PUT] =
-	    "INSERT INTO principals(object_id, client_id, display_name, "
-	    "secret_hash, is_admin, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
-	    "ON CONFLICT(object_id) DO UPDATE SET "
-	    "client_id = excluded.client_id, "
-	    "display_name = excluded.display_name, "
-	    "secret_hash = excluded.secret_hash, "
-	    "is_admin = excluded.is_admin, created = excluded.created",
-	[ST_PRINCIPAL_DELETE] = "DELETE FROM principals WHERE object_id = ?1",
-	[ST_PRINCIPAL_LIST] =
-	    "SELECT object_id, client_id, display_name, secret_hash, is_admin, "
-	    "created FROM principals ORDER BY created, object_id",
-	[ST_ACCESS_PUT] =
-	    "INSERT INTO access_policies(object_id, tenant_id, perms) "
-	    "VALUES (?1, ?2, ?3) ON CONFLICT(object_id) DO UPDATE SET "
-	    "tenant_id = excluded.tenant_id, perms = excluded.perms",
-	[ST_ACCESS_DELETE] =
-	    "DELETE FROM access_policies WHERE object_id = ?1",
-	[ST_ACCESS_LIST] =
-	    "SELECT object_id, tenant_id, perms FROM access_policies "
-	    "ORDER BY object_id",
-	[ST_BLOB_SCAN] =
-	    "SELECT seq, name, version, blob FROM key_versions "
-	    "WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-	[ST_BLOB_REPLACE] =
-	    "UPDATE key_versions SET blob = ?1 WHERE seq = ?2 AND blob = ?3",
-};
-
-/* Schema version 1. Names compare case-insensitively, as Azure's do. */
-static const char *const schema_v1[] = {
-	"CREATE TABLE settings ("
-	" id INTEGER PRIMARY KEY CHECK (id = 1),"
-	" retention_days INTEGER NOT NULL CHECK (retention_days BETWEEN 7 AND 90),"
-	" purge_protection INTEGER NOT NULL CHECK (purge_protection IN (0, 1)))",
-	"CREATE TABLE keys ("
-	" name TEXT PRIMARY KEY COLLATE NOCASE,"
-	" deleted_date INTEGER NOT NULL DEFAULT 0,"
-	" scheduled_purge_date INTEGER NOT NULL DEFAULT 0,"
-	" latest_seq INTEGER NOT NULL DEFAULT 0)",
-	"CREATE TABLE key_versions ("
-	" seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" name TEXT NOT NULL COLLATE NOCASE"
-	"  REFERENCES keys(name) ON DELETE CASCADE,"
-	" version TEXT NOT NULL UNIQUE,"
-	" kty INTEGER NOT NULL, hsm INTEGER NOT NULL,"
-	" key_size INTEGER NOT NULL, crv INTEGER NOT NULL,"
-	" key_ops INTEGER NOT NULL, enabled INTEGER NOT NULL,"
-	" nbf INTEGER NOT NULL, exp INTEGER NOT NULL,"
-	" created INTEGER NOT NULL, updated INTEGER NOT NULL,"
-	" tags TEXT, spki BLOB NOT NULL, blob BLOB NOT NULL)",
-	"CREATE INDEX key_versions_by_name ON key_versions(name, seq)",
-	"CREATE INDEX keys_by_purge_date ON keys(scheduled_purge_date)"
-	" WHERE deleted_date != 0",
-	"CREATE TABLE principals ("
-	" object_id TEXT PRIMARY KEY,"
-	" client_id TEXT NOT NULL UNIQUE,"
-	" display_name TEXT NOT NULL,"
-	" secret_hash TEXT,"
-	" is_admin INTEGER NOT NULL,"
-	" created INTEGER NOT NULL)",
-	"CREATE TABLE access_policies ("
-	" object_id TEXT PRIMARY KEY,"
-	" tenant_id TEXT NOT NULL,"
-	" perms INTEGER NOT NULL)",
-	"PRAGMA user_version = 1",
-};
-
-/* The version cache: direct-mapped, a lock per stripe of slots. */
-#define VCACHE_SLOTS 8192
-#define VCACHE_STRIPES 64
-#define VCACHE_KEY_MAX (VLT_NAME_MAX + 1 + VLT_VERSION_LEN + 1)
-
-struct vcache_ent {
-	uint64_t gen;               /* 0: empty */
-	char key[VCACHE_KEY_MAX];   /* lower-case name, NUL, version or "" */
-	size_t key_len;
-	struct vlt_key_info k;      /* owns tags and spki */
-	uint8_t *blob;
-	size_t blob_len;
-};
+#include "vault/store_backend.h"
+#include "vault/vcache.h"
 
 struct store {
-	sqlite3 *db;
+	const struct store_backend *be;
+	struct store_be *b;
 	pthread_mutex_t lock;
-	sqlite3_stmt *st[ST_COUNT];
-	_Atomic uint64_t gen;       /* bumped by every transaction */
-	struct vcache_ent *vc;      /* VCACHE_SLOTS, or NULL: no cache */
-	pthread_mutex_t vc_lock[VCACHE_STRIPES];
-	int vc_locks_ok;
-	_Atomic uint64_t vc_hits, vc_misses;
+	struct vcache *vc;
 };
 
-static int vcache_init(store_t *s);
-static void vcache_free(store_t *s);
-
-static int
-map_rc(int rc)
-{
-	switch (rc & 0xff) {
-	case SQLITE_OK: case SQLITE_DONE: case SQLITE_ROW:
-		return 0;
-	case SQLITE_CONSTRAINT:
-		return VLT_ERR_CONFLICT;
-	case SQLITE_NOMEM:
-		return VLT_ERR_NO_MEMORY;
-	case SQLITE_BUSY: case SQLITE_LOCKED: case SQLITE_FULL:
-	case SQLITE_IOERR:
-		return VLT_ERR_UNAVAILABLE;
-	default:
-		return VLT_ERR_INTERNAL;
-	}
-}
-
-/* A one-off statement (DDL, pragmas); stepped to completion. */
-static int
-exec_once(sqlite3 *db, const char *sql)
-{
-	sqlite3_stmt *st = NULL;
-	int rc;
-
-	rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		goto out;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		;
-	if (rc == SQLITE_DONE)
-		rc = SQLITE_OK;
-out:
-	sqlite3_finalize(st);
-	return map_rc(rc);
-}
-
-static int
-pragma_int(sqlite3 *db, const char *sql, int64_t *val)
-{
-	sqlite3_stmt *st = NULL;
-	int rc;
-
-	rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		goto out;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*val = sqlite3_column_int64(st, 0);
-		rc = SQLITE_OK;
-	}
-out:
-	sqlite3_finalize(st);
-	return map_rc(rc);
-}
-
-/* A cached statement, reset and unbound; NULL on failure. */
-static sqlite3_stmt *
-st_get(store_t *s, enum st_id id)
-{
-	if (s->st[id] == NULL &&
-	    sqlite3_prepare_v3(s->db, st_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
-	    &s->st[id], NULL) != SQLITE_OK)
-		return NULL;
-	sqlite3_reset(s->st[id]);
-	sqlite3_clear_bindings(s->st[id]);
-	return s->st[id];
-}
-
-/* A cached statement into *st; VLT_ERR_INTERNAL if it cannot be had. */
-static int
-st_prep(store_t *s, enum st_id id, sqlite3_stmt **st)
-{
-	*st = st_get(s, id);
-	return *st == NULL ? VLT_ERR_INTERNAL : 0;
-}
-
-/* Steps st once: 0 on a row, none when there is no row, else the error. */
-static int
-step_row(sqlite3_stmt *st, int none)
-{
-	int rc = sqlite3_step(st);
-
-	if (rc == SQLITE_ROW)
-		return 0;
-	return rc == SQLITE_DONE ? none : map_rc(rc);
-}
-
 static void
-st_done(sqlite3_stmt *st)
+lock_read(store_t *s)
 {
-	if (st != NULL) {
-		sqlite3_reset(st);
-		sqlite3_clear_bindings(st);
-	}
-}
-
-/* Runs a statement without result rows. */
-static int
-st_run(store_t *s, sqlite3_stmt *st)
-{
-	int rc = sqlite3_step(st);
-
-	st_done(st);
-	(void)s;
-	return rc == SQLITE_DONE ? 0 : map_rc(rc);
-}
-
-/* Runs a cached statement without parameters or result rows. */
-static int
-st_exec(store_t *s, enum st_id id)
-{
-	sqlite3_stmt *st;
-	int r;
-
-	if ((r = st_prep(s, id, &st)) != 0)
-		return r;
-	return st_run(s, st);
-}
-
-/* Caller holds the lock. Every cached version is stale from here on. */
-static int
-tx_begin(store_t *s)
-{
-	atomic_fetch_add(&s->gen, 1);
-	return st_exec(s, ST_BEGIN);
-}
-
-static int
-tx_commit(store_t *s)
-{
-	return st_exec(s, ST_COMMIT);
-}
-
-static void
-tx_rollback(store_t *s)
-{
-	sqlite3_stmt *st;
-
-	if (sqlite3_get_autocommit(s->db))
-		return;
-	st = st_get(s, ST_ROLLBACK);
-	if (st != NULL)
-		(void)st_run(s, st);
-}
-
-/* Ends a transaction: COMMIT when r is 0, else ROLLBACK. */
-static int
-tx_end(store_t *s, int r)
-{
-	if (r == 0) {
-		r = tx_commit(s);
-		if (r == 0)
-			return 0;
-	}
-	tx_rollback(s);
-	return r;
-}
-
-static int
-bind_text(sqlite3_stmt *st, int i, const char *v)
-{
-	if (v == NULL)
-		return sqlite3_bind_null(st, i);
-	return sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
-}
-
-static void
-copy_col_text(sqlite3_stmt *st, int i, char *dst, size_t cap)
-{
-	const unsigned char *t = sqlite3_column_text(st, i);
-	size_t len = t == NULL ? 0 : (size_t)sqlite3_column_bytes(st, i);
-
-	if (len >= cap)
-		len = cap - 1;
-	if (len > 0)
-		memcpy(dst, t, len);
-	dst[len] = '\0';
-}
-
-/* Fills one zeroed array element from the current row. */
-typedef int (*row_fn)(sqlite3_stmt *st, void *elem);
-
-/* Steps a bound statement to its end, one elem-sized element a row
- * (capacity first, doubling). *arr and *n are set even on failure, so
- * that the caller can free what was read. */
-static int
-collect_rows(sqlite3_stmt *st, size_t elem, size_t first, row_fn fn,
-    void **arr, size_t *n)
-{
-	unsigned char *a = NULL, *tmp;
-	size_t cnt = 0, cap = 0;
-	int rc, r = 0;
-
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (cnt == cap) {
-			cap = cap ? cap * 2 : first;
-			if ((tmp = reallocarray(a, cap, elem)) == NULL) {
-				r = VLT_ERR_NO_MEMORY;
-				goto out;
-			}
-			a = tmp;
-		}
-		memset(a + cnt * elem, 0, elem);
-		cnt++;
-		if ((r = fn(st, a + (cnt - 1) * elem)) != 0)
-			goto out;
-	}
-	if (rc != SQLITE_DONE)
-		r = map_rc(rc);
-out:
-	*arr = a;
-	*n = cnt;
-	return r;
-}
-
-/* Frees an array of n elements and what they own. */
-typedef void (*free_fn)(void *arr, size_t n);
-
-static void
-free_plain(void *arr, size_t n)
-{
-	(void)n;
-	free(arr);
-}
-
-/* collect_rows over a cached statement, ?1 bound to *p1 if p1 is not
- * NULL; takes the lock. On failure what was read is freed with
- * release and *arr, *n are NULL, 0. */
-static int
-list_rows(store_t *s, enum st_id id, const int64_t *p1, size_t elem,
-    size_t first, row_fn fn, free_fn release, void **arr, size_t *n)
-{
-	sqlite3_stmt *st;
-	int r;
-
-	*arr = NULL;
-	*n = 0;
 	pthread_mutex_lock(&s->lock);
-	if ((r = st_prep(s, id, &st)) == 0) {
-		if (p1 != NULL)
-			sqlite3_bind_int64(st, 1, *p1);
-		r = collect_rows(st, elem, first, fn, arr, n);
-	}
-	st_done(st);
-	pthread_mutex_unlock(&s->lock);
-	if (r != 0) {
-		release(*arr, *n);
-		*arr = NULL;
-		*n = 0;
-	}
-	return r;
 }
 
-/* Binds a write statement's parameters from arg. */
-typedef void (*bind_fn)(sqlite3_stmt *st, const void *arg);
-
-/* Runs one cached write statement; caller holds the lock and a
- * transaction. */
-static int
-write_locked(store_t *s, enum st_id id, bind_fn bind, const void *arg)
+/* A write: every cached version is stale from here on, under the lock
+ * and before the backend changes anything. */
+static void
+lock_write(store_t *s)
 {
-	sqlite3_stmt *st;
-	int r;
-
-	if ((r = st_prep(s, id, &st)) != 0)
-		return r;
-	bind(st, arg);
-	return st_run(s, st);
-}
-
-/* write_locked in a transaction of its own; takes the lock. */
-static int
-write_one(store_t *s, enum st_id id, bind_fn bind, const void *arg)
-{
-	int r;
-
 	pthread_mutex_lock(&s->lock);
-	if ((r = tx_begin(s)) == 0)
-		r = tx_end(s, write_locked(s, id, bind, arg));
+	vcache_invalidate(s->vc);
+}
+
+static int
+unlock(store_t *s, int r)
+{
 	pthread_mutex_unlock(&s->lock);
 	return r;
-}
-
-/* row_fn for a one-column list of names. */
-static int
-row_name(sqlite3_stmt *st, void *elem)
-{
-	copy_col_text(st, 0, elem, VLT_NAME_MAX + 1);
-	return 0;
-}
-
-/* row_fn for a one-column list of version ids. */
-static int
-row_version_id(sqlite3_stmt *st, void *elem)
-{
-	copy_col_text(st, 0, elem, VLT_VERSION_LEN + 1);
-	return 0;
-}
-
-/* Fills *k (and optionally the blob) from a row of V_COLS. */
-static int
-read_version_row(sqlite3_stmt *st, struct vlt_key_info *k, int64_t *seq,
-    uint8_t **blob, size_t *blob_len)
-{
-	const void *p;
-	size_t len;
-
-	memset(k, 0, sizeof(*k));
-	copy_col_text(st, 0, k->name, sizeof(k->name));
-	copy_col_text(st, 1, k->version, sizeof(k->version));
-	k->kty = (enum vlt_kty)sqlite3_column_int(st, 2);
-	k->hsm = sqlite3_column_int(st, 3);
-	k->key_size = (unsigned)sqlite3_column_int(st, 4);
-	k->crv = (enum vlt_curve)sqlite3_column_int(st, 5);
-	k->key_ops = (unsigned)sqlite3_column_int64(st, 6);
-	k->attrs.enabled = sqlite3_column_int(st, 7);
-	k->attrs.nbf = sqlite3_column_int64(st, 8);
-	k->attrs.exp = sqlite3_column_int64(st, 9);
-	k->attrs.created = sqlite3_column_int64(st, 10);
-	k->attrs.updated = sqlite3_column_int64(st, 11);
-	if (sqlite3_column_type(st, 12) != SQLITE_NULL) {
-		const unsigned char *t = sqlite3_column_text(st, 12);
-
-		if (t == NULL || (k->tags = strdup((const char *)t)) == NULL)
-			goto nomem;
-	}
-	p = sqlite3_column_blob(st, 13);
-	len = (size_t)sqlite3_column_bytes(st, 13);
-	if (len > 0) {
-		if ((k->spki = malloc(len)) == NULL)
-			goto nomem;
-		memcpy(k->spki, p, len);
-		k->spki_len = len;
-	}
-	k->deleted_date = sqlite3_column_int64(st, 14);
-	k->scheduled_purge_date = sqlite3_column_int64(st, 15);
-	if (seq != NULL)
-		*seq = sqlite3_column_int64(st, 16);
-	if (blob != NULL) {
-		p = sqlite3_column_blob(st, 17);
-		len = (size_t)sqlite3_column_bytes(st, 17);
-		if (len == 0 || (*blob = malloc(len)) == NULL)
-			goto nomem;
-		memcpy(*blob, p, len);
-		*blob_len = len;
-	}
-	return 0;
-nomem:
-	vlt_key_info_clear(k);
-	return VLT_ERR_NO_MEMORY;
 }
 
 int
 store_open(const char *path, int create, store_t **out)
 {
-	store_t *s = NULL;
-	int64_t uv = 0;
-	int r, fd, flags;
-	size_t i;
+	store_t *s;
+	int r;
 
 	*out = NULL;
-	if (create) {
-		/* Created here so that the db, and the -wal and -shm files
-		 * SQLite derives from its mode, are 0600 whatever the umask. */
-		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd < 0)
-			return errno == EEXIST ? VLT_ERR_EXISTS : VLT_ERR_IO;
-		close(fd);
-	}
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return VLT_ERR_NO_MEMORY;
+	s->be = &store_sqlite_backend;
 	if (pthread_mutex_init(&s->lock, NULL) != 0) {
 		free(s);
 		return VLT_ERR_INTERNAL;
 	}
-	atomic_init(&s->gen, 1);
-	if ((r = vcache_init(s)) != 0)
-		goto out;
-	flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX;
-	if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
-		r = VLT_ERR_IO;
-		goto out;
+	if ((r = vcache_new(&s->vc)) != 0 ||
+	    (r = s->be->open(path, create, &s->b)) != 0) {
+		store_close(s);
+		return r;
 	}
-	sqlite3_extended_result_codes(s->db, 1);
-	sqlite3_busy_timeout(s->db, 5000);
-	if ((r = exec_once(s->db, "PRAGMA journal_mode = WAL")) != 0 ||
-	    (r = exec_once(s->db, "PRAGMA synchronous = FULL")) != 0 ||
-	    (r = exec_once(s->db, "PRAGMA foreign_keys = ON")) != 0 ||
-	    (r = exec_once(s->db, "PRAGMA secure_delete = ON")) != 0)
-		goto out;
-	if ((r = pragma_int(s->db, "PRAGMA user_version", &uv)) != 0)
-		goto out;
-	if (uv == 0 && create) {
-		if ((r = tx_begin(s)) != 0)
-			goto out;
-		for (i = 0; i < sizeof(schema_v1) / sizeof(schema_v1[0]); i++)
-			if ((r = exec_once(s->db, schema_v1[i])) != 0)
-				break;
-		if ((r = tx_end(s, r)) != 0)
-			goto out;
-	} else if (uv != STORE_SCHEMA_VERSION) {
-		/* Not our database, or one from a newer release. */
-		r = VLT_ERR_INTERNAL;
-		goto out;
-	}
-	/* Added with rotation policies; vaults made before get it here. */
-	if ((r = exec_once(s->db, ROT_TABLE_SQL)) != 0)
-		goto out;
 	*out = s;
-	s = NULL;
-	r = 0;
-out:
-	store_close(s);
-	return r;
+	return 0;
 }
 
 void
 store_close(store_t *s)
 {
-	size_t i;
-
 	if (s == NULL)
 		return;
-	for (i = 0; i < ST_COUNT; i++)
-		sqlite3_finalize(s->st[i]);
-	sqlite3_close(s->db);
+	if (s->b != NULL)
+		s->be->close(s->b);
+	vcache_free(s->vc);
 	pthread_mutex_destroy(&s->lock);
-	vcache_free(s);
 	free(s);
-}
-
-int
-store_ping(store_t *s)
-{
-	sqlite3_stmt *st;
-	int r;
-
-	pthread_mutex_lock(&s->lock);
-	if ((r = st_prep(s, ST_PING, &st)) != 0)
-		goto out;
-	r = sqlite3_step(st) == SQLITE_ROW ? 0 : VLT_ERR_UNAVAILABLE;
-	/* writable: take the write lock and let it go (no fsync) */
-	if (r == 0 && sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL,
-	    NULL) != SQLITE_OK)
-		r = VLT_ERR_UNAVAILABLE;
-	else if (r == 0)
-		(void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-out:
-	st_done(st);
-	pthread_mutex_unlock(&s->lock);
-	return r;
-}
-
-/* Caller holds the lock. */
-static int
-settings_read(store_t *s, struct vlt_settings *out)
-{
-	sqlite3_stmt *st;
-	int r;
-
-	if ((r = st_prep(s, ST_SETTINGS_GET, &st)) != 0)
-		return r;
-	if ((r = step_row(st, VLT_ERR_INTERNAL)) == 0) {
-		out->retention_days = sqlite3_column_int(st, 0);
-		out->purge_protection = sqlite3_column_int(st, 1);
-	}
-	st_done(st);
-	return r;
-}
-
-static void
-bind_settings(sqlite3_stmt *st, const void *arg)
-{
-	const struct vlt_settings *in = arg;
-
-	sqlite3_bind_int(st, 1, in->retention_days);
-	sqlite3_bind_int(st, 2, in->purge_protection);
-}
-
-int
-store_settings_get(store_t *s, struct vlt_settings *out)
-{
-	int r;
-
-	pthread_mutex_lock(&s->lock);
-	r = settings_read(s, out);
-	pthread_mutex_unlock(&s->lock);
-	return r;
-}
-
-int
-store_settings_init(store_t *s, const struct vlt_settings *st)
-{
-	return write_one(s, ST_SETTINGS_PUT, bind_settings, st);
-}
-
-int
-store_settings_update(store_t *s, int retention_days, int purge_protection)
-{
-	struct vlt_settings cur;
-	int r;
-
-	pthread_mutex_lock(&s->lock);
-	if ((r = tx_begin(s)) != 0)
-		goto out;
-	if ((r = settings_read(s, &cur)) != 0)
-		goto end;
-	if (retention_days >= 0) {
-		if (retention_days < 7 || retention_days > 90) {
-			r = VLT_ERR_BAD_PARAM;
-			goto end;
-		}
-		cur.retention_days = retention_days;
-	}
-	if (purge_protection == 1) {
-		cur.purge_protection = 1;
-	} else if (purge_protection == 0) {
-		if (cur.purge_protection) {
-			r = VLT_ERR_BAD_PARAM;
-			goto end;
-		}
-	} else if (purge_protection != -1) {
-		r = VLT_ERR_BAD_PARAM;
-		goto end;
-	}
-	r = write_locked(s, ST_SETTINGS_PUT, bind_settings, &cur);
-end:
-	r = tx_end(s, r);
-out:
-	pthread_mutex_unlock(&s->lock);
-	return r;
-}
-
-/* Deletion state of a key; VLT_ERR_NOT_FOUND if there is no such name.
- * canon (optional, VLT_NAME_MAX + 1): the name as stored. */
-static int
-key_state(store_t *s, const char *name, char *canon, int64_t *deleted,
-    int64_t *purge_date)
-{
-	sqlite3_stmt *st;
-	int r;
-
-	if ((r = st_prep(s, ST_KEY_STATE, &st)) != 0)
-		return r;
-	bind_text(st, 1, name);
-	if ((r = step_row(st, VLT_ERR_NOT_FOUND)) == 0) {
-		if (canon != NULL)
-			copy_col_text(st, 0, canon, VLT_NAME_MAX + 1);
-		*deleted = sqlite3_column_int64(st, 1);
-		*purge_date = sqlite3_column_int64(st, 2);
-	}
-	st_done(st);
-	return r;
-}
-
-/* The body of store_version_insert; caller holds the lock and a
- * transaction. */
-static int
-version_insert_locked(store_t *s, const struct vlt_key_info *k,
-    const uint8_t *blob, size_t blob_len)
-{
-	char canon[VLT_NAME_MAX + 1];
-	sqlite3_stmt *st = NULL;
-	int64_t deleted, purge_date, seq;
-	int r;
-
-	if (blob_len == 0 || blob_len > INT32_MAX || k->spki_len == 0 ||
-	    k->spki_len > INT32_MAX)
-		return VLT_ERR_INTERNAL;
-	r = key_state(s, k->name, canon, &deleted, &purge_date);
-	if (r == VLT_ERR_NOT_FOUND) {
-		if ((r = st_prep(s, ST_KEY_INSERT, &st)) != 0)
-			goto end;
-		bind_text(st, 1, k->name);
-		if ((r = st_run(s, st)) != 0)
-			goto end;
-		snprintf(canon, sizeof(canon), "%s", k->name);
-	} else if (r != 0) {
-		goto end;
-	} else if (deleted != 0) {
-		r = VLT_ERR_DELETED_RECOVERABLE;
-		goto end;
-	}
-	if ((r = st_prep(s, ST_VERSION_INSERT, &st)) != 0)
-		goto end;
-	bind_text(st, 1, canon);
-	bind_text(st, 2, k->version);
-	sqlite3_bind_int(st, 3, (int)k->kty);
-	sqlite3_bind_int(st, 4, k->hsm ? 1 : 0);
-	sqlite3_bind_int64(st, 5, k->key_size);
-	sqlite3_bind_int(st, 6, (int)k->crv);
-	sqlite3_bind_int64(st, 7, k->key_ops);
-	sqlite3_bind_int(st, 8, k->attrs.enabled ? 1 : 0);
-	sqlite3_bind_int64(st, 9, k->attrs.nbf);
-	sqlite3_bind_int64(st, 10, k->attrs.exp);
-	sqlite3_bind_int64(st, 11, k->attrs.created);
-	sqlite3_bind_int64(st, 12, k->attrs.updated);
-	bind_text(st, 13, k->tags);
-	sqlite3_bind_blob(st, 14, k->spki, (int)k->spki_len, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 15, blob, (int)blob_len, SQLITE_STATIC);
-	if ((r = st_run(s, st)) != 0)
-		goto end;
-	seq = sqlite3_last_insert_rowid(s->db);
-	if ((r = st_prep(s, ST_KEY_LATEST, &st)) != 0)
-		goto end;
-	sqlite3_bind_int64(st, 1, seq);
-	bind_text(st, 2, canon);
-	r = st_run(s, st);
-end:
-	return r;
-}
-
-int
-store_version_insert(store_t *s, const struct vlt_key_info *k,
-    const uint8_t *blob, size_t blob_len)
-{
-	int r;
-
-	pthread_mutex_lock(&s->lock);
-	if ((r = tx_begin(s)) == 0)
-		r = tx_end(s, version_insert_locked(s, k, blob, blob_len));
-	pthread_mutex_unlock(&s->lock);
-	return r;
-}
-
-int
-store_key_restore(store_t *s, const struct vlt_key_info *ks,
-    uint8_t *const *blobs, const size_t *blob_lens, size_t n)
-{
-	int64_t deleted, purge_date;
-	size_t i;
-	int r;
-
-	if (n == 0)
-		return VLT_ERR_BAD_PARAM;
-	pthread_mutex_lock(&s->lock);
-	if ((r = tx_begin(s)) != 0)
-		goto out;
-	r = key_state(s, ks[0].name, NULL, &deleted, &purge_date);
-	if (r == 0)
-		r = VLT_ERR_CONFLICT;      /* live or deleted: Azure's 409 */
-	else if (r == VLT_ERR_NOT_FOUND)
-		r = 0;
-	for (i = 0; r == 0 && i < n; i++)
-		r = version_insert_locked(s, &ks[i], blobs[i], blob_lens[i]);
-	r = tx_end(s, r);
-out:
-	pthread_mutex_unlock(&s->lock);
-	return r;
-}
-
-/* ---- the blob upgrade ------------------------------------------------ */
-
-void
-store_blob_free_array(struct store_blob *items, size_t n)
-{
-	size_t i;
-
-	if (items == NULL)
-		return;
-	for (i = 0; i < n; i++) {
-		free(items[i].blob);
-		free(items[i].bound);
-	}
-	free(items);
-}
-
-static int
-row_blob(sqlite3_stmt *st, void *elem)
-{
-	struct store_blob *b = elem;
-	const void *p = sqlite3_column_blob(st, 3);
-	size_t len = (size_t)sqlite3_column_bytes(st, 3);
-
-	b->seq = sqlite3_column_int64(st, 0);
-	copy_col_text(st, 1, b->name, sizeof(b->name));
-	copy_col_text(st, 2, b->version, sizeof(b->version));
-	if (len == 0 || p == NULL)
-		return 0;           /* NOT NULL, but never trust a row */
-	if ((b->blob = malloc(len)) == NULL)
-		return VLT_ERR_NO_MEMORY;
-	memcpy(b->blob, p, len);
-	b->blob_len = len;
-	return 0;
-}
-
-int
-store_blob_scan(store_t *s, int64_t after_seq, size_t limit,
-    struct store_blob **items, size_t *n)
-{
-	sqlite3_stmt *st;
-	void *arr = NULL;
-	int r;
-
-	*items = NULL;
-	*n = 0;
-	if (limit == 0 || limit > INT32_MAX)
-		return VLT_ERR_BAD_PARAM;
-	pthread_mutex_lock(&s->lock);
-	if ((r = st_prep(s, ST_BLOB_SCAN, &st)) == 0) {
-		sqlite3_bind_int64(st, 1, after_seq);
-		sqlite3_bind_int64(st, 2, (int64_t)limit);
-		r = collect_rows(st, sizeof(**items), limit < 64 ? limit : 64,
-		    row_blob, &arr, n);
-	}
-	st_done(st);
-	pthread_mutex_unlock(&s->lock);
-	*items = arr;
-	if (r != 0) {
-		store_blob_free_array(*items, *n);
-		*items = NULL;
-		*n = 0;
-	}
-	return r;
-}
-
-int
-store_blob_replace(store_t *s, const struct store_blob *items, size_t n,
-    size_t *replaced)
-{
-	sqlite3_stmt *st;
-	size_t i, done = 0;
-	int r;
-
-	*replaced = 0;
-	pthread_mutex_lock(&s->lock);
-	if ((r = tx_begin(s)) != 0)
-		goto out;
-	for (i = 0; r == 0 && i < n; i++) {
-		const struct store_blob *b = &items[i];
-
-		if (b->bound == NULL || b->bound_len == 0 ||
-		    b->bound_len > INT32_MAX || b->blob_len > INT32_MAX) {
-			r = VLT_ERR_INTERNAL;
-			break;
-		}
-		if ((r = st_prep(s, ST_BLOB_REPLACE, &st)) != 0)
-			break;
-		sqlite3_bind_blob(st, 1, b->bound, (int)b->bound_len,
-		    SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, b->seq);
-		sqlite3_bind_blob(st, 3, b->blob, (int)b->blob_len,
-		    SQLITE_STATIC);
-		if ((r = st_run(s, st)) == 0 && sqlite3_changes(s->db) == 1)
-			done++;
-	}
-	r = tx_end(s, r);
-	if (r == 0)
-		*replaced = done;
-out:
-	pthread_mutex_unlock(&s->lock);
-	return r;
-}
-
-/* ---- rotation policies ---------------------------------------------------- */
-
-/* actions as text: one "action trigger secs duration" line each */
-static int
-actions_text(const struct vlt_rotation_policy *p, char *buf, size_t cap)
-{
-	size_t i, off = 0;
-	int n;
-
-	buf[0] = '\0';
-	for (i = 0; i < p->n && i < VLT_ROT_ACTIONS_MAX; i++) {
-		n = snprintf(buf + off, cap - off, "%d %d %lld %s\n",
-		    (int)p->a[i].action, (int)p->a[i].trigger,
-		    (long long)p->a[i].secs, p->a[i].duration);
-		if (n < 0 || (size_t)n >= cap - off)
-			return VLT_ERR_INTERNAL;
-		off += (size_t)n;
-	}
-	return 0;
-}
-
-static void
-actions_parse(const char *t, struct vlt_rotation_policy *p)
-{
-	int act, trig, used;
-	long long secs;
-	char dur[VLT_DURATION_MAX];
-
-	p->n = 0;
-	while (t != NULL && *t != '\0' && p->n < VLT_ROT_ACTIONS_MAX) {
-		if (sscanf(t, "%d %d %lld %31s%n", &act, &trig, &secs, dur,
-		    &used) != 4)
-			break;
-		p->a[p->n].action = (enum vlt_rot_action)act;
-		p->a[p->n].trigger = (enum vlt_rot_trigger)trig;
-		p->a[p->n].secs = secs;
-		snprintf(p->a[p->n].duration, sizeof(p->a[p->n].duration),
-		    "%s", dur);
-		p->n++;
-		t += used;
-		while (*t == '\n')
-			t++;
-	}
-}
-
-static void
-rot_row(sqlite3_stmt *st, int col, struct vlt_rotation_policy *p)
-{
-	memset(p, 0, sizeof(*p));
-	p->expiry_secs = sqlite3_column_int64(st, col);
-	copy_col_text(st, col + 1, p->expiry, sizeof(p->expiry));
-	actions_parse((const char *)sqlite3_column_text(st, col + 2), p);
-	p->created = sqlite3_column_int64(st, col + 3);
-	p->updated = sqlite3_column_int64(st, col + 4);
-}
-
-int
-store_rotation_get(store_t *s, const char *name,
-    struct vlt_rotation_policy *out)
-{
-	sqlite3_stmt *st = NULL;
-	int r;
-
-	memset(out, 0, sizeof(*out));
-	pthread_mutex_lock(&s->lock);
-	if (sqlite3_prepare_v2(s->db, "SELECT expiry_secs, expiry, actions, "
-	    "created, updated FROM rotation_policies WHERE name = ?1", -1,
-	    &st, NULL) != SQLITE_OK) {
-		r = VLT_ERR_INTERNAL;
-		goto out;
-	}
-	bind_text(st, 1, name);
-	if ((r = step_row(st, VLT_ERR_NOT_FOUND)) == 0)
-		rot_row(st, 0, out);
-out:
-	sqlite3_finalize(st);
-	pthread_mutex_unlock(&s->lock);
-	return r;
-}
-
-int
-store_rotation_put(store_t *s, const char *name,
-    const struct vlt_rotation_policy *p, int64_t now)
-{
-	char acts[VLT_ROT_ACTIONS_MAX * (VLT_DURATION_MAX + 48)];
-	sqlite3_stmt *st = NULL;
-	int64_t deleted, purge_date;
-	char canon[VLT_NAME_MAX + 1];
-	int r;
-
-	if ((r = actions_text(p, acts, sizeof(acts))) != 0)
-		return r;
-	pthread_mutex_lock(&s->lock);
-	if ((r = tx_begin(s)) != 0)
-		goto out;
-	if ((r = key_state(s, name, canon, &deleted, &purge_date)) != 0)
-		goto end;
-	if (deleted != 0) {
-		r = VLT_ERR_NOT_FOUND;
-		goto end;
-	}
-	if (sqlite3_prepare_v2(s->db, "INSERT INTO rotation_policies(name, "
-	    "expiry_secs, expiry, actions, created, updated) VALUES "
-	    "(?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT(name) DO UPDATE SET "
-	    "expiry_secs = excluded.expiry_secs, expiry = excluded.expiry, "
-	    "actions = excluded.actions, updated = excluded.updated", -1, &st,
-	    NULL) != SQLITE_OK) {
-		r = VLT_ERR_INTERNAL;
-		goto end;
-	}
-	bind_text(st, 1, canon);
-	sqlite3_bind_int64(st, 2, p->expiry_secs);
-	bind_text(st, 3, p->expiry);
-	bind_text(st, 4, acts);
-	sqlite3_bind_int64(st, 5, now);
-	r = sqlite3_step(st) == SQLITE_DONE ? 0 : VLT_ERR_INTERNAL;
-end:
-	sqlite3_finalize(st);
-	r = tx_end(s, r);
-out:
-	pthread_mutex_unlock(&s->lock);
-	return r;
-}
-
-int
-store_rotation_list(store_t *s, char (**names)[VLT_NAME_MAX + 1],
-    struct vlt_rotation_policy **pols, size_t *n)
-{
-	char (*nm)[VLT_NAME_MAX + 1] = NULL, (*tn)[VLT_NAME_MAX + 1];
-	struct vlt_rotation_policy *ps = NULL, *tp;
-	sqlite3_stmt *st = NULL;
-	size_t cnt = 0, cap = 0;
-	int rc, r = 0;
-
-	*names = NULL;
-	*pols = NULL;
-	*n = 0;
-	pthread_mutex_lock(&s->lock);
-	if (sqlite3_prepare_v2(s->db, "SELECT r.name, r.expiry_secs, "
-	    "r.expiry, r.actions, r.created, r.updated FROM rotation_policies r "
-	    "JOIN keys k ON k.name = r.name WHERE k.deleted_date = 0 "
-	    "ORDER BY r.name", -1, &st, NULL) != SQLITE_OK) {
-		r = VLT_ERR_INTERNAL;
-		goto out;
-	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (cnt == cap) {
-			cap = cap ? cap * 2 : 8;
-			if ((tn = reallocarray(nm, cap, sizeof(*nm))) == NULL) {
-				r = VLT_ERR_NO_MEMORY;
-				goto out;
-			}
-			nm = tn;
-			if ((tp = reallocarray(ps, cap, sizeof(*ps))) == NULL) {
-				r = VLT_ERR_NO_MEMORY;
-				goto out;
-			}
-			ps = tp;
-		}
-		copy_col_text(st, 0, nm[cnt], sizeof(nm[cnt]));
-		rot_row(st, 1, &ps[cnt]);
-		cnt++;
-	}
-	if (rc != SQLITE_DONE)
-		r = map_rc(rc);
-out:
-	sqlite3_finalize(st);
-	pthread_mutex_unlock(&s->lock);
-	if (r != 0) {
-		free(nm);
-		free(ps);
-		return r;
-	}
-	*names = nm;
-	*pols = ps;
-	*n = cnt;
-	return 0;
-}
-
-/* Caller holds the lock. */
-static int
-version_fetch(store_t *s, const char *name, const char *version,
-    int deleted, struct vlt_key_info *out, int64_t *seq, uint8_t **blob,
-    size_t *blob_len)
-{
-	sqlite3_stmt *st;
-	int r, i = 1;
-
-	if ((r = st_prep(s, version == NULL ? ST_VERSION_LATEST :
-	    ST_VERSION_BY_ID, &st)) != 0)
-		return r;
-	bind_text(st, i++, name);
-	if (version != NULL)
-		bind_text(st, i++, version);
-	sqlite3_bind_int(st, i, deleted ? 1 : 0);
-	if ((r = step_row(st, VLT_ERR_NOT_FOUND)) == 0)
-		r = read_version_row(st, out, seq, blob, blob_len);
-	st_done(st);
-	return r;
-}
-
-/* ---- the version cache ---------------------------------------------- */
-
-static int
-vcache_init(store_t *s)
-{
-	size_t i;
-
-	s->vc = calloc(VCACHE_SLOTS, sizeof(*s->vc));
-	if (s->vc == NULL)
-		return VLT_ERR_NO_MEMORY;
-	for (i = 0; i < VCACHE_STRIPES; i++) {
-		if (pthread_mutex_init(&s->vc_lock[i], NULL) != 0) {
-			while (i-- > 0)
-				pthread_mutex_destroy(&s->vc_lock[i]);
-			free(s->vc);
-			s->vc = NULL;
-			return VLT_ERR_INTERNAL;
-		}
-	}
-	s->vc_locks_ok = 1;
-	return 0;
-}
-
-static void
-vcache_ent_clear(struct vcache_ent *e)
-{
-	vlt_key_info_clear(&e->k);
-	free(e->blob);
-	e->blob = NULL;
-	e->blob_len = 0;
-	e->gen = 0;
-}
-
-static void
-vcache_free(store_t *s)
-{
-	size_t i;
-
-	if (s->vc != NULL)
-		for (i = 0; i < VCACHE_SLOTS; i++)
-			vcache_ent_clear(&s->vc[i]);
-	if (s->vc_locks_ok)
-		for (i = 0; i < VCACHE_STRIPES; i++)
-			pthread_mutex_destroy(&s->vc_lock[i]);
-	free(s->vc);
-	s->vc = NULL;
-}
-
-/* The cache key of (name, version): names compare case-insensitively
- * (ASCII, as SQLite's NOCASE), versions exactly; NULL is the latest.
- * Returns its length, 0 if it does not fit. */
-static size_t
-vcache_key(const char *name, const char *version, char *key)
-{
-	size_t nl = strlen(name), vl = version ? strlen(version) : 0, i;
-
-	if (nl == 0 || nl > VLT_NAME_MAX || vl > VLT_VERSION_LEN ||
-	    (version != NULL && vl == 0))
-		return 0;
-	for (i = 0; i < nl; i++)
-		key[i] = (char)tolower((unsigned char)name[i]);
-	key[nl] = '\0';
-	if (vl)
-		memcpy(key + nl + 1, version, vl);
-	return nl + 1 + vl;
-}
-
-static size_t
-vcache_slot(const char *key, size_t len)
-{
-	uint64_t h = 1469598103934665603ULL;       /* FNV-1a */
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		h = (h ^ (unsigned char)key[i]) * 1099511628211ULL;
-	return (size_t)(h % VCACHE_SLOTS);
-}
-
-static int
-dup_bytes(const uint8_t *src, size_t n, uint8_t **dst)
-{
-	*dst = NULL;
-	if (src == NULL)
-		return 0;
-	if ((*dst = malloc(n ? n : 1)) == NULL)
-		return VLT_ERR_NO_MEMORY;
-	memcpy(*dst, src, n);
-	return 0;
-}
-
-/* A deep copy of a key info (tags and spki duplicated). */
-static int
-key_info_copy(const struct vlt_key_info *src, struct vlt_key_info *dst)
-{
-	*dst = *src;
-	dst->tags = NULL;
-	dst->spki = NULL;
-	if ((src->tags && (dst->tags = strdup(src->tags)) == NULL) ||
-	    dup_bytes(src->spki, src->spki_len, &dst->spki) != 0) {
-		vlt_key_info_clear(dst);
-		return VLT_ERR_NO_MEMORY;
-	}
-	return 0;
-}
-
-/* 1 and copies out on a hit of the current generation, else 0. */
-static int
-vcache_get(store_t *s, const char *key, size_t klen, size_t slot,
-    struct vlt_key_info *out, uint8_t **blob, size_t *blob_len)
-{
-	struct vcache_ent *e = &s->vc[slot];
-	pthread_mutex_t *l = &s->vc_lock[slot % VCACHE_STRIPES];
-	int hit = 0;
-
-	pthread_mutex_lock(l);
-	if (e->gen != 0 && e->gen == atomic_load(&s->gen) &&
-	    e->key_len == klen && memcmp(e->key, key, klen) == 0 &&
-	    key_info_copy(&e->k, out) == 0) {
-		hit = 1;
-		if (blob != NULL) {
-			if (dup_bytes(e->blob, e->blob_len, blob) != 0) {
-				vlt_key_info_clear(out);
-				hit = 0;
-			} else {
-				*blob_len = e->blob_len;
-			}
-		}
-	}
-	pthread_mutex_unlock(l);
-	atomic_fetch_add(hit ? &s->vc_hits : &s->vc_misses, 1);
-	return hit;
-}
-
-/* Keeps a copy of a version read in generation gen (best effort). */
-static void
-vcache_put(store_t *s, const char *key, size_t klen, size_t slot,
-    uint64_t gen, const struct vlt_key_info *k, const uint8_t *blob,
-    size_t blob_len)
-{
-	struct vcache_ent *e = &s->vc[slot];
-	pthread_mutex_t *l = &s->vc_lock[slot % VCACHE_STRIPES];
-	struct vlt_key_info kc;
-	uint8_t *bc;
-
-	if (key_info_copy(k, &kc) != 0)
-		return;
-	if (dup_bytes(blob, blob_len, &bc) != 0) {
-		vlt_key_info_clear(&kc);
-		return;
-	}
-	pthread_mutex_lock(l);
-	vcache_ent_clear(e);
-	memcpy(e->key, key, klen);
-	e->key_len = klen;
-	e->k = kc;
-	e->blob = bc;
-	e->blob_len = blob_len;
-	e->gen = gen;
-	pthread_mutex_unlock(l);
 }
 
 void
 store_vcache_stats(store_t *s, uint64_t *hits, uint64_t *misses)
 {
-	*hits = atomic_load(&s->vc_hits);
-	*misses = atomic_load(&s->vc_misses);
+	vcache_stats(s->vc, hits, misses);
 }
 
 int
 store_version_get(store_t *s, const char *name, const char *version,
     int deleted, struct vlt_key_info *out, uint8_t **blob, size_t *blob_len)
 {
-	char key[VCACHE_KEY_MAX];
-	size_t klen = 0, slot = 0, bl = 0;
 	uint8_t *b = NULL;
+	size_t bl = 0;
 	uint64_t gen;
-	int r;
+	int r, c;
 
 	memset(out, 0, sizeof(*out));
-	if (!deleted && s->vc != NULL &&
-	    (klen = vcache_key(name, version, key)) != 0) {
-		slot = vcache_slot(key, klen);
-		if (vcache_get(s, key, klen, slot, out, blob, blob_len))
-			return 0;
-	}
-	pthread_mutex_lock(&s->lock);
-	gen = atomic_load(&s->gen);
+	c = deleted ? VCACHE_UNCACHED :
+	    vcache_get(s->vc, name, version, out, blob, blob_len);
+	if (c == 1)
+		return 0;
+	lock_read(s);
+	gen = vcache_gen(s->vc);
 	/* a miss reads the blob too, so that the entry serves both kinds */
-	r = version_fetch(s, name, version, deleted, out, NULL,
-	    klen != 0 ? &b : blob, klen != 0 ? &bl : blob_len);
-	pthread_mutex_unlock(&s->lock);
-	if (r != 0 || klen == 0)
+	r = s->be->version_get(s->b, name, version, deleted, out,
+	    c == 0 ? &b : blob, c == 0 ? &bl : blob_len);
+	(void)unlock(s, r);
+	if (r != 0 || c != 0)
 		return r;
-	vcache_put(s, key, klen, slot, gen, out, b, bl);
+	vcache_put(s->vc, name, version, gen, out, b, bl);
 	if (blob != NULL) {
 		*blob = b;
 		*blob_len = bl;
@@ -1375,112 +121,77 @@ store_version_get(store_t *s, const char *name, const char *version,
 }
 
 int
+store_ping(store_t *s)
+{
+	int r;
+
+	lock_read(s);
+	r = s->be->ping(s->b);
+	return unlock(s, r);
+}
+
+int
+store_settings_get(store_t *s, struct vlt_settings *out)
+{
+	int r;
+
+	lock_read(s);
+	r = s->be->settings_get(s->b, out);
+	return unlock(s, r);
+}
+
+int
+store_settings_init(store_t *s, const struct vlt_settings *st)
+{
+	int r;
+
+	lock_write(s);
+	r = s->be->settings_init(s->b, st);
+	return unlock(s, r);
+}
+
+int
+store_settings_update(store_t *s, int retention_days, int purge_protection)
+{
+	int r;
+
+	lock_write(s);
+	r = s->be->settings_update(s->b, retention_days, purge_protection);
+	return unlock(s, r);
+}
+
+int
+store_version_insert(store_t *s, const struct vlt_key_info *info,
+    const uint8_t *blob, size_t blob_len)
+{
+	int r;
+
+	lock_write(s);
+	r = s->be->version_insert(s->b, info, blob, blob_len);
+	return unlock(s, r);
+}
+
+int
 store_version_update(store_t *s, const char *name, const char *version,
     const struct store_update *u, int (*check_ops)(enum vlt_kty, unsigned),
     struct vlt_key_info *out)
 {
-	struct vlt_key_info cur;
-	sqlite3_stmt *st;
-	int64_t seq = 0;
 	int r;
 
-	memset(&cur, 0, sizeof(cur));
-	memset(out, 0, sizeof(*out));
-	pthread_mutex_lock(&s->lock);
-	if ((r = tx_begin(s)) != 0)
-		goto out;
-	if ((r = version_fetch(s, name, version, 0, &cur, &seq, NULL,
-	    NULL)) != 0)
-		goto end;
-	if (u->has_key_ops) {
-		if ((r = check_ops(cur.kty, u->key_ops)) != 0)
-			goto end;
-		cur.key_ops = u->key_ops;
-	}
-	if (u->has_enabled)
-		cur.attrs.enabled = u->enabled ? 1 : 0;
-	if (u->has_nbf)
-		cur.attrs.nbf = u->nbf;
-	if (u->has_exp)
-		cur.attrs.exp = u->exp;
-	if ((r = st_prep(s, ST_VERSION_UPDATE, &st)) != 0)
-		goto end;
-	sqlite3_bind_int64(st, 1, cur.key_ops);
-	sqlite3_bind_int(st, 2, cur.attrs.enabled);
-	sqlite3_bind_int64(st, 3, cur.attrs.nbf);
-	sqlite3_bind_int64(st, 4, cur.attrs.exp);
-	bind_text(st, 5, u->tags != NULL ? u->tags : cur.tags);
-	sqlite3_bind_int64(st, 6, u->updated);
-	sqlite3_bind_int64(st, 7, seq);
-	if ((r = st_run(s, st)) != 0)
-		goto end;
-	vlt_key_info_clear(&cur);
-	r = version_fetch(s, name, version, 0, out, NULL, NULL, NULL);
-end:
-	r = tx_end(s, r);
-	if (r != 0)
-		vlt_key_info_clear(out);
-out:
-	vlt_key_info_clear(&cur);
-	pthread_mutex_unlock(&s->lock);
-	return r;
-}
-
-/* Collects up to limit V_COLS rows of a bound statement. */
-static int
-collect_versions(sqlite3_stmt *st, size_t limit, struct vlt_key_info **items,
-    size_t *n, int64_t *last_seq, int *more)
-{
-	struct vlt_key_info *arr;
-	size_t cnt = 0;
-	int rc = SQLITE_DONE, r = 0;
-
-	if ((arr = calloc(limit, sizeof(*arr))) == NULL)
-		return VLT_ERR_NO_MEMORY;
-	while (cnt < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if ((r = read_version_row(st, &arr[cnt], last_seq, NULL,
-		    NULL)) != 0)
-			goto out;
-		cnt++;
-	}
-	if (cnt == limit)
-		rc = sqlite3_step(st);   /* the limit + 1st row, if any */
-	*more = rc == SQLITE_ROW;
-	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-		r = map_rc(rc);
-out:
-	if (r != 0) {
-		vlt_key_info_free_array(arr, cnt);
-		return r;
-	}
-	*items = arr;
-	*n = cnt;
-	return 0;
+	lock_write(s);
+	r = s->be->version_update(s->b, name, version, u, check_ops, out);
+	return unlock(s, r);
 }
 
 int
-store_key_list(store_t *s, int deleted, const char *after_name,
-    size_t limit, struct vlt_key_info **items, size_t *n, int *more)
+store_key_list(store_t *s, int deleted, const char *after_name, size_t limit,
+    struct vlt_key_info **items, size_t *n, int *more)
 {
-	sqlite3_stmt *st = NULL;
 	int r;
 
-	*items = NULL;
-	*n = 0;
-	*more = 0;
-	if (limit == 0 || limit > 1000)
-		return VLT_ERR_BAD_PARAM;
-	pthread_mutex_lock(&s->lock);
-	if ((r = st_prep(s, ST_KEY_LIST, &st)) != 0)
-		goto out;
-	sqlite3_bind_int(st, 1, deleted ? 1 : 0);
-	bind_text(st, 2, after_name != NULL ? after_name : "");
-	sqlite3_bind_int64(st, 3, (int64_t)limit + 1);
-	r = collect_versions(st, limit, items, n, NULL, more);
-out:
-	st_done(st);
-	pthread_mutex_unlock(&s->lock);
-	return r;
+	lock_read(s);
+	r = s->be->key_list(s->b, deleted, after_name, limit, items, n, more);
+	return unlock(s, r);
 }
 
 int
@@ -1488,222 +199,129 @@ store_version_list(store_t *s, const char *name, int64_t after_seq,
     size_t limit, struct vlt_key_info **items, size_t *n, int64_t *last_seq,
     int *more)
 {
-	sqlite3_stmt *st = NULL;
-	int64_t deleted, purge_date;
 	int r;
 
-	*items = NULL;
-	*n = 0;
-	*last_seq = after_seq;
-	if (limit == 0 || limit > 1000)
-		return VLT_ERR_BAD_PARAM;
-	pthread_mutex_lock(&s->lock);
-	/* One read transaction: the existence check and the page agree. */
-	if ((r = tx_begin(s)) != 0)
-		goto out;
-	if ((r = key_state(s, name, NULL, &deleted, &purge_date)) != 0)
-		goto end;
-	if (deleted != 0) {
-		r = VLT_ERR_NOT_FOUND;
-		goto end;
-	}
-	if ((r = st_prep(s, ST_VERSION_LIST, &st)) != 0)
-		goto end;
-	bind_text(st, 1, name);
-	sqlite3_bind_int64(st, 2, after_seq);
-	sqlite3_bind_int64(st, 3, (int64_t)limit + 1);
-	r = collect_versions(st, limit, items, n, last_seq, more);
-	st_done(st);
-end:
-	r = tx_end(s, r);
-	if (r != 0 && *items != NULL) {
-		vlt_key_info_free_array(*items, *n);
-		*items = NULL;
-		*n = 0;
-	}
-out:
-	pthread_mutex_unlock(&s->lock);
-	return r;
-}
-
-/* Deletes (deleting) or recovers a key and reads it back as it now is. */
-static int
-key_delete_or_recover(store_t *s, const char *name, int deleting,
-    int64_t now, struct vlt_key_info *out)
-{
-	struct vlt_settings set;
-	sqlite3_stmt *st;
-	int r;
-
-	memset(out, 0, sizeof(*out));
-	pthread_mutex_lock(&s->lock);
-	if ((r = tx_begin(s)) != 0)
-		goto out;
-	if (deleting) {
-		if ((r = settings_read(s, &set)) != 0 ||
-		    (r = st_prep(s, ST_KEY_DELETE, &st)) != 0)
-			goto end;
-		sqlite3_bind_int64(st, 1, now);
-		sqlite3_bind_int64(st, 2,
-		    now + (int64_t)set.retention_days * 86400);
-		bind_text(st, 3, name);
-	} else {
-		if ((r = st_prep(s, ST_KEY_RECOVER, &st)) != 0)
-			goto end;
-		bind_text(st, 1, name);
-	}
-	if ((r = st_run(s, st)) != 0)
-		goto end;
-	if (sqlite3_changes(s->db) != 1) {
-		r = VLT_ERR_NOT_FOUND;
-		goto end;
-	}
-	r = version_fetch(s, name, NULL, deleting, out, NULL, NULL, NULL);
-end:
-	r = tx_end(s, r);
-	if (r != 0)
-		vlt_key_info_clear(out);
-out:
-	pthread_mutex_unlock(&s->lock);
-	return r;
+	lock_read(s);
+	r = s->be->version_list(s->b, name, after_seq, limit, items, n,
+	    last_seq, more);
+	return unlock(s, r);
 }
 
 int
 store_key_delete(store_t *s, const char *name, int64_t now,
     struct vlt_key_info *out)
 {
-	return key_delete_or_recover(s, name, 1, now, out);
+	int r;
+
+	lock_write(s);
+	r = s->be->key_delete(s->b, name, now, out);
+	return unlock(s, r);
 }
 
 int
 store_key_recover(store_t *s, const char *name, struct vlt_key_info *out)
 {
-	return key_delete_or_recover(s, name, 0, 0, out);
-}
-
-/* One statement with ?1 = name, no rows; caller holds the lock. */
-static int
-exec_bound_name(store_t *s, const char *sql, const char *name)
-{
-	sqlite3_stmt *st = NULL;
 	int r;
 
-	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
-		return VLT_ERR_INTERNAL;
-	bind_text(st, 1, name);
-	r = sqlite3_step(st) == SQLITE_DONE ? 0 : VLT_ERR_INTERNAL;
-	sqlite3_finalize(st);
-	return r;
-}
-
-static void
-bind_name(sqlite3_stmt *st, const void *arg)
-{
-	bind_text(st, 1, arg);
+	lock_write(s);
+	r = s->be->key_recover(s->b, name, out);
+	return unlock(s, r);
 }
 
 int
 store_key_purge(store_t *s, const char *name, int64_t due_before,
     char (**versions)[VLT_VERSION_LEN + 1], size_t *n)
 {
-	void *ids = NULL;
-	struct vlt_settings set;
-	sqlite3_stmt *st;
-	int64_t deleted, purge_date;
-	size_t cnt = 0;
 	int r;
 
-	*versions = NULL;
-	*n = 0;
-	pthread_mutex_lock(&s->lock);
-	if ((r = tx_begin(s)) != 0)
-		goto out;
-	if ((r = key_state(s, name, NULL, &deleted, &purge_date)) != 0)
-		goto end;
-	if (deleted == 0) {
-		r = VLT_ERR_NOT_FOUND;
-		goto end;
-	}
-	if (due_before == 0) {
-		if ((r = settings_read(s, &set)) != 0)
-			goto end;
-		if (set.purge_protection) {
-			r = VLT_ERR_PURGE_PROTECTED;
-			goto end;
-		}
-	} else if (purge_date > due_before) {
-		r = VLT_ERR_NOT_FOUND;
-		goto end;
-	}
-	if ((r = st_prep(s, ST_VERSION_IDS, &st)) != 0)
-		goto end;
-	bind_text(st, 1, name);
-	r = collect_rows(st, sizeof(**versions), 8, row_version_id, &ids,
-	    &cnt);
-	st_done(st);
-	if (r != 0)
-		goto end;
-	if ((r = write_locked(s, ST_VERSIONS_DELETE, bind_name, name)) != 0)
-		goto end;
-	if ((r = exec_bound_name(s, "DELETE FROM rotation_policies WHERE "
-	    "name = ?1", name)) != 0)
-		goto end;
-	r = write_locked(s, ST_KEY_REMOVE, bind_name, name);
-end:
-	r = tx_end(s, r);
-out:
-	pthread_mutex_unlock(&s->lock);
-	if (r != 0) {
-		free(ids);
-		return r;
-	}
-	*versions = ids;
-	*n = cnt;
-	return 0;
+	lock_write(s);
+	r = s->be->key_purge(s->b, name, due_before, versions, n);
+	return unlock(s, r);
 }
 
 int
-store_purge_due_list(store_t *s, int64_t now,
-    char (**names)[VLT_NAME_MAX + 1], size_t *n)
+store_purge_due_list(store_t *s, int64_t now, char (**names)[VLT_NAME_MAX + 1],
+    size_t *n)
 {
-	void *arr;
 	int r;
 
-	r = list_rows(s, ST_DUE_LIST, &now, sizeof(**names), 16, row_name,
-	    free_plain, &arr, n);
-	*names = arr;
-	return r;
+	lock_read(s);
+	r = s->be->purge_due_list(s->b, now, names, n);
+	return unlock(s, r);
 }
 
-static void
-bind_principal(sqlite3_stmt *st, const void *arg)
+int
+store_key_restore(store_t *s, const struct vlt_key_info *ks,
+    uint8_t *const *blobs, const size_t *blob_lens, size_t n)
 {
-	const struct vlt_principal *p = arg;
+	int r;
 
-	bind_text(st, 1, p->object_id);
-	bind_text(st, 2, p->client_id);
-	bind_text(st, 3, p->display_name);
-	bind_text(st, 4, p->secret_hash);
-	sqlite3_bind_int(st, 5, p->is_admin ? 1 : 0);
-	sqlite3_bind_int64(st, 6, p->created);
+	lock_write(s);
+	r = s->be->key_restore(s->b, ks, blobs, blob_lens, n);
+	return unlock(s, r);
+}
+
+int
+store_blob_scan(store_t *s, int64_t after_seq, size_t limit,
+    struct store_blob **items, size_t *n)
+{
+	int r;
+
+	lock_read(s);
+	r = s->be->blob_scan(s->b, after_seq, limit, items, n);
+	return unlock(s, r);
+}
+
+int
+store_blob_replace(store_t *s, const struct store_blob *items, size_t n,
+    size_t *replaced)
+{
+	int r;
+
+	lock_write(s);
+	r = s->be->blob_replace(s->b, items, n, replaced);
+	return unlock(s, r);
+}
+
+int
+store_rotation_get(store_t *s, const char *name, struct store_rotation *out)
+{
+	int r;
+
+	lock_read(s);
+	r = s->be->rotation_get(s->b, name, out);
+	return unlock(s, r);
+}
+
+int
+store_rotation_put(store_t *s, const char *name,
+    const struct store_rotation *rec, int64_t now)
+{
+	int r;
+
+	lock_write(s);
+	r = s->be->rotation_put(s->b, name, rec, now);
+	return unlock(s, r);
+}
+
+int
+store_rotation_list(store_t *s, struct store_rotation **recs, size_t *n)
+{
+	int r;
+
+	lock_read(s);
+	r = s->be->rotation_list(s->b, recs, n);
+	return unlock(s, r);
 }
 
 int
 store_principal_put(store_t *s, const struct vlt_principal *p)
 {
-	return write_one(s, ST_PRINCIPAL_PUT, bind_principal, p);
-}
-
-/* Runs a one-parameter DELETE; VLT_ERR_NOT_FOUND if nothing matched.
- * Caller holds the lock and the transaction. */
-static int
-delete_by_id(store_t *s, enum st_id id, const char *object_id)
-{
 	int r;
 
-	if ((r = write_locked(s, id, bind_name, object_id)) != 0)
-		return r;
-	return sqlite3_changes(s->db) > 0 ? 0 : VLT_ERR_NOT_FOUND;
+	lock_write(s);
+	r = s->be->principal_put(s->b, p);
+	return unlock(s, r);
 }
 
 int
@@ -1711,70 +329,29 @@ store_principal_delete(store_t *s, const char *object_id)
 {
 	int r;
 
-	pthread_mutex_lock(&s->lock);
-	if ((r = tx_begin(s)) != 0)
-		goto out;
-	r = delete_by_id(s, ST_PRINCIPAL_DELETE, object_id);
-	if (r == 0) {
-		r = delete_by_id(s, ST_ACCESS_DELETE, object_id);
-		if (r == VLT_ERR_NOT_FOUND)
-			r = 0;
-	}
-	r = tx_end(s, r);
-out:
-	pthread_mutex_unlock(&s->lock);
-	return r;
-}
-
-static void
-free_principals(void *arr, size_t n)
-{
-	vlt_principal_free_array(arr, n);
-}
-
-static int
-row_principal(sqlite3_stmt *st, void *elem)
-{
-	struct vlt_principal *p = elem;
-
-	copy_col_text(st, 0, p->object_id, sizeof(p->object_id));
-	copy_col_text(st, 1, p->client_id, sizeof(p->client_id));
-	copy_col_text(st, 2, p->display_name, sizeof(p->display_name));
-	if (sqlite3_column_type(st, 3) != SQLITE_NULL &&
-	    (p->secret_hash = strdup((const char *)
-	    sqlite3_column_text(st, 3))) == NULL)
-		return VLT_ERR_NO_MEMORY;
-	p->is_admin = sqlite3_column_int(st, 4);
-	p->created = sqlite3_column_int64(st, 5);
-	return 0;
+	lock_write(s);
+	r = s->be->principal_delete(s->b, object_id);
+	return unlock(s, r);
 }
 
 int
 store_principal_list(store_t *s, struct vlt_principal **items, size_t *n)
 {
-	void *arr;
 	int r;
 
-	r = list_rows(s, ST_PRINCIPAL_LIST, NULL, sizeof(**items), 8,
-	    row_principal, free_principals, &arr, n);
-	*items = arr;
-	return r;
-}
-
-static void
-bind_access(sqlite3_stmt *st, const void *arg)
-{
-	const struct vlt_access_policy *a = arg;
-
-	bind_text(st, 1, a->object_id);
-	bind_text(st, 2, a->tenant_id);
-	sqlite3_bind_int64(st, 3, a->perms);
+	lock_read(s);
+	r = s->be->principal_list(s->b, items, n);
+	return unlock(s, r);
 }
 
 int
 store_access_put(store_t *s, const struct vlt_access_policy *a)
 {
-	return write_one(s, ST_ACCESS_PUT, bind_access, a);
+	int r;
+
+	lock_write(s);
+	r = s->be->access_put(s->b, a);
+	return unlock(s, r);
 }
 
 int
@@ -1782,57 +359,27 @@ store_access_delete(store_t *s, const char *object_id)
 {
 	int r;
 
-	pthread_mutex_lock(&s->lock);
-	if ((r = tx_begin(s)) != 0)
-		goto out;
-	r = tx_end(s, delete_by_id(s, ST_ACCESS_DELETE, object_id));
-out:
-	pthread_mutex_unlock(&s->lock);
-	return r;
+	lock_write(s);
+	r = s->be->access_delete(s->b, object_id);
+	return unlock(s, r);
 }
 
 int
-store_access_apply(store_t *s, const struct vlt_access_policy *items,
-    size_t n)
+store_access_apply(store_t *s, const struct vlt_access_policy *items, size_t n)
 {
-	size_t i;
 	int r;
 
-	pthread_mutex_lock(&s->lock);
-	if ((r = tx_begin(s)) != 0)
-		goto out;
-	for (i = 0; i < n && r == 0; i++) {
-		if (items[i].perms != 0)
-			r = write_locked(s, ST_ACCESS_PUT, bind_access, &items[i]);
-		else if ((r = delete_by_id(s, ST_ACCESS_DELETE,
-		    items[i].object_id)) == VLT_ERR_NOT_FOUND)
-			r = 0;
-	}
-	r = tx_end(s, r);
-out:
-	pthread_mutex_unlock(&s->lock);
-	return r;
-}
-
-static int
-row_access(sqlite3_stmt *st, void *elem)
-{
-	struct vlt_access_policy *a = elem;
-
-	copy_col_text(st, 0, a->object_id, sizeof(a->object_id));
-	copy_col_text(st, 1, a->tenant_id, sizeof(a->tenant_id));
-	a->perms = (unsigned)sqlite3_column_int64(st, 2);
-	return 0;
+	lock_write(s);
+	r = s->be->access_apply(s->b, items, n);
+	return unlock(s, r);
 }
 
 int
 store_access_list(store_t *s, struct vlt_access_policy **items, size_t *n)
 {
-	void *arr;
 	int r;
 
-	r = list_rows(s, ST_ACCESS_LIST, NULL, sizeof(**items), 8, row_access,
-	    free_plain, &arr, n);
-	*items = arr;
-	return r;
+	lock_read(s);
+	r = s->be->access_list(s->b, items, n);
+	return unlock(s, r);
 }

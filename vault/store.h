@@ -1,12 +1,16 @@
 /*
- * vault/store.h — private to vault/: the metadata store interface that
- * vault.c uses. store.c is its SQLite implementation (and the only file
- * in the product with SQL); a PostgreSQL backend would implement the same
- * functions.
+ * vault/store.h — private to vault/: the metadata store interface the
+ * vault files use. vault/store.c is the front (one lock, so that every
+ * function is atomic, and the version cache, vault/vcache.c); behind it a
+ * backend (vault/store_backend.h) keeps the rows: vault/store_sqlite.c,
+ * the only file with SQL. A second backend is one more file implementing
+ * struct store_backend.
  *
  * Every function is atomic (one transaction under the store's lock) and
- * returns 0 or a negative VLT_ERR_*. Every write is durable on return.
- * The store never calls the hsm: callers do slow token work outside it.
+ * returns 0 or a negative VLT_ERR_*. Every write is durable on return;
+ * a read takes no write lock and leaves the version cache as it is.
+ * The store never calls the hsm, nor any vault file above it: callers do
+ * slow token work outside it.
  */
 #ifndef P11VAULT_VAULT_STORE_H
 #define P11VAULT_VAULT_STORE_H
@@ -105,7 +109,7 @@ int store_key_restore(store_t *s, const struct vlt_key_info *ks,
 
 /*
  * The blobs of every version, live or deleted, for the one-time upgrade
- * of unbound blobs (vault.c): scan gives at most limit rows with seq >
+ * of unbound blobs (vault/upgrade.c): scan gives at most limit rows with seq >
  * after_seq in seq order (*n < limit: the last page); replace writes
  * each item's bound blob in one transaction, over the row it was read
  * from only if that row still holds the blob read (a row changed or
@@ -127,16 +131,25 @@ int store_blob_replace(store_t *s, const struct store_blob *items,
 /* Frees an array from store_blob_scan (both blobs of each item). */
 void store_blob_free_array(struct store_blob *items, size_t n);
 
-/* Rotation policies, one per key name; purging the key removes it.
- * get: VLT_ERR_NOT_FOUND when there is none. put: the key must be live
- * (else VLT_ERR_NOT_FOUND); created is kept, updated = now. list: the
- * policies of live keys, malloc'd parallel arrays. */
+/* Rotation policies, one per key name; purging the key removes it. The
+ * actions are rotation.c's text, opaque here. get: VLT_ERR_NOT_FOUND
+ * when there is none. put: the key must be live (else VLT_ERR_NOT_FOUND);
+ * created is kept, updated = now. list: the policies of live keys, by
+ * name, a malloc'd array. */
+#define STORE_ROT_TEXT_MAX (VLT_ROT_ACTIONS_MAX * (VLT_DURATION_MAX + 48))
+struct store_rotation {
+	char name[VLT_NAME_MAX + 1];       /* the key's, as stored */
+	int64_t expiry_secs;
+	char expiry[VLT_DURATION_MAX];
+	char actions[STORE_ROT_TEXT_MAX];
+	int64_t created, updated;
+};
 int store_rotation_get(store_t *s, const char *name,
-    struct vlt_rotation_policy *out) VLT_WUR;
+    struct store_rotation *out) VLT_WUR;
 int store_rotation_put(store_t *s, const char *name,
-    const struct vlt_rotation_policy *p, int64_t now) VLT_WUR;
-int store_rotation_list(store_t *s, char (**names)[VLT_NAME_MAX + 1],
-    struct vlt_rotation_policy **pols, size_t *n) VLT_WUR;
+    const struct store_rotation *rec, int64_t now) VLT_WUR;
+int store_rotation_list(store_t *s, struct store_rotation **recs,
+    size_t *n) VLT_WUR;
 
 /* Principals and access policies. principal_put inserts or replaces by
  * object_id (client_id in use by another principal: VLT_ERR_CONFLICT). */

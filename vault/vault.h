@@ -4,8 +4,9 @@
  * config; persistence of principals and access policies (the decisions
  * themselves are policy/'s).
  *
- * Owns: the data directory layout, the SQLite store (vault/store.c, the
- * only file with SQL), the hsm_t it opened.
+ * Owns: the data directory layout, the metadata store (vault/store.c in
+ * front of its backend; vault/store_sqlite.c is the only file with SQL),
+ * the hsm_t it opened.
  *
  * Must never: know HTTP or JSON structure (tags are kept as an opaque
  * string the caller has validated); log key material; acknowledge a write
@@ -350,7 +351,7 @@ int vault_version_cache_stats(vault_t *v, uint64_t *hits,
 /* 0 when the token and the store answer. */
 int vault_health(vault_t *v) VLT_WUR;
 
-/* ---- audit log (vault/audit.c) ------------------------------------------ */
+/* ---- audit log (vault/auditlog.c, vault/audit_record.c) ----------------- */
 /*
  * DIR/audit/audit.log: one JSON line per request. Each line begins with
  * "prev", the SHA-256 (hex) of the previous line, so that the log is a
@@ -360,12 +361,41 @@ int vault_health(vault_t *v) VLT_WUR;
  */
 int vault_audit_append(vault_t *v, const char *object_json, int sync)
     VLT_WUR;
+
+/*
+ * One audit record, the same fields for every source (a request, the
+ * rotation sweeper): time, requestId, callerOid, callerAppId,
+ * clientAddress, method, path, operation, trigger, keyId, httpStatus,
+ * result (from httpStatus: Success, Unauthorized, Forbidden, Failure),
+ * durationMs. Text is cut to printable ASCII (anything else becomes '?')
+ * and at most VLT_AUDIT_TEXT_MAX bytes: callers pass what was recorded,
+ * never a body, a header or a secret. NULL text is ""; operation NULL is
+ * "Unknown". Appended with vault_audit_append.
+ */
+#define VLT_AUDIT_TEXT_MAX 256
+struct vlt_audit_event {
+	int64_t time_ms;             /* milliseconds since the epoch, UTC */
+	const char *request_id;
+	const char *caller_oid;
+	const char *caller_app_id;
+	const char *client_address;
+	const char *method;
+	const char *path;
+	const char *operation;
+	const char *trigger;         /* what started it, "" for a request */
+	const char *key_id;
+	int http_status;
+	double duration_ms;
+};
+int vault_audit_event(vault_t *v, const struct vlt_audit_event *ev,
+    int sync) VLT_WUR;
 /* Checks the chain of DIR's audit files. 0 when intact; else -1 with the
  * first broken place ("audit.log.2:17") in where. */
 int vault_audit_verify(const char *data_dir, char *where, size_t where_len)
     VLT_WUR;
 
-/* ---- import, backup and restore, rotation (vault/keys_byok.c) ---------- */
+/* ---- import (vault/import.c), backup and restore (vault/backup.c),
+ * rotation (vault/rotation.c) ------------------------------------------- */
 
 struct vlt_import_req {
 	int hsm;                 /* answer as RSA-HSM / EC-HSM */

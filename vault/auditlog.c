@@ -1,5 +1,5 @@
 /*
- * audit.c — the tamper-evident audit log. Each line is a JSON object whose
+ * auditlog.c — the tamper-evident audit log, chained and append-only. Each line is a JSON object whose
  * first member "prev" is the SHA-256 (hex) of the previous line's bytes
  * (without its newline); the first line ever has 64 zeros. Rotation by
  * size renames audit.log to audit.log.N (N increasing) and the chain
@@ -17,8 +17,9 @@
  * A failed write keeps the unwritten bytes pending, so the byte stream and
  * its chain stay exactly as formatted; synced callers of lines not made
  * durable get an error.
- * Must never: accept content it did not get from api/audit.c (which
- * builds lines only from recorded metadata).
+ * Must never: accept content it did not get from the one record
+ * builder, vault/audit_record.c (which builds records only from recorded
+ * metadata).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -32,19 +33,20 @@
 
 #include <openssl/sha.h>
 
-#include "vault/audit.h"
+#include "hsm/base.h"
+#include "vault/auditlog.h"
 #include "vault/vault.h"
 
 #define AUDIT_DEFAULT_MAX (64u * 1024 * 1024)
 #define AUDIT_LINE_MAX (64 * 1024)
+/* pending lines while writes fail: beyond this an append fails */
+#define AUDIT_PEND_MAX (256u * 1024 * 1024)
 
 struct vlt_audit {
 	pthread_mutex_t lock;
 	pthread_cond_t done;     /* a write ended */
-	char *pend;              /* formatted lines not yet written */
-	size_t pend_len, pend_cap;
-	char *spare;             /* the buffer being written, swapped */
-	size_t spare_cap;
+	buf_t *pend;             /* formatted lines not yet written */
+	buf_t *spare;            /* the empty one, swapped in to write */
 	uint64_t queued;         /* lines formatted so far */
 	uint64_t written;        /* lines written */
 	uint64_t synced;         /* lines written and fdatasync'ed */
@@ -63,12 +65,16 @@ struct vlt_audit {
 static void
 hex_hash(const char *data, size_t len, char out[65])
 {
+	static const char hx[] = "0123456789abcdef";
 	unsigned char md[SHA256_DIGEST_LENGTH];
 	size_t i;
 
 	SHA256((const unsigned char *)data, len, md);
-	for (i = 0; i < sizeof(md); i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	for (i = 0; i < sizeof(md); i++) {
+		out[2 * i] = hx[md[i] >> 4];
+		out[2 * i + 1] = hx[md[i] & 0xf];
+	}
+	out[2 * sizeof(md)] = '\0';
 }
 
 /* Index of rotated files: audit.log.N; returns the highest N (0: none). */
@@ -82,12 +88,11 @@ highest_index(const char *dir)
 	if (d == NULL)
 		return 0;
 	while ((e = readdir(d)) != NULL) {
-		char *end;
-		unsigned long n;
+		uint64_t n;
+
 		if (strncmp(e->d_name, "audit.log.", 10) != 0)
 			continue;
-		n = strtoul(e->d_name + 10, &end, 10);
-		if (*end == '\0' && n > hi && n < 1000000)
+		if (parse_u64(e->d_name + 10, 999999, &n) == 0 && n > hi)
 			hi = (unsigned)n;
 	}
 	closedir(d);
@@ -137,6 +142,18 @@ open_current(struct vlt_audit *a)
 	return 0;
 }
 
+static void
+audit_free(struct vlt_audit *a)
+{
+	if (a->fd >= 0)
+		close(a->fd);
+	pthread_cond_destroy(&a->done);
+	pthread_mutex_destroy(&a->lock);
+	buf_free(a->pend);
+	buf_free(a->spare);
+	free(a);
+}
+
 int
 vlt_audit_open(const char *data_dir, size_t max_bytes, struct vlt_audit **out)
 {
@@ -151,30 +168,26 @@ vlt_audit_open(const char *data_dir, size_t max_bytes, struct vlt_audit **out)
 	pthread_cond_init(&a->done, NULL);
 	a->fd = -1;
 	a->max_bytes = max_bytes ? max_bytes : AUDIT_DEFAULT_MAX;
-	if (snprintf(a->dir, sizeof(a->dir), "%s/audit", data_dir) >=
-	    (int)sizeof(a->dir))
+	if ((a->pend = buf_new(AUDIT_PEND_MAX)) == NULL ||
+	    (a->spare = buf_new(AUDIT_PEND_MAX)) == NULL ||
+	    str_fmt(a->dir, sizeof(a->dir), "%s/audit", data_dir) != 0 ||
+	    str_fmt(a->path, sizeof(a->path), "%s/audit.log", a->dir) != 0)
 		goto fail;
-	snprintf(a->path, sizeof(a->path), "%s/audit.log", a->dir);
 	if (mkdir(a->dir, 0700) != 0 && errno != EEXIST)
 		goto fail;
 	a->next_index = highest_index(a->dir) + 1;
 	memset(a->prev, '0', 64);
 	a->prev[64] = '\0';
-	if (last_line_hash(a->path, a->prev) != 0 && a->next_index > 1) {
-		snprintf(rotated, sizeof(rotated), "%s/audit.log.%u", a->dir,
-		    a->next_index - 1);
+	if (last_line_hash(a->path, a->prev) != 0 && a->next_index > 1 &&
+	    str_fmt(rotated, sizeof(rotated), "%s/audit.log.%u", a->dir,
+	    a->next_index - 1) == 0)
 		(void)last_line_hash(rotated, a->prev);
-	}
 	if (open_current(a) != 0)
 		goto fail;
 	*out = a;
 	return 0;
 fail:
-	if (a->fd >= 0)
-		close(a->fd);
-	pthread_cond_destroy(&a->done);
-	pthread_mutex_destroy(&a->lock);
-	free(a);
+	audit_free(a);
 	return VLT_ERR_IO;
 }
 
@@ -187,9 +200,8 @@ rotate(struct vlt_audit *a)
 		return -1;
 	close(a->fd);
 	a->fd = -1;
-	snprintf(rotated, sizeof(rotated), "%s/audit.log.%u", a->dir,
-	    a->next_index);
-	if (rename(a->path, rotated) != 0)
+	if (str_fmt(rotated, sizeof(rotated), "%s/audit.log.%u", a->dir,
+	    a->next_index) != 0 || rename(a->path, rotated) != 0)
 		return -1;
 	a->next_index++;
 	return open_current(a);
@@ -214,24 +226,23 @@ write_some(int fd, const char *p, size_t n)
 	return done;
 }
 
-/* Appends len bytes to the pending buffer; caller holds the lock. */
-static int
-pend_add(struct vlt_audit *a, const char *p, size_t len)
+/* After a short write of buf (n bytes of it written): its unwritten
+ * bytes go back first in line, before the lines added meanwhile, so that
+ * the byte stream and its chain stay exactly as formatted (out of memory:
+ * they are dropped, and the chain shows the gap). Caller holds the lock. */
+static void
+keep_unwritten(struct vlt_audit *a, buf_t *buf, size_t n)
 {
-	if (a->pend_len + len > a->pend_cap) {
-		size_t ncap = a->pend_cap ? a->pend_cap : 16384;
-		char *nb;
+	buf_t *nb = buf_new(AUDIT_PEND_MAX);
 
-		while (ncap < a->pend_len + len)
-			ncap *= 2;
-		if ((nb = realloc(a->pend, ncap)) == NULL)
-			return -1;
+	if (nb != NULL &&
+	    buf_put(nb, buf_ptr(buf) + n, buf_len(buf) - n) == 0 &&
+	    buf_put(nb, buf_ptr(a->pend), buf_len(a->pend)) == 0) {
+		buf_free(a->pend);
 		a->pend = nb;
-		a->pend_cap = ncap;
+	} else {
+		buf_free(nb);
 	}
-	memcpy(a->pend + a->pend_len, p, len);
-	a->pend_len += len;
-	return 0;
 }
 
 /*
@@ -243,52 +254,26 @@ pend_add(struct vlt_audit *a, const char *p, size_t len)
 static void
 write_batches(struct vlt_audit *a)
 {
-	while (a->pend_len > 0) {
-		char *buf = a->pend;
-		size_t len = a->pend_len, cap = a->pend_cap, n;
+	while (buf_len(a->pend) > 0) {
+		buf_t *buf = a->pend;
+		size_t len = buf_len(buf), n = 0;
 		uint64_t upto = a->queued;
-		int need_sync = a->want_sync > a->synced, ok;
+		int need_sync = a->want_sync > a->synced, ok = 0;
 
 		a->pend = a->spare;
-		a->pend_cap = a->spare_cap;
-		a->pend_len = 0;
+		a->spare = NULL;
 		pthread_mutex_unlock(&a->lock);
-		ok = 0;
-		n = 0;
 		if ((a->fd >= 0 || open_current(a) == 0) &&
 		    (a->size < a->max_bytes || rotate(a) == 0)) {
-			n = write_some(a->fd, buf, len);
+			n = write_some(a->fd, (const char *)buf_ptr(buf), len);
 			a->size += n;
 			ok = n == len && (!need_sync || fdatasync(a->fd) == 0);
 		}
 		pthread_mutex_lock(&a->lock);
-		if (n < len) {
-			/* keep the unwritten bytes first in line, in order */
-			size_t rest = len - n;
-			size_t total = rest + a->pend_len;
-
-			if (total > cap) {
-				char *nb = realloc(buf, total);
-				if (nb != NULL) {
-					buf = nb;
-					cap = total;
-				}
-			}
-			if (total <= cap) {
-				memmove(buf, buf + n, rest);
-				memcpy(buf + rest, a->pend, a->pend_len);
-				a->spare = a->pend;
-				a->spare_cap = a->pend_cap;
-				a->pend = buf;
-				a->pend_cap = cap;
-				a->pend_len = total;
-				buf = NULL;
-			}
-		}
-		if (buf != NULL) {
-			a->spare = buf;
-			a->spare_cap = cap;
-		}
+		if (n < len)
+			keep_unwritten(a, buf, n);
+		buf_reset(buf);
+		a->spare = buf;
 		a->last_failed = !ok;
 		if (!ok)
 			break;
@@ -301,26 +286,24 @@ write_batches(struct vlt_audit *a)
 int
 vlt_audit_append(struct vlt_audit *a, const char *object_json, int sync)
 {
-	char *line = NULL;
-	size_t olen = strlen(object_json), len;
+	buf_t *line;
+	size_t olen = strlen(object_json);
 	uint64_t me;
 	int rc = 0;
 
 	if (olen < 2 || object_json[0] != '{' || olen > AUDIT_LINE_MAX)
 		return VLT_ERR_BAD_PARAM;
-	line = malloc(olen + 96);
-	if (line == NULL)
+	if ((line = buf_new(olen + 96)) == NULL)
 		return VLT_ERR_NO_MEMORY;
 	pthread_mutex_lock(&a->lock);
-	len = (size_t)snprintf(line, olen + 96, "{\"prev\":\"%s\"%s%s", a->prev,
-	    olen > 2 ? "," : "", object_json + 1);
-	line[len] = '\n';
-	if (pend_add(a, line, len + 1) != 0) {
+	if (buf_putf(line, "{\"prev\":\"%s\"%s%s\n", a->prev,
+	    olen > 2 ? "," : "", object_json + 1) != 0 ||
+	    buf_put(a->pend, buf_ptr(line), buf_len(line)) != 0) {
 		pthread_mutex_unlock(&a->lock);
-		free(line);
+		buf_free(line);
 		return VLT_ERR_NO_MEMORY;
 	}
-	hex_hash(line, len, a->prev);
+	hex_hash(buf_str(line), buf_len(line) - 1, a->prev);
 	me = ++a->queued;
 	if (sync && a->want_sync < me)
 		a->want_sync = me;
@@ -346,7 +329,7 @@ vlt_audit_append(struct vlt_audit *a, const char *object_json, int sync)
 		pthread_cond_wait(&a->done, &a->lock);
 	}
 	pthread_mutex_unlock(&a->lock);
-	free(line);
+	buf_free(line);
 	return rc;
 }
 
@@ -358,21 +341,28 @@ vlt_audit_close(struct vlt_audit *a)
 	pthread_mutex_lock(&a->lock);
 	while (a->writing)
 		pthread_cond_wait(&a->done, &a->lock);
-	if (a->pend_len > 0) {
+	if (buf_len(a->pend) > 0) {
 		a->writing = 1;
 		write_batches(a);     /* whatever is still pending */
 		a->writing = 0;
 	}
 	pthread_mutex_unlock(&a->lock);
-	if (a->fd >= 0) {
+	if (a->fd >= 0)
 		(void)fsync(a->fd);
-		close(a->fd);
-	}
-	pthread_cond_destroy(&a->done);
-	pthread_mutex_destroy(&a->lock);
-	free(a->pend);
-	free(a->spare);
-	free(a);
+	audit_free(a);
+}
+
+/* The label alone when a longer place does not fit (cut to fit). */
+static void
+where_set(char *where, size_t where_len, const char *label)
+{
+	size_t n;
+
+	if (where_len == 0)
+		return;
+	n = strnlen(label, where_len - 1);
+	memcpy(where, label, n);
+	where[n] = '\0';
 }
 
 static int
@@ -392,7 +382,9 @@ verify_file(const char *path, const char *label, char prev[65], char *where,
 		if (line[n - 1] != '\n' || n < 75 ||
 		    strncmp(line, "{\"prev\":\"", 9) != 0 ||
 		    strncmp(line + 9, prev, 64) != 0 || line[73] != '"') {
-			snprintf(where, where_len, "%s:%zu", label, lineno);
+			if (str_fmt(where, where_len, "%s:%zu", label,
+			    lineno) != 0)
+				where_set(where, where_len, label);
 			rc = -1;
 			break;
 		}
@@ -409,23 +401,25 @@ vault_audit_verify(const char *data_dir, char *where, size_t where_len)
 	char dir[4096], path[4300], label[64], prev[65];
 	unsigned i, hi;
 
-	snprintf(where, where_len, "-");
-	if (snprintf(dir, sizeof(dir), "%s/audit", data_dir) >=
-	    (int)sizeof(dir))
+	where_set(where, where_len, "-");
+	if (str_fmt(dir, sizeof(dir), "%s/audit", data_dir) != 0)
 		return VLT_ERR_BAD_PARAM;
 	memset(prev, '0', 64);
 	prev[64] = '\0';
 	hi = highest_index(dir);
 	for (i = 1; i <= hi; i++) {
-		snprintf(path, sizeof(path), "%s/audit.log.%u", dir, i);
-		snprintf(label, sizeof(label), "audit.log.%u", i);
+		if (str_fmt(path, sizeof(path), "%s/audit.log.%u", dir, i) != 0 ||
+		    str_fmt(label, sizeof(label), "audit.log.%u", i) != 0)
+			return VLT_ERR_BAD_PARAM;
 		if (access(path, F_OK) != 0) {
-			snprintf(where, where_len, "%s (missing)", label);
+			if (str_fmt(where, where_len, "%s (missing)", label) != 0)
+				where_set(where, where_len, label);
 			return -1;
 		}
 		if (verify_file(path, label, prev, where, where_len) != 0)
 			return -1;
 	}
-	snprintf(path, sizeof(path), "%s/audit.log", dir);
+	if (str_fmt(path, sizeof(path), "%s/audit.log", dir) != 0)
+		return VLT_ERR_BAD_PARAM;
 	return verify_file(path, "audit.log", prev, where, where_len);
 }

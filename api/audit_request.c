@@ -1,0 +1,41 @@
+/*
+ * audit_request.c — one audit record per request, from what the request
+ * path recorded (operation, key id, caller, status), never from bodies or
+ * headers: no token, secret, plaintext or key part can reach it. The
+ * record itself is built by vault_audit_event, the one builder.
+ */
+#include <time.h>
+
+#include "api/api.h"
+
+void
+api_audit_request(struct api_req *q, struct api_resp *r,
+    const struct timespec *start)
+{
+	struct vlt_audit_event ev;
+	struct timespec now, wall;
+	int write_op;
+
+	if (q->ctx == NULL || q->ctx->vault == NULL)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	clock_gettime(CLOCK_REALTIME, &wall);
+	ev.time_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
+	ev.request_id = q->request_id;
+	ev.caller_oid = q->caller.oid;
+	ev.caller_app_id = q->caller.appid;
+	ev.client_address = q->client_addr;
+	ev.method = q->method;
+	ev.path = q->path;
+	ev.operation = q->operation;
+	ev.trigger = "";
+	ev.key_id = q->key_id;
+	ev.http_status = (int)r->status;
+	ev.duration_ms = (double)(now.tv_sec - start->tv_sec) * 1e3 +
+	    (double)(now.tv_nsec - start->tv_nsec) / 1e6;
+	/* a refused or failed request changed nothing: no fsync needed */
+	write_op = q->mutating && r->status < 400;
+	/* an unaudited write must not be acknowledged as a success */
+	if (vault_audit_event(q->ctx->vault, &ev, write_op) != 0 && write_op)
+		api_resp_vault_error(r, VLT_ERR_UNAVAILABLE, NULL, NULL);
+}

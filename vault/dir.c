@@ -1,0 +1,480 @@
+/*
+ * vault/dir.c — the data directory: creating a vault in it (vault_init),
+ * opening and closing one, its config, the test clock, the vault
+ * settings (retention, purge protection).
+ *
+ * Owns: the vault_t's life (vault_open/vault_close), the layout of DIR
+ * (p11vault.conf, vault.db, hsm/, softhsm2.conf, tokens/, audit/), and
+ * the one place that sets SOFTHSM2_CONF (softhsm_env).
+ *
+ * Must never: change the process umask (files and directories get
+ * explicit modes: 0700 and 0600); overwrite DIR/p11vault.conf; keep or
+ * log a PIN or a share.
+ */
+#include "vault/vault_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hsm/base.h"
+
+#define SOFTHSM_MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#define DEFAULT_LABEL "p11vault"
+#define DEFAULT_URL "https://127.0.0.1:8443"
+#define DEFAULT_LISTEN "127.0.0.1:8443"
+#define CLOCK_FILE_MAX 64
+#define LISTEN_MAX 300
+
+int
+softhsm_env(const char *conf)
+{
+	if (conf == NULL)
+		return 0;
+	return setenv("SOFTHSM2_CONF", conf, 1) == 0 ? 0 : VLT_ERR_INTERNAL;
+}
+
+/* host:port of a URL; DEFAULT_LISTEN when none can be found. */
+static int
+listen_from_url(const char *url, char *dst, size_t cap)
+{
+	const char *p, *end, *at, *colon;
+	size_t len;
+	int https = 1;
+
+	p = strstr(url, "://");
+	if (p != NULL) {
+		https = (size_t)(p - url) == 5 && strncasecmp(url, "https", 5) == 0;
+		p += 3;
+	} else {
+		p = url;
+	}
+	end = p + strcspn(p, "/?#");
+	for (at = p; at < end; at++)
+		if (*at == '@')
+			p = at + 1;
+	len = (size_t)(end - p);
+	if (len == 0 || len > 255)
+		goto dflt;
+	if (p[0] == '[') {
+		const char *rb = memchr(p, ']', len);
+
+		if (rb == NULL)
+			goto dflt;
+		colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+	} else {
+		colon = memchr(p, ':', len);
+	}
+	if (colon != NULL && colon + 1 < end) {
+		if (str_fmt(dst, cap, "%.*s", (int)len, p) == 0)
+			return 0;
+	} else if (str_fmt(dst, cap, "%.*s:%s",
+	    (int)(colon != NULL ? (size_t)(colon - p) : len), p,
+	    https ? "443" : "80") == 0) {
+		return 0;
+	}
+dflt:
+	return str_fmt(dst, cap, "%s", DEFAULT_LISTEN) == 0 ? 0 :
+	    VLT_ERR_INTERNAL;
+}
+
+int
+vault_exists(const char *data_dir)
+{
+	char path[PATH_MAX];
+
+	if (data_dir == NULL ||
+	    fs_join(path, sizeof(path), data_dir, "p11vault.conf") != 0)
+		return 0;
+	return fs_exists(path);
+}
+
+/* VLT_ERR_EXISTS if DIR holds a vault, or the remains of one (a store
+ * without a config). */
+static int
+init_refuse_existing(const char *data_dir)
+{
+	static const char *const marks[] = { "p11vault.conf", "vault.db" };
+	char path[PATH_MAX];
+	size_t i;
+	int r;
+
+	for (i = 0; i < sizeof(marks) / sizeof(marks[0]); i++) {
+		if ((r = fs_join(path, sizeof(path), data_dir, marks[i])) != 0)
+			return r;
+		if (fs_exists(path))
+			return VLT_ERR_EXISTS;
+	}
+	return 0;
+}
+
+/* SoftHSMv2 inside dir: DIR/tokens and DIR/softhsm2.conf (its path into
+ * shconf), and the environment that points SoftHSMv2 at it. */
+static int
+init_softhsm(const char *dir, char *shconf, size_t cap)
+{
+	char tokdir[PATH_MAX];
+	buf_t *b = NULL;
+	int r;
+
+	if ((r = fs_join(tokdir, sizeof(tokdir), dir, "tokens")) != 0 ||
+	    (r = fs_join(shconf, cap, dir, "softhsm2.conf")) != 0 ||
+	    (r = fs_mkdir_private(tokdir)) != 0)
+		return r;
+	if ((b = buf_new(PATH_MAX + 256)) == NULL)
+		return VLT_ERR_NO_MEMORY;
+	if (buf_putf(b, "directories.tokendir = %s\n"
+	    "objectstore.backend = file\nlog.level = ERROR\n"
+	    "slots.removable = false\n", tokdir) != 0) {
+		r = VLT_ERR_INTERNAL;
+		goto out;
+	}
+	if ((r = fs_write_private(shconf, buf_ptr(b), buf_len(b))) != 0)
+		goto out;
+	r = softhsm_env(shconf);
+out:
+	buf_free(b);
+	return r;
+}
+
+/* The token (DIR/hsm and what the hsm keeps there); *shares: the new
+ * operator shares. */
+static int
+init_token(const struct vlt_init_params *p, const char *dir,
+    const char *module, const char *label, char **shares)
+{
+	char hsmdir[PATH_MAX];
+	struct hsm_init hi;
+	int r;
+
+	if ((r = fs_join(hsmdir, sizeof(hsmdir), dir, "hsm")) != 0 ||
+	    (r = fs_mkdir_private(hsmdir)) != 0)
+		return r;
+	memset(&hi, 0, sizeof(hi));
+	hi.module_path = module;
+	hi.module_allow = p->module_allow;
+	hi.token_label = label;
+	hi.hsm_dir = hsmdir;
+	hi.shares = p->key_shares;
+	hi.threshold = p->key_threshold;
+	hi.auto_method = p->auto_unseal != NULL ? p->auto_unseal :
+	    "systemd-creds:host";
+	r = hsm_token_init(&hi, shares);
+	if (r != 0)
+		return r == HSM_ERR_EXISTS ? VLT_ERR_EXISTS : map_hsm(r);
+	return 0;
+}
+
+/* DIR/vault.db with the default settings; a new store holds no unbound
+ * blob, so there is never anything to upgrade. */
+static int
+init_store(const char *dir)
+{
+	struct vlt_settings set = { 90, 0 };
+	char path[PATH_MAX];
+	store_t *store = NULL;
+	int r;
+
+	if ((r = fs_join(path, sizeof(path), dir, "vault.db")) != 0 ||
+	    (r = store_open(path, 1, &store)) != 0 ||
+	    (r = store_settings_init(store, &set)) != 0)
+		goto out;
+	r = upgrade_mark_done(dir);
+out:
+	store_close(store);
+	return r;
+}
+
+/* DIR/p11vault.conf, written last: from then on DIR holds a vault. */
+static int
+init_conf(const struct vlt_init_params *p, const char *dir,
+    const char *module, const char *label, const char *shconf)
+{
+	const char *url = p->vault_url != NULL ? p->vault_url : DEFAULT_URL;
+	char tenant[VLT_ID_LEN + 1], listen[LISTEN_MAX], path[PATH_MAX];
+	struct vlt_conf *conf = NULL;
+	int r;
+
+	if (p->tenant_id != NULL) {
+		if (str_fmt(tenant, sizeof(tenant), "%s", p->tenant_id) != 0)
+			return VLT_ERR_BAD_PARAM;
+	} else if ((r = random_uuid(tenant)) != 0) {
+		return r;
+	}
+	if ((r = listen_from_url(url, listen, sizeof(listen))) != 0)
+		return r;
+	if ((conf = conf_new()) == NULL)
+		return VLT_ERR_NO_MEMORY;
+	if ((r = conf_set(conf, "vault_url", url)) != 0 ||
+	    (r = conf_set(conf, "tenant_id", tenant)) != 0 ||
+	    (r = conf_set(conf, "resource", "https://vault.azure.net")) != 0 ||
+	    (r = conf_set(conf, "listen", listen)) != 0 ||
+	    (r = conf_set(conf, "module", module)) != 0 ||
+	    (r = conf_set(conf, "token_label", label)) != 0 ||
+	    (shconf[0] != '\0' &&
+	    (r = conf_set(conf, "softhsm_conf", shconf)) != 0) ||
+	    (r = conf_set(conf, "token_lifetime", "3600")) != 0 ||
+	    (r = fs_join(path, sizeof(path), dir, "p11vault.conf")) != 0)
+		goto out;
+	r = conf_write_new(conf, path);
+out:
+	conf_free(conf);
+	return r;
+}
+
+int
+vault_init(const struct vlt_init_params *p)
+{
+	char dir[PATH_MAX], shconf[PATH_MAX], modabs[PATH_MAX];
+	const char *module, *label;
+	char *shares = NULL;
+	int r;
+
+	if (p != NULL && p->shares_out != NULL)
+		*p->shares_out = NULL;
+	if (p == NULL || p->data_dir == NULL || p->data_dir[0] == '\0')
+		return VLT_ERR_BAD_PARAM;
+	label = p->token_label != NULL ? p->token_label : DEFAULT_LABEL;
+	if ((r = init_refuse_existing(p->data_dir)) != 0 ||
+	    (r = fs_mkdir_private(p->data_dir)) != 0)
+		return r;
+	if (realpath(p->data_dir, dir) == NULL)
+		return VLT_ERR_IO;
+	shconf[0] = '\0';
+	if (p->module_path == NULL) {
+		module = SOFTHSM_MODULE;
+		if ((r = init_softhsm(dir, shconf, sizeof(shconf))) != 0)
+			goto out;
+	} else {
+		module = p->module_path;
+		if (realpath(module, modabs) != NULL)
+			module = modabs;
+	}
+	if ((r = init_token(p, dir, module, label, &shares)) != 0 ||
+	    (r = init_store(dir)) != 0 ||
+	    (r = init_conf(p, dir, module, label, shconf)) != 0)
+		goto out;
+	if (p->shares_out != NULL) {
+		*p->shares_out = shares;
+		shares = NULL;
+	}
+out:
+	freezero_str(shares);
+	return r;
+}
+
+/* The token process's configuration from the vault's config: the pool
+ * is 2 sessions per CPU, at least 4, unless the caller chose. */
+static void
+open_hsm_config(const vault_t *v, const struct vlt_open_opts *o,
+    const char *hsm_dir, struct hsm_config *hc)
+{
+	size_t pool_size = o != NULL ? o->pool_size : 0;
+	long ncpu;
+
+	if (pool_size == 0) {
+		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		pool_size = ncpu > 0 ? (size_t)ncpu * 2 : 4;
+		if (pool_size < 4)
+			pool_size = 4;
+	}
+	memset(hc, 0, sizeof(*hc));
+	hc->module_path = conf_get(v->conf, "module");
+	hc->token_label = conf_get(v->conf, "token_label");
+	hc->hsm_dir = hsm_dir;
+	hc->module_allow = o != NULL ? o->module_allow : NULL;
+	hc->run_as = o != NULL ? o->token_user : NULL;
+	hc->pool_size = pool_size;
+}
+
+/* The audit log; audit_max_bytes=N in p11vault.conf rotates it beyond N
+ * bytes (default 64 MiB). */
+static int
+open_audit(vault_t *v)
+{
+	const char *amb = conf_get(v->conf, "audit_max_bytes");
+	uint64_t max = 0;
+
+	if (amb != NULL && parse_u64(amb, SIZE_MAX, &max) != 0)
+		return VLT_ERR_IO;
+	return vlt_audit_open(v->data_dir, (size_t)max, &v->audit);
+}
+
+/* The parts of an open vault, in order: config, token, store, blob
+ * upgrade (when unsealed: a sealed vault upgrades at unseal), audit. */
+static int
+open_parts(vault_t *v, const struct vlt_open_opts *o)
+{
+	char path[PATH_MAX], hsm_dir[PATH_MAX];
+	struct hsm_config hc;
+	struct hsm_seal_status st;
+	int r;
+
+	if ((r = fs_join(path, sizeof(path), v->data_dir,
+	    "p11vault.conf")) != 0 || (r = conf_read(path, &v->conf)) != 0)
+		return r;
+	if (conf_get(v->conf, "module") == NULL ||
+	    conf_get(v->conf, "token_label") == NULL)
+		return VLT_ERR_IO;
+	if ((r = softhsm_env(conf_get(v->conf, "softhsm_conf"))) != 0)
+		return r;
+	/* the token process unseals; this process never sees a PIN */
+	if ((r = fs_join(hsm_dir, sizeof(hsm_dir), v->data_dir, "hsm")) != 0)
+		return r;
+	open_hsm_config(v, o, hsm_dir, &hc);
+	if ((r = hsm_open(&hc, &v->hsm)) != 0)
+		return map_hsm(r);
+	if ((r = fs_join(path, sizeof(path), v->data_dir, "vault.db")) != 0 ||
+	    (r = store_open(path, 0, &v->store)) != 0)
+		return r;
+	if (hsm_seal_status(v->hsm, &st) == HSM_OK && !st.sealed &&
+	    (r = upgrade_blobs(v, v->data_dir)) != 0)
+		return r;
+	return open_audit(v);
+}
+
+int
+vault_open(const char *data_dir, const struct vlt_open_opts *o,
+    vault_t **out)
+{
+	char dir[PATH_MAX];
+	vault_t *v = NULL;
+	int r;
+
+	if (out == NULL || data_dir == NULL)
+		return VLT_ERR_BAD_PARAM;
+	*out = NULL;
+	if (realpath(data_dir, dir) == NULL)
+		return errno == ENOENT ? VLT_ERR_NOT_FOUND : VLT_ERR_IO;
+	if ((v = calloc(1, sizeof(*v))) == NULL)
+		return VLT_ERR_NO_MEMORY;
+	if (pthread_mutex_init(&v->clock_lock, NULL) != 0) {
+		free(v);
+		return VLT_ERR_INTERNAL;
+	}
+	if ((v->data_dir = strdup(dir)) == NULL) {
+		r = VLT_ERR_NO_MEMORY;
+		goto out;
+	}
+	if ((r = open_parts(v, o)) != 0)
+		goto out;
+	*out = v;
+	v = NULL;
+out:
+	vault_close(v);
+	return r;
+}
+
+void
+vault_close(vault_t *v)
+{
+	if (v == NULL)
+		return;
+	vlt_audit_close(v->audit);
+	store_close(v->store);
+	hsm_close(v->hsm);
+	conf_free(v->conf);
+	free(v->data_dir);
+	free(v->clock_file);
+	pthread_mutex_destroy(&v->clock_lock);
+	free(v);
+}
+
+const char *
+vault_config(vault_t *v, const char *key)
+{
+	if (v == NULL || key == NULL)
+		return NULL;
+	return conf_get(v->conf, key);
+}
+
+const char *
+vault_data_dir(vault_t *v)
+{
+	return v == NULL ? NULL : v->data_dir;
+}
+
+void
+vault_set_test_clock(vault_t *v, const char *offset_file)
+{
+	char *dup = offset_file != NULL ? strdup(offset_file) : NULL;
+
+	pthread_mutex_lock(&v->clock_lock);
+	free(v->clock_file);
+	v->clock_file = dup;
+	pthread_mutex_unlock(&v->clock_lock);
+}
+
+/* The offset in seconds the test clock file holds (an integer, then
+ * optional white space), or 0. */
+static int64_t
+clock_offset(const char *path)
+{
+	buf_t *b = NULL;
+	char text[CLOCK_FILE_MAX];
+	int64_t off = 0;
+	size_t len;
+
+	if (file_read(path, CLOCK_FILE_MAX - 1, &b) != 0)
+		return 0;
+	len = buf_len(b);
+	memcpy(text, buf_ptr(b), len);
+	buf_free(b);
+	while (len > 0 && (text[len - 1] == ' ' || text[len - 1] == '\t' ||
+	    text[len - 1] == '\n' || text[len - 1] == '\r'))
+		len--;
+	text[len] = '\0';
+	if (parse_i64(text, -(1LL << 40) + 1, (1LL << 40) - 1, &off) != 0)
+		return 0;
+	return off;
+}
+
+int64_t
+vault_now(vault_t *v)
+{
+	int64_t now = (int64_t)time(NULL);
+
+	if (v == NULL)
+		return now;
+	pthread_mutex_lock(&v->clock_lock);
+	if (v->clock_file != NULL)
+		now += clock_offset(v->clock_file);
+	pthread_mutex_unlock(&v->clock_lock);
+	return now;
+}
+
+int
+vault_settings_get(vault_t *v, struct vlt_settings *out)
+{
+	if (v == NULL || out == NULL)
+		return VLT_ERR_BAD_PARAM;
+	return store_settings_get(v->store, out);
+}
+
+int
+vault_settings_update(vault_t *v, int retention_days, int purge_protection)
+{
+	if (v == NULL)
+		return VLT_ERR_BAD_PARAM;
+	if (retention_days >= 0 && vault_retention_check(retention_days) != 0)
+		return VLT_ERR_BAD_PARAM;
+	if (purge_protection < -1 || purge_protection > 1)
+		return VLT_ERR_BAD_PARAM;
+	return store_settings_update(v->store, retention_days,
+	    purge_protection);
+}
+
+const char *
+vault_recovery_level(const struct vlt_settings *s)
+{
+	if (s->retention_days == 90)
+		return s->purge_protection ? "Recoverable" :
+		    "Recoverable+Purgeable";
+	return s->purge_protection ? "CustomizedRecoverable" :
+	    "CustomizedRecoverable+Purgeable";
+}

@@ -1,0 +1,97 @@
+/*
+ * vault/vault_int.h — private to vault/: the struct vault every vault file
+ * shares, and the domain rules they all apply (vault/rules.c): names,
+ * version ids, key_ops per key type, what a blob is bound to, and the
+ * mapping of HSM_ERR_* to VLT_ERR_*.
+ *
+ * Callers outside vault/ see only vault.h; the struct stays opaque there.
+ */
+#ifndef P11VAULT_VAULT_INT_H
+#define P11VAULT_VAULT_INT_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hsm/hsm.h"
+#include "vault/auditlog.h"
+#include "vault/config.h"
+#include "vault/store.h"
+#include "vault/vault.h"
+
+#define OPS_ALL (VLT_OP_ENCRYPT | VLT_OP_DECRYPT | VLT_OP_SIGN | \
+	VLT_OP_VERIFY | VLT_OP_WRAP | VLT_OP_UNWRAP | VLT_OP_IMPORT)
+#define OPS_RSA_DEFAULT (VLT_OP_ENCRYPT | VLT_OP_DECRYPT | VLT_OP_SIGN | \
+	VLT_OP_VERIFY | VLT_OP_WRAP | VLT_OP_UNWRAP)
+#define OPS_EC (VLT_OP_SIGN | VLT_OP_VERIFY)
+
+/* What a blob is bound to: "name/version", the name lower-cased. */
+#define BIND_MAX (VLT_NAME_MAX + 1 + VLT_VERSION_LEN + 1)
+
+struct vault {
+	char *data_dir;
+	struct vlt_conf *conf;
+	hsm_t *hsm;
+	store_t *store;
+	struct vlt_audit *audit;
+	pthread_mutex_t clock_lock;
+	char *clock_file;
+};
+
+/* ---- rules.c ------------------------------------------------------------ */
+
+/* HSM_ERR_* to VLT_ERR_* (HSM_OK to VLT_OK). */
+int map_hsm(int r) VLT_WUR;
+/* 1 for a valid key name (vault_name_check's rule), else 0. */
+int name_ok(const char *name);
+/* NULL or "": the latest, *out NULL. Malformed: VLT_ERR_NOT_FOUND (no
+ * such version can exist). */
+int version_arg(const char *version, const char **out) VLT_WUR;
+/* key_ops fit the key type: 0, else VLT_ERR_BAD_PARAM. */
+int check_ops(enum vlt_kty kty, unsigned ops) VLT_WUR;
+/* A random UUID (version 4) as text. */
+int random_uuid(char dst[VLT_ID_LEN + 1]) VLT_WUR;
+/* What the token binds a blob of name/version to (hsm.h). */
+int blob_bind(char bind[BIND_MAX], const char *name, const char *version)
+    VLT_WUR;
+/* A new random version id, and the bind of name/that version. */
+int new_version(const char *name, char version[VLT_VERSION_LEN + 1],
+    char bind[BIND_MAX]) VLT_WUR;
+/* The OpenSSL NID of a curve, 0 for none; and back (VLT_ERR_BAD_PARAM
+ * for a curve the vault does not know). */
+int curve_nid(enum vlt_curve crv);
+int curve_from_nid(int nid, enum vlt_curve *crv) VLT_WUR;
+
+/* ---- dir.c -------------------------------------------------------------- */
+
+/* Points SoftHSMv2 at the vault's own config (conf NULL: unchanged). The
+ * one place that touches the process environment. */
+int softhsm_env(const char *conf) VLT_WUR;
+
+/* ---- keys.c ------------------------------------------------------------- */
+
+/* VLT_ERR_DELETED_RECOVERABLE when name is a soft-deleted key, else 0
+ * (or a store error): the check before slow token work. */
+int key_refuse_deleted(vault_t *v, const char *name) VLT_WUR;
+/* Stores k (its blob) as a new version and reads it back into out (the
+ * stored name: names compare case-insensitively). */
+int key_store_new(vault_t *v, const struct vlt_key_info *k,
+    const uint8_t *blob, size_t blob_len, struct vlt_key_info *out) VLT_WUR;
+/*
+ * The version a crypto operation runs on, after the checks in the order
+ * the API reports them: enabled, nbf, exp, then op in key_ops. need_blob:
+ * *blob (malloc'd) too.
+ */
+int key_for_op(vault_t *v, const char *name, const char *version,
+    unsigned op, int need_blob, struct vlt_key_info *k, uint8_t **blob,
+    size_t *blob_len) VLT_WUR;
+
+/* ---- upgrade.c ---------------------------------------------------------- */
+
+/* The one-time upgrades of a store's blobs (binding, then sealing), each
+ * recorded by a file in dir; a store made by vault_init needs neither. */
+int upgrade_blobs(vault_t *v, const char *dir) VLT_WUR;
+/* Marks a new store as needing no upgrade. */
+int upgrade_mark_done(const char *dir) VLT_WUR;
+
+#endif
