@@ -362,12 +362,12 @@ rekey_args(int argc, char **argv, struct rekey_opts *o)
 		    (o->sk = argval(argc, argv, &i)) != NULL) {
 			o->n = (unsigned)cli_seal_count_keys(o->sk);
 		} else if (strcmp(argv[i], "--key-shares") == 0) {
-			if (share_count(argv[i], argval(argc, argv, &i),
+			if (share_count("--key-shares", argval(argc, argv, &i),
 			    &o->n) != 0)
 				return 2;
 		} else if (strcmp(argv[i], "--key-threshold") == 0) {
-			if (share_count(argv[i], argval(argc, argv, &i),
-			    &o->m) != 0)
+			if (share_count("--key-threshold", argval(argc, argv,
+			    &i), &o->m) != 0)
 				return 2;
 		} else {
 			return usage_err("unknown argument");
