@@ -55,7 +55,7 @@ struct agent {
 
 /* grant_type=client_credentials&client_id=…&client_secret=…&scope=… for
  * resource (a trailing slash dropped). */
-static int
+static API_WUR int
 token_form(const struct agent *a, const char *resource, buf_t *form)
 {
 	size_t rl = strlen(resource);
@@ -82,7 +82,7 @@ token_form(const struct agent *a, const char *resource, buf_t *form)
 }
 
 /* Fetches a token for resource from the vault; *token malloc'd. */
-static int
+static API_WUR int
 fetch_token(struct agent *a, const char *resource, char **token,
     int64_t *expires_in, int *status_out)
 {
@@ -130,7 +130,7 @@ out:
 }
 
 /* A token for resource, from the cache or the vault. *token malloc'd. */
-static int
+static API_WUR int
 agent_token(struct agent *a, const char *resource, char **token,
     int64_t *expires_on, int64_t *not_before, int *status)
 {
@@ -274,7 +274,7 @@ on_done(void *cls, struct MHD_Connection *c, void **con_cls,
 	*con_cls = NULL;
 }
 
-static int
+static API_WUR int
 load_credential(struct agent *a, const char *path, const char *url_opt,
     const char *ca_opt)
 {
@@ -309,7 +309,7 @@ out:
 }
 
 /* --listen 127.x.x.x:PORT into sin: 0, or -1 (not a loopback address). */
-static int
+static API_WUR int
 parse_loopback(const char *listen, struct sockaddr_in *sin)
 {
 	const char *colon = strrchr(listen, ':');

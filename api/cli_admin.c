@@ -59,14 +59,14 @@ struct cli_cmd {
 
 /* ---- the commands ---------------------------------------------------------- */
 
-static int
+static API_WUR int
 cmd_vault_show(cli_session_t *s, const struct cli_opts *o)
 {
 	(void)o;
 	return cli_session_call(s, "GET", "/admin/vault", NULL, NULL);
 }
 
-static int
+static API_WUR int
 cmd_vault_update(cli_session_t *s, const struct cli_opts *o)
 {
 	json_t *body = NULL, *props = json_object();
@@ -91,7 +91,7 @@ out:
 	return rc;
 }
 
-static int
+static API_WUR int
 cmd_identity_create(cli_session_t *s, const struct cli_opts *o)
 {
 	json_t *body = json_pack("{s:s, s:b}", "displayName", o->name,
@@ -107,14 +107,14 @@ cmd_identity_create(cli_session_t *s, const struct cli_opts *o)
 	return rc;
 }
 
-static int
+static API_WUR int
 cmd_identity_list(cli_session_t *s, const struct cli_opts *o)
 {
 	(void)o;
 	return cli_session_call(s, "GET", "/admin/identities", NULL, NULL);
 }
 
-static int
+static API_WUR int
 cmd_identity_delete(cli_session_t *s, const struct cli_opts *o)
 {
 	char path[1024], *enc = cli_pct_encode(o->oid);
@@ -133,7 +133,7 @@ cmd_identity_delete(cli_session_t *s, const struct cli_opts *o)
 }
 
 /* {"properties":{"accessPolicies":[{tenantId, objectId, permissions}]}} */
-static json_t *
+static API_WUR json_t *
 policy_body(const char *tenant, const char *oid, json_t *permissions)
 {
 	return json_pack("{s:{s:[{s:s,s:s,s:o}]}}", "properties",
@@ -141,7 +141,7 @@ policy_body(const char *tenant, const char *oid, json_t *permissions)
 	    "permissions", permissions);
 }
 
-static int
+static API_WUR int
 cmd_policy_set(cli_session_t *s, const struct cli_opts *o)
 {
 	json_t *keys = json_array(), *body = NULL;
@@ -169,7 +169,7 @@ out:
 	return rc;
 }
 
-static int
+static API_WUR int
 cmd_policy_delete(cli_session_t *s, const struct cli_opts *o)
 {
 	json_t *body;
@@ -191,7 +191,7 @@ cmd_policy_delete(cli_session_t *s, const struct cli_opts *o)
 }
 
 /* The vault's access policies, from GET /admin/vault. */
-static int
+static API_WUR int
 cmd_policy_list(cli_session_t *s, const struct cli_opts *o)
 {
 	json_t *vault = NULL, *pol;
@@ -291,14 +291,14 @@ group_help(FILE *fp, const char *group)
 
 /* ---- argument parsing -------------------------------------------------------- */
 
-static int
+static API_WUR int
 is_help(const char *a)
 {
 	return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
 }
 
 /* Splits "get,list" and collects "get list" into o->perms. */
-static int
+static API_WUR int
 add_perms(struct cli_opts *o, char **argv, int argc, int *i)
 {
 	size_t total = 0, off = 0;
@@ -354,7 +354,7 @@ opt_slot(const struct cli_cmd *c, struct cli_opts *o, const char *a)
 
 /* One option at argv[*i]: 0 taken, 1 help printed, -1 usage error
  * printed, -2 unknown. */
-static int
+static API_WUR int
 parse_one(const struct cli_cmd *c, int argc, char **argv, int *i,
     struct cli_opts *o)
 {
@@ -403,7 +403,7 @@ parse_one(const struct cli_cmd *c, int argc, char **argv, int *i,
 }
 
 /* What c requires, and the retention as a number. 0, or -1 printed. */
-static int
+static API_WUR int
 check_opts(const struct cli_cmd *c, struct cli_opts *o)
 {
 	const char *missing = NULL;
@@ -431,7 +431,7 @@ check_opts(const struct cli_cmd *c, struct cli_opts *o)
 }
 
 /* 0 ok, 1 help printed, -1 usage error printed. */
-static int
+static API_WUR int
 parse_opts(const struct cli_cmd *c, int argc, char **argv, struct cli_opts *o)
 {
 	int i, rc;
@@ -450,7 +450,7 @@ parse_opts(const struct cli_cmd *c, int argc, char **argv, struct cli_opts *o)
 }
 
 /* The command argv names; NULL after the usage line (*rc its status). */
-static const struct cli_cmd *
+static API_WUR const struct cli_cmd *
 find_cmd(int argc, char **argv, int *rc)
 {
 	const struct cli_cmd *c = NULL;

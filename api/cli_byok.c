@@ -44,7 +44,7 @@ byok_usage(FILE *f)
 	return f == stdout ? 0 : 2;
 }
 
-static int
+static API_WUR int
 transfer(EVP_PKEY *kek, EVP_PKEY *key, uint8_t **out, size_t *out_len)
 {
 	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(kek, NULL);
@@ -90,7 +90,7 @@ out:
 }
 
 /* One base64url member of a JWK, decoded (free it). */
-static int
+static API_WUR int
 jwk_bytes(const json_t *jwk, const char *field, uint8_t **out, size_t *len)
 {
 	const char *s = json_string_value(json_object_get(jwk, field));
@@ -102,7 +102,7 @@ jwk_bytes(const json_t *jwk, const char *field, uint8_t **out, size_t *len)
 
 /* The public key of the RSA key kid (a KEK), fetched with the admin
  * credential: 0, or a negative VLT_ERR_* after its line. */
-static int
+static API_WUR int
 fetch_kek(const struct cli_where *w, const char *kid, EVP_PKEY **out)
 {
 	cli_session_t *s = NULL;
@@ -158,7 +158,7 @@ struct byok_opts {
 };
 
 /* 0, 1 (help printed), or -1 (a usage error). */
-static int
+static API_WUR int
 byok_args(int argc, char **argv, struct byok_opts *o)
 {
 	const struct {
@@ -192,7 +192,7 @@ byok_args(int argc, char **argv, struct byok_opts *o)
 }
 
 /* A PEM file's public key (kek) or private key; NULL after the line. */
-static EVP_PKEY *
+static API_WUR EVP_PKEY *
 read_pem_key(const char *file, int private)
 {
 	FILE *f = fopen(file, "r");
@@ -216,7 +216,7 @@ read_pem_key(const char *file, int private)
 }
 
 /* The JSON transfer blob for kid around ct, into file. */
-static int
+static API_WUR int
 write_blob(const char *file, const char *kid, const uint8_t *ct,
     size_t ct_len)
 {

@@ -33,6 +33,7 @@
 #define SHARES_MAX 16
 #define OLD_SHARES_MAX 4096
 
+/* Prints the usage line; the exit status of a usage error. */
 static int
 usage_err(const char *msg)
 {
@@ -116,7 +117,7 @@ cli_seal_advice(FILE *f, unsigned m, unsigned n, const char *method)
 }
 
 /* a line of stdin, without its newline; -1 at EOF */
-static int
+static API_WUR int
 read_line(char *out, size_t cap)
 {
 	size_t n;
@@ -137,7 +138,7 @@ argval(int argc, char **argv, int *i)
 }
 
 /* The vault URL (vault_url= in DIR/p11vault.conf) and CA of DIR. */
-static int
+static API_WUR int
 from_dir(const char *dir, char *url, size_t ucap, char *ca, size_t ccap)
 {
 	struct vlt_conf *conf = NULL;
@@ -156,7 +157,7 @@ from_dir(const char *dir, char *url, size_t ucap, char *ca, size_t ccap)
 }
 
 /* The answer of /sys/seal-status or /sys/unseal, for people. */
-static int
+static API_WUR int
 show_seal_status(int st, const buf_t *resp)
 {
 	json_t *j = buf_len(resp) > 0 ? json_loadb(buf_str(resp),
@@ -184,7 +185,7 @@ show_seal_status(int st, const buf_t *resp)
 
 /* The PUT /sys/unseal body: {"reset":true}, or the share read from
  * stdin. NULL after the line. */
-static char *
+static API_WUR char *
 unseal_body(int reset)
 {
 	char share[LINE_MAX_SHARE], *body;
@@ -213,7 +214,7 @@ struct unseal_opts {
 };
 
 /* 0, 1 (help printed), or 2 (usage error printed). */
-static int
+static API_WUR int
 unseal_args(int argc, char **argv, struct unseal_opts *o)
 {
 	int i;
@@ -320,7 +321,7 @@ struct rekey_opts {
 
 /* A number of key shares (0..SHARES_MAX) for option name; 0, or 2 after
  * the usage line. */
-static int
+static API_WUR int
 share_count(const char *name, const char *v, unsigned *out)
 {
 	uint64_t n;
@@ -335,7 +336,7 @@ share_count(const char *name, const char *v, unsigned *out)
 }
 
 /* 0, 1 (help printed), or 2 (usage error printed). */
-static int
+static API_WUR int
 rekey_args(int argc, char **argv, struct rekey_opts *o)
 {
 	int i;
@@ -378,7 +379,7 @@ rekey_args(int argc, char **argv, struct rekey_opts *o)
 
 /* The current shares from stdin, a line each (at most OLD_SHARES_MAX
  * bytes in all; more are dropped). NULL: out of memory. */
-static buf_t *
+static API_WUR buf_t *
 read_old_shares(void)
 {
 	char line[LINE_MAX_SHARE];
@@ -398,7 +399,7 @@ read_old_shares(void)
 
 /* The new shares (encrypted to --share-keys when given) as JSON on
  * stdout. */
-static int
+static API_WUR int
 print_new_shares(const struct rekey_opts *o, const char *shares)
 {
 	const char *sk = o->sk;
@@ -471,7 +472,7 @@ cli_rekey(int argc, char **argv)
 
 /* ---- shares for custodians' public keys ---- */
 
-static EVP_PKEY *
+static API_WUR EVP_PKEY *
 load_recipient(const char *file)
 {
 	EVP_PKEY *k = NULL;
@@ -496,7 +497,7 @@ load_recipient(const char *file)
 }
 
 /* RSA-OAEP (SHA-256, MGF1-SHA-256) of one share line, base64 */
-static json_t *
+static API_WUR json_t *
 encrypt_share(EVP_PKEY *k, const char *line)
 {
 	unsigned char out[1024], b64[1400];

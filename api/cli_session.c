@@ -145,7 +145,7 @@ admin_str(const json_t *admin, const char *field)
 	return s != NULL && s[0] != '\0' ? s : NULL;
 }
 
-static int
+static API_WUR int
 load_admin(const char *path, json_t **out)
 {
 	buf_t *file = NULL;
@@ -181,7 +181,7 @@ out:
 }
 
 /* src into dst without its trailing slashes. */
-static int
+static API_WUR int
 copy_url(char *dst, size_t cap, const char *src, const char *what)
 {
 	size_t len = strlen(src);
@@ -199,7 +199,7 @@ copy_url(char *dst, size_t cap, const char *src, const char *what)
 
 /* The token audience: --resource, $P11VAULT_RESOURCE, resource= in
  * DIR/p11vault.conf, or the default. */
-static int
+static API_WUR int
 find_resource(struct cli_session *s, const struct cli_where *w)
 {
 	const char *res = w->resource != NULL ? w->resource :
@@ -219,7 +219,7 @@ find_resource(struct cli_session *s, const struct cli_where *w)
 	return rc;
 }
 
-static int
+static API_WUR int
 locate(struct cli_session *s, const struct cli_where *w)
 {
 	char path[4096];
@@ -267,7 +267,7 @@ locate(struct cli_session *s, const struct cli_where *w)
 
 /* One call; on 0 *status, *raw (the body) and *resp (the body parsed, or
  * NULL when empty or not JSON). */
-static int
+static API_WUR int
 call(struct cli_session *s, const char *method, const char *path,
     const char *bearer, const char *ctype, const char *body,
     int *status, json_t **resp, buf_t **raw)
@@ -293,7 +293,7 @@ call(struct cli_session *s, const char *method, const char *path,
 }
 
 /* grant_type=client_credentials&client_id=…&client_secret=…&scope=… */
-static int
+static API_WUR int
 token_form(const struct cli_session *s, buf_t *form)
 {
 	char *cid = cli_pct_encode(admin_str(s->admin, "clientId"));
@@ -311,7 +311,7 @@ token_form(const struct cli_session *s, buf_t *form)
 	return rc;
 }
 
-static int
+static API_WUR int
 token_ok(const char *tok)
 {
 	size_t n = tok != NULL ? strlen(tok) : 0;
@@ -321,7 +321,7 @@ token_ok(const char *tok)
 	    "0123456789-._~+/=") == n;
 }
 
-static int
+static API_WUR int
 get_token(struct cli_session *s)
 {
 	char *tenant = cli_pct_encode(admin_str(s->admin, "tenantId"));

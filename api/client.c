@@ -61,7 +61,7 @@ ossl_reason(char *buf, size_t len)
 }
 
 /* The port after "host:" (p .. end): 1..65535. */
-static int
+static API_WUR int
 url_port(const char *p, const char *end, struct url *u)
 {
 	char num[8];
@@ -79,7 +79,7 @@ url_port(const char *p, const char *end, struct url *u)
 }
 
 /* The host of an https URL into u (brackets dropped); *rest after it. */
-static int
+static API_WUR int
 url_host(const char *p, const char *path, struct url *u, const char **rest)
 {
 	const char *host_end;
@@ -118,7 +118,7 @@ url_host(const char *p, const char *path, struct url *u, const char **rest)
 }
 
 /* https://host[:port][/base]; IPv6 as [addr]. No userinfo, query, fragment. */
-static int
+static API_WUR int
 url_parse(const char *s, struct url *u, char *err, size_t err_len)
 {
 	const char *p, *path;
@@ -159,7 +159,7 @@ bad:
 	return -1;
 }
 
-static int
+static API_WUR int
 tcp_connect(const struct url *u, char *err, size_t err_len)
 {
 	struct addrinfo hints, *res = NULL, *ai;
@@ -198,7 +198,7 @@ tcp_connect(const struct url *u, char *err, size_t err_len)
 	return fd;
 }
 
-static SSL_CTX *
+static API_WUR SSL_CTX *
 tls_ctx_new(const char *ca_file, char *err, size_t err_len)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -230,7 +230,7 @@ fail:
 	return NULL;
 }
 
-static int
+static API_WUR int
 tls_write_all(SSL *ssl, const char *buf, size_t len)
 {
 	size_t done = 0, w;
@@ -244,7 +244,7 @@ tls_write_all(SSL *ssl, const char *buf, size_t len)
 }
 
 /* Reads until EOF into a new buffer *out (wiped when freed). */
-static int
+static API_WUR int
 tls_read_all(SSL *ssl, buf_t **out, char *err, size_t err_len)
 {
 	buf_t *b = buf_new(CLI_READ_MAX);
@@ -335,7 +335,7 @@ header_value(const char *head, const char *end, const char *name,
 
 /* Decodes a chunked body into out; 0, -1 if malformed or truncated (or
  * out of memory), -2 if larger than CLI_RESP_MAX. */
-static int
+static API_WUR int
 dechunk(const char *in, size_t len, buf_t *out)
 {
 	size_t i = 0;
@@ -376,7 +376,7 @@ dechunk(const char *in, size_t len, buf_t *out)
 }
 
 /* The body after the head: de-chunked or cut to Content-Length. */
-static int
+static API_WUR int
 response_body(const char *raw, size_t raw_len, const char *head_end,
     buf_t **out, char *err, size_t err_len)
 {
@@ -431,7 +431,7 @@ nomem:
 }
 
 /* Splits a raw response into its status and a new body buffer. */
-static int
+static API_WUR int
 parse_response(const buf_t *rawb, int *status, buf_t **body, char *err,
     size_t err_len)
 {
@@ -452,7 +452,7 @@ parse_response(const buf_t *rawb, int *status, buf_t **body, char *err,
 	return 0;
 }
 
-static int
+static API_WUR int
 request_ok(const struct cli_request *rq)
 {
 	return rq->path[0] == '/' && strpbrk(rq->path, "\r\n ") == NULL &&
@@ -464,7 +464,7 @@ request_ok(const struct cli_request *rq)
 
 /* A TLS connection to u, verified; *ssl_out owns the socket from then on
  * (ctx too: freed with it). */
-static int
+static API_WUR int
 tls_open(const struct url *u, const char *ca_file, SSL **ssl_out, int *fd_out,
     char *err, size_t err_len)
 {
@@ -516,7 +516,7 @@ out:
 }
 
 /* The request line and headers. */
-static int
+static API_WUR int
 request_head(const struct cli_request *rq, const struct url *u, buf_t *h)
 {
 	int is443 = strcmp(u->port, "443") == 0;

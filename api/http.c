@@ -72,7 +72,7 @@ struct conn_state {
 	struct timespec start;
 };
 
-static int
+static API_WUR int
 body_append(struct api_server *s, struct conn_state *st, const char *data,
     size_t n)
 {
@@ -292,7 +292,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 }
 
-static int
+static API_WUR int
 parse_listen(const char *listen, struct sockaddr_storage *ss)
 {
 	char host[256];
@@ -329,7 +329,7 @@ parse_listen(const char *listen, struct sockaddr_storage *ss)
 
 /* The certificate and key PEM texts MHD serves with (it copies neither:
  * they live as long as the server). */
-static int
+static API_WUR int
 load_tls(struct api_server *s, const struct api_server_opts *o)
 {
 	buf_t *key = NULL;

@@ -1,6 +1,7 @@
 /*
- * main.c — the one main() of p11vault: sub-command dispatch, `init`,
- * `serve`, `audit verify`. Administrator commands are in cli_admin.c.
+ * main.c — the one main() of p11vault: the process policy (umask, the
+ * wiping Jansson allocator), sub-command dispatch, `init`, `serve`,
+ * `audit verify`. The other sub-commands are declared in api/cli.h.
  *
  * Must never: print a PIN; print a client secret except the admin
  * credential file it writes (mode 0600) at init.
@@ -49,7 +50,7 @@ opt(int argc, char **argv, const char *name)
 	return NULL;
 }
 
-static int
+static API_WUR int
 flag(int argc, char **argv, const char *name)
 {
 	int i;
@@ -92,7 +93,7 @@ path_of(char *dst, size_t cap, const char *dir, const char *name)
 }
 
 /* Host part of https://HOST[:PORT][/...] into out (brackets dropped). */
-static int
+static API_WUR int
 url_host(const char *url, char *out, size_t len)
 {
 	const char *p, *end, *stop;
@@ -164,7 +165,7 @@ seal_tls_key(const char *dir)
 
 /* The TLS key as serve needs it: *pem NULL (read DIR/tls/server-key.pem)
  * or the key opened from its at-rest form (freezero(*pem, TLS_PEM_MAX)). */
-static int
+static API_WUR int
 open_tls_key(const char *dir, char **pem, char *err, size_t err_len)
 {
 	char hsm_dir[4200], path[4200];
@@ -198,7 +199,7 @@ open_tls_key(const char *dir, char **pem, char *err, size_t err_len)
 
 /* ---- init ----------------------------------------------------------------- */
 
-static int
+static API_WUR int
 write_secret_file(const char *path, const char *text)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -378,7 +379,7 @@ init_report(const struct init_args *a, const char *shares)
 	freezero_str(json);
 }
 
-static int
+static API_WUR int
 cmd_init(int argc, char **argv)
 {
 	struct init_args a;
@@ -470,7 +471,7 @@ sweeper_main(void *arg)
 	return NULL;
 }
 
-static int
+static API_WUR int
 load_policy(vault_t *v, policy_t *p, int *key_set)
 {
 	struct vlt_principal *pr = NULL;
@@ -584,7 +585,7 @@ serve_context(struct api_ctx *ctx)
 }
 
 /* The HTTPS listener on listen, with DIR's TLS certificate and key. */
-static struct api_server *
+static API_WUR struct api_server *
 serve_listen(struct api_ctx *ctx, const char *dir, const char *listen)
 {
 	struct api_server_opts so;
@@ -660,7 +661,7 @@ serve_open(struct api_ctx *ctx, const char *dir, const char *user,
 	}
 }
 
-static int
+static API_WUR int
 cmd_serve(int argc, char **argv)
 {
 	const char *dir = opt(argc, argv, "--data");
@@ -715,7 +716,7 @@ cmd_serve(int argc, char **argv)
 
 /* ---- audit ---------------------------------------------------------------- */
 
-static int
+static API_WUR int
 cmd_audit(int argc, char **argv)
 {
 	const char *dir;

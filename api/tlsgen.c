@@ -44,7 +44,7 @@ static const char *const tls_file_names[TF_COUNT] = {
 };
 
 /* 1 if host is a plain IPv4/IPv6 literal, 0 if a valid DNS name, -1 else. */
-static int
+static API_WUR int
 host_kind(const char *host)
 {
 	unsigned char addr[16];
@@ -78,13 +78,13 @@ host_kind(const char *host)
 	return 0;
 }
 
-static EVP_PKEY *
+static API_WUR EVP_PKEY *
 gen_p256(void)
 {
 	return EVP_EC_gen("P-256");
 }
 
-static int
+static API_WUR int
 set_random_serial(X509 *cert)
 {
 	BIGNUM *bn = BN_new();
@@ -105,7 +105,7 @@ out:
 	return rc;
 }
 
-static int
+static API_WUR int
 add_ext(X509 *cert, X509V3_CTX *ctx, int nid, const char *value)
 {
 	X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
@@ -118,7 +118,7 @@ add_ext(X509 *cert, X509V3_CTX *ctx, int nid, const char *value)
 	return ok ? 0 : -1;
 }
 
-static int
+static API_WUR int
 set_name(X509_NAME *name, const char *cn)
 {
 	if (!X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8,
@@ -131,7 +131,7 @@ set_name(X509_NAME *name, const char *cn)
 }
 
 /* Common skeleton: v3, random serial, validity, subject, public key. */
-static X509 *
+static API_WUR X509 *
 new_cert(EVP_PKEY *key, const char *cn, long days)
 {
 	X509 *cert = X509_new();
@@ -151,7 +151,7 @@ new_cert(EVP_PKEY *key, const char *cn, long days)
 	return cert;
 }
 
-static X509 *
+static API_WUR X509 *
 make_ca(EVP_PKEY *ca_key)
 {
 	X509 *cert = new_cert(ca_key, "p11vault CA", TLSGEN_CA_DAYS);
@@ -175,7 +175,7 @@ fail:
 	return NULL;
 }
 
-static X509 *
+static API_WUR X509 *
 make_server(EVP_PKEY *key, const char *host, int host_is_ip, X509 *ca,
     EVP_PKEY *ca_key)
 {
@@ -220,7 +220,7 @@ fail:
 	return NULL;
 }
 
-static int
+static API_WUR int
 load_external_ca(const char *ca_cert, const char *ca_key, X509 **cert_out,
     EVP_PKEY **key_out, buf_t **pem_out, char *err, size_t err_len)
 {
@@ -301,7 +301,7 @@ create_file(const char *dir, const char *name, mode_t mode, char *path,
 	return fp;
 }
 
-static int
+static API_WUR int
 finish_file(FILE *fp)
 {
 	int rc = 0;
@@ -313,59 +313,33 @@ finish_file(FILE *fp)
 	return rc;
 }
 
-static int
-write_cert(const char *dir, enum tls_file which, X509 *cert, int *created)
+/* One TLS file, DIR/<which> with mode, holding cert, else key, else the
+ * len bytes at bytes; marks it created (for the clean-up of a failure). */
+static API_WUR int
+write_tls_file(const char *dir, enum tls_file which, mode_t mode, X509 *cert,
+    EVP_PKEY *key, const buf_t *bytes, int *created)
 {
 	char path[4096];
-	FILE *fp = create_file(dir, tls_file_names[which], 0644, path,
+	FILE *fp = create_file(dir, tls_file_names[which], mode, path,
 	    sizeof(path));
 	int ok;
 
 	if (fp == NULL)
 		return -1;
 	created[which] = 1;
-	ok = PEM_write_X509(fp, cert);
+	if (cert != NULL)
+		ok = PEM_write_X509(fp, cert);
+	else if (key != NULL)
+		ok = PEM_write_PrivateKey(fp, key, NULL, NULL, 0, NULL, NULL);
+	else
+		ok = fwrite(buf_ptr(bytes), 1, buf_len(bytes), fp) ==
+		    buf_len(bytes);
 	if (finish_file(fp) != 0 || !ok)
 		return -1;
 	return 0;
 }
 
-static int
-write_key(const char *dir, enum tls_file which, EVP_PKEY *key, int *created)
-{
-	char path[4096];
-	FILE *fp = create_file(dir, tls_file_names[which], 0600, path,
-	    sizeof(path));
-	int ok;
-
-	if (fp == NULL)
-		return -1;
-	created[which] = 1;
-	ok = PEM_write_PrivateKey(fp, key, NULL, NULL, 0, NULL, NULL);
-	if (finish_file(fp) != 0 || !ok)
-		return -1;
-	return 0;
-}
-
-static int
-write_bytes(const char *dir, enum tls_file which, const unsigned char *buf,
-    size_t len, int *created)
-{
-	char path[4096];
-	FILE *fp = create_file(dir, tls_file_names[which], 0644, path,
-	    sizeof(path));
-	size_t w;
-
-	if (fp == NULL)
-		return -1;
-	created[which] = 1;
-	w = fwrite(buf, 1, len, fp);
-	if (finish_file(fp) != 0 || w != len)
-		return -1;
-	return 0;
-}
-
-static int
+static API_WUR int
 ensure_dir(const char *dir)
 {
 	struct stat st;
@@ -397,7 +371,7 @@ tls_set_free(struct tls_set *t)
 	buf_free(t->ca_pem);
 }
 
-static int
+static API_WUR int
 make_material(struct tls_set *t, const char *host, int is_ip,
     const char *ca_cert, const char *ca_key, char *err, size_t err_len)
 {
@@ -430,7 +404,7 @@ make_material(struct tls_set *t, const char *host, int is_ip,
 
 /* Writes the files; on failure removes those this call created (never a
  * pre-existing one) and says why. */
-static int
+static API_WUR int
 write_material(const char *tls_dir, const struct tls_set *t, char *err,
     size_t err_len)
 {
@@ -439,14 +413,15 @@ write_material(const char *tls_dir, const struct tls_set *t, char *err,
 	int i, saved_errno, rc;
 
 	if (t->ca_pem != NULL)
-		rc = write_bytes(tls_dir, TF_CA, buf_ptr(t->ca_pem),
-		    buf_len(t->ca_pem), created);
+		rc = write_tls_file(tls_dir, TF_CA, 0644, NULL, NULL, t->ca_pem,
+		    created);
 	else
-		rc = write_cert(tls_dir, TF_CA, t->ca, created) != 0 ||
-		    write_key(tls_dir, TF_CA_KEY, t->ca_key, created) != 0 ?
-		    -1 : 0;
-	if (rc == 0 && write_cert(tls_dir, TF_SERVER, t->srv, created) == 0 &&
-	    write_key(tls_dir, TF_SERVER_KEY, t->srv_key, created) == 0)
+		rc = write_tls_file(tls_dir, TF_CA, 0644, t->ca, NULL, NULL,
+		    created) != 0 || write_tls_file(tls_dir, TF_CA_KEY, 0600,
+		    NULL, t->ca_key, NULL, created) != 0 ? -1 : 0;
+	if (rc == 0 && write_tls_file(tls_dir, TF_SERVER, 0644, t->srv, NULL,
+	    NULL, created) == 0 && write_tls_file(tls_dir, TF_SERVER_KEY,
+	    0600, NULL, t->srv_key, NULL, created) == 0)
 		return 0;
 	saved_errno = errno;
 	if (saved_errno == EEXIST)
