@@ -25,11 +25,16 @@
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 
-#include "api/api.h"
+#include "api/cli.h"
+#include "api/cli_session.h"
+#include "api/client.h"
+#include "hsm/base.h"
 
 #define AGENT_CACHE 16
 #define AGENT_RESOURCE_MAX 256
 #define AGENT_REFRESH_MARGIN 300
+#define AGENT_FORM_MAX 8192
+#define AGENT_CRED_MAX (64 * 1024)
 
 struct agent_tok {
 	char resource[AGENT_RESOURCE_MAX + 1];
@@ -48,47 +53,60 @@ struct agent {
 	struct agent_tok cache[AGENT_CACHE];
 };
 
-static void
-wipe_str(char *s)
+/* grant_type=client_credentials&client_id=…&client_secret=…&scope=… for
+ * resource (a trailing slash dropped). */
+static API_WUR int
+token_form(const struct agent *a, const char *resource, buf_t *form)
 {
-	if (s) {
-		OPENSSL_cleanse(s, strlen(s));
-		free(s);
-	}
-}
-
-/* Fetches a token for resource from the vault; *token malloc'd. */
-static int
-fetch_token(struct agent *a, const char *resource, char **token,
-    int64_t *expires_in, int *status_out)
-{
-	char scope[AGENT_RESOURCE_MAX + 16], path[128], err[256];
-	char *e_id = NULL, *e_sec = NULL, *e_scope = NULL, *form = NULL;
-	char *resp = NULL;
-	size_t resp_len = 0, flen;
-	int status = 0, rc = -1;
-	json_t *j = NULL;
 	size_t rl = strlen(resource);
+	char scope[AGENT_RESOURCE_MAX + 16];
+	char *e_id = NULL, *e_sec = NULL, *e_scope = NULL;
+	int rc = -1;
 
-	*token = NULL;
-	*status_out = 502;
-	snprintf(scope, sizeof(scope), "%.*s/.default",
-	    (int)(rl && resource[rl - 1] == '/' ? rl - 1 : rl), resource);
+	if (rl > 0 && resource[rl - 1] == '/')
+		rl--;
+	if (str_fmt(scope, sizeof(scope), "%.*s/.default", (int)rl,
+	    resource) != 0)
+		return -1;
 	e_id = cli_pct_encode(a->client_id);
 	e_sec = cli_pct_encode(a->secret);
 	e_scope = cli_pct_encode(scope);
-	if (!e_id || !e_sec || !e_scope)
+	if (e_id != NULL && e_sec != NULL && e_scope != NULL &&
+	    buf_putf(form, "grant_type=client_credentials&client_id=%s&"
+	    "client_secret=%s&scope=%s", e_id, e_sec, e_scope) == 0)
+		rc = 0;
+	freezero_str(e_sec);
+	free(e_id);
+	free(e_scope);
+	return rc;
+}
+
+/* Fetches a token for resource from the vault; *token malloc'd. */
+static API_WUR int
+fetch_token(struct agent *a, const char *resource, char **token,
+    int64_t *expires_in, int *status_out)
+{
+	struct cli_request rq;
+	char path[128], err[256];
+	buf_t *form = buf_new(AGENT_FORM_MAX), *resp = NULL;
+	int status = 0, rc = -1;
+	json_t *j = NULL;
+
+	*token = NULL;
+	*status_out = 502;
+	if (form == NULL || token_form(a, resource, form) != 0 ||
+	    str_fmt(path, sizeof(path), "/%s/oauth2/v2.0/token",
+	    a->tenant) != 0)
 		goto out;
-	flen = strlen(e_id) + strlen(e_sec) + strlen(e_scope) + 96;
-	form = malloc(flen);
-	if (form == NULL)
-		goto out;
-	snprintf(form, flen, "grant_type=client_credentials&client_id=%s&"
-	    "client_secret=%s&scope=%s", e_id, e_sec, e_scope);
-	snprintf(path, sizeof(path), "/%s/oauth2/v2.0/token", a->tenant);
-	if (cli_https(a->vault_url, a->ca_file[0] ? a->ca_file : NULL, "POST",
-	    path, NULL, "application/x-www-form-urlencoded", form,
-	    strlen(form), &status, &resp, &resp_len, err, sizeof(err)) != 0) {
+	memset(&rq, 0, sizeof(rq));
+	rq.base_url = a->vault_url;
+	rq.ca_file = a->ca_file[0] ? a->ca_file : NULL;
+	rq.method = "POST";
+	rq.path = path;
+	rq.content_type = "application/x-www-form-urlencoded";
+	rq.body = buf_str(form);
+	rq.body_len = buf_len(form);
+	if (cli_https(&rq, &status, &resp, err, sizeof(err)) != 0) {
 		fprintf(stderr, "{\"level\":\"warn\",\"event\":"
 		    "\"token_fetch_failed\",\"reason\":\"%s\"}\n", err);
 		goto out;
@@ -97,7 +115,7 @@ fetch_token(struct agent *a, const char *resource, char **token,
 		*status_out = status == 401 || status == 400 ? 400 : 502;
 		goto out;
 	}
-	j = json_loadb(resp, resp_len, 0, NULL);
+	j = json_loadb(buf_str(resp), buf_len(resp), 0, NULL);
 	if (!json_is_string(json_object_get(j, "access_token")) ||
 	    !json_is_integer(json_object_get(j, "expires_in")))
 		goto out;
@@ -105,24 +123,14 @@ fetch_token(struct agent *a, const char *resource, char **token,
 	*expires_in = json_integer_value(json_object_get(j, "expires_in"));
 	rc = *token ? 0 : -1;
 out:
-	if (j) {
-		json_t *t = json_object_get(j, "access_token");
-		if (json_is_string(t))
-			OPENSSL_cleanse((void *)json_string_value(t),
-			    json_string_length(t));
-		json_decref(j);
-	}
-	if (resp)
-		OPENSSL_clear_free(resp, resp_len);
-	wipe_str(form);
-	wipe_str(e_sec);
-	free(e_id);
-	free(e_scope);
+	json_decref(j);         /* Jansson frees through api_wipe_free */
+	buf_free(resp);
+	buf_free(form);
 	return rc;
 }
 
 /* A token for resource, from the cache or the vault. *token malloc'd. */
-static int
+static API_WUR int
 agent_token(struct agent *a, const char *resource, char **token,
     int64_t *expires_on, int64_t *not_before, int *status)
 {
@@ -158,9 +166,9 @@ agent_token(struct agent *a, const char *resource, char **token,
 		if (a->cache[i].expires_on < a->cache[slot].expires_on)
 			slot = i;
 	}
-	wipe_str(a->cache[slot].token);
-	snprintf(a->cache[slot].resource, sizeof(a->cache[slot].resource),
-	    "%s", resource);
+	freezero_str(a->cache[slot].token);
+	/* resource is at most AGENT_RESOURCE_MAX (on_request checks) */
+	memcpy(a->cache[slot].resource, resource, strlen(resource) + 1);
 	a->cache[slot].token = strdup(fresh);
 	a->cache[slot].expires_on = *expires_on;
 	a->cache[slot].not_before = now;
@@ -181,8 +189,7 @@ reply(struct MHD_Connection *c, unsigned status, json_t *body)
 		return MHD_NO;
 	r = MHD_create_response_from_buffer(strlen(text), text,
 	    MHD_RESPMEM_MUST_COPY);
-	OPENSSL_cleanse(text, strlen(text));
-	free(text);
+	freezero_str(text);
 	if (r == NULL)
 		return MHD_NO;
 	MHD_add_response_header(r, "Content-Type",
@@ -241,15 +248,19 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 		    "service_unavailable", "error_description",
 		    "The vault did not issue a token for this identity."));
 	now = (int64_t)time(NULL);
-	snprintf(ein, sizeof(ein), "%lld", (long long)(expires_on - now));
-	snprintf(eon, sizeof(eon), "%lld", (long long)expires_on);
-	snprintf(nbf, sizeof(nbf), "%lld", (long long)not_before);
+	/* 32 bytes hold any int64 */
+	if (str_fmt(ein, sizeof(ein), "%lld", (long long)(expires_on - now)) ||
+	    str_fmt(eon, sizeof(eon), "%lld", (long long)expires_on) ||
+	    str_fmt(nbf, sizeof(nbf), "%lld", (long long)not_before)) {
+		freezero_str(token);
+		return MHD_NO;
+	}
 	ret = reply(c, 200, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, "
 	    "s:s}", "access_token", token, "client_id", a->client_id,
 	    "token_type", "Bearer",
 	    "expires_in", ein, "expires_on", eon, "ext_expires_in", ein,
 	    "not_before", nbf, "resource", resource));
-	wipe_str(token);
+	freezero_str(token);
 	return ret;
 }
 
@@ -263,39 +274,60 @@ on_done(void *cls, struct MHD_Connection *c, void **con_cls,
 	*con_cls = NULL;
 }
 
-static int
+static API_WUR int
 load_credential(struct agent *a, const char *path, const char *url_opt,
     const char *ca_opt)
 {
 	json_error_t je;
-	json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+	buf_t *file = NULL;
+	json_t *j = NULL;
 	const char *tid, *cid, *sec, *url;
 	int rc = -1;
 
-	if (j == NULL)
-		return -1;
+	if (file_read(path, AGENT_CRED_MAX, &file) != 0 ||
+	    (j = json_loadb(buf_str(file), buf_len(file),
+	    JSON_REJECT_DUPLICATES, &je)) == NULL)
+		goto out;
 	tid = json_string_value(json_object_get(j, "tenantId"));
 	cid = json_string_value(json_object_get(j, "clientId"));
 	sec = json_string_value(json_object_get(j, "clientSecret"));
 	url = url_opt ? url_opt :
 	    json_string_value(json_object_get(j, "vaultUrl"));
-	if (!tid || !cid || !sec || !url || strlen(tid) >= sizeof(a->tenant) ||
-	    strlen(cid) >= sizeof(a->client_id) ||
-	    strlen(url) >= sizeof(a->vault_url))
+	if (!tid || !cid || !sec || !url ||
+	    str_fmt(a->tenant, sizeof(a->tenant), "%s", tid) != 0 ||
+	    str_fmt(a->client_id, sizeof(a->client_id), "%s", cid) != 0 ||
+	    str_fmt(a->vault_url, sizeof(a->vault_url), "%s", url) != 0 ||
+	    (ca_opt != NULL &&
+	    str_fmt(a->ca_file, sizeof(a->ca_file), "%s", ca_opt) != 0))
 		goto out;
-	snprintf(a->tenant, sizeof(a->tenant), "%s", tid);
-	snprintf(a->client_id, sizeof(a->client_id), "%s", cid);
-	snprintf(a->vault_url, sizeof(a->vault_url), "%s", url);
-	if (ca_opt)
-		snprintf(a->ca_file, sizeof(a->ca_file), "%s", ca_opt);
 	a->secret = strdup(sec);
 	rc = a->secret ? 0 : -1;
 out:
-	sec = json_string_value(json_object_get(j, "clientSecret"));
-	if (sec)
-		OPENSSL_cleanse((void *)sec, strlen(sec));
-	json_decref(j);
+	json_decref(j);         /* Jansson frees through api_wipe_free */
+	buf_free(file);
 	return rc;
+}
+
+/* --listen 127.x.x.x:PORT into sin: 0, or -1 (not a loopback address). */
+static API_WUR int
+parse_loopback(const char *listen, struct sockaddr_in *sin)
+{
+	const char *colon = strrchr(listen, ':');
+	char host[64];
+	uint64_t port;
+
+	memset(sin, 0, sizeof(*sin));
+	sin->sin_family = AF_INET;
+	if (colon == NULL || (size_t)(colon - listen) >= sizeof(host))
+		return -1;
+	memcpy(host, listen, (size_t)(colon - listen));
+	host[colon - listen] = '\0';
+	if (parse_u64(colon + 1, 65535, &port) != 0 || port == 0 ||
+	    inet_pton(AF_INET, host, &sin->sin_addr) != 1 ||
+	    (ntohl(sin->sin_addr.s_addr) >> 24) != 127)
+		return -1;
+	sin->sin_port = htons((uint16_t)port);
+	return 0;
 }
 
 static const char *
@@ -317,11 +349,8 @@ cli_identity_agent(int argc, char **argv)
 	struct sockaddr_in sin;
 	struct MHD_Daemon *d;
 	struct agent a;
-	char host[64];
-	const char *colon;
 	sigset_t sigs;
 	int sig, i;
-	long port;
 
 	for (i = 1; i < argc; i++)
 		if (strcmp(argv[i], "--help") == 0) {
@@ -334,36 +363,27 @@ cli_identity_agent(int argc, char **argv)
 			return 0;
 		}
 	if (cred == NULL) {
-		fprintf(stderr, "p11vault: identity-agent needs --credential "
-		    "FILE\n");
+		cli_fail_line("identity-agent needs --credential FILE");
 		return 2;
 	}
 	if (listen == NULL)
 		listen = "127.0.0.1:40342";
-	colon = strrchr(listen, ':');
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	if (colon == NULL || (size_t)(colon - listen) >= sizeof(host)) {
-		fprintf(stderr, "p11vault: --listen must be HOST:PORT\n");
+	if (strrchr(listen, ':') == NULL) {
+		cli_fail_line("--listen must be HOST:PORT");
 		return 2;
 	}
-	memcpy(host, listen, (size_t)(colon - listen));
-	host[colon - listen] = '\0';
-	port = strtol(colon + 1, NULL, 10);
-	if (inet_pton(AF_INET, host, &sin.sin_addr) != 1 || port < 1 ||
-	    port > 65535 || (ntohl(sin.sin_addr.s_addr) >> 24) != 127) {
-		fprintf(stderr, "p11vault: --listen must be a loopback "
-		    "address (127.x.x.x:PORT)\n");
+	if (parse_loopback(listen, &sin) != 0) {
+		cli_fail_line("--listen must be a loopback address "
+		    "(127.x.x.x:PORT)");
 		return 2;
 	}
-	sin.sin_port = htons((uint16_t)port);
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	memset(&a, 0, sizeof(a));
 	pthread_mutex_init(&a.lock, NULL);
 	if (load_credential(&a, cred, arg(argc, argv, "--vault-url"),
 	    arg(argc, argv, "--ca")) != 0) {
-		fprintf(stderr, "p11vault: cannot read the credential in %s "
-		    "(tenantId, clientId, clientSecret, vaultUrl)\n", cred);
+		cli_fail_line("cannot read the credential in %s (tenantId, "
+		    "clientId, clientSecret, vaultUrl)", cred);
 		return 1;
 	}
 	sigemptyset(&sigs);
@@ -381,8 +401,8 @@ cli_identity_agent(int argc, char **argv)
 	    MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL,
 	    MHD_OPTION_END);
 	if (d == NULL) {
-		fprintf(stderr, "p11vault: cannot listen on %s\n", listen);
-		wipe_str(a.secret);
+		cli_fail_line("cannot listen on %s", listen);
+		freezero_str(a.secret);
 		return 1;
 	}
 	printf("listening on http://%s\n", listen);
@@ -391,8 +411,8 @@ cli_identity_agent(int argc, char **argv)
 		;
 	MHD_stop_daemon(d);
 	for (i = 0; i < AGENT_CACHE; i++)
-		wipe_str(a.cache[i].token);
-	wipe_str(a.secret);
+		freezero_str(a.cache[i].token);
+	freezero_str(a.secret);
 	pthread_mutex_destroy(&a.lock);
 	return 0;
 }

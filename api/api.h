@@ -22,61 +22,6 @@
 #define API_WUR __attribute__((warn_unused_result))
 #define API_BODY_MAX (256 * 1024)
 
-/* ---- tlsgen.c: the vault's TLS material -------------------------------- */
-/*
- * Creates tls_dir (0700) with ca.pem, server.pem, server-key.pem (0600)
- * and, when it generates the CA itself, ca-key.pem (0600). The server
- * certificate (EC P-256, 825 days) covers localhost, 127.0.0.1 and host
- * (a DNS name or an IP address) as subjectAltNames. When ca_cert and
- * ca_key are given (PEM files), the server certificate is signed by that
- * CA and ca.pem is a copy of ca_cert; else a new CA (EC P-256, 10 years)
- * is made. 0 on success, -1 with a one-line reason in err.
- */
-int tlsgen_create(const char *tls_dir, const char *host, const char *ca_cert,
-    const char *ca_key, char *err, size_t err_len) API_WUR;
-
-/* ---- client.c / cli_admin.c: administrator commands --------------------- */
-/*
- * Runs `p11vault vault|identity|policy ...` (argv[0] is the sub-command
- * group). Finds the vault through --data DIR (DIR/admin.json, DIR/tls/ca.pem)
- * or --vault-url URL --admin FILE [--ca FILE]; gets a token from the
- * vault's token endpoint with the admin credential and calls the
- * management REST API. Prints JSON on stdout; returns the process exit
- * status (0 ok; non-zero with one line on stderr).
- */
-int cli_admin(int argc, char **argv);
-
-/* The public key of the RSA key kid (a KEK), fetched with the admin
- * credential (--data DIR, or vault_url + admin file [+ ca]). Returns 0, or
- * an exit status after printing one line. */
-struct evp_pkey_st;
-int cli_admin_fetch_kek(const char *data, const char *vault_url,
-    const char *admin, const char *ca, const char *kid,
-    struct evp_pkey_st **out);
-
-/* cli_byok.c: `p11vault byok --kek-kid URL --kek-public FILE --key PEM
- * --out FILE` builds a BYOK transfer blob (JSON) with OpenSSL only.
- * Returns the process exit status. */
-int cli_byok(int argc, char **argv);
-
-/* One HTTPS/1.1 request (client.c): TLS 1.2+, the peer verified against
- * ca_file (NULL: the system store) and the URL's host. *resp_body
- * malloc'd (free with OPENSSL_clear_free). 0, or -1 with a reason in err. */
-int cli_https(const char *base_url, const char *ca_file, const char *method,
-    const char *path, const char *bearer, const char *content_type,
-    const char *body, size_t body_len, int *status, char **resp_body,
-    size_t *resp_len, char *err, size_t err_len) API_WUR;
-
-/* client.c: s percent-encoded for a URL path or a form value (RFC 3986
- * unreserved characters kept). malloc'd; it may hold a secret: wipe it
- * (OPENSSL_clear_free with strlen + 1) before free. NULL: out of memory. */
-char *cli_pct_encode(const char *s);
-
-/* agent.c: `p11vault identity-agent` — the IMDS token protocol for one
- * workload host's identity. Returns the process exit status. */
-int cli_identity_agent(int argc, char **argv);
-
-
 /* ---- the request path (http.c, router.c, *_api.c) --------------------- */
 
 struct api_ctx {
@@ -202,22 +147,6 @@ void api_token(struct api_req *q, struct api_resp *r, char **segs, size_t n);
 
 /* admin_api.c — /admin/... */
 void api_admin(struct api_req *q, struct api_resp *r, char **segs, size_t n);
-/* cli_seal.c: `p11vault unseal`, `p11vault rekey`, and init's unseal
- * defaults (systemd-creds with the host key as root, else none) */
-int cli_unseal(int argc, char **argv);
-/* DIR/serve.lock, exclusively (flock): held by serve for its life and by
- * rekey; the fd (close-on-exec), -1 when another holds it, -2 on error */
-int cli_serve_lock(const char *dir);
-int cli_rekey(int argc, char **argv);
-const char *cli_seal_default_auto(void);
-json_t *cli_seal_shares_json(const char *shares);
-void cli_seal_advice(FILE *f, unsigned m, unsigned n, const char *method);
-/* --share-keys A.pem,B.pem,…: how many, and each share (a line each, in
- * order) RSA-OAEP-SHA-256 encrypted to its custodian's public key (PEM
- * public key or certificate), base64: [{recipient, share}] */
-int cli_seal_count_keys(const char *list);
-json_t *cli_seal_shares_for(const char *shares, const char *list, char *err,
-    size_t err_len);
 /* seal_api.c: /sys/seal-status, /sys/unseal (no authentication) */
 void api_sys(struct api_req *q, struct api_resp *r, char **segs, size_t n);
 
@@ -241,18 +170,5 @@ int api_metrics_render(struct api_ctx *c, char **text, size_t *len) API_WUR;
 /* Only the seal gauges, for a sealed vault. */
 int api_metrics_render_sealed(struct api_ctx *c, char **text, size_t *len)
     API_WUR;
-
-/* http.c */
-struct api_server;
-struct api_server_opts {
-	const char *listen;        /* HOST:PORT */
-	const char *cert_pem_file;
-	const char *key_pem_file;
-	const char *key_pem;       /* the key itself (decrypted from its
-	                              at-rest form), instead of the file */
-};
-int api_server_start(struct api_ctx *c, const struct api_server_opts *o,
-    struct api_server **out, char *err, size_t err_len) API_WUR;
-void api_server_stop(struct api_server *s);
 
 #endif

@@ -2,12 +2,14 @@
  * cli_byok.c — `p11vault byok`: builds a BYOK transfer blob on the
  * administrator's workstation, with OpenSSL only (no vault, no token).
  *
- * Owns: reading a PEM private key and a KEK public key, the transfer
- * ciphertext (RSA-OAEP-SHA-1 of a fresh AES-256 key, then RFC 5649 AES key
- * wrap with padding of the PKCS#8 key) and the JSON transfer blob file.
+ * Owns: reading a PEM private key and a KEK public key (from a file, or
+ * fetched from the vault through cli_session.h), the transfer ciphertext
+ * (RSA-OAEP-SHA-1 of a fresh AES-256 key, then RFC 5649 AES key wrap with
+ * padding of the PKCS#8 key) and the JSON transfer blob file.
  * Must never: write or print the private key or the AES key; keep either
  * beyond the call (wiped).
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +22,10 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
-#include "api/api.h"
+#include "api/cli.h"
+#include "api/cli_session.h"
+#include "hsm/buf.h"
+#include "hsm/pkey.h"
 
 static int
 byok_usage(FILE *f)
@@ -39,7 +44,7 @@ byok_usage(FILE *f)
 	return f == stdout ? 0 : 2;
 }
 
-static int
+static API_WUR int
 transfer(EVP_PKEY *kek, EVP_PKEY *key, uint8_t **out, size_t *out_len)
 {
 	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(kek, NULL);
@@ -84,72 +89,144 @@ out:
 	return rc;
 }
 
-int
-cli_byok(int argc, char **argv)
+/* One base64url member of a JWK, decoded (free it). */
+static API_WUR int
+jwk_bytes(const json_t *jwk, const char *field, uint8_t **out, size_t *len)
 {
-	const char *kid = NULL, *kek_file = NULL, *key_file = NULL,
-	    *out_file = NULL, *data = NULL, *vault_url = NULL, *admin = NULL,
-	    *ca = NULL;
-	EVP_PKEY *kek = NULL, *key = NULL;
-	uint8_t *ct = NULL;
-	size_t ct_len = 0;
+	const char *s = json_string_value(json_object_get(jwk, field));
+
+	*out = NULL;
+	return s != NULL && policy_b64url_decode(s, strlen(s), out, len) == 0 ?
+	    0 : -1;
+}
+
+/* The public key of the RSA key kid (a KEK), fetched with the admin
+ * credential: 0, or a negative VLT_ERR_* after its line. */
+static API_WUR int
+fetch_kek(const struct cli_where *w, const char *kid, EVP_PKEY **out)
+{
+	cli_session_t *s = NULL;
+	json_t *resp = NULL, *jwk;
+	uint8_t *n = NULL, *e = NULL, *spki = NULL;
+	const unsigned char *p;
+	size_t n_len = 0, e_len = 0, spki_len = 0;
+	const char *path = strstr(kid, "/keys/");
+	int rc;
+
+	*out = NULL;
+	if (path == NULL || strncmp(kid, "https://", 8) != 0) {
+		cli_fail_line("--kek-kid must be a key identifier "
+		    "https://HOST/keys/NAME/VERSION");
+		return VLT_ERR_BAD_PARAM;
+	}
+	if ((rc = cli_session_open(w, &s)) != 0 ||
+	    (rc = cli_session_call(s, "GET", path, NULL, &resp)) != 0)
+		goto out;
+	rc = VLT_ERR_IO;
+	jwk = json_object_get(resp, "key");
+	if (!json_is_object(jwk) || jwk_bytes(jwk, "n", &n, &n_len) != 0 ||
+	    jwk_bytes(jwk, "e", &e, &e_len) != 0) {
+		cli_fail_line("the key %s is not an RSA key", kid);
+		goto out;
+	}
+	if (hsm_rsa_spki(n, n_len, e, e_len, &spki, &spki_len) != 0 ||
+	    spki_len > LONG_MAX) {
+		cli_fail_line("cannot build the KEK's public key");
+		goto out;
+	}
+	p = spki;
+	if ((*out = d2i_PUBKEY(NULL, &p, (long)spki_len)) == NULL) {
+		cli_fail_line("cannot build the KEK's public key");
+		goto out;
+	}
+	rc = 0;
+out:
+	json_decref(resp);
+	cli_session_close(s);
+	free(spki);
+	free(n);
+	free(e);
+	return rc;
+}
+
+struct byok_opts {
+	struct cli_where where;
+	const char *kid;
+	const char *kek_file;
+	const char *key_file;
+	const char *out_file;
+};
+
+/* 0, 1 (help printed), or -1 (a usage error). */
+static API_WUR int
+byok_args(int argc, char **argv, struct byok_opts *o)
+{
+	const struct {
+		const char *name;
+		const char **slot;
+	} opts[] = {
+		{ "--kek-kid", &o->kid }, { "--kek-public", &o->kek_file },
+		{ "--key", &o->key_file }, { "--out", &o->out_file },
+		{ "--data", &o->where.data },
+		{ "--vault-url", &o->where.vault_url },
+		{ "--admin", &o->where.admin }, { "--ca", &o->where.ca },
+	};
+	const size_t nopts = sizeof(opts) / sizeof(opts[0]);
+	size_t j;
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0) {
+			(void)byok_usage(stdout);
+			return 1;
+		}
+		for (j = 0; j < nopts && strcmp(argv[i], opts[j].name) != 0;
+		    j++)
+			;
+		if (i + 1 >= argc || j == nopts)
+			return -1;
+		*opts[j].slot = argv[++i];
+	}
+	return o->kid == NULL || o->key_file == NULL || o->out_file == NULL ?
+	    -1 : 0;
+}
+
+/* A PEM file's public key (kek) or private key; NULL after the line. */
+static API_WUR EVP_PKEY *
+read_pem_key(const char *file, int private)
+{
+	FILE *f = fopen(file, "r");
+	EVP_PKEY *k = NULL;
+
+	if (f != NULL) {
+		k = private ? PEM_read_PrivateKey(f, NULL, NULL, NULL) :
+		    PEM_read_PUBKEY(f, NULL, NULL, NULL);
+		fclose(f);
+	}
+	if (!private && k != NULL && EVP_PKEY_get_base_id(k) != EVP_PKEY_RSA) {
+		EVP_PKEY_free(k);
+		k = NULL;
+	}
+	if (k == NULL && private)
+		cli_fail_line("byok: cannot read the private key in %s (PEM, "
+		    "unencrypted)", file);
+	else if (k == NULL)
+		cli_fail_line("byok: %s is not an RSA public key (PEM)", file);
+	return k;
+}
+
+/* The JSON transfer blob for kid around ct, into file. */
+static API_WUR int
+write_blob(const char *file, const char *kid, const uint8_t *ct,
+    size_t ct_len)
+{
 	char *ct64 = NULL, *text = NULL;
 	json_t *doc = NULL;
 	FILE *f = NULL;
-	int i, rc = 1;
+	int rc = VLT_ERR_IO;
 
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0)
-			return byok_usage(stdout);
-		if (i + 1 >= argc)
-			return byok_usage(stderr);
-		if (strcmp(argv[i], "--kek-kid") == 0)
-			kid = argv[++i];
-		else if (strcmp(argv[i], "--kek-public") == 0)
-			kek_file = argv[++i];
-		else if (strcmp(argv[i], "--key") == 0)
-			key_file = argv[++i];
-		else if (strcmp(argv[i], "--out") == 0)
-			out_file = argv[++i];
-		else if (strcmp(argv[i], "--data") == 0)
-			data = argv[++i];
-		else if (strcmp(argv[i], "--vault-url") == 0)
-			vault_url = argv[++i];
-		else if (strcmp(argv[i], "--admin") == 0)
-			admin = argv[++i];
-		else if (strcmp(argv[i], "--ca") == 0)
-			ca = argv[++i];
-		else
-			return byok_usage(stderr);
-	}
-	if (kid == NULL || key_file == NULL || out_file == NULL)
-		return byok_usage(stderr);
-	if (kek_file == NULL) {
-		if ((rc = cli_admin_fetch_kek(data, vault_url, admin, ca, kid,
-		    &kek)) != 0)
-			return rc;
-		rc = 1;
-	} else if ((f = fopen(kek_file, "r")) == NULL ||
-	    (kek = PEM_read_PUBKEY(f, NULL, NULL, NULL)) == NULL ||
-	    EVP_PKEY_get_base_id(kek) != EVP_PKEY_RSA) {
-		fprintf(stderr, "p11vault byok: %s is not an RSA public key "
-		    "(PEM)\n", kek_file);
-		goto out;
-	}
-	if (f != NULL)
-		fclose(f);
-	if ((f = fopen(key_file, "r")) == NULL ||
-	    (key = PEM_read_PrivateKey(f, NULL, NULL, NULL)) == NULL) {
-		fprintf(stderr, "p11vault byok: cannot read the private key "
-		    "in %s (PEM, unencrypted)\n", key_file);
-		goto out;
-	}
-	fclose(f);
-	f = NULL;
-	if (transfer(kek, key, &ct, &ct_len) != 0 ||
-	    policy_b64url_encode(ct, ct_len, &ct64) != 0) {
-		fprintf(stderr, "p11vault byok: cannot build the transfer "
-		    "blob\n");
+	if (policy_b64url_encode(ct, ct_len, &ct64) != 0) {
+		cli_fail_line("byok: cannot build the transfer blob");
 		goto out;
 	}
 	doc = json_pack("{s:s, s:{s:s, s:s, s:s}, s:s, s:s}",
@@ -157,28 +234,54 @@ cli_byok(int argc, char **argv)
 	    "enc", "CKM_RSA_AES_KEY_WRAP", "ciphertext", ct64,
 	    "generator", "p11vault byok");
 	if (doc == NULL || (text = json_dumps(doc, JSON_COMPACT)) == NULL ||
-	    (f = fopen(out_file, "w")) == NULL ||
-	    fputs(text, f) == EOF) {
-		fprintf(stderr, "p11vault byok: cannot write %s\n", out_file);
+	    (f = fopen(file, "w")) == NULL || fputs(text, f) == EOF) {
+		cli_fail_line("byok: cannot write %s", file);
 		goto out;
 	}
-	if (fclose(f) != 0) {
-		f = NULL;
-		fprintf(stderr, "p11vault byok: cannot write %s\n", out_file);
-		goto out;
-	}
+	rc = fclose(f) == 0 ? 0 : VLT_ERR_IO;
 	f = NULL;
-	printf("wrote %s\n", out_file);
-	rc = 0;
+	if (rc != 0)
+		cli_fail_line("byok: cannot write %s", file);
 out:
 	if (f != NULL)
 		fclose(f);
-	ERR_clear_error();
-	free(ct);
 	free(ct64);
 	free(text);
 	json_decref(doc);
+	return rc;
+}
+
+int
+cli_byok(int argc, char **argv)
+{
+	struct byok_opts o;
+	EVP_PKEY *kek = NULL, *key = NULL;
+	uint8_t *ct = NULL;
+	size_t ct_len = 0;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	if ((rc = byok_args(argc, argv, &o)) != 0)
+		return rc > 0 ? 0 : byok_usage(stderr);
+	rc = VLT_ERR_IO;
+	if (o.kek_file == NULL) {
+		if ((rc = fetch_kek(&o.where, o.kid, &kek)) != 0)
+			goto out;
+	} else if ((kek = read_pem_key(o.kek_file, 0)) == NULL)
+		goto out;
+	if ((key = read_pem_key(o.key_file, 1)) == NULL)
+		goto out;
+	if (transfer(kek, key, &ct, &ct_len) != 0) {
+		cli_fail_line("byok: cannot build the transfer blob");
+		rc = VLT_ERR_IO;
+		goto out;
+	}
+	if ((rc = write_blob(o.out_file, o.kid, ct, ct_len)) == 0)
+		printf("wrote %s\n", o.out_file);
+out:
+	ERR_clear_error();
+	free(ct);
 	EVP_PKEY_free(kek);
 	EVP_PKEY_free(key);
-	return rc;
+	return cli_exit_status(rc);
 }

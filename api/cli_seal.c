@@ -16,16 +16,28 @@
 
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
 
-#include "api/api.h"
+#include "api/cli.h"
+#include "api/cli_session.h"
+#include "api/client.h"
+#include "api/errmsg.h"
+#include "hsm/base.h"
+#include "vault/config.h"
 #include "vault/vault.h"
 
 #define LINE_MAX_SHARE 256
+#define SHARES_MAX 16
+#define OLD_SHARES_MAX 4096
 
+/* Prints the usage line; the exit status of a usage error. */
 static int
 usage_err(const char *msg)
 {
-	fprintf(stderr, "p11vault: %s (see --help)\n", msg);
+	cli_fail_line("%s (see --help)", msg);
 	return 2;
 }
 
@@ -42,12 +54,9 @@ cli_seal_default_auto(void)
 	for (p = path; *p != '\0'; p = e ? e + 1 : p + n) {
 		e = strchr(p, ':');
 		n = e ? (size_t)(e - p) : strlen(p);
-		if (n > 0 && n + 16 < sizeof(one)) {
-			snprintf(one, sizeof(one), "%.*s/systemd-creds", (int)n,
-			    p);
-			if (access(one, X_OK) == 0)
-				return "systemd-creds:host";
-		}
+		if (n > 0 && str_fmt(one, sizeof(one), "%.*s/systemd-creds",
+		    (int)n, p) == 0 && access(one, X_OK) == 0)
+			return "systemd-creds:host";
 		if (e == NULL)
 			break;
 	}
@@ -70,7 +79,10 @@ cli_seal_shares_json(const char *shares)
 		if (n > 0 && n < sizeof(line)) {
 			memcpy(line, p, n);
 			line[n] = '\0';
-			json_array_append_new(a, json_string(line));
+			if (json_array_append_new(a, json_string(line)) != 0) {
+				json_decref(a);
+				a = NULL;
+			}
 			OPENSSL_cleanse(line, sizeof(line));
 		}
 		p = e ? e + 1 : NULL;
@@ -105,7 +117,7 @@ cli_seal_advice(FILE *f, unsigned m, unsigned n, const char *method)
 }
 
 /* a line of stdin, without its newline; -1 at EOF */
-static int
+static API_WUR int
 read_line(char *out, size_t cap)
 {
 	size_t n;
@@ -125,104 +137,33 @@ argval(int argc, char **argv, int *i)
 	return argv[++*i];
 }
 
-/* vault URL and CA from DIR */
-static int
+/* The vault URL (vault_url= in DIR/p11vault.conf) and CA of DIR. */
+static API_WUR int
 from_dir(const char *dir, char *url, size_t ucap, char *ca, size_t ccap)
 {
-	char path[4200], line[1024];
-	FILE *f;
-	int ok = 0;
+	struct vlt_conf *conf = NULL;
+	const char *v;
+	char path[4200];
+	int rc = -1;
 
-	snprintf(path, sizeof(path), "%s/p11vault.conf", dir);
-	if ((f = fopen(path, "re")) == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (strncmp(line, "vault_url=", 10) == 0) {
-			line[strcspn(line, "\r\n")] = '\0';
-			snprintf(url, ucap, "%s", line + 10);
-			ok = 1;
-		}
-	fclose(f);
-	snprintf(ca, ccap, "%s/tls/ca.pem", dir);
-	return ok ? 0 : -1;
+	if (fs_join(path, sizeof(path), dir, "p11vault.conf") == 0 &&
+	    conf_read(path, &conf) == 0 &&
+	    (v = conf_get(conf, "vault_url")) != NULL &&
+	    str_fmt(url, ucap, "%s", v) == 0 &&
+	    str_fmt(ca, ccap, "%s/tls/ca.pem", dir) == 0)
+		rc = 0;
+	conf_free(conf);
+	return rc;
 }
 
-int
-cli_unseal(int argc, char **argv)
+/* The answer of /sys/seal-status or /sys/unseal, for people. */
+static API_WUR int
+show_seal_status(int st, const buf_t *resp)
 {
-	const char *url = NULL, *ca = NULL, *dir = NULL;
-	char ubuf[1024], cbuf[4200], share[LINE_MAX_SHARE], err[256];
-	char *resp = NULL, *body = NULL;
-	int i, reset = 0, status_only = 0, st = 0, rc = 1;
-	size_t rlen = 0;
-	json_t *j = NULL, *a;
+	json_t *j = buf_len(resp) > 0 ? json_loadb(buf_str(resp),
+	    buf_len(resp), 0, NULL) : NULL, *a;
+	int rc = 1;
 
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0) {
-			puts("usage: p11vault unseal (--data DIR | --vault-url "
-			    "URL [--ca FILE]) [--reset | --status]\n"
-			    "Gives one operator key share, read from standard "
-			    "input, to the running server,\n"
-			    "and shows how many are still needed. --reset "
-			    "forgets the shares given so far;\n"
-			    "--status only shows where the unsealing stands.");
-			return 0;
-		} else if (strcmp(argv[i], "--data") == 0) {
-			dir = argval(argc, argv, &i);
-		} else if (strcmp(argv[i], "--vault-url") == 0) {
-			url = argval(argc, argv, &i);
-		} else if (strcmp(argv[i], "--ca") == 0) {
-			ca = argval(argc, argv, &i);
-		} else if (strcmp(argv[i], "--reset") == 0) {
-			reset = 1;
-		} else if (strcmp(argv[i], "--status") == 0) {
-			status_only = 1;
-		} else {
-			return usage_err("unknown argument");
-		}
-	}
-	if (dir != NULL && url == NULL) {
-		if (from_dir(dir, ubuf, sizeof(ubuf), cbuf, sizeof(cbuf)) != 0)
-			return usage_err("cannot read DIR/p11vault.conf");
-		url = ubuf;
-		if (ca == NULL)
-			ca = cbuf;
-	}
-	if (url == NULL)
-		return usage_err("unseal needs --data DIR or --vault-url URL");
-	if (status_only) {
-		if (cli_https(url, ca, "GET", "/sys/seal-status", NULL, NULL,
-		    NULL, 0, &st, &resp, &rlen, err, sizeof(err)) != 0) {
-			fprintf(stderr, "p11vault: %s\n", err);
-			return 1;
-		}
-	} else {
-		if (reset) {
-			j = json_pack("{s:b}", "reset", 1);
-		} else {
-			if (isatty(0))
-				fprintf(stderr, "Key share (N-HEX): ");
-			if (read_line(share, sizeof(share)) != 0)
-				return usage_err("no key share on standard input");
-			j = json_pack("{s:s}", "key", share);
-			OPENSSL_cleanse(share, sizeof(share));
-		}
-		body = j ? json_dumps(j, JSON_COMPACT) : NULL;
-		json_decref(j);
-		j = NULL;
-		if (body == NULL)
-			return 1;
-		i = cli_https(url, ca, "PUT", "/sys/unseal", NULL,
-		    "application/json", body, strlen(body), &st, &resp, &rlen,
-		    err, sizeof(err));
-		OPENSSL_cleanse(body, strlen(body));
-		free(body);
-		if (i != 0) {
-			fprintf(stderr, "p11vault: %s\n", err);
-			return 1;
-		}
-	}
-	j = resp ? json_loadb(resp, rlen, 0, NULL) : NULL;
 	if (st == 200 && json_is_object(j)) {
 		int sealed = json_is_true(json_object_get(j, "sealed"));
 		long long t = json_integer_value(json_object_get(j, "t"));
@@ -235,24 +176,130 @@ cli_unseal(int argc, char **argv)
 		rc = 0;
 	} else {
 		a = json_object_get(json_object_get(j, "error"), "message");
-		fprintf(stderr, "p11vault: refused (HTTP %d): %s\n", st,
+		cli_fail_line("refused (HTTP %d): %s", st,
 		    json_is_string(a) ? json_string_value(a) : "no message");
 	}
 	json_decref(j);
-	free(resp);
 	return rc;
 }
 
+/* The PUT /sys/unseal body: {"reset":true}, or the share read from
+ * stdin. NULL after the line. */
+static API_WUR char *
+unseal_body(int reset)
+{
+	char share[LINE_MAX_SHARE], *body;
+	json_t *j;
+
+	if (reset)
+		j = json_pack("{s:b}", "reset", 1);
+	else {
+		if (isatty(0))
+			fprintf(stderr, "Key share (N-HEX): ");
+		if (read_line(share, sizeof(share)) != 0) {
+			(void)usage_err("no key share on standard input");
+			return NULL;
+		}
+		j = json_pack("{s:s}", "key", share);
+		OPENSSL_cleanse(share, sizeof(share));
+	}
+	body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	return body;
+}
+
+struct unseal_opts {
+	const char *url, *ca, *dir;
+	int reset, status_only;
+};
+
+/* 0, 1 (help printed), or 2 (usage error printed). */
+static API_WUR int
+unseal_args(int argc, char **argv, struct unseal_opts *o)
+{
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0) {
+			puts("usage: p11vault unseal (--data DIR | --vault-url "
+			    "URL [--ca FILE]) [--reset | --status]\n"
+			    "Gives one operator key share, read from standard "
+			    "input, to the running server,\n"
+			    "and shows how many are still needed. --reset "
+			    "forgets the shares given so far;\n"
+			    "--status only shows where the unsealing stands.");
+			return 1;
+		} else if (strcmp(argv[i], "--data") == 0) {
+			o->dir = argval(argc, argv, &i);
+		} else if (strcmp(argv[i], "--vault-url") == 0) {
+			o->url = argval(argc, argv, &i);
+		} else if (strcmp(argv[i], "--ca") == 0) {
+			o->ca = argval(argc, argv, &i);
+		} else if (strcmp(argv[i], "--reset") == 0) {
+			o->reset = 1;
+		} else if (strcmp(argv[i], "--status") == 0) {
+			o->status_only = 1;
+		} else {
+			return usage_err("unknown argument");
+		}
+	}
+	return 0;
+}
+
+int
+cli_unseal(int argc, char **argv)
+{
+	struct unseal_opts o;
+	struct cli_request rq;
+	char ubuf[1024], cbuf[4200], err[256], *body = NULL;
+	buf_t *resp = NULL;
+	int st = 0, rc;
+
+	memset(&o, 0, sizeof(o));
+	memset(&rq, 0, sizeof(rq));
+	if ((rc = unseal_args(argc, argv, &o)) != 0)
+		return rc == 1 ? 0 : rc;
+	if (o.dir != NULL && o.url == NULL) {
+		if (from_dir(o.dir, ubuf, sizeof(ubuf), cbuf,
+		    sizeof(cbuf)) != 0)
+			return usage_err("cannot read DIR/p11vault.conf");
+		o.url = ubuf;
+		if (o.ca == NULL)
+			o.ca = cbuf;
+	}
+	if (o.url == NULL)
+		return usage_err("unseal needs --data DIR or --vault-url URL");
+	rq.base_url = o.url;
+	rq.ca_file = o.ca;
+	rq.method = o.status_only ? "GET" : "PUT";
+	rq.path = o.status_only ? "/sys/seal-status" : "/sys/unseal";
+	if (!o.status_only) {
+		if ((body = unseal_body(o.reset)) == NULL)
+			return o.reset ? 1 : 2;
+		rq.content_type = "application/json";
+		rq.body = body;
+		rq.body_len = strlen(body);
+	}
+	rc = cli_https(&rq, &st, &resp, err, sizeof(err));
+	freezero_str(body);
+	if (rc != 0) {
+		cli_fail_line("%s", err);
+		return 1;
+	}
+	rc = show_seal_status(st, resp);
+	buf_free(resp);
+	return rc;
+}
 
 int
 cli_serve_lock(const char *dir)
 {
+	struct stat st;
 	char path[4200];
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/serve.lock", dir);
-	struct stat st;
-
+	if (fs_join(path, sizeof(path), dir, "serve.lock") != 0)
+		return -2;
 	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
 	    0600)) < 0)
 		return -2;
@@ -267,15 +314,32 @@ cli_serve_lock(const char *dir)
 	return fd;
 }
 
-int
-cli_rekey(int argc, char **argv)
+struct rekey_opts {
+	const char *dir, *au, *sk;
+	unsigned n, m;
+};
+
+/* A number of key shares (0..SHARES_MAX) for option name; 0, or 2 after
+ * the usage line. */
+static API_WUR int
+share_count(const char *name, const char *v, unsigned *out)
 {
-	const char *dir = NULL, *au = NULL, *sk = NULL, *v;
-	unsigned n = 5, m = 3;
-	char line[LINE_MAX_SHARE], *old = NULL, *shares = NULL, *out;
-	size_t olen = 0, cap = 4096;
-	json_t *j;
-	int i, rc;
+	uint64_t n;
+
+	if (v == NULL || parse_u64(v, SHARES_MAX, &n) != 0) {
+		cli_fail_line("%s needs a whole number 0..%d (see --help)",
+		    name, SHARES_MAX);
+		return 2;
+	}
+	*out = (unsigned)n;
+	return 0;
+}
+
+/* 0, 1 (help printed), or 2 (usage error printed). */
+static API_WUR int
+rekey_args(int argc, char **argv, struct rekey_opts *o)
+{
+	int i;
 
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0) {
@@ -290,86 +354,117 @@ cli_rekey(int argc, char **argv)
 			    "open nothing any more. A vault with only an "
 			    "unattended method, or with the PIN\n"
 			    "files of an old version, needs no share.");
-			return 0;
+			return 1;
 		} else if (strcmp(argv[i], "--data") == 0) {
-			dir = argval(argc, argv, &i);
+			o->dir = argval(argc, argv, &i);
 		} else if (strcmp(argv[i], "--auto-unseal") == 0) {
-			au = argval(argc, argv, &i);
+			o->au = argval(argc, argv, &i);
 		} else if (strcmp(argv[i], "--share-keys") == 0 &&
-		    (v = argval(argc, argv, &i)) != NULL) {
-			sk = v;
-			n = (unsigned)cli_seal_count_keys(v);
-		} else if (strcmp(argv[i], "--key-shares") == 0 &&
-		    (v = argval(argc, argv, &i)) != NULL) {
-			n = (unsigned)strtoul(v, NULL, 10);
-		} else if (strcmp(argv[i], "--key-threshold") == 0 &&
-		    (v = argval(argc, argv, &i)) != NULL) {
-			m = (unsigned)strtoul(v, NULL, 10);
+		    (o->sk = argval(argc, argv, &i)) != NULL) {
+			o->n = (unsigned)cli_seal_count_keys(o->sk);
+		} else if (strcmp(argv[i], "--key-shares") == 0) {
+			if (share_count("--key-shares", argval(argc, argv, &i),
+			    &o->n) != 0)
+				return 2;
+		} else if (strcmp(argv[i], "--key-threshold") == 0) {
+			if (share_count("--key-threshold", argval(argc, argv,
+			    &i), &o->m) != 0)
+				return 2;
 		} else {
 			return usage_err("unknown argument");
 		}
 	}
-	if (dir == NULL)
-		return usage_err("rekey needs --data DIR");
-	/* held until exit: no serve starts while the PINs change */
-	if (cli_serve_lock(dir) == -1) {
-		fprintf(stderr, "p11vault: a server is running on %s: stop it "
-		    "first (rekey changes the token's PINs)\n", dir);
-		return 1;
-	}
-	if (n > 16 || m > n || (n > 0 && m == 0))
-		return usage_err("--key-threshold must be 1..--key-shares, "
-		    "--key-shares 0..16");
-	if ((old = calloc(1, cap)) == NULL)
-		return 1;
-	while (read_line(line, sizeof(line)) == 0) {
+	return 0;
+}
+
+/* The current shares from stdin, a line each (at most OLD_SHARES_MAX
+ * bytes in all; more are dropped). NULL: out of memory. */
+static API_WUR buf_t *
+read_old_shares(void)
+{
+	char line[LINE_MAX_SHARE];
+	buf_t *old = buf_new(OLD_SHARES_MAX);
+
+	while (old != NULL && read_line(line, sizeof(line)) == 0) {
 		size_t l = strlen(line);
-		if (l == 0)
-			continue;
-		if (olen + l + 2 > cap)
+
+		if (l > 0 && (buf_len(old) + l + 1 > OLD_SHARES_MAX ||
+		    buf_put(old, line, l) != 0 || buf_put_u8(old, '\n') != 0))
 			break;
-		memcpy(old + olen, line, l);
-		olen += l;
-		old[olen++] = '\n';
 		OPENSSL_cleanse(line, sizeof(line));
 	}
-	rc = vault_rekey(dir, n, m, au, old, getenv("P11VAULT_MODULE_ALLOW"),
-	    &shares);
-	OPENSSL_cleanse(old, cap);
-	free(old);
-	if (rc != 0) {
-		fprintf(stderr, "p11vault: rekey refused (error %d): %s\n", rc,
-		    rc == VLT_ERR_BAD_PARAM ? "too few valid key shares of "
-		    "this vault, or a bad --auto-unseal" : "see the token "
-		    "process's message above");
-		return 1;
-	}
-	{
-		char err[256];
-		json_t *sh = sk != NULL ? cli_seal_shares_for(shares, sk, err,
-		    sizeof(err)) : cli_seal_shares_json(shares);
+	OPENSSL_cleanse(line, sizeof(line));
+	return old;
+}
 
-		if (sh == NULL) {
-			/* the rekey is done: these shares must not be lost */
-			fprintf(stderr, "p11vault: cannot encrypt the new shares "
-			    "(%s); they follow in plaintext\n", err);
-			sh = cli_seal_shares_json(shares);
-			sk = NULL;
-		}
-		j = json_pack("{s:o, s:i, s:s}", sk != NULL ?
-		    "unsealKeySharesEncrypted" : "unsealKeyShares", sh,
-		    "unsealThreshold", (int)m, "autoUnseal", au ? au :
-		    "unchanged");
+/* The new shares (encrypted to --share-keys when given) as JSON on
+ * stdout. */
+static API_WUR int
+print_new_shares(const struct rekey_opts *o, const char *shares)
+{
+	const char *sk = o->sk;
+	char err[256], *out;
+	json_t *sh, *j;
+
+	sh = sk != NULL ? cli_seal_shares_for(shares, sk, err, sizeof(err)) :
+	    cli_seal_shares_json(shares);
+	if (sh == NULL && sk != NULL) {
+		/* the rekey is done: these shares must not be lost */
+		cli_fail_line("cannot encrypt the new shares (%s); they follow "
+		    "in plaintext", err);
+		sh = cli_seal_shares_json(shares);
+		sk = NULL;
 	}
-	OPENSSL_cleanse(shares, strlen(shares));
-	free(shares);
+	j = sh != NULL ? json_pack("{s:o, s:i, s:s}", sk != NULL ?
+	    "unsealKeySharesEncrypted" : "unsealKeyShares", sh,
+	    "unsealThreshold", (int)o->m, "autoUnseal", o->au ? o->au :
+	    "unchanged") : NULL;
 	out = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
 	json_decref(j);
 	if (out == NULL)
 		return 1;
 	printf("%s\n", out);
-	OPENSSL_cleanse(out, strlen(out));
-	free(out);
+	freezero_str(out);
+	return 0;
+}
+
+int
+cli_rekey(int argc, char **argv)
+{
+	struct rekey_opts o = { .n = 5, .m = 3 };
+	char *shares = NULL;
+	buf_t *old;
+	int rc;
+
+	if ((rc = rekey_args(argc, argv, &o)) != 0)
+		return rc == 1 ? 0 : rc;
+	if (o.dir == NULL)
+		return usage_err("rekey needs --data DIR");
+	/* held until exit: no serve starts while the PINs change */
+	if (cli_serve_lock(o.dir) == -1) {
+		cli_fail_line("a server is running on %s: stop it first (rekey "
+		    "changes the token's PINs)", o.dir);
+		return 1;
+	}
+	if (o.n > SHARES_MAX || o.m > o.n || (o.n > 0 && o.m == 0))
+		return usage_err("--key-threshold must be 1..--key-shares, "
+		    "--key-shares 0..16");
+	if ((old = read_old_shares()) == NULL)
+		return 1;
+	rc = vault_rekey(o.dir, o.n, o.m, o.au, buf_str(old),
+	    getenv("P11VAULT_MODULE_ALLOW"), &shares);
+	buf_free(old);
+	if (rc != 0) {
+		cli_fail_line("rekey refused (error %d): %s", rc,
+		    rc == VLT_ERR_BAD_PARAM ? "too few valid key shares of "
+		    "this vault, or a bad --auto-unseal" : "see the token "
+		    "process's message above");
+		return 1;
+	}
+	rc = print_new_shares(&o, shares);
+	freezero_str(shares);
+	if (rc != 0)
+		return rc;
 	fprintf(stderr, "p11vault: rekeyed: the old key shares open nothing "
 	    "any more.\n");
 	return 0;
@@ -377,12 +472,7 @@ cli_rekey(int argc, char **argv)
 
 /* ---- shares for custodians' public keys ---- */
 
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/rsa.h>
-#include <openssl/x509.h>
-
-static EVP_PKEY *
+static API_WUR EVP_PKEY *
 load_recipient(const char *file)
 {
 	EVP_PKEY *k = NULL;
@@ -407,7 +497,7 @@ load_recipient(const char *file)
 }
 
 /* RSA-OAEP (SHA-256, MGF1-SHA-256) of one share line, base64 */
-static json_t *
+static API_WUR json_t *
 encrypt_share(EVP_PKEY *k, const char *line)
 {
 	unsigned char out[1024], b64[1400];
@@ -452,21 +542,25 @@ cli_seal_shares_for(const char *shares, const char *list, char *err,
 	EVP_PKEY *k;
 	size_t n;
 
-	snprintf(files, sizeof(files), "%s", list);
+	if (str_fmt(files, sizeof(files), "%s", list) != 0) {
+		errmsg_set(err, err_len, "--share-keys is too long");
+		goto fail;
+	}
 	for (file = strtok_r(files, ",", &save); a != NULL && file != NULL;
 	    file = strtok_r(NULL, ",", &save)) {
 		e = p ? strchr(p, '\n') : NULL;
 		n = e ? (size_t)(e - p) : 0;
 		if (n == 0 || n >= sizeof(line)) {
-			snprintf(err, err_len, "fewer shares than --share-keys");
+			errmsg_set(err, err_len, "fewer shares than "
+			    "--share-keys");
 			goto fail;
 		}
 		memcpy(line, p, n);
 		line[n] = '\0';
 		p = e + 1;
 		if ((k = load_recipient(file)) == NULL) {
-			snprintf(err, err_len, "%s: not an RSA public key or "
-			    "certificate (PEM)", file);
+			errmsg_set(err, err_len, "%.128s: not an RSA public "
+			    "key or certificate (PEM)", file);
 			OPENSSL_cleanse(line, sizeof(line));
 			goto fail;
 		}
@@ -474,11 +568,15 @@ cli_seal_shares_for(const char *shares, const char *list, char *err,
 		EVP_PKEY_free(k);
 		OPENSSL_cleanse(line, sizeof(line));
 		if (one == NULL) {
-			snprintf(err, err_len, "%s: cannot encrypt to it", file);
+			errmsg_set(err, err_len, "%.128s: cannot encrypt to "
+			    "it", file);
 			goto fail;
 		}
-		json_array_append_new(a, json_pack("{s:s, s:o}", "recipient",
-		    file, "share", one));
+		if (json_array_append_new(a, json_pack("{s:s, s:o}",
+		    "recipient", file, "share", one)) != 0) {
+			errmsg_set(err, err_len, "out of memory");
+			goto fail;
+		}
 	}
 	return a;
 fail:

@@ -13,7 +13,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,13 +27,16 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "api/api.h"
+#include "api/client.h"
+#include "api/errmsg.h"
+#include "hsm/base.h"
 
 #define CLI_RESP_MAX (16u * 1024 * 1024)   /* body cap */
 #define CLI_HEAD_MAX (64u * 1024)          /* status line + headers cap */
 #define CLI_HOST_MAX 255
 /* raw bytes read: headers + a chunked body's framing + the body */
 #define CLI_READ_MAX (CLI_RESP_MAX + CLI_RESP_MAX / 8 + CLI_HEAD_MAX)
+#define CLI_READ_CHUNK 16384
 #define CLI_PATH_MAX 4096
 #define CLI_IO_TIMEOUT_SECS 30
 
@@ -47,21 +49,6 @@ struct url {
 	int is_ip6;
 };
 
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (err == NULL || err_len == 0)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(err, err_len, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		err[0] = '\0';
-}
-
 static const char *
 ossl_reason(char *buf, size_t len)
 {
@@ -73,18 +60,73 @@ ossl_reason(char *buf, size_t len)
 	return buf;
 }
 
+/* The port after "host:" (p .. end): 1..65535. */
+static API_WUR int
+url_port(const char *p, const char *end, struct url *u)
+{
+	char num[8];
+	uint64_t port;
+	size_t n = (size_t)(end - p);
+
+	if (n == 0 || n >= sizeof(num))
+		return -1;
+	memcpy(num, p, n);
+	num[n] = '\0';
+	if (parse_u64(num, 65535, &port) != 0 || port == 0)
+		return -1;
+	return str_fmt(u->port, sizeof(u->port), "%u", (unsigned)port) == 0 ?
+	    0 : -1;
+}
+
+/* The host of an https URL into u (brackets dropped); *rest after it. */
+static API_WUR int
+url_host(const char *p, const char *path, struct url *u, const char **rest)
+{
+	const char *host_end;
+	unsigned char addr[16];
+	size_t hlen;
+
+	if (*p == '[') {
+		host_end = memchr(p, ']', (size_t)(path - p));
+		if (host_end == NULL)
+			return -1;
+		hlen = (size_t)(host_end - p - 1);
+		if (hlen == 0 || hlen > CLI_HOST_MAX)
+			return -1;
+		memcpy(u->host, p + 1, hlen);
+		u->host[hlen] = '\0';
+		if (inet_pton(AF_INET6, u->host, addr) != 1)
+			return -1;
+		u->is_ip = u->is_ip6 = 1;
+		*rest = host_end + 1;
+		return 0;
+	}
+	host_end = p + strcspn(p, ":/");
+	if (host_end > path)
+		host_end = path;
+	hlen = (size_t)(host_end - p);
+	if (hlen == 0 || hlen > CLI_HOST_MAX)
+		return -1;
+	memcpy(u->host, p, hlen);
+	u->host[hlen] = '\0';
+	if (strspn(u->host, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != hlen)
+		return -1;
+	u->is_ip = inet_pton(AF_INET, u->host, addr) == 1;
+	*rest = host_end;
+	return 0;
+}
+
 /* https://host[:port][/base]; IPv6 as [addr]. No userinfo, query, fragment. */
-static int
+static API_WUR int
 url_parse(const char *s, struct url *u, char *err, size_t err_len)
 {
-	const char *p, *host_end, *path;
-	size_t hlen, plen;
-	unsigned char addr[16];
-	long port = 443;
+	const char *p, *path;
+	size_t plen;
 
 	memset(u, 0, sizeof(*u));
 	if (strncasecmp(s, "https://", 8) != 0) {
-		set_err(err, err_len, "the vault URL must start with https:// "
+		errmsg_set(err, err_len, "the vault URL must start with https:// "
 		    "(got '%.64s')", s);
 		return -1;
 	}
@@ -92,49 +134,18 @@ url_parse(const char *s, struct url *u, char *err, size_t err_len)
 	path = p + strcspn(p, "/?#");
 	if (*path == '?' || *path == '#' || memchr(p, '@',
 	    (size_t)(path - p)) != NULL) {
-		set_err(err, err_len, "unsupported vault URL '%.64s'", s);
+		errmsg_set(err, err_len, "unsupported vault URL '%.64s'", s);
 		return -1;
 	}
-	if (*p == '[') {
-		host_end = memchr(p, ']', (size_t)(path - p));
-		if (host_end == NULL)
-			goto bad;
-		hlen = (size_t)(host_end - p - 1);
-		if (hlen == 0 || hlen > CLI_HOST_MAX)
-			goto bad;
-		memcpy(u->host, p + 1, hlen);
-		u->host[hlen] = '\0';
-		if (inet_pton(AF_INET6, u->host, addr) != 1)
-			goto bad;
-		u->is_ip = u->is_ip6 = 1;
-		p = host_end + 1;
-	} else {
-		host_end = p + strcspn(p, ":/");
-		if (host_end > path)
-			host_end = path;
-		hlen = (size_t)(host_end - p);
-		if (hlen == 0 || hlen > CLI_HOST_MAX)
-			goto bad;
-		memcpy(u->host, p, hlen);
-		u->host[hlen] = '\0';
-		if (strspn(u->host, "abcdefghijklmnopqrstuvwxyz"
-		    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != hlen)
-			goto bad;
-		u->is_ip = inet_pton(AF_INET, u->host, addr) == 1;
-		p = host_end;
-	}
+	if (url_host(p, path, u, &p) != 0)
+		goto bad;
 	if (*p == ':') {
-		char *end;
-
-		errno = 0;
-		port = strtol(p + 1, &end, 10);
-		if (errno != 0 || end == p + 1 || end != path || port < 1 ||
-		    port > 65535)
+		if (url_port(p + 1, path, u) != 0)
 			goto bad;
 	} else if (p != path)
 		goto bad;
-	if (snprintf(u->port, sizeof(u->port), "%ld", port) < 0)
-		goto bad;
+	else
+		memcpy(u->port, "443", 4);
 	plen = strlen(path);
 	while (plen > 0 && path[plen - 1] == '/')
 		plen--;
@@ -144,11 +155,11 @@ url_parse(const char *s, struct url *u, char *err, size_t err_len)
 	u->base[plen] = '\0';
 	return 0;
 bad:
-	set_err(err, err_len, "malformed vault URL '%.64s'", s);
+	errmsg_set(err, err_len, "malformed vault URL '%.64s'", s);
 	return -1;
 }
 
-static int
+static API_WUR int
 tcp_connect(const struct url *u, char *err, size_t err_len)
 {
 	struct addrinfo hints, *res = NULL, *ai;
@@ -161,7 +172,7 @@ tcp_connect(const struct url *u, char *err, size_t err_len)
 	hints.ai_flags = u->is_ip ? AI_NUMERICHOST : 0;
 	rc = getaddrinfo(u->host, u->port, &hints, &res);
 	if (rc != 0) {
-		set_err(err, err_len, "cannot resolve %s: %s", u->host,
+		errmsg_set(err, err_len, "cannot resolve %s: %s", u->host,
 		    gai_strerror(rc));
 		return -1;
 	}
@@ -181,20 +192,20 @@ tcp_connect(const struct url *u, char *err, size_t err_len)
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
-		set_err(err, err_len, "cannot connect to %s port %s: %s",
+		errmsg_set(err, err_len, "cannot connect to %s port %s: %s",
 		    u->host, u->port,
 		    strerror(saved != 0 ? saved : ECONNREFUSED));
 	return fd;
 }
 
-static SSL_CTX *
+static API_WUR SSL_CTX *
 tls_ctx_new(const char *ca_file, char *err, size_t err_len)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	char r[160];
 
 	if (ctx == NULL) {
-		set_err(err, err_len, "TLS setup failed: %s",
+		errmsg_set(err, err_len, "TLS setup failed: %s",
 		    ossl_reason(r, sizeof(r)));
 		return NULL;
 	}
@@ -204,7 +215,7 @@ tls_ctx_new(const char *ca_file, char *err, size_t err_len)
 	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	if (ca_file != NULL) {
 		if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
-			set_err(err, err_len, "cannot load the CA file %s: %s",
+			errmsg_set(err, err_len, "cannot load the CA file %s: %s",
 			    ca_file, ossl_reason(r, sizeof(r)));
 			SSL_CTX_free(ctx);
 			return NULL;
@@ -213,13 +224,13 @@ tls_ctx_new(const char *ca_file, char *err, size_t err_len)
 		goto fail;
 	return ctx;
 fail:
-	set_err(err, err_len, "TLS setup failed: %s",
+	errmsg_set(err, err_len, "TLS setup failed: %s",
 	    ossl_reason(r, sizeof(r)));
 	SSL_CTX_free(ctx);
 	return NULL;
 }
 
-static int
+static API_WUR int
 tls_write_all(SSL *ssl, const char *buf, size_t len)
 {
 	size_t done = 0, w;
@@ -232,35 +243,34 @@ tls_write_all(SSL *ssl, const char *buf, size_t len)
 	return 0;
 }
 
-/* Reads until EOF into *buf (wiped on every reallocation). */
-static int
-tls_read_all(SSL *ssl, char **buf, size_t *len, char *err, size_t err_len)
+/* Reads until EOF into a new buffer *out (wiped when freed). */
+static API_WUR int
+tls_read_all(SSL *ssl, buf_t **out, char *err, size_t err_len)
 {
-	size_t cap = 16384, n = 0, got;
-	char *b = malloc(cap + 1), *nb;
+	buf_t *b = buf_new(CLI_READ_MAX);
+	uint8_t *at;
+	size_t got, room;
 	int e;
 
-	if (b == NULL)
-		goto nomem;
+	*out = NULL;
+	if (b == NULL) {
+		errmsg_set(err, err_len, "out of memory");
+		return -1;
+	}
 	for (;;) {
-		if (n == cap) {
-			size_t ncap = cap * 2;
-
-			if (cap >= CLI_READ_MAX) {
-				set_err(err, err_len, "the response is larger "
-				    "than 16 MiB");
-				goto fail;
-			}
-			if (ncap > CLI_READ_MAX)
-				ncap = CLI_READ_MAX;
-			nb = OPENSSL_clear_realloc(b, cap + 1, ncap + 1);
-			if (nb == NULL)
-				goto nomem;
-			b = nb;
-			cap = ncap;
+		if ((room = CLI_READ_MAX - buf_len(b)) == 0) {
+			errmsg_set(err, err_len, "the response is larger than "
+			    "16 MiB");
+			goto fail;
 		}
-		if (SSL_read_ex(ssl, b + n, cap - n, &got) == 1) {
-			n += got;
+		if (room > CLI_READ_CHUNK)
+			room = CLI_READ_CHUNK;
+		if (buf_reserve(b, room, &at) != 0) {
+			errmsg_set(err, err_len, "out of memory");
+			goto fail;
+		}
+		if (SSL_read_ex(ssl, at, room, &got) == 1) {
+			buf_commit(b, got);
 			continue;
 		}
 		e = SSL_get_error(ssl, 0);
@@ -270,20 +280,15 @@ tls_read_all(SSL *ssl, char **buf, size_t *len, char *err, size_t err_len)
 			break;
 		if (e == SSL_ERROR_SYSCALL && errno == 0)
 			break;          /* EOF without close_notify */
-		set_err(err, err_len, "reading the response failed: %s",
+		errmsg_set(err, err_len, "reading the response failed: %s",
 		    e == SSL_ERROR_SYSCALL && errno != 0 ? strerror(errno) :
 		    "TLS error");
 		goto fail;
 	}
-	b[n] = '\0';
-	*buf = b;
-	*len = n;
+	*out = b;
 	return 0;
-nomem:
-	set_err(err, err_len, "out of memory");
 fail:
-	if (b != NULL)
-		OPENSSL_clear_free(b, cap + 1);
+	buf_free(b);
 	return -1;
 }
 
@@ -328,256 +333,254 @@ header_value(const char *head, const char *end, const char *name,
 	return NULL;
 }
 
-/* Decodes a chunked body in place; 0, -1 if malformed or truncated, -2 if
- * larger than CLI_RESP_MAX. */
-static int
-dechunk(char *body, size_t len, size_t *out_len)
+/* Decodes a chunked body into out; 0, -1 if malformed or truncated (or
+ * out of memory), -2 if larger than CLI_RESP_MAX. */
+static API_WUR int
+dechunk(const char *in, size_t len, buf_t *out)
 {
-	size_t in = 0, out = 0;
+	size_t i = 0;
 
 	for (;;) {
 		unsigned long long sz = 0;
 		size_t digits = 0;
 
-		while (in < len && strchr("0123456789abcdefABCDEF",
-		    body[in]) != NULL && body[in] != '\0') {
-			int c = body[in];
+		while (i < len && in[i] != '\0' &&
+		    strchr("0123456789abcdefABCDEF", in[i]) != NULL) {
+			int c = in[i];
 			unsigned d = (unsigned)(c <= '9' ? c - '0' :
 			    (c | 0x20) - 'a' + 10);
 
 			if (++digits > 8)
 				return -1;
 			sz = sz * 16 + d;
-			in++;
+			i++;
 		}
 		if (digits == 0)
 			return -1;
-		while (in < len && body[in] != '\n')   /* chunk extensions */
-			in++;
-		if (in >= len)
+		while (i < len && in[i] != '\n')      /* chunk extensions */
+			i++;
+		if (i >= len)
 			return -1;
-		in++;
+		i++;
 		if (sz == 0)
-			break;
-		if (sz > CLI_RESP_MAX - out)
+			return 0;
+		if (sz > CLI_RESP_MAX - buf_len(out))
 			return -2;
-		if (sz > len - in)
+		if (sz > len - i || buf_put(out, in + i, (size_t)sz) != 0)
 			return -1;
-		memmove(body + out, body + in, (size_t)sz);
-		out += (size_t)sz;
-		in += (size_t)sz;
-		if (in + 2 > len || body[in] != '\r' || body[in + 1] != '\n')
+		i += (size_t)sz;
+		if (i + 2 > len || in[i] != '\r' || in[i + 1] != '\n')
 			return -1;
-		in += 2;
+		i += 2;
 	}
-	*out_len = out;
-	return 0;
 }
 
-/* Splits a raw response into status and a freshly allocated body. */
-static int
-parse_response(char *raw, size_t raw_len, int *status, char **body_out,
-    size_t *body_len_out, char *err, size_t err_len)
+/* The body after the head: de-chunked or cut to Content-Length. */
+static API_WUR int
+response_body(const char *raw, size_t raw_len, const char *head_end,
+    buf_t **out, char *err, size_t err_len)
 {
-	const char *head_end, *v;
-	char *body = NULL;
-	size_t vlen, blen, avail;
-	int st, dc;
+	const char *v, *start = head_end + 4;
+	size_t vlen, blen, avail = raw_len - (size_t)(start - raw);
+	buf_t *body = NULL;
+	char num[24];
+	uint64_t cl;
+	int dc;
 
-	head_end = find_head_end(raw, raw_len);
-	if (head_end == NULL || (size_t)(head_end - raw) > CLI_HEAD_MAX)
-		goto bad;
-	if (raw_len < 12 || strncmp(raw, "HTTP/1.", 7) != 0 || raw[8] != ' ' ||
-	    raw[9] < '1' || raw[9] > '5' || raw[10] < '0' || raw[10] > '9' ||
-	    raw[11] < '0' || raw[11] > '9')
-		goto bad;
-	st = (raw[9] - '0') * 100 + (raw[10] - '0') * 10 + (raw[11] - '0');
-	avail = raw_len - (size_t)(head_end + 4 - raw);
 	blen = avail;
-
 	v = header_value(raw, head_end, "Transfer-Encoding", &vlen);
 	if (v != NULL && vlen == 7 && strncasecmp(v, "chunked", 7) == 0) {
-		if ((body = malloc(avail + 1)) == NULL)
+		if ((body = buf_new(CLI_RESP_MAX)) == NULL)
 			goto nomem;
-		memcpy(body, head_end + 4, avail);
-		if ((dc = dechunk(body, avail, &blen)) != 0) {
-			OPENSSL_clear_free(body, avail + 1);
-			if (dc == -2)
-				goto too_large;
-			goto bad;
+		if ((dc = dechunk(start, avail, body)) != 0) {
+			buf_free(body);
+			errmsg_set(err, err_len, dc == -2 ? "the response is "
+			    "larger than 16 MiB" : "malformed HTTP response");
+			return -1;
 		}
-		memset(body + blen, 0, avail + 1 - blen);
-	} else {
-		v = header_value(raw, head_end, "Content-Length", &vlen);
-		if (v != NULL) {
-			char num[24], *end;
-			unsigned long long cl;
-
-			if (vlen == 0 || vlen >= sizeof(num))
-				goto bad;
-			memcpy(num, v, vlen);
-			num[vlen] = '\0';
-			errno = 0;
-			cl = strtoull(num, &end, 10);
-			if (errno != 0 || *end != '\0' || num[0] == '-' ||
-			    cl > avail) {
-				set_err(err, err_len, "the response was "
-				    "truncated");
-				return -1;
-			}
-			blen = (size_t)cl;
+		*out = body;
+		return 0;
+	}
+	v = header_value(raw, head_end, "Content-Length", &vlen);
+	if (v != NULL) {
+		if (vlen == 0 || vlen >= sizeof(num)) {
+			errmsg_set(err, err_len, "malformed HTTP response");
+			return -1;
 		}
-		if ((body = malloc(blen + 1)) == NULL)
-			goto nomem;
-		memcpy(body, head_end + 4, blen);
-		body[blen] = '\0';
+		memcpy(num, v, vlen);
+		num[vlen] = '\0';
+		if (parse_u64(num, avail, &cl) != 0) {
+			errmsg_set(err, err_len, "the response was truncated");
+			return -1;
+		}
+		blen = (size_t)cl;
 	}
 	if (blen > CLI_RESP_MAX) {
-		OPENSSL_clear_free(body, blen + 1);
-		goto too_large;
+		errmsg_set(err, err_len, "the response is larger than 16 MiB");
+		return -1;
 	}
-	*status = st;
-	*body_out = body;
-	*body_len_out = blen;
+	if ((body = buf_new(blen + 1)) == NULL || buf_put(body, start,
+	    blen) != 0)
+		goto nomem;
+	*out = body;
 	return 0;
-too_large:
-	set_err(err, err_len, "the response is larger than 16 MiB");
-	return -1;
 nomem:
-	set_err(err, err_len, "out of memory");
-	return -1;
-bad:
-	set_err(err, err_len, "malformed HTTP response");
+	buf_free(body);
+	errmsg_set(err, err_len, "out of memory");
 	return -1;
 }
 
-/*
- * One request: method base_url+path (path starts with '/', may carry a
- * query). bearer and content_type may be NULL. On 0, *status and a
- * malloc'd NUL-terminated *resp_body (the caller wipes and frees it).
- */
-int
-cli_https(const char *base_url, const char *ca_file, const char *method,
-    const char *path, const char *bearer, const char *content_type,
-    const char *body, size_t body_len, int *status, char **resp_body,
-    size_t *resp_len, char *err, size_t err_len)
+/* Splits a raw response into its status and a new body buffer. */
+static API_WUR int
+parse_response(const buf_t *rawb, int *status, buf_t **body, char *err,
+    size_t err_len)
 {
-	struct url u;
+	const char *raw = buf_str(rawb), *head_end;
+	size_t raw_len = buf_len(rawb);
+
+	head_end = find_head_end(raw, raw_len);
+	if (head_end == NULL || (size_t)(head_end - raw) > CLI_HEAD_MAX ||
+	    raw_len < 12 || strncmp(raw, "HTTP/1.", 7) != 0 || raw[8] != ' ' ||
+	    raw[9] < '1' || raw[9] > '5' || raw[10] < '0' || raw[10] > '9' ||
+	    raw[11] < '0' || raw[11] > '9') {
+		errmsg_set(err, err_len, "malformed HTTP response");
+		return -1;
+	}
+	if (response_body(raw, raw_len, head_end, body, err, err_len) != 0)
+		return -1;
+	*status = (raw[9] - '0') * 100 + (raw[10] - '0') * 10 + (raw[11] - '0');
+	return 0;
+}
+
+static API_WUR int
+request_ok(const struct cli_request *rq)
+{
+	return rq->path[0] == '/' && strpbrk(rq->path, "\r\n ") == NULL &&
+	    strpbrk(rq->method, "\r\n ") == NULL &&
+	    (rq->bearer == NULL || strpbrk(rq->bearer, "\r\n") == NULL) &&
+	    (rq->content_type == NULL ||
+	    strpbrk(rq->content_type, "\r\n") == NULL);
+}
+
+/* A TLS connection to u, verified; *ssl_out owns the socket from then on
+ * (ctx too: freed with it). */
+static API_WUR int
+tls_open(const struct url *u, const char *ca_file, SSL **ssl_out, int *fd_out,
+    char *err, size_t err_len)
+{
 	SSL_CTX *ctx = NULL;
 	SSL *ssl = NULL;
-	char *head = NULL, *raw = NULL, hostport[CLI_HOST_MAX + 16];
 	char reason[160];
-	size_t head_cap = 0, raw_len = 0;
-	int fd = -1, n, connected = 0, rc = -1;
 	long vr;
+	int rc = -1;
 
-	*resp_body = NULL;
-	*resp_len = 0;
-	*status = 0;
-	ERR_clear_error();
-	if (url_parse(base_url, &u, err, err_len) != 0)
-		goto out;
-	if (path[0] != '/' || strpbrk(path, "\r\n ") != NULL ||
-	    strpbrk(method, "\r\n ") != NULL ||
-	    (bearer != NULL && strpbrk(bearer, "\r\n") != NULL) ||
-	    (content_type != NULL && strpbrk(content_type, "\r\n") != NULL)) {
-		set_err(err, err_len, "refusing a malformed request");
-		goto out;
-	}
-	n = snprintf(hostport, sizeof(hostport), "%s%s%s%s%s",
-	    u.is_ip6 ? "[" : "", u.host, u.is_ip6 ? "]" : "",
-	    strcmp(u.port, "443") != 0 ? ":" : "",
-	    strcmp(u.port, "443") != 0 ? u.port : "");
-	if (n < 0 || (size_t)n >= sizeof(hostport))
-		goto out;
-
+	*ssl_out = NULL;
+	*fd_out = -1;
 	if ((ctx = tls_ctx_new(ca_file, err, err_len)) == NULL)
-		goto out;
-	if ((ssl = SSL_new(ctx)) == NULL) {
-		set_err(err, err_len, "TLS setup failed: %s",
-		    ossl_reason(reason, sizeof(reason)));
-		goto out;
-	}
-	if (u.is_ip) {
+		return -1;
+	if ((ssl = SSL_new(ctx)) == NULL)
+		goto tls_fail;
+	if (u->is_ip) {
 		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
-		    u.host) != 1)
+		    u->host) != 1)
 			goto tls_fail;
-	} else {
-		if (SSL_set1_host(ssl, u.host) != 1 ||
-		    SSL_set_tlsext_host_name(ssl, u.host) != 1)
-			goto tls_fail;
-	}
-	if ((fd = tcp_connect(&u, err, err_len)) < 0)
+	} else if (SSL_set1_host(ssl, u->host) != 1 ||
+	    SSL_set_tlsext_host_name(ssl, u->host) != 1)
+		goto tls_fail;
+	if ((*fd_out = tcp_connect(u, err, err_len)) < 0)
 		goto out;
-	if (SSL_set_fd(ssl, fd) != 1)
+	if (SSL_set_fd(ssl, *fd_out) != 1)
 		goto tls_fail;
 	if (SSL_connect(ssl) != 1) {
 		vr = SSL_get_verify_result(ssl);
 		if (vr != X509_V_OK)
-			set_err(err, err_len, "TLS: the vault's certificate "
+			errmsg_set(err, err_len, "TLS: the vault's certificate "
 			    "is not trusted: %s (host %s)",
-			    X509_verify_cert_error_string(vr), u.host);
+			    X509_verify_cert_error_string(vr), u->host);
 		else
-			set_err(err, err_len, "TLS handshake with %s failed: "
-			    "%s", u.host, ossl_reason(reason, sizeof(reason)));
+			errmsg_set(err, err_len, "TLS handshake with %s failed: "
+			    "%s", u->host, ossl_reason(reason, sizeof(reason)));
 		goto out;
 	}
-	connected = 1;
-
-	head_cap = strlen(method) + strlen(u.base) + strlen(path) +
-	    strlen(hostport) + (bearer != NULL ? strlen(bearer) : 0) +
-	    (content_type != NULL ? strlen(content_type) : 0) + 256;
-	if ((head = malloc(head_cap)) == NULL) {
-		set_err(err, err_len, "out of memory");
-		goto out;
-	}
-	n = snprintf(head, head_cap,
-	    "%s %s%s HTTP/1.1\r\n"
-	    "Host: %s\r\n"
-	    "User-Agent: p11vault-cli\r\n"
-	    "Accept: application/json\r\n"
-	    "%s%s%s"
-	    "%s%s%s"
-	    "Content-Length: %zu\r\n"
-	    "Connection: close\r\n\r\n",
-	    method, u.base, path, hostport,
-	    bearer != NULL ? "Authorization: Bearer " : "",
-	    bearer != NULL ? bearer : "", bearer != NULL ? "\r\n" : "",
-	    content_type != NULL ? "Content-Type: " : "",
-	    content_type != NULL ? content_type : "",
-	    content_type != NULL ? "\r\n" : "", body != NULL ? body_len : 0);
-	if (n < 0 || (size_t)n >= head_cap)
-		goto out;
-	if (tls_write_all(ssl, head, (size_t)n) != 0 ||
-	    (body != NULL && body_len > 0 &&
-	    tls_write_all(ssl, body, body_len) != 0)) {
-		set_err(err, err_len, "sending the request to %s failed",
-		    u.host);
-		goto out;
-	}
-	if (tls_read_all(ssl, &raw, &raw_len, err, err_len) != 0)
-		goto out;
-	if (parse_response(raw, raw_len, status, resp_body, resp_len, err,
-	    err_len) != 0)
-		goto out;
+	*ssl_out = ssl;
+	ssl = NULL;
 	rc = 0;
 	goto out;
 tls_fail:
-	set_err(err, err_len, "TLS setup failed: %s",
+	errmsg_set(err, err_len, "TLS setup failed: %s",
 	    ossl_reason(reason, sizeof(reason)));
 out:
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);      /* the SSL holds its own reference */
+	return rc;
+}
+
+/* The request line and headers. */
+static API_WUR int
+request_head(const struct cli_request *rq, const struct url *u, buf_t *h)
+{
+	int is443 = strcmp(u->port, "443") == 0;
+
+	if (buf_putf(h, "%s %s%s HTTP/1.1\r\nHost: %s%s%s%s%s\r\n"
+	    "User-Agent: p11vault-cli\r\nAccept: application/json\r\n",
+	    rq->method, u->base, rq->path, u->is_ip6 ? "[" : "", u->host,
+	    u->is_ip6 ? "]" : "", is443 ? "" : ":", is443 ? "" : u->port) != 0)
+		return -1;
+	if (rq->bearer != NULL && buf_putf(h, "Authorization: Bearer %s\r\n",
+	    rq->bearer) != 0)
+		return -1;
+	if (rq->content_type != NULL && buf_putf(h, "Content-Type: %s\r\n",
+	    rq->content_type) != 0)
+		return -1;
+	return buf_putf(h, "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+	    rq->body != NULL ? rq->body_len : 0) == 0 ? 0 : -1;
+}
+
+int
+cli_https(const struct cli_request *rq, int *status, buf_t **resp,
+    char *err, size_t err_len)
+{
+	struct url u;
+	SSL *ssl = NULL;
+	buf_t *head = NULL, *raw = NULL;
+	int fd = -1, rc = -1;
+
+	*resp = NULL;
+	*status = 0;
+	ERR_clear_error();
+	if (url_parse(rq->base_url, &u, err, err_len) != 0)
+		goto out;
+	if (!request_ok(rq)) {
+		errmsg_set(err, err_len, "refusing a malformed request");
+		goto out;
+	}
+	if ((head = buf_new(CLI_HEAD_MAX + CLI_PATH_MAX)) == NULL ||
+	    request_head(rq, &u, head) != 0) {
+		errmsg_set(err, err_len, "the request is too long");
+		goto out;
+	}
+	if (tls_open(&u, rq->ca_file, &ssl, &fd, err, err_len) != 0)
+		goto out;
+	if (tls_write_all(ssl, buf_str(head), buf_len(head)) != 0 ||
+	    (rq->body != NULL && rq->body_len > 0 &&
+	    tls_write_all(ssl, rq->body, rq->body_len) != 0)) {
+		errmsg_set(err, err_len, "sending the request to %s failed",
+		    u.host);
+		goto out;
+	}
+	if (tls_read_all(ssl, &raw, err, err_len) != 0 ||
+	    parse_response(raw, status, resp, err, err_len) != 0)
+		goto out;
+	rc = 0;
+out:
 	if (ssl != NULL) {
-		if (connected)
-			(void)SSL_shutdown(ssl);
+		(void)SSL_shutdown(ssl);
 		SSL_free(ssl);
 	}
-	SSL_CTX_free(ctx);
 	if (fd >= 0)
 		close(fd);
-	if (head != NULL)
-		OPENSSL_clear_free(head, head_cap);
-	if (raw != NULL)
-		OPENSSL_clear_free(raw, raw_len + 1);
+	buf_free(head);
+	buf_free(raw);
 	ERR_clear_error();
 	return rc;
 }

@@ -34,11 +34,14 @@
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 
-#include "api/api.h"
+#include "api/errmsg.h"
+#include "api/http.h"
+#include "hsm/base.h"
 
 #define HTTP_CONN_MEMORY (64 * 1024)
 #define HTTP_CONN_LIMIT 4000
 #define HTTP_CONN_TIMEOUT 30
+#define HTTP_PEM_MAX (1024 * 1024)  /* the certificate chain or key file */
 #define HTTP_THREAD_STACK (512u * 1024)
 /* descriptors kept free for the vault (SQLite, audit log, token files) */
 #define HTTP_FD_RESERVE 128
@@ -54,8 +57,8 @@
 struct api_server {
 	struct MHD_Daemon *daemon;
 	struct api_ctx *ctx;
-	char *cert;
-	char *key;
+	buf_t *cert;
+	char *key;                 /* freezero_str */
 	atomic_int in_flight;
 	atomic_size_t body_bytes;   /* capacity of all body buffers */
 };
@@ -69,40 +72,7 @@ struct conn_state {
 	struct timespec start;
 };
 
-static char *
-read_file(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	long n;
-
-	if (f == NULL)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
-	    n > 1024 * 1024 || fseek(f, 0, SEEK_SET) != 0)
-		goto out;
-	buf = calloc(1, (size_t)n + 1);
-	if (buf == NULL)
-		goto out;
-	if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		free(buf);
-		buf = NULL;
-	}
-out:
-	fclose(f);
-	return buf;
-}
-
-static void
-wipe_free(char *s)
-{
-	if (s) {
-		OPENSSL_cleanse(s, strlen(s));
-		free(s);
-	}
-}
-
-static int
+static API_WUR int
 body_append(struct api_server *s, struct conn_state *st, const char *data,
     size_t n)
 {
@@ -130,11 +100,9 @@ body_append(struct api_server *s, struct conn_state *st, const char *data,
 			atomic_fetch_sub(&s->body_bytes, ncap - st->cap);
 			return -1;
 		}
-		if (st->len) {
+		if (st->len)
 			memcpy(nb, st->body, st->len);
-			OPENSSL_cleanse(st->body, st->len);
-		}
-		free(st->body);
+		freezero(st->body, st->cap);
 		st->body = nb;
 		st->cap = ncap;
 	}
@@ -166,7 +134,8 @@ client_address(struct MHD_Connection *conn, char *out, size_t len)
 	const union MHD_ConnectionInfo *ci;
 	const struct sockaddr *sa;
 
-	snprintf(out, len, "unknown");
+	if (str_fmt(out, len, "unknown") != 0)
+		return;
 	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	if (ci == NULL || ci->client_addr == NULL)
 		return;
@@ -209,10 +178,9 @@ send_resp(struct MHD_Connection *conn, struct api_req *q, struct api_resp *r)
 	if (r->challenge && q->ctx)
 		MHD_add_response_header(resp, "WWW-Authenticate",
 		    q->ctx->challenge);
-	if (r->retry_after > 0) {
-		snprintf(buf, sizeof(buf), "%d", r->retry_after);
+	if (r->retry_after > 0 &&
+	    str_fmt(buf, sizeof(buf), "%d", r->retry_after) == 0)
 		MHD_add_response_header(resp, "Retry-After", buf);
-	}
 	ret = MHD_queue_response(conn, r->status ? r->status : 500, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -246,6 +214,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	(void)version;
 	if (st == NULL) {
 		const char *cl;
+		uint64_t clen;
+
 		st = calloc(1, sizeof(*st));
 		if (st == NULL)
 			return MHD_NO;
@@ -253,7 +223,9 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		*con_cls = st;
 		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 		    "Content-Length");
-		if (cl && strtoull(cl, NULL, 10) > API_BODY_MAX)
+		/* MHD has refused a malformed Content-Length already */
+		if (cl != NULL && (parse_u64(cl, UINT64_MAX, &clen) != 0 ||
+		    clen > API_BODY_MAX))
 			st->too_large = 1;
 		else
 			return MHD_YES;
@@ -313,22 +285,20 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (st == NULL)
 		return;
 	if (st->body) {
-		OPENSSL_cleanse(st->body, st->cap);
-		free(st->body);
+		freezero(st->body, st->cap);
 		atomic_fetch_sub(&s->body_bytes, st->cap);
 	}
 	free(st);
 	*con_cls = NULL;
 }
 
-static int
+static API_WUR int
 parse_listen(const char *listen, struct sockaddr_storage *ss)
 {
 	char host[256];
 	const char *colon = strrchr(listen, ':');
 	size_t hl;
-	long port;
-	char *end;
+	uint64_t port;
 
 	memset(ss, 0, sizeof(*ss));
 	if (colon == NULL)
@@ -338,8 +308,7 @@ parse_listen(const char *listen, struct sockaddr_storage *ss)
 		return -1;
 	memcpy(host, listen, hl);
 	host[hl] = '\0';
-	port = strtol(colon + 1, &end, 10);
-	if (*end != '\0' || port < 1 || port > 65535)
+	if (parse_u64(colon + 1, 65535, &port) != 0 || port == 0)
 		return -1;
 	if (host[0] == '[' && host[hl - 1] == ']') {
 		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
@@ -351,11 +320,27 @@ parse_listen(const char *listen, struct sockaddr_storage *ss)
 	} else {
 		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
 		if (strcmp(host, "localhost") == 0)
-			snprintf(host, sizeof(host), "127.0.0.1");
+			memcpy(host, "127.0.0.1", sizeof("127.0.0.1"));
 		s4->sin_family = AF_INET;
 		s4->sin_port = htons((uint16_t)port);
 		return inet_pton(AF_INET, host, &s4->sin_addr) == 1 ? 0 : -1;
 	}
+}
+
+/* The certificate and key PEM texts MHD serves with (it copies neither:
+ * they live as long as the server). */
+static API_WUR int
+load_tls(struct api_server *s, const struct api_server_opts *o)
+{
+	buf_t *key = NULL;
+
+	if (file_read(o->cert_pem_file, HTTP_PEM_MAX, &s->cert) != 0)
+		return -1;
+	if (o->key_pem != NULL)
+		s->key = strdup(o->key_pem);
+	else if (file_read(o->key_pem_file, HTTP_PEM_MAX, &key) == 0)
+		s->key = buf_steal(key, NULL);
+	return s->key != NULL ? 0 : -1;
 }
 
 int
@@ -369,24 +354,20 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 	struct rlimit nofile;
 
 	*out = NULL;
-	/* bodies, their fields and the responses pass through Jansson */
-	api_json_wipe_on_free();
 	if (parse_listen(o->listen, &ss) != 0) {
-		snprintf(err, err_len, "invalid listen address '%s' "
+		errmsg_set(err, err_len, "invalid listen address '%s' "
 		    "(want HOST:PORT with a numeric IP)", o->listen);
 		return -1;
 	}
 	s = calloc(1, sizeof(*s));
 	if (s == NULL) {
-		snprintf(err, err_len, "out of memory");
+		errmsg_set(err, err_len, "out of memory");
 		return -1;
 	}
 	s->ctx = c;
-	s->cert = read_file(o->cert_pem_file);
-	s->key = o->key_pem != NULL ? strdup(o->key_pem) :
-	    read_file(o->key_pem_file);
-	if (s->cert == NULL || s->key == NULL) {
-		snprintf(err, err_len, "cannot read the TLS certificate or key");
+	if (load_tls(s, o) != 0) {
+		errmsg_set(err, err_len, "cannot read the TLS certificate or "
+		    "key");
 		goto fail;
 	}
 	/* never let connections take the descriptors the vault needs: at
@@ -406,7 +387,7 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 		flags |= MHD_USE_IPv6;
 	s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-	    MHD_OPTION_HTTPS_MEM_CERT, s->cert,
+	    MHD_OPTION_HTTPS_MEM_CERT, buf_str(s->cert),
 	    MHD_OPTION_HTTPS_MEM_KEY, s->key,
 	    MHD_OPTION_HTTPS_PRIORITIES, HTTP_TLS_PRIORITIES,
 	    MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_THREAD_STACK,
@@ -416,15 +397,15 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 	    MHD_OPTION_END);
 	if (s->daemon == NULL) {
-		snprintf(err, err_len, "cannot listen on %s: %s", o->listen,
+		errmsg_set(err, err_len, "cannot listen on %s: %s", o->listen,
 		    errno ? strerror(errno) : "MHD_start_daemon failed");
 		goto fail;
 	}
 	*out = s;
 	return 0;
 fail:
-	wipe_free(s->key);
-	free(s->cert);
+	freezero_str(s->key);
+	buf_free(s->cert);
 	free(s);
 	return -1;
 }
@@ -441,7 +422,7 @@ api_server_stop(struct api_server *s)
 	for (i = 0; i < 1000 && atomic_load(&s->in_flight) > 0; i++)
 		usleep(10000);
 	MHD_stop_daemon(s->daemon);
-	wipe_free(s->key);
-	free(s->cert);
+	freezero_str(s->key);
+	buf_free(s->cert);
 	free(s);
 }

@@ -1,6 +1,7 @@
 /*
- * main.c — the one main() of p11vault: sub-command dispatch, `init`,
- * `serve`, `audit verify`. Administrator commands are in cli_admin.c.
+ * main.c — the one main() of p11vault: the process policy (umask, the
+ * wiping Jansson allocator), sub-command dispatch, `init`, `serve`,
+ * `audit verify`. The other sub-commands are declared in api/cli.h.
  *
  * Must never: print a PIN; print a client secret except the admin
  * credential file it writes (mode 0600) at init.
@@ -9,7 +10,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,22 +23,16 @@
 #include <openssl/crypto.h>
 
 #include "api/api.h"
+#include "api/cli.h"
+#include "api/cli_session.h"
+#include "api/errmsg.h"
+#include "api/http.h"
+#include "api/tlsgen.h"
+#include "hsm/base.h"
 #include "hsm/harden.h"
 
-static void
-die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void
-die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("p11vault: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
+#define TLS_PEM_MAX (64 * 1024)
+#define SHARES_MAX 16
 
 /* --flag VALUE lookup; NULL if absent. A flag without a value dies. */
 static const char *
@@ -49,13 +44,13 @@ opt(int argc, char **argv, const char *name)
 		if (strcmp(argv[i], name) != 0)
 			continue;
 		if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0)
-			die("%s needs a value", name);
+			cli_die("%s needs a value", name);
 		return argv[i + 1];
 	}
 	return NULL;
 }
 
-static int
+static API_WUR int
 flag(int argc, char **argv, const char *name)
 {
 	int i;
@@ -85,41 +80,41 @@ check_args(int argc, char **argv, const char *const *with_value,
 			if (strcmp(argv[i], bare[j]) == 0)
 				ok = 1;
 		if (!ok)
-			die("unknown argument '%s' (see --help)", argv[i]);
+			cli_die("unknown argument '%s' (see --help)", argv[i]);
 	}
 }
 
-/* Host part of https://HOST[:PORT][/...] into out. */
-static int
-url_host(const char *url, char *out, size_t len, char *hostport,
-    size_t hp_len)
+/* dir/name (dies if it does not fit). */
+static void
+path_of(char *dst, size_t cap, const char *dir, const char *name)
 {
-	const char *p, *end;
+	if (str_fmt(dst, cap, "%s/%s", dir, name) != 0)
+		cli_die("the path %s/%s is too long", dir, name);
+}
+
+/* Host part of https://HOST[:PORT][/...] into out (brackets dropped). */
+static API_WUR int
+url_host(const char *url, char *out, size_t len)
+{
+	const char *p, *end, *stop;
 	size_t n;
 
 	if (strncmp(url, "https://", 8) != 0)
 		return -1;
 	p = url + 8;
 	end = p + strcspn(p, "/?#");
-	n = (size_t)(end - p);
-	if (n == 0 || n >= hp_len || n >= len)
-		return -1;
-	memcpy(hostport, p, n);
-	hostport[n] = '\0';
 	if (p[0] == '[') {
-		const char *rb = memchr(p, ']', n);
-		if (rb == NULL)
+		if ((stop = memchr(p, ']', (size_t)(end - p))) == NULL)
 			return -1;
-		n = (size_t)(rb - p - 1);
-		memcpy(out, p + 1, n);
-	} else {
-		const char *colon = memchr(p, ':', n);
-		if (colon)
-			n = (size_t)(colon - p);
-		memcpy(out, p, n);
-	}
+		p++;
+	} else if ((stop = memchr(p, ':', (size_t)(end - p))) == NULL)
+		stop = end;
+	n = (size_t)(stop - p);
+	if (n == 0 || n >= len)
+		return -1;
+	memcpy(out, p, n);
 	out[n] = '\0';
-	return n ? 0 : -1;
+	return 0;
 }
 
 /* ---- the TLS private key at rest ------------------------------------------- */
@@ -133,34 +128,26 @@ url_host(const char *url, char *out, size_t len, char *hostport,
 static void
 seal_tls_file(const char *dir, const char *name, const char *cred)
 {
-	char hsm_dir[4200], pem[4200], tls[4200], out[300], *text;
+	char hsm_dir[4200], pem[4200], tls[4200], out[300];
 	const char *why = "cannot read it";
-	size_t len;
-	FILE *f;
+	buf_t *text = NULL;
 	int rc = -1;
 
-	snprintf(hsm_dir, sizeof(hsm_dir), "%s/hsm", dir);
-	snprintf(pem, sizeof(pem), "%s/tls/%s.pem", dir, name);
-	snprintf(tls, sizeof(tls), "%s/tls", dir);
-	snprintf(out, sizeof(out), "%s.cred", name);
-	if (access(pem, F_OK) != 0)
+	if (str_fmt(hsm_dir, sizeof(hsm_dir), "%s/hsm", dir) != 0 ||
+	    str_fmt(pem, sizeof(pem), "%s/tls/%s.pem", dir, name) != 0 ||
+	    str_fmt(tls, sizeof(tls), "%s/tls", dir) != 0 ||
+	    str_fmt(out, sizeof(out), "%s.cred", name) != 0)
+		why = "its path is too long";
+	else if (access(pem, F_OK) != 0)
 		return;
-	if ((f = fopen(pem, "re")) == NULL)
-		goto out;
-	text = calloc(1, 64 * 1024);
-	len = text ? fread(text, 1, 64 * 1024 - 1, f) : 0;
-	fclose(f);
-	if (text != NULL && len > 0)
-		rc = hsm_at_rest_seal(hsm_dir, cred, (const uint8_t *)text, len,
-		    tls, out, &why);
-	if (text != NULL) {
-		OPENSSL_cleanse(text, 64 * 1024);
-		free(text);
-	}
+	else if (file_read(pem, TLS_PEM_MAX - 1, &text) == 0 &&
+	    buf_len(text) > 0)
+		rc = hsm_at_rest_seal(hsm_dir, cred, buf_ptr(text),
+		    buf_len(text), tls, out, &why);
+	buf_free(text);
 	if (rc == 0)
 		hsm_shred(pem);
-out:
-	if (rc != 0)
+	else
 		fprintf(stderr, "{\"level\":\"warning\",\"event\":"
 		    "\"tls_key_in_plaintext\",\"msg\":\"tls/%s.pem stays in "
 		    "plaintext: %s\"}\n", name, why);
@@ -177,8 +164,8 @@ seal_tls_key(const char *dir)
 }
 
 /* The TLS key as serve needs it: *pem NULL (read DIR/tls/server-key.pem)
- * or the key opened from its at-rest form (wipe and free). */
-static int
+ * or the key opened from its at-rest form (freezero(*pem, TLS_PEM_MAX)). */
+static API_WUR int
 open_tls_key(const char *dir, char **pem, char *err, size_t err_len)
 {
 	char hsm_dir[4200], path[4200];
@@ -187,33 +174,32 @@ open_tls_key(const char *dir, char **pem, char *err, size_t err_len)
 
 	*pem = NULL;
 	seal_tls_key(dir);
-	snprintf(path, sizeof(path), "%s/tls/server-key.pem", dir);
+	path_of(path, sizeof(path), dir, "tls/server-key.pem");
 	if (access(path, F_OK) == 0)
 		return 0;
-	snprintf(hsm_dir, sizeof(hsm_dir), "%s/hsm", dir);
-	snprintf(path, sizeof(path), "%s/tls/server-key.cred", dir);
-	if (access(path, F_OK) == 0) {
-		if ((*pem = calloc(1, 64 * 1024)) == NULL)
-			return -1;
-		if (hsm_at_rest_open(hsm_dir, TLS_KEY_CRED, path,
-		    (uint8_t *)*pem, 64 * 1024 - 1, &len, &why) != 0) {
-			OPENSSL_cleanse(*pem, 64 * 1024);
-			free(*pem);
-			*pem = NULL;
-			snprintf(err, err_len, "cannot open the TLS key "
-			    "(tls/server-key.cred): %s", why);
-			return -1;
-		}
-		return 0;
+	path_of(hsm_dir, sizeof(hsm_dir), dir, "hsm");
+	path_of(path, sizeof(path), dir, "tls/server-key.cred");
+	if (access(path, F_OK) != 0) {
+		errmsg_set(err, err_len, "the TLS key is missing "
+		    "(tls/server-key.pem or .cred)");
+		return -1;
 	}
-	snprintf(err, err_len, "the TLS key is missing (tls/server-key.pem or "
-	    ".cred)");
-	return -1;
+	if ((*pem = calloc(1, TLS_PEM_MAX)) == NULL)
+		return -1;
+	if (hsm_at_rest_open(hsm_dir, TLS_KEY_CRED, path, (uint8_t *)*pem,
+	    TLS_PEM_MAX - 1, &len, &why) != 0) {
+		freezero(*pem, TLS_PEM_MAX);
+		*pem = NULL;
+		errmsg_set(err, err_len, "cannot open the TLS key "
+		    "(tls/server-key.cred): %s", why);
+		return -1;
+	}
+	return 0;
 }
 
 /* ---- init ----------------------------------------------------------------- */
 
-static int
+static API_WUR int
 write_secret_file(const char *path, const char *text)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -234,177 +220,220 @@ static const char *const init_opts[] = { "--data", "--vault-url",
 	"--share-keys", NULL };
 static const char *const no_opts[] = { NULL };
 
-static int
-cmd_init(int argc, char **argv)
+struct init_args {
+	const char *dir, *url, *tenant, *ca_cert, *ca_key, *au, *sk;
+	unsigned nshares, thresh;
+	char host[256];
+	char tid[POLICY_ID_LEN + 1];
+};
+
+static void
+init_help(void)
 {
-	const char *dir = opt(argc, argv, "--data");
-	const char *url = opt(argc, argv, "--vault-url");
-	const char *tenant = opt(argc, argv, "--tenant-id");
-	const char *ca_cert = opt(argc, argv, "--tls-ca-cert");
-	const char *ca_key = opt(argc, argv, "--tls-ca-key");
+	puts("usage: p11vault init --data DIR [--vault-url URL] "
+	    "[--tenant-id UUID]\n"
+	    "       [--tls-ca-cert PEM --tls-ca-key PEM] "
+	    "[--module PKCS11.so --token-label LABEL]\n"
+	    "       [--key-shares N (5)] [--key-threshold M (3)]\n"
+	    "       [--share-keys A.pem,B.pem,... (each share encrypted "
+	    "to one custodian)]\n"
+	    "       [--auto-unseal auto|none|systemd-creds[:host|tpm2|"
+	    "host+tpm2|auto]|clevis:PIN CONFIG]\n"
+	    "Creates a new vault in DIR: the token, the domain key, "
+	    "the store, TLS material\n"
+	    "and the first administrator (DIR/admin.json, mode 0600). "
+	    "The token's PINs derive\n"
+	    "from an unseal secret split into N operator key shares "
+	    "(any M unseal), printed\n"
+	    "once; --auto-unseal (default auto: systemd-creds with the "
+	    "host key when run as\n"
+	    "root, else none) lets the server unseal by itself at "
+	    "start.");
+}
+
+/* --key-shares / --key-threshold: a whole number 0..SHARES_MAX, or die. */
+static unsigned
+share_opt(const char *name, const char *v)
+{
+	uint64_t n;
+
+	if (parse_u64(v, SHARES_MAX, &n) != 0)
+		cli_die("%s must be a whole number 0..%d, not '%.32s'", name,
+		    SHARES_MAX, v);
+	return (unsigned)n;
+}
+
+/* The arguments of init, checked (dies with the reason). */
+static void
+init_parse(int argc, char **argv, struct init_args *a)
+{
 	const char *ks = opt(argc, argv, "--key-shares");
 	const char *kt = opt(argc, argv, "--key-threshold");
-	const char *au = opt(argc, argv, "--auto-unseal");
-	const char *sk = opt(argc, argv, "--share-keys");
-	unsigned nshares = ks ? (unsigned)strtoul(ks, NULL, 10) :
-	    sk ? (unsigned)cli_seal_count_keys(sk) : 5;
-	unsigned thresh = kt ? (unsigned)strtoul(kt, NULL, 10) :
-	    (nshares < 3 ? nshares : 3);
-	char *shares = NULL;
-	char host[256], hostport[300], tls_dir[4096], path[4200], err[256];
-	char tid[POLICY_ID_LEN + 1], secret[64], *json = NULL;
-	struct vlt_init_params ip;
-	struct vlt_open_opts oo;
+
+	check_args(argc, argv, init_opts, no_opts);
+	a->dir = opt(argc, argv, "--data");
+	a->url = opt(argc, argv, "--vault-url");
+	a->tenant = opt(argc, argv, "--tenant-id");
+	a->ca_cert = opt(argc, argv, "--tls-ca-cert");
+	a->ca_key = opt(argc, argv, "--tls-ca-key");
+	a->au = opt(argc, argv, "--auto-unseal");
+	a->sk = opt(argc, argv, "--share-keys");
+	a->nshares = ks ? share_opt("--key-shares", ks) :
+	    a->sk ? (unsigned)cli_seal_count_keys(a->sk) : 5;
+	a->thresh = kt ? share_opt("--key-threshold", kt) :
+	    (a->nshares < 3 ? a->nshares : 3);
+	if (a->dir == NULL)
+		cli_die("init needs --data DIR");
+	if (a->url == NULL)
+		a->url = "https://127.0.0.1:8443";
+	if (url_host(a->url, a->host, sizeof(a->host)) != 0)
+		cli_die("--vault-url must look like https://HOST[:PORT]");
+	if ((a->ca_cert == NULL) != (a->ca_key == NULL))
+		cli_die("--tls-ca-cert and --tls-ca-key go together");
+	if (a->au == NULL || strcmp(a->au, "auto") == 0)
+		a->au = cli_seal_default_auto();
+	if (a->nshares > SHARES_MAX || a->thresh > a->nshares ||
+	    (a->nshares > 0 && a->thresh == 0))
+		cli_die("--key-threshold must be 1..--key-shares, and --key-shares "
+		    "0..16");
+	if (a->sk != NULL &&
+	    (unsigned)cli_seal_count_keys(a->sk) != a->nshares)
+		cli_die("--share-keys names %d keys for %u shares",
+		    cli_seal_count_keys(a->sk), a->nshares);
+	if (a->nshares == 0 && strcmp(a->au, "none") == 0)
+		cli_die("--key-shares 0 needs an --auto-unseal method: nothing "
+		    "else could unseal the vault");
+	if (a->tenant == NULL) {
+		policy_uuid(a->tid);
+		a->tenant = a->tid;
+	} else if (strlen(a->tenant) != POLICY_ID_LEN)
+		cli_die("--tenant-id must be a UUID");
+}
+
+/* The first administrator: its principal, its access policy (all), and
+ * DIR/admin.json (0600) with its credential. */
+static void
+init_admin(vault_t *v, const struct init_args *a)
+{
 	struct vlt_principal admin;
 	struct vlt_access_policy ap;
+	char secret[64], path[4200], *json;
+	json_t *j;
+
+	memset(&admin, 0, sizeof(admin));
+	policy_uuid(admin.object_id);
+	policy_uuid(admin.client_id);
+	if (str_fmt(admin.display_name, sizeof(admin.display_name),
+	    "vault-administrator") != 0)
+		cli_die("cannot name the administrator");
+	admin.is_admin = 1;
+	admin.created = (int64_t)time(NULL);
+	policy_secret_new(secret);
+	if (policy_secret_hash(secret, &admin.secret_hash) != 0 ||
+	    vault_principal_put(v, &admin) != 0)
+		cli_die("cannot create the administrator");
+	memset(&ap, 0, sizeof(ap));
+	memcpy(ap.object_id, admin.object_id, sizeof(ap.object_id));
+	if (str_fmt(ap.tenant_id, sizeof(ap.tenant_id), "%s", a->tenant) != 0)
+		cli_die("--tenant-id must be a UUID");
+	ap.perms = PERM_ALL;
+	if (vault_access_put(v, &ap) != 0)
+		cli_die("cannot create the administrator's access policy");
+	j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "tenantId", a->tenant,
+	    "objectId", admin.object_id, "clientId", admin.client_id,
+	    "clientSecret", secret, "vaultUrl", a->url);
+	json = j != NULL ? json_dumps(j, JSON_INDENT(2)) : NULL;
+	json_decref(j);
+	OPENSSL_cleanse(secret, sizeof(secret));
+	free(admin.secret_hash);
+	path_of(path, sizeof(path), a->dir, "admin.json");
+	if (json == NULL || write_secret_file(path, json) != 0)
+		cli_die("cannot write %s", path);
+	freezero_str(json);
+}
+
+/* What init made, as one JSON line on stdout, with the key shares. */
+static void
+init_report(const struct init_args *a, const char *shares)
+{
+	char err[256], *json;
+	json_t *sh, *j;
+
+	sh = a->sk != NULL ? cli_seal_shares_for(shares, a->sk, err,
+	    sizeof(err)) : cli_seal_shares_json(shares);
+	if (sh == NULL)
+		cli_die("the vault is made, but its key shares could not be "
+		    "encrypted (%s): remove %s and run init again", a->sk ?
+		    err : "out of memory", a->dir);
+	j = json_pack("{s:s, s:s, s:s, s:s+, s:s+, s:o, s:i, s:s}",
+	    "dataDir", a->dir, "vaultUrl", a->url, "tenantId", a->tenant,
+	    "adminCredential", a->dir, "/admin.json", "caCertificate", a->dir,
+	    "/tls/ca.pem", a->sk != NULL ? "unsealKeySharesEncrypted" :
+	    "unsealKeyShares", sh, "unsealThreshold", (int)a->thresh,
+	    "autoUnseal", a->au);
+	json = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (json == NULL)
+		cli_die("out of memory");
+	printf("%s\n", json);
+	freezero_str(json);
+}
+
+static API_WUR int
+cmd_init(int argc, char **argv)
+{
+	struct init_args a;
+	struct vlt_init_params ip;
+	struct vlt_open_opts oo;
+	char tls_dir[4200], err[256], *shares = NULL;
 	vault_t *v = NULL;
 	int rc;
 
 	if (flag(argc, argv, "--help")) {
-		puts("usage: p11vault init --data DIR [--vault-url URL] "
-		    "[--tenant-id UUID]\n"
-		    "       [--tls-ca-cert PEM --tls-ca-key PEM] "
-		    "[--module PKCS11.so --token-label LABEL]\n"
-		    "       [--key-shares N (5)] [--key-threshold M (3)]\n"
-		    "       [--share-keys A.pem,B.pem,... (each share encrypted "
-		    "to one custodian)]\n"
-		    "       [--auto-unseal auto|none|systemd-creds[:host|tpm2|"
-		    "host+tpm2|auto]|clevis:PIN CONFIG]\n"
-		    "Creates a new vault in DIR: the token, the domain key, "
-		    "the store, TLS material\n"
-		    "and the first administrator (DIR/admin.json, mode 0600). "
-		    "The token's PINs derive\n"
-		    "from an unseal secret split into N operator key shares "
-		    "(any M unseal), printed\n"
-		    "once; --auto-unseal (default auto: systemd-creds with the "
-		    "host key when run as\n"
-		    "root, else none) lets the server unseal by itself at "
-		    "start.");
+		init_help();
 		return 0;
 	}
-	check_args(argc, argv, init_opts, no_opts);
-	if (dir == NULL)
-		die("init needs --data DIR");
-	if (url == NULL)
-		url = "https://127.0.0.1:8443";
-	if (url_host(url, host, sizeof(host), hostport, sizeof(hostport)))
-		die("--vault-url must look like https://HOST[:PORT]");
-	if ((ca_cert == NULL) != (ca_key == NULL))
-		die("--tls-ca-cert and --tls-ca-key go together");
-	if (au == NULL || strcmp(au, "auto") == 0)
-		au = cli_seal_default_auto();
-	if (nshares > 16 || thresh > nshares || (nshares > 0 && thresh == 0))
-		die("--key-threshold must be 1..--key-shares, and --key-shares "
-		    "0..16");
-	if (sk != NULL && (unsigned)cli_seal_count_keys(sk) != nshares)
-		die("--share-keys names %d keys for %u shares", 
-		    cli_seal_count_keys(sk), nshares);
-	if (nshares == 0 && strcmp(au, "none") == 0)
-		die("--key-shares 0 needs an --auto-unseal method: nothing "
-		    "else could unseal the vault");
-	if (vault_exists(dir))
-		die("%s already holds a vault; nothing was changed", dir);
-	if (tenant == NULL) {
-		policy_uuid(tid);
-		tenant = tid;
-	} else if (strlen(tenant) != POLICY_ID_LEN) {
-		die("--tenant-id must be a UUID");
-	}
-	umask(077);
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-		die("cannot create %s: %s", dir, strerror(errno));
-	snprintf(tls_dir, sizeof(tls_dir), "%s/tls", dir);
-	if (tlsgen_create(tls_dir, host, ca_cert, ca_key, err, sizeof(err)))
-		die("TLS: %s", err);
+	memset(&a, 0, sizeof(a));
+	init_parse(argc, argv, &a);
+	if (vault_exists(a.dir))
+		cli_die("%s already holds a vault; nothing was changed", a.dir);
+	if (mkdir(a.dir, 0700) != 0 && errno != EEXIST)
+		cli_die("cannot create %s: %s", a.dir, strerror(errno));
+	path_of(tls_dir, sizeof(tls_dir), a.dir, "tls");
+	if (tlsgen_create(tls_dir, a.host, a.ca_cert, a.ca_key, err,
+	    sizeof(err)) != 0)
+		cli_die("TLS: %s", err);
 
 	memset(&ip, 0, sizeof(ip));
-	ip.data_dir = dir;
-	ip.vault_url = url;
-	ip.tenant_id = tenant;
+	ip.data_dir = a.dir;
+	ip.vault_url = a.url;
+	ip.tenant_id = a.tenant;
 	ip.module_path = opt(argc, argv, "--module");
 	ip.module_allow = getenv("P11VAULT_MODULE_ALLOW");
 	ip.token_label = opt(argc, argv, "--token-label");
-	ip.key_shares = nshares;
-	ip.key_threshold = thresh;
-	ip.auto_unseal = au;
+	ip.key_shares = a.nshares;
+	ip.key_threshold = a.thresh;
+	ip.auto_unseal = a.au;
 	ip.shares_out = &shares;
 	rc = vault_init(&ip);
 	if (rc == VLT_ERR_EXISTS)
-		die("%s already holds a vault; nothing was changed", dir);
+		cli_die("%s already holds a vault; nothing was changed", a.dir);
 	if (rc != 0)
-		die("cannot initialise the vault (error %d%s)", rc,
+		cli_die("cannot initialise the vault (error %d%s)", rc,
 		    rc == VLT_ERR_BAD_PARAM ? ": a bad --auto-unseal" :
 		    rc == VLT_ERR_UNAVAILABLE ? ": the token, or the "
 		    "unattended method, failed: see above" : "");
 	memset(&oo, 0, sizeof(oo));
 	oo.pool_size = 2;
 	oo.module_allow = ip.module_allow;
-	if (vault_open(dir, &oo, &v) != 0)
-		die("cannot open the new vault");
-
-	memset(&admin, 0, sizeof(admin));
-	policy_uuid(admin.object_id);
-	policy_uuid(admin.client_id);
-	snprintf(admin.display_name, sizeof(admin.display_name),
-	    "vault-administrator");
-	admin.is_admin = 1;
-	admin.created = (int64_t)time(NULL);
-	policy_secret_new(secret);
-	if (policy_secret_hash(secret, &admin.secret_hash) != 0 ||
-	    vault_principal_put(v, &admin) != 0)
-		die("cannot create the administrator");
-	memset(&ap, 0, sizeof(ap));
-	memcpy(ap.object_id, admin.object_id, sizeof(ap.object_id));
-	snprintf(ap.tenant_id, sizeof(ap.tenant_id), "%s", tenant);
-	ap.perms = PERM_ALL;
-	if (vault_access_put(v, &ap) != 0)
-		die("cannot create the administrator's access policy");
-	{
-		json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s}",
-		    "tenantId", tenant, "objectId", admin.object_id,
-		    "clientId", admin.client_id, "clientSecret", secret,
-		    "vaultUrl", url);
-		json = json_dumps(j, JSON_INDENT(2));
-		json_decref(j);
-	}
-	snprintf(path, sizeof(path), "%s/admin.json", dir);
-	if (json == NULL || write_secret_file(path, json) != 0)
-		die("cannot write %s", path);
-	OPENSSL_cleanse(json, strlen(json));
-	free(json);
-	OPENSSL_cleanse(secret, sizeof(secret));
-	free(admin.secret_hash);
+	if (vault_open(a.dir, &oo, &v) != 0)
+		cli_die("cannot open the new vault");
+	init_admin(v, &a);
 	vault_close(v);
-	seal_tls_key(dir);
-	{
-		json_t *sh = sk != NULL ? cli_seal_shares_for(shares ? shares :
-		    "", sk, err, sizeof(err)) : cli_seal_shares_json(shares ?
-		    shares : "");
-		json_t *j;
-
-		if (sh == NULL)
-			die("the vault is made, but its key shares could not be "
-			    "encrypted (%s): remove %s and run init again", err,
-			    dir);
-		j = json_pack("{s:s, s:s, s:s, s:s+, s:s+, s:o, s:i, "
-		    "s:s}", "dataDir", dir, "vaultUrl", url, "tenantId",
-		    tenant, "adminCredential", dir, "/admin.json",
-		    "caCertificate", dir, "/tls/ca.pem", sk != NULL ?
-		    "unsealKeySharesEncrypted" : "unsealKeyShares", sh,
-		    "unsealThreshold", (int)thresh, "autoUnseal", au);
-		json = j ? json_dumps(j, JSON_COMPACT) : NULL;
-		json_decref(j);
-	}
-	if (shares != NULL) {
-		OPENSSL_cleanse(shares, strlen(shares));
-		free(shares);
-	}
-	if (json == NULL)
-		die("out of memory");
-	printf("%s\n", json);
-	OPENSSL_cleanse(json, strlen(json));
-	free(json);
-	cli_seal_advice(stderr, thresh, nshares, au);
+	seal_tls_key(a.dir);
+	init_report(&a, shares != NULL ? shares : "");
+	freezero_str(shares);
+	cli_seal_advice(stderr, a.thresh, a.nshares, a.au);
 	return 0;
 }
 
@@ -442,7 +471,7 @@ sweeper_main(void *arg)
 	return NULL;
 }
 
-static int
+static API_WUR int
 load_policy(vault_t *v, policy_t *p, int *key_set)
 {
 	struct vlt_principal *pr = NULL;
@@ -483,136 +512,194 @@ out:
 static const char *const serve_opts[] = { "--data", "--listen",
 	"--insecure-test-clock", "--user", NULL };
 
-static int
-cmd_serve(int argc, char **argv)
+static void
+serve_help(void)
 {
-	const char *dir = opt(argc, argv, "--data");
-	const char *listen = opt(argc, argv, "--listen");
-	const char *clock_file = opt(argc, argv, "--insecure-test-clock");
-	const char *user = opt(argc, argv, "--user");
-	struct api_server_opts so;
-	struct api_server *srv = NULL;
-	struct vlt_open_opts oo;
-	struct api_ctx ctx;
-	struct policy_config pc;
-	struct sweeper sw;
-	struct rlimit nocore = { 0, 0 }, nofile;
-	char cert[4200], key[4200], err[512], *key_pem = NULL;
-	const char *lifetime;
-	int rc;
-	pthread_t sweep_thread;
-	sigset_t sigs;
-	int sig = 0;
+	puts("usage: p11vault serve --data DIR [--listen HOST:PORT] "
+	    "[--user NAME]\n"
+	    "Serves the vault over HTTPS (default 127.0.0.1:8443). "
+	    "SIGINT/SIGTERM finish\n"
+	    "in-flight requests and exit 0.\n"
+	    "Test only: --insecure-test-clock FILE adds the seconds "
+	    "held in FILE to the\n"
+	    "vault's clock (never use it in production).");
+}
 
-	if (flag(argc, argv, "--help")) {
-		puts("usage: p11vault serve --data DIR [--listen HOST:PORT] "
-		    "[--user NAME]\n"
-		    "Serves the vault over HTTPS (default 127.0.0.1:8443). "
-		    "SIGINT/SIGTERM finish\n"
-		    "in-flight requests and exit 0.\n"
-		    "Test only: --insecure-test-clock FILE adds the seconds "
-		    "held in FILE to the\n"
-		    "vault's clock (never use it in production).");
-		return 0;
-	}
-	check_args(argc, argv, serve_opts, no_opts);
-	if (dir == NULL)
-		die("serve needs --data DIR");
-	/* no core dumps: they would hold session keys and plaintexts */
-	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-	setrlimit(RLIMIT_CORE, &nocore);
-	/* thousands of TLS connections need more than the usual 1,024 fds */
+/* What a server process is allowed and owed before it starts: no core
+ * dumps (they would hold session keys and plaintexts), as many
+ * descriptors as it may have (thousands of TLS connections), SIGINT and
+ * SIGTERM blocked in every thread (main sigwaits them), no SIGPIPE. */
+static void
+serve_process(sigset_t *sigs)
+{
+	struct rlimit nocore = { 0, 0 }, nofile;
+
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	(void)setrlimit(RLIMIT_CORE, &nocore);
 	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
 	    nofile.rlim_cur < nofile.rlim_max) {
 		nofile.rlim_cur = nofile.rlim_max;
 		(void)setrlimit(RLIMIT_NOFILE, &nofile);
 	}
-	umask(077);
-
-	/* block the signals before any thread starts; sigwait below */
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	sigemptyset(sigs);
+	sigaddset(sigs, SIGINT);
+	sigaddset(sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+}
 
-	memset(&ctx, 0, sizeof(ctx));
-	/* one server per data directory; rekey waits for it to stop */
-	if (vault_exists(dir) && cli_serve_lock(dir) == -1)
-		die("another p11vault serve (or a rekey) holds %s/serve.lock",
-		    dir);
-	if (user && hsm_check_data_owner(dir, user, err, sizeof(err)) != 0)
-		die("%s", err);
-	if (!vault_exists(dir))
-		die("%s holds no vault (run p11vault init --data %s)", dir,
-		    dir);
-	memset(&oo, 0, sizeof(oo));
-	oo.module_allow = getenv("P11VAULT_MODULE_ALLOW");
-	oo.token_user = user;
-	if (vault_open(dir, &oo, &ctx.vault) != 0)
-		die("cannot open the vault in %s (is the token reachable?)",
-		    dir);
-	if (clock_file) {
-		vault_set_test_clock(ctx.vault, clock_file);
-		fprintf(stderr, "{\"level\":\"warn\",\"event\":"
-		    "\"insecure_test_clock\",\"msg\":\"the vault clock is "
-		    "shifted by a test knob; never use this in production\"}\n");
-	}
-	ctx.vault_url = vault_config(ctx.vault, "vault_url");
-	ctx.tenant_id = vault_config(ctx.vault, "tenant_id");
-	ctx.resource = vault_config(ctx.vault, "resource");
-	if (ctx.resource == NULL)
-		ctx.resource = "https://vault.azure.net";
-	if (ctx.vault_url == NULL || ctx.tenant_id == NULL)
-		die("the vault's config lacks vault_url or tenant_id");
-	snprintf(ctx.issuer, sizeof(ctx.issuer), "%s/%s/v2.0", ctx.vault_url,
-	    ctx.tenant_id);
-	snprintf(ctx.challenge, sizeof(ctx.challenge),
-	    "Bearer authorization=\"%s/%s\", resource=\"%s\"", ctx.vault_url,
-	    ctx.tenant_id, ctx.resource);
+/* The request context of the vault open in ctx->vault: its URL, tenant,
+ * token audience, issuer, challenge, and the policy with its identities. */
+static void
+serve_context(struct api_ctx *ctx)
+{
+	struct policy_config pc;
+	const char *lifetime;
+	int64_t secs = 3600;
+
+	ctx->vault_url = vault_config(ctx->vault, "vault_url");
+	ctx->tenant_id = vault_config(ctx->vault, "tenant_id");
+	ctx->resource = vault_config(ctx->vault, "resource");
+	if (ctx->resource == NULL)
+		ctx->resource = CLI_DEFAULT_RESOURCE;
+	if (ctx->vault_url == NULL || ctx->tenant_id == NULL)
+		cli_die("the vault's config lacks vault_url or tenant_id");
+	if (str_fmt(ctx->issuer, sizeof(ctx->issuer), "%s/%s/v2.0",
+	    ctx->vault_url, ctx->tenant_id) != 0 ||
+	    str_fmt(ctx->challenge, sizeof(ctx->challenge),
+	    "Bearer authorization=\"%s/%s\", resource=\"%s\"",
+	    ctx->vault_url, ctx->tenant_id, ctx->resource) != 0)
+		cli_die("the vault's config has too long a vault_url, tenant_id "
+		    "or resource");
+	lifetime = vault_config(ctx->vault, "token_lifetime");
+	if (lifetime != NULL && parse_i64(lifetime, 1, INT32_MAX, &secs) != 0)
+		cli_die("the vault's config has a bad token_lifetime '%.32s' "
+		    "(seconds)", lifetime);
 	memset(&pc, 0, sizeof(pc));
-	pc.tenant_id = ctx.tenant_id;
-	pc.issuer = ctx.issuer;
-	lifetime = vault_config(ctx.vault, "token_lifetime");
-	pc.token_lifetime = lifetime ? atoll(lifetime) : 3600;
-	if (policy_new(&pc, &ctx.policy) != 0 ||
-	    load_policy(ctx.vault, ctx.policy, &ctx.verify_key_set) != 0)
-		die("cannot load identities and access policies");
+	pc.tenant_id = ctx->tenant_id;
+	pc.issuer = ctx->issuer;
+	pc.token_lifetime = secs;
+	if (policy_new(&pc, &ctx->policy) != 0 ||
+	    load_policy(ctx->vault, ctx->policy, &ctx->verify_key_set) != 0)
+		cli_die("cannot load identities and access policies");
+}
 
-	if (listen == NULL)
-		listen = vault_config(ctx.vault, "listen");
-	if (listen == NULL)
-		listen = "127.0.0.1:8443";
-	snprintf(cert, sizeof(cert), "%s/tls/server.pem", dir);
-	snprintf(key, sizeof(key), "%s/tls/server-key.pem", dir);
+/* The HTTPS listener on listen, with DIR's TLS certificate and key. */
+static API_WUR struct api_server *
+serve_listen(struct api_ctx *ctx, const char *dir, const char *listen)
+{
+	struct api_server_opts so;
+	struct api_server *srv = NULL;
+	char cert[4200], key[4200], err[512], *key_pem = NULL;
+	int rc;
+
+	path_of(cert, sizeof(cert), dir, "tls/server.pem");
+	path_of(key, sizeof(key), dir, "tls/server-key.pem");
 	memset(&so, 0, sizeof(so));
 	so.listen = listen;
 	so.cert_pem_file = cert;
 	so.key_pem_file = key;
 	if (open_tls_key(dir, &key_pem, err, sizeof(err)) != 0)
-		die("%s", err);
+		cli_die("%s", err);
 	so.key_pem = key_pem;
-	rc = api_server_start(&ctx, &so, &srv, err, sizeof(err));
-	if (key_pem != NULL) {
-		OPENSSL_cleanse(key_pem, 64 * 1024);
-		free(key_pem);
-	}
+	rc = api_server_start(ctx, &so, &srv, err, sizeof(err));
+	freezero(key_pem, key_pem != NULL ? TLS_PEM_MAX : 0);
 	if (rc != 0)
-		die("%s", err);
+		cli_die("%s", err);
+	return srv;
+}
+
+static void
+sweeper_start(struct sweeper *sw, vault_t *v, pthread_t *t)
+{
+	memset(sw, 0, sizeof(*sw));
+	sw->v = v;
+	pthread_mutex_init(&sw->lock, NULL);
+	pthread_cond_init(&sw->cond, NULL);
+	if (pthread_create(t, NULL, sweeper_main, sw) != 0)
+		cli_die("cannot start the purge sweeper");
+}
+
+static void
+sweeper_stop(struct sweeper *sw, pthread_t t)
+{
+	pthread_mutex_lock(&sw->lock);
+	sw->stop = 1;
+	pthread_cond_signal(&sw->cond);
+	pthread_mutex_unlock(&sw->lock);
+	pthread_join(t, NULL);
+}
+
+/* Opens DIR's vault for serving (one server per data directory). */
+static void
+serve_open(struct api_ctx *ctx, const char *dir, const char *user,
+    const char *clock_file)
+{
+	struct vlt_open_opts oo;
+	char err[512];
+
+	/* rekey waits for the lock to go */
+	if (vault_exists(dir) && cli_serve_lock(dir) == -1)
+		cli_die("another p11vault serve (or a rekey) holds %s/serve.lock",
+		    dir);
+	if (user && hsm_check_data_owner(dir, user, err, sizeof(err)) != 0)
+		cli_die("%s", err);
+	if (!vault_exists(dir))
+		cli_die("%s holds no vault (run p11vault init --data %s)", dir,
+		    dir);
+	memset(&oo, 0, sizeof(oo));
+	oo.module_allow = getenv("P11VAULT_MODULE_ALLOW");
+	oo.token_user = user;
+	if (vault_open(dir, &oo, &ctx->vault) != 0)
+		cli_die("cannot open the vault in %s (is the token reachable?)",
+		    dir);
+	if (clock_file) {
+		vault_set_test_clock(ctx->vault, clock_file);
+		fprintf(stderr, "{\"level\":\"warn\",\"event\":"
+		    "\"insecure_test_clock\",\"msg\":\"the vault clock is "
+		    "shifted by a test knob; never use this in production\"}\n");
+	}
+}
+
+static API_WUR int
+cmd_serve(int argc, char **argv)
+{
+	const char *dir = opt(argc, argv, "--data");
+	const char *listen = opt(argc, argv, "--listen");
+	const char *user = opt(argc, argv, "--user");
+	struct api_server *srv;
+	struct api_ctx ctx;
+	struct sweeper sw;
+	char err[512];
+	pthread_t sweep_thread;
+	sigset_t sigs;
+	int sig = 0;
+
+	if (flag(argc, argv, "--help")) {
+		serve_help();
+		return 0;
+	}
+	check_args(argc, argv, serve_opts, no_opts);
+	if (dir == NULL)
+		cli_die("serve needs --data DIR");
+	/* before any thread starts */
+	serve_process(&sigs);
+	memset(&ctx, 0, sizeof(ctx));
+	serve_open(&ctx, dir, user, opt(argc, argv, "--insecure-test-clock"));
+	serve_context(&ctx);
+	if (listen == NULL)
+		listen = vault_config(ctx.vault, "listen");
+	if (listen == NULL)
+		listen = "127.0.0.1:8443";
+	srv = serve_listen(&ctx, dir, listen);
 	/* after the bind, with the vault and the token open */
 	if (user && hsm_drop_privileges(user, err, sizeof(err)) != 0)
-		die("%s", err);
-
-	memset(&sw, 0, sizeof(sw));
-	sw.v = ctx.vault;
-	pthread_mutex_init(&sw.lock, NULL);
-	pthread_cond_init(&sw.cond, NULL);
-	if (pthread_create(&sweep_thread, NULL, sweeper_main, &sw) != 0)
-		die("cannot start the purge sweeper");
+		cli_die("%s", err);
+	sweeper_start(&sw, ctx.vault, &sweep_thread);
 	/* every thread is running: from here on only the system calls
 	 * serving needs (hsm/seccomp.c), for all of them */
 	if (hsm_seccomp_network() != 0)
-		die("cannot install the system-call filter");
+		cli_die("cannot install the system-call filter");
 
 	printf("listening on https://%s\n", listen);
 	fflush(stdout);
@@ -621,11 +708,7 @@ cmd_serve(int argc, char **argv)
 	fprintf(stderr, "{\"level\":\"info\",\"event\":\"shutdown\","
 	    "\"signal\":%d}\n", sig);
 	api_server_stop(srv);
-	pthread_mutex_lock(&sw.lock);
-	sw.stop = 1;
-	pthread_cond_signal(&sw.cond);
-	pthread_mutex_unlock(&sw.lock);
-	pthread_join(sweep_thread, NULL);
+	sweeper_stop(&sw, sweep_thread);
 	policy_free(ctx.policy);
 	vault_close(ctx.vault);
 	return 0;
@@ -633,7 +716,7 @@ cmd_serve(int argc, char **argv)
 
 /* ---- audit ---------------------------------------------------------------- */
 
-static int
+static API_WUR int
 cmd_audit(int argc, char **argv)
 {
 	const char *dir;
@@ -650,7 +733,7 @@ cmd_audit(int argc, char **argv)
 	check_args(argc - 1, argv + 1, o, no_opts);
 	dir = opt(argc, argv, "--data");
 	if (dir == NULL)
-		die("audit verify needs --data DIR");
+		cli_die("audit verify needs --data DIR");
 	if (vault_audit_verify(dir, where, sizeof(where)) != 0) {
 		printf("{\"intact\":false,\"firstBroken\":\"%s\"}\n", where);
 		fprintf(stderr, "p11vault: audit chain broken at %s\n", where);
@@ -679,9 +762,15 @@ usage(FILE *f)
 int
 main(int argc, char **argv)
 {
+	/* Process policy, decided once here for every sub-command and the
+	 * token process: files this program creates are its owner's alone,
+	 * and every buffer Jansson frees is wiped first (bodies, credentials
+	 * and tokens pass through it). */
+	umask(077);
 	/* the token process: before anything else of this program runs */
 	if (argc >= 2 && strcmp(argv[1], HSM_TOKEN_ARGV) == 0)
 		return hsm_token_main(argc, argv);
+	api_json_wipe_on_free();
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
@@ -707,7 +796,7 @@ main(int argc, char **argv)
 	if (strcmp(argv[1], "vault") == 0 || strcmp(argv[1], "identity") == 0 ||
 	    strcmp(argv[1], "policy") == 0)
 		return cli_admin(argc - 1, argv + 1);
-	fprintf(stderr, "p11vault: unknown command '%s'\n", argv[1]);
+	cli_fail_line("unknown command '%s'", argv[1]);
 	usage(stderr);
 	return 2;
 }

@@ -27,7 +27,9 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "api/api.h"
+#include "api/errmsg.h"
+#include "api/tlsgen.h"
+#include "hsm/base.h"
 
 #define TLSGEN_SERVER_DAYS 825L
 #define TLSGEN_CA_DAYS 3650L
@@ -41,27 +43,8 @@ static const char *const tls_file_names[TF_COUNT] = {
 	"ca.pem", "server.pem", "server-key.pem", "ca-key.pem",
 };
 
-static void
-set_err(char *err, size_t err_len, const char *what)
-{
-	unsigned long e = ERR_peek_last_error();
-	char ossl[160];
-	int n;
-
-	if (err == NULL || err_len == 0)
-		return;
-	if (e != 0) {
-		ERR_error_string_n(e, ossl, sizeof(ossl));
-		n = snprintf(err, err_len, "%s (%s)", what, ossl);
-	} else
-		n = snprintf(err, err_len, "%s", what);
-	if (n < 0)
-		err[0] = '\0';
-	ERR_clear_error();
-}
-
 /* 1 if host is a plain IPv4/IPv6 literal, 0 if a valid DNS name, -1 else. */
-static int
+static API_WUR int
 host_kind(const char *host)
 {
 	unsigned char addr[16];
@@ -95,13 +78,13 @@ host_kind(const char *host)
 	return 0;
 }
 
-static EVP_PKEY *
+static API_WUR EVP_PKEY *
 gen_p256(void)
 {
 	return EVP_EC_gen("P-256");
 }
 
-static int
+static API_WUR int
 set_random_serial(X509 *cert)
 {
 	BIGNUM *bn = BN_new();
@@ -122,7 +105,7 @@ out:
 	return rc;
 }
 
-static int
+static API_WUR int
 add_ext(X509 *cert, X509V3_CTX *ctx, int nid, const char *value)
 {
 	X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
@@ -135,7 +118,7 @@ add_ext(X509 *cert, X509V3_CTX *ctx, int nid, const char *value)
 	return ok ? 0 : -1;
 }
 
-static int
+static API_WUR int
 set_name(X509_NAME *name, const char *cn)
 {
 	if (!X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8,
@@ -148,7 +131,7 @@ set_name(X509_NAME *name, const char *cn)
 }
 
 /* Common skeleton: v3, random serial, validity, subject, public key. */
-static X509 *
+static API_WUR X509 *
 new_cert(EVP_PKEY *key, const char *cn, long days)
 {
 	X509 *cert = X509_new();
@@ -168,7 +151,7 @@ new_cert(EVP_PKEY *key, const char *cn, long days)
 	return cert;
 }
 
-static X509 *
+static API_WUR X509 *
 make_ca(EVP_PKEY *ca_key)
 {
 	X509 *cert = new_cert(ca_key, "p11vault CA", TLSGEN_CA_DAYS);
@@ -192,7 +175,7 @@ fail:
 	return NULL;
 }
 
-static X509 *
+static API_WUR X509 *
 make_server(EVP_PKEY *key, const char *host, int host_is_ip, X509 *ca,
     EVP_PKEY *ca_key)
 {
@@ -200,7 +183,7 @@ make_server(EVP_PKEY *key, const char *host, int host_is_ip, X509 *ca,
 	X509 *cert = new_cert(key, cn, TLSGEN_SERVER_DAYS);
 	X509V3_CTX ctx;
 	char san[TLSGEN_SAN_MAX];
-	int n;
+	int rc;
 
 	if (cert == NULL)
 		return NULL;
@@ -208,11 +191,11 @@ make_server(EVP_PKEY *key, const char *host, int host_is_ip, X509 *ca,
 		goto fail;
 	/* host was validated by host_kind(): no ',' or ':' config syntax. */
 	if (strcmp(host, "localhost") == 0 || strcmp(host, "127.0.0.1") == 0)
-		n = snprintf(san, sizeof(san), "DNS:localhost,IP:127.0.0.1");
+		rc = str_fmt(san, sizeof(san), "DNS:localhost,IP:127.0.0.1");
 	else
-		n = snprintf(san, sizeof(san), "DNS:localhost,IP:127.0.0.1,%s:%s",
+		rc = str_fmt(san, sizeof(san), "DNS:localhost,IP:127.0.0.1,%s:%s",
 		    host_is_ip ? "IP" : "DNS", host);
-	if (n < 0 || (size_t)n >= sizeof(san))
+	if (rc != 0)
 		goto fail;
 	X509V3_set_ctx(&ctx, ca, cert, NULL, NULL, 0);
 	if (add_ext(cert, &ctx, NID_basic_constraints, "critical,CA:FALSE") ||
@@ -237,82 +220,51 @@ fail:
 	return NULL;
 }
 
-/* Reads a whole file (at most TLSGEN_CA_FILE_MAX bytes). */
-static int
-read_small_file(const char *path, unsigned char **out, size_t *out_len)
-{
-	FILE *fp = NULL;
-	unsigned char *buf = NULL;
-	size_t len;
-	int rc = -1;
-
-	*out = NULL;
-	*out_len = 0;
-	if ((fp = fopen(path, "rb")) == NULL)
-		goto out;
-	if ((buf = malloc(TLSGEN_CA_FILE_MAX + 1)) == NULL)
-		goto out;
-	len = fread(buf, 1, TLSGEN_CA_FILE_MAX + 1, fp);
-	if (ferror(fp) || len == 0 || len > TLSGEN_CA_FILE_MAX)
-		goto out;
-	*out = buf;
-	*out_len = len;
-	buf = NULL;
-	rc = 0;
-out:
-	free(buf);
-	if (fp != NULL)
-		fclose(fp);
-	return rc;
-}
-
-static int
+static API_WUR int
 load_external_ca(const char *ca_cert, const char *ca_key, X509 **cert_out,
-    EVP_PKEY **key_out, unsigned char **pem_out, size_t *pem_len,
-    char *err, size_t err_len)
+    EVP_PKEY **key_out, buf_t **pem_out, char *err, size_t err_len)
 {
 	FILE *fp = NULL;
 	BIO *bio = NULL;
 	X509 *cert = NULL;
 	EVP_PKEY *key = NULL;
-	unsigned char *pem = NULL;
-	size_t len = 0;
+	buf_t *pem = NULL;
 	int rc = -1;
 
-	if (read_small_file(ca_cert, &pem, &len) != 0) {
-		set_err(err, err_len, "cannot read the CA certificate file");
+	if (file_read(ca_cert, TLSGEN_CA_FILE_MAX, &pem) != 0 ||
+	    buf_len(pem) == 0) {
+		errmsg_ossl(err, err_len, "cannot read the CA certificate file");
 		goto out;
 	}
-	if ((bio = BIO_new_mem_buf(pem, (int)len)) == NULL ||
+	if ((bio = BIO_new_mem_buf(buf_ptr(pem), (int)buf_len(pem))) == NULL ||
 	    (cert = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
-		set_err(err, err_len, "the CA certificate file holds no PEM "
+		errmsg_ossl(err, err_len, "the CA certificate file holds no PEM "
 		    "certificate");
 		goto out;
 	}
 	if (X509_check_ca(cert) == 0) {
-		set_err(err, err_len, "the CA certificate is not a CA "
+		errmsg_ossl(err, err_len, "the CA certificate is not a CA "
 		    "certificate");
 		goto out;
 	}
 	if ((fp = fopen(ca_key, "r")) == NULL) {
-		set_err(err, err_len, "cannot open the CA key file");
+		errmsg_ossl(err, err_len, "cannot open the CA key file");
 		goto out;
 	}
 	/* No passphrase callback: an encrypted key fails instead of prompting. */
 	if ((key = PEM_read_PrivateKey(fp, NULL, NULL, (void *)"")) == NULL) {
-		set_err(err, err_len, "cannot read an unencrypted PEM private "
+		errmsg_ossl(err, err_len, "cannot read an unencrypted PEM private "
 		    "key from the CA key file");
 		goto out;
 	}
 	if (X509_check_private_key(cert, key) != 1) {
-		set_err(err, err_len, "the CA key does not match the CA "
+		errmsg_ossl(err, err_len, "the CA key does not match the CA "
 		    "certificate");
 		goto out;
 	}
 	*cert_out = cert;
 	*key_out = key;
 	*pem_out = pem;
-	*pem_len = len;
 	cert = NULL;
 	key = NULL;
 	pem = NULL;
@@ -323,7 +275,7 @@ out:
 	BIO_free(bio);
 	X509_free(cert);
 	EVP_PKEY_free(key);
-	free(pem);
+	buf_free(pem);
 	return rc;
 }
 
@@ -333,10 +285,9 @@ create_file(const char *dir, const char *name, mode_t mode, char *path,
     size_t path_len)
 {
 	FILE *fp;
-	int fd, n;
+	int fd;
 
-	n = snprintf(path, path_len, "%s/%s", dir, name);
-	if (n < 0 || (size_t)n >= path_len)
+	if (str_fmt(path, path_len, "%s/%s", dir, name) != 0)
 		return NULL;
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 	    mode);
@@ -350,7 +301,7 @@ create_file(const char *dir, const char *name, mode_t mode, char *path,
 	return fp;
 }
 
-static int
+static API_WUR int
 finish_file(FILE *fp)
 {
 	int rc = 0;
@@ -362,59 +313,33 @@ finish_file(FILE *fp)
 	return rc;
 }
 
-static int
-write_cert(const char *dir, enum tls_file which, X509 *cert, int *created)
+/* One TLS file, DIR/<which> with mode, holding cert, else key, else the
+ * len bytes at bytes; marks it created (for the clean-up of a failure). */
+static API_WUR int
+write_tls_file(const char *dir, enum tls_file which, mode_t mode, X509 *cert,
+    EVP_PKEY *key, const buf_t *bytes, int *created)
 {
 	char path[4096];
-	FILE *fp = create_file(dir, tls_file_names[which], 0644, path,
+	FILE *fp = create_file(dir, tls_file_names[which], mode, path,
 	    sizeof(path));
 	int ok;
 
 	if (fp == NULL)
 		return -1;
 	created[which] = 1;
-	ok = PEM_write_X509(fp, cert);
+	if (cert != NULL)
+		ok = PEM_write_X509(fp, cert);
+	else if (key != NULL)
+		ok = PEM_write_PrivateKey(fp, key, NULL, NULL, 0, NULL, NULL);
+	else
+		ok = fwrite(buf_ptr(bytes), 1, buf_len(bytes), fp) ==
+		    buf_len(bytes);
 	if (finish_file(fp) != 0 || !ok)
 		return -1;
 	return 0;
 }
 
-static int
-write_key(const char *dir, enum tls_file which, EVP_PKEY *key, int *created)
-{
-	char path[4096];
-	FILE *fp = create_file(dir, tls_file_names[which], 0600, path,
-	    sizeof(path));
-	int ok;
-
-	if (fp == NULL)
-		return -1;
-	created[which] = 1;
-	ok = PEM_write_PrivateKey(fp, key, NULL, NULL, 0, NULL, NULL);
-	if (finish_file(fp) != 0 || !ok)
-		return -1;
-	return 0;
-}
-
-static int
-write_bytes(const char *dir, enum tls_file which, const unsigned char *buf,
-    size_t len, int *created)
-{
-	char path[4096];
-	FILE *fp = create_file(dir, tls_file_names[which], 0644, path,
-	    sizeof(path));
-	size_t w;
-
-	if (fp == NULL)
-		return -1;
-	created[which] = 1;
-	w = fwrite(buf, 1, len, fp);
-	if (finish_file(fp) != 0 || w != len)
-		return -1;
-	return 0;
-}
-
-static int
+static API_WUR int
 ensure_dir(const char *dir)
 {
 	struct stat st;
@@ -428,113 +353,124 @@ ensure_dir(const char *dir)
 	return 0;
 }
 
+/* The TLS material, in memory: the CA (made, or the operator's) and the
+ * server key and certificate. */
+struct tls_set {
+	EVP_PKEY *ca_key, *srv_key;
+	X509 *ca, *srv;
+	buf_t *ca_pem;             /* the operator's ca.pem, verbatim */
+};
+
+static void
+tls_set_free(struct tls_set *t)
+{
+	X509_free(t->srv);
+	X509_free(t->ca);
+	EVP_PKEY_free(t->srv_key);
+	EVP_PKEY_free(t->ca_key);
+	buf_free(t->ca_pem);
+}
+
+static API_WUR int
+make_material(struct tls_set *t, const char *host, int is_ip,
+    const char *ca_cert, const char *ca_key, char *err, size_t err_len)
+{
+	if (ca_cert != NULL) {
+		if (load_external_ca(ca_cert, ca_key, &t->ca, &t->ca_key,
+		    &t->ca_pem, err, err_len) != 0)
+			return -1;
+	} else {
+		if ((t->ca_key = gen_p256()) == NULL) {
+			errmsg_ossl(err, err_len, "cannot generate the CA key");
+			return -1;
+		}
+		if ((t->ca = make_ca(t->ca_key)) == NULL) {
+			errmsg_ossl(err, err_len, "cannot create the CA "
+			    "certificate");
+			return -1;
+		}
+	}
+	if ((t->srv_key = gen_p256()) == NULL) {
+		errmsg_ossl(err, err_len, "cannot generate the server key");
+		return -1;
+	}
+	if ((t->srv = make_server(t->srv_key, host, is_ip, t->ca,
+	    t->ca_key)) == NULL) {
+		errmsg_ossl(err, err_len, "cannot create the server certificate");
+		return -1;
+	}
+	return 0;
+}
+
+/* Writes the files; on failure removes those this call created (never a
+ * pre-existing one) and says why. */
+static API_WUR int
+write_material(const char *tls_dir, const struct tls_set *t, char *err,
+    size_t err_len)
+{
+	int created[TF_COUNT] = { 0 };
+	char path[4096];
+	int i, saved_errno, rc;
+
+	if (t->ca_pem != NULL)
+		rc = write_tls_file(tls_dir, TF_CA, 0644, NULL, NULL, t->ca_pem,
+		    created);
+	else
+		rc = write_tls_file(tls_dir, TF_CA, 0644, t->ca, NULL, NULL,
+		    created) != 0 || write_tls_file(tls_dir, TF_CA_KEY, 0600,
+		    NULL, t->ca_key, NULL, created) != 0 ? -1 : 0;
+	if (rc == 0 && write_tls_file(tls_dir, TF_SERVER, 0644, t->srv, NULL,
+	    NULL, created) == 0 && write_tls_file(tls_dir, TF_SERVER_KEY,
+	    0600, NULL, t->srv_key, NULL, created) == 0)
+		return 0;
+	saved_errno = errno;
+	if (saved_errno == EEXIST)
+		errmsg_set(err, err_len, "a TLS file already exists; refusing "
+		    "to overwrite it");
+	else
+		errmsg_set(err, err_len, "cannot write the TLS files: %s",
+		    strerror(saved_errno));
+	for (i = 0; i < TF_COUNT; i++)
+		if (created[i] && str_fmt(path, sizeof(path), "%s/%s",
+		    tls_dir, tls_file_names[i]) == 0)
+			(void)unlink(path);
+	return -1;
+}
+
 int
 tlsgen_create(const char *tls_dir, const char *host, const char *ca_cert,
     const char *ca_key, char *err, size_t err_len)
 {
-	EVP_PKEY *ca_pkey = NULL, *srv_key = NULL;
-	X509 *ca = NULL, *srv = NULL;
-	unsigned char *ca_pem = NULL;
-	size_t ca_pem_len = 0;
-	int created[TF_COUNT] = { 0 };
-	int external, is_ip, i, saved_errno, rc = -1;
-	char path[4096];
+	struct tls_set t;
+	int is_ip, rc = -1;
 
+	memset(&t, 0, sizeof(t));
 	if (err != NULL && err_len > 0)
 		err[0] = '\0';
 	if (tls_dir == NULL || *tls_dir == '\0') {
-		set_err(err, err_len, "no TLS directory given");
+		errmsg_ossl(err, err_len, "no TLS directory given");
 		goto out;
 	}
 	if ((is_ip = host_kind(host)) < 0) {
-		set_err(err, err_len, "the host is neither an IP address nor a "
+		errmsg_ossl(err, err_len, "the host is neither an IP address nor a "
 		    "valid DNS name");
 		goto out;
 	}
 	if ((ca_cert == NULL) != (ca_key == NULL)) {
-		set_err(err, err_len, "an external CA needs both its "
+		errmsg_ossl(err, err_len, "an external CA needs both its "
 		    "certificate and its key");
 		goto out;
 	}
-	external = ca_cert != NULL;
-
 	/* Everything in memory first: a failure leaves no half-made files. */
-	if (external) {
-		if (load_external_ca(ca_cert, ca_key, &ca, &ca_pkey, &ca_pem,
-		    &ca_pem_len, err, err_len) != 0)
-			goto out;
-	} else {
-		if ((ca_pkey = gen_p256()) == NULL) {
-			set_err(err, err_len, "cannot generate the CA key");
-			goto out;
-		}
-		if ((ca = make_ca(ca_pkey)) == NULL) {
-			set_err(err, err_len, "cannot create the CA "
-			    "certificate");
-			goto out;
-		}
-	}
-	if ((srv_key = gen_p256()) == NULL) {
-		set_err(err, err_len, "cannot generate the server key");
+	if (make_material(&t, host, is_ip, ca_cert, ca_key, err, err_len) != 0)
 		goto out;
-	}
-	if ((srv = make_server(srv_key, host, is_ip, ca, ca_pkey)) == NULL) {
-		set_err(err, err_len, "cannot create the server certificate");
-		goto out;
-	}
-
 	if (ensure_dir(tls_dir) != 0) {
-		char why[160];
-		int n = snprintf(why, sizeof(why), "cannot create the TLS "
-		    "directory: %s", errno == EEXIST ? "not a directory" :
-		    strerror(errno));
-
-		set_err(err, err_len, n > 0 ? why : "cannot create the TLS "
-		    "directory");
+		errmsg_set(err, err_len, "cannot create the TLS directory: %s",
+		    errno == EEXIST ? "not a directory" : strerror(errno));
 		goto out;
 	}
-	if (external) {
-		if (write_bytes(tls_dir, TF_CA, ca_pem, ca_pem_len,
-		    created) != 0)
-			goto write_failed;
-	} else {
-		if (write_cert(tls_dir, TF_CA, ca, created) != 0 ||
-		    write_key(tls_dir, TF_CA_KEY, ca_pkey, created) != 0)
-			goto write_failed;
-	}
-	if (write_cert(tls_dir, TF_SERVER, srv, created) != 0 ||
-	    write_key(tls_dir, TF_SERVER_KEY, srv_key, created) != 0)
-		goto write_failed;
-	rc = 0;
-	goto out;
-
-write_failed:
-	saved_errno = errno;
-	{
-		char why[160];
-		int n = snprintf(why, sizeof(why), "cannot write the TLS "
-		    "files: %s", strerror(saved_errno));
-
-		set_err(err, err_len, saved_errno == EEXIST ?
-		    "a TLS file already exists; refusing to overwrite it" :
-		    n > 0 ? why : "cannot write the TLS files");
-	}
-	/* Remove only what this call created; never a pre-existing file. */
-	for (i = 0; i < TF_COUNT; i++) {
-		int n;
-
-		if (!created[i])
-			continue;
-		n = snprintf(path, sizeof(path), "%s/%s", tls_dir,
-		    tls_file_names[i]);
-		if (n > 0 && (size_t)n < sizeof(path))
-			(void)unlink(path);
-	}
+	rc = write_material(tls_dir, &t, err, err_len);
 out:
-	X509_free(srv);
-	X509_free(ca);
-	EVP_PKEY_free(srv_key);
-	EVP_PKEY_free(ca_pkey);
-	free(ca_pem);
+	tls_set_free(&t);
 	return rc;
 }

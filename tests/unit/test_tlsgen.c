@@ -17,7 +17,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "api/api.h"
+#include "api/tlsgen.h"
 #include "tests/unit/t.h"
 
 static char tmp_root[] = "/tmp/p11vault-tlsgen-XXXXXX";

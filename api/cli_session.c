@@ -1,0 +1,451 @@
+/*
+ * cli_session.c — the administrator commands' session: where the vault
+ * is, the admin credential (admin.json), the client-credentials token,
+ * one authenticated HTTPS call to the management API, and the command
+ * line's failure lines.
+ *
+ * Owns: reading admin.json, the token request and the token, the
+ * api-version of management calls, turning an error response into one
+ * line ("p11vault: <status> <code>: <message>").
+ *
+ * Must never: print the admin secret or a token; keep either after
+ * cli_session_close (the buffers that held them are wiped: ours with
+ * freezero, Jansson's because main() makes Jansson free through
+ * api_wipe_free for the whole process); talk without TLS verification.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/cli_session.h"
+#include "api/client.h"
+#include "hsm/base.h"
+#include "vault/config.h"
+
+#define CLI_ADMIN_FILE_MAX (64 * 1024)
+#define CLI_ERRLEN 512
+#define CLI_API_VERSION "?api-version=7.6"
+#define CLI_MSG_MAX 400
+#define CLI_TOKEN_MAX 16384
+
+struct cli_session {
+	char vault_url[2048];      /* no trailing slash */
+	char ca_file[4096];        /* "" : the system trust store */
+	char resource[1024];       /* no trailing slash */
+	json_t *admin;             /* the parsed admin.json */
+	char *token;               /* bearer token (freezero_str) */
+};
+
+/* ---- output ---------------------------------------------------------------*/
+
+static void __attribute__((format(printf, 1, 0)))
+fail_vline(const char *fmt, va_list ap)
+{
+	fputs("p11vault: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+void
+cli_fail_line(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fail_vline(fmt, ap);
+	va_end(ap);
+}
+
+void
+cli_die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fail_vline(fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+int
+cli_exit_status(int rc)
+{
+	return rc == 0 ? 0 : rc == VLT_ERR_BAD_PARAM ? 2 : 1;
+}
+
+/* Copies s into dst for one line of stderr: control characters become
+ * spaces, long text is cut. */
+static void
+one_line(char *dst, size_t cap, const char *s)
+{
+	size_t i;
+
+	for (i = 0; s != NULL && s[i] != '\0' && i + 1 < cap; i++)
+		dst[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ?
+		    ' ' : s[i];
+	dst[i] = '\0';
+}
+
+int
+cli_print_json(const json_t *v)
+{
+	char *s = json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY);
+
+	if (s == NULL) {
+		cli_fail_line("cannot format the response");
+		return VLT_ERR_NO_MEMORY;
+	}
+	puts(s);
+	api_wipe_free(s);       /* json_dumps: Jansson's allocator */
+	if (fflush(stdout) != 0) {
+		cli_fail_line("cannot write to stdout: %s", strerror(errno));
+		return VLT_ERR_IO;
+	}
+	return 0;
+}
+
+/* "p11vault: <status> <error.code>: <error.message>" for an error
+ * response; understands the Azure envelope and the OAuth error shape. */
+static void
+print_http_error(int status, const buf_t *body)
+{
+	json_t *root = json_loadb(buf_str(body), buf_len(body), 0, NULL), *e;
+	const char *code = NULL, *msg = NULL;
+	char c1[128], m1[CLI_MSG_MAX];
+
+	if (root != NULL && json_is_object(root)) {
+		e = json_object_get(root, "error");
+		if (json_is_object(e)) {
+			code = json_string_value(json_object_get(e, "code"));
+			msg = json_string_value(json_object_get(e, "message"));
+		} else if (json_is_string(e)) {
+			code = json_string_value(e);
+			msg = json_string_value(json_object_get(root,
+			    "error_description"));
+		}
+	}
+	one_line(c1, sizeof(c1), code != NULL ? code : "HttpError");
+	one_line(m1, sizeof(m1), msg != NULL ? msg :
+	    status == 401 ? "authentication failed" :
+	    status == 403 ? "forbidden" :
+	    status == 404 ? "not found" : "request failed");
+	cli_fail_line("%d %s: %s", status, c1, m1);
+	json_decref(root);
+}
+
+/* ---- locating the vault ------------------------------------------------- */
+
+static const char *
+admin_str(const json_t *admin, const char *field)
+{
+	const char *s = json_string_value(json_object_get(admin, field));
+
+	return s != NULL && s[0] != '\0' ? s : NULL;
+}
+
+static API_WUR int
+load_admin(const char *path, json_t **out)
+{
+	buf_t *file = NULL;
+	json_t *root = NULL;
+	json_error_t jerr;
+	int rc = VLT_ERR_IO, frc;
+
+	if ((frc = file_read(path, CLI_ADMIN_FILE_MAX, &file)) != 0) {
+		cli_fail_line("cannot read the admin credential %s: %s", path,
+		    frc == HSM_ERR_IO ? strerror(errno) : strerror(EFBIG));
+		goto out;
+	}
+	root = json_loadb(buf_str(file), buf_len(file), JSON_REJECT_DUPLICATES,
+	    &jerr);
+	if (root == NULL || !json_is_object(root)) {
+		cli_fail_line("%s is not a JSON object", path);
+		goto out;
+	}
+	if (admin_str(root, "tenantId") == NULL ||
+	    admin_str(root, "clientId") == NULL ||
+	    admin_str(root, "clientSecret") == NULL) {
+		cli_fail_line("%s lacks tenantId, clientId or clientSecret",
+		    path);
+		goto out;
+	}
+	*out = root;
+	root = NULL;
+	rc = 0;
+out:
+	json_decref(root);
+	buf_free(file);
+	return rc;
+}
+
+/* src into dst without its trailing slashes. */
+static API_WUR int
+copy_url(char *dst, size_t cap, const char *src, const char *what)
+{
+	size_t len = strlen(src);
+
+	while (len > 0 && src[len - 1] == '/')
+		len--;
+	if (len >= cap) {
+		cli_fail_line("%s is too long", what);
+		return VLT_ERR_BAD_PARAM;
+	}
+	memcpy(dst, src, len);
+	dst[len] = '\0';
+	return 0;
+}
+
+/* The token audience: --resource, $P11VAULT_RESOURCE, resource= in
+ * DIR/p11vault.conf, or the default. */
+static API_WUR int
+find_resource(struct cli_session *s, const struct cli_where *w)
+{
+	const char *res = w->resource != NULL ? w->resource :
+	    getenv("P11VAULT_RESOURCE");
+	struct vlt_conf *conf = NULL;
+	char path[4096];
+	int rc;
+
+	if ((res == NULL || res[0] == '\0') && w->data != NULL &&
+	    fs_join(path, sizeof(path), w->data, "p11vault.conf") == 0 &&
+	    conf_read(path, &conf) == 0)
+		res = conf_get(conf, "resource");
+	if (res == NULL || res[0] == '\0')
+		res = CLI_DEFAULT_RESOURCE;
+	rc = copy_url(s->resource, sizeof(s->resource), res, "the resource");
+	conf_free(conf);
+	return rc;
+}
+
+static API_WUR int
+locate(struct cli_session *s, const struct cli_where *w)
+{
+	char path[4096];
+	const char *admin_path = w->admin, *url;
+	int rc;
+
+	if (w->data == NULL && w->admin == NULL) {
+		cli_fail_line("no vault given: use --data DIR, or --vault-url "
+		    "URL --admin FILE");
+		return VLT_ERR_BAD_PARAM;
+	}
+	if (admin_path == NULL) {
+		if (fs_join(path, sizeof(path), w->data, "admin.json") != 0) {
+			cli_fail_line("--data path is too long");
+			return VLT_ERR_BAD_PARAM;
+		}
+		admin_path = path;
+	}
+	if ((rc = load_admin(admin_path, &s->admin)) != 0)
+		return rc;
+	url = w->vault_url != NULL ? w->vault_url :
+	    admin_str(s->admin, "vaultUrl");
+	if (url == NULL) {
+		cli_fail_line("no vault URL: %s has no vaultUrl; use "
+		    "--vault-url", admin_path);
+		return VLT_ERR_BAD_PARAM;
+	}
+	if ((rc = copy_url(s->vault_url, sizeof(s->vault_url), url,
+	    "the vault URL")) != 0)
+		return rc;
+	if (w->ca != NULL) {
+		if (str_fmt(s->ca_file, sizeof(s->ca_file), "%s", w->ca) != 0) {
+			cli_fail_line("--ca is too long");
+			return VLT_ERR_BAD_PARAM;
+		}
+	} else if (w->data != NULL && str_fmt(s->ca_file, sizeof(s->ca_file),
+	    "%s/tls/ca.pem", w->data) != 0) {
+		cli_fail_line("--data path is too long");
+		return VLT_ERR_BAD_PARAM;
+	}       /* else: the system trust store */
+	return find_resource(s, w);
+}
+
+/* ---- calls ---------------------------------------------------------------- */
+
+/* One call; on 0 *status, *raw (the body) and *resp (the body parsed, or
+ * NULL when empty or not JSON). */
+static API_WUR int
+call(struct cli_session *s, const char *method, const char *path,
+    const char *bearer, const char *ctype, const char *body,
+    int *status, json_t **resp, buf_t **raw)
+{
+	struct cli_request rq = {
+		.base_url = s->vault_url, .method = method, .path = path,
+		.bearer = bearer, .content_type = ctype, .body = body,
+		.body_len = body != NULL ? strlen(body) : 0,
+		.ca_file = s->ca_file[0] != '\0' ? s->ca_file : NULL,
+	};
+	char err[CLI_ERRLEN];
+	json_error_t jerr;
+
+	*resp = NULL;
+	if (cli_https(&rq, status, raw, err, sizeof(err)) != 0) {
+		cli_fail_line("%s", err);
+		return VLT_ERR_IO;
+	}
+	if (buf_len(*raw) > 0)
+		*resp = json_loadb(buf_str(*raw), buf_len(*raw),
+		    JSON_REJECT_DUPLICATES, &jerr);
+	return 0;
+}
+
+/* grant_type=client_credentials&client_id=…&client_secret=…&scope=… */
+static API_WUR int
+token_form(const struct cli_session *s, buf_t *form)
+{
+	char *cid = cli_pct_encode(admin_str(s->admin, "clientId"));
+	char *secret = cli_pct_encode(admin_str(s->admin, "clientSecret"));
+	char *res = cli_pct_encode(s->resource);
+	int rc = VLT_ERR_NO_MEMORY;
+
+	if (cid != NULL && secret != NULL && res != NULL)
+		rc = buf_putf(form, "grant_type=client_credentials"
+		    "&client_id=%s&client_secret=%s&scope=%s%%2F.default", cid,
+		    secret, res) == 0 ? 0 : VLT_ERR_NO_MEMORY;
+	freezero_str(cid);
+	freezero_str(secret);
+	freezero_str(res);
+	return rc;
+}
+
+static API_WUR int
+token_ok(const char *tok)
+{
+	size_t n = tok != NULL ? strlen(tok) : 0;
+
+	return n > 0 && n <= CLI_TOKEN_MAX && strspn(tok,
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789-._~+/=") == n;
+}
+
+static API_WUR int
+get_token(struct cli_session *s)
+{
+	char *tenant = cli_pct_encode(admin_str(s->admin, "tenantId"));
+	char path[1024];
+	buf_t *form = buf_new(CLI_ADMIN_FILE_MAX), *raw = NULL;
+	json_t *resp = NULL;
+	const char *tok;
+	int status = 0, rc = VLT_ERR_NO_MEMORY;
+
+	if (tenant == NULL || form == NULL ||
+	    (rc = token_form(s, form)) != 0) {
+		cli_fail_line("out of memory");
+		goto out;
+	}
+	if (str_fmt(path, sizeof(path), "/%s/oauth2/v2.0/token", tenant) != 0) {
+		cli_fail_line("the tenant id is too long");
+		rc = VLT_ERR_IO;
+		goto out;
+	}
+	if ((rc = call(s, "POST", path, NULL,
+	    "application/x-www-form-urlencoded", buf_str(form), &status,
+	    &resp, &raw)) != 0)
+		goto out;
+	rc = VLT_ERR_IO;
+	if (status != 200) {
+		print_http_error(status, raw);
+		goto out;
+	}
+	tok = json_string_value(json_object_get(resp, "access_token"));
+	if (!token_ok(tok)) {
+		cli_fail_line("the token endpoint returned no usable "
+		    "access_token");
+		goto out;
+	}
+	if ((s->token = strdup(tok)) == NULL) {
+		cli_fail_line("out of memory");
+		rc = VLT_ERR_NO_MEMORY;
+		goto out;
+	}
+	rc = 0;
+out:
+	json_decref(resp);
+	buf_free(raw);
+	buf_free(form);
+	freezero_str(tenant);
+	return rc;
+}
+
+int
+cli_session_open(const struct cli_where *w, cli_session_t **out)
+{
+	struct cli_session *s = calloc(1, sizeof(*s));
+	int rc;
+
+	*out = NULL;
+	if (s == NULL) {
+		cli_fail_line("out of memory");
+		return VLT_ERR_NO_MEMORY;
+	}
+	if ((rc = locate(s, w)) != 0 || (rc = get_token(s)) != 0) {
+		cli_session_close(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+void
+cli_session_close(cli_session_t *s)
+{
+	if (s == NULL)
+		return;
+	json_decref(s->admin);         /* api_wipe_free clears the secret */
+	freezero_str(s->token);
+	free(s);
+}
+
+const char *
+cli_session_tenant(const cli_session_t *s)
+{
+	return admin_str(s->admin, "tenantId");
+}
+
+int
+cli_session_call(cli_session_t *s, const char *method, const char *path,
+    const json_t *body, json_t **out)
+{
+	char *req = NULL, full[2048];
+	buf_t *raw = NULL;
+	json_t *resp = NULL;
+	int status = 0, rc = VLT_ERR_IO;
+
+	if (out != NULL)
+		*out = NULL;
+	if (str_fmt(full, sizeof(full), "%s%s", path, CLI_API_VERSION) != 0) {
+		cli_fail_line("request path too long");
+		return VLT_ERR_IO;
+	}
+	if (body != NULL && (req = json_dumps(body, JSON_COMPACT)) == NULL) {
+		cli_fail_line("out of memory");
+		return VLT_ERR_NO_MEMORY;
+	}
+	if ((rc = call(s, method, full, s->token, body != NULL ?
+	    "application/json" : NULL, req, &status, &resp, &raw)) != 0)
+		goto out;
+	rc = VLT_ERR_IO;
+	if (status < 200 || status > 299) {
+		print_http_error(status, raw);
+		goto out;
+	}
+	if (buf_len(raw) > 0 && resp == NULL) {
+		cli_fail_line("%d from %s %s but the body is not JSON", status,
+		    method, path);
+		goto out;
+	}
+	if (out != NULL) {
+		*out = resp;
+		resp = NULL;
+		rc = 0;
+	} else
+		rc = resp != NULL ? cli_print_json(resp) : 0;
+out:
+	json_decref(resp);
+	buf_free(raw);
+	api_wipe_free(req);
+	return rc;
+}
