@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -65,29 +66,69 @@ struct policy {
 	struct policy_token_slot *cache;
 };
 
-/* An object id as stored: 1..POLICY_ID_LEN printable non-space chars. */
-static inline int
-policy_id_valid(const char *id, size_t max)
+/* An object id as stored: 1..max printable non-space chars. POLICY_OK, or
+ * POLICY_ERR_ARGS. */
+static inline POLICY_WUR int
+policy_id_check(const char *id, size_t max)
 {
 	size_t n;
 
 	if (id == NULL)
-		return 0;
+		return POLICY_ERR_ARGS;
 	n = strnlen(id, max + 1);
 	if (n == 0 || n > max)
-		return 0;
+		return POLICY_ERR_ARGS;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)id[i];
 		if (c <= 0x20 || c >= 0x7f)
-			return 0;
+			return POLICY_ERR_ARGS;
 	}
-	return 1;
+	return POLICY_OK;
 }
 
-/* principal.c: 0 if hash is a well-formed "scrypt$..." string. */
+/*
+ * Makes room for one more element in a table of *cap elements of size
+ * elem, n of them used, growing by doubling up to max elements:
+ * POLICY_OK, POLICY_ERR_LIMIT when n has reached max, or
+ * POLICY_ERR_NO_MEMORY. The caller holds the lock of the table.
+ */
+static inline POLICY_WUR int
+policy_table_room(void **table, size_t n, size_t *cap, size_t elem,
+    size_t max)
+{
+	size_t want;
+	void *t;
+
+	if (n >= max)
+		return POLICY_ERR_LIMIT;
+	if (n < *cap)
+		return POLICY_OK;
+	want = *cap ? *cap * 2 : 16;
+	if (want > max)
+		want = max;
+	if (want > SIZE_MAX / elem || (t = realloc(*table, want * elem)) ==
+	    NULL)
+		return POLICY_ERR_NO_MEMORY;
+	*table = t;
+	*cap = want;
+	return POLICY_OK;
+}
+
+/*
+ * Who calls whom inside policy/ (always down this list, never back):
+ * policy.c (life cycle) -> token.c (JWT) -> principal.c (the principals
+ * table) -> secret.c (identifiers, secrets, scrypt) -> b64url.c; access.c
+ * stands alone.
+ */
+
+/* secret.c: POLICY_OK if hash is a well-formed "scrypt$..." string, else
+ * POLICY_ERR_ARGS. */
 int policy_secret_hash_wellformed(const char *hash) POLICY_WUR;
 
-/* token.c: frees the token cache and verify key. */
+/* principal.c: wipes and frees the principals table. */
+void policy_principals_free(policy_t *p);
+
+/* token.c: frees the verify key (the cache belongs to policy.c). */
 void policy_token_state_free(policy_t *p);
 
 #endif
