@@ -79,7 +79,7 @@ int
 policy_access_set(policy_t *p, const char *object_id, unsigned perms)
 {
 	struct policy_access *a;
-	void *table;
+	void *table, *slot;
 	int r = POLICY_OK;
 
 	if (p == NULL || policy_id_check(object_id, POLICY_ID_LEN) != 0 ||
@@ -92,13 +92,12 @@ policy_access_set(policy_t *p, const char *object_id, unsigned perms)
 		goto out;
 	}
 	table = p->access;
-	r = policy_table_room(&table, p->n_access, &p->cap_access,
-	    sizeof(*a), POLICY_MAX_POLICIES);
+	r = policy_table_add(&table, &p->n_access, &p->cap_access,
+	    sizeof(*a), POLICY_MAX_POLICIES, &slot);
 	p->access = table;
 	if (r != POLICY_OK)
 		goto out;
-	a = &p->access[p->n_access++];
-	memset(a, 0, sizeof(*a));
+	a = slot;
 	memcpy(a->oid, object_id, strlen(object_id) + 1);
 	a->perms = perms;
 out:

@@ -87,30 +87,33 @@ policy_id_check(const char *id, size_t max)
 }
 
 /*
- * Makes room for one more element in a table of *cap elements of size
- * elem, n of them used, growing by doubling up to max elements:
- * POLICY_OK, POLICY_ERR_LIMIT when n has reached max, or
+ * Appends one zeroed element to a table of *cap elements of size elem, *n
+ * of them used, growing by doubling up to max elements; *slot is the new
+ * element. POLICY_OK, POLICY_ERR_LIMIT when *n has reached max, or
  * POLICY_ERR_NO_MEMORY. The caller holds the lock of the table.
  */
 static inline POLICY_WUR int
-policy_table_room(void **table, size_t n, size_t *cap, size_t elem,
-    size_t max)
+policy_table_add(void **table, size_t *n, size_t *cap, size_t elem,
+    size_t max, void **slot)
 {
 	size_t want;
 	void *t;
 
-	if (n >= max)
+	if (*n >= max)
 		return POLICY_ERR_LIMIT;
-	if (n < *cap)
-		return POLICY_OK;
-	want = *cap ? *cap * 2 : 16;
-	if (want > max)
-		want = max;
-	if (want > SIZE_MAX / elem || (t = realloc(*table, want * elem)) ==
-	    NULL)
-		return POLICY_ERR_NO_MEMORY;
-	*table = t;
-	*cap = want;
+	if (*n == *cap) {
+		want = *cap ? *cap * 2 : 16;
+		if (want > max)
+			want = max;
+		if (want > SIZE_MAX / elem ||
+		    (t = realloc(*table, want * elem)) == NULL)
+			return POLICY_ERR_NO_MEMORY;
+		*table = t;
+		*cap = want;
+	}
+	*slot = (char *)*table + *n * elem;
+	memset(*slot, 0, elem);
+	(*n)++;
 	return POLICY_OK;
 }
 

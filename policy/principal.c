@@ -55,7 +55,7 @@ principal_store(policy_t *p, const char *object_id, const char *client_id,
     char **hash, int is_admin)
 {
 	struct policy_principal *pr, *other;
-	void *table;
+	void *table, *slot;
 	int r;
 
 	other = principal_by_client(p, client_id);
@@ -64,13 +64,13 @@ principal_store(policy_t *p, const char *object_id, const char *client_id,
 		return POLICY_ERR_ARGS;   /* a client_id names one principal */
 	if (pr == NULL) {
 		table = p->principals;
-		r = policy_table_room(&table, p->n_principals,
-		    &p->cap_principals, sizeof(*pr), SIZE_MAX / sizeof(*pr));
+		r = policy_table_add(&table, &p->n_principals,
+		    &p->cap_principals, sizeof(*pr), SIZE_MAX / sizeof(*pr),
+		    &slot);
 		p->principals = table;
 		if (r != POLICY_OK)
 			return r;
-		pr = &p->principals[p->n_principals++];
-		memset(pr, 0, sizeof(*pr));
+		pr = slot;
 		memcpy(pr->oid, object_id, strlen(object_id) + 1);
 	}
 	freezero_str(pr->secret_hash);
