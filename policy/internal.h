@@ -22,6 +22,7 @@
 #define POLICY_TOKEN_CACHE_SLOTS 4096   /* verified-signature cache */
 #define POLICY_KID_LEN 22               /* base64url of 16 bytes */
 #define POLICY_COORD_LEN 43             /* base64url of 32 bytes */
+#define POLICY_ES256_SIG_LEN 64         /* JOSE's r||s for P-256 */
 
 struct policy_principal {
 	char oid[POLICY_ID_LEN + 1];
@@ -119,9 +120,9 @@ policy_table_add(void **table, size_t *n, size_t *cap, size_t elem,
 
 /*
  * Who calls whom inside policy/ (always down this list, never back):
- * policy.c (life cycle) -> token.c (JWT) -> principal.c (the principals
- * table) -> secret.c (identifiers, secrets, scrypt) -> b64url.c; access.c
- * stands alone.
+ * policy.c (life cycle) -> token.c (JWT) -> tokenkey.c (verify key,
+ * signature cache) and principal.c (the principals table) -> secret.c
+ * (identifiers, secrets, scrypt) -> b64url.c; access.c stands alone.
  */
 
 /* secret.c: POLICY_OK if hash is a well-formed "scrypt$..." string, else
@@ -131,7 +132,22 @@ int policy_secret_hash_wellformed(const char *hash) POLICY_WUR;
 /* principal.c: wipes and frees the principals table. */
 void policy_principals_free(policy_t *p);
 
-/* token.c: frees the verify key (the cache belongs to policy.c). */
-void policy_token_state_free(policy_t *p);
+/* tokenkey.c: frees the verify key (the cache's memory is policy.c's). */
+void policy_verify_key_free(policy_t *p);
+/* A counted reference to the current verify key (EVP_PKEY_free it), its
+ * kid and generation: POLICY_OK, or POLICY_ERR_DENIED when there is none
+ * yet. */
+int policy_verify_key_take(policy_t *p, EVP_PKEY **key,
+    char kid[POLICY_KID_LEN + 1], uint64_t *gen) POLICY_WUR;
+/* POLICY_OK if raw (r||s, POLICY_ES256_SIG_LEN bytes) is a valid ES256
+ * signature by key over data, else POLICY_ERR_DENIED. */
+int policy_es256_verify(EVP_PKEY *key, const uint8_t *data, size_t len,
+    const uint8_t *raw, size_t raw_len) POLICY_WUR;
+/* The cache of verified signatures, by SHA-256 of the whole token and key
+ * generation: lookup is POLICY_OK on a hit, else POLICY_ERR_NOT_FOUND. */
+int policy_sig_cache_lookup(policy_t *p, const uint8_t digest[32],
+    uint64_t gen) POLICY_WUR;
+void policy_sig_cache_put(policy_t *p, const uint8_t digest[32],
+    uint64_t gen);
 
 #endif

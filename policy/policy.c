@@ -21,7 +21,7 @@ policy_destroy(policy_t *p, int rw_init, int mx_init)
 {
 	policy_principals_free(p);
 	free(p->access);
-	policy_token_state_free(p);
+	policy_verify_key_free(p);
 	free(p->cache);
 	free(p->tenant_id);
 	free(p->issuer);

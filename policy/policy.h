@@ -5,9 +5,10 @@
  * Owns: an in-memory table of principals and access policies (the caller,
  * api/, loads it from the store at start and keeps it in step with every
  * durable change), secret hashing (scrypt), JWT issue and verification.
- * Files: policy.c (life cycle), token.c (JWT), principal.c (principals,
- * credential check), secret.c (ids, secrets, scrypt), access.c (access
- * policies, the decision), b64url.c.
+ * Files: policy.c (life cycle), token.c (JWT), tokenkey.c (verify key and
+ * signature cache), principal.c (principals, credential check), secret.c
+ * (ids, secrets, scrypt), access.c (access policies, the decision),
+ * b64url.c.
  *
  * Must never: touch PKCS#11 (signing goes through a callback), SQL, HTTP;
  * log or return a secret or a token; compare secrets other than in

@@ -1,229 +1,30 @@
 /*
- * policy/token.c — ES256 JWT bearer tokens: the verify key and its JWK,
- * issuing (signature through the caller's callback), verification and the
- * cache of verified signatures.
+ * policy/token.c — ES256 JWT bearer tokens: the compact form's parser, the
+ * header and claim checks of verification, and issuing (the signature
+ * through the caller's callback, checked against the verify key of
+ * tokenkey.c before the token leaves).
  *
- * Owns: the verify key, the kid, the token cache. Must never: hold a
- * private key (signing is the callback's, i.e. the HSM's), accept any alg
- * but ES256, trust a cached entry for claims (only for the signature), or
- * log or keep a token (the cache holds SHA-256 digests only).
+ * Owns: what a valid token is (alg ES256 only, our kid, iss, tid, aud,
+ * nbf/exp with 60 s of skew, a principal that still exists). Must never:
+ * hold a private key (signing is the callback's, i.e. the HSM's), accept
+ * any alg but ES256, trust a cached entry for claims (only for the
+ * signature), or log or keep a token.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
-#include <openssl/bn.h>
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
-#include <openssl/x509.h>
 
 #include "hsm/buf.h"
-#include "hsm/pkey.h"
 #include "policy/internal.h"
 
 #define TOKEN_MAX 8192          /* longest bearer token examined or issued */
-#define SPKI_MAX 1024
 #define AUDIENCE_MAX 1024
 #define CLOCK_SKEW 60
-#define ES256_SIG_LEN 64        /* JOSE's r||s for P-256 */
-#define ES256_SIG_B64_LEN 86    /* its base64url */
-
-void
-policy_token_state_free(policy_t *p)
-{
-	EVP_PKEY_free(p->verify_key);
-	p->verify_key = NULL;
-}
-
-/* One 32-byte coordinate of the key, base64url. */
-static POLICY_WUR int
-coord_b64(const BIGNUM *bn, char **out)
-{
-	uint8_t coord[32];
-
-	if (BN_bn2binpad(bn, coord, sizeof(coord)) != (int)sizeof(coord))
-		return POLICY_ERR_INTERNAL;
-	return policy_b64url_encode(coord, sizeof(coord), out);
-}
-
-int
-policy_set_verify_key(policy_t *p, const uint8_t *spki, size_t len)
-{
-	EVP_PKEY *key = NULL;
-	const unsigned char *q = spki;
-	unsigned char *der = NULL;
-	uint8_t digest[SHA256_DIGEST_LENGTH];
-	char group[64], *kid = NULL, *x = NULL, *y = NULL;
-	BIGNUM *bx = NULL, *by = NULL;
-	int der_len, r = POLICY_ERR_ARGS;
-
-	if (p == NULL || spki == NULL || len == 0 || len > SPKI_MAX)
-		return POLICY_ERR_ARGS;
-	if ((key = d2i_PUBKEY(NULL, &q, (long)len)) == NULL ||
-	    (size_t)(q - spki) != len)
-		goto out;
-	if (!EVP_PKEY_is_a(key, "EC") ||
-	    EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME,
-	    group, sizeof(group), NULL) != 1 ||
-	    strcmp(group, "prime256v1") != 0)
-		goto out;
-	r = POLICY_ERR_INTERNAL;
-	/* kid from the canonical encoding, whatever encoding we were given. */
-	if ((der_len = i2d_PUBKEY(key, &der)) <= 0 ||
-	    SHA256(der, (size_t)der_len, digest) == NULL)
-		goto out;
-	if (EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X, &bx) != 1 ||
-	    EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_Y, &by) != 1)
-		goto out;
-	if ((r = policy_b64url_encode(digest, 16, &kid)) != POLICY_OK ||
-	    (r = coord_b64(bx, &x)) != POLICY_OK ||
-	    (r = coord_b64(by, &y)) != POLICY_OK)
-		goto out;
-	r = POLICY_ERR_INTERNAL;
-	if (strlen(kid) != POLICY_KID_LEN || strlen(x) != POLICY_COORD_LEN ||
-	    strlen(y) != POLICY_COORD_LEN)
-		goto out;
-	if (pthread_rwlock_wrlock(&p->lock) != 0)
-		goto out;
-	EVP_PKEY_free(p->verify_key);
-	p->verify_key = key;
-	key = NULL;
-	/* Cached signatures were checked against the old key: a new
-	 * generation makes every cache slot stale. */
-	p->key_gen++;
-	memcpy(p->kid, kid, POLICY_KID_LEN + 1);
-	memcpy(p->jwk_x, x, POLICY_COORD_LEN + 1);
-	memcpy(p->jwk_y, y, POLICY_COORD_LEN + 1);
-	pthread_rwlock_unlock(&p->lock);
-	r = POLICY_OK;
-out:
-	EVP_PKEY_free(key);
-	OPENSSL_free(der);
-	BN_free(bx);
-	BN_free(by);
-	free(kid);
-	free(x);
-	free(y);
-	return r;
-}
-
-int
-policy_jwk(policy_t *p, char **kid, char **x, char **y)
-{
-	char k[POLICY_KID_LEN + 1], cx[POLICY_COORD_LEN + 1];
-	char cy[POLICY_COORD_LEN + 1];
-	int have;
-
-	if (p == NULL || kid == NULL || x == NULL || y == NULL)
-		return POLICY_ERR_ARGS;
-	*kid = *x = *y = NULL;
-	if (pthread_rwlock_rdlock(&p->lock) != 0)
-		return POLICY_ERR_INTERNAL;
-	if ((have = p->verify_key != NULL)) {
-		memcpy(k, p->kid, sizeof(k));
-		memcpy(cx, p->jwk_x, sizeof(cx));
-		memcpy(cy, p->jwk_y, sizeof(cy));
-	}
-	pthread_rwlock_unlock(&p->lock);
-	if (!have)
-		return POLICY_ERR_ARGS;
-	if ((*kid = strdup(k)) == NULL || (*x = strdup(cx)) == NULL ||
-	    (*y = strdup(cy)) == NULL) {
-		free(*kid);
-		free(*x);
-		*kid = *x = NULL;
-		return POLICY_ERR_NO_MEMORY;
-	}
-	return POLICY_OK;
-}
-
-/* A counted reference to the current verify key, its kid and generation. */
-static POLICY_WUR int
-verify_key_take(policy_t *p, EVP_PKEY **key, char kid[POLICY_KID_LEN + 1],
-    uint64_t *gen)
-{
-	int r = POLICY_ERR_DENIED;
-
-	*key = NULL;
-	if (pthread_rwlock_rdlock(&p->lock) != 0)
-		return POLICY_ERR_INTERNAL;
-	if (p->verify_key != NULL && EVP_PKEY_up_ref(p->verify_key) == 1) {
-		*key = p->verify_key;
-		memcpy(kid, p->kid, POLICY_KID_LEN + 1);
-		*gen = p->key_gen;
-		r = POLICY_OK;
-	}
-	pthread_rwlock_unlock(&p->lock);
-	return r;
-}
-
-static size_t
-cache_index(const uint8_t digest[SHA256_DIGEST_LENGTH])
-{
-	/* Only tokens whose signature verified get in, so nobody can choose
-	 * digests to crowd the cache; direct mapping is enough. */
-	return ((size_t)digest[0] << 8 | digest[1]) % POLICY_TOKEN_CACHE_SLOTS;
-}
-
-/* POLICY_OK if this token's signature was verified under key
- * generation gen, else POLICY_ERR_NOT_FOUND. */
-static POLICY_WUR int
-cache_lookup(policy_t *p, const uint8_t digest[SHA256_DIGEST_LENGTH],
-    uint64_t gen)
-{
-	struct policy_token_slot *s;
-	int r = POLICY_ERR_NOT_FOUND;
-
-	if (pthread_mutex_lock(&p->cache_lock) != 0)
-		return POLICY_ERR_NOT_FOUND;
-	s = &p->cache[cache_index(digest)];
-	if (s->key_gen == gen && gen != 0 &&
-	    CRYPTO_memcmp(s->digest, digest, SHA256_DIGEST_LENGTH) == 0)
-		r = POLICY_OK;
-	pthread_mutex_unlock(&p->cache_lock);
-	return r;
-}
-
-static void
-cache_put(policy_t *p, const uint8_t digest[SHA256_DIGEST_LENGTH],
-    uint64_t gen)
-{
-	struct policy_token_slot *s;
-
-	if (pthread_mutex_lock(&p->cache_lock) != 0)
-		return;
-	s = &p->cache[cache_index(digest)];
-	memcpy(s->digest, digest, SHA256_DIGEST_LENGTH);
-	s->key_gen = gen;
-	pthread_mutex_unlock(&p->cache_lock);
-}
-
-/* POLICY_OK if raw (JOSE's r||s, 64 bytes) is a valid ES256 signature
- * over data, else POLICY_ERR_DENIED. */
-static POLICY_WUR int
-es256_verify(EVP_PKEY *key, const uint8_t *data, size_t len,
-    const uint8_t *raw, size_t raw_len)
-{
-	EVP_MD_CTX *ctx = NULL;
-	uint8_t *der = NULL;
-	size_t der_len = 0;
-	int r = POLICY_ERR_DENIED;
-
-	if (raw_len != ES256_SIG_LEN ||
-	    hsm_ecdsa_sig_der(raw, raw_len, &der, &der_len) != 0)
-		goto out;
-	if ((ctx = EVP_MD_CTX_new()) == NULL ||
-	    EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, key) != 1)
-		goto out;
-	if (EVP_DigestVerify(ctx, der, der_len, data, len) == 1)
-		r = POLICY_OK;
-out:
-	EVP_MD_CTX_free(ctx);
-	OPENSSL_free(der);
-	return r;
-}
+#define ES256_SIG_B64_LEN 86    /* base64url of an r||s signature */
 
 /* ---- verification ------------------------------------------------------ */
 
@@ -362,17 +163,17 @@ jwt_signature_check(policy_t *p, EVP_PKEY *key, uint64_t gen,
 
 	if (SHA256((const unsigned char *)jwt, len, digest) == NULL)
 		return POLICY_ERR_INTERNAL;
-	if (cache_lookup(p, digest, gen) == POLICY_OK)
+	if (policy_sig_cache_lookup(p, digest, gen) == POLICY_OK)
 		return POLICY_OK;
 	if ((r = policy_b64url_decode(j->sig, j->sig_len, &sig, &sig_len)) !=
 	    POLICY_OK) {
 		r = POLICY_ERR_DENIED;
 		goto out;
 	}
-	if ((r = es256_verify(key, (const uint8_t *)jwt, j->signed_len, sig,
+	if ((r = policy_es256_verify(key, (const uint8_t *)jwt, j->signed_len, sig,
 	    sig_len)) != POLICY_OK)
 		goto out;
-	cache_put(p, digest, gen);
+	policy_sig_cache_put(p, digest, gen);
 out:
 	free(sig);
 	return r;
@@ -465,7 +266,7 @@ policy_token_verify(policy_t *p, const char *jwt, const char *audience,
 	    strnlen(audience, AUDIENCE_MAX + 1) > AUDIENCE_MAX ||
 	    jwt_split(jwt, len, &j) != POLICY_OK)
 		return POLICY_ERR_DENIED;
-	if ((r = verify_key_take(p, &key, kid, &gen)) != POLICY_OK)
+	if ((r = policy_verify_key_take(p, &key, kid, &gen)) != POLICY_OK)
 		goto out;
 	if ((r = jwt_header_check(&j, kid)) != POLICY_OK ||
 	    (r = jwt_signature_check(p, key, gen, jwt, len, &j)) !=
@@ -539,7 +340,7 @@ static POLICY_WUR int
 jwt_sign_append(buf_t *b, EVP_PKEY *key, policy_sign_fn sign,
     void *sign_ctx)
 {
-	uint8_t sig[ES256_SIG_LEN];
+	uint8_t sig[POLICY_ES256_SIG_LEN];
 	char *s64 = NULL;
 	int r = POLICY_ERR_INTERNAL;
 
@@ -549,7 +350,7 @@ jwt_sign_append(buf_t *b, EVP_PKEY *key, policy_sign_fn sign,
 		goto out;
 	/* A signer that does not match the published key would hand out
 	 * tokens nobody accepts: check once here. */
-	if (es256_verify(key, buf_ptr(b), buf_len(b), sig, sizeof(sig)) !=
+	if (policy_es256_verify(key, buf_ptr(b), buf_len(b), sig, sizeof(sig)) !=
 	    POLICY_OK)
 		goto out;
 	if ((r = policy_b64url_encode(sig, sizeof(sig), &s64)) != POLICY_OK)
@@ -590,7 +391,7 @@ policy_token_issue(policy_t *p, const char *oid, const char *appid,
 		return POLICY_ERR_ARGS;
 	if (__builtin_add_overflow(now, p->token_lifetime, &exp))
 		return POLICY_ERR_ARGS;
-	if (verify_key_take(p, &key, kid, &gen) != POLICY_OK)
+	if (policy_verify_key_take(p, &key, kid, &gen) != POLICY_OK)
 		return POLICY_ERR_INTERNAL;     /* no key configured */
 	if ((b = buf_new(TOKEN_MAX)) == NULL) {
 		r = POLICY_ERR_NO_MEMORY;
@@ -602,7 +403,7 @@ policy_token_issue(policy_t *p, const char *oid, const char *appid,
 		goto out;
 	/* The signature was just checked: the first use skips it. */
 	if (SHA256(buf_ptr(b), buf_len(b), digest) != NULL)
-		cache_put(p, digest, gen);
+		policy_sig_cache_put(p, digest, gen);
 	*jwt = buf_steal(b, &len);
 	b = NULL;
 	if (*jwt == NULL) {
