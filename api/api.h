@@ -124,16 +124,7 @@ void api_json_wipe_on_free(void);
 
 /* router.c */
 void api_route(struct api_req *q, struct api_resp *r);
-/* 0 if the caller's token is valid (fills q->caller); else r holds the
- * answer (401 and the challenge, or 503 sealed) and the result is
- * VLT_ERR_UNAUTHORIZED or VLT_ERR_SEALED. */
-int api_authn(struct api_req *q, struct api_resp *r) API_WUR;
-/* 0 if the authenticated caller holds one key permission; else r holds
- * the answer (403, or api_authn's) and the result is negative. */
-int api_authz(struct api_req *q, struct api_resp *r, unsigned perm,
-    const char *perm_name) API_WUR;
-/* The same for "is an administrator". */
-int api_authz_admin(struct api_req *q, struct api_resp *r) API_WUR;
+#include "api/authz.h"
 
 /* keys_api.c — /keys and /deletedkeys (the other keys_*.c files are
  * private to it, api/keys.h); segs are the path segments after the first

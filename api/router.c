@@ -1,21 +1,22 @@
 /*
- * router.c — from a path to a handler: api-version, authentication,
- * and the one permission each operation needs.
+ * router.c — from a path to the room that answers it: the path split into
+ * segments, a table from the first segment to the handler, and what each
+ * route asks before its handler runs (api-version, a token, the
+ * administrator role; the checks themselves are authz.c's).
  *
  * Deny by default: every /keys, /deletedkeys and /admin request is
- * authenticated before anything about keys is looked at.
- * Must never: log the Authorization header.
+ * authenticated before anything about keys is looked at; what no route
+ * names goes to the identity provider's endpoints (token_api.c).
+ * Must never: read the Authorization header (authz.c does), or decide a
+ * permission.
  */
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "api/api.h"
 
 #define ROUTE_MAX_SEGS 8
 #define ROUTE_MAX_PATH 2048
-#define TOKEN_MAX 8192
 
 static const char *const api_versions[] = {
 	"7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-07-01",
@@ -32,7 +33,7 @@ api_version_check(struct api_req *q, struct api_resp *r)
 		api_resp_error(r, 400, "MissingApiVersionParameter",
 		    "The api-version query parameter (?api-version=) is "
 		    "required for all requests.");
-		return -1;
+		return VLT_ERR_BAD_PARAM;
 	}
 	for (i = 0; api_versions[i]; i++)
 		if (strcmp(q->api_version, api_versions[i]) == 0)
@@ -41,111 +42,17 @@ api_version_check(struct api_req *q, struct api_resp *r)
 	    "The specified version (%.32s) is not recognized. Consider using "
 	    "the latest supported version (2025-07-01). Supported versions: "
 	    "7.0, 7.1, 7.2, 7.3, 7.4, 7.5, 7.6, 2025-07-01.", q->api_version);
-	return -1;
+	return VLT_ERR_BAD_PARAM;
 }
 
-int
-api_verify_key_refresh(struct api_ctx *c)
-{
-	uint8_t *spki = NULL;
-	size_t len = 0;
-	int rc;
-
-	if (__atomic_load_n(&c->verify_key_set, __ATOMIC_ACQUIRE))
-		return 0;
-	rc = vault_jwt_public(c->vault, &spki, &len);
-	if (rc == 0 && (rc = policy_set_verify_key(c->policy, spki, len)) ==
-	    0)
-		__atomic_store_n(&c->verify_key_set, 1, __ATOMIC_RELEASE);
-	free(spki);
-	return rc;
-}
-
-int
-api_authn(struct api_req *q, struct api_resp *r)
-{
-	const char *a = q->authorization;
-	int rc;
-
-	if (q->authenticated)
-		return 0;
-	/* started sealed: no token can be checked until the unseal */
-	if (api_verify_key_refresh(q->ctx) == VLT_ERR_SEALED) {
-		api_resp_vault_error(r, VLT_ERR_SEALED, NULL, NULL);
-		return VLT_ERR_SEALED;
-	}
-	if (a == NULL || strncasecmp(a, "Bearer ", 7) != 0) {
-		api_resp_unauthorized(q, r,
-		    "AKV10000: Request is missing a Bearer or PoP token.");
-		return VLT_ERR_UNAUTHORIZED;
-	}
-	a += 7;
-	while (*a == ' ')
-		a++;
-	if (strlen(a) > TOKEN_MAX) {
-		api_resp_unauthorized(q, r, "AKV10022: Invalid audience, "
-		    "issuer, signature or lifetime in the access token.");
-		return VLT_ERR_UNAUTHORIZED;
-	}
-	rc = policy_token_verify(q->ctx->policy, a, q->ctx->resource,
-	    (int64_t)time(NULL), &q->caller);
-	if (rc != 0) {
-		api_resp_unauthorized(q, r, "AKV10022: Invalid audience, "
-		    "issuer, signature or lifetime in the access token.");
-		return VLT_ERR_UNAUTHORIZED;
-	}
-	q->authenticated = 1;
-	return 0;
-}
-
-static const char *
-vault_name(struct api_ctx *c)
-{
-	const char *u = c->vault_url;
-	const char *p = strstr(u, "://");
-	return p ? p + 3 : u;
-}
-
-int
-api_authz(struct api_req *q, struct api_resp *r, unsigned perm,
-    const char *perm_name)
-{
-	int rc;
-
-	if ((rc = api_authn(q, r)) != 0)
-		return rc;
-	if (policy_check_perm(q->ctx->policy, q->caller.oid, perm) ==
-	    POLICY_OK)
-		return 0;
-	api_resp_error(r, 403, "Forbidden",
-	    "The user, group or application 'appid=%s;oid=%s' does not have "
-	    "keys %s permission on key vault '%s'. For help resolving this "
-	    "issue, ask the vault's administrator for an access policy.",
-	    q->caller.appid, q->caller.oid, perm_name, vault_name(q->ctx));
-	return VLT_ERR_FORBIDDEN;
-}
-
-int
-api_authz_admin(struct api_req *q, struct api_resp *r)
-{
-	int rc;
-
-	if ((rc = api_authn(q, r)) != 0)
-		return rc;
-	if (policy_check_admin(q->ctx->policy, q->caller.oid) == POLICY_OK)
-		return 0;
-	api_resp_error(r, 403, "Forbidden",
-	    "The caller 'oid=%s' is not an administrator of vault '%s'.",
-	    q->caller.oid, vault_name(q->ctx));
-	return VLT_ERR_FORBIDDEN;
-}
-
+/* GET /healthz: anyone may ask, sealed or not. */
 static void
-health(struct api_req *q, struct api_resp *r)
+route_health(struct api_req *q, struct api_resp *r, char **segs, size_t n)
 {
 	int rc;
 
-	q->operation = "Health";
+	(void)segs;
+	(void)n;
 	if ((rc = vault_health(q->ctx->vault)) == 0)
 		api_resp_set(r, 200, json_pack("{s:s}", "status", "ok"));
 	else if (rc == VLT_ERR_SEALED) {
@@ -160,90 +67,130 @@ health(struct api_req *q, struct api_resp *r)
 	}
 }
 
+/* GET /metrics: administrators; a sealed vault (nobody can have a token)
+ * serves the seal gauges alone to anyone, as /healthz and
+ * /sys/seal-status do. */
+static void
+route_metrics(struct api_req *q, struct api_resp *r, char **segs, size_t n)
+{
+	int rc;
+
+	(void)segs;
+	(void)n;
+	if (strcmp(q->method, "GET") != 0) {
+		api_resp_error(r, 405, "MethodNotAllowed",
+		    "The HTTP method is not allowed on this resource.");
+		return;
+	}
+	if (vault_health(q->ctx->vault) == VLT_ERR_SEALED)
+		rc = api_metrics_render_sealed(q->ctx, &r->body, &r->body_len);
+	else if (api_authz_admin(q, r) != 0)
+		return;
+	else
+		rc = api_metrics_render(q->ctx, &r->body, &r->body_len);
+	if (rc != 0) {
+		api_resp_vault_error(r, VLT_ERR_NO_MEMORY, NULL, NULL);
+		return;
+	}
+	r->status = 200;
+	r->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+/* What a route asks of a request before its handler runs. */
+enum route_gate {
+	GATE_NONE,      /* the handler decides (health, seal, metrics) */
+	GATE_TOKEN,     /* ?api-version= and a valid token: the data plane */
+	GATE_ADMIN,     /* an administrator's token: the management API */
+};
+
+typedef void route_fn(struct api_req *q, struct api_resp *r, char **segs,
+    size_t n);
+
+static const struct route {
+	const char *first;      /* the first path segment */
+	int any_case;           /* Azure's data-plane paths ignore case */
+	size_t n_segs;          /* segments of the whole path; 0: any */
+	enum route_gate gate;
+	const char *operation;  /* the audit line's, when the route knows it */
+	route_fn *handler;      /* gets the segments after the first */
+} routes[] = {
+	{ "healthz", 0, 1, GATE_NONE, "Health", route_health },
+	{ "sys", 0, 0, GATE_NONE, NULL, api_sys },
+	{ "keys", 1, 0, GATE_TOKEN, NULL, api_keys },
+	{ "deletedkeys", 1, 0, GATE_TOKEN, NULL, api_deletedkeys },
+	{ "metrics", 0, 1, GATE_NONE, "Metrics", route_metrics },
+	{ "admin", 0, 0, GATE_ADMIN, "Admin", api_admin },
+};
+
+#define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
+
+static const struct route *
+route_find(char **segs, size_t n)
+{
+	for (size_t i = 0; i < N_ROUTES; i++) {
+		const struct route *rt = &routes[i];
+
+		if (rt->n_segs != 0 && rt->n_segs != n)
+			continue;
+		if (rt->any_case ? strcasecmp(segs[0], rt->first) == 0 :
+		    strcmp(segs[0], rt->first) == 0)
+			return rt;
+	}
+	return NULL;
+}
+
+/* The path's non-empty segments, in buf (a copy of the path): 0, or a
+ * negative error after answering (400 bad path, 404 too many or none). */
+static int
+path_split(struct api_req *q, struct api_resp *r, char *buf, char **segs,
+    size_t *n)
+{
+	size_t len = strlen(q->path);
+	char *p, *save = NULL;
+
+	*n = 0;
+	if (len > ROUTE_MAX_PATH || q->path[0] != '/') {
+		api_resp_error(r, 400, "BadParameter", "The path is invalid.");
+		return VLT_ERR_BAD_PARAM;
+	}
+	memcpy(buf, q->path, len + 1);
+	for (p = strtok_r(buf + 1, "/", &save); p;
+	    p = strtok_r(NULL, "/", &save)) {
+		if (*n == ROUTE_MAX_SEGS)
+			break;
+		segs[(*n)++] = p;
+	}
+	if (p != NULL || *n == 0) {
+		api_resp_error(r, 404, "NotFound", "No such resource.");
+		return VLT_ERR_NOT_FOUND;
+	}
+	return 0;
+}
+
 void
 api_route(struct api_req *q, struct api_resp *r)
 {
 	char buf[ROUTE_MAX_PATH + 1];
 	char *segs[ROUTE_MAX_SEGS];
-	size_t n = 0, len;
-	char *p, *save = NULL;
+	const struct route *rt;
+	size_t n;
 
 	/* Every non-GET changes state except the cryptographic operations
 	 * and token issue, which clear the flag in their handlers. */
 	q->mutating = strcmp(q->method, "GET") != 0 &&
 	    strcmp(q->method, "HEAD") != 0;
-	len = strlen(q->path);
-	if (len > ROUTE_MAX_PATH || q->path[0] != '/') {
-		api_resp_error(r, 400, "BadParameter", "The path is invalid.");
+	if (path_split(q, r, buf, segs, &n) != 0)
+		return;
+	if ((rt = route_find(segs, n)) == NULL) {
+		api_token(q, r, segs, n);
 		return;
 	}
-	memcpy(buf, q->path, len + 1);
-	for (p = strtok_r(buf + 1, "/", &save); p;
-	    p = strtok_r(NULL, "/", &save)) {
-		if (n == ROUTE_MAX_SEGS) {
-			api_resp_error(r, 404, "NotFound",
-			    "No such resource.");
-			return;
-		}
-		segs[n++] = p;
-	}
-	if (n == 0) {
-		api_resp_error(r, 404, "NotFound", "No such resource.");
+	if (rt->operation != NULL)
+		q->operation = rt->operation;
+	if (rt->gate == GATE_TOKEN &&
+	    (api_version_check(q, r) != 0 || api_authn(q, r) != 0))
 		return;
-	}
-	if (strcmp(segs[0], "healthz") == 0 && n == 1) {
-		health(q, r);
+	if (rt->gate == GATE_ADMIN && api_authz_admin(q, r) != 0)
 		return;
-	}
-	if (strcmp(segs[0], "sys") == 0) {
-		api_sys(q, r, segs + 1, n - 1);
-		return;
-	}
-	if (strcasecmp(segs[0], "keys") == 0 ||
-	    strcasecmp(segs[0], "deletedkeys") == 0) {
-		if (api_version_check(q, r) != 0)
-			return;
-		if (api_authn(q, r) != 0)
-			return;
-		if (strcasecmp(segs[0], "keys") == 0)
-			api_keys(q, r, segs + 1, n - 1);
-		else
-			api_deletedkeys(q, r, segs + 1, n - 1);
-		return;
-	}
-	if (strcmp(segs[0], "metrics") == 0 && n == 1) {
-		q->operation = "Metrics";
-		if (strcmp(q->method, "GET") != 0) {
-			api_resp_error(r, 405, "MethodNotAllowed",
-			    "The HTTP method is not allowed on this resource.");
-			return;
-		}
-		/* sealed, nobody can have a token: the seal gauges alone
-		 * are served to anyone, as /healthz and /sys/seal-status */
-		if (vault_health(q->ctx->vault) == VLT_ERR_SEALED) {
-			if (api_metrics_render_sealed(q->ctx, &r->body,
-			    &r->body_len) != 0) {
-				api_resp_vault_error(r, VLT_ERR_NO_MEMORY, NULL,
-				    NULL);
-				return;
-			}
-		} else if (api_authz_admin(q, r) != 0) {
-			return;
-		} else if (api_metrics_render(q->ctx, &r->body,
-		    &r->body_len) != 0) {
-			api_resp_vault_error(r, VLT_ERR_NO_MEMORY, NULL, NULL);
-			return;
-		}
-		r->status = 200;
-		r->content_type = "text/plain; version=0.0.4; charset=utf-8";
-		return;
-	}
-	if (strcmp(segs[0], "admin") == 0) {
-		q->operation = "Admin";
-		if (api_authz_admin(q, r) != 0)
-			return;
-		api_admin(q, r, segs + 1, n - 1);
-		return;
-	}
-	api_token(q, r, segs, n);
+	rt->handler(q, r, segs + 1, n - 1);
 }

@@ -6,7 +6,6 @@
  * anything that no policy grants (deny by default), or cache a decision —
  * a removed policy is gone for the very next call.
  */
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -43,18 +42,18 @@ int
 policy_perm_parse(const char *name, unsigned *bits)
 {
 	if (name == NULL || bits == NULL)
-		return -1;
+		return POLICY_ERR_ARGS;
 	if (strcasecmp(name, "all") == 0) {
 		*bits = PERM_ALL;
-		return 0;
+		return POLICY_OK;
 	}
 	for (size_t i = 0; i < N_PERM_NAMES; i++) {
 		if (strcasecmp(name, perm_names[i].name) == 0) {
 			*bits = perm_names[i].bit;
-			return 0;
+			return POLICY_OK;
 		}
 	}
-	return -1;
+	return POLICY_ERR_ARGS;
 }
 
 const char *
@@ -80,9 +79,10 @@ int
 policy_access_set(policy_t *p, const char *object_id, unsigned perms)
 {
 	struct policy_access *a;
+	void *table, *slot;
 	int r = POLICY_OK;
 
-	if (p == NULL || !policy_id_valid(object_id, POLICY_ID_LEN) ||
+	if (p == NULL || policy_id_check(object_id, POLICY_ID_LEN) != 0 ||
 	    (perms & ~(unsigned)PERM_ALL) != 0)
 		return POLICY_ERR_ARGS;
 	if (pthread_rwlock_wrlock(&p->lock) != 0)
@@ -91,25 +91,13 @@ policy_access_set(policy_t *p, const char *object_id, unsigned perms)
 		a->perms = perms;
 		goto out;
 	}
-	if (p->n_access >= POLICY_MAX_POLICIES) {
-		r = POLICY_ERR_LIMIT;
+	table = p->access;
+	r = policy_table_add(&table, &p->n_access, &p->cap_access,
+	    sizeof(*a), POLICY_MAX_POLICIES, &slot);
+	p->access = table;
+	if (r != POLICY_OK)
 		goto out;
-	}
-	if (p->n_access == p->cap_access) {
-		size_t cap = p->cap_access ? p->cap_access * 2 : 16;
-		struct policy_access *n;
-
-		if (cap > POLICY_MAX_POLICIES)
-			cap = POLICY_MAX_POLICIES;
-		if ((n = realloc(p->access, cap * sizeof(*n))) == NULL) {
-			r = POLICY_ERR_NO_MEMORY;
-			goto out;
-		}
-		p->access = n;
-		p->cap_access = cap;
-	}
-	a = &p->access[p->n_access++];
-	memset(a, 0, sizeof(*a));
+	a = slot;
 	memcpy(a->oid, object_id, strlen(object_id) + 1);
 	a->perms = perms;
 out:
@@ -122,7 +110,7 @@ policy_access_remove(policy_t *p, const char *object_id)
 {
 	struct policy_access *a;
 
-	if (p == NULL || !policy_id_valid(object_id, POLICY_ID_LEN))
+	if (p == NULL || policy_id_check(object_id, POLICY_ID_LEN) != 0)
 		return;
 	if (pthread_rwlock_wrlock(&p->lock) != 0)
 		return;
@@ -139,7 +127,7 @@ policy_access_get(policy_t *p, const char *object_id)
 	struct policy_access *a;
 	unsigned perms = 0;
 
-	if (p == NULL || !policy_id_valid(object_id, POLICY_ID_LEN))
+	if (p == NULL || policy_id_check(object_id, POLICY_ID_LEN) != 0)
 		return 0;
 	if (pthread_rwlock_rdlock(&p->lock) != 0)
 		return 0;

@@ -5,6 +5,10 @@
  * Owns: an in-memory table of principals and access policies (the caller,
  * api/, loads it from the store at start and keeps it in step with every
  * durable change), secret hashing (scrypt), JWT issue and verification.
+ * Files: policy.c (life cycle), token.c (JWT), tokenkey.c (verify key and
+ * signature cache), principal.c (principals, credential check), secret.c
+ * (ids, secrets, scrypt), access.c (access policies, the decision),
+ * b64url.c.
  *
  * Must never: touch PKCS#11 (signing goes through a callback), SQL, HTTP;
  * log or return a secret or a token; compare secrets other than in
@@ -45,8 +49,8 @@ enum policy_perm {
 #define POLICY_MAX_POLICIES 1024
 #define POLICY_ID_LEN 36           /* a UUID's text, without NUL */
 
-/* Case-insensitive Azure name ("wrapKey", "all", ...) to bit(s).
- * -1 if unknown. */
+/* Case-insensitive Azure name ("wrapKey", "all", ...) to bit(s):
+ * POLICY_OK, or POLICY_ERR_ARGS if unknown. */
 int policy_perm_parse(const char *name, unsigned *bits) POLICY_WUR;
 /* Azure's spelling of one bit ("wrapKey"); NULL for anything else. */
 const char *policy_perm_name(unsigned bit);

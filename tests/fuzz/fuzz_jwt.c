@@ -22,6 +22,7 @@
 #include <openssl/x509.h>
 
 #include "policy/policy.h"
+#include "tests/unit/es256.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -42,30 +43,6 @@ static const char key_pem[] =
 
 static policy_t *pol;
 static EVP_PKEY *pkey;
-
-static int
-sign_cb(void *ctx, const uint8_t *data, size_t len, uint8_t sig[64])
-{
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	uint8_t der[80];
-	const uint8_t *pp = der;
-	size_t dlen = sizeof(der);
-	ECDSA_SIG *es = NULL;
-	int rc = -1;
-
-	(void)ctx;
-	if (md == NULL || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL,
-	    pkey) != 1 || EVP_DigestSign(md, der, &dlen, data, len) != 1 ||
-	    (es = d2i_ECDSA_SIG(NULL, &pp, (long)dlen)) == NULL ||
-	    BN_bn2binpad(ECDSA_SIG_get0_r(es), sig, 32) != 32 ||
-	    BN_bn2binpad(ECDSA_SIG_get0_s(es), sig + 32, 32) != 32)
-		goto out;
-	rc = 0;
-out:
-	ECDSA_SIG_free(es);
-	EVP_MD_CTX_free(md);
-	return rc;
-}
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -111,7 +88,7 @@ make_token(const uint8_t *h, size_t hl, const uint8_t *c, size_t cl,
 	if ((input = malloc(n)) == NULL)
 		goto out;
 	snprintf(input, n, "%s.%s", hs, cs);
-	if (sign_cb(NULL, (const uint8_t *)input, strlen(input), sig) != 0)
+	if (es256_sign(pkey, (const uint8_t *)input, strlen(input), sig) != 0)
 		goto out;
 	if (corrupt)
 		sig[63] ^= 1;

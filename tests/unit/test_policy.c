@@ -16,6 +16,7 @@
 #include <openssl/x509.h>
 
 #include "policy/policy.h"
+#include "tests/unit/es256.h"
 #include "tests/unit/t.h"
 
 #define TENANT "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -247,6 +248,24 @@ test_secrets(void)
 	    policy_secret_verify(h1, NULL) == POLICY_ERR_DENIED,
 	    "secret check rejects malformed hashes");
 	free(t);
+	{
+		/* one spelling of N, r and p: no leading zero, sign or space */
+		static const char *const spell[] = { "016384$8$1", "16384$08$1",
+		    "16384$8$+1", "16384$ 8$1", "16384$8$0", "16384$8$1x" };
+		char alt[512];
+		int all = 1;
+
+		for (size_t i = 0; i < sizeof(spell) / sizeof(spell[0]); i++) {
+			snprintf(alt, sizeof(alt), "scrypt$%s%s", spell[i],
+			    h1 + strlen("scrypt$16384$8$1"));
+			all &= policy_secret_verify(alt, "correct horse") ==
+			    POLICY_ERR_DENIED;
+		}
+		snprintf(alt, sizeof(alt), "scrypt$16384$8$1%s",
+		    h1 + strlen("scrypt$16384$8$1"));
+		T_CHECK(all && policy_secret_verify(alt, "correct horse") ==
+		    POLICY_OK, "secret check takes N, r, p in one spelling");
+	}
 	free(h1);
 	free(h2);
 }
@@ -387,32 +406,6 @@ test_access(policy_t *p)
 
 /* ---- tokens ----------------------------------------------------------- */
 
-static int
-sign_cb(void *ctx, const uint8_t *data, size_t len, uint8_t sig[64])
-{
-	EVP_PKEY *key = ctx;
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	unsigned char der[128];
-	const unsigned char *q = der;
-	size_t der_len = sizeof(der);
-	ECDSA_SIG *es = NULL;
-	int r = -1;
-
-	if (md == NULL || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL,
-	    key) != 1 || EVP_DigestSign(md, der, &der_len, data, len) != 1)
-		goto out;
-	if ((es = d2i_ECDSA_SIG(NULL, &q, (long)der_len)) == NULL)
-		goto out;
-	if (BN_bn2binpad(ECDSA_SIG_get0_r(es), sig, 32) != 32 ||
-	    BN_bn2binpad(ECDSA_SIG_get0_s(es), sig + 32, 32) != 32)
-		goto out;
-	r = 0;
-out:
-	ECDSA_SIG_free(es);
-	EVP_MD_CTX_free(md);
-	return r;
-}
-
 static char *
 b64s(const void *data, size_t len)
 {
@@ -439,7 +432,7 @@ craft(const char *hdr, const char *payload, EVP_PKEY *key,
 	tok = malloc(n);
 	snprintf(tok, n, "%s.%s", h, c);
 	if (key != NULL) {
-		if (sign_cb(key, (uint8_t *)tok, strlen(tok), raw) != 0)
+		if (es256_sign(key, (uint8_t *)tok, strlen(tok), raw) != 0)
 			exit(1);
 		sig = b64s(raw, 64);
 	} else if (hmac_key != NULL) {
@@ -531,7 +524,7 @@ test_tokens(policy_t *p)
 
 	T_CHECK(key && other && p384 && spki_len > 0 && spki2_len > 0 &&
 	    spki384_len > 0, "test keys generated");
-	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, sign_cb, key, &tok,
+	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, es256_sign, key, &tok,
 	    &expires_in) != POLICY_OK && tok == NULL,
 	    "issue fails without a verify key");
 	T_CHECK(policy_set_verify_key(p, (uint8_t *)"garbage", 7) ==
@@ -555,7 +548,7 @@ test_tokens(policy_t *p)
 	free(want);
 	BN_free(bx);
 
-	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, sign_cb, key, &tok,
+	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, es256_sign, key, &tok,
 	    &expires_in) == POLICY_OK && expires_in == 3600,
 	    "issue a token");
 	memset(&caller, 0, sizeof(caller));
@@ -759,10 +752,10 @@ test_tokens(policy_t *p)
 	    "verify key changes");
 	free(tok);
 	tok = NULL;
-	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, sign_cb, key, &tok,
+	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, es256_sign, key, &tok,
 	    &expires_in) == POLICY_ERR_INTERNAL && tok == NULL,
 	    "issue refuses a signer that does not match the verify key");
-	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, sign_cb, other,
+	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, es256_sign, other,
 	    &tok, &expires_in) == POLICY_OK && verify(p, tok, AUD, T0) ==
 	    POLICY_OK, "issue and verify with the new key");
 
