@@ -37,10 +37,6 @@ struct api_ctx {
 	struct api_metrics metrics; /* metrics.c's; all zero is empty */
 };
 
-/* router.c: gives policy the token's JWT public key if it lacks it (the
- * vault was sealed when serve started). 0 once it has it. */
-int api_verify_key_refresh(struct api_ctx *c);
-
 struct api_req {
 	struct api_ctx *ctx;
 	const char *method;
@@ -141,7 +137,7 @@ void api_admin(struct api_req *q, struct api_resp *r, char **segs, size_t n);
 /* seal_api.c: /sys/seal-status, /sys/unseal (no authentication) */
 void api_sys(struct api_req *q, struct api_resp *r, char **segs, size_t n);
 
-/* audit.c */
+/* audit_request.c */
 struct timespec;
 void api_audit_request(struct api_req *q, struct api_resp *r,
     const struct timespec *start);
@@ -153,10 +149,6 @@ void api_metrics_observe_request(struct api_ctx *c, const char *operation,
     unsigned status, double ms);
 void api_metrics_observe_token(struct api_ctx *c, const char *operation,
     int ok, double ms);
-/* http.c's call, until it passes its context itself:
- * api_metrics_observe_request(q->ctx, ...) (http.c is not this file's). */
-#define api_metrics_observe(op, status, ms) \
-	api_metrics_observe_request(q->ctx, (op), (status), (ms))
 int api_metrics_render(struct api_ctx *c, char **text, size_t *len) API_WUR;
 /* Only the seal gauges, for a sealed vault. */
 int api_metrics_render_sealed(struct api_ctx *c, char **text, size_t *len)

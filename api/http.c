@@ -195,7 +195,7 @@ finish_request(struct api_req *q, struct api_resp *r,
 
 	api_audit_request(q, r, start);
 	clock_gettime(CLOCK_MONOTONIC, &end);
-	api_metrics_observe(q->operation, r->status ? r->status : 500,
+	api_metrics_observe_request(q->ctx, q->operation, r->status ? r->status : 500,
 	    (double)(end.tv_sec - start->tv_sec) * 1e3 +
 	    (double)(end.tv_nsec - start->tv_nsec) / 1e6);
 }

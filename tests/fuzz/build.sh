@@ -39,7 +39,7 @@ for t in "${targets[@]}"; do
 	fi
 	# the policy-only targets link policy/ alone (no vault, no HSM)
 	case $t in
-	fuzz_b64url|fuzz_jwt) link=$(echo "$objs" | grep '/policy_') ;;
+	fuzz_b64url|fuzz_jwt) link=$(echo "$objs" | grep -E '/(policy_|hsm_(base|buf|pkey)\.o$)') ;;
 	*) link=$objs ;;
 	esac
 	$CC $CFLAGS -Werror $SAN -fsanitize=fuzzer "tests/fuzz/$t.c" $link $LIBS -o "$bin"
