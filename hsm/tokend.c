@@ -555,7 +555,7 @@ ceremony(const struct tokp_msg *m, struct tokp_buf *b)
 out:
 	freezero(old, TOKP_SHARES_MAX + 1);
 	free(au);
-	seal_text_free(text, text_len);
+	freezero(text, text_len);
 	return rc;
 }
 
