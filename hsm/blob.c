@@ -175,6 +175,9 @@ log_unbound(const char *bind)
 	    bind[i] == '\0' ? bind : "?");
 }
 
+/* The tag is recomputed in the token and compared here with
+ * CRYPTO_memcmp: SoftHSMv2's C_Verify of an HMAC compares with memcmp,
+ * which is not constant time. */
 int
 hsm_blob_verify(tok_t *h, struct hsm_sess *s, const char *bind,
     const struct hsm_blob_info *bi)

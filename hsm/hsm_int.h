@@ -2,8 +2,8 @@
  * hsm/hsm_int.h — the token side's internals: the blob format, the token
  * context (tok_t) and the calls between the files of the token side, by
  * layer from the bottom: p11.c, blob.c, cache.c, module.c, keys.c (then
- * import.c, backup.c, crypto.c, tokinit.c and tokend.c on top). Each file
- * calls only the ones above it in this header. Not a public header:
+ * import.c, backup.c, crypto.c, tokinit.c and tokend.c on top). A file
+ * calls only the layers listed before its own, never back up. Not a public header:
  * nothing outside hsm/ and its unit tests includes it.
  */
 #ifndef P11VAULT_HSM_INT_H
