@@ -61,6 +61,8 @@ grow(buf_t *b, size_t n)
 		return HSM_ERR_NO_MEMORY;
 	if (b->p != NULL)
 		memcpy(np, b->p, b->len + 1);
+	else
+		np[0] = '\0';   /* an empty buffer is "" too */
 	freezero(b->p, b->cap);
 	b->p = np;
 	b->cap = ncap;

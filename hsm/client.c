@@ -1,5 +1,5 @@
 /*
- * client.c — hsm/hsm.h for the network process: every token operation is
+ * hsm/client.c — hsm/hsm.h for the network process: every token operation is
  * a message to the token process (tokend.c).
  *
  * Owns: starting the token process (posix_spawn of this executable with
@@ -32,6 +32,8 @@
 
 #include <openssl/crypto.h>
 
+#include "hsm/base.h"
+#include "hsm/buf.h"
 #include "hsm/launcher.h"
 #include "hsm/proto.h"
 
@@ -367,9 +369,10 @@ supervise(void *arg)
 			}
 			if (rc == HSM_OK)
 				gen_free(g);
-			snprintf(msg, sizeof(msg), "the token process could "
+			if (str_fmt(msg, sizeof(msg), "the token process could "
 			    "not be started (error %d); retrying in %u ms", rc,
-			    backoff);
+			    backoff) != 0)
+				msg[0] = '\0';   /* cannot happen: msg fits */
 			log_event("token_process_start_failed", msg);
 			hsm_deadline_in(&ts, backoff);
 			backoff = backoff * 2 > HSM_RESTART_MAX_MS ?
@@ -791,8 +794,7 @@ blob_spki(const struct tokp_msg *a, size_t bi, uint8_t **blob,
 	if ((rc = field_dup(&a->f[bi], blob, blob_len)) != 0)
 		return rc;
 	if ((rc = field_dup(&a->f[bi + 1], spki, spki_len)) != 0) {
-		OPENSSL_cleanse(*blob, *blob_len);
-		free(*blob);
+		freezero(*blob, *blob_len);
 		*blob = NULL;
 		return rc;
 	}

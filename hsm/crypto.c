@@ -1,5 +1,5 @@
 /*
- * crypto.c — operations with keys: private ones in the token, public ones
+ * hsm/crypto.c — operations with keys: private ones in the token, public ones
  * in OpenSSL.
  *
  * Owns: decrypt (OAEP-SHA-1 in the token; OAEP-SHA-256 and PKCS#1 v1.5 as
@@ -26,6 +26,7 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
+#include "hsm/base.h"
 #include "hsm/hsm_int.h"
 
 #define RSA_MAX_BYTES 512  /* 4096 bits */
@@ -137,8 +138,7 @@ decrypt_raw(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE key,
 	rv = h->f->C_Decrypt(s->h, (CK_BYTE *)in, k, raw, &rlen);
 	if (rv != CKR_OK) {
 		/* e.g. a ciphertext >= n: a decoding failure like any other */
-		rc = hsm_rv_lost(rv) || rv == CKR_HOST_MEMORY ?
-		    hsm_ck(s, rv) : HSM_ERR_DECRYPT;
+		rc = hsm_ck_blame(s, rv, HSM_ERR_DECRYPT);
 		goto out;
 	}
 	if (rlen > k) {
@@ -183,8 +183,7 @@ decrypt_oaep1(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE key,
 		return hsm_ck(s, rv);
 	rv = h->f->C_Decrypt(s->h, (CK_BYTE *)in, k, dec, &dlen);
 	if (rv != CKR_OK)
-		return hsm_rv_lost(rv) || rv == CKR_HOST_MEMORY ?
-		    hsm_ck(s, rv) : HSM_ERR_DECRYPT;
+		return hsm_ck_blame(s, rv, HSM_ERR_DECRYPT);
 	if (dlen > k)
 		return HSM_ERR_INTERNAL;
 	*n = dlen;
@@ -397,6 +396,11 @@ pub_slot_clear(struct pub_slot *sl)
 	sl->len = 0;
 }
 
+/* The only process-wide state of hsm/: the key that finds each thread's
+ * cache. It is written once, by pthread_once, and only read after that
+ * (immutable after init); what it finds is the calling thread's own, so
+ * nothing here is shared between threads. A context cannot hold it: the
+ * public-key calls take none, and vault/ calls them from every worker. */
 static pthread_key_t pub_cache_key;
 static pthread_once_t pub_cache_once = PTHREAD_ONCE_INIT;
 
@@ -423,8 +427,6 @@ static struct pub_slot *
 spki_slot(const uint8_t *spki, size_t len)
 {
 	struct pub_slot *slots, *sl;
-	uint64_t h = 1469598103934665603ULL;
-	size_t i;
 
 	if (spki == NULL || len == 0 || len > 4096)
 		return NULL;
@@ -438,9 +440,7 @@ spki_slot(const uint8_t *spki, size_t len)
 			return NULL;
 		}
 	}
-	for (i = 0; i < len; i++)
-		h = (h ^ spki[i]) * 1099511628211ULL;
-	sl = &slots[h % PUB_CACHE_SLOTS];
+	sl = &slots[hash_fnv1a(spki, len) % PUB_CACHE_SLOTS];
 	if (sl->pk && sl->len == len && memcmp(sl->spki, spki, len) == 0)
 		return sl;
 	pub_slot_clear(sl);
@@ -546,31 +546,6 @@ out:
 	return rc;
 }
 
-/* r||s to the DER ECDSA-Sig-Value OpenSSL verifies. */
-static int
-ec_sig_der(const uint8_t *sig, size_t half, unsigned char **der, int *len)
-{
-	ECDSA_SIG *es = NULL;
-	BIGNUM *r = NULL, *s = NULL;
-	int rc = HSM_ERR_INTERNAL;
-
-	*der = NULL;
-	if ((es = ECDSA_SIG_new()) == NULL ||
-	    (r = BN_bin2bn(sig, (int)half, NULL)) == NULL ||
-	    (s = BN_bin2bn(sig + half, (int)half, NULL)) == NULL ||
-	    ECDSA_SIG_set0(es, r, s) != 1)
-		goto out;
-	r = s = NULL;
-	if ((*len = i2d_ECDSA_SIG(es, der)) <= 0)
-		goto out;
-	rc = 0;
-out:
-	BN_free(r);
-	BN_free(s);
-	ECDSA_SIG_free(es);
-	return rc;
-}
-
 int
 hsm_pub_verify(const uint8_t *spki, size_t spki_len, enum hsm_alg alg,
     const uint8_t *digest, size_t dlen, const uint8_t *sig, size_t sig_len,
@@ -579,10 +554,10 @@ hsm_pub_verify(const uint8_t *spki, size_t spki_len, enum hsm_alg alg,
 	const struct alg_info *a = alg_find(alg);
 	EVP_PKEY *pk = NULL;
 	EVP_PKEY_CTX *ctx = NULL;
-	unsigned char *der = NULL;
+	uint8_t *der = NULL;
 	const unsigned char *vsig = sig;
-	size_t vlen = sig_len, size;
-	int der_len = 0, rc = HSM_ERR_ARGS;
+	size_t vlen = sig_len, size, der_len = 0;
+	int rc = HSM_ERR_ARGS;
 
 	if (valid == NULL)
 		return HSM_ERR_ARGS;
@@ -607,11 +582,11 @@ hsm_pub_verify(const uint8_t *spki, size_t spki_len, enum hsm_alg alg,
 			rc = 0;
 			goto out;
 		}
-		rc = ec_sig_der(sig, size, &der, &der_len);
+		rc = hsm_ecdsa_sig_der(sig, sig_len, &der, &der_len);
 		if (rc != 0)
 			goto out;
 		vsig = der;
-		vlen = (size_t)der_len;
+		vlen = der_len;
 	}
 	rc = HSM_ERR_INTERNAL;
 	if ((ctx = EVP_PKEY_CTX_new(pk, NULL)) == NULL ||

@@ -1,18 +1,21 @@
 /*
- * harden.c — what both processes do to themselves: `serve --user NAME`
+ * hsm/harden.c — what both processes do to themselves: `serve --user NAME`
  * (the data directory must belong to NAME; root is dropped for NAME after
  * the listening socket is bound, and by the token process after it has
  * opened the token), not dumpable, no core files, and for the token
  * process locked memory, pages of their own for secrets, and a seccomp
  * filter (seccomp.c).
  *
- * Owns: the switch of uid/gid/groups and no_new_privs; secret pages.
+ * Owns: the switch of uid/gid/groups and no_new_privs; secret pages;
+ * running a helper (systemd-creds, clevis) under a time limit; whole
+ * writes, directory syncs and the shredding of small files.
  * Must never: return success while the process can still regain root;
  * drop privileges partially and carry on (any failure is reported and the
  * caller exits); unmap a secret page without wiping it.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -33,9 +36,29 @@
 
 #include <openssl/crypto.h>
 
+#include "hsm/base.h"
 #include "hsm/harden.h"
 
 extern char **environ;
+
+/* The reason of a failure into err[err_len]; one cut short ends in
+ * "...", so a reader sees it is not whole. */
+static void __attribute__((format(printf, 3, 4)))
+errf(char *err, size_t err_len, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (err == NULL || err_len == 0)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(err, err_len, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		err[0] = '\0';
+	else if ((size_t)n >= err_len && err_len > 4)
+		memcpy(err + err_len - 4, "...", 4);
+}
 
 static int
 lookup_user(const char *user, uid_t *uid, gid_t *gid, char *err,
@@ -46,12 +69,12 @@ lookup_user(const char *user, uid_t *uid, gid_t *gid, char *err,
 	errno = 0;
 	pw = getpwnam(user);
 	if (pw == NULL) {
-		snprintf(err, err_len, "--user %s: no such user%s%s", user,
+		errf(err, err_len, "--user %s: no such user%s%s", user,
 		    errno ? ": " : "", errno ? strerror(errno) : "");
 		return -1;
 	}
 	if (pw->pw_uid == 0 || pw->pw_gid == 0) {
-		snprintf(err, err_len, "--user %s: refusing a user with uid "
+		errf(err, err_len, "--user %s: refusing a user with uid "
 		    "or gid 0", user);
 		return -1;
 	}
@@ -71,12 +94,12 @@ hsm_check_data_owner(const char *dir, const char *user, char *err,
 	if (lookup_user(user, &uid, &gid, err, err_len) != 0)
 		return -1;
 	if (stat(dir, &st) != 0) {
-		snprintf(err, err_len, "cannot stat %s: %s", dir,
+		errf(err, err_len, "cannot stat %s: %s", dir,
 		    strerror(errno));
 		return -1;
 	}
 	if (st.st_uid != uid) {
-		snprintf(err, err_len, "--user %s: the data directory %s is "
+		errf(err, err_len, "--user %s: the data directory %s is "
 		    "owned by uid %u, not by %s (uid %u); run "
 		    "chown -R %s %s first", user, dir, (unsigned)st.st_uid,
 		    user, (unsigned)uid, user, dir);
@@ -96,47 +119,47 @@ hsm_drop_privileges(const char *user, char *err, size_t err_len)
 	if (geteuid() != 0) {
 		if (geteuid() == uid && getuid() == uid)
 			goto harden;   /* already that user */
-		snprintf(err, err_len, "--user %s needs to start as root",
+		errf(err, err_len, "--user %s needs to start as root",
 		    user);
 		return -1;
 	}
 	/* order matters: groups and gid while still root, uid last */
 	if (setgroups(0, NULL) != 0) {
-		snprintf(err, err_len, "setgroups: %s", strerror(errno));
+		errf(err, err_len, "setgroups: %s", strerror(errno));
 		return -1;
 	}
 	if (setresgid(gid, gid, gid) != 0) {
-		snprintf(err, err_len, "setresgid(%u): %s", (unsigned)gid,
+		errf(err, err_len, "setresgid(%u): %s", (unsigned)gid,
 		    strerror(errno));
 		return -1;
 	}
 	if (setresuid(uid, uid, uid) != 0) {
-		snprintf(err, err_len, "setresuid(%u): %s", (unsigned)uid,
+		errf(err, err_len, "setresuid(%u): %s", (unsigned)uid,
 		    strerror(errno));
 		return -1;
 	}
 	/* the way back must be closed */
 	if (setuid(0) == 0 || seteuid(0) == 0 || setgid(0) == 0) {
-		snprintf(err, err_len, "--user %s: root could be regained "
+		errf(err, err_len, "--user %s: root could be regained "
 		    "after dropping privileges", user);
 		return -1;
 	}
 	if (getuid() != uid || geteuid() != uid || getgid() != gid ||
 	    getegid() != gid) {
-		snprintf(err, err_len, "--user %s: the uid/gid did not change",
+		errf(err, err_len, "--user %s: the uid/gid did not change",
 		    user);
 		return -1;
 	}
 harden:
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-		snprintf(err, err_len, "prctl(PR_SET_NO_NEW_PRIVS): %s",
+		errf(err, err_len, "prctl(PR_SET_NO_NEW_PRIVS): %s",
 		    strerror(errno));
 		return -1;
 	}
 	/* a uid change resets "dumpable" to fs.suid_dumpable: set it again,
 	 * a core dump would hold session keys and plaintexts */
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
-		snprintf(err, err_len, "prctl(PR_SET_DUMPABLE): %s",
+		errf(err, err_len, "prctl(PR_SET_DUMPABLE): %s",
 		    strerror(errno));
 		return -1;
 	}
@@ -222,17 +245,16 @@ hsm_secret_free(void *p, size_t len)
 
 /* ---- running a helper (systemd-creds, clevis) ---- */
 
+/* P11VAULT_UNSEAL_TIMEOUT_MS, 1..600000; absent or malformed: 30000. */
 static unsigned
 unseal_timeout_ms(void)
 {
 	const char *e = getenv("P11VAULT_UNSEAL_TIMEOUT_MS");
-	unsigned long v;
-	char *end;
+	uint64_t v;
 
-	if (e == NULL || *e == '\0')
+	if (e == NULL || parse_u64(e, 600000, &v) != 0 || v == 0)
 		return 30000;
-	v = strtoul(e, &end, 10);
-	return *end == '\0' && v > 0 && v <= 600000 ? (unsigned)v : 30000;
+	return (unsigned)v;
 }
 
 static long
@@ -244,122 +266,158 @@ ms_now(void)
 	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-/*
- * Runs argv (PATH lookup), its stdin from in_fd (>= 0) or the bytes in,
- * its stdout into out[cap] (*out_len), stderr to ours. Killed after the
- * time limit. 0 if it exited 0.
- */
-int
-hsm_run(char *const argv[], int in_fd, const void *in, size_t in_len,
-    uint8_t *out, size_t cap, size_t *out_len)
+/* A helper's pipes and process: its stdin written from in (ip[1]), its
+ * stdout read into out (op[0]). */
+struct run {
+	int ip[2], op[2];
+	pid_t pid;
+	int st, exited;
+	const uint8_t *in;
+	size_t in_len, sent;
+	uint8_t *out;
+	size_t cap, got;
+};
+
+static void
+run_close(struct run *r)
+{
+	int *fds[] = { &r->ip[0], &r->ip[1], &r->op[0], &r->op[1] };
+	size_t i;
+
+	for (i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+		*fds[i] = -1;
+	}
+}
+
+/* posix_spawnp of argv with stdin from in_fd (>= 0) or the pipe, stdout
+ * into the pipe; 0 or -1. */
+static int
+run_spawn(struct run *r, char *const argv[], int in_fd)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
-	int ip[2] = { -1, -1 }, op[2] = { -1, -1 }, st = 0, r = -1;
-	int exited = 0, eof = 0;
-	struct pollfd pf[2];
-	size_t got = 0, sent = 0;
-	long deadline = ms_now() + unseal_timeout_ms(), left;
-	ssize_t n;
-	pid_t pid;
-	nfds_t np;
+	int rc;
 
-	*out_len = 0;
-	if (pipe2(op, O_CLOEXEC) != 0)
+	if (pipe2(r->op, O_CLOEXEC) != 0)
 		return -1;
-	if (in_fd < 0 && pipe2(ip, O_CLOEXEC) != 0) {
-		close(op[0]);
-		close(op[1]);
+	if (in_fd < 0 && pipe2(r->ip, O_CLOEXEC) != 0)
 		return -1;
-	}
 	if (posix_spawn_file_actions_init(&fa) != 0)
-		goto out;
+		return -1;
 	if (posix_spawnattr_init(&at) != 0) {
 		posix_spawn_file_actions_destroy(&fa);
-		goto out;
+		return -1;
 	}
-	(void)posix_spawn_file_actions_adddup2(&fa, in_fd >= 0 ? in_fd : ip[0],
-	    0);
-	(void)posix_spawn_file_actions_adddup2(&fa, op[1], 1);
+	(void)posix_spawn_file_actions_adddup2(&fa, in_fd >= 0 ? in_fd :
+	    r->ip[0], 0);
+	(void)posix_spawn_file_actions_adddup2(&fa, r->op[1], 1);
 	/* a group of its own: clevis is a chain of scripts, and a pin that
 	 * hangs (a Tang server that accepts and never answers) must die
 	 * with it */
 	(void)posix_spawnattr_setpgroup(&at, 0);
 	(void)posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP);
-	r = posix_spawnp(&pid, argv[0], &fa, &at, argv, environ);
+	rc = posix_spawnp(&r->pid, argv[0], &fa, &at, argv, environ);
 	posix_spawnattr_destroy(&at);
 	posix_spawn_file_actions_destroy(&fa);
-	if (r != 0) {
-		r = -1;
-		goto out;
+	if (rc != 0)
+		return -1;
+	close(r->op[1]);
+	r->op[1] = -1;
+	if (r->ip[0] >= 0) {
+		close(r->ip[0]);
+		r->ip[0] = -1;
 	}
-	close(op[1]);
-	op[1] = -1;
-	if (ip[0] >= 0) {
-		close(ip[0]);
-		ip[0] = -1;
-	}
-	/* until it has exited and its output is read, or the time is up; a
-	 * descendant that keeps the pipe open does not hold us */
-	while (!(exited && eof)) {
-		if (!exited && waitpid(pid, &st, WNOHANG) == pid)
-			exited = 1;
+	return 0;
+}
+
+/* Feeds stdin and reads stdout until the helper has exited and its
+ * output is read, or the time is up; a descendant that keeps the pipe
+ * open does not hold us. */
+static void
+run_pump(struct run *r, long deadline)
+{
+	struct pollfd pf[2];
+	int eof = 0;
+	long left;
+	ssize_t n;
+	nfds_t np;
+
+	while (!(r->exited && eof)) {
+		if (!r->exited && waitpid(r->pid, &r->st, WNOHANG) == r->pid)
+			r->exited = 1;
 		np = 0;
-		pf[np].fd = op[0];
+		pf[np].fd = r->op[0];
 		pf[np++].events = POLLIN;
-		if (ip[1] >= 0) {
-			pf[np].fd = ip[1];
+		if (r->ip[1] >= 0) {
+			pf[np].fd = r->ip[1];
 			pf[np++].events = POLLOUT;
 		}
 		if ((left = deadline - ms_now()) <= 0)
 			break;
-		if (poll(pf, np, exited ? 0 : (int)(left < 50 ? left : 50)) < 0) {
+		if (poll(pf, np, r->exited ? 0 : (int)(left < 50 ? left : 50)) <
+		    0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
 		if (np > 1 && (pf[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
-			n = write(ip[1], (const char *)in + sent, in_len - sent);
+			n = write(r->ip[1], r->in + r->sent, r->in_len - r->sent);
 			if (n > 0)
-				sent += (size_t)n;
-			if (n <= 0 || sent == in_len) {
-				close(ip[1]);
-				ip[1] = -1;
+				r->sent += (size_t)n;
+			if (n <= 0 || r->sent == r->in_len) {
+				close(r->ip[1]);
+				r->ip[1] = -1;
 			}
 		}
 		if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-			if (got == cap) {
-				got = cap + 1;   /* too much: refuse */
+			if (r->got == r->cap) {
+				r->got = r->cap + 1;   /* too much: refuse */
 				break;
 			}
-			n = read(op[0], out + got, cap - got);
+			n = read(r->op[0], r->out + r->got, r->cap - r->got);
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n <= 0)
 				eof = 1;
 			else
-				got += (size_t)n;
-		} else if (exited) {
+				r->got += (size_t)n;
+		} else if (r->exited) {
 			eof = 1;   /* exited, nothing more to read now */
 		}
 	}
+}
+
+int
+hsm_run(char *const argv[], int in_fd, const void *in, size_t in_len,
+    uint8_t *out, size_t cap, size_t *out_len)
+{
+	struct run r;
+	long deadline = ms_now() + unseal_timeout_ms();
+	int rc = -1;
+
+	memset(&r, 0, sizeof(r));
+	r.ip[0] = r.ip[1] = r.op[0] = r.op[1] = -1;
+	r.in = in;
+	r.in_len = in_len;
+	r.out = out;
+	r.cap = cap;
+	*out_len = 0;
+	if (run_spawn(&r, argv, in_fd) != 0)
+		goto out;
+	run_pump(&r, deadline);
 	/* whatever of the group is left (a hung pin, its curl) */
-	(void)kill(-pid, SIGKILL);
-	if (!exited)
-		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+	(void)kill(-r.pid, SIGKILL);
+	if (!r.exited)
+		while (waitpid(r.pid, &r.st, 0) < 0 && errno == EINTR)
 			;
-	r = WIFEXITED(st) && WEXITSTATUS(st) == 0 && got <= cap ? 0 : -1;
-	*out_len = got <= cap ? got : 0;
+	rc = WIFEXITED(r.st) && WEXITSTATUS(r.st) == 0 && r.got <= cap ? 0 :
+	    -1;
+	*out_len = r.got <= cap ? r.got : 0;
 out:
-	if (op[0] >= 0)
-		close(op[0]);
-	if (op[1] >= 0)
-		close(op[1]);
-	if (ip[0] >= 0)
-		close(ip[0]);
-	if (ip[1] >= 0)
-		close(ip[1]);
-	return r;
+	run_close(&r);
+	return rc;
 }
 
 int

@@ -1,6 +1,8 @@
 /*
- * hsm/harden.h — process hardening shared by the network process (main.c)
- * and the token process (tokend.c). 0, or -1 with a reason in err.
+ * hsm/harden.h — process hardening shared by the network process
+ * (api/main.c) and the token process (tokend.c), and the few file and
+ * process helpers of the unseal (harden.c; the filters in seccomp.c).
+ * 0, or -1 (with a reason in err where there is one).
  */
 #ifndef P11VAULT_HSM_HARDEN_H
 #define P11VAULT_HSM_HARDEN_H
@@ -48,22 +50,23 @@ void hsm_secret_free(void *p, size_t len);
  * inherit it. */
 int hsm_seccomp_token(void) HSM_WUR;
 
+int hsm_seccomp_network(void) HSM_WUR;
+
 /*
  * Runs argv (PATH lookup), its stdin from in_fd (>= 0) or the bytes in,
  * its stdout into out[cap] (*out_len), stderr to ours; killed after
  * P11VAULT_UNSEAL_TIMEOUT_MS (default 30000). 0 if it exited 0. For the
  * unattended methods (systemd-creds, clevis), before any filter.
  */
+int hsm_run(char *const argv[], int in_fd, const void *in, size_t in_len,
+    uint8_t *out, size_t cap, size_t *out_len) HSM_WUR;
+
 /* write(2) until all of p is written (EINTR retried): 0 or -1. */
 int hsm_write_all(int fd, const void *p, size_t n) HSM_WUR;
 /* fsync of a directory (after a rename in it): 0 or -1. */
-int hsm_sync_dir(const char *dir);
+int hsm_sync_dir(const char *dir) HSM_WUR;
 
 /* Overwrites a small file with zeros, fsyncs it, and unlinks it. */
 void hsm_shred(const char *path);
-
-int hsm_run(char *const argv[], int in_fd, const void *in, size_t in_len,
-    uint8_t *out, size_t cap, size_t *out_len) HSM_WUR;
-int hsm_seccomp_network(void) HSM_WUR;
 
 #endif

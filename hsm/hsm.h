@@ -231,7 +231,7 @@ void hsm_process(hsm_t *h, long *pid, uint64_t *restarts);
 void hsm_stats(hsm_t *h, uint64_t *cache_hits, uint64_t *cache_misses,
     size_t *sessions_busy, size_t *sessions_total);
 
-/* ---- import and backup sealing (import.c) ---- */
+/* ---- import and backup sealing (in the token: import.c, backup.c) ---- */
 
 /* What an imported key turned out to be. */
 struct hsm_key_desc {

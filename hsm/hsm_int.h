@@ -1,6 +1,10 @@
 /*
- * hsm internals shared by module.c, keys.c and crypto.c. Not a public
- * header: nothing outside hsm/ includes it.
+ * hsm/hsm_int.h — the token side's internals: the blob format, the token
+ * context (tok_t) and the calls between the files of the token side, by
+ * layer from the bottom: p11.c, blob.c, cache.c, module.c, keys.c (then
+ * import.c, backup.c, crypto.c, tokinit.c and tokend.c on top). A file
+ * calls only the layers listed before its own, never back up. Not a public header:
+ * nothing outside hsm/ and its unit tests includes it.
  */
 #ifndef P11VAULT_HSM_INT_H
 #define P11VAULT_HSM_INT_H
@@ -116,6 +120,8 @@ struct tok {
 	CK_OBJECT_HANDLE seal_key;  /* AES-GCM key of version-3 blobs */
 	uint8_t *jwt_spki;
 	size_t jwt_spki_len;
+	pthread_mutex_t bmu;   /* one creator of the backup key at a time */
+	int sync_ok;           /* mu, bmu, cv and rcv exist */
 
 	pthread_mutex_t cmu;   /* cache; taken after mu, never before */
 	int cache_ok;          /* cmu and buckets exist */
@@ -138,66 +144,76 @@ struct hsm_sess {
 	int lost;              /* set by hsm_ck() when the session is lost */
 };
 
-/* module.c */
+/* ---- p11.c: the module, slots, objects by label, CKR_* mapping ---- */
 int hsm_load(const char *path, void **dl, CK_FUNCTION_LIST **f,
-    int *owns_init);
+    int *owns_init) HSM_WUR;
 void hsm_unload(void *dl, CK_FUNCTION_LIST *f, int owns_init);
 void hsm_pad_label(const char *label, unsigned char out[32]);
-int hsm_find_slot(CK_FUNCTION_LIST *f, const char *label, CK_SLOT_ID *slot);
+/* The slot of the initialised token labelled label; with label NULL, the
+ * first slot whose token is not initialised. HSM_ERR_UNAVAILABLE when
+ * there is none. */
+int hsm_slot_find(CK_FUNCTION_LIST *f, const char *label, CK_SLOT_ID *slot)
+    HSM_WUR;
+/* How many objects of class cls labelled label s sees, in *n (0, 1 or 2:
+ * two is already too many); *obj is set when there is exactly one. */
+CK_RV hsm_find_label(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
+    CK_OBJECT_CLASS cls, const char *label, CK_OBJECT_HANDLE *obj,
+    CK_ULONG *n) HSM_WUR;
+/* The one object of a role: HSM_ERR_UNAVAILABLE when there is none,
+ * HSM_ERR_INTERNAL when two claim it. */
 int hsm_find_object(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
-    CK_OBJECT_CLASS cls, const char *label, CK_OBJECT_HANDLE *obj);
-int hsm_sess_take(tok_t *h, struct hsm_sess *s) HSM_WUR;
-void hsm_sess_give(tok_t *h, struct hsm_sess *s);
-int hsm_rv_lost(CK_RV rv);
+    CK_OBJECT_CLASS cls, const char *label, CK_OBJECT_HANDLE *obj) HSM_WUR;
 /* Maps rv to an HSM_ERR_*, marking the session lost when it should be. */
-int hsm_ck(struct hsm_sess *s, CK_RV rv);
+int hsm_ck(struct hsm_sess *s, CK_RV rv) HSM_WUR;
+/* As hsm_ck for token trouble (a lost session, no memory); any other
+ * failure is blame: the caller's input (HSM_ERR_ARGS), a decoding
+ * failure (HSM_ERR_DECRYPT), a blob that does not open
+ * (HSM_ERR_INTERNAL). */
+int hsm_ck_blame(struct hsm_sess *s, CK_RV rv, int blame) HSM_WUR;
+/* The mapping of a call outside the pool (init, PIN change, role keys):
+ * a refused PIN is HSM_ERR_ARGS. */
+int hsm_init_rv(CK_RV rv) HSM_WUR;
+/* Destroys *o (if any) and forgets it; a failure only marks s lost. */
+void hsm_destroy(CK_FUNCTION_LIST *f, struct hsm_sess *s,
+    CK_OBJECT_HANDLE *o);
+/* A token key of one role, made in R/W session s logged in as user:
+ * HSM_BIND_LABEL the HMAC bind key, any other label an AES-256-GCM key
+ * (HSM_SEAL_LABEL, HSM_BACKUP_LABEL): private, sensitive, never
+ * extractable. */
+CK_RV hsm_role_key_make(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
+    const char *label, CK_OBJECT_HANDLE *k) HSM_WUR;
+/* The same in a R/W session of its own on slot (the login is shared). */
+CK_RV hsm_role_key_new(CK_FUNCTION_LIST *f, CK_SLOT_ID slot,
+    const char *label, CK_OBJECT_HANDLE *k) HSM_WUR;
+/* Finds a token key of one role (HSM_BIND_LABEL, HSM_SEAL_LABEL) in a
+ * logged-in session; with create, makes it first if the token has none
+ * (tokens initialised before the role). */
+int hsm_role_key_find(CK_FUNCTION_LIST *f, CK_SLOT_ID slot,
+    CK_SESSION_HANDLE s, const char *label, int create,
+    CK_OBJECT_HANDLE *key) HSM_WUR;
 
-/* keys.c */
+/* ---- blob.c: the blob format, the bind, the domain key ---- */
 /* Parses a blob of either version (bi->version says which); a malformed
  * one is HSM_ERR_INTERNAL. Pure parsing: nothing is verified. */
-int hsm_blob_parse(const uint8_t *blob, size_t len, struct hsm_blob_info *bi);
+int hsm_blob_parse(const uint8_t *blob, size_t len, struct hsm_blob_info *bi)
+    HSM_WUR;
 /* 0 if bind is a usable bind (1..HSM_BIND_MAX bytes), else HSM_ERR_ARGS. */
-int hsm_bind_check(const char *bind);
+int hsm_bind_check(const char *bind) HSM_WUR;
 /* Verifies a version-2 blob's tag against bind, in the token (constant-
  * time comparison). Version 1, a wrong bind or any bad tag:
  * HSM_ERR_INTERNAL. */
 int hsm_blob_verify(tok_t *h, struct hsm_sess *s, const char *bind,
     const struct hsm_blob_info *bi) HSM_WUR;
-/* A private, sensitive, never-extractable AES-256 token key for AES-GCM
- * (the seal key, the backup key), made in R/W session s. */
-CK_RV hsm_gen_aes_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
-    const char *label, CK_OBJECT_HANDLE *k);
 /* Opens a version-3 blob against bind: GCM in the token under the seal
  * key; on success bi->wrapped points at buf (HSM_WRAP_BUF bytes; the
  * caller wipes it). Any other version, a wrong bind or an altered blob:
  * HSM_ERR_INTERNAL (logged as blob_binding_failed). */
 int hsm_blob_open(tok_t *h, struct hsm_sess *s, const char *bind,
     struct hsm_blob_info *bi, uint8_t *buf) HSM_WUR;
-/* Finds a token key of one role (HSM_BIND_LABEL, HSM_SEAL_LABEL) in a
- * logged-in session; with create, makes it first (in a R/W session on
- * slot) if the token has none (tokens initialised before the role). */
-int hsm_role_key_find(CK_FUNCTION_LIST *f, CK_SLOT_ID slot,
-    CK_SESSION_HANDLE s, const char *label, int create,
-    CK_OBJECT_HANDLE *key) HSM_WUR;
-/* The cached session object of a verified blob: the tag is checked
- * against cache_id (the bind) before the blob is unwrapped; a cached
- * handle is only reused for the same cache_id and the same blob bytes. */
-int hsm_key_get(tok_t *h, struct hsm_sess *s, const char *cache_id,
-    const uint8_t *blob, size_t blob_len, struct hsm_cache_ent **ent)
-    HSM_WUR;
-void hsm_key_put(tok_t *h, struct hsm_sess *s, struct hsm_cache_ent *ent);
-int hsm_cache_init(tok_t *h, size_t cache_size);
-void hsm_cache_clear(tok_t *h);  /* on recovery: handles are gone */
-void hsm_cache_free(tok_t *h);
-int hsm_curve_der(int nid, uint8_t *der, size_t *der_len);
-/* curve NID -> enum hsm_curve and field bytes; HSM_ERR_ARGS if unknown */
-int hsm_curve_code(int nid, unsigned *code, size_t *size);
 /* A version-3 blob of wrapped, sealed in the token and bound to bind. */
 int hsm_blob_build(tok_t *h, struct hsm_sess *s, const char *bind,
     enum hsm_kty kty, unsigned param, const uint8_t *wrapped,
     size_t wrapped_len, uint8_t **blob, size_t *blob_len) HSM_WUR;
-int hsm_ec_spki(const CK_BYTE *params, size_t params_len,
-    const CK_BYTE *point, size_t point_len, uint8_t **spki, size_t *len);
 /* The template of a private key made or imported here: a session object,
  * sensitive, extractable only under the domain key (wrap-with-trusted),
  * for signing and, where *is_rsa, decryption. *kt and *is_rsa are read
@@ -213,13 +229,52 @@ int hsm_domain_wrap(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
 /* A parsed blob into a non-extractable session object: a key's, for
  * signing (and RSA decryption), or with kek a BYOK KEK's (RSA), for
  * unwrapping only. A blob the domain key does not open is
- * HSM_ERR_INTERNAL. Checks no tag: callers verify first (hsm_key_get,
- * BYOK) or are the upgrade of an unbound blob. */
+ * HSM_ERR_INTERNAL. Checks no tag: callers open it first (hsm_key_get,
+ * BYOK) or are the upgrade of an older blob. */
 int hsm_domain_unwrap(tok_t *h, struct hsm_sess *s,
     const struct hsm_blob_info *bi, int kek, CK_OBJECT_HANDLE *obj)
     HSM_WUR;
 
-/* import.c */
+/* ---- cache.c: the handle cache ---- */
+int hsm_cache_init(tok_t *h, size_t cache_size) HSM_WUR;
+void hsm_cache_clear(tok_t *h);  /* on recovery: handles are gone */
+void hsm_cache_free(tok_t *h);
+/* The cached session object of a blob: the blob is opened against
+ * cache_id (the bind) before it is unwrapped; a cached handle is only
+ * reused for the same cache_id and the same blob bytes. */
+int hsm_key_get(tok_t *h, struct hsm_sess *s, const char *cache_id,
+    const uint8_t *blob, size_t blob_len, struct hsm_cache_ent **ent)
+    HSM_WUR;
+void hsm_key_put(tok_t *h, struct hsm_sess *s, struct hsm_cache_ent *ent);
+/* Drops cache_id's entry (destroyed now in s, or by its last user; s
+ * NULL: the session is gone, and the handle with it). */
+void hsm_cache_forget(tok_t *h, struct hsm_sess *s, const char *cache_id);
+
+/* ---- module.c: the session pool ---- */
+int hsm_sess_take(tok_t *h, struct hsm_sess *s) HSM_WUR;
+void hsm_sess_give(tok_t *h, struct hsm_sess *s);
+
+/* ---- keys.c: the skeleton of every new key ---- */
+/* What a maker leaves in the token and knows of it. */
+struct hsm_key_new {
+	CK_OBJECT_HANDLE priv;    /* the private key, a session object */
+	CK_OBJECT_HANDLE pub;     /* its public twin, or CK_INVALID_HANDLE */
+	struct hsm_key_desc desc;
+	uint8_t *spki;            /* NULL: read from pub by the skeleton */
+	size_t spki_len;
+};
+/* Makes the template and creates or unwraps the private key in s; the
+ * skeleton destroys whatever it left in k on every path and frees
+ * k->spki on failure. */
+typedef int (*hsm_key_maker)(tok_t *h, struct hsm_sess *s, const void *arg,
+    struct hsm_key_new *k);
+/* A new key: make (in a pool session), its public part, wrapped under
+ * the domain key into a blob bound to bind. Out as tok_key_generate;
+ * desc (may be NULL) what it turned out to be. */
+int hsm_key_new(tok_t *h, const char *bind, hsm_key_maker make,
+    const void *arg, struct hsm_key_desc *desc, uint8_t **blob,
+    size_t *blob_len, uint8_t **spki, size_t *spki_len) HSM_WUR;
+
 #define HSM_BACKUP_LABEL "p11vault-backup"
 
 #endif

@@ -1,21 +1,22 @@
 /*
- * import.c — bringing keys into the token, and sealing backups.
+ * hsm/import.c — keys brought into the token: plaintext PKCS#8 and BYOK
+ * transfer blobs, each a maker for the skeleton of keys.c.
  *
- * Owns: plaintext import of a PKCS#8 private key (C_CreateObject as a
- * short-lived session object, then wrapped under the domain key), BYOK
- * transfer blobs (CKM_RSA_AES_KEY_WRAP done as two C_UnwrapKey steps:
- * RSA-OAEP-SHA-1 into a session AES key, AES-KWP into the private key), and
- * AES-256-GCM sealing with the token's backup key. Imported keys are
- * bound like generated ones (keys.c); a BYOK KEK is used only once its
- * blob verified against the KEK's bind.
+ * Owns: PKCS#8 into a C_CreateObject template (a short-lived session
+ * object, then wrapped under the domain key like a generated key), and
+ * BYOK transfer blobs (CKM_RSA_AES_KEY_WRAP done as two C_UnwrapKey
+ * steps: RSA-OAEP-SHA-1 into a session AES key, AES-KWP into the private
+ * key), with the public part of an unwrapped EC key recovered from two
+ * signatures. A BYOK KEK is used only once its blob opened against the
+ * KEK's bind.
  * Must never: keep a plaintext private key beyond the call (every copy is
  * wiped), read a secret value out of the token, leave an intermediate
  * object (KEK handle, transfer AES key, imported key) behind.
  */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/asn1.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -24,106 +25,186 @@
 #include <openssl/evp.h>
 #include <openssl/obj_mac.h>
 #include <openssl/objects.h>
-#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
+#include "hsm/buf.h"
 #include "hsm/hsm_int.h"
 
 #define EC_PARAMS_MAX 16
-#define SEAL_MAGIC "P11S"
-#define SEAL_VERSION 1
-#define SEAL_IV 12
-#define SEAL_TAG 16
-#define SEAL_HDR (5 + SEAL_IV)
-#define SEAL_MAX (64 * 1024 * 1024)
+#define EC_VALUE_MAX 66
 #define RSA_PART_MAX 512
+#define RSA_PARTS 8
+#define P8_ATTRS (HSM_PRIV_TEMPLATE_N + RSA_PARTS)
 
 static CK_BBOOL ck_true = CK_TRUE;
 static CK_BBOOL ck_false = CK_FALSE;
 
-/* one creator of the backup key at a time, in this process */
-static pthread_mutex_t backup_key_mu = PTHREAD_MUTEX_INITIALIZER;
-
-static void
-destroy(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE *o)
-{
-	if (*o != CK_INVALID_HANDLE)
-		(void)hsm_ck(s, h->f->C_DestroyObject(s->h, *o));
-	*o = CK_INVALID_HANDLE;
-}
-
-/* Maps a failure of an operation on caller-supplied input: token trouble
- * stays UNAVAILABLE, anything else is the input's fault. */
-static int
-input_rv(struct hsm_sess *s, CK_RV rv)
-{
-	if (rv == CKR_OK)
-		return 0;
-	if (hsm_rv_lost(rv) || rv == CKR_HOST_MEMORY ||
-	    rv == CKR_DEVICE_MEMORY)
-		return hsm_ck(s, rv);
-	return HSM_ERR_ARGS;
-}
-
-static int
-wrap_domain(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
-    const char *bind, const struct hsm_key_desc *d, uint8_t **blob,
-    size_t *blob_len)
-{
-	unsigned param;
-	size_t field;
-	int rc;
-
-	if (d->kty == HSM_KTY_RSA)
-		param = d->rsa_bits;
-	else if ((rc = hsm_curve_code(d->ec_nid, &param, &field)) != 0)
-		return rc;
-	return hsm_domain_wrap(h, s, priv, bind, d->kty, param, blob,
-	    blob_len);
-}
-
 /* ---- plaintext import -------------------------------------------------- */
 
-struct bnbuf {
+static const struct {
 	CK_ATTRIBUTE_TYPE type;
 	const char *param;
-	uint8_t *buf;
-	size_t len;
+} rsa_part[RSA_PARTS] = {
+	{ CKA_MODULUS, OSSL_PKEY_PARAM_RSA_N },
+	{ CKA_PUBLIC_EXPONENT, OSSL_PKEY_PARAM_RSA_E },
+	{ CKA_PRIVATE_EXPONENT, OSSL_PKEY_PARAM_RSA_D },
+	{ CKA_PRIME_1, OSSL_PKEY_PARAM_RSA_FACTOR1 },
+	{ CKA_PRIME_2, OSSL_PKEY_PARAM_RSA_FACTOR2 },
+	{ CKA_EXPONENT_1, OSSL_PKEY_PARAM_RSA_EXPONENT1 },
+	{ CKA_EXPONENT_2, OSSL_PKEY_PARAM_RSA_EXPONENT2 },
+	{ CKA_COEFFICIENT, OSSL_PKEY_PARAM_RSA_COEFFICIENT1 },
 };
+
+/* A PKCS#8 key as the template that creates it in the token. Every
+ * buffer is wiped by p8_clear. */
+struct p8_key {
+	EVP_PKEY *pk;
+	CK_ATTRIBUTE t[P8_ATTRS];
+	CK_ULONG nt;
+	CK_KEY_TYPE kt;
+	CK_BBOOL is_rsa;
+	uint8_t *part[RSA_PARTS];
+	size_t part_len[RSA_PARTS];
+	uint8_t params[EC_PARAMS_MAX];
+	uint8_t dval[EC_VALUE_MAX];
+	struct hsm_key_desc desc;
+};
+
+static int
+p8_rsa(struct p8_key *k)
+{
+	BIGNUM *bn = NULL;
+	size_t i;
+	int n, rc = HSM_ERR_ARGS;
+
+	k->desc.kty = HSM_KTY_RSA;
+	k->desc.rsa_bits = (unsigned)EVP_PKEY_get_bits(k->pk);
+	if (k->desc.rsa_bits != 2048 && k->desc.rsa_bits != 3072 &&
+	    k->desc.rsa_bits != 4096)
+		return HSM_ERR_ARGS;
+	k->kt = CKK_RSA;
+	k->is_rsa = CK_TRUE;
+	for (i = 0; i < RSA_PARTS; i++) {
+		if (!EVP_PKEY_get_bn_param(k->pk, rsa_part[i].param, &bn))
+			goto out;
+		n = BN_num_bytes(bn);
+		if (n <= 0 || n > RSA_PART_MAX)
+			goto out;
+		if ((k->part[i] = malloc((size_t)n)) == NULL) {
+			rc = HSM_ERR_NO_MEMORY;
+			goto out;
+		}
+		k->part_len[i] = (size_t)BN_bn2bin(bn, k->part[i]);
+		BN_clear_free(bn);
+		bn = NULL;
+		k->t[k->nt++] = (CK_ATTRIBUTE){ rsa_part[i].type, k->part[i],
+		    k->part_len[i] };
+	}
+	rc = 0;
+out:
+	BN_clear_free(bn);
+	return rc;
+}
+
+static int
+p8_ec(struct p8_key *k)
+{
+	const struct hsm_curve_info *ci;
+	BIGNUM *bn = NULL;
+	size_t plen = sizeof(k->params);
+	char group[64];
+	int rc = HSM_ERR_ARGS;
+
+	k->desc.kty = HSM_KTY_EC;
+	k->kt = CKK_EC;
+	k->is_rsa = CK_FALSE;
+	if (!EVP_PKEY_get_utf8_string_param(k->pk, OSSL_PKEY_PARAM_GROUP_NAME,
+	    group, sizeof(group), NULL))
+		return HSM_ERR_ARGS;
+	k->desc.ec_nid = OBJ_sn2nid(group);
+	if (k->desc.ec_nid == NID_undef)
+		k->desc.ec_nid = EC_curve_nist2nid(group);
+	if ((ci = hsm_curve_by_nid(k->desc.ec_nid)) == NULL ||
+	    hsm_curve_der(k->desc.ec_nid, k->params, &plen) != 0)
+		return HSM_ERR_ARGS;
+	if (!EVP_PKEY_get_bn_param(k->pk, OSSL_PKEY_PARAM_PRIV_KEY, &bn) ||
+	    BN_bn2binpad(bn, k->dval, (int)ci->field) != (int)ci->field)
+		goto out;
+	k->t[k->nt++] = (CK_ATTRIBUTE){ CKA_EC_PARAMS, k->params, plen };
+	k->t[k->nt++] = (CK_ATTRIBUTE){ CKA_VALUE, k->dval, ci->field };
+	rc = 0;
+out:
+	BN_clear_free(bn);
+	return rc;
+}
+
+/* pkcs8 into k; HSM_ERR_ARGS for anything malformed or unsupported. */
+static int
+p8_parse(const uint8_t *pkcs8, size_t len, struct p8_key *k)
+{
+	const unsigned char *p = pkcs8;
+	PKCS8_PRIV_KEY_INFO *p8;
+	int rc = HSM_ERR_ARGS;
+
+	if ((p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)len)) == NULL ||
+	    p != pkcs8 + len || (k->pk = EVP_PKCS82PKEY(p8)) == NULL)
+		goto out;
+	k->nt = hsm_priv_template(k->t, &k->kt, &k->is_rsa);
+	if (EVP_PKEY_get_base_id(k->pk) == EVP_PKEY_RSA)
+		rc = p8_rsa(k);
+	else if (EVP_PKEY_get_base_id(k->pk) == EVP_PKEY_EC)
+		rc = p8_ec(k);
+out:
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	ERR_clear_error();
+	return rc;
+}
+
+static void
+p8_clear(struct p8_key *k)
+{
+	size_t i;
+
+	for (i = 0; i < RSA_PARTS; i++)
+		freezero(k->part[i], k->part_len[i]);
+	OPENSSL_cleanse(k->dval, sizeof(k->dval));
+	EVP_PKEY_free(k->pk);
+	memset(k, 0, sizeof(*k));
+}
+
+/* The maker of tok_key_import: the key created from its template; the
+ * public part from the parsed key. */
+static int
+p8_create(tok_t *h, struct hsm_sess *s, const void *arg,
+    struct hsm_key_new *nk)
+{
+	const struct p8_key *k = arg;
+	unsigned char *der = NULL;
+	int n;
+
+	nk->desc = k->desc;
+	if ((n = i2d_PUBKEY(k->pk, &der)) <= 0)
+		return HSM_ERR_INTERNAL;
+	nk->spki = malloc((size_t)n);
+	if (nk->spki != NULL) {
+		memcpy(nk->spki, der, (size_t)n);
+		nk->spki_len = (size_t)n;
+	}
+	OPENSSL_free(der);
+	if (nk->spki == NULL)
+		return HSM_ERR_NO_MEMORY;
+	return hsm_ck_blame(s, h->f->C_CreateObject(s->h,
+	    (CK_ATTRIBUTE *)k->t, k->nt, &nk->priv), HSM_ERR_ARGS);
+}
 
 int
 tok_key_import(tok_t *h, const char *bind, const uint8_t *pkcs8,
     size_t pkcs8_len, struct hsm_key_desc *desc, uint8_t **blob,
     size_t *blob_len, uint8_t **spki, size_t *spki_len)
 {
-	struct bnbuf parts[] = {
-		{ CKA_MODULUS, OSSL_PKEY_PARAM_RSA_N, NULL, 0 },
-		{ CKA_PUBLIC_EXPONENT, OSSL_PKEY_PARAM_RSA_E, NULL, 0 },
-		{ CKA_PRIVATE_EXPONENT, OSSL_PKEY_PARAM_RSA_D, NULL, 0 },
-		{ CKA_PRIME_1, OSSL_PKEY_PARAM_RSA_FACTOR1, NULL, 0 },
-		{ CKA_PRIME_2, OSSL_PKEY_PARAM_RSA_FACTOR2, NULL, 0 },
-		{ CKA_EXPONENT_1, OSSL_PKEY_PARAM_RSA_EXPONENT1, NULL, 0 },
-		{ CKA_EXPONENT_2, OSSL_PKEY_PARAM_RSA_EXPONENT2, NULL, 0 },
-		{ CKA_COEFFICIENT, OSSL_PKEY_PARAM_RSA_COEFFICIENT1, NULL, 0 },
-	};
-	const size_t nparts = sizeof(parts) / sizeof(parts[0]);
-	CK_KEY_TYPE kt;
-	CK_BBOOL is_rsa;
-	CK_ATTRIBUTE t[20];
-	CK_ULONG nt = 0;
-	CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE;
-	const unsigned char *p = pkcs8;
-	PKCS8_PRIV_KEY_INFO *p8 = NULL;
-	EVP_PKEY *pk = NULL;
-	BIGNUM *bn = NULL;
-	uint8_t params[EC_PARAMS_MAX], dval[66];
-	size_t plen = sizeof(params), field = 0, i;
-	unsigned code;
-	unsigned char *der = NULL;
-	char group[64];
-	struct hsm_sess s;
-	int have_sess = 0, rc = HSM_ERR_ARGS, n;
+	struct p8_key k;
+	int rc;
 
 	if (h == NULL || pkcs8 == NULL || desc == NULL || blob == NULL ||
 	    blob_len == NULL || spki == NULL || spki_len == NULL)
@@ -131,98 +212,14 @@ tok_key_import(tok_t *h, const char *bind, const uint8_t *pkcs8,
 	*blob = NULL;
 	*spki = NULL;
 	memset(desc, 0, sizeof(*desc));
-	memset(dval, 0, sizeof(dval));
 	if (pkcs8_len == 0 || pkcs8_len > HSM_WRAP_BUF ||
 	    hsm_bind_check(bind) != 0)
 		return HSM_ERR_ARGS;
-	if ((p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)pkcs8_len)) ==
-	    NULL || p != pkcs8 + pkcs8_len ||
-	    (pk = EVP_PKCS82PKEY(p8)) == NULL)
-		goto out;
-	nt = hsm_priv_template(t, &kt, &is_rsa);
-	if (EVP_PKEY_get_base_id(pk) == EVP_PKEY_RSA) {
-		desc->kty = HSM_KTY_RSA;
-		desc->rsa_bits = (unsigned)EVP_PKEY_get_bits(pk);
-		if (desc->rsa_bits != 2048 && desc->rsa_bits != 3072 &&
-		    desc->rsa_bits != 4096)
-			goto out;
-		kt = CKK_RSA;
-		is_rsa = CK_TRUE;
-		for (i = 0; i < nparts; i++) {
-			if (!EVP_PKEY_get_bn_param(pk, parts[i].param, &bn))
-				goto out;
-			n = BN_num_bytes(bn);
-			if (n <= 0 || n > RSA_PART_MAX ||
-			    (parts[i].buf = malloc((size_t)n)) == NULL) {
-				rc = n > 0 && n <= RSA_PART_MAX ?
-				    HSM_ERR_NO_MEMORY : HSM_ERR_ARGS;
-				goto out;
-			}
-			parts[i].len = (size_t)BN_bn2bin(bn, parts[i].buf);
-			BN_clear_free(bn);
-			bn = NULL;
-			t[nt++] = (CK_ATTRIBUTE){ parts[i].type, parts[i].buf,
-			    parts[i].len };
-		}
-	} else if (EVP_PKEY_get_base_id(pk) == EVP_PKEY_EC) {
-		desc->kty = HSM_KTY_EC;
-		kt = CKK_EC;
-		is_rsa = CK_FALSE;
-		if (!EVP_PKEY_get_utf8_string_param(pk,
-		    OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL))
-			goto out;
-		desc->ec_nid = OBJ_sn2nid(group);
-		if (desc->ec_nid == NID_undef)
-			desc->ec_nid = EC_curve_nist2nid(group);
-		if (hsm_curve_code(desc->ec_nid, &code, &field) != 0 ||
-		    hsm_curve_der(desc->ec_nid, params, &plen) != 0)
-			goto out;
-		if (!EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_PRIV_KEY, &bn) ||
-		    BN_bn2binpad(bn, dval, (int)field) != (int)field)
-			goto out;
-		t[nt++] = (CK_ATTRIBUTE){ CKA_EC_PARAMS, params, plen };
-		t[nt++] = (CK_ATTRIBUTE){ CKA_VALUE, dval, field };
-	} else {
-		goto out;
-	}
-	if ((n = i2d_PUBKEY(pk, &der)) <= 0) {
-		rc = HSM_ERR_INTERNAL;
-		goto out;
-	}
-	if ((*spki = malloc((size_t)n)) == NULL) {
-		rc = HSM_ERR_NO_MEMORY;
-		goto out;
-	}
-	memcpy(*spki, der, (size_t)n);
-	*spki_len = (size_t)n;
-	if ((rc = hsm_sess_take(h, &s)) != 0)
-		goto out;
-	have_sess = 1;
-	if ((rc = input_rv(&s, h->f->C_CreateObject(s.h, t, nt, &priv))) != 0)
-		goto out;
-	rc = wrap_domain(h, &s, priv, bind, desc, blob, blob_len);
-out:
-	if (have_sess) {
-		destroy(h, &s, &priv);
-		hsm_sess_give(h, &s);
-	}
-	for (i = 0; i < nparts; i++) {
-		if (parts[i].buf != NULL)
-			OPENSSL_cleanse(parts[i].buf, parts[i].len);
-		free(parts[i].buf);
-	}
-	OPENSSL_cleanse(dval, sizeof(dval));
-	BN_clear_free(bn);
-	OPENSSL_free(der);
-	EVP_PKEY_free(pk);
-	PKCS8_PRIV_KEY_INFO_free(p8);
-	ERR_clear_error();
-	if (rc != 0) {
-		free(*spki);
-		*spki = NULL;
-		free(*blob);
-		*blob = NULL;
-	}
+	memset(&k, 0, sizeof(k));
+	if ((rc = p8_parse(pkcs8, pkcs8_len, &k)) == 0)
+		rc = hsm_key_new(h, bind, p8_create, &k, desc, blob, blob_len,
+		    spki, spki_len);
+	p8_clear(&k);
 	return rc;
 }
 
@@ -237,8 +234,8 @@ target_unwrap(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE aes,
 	CK_ULONG nt = hsm_priv_template(t, &kt, &is_rsa);
 	CK_MECHANISM m = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
 
-	return input_rv(s, h->f->C_UnwrapKey(s->h, &m, aes, (CK_BYTE *)w,
-	    wlen, t, nt, obj));
+	return hsm_ck_blame(s, h->f->C_UnwrapKey(s->h, &m, aes, (CK_BYTE *)w,
+	    wlen, t, nt, obj), HSM_ERR_ARGS);
 }
 
 /* Both candidate public points for an ECDSA signature (r, s) over e. */
@@ -295,12 +292,13 @@ ec_public(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv, int nid,
 	EC_GROUP *g = NULL;
 	EC_POINT *qa[2] = { NULL, NULL }, *qb[2] = { NULL, NULL };
 	BN_CTX *ctx = NULL;
-	size_t fl = 0, ptlen;
-	unsigned code;
+	const struct hsm_curve_info *ci = hsm_curve_by_nid(nid);
+	size_t fl, ptlen;
 	int i, j, k, found = -1, rc;
 
-	if ((rc = hsm_curve_code(nid, &code, &fl)) != 0)
-		return rc;
+	if (ci == NULL)
+		return HSM_ERR_ARGS;
+	fl = ci->field;
 	SHA256((const unsigned char *)"p11vault ec public 1", 20, dg[0]);
 	SHA256((const unsigned char *)"p11vault ec public 2", 20, dg[1]);
 	for (i = 0; i < 2; i++) {
@@ -359,8 +357,6 @@ target_describe(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
 	CK_ATTRIBUTE et[] = { { CKA_EC_PARAMS, b, sizeof(b) } };
 	const unsigned char *p = b;
 	ASN1_OBJECT *oid = NULL;
-	unsigned code;
-	size_t fl;
 	int rc;
 
 	if (kt == CKK_RSA) {
@@ -386,23 +382,31 @@ target_describe(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
 	d->kty = HSM_KTY_EC;
 	d->ec_nid = OBJ_obj2nid(oid);
 	ASN1_OBJECT_free(oid);
-	if (hsm_curve_code(d->ec_nid, &code, &fl) != 0)
+	if (hsm_curve_by_nid(d->ec_nid) == NULL)
 		return HSM_ERR_ARGS;
 	return ec_public(h, s, priv, d->ec_nid, b, et[0].ulValueLen, spki,
 	    spki_len);
 }
 
-int
-tok_key_import_byok(tok_t *h, const char *bind, const char *kek_bind,
-    const uint8_t *kek_blob, size_t kek_blob_len, const uint8_t *transfer,
-    size_t transfer_len, struct hsm_key_desc *desc, uint8_t **blob,
-    size_t *blob_len, uint8_t **spki, size_t *spki_len)
+struct byok_arg {
+	const char *kek_bind;
+	struct hsm_blob_info kek;    /* parsed, not opened */
+	const uint8_t *transfer;
+	size_t transfer_len;
+};
+
+/* Step 1: the transfer AES key, unwrapped by the KEK (whose blob must be
+ * the one bound to kek_bind; a session object that unwraps and nothing
+ * else). */
+static int
+byok_aes(tok_t *h, struct hsm_sess *s, const struct byok_arg *a,
+    CK_OBJECT_HANDLE *kek, CK_OBJECT_HANDLE *aes)
 {
 	CK_RSA_PKCS_OAEP_PARAMS oaep = { CKM_SHA_1, CKG_MGF1_SHA1,
 	    CKZ_DATA_SPECIFIED, NULL, 0 };
 	CK_MECHANISM mo = { CKM_RSA_PKCS_OAEP, &oaep, sizeof(oaep) };
 	CK_OBJECT_CLASS scls = CKO_SECRET_KEY;
-	CK_KEY_TYPE aes_kt = CKK_AES, kt = CKK_RSA;
+	CK_KEY_TYPE aes_kt = CKK_AES;
 	CK_ATTRIBUTE at[] = {
 		{ CKA_CLASS, &scls, sizeof(scls) },
 		{ CKA_KEY_TYPE, &aes_kt, sizeof(aes_kt) },
@@ -418,13 +422,67 @@ tok_key_import_byok(tok_t *h, const char *bind, const char *kek_bind,
 	};
 	CK_ULONG aes_len = 0;
 	CK_ATTRIBUTE lt[] = { { CKA_VALUE_LEN, &aes_len, sizeof(aes_len) } };
-	CK_OBJECT_HANDLE kek = CK_INVALID_HANDLE, aes = CK_INVALID_HANDLE;
-	CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE;
-	struct hsm_blob_info bi;
-	struct hsm_sess s;
+	struct hsm_blob_info bi = a->kek;
 	uint8_t wbuf[HSM_WRAP_BUF];
+	int rc;
+
+	if ((rc = hsm_blob_open(h, s, a->kek_bind, &bi, wbuf)) != 0)
+		return rc;
+	rc = hsm_domain_unwrap(h, s, &bi, 1, kek);
+	OPENSSL_cleanse(wbuf, sizeof(wbuf));
+	if (rc != 0)
+		return rc;
+	if ((rc = hsm_ck_blame(s, h->f->C_UnwrapKey(s->h, &mo, *kek,
+	    (CK_BYTE *)a->transfer, a->kek.size, at, sizeof(at) / sizeof(at[0]),
+	    aes), HSM_ERR_ARGS)) != 0)
+		return rc;
+	if ((rc = hsm_ck(s, h->f->C_GetAttributeValue(s->h, *aes, lt, 1))) != 0)
+		return rc;
+	/* SoftHSMv2 leaves CKA_VALUE_LEN of an unwrapped key at 0 */
+	return aes_len != 0 && aes_len != 32 ? HSM_ERR_ARGS : 0;
+}
+
+/* The maker of tok_key_import_byok. Step 2: the target key, unwrapped by
+ * the AES key. The transfer does not say the key's type: RSA, then EC. */
+static int
+byok_unwrap(tok_t *h, struct hsm_sess *s, const void *arg,
+    struct hsm_key_new *k)
+{
+	const struct byok_arg *a = arg;
+	CK_OBJECT_HANDLE kek = CK_INVALID_HANDLE, aes = CK_INVALID_HANDLE;
+	const uint8_t *w = a->transfer + a->kek.size;
+	size_t wlen = a->transfer_len - a->kek.size;
+	CK_KEY_TYPE kt = CKK_RSA;
+	int rc;
+
+	if ((rc = byok_aes(h, s, a, &kek, &aes)) != 0)
+		goto out;
+	rc = target_unwrap(h, s, aes, CKK_RSA, w, wlen, &k->priv);
+	if (rc == HSM_ERR_ARGS) {
+		kt = CKK_EC;
+		rc = target_unwrap(h, s, aes, CKK_EC, w, wlen, &k->priv);
+	}
+	if (rc != 0)
+		goto out;
+	hsm_destroy(h->f, s, &aes);
+	hsm_destroy(h->f, s, &kek);
+	rc = target_describe(h, s, k->priv, kt, &k->desc, &k->spki,
+	    &k->spki_len);
+out:
+	hsm_destroy(h->f, s, &aes);
+	hsm_destroy(h->f, s, &kek);
+	return rc;
+}
+
+int
+tok_key_import_byok(tok_t *h, const char *bind, const char *kek_bind,
+    const uint8_t *kek_blob, size_t kek_blob_len, const uint8_t *transfer,
+    size_t transfer_len, struct hsm_key_desc *desc, uint8_t **blob,
+    size_t *blob_len, uint8_t **spki, size_t *spki_len)
+{
+	struct byok_arg a;
 	size_t mlen;
-	int have_sess = 0, rc;
+	int rc;
 
 	if (h == NULL || kek_blob == NULL || transfer == NULL || desc == NULL ||
 	    blob == NULL || blob_len == NULL || spki == NULL ||
@@ -435,221 +493,20 @@ tok_key_import_byok(tok_t *h, const char *bind, const char *kek_bind,
 	memset(desc, 0, sizeof(*desc));
 	if (hsm_bind_check(bind) != 0 || hsm_bind_check(kek_bind) != 0)
 		return HSM_ERR_ARGS;
-	if ((rc = hsm_blob_parse(kek_blob, kek_blob_len, &bi)) != 0)
+	if ((rc = hsm_blob_parse(kek_blob, kek_blob_len, &a.kek)) != 0)
 		return rc;
-	if (bi.version != HSM_BLOB_VERSION)
+	if (a.kek.version != HSM_BLOB_VERSION)
 		return HSM_ERR_INTERNAL;   /* an unbound KEK: never used */
-	if (bi.kty != HSM_KTY_RSA)
+	if (a.kek.kty != HSM_KTY_RSA)
 		return HSM_ERR_ARGS;
-	mlen = bi.size;
+	mlen = a.kek.size;
 	/* RSA block, then at least one KWP block pair of a real key */
 	if (transfer_len < mlen + 64 || transfer_len > mlen + HSM_WRAP_BUF ||
 	    (transfer_len - mlen) % 8 != 0)
 		return HSM_ERR_ARGS;
-	if ((rc = hsm_sess_take(h, &s)) != 0)
-		return rc;
-	have_sess = 1;
-	/* the KEK: its blob must be the one bound to kek_bind, then a
-	 * session object that can unwrap and nothing else */
-	if ((rc = hsm_blob_open(h, &s, kek_bind, &bi, wbuf)) != 0)
-		goto out;
-	rc = hsm_domain_unwrap(h, &s, &bi, 1, &kek);
-	OPENSSL_cleanse(wbuf, sizeof(wbuf));
-	if (rc != 0)
-		goto out;
-	/* step 1: the transfer AES key, unwrapped by the KEK */
-	if ((rc = input_rv(&s, h->f->C_UnwrapKey(s.h, &mo, kek,
-	    (CK_BYTE *)transfer, mlen, at, sizeof(at) / sizeof(at[0]),
-	    &aes))) != 0)
-		goto out;
-	if ((rc = hsm_ck(&s, h->f->C_GetAttributeValue(s.h, aes, lt, 1))) !=
-	    0)
-		goto out;
-	/* SoftHSMv2 leaves CKA_VALUE_LEN of an unwrapped key at 0 */
-	if (aes_len != 0 && aes_len != 32) {
-		rc = HSM_ERR_ARGS;
-		goto out;
-	}
-	/* step 2: the target key, unwrapped by the AES key. The blob does not
-	 * say the key's type: try RSA, then EC. */
-	rc = target_unwrap(h, &s, aes, CKK_RSA, transfer + mlen,
-	    transfer_len - mlen, &priv);
-	if (rc == HSM_ERR_ARGS) {
-		kt = CKK_EC;
-		rc = target_unwrap(h, &s, aes, CKK_EC, transfer + mlen,
-		    transfer_len - mlen, &priv);
-	}
-	if (rc != 0)
-		goto out;
-	destroy(h, &s, &aes);
-	destroy(h, &s, &kek);
-	if ((rc = target_describe(h, &s, priv, kt, desc, spki,
-	    spki_len)) != 0)
-		goto out;
-	rc = wrap_domain(h, &s, priv, bind, desc, blob, blob_len);
-out:
-	if (have_sess) {
-		destroy(h, &s, &priv);
-		destroy(h, &s, &aes);
-		destroy(h, &s, &kek);
-		hsm_sess_give(h, &s);
-	}
-	if (rc != 0) {
-		free(*spki);
-		*spki = NULL;
-		free(*blob);
-		*blob = NULL;
-	}
-	return rc;
-}
-
-/* ---- backup sealing ------------------------------------------------------ */
-
-static int
-backup_key(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE *key)
-{
-	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-	CK_ATTRIBUTE ft[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_LABEL, HSM_BACKUP_LABEL, sizeof(HSM_BACKUP_LABEL) - 1 },
-	};
-	CK_OBJECT_HANDLE found[2];
-	CK_ULONG n = 0;
-	int rc;
-
-	pthread_mutex_lock(&backup_key_mu);
-	if ((rc = hsm_ck(s, h->f->C_FindObjectsInit(s->h, ft, 2))) != 0)
-		goto out;
-	rc = hsm_ck(s, h->f->C_FindObjects(s->h, found, 2, &n));
-	(void)h->f->C_FindObjectsFinal(s->h);
-	if (rc != 0)
-		goto out;
-	if (n == 1) {
-		*key = found[0];
-	} else if (n == 0) {
-		/* pool sessions are read-only: a token object needs a R/W
-		 * session (the login is the application's, shared) */
-		CK_SESSION_HANDLE rw = CK_INVALID_HANDLE;
-		rc = hsm_ck(s, h->f->C_OpenSession(h->slot, CKF_SERIAL_SESSION |
-		    CKF_RW_SESSION, NULL, NULL, &rw));
-		if (rc == 0) {
-			rc = hsm_ck(s, hsm_gen_aes_key(h->f, rw,
-			    HSM_BACKUP_LABEL, key));
-			(void)h->f->C_CloseSession(rw);
-		}
-	} else {
-		rc = HSM_ERR_INTERNAL;   /* two keys claim one role */
-	}
-out:
-	pthread_mutex_unlock(&backup_key_mu);
-	return rc;
-}
-
-/* AES-GCM parameters of a sealed blob whose header (magic, version, IV)
- * starts at hdr: the IV from the header, the 5 bytes before it as AAD. */
-static void
-seal_gcm_params(CK_GCM_PARAMS *gp, const uint8_t *hdr)
-{
-	memset(gp, 0, sizeof(*gp));
-	gp->pIv = (CK_BYTE *)hdr + 5;
-	gp->ulIvLen = SEAL_IV;
-	gp->ulIvBits = SEAL_IV * 8;
-	gp->pAAD = (CK_BYTE *)hdr;   /* the header is authenticated too */
-	gp->ulAADLen = 5;
-	gp->ulTagBits = SEAL_TAG * 8;
-}
-
-int
-tok_seal(tok_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
-    size_t *out_len)
-{
-	CK_GCM_PARAMS gp;
-	CK_MECHANISM m = { CKM_AES_GCM, &gp, sizeof(gp) };
-	CK_OBJECT_HANDLE key;
-	CK_ULONG clen;
-	uint8_t *b = NULL;
-	struct hsm_sess s;
-	int rc;
-
-	if (h == NULL || in == NULL || out == NULL || out_len == NULL ||
-	    in_len == 0 || in_len > SEAL_MAX)
-		return HSM_ERR_ARGS;
-	*out = NULL;
-	if ((b = malloc(SEAL_HDR + in_len + SEAL_TAG)) == NULL)
-		return HSM_ERR_NO_MEMORY;
-	memcpy(b, SEAL_MAGIC, 4);
-	b[4] = SEAL_VERSION;
-	if (RAND_bytes(b + 5, SEAL_IV) != 1) {
-		free(b);
-		return HSM_ERR_INTERNAL;
-	}
-	seal_gcm_params(&gp, b);
-	if ((rc = hsm_sess_take(h, &s)) != 0) {
-		free(b);
-		return rc;
-	}
-	clen = in_len + SEAL_TAG;
-	if ((rc = backup_key(h, &s, &key)) == 0 &&
-	    (rc = hsm_ck(&s, h->f->C_EncryptInit(s.h, &m, key))) == 0)
-		rc = hsm_ck(&s, h->f->C_Encrypt(s.h, (CK_BYTE *)in, in_len,
-		    b + SEAL_HDR, &clen));
-	hsm_sess_give(h, &s);
-	if (rc == 0 && clen != in_len + SEAL_TAG)
-		rc = HSM_ERR_INTERNAL;
-	if (rc != 0) {
-		free(b);
-		return rc;
-	}
-	*out = b;
-	*out_len = SEAL_HDR + clen;
-	return 0;
-}
-
-int
-tok_unseal(tok_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
-    size_t *out_len)
-{
-	CK_GCM_PARAMS gp;
-	CK_MECHANISM m = { CKM_AES_GCM, &gp, sizeof(gp) };
-	CK_OBJECT_HANDLE key;
-	CK_ULONG plen;
-	CK_RV rv;
-	uint8_t *b = NULL;
-	struct hsm_sess s;
-	int rc;
-
-	if (h == NULL || in == NULL || out == NULL || out_len == NULL)
-		return HSM_ERR_ARGS;
-	*out = NULL;
-	if (in_len < SEAL_HDR + SEAL_TAG + 1 ||
-	    in_len > SEAL_HDR + SEAL_MAX + SEAL_TAG ||
-	    memcmp(in, SEAL_MAGIC, 4) != 0 || in[4] != SEAL_VERSION)
-		return HSM_ERR_DECRYPT;
-	if ((b = malloc(in_len)) == NULL)
-		return HSM_ERR_NO_MEMORY;
-	seal_gcm_params(&gp, in);
-	if ((rc = hsm_sess_take(h, &s)) != 0) {
-		free(b);
-		return rc;
-	}
-	plen = in_len;
-	if ((rc = backup_key(h, &s, &key)) == 0 &&
-	    (rc = hsm_ck(&s, h->f->C_DecryptInit(s.h, &m, key))) == 0) {
-		rv = h->f->C_Decrypt(s.h, (CK_BYTE *)in + SEAL_HDR,
-		    in_len - SEAL_HDR, b, &plen);
-		rc = input_rv(&s, rv);
-		if (rc == HSM_ERR_ARGS)
-			rc = HSM_ERR_DECRYPT;
-	}
-	hsm_sess_give(h, &s);
-	if (rc == 0 && plen != in_len - SEAL_HDR - SEAL_TAG)
-		rc = HSM_ERR_DECRYPT;
-	if (rc != 0) {
-		OPENSSL_cleanse(b, in_len);
-		free(b);
-		return rc;
-	}
-	*out = b;
-	*out_len = plen;
-	return 0;
+	a.kek_bind = kek_bind;
+	a.transfer = transfer;
+	a.transfer_len = transfer_len;
+	return hsm_key_new(h, bind, byok_unwrap, &a, desc, blob, blob_len, spki,
+	    spki_len);
 }

@@ -1,8 +1,10 @@
 /*
- * module.c — the PKCS#11 module, its slot, the session pool and login.
+ * hsm/module.c — the token context (tok_t): the session pool and login.
  *
- * Owns: dlopen of the module, C_Initialize (OS locking), finding the token
- * by label, a fixed pool of sessions lent one caller at a time, login, and
+ * Owns: tok_open/tok_close (the module loaded by p11.c, the handle cache
+ * of cache.c made and freed here), a fixed pool of sessions on the
+ * token's slot lent one caller at a time, login, the token-resident key
+ * handles every session sees, health, statistics, and
  * recovery: a call that sees a lost session/login/device answers
  * HSM_ERR_UNAVAILABLE and marks the pool broken; a recovery thread waits
  * for the pool to drain, then (without the pool lock) rescans the slots,
@@ -15,7 +17,6 @@
  * Must never: log or return the PIN; let a CKR_* escape this module; hold
  * the pool lock across a token call.
  */
-#include <dlfcn.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,161 +41,6 @@ now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-int
-hsm_load(const char *path, void **dlp, CK_FUNCTION_LIST **fp, int *owns)
-{
-	CK_C_INITIALIZE_ARGS args;
-	CK_RV (*gfl)(CK_FUNCTION_LIST_PTR_PTR);
-	CK_FUNCTION_LIST *f = NULL;
-	void *dl;
-	CK_RV rv;
-
-	*dlp = NULL;
-	*fp = NULL;
-	*owns = 0;
-	if (path == NULL || *path == '\0')
-		return HSM_ERR_ARGS;
-	dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (dl == NULL)
-		return HSM_ERR_UNAVAILABLE;
-	*(void **)(&gfl) = dlsym(dl, "C_GetFunctionList");
-	if (gfl == NULL || gfl(&f) != CKR_OK || f == NULL) {
-		dlclose(dl);
-		return HSM_ERR_UNAVAILABLE;
-	}
-	memset(&args, 0, sizeof(args));
-	args.flags = CKF_OS_LOCKING_OK;
-	rv = f->C_Initialize(&args);
-	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-		dlclose(dl);
-		return rv == CKR_HOST_MEMORY ? HSM_ERR_NO_MEMORY :
-		    HSM_ERR_UNAVAILABLE;
-	}
-	*owns = rv == CKR_OK;
-	*dlp = dl;
-	*fp = f;
-	return 0;
-}
-
-void
-hsm_unload(void *dl, CK_FUNCTION_LIST *f, int owns)
-{
-	if (f != NULL && owns)
-		(void)f->C_Finalize(NULL);
-	if (dl != NULL)
-		dlclose(dl);
-}
-
-void
-hsm_pad_label(const char *label, unsigned char out[32])
-{
-	size_t n = strlen(label);
-
-	memset(out, ' ', HSM_LABEL_MAX);
-	memcpy(out, label, n > HSM_LABEL_MAX ? HSM_LABEL_MAX : n);
-}
-
-int
-hsm_find_slot(CK_FUNCTION_LIST *f, const char *label, CK_SLOT_ID *slot)
-{
-	CK_SLOT_ID *slots = NULL;
-	CK_ULONG n = 0, i;
-	CK_TOKEN_INFO ti;
-	unsigned char want[HSM_LABEL_MAX];
-	int rc = HSM_ERR_UNAVAILABLE;
-
-	hsm_pad_label(label, want);
-	if (f->C_GetSlotList(CK_TRUE, NULL, &n) != CKR_OK || n == 0)
-		goto out;
-	if ((slots = calloc(n, sizeof(*slots))) == NULL) {
-		rc = HSM_ERR_NO_MEMORY;
-		goto out;
-	}
-	if (f->C_GetSlotList(CK_TRUE, slots, &n) != CKR_OK)
-		goto out;
-	for (i = 0; i < n; i++) {
-		if (f->C_GetTokenInfo(slots[i], &ti) != CKR_OK)
-			continue;
-		if ((ti.flags & CKF_TOKEN_INITIALIZED) &&
-		    memcmp(ti.label, want, sizeof(want)) == 0) {
-			*slot = slots[i];
-			rc = 0;
-			goto out;
-		}
-	}
-out:
-	free(slots);
-	return rc;
-}
-
-int
-hsm_find_object(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
-    CK_OBJECT_CLASS cls, const char *label, CK_OBJECT_HANDLE *obj)
-{
-	CK_ATTRIBUTE t[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_LABEL, (void *)label, strlen(label) },
-	};
-	CK_OBJECT_HANDLE found[2];
-	CK_ULONG n = 0;
-	CK_RV rv;
-
-	rv = f->C_FindObjectsInit(s, t, 2);
-	if (rv != CKR_OK)
-		return rv == CKR_HOST_MEMORY ? HSM_ERR_NO_MEMORY :
-		    HSM_ERR_UNAVAILABLE;
-	rv = f->C_FindObjects(s, found, 2, &n);
-	(void)f->C_FindObjectsFinal(s);
-	if (rv != CKR_OK || n == 0)
-		return HSM_ERR_UNAVAILABLE;
-	if (n != 1)
-		return HSM_ERR_INTERNAL;  /* two objects claim one role */
-	*obj = found[0];
-	return 0;
-}
-
-int
-hsm_rv_lost(CK_RV rv)
-{
-	switch (rv) {
-	case CKR_SESSION_HANDLE_INVALID:
-	case CKR_SESSION_CLOSED:
-	case CKR_USER_NOT_LOGGED_IN:
-	case CKR_DEVICE_ERROR:
-	case CKR_DEVICE_REMOVED:
-	case CKR_TOKEN_NOT_PRESENT:
-	case CKR_TOKEN_NOT_RECOGNIZED:
-	case CKR_CRYPTOKI_NOT_INITIALIZED:
-	/* a cached or domain handle vanished (e.g. a logout elsewhere): the
-	 * handles we hold are stale, so recover like a lost session */
-	case CKR_KEY_HANDLE_INVALID:
-	case CKR_OBJECT_HANDLE_INVALID:
-		return 1;
-	default:
-		return 0;
-	}
-}
-
-int
-hsm_ck(struct hsm_sess *s, CK_RV rv)
-{
-	if (rv == CKR_OK)
-		return 0;
-	if (hsm_rv_lost(rv)) {
-		s->lost = 1;
-		return HSM_ERR_UNAVAILABLE;
-	}
-	switch (rv) {
-	case CKR_HOST_MEMORY:
-		return HSM_ERR_NO_MEMORY;
-	case CKR_DEVICE_MEMORY:
-	case CKR_FUNCTION_FAILED:
-		return HSM_ERR_UNAVAILABLE;
-	default:
-		return HSM_ERR_INTERNAL;
-	}
 }
 
 static void
@@ -226,7 +72,7 @@ pool_open_sessions(tok_t *h, int create_bind)
 	size_t i;
 	int rc;
 
-	if ((rc = hsm_find_slot(h->f, h->label, &h->slot)) != 0)
+	if ((rc = hsm_slot_find(h->f, h->label, &h->slot)) != 0)
 		return rc;
 	for (i = 0; i < h->pool_size; i++) {
 		rv = h->f->C_OpenSession(h->slot, CKF_SERIAL_SESSION, NULL,
@@ -292,13 +138,60 @@ load_jwt_public(tok_t *h)
 
 static void *recover_main(void *arg);
 
-int
-tok_open(const struct tok_config *cfg, tok_t **out)
+/* Frees what tok_init made; the sessions are closed and the module
+ * unloaded by the caller. */
+static void
+tok_free(tok_t *h)
 {
-	tok_t *h = NULL;
+	if (h->sync_ok) {
+		pthread_cond_destroy(&h->cv);
+		pthread_cond_destroy(&h->rcv);
+		pthread_mutex_destroy(&h->mu);
+		pthread_mutex_destroy(&h->bmu);
+	}
+	hsm_secret_free(h->pin, h->pin_len + 1);
+	free(h->label);
+	free(h->sess);
+	free(h->free_idx);
+	free(h->jwt_spki);
+	free(h);
+}
+
+/* The locks and condition variables of h (CLOCK_MONOTONIC waits). */
+static int
+tok_sync_init(tok_t *h)
+{
 	pthread_condattr_t ca;
+	int n = 0;
+
+	if (pthread_condattr_init(&ca) != 0)
+		return HSM_ERR_NO_MEMORY;
+	if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+	    pthread_mutex_init(&h->mu, NULL) == 0 && ++n &&
+	    pthread_mutex_init(&h->bmu, NULL) == 0 && ++n &&
+	    pthread_cond_init(&h->cv, &ca) == 0 && ++n &&
+	    pthread_cond_init(&h->rcv, &ca) == 0)
+		h->sync_ok = 1;
+	pthread_condattr_destroy(&ca);
+	if (h->sync_ok)
+		return 0;
+	/* undo what was made, in reverse */
+	if (n >= 3)
+		pthread_cond_destroy(&h->cv);
+	if (n >= 2)
+		pthread_mutex_destroy(&h->bmu);
+	if (n >= 1)
+		pthread_mutex_destroy(&h->mu);
+	return HSM_ERR_NO_MEMORY;
+}
+
+/* A context for cfg, nothing of the token touched yet. */
+static int
+tok_new(const struct tok_config *cfg, tok_t **out)
+{
+	tok_t *h;
 	size_t pin_len;
-	int rc, mu_ok = 0, cv_ok = 0;
+	int rc;
 
 	*out = NULL;
 	if (cfg == NULL || cfg->token_label == NULL || cfg->user_pin == NULL ||
@@ -319,34 +212,28 @@ tok_open(const struct tok_config *cfg, tok_t **out)
 	h->free_idx = calloc(h->pool_size, sizeof(*h->free_idx));
 	if (h->pin == NULL || h->label == NULL || h->sess == NULL ||
 	    h->free_idx == NULL) {
-		rc = HSM_ERR_NO_MEMORY;
-		goto out;
+		tok_free(h);
+		return HSM_ERR_NO_MEMORY;
 	}
 	memcpy(h->pin, cfg->user_pin, pin_len + 1);
-	if (pthread_mutex_init(&h->mu, NULL) != 0) {
-		rc = HSM_ERR_NO_MEMORY;
-		goto out;
+	if ((rc = tok_sync_init(h)) != 0) {
+		tok_free(h);
+		return rc;
 	}
-	mu_ok = 1;
-	if (pthread_condattr_init(&ca) != 0) {
-		rc = HSM_ERR_NO_MEMORY;
-		goto out;
-	}
-	if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
-	    pthread_cond_init(&h->cv, &ca) != 0) {
-		pthread_condattr_destroy(&ca);
-		rc = HSM_ERR_NO_MEMORY;
-		goto out;
-	}
-	if (pthread_cond_init(&h->rcv, &ca) != 0) {
-		pthread_cond_destroy(&h->cv);
-		pthread_condattr_destroy(&ca);
-		rc = HSM_ERR_NO_MEMORY;
-		goto out;
-	}
-	pthread_condattr_destroy(&ca);
-	cv_ok = 1;
 	h->deadline_ms = hsm_deadline_env();
+	*out = h;
+	return 0;
+}
+
+int
+tok_open(const struct tok_config *cfg, tok_t **out)
+{
+	tok_t *h = NULL;
+	int rc;
+
+	*out = NULL;
+	if ((rc = tok_new(cfg, &h)) != 0)
+		return rc;
 	if ((rc = hsm_cache_init(h, cfg->cache_size)) != 0)
 		goto out;
 	if ((rc = hsm_load(cfg->module_path, &h->dl, &h->f,
@@ -370,18 +257,7 @@ out:
 			pool_close_sessions(h);
 		hsm_unload(h->dl, h->f, h->owns_init);
 		hsm_cache_free(h);
-		if (cv_ok) {
-			pthread_cond_destroy(&h->cv);
-			pthread_cond_destroy(&h->rcv);
-		}
-		if (mu_ok)
-			pthread_mutex_destroy(&h->mu);
-		hsm_secret_free(h->pin, pin_len + 1);
-		free(h->label);
-		free(h->sess);
-		free(h->free_idx);
-		free(h->jwt_spki);
-		free(h);
+		tok_free(h);
 	}
 	return rc;
 }
@@ -404,15 +280,7 @@ tok_close(tok_t *h)
 	hsm_cache_free(h);
 	pool_close_sessions(h);
 	hsm_unload(h->dl, h->f, h->owns_init);
-	pthread_cond_destroy(&h->cv);
-	pthread_cond_destroy(&h->rcv);
-	pthread_mutex_destroy(&h->mu);
-	hsm_secret_free(h->pin, h->pin_len + 1);
-	free(h->label);
-	free(h->sess);
-	free(h->free_idx);
-	free(h->jwt_spki);
-	free(h);
+	tok_free(h);
 }
 
 /* Run by the recovery thread, without h->mu, while the pool is broken and

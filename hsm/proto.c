@@ -1,5 +1,5 @@
 /*
- * proto.c — building, checking, sending and receiving the messages of
+ * hsm/proto.c — building, checking, sending and receiving the messages of
  * proto.h.
  *
  * Owns: the shape of every op (request and answer), the only parser of
@@ -18,6 +18,7 @@
 
 #include <openssl/crypto.h>
 
+#include "hsm/base.h"
 #include "hsm/proto.h"
 
 enum kind { K_U32 = 1, K_U64, K_STR, K_BYTES, K_BYTES1 };
@@ -525,14 +526,9 @@ unsigned
 hsm_deadline_env(void)
 {
 	const char *e = getenv(HSM_DEADLINE_ENV);
-	unsigned long v;
-	char *end;
+	uint64_t v;
 
-	if (e == NULL || *e == '\0')
-		return HSM_DEADLINE_DEFAULT_MS;
-	errno = 0;
-	v = strtoul(e, &end, 10);
-	if (errno != 0 || *end != '\0' || v == 0 || v > HSM_DEADLINE_MAX_MS)
+	if (e == NULL || parse_u64(e, HSM_DEADLINE_MAX_MS, &v) != 0 || v == 0)
 		return HSM_DEADLINE_DEFAULT_MS;
 	return (unsigned)v;
 }

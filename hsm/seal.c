@@ -25,6 +25,8 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include "hsm/base.h"
+#include "hsm/buf.h"
 #include "hsm/harden.h"
 #include "hsm/seal.h"
 
@@ -33,6 +35,8 @@ extern char **environ;
 #define SEAL_SALT "p11vault-seal-v1"
 #define CRED_NAME "p11vault-unseal"
 #define OUT_MAX 256
+#define SEAL_CONF_MAX (64 * 1024)
+#define JWE_MAX (256 * 1024)
 
 static const char hexd[] = "0123456789abcdef";
 
@@ -107,7 +111,8 @@ seal_pin(const uint8_t s[SEAL_SECRET_LEN], const char *what,
 	char info[32];
 	int r;
 
-	snprintf(info, sizeof(info), "%s-pin", what);
+	if (str_fmt(info, sizeof(info), "%s-pin", what) != 0)
+		return -1;
 	r = hkdf(s, info, d);
 	if (r == 0)
 		to_hex(d, sizeof(d), pin);
@@ -142,73 +147,76 @@ seal_new_secret(uint8_t s[SEAL_SECRET_LEN])
 
 /* ---- the configuration file ---- */
 
-static void
-conf_path(char *out, size_t cap, const char *hsmdir, const char *name)
+int
+seal_path(char *out, size_t cap, const char *dir, const char *name)
 {
-	snprintf(out, cap, "%s/%s", hsmdir, name);
+	return str_fmt(out, cap, "%s/%s", dir, name);
+}
+
+/* One "key=value" line of seal.conf into c (got: which of format and
+ * check were seen); -1 when it is malformed. */
+static int
+conf_line(char *line, struct seal_conf *c, unsigned *got, unsigned *nshares)
+{
+	char *v;
+	uint64_t x;
+
+	if (line[0] == '\0' || line[0] == '#')
+		return 0;
+	if ((v = strchr(line, '=')) == NULL)
+		return -1;
+	*v++ = '\0';
+	if (strcmp(line, "format") == 0) {
+		*got |= 1;
+		return strcmp(v, "1") == 0 ? 0 : -1;
+	}
+	if (strcmp(line, "threshold") == 0 || strcmp(line, "shares") == 0) {
+		if (parse_u64(v, SEAL_SHARES_MAX, &x) != 0)
+			return -1;
+		*(line[0] == 't' ? &c->threshold : &c->shares) = (unsigned)x;
+		return 0;
+	}
+	if (strcmp(line, "check") == 0) {
+		*got |= 2;
+		return from_hex(v, strlen(v), c->check, 32);
+	}
+	if (strncmp(line, "share.", 6) == 0) {
+		if (*nshares >= SEAL_SHARES_MAX ||
+		    parse_u64(line + 6, 255, &x) != 0 || x < 1 ||
+		    from_hex(v, strlen(v), c->share_hash[*nshares], 32) != 0)
+			return -1;
+		c->share_nr[(*nshares)++] = (uint8_t)x;
+		return 0;
+	}
+	if (strcmp(line, "method") == 0)
+		return str_fmt(c->method, sizeof(c->method), "%s", v);
+	if (strcmp(line, "method_arg") == 0)
+		return str_fmt(c->arg, sizeof(c->arg), "%s", v);
+	return 0;
 }
 
 int
 seal_conf_read(const char *hsmdir, const char *name, struct seal_conf *c)
 {
-	char path[PATH_MAX], line[SEAL_AUTO_MAX + 64], *v, *nl;
-	unsigned long nr;
+	char path[PATH_MAX], *line, *nl;
 	unsigned got = 0, nshares = 0;
-	FILE *f;
-	int bad = 0;
+	buf_t *b = NULL;
+	int bad = 0, rc;
 
 	memset(c, 0, sizeof(*c));
-	conf_path(path, sizeof(path), hsmdir, name);
-	if ((f = fopen(path, "re")) == NULL)
+	if (seal_path(path, sizeof(path), hsmdir, name) != 0)
 		return -1;
-	while (fgets(line, sizeof(line), f) != NULL) {
+	/* absent (errno ENOENT) or unreadable: -1; too long: malformed */
+	if ((rc = file_read(path, SEAL_CONF_MAX, &b)) != 0)
+		return rc == HSM_ERR_ARGS ? -2 : -1;
+	/* the buffer is NUL-terminated: split it in place, a line at a time
+	 * (the last one may lack its newline) */
+	for (line = (char *)buf_ptr(b); !bad && line != NULL; line = nl) {
 		if ((nl = strchr(line, '\n')) != NULL)
-			*nl = '\0';
-		else if (!feof(f)) {
-			bad = 1;
-			break;
-		}
-		if (line[0] == '\0' || line[0] == '#')
-			continue;
-		if ((v = strchr(line, '=')) == NULL) {
-			bad = 1;
-			break;
-		}
-		*v++ = '\0';
-		if (strcmp(line, "format") == 0) {
-			bad |= strcmp(v, "1") != 0;
-			got |= 1;
-		} else if (strcmp(line, "threshold") == 0) {
-			c->threshold = (unsigned)strtoul(v, NULL, 10);
-		} else if (strcmp(line, "shares") == 0) {
-			c->shares = (unsigned)strtoul(v, NULL, 10);
-		} else if (strcmp(line, "check") == 0) {
-			bad |= from_hex(v, strlen(v), c->check, 32) != 0;
-			got |= 2;
-		} else if (strncmp(line, "share.", 6) == 0) {
-			nr = strtoul(line + 6, NULL, 10);
-			if (nshares >= SEAL_SHARES_MAX || nr < 1 || nr > 255 ||
-			    from_hex(v, strlen(v), c->share_hash[nshares],
-			    32) != 0) {
-				bad = 1;
-				break;
-			}
-			c->share_nr[nshares++] = (uint8_t)nr;
-		} else if (strcmp(line, "method") == 0) {
-			if (strlen(v) >= sizeof(c->method)) {
-				bad = 1;
-				break;
-			}
-			strcpy(c->method, v);
-		} else if (strcmp(line, "method_arg") == 0) {
-			if (strlen(v) >= sizeof(c->arg)) {
-				bad = 1;
-				break;
-			}
-			strcpy(c->arg, v);
-		}
+			*nl++ = '\0';
+		bad = conf_line(line, c, &got, &nshares) != 0;
 	}
-	fclose(f);
+	buf_free(b);
 	if (bad || got != 3 || nshares != c->shares ||
 	    c->shares > SEAL_SHARES_MAX || c->threshold > c->shares ||
 	    (c->shares > 0 && c->threshold == 0) ||
@@ -227,8 +235,9 @@ write_file_atomic(const char *hsmdir, const char *name, const void *data,
 	char path[PATH_MAX], tmp[PATH_MAX + 8];
 	int fd, r;
 
-	conf_path(path, sizeof(path), hsmdir, name);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if (seal_path(path, sizeof(path), hsmdir, name) != 0 ||
+	    str_fmt(tmp, sizeof(tmp), "%s.tmp", path) != 0)
+		return -1;
 	(void)unlink(tmp);
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
 	    O_NOFOLLOW, 0600)) < 0)
@@ -251,32 +260,28 @@ int
 seal_conf_write(const char *hsmdir, const char *name,
     const struct seal_conf *c)
 {
-	char *buf = NULL, hex[65];
-	size_t cap = 4096 + SEAL_AUTO_MAX, len = 0;
+	char hex[65];
+	buf_t *b;
 	unsigned i;
-	int n, r;
+	int r;
 
-	if ((buf = malloc(cap)) == NULL)
+	if ((b = buf_new(SEAL_CONF_MAX)) == NULL)
 		return -1;
 	to_hex(c->check, 32, hex);
-	n = snprintf(buf, cap, "# p11vault seal configuration: no secret "
-	    "here (see docs/operations.md)\nformat=1\nthreshold=%u\n"
-	    "shares=%u\ncheck=%s\n", c->threshold, c->shares, hex);
-	len = (size_t)n;
-	for (i = 0; i < c->shares && len < cap; i++) {
+	r = buf_putf(b, "# p11vault seal configuration: no secret here (see "
+	    "docs/operations.md)\nformat=1\nthreshold=%u\nshares=%u\n"
+	    "check=%s\n", c->threshold, c->shares, hex);
+	for (i = 0; r == 0 && i < c->shares; i++) {
 		to_hex(c->share_hash[i], 32, hex);
-		n = snprintf(buf + len, cap - len, "share.%u=%s\n",
-		    c->share_nr[i], hex);
-		len += (size_t)n;
+		r = buf_putf(b, "share.%u=%s\n", c->share_nr[i], hex);
 	}
-	if (c->method[0] != '\0' && len < cap) {
-		n = snprintf(buf + len, cap - len, "method=%s\nmethod_arg=%s\n",
-		    c->method, c->arg);
-		len += (size_t)n;
-	}
-	r = len < cap ? write_file_atomic(hsmdir, name, buf, len) : -1;
-	free(buf);
-	return r;
+	if (r == 0 && c->method[0] != '\0')
+		r = buf_putf(b, "method=%s\nmethod_arg=%s\n", c->method,
+		    c->arg);
+	if (r == 0)
+		r = write_file_atomic(hsmdir, name, buf_ptr(b), buf_len(b));
+	buf_free(b);
+	return r == 0 ? 0 : -1;
 }
 
 /* ---- shares ---- */
@@ -300,13 +305,18 @@ share_hash(uint8_t nr, const uint8_t body[SEAL_SECRET_LEN], uint8_t out[32])
 	OPENSSL_cleanse(m, sizeof(m));
 }
 
-void
-seal_text_free(char *text, size_t len)
+
+/* The shares' text out of t; *len counts the NUL too (all of the block
+ * freezero must wipe). */
+static int
+text_out(buf_t *t, char **text, size_t *len)
 {
-	if (text == NULL)
-		return;
-	OPENSSL_cleanse(text, len);
-	free(text);
+	size_t n;
+
+	if ((*text = buf_steal(t, &n)) == NULL)
+		return -1;
+	*len = n + 1;
+	return 0;
 }
 
 int
@@ -315,9 +325,10 @@ seal_split(const uint8_t s[SEAL_SECRET_LEN], unsigned m, unsigned n,
 {
 	uint8_t nrs[SEAL_SHARES_MAX], body[SEAL_SECRET_LEN], sec[SEAL_SECRET_LEN];
 	gfshare_ctx *g;
-	size_t cap = SEAL_SHARES_MAX * SEAL_SHARE_TEXT + 1, len = 0;
-	char *t, hex[65];
+	buf_t *t;
+	char hex[65];
 	unsigned i;
+	int r = 0;
 
 	*text = NULL;
 	*text_len = 0;
@@ -325,38 +336,36 @@ seal_split(const uint8_t s[SEAL_SECRET_LEN], unsigned m, unsigned n,
 		return -1;
 	c->threshold = m;
 	c->shares = n;
-	if ((t = calloc(1, cap)) == NULL)
+	if ((t = buf_new(SEAL_SHARES_MAX * SEAL_SHARE_TEXT + 1)) == NULL)
 		return -1;
-	if (n == 0) {
-		*text = t;
-		*text_len = cap;
-		return 0;
-	}
+	if (n == 0)
+		return text_out(t, text, text_len);
 	gfshare_fill_rand = fill_rand;
 	for (i = 0; i < n; i++)
 		nrs[i] = (uint8_t)(i + 1);
 	if ((g = gfshare_ctx_init_enc(nrs, n, (unsigned char)m,
 	    SEAL_SECRET_LEN)) == NULL) {
-		free(t);
+		buf_free(t);
 		return -1;
 	}
 	memcpy(sec, s, sizeof(sec));
 	gfshare_ctx_enc_setsecret(g, sec);
 	OPENSSL_cleanse(sec, sizeof(sec));
-	for (i = 0; i < n; i++) {
+	for (i = 0; r == 0 && i < n; i++) {
 		gfshare_ctx_enc_getshare(g, (unsigned char)i, body);
 		c->share_nr[i] = nrs[i];
 		share_hash(nrs[i], body, c->share_hash[i]);
 		to_hex(body, sizeof(body), hex);
-		len += (size_t)snprintf(t + len, cap - len, "%u-%s\n", nrs[i],
-		    hex);
+		r = buf_putf(t, "%u-%s\n", nrs[i], hex);
 		OPENSSL_cleanse(hex, sizeof(hex));
 	}
 	OPENSSL_cleanse(body, sizeof(body));
 	gfshare_ctx_free(g);   /* scrubs its buffers */
-	*text = t;
-	*text_len = cap;
-	return 0;
+	if (r != 0) {
+		buf_free(t);
+		return -1;
+	}
+	return text_out(t, text, text_len);
 }
 
 int
@@ -365,10 +374,10 @@ seal_offer(const struct seal_conf *c, struct seal_collect *col,
 {
 	uint8_t body[SEAL_SECRET_LEN], h[32];
 	const char *dash, *end;
-	unsigned long nr;
+	char num[4];
+	uint64_t nr;
 	unsigned i;
 	int found = 0;
-	char *ep;
 
 	while (*share == ' ' || *share == '\t')
 		share++;
@@ -379,8 +388,9 @@ seal_offer(const struct seal_conf *c, struct seal_collect *col,
 	if ((dash = memchr(share, '-', (size_t)(end - share))) == NULL ||
 	    dash == share || dash - share > 3)
 		return SEAL_SHARE_MALFORMED;
-	nr = strtoul(share, &ep, 10);
-	if (ep != dash || nr < 1 || nr > 255 ||
+	memcpy(num, share, (size_t)(dash - share));
+	num[dash - share] = '\0';
+	if (parse_u64(num, 255, &nr) != 0 || nr < 1 ||
 	    from_hex(dash + 1, (size_t)(end - dash - 1), body, sizeof(body)) !=
 	    0)
 		return SEAL_SHARE_MALFORMED;
@@ -469,28 +479,31 @@ auto_decrypt(const struct seal_conf *c, const char *name, const char *path,
 	char cp[PATH_MAX], nm[128], dash[] = "-", sc[] = "systemd-creds";
 	char dec[] = "decrypt", cl[] = "clevis", pth[PATH_MAX];
 	const char *credir = getenv("CREDENTIALS_DIRECTORY");
-	ssize_t n;
-	int fd, r = -1;
+	buf_t *b = NULL;
+	int r = -1;
 
 	*len = 0;
 	if (strcmp(c->method, "systemd-creds") == 0 && credir != NULL &&
 	    *credir != '\0') {
-		snprintf(cp, sizeof(cp), "%s/%s", credir, name);
-		if ((fd = open(cp, O_RDONLY | O_CLOEXEC)) >= 0) {
-			n = read(fd, out, cap);
-			close(fd);
-			if (n > 0 && (size_t)n < cap) {
-				*len = (size_t)n;
-				return 0;
-			}
+		if (seal_path(cp, sizeof(cp), credir, name) == 0 &&
+		    file_read(cp, cap - 1, &b) == 0 && buf_len(b) > 0) {
+			*len = buf_len(b);
+			memcpy(out, buf_ptr(b), *len);
+			buf_free(b);
+			return 0;
 		}
+		buf_free(b);
+		b = NULL;
 	}
 	if (access(path, R_OK) != 0) {
 		*why = "the unattended unseal credential file is missing";
 		return -1;
 	}
-	snprintf(nm, sizeof(nm), "--name=%s", name);
-	snprintf(pth, sizeof(pth), "%s", path);
+	if (str_fmt(nm, sizeof(nm), "--name=%s", name) != 0 ||
+	    str_fmt(pth, sizeof(pth), "%s", path) != 0) {
+		*why = "the unattended unseal credential's name is too long";
+		return -1;
+	}
 	if (strcmp(c->method, "systemd-creds") == 0) {
 		char *argv[] = { sc, dec, nm, pth, dash, NULL };
 		r = hsm_run(argv, -1, "", 0, out, cap, len);
@@ -498,24 +511,21 @@ auto_decrypt(const struct seal_conf *c, const char *name, const char *path,
 		    "altered file, or not root)";
 	} else if (strcmp(c->method, "clevis") == 0) {
 		char *argv[] = { cl, dec, NULL };
-		char *jwe;
+		const char *jwe;
 		size_t jl = 0;
 
 		/* the JWE without trailing white space (clevis decrypt of
 		 * "JWE\n" prints the secret and exits 1) */
-		if ((jwe = malloc(256 * 1024)) == NULL)
-			return -1;
-		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
-			while (jl < 256 * 1024 &&
-			    (n = read(fd, jwe + jl, 256 * 1024 - jl)) > 0)
-				jl += (size_t)n;
-			close(fd);
+		if (file_read(path, JWE_MAX, &b) == 0) {
+			jwe = buf_str(b);
+			jl = buf_len(b);
+			while (jl > 0 && (jwe[jl - 1] == '\n' ||
+			    jwe[jl - 1] == '\r' || jwe[jl - 1] == ' '))
+				jl--;
 		}
-		while (jl > 0 && (jwe[jl - 1] == '\n' || jwe[jl - 1] == '\r' ||
-		    jwe[jl - 1] == ' '))
-			jl--;
-		r = jl > 0 ? hsm_run(argv, -1, jwe, jl, out, cap, len) : -1;
-		free(jwe);
+		r = jl > 0 ? hsm_run(argv, -1, buf_str(b), jl, out, cap, len) :
+		    -1;
+		buf_free(b);
 		*why = "clevis decrypt failed (Tang server unreachable, wrong "
 		    "machine, or an altered file)";
 	} else {
@@ -537,11 +547,18 @@ auto_encrypt(const struct seal_conf *c, const char *name, const uint8_t *in,
 
 	if ((out = malloc(cap)) == NULL)
 		return -1;
-	snprintf(nm, sizeof(nm), "--name=%s", name);
+	*why = "the unattended method's arguments are too long";
+	if (str_fmt(nm, sizeof(nm), "--name=%s", name) != 0) {
+		free(out);
+		return -1;
+	}
 	if (strcmp(c->method, "systemd-creds") == 0) {
-		snprintf(wk, sizeof(wk), "--with-key=%s",
-		    c->arg[0] != '\0' ? c->arg : "host");
 		char *argv[] = { sc, enc, nm, wk, dash, dash, NULL };
+		if (str_fmt(wk, sizeof(wk), "--with-key=%s",
+		    c->arg[0] != '\0' ? c->arg : "host") != 0) {
+			free(out);
+			return -1;
+		}
 		r = hsm_run(argv, -1, in, in_len, out, cap, &len);
 		*why = "systemd-creds encrypt failed (run as root; for tpm2 "
 		    "a TPM is needed)";
@@ -584,7 +601,8 @@ seal_auto_unseal(const char *hsmdir, const struct seal_conf *c,
 	*why = "no unattended method is configured";
 	if ((file = seal_auto_file(c)) == NULL)
 		return -1;
-	conf_path(path, sizeof(path), hsmdir, file);
+	if (seal_path(path, sizeof(path), hsmdir, file) != 0)
+		return -1;
 	r = auto_decrypt(c, CRED_NAME, path, out, sizeof(out), &len, why);
 	if (r == 0 && secret_of(out, len, s) != 0) {
 		*why = "the unattended method gave something that is not an "
@@ -613,8 +631,12 @@ seal_auto_seal(const char *hsmdir, const struct seal_conf *c,
 	if ((file = seal_auto_file(c)) == NULL)
 		return -1;
 	to_hex(s, SEAL_SECRET_LEN, hex);
-	strcat(hex, "\n");
-	snprintf(name, sizeof(name), "%s%s", file, suffix);
+	hex[SEAL_SECRET_LEN * 2] = '\n';
+	hex[SEAL_SECRET_LEN * 2 + 1] = '\0';
+	if (str_fmt(name, sizeof(name), "%s%s", file, suffix) != 0) {
+		OPENSSL_cleanse(hex, sizeof(hex));
+		return -1;
+	}
 	r = auto_encrypt(c, CRED_NAME, (const uint8_t *)hex, strlen(hex),
 	    hsmdir, name, why);
 	OPENSSL_cleanse(hex, sizeof(hex));
@@ -632,12 +654,12 @@ at_rest_conf(const char *hsm_dir, struct seal_conf *c)
 	struct seal_conf v;
 
 	memset(c, 0, sizeof(*c));
-	strcpy(c->method, "systemd-creds");
+	memcpy(c->method, "systemd-creds", sizeof("systemd-creds"));
 	if (seal_conf_read(hsm_dir, SEAL_CONF, &v) == 0 &&
 	    strcmp(v.method, "systemd-creds") == 0)
-		strcpy(c->arg, v.arg);
+		memcpy(c->arg, v.arg, sizeof(c->arg));
 	else
-		strcpy(c->arg, "host");
+		memcpy(c->arg, "host", sizeof("host"));
 }
 
 int
@@ -719,28 +741,28 @@ seal_pending_read(const char *hsmdir, const char *old_pin,
     uint8_t s[SEAL_SECRET_LEN])
 {
 	char path[PATH_MAX];
-	uint8_t k[32], b[PENDING_LEN + 1];
+	uint8_t k[32];
+	const uint8_t *p;
 	EVP_CIPHER_CTX *c = NULL;
-	ssize_t got = 0;
-	int fd, n, ok = 0;
+	buf_t *b = NULL;
+	int n, ok = 0;
 
-	conf_path(path, sizeof(path), hsmdir, PENDING);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+	if (seal_path(path, sizeof(path), hsmdir, PENDING) != 0 ||
+	    file_read(path, PENDING_LEN, &b) != 0)
 		return -1;
-	got = read(fd, b, sizeof(b));
-	close(fd);
-	if (got != PENDING_LEN || pending_key(old_pin, k) != 0 ||
+	p = buf_ptr(b);
+	if (buf_len(b) != PENDING_LEN || pending_key(old_pin, k) != 0 ||
 	    (c = EVP_CIPHER_CTX_new()) == NULL)
 		goto out;
-	ok = EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, k, b) == 1 &&
-	    EVP_DecryptUpdate(c, s, &n, b + 12, SEAL_SECRET_LEN) == 1 &&
+	ok = EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, k, p) == 1 &&
+	    EVP_DecryptUpdate(c, s, &n, p + 12, SEAL_SECRET_LEN) == 1 &&
 	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16,
-	    b + 12 + SEAL_SECRET_LEN) == 1 &&
+	    (void *)(p + 12 + SEAL_SECRET_LEN)) == 1 &&
 	    EVP_DecryptFinal_ex(c, s + n, &n) == 1;
 out:
 	EVP_CIPHER_CTX_free(c);
 	OPENSSL_cleanse(k, sizeof(k));
-	OPENSSL_cleanse(b, sizeof(b));
+	buf_free(b);
 	if (!ok)
 		OPENSSL_cleanse(s, SEAL_SECRET_LEN);
 	return ok ? 0 : -1;
@@ -751,6 +773,6 @@ seal_pending_clear(const char *hsmdir)
 {
 	char path[PATH_MAX];
 
-	conf_path(path, sizeof(path), hsmdir, PENDING);
-	(void)unlink(path);
+	if (seal_path(path, sizeof(path), hsmdir, PENDING) == 0)
+		(void)unlink(path);
 }

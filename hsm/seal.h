@@ -64,7 +64,11 @@ int seal_pin(const uint8_t s[SEAL_SECRET_LEN], const char *what,
 int seal_check_value(const uint8_t s[SEAL_SECRET_LEN], uint8_t out[32])
     HSM_WUR;
 /* 0 if s is this vault's secret (its HMAC matches c->check). */
-int seal_check(const struct seal_conf *c, const uint8_t s[SEAL_SECRET_LEN]);
+int seal_check(const struct seal_conf *c, const uint8_t s[SEAL_SECRET_LEN])
+    HSM_WUR;
+/* dir/name into out[cap]: 0, or HSM_ERR_ARGS when it does not fit. */
+int seal_path(char *out, size_t cap, const char *dir, const char *name)
+    HSM_WUR;
 
 /* A new random S. */
 int seal_new_secret(uint8_t s[SEAL_SECRET_LEN]) HSM_WUR;
@@ -73,11 +77,10 @@ int seal_new_secret(uint8_t s[SEAL_SECRET_LEN]) HSM_WUR;
  * Splits s into n shares, any m of which give it back (1 <= m <= n <= 16;
  * n == 0: no shares). c receives threshold, count, numbers and hashes
  * (check and method are the caller's). *text: the shares, one per line,
- * malloc'd in a buffer the caller wipes (seal_text_free).
+ * malloc'd; the caller wipes and frees it (freezero(*text, *text_len)).
  */
 int seal_split(const uint8_t s[SEAL_SECRET_LEN], unsigned m, unsigned n,
     struct seal_conf *c, char **text, size_t *text_len) HSM_WUR;
-void seal_text_free(char *text, size_t len);
 
 /*
  * One share offered: 0 taken (col->count grew), SEAL_SHARE_UNKNOWN (not a
@@ -136,7 +139,7 @@ int tseal_boot(const char *hsmdir, const char *module, const char *label,
     struct seal_conf *c, int *have_conf, uint8_t s[SEAL_SECRET_LEN],
     int *have_s, char *legacy_pin, size_t pin_cap, int *legacy) HSM_WUR;
 
-/* init: a new S, its shares (*text, seal_text_free), the token
+/* init: a new S, its shares (*text, freezero(*text, *text_len)), the token
  * initialised with PINs derived from S, the unattended credential, then
  * seal.conf. auto: "", "none", "systemd-creds[:KEY]", "clevis:PIN CFG". */
 int tseal_init(const char *module, const char *label, const char *hsmdir,

@@ -237,7 +237,7 @@ net_rules(struct sc_filter *f)
 	struct scmp_arg_cmp c[2];
 
 	memset(c, 0, sizeof(c));
-	/* posix_spawn of the token process (client.c spawn_token) */
+	/* posix_spawn of the token process (launcher.c hsm_spawn_token) */
 	c[0] = cmp(0, SCMP_CMP_EQ, CLONE_VM | CLONE_VFORK | SIGCHLD, 0);
 	rule(f, SCMP_ACT_ALLOW, "clone", 1, c);
 	/* the channels are AF_UNIX socketpairs; nothing else */

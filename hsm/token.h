@@ -100,8 +100,7 @@ int tok_jwt_public(tok_t *h, uint8_t **spki, size_t *spki_len) HSM_WUR;
 void tok_stats(tok_t *h, uint64_t *cache_hits, uint64_t *cache_misses,
     size_t *sessions_busy, size_t *sessions_total);
 
-/* ---- import and backup sealing (import.c) ---- */
-
+/* ---- import (import.c) and backup sealing (backup.c) ---- */
 
 /*
  * Plaintext import: pkcs8 (DER PrivateKeyInfo, RSA 2048/3072/4096 or EC

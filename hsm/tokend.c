@@ -29,6 +29,8 @@
 
 #include <openssl/crypto.h>
 
+#include "hsm/base.h"
+#include "hsm/buf.h"
 #include "hsm/harden.h"
 #include "hsm/launcher.h"
 #include "hsm/hsm_int.h"
@@ -77,8 +79,8 @@ open_token(struct tokd *d, const uint8_t *s, const char *legacy_pin)
 	if (s != NULL) {
 		if (seal_pin(s, "user", pin) != 0)
 			return HSM_ERR_INTERNAL;
-	} else {
-		snprintf(pin, sizeof(pin), "%s", legacy_pin);
+	} else if (str_fmt(pin, sizeof(pin), "%s", legacy_pin) != 0) {
+		return HSM_ERR_ARGS;
 	}
 	cfg.user_pin = pin;
 	rc = tok_open(&cfg, &t);
@@ -165,17 +167,18 @@ take_share(struct tokd *d, const struct tokp_msg *q, struct tokp_buf *b)
 }
 
 
-/* 1 if the module's real path lies inside one of the ':'-separated
- * directories of allow (each resolved too), as ssh-pkcs11-helper -P. */
-int
-hsm_module_allowed(const char *module, const char *allow)
+/* 0 if the module's real path lies inside one of the ':'-separated
+ * directories of allow (each resolved too), as ssh-pkcs11-helper -P;
+ * else HSM_ERR_ARGS, logged. */
+static int
+module_allowed(const char *module, const char *allow)
 {
 	char mod[PATH_MAX], dir[PATH_MAX], one[PATH_MAX];
 	const char *p = allow, *e;
 	size_t n, dl;
 
 	if (module == NULL || allow == NULL || realpath(module, mod) == NULL)
-		return 0;
+		goto refused;
 	while (*p != '\0') {
 		e = strchr(p, ':');
 		n = e ? (size_t)(e - p) : strlen(p);
@@ -188,14 +191,17 @@ hsm_module_allowed(const char *module, const char *allow)
 					dir[--dl] = '\0';
 				if (strncmp(mod, dir, dl) == 0 &&
 				    (mod[dl] == '/' || dl == 1))
-					return 1;
+					return 0;
 			}
 		}
 		if (e == NULL)
 			break;
 		p = e + 1;
 	}
-	return 0;
+refused:
+	tlog("module_not_allowed", "the PKCS#11 module is not in an allowed "
+	    "directory (P11VAULT_MODULE_ALLOW)");
+	return HSM_ERR_ARGS;
 }
 
 /* -1 when the answer could not be written (the channel is gone). */
@@ -215,143 +221,260 @@ answer(int fd, const struct tokp_msg *q, int status, struct tokp_buf *b)
 	return r == 0 ? 0 : -1;
 }
 
-/* Runs request q on the token; the answer goes into b (begun here). */
-static int
-dispatch(struct tokd *dd, const struct tokp_msg *q, struct tokp_buf *b)
-{
-	tok_t *t = tok_of(dd);
-	char id[HSM_BIND_MAX + 1], kid[HSM_BIND_MAX + 1];
-	uint8_t out[TOKP_RSA_MAX], *blob = NULL, *spki = NULL;
-	size_t out_len, blob_len = 0, spki_len = 0;
-	uint32_t a, c, d;
-	uint64_t hits, misses;
-	size_t busy, total;
-	struct hsm_key_desc desc;
-	int rc = HSM_ERR_ARGS;
+/* ---- the requests of a channel: one handler per op ---- */
 
-	tokp_begin(b, (enum tokp_op)q->op, q->id, HSM_OK);
-	if (q->op == TOKP_SEAL_STATUS) {
-		pthread_mutex_lock(&dd->smu);
-		put_status(dd, b);
-		pthread_mutex_unlock(&dd->smu);
-		return HSM_OK;
+/* Puts a new key's answer (desc when an import, then blob and spki) and
+ * frees both. */
+static void
+put_key(struct tokp_buf *b, const struct hsm_key_desc *desc, uint8_t *blob,
+    size_t blob_len, uint8_t *spki, size_t spki_len)
+{
+	if (desc != NULL) {
+		tokp_put_u32(b, (uint32_t)desc->kty);
+		tokp_put_u32(b, desc->rsa_bits);
+		tokp_put_u32(b, (uint32_t)desc->ec_nid);
 	}
-	if (q->op == TOKP_SHARE)
-		return take_share(dd, q, b);
-	if (t == NULL && q->op == TOKP_STATS) {
-		for (a = 0; a < 4; a++)
-			tokp_put_u64(b, 0);
-		return HSM_OK;
-	}
-	if (t == NULL)
-		return HSM_ERR_SEALED;
-	switch (q->op) {
-	case TOKP_HEALTH:
-		rc = tok_health(t);
-		break;
-	case TOKP_GENERATE:
-		if (tokp_str(&q->f[0], id, sizeof(id)) != 0 ||
-		    tokp_u32(&q->f[1], &a) != 0 ||
-		    tokp_u32(&q->f[2], &c) != 0 ||
-		    tokp_u32(&q->f[3], &d) != 0)
-			break;
-		rc = tok_key_generate(t, id, (enum hsm_kty)a, c, (int)d, &blob,
-		    &blob_len, &spki, &spki_len);
-		if (rc == HSM_OK) {
-			tokp_put(b, blob, blob_len);
-			tokp_put(b, spki, spki_len);
-		}
-		break;
-	case TOKP_DECRYPT:
-	case TOKP_SIGN:
-		if (tokp_str(&q->f[0], id, sizeof(id)) != 0 ||
-		    tokp_u32(&q->f[2], &a) != 0 ||
-		    tokp_u32(&q->f[4], &c) != 0)
-			break;
-		out_len = c < sizeof(out) ? c : sizeof(out);
-		if (q->op == TOKP_DECRYPT)
-			rc = tok_key_decrypt(t, id, q->f[1].p, q->f[1].len,
-			    (enum hsm_alg)a, q->f[3].p, q->f[3].len, out,
-			    &out_len);
-		else
-			rc = tok_key_sign(t, id, q->f[1].p, q->f[1].len,
-			    (enum hsm_alg)a, q->f[3].p, q->f[3].len, out,
-			    &out_len);
-		if (rc == HSM_OK)
-			tokp_put(b, out, out_len);
-		OPENSSL_cleanse(out, sizeof(out));
-		break;
-	case TOKP_FORGET:
-		if (tokp_str(&q->f[0], id, sizeof(id)) != 0)
-			break;
-		tok_key_forget(t, id);
-		rc = HSM_OK;
-		break;
-	case TOKP_JWT_SIGN:
-		rc = tok_jwt_sign(t, q->f[0].p, q->f[0].len, out);
-		if (rc == HSM_OK)
-			tokp_put(b, out, 64);
-		break;
-	case TOKP_JWT_PUBLIC:
-		rc = tok_jwt_public(t, &spki, &spki_len);
-		if (rc == HSM_OK)
-			tokp_put(b, spki, spki_len);
-		break;
-	case TOKP_STATS:
-		tok_stats(t, &hits, &misses, &busy, &total);
-		tokp_put_u64(b, hits);
-		tokp_put_u64(b, misses);
-		tokp_put_u64(b, busy);
-		tokp_put_u64(b, total);
-		rc = HSM_OK;
-		break;
-	case TOKP_IMPORT:
-	case TOKP_IMPORT_BYOK:
-		if (tokp_str(&q->f[0], id, sizeof(id)) != 0)
-			break;
-		memset(&desc, 0, sizeof(desc));
-		if (q->op == TOKP_IMPORT) {
-			rc = tok_key_import(t, id, q->f[1].p, q->f[1].len,
-			    &desc, &blob, &blob_len, &spki, &spki_len);
-		} else {
-			if (tokp_str(&q->f[1], kid, sizeof(kid)) != 0)
-				break;
-			rc = tok_key_import_byok(t, id, kid, q->f[2].p,
-			    q->f[2].len, q->f[3].p, q->f[3].len, &desc, &blob,
-			    &blob_len, &spki, &spki_len);
-		}
-		if (rc == HSM_OK) {
-			tokp_put_u32(b, (uint32_t)desc.kty);
-			tokp_put_u32(b, desc.rsa_bits);
-			tokp_put_u32(b, (uint32_t)desc.ec_nid);
-			tokp_put(b, blob, blob_len);
-			tokp_put(b, spki, spki_len);
-		}
-		break;
-	case TOKP_SEAL:
-	case TOKP_UNSEAL:
-		rc = (q->op == TOKP_SEAL ? tok_seal : tok_unseal)(t,
-		    q->f[0].p, q->f[0].len, &blob, &blob_len);
-		if (rc == HSM_OK)
-			tokp_put(b, blob, blob_len);
-		break;
-	case TOKP_UPGRADE:
-		if (tokp_str(&q->f[0], id, sizeof(id)) != 0)
-			break;
-		rc = tok_blob_upgrade(t, id, q->f[1].p, q->f[1].len, &blob,
-		    &blob_len);
-		if (rc == HSM_OK)
-			tokp_put(b, blob, blob_len);
-		break;
-	default:   /* HELLO and TOKEN_INIT belong to the boot socket */
-		break;
-	}
-	if (blob != NULL) {
-		OPENSSL_cleanse(blob, blob_len);
-		free(blob);
-	}
+	tokp_put(b, blob, blob_len);
+	tokp_put(b, spki, spki_len);
+	freezero(blob, blob_len);
+	free(spki);
+}
+
+static int
+op_seal_status(struct tokd *d, tok_t *t, const struct tokp_msg *q,
+    struct tokp_buf *b)
+{
+	(void)t;
+	(void)q;
+	pthread_mutex_lock(&d->smu);
+	put_status(d, b);
+	pthread_mutex_unlock(&d->smu);
+	return HSM_OK;
+}
+
+static int
+op_share(struct tokd *d, tok_t *t, const struct tokp_msg *q,
+    struct tokp_buf *b)
+{
+	(void)t;
+	return take_share(d, q, b);
+}
+
+static int
+op_health(struct tokd *d, tok_t *t, const struct tokp_msg *q,
+    struct tokp_buf *b)
+{
+	(void)d;
+	(void)q;
+	(void)b;
+	return tok_health(t);
+}
+
+static int
+op_generate(struct tokd *d, tok_t *t, const struct tokp_msg *q,
+    struct tokp_buf *b)
+{
+	char id[HSM_BIND_MAX + 1];
+	uint8_t *blob = NULL, *spki = NULL;
+	size_t blob_len = 0, spki_len = 0;
+	uint32_t kty, bits, nid;
+	int rc;
+
+	(void)d;
+	if (tokp_str(&q->f[0], id, sizeof(id)) != 0 ||
+	    tokp_u32(&q->f[1], &kty) != 0 || tokp_u32(&q->f[2], &bits) != 0 ||
+	    tokp_u32(&q->f[3], &nid) != 0)
+		return HSM_ERR_ARGS;
+	rc = tok_key_generate(t, id, (enum hsm_kty)kty, bits, (int)nid, &blob,
+	    &blob_len, &spki, &spki_len);
+	if (rc == HSM_OK)
+		put_key(b, NULL, blob, blob_len, spki, spki_len);
+	return rc;
+}
+
+/* decrypt and sign: cache id, blob, alg, input, output capacity */
+static int
+op_key(struct tokd *d, tok_t *t, const struct tokp_msg *q,
+    struct tokp_buf *b)
+{
+	char id[HSM_BIND_MAX + 1];
+	uint8_t out[TOKP_RSA_MAX];
+	size_t out_len;
+	uint32_t alg, cap;
+	int rc;
+
+	(void)d;
+	if (tokp_str(&q->f[0], id, sizeof(id)) != 0 ||
+	    tokp_u32(&q->f[2], &alg) != 0 || tokp_u32(&q->f[4], &cap) != 0)
+		return HSM_ERR_ARGS;
+	out_len = cap < sizeof(out) ? cap : sizeof(out);
+	if (q->op == TOKP_DECRYPT)
+		rc = tok_key_decrypt(t, id, q->f[1].p, q->f[1].len,
+		    (enum hsm_alg)alg, q->f[3].p, q->f[3].len, out, &out_len);
+	else
+		rc = tok_key_sign(t, id, q->f[1].p, q->f[1].len,
+		    (enum hsm_alg)alg, q->f[3].p, q->f[3].len, out, &out_len);
+	if (rc == HSM_OK)
+		tokp_put(b, out, out_len);
+	OPENSSL_cleanse(out, sizeof(out));
+	return rc;
+}
+
+static int
+op_forget(struct tokd *d, tok_t *t, const struct tokp_msg *q,
+    struct tokp_buf *b)
+{
+	char id[HSM_BIND_MAX + 1];
+
+	(void)d;
+	(void)b;
+	if (tokp_str(&q->f[0], id, sizeof(id)) != 0)
+		return HSM_ERR_ARGS;
+	tok_key_forget(t, id);
+	return HSM_OK;
+}
+
+static int
+op_jwt_sign(struct tokd *d, tok_t *t, const struct tokp_msg *q,
+    struct tokp_buf *b)
+{
+	uint8_t sig[64];
+	int rc;
+
+	(void)d;
+	if ((rc = tok_jwt_sign(t, q->f[0].p, q->f[0].len, sig)) == HSM_OK)
+		tokp_put(b, sig, sizeof(sig));
+	return rc;
+}
+
+static int
+op_jwt_public(struct tokd *d, tok_t *t, const struct tokp_msg *q,
+    struct tokp_buf *b)
+{
+	uint8_t *spki = NULL;
+	size_t spki_len = 0;
+	int rc;
+
+	(void)d;
+	(void)q;
+	if ((rc = tok_jwt_public(t, &spki, &spki_len)) == HSM_OK)
+		tokp_put(b, spki, spki_len);
 	free(spki);
 	return rc;
+}
+
+/* Answers zeros while sealed: metrics work before the unseal. */
+static int
+op_stats(struct tokd *d, tok_t *t, const struct tokp_msg *q,
+    struct tokp_buf *b)
+{
+	uint64_t hits = 0, misses = 0;
+	size_t busy = 0, total = 0;
+
+	(void)d;
+	(void)q;
+	if (t != NULL)
+		tok_stats(t, &hits, &misses, &busy, &total);
+	tokp_put_u64(b, hits);
+	tokp_put_u64(b, misses);
+	tokp_put_u64(b, busy);
+	tokp_put_u64(b, total);
+	return HSM_OK;
+}
+
+static int
+op_import(struct tokd *d, tok_t *t, const struct tokp_msg *q,
+    struct tokp_buf *b)
+{
+	char id[HSM_BIND_MAX + 1], kid[HSM_BIND_MAX + 1];
+	uint8_t *blob = NULL, *spki = NULL;
+	size_t blob_len = 0, spki_len = 0;
+	struct hsm_key_desc desc;
+	int rc;
+
+	(void)d;
+	if (tokp_str(&q->f[0], id, sizeof(id)) != 0)
+		return HSM_ERR_ARGS;
+	memset(&desc, 0, sizeof(desc));
+	if (q->op == TOKP_IMPORT)
+		rc = tok_key_import(t, id, q->f[1].p, q->f[1].len, &desc,
+		    &blob, &blob_len, &spki, &spki_len);
+	else if (tokp_str(&q->f[1], kid, sizeof(kid)) != 0)
+		return HSM_ERR_ARGS;
+	else
+		rc = tok_key_import_byok(t, id, kid, q->f[2].p, q->f[2].len,
+		    q->f[3].p, q->f[3].len, &desc, &blob, &blob_len, &spki,
+		    &spki_len);
+	if (rc == HSM_OK)
+		put_key(b, &desc, blob, blob_len, spki, spki_len);
+	return rc;
+}
+
+/* seal, unseal and upgrade: one buffer out */
+static int
+op_data(struct tokd *d, tok_t *t, const struct tokp_msg *q,
+    struct tokp_buf *b)
+{
+	char id[HSM_BIND_MAX + 1];
+	uint8_t *out = NULL;
+	size_t out_len = 0;
+	int rc;
+
+	(void)d;
+	if (q->op == TOKP_SEAL)
+		rc = tok_seal(t, q->f[0].p, q->f[0].len, &out, &out_len);
+	else if (q->op == TOKP_UNSEAL)
+		rc = tok_unseal(t, q->f[0].p, q->f[0].len, &out, &out_len);
+	else if (tokp_str(&q->f[0], id, sizeof(id)) != 0)
+		return HSM_ERR_ARGS;
+	else
+		rc = tok_blob_upgrade(t, id, q->f[1].p, q->f[1].len, &out,
+		    &out_len);
+	if (rc == HSM_OK)
+		tokp_put(b, out, out_len);
+	freezero(out, out_len);
+	return rc;
+}
+
+struct op_handler {
+	int (*run)(struct tokd *d, tok_t *t, const struct tokp_msg *q,
+	    struct tokp_buf *b);
+	int sealed_ok;        /* answered while the token is not open */
+};
+
+/* HELLO, TOKEN_INIT and REKEY belong to the boot socket: none here. */
+static const struct op_handler ops[TOKP_OP_COUNT] = {
+	[TOKP_SEAL_STATUS] = { op_seal_status, 1 },
+	[TOKP_SHARE] = { op_share, 1 },
+	[TOKP_STATS] = { op_stats, 1 },
+	[TOKP_HEALTH] = { op_health, 0 },
+	[TOKP_GENERATE] = { op_generate, 0 },
+	[TOKP_DECRYPT] = { op_key, 0 },
+	[TOKP_SIGN] = { op_key, 0 },
+	[TOKP_FORGET] = { op_forget, 0 },
+	[TOKP_JWT_SIGN] = { op_jwt_sign, 0 },
+	[TOKP_JWT_PUBLIC] = { op_jwt_public, 0 },
+	[TOKP_IMPORT] = { op_import, 0 },
+	[TOKP_IMPORT_BYOK] = { op_import, 0 },
+	[TOKP_SEAL] = { op_data, 0 },
+	[TOKP_UNSEAL] = { op_data, 0 },
+	[TOKP_UPGRADE] = { op_data, 0 },
+};
+
+/* Runs request q (its op checked by tokp_recv) on the token; the answer
+ * goes into b (begun here). */
+static int
+dispatch(struct tokd *d, const struct tokp_msg *q, struct tokp_buf *b)
+{
+	const struct op_handler *o = &ops[q->op];
+	tok_t *t = tok_of(d);
+
+	tokp_begin(b, (enum tokp_op)q->op, q->id, HSM_OK);
+	if (t == NULL && !o->sealed_ok)
+		return HSM_ERR_SEALED;
+	if (o->run == NULL)
+		return HSM_ERR_ARGS;
+	return o->run(d, t, q, b);
 }
 
 struct chan_arg {
@@ -418,11 +541,8 @@ ceremony(const struct tokp_msg *m, struct tokp_buf *b)
 	    (m->op == TOKP_REKEY &&
 	    tokp_str(&m->f[7], old, TOKP_SHARES_MAX + 1) != 0))
 		goto out;
-	if (!hsm_module_allowed(mod, allow)) {
-		tlog("module_not_allowed", "the PKCS#11 module is not "
-		    "in an allowed directory (P11VAULT_MODULE_ALLOW)");
+	if (module_allowed(mod, allow) != 0)
 		goto out;
-	}
 	if (m->op == TOKP_TOKEN_INIT)
 		rc = tseal_init(mod, label, dir, th, n, au, &text, &text_len);
 	else
@@ -433,35 +553,46 @@ ceremony(const struct tokp_msg *m, struct tokp_buf *b)
 		tokp_put(b, text, strlen(text));
 	}
 out:
-	if (old != NULL) {
-		OPENSSL_cleanse(old, TOKP_SHARES_MAX + 1);
-		free(old);
-	}
+	freezero(old, TOKP_SHARES_MAX + 1);
 	free(au);
-	seal_text_free(text, text_len);
+	freezero(text, text_len);
 	return rc;
 }
 
-int
-hsm_token_main(int argc, char **argv)
-{
+/* ---- boot ---- */
+
+/* What the HELLO of the boot socket says. */
+struct hello {
 	char mod[TOKP_PATH_MAX + 1], label[TOKP_LABEL_MAX + 1];
 	char hsmdir[TOKP_PATH_MAX + 1], allow[TOKP_PATH_MAX + 1];
-	char user[TOKP_USER_MAX + 1], pin[TOKP_PIN_MAX + 1], err[256];
-	int fds[TOKP_CHAN_MAX];
-	size_t nfds = TOKP_CHAN_MAX, i;
-	struct tokp_msg m;
-	struct tokd d;
-	uint8_t s[SEAL_SECRET_LEN];
-	int have_s = 0;
-	struct chan_arg *ca;
-	pthread_attr_t pa;
-	pthread_t th;
+	char user[TOKP_USER_MAX + 1];
 	uint32_t pool, cache;
-	uint8_t c;
-	int rc, devnull;
+};
 
-	/* end with the parent; nothing else of its inherits */
+static int
+hello_parse(const struct tokp_msg *m, size_t nfds, struct hello *hl)
+{
+	if (m->op != TOKP_HELLO || nfds == 0 ||
+	    tokp_str(&m->f[0], hl->mod, sizeof(hl->mod)) != 0 ||
+	    tokp_str(&m->f[1], hl->label, sizeof(hl->label)) != 0 ||
+	    tokp_str(&m->f[2], hl->hsmdir, sizeof(hl->hsmdir)) != 0 ||
+	    tokp_str(&m->f[3], hl->allow, sizeof(hl->allow)) != 0 ||
+	    m->f[4].len >= sizeof(hl->user) ||
+	    tokp_u32(&m->f[5], &hl->pool) != 0 ||
+	    tokp_u32(&m->f[6], &hl->cache) != 0)
+		return HSM_ERR_ARGS;
+	memcpy(hl->user, m->f[4].p, m->f[4].len);
+	hl->user[m->f[4].len] = '\0';
+	return 0;
+}
+
+/* The process alone: ends with its parent, inherits nothing else of it,
+ * no core, no ptrace (harden.c). */
+static void
+boot_isolate(void)
+{
+	int devnull;
+
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	if (getppid() == 1)
 		_exit(1);
@@ -473,112 +604,156 @@ hsm_token_main(int argc, char **argv)
 			close(devnull);
 	}
 	hsm_harden_early();
-	if (argc >= 3 && strcmp(argv[2], HSM_LAUNCHER_ARGV) == 0)
-		return hsm_launcher_main();
+}
 
-	memset(&m, 0, sizeof(m));
-	if (tokp_recv(TOKP_BOOT_FD, 60000, 0, &m, fds, &nfds) != 0)
-		_exit(2);
-	if (m.op == TOKP_TOKEN_INIT || m.op == TOKP_REKEY) {
-		struct tokp_buf b;
+/* Until the parent hangs up the boot socket; then the process ends. */
+static void __attribute__((noreturn))
+boot_wait_end(void)
+{
+	ssize_t n;
+	uint8_t c;
 
-		for (i = 0; i < nfds; i++)
-			close(fds[i]);
-		memset(&b, 0, sizeof(b));
-		rc = ceremony(&m, &b);
-		if (rc != HSM_OK)
-			(void)boot_answer(rc, m.op);
-		else if (tokp_send(TOKP_BOOT_FD, &b, NULL, 0) != 0)
-			tlog("answer_lost", "the new shares could not be sent");
-		tokp_buf_clear(&b);
-		tokp_msg_clear(&m);
-		/* wait for the parent to hang up, so it reads the answer */
-		while (read(TOKP_BOOT_FD, &c, 1) > 0)
-			;
-		_exit(0);
+	for (;;) {
+		n = read(TOKP_BOOT_FD, &c, 1);
+		if (n == 0 || (n < 0 && errno != EINTR))
+			break;
 	}
-	if (m.op != TOKP_HELLO || nfds == 0 ||
-	    tokp_str(&m.f[0], mod, sizeof(mod)) != 0 ||
-	    tokp_str(&m.f[1], label, sizeof(label)) != 0 ||
-	    tokp_str(&m.f[2], hsmdir, sizeof(hsmdir)) != 0 ||
-	    tokp_str(&m.f[3], allow, sizeof(allow)) != 0 ||
-	    m.f[4].len >= sizeof(user) ||
-	    tokp_u32(&m.f[5], &pool) != 0 || tokp_u32(&m.f[6], &cache) != 0) {
-		(void)boot_answer(HSM_ERR_ARGS, TOKP_HELLO);
-		_exit(2);
-	}
-	memcpy(user, m.f[4].p, m.f[4].len);
-	user[m.f[4].len] = '\0';
-	tokp_msg_clear(&m);
+	_exit(0);
+}
 
-	if (!hsm_module_allowed(mod, allow)) {
-		tlog("module_not_allowed", "the PKCS#11 module is not in an "
-		    "allowed directory (P11VAULT_MODULE_ALLOW)");
-		(void)boot_answer(HSM_ERR_ARGS, TOKP_HELLO);
-		_exit(2);
-	}
-	memset(&d, 0, sizeof(d));
-	pthread_mutex_init(&d.smu, NULL);
-	/* S, unattended, while still root: systemd-creds with the host key
-	 * needs it; then privileges go */
-	rc = tseal_boot(hsmdir, mod, label, &d.conf, &d.have_conf, s, &have_s,
-	    pin, sizeof(pin), &d.legacy);
+/* TOKEN_INIT and REKEY: one ceremony, its answer, the end. */
+static void __attribute__((noreturn))
+boot_ceremony(struct tokp_msg *m, int *fds, size_t nfds)
+{
+	struct tokp_buf b;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < nfds; i++)
+		close(fds[i]);
+	memset(&b, 0, sizeof(b));
+	rc = ceremony(m, &b);
 	if (rc != HSM_OK) {
-		(void)boot_answer(rc, TOKP_HELLO);
-		_exit(2);
+		if (boot_answer(rc, m->op) != 0)
+			tlog("answer_lost", "the ceremony's error could not "
+			    "be sent");
+	} else if (tokp_send(TOKP_BOOT_FD, &b, NULL, 0) != 0) {
+		tlog("answer_lost", "the new shares could not be sent");
 	}
-	if (user[0] != '\0' &&
-	    hsm_drop_privileges(user, err, sizeof(err)) != 0) {
-		OPENSSL_cleanse(s, sizeof(s));
-		OPENSSL_cleanse(pin, sizeof(pin));
+	tokp_buf_clear(&b);
+	tokp_msg_clear(m);
+	/* wait for the parent to hang up, so it reads the answer */
+	boot_wait_end();
+}
+
+/* A boot that cannot go on: the parent learns why, the process ends. */
+static void __attribute__((noreturn))
+boot_fail(int rc)
+{
+	if (boot_answer(rc, TOKP_HELLO) != 0)
+		tlog("answer_lost", "the boot error could not be sent");
+	_exit(2);
+}
+
+/* The seal read (S unattended while still root: systemd-creds with the
+ * host key needs it), privileges dropped, the token opened if it can
+ * be. */
+static int
+boot_open(struct tokd *d, const struct hello *hl)
+{
+	uint8_t s[SEAL_SECRET_LEN];
+	char pin[TOKP_PIN_MAX + 1], err[256];
+	int have_s = 0, rc;
+
+	if ((rc = module_allowed(hl->mod, hl->allow)) != 0)
+		return rc;
+	rc = tseal_boot(hl->hsmdir, hl->mod, hl->label, &d->conf,
+	    &d->have_conf, s, &have_s, pin, sizeof(pin), &d->legacy);
+	if (rc != HSM_OK)
+		return rc;
+	if (hl->user[0] != '\0' &&
+	    hsm_drop_privileges(hl->user, err, sizeof(err)) != 0) {
 		tlog("privilege_drop_failed", "the token process cannot "
 		    "become the --user given");
-		(void)boot_answer(HSM_ERR_ARGS, TOKP_HELLO);
-		_exit(2);
+		rc = HSM_ERR_ARGS;
+		goto out;
 	}
-	d.cfg.module_path = mod;
-	d.cfg.token_label = label;
-	d.hsmdir = hsmdir;
-	d.cfg.pool_size = pool;
-	d.cfg.cache_size = cache;
-	if (d.have_conf && d.conf.shares > 0 &&
-	    (d.col = hsm_secret_alloc(sizeof(*d.col))) == NULL)
+	d->cfg.module_path = hl->mod;
+	d->cfg.token_label = hl->label;
+	d->hsmdir = hl->hsmdir;
+	d->cfg.pool_size = hl->pool;
+	d->cfg.cache_size = hl->cache;
+	if (d->have_conf && d->conf.shares > 0 &&
+	    (d->col = hsm_secret_alloc(sizeof(*d->col))) == NULL)
 		_exit(3);
-	rc = HSM_OK;
-	if (have_s || d.legacy)
-		rc = open_token(&d, have_s ? s : NULL, pin);
+	if (have_s || d->legacy)
+		rc = open_token(d, have_s ? s : NULL, pin);
 	else
 		tseal_log("warning", "sealed", "the vault is sealed: it serves "
 		    "no key until its key shares are given (p11vault unseal)");
+out:
 	OPENSSL_cleanse(s, sizeof(s));
 	OPENSSL_cleanse(pin, sizeof(pin));
-	if (rc != HSM_OK) {
-		(void)boot_answer(rc, TOKP_HELLO);
-		_exit(2);
-	}
-	pthread_mutex_init(&d.mu, NULL);
+	return rc;
+}
+
+/* A thread per channel, then the boot answer. */
+static void
+boot_serve(struct tokd *d, const int *fds, size_t nfds)
+{
+	struct chan_arg *ca;
+	pthread_attr_t pa;
+	pthread_t th;
+	size_t i;
+
+	pthread_mutex_init(&d->mu, NULL);
 	pthread_attr_init(&pa);
 	pthread_attr_setdetachstate(&pa, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&pa, 256 * 1024);
 	for (i = 0; i < nfds; i++) {
 		if ((ca = calloc(1, sizeof(*ca))) == NULL)
 			_exit(3);
-		ca->d = &d;
+		ca->d = d;
 		ca->fd = fds[i];
-		pthread_mutex_lock(&d.mu);
-		d.live++;
-		pthread_mutex_unlock(&d.mu);
+		pthread_mutex_lock(&d->mu);
+		d->live++;
+		pthread_mutex_unlock(&d->mu);
 		if (pthread_create(&th, &pa, chan_main, ca) != 0)
 			_exit(3);
 	}
 	pthread_attr_destroy(&pa);
+}
+
+int
+hsm_token_main(int argc, char **argv)
+{
+	int fds[TOKP_CHAN_MAX];
+	size_t nfds = TOKP_CHAN_MAX;
+	struct tokp_msg m;
+	struct hello hl;
+	struct tokd d;
+	int rc;
+
+	boot_isolate();
+	if (argc >= 3 && strcmp(argv[2], HSM_LAUNCHER_ARGV) == 0)
+		return hsm_launcher_main();
+	memset(&m, 0, sizeof(m));
+	if (tokp_recv(TOKP_BOOT_FD, 60000, 0, &m, fds, &nfds) != 0)
+		_exit(2);
+	if (m.op == TOKP_TOKEN_INIT || m.op == TOKP_REKEY)
+		boot_ceremony(&m, fds, nfds);
+	memset(&hl, 0, sizeof(hl));
+	rc = hello_parse(&m, nfds, &hl);
+	tokp_msg_clear(&m);
+	if (rc != 0)
+		boot_fail(rc);
+	memset(&d, 0, sizeof(d));
+	pthread_mutex_init(&d.smu, NULL);
+	if ((rc = boot_open(&d, &hl)) != HSM_OK)
+		boot_fail(rc);
+	boot_serve(&d, fds, nfds);
 	if (boot_answer(HSM_OK, TOKP_HELLO) != 0)
 		_exit(0);
 	/* the parent hangs up the boot socket when it goes */
-	for (;;) {
-		ssize_t n = read(TOKP_BOOT_FD, &c, 1);
-		if (n == 0 || (n < 0 && errno != EINTR))
-			break;
-	}
-	_exit(0);
+	boot_wait_end();
 }

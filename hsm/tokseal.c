@@ -1,5 +1,5 @@
 /*
- * tokseal.c — what the token process does with the unseal secret S at
+ * hsm/tokseal.c — what the token process does with the unseal secret S at
  * boot, at init and at rekey (see seal.h). Runs only in the token process,
  * before its seccomp filter (it starts systemd-creds or clevis).
  * Must never: log or return S, a PIN or a share except the new shares of
@@ -15,6 +15,8 @@
 
 #include <openssl/crypto.h>
 
+#include "hsm/base.h"
+#include "hsm/buf.h"
 #include "hsm/harden.h"
 #include "hsm/proto.h"
 #include "hsm/seal.h"
@@ -29,35 +31,30 @@ tseal_log(const char *level, const char *event, const char *msg)
 	    "\"process\":\"token\"}\n", level, event, msg);
 }
 
+/* A PIN file of the PIN-file era into out[cap], without its newline:
+ * 0, or -1 (unreadable, empty or too long). */
 static int
-read_small(const char *path, char *out, size_t cap)
+read_pin_file(const char *path, char *out, size_t cap)
 {
-	size_t len = 0;
-	ssize_t n;
-	int fd;
+	buf_t *b = NULL;
+	size_t len;
+	int r = -1;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+	if (file_read(path, cap - 1, &b) != 0)
 		return -1;
-	while (len < cap - 1) {
-		n = read(fd, out + len, cap - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	while (len > 0 && (out[len - 1] == '\n' || out[len - 1] == '\r'))
+	len = buf_len(b);
+	while (len > 0 && (buf_str(b)[len - 1] == '\n' ||
+	    buf_str(b)[len - 1] == '\r'))
 		len--;
-	out[len] = '\0';
-	return len > 0 ? 0 : -1;
+	if (len > 0) {
+		memcpy(out, buf_ptr(b), len);
+		out[len] = '\0';
+		r = 0;
+	}
+	buf_free(b);
+	return r;
 }
 
-static void
-path_of(char *out, size_t cap, const char *dir, const char *name)
-{
-	snprintf(out, cap, "%s/%s", dir, name);
-}
 
 /* "" or "none": no method; "systemd-creds[:KEY]"; "clevis:PIN CFG" */
 static int
@@ -70,16 +67,17 @@ parse_auto(const char *a, struct seal_conf *c)
 	if (*a == '\0' || strcmp(a, "none") == 0)
 		return 0;
 	if (ml == 13 && strncmp(a, "systemd-creds", 13) == 0) {
-		strcpy(c->method, "systemd-creds");
-		snprintf(c->arg, sizeof(c->arg), "%s",
-		    colon != NULL && colon[1] != '\0' ? colon + 1 : "host");
+		memcpy(c->method, "systemd-creds", sizeof("systemd-creds"));
+		if (str_fmt(c->arg, sizeof(c->arg), "%s",
+		    colon != NULL && colon[1] != '\0' ? colon + 1 : "host") != 0)
+			return -1;
 		return strspn(c->arg, "abcdefghijklmnopqrstuvwxyz0234+") ==
 		    strlen(c->arg) ? 0 : -1;
 	}
 	if (ml == 6 && strncmp(a, "clevis", 6) == 0 && colon != NULL &&
 	    strlen(colon + 1) < sizeof(c->arg) && strchr(colon + 1, ' ')) {
-		strcpy(c->method, "clevis");
-		strcpy(c->arg, colon + 1);
+		memcpy(c->method, "clevis", sizeof("clevis"));
+		memcpy(c->arg, colon + 1, strlen(colon + 1) + 1);
 		return strchr(c->arg, '\n') == NULL ? 0 : -1;
 	}
 	return -1;
@@ -99,10 +97,10 @@ shred_pin_files(const char *hsmdir)
 {
 	char p[PATH_MAX];
 
-	path_of(p, sizeof(p), hsmdir, "user.pin");
-	hsm_shred(p);
-	path_of(p, sizeof(p), hsmdir, "so.pin");
-	hsm_shred(p);
+	if (seal_path(p, sizeof(p), hsmdir, "user.pin") == 0)
+		hsm_shred(p);
+	if (seal_path(p, sizeof(p), hsmdir, "so.pin") == 0)
+		hsm_shred(p);
 }
 
 /* The PIN-file era into a sealed vault (S under systemd-creds, host
@@ -118,10 +116,10 @@ migrate(const char *hsmdir, const char *module, const char *label,
 	const char *why = NULL;
 	int r = -1, rc;
 
-	path_of(p, sizeof(p), hsmdir, "user.pin");
-	path_of(q, sizeof(q), hsmdir, "so.pin");
-	if (read_small(p, ou, sizeof(ou)) != 0 ||
-	    read_small(q, os, sizeof(os)) != 0)
+	if (seal_path(p, sizeof(p), hsmdir, "user.pin") != 0 ||
+	    seal_path(q, sizeof(q), hsmdir, "so.pin") != 0 ||
+	    read_pin_file(p, ou, sizeof(ou)) != 0 ||
+	    read_pin_file(q, os, sizeof(os)) != 0)
 		goto out;
 	if (seal_conf_read(hsmdir, CONF_NEW, c) == 0) {
 		if (seal_auto_unseal(hsmdir, c, s, &why) != 0)
@@ -142,9 +140,9 @@ migrate(const char *hsmdir, const char *module, const char *label,
 		why = "the token refused the PIN change";
 		goto out;
 	}
-	path_of(p, sizeof(p), hsmdir, CONF_NEW);
-	path_of(q, sizeof(q), hsmdir, SEAL_CONF);
-	if (rename(p, q) != 0)
+	if (seal_path(p, sizeof(p), hsmdir, CONF_NEW) != 0 ||
+	    seal_path(q, sizeof(q), hsmdir, SEAL_CONF) != 0 ||
+	    rename(p, q) != 0)
 		goto out;
 	shred_pin_files(hsmdir);
 	tseal_log("warning", "seal_migrated", "the PIN files are gone: the "
@@ -192,8 +190,8 @@ tseal_boot(const char *hsmdir, const char *module, const char *label,
 		tseal_log("error", "auto_unseal_failed", why);
 		return 0;
 	}
-	path_of(p, sizeof(p), hsmdir, "user.pin");
-	if (access(p, F_OK) != 0) {
+	if (seal_path(p, sizeof(p), hsmdir, "user.pin") != 0 ||
+	    access(p, F_OK) != 0) {
 		tseal_log("error", "pin_unreadable", "hsm/seal.conf is "
 		    "missing and no PIN file either: nothing can unseal this "
 		    "vault");
@@ -205,7 +203,7 @@ tseal_boot(const char *hsmdir, const char *module, const char *label,
 		return 0;
 	}
 	memset(c, 0, sizeof(*c));
-	if (read_small(p, legacy_pin, pin_cap) != 0) {
+	if (read_pin_file(p, legacy_pin, pin_cap) != 0) {
 		tseal_log("error", "pin_unreadable", "the token process cannot "
 		    "read the user PIN file");
 		return HSM_ERR_UNAVAILABLE;
@@ -234,7 +232,7 @@ new_secret(const char *hsmdir, struct seal_conf *c, unsigned m, unsigned n,
 	if (c->method[0] != '\0' &&
 	    seal_auto_seal(hsmdir, c, s, suffix, &why) != 0) {
 		tseal_log("error", "auto_seal_failed", why);
-		seal_text_free(*text, *text_len);
+		freezero(*text, *text_len);
 		*text = NULL;
 		return HSM_ERR_UNAVAILABLE;
 	}
@@ -267,7 +265,7 @@ tseal_init(const char *module, const char *label, const char *hsmdir,
 		rc = HSM_ERR_UNAVAILABLE;
 out:
 	if (rc != 0 && *text != NULL) {
-		seal_text_free(*text, *text_len);
+		freezero(*text, *text_len);
 		*text = NULL;
 	}
 	OPENSSL_cleanse(s, sizeof(s));
@@ -289,11 +287,11 @@ current_pins(const char *hsmdir, const struct seal_conf *c, int have_conf,
 	int rc = HSM_ERR_ARGS;
 
 	if (!have_conf) {
-		path_of(p, sizeof(p), hsmdir, "user.pin");
-		if (read_small(p, user, cap) != 0)
+		if (seal_path(p, sizeof(p), hsmdir, "user.pin") != 0 ||
+		    read_pin_file(p, user, cap) != 0 ||
+		    seal_path(p, sizeof(p), hsmdir, "so.pin") != 0)
 			return HSM_ERR_UNAVAILABLE;
-		path_of(p, sizeof(p), hsmdir, "so.pin");
-		return read_small(p, so, cap) == 0 ? 0 : HSM_ERR_UNAVAILABLE;
+		return read_pin_file(p, so, cap) == 0 ? 0 : HSM_ERR_UNAVAILABLE;
 	}
 	if (c->shares == 0) {
 		if (seal_auto_unseal(hsmdir, c, s, &why) != 0) {
@@ -347,20 +345,23 @@ commit_rekey(const char *hsmdir, const struct seal_conf *old, int have_old,
 	oldf = have_old ? seal_auto_file(old) : NULL;
 	newf = seal_auto_file(nc);
 	if (newf != NULL) {
-		path_of(p, sizeof(p), hsmdir, newf);
-		snprintf(q, sizeof(q), "%s.new", p);
+		if (seal_path(p, sizeof(p), hsmdir, newf) != 0 ||
+		    str_fmt(q, sizeof(q), "%s.new", p) != 0)
+			return HSM_ERR_UNAVAILABLE;
 		if (access(q, F_OK) == 0 && rename(q, p) != 0)
 			return HSM_ERR_UNAVAILABLE;
 	}
 	if (oldf != NULL && (newf == NULL || strcmp(oldf, newf) != 0)) {
-		path_of(p, sizeof(p), hsmdir, oldf);
-		hsm_shred(p);
+		if (seal_path(p, sizeof(p), hsmdir, oldf) == 0)
+			hsm_shred(p);
 	}
-	path_of(p, sizeof(p), hsmdir, CONF_NEW);
-	path_of(q, sizeof(q), hsmdir, SEAL_CONF);
-	if (rename(p, q) != 0)
+	if (seal_path(p, sizeof(p), hsmdir, CONF_NEW) != 0 ||
+	    seal_path(q, sizeof(q), hsmdir, SEAL_CONF) != 0 ||
+	    rename(p, q) != 0)
 		return HSM_ERR_UNAVAILABLE;
-	(void)hsm_sync_dir(hsmdir);
+	if (hsm_sync_dir(hsmdir) != 0)
+		tseal_log("warning", "rekey_not_synced", "the data directory "
+		    "could not be synced after the rekey's renames");
 	shred_pin_files(hsmdir);
 	seal_pending_clear(hsmdir);
 	return 0;
@@ -384,10 +385,11 @@ tseal_rollback(const char *hsmdir, const char *module, const char *label,
 	    seal_check(&nc, s) != 0 || pins_of(s, nu, ns) != 0)
 		goto out;
 	if (old_so != NULL) {
-		snprintf(so, sizeof(so), "%s", old_so);
+		if (str_fmt(so, sizeof(so), "%s", old_so) != 0)
+			goto out;
 	} else {
-		path_of(p, sizeof(p), hsmdir, "so.pin");
-		if (read_small(p, so, sizeof(so)) != 0)
+		if (seal_path(p, sizeof(p), hsmdir, "so.pin") != 0 ||
+		    read_pin_file(p, so, sizeof(so)) != 0)
 			goto out;
 	}
 	/* the new shares were never shown: back to the old PINs (whichever
@@ -395,12 +397,12 @@ tseal_rollback(const char *hsmdir, const char *module, const char *label,
 	if (tok_change_pins(module, label, nu, old_pin, ns, so) != 0)
 		goto out;
 	if ((newf = seal_auto_file(&nc)) != NULL) {
-		path_of(p, sizeof(p), hsmdir, newf);
-		snprintf(q, sizeof(q), "%s.new", p);
-		(void)unlink(q);
+		if (seal_path(p, sizeof(p), hsmdir, newf) == 0 &&
+		    str_fmt(q, sizeof(q), "%s.new", p) == 0)
+			(void)unlink(q);
 	}
-	path_of(p, sizeof(p), hsmdir, CONF_NEW);
-	(void)unlink(p);
+	if (seal_path(p, sizeof(p), hsmdir, CONF_NEW) == 0)
+		(void)unlink(p);
 	seal_pending_clear(hsmdir);
 	tseal_log("warning", "rekey_rolled_back", "an interrupted rekey was "
 	    "undone: the vault opens with its previous key shares and "
@@ -433,8 +435,8 @@ tseal_rekey(const char *module, const char *label, const char *hsmdir,
 	have_conf = rc == 0;
 	if (*auto_method == '\0') {
 		if (have_conf) {
-			strcpy(nc.method, c.method);
-			strcpy(nc.arg, c.arg);
+			memcpy(nc.method, c.method, sizeof(nc.method));
+			memcpy(nc.arg, c.arg, sizeof(nc.arg));
 		}
 	} else if (parse_auto(auto_method, &nc) != 0) {
 		return HSM_ERR_ARGS;
@@ -469,7 +471,7 @@ tseal_rekey(const char *module, const char *label, const char *hsmdir,
 	rc = commit_rekey(hsmdir, &c, have_conf, &nc);
 out:
 	if (rc != 0 && *text != NULL) {
-		seal_text_free(*text, *text_len);
+		freezero(*text, *text_len);
 		*text = NULL;
 	}
 	OPENSSL_cleanse(s, sizeof(s));

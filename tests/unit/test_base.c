@@ -44,6 +44,15 @@ test_buf(void)
 	    "buf: steal hands over a NUL-terminated block");
 	freezero(s, len + 1);
 
+	/* a buffer never written to hands over "" (its first block was
+	 * left unterminated: the shares' text of an init without shares
+	 * was read past its end) */
+	b = buf_new(64);
+	s = buf_steal(b, &len);
+	T_CHECK(s != NULL && len == 0 && s[0] == '\0',
+	    "buf: steal of an empty buffer hands over \"\"");
+	freezero(s, len + 1);
+
 	b = buf_new(1 << 20);
 	for (i = 0; i < 1000; i++)
 		if (buf_put_lp(b, "0123456789", 10) != HSM_OK)

@@ -1,0 +1,223 @@
+/*
+ * hsm/tokinit.c — the ceremonies on a token that is not open: its
+ * initialisation (tok_token_init) and the change of its PINs
+ * (tok_change_pins), each with its own load of the module.
+ *
+ * Owns: the templates of the domain key (made as SO: CKA_TRUSTED is an SO
+ * attribute) and of the JWT key pair.
+ * Must never: keep a PIN past the call; make a domain key that can leave
+ * the token in plaintext; touch a token other than the one labelled.
+ */
+#include <string.h>
+
+#include <openssl/obj_mac.h>
+
+#include "hsm/hsm_int.h"
+
+#define HSM_EC_PARAMS_MAX 16
+
+static CK_BBOOL ck_true = CK_TRUE;
+static CK_BBOOL ck_false = CK_FALSE;
+
+static int
+make_domain_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s)
+{
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_KEY_TYPE kt = CKK_AES;
+	CK_ULONG vlen = 32;
+	CK_OBJECT_CLASS priv_cls = CKO_PRIVATE_KEY;
+	/* Whatever is unwrapped with the domain key stays a sensitive,
+	 * non-extractable private key, whoever asks. Without this anyone
+	 * holding the user PIN could unwrap a blob into an extractable
+	 * object and read the key out (tests/unit/test_hsm.c shows it). */
+	CK_ATTRIBUTE unwrap_tmpl[] = {
+		{ CKA_CLASS, &priv_cls, sizeof(priv_cls) },
+		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
+		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
+		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },
+	};
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
+		{ CKA_VALUE_LEN, &vlen, sizeof(vlen) },
+		{ CKA_LABEL, HSM_DOMAIN_LABEL, sizeof(HSM_DOMAIN_LABEL) - 1 },
+		{ CKA_TOKEN, &ck_true, sizeof(ck_true) },
+		{ CKA_PRIVATE, &ck_false, sizeof(ck_false) },
+		{ CKA_TRUSTED, &ck_true, sizeof(ck_true) },
+		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
+		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
+		{ CKA_MODIFIABLE, &ck_false, sizeof(ck_false) },
+		{ CKA_WRAP, &ck_true, sizeof(ck_true) },
+		{ CKA_UNWRAP, &ck_true, sizeof(ck_true) },
+		{ CKA_ENCRYPT, &ck_false, sizeof(ck_false) },
+		{ CKA_DECRYPT, &ck_false, sizeof(ck_false) },
+		{ CKA_SIGN, &ck_false, sizeof(ck_false) },
+		{ CKA_VERIFY, &ck_false, sizeof(ck_false) },
+		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },
+		{ CKA_UNWRAP_TEMPLATE, unwrap_tmpl, sizeof(unwrap_tmpl) },
+	};
+	CK_MECHANISM m = { CKM_AES_KEY_GEN, NULL, 0 };
+	CK_OBJECT_HANDLE k;
+
+	return hsm_init_rv(f->C_GenerateKey(s, &m, t, sizeof(t) / sizeof(t[0]),
+	    &k));
+}
+
+static int
+make_jwt_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s)
+{
+	uint8_t params[HSM_EC_PARAMS_MAX];
+	size_t plen = sizeof(params);
+	CK_ATTRIBUTE pub[] = {
+		{ CKA_TOKEN, &ck_true, sizeof(ck_true) },
+		{ CKA_PRIVATE, &ck_false, sizeof(ck_false) },
+		{ CKA_LABEL, HSM_JWT_LABEL, sizeof(HSM_JWT_LABEL) - 1 },
+		{ CKA_EC_PARAMS, params, 0 },
+		{ CKA_VERIFY, &ck_true, sizeof(ck_true) },
+	};
+	CK_ATTRIBUTE priv[] = {
+		{ CKA_TOKEN, &ck_true, sizeof(ck_true) },
+		{ CKA_PRIVATE, &ck_true, sizeof(ck_true) },
+		{ CKA_LABEL, HSM_JWT_LABEL, sizeof(HSM_JWT_LABEL) - 1 },
+		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
+		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
+		{ CKA_SIGN, &ck_true, sizeof(ck_true) },
+		{ CKA_DECRYPT, &ck_false, sizeof(ck_false) },
+		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },
+		{ CKA_UNWRAP, &ck_false, sizeof(ck_false) },
+	};
+	CK_MECHANISM m = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+	CK_OBJECT_HANDLE hpub, hpriv;
+	int rc;
+
+	if ((rc = hsm_curve_der(NID_X9_62_prime256v1, params, &plen)) != 0)
+		return rc;
+	pub[3].ulValueLen = plen;
+	return hsm_init_rv(f->C_GenerateKeyPair(s, &m, pub,
+	    sizeof(pub) / sizeof(pub[0]), priv, sizeof(priv) / sizeof(priv[0]),
+	    &hpub, &hpriv));
+}
+
+/* The token's keys, in R/W session s of a freshly initialised token:
+ * as SO the user PIN and the domain key (CKA_TRUSTED can only be set by
+ * the SO, on a public object), then as user the JWT pair, the bind key
+ * and the seal key. */
+static int
+init_objects(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, const char *so_pin,
+    const char *user_pin)
+{
+	CK_OBJECT_HANDLE k;
+	int rc;
+
+	if ((rc = hsm_init_rv(f->C_Login(s, CKU_SO, (CK_UTF8CHAR *)so_pin,
+	    strlen(so_pin)))) != 0)
+		return rc;
+	if ((rc = hsm_init_rv(f->C_InitPIN(s, (CK_UTF8CHAR *)user_pin,
+	    strlen(user_pin)))) == 0)
+		rc = make_domain_key(f, s);
+	(void)f->C_Logout(s);
+	if (rc != 0)
+		return rc;
+	if ((rc = hsm_init_rv(f->C_Login(s, CKU_USER, (CK_UTF8CHAR *)user_pin,
+	    strlen(user_pin)))) != 0)
+		return rc;
+	if ((rc = make_jwt_key(f, s)) == 0 &&
+	    (rc = hsm_init_rv(hsm_role_key_make(f, s, HSM_BIND_LABEL,
+	    &k))) == 0)
+		rc = hsm_init_rv(hsm_role_key_make(f, s, HSM_SEAL_LABEL, &k));
+	(void)f->C_Logout(s);
+	return rc;
+}
+
+int
+tok_token_init(const char *module_path, const char *token_label,
+    const char *so_pin, const char *user_pin)
+{
+	CK_FUNCTION_LIST *f = NULL;
+	CK_SLOT_ID slot = 0;
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	unsigned char label[32];
+	void *dl = NULL;
+	int owns = 0, rc;
+
+	if (module_path == NULL || token_label == NULL || so_pin == NULL ||
+	    user_pin == NULL || *token_label == '\0' ||
+	    strlen(token_label) > 32 || *so_pin == '\0' || *user_pin == '\0')
+		return HSM_ERR_ARGS;
+	if ((rc = hsm_load(module_path, &dl, &f, &owns)) != 0)
+		return rc;
+	if (hsm_slot_find(f, token_label, &slot) == 0) {
+		rc = HSM_ERR_EXISTS;
+		goto out;
+	}
+	if ((rc = hsm_slot_find(f, NULL, &slot)) != 0)
+		goto out;
+	hsm_pad_label(token_label, label);
+	if ((rc = hsm_init_rv(f->C_InitToken(slot, (CK_UTF8CHAR *)so_pin,
+	    strlen(so_pin), label))) != 0)
+		goto out;
+	/* some modules (SoftHSMv2) move an initialised token to a new slot */
+	if ((rc = hsm_slot_find(f, token_label, &slot)) != 0)
+		goto out;
+	if ((rc = hsm_init_rv(f->C_OpenSession(slot,
+	    CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s))) != 0)
+		goto out;
+	rc = init_objects(f, s, so_pin, user_pin);
+out:
+	if (s != CK_INVALID_HANDLE)
+		(void)f->C_CloseSession(s);
+	hsm_unload(dl, f, owns);
+	return rc;
+}
+
+/* One PIN, old to new, in R/W session s. A PIN that is already new
+ * (the old one refused, the new one taken) counts as changed. */
+static int
+change_pin(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_USER_TYPE who,
+    const char *old, const char *new_pin)
+{
+	CK_RV rv;
+
+	rv = f->C_Login(s, who, (CK_UTF8CHAR *)old, strlen(old));
+	if (rv == CKR_PIN_INCORRECT) {
+		rv = f->C_Login(s, who, (CK_UTF8CHAR *)new_pin,
+		    strlen(new_pin));
+		if (rv == CKR_OK)
+			(void)f->C_Logout(s);
+		return rv == CKR_OK ? 0 : HSM_ERR_ARGS;
+	}
+	if (rv != CKR_OK)
+		return hsm_init_rv(rv);
+	rv = f->C_SetPIN(s, (CK_UTF8CHAR *)old, strlen(old),
+	    (CK_UTF8CHAR *)new_pin, strlen(new_pin));
+	(void)f->C_Logout(s);
+	return hsm_init_rv(rv);
+}
+
+int
+tok_change_pins(const char *module_path, const char *token_label,
+    const char *old_user, const char *new_user, const char *old_so,
+    const char *new_so)
+{
+	CK_FUNCTION_LIST *f = NULL;
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	CK_SLOT_ID slot;
+	void *dl = NULL;
+	int owns = 0, rc;
+
+	if ((rc = hsm_load(module_path, &dl, &f, &owns)) != 0)
+		return rc;
+	if ((rc = hsm_slot_find(f, token_label, &slot)) != 0)
+		goto out;
+	if ((rc = hsm_init_rv(f->C_OpenSession(slot,
+	    CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s))) != 0)
+		goto out;
+	if ((rc = change_pin(f, s, CKU_SO, old_so, new_so)) != 0)
+		goto out;
+	rc = change_pin(f, s, CKU_USER, old_user, new_user);
+out:
+	if (s != CK_INVALID_HANDLE)
+		(void)f->C_CloseSession(s);
+	hsm_unload(dl, f, owns);
+	return rc;
+}
