@@ -24,7 +24,7 @@
 #include "api/cli.h"
 #include "api/cli_session.h"
 #include "api/client.h"
-#include "api/errmsg.h"
+#include "hsm/base.h"
 #include "hsm/base.h"
 #include "vault/config.h"
 #include "vault/vault.h"
@@ -543,7 +543,7 @@ cli_seal_shares_for(const char *shares, const char *list, char *err,
 	size_t n;
 
 	if (str_fmt(files, sizeof(files), "%s", list) != 0) {
-		errmsg_set(err, err_len, "--share-keys is too long");
+		err_set(err, err_len, "--share-keys is too long");
 		goto fail;
 	}
 	for (file = strtok_r(files, ",", &save); a != NULL && file != NULL;
@@ -551,7 +551,7 @@ cli_seal_shares_for(const char *shares, const char *list, char *err,
 		e = p ? strchr(p, '\n') : NULL;
 		n = e ? (size_t)(e - p) : 0;
 		if (n == 0 || n >= sizeof(line)) {
-			errmsg_set(err, err_len, "fewer shares than "
+			err_set(err, err_len, "fewer shares than "
 			    "--share-keys");
 			goto fail;
 		}
@@ -559,7 +559,7 @@ cli_seal_shares_for(const char *shares, const char *list, char *err,
 		line[n] = '\0';
 		p = e + 1;
 		if ((k = load_recipient(file)) == NULL) {
-			errmsg_set(err, err_len, "%.128s: not an RSA public "
+			err_set(err, err_len, "%.128s: not an RSA public "
 			    "key or certificate (PEM)", file);
 			OPENSSL_cleanse(line, sizeof(line));
 			goto fail;
@@ -568,13 +568,13 @@ cli_seal_shares_for(const char *shares, const char *list, char *err,
 		EVP_PKEY_free(k);
 		OPENSSL_cleanse(line, sizeof(line));
 		if (one == NULL) {
-			errmsg_set(err, err_len, "%.128s: cannot encrypt to "
+			err_set(err, err_len, "%.128s: cannot encrypt to "
 			    "it", file);
 			goto fail;
 		}
 		if (json_array_append_new(a, json_pack("{s:s, s:o}",
 		    "recipient", file, "share", one)) != 0) {
-			errmsg_set(err, err_len, "out of memory");
+			err_set(err, err_len, "out of memory");
 			goto fail;
 		}
 	}

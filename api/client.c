@@ -28,7 +28,7 @@
 #include <openssl/x509v3.h>
 
 #include "api/client.h"
-#include "api/errmsg.h"
+#include "hsm/base.h"
 #include "hsm/base.h"
 
 #define CLI_RESP_MAX (16u * 1024 * 1024)   /* body cap */
@@ -126,7 +126,7 @@ url_parse(const char *s, struct url *u, char *err, size_t err_len)
 
 	memset(u, 0, sizeof(*u));
 	if (strncasecmp(s, "https://", 8) != 0) {
-		errmsg_set(err, err_len, "the vault URL must start with https:// "
+		err_set(err, err_len, "the vault URL must start with https:// "
 		    "(got '%.64s')", s);
 		return -1;
 	}
@@ -134,7 +134,7 @@ url_parse(const char *s, struct url *u, char *err, size_t err_len)
 	path = p + strcspn(p, "/?#");
 	if (*path == '?' || *path == '#' || memchr(p, '@',
 	    (size_t)(path - p)) != NULL) {
-		errmsg_set(err, err_len, "unsupported vault URL '%.64s'", s);
+		err_set(err, err_len, "unsupported vault URL '%.64s'", s);
 		return -1;
 	}
 	if (url_host(p, path, u, &p) != 0)
@@ -155,7 +155,7 @@ url_parse(const char *s, struct url *u, char *err, size_t err_len)
 	u->base[plen] = '\0';
 	return 0;
 bad:
-	errmsg_set(err, err_len, "malformed vault URL '%.64s'", s);
+	err_set(err, err_len, "malformed vault URL '%.64s'", s);
 	return -1;
 }
 
@@ -172,7 +172,7 @@ tcp_connect(const struct url *u, char *err, size_t err_len)
 	hints.ai_flags = u->is_ip ? AI_NUMERICHOST : 0;
 	rc = getaddrinfo(u->host, u->port, &hints, &res);
 	if (rc != 0) {
-		errmsg_set(err, err_len, "cannot resolve %s: %s", u->host,
+		err_set(err, err_len, "cannot resolve %s: %s", u->host,
 		    gai_strerror(rc));
 		return -1;
 	}
@@ -192,7 +192,7 @@ tcp_connect(const struct url *u, char *err, size_t err_len)
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
-		errmsg_set(err, err_len, "cannot connect to %s port %s: %s",
+		err_set(err, err_len, "cannot connect to %s port %s: %s",
 		    u->host, u->port,
 		    strerror(saved != 0 ? saved : ECONNREFUSED));
 	return fd;
@@ -205,7 +205,7 @@ tls_ctx_new(const char *ca_file, char *err, size_t err_len)
 	char r[160];
 
 	if (ctx == NULL) {
-		errmsg_set(err, err_len, "TLS setup failed: %s",
+		err_set(err, err_len, "TLS setup failed: %s",
 		    ossl_reason(r, sizeof(r)));
 		return NULL;
 	}
@@ -215,7 +215,7 @@ tls_ctx_new(const char *ca_file, char *err, size_t err_len)
 	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	if (ca_file != NULL) {
 		if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
-			errmsg_set(err, err_len, "cannot load the CA file %s: %s",
+			err_set(err, err_len, "cannot load the CA file %s: %s",
 			    ca_file, ossl_reason(r, sizeof(r)));
 			SSL_CTX_free(ctx);
 			return NULL;
@@ -224,7 +224,7 @@ tls_ctx_new(const char *ca_file, char *err, size_t err_len)
 		goto fail;
 	return ctx;
 fail:
-	errmsg_set(err, err_len, "TLS setup failed: %s",
+	err_set(err, err_len, "TLS setup failed: %s",
 	    ossl_reason(r, sizeof(r)));
 	SSL_CTX_free(ctx);
 	return NULL;
@@ -254,19 +254,19 @@ tls_read_all(SSL *ssl, buf_t **out, char *err, size_t err_len)
 
 	*out = NULL;
 	if (b == NULL) {
-		errmsg_set(err, err_len, "out of memory");
+		err_set(err, err_len, "out of memory");
 		return -1;
 	}
 	for (;;) {
 		if ((room = CLI_READ_MAX - buf_len(b)) == 0) {
-			errmsg_set(err, err_len, "the response is larger than "
+			err_set(err, err_len, "the response is larger than "
 			    "16 MiB");
 			goto fail;
 		}
 		if (room > CLI_READ_CHUNK)
 			room = CLI_READ_CHUNK;
 		if (buf_reserve(b, room, &at) != 0) {
-			errmsg_set(err, err_len, "out of memory");
+			err_set(err, err_len, "out of memory");
 			goto fail;
 		}
 		if (SSL_read_ex(ssl, at, room, &got) == 1) {
@@ -280,7 +280,7 @@ tls_read_all(SSL *ssl, buf_t **out, char *err, size_t err_len)
 			break;
 		if (e == SSL_ERROR_SYSCALL && errno == 0)
 			break;          /* EOF without close_notify */
-		errmsg_set(err, err_len, "reading the response failed: %s",
+		err_set(err, err_len, "reading the response failed: %s",
 		    e == SSL_ERROR_SYSCALL && errno != 0 ? strerror(errno) :
 		    "TLS error");
 		goto fail;
@@ -394,7 +394,7 @@ response_body(const char *raw, size_t raw_len, const char *head_end,
 			goto nomem;
 		if ((dc = dechunk(start, avail, body)) != 0) {
 			buf_free(body);
-			errmsg_set(err, err_len, dc == -2 ? "the response is "
+			err_set(err, err_len, dc == -2 ? "the response is "
 			    "larger than 16 MiB" : "malformed HTTP response");
 			return -1;
 		}
@@ -404,19 +404,19 @@ response_body(const char *raw, size_t raw_len, const char *head_end,
 	v = header_value(raw, head_end, "Content-Length", &vlen);
 	if (v != NULL) {
 		if (vlen == 0 || vlen >= sizeof(num)) {
-			errmsg_set(err, err_len, "malformed HTTP response");
+			err_set(err, err_len, "malformed HTTP response");
 			return -1;
 		}
 		memcpy(num, v, vlen);
 		num[vlen] = '\0';
 		if (parse_u64(num, avail, &cl) != 0) {
-			errmsg_set(err, err_len, "the response was truncated");
+			err_set(err, err_len, "the response was truncated");
 			return -1;
 		}
 		blen = (size_t)cl;
 	}
 	if (blen > CLI_RESP_MAX) {
-		errmsg_set(err, err_len, "the response is larger than 16 MiB");
+		err_set(err, err_len, "the response is larger than 16 MiB");
 		return -1;
 	}
 	if ((body = buf_new(blen + 1)) == NULL || buf_put(body, start,
@@ -426,7 +426,7 @@ response_body(const char *raw, size_t raw_len, const char *head_end,
 	return 0;
 nomem:
 	buf_free(body);
-	errmsg_set(err, err_len, "out of memory");
+	err_set(err, err_len, "out of memory");
 	return -1;
 }
 
@@ -443,7 +443,7 @@ parse_response(const buf_t *rawb, int *status, buf_t **body, char *err,
 	    raw_len < 12 || strncmp(raw, "HTTP/1.", 7) != 0 || raw[8] != ' ' ||
 	    raw[9] < '1' || raw[9] > '5' || raw[10] < '0' || raw[10] > '9' ||
 	    raw[11] < '0' || raw[11] > '9') {
-		errmsg_set(err, err_len, "malformed HTTP response");
+		err_set(err, err_len, "malformed HTTP response");
 		return -1;
 	}
 	if (response_body(raw, raw_len, head_end, body, err, err_len) != 0)
@@ -494,11 +494,11 @@ tls_open(const struct url *u, const char *ca_file, SSL **ssl_out, int *fd_out,
 	if (SSL_connect(ssl) != 1) {
 		vr = SSL_get_verify_result(ssl);
 		if (vr != X509_V_OK)
-			errmsg_set(err, err_len, "TLS: the vault's certificate "
+			err_set(err, err_len, "TLS: the vault's certificate "
 			    "is not trusted: %s (host %s)",
 			    X509_verify_cert_error_string(vr), u->host);
 		else
-			errmsg_set(err, err_len, "TLS handshake with %s failed: "
+			err_set(err, err_len, "TLS handshake with %s failed: "
 			    "%s", u->host, ossl_reason(reason, sizeof(reason)));
 		goto out;
 	}
@@ -507,7 +507,7 @@ tls_open(const struct url *u, const char *ca_file, SSL **ssl_out, int *fd_out,
 	rc = 0;
 	goto out;
 tls_fail:
-	errmsg_set(err, err_len, "TLS setup failed: %s",
+	err_set(err, err_len, "TLS setup failed: %s",
 	    ossl_reason(reason, sizeof(reason)));
 out:
 	SSL_free(ssl);
@@ -551,12 +551,12 @@ cli_https(const struct cli_request *rq, int *status, buf_t **resp,
 	if (url_parse(rq->base_url, &u, err, err_len) != 0)
 		goto out;
 	if (!request_ok(rq)) {
-		errmsg_set(err, err_len, "refusing a malformed request");
+		err_set(err, err_len, "refusing a malformed request");
 		goto out;
 	}
 	if ((head = buf_new(CLI_HEAD_MAX + CLI_PATH_MAX)) == NULL ||
 	    request_head(rq, &u, head) != 0) {
-		errmsg_set(err, err_len, "the request is too long");
+		err_set(err, err_len, "the request is too long");
 		goto out;
 	}
 	if (tls_open(&u, rq->ca_file, &ssl, &fd, err, err_len) != 0)
@@ -564,7 +564,7 @@ cli_https(const struct cli_request *rq, int *status, buf_t **resp,
 	if (tls_write_all(ssl, buf_str(head), buf_len(head)) != 0 ||
 	    (rq->body != NULL && rq->body_len > 0 &&
 	    tls_write_all(ssl, rq->body, rq->body_len) != 0)) {
-		errmsg_set(err, err_len, "sending the request to %s failed",
+		err_set(err, err_len, "sending the request to %s failed",
 		    u.host);
 		goto out;
 	}

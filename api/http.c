@@ -34,7 +34,7 @@
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 
-#include "api/errmsg.h"
+#include "hsm/base.h"
 #include "api/http.h"
 #include "hsm/base.h"
 
@@ -355,18 +355,18 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 
 	*out = NULL;
 	if (parse_listen(o->listen, &ss) != 0) {
-		errmsg_set(err, err_len, "invalid listen address '%s' "
+		err_set(err, err_len, "invalid listen address '%s' "
 		    "(want HOST:PORT with a numeric IP)", o->listen);
 		return -1;
 	}
 	s = calloc(1, sizeof(*s));
 	if (s == NULL) {
-		errmsg_set(err, err_len, "out of memory");
+		err_set(err, err_len, "out of memory");
 		return -1;
 	}
 	s->ctx = c;
 	if (load_tls(s, o) != 0) {
-		errmsg_set(err, err_len, "cannot read the TLS certificate or "
+		err_set(err, err_len, "cannot read the TLS certificate or "
 		    "key");
 		goto fail;
 	}
@@ -397,7 +397,7 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 	    MHD_OPTION_END);
 	if (s->daemon == NULL) {
-		errmsg_set(err, err_len, "cannot listen on %s: %s", o->listen,
+		err_set(err, err_len, "cannot listen on %s: %s", o->listen,
 		    errno ? strerror(errno) : "MHD_start_daemon failed");
 		goto fail;
 	}

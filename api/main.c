@@ -25,7 +25,7 @@
 #include "api/api.h"
 #include "api/cli.h"
 #include "api/cli_session.h"
-#include "api/errmsg.h"
+#include "hsm/base.h"
 #include "api/http.h"
 #include "api/tlsgen.h"
 #include "hsm/base.h"
@@ -180,7 +180,7 @@ open_tls_key(const char *dir, char **pem, char *err, size_t err_len)
 	path_of(hsm_dir, sizeof(hsm_dir), dir, "hsm");
 	path_of(path, sizeof(path), dir, "tls/server-key.cred");
 	if (access(path, F_OK) != 0) {
-		errmsg_set(err, err_len, "the TLS key is missing "
+		err_set(err, err_len, "the TLS key is missing "
 		    "(tls/server-key.pem or .cred)");
 		return -1;
 	}
@@ -190,7 +190,7 @@ open_tls_key(const char *dir, char **pem, char *err, size_t err_len)
 	    TLS_PEM_MAX - 1, &len, &why) != 0) {
 		freezero(*pem, TLS_PEM_MAX);
 		*pem = NULL;
-		errmsg_set(err, err_len, "cannot open the TLS key "
+		err_set(err, err_len, "cannot open the TLS key "
 		    "(tls/server-key.cred): %s", why);
 		return -1;
 	}

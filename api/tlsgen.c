@@ -27,7 +27,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "api/errmsg.h"
+#include "hsm/base.h"
 #include "api/tlsgen.h"
 #include "hsm/base.h"
 
@@ -233,32 +233,32 @@ load_external_ca(const char *ca_cert, const char *ca_key, X509 **cert_out,
 
 	if (file_read(ca_cert, TLSGEN_CA_FILE_MAX, &pem) != 0 ||
 	    buf_len(pem) == 0) {
-		errmsg_ossl(err, err_len, "cannot read the CA certificate file");
+		err_set_ossl(err, err_len, "cannot read the CA certificate file");
 		goto out;
 	}
 	if ((bio = BIO_new_mem_buf(buf_ptr(pem), (int)buf_len(pem))) == NULL ||
 	    (cert = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
-		errmsg_ossl(err, err_len, "the CA certificate file holds no PEM "
+		err_set_ossl(err, err_len, "the CA certificate file holds no PEM "
 		    "certificate");
 		goto out;
 	}
 	if (X509_check_ca(cert) == 0) {
-		errmsg_ossl(err, err_len, "the CA certificate is not a CA "
+		err_set_ossl(err, err_len, "the CA certificate is not a CA "
 		    "certificate");
 		goto out;
 	}
 	if ((fp = fopen(ca_key, "r")) == NULL) {
-		errmsg_ossl(err, err_len, "cannot open the CA key file");
+		err_set_ossl(err, err_len, "cannot open the CA key file");
 		goto out;
 	}
 	/* No passphrase callback: an encrypted key fails instead of prompting. */
 	if ((key = PEM_read_PrivateKey(fp, NULL, NULL, (void *)"")) == NULL) {
-		errmsg_ossl(err, err_len, "cannot read an unencrypted PEM private "
+		err_set_ossl(err, err_len, "cannot read an unencrypted PEM private "
 		    "key from the CA key file");
 		goto out;
 	}
 	if (X509_check_private_key(cert, key) != 1) {
-		errmsg_ossl(err, err_len, "the CA key does not match the CA "
+		err_set_ossl(err, err_len, "the CA key does not match the CA "
 		    "certificate");
 		goto out;
 	}
@@ -381,22 +381,22 @@ make_material(struct tls_set *t, const char *host, int is_ip,
 			return -1;
 	} else {
 		if ((t->ca_key = gen_p256()) == NULL) {
-			errmsg_ossl(err, err_len, "cannot generate the CA key");
+			err_set_ossl(err, err_len, "cannot generate the CA key");
 			return -1;
 		}
 		if ((t->ca = make_ca(t->ca_key)) == NULL) {
-			errmsg_ossl(err, err_len, "cannot create the CA "
+			err_set_ossl(err, err_len, "cannot create the CA "
 			    "certificate");
 			return -1;
 		}
 	}
 	if ((t->srv_key = gen_p256()) == NULL) {
-		errmsg_ossl(err, err_len, "cannot generate the server key");
+		err_set_ossl(err, err_len, "cannot generate the server key");
 		return -1;
 	}
 	if ((t->srv = make_server(t->srv_key, host, is_ip, t->ca,
 	    t->ca_key)) == NULL) {
-		errmsg_ossl(err, err_len, "cannot create the server certificate");
+		err_set_ossl(err, err_len, "cannot create the server certificate");
 		return -1;
 	}
 	return 0;
@@ -425,10 +425,10 @@ write_material(const char *tls_dir, const struct tls_set *t, char *err,
 		return 0;
 	saved_errno = errno;
 	if (saved_errno == EEXIST)
-		errmsg_set(err, err_len, "a TLS file already exists; refusing "
+		err_set(err, err_len, "a TLS file already exists; refusing "
 		    "to overwrite it");
 	else
-		errmsg_set(err, err_len, "cannot write the TLS files: %s",
+		err_set(err, err_len, "cannot write the TLS files: %s",
 		    strerror(saved_errno));
 	for (i = 0; i < TF_COUNT; i++)
 		if (created[i] && str_fmt(path, sizeof(path), "%s/%s",
@@ -448,16 +448,16 @@ tlsgen_create(const char *tls_dir, const char *host, const char *ca_cert,
 	if (err != NULL && err_len > 0)
 		err[0] = '\0';
 	if (tls_dir == NULL || *tls_dir == '\0') {
-		errmsg_ossl(err, err_len, "no TLS directory given");
+		err_set_ossl(err, err_len, "no TLS directory given");
 		goto out;
 	}
 	if ((is_ip = host_kind(host)) < 0) {
-		errmsg_ossl(err, err_len, "the host is neither an IP address nor a "
+		err_set_ossl(err, err_len, "the host is neither an IP address nor a "
 		    "valid DNS name");
 		goto out;
 	}
 	if ((ca_cert == NULL) != (ca_key == NULL)) {
-		errmsg_ossl(err, err_len, "an external CA needs both its "
+		err_set_ossl(err, err_len, "an external CA needs both its "
 		    "certificate and its key");
 		goto out;
 	}
@@ -465,7 +465,7 @@ tlsgen_create(const char *tls_dir, const char *host, const char *ca_cert,
 	if (make_material(&t, host, is_ip, ca_cert, ca_key, err, err_len) != 0)
 		goto out;
 	if (ensure_dir(tls_dir) != 0) {
-		errmsg_set(err, err_len, "cannot create the TLS directory: %s",
+		err_set(err, err_len, "cannot create the TLS directory: %s",
 		    errno == EEXIST ? "not a directory" : strerror(errno));
 		goto out;
 	}

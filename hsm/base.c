@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
 #include "hsm/base.h"
 
 int
@@ -135,4 +137,35 @@ hash_fnv1a(const void *p, size_t n)
 		h *= 1099511628211ULL;
 	}
 	return h;
+}
+
+void
+err_set(char *err, size_t err_len, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (err == NULL || err_len == 0)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(err, err_len, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		err[0] = '\0';
+	else if ((size_t)n >= err_len && err_len > 4)
+		memcpy(err + err_len - 4, "...", 4);
+}
+
+void
+err_set_ossl(char *err, size_t err_len, const char *what)
+{
+	unsigned long e = ERR_peek_last_error();
+	char ossl[160];
+
+	if (e != 0) {
+		ERR_error_string_n(e, ossl, sizeof(ossl));
+		err_set(err, err_len, "%s (%s)", what, ossl);
+	} else
+		err_set(err, err_len, "%s", what);
+	ERR_clear_error();
 }

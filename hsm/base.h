@@ -27,6 +27,15 @@ int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
  * freed, so it may hold a secret): 0; HSM_ERR_ARGS when it is longer than
  * max; HSM_ERR_IO (errno kept) when it cannot be read. */
 int file_read(const char *path, size_t max, buf_t **out) HSM_WUR;
+/* A one-line reason for a person into a caller's buffer (char *err,
+ * size_t err_len), never parsed: cut to fit, the cut marked "...";
+ * "" if it cannot be formatted; err may be NULL or err_len 0. The one
+ * such formatter of the tree. Must never be given a secret. */
+void err_set(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The same with what, then " (" OpenSSL's last error ")" when there is
+ * one; clears OpenSSL's error queue. */
+void err_set_ossl(char *err, size_t err_len, const char *what);
 /* FNV-1a, 64 bits: for hash tables, never for anything secret. */
 uint64_t hash_fnv1a(const void *p, size_t n);
 

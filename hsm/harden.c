@@ -41,25 +41,6 @@
 
 extern char **environ;
 
-/* The reason of a failure into err[err_len]; one cut short ends in
- * "...", so a reader sees it is not whole. */
-static void __attribute__((format(printf, 3, 4)))
-errf(char *err, size_t err_len, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (err == NULL || err_len == 0)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(err, err_len, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		err[0] = '\0';
-	else if ((size_t)n >= err_len && err_len > 4)
-		memcpy(err + err_len - 4, "...", 4);
-}
-
 static int
 lookup_user(const char *user, uid_t *uid, gid_t *gid, char *err,
     size_t err_len)
@@ -69,12 +50,12 @@ lookup_user(const char *user, uid_t *uid, gid_t *gid, char *err,
 	errno = 0;
 	pw = getpwnam(user);
 	if (pw == NULL) {
-		errf(err, err_len, "--user %s: no such user%s%s", user,
+		err_set(err, err_len, "--user %s: no such user%s%s", user,
 		    errno ? ": " : "", errno ? strerror(errno) : "");
 		return -1;
 	}
 	if (pw->pw_uid == 0 || pw->pw_gid == 0) {
-		errf(err, err_len, "--user %s: refusing a user with uid "
+		err_set(err, err_len, "--user %s: refusing a user with uid "
 		    "or gid 0", user);
 		return -1;
 	}
@@ -94,12 +75,12 @@ hsm_check_data_owner(const char *dir, const char *user, char *err,
 	if (lookup_user(user, &uid, &gid, err, err_len) != 0)
 		return -1;
 	if (stat(dir, &st) != 0) {
-		errf(err, err_len, "cannot stat %s: %s", dir,
+		err_set(err, err_len, "cannot stat %s: %s", dir,
 		    strerror(errno));
 		return -1;
 	}
 	if (st.st_uid != uid) {
-		errf(err, err_len, "--user %s: the data directory %s is "
+		err_set(err, err_len, "--user %s: the data directory %s is "
 		    "owned by uid %u, not by %s (uid %u); run "
 		    "chown -R %s %s first", user, dir, (unsigned)st.st_uid,
 		    user, (unsigned)uid, user, dir);
@@ -119,47 +100,47 @@ hsm_drop_privileges(const char *user, char *err, size_t err_len)
 	if (geteuid() != 0) {
 		if (geteuid() == uid && getuid() == uid)
 			goto harden;   /* already that user */
-		errf(err, err_len, "--user %s needs to start as root",
+		err_set(err, err_len, "--user %s needs to start as root",
 		    user);
 		return -1;
 	}
 	/* order matters: groups and gid while still root, uid last */
 	if (setgroups(0, NULL) != 0) {
-		errf(err, err_len, "setgroups: %s", strerror(errno));
+		err_set(err, err_len, "setgroups: %s", strerror(errno));
 		return -1;
 	}
 	if (setresgid(gid, gid, gid) != 0) {
-		errf(err, err_len, "setresgid(%u): %s", (unsigned)gid,
+		err_set(err, err_len, "setresgid(%u): %s", (unsigned)gid,
 		    strerror(errno));
 		return -1;
 	}
 	if (setresuid(uid, uid, uid) != 0) {
-		errf(err, err_len, "setresuid(%u): %s", (unsigned)uid,
+		err_set(err, err_len, "setresuid(%u): %s", (unsigned)uid,
 		    strerror(errno));
 		return -1;
 	}
 	/* the way back must be closed */
 	if (setuid(0) == 0 || seteuid(0) == 0 || setgid(0) == 0) {
-		errf(err, err_len, "--user %s: root could be regained "
+		err_set(err, err_len, "--user %s: root could be regained "
 		    "after dropping privileges", user);
 		return -1;
 	}
 	if (getuid() != uid || geteuid() != uid || getgid() != gid ||
 	    getegid() != gid) {
-		errf(err, err_len, "--user %s: the uid/gid did not change",
+		err_set(err, err_len, "--user %s: the uid/gid did not change",
 		    user);
 		return -1;
 	}
 harden:
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-		errf(err, err_len, "prctl(PR_SET_NO_NEW_PRIVS): %s",
+		err_set(err, err_len, "prctl(PR_SET_NO_NEW_PRIVS): %s",
 		    strerror(errno));
 		return -1;
 	}
 	/* a uid change resets "dumpable" to fs.suid_dumpable: set it again,
 	 * a core dump would hold session keys and plaintexts */
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
-		errf(err, err_len, "prctl(PR_SET_DUMPABLE): %s",
+		err_set(err, err_len, "prctl(PR_SET_DUMPABLE): %s",
 		    strerror(errno));
 		return -1;
 	}
