@@ -132,7 +132,8 @@ for f in "${tidy_files[@]}"; do
 	else
 		echo "not ok - clang-tidy: $f"
 		grep -E '(warning|error): ' "$out/$n.log" | sort -u |
-		    sed 's/^/#   /'
+		    sed -e "s|^$PWD/||" -e 's|^\./||' -e 's/,-warnings-as-errors\]/]/' \
+		    -e 's/^/#   /'
 		failed=1
 	fi
 done
