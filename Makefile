@@ -1,4 +1,4 @@
-# p11vault — one entry point: make, make run, make test, make bench.
+# p11vault — one entry point: make, make run, make test, make bench, make style.
 CC      ?= cc
 BUILD   := build
 PKGS    := libmicrohttpd jansson sqlite3 libssl libcrypto gnutls p11-kit-1 libseccomp libgfshare
@@ -13,7 +13,7 @@ SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 APT_PKGS := build-essential pkg-config softhsm2 libsofthsm2 opensc \
 	libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev \
 	libgnutls28-dev libp11-kit-dev libseccomp-dev libgfshare-dev gnutls-bin openssl curl \
-	clang wrk sqlite3 systemd clevis tang-common
+	clang clang-format clang-tidy wrk sqlite3 systemd clevis tang-common
 
 LIB_SRCS := $(wildcard hsm/*.c) $(wildcard vault/*.c) $(wildcard policy/*.c) \
 	$(filter-out api/main.c,$(wildcard api/*.c))
@@ -23,7 +23,7 @@ SAN_OBJS := $(LIB_SRCS:%.c=$(BUILD)/san/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/san/tests/%)
 
-.PHONY: all deps run test bench fuzz clean
+.PHONY: all deps run test bench fuzz style clean
 FUZZ_SECONDS ?= 60
 all: $(BUILD)/p11vault
 
@@ -71,6 +71,11 @@ test: deps
 
 bench: deps $(BUILD)/p11vault
 	@bash tests/bench/run.sh
+
+# clang-format (.clang-format) and clang-tidy (.clang-tidy) over the tree;
+# `bash tests/style.sh --fix` reformats it.
+style: deps
+	@bash tests/style.sh
 
 # libFuzzer (clang, ASan+UBSan): each target FUZZ_SECONDS over its corpus
 fuzz: deps

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test suite and ends with one line "N passed, N failed".
-# Unit tests (ASan+UBSan builds), then the API suites (Node, the real
+# The style checks (clang-format, clang-tidy), unit tests (ASan+UBSan
+# builds), then the API suites (Node, the real
 # Azure SDK) against the release binary and again against the sanitizer
 # build. Counts come from "ok -"/"not ok -" lines (unit) and node's
 # "# pass N"/"# fail N" summary lines.
@@ -32,6 +33,9 @@ run_ok_lines() {  # LOGNAME COMMAND...: a suite that prints "ok - " lines
 	if [ $rc -ne 0 ]; then echo "  $* exited $rc:"; tail -30 "$log" | sed 's/^/    /'; fi
 	count_unit "$log" $rc
 }
+
+echo "== style (clang-format, clang-tidy)"
+run_ok_lines style bash tests/style.sh
 
 echo "== unit tests (ASan+UBSan)"
 for t in build/san/tests/test_*; do
