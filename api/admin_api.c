@@ -361,7 +361,7 @@ identity_create(struct api_req *q, struct api_resp *r)
 		    "isAdmin must be a boolean.");
 		goto out;
 	}
-	p.is_admin = v && json_is_true(v);
+	p.is_admin = json_is_true(v);
 	policy_uuid(p.object_id);
 	policy_uuid(p.client_id);
 	memcpy(p.display_name, name, strlen(name) + 1);   /* fits: checked */

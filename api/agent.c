@@ -377,7 +377,10 @@ cli_identity_agent(int argc, char **argv)
 		    "(127.x.x.x:PORT)");
 		return 2;
 	}
-	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+		cli_fail_line("cannot make the process non-dumpable");
+		return 1;
+	}
 	memset(&a, 0, sizeof(a));
 	pthread_mutex_init(&a.lock, NULL);
 	if (load_credential(&a, cred, arg(argc, argv, "--vault-url"),

@@ -25,7 +25,6 @@
 #include "api/cli_session.h"
 #include "api/client.h"
 #include "hsm/base.h"
-#include "hsm/base.h"
 #include "vault/config.h"
 #include "vault/vault.h"
 

@@ -29,7 +29,6 @@
 
 #include "api/client.h"
 #include "hsm/base.h"
-#include "hsm/base.h"
 
 #define CLI_RESP_MAX (16u * 1024 * 1024)   /* body cap */
 #define CLI_HEAD_MAX (64u * 1024)          /* status line + headers cap */
@@ -346,7 +345,7 @@ dechunk(const char *in, size_t len, buf_t *out)
 
 		while (i < len && in[i] != '\0' &&
 		    strchr("0123456789abcdefABCDEF", in[i]) != NULL) {
-			int c = in[i];
+			int c = (unsigned char)in[i];
 			unsigned d = (unsigned)(c <= '9' ? c - '0' :
 			    (c | 0x20) - 'a' + 10);
 

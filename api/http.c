@@ -36,7 +36,6 @@
 
 #include "hsm/base.h"
 #include "api/http.h"
-#include "hsm/base.h"
 
 #define HTTP_CONN_MEMORY (64 * 1024)
 #define HTTP_CONN_LIMIT 4000

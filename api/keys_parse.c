@@ -140,7 +140,7 @@ keys_parse_attrs(json_t *body, struct keys_attrs *a, struct api_resp *r)
 	if (v && !json_is_null(v) && !json_is_boolean(v))
 		return api_resp_bad(r, "The field 'attributes.exportable' must be a "
 		    "boolean.");
-	if (v && json_is_true(v))
+	if (json_is_true(v))
 		return api_resp_bad(r, "Exportable keys are not supported: private keys "
 		    "never leave this vault's HSM.");
 	if ((rc = parse_time(attrs, "nbf", &a->has_nbf, &a->nbf, r)) != 0 ||

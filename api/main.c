@@ -28,7 +28,6 @@
 #include "hsm/base.h"
 #include "api/http.h"
 #include "api/tlsgen.h"
-#include "hsm/base.h"
 #include "hsm/harden.h"
 
 #define TLS_PEM_MAX (64 * 1024)

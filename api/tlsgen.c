@@ -29,7 +29,6 @@
 
 #include "hsm/base.h"
 #include "api/tlsgen.h"
-#include "hsm/base.h"
 
 #define TLSGEN_SERVER_DAYS 825L
 #define TLSGEN_CA_DAYS 3650L

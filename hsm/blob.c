@@ -327,8 +327,10 @@ out:
 }
 
 size_t
-hsm_priv_template(CK_ATTRIBUTE t[HSM_PRIV_TEMPLATE_N], CK_KEY_TYPE *kt,
-    CK_BBOOL *is_rsa)
+/* kt and is_rsa are pointed to by the template, hence not const */
+hsm_priv_template(CK_ATTRIBUTE t[HSM_PRIV_TEMPLATE_N],
+    CK_KEY_TYPE *kt,      /* NOLINT(readability-non-const-parameter) */
+    CK_BBOOL *is_rsa)     /* NOLINT(readability-non-const-parameter) */
 {
 	size_t n = 0;
 

@@ -37,8 +37,6 @@
 #include "hsm/launcher.h"
 #include "hsm/proto.h"
 
-extern char **environ;
-
 #define HSM_BOOT_TIMEOUT_MS 60000     /* load, C_Initialize, login */
 #define HSM_CALL_MIN_MS 30000         /* an answer later than this (or 4
                                          deadlines): the process is hung */

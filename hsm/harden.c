@@ -39,8 +39,6 @@
 #include "hsm/base.h"
 #include "hsm/harden.h"
 
-extern char **environ;
-
 static int
 lookup_user(const char *user, uid_t *uid, gid_t *gid, char *err,
     size_t err_len)

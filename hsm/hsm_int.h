@@ -243,7 +243,7 @@ void hsm_cache_free(tok_t *h);
  * cache_id (the bind) before it is unwrapped; a cached handle is only
  * reused for the same cache_id and the same blob bytes. */
 int hsm_key_get(tok_t *h, struct hsm_sess *s, const char *cache_id,
-    const uint8_t *blob, size_t blob_len, struct hsm_cache_ent **ent)
+    const uint8_t *blob, size_t blob_len, struct hsm_cache_ent **out)
     HSM_WUR;
 void hsm_key_put(tok_t *h, struct hsm_sess *s, struct hsm_cache_ent *ent);
 /* Drops cache_id's entry (destroyed now in s, or by its last user; s

@@ -37,8 +37,6 @@
 #include "hsm/launcher.h"
 #include "hsm/proto.h"
 
-extern char **environ;
-
 int
 hsm_spawn_token(int boot_child, pid_t *pid)
 {

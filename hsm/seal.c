@@ -30,8 +30,6 @@
 #include "hsm/harden.h"
 #include "hsm/seal.h"
 
-extern char **environ;
-
 #define SEAL_SALT "p11vault-seal-v1"
 #define CRED_NAME "p11vault-unseal"
 #define OUT_MAX 256
