@@ -22,7 +22,8 @@
 #include "hsm/base.h"
 
 #define DISPLAY_NAME_MAX 256
-_Static_assert(DISPLAY_NAME_MAX < sizeof(((struct vlt_principal *)0)->display_name),
+_Static_assert(DISPLAY_NAME_MAX <
+        sizeof(((struct vlt_principal *)0)->display_name),
     "a display name fits vlt_principal");
 
 static int
@@ -66,12 +67,12 @@ policies_json(struct api_ctx *c)
 	if (vault_access_list(c->vault, &items, &n) != 0)
 		return a;
 	for (i = 0; i < n; i++)
-		json_array_append_new(a, json_pack(
-		    "{s:s, s:s, s:{s:o, s:[], s:[], s:[]}}",
-		    "tenantId", items[i].tenant_id,
-		    "objectId", items[i].object_id,
-		    "permissions", "keys", perms_json(items[i].perms),
-		    "secrets", "certificates", "storage"));
+		json_array_append_new(a,
+		    json_pack("{s:s, s:s, s:{s:o, s:[], s:[], s:[]}}",
+		        "tenantId", items[i].tenant_id, "objectId",
+		        items[i].object_id, "permissions", "keys",
+		        perms_json(items[i].perms), "secrets", "certificates",
+		        "storage"));
 	free(items);
 	return a;
 }
@@ -85,16 +86,14 @@ vault_json(struct api_ctx *c)
 	if (vault_settings_get(c->vault, &s) != 0)
 		return NULL;
 	host = host ? host + 3 : c->vault_url;
-	return json_pack("{s:s, s:s, s:s, s:{s:s, s:s, s:{s:s, s:s}, s:b, "
+	return json_pack(
+	    "{s:s, s:s, s:s, s:{s:s, s:s, s:{s:s, s:s}, s:b, "
 	    "s:i, s:b, s:o}}",
-	    "id", "/admin/vault", "name", host,
-	    "type", "Microsoft.KeyVault/vaults",
-	    "properties",
-	    "vaultUri", c->vault_url, "tenantId", c->tenant_id,
-	    "sku", "family", "A", "name", "premium",
-	    "enableSoftDelete", 1,
-	    "softDeleteRetentionInDays", s.retention_days,
-	    "enablePurgeProtection", s.purge_protection,
+	    "id", "/admin/vault", "name", host, "type",
+	    "Microsoft.KeyVault/vaults", "properties", "vaultUri", c->vault_url,
+	    "tenantId", c->tenant_id, "sku", "family", "A", "name", "premium",
+	    "enableSoftDelete", 1, "softDeleteRetentionInDays",
+	    s.retention_days, "enablePurgeProtection", s.purge_protection,
 	    "accessPolicies", policies_json(c));
 }
 
@@ -150,7 +149,8 @@ vault_patch(struct api_req *q, struct api_resp *r)
 			goto out;
 		}
 		if (vault_settings_get(q->ctx->vault, &s) != 0) {
-			api_resp_vault_error(r, VLT_ERR_UNAVAILABLE, NULL, NULL);
+			api_resp_vault_error(r, VLT_ERR_UNAVAILABLE, NULL,
+			    NULL);
 			goto out;
 		}
 		if (json_is_false(v) && s.purge_protection) {
@@ -186,7 +186,8 @@ parse_keys_perms(json_t *e, enum pol_kind kind, struct pol_change *ch,
     struct api_resp *r)
 {
 	json_t *keys = json_object_get(json_object_get(e, "permissions"),
-	    "keys"), *p;
+	           "keys"),
+	       *p;
 	unsigned bits;
 	size_t j;
 
@@ -198,10 +199,12 @@ parse_keys_perms(json_t *e, enum pol_kind kind, struct pol_change *ch,
 	if (!json_is_array(keys))
 		return api_resp_bad(r, "permissions.keys must be an array.");
 	ch->has_keys = 1;
-	json_array_foreach(keys, j, p) {
-		if (!json_is_string(p) || policy_perm_parse(json_string_value(p),
-		    &bits) != 0)
-			return api_resp_bad(r, "permissions.keys holds an unknown "
+	json_array_foreach(keys, j, p)
+	{
+		if (!json_is_string(p) ||
+		    policy_perm_parse(json_string_value(p), &bits) != 0)
+			return api_resp_bad(r,
+			    "permissions.keys holds an unknown "
 			    "permission (allowed: get list update create import "
 			    "delete recover backup restore decrypt encrypt "
 			    "unwrapKey wrapKey verify sign purge rotate "
@@ -249,10 +252,13 @@ policy_targets(struct api_req *q, enum pol_kind kind,
 		added += have == 0 && kind != POL_REMOVE;
 		memcpy(out[i].object_id, ch[i].oid, POLICY_ID_LEN + 1);
 		if (str_fmt(out[i].tenant_id, sizeof(out[i].tenant_id), "%s",
-		    q->ctx->tenant_id) != 0)
-			return api_resp_bad(r, "The vault's tenant id is too long.");
-		out[i].perms = kind == POL_REPLACE ? ch[i].perms :
-		    kind == POL_ADD ? (have | ch[i].perms) :
+		        q->ctx->tenant_id) != 0)
+			return api_resp_bad(r,
+			    "The vault's tenant id is too long.");
+		out[i].perms = kind == POL_REPLACE ?
+		    ch[i].perms :
+		    kind == POL_ADD ?
+		    (have | ch[i].perms) :
 		    (ch[i].has_keys && ch[i].perms ? (have & ~ch[i].perms) : 0);
 	}
 	if (kind == POL_REMOVE)
@@ -278,7 +284,8 @@ static void
 access_policies(struct api_req *q, struct api_resp *r, const char *kind_s)
 {
 	enum pol_kind kind = strcasecmp(kind_s, "add") == 0 ? POL_ADD :
-	    strcasecmp(kind_s, "replace") == 0 ? POL_REPLACE : POL_REMOVE;
+	    strcasecmp(kind_s, "replace") == 0              ? POL_REPLACE :
+	                                                      POL_REMOVE;
 	struct vlt_access_policy *items = NULL;
 	struct pol_change *ch = NULL;
 	json_t *body = NULL, *list, *e;
@@ -298,7 +305,8 @@ access_policies(struct api_req *q, struct api_resp *r, const char *kind_s)
 	if (!json_is_array(list) || n == 0 || n > POLICY_MAX_POLICIES) {
 		api_resp_error(r, 400, "BadParameter",
 		    "properties.accessPolicies must be an array of 1 to %d "
-		    "policies.", POLICY_MAX_POLICIES);
+		    "policies.",
+		    POLICY_MAX_POLICIES);
 		goto out;
 	}
 	if ((ch = calloc(n, sizeof(*ch))) == NULL ||
@@ -306,9 +314,8 @@ access_policies(struct api_req *q, struct api_resp *r, const char *kind_s)
 		api_resp_vault_error(r, VLT_ERR_NO_MEMORY, NULL, NULL);
 		goto out;
 	}
-	json_array_foreach(list, i, e)
-		if (parse_policy_item(q, e, kind, &ch[i], r) != 0)
-			goto out;
+	json_array_foreach(list, i,
+	    e) if (parse_policy_item(q, e, kind, &ch[i], r) != 0) goto out;
 	if (policy_targets(q, kind, ch, n, items, r) != 0)
 		goto out;
 	if ((rc = vault_access_apply(q->ctx->vault, items, n)) != 0) {
@@ -317,17 +324,19 @@ access_policies(struct api_req *q, struct api_resp *r, const char *kind_s)
 	}
 	for (i = 0, rc = 0; i < n; i++) {
 		if (items[i].perms == 0)
-			policy_access_remove(q->ctx->policy, items[i].object_id);
+			policy_access_remove(q->ctx->policy,
+			    items[i].object_id);
 		else if (policy_access_set(q->ctx->policy, items[i].object_id,
-		    items[i].perms) != 0)
+		             items[i].perms) != 0)
 			rc = VLT_ERR_INTERNAL;
 	}
 	if (rc != 0)
 		api_resp_vault_error(r, rc, NULL, NULL);
 	else
-		api_resp_set(r, 200, json_pack("{s:s, s:{s:o}}", "id",
-		    "/admin/vault/accessPolicies", "properties",
-		    "accessPolicies", policies_json(q->ctx)));
+		api_resp_set(r, 200,
+		    json_pack("{s:s, s:{s:o}}", "id",
+		        "/admin/vault/accessPolicies", "properties",
+		        "accessPolicies", policies_json(q->ctx)));
 out:
 	free(items);
 	free(ch);
@@ -364,7 +373,7 @@ identity_create(struct api_req *q, struct api_resp *r)
 	p.is_admin = json_is_true(v);
 	policy_uuid(p.object_id);
 	policy_uuid(p.client_id);
-	memcpy(p.display_name, name, strlen(name) + 1);   /* fits: checked */
+	memcpy(p.display_name, name, strlen(name) + 1); /* fits: checked */
 	policy_secret_new(secret);
 	if (policy_secret_hash(secret, &p.secret_hash) != 0) {
 		api_resp_vault_error(r, VLT_ERR_INTERNAL, NULL, NULL);
@@ -372,17 +381,19 @@ identity_create(struct api_req *q, struct api_resp *r)
 	}
 	p.created = vault_now(q->ctx->vault);
 	rc = vault_principal_put(q->ctx->vault, &p);
-	if (rc == 0 && policy_principal_set(q->ctx->policy, p.object_id,
-	    p.client_id, p.secret_hash, p.is_admin) != 0)
+	if (rc == 0 &&
+	    policy_principal_set(q->ctx->policy, p.object_id, p.client_id,
+	        p.secret_hash, p.is_admin) != 0)
 		rc = VLT_ERR_INTERNAL;
 	if (rc != 0) {
 		api_resp_vault_error(r, rc, NULL, NULL);
 		goto out;
 	}
-	api_resp_set(r, 201, json_pack("{s:s, s:s, s:s, s:s, s:s, s:b}",
-	    "objectId", p.object_id, "clientId", p.client_id,
-	    "clientSecret", secret, "tenantId", q->ctx->tenant_id,
-	    "displayName", p.display_name, "isAdmin", p.is_admin));
+	api_resp_set(r, 201,
+	    json_pack("{s:s, s:s, s:s, s:s, s:s, s:b}", "objectId", p.object_id,
+	        "clientId", p.client_id, "clientSecret", secret, "tenantId",
+	        q->ctx->tenant_id, "displayName", p.display_name, "isAdmin",
+	        p.is_admin));
 out:
 	OPENSSL_cleanse(secret, sizeof(secret));
 	free(p.secret_hash);
@@ -393,8 +404,8 @@ static json_t *
 identity_json(const struct vlt_principal *p)
 {
 	return json_pack("{s:s, s:s, s:s, s:b, s:I}", "objectId", p->object_id,
-	    "clientId", p->client_id, "displayName", p->display_name,
-	    "isAdmin", p->is_admin, "created", (json_int_t)p->created);
+	    "clientId", p->client_id, "displayName", p->display_name, "isAdmin",
+	    p->is_admin, "created", (json_int_t)p->created);
 }
 
 static void

@@ -40,7 +40,7 @@ struct agent_tok {
 	char resource[AGENT_RESOURCE_MAX + 1];
 	char *token;
 	int64_t expires_on;
-	int64_t not_before;        /* when the vault issued it */
+	int64_t not_before; /* when the vault issued it */
 };
 
 struct agent {
@@ -65,15 +65,17 @@ token_form(const struct agent *a, const char *resource, buf_t *form)
 
 	if (rl > 0 && resource[rl - 1] == '/')
 		rl--;
-	if (str_fmt(scope, sizeof(scope), "%.*s/.default", (int)rl,
-	    resource) != 0)
+	if (str_fmt(scope, sizeof(scope), "%.*s/.default", (int)rl, resource) !=
+	    0)
 		return -1;
 	e_id = cli_pct_encode(a->client_id);
 	e_sec = cli_pct_encode(a->secret);
 	e_scope = cli_pct_encode(scope);
 	if (e_id != NULL && e_sec != NULL && e_scope != NULL &&
-	    buf_putf(form, "grant_type=client_credentials&client_id=%s&"
-	    "client_secret=%s&scope=%s", e_id, e_sec, e_scope) == 0)
+	    buf_putf(form,
+	        "grant_type=client_credentials&client_id=%s&"
+	        "client_secret=%s&scope=%s",
+	        e_id, e_sec, e_scope) == 0)
 		rc = 0;
 	freezero_str(e_sec);
 	free(e_id);
@@ -95,8 +97,8 @@ fetch_token(struct agent *a, const char *resource, char **token,
 	*token = NULL;
 	*status_out = 502;
 	if (form == NULL || token_form(a, resource, form) != 0 ||
-	    str_fmt(path, sizeof(path), "/%s/oauth2/v2.0/token",
-	    a->tenant) != 0)
+	    str_fmt(path, sizeof(path), "/%s/oauth2/v2.0/token", a->tenant) !=
+	        0)
 		goto out;
 	memset(&rq, 0, sizeof(rq));
 	rq.base_url = a->vault_url;
@@ -107,8 +109,10 @@ fetch_token(struct agent *a, const char *resource, char **token,
 	rq.body = buf_str(form);
 	rq.body_len = buf_len(form);
 	if (cli_https(&rq, &status, &resp, err, sizeof(err)) != 0) {
-		fprintf(stderr, "{\"level\":\"warn\",\"event\":"
-		    "\"token_fetch_failed\",\"reason\":\"%s\"}\n", err);
+		fprintf(stderr,
+		    "{\"level\":\"warn\",\"event\":"
+		    "\"token_fetch_failed\",\"reason\":\"%s\"}\n",
+		    err);
 		goto out;
 	}
 	if (status != 200) {
@@ -123,7 +127,7 @@ fetch_token(struct agent *a, const char *resource, char **token,
 	*expires_in = json_integer_value(json_object_get(j, "expires_in"));
 	rc = *token ? 0 : -1;
 out:
-	json_decref(j);         /* Jansson frees through api_wipe_free */
+	json_decref(j); /* Jansson frees through api_wipe_free */
 	buf_free(resp);
 	buf_free(form);
 	return rc;
@@ -223,30 +227,35 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 	}
 	if (strcmp(url, "/metadata/identity/oauth2/token") != 0 &&
 	    strcmp(url, "/metadata/identity/oauth2/token/") != 0)
-		return reply(c, 404, json_pack("{s:s, s:s}", "error",
-		    "not_found", "error_description", "No such endpoint."));
+		return reply(c, 404,
+		    json_pack("{s:s, s:s}", "error", "not_found",
+		        "error_description", "No such endpoint."));
 	if (strcmp(method, "GET") != 0)
-		return reply(c, 405, json_pack("{s:s, s:s}", "error",
-		    "invalid_request", "error_description",
-		    "Only GET is supported."));
+		return reply(c, 405,
+		    json_pack("{s:s, s:s}", "error", "invalid_request",
+		        "error_description", "Only GET is supported."));
 	md = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Metadata");
 	if (md == NULL || strcasecmp(md, "true") != 0)
-		return reply(c, 400, json_pack("{s:s, s:s}", "error",
-		    "invalid_request", "error_description",
-		    "Required metadata header not specified"));
+		return reply(c, 400,
+		    json_pack("{s:s, s:s}", "error", "invalid_request",
+		        "error_description",
+		        "Required metadata header not specified"));
 	resource = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
 	    "resource");
 	if (resource == NULL || resource[0] == '\0' ||
 	    strlen(resource) > AGENT_RESOURCE_MAX)
-		return reply(c, 400, json_pack("{s:s, s:s}", "error",
-		    "invalid_request", "error_description",
-		    "The resource parameter is required."));
+		return reply(c, 400,
+		    json_pack("{s:s, s:s}", "error", "invalid_request",
+		        "error_description",
+		        "The resource parameter is required."));
 	if (agent_token(a, resource, &token, &expires_on, &not_before,
-	    &status) != 0)
-		return reply(c, (unsigned)status, json_pack("{s:s, s:s}",
-		    "error", status == 400 ? "invalid_client" :
-		    "service_unavailable", "error_description",
-		    "The vault did not issue a token for this identity."));
+	        &status) != 0)
+		return reply(c, (unsigned)status,
+		    json_pack("{s:s, s:s}", "error",
+		        status == 400 ? "invalid_client" :
+		                        "service_unavailable",
+		        "error_description",
+		        "The vault did not issue a token for this identity."));
 	now = (int64_t)time(NULL);
 	/* 32 bytes hold any int64 */
 	if (str_fmt(ein, sizeof(ein), "%lld", (long long)(expires_on - now)) ||
@@ -255,11 +264,13 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 		freezero_str(token);
 		return MHD_NO;
 	}
-	ret = reply(c, 200, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, "
-	    "s:s}", "access_token", token, "client_id", a->client_id,
-	    "token_type", "Bearer",
-	    "expires_in", ein, "expires_on", eon, "ext_expires_in", ein,
-	    "not_before", nbf, "resource", resource));
+	ret = reply(c, 200,
+	    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, "
+	              "s:s}",
+	        "access_token", token, "client_id", a->client_id, "token_type",
+	        "Bearer", "expires_in", ein, "expires_on", eon,
+	        "ext_expires_in", ein, "not_before", nbf, "resource",
+	        resource));
 	freezero_str(token);
 	return ret;
 }
@@ -286,24 +297,24 @@ load_credential(struct agent *a, const char *path, const char *url_opt,
 
 	if (file_read(path, AGENT_CRED_MAX, &file) != 0 ||
 	    (j = json_loadb(buf_str(file), buf_len(file),
-	    JSON_REJECT_DUPLICATES, &je)) == NULL)
+	         JSON_REJECT_DUPLICATES, &je)) == NULL)
 		goto out;
 	tid = json_string_value(json_object_get(j, "tenantId"));
 	cid = json_string_value(json_object_get(j, "clientId"));
 	sec = json_string_value(json_object_get(j, "clientSecret"));
 	url = url_opt ? url_opt :
-	    json_string_value(json_object_get(j, "vaultUrl"));
+	                json_string_value(json_object_get(j, "vaultUrl"));
 	if (!tid || !cid || !sec || !url ||
 	    str_fmt(a->tenant, sizeof(a->tenant), "%s", tid) != 0 ||
 	    str_fmt(a->client_id, sizeof(a->client_id), "%s", cid) != 0 ||
 	    str_fmt(a->vault_url, sizeof(a->vault_url), "%s", url) != 0 ||
 	    (ca_opt != NULL &&
-	    str_fmt(a->ca_file, sizeof(a->ca_file), "%s", ca_opt) != 0))
+	        str_fmt(a->ca_file, sizeof(a->ca_file), "%s", ca_opt) != 0))
 		goto out;
 	a->secret = strdup(sec);
 	rc = a->secret ? 0 : -1;
 out:
-	json_decref(j);         /* Jansson frees through api_wipe_free */
+	json_decref(j); /* Jansson frees through api_wipe_free */
 	buf_free(file);
 	return rc;
 }
@@ -354,7 +365,8 @@ cli_identity_agent(int argc, char **argv)
 
 	for (i = 1; i < argc; i++)
 		if (strcmp(argv[i], "--help") == 0) {
-			puts("usage: p11vault identity-agent --credential FILE "
+			puts(
+			    "usage: p11vault identity-agent --credential FILE "
 			    "[--listen 127.0.0.1:40342]\n"
 			    "       [--vault-url URL] [--ca FILE]\n"
 			    "Serves the IMDS token protocol on loopback for the "
@@ -373,7 +385,8 @@ cli_identity_agent(int argc, char **argv)
 		return 2;
 	}
 	if (parse_loopback(listen, &sin) != 0) {
-		cli_fail_line("--listen must be a loopback address "
+		cli_fail_line(
+		    "--listen must be a loopback address "
 		    "(127.x.x.x:PORT)");
 		return 2;
 	}
@@ -384,9 +397,11 @@ cli_identity_agent(int argc, char **argv)
 	memset(&a, 0, sizeof(a));
 	pthread_mutex_init(&a.lock, NULL);
 	if (load_credential(&a, cred, arg(argc, argv, "--vault-url"),
-	    arg(argc, argv, "--ca")) != 0) {
-		cli_fail_line("cannot read the credential in %s (tenantId, "
-		    "clientId, clientSecret, vaultUrl)", cred);
+	        arg(argc, argv, "--ca")) != 0) {
+		cli_fail_line(
+		    "cannot read the credential in %s (tenantId, "
+		    "clientId, clientSecret, vaultUrl)",
+		    cred);
 		return 1;
 	}
 	sigemptyset(&sigs);
@@ -394,15 +409,12 @@ cli_identity_agent(int argc, char **argv)
 	sigaddset(&sigs, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL,
-	    0, NULL, NULL, on_request, &a,
-	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
-	    MHD_OPTION_THREAD_POOL_SIZE, 2u,
-	    MHD_OPTION_CONNECTION_LIMIT, 256u,
-	    MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
-	    MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL,
-	    MHD_OPTION_END);
+	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0,
+	    NULL, NULL, on_request, &a, MHD_OPTION_SOCK_ADDR,
+	    (struct sockaddr *)&sin, MHD_OPTION_THREAD_POOL_SIZE, 2u,
+	    MHD_OPTION_CONNECTION_LIMIT, 256u, MHD_OPTION_CONNECTION_TIMEOUT,
+	    30u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
+	    MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL, MHD_OPTION_END);
 	if (d == NULL) {
 		cli_fail_line("cannot listen on %s", listen);
 		freezero_str(a.secret);

@@ -27,13 +27,14 @@
 struct api_ctx {
 	vault_t *vault;
 	policy_t *policy;
-	const char *vault_url;     /* no trailing slash */
+	const char *vault_url; /* no trailing slash */
 	const char *tenant_id;
-	const char *resource;      /* token audience, e.g. https://vault.azure.net */
+	const char *resource; /* token audience, e.g. https://vault.azure.net */
 	char issuer[512];
-	char challenge[1024];      /* WWW-Authenticate value */
-	int verify_key_set;        /* the JWT public key is in policy (a
-	                              vault started sealed gets it at unseal) */
+	char challenge[1024]; /* WWW-Authenticate value */
+	/* the JWT public key is in policy (a
+	 * vault started sealed gets it at unseal) */
+	int verify_key_set;
 	struct api_metrics metrics; /* metrics.c's; all zero is empty */
 };
 
@@ -41,7 +42,7 @@ struct api_req {
 	struct api_ctx *ctx;
 	const char *method;
 	const char *path;
-	const char *api_version;   /* NULL when absent */
+	const char *api_version; /* NULL when absent */
 	const char *maxresults;
 	const char *skiptoken;
 	const char *authorization;
@@ -55,17 +56,18 @@ struct api_req {
 	/* for the audit event, set by the handler */
 	const char *operation;
 	char key_id[256];
-	int mutating;              /* the operation changes state: the audit
-	                              line is fsynced before the response */
+	/* the operation changes state: the audit
+	 * line is fsynced before the response */
+	int mutating;
 };
 
 struct api_resp {
 	unsigned status;
-	char *body;                /* malloc'd */
+	char *body; /* malloc'd */
 	size_t body_len;
 	const char *content_type;
-	int challenge;             /* send WWW-Authenticate */
-	int retry_after;           /* seconds; 0 = none */
+	int challenge;   /* send WWW-Authenticate */
+	int retry_after; /* seconds; 0 = none */
 };
 
 /* errors.c — the one place that maps errors to statuses. */
@@ -81,23 +83,23 @@ void api_resp_vault_error(struct api_resp *r, int err, const char *name,
     const char *op);
 /* What a request was about, where that changes the answer to an error. */
 enum api_subject {
-	API_SUBJ_KEY,          /* a key (api_resp_vault_error) */
-	API_SUBJ_VALUE,        /* a crypto input: BAD_PARAM is its length */
-	API_SUBJ_CIPHERTEXT,   /* a decryption: BAD_PARAM is DECRYPT */
-	API_SUBJ_TRANSFER,     /* a BYOK transfer blob */
-	API_SUBJ_BACKUP,       /* a backup blob (restore) */
-	API_SUBJ_IDENTITY,     /* an identity (admin API) */
+	API_SUBJ_KEY,        /* a key (api_resp_vault_error) */
+	API_SUBJ_VALUE,      /* a crypto input: BAD_PARAM is its length */
+	API_SUBJ_CIPHERTEXT, /* a decryption: BAD_PARAM is DECRYPT */
+	API_SUBJ_TRANSFER,   /* a BYOK transfer blob */
+	API_SUBJ_BACKUP,     /* a backup blob (restore) */
+	API_SUBJ_IDENTITY,   /* an identity (admin API) */
 };
-void api_resp_vault_error_in(struct api_resp *r, int err,
-    enum api_subject subj, const char *name, const char *op);
+void api_resp_vault_error_in(struct api_resp *r, int err, enum api_subject subj,
+    const char *name, const char *op);
 void api_resp_unauthorized(struct api_req *q, struct api_resp *r,
     const char *why);
 
 /* json.c — strict body parsing and field helpers. Each returns 0, or
  * VLT_ERR_BAD_PARAM after filling r with a 400 BadParameter naming the
  * field. */
-int api_body_object(struct api_req *q, struct api_resp *r, json_t **out)
-    API_WUR;
+int api_body_object(struct api_req *q, struct api_resp *r,
+    json_t **out) API_WUR;
 int api_field_b64(json_t *obj, const char *field, size_t max, int required,
     uint8_t **out, size_t *out_len, struct api_resp *r) API_WUR;
 int api_field_string(json_t *obj, const char *field, int required,
@@ -147,11 +149,11 @@ void api_audit_request(struct api_req *q, struct api_resp *r,
  * counted in c->metrics. */
 void api_metrics_observe_request(struct api_ctx *c, const char *operation,
     unsigned status, double ms);
-void api_metrics_observe_token(struct api_ctx *c, const char *operation,
-    int ok, double ms);
+void api_metrics_observe_token(struct api_ctx *c, const char *operation, int ok,
+    double ms);
 int api_metrics_render(struct api_ctx *c, char **text, size_t *len) API_WUR;
 /* Only the seal gauges, for a sealed vault. */
-int api_metrics_render_sealed(struct api_ctx *c, char **text, size_t *len)
-    API_WUR;
+int api_metrics_render_sealed(struct api_ctx *c, char **text,
+    size_t *len) API_WUR;
 
 #endif

@@ -20,7 +20,8 @@
 
 #define TOKEN_MAX 8192
 
-static const char invalid_token[] = "AKV10022: Invalid audience, issuer, "
+static const char invalid_token[] =
+    "AKV10022: Invalid audience, issuer, "
     "signature or lifetime in the access token.";
 
 int
@@ -33,8 +34,7 @@ api_verify_key_refresh(struct api_ctx *c)
 	if (__atomic_load_n(&c->verify_key_set, __ATOMIC_ACQUIRE))
 		return 0;
 	rc = vault_jwt_public(c->vault, &spki, &len);
-	if (rc == 0 && (rc = policy_set_verify_key(c->policy, spki, len)) ==
-	    0)
+	if (rc == 0 && (rc = policy_set_verify_key(c->policy, spki, len)) == 0)
 		__atomic_store_n(&c->verify_key_set, 1, __ATOMIC_RELEASE);
 	free(spki);
 	return rc;
@@ -62,7 +62,7 @@ api_authn(struct api_req *q, struct api_resp *r)
 		a++;
 	if (strlen(a) > TOKEN_MAX ||
 	    policy_token_verify(q->ctx->policy, a, q->ctx->resource,
-	    (int64_t)time(NULL), &q->caller) != POLICY_OK) {
+	        (int64_t)time(NULL), &q->caller) != POLICY_OK) {
 		api_resp_unauthorized(q, r, invalid_token);
 		return VLT_ERR_UNAUTHORIZED;
 	}
@@ -88,8 +88,7 @@ api_authz(struct api_req *q, struct api_resp *r, unsigned perm,
 
 	if ((rc = api_authn(q, r)) != 0)
 		return rc;
-	if (policy_check_perm(q->ctx->policy, q->caller.oid, perm) ==
-	    POLICY_OK)
+	if (policy_check_perm(q->ctx->policy, q->caller.oid, perm) == POLICY_OK)
 		return 0;
 	api_resp_error(r, 403, "Forbidden",
 	    "The user, group or application 'appid=%s;oid=%s' does not have "

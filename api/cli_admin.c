@@ -20,7 +20,7 @@
 #include "hsm/base.h"
 
 #define CLI_PERMS_MAX 64
-#define CLI_RETENTION_MAX 100000   /* the range (7-90) is the server's */
+#define CLI_RETENTION_MAX 100000 /* the range (7-90) is the server's */
 
 /* Option bits: which options a command accepts. */
 enum {
@@ -41,8 +41,8 @@ struct cli_opts {
 	const char *retention;
 	uint64_t retention_days;
 	int purge_protection;
-	int is_admin;                  /* identity create --admin */
-	char *perm_copy;               /* backing store of split --key-permissions */
+	int is_admin;    /* identity create --admin */
+	char *perm_copy; /* backing store of split --key-permissions */
 };
 
 struct cli_cmd;
@@ -52,7 +52,7 @@ struct cli_cmd {
 	const char *group;
 	const char *action;
 	unsigned opts;
-	const char *args;      /* usage line after the common options */
+	const char *args; /* usage line after the common options */
 	const char *does;
 	cli_fn fn;
 };
@@ -76,11 +76,11 @@ cmd_vault_update(cli_session_t *s, const struct cli_opts *o)
 		goto out;
 	if (o->retention != NULL &&
 	    json_object_set_new(props, "softDeleteRetentionInDays",
-	    json_integer((json_int_t)o->retention_days)) != 0)
+	        json_integer((json_int_t)o->retention_days)) != 0)
 		goto out;
 	if (o->purge_protection &&
-	    json_object_set_new(props, "enablePurgeProtection",
-	    json_true()) != 0)
+	    json_object_set_new(props, "enablePurgeProtection", json_true()) !=
+	        0)
 		goto out;
 	if ((body = json_pack("{s:O}", "properties", props)) == NULL)
 		goto out;
@@ -156,7 +156,8 @@ cmd_policy_set(cli_session_t *s, const struct cli_opts *o)
 	body = policy_body(cli_session_tenant(s), o->oid,
 	    json_pack("{s:O}", "keys", keys));
 	if (body == NULL) {
-		cli_fail_line("cannot build the request (is every value "
+		cli_fail_line(
+		    "cannot build the request (is every value "
 		    "UTF-8?)");
 		rc = VLT_ERR_IO;
 		goto out;
@@ -180,7 +181,8 @@ cmd_policy_delete(cli_session_t *s, const struct cli_opts *o)
 	body = policy_body(cli_session_tenant(s), o->oid,
 	    json_pack("{s:[]}", "keys"));
 	if (body == NULL) {
-		cli_fail_line("cannot build the request (is every value "
+		cli_fail_line(
+		    "cannot build the request (is every value "
 		    "UTF-8?)");
 		return VLT_ERR_IO;
 	}
@@ -198,15 +200,16 @@ cmd_policy_list(cli_session_t *s, const struct cli_opts *o)
 	int rc;
 
 	(void)o;
-	if ((rc = cli_session_call(s, "GET", "/admin/vault", NULL,
-	    &vault)) != 0)
+	if ((rc = cli_session_call(s, "GET", "/admin/vault", NULL, &vault)) !=
+	    0)
 		return rc;
 	pol = json_object_get(json_object_get(vault, "properties"),
 	    "accessPolicies");
 	if (json_is_array(pol))
 		rc = cli_print_json(pol);
 	else {
-		cli_fail_line("unexpected response from GET /admin/vault: no "
+		cli_fail_line(
+		    "unexpected response from GET /admin/vault: no "
 		    "properties.accessPolicies");
 		rc = VLT_ERR_IO;
 	}
@@ -221,7 +224,8 @@ static const struct cli_cmd cli_cmds[] = {
 	{ "vault", "update", O_RETENTION | O_PURGE_PROT,
 	    "[--retention-days N] [--enable-purge-protection]",
 	    "changes the soft-delete retention (7-90 days) and/or turns purge "
-	    "protection on (it can never be turned off)", cmd_vault_update },
+	    "protection on (it can never be turned off)",
+	    cmd_vault_update },
 	{ "identity", "create", O_NAME | O_IS_ADMIN, "--name NAME [--admin]",
 	    "registers a workload identity and prints its credential "
 	    "{objectId, clientId, clientSecret, tenantId, displayName, "
@@ -232,8 +236,8 @@ static const struct cli_cmd cli_cmds[] = {
 	    cmd_identity_create },
 	{ "identity", "list", 0, "", "lists the registered identities",
 	    cmd_identity_list },
-	{ "identity", "delete", O_OID, "--object-id OID",
-	    "deletes an identity", cmd_identity_delete },
+	{ "identity", "delete", O_OID, "--object-id OID", "deletes an identity",
+	    cmd_identity_delete },
 	{ "policy", "set", O_OID | O_PERMS,
 	    "--object-id OID --key-permissions P [P...]",
 	    "adds or replaces that principal's access policy (like az "
@@ -261,7 +265,8 @@ static const char cli_common_help[] =
     "                        (default: the system trust store)\n"
     "  --resource URL        token audience (default: $P11VAULT_RESOURCE,\n"
     "                        resource= in DIR/p11vault.conf, or\n"
-    "                        " CLI_DEFAULT_RESOURCE ")\n"
+    "                        " CLI_DEFAULT_RESOURCE
+    ")\n"
     "Prints JSON on stdout. Exit status: 0 ok, 1 failed (one line on\n"
     "stderr: \"p11vault: <status> <code>: <message>\" for a refused\n"
     "request), 2 usage error.\n";
@@ -269,9 +274,10 @@ static const char cli_common_help[] =
 static void
 cmd_help(const struct cli_cmd *c)
 {
-	printf("usage: p11vault %s %s [--data DIR | --vault-url URL --admin "
-	    "FILE [--ca FILE]]%s%s\n\n", c->group, c->action,
-	    c->args[0] != '\0' ? " " : "", c->args);
+	printf(
+	    "usage: p11vault %s %s [--data DIR | --vault-url URL --admin "
+	    "FILE [--ca FILE]]%s%s\n\n",
+	    c->group, c->action, c->args[0] != '\0' ? " " : "", c->args);
 	printf("%s.\n\n%s", c->does, cli_common_help);
 }
 
@@ -321,7 +327,7 @@ add_perms(struct cli_opts *o, char **argv, int argc, int *i)
 	o->perm_copy[total - 1] = '\0';
 	*i = j - 1;
 	for (p = o->perm_copy; (tok = strtok_r(p, ", ", &save)) != NULL;
-	    p = NULL) {
+	     p = NULL) {
 		if (o->nperms == CLI_PERMS_MAX)
 			return -1;
 		o->perms[o->nperms++] = tok;
@@ -368,8 +374,10 @@ parse_one(const struct cli_cmd *c, int argc, char **argv, int *i,
 		if (!(c->opts & O_PERMS))
 			return -2;
 		if (add_perms(o, argv, argc, i) != 0) {
-			cli_fail_line("--key-permissions needs 1 to %d "
-			    "permission names", CLI_PERMS_MAX);
+			cli_fail_line(
+			    "--key-permissions needs 1 to %d "
+			    "permission names",
+			    CLI_PERMS_MAX);
 			return -1;
 		}
 		return 0;
@@ -421,9 +429,11 @@ check_opts(const struct cli_cmd *c, struct cli_opts *o)
 		cli_fail_line("%s %s needs %s", c->group, c->action, missing);
 		return -1;
 	}
-	if (o->retention != NULL && parse_u64(o->retention, CLI_RETENTION_MAX,
-	    &o->retention_days) != 0) {
-		cli_fail_line("--retention-days needs a whole number of days "
+	if (o->retention != NULL &&
+	    parse_u64(o->retention, CLI_RETENTION_MAX, &o->retention_days) !=
+	        0) {
+		cli_fail_line(
+		    "--retention-days needs a whole number of days "
 		    "(7-90)");
 		return -1;
 	}
@@ -439,8 +449,8 @@ parse_opts(const struct cli_cmd *c, int argc, char **argv, struct cli_opts *o)
 	for (i = 2; i < argc; i++) {
 		if ((rc = parse_one(c, argc, argv, &i, o)) == -2) {
 			cli_fail_line("%s %s: unknown %s '%.64s' (see --help)",
-			    c->group, c->action, argv[i][0] == '-' ?
-			    "option" : "argument", argv[i]);
+			    c->group, c->action,
+			    argv[i][0] == '-' ? "option" : "argument", argv[i]);
 			return -1;
 		}
 		if (rc != 0)
@@ -473,8 +483,10 @@ find_cmd(int argc, char **argv, int *rc)
 		group_help(stdout, argv[0]);
 		*rc = 0;
 	} else if (argc >= 2)
-		cli_fail_line("%s: unknown command '%.64s' (see 'p11vault %s "
-		    "--help')", argv[0], argv[1], argv[0]);
+		cli_fail_line(
+		    "%s: unknown command '%.64s' (see 'p11vault %s "
+		    "--help')",
+		    argv[0], argv[1], argv[0]);
 	else
 		cli_fail_line("%s: which command? (see 'p11vault %s --help')",
 		    argv[0], argv[0]);

@@ -30,7 +30,8 @@
 static int
 byok_usage(FILE *f)
 {
-	fputs("usage: p11vault byok --kek-kid URL [--kek-public FILE] "
+	fputs(
+	    "usage: p11vault byok --kek-kid URL [--kek-public FILE] "
 	    "--key FILE.pem --out FILE\n"
 	    "       [--data DIR | --vault-url URL --admin FILE [--ca FILE]]\n"
 	    "  Without --kek-public, the KEK's public key is fetched from the\n"
@@ -40,7 +41,8 @@ byok_usage(FILE *f)
 	    "  URL (a kid; create it with key_ops [\"import\"]). FILE is the\n"
 	    "  KEK's public key (PEM). --out receives the JSON transfer blob\n"
 	    "  (what Azure's tooling writes as a .byok file); the import\n"
-	    "  request's key.key_hsm is base64url of that file's bytes.\n", f);
+	    "  request's key.key_hsm is base64url of that file's bytes.\n",
+	    f);
 	return f == stdout ? 0 : 2;
 }
 
@@ -69,10 +71,10 @@ transfer(EVP_PKEY *kek, EVP_PKEY *key, uint8_t **out, size_t *out_len)
 	    EVP_PKEY_encrypt(c, buf, &rlen, aes, sizeof(aes)) != 1)
 		goto out;
 	EVP_CIPHER_CTX_set_flags(cc, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
-	if (EVP_EncryptInit_ex(cc, EVP_aes_256_wrap_pad(), NULL, aes,
-	    NULL) != 1 || EVP_EncryptUpdate(cc, buf + rlen, &l1, der,
-	    (int)dlen) != 1 || EVP_EncryptFinal_ex(cc, buf + rlen + l1,
-	    &l2) != 1)
+	if (EVP_EncryptInit_ex(cc, EVP_aes_256_wrap_pad(), NULL, aes, NULL) !=
+	        1 ||
+	    EVP_EncryptUpdate(cc, buf + rlen, &l1, der, (int)dlen) != 1 ||
+	    EVP_EncryptFinal_ex(cc, buf + rlen + l1, &l2) != 1)
 		goto out;
 	*out = buf;
 	*out_len = rlen + (size_t)l1 + (size_t)l2;
@@ -97,7 +99,8 @@ jwk_bytes(const json_t *jwk, const char *field, uint8_t **out, size_t *len)
 
 	*out = NULL;
 	return s != NULL && policy_b64url_decode(s, strlen(s), out, len) == 0 ?
-	    0 : -1;
+	    0 :
+	    -1;
 }
 
 /* The public key of the RSA key kid (a KEK), fetched with the admin
@@ -115,7 +118,8 @@ fetch_kek(const struct cli_where *w, const char *kid, EVP_PKEY **out)
 
 	*out = NULL;
 	if (path == NULL || strncmp(kid, "https://", 8) != 0) {
-		cli_fail_line("--kek-kid must be a key identifier "
+		cli_fail_line(
+		    "--kek-kid must be a key identifier "
 		    "https://HOST/keys/NAME/VERSION");
 		return VLT_ERR_BAD_PARAM;
 	}
@@ -165,11 +169,14 @@ byok_args(int argc, char **argv, struct byok_opts *o)
 		const char *name;
 		const char **slot;
 	} opts[] = {
-		{ "--kek-kid", &o->kid }, { "--kek-public", &o->kek_file },
-		{ "--key", &o->key_file }, { "--out", &o->out_file },
+		{ "--kek-kid", &o->kid },
+		{ "--kek-public", &o->kek_file },
+		{ "--key", &o->key_file },
+		{ "--out", &o->out_file },
 		{ "--data", &o->where.data },
 		{ "--vault-url", &o->where.vault_url },
-		{ "--admin", &o->where.admin }, { "--ca", &o->where.ca },
+		{ "--admin", &o->where.admin },
+		{ "--ca", &o->where.ca },
 	};
 	const size_t nopts = sizeof(opts) / sizeof(opts[0]);
 	size_t j;
@@ -181,14 +188,15 @@ byok_args(int argc, char **argv, struct byok_opts *o)
 			return 1;
 		}
 		for (j = 0; j < nopts && strcmp(argv[i], opts[j].name) != 0;
-		    j++)
+		     j++)
 			;
 		if (i + 1 >= argc || j == nopts)
 			return -1;
 		*opts[j].slot = argv[++i];
 	}
 	return o->kid == NULL || o->key_file == NULL || o->out_file == NULL ?
-	    -1 : 0;
+	    -1 :
+	    0;
 }
 
 /* A PEM file's public key (kek) or private key; NULL after the line. */
@@ -200,7 +208,7 @@ read_pem_key(const char *file, int private)
 
 	if (f != NULL) {
 		k = private ? PEM_read_PrivateKey(f, NULL, NULL, NULL) :
-		    PEM_read_PUBKEY(f, NULL, NULL, NULL);
+		              PEM_read_PUBKEY(f, NULL, NULL, NULL);
 		fclose(f);
 	}
 	if (!private && k != NULL && EVP_PKEY_get_base_id(k) != EVP_PKEY_RSA) {
@@ -208,8 +216,10 @@ read_pem_key(const char *file, int private)
 		k = NULL;
 	}
 	if (k == NULL && private)
-		cli_fail_line("byok: cannot read the private key in %s (PEM, "
-		    "unencrypted)", file);
+		cli_fail_line(
+		    "byok: cannot read the private key in %s (PEM, "
+		    "unencrypted)",
+		    file);
 	else if (k == NULL)
 		cli_fail_line("byok: %s is not an RSA public key (PEM)", file);
 	return k;
@@ -217,8 +227,7 @@ read_pem_key(const char *file, int private)
 
 /* The JSON transfer blob for kid around ct, into file. */
 static API_WUR int
-write_blob(const char *file, const char *kid, const uint8_t *ct,
-    size_t ct_len)
+write_blob(const char *file, const char *kid, const uint8_t *ct, size_t ct_len)
 {
 	char *ct64 = NULL, *text = NULL;
 	json_t *doc = NULL;
@@ -229,10 +238,10 @@ write_blob(const char *file, const char *kid, const uint8_t *ct,
 		cli_fail_line("byok: cannot build the transfer blob");
 		goto out;
 	}
-	doc = json_pack("{s:s, s:{s:s, s:s, s:s}, s:s, s:s}",
-	    "schema_version", "1.0.0", "header", "kid", kid, "alg", "dir",
-	    "enc", "CKM_RSA_AES_KEY_WRAP", "ciphertext", ct64,
-	    "generator", "p11vault byok");
+	doc = json_pack("{s:s, s:{s:s, s:s, s:s}, s:s, s:s}", "schema_version",
+	    "1.0.0", "header", "kid", kid, "alg", "dir", "enc",
+	    "CKM_RSA_AES_KEY_WRAP", "ciphertext", ct64, "generator",
+	    "p11vault byok");
 	if (doc == NULL || (text = json_dumps(doc, JSON_COMPACT)) == NULL ||
 	    (f = fopen(file, "w")) == NULL || fputs(text, f) == EOF) {
 		cli_fail_line("byok: cannot write %s", file);

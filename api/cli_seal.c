@@ -53,8 +53,10 @@ cli_seal_default_auto(void)
 	for (p = path; *p != '\0'; p = e ? e + 1 : p + n) {
 		e = strchr(p, ':');
 		n = e ? (size_t)(e - p) : strlen(p);
-		if (n > 0 && str_fmt(one, sizeof(one), "%.*s/systemd-creds",
-		    (int)n, p) == 0 && access(one, X_OK) == 0)
+		if (n > 0 &&
+		    str_fmt(one, sizeof(one), "%.*s/systemd-creds", (int)n,
+		        p) == 0 &&
+		    access(one, X_OK) == 0)
 			return "systemd-creds:host";
 		if (e == NULL)
 			break;
@@ -93,24 +95,30 @@ void
 cli_seal_advice(FILE *f, unsigned m, unsigned n, const char *method)
 {
 	if (n > 0)
-		fprintf(f, "p11vault: the vault's unseal secret is split into %u "
+		fprintf(f,
+		    "p11vault: the vault's unseal secret is split into %u "
 		    "operator key shares, any %u of which unseal it\n"
 		    "  (unsealKeyShares above). They are shown this once and "
 		    "kept nowhere: give each to a\n"
 		    "  different custodian, store them apart from the machine "
-		    "and its backups.\n", n, m);
+		    "and its backups.\n",
+		    n, m);
 	if (strcmp(method, "none") == 0)
-		fprintf(f, "p11vault: no unattended unseal: after every start "
-		    "give %u shares with `p11vault unseal`.\n", m);
+		fprintf(f,
+		    "p11vault: no unattended unseal: after every start "
+		    "give %u shares with `p11vault unseal`.\n",
+		    m);
 	else
-		fprintf(f, "p11vault: unattended unseal: %s (hsm/unseal.%s "
+		fprintf(f,
+		    "p11vault: unattended unseal: %s (hsm/unseal.%s "
 		    "opens only with it). A copy of the data\n"
 		    "  directory alone opens no key. Harden it: "
 		    "--auto-unseal systemd-creds:tpm2 (a TPM), or\n"
 		    "  clevis:tang (a Tang server elsewhere); see "
-		    "docs/operations.md.\n", method,
-		    strncmp(method, "clevis", 6) == 0 ? "jwe" : "cred");
-	fprintf(f, "p11vault: admin.json is a bootstrap credential: move it "
+		    "docs/operations.md.\n",
+		    method, strncmp(method, "clevis", 6) == 0 ? "jwe" : "cred");
+	fprintf(f,
+	    "p11vault: admin.json is a bootstrap credential: move it "
 	    "off this machine, or replace it\n"
 	    "  (p11vault identity credential) and delete it.\n");
 }
@@ -159,14 +167,17 @@ from_dir(const char *dir, char *url, size_t ucap, char *ca, size_t ccap)
 static API_WUR int
 show_seal_status(int st, const buf_t *resp)
 {
-	json_t *j = buf_len(resp) > 0 ? json_loadb(buf_str(resp),
-	    buf_len(resp), 0, NULL) : NULL, *a;
+	json_t *j = buf_len(resp) > 0 ?
+	    json_loadb(buf_str(resp), buf_len(resp), 0, NULL) :
+	    NULL,
+	       *a;
 	int rc = 1;
 
 	if (st == 200 && json_is_object(j)) {
 		int sealed = json_is_true(json_object_get(j, "sealed"));
 		long long t = json_integer_value(json_object_get(j, "t"));
-		long long p = json_integer_value(json_object_get(j, "progress"));
+		long long p = json_integer_value(json_object_get(j,
+		    "progress"));
 
 		if (sealed)
 			printf("sealed: %lld of %lld key shares given\n", p, t);
@@ -220,7 +231,8 @@ unseal_args(int argc, char **argv, struct unseal_opts *o)
 
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0) {
-			puts("usage: p11vault unseal (--data DIR | --vault-url "
+			puts(
+			    "usage: p11vault unseal (--data DIR | --vault-url "
 			    "URL [--ca FILE]) [--reset | --status]\n"
 			    "Gives one operator key share, read from standard "
 			    "input, to the running server,\n"
@@ -259,8 +271,8 @@ cli_unseal(int argc, char **argv)
 	if ((rc = unseal_args(argc, argv, &o)) != 0)
 		return rc == 1 ? 0 : rc;
 	if (o.dir != NULL && o.url == NULL) {
-		if (from_dir(o.dir, ubuf, sizeof(ubuf), cbuf,
-		    sizeof(cbuf)) != 0)
+		if (from_dir(o.dir, ubuf, sizeof(ubuf), cbuf, sizeof(cbuf)) !=
+		    0)
 			return usage_err("cannot read DIR/p11vault.conf");
 		o.url = ubuf;
 		if (o.ca == NULL)
@@ -299,8 +311,8 @@ cli_serve_lock(const char *dir)
 
 	if (fs_join(path, sizeof(path), dir, "serve.lock") != 0)
 		return -2;
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
-	    0600)) < 0)
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) <
+	    0)
 		return -2;
 	/* the data directory's owner's, like every file in it (serve
 	 * --user, or a unit that runs as that user, opens it later) */
@@ -342,7 +354,8 @@ rekey_args(int argc, char **argv, struct rekey_opts *o)
 
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0) {
-			puts("usage: p11vault rekey --data DIR [--key-shares N] "
+			puts(
+			    "usage: p11vault rekey --data DIR [--key-shares N] "
 			    "[--key-threshold M]\n"
 			    "       [--auto-unseal none|systemd-creds[:KEY]|"
 			    "clevis:PIN CONFIG] [--share-keys A.pem,...]\n"
@@ -363,11 +376,11 @@ rekey_args(int argc, char **argv, struct rekey_opts *o)
 			o->n = (unsigned)cli_seal_count_keys(o->sk);
 		} else if (strcmp(argv[i], "--key-shares") == 0) {
 			if (share_count("--key-shares", argval(argc, argv, &i),
-			    &o->n) != 0)
+			        &o->n) != 0)
 				return 2;
 		} else if (strcmp(argv[i], "--key-threshold") == 0) {
-			if (share_count("--key-threshold", argval(argc, argv,
-			    &i), &o->m) != 0)
+			if (share_count("--key-threshold",
+			        argval(argc, argv, &i), &o->m) != 0)
 				return 2;
 		} else {
 			return usage_err("unknown argument");
@@ -387,8 +400,10 @@ read_old_shares(void)
 	while (old != NULL && read_line(line, sizeof(line)) == 0) {
 		size_t l = strlen(line);
 
-		if (l > 0 && (buf_len(old) + l + 1 > OLD_SHARES_MAX ||
-		    buf_put(old, line, l) != 0 || buf_put_u8(old, '\n') != 0))
+		if (l > 0 &&
+		    (buf_len(old) + l + 1 > OLD_SHARES_MAX ||
+		        buf_put(old, line, l) != 0 ||
+		        buf_put_u8(old, '\n') != 0))
 			break;
 		OPENSSL_cleanse(line, sizeof(line));
 	}
@@ -406,18 +421,22 @@ print_new_shares(const struct rekey_opts *o, const char *shares)
 	json_t *sh, *j;
 
 	sh = sk != NULL ? cli_seal_shares_for(shares, sk, err, sizeof(err)) :
-	    cli_seal_shares_json(shares);
+	                  cli_seal_shares_json(shares);
 	if (sh == NULL && sk != NULL) {
 		/* the rekey is done: these shares must not be lost */
-		cli_fail_line("cannot encrypt the new shares (%s); they follow "
-		    "in plaintext", err);
+		cli_fail_line(
+		    "cannot encrypt the new shares (%s); they follow "
+		    "in plaintext",
+		    err);
 		sh = cli_seal_shares_json(shares);
 		sk = NULL;
 	}
-	j = sh != NULL ? json_pack("{s:o, s:i, s:s}", sk != NULL ?
-	    "unsealKeySharesEncrypted" : "unsealKeyShares", sh,
-	    "unsealThreshold", (int)o->m, "autoUnseal", o->au ? o->au :
-	    "unchanged") : NULL;
+	j = sh != NULL ?
+	    json_pack("{s:o, s:i, s:s}",
+	        sk != NULL ? "unsealKeySharesEncrypted" : "unsealKeyShares", sh,
+	        "unsealThreshold", (int)o->m, "autoUnseal",
+	        o->au ? o->au : "unchanged") :
+	    NULL;
 	out = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
 	json_decref(j);
 	if (out == NULL)
@@ -441,12 +460,15 @@ cli_rekey(int argc, char **argv)
 		return usage_err("rekey needs --data DIR");
 	/* held until exit: no serve starts while the PINs change */
 	if (cli_serve_lock(o.dir) == -1) {
-		cli_fail_line("a server is running on %s: stop it first (rekey "
-		    "changes the token's PINs)", o.dir);
+		cli_fail_line(
+		    "a server is running on %s: stop it first (rekey "
+		    "changes the token's PINs)",
+		    o.dir);
 		return 1;
 	}
 	if (o.n > SHARES_MAX || o.m > o.n || (o.n > 0 && o.m == 0))
-		return usage_err("--key-threshold must be 1..--key-shares, "
+		return usage_err(
+		    "--key-threshold must be 1..--key-shares, "
 		    "--key-shares 0..16");
 	if ((old = read_old_shares()) == NULL)
 		return 1;
@@ -455,16 +477,19 @@ cli_rekey(int argc, char **argv)
 	buf_free(old);
 	if (rc != 0) {
 		cli_fail_line("rekey refused (error %d): %s", rc,
-		    rc == VLT_ERR_BAD_PARAM ? "too few valid key shares of "
-		    "this vault, or a bad --auto-unseal" : "see the token "
-		    "process's message above");
+		    rc == VLT_ERR_BAD_PARAM ?
+		        "too few valid key shares of "
+		        "this vault, or a bad --auto-unseal" :
+		        "see the token "
+		        "process's message above");
 		return 1;
 	}
 	rc = print_new_shares(&o, shares);
 	freezero_str(shares);
 	if (rc != 0)
 		return rc;
-	fprintf(stderr, "p11vault: rekeyed: the old key shares open nothing "
+	fprintf(stderr,
+	    "p11vault: rekeyed: the old key shares open nothing "
 	    "any more.\n");
 	return 0;
 }
@@ -512,7 +537,8 @@ encrypt_share(EVP_PKEY *k, const char *line)
 	    EVP_PKEY_CTX_set_rsa_oaep_md(c, EVP_sha256()) > 0 &&
 	    EVP_PKEY_CTX_set_rsa_mgf1_md(c, EVP_sha256()) > 0 &&
 	    EVP_PKEY_encrypt(c, out, &olen, (const unsigned char *)line,
-	    strlen(line)) > 0 && olen <= sizeof(out);
+	        strlen(line)) > 0 &&
+	    olen <= sizeof(out);
 	EVP_PKEY_CTX_free(c);
 	if (ok && EVP_EncodeBlock(b64, out, (int)olen) > 0)
 		j = json_string((const char *)b64);
@@ -546,11 +572,12 @@ cli_seal_shares_for(const char *shares, const char *list, char *err,
 		goto fail;
 	}
 	for (file = strtok_r(files, ",", &save); a != NULL && file != NULL;
-	    file = strtok_r(NULL, ",", &save)) {
+	     file = strtok_r(NULL, ",", &save)) {
 		e = p ? strchr(p, '\n') : NULL;
 		n = e ? (size_t)(e - p) : 0;
 		if (n == 0 || n >= sizeof(line)) {
-			err_set(err, err_len, "fewer shares than "
+			err_set(err, err_len,
+			    "fewer shares than "
 			    "--share-keys");
 			goto fail;
 		}
@@ -558,8 +585,10 @@ cli_seal_shares_for(const char *shares, const char *list, char *err,
 		line[n] = '\0';
 		p = e + 1;
 		if ((k = load_recipient(file)) == NULL) {
-			err_set(err, err_len, "%.128s: not an RSA public "
-			    "key or certificate (PEM)", file);
+			err_set(err, err_len,
+			    "%.128s: not an RSA public "
+			    "key or certificate (PEM)",
+			    file);
 			OPENSSL_cleanse(line, sizeof(line));
 			goto fail;
 		}
@@ -567,12 +596,15 @@ cli_seal_shares_for(const char *shares, const char *list, char *err,
 		EVP_PKEY_free(k);
 		OPENSSL_cleanse(line, sizeof(line));
 		if (one == NULL) {
-			err_set(err, err_len, "%.128s: cannot encrypt to "
-			    "it", file);
+			err_set(err, err_len,
+			    "%.128s: cannot encrypt to "
+			    "it",
+			    file);
 			goto fail;
 		}
-		if (json_array_append_new(a, json_pack("{s:s, s:o}",
-		    "recipient", file, "share", one)) != 0) {
+		if (json_array_append_new(a,
+		        json_pack("{s:s, s:o}", "recipient", file, "share",
+		            one)) != 0) {
 			err_set(err, err_len, "out of memory");
 			goto fail;
 		}

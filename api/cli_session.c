@@ -31,11 +31,11 @@
 #define CLI_TOKEN_MAX 16384
 
 struct cli_session {
-	char vault_url[2048];      /* no trailing slash */
-	char ca_file[4096];        /* "" : the system trust store */
-	char resource[1024];       /* no trailing slash */
-	json_t *admin;             /* the parsed admin.json */
-	char *token;               /* bearer token (freezero_str) */
+	char vault_url[2048]; /* no trailing slash */
+	char ca_file[4096];   /* "" : the system trust store */
+	char resource[1024];  /* no trailing slash */
+	json_t *admin;        /* the parsed admin.json */
+	char *token;          /* bearer token (freezero_str) */
 };
 
 /* ---- output ---------------------------------------------------------------*/
@@ -83,8 +83,8 @@ one_line(char *dst, size_t cap, const char *s)
 	size_t i;
 
 	for (i = 0; s != NULL && s[i] != '\0' && i + 1 < cap; i++)
-		dst[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ?
-		    ' ' : s[i];
+		dst[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? ' ' :
+		                                                        s[i];
 	dst[i] = '\0';
 }
 
@@ -98,7 +98,7 @@ cli_print_json(const json_t *v)
 		return VLT_ERR_NO_MEMORY;
 	}
 	puts(s);
-	api_wipe_free(s);       /* json_dumps: Jansson's allocator */
+	api_wipe_free(s); /* json_dumps: Jansson's allocator */
 	if (fflush(stdout) != 0) {
 		cli_fail_line("cannot write to stdout: %s", strerror(errno));
 		return VLT_ERR_IO;
@@ -127,10 +127,12 @@ print_http_error(int status, const buf_t *body)
 		}
 	}
 	one_line(c1, sizeof(c1), code != NULL ? code : "HttpError");
-	one_line(m1, sizeof(m1), msg != NULL ? msg :
-	    status == 401 ? "authentication failed" :
-	    status == 403 ? "forbidden" :
-	    status == 404 ? "not found" : "request failed");
+	one_line(m1, sizeof(m1),
+	    msg != NULL       ? msg :
+	        status == 401 ? "authentication failed" :
+	        status == 403 ? "forbidden" :
+	        status == 404 ? "not found" :
+	                        "request failed");
 	cli_fail_line("%d %s: %s", status, c1, m1);
 	json_decref(root);
 }
@@ -203,7 +205,7 @@ static API_WUR int
 find_resource(struct cli_session *s, const struct cli_where *w)
 {
 	const char *res = w->resource != NULL ? w->resource :
-	    getenv("P11VAULT_RESOURCE");
+	                                        getenv("P11VAULT_RESOURCE");
 	struct vlt_conf *conf = NULL;
 	char path[4096];
 	int rc;
@@ -227,7 +229,8 @@ locate(struct cli_session *s, const struct cli_where *w)
 	int rc;
 
 	if (w->data == NULL && w->admin == NULL) {
-		cli_fail_line("no vault given: use --data DIR, or --vault-url "
+		cli_fail_line(
+		    "no vault given: use --data DIR, or --vault-url "
 		    "URL --admin FILE");
 		return VLT_ERR_BAD_PARAM;
 	}
@@ -241,25 +244,28 @@ locate(struct cli_session *s, const struct cli_where *w)
 	if ((rc = load_admin(admin_path, &s->admin)) != 0)
 		return rc;
 	url = w->vault_url != NULL ? w->vault_url :
-	    admin_str(s->admin, "vaultUrl");
+	                             admin_str(s->admin, "vaultUrl");
 	if (url == NULL) {
-		cli_fail_line("no vault URL: %s has no vaultUrl; use "
-		    "--vault-url", admin_path);
+		cli_fail_line(
+		    "no vault URL: %s has no vaultUrl; use "
+		    "--vault-url",
+		    admin_path);
 		return VLT_ERR_BAD_PARAM;
 	}
 	if ((rc = copy_url(s->vault_url, sizeof(s->vault_url), url,
-	    "the vault URL")) != 0)
+	         "the vault URL")) != 0)
 		return rc;
 	if (w->ca != NULL) {
 		if (str_fmt(s->ca_file, sizeof(s->ca_file), "%s", w->ca) != 0) {
 			cli_fail_line("--ca is too long");
 			return VLT_ERR_BAD_PARAM;
 		}
-	} else if (w->data != NULL && str_fmt(s->ca_file, sizeof(s->ca_file),
-	    "%s/tls/ca.pem", w->data) != 0) {
+	} else if (w->data != NULL &&
+	    str_fmt(s->ca_file, sizeof(s->ca_file), "%s/tls/ca.pem", w->data) !=
+	        0) {
 		cli_fail_line("--data path is too long");
 		return VLT_ERR_BAD_PARAM;
-	}       /* else: the system trust store */
+	} /* else: the system trust store */
 	return find_resource(s, w);
 }
 
@@ -269,12 +275,16 @@ locate(struct cli_session *s, const struct cli_where *w)
  * NULL when empty or not JSON). */
 static API_WUR int
 call(struct cli_session *s, const char *method, const char *path,
-    const char *bearer, const char *ctype, const char *body,
-    int *status, json_t **resp, buf_t **raw)
+    const char *bearer, const char *ctype, const char *body, int *status,
+    json_t **resp, buf_t **raw)
 {
 	struct cli_request rq = {
-		.base_url = s->vault_url, .method = method, .path = path,
-		.bearer = bearer, .content_type = ctype, .body = body,
+		.base_url = s->vault_url,
+		.method = method,
+		.path = path,
+		.bearer = bearer,
+		.content_type = ctype,
+		.body = body,
 		.body_len = body != NULL ? strlen(body) : 0,
 		.ca_file = s->ca_file[0] != '\0' ? s->ca_file : NULL,
 	};
@@ -302,9 +312,12 @@ token_form(const struct cli_session *s, buf_t *form)
 	int rc = VLT_ERR_NO_MEMORY;
 
 	if (cid != NULL && secret != NULL && res != NULL)
-		rc = buf_putf(form, "grant_type=client_credentials"
-		    "&client_id=%s&client_secret=%s&scope=%s%%2F.default", cid,
-		    secret, res) == 0 ? 0 : VLT_ERR_NO_MEMORY;
+		rc = buf_putf(form,
+		         "grant_type=client_credentials"
+		         "&client_id=%s&client_secret=%s&scope=%s%%2F.default",
+		         cid, secret, res) == 0 ?
+		    0 :
+		    VLT_ERR_NO_MEMORY;
 	freezero_str(cid);
 	freezero_str(secret);
 	freezero_str(res);
@@ -316,9 +329,10 @@ token_ok(const char *tok)
 {
 	size_t n = tok != NULL ? strlen(tok) : 0;
 
-	return n > 0 && n <= CLI_TOKEN_MAX && strspn(tok,
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	    "0123456789-._~+/=") == n;
+	return n > 0 && n <= CLI_TOKEN_MAX &&
+	    strspn(tok,
+	        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	        "0123456789-._~+/=") == n;
 }
 
 static API_WUR int
@@ -331,8 +345,7 @@ get_token(struct cli_session *s)
 	const char *tok;
 	int status = 0, rc = VLT_ERR_NO_MEMORY;
 
-	if (tenant == NULL || form == NULL ||
-	    (rc = token_form(s, form)) != 0) {
+	if (tenant == NULL || form == NULL || (rc = token_form(s, form)) != 0) {
 		cli_fail_line("out of memory");
 		goto out;
 	}
@@ -342,8 +355,8 @@ get_token(struct cli_session *s)
 		goto out;
 	}
 	if ((rc = call(s, "POST", path, NULL,
-	    "application/x-www-form-urlencoded", buf_str(form), &status,
-	    &resp, &raw)) != 0)
+	         "application/x-www-form-urlencoded", buf_str(form), &status,
+	         &resp, &raw)) != 0)
 		goto out;
 	rc = VLT_ERR_IO;
 	if (status != 200) {
@@ -352,7 +365,8 @@ get_token(struct cli_session *s)
 	}
 	tok = json_string_value(json_object_get(resp, "access_token"));
 	if (!token_ok(tok)) {
-		cli_fail_line("the token endpoint returned no usable "
+		cli_fail_line(
+		    "the token endpoint returned no usable "
 		    "access_token");
 		goto out;
 	}
@@ -394,7 +408,7 @@ cli_session_close(cli_session_t *s)
 {
 	if (s == NULL)
 		return;
-	json_decref(s->admin);         /* api_wipe_free clears the secret */
+	json_decref(s->admin); /* api_wipe_free clears the secret */
 	freezero_str(s->token);
 	free(s);
 }
@@ -424,8 +438,9 @@ cli_session_call(cli_session_t *s, const char *method, const char *path,
 		cli_fail_line("out of memory");
 		return VLT_ERR_NO_MEMORY;
 	}
-	if ((rc = call(s, method, full, s->token, body != NULL ?
-	    "application/json" : NULL, req, &status, &resp, &raw)) != 0)
+	if ((rc = call(s, method, full, s->token,
+	         body != NULL ? "application/json" : NULL, req, &status, &resp,
+	         &raw)) != 0)
 		goto out;
 	rc = VLT_ERR_IO;
 	if (status < 200 || status > 299) {

@@ -23,11 +23,13 @@
 struct cli_where {
 	const char *data;
 	const char *vault_url;
-	const char *admin;         /* an admin.json file */
-	const char *ca;            /* NULL: DIR/tls/ca.pem, or the system
-	                              trust store */
-	const char *resource;      /* NULL: $P11VAULT_RESOURCE, the conf,
-	                              CLI_DEFAULT_RESOURCE */
+	const char *admin; /* an admin.json file */
+	/* NULL: DIR/tls/ca.pem, or the system
+	 * trust store */
+	const char *ca;
+	/* NULL: $P11VAULT_RESOURCE, the conf,
+	 * CLI_DEFAULT_RESOURCE */
+	const char *resource;
 };
 
 typedef struct cli_session cli_session_t;

@@ -30,8 +30,8 @@
 #include "api/client.h"
 #include "hsm/base.h"
 
-#define CLI_RESP_MAX (16u * 1024 * 1024)   /* body cap */
-#define CLI_HEAD_MAX (64u * 1024)          /* status line + headers cap */
+#define CLI_RESP_MAX (16u * 1024 * 1024) /* body cap */
+#define CLI_HEAD_MAX (64u * 1024)        /* status line + headers cap */
 #define CLI_HOST_MAX 255
 /* raw bytes read: headers + a chunked body's framing + the body */
 #define CLI_READ_MAX (CLI_RESP_MAX + CLI_RESP_MAX / 8 + CLI_HEAD_MAX)
@@ -41,9 +41,9 @@
 
 
 struct url {
-	char host[CLI_HOST_MAX + 1];   /* without brackets */
+	char host[CLI_HOST_MAX + 1]; /* without brackets */
 	char port[8];
-	char base[CLI_PATH_MAX];       /* path prefix, no trailing slash */
+	char base[CLI_PATH_MAX]; /* path prefix, no trailing slash */
 	int is_ip;
 	int is_ip6;
 };
@@ -74,7 +74,8 @@ url_port(const char *p, const char *end, struct url *u)
 	if (parse_u64(num, 65535, &port) != 0 || port == 0)
 		return -1;
 	return str_fmt(u->port, sizeof(u->port), "%u", (unsigned)port) == 0 ?
-	    0 : -1;
+	    0 :
+	    -1;
 }
 
 /* The host of an https URL into u (brackets dropped); *rest after it. */
@@ -108,8 +109,9 @@ url_host(const char *p, const char *path, struct url *u, const char **rest)
 		return -1;
 	memcpy(u->host, p, hlen);
 	u->host[hlen] = '\0';
-	if (strspn(u->host, "abcdefghijklmnopqrstuvwxyz"
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != hlen)
+	if (strspn(u->host,
+	        "abcdefghijklmnopqrstuvwxyz"
+	        "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != hlen)
 		return -1;
 	u->is_ip = inet_pton(AF_INET, u->host, addr) == 1;
 	*rest = host_end;
@@ -125,14 +127,16 @@ url_parse(const char *s, struct url *u, char *err, size_t err_len)
 
 	memset(u, 0, sizeof(*u));
 	if (strncasecmp(s, "https://", 8) != 0) {
-		err_set(err, err_len, "the vault URL must start with https:// "
-		    "(got '%.64s')", s);
+		err_set(err, err_len,
+		    "the vault URL must start with https:// "
+		    "(got '%.64s')",
+		    s);
 		return -1;
 	}
 	p = s + 8;
 	path = p + strcspn(p, "/?#");
-	if (*path == '?' || *path == '#' || memchr(p, '@',
-	    (size_t)(path - p)) != NULL) {
+	if (*path == '?' || *path == '#' ||
+	    memchr(p, '@', (size_t)(path - p)) != NULL) {
 		err_set(err, err_len, "unsupported vault URL '%.64s'", s);
 		return -1;
 	}
@@ -258,7 +262,8 @@ tls_read_all(SSL *ssl, buf_t **out, char *err, size_t err_len)
 	}
 	for (;;) {
 		if ((room = CLI_READ_MAX - buf_len(b)) == 0) {
-			err_set(err, err_len, "the response is larger than "
+			err_set(err, err_len,
+			    "the response is larger than "
 			    "16 MiB");
 			goto fail;
 		}
@@ -278,10 +283,10 @@ tls_read_all(SSL *ssl, buf_t **out, char *err, size_t err_len)
 		if (e == SSL_ERROR_ZERO_RETURN)
 			break;
 		if (e == SSL_ERROR_SYSCALL && errno == 0)
-			break;          /* EOF without close_notify */
+			break; /* EOF without close_notify */
 		err_set(err, err_len, "reading the response failed: %s",
 		    e == SSL_ERROR_SYSCALL && errno != 0 ? strerror(errno) :
-		    "TLS error");
+		                                           "TLS error");
 		goto fail;
 	}
 	*out = b;
@@ -304,8 +309,7 @@ find_head_end(const char *buf, size_t len)
 
 /* Header value of name in [head, end) (lines separated by CRLF), or NULL. */
 static const char *
-header_value(const char *head, const char *end, const char *name,
-    size_t *vlen)
+header_value(const char *head, const char *end, const char *name, size_t *vlen)
 {
 	size_t nlen = strlen(name);
 	const char *line = strstr(head, "\r\n");
@@ -316,14 +320,14 @@ header_value(const char *head, const char *end, const char *name,
 		eol = strstr(l, "\r\n");
 		if (eol == NULL || eol > end)
 			eol = end;
-		if ((size_t)(eol - l) > nlen && strncasecmp(l, name, nlen) == 0 &&
-		    l[nlen] == ':') {
+		if ((size_t)(eol - l) > nlen &&
+		    strncasecmp(l, name, nlen) == 0 && l[nlen] == ':') {
 			v = l + nlen + 1;
 			while (v < eol && (*v == ' ' || *v == '\t'))
 				v++;
 			*vlen = (size_t)(eol - v);
-			while (*vlen > 0 && (v[*vlen - 1] == ' ' ||
-			    v[*vlen - 1] == '\t'))
+			while (*vlen > 0 &&
+			    (v[*vlen - 1] == ' ' || v[*vlen - 1] == '\t'))
 				(*vlen)--;
 			return v;
 		}
@@ -346,8 +350,9 @@ dechunk(const char *in, size_t len, buf_t *out)
 		while (i < len && in[i] != '\0' &&
 		    strchr("0123456789abcdefABCDEF", in[i]) != NULL) {
 			int c = (unsigned char)in[i];
-			unsigned d = (unsigned)(c <= '9' ? c - '0' :
-			    (c | 0x20) - 'a' + 10);
+			unsigned d = (unsigned)(c <= '9' ?
+			        c - '0' :
+			        (c | 0x20) - 'a' + 10);
 
 			if (++digits > 8)
 				return -1;
@@ -356,7 +361,7 @@ dechunk(const char *in, size_t len, buf_t *out)
 		}
 		if (digits == 0)
 			return -1;
-		while (i < len && in[i] != '\n')      /* chunk extensions */
+		while (i < len && in[i] != '\n') /* chunk extensions */
 			i++;
 		if (i >= len)
 			return -1;
@@ -393,8 +398,10 @@ response_body(const char *raw, size_t raw_len, const char *head_end,
 			goto nomem;
 		if ((dc = dechunk(start, avail, body)) != 0) {
 			buf_free(body);
-			err_set(err, err_len, dc == -2 ? "the response is "
-			    "larger than 16 MiB" : "malformed HTTP response");
+			err_set(err, err_len,
+			    dc == -2 ? "the response is "
+			               "larger than 16 MiB" :
+			               "malformed HTTP response");
 			return -1;
 		}
 		*out = body;
@@ -418,8 +425,8 @@ response_body(const char *raw, size_t raw_len, const char *head_end,
 		err_set(err, err_len, "the response is larger than 16 MiB");
 		return -1;
 	}
-	if ((body = buf_new(blen + 1)) == NULL || buf_put(body, start,
-	    blen) != 0)
+	if ((body = buf_new(blen + 1)) == NULL ||
+	    buf_put(body, start, blen) != 0)
 		goto nomem;
 	*out = body;
 	return 0;
@@ -458,7 +465,7 @@ request_ok(const struct cli_request *rq)
 	    strpbrk(rq->method, "\r\n ") == NULL &&
 	    (rq->bearer == NULL || strpbrk(rq->bearer, "\r\n") == NULL) &&
 	    (rq->content_type == NULL ||
-	    strpbrk(rq->content_type, "\r\n") == NULL);
+	        strpbrk(rq->content_type, "\r\n") == NULL);
 }
 
 /* A TLS connection to u, verified; *ssl_out owns the socket from then on
@@ -481,7 +488,7 @@ tls_open(const struct url *u, const char *ca_file, SSL **ssl_out, int *fd_out,
 		goto tls_fail;
 	if (u->is_ip) {
 		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
-		    u->host) != 1)
+		        u->host) != 1)
 			goto tls_fail;
 	} else if (SSL_set1_host(ssl, u->host) != 1 ||
 	    SSL_set_tlsext_host_name(ssl, u->host) != 1)
@@ -493,12 +500,15 @@ tls_open(const struct url *u, const char *ca_file, SSL **ssl_out, int *fd_out,
 	if (SSL_connect(ssl) != 1) {
 		vr = SSL_get_verify_result(ssl);
 		if (vr != X509_V_OK)
-			err_set(err, err_len, "TLS: the vault's certificate "
+			err_set(err, err_len,
+			    "TLS: the vault's certificate "
 			    "is not trusted: %s (host %s)",
 			    X509_verify_cert_error_string(vr), u->host);
 		else
-			err_set(err, err_len, "TLS handshake with %s failed: "
-			    "%s", u->host, ossl_reason(reason, sizeof(reason)));
+			err_set(err, err_len,
+			    "TLS handshake with %s failed: "
+			    "%s",
+			    u->host, ossl_reason(reason, sizeof(reason)));
 		goto out;
 	}
 	*ssl_out = ssl;
@@ -510,7 +520,7 @@ tls_fail:
 	    ossl_reason(reason, sizeof(reason)));
 out:
 	SSL_free(ssl);
-	SSL_CTX_free(ctx);      /* the SSL holds its own reference */
+	SSL_CTX_free(ctx); /* the SSL holds its own reference */
 	return rc;
 }
 
@@ -520,24 +530,28 @@ request_head(const struct cli_request *rq, const struct url *u, buf_t *h)
 {
 	int is443 = strcmp(u->port, "443") == 0;
 
-	if (buf_putf(h, "%s %s%s HTTP/1.1\r\nHost: %s%s%s%s%s\r\n"
-	    "User-Agent: p11vault-cli\r\nAccept: application/json\r\n",
-	    rq->method, u->base, rq->path, u->is_ip6 ? "[" : "", u->host,
-	    u->is_ip6 ? "]" : "", is443 ? "" : ":", is443 ? "" : u->port) != 0)
+	if (buf_putf(h,
+	        "%s %s%s HTTP/1.1\r\nHost: %s%s%s%s%s\r\n"
+	        "User-Agent: p11vault-cli\r\nAccept: application/json\r\n",
+	        rq->method, u->base, rq->path, u->is_ip6 ? "[" : "", u->host,
+	        u->is_ip6 ? "]" : "", is443 ? "" : ":",
+	        is443 ? "" : u->port) != 0)
 		return -1;
-	if (rq->bearer != NULL && buf_putf(h, "Authorization: Bearer %s\r\n",
-	    rq->bearer) != 0)
+	if (rq->bearer != NULL &&
+	    buf_putf(h, "Authorization: Bearer %s\r\n", rq->bearer) != 0)
 		return -1;
-	if (rq->content_type != NULL && buf_putf(h, "Content-Type: %s\r\n",
-	    rq->content_type) != 0)
+	if (rq->content_type != NULL &&
+	    buf_putf(h, "Content-Type: %s\r\n", rq->content_type) != 0)
 		return -1;
 	return buf_putf(h, "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-	    rq->body != NULL ? rq->body_len : 0) == 0 ? 0 : -1;
+	           rq->body != NULL ? rq->body_len : 0) == 0 ?
+	    0 :
+	    -1;
 }
 
 int
-cli_https(const struct cli_request *rq, int *status, buf_t **resp,
-    char *err, size_t err_len)
+cli_https(const struct cli_request *rq, int *status, buf_t **resp, char *err,
+    size_t err_len)
 {
 	struct url u;
 	SSL *ssl = NULL;
@@ -562,7 +576,7 @@ cli_https(const struct cli_request *rq, int *status, buf_t **resp,
 		goto out;
 	if (tls_write_all(ssl, buf_str(head), buf_len(head)) != 0 ||
 	    (rq->body != NULL && rq->body_len > 0 &&
-	    tls_write_all(ssl, rq->body, rq->body_len) != 0)) {
+	        tls_write_all(ssl, rq->body, rq->body_len) != 0)) {
 		err_set(err, err_len, "sending the request to %s failed",
 		    u.host);
 		goto out;

@@ -14,13 +14,13 @@
 #include "hsm/buf.h"
 
 struct cli_request {
-	const char *base_url;      /* https://HOST[:PORT][/BASE] */
-	const char *ca_file;       /* NULL: the system trust store */
+	const char *base_url; /* https://HOST[:PORT][/BASE] */
+	const char *ca_file;  /* NULL: the system trust store */
 	const char *method;
-	const char *path;          /* starts with '/', may carry a query */
-	const char *bearer;        /* NULL: no Authorization header */
-	const char *content_type;  /* NULL: no Content-Type header */
-	const char *body;          /* NULL: no body */
+	const char *path;         /* starts with '/', may carry a query */
+	const char *bearer;       /* NULL: no Authorization header */
+	const char *content_type; /* NULL: no Content-Type header */
+	const char *body;         /* NULL: no body */
 	size_t body_len;
 };
 

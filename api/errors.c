@@ -16,7 +16,7 @@
 void
 api_resp_set(struct api_resp *r, unsigned status, json_t *body)
 {
-	api_wipe_free(r->body);     /* it may carry a plaintext */
+	api_wipe_free(r->body); /* it may carry a plaintext */
 	r->body = NULL;
 	r->body_len = 0;
 	r->status = status;
@@ -65,20 +65,23 @@ subject_error(struct api_resp *r, int err, enum api_subject subj)
 		return 1;
 	}
 	if (subj == API_SUBJ_TRANSFER && err == VLT_ERR_BAD_PARAM) {
-		api_resp_error(r, 400, "BadParameter", "The transfer blob "
+		api_resp_error(r, 400, "BadParameter",
+		    "The transfer blob "
 		    "cannot be imported: it is not for this key exchange key, "
 		    "the key exchange key does not allow import, or the blob is "
 		    "damaged.");
 		return 1;
 	}
 	if (subj == API_SUBJ_BACKUP && err == VLT_ERR_BAD_PARAM) {
-		api_resp_error(r, 400, "BadParameter", "The backup blob is "
+		api_resp_error(r, 400, "BadParameter",
+		    "The backup blob is "
 		    "invalid, damaged, or was made by a vault with another "
 		    "security domain.");
 		return 1;
 	}
 	if (subj == API_SUBJ_BACKUP && err == VLT_ERR_CONFLICT) {
-		api_resp_error(r, 409, "Conflict", "A key with the backup's "
+		api_resp_error(r, 409, "Conflict",
+		    "A key with the backup's "
 		    "name already exists in this vault (live or deleted).");
 		return 1;
 	}
@@ -106,17 +109,19 @@ key_error(struct api_resp *r, int err, const char *n, const char *o)
 		api_resp_error(r, 404, "KeyNotFound",
 		    "A key with (name/id) %s was not found in this key vault. "
 		    "If you recently deleted this key you may be able to "
-		    "recover it using the correct recovery command.", n);
+		    "recover it using the correct recovery command.",
+		    n);
 		return 1;
 	case VLT_ERR_CONFLICT:
 		api_resp_error(r, 409, "Conflict",
 		    "A key with name '%s' already exists in this vault.", n);
 		return 1;
 	case VLT_ERR_DELETED_RECOVERABLE:
-		if (str_fmt(msg, sizeof(msg), "Key %s is currently in a deleted "
-		    "but recoverable state, and its name cannot be reused; in "
-		    "this state, the key can only be recovered or purged.",
-		    n) != 0)
+		if (str_fmt(msg, sizeof(msg),
+		        "Key %s is currently in a deleted "
+		        "but recoverable state, and its name cannot be reused; in "
+		        "this state, the key can only be recovered or purged.",
+		        n) != 0)
 			return 0;
 		resp_error_inner(r, 409, "Conflict",
 		    "ObjectIsDeletedButRecoverable", msg);
@@ -128,7 +133,8 @@ key_error(struct api_resp *r, int err, const char *n, const char *o)
 	case VLT_ERR_KEY_NOT_YET_VALID:
 		api_resp_error(r, 403, "Forbidden",
 		    "Operation %s is not allowed on a key that is not yet "
-		    "valid (nbf is in the future).", o);
+		    "valid (nbf is in the future).",
+		    o);
 		return 1;
 	case VLT_ERR_KEY_EXPIRED:
 		api_resp_error(r, 403, "Forbidden",
@@ -142,7 +148,8 @@ key_error(struct api_resp *r, int err, const char *n, const char *o)
 		api_resp_error(r, 403, "Forbidden",
 		    "Operation \"purge\" is not allowed because purge "
 		    "protection is enabled for this vault. Key '%s' will be "
-		    "purged automatically when its retention period ends.", n);
+		    "purged automatically when its retention period ends.",
+		    n);
 		return 1;
 	default:
 		return 0;
@@ -168,12 +175,14 @@ api_resp_vault_error_in(struct api_resp *r, int err, enum api_subject subj,
 		    "algorithm.");
 		return;
 	case VLT_ERR_UNAUTHORIZED:
-		api_resp_error(r, 401, "Unauthorized", "AKV10000: Request is "
+		api_resp_error(r, 401, "Unauthorized",
+		    "AKV10000: Request is "
 		    "missing a Bearer or PoP token.");
 		r->challenge = 1;
 		return;
 	case VLT_ERR_FORBIDDEN:
-		api_resp_error(r, 403, "Forbidden", "The caller may not do "
+		api_resp_error(r, 403, "Forbidden",
+		    "The caller may not do "
 		    "this on this vault.");
 		return;
 	case VLT_ERR_UNAVAILABLE:

@@ -40,7 +40,7 @@
 #define HTTP_CONN_MEMORY (64 * 1024)
 #define HTTP_CONN_LIMIT 4000
 #define HTTP_CONN_TIMEOUT 30
-#define HTTP_PEM_MAX (1024 * 1024)  /* the certificate chain or key file */
+#define HTTP_PEM_MAX (1024 * 1024) /* the certificate chain or key file */
 #define HTTP_THREAD_STACK (512u * 1024)
 /* descriptors kept free for the vault (SQLite, audit log, token files) */
 #define HTTP_FD_RESERVE 128
@@ -57,9 +57,9 @@ struct api_server {
 	struct MHD_Daemon *daemon;
 	struct api_ctx *ctx;
 	buf_t *cert;
-	char *key;                 /* freezero_str */
+	char *key; /* freezero_str */
 	atomic_int in_flight;
-	atomic_size_t body_bytes;   /* capacity of all body buffers */
+	atomic_size_t body_bytes; /* capacity of all body buffers */
 };
 
 struct conn_state {
@@ -89,7 +89,8 @@ body_append(struct api_server *s, struct conn_state *st, const char *data,
 		if (ncap > API_BODY_MAX)
 			ncap = API_BODY_MAX;
 		if (atomic_fetch_add(&s->body_bytes, ncap - st->cap) +
-		    (ncap - st->cap) > HTTP_BODY_BUDGET) {
+		        (ncap - st->cap) >
+		    HTTP_BODY_BUDGET) {
 			atomic_fetch_sub(&s->body_bytes, ncap - st->cap);
 			st->over_budget = 1;
 			return 0;
@@ -166,7 +167,7 @@ send_resp(struct MHD_Connection *conn, struct api_req *q, struct api_resp *r)
 	r->body = NULL;
 	MHD_add_response_header(resp, "Content-Type",
 	    r->content_type ? r->content_type :
-	    "application/json; charset=utf-8");
+	                      "application/json; charset=utf-8");
 	MHD_add_response_header(resp, "x-ms-request-id", q->request_id);
 	MHD_add_response_header(resp, "x-ms-keyvault-service-version",
 	    SERVICE_VERSION);
@@ -194,9 +195,10 @@ finish_request(struct api_req *q, struct api_resp *r,
 
 	api_audit_request(q, r, start);
 	clock_gettime(CLOCK_MONOTONIC, &end);
-	api_metrics_observe_request(q->ctx, q->operation, r->status ? r->status : 500,
+	api_metrics_observe_request(q->ctx, q->operation,
+	    r->status ? r->status : 500,
 	    (double)(end.tv_sec - start->tv_sec) * 1e3 +
-	    (double)(end.tv_nsec - start->tv_nsec) / 1e6);
+	        (double)(end.tv_nsec - start->tv_nsec) / 1e6);
 }
 
 static enum MHD_Result
@@ -223,8 +225,9 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 		    "Content-Length");
 		/* MHD has refused a malformed Content-Length already */
-		if (cl != NULL && (parse_u64(cl, UINT64_MAX, &clen) != 0 ||
-		    clen > API_BODY_MAX))
+		if (cl != NULL &&
+		    (parse_u64(cl, UINT64_MAX, &clen) != 0 ||
+		        clen > API_BODY_MAX))
 			st->too_large = 1;
 		else
 			return MHD_YES;
@@ -242,12 +245,12 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	q.ctx = s->ctx;
 	q.method = method;
 	q.path = url;
-	q.api_version = MHD_lookup_connection_value(conn,
-	    MHD_GET_ARGUMENT_KIND, "api-version");
-	q.maxresults = MHD_lookup_connection_value(conn,
-	    MHD_GET_ARGUMENT_KIND, "maxresults");
-	q.skiptoken = MHD_lookup_connection_value(conn,
-	    MHD_GET_ARGUMENT_KIND, "$skiptoken");
+	q.api_version = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+	    "api-version");
+	q.maxresults = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+	    "maxresults");
+	q.skiptoken = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+	    "$skiptoken");
 	q.authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 	    "Authorization");
 	q.body = st->body;
@@ -314,8 +317,8 @@ parse_listen(const char *listen, struct sockaddr_storage *ss)
 		host[hl - 1] = '\0';
 		s6->sin6_family = AF_INET6;
 		s6->sin6_port = htons((uint16_t)port);
-		return inet_pton(AF_INET6, host + 1, &s6->sin6_addr) == 1 ?
-		    0 : -1;
+		return inet_pton(AF_INET6, host + 1, &s6->sin6_addr) == 1 ? 0 :
+		                                                            -1;
 	} else {
 		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
 		if (strcmp(host, "localhost") == 0)
@@ -354,8 +357,10 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 
 	*out = NULL;
 	if (parse_listen(o->listen, &ss) != 0) {
-		err_set(err, err_len, "invalid listen address '%s' "
-		    "(want HOST:PORT with a numeric IP)", o->listen);
+		err_set(err, err_len,
+		    "invalid listen address '%s' "
+		    "(want HOST:PORT with a numeric IP)",
+		    o->listen);
 		return -1;
 	}
 	s = calloc(1, sizeof(*s));
@@ -365,7 +370,8 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 	}
 	s->ctx = c;
 	if (load_tls(s, o) != 0) {
-		err_set(err, err_len, "cannot read the TLS certificate or "
+		err_set(err, err_len,
+		    "cannot read the TLS certificate or "
 		    "key");
 		goto fail;
 	}
@@ -387,14 +393,12 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 	s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 	    MHD_OPTION_HTTPS_MEM_CERT, buf_str(s->cert),
-	    MHD_OPTION_HTTPS_MEM_KEY, s->key,
-	    MHD_OPTION_HTTPS_PRIORITIES, HTTP_TLS_PRIORITIES,
-	    MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_THREAD_STACK,
-	    MHD_OPTION_CONNECTION_LIMIT, conn_limit,
+	    MHD_OPTION_HTTPS_MEM_KEY, s->key, MHD_OPTION_HTTPS_PRIORITIES,
+	    HTTP_TLS_PRIORITIES, MHD_OPTION_THREAD_STACK_SIZE,
+	    (size_t)HTTP_THREAD_STACK, MHD_OPTION_CONNECTION_LIMIT, conn_limit,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONN_TIMEOUT,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
-	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-	    MHD_OPTION_END);
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
 	if (s->daemon == NULL) {
 		err_set(err, err_len, "cannot listen on %s: %s", o->listen,
 		    errno ? strerror(errno) : "MHD_start_daemon failed");

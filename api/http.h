@@ -14,11 +14,12 @@
 
 struct api_server;
 struct api_server_opts {
-	const char *listen;        /* HOST:PORT, numeric IP */
+	const char *listen; /* HOST:PORT, numeric IP */
 	const char *cert_pem_file;
 	const char *key_pem_file;
-	const char *key_pem;       /* the key itself (decrypted from its
-	                              at-rest form), instead of the file */
+	/* the key itself (decrypted from its
+	 * at-rest form), instead of the file */
+	const char *key_pem;
 };
 
 /* Starts serving c; 0, or -1 with a one-line reason in err. */

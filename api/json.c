@@ -17,7 +17,7 @@
 #include "hsm/buf.h"
 
 #define DAY 86400LL
-#define DURATION_NUM_MAX 100000   /* per designator: P100000D at most */
+#define DURATION_NUM_MAX 100000 /* per designator: P100000D at most */
 
 void
 api_wipe_free(void *p)
@@ -53,11 +53,13 @@ api_body_object(struct api_req *q, struct api_resp *r, json_t **out)
 		if (json_error_code(&je) == json_error_duplicate_key)
 			api_resp_error(r, 400, "BadParameter",
 			    "The request body has a duplicate JSON key "
-			    "(line %d, column %d).", je.line, je.column);
+			    "(line %d, column %d).",
+			    je.line, je.column);
 		else
 			api_resp_error(r, 400, "BadParameter",
 			    "The request body is not valid JSON (line %d, "
-			    "column %d).", je.line, je.column);
+			    "column %d).",
+			    je.line, je.column);
 		return VLT_ERR_BAD_PARAM;
 	}
 	if (!json_is_object(j)) {
@@ -71,8 +73,8 @@ api_body_object(struct api_req *q, struct api_resp *r, json_t **out)
 }
 
 int
-api_field_string(json_t *obj, const char *field, int required,
-    const char **out, struct api_resp *r)
+api_field_string(json_t *obj, const char *field, int required, const char **out,
+    struct api_resp *r)
 {
 	json_t *v = json_object_get(obj, field);
 
@@ -137,8 +139,8 @@ api_json_b64(const uint8_t *in, size_t len)
 
 	if (policy_b64url_encode(in, len, &s) != 0)
 		return NULL;
-	j = json_string(s);     /* a copy; Jansson wipes it when freed */
-	freezero_str(s);        /* the text of a DEK or a plaintext */
+	j = json_string(s); /* a copy; Jansson wipes it when freed */
+	freezero_str(s);    /* the text of a DEK or a plaintext */
 	return j;
 }
 
@@ -147,13 +149,26 @@ static int
 designator_secs(char d, int in_time, int64_t n, int64_t *secs)
 {
 	switch (d) {
-	case 'Y': *secs = n * 365 * DAY; return in_time;
-	case 'W': *secs = n * 7 * DAY; return in_time;
-	case 'D': *secs = n * DAY; return in_time;
-	case 'M': *secs = in_time ? n * 60 : n * 30 * DAY; return 0;
-	case 'H': *secs = n * 3600; return !in_time;
-	case 'S': *secs = n; return !in_time;
-	default: return 1;
+	case 'Y':
+		*secs = n * 365 * DAY;
+		return in_time;
+	case 'W':
+		*secs = n * 7 * DAY;
+		return in_time;
+	case 'D':
+		*secs = n * DAY;
+		return in_time;
+	case 'M':
+		*secs = in_time ? n * 60 : n * 30 * DAY;
+		return 0;
+	case 'H':
+		*secs = n * 3600;
+		return !in_time;
+	case 'S':
+		*secs = n;
+		return !in_time;
+	default:
+		return 1;
 	}
 }
 

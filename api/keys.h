@@ -44,24 +44,23 @@ struct keys_attrs {
  */
 /* body.attributes; absent or null: nothing there. exportable must be a
  * boolean, and true is refused (keys never leave the HSM). */
-int keys_parse_attrs(json_t *body, struct keys_attrs *a, struct api_resp *r)
-    API_WUR;
+int keys_parse_attrs(json_t *body, struct keys_attrs *a,
+    struct api_resp *r) API_WUR;
 /* body.tags as compact sorted JSON text (malloc'd) in *tags; NULL when
  * absent or null (Azure: null is "not given"; {} clears). */
 int keys_parse_tags(json_t *body, char **tags, struct api_resp *r) API_WUR;
 /* A key_ops array (names in any case); *has 0 when v is absent or null. */
-int keys_parse_ops(json_t *v, unsigned *ops, int *has, struct api_resp *r)
-    API_WUR;
+int keys_parse_ops(json_t *v, unsigned *ops, int *has,
+    struct api_resp *r) API_WUR;
 /* obj.kty: RSA, RSA-HSM, EC, EC-HSM. label names the field in messages
  * ("kty", "key.kty"). */
-int keys_parse_kty(json_t *obj, const char *label, enum vlt_kty *kty,
-    int *hsm, struct api_resp *r) API_WUR;
+int keys_parse_kty(json_t *obj, const char *label, enum vlt_kty *kty, int *hsm,
+    struct api_resp *r) API_WUR;
 /* obj.crv: P-256, P-384, P-521; *c NULL when absent and not required. */
 int keys_parse_crv(json_t *obj, const char *label, int required,
     const struct hsm_curve_info **c, struct api_resp *r) API_WUR;
 /* key_ops possible for kty (EC: sign and verify only). */
-int keys_check_ops(enum vlt_kty kty, unsigned ops, struct api_resp *r)
-    API_WUR;
+int keys_check_ops(enum vlt_kty kty, unsigned ops, struct api_resp *r) API_WUR;
 /* The key_ops of a mask as a JSON array of Azure's names. */
 json_t *keys_ops_json(unsigned ops);
 
@@ -72,8 +71,8 @@ json_t *keys_ops_json(unsigned ops);
 json_t *keys_jwk_public(const struct vlt_key_info *k, const char *kid);
 /* A JWK with private parts (key), checked for consistency, as a PKCS#8
  * DER in *pkcs8 (free with freezero(*pkcs8, *len)). */
-int keys_jwk_pkcs8(json_t *key, enum vlt_kty kty, uint8_t **pkcs8,
-    size_t *len, struct api_resp *r) API_WUR;
+int keys_jwk_pkcs8(json_t *key, enum vlt_kty kty, uint8_t **pkcs8, size_t *len,
+    struct api_resp *r) API_WUR;
 /* Overwrites the private parts' text in the parsed JWK, in place. */
 void keys_jwk_wipe(json_t *key);
 
@@ -111,11 +110,11 @@ void keys_send_list(struct api_req *q, struct api_resp *r, int rc,
 /* keys_ops.c: a cryptographic operation as routes see it */
 enum keys_crypto_kind { KEYS_ENCRYPT, KEYS_DECRYPT, KEYS_SIGN, KEYS_VERIFY };
 struct keys_crypto_op {
-	const char *path;            /* path segment, lower case */
-	const char *azure;           /* Azure's name, in messages and audit */
+	const char *path;  /* path segment, lower case */
+	const char *azure; /* Azure's name, in messages and audit */
 	enum keys_crypto_kind kind;
-	unsigned perm;               /* PERM_* it needs */
-	unsigned op;                 /* VLT_OP_* it exercises */
+	unsigned perm; /* PERM_* it needs */
+	unsigned op;   /* VLT_OP_* it exercises */
 };
 /* The operation of a path segment (any case); NULL if none. */
 const struct keys_crypto_op *keys_crypto_op_find(const char *seg);
@@ -123,9 +122,9 @@ const struct keys_crypto_op *keys_crypto_op_find(const char *seg);
 /* What a route addresses: a key, perhaps a version, perhaps an
  * operation. */
 struct key_target {
-	const char *name;                    /* NULL for /keys, /deletedkeys */
-	const char *version;                 /* NULL: the latest */
-	const struct keys_crypto_op *op;     /* the crypto routes only */
+	const char *name;                /* NULL for /keys, /deletedkeys */
+	const char *version;             /* NULL: the latest */
+	const struct keys_crypto_op *op; /* the crypto routes only */
 };
 typedef void keys_handler(struct api_req *q, struct api_resp *r,
     const struct key_target *t);

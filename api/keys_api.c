@@ -42,8 +42,9 @@ parse_key_type(json_t *body, struct vlt_create_req *req, struct api_resp *r)
 		req->key_size = (unsigned)n;
 	}
 	v = json_object_get(body, "public_exponent");
-	if (v && !json_is_null(v) && (!json_is_integer(v) ||
-	    json_integer_value(v) != 65537 || req->kty != VLT_KTY_RSA)) {
+	if (v && !json_is_null(v) &&
+	    (!json_is_integer(v) || json_integer_value(v) != 65537 ||
+	        req->kty != VLT_KTY_RSA)) {
 		api_resp_error(r, 400, "BadParameter",
 		    "The field 'public_exponent' must be 65537.");
 		return VLT_ERR_BAD_PARAM;
@@ -76,7 +77,8 @@ key_create(struct api_req *q, struct api_resp *r, const struct key_target *t)
 		return;
 	if (parse_key_type(body, &req, r) != 0 ||
 	    keys_parse_ops(json_object_get(body, "key_ops"), &req.key_ops,
-	    &has_ops, r) != 0 || keys_check_ops(req.kty, req.key_ops, r) != 0)
+	        &has_ops, r) != 0 ||
+	    keys_check_ops(req.kty, req.key_ops, r) != 0)
 		goto out;
 	if (has_ops && req.key_ops == 0) {
 		api_resp_error(r, 400, "BadParameter",
@@ -113,8 +115,9 @@ key_get(struct api_req *q, struct api_resp *r, const struct key_target *t)
 	struct vlt_key_info k;
 
 	memset(&k, 0, sizeof(k));
-	keys_send_key(q, r, vault_key_get(q->ctx->vault, t->name, t->version,
-	    &k), t->name, NULL, &k);
+	keys_send_key(q, r,
+	    vault_key_get(q->ctx->vault, t->name, t->version, &k), t->name,
+	    NULL, &k);
 }
 
 static void
@@ -132,7 +135,8 @@ key_update(struct api_req *q, struct api_resp *r, const struct key_target *t)
 	if (api_body_object(q, r, &body) != 0)
 		return;
 	if (keys_parse_ops(json_object_get(body, "key_ops"), &req.key_ops,
-	    &req.has_key_ops, r) != 0 || keys_parse_attrs(body, &a, r) != 0 ||
+	        &req.has_key_ops, r) != 0 ||
+	    keys_parse_attrs(body, &a, r) != 0 ||
 	    keys_parse_tags(body, &tags, r) != 0)
 		goto out;
 	req.has_enabled = a.has_enabled;
@@ -181,21 +185,21 @@ send_page(struct api_req *q, struct api_resp *r, const struct key_target *t,
 		rc = vault_deleted_list(q->ctx->vault, cont, max, &items, &n,
 		    &next);
 	else if ((rc = vault_key_versions(q->ctx->vault, t->name, cont, max,
-	    &items, &n, &next)) == 0 && str_fmt(path, sizeof(path),
-	    "/keys/%s/versions", t->name) != 0)
+	              &items, &n, &next)) == 0 &&
+	    str_fmt(path, sizeof(path), "/keys/%s/versions", t->name) != 0)
 		rc = VLT_ERR_INTERNAL;
 	free(cont);
 	if (rc != 0) {
 		/* a missing key is named in the answer */
-		api_resp_vault_error(r, rc, what == PAGE_VERSIONS ? t->name :
-		    NULL, NULL);
+		api_resp_vault_error(r, rc,
+		    what == PAGE_VERSIONS ? t->name : NULL, NULL);
 		vlt_key_info_free_array(items, n);
 		free(next);
 		return;
 	}
-	keys_send_list(q, r, rc, items, n, next, what == PAGE_DELETED ?
-	    "/deletedkeys" : path, max, what == PAGE_VERSIONS ?
-	    KEYS_ITEM_VERSION : KEYS_ITEM_KEY);
+	keys_send_list(q, r, rc, items, n, next,
+	    what == PAGE_DELETED ? "/deletedkeys" : path, max,
+	    what == PAGE_VERSIONS ? KEYS_ITEM_VERSION : KEYS_ITEM_KEY);
 }
 
 static void
@@ -240,8 +244,7 @@ deleted_recover(struct api_req *q, struct api_resp *r,
 }
 
 static void
-deleted_purge(struct api_req *q, struct api_resp *r,
-    const struct key_target *t)
+deleted_purge(struct api_req *q, struct api_resp *r, const struct key_target *t)
 {
 	int rc = vault_key_purge(q->ctx->vault, t->name);
 
@@ -255,18 +258,18 @@ deleted_purge(struct api_req *q, struct api_resp *r,
 
 /* What the last path segment must be for a route to match. */
 enum seg_shape {
-	SEG_ANY,       /* no segment after the collection, or any key name */
-	SEG_LITERAL,   /* lit, in any case */
-	SEG_VERSION,   /* a key version: 32 hex characters */
-	SEG_OP,        /* a cryptographic operation (keys_ops.c) */
+	SEG_ANY,     /* no segment after the collection, or any key name */
+	SEG_LITERAL, /* lit, in any case */
+	SEG_VERSION, /* a key version: 32 hex characters */
+	SEG_OP,      /* a cryptographic operation (keys_ops.c) */
 };
 
 struct route {
-	size_t nsegs;          /* segments after /keys or /deletedkeys */
+	size_t nsegs; /* segments after /keys or /deletedkeys */
 	enum seg_shape shape;
 	const char *lit;
 	const char *method;
-	unsigned perm;         /* 0: the operation's (SEG_OP) */
+	unsigned perm; /* 0: the operation's (SEG_OP) */
 	const char *perm_name;
 	keys_handler *fn;
 };
@@ -274,11 +277,13 @@ struct route {
 struct route_table {
 	const struct route *routes;
 	size_t n;
-	int deleted;           /* the audit key id is the recovery id */
-	size_t miss_405_max;   /* a path no route has: 405 up to this many
-	                          segments, beyond it 404 */
-	int miss_key_404;      /* ...except that /keys/{name}/{x} is 404
-	                          KeyNotFound */
+	int deleted; /* the audit key id is the recovery id */
+	/* a path no route has: 405 up to this many
+	 * segments, beyond it 404 */
+	size_t miss_405_max;
+	/* ...except that /keys/{name}/{x} is 404
+	 * KeyNotFound */
+	int miss_key_404;
 };
 
 static const struct route keys_routes[] = {
@@ -289,12 +294,9 @@ static const struct route keys_routes[] = {
 	{ 1, SEG_ANY, NULL, "PATCH", PERM_UPDATE, "update", key_update },
 	{ 1, SEG_ANY, NULL, "DELETE", PERM_DELETE, "delete", key_delete },
 	{ 1, SEG_ANY, NULL, "PUT", PERM_IMPORT, "import", keys_import },
-	{ 2, SEG_LITERAL, "create", "POST", PERM_CREATE, "create",
-	    key_create },
-	{ 2, SEG_LITERAL, "versions", "GET", PERM_LIST, "list",
-	    key_versions },
-	{ 2, SEG_LITERAL, "rotate", "POST", PERM_ROTATE, "rotate",
-	    key_rotate },
+	{ 2, SEG_LITERAL, "create", "POST", PERM_CREATE, "create", key_create },
+	{ 2, SEG_LITERAL, "versions", "GET", PERM_LIST, "list", key_versions },
+	{ 2, SEG_LITERAL, "rotate", "POST", PERM_ROTATE, "rotate", key_rotate },
 	{ 2, SEG_LITERAL, "backup", "POST", PERM_BACKUP, "backup",
 	    keys_backup },
 	{ 2, SEG_LITERAL, "rotationpolicy", "GET", PERM_GETROTATIONPOLICY,
@@ -316,11 +318,18 @@ static const struct route deleted_routes[] = {
 };
 
 static const struct route_table keys_table = {
-	keys_routes, sizeof(keys_routes) / sizeof(keys_routes[0]), 0, 1, 1,
+	keys_routes,
+	sizeof(keys_routes) / sizeof(keys_routes[0]),
+	0,
+	1,
+	1,
 };
 static const struct route_table deleted_table = {
-	deleted_routes, sizeof(deleted_routes) / sizeof(deleted_routes[0]), 1,
-	2, 0,
+	deleted_routes,
+	sizeof(deleted_routes) / sizeof(deleted_routes[0]),
+	1,
+	2,
+	0,
 };
 
 static int
@@ -332,7 +341,8 @@ is_version(const char *s)
 		return 0;
 	for (i = 0; i < n; i++)
 		if (!((s[i] >= '0' && s[i] <= '9') ||
-		    (s[i] >= 'a' && s[i] <= 'f') || (s[i] >= 'A' && s[i] <= 'F')))
+		        (s[i] >= 'a' && s[i] <= 'f') ||
+		        (s[i] >= 'A' && s[i] <= 'F')))
 			return 0;
 	return 1;
 }
@@ -376,7 +386,7 @@ route_run(struct api_req *q, struct api_resp *r, const struct route *rt,
 	if (t->op != NULL) {
 		perm = t->op->perm;
 		pname = t->op->azure;
-		q->mutating = 0;     /* a crypto operation changes nothing */
+		q->mutating = 0; /* a crypto operation changes nothing */
 	}
 	q->operation = pname;
 	if (api_authz(q, r, perm, pname) != 0)

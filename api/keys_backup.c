@@ -25,8 +25,8 @@ keys_backup(struct api_req *q, struct api_resp *r, const struct key_target *t)
 		api_resp_vault_error(r, rc, t->name, NULL);
 		return;
 	}
-	api_resp_set(r, 200, json_pack("{s:o}", "value",
-	    api_json_b64(blob, len)));
+	api_resp_set(r, 200,
+	    json_pack("{s:o}", "value", api_json_b64(blob, len)));
 	freezero(blob, len);
 }
 

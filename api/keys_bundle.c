@@ -16,13 +16,13 @@
 #define LINK_MAX 2048
 
 int
-keys_kid(struct api_ctx *c, const char *name, const char *version,
-    char *out, size_t cap)
+keys_kid(struct api_ctx *c, const char *name, const char *version, char *out,
+    size_t cap)
 {
 	int has_v = version != NULL && *version != '\0';
 
 	if (str_fmt(out, cap, "%s/keys/%s%s%s", c->vault_url, name,
-	    has_v ? "/" : "", has_v ? version : "") != 0)
+	        has_v ? "/" : "", has_v ? version : "") != 0)
 		return VLT_ERR_BAD_PARAM;
 	return 0;
 }
@@ -35,7 +35,9 @@ keys_set_key_id(struct api_req *q, struct api_resp *r, const char *name,
 
 	if (deleted)
 		rc = str_fmt(q->key_id, sizeof(q->key_id), "%s/deletedkeys/%s",
-		    q->ctx->vault_url, name) != 0 ? VLT_ERR_BAD_PARAM : 0;
+		         q->ctx->vault_url, name) != 0 ?
+		    VLT_ERR_BAD_PARAM :
+		    0;
 	else
 		rc = keys_kid(q->ctx, name, version, q->key_id,
 		    sizeof(q->key_id));
@@ -91,7 +93,7 @@ extras_json(struct api_ctx *c, json_t *b, const struct vlt_key_info *k)
 	if (k->deleted_date == 0)
 		return 0;
 	if (str_fmt(rid, sizeof(rid), "%s/deletedkeys/%s", c->vault_url,
-	    k->name) != 0)
+	        k->name) != 0)
 		return VLT_ERR_INTERNAL;
 	json_object_set_new(b, "recoveryId", json_string(rid));
 	json_object_set_new(b, "deletedDate", json_integer(k->deleted_date));
@@ -108,7 +110,7 @@ bundle_json(struct api_ctx *c, const struct vlt_key_info *k,
 	json_t *b, *jwk;
 
 	if (keys_kid(c, k->name, shape == KEYS_ITEM_KEY ? NULL : k->version,
-	    kid, sizeof(kid)) != 0)
+	        kid, sizeof(kid)) != 0)
 		return NULL;
 	b = json_object();
 	if (shape != KEYS_BUNDLE) {
@@ -209,12 +211,12 @@ next_link(struct api_req *q, json_t *doc, const char *next, const char *path,
 
 	if (next == NULL)
 		return json_object_set_new(doc, "nextLink", json_null());
-	if (policy_b64url_encode((const uint8_t *)next, strlen(next),
-	    &tok) != 0)
+	if (policy_b64url_encode((const uint8_t *)next, strlen(next), &tok) !=
+	    0)
 		return VLT_ERR_NO_MEMORY;
 	if (str_fmt(link, sizeof(link),
-	    "%s%s?api-version=%s&maxresults=%zu&$skiptoken=%s",
-	    q->ctx->vault_url, path, q->api_version, max, tok) != 0)
+	        "%s%s?api-version=%s&maxresults=%zu&$skiptoken=%s",
+	        q->ctx->vault_url, path, q->api_version, max, tok) != 0)
 		rc = VLT_ERR_INTERNAL;
 	else
 		json_object_set_new(doc, "nextLink", json_string(link));
@@ -235,7 +237,7 @@ keys_send_list(struct api_req *q, struct api_resp *r, int rc,
 		api_resp_vault_error(r, rc, NULL, NULL);
 		goto out;
 	}
-	settings_or_default(q->ctx, &s);    /* once per page, not per item */
+	settings_or_default(q->ctx, &s); /* once per page, not per item */
 	arr = json_array();
 	for (i = 0; i < n; i++) {
 		json_t *it = bundle_json(q->ctx, &items[i], shape, &s);

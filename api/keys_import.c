@@ -47,22 +47,24 @@ kek_from_kid(struct api_req *q, const char *kid, char *name, size_t ncap,
 
 /* The KEK named by the transfer blob's header, and its ciphertext. */
 static int
-parse_transfer(struct api_req *q, struct api_resp *r, json_t *blob,
-    char *kname, size_t ncap, char *kver, size_t vcap, uint8_t **ct,
-    size_t *ct_len)
+parse_transfer(struct api_req *q, struct api_resp *r, json_t *blob, char *kname,
+    size_t ncap, char *kver, size_t vcap, uint8_t **ct, size_t *ct_len)
 {
 	json_t *hdr = json_object_get(blob, "header");
 	const char *kid = json_string_value(json_object_get(hdr, "kid"));
 	const char *s = json_string_value(json_object_get(hdr, "enc"));
 
 	if (kid == NULL || s == NULL || strcmp(s, "CKM_RSA_AES_KEY_WRAP") != 0)
-		return api_resp_bad(r, "The transfer blob's header must name the key "
+		return api_resp_bad(r,
+		    "The transfer blob's header must name the key "
 		    "exchange key (kid) and enc CKM_RSA_AES_KEY_WRAP.");
 	s = json_string_value(json_object_get(hdr, "alg"));
 	if (s != NULL && strcmp(s, "dir") != 0)
-		return api_resp_bad(r, "The transfer blob's header alg must be 'dir'.");
+		return api_resp_bad(r,
+		    "The transfer blob's header alg must be 'dir'.");
 	if (kek_from_kid(q, kid, kname, ncap, kver, vcap) != 0)
-		return api_resp_bad(r, "The transfer blob's kid does not name a key "
+		return api_resp_bad(r,
+		    "The transfer blob's kid does not name a key "
 		    "exchange key of this vault.");
 	return api_field_b64(blob, "ciphertext", TRANSFER_MAX, 1, ct, ct_len,
 	    r);
@@ -81,17 +83,18 @@ import_byok(struct api_req *q, struct api_resp *r, const char *name,
 
 	memset(&k, 0, sizeof(k));
 	if (api_field_b64(key, "key_hsm", TRANSFER_MAX * 2, 1, &raw, &raw_len,
-	    r) != 0)
+	        r) != 0)
 		return;
 	blob = json_loadb((const char *)raw, raw_len, JSON_REJECT_DUPLICATES,
 	    NULL);
 	if (!json_is_object(blob)) {
-		(void)api_resp_bad(r, "The field 'key.key_hsm' is not a BYOK transfer "
+		(void)api_resp_bad(r,
+		    "The field 'key.key_hsm' is not a BYOK transfer "
 		    "blob.");
 		goto out;
 	}
-	if (parse_transfer(q, r, blob, kname, sizeof(kname), kver,
-	    sizeof(kver), &ct, &ct_len) != 0)
+	if (parse_transfer(q, r, blob, kname, sizeof(kname), kver, sizeof(kver),
+	        &ct, &ct_len) != 0)
 		goto out;
 	rc = vault_key_import_byok(q->ctx->vault, name, req, kname,
 	    kver[0] ? kver : NULL, ct, ct_len, &k);
@@ -121,11 +124,12 @@ parse_import(json_t *body, json_t *key, enum vlt_kty *kty,
 		v = json_object_get(body, "hsm");
 	if (v != NULL && !json_is_null(v)) {
 		if (!json_is_boolean(v))
-			return api_resp_bad(r, "The field 'Hsm' must be a boolean.");
+			return api_resp_bad(r,
+			    "The field 'Hsm' must be a boolean.");
 		req->hsm = req->hsm || json_is_true(v);
 	}
-	if ((rc = keys_parse_ops(json_object_get(key, "key_ops"),
-	    &req->key_ops, &has, r)) != 0 ||
+	if ((rc = keys_parse_ops(json_object_get(key, "key_ops"), &req->key_ops,
+	         &has, r)) != 0 ||
 	    (rc = keys_check_ops(*kty, req->key_ops, r)) != 0 ||
 	    (rc = keys_parse_attrs(body, &a, r)) != 0 ||
 	    (rc = keys_parse_tags(body, tags, r)) != 0)
@@ -155,7 +159,8 @@ keys_import(struct api_req *q, struct api_resp *r, const struct key_target *t)
 		return;
 	key = json_object_get(body, "key");
 	if (!json_is_object(key)) {
-		(void)api_resp_bad(r, "The field 'key' must be a JsonWebKey object.");
+		(void)api_resp_bad(r,
+		    "The field 'key' must be a JsonWebKey object.");
 		goto out;
 	}
 	if (parse_import(body, key, &kty, &req, &tags, r) != 0)

@@ -28,7 +28,7 @@
 #include "api/keys.h"
 #include "hsm/buf.h"
 
-#define PART_MAX 1024          /* RSA-4096 parts are 512 bytes */
+#define PART_MAX 1024 /* RSA-4096 parts are 512 bytes */
 #define EC_POINT_MAX (1 + 2 * 66)
 #define CURVE_OID_MAX 16
 
@@ -67,7 +67,8 @@ ec_public(json_t *jwk, EVP_PKEY *pk, const struct vlt_key_info *k)
 	if (c != NULL)
 		json_object_set_new(jwk, "crv", json_string(c->jwk));
 	if (!EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_PUB_KEY, pt,
-	    sizeof(pt), &len) || len <= 1 || pt[0] != 0x04)
+	        sizeof(pt), &len) ||
+	    len <= 1 || pt[0] != 0x04)
 		return VLT_ERR_INTERNAL;
 	fl = (len - 1) / 2;
 	json_object_set_new(jwk, "x", api_json_b64(pt + 1, fl));
@@ -87,8 +88,9 @@ keys_jwk_public(const struct vlt_key_info *k, const char *kid)
 		return NULL;
 	jwk = json_object();
 	json_object_set_new(jwk, "kid", json_string(kid));
-	json_object_set_new(jwk, "kty", json_string(rsa ?
-	    (k->hsm ? "RSA-HSM" : "RSA") : (k->hsm ? "EC-HSM" : "EC")));
+	json_object_set_new(jwk, "kty",
+	    json_string(rsa ? (k->hsm ? "RSA-HSM" : "RSA") :
+	                      (k->hsm ? "EC-HSM" : "EC")));
 	json_object_set_new(jwk, "key_ops", keys_ops_json(k->key_ops));
 	/* a key whose numbers cannot be read still answers, without them,
 	 * as it always has */
@@ -107,8 +109,8 @@ keys_jwk_public(const struct vlt_key_info *k, const char *kid)
 #define STACK_SCRUB (64 * 1024)
 
 struct part {
-	const char *jwk;         /* JWK field */
-	uint8_t *b;              /* big-endian, as decoded */
+	const char *jwk; /* JWK field */
+	uint8_t *b;      /* big-endian, as decoded */
 	size_t len;
 };
 
@@ -124,8 +126,10 @@ decode_part(json_t *key, struct part *p, struct api_resp *r)
 	if (strlen(s) > (PART_MAX / 3 + 1) * 4 + 4 ||
 	    policy_b64url_decode(s, strlen(s), &p->b, &p->len) != 0 ||
 	    p->len == 0 || p->len > PART_MAX) {
-		api_resp_error(r, 400, "BadParameter", "The field 'key.%s' is "
-		    "not valid base64url of a key part.", p->jwk);
+		api_resp_error(r, 400, "BadParameter",
+		    "The field 'key.%s' is "
+		    "not valid base64url of a key part.",
+		    p->jwk);
 		return VLT_ERR_BAD_PARAM;
 	}
 	return 0;
@@ -148,8 +152,7 @@ parts_free(struct part *p, size_t n)
  * digits): once it has returned, this overwrites that much of the
  * thread's stack (connection threads have HTTP_THREAD_STACK, 512 KiB).
  */
-static void __attribute__((noinline))
-stack_scrub(void)
+static void __attribute__((noinline)) stack_scrub(void)
 {
 	unsigned char pad[STACK_SCRUB];
 
@@ -268,8 +271,7 @@ out:
  * not, VLT_ERR_NO_MEMORY when out of memory.
  */
 static int
-ec_consistent(int nid, const struct part *dp, const uint8_t *pt,
-    size_t ptlen)
+ec_consistent(int nid, const struct part *dp, const uint8_t *pt, size_t ptlen)
 {
 	EC_GROUP *g = EC_GROUP_new_by_curve_name(nid);
 	BN_CTX *ctx = BN_CTX_secure_new();
@@ -374,8 +376,8 @@ der_uint(struct der *w, const uint8_t *b, size_t n)
 static const uint8_t der_v0[] = { 0x02, 0x01, 0x00 };
 static const uint8_t der_v1[] = { 0x02, 0x01, 0x01 };
 /* AlgorithmIdentifier { rsaEncryption, NULL } */
-static const uint8_t der_alg_rsa[] = { 0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86,
-	0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00 };
+static const uint8_t der_alg_rsa[] = { 0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48,
+	0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00 };
 static const uint8_t der_oid_ecpub[] = { 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce,
 	0x3d, 0x02, 0x01 };
 
@@ -455,7 +457,7 @@ struct jwk_key {
 	struct part *ps;
 	size_t np;
 	const struct hsm_curve_info *crv;
-	uint8_t pt[EC_POINT_MAX];   /* EC: the uncompressed public point */
+	uint8_t pt[EC_POINT_MAX]; /* EC: the uncompressed public point */
 	size_t ptlen;
 	uint8_t oid[CURVE_OID_MAX];
 	size_t oid_len;
@@ -468,7 +470,8 @@ rsa_check(struct jwk_key *jk, struct api_resp *r)
 	int bits = be_bits(jk->ps[0].b, jk->ps[0].len);
 
 	if (bits != 2048 && bits != 3072 && bits != 4096)
-		return api_resp_bad(r, "The RSA key size must be 2048, 3072 or 4096 "
+		return api_resp_bad(r,
+		    "The RSA key size must be 2048, 3072 or 4096 "
 		    "bits.");
 	return rsa_consistent(jk->ps, bits);
 }
@@ -480,10 +483,11 @@ ec_check(struct jwk_key *jk, struct api_resp *r)
 
 	if (jk->ps[0].len != field || jk->ps[1].len != field ||
 	    jk->ps[2].len != field)
-		return api_resp_bad(r, "The EC key's x, y and d must be as long as the "
+		return api_resp_bad(r,
+		    "The EC key's x, y and d must be as long as the "
 		    "curve's field.");
-	if (curve_oid(jk->crv->nid, jk->oid, sizeof(jk->oid),
-	    &jk->oid_len) != 0)
+	if (curve_oid(jk->crv->nid, jk->oid, sizeof(jk->oid), &jk->oid_len) !=
+	    0)
 		return VLT_ERR_INTERNAL;
 	jk->pt[0] = 0x04;
 	memcpy(jk->pt + 1, jk->ps[0].b, field);
@@ -524,10 +528,12 @@ jwk_check(json_t *key, struct jwk_key *jk, struct api_resp *r)
 		return VLT_ERR_NO_MEMORY;
 	}
 	if (ok == 0)
-		return api_resp_bad(r, jk->kty == VLT_KTY_RSA ? "The RSA key is "
-		    "inconsistent: its parts do not form a valid key pair." :
-		    "The EC key is invalid: the point is not on the curve or "
-		    "does not match the private key.");
+		return api_resp_bad(r,
+		    jk->kty == VLT_KTY_RSA ?
+		        "The RSA key is "
+		        "inconsistent: its parts do not form a valid key pair." :
+		        "The EC key is invalid: the point is not on the curve or "
+		        "does not match the private key.");
 	return 0;
 }
 
@@ -536,12 +542,19 @@ keys_jwk_pkcs8(json_t *key, enum vlt_kty kty, uint8_t **pkcs8, size_t *len,
     struct api_resp *r)
 {
 	struct part rsa[RSA_NPARTS] = {
-		{ "n", NULL, 0 }, { "e", NULL, 0 }, { "d", NULL, 0 },
-		{ "p", NULL, 0 }, { "q", NULL, 0 }, { "dp", NULL, 0 },
-		{ "dq", NULL, 0 }, { "qi", NULL, 0 },
+		{ "n", NULL, 0 },
+		{ "e", NULL, 0 },
+		{ "d", NULL, 0 },
+		{ "p", NULL, 0 },
+		{ "q", NULL, 0 },
+		{ "dp", NULL, 0 },
+		{ "dq", NULL, 0 },
+		{ "qi", NULL, 0 },
 	};
 	struct part ec[] = {
-		{ "x", NULL, 0 }, { "y", NULL, 0 }, { "d", NULL, 0 },
+		{ "x", NULL, 0 },
+		{ "y", NULL, 0 },
+		{ "d", NULL, 0 },
 	};
 	struct jwk_key jk;
 	struct der w = { NULL, 0 };
@@ -555,7 +568,7 @@ keys_jwk_pkcs8(json_t *key, enum vlt_kty kty, uint8_t **pkcs8, size_t *len,
 	jk.np = kty == VLT_KTY_RSA ? RSA_NPARTS : 3;
 	if ((rc = jwk_check(key, &jk, r)) != 0)
 		goto out;
-	der_pkcs8(&w, &jk);          /* measure, then write */
+	der_pkcs8(&w, &jk); /* measure, then write */
 	if ((w.p = malloc(w.len)) == NULL) {
 		rc = VLT_ERR_NO_MEMORY;
 		api_resp_vault_error(r, rc, NULL, NULL);

@@ -17,7 +17,7 @@
 #include "api/keys.h"
 #include "hsm/buf.h"
 
-#define CRYPTO_IN_MAX 1024     /* ciphertext of RSA-4096 is 512 */
+#define CRYPTO_IN_MAX 1024 /* ciphertext of RSA-4096 is 512 */
 #define DIGEST_MAX 64
 #define SIG_MAX 1024
 
@@ -31,13 +31,21 @@ static const struct keys_crypto_op crypto_ops[] = {
 	{ "verify", "verify", KEYS_VERIFY, PERM_VERIFY, VLT_OP_VERIFY },
 };
 
-static const struct { const char *name; enum vlt_alg alg; } alg_tab[] = {
-	{ "RSA-OAEP", VLT_ALG_RSA_OAEP }, { "RSA-OAEP-256", VLT_ALG_RSA_OAEP_256 },
+static const struct {
+	const char *name;
+	enum vlt_alg alg;
+} alg_tab[] = {
+	{ "RSA-OAEP", VLT_ALG_RSA_OAEP },
+	{ "RSA-OAEP-256", VLT_ALG_RSA_OAEP_256 },
 	{ "RSA1_5", VLT_ALG_RSA1_5 },
-	{ "RS256", VLT_ALG_RS256 }, { "RS384", VLT_ALG_RS384 },
-	{ "RS512", VLT_ALG_RS512 }, { "PS256", VLT_ALG_PS256 },
-	{ "PS384", VLT_ALG_PS384 }, { "PS512", VLT_ALG_PS512 },
-	{ "ES256", VLT_ALG_ES256 }, { "ES384", VLT_ALG_ES384 },
+	{ "RS256", VLT_ALG_RS256 },
+	{ "RS384", VLT_ALG_RS384 },
+	{ "RS512", VLT_ALG_RS512 },
+	{ "PS256", VLT_ALG_PS256 },
+	{ "PS384", VLT_ALG_PS384 },
+	{ "PS512", VLT_ALG_PS512 },
+	{ "ES256", VLT_ALG_ES256 },
+	{ "ES384", VLT_ALG_ES384 },
 	{ "ES512", VLT_ALG_ES512 },
 };
 
@@ -103,7 +111,7 @@ crypto_inputs(json_t *body, const struct keys_crypto_op *co,
 	case KEYS_VERIFY:
 	default:
 		if (api_field_b64(body, "digest", DIGEST_MAX, 1, &c->in,
-		    &c->in_len, r) != 0)
+		        &c->in_len, r) != 0)
 			return VLT_ERR_BAD_PARAM;
 		return api_field_b64(body, "value", SIG_MAX, 1, &c->sig,
 		    &c->sig_len, r);
@@ -119,11 +127,11 @@ crypto_run(vault_t *v, const struct key_target *t, struct crypto_call *c)
 	c->out_len = sizeof(c->out);
 	switch (co->kind) {
 	case KEYS_ENCRYPT:
-		return vault_key_encrypt(v, t->name, t->version, co->op,
-		    c->alg, c->in, c->in_len, c->out, &c->out_len, c->kv);
+		return vault_key_encrypt(v, t->name, t->version, co->op, c->alg,
+		    c->in, c->in_len, c->out, &c->out_len, c->kv);
 	case KEYS_DECRYPT:
-		return vault_key_decrypt(v, t->name, t->version, co->op,
-		    c->alg, c->in, c->in_len, c->out, &c->out_len, c->kv);
+		return vault_key_decrypt(v, t->name, t->version, co->op, c->alg,
+		    c->in, c->in_len, c->out, &c->out_len, c->kv);
 	case KEYS_SIGN:
 		return vault_key_sign(v, t->name, t->version, c->alg, c->in,
 		    c->in_len, c->out, &c->out_len, c->kv);
@@ -165,8 +173,10 @@ keys_crypto(struct api_req *q, struct api_resp *r, const struct key_target *t)
 	api_metrics_observe_token(q->ctx, co->azure, rc == 0, ms_since(&t0));
 	if (rc != 0) {
 		/* a decryption that fails says nothing about why */
-		api_resp_vault_error_in(r, rc, co->kind == KEYS_DECRYPT ?
-		    API_SUBJ_CIPHERTEXT : API_SUBJ_VALUE, t->name, co->azure);
+		api_resp_vault_error_in(r, rc,
+		    co->kind == KEYS_DECRYPT ? API_SUBJ_CIPHERTEXT :
+		                               API_SUBJ_VALUE,
+		    t->name, co->azure);
 		goto out;
 	}
 	if (keys_kid(q->ctx, t->name, c.kv, kid, sizeof(kid)) != 0 ||
@@ -177,8 +187,9 @@ keys_crypto(struct api_req *q, struct api_resp *r, const struct key_target *t)
 	if (co->kind == KEYS_VERIFY)
 		api_resp_set(r, 200, json_pack("{s:b}", "value", c.valid));
 	else
-		api_resp_set(r, 200, json_pack("{s:s, s:o}", "kid", kid,
-		    "value", api_json_b64(c.out, c.out_len)));
+		api_resp_set(r, 200,
+		    json_pack("{s:s, s:o}", "kid", kid, "value",
+		        api_json_b64(c.out, c.out_len)));
 out:
 	OPENSSL_cleanse(c.out, sizeof(c.out));
 	freezero(c.in, c.in_len);

@@ -19,10 +19,16 @@
 _Static_assert(VLT_CRV_P256 == 1 && VLT_CRV_P384 == 2 && VLT_CRV_P521 == 3,
     "enum vlt_curve is the curve table's code (hsm/pkey.h)");
 
-static const struct { const char *name; unsigned bit; } key_ops_tab[] = {
-	{ "encrypt", VLT_OP_ENCRYPT }, { "decrypt", VLT_OP_DECRYPT },
-	{ "sign", VLT_OP_SIGN }, { "verify", VLT_OP_VERIFY },
-	{ "wrapKey", VLT_OP_WRAP }, { "unwrapKey", VLT_OP_UNWRAP },
+static const struct {
+	const char *name;
+	unsigned bit;
+} key_ops_tab[] = {
+	{ "encrypt", VLT_OP_ENCRYPT },
+	{ "decrypt", VLT_OP_DECRYPT },
+	{ "sign", VLT_OP_SIGN },
+	{ "verify", VLT_OP_VERIFY },
+	{ "wrapKey", VLT_OP_WRAP },
+	{ "unwrapKey", VLT_OP_UNWRAP },
 	{ "import", VLT_OP_IMPORT },
 };
 #define N_KEY_OPS (sizeof(key_ops_tab) / sizeof(key_ops_tab[0]))
@@ -66,14 +72,18 @@ keys_parse_ops(json_t *v, unsigned *ops, int *has, struct api_resp *r)
 	if (v == NULL || json_is_null(v))
 		return 0;
 	if (!json_is_array(v))
-		return api_resp_bad(r, "The field 'key_ops' must be an array of strings.");
-	json_array_foreach(v, i, e) {
+		return api_resp_bad(r,
+		    "The field 'key_ops' must be an array of strings.");
+	json_array_foreach(v, i, e)
+	{
 		const char *s = json_string_value(e);
 		if (s == NULL)
-			return api_resp_bad(r, "The field 'key_ops' must be an array of "
+			return api_resp_bad(r,
+			    "The field 'key_ops' must be an array of "
 			    "strings.");
 		if (op_bit(s, &bit) != 0)
-			return api_resp_bad(r, "The field 'key_ops' holds an unknown key "
+			return api_resp_bad(r,
+			    "The field 'key_ops' holds an unknown key "
 			    "operation.");
 		*ops |= bit;
 	}
@@ -84,9 +94,10 @@ keys_parse_ops(json_t *v, unsigned *ops, int *has, struct api_resp *r)
 int
 keys_check_ops(enum vlt_kty kty, unsigned ops, struct api_resp *r)
 {
-	if (kty == VLT_KTY_EC && (ops & ~(unsigned)(VLT_OP_SIGN |
-	    VLT_OP_VERIFY)))
-		return api_resp_bad(r, "Unsupported key operation(s) for an EC key: only "
+	if (kty == VLT_KTY_EC &&
+	    (ops & ~(unsigned)(VLT_OP_SIGN | VLT_OP_VERIFY)))
+		return api_resp_bad(r,
+		    "Unsupported key operation(s) for an EC key: only "
 		    "sign and verify are possible.");
 	return 0;
 }
@@ -109,7 +120,8 @@ parse_time(json_t *attrs, const char *field, int *has, int64_t *out,
 	    json_number_value(v) > 253402300799.0) {
 		api_resp_error(r, 400, "BadParameter",
 		    "The field 'attributes.%s' must be a Unix time in "
-		    "seconds.", field);
+		    "seconds.",
+		    field);
 		return VLT_ERR_BAD_PARAM;
 	}
 	*out = (int64_t)json_number_value(v);
@@ -127,21 +139,25 @@ keys_parse_attrs(json_t *body, struct keys_attrs *a, struct api_resp *r)
 	if (attrs == NULL || json_is_null(attrs))
 		return 0;
 	if (!json_is_object(attrs))
-		return api_resp_bad(r, "The field 'attributes' must be an object.");
+		return api_resp_bad(r,
+		    "The field 'attributes' must be an object.");
 	v = json_object_get(attrs, "enabled");
 	if (v && !json_is_null(v)) {
 		if (!json_is_boolean(v))
-			return api_resp_bad(r, "The field 'attributes.enabled' must be a "
+			return api_resp_bad(r,
+			    "The field 'attributes.enabled' must be a "
 			    "boolean.");
 		a->has_enabled = 1;
 		a->enabled = json_is_true(v);
 	}
 	v = json_object_get(attrs, "exportable");
 	if (v && !json_is_null(v) && !json_is_boolean(v))
-		return api_resp_bad(r, "The field 'attributes.exportable' must be a "
+		return api_resp_bad(r,
+		    "The field 'attributes.exportable' must be a "
 		    "boolean.");
 	if (json_is_true(v))
-		return api_resp_bad(r, "Exportable keys are not supported: private keys "
+		return api_resp_bad(r,
+		    "Exportable keys are not supported: private keys "
 		    "never leave this vault's HSM.");
 	if ((rc = parse_time(attrs, "nbf", &a->has_nbf, &a->nbf, r)) != 0 ||
 	    (rc = parse_time(attrs, "exp", &a->has_exp, &a->exp, r)) != 0)
@@ -160,20 +176,23 @@ keys_parse_tags(json_t *body, char **tags, struct api_resp *r)
 	if (t == NULL || json_is_null(t))
 		return 0;
 	if (!json_is_object(t))
-		return api_resp_bad(r, "The field 'tags' must be an object of strings.");
+		return api_resp_bad(r,
+		    "The field 'tags' must be an object of strings.");
 	if (json_object_size(t) > KEYS_TAGS_MAX) {
 		api_resp_error(r, 400, "BadParameter",
 		    "At most %d tags are allowed.", KEYS_TAGS_MAX);
 		return VLT_ERR_BAD_PARAM;
 	}
-	json_object_foreach(t, k, v) {
+	json_object_foreach(t, k, v)
+	{
 		if (!json_is_string(v))
 			return api_resp_bad(r, "Tag values must be strings.");
 		if (strlen(k) > KEYS_TAG_NAME_MAX ||
 		    json_string_length(v) > KEYS_TAG_VALUE_MAX) {
 			api_resp_error(r, 400, "BadParameter",
 			    "Tag names are at most %d characters and values "
-			    "at most %d.", KEYS_TAG_NAME_MAX, KEYS_TAG_VALUE_MAX);
+			    "at most %d.",
+			    KEYS_TAG_NAME_MAX, KEYS_TAG_VALUE_MAX);
 			return VLT_ERR_BAD_PARAM;
 		}
 	}
@@ -198,8 +217,10 @@ keys_parse_kty(json_t *obj, const char *label, enum vlt_kty *kty, int *hsm,
 	else if (strcmp(s, "EC") == 0 || strcmp(s, "EC-HSM") == 0)
 		*kty = VLT_KTY_EC;
 	else {
-		api_resp_error(r, 400, "BadParameter", "The field '%s' must be "
-		    "one of RSA, RSA-HSM, EC, EC-HSM.", label);
+		api_resp_error(r, 400, "BadParameter",
+		    "The field '%s' must be "
+		    "one of RSA, RSA-HSM, EC, EC-HSM.",
+		    label);
 		return VLT_ERR_BAD_PARAM;
 	}
 	*hsm = strstr(s, "-HSM") != NULL;
@@ -219,8 +240,10 @@ keys_parse_crv(json_t *obj, const char *label, int required,
 	if (s == NULL)
 		return 0;
 	if ((*c = hsm_curve_by_name(s)) == NULL) {
-		api_resp_error(r, 400, "BadParameter", "The field '%s' must be "
-		    "P-256, P-384 or P-521.", label);
+		api_resp_error(r, 400, "BadParameter",
+		    "The field '%s' must be "
+		    "P-256, P-384 or P-521.",
+		    label);
 		return VLT_ERR_BAD_PARAM;
 	}
 	return 0;

@@ -15,8 +15,8 @@
 #include "hsm/base.h"
 
 #define DAY 86400LL
-#define EXPIRY_MIN (28 * DAY)     /* expiryTime */
-#define TRIGGER_MIN (7 * DAY)     /* each trigger, and the gap to expiry */
+#define EXPIRY_MIN (28 * DAY) /* expiryTime */
+#define TRIGGER_MIN (7 * DAY) /* each trigger, and the gap to expiry */
 
 static json_t *
 action_json(const char *trigger, const char *duration, const char *type)
@@ -38,22 +38,23 @@ policy_json(struct api_req *q, const char *name,
 		json_decref(attrs);
 		return NULL;
 	}
-	if (p->created == 0)      /* Azure's answer for a key without one */
-		json_array_append_new(acts, action_json("timeBeforeExpiry",
-		    "P30D", "Notify"));
+	if (p->created == 0) /* Azure's answer for a key without one */
+		json_array_append_new(acts,
+		    action_json("timeBeforeExpiry", "P30D", "Notify"));
 	for (i = 0; i < p->n; i++)
-		json_array_append_new(acts, action_json(
-		    p->a[i].trigger == VLT_ROT_AFTER_CREATE ?
-		    "timeAfterCreate" : "timeBeforeExpiry", p->a[i].duration,
-		    p->a[i].action == VLT_ROT_ROTATE ? "Rotate" : "Notify"));
+		json_array_append_new(acts,
+		    action_json(p->a[i].trigger == VLT_ROT_AFTER_CREATE ?
+		            "timeAfterCreate" :
+		            "timeBeforeExpiry",
+		        p->a[i].duration,
+		        p->a[i].action == VLT_ROT_ROTATE ? "Rotate" :
+		                                           "Notify"));
 	if (p->expiry[0] != '\0')
 		json_object_set_new(attrs, "expiryTime",
 		    json_string(p->expiry));
 	if (p->created != 0) {
-		json_object_set_new(attrs, "created",
-		    json_integer(p->created));
-		json_object_set_new(attrs, "updated",
-		    json_integer(p->updated));
+		json_object_set_new(attrs, "created", json_integer(p->created));
+		json_object_set_new(attrs, "updated", json_integer(p->updated));
 	}
 	return json_pack("{s:s, s:o, s:o}", "id", id, "lifetimeActions", acts,
 	    "attributes", attrs);
@@ -97,19 +98,23 @@ parse_expiry(json_t *body, struct vlt_rotation_policy *p, struct api_resp *r)
 	if (attrs == NULL || json_is_null(attrs))
 		return 0;
 	if (!json_is_object(attrs))
-		return api_resp_bad(r, "The field 'attributes' must be an object.");
+		return api_resp_bad(r,
+		    "The field 'attributes' must be an object.");
 	v = json_object_get(attrs, "expiryTime");
 	if (v == NULL || json_is_null(v))
 		return 0;
 	dur = json_string_value(v);
 	if (api_duration_secs(dur, &secs) != 0)
-		return api_resp_bad(r, "The field 'attributes.expiryTime' must be an ISO "
+		return api_resp_bad(r,
+		    "The field 'attributes.expiryTime' must be an ISO "
 		    "8601 duration.");
 	if (secs < EXPIRY_MIN)
-		return api_resp_bad(r, "The rotation policy's expiryTime must be at least "
+		return api_resp_bad(r,
+		    "The rotation policy's expiryTime must be at least "
 		    "28 days (P28D).");
 	if (str_fmt(p->expiry, sizeof(p->expiry), "%s", dur) != 0)
-		return api_resp_bad(r, "The field 'attributes.expiryTime' is too long.");
+		return api_resp_bad(r,
+		    "The field 'attributes.expiryTime' is too long.");
 	p->expiry_secs = secs;
 	return 0;
 }
@@ -120,22 +125,25 @@ parse_trigger(json_t *a, struct vlt_rotation_action *x, const char **dur,
     struct api_resp *r)
 {
 	json_t *trig = json_object_get(a, "trigger"), *v;
-	const char *type = json_string_value(json_object_get(
-	    json_object_get(a, "action"), "type"));
+	const char *type = json_string_value(
+	    json_object_get(json_object_get(a, "action"), "type"));
 	const char *tk;
 
 	if (!json_is_object(trig) || json_object_size(trig) != 1 ||
 	    type == NULL)
-		return api_resp_bad(r, "Each lifetime action needs one trigger and an "
+		return api_resp_bad(r,
+		    "Each lifetime action needs one trigger and an "
 		    "action type.");
 	if (strcasecmp(type, "Rotate") == 0)
 		x->action = VLT_ROT_ROTATE;
 	else if (strcasecmp(type, "Notify") == 0)
 		x->action = VLT_ROT_NOTIFY;
 	else
-		return api_resp_bad(r, "The lifetime action type must be Rotate or "
+		return api_resp_bad(r,
+		    "The lifetime action type must be Rotate or "
 		    "Notify.");
-	json_object_foreach(trig, tk, v) {
+	json_object_foreach(trig, tk, v)
+	{
 		if (strcmp(tk, "timeAfterCreate") == 0)
 			x->trigger = VLT_ROT_AFTER_CREATE;
 		else if (strcmp(tk, "timeBeforeExpiry") == 0)
@@ -143,7 +151,8 @@ parse_trigger(json_t *a, struct vlt_rotation_action *x, const char **dur,
 		*dur = json_string_value(v);
 	}
 	if (x->trigger == 0 || api_duration_secs(*dur, &x->secs) != 0)
-		return api_resp_bad(r, "A trigger is timeAfterCreate or timeBeforeExpiry "
+		return api_resp_bad(r,
+		    "A trigger is timeAfterCreate or timeBeforeExpiry "
 		    "with an ISO 8601 duration.");
 	return 0;
 }
@@ -160,16 +169,20 @@ parse_action(json_t *a, struct vlt_rotation_policy *p, size_t *rotates,
 	if ((rc = parse_trigger(a, x, &dur, r)) != 0)
 		return rc;
 	if (x->secs < TRIGGER_MIN)
-		return api_resp_bad(r, "A rotation policy trigger must be at least 7 days "
+		return api_resp_bad(r,
+		    "A rotation policy trigger must be at least 7 days "
 		    "(P7D).");
 	if (x->action == VLT_ROT_NOTIFY && x->trigger != VLT_ROT_BEFORE_EXPIRY)
-		return api_resp_bad(r, "A Notify action needs a timeBeforeExpiry "
+		return api_resp_bad(r,
+		    "A Notify action needs a timeBeforeExpiry "
 		    "trigger.");
 	if (x->action == VLT_ROT_ROTATE && ++*rotates > 1)
-		return api_resp_bad(r, "A rotation policy has at most one Rotate action.");
+		return api_resp_bad(r,
+		    "A rotation policy has at most one Rotate action.");
 	if (p->expiry_secs != 0 && x->trigger == VLT_ROT_AFTER_CREATE &&
 	    x->secs > p->expiry_secs - TRIGGER_MIN)
-		return api_resp_bad(r, "timeAfterCreate must be at least 7 days shorter "
+		return api_resp_bad(r,
+		    "timeAfterCreate must be at least 7 days shorter "
 		    "than expiryTime.");
 	if (str_fmt(x->duration, sizeof(x->duration), "%s", dur) != 0)
 		return api_resp_bad(r, "A trigger's duration is too long.");
@@ -189,13 +202,12 @@ parse_policy(json_t *body, struct vlt_rotation_policy *p, struct api_resp *r)
 		return rc;
 	if (acts == NULL || json_is_null(acts))
 		return 0;
-	if (!json_is_array(acts) || json_array_size(acts) >
-	    VLT_ROT_ACTIONS_MAX)
-		return api_resp_bad(r, "The field 'lifetimeActions' must be an array of at "
+	if (!json_is_array(acts) || json_array_size(acts) > VLT_ROT_ACTIONS_MAX)
+		return api_resp_bad(r,
+		    "The field 'lifetimeActions' must be an array of at "
 		    "most 4 actions.");
-	json_array_foreach(acts, i, a)
-		if ((rc = parse_action(a, p, &rotates, r)) != 0)
-			return rc;
+	json_array_foreach(acts, i,
+	    a) if ((rc = parse_action(a, p, &rotates, r)) != 0) return rc;
 	return 0;
 }
 

@@ -147,9 +147,11 @@ seal_tls_file(const char *dir, const char *name, const char *cred)
 	if (rc == 0)
 		hsm_shred(pem);
 	else
-		fprintf(stderr, "{\"level\":\"warning\",\"event\":"
+		fprintf(stderr,
+		    "{\"level\":\"warning\",\"event\":"
 		    "\"tls_key_in_plaintext\",\"msg\":\"tls/%s.pem stays in "
-		    "plaintext: %s\"}\n", name, why);
+		    "plaintext: %s\"}\n",
+		    name, why);
 }
 
 /* The server's TLS key and the vault's own CA key (kept, sealed, so that
@@ -179,18 +181,21 @@ open_tls_key(const char *dir, char **pem, char *err, size_t err_len)
 	path_of(hsm_dir, sizeof(hsm_dir), dir, "hsm");
 	path_of(path, sizeof(path), dir, "tls/server-key.cred");
 	if (access(path, F_OK) != 0) {
-		err_set(err, err_len, "the TLS key is missing "
+		err_set(err, err_len,
+		    "the TLS key is missing "
 		    "(tls/server-key.pem or .cred)");
 		return -1;
 	}
 	if ((*pem = calloc(1, TLS_PEM_MAX)) == NULL)
 		return -1;
 	if (hsm_at_rest_open(hsm_dir, TLS_KEY_CRED, path, (uint8_t *)*pem,
-	    TLS_PEM_MAX - 1, &len, &why) != 0) {
+	        TLS_PEM_MAX - 1, &len, &why) != 0) {
 		freezero(*pem, TLS_PEM_MAX);
 		*pem = NULL;
-		err_set(err, err_len, "cannot open the TLS key "
-		    "(tls/server-key.cred): %s", why);
+		err_set(err, err_len,
+		    "cannot open the TLS key "
+		    "(tls/server-key.cred): %s",
+		    why);
 		return -1;
 	}
 	return 0;
@@ -213,10 +218,10 @@ write_secret_file(const char *path, const char *text)
 	return rc;
 }
 
-static const char *const init_opts[] = { "--data", "--vault-url",
-	"--tenant-id", "--tls-ca-cert", "--tls-ca-key", "--module",
-	"--token-label", "--key-shares", "--key-threshold", "--auto-unseal",
-	"--share-keys", NULL };
+static const char *const init_opts[] = { "--data", "--vault-url", "--tenant-id",
+	"--tls-ca-cert", "--tls-ca-key", "--module", "--token-label",
+	"--key-shares", "--key-threshold", "--auto-unseal", "--share-keys",
+	NULL };
 static const char *const no_opts[] = { NULL };
 
 struct init_args {
@@ -229,7 +234,8 @@ struct init_args {
 static void
 init_help(void)
 {
-	puts("usage: p11vault init --data DIR [--vault-url URL] "
+	puts(
+	    "usage: p11vault init --data DIR [--vault-url URL] "
 	    "[--tenant-id UUID]\n"
 	    "       [--tls-ca-cert PEM --tls-ca-key PEM] "
 	    "[--module PKCS11.so --token-label LABEL]\n"
@@ -278,9 +284,10 @@ init_parse(int argc, char **argv, struct init_args *a)
 	a->au = opt(argc, argv, "--auto-unseal");
 	a->sk = opt(argc, argv, "--share-keys");
 	a->nshares = ks ? share_opt("--key-shares", ks) :
-	    a->sk ? (unsigned)cli_seal_count_keys(a->sk) : 5;
+	    a->sk       ? (unsigned)cli_seal_count_keys(a->sk) :
+	                  5;
 	a->thresh = kt ? share_opt("--key-threshold", kt) :
-	    (a->nshares < 3 ? a->nshares : 3);
+	                 (a->nshares < 3 ? a->nshares : 3);
 	if (a->dir == NULL)
 		cli_die("init needs --data DIR");
 	if (a->url == NULL)
@@ -293,14 +300,15 @@ init_parse(int argc, char **argv, struct init_args *a)
 		a->au = cli_seal_default_auto();
 	if (a->nshares > SHARES_MAX || a->thresh > a->nshares ||
 	    (a->nshares > 0 && a->thresh == 0))
-		cli_die("--key-threshold must be 1..--key-shares, and --key-shares "
+		cli_die(
+		    "--key-threshold must be 1..--key-shares, and --key-shares "
 		    "0..16");
-	if (a->sk != NULL &&
-	    (unsigned)cli_seal_count_keys(a->sk) != a->nshares)
+	if (a->sk != NULL && (unsigned)cli_seal_count_keys(a->sk) != a->nshares)
 		cli_die("--share-keys names %d keys for %u shares",
 		    cli_seal_count_keys(a->sk), a->nshares);
 	if (a->nshares == 0 && strcmp(a->au, "none") == 0)
-		cli_die("--key-shares 0 needs an --auto-unseal method: nothing "
+		cli_die(
+		    "--key-shares 0 needs an --auto-unseal method: nothing "
 		    "else could unseal the vault");
 	if (a->tenant == NULL) {
 		policy_uuid(a->tid);
@@ -323,7 +331,7 @@ init_admin(vault_t *v, const struct init_args *a)
 	policy_uuid(admin.object_id);
 	policy_uuid(admin.client_id);
 	if (str_fmt(admin.display_name, sizeof(admin.display_name),
-	    "vault-administrator") != 0)
+	        "vault-administrator") != 0)
 		cli_die("cannot name the administrator");
 	admin.is_admin = 1;
 	admin.created = (int64_t)time(NULL);
@@ -358,18 +366,20 @@ init_report(const struct init_args *a, const char *shares)
 	char err[256], *json;
 	json_t *sh, *j;
 
-	sh = a->sk != NULL ? cli_seal_shares_for(shares, a->sk, err,
-	    sizeof(err)) : cli_seal_shares_json(shares);
+	sh = a->sk != NULL ?
+	    cli_seal_shares_for(shares, a->sk, err, sizeof(err)) :
+	    cli_seal_shares_json(shares);
 	if (sh == NULL)
-		cli_die("the vault is made, but its key shares could not be "
-		    "encrypted (%s): remove %s and run init again", a->sk ?
-		    err : "out of memory", a->dir);
-	j = json_pack("{s:s, s:s, s:s, s:s+, s:s+, s:o, s:i, s:s}",
-	    "dataDir", a->dir, "vaultUrl", a->url, "tenantId", a->tenant,
+		cli_die(
+		    "the vault is made, but its key shares could not be "
+		    "encrypted (%s): remove %s and run init again",
+		    a->sk ? err : "out of memory", a->dir);
+	j = json_pack("{s:s, s:s, s:s, s:s+, s:s+, s:o, s:i, s:s}", "dataDir",
+	    a->dir, "vaultUrl", a->url, "tenantId", a->tenant,
 	    "adminCredential", a->dir, "/admin.json", "caCertificate", a->dir,
-	    "/tls/ca.pem", a->sk != NULL ? "unsealKeySharesEncrypted" :
-	    "unsealKeyShares", sh, "unsealThreshold", (int)a->thresh,
-	    "autoUnseal", a->au);
+	    "/tls/ca.pem",
+	    a->sk != NULL ? "unsealKeySharesEncrypted" : "unsealKeyShares", sh,
+	    "unsealThreshold", (int)a->thresh, "autoUnseal", a->au);
 	json = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (json == NULL)
@@ -400,7 +410,7 @@ cmd_init(int argc, char **argv)
 		cli_die("cannot create %s: %s", a.dir, strerror(errno));
 	path_of(tls_dir, sizeof(tls_dir), a.dir, "tls");
 	if (tlsgen_create(tls_dir, a.host, a.ca_cert, a.ca_key, err,
-	    sizeof(err)) != 0)
+	        sizeof(err)) != 0)
 		cli_die("TLS: %s", err);
 
 	memset(&ip, 0, sizeof(ip));
@@ -419,9 +429,12 @@ cmd_init(int argc, char **argv)
 		cli_die("%s already holds a vault; nothing was changed", a.dir);
 	if (rc != 0)
 		cli_die("cannot initialise the vault (error %d%s)", rc,
-		    rc == VLT_ERR_BAD_PARAM ? ": a bad --auto-unseal" :
-		    rc == VLT_ERR_UNAVAILABLE ? ": the token, or the "
-		    "unattended method, failed: see above" : "");
+		    rc == VLT_ERR_BAD_PARAM ?
+		        ": a bad --auto-unseal" :
+		        rc == VLT_ERR_UNAVAILABLE ?
+		        ": the token, or the "
+		        "unattended method, failed: see above" :
+		        "");
 	memset(&oo, 0, sizeof(oo));
 	oo.pool_size = 2;
 	oo.module_allow = ip.module_allow;
@@ -455,10 +468,12 @@ sweeper_main(void *arg)
 	while (!s->stop) {
 		pthread_mutex_unlock(&s->lock);
 		if (vault_purge_due(s->v) < 0)
-			fprintf(stderr, "{\"level\":\"warn\",\"event\":"
+			fprintf(stderr,
+			    "{\"level\":\"warn\",\"event\":"
 			    "\"purge_sweep_failed\"}\n");
 		if (vault_rotation_due(s->v) < 0)
-			fprintf(stderr, "{\"level\":\"warn\",\"event\":"
+			fprintf(stderr,
+			    "{\"level\":\"warn\",\"event\":"
 			    "\"rotation_sweep_failed\"}\n");
 		pthread_mutex_lock(&s->lock);
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -484,7 +499,7 @@ load_policy(vault_t *v, policy_t *p, int *key_set)
 		goto out;
 	for (i = 0; i < n; i++)
 		if (policy_principal_set(p, pr[i].object_id, pr[i].client_id,
-		    pr[i].secret_hash, pr[i].is_admin) != 0)
+		        pr[i].secret_hash, pr[i].is_admin) != 0)
 			goto out;
 	for (i = 0; i < m; i++)
 		if (policy_access_set(p, ap[i].object_id, ap[i].perms) != 0)
@@ -514,7 +529,8 @@ static const char *const serve_opts[] = { "--data", "--listen",
 static void
 serve_help(void)
 {
-	puts("usage: p11vault serve --data DIR [--listen HOST:PORT] "
+	puts(
+	    "usage: p11vault serve --data DIR [--listen HOST:PORT] "
 	    "[--user NAME]\n"
 	    "Serves the vault over HTTPS (default 127.0.0.1:8443). "
 	    "SIGINT/SIGTERM finish\n"
@@ -564,16 +580,19 @@ serve_context(struct api_ctx *ctx)
 	if (ctx->vault_url == NULL || ctx->tenant_id == NULL)
 		cli_die("the vault's config lacks vault_url or tenant_id");
 	if (str_fmt(ctx->issuer, sizeof(ctx->issuer), "%s/%s/v2.0",
-	    ctx->vault_url, ctx->tenant_id) != 0 ||
+	        ctx->vault_url, ctx->tenant_id) != 0 ||
 	    str_fmt(ctx->challenge, sizeof(ctx->challenge),
-	    "Bearer authorization=\"%s/%s\", resource=\"%s\"",
-	    ctx->vault_url, ctx->tenant_id, ctx->resource) != 0)
-		cli_die("the vault's config has too long a vault_url, tenant_id "
+	        "Bearer authorization=\"%s/%s\", resource=\"%s\"",
+	        ctx->vault_url, ctx->tenant_id, ctx->resource) != 0)
+		cli_die(
+		    "the vault's config has too long a vault_url, tenant_id "
 		    "or resource");
 	lifetime = vault_config(ctx->vault, "token_lifetime");
 	if (lifetime != NULL && parse_i64(lifetime, 1, INT32_MAX, &secs) != 0)
-		cli_die("the vault's config has a bad token_lifetime '%.32s' "
-		    "(seconds)", lifetime);
+		cli_die(
+		    "the vault's config has a bad token_lifetime '%.32s' "
+		    "(seconds)",
+		    lifetime);
 	memset(&pc, 0, sizeof(pc));
 	pc.tenant_id = ctx->tenant_id;
 	pc.issuer = ctx->issuer;
@@ -639,7 +658,8 @@ serve_open(struct api_ctx *ctx, const char *dir, const char *user,
 
 	/* rekey waits for the lock to go */
 	if (vault_exists(dir) && cli_serve_lock(dir) == -1)
-		cli_die("another p11vault serve (or a rekey) holds %s/serve.lock",
+		cli_die(
+		    "another p11vault serve (or a rekey) holds %s/serve.lock",
 		    dir);
 	if (user && hsm_check_data_owner(dir, user, err, sizeof(err)) != 0)
 		cli_die("%s", err);
@@ -654,7 +674,8 @@ serve_open(struct api_ctx *ctx, const char *dir, const char *user,
 		    dir);
 	if (clock_file) {
 		vault_set_test_clock(ctx->vault, clock_file);
-		fprintf(stderr, "{\"level\":\"warn\",\"event\":"
+		fprintf(stderr,
+		    "{\"level\":\"warn\",\"event\":"
 		    "\"insecure_test_clock\",\"msg\":\"the vault clock is "
 		    "shifted by a test knob; never use this in production\"}\n");
 	}
@@ -704,8 +725,10 @@ cmd_serve(int argc, char **argv)
 	fflush(stdout);
 	while (sigwait(&sigs, &sig) != 0)
 		;
-	fprintf(stderr, "{\"level\":\"info\",\"event\":\"shutdown\","
-	    "\"signal\":%d}\n", sig);
+	fprintf(stderr,
+	    "{\"level\":\"info\",\"event\":\"shutdown\","
+	    "\"signal\":%d}\n",
+	    sig);
 	api_server_stop(srv);
 	sweeper_stop(&sw, sweep_thread);
 	policy_free(ctx.policy);
@@ -724,7 +747,8 @@ cmd_audit(int argc, char **argv)
 
 	if (argc < 2 || strcmp(argv[1], "verify") != 0 ||
 	    flag(argc, argv, "--help")) {
-		puts("usage: p11vault audit verify --data DIR\n"
+		puts(
+		    "usage: p11vault audit verify --data DIR\n"
 		    "Checks the audit log's hash chain; names the first broken "
 		    "line.");
 		return argc >= 2 && flag(argc, argv, "--help") ? 0 : 2;
@@ -745,7 +769,8 @@ cmd_audit(int argc, char **argv)
 static void
 usage(FILE *f)
 {
-	fputs("usage: p11vault COMMAND [ARGS]   (COMMAND --help for more)\n"
+	fputs(
+	    "usage: p11vault COMMAND [ARGS]   (COMMAND --help for more)\n"
 	    "  init      create a new vault in a data directory\n"
 	    "  serve     serve a vault over HTTPS\n"
 	    "  unseal    give an operator key share to a sealed server\n"
@@ -755,7 +780,8 @@ usage(FILE *f)
 	    "  policy    set | list | delete access policies\n"
 	    "  audit     verify the audit log's hash chain\n"
 	    "  byok      build a BYOK transfer blob from a PEM key\n"
-	    "  identity-agent  serve IMDS tokens for a workload host\n", f);
+	    "  identity-agent  serve IMDS tokens for a workload host\n",
+	    f);
 }
 
 int

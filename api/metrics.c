@@ -26,7 +26,18 @@
 
 /* upper bounds in milliseconds; the last is +Inf */
 static const double met_bounds[MET_BUCKETS - 1] = {
-	0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500,
+	0.5,
+	1,
+	2,
+	5,
+	10,
+	25,
+	50,
+	100,
+	250,
+	500,
+	1000,
+	2500,
 };
 
 
@@ -47,7 +58,8 @@ hist_add(struct api_met_hist *h, double ms)
 
 /* The series for (op, status), claimed on first use; NULL if full. */
 static struct api_met_series *
-series_get(struct api_met_series *tab, size_t n, const char *op, unsigned status)
+series_get(struct api_met_series *tab, size_t n, const char *op,
+    unsigned status)
 {
 	size_t i;
 
@@ -57,7 +69,7 @@ series_get(struct api_met_series *tab, size_t n, const char *op, unsigned status
 		if (st == 0) {
 			int expect = 0;
 			if (atomic_compare_exchange_strong(&s->state, &expect,
-			    1)) {
+			        1)) {
 				s->op = op;
 				s->status = status;
 				atomic_store_explicit(&s->state, 2,
@@ -66,7 +78,7 @@ series_get(struct api_met_series *tab, size_t n, const char *op, unsigned status
 			}
 			st = expect;
 		}
-		while (st == 1)   /* another thread is filling it in */
+		while (st == 1) /* another thread is filling it in */
 			st = atomic_load_explicit(&s->state,
 			    memory_order_acquire);
 		if (s->status == status && strcmp(s->op, op) == 0)
@@ -112,8 +124,7 @@ struct met_buf {
 	int failed;
 };
 
-static void
-put(struct met_buf *b, const char *fmt, ...)
+static void put(struct met_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static void
@@ -143,14 +154,15 @@ put_hist(struct met_buf *b, const char *name, const char *labels,
 			put(b, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels,
 			    met_bounds[i] / 1000.0, (unsigned long long)cum);
 		else
-			put(b, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name,
-			    labels, (unsigned long long)cum);
+			put(b, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels,
+			    (unsigned long long)cum);
 	}
 	put(b, "%s_sum{%s} %.6f\n", name, labels,
 	    (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) /
-	    1e6);
-	put(b, "%s_count{%s} %llu\n", name, labels, (unsigned long long)
-	    atomic_load_explicit(&h->count, memory_order_relaxed));
+	        1e6);
+	put(b, "%s_count{%s} %llu\n", name, labels,
+	    (unsigned long long)atomic_load_explicit(&h->count,
+	        memory_order_relaxed));
 }
 
 /* A published series' (state 2) label set into labels; 0 for a series
@@ -163,9 +175,9 @@ series_labels(const struct api_met_series *s, int token, char *labels,
 		return 0;
 	if (token)
 		return str_fmt(labels, cap, "operation=\"%.64s\",result=\"%s\"",
-		    s->op, s->status ? "ok" : "error") == 0;
-	return str_fmt(labels, cap, "operation=\"%.64s\",status=\"%u\"",
-	    s->op, s->status) == 0;
+		           s->op, s->status ? "ok" : "error") == 0;
+	return str_fmt(labels, cap, "operation=\"%.64s\",status=\"%u\"", s->op,
+	           s->status) == 0;
 }
 
 static void
@@ -173,16 +185,18 @@ render_series(struct met_buf *b, const struct api_met_series *tab, size_t n,
     int token)
 {
 	const char *name = token ? "p11vault_key_operation_duration_seconds" :
-	    "p11vault_http_request_duration_seconds";
+	                           "p11vault_http_request_duration_seconds";
 	char labels[160];
 	size_t i;
 
 	if (token) {
-		put(b, "# HELP p11vault_key_operations_total Private-key "
+		put(b,
+		    "# HELP p11vault_key_operations_total Private-key "
 		    "operations through the vault, by operation and result.\n"
 		    "# TYPE p11vault_key_operations_total counter\n");
 	} else {
-		put(b, "# HELP p11vault_http_requests_total HTTP requests by "
+		put(b,
+		    "# HELP p11vault_http_requests_total HTTP requests by "
 		    "operation and status.\n"
 		    "# TYPE p11vault_http_requests_total counter\n");
 	}
@@ -190,10 +204,12 @@ render_series(struct met_buf *b, const struct api_met_series *tab, size_t n,
 		const struct api_met_series *s = &tab[i];
 		if (!series_labels(s, token, labels, sizeof(labels)))
 			continue;
-		put(b, "%s{%s} %llu\n", token ? "p11vault_key_operations_total" :
-		    "p11vault_http_requests_total", labels,
+		put(b, "%s{%s} %llu\n",
+		    token ? "p11vault_key_operations_total" :
+		            "p11vault_http_requests_total",
+		    labels,
 		    (unsigned long long)atomic_load_explicit(&s->h.count,
-		    memory_order_relaxed));
+		        memory_order_relaxed));
 	}
 	put(b, "# HELP %s Latency, by the same labels.\n# TYPE %s histogram\n",
 	    name, name);
@@ -213,7 +229,8 @@ put_seal(struct met_buf *b, struct api_ctx *c)
 	if (c == NULL || c->vault == NULL ||
 	    vault_seal_status(c->vault, &st) != 0)
 		return;
-	put(b, "# HELP p11vault_sealed 1 while the vault is sealed (no key "
+	put(b,
+	    "# HELP p11vault_sealed 1 while the vault is sealed (no key "
 	    "operation is served).\n"
 	    "# TYPE p11vault_sealed gauge\n"
 	    "p11vault_sealed %d\n"
@@ -226,8 +243,8 @@ put_seal(struct met_buf *b, struct api_ctx *c)
 	    "# HELP p11vault_plaintext_pins 1 while the token's PINs rest in "
 	    "PIN files (a vault not yet moved to sealing).\n"
 	    "# TYPE p11vault_plaintext_pins gauge\n"
-	    "p11vault_plaintext_pins %d\n", st.sealed, st.threshold,
-	    st.shares, st.progress, st.plaintext_pins);
+	    "p11vault_plaintext_pins %d\n",
+	    st.sealed, st.threshold, st.shares, st.progress, st.plaintext_pins);
 }
 
 /* Hands the rendered text over: 0, or VLT_ERR_NO_MEMORY (the text is
@@ -265,12 +282,14 @@ put_token(struct met_buf *b, struct api_ctx *c)
 	int up = 0;
 
 	if (vault_hsm_stats(c->vault, &hits, &misses, &busy, &total) == 0) {
-		put(b, "# HELP p11vault_hsm_sessions PKCS#11 session pool.\n"
+		put(b,
+		    "# HELP p11vault_hsm_sessions PKCS#11 session pool.\n"
 		    "# TYPE p11vault_hsm_sessions gauge\n"
 		    "p11vault_hsm_sessions{state=\"busy\"} %zu\n"
 		    "p11vault_hsm_sessions{state=\"total\"} %zu\n",
 		    busy, total);
-		put(b, "# HELP p11vault_hsm_handle_cache_total Key handle "
+		put(b,
+		    "# HELP p11vault_hsm_handle_cache_total Key handle "
 		    "cache lookups.\n"
 		    "# TYPE p11vault_hsm_handle_cache_total counter\n"
 		    "p11vault_hsm_handle_cache_total{result=\"hit\"} %llu\n"
@@ -278,15 +297,16 @@ put_token(struct met_buf *b, struct api_ctx *c)
 		    (unsigned long long)hits, (unsigned long long)misses);
 	}
 	if (vault_token_process(c->vault, &up, &restarts) == 0)
-		put(b, "# HELP p11vault_token_process_up 1 while a token "
+		put(b,
+		    "# HELP p11vault_token_process_up 1 while a token "
 		    "process serves the token.\n"
 		    "# TYPE p11vault_token_process_up gauge\n"
 		    "p11vault_token_process_up %d\n"
 		    "# HELP p11vault_token_process_restarts_total Token "
 		    "processes started after the first (one died).\n"
 		    "# TYPE p11vault_token_process_restarts_total counter\n"
-		    "p11vault_token_process_restarts_total %llu\n", up,
-		    (unsigned long long)restarts);
+		    "p11vault_token_process_restarts_total %llu\n",
+		    up, (unsigned long long)restarts);
 }
 
 int
@@ -306,7 +326,8 @@ api_metrics_render(struct api_ctx *c, char **text, size_t *len)
 	put_seal(&b, c);
 	if (c->vault != NULL &&
 	    vault_version_cache_stats(c->vault, &hits, &misses) == 0)
-		put(&b, "# HELP p11vault_version_cache_total Key version "
+		put(&b,
+		    "# HELP p11vault_version_cache_total Key version "
 		    "lookups answered from memory (hit) or the store (miss).\n"
 		    "# TYPE p11vault_version_cache_total counter\n"
 		    "p11vault_version_cache_total{result=\"hit\"} %llu\n"

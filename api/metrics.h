@@ -9,19 +9,19 @@
 
 #include <stdatomic.h>
 
-#define API_MET_SERIES 192        /* (operation, status) pairs */
-#define API_MET_TOKEN_SERIES 32   /* (operation, result) pairs */
-#define API_MET_BUCKETS 13        /* the last is +Inf */
+#define API_MET_SERIES 192      /* (operation, status) pairs */
+#define API_MET_TOKEN_SERIES 32 /* (operation, result) pairs */
+#define API_MET_BUCKETS 13      /* the last is +Inf */
 
 struct api_met_hist {
-	atomic_uint_fast64_t bucket[API_MET_BUCKETS];  /* not cumulative */
+	atomic_uint_fast64_t bucket[API_MET_BUCKETS]; /* not cumulative */
 	atomic_uint_fast64_t count;
 	atomic_uint_fast64_t sum_us;
 };
 
 struct api_met_series {
-	atomic_int state;          /* 0 free, 1 being claimed, 2 ready */
-	const char *op;            /* a handler's string literal */
+	atomic_int state; /* 0 free, 1 being claimed, 2 ready */
+	const char *op;   /* a handler's string literal */
 	unsigned status;
 	struct api_met_hist h;
 };

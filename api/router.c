@@ -19,9 +19,20 @@
 #define ROUTE_MAX_PATH 2048
 
 static const char *const api_versions[] = {
-	"7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-07-01",
-	"7.3-preview", "7.4-preview.1", "7.5-preview.1", "7.6-preview.1",
-	"7.6-preview.2", NULL,
+	"7.0",
+	"7.1",
+	"7.2",
+	"7.3",
+	"7.4",
+	"7.5",
+	"7.6",
+	"2025-07-01",
+	"7.3-preview",
+	"7.4-preview.1",
+	"7.5-preview.1",
+	"7.6-preview.1",
+	"7.6-preview.2",
+	NULL,
 };
 
 static int
@@ -41,7 +52,8 @@ api_version_check(struct api_req *q, struct api_resp *r)
 	api_resp_error(r, 400, "BadParameter",
 	    "The specified version (%.32s) is not recognized. Consider using "
 	    "the latest supported version (2025-07-01). Supported versions: "
-	    "7.0, 7.1, 7.2, 7.3, 7.4, 7.5, 7.6, 2025-07-01.", q->api_version);
+	    "7.0, 7.1, 7.2, 7.3, 7.4, 7.5, 7.6, 2025-07-01.",
+	    q->api_version);
 	return VLT_ERR_BAD_PARAM;
 }
 
@@ -56,10 +68,11 @@ route_health(struct api_req *q, struct api_resp *r, char **segs, size_t n)
 	if ((rc = vault_health(q->ctx->vault)) == 0)
 		api_resp_set(r, 200, json_pack("{s:s}", "status", "ok"));
 	else if (rc == VLT_ERR_SEALED) {
-		api_resp_set(r, 503, json_pack("{s:s, s:s}", "status",
-		    "sealed", "reason", "the vault is sealed: unseal it with "
-		    "operator key shares (p11vault unseal) or its unattended "
-		    "method"));
+		api_resp_set(r, 503,
+		    json_pack("{s:s, s:s}", "status", "sealed", "reason",
+		        "the vault is sealed: unseal it with "
+		        "operator key shares (p11vault unseal) or its unattended "
+		        "method"));
 		r->retry_after = 5;
 	} else {
 		api_resp_set(r, 503, json_pack("{s:s}", "status", "not ok"));
@@ -98,21 +111,21 @@ route_metrics(struct api_req *q, struct api_resp *r, char **segs, size_t n)
 
 /* What a route asks of a request before its handler runs. */
 enum route_gate {
-	GATE_NONE,      /* the handler decides (health, seal, metrics) */
-	GATE_TOKEN,     /* ?api-version= and a valid token: the data plane */
-	GATE_ADMIN,     /* an administrator's token: the management API */
+	GATE_NONE,  /* the handler decides (health, seal, metrics) */
+	GATE_TOKEN, /* ?api-version= and a valid token: the data plane */
+	GATE_ADMIN, /* an administrator's token: the management API */
 };
 
 typedef void route_fn(struct api_req *q, struct api_resp *r, char **segs,
     size_t n);
 
 static const struct route {
-	const char *first;      /* the first path segment */
-	int any_case;           /* Azure's data-plane paths ignore case */
-	size_t n_segs;          /* segments of the whole path; 0: any */
+	const char *first; /* the first path segment */
+	int any_case;      /* Azure's data-plane paths ignore case */
+	size_t n_segs;     /* segments of the whole path; 0: any */
 	enum route_gate gate;
-	const char *operation;  /* the audit line's, when the route knows it */
-	route_fn *handler;      /* gets the segments after the first */
+	const char *operation; /* the audit line's, when the route knows it */
+	route_fn *handler;     /* gets the segments after the first */
 } routes[] = {
 	{ "healthz", 0, 1, GATE_NONE, "Health", route_health },
 	{ "sys", 0, 0, GATE_NONE, NULL, api_sys },
@@ -133,7 +146,7 @@ route_find(char **segs, size_t n)
 		if (rt->n_segs != 0 && rt->n_segs != n)
 			continue;
 		if (rt->any_case ? strcasecmp(segs[0], rt->first) == 0 :
-		    strcmp(segs[0], rt->first) == 0)
+		                   strcmp(segs[0], rt->first) == 0)
 			return rt;
 	}
 	return NULL;
@@ -155,7 +168,7 @@ path_split(struct api_req *q, struct api_resp *r, char *buf, char **segs,
 	}
 	memcpy(buf, q->path, len + 1);
 	for (p = strtok_r(buf + 1, "/", &save); p;
-	    p = strtok_r(NULL, "/", &save)) {
+	     p = strtok_r(NULL, "/", &save)) {
 		if (*n == ROUTE_MAX_SEGS)
 			break;
 		segs[(*n)++] = p;

@@ -16,12 +16,10 @@
 static json_t *
 status_json(const struct vlt_seal_status *st)
 {
-	return json_pack("{s:b, s:s, s:i, s:i, s:i, s:b}",
-	    "sealed", st->sealed,
-	    "type", st->shares > 0 ? "shamir" : "unattended",
-	    "t", (int)st->threshold, "n", (int)st->shares,
-	    "progress", (int)st->progress,
-	    "plaintextPins", st->plaintext_pins);
+	return json_pack("{s:b, s:s, s:i, s:i, s:i, s:b}", "sealed", st->sealed,
+	    "type", st->shares > 0 ? "shamir" : "unattended", "t",
+	    (int)st->threshold, "n", (int)st->shares, "progress",
+	    (int)st->progress, "plaintextPins", st->plaintext_pins);
 }
 
 static void
@@ -43,10 +41,10 @@ unseal(struct api_req *q, struct api_resp *r)
 	if (!json_is_true(reset) &&
 	    api_field_string(body, "key", 1, &key, r) != 0)
 		goto out;
-	rc = vault_unseal(q->ctx->vault, json_is_true(reset) ? NULL : key,
-	    &st);
+	rc = vault_unseal(q->ctx->vault, json_is_true(reset) ? NULL : key, &st);
 	if (rc == VLT_ERR_CONFLICT) {
-		api_resp_error(r, 409, "Conflict", "This vault has no operator "
+		api_resp_error(r, 409, "Conflict",
+		    "This vault has no operator "
 		    "key shares: it unseals only by its unattended method.");
 		goto out;
 	}
@@ -55,19 +53,22 @@ unseal(struct api_req *q, struct api_resp *r)
 		goto out;
 	}
 	switch (json_is_true(reset) || !st.sealed ? VLT_SHARE_TAKEN :
-	    st.result) {
+	                                            st.result) {
 	case VLT_SHARE_UNKNOWN:
-		api_resp_error(r, 400, "BadParameter", "The key share is not "
-		    "one of this vault's (%u of %u taken).", st.progress,
-		    st.threshold);
+		api_resp_error(r, 400, "BadParameter",
+		    "The key share is not "
+		    "one of this vault's (%u of %u taken).",
+		    st.progress, st.threshold);
 		break;
 	case VLT_SHARE_REPEATED:
-		api_resp_error(r, 400, "BadParameter", "This key share was "
-		    "already given (%u of %u taken).", st.progress,
-		    st.threshold);
+		api_resp_error(r, 400, "BadParameter",
+		    "This key share was "
+		    "already given (%u of %u taken).",
+		    st.progress, st.threshold);
 		break;
 	case VLT_SHARE_MALFORMED:
-		api_resp_error(r, 400, "BadParameter", "A key share looks "
+		api_resp_error(r, 400, "BadParameter",
+		    "A key share looks "
 		    "like N-HEX (64 hex digits).");
 		break;
 	default:

@@ -32,14 +32,17 @@
 
 #define TLSGEN_SERVER_DAYS 825L
 #define TLSGEN_CA_DAYS 3650L
-#define TLSGEN_BACKDATE_SECS 300L       /* tolerate small clock skew */
+#define TLSGEN_BACKDATE_SECS 300L /* tolerate small clock skew */
 #define TLSGEN_HOST_MAX 253
 #define TLSGEN_CA_FILE_MAX (1024 * 1024)
 #define TLSGEN_SAN_MAX 512
 
 enum tls_file { TF_CA, TF_SERVER, TF_SERVER_KEY, TF_CA_KEY, TF_COUNT };
 static const char *const tls_file_names[TF_COUNT] = {
-	"ca.pem", "server.pem", "server-key.pem", "ca-key.pem",
+	"ca.pem",
+	"server.pem",
+	"server-key.pem",
+	"ca-key.pem",
 };
 
 /* 1 if host is a plain IPv4/IPv6 literal, 0 if a valid DNS name, -1 else. */
@@ -67,7 +70,7 @@ host_kind(const char *host)
 			continue;
 		}
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '-'))
+		        (c >= '0' && c <= '9') || c == '-'))
 			return -1;
 		if ((c == '-' && label == 0) || ++label > 63)
 			return -1;
@@ -91,7 +94,8 @@ set_random_serial(X509 *cert)
 	int rc = -1;
 
 	/* 128 random bits, top bit set: always exactly 128 bits long. */
-	if (bn == NULL || !BN_rand(bn, 128, BN_RAND_TOP_ONE, BN_RAND_BOTTOM_ANY))
+	if (bn == NULL ||
+	    !BN_rand(bn, 128, BN_RAND_TOP_ONE, BN_RAND_BOTTOM_ANY))
 		goto out;
 	if ((serial = BN_to_ASN1_INTEGER(bn, NULL)) == NULL)
 		goto out;
@@ -121,10 +125,10 @@ static API_WUR int
 set_name(X509_NAME *name, const char *cn)
 {
 	if (!X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8,
-	    (const unsigned char *)"p11vault", -1, -1, 0))
+	        (const unsigned char *)"p11vault", -1, -1, 0))
 		return -1;
 	if (!X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
-	    (const unsigned char *)cn, -1, -1, 0))
+	        (const unsigned char *)cn, -1, -1, 0))
 		return -1;
 	return 0;
 }
@@ -138,10 +142,10 @@ new_cert(EVP_PKEY *key, const char *cn, long days)
 	if (cert == NULL)
 		return NULL;
 	if (!X509_set_version(cert, 2) || set_random_serial(cert) != 0 ||
-	    X509_gmtime_adj(X509_getm_notBefore(cert),
-	    -TLSGEN_BACKDATE_SECS) == NULL ||
-	    X509_time_adj_ex(X509_getm_notAfter(cert), (int)days, 0,
-	    NULL) == NULL ||
+	    X509_gmtime_adj(X509_getm_notBefore(cert), -TLSGEN_BACKDATE_SECS) ==
+	        NULL ||
+	    X509_time_adj_ex(X509_getm_notAfter(cert), (int)days, 0, NULL) ==
+	        NULL ||
 	    set_name(X509_get_subject_name(cert), cn) != 0 ||
 	    !X509_set_pubkey(cert, key)) {
 		X509_free(cert);
@@ -162,7 +166,8 @@ make_ca(EVP_PKEY *ca_key)
 		goto fail;
 	X509V3_set_ctx(&ctx, cert, cert, NULL, NULL, 0);
 	if (add_ext(cert, &ctx, NID_basic_constraints, "critical,CA:TRUE") ||
-	    add_ext(cert, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign") ||
+	    add_ext(cert, &ctx, NID_key_usage,
+	        "critical,keyCertSign,cRLSign") ||
 	    add_ext(cert, &ctx, NID_subject_key_identifier, "hash") ||
 	    add_ext(cert, &ctx, NID_authority_key_identifier, "keyid:always"))
 		goto fail;
@@ -192,14 +197,15 @@ make_server(EVP_PKEY *key, const char *host, int host_is_ip, X509 *ca,
 	if (strcmp(host, "localhost") == 0 || strcmp(host, "127.0.0.1") == 0)
 		rc = str_fmt(san, sizeof(san), "DNS:localhost,IP:127.0.0.1");
 	else
-		rc = str_fmt(san, sizeof(san), "DNS:localhost,IP:127.0.0.1,%s:%s",
+		rc = str_fmt(san, sizeof(san),
+		    "DNS:localhost,IP:127.0.0.1,%s:%s",
 		    host_is_ip ? "IP" : "DNS", host);
 	if (rc != 0)
 		goto fail;
 	X509V3_set_ctx(&ctx, ca, cert, NULL, NULL, 0);
 	if (add_ext(cert, &ctx, NID_basic_constraints, "critical,CA:FALSE") ||
 	    add_ext(cert, &ctx, NID_key_usage,
-	    "critical,digitalSignature,keyEncipherment") ||
+	        "critical,digitalSignature,keyEncipherment") ||
 	    add_ext(cert, &ctx, NID_ext_key_usage, "serverAuth") ||
 	    add_ext(cert, &ctx, NID_subject_alt_name, san) ||
 	    add_ext(cert, &ctx, NID_subject_key_identifier, "hash"))
@@ -208,7 +214,7 @@ make_server(EVP_PKEY *key, const char *host, int host_is_ip, X509 *ca,
 	if (add_ext(cert, &ctx, NID_authority_key_identifier, "keyid:always")) {
 		ERR_clear_error();
 		if (add_ext(cert, &ctx, NID_authority_key_identifier,
-		    "issuer:always"))
+		        "issuer:always"))
 			goto fail;
 	}
 	if (X509_sign(cert, ca_key, EVP_sha256()) <= 0)
@@ -232,17 +238,20 @@ load_external_ca(const char *ca_cert, const char *ca_key, X509 **cert_out,
 
 	if (file_read(ca_cert, TLSGEN_CA_FILE_MAX, &pem) != 0 ||
 	    buf_len(pem) == 0) {
-		err_set_ossl(err, err_len, "cannot read the CA certificate file");
+		err_set_ossl(err, err_len,
+		    "cannot read the CA certificate file");
 		goto out;
 	}
 	if ((bio = BIO_new_mem_buf(buf_ptr(pem), (int)buf_len(pem))) == NULL ||
 	    (cert = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
-		err_set_ossl(err, err_len, "the CA certificate file holds no PEM "
+		err_set_ossl(err, err_len,
+		    "the CA certificate file holds no PEM "
 		    "certificate");
 		goto out;
 	}
 	if (X509_check_ca(cert) == 0) {
-		err_set_ossl(err, err_len, "the CA certificate is not a CA "
+		err_set_ossl(err, err_len,
+		    "the CA certificate is not a CA "
 		    "certificate");
 		goto out;
 	}
@@ -252,12 +261,14 @@ load_external_ca(const char *ca_cert, const char *ca_key, X509 **cert_out,
 	}
 	/* No passphrase callback: an encrypted key fails instead of prompting. */
 	if ((key = PEM_read_PrivateKey(fp, NULL, NULL, (void *)"")) == NULL) {
-		err_set_ossl(err, err_len, "cannot read an unencrypted PEM private "
+		err_set_ossl(err, err_len,
+		    "cannot read an unencrypted PEM private "
 		    "key from the CA key file");
 		goto out;
 	}
 	if (X509_check_private_key(cert, key) != 1) {
-		err_set_ossl(err, err_len, "the CA key does not match the CA "
+		err_set_ossl(err, err_len,
+		    "the CA key does not match the CA "
 		    "certificate");
 		goto out;
 	}
@@ -357,7 +368,7 @@ ensure_dir(const char *dir)
 struct tls_set {
 	EVP_PKEY *ca_key, *srv_key;
 	X509 *ca, *srv;
-	buf_t *ca_pem;             /* the operator's ca.pem, verbatim */
+	buf_t *ca_pem; /* the operator's ca.pem, verbatim */
 };
 
 static void
@@ -376,15 +387,17 @@ make_material(struct tls_set *t, const char *host, int is_ip,
 {
 	if (ca_cert != NULL) {
 		if (load_external_ca(ca_cert, ca_key, &t->ca, &t->ca_key,
-		    &t->ca_pem, err, err_len) != 0)
+		        &t->ca_pem, err, err_len) != 0)
 			return -1;
 	} else {
 		if ((t->ca_key = gen_p256()) == NULL) {
-			err_set_ossl(err, err_len, "cannot generate the CA key");
+			err_set_ossl(err, err_len,
+			    "cannot generate the CA key");
 			return -1;
 		}
 		if ((t->ca = make_ca(t->ca_key)) == NULL) {
-			err_set_ossl(err, err_len, "cannot create the CA "
+			err_set_ossl(err, err_len,
+			    "cannot create the CA "
 			    "certificate");
 			return -1;
 		}
@@ -393,9 +406,10 @@ make_material(struct tls_set *t, const char *host, int is_ip,
 		err_set_ossl(err, err_len, "cannot generate the server key");
 		return -1;
 	}
-	if ((t->srv = make_server(t->srv_key, host, is_ip, t->ca,
-	    t->ca_key)) == NULL) {
-		err_set_ossl(err, err_len, "cannot create the server certificate");
+	if ((t->srv = make_server(t->srv_key, host, is_ip, t->ca, t->ca_key)) ==
+	    NULL) {
+		err_set_ossl(err, err_len,
+		    "cannot create the server certificate");
 		return -1;
 	}
 	return 0;
@@ -416,22 +430,29 @@ write_material(const char *tls_dir, const struct tls_set *t, char *err,
 		    created);
 	else
 		rc = write_tls_file(tls_dir, TF_CA, 0644, t->ca, NULL, NULL,
-		    created) != 0 || write_tls_file(tls_dir, TF_CA_KEY, 0600,
-		    NULL, t->ca_key, NULL, created) != 0 ? -1 : 0;
-	if (rc == 0 && write_tls_file(tls_dir, TF_SERVER, 0644, t->srv, NULL,
-	    NULL, created) == 0 && write_tls_file(tls_dir, TF_SERVER_KEY,
-	    0600, NULL, t->srv_key, NULL, created) == 0)
+		         created) != 0 ||
+		        write_tls_file(tls_dir, TF_CA_KEY, 0600, NULL,
+		            t->ca_key, NULL, created) != 0 ?
+		    -1 :
+		    0;
+	if (rc == 0 &&
+	    write_tls_file(tls_dir, TF_SERVER, 0644, t->srv, NULL, NULL,
+	        created) == 0 &&
+	    write_tls_file(tls_dir, TF_SERVER_KEY, 0600, NULL, t->srv_key, NULL,
+	        created) == 0)
 		return 0;
 	saved_errno = errno;
 	if (saved_errno == EEXIST)
-		err_set(err, err_len, "a TLS file already exists; refusing "
+		err_set(err, err_len,
+		    "a TLS file already exists; refusing "
 		    "to overwrite it");
 	else
 		err_set(err, err_len, "cannot write the TLS files: %s",
 		    strerror(saved_errno));
 	for (i = 0; i < TF_COUNT; i++)
-		if (created[i] && str_fmt(path, sizeof(path), "%s/%s",
-		    tls_dir, tls_file_names[i]) == 0)
+		if (created[i] &&
+		    str_fmt(path, sizeof(path), "%s/%s", tls_dir,
+		        tls_file_names[i]) == 0)
 			(void)unlink(path);
 	return -1;
 }
@@ -451,12 +472,14 @@ tlsgen_create(const char *tls_dir, const char *host, const char *ca_cert,
 		goto out;
 	}
 	if ((is_ip = host_kind(host)) < 0) {
-		err_set_ossl(err, err_len, "the host is neither an IP address nor a "
+		err_set_ossl(err, err_len,
+		    "the host is neither an IP address nor a "
 		    "valid DNS name");
 		goto out;
 	}
 	if ((ca_cert == NULL) != (ca_key == NULL)) {
-		err_set_ossl(err, err_len, "an external CA needs both its "
+		err_set_ossl(err, err_len,
+		    "an external CA needs both its "
 		    "certificate and its key");
 		goto out;
 	}

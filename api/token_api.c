@@ -24,8 +24,8 @@ static void
 oauth_error(struct api_resp *r, unsigned status, const char *error,
     const char *desc)
 {
-	api_resp_set(r, status, json_pack("{s:s, s:s}", "error", error,
-	    "error_description", desc));
+	api_resp_set(r, status,
+	    json_pack("{s:s, s:s}", "error", error, "error_description", desc));
 }
 
 static int
@@ -89,8 +89,8 @@ form_parse(struct form *f, const uint8_t *body, size_t len)
 	f->len = len;
 	if (len > 0 && memchr(body, '\0', len))
 		return VLT_ERR_BAD_PARAM;
-	for (p = strtok_r(f->buf, "&", &save); p; p = strtok_r(NULL, "&",
-	    &save)) {
+	for (p = strtok_r(f->buf, "&", &save); p;
+	     p = strtok_r(NULL, "&", &save)) {
 		char *eq = strchr(p, '=');
 		if (eq == NULL || f->n == FORM_FIELDS_MAX)
 			return VLT_ERR_BAD_PARAM;
@@ -114,7 +114,7 @@ form_get(const struct form *f, const char *key)
 		if (strcmp(f->key[i], key) != 0)
 			continue;
 		if (found)
-			return NULL;   /* a repeated field is refused */
+			return NULL; /* a repeated field is refused */
 		found = f->val[i];
 	}
 	return found;
@@ -123,7 +123,7 @@ form_get(const struct form *f, const char *key)
 static void
 form_free(struct form *f)
 {
-	freezero(f->buf, f->len + 1);    /* it held the client secret */
+	freezero(f->buf, f->len + 1); /* it held the client secret */
 	memset(f, 0, sizeof(*f));
 }
 
@@ -176,7 +176,7 @@ token_issue(struct api_req *q, struct api_resp *r)
 	memcpy(audience, scope, sl - 9);
 	audience[sl - 9] = '\0';
 	if (policy_authenticate(q->ctx->policy, client_id, secret, oid,
-	    &is_admin) != 0) {
+	        &is_admin) != 0) {
 		oauth_error(r, 401, "invalid_client",
 		    "AADSTS7000215: Invalid client secret provided, or the "
 		    "client is unknown.");
@@ -185,24 +185,27 @@ token_issue(struct api_req *q, struct api_resp *r)
 	/* the audit event's caller; an appid is cut to a UUID's length */
 	if (str_fmt(q->caller.oid, sizeof(q->caller.oid), "%s", oid) != 0 ||
 	    str_fmt(q->caller.appid, sizeof(q->caller.appid), "%.36s",
-	    client_id) != 0) {
+	        client_id) != 0) {
 		api_resp_vault_error(r, VLT_ERR_INTERNAL, NULL, NULL);
 		goto out;
 	}
 	if (policy_token_issue(q->ctx->policy, oid, client_id, audience,
-	    (int64_t)time(NULL), jwt_sign_cb, q->ctx->vault, &jwt,
-	    &expires_in) != 0) {
-		api_resp_vault_error(r, vault_health(q->ctx->vault) ==
-		    VLT_ERR_SEALED ? VLT_ERR_SEALED : VLT_ERR_UNAVAILABLE, NULL,
-		    NULL);
+	        (int64_t)time(NULL), jwt_sign_cb, q->ctx->vault, &jwt,
+	        &expires_in) != 0) {
+		api_resp_vault_error(r,
+		    vault_health(q->ctx->vault) == VLT_ERR_SEALED ?
+		        VLT_ERR_SEALED :
+		        VLT_ERR_UNAVAILABLE,
+		    NULL, NULL);
 		goto out;
 	}
 	/* as Entra ID does: one second less than the token's lifetime */
 	if (expires_in > 1)
 		expires_in--;
-	api_resp_set(r, 200, json_pack("{s:s, s:I, s:I, s:s}",
-	    "token_type", "Bearer", "expires_in", (json_int_t)expires_in,
-	    "ext_expires_in", (json_int_t)expires_in, "access_token", jwt));
+	api_resp_set(r, 200,
+	    json_pack("{s:s, s:I, s:I, s:s}", "token_type", "Bearer",
+	        "expires_in", (json_int_t)expires_in, "ext_expires_in",
+	        (json_int_t)expires_in, "access_token", jwt));
 out:
 	freezero_str(jwt);
 	form_free(&f);
@@ -216,23 +219,23 @@ openid_config(struct api_req *q, struct api_resp *r)
 
 	q->operation = "OpenIdConfiguration";
 	if (str_fmt(tok, sizeof(tok), "%s/%s/oauth2/v2.0/token", u, t) != 0 ||
-	    str_fmt(auth, sizeof(auth), "%s/%s/oauth2/v2.0/authorize", u,
-	    t) != 0 ||
-	    str_fmt(jwks, sizeof(jwks), "%s/%s/discovery/v2.0/keys", u,
-	    t) != 0) {
+	    str_fmt(auth, sizeof(auth), "%s/%s/oauth2/v2.0/authorize", u, t) !=
+	        0 ||
+	    str_fmt(jwks, sizeof(jwks), "%s/%s/discovery/v2.0/keys", u, t) !=
+	        0) {
 		api_resp_vault_error(r, VLT_ERR_INTERNAL, NULL, NULL);
 		return;
 	}
-	api_resp_set(r, 200, json_pack(
-	    "{s:s, s:s, s:s, s:s, s:s, s:[s], s:[s], s:[s], s:[s], s:[s]}",
-	    "issuer", q->ctx->issuer, "token_endpoint", tok,
-	    "authorization_endpoint", auth, "jwks_uri", jwks,
-	    "tenant_region_scope", "NA",
-	    "grant_types_supported", "client_credentials",
-	    "token_endpoint_auth_methods_supported", "client_secret_post",
-	    "id_token_signing_alg_values_supported", "ES256",
-	    "response_types_supported", "token",
-	    "scopes_supported", "openid"));
+	api_resp_set(r, 200,
+	    json_pack(
+	        "{s:s, s:s, s:s, s:s, s:s, s:[s], s:[s], s:[s], s:[s], s:[s]}",
+	        "issuer", q->ctx->issuer, "token_endpoint", tok,
+	        "authorization_endpoint", auth, "jwks_uri", jwks,
+	        "tenant_region_scope", "NA", "grant_types_supported",
+	        "client_credentials", "token_endpoint_auth_methods_supported",
+	        "client_secret_post", "id_token_signing_alg_values_supported",
+	        "ES256", "response_types_supported", "token",
+	        "scopes_supported", "openid"));
 }
 
 static void
@@ -245,9 +248,11 @@ jwks(struct api_req *q, struct api_resp *r)
 		api_resp_vault_error(r, VLT_ERR_INTERNAL, NULL, NULL);
 		return;
 	}
-	api_resp_set(r, 200, json_pack("{s:[{s:s, s:s, s:s, s:s, s:s, s:s, "
-	    "s:s}]}", "keys", "kty", "EC", "use", "sig", "alg", "ES256",
-	    "crv", "P-256", "kid", kid, "x", x, "y", y));
+	api_resp_set(r, 200,
+	    json_pack("{s:[{s:s, s:s, s:s, s:s, s:s, s:s, "
+	              "s:s}]}",
+	        "keys", "kty", "EC", "use", "sig", "alg", "ES256", "crv",
+	        "P-256", "kid", kid, "x", x, "y", y));
 	free(kid);
 	free(x);
 	free(y);

@@ -32,13 +32,14 @@ backup_key(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE *key)
 	int rc;
 
 	pthread_mutex_lock(&h->bmu);
-	rc = hsm_ck(s, hsm_find_label(h->f, s->h, CKO_SECRET_KEY,
-	    HSM_BACKUP_LABEL, key, &n));
+	rc = hsm_ck(s,
+	    hsm_find_label(h->f, s->h, CKO_SECRET_KEY, HSM_BACKUP_LABEL, key,
+	        &n));
 	if (rc == 0 && n == 0)
-		rc = hsm_ck(s, hsm_role_key_new(h->f, h->slot, HSM_BACKUP_LABEL,
-		    key));
+		rc = hsm_ck(s,
+		    hsm_role_key_new(h->f, h->slot, HSM_BACKUP_LABEL, key));
 	else if (rc == 0 && n != 1)
-		rc = HSM_ERR_INTERNAL;   /* two keys claim one role */
+		rc = HSM_ERR_INTERNAL; /* two keys claim one role */
 	pthread_mutex_unlock(&h->bmu);
 	return rc;
 }
@@ -52,7 +53,7 @@ seal_gcm_params(CK_GCM_PARAMS *gp, const uint8_t *hdr)
 	gp->pIv = (CK_BYTE *)hdr + 5;
 	gp->ulIvLen = SEAL_IV;
 	gp->ulIvBits = SEAL_IV * 8;
-	gp->pAAD = (CK_BYTE *)hdr;   /* the header is authenticated too */
+	gp->pAAD = (CK_BYTE *)hdr; /* the header is authenticated too */
 	gp->ulAADLen = 5;
 	gp->ulTagBits = SEAL_TAG * 8;
 }
@@ -89,8 +90,9 @@ tok_seal(tok_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
 	clen = in_len + SEAL_TAG;
 	if ((rc = backup_key(h, &s, &key)) == 0 &&
 	    (rc = hsm_ck(&s, h->f->C_EncryptInit(s.h, &m, key))) == 0)
-		rc = hsm_ck(&s, h->f->C_Encrypt(s.h, (CK_BYTE *)in, in_len,
-		    b + SEAL_HDR, &clen));
+		rc = hsm_ck(&s,
+		    h->f->C_Encrypt(s.h, (CK_BYTE *)in, in_len, b + SEAL_HDR,
+		        &clen));
 	hsm_sess_give(h, &s);
 	if (rc == 0 && clen != in_len + SEAL_TAG)
 		rc = HSM_ERR_INTERNAL;

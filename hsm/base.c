@@ -96,11 +96,13 @@ file_read(const char *path, size_t max, buf_t **out)
 		goto out;
 	}
 	for (;;) {
-		if ((rc = buf_reserve(b, 4096 < max + 1 - buf_len(b) ?
-		    4096 : max + 1 - buf_len(b), &at)) != HSM_OK)
+		if ((rc = buf_reserve(b,
+		         4096 < max + 1 - buf_len(b) ? 4096 :
+		                                       max + 1 - buf_len(b),
+		         &at)) != HSM_OK)
 			goto out;
-		n = read(fd, at, 4096 < max + 1 - buf_len(b) ?
-		    4096 : max + 1 - buf_len(b));
+		n = read(fd, at,
+		    4096 < max + 1 - buf_len(b) ? 4096 : max + 1 - buf_len(b));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {

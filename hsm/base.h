@@ -21,8 +21,7 @@ int str_fmt(char *dst, size_t cap, const char *fmt, ...) HSM_WUR
  * no space): 0, or HSM_ERR_ARGS. */
 int parse_u64(const char *s, uint64_t max, uint64_t *out) HSM_WUR;
 /* The same for a signed number in [min, max]. */
-int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
-    HSM_WUR;
+int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out) HSM_WUR;
 /* The whole file at path, at most max bytes, into a new buffer (wiped when
  * freed, so it may hold a secret): 0; HSM_ERR_ARGS when it is longer than
  * max; HSM_ERR_IO (errno kept) when it cannot be read. */

@@ -166,10 +166,11 @@ log_unbound(const char *bind)
 
 	for (i = 0; bind[i] != '\0'; i++)
 		if (!((bind[i] >= 'a' && bind[i] <= 'z') ||
-		    (bind[i] >= '0' && bind[i] <= '9') || bind[i] == '-' ||
-		    bind[i] == '/' || bind[i] == '_'))
+		        (bind[i] >= '0' && bind[i] <= '9') || bind[i] == '-' ||
+		        bind[i] == '/' || bind[i] == '_'))
 			break;
-	fprintf(stderr, "{\"level\":\"error\",\"event\":"
+	fprintf(stderr,
+	    "{\"level\":\"error\",\"event\":"
 	    "\"blob_binding_failed\",\"key\":\"%s\",\"msg\":\"the stored "
 	    "blob of this key version was not made for it; refused\"}\n",
 	    bind[i] == '\0' ? bind : "?");
@@ -192,10 +193,10 @@ hsm_blob_verify(tok_t *h, struct hsm_sess *s, const char *bind,
 		return HSM_ERR_INTERNAL;
 	}
 	if ((rc = blob_mac(h, s, bind, bi->hdr, bi->wrapped, bi->wrapped_len,
-	    tag)) != 0)
+	         tag)) != 0)
 		return rc;
 	rc = CRYPTO_memcmp(tag, bi->tag, HSM_BLOB_TAG) == 0 ? 0 :
-	    HSM_ERR_INTERNAL;
+	                                                      HSM_ERR_INTERNAL;
 	OPENSSL_cleanse(tag, sizeof(tag));
 	if (rc != 0)
 		log_unbound(bind);
@@ -220,8 +221,7 @@ seal_aad(const char *bind, const uint8_t *hdr, size_t *len)
 }
 
 static void
-seal_params(CK_GCM_PARAMS *gp, const uint8_t *iv, uint8_t *aad,
-    size_t aad_len)
+seal_params(CK_GCM_PARAMS *gp, const uint8_t *iv, uint8_t *aad, size_t aad_len)
 {
 	memset(gp, 0, sizeof(*gp));
 	gp->pIv = (CK_BYTE *)iv;
@@ -253,8 +253,7 @@ hsm_blob_open(tok_t *h, struct hsm_sess *s, const char *bind,
 	if ((aad = seal_aad(bind, bi->hdr, &aad_len)) == NULL)
 		return HSM_ERR_NO_MEMORY;
 	seal_params(&gp, bi->iv, aad, aad_len);
-	if ((rc = hsm_ck(s, h->f->C_DecryptInit(s->h, &m, s->seal_key))) ==
-	    0) {
+	if ((rc = hsm_ck(s, h->f->C_DecryptInit(s->h, &m, s->seal_key))) == 0) {
 		/* the ciphertext and its tag, as PKCS#11 GCM takes them */
 		rv = h->f->C_Decrypt(s->h, (CK_BYTE *)bi->ct,
 		    bi->ct_len + HSM_BLOB_GCM_TAG, buf, &plen);
@@ -275,9 +274,9 @@ hsm_blob_open(tok_t *h, struct hsm_sess *s, const char *bind,
 }
 
 int
-hsm_blob_build(tok_t *h, struct hsm_sess *s, const char *bind,
-    enum hsm_kty kty, unsigned param, const uint8_t *wrapped,
-    size_t wrapped_len, uint8_t **blob, size_t *blob_len)
+hsm_blob_build(tok_t *h, struct hsm_sess *s, const char *bind, enum hsm_kty kty,
+    unsigned param, const uint8_t *wrapped, size_t wrapped_len, uint8_t **blob,
+    size_t *blob_len)
 {
 	CK_GCM_PARAMS gp;
 	CK_MECHANISM m = { CKM_AES_GCM, &gp, sizeof(gp) };
@@ -309,10 +308,10 @@ hsm_blob_build(tok_t *h, struct hsm_sess *s, const char *bind,
 	}
 	seal_params(&gp, b + HSM_BLOB_HDR, aad, aad_len);
 	clen = wrapped_len + HSM_BLOB_GCM_TAG;
-	if ((rc = hsm_ck(s, h->f->C_EncryptInit(s->h, &m, s->seal_key))) ==
-	    0)
-		rc = hsm_ck(s, h->f->C_Encrypt(s->h, (CK_BYTE *)wrapped,
-		    wrapped_len, b + HSM_BLOB_HDR + HSM_BLOB_IV, &clen));
+	if ((rc = hsm_ck(s, h->f->C_EncryptInit(s->h, &m, s->seal_key))) == 0)
+		rc = hsm_ck(s,
+		    h->f->C_Encrypt(s->h, (CK_BYTE *)wrapped, wrapped_len,
+		        b + HSM_BLOB_HDR + HSM_BLOB_IV, &clen));
 	if (rc == 0 && clen != wrapped_len + HSM_BLOB_GCM_TAG)
 		rc = HSM_ERR_INTERNAL;
 out:
@@ -329,20 +328,20 @@ out:
 size_t
 /* kt and is_rsa are pointed to by the template, hence not const */
 hsm_priv_template(CK_ATTRIBUTE t[HSM_PRIV_TEMPLATE_N],
-    CK_KEY_TYPE *kt,      /* NOLINT(readability-non-const-parameter) */
-    CK_BBOOL *is_rsa)     /* NOLINT(readability-non-const-parameter) */
+    CK_KEY_TYPE *kt,  /* NOLINT(readability-non-const-parameter) */
+    CK_BBOOL *is_rsa) /* NOLINT(readability-non-const-parameter) */
 {
 	size_t n = 0;
 
 	t[n++] = (CK_ATTRIBUTE){ CKA_CLASS, &tmpl_priv_cls,
-	    sizeof(tmpl_priv_cls) };
+		sizeof(tmpl_priv_cls) };
 	t[n++] = (CK_ATTRIBUTE){ CKA_KEY_TYPE, kt, sizeof(*kt) };
 	t[n++] = (CK_ATTRIBUTE){ CKA_TOKEN, &ck_false, sizeof(ck_false) };
 	t[n++] = (CK_ATTRIBUTE){ CKA_PRIVATE, &ck_true, sizeof(ck_true) };
 	t[n++] = (CK_ATTRIBUTE){ CKA_SENSITIVE, &ck_true, sizeof(ck_true) };
 	t[n++] = (CK_ATTRIBUTE){ CKA_EXTRACTABLE, &ck_true, sizeof(ck_true) };
 	t[n++] = (CK_ATTRIBUTE){ CKA_WRAP_WITH_TRUSTED, &ck_true,
-	    sizeof(ck_true) };
+		sizeof(ck_true) };
 	t[n++] = (CK_ATTRIBUTE){ CKA_SIGN, &ck_true, sizeof(ck_true) };
 	t[n++] = (CK_ATTRIBUTE){ CKA_DERIVE, &ck_false, sizeof(ck_false) };
 	t[n++] = (CK_ATTRIBUTE){ CKA_DECRYPT, is_rsa, sizeof(*is_rsa) };
@@ -362,8 +361,8 @@ hsm_domain_wrap(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
 	if ((wrapped = malloc(HSM_WRAP_BUF)) == NULL)
 		return HSM_ERR_NO_MEMORY;
 	/* The size query answers 0 on SoftHSMv2: give a buffer instead. */
-	rc = hsm_ck(s, h->f->C_WrapKey(s->h, &m, s->domain_key, priv,
-	    wrapped, &wlen));
+	rc = hsm_ck(s,
+	    h->f->C_WrapKey(s->h, &m, s->domain_key, priv, wrapped, &wlen));
 	if (rc == 0)
 		rc = hsm_blob_build(h, s, bind, kty, param, wrapped, wlen, blob,
 		    blob_len);
@@ -372,8 +371,8 @@ hsm_domain_wrap(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
 }
 
 int
-hsm_domain_unwrap(tok_t *h, struct hsm_sess *s,
-    const struct hsm_blob_info *bi, int kek, CK_OBJECT_HANDLE *obj)
+hsm_domain_unwrap(tok_t *h, struct hsm_sess *s, const struct hsm_blob_info *bi,
+    int kek, CK_OBJECT_HANDLE *obj)
 {
 	CK_KEY_TYPE kt = kek || bi->kty == HSM_KTY_RSA ? CKK_RSA : CKK_EC;
 	CK_BBOOL sign = kek ? CK_FALSE : CK_TRUE;
@@ -385,17 +384,16 @@ hsm_domain_unwrap(tok_t *h, struct hsm_sess *s,
 		{ CKA_PRIVATE, &ck_true, sizeof(ck_true) },
 		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
 		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
-		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },  /* the domain */
-		{ CKA_SIGN, &sign, sizeof(sign) },            /* key's unwrap */
-		{ CKA_DECRYPT, &decrypt, sizeof(decrypt) },   /* template */
-		{ CKA_UNWRAP, &ck_true, sizeof(ck_true) },    /* KEKs only */
+		{ CKA_DERIVE, &ck_false, sizeof(ck_false) }, /* the domain */
+		{ CKA_SIGN, &sign, sizeof(sign) },           /* key's unwrap */
+		{ CKA_DECRYPT, &decrypt, sizeof(decrypt) },  /* template */
+		{ CKA_UNWRAP, &ck_true, sizeof(ck_true) },   /* KEKs only */
 	};
 	CK_MECHANISM m = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
 	CK_RV rv;
 
-	rv = h->f->C_UnwrapKey(s->h, &m, s->domain_key,
-	    (CK_BYTE *)bi->wrapped, bi->wrapped_len, t,
-	    sizeof(t) / sizeof(t[0]) - (kek ? 0 : 1), obj);
+	rv = h->f->C_UnwrapKey(s->h, &m, s->domain_key, (CK_BYTE *)bi->wrapped,
+	    bi->wrapped_len, t, sizeof(t) / sizeof(t[0]) - (kek ? 0 : 1), obj);
 	/* else: a wrong domain key, a corrupt blob, a template mismatch */
 	return hsm_ck_blame(s, rv, HSM_ERR_INTERNAL);
 }

@@ -14,9 +14,9 @@
 
 struct buf {
 	uint8_t *p;
-	size_t len;   /* bytes held, not counting the NUL after them */
-	size_t cap;   /* bytes allocated, NUL included */
-	size_t max;   /* hard cap on len */
+	size_t len; /* bytes held, not counting the NUL after them */
+	size_t cap; /* bytes allocated, NUL included */
+	size_t max; /* hard cap on len */
 };
 
 buf_t *
@@ -24,7 +24,8 @@ buf_new(size_t max)
 {
 	buf_t *b;
 
-	if (max == 0 || max > SIZE_MAX / 2 || (b = calloc(1, sizeof(*b))) == NULL)
+	if (max == 0 || max > SIZE_MAX / 2 ||
+	    (b = calloc(1, sizeof(*b))) == NULL)
 		return NULL;
 	b->max = max;
 	return b;
@@ -62,7 +63,7 @@ grow(buf_t *b, size_t n)
 	if (b->p != NULL)
 		memcpy(np, b->p, b->len + 1);
 	else
-		np[0] = '\0';   /* an empty buffer is "" too */
+		np[0] = '\0'; /* an empty buffer is "" too */
 	freezero(b->p, b->cap);
 	b->p = np;
 	b->cap = ncap;

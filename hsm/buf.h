@@ -32,7 +32,7 @@ void buf_free(buf_t *b);
 int buf_put(buf_t *b, const void *p, size_t n) HSM_WUR;
 int buf_put_str(buf_t *b, const char *s) HSM_WUR;
 int buf_put_u8(buf_t *b, uint8_t v) HSM_WUR;
-int buf_put_u32(buf_t *b, uint32_t v) HSM_WUR;     /* big-endian */
+int buf_put_u32(buf_t *b, uint32_t v) HSM_WUR; /* big-endian */
 /* A u32 big-endian length, then the bytes. */
 int buf_put_lp(buf_t *b, const void *p, size_t n) HSM_WUR;
 int buf_putf(buf_t *b, const char *fmt, ...) HSM_WUR

@@ -222,7 +222,7 @@ hsm_key_get(tok_t *h, struct hsm_sess *s, const char *cache_id,
 	if ((rc = hsm_blob_parse(blob, blob_len, &bi)) != 0)
 		return rc;
 	if (bi.version != HSM_BLOB_VERSION)
-		return HSM_ERR_INTERNAL;   /* an old format: upgrade it first */
+		return HSM_ERR_INTERNAL; /* an old format: upgrade it first */
 	/* An entry is (cache_id, hash of every byte of the blob, tag
 	 * included): it was made after the tag verified against exactly
 	 * that bind and blob, so a hit needs no second check, and another

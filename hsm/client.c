@@ -37,50 +37,52 @@
 #include "hsm/launcher.h"
 #include "hsm/proto.h"
 
-#define HSM_BOOT_TIMEOUT_MS 60000     /* load, C_Initialize, login */
-#define HSM_CALL_MIN_MS 30000         /* an answer later than this (or 4
-                                         deadlines): the process is hung */
+#define HSM_BOOT_TIMEOUT_MS 60000 /* load, C_Initialize, login */
+/* an answer later than this (or 4
+ * deadlines): the process is hung */
+#define HSM_CALL_MIN_MS 30000
 #define HSM_RESTART_MIN_MS 100u
 #define HSM_RESTART_MAX_MS 5000u
-#define HSM_POLL_MS 200               /* the supervisor's look at the pid */
-#define HSM_CHAN_SPARE 2              /* channels beyond the pool size */
+#define HSM_POLL_MS 200  /* the supervisor's look at the pid */
+#define HSM_CHAN_SPARE 2 /* channels beyond the pool size */
 #define HSM_POOL_DEFAULT 8
 
 /* One token process and its channels. */
 struct gen {
 	pid_t pid;
-	int boot_fd;          /* EOF here ends the token process */
+	int boot_fd; /* EOF here ends the token process */
 	size_t nchan;
-	int *fd;              /* the channels */
+	int *fd; /* the channels */
 	uint32_t *next_id;
 	size_t *free_idx;
 	size_t nfree;
-	size_t refs;          /* channels lent out */
-	int dead;             /* a call saw it die or hang */
+	size_t refs; /* channels lent out */
+	int dead;    /* a call saw it die or hang */
 	int reaped;
-	int foreign;          /* started by the launcher: not our child; its
-	                         end shows as EOF on boot_fd */
+	/* started by the launcher: not our child; its
+	 * end shows as EOF on boot_fd */
+	int foreign;
 };
 
 struct hsm {
 	char *module, *label, *hsm_dir, *allow, *run_as;
-	int launcher;         /* control socket of the token launcher */
+	int launcher; /* control socket of the token launcher */
 	pid_t launcher_pid;
 	size_t pool_size, cache_size;
 	unsigned deadline_ms, call_ms;
 
 	pthread_mutex_t mu;
-	pthread_cond_t cv;    /* a channel came back, or the process changed */
-	pthread_cond_t scv;   /* the supervisor: a death, or stopping */
-	struct gen *cur;      /* NULL while there is no live token process */
-	struct gen **old;     /* dead ones whose channels are still lent */
+	pthread_cond_t cv;  /* a channel came back, or the process changed */
+	pthread_cond_t scv; /* the supervisor: a death, or stopping */
+	struct gen *cur;    /* NULL while there is no live token process */
+	struct gen **old;   /* dead ones whose channels are still lent */
 	size_t nold;
 	int stopping;
 	pthread_t sup;
 	int sup_ok;
 	uint64_t restarts;
 
-	uint8_t *jwt_spki;    /* the JWT public key, fetched once */
+	uint8_t *jwt_spki; /* the JWT public key, fetched once */
 	size_t jwt_spki_len;
 };
 
@@ -129,7 +131,7 @@ gen_start(int launcher, const struct tokp_buf *msg, size_t nchan,
     unsigned call_ms, struct gen **out, int *status, struct tokp_msg *keep)
 {
 	struct timeval tv = { (time_t)(call_ms / 1000),
-	    (suseconds_t)(call_ms % 1000) * 1000 };
+		(suseconds_t)(call_ms % 1000) * 1000 };
 	struct gen *g;
 	struct tokp_msg ans;
 	int boot[2] = { -1, -1 }, sp[2], *child = NULL;
@@ -159,7 +161,7 @@ gen_start(int launcher, const struct tokp_buf *msg, size_t nchan,
 		/* an answer later than call_ms: the process is hung (a
 		 * socket timeout costs no poll per call) */
 		if (setsockopt(sp[0], SOL_SOCKET, SO_RCVTIMEO, &tv,
-		    sizeof(tv)) != 0)
+		        sizeof(tv)) != 0)
 			goto out;
 		g->free_idx[i] = i;
 		g->next_id[i] = 1;
@@ -168,7 +170,7 @@ gen_start(int launcher, const struct tokp_buf *msg, size_t nchan,
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, boot) != 0)
 		goto out;
 	if ((launcher >= 0 ? hsm_launcher_spawn(launcher, boot[1], &g->pid) :
-	    hsm_spawn_token(boot[1], &g->pid)) != 0)
+	                     hsm_spawn_token(boot[1], &g->pid)) != 0)
 		goto out;
 	g->foreign = launcher >= 0;
 	close(boot[1]);
@@ -218,8 +220,8 @@ hello(const struct hsm *h, struct tokp_buf *b)
 	tokp_put_str(b, h->label);
 	tokp_put_str(b, h->hsm_dir);
 	tokp_put_str(b, h->allow);
-	tokp_put(b, h->run_as ? h->run_as : "", h->run_as ?
-	    strlen(h->run_as) : 0);
+	tokp_put(b, h->run_as ? h->run_as : "",
+	    h->run_as ? strlen(h->run_as) : 0);
 	tokp_put_u32(b, (uint32_t)h->pool_size);
 	tokp_put_u32(b, (uint32_t)h->cache_size);
 	return b->err ? HSM_ERR_ARGS : 0;
@@ -274,7 +276,7 @@ gen_ended(struct gen *g, int wait_ms, int *signaled)
 	if (g->boot_fd < 0 || poll(&pf, 1, wait_ms) != 1)
 		return 0;
 	if ((pf.revents & POLLIN) && recv(g->boot_fd, &c, 1, MSG_DONTWAIT) > 0)
-		return 0;   /* a stray byte: not an end */
+		return 0; /* a stray byte: not an end */
 	*signaled = 1;
 	return 1;
 }
@@ -288,7 +290,8 @@ gen_kill_locked(struct hsm *h, struct gen *g)
 		g->dead = 1;
 		if (g->pid > 0 && !g->reaped) {
 			kill(g->pid, SIGKILL);
-			log_event("token_process_lost", "a call found the token "
+			log_event("token_process_lost",
+			    "a call found the token "
 			    "process gone or hung; it is replaced");
 		}
 	}
@@ -335,9 +338,9 @@ supervise(void *arg)
 		if (g != NULL && !g->dead && !g->reaped &&
 		    gen_ended(g, 0, &st)) {
 			g->reaped = 1;
-			log_event("token_process_died", st ?
-			    "the token process was killed by a signal" :
-			    "the token process exited");
+			log_event("token_process_died",
+			    st ? "the token process was killed by a signal" :
+			         "the token process exited");
 			gen_kill_locked(h, g);
 		}
 		if (g != NULL && g->dead) {
@@ -367,16 +370,18 @@ supervise(void *arg)
 			}
 			if (rc == HSM_OK)
 				gen_free(g);
-			if (str_fmt(msg, sizeof(msg), "the token process could "
-			    "not be started (error %d); retrying in %u ms", rc,
-			    backoff) != 0)
-				msg[0] = '\0';   /* cannot happen: msg fits */
+			if (str_fmt(msg, sizeof(msg),
+			        "the token process could "
+			        "not be started (error %d); retrying in %u ms",
+			        rc, backoff) != 0)
+				msg[0] = '\0'; /* cannot happen: msg fits */
 			log_event("token_process_start_failed", msg);
 			hsm_deadline_in(&ts, backoff);
 			backoff = backoff * 2 > HSM_RESTART_MAX_MS ?
-			    HSM_RESTART_MAX_MS : backoff * 2;
-			while (!h->stopping && pthread_cond_timedwait(&h->scv,
-			    &h->mu, &ts) == 0)
+			    HSM_RESTART_MAX_MS :
+			    backoff * 2;
+			while (!h->stopping &&
+			    pthread_cond_timedwait(&h->scv, &h->mu, &ts) == 0)
 				;
 			continue;
 		}
@@ -546,13 +551,14 @@ hsm_open(const struct hsm_config *cfg, hsm_t **out)
 	h->label = dup_or_null(cfg->token_label, &err);
 	h->hsm_dir = dup_or_null(cfg->hsm_dir, &err);
 	h->allow = dup_or_null(cfg->module_allow ? cfg->module_allow :
-	    HSM_MODULE_ALLOW, &err);
+	                                           HSM_MODULE_ALLOW,
+	    &err);
 	h->run_as = dup_or_null(cfg->run_as, &err);
 	h->pool_size = cfg->pool_size ? cfg->pool_size : HSM_POOL_DEFAULT;
 	h->cache_size = cfg->cache_size;
 	h->deadline_ms = hsm_deadline_env();
-	h->call_ms = h->deadline_ms * 4 > HSM_CALL_MIN_MS ?
-	    h->deadline_ms * 4 : HSM_CALL_MIN_MS;
+	h->call_ms = h->deadline_ms * 4 > HSM_CALL_MIN_MS ? h->deadline_ms * 4 :
+	                                                    HSM_CALL_MIN_MS;
 	rc = HSM_ERR_NO_MEMORY;
 	if (err)
 		goto fail;
@@ -784,8 +790,8 @@ field_dup(const struct tokp_field *f, uint8_t **out, size_t *len)
 
 /* blob and spki out of fields bi and bi + 1 of an answer. */
 static int
-blob_spki(const struct tokp_msg *a, size_t bi, uint8_t **blob,
-    size_t *blob_len, uint8_t **spki, size_t *spki_len)
+blob_spki(const struct tokp_msg *a, size_t bi, uint8_t **blob, size_t *blob_len,
+    uint8_t **spki, size_t *spki_len)
 {
 	int rc;
 
@@ -837,8 +843,8 @@ key_op(hsm_t *h, enum tokp_op op, const char *cache_id, const uint8_t *blob,
 	tokp_put(&b, blob, blob_len);
 	tokp_put_u32(&b, (uint32_t)alg);
 	tokp_put(&b, in, in_len);
-	tokp_put_u32(&b, *out_len > UINT32_MAX ? UINT32_MAX :
-	    (uint32_t)*out_len);
+	tokp_put_u32(&b,
+	    *out_len > UINT32_MAX ? UINT32_MAX : (uint32_t)*out_len);
 	if ((rc = call(h, &b, &a)) == HSM_OK) {
 		if (a.f[0].len > *out_len) {
 			rc = HSM_ERR_INTERNAL;
@@ -865,8 +871,8 @@ hsm_key_sign(hsm_t *h, const char *cache_id, const uint8_t *blob,
     size_t blob_len, enum hsm_alg alg, const uint8_t *digest, size_t dlen,
     uint8_t *sig, size_t *sig_len)
 {
-	return key_op(h, TOKP_SIGN, cache_id, blob, blob_len, alg, digest,
-	    dlen, sig, sig_len);
+	return key_op(h, TOKP_SIGN, cache_id, blob, blob_len, alg, digest, dlen,
+	    sig, sig_len);
 }
 
 void

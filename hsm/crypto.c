@@ -29,34 +29,34 @@
 #include "hsm/base.h"
 #include "hsm/hsm_int.h"
 
-#define RSA_MAX_BYTES 512  /* 4096 bits */
+#define RSA_MAX_BYTES 512 /* 4096 bits */
 
 struct alg_info {
 	enum hsm_alg alg;
 	enum hsm_kty kty;
-	size_t dlen;           /* digest length; 0 for decrypt algs */
+	size_t dlen; /* digest length; 0 for decrypt algs */
 	CK_MECHANISM_TYPE hash;
 	CK_RSA_PKCS_MGF_TYPE mgf;
-	size_t field;          /* ES*: field bytes of the matching curve */
-	const uint8_t *di;     /* RS*: DigestInfo prefix */
+	size_t field;      /* ES*: field bytes of the matching curve */
+	const uint8_t *di; /* RS*: DigestInfo prefix */
 	size_t di_len;
 };
 
-static const uint8_t di_sha256[] = {
-	0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65,
-	0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20 };
-static const uint8_t di_sha384[] = {
-	0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65,
-	0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30 };
-static const uint8_t di_sha512[] = {
-	0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65,
-	0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40 };
+static const uint8_t di_sha256[] = { 0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60,
+	0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04,
+	0x20 };
+static const uint8_t di_sha384[] = { 0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60,
+	0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04,
+	0x30 };
+static const uint8_t di_sha512[] = { 0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60,
+	0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04,
+	0x40 };
 
 static const struct alg_info algs[] = {
-	{ HSM_ALG_RSA_OAEP, HSM_KTY_RSA, 0, CKM_SHA_1, CKG_MGF1_SHA1, 0,
+	{ HSM_ALG_RSA_OAEP, HSM_KTY_RSA, 0, CKM_SHA_1, CKG_MGF1_SHA1, 0, NULL,
+	    0 },
+	{ HSM_ALG_RSA_OAEP_256, HSM_KTY_RSA, 0, CKM_SHA256, CKG_MGF1_SHA256, 0,
 	    NULL, 0 },
-	{ HSM_ALG_RSA_OAEP_256, HSM_KTY_RSA, 0, CKM_SHA256, CKG_MGF1_SHA256,
-	    0, NULL, 0 },
 	{ HSM_ALG_RSA1_5, HSM_KTY_RSA, 0, 0, 0, 0, NULL, 0 },
 	{ HSM_ALG_RS256, HSM_KTY_RSA, 32, CKM_SHA256, CKG_MGF1_SHA256, 0,
 	    di_sha256, sizeof(di_sha256) },
@@ -64,12 +64,12 @@ static const struct alg_info algs[] = {
 	    di_sha384, sizeof(di_sha384) },
 	{ HSM_ALG_RS512, HSM_KTY_RSA, 64, CKM_SHA512, CKG_MGF1_SHA512, 0,
 	    di_sha512, sizeof(di_sha512) },
-	{ HSM_ALG_PS256, HSM_KTY_RSA, 32, CKM_SHA256, CKG_MGF1_SHA256, 0,
-	    NULL, 0 },
-	{ HSM_ALG_PS384, HSM_KTY_RSA, 48, CKM_SHA384, CKG_MGF1_SHA384, 0,
-	    NULL, 0 },
-	{ HSM_ALG_PS512, HSM_KTY_RSA, 64, CKM_SHA512, CKG_MGF1_SHA512, 0,
-	    NULL, 0 },
+	{ HSM_ALG_PS256, HSM_KTY_RSA, 32, CKM_SHA256, CKG_MGF1_SHA256, 0, NULL,
+	    0 },
+	{ HSM_ALG_PS384, HSM_KTY_RSA, 48, CKM_SHA384, CKG_MGF1_SHA384, 0, NULL,
+	    0 },
+	{ HSM_ALG_PS512, HSM_KTY_RSA, 64, CKM_SHA512, CKG_MGF1_SHA512, 0, NULL,
+	    0 },
 	{ HSM_ALG_ES256, HSM_KTY_EC, 32, 0, 0, 32, NULL, 0 },
 	{ HSM_ALG_ES384, HSM_KTY_EC, 48, 0, 0, 48, NULL, 0 },
 	{ HSM_ALG_ES512, HSM_KTY_EC, 64, 0, 0, 66, NULL, 0 },
@@ -104,15 +104,22 @@ static const EVP_MD *
 alg_md(const struct alg_info *a)
 {
 	switch (a->alg) {
-	case HSM_ALG_RSA_OAEP: return EVP_sha1();
-	case HSM_ALG_RSA_OAEP_256: return EVP_sha256();
-	default: break;
+	case HSM_ALG_RSA_OAEP:
+		return EVP_sha1();
+	case HSM_ALG_RSA_OAEP_256:
+		return EVP_sha256();
+	default:
+		break;
 	}
 	switch (a->dlen) {
-	case 32: return EVP_sha256();
-	case 48: return EVP_sha384();
-	case 64: return EVP_sha512();
-	default: return NULL;
+	case 32:
+		return EVP_sha256();
+	case 48:
+		return EVP_sha384();
+	case 64:
+		return EVP_sha512();
+	default:
+		return NULL;
 	}
 }
 
@@ -145,7 +152,7 @@ decrypt_raw(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE key,
 		rc = HSM_ERR_INTERNAL;
 		goto out;
 	}
-	if (rlen < k) {  /* a module that strips leading zeros */
+	if (rlen < k) { /* a module that strips leading zeros */
 		memmove(raw + (k - rlen), raw, rlen);
 		memset(raw, 0, k - rlen);
 	}
@@ -173,7 +180,7 @@ decrypt_oaep1(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE key,
     const uint8_t *in, size_t k, uint8_t *dec, size_t *n)
 {
 	CK_RSA_PKCS_OAEP_PARAMS p = { CKM_SHA_1, CKG_MGF1_SHA1,
-	    CKZ_DATA_SPECIFIED, NULL, 0 };
+		CKZ_DATA_SPECIFIED, NULL, 0 };
 	CK_MECHANISM m = { CKM_RSA_PKCS_OAEP, &p, sizeof(p) };
 	CK_ULONG dlen = k;
 	CK_RV rv;
@@ -208,7 +215,7 @@ tok_key_decrypt(tok_t *h, const char *cache_id, const uint8_t *blob,
 	if ((rc = hsm_blob_parse(blob, blob_len, &bi)) != 0)
 		return rc;
 	if (bi.version != HSM_BLOB_VERSION)
-		return HSM_ERR_INTERNAL;   /* bound to nothing: never used */
+		return HSM_ERR_INTERNAL; /* bound to nothing: never used */
 	if (bi.kty != HSM_KTY_RSA || in_len != bi.size ||
 	    bi.size > RSA_MAX_BYTES)
 		return HSM_ERR_ARGS;
@@ -240,8 +247,8 @@ out:
 
 static int
 sign_in_token(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE key,
-    const struct alg_info *a, const uint8_t *digest, size_t dlen,
-    uint8_t *sig, size_t need)
+    const struct alg_info *a, const uint8_t *digest, size_t dlen, uint8_t *sig,
+    size_t need)
 {
 	CK_RSA_PKCS_PSS_PARAMS pss = { a->hash, a->mgf, a->dlen };
 	CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
@@ -301,8 +308,8 @@ tok_key_sign(tok_t *h, const char *cache_id, const uint8_t *blob,
 	have_sess = 1;
 	if ((rc = hsm_key_get(h, &s, cache_id, blob, blob_len, &e)) != 0)
 		goto out;
-	if ((rc = sign_in_token(h, &s, e->obj, a, digest, dlen, sig,
-	    need)) != 0)
+	if ((rc = sign_in_token(h, &s, e->obj, a, digest, dlen, sig, need)) !=
+	    0)
 		goto out;
 	*sig_len = need;
 out:
@@ -371,7 +378,7 @@ spki_decode(const uint8_t *spki, size_t len)
  * lookups on every call otherwise.
  */
 #define PUB_CACHE_SLOTS 64
-#define PUB_ENC_ALGS 3           /* HSM_ALG_RSA_OAEP .. HSM_ALG_RSA1_5 */
+#define PUB_ENC_ALGS 3 /* HSM_ALG_RSA_OAEP .. HSM_ALG_RSA1_5 */
 
 struct pub_slot {
 	uint8_t *spki;
@@ -484,8 +491,8 @@ enc_ctx(struct pub_slot *sl, enum hsm_alg alg, const struct alg_info *a)
 	if (alg == HSM_ALG_RSA1_5) {
 		if (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1)
 			goto fail;
-	} else if (EVP_PKEY_CTX_set_rsa_padding(ctx,
-	    RSA_PKCS1_OAEP_PADDING) != 1 ||
+	} else if (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) !=
+	        1 ||
 	    EVP_PKEY_CTX_set_rsa_oaep_md(ctx, alg_md(a)) != 1 ||
 	    EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, alg_md(a)) != 1) {
 		goto fail;
@@ -525,8 +532,9 @@ hsm_pub_encrypt(const uint8_t *spki, size_t spki_len, enum hsm_alg alg,
 	    !EVP_PKEY_is_a(sl->pk, "RSA"))
 		goto out;
 	k = ((size_t)EVP_PKEY_get_bits(sl->pk) + 7) / 8;
-	max = alg == HSM_ALG_RSA_OAEP ? k - 42 :
-	    alg == HSM_ALG_RSA_OAEP_256 ? k - 66 : k - 11;
+	max = alg == HSM_ALG_RSA_OAEP   ? k - 42 :
+	    alg == HSM_ALG_RSA_OAEP_256 ? k - 66 :
+	                                  k - 11;
 	if (k < 128 || k > RSA_MAX_BYTES || in_len > max || *out_len < k)
 		goto out;
 	rc = HSM_ERR_INTERNAL;
@@ -572,7 +580,7 @@ hsm_pub_verify(const uint8_t *spki, size_t spki_len, enum hsm_alg alg,
 		if (!EVP_PKEY_is_a(pk, "RSA"))
 			goto out;
 		if (sig_len != size) {
-			rc = 0;  /* well-formed question, answer: invalid */
+			rc = 0; /* well-formed question, answer: invalid */
 			goto out;
 		}
 	} else {
@@ -597,13 +605,13 @@ hsm_pub_verify(const uint8_t *spki, size_t spki_len, enum hsm_alg alg,
 			goto out;
 		if (is_pss(alg)) {
 			if (EVP_PKEY_CTX_set_rsa_padding(ctx,
-			    RSA_PKCS1_PSS_PADDING) != 1 ||
+			        RSA_PKCS1_PSS_PADDING) != 1 ||
 			    EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, alg_md(a)) != 1 ||
 			    EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx,
-			    RSA_PSS_SALTLEN_DIGEST) != 1)
+			        RSA_PSS_SALTLEN_DIGEST) != 1)
 				goto out;
 		} else if (EVP_PKEY_CTX_set_rsa_padding(ctx,
-		    RSA_PKCS1_PADDING) != 1) {
+		               RSA_PKCS1_PADDING) != 1) {
 			goto out;
 		}
 	}

@@ -40,8 +40,7 @@
 #include "hsm/harden.h"
 
 static int
-lookup_user(const char *user, uid_t *uid, gid_t *gid, char *err,
-    size_t err_len)
+lookup_user(const char *user, uid_t *uid, gid_t *gid, char *err, size_t err_len)
 {
 	struct passwd *pw;
 
@@ -53,8 +52,10 @@ lookup_user(const char *user, uid_t *uid, gid_t *gid, char *err,
 		return -1;
 	}
 	if (pw->pw_uid == 0 || pw->pw_gid == 0) {
-		err_set(err, err_len, "--user %s: refusing a user with uid "
-		    "or gid 0", user);
+		err_set(err, err_len,
+		    "--user %s: refusing a user with uid "
+		    "or gid 0",
+		    user);
 		return -1;
 	}
 	*uid = pw->pw_uid;
@@ -78,10 +79,12 @@ hsm_check_data_owner(const char *dir, const char *user, char *err,
 		return -1;
 	}
 	if (st.st_uid != uid) {
-		err_set(err, err_len, "--user %s: the data directory %s is "
+		err_set(err, err_len,
+		    "--user %s: the data directory %s is "
 		    "owned by uid %u, not by %s (uid %u); run "
-		    "chown -R %s %s first", user, dir, (unsigned)st.st_uid,
-		    user, (unsigned)uid, user, dir);
+		    "chown -R %s %s first",
+		    user, dir, (unsigned)st.st_uid, user, (unsigned)uid, user,
+		    dir);
 		return -1;
 	}
 	return 0;
@@ -97,9 +100,8 @@ hsm_drop_privileges(const char *user, char *err, size_t err_len)
 		return -1;
 	if (geteuid() != 0) {
 		if (geteuid() == uid && getuid() == uid)
-			goto harden;   /* already that user */
-		err_set(err, err_len, "--user %s needs to start as root",
-		    user);
+			goto harden; /* already that user */
+		err_set(err, err_len, "--user %s needs to start as root", user);
 		return -1;
 	}
 	/* order matters: groups and gid while still root, uid last */
@@ -119,8 +121,10 @@ hsm_drop_privileges(const char *user, char *err, size_t err_len)
 	}
 	/* the way back must be closed */
 	if (setuid(0) == 0 || seteuid(0) == 0 || setgid(0) == 0) {
-		err_set(err, err_len, "--user %s: root could be regained "
-		    "after dropping privileges", user);
+		err_set(err, err_len,
+		    "--user %s: root could be regained "
+		    "after dropping privileges",
+		    user);
 		return -1;
 	}
 	if (getuid() != uid || geteuid() != uid || getgid() != gid ||
@@ -289,8 +293,8 @@ run_spawn(struct run *r, char *const argv[], int in_fd)
 		posix_spawn_file_actions_destroy(&fa);
 		return -1;
 	}
-	(void)posix_spawn_file_actions_adddup2(&fa, in_fd >= 0 ? in_fd :
-	    r->ip[0], 0);
+	(void)posix_spawn_file_actions_adddup2(&fa,
+	    in_fd >= 0 ? in_fd : r->ip[0], 0);
 	(void)posix_spawn_file_actions_adddup2(&fa, r->op[1], 1);
 	/* a group of its own: clevis is a chain of scripts, and a pin that
 	 * hangs (a Tang server that accepts and never answers) must die
@@ -342,7 +346,8 @@ run_pump(struct run *r, long deadline)
 			break;
 		}
 		if (np > 1 && (pf[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
-			n = write(r->ip[1], r->in + r->sent, r->in_len - r->sent);
+			n = write(r->ip[1], r->in + r->sent,
+			    r->in_len - r->sent);
 			if (n > 0)
 				r->sent += (size_t)n;
 			if (n <= 0 || r->sent == r->in_len) {
@@ -352,7 +357,7 @@ run_pump(struct run *r, long deadline)
 		}
 		if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
 			if (r->got == r->cap) {
-				r->got = r->cap + 1;   /* too much: refuse */
+				r->got = r->cap + 1; /* too much: refuse */
 				break;
 			}
 			n = read(r->op[0], r->out + r->got, r->cap - r->got);
@@ -363,7 +368,7 @@ run_pump(struct run *r, long deadline)
 			else
 				r->got += (size_t)n;
 		} else if (r->exited) {
-			eof = 1;   /* exited, nothing more to read now */
+			eof = 1; /* exited, nothing more to read now */
 		}
 	}
 }
@@ -391,8 +396,7 @@ hsm_run(char *const argv[], int in_fd, const void *in, size_t in_len,
 	if (!r.exited)
 		while (waitpid(r.pid, &r.st, 0) < 0 && errno == EINTR)
 			;
-	rc = WIFEXITED(r.st) && WEXITSTATUS(r.st) == 0 && r.got <= cap ? 0 :
-	    -1;
+	rc = WIFEXITED(r.st) && WEXITSTATUS(r.st) == 0 && r.got <= cap ? 0 : -1;
 	*out_len = r.got <= cap ? r.got : 0;
 out:
 	run_close(&r);
@@ -441,9 +445,11 @@ hsm_shred(const char *path)
 		memset(zero, 0, sizeof(zero));
 		if (fstat(fd, &st) == 0)
 			for (left = st.st_size; left > 0;
-			    left -= (off_t)sizeof(zero))
-				if (hsm_write_all(fd, zero, left < (off_t)sizeof(zero) ?
-				    (size_t)left : sizeof(zero)) != 0)
+			     left -= (off_t)sizeof(zero))
+				if (hsm_write_all(fd, zero,
+				        left < (off_t)sizeof(zero) ?
+				            (size_t)left :
+				            sizeof(zero)) != 0)
 					break;
 		(void)fsync(fd);
 		close(fd);

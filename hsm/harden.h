@@ -24,8 +24,7 @@ int hsm_check_data_owner(const char *dir, const char *user, char *err,
     size_t err_len) HSM_WUR;
 /* setgroups(0), gid, uid (root cannot be regained), no_new_privs, not
  * dumpable; already being that user is fine. */
-int hsm_drop_privileges(const char *user, char *err, size_t err_len)
-    HSM_WUR;
+int hsm_drop_privileges(const char *user, char *err, size_t err_len) HSM_WUR;
 /* Not dumpable, no core files; while root, RLIMIT_MEMLOCK raised to
  * HSM_MEMLOCK_NEED so that hsm_lock_memory still can after the drop to
  * --user (token process). */

@@ -29,14 +29,15 @@
 
 enum hsm_err {
 	HSM_OK = 0,
-	HSM_ERR_ARGS = -1,        /* caller's input is invalid (length, alg) */
-	HSM_ERR_DECRYPT = -2,     /* any padding/decoding failure: one error */
-	HSM_ERR_UNAVAILABLE = -3, /* token/device/session trouble: retry later */
+	HSM_ERR_ARGS = -1,    /* caller's input is invalid (length, alg) */
+	HSM_ERR_DECRYPT = -2, /* any padding/decoding failure: one error */
+	HSM_ERR_UNAVAILABLE =
+	    -3, /* token/device/session trouble: retry later */
 	HSM_ERR_NO_MEMORY = -4,
-	HSM_ERR_INTERNAL = -5,    /* a bug or an inconsistent blob */
-	HSM_ERR_EXISTS = -6,      /* hsm_token_init: the token is initialised */
-	HSM_ERR_SEALED = -7,      /* the vault is sealed: no key operation */
-	HSM_ERR_IO = -8,          /* a file could not be read or written */
+	HSM_ERR_INTERNAL = -5, /* a bug or an inconsistent blob */
+	HSM_ERR_EXISTS = -6,   /* hsm_token_init: the token is initialised */
+	HSM_ERR_SEALED = -7,   /* the vault is sealed: no key operation */
+	HSM_ERR_IO = -8,       /* a file could not be read or written */
 };
 
 enum hsm_kty { HSM_KTY_RSA = 1, HSM_KTY_EC = 2 };
@@ -46,27 +47,36 @@ enum hsm_kty { HSM_KTY_RSA = 1, HSM_KTY_EC = 2 };
 
 enum hsm_alg {
 	/* decrypt / public encrypt */
-	HSM_ALG_RSA_OAEP = 1,     /* OAEP, SHA-1, MGF1-SHA-1 */
-	HSM_ALG_RSA_OAEP_256,     /* OAEP, SHA-256, MGF1-SHA-256 */
-	HSM_ALG_RSA1_5,           /* PKCS#1 v1.5 type 2 */
+	HSM_ALG_RSA_OAEP = 1, /* OAEP, SHA-1, MGF1-SHA-1 */
+	HSM_ALG_RSA_OAEP_256, /* OAEP, SHA-256, MGF1-SHA-256 */
+	HSM_ALG_RSA1_5,       /* PKCS#1 v1.5 type 2 */
 	/* sign / verify: the input is the digest */
-	HSM_ALG_RS256, HSM_ALG_RS384, HSM_ALG_RS512,
-	HSM_ALG_PS256, HSM_ALG_PS384, HSM_ALG_PS512,  /* salt = digest length */
-	HSM_ALG_ES256, HSM_ALG_ES384, HSM_ALG_ES512,  /* raw r||s output */
+	HSM_ALG_RS256,
+	HSM_ALG_RS384,
+	HSM_ALG_RS512,
+	HSM_ALG_PS256,
+	HSM_ALG_PS384,
+	HSM_ALG_PS512, /* salt = digest length */
+	HSM_ALG_ES256,
+	HSM_ALG_ES384,
+	HSM_ALG_ES512, /* raw r||s output */
 };
 
 struct hsm_config {
-	const char *module_path;  /* e.g. /usr/lib/softhsm/libsofthsm2.so */
-	const char *token_label;  /* slot is found by this label */
-	const char *hsm_dir;      /* DIR/hsm: the seal configuration and the
-	                             unattended credential, read by the token
-	                             process only */
-	const char *module_allow; /* ':'-separated directories the module
-	                             must lie in; NULL = HSM_MODULE_ALLOW */
-	const char *run_as;       /* user the token process runs as; NULL =
-	                             this process's user */
-	size_t pool_size;         /* sessions; 0 = 8 */
-	size_t cache_size;        /* cached key handles; 0 = 4096 */
+	const char *module_path; /* e.g. /usr/lib/softhsm/libsofthsm2.so */
+	const char *token_label; /* slot is found by this label */
+	/* DIR/hsm: the seal configuration and the
+	 * unattended credential, read by the token
+	 * process only */
+	const char *hsm_dir;
+	/* ':'-separated directories the module
+	 * must lie in; NULL = HSM_MODULE_ALLOW */
+	const char *module_allow;
+	/* user the token process runs as; NULL =
+	 * this process's user */
+	const char *run_as;
+	size_t pool_size;  /* sessions; 0 = 8 */
+	size_t cache_size; /* cached key handles; 0 = 4096 */
 };
 
 /* Where a PKCS#11 module may be loaded from, unless configured. */
@@ -106,7 +116,7 @@ typedef struct hsm hsm_t;
  */
 struct hsm_init {
 	const char *module_path;
-	const char *module_allow;   /* NULL = HSM_MODULE_ALLOW */
+	const char *module_allow; /* NULL = HSM_MODULE_ALLOW */
 	const char *token_label;
 	const char *hsm_dir;
 	unsigned threshold, shares;
@@ -127,19 +137,22 @@ int hsm_rekey(const struct hsm_init *p, const char *old_shares,
  * network process at init and at the start of serve, before its filter
  * and privilege drop.
  */
-int hsm_at_rest_seal(const char *hsm_dir, const char *name,
-    const uint8_t *data, size_t len, const char *dir, const char *file,
-    const char **why) HSM_WUR;
+int hsm_at_rest_seal(const char *hsm_dir, const char *name, const uint8_t *data,
+    size_t len, const char *dir, const char *file, const char **why) HSM_WUR;
 int hsm_at_rest_open(const char *hsm_dir, const char *name, const char *path,
     uint8_t *out, size_t cap, size_t *len, const char **why) HSM_WUR;
 
 /* Where the unsealing stands. result: of the last share given. */
-enum { HSM_SHARE_TAKEN = 0, HSM_SHARE_UNKNOWN = 1, HSM_SHARE_REPEATED = 2,
-    HSM_SHARE_MALFORMED = 3 };
+enum {
+	HSM_SHARE_TAKEN = 0,
+	HSM_SHARE_UNKNOWN = 1,
+	HSM_SHARE_REPEATED = 2,
+	HSM_SHARE_MALFORMED = 3
+};
 struct hsm_seal_status {
 	int sealed;
 	unsigned threshold, shares, progress;
-	int plaintext_pins;   /* a vault of the PIN-file era, not yet moved */
+	int plaintext_pins; /* a vault of the PIN-file era, not yet moved */
 	int result;
 };
 int hsm_seal_status(hsm_t *h, struct hsm_seal_status *st) HSM_WUR;
@@ -176,9 +189,8 @@ int hsm_health(hsm_t *h) HSM_WUR;
  */
 #define HSM_BIND_MAX 512
 int hsm_key_generate(hsm_t *h, const char *bind, enum hsm_kty kty,
-    unsigned rsa_bits,
-    int ec_nid, uint8_t **blob, size_t *blob_len, uint8_t **spki,
-    size_t *spki_len) HSM_WUR;
+    unsigned rsa_bits, int ec_nid, uint8_t **blob, size_t *blob_len,
+    uint8_t **spki, size_t *spki_len) HSM_WUR;
 
 /*
  * Private-key operations on a blob. cache_id names the blob: it is the
@@ -236,8 +248,8 @@ void hsm_stats(hsm_t *h, uint64_t *cache_hits, uint64_t *cache_misses,
 /* What an imported key turned out to be. */
 struct hsm_key_desc {
 	enum hsm_kty kty;
-	unsigned rsa_bits;        /* 2048, 3072 or 4096 */
-	int ec_nid;               /* a curve NID (EC) */
+	unsigned rsa_bits; /* 2048, 3072 or 4096 */
+	int ec_nid;        /* a curve NID (EC) */
 };
 
 /*
@@ -249,9 +261,8 @@ struct hsm_key_desc {
  * HSM_ERR_ARGS.
  */
 int hsm_key_import(hsm_t *h, const char *bind, const uint8_t *pkcs8,
-    size_t pkcs8_len,
-    struct hsm_key_desc *desc, uint8_t **blob, size_t *blob_len,
-    uint8_t **spki, size_t *spki_len) HSM_WUR;
+    size_t pkcs8_len, struct hsm_key_desc *desc, uint8_t **blob,
+    size_t *blob_len, uint8_t **spki, size_t *spki_len) HSM_WUR;
 
 /*
  * BYOK: transfer = RSA-OAEP(SHA-1) ciphertext under the key-exchange key
@@ -264,9 +275,8 @@ int hsm_key_import(hsm_t *h, const char *bind, const uint8_t *pkcs8,
  */
 int hsm_key_import_byok(hsm_t *h, const char *bind, const char *kek_bind,
     const uint8_t *kek_blob, size_t kek_blob_len, const uint8_t *transfer,
-    size_t transfer_len,
-    struct hsm_key_desc *desc, uint8_t **blob, size_t *blob_len,
-    uint8_t **spki, size_t *spki_len) HSM_WUR;
+    size_t transfer_len, struct hsm_key_desc *desc, uint8_t **blob,
+    size_t *blob_len, uint8_t **spki, size_t *spki_len) HSM_WUR;
 
 /*
  * Authenticated encryption (AES-256-GCM in the token) under the token's

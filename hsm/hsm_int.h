@@ -61,15 +61,15 @@
 enum hsm_curve { HSM_CURVE_P256 = 1, HSM_CURVE_P384 = 2, HSM_CURVE_P521 = 3 };
 
 struct hsm_blob_info {
-	unsigned version;     /* HSM_BLOB_LEGACY, _BOUND or _VERSION */
+	unsigned version; /* HSM_BLOB_LEGACY, _BOUND or _VERSION */
 	enum hsm_kty kty;
-	unsigned param;       /* RSA bits, or enum hsm_curve */
-	size_t size;          /* modulus bytes, or field bytes */
-	const uint8_t *hdr;   /* HSM_BLOB_HDR bytes */
-	const uint8_t *wrapped;  /* version 3: NULL until hsm_blob_open */
+	unsigned param;         /* RSA bits, or enum hsm_curve */
+	size_t size;            /* modulus bytes, or field bytes */
+	const uint8_t *hdr;     /* HSM_BLOB_HDR bytes */
+	const uint8_t *wrapped; /* version 3: NULL until hsm_blob_open */
 	size_t wrapped_len;
-	const uint8_t *tag;   /* HSM_BLOB_TAG bytes; version 2 only */
-	const uint8_t *iv;    /* version 3: IV, ciphertext, GCM tag */
+	const uint8_t *tag; /* HSM_BLOB_TAG bytes; version 2 only */
+	const uint8_t *iv;  /* version 3: IV, ciphertext, GCM tag */
 	const uint8_t *ct;
 	size_t ct_len;
 };
@@ -88,43 +88,44 @@ struct hsm_cache_ent {
 struct tok {
 	void *dl;
 	CK_FUNCTION_LIST *f;
-	int owns_init;         /* we called C_Initialize successfully */
+	int owns_init; /* we called C_Initialize successfully */
 	CK_SLOT_ID slot;
-	char *label;           /* the slot is found again by it on recovery */
+	char *label; /* the slot is found again by it on recovery */
 
 	/* a private copy of the user PIN, only for re-login on recovery */
 	char *pin;
 	size_t pin_len;
 
-	pthread_mutex_t mu;    /* pool */
-	pthread_cond_t cv;     /* callers waiting for a session; CLOCK_MONOTONIC */
-	pthread_cond_t rcv;    /* the recovery thread and tok_close: the pool
-	                          broke, drained or stops; CLOCK_MONOTONIC */
-	size_t waiting;        /* callers asleep on cv */
+	pthread_mutex_t mu; /* pool */
+	pthread_cond_t cv;  /* callers waiting for a session; CLOCK_MONOTONIC */
+	/* the recovery thread and tok_close: the pool
+	 * broke, drained or stops; CLOCK_MONOTONIC */
+	pthread_cond_t rcv;
+	size_t waiting; /* callers asleep on cv */
 	CK_SESSION_HANDLE *sess;
-	size_t *free_idx;      /* stack of idle session indexes */
+	size_t *free_idx; /* stack of idle session indexes */
 	size_t nfree;
 	size_t pool_size;
 	size_t busy;
-	int broken;            /* a call saw the token/session lost */
-	int recovering;        /* the recovery thread is at work (no mu) */
-	int down;              /* the last recovery attempt failed */
-	int stopping;          /* tok_close: the recovery thread ends */
+	int broken;     /* a call saw the token/session lost */
+	int recovering; /* the recovery thread is at work (no mu) */
+	int down;       /* the last recovery attempt failed */
+	int stopping;   /* tok_close: the recovery thread ends */
 	int rthread_ok;
-	pthread_t rthread;     /* recovers a broken pool, never a caller */
-	unsigned deadline_ms;  /* longest wait for a session */
+	pthread_t rthread;    /* recovers a broken pool, never a caller */
+	unsigned deadline_ms; /* longest wait for a session */
 	uint64_t recoveries, recovery_failures;
 	CK_OBJECT_HANDLE domain_key;
 	CK_OBJECT_HANDLE jwt_priv;
-	CK_OBJECT_HANDLE bind_key;  /* HMAC key of version-2 blob tags */
-	CK_OBJECT_HANDLE seal_key;  /* AES-GCM key of version-3 blobs */
+	CK_OBJECT_HANDLE bind_key; /* HMAC key of version-2 blob tags */
+	CK_OBJECT_HANDLE seal_key; /* AES-GCM key of version-3 blobs */
 	uint8_t *jwt_spki;
 	size_t jwt_spki_len;
-	pthread_mutex_t bmu;   /* one creator of the backup key at a time */
-	int sync_ok;           /* mu, bmu, cv and rcv exist */
+	pthread_mutex_t bmu; /* one creator of the backup key at a time */
+	int sync_ok;         /* mu, bmu, cv and rcv exist */
 
-	pthread_mutex_t cmu;   /* cache; taken after mu, never before */
-	int cache_ok;          /* cmu and buckets exist */
+	pthread_mutex_t cmu; /* cache; taken after mu, never before */
+	int cache_ok;        /* cmu and buckets exist */
 	struct hsm_cache_ent **buckets;
 	size_t nbuckets;
 	size_t ncached;
@@ -141,7 +142,7 @@ struct hsm_sess {
 	CK_OBJECT_HANDLE jwt_priv;
 	CK_OBJECT_HANDLE bind_key;
 	CK_OBJECT_HANDLE seal_key;
-	int lost;              /* set by hsm_ck() when the session is lost */
+	int lost; /* set by hsm_ck() when the session is lost */
 };
 
 /* ---- p11.c: the module, slots, objects by label, CKR_* mapping ---- */
@@ -152,8 +153,8 @@ void hsm_pad_label(const char *label, unsigned char out[32]);
 /* The slot of the initialised token labelled label; with label NULL, the
  * first slot whose token is not initialised. HSM_ERR_UNAVAILABLE when
  * there is none. */
-int hsm_slot_find(CK_FUNCTION_LIST *f, const char *label, CK_SLOT_ID *slot)
-    HSM_WUR;
+int hsm_slot_find(CK_FUNCTION_LIST *f, const char *label,
+    CK_SLOT_ID *slot) HSM_WUR;
 /* How many objects of class cls labelled label s sees, in *n (0, 1 or 2:
  * two is already too many); *obj is set when there is exactly one. */
 CK_RV hsm_find_label(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
@@ -174,8 +175,7 @@ int hsm_ck_blame(struct hsm_sess *s, CK_RV rv, int blame) HSM_WUR;
  * a refused PIN is HSM_ERR_ARGS. */
 int hsm_init_rv(CK_RV rv) HSM_WUR;
 /* Destroys *o (if any) and forgets it; a failure only marks s lost. */
-void hsm_destroy(CK_FUNCTION_LIST *f, struct hsm_sess *s,
-    CK_OBJECT_HANDLE *o);
+void hsm_destroy(CK_FUNCTION_LIST *f, struct hsm_sess *s, CK_OBJECT_HANDLE *o);
 /* A token key of one role, made in R/W session s logged in as user:
  * HSM_BIND_LABEL the HMAC bind key, any other label an AES-256-GCM key
  * (HSM_SEAL_LABEL, HSM_BACKUP_LABEL): private, sensitive, never
@@ -183,20 +183,19 @@ void hsm_destroy(CK_FUNCTION_LIST *f, struct hsm_sess *s,
 CK_RV hsm_role_key_make(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
     const char *label, CK_OBJECT_HANDLE *k) HSM_WUR;
 /* The same in a R/W session of its own on slot (the login is shared). */
-CK_RV hsm_role_key_new(CK_FUNCTION_LIST *f, CK_SLOT_ID slot,
-    const char *label, CK_OBJECT_HANDLE *k) HSM_WUR;
+CK_RV hsm_role_key_new(CK_FUNCTION_LIST *f, CK_SLOT_ID slot, const char *label,
+    CK_OBJECT_HANDLE *k) HSM_WUR;
 /* Finds a token key of one role (HSM_BIND_LABEL, HSM_SEAL_LABEL) in a
  * logged-in session; with create, makes it first if the token has none
  * (tokens initialised before the role). */
-int hsm_role_key_find(CK_FUNCTION_LIST *f, CK_SLOT_ID slot,
-    CK_SESSION_HANDLE s, const char *label, int create,
-    CK_OBJECT_HANDLE *key) HSM_WUR;
+int hsm_role_key_find(CK_FUNCTION_LIST *f, CK_SLOT_ID slot, CK_SESSION_HANDLE s,
+    const char *label, int create, CK_OBJECT_HANDLE *key) HSM_WUR;
 
 /* ---- blob.c: the blob format, the bind, the domain key ---- */
 /* Parses a blob of either version (bi->version says which); a malformed
  * one is HSM_ERR_INTERNAL. Pure parsing: nothing is verified. */
-int hsm_blob_parse(const uint8_t *blob, size_t len, struct hsm_blob_info *bi)
-    HSM_WUR;
+int hsm_blob_parse(const uint8_t *blob, size_t len,
+    struct hsm_blob_info *bi) HSM_WUR;
 /* 0 if bind is a usable bind (1..HSM_BIND_MAX bytes), else HSM_ERR_ARGS. */
 int hsm_bind_check(const char *bind) HSM_WUR;
 /* Verifies a version-2 blob's tag against bind, in the token (constant-
@@ -219,8 +218,8 @@ int hsm_blob_build(tok_t *h, struct hsm_sess *s, const char *bind,
  * for signing and, where *is_rsa, decryption. *kt and *is_rsa are read
  * when the template is used. Returns the count, HSM_PRIV_TEMPLATE_N. */
 #define HSM_PRIV_TEMPLATE_N 10
-size_t hsm_priv_template(CK_ATTRIBUTE t[HSM_PRIV_TEMPLATE_N],
-    CK_KEY_TYPE *kt, CK_BBOOL *is_rsa);
+size_t hsm_priv_template(CK_ATTRIBUTE t[HSM_PRIV_TEMPLATE_N], CK_KEY_TYPE *kt,
+    CK_BBOOL *is_rsa);
 /* Wraps priv under the domain key into a blob bound to bind
  * (hsm_blob_build). */
 int hsm_domain_wrap(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
@@ -232,19 +231,17 @@ int hsm_domain_wrap(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
  * HSM_ERR_INTERNAL. Checks no tag: callers open it first (hsm_key_get,
  * BYOK) or are the upgrade of an older blob. */
 int hsm_domain_unwrap(tok_t *h, struct hsm_sess *s,
-    const struct hsm_blob_info *bi, int kek, CK_OBJECT_HANDLE *obj)
-    HSM_WUR;
+    const struct hsm_blob_info *bi, int kek, CK_OBJECT_HANDLE *obj) HSM_WUR;
 
 /* ---- cache.c: the handle cache ---- */
 int hsm_cache_init(tok_t *h, size_t cache_size) HSM_WUR;
-void hsm_cache_clear(tok_t *h);  /* on recovery: handles are gone */
+void hsm_cache_clear(tok_t *h); /* on recovery: handles are gone */
 void hsm_cache_free(tok_t *h);
 /* The cached session object of a blob: the blob is opened against
  * cache_id (the bind) before it is unwrapped; a cached handle is only
  * reused for the same cache_id and the same blob bytes. */
 int hsm_key_get(tok_t *h, struct hsm_sess *s, const char *cache_id,
-    const uint8_t *blob, size_t blob_len, struct hsm_cache_ent **out)
-    HSM_WUR;
+    const uint8_t *blob, size_t blob_len, struct hsm_cache_ent **out) HSM_WUR;
 void hsm_key_put(tok_t *h, struct hsm_sess *s, struct hsm_cache_ent *ent);
 /* Drops cache_id's entry (destroyed now in s, or by its last user; s
  * NULL: the session is gone, and the handle with it). */
@@ -257,10 +254,10 @@ void hsm_sess_give(tok_t *h, struct hsm_sess *s);
 /* ---- keys.c: the skeleton of every new key ---- */
 /* What a maker leaves in the token and knows of it. */
 struct hsm_key_new {
-	CK_OBJECT_HANDLE priv;    /* the private key, a session object */
-	CK_OBJECT_HANDLE pub;     /* its public twin, or CK_INVALID_HANDLE */
+	CK_OBJECT_HANDLE priv; /* the private key, a session object */
+	CK_OBJECT_HANDLE pub;  /* its public twin, or CK_INVALID_HANDLE */
 	struct hsm_key_desc desc;
-	uint8_t *spki;            /* NULL: read from pub by the skeleton */
+	uint8_t *spki; /* NULL: read from pub by the skeleton */
 	size_t spki_len;
 };
 /* Makes the template and creates or unwraps the private key in s; the
@@ -271,9 +268,9 @@ typedef int (*hsm_key_maker)(tok_t *h, struct hsm_sess *s, const void *arg,
 /* A new key: make (in a pool session), its public part, wrapped under
  * the domain key into a blob bound to bind. Out as tok_key_generate;
  * desc (may be NULL) what it turned out to be. */
-int hsm_key_new(tok_t *h, const char *bind, hsm_key_maker make,
-    const void *arg, struct hsm_key_desc *desc, uint8_t **blob,
-    size_t *blob_len, uint8_t **spki, size_t *spki_len) HSM_WUR;
+int hsm_key_new(tok_t *h, const char *bind, hsm_key_maker make, const void *arg,
+    struct hsm_key_desc *desc, uint8_t **blob, size_t *blob_len, uint8_t **spki,
+    size_t *spki_len) HSM_WUR;
 
 #define HSM_BACKUP_LABEL "p11vault-backup"
 

@@ -99,7 +99,7 @@ p8_rsa(struct p8_key *k)
 		BN_clear_free(bn);
 		bn = NULL;
 		k->t[k->nt++] = (CK_ATTRIBUTE){ rsa_part[i].type, k->part[i],
-		    k->part_len[i] };
+			k->part_len[i] };
 	}
 	rc = 0;
 out:
@@ -120,7 +120,7 @@ p8_ec(struct p8_key *k)
 	k->kt = CKK_EC;
 	k->is_rsa = CK_FALSE;
 	if (!EVP_PKEY_get_utf8_string_param(k->pk, OSSL_PKEY_PARAM_GROUP_NAME,
-	    group, sizeof(group), NULL))
+	        group, sizeof(group), NULL))
 		return HSM_ERR_ARGS;
 	k->desc.ec_nid = OBJ_sn2nid(group);
 	if (k->desc.ec_nid == NID_undef)
@@ -176,8 +176,7 @@ p8_clear(struct p8_key *k)
 /* The maker of tok_key_import: the key created from its template; the
  * public part from the parsed key. */
 static int
-p8_create(tok_t *h, struct hsm_sess *s, const void *arg,
-    struct hsm_key_new *nk)
+p8_create(tok_t *h, struct hsm_sess *s, const void *arg, struct hsm_key_new *nk)
 {
 	const struct p8_key *k = arg;
 	unsigned char *der = NULL;
@@ -194,8 +193,9 @@ p8_create(tok_t *h, struct hsm_sess *s, const void *arg,
 	OPENSSL_free(der);
 	if (nk->spki == NULL)
 		return HSM_ERR_NO_MEMORY;
-	return hsm_ck_blame(s, h->f->C_CreateObject(s->h,
-	    (CK_ATTRIBUTE *)k->t, k->nt, &nk->priv), HSM_ERR_ARGS);
+	return hsm_ck_blame(s,
+	    h->f->C_CreateObject(s->h, (CK_ATTRIBUTE *)k->t, k->nt, &nk->priv),
+	    HSM_ERR_ARGS);
 }
 
 int
@@ -234,8 +234,9 @@ target_unwrap(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE aes,
 	CK_ULONG nt = hsm_priv_template(t, &kt, &is_rsa);
 	CK_MECHANISM m = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
 
-	return hsm_ck_blame(s, h->f->C_UnwrapKey(s->h, &m, aes, (CK_BYTE *)w,
-	    wlen, t, nt, obj), HSM_ERR_ARGS);
+	return hsm_ck_blame(s,
+	    h->f->C_UnwrapKey(s->h, &m, aes, (CK_BYTE *)w, wlen, t, nt, obj),
+	    HSM_ERR_ARGS);
 }
 
 /* Both candidate public points for an ECDSA signature (r, s) over e. */
@@ -262,8 +263,8 @@ ec_candidates(const EC_GROUP *g, const uint8_t *sig, size_t fl,
 		goto out;
 	if (!BN_mod_inverse(ri, r, order, ctx) ||
 	    !BN_mod_mul(u1, e, ri, order, ctx) ||
-	    !BN_mod_sub(u1, order, u1, order, ctx) ||   /* -e/r */
-	    !BN_mod_mul(u2, sv, ri, order, ctx))         /* s/r */
+	    !BN_mod_sub(u1, order, u1, order, ctx) || /* -e/r */
+	    !BN_mod_mul(u2, sv, ri, order, ctx))      /* s/r */
 		goto out;
 	for (j = 0; j < 2; j++) {
 		if (!EC_POINT_set_compressed_coordinates(g, R, r, j, ctx) ||
@@ -305,8 +306,8 @@ ec_public(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv, int nid,
 		slen = sizeof(sig[i]);
 		if ((rc = hsm_ck(s, h->f->C_SignInit(s->h, &m, priv))) != 0)
 			return rc;
-		if ((rc = hsm_ck(s, h->f->C_Sign(s->h, dg[i], 32, sig[i],
-		    &slen))) != 0)
+		if ((rc = hsm_ck(s,
+		         h->f->C_Sign(s->h, dg[i], 32, sig[i], &slen))) != 0)
 			return rc;
 		if (slen != 2 * fl)
 			return HSM_ERR_INTERNAL;
@@ -324,7 +325,8 @@ ec_public(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv, int nid,
 		goto out;
 	for (j = 0; j < 2; j++)
 		for (k = 0; k < 2; k++)
-			if (found < 0 && EC_POINT_cmp(g, qa[j], qb[k], ctx) == 0)
+			if (found < 0 &&
+			    EC_POINT_cmp(g, qa[j], qb[k], ctx) == 0)
 				found = j;
 	if (found < 0)
 		goto out;
@@ -346,8 +348,7 @@ out:
 
 static int
 target_describe(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
-    CK_KEY_TYPE kt, struct hsm_key_desc *d, uint8_t **spki,
-    size_t *spki_len)
+    CK_KEY_TYPE kt, struct hsm_key_desc *d, uint8_t **spki, size_t *spki_len)
 {
 	CK_BYTE a[1024], b[512];
 	CK_ATTRIBUTE rt[] = {
@@ -360,20 +361,19 @@ target_describe(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
 	int rc;
 
 	if (kt == CKK_RSA) {
-		if ((rc = hsm_ck(s, h->f->C_GetAttributeValue(s->h, priv, rt,
-		    2))) != 0)
+		if ((rc = hsm_ck(s,
+		         h->f->C_GetAttributeValue(s->h, priv, rt, 2))) != 0)
 			return rc;
 		d->kty = HSM_KTY_RSA;
 		d->rsa_bits = (unsigned)rt[0].ulValueLen * 8;
 		if (rt[0].ulValueLen == 0 || a[0] < 0x80 ||
 		    (d->rsa_bits != 2048 && d->rsa_bits != 3072 &&
-		    d->rsa_bits != 4096))
+		        d->rsa_bits != 4096))
 			return HSM_ERR_ARGS;
 		return hsm_rsa_spki(a, rt[0].ulValueLen, b, rt[1].ulValueLen,
 		    spki, spki_len);
 	}
-	if ((rc = hsm_ck(s, h->f->C_GetAttributeValue(s->h, priv, et, 1))) !=
-	    0)
+	if ((rc = hsm_ck(s, h->f->C_GetAttributeValue(s->h, priv, et, 1))) != 0)
 		return rc;
 	if (d2i_ASN1_OBJECT(&oid, &p, (long)et[0].ulValueLen) == NULL) {
 		ERR_clear_error();
@@ -390,7 +390,7 @@ target_describe(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
 
 struct byok_arg {
 	const char *kek_bind;
-	struct hsm_blob_info kek;    /* parsed, not opened */
+	struct hsm_blob_info kek; /* parsed, not opened */
 	const uint8_t *transfer;
 	size_t transfer_len;
 };
@@ -403,7 +403,7 @@ byok_aes(tok_t *h, struct hsm_sess *s, const struct byok_arg *a,
     CK_OBJECT_HANDLE *kek, CK_OBJECT_HANDLE *aes)
 {
 	CK_RSA_PKCS_OAEP_PARAMS oaep = { CKM_SHA_1, CKG_MGF1_SHA1,
-	    CKZ_DATA_SPECIFIED, NULL, 0 };
+		CKZ_DATA_SPECIFIED, NULL, 0 };
 	CK_MECHANISM mo = { CKM_RSA_PKCS_OAEP, &oaep, sizeof(oaep) };
 	CK_OBJECT_CLASS scls = CKO_SECRET_KEY;
 	CK_KEY_TYPE aes_kt = CKK_AES;
@@ -432,9 +432,10 @@ byok_aes(tok_t *h, struct hsm_sess *s, const struct byok_arg *a,
 	OPENSSL_cleanse(wbuf, sizeof(wbuf));
 	if (rc != 0)
 		return rc;
-	if ((rc = hsm_ck_blame(s, h->f->C_UnwrapKey(s->h, &mo, *kek,
-	    (CK_BYTE *)a->transfer, a->kek.size, at, sizeof(at) / sizeof(at[0]),
-	    aes), HSM_ERR_ARGS)) != 0)
+	if ((rc = hsm_ck_blame(s,
+	         h->f->C_UnwrapKey(s->h, &mo, *kek, (CK_BYTE *)a->transfer,
+	             a->kek.size, at, sizeof(at) / sizeof(at[0]), aes),
+	         HSM_ERR_ARGS)) != 0)
 		return rc;
 	if ((rc = hsm_ck(s, h->f->C_GetAttributeValue(s->h, *aes, lt, 1))) != 0)
 		return rc;
@@ -496,7 +497,7 @@ tok_key_import_byok(tok_t *h, const char *bind, const char *kek_bind,
 	if ((rc = hsm_blob_parse(kek_blob, kek_blob_len, &a.kek)) != 0)
 		return rc;
 	if (a.kek.version != HSM_BLOB_VERSION)
-		return HSM_ERR_INTERNAL;   /* an unbound KEK: never used */
+		return HSM_ERR_INTERNAL; /* an unbound KEK: never used */
 	if (a.kek.kty != HSM_KTY_RSA)
 		return HSM_ERR_ARGS;
 	mlen = a.kek.size;

@@ -46,8 +46,8 @@ pub_to_spki(tok_t *h, struct hsm_sess *s, enum hsm_kty kty,
 	if ((rc = hsm_ck(s, h->f->C_GetAttributeValue(s->h, pub, t, 2))) != 0)
 		return rc;
 	if (kty == HSM_KTY_RSA)
-		return hsm_rsa_spki(a, rt[0].ulValueLen, b, rt[1].ulValueLen, spki,
-		    spki_len);
+		return hsm_rsa_spki(a, rt[0].ulValueLen, b, rt[1].ulValueLen,
+		    spki, spki_len);
 	return hsm_ec_spki(b, et[0].ulValueLen, a, et[1].ulValueLen, spki,
 	    spki_len);
 }
@@ -83,8 +83,9 @@ key_new_in(tok_t *h, struct hsm_sess *s, const char *bind, hsm_key_maker make,
 		return rc;
 	if ((rc = desc_param(&k->desc, &param)) != 0)
 		return rc;
-	if (k->spki == NULL && (rc = pub_to_spki(h, s, k->desc.kty, k->pub,
-	    &k->spki, &k->spki_len)) != 0)
+	if (k->spki == NULL &&
+	    (rc = pub_to_spki(h, s, k->desc.kty, k->pub, &k->spki,
+	         &k->spki_len)) != 0)
 		return rc;
 	return hsm_domain_wrap(h, s, k->priv, bind, k->desc.kty, param, blob,
 	    blob_len);
@@ -92,8 +93,8 @@ key_new_in(tok_t *h, struct hsm_sess *s, const char *bind, hsm_key_maker make,
 
 int
 hsm_key_new(tok_t *h, const char *bind, hsm_key_maker make, const void *arg,
-    struct hsm_key_desc *desc, uint8_t **blob, size_t *blob_len,
-    uint8_t **spki, size_t *spki_len)
+    struct hsm_key_desc *desc, uint8_t **blob, size_t *blob_len, uint8_t **spki,
+    size_t *spki_len)
 {
 	struct hsm_key_new k;
 	struct hsm_sess s;
@@ -238,7 +239,7 @@ tok_blob_upgrade(tok_t *h, const char *bind, const uint8_t *blob,
 	if (hsm_bind_check(bind) != 0 ||
 	    hsm_blob_parse(blob, blob_len, &bi) != 0 ||
 	    bi.version == HSM_BLOB_VERSION)
-		return HSM_ERR_ARGS;   /* a sealed blob is never re-bound */
+		return HSM_ERR_ARGS; /* a sealed blob is never re-bound */
 	if ((rc = hsm_sess_take(h, &s)) != 0)
 		return rc;
 	/* A bound blob keeps its bind (its tag must verify). Only what the

@@ -79,7 +79,7 @@ pool_open_sessions(tok_t *h, int create_bind)
 		    NULL, &s);
 		if (rv != CKR_OK) {
 			rc = rv == CKR_HOST_MEMORY ? HSM_ERR_NO_MEMORY :
-			    HSM_ERR_UNAVAILABLE;
+			                             HSM_ERR_UNAVAILABLE;
 			goto out;
 		}
 		h->sess[i] = s;
@@ -95,15 +95,15 @@ pool_open_sessions(tok_t *h, int create_bind)
 		goto out;
 	}
 	if ((rc = hsm_find_object(h->f, h->sess[0], CKO_SECRET_KEY,
-	    HSM_DOMAIN_LABEL, &h->domain_key)) != 0)
+	         HSM_DOMAIN_LABEL, &h->domain_key)) != 0)
 		goto out;
 	if ((rc = hsm_find_object(h->f, h->sess[0], CKO_PRIVATE_KEY,
-	    HSM_JWT_LABEL, &h->jwt_priv)) != 0)
+	         HSM_JWT_LABEL, &h->jwt_priv)) != 0)
 		goto out;
-	if ((rc = hsm_role_key_find(h->f, h->slot, h->sess[0],
-	    HSM_BIND_LABEL, create_bind, &h->bind_key)) != 0 ||
-	    (rc = hsm_role_key_find(h->f, h->slot, h->sess[0],
-	    HSM_SEAL_LABEL, create_bind, &h->seal_key)) != 0)
+	if ((rc = hsm_role_key_find(h->f, h->slot, h->sess[0], HSM_BIND_LABEL,
+	         create_bind, &h->bind_key)) != 0 ||
+	    (rc = hsm_role_key_find(h->f, h->slot, h->sess[0], HSM_SEAL_LABEL,
+	         create_bind, &h->seal_key)) != 0)
 		goto out;
 	for (i = 0; i < h->pool_size; i++)
 		h->free_idx[i] = i;
@@ -128,7 +128,7 @@ load_jwt_public(tok_t *h)
 	int rc;
 
 	if ((rc = hsm_find_object(h->f, h->sess[0], CKO_PUBLIC_KEY,
-	    HSM_JWT_LABEL, &pub)) != 0)
+	         HSM_JWT_LABEL, &pub)) != 0)
 		return rc;
 	if (h->f->C_GetAttributeValue(h->sess[0], pub, t, 2) != CKR_OK)
 		return HSM_ERR_UNAVAILABLE;
@@ -206,7 +206,7 @@ tok_new(const struct tok_config *cfg, tok_t **out)
 		return HSM_ERR_NO_MEMORY;
 	h->pool_size = cfg->pool_size ? cfg->pool_size : HSM_POOL_DEFAULT;
 	h->pin_len = pin_len;
-	h->pin = hsm_secret_alloc(pin_len + 1);   /* a page of its own */
+	h->pin = hsm_secret_alloc(pin_len + 1); /* a page of its own */
 	h->label = strdup(cfg->token_label);
 	h->sess = calloc(h->pool_size, sizeof(*h->sess));
 	h->free_idx = calloc(h->pool_size, sizeof(*h->free_idx));
@@ -236,8 +236,8 @@ tok_open(const struct tok_config *cfg, tok_t **out)
 		return rc;
 	if ((rc = hsm_cache_init(h, cfg->cache_size)) != 0)
 		goto out;
-	if ((rc = hsm_load(cfg->module_path, &h->dl, &h->f,
-	    &h->owns_init)) != 0)
+	if ((rc = hsm_load(cfg->module_path, &h->dl, &h->f, &h->owns_init)) !=
+	    0)
 		goto out;
 	if ((rc = pool_open_sessions(h, 1)) != 0)
 		goto out;
@@ -268,7 +268,7 @@ tok_close(tok_t *h)
 	if (h == NULL)
 		return;
 	pthread_mutex_lock(&h->mu);
-	h->stopping = 1;          /* new callers fail, recovery ends */
+	h->stopping = 1; /* new callers fail, recovery ends */
 	pthread_cond_broadcast(&h->cv);
 	pthread_cond_broadcast(&h->rcv);
 	while (h->busy > 0)
@@ -385,7 +385,7 @@ hsm_sess_give(tok_t *h, struct hsm_sess *s)
 	pthread_mutex_lock(&h->mu);
 	if (s->lost && !h->broken) {
 		h->broken = 1;
-		h->down = 0;      /* a fresh break: wait for an attempt */
+		h->down = 0; /* a fresh break: wait for an attempt */
 	}
 	h->free_idx[h->nfree++] = s->idx;
 	h->busy--;
@@ -410,7 +410,7 @@ int
 tok_health(tok_t *h)
 {
 	static const CK_BYTE probe[32] = { 'p', '1', '1', 'v', 'a', 'u', 'l',
-	    't', '-', 'h', 'e', 'a', 'l', 't', 'h' };
+		't', '-', 'h', 'e', 'a', 'l', 't', 'h' };
 	CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
 	CK_BYTE sig[64];
 	CK_ULONG slen = sizeof(sig);
@@ -433,8 +433,9 @@ tok_health(tok_t *h)
 	if (rc == 0)
 		rc = hsm_ck(&s, h->f->C_SignInit(s.h, &m, s.jwt_priv));
 	if (rc == 0)
-		rc = hsm_ck(&s, h->f->C_Sign(s.h, (CK_BYTE *)probe,
-		    sizeof(probe), sig, &slen));
+		rc = hsm_ck(&s,
+		    h->f->C_Sign(s.h, (CK_BYTE *)probe, sizeof(probe), sig,
+		        &slen));
 	if (rc == 0 && now_ms() - t0 > h->deadline_ms)
 		rc = HSM_ERR_UNAVAILABLE;
 	hsm_sess_give(h, &s);

@@ -49,7 +49,7 @@ hsm_load(const char *path, void **dlp, CK_FUNCTION_LIST **fp, int *owns)
 	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
 		dlclose(dl);
 		return rv == CKR_HOST_MEMORY ? HSM_ERR_NO_MEMORY :
-		    HSM_ERR_UNAVAILABLE;
+		                               HSM_ERR_UNAVAILABLE;
 	}
 	*owns = rv == CKR_OK;
 	*dlp = dl;
@@ -98,8 +98,9 @@ hsm_slot_find(CK_FUNCTION_LIST *f, const char *label, CK_SLOT_ID *slot)
 		if (f->C_GetTokenInfo(slots[i], &ti) != CKR_OK)
 			continue;
 		inited = (ti.flags & CKF_TOKEN_INITIALIZED) != 0;
-		if (label != NULL ? inited &&
-		    memcmp(ti.label, want, sizeof(want)) == 0 : !inited) {
+		if (label != NULL ?
+		        inited && memcmp(ti.label, want, sizeof(want)) == 0 :
+		        !inited) {
 			*slot = slots[i];
 			rc = 0;
 			goto out;
@@ -132,8 +133,8 @@ hsm_find_label(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls,
 }
 
 int
-hsm_find_object(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
-    CK_OBJECT_CLASS cls, const char *label, CK_OBJECT_HANDLE *obj)
+hsm_find_object(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls,
+    const char *label, CK_OBJECT_HANDLE *obj)
 {
 	CK_ULONG n = 0;
 	CK_RV rv;
@@ -144,7 +145,7 @@ hsm_find_object(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
 	if (rv != CKR_OK || n == 0)
 		return HSM_ERR_UNAVAILABLE;
 	if (n != 1)
-		return HSM_ERR_INTERNAL;  /* two objects claim one role */
+		return HSM_ERR_INTERNAL; /* two objects claim one role */
 	return 0;
 }
 
@@ -296,8 +297,8 @@ gen_aes_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, const char *label,
 }
 
 CK_RV
-hsm_role_key_make(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
-    const char *label, CK_OBJECT_HANDLE *k)
+hsm_role_key_make(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, const char *label,
+    CK_OBJECT_HANDLE *k)
 {
 	if (strcmp(label, HSM_BIND_LABEL) == 0)
 		return gen_bind_key(f, s, k);
@@ -330,20 +331,20 @@ hsm_role_key_find(CK_FUNCTION_LIST *f, CK_SLOT_ID slot, CK_SESSION_HANDLE s,
 	CK_ULONG n;
 	int rc;
 
-	if ((rc = hsm_init_rv(hsm_find_label(f, s, CKO_SECRET_KEY, label,
-	    key, &n))) != 0)
+	if ((rc = hsm_init_rv(hsm_find_label(f, s, CKO_SECRET_KEY, label, key,
+	         &n))) != 0)
 		return rc;
 	if (n == 1)
 		return 0;
 	if (n > 1)
-		return HSM_ERR_INTERNAL;   /* two keys claim one role */
+		return HSM_ERR_INTERNAL; /* two keys claim one role */
 	if (!create)
 		return HSM_ERR_UNAVAILABLE;
 	/* a token from before the role: it gets its key now */
 	if ((rc = hsm_init_rv(hsm_role_key_new(f, slot, label, &k))) != 0)
 		return rc;
-	if ((rc = hsm_init_rv(hsm_find_label(f, s, CKO_SECRET_KEY, label,
-	    key, &n))) != 0)
+	if ((rc = hsm_init_rv(hsm_find_label(f, s, CKO_SECRET_KEY, label, key,
+	         &n))) != 0)
 		return rc;
 	return n == 1 ? 0 : HSM_ERR_INTERNAL;
 }

@@ -214,9 +214,9 @@ hsm_ec_spki(const uint8_t *params, size_t params_len, const uint8_t *point,
 		goto out;
 	if ((bld = OSSL_PARAM_BLD_new()) == NULL ||
 	    !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
-	    OBJ_nid2sn(nid), 0) ||
-	    !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
-	    pt, pt_len))
+	        OBJ_nid2sn(nid), 0) ||
+	    !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt,
+	        pt_len))
 		goto out;
 	if ((rc = pkey_from_params("EC", bld, &pk)) != 0)
 		goto out;

@@ -25,7 +25,7 @@ enum kind { K_U32 = 1, K_U64, K_STR, K_BYTES, K_BYTES1 };
 
 struct fspec {
 	uint8_t kind;
-	uint32_t max;        /* K_STR, K_BYTES, K_BYTES1: longest */
+	uint32_t max; /* K_STR, K_BYTES, K_BYTES1: longest */
 };
 
 struct shape {
@@ -33,28 +33,32 @@ struct shape {
 	struct fspec f[TOKP_FIELDS_MAX];
 };
 
+/* one field's kind and cap, a line each */
+/* clang-format off */
 #define U32 { K_U32, 4 }
 #define U64 { K_U64, 8 }
 #define STR(m) { K_STR, (m) }
 #define BYTES(m) { K_BYTES, (m) }
 #define BYTES1(m) { K_BYTES1, (m) }
+/* clang-format on */
 
 /* request shapes, by op */
 static const struct shape req_shape[TOKP_OP_COUNT] = {
 	/* module, label, the vault's hsm directory, module allowlist,
 	 * run-as user (may be empty), pool size, cache size */
-	[TOKP_HELLO] = { 7, { STR(TOKP_PATH_MAX), STR(TOKP_LABEL_MAX),
-	    STR(TOKP_PATH_MAX), STR(TOKP_PATH_MAX), BYTES(TOKP_USER_MAX),
-	    U32, U32 } },
+	[TOKP_HELLO] = { 7,
+	    { STR(TOKP_PATH_MAX), STR(TOKP_LABEL_MAX), STR(TOKP_PATH_MAX),
+	        STR(TOKP_PATH_MAX), BYTES(TOKP_USER_MAX), U32, U32 } },
 	/* module, allowlist, label, hsm directory, threshold, shares,
 	 * unattended method */
-	[TOKP_TOKEN_INIT] = { 7, { STR(TOKP_PATH_MAX), STR(TOKP_PATH_MAX),
-	    STR(TOKP_LABEL_MAX), STR(TOKP_PATH_MAX), U32, U32,
-	    BYTES(TOKP_AUTO_MAX) } },
+	[TOKP_TOKEN_INIT] = { 7,
+	    { STR(TOKP_PATH_MAX), STR(TOKP_PATH_MAX), STR(TOKP_LABEL_MAX),
+	        STR(TOKP_PATH_MAX), U32, U32, BYTES(TOKP_AUTO_MAX) } },
 	/* the same, and the current shares (a line each) */
-	[TOKP_REKEY] = { 8, { STR(TOKP_PATH_MAX), STR(TOKP_PATH_MAX),
-	    STR(TOKP_LABEL_MAX), STR(TOKP_PATH_MAX), U32, U32,
-	    BYTES(TOKP_AUTO_MAX), BYTES(TOKP_SHARES_MAX) } },
+	[TOKP_REKEY] = { 8,
+	    { STR(TOKP_PATH_MAX), STR(TOKP_PATH_MAX), STR(TOKP_LABEL_MAX),
+	        STR(TOKP_PATH_MAX), U32, U32, BYTES(TOKP_AUTO_MAX),
+	        BYTES(TOKP_SHARES_MAX) } },
 	[TOKP_SEAL_STATUS] = { 0, { { 0, 0 } } },
 	/* action (1 a share, 2 reset), the share (empty on reset) */
 	[TOKP_SHARE] = { 2, { U32, BYTES(TOKP_SHARE_MAX) } },
@@ -62,11 +66,13 @@ static const struct shape req_shape[TOKP_OP_COUNT] = {
 	/* bind, kty, rsa bits, ec nid */
 	[TOKP_GENERATE] = { 4, { STR(HSM_BIND_MAX), U32, U32, U32 } },
 	/* cache id, blob, alg, input, output capacity */
-	[TOKP_DECRYPT] = { 5, { STR(HSM_BIND_MAX), BYTES1(TOKP_BLOB_MAX), U32,
-	    BYTES(TOKP_RSA_MAX), U32 } },
+	[TOKP_DECRYPT] = { 5,
+	    { STR(HSM_BIND_MAX), BYTES1(TOKP_BLOB_MAX), U32,
+	        BYTES(TOKP_RSA_MAX), U32 } },
 	/* cache id, blob, alg, digest, signature capacity */
-	[TOKP_SIGN] = { 5, { STR(HSM_BIND_MAX), BYTES1(TOKP_BLOB_MAX), U32,
-	    BYTES(TOKP_DIGEST_MAX), U32 } },
+	[TOKP_SIGN] = { 5,
+	    { STR(HSM_BIND_MAX), BYTES1(TOKP_BLOB_MAX), U32,
+	        BYTES(TOKP_DIGEST_MAX), U32 } },
 	[TOKP_FORGET] = { 1, { STR(HSM_BIND_MAX) } },
 	[TOKP_JWT_SIGN] = { 1, { BYTES(TOKP_JWT_DATA_MAX) } },
 	[TOKP_JWT_PUBLIC] = { 0, { { 0, 0 } } },
@@ -74,8 +80,9 @@ static const struct shape req_shape[TOKP_OP_COUNT] = {
 	/* bind, PKCS#8 */
 	[TOKP_IMPORT] = { 2, { STR(HSM_BIND_MAX), BYTES1(TOKP_PKCS8_MAX) } },
 	/* bind, KEK bind, KEK blob, transfer */
-	[TOKP_IMPORT_BYOK] = { 4, { STR(HSM_BIND_MAX), STR(HSM_BIND_MAX),
-	    BYTES1(TOKP_BLOB_MAX), BYTES1(TOKP_TRANSFER_MAX) } },
+	[TOKP_IMPORT_BYOK] = { 4,
+	    { STR(HSM_BIND_MAX), STR(HSM_BIND_MAX), BYTES1(TOKP_BLOB_MAX),
+	        BYTES1(TOKP_TRANSFER_MAX) } },
 	[TOKP_SEAL] = { 1, { BYTES(TOKP_DATA_MAX) } },
 	[TOKP_UNSEAL] = { 1, { BYTES(TOKP_DATA_MAX + 1024) } },
 	/* bind, format-1 blob */
@@ -93,8 +100,8 @@ static const struct shape ans_shape[TOKP_OP_COUNT] = {
 	[TOKP_SHARE] = { 6, { U32, U32, U32, U32, U32, U32 } },
 	[TOKP_HEALTH] = { 0, { { 0, 0 } } },
 	/* blob, spki */
-	[TOKP_GENERATE] = { 2, { BYTES1(TOKP_BLOB_MAX),
-	    BYTES1(TOKP_SPKI_MAX) } },
+	[TOKP_GENERATE] = { 2,
+	    { BYTES1(TOKP_BLOB_MAX), BYTES1(TOKP_SPKI_MAX) } },
 	[TOKP_DECRYPT] = { 1, { BYTES(TOKP_RSA_MAX) } },
 	[TOKP_SIGN] = { 1, { BYTES1(TOKP_RSA_MAX) } },
 	[TOKP_FORGET] = { 0, { { 0, 0 } } },
@@ -103,10 +110,10 @@ static const struct shape ans_shape[TOKP_OP_COUNT] = {
 	/* hits, misses, busy, total */
 	[TOKP_STATS] = { 4, { U64, U64, U64, U64 } },
 	/* kty, rsa bits, ec nid, blob, spki */
-	[TOKP_IMPORT] = { 5, { U32, U32, U32, BYTES1(TOKP_BLOB_MAX),
-	    BYTES1(TOKP_SPKI_MAX) } },
-	[TOKP_IMPORT_BYOK] = { 5, { U32, U32, U32, BYTES1(TOKP_BLOB_MAX),
-	    BYTES1(TOKP_SPKI_MAX) } },
+	[TOKP_IMPORT] = { 5,
+	    { U32, U32, U32, BYTES1(TOKP_BLOB_MAX), BYTES1(TOKP_SPKI_MAX) } },
+	[TOKP_IMPORT_BYOK] = { 5,
+	    { U32, U32, U32, BYTES1(TOKP_BLOB_MAX), BYTES1(TOKP_SPKI_MAX) } },
 	[TOKP_SEAL] = { 1, { BYTES(TOKP_DATA_MAX + 1024) } },
 	[TOKP_UNSEAL] = { 1, { BYTES(TOKP_DATA_MAX) } },
 	[TOKP_UPGRADE] = { 1, { BYTES1(TOKP_BLOB_MAX) } },
@@ -438,7 +445,7 @@ recv_some(int fd, uint8_t *p, size_t len, int64_t end_ms, int *fds,
 			if (nfds != NULL && *nfds < cap)
 				fds[(*nfds)++] = x;
 			else
-				close(x);   /* not asked for */
+				close(x); /* not asked for */
 		}
 	}
 	return r;
@@ -448,8 +455,8 @@ recv_some(int fd, uint8_t *p, size_t len, int64_t end_ms, int *fds,
 #define TOKP_FIRST_READ 4096
 
 int
-tokp_recv(int fd, int timeout_ms, int response, struct tokp_msg *m,
-    int *fds, size_t *nfds)
+tokp_recv(int fd, int timeout_ms, int response, struct tokp_msg *m, int *fds,
+    size_t *nfds)
 {
 	int64_t end = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
 	size_t cap_fds = nfds != NULL ? *nfds : 0, k, off = 0, need, cap;

@@ -28,11 +28,11 @@
 #define TOKP_VERSION 1
 #define TOKP_HDR_LEN 16
 #define TOKP_FIELDS_MAX 8
-#define TOKP_DATA_MAX (1024 * 1024)  /* seal/unseal input (backups) */
+#define TOKP_DATA_MAX (1024 * 1024) /* seal/unseal input (backups) */
 #define TOKP_PAYLOAD_MAX (TOKP_DATA_MAX + 4096)
-#define TOKP_BLOB_MAX (16 * 1024)    /* a key blob (hsm_int.h HSM_BLOB_MAX) */
+#define TOKP_BLOB_MAX (16 * 1024) /* a key blob (hsm_int.h HSM_BLOB_MAX) */
 #define TOKP_SPKI_MAX 4096
-#define TOKP_RSA_MAX 512             /* 4096-bit modulus */
+#define TOKP_RSA_MAX 512 /* 4096-bit modulus */
 #define TOKP_DIGEST_MAX 64
 #define TOKP_JWT_DATA_MAX (64 * 1024)
 #define TOKP_PKCS8_MAX (8 * 1024)
@@ -41,15 +41,15 @@
 #define TOKP_LABEL_MAX 32
 #define TOKP_USER_MAX 64
 #define TOKP_PIN_MAX 256
-#define TOKP_AUTO_MAX 1024           /* an unattended method and its arg */
-#define TOKP_SHARE_MAX 128           /* one share's text */
-#define TOKP_SHARES_MAX 2048         /* every share, a line each */
-#define TOKP_CHAN_MAX 250            /* channels per token process */
-#define TOKP_BOOT_FD 3               /* the token process's boot socket */
+#define TOKP_AUTO_MAX 1024   /* an unattended method and its arg */
+#define TOKP_SHARE_MAX 128   /* one share's text */
+#define TOKP_SHARES_MAX 2048 /* every share, a line each */
+#define TOKP_CHAN_MAX 250    /* channels per token process */
+#define TOKP_BOOT_FD 3       /* the token process's boot socket */
 
 enum tokp_op {
-	TOKP_HELLO = 1,     /* boot: config + channel fds; answer: open's rc */
-	TOKP_TOKEN_INIT,    /* boot: a one-shot token process inits a token */
+	TOKP_HELLO = 1,  /* boot: config + channel fds; answer: open's rc */
+	TOKP_TOKEN_INIT, /* boot: a one-shot token process inits a token */
 	TOKP_HEALTH,
 	TOKP_GENERATE,
 	TOKP_DECRYPT,
@@ -63,9 +63,9 @@ enum tokp_op {
 	TOKP_SEAL,
 	TOKP_UNSEAL,
 	TOKP_UPGRADE,
-	TOKP_SEAL_STATUS,   /* is the token unsealed; shares taken so far */
-	TOKP_SHARE,         /* an operator key share, or a reset */
-	TOKP_REKEY,         /* boot: a one-shot token process rekeys */
+	TOKP_SEAL_STATUS, /* is the token unsealed; shares taken so far */
+	TOKP_SHARE,       /* an operator key share, or a reset */
+	TOKP_REKEY,       /* boot: a one-shot token process rekeys */
 	TOKP_OP_COUNT
 };
 
@@ -83,8 +83,8 @@ struct tokp_msg {
 	uint16_t n;
 	struct tokp_field f[TOKP_FIELDS_MAX];
 	uint8_t *raw;
-	size_t raw_len;       /* raw's size (wiped whole) */
-	size_t len;           /* the message's length in raw */
+	size_t raw_len; /* raw's size (wiped whole) */
+	size_t len;     /* the message's length in raw */
 };
 
 /* A message being built; on any failure err is set and tokp_send
@@ -129,8 +129,8 @@ int tokp_str(const struct tokp_field *f, char *out, size_t cap) HSM_WUR;
  * socket's SO_RCVTIMEO (then -3). Returns 0; -1 on a malformed message
  * or an I/O error; -2 on EOF (the peer is gone); -3 on timeout.
  */
-int tokp_send(int fd, const struct tokp_buf *b, const int *fds, size_t nfds)
-    HSM_WUR;
+int tokp_send(int fd, const struct tokp_buf *b, const int *fds,
+    size_t nfds) HSM_WUR;
 int tokp_recv(int fd, int timeout_ms, int response, struct tokp_msg *m,
     int *fds, size_t *nfds) HSM_WUR;
 void tokp_msg_clear(struct tokp_msg *m);

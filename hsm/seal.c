@@ -92,10 +92,10 @@ hkdf(const uint8_t s[SEAL_SECRET_LEN], const char *info, uint8_t out[32])
 	ok = EVP_PKEY_derive_init(k) > 0 &&
 	    EVP_PKEY_CTX_set_hkdf_md(k, EVP_sha256()) > 0 &&
 	    EVP_PKEY_CTX_set1_hkdf_salt(k, (const unsigned char *)SEAL_SALT,
-	    sizeof(SEAL_SALT) - 1) > 0 &&
+	        sizeof(SEAL_SALT) - 1) > 0 &&
 	    EVP_PKEY_CTX_set1_hkdf_key(k, s, SEAL_SECRET_LEN) > 0 &&
 	    EVP_PKEY_CTX_add1_hkdf_info(k, (const unsigned char *)info,
-	    (int)strlen(info)) > 0 &&
+	        (int)strlen(info)) > 0 &&
 	    EVP_PKEY_derive(k, out, &len) > 0 && len == 32;
 	EVP_PKEY_CTX_free(k);
 	return ok ? 0 : -1;
@@ -219,7 +219,7 @@ seal_conf_read(const char *hsmdir, const char *name, struct seal_conf *c)
 	    c->shares > SEAL_SHARES_MAX || c->threshold > c->shares ||
 	    (c->shares > 0 && c->threshold == 0) ||
 	    (c->method[0] != '\0' && strcmp(c->method, "systemd-creds") != 0 &&
-	    strcmp(c->method, "clevis") != 0) ||
+	        strcmp(c->method, "clevis") != 0) ||
 	    (c->shares == 0 && c->method[0] == '\0'))
 		return -2;
 	return 0;
@@ -237,8 +237,9 @@ write_file_atomic(const char *hsmdir, const char *name, const void *data,
 	    str_fmt(tmp, sizeof(tmp), "%s.tmp", path) != 0)
 		return -1;
 	(void)unlink(tmp);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
-	    O_NOFOLLOW, 0600)) < 0)
+	if ((fd = open(tmp,
+	         O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600)) <
+	    0)
 		return -1;
 	r = hsm_write_all(fd, data, len);
 	if (r == 0)
@@ -255,8 +256,7 @@ write_file_atomic(const char *hsmdir, const char *name, const void *data,
 }
 
 int
-seal_conf_write(const char *hsmdir, const char *name,
-    const struct seal_conf *c)
+seal_conf_write(const char *hsmdir, const char *name, const struct seal_conf *c)
 {
 	char hex[65];
 	buf_t *b;
@@ -266,9 +266,11 @@ seal_conf_write(const char *hsmdir, const char *name,
 	if ((b = buf_new(SEAL_CONF_MAX)) == NULL)
 		return -1;
 	to_hex(c->check, 32, hex);
-	r = buf_putf(b, "# p11vault seal configuration: no secret here (see "
+	r = buf_putf(b,
+	    "# p11vault seal configuration: no secret here (see "
 	    "docs/operations.md)\nformat=1\nthreshold=%u\nshares=%u\n"
-	    "check=%s\n", c->threshold, c->shares, hex);
+	    "check=%s\n",
+	    c->threshold, c->shares, hex);
 	for (i = 0; r == 0 && i < c->shares; i++) {
 		to_hex(c->share_hash[i], 32, hex);
 		r = buf_putf(b, "share.%u=%s\n", c->share_nr[i], hex);
@@ -288,7 +290,7 @@ static void
 fill_rand(unsigned char *p, unsigned int n)
 {
 	if (RAND_priv_bytes(p, (int)n) != 1)
-		abort();   /* never split with a broken generator */
+		abort(); /* never split with a broken generator */
 }
 
 static void
@@ -321,7 +323,8 @@ int
 seal_split(const uint8_t s[SEAL_SECRET_LEN], unsigned m, unsigned n,
     struct seal_conf *c, char **text, size_t *text_len)
 {
-	uint8_t nrs[SEAL_SHARES_MAX], body[SEAL_SECRET_LEN], sec[SEAL_SECRET_LEN];
+	uint8_t nrs[SEAL_SHARES_MAX], body[SEAL_SECRET_LEN],
+	    sec[SEAL_SECRET_LEN];
 	gfshare_ctx *g;
 	buf_t *t;
 	char hex[65];
@@ -342,7 +345,7 @@ seal_split(const uint8_t s[SEAL_SECRET_LEN], unsigned m, unsigned n,
 	for (i = 0; i < n; i++)
 		nrs[i] = (uint8_t)(i + 1);
 	if ((g = gfshare_ctx_init_enc(nrs, n, (unsigned char)m,
-	    SEAL_SECRET_LEN)) == NULL) {
+	         SEAL_SECRET_LEN)) == NULL) {
 		buf_free(t);
 		return -1;
 	}
@@ -358,7 +361,7 @@ seal_split(const uint8_t s[SEAL_SECRET_LEN], unsigned m, unsigned n,
 		OPENSSL_cleanse(hex, sizeof(hex));
 	}
 	OPENSSL_cleanse(body, sizeof(body));
-	gfshare_ctx_free(g);   /* scrubs its buffers */
+	gfshare_ctx_free(g); /* scrubs its buffers */
 	if (r != 0) {
 		buf_free(t);
 		return -1;
@@ -380,8 +383,9 @@ seal_offer(const struct seal_conf *c, struct seal_collect *col,
 	while (*share == ' ' || *share == '\t')
 		share++;
 	end = share + strlen(share);
-	while (end > share && (end[-1] == '\n' || end[-1] == '\r' ||
-	    end[-1] == ' ' || end[-1] == '\t'))
+	while (end > share &&
+	    (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' ' ||
+	        end[-1] == '\t'))
 		end--;
 	if ((dash = memchr(share, '-', (size_t)(end - share))) == NULL ||
 	    dash == share || dash - share > 3)
@@ -390,7 +394,7 @@ seal_offer(const struct seal_conf *c, struct seal_collect *col,
 	num[dash - share] = '\0';
 	if (parse_u64(num, 255, &nr) != 0 || nr < 1 ||
 	    from_hex(dash + 1, (size_t)(end - dash - 1), body, sizeof(body)) !=
-	    0)
+	        0)
 		return SEAL_SHARE_MALFORMED;
 	share_hash((uint8_t)nr, body, h);
 	for (i = 0; i < c->shares; i++)
@@ -425,7 +429,7 @@ seal_combine(const struct seal_conf *c, const struct seal_collect *col,
 
 	if (c->threshold == 0 || col->count < c->threshold)
 		return -1;
-	gfshare_fill_rand = fill_rand;   /* gfshare_ctx_free scrubs with it */
+	gfshare_fill_rand = fill_rand; /* gfshare_ctx_free scrubs with it */
 	k = c->threshold;
 	memcpy(nrs, col->nr, k);
 	if ((g = gfshare_ctx_init_dec(nrs, k, SEAL_SECRET_LEN)) == NULL)
@@ -505,7 +509,8 @@ auto_decrypt(const struct seal_conf *c, const char *name, const char *path,
 	if (strcmp(c->method, "systemd-creds") == 0) {
 		char *argv[] = { sc, dec, nm, pth, dash, NULL };
 		r = hsm_run(argv, -1, "", 0, out, cap, len);
-		*why = "systemd-creds decrypt failed (another machine's key, an "
+		*why =
+		    "systemd-creds decrypt failed (another machine's key, an "
 		    "altered file, or not root)";
 	} else if (strcmp(c->method, "clevis") == 0) {
 		char *argv[] = { cl, dec, NULL };
@@ -517,14 +522,16 @@ auto_decrypt(const struct seal_conf *c, const char *name, const char *path,
 		if (file_read(path, JWE_MAX, &b) == 0) {
 			jwe = buf_str(b);
 			jl = buf_len(b);
-			while (jl > 0 && (jwe[jl - 1] == '\n' ||
-			    jwe[jl - 1] == '\r' || jwe[jl - 1] == ' '))
+			while (jl > 0 &&
+			    (jwe[jl - 1] == '\n' || jwe[jl - 1] == '\r' ||
+			        jwe[jl - 1] == ' '))
 				jl--;
 		}
 		r = jl > 0 ? hsm_run(argv, -1, buf_str(b), jl, out, cap, len) :
-		    -1;
+		             -1;
 		buf_free(b);
-		*why = "clevis decrypt failed (Tang server unreachable, wrong "
+		*why =
+		    "clevis decrypt failed (Tang server unreachable, wrong "
 		    "machine, or an altered file)";
 	} else {
 		*why = "no unattended method is configured";
@@ -537,7 +544,8 @@ static int
 auto_encrypt(const struct seal_conf *c, const char *name, const uint8_t *in,
     size_t in_len, const char *dir, const char *file, const char **why)
 {
-	char nm[128], wk[SEAL_AUTO_MAX + 16], dash[] = "-", sc[] = "systemd-creds";
+	char nm[128], wk[SEAL_AUTO_MAX + 16], dash[] = "-",
+	                                      sc[] = "systemd-creds";
 	char enc[] = "encrypt", cl[] = "clevis", y[] = "-y", pin[64], *cfg;
 	uint8_t *out;
 	size_t len = 0, pl, cap = 256 * 1024;
@@ -553,12 +561,13 @@ auto_encrypt(const struct seal_conf *c, const char *name, const uint8_t *in,
 	if (strcmp(c->method, "systemd-creds") == 0) {
 		char *argv[] = { sc, enc, nm, wk, dash, dash, NULL };
 		if (str_fmt(wk, sizeof(wk), "--with-key=%s",
-		    c->arg[0] != '\0' ? c->arg : "host") != 0) {
+		        c->arg[0] != '\0' ? c->arg : "host") != 0) {
 			free(out);
 			return -1;
 		}
 		r = hsm_run(argv, -1, in, in_len, out, cap, &len);
-		*why = "systemd-creds encrypt failed (run as root; for tpm2 "
+		*why =
+		    "systemd-creds encrypt failed (run as root; for tpm2 "
 		    "a TPM is needed)";
 	} else if (strcmp(c->method, "clevis") == 0) {
 		/* arg: "PIN CONFIG", e.g. tang {"url":"http://…"} */
@@ -570,7 +579,8 @@ auto_encrypt(const struct seal_conf *c, const char *name, const uint8_t *in,
 			pin[pl] = '\0';
 			char *argv[] = { cl, enc, pin, cfg + 1, y, NULL };
 			r = hsm_run(argv, -1, in, in_len, out, cap, &len);
-			*why = "clevis encrypt failed (is the Tang server "
+			*why =
+			    "clevis encrypt failed (is the Tang server "
 			    "reachable?)";
 		}
 	} else {
@@ -603,7 +613,8 @@ seal_auto_unseal(const char *hsmdir, const struct seal_conf *c,
 		return -1;
 	r = auto_decrypt(c, CRED_NAME, path, out, sizeof(out), &len, why);
 	if (r == 0 && secret_of(out, len, s) != 0) {
-		*why = "the unattended method gave something that is not an "
+		*why =
+		    "the unattended method gave something that is not an "
 		    "unseal secret";
 		r = -1;
 	}
@@ -699,11 +710,12 @@ pending_key(const char *old_pin, uint8_t k[32])
 	ok = EVP_PKEY_derive_init(c) > 0 &&
 	    EVP_PKEY_CTX_set_hkdf_md(c, EVP_sha256()) > 0 &&
 	    EVP_PKEY_CTX_set1_hkdf_salt(c, (const unsigned char *)SEAL_SALT,
-	    sizeof(SEAL_SALT) - 1) > 0 &&
+	        sizeof(SEAL_SALT) - 1) > 0 &&
 	    EVP_PKEY_CTX_set1_hkdf_key(c, (const unsigned char *)old_pin,
-	    (int)strlen(old_pin)) > 0 &&
+	        (int)strlen(old_pin)) > 0 &&
 	    EVP_PKEY_CTX_add1_hkdf_info(c, (const unsigned char *)"pending",
-	    7) > 0 && EVP_PKEY_derive(c, k, &len) > 0 && len == 32;
+	        7) > 0 &&
+	    EVP_PKEY_derive(c, k, &len) > 0 && len == 32;
 	EVP_PKEY_CTX_free(c);
 	return ok ? 0 : -1;
 }
@@ -722,9 +734,10 @@ seal_pending_write(const char *hsmdir, const char *old_pin,
 		goto out;
 	ok = EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, k, b) == 1 &&
 	    EVP_EncryptUpdate(c, b + 12, &n, s, SEAL_SECRET_LEN) == 1 &&
-	    n == SEAL_SECRET_LEN && EVP_EncryptFinal_ex(c, b + 12 + n, &n) == 1 &&
+	    n == SEAL_SECRET_LEN &&
+	    EVP_EncryptFinal_ex(c, b + 12 + n, &n) == 1 &&
 	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16,
-	    b + 12 + SEAL_SECRET_LEN) == 1;
+	        b + 12 + SEAL_SECRET_LEN) == 1;
 	if (ok)
 		ok = write_file_atomic(hsmdir, PENDING, b, sizeof(b)) == 0;
 out:
@@ -755,7 +768,7 @@ seal_pending_read(const char *hsmdir, const char *old_pin,
 	ok = EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, k, p) == 1 &&
 	    EVP_DecryptUpdate(c, s, &n, p + 12, SEAL_SECRET_LEN) == 1 &&
 	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16,
-	    (void *)(p + 12 + SEAL_SECRET_LEN)) == 1 &&
+	        (void *)(p + 12 + SEAL_SECRET_LEN)) == 1 &&
 	    EVP_DecryptFinal_ex(c, s + n, &n) == 1;
 out:
 	EVP_CIPHER_CTX_free(c);

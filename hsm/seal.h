@@ -28,19 +28,19 @@
 #include "hsm/hsm.h"
 
 #define SEAL_SECRET_LEN 32
-#define SEAL_PIN_LEN 64            /* hex of 32 derived bytes */
+#define SEAL_PIN_LEN 64 /* hex of 32 derived bytes */
 #define SEAL_SHARES_MAX 16
-#define SEAL_SHARE_TEXT 72         /* "255-" + 64 hex + NUL, rounded */
+#define SEAL_SHARE_TEXT 72 /* "255-" + 64 hex + NUL, rounded */
 #define SEAL_CONF "seal.conf"
-#define SEAL_AUTO_MAX 1024         /* the method's argument */
+#define SEAL_AUTO_MAX 1024 /* the method's argument */
 
 struct seal_conf {
-	unsigned threshold, shares;        /* 0, 0: no operator shares */
+	unsigned threshold, shares; /* 0, 0: no operator shares */
 	uint8_t check[32];
 	uint8_t share_nr[SEAL_SHARES_MAX];
 	uint8_t share_hash[SEAL_SHARES_MAX][32];
-	char method[16];                   /* "", "systemd-creds", "clevis" */
-	char arg[SEAL_AUTO_MAX];           /* --with-key=…, or pin + config */
+	char method[16];         /* "", "systemd-creds", "clevis" */
+	char arg[SEAL_AUTO_MAX]; /* --with-key=…, or pin + config */
 };
 
 /* Shares collected by a running token process, in a locked page. */
@@ -61,14 +61,12 @@ int seal_conf_write(const char *hsmdir, const char *name,
 int seal_pin(const uint8_t s[SEAL_SECRET_LEN], const char *what,
     char pin[SEAL_PIN_LEN + 1]) HSM_WUR;
 /* The check value of s (HKDF "check"), for seal.conf. */
-int seal_check_value(const uint8_t s[SEAL_SECRET_LEN], uint8_t out[32])
-    HSM_WUR;
+int seal_check_value(const uint8_t s[SEAL_SECRET_LEN], uint8_t out[32]) HSM_WUR;
 /* 0 if s is this vault's secret (its HMAC matches c->check). */
-int seal_check(const struct seal_conf *c, const uint8_t s[SEAL_SECRET_LEN])
-    HSM_WUR;
+int seal_check(const struct seal_conf *c,
+    const uint8_t s[SEAL_SECRET_LEN]) HSM_WUR;
 /* dir/name into out[cap]: 0, or HSM_ERR_ARGS when it does not fit. */
-int seal_path(char *out, size_t cap, const char *dir, const char *name)
-    HSM_WUR;
+int seal_path(char *out, size_t cap, const char *dir, const char *name) HSM_WUR;
 
 /* A new random S. */
 int seal_new_secret(uint8_t s[SEAL_SECRET_LEN]) HSM_WUR;
@@ -86,8 +84,12 @@ int seal_split(const uint8_t s[SEAL_SECRET_LEN], unsigned m, unsigned n,
  * One share offered: 0 taken (col->count grew), SEAL_SHARE_UNKNOWN (not a
  * share of this vault, or malformed), SEAL_SHARE_REPEATED.
  */
-enum { SEAL_SHARE_TAKEN = 0, SEAL_SHARE_UNKNOWN = 1,
-    SEAL_SHARE_REPEATED = 2, SEAL_SHARE_MALFORMED = 3 };
+enum {
+	SEAL_SHARE_TAKEN = 0,
+	SEAL_SHARE_UNKNOWN = 1,
+	SEAL_SHARE_REPEATED = 2,
+	SEAL_SHARE_MALFORMED = 3
+};
 int seal_offer(const struct seal_conf *c, struct seal_collect *col,
     const char *share);
 /* With col->count >= threshold: S back, checked (0), else -1. */

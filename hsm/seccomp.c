@@ -65,56 +65,150 @@
 static const char *const base_calls[] = {
 	/* memory: malloc, thread stacks, OpenSSL's secure heap, the PIN
 	 * page (hsm_secret_alloc) */
-	"brk", "munmap", "madvise", "mremap", "mlock", "munlock",
+	"brk",
+	"munmap",
+	"madvise",
+	"mremap",
+	"mlock",
+	"munlock",
 	/* threads: pthreads, OpenSSL and SoftHSMv2 locks */
-	"futex", "set_robust_list", "rseq", "exit", "exit_group",
-	"sched_yield", "sched_getaffinity", "gettid", "getpid", "getppid",
+	"futex",
+	"set_robust_list",
+	"rseq",
+	"exit",
+	"exit_group",
+	"sched_yield",
+	"sched_getaffinity",
+	"gettid",
+	"getpid",
+	"getppid",
 	/* signals: glibc's first pthread_create installs its handlers */
-	"rt_sigprocmask", "rt_sigaction", "rt_sigreturn", "restart_syscall",
+	"rt_sigprocmask",
+	"rt_sigaction",
+	"rt_sigreturn",
+	"restart_syscall",
 	/* time and randomness (OpenSSL, GnuTLS, deadlines) */
-	"clock_gettime", "clock_getres", "gettimeofday", "time",
-	"nanosleep", "clock_nanosleep", "getrandom",
+	"clock_gettime",
+	"clock_getres",
+	"gettimeofday",
+	"time",
+	"nanosleep",
+	"clock_nanosleep",
+	"getrandom",
 	/* fds already held: the channels (tokp_send/tokp_recv), stderr */
-	"read", "write", "readv", "writev", "pread64", "pwrite64",
-	"close", "lseek", "poll", "ppoll", "recvmsg", "sendmsg",
-	"recvfrom", "sendto", "fcntl",
+	"read",
+	"write",
+	"readv",
+	"writev",
+	"pread64",
+	"pwrite64",
+	"close",
+	"lseek",
+	"poll",
+	"ppoll",
+	"recvmsg",
+	"sendmsg",
+	"recvfrom",
+	"sendto",
+	"fcntl",
 	/* the SoftHSMv2 object store: token files, their .lock files,
 	 * the generation file, new objects (the backup key on first
 	 * use), rescans of the token directory */
-	"open", "openat", "creat", "stat", "fstat", "lstat", "newfstatat",
-	"statx", "access", "faccessat", "faccessat2", "readlink",
-	"readlinkat", "getdents64", "flock", "fsync", "fdatasync",
-	"ftruncate", "mkdir", "mkdirat", "unlink", "unlinkat", "rename",
-	"renameat", "renameat2", "fchmod", "umask", "getcwd",
+	"open",
+	"openat",
+	"creat",
+	"stat",
+	"fstat",
+	"lstat",
+	"newfstatat",
+	"statx",
+	"access",
+	"faccessat",
+	"faccessat2",
+	"readlink",
+	"readlinkat",
+	"getdents64",
+	"flock",
+	"fsync",
+	"fdatasync",
+	"ftruncate",
+	"mkdir",
+	"mkdirat",
+	"unlink",
+	"unlinkat",
+	"rename",
+	"renameat",
+	"renameat2",
+	"fchmod",
+	"umask",
+	"getcwd",
 	"fadvise64",
 	/* who am I, and harmless facts (glibc's sysconf, qsort) */
-	"getuid", "geteuid", "getgid", "getegid", "getresuid",
-	"getresgid", "uname", "sysinfo", "getrlimit", "getrusage",
+	"getuid",
+	"geteuid",
+	"getgid",
+	"getegid",
+	"getresuid",
+	"getresgid",
+	"uname",
+	"sysinfo",
+	"getrlimit",
+	"getrusage",
 	/* ASan/UBSan runtime (build/san): an alternate signal stack per
 	 * thread; the leak checker lists /proc/self/task with the old
 	 * getdents */
-	"sigaltstack", "getdents",
+	"sigaltstack",
+	"getdents",
 };
 
 /* The network process, beyond base_calls (see also net_rules). */
 static const char *const net_calls[] = {
 	/* MHD: connections on the listening socket it already holds */
-	"accept", "accept4", "shutdown", "setsockopt", "getsockopt",
-	"getsockname", "getpeername", "epoll_create", "epoll_create1",
-	"epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2",
-	"select", "pselect6", "eventfd2", "pipe", "pipe2", "sendfile",
+	"accept",
+	"accept4",
+	"shutdown",
+	"setsockopt",
+	"getsockopt",
+	"getsockname",
+	"getpeername",
+	"epoll_create",
+	"epoll_create1",
+	"epoll_ctl",
+	"epoll_wait",
+	"epoll_pwait",
+	"epoll_pwait2",
+	"select",
+	"pselect6",
+	"eventfd2",
+	"pipe",
+	"pipe2",
+	"sendfile",
 	/* SQLite: journal/WAL files, root-owned journals, mmap I/O */
-	"fchown", "msync", "fstatfs", "statfs",
+	"fchown",
+	"msync",
+	"fstatfs",
+	"statfs",
 	/* starting and reaping token processes (client.c): posix_spawn's
 	 * child (signal dispositions, dup2 of the boot socket, execve),
 	 * wait */
-	"dup", "dup2", "dup3", "execve", "wait4", "waitid",
+	"dup",
+	"dup2",
+	"dup3",
+	"execve",
+	"wait4",
+	"waitid",
 	/* the token process before its own filter: the loader, its
 	 * hardening (tokend.c, harden.c) and its filter (this file) */
-	"arch_prctl", "set_tid_address", "close_range", "mlockall",
+	"arch_prctl",
+	"set_tid_address",
+	"close_range",
+	"mlockall",
 	"seccomp",
 	/* sigwait in cmd_serve; raise and abort */
-	"rt_sigtimedwait", "rt_sigsuspend", "tkill", "tgkill",
+	"rt_sigtimedwait",
+	"rt_sigsuspend",
+	"tkill",
+	"tgkill",
 };
 
 /* An argument comparison (the SCMP_A* macros leave fields unnamed). */
@@ -153,8 +247,8 @@ allow_names(struct sc_filter *f, const char *const *names, size_t n)
 }
 
 static void
-rule(struct sc_filter *f, uint32_t action, const char *name,
-    unsigned int argc, const struct scmp_arg_cmp *args)
+rule(struct sc_filter *f, uint32_t action, const char *name, unsigned int argc,
+    const struct scmp_arg_cmp *args)
 {
 	int nr;
 
@@ -185,7 +279,10 @@ base_rules(struct sc_filter *f, int exec_ok)
 {
 	static const scmp_datum_t tty[] = { TCGETS, FIONREAD };
 	static const scmp_datum_t pr[] = {
-		PR_GET_DUMPABLE, PR_SET_NAME, PR_GET_NAME, PR_GET_SECCOMP,
+		PR_GET_DUMPABLE,
+		PR_SET_NAME,
+		PR_GET_NAME,
+		PR_GET_SECCOMP,
 		PR_GET_NO_NEW_PRIVS,
 	};
 	struct scmp_arg_cmp c[2];
@@ -231,7 +328,9 @@ static void
 net_rules(struct sc_filter *f)
 {
 	static const scmp_datum_t pr[] = {
-		PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS,
+		PR_SET_PDEATHSIG,
+		PR_SET_DUMPABLE,
+		PR_SET_NO_NEW_PRIVS,
 		PR_SET_SECCOMP,
 	};
 	struct scmp_arg_cmp c[2];
@@ -285,8 +384,8 @@ san_rules(struct sc_filter *f, int network)
 	rule(f, SCMP_ACT_ERRNO(EPERM), "fork", 0, NULL);
 	rule(f, SCMP_ACT_ERRNO(EPERM), "vfork", 0, NULL);
 	if (network) {
-		c = cmp(0, SCMP_CMP_EQ, CLONE_VM | CLONE_FS | CLONE_FILES |
-		    CLONE_UNTRACED, 0);
+		c = cmp(0, SCMP_CMP_EQ,
+		    CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_UNTRACED, 0);
 		rule(f, SCMP_ACT_ALLOW, "clone", 1, &c);
 		rule(f, SCMP_ACT_ALLOW, "ptrace", 0, NULL);
 		c = cmp(0, SCMP_CMP_EQ, PR_SET_PTRACER, 0);
@@ -346,12 +445,11 @@ load(int network)
 	 * getpid from OpenSSL, recvmsg/sendmsg) */
 	if (f.err == 0)
 		f.err = seccomp_attr_set(f.ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
-	allow_names(&f, base_calls, sizeof(base_calls) /
-	    sizeof(base_calls[0]));
+	allow_names(&f, base_calls, sizeof(base_calls) / sizeof(base_calls[0]));
 	base_rules(&f, network);
 	if (network) {
-		allow_names(&f, net_calls, sizeof(net_calls) /
-		    sizeof(net_calls[0]));
+		allow_names(&f, net_calls,
+		    sizeof(net_calls) / sizeof(net_calls[0]));
 		net_rules(&f);
 	} else
 		token_rules(&f);

@@ -12,12 +12,13 @@
 #include "hsm/hsm.h"
 
 struct tok_config {
-	const char *module_path;  /* e.g. /usr/lib/softhsm/libsofthsm2.so */
-	const char *token_label;  /* slot is found by this label */
-	const char *user_pin;     /* copied (wiped at tok_close): the pool logs
-	                             in again after a token fault */
-	size_t pool_size;         /* sessions; 0 = 8 */
-	size_t cache_size;        /* cached key handles; 0 = 4096 */
+	const char *module_path; /* e.g. /usr/lib/softhsm/libsofthsm2.so */
+	const char *token_label; /* slot is found by this label */
+	/* copied (wiped at tok_close): the pool logs
+	 * in again after a token fault */
+	const char *user_pin;
+	size_t pool_size;  /* sessions; 0 = 8 */
+	size_t cache_size; /* cached key handles; 0 = 4096 */
 };
 
 typedef struct tok tok_t;
@@ -64,8 +65,7 @@ int tok_health(tok_t *h) HSM_WUR;
  */
 int tok_key_generate(tok_t *h, const char *bind, enum hsm_kty kty,
     unsigned rsa_bits, int ec_nid, uint8_t **blob, size_t *blob_len,
-    uint8_t **spki,
-    size_t *spki_len) HSM_WUR;
+    uint8_t **spki, size_t *spki_len) HSM_WUR;
 
 /*
  * Private-key operations on a blob. cache_id names the blob (the key
@@ -110,9 +110,8 @@ void tok_stats(tok_t *h, uint64_t *cache_hits, uint64_t *cache_misses,
  * tok_key_generate. A malformed or unsupported key: HSM_ERR_ARGS.
  */
 int tok_key_import(tok_t *h, const char *bind, const uint8_t *pkcs8,
-    size_t pkcs8_len,
-    struct hsm_key_desc *desc, uint8_t **blob, size_t *blob_len,
-    uint8_t **spki, size_t *spki_len) HSM_WUR;
+    size_t pkcs8_len, struct hsm_key_desc *desc, uint8_t **blob,
+    size_t *blob_len, uint8_t **spki, size_t *spki_len) HSM_WUR;
 
 /*
  * BYOK: transfer = RSA-OAEP(SHA-1) ciphertext under the key-exchange key
@@ -122,11 +121,10 @@ int tok_key_import(tok_t *h, const char *bind, const uint8_t *pkcs8,
  * failure to open the transfer (wrong KEK, altered, truncated):
  * HSM_ERR_ARGS.
  */
-int tok_key_import_byok(tok_t *h, const char *bind,
-    const char *kek_bind, const uint8_t *kek_blob, size_t kek_blob_len,
-    const uint8_t *transfer, size_t transfer_len,
-    struct hsm_key_desc *desc, uint8_t **blob, size_t *blob_len,
-    uint8_t **spki, size_t *spki_len) HSM_WUR;
+int tok_key_import_byok(tok_t *h, const char *bind, const char *kek_bind,
+    const uint8_t *kek_blob, size_t kek_blob_len, const uint8_t *transfer,
+    size_t transfer_len, struct hsm_key_desc *desc, uint8_t **blob,
+    size_t *blob_len, uint8_t **spki, size_t *spki_len) HSM_WUR;
 
 /*
  * Authenticated encryption (AES-256-GCM in the token) under the token's

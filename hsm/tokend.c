@@ -40,22 +40,24 @@
 static void
 tlog(const char *event, const char *msg)
 {
-	fprintf(stderr, "{\"level\":\"error\",\"event\":\"%s\",\"msg\":\"%s\","
-	    "\"process\":\"token\"}\n", event, msg);
+	fprintf(stderr,
+	    "{\"level\":\"error\",\"event\":\"%s\",\"msg\":\"%s\","
+	    "\"process\":\"token\"}\n",
+	    event, msg);
 }
 
 struct tokd {
-	tok_t *tok;           /* NULL while sealed; set once (atomically) */
+	tok_t *tok; /* NULL while sealed; set once (atomically) */
 	pthread_mutex_t mu;
-	size_t live;          /* channel threads still running */
+	size_t live; /* channel threads still running */
 
 	/* the seal: shares taken so far, under smu */
 	pthread_mutex_t smu;
 	int have_conf, legacy;
-	uint32_t last;        /* the last share's result */
+	uint32_t last; /* the last share's result */
 	struct seal_conf conf;
-	struct seal_collect *col;   /* a locked, undumped page */
-	struct tok_config cfg;      /* without a PIN */
+	struct seal_collect *col; /* a locked, undumped page */
+	struct tok_config cfg;    /* without a PIN */
 	const char *hsmdir;
 };
 
@@ -91,7 +93,7 @@ open_token(struct tokd *d, const uint8_t *s, const char *legacy_pin)
 		int have_so = s != NULL && seal_pin(s, "so", so) == 0;
 
 		if (tseal_rollback(d->hsmdir, d->cfg.module_path,
-		    d->cfg.token_label, pin, have_so ? so : NULL) == 0)
+		        d->cfg.token_label, pin, have_so ? so : NULL) == 0)
 			rc = tok_open(&cfg, &t);
 		OPENSSL_cleanse(so, sizeof(so));
 	}
@@ -99,7 +101,8 @@ open_token(struct tokd *d, const uint8_t *s, const char *legacy_pin)
 	if (rc != HSM_OK)
 		return rc;
 	if (hsm_lock_memory() != 0)
-		tlog("memory_not_locked", "RLIMIT_MEMLOCK is too low to lock "
+		tlog("memory_not_locked",
+		    "RLIMIT_MEMLOCK is too low to lock "
 		    "the token process's memory; it may be swapped");
 	if (hsm_seccomp_token() != 0) {
 		tok_close(t);
@@ -137,9 +140,9 @@ take_share(struct tokd *d, const struct tokp_msg *q, struct tokp_buf *b)
 			OPENSSL_cleanse(d->col, sizeof(*d->col));
 		d->last = 0;
 	} else if (tok_of(d) != NULL) {
-		d->last = SEAL_SHARE_TAKEN;   /* already unsealed */
+		d->last = SEAL_SHARE_TAKEN; /* already unsealed */
 	} else if (!d->have_conf || d->conf.shares == 0 || d->col == NULL) {
-		rc = HSM_ERR_ARGS;           /* nothing to take shares for */
+		rc = HSM_ERR_ARGS; /* nothing to take shares for */
 	} else if (tokp_str(&q->f[1], share, sizeof(share)) != 0) {
 		d->last = SEAL_SHARE_MALFORMED;
 	} else {
@@ -150,10 +153,12 @@ take_share(struct tokd *d, const struct tokp_msg *q, struct tokp_buf *b)
 			if (seal_combine(&d->conf, d->col, s) != 0) {
 				d->last = SEAL_SHARE_UNKNOWN;
 			} else if ((rc = open_token(d, s, NULL)) != HSM_OK) {
-				tlog("unseal_failed", "the shares are right but "
+				tlog("unseal_failed",
+				    "the shares are right but "
 				    "the token did not open");
 			} else {
-				tseal_log("info", "unsealed", "the vault is "
+				tseal_log("info", "unsealed",
+				    "the vault is "
 				    "unsealed (operator key shares)");
 			}
 			OPENSSL_cleanse(s, sizeof(s));
@@ -199,7 +204,8 @@ module_allowed(const char *module, const char *allow)
 		p = e + 1;
 	}
 refused:
-	tlog("module_not_allowed", "the PKCS#11 module is not in an allowed "
+	tlog("module_not_allowed",
+	    "the PKCS#11 module is not in an allowed "
 	    "directory (P11VAULT_MODULE_ALLOW)");
 	return HSM_ERR_ARGS;
 }
@@ -213,8 +219,8 @@ answer(int fd, const struct tokp_msg *q, int status, struct tokp_buf *b)
 	/* an error carries no field: start again without them */
 	if (status != HSM_OK || b->err) {
 		tokp_buf_clear(b);
-		tokp_begin(b, (enum tokp_op)q->op, q->id, status != HSM_OK ?
-		    status : HSM_ERR_INTERNAL);
+		tokp_begin(b, (enum tokp_op)q->op, q->id,
+		    status != HSM_OK ? status : HSM_ERR_INTERNAL);
 	}
 	r = tokp_send(fd, b, NULL, 0);
 	tokp_buf_clear(b);
@@ -253,8 +259,7 @@ op_seal_status(struct tokd *d, tok_t *t, const struct tokp_msg *q,
 }
 
 static int
-op_share(struct tokd *d, tok_t *t, const struct tokp_msg *q,
-    struct tokp_buf *b)
+op_share(struct tokd *d, tok_t *t, const struct tokp_msg *q, struct tokp_buf *b)
 {
 	(void)t;
 	return take_share(d, q, b);
@@ -294,8 +299,7 @@ op_generate(struct tokd *d, tok_t *t, const struct tokp_msg *q,
 
 /* decrypt and sign: cache id, blob, alg, input, output capacity */
 static int
-op_key(struct tokd *d, tok_t *t, const struct tokp_msg *q,
-    struct tokp_buf *b)
+op_key(struct tokd *d, tok_t *t, const struct tokp_msg *q, struct tokp_buf *b)
 {
 	char id[HSM_BIND_MAX + 1];
 	uint8_t out[TOKP_RSA_MAX];
@@ -365,8 +369,7 @@ op_jwt_public(struct tokd *d, tok_t *t, const struct tokp_msg *q,
 
 /* Answers zeros while sealed: metrics work before the unseal. */
 static int
-op_stats(struct tokd *d, tok_t *t, const struct tokp_msg *q,
-    struct tokp_buf *b)
+op_stats(struct tokd *d, tok_t *t, const struct tokp_msg *q, struct tokp_buf *b)
 {
 	uint64_t hits = 0, misses = 0;
 	size_t busy = 0, total = 0;
@@ -397,8 +400,8 @@ op_import(struct tokd *d, tok_t *t, const struct tokp_msg *q,
 		return HSM_ERR_ARGS;
 	memset(&desc, 0, sizeof(desc));
 	if (q->op == TOKP_IMPORT)
-		rc = tok_key_import(t, id, q->f[1].p, q->f[1].len, &desc,
-		    &blob, &blob_len, &spki, &spki_len);
+		rc = tok_key_import(t, id, q->f[1].p, q->f[1].len, &desc, &blob,
+		    &blob_len, &spki, &spki_len);
 	else if (tokp_str(&q->f[1], kid, sizeof(kid)) != 0)
 		return HSM_ERR_ARGS;
 	else
@@ -412,8 +415,7 @@ op_import(struct tokd *d, tok_t *t, const struct tokp_msg *q,
 
 /* seal, unseal and upgrade: one buffer out */
 static int
-op_data(struct tokd *d, tok_t *t, const struct tokp_msg *q,
-    struct tokp_buf *b)
+op_data(struct tokd *d, tok_t *t, const struct tokp_msg *q, struct tokp_buf *b)
 {
 	char id[HSM_BIND_MAX + 1];
 	uint8_t *out = NULL;
@@ -439,7 +441,7 @@ op_data(struct tokd *d, tok_t *t, const struct tokp_msg *q,
 struct op_handler {
 	int (*run)(struct tokd *d, tok_t *t, const struct tokp_msg *q,
 	    struct tokp_buf *b);
-	int sealed_ok;        /* answered while the token is not open */
+	int sealed_ok; /* answered while the token is not open */
 };
 
 /* HELLO, TOKEN_INIT and REKEY belong to the boot socket: none here. */
@@ -492,7 +494,7 @@ chan_main(void *arg)
 
 	for (;;) {
 		if (tokp_recv(ca->fd, -1, 0, &q, NULL, NULL) != 0)
-			break;   /* EOF, or a malformed request: hang up */
+			break; /* EOF, or a malformed request: hang up */
 		rc = dispatch(ca->d, &q, &b);
 		rc = answer(ca->fd, &q, rc, &b);
 		tokp_msg_clear(&q);
@@ -539,7 +541,7 @@ ceremony(const struct tokp_msg *m, struct tokp_buf *b)
 	    (old = calloc(1, TOKP_SHARES_MAX + 1)) == NULL ||
 	    tokp_str(&m->f[6], au, TOKP_AUTO_MAX + 1) != 0 ||
 	    (m->op == TOKP_REKEY &&
-	    tokp_str(&m->f[7], old, TOKP_SHARES_MAX + 1) != 0))
+	        tokp_str(&m->f[7], old, TOKP_SHARES_MAX + 1) != 0))
 		goto out;
 	if (module_allowed(mod, allow) != 0)
 		goto out;
@@ -608,8 +610,7 @@ boot_isolate(void)
 }
 
 /* Until the parent hangs up the boot socket; then the process ends. */
-static void __attribute__((noreturn))
-boot_wait_end(void)
+static void __attribute__((noreturn)) boot_wait_end(void)
 {
 	ssize_t n;
 	uint8_t c;
@@ -636,7 +637,8 @@ boot_ceremony(struct tokp_msg *m, int *fds, size_t nfds)
 	rc = ceremony(m, &b);
 	if (rc != HSM_OK) {
 		if (boot_answer(rc, m->op) != 0)
-			tlog("answer_lost", "the ceremony's error could not "
+			tlog("answer_lost",
+			    "the ceremony's error could not "
 			    "be sent");
 	} else if (tokp_send(TOKP_BOOT_FD, &b, NULL, 0) != 0) {
 		tlog("answer_lost", "the new shares could not be sent");
@@ -648,8 +650,7 @@ boot_ceremony(struct tokp_msg *m, int *fds, size_t nfds)
 }
 
 /* A boot that cannot go on: the parent learns why, the process ends. */
-static void __attribute__((noreturn))
-boot_fail(int rc)
+static void __attribute__((noreturn)) boot_fail(int rc)
 {
 	if (boot_answer(rc, TOKP_HELLO) != 0)
 		tlog("answer_lost", "the boot error could not be sent");
@@ -668,13 +669,14 @@ boot_open(struct tokd *d, const struct hello *hl)
 
 	if ((rc = module_allowed(hl->mod, hl->allow)) != 0)
 		return rc;
-	rc = tseal_boot(hl->hsmdir, hl->mod, hl->label, &d->conf,
-	    &d->have_conf, s, &have_s, pin, sizeof(pin), &d->legacy);
+	rc = tseal_boot(hl->hsmdir, hl->mod, hl->label, &d->conf, &d->have_conf,
+	    s, &have_s, pin, sizeof(pin), &d->legacy);
 	if (rc != HSM_OK)
 		return rc;
 	if (hl->user[0] != '\0' &&
 	    hsm_drop_privileges(hl->user, err, sizeof(err)) != 0) {
-		tlog("privilege_drop_failed", "the token process cannot "
+		tlog("privilege_drop_failed",
+		    "the token process cannot "
 		    "become the --user given");
 		rc = HSM_ERR_ARGS;
 		goto out;
@@ -690,7 +692,8 @@ boot_open(struct tokd *d, const struct hello *hl)
 	if (have_s || d->legacy)
 		rc = open_token(d, have_s ? s : NULL, pin);
 	else
-		tseal_log("warning", "sealed", "the vault is sealed: it serves "
+		tseal_log("warning", "sealed",
+		    "the vault is sealed: it serves "
 		    "no key until its key shares are given (p11vault unseal)");
 out:
 	OPENSSL_cleanse(s, sizeof(s));

@@ -110,20 +110,20 @@ init_objects(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, const char *so_pin,
 	int rc;
 
 	if ((rc = hsm_init_rv(f->C_Login(s, CKU_SO, (CK_UTF8CHAR *)so_pin,
-	    strlen(so_pin)))) != 0)
+	         strlen(so_pin)))) != 0)
 		return rc;
 	if ((rc = hsm_init_rv(f->C_InitPIN(s, (CK_UTF8CHAR *)user_pin,
-	    strlen(user_pin)))) == 0)
+	         strlen(user_pin)))) == 0)
 		rc = make_domain_key(f, s);
 	(void)f->C_Logout(s);
 	if (rc != 0)
 		return rc;
 	if ((rc = hsm_init_rv(f->C_Login(s, CKU_USER, (CK_UTF8CHAR *)user_pin,
-	    strlen(user_pin)))) != 0)
+	         strlen(user_pin)))) != 0)
 		return rc;
 	if ((rc = make_jwt_key(f, s)) == 0 &&
-	    (rc = hsm_init_rv(hsm_role_key_make(f, s, HSM_BIND_LABEL,
-	    &k))) == 0)
+	    (rc = hsm_init_rv(hsm_role_key_make(f, s, HSM_BIND_LABEL, &k))) ==
+	        0)
 		rc = hsm_init_rv(hsm_role_key_make(f, s, HSM_SEAL_LABEL, &k));
 	(void)f->C_Logout(s);
 	return rc;
@@ -154,13 +154,13 @@ tok_token_init(const char *module_path, const char *token_label,
 		goto out;
 	hsm_pad_label(token_label, label);
 	if ((rc = hsm_init_rv(f->C_InitToken(slot, (CK_UTF8CHAR *)so_pin,
-	    strlen(so_pin), label))) != 0)
+	         strlen(so_pin), label))) != 0)
 		goto out;
 	/* some modules (SoftHSMv2) move an initialised token to a new slot */
 	if ((rc = hsm_slot_find(f, token_label, &slot)) != 0)
 		goto out;
 	if ((rc = hsm_init_rv(f->C_OpenSession(slot,
-	    CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s))) != 0)
+	         CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s))) != 0)
 		goto out;
 	rc = init_objects(f, s, so_pin, user_pin);
 out:
@@ -210,7 +210,7 @@ tok_change_pins(const char *module_path, const char *token_label,
 	if ((rc = hsm_slot_find(f, token_label, &slot)) != 0)
 		goto out;
 	if ((rc = hsm_init_rv(f->C_OpenSession(slot,
-	    CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s))) != 0)
+	         CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s))) != 0)
 		goto out;
 	if ((rc = change_pin(f, s, CKU_SO, old_so, new_so)) != 0)
 		goto out;

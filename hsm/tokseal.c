@@ -27,8 +27,10 @@
 void
 tseal_log(const char *level, const char *event, const char *msg)
 {
-	fprintf(stderr, "{\"level\":\"%s\",\"event\":\"%s\",\"msg\":\"%s\","
-	    "\"process\":\"token\"}\n", level, event, msg);
+	fprintf(stderr,
+	    "{\"level\":\"%s\",\"event\":\"%s\",\"msg\":\"%s\","
+	    "\"process\":\"token\"}\n",
+	    level, event, msg);
 }
 
 /* A PIN file of the PIN-file era into out[cap], without its newline:
@@ -43,8 +45,8 @@ read_pin_file(const char *path, char *out, size_t cap)
 	if (file_read(path, cap - 1, &b) != 0)
 		return -1;
 	len = buf_len(b);
-	while (len > 0 && (buf_str(b)[len - 1] == '\n' ||
-	    buf_str(b)[len - 1] == '\r'))
+	while (len > 0 &&
+	    (buf_str(b)[len - 1] == '\n' || buf_str(b)[len - 1] == '\r'))
 		len--;
 	if (len > 0) {
 		memcpy(out, buf_ptr(b), len);
@@ -69,10 +71,13 @@ parse_auto(const char *a, struct seal_conf *c)
 	if (ml == 13 && strncmp(a, "systemd-creds", 13) == 0) {
 		memcpy(c->method, "systemd-creds", sizeof("systemd-creds"));
 		if (str_fmt(c->arg, sizeof(c->arg), "%s",
-		    colon != NULL && colon[1] != '\0' ? colon + 1 : "host") != 0)
+		        colon != NULL && colon[1] != '\0' ? colon + 1 :
+		                                            "host") != 0)
 			return -1;
 		return strspn(c->arg, "abcdefghijklmnopqrstuvwxyz0234+") ==
-		    strlen(c->arg) ? 0 : -1;
+		        strlen(c->arg) ?
+		    0 :
+		    -1;
 	}
 	if (ml == 6 && strncmp(a, "clevis", 6) == 0 && colon != NULL &&
 	    strlen(colon + 1) < sizeof(c->arg) && strchr(colon + 1, ' ')) {
@@ -89,7 +94,8 @@ pins_of(const uint8_t s[SEAL_SECRET_LEN], char user[SEAL_PIN_LEN + 1],
     char so[SEAL_PIN_LEN + 1])
 {
 	return seal_pin(s, "user", user) == 0 && seal_pin(s, "so", so) == 0 ?
-	    0 : -1;
+	    0 :
+	    -1;
 }
 
 static void
@@ -145,7 +151,8 @@ migrate(const char *hsmdir, const char *module, const char *label,
 	    rename(p, q) != 0)
 		goto out;
 	shred_pin_files(hsmdir);
-	tseal_log("warning", "seal_migrated", "the PIN files are gone: the "
+	tseal_log("warning", "seal_migrated",
+	    "the PIN files are gone: the "
 	    "token's PINs now derive from an unseal secret kept with "
 	    "systemd-creds (host key); run p11vault rekey to make operator "
 	    "key shares");
@@ -175,7 +182,8 @@ tseal_boot(const char *hsmdir, const char *module, const char *label,
 	*have_conf = *have_s = *legacy = 0;
 	r = seal_conf_read(hsmdir, SEAL_CONF, c);
 	if (r == -2) {
-		tseal_log("error", "seal_conf_malformed", "hsm/seal.conf is "
+		tseal_log("error", "seal_conf_malformed",
+		    "hsm/seal.conf is "
 		    "malformed: the vault stays sealed");
 		return HSM_ERR_UNAVAILABLE;
 	}
@@ -192,7 +200,8 @@ tseal_boot(const char *hsmdir, const char *module, const char *label,
 	}
 	if (seal_path(p, sizeof(p), hsmdir, "user.pin") != 0 ||
 	    access(p, F_OK) != 0) {
-		tseal_log("error", "pin_unreadable", "hsm/seal.conf is "
+		tseal_log("error", "pin_unreadable",
+		    "hsm/seal.conf is "
 		    "missing and no PIN file either: nothing can unseal this "
 		    "vault");
 		return HSM_ERR_UNAVAILABLE;
@@ -204,11 +213,13 @@ tseal_boot(const char *hsmdir, const char *module, const char *label,
 	}
 	memset(c, 0, sizeof(*c));
 	if (read_pin_file(p, legacy_pin, pin_cap) != 0) {
-		tseal_log("error", "pin_unreadable", "the token process cannot "
+		tseal_log("error", "pin_unreadable",
+		    "the token process cannot "
 		    "read the user PIN file");
 		return HSM_ERR_UNAVAILABLE;
 	}
-	tseal_log("warning", "pin_files_in_use", "the token's PINs rest in "
+	tseal_log("warning", "pin_files_in_use",
+	    "the token's PINs rest in "
 	    "plaintext in hsm/user.pin and hsm/so.pin: run p11vault rekey "
 	    "(server stopped) to seal the vault");
 	*legacy = 1;
@@ -223,8 +234,8 @@ new_secret(const char *hsmdir, struct seal_conf *c, unsigned m, unsigned n,
 {
 	const char *why;
 
-	if ((n == 0 && c->method[0] == '\0') || n > SEAL_SHARES_MAX ||
-	    m > n || (n > 0 && m == 0))
+	if ((n == 0 && c->method[0] == '\0') || n > SEAL_SHARES_MAX || m > n ||
+	    (n > 0 && m == 0))
 		return HSM_ERR_ARGS;
 	if (seal_new_secret(s) != 0 || seal_check_value(s, c->check) != 0 ||
 	    seal_split(s, m, n, c, text, text_len) != 0)
@@ -309,7 +320,8 @@ current_pins(const char *hsmdir, const struct seal_conf *c, int have_conf,
 				line[l] = '\0';
 				if (seal_offer(c, col, line) ==
 				    SEAL_SHARE_UNKNOWN) {
-					tseal_log("error", "unseal_share_refused",
+					tseal_log("error",
+					    "unseal_share_refused",
 					    "a share given is not one of this "
 					    "vault's");
 				}
@@ -321,13 +333,14 @@ current_pins(const char *hsmdir, const struct seal_conf *c, int have_conf,
 		OPENSSL_cleanse(col, sizeof(*col));
 		free(col);
 		if (rc != 0) {
-			tseal_log("error", "rekey_refused", "too few valid "
+			tseal_log("error", "rekey_refused",
+			    "too few valid "
 			    "shares of this vault were given");
 			return HSM_ERR_ARGS;
 		}
 	}
 	rc = cap > SEAL_PIN_LEN && pins_of(s, user, so) == 0 ? 0 :
-	    HSM_ERR_INTERNAL;
+	                                                       HSM_ERR_INTERNAL;
 	OPENSSL_cleanse(s, sizeof(s));
 	return rc;
 }
@@ -360,7 +373,8 @@ commit_rekey(const char *hsmdir, const struct seal_conf *old, int have_old,
 	    rename(p, q) != 0)
 		return HSM_ERR_UNAVAILABLE;
 	if (hsm_sync_dir(hsmdir) != 0)
-		tseal_log("warning", "rekey_not_synced", "the data directory "
+		tseal_log("warning", "rekey_not_synced",
+		    "the data directory "
 		    "could not be synced after the rekey's renames");
 	shred_pin_files(hsmdir);
 	seal_pending_clear(hsmdir);
@@ -404,7 +418,8 @@ tseal_rollback(const char *hsmdir, const char *module, const char *label,
 	if (seal_path(p, sizeof(p), hsmdir, CONF_NEW) == 0)
 		(void)unlink(p);
 	seal_pending_clear(hsmdir);
-	tseal_log("warning", "rekey_rolled_back", "an interrupted rekey was "
+	tseal_log("warning", "rekey_rolled_back",
+	    "an interrupted rekey was "
 	    "undone: the vault opens with its previous key shares and "
 	    "method; run p11vault rekey again");
 	rc = 0;
@@ -442,17 +457,18 @@ tseal_rekey(const char *module, const char *label, const char *hsmdir,
 		return HSM_ERR_ARGS;
 	}
 	if ((rc = current_pins(hsmdir, &c, have_conf, old_shares, ou, os,
-	    sizeof(ou))) != 0)
+	         sizeof(ou))) != 0)
 		goto out;
 	/* a rekey interrupted before: undo it first (nothing if none) */
 	if (tseal_rollback(hsmdir, module, label, ou, os) == 0)
-		tseal_log("info", "rekey", "the interrupted rekey before this "
+		tseal_log("info", "rekey",
+		    "the interrupted rekey before this "
 		    "one was undone first");
 	if ((rc = new_secret(hsmdir, &nc, m, n, ".new", s, text, text_len)) !=
 	    0)
 		goto out;
-	if (seal_conf_write(hsmdir, CONF_NEW, &nc) != 0 || pins_of(s, nu, ns)
-	    != 0) {
+	if (seal_conf_write(hsmdir, CONF_NEW, &nc) != 0 ||
+	    pins_of(s, nu, ns) != 0) {
 		rc = HSM_ERR_UNAVAILABLE;
 		goto out;
 	}
@@ -466,7 +482,7 @@ tseal_rekey(const char *module, const char *label, const char *hsmdir,
 	if ((rc = tok_change_pins(module, label, ou, nu, os, ns)) != 0)
 		goto out;
 	if (getenv("P11VAULT_INSECURE_TEST_REKEY_CRASH") != NULL)
-		_exit(9);   /* tests: a crash between the PINs and the commit */
+		_exit(9); /* tests: a crash between the PINs and the commit */
 	/* from here the new S opens the token: commit the new files */
 	rc = commit_rekey(hsmdir, &c, have_conf, &nc);
 out:

@@ -92,8 +92,8 @@ policy_access_set(policy_t *p, const char *object_id, unsigned perms)
 		goto out;
 	}
 	table = p->access;
-	r = policy_table_add(&table, &p->n_access, &p->cap_access,
-	    sizeof(*a), POLICY_MAX_POLICIES, &slot);
+	r = policy_table_add(&table, &p->n_access, &p->cap_access, sizeof(*a),
+	    POLICY_MAX_POLICIES, &slot);
 	p->access = table;
 	if (r != POLICY_OK)
 		goto out;
@@ -145,6 +145,7 @@ policy_check_perm(policy_t *p, const char *object_id, unsigned perm)
 	if (perm == 0 || (perm & (perm - 1)) != 0 ||
 	    (perm & ~(unsigned)PERM_ALL) != 0)
 		return POLICY_ERR_DENIED;
-	return (policy_access_get(p, object_id) & perm) != 0 ? POLICY_OK :
+	return (policy_access_get(p, object_id) & perm) != 0 ?
+	    POLICY_OK :
 	    POLICY_ERR_DENIED;
 }

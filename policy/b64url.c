@@ -72,8 +72,7 @@ policy_b64url_encode(const uint8_t *in, size_t len, char **out)
 }
 
 int
-policy_b64url_decode(const char *in, size_t len, uint8_t **out,
-    size_t *out_len)
+policy_b64url_decode(const char *in, size_t len, uint8_t **out, size_t *out_len)
 {
 	uint8_t *buf = NULL;
 	size_t n = len, olen, i, o = 0;

@@ -17,12 +17,12 @@
 #include "policy/policy.h"
 
 #define POLICY_CLIENT_ID_MAX POLICY_ID_LEN
-#define POLICY_SECRET_MAX 1024          /* longest client secret accepted */
-#define POLICY_HASH_MAX 256             /* longest stored secret hash */
-#define POLICY_TOKEN_CACHE_SLOTS 4096   /* verified-signature cache */
-#define POLICY_KID_LEN 22               /* base64url of 16 bytes */
-#define POLICY_COORD_LEN 43             /* base64url of 32 bytes */
-#define POLICY_ES256_SIG_LEN 64         /* JOSE's r||s for P-256 */
+#define POLICY_SECRET_MAX 1024        /* longest client secret accepted */
+#define POLICY_HASH_MAX 256           /* longest stored secret hash */
+#define POLICY_TOKEN_CACHE_SLOTS 4096 /* verified-signature cache */
+#define POLICY_KID_LEN 22             /* base64url of 16 bytes */
+#define POLICY_COORD_LEN 43           /* base64url of 32 bytes */
+#define POLICY_ES256_SIG_LEN 64       /* JOSE's r||s for P-256 */
 
 struct policy_principal {
 	char oid[POLICY_ID_LEN + 1];
@@ -44,11 +44,11 @@ struct policy_token_slot {
 };
 
 struct policy {
-	pthread_rwlock_t lock;          /* everything below but the cache */
-	char *tenant_id;                /* immutable after policy_new */
-	char *issuer;                   /* immutable after policy_new */
-	int64_t token_lifetime;         /* immutable after policy_new */
-	char *dummy_hash;               /* hashed against for unknown clients */
+	pthread_rwlock_t lock;  /* everything below but the cache */
+	char *tenant_id;        /* immutable after policy_new */
+	char *issuer;           /* immutable after policy_new */
+	int64_t token_lifetime; /* immutable after policy_new */
+	char *dummy_hash;       /* hashed against for unknown clients */
 
 	struct policy_principal *principals;
 	size_t n_principals, cap_principals;
@@ -56,14 +56,15 @@ struct policy {
 	struct policy_access *access;
 	size_t n_access, cap_access;
 
-	EVP_PKEY *verify_key;           /* NULL until policy_set_verify_key */
-	uint64_t key_gen;               /* bumped on every key change */
+	EVP_PKEY *verify_key; /* NULL until policy_set_verify_key */
+	uint64_t key_gen;     /* bumped on every key change */
 	char kid[POLICY_KID_LEN + 1];
 	char jwk_x[POLICY_COORD_LEN + 1];
 	char jwk_y[POLICY_COORD_LEN + 1];
 
-	pthread_mutex_t cache_lock;     /* the token cache only; never taken
-	                                   while holding lock */
+	/* the token cache only; never taken
+	 * while holding lock */
+	pthread_mutex_t cache_lock;
 	struct policy_token_slot *cache;
 };
 
@@ -94,8 +95,8 @@ policy_id_check(const char *id, size_t max)
  * POLICY_ERR_NO_MEMORY. The caller holds the lock of the table.
  */
 static inline POLICY_WUR int
-policy_table_add(void **table, size_t *n, size_t *cap, size_t elem,
-    size_t max, void **slot)
+policy_table_add(void **table, size_t *n, size_t *cap, size_t elem, size_t max,
+    void **slot)
 {
 	size_t want;
 	void *t;
@@ -147,7 +148,6 @@ int policy_es256_verify(EVP_PKEY *key, const uint8_t *data, size_t len,
  * generation: lookup is POLICY_OK on a hit, else POLICY_ERR_NOT_FOUND. */
 int policy_sig_cache_lookup(policy_t *p, const uint8_t digest[32],
     uint64_t gen) POLICY_WUR;
-void policy_sig_cache_put(policy_t *p, const uint8_t digest[32],
-    uint64_t gen);
+void policy_sig_cache_put(policy_t *p, const uint8_t digest[32], uint64_t gen);
 
 #endif

@@ -43,7 +43,8 @@ policy_new(const struct policy_config *cfg, policy_t **out)
 	if (out == NULL)
 		return POLICY_ERR_ARGS;
 	*out = NULL;
-	if (cfg == NULL || policy_id_check(cfg->tenant_id, POLICY_ID_LEN) != 0 ||
+	if (cfg == NULL ||
+	    policy_id_check(cfg->tenant_id, POLICY_ID_LEN) != 0 ||
 	    cfg->issuer == NULL || cfg->issuer[0] == '\0' ||
 	    cfg->token_lifetime < 0)
 		return POLICY_ERR_ARGS;
@@ -59,8 +60,8 @@ policy_new(const struct policy_config *cfg, policy_t **out)
 	r = POLICY_ERR_NO_MEMORY;
 	if ((p->tenant_id = strdup(cfg->tenant_id)) == NULL ||
 	    (p->issuer = strdup(cfg->issuer)) == NULL ||
-	    (p->cache = calloc(POLICY_TOKEN_CACHE_SLOTS,
-	    sizeof(*p->cache))) == NULL)
+	    (p->cache = calloc(POLICY_TOKEN_CACHE_SLOTS, sizeof(*p->cache))) ==
+	        NULL)
 		goto out;
 	p->token_lifetime = cfg->token_lifetime ? cfg->token_lifetime : 3600;
 	/* A hash nobody knows the secret of, so that an unknown client_id

@@ -26,8 +26,8 @@
 
 enum policy_err {
 	POLICY_OK = 0,
-	POLICY_ERR_ARGS = -1,      /* malformed input */
-	POLICY_ERR_DENIED = -2,    /* bad credential / token */
+	POLICY_ERR_ARGS = -1,   /* malformed input */
+	POLICY_ERR_DENIED = -2, /* bad credential / token */
 	POLICY_ERR_NO_MEMORY = -3,
 	POLICY_ERR_INTERNAL = -4,
 	POLICY_ERR_LIMIT = -5,     /* more than POLICY_MAX_POLICIES */
@@ -36,18 +36,29 @@ enum policy_err {
 
 /* Azure's key permissions, one bit each. */
 enum policy_perm {
-	PERM_GET = 1u << 0, PERM_LIST = 1u << 1, PERM_UPDATE = 1u << 2,
-	PERM_CREATE = 1u << 3, PERM_IMPORT = 1u << 4, PERM_DELETE = 1u << 5,
-	PERM_RECOVER = 1u << 6, PERM_BACKUP = 1u << 7, PERM_RESTORE = 1u << 8,
-	PERM_DECRYPT = 1u << 9, PERM_ENCRYPT = 1u << 10,
-	PERM_UNWRAPKEY = 1u << 11, PERM_WRAPKEY = 1u << 12,
-	PERM_VERIFY = 1u << 13, PERM_SIGN = 1u << 14, PERM_PURGE = 1u << 15,
-	PERM_ROTATE = 1u << 16, PERM_GETROTATIONPOLICY = 1u << 17,
+	PERM_GET = 1u << 0,
+	PERM_LIST = 1u << 1,
+	PERM_UPDATE = 1u << 2,
+	PERM_CREATE = 1u << 3,
+	PERM_IMPORT = 1u << 4,
+	PERM_DELETE = 1u << 5,
+	PERM_RECOVER = 1u << 6,
+	PERM_BACKUP = 1u << 7,
+	PERM_RESTORE = 1u << 8,
+	PERM_DECRYPT = 1u << 9,
+	PERM_ENCRYPT = 1u << 10,
+	PERM_UNWRAPKEY = 1u << 11,
+	PERM_WRAPKEY = 1u << 12,
+	PERM_VERIFY = 1u << 13,
+	PERM_SIGN = 1u << 14,
+	PERM_PURGE = 1u << 15,
+	PERM_ROTATE = 1u << 16,
+	PERM_GETROTATIONPOLICY = 1u << 17,
 	PERM_SETROTATIONPOLICY = 1u << 18,
 };
 #define PERM_ALL ((1u << 19) - 1)
 #define POLICY_MAX_POLICIES 1024
-#define POLICY_ID_LEN 36           /* a UUID's text, without NUL */
+#define POLICY_ID_LEN 36 /* a UUID's text, without NUL */
 
 /* Case-insensitive Azure name ("wrapKey", "all", ...) to bit(s):
  * POLICY_OK, or POLICY_ERR_ARGS if unknown. */
@@ -69,10 +80,11 @@ int policy_secret_verify(const char *hash, const char *secret) POLICY_WUR;
 typedef struct policy policy_t;
 
 struct policy_config {
-	const char *tenant_id;   /* the vault's tenant */
-	const char *issuer;      /* iss of issued tokens, e.g.
-	                            "{vaultUrl}/{tenantId}/v2.0" */
-	int64_t token_lifetime;  /* seconds; 0 = 3600 */
+	const char *tenant_id; /* the vault's tenant */
+	/* iss of issued tokens, e.g.
+	 * "{vaultUrl}/{tenantId}/v2.0" */
+	const char *issuer;
+	int64_t token_lifetime; /* seconds; 0 = 3600 */
 };
 
 int policy_new(const struct policy_config *cfg, policy_t **out) POLICY_WUR;
@@ -84,9 +96,8 @@ int policy_principal_set(policy_t *p, const char *object_id,
 void policy_principal_remove(policy_t *p, const char *object_id);
 /* Checks a client credential; on success fills oid (37 bytes) and
  * *is_admin. POLICY_ERR_DENIED otherwise (also for an unknown client). */
-int policy_authenticate(policy_t *p, const char *client_id,
-    const char *secret, char oid[POLICY_ID_LEN + 1], int *is_admin)
-    POLICY_WUR;
+int policy_authenticate(policy_t *p, const char *client_id, const char *secret,
+    char oid[POLICY_ID_LEN + 1], int *is_admin) POLICY_WUR;
 /* POLICY_OK if the principal exists and is an administrator, else
  * POLICY_ERR_DENIED. */
 int policy_check_admin(policy_t *p, const char *object_id) POLICY_WUR;
@@ -94,13 +105,13 @@ int policy_check_admin(policy_t *p, const char *object_id) POLICY_WUR;
 int policy_principal_find(policy_t *p, const char *object_id) POLICY_WUR;
 
 /* Access policies: perms is a mask of enum policy_perm. */
-int policy_access_set(policy_t *p, const char *object_id, unsigned perms)
-    POLICY_WUR;
+int policy_access_set(policy_t *p, const char *object_id,
+    unsigned perms) POLICY_WUR;
 void policy_access_remove(policy_t *p, const char *object_id);
 /* Deny by default: POLICY_OK only if object_id has a policy holding perm
  * (exactly one bit), else POLICY_ERR_DENIED. */
-int policy_check_perm(policy_t *p, const char *object_id, unsigned perm)
-    POLICY_WUR;
+int policy_check_perm(policy_t *p, const char *object_id,
+    unsigned perm) POLICY_WUR;
 /* Current permissions of object_id (0 if none). */
 unsigned policy_access_get(policy_t *p, const char *object_id);
 
@@ -110,8 +121,8 @@ typedef int (*policy_sign_fn)(void *ctx, const uint8_t *data, size_t len,
 
 /* Public key that verifies tokens (DER SubjectPublicKeyInfo, EC P-256);
  * the key id ("kid") published in the JWKS is derived from it. */
-int policy_set_verify_key(policy_t *p, const uint8_t *spki, size_t len)
-    POLICY_WUR;
+int policy_set_verify_key(policy_t *p, const uint8_t *spki,
+    size_t len) POLICY_WUR;
 /* The JWKS document's "keys" entry parts for that key: kid, x, y
  * (base64url), each malloc'd into the out pointers. */
 int policy_jwk(policy_t *p, char **kid, char **x, char **y) POLICY_WUR;
@@ -144,8 +155,7 @@ int policy_token_verify(policy_t *p, const char *jwt, const char *audience,
 /* base64url without padding; decoding accepts padding and rejects any
  * other character. Encode: *out malloc'd, NUL-terminated. Decode: *out
  * malloc'd, *out_len set. */
-int policy_b64url_encode(const uint8_t *in, size_t len, char **out)
-    POLICY_WUR;
+int policy_b64url_encode(const uint8_t *in, size_t len, char **out) POLICY_WUR;
 int policy_b64url_decode(const char *in, size_t len, uint8_t **out,
     size_t *out_len) POLICY_WUR;
 

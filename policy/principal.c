@@ -61,7 +61,7 @@ principal_store(policy_t *p, const char *object_id, const char *client_id,
 	other = principal_by_client(p, client_id);
 	pr = principal_by_oid(p, object_id);
 	if (other != NULL && other != pr)
-		return POLICY_ERR_ARGS;   /* a client_id names one principal */
+		return POLICY_ERR_ARGS; /* a client_id names one principal */
 	if (pr == NULL) {
 		table = p->principals;
 		r = policy_table_add(&table, &p->n_principals,
@@ -82,8 +82,8 @@ principal_store(policy_t *p, const char *object_id, const char *client_id,
 }
 
 int
-policy_principal_set(policy_t *p, const char *object_id,
-    const char *client_id, const char *secret_hash, int is_admin)
+policy_principal_set(policy_t *p, const char *object_id, const char *client_id,
+    const char *secret_hash, int is_admin)
 {
 	char *h = NULL;
 	int r;
@@ -136,8 +136,8 @@ policy_authenticate(policy_t *p, const char *client_id, const char *secret,
 	oid[0] = '\0';
 	*is_admin = 0;
 	found_oid[0] = '\0';
-	if (secret == NULL || strnlen(secret, POLICY_SECRET_MAX + 1) >
-	    POLICY_SECRET_MAX)
+	if (secret == NULL ||
+	    strnlen(secret, POLICY_SECRET_MAX + 1) > POLICY_SECRET_MAX)
 		return POLICY_ERR_DENIED;
 	if (policy_id_check(client_id, POLICY_CLIENT_ID_MAX) == 0) {
 		if (pthread_rwlock_rdlock(&p->lock) != 0)
@@ -157,7 +157,8 @@ policy_authenticate(policy_t *p, const char *client_id, const char *secret,
 			return POLICY_ERR_NO_MEMORY;
 	}
 	if (policy_secret_verify(found ? hash : p->dummy_hash, secret) !=
-	    POLICY_OK || !found)
+	        POLICY_OK ||
+	    !found)
 		goto out;
 	memcpy(oid, found_oid, sizeof(found_oid));
 	*is_admin = admin;
@@ -193,7 +194,7 @@ policy_principal_find(policy_t *p, const char *object_id)
 	if (pthread_rwlock_rdlock(&p->lock) != 0)
 		return POLICY_ERR_INTERNAL;
 	rc = principal_by_oid(p, object_id) != NULL ? POLICY_OK :
-	    POLICY_ERR_NOT_FOUND;
+	                                              POLICY_ERR_NOT_FOUND;
 	pthread_rwlock_unlock(&p->lock);
 	return rc;
 }

@@ -126,8 +126,8 @@ scrypt_hash_parse(const char *hash, struct scrypt_hash *h)
 	int r = POLICY_ERR_ARGS;
 
 	memset(h, 0, sizeof(*h));
-	if (hash == NULL || (len = strnlen(hash, POLICY_HASH_MAX + 1)) >
-	    POLICY_HASH_MAX)
+	if (hash == NULL ||
+	    (len = strnlen(hash, POLICY_HASH_MAX + 1)) > POLICY_HASH_MAX)
 		return POLICY_ERR_ARGS;
 	memcpy(buf, hash, len + 1);
 	field[nf++] = buf;
@@ -147,10 +147,10 @@ scrypt_hash_parse(const char *hash, struct scrypt_hash *h)
 	    scrypt_param(field[3], SCRYPT_P_MAX, &h->p) != 0)
 		goto out;
 	if ((r = policy_b64url_decode(field[4], strlen(field[4]), &h->salt,
-	    &h->salt_len)) != POLICY_OK)
+	         &h->salt_len)) != POLICY_OK)
 		goto out;
 	if ((r = policy_b64url_decode(field[5], strlen(field[5]), &h->dk,
-	    &h->dk_len)) != POLICY_OK)
+	         &h->dk_len)) != POLICY_OK)
 		goto out;
 	r = POLICY_ERR_ARGS;
 	if (h->salt_len < SALT_MIN || h->salt_len > SALT_MAX ||
@@ -186,15 +186,15 @@ policy_secret_hash(const char *secret, char **hash)
 	if (hash == NULL)
 		return POLICY_ERR_ARGS;
 	*hash = NULL;
-	if (secret == NULL || (slen = strnlen(secret, POLICY_SECRET_MAX + 1))
-	    > POLICY_SECRET_MAX)
+	if (secret == NULL ||
+	    (slen = strnlen(secret, POLICY_SECRET_MAX + 1)) > POLICY_SECRET_MAX)
 		return POLICY_ERR_ARGS;
 	if (RAND_bytes(salt, sizeof(salt)) != 1) {
 		r = POLICY_ERR_INTERNAL;
 		goto out;
 	}
-	if (EVP_PBE_scrypt(secret, slen, salt, sizeof(salt), SCRYPT_N,
-	    SCRYPT_R, SCRYPT_P, SCRYPT_MAXMEM, dk, sizeof(dk)) != 1) {
+	if (EVP_PBE_scrypt(secret, slen, salt, sizeof(salt), SCRYPT_N, SCRYPT_R,
+	        SCRYPT_P, SCRYPT_MAXMEM, dk, sizeof(dk)) != 1) {
 		r = POLICY_ERR_INTERNAL;
 		goto out;
 	}
@@ -202,7 +202,7 @@ policy_secret_hash(const char *secret, char **hash)
 	    (r = policy_b64url_encode(dk, sizeof(dk), &dk_s)) != 0)
 		goto out;
 	if (str_fmt(buf, sizeof(buf), "scrypt$%d$%d$%d$%s$%s", SCRYPT_N,
-	    SCRYPT_R, SCRYPT_P, salt_s, dk_s) != 0) {
+	        SCRYPT_R, SCRYPT_P, salt_s, dk_s) != 0) {
 		r = POLICY_ERR_INTERNAL;
 		goto out;
 	}
@@ -228,13 +228,13 @@ policy_secret_verify(const char *hash, const char *secret)
 	int rc = POLICY_ERR_DENIED;
 
 	memset(dk, 0, sizeof(dk));
-	if (secret == NULL || (slen = strnlen(secret, POLICY_SECRET_MAX + 1))
-	    > POLICY_SECRET_MAX)
+	if (secret == NULL ||
+	    (slen = strnlen(secret, POLICY_SECRET_MAX + 1)) > POLICY_SECRET_MAX)
 		return POLICY_ERR_DENIED;
 	if (scrypt_hash_parse(hash, &h) != POLICY_OK)
 		return POLICY_ERR_DENIED;
 	if (EVP_PBE_scrypt(secret, slen, h.salt, h.salt_len, h.n, h.r, h.p,
-	    SCRYPT_MAXMEM, dk, h.dk_len) != 1)
+	        SCRYPT_MAXMEM, dk, h.dk_len) != 1)
 		goto out;
 	if (CRYPTO_memcmp(dk, h.dk, h.dk_len) == 0)
 		rc = POLICY_OK;

@@ -21,10 +21,10 @@
 #include "hsm/buf.h"
 #include "policy/internal.h"
 
-#define TOKEN_MAX 8192          /* longest bearer token examined or issued */
+#define TOKEN_MAX 8192 /* longest bearer token examined or issued */
 #define AUDIENCE_MAX 1024
 #define CLOCK_SKEW 60
-#define ES256_SIG_B64_LEN 86    /* base64url of an r||s signature */
+#define ES256_SIG_B64_LEN 86 /* base64url of an r||s signature */
 
 /* ---- verification ------------------------------------------------------ */
 
@@ -32,7 +32,7 @@
 struct jwt_parts {
 	const char *hdr, *claims, *sig;
 	size_t hdr_len, claims_len, sig_len;
-	size_t signed_len;              /* of "header.claims" */
+	size_t signed_len; /* of "header.claims" */
 };
 
 static POLICY_WUR int
@@ -103,7 +103,7 @@ claim_eq(json_t *o, const char *name, size_t max, const char *want)
 	const char *s = claim_str(o, name, max);
 
 	return s != NULL && strcmp(s, want) == 0 ? POLICY_OK :
-	    POLICY_ERR_DENIED;
+	                                           POLICY_ERR_DENIED;
 }
 
 static POLICY_WUR int
@@ -154,8 +154,8 @@ out:
 
 /* The signature, or a cache hit for this very token under this key. */
 static POLICY_WUR int
-jwt_signature_check(policy_t *p, EVP_PKEY *key, uint64_t gen,
-    const char *jwt, size_t len, const struct jwt_parts *j)
+jwt_signature_check(policy_t *p, EVP_PKEY *key, uint64_t gen, const char *jwt,
+    size_t len, const struct jwt_parts *j)
 {
 	uint8_t digest[SHA256_DIGEST_LENGTH], *sig = NULL;
 	size_t sig_len = 0;
@@ -170,8 +170,8 @@ jwt_signature_check(policy_t *p, EVP_PKEY *key, uint64_t gen,
 		r = POLICY_ERR_DENIED;
 		goto out;
 	}
-	if ((r = policy_es256_verify(key, (const uint8_t *)jwt, j->signed_len, sig,
-	    sig_len)) != POLICY_OK)
+	if ((r = policy_es256_verify(key, (const uint8_t *)jwt, j->signed_len,
+	         sig, sig_len)) != POLICY_OK)
 		goto out;
 	policy_sig_cache_put(p, digest, gen);
 out:
@@ -190,7 +190,8 @@ audience_check(const char *claim, const char *audience)
 	if (b > 0 && audience[b - 1] == '/')
 		b--;
 	return a > 0 && a == b && memcmp(claim, audience, a) == 0 ?
-	    POLICY_OK : POLICY_ERR_DENIED;
+	    POLICY_OK :
+	    POLICY_ERR_DENIED;
 }
 
 /* nbf <= now + skew and exp > now - skew, without overflow. */
@@ -209,8 +210,8 @@ lifetime_check(int64_t nbf, int64_t exp, int64_t now)
 /* The claims, every time: a cached signature says nothing about the clock
  * or about who still exists. */
 static POLICY_WUR int
-jwt_claims_check(policy_t *p, const struct jwt_parts *j,
-    const char *audience, int64_t now, struct policy_caller *c)
+jwt_claims_check(policy_t *p, const struct jwt_parts *j, const char *audience,
+    int64_t now, struct policy_caller *c)
 {
 	json_t *claims = NULL;
 	const char *aud;
@@ -269,8 +270,7 @@ policy_token_verify(policy_t *p, const char *jwt, const char *audience,
 	if ((r = policy_verify_key_take(p, &key, kid, &gen)) != POLICY_OK)
 		goto out;
 	if ((r = jwt_header_check(&j, kid)) != POLICY_OK ||
-	    (r = jwt_signature_check(p, key, gen, jwt, len, &j)) !=
-	    POLICY_OK ||
+	    (r = jwt_signature_check(p, key, gen, jwt, len, &j)) != POLICY_OK ||
 	    (r = jwt_claims_check(p, &j, audience, now, &c)) != POLICY_OK)
 		goto out;
 	*out = c;
@@ -292,7 +292,7 @@ jwt_part_put(buf_t *b, json_t *o)
 	if (o == NULL || (text = json_dumps(o, JSON_COMPACT)) == NULL)
 		goto out;
 	if ((r = policy_b64url_encode((const uint8_t *)text, strlen(text),
-	    &b64)) != POLICY_OK)
+	         &b64)) != POLICY_OK)
 		goto out;
 	r = buf_put_str(b, b64) == 0 ? POLICY_OK : POLICY_ERR_ARGS;
 out:
@@ -311,12 +311,12 @@ jwt_signing_input(policy_t *p, buf_t *b, const char *kid, const char *oid,
 	int r;
 
 	policy_uuid(jti);
-	hdr = json_pack("{s:s,s:s,s:s}", "alg", "ES256", "typ", "JWT",
-	    "kid", kid);
-	claims = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s}",
-	    "iss", p->issuer, "aud", audience, "tid", p->tenant_id,
-	    "oid", oid, "appid", appid, "iat", (json_int_t)now,
-	    "nbf", (json_int_t)now, "exp", (json_int_t)exp, "jti", jti);
+	hdr = json_pack("{s:s,s:s,s:s}", "alg", "ES256", "typ", "JWT", "kid",
+	    kid);
+	claims = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s}", "iss",
+	    p->issuer, "aud", audience, "tid", p->tenant_id, "oid", oid,
+	    "appid", appid, "iat", (json_int_t)now, "nbf", (json_int_t)now,
+	    "exp", (json_int_t)exp, "jti", jti);
 	if (hdr == NULL || claims == NULL) {
 		r = POLICY_ERR_NO_MEMORY;
 		goto out;
@@ -337,8 +337,7 @@ out:
 /* Signs b's signing input through the callback, checks the signature
  * against the published key, and appends ".base64url(r||s)". */
 static POLICY_WUR int
-jwt_sign_append(buf_t *b, EVP_PKEY *key, policy_sign_fn sign,
-    void *sign_ctx)
+jwt_sign_append(buf_t *b, EVP_PKEY *key, policy_sign_fn sign, void *sign_ctx)
 {
 	uint8_t sig[POLICY_ES256_SIG_LEN];
 	char *s64 = NULL;
@@ -350,8 +349,8 @@ jwt_sign_append(buf_t *b, EVP_PKEY *key, policy_sign_fn sign,
 		goto out;
 	/* A signer that does not match the published key would hand out
 	 * tokens nobody accepts: check once here. */
-	if (policy_es256_verify(key, buf_ptr(b), buf_len(b), sig, sizeof(sig)) !=
-	    POLICY_OK)
+	if (policy_es256_verify(key, buf_ptr(b), buf_len(b), sig,
+	        sizeof(sig)) != POLICY_OK)
 		goto out;
 	if ((r = policy_b64url_encode(sig, sizeof(sig), &s64)) != POLICY_OK)
 		goto out;
@@ -392,13 +391,13 @@ policy_token_issue(policy_t *p, const char *oid, const char *appid,
 	if (__builtin_add_overflow(now, p->token_lifetime, &exp))
 		return POLICY_ERR_ARGS;
 	if (policy_verify_key_take(p, &key, kid, &gen) != POLICY_OK)
-		return POLICY_ERR_INTERNAL;     /* no key configured */
+		return POLICY_ERR_INTERNAL; /* no key configured */
 	if ((b = buf_new(TOKEN_MAX)) == NULL) {
 		r = POLICY_ERR_NO_MEMORY;
 		goto out;
 	}
 	if ((r = jwt_signing_input(p, b, kid, oid, appid, audience, now,
-	    exp)) != POLICY_OK ||
+	         exp)) != POLICY_OK ||
 	    (r = jwt_sign_append(b, key, sign, sign_ctx)) != POLICY_OK)
 		goto out;
 	/* The signature was just checked: the first use skips it. */

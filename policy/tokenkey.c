@@ -58,7 +58,7 @@ policy_set_verify_key(policy_t *p, const uint8_t *spki, size_t len)
 		goto out;
 	if (!EVP_PKEY_is_a(key, "EC") ||
 	    EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME,
-	    group, sizeof(group), NULL) != 1 ||
+	        group, sizeof(group), NULL) != 1 ||
 	    strcmp(group, "prime256v1") != 0)
 		goto out;
 	r = POLICY_ERR_INTERNAL;

@@ -24,11 +24,11 @@ put_text(buf_t *b, const char *name, const char *text)
 	size_t i;
 	int r;
 
-	if ((r = buf_putf(b, "%s\"%s\":\"", buf_len(b) > 1 ? "," : "",
-	    name)) != 0)
+	if ((r = buf_putf(b, "%s\"%s\":\"", buf_len(b) > 1 ? "," : "", name)) !=
+	    0)
 		return r;
-	for (i = 0; text != NULL && text[i] != '\0' &&
-	    i < VLT_AUDIT_TEXT_MAX; i++) {
+	for (i = 0; text != NULL && text[i] != '\0' && i < VLT_AUDIT_TEXT_MAX;
+	     i++) {
 		char c = (text[i] >= 0x20 && text[i] < 0x7f) ? text[i] : '?';
 
 		if ((c == '"' || c == '\\') && (r = buf_put_u8(b, '\\')) != 0)
@@ -61,7 +61,8 @@ time_text(int64_t ms, char *dst, size_t cap)
 	    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
 		return VLT_ERR_INTERNAL;
 	return str_fmt(dst, cap, "%s.%03dZ", base, (int)(ms % 1000)) == 0 ?
-	    0 : VLT_ERR_INTERNAL;
+	    0 :
+	    VLT_ERR_INTERNAL;
 }
 
 static int
@@ -72,16 +73,15 @@ record_build(const struct vlt_audit_event *ev, buf_t *b)
 
 	if ((r = time_text(ev->time_ms, ts, sizeof(ts))) != 0)
 		return r;
-	if (buf_put_u8(b, '{') != 0 ||
-	    put_text(b, "time", ts) != 0 ||
+	if (buf_put_u8(b, '{') != 0 || put_text(b, "time", ts) != 0 ||
 	    put_text(b, "requestId", ev->request_id) != 0 ||
 	    put_text(b, "callerOid", ev->caller_oid) != 0 ||
 	    put_text(b, "callerAppId", ev->caller_app_id) != 0 ||
 	    put_text(b, "clientAddress", ev->client_address) != 0 ||
 	    put_text(b, "method", ev->method) != 0 ||
 	    put_text(b, "path", ev->path) != 0 ||
-	    put_text(b, "operation", ev->operation != NULL ? ev->operation :
-	    "Unknown") != 0 ||
+	    put_text(b, "operation",
+	        ev->operation != NULL ? ev->operation : "Unknown") != 0 ||
 	    put_text(b, "trigger", ev->trigger) != 0 ||
 	    put_text(b, "keyId", ev->key_id) != 0 ||
 	    buf_putf(b, ",\"httpStatus\":%d", ev->http_status) != 0 ||

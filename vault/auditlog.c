@@ -44,21 +44,21 @@
 
 struct vlt_audit {
 	pthread_mutex_t lock;
-	pthread_cond_t done;     /* a write ended */
-	buf_t *pend;             /* formatted lines not yet written */
-	buf_t *spare;            /* the empty one, swapped in to write */
-	uint64_t queued;         /* lines formatted so far */
-	uint64_t written;        /* lines written */
-	uint64_t synced;         /* lines written and fdatasync'ed */
-	uint64_t want_sync;      /* the highest line someone needs synced */
-	int writing;             /* a caller is writing a batch */
-	int last_failed;         /* the last write or sync failed */
+	pthread_cond_t done; /* a write ended */
+	buf_t *pend;         /* formatted lines not yet written */
+	buf_t *spare;        /* the empty one, swapped in to write */
+	uint64_t queued;     /* lines formatted so far */
+	uint64_t written;    /* lines written */
+	uint64_t synced;     /* lines written and fdatasync'ed */
+	uint64_t want_sync;  /* the highest line someone needs synced */
+	int writing;         /* a caller is writing a batch */
+	int last_failed;     /* the last write or sync failed */
 	char dir[4096];
 	char path[4200];
 	int fd;
 	size_t size;
 	size_t max_bytes;
-	unsigned next_index;     /* next rotation suffix */
+	unsigned next_index; /* next rotation suffix */
 	char prev[65];
 };
 
@@ -113,7 +113,7 @@ last_line_hash(const char *path, char out[65])
 		return -1;
 	while ((n = getline(&line, &cap, f)) > 0) {
 		if (line[n - 1] != '\n')
-			break;  /* a torn last line is ignored */
+			break; /* a torn last line is ignored */
 		free(last);
 		last = strndup(line, (size_t)n - 1);
 		lastlen = (size_t)n - 1;
@@ -180,7 +180,7 @@ vlt_audit_open(const char *data_dir, size_t max_bytes, struct vlt_audit **out)
 	a->prev[64] = '\0';
 	if (last_line_hash(a->path, a->prev) != 0 && a->next_index > 1 &&
 	    str_fmt(rotated, sizeof(rotated), "%s/audit.log.%u", a->dir,
-	    a->next_index - 1) == 0)
+	        a->next_index - 1) == 0)
 		(void)last_line_hash(rotated, a->prev);
 	if (open_current(a) != 0)
 		goto fail;
@@ -201,7 +201,8 @@ rotate(struct vlt_audit *a)
 	close(a->fd);
 	a->fd = -1;
 	if (str_fmt(rotated, sizeof(rotated), "%s/audit.log.%u", a->dir,
-	    a->next_index) != 0 || rename(a->path, rotated) != 0)
+	        a->next_index) != 0 ||
+	    rename(a->path, rotated) != 0)
 		return -1;
 	a->next_index++;
 	return open_current(a);
@@ -297,7 +298,7 @@ vlt_audit_append(struct vlt_audit *a, const char *object_json, int sync)
 		return VLT_ERR_NO_MEMORY;
 	pthread_mutex_lock(&a->lock);
 	if (buf_putf(line, "{\"prev\":\"%s\"%s%s\n", a->prev,
-	    olen > 2 ? "," : "", object_json + 1) != 0 ||
+	        olen > 2 ? "," : "", object_json + 1) != 0 ||
 	    buf_put(a->pend, buf_ptr(line), buf_len(line)) != 0) {
 		pthread_mutex_unlock(&a->lock);
 		buf_free(line);
@@ -317,13 +318,13 @@ vlt_audit_append(struct vlt_audit *a, const char *object_json, int sync)
 			pthread_cond_broadcast(&a->done);
 			if (a->last_failed &&
 			    (sync ? a->synced < me : a->written < me)) {
-				rc = VLT_ERR_IO;  /* this caller's own attempt */
+				rc = VLT_ERR_IO; /* this caller's own attempt */
 				break;
 			}
 			continue;
 		}
 		if (!sync)
-			break;  /* the writer at work writes this line next */
+			break; /* the writer at work writes this line next */
 		/* wait for that write; if it did not cover this line, the
 		 * loop makes this caller the next writer */
 		pthread_cond_wait(&a->done, &a->lock);
@@ -343,7 +344,7 @@ vlt_audit_close(struct vlt_audit *a)
 		pthread_cond_wait(&a->done, &a->lock);
 	if (buf_len(a->pend) > 0) {
 		a->writing = 1;
-		write_batches(a);     /* whatever is still pending */
+		write_batches(a); /* whatever is still pending */
 		a->writing = 0;
 	}
 	pthread_mutex_unlock(&a->lock);
@@ -383,7 +384,7 @@ verify_file(const char *path, const char *label, char prev[65], char *where,
 		    strncmp(line, "{\"prev\":\"", 9) != 0 ||
 		    strncmp(line + 9, prev, 64) != 0 || line[73] != '"') {
 			if (str_fmt(where, where_len, "%s:%zu", label,
-			    lineno) != 0)
+			        lineno) != 0)
 				where_set(where, where_len, label);
 			rc = -1;
 			break;
@@ -408,11 +409,13 @@ vault_audit_verify(const char *data_dir, char *where, size_t where_len)
 	prev[64] = '\0';
 	hi = highest_index(dir);
 	for (i = 1; i <= hi; i++) {
-		if (str_fmt(path, sizeof(path), "%s/audit.log.%u", dir, i) != 0 ||
+		if (str_fmt(path, sizeof(path), "%s/audit.log.%u", dir, i) !=
+		        0 ||
 		    str_fmt(label, sizeof(label), "audit.log.%u", i) != 0)
 			return VLT_ERR_BAD_PARAM;
 		if (access(path, F_OK) != 0) {
-			if (str_fmt(where, where_len, "%s (missing)", label) != 0)
+			if (str_fmt(where, where_len, "%s (missing)", label) !=
+			    0)
 				where_set(where, where_len, label);
 			return -1;
 		}

@@ -12,7 +12,7 @@ struct vlt_audit;
  * (0 = 64 MiB). */
 int vlt_audit_open(const char *data_dir, size_t max_bytes,
     struct vlt_audit **out) VLT_WUR;
-int vlt_audit_append(struct vlt_audit *a, const char *object_json, int sync)
-    VLT_WUR;
+int vlt_audit_append(struct vlt_audit *a, const char *object_json,
+    int sync) VLT_WUR;
 void vlt_audit_close(struct vlt_audit *a);
 #endif

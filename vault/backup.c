@@ -119,8 +119,7 @@ put_versions(vault_t *v, const char *name, buf_t *body, size_t *count)
 }
 
 int
-vault_key_backup(vault_t *v, const char *name, uint8_t **out,
-    size_t *out_len)
+vault_key_backup(vault_t *v, const char *name, uint8_t **out, size_t *out_len)
 {
 	struct vlt_key_info k;
 	buf_t *body = NULL, *all = NULL;
@@ -132,8 +131,8 @@ vault_key_backup(vault_t *v, const char *name, uint8_t **out,
 	if (v == NULL || out == NULL || out_len == NULL || !name_ok(name))
 		return VLT_ERR_BAD_PARAM;
 	/* the key must be live: NOT_FOUND otherwise */
-	if ((r = store_version_get(v->store, name, NULL, 0, &k, NULL,
-	    NULL)) != 0)
+	if ((r = store_version_get(v->store, name, NULL, 0, &k, NULL, NULL)) !=
+	    0)
 		return r;
 	vlt_key_info_clear(&k);
 	if ((body = buf_new(BK_BYTES_MAX)) == NULL ||
@@ -154,8 +153,7 @@ vault_key_backup(vault_t *v, const char *name, uint8_t **out,
 		r = VLT_ERR_NO_MEMORY;
 		goto out;
 	}
-	r = map_hsm(hsm_seal(v->hsm, buf_ptr(all), buf_len(all), out,
-	    out_len));
+	r = map_hsm(hsm_seal(v->hsm, buf_ptr(all), buf_len(all), out, out_len));
 out:
 	buf_free(body);
 	buf_free(all);
@@ -309,10 +307,11 @@ restore_parse(const uint8_t *plain, size_t plain_len, struct restore *rs)
 
 		if ((r = rd_version(&rd, k, &rs->blobs[i], &rs->lens[i])) != 0)
 			return r;
-		if (!rd.err && (!name_ok(k->name) ||
-		    version_arg(k->version, &ver) != 0 || ver == NULL ||
-		    strcasecmp(k->name, rs->ks[0].name) != 0 ||
-		    check_ops(k->kty, k->key_ops) != 0))
+		if (!rd.err &&
+		    (!name_ok(k->name) || version_arg(k->version, &ver) != 0 ||
+		        ver == NULL ||
+		        strcasecmp(k->name, rs->ks[0].name) != 0 ||
+		        check_ops(k->kty, k->key_ops) != 0))
 			rd.err = 1;
 	}
 	return rd.err || rd.left != 0 ? VLT_ERR_BAD_PARAM : 0;
@@ -332,8 +331,8 @@ restore_bind_legacy(vault_t *v, struct restore *rs)
 	for (i = 0; i < rs->count; i++) {
 		if (!hsm_blob_is_legacy(rs->blobs[i], rs->lens[i]))
 			continue;
-		if ((r = blob_bind(bind, rs->ks[i].name,
-		    rs->ks[i].version)) != 0)
+		if ((r = blob_bind(bind, rs->ks[i].name, rs->ks[i].version)) !=
+		    0)
 			return r;
 		up = NULL;
 		up_len = 0;
@@ -341,7 +340,8 @@ restore_bind_legacy(vault_t *v, struct restore *rs)
 		    &up, &up_len);
 		if (r != 0)
 			return r == HSM_ERR_UNAVAILABLE ||
-			    r == HSM_ERR_NO_MEMORY ? map_hsm(r) :
+			        r == HSM_ERR_NO_MEMORY ?
+			    map_hsm(r) :
 			    VLT_ERR_BAD_PARAM;
 		free(rs->blobs[i]);
 		rs->blobs[i] = up;
@@ -368,11 +368,12 @@ vault_key_restore(vault_t *v, const uint8_t *in, size_t len,
 	r = hsm_unseal(v->hsm, in, len, &plain, &plain_len);
 	if (r != 0)
 		return r == HSM_ERR_DECRYPT || r == HSM_ERR_ARGS ?
-		    VLT_ERR_BAD_PARAM : map_hsm(r);
+		    VLT_ERR_BAD_PARAM :
+		    map_hsm(r);
 	if ((r = restore_parse(plain, plain_len, &rs)) != 0 ||
 	    (r = restore_bind_legacy(v, &rs)) != 0 ||
 	    (r = store_key_restore(v->store, rs.ks, rs.blobs, rs.lens,
-	    rs.count)) != 0)
+	         rs.count)) != 0)
 		goto out;
 	r = store_version_get(v->store, rs.ks[0].name, NULL, 0, &probe, NULL,
 	    NULL);

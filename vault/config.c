@@ -61,7 +61,7 @@ key_ok(const char *k)
 		return 0;
 	for (i = 0; k[i] != '\0'; i++)
 		if (!((k[i] >= 'a' && k[i] <= 'z') ||
-		    (k[i] >= '0' && k[i] <= '9') || k[i] == '_'))
+		        (k[i] >= '0' && k[i] <= '9') || k[i] == '_'))
 			return 0;
 	return 1;
 }
@@ -99,7 +99,7 @@ conf_set(struct vlt_conf *c, const char *key, const char *value)
 	if (c->n == CONF_ENTRIES_MAX || (k = strdup(key)) == NULL) {
 		free(v);
 		return c->n == CONF_ENTRIES_MAX ? VLT_ERR_BAD_PARAM :
-		    VLT_ERR_NO_MEMORY;
+		                                  VLT_ERR_NO_MEMORY;
 	}
 	c->e[c->n].key = k;
 	c->e[c->n].value = v;
@@ -151,7 +151,7 @@ conf_read(const char *path, struct vlt_conf **out)
 	*out = NULL;
 	if ((r = file_read(path, CONF_LINE_MAX * CONF_ENTRIES_MAX, &b)) != 0)
 		return r == HSM_ERR_IO && errno == ENOENT ? VLT_ERR_NOT_FOUND :
-		    VLT_ERR_IO;
+		                                            VLT_ERR_IO;
 	if ((text = buf_steal(b, &len)) == NULL || (c = conf_new()) == NULL) {
 		r = VLT_ERR_NO_MEMORY;
 		goto out;
@@ -180,7 +180,7 @@ int
 fs_join(char *dst, size_t cap, const char *dir, const char *name)
 {
 	return str_fmt(dst, cap, "%s/%s", dir, name) == 0 ? 0 :
-	    VLT_ERR_BAD_PARAM;
+	                                                    VLT_ERR_BAD_PARAM;
 }
 
 int

@@ -49,7 +49,8 @@ listen_from_url(const char *url, char *dst, size_t cap)
 
 	p = strstr(url, "://");
 	if (p != NULL) {
-		https = (size_t)(p - url) == 5 && strncasecmp(url, "https", 5) == 0;
+		https = (size_t)(p - url) == 5 &&
+		    strncasecmp(url, "https", 5) == 0;
 		p += 3;
 	} else {
 		p = url;
@@ -74,13 +75,13 @@ listen_from_url(const char *url, char *dst, size_t cap)
 		if (str_fmt(dst, cap, "%.*s", (int)len, p) == 0)
 			return 0;
 	} else if (str_fmt(dst, cap, "%.*s:%s",
-	    (int)(colon != NULL ? (size_t)(colon - p) : len), p,
-	    https ? "443" : "80") == 0) {
+	               (int)(colon != NULL ? (size_t)(colon - p) : len), p,
+	               https ? "443" : "80") == 0) {
 		return 0;
 	}
 dflt:
 	return str_fmt(dst, cap, "%s", DEFAULT_LISTEN) == 0 ? 0 :
-	    VLT_ERR_INTERNAL;
+	                                                      VLT_ERR_INTERNAL;
 }
 
 int
@@ -128,9 +129,11 @@ init_softhsm(const char *dir, char *shconf, size_t cap)
 		return r;
 	if ((b = buf_new(PATH_MAX + 256)) == NULL)
 		return VLT_ERR_NO_MEMORY;
-	if (buf_putf(b, "directories.tokendir = %s\n"
-	    "objectstore.backend = file\nlog.level = ERROR\n"
-	    "slots.removable = false\n", tokdir) != 0) {
+	if (buf_putf(b,
+	        "directories.tokendir = %s\n"
+	        "objectstore.backend = file\nlog.level = ERROR\n"
+	        "slots.removable = false\n",
+	        tokdir) != 0) {
 		r = VLT_ERR_INTERNAL;
 		goto out;
 	}
@@ -145,8 +148,8 @@ out:
 /* The token (DIR/hsm and what the hsm keeps there); *shares: the new
  * operator shares. */
 static int
-init_token(const struct vlt_init_params *p, const char *dir,
-    const char *module, const char *label, char **shares)
+init_token(const struct vlt_init_params *p, const char *dir, const char *module,
+    const char *label, char **shares)
 {
 	char hsmdir[PATH_MAX];
 	struct hsm_init hi;
@@ -163,7 +166,7 @@ init_token(const struct vlt_init_params *p, const char *dir,
 	hi.shares = p->key_shares;
 	hi.threshold = p->key_threshold;
 	hi.auto_method = p->auto_unseal != NULL ? p->auto_unseal :
-	    "systemd-creds:host";
+	                                          "systemd-creds:host";
 	r = hsm_token_init(&hi, shares);
 	if (r != 0)
 		return r == HSM_ERR_EXISTS ? VLT_ERR_EXISTS : map_hsm(r);
@@ -192,8 +195,8 @@ out:
 
 /* DIR/p11vault.conf, written last: from then on DIR holds a vault. */
 static int
-init_conf(const struct vlt_init_params *p, const char *dir,
-    const char *module, const char *label, const char *shconf)
+init_conf(const struct vlt_init_params *p, const char *dir, const char *module,
+    const char *label, const char *shconf)
 {
 	const char *url = p->vault_url != NULL ? p->vault_url : DEFAULT_URL;
 	char tenant[VLT_ID_LEN + 1], listen[LISTEN_MAX], path[PATH_MAX];
@@ -217,7 +220,7 @@ init_conf(const struct vlt_init_params *p, const char *dir,
 	    (r = conf_set(conf, "module", module)) != 0 ||
 	    (r = conf_set(conf, "token_label", label)) != 0 ||
 	    (shconf[0] != '\0' &&
-	    (r = conf_set(conf, "softhsm_conf", shconf)) != 0) ||
+	        (r = conf_set(conf, "softhsm_conf", shconf)) != 0) ||
 	    (r = conf_set(conf, "token_lifetime", "3600")) != 0 ||
 	    (r = fs_join(path, sizeof(path), dir, "p11vault.conf")) != 0)
 		goto out;
@@ -315,8 +318,9 @@ open_parts(vault_t *v, const struct vlt_open_opts *o)
 	struct hsm_seal_status st;
 	int r;
 
-	if ((r = fs_join(path, sizeof(path), v->data_dir,
-	    "p11vault.conf")) != 0 || (r = conf_read(path, &v->conf)) != 0)
+	if ((r = fs_join(path, sizeof(path), v->data_dir, "p11vault.conf")) !=
+	        0 ||
+	    (r = conf_read(path, &v->conf)) != 0)
 		return r;
 	if (conf_get(v->conf, "module") == NULL ||
 	    conf_get(v->conf, "token_label") == NULL)
@@ -339,8 +343,7 @@ open_parts(vault_t *v, const struct vlt_open_opts *o)
 }
 
 int
-vault_open(const char *data_dir, const struct vlt_open_opts *o,
-    vault_t **out)
+vault_open(const char *data_dir, const struct vlt_open_opts *o, vault_t **out)
 {
 	char dir[PATH_MAX];
 	vault_t *v = NULL;
@@ -425,8 +428,9 @@ clock_offset(const char *path)
 	len = buf_len(b);
 	memcpy(text, buf_ptr(b), len);
 	buf_free(b);
-	while (len > 0 && (text[len - 1] == ' ' || text[len - 1] == '\t' ||
-	    text[len - 1] == '\n' || text[len - 1] == '\r'))
+	while (len > 0 &&
+	    (text[len - 1] == ' ' || text[len - 1] == '\t' ||
+	        text[len - 1] == '\n' || text[len - 1] == '\r'))
 		len--;
 	text[len] = '\0';
 	if (parse_i64(text, -(1LL << 40) + 1, (1LL << 40) - 1, &off) != 0)
@@ -474,7 +478,7 @@ vault_recovery_level(const struct vlt_settings *s)
 {
 	if (s->retention_days == 90)
 		return s->purge_protection ? "Recoverable" :
-		    "Recoverable+Purgeable";
+		                             "Recoverable+Purgeable";
 	return s->purge_protection ? "CustomizedRecoverable" :
-	    "CustomizedRecoverable+Purgeable";
+	                             "CustomizedRecoverable+Purgeable";
 }

@@ -58,9 +58,8 @@ import_precheck(vault_t *v, const char *name, const struct vlt_import_req *r)
 }
 
 int
-vault_key_import(vault_t *v, const char *name,
-    const struct vlt_import_req *req, const uint8_t *pkcs8, size_t len,
-    struct vlt_key_info *out)
+vault_key_import(vault_t *v, const char *name, const struct vlt_import_req *req,
+    const uint8_t *pkcs8, size_t len, struct vlt_key_info *out)
 {
 	struct hsm_key_desc d;
 	struct vlt_key_info k;
@@ -79,7 +78,7 @@ vault_key_import(vault_t *v, const char *name,
 	if ((r = new_version(name, k.version, bind)) != 0)
 		return r;
 	if ((r = hsm_key_import(v->hsm, bind, pkcs8, len, &d, &blob, &blob_len,
-	    &k.spki, &k.spki_len)) != 0) {
+	         &k.spki, &k.spki_len)) != 0) {
 		r = map_hsm(r);
 		goto out;
 	}
@@ -117,7 +116,9 @@ vault_key_import_byok(vault_t *v, const char *name,
 	    &kek_blob, &kek_len);
 	if (r != 0) {
 		r = r == VLT_ERR_UNAVAILABLE || r == VLT_ERR_NO_MEMORY ||
-		    r == VLT_ERR_INTERNAL ? r : VLT_ERR_BAD_PARAM;
+		        r == VLT_ERR_INTERNAL ?
+		    r :
+		    VLT_ERR_BAD_PARAM;
 		goto out;
 	}
 	if (kek.kty != VLT_KTY_RSA) {
@@ -127,9 +128,9 @@ vault_key_import_byok(vault_t *v, const char *name,
 	if ((r = blob_bind(kek_bind, kek.name, kek.version)) != 0 ||
 	    (r = new_version(name, k.version, bind)) != 0)
 		goto out;
-	if ((r = hsm_key_import_byok(v->hsm, bind, kek_bind, kek_blob,
-	    kek_len, transfer, len, &d, &blob, &blob_len, &k.spki,
-	    &k.spki_len)) != 0) {
+	if ((r = hsm_key_import_byok(v->hsm, bind, kek_bind, kek_blob, kek_len,
+	         transfer, len, &d, &blob, &blob_len, &k.spki, &k.spki_len)) !=
+	    0) {
 		r = map_hsm(r);
 		goto out;
 	}

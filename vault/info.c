@@ -52,7 +52,7 @@ void
 key_info_give(struct vlt_key_info *src, struct vlt_key_info *out)
 {
 	if (out != NULL)
-		*out = *src;   /* ownership moves */
+		*out = *src; /* ownership moves */
 	else
 		vlt_key_info_clear(src);
 	memset(src, 0, sizeof(*src));

@@ -13,8 +13,8 @@
 
 /* A deep copy (tags and spki duplicated): 0 or VLT_ERR_NO_MEMORY (dst
  * then cleared). */
-int key_info_copy(const struct vlt_key_info *src, struct vlt_key_info *dst)
-    VLT_WUR;
+int key_info_copy(const struct vlt_key_info *src,
+    struct vlt_key_info *dst) VLT_WUR;
 /* Moves src into out (out NULL: clears it); src is left zeroed. */
 void key_info_give(struct vlt_key_info *src, struct vlt_key_info *out);
 /* A malloc'd copy of n bytes at src into *dst (src NULL: *dst NULL). */

@@ -40,7 +40,7 @@ key_store_new(vault_t *v, const struct vlt_key_info *k, const uint8_t *blob,
 	int r;
 
 	r = store_version_insert(v->store, k, blob, blob_len);
-	if (r == VLT_ERR_CONFLICT)   /* a version id collision: new_version */
+	if (r == VLT_ERR_CONFLICT) /* a version id collision: new_version */
 		r = VLT_ERR_INTERNAL;
 	if (r != 0)
 		return r;
@@ -78,8 +78,8 @@ create_shape(const struct vlt_create_req *req, unsigned *bits, int *nid,
 }
 
 int
-vault_key_create(vault_t *v, const char *name,
-    const struct vlt_create_req *req, struct vlt_key_info *out)
+vault_key_create(vault_t *v, const char *name, const struct vlt_create_req *req,
+    struct vlt_key_info *out)
 {
 	struct vlt_key_info k;
 	char bind[BIND_MAX];
@@ -101,9 +101,9 @@ vault_key_create(vault_t *v, const char *name,
 		return r;
 	if ((r = new_version(name, k.version, bind)) != 0)
 		goto out;
-	r = hsm_key_generate(v->hsm, bind, req->kty == VLT_KTY_RSA ?
-	    HSM_KTY_RSA : HSM_KTY_EC, bits, nid, &blob, &blob_len, &k.spki,
-	    &k.spki_len);
+	r = hsm_key_generate(v->hsm, bind,
+	    req->kty == VLT_KTY_RSA ? HSM_KTY_RSA : HSM_KTY_EC, bits, nid,
+	    &blob, &blob_len, &k.spki, &k.spki_len);
 	if (r != 0) {
 		r = map_hsm(r);
 		goto out;
@@ -265,8 +265,8 @@ list_keys(vault_t *v, int deleted, const char *cont, size_t max,
 	r = store_key_list(v->store, deleted, after, max, items, n, &more);
 	if (r != 0)
 		return r;
-	return list_end(type, *n > 0 ? (*items)[*n - 1].name : "", more,
-	    items, n, next_cont);
+	return list_end(type, *n > 0 ? (*items)[*n - 1].name : "", more, items,
+	    n, next_cont);
 }
 
 int
@@ -284,8 +284,8 @@ vault_deleted_list(vault_t *v, const char *cont, size_t max,
 }
 
 int
-vault_key_versions(vault_t *v, const char *name, const char *cont,
-    size_t max, struct vlt_key_info **items, size_t *n, char **next_cont)
+vault_key_versions(vault_t *v, const char *name, const char *cont, size_t max,
+    struct vlt_key_info **items, size_t *n, char **next_cont)
 {
 	char pos[32];
 	int64_t after = 0, last = 0;
@@ -359,7 +359,7 @@ vault_key_recover(vault_t *v, const char *name, struct vlt_key_info *out)
 static int
 purge_one(vault_t *v, const char *name, int64_t due_before)
 {
-	char (*ids)[VLT_VERSION_LEN + 1] = NULL;
+	char(*ids)[VLT_VERSION_LEN + 1] = NULL;
 	char bind[BIND_MAX];
 	size_t n = 0, i;
 	int r;
@@ -386,7 +386,7 @@ vault_key_purge(vault_t *v, const char *name)
 int
 vault_purge_due(vault_t *v)
 {
-	char (*names)[VLT_NAME_MAX + 1] = NULL;
+	char(*names)[VLT_NAME_MAX + 1] = NULL;
 	size_t n = 0, i;
 	int64_t now;
 	int r, count = 0, err = 0;
@@ -401,7 +401,7 @@ vault_purge_due(vault_t *v)
 		if (r == 0)
 			count++;
 		else if (r != VLT_ERR_NOT_FOUND && err == 0)
-			err = r;   /* recovered meanwhile: NOT_FOUND, fine */
+			err = r; /* recovered meanwhile: NOT_FOUND, fine */
 	}
 	free(names);
 	return err != 0 ? err : count;

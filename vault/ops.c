@@ -20,19 +20,44 @@ static int
 map_alg(enum vlt_alg a, enum hsm_alg *out)
 {
 	switch (a) {
-	case VLT_ALG_RSA_OAEP: *out = HSM_ALG_RSA_OAEP; return 0;
-	case VLT_ALG_RSA_OAEP_256: *out = HSM_ALG_RSA_OAEP_256; return 0;
-	case VLT_ALG_RSA1_5: *out = HSM_ALG_RSA1_5; return 0;
-	case VLT_ALG_RS256: *out = HSM_ALG_RS256; return 0;
-	case VLT_ALG_RS384: *out = HSM_ALG_RS384; return 0;
-	case VLT_ALG_RS512: *out = HSM_ALG_RS512; return 0;
-	case VLT_ALG_PS256: *out = HSM_ALG_PS256; return 0;
-	case VLT_ALG_PS384: *out = HSM_ALG_PS384; return 0;
-	case VLT_ALG_PS512: *out = HSM_ALG_PS512; return 0;
-	case VLT_ALG_ES256: *out = HSM_ALG_ES256; return 0;
-	case VLT_ALG_ES384: *out = HSM_ALG_ES384; return 0;
-	case VLT_ALG_ES512: *out = HSM_ALG_ES512; return 0;
-	default: return VLT_ERR_BAD_PARAM;
+	case VLT_ALG_RSA_OAEP:
+		*out = HSM_ALG_RSA_OAEP;
+		return 0;
+	case VLT_ALG_RSA_OAEP_256:
+		*out = HSM_ALG_RSA_OAEP_256;
+		return 0;
+	case VLT_ALG_RSA1_5:
+		*out = HSM_ALG_RSA1_5;
+		return 0;
+	case VLT_ALG_RS256:
+		*out = HSM_ALG_RS256;
+		return 0;
+	case VLT_ALG_RS384:
+		*out = HSM_ALG_RS384;
+		return 0;
+	case VLT_ALG_RS512:
+		*out = HSM_ALG_RS512;
+		return 0;
+	case VLT_ALG_PS256:
+		*out = HSM_ALG_PS256;
+		return 0;
+	case VLT_ALG_PS384:
+		*out = HSM_ALG_PS384;
+		return 0;
+	case VLT_ALG_PS512:
+		*out = HSM_ALG_PS512;
+		return 0;
+	case VLT_ALG_ES256:
+		*out = HSM_ALG_ES256;
+		return 0;
+	case VLT_ALG_ES384:
+		*out = HSM_ALG_ES384;
+		return 0;
+	case VLT_ALG_ES512:
+		*out = HSM_ALG_ES512;
+		return 0;
+	default:
+		return VLT_ERR_BAD_PARAM;
 	}
 }
 
@@ -54,13 +79,14 @@ static int
 sig_alg_fits(enum vlt_alg a, const struct vlt_key_info *k)
 {
 	switch (a) {
-	case VLT_ALG_ES256: return k->kty == VLT_KTY_EC &&
-	    k->crv == VLT_CRV_P256;
-	case VLT_ALG_ES384: return k->kty == VLT_KTY_EC &&
-	    k->crv == VLT_CRV_P384;
-	case VLT_ALG_ES512: return k->kty == VLT_KTY_EC &&
-	    k->crv == VLT_CRV_P521;
-	default: return k->kty == VLT_KTY_RSA;
+	case VLT_ALG_ES256:
+		return k->kty == VLT_KTY_EC && k->crv == VLT_CRV_P256;
+	case VLT_ALG_ES384:
+		return k->kty == VLT_KTY_EC && k->crv == VLT_CRV_P384;
+	case VLT_ALG_ES512:
+		return k->kty == VLT_KTY_EC && k->crv == VLT_CRV_P521;
+	default:
+		return k->kty == VLT_KTY_RSA;
 	}
 }
 
@@ -70,15 +96,16 @@ kid_out(char *kid_version, const struct vlt_key_info *k)
 	if (kid_version == NULL)
 		return 0;
 	return str_fmt(kid_version, VLT_VERSION_LEN + 1, "%s", k->version) ==
-	    0 ? 0 : VLT_ERR_INTERNAL;
+	        0 ?
+	    0 :
+	    VLT_ERR_INTERNAL;
 }
 
 /* key_for_op for a crypto operation whose key must also suit alg: RSA for
  * an encryption algorithm, sig_alg_fits for a signature one. */
 static int
 key_for_alg(vault_t *v, const char *name, const char *version, unsigned op,
-    enum vlt_alg alg, struct vlt_key_info *k, uint8_t **blob,
-    size_t *blob_len)
+    enum vlt_alg alg, struct vlt_key_info *k, uint8_t **blob, size_t *blob_len)
 {
 	int r;
 
@@ -113,7 +140,7 @@ priv_take(vault_t *v, const char *name, const char *version, unsigned op,
 	p->blob = NULL;
 	p->blob_len = 0;
 	if ((r = key_for_alg(v, name, version, op, alg, &p->k, &p->blob,
-	    &p->blob_len)) != 0)
+	         &p->blob_len)) != 0)
 		return r;
 	if ((r = blob_bind(p->bind, p->k.name, p->k.version)) != 0) {
 		vlt_key_info_clear(&p->k);
@@ -170,8 +197,8 @@ vault_key_decrypt(vault_t *v, const char *name, const char *version,
 		return VLT_ERR_BAD_PARAM;
 	if ((r = priv_take(v, name, version, op, alg, &p)) != 0)
 		return r;
-	r = map_hsm(hsm_key_decrypt(v->hsm, p.bind, p.blob, p.blob_len, ha,
-	    in, in_len, out, out_len));
+	r = map_hsm(hsm_key_decrypt(v->hsm, p.bind, p.blob, p.blob_len, ha, in,
+	    in_len, out, out_len));
 	return op_end(r, kid_version, &p.k, p.blob);
 }
 
@@ -189,16 +216,15 @@ vault_key_sign(vault_t *v, const char *name, const char *version,
 		return VLT_ERR_BAD_PARAM;
 	if ((r = priv_take(v, name, version, VLT_OP_SIGN, alg, &p)) != 0)
 		return r;
-	r = map_hsm(hsm_key_sign(v->hsm, p.bind, p.blob, p.blob_len, ha,
-	    digest, dlen, sig, sig_len));
+	r = map_hsm(hsm_key_sign(v->hsm, p.bind, p.blob, p.blob_len, ha, digest,
+	    dlen, sig, sig_len));
 	return op_end(r, kid_version, &p.k, p.blob);
 }
 
 int
 vault_key_verify(vault_t *v, const char *name, const char *version,
-    enum vlt_alg alg, const uint8_t *digest, size_t dlen,
-    const uint8_t *sig, size_t sig_len, int *valid,
-    char kid_version[VLT_VERSION_LEN + 1])
+    enum vlt_alg alg, const uint8_t *digest, size_t dlen, const uint8_t *sig,
+    size_t sig_len, int *valid, char kid_version[VLT_VERSION_LEN + 1])
 {
 	struct vlt_key_info k;
 	enum hsm_alg ha;
@@ -210,7 +236,7 @@ vault_key_verify(vault_t *v, const char *name, const char *version,
 	    !alg_is_sig(alg) || map_alg(alg, &ha) != 0)
 		return VLT_ERR_BAD_PARAM;
 	if ((r = key_for_alg(v, name, version, VLT_OP_VERIFY, alg, &k, NULL,
-	    NULL)) != 0)
+	         NULL)) != 0)
 		return r;
 	r = map_hsm(hsm_pub_verify(k.spki, k.spki_len, ha, digest, dlen, sig,
 	    sig_len, valid));

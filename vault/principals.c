@@ -30,7 +30,7 @@ vault_principal_put(vault_t *v, const struct vlt_principal *p)
 	    !field_ok(p->object_id, sizeof(p->object_id)) ||
 	    !field_ok(p->client_id, sizeof(p->client_id)) ||
 	    strnlen(p->display_name, sizeof(p->display_name)) ==
-	    sizeof(p->display_name))
+	        sizeof(p->display_name))
 		return VLT_ERR_BAD_PARAM;
 	return store_principal_put(v->store, p);
 }
@@ -70,8 +70,7 @@ vault_access_delete(vault_t *v, const char *object_id)
 }
 
 int
-vault_access_apply(vault_t *v, const struct vlt_access_policy *items,
-    size_t n)
+vault_access_apply(vault_t *v, const struct vlt_access_policy *items, size_t n)
 {
 	size_t i;
 
@@ -80,7 +79,8 @@ vault_access_apply(vault_t *v, const struct vlt_access_policy *items,
 	for (i = 0; i < n; i++)
 		if (!object_id_ok(items[i].object_id) ||
 		    (items[i].perms != 0 &&
-		    !field_ok(items[i].tenant_id, sizeof(items[i].tenant_id))))
+		        !field_ok(items[i].tenant_id,
+		            sizeof(items[i].tenant_id))))
 			return VLT_ERR_BAD_PARAM;
 	return store_access_apply(v->store, items, n);
 }

@@ -78,8 +78,8 @@ actions_parse(const struct store_rotation *rec, struct vlt_rotation_policy *p)
 	memcpy(text, rec->actions, sizeof(text));
 	text[sizeof(text) - 1] = '\0';
 	for (line = strtok_r(text, "\n", &save);
-	    line != NULL && p->n < VLT_ROT_ACTIONS_MAX;
-	    line = strtok_r(NULL, "\n", &save)) {
+	     line != NULL && p->n < VLT_ROT_ACTIONS_MAX;
+	     line = strtok_r(NULL, "\n", &save)) {
 		if (action_parse(line, &p->a[p->n]) != 0)
 			break;
 		p->n++;
@@ -114,7 +114,7 @@ vault_key_rotate(vault_t *v, const char *name, struct vlt_key_info *out)
 	if (v == NULL || !name_ok(name))
 		return VLT_ERR_BAD_PARAM;
 	if ((r = store_version_get(v->store, name, NULL, 0, &cur, NULL,
-	    NULL)) != 0)
+	         NULL)) != 0)
 		return r;
 	req.kty = cur.kty;
 	req.hsm = cur.hsm;
@@ -145,8 +145,8 @@ vault_rotation_policy_get(vault_t *v, const char *name,
 		memset(out, 0, sizeof(*out));
 	if (v == NULL || out == NULL || !name_ok(name))
 		return VLT_ERR_BAD_PARAM;
-	if ((r = store_version_get(v->store, name, NULL, 0, &k, NULL,
-	    NULL)) != 0)
+	if ((r = store_version_get(v->store, name, NULL, 0, &k, NULL, NULL)) !=
+	    0)
 		return r;
 	vlt_key_info_clear(&k);
 	r = policy_read(v, name, out);
@@ -215,8 +215,8 @@ rotation_audit(vault_t *v, const char *name, const struct vlt_key_info *nk,
 	struct vlt_audit_event ev;
 
 	if (str_fmt(key_id, sizeof(key_id), "%s/keys/%s%s%s",
-	    url != NULL ? url : "", name, r == 0 ? "/" : "",
-	    r == 0 ? nk->version : "") != 0)
+	        url != NULL ? url : "", name, r == 0 ? "/" : "",
+	        r == 0 ? nk->version : "") != 0)
 		return VLT_ERR_INTERNAL;
 	memset(&ev, 0, sizeof(ev));
 	ev.time_ms = now * 1000;
@@ -224,7 +224,7 @@ rotation_audit(vault_t *v, const char *name, const struct vlt_key_info *nk,
 	ev.caller_app_id = "rotation-policy";
 	ev.operation = "RotateKey";
 	ev.trigger = a->trigger == VLT_ROT_AFTER_CREATE ? "timeAfterCreate" :
-	    "timeBeforeExpiry";
+	                                                  "timeBeforeExpiry";
 	ev.key_id = key_id;
 	ev.http_status = r == 0 ? 200 : 500;
 	return vault_audit_event(v, &ev, 1);
@@ -233,8 +233,8 @@ rotation_audit(vault_t *v, const char *name, const struct vlt_key_info *nk,
 /* Rotates name when its policy p is due: 1 rotated, 0 not due, or an
  * error (*audit_err set when the audit record failed). */
 static int
-rotate_if_due(vault_t *v, const char *name,
-    const struct vlt_rotation_policy *p, int *audit_err)
+rotate_if_due(vault_t *v, const char *name, const struct vlt_rotation_policy *p,
+    int *audit_err)
 {
 	const struct vlt_rotation_action *a;
 	struct vlt_key_info k, nk;
@@ -243,14 +243,14 @@ rotate_if_due(vault_t *v, const char *name,
 
 	memset(&nk, 0, sizeof(nk));
 	if (store_version_get(v->store, name, NULL, 0, &k, NULL, NULL) != 0)
-		return 0;   /* deleted meanwhile */
+		return 0; /* deleted meanwhile */
 	a = rotation_due_action(p, &k, now);
 	vlt_key_info_clear(&k);
 	if (a == NULL)
 		return 0;
 	r = vault_key_rotate(v, name, &nk);
 	if (rotation_audit(v, name, &nk, a, now, r) != 0)
-		*audit_err = 1;   /* the rotation stands; say so */
+		*audit_err = 1; /* the rotation stands; say so */
 	vlt_key_info_clear(&nk);
 	return r == 0 ? 1 : r;
 }

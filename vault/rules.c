@@ -54,7 +54,7 @@ name_ok(const char *name)
 		if (i >= VLT_NAME_MAX)
 			return 0;
 		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-		    (c >= 'A' && c <= 'Z') || c == '-'))
+		        (c >= 'A' && c <= 'Z') || c == '-'))
 			return 0;
 	}
 	return 1;
@@ -132,10 +132,11 @@ random_uuid(char dst[VLT_ID_LEN + 1])
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
 	if (str_fmt(dst, VLT_ID_LEN + 1,
-	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-	    "%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5],
-	    b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-	    b[15]) != 0 || strlen(dst) != VLT_ID_LEN)
+	        "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+	        "%02x%02x%02x%02x%02x%02x",
+	        b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
+	        b[10], b[11], b[12], b[13], b[14], b[15]) != 0 ||
+	    strlen(dst) != VLT_ID_LEN)
 		return VLT_ERR_INTERNAL;
 	return 0;
 }

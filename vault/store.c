@@ -99,7 +99,7 @@ store_version_get(store_t *s, const char *name, const char *version,
 
 	memset(out, 0, sizeof(*out));
 	c = deleted ? VCACHE_UNCACHED :
-	    vcache_get(s->vc, name, version, out, blob, blob_len);
+	              vcache_get(s->vc, name, version, out, blob, blob_len);
 	if (c == 1)
 		return 0;
 	lock_read(s);

@@ -57,10 +57,14 @@ int store_version_get(store_t *s, const char *name, const char *version,
 void store_vcache_stats(store_t *s, uint64_t *hits, uint64_t *misses);
 
 struct store_update {
-	int has_key_ops; unsigned key_ops;
-	int has_enabled; int enabled;
-	int has_nbf; int64_t nbf;
-	int has_exp; int64_t exp;
+	int has_key_ops;
+	unsigned key_ops;
+	int has_enabled;
+	int enabled;
+	int has_nbf;
+	int64_t nbf;
+	int has_exp;
+	int64_t exp;
 	const char *tags;
 	int64_t updated;
 };
@@ -78,8 +82,8 @@ int store_key_list(store_t *s, int deleted, const char *after_name,
 /* Versions of a live key with seq > after_seq, oldest first; *last_seq:
  * seq of the last item returned; *more as above. */
 int store_version_list(store_t *s, const char *name, int64_t after_seq,
-    size_t limit, struct vlt_key_info **items, size_t *n,
-    int64_t *last_seq, int *more) VLT_WUR;
+    size_t limit, struct vlt_key_info **items, size_t *n, int64_t *last_seq,
+    int *more) VLT_WUR;
 
 /* Soft delete: deleted_date = now, scheduled purge = now + the retention
  * in force. out: latest version with the dates. */
@@ -119,15 +123,15 @@ struct store_blob {
 	int64_t seq;
 	char name[VLT_NAME_MAX + 1];
 	char version[VLT_VERSION_LEN + 1];
-	uint8_t *blob;             /* as read; malloc'd */
+	uint8_t *blob; /* as read; malloc'd */
 	size_t blob_len;
-	uint8_t *bound;            /* the caller's replacement; malloc'd */
+	uint8_t *bound; /* the caller's replacement; malloc'd */
 	size_t bound_len;
 };
 int store_blob_scan(store_t *s, int64_t after_seq, size_t limit,
     struct store_blob **items, size_t *n) VLT_WUR;
-int store_blob_replace(store_t *s, const struct store_blob *items,
-    size_t n, size_t *replaced) VLT_WUR;
+int store_blob_replace(store_t *s, const struct store_blob *items, size_t n,
+    size_t *replaced) VLT_WUR;
 /* Frees an array from store_blob_scan (both blobs of each item). */
 void store_blob_free_array(struct store_blob *items, size_t n);
 
@@ -138,7 +142,7 @@ void store_blob_free_array(struct store_blob *items, size_t n);
  * name, a malloc'd array. */
 #define STORE_ROT_TEXT_MAX (VLT_ROT_ACTIONS_MAX * (VLT_DURATION_MAX + 48))
 struct store_rotation {
-	char name[VLT_NAME_MAX + 1];       /* the key's, as stored */
+	char name[VLT_NAME_MAX + 1]; /* the key's, as stored */
 	int64_t expiry_secs;
 	char expiry[VLT_DURATION_MAX];
 	char actions[STORE_ROT_TEXT_MAX];

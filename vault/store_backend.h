@@ -26,8 +26,7 @@ struct store_backend {
 	void (*close)(struct store_be *b);
 	int (*ping)(struct store_be *b);
 	int (*settings_get)(struct store_be *b, struct vlt_settings *out);
-	int (*settings_init)(struct store_be *b,
-	    const struct vlt_settings *st);
+	int (*settings_init)(struct store_be *b, const struct vlt_settings *st);
 	int (*settings_update)(struct store_be *b, int retention_days,
 	    int purge_protection);
 	int (*version_insert)(struct store_be *b,
@@ -38,11 +37,9 @@ struct store_backend {
 	    uint8_t **blob, size_t *blob_len);
 	int (*version_update)(struct store_be *b, const char *name,
 	    const char *version, const struct store_update *u,
-	    int (*check_ops)(enum vlt_kty, unsigned),
-	    struct vlt_key_info *out);
-	int (*key_list)(struct store_be *b, int deleted,
-	    const char *after_name, size_t limit, struct vlt_key_info **items,
-	    size_t *n, int *more);
+	    int (*check_ops)(enum vlt_kty, unsigned), struct vlt_key_info *out);
+	int (*key_list)(struct store_be *b, int deleted, const char *after_name,
+	    size_t limit, struct vlt_key_info **items, size_t *n, int *more);
 	int (*version_list)(struct store_be *b, const char *name,
 	    int64_t after_seq, size_t limit, struct vlt_key_info **items,
 	    size_t *n, int64_t *last_seq, int *more);
@@ -59,26 +56,25 @@ struct store_backend {
 	    uint8_t *const *blobs, const size_t *blob_lens, size_t n);
 	int (*blob_scan)(struct store_be *b, int64_t after_seq, size_t limit,
 	    struct store_blob **items, size_t *n);
-	int (*blob_replace)(struct store_be *b,
-	    const struct store_blob *items, size_t n, size_t *replaced);
+	int (*blob_replace)(struct store_be *b, const struct store_blob *items,
+	    size_t n, size_t *replaced);
 	int (*rotation_get)(struct store_be *b, const char *name,
 	    struct store_rotation *out);
 	int (*rotation_put)(struct store_be *b, const char *name,
 	    const struct store_rotation *rec, int64_t now);
 	int (*rotation_list)(struct store_be *b, struct store_rotation **recs,
 	    size_t *n);
-	int (*principal_put)(struct store_be *b,
-	    const struct vlt_principal *p);
+	int (*principal_put)(struct store_be *b, const struct vlt_principal *p);
 	int (*principal_delete)(struct store_be *b, const char *object_id);
-	int (*principal_list)(struct store_be *b,
-	    struct vlt_principal **items, size_t *n);
+	int (*principal_list)(struct store_be *b, struct vlt_principal **items,
+	    size_t *n);
 	int (*access_put)(struct store_be *b,
 	    const struct vlt_access_policy *a);
 	int (*access_delete)(struct store_be *b, const char *object_id);
 	int (*access_apply)(struct store_be *b,
 	    const struct vlt_access_policy *items, size_t n);
-	int (*access_list)(struct store_be *b,
-	    struct vlt_access_policy **items, size_t *n);
+	int (*access_list)(struct store_be *b, struct vlt_access_policy **items,
+	    size_t *n);
 };
 
 extern const struct store_backend store_sqlite_backend;

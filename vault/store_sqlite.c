@@ -37,20 +37,45 @@
 	" created INTEGER NOT NULL, updated INTEGER NOT NULL)"
 
 enum st_id {
-	ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_PING,
-	ST_SETTINGS_GET, ST_SETTINGS_PUT,
-	ST_KEY_STATE, ST_KEY_INSERT, ST_KEY_LATEST, ST_VERSION_INSERT,
-	ST_VERSION_LATEST, ST_VERSION_BY_ID, ST_VERSION_UPDATE,
-	ST_KEY_LIST, ST_VERSION_LIST, ST_KEY_DELETE, ST_KEY_RECOVER,
-	ST_VERSION_IDS, ST_VERSIONS_DELETE, ST_KEY_REMOVE, ST_DUE_LIST,
-	ST_PRINCIPAL_PUT, ST_PRINCIPAL_DELETE, ST_PRINCIPAL_LIST,
-	ST_ACCESS_PUT, ST_ACCESS_DELETE, ST_ACCESS_LIST,
-	ST_BLOB_SCAN, ST_BLOB_REPLACE,
-	ST_ROT_GET, ST_ROT_PUT, ST_ROT_LIST, ST_ROT_DELETE, ST_BEGIN_READ,
+	ST_BEGIN,
+	ST_COMMIT,
+	ST_ROLLBACK,
+	ST_PING,
+	ST_SETTINGS_GET,
+	ST_SETTINGS_PUT,
+	ST_KEY_STATE,
+	ST_KEY_INSERT,
+	ST_KEY_LATEST,
+	ST_VERSION_INSERT,
+	ST_VERSION_LATEST,
+	ST_VERSION_BY_ID,
+	ST_VERSION_UPDATE,
+	ST_KEY_LIST,
+	ST_VERSION_LIST,
+	ST_KEY_DELETE,
+	ST_KEY_RECOVER,
+	ST_VERSION_IDS,
+	ST_VERSIONS_DELETE,
+	ST_KEY_REMOVE,
+	ST_DUE_LIST,
+	ST_PRINCIPAL_PUT,
+	ST_PRINCIPAL_DELETE,
+	ST_PRINCIPAL_LIST,
+	ST_ACCESS_PUT,
+	ST_ACCESS_DELETE,
+	ST_ACCESS_LIST,
+	ST_BLOB_SCAN,
+	ST_BLOB_REPLACE,
+	ST_ROT_GET,
+	ST_ROT_PUT,
+	ST_ROT_LIST,
+	ST_ROT_DELETE,
+	ST_BEGIN_READ,
 	ST_COUNT
 };
 
-#define V_COLS "v.name, v.version, v.kty, v.hsm, v.key_size, v.crv, " \
+#define V_COLS \
+	"v.name, v.version, v.kty, v.hsm, v.key_size, v.crv, " \
 	"v.key_ops, v.enabled, v.nbf, v.exp, v.created, v.updated, v.tags, " \
 	"v.spki, k.deleted_date, k.scheduled_purge_date, v.seq, v.blob"
 
@@ -78,23 +103,26 @@ static const char *const st_sql[ST_COUNT] = {
 	    "key_ops, enabled, nbf, exp, created, updated, tags, spki, blob) "
 	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
 	    "?14, ?15)",
-	[ST_VERSION_LATEST] =
-	    "SELECT " V_COLS " FROM keys k JOIN key_versions v "
-	    "ON v.seq = k.latest_seq WHERE k.name = ?1 "
-	    "AND (k.deleted_date != 0) = ?2",
+	[ST_VERSION_LATEST] = "SELECT " V_COLS
+	                      " FROM keys k JOIN key_versions v "
+	                      "ON v.seq = k.latest_seq WHERE k.name = ?1 "
+	                      "AND (k.deleted_date != 0) = ?2",
 	[ST_VERSION_BY_ID] =
-	    "SELECT " V_COLS " FROM keys k JOIN key_versions v "
+	    "SELECT " V_COLS
+	    " FROM keys k JOIN key_versions v "
 	    "ON v.name = k.name WHERE k.name = ?1 AND v.version = ?2 "
 	    "AND (k.deleted_date != 0) = ?3",
 	[ST_VERSION_UPDATE] =
 	    "UPDATE key_versions SET key_ops = ?1, enabled = ?2, nbf = ?3, "
 	    "exp = ?4, tags = ?5, updated = ?6 WHERE seq = ?7",
 	[ST_KEY_LIST] =
-	    "SELECT " V_COLS " FROM keys k JOIN key_versions v "
+	    "SELECT " V_COLS
+	    " FROM keys k JOIN key_versions v "
 	    "ON v.seq = k.latest_seq WHERE (k.deleted_date != 0) = ?1 "
 	    "AND k.name > ?2 ORDER BY k.name LIMIT ?3",
 	[ST_VERSION_LIST] =
-	    "SELECT " V_COLS " FROM keys k JOIN key_versions v "
+	    "SELECT " V_COLS
+	    " FROM keys k JOIN key_versions v "
 	    "ON v.name = k.name WHERE k.name = ?1 AND k.deleted_date = 0 "
 	    "AND v.seq > ?2 ORDER BY v.seq LIMIT ?3",
 	[ST_KEY_DELETE] =
@@ -126,8 +154,7 @@ static const char *const st_sql[ST_COUNT] = {
 	    "INSERT INTO access_policies(object_id, tenant_id, perms) "
 	    "VALUES (?1, ?2, ?3) ON CONFLICT(object_id) DO UPDATE SET "
 	    "tenant_id = excluded.tenant_id, perms = excluded.perms",
-	[ST_ACCESS_DELETE] =
-	    "DELETE FROM access_policies WHERE object_id = ?1",
+	[ST_ACCESS_DELETE] = "DELETE FROM access_policies WHERE object_id = ?1",
 	[ST_ACCESS_LIST] =
 	    "SELECT object_id, tenant_id, perms FROM access_policies "
 	    "ORDER BY object_id",
@@ -205,13 +232,17 @@ static int
 map_rc(int rc)
 {
 	switch (rc & 0xff) {
-	case SQLITE_OK: case SQLITE_DONE: case SQLITE_ROW:
+	case SQLITE_OK:
+	case SQLITE_DONE:
+	case SQLITE_ROW:
 		return 0;
 	case SQLITE_CONSTRAINT:
 		return VLT_ERR_CONFLICT;
 	case SQLITE_NOMEM:
 		return VLT_ERR_NO_MEMORY;
-	case SQLITE_BUSY: case SQLITE_LOCKED: case SQLITE_FULL:
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+	case SQLITE_FULL:
 	case SQLITE_IOERR:
 		return VLT_ERR_UNAVAILABLE;
 	default:
@@ -263,7 +294,7 @@ st_get(db_t *s, enum st_id id)
 {
 	if (s->st[id] == NULL &&
 	    sqlite3_prepare_v3(s->db, st_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
-	    &s->st[id], NULL) != SQLITE_OK)
+	        &s->st[id], NULL) != SQLITE_OK)
 		return NULL;
 	sqlite3_reset(s->st[id]);
 	sqlite3_clear_bindings(s->st[id]);
@@ -387,8 +418,8 @@ typedef int (*row_fn)(sqlite3_stmt *st, void *elem);
  * (capacity first, doubling). *arr and *n are set even on failure, so
  * that the caller can free what was read. */
 static int
-collect_rows(sqlite3_stmt *st, size_t elem, size_t first, row_fn fn,
-    void **arr, size_t *n)
+collect_rows(sqlite3_stmt *st, size_t elem, size_t first, row_fn fn, void **arr,
+    size_t *n)
 {
 	unsigned char *a = NULL, *tmp;
 	size_t cnt = 0, cap = 0;
@@ -430,8 +461,8 @@ free_plain(void *arr, size_t n)
  * NULL. On failure what was read is freed with
  * release and *arr, *n are NULL, 0. */
 static int
-list_rows(db_t *s, enum st_id id, const int64_t *p1, size_t elem,
-    size_t first, row_fn fn, free_fn release, void **arr, size_t *n)
+list_rows(db_t *s, enum st_id id, const int64_t *p1, size_t elem, size_t first,
+    row_fn fn, free_fn release, void **arr, size_t *n)
 {
 	sqlite3_stmt *st;
 	int r;
@@ -793,8 +824,8 @@ end:
 }
 
 static int
-sq_version_insert(db_t *s, const struct vlt_key_info *k,
-    const uint8_t *blob, size_t blob_len)
+sq_version_insert(db_t *s, const struct vlt_key_info *k, const uint8_t *blob,
+    size_t blob_len)
 {
 	int r;
 
@@ -804,8 +835,8 @@ sq_version_insert(db_t *s, const struct vlt_key_info *k,
 }
 
 static int
-sq_key_restore(db_t *s, const struct vlt_key_info *ks,
-    uint8_t *const *blobs, const size_t *blob_lens, size_t n)
+sq_key_restore(db_t *s, const struct vlt_key_info *ks, uint8_t *const *blobs,
+    const size_t *blob_lens, size_t n)
 {
 	int64_t deleted, purge_date;
 	size_t i;
@@ -817,7 +848,7 @@ sq_key_restore(db_t *s, const struct vlt_key_info *ks,
 		goto out;
 	r = key_state(s, ks[0].name, NULL, &deleted, &purge_date);
 	if (r == 0)
-		r = VLT_ERR_CONFLICT;      /* live or deleted: Azure's 409 */
+		r = VLT_ERR_CONFLICT; /* live or deleted: Azure's 409 */
 	else if (r == VLT_ERR_NOT_FOUND)
 		r = 0;
 	for (i = 0; r == 0 && i < n; i++)
@@ -840,7 +871,7 @@ row_blob(sqlite3_stmt *st, void *elem)
 	copy_col_text(st, 1, b->name, sizeof(b->name));
 	copy_col_text(st, 2, b->version, sizeof(b->version));
 	if (len == 0 || p == NULL)
-		return 0;           /* NOT NULL, but never trust a row */
+		return 0; /* NOT NULL, but never trust a row */
 	if ((b->blob = malloc(len)) == NULL)
 		return VLT_ERR_NO_MEMORY;
 	memcpy(b->blob, p, len);
@@ -988,15 +1019,15 @@ sq_rotation_list(db_t *s, struct store_rotation **recs, size_t *n)
 }
 
 static int
-version_fetch(db_t *s, const char *name, const char *version,
-    int deleted, struct vlt_key_info *out, int64_t *seq, uint8_t **blob,
-    size_t *blob_len)
+version_fetch(db_t *s, const char *name, const char *version, int deleted,
+    struct vlt_key_info *out, int64_t *seq, uint8_t **blob, size_t *blob_len)
 {
 	sqlite3_stmt *st;
 	int r, i = 1;
 
-	if ((r = st_prep(s, version == NULL ? ST_VERSION_LATEST :
-	    ST_VERSION_BY_ID, &st)) != 0)
+	if ((r = st_prep(s,
+	         version == NULL ? ST_VERSION_LATEST : ST_VERSION_BY_ID,
+	         &st)) != 0)
 		return r;
 	bind_text(st, i++, name);
 	if (version != NULL)
@@ -1031,8 +1062,8 @@ sq_version_update(db_t *s, const char *name, const char *version,
 	memset(out, 0, sizeof(*out));
 	if ((r = tx_begin(s)) != 0)
 		goto out;
-	if ((r = version_fetch(s, name, version, 0, &cur, &seq, NULL,
-	    NULL)) != 0)
+	if ((r = version_fetch(s, name, version, 0, &cur, &seq, NULL, NULL)) !=
+	    0)
 		goto end;
 	if (u->has_key_ops) {
 		if ((r = check_ops(cur.kty, u->key_ops)) != 0)
@@ -1080,12 +1111,12 @@ collect_versions(sqlite3_stmt *st, size_t limit, struct vlt_key_info **items,
 		return VLT_ERR_NO_MEMORY;
 	while (cnt < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if ((r = read_version_row(st, &arr[cnt], last_seq, NULL,
-		    NULL)) != 0)
+		         NULL)) != 0)
 			goto out;
 		cnt++;
 	}
 	if (cnt == limit)
-		rc = sqlite3_step(st);   /* the limit + 1st row, if any */
+		rc = sqlite3_step(st); /* the limit + 1st row, if any */
 	*more = rc == SQLITE_ROW;
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
 		r = map_rc(rc);
@@ -1100,8 +1131,8 @@ out:
 }
 
 static int
-sq_key_list(db_t *s, int deleted, const char *after_name,
-    size_t limit, struct vlt_key_info **items, size_t *n, int *more)
+sq_key_list(db_t *s, int deleted, const char *after_name, size_t limit,
+    struct vlt_key_info **items, size_t *n, int *more)
 {
 	sqlite3_stmt *st = NULL;
 	int r;
@@ -1123,9 +1154,8 @@ out:
 }
 
 static int
-sq_version_list(db_t *s, const char *name, int64_t after_seq,
-    size_t limit, struct vlt_key_info **items, size_t *n, int64_t *last_seq,
-    int *more)
+sq_version_list(db_t *s, const char *name, int64_t after_seq, size_t limit,
+    struct vlt_key_info **items, size_t *n, int64_t *last_seq, int *more)
 {
 	sqlite3_stmt *st = NULL;
 	int64_t deleted, purge_date;
@@ -1165,8 +1195,8 @@ out:
 
 /* Deletes (deleting) or recovers a key and reads it back as it now is. */
 static int
-key_delete_or_recover(db_t *s, const char *name, int deleting,
-    int64_t now, struct vlt_key_info *out)
+key_delete_or_recover(db_t *s, const char *name, int deleting, int64_t now,
+    struct vlt_key_info *out)
 {
 	struct vlt_settings set;
 	sqlite3_stmt *st;
@@ -1204,8 +1234,7 @@ out:
 }
 
 static int
-sq_key_delete(db_t *s, const char *name, int64_t now,
-    struct vlt_key_info *out)
+sq_key_delete(db_t *s, const char *name, int64_t now, struct vlt_key_info *out)
 {
 	return key_delete_or_recover(s, name, 1, now, out);
 }
@@ -1258,8 +1287,7 @@ sq_key_purge(db_t *s, const char *name, int64_t due_before,
 	if ((r = st_prep(s, ST_VERSION_IDS, &st)) != 0)
 		goto end;
 	bind_text(st, 1, name);
-	r = collect_rows(st, sizeof(**versions), 8, row_version_id, &ids,
-	    &cnt);
+	r = collect_rows(st, sizeof(**versions), 8, row_version_id, &ids, &cnt);
 	st_done(st);
 	if (r != 0)
 		goto end;
@@ -1281,8 +1309,8 @@ out:
 }
 
 static int
-sq_purge_due_list(db_t *s, int64_t now,
-    char (**names)[VLT_NAME_MAX + 1], size_t *n)
+sq_purge_due_list(db_t *s, int64_t now, char (**names)[VLT_NAME_MAX + 1],
+    size_t *n)
 {
 	void *arr;
 	int r;
@@ -1357,8 +1385,8 @@ row_principal(sqlite3_stmt *st, void *elem)
 	copy_col_text(st, 1, p->client_id, sizeof(p->client_id));
 	copy_col_text(st, 2, p->display_name, sizeof(p->display_name));
 	if (sqlite3_column_type(st, 3) != SQLITE_NULL &&
-	    (p->secret_hash = strdup((const char *)
-	    sqlite3_column_text(st, 3))) == NULL)
+	    (p->secret_hash = strdup((const char *)sqlite3_column_text(st,
+	         3))) == NULL)
 		return VLT_ERR_NO_MEMORY;
 	p->is_admin = sqlite3_column_int(st, 4);
 	p->created = sqlite3_column_int64(st, 5);
@@ -1406,8 +1434,7 @@ out:
 }
 
 static int
-sq_access_apply(db_t *s, const struct vlt_access_policy *items,
-    size_t n)
+sq_access_apply(db_t *s, const struct vlt_access_policy *items, size_t n)
 {
 	size_t i;
 	int r;
@@ -1416,9 +1443,10 @@ sq_access_apply(db_t *s, const struct vlt_access_policy *items,
 		goto out;
 	for (i = 0; i < n && r == 0; i++) {
 		if (items[i].perms != 0)
-			r = write_locked(s, ST_ACCESS_PUT, bind_access, &items[i]);
+			r = write_locked(s, ST_ACCESS_PUT, bind_access,
+			    &items[i]);
 		else if ((r = delete_by_id(s, ST_ACCESS_DELETE,
-		    items[i].object_id)) == VLT_ERR_NOT_FOUND)
+		              items[i].object_id)) == VLT_ERR_NOT_FOUND)
 			r = 0;
 	}
 	r = tx_end(s, r);

@@ -77,9 +77,9 @@ vault_unseal(vault_t *v, const char *share, struct vlt_seal_status *st)
 }
 
 int
-vault_rekey(const char *data_dir, unsigned key_shares,
-    unsigned key_threshold, const char *auto_unseal, const char *old_shares,
-    const char *module_allow, char **shares_out)
+vault_rekey(const char *data_dir, unsigned key_shares, unsigned key_threshold,
+    const char *auto_unseal, const char *old_shares, const char *module_allow,
+    char **shares_out)
 {
 	char path[PATH_MAX], dir[PATH_MAX], hsm_dir[PATH_MAX];
 	struct vlt_conf *conf = NULL;

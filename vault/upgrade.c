@@ -61,19 +61,19 @@ upgrade_blobs(vault_t *v, const char *dir)
 	bound = fs_exists(path);
 	do {
 		if ((r = store_blob_scan(v->store, after, UPGRADE_PAGE, &page,
-		    &n)) != 0)
+		         &n)) != 0)
 			goto out;
 		for (i = 0; i < n; i++) {
 			struct store_blob *b = &page[i];
 
 			after = b->seq;
 			if (!hsm_blob_is_legacy(b->blob, b->blob_len) ||
-			    (bound && hsm_blob_is_unbound(b->blob,
-			    b->blob_len)) ||
+			    (bound &&
+			        hsm_blob_is_unbound(b->blob, b->blob_len)) ||
 			    blob_bind(bind, b->name, b->version) != 0)
 				continue;
-			r = hsm_blob_upgrade(v->hsm, bind, b->blob,
-			    b->blob_len, &b->bound, &b->bound_len);
+			r = hsm_blob_upgrade(v->hsm, bind, b->blob, b->blob_len,
+			    &b->bound, &b->bound_len);
 			if (r == HSM_ERR_UNAVAILABLE ||
 			    r == HSM_ERR_NO_MEMORY) {
 				r = map_hsm(r);
@@ -84,13 +84,13 @@ upgrade_blobs(vault_t *v, const char *dir)
 			if (ntodo == cap) {
 				cap = cap ? cap * 2 : 64;
 				if ((tmp = reallocarray(todo, cap,
-				    sizeof(*todo))) == NULL) {
+				         sizeof(*todo))) == NULL) {
 					r = VLT_ERR_NO_MEMORY;
 					goto out;
 				}
 				todo = tmp;
 			}
-			todo[ntodo++] = *b;   /* ownership moves */
+			todo[ntodo++] = *b; /* ownership moves */
 			b->blob = b->bound = NULL;
 		}
 		store_blob_free_array(page, n);
@@ -100,8 +100,9 @@ upgrade_blobs(vault_t *v, const char *dir)
 	if (ntodo > 0 &&
 	    (r = store_blob_replace(v->store, todo, ntodo, &replaced)) != 0)
 		goto out;
-	if (!bound && (r = fs_write_private(path, BLOBS_BOUND_TEXT,
-	    sizeof(BLOBS_BOUND_TEXT) - 1)) != 0)
+	if (!bound &&
+	    (r = fs_write_private(path, BLOBS_BOUND_TEXT,
+	         sizeof(BLOBS_BOUND_TEXT) - 1)) != 0)
 		goto out;
 	if ((r = fs_join(path, sizeof(path), dir, BLOBS_SEALED_FILE)) != 0)
 		goto out;
@@ -121,7 +122,7 @@ upgrade_mark_done(const char *dir)
 
 	if ((r = fs_join(path, sizeof(path), dir, BLOBS_BOUND_FILE)) != 0 ||
 	    (r = fs_write_private(path, BLOBS_BOUND_TEXT,
-	    sizeof(BLOBS_BOUND_TEXT) - 1)) != 0 ||
+	         sizeof(BLOBS_BOUND_TEXT) - 1)) != 0 ||
 	    (r = fs_join(path, sizeof(path), dir, BLOBS_SEALED_FILE)) != 0)
 		return r;
 	return fs_write_private(path, BLOBS_SEALED_TEXT,

@@ -28,25 +28,26 @@
  * code, in one place. */
 enum vlt_err {
 	VLT_OK = 0,
-	VLT_ERR_BAD_PARAM = -1,         /* 400 BadParameter */
-	VLT_ERR_NOT_FOUND = -2,         /* 404 KeyNotFound */
-	VLT_ERR_CONFLICT = -3,          /* 409 Conflict */
-	VLT_ERR_DELETED_RECOVERABLE = -4, /* 409 Conflict,
-	                                   innererror ObjectIsDeletedButRecoverable */
+	VLT_ERR_BAD_PARAM = -1, /* 400 BadParameter */
+	VLT_ERR_NOT_FOUND = -2, /* 404 KeyNotFound */
+	VLT_ERR_CONFLICT = -3,  /* 409 Conflict */
+	/* 409 Conflict,
+	 * innererror ObjectIsDeletedButRecoverable */
+	VLT_ERR_DELETED_RECOVERABLE = -4,
 	VLT_ERR_KEY_DISABLED = -5,      /* 403 Forbidden */
 	VLT_ERR_KEY_NOT_YET_VALID = -6, /* 403 Forbidden */
 	VLT_ERR_KEY_EXPIRED = -7,       /* 403 Forbidden */
 	VLT_ERR_OP_NOT_PERMITTED = -8,  /* 403 Forbidden: op not in key_ops */
 	VLT_ERR_PURGE_PROTECTED = -9,   /* 403 Forbidden */
-	VLT_ERR_DECRYPT = -10,          /* 400 BadParameter, indistinguishable */
-	VLT_ERR_UNAVAILABLE = -11,      /* 503 ServiceUnavailable */
-	VLT_ERR_NO_MEMORY = -12,        /* 500 */
-	VLT_ERR_INTERNAL = -13,         /* 500 */
-	VLT_ERR_EXISTS = -14,           /* init: DIR already holds a vault */
-	VLT_ERR_IO = -15,               /* file system trouble (init/open) */
-	VLT_ERR_SEALED = -16,           /* 503: the vault is sealed */
-	VLT_ERR_UNAUTHORIZED = -17,     /* 401: no valid bearer token */
-	VLT_ERR_FORBIDDEN = -18,        /* 403: the caller may not */
+	VLT_ERR_DECRYPT = -10,      /* 400 BadParameter, indistinguishable */
+	VLT_ERR_UNAVAILABLE = -11,  /* 503 ServiceUnavailable */
+	VLT_ERR_NO_MEMORY = -12,    /* 500 */
+	VLT_ERR_INTERNAL = -13,     /* 500 */
+	VLT_ERR_EXISTS = -14,       /* init: DIR already holds a vault */
+	VLT_ERR_IO = -15,           /* file system trouble (init/open) */
+	VLT_ERR_SEALED = -16,       /* 503: the vault is sealed */
+	VLT_ERR_UNAUTHORIZED = -17, /* 401: no valid bearer token */
+	VLT_ERR_FORBIDDEN = -18,    /* 403: the caller may not */
 };
 
 enum vlt_kty { VLT_KTY_RSA = 1, VLT_KTY_EC = 2 };
@@ -54,28 +55,39 @@ enum vlt_curve { VLT_CRV_NONE = 0, VLT_CRV_P256, VLT_CRV_P384, VLT_CRV_P521 };
 
 /* key_ops, one bit each */
 enum vlt_op {
-	VLT_OP_ENCRYPT = 1u << 0, VLT_OP_DECRYPT = 1u << 1,
-	VLT_OP_SIGN = 1u << 2, VLT_OP_VERIFY = 1u << 3,
-	VLT_OP_WRAP = 1u << 4, VLT_OP_UNWRAP = 1u << 5,
+	VLT_OP_ENCRYPT = 1u << 0,
+	VLT_OP_DECRYPT = 1u << 1,
+	VLT_OP_SIGN = 1u << 2,
+	VLT_OP_VERIFY = 1u << 3,
+	VLT_OP_WRAP = 1u << 4,
+	VLT_OP_UNWRAP = 1u << 5,
 	VLT_OP_IMPORT = 1u << 6,
 };
 
 enum vlt_alg {
-	VLT_ALG_RSA_OAEP = 1, VLT_ALG_RSA_OAEP_256, VLT_ALG_RSA1_5,
-	VLT_ALG_RS256, VLT_ALG_RS384, VLT_ALG_RS512,
-	VLT_ALG_PS256, VLT_ALG_PS384, VLT_ALG_PS512,
-	VLT_ALG_ES256, VLT_ALG_ES384, VLT_ALG_ES512,
+	VLT_ALG_RSA_OAEP = 1,
+	VLT_ALG_RSA_OAEP_256,
+	VLT_ALG_RSA1_5,
+	VLT_ALG_RS256,
+	VLT_ALG_RS384,
+	VLT_ALG_RS512,
+	VLT_ALG_PS256,
+	VLT_ALG_PS384,
+	VLT_ALG_PS512,
+	VLT_ALG_ES256,
+	VLT_ALG_ES384,
+	VLT_ALG_ES512,
 };
 
 #define VLT_NAME_MAX 127
 #define VLT_VERSION_LEN 32
-#define VLT_ID_LEN 36   /* UUID text */
+#define VLT_ID_LEN 36 /* UUID text */
 #define VLT_MAX_RESULTS 25
 
 struct vlt_attrs {
 	int enabled;
-	int64_t nbf;      /* 0: not set */
-	int64_t exp;      /* 0: not set */
+	int64_t nbf; /* 0: not set */
+	int64_t exp; /* 0: not set */
 	int64_t created;
 	int64_t updated;
 };
@@ -86,23 +98,23 @@ struct vlt_key_info {
 	char name[VLT_NAME_MAX + 1];
 	char version[VLT_VERSION_LEN + 1];
 	enum vlt_kty kty;
-	int hsm;                 /* created as RSA-HSM / EC-HSM */
-	unsigned key_size;       /* RSA bits; 0 for EC */
+	int hsm;           /* created as RSA-HSM / EC-HSM */
+	unsigned key_size; /* RSA bits; 0 for EC */
 	enum vlt_curve crv;
-	unsigned key_ops;        /* enum vlt_op mask */
+	unsigned key_ops; /* enum vlt_op mask */
 	struct vlt_attrs attrs;
-	char *tags;              /* JSON object text as given, or NULL */
-	uint8_t *spki;           /* public key, DER SubjectPublicKeyInfo */
+	char *tags;    /* JSON object text as given, or NULL */
+	uint8_t *spki; /* public key, DER SubjectPublicKeyInfo */
 	size_t spki_len;
-	int64_t deleted_date;    /* 0 when live */
+	int64_t deleted_date; /* 0 when live */
 	int64_t scheduled_purge_date;
 };
 void vlt_key_info_clear(struct vlt_key_info *k);
 void vlt_key_info_free_array(struct vlt_key_info *items, size_t n);
 
 struct vlt_settings {
-	int retention_days;      /* 7..90 */
-	int purge_protection;    /* once 1, never 0 again */
+	int retention_days;   /* 7..90 */
+	int purge_protection; /* once 1, never 0 again */
 };
 
 typedef struct vault vault_t;
@@ -115,16 +127,19 @@ struct vlt_init_params {
 	const char *tenant_id;   /* UUID text */
 	const char *module_path; /* NULL: SoftHSMv2 inside data_dir */
 	const char *token_label; /* NULL: "p11vault" */
-	const char *module_allow; /* ':'-separated directories a PKCS#11
-	                             module may be loaded from; NULL: the
-	                             default (HSM_MODULE_ALLOW) */
-	unsigned key_shares;      /* operator key shares (0..16) */
-	unsigned key_threshold;   /* how many of them unseal */
-	const char *auto_unseal;  /* NULL: "systemd-creds:host" (the default
-	                             of a library caller); "none";
-	                             "systemd-creds[:KEY]"; "clevis:PIN CFG" */
-	char **shares_out;        /* the new shares, a line each, malloc'd
-	                             (caller wipes); NULL: dropped */
+	/* ':'-separated directories a PKCS#11
+	 * module may be loaded from; NULL: the
+	 * default (HSM_MODULE_ALLOW) */
+	const char *module_allow;
+	unsigned key_shares;    /* operator key shares (0..16) */
+	unsigned key_threshold; /* how many of them unseal */
+	/* NULL: "systemd-creds:host" (the default
+	 * of a library caller); "none";
+	 * "systemd-creds[:KEY]"; "clevis:PIN CFG" */
+	const char *auto_unseal;
+	/* the new shares, a line each, malloc'd
+	 * (caller wipes); NULL: dropped */
+	char **shares_out;
 };
 /*
  * Creates a vault in data_dir (made 0700 if absent): the PKCS#11 token
@@ -143,17 +158,21 @@ int vault_init(const struct vlt_init_params *p) VLT_WUR;
  * (share NULL: reset). A vault that turns unsealed upgrades its blobs of
  * older formats before answering.
  */
-enum { VLT_SHARE_TAKEN = 0, VLT_SHARE_UNKNOWN = 1, VLT_SHARE_REPEATED = 2,
-    VLT_SHARE_MALFORMED = 3 };
+enum {
+	VLT_SHARE_TAKEN = 0,
+	VLT_SHARE_UNKNOWN = 1,
+	VLT_SHARE_REPEATED = 2,
+	VLT_SHARE_MALFORMED = 3
+};
 struct vlt_seal_status {
 	int sealed;
 	unsigned threshold, shares, progress;
 	int plaintext_pins;
-	int result;          /* VLT_SHARE_*, of the last share given */
+	int result; /* VLT_SHARE_*, of the last share given */
 };
 int vault_seal_status(vault_t *v, struct vlt_seal_status *st) VLT_WUR;
-int vault_unseal(vault_t *v, const char *share, struct vlt_seal_status *st)
-    VLT_WUR;
+int vault_unseal(vault_t *v, const char *share,
+    struct vlt_seal_status *st) VLT_WUR;
 
 /*
  * Offline (the server stopped): a new unseal secret, new shares and new
@@ -171,12 +190,14 @@ int vault_exists(const char *data_dir);
 /* Opens an existing vault: config, store, hsm (pool of pool_size
  * sessions, 0 = default). */
 struct vlt_open_opts {
-	size_t pool_size;          /* token sessions; 0: 2 per CPU, >= 4 */
-	const char *module_allow;  /* ':'-separated directories a PKCS#11
-	                              module may be loaded from; NULL: the
-	                              default (HSM_MODULE_ALLOW) */
-	const char *token_user;    /* the token process runs as this user;
-	                              NULL: as the caller */
+	size_t pool_size; /* token sessions; 0: 2 per CPU, >= 4 */
+	/* ':'-separated directories a PKCS#11
+	 * module may be loaded from; NULL: the
+	 * default (HSM_MODULE_ALLOW) */
+	const char *module_allow;
+	/* the token process runs as this user;
+	 * NULL: as the caller */
+	const char *token_user;
 };
 int vault_open(const char *data_dir, const struct vlt_open_opts *o,
     vault_t **out) VLT_WUR;
@@ -217,12 +238,12 @@ const char *vault_recovery_level(const struct vlt_settings *s);
 struct vlt_create_req {
 	enum vlt_kty kty;
 	int hsm;
-	unsigned key_size;       /* RSA: 2048/3072/4096; 0 = 2048 */
-	enum vlt_curve crv;      /* EC: required (api defaults P-256) */
-	unsigned key_ops;        /* 0 = default for the kty */
-	int enabled;             /* 1 unless the caller said false */
-	int64_t nbf, exp;        /* 0 = unset */
-	const char *tags;        /* validated JSON object text or NULL */
+	unsigned key_size;  /* RSA: 2048/3072/4096; 0 = 2048 */
+	enum vlt_curve crv; /* EC: required (api defaults P-256) */
+	unsigned key_ops;   /* 0 = default for the kty */
+	int enabled;        /* 1 unless the caller said false */
+	int64_t nbf, exp;   /* 0 = unset */
+	const char *tags;   /* validated JSON object text or NULL */
 };
 /* New name: first version; existing live name: a new version; deleted
  * name: VLT_ERR_DELETED_RECOVERABLE. Validates sizes/curves/ops
@@ -235,11 +256,15 @@ int vault_key_get(vault_t *v, const char *name, const char *version,
     struct vlt_key_info *out) VLT_WUR;
 
 struct vlt_update_req {
-	int has_key_ops; unsigned key_ops;
-	int has_enabled; int enabled;
-	int has_nbf; int64_t nbf;     /* nbf 0 with has_nbf: clear */
-	int has_exp; int64_t exp;
-	const char *tags;             /* NULL: unchanged */
+	int has_key_ops;
+	unsigned key_ops;
+	int has_enabled;
+	int enabled;
+	int has_nbf;
+	int64_t nbf; /* nbf 0 with has_nbf: clear */
+	int has_exp;
+	int64_t exp;
+	const char *tags; /* NULL: unchanged */
 };
 int vault_key_update(vault_t *v, const char *name, const char *version,
     const struct vlt_update_req *req, struct vlt_key_info *out) VLT_WUR;
@@ -296,9 +321,8 @@ int vault_key_sign(vault_t *v, const char *name, const char *version,
     enum vlt_alg alg, const uint8_t *digest, size_t dlen, uint8_t *sig,
     size_t *sig_len, char kid_version[VLT_VERSION_LEN + 1]) VLT_WUR;
 int vault_key_verify(vault_t *v, const char *name, const char *version,
-    enum vlt_alg alg, const uint8_t *digest, size_t dlen,
-    const uint8_t *sig, size_t sig_len, int *valid,
-    char kid_version[VLT_VERSION_LEN + 1]) VLT_WUR;
+    enum vlt_alg alg, const uint8_t *digest, size_t dlen, const uint8_t *sig,
+    size_t sig_len, int *valid, char kid_version[VLT_VERSION_LEN + 1]) VLT_WUR;
 
 /* ---- principals and access policies (persistence only) ----------------- */
 
@@ -306,14 +330,14 @@ struct vlt_principal {
 	char object_id[VLT_ID_LEN + 1];
 	char client_id[VLT_ID_LEN + 1];
 	char display_name[257];
-	char *secret_hash;       /* owned */
+	char *secret_hash; /* owned */
 	int is_admin;
 	int64_t created;
 };
 struct vlt_access_policy {
 	char object_id[VLT_ID_LEN + 1];
 	char tenant_id[VLT_ID_LEN + 1];
-	unsigned perms;          /* policy_perm mask, opaque here */
+	unsigned perms; /* policy_perm mask, opaque here */
 };
 
 int vault_principal_put(vault_t *v, const struct vlt_principal *p) VLT_WUR;
@@ -359,8 +383,7 @@ int vault_health(vault_t *v) VLT_WUR;
  * audit.log.2, ... oldest first). object_json is a JSON object's text
  * (without "prev"); sync: fsync before returning (writes).
  */
-int vault_audit_append(vault_t *v, const char *object_json, int sync)
-    VLT_WUR;
+int vault_audit_append(vault_t *v, const char *object_json, int sync) VLT_WUR;
 
 /*
  * One audit record, the same fields for every source (a request, the
@@ -374,7 +397,7 @@ int vault_audit_append(vault_t *v, const char *object_json, int sync)
  */
 #define VLT_AUDIT_TEXT_MAX 256
 struct vlt_audit_event {
-	int64_t time_ms;             /* milliseconds since the epoch, UTC */
+	int64_t time_ms; /* milliseconds since the epoch, UTC */
 	const char *request_id;
 	const char *caller_oid;
 	const char *caller_app_id;
@@ -382,7 +405,7 @@ struct vlt_audit_event {
 	const char *method;
 	const char *path;
 	const char *operation;
-	const char *trigger;         /* what started it, "" for a request */
+	const char *trigger; /* what started it, "" for a request */
 	const char *key_id;
 	int http_status;
 	double duration_ms;
@@ -391,18 +414,18 @@ int vault_audit_event(vault_t *v, const struct vlt_audit_event *ev,
     int sync) VLT_WUR;
 /* Checks the chain of DIR's audit files. 0 when intact; else -1 with the
  * first broken place ("audit.log.2:17") in where. */
-int vault_audit_verify(const char *data_dir, char *where, size_t where_len)
-    VLT_WUR;
+int vault_audit_verify(const char *data_dir, char *where,
+    size_t where_len) VLT_WUR;
 
 /* ---- import (vault/import.c), backup and restore (vault/backup.c),
  * rotation (vault/rotation.c) ------------------------------------------- */
 
 struct vlt_import_req {
-	int hsm;                 /* answer as RSA-HSM / EC-HSM */
-	unsigned key_ops;        /* 0 = default for the kty */
+	int hsm;          /* answer as RSA-HSM / EC-HSM */
+	unsigned key_ops; /* 0 = default for the kty */
 	int enabled;
-	int64_t nbf, exp;        /* 0 = unset */
-	const char *tags;        /* validated JSON object text or NULL */
+	int64_t nbf, exp; /* 0 = unset */
+	const char *tags; /* validated JSON object text or NULL */
 };
 /*
  * Plaintext import of a private key (PKCS#8 DER; the caller wipes it): the
@@ -447,15 +470,15 @@ enum vlt_rot_action { VLT_ROT_ROTATE = 1, VLT_ROT_NOTIFY = 2 };
 struct vlt_rotation_action {
 	enum vlt_rot_action action;
 	enum vlt_rot_trigger trigger;
-	int64_t secs;                       /* the duration in seconds */
-	char duration[VLT_DURATION_MAX];    /* as given, e.g. "P90D" */
+	int64_t secs;                    /* the duration in seconds */
+	char duration[VLT_DURATION_MAX]; /* as given, e.g. "P90D" */
 };
 struct vlt_rotation_policy {
 	size_t n;
 	struct vlt_rotation_action a[VLT_ROT_ACTIONS_MAX];
-	int64_t expiry_secs;                /* 0: none */
-	char expiry[VLT_DURATION_MAX];      /* "" : none */
-	int64_t created, updated;           /* 0 when never set */
+	int64_t expiry_secs;           /* 0: none */
+	char expiry[VLT_DURATION_MAX]; /* "" : none */
+	int64_t created, updated;      /* 0 when never set */
 };
 /* The key's policy; a live key without one: VLT_OK with n == 0 and
  * created == 0. A missing key: VLT_ERR_NOT_FOUND. */

@@ -19,10 +19,12 @@
 #include "vault/store.h"
 #include "vault/vault.h"
 
-#define OPS_ALL (VLT_OP_ENCRYPT | VLT_OP_DECRYPT | VLT_OP_SIGN | \
-	VLT_OP_VERIFY | VLT_OP_WRAP | VLT_OP_UNWRAP | VLT_OP_IMPORT)
-#define OPS_RSA_DEFAULT (VLT_OP_ENCRYPT | VLT_OP_DECRYPT | VLT_OP_SIGN | \
-	VLT_OP_VERIFY | VLT_OP_WRAP | VLT_OP_UNWRAP)
+#define OPS_ALL \
+	(VLT_OP_ENCRYPT | VLT_OP_DECRYPT | VLT_OP_SIGN | VLT_OP_VERIFY | \
+	    VLT_OP_WRAP | VLT_OP_UNWRAP | VLT_OP_IMPORT)
+#define OPS_RSA_DEFAULT \
+	(VLT_OP_ENCRYPT | VLT_OP_DECRYPT | VLT_OP_SIGN | VLT_OP_VERIFY | \
+	    VLT_OP_WRAP | VLT_OP_UNWRAP)
 #define OPS_EC (VLT_OP_SIGN | VLT_OP_VERIFY)
 
 /* What a blob is bound to: "name/version", the name lower-cased. */
@@ -52,8 +54,8 @@ int check_ops(enum vlt_kty kty, unsigned ops) VLT_WUR;
 /* A random UUID (version 4) as text. */
 int random_uuid(char dst[VLT_ID_LEN + 1]) VLT_WUR;
 /* What the token binds a blob of name/version to (hsm.h). */
-int blob_bind(char bind[BIND_MAX], const char *name, const char *version)
-    VLT_WUR;
+int blob_bind(char bind[BIND_MAX], const char *name,
+    const char *version) VLT_WUR;
 /* A new random version id, and the bind of name/that version. */
 int new_version(const char *name, char version[VLT_VERSION_LEN + 1],
     char bind[BIND_MAX]) VLT_WUR;
@@ -75,15 +77,15 @@ int softhsm_env(const char *conf) VLT_WUR;
 int key_refuse_deleted(vault_t *v, const char *name) VLT_WUR;
 /* Stores k (its blob) as a new version and reads it back into out (the
  * stored name: names compare case-insensitively). */
-int key_store_new(vault_t *v, const struct vlt_key_info *k,
-    const uint8_t *blob, size_t blob_len, struct vlt_key_info *out) VLT_WUR;
+int key_store_new(vault_t *v, const struct vlt_key_info *k, const uint8_t *blob,
+    size_t blob_len, struct vlt_key_info *out) VLT_WUR;
 /*
  * The version a crypto operation runs on, after the checks in the order
  * the API reports them: enabled, nbf, exp, then op in key_ops. need_blob:
  * *blob (malloc'd) too.
  */
-int key_for_op(vault_t *v, const char *name, const char *version,
-    unsigned op, int need_blob, struct vlt_key_info *k, uint8_t **blob,
+int key_for_op(vault_t *v, const char *name, const char *version, unsigned op,
+    int need_blob, struct vlt_key_info *k, uint8_t **blob,
     size_t *blob_len) VLT_WUR;
 
 /* ---- upgrade.c ---------------------------------------------------------- */

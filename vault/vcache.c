@@ -22,16 +22,16 @@
 #define VCACHE_KEY_MAX (VLT_NAME_MAX + 1 + VLT_VERSION_LEN + 1)
 
 struct vcache_ent {
-	uint64_t gen;               /* 0: empty */
-	char key[VCACHE_KEY_MAX];   /* lower-case name, NUL, version or "" */
+	uint64_t gen;             /* 0: empty */
+	char key[VCACHE_KEY_MAX]; /* lower-case name, NUL, version or "" */
 	size_t key_len;
-	struct vlt_key_info k;      /* owns tags and spki */
+	struct vlt_key_info k; /* owns tags and spki */
 	uint8_t *blob;
 	size_t blob_len;
 };
 
 struct vcache {
-	struct vcache_ent *ent;     /* VCACHE_SLOTS */
+	struct vcache_ent *ent; /* VCACHE_SLOTS */
 	pthread_mutex_t lock[VCACHE_STRIPES];
 	_Atomic uint64_t gen;
 	_Atomic uint64_t hits, misses;
@@ -124,8 +124,8 @@ ent_key(const char *name, const char *version, char *key)
 
 /* The copy of a hit into out (and the blob): 1, or 0 when out of memory. */
 static int
-ent_copy(const struct vcache_ent *e, struct vlt_key_info *out,
-    uint8_t **blob, size_t *blob_len)
+ent_copy(const struct vcache_ent *e, struct vlt_key_info *out, uint8_t **blob,
+    size_t *blob_len)
 {
 	if (key_info_copy(&e->k, out) != 0)
 		return 0;

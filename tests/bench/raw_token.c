@@ -30,7 +30,7 @@ static CK_OBJECT_HANDLE priv, pub;
 static unsigned char ct[256];
 static CK_ULONG ct_len;
 static double seconds;
-static double last_cpu_us_per_op;  /* of the last measure() */
+static double last_cpu_us_per_op; /* of the last measure() */
 
 struct worker {
 	pthread_t t;
@@ -85,7 +85,7 @@ run(void *arg)
 {
 	struct worker *w = arg;
 	CK_RSA_PKCS_OAEP_PARAMS p = { CKM_SHA_1, CKG_MGF1_SHA1,
-	    CKZ_DATA_SPECIFIED, NULL, 0 };
+		CKZ_DATA_SPECIFIED, NULL, 0 };
 	CK_MECHANISM m = { CKM_RSA_PKCS_OAEP, &p, sizeof(p) };
 	CK_SESSION_HANDLE s;
 	unsigned char out[256];
@@ -94,7 +94,7 @@ run(void *arg)
 	double end;
 
 	if (f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
-	    NULL, &s) != CKR_OK) {
+	        NULL, &s) != CKR_OK) {
 		w->failed = 1;
 		return NULL;
 	}
@@ -111,7 +111,8 @@ run(void *arg)
 			out_len = sizeof(out);
 			if (f->C_DecryptInit(s, &m, priv) != CKR_OK ||
 			    f->C_Decrypt(s, ct, ct_len, out, &out_len) !=
-			    CKR_OK || out_len != 32) {
+			        CKR_OK ||
+			    out_len != 32) {
 				w->failed = 1;
 				break;
 			}
@@ -148,11 +149,14 @@ measure(int keygen, int n)
 	}
 	dt = now() - t0;
 	getrusage(RUSAGE_SELF, &ru1);
-	last_cpu_us_per_op = ops == 0 ? 0 :
+	last_cpu_us_per_op = ops == 0 ?
+	    0 :
 	    ((double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec +
-	    ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) * 1e6 +
-	    (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec +
-	    ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec)) / (double)ops;
+	         ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) *
+	            1e6 +
+	        (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec +
+	            ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec)) /
+	        (double)ops;
 	return (double)ops / dt;
 }
 
@@ -166,7 +170,7 @@ main(int argc, char **argv)
 	CK_TOKEN_INFO ti;
 	CK_SESSION_HANDLE s;
 	CK_RSA_PKCS_OAEP_PARAMS p = { CKM_SHA_1, CKG_MGF1_SHA1,
-	    CKZ_DATA_SPECIFIED, NULL, 0 };
+		CKZ_DATA_SPECIFIED, NULL, 0 };
 	CK_MECHANISM m = { CKM_RSA_PKCS_OAEP, &p, sizeof(p) };
 	unsigned char label[32], msg[32];
 	int tmax, t, found = 0;
@@ -174,7 +178,8 @@ main(int argc, char **argv)
 	CK_RV rv;
 
 	if (argc != 4 && !(argc == 5 && strcmp(argv[4], "decrypt") == 0)) {
-		fprintf(stderr, "usage: raw_token MODULE SECONDS THREADS "
+		fprintf(stderr,
+		    "usage: raw_token MODULE SECONDS THREADS "
 		    "[decrypt]\n"
 		    "  (decrypt: only C_Decrypt with exactly THREADS threads)\n");
 		return 2;
@@ -205,19 +210,19 @@ main(int argc, char **argv)
 		die("finding a free slot", 0);
 	memset(label, ' ', sizeof(label));
 	memcpy(label, "bench-raw", 9);
-	if ((rv = f->C_InitToken(slot, (CK_UTF8CHAR *)SO_PIN,
-	    strlen(SO_PIN), label)) != CKR_OK)
+	if ((rv = f->C_InitToken(slot, (CK_UTF8CHAR *)SO_PIN, strlen(SO_PIN),
+	         label)) != CKR_OK)
 		die("C_InitToken", rv);
 	if ((rv = f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
-	    NULL, NULL, &s)) != CKR_OK)
+	         NULL, NULL, &s)) != CKR_OK)
 		die("C_OpenSession", rv);
 	if ((rv = f->C_Login(s, CKU_SO, (CK_UTF8CHAR *)SO_PIN,
-	    strlen(SO_PIN))) != CKR_OK ||
-	    (rv = f->C_InitPIN(s, (CK_UTF8CHAR *)USER_PIN,
-	    strlen(USER_PIN))) != CKR_OK ||
+	         strlen(SO_PIN))) != CKR_OK ||
+	    (rv = f->C_InitPIN(s, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN))) !=
+	        CKR_OK ||
 	    (rv = f->C_Logout(s)) != CKR_OK ||
 	    (rv = f->C_Login(s, CKU_USER, (CK_UTF8CHAR *)USER_PIN,
-	    strlen(USER_PIN))) != CKR_OK)
+	         strlen(USER_PIN))) != CKR_OK)
 		die("login", rv);
 	/* a session object, as the vault's unwrapped keys are */
 	if ((rv = gen_pair(s, CK_FALSE, &pub, &priv)) != CKR_OK)

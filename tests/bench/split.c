@@ -204,9 +204,10 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (tok_key_generate(T, BIND, HSM_KTY_RSA, 2048, 0, &blob, &blob_len,
-	    &spki, &spki_len) != 0 || RAND_bytes(dek, sizeof(dek)) != 1 ||
+	        &spki, &spki_len) != 0 ||
+	    RAND_bytes(dek, sizeof(dek)) != 1 ||
 	    hsm_pub_encrypt(spki, spki_len, HSM_ALG_RSA_OAEP, dek, 32, ct,
-	    &ct_len) != 0) {
+	        &ct_len) != 0) {
 		fprintf(stderr, "split: key setup failed\n");
 		return 1;
 	}
@@ -214,9 +215,10 @@ main(int argc, char **argv)
 	measure(1, threads, &sp);
 	measure(1, threads, &sp);
 	measure(0, threads, &in);
-	printf("{\"threads\":%u,\"inproc\":{\"rps\":%.1f,\"cpu_us\":%.1f},"
-	    "\"split\":{\"rps\":%.1f,\"cpu_us\":%.1f}}\n", threads,
-	    in.ops / in.secs, in.cpu_us / in.ops, sp.ops / sp.secs,
+	printf(
+	    "{\"threads\":%u,\"inproc\":{\"rps\":%.1f,\"cpu_us\":%.1f},"
+	    "\"split\":{\"rps\":%.1f,\"cpu_us\":%.1f}}\n",
+	    threads, in.ops / in.secs, in.cpu_us / in.ops, sp.ops / sp.secs,
 	    sp.cpu_us / sp.ops);
 	hsm_close(H);
 	tok_close(T);

@@ -178,11 +178,12 @@ gate(enum cls c, int crypto, int *no_slots)
 	return rv;
 }
 
-#define GATE(cls, crypto) do { \
-	CK_RV grv_ = gate((cls), (crypto), NULL); \
-	if (grv_ != CKR_OK) \
-		return grv_; \
-} while (0)
+#define GATE(cls, crypto) \
+	do { \
+		CK_RV grv_ = gate((cls), (crypto), NULL); \
+		if (grv_ != CKR_OK) \
+			return grv_; \
+	} while (0)
 
 static CK_RV
 w_Finalize(void *reserved)
@@ -282,8 +283,8 @@ w_DestroyObject(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o)
 }
 
 static CK_RV
-w_GetAttributeValue(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
-    CK_ATTRIBUTE *t, CK_ULONG n)
+w_GetAttributeValue(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE *t,
+    CK_ULONG n)
 {
 	GATE(C_SESS, 0);
 	return real->C_GetAttributeValue(s, o, t, n);
@@ -357,8 +358,8 @@ w_Sign(CK_SESSION_HANDLE s, CK_BYTE *in, CK_ULONG n, CK_BYTE *sig,
 }
 
 static CK_RV
-w_GenerateKey(CK_SESSION_HANDLE s, CK_MECHANISM *m, CK_ATTRIBUTE *t,
-    CK_ULONG n, CK_OBJECT_HANDLE *k)
+w_GenerateKey(CK_SESSION_HANDLE s, CK_MECHANISM *m, CK_ATTRIBUTE *t, CK_ULONG n,
+    CK_OBJECT_HANDLE *k)
 {
 	GATE(C_SESS, 0);
 	return real->C_GenerateKey(s, m, t, n, k);
@@ -383,8 +384,7 @@ w_WrapKey(CK_SESSION_HANDLE s, CK_MECHANISM *m, CK_OBJECT_HANDLE wk,
 
 static CK_RV
 w_UnwrapKey(CK_SESSION_HANDLE s, CK_MECHANISM *m, CK_OBJECT_HANDLE uk,
-    CK_BYTE *in, CK_ULONG n, CK_ATTRIBUTE *t, CK_ULONG tn,
-    CK_OBJECT_HANDLE *k)
+    CK_BYTE *in, CK_ULONG n, CK_ATTRIBUTE *t, CK_ULONG tn, CK_OBJECT_HANDLE *k)
 {
 	GATE(C_SESS, 1);
 	return real->C_UnwrapKey(s, m, uk, in, n, t, tn, k);

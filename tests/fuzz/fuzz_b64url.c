@@ -21,7 +21,7 @@ check_alphabet(const char *s, size_t n)
 	for (i = 0; i < n; i++) {
 		char c = s[i];
 		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		    (c >= '0' && c <= '9') || c == '-' || c == '_'))
+		        (c >= '0' && c <= '9') || c == '-' || c == '_'))
 			abort();
 	}
 	if (s[n] != '\0')

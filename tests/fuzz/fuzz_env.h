@@ -38,7 +38,7 @@ fz_token_process(int argc, char **argv)
 #include "hsm/hsm.h"
 
 /* Fixed identities: seeds in the corpus may name them. */
-#define FZ_TENANT  "72f988bf-86f1-41af-91ab-2d7cd011db47"
+#define FZ_TENANT "72f988bf-86f1-41af-91ab-2d7cd011db47"
 #define FZ_ADMIN_OID "11111111-2222-4333-8444-555555555555"
 #define FZ_ADMIN_CID "66666666-7777-4888-9999-aaaaaaaaaaaa"
 #define FZ_USER_OID "bbbbbbbb-cccc-4ddd-8eee-ffffffffffff"
@@ -48,8 +48,8 @@ fz_token_process(int argc, char **argv)
 
 static struct api_ctx fz_ctx;
 static char fz_dir[64];
-static char *fz_token;        /* "Bearer eyJ..." */
-static char *fz_cheap_hash;   /* scrypt N=2: fast to check */
+static char *fz_token;      /* "Bearer eyJ..." */
+static char *fz_cheap_hash; /* scrypt N=2: fast to check */
 /* A second session pool on the vault's token (never closed), so that a
  * target can seal its own plaintext with the domain key as a backup is
  * sealed: that is how fuzz_restore reaches the parser behind the MAC. */
@@ -58,7 +58,9 @@ static hsm_t *fz_hsm;
 static __attribute__((unused)) int
 fz_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
-	(void)sb; (void)flag; (void)ftw;
+	(void)sb;
+	(void)flag;
+	(void)ftw;
 	return remove(path);
 }
 
@@ -96,8 +98,8 @@ fz_make_cheap_hash(void)
 	uint8_t dk[32];
 	char *s = NULL, *d = NULL, buf[256];
 
-	if (EVP_PBE_scrypt(FZ_SECRET, strlen(FZ_SECRET), salt, sizeof(salt),
-	    2, 1, 1, 0, dk, sizeof(dk)) != 1 ||
+	if (EVP_PBE_scrypt(FZ_SECRET, strlen(FZ_SECRET), salt, sizeof(salt), 2,
+	        1, 1, 0, dk, sizeof(dk)) != 1 ||
 	    policy_b64url_encode(salt, sizeof(salt), &s) != 0 ||
 	    policy_b64url_encode(dk, sizeof(dk), &d) != 0)
 		fz_die("scrypt");
@@ -113,9 +115,9 @@ static __attribute__((unused)) void
 fz_policy_reset(void)
 {
 	if (policy_principal_set(fz_ctx.policy, FZ_ADMIN_OID, FZ_ADMIN_CID,
-	    fz_cheap_hash, 1) != 0 ||
+	        fz_cheap_hash, 1) != 0 ||
 	    policy_principal_set(fz_ctx.policy, FZ_USER_OID, FZ_USER_CID,
-	    fz_cheap_hash, 0) != 0 ||
+	        fz_cheap_hash, 0) != 0 ||
 	    policy_access_set(fz_ctx.policy, FZ_ADMIN_OID, PERM_ALL) != 0)
 		fz_die("policy reset");
 }
@@ -166,7 +168,9 @@ fz_env_init(void)
 	ip.data_dir = fz_dir;
 	ip.vault_url = FZ_URL;
 	ip.tenant_id = FZ_TENANT;
-	if (vault_init(&ip) != 0 || vault_open(fz_dir, &(struct vlt_open_opts){ 2, NULL, NULL }, &fz_ctx.vault) != 0)
+	if (vault_init(&ip) != 0 ||
+	    vault_open(fz_dir, &(struct vlt_open_opts){ 2, NULL, NULL },
+	        &fz_ctx.vault) != 0)
 		fz_die("vault init/open");
 	fz_ctx.vault_url = FZ_URL;
 	fz_ctx.tenant_id = FZ_TENANT;
@@ -191,8 +195,8 @@ fz_env_init(void)
 		fz_die("verify key");
 	free(spki);
 	if (policy_token_issue(fz_ctx.policy, FZ_ADMIN_OID, FZ_ADMIN_CID,
-	    fz_ctx.resource, (int64_t)time(NULL), fz_sign, fz_ctx.vault, &jwt,
-	    &exp_in) != 0)
+	        fz_ctx.resource, (int64_t)time(NULL), fz_sign, fz_ctx.vault,
+	        &jwt, &exp_in) != 0)
 		fz_die("token issue");
 	tl = strlen(jwt) + 8;
 	if ((fz_token = malloc(tl)) == NULL)
@@ -241,7 +245,8 @@ fz_keys_reset(void)
 		if (vault_key_get(fz_ctx.vault, names[i], NULL, &k) != 0) {
 			vlt_key_info_clear(&k);
 			memset(&k, 0, sizeof(k));
-			if (vault_key_recover(fz_ctx.vault, names[i], &k) != 0) {
+			if (vault_key_recover(fz_ctx.vault, names[i], &k) !=
+			    0) {
 				vlt_key_info_clear(&k);
 				continue;
 			}
@@ -256,7 +261,7 @@ fz_keys_reset(void)
 		u.has_key_ops = 1;
 		u.key_ops = ops[i];
 		if (vault_key_update(fz_ctx.vault, names[i], NULL, &u, &k) != 0)
-			;   /* best effort */
+			; /* best effort */
 		vlt_key_info_clear(&k);
 	}
 }
@@ -303,7 +308,7 @@ fz_request(const char *method, const char *path, const char *api_version,
 		    (int)(r.body_len > 160 ? 160 : r.body_len),
 		    r.body ? r.body : "");
 	if (r.status < 100 || r.status > 599)
-		abort();   /* every path must set a status */
+		abort(); /* every path must set a status */
 	if (r.body)
 		OPENSSL_clear_free(r.body, r.body_len);
 	free(b);
@@ -375,7 +380,8 @@ fz_form_reaches_dummy_scrypt(const uint8_t *body, size_t len)
 					*w++ = ' ';
 				} else if (*s == '%') {
 					int hi = fz_hex((unsigned char)s[1]);
-					int lo = hi < 0 ? -1 :
+					int lo = hi < 0 ?
+					    -1 :
 					    fz_hex((unsigned char)s[2]);
 					if (hi < 0 || lo < 0)
 						goto out;
@@ -388,7 +394,10 @@ fz_form_reaches_dummy_scrypt(const uint8_t *body, size_t len)
 			*w = '\0';
 		}
 #define FZ_FIELD(name, var) \
-		if (strcmp(p, name) == 0) { dup |= var != NULL; var = eq + 1; }
+	if (strcmp(p, name) == 0) { \
+		dup |= var != NULL; \
+		var = eq + 1; \
+	}
 		FZ_FIELD("grant_type", grant)
 		FZ_FIELD("client_id", cid)
 		FZ_FIELD("client_secret", sec)
@@ -421,13 +430,13 @@ out:
  *    unknown clients is the product's full-cost one).
  */
 static __attribute__((unused)) int
-fz_slow(const char *method, const char *path, const uint8_t *body,
-    size_t len)
+fz_slow(const char *method, const char *path, const uint8_t *body, size_t len)
 {
 	if (strcmp(method, "POST") != 0)
 		return 0;
-	if (fz_has(path, "create") && (fz_mem_has(body, len, "RSA") ||
-	    fz_mem_has(body, len, "\\u") || !fz_mem_has(body, len, "EC")))
+	if (fz_has(path, "create") &&
+	    (fz_mem_has(body, len, "RSA") || fz_mem_has(body, len, "\\u") ||
+	        !fz_mem_has(body, len, "EC")))
 		return 1;
 	if (fz_has(path, "rotate") && !fz_has(path, "/e1/"))
 		return 1;
@@ -449,7 +458,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	(void)argc; (void)argv;
+	(void)argc;
+	(void)argv;
 	fz_env_init();
 	return 0;
 }

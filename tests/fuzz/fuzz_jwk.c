@@ -11,7 +11,10 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const char *const paths[4] = {
-		"/keys/imported", "/keys/k1", "/keys/e1", "/keys/imp-2",
+		"/keys/imported",
+		"/keys/k1",
+		"/keys/e1",
+		"/keys/imp-2",
 	};
 
 	if (size < 1)

@@ -52,7 +52,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	uint8_t *spki = NULL;
 	int n;
 
-	(void)argc; (void)argv;
+	(void)argc;
+	(void)argv;
 	bio = BIO_new_mem_buf(key_pem, -1);
 	pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
 	BIO_free(bio);
@@ -65,8 +66,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (policy_new(&pc, &pol) != 0 ||
 	    policy_set_verify_key(pol, spki, (size_t)n) != 0 ||
 	    policy_principal_set(pol, FZ_OID, FZ_CID,
-	    "scrypt$2$1$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-	    1) != 0)
+	        "scrypt$2$1$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+	        1) != 0)
 		abort();
 	OPENSSL_free(spki);
 	return 0;
@@ -135,9 +136,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (getenv("FUZZ_JWT_DEBUG"))
 		fprintf(stderr, "verify: %d\n", rc);
 	if (rc == 0 && strcmp(caller.oid, FZ_OID) != 0)
-		abort();   /* accepted a token for someone unknown */
+		abort(); /* accepted a token for someone unknown */
 	if (rc == 0 && (data[0] & 3) == 3)
-		abort();   /* accepted a corrupted signature */
+		abort(); /* accepted a corrupted signature */
 	free(tok);
 	return 0;
 }

@@ -11,7 +11,7 @@
  * FUZZ_WRITE_SEED=FILE: at start, writes a real backup plaintext of key e1
  * in that mode to FILE (how the seed-sealed-* files were made).
  */
-#define FZ_OWN_INITIALIZE   /* also writes a seed: see above */
+#define FZ_OWN_INITIALIZE /* also writes a seed: see above */
 #include "tests/fuzz/fuzz_env.h"
 
 int
@@ -24,7 +24,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	size_t blob_len = 0, plain_len = 0;
 	json_t *j;
 
-	(void)argc; (void)argv;
+	(void)argc;
+	(void)argv;
 	fz_env_init();
 	if (seed == NULL || fz_hsm == NULL)
 		return 0;
@@ -42,7 +43,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		const char *v = json_string_value(json_object_get(j, "value"));
 		if (policy_b64url_decode(v, strlen(v), &blob, &blob_len) == 0 &&
 		    hsm_unseal(fz_hsm, blob, blob_len, &plain, &plain_len) ==
-		    0) {
+		        0) {
 			FILE *f = fopen(seed, "wb");
 			if (f) {
 				fputc(2, f);
@@ -74,8 +75,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (data[0] & 2) {
 		uint8_t *sealed = NULL;
 		size_t sealed_len = 0;
-		if (fz_hsm == NULL || hsm_seal(fz_hsm, data + 1, size - 1,
-		    &sealed, &sealed_len) != 0)
+		if (fz_hsm == NULL ||
+		    hsm_seal(fz_hsm, data + 1, size - 1, &sealed,
+		        &sealed_len) != 0)
 			return 0;
 		if (policy_b64url_encode(sealed, sealed_len, &b64) != 0)
 			b64 = NULL;

@@ -14,7 +14,14 @@
 #include "tests/fuzz/fuzz_env.h"
 
 static const char *const methods[8] = {
-	"GET", "PUT", "POST", "PATCH", "DELETE", "HEAD", "OPTIONS", "get",
+	"GET",
+	"PUT",
+	"POST",
+	"PATCH",
+	"DELETE",
+	"HEAD",
+	"OPTIONS",
+	"get",
 };
 
 /* Next newline-terminated field as a malloc'd exact-size string. */
@@ -52,8 +59,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	skip = field(&p, &left);
 	if (!fz_slow(method, path, p, left))
 		(void)fz_request(method, path, ver[0] ? ver : NULL,
-		    max[0] ? max : NULL, skip[0] ? skip : NULL,
-		    !(data[0] & 8), p, left);
+		    max[0] ? max : NULL, skip[0] ? skip : NULL, !(data[0] & 8),
+		    p, left);
 	free(path);
 	free(ver);
 	free(max);

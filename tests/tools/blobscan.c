@@ -50,9 +50,9 @@ struct blob {
 	const uint8_t *b;
 	size_t len;
 	unsigned version;
-	const uint8_t *kwp;        /* v1, v2 */
+	const uint8_t *kwp; /* v1, v2 */
 	size_t kwp_len;
-	const uint8_t *iv, *ct, *tag;  /* v3 */
+	const uint8_t *iv, *ct, *tag; /* v3 */
 	size_t ct_len;
 	atomic_int opened;
 };
@@ -166,7 +166,7 @@ gcm_open(EVP_CIPHER_CTX *g, const uint8_t *k, const struct blob *bl,
 	    EVP_DecryptUpdate(g, NULL, &l, bl->b, HDR) != 1 ||
 	    EVP_DecryptUpdate(g, out, &l, bl->ct, (int)bl->ct_len) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(g, EVP_CTRL_GCM_SET_TAG, GCM_TAG,
-	    (void *)bl->tag) != 1)
+	        (void *)bl->tag) != 1)
 		return 0;
 	return EVP_DecryptFinal_ex(g, out + l, &l2) == 1;
 }
@@ -190,7 +190,7 @@ ctr_open(EVP_CIPHER_CTX *g, const uint8_t *k, const struct blob *bl,
 struct worker {
 	unsigned id;
 	int phase;
-	EVP_CIPHER_CTX **dctx;     /* per domain key */
+	EVP_CIPHER_CTX **dctx; /* per domain key */
 	size_t ndctx;
 };
 
@@ -228,7 +228,7 @@ work(void *arg)
 				if (gcm_open(g, k, bl, inner))
 					for (d = 0; d < w->ndctx; d++)
 						if (kwp_ok(w->dctx[d], inner,
-						    bl->ct_len, R)) {
+						        bl->ct_len, R)) {
 							add_hit(bi, wi, doms[d],
 							    "gcm-aad-header+kwp");
 							break;
@@ -242,7 +242,7 @@ work(void *arg)
 				if (w->ndctx > 0 && ctr_open(g, k, bl, inner))
 					for (d = 0; d < w->ndctx; d++)
 						if (kwp_ok(w->dctx[d], inner,
-						    bl->ct_len, R)) {
+						        bl->ct_len, R)) {
 							add_hit(bi, wi, doms[d],
 							    "gcm-untagged+kwp");
 							break;
@@ -321,8 +321,9 @@ main(int argc, char **argv)
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
 	all = argc > 1 && strcmp(argv[1], "--all") == 0;
-	nthreads = ncpu < 1 ? 1 : ncpu > MAX_THREADS ? MAX_THREADS :
-	    (unsigned)ncpu;
+	nthreads = ncpu < 1    ? 1 :
+	    ncpu > MAX_THREADS ? MAX_THREADS :
+	                         (unsigned)ncpu;
 	if ((in = read_all(&len)) == NULL || u32(in, len, &pos, &nwin) ||
 	    pos + nwin * 32 > len)
 		goto bad;

@@ -104,7 +104,8 @@ main(int argc, char **argv)
 	size_t i;
 
 	if (argc != 4 && !all) {
-		fprintf(stderr, "usage: pinscan MODULE LABEL WORDS_FILE [--all]\n");
+		fprintf(stderr,
+		    "usage: pinscan MODULE LABEL WORDS_FILE [--all]\n");
 		return 2;
 	}
 	if ((wf = fopen(argv[3], "rb")) == NULL)

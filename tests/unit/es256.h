@@ -28,8 +28,9 @@ es256_sign(void *ctx, const uint8_t *data, size_t len, uint8_t sig[64])
 	ECDSA_SIG *es = NULL;
 	int r = -1;
 
-	if (md == NULL || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL,
-	    key) != 1 || EVP_DigestSign(md, der, &der_len, data, len) != 1)
+	if (md == NULL ||
+	    EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) != 1 ||
+	    EVP_DigestSign(md, der, &der_len, data, len) != 1)
 		goto out;
 	if ((es = d2i_ECDSA_SIG(NULL, &q, (long)der_len)) == NULL)
 		goto out;

@@ -24,9 +24,11 @@ softhsm_setup(char *dir)
 	n = snprintf(path, sizeof(path), "%s/tokens", dir);
 	if (n < 0 || (size_t)n >= sizeof(path) || mkdir(path, 0700) != 0)
 		return -1;
-	n = snprintf(conf, sizeof(conf), "directories.tokendir = %s\n"
+	n = snprintf(conf, sizeof(conf),
+	    "directories.tokendir = %s\n"
 	    "objectstore.backend = file\nlog.level = ERROR\n"
-	    "slots.removable = false\n", path);
+	    "slots.removable = false\n",
+	    path);
 	if (n < 0 || (size_t)n >= sizeof(conf))
 		return -1;
 	n = snprintf(path, sizeof(path), "%s/softhsm2.conf", dir);

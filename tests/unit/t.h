@@ -7,12 +7,17 @@
 
 static int t_failed;
 
-#define T_CHECK(cond, name) do { \
-	if (cond) { printf("ok - %s\n", (name)); } \
-	else { printf("not ok - %s (%s:%d: %s)\n", (name), __FILE__, \
-	    __LINE__, #cond); t_failed++; } \
-	fflush(stdout); \
-} while (0)
+#define T_CHECK(cond, name) \
+	do { \
+		if (cond) { \
+			printf("ok - %s\n", (name)); \
+		} else { \
+			printf("not ok - %s (%s:%d: %s)\n", (name), __FILE__, \
+			    __LINE__, #cond); \
+			t_failed++; \
+		} \
+		fflush(stdout); \
+	} while (0)
 
 #define T_DONE() (t_failed ? 1 : 0)
 

@@ -64,26 +64,29 @@ main(void)
 	    "a JSON object body parses");
 	json_decref(j);
 	T_CHECK(body("{\"a\":1,\"a\":2}", &j, &r) != 0 &&
-	    is_envelope(&r, 400, "BadParameter") &&
-	    strstr(r.body, "duplicate") != NULL,
+	        is_envelope(&r, 400, "BadParameter") &&
+	        strstr(r.body, "duplicate") != NULL,
 	    "duplicate keys are 400 BadParameter naming the problem");
 	reset(&r);
 	T_CHECK(body("[1,2]", &j, &r) != 0 &&
-	    is_envelope(&r, 400, "BadParameter"), "a non-object body is 400");
+	        is_envelope(&r, 400, "BadParameter"),
+	    "a non-object body is 400");
 	reset(&r);
 	T_CHECK(body("", &j, &r) != 0 && is_envelope(&r, 400, "BadParameter"),
 	    "an empty body is 400");
 	reset(&r);
 	T_CHECK(body("{\"value\":\"SECRET-PLAINTEXT\"", &j, &r) != 0 &&
-	    is_envelope(&r, 400, "BadParameter") &&
-	    strstr(r.body, "SECRET") == NULL,
+	        is_envelope(&r, 400, "BadParameter") &&
+	        strstr(r.body, "SECRET") == NULL,
 	    "invalid JSON is 400 and the message does not echo the body");
 	reset(&r);
 
 	/* typed fields */
-	j = json_loads("{\"s\":\"x\",\"n\":5,\"z\":null,"
+	j = json_loads(
+	    "{\"s\":\"x\",\"n\":5,\"z\":null,"
 	    "\"b\":\"AAECAw\",\"p\":\"AAECAw==\",\"bad\":\"AA+/\","
-	    "\"long\":\"AAAAAAAAAAAA\"}", 0, NULL);
+	    "\"long\":\"AAAAAAAAAAAA\"}",
+	    0, NULL);
 	T_CHECK(api_field_string(j, "s", 1, &s, &r) == 0 && strcmp(s, "x") == 0,
 	    "a string field is returned");
 	T_CHECK(api_field_string(j, "absent", 0, &s, &r) == 0 && s == NULL,
@@ -91,26 +94,27 @@ main(void)
 	T_CHECK(api_field_string(j, "z", 0, &s, &r) == 0 && s == NULL,
 	    "an optional null field is NULL");
 	T_CHECK(api_field_string(j, "absent", 1, &s, &r) != 0 &&
-	    is_envelope(&r, 400, "BadParameter") &&
-	    strstr(r.body, "absent") != NULL,
+	        is_envelope(&r, 400, "BadParameter") &&
+	        strstr(r.body, "absent") != NULL,
 	    "a required absent field is 400 naming the field");
 	reset(&r);
 	T_CHECK(api_field_string(j, "n", 1, &s, &r) != 0 &&
-	    is_envelope(&r, 400, "BadParameter") && strstr(r.body, "'n'"),
+	        is_envelope(&r, 400, "BadParameter") && strstr(r.body, "'n'"),
 	    "a number where a string is wanted is 400 naming the field");
 	reset(&r);
 	T_CHECK(api_field_b64(j, "b", 16, 1, &b, &n, &r) == 0 && n == 4 &&
-	    b[0] == 0 && b[3] == 3, "base64url without padding decodes");
+	        b[0] == 0 && b[3] == 3,
+	    "base64url without padding decodes");
 	free(b);
 	T_CHECK(api_field_b64(j, "p", 16, 1, &b, &n, &r) == 0 && n == 4,
 	    "base64url with padding decodes");
 	free(b);
-	T_CHECK(api_field_b64(j, "bad", 16, 1, &b, &n, &r) != 0 &&
-	    b == NULL && is_envelope(&r, 400, "BadParameter"),
+	T_CHECK(api_field_b64(j, "bad", 16, 1, &b, &n, &r) != 0 && b == NULL &&
+	        is_envelope(&r, 400, "BadParameter"),
 	    "standard base64 characters (+ /) are refused");
 	reset(&r);
 	T_CHECK(api_field_b64(j, "long", 4, 1, &b, &n, &r) != 0 && b == NULL &&
-	    is_envelope(&r, 400, "BadParameter"),
+	        is_envelope(&r, 400, "BadParameter"),
 	    "a value over its cap is refused");
 	reset(&r);
 	json_decref(j);
@@ -124,8 +128,11 @@ main(void)
 
 	/* the one mapping from vault errors */
 	{
-		static const struct { int err; unsigned status;
-		    const char *code; } m[] = {
+		static const struct {
+			int err;
+			unsigned status;
+			const char *code;
+		} m[] = {
 			{ VLT_ERR_BAD_PARAM, 400, "BadParameter" },
 			{ VLT_ERR_NOT_FOUND, 404, "KeyNotFound" },
 			{ VLT_ERR_CONFLICT, 409, "Conflict" },
@@ -149,8 +156,9 @@ main(void)
 		T_CHECK(all, "every vault error maps to its status and code");
 	}
 	api_resp_vault_error(&r, VLT_ERR_DELETED_RECOVERABLE, "k1", NULL);
-	T_CHECK(strstr(r.body, "\"innererror\":{\"code\":"
-	    "\"ObjectIsDeletedButRecoverable\"}") != NULL,
+	T_CHECK(strstr(r.body,
+	            "\"innererror\":{\"code\":"
+	            "\"ObjectIsDeletedButRecoverable\"}") != NULL,
 	    "a deleted name's conflict carries innererror "
 	    "ObjectIsDeletedButRecoverable");
 	reset(&r);
@@ -168,7 +176,7 @@ main(void)
 		api_resp_vault_error(&d1, VLT_ERR_DECRYPT, "k1", "unwrapKey");
 		api_resp_vault_error(&d2, VLT_ERR_DECRYPT, "k2", "decrypt");
 		T_CHECK(d1.body_len == d2.body_len &&
-		    memcmp(d1.body, d2.body, d1.body_len) == 0,
+		        memcmp(d1.body, d2.body, d1.body_len) == 0,
 		    "every decryption failure has one identical body");
 		reset(&d1);
 		reset(&d2);
@@ -181,7 +189,7 @@ main(void)
 		    API_SUBJ_CIPHERTEXT, "k1", "unwrapKey");
 		api_resp_vault_error(&d2, VLT_ERR_DECRYPT, "k2", "decrypt");
 		T_CHECK(d1.status == 400 && d1.body_len == d2.body_len &&
-		    memcmp(d1.body, d2.body, d1.body_len) == 0,
+		        memcmp(d1.body, d2.body, d1.body_len) == 0,
 		    "a refused ciphertext answers as every decryption failure");
 		reset(&d1);
 		reset(&d2);
@@ -209,15 +217,21 @@ main(void)
 	T_CHECK(is_envelope(&r, 403, "Forbidden"), "VLT_ERR_FORBIDDEN is 403");
 	reset(&r);
 	{
-		static const struct { const char *s; int64_t secs; } ok[] = {
-			{ "P7D", 7 * 86400 }, { "P1Y", 365 * 86400 },
-			{ "P2M", 60 * 86400 }, { "PT2M", 120 },
-			{ "P1W", 7 * 86400 }, { "P1DT1H1M1S", 86400 + 3661 },
+		static const struct {
+			const char *s;
+			int64_t secs;
+		} ok[] = {
+			{ "P7D", 7 * 86400 },
+			{ "P1Y", 365 * 86400 },
+			{ "P2M", 60 * 86400 },
+			{ "PT2M", 120 },
+			{ "P1W", 7 * 86400 },
+			{ "P1DT1H1M1S", 86400 + 3661 },
 			{ "P100000D", 100000LL * 86400 },
 		};
 		static const char *const no[] = { "", "P", "PT", "7D", "P7",
-		    "P7X", "PT1D", "P1H", "P1DTT1H", "P100001D", "P-1D",
-		    "P1D ", "P1234567890123456789012345678901D" };
+			"P7X", "PT1D", "P1H", "P1DTT1H", "P100001D", "P-1D",
+			"P1D ", "P1234567890123456789012345678901D" };
 		size_t i;
 		int64_t v;
 		int all = 1;
@@ -227,22 +241,25 @@ main(void)
 		T_CHECK(all, "ISO 8601 durations in seconds");
 		all = 1;
 		for (i = 0; i < sizeof(no) / sizeof(no[0]); i++)
-			all &= api_duration_secs(no[i], &v) == VLT_ERR_BAD_PARAM;
+			all &= api_duration_secs(no[i], &v) ==
+			    VLT_ERR_BAD_PARAM;
 		all &= api_duration_secs(NULL, &v) == VLT_ERR_BAD_PARAM;
 		T_CHECK(all, "malformed ISO 8601 durations are refused");
 	}
 	{
-		static struct api_ctx c;      /* zero: an empty metrics table */
+		static struct api_ctx c; /* zero: an empty metrics table */
 		char *text = NULL;
 		size_t len = 0;
 		api_metrics_observe_request(&c, "get", 200, 3.0);
 		api_metrics_observe_request(&c, "get", 200, 30.0);
 		api_metrics_observe_token(&c, "sign", 1, 1.0);
 		T_CHECK(api_metrics_render(&c, &text, &len) == 0 && text &&
-		    strstr(text, "p11vault_http_requests_total{operation="
-		    "\"get\",status=\"200\"} 2\n") &&
-		    strstr(text, "p11vault_key_operations_total{operation="
-		    "\"sign\",result=\"ok\"} 1\n"),
+		        strstr(text,
+		            "p11vault_http_requests_total{operation="
+		            "\"get\",status=\"200\"} 2\n") &&
+		        strstr(text,
+		            "p11vault_key_operations_total{operation="
+		            "\"sign\",result=\"ok\"} 1\n"),
 		    "metrics count in the context they are given");
 		free(text);
 	}

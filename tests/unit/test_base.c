@@ -20,11 +20,13 @@ test_buf(void)
 	T_CHECK(b != NULL && buf_len(b) == 0 && strcmp(buf_str(b), "") == 0,
 	    "buf: a new buffer is empty and reads as \"\"");
 	T_CHECK(buf_put_str(b, "hello") == HSM_OK && buf_len(b) == 5 &&
-	    strcmp(buf_str(b), "hello") == 0, "buf: put_str appends text");
+	        strcmp(buf_str(b), "hello") == 0,
+	    "buf: put_str appends text");
 	T_CHECK(buf_putf(b, "%d%s", 12, "ab") == HSM_OK &&
-	    strcmp(buf_str(b), "hello12ab") == 0, "buf: putf formats");
+	        strcmp(buf_str(b), "hello12ab") == 0,
+	    "buf: putf formats");
 	T_CHECK(buf_put(b, "xy", 2) == HSM_ERR_ARGS &&
-	    strcmp(buf_str(b), "hello12ab") == 0,
+	        strcmp(buf_str(b), "hello12ab") == 0,
 	    "buf: an append past the cap fails and changes nothing");
 	T_CHECK(buf_putf(b, "%s", "zz") == HSM_ERR_ARGS && buf_len(b) == 9,
 	    "buf: a formatted append past the cap fails whole");
@@ -58,7 +60,7 @@ test_buf(void)
 		if (buf_put_lp(b, "0123456789", 10) != HSM_OK)
 			break;
 	T_CHECK(i == 1000 && buf_len(b) == 14000 &&
-	    memcmp(buf_ptr(b) + 14 * 999, "\0\0\0\n0123456789", 14) == 0,
+	        memcmp(buf_ptr(b) + 14 * 999, "\0\0\0\n0123456789", 14) == 0,
 	    "buf: grows across many appends, length-prefixed big-endian");
 	buf_free(b);
 	buf_free(NULL);
@@ -74,27 +76,31 @@ test_fmt_parse(void)
 	int64_t i;
 
 	T_CHECK(str_fmt(s, sizeof(s), "%s", "1234567") == HSM_OK &&
-	    strcmp(s, "1234567") == 0, "str_fmt: text that fits");
+	        strcmp(s, "1234567") == 0,
+	    "str_fmt: text that fits");
 	T_CHECK(str_fmt(s, sizeof(s), "%s", "12345678") == HSM_ERR_ARGS &&
-	    s[0] == '\0', "str_fmt: truncation is an error, not a cut");
+	        s[0] == '\0',
+	    "str_fmt: truncation is an error, not a cut");
 	T_CHECK(parse_u64("18446744073709551615", UINT64_MAX, &u) == HSM_OK &&
-	    u == UINT64_MAX, "parse_u64: the largest value");
+	        u == UINT64_MAX,
+	    "parse_u64: the largest value");
 	T_CHECK(parse_u64("18446744073709551616", UINT64_MAX, &u) ==
-	    HSM_ERR_ARGS, "parse_u64: overflow refused");
+	        HSM_ERR_ARGS,
+	    "parse_u64: overflow refused");
 	T_CHECK(parse_u64("91", 90, &u) == HSM_ERR_ARGS &&
-	    parse_u64("90", 90, &u) == HSM_OK && u == 90,
+	        parse_u64("90", 90, &u) == HSM_OK && u == 90,
 	    "parse_u64: the bound is inclusive");
 	T_CHECK(parse_u64("", 9, &u) != HSM_OK &&
-	    parse_u64(" 1", 9, &u) != HSM_OK &&
-	    parse_u64("1x", 9, &u) != HSM_OK &&
-	    parse_u64("-1", 9, &u) != HSM_OK &&
-	    parse_u64("+1", 9, &u) != HSM_OK,
+	        parse_u64(" 1", 9, &u) != HSM_OK &&
+	        parse_u64("1x", 9, &u) != HSM_OK &&
+	        parse_u64("-1", 9, &u) != HSM_OK &&
+	        parse_u64("+1", 9, &u) != HSM_OK,
 	    "parse_u64: empty, space, junk and signs refused");
 	T_CHECK(parse_i64("-9223372036854775808", INT64_MIN, INT64_MAX, &i) ==
-	    HSM_OK && i == INT64_MIN &&
-	    parse_i64("-5", -4, 4, &i) == HSM_ERR_ARGS &&
-	    parse_i64("-4", -4, 4, &i) == HSM_OK && i == -4 &&
-	    parse_i64("5", -4, 4, &i) == HSM_ERR_ARGS,
+	            HSM_OK &&
+	        i == INT64_MIN && parse_i64("-5", -4, 4, &i) == HSM_ERR_ARGS &&
+	        parse_i64("-4", -4, 4, &i) == HSM_OK && i == -4 &&
+	        parse_i64("5", -4, 4, &i) == HSM_ERR_ARGS,
 	    "parse_i64: signed bounds");
 	T_CHECK(hash_fnv1a("a", 1) == 0xaf63dc4c8601ec8cULL,
 	    "hash_fnv1a: the published FNV-1a 64 value of \"a\"");
@@ -112,7 +118,7 @@ test_file_read(void)
 		ok = write(fd, "abc", 3) == 3;
 	close(fd);
 	T_CHECK(ok && file_read(path, 9000, &b) == HSM_OK &&
-	    buf_len(b) == 9000 && memcmp(buf_ptr(b) + 8997, "abc", 3) == 0,
+	        buf_len(b) == 9000 && memcmp(buf_ptr(b) + 8997, "abc", 3) == 0,
 	    "file_read: a file of exactly the cap");
 	buf_free(b);
 	b = NULL;
@@ -120,7 +126,8 @@ test_file_read(void)
 	    "file_read: one byte over the cap is refused");
 	unlink(path);
 	T_CHECK(file_read(path, 10, &b) == HSM_ERR_IO && errno == ENOENT &&
-	    b == NULL, "file_read: a missing file is HSM_ERR_IO with errno");
+	        b == NULL,
+	    "file_read: a missing file is HSM_ERR_IO with errno");
 }
 
 int

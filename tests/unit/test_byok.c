@@ -47,8 +47,8 @@ gen_key(const char *type, int bits_or_nid)
 	if (strcmp(type, "RSA") == 0) {
 		if (EVP_PKEY_CTX_set_rsa_keygen_bits(c, bits_or_nid) != 1)
 			goto out;
-	} else if (EVP_PKEY_CTX_set_ec_paramgen_curve_nid(c,
-	    bits_or_nid) != 1) {
+	} else if (EVP_PKEY_CTX_set_ec_paramgen_curve_nid(c, bits_or_nid) !=
+	    1) {
 		goto out;
 	}
 	(void)EVP_PKEY_keygen(c, &pk);
@@ -109,8 +109,8 @@ make_transfer(const uint8_t *kek_spki, size_t kek_len, EVP_PKEY *target,
 	    EVP_PKEY_encrypt(c, buf, &rlen, aes, 32) != 1)
 		goto out;
 	EVP_CIPHER_CTX_set_flags(cc, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
-	if (EVP_EncryptInit_ex(cc, EVP_aes_256_wrap_pad(), NULL, aes,
-	    NULL) != 1 ||
+	if (EVP_EncryptInit_ex(cc, EVP_aes_256_wrap_pad(), NULL, aes, NULL) !=
+	        1 ||
 	    EVP_EncryptUpdate(cc, buf + rlen, &l1, p8, (int)p8len) != 1 ||
 	    EVP_EncryptFinal_ex(cc, buf + rlen + l1, &l2) != 1)
 		goto out;
@@ -138,10 +138,13 @@ sign_works(tok_t *h, const char *id, const uint8_t *blob, size_t blob_len,
 {
 	uint8_t dg[64], sig[1024], *der = NULL;
 	size_t sl = sizeof(sig), fl, dl = ec == 48 ? 48 : ec == 66 ? 64 : 32;
-	const EVP_MD *md = dl == 48 ? EVP_sha384() : dl == 64 ? EVP_sha512() :
-	    EVP_sha256();
-	enum hsm_alg alg = ec == 0 ? HSM_ALG_RS256 : dl == 48 ?
-	    HSM_ALG_ES384 : dl == 64 ? HSM_ALG_ES512 : HSM_ALG_ES256;
+	const EVP_MD *md = dl == 48 ? EVP_sha384() :
+	    dl == 64                ? EVP_sha512() :
+	                              EVP_sha256();
+	enum hsm_alg alg = ec == 0 ? HSM_ALG_RS256 :
+	    dl == 48               ? HSM_ALG_ES384 :
+	    dl == 64               ? HSM_ALG_ES512 :
+	                             HSM_ALG_ES256;
 	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(pk, NULL);
 	ECDSA_SIG *es = NULL;
 	const unsigned char *vs = sig;
@@ -157,8 +160,9 @@ sign_works(tok_t *h, const char *id, const uint8_t *blob, size_t blob_len,
 	if (ec) {
 		fl = sl / 2;
 		es = ECDSA_SIG_new();
-		if (es == NULL || ECDSA_SIG_set0(es, BN_bin2bn(sig, (int)fl,
-		    NULL), BN_bin2bn(sig + fl, (int)fl, NULL)) != 1 ||
+		if (es == NULL ||
+		    ECDSA_SIG_set0(es, BN_bin2bn(sig, (int)fl, NULL),
+		        BN_bin2bn(sig + fl, (int)fl, NULL)) != 1 ||
 		    (n = i2d_ECDSA_SIG(es, &der)) <= 0)
 			goto out;
 		vs = der;
@@ -179,9 +183,15 @@ out:
 static void
 test_plain_import(tok_t *h)
 {
-	static const struct { const char *type; int arg; int ec; } cases[] = {
-		{ "RSA", 2048, 0 }, { "RSA", 3072, 0 },
-		{ "EC", NID_X9_62_prime256v1, 32 }, { "EC", NID_secp384r1, 48 },
+	static const struct {
+		const char *type;
+		int arg;
+		int ec;
+	} cases[] = {
+		{ "RSA", 2048, 0 },
+		{ "RSA", 3072, 0 },
+		{ "EC", NID_X9_62_prime256v1, 32 },
+		{ "EC", NID_secp384r1, 48 },
 		{ "EC", NID_secp521r1, 66 },
 	};
 	struct hsm_key_desc d;
@@ -197,23 +207,29 @@ test_plain_import(tok_t *h)
 			EVP_PKEY_free(pk);
 			continue;
 		}
-		snprintf(name, sizeof(name), "plaintext import %s/%d: the "
+		snprintf(name, sizeof(name),
+		    "plaintext import %s/%d: the "
 		    "public key matches and the token signs with it",
 		    cases[i].type, cases[i].arg);
 		snprintf(id, sizeof(id), "plain-%zu", i);
 		T_CHECK(tok_key_import(h, id, p8, p8len, &d, &blob, &blen,
-		    &spki, &slen) == 0 && spki_matches(pk, spki, slen) &&
-		    d.kty == (cases[i].ec ? HSM_KTY_EC : HSM_KTY_RSA) &&
-		    sign_works(h, id, blob, blen, pk, cases[i].ec), name);
-		snprintf(name, sizeof(name), "plaintext import %s/%d: the "
+		            &spki, &slen) == 0 &&
+		        spki_matches(pk, spki, slen) &&
+		        d.kty == (cases[i].ec ? HSM_KTY_EC : HSM_KTY_RSA) &&
+		        sign_works(h, id, blob, blen, pk, cases[i].ec),
+		    name);
+		snprintf(name, sizeof(name),
+		    "plaintext import %s/%d: the "
 		    "blob is bound to its bind, refused under another",
 		    cases[i].type, cases[i].arg);
 		T_CHECK(blob != NULL && !hsm_blob_is_legacy(blob, blen) &&
-		    !sign_works(h, "plain-other", blob, blen, pk,
-		    cases[i].ec), name);
+		        !sign_works(h, "plain-other", blob, blen, pk,
+		            cases[i].ec),
+		    name);
 		/* the blob is wrapped, not the plaintext */
-		T_CHECK(blob == NULL || memmem(blob, blen, p8 + p8len - 16,
-		    16) == NULL, "the blob does not hold the PKCS#8 bytes");
+		T_CHECK(blob == NULL ||
+		        memmem(blob, blen, p8 + p8len - 16, 16) == NULL,
+		    "the blob does not hold the PKCS#8 bytes");
 		OPENSSL_clear_free(p8, p8len);
 		free(blob);
 		free(spki);
@@ -223,17 +239,20 @@ test_plain_import(tok_t *h)
 	{
 		uint8_t junk[300];
 		memset(junk, 0x30, sizeof(junk));
-		T_CHECK(tok_key_import(h, "junk", junk, sizeof(junk), &d,
-		    &blob, &blen, &spki, &slen) == HSM_ERR_ARGS &&
-		    blob == NULL, "a malformed PKCS#8 is refused with ARGS");
+		T_CHECK(tok_key_import(h, "junk", junk, sizeof(junk), &d, &blob,
+		            &blen, &spki, &slen) == HSM_ERR_ARGS &&
+		        blob == NULL,
+		    "a malformed PKCS#8 is refused with ARGS");
 	}
 	pk = gen_key("RSA", 1024);
 	if (pk != NULL && pkcs8_of(pk, &p8, &p8len) == 0) {
 		T_CHECK(tok_key_import(h, "rsa1024", p8, p8len, &d, &blob,
-		    &blen, &spki, &slen) == HSM_ERR_ARGS && blob == NULL,
+		            &blen, &spki, &slen) == HSM_ERR_ARGS &&
+		        blob == NULL,
 		    "an RSA-1024 key is refused with ARGS");
 		T_CHECK(tok_key_import(h, "", p8, p8len, &d, &blob, &blen,
-		    &spki, &slen) == HSM_ERR_ARGS && blob == NULL,
+		            &spki, &slen) == HSM_ERR_ARGS &&
+		        blob == NULL,
 		    "an empty bind is refused with ARGS");
 		OPENSSL_clear_free(p8, p8len);
 	}
@@ -245,7 +264,7 @@ test_byok(tok_t *h)
 {
 	uint8_t *kek = NULL, *kek_spki = NULL, *kek2 = NULL, *kek2_spki = NULL;
 	uint8_t *tr = NULL, *blob = NULL, *spki = NULL, *ec_kek = NULL,
-	    *ec_kek_spki = NULL;
+	        *ec_kek_spki = NULL;
 	size_t kl, ksl, k2l, k2sl, trl, blen, slen, ekl, eksl;
 	struct hsm_key_desc d;
 	EVP_PKEY *target = gen_key("RSA", 2048), *ect;
@@ -254,23 +273,25 @@ test_byok(tok_t *h)
 	int rc;
 
 	T_CHECK(tok_key_generate(h, "kek/1", HSM_KTY_RSA, 2048, 0, &kek, &kl,
-	    &kek_spki, &ksl) == 0 && tok_key_generate(h, "kek2/1",
-	    HSM_KTY_RSA, 3072, 0, &kek2, &k2l, &kek2_spki, &k2sl) == 0,
+	            &kek_spki, &ksl) == 0 &&
+	        tok_key_generate(h, "kek2/1", HSM_KTY_RSA, 3072, 0, &kek2, &k2l,
+	            &kek2_spki, &k2sl) == 0,
 	    "two KEKs generated");
 	if (kek == NULL || kek2 == NULL || target == NULL)
 		goto out;
 	T_CHECK(make_transfer(kek_spki, ksl, target, &tr, &trl) == 0,
 	    "OpenSSL builds an RSA-OAEP + AES-KWP transfer ciphertext");
-	T_CHECK(tok_key_import_byok(h, "byok-rsa", "kek2/1", kek, kl, tr,
-	    trl, &d, &blob, &blen, &spki, &slen) == HSM_ERR_INTERNAL &&
-	    blob == NULL, "BYOK with a KEK blob bound to another name "
+	T_CHECK(tok_key_import_byok(h, "byok-rsa", "kek2/1", kek, kl, tr, trl,
+	            &d, &blob, &blen, &spki, &slen) == HSM_ERR_INTERNAL &&
+	        blob == NULL,
+	    "BYOK with a KEK blob bound to another name "
 	    "(kek_bind): INTERNAL, nothing made");
 	rc = tok_key_import_byok(h, "byok-rsa", "kek/1", kek, kl, tr, trl, &d,
 	    &blob, &blen, &spki, &slen);
 	if (rc != 0)
 		printf("# byok rc %d\n", rc);
 	T_CHECK(rc == 0 && d.kty == HSM_KTY_RSA && d.rsa_bits == 2048 &&
-	    spki_matches(target, spki, slen),
+	        spki_matches(target, spki, slen),
 	    "BYOK RSA import: two-step unwrap in the token, public key "
 	    "matches");
 	T_CHECK(blob && sign_works(h, "byok-rsa", blob, blen, target, 0),
@@ -282,13 +303,15 @@ test_byok(tok_t *h)
 		EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(target, NULL);
 		int ok = c && EVP_PKEY_encrypt_init(c) == 1 &&
 		    EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_OAEP_PADDING) ==
-		    1 && EVP_PKEY_CTX_set_rsa_oaep_md(c, EVP_sha1()) == 1 &&
-		    EVP_PKEY_encrypt(c, ct, &ctl, (const uint8_t *)"hello", 5)
-		    == 1;
+		        1 &&
+		    EVP_PKEY_CTX_set_rsa_oaep_md(c, EVP_sha1()) == 1 &&
+		    EVP_PKEY_encrypt(c, ct, &ctl, (const uint8_t *)"hello",
+		        5) == 1;
 		EVP_PKEY_CTX_free(c);
-		T_CHECK(ok && tok_key_decrypt(h, "byok-rsa", blob, blen,
-		    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0 && ptl == 5 &&
-		    memcmp(pt, "hello", 5) == 0,
+		T_CHECK(ok &&
+		        tok_key_decrypt(h, "byok-rsa", blob, blen,
+		            HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0 &&
+		        ptl == 5 && memcmp(pt, "hello", 5) == 0,
 		    "the BYOK-imported key decrypts inside the token");
 	}
 	free(blob);
@@ -305,38 +328,42 @@ test_byok(tok_t *h)
 			memcpy(old + 8, kek + 20, ol - 8);
 			old[4] = 1;
 		}
-		T_CHECK(ol <= sizeof(old) &&
-		    hsm_blob_is_legacy(old, ol) &&
-		    tok_key_import_byok(h, "b", "kek/1", old, ol, tr, trl,
-		    &d, &blob, &blen, &spki, &slen) == HSM_ERR_INTERNAL &&
-		    blob == NULL, "BYOK with an unbound (version 1) KEK "
+		T_CHECK(ol <= sizeof(old) && hsm_blob_is_legacy(old, ol) &&
+		        tok_key_import_byok(h, "b", "kek/1", old, ol, tr, trl,
+		            &d, &blob, &blen, &spki,
+		            &slen) == HSM_ERR_INTERNAL &&
+		        blob == NULL,
+		    "BYOK with an unbound (version 1) KEK "
 		    "blob: INTERNAL");
 	}
 	T_CHECK(tok_key_import_byok(h, "b", "kek2/1", kek2, k2l, tr, trl, &d,
-	    &blob, &blen, &spki, &slen) == HSM_ERR_ARGS && blob == NULL,
+	            &blob, &blen, &spki, &slen) == HSM_ERR_ARGS &&
+	        blob == NULL,
 	    "a transfer blob for another KEK: ARGS, nothing made");
 	T_CHECK(tok_key_import_byok(h, "b", "kek/1", kek, kl, tr, trl - 8, &d,
-	    &blob, &blen, &spki, &slen) == HSM_ERR_ARGS && blob == NULL,
+	            &blob, &blen, &spki, &slen) == HSM_ERR_ARGS &&
+	        blob == NULL,
 	    "a truncated transfer blob: ARGS");
 	tr[trl - 20] ^= 0x01;
 	T_CHECK(tok_key_import_byok(h, "b", "kek/1", kek, kl, tr, trl, &d,
-	    &blob, &blen, &spki, &slen) == HSM_ERR_ARGS && blob == NULL,
+	            &blob, &blen, &spki, &slen) == HSM_ERR_ARGS &&
+	        blob == NULL,
 	    "an altered transfer blob (key wrap part): ARGS");
 	tr[trl - 20] ^= 0x01;
 	tr[10] ^= 0x01;
 	T_CHECK(tok_key_import_byok(h, "b", "kek/1", kek, kl, tr, trl, &d,
-	    &blob, &blen, &spki, &slen) == HSM_ERR_ARGS && blob == NULL,
+	            &blob, &blen, &spki, &slen) == HSM_ERR_ARGS &&
+	        blob == NULL,
 	    "an altered transfer blob (RSA part): ARGS");
 	free(tr);
 	tr = NULL;
 
 	ect = gen_key("EC", NID_secp384r1);
 	if (ect != NULL && make_transfer(kek_spki, ksl, ect, &tr, &trl) == 0) {
-		T_CHECK(tok_key_import_byok(h, "byok-ec", "kek/1", kek, kl,
-		    tr, trl, &d, &blob, &blen, &spki, &slen) == 0 &&
-		    d.kty == HSM_KTY_EC &&
-		    d.ec_nid == NID_secp384r1 &&
-		    spki_matches(ect, spki, slen),
+		T_CHECK(tok_key_import_byok(h, "byok-ec", "kek/1", kek, kl, tr,
+		            trl, &d, &blob, &blen, &spki, &slen) == 0 &&
+		        d.kty == HSM_KTY_EC && d.ec_nid == NID_secp384r1 &&
+		        spki_matches(ect, spki, slen),
 		    "BYOK EC P-384 import: public key recovered in the token "
 		    "matches");
 		T_CHECK(blob && sign_works(h, "byok-ec", blob, blen, ect, 48),
@@ -349,13 +376,14 @@ test_byok(tok_t *h)
 	}
 	EVP_PKEY_free(ect);
 	/* an EC key is no KEK */
-	if (tok_key_generate(h, "eckek/1", HSM_KTY_EC, 0,
-	    NID_X9_62_prime256v1, &ec_kek, &ekl, &ec_kek_spki, &eksl) == 0) {
+	if (tok_key_generate(h, "eckek/1", HSM_KTY_EC, 0, NID_X9_62_prime256v1,
+	        &ec_kek, &ekl, &ec_kek_spki, &eksl) == 0) {
 		uint8_t fake[512];
 		memset(fake, 7, sizeof(fake));
 		T_CHECK(tok_key_import_byok(h, "b", "eckek/1", ec_kek, ekl,
-		    fake, sizeof(fake), &d, &blob, &blen, &spki, &slen) ==
-		    HSM_ERR_ARGS, "an EC key as KEK: ARGS");
+		            fake, sizeof(fake), &d, &blob, &blen, &spki,
+		            &slen) == HSM_ERR_ARGS,
+		    "an EC key as KEK: ARGS");
 	}
 out:
 	free(kek);
@@ -382,30 +410,35 @@ test_seal(tok_t *h, tok_t *other)
 	sealed = NULL;
 
 	T_CHECK(tok_seal(h, msg, sizeof(msg), &sealed, &sl) == 0 &&
-	    sl > sizeof(msg) && memmem(sealed, sl, msg, 10) == NULL,
+	        sl > sizeof(msg) && memmem(sealed, sl, msg, 10) == NULL,
 	    "seal: ciphertext, not the plaintext");
 	T_CHECK(sealed && tok_unseal(h, sealed, sl, &open, &ol) == 0 &&
-	    ol == sizeof(msg) && memcmp(open, msg, ol) == 0,
+	        ol == sizeof(msg) && memcmp(open, msg, ol) == 0,
 	    "unseal in the same token gives the payload back");
 	free(open);
 	open = NULL;
 	T_CHECK(tok_seal(h, msg, sizeof(msg), &sealed2, &sl2) == 0 &&
-	    sl2 == sl && memcmp(sealed, sealed2, sl) != 0,
+	        sl2 == sl && memcmp(sealed, sealed2, sl) != 0,
 	    "two seals of one payload differ (fresh IV)");
 	if (sealed != NULL) {
 		sealed[sl - 3] ^= 0x80;
 		T_CHECK(tok_unseal(h, sealed, sl, &open, &ol) ==
-		    HSM_ERR_DECRYPT && open == NULL,
+		            HSM_ERR_DECRYPT &&
+		        open == NULL,
 		    "an altered sealed blob: DECRYPT");
 		sealed[sl - 3] ^= 0x80;
 		sealed[4] = 9;
 		T_CHECK(tok_unseal(h, sealed, sl, &open, &ol) ==
-		    HSM_ERR_DECRYPT, "a wrong format version: DECRYPT");
+		        HSM_ERR_DECRYPT,
+		    "a wrong format version: DECRYPT");
 		sealed[4] = 1;
 		T_CHECK(tok_unseal(h, sealed, sl - 1, &open, &ol) ==
-		    HSM_ERR_DECRYPT, "a truncated sealed blob: DECRYPT");
-		T_CHECK(other != NULL && tok_unseal(other, sealed, sl, &open,
-		    &ol) == HSM_ERR_DECRYPT && open == NULL,
+		        HSM_ERR_DECRYPT,
+		    "a truncated sealed blob: DECRYPT");
+		T_CHECK(other != NULL &&
+		        tok_unseal(other, sealed, sl, &open, &ol) ==
+		            HSM_ERR_DECRYPT &&
+		        open == NULL,
 		    "another token (its own backup key) cannot unseal");
 	}
 	free(sealed);
@@ -425,7 +458,7 @@ main(void)
 		return T_DONE();
 	}
 	T_CHECK(tok_token_init(MODULE, LABEL, SO_PIN, USER_PIN) == 0 &&
-	    tok_token_init(MODULE, LABEL2, SO_PIN, USER_PIN) == 0,
+	        tok_token_init(MODULE, LABEL2, SO_PIN, USER_PIN) == 0,
 	    "two tokens initialised");
 	T_CHECK(tok_open(&cfg, &h) == 0 && tok_open(&cfg2, &h2) == 0,
 	    "both tokens open");

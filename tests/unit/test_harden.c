@@ -35,7 +35,7 @@
 #include "tests/unit/t.h"
 
 #if defined(__SANITIZE_ADDRESS__)
-#define T_ASAN 1   /* mlock is a no-op, ptrace allowed for LSan */
+#define T_ASAN 1 /* mlock is a no-op, ptrace allowed for LSan */
 #else
 #define T_ASAN 0
 #endif
@@ -242,8 +242,8 @@ c_normal(void)
 	ok &= pthread_create(&th, NULL, thread_main, &ok) == 0 &&
 	    pthread_join(th, &ret) == 0 && ret == &ok;
 	ok &= write(sp[0], "x", 1) == 1 && read(sp[1], buf, 1) == 1;
-	ok &= nanosleep(&ts, NULL) == 0 && clock_gettime(CLOCK_MONOTONIC,
-	    &ts) == 0;
+	ok &= nanosleep(&ts, NULL) == 0 &&
+	    clock_gettime(CLOCK_MONOTONIC, &ts) == 0;
 	ok &= getrandom(buf, sizeof(buf), 0) == (ssize_t)sizeof(buf);
 	_exit(ok ? 0 : 3);
 }
@@ -327,15 +327,15 @@ round_trip(hsm_t *h)
 	int rc = -1;
 
 	if (hsm_key_generate(h, BIND, HSM_KTY_RSA, 2048, 0, &blob, &blob_len,
-	    &spki, &spki_len) != 0)
+	        &spki, &spki_len) != 0)
 		goto out;
 	if (RAND_bytes(dek, sizeof(dek)) != 1 ||
 	    hsm_pub_encrypt(spki, spki_len, HSM_ALG_RSA_OAEP_256, dek,
-	    sizeof(dek), ct, &ct_len) != 0)
+	        sizeof(dek), ct, &ct_len) != 0)
 		goto out;
-	if (hsm_key_decrypt(h, BIND, blob, blob_len, HSM_ALG_RSA_OAEP_256,
-	    ct, ct_len, pt, &pt_len) == 0 && pt_len == sizeof(dek) &&
-	    memcmp(pt, dek, sizeof(dek)) == 0)
+	if (hsm_key_decrypt(h, BIND, blob, blob_len, HSM_ALG_RSA_OAEP_256, ct,
+	        ct_len, pt, &pt_len) == 0 &&
+	    pt_len == sizeof(dek) && memcmp(pt, dek, sizeof(dek)) == 0)
 		rc = 0;
 out:
 	free(blob);
@@ -412,17 +412,19 @@ c_net_token(void)
 	uint64_t restarts = 0;
 	int i, ok;
 
-	t_failed = 0;   /* this child's own checks */
-	T_CHECK(open_hsm(NULL, &h) == 0 && h != NULL, "network filter: a "
+	t_failed = 0; /* this child's own checks */
+	T_CHECK(open_hsm(NULL, &h) == 0 && h != NULL,
+	    "network filter: a "
 	    "token process starts (before the filter, as in serve)");
 	if (h == NULL)
 		exit(1);
 	net_filter();
-	T_CHECK(round_trip(h) == 0, "network filter: generate and decrypt "
+	T_CHECK(round_trip(h) == 0,
+	    "network filter: generate and decrypt "
 	    "through the token process");
 	hsm_process(h, &pid, &restarts);
 	T_CHECK(status_field(pid, "Seccomp") == 2 &&
-	    status_field(pid, "Seccomp_filters") == 1,
+	        status_field(pid, "Seccomp_filters") == 1,
 	    "network filter: the token process has its own filter only");
 	kill((pid_t)pid, SIGKILL);
 	for (i = 0, ok = 0; i < 300 && !ok; i++) {
@@ -432,7 +434,8 @@ c_net_token(void)
 		ok = pid2 > 0 && pid2 != pid && hsm_health(h) == 0;
 	}
 	T_CHECK(ok && round_trip(h) == 0 &&
-	    status_field(pid2, "Seccomp_filters") == 1, "network filter: a "
+	        status_field(pid2, "Seccomp_filters") == 1,
+	    "network filter: a "
 	    "killed token process is started again by the launcher, outside "
 	    "it, unseals by itself and serves");
 	hsm_close(h);
@@ -470,7 +473,7 @@ token_process_checks(void)
 	T_CHECK(round_trip(h) == 0, "the filtered token process serves");
 	hsm_process(h, &pid, &restarts);
 	T_CHECK(status_field(pid, "Seccomp") == 2 &&
-	    status_field(pid, "Seccomp_filters") == 1,
+	        status_field(pid, "Seccomp_filters") == 1,
 	    "token process: Seccomp 2 (filter), one filter");
 	T_CHECK(status_field(pid, "NoNewPrivs") == 1,
 	    "token process: NoNewPrivs 1");
@@ -480,13 +483,15 @@ token_process_checks(void)
 		    lck);
 	} else if (geteuid() == 0) {
 		/* more than the PIN page: mlockall */
-		T_CHECK(lck > 1024, "token process: memory locked "
+		T_CHECK(lck > 1024,
+		    "token process: memory locked "
 		    "(VmLck > 1 MiB)");
 	} else {
 		printf("ok - # skip VmLck %ld kB: not root\n", lck);
 	}
-	if (!T_ASAN)   /* ASan's shadow is MADV_DONTDUMP too */
-		T_CHECK(has_dontdump_page(pid), "token process: a page of "
+	if (!T_ASAN) /* ASan's shadow is MADV_DONTDUMP too */
+		T_CHECK(has_dontdump_page(pid),
+		    "token process: a page of "
 		    "its own marked MADV_DONTDUMP (the PIN)");
 	hsm_close(h);
 }
@@ -506,24 +511,24 @@ run_as_checks(void)
 	if (geteuid() != 0 || (pw = getpwnam(RUN_AS)) == NULL ||
 	    pw->pw_uid == 0 || pw->pw_gid == 0 ||
 	    chown_tree(tmpdir, pw->pw_uid, pw->pw_gid) != 0) {
-		printf("ok - # skip not dumpable: needs root and a user "
-		    RUN_AS "\n");
+		printf("ok - # skip not dumpable: needs root and a user " RUN_AS
+		       "\n");
 		return;
 	}
 	T_CHECK(open_hsm(RUN_AS, &h) == 0 && h != NULL,
 	    "open through a token process running as " RUN_AS);
 	if (h == NULL)
 		return;
-	T_CHECK(round_trip(h) == 0, "the token process as " RUN_AS
-	    " serves");
+	T_CHECK(round_trip(h) == 0, "the token process as " RUN_AS " serves");
 	hsm_process(h, &pid, &restarts);
 	snprintf(path, sizeof(path), "/proc/%ld/status", pid);
 	T_CHECK(status_field(pid, "Uid") == (long)pw->pw_uid &&
-	    stat(path, &st) == 0 && st.st_uid == 0,
-	    "token process: runs as " RUN_AS " yet its /proc files are "
+	        stat(path, &st) == 0 && st.st_uid == 0,
+	    "token process: runs as " RUN_AS
+	    " yet its /proc files are "
 	    "root's (not dumpable)");
 	T_CHECK(status_field(pid, "Seccomp") == 2 &&
-	    status_field(pid, "NoNewPrivs") == 1,
+	        status_field(pid, "NoNewPrivs") == 1,
 	    "token process as " RUN_AS ": filtered, no new privileges");
 	printf("# as %s: VmLck %ld kB (RLIMIT_MEMLOCK permitting)\n", RUN_AS,
 	    status_field(pid, "VmLck"));
@@ -539,8 +544,10 @@ main(void)
 
 	/* the secret pages */
 	p = hsm_secret_alloc(100);
-	T_CHECK(p != NULL && ((uintptr_t)p % (uintptr_t)sysconf(_SC_PAGESIZE))
-	    == 0 && ((unsigned char *)p)[99] == 0, "hsm_secret_alloc: a "
+	T_CHECK(p != NULL &&
+	        ((uintptr_t)p % (uintptr_t)sysconf(_SC_PAGESIZE)) == 0 &&
+	        ((unsigned char *)p)[99] == 0,
+	    "hsm_secret_alloc: a "
 	    "zeroed page of its own");
 	if (p != NULL)
 		memset(p, 0x55, 100);
@@ -562,8 +569,7 @@ main(void)
 	    "token filter: socket(AF_INET) kills with SIGSYS");
 	T_CHECK(exited(in_child(c_socket_unix), 0),
 	    "token filter: socket(AF_UNIX) (syslog) is refused with EACCES");
-	T_CHECK(sigsys(in_child(c_connect)),
-	    "token filter: connect kills");
+	T_CHECK(sigsys(in_child(c_connect)), "token filter: connect kills");
 	T_CHECK(sigsys(in_child(c_execve)), "token filter: execve kills");
 	st = in_child(c_fork);
 	T_CHECK(sigsys(st) || exited(st, 0),
@@ -575,7 +581,8 @@ main(void)
 	    "token filter: a new executable mapping kills");
 	T_CHECK(sigsys(in_child(c_kill_other)),
 	    "token filter: signalling another process kills");
-	T_CHECK(exited(in_child(c_normal), 0), "token filter: files, "
+	T_CHECK(exited(in_child(c_normal), 0),
+	    "token filter: files, "
 	    "malloc, realloc, a thread, a socketpair, sleep, getrandom work");
 
 	/* the network process's filter */
@@ -585,7 +592,8 @@ main(void)
 		T_CHECK(sigsys(in_child(c_net_ptrace)),
 		    "network filter: ptrace kills");
 	else
-		printf("ok - # skip network ptrace: allowed in the ASan build "
+		printf(
+		    "ok - # skip network ptrace: allowed in the ASan build "
 		    "for the leak checker\n");
 	T_CHECK(sigsys(in_child(c_net_vm_writev)),
 	    "network filter: process_vm_writev kills");

@@ -82,8 +82,8 @@ openssl_encrypt(const struct key *k, enum hsm_alg alg, const uint8_t *in,
 	if (alg == HSM_ALG_RSA1_5) {
 		if (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1)
 			goto out;
-	} else if (EVP_PKEY_CTX_set_rsa_padding(ctx,
-	    RSA_PKCS1_OAEP_PADDING) != 1 ||
+	} else if (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) !=
+	        1 ||
 	    EVP_PKEY_CTX_set_rsa_oaep_md(ctx, md) != 1 ||
 	    EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) != 1) {
 		goto out;
@@ -98,8 +98,9 @@ out:
 static const EVP_MD *
 md_for(size_t dlen)
 {
-	return dlen == 32 ? EVP_sha256() : dlen == 48 ? EVP_sha384() :
-	    EVP_sha512();
+	return dlen == 32 ? EVP_sha256() :
+	    dlen == 48    ? EVP_sha384() :
+	                    EVP_sha512();
 }
 
 /* Plain OpenSSL verification, independent of hsm_pub_verify. */
@@ -119,9 +120,10 @@ openssl_verify(const struct key *k, enum hsm_alg alg, const uint8_t *dg,
 		goto out;
 	if (alg >= HSM_ALG_ES256) {
 		es = ECDSA_SIG_new();
-		if (es == NULL || ECDSA_SIG_set0(es,
-		    BN_bin2bn(sig, (int)sig_len / 2, NULL),
-		    BN_bin2bn(sig + sig_len / 2, (int)sig_len / 2, NULL)) != 1)
+		if (es == NULL ||
+		    ECDSA_SIG_set0(es, BN_bin2bn(sig, (int)sig_len / 2, NULL),
+		        BN_bin2bn(sig + sig_len / 2, (int)sig_len / 2, NULL)) !=
+		        1)
 			goto out;
 		if ((n = i2d_ECDSA_SIG(es, &der)) <= 0)
 			goto out;
@@ -132,11 +134,12 @@ openssl_verify(const struct key *k, enum hsm_alg alg, const uint8_t *dg,
 			goto out;
 		if (alg >= HSM_ALG_PS256) {
 			if (EVP_PKEY_CTX_set_rsa_padding(ctx,
-			    RSA_PKCS1_PSS_PADDING) != 1 ||
-			    EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, (int)dlen) != 1)
+			        RSA_PKCS1_PSS_PADDING) != 1 ||
+			    EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, (int)dlen) !=
+			        1)
 				goto out;
 		} else if (EVP_PKEY_CTX_set_rsa_padding(ctx,
-		    RSA_PKCS1_PADDING) != 1) {
+		               RSA_PKCS1_PADDING) != 1) {
 			goto out;
 		}
 	}
@@ -159,7 +162,8 @@ test_init_open(void)
 	T_CHECK(tok_token_init(MODULE, LABEL, SO_PIN, USER_PIN) == 0,
 	    "token init succeeds on a fresh token");
 	T_CHECK(tok_token_init(MODULE, LABEL, SO_PIN, USER_PIN) ==
-	    HSM_ERR_EXISTS, "second token init with the same label: EXISTS");
+	        HSM_ERR_EXISTS,
+	    "second token init with the same label: EXISTS");
 	T_CHECK(tok_open(&bad, &h2) == HSM_ERR_ARGS && h2 == NULL,
 	    "open with a wrong PIN fails with ARGS");
 	bad.token_label = "no-such-token";
@@ -172,47 +176,55 @@ static void
 test_generate(void)
 {
 	static const int nids[3] = { NID_X9_62_prime256v1, NID_secp384r1,
-	    NID_secp521r1 };
+		NID_secp521r1 };
 	static const size_t fields[3] = { 32, 48, 66 };
 	uint8_t *b = NULL, *s = NULL;
 	size_t bl = 0, sl = 0;
 	char name[128];
 	int i;
 
-	T_CHECK(tok_key_generate(H, RSA_K.id, HSM_KTY_RSA, 2048, 0,
-	    &RSA_K.blob, &RSA_K.blob_len, &RSA_K.spki, &RSA_K.spki_len) == 0,
+	T_CHECK(tok_key_generate(H, RSA_K.id, HSM_KTY_RSA, 2048, 0, &RSA_K.blob,
+	            &RSA_K.blob_len, &RSA_K.spki, &RSA_K.spki_len) == 0,
 	    "generate RSA 2048");
 	T_CHECK(RSA_K.blob != NULL && RSA_K.blob[4] == 3 &&
-	    !hsm_blob_is_legacy(RSA_K.blob, RSA_K.blob_len),
+	        !hsm_blob_is_legacy(RSA_K.blob, RSA_K.blob_len),
 	    "a generated blob is format 3 (sealed and bound), not legacy");
 	T_CHECK(hsm_pub_size(RSA_K.spki, RSA_K.spki_len) == 256,
 	    "RSA 2048 public size is 256 bytes");
 	for (i = 0; i < 3; i++) {
 		snprintf(name, sizeof(name), "generate EC %s", EC_K[i].name);
 		T_CHECK(tok_key_generate(H, EC_K[i].id, HSM_KTY_EC, 0, nids[i],
-		    &EC_K[i].blob, &EC_K[i].blob_len, &EC_K[i].spki,
-		    &EC_K[i].spki_len) == 0, name);
+		            &EC_K[i].blob, &EC_K[i].blob_len, &EC_K[i].spki,
+		            &EC_K[i].spki_len) == 0,
+		    name);
 		snprintf(name, sizeof(name), "EC %s public size", EC_K[i].name);
 		T_CHECK(hsm_pub_size(EC_K[i].spki, EC_K[i].spki_len) ==
-		    fields[i], name);
+		        fields[i],
+		    name);
 	}
 	T_CHECK(tok_key_generate(H, "x", HSM_KTY_RSA, 1024, 0, &b, &bl, &s,
-	    &sl) == HSM_ERR_ARGS && b == NULL && s == NULL,
+	            &sl) == HSM_ERR_ARGS &&
+	        b == NULL && s == NULL,
 	    "generate RSA 1024 is refused");
-	T_CHECK(tok_key_generate(H, "x", HSM_KTY_EC, 0, NID_secp256k1, &b,
-	    &bl, &s, &sl) == HSM_ERR_ARGS, "generate on secp256k1 is refused");
+	T_CHECK(tok_key_generate(H, "x", HSM_KTY_EC, 0, NID_secp256k1, &b, &bl,
+	            &s, &sl) == HSM_ERR_ARGS,
+	    "generate on secp256k1 is refused");
 	{
 		char longbind[HSM_BIND_MAX + 2];
 
 		memset(longbind, 'a', sizeof(longbind) - 1);
 		longbind[sizeof(longbind) - 1] = '\0';
 		T_CHECK(tok_key_generate(H, NULL, HSM_KTY_EC, 0,
-		    NID_X9_62_prime256v1, &b, &bl, &s, &sl) == HSM_ERR_ARGS &&
-		    tok_key_generate(H, "", HSM_KTY_EC, 0,
-		    NID_X9_62_prime256v1, &b, &bl, &s, &sl) == HSM_ERR_ARGS &&
-		    tok_key_generate(H, longbind, HSM_KTY_EC, 0,
-		    NID_X9_62_prime256v1, &b, &bl, &s, &sl) == HSM_ERR_ARGS &&
-		    b == NULL, "generate with a NULL, empty or over-long "
+		            NID_X9_62_prime256v1, &b, &bl, &s,
+		            &sl) == HSM_ERR_ARGS &&
+		        tok_key_generate(H, "", HSM_KTY_EC, 0,
+		            NID_X9_62_prime256v1, &b, &bl, &s,
+		            &sl) == HSM_ERR_ARGS &&
+		        tok_key_generate(H, longbind, HSM_KTY_EC, 0,
+		            NID_X9_62_prime256v1, &b, &bl, &s,
+		            &sl) == HSM_ERR_ARGS &&
+		        b == NULL,
+		    "generate with a NULL, empty or over-long "
 		    "bind is refused with ARGS");
 	}
 }
@@ -221,7 +233,7 @@ static void
 test_decrypt(void)
 {
 	static const enum hsm_alg algs[3] = { HSM_ALG_RSA_OAEP,
-	    HSM_ALG_RSA_OAEP_256, HSM_ALG_RSA1_5 };
+		HSM_ALG_RSA_OAEP_256, HSM_ALG_RSA1_5 };
 	static const char *names[3] = { "RSA-OAEP", "RSA-OAEP-256", "RSA1_5" };
 	uint8_t msg[32], ct[512], pt[512];
 	size_t ctl, ptl;
@@ -232,23 +244,31 @@ test_decrypt(void)
 	for (i = 0; i < 3; i++) {
 		ctl = sizeof(ct);
 		T_CHECK(hsm_pub_encrypt(RSA_K.spki, RSA_K.spki_len, algs[i],
-		    msg, sizeof(msg), ct, &ctl) == 0 && ctl == 256,
+		            msg, sizeof(msg), ct, &ctl) == 0 &&
+		        ctl == 256,
 		    names[i]);
 		ptl = sizeof(pt);
-		snprintf(name, sizeof(name), "%s: pub_encrypt then token "
-		    "decrypt round trips", names[i]);
-		T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob,
-		    RSA_K.blob_len, algs[i], ct, ctl, pt, &ptl) == 0 &&
-		    ptl == sizeof(msg) && memcmp(pt, msg, ptl) == 0, name);
+		snprintf(name, sizeof(name),
+		    "%s: pub_encrypt then token "
+		    "decrypt round trips",
+		    names[i]);
+		T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+		            algs[i], ct, ctl, pt, &ptl) == 0 &&
+		        ptl == sizeof(msg) && memcmp(pt, msg, ptl) == 0,
+		    name);
 
 		ctl = sizeof(ct);
-		snprintf(name, sizeof(name), "%s: OpenSSL-encrypted "
-		    "ciphertext decrypts in the token", names[i]);
+		snprintf(name, sizeof(name),
+		    "%s: OpenSSL-encrypted "
+		    "ciphertext decrypts in the token",
+		    names[i]);
 		ptl = sizeof(pt);
 		T_CHECK(openssl_encrypt(&RSA_K, algs[i], msg, sizeof(msg), ct,
-		    &ctl) && tok_key_decrypt(H, RSA_K.id, RSA_K.blob,
-		    RSA_K.blob_len, algs[i], ct, ctl, pt, &ptl) == 0 &&
-		    ptl == sizeof(msg) && memcmp(pt, msg, ptl) == 0, name);
+		            &ctl) &&
+		        tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+		            algs[i], ct, ctl, pt, &ptl) == 0 &&
+		        ptl == sizeof(msg) && memcmp(pt, msg, ptl) == 0,
+		    name);
 
 		/* several tampered ciphertexts: each one the same error */
 		all = 1;
@@ -261,22 +281,26 @@ test_decrypt(void)
 				bad[0] = 0xff; /* >= n: the token refuses */
 			ptl = sizeof(pt);
 			if (tok_key_decrypt(H, RSA_K.id, RSA_K.blob,
-			    RSA_K.blob_len, algs[i], bad, 256, pt, &ptl) !=
-			    HSM_ERR_DECRYPT)
+			        RSA_K.blob_len, algs[i], bad, 256, pt,
+			        &ptl) != HSM_ERR_DECRYPT)
 				all = 0;
 		}
-		snprintf(name, sizeof(name), "%s: tampered ciphertexts all "
-		    "give HSM_ERR_DECRYPT", names[i]);
+		snprintf(name, sizeof(name),
+		    "%s: tampered ciphertexts all "
+		    "give HSM_ERR_DECRYPT",
+		    names[i]);
 		T_CHECK(all, name);
 
 		ptl = sizeof(pt);
-		snprintf(name, sizeof(name), "%s: wrong-length ciphertext "
-		    "is ARGS", names[i]);
-		T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob,
-		    RSA_K.blob_len, algs[i], ct, 255, pt, &ptl) ==
-		    HSM_ERR_ARGS && tok_key_decrypt(H, RSA_K.id, RSA_K.blob,
-		    RSA_K.blob_len, algs[i], ct, 257, pt, &ptl) ==
-		    HSM_ERR_ARGS, name);
+		snprintf(name, sizeof(name),
+		    "%s: wrong-length ciphertext "
+		    "is ARGS",
+		    names[i]);
+		T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+		            algs[i], ct, 255, pt, &ptl) == HSM_ERR_ARGS &&
+		        tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+		            algs[i], ct, 257, pt, &ptl) == HSM_ERR_ARGS,
+		    name);
 	}
 	/* the per-thread contexts are reused: interleave the algorithms,
 	 * every ciphertext fresh (OAEP and v1.5 pad randomly) and right */
@@ -291,33 +315,37 @@ test_decrypt(void)
 			ctl = sizeof(ct);
 			ptl = sizeof(pt);
 			if (hsm_pub_encrypt(RSA_K.spki, RSA_K.spki_len, algs[i],
-			    msg, sizeof(msg), ct, &ctl) != 0 || ctl != 256 ||
-			    memcmp(ct, prev[i], 256) == 0 ||
+			        msg, sizeof(msg), ct, &ctl) != 0 ||
+			    ctl != 256 || memcmp(ct, prev[i], 256) == 0 ||
 			    tok_key_decrypt(H, RSA_K.id, RSA_K.blob,
-			    RSA_K.blob_len, algs[i], ct, ctl, pt, &ptl) != 0 ||
+			        RSA_K.blob_len, algs[i], ct, ctl, pt,
+			        &ptl) != 0 ||
 			    ptl != sizeof(msg) || memcmp(pt, msg, ptl) != 0)
 				all = 0;
 			memcpy(prev[i], ct, 256);
 		}
 	}
-	T_CHECK(all, "12 pub_encrypts interleaving the three algorithms on "
+	T_CHECK(all,
+	    "12 pub_encrypts interleaving the three algorithms on "
 	    "one key: each ciphertext new and decrypting right");
 	ctl = sizeof(ct);
 	T_CHECK(hsm_pub_encrypt(RSA_K.spki, RSA_K.spki_len,
-	    HSM_ALG_RSA_OAEP_256, pt, 256 - 65, ct, &ctl) == HSM_ERR_ARGS,
+	            HSM_ALG_RSA_OAEP_256, pt, 256 - 65, ct,
+	            &ctl) == HSM_ERR_ARGS,
 	    "pub_encrypt of an over-long plaintext is ARGS");
 	ctl = sizeof(ct);
 	RAND_bytes(msg, sizeof(msg));
 	T_CHECK(hsm_pub_encrypt(RSA_K.spki, RSA_K.spki_len,
-	    HSM_ALG_RSA_OAEP_256, msg, sizeof(msg), ct, &ctl) == 0 &&
-	    (ptl = sizeof(pt), tok_key_decrypt(H, RSA_K.id, RSA_K.blob,
-	    RSA_K.blob_len, HSM_ALG_RSA_OAEP_256, ct, ctl, pt, &ptl)) == 0 &&
-	    ptl == sizeof(msg) && memcmp(pt, msg, ptl) == 0,
+	            HSM_ALG_RSA_OAEP_256, msg, sizeof(msg), ct, &ctl) == 0 &&
+	        (ptl = sizeof(pt),
+	            tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+	                HSM_ALG_RSA_OAEP_256, ct, ctl, pt, &ptl)) == 0 &&
+	        ptl == sizeof(msg) && memcmp(pt, msg, ptl) == 0,
 	    "after a refused call the next pub_encrypt still works");
 	ptl = sizeof(pt);
-	T_CHECK(tok_key_decrypt(H, EC_K[0].id, EC_K[0].blob,
-	    EC_K[0].blob_len, HSM_ALG_RSA_OAEP, ct, 256, pt, &ptl) ==
-	    HSM_ERR_ARGS, "decrypt with an EC key is ARGS");
+	T_CHECK(tok_key_decrypt(H, EC_K[0].id, EC_K[0].blob, EC_K[0].blob_len,
+	            HSM_ALG_RSA_OAEP, ct, 256, pt, &ptl) == HSM_ERR_ARGS,
+	    "decrypt with an EC key is ARGS");
 }
 
 static void
@@ -351,37 +379,44 @@ test_sign(void)
 		sl = sizeof(sig);
 		snprintf(name, sizeof(name), "%s: token signs", cases[i].name);
 		T_CHECK(tok_key_sign(H, k->id, k->blob, k->blob_len,
-		    cases[i].alg, dg, cases[i].dlen, sig, &sl) == 0, name);
+		            cases[i].alg, dg, cases[i].dlen, sig, &sl) == 0,
+		    name);
 		valid = -1;
 		snprintf(name, sizeof(name), "%s: hsm_pub_verify accepts",
 		    cases[i].name);
 		T_CHECK(hsm_pub_verify(k->spki, k->spki_len, cases[i].alg, dg,
-		    cases[i].dlen, sig, sl, &valid) == 0 && valid == 1, name);
+		            cases[i].dlen, sig, sl, &valid) == 0 &&
+		        valid == 1,
+		    name);
 		snprintf(name, sizeof(name), "%s: plain OpenSSL verifies",
 		    cases[i].name);
 		T_CHECK(openssl_verify(k, cases[i].alg, dg, cases[i].dlen, sig,
-		    sl), name);
+		            sl),
+		    name);
 		sig[sl / 2] ^= 0x01;
 		snprintf(name, sizeof(name), "%s: a flipped bit is invalid",
 		    cases[i].name);
 		T_CHECK(hsm_pub_verify(k->spki, k->spki_len, cases[i].alg, dg,
-		    cases[i].dlen, sig, sl, &valid) == 0 && valid == 0, name);
+		            cases[i].dlen, sig, sl, &valid) == 0 &&
+		        valid == 0,
+		    name);
 		sl = sizeof(sig);
 		snprintf(name, sizeof(name), "%s: wrong digest length is ARGS",
 		    cases[i].name);
 		T_CHECK(tok_key_sign(H, k->id, k->blob, k->blob_len,
-		    cases[i].alg, dg, cases[i].dlen - 1, sig, &sl) ==
-		    HSM_ERR_ARGS && hsm_pub_verify(k->spki, k->spki_len,
-		    cases[i].alg, dg, cases[i].dlen + 1, sig, 64, &valid) ==
-		    HSM_ERR_ARGS, name);
+		            cases[i].alg, dg, cases[i].dlen - 1, sig,
+		            &sl) == HSM_ERR_ARGS &&
+		        hsm_pub_verify(k->spki, k->spki_len, cases[i].alg, dg,
+		            cases[i].dlen + 1, sig, 64, &valid) == HSM_ERR_ARGS,
+		    name);
 	}
 	sl = sizeof(sig);
 	T_CHECK(tok_key_sign(H, EC_K[1].id, EC_K[1].blob, EC_K[1].blob_len,
-	    HSM_ALG_ES256, dg, 32, sig, &sl) == HSM_ERR_ARGS,
+	            HSM_ALG_ES256, dg, 32, sig, &sl) == HSM_ERR_ARGS,
 	    "ES256 with a P-384 key is ARGS");
 	sl = 100;
 	T_CHECK(tok_key_sign(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
-	    HSM_ALG_RS256, dg, 32, sig, &sl) == HSM_ERR_ARGS,
+	            HSM_ALG_RS256, dg, 32, sig, &sl) == HSM_ERR_ARGS,
 	    "signature buffer too small is ARGS");
 }
 
@@ -397,10 +432,13 @@ test_jwt(void)
 	T_CHECK(tok_jwt_sign(H, (const uint8_t *)data, strlen(data), sig) == 0,
 	    "jwt sign");
 	T_CHECK(tok_jwt_public(H, &spki, &spki_len) == 0 &&
-	    hsm_pub_size(spki, spki_len) == 32, "jwt public key is P-256");
+	        hsm_pub_size(spki, spki_len) == 32,
+	    "jwt public key is P-256");
 	SHA256((const uint8_t *)data, strlen(data), dg);
 	T_CHECK(hsm_pub_verify(spki, spki_len, HSM_ALG_ES256, dg, 32, sig, 64,
-	    &valid) == 0 && valid == 1, "jwt signature verifies");
+	            &valid) == 0 &&
+	        valid == 1,
+	    "jwt signature verifies");
 	k.spki = spki;
 	k.spki_len = spki_len;
 	T_CHECK(openssl_verify(&k, HSM_ALG_ES256, dg, 32, sig, 64),
@@ -439,7 +477,7 @@ raw_open(void)
 		    memcmp(ti.label, LABEL, strlen(LABEL)) == 0)
 			raw_slot = slots[i];
 	if (P->C_OpenSession(raw_slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
-	    NULL, NULL, &RS) != CKR_OK)
+	        NULL, NULL, &RS) != CKR_OK)
 		return 0;
 	rv = P->C_Login(RS, CKU_USER, (CK_UTF8CHAR *)USER_PIN,
 	    strlen(USER_PIN));
@@ -482,8 +520,13 @@ static void
 test_non_extractable(void)
 {
 	static const CK_ATTRIBUTE_TYPE secret_attrs[] = {
-		CKA_PRIVATE_EXPONENT, CKA_PRIME_1, CKA_PRIME_2, CKA_EXPONENT_1,
-		CKA_EXPONENT_2, CKA_COEFFICIENT, CKA_VALUE,
+		CKA_PRIVATE_EXPONENT,
+		CKA_PRIME_1,
+		CKA_PRIME_2,
+		CKA_EXPONENT_1,
+		CKA_EXPONENT_2,
+		CKA_COEFFICIENT,
+		CKA_VALUE,
 	};
 	CK_OBJECT_HANDLE objs[64];
 	CK_ULONG n, i, j, sess_objs;
@@ -522,7 +565,7 @@ test_non_extractable(void)
 		size_t sl = sizeof(sig);
 
 		T_CHECK(tok_key_sign(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
-		    HSM_ALG_RS256, dg, 32, sig, &sl) == 0,
+		            HSM_ALG_RS256, dg, 32, sig, &sl) == 0,
 		    "sign (unwraps into a session object)");
 	}
 	n = raw_find(CKO_PRIVATE_KEY, 0, objs, 64);
@@ -536,7 +579,7 @@ test_non_extractable(void)
 		if (P->C_GetAttributeValue(RS, objs[i], &kta, 1) != CKR_OK)
 			all_sensitive = 0;
 		for (j = 0; j < sizeof(secret_attrs) / sizeof(secret_attrs[0]);
-		    j++) {
+		     j++) {
 			/* RSA: the CRT parts; EC: CKA_VALUE (the scalar) */
 			if ((kt == CKK_RSA) != (secret_attrs[j] != CKA_VALUE))
 				continue;
@@ -550,9 +593,11 @@ test_non_extractable(void)
 		    ext != CK_FALSE || sens != CK_TRUE)
 			all_flags = 0;
 	}
-	T_CHECK(all_sensitive, "no private key attribute of any private key "
+	T_CHECK(all_sensitive,
+	    "no private key attribute of any private key "
 	    "can be read (CKR_ATTRIBUTE_SENSITIVE)");
-	T_CHECK(all_flags, "every private key in the token is sensitive and "
+	T_CHECK(all_flags,
+	    "every private key in the token is sensitive and "
 	    "not extractable");
 	n = raw_find(CKO_SECRET_KEY, 0, objs, 64);
 	all_sensitive = n >= 1;
@@ -566,7 +611,7 @@ test_non_extractable(void)
 	if (pub != NULL)
 		EVP_PKEY_get_bn_param(pub, "n", &nbn);
 	T_CHECK(nbn != NULL && BN_bn2binpad(nbn, nbytes, 256) == 256 &&
-	    !contains(RSA_K.blob, RSA_K.blob_len, nbytes + 100, 16),
+	        !contains(RSA_K.blob, RSA_K.blob_len, nbytes + 100, 16),
 	    "the RSA blob does not contain the modulus (it is not PKCS#8 "
 	    "plaintext)");
 
@@ -586,11 +631,12 @@ test_non_extractable(void)
 		CK_ATTRIBUTE da = { CKA_PRIVATE_EXPONENT, d, sizeof(d) };
 
 		T_CHECK(P->C_GetAttributeValue(RS, unw, &da, 1) == CKR_OK &&
-		    !contains(RSA_K.blob, RSA_K.blob_len, d, da.ulValueLen),
+		        !contains(RSA_K.blob, RSA_K.blob_len, d, da.ulValueLen),
 		    "the blob does not contain the private exponent");
 		P->C_DestroyObject(RS, unw);
 	}
-	T_CHECK(rv != CKR_OK, "unwrapping a blob into a non-sensitive, "
+	T_CHECK(rv != CKR_OK,
+	    "unwrapping a blob into a non-sensitive, "
 	    "extractable object is refused by the domain key");
 	{
 		CK_KEY_TYPE gs = CKK_GENERIC_SECRET;
@@ -607,13 +653,15 @@ test_non_extractable(void)
 		    RSA_K.blob_len - 8 - 32, evil2, 5, &unw);
 		if (rv == CKR_OK)
 			P->C_DestroyObject(RS, unw);
-		T_CHECK(rv != CKR_OK, "unwrapping a blob as a readable "
+		T_CHECK(rv != CKR_OK,
+		    "unwrapping a blob as a readable "
 		    "generic secret is refused by the domain key");
 	}
 	n = raw_find(CKO_PRIVATE_KEY, 1, objs, 64);
 	wlen = sizeof(wbuf);
-	T_CHECK(n >= 1 && P->C_WrapKey(RS, &kwp, dom, objs[0], wbuf, &wlen)
-	    != CKR_OK, "an unwrapped session key cannot be wrapped out");
+	T_CHECK(n >= 1 &&
+	        P->C_WrapKey(RS, &kwp, dom, objs[0], wbuf, &wlen) != CKR_OK,
+	    "an unwrapped session key cannot be wrapped out");
 	BN_free(nbn);
 	EVP_PKEY_free(pub);
 }
@@ -631,30 +679,39 @@ test_bind_key(void)
 	CK_ULONG n = 0, vlen = 0;
 	CK_KEY_TYPE kt = 0;
 	CK_BBOOL tok = 0, priv = 0, sens = 0, ext = 0, wwt = 0, sign = 0,
-	    vfy = 0, enc = 1, dec = 1, wrap = 1, unwrap = 1, derive = 1;
+	         vfy = 0, enc = 1, dec = 1, wrap = 1, unwrap = 1, derive = 1;
 	CK_ATTRIBUTE a[] = {
 		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
 		{ CKA_VALUE_LEN, &vlen, sizeof(vlen) },
-		{ CKA_TOKEN, &tok, 1 }, { CKA_PRIVATE, &priv, 1 },
-		{ CKA_SENSITIVE, &sens, 1 }, { CKA_EXTRACTABLE, &ext, 1 },
-		{ CKA_WRAP_WITH_TRUSTED, &wwt, 1 }, { CKA_SIGN, &sign, 1 },
-		{ CKA_VERIFY, &vfy, 1 }, { CKA_ENCRYPT, &enc, 1 },
-		{ CKA_DECRYPT, &dec, 1 }, { CKA_WRAP, &wrap, 1 },
-		{ CKA_UNWRAP, &unwrap, 1 }, { CKA_DERIVE, &derive, 1 },
+		{ CKA_TOKEN, &tok, 1 },
+		{ CKA_PRIVATE, &priv, 1 },
+		{ CKA_SENSITIVE, &sens, 1 },
+		{ CKA_EXTRACTABLE, &ext, 1 },
+		{ CKA_WRAP_WITH_TRUSTED, &wwt, 1 },
+		{ CKA_SIGN, &sign, 1 },
+		{ CKA_VERIFY, &vfy, 1 },
+		{ CKA_ENCRYPT, &enc, 1 },
+		{ CKA_DECRYPT, &dec, 1 },
+		{ CKA_WRAP, &wrap, 1 },
+		{ CKA_UNWRAP, &unwrap, 1 },
+		{ CKA_DERIVE, &derive, 1 },
 	};
 
 	if (P->C_FindObjectsInit(RS, find, 2) == CKR_OK) {
 		P->C_FindObjects(RS, k, 2, &n);
 		P->C_FindObjectsFinal(RS);
 	}
-	T_CHECK(n == 1, "the token holds exactly one bind key "
+	T_CHECK(n == 1,
+	    "the token holds exactly one bind key "
 	    "(\"p11vault-bind\")");
 	if (n != 1)
 		return;
-	T_CHECK(P->C_GetAttributeValue(RS, k[0], a, sizeof(a) / sizeof(a[0]))
-	    == CKR_OK && kt == CKK_GENERIC_SECRET && vlen == 32 && tok &&
-	    priv && sens && ext && wwt && sign && vfy && !enc && !dec &&
-	    !wrap && !unwrap && !derive, "bind key: generic secret, 32 "
+	T_CHECK(P->C_GetAttributeValue(RS, k[0], a, sizeof(a) / sizeof(a[0])) ==
+	            CKR_OK &&
+	        kt == CKK_GENERIC_SECRET && vlen == 32 && tok && priv && sens &&
+	        ext && wwt && sign && vfy && !enc && !dec && !wrap && !unwrap &&
+	        !derive,
+	    "bind key: generic secret, 32 "
 	    "bytes, token, private, sensitive, extractable only under a "
 	    "trusted key, sign/verify only");
 	T_CHECK(raw_get(k[0], CKA_VALUE) == CKR_ATTRIBUTE_SENSITIVE,
@@ -668,7 +725,8 @@ test_bind_key(void)
 			{ CKA_CLASS, &sk, sizeof(sk) },
 			{ CKA_KEY_TYPE, &aes, sizeof(aes) },
 			{ CKA_VALUE_LEN, &len, sizeof(len) },
-			{ CKA_TOKEN, &f, 1 }, { CKA_WRAP, &t, 1 },
+			{ CKA_TOKEN, &f, 1 },
+			{ CKA_WRAP, &t, 1 },
 		};
 		CK_MECHANISM gen = { CKM_AES_KEY_GEN, NULL, 0 };
 		CK_MECHANISM kwp = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
@@ -677,7 +735,7 @@ test_bind_key(void)
 
 		wl = sizeof(out);
 		T_CHECK(P->C_GenerateKey(RS, &gen, at, 5, &mine) == CKR_OK &&
-		    P->C_WrapKey(RS, &kwp, mine, k[0], out, &wl) != CKR_OK,
+		        P->C_WrapKey(RS, &kwp, mine, k[0], out, &wl) != CKR_OK,
 		    "an untrusted key of our own cannot wrap the bind key out");
 		if (mine != CK_INVALID_HANDLE)
 			P->C_DestroyObject(RS, mine);
@@ -728,13 +786,18 @@ raw_legacy_rsa(uint8_t *out, size_t cap, CK_OBJECT_HANDLE *pub)
 	CK_ULONG bits = 2048, c = 0, wlen;
 	CK_BYTE e[] = { 1, 0, 1 };
 	CK_ATTRIBUTE pt[] = {
-		{ CKA_TOKEN, &f, 1 }, { CKA_MODULUS_BITS, &bits, sizeof(bits) },
-		{ CKA_PUBLIC_EXPONENT, e, 3 }, { CKA_VERIFY, &t, 1 },
+		{ CKA_TOKEN, &f, 1 },
+		{ CKA_MODULUS_BITS, &bits, sizeof(bits) },
+		{ CKA_PUBLIC_EXPONENT, e, 3 },
+		{ CKA_VERIFY, &t, 1 },
 	};
 	CK_ATTRIBUTE kt[] = {
-		{ CKA_TOKEN, &f, 1 }, { CKA_PRIVATE, &t, 1 },
-		{ CKA_SENSITIVE, &t, 1 }, { CKA_EXTRACTABLE, &t, 1 },
-		{ CKA_WRAP_WITH_TRUSTED, &t, 1 }, { CKA_SIGN, &t, 1 },
+		{ CKA_TOKEN, &f, 1 },
+		{ CKA_PRIVATE, &t, 1 },
+		{ CKA_SENSITIVE, &t, 1 },
+		{ CKA_EXTRACTABLE, &t, 1 },
+		{ CKA_WRAP_WITH_TRUSTED, &t, 1 },
+		{ CKA_SIGN, &t, 1 },
 		{ CKA_DECRYPT, &t, 1 },
 	};
 	CK_MECHANISM gen = { CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0 };
@@ -747,15 +810,15 @@ raw_legacy_rsa(uint8_t *out, size_t cap, CK_OBJECT_HANDLE *pub)
 		return 0;
 	P->C_FindObjects(RS, &dom, 1, &c);
 	P->C_FindObjectsFinal(RS);
-	if (c != 1 || P->C_GenerateKeyPair(RS, &gen, pt, 4, kt, 7, pub,
-	    &priv) != CKR_OK)
+	if (c != 1 ||
+	    P->C_GenerateKeyPair(RS, &gen, pt, 4, kt, 7, pub, &priv) != CKR_OK)
 		return 0;
 	wlen = cap - 8;
 	rv = P->C_WrapKey(RS, &kwp, dom, priv, out + 8, &wlen);
 	P->C_DestroyObject(RS, priv);
 	if (rv != CKR_OK)
 		return 0;
-	memcpy(out, "P11V\x01\x01\x08\x00", 8);   /* v1, RSA, 2048 */
+	memcpy(out, "P11V\x01\x01\x08\x00", 8); /* v1, RSA, 2048 */
 	return 8 + wlen;
 }
 
@@ -771,8 +834,8 @@ raw_sign_verifies(const char *id, const uint8_t *blob, size_t len,
 	size_t sl = sizeof(sig);
 
 	SHA256(m, sizeof(m), dg);
-	if (tok_key_sign(H, id, blob, len, HSM_ALG_RS256, dg, 32, sig,
-	    &sl) != 0)
+	if (tok_key_sign(H, id, blob, len, HSM_ALG_RS256, dg, 32, sig, &sl) !=
+	    0)
 		return 0;
 	return P->C_VerifyInit(RS, &mv, pub) == CKR_OK &&
 	    P->C_Verify(RS, (CK_BYTE *)m, sizeof(m), sig, sl) == CKR_OK;
@@ -792,47 +855,52 @@ test_binding(void)
 	RAND_bytes(msg, sizeof(msg));
 	memset(zero, 0, sizeof(zero));
 	T_CHECK(hsm_pub_encrypt(RSA_K.spki, RSA_K.spki_len, HSM_ALG_RSA_OAEP,
-	    msg, sizeof(msg), ct, &ctl) == 0, "encrypt for the binding tests");
+	            msg, sizeof(msg), ct, &ctl) == 0,
+	    "encrypt for the binding tests");
 
 	/* bind A works, bind B does not, whether or not A is cached */
 	ptl = sizeof(pt);
 	T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
-	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0 && ptl == sizeof(msg),
+	            HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0 &&
+	        ptl == sizeof(msg),
 	    "decrypt under the blob's own bind works (and is cached)");
 	memset(pt, 0, sizeof(pt));
 	ptl = sizeof(pt);
 	tok_stats(H, &h0, &m0, NULL, NULL);
 	T_CHECK(tok_key_decrypt(H, "kv-other", RSA_K.blob, RSA_K.blob_len,
-	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == HSM_ERR_INTERNAL &&
-	    ptl == sizeof(pt) && memcmp(pt, zero, sizeof(pt)) == 0,
+	            HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == HSM_ERR_INTERNAL &&
+	        ptl == sizeof(pt) && memcmp(pt, zero, sizeof(pt)) == 0,
 	    "decrypt of a blob under another bind: INTERNAL, no result");
 	tok_stats(H, &h1, &m1, NULL, NULL);
-	T_CHECK(h1 == h0, "the refused bind was no cache hit (the cached "
+	T_CHECK(h1 == h0,
+	    "the refused bind was no cache hit (the cached "
 	    "handle of the blob's own bind is not lent to another)");
 	sl = sizeof(sig);
 	T_CHECK(tok_key_sign(H, "kv-other", RSA_K.blob, RSA_K.blob_len,
-	    HSM_ALG_RS256, dg, 32, sig, &sl) == HSM_ERR_INTERNAL &&
-	    sl == sizeof(sig), "sign with a blob under another bind: "
+	            HSM_ALG_RS256, dg, 32, sig, &sl) == HSM_ERR_INTERNAL &&
+	        sl == sizeof(sig),
+	    "sign with a blob under another bind: "
 	    "INTERNAL, no result");
 	sl = sizeof(sig);
 	T_CHECK(tok_key_sign(H, "kv-rsa ", RSA_K.blob, RSA_K.blob_len,
-	    HSM_ALG_RS256, dg, 32, sig, &sl) == HSM_ERR_INTERNAL,
+	            HSM_ALG_RS256, dg, 32, sig, &sl) == HSM_ERR_INTERNAL,
 	    "a bind differing by one trailing byte is another bind");
 	/* the swap: key A's blob presented under B's id, B cached */
 	sl = sizeof(sig);
 	T_CHECK(tok_key_sign(H, EC_K[0].id, EC_K[0].blob, EC_K[0].blob_len,
-	    HSM_ALG_ES256, dg, 32, sig, &sl) == 0, "EC key B signs (cached)");
+	            HSM_ALG_ES256, dg, 32, sig, &sl) == 0,
+	    "EC key B signs (cached)");
 	sl = sizeof(sig);
 	T_CHECK(tok_key_sign(H, EC_K[0].id, EC_K[1].blob, EC_K[1].blob_len,
-	    HSM_ALG_ES384, dg48, 48, sig, &sl) == HSM_ERR_INTERNAL,
+	            HSM_ALG_ES384, dg48, 48, sig, &sl) == HSM_ERR_INTERNAL,
 	    "another key's blob under B's (cached) bind is refused");
 	ptl = sizeof(pt);
 	T_CHECK(tok_key_decrypt(H, EC_K[0].id, RSA_K.blob, RSA_K.blob_len,
-	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == HSM_ERR_INTERNAL,
+	            HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == HSM_ERR_INTERNAL,
 	    "an RSA blob moved under an EC key's bind: INTERNAL");
 	sl = sizeof(sig);
 	T_CHECK(tok_key_sign(H, EC_K[0].id, EC_K[0].blob, EC_K[0].blob_len,
-	    HSM_ALG_ES256, dg, 32, sig, &sl) == 0,
+	            HSM_ALG_ES256, dg, 32, sig, &sl) == 0,
 	    "after the refusals B's own blob still works");
 
 	/* altered bytes */
@@ -841,68 +909,83 @@ test_binding(void)
 	ptl = sizeof(pt);
 	sl = sizeof(sig);
 	T_CHECK(tok_key_decrypt(H, RSA_K.id, bad, RSA_K.blob_len,
-	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == HSM_ERR_INTERNAL &&
-	    tok_key_sign(H, RSA_K.id, bad, RSA_K.blob_len, HSM_ALG_RS256, dg,
-	    32, sig, &sl) == HSM_ERR_INTERNAL, "a tampered tag: INTERNAL "
+	            HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == HSM_ERR_INTERNAL &&
+	        tok_key_sign(H, RSA_K.id, bad, RSA_K.blob_len, HSM_ALG_RS256,
+	            dg, 32, sig, &sl) == HSM_ERR_INTERNAL,
+	    "a tampered tag: INTERNAL "
 	    "(decrypt and sign), though the id is cached");
 	memcpy(bad, RSA_K.blob, RSA_K.blob_len);
 	bad[20] ^= 0x01;
 	ptl = sizeof(pt);
 	T_CHECK(tok_key_decrypt(H, RSA_K.id, bad, RSA_K.blob_len,
-	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == HSM_ERR_INTERNAL,
+	            HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == HSM_ERR_INTERNAL,
 	    "a tampered wrapped key: INTERNAL");
 	ptl = sizeof(pt);
 	T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len - 32,
-	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == HSM_ERR_INTERNAL,
+	            HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == HSM_ERR_INTERNAL,
 	    "a blob without its tag: INTERNAL");
 	ptl = sizeof(pt);
 	T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
-	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0 && ptl == sizeof(msg) &&
-	    memcmp(pt, msg, ptl) == 0, "the genuine blob still decrypts");
+	            HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0 &&
+	        ptl == sizeof(msg) && memcmp(pt, msg, ptl) == 0,
+	    "the genuine blob still decrypts");
 
 	/* format 1: refused for use; the upgrade binds it once */
 	bl = legacy_of(RSA_K.id, RSA_K.blob, RSA_K.blob_len, bad, sizeof(bad));
 	T_CHECK(bl > 0 && hsm_blob_is_legacy(bad, bl) &&
-	    !hsm_blob_is_legacy(RSA_K.blob, RSA_K.blob_len) &&
-	    !hsm_blob_is_legacy(bad, bl - 1) && !hsm_blob_is_legacy(NULL, 0),
+	        !hsm_blob_is_legacy(RSA_K.blob, RSA_K.blob_len) &&
+	        !hsm_blob_is_legacy(bad, bl - 1) &&
+	        !hsm_blob_is_legacy(NULL, 0),
 	    "hsm_blob_is_legacy: 1 for a well-formed format-1 blob only");
 	ptl = sizeof(pt);
 	sl = sizeof(sig);
 	T_CHECK(tok_key_decrypt(H, "up/1", bad, bl, HSM_ALG_RSA_OAEP, ct, ctl,
-	    pt, &ptl) == HSM_ERR_INTERNAL && tok_key_sign(H, "up/1", bad, bl,
-	    HSM_ALG_RS256, dg, 32, sig, &sl) == HSM_ERR_INTERNAL,
+	            pt, &ptl) == HSM_ERR_INTERNAL &&
+	        tok_key_sign(H, "up/1", bad, bl, HSM_ALG_RS256, dg, 32, sig,
+	            &sl) == HSM_ERR_INTERNAL,
 	    "a format-1 blob is refused by decrypt and sign");
 	T_CHECK(tok_blob_upgrade(H, "up/1", bad, bl, &up, &upl) == 0 &&
-	    up != NULL && !hsm_blob_is_legacy(up, upl) &&
-	    upl == RSA_K.blob_len, "upgrade of a format-1 blob gives a "
+	        up != NULL && !hsm_blob_is_legacy(up, upl) &&
+	        upl == RSA_K.blob_len,
+	    "upgrade of a format-1 blob gives a "
 	    "format-3 blob");
 	ptl = sizeof(pt);
-	T_CHECK(up != NULL && tok_key_decrypt(H, "up/1", up, upl,
-	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0 && ptl == sizeof(msg) &&
-	    memcmp(pt, msg, ptl) == 0, "the upgraded blob decrypts under "
+	T_CHECK(up != NULL &&
+	        tok_key_decrypt(H, "up/1", up, upl, HSM_ALG_RSA_OAEP, ct, ctl,
+	            pt, &ptl) == 0 &&
+	        ptl == sizeof(msg) && memcmp(pt, msg, ptl) == 0,
+	    "the upgraded blob decrypts under "
 	    "the bind it was upgraded to");
 	ptl = sizeof(pt);
-	T_CHECK(up != NULL && tok_key_decrypt(H, RSA_K.id, up, upl,
-	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == HSM_ERR_INTERNAL,
+	T_CHECK(up != NULL &&
+	        tok_key_decrypt(H, RSA_K.id, up, upl, HSM_ALG_RSA_OAEP, ct, ctl,
+	            pt, &ptl) == HSM_ERR_INTERNAL,
 	    "... and under no other");
-	T_CHECK(up != NULL && tok_blob_upgrade(H, "up/2", up, upl, &up2,
-	    &up2l) == HSM_ERR_ARGS && up2 == NULL && tok_blob_upgrade(H,
-	    "up/2", RSA_K.blob, RSA_K.blob_len, &up2, &up2l) ==
-	    HSM_ERR_ARGS, "upgrade of a format-3 blob: ARGS (never "
+	T_CHECK(up != NULL &&
+	        tok_blob_upgrade(H, "up/2", up, upl, &up2, &up2l) ==
+	            HSM_ERR_ARGS &&
+	        up2 == NULL &&
+	        tok_blob_upgrade(H, "up/2", RSA_K.blob, RSA_K.blob_len, &up2,
+	            &up2l) == HSM_ERR_ARGS,
+	    "upgrade of a format-3 blob: ARGS (never "
 	    "re-bound)");
-	T_CHECK(tok_blob_upgrade(H, "", bad, bl, &up2, &up2l) ==
-	    HSM_ERR_ARGS && tok_blob_upgrade(H, "x", bad, 7, &up2, &up2l) ==
-	    HSM_ERR_ARGS, "upgrade with an empty bind or of junk: ARGS");
+	T_CHECK(tok_blob_upgrade(H, "", bad, bl, &up2, &up2l) == HSM_ERR_ARGS &&
+	        tok_blob_upgrade(H, "x", bad, 7, &up2, &up2l) == HSM_ERR_ARGS,
+	    "upgrade with an empty bind or of junk: ARGS");
 	bad[30] ^= 0x40;
 	T_CHECK(tok_blob_upgrade(H, "up/3", bad, bl, &up2, &up2l) ==
-	    HSM_ERR_INTERNAL && up2 == NULL, "upgrade of a format-1 blob "
+	            HSM_ERR_INTERNAL &&
+	        up2 == NULL,
+	    "upgrade of a format-1 blob "
 	    "the domain key does not open: INTERNAL, nothing bound");
 	bad[30] ^= 0x40;
-	bad[5] = 2;               /* EC, P-256: the header lies */
+	bad[5] = 2; /* EC, P-256: the header lies */
 	bad[6] = 0;
 	bad[7] = 1;
 	T_CHECK(tok_blob_upgrade(H, "up/4", bad, bl, &up2, &up2l) ==
-	    HSM_ERR_INTERNAL && up2 == NULL, "upgrade of a format-1 blob "
+	            HSM_ERR_INTERNAL &&
+	        up2 == NULL,
+	    "upgrade of a format-1 blob "
 	    "whose header names another key type: INTERNAL");
 	free(up);
 }
@@ -920,15 +1003,17 @@ test_legacy(void)
 	    "raw PKCS#11 makes a format-1 blob, as before binding");
 	if (ol <= 8)
 		return;
-	T_CHECK(tok_key_sign(H, "legacy/1", old, ol, HSM_ALG_RS256, dg, 32,
-	    sig, &sl) == HSM_ERR_INTERNAL, "the old blob is refused for use");
+	T_CHECK(tok_key_sign(H, "legacy/1", old, ol, HSM_ALG_RS256, dg, 32, sig,
+	            &sl) == HSM_ERR_INTERNAL,
+	    "the old blob is refused for use");
 	T_CHECK(tok_blob_upgrade(H, "legacy/1", old, ol, &up, &upl) == 0 &&
-	    raw_sign_verifies("legacy/1", up, upl, pub),
+	        raw_sign_verifies("legacy/1", up, upl, pub),
 	    "upgraded, it signs under its bind (verified with the raw "
 	    "public key)");
 	sl = sizeof(sig);
-	T_CHECK(up != NULL && tok_key_sign(H, "legacy/2", up, upl,
-	    HSM_ALG_RS256, dg, 32, sig, &sl) == HSM_ERR_INTERNAL,
+	T_CHECK(up != NULL &&
+	        tok_key_sign(H, "legacy/2", up, upl, HSM_ALG_RS256, dg, 32, sig,
+	            &sl) == HSM_ERR_INTERNAL,
 	    "the upgraded blob is refused under another bind");
 	free(up);
 	P->C_DestroyObject(RS, pub);
@@ -958,19 +1043,21 @@ test_cache(void)
 	int ok = 1;
 
 	T_CHECK(hsm_pub_encrypt(RSA_K.spki, RSA_K.spki_len, HSM_ALG_RSA_OAEP,
-	    msg, sizeof(msg), ct, &ctl) == 0, "encrypt for the cache tests");
+	            msg, sizeof(msg), ct, &ctl) == 0,
+	    "encrypt for the cache tests");
 	tok_stats(H, &hits0, &miss0, &busy, &total);
 	ptl = sizeof(pt);
 	T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
-	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0, "decrypt (cached)");
+	            HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0,
+	    "decrypt (cached)");
 	tok_stats(H, &hits1, &miss1, &busy, &total);
-	T_CHECK(hits1 == hits0 + 1 && miss1 == miss0 && busy == 0 &&
-	    total == 4, "a second use of a cache_id is a cache hit");
+	T_CHECK(hits1 == hits0 + 1 && miss1 == miss0 && busy == 0 && total == 4,
+	    "a second use of a cache_id is a cache hit");
 	tok_key_forget(H, RSA_K.id);
 	ptl = sizeof(pt);
 	T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
-	    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0 &&
-	    ptl == sizeof(msg) && memcmp(pt, msg, ptl) == 0,
+	            HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0 &&
+	        ptl == sizeof(msg) && memcmp(pt, msg, ptl) == 0,
 	    "after tok_key_forget, decrypt still works (re-unwraps)");
 	tok_stats(H, &hits0, &miss0, NULL, NULL);
 	T_CHECK(miss0 == miss1 + 1, "the forgotten id was a cache miss");
@@ -983,11 +1070,11 @@ test_cache(void)
 		ptl = sizeof(pt);
 		sl = sizeof(sig);
 		if (!bound_copy(&RSA_K, id, &b, &bl) ||
-		    tok_key_decrypt(H, id, b, bl,
-		    HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) != 0 ||
+		    tok_key_decrypt(H, id, b, bl, HSM_ALG_RSA_OAEP, ct, ctl, pt,
+		        &ptl) != 0 ||
 		    ptl != sizeof(msg) ||
-		    tok_key_sign(H, id, b, bl,
-		    HSM_ALG_RS256, dg, 32, sig, &sl) != 0)
+		    tok_key_sign(H, id, b, bl, HSM_ALG_RS256, dg, 32, sig,
+		        &sl) != 0)
 			ok = 0;
 		free(b);
 	}
@@ -996,7 +1083,10 @@ test_cache(void)
 	    "evicted handles are destroyed: at most cache_size session keys");
 }
 
-struct worker { int ok; unsigned seed; };
+struct worker {
+	int ok;
+	unsigned seed;
+};
 
 /* 7 ids per key, each with the key's blob bound to it */
 #define TH_IDS 7
@@ -1023,16 +1113,17 @@ worker_run(void *arg)
 		RAND_bytes(dg, sizeof(dg));
 		sl = sizeof(sig);
 		if (tok_key_sign(H, id, th_blob[i % 2][j], th_len[i % 2][j],
-		    alg, dg, 32, sig, &sl) != 0 || hsm_pub_verify(k->spki,
-		    k->spki_len, alg, dg, 32, sig, sl, &valid) != 0 ||
+		        alg, dg, 32, sig, &sl) != 0 ||
+		    hsm_pub_verify(k->spki, k->spki_len, alg, dg, 32, sig, sl,
+		        &valid) != 0 ||
 		    valid != 1)
 			w->ok = 0;
 		/* a blob bound to another id of the same key: refused */
 		sl = sizeof(sig);
-		if (i % 5 == 0 && tok_key_sign(H, id,
-		    th_blob[i % 2][(j + 1) % TH_IDS],
-		    th_len[i % 2][(j + 1) % TH_IDS], alg, dg, 32, sig, &sl) !=
-		    HSM_ERR_INTERNAL)
+		if (i % 5 == 0 &&
+		    tok_key_sign(H, id, th_blob[i % 2][(j + 1) % TH_IDS],
+		        th_len[i % 2][(j + 1) % TH_IDS], alg, dg, 32, sig,
+		        &sl) != HSM_ERR_INTERNAL)
 			w->ok = 0;
 		if (i % 10 == 0)
 			tok_key_forget(H, id);
@@ -1071,7 +1162,8 @@ test_threads(void)
 		ok &= w[i].ok;
 	}
 	tok_stats(H, NULL, NULL, &busy, NULL);
-	T_CHECK(ok && busy == 0, "6 threads x 40 signs over 14 ids, cache of "
+	T_CHECK(ok && busy == 0,
+	    "6 threads x 40 signs over 14 ids, cache of "
 	    "4, pool of 4, with forgets and blobs of other ids: all verify, "
 	    "every misbound blob refused");
 out:
@@ -1091,11 +1183,11 @@ test_recovery(void)
 	T_CHECK(P->C_CloseAllSessions(raw_slot) == CKR_OK,
 	    "raw C_CloseAllSessions");
 	T_CHECK(tok_key_sign(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
-	    HSM_ALG_RS256, dg, 32, sig, &sl) == HSM_ERR_UNAVAILABLE,
+	            HSM_ALG_RS256, dg, 32, sig, &sl) == HSM_ERR_UNAVAILABLE,
 	    "a call on a lost session is UNAVAILABLE");
 	sl = sizeof(sig);
 	T_CHECK(tok_key_sign(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
-	    HSM_ALG_RS256, dg, 32, sig, &sl) == 0,
+	            HSM_ALG_RS256, dg, 32, sig, &sl) == 0,
 	    "the next call recovers (sessions reopened, login, cache cleared)");
 	T_CHECK(tok_health(H) == 0, "health is OK after recovery");
 }
@@ -1136,13 +1228,14 @@ test_bind_key_created(void)
 	}
 	T_CHECK(n == 1, "tok_open made a seal key");
 	T_CHECK(tok_key_sign(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
-	    HSM_ALG_RS256, dg, 32, sig, &sl) == HSM_ERR_INTERNAL,
+	            HSM_ALG_RS256, dg, 32, sig, &sl) == HSM_ERR_INTERNAL,
 	    "a blob sealed by the old seal key fails closed");
 	sl = sizeof(sig);
 	T_CHECK(tok_key_generate(H, "new/1", HSM_KTY_EC, 0,
-	    NID_X9_62_prime256v1, &b, &bl, &s, &spl) == 0 &&
-	    tok_key_sign(H, "new/1", b, bl, HSM_ALG_ES256, dg, 32, sig, &sl)
-	    == 0, "new blobs are sealed with the new key");
+	            NID_X9_62_prime256v1, &b, &bl, &s, &spl) == 0 &&
+	        tok_key_sign(H, "new/1", b, bl, HSM_ALG_ES256, dg, 32, sig,
+	            &sl) == 0,
+	    "new blobs are sealed with the new key");
 	free(b);
 	free(s);
 	tok_close(H);

@@ -77,12 +77,12 @@ enc_eq(const char *in, size_t len, const char *want)
 static void
 test_b64url(void)
 {
-	static const char *plain[] = { "", "f", "fo", "foo", "foob",
-	    "fooba", "foobar" };
+	static const char *plain[] = { "", "f", "fo", "foo", "foob", "fooba",
+		"foobar" };
 	static const char *bare[] = { "", "Zg", "Zm8", "Zm9v", "Zm9vYg",
-	    "Zm9vYmE", "Zm9vYmFy" };
+		"Zm9vYmE", "Zm9vYmFy" };
 	static const char *padded[] = { "", "Zg==", "Zm8=", "Zm9v",
-	    "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy" };
+		"Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy" };
 	int enc_ok = 1, dec_ok = 1, pad_ok = 1;
 
 	for (size_t i = 0; i < 7; i++) {
@@ -93,19 +93,24 @@ test_b64url(void)
 	T_CHECK(enc_ok, "b64url encodes the RFC 4648 vectors without padding");
 	T_CHECK(dec_ok, "b64url decodes the RFC 4648 vectors without padding");
 	T_CHECK(pad_ok, "b64url decodes the RFC 4648 vectors with padding");
-	T_CHECK(enc_eq("\xfb\xff\xbf", 3, "-_-_") && enc_eq("\xfb\xff", 2,
-	    "-_8"), "b64url encodes with '-' and '_'");
-	T_CHECK(dec_eq("-_-_", "\xfb\xff\xbf", 3) && dec_eq("-_8=",
-	    "\xfb\xff", 2), "b64url decodes '-' and '_'");
+	T_CHECK(enc_eq("\xfb\xff\xbf", 3, "-_-_") &&
+	        enc_eq("\xfb\xff", 2, "-_8"),
+	    "b64url encodes with '-' and '_'");
+	T_CHECK(dec_eq("-_-_", "\xfb\xff\xbf", 3) &&
+	        dec_eq("-_8=", "\xfb\xff", 2),
+	    "b64url decodes '-' and '_'");
 	T_CHECK(dec_rejects("+/+/", 4) && dec_rejects("-_+_", 4) &&
-	    dec_rejects("-/8", 3), "b64url rejects '+' and '/'");
+	        dec_rejects("-/8", 3),
+	    "b64url rejects '+' and '/'");
 	T_CHECK(dec_rejects("Zm9v\n", 5) && dec_rejects("Zm 9", 4) &&
-	    dec_rejects("Zm=v", 4) && dec_rejects("Zm9\0", 4) &&
-	    dec_rejects("Zm9v*", 5), "b64url rejects other characters");
+	        dec_rejects("Zm=v", 4) && dec_rejects("Zm9\0", 4) &&
+	        dec_rejects("Zm9v*", 5),
+	    "b64url rejects other characters");
 	T_CHECK(dec_rejects("Z", 1) && dec_rejects("Zm9vY", 5) &&
-	    dec_rejects("Zg=", 3) && dec_rejects("Zg===", 5) &&
-	    dec_rejects("====", 4) && dec_rejects("Z===", 4) &&
-	    dec_rejects("=", 1), "b64url rejects impossible lengths and "
+	        dec_rejects("Zg=", 3) && dec_rejects("Zg===", 5) &&
+	        dec_rejects("====", 4) && dec_rejects("Z===", 4) &&
+	        dec_rejects("=", 1),
+	    "b64url rejects impossible lengths and "
 	    "misplaced padding");
 	T_CHECK(dec_rejects("Zh", 2) && dec_rejects("Zm9=", 4),
 	    "b64url rejects non-zero trailing bits");
@@ -118,8 +123,9 @@ test_b64url(void)
 		for (size_t i = 0; i < sizeof(all); i++)
 			all[i] = (uint8_t)i;
 		ok = policy_b64url_encode(all, sizeof(all), &s) == 0 &&
-		    strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
-		    "wxyz0123456789-_") == strlen(s) &&
+		    strspn(s,
+		        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
+		        "wxyz0123456789-_") == strlen(s) &&
 		    policy_b64url_decode(s, strlen(s), &back, &n) == 0 &&
 		    n == sizeof(all) && memcmp(all, back, n) == 0;
 		T_CHECK(ok, "b64url round-trips all byte values");
@@ -139,16 +145,18 @@ test_perms(void)
 	T_CHECK(policy_perm_parse("wrapKey", &b) == 0 && b == PERM_WRAPKEY,
 	    "perm parse wrapKey");
 	T_CHECK(policy_perm_parse("WRAPKEY", &b) == 0 && b == PERM_WRAPKEY &&
-	    policy_perm_parse("unwrapkey", &b) == 0 && b == PERM_UNWRAPKEY &&
-	    policy_perm_parse("GetRotationPolicy", &b) == 0 &&
-	    b == PERM_GETROTATIONPOLICY, "perm parse is case-insensitive");
+	        policy_perm_parse("unwrapkey", &b) == 0 &&
+	        b == PERM_UNWRAPKEY &&
+	        policy_perm_parse("GetRotationPolicy", &b) == 0 &&
+	        b == PERM_GETROTATIONPOLICY,
+	    "perm parse is case-insensitive");
 	T_CHECK(policy_perm_parse("all", &b) == 0 && b == PERM_ALL &&
-	    policy_perm_parse("ALL", &b) == 0 && b == PERM_ALL,
+	        policy_perm_parse("ALL", &b) == 0 && b == PERM_ALL,
 	    "perm parse all is PERM_ALL");
 	T_CHECK(policy_perm_parse("bogus", &b) == -1 &&
-	    policy_perm_parse("", &b) == -1 &&
-	    policy_perm_parse("get ", &b) == -1 &&
-	    policy_perm_parse("wrap", &b) == -1,
+	        policy_perm_parse("", &b) == -1 &&
+	        policy_perm_parse("get ", &b) == -1 &&
+	        policy_perm_parse("wrap", &b) == -1,
 	    "perm parse rejects unknown names");
 	for (unsigned i = 0; i < 19; i++) {
 		const char *n = policy_perm_name(1u << i);
@@ -157,12 +165,13 @@ test_perms(void)
 	}
 	T_CHECK(round, "perm names round-trip for all 19 bits");
 	T_CHECK(strcmp(policy_perm_name(PERM_UNWRAPKEY), "unwrapKey") == 0 &&
-	    strcmp(policy_perm_name(PERM_SETROTATIONPOLICY),
-	    "setrotationpolicy") == 0, "perm names are Azure's spelling");
+	        strcmp(policy_perm_name(PERM_SETROTATIONPOLICY),
+	            "setrotationpolicy") == 0,
+	    "perm names are Azure's spelling");
 	T_CHECK(policy_perm_name(0) == NULL &&
-	    policy_perm_name(PERM_ALL) == NULL &&
-	    policy_perm_name(1u << 19) == NULL &&
-	    policy_perm_name(PERM_GET | PERM_LIST) == NULL,
+	        policy_perm_name(PERM_ALL) == NULL &&
+	        policy_perm_name(1u << 19) == NULL &&
+	        policy_perm_name(PERM_GET | PERM_LIST) == NULL,
 	    "perm name is NULL for anything but one known bit");
 }
 
@@ -184,7 +193,8 @@ test_ids(void)
 			    a[i] != '\0';
 	}
 	T_CHECK(strlen(a) == 36 && fmt && a[14] == '4' &&
-	    strchr("89ab", a[19]) != NULL, "uuid is a lowercase v4 UUID");
+	        strchr("89ab", a[19]) != NULL,
+	    "uuid is a lowercase v4 UUID");
 	T_CHECK(strcmp(a, b) != 0, "two uuids differ");
 	{
 		/* across many blocks of the per-thread pool: all valid v4,
@@ -201,12 +211,14 @@ test_ids(void)
 			for (size_t m = 0; m < k; m++)
 				all &= strcmp(many[k], many[m]) != 0;
 		}
-		T_CHECK(all, "200 uuids in a row: every one a v4 UUID, no two "
+		T_CHECK(all,
+		    "200 uuids in a row: every one a v4 UUID, no two "
 		    "alike");
 	}
 	policy_secret_new(s);
-	T_CHECK(strlen(s) == 43 && policy_b64url_decode(s, strlen(s), &raw,
-	    &n) == 0 && n == 32, "secret is base64url of 32 bytes");
+	T_CHECK(strlen(s) == 43 &&
+	        policy_b64url_decode(s, strlen(s), &raw, &n) == 0 && n == 32,
+	    "secret is base64url of 32 bytes");
 	free(raw);
 }
 
@@ -217,16 +229,18 @@ test_secrets(void)
 	size_t n;
 
 	T_CHECK(policy_secret_hash("correct horse", &h1) == POLICY_OK &&
-	    strncmp(h1, "scrypt$16384$8$1$", 17) == 0,
+	        strncmp(h1, "scrypt$16384$8$1$", 17) == 0,
 	    "secret hash is scrypt$16384$8$1$...");
 	T_CHECK(policy_secret_hash("correct horse", &h2) == POLICY_OK &&
-	    strcmp(h1, h2) != 0, "secret hashes are salted");
+	        strcmp(h1, h2) != 0,
+	    "secret hashes are salted");
 	T_CHECK(policy_secret_verify(h1, "correct horse") == POLICY_OK &&
-	    policy_secret_verify(h2, "correct horse") == POLICY_OK,
+	        policy_secret_verify(h2, "correct horse") == POLICY_OK,
 	    "secret check accepts the right secret");
-	T_CHECK(policy_secret_verify(h1, "correct horsE") == POLICY_ERR_DENIED &&
-	    policy_secret_verify(h1, "") == POLICY_ERR_DENIED &&
-	    policy_secret_verify(h1, "correct horse ") == POLICY_ERR_DENIED,
+	T_CHECK(policy_secret_verify(h1, "correct horsE") ==
+	            POLICY_ERR_DENIED &&
+	        policy_secret_verify(h1, "") == POLICY_ERR_DENIED &&
+	        policy_secret_verify(h1, "correct horse ") == POLICY_ERR_DENIED,
 	    "secret check rejects a wrong secret");
 	t = strdup(h1);
 	n = strlen(t);
@@ -235,23 +249,24 @@ test_secrets(void)
 	    "secret check rejects a tampered hash value");
 	free(t);
 	t = strdup(h1);
-	t[18] = t[18] == 'A' ? 'B' : 'A';    /* in the salt */
+	t[18] = t[18] == 'A' ? 'B' : 'A'; /* in the salt */
 	T_CHECK(policy_secret_verify(t, "correct horse") == POLICY_ERR_DENIED,
 	    "secret check rejects a tampered salt");
 	free(t);
 	t = strdup(h1);
-	t[7] = '8';                          /* N = 86384: not a power of 2 */
+	t[7] = '8'; /* N = 86384: not a power of 2 */
 	T_CHECK(policy_secret_verify(t, "correct horse") == POLICY_ERR_DENIED &&
-	    policy_secret_verify("x", "correct horse") == POLICY_ERR_DENIED &&
-	    policy_secret_verify("", "") == POLICY_ERR_DENIED &&
-	    policy_secret_verify(NULL, "a") == POLICY_ERR_DENIED &&
-	    policy_secret_verify(h1, NULL) == POLICY_ERR_DENIED,
+	        policy_secret_verify("x", "correct horse") ==
+	            POLICY_ERR_DENIED &&
+	        policy_secret_verify("", "") == POLICY_ERR_DENIED &&
+	        policy_secret_verify(NULL, "a") == POLICY_ERR_DENIED &&
+	        policy_secret_verify(h1, NULL) == POLICY_ERR_DENIED,
 	    "secret check rejects malformed hashes");
 	free(t);
 	{
 		/* one spelling of N, r and p: no leading zero, sign or space */
 		static const char *const spell[] = { "016384$8$1", "16384$08$1",
-		    "16384$8$+1", "16384$ 8$1", "16384$8$0", "16384$8$1x" };
+			"16384$8$+1", "16384$ 8$1", "16384$8$0", "16384$8$1x" };
 		char alt[512];
 		int all = 1;
 
@@ -263,8 +278,9 @@ test_secrets(void)
 		}
 		snprintf(alt, sizeof(alt), "scrypt$16384$8$1%s",
 		    h1 + strlen("scrypt$16384$8$1"));
-		T_CHECK(all && policy_secret_verify(alt, "correct horse") ==
-		    POLICY_OK, "secret check takes N, r, p in one spelling");
+		T_CHECK(all &&
+		        policy_secret_verify(alt, "correct horse") == POLICY_OK,
+		    "secret check takes N, r, p in one spelling");
 	}
 	free(h1);
 	free(h2);
@@ -294,27 +310,34 @@ test_principals(policy_t *p)
 
 	T_CHECK(policy_secret_hash("s3cret", &h) == 0, "hash for principal");
 	T_CHECK(policy_principal_set(p, OID, APPID, "not-a-hash", 0) ==
-	    POLICY_ERR_ARGS, "principal set rejects a malformed hash");
+	        POLICY_ERR_ARGS,
+	    "principal set rejects a malformed hash");
 	T_CHECK(policy_principal_set(p, OID "0", APPID, h, 0) ==
-	    POLICY_ERR_ARGS && policy_principal_set(p, "", APPID, h, 0) ==
-	    POLICY_ERR_ARGS, "principal set rejects bad object ids");
+	            POLICY_ERR_ARGS &&
+	        policy_principal_set(p, "", APPID, h, 0) == POLICY_ERR_ARGS,
+	    "principal set rejects bad object ids");
 	T_CHECK(policy_principal_set(p, OID, APPID, h, 1) == POLICY_OK,
 	    "principal set");
 	T_CHECK(policy_principal_set(p, "99999999-2222-4333-8444-555555555555",
-	    APPID, h, 0) == POLICY_ERR_ARGS,
+	            APPID, h, 0) == POLICY_ERR_ARGS,
 	    "principal set refuses a client_id owned by another principal");
 	T_CHECK((policy_principal_find(p, OID) == POLICY_OK) &&
-	    (policy_principal_find(p, APPID) != POLICY_OK), "principal exists");
-	T_CHECK(policy_check_admin(p, OID) == POLICY_OK && policy_check_admin(p, APPID) == POLICY_ERR_DENIED, "principal is_admin");
+	        (policy_principal_find(p, APPID) != POLICY_OK),
+	    "principal exists");
+	T_CHECK(policy_check_admin(p, OID) == POLICY_OK &&
+	        policy_check_admin(p, APPID) == POLICY_ERR_DENIED,
+	    "principal is_admin");
 
 	r = policy_authenticate(p, APPID, "s3cret", oid, &admin);
 	T_CHECK(r == POLICY_OK && strcmp(oid, OID) == 0 && admin == 1,
 	    "authenticate with the right secret");
 	T_CHECK(policy_authenticate(p, APPID, "s3creT", oid, &admin) ==
-	    POLICY_ERR_DENIED && oid[0] == '\0' && admin == 0,
+	            POLICY_ERR_DENIED &&
+	        oid[0] == '\0' && admin == 0,
 	    "authenticate rejects a wrong secret");
 	T_CHECK(policy_authenticate(p, "no-such-client", "s3cret", oid,
-	    &admin) == POLICY_ERR_DENIED, "authenticate rejects an unknown "
+	            &admin) == POLICY_ERR_DENIED,
+	    "authenticate rejects an unknown "
 	    "client");
 	/* scrypt takes tens of ms, a shortcut for unknown clients µs. The
 	 * minimum of a few runs ignores preemption by other processes. */
@@ -331,18 +354,23 @@ test_principals(policy_t *p)
 		if (t3 - t2 < t_unknown)
 			t_unknown = t3 - t2;
 	}
-	T_CHECK(t_unknown > t_known * 0.5, "authenticate of an unknown "
+	T_CHECK(t_unknown > t_known * 0.5,
+	    "authenticate of an unknown "
 	    "client costs a scrypt too");
 	T_CHECK(policy_authenticate(p, APPID, NULL, oid, &admin) ==
-	    POLICY_ERR_DENIED && policy_authenticate(p, NULL, "s3cret", oid,
-	    &admin) == POLICY_ERR_DENIED, "authenticate rejects NULLs");
+	            POLICY_ERR_DENIED &&
+	        policy_authenticate(p, NULL, "s3cret", oid, &admin) ==
+	            POLICY_ERR_DENIED,
+	    "authenticate rejects NULLs");
 
 	T_CHECK(policy_principal_set(p, OID, APPID, h, 0) == POLICY_OK &&
-	    policy_check_admin(p, OID) == POLICY_ERR_DENIED, "principal set replaces by oid");
+	        policy_check_admin(p, OID) == POLICY_ERR_DENIED,
+	    "principal set replaces by oid");
 	policy_principal_remove(p, OID);
 	T_CHECK((policy_principal_find(p, OID) != POLICY_OK) &&
-	    policy_authenticate(p, APPID, "s3cret", oid, &admin) ==
-	    POLICY_ERR_DENIED, "removed principal cannot authenticate");
+	        policy_authenticate(p, APPID, "s3cret", oid, &admin) ==
+	            POLICY_ERR_DENIED,
+	    "removed principal cannot authenticate");
 	T_CHECK(policy_principal_set(p, OID, APPID, h, 0) == POLICY_OK,
 	    "principal re-added");
 	free(h);
@@ -356,29 +384,34 @@ test_access(policy_t *p)
 	const char *other = "22222222-2222-4333-8444-555555555555";
 
 	T_CHECK((policy_check_perm(p, other, PERM_GET) != POLICY_OK) &&
-	    policy_access_get(p, other) == 0, "deny by default");
+	        policy_access_get(p, other) == 0,
+	    "deny by default");
 	T_CHECK(policy_access_set(p, other, PERM_GET | PERM_WRAPKEY) == 0,
 	    "access set");
 	T_CHECK((policy_check_perm(p, other, PERM_GET) == POLICY_OK) &&
-	    (policy_check_perm(p, other, PERM_WRAPKEY) == POLICY_OK) &&
-	    (policy_check_perm(p, other, PERM_SIGN) != POLICY_OK) &&
-	    (policy_check_perm(p, other, PERM_UNWRAPKEY) != POLICY_OK),
+	        (policy_check_perm(p, other, PERM_WRAPKEY) == POLICY_OK) &&
+	        (policy_check_perm(p, other, PERM_SIGN) != POLICY_OK) &&
+	        (policy_check_perm(p, other, PERM_UNWRAPKEY) != POLICY_OK),
 	    "allows only the granted permissions");
-	T_CHECK((policy_check_perm(p, OID, PERM_GET) != POLICY_OK), "no policy for another oid");
+	T_CHECK((policy_check_perm(p, OID, PERM_GET) != POLICY_OK),
+	    "no policy for another oid");
 	T_CHECK((policy_check_perm(p, other, 0) != POLICY_OK) &&
-	    (policy_check_perm(p, other, PERM_GET | PERM_WRAPKEY) != POLICY_OK),
+	        (policy_check_perm(p, other, PERM_GET | PERM_WRAPKEY) !=
+	            POLICY_OK),
 	    "allows denies 0 and multi-bit requests");
 	T_CHECK(policy_access_get(p, other) == (PERM_GET | PERM_WRAPKEY),
 	    "access get");
 	T_CHECK(policy_access_set(p, other, PERM_SIGN) == 0 &&
-	    (policy_check_perm(p, other, PERM_GET) != POLICY_OK) &&
-	    (policy_check_perm(p, other, PERM_SIGN) == POLICY_OK), "access set replaces");
+	        (policy_check_perm(p, other, PERM_GET) != POLICY_OK) &&
+	        (policy_check_perm(p, other, PERM_SIGN) == POLICY_OK),
+	    "access set replaces");
 	T_CHECK(policy_access_set(p, other, 1u << 19) == POLICY_ERR_ARGS &&
-	    policy_access_set(p, "", PERM_GET) == POLICY_ERR_ARGS,
+	        policy_access_set(p, "", PERM_GET) == POLICY_ERR_ARGS,
 	    "access set rejects unknown bits and bad ids");
 	policy_access_remove(p, other);
 	T_CHECK((policy_check_perm(p, other, PERM_SIGN) != POLICY_OK) &&
-	    policy_access_get(p, other) == 0, "access remove denies at once");
+	        policy_access_get(p, other) == 0,
+	    "access remove denies at once");
 
 	for (int i = 0; i < POLICY_MAX_POLICIES && r == POLICY_OK; i++) {
 		snprintf(oid, sizeof(oid), "00000000-0000-4000-8000-%012d", i);
@@ -386,17 +419,19 @@ test_access(policy_t *p)
 	}
 	T_CHECK(r == POLICY_OK, "1024 access policies fit");
 	T_CHECK(policy_access_set(p, other, PERM_GET) == POLICY_ERR_LIMIT &&
-	    (policy_check_perm(p, other, PERM_GET) != POLICY_OK), "policy 1025 is refused");
+	        (policy_check_perm(p, other, PERM_GET) != POLICY_OK),
+	    "policy 1025 is refused");
 	snprintf(oid, sizeof(oid), "00000000-0000-4000-8000-%012d", 7);
 	T_CHECK(policy_access_set(p, oid, PERM_LIST) == POLICY_OK &&
-	    policy_access_get(p, oid) == PERM_LIST,
+	        policy_access_get(p, oid) == PERM_LIST,
 	    "replacing a policy at the limit works");
 	policy_access_remove(p, oid);
 	T_CHECK(policy_access_set(p, other, PERM_GET) == POLICY_OK,
 	    "after a removal there is room again");
 	for (int i = 0; i < POLICY_MAX_POLICIES; i++) {
 		snprintf(oid, sizeof(oid), "00000000-0000-4000-8000-%012d", i);
-		filled &= i == 7 ? (policy_check_perm(p, oid, PERM_GET) != POLICY_OK) :
+		filled &= i == 7 ?
+		    (policy_check_perm(p, oid, PERM_GET) != POLICY_OK) :
 		    (policy_check_perm(p, oid, PERM_PURGE) == POLICY_OK);
 		policy_access_remove(p, oid);
 	}
@@ -450,15 +485,17 @@ craft(const char *hdr, const char *payload, EVP_PKEY *key,
 }
 
 static char *
-claims_json(const char *iss, const char *aud, const char *tid,
-    const char *oid, int64_t nbf, int64_t exp)
+claims_json(const char *iss, const char *aud, const char *tid, const char *oid,
+    int64_t nbf, int64_t exp)
 {
 	char buf[1024];
 
-	snprintf(buf, sizeof(buf), "{\"iss\":\"%s\",\"aud\":\"%s\","
+	snprintf(buf, sizeof(buf),
+	    "{\"iss\":\"%s\",\"aud\":\"%s\","
 	    "\"tid\":\"%s\",\"oid\":\"%s\",\"appid\":\"%s\",\"iat\":%lld,"
-	    "\"nbf\":%lld,\"exp\":%lld,\"jti\":\"x\"}", iss, aud, tid, oid,
-	    APPID, (long long)nbf, (long long)nbf, (long long)exp);
+	    "\"nbf\":%lld,\"exp\":%lld,\"jti\":\"x\"}",
+	    iss, aud, tid, oid, APPID, (long long)nbf, (long long)nbf,
+	    (long long)exp);
 	return strdup(buf);
 }
 
@@ -523,15 +560,19 @@ test_tokens(policy_t *p)
 	const char *dot;
 
 	T_CHECK(key && other && p384 && spki_len > 0 && spki2_len > 0 &&
-	    spki384_len > 0, "test keys generated");
-	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, es256_sign, key, &tok,
-	    &expires_in) != POLICY_OK && tok == NULL,
+	        spki384_len > 0,
+	    "test keys generated");
+	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, es256_sign, key,
+	            &tok, &expires_in) != POLICY_OK &&
+	        tok == NULL,
 	    "issue fails without a verify key");
 	T_CHECK(policy_set_verify_key(p, (uint8_t *)"garbage", 7) ==
-	    POLICY_ERR_ARGS && policy_set_verify_key(p, spki384,
-	    (size_t)spki384_len) == POLICY_ERR_ARGS &&
-	    policy_set_verify_key(p, spki, (size_t)spki_len - 1) ==
-	    POLICY_ERR_ARGS, "verify key must be a whole P-256 SPKI");
+	            POLICY_ERR_ARGS &&
+	        policy_set_verify_key(p, spki384, (size_t)spki384_len) ==
+	            POLICY_ERR_ARGS &&
+	        policy_set_verify_key(p, spki, (size_t)spki_len - 1) ==
+	            POLICY_ERR_ARGS,
+	    "verify key must be a whole P-256 SPKI");
 	T_CHECK(policy_set_verify_key(p, spki, (size_t)spki_len) == POLICY_OK,
 	    "set verify key");
 
@@ -548,13 +589,15 @@ test_tokens(policy_t *p)
 	free(want);
 	BN_free(bx);
 
-	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, es256_sign, key, &tok,
-	    &expires_in) == POLICY_OK && expires_in == 3600,
+	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, es256_sign, key,
+	            &tok, &expires_in) == POLICY_OK &&
+	        expires_in == 3600,
 	    "issue a token");
 	memset(&caller, 0, sizeof(caller));
 	T_CHECK(policy_token_verify(p, tok, AUD, T0, &caller) == POLICY_OK &&
-	    strcmp(caller.oid, OID) == 0 && strcmp(caller.appid, APPID) == 0 &&
-	    strcmp(caller.tid, TENANT) == 0 && caller.exp == T0 + 3600,
+	        strcmp(caller.oid, OID) == 0 &&
+	        strcmp(caller.appid, APPID) == 0 &&
+	        strcmp(caller.tid, TENANT) == 0 && caller.exp == T0 + 3600,
 	    "verify an issued token and return its claims");
 	T_CHECK(verify(p, tok, AUD, T0) == POLICY_OK,
 	    "verify it again (cached signature)");
@@ -562,21 +605,25 @@ test_tokens(policy_t *p)
 	    "audience with a trailing slash is accepted");
 	dot = strchr(tok, '.');
 	T_CHECK(policy_b64url_decode(tok, (size_t)(dot - tok), &raw,
-	    &raw_len) == 0 && raw_len < sizeof(hdr), "header decodes");
+	            &raw_len) == 0 &&
+	        raw_len < sizeof(hdr),
+	    "header decodes");
 	snprintf(hdr, sizeof(hdr), "%.*s", (int)raw_len, (char *)raw);
 	free(raw);
 	snprintf(kid_claim, sizeof(kid_claim), "\"kid\":\"%s\"", kid);
 	T_CHECK(strstr(hdr, "\"alg\":\"ES256\"") != NULL &&
-	    strstr(hdr, "\"typ\":\"JWT\"") != NULL &&
-	    strstr(hdr, kid_claim) != NULL, "header has alg, typ and kid");
+	        strstr(hdr, "\"typ\":\"JWT\"") != NULL &&
+	        strstr(hdr, kid_claim) != NULL,
+	    "header has alg, typ and kid");
 
 	T_CHECK(verify(p, tok, "https://other.example", T0) ==
-	    POLICY_ERR_DENIED && verify(p, tok, "", T0) == POLICY_ERR_DENIED,
+	            POLICY_ERR_DENIED &&
+	        verify(p, tok, "", T0) == POLICY_ERR_DENIED,
 	    "wrong audience is denied");
 	T_CHECK(verify(p, tok, AUD, T0 + 3600 + 59) == POLICY_OK,
 	    "expired within the 60 s skew is accepted");
 	T_CHECK(verify(p, tok, AUD, T0 + 3600 + 60) == POLICY_ERR_DENIED &&
-	    verify(p, tok, AUD, T0 + 100000) == POLICY_ERR_DENIED,
+	        verify(p, tok, AUD, T0 + 100000) == POLICY_ERR_DENIED,
 	    "expired token is denied");
 	T_CHECK(verify(p, tok, AUD, T0 - 60) == POLICY_OK,
 	    "nbf within the 60 s skew is accepted");
@@ -613,14 +660,20 @@ test_tokens(policy_t *p)
 	T_CHECK(denied(p, t), "a token for an unknown principal is denied");
 	free(t);
 	free(c);
-	t = craft(hdr, "{\"iss\":\"" ISSUER "\",\"aud\":\"" AUD "\",\"tid\":\""
-	    TENANT "\",\"oid\":\"" OID "\",\"appid\":\"" APPID "\",\"nbf\":1,"
-	    "\"exp\":9999999999,\"oid\":\"" OID "\"}", key, NULL, 0);
+	t = craft(hdr,
+	    "{\"iss\":\"" ISSUER "\",\"aud\":\"" AUD "\",\"tid\":\"" TENANT
+	    "\",\"oid\":\"" OID "\",\"appid\":\"" APPID
+	    "\",\"nbf\":1,"
+	    "\"exp\":9999999999,\"oid\":\"" OID "\"}",
+	    key, NULL, 0);
 	T_CHECK(denied(p, t), "duplicate claims are denied");
 	free(t);
-	t = craft(hdr, "{\"iss\":\"" ISSUER "\",\"aud\":\"" AUD "\",\"tid\":\""
-	    TENANT "\",\"oid\":\"" OID "\",\"appid\":\"" APPID "\",\"nbf\":\"1\","
-	    "\"exp\":9999999999}", key, NULL, 0);
+	t = craft(hdr,
+	    "{\"iss\":\"" ISSUER "\",\"aud\":\"" AUD "\",\"tid\":\"" TENANT
+	    "\",\"oid\":\"" OID "\",\"appid\":\"" APPID
+	    "\",\"nbf\":\"1\","
+	    "\"exp\":9999999999}",
+	    key, NULL, 0);
 	T_CHECK(denied(p, t), "a string nbf is denied");
 	free(t);
 	t = craft(hdr, "[1,2]", key, NULL, 0);
@@ -644,12 +697,14 @@ test_tokens(policy_t *p)
 	free(t);
 	{
 		static const char *algs[] = { "ES384", "HS256", "RS256", "none",
-		    "es256", "PS256" };
+			"es256", "PS256" };
 		int all_denied = 1;
 
 		for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
-			snprintf(hdr, sizeof(hdr), "{\"alg\":\"%s\","
-			    "\"typ\":\"JWT\",\"kid\":\"%s\"}", algs[i], kid);
+			snprintf(hdr, sizeof(hdr),
+			    "{\"alg\":\"%s\","
+			    "\"typ\":\"JWT\",\"kid\":\"%s\"}",
+			    algs[i], kid);
 			t = craft(hdr, c, key, NULL, 0);
 			all_denied &= denied(p, t);
 			free(t);
@@ -659,7 +714,8 @@ test_tokens(policy_t *p)
 		t = craft(hdr, c, key, NULL, 0);
 		all_denied &= denied(p, t);
 		free(t);
-		T_CHECK(all_denied, "any alg but ES256 is denied even with a "
+		T_CHECK(all_denied,
+		    "any alg but ES256 is denied even with a "
 		    "valid ES256 signature");
 	}
 	snprintf(hdr, sizeof(hdr),
@@ -678,7 +734,9 @@ test_tokens(policy_t *p)
 	t = strdup(tok);
 	dot = strrchr(t, '.');
 	T_CHECK(policy_b64url_decode(dot + 1, strlen(dot + 1), &raw,
-	    &raw_len) == 0 && raw_len == 64, "signature is 64 bytes");
+	            &raw_len) == 0 &&
+	        raw_len == 64,
+	    "signature is 64 bytes");
 	raw[10] ^= 0x01;
 	want = b64s(raw, raw_len);
 	memcpy(t + (dot + 1 - t), want, strlen(want));
@@ -706,16 +764,17 @@ test_tokens(policy_t *p)
 		big[20000] = '\0';
 		big[100] = big[200] = '.';
 		T_CHECK(denied(p, "") && denied(p, "garbage") &&
-		    denied(p, "a.b") && denied(p, "a.b.c") &&
-		    denied(p, "..") && denied(p, "...") &&
-		    denied(p, "a..c") && denied(p, big) &&
-		    verify(p, NULL, AUD, T0) == POLICY_ERR_DENIED,
+		        denied(p, "a.b") && denied(p, "a.b.c") &&
+		        denied(p, "..") && denied(p, "...") &&
+		        denied(p, "a..c") && denied(p, big) &&
+		        verify(p, NULL, AUD, T0) == POLICY_ERR_DENIED,
 		    "garbage tokens are denied");
 		free(big);
 	}
 
 	/* Revocation wins over the signature cache. */
-	T_CHECK(verify(p, tok, AUD, T0) == POLICY_OK, "token valid before "
+	T_CHECK(verify(p, tok, AUD, T0) == POLICY_OK,
+	    "token valid before "
 	    "removal");
 	policy_principal_remove(p, OID);
 	T_CHECK(verify(p, tok, AUD, T0) == POLICY_ERR_DENIED,
@@ -723,8 +782,8 @@ test_tokens(policy_t *p)
 	{
 		char *h = NULL;
 		T_CHECK(policy_secret_hash("s3cret", &h) == 0 &&
-		    policy_principal_set(p, OID, APPID, h, 0) == 0 &&
-		    verify(p, tok, AUD, T0) == POLICY_OK,
+		        policy_principal_set(p, OID, APPID, h, 0) == 0 &&
+		        verify(p, tok, AUD, T0) == POLICY_OK,
 		    "re-added principal's token verifies again");
 		free(h);
 	}
@@ -748,16 +807,20 @@ test_tokens(policy_t *p)
 	/* A new verify key: tokens signed with the old one stop working,
 	 * cache or not. */
 	T_CHECK(policy_set_verify_key(p, spki2, (size_t)spki2_len) ==
-	    POLICY_OK && denied(p, tok), "old-key token denied after the "
+	            POLICY_OK &&
+	        denied(p, tok),
+	    "old-key token denied after the "
 	    "verify key changes");
 	free(tok);
 	tok = NULL;
-	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, es256_sign, key, &tok,
-	    &expires_in) == POLICY_ERR_INTERNAL && tok == NULL,
+	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, es256_sign, key,
+	            &tok, &expires_in) == POLICY_ERR_INTERNAL &&
+	        tok == NULL,
 	    "issue refuses a signer that does not match the verify key");
 	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, es256_sign, other,
-	    &tok, &expires_in) == POLICY_OK && verify(p, tok, AUD, T0) ==
-	    POLICY_OK, "issue and verify with the new key");
+	            &tok, &expires_in) == POLICY_OK &&
+	        verify(p, tok, AUD, T0) == POLICY_OK,
+	    "issue and verify with the new key");
 
 	free(tok);
 	free(kid);

@@ -73,8 +73,10 @@ main(void)
 	T_CHECK(!read_hits(s, "k1") && read_hits(s, "k1"),
 	    "store: the second read of a version is a cache hit");
 
-	T_CHECK(store_version_list(s, "k1", 0, 25, &items, &n, &last,
-	    &more) == 0 && n == 1 && more == 0, "store: list the versions");
+	T_CHECK(store_version_list(s, "k1", 0, 25, &items, &n, &last, &more) ==
+	            0 &&
+	        n == 1 && more == 0,
+	    "store: list the versions");
 	vlt_key_info_free_array(items, n);
 	T_CHECK(read_hits(s, "k1"),
 	    "store: a version listing leaves the cache warm (read-only)");
@@ -83,17 +85,19 @@ main(void)
 
 	fill_version(&k, "k1", 'b');
 	T_CHECK(store_version_insert(s, &k, blob, sizeof(blob)) == 0 &&
-	    !read_hits(s, "k1"), "store: a write makes the cache forget");
+	        !read_hits(s, "k1"),
+	    "store: a write makes the cache forget");
 
 	memset(&rec, 0, sizeof(rec));
 	rec.expiry_secs = 86400;
 	snprintf(rec.expiry, sizeof(rec.expiry), "P1D");
 	snprintf(rec.actions, sizeof(rec.actions), "1 1 3600 PT1H\n");
 	T_CHECK(store_rotation_put(s, "K1", &rec, 2000) == 0 &&
-	    store_rotation_get(s, "k1", &got) == 0 &&
-	    strcmp(got.actions, rec.actions) == 0 &&
-	    strcmp(got.name, "k1") == 0 && got.created == 2000 &&
-	    got.expiry_secs == 86400, "store: a rotation policy round-trips");
+	        store_rotation_get(s, "k1", &got) == 0 &&
+	        strcmp(got.actions, rec.actions) == 0 &&
+	        strcmp(got.name, "k1") == 0 && got.created == 2000 &&
+	        got.expiry_secs == 86400,
+	    "store: a rotation policy round-trips");
 	T_CHECK(store_rotation_put(s, "nope", &rec, 2000) == VLT_ERR_NOT_FOUND,
 	    "store: no rotation policy for a missing key");
 

@@ -107,7 +107,7 @@ has_san(X509 *cert, const char *name, int ip)
 	if (ip)
 		return X509_check_ip_asc(cert, name, 0) == 1;
 	return X509_check_host(cert, name, 0,
-	    X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, NULL) == 1;
+	           X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, NULL) == 1;
 }
 
 static int
@@ -131,7 +131,7 @@ validity_days(X509 *cert)
 	int days = 0, secs = 0;
 
 	if (!ASN1_TIME_diff(&days, &secs, X509_get0_notBefore(cert),
-	    X509_get0_notAfter(cert)))
+	        X509_get0_notAfter(cert)))
 		return -1;
 	return days;
 }
@@ -169,8 +169,7 @@ file_equals(const char *a, const char *b)
 
 /* An "external" CA as an operator would bring: RSA is fine there. */
 static int
-make_external_ca(const char *dir, char *cert_path, char *key_path,
-    size_t len)
+make_external_ca(const char *dir, char *cert_path, char *key_path, size_t len)
 {
 	EVP_PKEY *key = EVP_RSA_gen(2048);
 	X509 *c = X509_new();
@@ -267,29 +266,31 @@ test_self_made_ca(void)
 	    "SAN does not match another host");
 	T_CHECK(is_p256(srv) && is_p256(ca), "both keys are EC P-256");
 	T_CHECK(X509_get_signature_nid(srv) == NID_ecdsa_with_SHA256 &&
-	    X509_get_signature_nid(ca) == NID_ecdsa_with_SHA256,
+	        X509_get_signature_nid(ca) == NID_ecdsa_with_SHA256,
 	    "signatures are ECDSA with SHA-256");
 	T_CHECK(validity_days(srv) == 825, "server cert valid 825 days");
 	T_CHECK(validity_days(ca) == 3650, "CA cert valid 10 years");
 	T_CHECK(serial_bits(srv) == 128 && serial_bits(ca) == 128,
 	    "serials are 128-bit");
 	T_CHECK(ASN1_INTEGER_cmp(X509_get0_serialNumber(srv),
-	    X509_get0_serialNumber(ca)) != 0, "serials differ");
+	            X509_get0_serialNumber(ca)) != 0,
+	    "serials differ");
 	T_CHECK(X509_check_ca(ca) >= 1, "CA cert is a CA");
 	T_CHECK(X509_check_ca(srv) == 0, "server cert is not a CA");
 	T_CHECK((X509_get_extension_flags(srv) & EXFLAG_CRITICAL) == 0,
 	    "server cert has no unknown critical extension");
 	T_CHECK((X509_get_key_usage(ca) & (KU_KEY_CERT_SIGN | KU_CRL_SIGN)) ==
-	    (KU_KEY_CERT_SIGN | KU_CRL_SIGN), "CA keyUsage keyCertSign,cRLSign");
+	        (KU_KEY_CERT_SIGN | KU_CRL_SIGN),
+	    "CA keyUsage keyCertSign,cRLSign");
 	T_CHECK((X509_get_key_usage(srv) & KU_DIGITAL_SIGNATURE) &&
-	    !(X509_get_key_usage(srv) & KU_KEY_CERT_SIGN),
+	        !(X509_get_key_usage(srv) & KU_KEY_CERT_SIGN),
 	    "server keyUsage digitalSignature, not keyCertSign");
 	T_CHECK(X509_get_extended_key_usage(srv) & XKU_SSL_SERVER,
 	    "server EKU serverAuth");
 	T_CHECK(X509_get0_subject_key_id(srv) != NULL &&
-	    X509_get0_authority_key_id(srv) != NULL &&
-	    ASN1_OCTET_STRING_cmp(X509_get0_authority_key_id(srv),
-	    X509_get0_subject_key_id(ca)) == 0,
+	        X509_get0_authority_key_id(srv) != NULL &&
+	        ASN1_OCTET_STRING_cmp(X509_get0_authority_key_id(srv),
+	            X509_get0_subject_key_id(ca)) == 0,
 	    "server AKID equals CA SKID");
 
 	/* A second run must refuse and leave the first run's files alone. */
@@ -324,7 +325,8 @@ test_ip_host(void)
 	T_CHECK(srv != NULL && has_san(srv, "10.1.2.3", 1),
 	    "IP host is an IP SAN");
 	T_CHECK(srv != NULL && has_san(srv, "localhost", 0) &&
-	    has_san(srv, "127.0.0.1", 1), "IP host cert still has localhost");
+	        has_san(srv, "127.0.0.1", 1),
+	    "IP host cert still has localhost");
 	X509_free(srv);
 
 	path_join(dir, sizeof(dir), tmp_root, "tls-ip6");
@@ -373,7 +375,7 @@ test_external_ca(void)
 	T_CHECK(ca != NULL && ext != NULL && X509_cmp(ca, ext) == 0,
 	    "ca.pem is the external CA certificate");
 	T_CHECK(srv != NULL && has_san(srv, "kv.corp.example", 0) &&
-	    has_san(srv, "localhost", 0) && has_san(srv, "127.0.0.1", 1),
+	        has_san(srv, "localhost", 0) && has_san(srv, "127.0.0.1", 1),
 	    "external-CA server cert has all SANs");
 	X509_free(ext);
 	X509_free(srv);

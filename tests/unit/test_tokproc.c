@@ -35,8 +35,7 @@ static uint8_t *blob, *spki;
 static size_t blob_len, spki_len;
 
 static int
-init_with(const char *mod, const char *allow, const char *dir,
-    char **share)
+init_with(const char *mod, const char *allow, const char *dir, char **share)
 {
 	struct hsm_init p;
 
@@ -75,7 +74,7 @@ round_trip(void)
 
 	if (RAND_bytes(dek, sizeof(dek)) != 1 ||
 	    hsm_pub_encrypt(spki, spki_len, HSM_ALG_RSA_OAEP, dek, sizeof(dek),
-	    ct, &ct_len) != 0)
+	        ct, &ct_len) != 0)
 		return -1;
 	rc = hsm_key_decrypt(H, BIND, blob, blob_len, HSM_ALG_RSA_OAEP, ct,
 	    ct_len, pt, &pt_len);
@@ -168,7 +167,7 @@ main(void)
 	    "directories for a sealed and an empty hsm/");
 
 	T_CHECK(init_with("/tmp/../tmp/libnot-allowed.so", NULL, empty,
-	    &share) == HSM_ERR_ARGS,
+	            &share) == HSM_ERR_ARGS,
 	    "init: a module outside the allowlist is refused");
 	T_CHECK(init_with(MODULE, "/opt:/srv", empty, &share) == HSM_ERR_ARGS,
 	    "init: a module outside a configured allowlist is refused");
@@ -180,23 +179,26 @@ main(void)
 	T_CHECK(open_with(tmpdir, "/opt", &h2) == HSM_ERR_ARGS && h2 == NULL,
 	    "open: module outside the allowlist is refused");
 	T_CHECK(open_with(empty, NULL, &h2) == HSM_ERR_UNAVAILABLE &&
-	    h2 == NULL, "open: nothing to unseal with fails to open");
+	        h2 == NULL,
+	    "open: nothing to unseal with fails to open");
 	/* the same seal.conf without its credential: sealed, then shares */
-	snprintf(path, sizeof(path), "cp '%s/seal.conf' '%s/'", tmpdir,
-	    sealed);
+	snprintf(path, sizeof(path), "cp '%s/seal.conf' '%s/'", tmpdir, sealed);
 	T_CHECK(system(path) == 0 && open_with(sealed, NULL, &h2) == 0,
 	    "open without the unattended credential: up, sealed");
 	if (h2 != NULL) {
 		struct hsm_seal_status ss;
 
 		T_CHECK(hsm_seal_status(h2, &ss) == 0 && ss.sealed &&
-		    ss.threshold == 1 && ss.shares == 1,
+		        ss.threshold == 1 && ss.shares == 1,
 		    "seal status: sealed, 1 of 1");
 		T_CHECK(hsm_jwt_sign(h2, (const uint8_t *)"x", 1, jsig) ==
-		    HSM_ERR_SEALED, "sealed: a key operation is refused");
-		T_CHECK(hsm_unseal_share(h2, "1-000000000000000000000000000000"
-		    "0000000000000000000000000000000000", &ss) == 0 &&
-		    ss.sealed && ss.result == HSM_SHARE_UNKNOWN,
+		        HSM_ERR_SEALED,
+		    "sealed: a key operation is refused");
+		T_CHECK(hsm_unseal_share(h2,
+		            "1-000000000000000000000000000000"
+		            "0000000000000000000000000000000000",
+		            &ss) == 0 &&
+		        ss.sealed && ss.result == HSM_SHARE_UNKNOWN,
 		    "a share of another vault is refused");
 		share[strcspn(share, "\n")] = '\0';
 		T_CHECK(hsm_unseal_share(h2, share, &ss) == 0 && !ss.sealed,
@@ -218,22 +220,25 @@ main(void)
 
 	rc = hsm_key_generate(H, BIND, HSM_KTY_RSA, 2048, 0, &blob, &blob_len,
 	    &spki, &spki_len);
-	T_CHECK(rc == 0 && blob_len > 0 && hsm_pub_size(spki, spki_len) ==
-	    256, "generate RSA-2048 through the token process");
+	T_CHECK(rc == 0 && blob_len > 0 && hsm_pub_size(spki, spki_len) == 256,
+	    "generate RSA-2048 through the token process");
 	if (rc != 0)
 		return 1;
 	T_CHECK(round_trip() == 0, "decrypt: the DEK comes back");
 	SHA256((const uint8_t *)"abc", 3, digest);
 	rc = hsm_key_sign(H, BIND, blob, blob_len, HSM_ALG_PS256, digest, 32,
 	    sig, &sig_len);
-	T_CHECK(rc == 0 && sig_len == 256 && hsm_pub_verify(spki, spki_len,
-	    HSM_ALG_PS256, digest, 32, sig, sig_len, &valid) == 0 && valid,
+	T_CHECK(rc == 0 && sig_len == 256 &&
+	        hsm_pub_verify(spki, spki_len, HSM_ALG_PS256, digest, 32, sig,
+	            sig_len, &valid) == 0 &&
+	        valid,
 	    "sign: the signature verifies");
 	sig_len = 16;
-	T_CHECK(hsm_key_sign(H, BIND, blob, blob_len, HSM_ALG_PS256, digest,
-	    32, sig, &sig_len) != 0, "sign into a short buffer fails");
+	T_CHECK(hsm_key_sign(H, BIND, blob, blob_len, HSM_ALG_PS256, digest, 32,
+	            sig, &sig_len) != 0,
+	    "sign into a short buffer fails");
 	T_CHECK(hsm_jwt_sign(H, (const uint8_t *)"a.b", 3, jsig) == 0 &&
-	    hsm_jwt_public(H, &jpub, &jpub_len) == 0 && jpub_len > 0,
+	        hsm_jwt_public(H, &jpub, &jpub_len) == 0 && jpub_len > 0,
 	    "JWT key: sign and public key");
 	free(jpub);
 	hsm_stats(H, &hits, &misses, &busy, &total);
@@ -244,7 +249,8 @@ main(void)
 		uint8_t pt[512];
 		size_t pt_len = sizeof(pt);
 		T_CHECK(hsm_key_decrypt(H, BIND, big, sizeof(big),
-		    HSM_ALG_RSA_OAEP, big, 256, pt, &pt_len) == HSM_ERR_ARGS,
+		            HSM_ALG_RSA_OAEP, big, 256, pt,
+		            &pt_len) == HSM_ERR_ARGS,
 		    "an oversized blob is refused before it is sent");
 	}
 	hsm_process(H, &pid2, &restarts);
@@ -266,7 +272,8 @@ main(void)
 	kill_token();
 	sleep_ms(100);
 	rc = round_trip();
-	T_CHECK(rc == 0 || rc == 1, "right after kill -9: correct or "
+	T_CHECK(rc == 0 || rc == 1,
+	    "right after kill -9: correct or "
 	    "unavailable, never wrong");
 	ms = wait_service();
 	hsm_process(H, &pid2, &restarts);
@@ -288,7 +295,8 @@ main(void)
 	printf("# storm: %u ok, %u unavailable, %u wrong\n", st.ok,
 	    st.unavailable, st.wrong);
 	T_CHECK(st.wrong == 0, "kill -9 during a storm: no wrong answer");
-	T_CHECK(st.unavailable > 0, "kill -9 during a storm: some calls "
+	T_CHECK(st.unavailable > 0,
+	    "kill -9 during a storm: some calls "
 	    "were answered unavailable");
 	T_CHECK(wait_service() >= 0, "kill -9 during a storm: service back");
 	hsm_process(H, &pid2, &restarts);

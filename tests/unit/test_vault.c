@@ -26,7 +26,9 @@ static char top[256];
 static int
 rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *f)
 {
-	(void)sb; (void)flag; (void)f;
+	(void)sb;
+	(void)flag;
+	(void)f;
 	return remove(path);
 }
 
@@ -79,7 +81,8 @@ is_version(const char *s)
 	if (strlen(s) != VLT_VERSION_LEN)
 		return 0;
 	for (i = 0; i < VLT_VERSION_LEN; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		        (s[i] >= 'a' && s[i] <= 'f')))
 			return 0;
 	return 1;
 }
@@ -160,9 +163,10 @@ worker(void *p)
 		ctl = sizeof(ct);
 		bl = sizeof(back);
 		if (vault_key_encrypt(a->v, "rsa1", NULL, VLT_OP_ENCRYPT,
-		    VLT_ALG_RSA_OAEP, pt, sizeof(pt), ct, &ctl, NULL) != 0 ||
+		        VLT_ALG_RSA_OAEP, pt, sizeof(pt), ct, &ctl,
+		        NULL) != 0 ||
 		    vault_key_decrypt(a->v, "rsa1", NULL, VLT_OP_DECRYPT,
-		    VLT_ALG_RSA_OAEP, ct, ctl, back, &bl, NULL) != 0 ||
+		        VLT_ALG_RSA_OAEP, ct, ctl, back, &bl, NULL) != 0 ||
 		    bl != sizeof(pt) || memcmp(back, pt, bl) != 0)
 			a->failures++;
 	}
@@ -200,7 +204,8 @@ audit_count(const char *ddir, const char *marker)
 
 	for (i = 0; i < 64; i++) {
 		if (i == 0)
-			snprintf(path, sizeof(path), "%s/audit/audit.log", ddir);
+			snprintf(path, sizeof(path), "%s/audit/audit.log",
+			    ddir);
 		else
 			snprintf(path, sizeof(path), "%s/audit/audit.log.%u",
 			    ddir, i);
@@ -268,13 +273,15 @@ main(void)
 	T_CHECK(file_mode("p11vault.conf") == 0600, "p11vault.conf is 0600");
 	T_CHECK(file_mode("hsm") == 0700, "hsm dir is 0700");
 	T_CHECK(file_mode("hsm/user.pin") == -1 &&
-	    file_mode("hsm/so.pin") == -1, "no PIN file rests in hsm/");
+	        file_mode("hsm/so.pin") == -1,
+	    "no PIN file rests in hsm/");
 	T_CHECK(file_mode("hsm/seal.conf") == 0600 &&
-	    file_mode("hsm/unseal.cred") == 0600,
+	        file_mode("hsm/unseal.cred") == 0600,
 	    "hsm/seal.conf and the unattended credential are 0600");
 	T_CHECK(file_mode("vault.db") == 0600, "vault.db is 0600");
 	T_CHECK(file_mode("softhsm2.conf") == 0600 &&
-	    file_mode("tokens") == 0700, "softhsm2.conf 0600, tokens/ 0700");
+	        file_mode("tokens") == 0700,
+	    "softhsm2.conf 0600, tokens/ 0700");
 	conf_before = slurp("p11vault.conf");
 	pin_before = slurp("hsm/seal.conf");
 	T_CHECK(pin_before != NULL && strstr(pin_before, "check=") != NULL,
@@ -284,8 +291,8 @@ main(void)
 	pin_after = slurp("hsm/seal.conf");
 	T_CHECK(r == VLT_ERR_EXISTS, "second init -> VLT_ERR_EXISTS");
 	T_CHECK(conf_after != NULL && conf_before != NULL &&
-	    strcmp(conf_before, conf_after) == 0 && pin_after != NULL &&
-	    strcmp(pin_before, pin_after) == 0,
+	        strcmp(conf_before, conf_after) == 0 && pin_after != NULL &&
+	        strcmp(pin_before, pin_after) == 0,
 	    "second init changes neither config nor seal");
 	free(conf_before);
 	free(pin_before);
@@ -300,29 +307,33 @@ main(void)
 	}
 	T_CHECK(vault_health(v) == 0, "vault_health answers 0");
 	T_CHECK(vault_config(v, "vault_url") != NULL &&
-	    strcmp(vault_config(v, "vault_url"),
-	    "https://127.0.0.1:18443") == 0, "config vault_url");
+	        strcmp(vault_config(v, "vault_url"),
+	            "https://127.0.0.1:18443") == 0,
+	    "config vault_url");
 	T_CHECK(vault_config(v, "listen") != NULL &&
-	    strcmp(vault_config(v, "listen"), "127.0.0.1:18443") == 0,
+	        strcmp(vault_config(v, "listen"), "127.0.0.1:18443") == 0,
 	    "config listen derived from vault_url");
 	T_CHECK(vault_config(v, "resource") != NULL &&
-	    strcmp(vault_config(v, "resource"), "https://vault.azure.net") == 0,
+	        strcmp(vault_config(v, "resource"),
+	            "https://vault.azure.net") == 0,
 	    "config resource");
 	T_CHECK(vault_config(v, "tenant_id") != NULL &&
-	    strcmp(vault_config(v, "tenant_id"), ip.tenant_id) == 0,
+	        strcmp(vault_config(v, "tenant_id"), ip.tenant_id) == 0,
 	    "config tenant_id");
 	T_CHECK(vault_config(v, "token_lifetime") != NULL &&
-	    strcmp(vault_config(v, "token_lifetime"), "3600") == 0,
+	        strcmp(vault_config(v, "token_lifetime"), "3600") == 0,
 	    "config token_lifetime");
 	T_CHECK(vault_config(v, "module") != NULL &&
-	    vault_config(v, "module")[0] == '/', "config module is absolute");
+	        vault_config(v, "module")[0] == '/',
+	    "config module is absolute");
 	T_CHECK(vault_config(v, "no_such_key") == NULL,
 	    "config unknown key is NULL");
 	T_CHECK(vault_data_dir(v) != NULL && vault_data_dir(v)[0] == '/',
 	    "data dir is absolute");
 
 	T_CHECK(vault_settings_get(v, &st) == 0 && st.retention_days == 90 &&
-	    st.purge_protection == 0, "default settings: 90 days, no purge "
+	        st.purge_protection == 0,
+	    "default settings: 90 days, no purge "
 	    "protection");
 	T_CHECK(strcmp(vault_recovery_level(&st), "Recoverable+Purgeable") == 0,
 	    "recovery level Recoverable+Purgeable");
@@ -347,23 +358,26 @@ main(void)
 	T_CHECK(r == 0, "create RSA key (defaults)");
 	T_CHECK(r == 0 && rsa_v1.key_size == 2048 && rsa_v1.kty == VLT_KTY_RSA,
 	    "RSA default size is 2048");
-	T_CHECK(r == 0 && rsa_v1.key_ops == (VLT_OP_ENCRYPT | VLT_OP_DECRYPT |
-	    VLT_OP_SIGN | VLT_OP_VERIFY | VLT_OP_WRAP | VLT_OP_UNWRAP),
+	T_CHECK(r == 0 &&
+	        rsa_v1.key_ops ==
+	            (VLT_OP_ENCRYPT | VLT_OP_DECRYPT | VLT_OP_SIGN |
+	                VLT_OP_VERIFY | VLT_OP_WRAP | VLT_OP_UNWRAP),
 	    "RSA default key_ops");
 	T_CHECK(r == 0 && is_version(rsa_v1.version),
 	    "version is 32 lowercase hex");
 	T_CHECK(r == 0 && rsa_v1.spki != NULL && rsa_v1.spki_len > 200,
 	    "RSA key has an SPKI");
 	T_CHECK(r == 0 && rsa_v1.attrs.created >= now &&
-	    rsa_v1.attrs.created <= now + 5 &&
-	    rsa_v1.attrs.updated == rsa_v1.attrs.created && rsa_v1.attrs.enabled,
+	        rsa_v1.attrs.created <= now + 5 &&
+	        rsa_v1.attrs.updated == rsa_v1.attrs.created &&
+	        rsa_v1.attrs.enabled,
 	    "created/updated timestamps and enabled");
 
 	rq.kty = VLT_KTY_EC;
 	rq.crv = VLT_CRV_P256;
 	r = vault_key_create(v, "ec1", &rq, &k);
 	T_CHECK(r == 0 && k.crv == VLT_CRV_P256 && k.key_size == 0 &&
-	    k.key_ops == (VLT_OP_SIGN | VLT_OP_VERIFY),
+	        k.key_ops == (VLT_OP_SIGN | VLT_OP_VERIFY),
 	    "create EC P-256 key, default key_ops sign verify");
 	vlt_key_info_clear(&k);
 	rq.crv = VLT_CRV_NONE;
@@ -387,8 +401,8 @@ main(void)
 	T_CHECK(vault_key_create(v, "bad-kty", &rq, &k) == VLT_ERR_BAD_PARAM,
 	    "unknown kty -> BAD_PARAM");
 	T_CHECK(create_ec(v, "bad_name", NULL) == VLT_ERR_BAD_PARAM &&
-	    create_ec(v, "", NULL) == VLT_ERR_BAD_PARAM &&
-	    create_ec(v, "a.b", NULL) == VLT_ERR_BAD_PARAM,
+	        create_ec(v, "", NULL) == VLT_ERR_BAD_PARAM &&
+	        create_ec(v, "a.b", NULL) == VLT_ERR_BAD_PARAM,
 	    "invalid names -> BAD_PARAM");
 	{
 		char longname[200];
@@ -413,7 +427,7 @@ main(void)
 	    "create on an existing name makes a new version");
 	r = vault_key_get(v, "rsa1", NULL, &k);
 	T_CHECK(r == 0 && strcmp(k.version, rsa_v2.version) == 0 &&
-	    k.tags != NULL && strcmp(k.tags, rq.tags) == 0,
+	        k.tags != NULL && strcmp(k.tags, rq.tags) == 0,
 	    "get latest returns the new version with its tags");
 	vlt_key_info_clear(&k);
 	r = vault_key_get(v, "rsa1", "", &k);
@@ -426,14 +440,15 @@ main(void)
 	vlt_key_info_clear(&k);
 	r = vault_key_get(v, "rsa1", rsa_v1.version, &k);
 	T_CHECK(r == 0 && strcmp(k.version, rsa_v1.version) == 0 &&
-	    k.tags == NULL && k.spki_len == rsa_v1.spki_len &&
-	    memcmp(k.spki, rsa_v1.spki, k.spki_len) == 0,
+	        k.tags == NULL && k.spki_len == rsa_v1.spki_len &&
+	        memcmp(k.spki, rsa_v1.spki, k.spki_len) == 0,
 	    "get a specific older version");
 	vlt_key_info_clear(&k);
 	T_CHECK(vault_key_get(v, "rsa1", "ABCDEF", &k) == VLT_ERR_NOT_FOUND,
 	    "malformed version -> NOT_FOUND");
 	T_CHECK(vault_key_get(v, "rsa1", "0123456789abcdef0123456789abcdef",
-	    &k) == VLT_ERR_NOT_FOUND, "unknown version -> NOT_FOUND");
+	            &k) == VLT_ERR_NOT_FOUND,
+	    "unknown version -> NOT_FOUND");
 	T_CHECK(vault_key_get(v, "nope", NULL, &k) == VLT_ERR_NOT_FOUND,
 	    "unknown key -> NOT_FOUND");
 	r = vault_key_get(v, "ec1", rsa_v1.version, &k);
@@ -447,8 +462,8 @@ main(void)
 	up.tags = "{\"a\":\"b\"}";
 	r = vault_key_update(v, "rsa1", rsa_v1.version, &up, &k);
 	T_CHECK(r == 0 && k.attrs.enabled == 0 && k.tags != NULL &&
-	    strcmp(k.tags, "{\"a\":\"b\"}") == 0 &&
-	    strcmp(k.version, rsa_v1.version) == 0,
+	        strcmp(k.tags, "{\"a\":\"b\"}") == 0 &&
+	        strcmp(k.version, rsa_v1.version) == 0,
 	    "update a version: enabled false and tags");
 	vlt_key_info_clear(&k);
 	r = vault_key_get(v, "rsa1", rsa_v1.version, &k);
@@ -477,14 +492,17 @@ main(void)
 	r = vault_key_decrypt(v, "rsa1", NULL, VLT_OP_DECRYPT, VLT_ALG_RSA_OAEP,
 	    ct, ctl, back, &bl, kid);
 	T_CHECK(r == 0 && bl == 32 && memcmp(back, pt, 32) == 0 &&
-	    strcmp(kid, rsa_v2.version) == 0, "RSA-OAEP decrypt round trip");
+	        strcmp(kid, rsa_v2.version) == 0,
+	    "RSA-OAEP decrypt round trip");
 	ct256l = sizeof(ct_oaep256);
 	r = vault_key_encrypt(v, "rsa1", rsa_v2.version, VLT_OP_WRAP,
 	    VLT_ALG_RSA_OAEP_256, pt, 32, ct_oaep256, &ct256l, kid);
 	bl = sizeof(back);
-	T_CHECK(r == 0 && vault_key_decrypt(v, "rsa1", rsa_v2.version,
-	    VLT_OP_UNWRAP, VLT_ALG_RSA_OAEP_256, ct_oaep256, ct256l, back,
-	    &bl, kid) == 0 && bl == 32 && memcmp(back, pt, 32) == 0,
+	T_CHECK(r == 0 &&
+	        vault_key_decrypt(v, "rsa1", rsa_v2.version, VLT_OP_UNWRAP,
+	            VLT_ALG_RSA_OAEP_256, ct_oaep256, ct256l, back, &bl,
+	            kid) == 0 &&
+	        bl == 32 && memcmp(back, pt, 32) == 0,
 	    "RSA-OAEP-256 wrap/unwrap round trip");
 	{
 		uint8_t c15[512];
@@ -493,10 +511,11 @@ main(void)
 		r = vault_key_encrypt(v, "rsa1", NULL, VLT_OP_ENCRYPT,
 		    VLT_ALG_RSA1_5, pt, sizeof(pt), c15, &c15l, kid);
 		bl = sizeof(back);
-		T_CHECK(r == 0 && vault_key_decrypt(v, "rsa1", NULL,
-		    VLT_OP_DECRYPT, VLT_ALG_RSA1_5, c15, c15l, back, &bl,
-		    kid) == 0 && bl == sizeof(pt) &&
-		    memcmp(back, pt, bl) == 0, "RSA1_5 round trip");
+		T_CHECK(r == 0 &&
+		        vault_key_decrypt(v, "rsa1", NULL, VLT_OP_DECRYPT,
+		            VLT_ALG_RSA1_5, c15, c15l, back, &bl, kid) == 0 &&
+		        bl == sizeof(pt) && memcmp(back, pt, bl) == 0,
+		    "RSA1_5 round trip");
 		c15[10] ^= 0x01;
 		bl = sizeof(back);
 		r = vault_key_decrypt(v, "rsa1", NULL, VLT_OP_DECRYPT,
@@ -511,20 +530,22 @@ main(void)
 	}
 	ctl = sizeof(ct);
 	T_CHECK(vault_key_encrypt(v, "rsa1", NULL, VLT_OP_ENCRYPT,
-	    VLT_ALG_RS256, pt, 32, ct, &ctl, kid) == VLT_ERR_BAD_PARAM,
+	            VLT_ALG_RS256, pt, 32, ct, &ctl, kid) == VLT_ERR_BAD_PARAM,
 	    "encrypt with a signature alg -> BAD_PARAM");
 	ctl = sizeof(ct);
 	T_CHECK(vault_key_encrypt(v, "ec1", NULL, VLT_OP_ENCRYPT,
-	    VLT_ALG_RSA_OAEP, pt, 32, ct, &ctl, kid) ==
-	    VLT_ERR_OP_NOT_PERMITTED,
+	            VLT_ALG_RSA_OAEP, pt, 32, ct, &ctl,
+	            kid) == VLT_ERR_OP_NOT_PERMITTED,
 	    "encrypt with an EC key -> OP_NOT_PERMITTED (not in key_ops)");
 	ctl = sizeof(ct);
 	T_CHECK(vault_key_encrypt(v, "rsa1", rsa_v1.version, VLT_OP_ENCRYPT,
-	    VLT_ALG_RSA_OAEP, pt, 32, ct, &ctl, kid) == VLT_ERR_KEY_DISABLED,
+	            VLT_ALG_RSA_OAEP, pt, 32, ct, &ctl,
+	            kid) == VLT_ERR_KEY_DISABLED,
 	    "disabled version -> KEY_DISABLED");
 	bl = sizeof(back);
 	T_CHECK(vault_key_decrypt(v, "rsa1", rsa_v1.version, VLT_OP_DECRYPT,
-	    VLT_ALG_RSA_OAEP, ct, 256, back, &bl, kid) == VLT_ERR_KEY_DISABLED,
+	            VLT_ALG_RSA_OAEP, ct, 256, back, &bl,
+	            kid) == VLT_ERR_KEY_DISABLED,
 	    "decrypt with a disabled version -> KEY_DISABLED");
 
 	/* op not permitted */
@@ -537,12 +558,13 @@ main(void)
 	vlt_key_info_clear(&k);
 	ctl = sizeof(ct);
 	T_CHECK(vault_key_encrypt(v, "rsa1", NULL, VLT_OP_WRAP,
-	    VLT_ALG_RSA_OAEP, pt, 32, ct, &ctl, kid) ==
-	    VLT_ERR_OP_NOT_PERMITTED, "wrapKey not in key_ops -> "
+	            VLT_ALG_RSA_OAEP, pt, 32, ct, &ctl,
+	            kid) == VLT_ERR_OP_NOT_PERMITTED,
+	    "wrapKey not in key_ops -> "
 	    "OP_NOT_PERMITTED");
 	sl = sizeof(sig);
 	T_CHECK(vault_key_sign(v, "rsa1", NULL, VLT_ALG_RS256, dig, 32, sig,
-	    &sl, kid) == VLT_ERR_OP_NOT_PERMITTED,
+	            &sl, kid) == VLT_ERR_OP_NOT_PERMITTED,
 	    "sign not in key_ops -> OP_NOT_PERMITTED");
 	up.key_ops = VLT_OP_ENCRYPT | VLT_OP_DECRYPT | VLT_OP_SIGN |
 	    VLT_OP_VERIFY | VLT_OP_WRAP | VLT_OP_UNWRAP;
@@ -557,30 +579,39 @@ main(void)
 	T_CHECK(r == 0 && sl == 64, "ES256 sign, raw r||s");
 	valid = 0;
 	T_CHECK(vault_key_verify(v, "ec1", NULL, VLT_ALG_ES256, dig, 32, sig,
-	    sl, &valid, kid) == 0 && valid == 1, "ES256 verify: valid");
+	            sl, &valid, kid) == 0 &&
+	        valid == 1,
+	    "ES256 verify: valid");
 	dig[0] ^= 1;
 	T_CHECK(vault_key_verify(v, "ec1", NULL, VLT_ALG_ES256, dig, 32, sig,
-	    sl, &valid, kid) == 0 && valid == 0,
+	            sl, &valid, kid) == 0 &&
+	        valid == 0,
 	    "ES256 verify of another digest: invalid");
 	dig[0] ^= 1;
 	sl = sizeof(sig);
-	T_CHECK(vault_key_sign(v, "ec1", NULL, VLT_ALG_ES384, dig, 48, sig,
-	    &sl, kid) == VLT_ERR_BAD_PARAM, "ES384 on a P-256 key -> BAD_PARAM");
+	T_CHECK(vault_key_sign(v, "ec1", NULL, VLT_ALG_ES384, dig, 48, sig, &sl,
+	            kid) == VLT_ERR_BAD_PARAM,
+	    "ES384 on a P-256 key -> BAD_PARAM");
 	sl = sizeof(sig);
-	T_CHECK(vault_key_sign(v, "ec1", NULL, VLT_ALG_RS256, dig, 32, sig,
-	    &sl, kid) == VLT_ERR_BAD_PARAM, "RS256 on an EC key -> BAD_PARAM");
+	T_CHECK(vault_key_sign(v, "ec1", NULL, VLT_ALG_RS256, dig, 32, sig, &sl,
+	            kid) == VLT_ERR_BAD_PARAM,
+	    "RS256 on an EC key -> BAD_PARAM");
 	sl = sizeof(sig);
 	T_CHECK(vault_key_sign(v, "rsa1", NULL, VLT_ALG_ES256, dig, 32, sig,
-	    &sl, kid) == VLT_ERR_BAD_PARAM, "ES256 on an RSA key -> BAD_PARAM");
+	            &sl, kid) == VLT_ERR_BAD_PARAM,
+	    "ES256 on an RSA key -> BAD_PARAM");
 	sl = sizeof(sig);
 	r = vault_key_sign(v, "rsa1", NULL, VLT_ALG_PS256, dig, 32, sig, &sl,
 	    kid);
-	T_CHECK(r == 0 && sl == 256 && vault_key_verify(v, "rsa1", NULL,
-	    VLT_ALG_PS256, dig, 32, sig, sl, &valid, kid) == 0 && valid == 1,
+	T_CHECK(r == 0 && sl == 256 &&
+	        vault_key_verify(v, "rsa1", NULL, VLT_ALG_PS256, dig, 32, sig,
+	            sl, &valid, kid) == 0 &&
+	        valid == 1,
 	    "PS256 sign/verify");
 	sl = sizeof(sig);
 	T_CHECK(vault_key_sign(v, "rsa1", NULL, VLT_ALG_RS256, dig, 31, sig,
-	    &sl, kid) == VLT_ERR_BAD_PARAM, "wrong digest length -> BAD_PARAM");
+	            &sl, kid) == VLT_ERR_BAD_PARAM,
+	    "wrong digest length -> BAD_PARAM");
 
 	/* ---- validity window --------------------------------------- */
 	memset(&rq, 0, sizeof(rq));
@@ -593,7 +624,8 @@ main(void)
 	vlt_key_info_clear(&k);
 	sl = sizeof(sig);
 	T_CHECK(vault_key_sign(v, "expired", NULL, VLT_ALG_ES384, dig, 48, sig,
-	    &sl, kid) == VLT_ERR_KEY_EXPIRED, "exp in the past -> KEY_EXPIRED");
+	            &sl, kid) == VLT_ERR_KEY_EXPIRED,
+	    "exp in the past -> KEY_EXPIRED");
 	rq.exp = 0;
 	rq.nbf = vault_now(v) + 3600;
 	rq.crv = VLT_CRV_P521;
@@ -602,17 +634,20 @@ main(void)
 	vlt_key_info_clear(&k);
 	sl = sizeof(sig);
 	T_CHECK(vault_key_sign(v, "future", NULL, VLT_ALG_ES512, dig, 64, sig,
-	    &sl, kid) == VLT_ERR_KEY_NOT_YET_VALID,
+	            &sl, kid) == VLT_ERR_KEY_NOT_YET_VALID,
 	    "nbf in the future -> KEY_NOT_YET_VALID");
 	memset(&up, 0, sizeof(up));
 	up.has_nbf = 1;
 	up.nbf = 0;
 	T_CHECK(vault_key_update(v, "future", NULL, &up, &k) == 0 &&
-	    k.attrs.nbf == 0, "update clears nbf");
+	        k.attrs.nbf == 0,
+	    "update clears nbf");
 	vlt_key_info_clear(&k);
 	sl = sizeof(sig);
 	T_CHECK(vault_key_sign(v, "future", NULL, VLT_ALG_ES512, dig, 64, sig,
-	    &sl, kid) == 0 && sl == 132, "ES512 sign after clearing nbf");
+	            &sl, kid) == 0 &&
+	        sl == 132,
+	    "ES512 sign after clearing nbf");
 	memset(&up, 0, sizeof(up));
 	up.has_enabled = 1;
 	up.enabled = 0;
@@ -621,7 +656,7 @@ main(void)
 	vlt_key_info_clear(&k);
 	sl = sizeof(sig);
 	T_CHECK(vault_key_sign(v, "expired", NULL, VLT_ALG_ES384, dig, 48, sig,
-	    &sl, kid) == VLT_ERR_KEY_DISABLED,
+	            &sl, kid) == VLT_ERR_KEY_DISABLED,
 	    "disabled and expired -> KEY_DISABLED first");
 	memset(&rq, 0, sizeof(rq));
 	rq.kty = VLT_KTY_EC;
@@ -632,7 +667,7 @@ main(void)
 	    "create a sign-only key");
 	vlt_key_info_clear(&k);
 	T_CHECK(vault_key_verify(v, "signonly", NULL, VLT_ALG_ES256, dig, 32,
-	    sig, 64, &valid, kid) == VLT_ERR_OP_NOT_PERMITTED,
+	            sig, 64, &valid, kid) == VLT_ERR_OP_NOT_PERMITTED,
 	    "verify without VERIFY in key_ops -> OP_NOT_PERMITTED");
 
 	/* ---- list paging ------------------------------------------- */
@@ -647,11 +682,14 @@ main(void)
 	T_CHECK(ok, "create 30 keys");
 	/* live: rsa1 ec1 long_ok expired future signonly page-00..29 = 36 */
 	T_CHECK(vault_key_list(v, NULL, 0, &items, &n, &next) ==
-	    VLT_ERR_BAD_PARAM, "list max 0 -> BAD_PARAM");
+	        VLT_ERR_BAD_PARAM,
+	    "list max 0 -> BAD_PARAM");
 	T_CHECK(vault_key_list(v, NULL, 26, &items, &n, &next) ==
-	    VLT_ERR_BAD_PARAM, "list max 26 -> BAD_PARAM");
+	        VLT_ERR_BAD_PARAM,
+	    "list max 26 -> BAD_PARAM");
 	T_CHECK(vault_key_list(v, "garbage!", 5, &items, &n, &next) ==
-	    VLT_ERR_BAD_PARAM, "list with a forged continuation -> BAD_PARAM");
+	        VLT_ERR_BAD_PARAM,
+	    "list with a forged continuation -> BAD_PARAM");
 	cont = NULL;
 	total = 0;
 	pages = 0;
@@ -668,13 +706,13 @@ main(void)
 			ok = 0;
 		for (i = 0; i < n; i++) {
 			if (strcasecmp(items[i].name, prev) <= 0)
-				ok = 0;   /* ordered, no duplicates */
+				ok = 0; /* ordered, no duplicates */
 			snprintf(prev, sizeof(prev), "%s", items[i].name);
 			if (strcmp(items[i].name, "page-20") == 0)
 				ok = 0;
 			if (strcmp(items[i].name, "rsa1") == 0 &&
 			    strcmp(items[i].version, rsa_v2.version) != 0)
-				ok = 0;   /* latest version per name */
+				ok = 0; /* latest version per name */
 		}
 		total += n;
 		vlt_key_info_free_array(items, n);
@@ -688,7 +726,8 @@ main(void)
 		}
 	} while (cont != NULL && pages < 20);
 	free(cont);
-	T_CHECK(ok, "list pages: ordered, max 7, latest versions, no "
+	T_CHECK(ok,
+	    "list pages: ordered, max 7, latest versions, no "
 	    "duplicates, continuation valid across add/delete");
 	T_CHECK(total == 36 && pages == 6,
 	    "list across 6 pages sees every live key exactly once");
@@ -705,7 +744,8 @@ main(void)
 	}
 	T_CHECK(ok, "create 5 versions of one key");
 	T_CHECK(vault_key_versions(v, "multi", NULL, 30, &items, &n, &next) ==
-	    VLT_ERR_BAD_PARAM, "versions max 30 -> BAD_PARAM");
+	        VLT_ERR_BAD_PARAM,
+	    "versions max 30 -> BAD_PARAM");
 	cont = NULL;
 	total = 0;
 	pages = 0;
@@ -718,8 +758,9 @@ main(void)
 		}
 		pages++;
 		for (i = 0; i < n; i++)
-			if (total + i >= 5 || strcmp(items[i].version,
-			    seen_versions[total + i]) != 0)
+			if (total + i >= 5 ||
+			    strcmp(items[i].version,
+			        seen_versions[total + i]) != 0)
 				ok = 0;
 		total += n;
 		vlt_key_info_free_array(items, n);
@@ -730,37 +771,42 @@ main(void)
 	T_CHECK(ok && total == 5 && pages == 3,
 	    "versions: 3 pages of 2, oldest first");
 	T_CHECK(vault_key_versions(v, "nope", NULL, 5, &items, &n, &next) ==
-	    VLT_ERR_NOT_FOUND, "versions of an unknown key -> NOT_FOUND");
+	        VLT_ERR_NOT_FOUND,
+	    "versions of an unknown key -> NOT_FOUND");
 
 	/* ---- delete / recover -------------------------------------- */
 	now = vault_now(v);
 	r = vault_key_delete(v, "rsa1", &k);
 	T_CHECK(r == 0 && k.deleted_date >= now && k.deleted_date <= now + 5 &&
-	    k.scheduled_purge_date == k.deleted_date + 90 * 86400 &&
-	    strcmp(k.version, rsa_v2.version) == 0,
+	        k.scheduled_purge_date == k.deleted_date + 90 * 86400 &&
+	        strcmp(k.version, rsa_v2.version) == 0,
 	    "delete: latest version with deletedDate and purge date +90d");
 	vlt_key_info_clear(&k);
 	T_CHECK(vault_key_get(v, "rsa1", NULL, &k) == VLT_ERR_NOT_FOUND,
 	    "get of a deleted key -> NOT_FOUND");
 	T_CHECK(vault_key_get(v, "rsa1", rsa_v1.version, &k) ==
-	    VLT_ERR_NOT_FOUND, "get of a deleted key's version -> NOT_FOUND");
+	        VLT_ERR_NOT_FOUND,
+	    "get of a deleted key's version -> NOT_FOUND");
 	bl = sizeof(back);
 	T_CHECK(vault_key_decrypt(v, "rsa1", NULL, VLT_OP_DECRYPT,
-	    VLT_ALG_RSA_OAEP, ct, 256, back, &bl, kid) == VLT_ERR_NOT_FOUND,
+	            VLT_ALG_RSA_OAEP, ct, 256, back, &bl,
+	            kid) == VLT_ERR_NOT_FOUND,
 	    "decrypt with a deleted key -> NOT_FOUND");
 	T_CHECK(vault_key_versions(v, "rsa1", NULL, 5, &items, &n, &next) ==
-	    VLT_ERR_NOT_FOUND, "versions of a deleted key -> NOT_FOUND");
+	        VLT_ERR_NOT_FOUND,
+	    "versions of a deleted key -> NOT_FOUND");
 	memset(&rq, 0, sizeof(rq));
 	rq.kty = VLT_KTY_RSA;
 	rq.enabled = 1;
 	T_CHECK(vault_key_create(v, "rsa1", &rq, &k) ==
-	    VLT_ERR_DELETED_RECOVERABLE,
+	        VLT_ERR_DELETED_RECOVERABLE,
 	    "create on a deleted name -> DELETED_RECOVERABLE");
 	T_CHECK(vault_key_delete(v, "rsa1", &k) == VLT_ERR_NOT_FOUND,
 	    "delete of a deleted key -> NOT_FOUND");
 	r = vault_deleted_get(v, "rsa1", &k);
 	T_CHECK(r == 0 && k.deleted_date != 0 &&
-	    strcmp(k.version, rsa_v2.version) == 0, "deleted_get");
+	        strcmp(k.version, rsa_v2.version) == 0,
+	    "deleted_get");
 	vlt_key_info_clear(&k);
 	T_CHECK(vault_deleted_get(v, "ec1", &k) == VLT_ERR_NOT_FOUND,
 	    "deleted_get of a live key -> NOT_FOUND");
@@ -769,12 +815,14 @@ main(void)
 	T_CHECK(in_deleted_list(v, "rsa1") && in_deleted_list(v, "page-20"),
 	    "deleted list holds the deleted keys");
 	T_CHECK(vault_deleted_list(v, NULL, 1, &items, &n, &next) == 0 &&
-	    n == 1 && next != NULL, "deleted list pages (max 1)");
+	        n == 1 && next != NULL,
+	    "deleted list pages (max 1)");
 	vlt_key_info_free_array(items, n);
 	free(next);
 	r = vault_key_recover(v, "rsa1", &k);
 	T_CHECK(r == 0 && k.deleted_date == 0 &&
-	    strcmp(k.version, rsa_v2.version) == 0, "recover");
+	        strcmp(k.version, rsa_v2.version) == 0,
+	    "recover");
 	vlt_key_info_clear(&k);
 	bl = sizeof(back);
 	r = vault_key_decrypt(v, "rsa1", NULL, VLT_OP_DECRYPT, VLT_ALG_RSA_OAEP,
@@ -792,14 +840,18 @@ main(void)
 	T_CHECK(vault_key_purge(v, "ec1") == VLT_ERR_NOT_FOUND,
 	    "purge of a live key -> NOT_FOUND");
 	T_CHECK(vault_key_delete(v, "ec1", NULL) == 0 &&
-	    vault_key_purge(v, "ec1") == 0, "delete then purge");
+	        vault_key_purge(v, "ec1") == 0,
+	    "delete then purge");
 	T_CHECK(vault_deleted_get(v, "ec1", &k) == VLT_ERR_NOT_FOUND &&
-	    vault_key_get(v, "ec1", NULL, &k) == VLT_ERR_NOT_FOUND &&
-	    !in_deleted_list(v, "ec1"), "purged key is gone");
+	        vault_key_get(v, "ec1", NULL, &k) == VLT_ERR_NOT_FOUND &&
+	        !in_deleted_list(v, "ec1"),
+	    "purged key is gone");
 	T_CHECK(create_ec(v, "ec1", &k) == 0, "purged name is reusable");
 	vlt_key_info_clear(&k);
 	T_CHECK(vault_key_versions(v, "ec1", NULL, 25, &items, &n, &next) ==
-	    0 && n == 1, "reused name starts with one version");
+	            0 &&
+	        n == 1,
+	    "reused name starts with one version");
 	vlt_key_info_free_array(items, n);
 	free(next);
 
@@ -809,10 +861,10 @@ main(void)
 	T_CHECK(vault_settings_update(v, 91, -1) == VLT_ERR_BAD_PARAM,
 	    "retention 91 -> BAD_PARAM");
 	T_CHECK(vault_settings_update(v, 30, -1) == 0 &&
-	    vault_settings_get(v, &st) == 0 && st.retention_days == 30,
+	        vault_settings_get(v, &st) == 0 && st.retention_days == 30,
 	    "retention 30");
 	T_CHECK(strcmp(vault_recovery_level(&st),
-	    "CustomizedRecoverable+Purgeable") == 0,
+	            "CustomizedRecoverable+Purgeable") == 0,
 	    "recovery level CustomizedRecoverable+Purgeable");
 	now = vault_now(v);
 	r = vault_key_delete(v, "page-01", &k);
@@ -830,9 +882,10 @@ main(void)
 		uint64_t h0, m0, h1, m1;
 		int e;
 
-#define VC_ENC(nm, ver) (vctl = sizeof(vct), vault_key_encrypt(v, nm, ver, \
-	VLT_OP_ENCRYPT, VLT_ALG_RSA_OAEP, (const uint8_t *)"dek", 3, vct, \
-	&vctl, kv))
+#define VC_ENC(nm, ver) \
+	(vctl = sizeof(vct), \
+	    vault_key_encrypt(v, nm, ver, VLT_OP_ENCRYPT, VLT_ALG_RSA_OAEP, \
+	        (const uint8_t *)"dek", 3, vct, &vctl, kv))
 		memset(&cq, 0, sizeof(cq));
 		cq.kty = VLT_KTY_RSA;
 		cq.enabled = 1;
@@ -841,54 +894,60 @@ main(void)
 		T_CHECK(vault_key_create(v, "vc-key", &cq, &kvc) == 0,
 		    "version cache: create a key");
 		T_CHECK(VC_ENC("vc-key", NULL) == 0 &&
-		    strcmp(kv, kvc.version) == 0, "version cache: first use");
+		        strcmp(kv, kvc.version) == 0,
+		    "version cache: first use");
 		T_CHECK(vault_version_cache_stats(v, &h0, &m0) == 0,
 		    "version cache: stats readable");
 		e = VC_ENC("VC-KEY", NULL);
 		T_CHECK(e == 0 && VC_ENC("vc-key", kvc.version) == 0 &&
-		    VC_ENC("vc-key", kvc.version) == 0,
+		        VC_ENC("vc-key", kvc.version) == 0,
 		    "version cache: repeated uses (any name case)");
 		T_CHECK(vault_version_cache_stats(v, &h1, &m1) == 0 &&
-		    h1 >= h0 + 1, "version cache: repeated uses are hits");
+		        h1 >= h0 + 1,
+		    "version cache: repeated uses are hits");
 		memset(&uq, 0, sizeof(uq));
 		uq.has_enabled = 1;
 		uq.enabled = 0;
-		T_CHECK(vault_key_update(v, "vc-key", kvc.version, &uq, &kn) == 0,
+		T_CHECK(vault_key_update(v, "vc-key", kvc.version, &uq, &kn) ==
+		        0,
 		    "version cache: disable");
 		vlt_key_info_clear(&kn);
 		T_CHECK(VC_ENC("vc-key", NULL) == VLT_ERR_KEY_DISABLED &&
-		    VC_ENC("vc-key", kvc.version) == VLT_ERR_KEY_DISABLED,
+		        VC_ENC("vc-key", kvc.version) == VLT_ERR_KEY_DISABLED,
 		    "version cache: a disabled key is refused at once");
 		uq.enabled = 1;
-		T_CHECK(vault_key_update(v, "vc-key", kvc.version, &uq, &kn) == 0 &&
-		    VC_ENC("vc-key", NULL) == 0,
+		T_CHECK(vault_key_update(v, "vc-key", kvc.version, &uq, &kn) ==
+		            0 &&
+		        VC_ENC("vc-key", NULL) == 0,
 		    "version cache: enabled again, usable at once");
 		vlt_key_info_clear(&kn);
 		T_CHECK(vault_key_rotate(v, "vc-key", &kn) == 0 &&
-		    VC_ENC("vc-key", NULL) == 0 && strcmp(kv, kn.version) == 0,
+		        VC_ENC("vc-key", NULL) == 0 &&
+		        strcmp(kv, kn.version) == 0,
 		    "version cache: after a rotation the latest is the new "
 		    "version");
 		T_CHECK(VC_ENC("vc-key", kvc.version) == 0 &&
-		    strcmp(kv, kvc.version) == 0,
+		        strcmp(kv, kvc.version) == 0,
 		    "version cache: the old version still answers by id");
 		vlt_key_info_clear(&kn);
 		T_CHECK(vault_key_delete(v, "vc-key", &kn) == 0 &&
-		    VC_ENC("vc-key", NULL) == VLT_ERR_NOT_FOUND &&
-		    VC_ENC("vc-key", kvc.version) == VLT_ERR_NOT_FOUND,
+		        VC_ENC("vc-key", NULL) == VLT_ERR_NOT_FOUND &&
+		        VC_ENC("vc-key", kvc.version) == VLT_ERR_NOT_FOUND,
 		    "version cache: a deleted key is gone at once");
 		vlt_key_info_clear(&kn);
 		T_CHECK(vault_key_recover(v, "vc-key", &kn) == 0 &&
-		    VC_ENC("vc-key", kvc.version) == 0,
+		        VC_ENC("vc-key", kvc.version) == 0,
 		    "version cache: a recovered key answers at once");
 		vlt_key_info_clear(&kn);
 		T_CHECK(vault_key_delete(v, "vc-key", &kn) == 0 &&
-		    vault_key_purge(v, "vc-key") == 0 &&
-		    VC_ENC("vc-key", kvc.version) == VLT_ERR_NOT_FOUND,
+		        vault_key_purge(v, "vc-key") == 0 &&
+		        VC_ENC("vc-key", kvc.version) == VLT_ERR_NOT_FOUND,
 		    "version cache: a purged key is gone");
 		vlt_key_info_clear(&kn);
 		T_CHECK(vault_key_create(v, "vc-key", &cq, &kn) == 0 &&
-		    VC_ENC("vc-key", NULL) == 0 && strcmp(kv, kn.version) == 0 &&
-		    VC_ENC("vc-key", kvc.version) == VLT_ERR_NOT_FOUND,
+		        VC_ENC("vc-key", NULL) == 0 &&
+		        strcmp(kv, kn.version) == 0 &&
+		        VC_ENC("vc-key", kvc.version) == VLT_ERR_NOT_FOUND,
 		    "version cache: a key made again under the name is the "
 		    "new one");
 		vlt_key_info_clear(&kn);
@@ -897,21 +956,22 @@ main(void)
 	}
 
 	T_CHECK(vault_settings_update(v, -1, 1) == 0 &&
-	    vault_settings_get(v, &st) == 0 && st.purge_protection == 1 &&
-	    st.retention_days == 30, "turn purge protection on");
+	        vault_settings_get(v, &st) == 0 && st.purge_protection == 1 &&
+	        st.retention_days == 30,
+	    "turn purge protection on");
 	T_CHECK(strcmp(vault_recovery_level(&st), "CustomizedRecoverable") == 0,
 	    "recovery level CustomizedRecoverable");
 	T_CHECK(vault_settings_update(v, -1, 0) == VLT_ERR_BAD_PARAM,
 	    "turning purge protection off -> BAD_PARAM");
 	T_CHECK(vault_settings_update(v, 90, 0) == VLT_ERR_BAD_PARAM &&
-	    vault_settings_get(v, &st) == 0 && st.retention_days == 30,
+	        vault_settings_get(v, &st) == 0 && st.retention_days == 30,
 	    "a rejected update changes nothing");
 	T_CHECK(vault_settings_update(v, 90, -1) == 0 &&
-	    vault_settings_get(v, &st) == 0 &&
-	    strcmp(vault_recovery_level(&st), "Recoverable") == 0,
+	        vault_settings_get(v, &st) == 0 &&
+	        strcmp(vault_recovery_level(&st), "Recoverable") == 0,
 	    "recovery level Recoverable");
 	T_CHECK(vault_key_delete(v, "multi", NULL) == 0 &&
-	    vault_key_purge(v, "multi") == VLT_ERR_PURGE_PROTECTED,
+	        vault_key_purge(v, "multi") == VLT_ERR_PURGE_PROTECTED,
 	    "purge under purge protection -> PURGE_PROTECTED");
 	T_CHECK(vault_key_recover(v, "multi", &k) == 0,
 	    "purge-protected key is still recoverable");
@@ -923,20 +983,20 @@ main(void)
 	vault_set_test_clock(v, clock_path);
 	T_CHECK(vault_purge_due(v) == 0,
 	    "purge_due before any purge date purges nothing");
-	total = count_deleted(v);   /* page-20, page-01 */
+	total = count_deleted(v); /* page-20, page-01 */
 	T_CHECK(total == 2, "two keys are soft-deleted");
 	write_clock(clock_path, 31LL * 86400);
 	now = (int64_t)time(NULL);
 	T_CHECK(vault_now(v) >= now + 31LL * 86400 &&
-	    vault_now(v) <= now + 31LL * 86400 + 5,
+	        vault_now(v) <= now + 31LL * 86400 + 5,
 	    "test clock offset is applied");
 	T_CHECK(vault_purge_due(v) == 1 && !in_deleted_list(v, "page-01") &&
-	    in_deleted_list(v, "page-20"),
+	        in_deleted_list(v, "page-20"),
 	    "purge_due at +31d purges only the 30-day key (under purge "
 	    "protection)");
 	write_clock(clock_path, 91LL * 86400);
 	T_CHECK(vault_purge_due(v) == 1 &&
-	    vault_deleted_get(v, "page-20", &k) == VLT_ERR_NOT_FOUND,
+	        vault_deleted_get(v, "page-20", &k) == VLT_ERR_NOT_FOUND,
 	    "purge_due at +91d purges the 90-day key");
 	T_CHECK(count_deleted(v) == 0, "nothing left soft-deleted");
 	vault_set_test_clock(v, NULL);
@@ -969,10 +1029,11 @@ main(void)
 	T_CHECK(vault_principal_put(v, &pr) == 0, "principal put replaces");
 	r = vault_principal_list(v, &prs, &n);
 	T_CHECK(r == 0 && n == 2 && prs[0].is_admin == 1 &&
-	    strcmp(prs[1].display_name, "app renamed") == 0 &&
-	    prs[1].secret_hash != NULL &&
-	    strcmp(prs[1].secret_hash, "$hash$two") == 0 &&
-	    prs[1].created == 2000, "principal list");
+	        strcmp(prs[1].display_name, "app renamed") == 0 &&
+	        prs[1].secret_hash != NULL &&
+	        strcmp(prs[1].secret_hash, "$hash$two") == 0 &&
+	        prs[1].created == 2000,
+	    "principal list");
 	vlt_principal_free_array(prs, n);
 	memset(&ap, 0, sizeof(ap));
 	snprintf(ap.object_id, sizeof(ap.object_id),
@@ -988,10 +1049,11 @@ main(void)
 	T_CHECK(vault_access_put(v, &ap) == 0, "access policy put replaces");
 	r = vault_access_list(v, &aps, &n);
 	T_CHECK(r == 0 && n == 2 && aps[0].perms == 0xffff &&
-	    aps[1].perms == 0x7, "access policy list");
+	        aps[1].perms == 0x7,
+	    "access policy list");
 	free(aps);
 	T_CHECK(vault_principal_delete(v,
-	    "33333333-3333-4333-8333-333333333333") == 0,
+	            "33333333-3333-4333-8333-333333333333") == 0,
 	    "principal delete");
 	r = vault_access_list(v, &aps, &n);
 	T_CHECK(r == 0 && n == 1 && aps[0].perms == 0xffff,
@@ -1038,12 +1100,14 @@ main(void)
 			if (ta[i].failures != 0)
 				ok = 0;
 		}
-		T_CHECK(ok, "8 threads x 250 audit appends at once (every "
+		T_CHECK(ok,
+		    "8 threads x 250 audit appends at once (every "
 		    "7th synced) all succeed");
 		vault_close(v);
 		v = NULL;
 		T_CHECK(audit_count(dir, "\"t\":\"gc\"") ==
-		    AUD_THREADS * AUD_LINES, "every one of them is in the log "
+		        AUD_THREADS * AUD_LINES,
+		    "every one of them is in the log "
 		    "once the vault is closed");
 		T_CHECK(vault_audit_verify(dir, where, sizeof(where)) == 0,
 		    "the chain over them verifies");
@@ -1069,24 +1133,28 @@ main(void)
 	T_CHECK(r == 0 && bl == 32 && memcmp(back, pt, 32) == 0,
 	    "old RSA-OAEP-256 ciphertext unwraps after reopen");
 	T_CHECK(vault_settings_get(v, &st) == 0 && st.retention_days == 90 &&
-	    st.purge_protection == 1, "settings persist");
+	        st.purge_protection == 1,
+	    "settings persist");
 	r = vault_principal_list(v, &prs, &n);
 	T_CHECK(r == 0 && n == 1 &&
-	    strcmp(prs[0].client_id, "22222222-2222-4222-8222-222222222222") ==
-	    0, "principals persist");
+	        strcmp(prs[0].client_id,
+	            "22222222-2222-4222-8222-222222222222") == 0,
+	    "principals persist");
 	vlt_principal_free_array(prs, n);
 	r = vault_access_list(v, &aps, &n);
 	T_CHECK(r == 0 && n == 1, "access policies persist");
 	free(aps);
 	T_CHECK(vault_health(v) == 0, "health after reopen");
 	T_CHECK(file_mode("vault.db-wal") == -1 ||
-	    file_mode("vault.db-wal") == 0600, "WAL file is 0600");
+	        file_mode("vault.db-wal") == 0600,
+	    "WAL file is 0600");
 	vault_close(v);
 	{
 		vault_t *v2 = NULL;
 
 		T_CHECK(vault_open("/nonexistent-p11vault", NULL, &v2) ==
-		    VLT_ERR_NOT_FOUND && v2 == NULL,
+		            VLT_ERR_NOT_FOUND &&
+		        v2 == NULL,
 		    "open of a missing directory -> NOT_FOUND");
 	}
 done:

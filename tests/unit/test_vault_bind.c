@@ -29,7 +29,9 @@ static char dir[256], top[256];
 static int
 rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *f)
 {
-	(void)sb; (void)flag; (void)f;
+	(void)sb;
+	(void)flag;
+	(void)f;
 	return remove(path);
 }
 
@@ -49,10 +51,12 @@ db_blob(const char *name, uint8_t *out, size_t cap)
 	size_t n = 0;
 
 	path_of(p, sizeof(p), "vault.db");
-	if (sqlite3_open(p, &db) == SQLITE_OK && sqlite3_prepare_v2(db,
-	    "SELECT blob FROM key_versions WHERE name = ?1", -1, &st, NULL) ==
-	    SQLITE_OK && sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) ==
-	    SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+	if (sqlite3_open(p, &db) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db,
+	        "SELECT blob FROM key_versions WHERE name = ?1", -1, &st,
+	        NULL) == SQLITE_OK &&
+	    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW) {
 		n = (size_t)sqlite3_column_bytes(st, 0);
 		if (n > cap)
 			n = 0;
@@ -73,11 +77,12 @@ db_set_blob(const char *name, const uint8_t *blob, size_t len)
 	int ok = 0;
 
 	path_of(p, sizeof(p), "vault.db");
-	if (sqlite3_open(p, &db) == SQLITE_OK && sqlite3_prepare_v2(db,
-	    "UPDATE key_versions SET blob = ?1 WHERE name = ?2", -1, &st,
-	    NULL) == SQLITE_OK &&
+	if (sqlite3_open(p, &db) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db,
+	        "UPDATE key_versions SET blob = ?1 WHERE name = ?2", -1, &st,
+	        NULL) == SQLITE_OK &&
 	    sqlite3_bind_blob(st, 1, blob, (int)len, SQLITE_STATIC) ==
-	    SQLITE_OK &&
+	        SQLITE_OK &&
 	    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC) == SQLITE_OK &&
 	    sqlite3_step(st) == SQLITE_DONE)
 		ok = sqlite3_changes(db) == 1;
@@ -122,13 +127,12 @@ unwrap(vault_t *v, const char *name, const uint8_t *ct, size_t ctl,
 	r = vault_key_decrypt(v, name, NULL, VLT_OP_UNWRAP,
 	    VLT_ALG_RSA_OAEP_256, ct, ctl, out, &ol, kid);
 	if (r == 0 && (ol != 32 || memcmp(out, want, 32) != 0))
-		return -100;   /* a wrong result: the worst outcome */
+		return -100; /* a wrong result: the worst outcome */
 	return r;
 }
 
 static int
-wrap(vault_t *v, const char *name, const uint8_t *dek, uint8_t *ct,
-    size_t *ctl)
+wrap(vault_t *v, const char *name, const uint8_t *dek, uint8_t *ct, size_t *ctl)
 {
 	char kid[VLT_VERSION_LEN + 1];
 
@@ -162,12 +166,12 @@ old_backup(vault_t *v, const uint8_t *bk, size_t bkl, uint8_t **out,
 	if (hsm_open(&hc, &h) != 0 || hsm_unseal(h, bk, bkl, &pl, &pll) != 0 ||
 	    (np = malloc(pll)) == NULL)
 		goto out;
-	for (i = 0; i < pll; ) {
-		if (i >= 4 && i + 5 <= pll && memcmp(pl + i, "P11V\x02", 5) ==
-		    0) {
+	for (i = 0; i < pll;) {
+		if (i >= 4 && i + 5 <= pll &&
+		    memcmp(pl + i, "P11V\x02", 5) == 0) {
 			blen = (size_t)pl[i - 4] << 24 |
-			    (size_t)pl[i - 3] << 16 |
-			    (size_t)pl[i - 2] << 8 | pl[i - 1];
+			    (size_t)pl[i - 3] << 16 | (size_t)pl[i - 2] << 8 |
+			    pl[i - 1];
 			if (blen < 8 + TAG || i + blen > pll)
 				goto out;
 			o -= 4;
@@ -216,7 +220,8 @@ main(void)
 	ip.vault_url = "https://127.0.0.1:18444";
 	T_CHECK(vault_init(&ip) == 0, "init a vault");
 	path_of(p, sizeof(p), "blobs-bound");
-	T_CHECK(access(p, F_OK) == 0, "a new vault says its store is bound "
+	T_CHECK(access(p, F_OK) == 0,
+	    "a new vault says its store is bound "
 	    "(nothing to upgrade, ever)");
 	if ((r = open_vault(&v)) != 0) {
 		T_CHECK(0, "open the vault");
@@ -228,16 +233,17 @@ main(void)
 	rq.enabled = 1;
 	memset(&k, 0, sizeof(k));
 	T_CHECK(vault_key_create(v, "Bind-A", &rq, &k) == 0 &&
-	    vault_key_create(v, "bind-b", &rq, NULL) == 0, "two RSA keys");
+	        vault_key_create(v, "bind-b", &rq, NULL) == 0,
+	    "two RSA keys");
 	vlt_key_info_clear(&k);
 	T_CHECK(wrap(v, "bind-a", dek, ct_a, &ctal) == 0 &&
-	    wrap(v, "BIND-B", dek, ct_b, &ctbl) == 0,
+	        wrap(v, "BIND-B", dek, ct_b, &ctbl) == 0,
 	    "wrap a DEK with each");
 	T_CHECK(unwrap(v, "BIND-a", ct_a, ctal, dek) == 0 &&
-	    unwrap(v, "bind-b", ct_b, ctbl, dek) == 0, "both unwrap, "
+	        unwrap(v, "bind-b", ct_b, ctbl, dek) == 0,
+	    "both unwrap, "
 	    "under any case of their names (the bind is lower-cased)");
-	T_CHECK(vault_key_backup(v, "bind-a", &bk, &bkl) == 0,
-	    "back up key A");
+	T_CHECK(vault_key_backup(v, "bind-a", &bk, &bkl) == 0, "back up key A");
 	vault_close(v);
 	v = NULL;
 
@@ -246,13 +252,14 @@ main(void)
 	bbl = db_blob("bind-b", bb, sizeof(bb));
 	T_CHECK(bal > 0 && bbl > 0 && ba[4] == 3 && bb[4] == 3,
 	    "the store holds format-3 blobs");
-	T_CHECK(db_set_blob("Bind-A", bb, bbl) && db_set_blob("bind-b", ba,
-	    bal), "swap the two blobs in vault.db");
+	T_CHECK(db_set_blob("Bind-A", bb, bbl) &&
+	        db_set_blob("bind-b", ba, bal),
+	    "swap the two blobs in vault.db");
 	if (open_vault(&v) != 0)
 		goto done;
 	T_CHECK(unwrap(v, "bind-a", ct_a, ctal, dek) == VLT_ERR_INTERNAL &&
-	    unwrap(v, "bind-b", ct_b, ctbl, dek) == VLT_ERR_INTERNAL &&
-	    unwrap(v, "bind-b", ct_a, ctal, dek) == VLT_ERR_INTERNAL,
+	        unwrap(v, "bind-b", ct_b, ctbl, dek) == VLT_ERR_INTERNAL &&
+	        unwrap(v, "bind-b", ct_a, ctal, dek) == VLT_ERR_INTERNAL,
 	    "swapped blobs: every unwrap is INTERNAL (B never opens A's "
 	    "ciphertext)");
 	vault_close(v);
@@ -262,18 +269,21 @@ main(void)
 	memcpy(tmp, ba, bal);
 	tl = strip(tmp, bal);
 	T_CHECK(db_set_blob("Bind-A", ba, bal) && tl > 0 &&
-	    db_set_blob("bind-b", tmp, tl), "plant A's blob, stripped to "
+	        db_set_blob("bind-b", tmp, tl),
+	    "plant A's blob, stripped to "
 	    "the shape of format 1, in B's row");
 	if (open_vault(&v) != 0)
 		goto done;
 	T_CHECK(unwrap(v, "bind-b", ct_a, ctal, dek) == VLT_ERR_INTERNAL &&
-	    unwrap(v, "bind-b", ct_b, ctbl, dek) == VLT_ERR_INTERNAL,
+	        unwrap(v, "bind-b", ct_b, ctbl, dek) == VLT_ERR_INTERNAL,
 	    "a format-1 blob in a bound store is refused, not re-bound at "
 	    "open");
 	free(obk);
 	obk = NULL;
 	T_CHECK(vault_key_backup(v, "bind-b", &obk, &obkl) ==
-	    VLT_ERR_INTERNAL && obk == NULL, "and backup refuses it (a "
+	            VLT_ERR_INTERNAL &&
+	        obk == NULL,
+	    "and backup refuses it (a "
 	    "restore would bind it)");
 	T_CHECK(unwrap(v, "bind-a", ct_a, ctal, dek) == 0,
 	    "A, in its own row, still works");
