@@ -29,8 +29,9 @@ int cli_unseal(int argc, char **argv);
 int cli_rekey(int argc, char **argv);
 
 /* DIR/serve.lock, exclusively (flock): held by serve for its life and by
- * rekey; the fd (close-on-exec), -1 when another holds it, -2 on error. */
-int cli_serve_lock(const char *dir) API_WUR;
+ * rekey. 0 with the fd (close-on-exec) in *lock; VLT_ERR_CONFLICT when
+ * another holds it; VLT_ERR_IO (errno kept) when it cannot be opened. */
+int cli_serve_lock(const char *dir, int *lock) API_WUR;
 /* init's default unattended unseal method: "systemd-creds:host" as root
  * with systemd-creds on PATH, else "none". */
 const char *cli_seal_default_auto(void);

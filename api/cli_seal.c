@@ -303,26 +303,32 @@ cli_unseal(int argc, char **argv)
 }
 
 int
-cli_serve_lock(const char *dir)
+cli_serve_lock(const char *dir, int *lock)
 {
 	struct stat st;
 	char path[4200];
-	int fd;
+	int fd, saved;
 
-	if (fs_join(path, sizeof(path), dir, "serve.lock") != 0)
-		return -2;
+	*lock = -1;
+	if (fs_join(path, sizeof(path), dir, "serve.lock") != 0) {
+		errno = ENAMETOOLONG;
+		return VLT_ERR_IO;
+	}
 	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) <
 	    0)
-		return -2;
+		return VLT_ERR_IO;
 	/* the data directory's owner's, like every file in it (serve
 	 * --user, or a unit that runs as that user, opens it later) */
 	if (geteuid() == 0 && stat(dir, &st) == 0)
 		(void)!fchown(fd, st.st_uid, st.st_gid);
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		saved = errno;
 		close(fd);
-		return -1;
+		errno = saved;
+		return errno == EWOULDBLOCK ? VLT_ERR_CONFLICT : VLT_ERR_IO;
 	}
-	return fd;
+	*lock = fd;
+	return 0;
 }
 
 struct rekey_opts {
@@ -452,18 +458,22 @@ cli_rekey(int argc, char **argv)
 	struct rekey_opts o = { .n = 5, .m = 3 };
 	char *shares = NULL;
 	buf_t *old;
-	int rc;
+	int rc, lock; /* held until exit */
 
 	if ((rc = rekey_args(argc, argv, &o)) != 0)
 		return rc == 1 ? 0 : rc;
 	if (o.dir == NULL)
 		return usage_err("rekey needs --data DIR");
 	/* held until exit: no serve starts while the PINs change */
-	if (cli_serve_lock(o.dir) == -1) {
+	if ((rc = cli_serve_lock(o.dir, &lock)) == VLT_ERR_CONFLICT) {
 		cli_fail_line(
 		    "a server is running on %s: stop it first (rekey "
 		    "changes the token's PINs)",
 		    o.dir);
+		return 1;
+	} else if (rc != 0) {
+		cli_fail_line("cannot open %s/serve.lock: %s", o.dir,
+		    strerror(errno));
 		return 1;
 	}
 	if (o.n > SHARES_MAX || o.m > o.n || (o.n > 0 && o.m == 0))

@@ -404,7 +404,7 @@ cmd_init(int argc, char **argv)
 	}
 	memset(&a, 0, sizeof(a));
 	init_parse(argc, argv, &a);
-	if (vault_exists(a.dir))
+	if (vault_find(a.dir) == 0)
 		cli_die("%s already holds a vault; nothing was changed", a.dir);
 	if (mkdir(a.dir, 0700) != 0 && errno != EEXIST)
 		cli_die("cannot create %s: %s", a.dir, strerror(errno));
@@ -655,15 +655,20 @@ serve_open(struct api_ctx *ctx, const char *dir, const char *user,
 {
 	struct vlt_open_opts oo;
 	char err[512];
+	int rc, lock; /* the lock is held until the process ends */
 
 	/* rekey waits for the lock to go */
-	if (vault_exists(dir) && cli_serve_lock(dir) == -1)
-		cli_die(
-		    "another p11vault serve (or a rekey) holds %s/serve.lock",
-		    dir);
+	if (vault_find(dir) == 0 && (rc = cli_serve_lock(dir, &lock)) != 0) {
+		if (rc == VLT_ERR_CONFLICT)
+			cli_die(
+			    "another p11vault serve (or a rekey) holds "
+			    "%s/serve.lock",
+			    dir);
+		cli_die("cannot open %s/serve.lock: %s", dir, strerror(errno));
+	}
 	if (user && hsm_check_data_owner(dir, user, err, sizeof(err)) != 0)
 		cli_die("%s", err);
-	if (!vault_exists(dir))
+	if (vault_find(dir) != 0)
 		cli_die("%s holds no vault (run p11vault init --data %s)", dir,
 		    dir);
 	memset(&oo, 0, sizeof(oo));

@@ -84,21 +84,14 @@ hsm_blob_parse(const uint8_t *blob, size_t len, struct hsm_blob_info *bi)
 }
 
 int
-hsm_blob_is_legacy(const uint8_t *blob, size_t blob_len)
+hsm_blob_format(const uint8_t *blob, size_t blob_len, unsigned *format)
 {
 	struct hsm_blob_info bi;
 
-	return hsm_blob_parse(blob, blob_len, &bi) == 0 &&
-	    bi.version != HSM_BLOB_VERSION;
-}
-
-int
-hsm_blob_is_unbound(const uint8_t *blob, size_t blob_len)
-{
-	struct hsm_blob_info bi;
-
-	return hsm_blob_parse(blob, blob_len, &bi) == 0 &&
-	    bi.version == HSM_BLOB_LEGACY;
+	if (hsm_blob_parse(blob, blob_len, &bi) != 0)
+		return HSM_ERR_ARGS;
+	*format = bi.version;
+	return HSM_OK;
 }
 
 int

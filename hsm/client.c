@@ -127,8 +127,9 @@ log_event(const char *event, const char *msg)
  * status in *status. -1 if the process could not be started or talked to.
  */
 static int
-gen_start(int launcher, const struct tokp_buf *msg, size_t nchan,
-    unsigned call_ms, struct gen **out, int *status, struct tokp_msg *keep)
+gen_start(int launcher, char *const *env, const struct tokp_buf *msg,
+    size_t nchan, unsigned call_ms, struct gen **out, int *status,
+    struct tokp_msg *keep)
 {
 	struct timeval tv = { (time_t)(call_ms / 1000),
 		(suseconds_t)(call_ms % 1000) * 1000 };
@@ -170,7 +171,7 @@ gen_start(int launcher, const struct tokp_buf *msg, size_t nchan,
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, boot) != 0)
 		goto out;
 	if ((launcher >= 0 ? hsm_launcher_spawn(launcher, boot[1], &g->pid) :
-	                     hsm_spawn_token(boot[1], &g->pid)) != 0)
+	                     hsm_spawn_token(boot[1], env, &g->pid)) != 0)
 		goto out;
 	g->foreign = launcher >= 0;
 	close(boot[1]);
@@ -239,7 +240,7 @@ start(struct hsm *h, struct gen **out)
 		tokp_buf_clear(&b);
 		return rc;
 	}
-	rc = gen_start(h->launcher, &b, h->pool_size + HSM_CHAN_SPARE,
+	rc = gen_start(h->launcher, NULL, &b, h->pool_size + HSM_CHAN_SPARE,
 	    h->call_ms, out, &status, NULL);
 	tokp_buf_clear(&b);
 	if (rc != 0)
@@ -537,6 +538,7 @@ hsm_open(const struct hsm_config *cfg, hsm_t **out)
 {
 	pthread_condattr_t ca;
 	struct hsm *h;
+	char **env;
 	int rc, err = 0, mu_ok = 0, cv_ok = 0;
 
 	*out = NULL;
@@ -580,8 +582,12 @@ hsm_open(const struct hsm_config *cfg, hsm_t **out)
 	pthread_condattr_destroy(&ca);
 	cv_ok = 1;
 	rc = HSM_ERR_UNAVAILABLE;
-	if (hsm_launcher_start(&h->launcher, &h->launcher_pid) != 0)
+	if ((env = hsm_spawn_env(cfg->softhsm_conf)) == NULL ||
+	    hsm_launcher_start(env, &h->launcher, &h->launcher_pid) != 0) {
+		hsm_spawn_env_free(env);
 		goto fail;
+	}
+	hsm_spawn_env_free(env);
 	/* the first start is the caller's: its error is hsm_open's */
 	if ((rc = start(h, &h->cur)) != HSM_OK)
 		goto fail;
@@ -651,6 +657,7 @@ ceremony(const struct hsm_init *p, enum tokp_op op, const char *old,
 	struct tokp_buf b;
 	struct tokp_msg a;
 	struct gen *g = NULL;
+	char **env;
 	int status;
 
 	*shares = NULL;
@@ -673,8 +680,10 @@ ceremony(const struct hsm_init *p, enum tokp_op op, const char *old,
 		tokp_buf_clear(&b);
 		return HSM_ERR_ARGS;
 	}
-	if (gen_start(-1, &b, 0, 0, &g, &status, &a) != 0)
+	if ((env = hsm_spawn_env(p->softhsm_conf)) == NULL ||
+	    gen_start(-1, env, &b, 0, 0, &g, &status, &a) != 0)
 		status = HSM_ERR_UNAVAILABLE;
+	hsm_spawn_env_free(env);
 	tokp_buf_clear(&b);
 	if (status == HSM_OK) {
 		if ((*shares = calloc(1, a.f[0].len + 1)) == NULL)

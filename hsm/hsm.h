@@ -77,6 +77,9 @@ struct hsm_config {
 	const char *run_as;
 	size_t pool_size;  /* sessions; 0 = 8 */
 	size_t cache_size; /* cached key handles; 0 = 4096 */
+	/* SOFTHSM2_CONF of the token processes (this process's own
+	 * environment is left alone); NULL: inherited */
+	const char *softhsm_conf;
 };
 
 /* Where a PKCS#11 module may be loaded from, unless configured. */
@@ -121,6 +124,7 @@ struct hsm_init {
 	const char *hsm_dir;
 	unsigned threshold, shares;
 	const char *auto_method;
+	const char *softhsm_conf; /* as in struct hsm_config */
 };
 int hsm_token_init(const struct hsm_init *p, char **shares) HSM_WUR;
 int hsm_rekey(const struct hsm_init *p, const char *old_shares,
@@ -299,9 +303,11 @@ int hsm_unseal(hsm_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
  */
 int hsm_blob_upgrade(hsm_t *h, const char *bind, const uint8_t *blob,
     size_t blob_len, uint8_t **out, size_t *out_len) HSM_WUR;
-/* 1 if blob is of an older format (needs hsm_blob_upgrade). */
-int hsm_blob_is_legacy(const uint8_t *blob, size_t blob_len);
-/* 1 if blob is of format 1, bound to nothing. */
-int hsm_blob_is_unbound(const uint8_t *blob, size_t blob_len);
+#define HSM_BLOB_FORMAT_UNBOUND 1 /* format 1: bound to nothing */
+#define HSM_BLOB_FORMAT_CURRENT 3 /* below it: needs hsm_blob_upgrade */
+/* The format of a well-formed blob (1, 2 or 3) into *format: 0, or
+ * HSM_ERR_ARGS when blob is not a well-formed blob. */
+int hsm_blob_format(const uint8_t *blob, size_t blob_len,
+    unsigned *format) HSM_WUR;
 
 #endif

@@ -49,6 +49,10 @@
 #define HSM_BLOB_LEGACY 1
 #define HSM_BLOB_BOUND 2
 #define HSM_BLOB_VERSION 3
+#if HSM_BLOB_VERSION != HSM_BLOB_FORMAT_CURRENT || \
+    HSM_BLOB_LEGACY != HSM_BLOB_FORMAT_UNBOUND
+#error "hsm.h and hsm_int.h disagree on blob formats"
+#endif
 #define HSM_BLOB_HDR 8
 #define HSM_BLOB_TAG 32
 #define HSM_BLOB_IV 12

@@ -34,11 +34,55 @@
 #include <unistd.h>
 
 #include "hsm/harden.h"
+#include "hsm/base.h"
 #include "hsm/launcher.h"
 #include "hsm/proto.h"
 
+char **
+hsm_spawn_env(const char *softhsm_conf)
+{
+	static const char name[] = "SOFTHSM2_CONF=";
+	size_t n = 0, i, k = 0, len;
+	char **env;
+
+	while (environ[n] != NULL)
+		n++;
+	if ((env = calloc(n + 2, sizeof(*env))) == NULL)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		if (softhsm_conf != NULL &&
+		    strncmp(environ[i], name, sizeof(name) - 1) == 0)
+			continue;
+		if ((env[k++] = strdup(environ[i])) == NULL)
+			goto fail;
+	}
+	if (softhsm_conf != NULL) {
+		len = sizeof(name) + strlen(softhsm_conf);
+		if ((env[k] = malloc(len)) == NULL ||
+		    str_fmt(env[k], len, "%s%s", name, softhsm_conf) != 0) {
+			k++;
+			goto fail;
+		}
+		k++;
+	}
+	return env;
+fail:
+	hsm_spawn_env_free(env);
+	return NULL;
+}
+
+void
+hsm_spawn_env_free(char **env)
+{
+	size_t i;
+
+	for (i = 0; env != NULL && env[i] != NULL; i++)
+		free(env[i]);
+	free(env);
+}
+
 int
-hsm_spawn_token(int boot_child, pid_t *pid)
+hsm_spawn_token(int boot_child, char *const *env, pid_t *pid)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
@@ -63,7 +107,7 @@ hsm_spawn_token(int boot_child, pid_t *pid)
 		rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
 	if (rc == 0)
 		rc = posix_spawn(pid, "/proc/self/exe", &fa, &at, argv,
-		    environ);
+		    env != NULL ? env : environ);
 	posix_spawnattr_destroy(&at);
 	posix_spawn_file_actions_destroy(&fa);
 	return rc == 0 ? 0 : -1;
@@ -147,7 +191,7 @@ hsm_launcher_main(void)
 		if (r == 0)
 			break;
 		answer = -1;
-		if (r == 1 && hsm_spawn_token(fd, &pid) == 0)
+		if (r == 1 && hsm_spawn_token(fd, NULL, &pid) == 0)
 			answer = (int32_t)pid;
 		if (fd >= 0)
 			close(fd);
@@ -160,7 +204,7 @@ hsm_launcher_main(void)
 }
 
 int
-hsm_launcher_start(int *ctl, pid_t *pid)
+hsm_launcher_start(char *const *env, int *ctl, pid_t *pid)
 {
 	posix_spawn_file_actions_t fa;
 	char *argv[4];
@@ -181,7 +225,7 @@ hsm_launcher_start(int *ctl, pid_t *pid)
 	rc = posix_spawn_file_actions_adddup2(&fa, sp[1], TOKP_BOOT_FD);
 	if (rc == 0)
 		rc = posix_spawn(pid, "/proc/self/exe", &fa, NULL, argv,
-		    environ);
+		    env != NULL ? env : environ);
 	posix_spawn_file_actions_destroy(&fa);
 	close(sp[1]);
 	if (rc != 0) {

@@ -14,10 +14,17 @@
 /* argv[2] of the launcher (argv[1] is HSM_TOKEN_ARGV) */
 #define HSM_LAUNCHER_ARGV "launcher"
 
-/* posix_spawn of /proc/self/exe token-process, boot_child as its fd 3 */
-int hsm_spawn_token(int boot_child, pid_t *pid) HSM_WUR;
-/* Starts the launcher; *ctl: its control socket. */
-int hsm_launcher_start(int *ctl, pid_t *pid) HSM_WUR;
+/* The environment of a process this one starts: a copy of ours, with
+ * SOFTHSM2_CONF set to softhsm_conf (NULL: ours unchanged). NULL when out
+ * of memory. Ours is never changed (setenv is not thread-safe). */
+char **hsm_spawn_env(const char *softhsm_conf) HSM_WUR;
+void hsm_spawn_env_free(char **env);
+/* posix_spawn of /proc/self/exe token-process, boot_child as its fd 3,
+ * with env (NULL: ours). */
+int hsm_spawn_token(int boot_child, char *const *env, pid_t *pid) HSM_WUR;
+/* Starts the launcher with env (NULL: ours; the token processes it starts
+ * inherit it); *ctl: its control socket. */
+int hsm_launcher_start(char *const *env, int *ctl, pid_t *pid) HSM_WUR;
 /* A token process started by the launcher, boot_child as its fd 3. */
 int hsm_launcher_spawn(int ctl, int boot_child, pid_t *pid) HSM_WUR;
 /* The launcher's loop (fd 3: its control socket). Does not return. */

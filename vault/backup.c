@@ -81,7 +81,7 @@ put_page(vault_t *v, const char *name, const struct vlt_key_info *items,
 		/* the store's blobs were bound at its upgrade (upgrade.c): an
 		 * unbound one is planted, and a backup would have restore
 		 * bind it */
-		if (hsm_blob_is_legacy(blob, blob_len))
+		if (blob_format_of(blob, blob_len) != HSM_BLOB_FORMAT_CURRENT)
 			r = VLT_ERR_INTERNAL;
 		else
 			r = put_version(body, &k, blob, blob_len);
@@ -329,7 +329,9 @@ restore_bind_legacy(vault_t *v, struct restore *rs)
 	int r;
 
 	for (i = 0; i < rs->count; i++) {
-		if (!hsm_blob_is_legacy(rs->blobs[i], rs->lens[i]))
+		unsigned f = blob_format_of(rs->blobs[i], rs->lens[i]);
+
+		if (f == 0 || f == HSM_BLOB_FORMAT_CURRENT)
 			continue;
 		if ((r = blob_bind(bind, rs->ks[i].name, rs->ks[i].version)) !=
 		    0)

@@ -184,11 +184,11 @@ fs_join(char *dst, size_t cap, const char *dir, const char *name)
 }
 
 int
-fs_exists(const char *path)
+fs_lookup(const char *path)
 {
 	struct stat st;
 
-	return lstat(path, &st) == 0;
+	return lstat(path, &st) == 0 ? 0 : VLT_ERR_NOT_FOUND;
 }
 
 int

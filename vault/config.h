@@ -28,8 +28,9 @@ int conf_write_new(const struct vlt_conf *c, const char *path) VLT_WUR;
 
 /* dir/name into dst; VLT_ERR_BAD_PARAM if it does not fit. */
 int fs_join(char *dst, size_t cap, const char *dir, const char *name) VLT_WUR;
-/* 1 when path exists (not following a last symlink), else 0. */
-int fs_exists(const char *path);
+/* 0 when path exists (not following a last symlink), else
+ * VLT_ERR_NOT_FOUND. */
+int fs_lookup(const char *path) VLT_WUR;
 /* mkdir 0700; an existing directory is fine. */
 int fs_mkdir_private(const char *path) VLT_WUR;
 /* Creates or replaces path with mode 0600, fsync'd with its directory. */

@@ -4,10 +4,11 @@
  * settings (retention, purge protection).
  *
  * Owns: the vault_t's life (vault_open/vault_close), the layout of DIR
- * (p11vault.conf, vault.db, hsm/, softhsm2.conf, tokens/, audit/), and
- * the one place that sets SOFTHSM2_CONF (softhsm_env).
+ * (p11vault.conf, vault.db, hsm/, softhsm2.conf, tokens/, audit/). The
+ * vault's softhsm2.conf reaches the token processes through hsm_config's
+ * softhsm_conf (their environment), never through this process's.
  *
- * Must never: change the process umask (files and directories get
+ * Must never: change the process umask or environment (files and directories get
  * explicit modes: 0700 and 0600); overwrite DIR/p11vault.conf; keep or
  * log a PIN or a share.
  */
@@ -30,14 +31,6 @@
 #define DEFAULT_LISTEN "127.0.0.1:8443"
 #define CLOCK_FILE_MAX 64
 #define LISTEN_MAX 300
-
-int
-softhsm_env(const char *conf)
-{
-	if (conf == NULL)
-		return 0;
-	return setenv("SOFTHSM2_CONF", conf, 1) == 0 ? 0 : VLT_ERR_INTERNAL;
-}
 
 /* host:port of a URL; DEFAULT_LISTEN when none can be found. */
 static int
@@ -85,14 +78,14 @@ dflt:
 }
 
 int
-vault_exists(const char *data_dir)
+vault_find(const char *data_dir)
 {
 	char path[PATH_MAX];
 
 	if (data_dir == NULL ||
 	    fs_join(path, sizeof(path), data_dir, "p11vault.conf") != 0)
-		return 0;
-	return fs_exists(path);
+		return VLT_ERR_NOT_FOUND;
+	return fs_lookup(path);
 }
 
 /* VLT_ERR_EXISTS if DIR holds a vault, or the remains of one (a store
@@ -108,14 +101,14 @@ init_refuse_existing(const char *data_dir)
 	for (i = 0; i < sizeof(marks) / sizeof(marks[0]); i++) {
 		if ((r = fs_join(path, sizeof(path), data_dir, marks[i])) != 0)
 			return r;
-		if (fs_exists(path))
+		if (fs_lookup(path) == 0)
 			return VLT_ERR_EXISTS;
 	}
 	return 0;
 }
 
 /* SoftHSMv2 inside dir: DIR/tokens and DIR/softhsm2.conf (its path into
- * shconf), and the environment that points SoftHSMv2 at it. */
+ * shconf). */
 static int
 init_softhsm(const char *dir, char *shconf, size_t cap)
 {
@@ -137,9 +130,7 @@ init_softhsm(const char *dir, char *shconf, size_t cap)
 		r = VLT_ERR_INTERNAL;
 		goto out;
 	}
-	if ((r = fs_write_private(shconf, buf_ptr(b), buf_len(b))) != 0)
-		goto out;
-	r = softhsm_env(shconf);
+	r = fs_write_private(shconf, buf_ptr(b), buf_len(b));
 out:
 	buf_free(b);
 	return r;
@@ -149,7 +140,7 @@ out:
  * operator shares. */
 static int
 init_token(const struct vlt_init_params *p, const char *dir, const char *module,
-    const char *label, char **shares)
+    const char *label, const char *shconf, char **shares)
 {
 	char hsmdir[PATH_MAX];
 	struct hsm_init hi;
@@ -163,6 +154,7 @@ init_token(const struct vlt_init_params *p, const char *dir, const char *module,
 	hi.module_allow = p->module_allow;
 	hi.token_label = label;
 	hi.hsm_dir = hsmdir;
+	hi.softhsm_conf = shconf[0] != '\0' ? shconf : NULL;
 	hi.shares = p->key_shares;
 	hi.threshold = p->key_threshold;
 	hi.auto_method = p->auto_unseal != NULL ? p->auto_unseal :
@@ -258,7 +250,7 @@ vault_init(const struct vlt_init_params *p)
 		if (realpath(module, modabs) != NULL)
 			module = modabs;
 	}
-	if ((r = init_token(p, dir, module, label, &shares)) != 0 ||
+	if ((r = init_token(p, dir, module, label, shconf, &shares)) != 0 ||
 	    (r = init_store(dir)) != 0 ||
 	    (r = init_conf(p, dir, module, label, shconf)) != 0)
 		goto out;
@@ -290,6 +282,7 @@ open_hsm_config(const vault_t *v, const struct vlt_open_opts *o,
 	hc->module_path = conf_get(v->conf, "module");
 	hc->token_label = conf_get(v->conf, "token_label");
 	hc->hsm_dir = hsm_dir;
+	hc->softhsm_conf = conf_get(v->conf, "softhsm_conf");
 	hc->module_allow = o != NULL ? o->module_allow : NULL;
 	hc->run_as = o != NULL ? o->token_user : NULL;
 	hc->pool_size = pool_size;
@@ -325,8 +318,6 @@ open_parts(vault_t *v, const struct vlt_open_opts *o)
 	if (conf_get(v->conf, "module") == NULL ||
 	    conf_get(v->conf, "token_label") == NULL)
 		return VLT_ERR_IO;
-	if ((r = softhsm_env(conf_get(v->conf, "softhsm_conf"))) != 0)
-		return r;
 	/* the token process unseals; this process never sees a PIN */
 	if ((r = fs_join(hsm_dir, sizeof(hsm_dir), v->data_dir, "hsm")) != 0)
 		return r;

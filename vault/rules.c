@@ -147,6 +147,14 @@ random_uuid(char dst[VLT_ID_LEN + 1])
  * a blob names it, so that a blob moved to another row of the store opens
  * nowhere.
  */
+unsigned
+blob_format_of(const uint8_t *blob, size_t blob_len)
+{
+	unsigned f;
+
+	return hsm_blob_format(blob, blob_len, &f) == HSM_OK ? f : 0;
+}
+
 int
 blob_bind(char bind[BIND_MAX], const char *name, const char *version)
 {

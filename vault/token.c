@@ -92,8 +92,6 @@ vault_rekey(const char *data_dir, unsigned key_shares, unsigned key_threshold,
 	if ((r = fs_join(path, sizeof(path), dir, "p11vault.conf")) != 0 ||
 	    (r = conf_read(path, &conf)) != 0)
 		return r;
-	if ((r = softhsm_env(conf_get(conf, "softhsm_conf"))) != 0)
-		goto out;
 	if ((r = fs_join(hsm_dir, sizeof(hsm_dir), dir, "hsm")) != 0)
 		goto out;
 	memset(&hi, 0, sizeof(hi));
@@ -101,6 +99,7 @@ vault_rekey(const char *data_dir, unsigned key_shares, unsigned key_threshold,
 	hi.token_label = conf_get(conf, "token_label");
 	hi.module_allow = module_allow;
 	hi.hsm_dir = hsm_dir;
+	hi.softhsm_conf = conf_get(conf, "softhsm_conf");
 	hi.shares = key_shares;
 	hi.threshold = key_threshold;
 	hi.auto_method = auto_unseal != NULL ? auto_unseal : "";

@@ -54,22 +54,22 @@ upgrade_blobs(vault_t *v, const char *dir)
 
 	if ((r = fs_join(path, sizeof(path), dir, BLOBS_SEALED_FILE)) != 0)
 		return r;
-	if (fs_exists(path))
+	if (fs_lookup(path) == 0)
 		return 0;
 	if ((r = fs_join(path, sizeof(path), dir, BLOBS_BOUND_FILE)) != 0)
 		return r;
-	bound = fs_exists(path);
+	bound = fs_lookup(path) == 0;
 	do {
 		if ((r = store_blob_scan(v->store, after, UPGRADE_PAGE, &page,
 		         &n)) != 0)
 			goto out;
 		for (i = 0; i < n; i++) {
 			struct store_blob *b = &page[i];
+			unsigned f = blob_format_of(b->blob, b->blob_len);
 
 			after = b->seq;
-			if (!hsm_blob_is_legacy(b->blob, b->blob_len) ||
-			    (bound &&
-			        hsm_blob_is_unbound(b->blob, b->blob_len)) ||
+			if (f == 0 || f == HSM_BLOB_FORMAT_CURRENT ||
+			    (bound && f == HSM_BLOB_FORMAT_UNBOUND) ||
 			    blob_bind(bind, b->name, b->version) != 0)
 				continue;
 			r = hsm_blob_upgrade(v->hsm, bind, b->blob, b->blob_len,

@@ -184,8 +184,8 @@ int vault_rekey(const char *data_dir, unsigned key_shares,
     unsigned key_threshold, const char *auto_unseal, const char *old_shares,
     const char *module_allow, char **shares_out) VLT_WUR;
 
-/* 1 if data_dir holds a vault. */
-int vault_exists(const char *data_dir);
+/* 0 if data_dir holds a vault, else VLT_ERR_NOT_FOUND. */
+int vault_find(const char *data_dir) VLT_WUR;
 
 /* Opens an existing vault: config, store, hsm (pool of pool_size
  * sessions, 0 = default). */

@@ -54,6 +54,9 @@ int check_ops(enum vlt_kty kty, unsigned ops) VLT_WUR;
 /* A random UUID (version 4) as text. */
 int random_uuid(char dst[VLT_ID_LEN + 1]) VLT_WUR;
 /* What the token binds a blob of name/version to (hsm.h). */
+/* A blob's format (1..HSM_BLOB_FORMAT_CURRENT), or 0 for anything that is
+ * not a well-formed blob. */
+unsigned blob_format_of(const uint8_t *blob, size_t blob_len);
 int blob_bind(char bind[BIND_MAX], const char *name,
     const char *version) VLT_WUR;
 /* A new random version id, and the bind of name/that version. */
@@ -65,10 +68,6 @@ int curve_nid(enum vlt_curve crv);
 int curve_from_nid(int nid, enum vlt_curve *crv) VLT_WUR;
 
 /* ---- dir.c -------------------------------------------------------------- */
-
-/* Points SoftHSMv2 at the vault's own config (conf NULL: unchanged). The
- * one place that touches the process environment. */
-int softhsm_env(const char *conf) VLT_WUR;
 
 /* ---- keys.c ------------------------------------------------------------- */
 

@@ -27,6 +27,16 @@
 #include "tests/unit/softhsm_setup.h"
 #include "tests/unit/t.h"
 
+/* A well-formed blob of a format before the current one. */
+static int
+blob_is_old(const uint8_t *blob, size_t blob_len)
+{
+	unsigned f;
+
+	return hsm_blob_format(blob, blob_len, &f) == HSM_OK &&
+	    f < HSM_BLOB_FORMAT_CURRENT;
+}
+
 #define MODULE "/usr/lib/softhsm/libsofthsm2.so"
 #define LABEL "p11vault-test"
 #define SO_PIN "so-secret-1234"
@@ -187,7 +197,7 @@ test_generate(void)
 	            &RSA_K.blob_len, &RSA_K.spki, &RSA_K.spki_len) == 0,
 	    "generate RSA 2048");
 	T_CHECK(RSA_K.blob != NULL && RSA_K.blob[4] == 3 &&
-	        !hsm_blob_is_legacy(RSA_K.blob, RSA_K.blob_len),
+	        !blob_is_old(RSA_K.blob, RSA_K.blob_len),
 	    "a generated blob is format 3 (sealed and bound), not legacy");
 	T_CHECK(hsm_pub_size(RSA_K.spki, RSA_K.spki_len) == 256,
 	    "RSA 2048 public size is 256 bytes");
@@ -932,11 +942,10 @@ test_binding(void)
 
 	/* format 1: refused for use; the upgrade binds it once */
 	bl = legacy_of(RSA_K.id, RSA_K.blob, RSA_K.blob_len, bad, sizeof(bad));
-	T_CHECK(bl > 0 && hsm_blob_is_legacy(bad, bl) &&
-	        !hsm_blob_is_legacy(RSA_K.blob, RSA_K.blob_len) &&
-	        !hsm_blob_is_legacy(bad, bl - 1) &&
-	        !hsm_blob_is_legacy(NULL, 0),
-	    "hsm_blob_is_legacy: 1 for a well-formed format-1 blob only");
+	T_CHECK(bl > 0 && blob_is_old(bad, bl) &&
+	        !blob_is_old(RSA_K.blob, RSA_K.blob_len) &&
+	        !blob_is_old(bad, bl - 1) && !blob_is_old(NULL, 0),
+	    "hsm_blob_format: an older format for a well-formed format-1 blob only");
 	ptl = sizeof(pt);
 	sl = sizeof(sig);
 	T_CHECK(tok_key_decrypt(H, "up/1", bad, bl, HSM_ALG_RSA_OAEP, ct, ctl,
@@ -945,8 +954,7 @@ test_binding(void)
 	            &sl) == HSM_ERR_INTERNAL,
 	    "a format-1 blob is refused by decrypt and sign");
 	T_CHECK(tok_blob_upgrade(H, "up/1", bad, bl, &up, &upl) == 0 &&
-	        up != NULL && !hsm_blob_is_legacy(up, upl) &&
-	        upl == RSA_K.blob_len,
+	        up != NULL && !blob_is_old(up, upl) && upl == RSA_K.blob_len,
 	    "upgrade of a format-1 blob gives a "
 	    "format-3 blob");
 	ptl = sizeof(pt);
@@ -999,7 +1007,7 @@ test_legacy(void)
 	CK_OBJECT_HANDLE pub;
 
 	ol = raw_legacy_rsa(old, sizeof(old), &pub);
-	T_CHECK(ol > 8 && hsm_blob_is_legacy(old, ol),
+	T_CHECK(ol > 8 && blob_is_old(old, ol),
 	    "raw PKCS#11 makes a format-1 blob, as before binding");
 	if (ol <= 8)
 		return;

@@ -230,6 +230,7 @@ main(void)
 	struct vlt_principal pr, *prs = NULL;
 	struct vlt_access_policy ap, *aps = NULL;
 	vault_t *v = NULL;
+	const char *env_before;
 	char *conf_before, *pin_before, *conf_after, *pin_after, *cont, *next;
 	char kid[VLT_VERSION_LEN + 1], clock_path[512], prev[VLT_NAME_MAX + 1];
 	char seen_versions[8][VLT_VERSION_LEN + 1];
@@ -261,14 +262,16 @@ main(void)
 	ip.data_dir = dir;
 	ip.vault_url = "https://127.0.0.1:18443";
 	ip.tenant_id = "72f988bf-86f1-41af-91ab-2d7cd011db47";
-	T_CHECK(vault_exists(dir) == 0, "vault_exists is 0 before init");
+	T_CHECK(vault_find(dir) == VLT_ERR_NOT_FOUND,
+	    "vault_find: no vault before init");
+	env_before = getenv("SOFTHSM2_CONF");
 	r = vault_init(&ip);
 	T_CHECK(r == 0, "vault_init creates a vault in a new directory");
 	if (r != 0) {
 		fprintf(stderr, "vault_init: %d\n", r);
 		return T_DONE();
 	}
-	T_CHECK(vault_exists(dir) == 1, "vault_exists is 1 after init");
+	T_CHECK(vault_find(dir) == 0, "vault_find: a vault after init");
 	T_CHECK(file_mode("") == 0700, "data dir is 0700");
 	T_CHECK(file_mode("p11vault.conf") == 0600, "p11vault.conf is 0600");
 	T_CHECK(file_mode("hsm") == 0700, "hsm dir is 0700");
@@ -306,6 +309,9 @@ main(void)
 		return T_DONE();
 	}
 	T_CHECK(vault_health(v) == 0, "vault_health answers 0");
+	T_CHECK(getenv("SOFTHSM2_CONF") == env_before,
+	    "init and open leave this process's environment alone (the token "
+	    "processes get the vault's softhsm2.conf in theirs)");
 	T_CHECK(vault_config(v, "vault_url") != NULL &&
 	        strcmp(vault_config(v, "vault_url"),
 	            "https://127.0.0.1:18443") == 0,
