@@ -199,8 +199,7 @@ parse_keys_perms(json_t *e, enum pol_kind kind, struct pol_change *ch,
 	if (!json_is_array(keys))
 		return api_resp_bad(r, "permissions.keys must be an array.");
 	ch->has_keys = 1;
-	json_array_foreach(keys, j, p)
-	{
+	json_array_foreach(keys, j, p) {
 		if (!json_is_string(p) ||
 		    policy_perm_parse(json_string_value(p), &bits) != 0)
 			return api_resp_bad(r,
@@ -314,8 +313,10 @@ access_policies(struct api_req *q, struct api_resp *r, const char *kind_s)
 		api_resp_vault_error(r, VLT_ERR_NO_MEMORY, NULL, NULL);
 		goto out;
 	}
-	json_array_foreach(list, i,
-	    e) if (parse_policy_item(q, e, kind, &ch[i], r) != 0) goto out;
+	json_array_foreach(list, i, e) {
+		if (parse_policy_item(q, e, kind, &ch[i], r) != 0)
+			goto out;
+	}
 	if (policy_targets(q, kind, ch, n, items, r) != 0)
 		goto out;
 	if ((rc = vault_access_apply(q->ctx->vault, items, n)) != 0) {

@@ -54,155 +54,138 @@ api_resp_error(struct api_resp *r, unsigned status, const char *code,
 	resp_error_inner(r, status, code, NULL, msg);
 }
 
-/* The answers that depend on what the request was about; 0 when the
- * subject has nothing of its own to say about err. */
-static int
-subject_error(struct api_resp *r, int err, enum api_subject subj)
-{
-	if (subj == API_SUBJ_VALUE && err == VLT_ERR_BAD_PARAM) {
-		api_resp_error(r, 400, "BadParameter",
-		    "The value's length does not fit the key and algorithm.");
-		return 1;
-	}
-	if (subj == API_SUBJ_TRANSFER && err == VLT_ERR_BAD_PARAM) {
-		api_resp_error(r, 400, "BadParameter",
-		    "The transfer blob "
-		    "cannot be imported: it is not for this key exchange key, "
-		    "the key exchange key does not allow import, or the blob is "
-		    "damaged.");
-		return 1;
-	}
-	if (subj == API_SUBJ_BACKUP && err == VLT_ERR_BAD_PARAM) {
-		api_resp_error(r, 400, "BadParameter",
-		    "The backup blob is "
-		    "invalid, damaged, or was made by a vault with another "
-		    "security domain.");
-		return 1;
-	}
-	if (subj == API_SUBJ_BACKUP && err == VLT_ERR_CONFLICT) {
-		api_resp_error(r, 409, "Conflict",
-		    "A key with the backup's "
-		    "name already exists in this vault (live or deleted).");
-		return 1;
-	}
-	if (subj == API_SUBJ_IDENTITY && err == VLT_ERR_NOT_FOUND) {
-		/* not "A key ... was not found": this is an identity */
-		api_resp_error(r, 404, "NotFound",
-		    "No identity with that objectId.");
-		return 1;
-	}
-	return 0;
-}
+/* What each error is answered with: the one map from errors to HTTP. A
+ * row with a subject other than API_SUBJ_ANY is for that subject only and
+ * is looked up first; a message is pre, the key name or the operation
+ * (arg), then post. */
+#define API_SUBJ_ANY (-1)
+enum arg { ARG_NONE, ARG_NAME, ARG_OP };
 
-/* The errors that are about a key, or about the caller. */
-static int
-key_error(struct api_resp *r, int err, const char *n, const char *o)
-{
-	char msg[1024];
+struct answer {
+	int err;
+	int subj;
+	unsigned status;
+	const char *code, *inner;
+	int retry_after; /* seconds; 0: no Retry-After */
+	int challenge;   /* WWW-Authenticate */
+	enum arg arg;
+	const char *pre, *post;
+};
 
-	switch (err) {
-	case VLT_ERR_BAD_PARAM:
-		api_resp_error(r, 400, "BadParameter",
-		    "The request is invalid for key '%s'.", n);
-		return 1;
-	case VLT_ERR_NOT_FOUND:
-		api_resp_error(r, 404, "KeyNotFound",
-		    "A key with (name/id) %s was not found in this key vault. "
-		    "If you recently deleted this key you may be able to "
-		    "recover it using the correct recovery command.",
-		    n);
-		return 1;
-	case VLT_ERR_CONFLICT:
-		api_resp_error(r, 409, "Conflict",
-		    "A key with name '%s' already exists in this vault.", n);
-		return 1;
-	case VLT_ERR_DELETED_RECOVERABLE:
-		if (str_fmt(msg, sizeof(msg),
-		        "Key %s is currently in a deleted "
-		        "but recoverable state, and its name cannot be reused; in "
-		        "this state, the key can only be recovered or purged.",
-		        n) != 0)
-			return 0;
-		resp_error_inner(r, 409, "Conflict",
-		    "ObjectIsDeletedButRecoverable", msg);
-		return 1;
-	case VLT_ERR_KEY_DISABLED:
-		api_resp_error(r, 403, "Forbidden",
-		    "Operation %s is not allowed on a disabled key.", o);
-		return 1;
-	case VLT_ERR_KEY_NOT_YET_VALID:
-		api_resp_error(r, 403, "Forbidden",
-		    "Operation %s is not allowed on a key that is not yet "
-		    "valid (nbf is in the future).",
-		    o);
-		return 1;
-	case VLT_ERR_KEY_EXPIRED:
-		api_resp_error(r, 403, "Forbidden",
-		    "Operation %s is not allowed on an expired key.", o);
-		return 1;
-	case VLT_ERR_OP_NOT_PERMITTED:
-		api_resp_error(r, 403, "Forbidden",
-		    "Operation %s is not permitted for this key.", o);
-		return 1;
-	case VLT_ERR_PURGE_PROTECTED:
-		api_resp_error(r, 403, "Forbidden",
-		    "Operation \"purge\" is not allowed because purge "
-		    "protection is enabled for this vault. Key '%s' will be "
-		    "purged automatically when its retention period ends.",
-		    n);
-		return 1;
-	default:
-		return 0;
-	}
+static const struct answer answers[] = {
+	{ VLT_ERR_BAD_PARAM, API_SUBJ_VALUE, 400, "BadParameter", NULL, 0, 0,
+	    ARG_NONE, "The value's length does not fit the key and algorithm.",
+	    "" },
+	{ VLT_ERR_BAD_PARAM, API_SUBJ_TRANSFER, 400, "BadParameter", NULL, 0, 0,
+	    ARG_NONE,
+	    "The transfer blob cannot be imported: it is not for this key "
+	    "exchange key, the key exchange key does not allow import, or the "
+	    "blob is damaged.",
+	    "" },
+	{ VLT_ERR_BAD_PARAM, API_SUBJ_BACKUP, 400, "BadParameter", NULL, 0, 0,
+	    ARG_NONE,
+	    "The backup blob is invalid, damaged, or was made by a vault with "
+	    "another security domain.",
+	    "" },
+	{ VLT_ERR_CONFLICT, API_SUBJ_BACKUP, 409, "Conflict", NULL, 0, 0,
+	    ARG_NONE,
+	    "A key with the backup's name already exists in this vault (live "
+	    "or deleted).",
+	    "" },
+	/* not "A key ... was not found": this is an identity */
+	{ VLT_ERR_NOT_FOUND, API_SUBJ_IDENTITY, 404, "NotFound", NULL, 0, 0,
+	    ARG_NONE, "No identity with that objectId.", "" },
+
+	{ VLT_ERR_BAD_PARAM, API_SUBJ_ANY, 400, "BadParameter", NULL, 0, 0,
+	    ARG_NAME, "The request is invalid for key '", "'." },
+	{ VLT_ERR_NOT_FOUND, API_SUBJ_ANY, 404, "KeyNotFound", NULL, 0, 0,
+	    ARG_NAME, "A key with (name/id) ",
+	    " was not found in this key vault. If you recently deleted this "
+	    "key you may be able to recover it using the correct recovery "
+	    "command." },
+	{ VLT_ERR_CONFLICT, API_SUBJ_ANY, 409, "Conflict", NULL, 0, 0, ARG_NAME,
+	    "A key with name '", "' already exists in this vault." },
+	{ VLT_ERR_DELETED_RECOVERABLE, API_SUBJ_ANY, 409, "Conflict",
+	    "ObjectIsDeletedButRecoverable", 0, 0, ARG_NAME, "Key ",
+	    " is currently in a deleted but recoverable state, and its name "
+	    "cannot be reused; in this state, the key can only be recovered or "
+	    "purged." },
+	{ VLT_ERR_KEY_DISABLED, API_SUBJ_ANY, 403, "Forbidden", NULL, 0, 0,
+	    ARG_OP, "Operation ", " is not allowed on a disabled key." },
+	{ VLT_ERR_KEY_NOT_YET_VALID, API_SUBJ_ANY, 403, "Forbidden", NULL, 0, 0,
+	    ARG_OP, "Operation ",
+	    " is not allowed on a key that is not yet valid (nbf is in the "
+	    "future)." },
+	{ VLT_ERR_KEY_EXPIRED, API_SUBJ_ANY, 403, "Forbidden", NULL, 0, 0,
+	    ARG_OP, "Operation ", " is not allowed on an expired key." },
+	{ VLT_ERR_OP_NOT_PERMITTED, API_SUBJ_ANY, 403, "Forbidden", NULL, 0, 0,
+	    ARG_OP, "Operation ", " is not permitted for this key." },
+	{ VLT_ERR_PURGE_PROTECTED, API_SUBJ_ANY, 403, "Forbidden", NULL, 0, 0,
+	    ARG_NAME,
+	    "Operation \"purge\" is not allowed because purge protection is "
+	    "enabled for this vault. Key '",
+	    "' will be purged automatically when its retention period ends." },
+	/* a failed decryption says nothing about why: no oracle */
+	{ VLT_ERR_DECRYPT, API_SUBJ_ANY, 400, "BadParameter", NULL, 0, 0,
+	    ARG_NONE,
+	    "The ciphertext could not be decrypted with this key and "
+	    "algorithm.",
+	    "" },
+	{ VLT_ERR_UNAUTHORIZED, API_SUBJ_ANY, 401, "Unauthorized", NULL, 0, 1,
+	    ARG_NONE, "AKV10000: Request is missing a Bearer or PoP token.",
+	    "" },
+	{ VLT_ERR_FORBIDDEN, API_SUBJ_ANY, 403, "Forbidden", NULL, 0, 0,
+	    ARG_NONE, "The caller may not do this on this vault.", "" },
+	{ VLT_ERR_UNAVAILABLE, API_SUBJ_ANY, 503, "ServiceUnavailable", NULL, 1,
+	    0, ARG_NONE,
+	    "The vault's HSM is temporarily unavailable. Retry later.", "" },
+	{ VLT_ERR_SEALED, API_SUBJ_ANY, 503, "ServiceUnavailable", NULL, 5, 0,
+	    ARG_NONE,
+	    "The vault is sealed: no key operation is served until it is "
+	    "unsealed (p11vault unseal, or its unattended method).",
+	    "" },
+};
+
+static const struct answer internal = { VLT_ERR_INTERNAL, API_SUBJ_ANY, 500,
+	"InternalServerError", NULL, 0, 0, ARG_NONE,
+	"The server encountered an internal error.", "" };
+
+static const struct answer *
+answer_for(int err, enum api_subject subj)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(answers) / sizeof(answers[0]); i++)
+		if (answers[i].err == err && answers[i].subj == (int)subj)
+			return &answers[i];
+	for (i = 0; i < sizeof(answers) / sizeof(answers[0]); i++)
+		if (answers[i].err == err && answers[i].subj == API_SUBJ_ANY)
+			return &answers[i];
+	return &internal; /* VLT_ERR_NO_MEMORY, VLT_ERR_INTERNAL, others */
 }
 
 void
 api_resp_vault_error_in(struct api_resp *r, int err, enum api_subject subj,
     const char *name, const char *op)
 {
-	const char *n = name ? name : "";
-	const char *o = op ? op : "this operation";
+	const struct answer *a;
+	const char *arg;
+	char msg[1024];
 
-	/* a failed decryption says nothing about why: no oracle */
 	if (subj == API_SUBJ_CIPHERTEXT && err == VLT_ERR_BAD_PARAM)
 		err = VLT_ERR_DECRYPT;
-	if (subject_error(r, err, subj) || key_error(r, err, n, o))
-		return;
-	switch (err) {
-	case VLT_ERR_DECRYPT:
-		api_resp_error(r, 400, "BadParameter",
-		    "The ciphertext could not be decrypted with this key and "
-		    "algorithm.");
-		return;
-	case VLT_ERR_UNAUTHORIZED:
-		api_resp_error(r, 401, "Unauthorized",
-		    "AKV10000: Request is "
-		    "missing a Bearer or PoP token.");
-		r->challenge = 1;
-		return;
-	case VLT_ERR_FORBIDDEN:
-		api_resp_error(r, 403, "Forbidden",
-		    "The caller may not do "
-		    "this on this vault.");
-		return;
-	case VLT_ERR_UNAVAILABLE:
-		api_resp_error(r, 503, "ServiceUnavailable",
-		    "The vault's HSM is temporarily unavailable. Retry later.");
-		r->retry_after = 1;
-		return;
-	case VLT_ERR_SEALED:
-		api_resp_error(r, 503, "ServiceUnavailable",
-		    "The vault is sealed: no key operation is served until it "
-		    "is unsealed (p11vault unseal, or its unattended method).");
-		r->retry_after = 5;
-		return;
-	case VLT_ERR_NO_MEMORY:
-	case VLT_ERR_INTERNAL:
-	default:
-		api_resp_error(r, 500, "InternalServerError",
-		    "The server encountered an internal error.");
-		return;
+	a = answer_for(err, subj);
+	arg = a->arg == ARG_NAME ? (name ? name : "") :
+	    a->arg == ARG_OP     ? (op ? op : "this operation") :
+	                           "";
+	if (str_fmt(msg, sizeof(msg), "%s%s%s", a->pre, arg, a->post) != 0) {
+		a = &internal;
+		if (str_fmt(msg, sizeof(msg), "%s", a->pre) != 0)
+			msg[0] = '\0';
 	}
+	resp_error_inner(r, a->status, a->code, a->inner, msg);
+	r->retry_after = a->retry_after;
+	r->challenge = a->challenge;
 }
 
 int

@@ -74,8 +74,7 @@ keys_parse_ops(json_t *v, unsigned *ops, int *has, struct api_resp *r)
 	if (!json_is_array(v))
 		return api_resp_bad(r,
 		    "The field 'key_ops' must be an array of strings.");
-	json_array_foreach(v, i, e)
-	{
+	json_array_foreach(v, i, e) {
 		const char *s = json_string_value(e);
 		if (s == NULL)
 			return api_resp_bad(r,
@@ -183,8 +182,7 @@ keys_parse_tags(json_t *body, char **tags, struct api_resp *r)
 		    "At most %d tags are allowed.", KEYS_TAGS_MAX);
 		return VLT_ERR_BAD_PARAM;
 	}
-	json_object_foreach(t, k, v)
-	{
+	json_object_foreach(t, k, v) {
 		if (!json_is_string(v))
 			return api_resp_bad(r, "Tag values must be strings.");
 		if (strlen(k) > KEYS_TAG_NAME_MAX ||

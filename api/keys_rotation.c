@@ -142,8 +142,7 @@ parse_trigger(json_t *a, struct vlt_rotation_action *x, const char **dur,
 		return api_resp_bad(r,
 		    "The lifetime action type must be Rotate or "
 		    "Notify.");
-	json_object_foreach(trig, tk, v)
-	{
+	json_object_foreach(trig, tk, v) {
 		if (strcmp(tk, "timeAfterCreate") == 0)
 			x->trigger = VLT_ROT_AFTER_CREATE;
 		else if (strcmp(tk, "timeBeforeExpiry") == 0)
@@ -206,8 +205,10 @@ parse_policy(json_t *body, struct vlt_rotation_policy *p, struct api_resp *r)
 		return api_resp_bad(r,
 		    "The field 'lifetimeActions' must be an array of at "
 		    "most 4 actions.");
-	json_array_foreach(acts, i,
-	    a) if ((rc = parse_action(a, p, &rotates, r)) != 0) return rc;
+	json_array_foreach(acts, i, a) {
+		if ((rc = parse_action(a, p, &rotates, r)) != 0)
+			return rc;
+	}
 	return 0;
 }
 

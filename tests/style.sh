@@ -59,6 +59,13 @@ for tool in "$CLANG_FORMAT" "$CLANG_TIDY"; do
 done
 [ $failed -eq 0 ] || exit 1
 
+# a .clang-format that cannot be read would make every file pass
+if ! "$CLANG_FORMAT" --style=file --dump-config hsm/buf.h >/dev/null 2>&1; then
+	echo "not ok - clang-format reads .clang-format"
+	"$CLANG_FORMAT" --style=file --dump-config hsm/buf.h 2>&1 >/dev/null |
+	    sed 's/^/#   /'
+	exit 1
+fi
 if [ $fix -eq 1 ]; then
 	printf '%s\n' "${files[@]}" | xargs -r -P "$JOBS" -n 8 "$CLANG_FORMAT" -i
 fi
