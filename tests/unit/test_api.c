@@ -48,18 +48,14 @@ body(const char *text, json_t **out, struct api_resp *r)
 	return api_body_object(&q, r, out);
 }
 
-int
-main(void)
+/* Request bodies: one JSON object, strictly parsed. */
+static void
+test_bodies(void)
 {
 	struct api_resp r;
 	json_t *j = NULL;
-	const char *s;
-	uint8_t *b;
-	size_t n;
 
 	memset(&r, 0, sizeof(r));
-
-	/* bodies */
 	T_CHECK(body("{\"a\":1}", &j, &r) == 0 && json_is_object(j),
 	    "a JSON object body parses");
 	json_decref(j);
@@ -80,8 +76,19 @@ main(void)
 	        strstr(r.body, "SECRET") == NULL,
 	    "invalid JSON is 400 and the message does not echo the body");
 	reset(&r);
+}
 
-	/* typed fields */
+/* Typed fields: strings, base64url with caps; bytes out as base64url. */
+static void
+test_fields(void)
+{
+	struct api_resp r;
+	json_t *j;
+	const char *s;
+	uint8_t *b;
+	size_t n;
+
+	memset(&r, 0, sizeof(r));
 	j = json_loads(
 	    "{\"s\":\"x\",\"n\":5,\"z\":null,"
 	    "\"b\":\"AAECAw\",\"p\":\"AAECAw==\",\"bad\":\"AA+/\","
@@ -125,36 +132,41 @@ main(void)
 		    "bytes encode as unpadded base64url");
 		json_decref(e);
 	}
+}
 
-	/* the one mapping from vault errors */
-	{
-		static const struct {
-			int err;
-			unsigned status;
-			const char *code;
-		} m[] = {
-			{ VLT_ERR_BAD_PARAM, 400, "BadParameter" },
-			{ VLT_ERR_NOT_FOUND, 404, "KeyNotFound" },
-			{ VLT_ERR_CONFLICT, 409, "Conflict" },
-			{ VLT_ERR_DELETED_RECOVERABLE, 409, "Conflict" },
-			{ VLT_ERR_KEY_DISABLED, 403, "Forbidden" },
-			{ VLT_ERR_KEY_NOT_YET_VALID, 403, "Forbidden" },
-			{ VLT_ERR_KEY_EXPIRED, 403, "Forbidden" },
-			{ VLT_ERR_OP_NOT_PERMITTED, 403, "Forbidden" },
-			{ VLT_ERR_PURGE_PROTECTED, 403, "Forbidden" },
-			{ VLT_ERR_DECRYPT, 400, "BadParameter" },
-			{ VLT_ERR_UNAVAILABLE, 503, "ServiceUnavailable" },
-			{ VLT_ERR_INTERNAL, 500, "InternalServerError" },
-		};
-		size_t i;
-		int all = 1;
-		for (i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
-			api_resp_vault_error(&r, m[i].err, "k1", "unwrapKey");
-			all &= is_envelope(&r, m[i].status, m[i].code);
-			reset(&r);
-		}
-		T_CHECK(all, "every vault error maps to its status and code");
+/* The one mapping from vault errors to statuses and codes. */
+static void
+test_error_map(void)
+{
+	static const struct {
+		int err;
+		unsigned status;
+		const char *code;
+	} m[] = {
+		{ VLT_ERR_BAD_PARAM, 400, "BadParameter" },
+		{ VLT_ERR_NOT_FOUND, 404, "KeyNotFound" },
+		{ VLT_ERR_CONFLICT, 409, "Conflict" },
+		{ VLT_ERR_DELETED_RECOVERABLE, 409, "Conflict" },
+		{ VLT_ERR_KEY_DISABLED, 403, "Forbidden" },
+		{ VLT_ERR_KEY_NOT_YET_VALID, 403, "Forbidden" },
+		{ VLT_ERR_KEY_EXPIRED, 403, "Forbidden" },
+		{ VLT_ERR_OP_NOT_PERMITTED, 403, "Forbidden" },
+		{ VLT_ERR_PURGE_PROTECTED, 403, "Forbidden" },
+		{ VLT_ERR_DECRYPT, 400, "BadParameter" },
+		{ VLT_ERR_UNAVAILABLE, 503, "ServiceUnavailable" },
+		{ VLT_ERR_INTERNAL, 500, "InternalServerError" },
+	};
+	struct api_resp r;
+	size_t i;
+	int all = 1;
+
+	memset(&r, 0, sizeof(r));
+	for (i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+		api_resp_vault_error(&r, m[i].err, "k1", "unwrapKey");
+		all &= is_envelope(&r, m[i].status, m[i].code);
+		reset(&r);
 	}
+	T_CHECK(all, "every vault error maps to its status and code");
 	api_resp_vault_error(&r, VLT_ERR_DELETED_RECOVERABLE, "k1", NULL);
 	T_CHECK(strstr(r.body,
 	            "\"innererror\":{\"code\":"
@@ -169,6 +181,15 @@ main(void)
 	T_CHECK(strstr(r.body, "unwrapKey") && strstr(r.body, "disabled"),
 	    "a disabled key's 403 names the operation and the reason");
 	reset(&r);
+}
+
+/* What the error bodies say, and what they must not tell apart. */
+static void
+test_error_bodies(void)
+{
+	struct api_resp r;
+
+	memset(&r, 0, sizeof(r));
 	{
 		struct api_resp d1, d2;
 		memset(&d1, 0, sizeof(d1));
@@ -216,52 +237,69 @@ main(void)
 	api_resp_vault_error(&r, VLT_ERR_FORBIDDEN, NULL, NULL);
 	T_CHECK(is_envelope(&r, 403, "Forbidden"), "VLT_ERR_FORBIDDEN is 403");
 	reset(&r);
-	{
-		static const struct {
-			const char *s;
-			int64_t secs;
-		} ok[] = {
-			{ "P7D", 7 * 86400 },
-			{ "P1Y", 365 * 86400 },
-			{ "P2M", 60 * 86400 },
-			{ "PT2M", 120 },
-			{ "P1W", 7 * 86400 },
-			{ "P1DT1H1M1S", 86400 + 3661 },
-			{ "P100000D", 100000LL * 86400 },
-		};
-		static const char *const no[] = { "", "P", "PT", "7D", "P7",
-			"P7X", "PT1D", "P1H", "P1DTT1H", "P100001D", "P-1D",
-			"P1D ", "P1234567890123456789012345678901D" };
-		size_t i;
-		int64_t v;
-		int all = 1;
-		for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
-			all &= api_duration_secs(ok[i].s, &v) == 0 &&
-			    v == ok[i].secs;
-		T_CHECK(all, "ISO 8601 durations in seconds");
-		all = 1;
-		for (i = 0; i < sizeof(no) / sizeof(no[0]); i++)
-			all &= api_duration_secs(no[i], &v) ==
-			    VLT_ERR_BAD_PARAM;
-		all &= api_duration_secs(NULL, &v) == VLT_ERR_BAD_PARAM;
-		T_CHECK(all, "malformed ISO 8601 durations are refused");
-	}
-	{
-		static struct api_ctx c; /* zero: an empty metrics table */
-		char *text = NULL;
-		size_t len = 0;
-		api_metrics_observe_request(&c, "get", 200, 3.0);
-		api_metrics_observe_request(&c, "get", 200, 30.0);
-		api_metrics_observe_token(&c, "sign", 1, 1.0);
-		T_CHECK(api_metrics_render(&c, &text, &len) == 0 && text &&
-		        strstr(text,
-		            "p11vault_http_requests_total{operation="
-		            "\"get\",status=\"200\"} 2\n") &&
-		        strstr(text,
-		            "p11vault_key_operations_total{operation="
-		            "\"sign\",result=\"ok\"} 1\n"),
-		    "metrics count in the context they are given");
-		free(text);
-	}
+}
+
+/* ISO 8601 durations. */
+static void
+test_durations(void)
+{
+	static const struct {
+		const char *s;
+		int64_t secs;
+	} ok[] = {
+		{ "P7D", 7 * 86400 },
+		{ "P1Y", 365 * 86400 },
+		{ "P2M", 60 * 86400 },
+		{ "PT2M", 120 },
+		{ "P1W", 7 * 86400 },
+		{ "P1DT1H1M1S", 86400 + 3661 },
+		{ "P100000D", 100000LL * 86400 },
+	};
+	static const char *const no[] = { "", "P", "PT", "7D", "P7", "P7X",
+		"PT1D", "P1H", "P1DTT1H", "P100001D", "P-1D", "P1D ",
+		"P1234567890123456789012345678901D" };
+	size_t i;
+	int64_t v;
+	int all = 1;
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		all &= api_duration_secs(ok[i].s, &v) == 0 && v == ok[i].secs;
+	T_CHECK(all, "ISO 8601 durations in seconds");
+	all = 1;
+	for (i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		all &= api_duration_secs(no[i], &v) == VLT_ERR_BAD_PARAM;
+	all &= api_duration_secs(NULL, &v) == VLT_ERR_BAD_PARAM;
+	T_CHECK(all, "malformed ISO 8601 durations are refused");
+}
+
+/* Metrics are counted in the context they are given. */
+static void
+test_metrics(void)
+{
+	static struct api_ctx c; /* zero: an empty metrics table */
+	char *text = NULL;
+	size_t len = 0;
+	api_metrics_observe_request(&c, "get", 200, 3.0);
+	api_metrics_observe_request(&c, "get", 200, 30.0);
+	api_metrics_observe_token(&c, "sign", 1, 1.0);
+	T_CHECK(api_metrics_render(&c, &text, &len) == 0 && text &&
+	        strstr(text,
+	            "p11vault_http_requests_total{operation="
+	            "\"get\",status=\"200\"} 2\n") &&
+	        strstr(text,
+	            "p11vault_key_operations_total{operation="
+	            "\"sign\",result=\"ok\"} 1\n"),
+	    "metrics count in the context they are given");
+	free(text);
+}
+
+int
+main(void)
+{
+	test_bodies();
+	test_fields();
+	test_error_map();
+	test_error_bodies();
+	test_durations();
+	test_metrics();
 	return T_DONE();
 }

@@ -269,48 +269,52 @@ test_plain_import(tok_t *h)
 	EVP_PKEY_free(pk);
 }
 
+/* What the BYOK steps share: the token, two RSA KEKs (kek/1, kek2/1),
+ * the RSA key to bring and its transfer blob for kek/1. */
+struct byok_ctx {
+	tok_t *h;
+	uint8_t *kek, *kek_spki, *kek2, *kek2_spki, *tr;
+	size_t kl, ksl, k2l, k2sl, trl;
+	EVP_PKEY *target;
+};
+
+/* An RSA key brought under kek/1: imported, signs and decrypts in the
+ * token, bound to its own name. */
 static void
-test_byok(tok_t *h)
+byok_rsa(struct byok_ctx *x)
 {
-	uint8_t *kek = NULL, *kek_spki = NULL, *kek2 = NULL, *kek2_spki = NULL;
-	uint8_t *tr = NULL, *blob = NULL, *spki = NULL, *ec_kek = NULL,
-	        *ec_kek_spki = NULL;
-	size_t kl, ksl, k2l, k2sl, trl, blen, slen, ekl, eksl;
+	tok_t *h = x->h;
 	struct hsm_key_desc d;
-	EVP_PKEY *target = gen_key("RSA", 2048), *ect;
+	uint8_t *blob = NULL, *spki = NULL;
+	size_t blen, slen;
 	uint8_t ct[256], pt[64];
 	size_t ctl = sizeof(ct), ptl = sizeof(pt);
 	int rc;
 
-	T_CHECK(tok_key_generate(h, "kek/1", HSM_KTY_RSA, 2048, 0, &kek, &kl,
-	            &kek_spki, &ksl) == 0 &&
-	        tok_key_generate(h, "kek2/1", HSM_KTY_RSA, 3072, 0, &kek2, &k2l,
-	            &kek2_spki, &k2sl) == 0,
-	    "two KEKs generated");
-	if (kek == NULL || kek2 == NULL || target == NULL)
-		goto out;
-	T_CHECK(make_transfer(kek_spki, ksl, target, &tr, &trl) == 0,
+	T_CHECK(make_transfer(x->kek_spki, x->ksl, x->target, &x->tr,
+	            &x->trl) == 0,
 	    "OpenSSL builds an RSA-OAEP + AES-KWP transfer ciphertext");
-	T_CHECK(tok_key_import_byok(h, "byok-rsa", "kek2/1", kek, kl, tr, trl,
-	            &d, &blob, &blen, &spki, &slen) == HSM_ERR_INTERNAL &&
+	T_CHECK(tok_key_import_byok(h, "byok-rsa", "kek2/1", x->kek, x->kl,
+	            x->tr, x->trl, &d, &blob, &blen, &spki,
+	            &slen) == HSM_ERR_INTERNAL &&
 	        blob == NULL,
 	    "BYOK with a KEK blob bound to another name "
 	    "(kek_bind): INTERNAL, nothing made");
-	rc = tok_key_import_byok(h, "byok-rsa", "kek/1", kek, kl, tr, trl, &d,
-	    &blob, &blen, &spki, &slen);
+	rc = tok_key_import_byok(h, "byok-rsa", "kek/1", x->kek, x->kl, x->tr,
+	    x->trl, &d, &blob, &blen, &spki, &slen);
 	if (rc != 0)
 		printf("# byok rc %d\n", rc);
 	T_CHECK(rc == 0 && d.kty == HSM_KTY_RSA && d.rsa_bits == 2048 &&
-	        spki_matches(target, spki, slen),
+	        spki_matches(x->target, spki, slen),
 	    "BYOK RSA import: two-step unwrap in the token, public key "
 	    "matches");
-	T_CHECK(blob && sign_works(h, "byok-rsa", blob, blen, target, 0),
+	T_CHECK(blob && sign_works(h, "byok-rsa", blob, blen, x->target, 0),
 	    "the BYOK-imported key signs inside the token");
-	T_CHECK(blob && !sign_works(h, "kek/1", blob, blen, target, 0),
+	T_CHECK(blob && !sign_works(h, "kek/1", blob, blen, x->target, 0),
 	    "the BYOK-imported blob is bound to its bind, not the KEK's");
 	/* a public-key encryption that the imported key decrypts */
 	if (blob != NULL) {
-		EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(target, NULL);
+		EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(x->target, NULL);
 		int ok = c && EVP_PKEY_encrypt_init(c) == 1 &&
 		    EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_OAEP_PADDING) ==
 		        1 &&
@@ -327,51 +331,79 @@ test_byok(tok_t *h)
 	free(blob);
 	free(spki);
 	blob = spki = NULL;
+}
+
+/* Refused imports: an unbound KEK blob, another KEK, a truncated or
+ * altered transfer blob. */
+static void
+byok_refused(struct byok_ctx *x)
+{
+	tok_t *h = x->h;
+	struct hsm_key_desc d;
+	uint8_t *blob = NULL, *spki = NULL;
+	size_t blen, slen;
+
 	{
 		/* the KEK's blob in the shape of version 1: the header
 		 * (version 1) and the ciphertext, without IV and GCM tag */
 		uint8_t old[HSM_TEST_BLOB_MAX];
-		size_t ol = kl - 12 - 16;
+		size_t ol = x->kl - 12 - 16;
 
 		if (ol <= sizeof(old)) {
-			memcpy(old, kek, 8);
-			memcpy(old + 8, kek + 20, ol - 8);
+			memcpy(old, x->kek, 8);
+			memcpy(old + 8, x->kek + 20, ol - 8);
 			old[4] = 1;
 		}
 		T_CHECK(ol <= sizeof(old) && blob_is_old(old, ol) &&
-		        tok_key_import_byok(h, "b", "kek/1", old, ol, tr, trl,
-		            &d, &blob, &blen, &spki,
+		        tok_key_import_byok(h, "b", "kek/1", old, ol, x->tr,
+		            x->trl, &d, &blob, &blen, &spki,
 		            &slen) == HSM_ERR_INTERNAL &&
 		        blob == NULL,
 		    "BYOK with an unbound (version 1) KEK "
 		    "blob: INTERNAL");
 	}
-	T_CHECK(tok_key_import_byok(h, "b", "kek2/1", kek2, k2l, tr, trl, &d,
-	            &blob, &blen, &spki, &slen) == HSM_ERR_ARGS &&
+	T_CHECK(tok_key_import_byok(h, "b", "kek2/1", x->kek2, x->k2l, x->tr,
+	            x->trl, &d, &blob, &blen, &spki, &slen) == HSM_ERR_ARGS &&
 	        blob == NULL,
 	    "a transfer blob for another KEK: ARGS, nothing made");
-	T_CHECK(tok_key_import_byok(h, "b", "kek/1", kek, kl, tr, trl - 8, &d,
-	            &blob, &blen, &spki, &slen) == HSM_ERR_ARGS &&
+	T_CHECK(tok_key_import_byok(h, "b", "kek/1", x->kek, x->kl, x->tr,
+	            x->trl - 8, &d, &blob, &blen, &spki,
+	            &slen) == HSM_ERR_ARGS &&
 	        blob == NULL,
 	    "a truncated transfer blob: ARGS");
-	tr[trl - 20] ^= 0x01;
-	T_CHECK(tok_key_import_byok(h, "b", "kek/1", kek, kl, tr, trl, &d,
-	            &blob, &blen, &spki, &slen) == HSM_ERR_ARGS &&
+	x->tr[x->trl - 20] ^= 0x01;
+	T_CHECK(tok_key_import_byok(h, "b", "kek/1", x->kek, x->kl, x->tr,
+	            x->trl, &d, &blob, &blen, &spki, &slen) == HSM_ERR_ARGS &&
 	        blob == NULL,
 	    "an altered transfer blob (key wrap part): ARGS");
-	tr[trl - 20] ^= 0x01;
-	tr[10] ^= 0x01;
-	T_CHECK(tok_key_import_byok(h, "b", "kek/1", kek, kl, tr, trl, &d,
-	            &blob, &blen, &spki, &slen) == HSM_ERR_ARGS &&
+	x->tr[x->trl - 20] ^= 0x01;
+	x->tr[10] ^= 0x01;
+	T_CHECK(tok_key_import_byok(h, "b", "kek/1", x->kek, x->kl, x->tr,
+	            x->trl, &d, &blob, &blen, &spki, &slen) == HSM_ERR_ARGS &&
 	        blob == NULL,
 	    "an altered transfer blob (RSA part): ARGS");
-	free(tr);
-	tr = NULL;
+	free(x->tr);
+	x->tr = NULL;
+}
+
+/* An EC key brought under kek/1; an EC key is no KEK. */
+static void
+byok_ec(struct byok_ctx *x)
+{
+	tok_t *h = x->h;
+	struct hsm_key_desc d;
+	uint8_t *blob = NULL, *spki = NULL;
+	size_t blen, slen;
+	uint8_t *ec_kek = NULL, *ec_kek_spki = NULL;
+	size_t ekl, eksl;
+	EVP_PKEY *ect;
 
 	ect = gen_key("EC", NID_secp384r1);
-	if (ect != NULL && make_transfer(kek_spki, ksl, ect, &tr, &trl) == 0) {
-		T_CHECK(tok_key_import_byok(h, "byok-ec", "kek/1", kek, kl, tr,
-		            trl, &d, &blob, &blen, &spki, &slen) == 0 &&
+	if (ect != NULL &&
+	    make_transfer(x->kek_spki, x->ksl, ect, &x->tr, &x->trl) == 0) {
+		T_CHECK(tok_key_import_byok(h, "byok-ec", "kek/1", x->kek,
+		            x->kl, x->tr, x->trl, &d, &blob, &blen, &spki,
+		            &slen) == 0 &&
 		        d.kty == HSM_KTY_EC && d.ec_nid == NID_secp384r1 &&
 		        spki_matches(ect, spki, slen),
 		    "BYOK EC P-384 import: public key recovered in the token "
@@ -381,8 +413,8 @@ test_byok(tok_t *h)
 		free(blob);
 		free(spki);
 		blob = spki = NULL;
-		free(tr);
-		tr = NULL;
+		free(x->tr);
+		x->tr = NULL;
 	}
 	EVP_PKEY_free(ect);
 	/* an EC key is no KEK */
@@ -395,15 +427,35 @@ test_byok(tok_t *h)
 		            &slen) == HSM_ERR_ARGS,
 		    "an EC key as KEK: ARGS");
 	}
-out:
-	free(kek);
-	free(kek_spki);
-	free(kek2);
-	free(kek2_spki);
 	free(ec_kek);
 	free(ec_kek_spki);
-	free(tr);
-	EVP_PKEY_free(target);
+}
+
+static void
+test_byok(tok_t *h)
+{
+	struct byok_ctx x;
+
+	memset(&x, 0, sizeof(x));
+	x.h = h;
+	x.target = gen_key("RSA", 2048);
+	T_CHECK(tok_key_generate(h, "kek/1", HSM_KTY_RSA, 2048, 0, &x.kek,
+	            &x.kl, &x.kek_spki, &x.ksl) == 0 &&
+	        tok_key_generate(h, "kek2/1", HSM_KTY_RSA, 3072, 0, &x.kek2,
+	            &x.k2l, &x.kek2_spki, &x.k2sl) == 0,
+	    "two KEKs generated");
+	if (x.kek == NULL || x.kek2 == NULL || x.target == NULL)
+		goto out;
+	byok_rsa(&x);
+	byok_refused(&x);
+	byok_ec(&x);
+out:
+	free(x.kek);
+	free(x.kek_spki);
+	free(x.kek2);
+	free(x.kek2_spki);
+	free(x.tr);
+	EVP_PKEY_free(x.target);
 }
 
 static void

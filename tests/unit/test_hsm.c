@@ -239,101 +239,103 @@ test_generate(void)
 	}
 }
 
+static const enum hsm_alg dec_algs[3] = { HSM_ALG_RSA_OAEP,
+	HSM_ALG_RSA_OAEP_256, HSM_ALG_RSA1_5 };
+static const char *dec_names[3] = { "RSA-OAEP", "RSA-OAEP-256", "RSA1_5" };
+
+/* One algorithm: the token decrypts what pub_encrypt and OpenSSL encrypt;
+ * tampered and wrong-length ciphertexts are refused. */
 static void
-test_decrypt(void)
+decrypt_alg(int i, const uint8_t *msg, size_t msg_len)
 {
-	static const enum hsm_alg algs[3] = { HSM_ALG_RSA_OAEP,
-		HSM_ALG_RSA_OAEP_256, HSM_ALG_RSA1_5 };
-	static const char *names[3] = { "RSA-OAEP", "RSA-OAEP-256", "RSA1_5" };
-	uint8_t msg[32], ct[512], pt[512];
+	uint8_t ct[512], pt[512];
 	size_t ctl, ptl;
 	char name[128];
+	int j, all;
+
+	ctl = sizeof(ct);
+	T_CHECK(hsm_pub_encrypt(RSA_K.spki, RSA_K.spki_len, dec_algs[i], msg,
+	            msg_len, ct, &ctl) == 0 &&
+	        ctl == 256,
+	    dec_names[i]);
+	ptl = sizeof(pt);
+	snprintf(name, sizeof(name),
+	    "%s: pub_encrypt then token "
+	    "decrypt round trips",
+	    dec_names[i]);
+	T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+	            dec_algs[i], ct, ctl, pt, &ptl) == 0 &&
+	        ptl == msg_len && memcmp(pt, msg, ptl) == 0,
+	    name);
+
+	ctl = sizeof(ct);
+	snprintf(name, sizeof(name),
+	    "%s: OpenSSL-encrypted "
+	    "ciphertext decrypts in the token",
+	    dec_names[i]);
+	ptl = sizeof(pt);
+	T_CHECK(openssl_encrypt(&RSA_K, dec_algs[i], msg, msg_len, ct, &ctl) &&
+	        tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+	            dec_algs[i], ct, ctl, pt, &ptl) == 0 &&
+	        ptl == msg_len && memcmp(pt, msg, ptl) == 0,
+	    name);
+
+	/* several tampered ciphertexts: each one the same error */
+	all = 1;
+	for (j = 0; j < 8; j++) {
+		uint8_t bad[256];
+
+		memcpy(bad, ct, 256);
+		bad[(size_t)j * 31 % 256] ^= (uint8_t)(1u << j);
+		if (j == 7)
+			bad[0] = 0xff; /* >= n: the token refuses */
+		ptl = sizeof(pt);
+		if (tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+		        dec_algs[i], bad, 256, pt, &ptl) != HSM_ERR_DECRYPT)
+			all = 0;
+	}
+	snprintf(name, sizeof(name),
+	    "%s: tampered ciphertexts all "
+	    "give HSM_ERR_DECRYPT",
+	    dec_names[i]);
+	T_CHECK(all, name);
+
+	ptl = sizeof(pt);
+	snprintf(name, sizeof(name),
+	    "%s: wrong-length ciphertext "
+	    "is ARGS",
+	    dec_names[i]);
+	T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+	            dec_algs[i], ct, 255, pt, &ptl) == HSM_ERR_ARGS &&
+	        tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+	            dec_algs[i], ct, 257, pt, &ptl) == HSM_ERR_ARGS,
+	    name);
+}
+
+static void
+decrypt_fresh(void)
+{
+	uint8_t msg[32], ct[512], pt[512], prev[3][256];
+	size_t ctl, ptl;
 	int i, j, all;
 
-	RAND_bytes(msg, sizeof(msg));
-	for (i = 0; i < 3; i++) {
-		ctl = sizeof(ct);
-		T_CHECK(hsm_pub_encrypt(RSA_K.spki, RSA_K.spki_len, algs[i],
-		            msg, sizeof(msg), ct, &ctl) == 0 &&
-		        ctl == 256,
-		    names[i]);
-		ptl = sizeof(pt);
-		snprintf(name, sizeof(name),
-		    "%s: pub_encrypt then token "
-		    "decrypt round trips",
-		    names[i]);
-		T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
-		            algs[i], ct, ctl, pt, &ptl) == 0 &&
-		        ptl == sizeof(msg) && memcmp(pt, msg, ptl) == 0,
-		    name);
-
-		ctl = sizeof(ct);
-		snprintf(name, sizeof(name),
-		    "%s: OpenSSL-encrypted "
-		    "ciphertext decrypts in the token",
-		    names[i]);
-		ptl = sizeof(pt);
-		T_CHECK(openssl_encrypt(&RSA_K, algs[i], msg, sizeof(msg), ct,
-		            &ctl) &&
-		        tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
-		            algs[i], ct, ctl, pt, &ptl) == 0 &&
-		        ptl == sizeof(msg) && memcmp(pt, msg, ptl) == 0,
-		    name);
-
-		/* several tampered ciphertexts: each one the same error */
-		all = 1;
-		for (j = 0; j < 8; j++) {
-			uint8_t bad[256];
-
-			memcpy(bad, ct, 256);
-			bad[(size_t)j * 31 % 256] ^= (uint8_t)(1u << j);
-			if (j == 7)
-				bad[0] = 0xff; /* >= n: the token refuses */
-			ptl = sizeof(pt);
-			if (tok_key_decrypt(H, RSA_K.id, RSA_K.blob,
-			        RSA_K.blob_len, algs[i], bad, 256, pt,
-			        &ptl) != HSM_ERR_DECRYPT)
-				all = 0;
-		}
-		snprintf(name, sizeof(name),
-		    "%s: tampered ciphertexts all "
-		    "give HSM_ERR_DECRYPT",
-		    names[i]);
-		T_CHECK(all, name);
-
-		ptl = sizeof(pt);
-		snprintf(name, sizeof(name),
-		    "%s: wrong-length ciphertext "
-		    "is ARGS",
-		    names[i]);
-		T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
-		            algs[i], ct, 255, pt, &ptl) == HSM_ERR_ARGS &&
-		        tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
-		            algs[i], ct, 257, pt, &ptl) == HSM_ERR_ARGS,
-		    name);
-	}
 	/* the per-thread contexts are reused: interleave the algorithms,
 	 * every ciphertext fresh (OAEP and v1.5 pad randomly) and right */
 	all = 1;
-	{
-		uint8_t prev[3][256];
-
-		memset(prev, 0, sizeof(prev));
-		for (j = 0; j < 12; j++) {
-			i = (j * 7) % 3;
-			RAND_bytes(msg, sizeof(msg));
-			ctl = sizeof(ct);
-			ptl = sizeof(pt);
-			if (hsm_pub_encrypt(RSA_K.spki, RSA_K.spki_len, algs[i],
-			        msg, sizeof(msg), ct, &ctl) != 0 ||
-			    ctl != 256 || memcmp(ct, prev[i], 256) == 0 ||
-			    tok_key_decrypt(H, RSA_K.id, RSA_K.blob,
-			        RSA_K.blob_len, algs[i], ct, ctl, pt,
-			        &ptl) != 0 ||
-			    ptl != sizeof(msg) || memcmp(pt, msg, ptl) != 0)
-				all = 0;
-			memcpy(prev[i], ct, 256);
-		}
+	memset(prev, 0, sizeof(prev));
+	for (j = 0; j < 12; j++) {
+		i = (j * 7) % 3;
+		RAND_bytes(msg, sizeof(msg));
+		ctl = sizeof(ct);
+		ptl = sizeof(pt);
+		if (hsm_pub_encrypt(RSA_K.spki, RSA_K.spki_len, dec_algs[i],
+		        msg, sizeof(msg), ct, &ctl) != 0 ||
+		    ctl != 256 || memcmp(ct, prev[i], 256) == 0 ||
+		    tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
+		        dec_algs[i], ct, ctl, pt, &ptl) != 0 ||
+		    ptl != sizeof(msg) || memcmp(pt, msg, ptl) != 0)
+			all = 0;
+		memcpy(prev[i], ct, 256);
 	}
 	T_CHECK(all,
 	    "12 pub_encrypts interleaving the three algorithms on "
@@ -356,6 +358,18 @@ test_decrypt(void)
 	T_CHECK(tok_key_decrypt(H, EC_K[0].id, EC_K[0].blob, EC_K[0].blob_len,
 	            HSM_ALG_RSA_OAEP, ct, 256, pt, &ptl) == HSM_ERR_ARGS,
 	    "decrypt with an EC key is ARGS");
+}
+
+static void
+test_decrypt(void)
+{
+	uint8_t msg[32];
+	int i;
+
+	RAND_bytes(msg, sizeof(msg));
+	for (i = 0; i < 3; i++)
+		decrypt_alg(i, msg, sizeof(msg));
+	decrypt_fresh();
 }
 
 static void
@@ -526,8 +540,10 @@ raw_get(CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type)
 	return rv;
 }
 
+/* No private attribute of any key in the token can be read; every private
+ * key is sensitive and not extractable. */
 static void
-test_non_extractable(void)
+nx_attributes(void)
 {
 	static const CK_ATTRIBUTE_TYPE secret_attrs[] = {
 		CKA_PRIVATE_EXPONENT,
@@ -546,28 +562,6 @@ test_non_extractable(void)
 		{ CKA_SENSITIVE, &sens, sizeof(sens) },
 	};
 	int all_sensitive = 1, all_flags = 1;
-	CK_OBJECT_HANDLE dom = CK_INVALID_HANDLE, unw = CK_INVALID_HANDLE;
-	CK_OBJECT_CLASS sk = CKO_SECRET_KEY, pk = CKO_PRIVATE_KEY;
-	CK_KEY_TYPE rsa = CKK_RSA;
-	CK_BBOOL t = CK_TRUE, f = CK_FALSE;
-	CK_ATTRIBUTE find_dom[] = {
-		{ CKA_CLASS, &sk, sizeof(sk) },
-		{ CKA_LABEL, "p11vault-domain", 15 },
-	};
-	CK_ATTRIBUTE evil[] = {
-		{ CKA_CLASS, &pk, sizeof(pk) },
-		{ CKA_KEY_TYPE, &rsa, sizeof(rsa) },
-		{ CKA_TOKEN, &f, sizeof(f) },
-		{ CKA_SENSITIVE, &f, sizeof(f) },
-		{ CKA_EXTRACTABLE, &t, sizeof(t) },
-	};
-	CK_MECHANISM kwp = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
-	uint8_t wbuf[8192];
-	CK_ULONG wlen = sizeof(wbuf);
-	EVP_PKEY *pub;
-	BIGNUM *nbn = NULL;
-	uint8_t nbytes[256];
-	CK_RV rv;
 
 	/* make sure some unwrapped session objects exist right now */
 	{
@@ -615,8 +609,16 @@ test_non_extractable(void)
 		if (raw_get(objs[i], CKA_VALUE) != CKR_ATTRIBUTE_SENSITIVE)
 			all_sensitive = 0;
 	T_CHECK(all_sensitive, "the domain key's CKA_VALUE is sensitive");
+}
 
-	/* the blob is ciphertext: a plaintext PKCS#8 would carry n */
+/* The blob is ciphertext: a plaintext PKCS#8 would carry n. */
+static void
+nx_blob_is_ciphertext(void)
+{
+	EVP_PKEY *pub;
+	BIGNUM *nbn = NULL;
+	uint8_t nbytes[256];
+
 	pub = load_spki(RSA_K.spki, RSA_K.spki_len);
 	if (pub != NULL)
 		EVP_PKEY_get_bn_param(pub, "n", &nbn);
@@ -624,6 +626,34 @@ test_non_extractable(void)
 	        !contains(RSA_K.blob, RSA_K.blob_len, nbytes + 100, 16),
 	    "the RSA blob does not contain the modulus (it is not PKCS#8 "
 	    "plaintext)");
+	BN_free(nbn);
+	EVP_PKEY_free(pub);
+}
+
+static void
+nx_unwrap_attack(void)
+{
+	CK_OBJECT_HANDLE objs[64];
+	CK_ULONG n;
+	CK_OBJECT_HANDLE dom = CK_INVALID_HANDLE, unw = CK_INVALID_HANDLE;
+	CK_OBJECT_CLASS sk = CKO_SECRET_KEY, pk = CKO_PRIVATE_KEY;
+	CK_KEY_TYPE rsa = CKK_RSA;
+	CK_BBOOL t = CK_TRUE, f = CK_FALSE;
+	CK_ATTRIBUTE find_dom[] = {
+		{ CKA_CLASS, &sk, sizeof(sk) },
+		{ CKA_LABEL, "p11vault-domain", 15 },
+	};
+	CK_ATTRIBUTE evil[] = {
+		{ CKA_CLASS, &pk, sizeof(pk) },
+		{ CKA_KEY_TYPE, &rsa, sizeof(rsa) },
+		{ CKA_TOKEN, &f, sizeof(f) },
+		{ CKA_SENSITIVE, &f, sizeof(f) },
+		{ CKA_EXTRACTABLE, &t, sizeof(t) },
+	};
+	CK_MECHANISM kwp = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
+	uint8_t wbuf[8192];
+	CK_ULONG wlen = sizeof(wbuf);
+	CK_RV rv;
 
 	/* The attack: unwrap a blob with the domain key into an extractable
 	 * object and read d. The domain key's unwrap template forbids it;
@@ -672,8 +702,14 @@ test_non_extractable(void)
 	T_CHECK(n >= 1 &&
 	        P->C_WrapKey(RS, &kwp, dom, objs[0], wbuf, &wlen) != CKR_OK,
 	    "an unwrapped session key cannot be wrapped out");
-	BN_free(nbn);
-	EVP_PKEY_free(pub);
+}
+
+static void
+test_non_extractable(void)
+{
+	nx_attributes();
+	nx_blob_is_ciphertext();
+	nx_unwrap_attack();
 }
 
 /* The bind key: as specified, and its value never readable. */
@@ -853,32 +889,32 @@ raw_sign_verifies(const char *id, const uint8_t *blob, size_t len,
 
 /* A blob is bound to the bind it was made with: any other bind, any
  * altered byte, the unbound format: HSM_ERR_INTERNAL and no result. */
+/* What the binding steps share: a message and its RSA-OAEP ciphertext. */
+struct bind_ctx {
+	uint8_t msg[32], ct[256];
+	size_t ctl;
+};
+
 static void
-test_binding(void)
+bind_ids(struct bind_ctx *b)
 {
-	uint8_t msg[32], ct[256], pt[256], zero[256], dg[32] = { 3 };
-	uint8_t dg48[48] = { 4 };
-	uint8_t sig[512], bad[4096], *up = NULL, *up2 = NULL;
-	size_t ctl = sizeof(ct), ptl, sl, bl, upl = 0, up2l = 0;
+	uint8_t pt[256], zero[256], dg[32] = { 3 }, dg48[48] = { 4 }, sig[512];
+	size_t ptl, sl;
 	uint64_t h0, m0, h1, m1;
 
-	RAND_bytes(msg, sizeof(msg));
 	memset(zero, 0, sizeof(zero));
-	T_CHECK(hsm_pub_encrypt(RSA_K.spki, RSA_K.spki_len, HSM_ALG_RSA_OAEP,
-	            msg, sizeof(msg), ct, &ctl) == 0,
-	    "encrypt for the binding tests");
-
 	/* bind A works, bind B does not, whether or not A is cached */
 	ptl = sizeof(pt);
 	T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
-	            HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0 &&
-	        ptl == sizeof(msg),
+	            HSM_ALG_RSA_OAEP, b->ct, b->ctl, pt, &ptl) == 0 &&
+	        ptl == sizeof(b->msg),
 	    "decrypt under the blob's own bind works (and is cached)");
 	memset(pt, 0, sizeof(pt));
 	ptl = sizeof(pt);
 	tok_stats(H, &h0, &m0, NULL, NULL);
 	T_CHECK(tok_key_decrypt(H, "kv-other", RSA_K.blob, RSA_K.blob_len,
-	            HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == HSM_ERR_INTERNAL &&
+	            HSM_ALG_RSA_OAEP, b->ct, b->ctl, pt,
+	            &ptl) == HSM_ERR_INTERNAL &&
 	        ptl == sizeof(pt) && memcmp(pt, zero, sizeof(pt)) == 0,
 	    "decrypt of a blob under another bind: INTERNAL, no result");
 	tok_stats(H, &h1, &m1, NULL, NULL);
@@ -906,12 +942,20 @@ test_binding(void)
 	    "another key's blob under B's (cached) bind is refused");
 	ptl = sizeof(pt);
 	T_CHECK(tok_key_decrypt(H, EC_K[0].id, RSA_K.blob, RSA_K.blob_len,
-	            HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == HSM_ERR_INTERNAL,
+	            HSM_ALG_RSA_OAEP, b->ct, b->ctl, pt,
+	            &ptl) == HSM_ERR_INTERNAL,
 	    "an RSA blob moved under an EC key's bind: INTERNAL");
 	sl = sizeof(sig);
 	T_CHECK(tok_key_sign(H, EC_K[0].id, EC_K[0].blob, EC_K[0].blob_len,
 	            HSM_ALG_ES256, dg, 32, sig, &sl) == 0,
 	    "after the refusals B's own blob still works");
+}
+
+static void
+bind_tampered(struct bind_ctx *b)
+{
+	uint8_t pt[256], dg[32] = { 3 }, sig[512], bad[4096];
+	size_t ptl, sl;
 
 	/* altered bytes */
 	memcpy(bad, RSA_K.blob, RSA_K.blob_len);
@@ -919,7 +963,8 @@ test_binding(void)
 	ptl = sizeof(pt);
 	sl = sizeof(sig);
 	T_CHECK(tok_key_decrypt(H, RSA_K.id, bad, RSA_K.blob_len,
-	            HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == HSM_ERR_INTERNAL &&
+	            HSM_ALG_RSA_OAEP, b->ct, b->ctl, pt,
+	            &ptl) == HSM_ERR_INTERNAL &&
 	        tok_key_sign(H, RSA_K.id, bad, RSA_K.blob_len, HSM_ALG_RS256,
 	            dg, 32, sig, &sl) == HSM_ERR_INTERNAL,
 	    "a tampered tag: INTERNAL "
@@ -928,17 +973,27 @@ test_binding(void)
 	bad[20] ^= 0x01;
 	ptl = sizeof(pt);
 	T_CHECK(tok_key_decrypt(H, RSA_K.id, bad, RSA_K.blob_len,
-	            HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == HSM_ERR_INTERNAL,
+	            HSM_ALG_RSA_OAEP, b->ct, b->ctl, pt,
+	            &ptl) == HSM_ERR_INTERNAL,
 	    "a tampered wrapped key: INTERNAL");
 	ptl = sizeof(pt);
 	T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len - 32,
-	            HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == HSM_ERR_INTERNAL,
+	            HSM_ALG_RSA_OAEP, b->ct, b->ctl, pt,
+	            &ptl) == HSM_ERR_INTERNAL,
 	    "a blob without its tag: INTERNAL");
 	ptl = sizeof(pt);
 	T_CHECK(tok_key_decrypt(H, RSA_K.id, RSA_K.blob, RSA_K.blob_len,
-	            HSM_ALG_RSA_OAEP, ct, ctl, pt, &ptl) == 0 &&
-	        ptl == sizeof(msg) && memcmp(pt, msg, ptl) == 0,
+	            HSM_ALG_RSA_OAEP, b->ct, b->ctl, pt, &ptl) == 0 &&
+	        ptl == sizeof(b->msg) && memcmp(pt, b->msg, ptl) == 0,
 	    "the genuine blob still decrypts");
+}
+
+static void
+bind_upgrade(struct bind_ctx *b)
+{
+	uint8_t pt[256], dg[32] = { 3 }, sig[512], bad[4096], *up = NULL,
+	                 *up2 = NULL;
+	size_t ptl, sl, bl, upl = 0, up2l = 0;
 
 	/* format 1: refused for use; the upgrade binds it once */
 	bl = legacy_of(RSA_K.id, RSA_K.blob, RSA_K.blob_len, bad, sizeof(bad));
@@ -948,8 +1003,8 @@ test_binding(void)
 	    "hsm_blob_format: an older format for a well-formed format-1 blob only");
 	ptl = sizeof(pt);
 	sl = sizeof(sig);
-	T_CHECK(tok_key_decrypt(H, "up/1", bad, bl, HSM_ALG_RSA_OAEP, ct, ctl,
-	            pt, &ptl) == HSM_ERR_INTERNAL &&
+	T_CHECK(tok_key_decrypt(H, "up/1", bad, bl, HSM_ALG_RSA_OAEP, b->ct,
+	            b->ctl, pt, &ptl) == HSM_ERR_INTERNAL &&
 	        tok_key_sign(H, "up/1", bad, bl, HSM_ALG_RS256, dg, 32, sig,
 	            &sl) == HSM_ERR_INTERNAL,
 	    "a format-1 blob is refused by decrypt and sign");
@@ -959,15 +1014,15 @@ test_binding(void)
 	    "format-3 blob");
 	ptl = sizeof(pt);
 	T_CHECK(up != NULL &&
-	        tok_key_decrypt(H, "up/1", up, upl, HSM_ALG_RSA_OAEP, ct, ctl,
-	            pt, &ptl) == 0 &&
-	        ptl == sizeof(msg) && memcmp(pt, msg, ptl) == 0,
+	        tok_key_decrypt(H, "up/1", up, upl, HSM_ALG_RSA_OAEP, b->ct,
+	            b->ctl, pt, &ptl) == 0 &&
+	        ptl == sizeof(b->msg) && memcmp(pt, b->msg, ptl) == 0,
 	    "the upgraded blob decrypts under "
 	    "the bind it was upgraded to");
 	ptl = sizeof(pt);
 	T_CHECK(up != NULL &&
-	        tok_key_decrypt(H, RSA_K.id, up, upl, HSM_ALG_RSA_OAEP, ct, ctl,
-	            pt, &ptl) == HSM_ERR_INTERNAL,
+	        tok_key_decrypt(H, RSA_K.id, up, upl, HSM_ALG_RSA_OAEP, b->ct,
+	            b->ctl, pt, &ptl) == HSM_ERR_INTERNAL,
 	    "... and under no other");
 	T_CHECK(up != NULL &&
 	        tok_blob_upgrade(H, "up/2", up, upl, &up2, &up2l) ==
@@ -996,6 +1051,21 @@ test_binding(void)
 	    "upgrade of a format-1 blob "
 	    "whose header names another key type: INTERNAL");
 	free(up);
+}
+
+static void
+test_binding(void)
+{
+	struct bind_ctx b;
+
+	b.ctl = sizeof(b.ct);
+	RAND_bytes(b.msg, sizeof(b.msg));
+	T_CHECK(hsm_pub_encrypt(RSA_K.spki, RSA_K.spki_len, HSM_ALG_RSA_OAEP,
+	            b.msg, sizeof(b.msg), b.ct, &b.ctl) == 0,
+	    "encrypt for the binding tests");
+	bind_ids(&b);
+	bind_tampered(&b);
+	bind_upgrade(&b);
 }
 
 /* A format-1 blob as the old code made it (raw PKCS#11), end to end. */

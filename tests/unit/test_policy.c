@@ -541,122 +541,148 @@ verify_worker(void *arg)
 	return NULL;
 }
 
-static void
-test_tokens(policy_t *p)
-{
-	EVP_PKEY *key = EVP_EC_gen("P-256"), *other = EVP_EC_gen("P-256");
-	EVP_PKEY *p384 = EVP_EC_gen("P-384");
-	unsigned char *spki = NULL, *spki2 = NULL, *spki384 = NULL;
-	int spki_len = i2d_PUBKEY(key, &spki);
-	int spki2_len = i2d_PUBKEY(other, &spki2);
-	int spki384_len = i2d_PUBKEY(p384, &spki384);
-	char *kid = NULL, *x = NULL, *y = NULL, *tok = NULL, *t = NULL;
-	char *c = NULL, hdr[256], kid_claim[64], *want = NULL;
-	uint8_t dig[32], coord[32], *raw = NULL;
-	size_t raw_len = 0;
-	int64_t expires_in = 0;
-	struct policy_caller caller;
-	BIGNUM *bx = NULL;
-	const char *dot;
+/* What the steps of test_tokens share: the policy, three keys (the
+ * verify key, another P-256 key, a P-384 key) with their SPKIs, the JWK
+ * of the verify key and the token issued with it. */
+struct tok_ctx {
+	policy_t *p;
+	EVP_PKEY *key, *other, *p384;
+	unsigned char *spki, *spki2, *spki384;
+	int spki_len, spki2_len, spki384_len;
+	char *kid, *x, *y, *tok;
+};
 
-	T_CHECK(key && other && p384 && spki_len > 0 && spki2_len > 0 &&
-	        spki384_len > 0,
+/* The verify key: only a whole P-256 SPKI; the JWK made of it. */
+static void
+tok_verify_key(struct tok_ctx *tk)
+{
+	policy_t *p = tk->p;
+	uint8_t dig[32], coord[32];
+	char *want = NULL;
+	int64_t expires_in = 0;
+	BIGNUM *bx = NULL;
+
+	T_CHECK(tk->key && tk->other && tk->p384 && tk->spki_len > 0 &&
+	        tk->spki2_len > 0 && tk->spki384_len > 0,
 	    "test keys generated");
-	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, es256_sign, key,
-	            &tok, &expires_in) != POLICY_OK &&
-	        tok == NULL,
+	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, es256_sign, tk->key,
+	            &tk->tok, &expires_in) != POLICY_OK &&
+	        tk->tok == NULL,
 	    "issue fails without a verify key");
 	T_CHECK(policy_set_verify_key(p, (uint8_t *)"garbage", 7) ==
 	            POLICY_ERR_ARGS &&
-	        policy_set_verify_key(p, spki384, (size_t)spki384_len) ==
-	            POLICY_ERR_ARGS &&
-	        policy_set_verify_key(p, spki, (size_t)spki_len - 1) ==
+	        policy_set_verify_key(p, tk->spki384,
+	            (size_t)tk->spki384_len) == POLICY_ERR_ARGS &&
+	        policy_set_verify_key(p, tk->spki, (size_t)tk->spki_len - 1) ==
 	            POLICY_ERR_ARGS,
 	    "verify key must be a whole P-256 SPKI");
-	T_CHECK(policy_set_verify_key(p, spki, (size_t)spki_len) == POLICY_OK,
+	T_CHECK(policy_set_verify_key(p, tk->spki, (size_t)tk->spki_len) ==
+	        POLICY_OK,
 	    "set verify key");
 
-	T_CHECK(policy_jwk(p, &kid, &x, &y) == POLICY_OK, "jwk");
-	SHA256(spki, (size_t)spki_len, dig);
+	T_CHECK(policy_jwk(p, &tk->kid, &tk->x, &tk->y) == POLICY_OK, "jwk");
+	SHA256(tk->spki, (size_t)tk->spki_len, dig);
 	want = b64s(dig, 16);
-	T_CHECK(strcmp(kid, want) == 0, "kid is b64url(SHA-256(SPKI)[0:16])");
+	T_CHECK(strcmp(tk->kid, want) == 0,
+	    "kid is b64url(SHA-256(SPKI)[0:16])");
 	free(want);
-	EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X, &bx);
+	EVP_PKEY_get_bn_param(tk->key, OSSL_PKEY_PARAM_EC_PUB_X, &bx);
 	BN_bn2binpad(bx, coord, 32);
 	want = b64s(coord, 32);
-	T_CHECK(strcmp(x, want) == 0 && strlen(y) == 43,
+	T_CHECK(strcmp(tk->x, want) == 0 && strlen(tk->y) == 43,
 	    "jwk x is the key's x coordinate");
 	free(want);
 	BN_free(bx);
+}
 
-	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, es256_sign, key,
-	            &tok, &expires_in) == POLICY_OK &&
+/* Issue a token; verify it, its header, audience and time window. */
+static void
+tok_issue(struct tok_ctx *tk)
+{
+	policy_t *p = tk->p;
+	struct policy_caller caller;
+	char hdr[256], kid_claim[64];
+	uint8_t *raw = NULL;
+	size_t raw_len = 0;
+	int64_t expires_in = 0;
+	const char *dot;
+
+	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, es256_sign, tk->key,
+	            &tk->tok, &expires_in) == POLICY_OK &&
 	        expires_in == 3600,
 	    "issue a token");
 	memset(&caller, 0, sizeof(caller));
-	T_CHECK(policy_token_verify(p, tok, AUD, T0, &caller) == POLICY_OK &&
+	T_CHECK(policy_token_verify(p, tk->tok, AUD, T0, &caller) ==
+	            POLICY_OK &&
 	        strcmp(caller.oid, OID) == 0 &&
 	        strcmp(caller.appid, APPID) == 0 &&
 	        strcmp(caller.tid, TENANT) == 0 && caller.exp == T0 + 3600,
 	    "verify an issued token and return its claims");
-	T_CHECK(verify(p, tok, AUD, T0) == POLICY_OK,
+	T_CHECK(verify(p, tk->tok, AUD, T0) == POLICY_OK,
 	    "verify it again (cached signature)");
-	T_CHECK(verify(p, tok, AUD "/", T0) == POLICY_OK,
+	T_CHECK(verify(p, tk->tok, AUD "/", T0) == POLICY_OK,
 	    "audience with a trailing slash is accepted");
-	dot = strchr(tok, '.');
-	T_CHECK(policy_b64url_decode(tok, (size_t)(dot - tok), &raw,
+	dot = strchr(tk->tok, '.');
+	T_CHECK(policy_b64url_decode(tk->tok, (size_t)(dot - tk->tok), &raw,
 	            &raw_len) == 0 &&
 	        raw_len < sizeof(hdr),
 	    "header decodes");
 	snprintf(hdr, sizeof(hdr), "%.*s", (int)raw_len, (char *)raw);
 	free(raw);
-	snprintf(kid_claim, sizeof(kid_claim), "\"kid\":\"%s\"", kid);
+	snprintf(kid_claim, sizeof(kid_claim), "\"kid\":\"%s\"", tk->kid);
 	T_CHECK(strstr(hdr, "\"alg\":\"ES256\"") != NULL &&
 	        strstr(hdr, "\"typ\":\"JWT\"") != NULL &&
 	        strstr(hdr, kid_claim) != NULL,
 	    "header has alg, typ and kid");
 
-	T_CHECK(verify(p, tok, "https://other.example", T0) ==
+	T_CHECK(verify(p, tk->tok, "https://other.example", T0) ==
 	            POLICY_ERR_DENIED &&
-	        verify(p, tok, "", T0) == POLICY_ERR_DENIED,
+	        verify(p, tk->tok, "", T0) == POLICY_ERR_DENIED,
 	    "wrong audience is denied");
-	T_CHECK(verify(p, tok, AUD, T0 + 3600 + 59) == POLICY_OK,
+	T_CHECK(verify(p, tk->tok, AUD, T0 + 3600 + 59) == POLICY_OK,
 	    "expired within the 60 s skew is accepted");
-	T_CHECK(verify(p, tok, AUD, T0 + 3600 + 60) == POLICY_ERR_DENIED &&
-	        verify(p, tok, AUD, T0 + 100000) == POLICY_ERR_DENIED,
+	T_CHECK(verify(p, tk->tok, AUD, T0 + 3600 + 60) == POLICY_ERR_DENIED &&
+	        verify(p, tk->tok, AUD, T0 + 100000) == POLICY_ERR_DENIED,
 	    "expired token is denied");
-	T_CHECK(verify(p, tok, AUD, T0 - 60) == POLICY_OK,
+	T_CHECK(verify(p, tk->tok, AUD, T0 - 60) == POLICY_OK,
 	    "nbf within the 60 s skew is accepted");
-	T_CHECK(verify(p, tok, AUD, T0 - 61) == POLICY_ERR_DENIED,
+	T_CHECK(verify(p, tk->tok, AUD, T0 - 61) == POLICY_ERR_DENIED,
 	    "nbf in the future is denied");
+}
+
+static void
+tok_crafted_claims(struct tok_ctx *tk)
+{
+	policy_t *p = tk->p;
+	char *c = NULL, *t = NULL, hdr[256];
 
 	/* Crafted tokens, signed by the right key unless said otherwise. */
 	snprintf(hdr, sizeof(hdr),
-	    "{\"alg\":\"ES256\",\"typ\":\"JWT\",\"kid\":\"%s\"}", kid);
+	    "{\"alg\":\"ES256\",\"typ\":\"JWT\",\"kid\":\"%s\"}", tk->kid);
 	c = claims_json(ISSUER, AUD, TENANT, OID, T0, T0 + 600);
-	t = craft(hdr, c, key, NULL, 0);
+	t = craft(hdr, c, tk->key, NULL, 0);
 	T_CHECK(verify(p, t, AUD, T0) == POLICY_OK,
 	    "a crafted token with the right claims and key verifies");
 	free(t);
-	t = craft(hdr, c, other, NULL, 0);
+	t = craft(hdr, c, tk->other, NULL, 0);
 	T_CHECK(denied(p, t), "a token signed by another key is denied");
 	free(t);
 	free(c);
 	c = claims_json(ISSUER, AUD, "33333333-2222-4333-8444-555555555555",
 	    OID, T0, T0 + 600);
-	t = craft(hdr, c, key, NULL, 0);
+	t = craft(hdr, c, tk->key, NULL, 0);
 	T_CHECK(denied(p, t), "a token for another tenant is denied");
 	free(t);
 	free(c);
 	c = claims_json("https://evil/" TENANT "/v2.0", AUD, TENANT, OID, T0,
 	    T0 + 600);
-	t = craft(hdr, c, key, NULL, 0);
+	t = craft(hdr, c, tk->key, NULL, 0);
 	T_CHECK(denied(p, t), "a token from another issuer is denied");
 	free(t);
 	free(c);
 	c = claims_json(ISSUER, AUD, TENANT,
 	    "44444444-2222-4333-8444-555555555555", T0, T0 + 600);
-	t = craft(hdr, c, key, NULL, 0);
+	t = craft(hdr, c, tk->key, NULL, 0);
 	T_CHECK(denied(p, t), "a token for an unknown principal is denied");
 	free(t);
 	free(c);
@@ -665,7 +691,7 @@ test_tokens(policy_t *p)
 	    "\",\"oid\":\"" OID "\",\"appid\":\"" APPID
 	    "\",\"nbf\":1,"
 	    "\"exp\":9999999999,\"oid\":\"" OID "\"}",
-	    key, NULL, 0);
+	    tk->key, NULL, 0);
 	T_CHECK(denied(p, t), "duplicate claims are denied");
 	free(t);
 	t = craft(hdr,
@@ -673,26 +699,34 @@ test_tokens(policy_t *p)
 	    "\",\"oid\":\"" OID "\",\"appid\":\"" APPID
 	    "\",\"nbf\":\"1\","
 	    "\"exp\":9999999999}",
-	    key, NULL, 0);
+	    tk->key, NULL, 0);
 	T_CHECK(denied(p, t), "a string nbf is denied");
 	free(t);
-	t = craft(hdr, "[1,2]", key, NULL, 0);
+	t = craft(hdr, "[1,2]", tk->key, NULL, 0);
 	T_CHECK(denied(p, t), "a non-object payload is denied");
 	free(t);
+}
+
+/* Crafted headers: another kid, another alg, duplicate keys, crit. */
+static void
+tok_crafted_headers(struct tok_ctx *tk)
+{
+	policy_t *p = tk->p;
+	char *c = NULL, *t = NULL, hdr[256];
 
 	c = claims_json(ISSUER, AUD, TENANT, OID, T0, T0 + 600);
 	t = craft("{\"alg\":\"ES256\",\"typ\":\"JWT\",\"kid\":\"nope\"}", c,
-	    key, NULL, 0);
+	    tk->key, NULL, 0);
 	T_CHECK(denied(p, t), "a token with another kid is denied");
 	free(t);
 	snprintf(hdr, sizeof(hdr),
-	    "{\"alg\":\"none\",\"typ\":\"JWT\",\"kid\":\"%s\"}", kid);
+	    "{\"alg\":\"none\",\"typ\":\"JWT\",\"kid\":\"%s\"}", tk->kid);
 	t = craft(hdr, c, NULL, NULL, 0);
 	T_CHECK(denied(p, t), "alg none with an empty signature is denied");
 	free(t);
 	snprintf(hdr, sizeof(hdr),
-	    "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"%s\"}", kid);
-	t = craft(hdr, c, NULL, spki, (size_t)spki_len);
+	    "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"%s\"}", tk->kid);
+	t = craft(hdr, c, NULL, tk->spki, (size_t)tk->spki_len);
 	T_CHECK(denied(p, t), "alg HS256 keyed with the public key is denied");
 	free(t);
 	{
@@ -704,14 +738,14 @@ test_tokens(policy_t *p)
 			snprintf(hdr, sizeof(hdr),
 			    "{\"alg\":\"%s\","
 			    "\"typ\":\"JWT\",\"kid\":\"%s\"}",
-			    algs[i], kid);
-			t = craft(hdr, c, key, NULL, 0);
+			    algs[i], tk->kid);
+			t = craft(hdr, c, tk->key, NULL, 0);
 			all_denied &= denied(p, t);
 			free(t);
 		}
 		snprintf(hdr, sizeof(hdr), "{\"typ\":\"JWT\",\"kid\":\"%s\"}",
-		    kid);
-		t = craft(hdr, c, key, NULL, 0);
+		    tk->kid);
+		t = craft(hdr, c, tk->key, NULL, 0);
 		all_denied &= denied(p, t);
 		free(t);
 		T_CHECK(all_denied,
@@ -719,19 +753,29 @@ test_tokens(policy_t *p)
 		    "valid ES256 signature");
 	}
 	snprintf(hdr, sizeof(hdr),
-	    "{\"alg\":\"ES256\",\"alg\":\"ES256\",\"kid\":\"%s\"}", kid);
-	t = craft(hdr, c, key, NULL, 0);
+	    "{\"alg\":\"ES256\",\"alg\":\"ES256\",\"kid\":\"%s\"}", tk->kid);
+	t = craft(hdr, c, tk->key, NULL, 0);
 	T_CHECK(denied(p, t), "a header with duplicate keys is denied");
 	free(t);
 	snprintf(hdr, sizeof(hdr),
-	    "{\"alg\":\"ES256\",\"kid\":\"%s\",\"crit\":[\"b64\"]}", kid);
-	t = craft(hdr, c, key, NULL, 0);
+	    "{\"alg\":\"ES256\",\"kid\":\"%s\",\"crit\":[\"b64\"]}", tk->kid);
+	t = craft(hdr, c, tk->key, NULL, 0);
 	T_CHECK(denied(p, t), "a header with crit is denied");
 	free(t);
 	free(c);
+}
+
+static void
+tok_bad_signatures(struct tok_ctx *tk)
+{
+	policy_t *p = tk->p;
+	char *c = NULL, *t = NULL, *want = NULL;
+	uint8_t *raw = NULL;
+	size_t raw_len = 0;
+	const char *dot;
 
 	/* Bad signatures on the issued token. */
-	t = strdup(tok);
+	t = strdup(tk->tok);
 	dot = strrchr(t, '.');
 	T_CHECK(policy_b64url_decode(dot + 1, strlen(dot + 1), &raw,
 	            &raw_len) == 0 &&
@@ -740,21 +784,21 @@ test_tokens(policy_t *p)
 	raw[10] ^= 0x01;
 	want = b64s(raw, raw_len);
 	memcpy(t + (dot + 1 - t), want, strlen(want));
-	T_CHECK(strcmp(t, tok) != 0 && denied(p, t),
+	T_CHECK(strcmp(t, tk->tok) != 0 && denied(p, t),
 	    "a flipped signature byte is denied");
 	free(want);
 	free(raw);
 	free(t);
-	t = strdup(tok);
+	t = strdup(tk->tok);
 	t[strlen(t) - 1] = '\0';
 	T_CHECK(denied(p, t), "a truncated signature is denied");
 	free(t);
-	t = strdup(tok);
+	t = strdup(tk->tok);
 	*strrchr(t, '.') = '\0';
 	T_CHECK(denied(p, t), "a token without its signature is denied");
 	free(t);
-	c = malloc(strlen(tok) + 2);
-	snprintf(c, strlen(tok) + 2, "%s.", tok);
+	c = malloc(strlen(tk->tok) + 2);
+	snprintf(c, strlen(tk->tok) + 2, "%s.", tk->tok);
 	T_CHECK(denied(p, c), "a token with four segments is denied");
 	free(c);
 	{
@@ -771,19 +815,25 @@ test_tokens(policy_t *p)
 		    "garbage tokens are denied");
 		free(big);
 	}
+}
+
+static void
+tok_revocation(struct tok_ctx *tk)
+{
+	policy_t *p = tk->p;
 
 	/* Revocation wins over the signature cache. */
-	T_CHECK(verify(p, tok, AUD, T0) == POLICY_OK,
+	T_CHECK(verify(p, tk->tok, AUD, T0) == POLICY_OK,
 	    "token valid before "
 	    "removal");
 	policy_principal_remove(p, OID);
-	T_CHECK(verify(p, tok, AUD, T0) == POLICY_ERR_DENIED,
+	T_CHECK(verify(p, tk->tok, AUD, T0) == POLICY_ERR_DENIED,
 	    "a removed principal's cached token is denied at once");
 	{
 		char *h = NULL;
 		T_CHECK(policy_secret_hash("s3cret", &h) == 0 &&
 		        policy_principal_set(p, OID, APPID, h, 0) == 0 &&
-		        verify(p, tok, AUD, T0) == POLICY_OK,
+		        verify(p, tk->tok, AUD, T0) == POLICY_OK,
 		    "re-added principal's token verifies again");
 		free(h);
 	}
@@ -794,7 +844,7 @@ test_tokens(policy_t *p)
 		int fails = 0;
 
 		for (int i = 0; i < 4; i++) {
-			v[i] = (struct verify_thread){ p, tok, i, 0 };
+			v[i] = (struct verify_thread){ p, tk->tok, i, 0 };
 			pthread_create(&th[i], NULL, verify_worker, &v[i]);
 		}
 		for (int i = 0; i < 4; i++) {
@@ -803,35 +853,64 @@ test_tokens(policy_t *p)
 		}
 		T_CHECK(fails == 0, "concurrent verify and policy updates");
 	}
+}
+
+static void
+tok_new_key(struct tok_ctx *tk)
+{
+	policy_t *p = tk->p;
+	int64_t expires_in = 0;
 
 	/* A new verify key: tokens signed with the old one stop working,
 	 * cache or not. */
-	T_CHECK(policy_set_verify_key(p, spki2, (size_t)spki2_len) ==
+	T_CHECK(policy_set_verify_key(p, tk->spki2, (size_t)tk->spki2_len) ==
 	            POLICY_OK &&
-	        denied(p, tok),
+	        denied(p, tk->tok),
 	    "old-key token denied after the "
 	    "verify key changes");
-	free(tok);
-	tok = NULL;
-	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, es256_sign, key,
-	            &tok, &expires_in) == POLICY_ERR_INTERNAL &&
-	        tok == NULL,
+	free(tk->tok);
+	tk->tok = NULL;
+	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, es256_sign, tk->key,
+	            &tk->tok, &expires_in) == POLICY_ERR_INTERNAL &&
+	        tk->tok == NULL,
 	    "issue refuses a signer that does not match the verify key");
-	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, es256_sign, other,
-	            &tok, &expires_in) == POLICY_OK &&
-	        verify(p, tok, AUD, T0) == POLICY_OK,
+	T_CHECK(policy_token_issue(p, OID, APPID, AUD, T0, es256_sign,
+	            tk->other, &tk->tok, &expires_in) == POLICY_OK &&
+	        verify(p, tk->tok, AUD, T0) == POLICY_OK,
 	    "issue and verify with the new key");
+}
 
-	free(tok);
-	free(kid);
-	free(x);
-	free(y);
-	OPENSSL_free(spki);
-	OPENSSL_free(spki2);
-	OPENSSL_free(spki384);
-	EVP_PKEY_free(key);
-	EVP_PKEY_free(other);
-	EVP_PKEY_free(p384);
+static void
+test_tokens(policy_t *p)
+{
+	struct tok_ctx tk;
+
+	memset(&tk, 0, sizeof(tk));
+	tk.p = p;
+	tk.key = EVP_EC_gen("P-256");
+	tk.other = EVP_EC_gen("P-256");
+	tk.p384 = EVP_EC_gen("P-384");
+	tk.spki_len = i2d_PUBKEY(tk.key, &tk.spki);
+	tk.spki2_len = i2d_PUBKEY(tk.other, &tk.spki2);
+	tk.spki384_len = i2d_PUBKEY(tk.p384, &tk.spki384);
+	tok_verify_key(&tk);
+	tok_issue(&tk);
+	tok_crafted_claims(&tk);
+	tok_crafted_headers(&tk);
+	tok_bad_signatures(&tk);
+	tok_revocation(&tk);
+	tok_new_key(&tk);
+
+	free(tk.tok);
+	free(tk.kid);
+	free(tk.x);
+	free(tk.y);
+	OPENSSL_free(tk.spki);
+	OPENSSL_free(tk.spki2);
+	OPENSSL_free(tk.spki384);
+	EVP_PKEY_free(tk.key);
+	EVP_PKEY_free(tk.other);
+	EVP_PKEY_free(tk.p384);
 }
 
 int

@@ -143,24 +143,15 @@ kill_token(void)
 		kill((pid_t)pid, SIGKILL);
 }
 
-int
-main(void)
+/* init through a one-shot token process (the allowlist of modules); open
+ * without anything to unseal with, and sealed, then unsealed by the share. */
+static void
+test_seal(void)
 {
 	char path[1400], sealed[600], empty[600], *share = NULL, *other = NULL;
-	uint8_t digest[32], sig[512], jsig[64], *jpub = NULL, big[20000];
-	size_t sig_len = sizeof(sig), jpub_len = 0, i;
-	uint64_t hits, misses, restarts, r0;
-	size_t busy, total;
-	long pid, pid2, ms;
-	int valid = 0, rc;
-	pthread_t th[4];
-	struct storm st;
+	uint8_t jsig[64];
 	hsm_t *h2 = NULL;
 
-	if (softhsm_setup(tmpdir) != 0) {
-		printf("not ok - softhsm setup\n");
-		return 1;
-	}
 	snprintf(sealed, sizeof(sealed), "%s/sealed", tmpdir);
 	snprintf(empty, sizeof(empty), "%s/empty", tmpdir);
 	T_CHECK(mkdir(sealed, 0700) == 0 && mkdir(empty, 0700) == 0,
@@ -209,21 +200,25 @@ main(void)
 		h2 = NULL;
 	}
 	free(share);
-	rc = open_with(tmpdir, NULL, &H);
-	T_CHECK(rc == 0 && H != NULL, "open through the token process");
-	if (H == NULL)
-		return 1;
-	hsm_process(H, &pid, &r0);
-	T_CHECK(pid > 0 && pid != getpid() && r0 == 0,
-	    "a token process of its own");
-	T_CHECK(hsm_health(H) == 0, "health");
+}
+
+/* Key operations through the token process: 0, or -1 when no key could be
+ * generated. */
+static int
+test_ops(void)
+{
+	uint8_t digest[32], sig[512], jsig[64], *jpub = NULL;
+	size_t sig_len = sizeof(sig), jpub_len = 0;
+	uint64_t hits, misses;
+	size_t busy, total;
+	int valid = 0, rc;
 
 	rc = hsm_key_generate(H, BIND, HSM_KTY_RSA, 2048, 0, &blob, &blob_len,
 	    &spki, &spki_len);
 	T_CHECK(rc == 0 && blob_len > 0 && hsm_pub_size(spki, spki_len) == 256,
 	    "generate RSA-2048 through the token process");
 	if (rc != 0)
-		return 1;
+		return -1;
 	T_CHECK(round_trip() == 0, "decrypt: the DEK comes back");
 	SHA256((const uint8_t *)"abc", 3, digest);
 	rc = hsm_key_sign(H, BIND, blob, blob_len, HSM_ALG_PS256, digest, 32,
@@ -243,6 +238,17 @@ main(void)
 	free(jpub);
 	hsm_stats(H, &hits, &misses, &busy, &total);
 	T_CHECK(total == 4 && hits + misses >= 2, "stats from the token");
+	return 0;
+}
+
+/* An oversized request is refused in this process; pid is the token
+ * process's. */
+static void
+test_oversized(long pid)
+{
+	uint8_t big[20000];
+	uint64_t restarts;
+	long pid2;
 
 	memset(big, 0x41, sizeof(big));
 	{
@@ -256,6 +262,14 @@ main(void)
 	hsm_process(H, &pid2, &restarts);
 	T_CHECK(pid2 == pid && restarts == 0,
 	    "a refused request does not cost the token process");
+}
+
+static void
+test_storm(void)
+{
+	pthread_t th[4];
+	struct storm st;
+	size_t i;
 
 	/* several at once */
 	memset(&st, 0, sizeof(st));
@@ -267,6 +281,14 @@ main(void)
 		pthread_join(th[i], NULL);
 	T_CHECK(st.ok > 20 && st.wrong == 0 && st.unavailable == 0,
 	    "4 threads at once: every answer correct");
+}
+
+static void
+test_kill_idle(long pid)
+{
+	uint64_t restarts;
+	long pid2, ms;
+	int rc;
 
 	/* killed while idle */
 	kill_token();
@@ -281,6 +303,16 @@ main(void)
 	    "a new token process serves again by itself");
 	printf("# service back %ld ms after the kill\n", ms);
 	T_CHECK(hsm_health(H) == 0, "health again");
+}
+
+static void
+test_kill_storm(void)
+{
+	pthread_t th[4];
+	struct storm st;
+	uint64_t restarts;
+	size_t i;
+	long pid2;
 
 	/* killed during a storm */
 	memset(&st, 0, sizeof(st));
@@ -301,6 +333,35 @@ main(void)
 	T_CHECK(wait_service() >= 0, "kill -9 during a storm: service back");
 	hsm_process(H, &pid2, &restarts);
 	T_CHECK(restarts == 2, "two restarts in all");
+}
+
+int
+main(void)
+{
+	char path[1400];
+	uint64_t r0;
+	long pid;
+	int rc;
+
+	if (softhsm_setup(tmpdir) != 0) {
+		printf("not ok - softhsm setup\n");
+		return 1;
+	}
+	test_seal();
+	rc = open_with(tmpdir, NULL, &H);
+	T_CHECK(rc == 0 && H != NULL, "open through the token process");
+	if (H == NULL)
+		return 1;
+	hsm_process(H, &pid, &r0);
+	T_CHECK(pid > 0 && pid != getpid() && r0 == 0,
+	    "a token process of its own");
+	T_CHECK(hsm_health(H) == 0, "health");
+	if (test_ops() != 0)
+		return 1;
+	test_oversized(pid);
+	test_storm();
+	test_kill_idle(pid);
+	test_kill_storm();
 
 	hsm_close(H);
 	free(blob);

@@ -17,6 +17,7 @@
 
 #include <openssl/rand.h>
 
+#include "hsm/base.h"
 #include "vault/vault.h"
 #include "t.h"
 
@@ -44,22 +45,17 @@ file_mode(const char *name)
 	return (int)(st.st_mode & 0777);
 }
 
-static char *
+/* The whole of DIR/name, or NULL. */
+static buf_t *
 slurp(const char *name)
 {
 	char p[512];
-	FILE *f;
-	char *buf;
-	size_t n;
+	buf_t *b;
 
 	snprintf(p, sizeof(p), "%s/%s", dir, name);
-	if ((f = fopen(p, "r")) == NULL)
+	if (file_read(p, 65536, &b) != 0)
 		return NULL;
-	buf = calloc(1, 8192);
-	n = fread(buf, 1, 8191, f);
-	buf[n] = '\0';
-	fclose(f);
-	return buf;
+	return b;
 }
 
 static void
@@ -219,57 +215,36 @@ audit_count(const char *ddir, const char *marker)
 	return n;
 }
 
-int
-main(void)
-{
+/* What the steps of main share: the vault, two versions of "rsa1", and
+ * ciphertexts made early that must still decrypt later on. */
+struct vt {
 	struct vlt_init_params ip;
-	struct vlt_create_req rq;
-	struct vlt_update_req up;
-	struct vlt_key_info k, k2, rsa_v1, rsa_v2, *items = NULL;
-	struct vlt_settings st;
-	struct vlt_principal pr, *prs = NULL;
-	struct vlt_access_policy ap, *aps = NULL;
-	vault_t *v = NULL;
+	vault_t *v;
 	const char *env_before;
-	char *conf_before, *pin_before, *conf_after, *pin_after, *cont, *next;
-	char kid[VLT_VERSION_LEN + 1], clock_path[512], prev[VLT_NAME_MAX + 1];
-	char seen_versions[8][VLT_VERSION_LEN + 1];
-	uint8_t pt[100], ct[512], ct_oaep256[512], back[512], dig[64], sig[600];
-	size_t ctl, ct256l, bl, sl, n, i, total, pages;
-	int r, valid, ok;
-	int64_t now;
-	char long_ok[VLT_NAME_MAX + 1];
+	struct vlt_key_info rsa_v1, rsa_v2;
+	uint8_t pt[100], dig[64], ct[512], ct_oaep256[512];
+	size_t ct256l;
+};
 
-	memset(&k, 0, sizeof(k));
-	memset(&k2, 0, sizeof(k2));
-	memset(long_ok, 'L', VLT_NAME_MAX);
-	long_ok[VLT_NAME_MAX] = '\0';
-	RAND_bytes(pt, sizeof(pt));
-	RAND_bytes(dig, sizeof(dig));
+/* init / exists: the files and their modes; a second init changes nothing */
+static int
+test_init(struct vt *c)
+{
+	int r;
+	buf_t *conf_before, *pin_before, *conf_after, *pin_after;
 
-	/* ---- init / exists / open ----------------------------------- */
-	{
-		char tmpl[] = "/tmp/p11vault-test-XXXXXX";
-
-		if (mkdtemp(tmpl) == NULL) {
-			perror("mkdtemp");
-			return 1;
-		}
-		snprintf(top, sizeof(top), "%s", tmpl);
-		snprintf(dir, sizeof(dir), "%s/data", tmpl);
-	}
-	memset(&ip, 0, sizeof(ip));
-	ip.data_dir = dir;
-	ip.vault_url = "https://127.0.0.1:18443";
-	ip.tenant_id = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+	memset(&c->ip, 0, sizeof(c->ip));
+	c->ip.data_dir = dir;
+	c->ip.vault_url = "https://127.0.0.1:18443";
+	c->ip.tenant_id = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 	T_CHECK(vault_find(dir) == VLT_ERR_NOT_FOUND,
 	    "vault_find: no vault before init");
-	env_before = getenv("SOFTHSM2_CONF");
-	r = vault_init(&ip);
+	c->env_before = getenv("SOFTHSM2_CONF");
+	r = vault_init(&c->ip);
 	T_CHECK(r == 0, "vault_init creates a vault in a new directory");
 	if (r != 0) {
 		fprintf(stderr, "vault_init: %d\n", r);
-		return T_DONE();
+		return -1;
 	}
 	T_CHECK(vault_find(dir) == 0, "vault_find: a vault after init");
 	T_CHECK(file_mode("") == 0700, "data dir is 0700");
@@ -287,29 +262,42 @@ main(void)
 	    "softhsm2.conf 0600, tokens/ 0700");
 	conf_before = slurp("p11vault.conf");
 	pin_before = slurp("hsm/seal.conf");
-	T_CHECK(pin_before != NULL && strstr(pin_before, "check=") != NULL,
+	T_CHECK(pin_before != NULL &&
+	        strstr(buf_str(pin_before), "check=") != NULL,
 	    "seal.conf holds the check value of the unseal secret");
-	r = vault_init(&ip);
+	r = vault_init(&c->ip);
 	conf_after = slurp("p11vault.conf");
 	pin_after = slurp("hsm/seal.conf");
 	T_CHECK(r == VLT_ERR_EXISTS, "second init -> VLT_ERR_EXISTS");
 	T_CHECK(conf_after != NULL && conf_before != NULL &&
-	        strcmp(conf_before, conf_after) == 0 && pin_after != NULL &&
-	        strcmp(pin_before, pin_after) == 0,
+	        strcmp(buf_str(conf_before), buf_str(conf_after)) == 0 &&
+	        pin_after != NULL &&
+	        strcmp(buf_str(pin_before), buf_str(pin_after)) == 0,
 	    "second init changes neither config nor seal");
-	free(conf_before);
-	free(pin_before);
-	free(conf_after);
-	free(pin_after);
+	buf_free(conf_before);
+	buf_free(pin_before);
+	buf_free(conf_after);
+	buf_free(pin_after);
+	return 0;
+}
 
-	r = vault_open(dir, NULL, &v);
+/* open: health, config, default settings, the JWT key */
+static int
+test_open(struct vt *c)
+{
+	struct vlt_settings st;
+	vault_t *v;
+	int r;
+
+	r = vault_open(dir, NULL, &c->v);
+	v = c->v;
 	T_CHECK(r == 0 && v != NULL, "vault_open opens the new vault");
 	if (r != 0) {
 		fprintf(stderr, "vault_open: %d\n", r);
-		return T_DONE();
+		return -1;
 	}
 	T_CHECK(vault_health(v) == 0, "vault_health answers 0");
-	T_CHECK(getenv("SOFTHSM2_CONF") == env_before,
+	T_CHECK(getenv("SOFTHSM2_CONF") == c->env_before,
 	    "init and open leave this process's environment alone (the token "
 	    "processes get the vault's softhsm2.conf in theirs)");
 	T_CHECK(vault_config(v, "vault_url") != NULL &&
@@ -324,7 +312,7 @@ main(void)
 	            "https://vault.azure.net") == 0,
 	    "config resource");
 	T_CHECK(vault_config(v, "tenant_id") != NULL &&
-	        strcmp(vault_config(v, "tenant_id"), ip.tenant_id) == 0,
+	        strcmp(vault_config(v, "tenant_id"), c->ip.tenant_id) == 0,
 	    "config tenant_id");
 	T_CHECK(vault_config(v, "token_lifetime") != NULL &&
 	        strcmp(vault_config(v, "token_lifetime"), "3600") == 0,
@@ -354,29 +342,45 @@ main(void)
 		    "vault_jwt_public returns an SPKI");
 		free(jpub);
 	}
+	return 0;
+}
 
-	/* ---- create ------------------------------------------------- */
+/* create */
+static void
+test_create(struct vt *c)
+{
+	vault_t *v = c->v;
+	struct vlt_create_req rq;
+	struct vlt_key_info k;
+	char long_ok[VLT_NAME_MAX + 1];
+	int64_t now;
+	int r;
+
+	memset(&k, 0, sizeof(k));
+	memset(long_ok, 'L', VLT_NAME_MAX);
+	long_ok[VLT_NAME_MAX] = '\0';
 	memset(&rq, 0, sizeof(rq));
 	rq.kty = VLT_KTY_RSA;
 	rq.enabled = 1;
 	now = vault_now(v);
-	r = vault_key_create(v, "rsa1", &rq, &rsa_v1);
+	r = vault_key_create(v, "rsa1", &rq, &c->rsa_v1);
 	T_CHECK(r == 0, "create RSA key (defaults)");
-	T_CHECK(r == 0 && rsa_v1.key_size == 2048 && rsa_v1.kty == VLT_KTY_RSA,
+	T_CHECK(r == 0 && c->rsa_v1.key_size == 2048 &&
+	        c->rsa_v1.kty == VLT_KTY_RSA,
 	    "RSA default size is 2048");
 	T_CHECK(r == 0 &&
-	        rsa_v1.key_ops ==
+	        c->rsa_v1.key_ops ==
 	            (VLT_OP_ENCRYPT | VLT_OP_DECRYPT | VLT_OP_SIGN |
 	                VLT_OP_VERIFY | VLT_OP_WRAP | VLT_OP_UNWRAP),
 	    "RSA default key_ops");
-	T_CHECK(r == 0 && is_version(rsa_v1.version),
+	T_CHECK(r == 0 && is_version(c->rsa_v1.version),
 	    "version is 32 lowercase hex");
-	T_CHECK(r == 0 && rsa_v1.spki != NULL && rsa_v1.spki_len > 200,
+	T_CHECK(r == 0 && c->rsa_v1.spki != NULL && c->rsa_v1.spki_len > 200,
 	    "RSA key has an SPKI");
-	T_CHECK(r == 0 && rsa_v1.attrs.created >= now &&
-	        rsa_v1.attrs.created <= now + 5 &&
-	        rsa_v1.attrs.updated == rsa_v1.attrs.created &&
-	        rsa_v1.attrs.enabled,
+	T_CHECK(r == 0 && c->rsa_v1.attrs.created >= now &&
+	        c->rsa_v1.attrs.created <= now + 5 &&
+	        c->rsa_v1.attrs.updated == c->rsa_v1.attrs.created &&
+	        c->rsa_v1.attrs.enabled,
 	    "created/updated timestamps and enabled");
 
 	rq.kty = VLT_KTY_EC;
@@ -422,32 +426,42 @@ main(void)
 	    "127-character name is accepted");
 	T_CHECK(vault_key_get(v, "bad_name", NULL, &k) == VLT_ERR_BAD_PARAM,
 	    "get with invalid name -> BAD_PARAM");
+}
 
-	/* ---- new version, get -------------------------------------- */
+/* new version, get */
+static void
+test_get(struct vt *c)
+{
+	vault_t *v = c->v;
+	struct vlt_create_req rq;
+	struct vlt_key_info k;
+	int r;
+
+	memset(&k, 0, sizeof(k));
 	memset(&rq, 0, sizeof(rq));
 	rq.kty = VLT_KTY_RSA;
 	rq.enabled = 1;
 	rq.tags = "{\"purpose\":\"test\"}";
-	r = vault_key_create(v, "rsa1", &rq, &rsa_v2);
-	T_CHECK(r == 0 && strcmp(rsa_v2.version, rsa_v1.version) != 0,
+	r = vault_key_create(v, "rsa1", &rq, &c->rsa_v2);
+	T_CHECK(r == 0 && strcmp(c->rsa_v2.version, c->rsa_v1.version) != 0,
 	    "create on an existing name makes a new version");
 	r = vault_key_get(v, "rsa1", NULL, &k);
-	T_CHECK(r == 0 && strcmp(k.version, rsa_v2.version) == 0 &&
+	T_CHECK(r == 0 && strcmp(k.version, c->rsa_v2.version) == 0 &&
 	        k.tags != NULL && strcmp(k.tags, rq.tags) == 0,
 	    "get latest returns the new version with its tags");
 	vlt_key_info_clear(&k);
 	r = vault_key_get(v, "rsa1", "", &k);
-	T_CHECK(r == 0 && strcmp(k.version, rsa_v2.version) == 0,
+	T_CHECK(r == 0 && strcmp(k.version, c->rsa_v2.version) == 0,
 	    "get with empty version returns the latest");
 	vlt_key_info_clear(&k);
 	r = vault_key_get(v, "RSA1", NULL, &k);
 	T_CHECK(r == 0 && strcmp(k.name, "rsa1") == 0,
 	    "names are case-insensitive, stored name returned");
 	vlt_key_info_clear(&k);
-	r = vault_key_get(v, "rsa1", rsa_v1.version, &k);
-	T_CHECK(r == 0 && strcmp(k.version, rsa_v1.version) == 0 &&
-	        k.tags == NULL && k.spki_len == rsa_v1.spki_len &&
-	        memcmp(k.spki, rsa_v1.spki, k.spki_len) == 0,
+	r = vault_key_get(v, "rsa1", c->rsa_v1.version, &k);
+	T_CHECK(r == 0 && strcmp(k.version, c->rsa_v1.version) == 0 &&
+	        k.tags == NULL && k.spki_len == c->rsa_v1.spki_len &&
+	        memcmp(k.spki, c->rsa_v1.spki, k.spki_len) == 0,
 	    "get a specific older version");
 	vlt_key_info_clear(&k);
 	T_CHECK(vault_key_get(v, "rsa1", "ABCDEF", &k) == VLT_ERR_NOT_FOUND,
@@ -457,22 +471,32 @@ main(void)
 	    "unknown version -> NOT_FOUND");
 	T_CHECK(vault_key_get(v, "nope", NULL, &k) == VLT_ERR_NOT_FOUND,
 	    "unknown key -> NOT_FOUND");
-	r = vault_key_get(v, "ec1", rsa_v1.version, &k);
+	r = vault_key_get(v, "ec1", c->rsa_v1.version, &k);
 	T_CHECK(r == VLT_ERR_NOT_FOUND,
 	    "another key's version under this name -> NOT_FOUND");
+}
 
-	/* ---- update ------------------------------------------------ */
+/* update */
+static void
+test_update(struct vt *c)
+{
+	vault_t *v = c->v;
+	struct vlt_update_req up;
+	struct vlt_key_info k;
+	int r;
+
+	memset(&k, 0, sizeof(k));
 	memset(&up, 0, sizeof(up));
 	up.has_enabled = 1;
 	up.enabled = 0;
 	up.tags = "{\"a\":\"b\"}";
-	r = vault_key_update(v, "rsa1", rsa_v1.version, &up, &k);
+	r = vault_key_update(v, "rsa1", c->rsa_v1.version, &up, &k);
 	T_CHECK(r == 0 && k.attrs.enabled == 0 && k.tags != NULL &&
 	        strcmp(k.tags, "{\"a\":\"b\"}") == 0 &&
-	        strcmp(k.version, rsa_v1.version) == 0,
+	        strcmp(k.version, c->rsa_v1.version) == 0,
 	    "update a version: enabled false and tags");
 	vlt_key_info_clear(&k);
-	r = vault_key_get(v, "rsa1", rsa_v1.version, &k);
+	r = vault_key_get(v, "rsa1", c->rsa_v1.version, &k);
 	T_CHECK(r == 0 && k.attrs.enabled == 0 && k.tags != NULL,
 	    "update is persisted");
 	vlt_key_info_clear(&k);
@@ -487,40 +511,50 @@ main(void)
 	    "update EC key_ops with encrypt -> BAD_PARAM");
 	T_CHECK(vault_key_update(v, "nope", NULL, &up, &k) == VLT_ERR_NOT_FOUND,
 	    "update unknown key -> NOT_FOUND");
+}
 
-	/* ---- encrypt / decrypt ------------------------------------- */
-	ctl = sizeof(ct);
+/* encrypt / decrypt */
+static void
+test_encrypt(struct vt *c)
+{
+	vault_t *v = c->v;
+	uint8_t back[512];
+	char kid[VLT_VERSION_LEN + 1];
+	size_t ctl, bl;
+	int r;
+
+	ctl = sizeof(c->ct);
 	r = vault_key_encrypt(v, "rsa1", NULL, VLT_OP_ENCRYPT, VLT_ALG_RSA_OAEP,
-	    pt, 32, ct, &ctl, kid);
-	T_CHECK(r == 0 && ctl == 256 && strcmp(kid, rsa_v2.version) == 0,
+	    c->pt, 32, c->ct, &ctl, kid);
+	T_CHECK(r == 0 && ctl == 256 && strcmp(kid, c->rsa_v2.version) == 0,
 	    "RSA-OAEP encrypt with the latest version");
 	bl = sizeof(back);
 	r = vault_key_decrypt(v, "rsa1", NULL, VLT_OP_DECRYPT, VLT_ALG_RSA_OAEP,
-	    ct, ctl, back, &bl, kid);
-	T_CHECK(r == 0 && bl == 32 && memcmp(back, pt, 32) == 0 &&
-	        strcmp(kid, rsa_v2.version) == 0,
+	    c->ct, ctl, back, &bl, kid);
+	T_CHECK(r == 0 && bl == 32 && memcmp(back, c->pt, 32) == 0 &&
+	        strcmp(kid, c->rsa_v2.version) == 0,
 	    "RSA-OAEP decrypt round trip");
-	ct256l = sizeof(ct_oaep256);
-	r = vault_key_encrypt(v, "rsa1", rsa_v2.version, VLT_OP_WRAP,
-	    VLT_ALG_RSA_OAEP_256, pt, 32, ct_oaep256, &ct256l, kid);
+	c->ct256l = sizeof(c->ct_oaep256);
+	r = vault_key_encrypt(v, "rsa1", c->rsa_v2.version, VLT_OP_WRAP,
+	    VLT_ALG_RSA_OAEP_256, c->pt, 32, c->ct_oaep256, &c->ct256l, kid);
 	bl = sizeof(back);
 	T_CHECK(r == 0 &&
-	        vault_key_decrypt(v, "rsa1", rsa_v2.version, VLT_OP_UNWRAP,
-	            VLT_ALG_RSA_OAEP_256, ct_oaep256, ct256l, back, &bl,
+	        vault_key_decrypt(v, "rsa1", c->rsa_v2.version, VLT_OP_UNWRAP,
+	            VLT_ALG_RSA_OAEP_256, c->ct_oaep256, c->ct256l, back, &bl,
 	            kid) == 0 &&
-	        bl == 32 && memcmp(back, pt, 32) == 0,
+	        bl == 32 && memcmp(back, c->pt, 32) == 0,
 	    "RSA-OAEP-256 wrap/unwrap round trip");
 	{
 		uint8_t c15[512];
 		size_t c15l = sizeof(c15);
 
 		r = vault_key_encrypt(v, "rsa1", NULL, VLT_OP_ENCRYPT,
-		    VLT_ALG_RSA1_5, pt, sizeof(pt), c15, &c15l, kid);
+		    VLT_ALG_RSA1_5, c->pt, sizeof(c->pt), c15, &c15l, kid);
 		bl = sizeof(back);
 		T_CHECK(r == 0 &&
 		        vault_key_decrypt(v, "rsa1", NULL, VLT_OP_DECRYPT,
 		            VLT_ALG_RSA1_5, c15, c15l, back, &bl, kid) == 0 &&
-		        bl == sizeof(pt) && memcmp(back, pt, bl) == 0,
+		        bl == sizeof(c->pt) && memcmp(back, c->pt, bl) == 0,
 		    "RSA1_5 round trip");
 		c15[10] ^= 0x01;
 		bl = sizeof(back);
@@ -534,27 +568,41 @@ main(void)
 		T_CHECK(r == VLT_ERR_BAD_PARAM,
 		    "ciphertext of the wrong length -> BAD_PARAM");
 	}
-	ctl = sizeof(ct);
+	ctl = sizeof(c->ct);
 	T_CHECK(vault_key_encrypt(v, "rsa1", NULL, VLT_OP_ENCRYPT,
-	            VLT_ALG_RS256, pt, 32, ct, &ctl, kid) == VLT_ERR_BAD_PARAM,
+	            VLT_ALG_RS256, c->pt, 32, c->ct, &ctl,
+	            kid) == VLT_ERR_BAD_PARAM,
 	    "encrypt with a signature alg -> BAD_PARAM");
-	ctl = sizeof(ct);
+	ctl = sizeof(c->ct);
 	T_CHECK(vault_key_encrypt(v, "ec1", NULL, VLT_OP_ENCRYPT,
-	            VLT_ALG_RSA_OAEP, pt, 32, ct, &ctl,
+	            VLT_ALG_RSA_OAEP, c->pt, 32, c->ct, &ctl,
 	            kid) == VLT_ERR_OP_NOT_PERMITTED,
 	    "encrypt with an EC key -> OP_NOT_PERMITTED (not in key_ops)");
-	ctl = sizeof(ct);
-	T_CHECK(vault_key_encrypt(v, "rsa1", rsa_v1.version, VLT_OP_ENCRYPT,
-	            VLT_ALG_RSA_OAEP, pt, 32, ct, &ctl,
+	ctl = sizeof(c->ct);
+	T_CHECK(vault_key_encrypt(v, "rsa1", c->rsa_v1.version, VLT_OP_ENCRYPT,
+	            VLT_ALG_RSA_OAEP, c->pt, 32, c->ct, &ctl,
 	            kid) == VLT_ERR_KEY_DISABLED,
 	    "disabled version -> KEY_DISABLED");
 	bl = sizeof(back);
-	T_CHECK(vault_key_decrypt(v, "rsa1", rsa_v1.version, VLT_OP_DECRYPT,
-	            VLT_ALG_RSA_OAEP, ct, 256, back, &bl,
+	T_CHECK(vault_key_decrypt(v, "rsa1", c->rsa_v1.version, VLT_OP_DECRYPT,
+	            VLT_ALG_RSA_OAEP, c->ct, 256, back, &bl,
 	            kid) == VLT_ERR_KEY_DISABLED,
 	    "decrypt with a disabled version -> KEY_DISABLED");
+}
 
-	/* op not permitted */
+/* encrypt / decrypt: op not permitted */
+static void
+test_key_ops(struct vt *c)
+{
+	vault_t *v = c->v;
+	struct vlt_update_req up;
+	struct vlt_key_info k;
+	uint8_t sig[600];
+	char kid[VLT_VERSION_LEN + 1];
+	size_t ctl, sl;
+	int r;
+
+	memset(&k, 0, sizeof(k));
 	memset(&up, 0, sizeof(up));
 	up.has_key_ops = 1;
 	up.key_ops = VLT_OP_ENCRYPT | VLT_OP_DECRYPT;
@@ -562,14 +610,14 @@ main(void)
 	T_CHECK(r == 0 && k.key_ops == (VLT_OP_ENCRYPT | VLT_OP_DECRYPT),
 	    "update key_ops");
 	vlt_key_info_clear(&k);
-	ctl = sizeof(ct);
+	ctl = sizeof(c->ct);
 	T_CHECK(vault_key_encrypt(v, "rsa1", NULL, VLT_OP_WRAP,
-	            VLT_ALG_RSA_OAEP, pt, 32, ct, &ctl,
+	            VLT_ALG_RSA_OAEP, c->pt, 32, c->ct, &ctl,
 	            kid) == VLT_ERR_OP_NOT_PERMITTED,
 	    "wrapKey not in key_ops -> "
 	    "OP_NOT_PERMITTED");
 	sl = sizeof(sig);
-	T_CHECK(vault_key_sign(v, "rsa1", NULL, VLT_ALG_RS256, dig, 32, sig,
+	T_CHECK(vault_key_sign(v, "rsa1", NULL, VLT_ALG_RS256, c->dig, 32, sig,
 	            &sl, kid) == VLT_ERR_OP_NOT_PERMITTED,
 	    "sign not in key_ops -> OP_NOT_PERMITTED");
 	up.key_ops = VLT_OP_ENCRYPT | VLT_OP_DECRYPT | VLT_OP_SIGN |
@@ -577,49 +625,73 @@ main(void)
 	r = vault_key_update(v, "rsa1", NULL, &up, &k);
 	vlt_key_info_clear(&k);
 	T_CHECK(r == 0, "restore key_ops");
+}
 
-	/* ---- sign / verify ----------------------------------------- */
+/* sign / verify */
+static void
+test_sign(struct vt *c)
+{
+	vault_t *v = c->v;
+	uint8_t sig[600];
+	char kid[VLT_VERSION_LEN + 1];
+	size_t sl;
+	int r, valid;
+
 	sl = sizeof(sig);
-	r = vault_key_sign(v, "ec1", NULL, VLT_ALG_ES256, dig, 32, sig, &sl,
+	r = vault_key_sign(v, "ec1", NULL, VLT_ALG_ES256, c->dig, 32, sig, &sl,
 	    kid);
 	T_CHECK(r == 0 && sl == 64, "ES256 sign, raw r||s");
 	valid = 0;
-	T_CHECK(vault_key_verify(v, "ec1", NULL, VLT_ALG_ES256, dig, 32, sig,
+	T_CHECK(vault_key_verify(v, "ec1", NULL, VLT_ALG_ES256, c->dig, 32, sig,
 	            sl, &valid, kid) == 0 &&
 	        valid == 1,
 	    "ES256 verify: valid");
-	dig[0] ^= 1;
-	T_CHECK(vault_key_verify(v, "ec1", NULL, VLT_ALG_ES256, dig, 32, sig,
+	c->dig[0] ^= 1;
+	T_CHECK(vault_key_verify(v, "ec1", NULL, VLT_ALG_ES256, c->dig, 32, sig,
 	            sl, &valid, kid) == 0 &&
 	        valid == 0,
 	    "ES256 verify of another digest: invalid");
-	dig[0] ^= 1;
+	c->dig[0] ^= 1;
 	sl = sizeof(sig);
-	T_CHECK(vault_key_sign(v, "ec1", NULL, VLT_ALG_ES384, dig, 48, sig, &sl,
-	            kid) == VLT_ERR_BAD_PARAM,
+	T_CHECK(vault_key_sign(v, "ec1", NULL, VLT_ALG_ES384, c->dig, 48, sig,
+	            &sl, kid) == VLT_ERR_BAD_PARAM,
 	    "ES384 on a P-256 key -> BAD_PARAM");
 	sl = sizeof(sig);
-	T_CHECK(vault_key_sign(v, "ec1", NULL, VLT_ALG_RS256, dig, 32, sig, &sl,
-	            kid) == VLT_ERR_BAD_PARAM,
+	T_CHECK(vault_key_sign(v, "ec1", NULL, VLT_ALG_RS256, c->dig, 32, sig,
+	            &sl, kid) == VLT_ERR_BAD_PARAM,
 	    "RS256 on an EC key -> BAD_PARAM");
 	sl = sizeof(sig);
-	T_CHECK(vault_key_sign(v, "rsa1", NULL, VLT_ALG_ES256, dig, 32, sig,
+	T_CHECK(vault_key_sign(v, "rsa1", NULL, VLT_ALG_ES256, c->dig, 32, sig,
 	            &sl, kid) == VLT_ERR_BAD_PARAM,
 	    "ES256 on an RSA key -> BAD_PARAM");
 	sl = sizeof(sig);
-	r = vault_key_sign(v, "rsa1", NULL, VLT_ALG_PS256, dig, 32, sig, &sl,
+	r = vault_key_sign(v, "rsa1", NULL, VLT_ALG_PS256, c->dig, 32, sig, &sl,
 	    kid);
 	T_CHECK(r == 0 && sl == 256 &&
-	        vault_key_verify(v, "rsa1", NULL, VLT_ALG_PS256, dig, 32, sig,
-	            sl, &valid, kid) == 0 &&
+	        vault_key_verify(v, "rsa1", NULL, VLT_ALG_PS256, c->dig, 32,
+	            sig, sl, &valid, kid) == 0 &&
 	        valid == 1,
 	    "PS256 sign/verify");
 	sl = sizeof(sig);
-	T_CHECK(vault_key_sign(v, "rsa1", NULL, VLT_ALG_RS256, dig, 31, sig,
+	T_CHECK(vault_key_sign(v, "rsa1", NULL, VLT_ALG_RS256, c->dig, 31, sig,
 	            &sl, kid) == VLT_ERR_BAD_PARAM,
 	    "wrong digest length -> BAD_PARAM");
+}
 
-	/* ---- validity window --------------------------------------- */
+/* validity window */
+static void
+test_validity(struct vt *c)
+{
+	vault_t *v = c->v;
+	struct vlt_create_req rq;
+	struct vlt_update_req up;
+	struct vlt_key_info k;
+	uint8_t sig[600];
+	char kid[VLT_VERSION_LEN + 1];
+	size_t sl;
+	int valid;
+
+	memset(&k, 0, sizeof(k));
 	memset(&rq, 0, sizeof(rq));
 	rq.kty = VLT_KTY_EC;
 	rq.crv = VLT_CRV_P384;
@@ -629,8 +701,8 @@ main(void)
 	    "create a key with exp in the past");
 	vlt_key_info_clear(&k);
 	sl = sizeof(sig);
-	T_CHECK(vault_key_sign(v, "expired", NULL, VLT_ALG_ES384, dig, 48, sig,
-	            &sl, kid) == VLT_ERR_KEY_EXPIRED,
+	T_CHECK(vault_key_sign(v, "expired", NULL, VLT_ALG_ES384, c->dig, 48,
+	            sig, &sl, kid) == VLT_ERR_KEY_EXPIRED,
 	    "exp in the past -> KEY_EXPIRED");
 	rq.exp = 0;
 	rq.nbf = vault_now(v) + 3600;
@@ -639,8 +711,8 @@ main(void)
 	    "create a key with nbf in the future");
 	vlt_key_info_clear(&k);
 	sl = sizeof(sig);
-	T_CHECK(vault_key_sign(v, "future", NULL, VLT_ALG_ES512, dig, 64, sig,
-	            &sl, kid) == VLT_ERR_KEY_NOT_YET_VALID,
+	T_CHECK(vault_key_sign(v, "future", NULL, VLT_ALG_ES512, c->dig, 64,
+	            sig, &sl, kid) == VLT_ERR_KEY_NOT_YET_VALID,
 	    "nbf in the future -> KEY_NOT_YET_VALID");
 	memset(&up, 0, sizeof(up));
 	up.has_nbf = 1;
@@ -650,8 +722,8 @@ main(void)
 	    "update clears nbf");
 	vlt_key_info_clear(&k);
 	sl = sizeof(sig);
-	T_CHECK(vault_key_sign(v, "future", NULL, VLT_ALG_ES512, dig, 64, sig,
-	            &sl, kid) == 0 &&
+	T_CHECK(vault_key_sign(v, "future", NULL, VLT_ALG_ES512, c->dig, 64,
+	            sig, &sl, kid) == 0 &&
 	        sl == 132,
 	    "ES512 sign after clearing nbf");
 	memset(&up, 0, sizeof(up));
@@ -661,8 +733,8 @@ main(void)
 	    "disable the expired key");
 	vlt_key_info_clear(&k);
 	sl = sizeof(sig);
-	T_CHECK(vault_key_sign(v, "expired", NULL, VLT_ALG_ES384, dig, 48, sig,
-	            &sl, kid) == VLT_ERR_KEY_DISABLED,
+	T_CHECK(vault_key_sign(v, "expired", NULL, VLT_ALG_ES384, c->dig, 48,
+	            sig, &sl, kid) == VLT_ERR_KEY_DISABLED,
 	    "disabled and expired -> KEY_DISABLED first");
 	memset(&rq, 0, sizeof(rq));
 	rq.kty = VLT_KTY_EC;
@@ -672,11 +744,21 @@ main(void)
 	T_CHECK(vault_key_create(v, "signonly", &rq, &k) == 0,
 	    "create a sign-only key");
 	vlt_key_info_clear(&k);
-	T_CHECK(vault_key_verify(v, "signonly", NULL, VLT_ALG_ES256, dig, 32,
+	T_CHECK(vault_key_verify(v, "signonly", NULL, VLT_ALG_ES256, c->dig, 32,
 	            sig, 64, &valid, kid) == VLT_ERR_OP_NOT_PERMITTED,
 	    "verify without VERIFY in key_ops -> OP_NOT_PERMITTED");
+}
 
-	/* ---- list paging ------------------------------------------- */
+/* list paging */
+static void
+test_list(struct vt *c)
+{
+	vault_t *v = c->v;
+	struct vlt_key_info *items = NULL;
+	char *cont, *next, prev[VLT_NAME_MAX + 1];
+	size_t n, i, total, pages;
+	int r, ok;
+
 	ok = 1;
 	for (i = 0; i < 30; i++) {
 		char nm[32];
@@ -717,7 +799,7 @@ main(void)
 			if (strcmp(items[i].name, "page-20") == 0)
 				ok = 0;
 			if (strcmp(items[i].name, "rsa1") == 0 &&
-			    strcmp(items[i].version, rsa_v2.version) != 0)
+			    strcmp(items[i].version, c->rsa_v2.version) != 0)
 				ok = 0; /* latest version per name */
 		}
 		total += n;
@@ -737,8 +819,21 @@ main(void)
 	    "duplicates, continuation valid across add/delete");
 	T_CHECK(total == 36 && pages == 6,
 	    "list across 6 pages sees every live key exactly once");
+}
 
-	/* ---- versions paging --------------------------------------- */
+/* versions paging */
+static void
+test_versions(struct vt *c)
+{
+	vault_t *v = c->v;
+	struct vlt_key_info k;
+	struct vlt_key_info *items = NULL;
+	char *cont, *next;
+	char seen_versions[8][VLT_VERSION_LEN + 1];
+	size_t n, i, total, pages;
+	int r, ok;
+
+	memset(&k, 0, sizeof(k));
 	ok = 1;
 	memset(seen_versions, 0, sizeof(seen_versions));
 	for (i = 0; i < 5; i++) {
@@ -779,23 +874,38 @@ main(void)
 	T_CHECK(vault_key_versions(v, "nope", NULL, 5, &items, &n, &next) ==
 	        VLT_ERR_NOT_FOUND,
 	    "versions of an unknown key -> NOT_FOUND");
+}
 
-	/* ---- delete / recover -------------------------------------- */
+/* delete / recover */
+static void
+test_delete(struct vt *c)
+{
+	vault_t *v = c->v;
+	struct vlt_create_req rq;
+	struct vlt_key_info k;
+	struct vlt_key_info *items = NULL;
+	uint8_t back[512];
+	char kid[VLT_VERSION_LEN + 1], *next;
+	size_t bl, n;
+	int64_t now;
+	int r;
+
+	memset(&k, 0, sizeof(k));
 	now = vault_now(v);
 	r = vault_key_delete(v, "rsa1", &k);
 	T_CHECK(r == 0 && k.deleted_date >= now && k.deleted_date <= now + 5 &&
 	        k.scheduled_purge_date == k.deleted_date + 90 * 86400 &&
-	        strcmp(k.version, rsa_v2.version) == 0,
+	        strcmp(k.version, c->rsa_v2.version) == 0,
 	    "delete: latest version with deletedDate and purge date +90d");
 	vlt_key_info_clear(&k);
 	T_CHECK(vault_key_get(v, "rsa1", NULL, &k) == VLT_ERR_NOT_FOUND,
 	    "get of a deleted key -> NOT_FOUND");
-	T_CHECK(vault_key_get(v, "rsa1", rsa_v1.version, &k) ==
+	T_CHECK(vault_key_get(v, "rsa1", c->rsa_v1.version, &k) ==
 	        VLT_ERR_NOT_FOUND,
 	    "get of a deleted key's version -> NOT_FOUND");
 	bl = sizeof(back);
 	T_CHECK(vault_key_decrypt(v, "rsa1", NULL, VLT_OP_DECRYPT,
-	            VLT_ALG_RSA_OAEP, ct, 256, back, &bl,
+	            VLT_ALG_RSA_OAEP, c->ct, 256, back, &bl,
 	            kid) == VLT_ERR_NOT_FOUND,
 	    "decrypt with a deleted key -> NOT_FOUND");
 	T_CHECK(vault_key_versions(v, "rsa1", NULL, 5, &items, &n, &next) ==
@@ -811,7 +921,7 @@ main(void)
 	    "delete of a deleted key -> NOT_FOUND");
 	r = vault_deleted_get(v, "rsa1", &k);
 	T_CHECK(r == 0 && k.deleted_date != 0 &&
-	        strcmp(k.version, rsa_v2.version) == 0,
+	        strcmp(k.version, c->rsa_v2.version) == 0,
 	    "deleted_get");
 	vlt_key_info_clear(&k);
 	T_CHECK(vault_deleted_get(v, "ec1", &k) == VLT_ERR_NOT_FOUND,
@@ -827,22 +937,33 @@ main(void)
 	free(next);
 	r = vault_key_recover(v, "rsa1", &k);
 	T_CHECK(r == 0 && k.deleted_date == 0 &&
-	        strcmp(k.version, rsa_v2.version) == 0,
+	        strcmp(k.version, c->rsa_v2.version) == 0,
 	    "recover");
 	vlt_key_info_clear(&k);
 	bl = sizeof(back);
 	r = vault_key_decrypt(v, "rsa1", NULL, VLT_OP_DECRYPT, VLT_ALG_RSA_OAEP,
-	    ct, 256, back, &bl, kid);
-	T_CHECK(r == 0 && bl == 32 && memcmp(back, pt, 32) == 0,
+	    c->ct, 256, back, &bl, kid);
+	T_CHECK(r == 0 && bl == 32 && memcmp(back, c->pt, 32) == 0,
 	    "recovered key decrypts its old ciphertext");
-	r = vault_key_get(v, "rsa1", rsa_v1.version, &k);
+	r = vault_key_get(v, "rsa1", c->rsa_v1.version, &k);
 	T_CHECK(r == 0 && k.attrs.enabled == 0,
 	    "recover keeps every version's attributes");
 	vlt_key_info_clear(&k);
 	T_CHECK(vault_key_recover(v, "rsa1", &k) == VLT_ERR_NOT_FOUND,
 	    "recover of a live key -> NOT_FOUND");
+}
 
-	/* ---- purge ------------------------------------------------- */
+/* purge */
+static void
+test_purge(struct vt *c)
+{
+	vault_t *v = c->v;
+	struct vlt_key_info k;
+	struct vlt_key_info *items = NULL;
+	char *next;
+	size_t n;
+
+	memset(&k, 0, sizeof(k));
 	T_CHECK(vault_key_purge(v, "ec1") == VLT_ERR_NOT_FOUND,
 	    "purge of a live key -> NOT_FOUND");
 	T_CHECK(vault_key_delete(v, "ec1", NULL) == 0 &&
@@ -860,8 +981,18 @@ main(void)
 	    "reused name starts with one version");
 	vlt_key_info_free_array(items, n);
 	free(next);
+}
 
-	/* ---- settings ---------------------------------------------- */
+/* settings */
+static void
+test_retention(struct vt *c)
+{
+	vault_t *v = c->v;
+	struct vlt_settings st;
+	struct vlt_key_info k;
+	int r;
+
+	memset(&k, 0, sizeof(k));
 	T_CHECK(vault_settings_update(v, 6, -1) == VLT_ERR_BAD_PARAM,
 	    "retention 6 -> BAD_PARAM");
 	T_CHECK(vault_settings_update(v, 91, -1) == VLT_ERR_BAD_PARAM,
@@ -872,95 +1003,104 @@ main(void)
 	T_CHECK(strcmp(vault_recovery_level(&st),
 	            "CustomizedRecoverable+Purgeable") == 0,
 	    "recovery level CustomizedRecoverable+Purgeable");
-	now = vault_now(v);
+	(void)vault_now(v);
 	r = vault_key_delete(v, "page-01", &k);
 	T_CHECK(r == 0 && k.scheduled_purge_date == k.deleted_date + 30 * 86400,
 	    "delete under retention 30: purge date +30d");
 	vlt_key_info_clear(&k);
-	/* ---- the version cache stays coherent with every write ----- */
-	{
-		struct vlt_create_req cq;
-		struct vlt_update_req uq;
-		struct vlt_key_info kvc, kn;
-		uint8_t vct[512];
-		size_t vctl;
-		char kv[VLT_VERSION_LEN + 1];
-		uint64_t h0, m0, h1, m1;
-		int e;
+}
+
+/* the version cache stays coherent with every write */
+static void
+test_version_cache(struct vt *c)
+{
+	vault_t *v = c->v;
+
+	struct vlt_create_req cq;
+	struct vlt_update_req uq;
+	struct vlt_key_info kvc, kn;
+	uint8_t vct[512];
+	size_t vctl;
+	char kv[VLT_VERSION_LEN + 1];
+	uint64_t h0, m0, h1, m1;
+	int e;
 
 #define VC_ENC(nm, ver) \
 	(vctl = sizeof(vct), \
 	    vault_key_encrypt(v, nm, ver, VLT_OP_ENCRYPT, VLT_ALG_RSA_OAEP, \
 	        (const uint8_t *)"dek", 3, vct, &vctl, kv))
-		memset(&cq, 0, sizeof(cq));
-		cq.kty = VLT_KTY_RSA;
-		cq.enabled = 1;
-		memset(&kvc, 0, sizeof(kvc));
-		memset(&kn, 0, sizeof(kn));
-		T_CHECK(vault_key_create(v, "vc-key", &cq, &kvc) == 0,
-		    "version cache: create a key");
-		T_CHECK(VC_ENC("vc-key", NULL) == 0 &&
-		        strcmp(kv, kvc.version) == 0,
-		    "version cache: first use");
-		T_CHECK(vault_version_cache_stats(v, &h0, &m0) == 0,
-		    "version cache: stats readable");
-		e = VC_ENC("VC-KEY", NULL);
-		T_CHECK(e == 0 && VC_ENC("vc-key", kvc.version) == 0 &&
-		        VC_ENC("vc-key", kvc.version) == 0,
-		    "version cache: repeated uses (any name case)");
-		T_CHECK(vault_version_cache_stats(v, &h1, &m1) == 0 &&
-		        h1 >= h0 + 1,
-		    "version cache: repeated uses are hits");
-		memset(&uq, 0, sizeof(uq));
-		uq.has_enabled = 1;
-		uq.enabled = 0;
-		T_CHECK(vault_key_update(v, "vc-key", kvc.version, &uq, &kn) ==
-		        0,
-		    "version cache: disable");
-		vlt_key_info_clear(&kn);
-		T_CHECK(VC_ENC("vc-key", NULL) == VLT_ERR_KEY_DISABLED &&
-		        VC_ENC("vc-key", kvc.version) == VLT_ERR_KEY_DISABLED,
-		    "version cache: a disabled key is refused at once");
-		uq.enabled = 1;
-		T_CHECK(vault_key_update(v, "vc-key", kvc.version, &uq, &kn) ==
-		            0 &&
-		        VC_ENC("vc-key", NULL) == 0,
-		    "version cache: enabled again, usable at once");
-		vlt_key_info_clear(&kn);
-		T_CHECK(vault_key_rotate(v, "vc-key", &kn) == 0 &&
-		        VC_ENC("vc-key", NULL) == 0 &&
-		        strcmp(kv, kn.version) == 0,
-		    "version cache: after a rotation the latest is the new "
-		    "version");
-		T_CHECK(VC_ENC("vc-key", kvc.version) == 0 &&
-		        strcmp(kv, kvc.version) == 0,
-		    "version cache: the old version still answers by id");
-		vlt_key_info_clear(&kn);
-		T_CHECK(vault_key_delete(v, "vc-key", &kn) == 0 &&
-		        VC_ENC("vc-key", NULL) == VLT_ERR_NOT_FOUND &&
-		        VC_ENC("vc-key", kvc.version) == VLT_ERR_NOT_FOUND,
-		    "version cache: a deleted key is gone at once");
-		vlt_key_info_clear(&kn);
-		T_CHECK(vault_key_recover(v, "vc-key", &kn) == 0 &&
-		        VC_ENC("vc-key", kvc.version) == 0,
-		    "version cache: a recovered key answers at once");
-		vlt_key_info_clear(&kn);
-		T_CHECK(vault_key_delete(v, "vc-key", &kn) == 0 &&
-		        vault_key_purge(v, "vc-key") == 0 &&
-		        VC_ENC("vc-key", kvc.version) == VLT_ERR_NOT_FOUND,
-		    "version cache: a purged key is gone");
-		vlt_key_info_clear(&kn);
-		T_CHECK(vault_key_create(v, "vc-key", &cq, &kn) == 0 &&
-		        VC_ENC("vc-key", NULL) == 0 &&
-		        strcmp(kv, kn.version) == 0 &&
-		        VC_ENC("vc-key", kvc.version) == VLT_ERR_NOT_FOUND,
-		    "version cache: a key made again under the name is the "
-		    "new one");
-		vlt_key_info_clear(&kn);
-		vlt_key_info_clear(&kvc);
+	memset(&cq, 0, sizeof(cq));
+	cq.kty = VLT_KTY_RSA;
+	cq.enabled = 1;
+	memset(&kvc, 0, sizeof(kvc));
+	memset(&kn, 0, sizeof(kn));
+	T_CHECK(vault_key_create(v, "vc-key", &cq, &kvc) == 0,
+	    "version cache: create a key");
+	T_CHECK(VC_ENC("vc-key", NULL) == 0 && strcmp(kv, kvc.version) == 0,
+	    "version cache: first use");
+	T_CHECK(vault_version_cache_stats(v, &h0, &m0) == 0,
+	    "version cache: stats readable");
+	e = VC_ENC("VC-KEY", NULL);
+	T_CHECK(e == 0 && VC_ENC("vc-key", kvc.version) == 0 &&
+	        VC_ENC("vc-key", kvc.version) == 0,
+	    "version cache: repeated uses (any name case)");
+	T_CHECK(vault_version_cache_stats(v, &h1, &m1) == 0 && h1 >= h0 + 1,
+	    "version cache: repeated uses are hits");
+	memset(&uq, 0, sizeof(uq));
+	uq.has_enabled = 1;
+	uq.enabled = 0;
+	T_CHECK(vault_key_update(v, "vc-key", kvc.version, &uq, &kn) == 0,
+	    "version cache: disable");
+	vlt_key_info_clear(&kn);
+	T_CHECK(VC_ENC("vc-key", NULL) == VLT_ERR_KEY_DISABLED &&
+	        VC_ENC("vc-key", kvc.version) == VLT_ERR_KEY_DISABLED,
+	    "version cache: a disabled key is refused at once");
+	uq.enabled = 1;
+	T_CHECK(vault_key_update(v, "vc-key", kvc.version, &uq, &kn) == 0 &&
+	        VC_ENC("vc-key", NULL) == 0,
+	    "version cache: enabled again, usable at once");
+	vlt_key_info_clear(&kn);
+	T_CHECK(vault_key_rotate(v, "vc-key", &kn) == 0 &&
+	        VC_ENC("vc-key", NULL) == 0 && strcmp(kv, kn.version) == 0,
+	    "version cache: after a rotation the latest is the new "
+	    "version");
+	T_CHECK(VC_ENC("vc-key", kvc.version) == 0 &&
+	        strcmp(kv, kvc.version) == 0,
+	    "version cache: the old version still answers by id");
+	vlt_key_info_clear(&kn);
+	T_CHECK(vault_key_delete(v, "vc-key", &kn) == 0 &&
+	        VC_ENC("vc-key", NULL) == VLT_ERR_NOT_FOUND &&
+	        VC_ENC("vc-key", kvc.version) == VLT_ERR_NOT_FOUND,
+	    "version cache: a deleted key is gone at once");
+	vlt_key_info_clear(&kn);
+	T_CHECK(vault_key_recover(v, "vc-key", &kn) == 0 &&
+	        VC_ENC("vc-key", kvc.version) == 0,
+	    "version cache: a recovered key answers at once");
+	vlt_key_info_clear(&kn);
+	T_CHECK(vault_key_delete(v, "vc-key", &kn) == 0 &&
+	        vault_key_purge(v, "vc-key") == 0 &&
+	        VC_ENC("vc-key", kvc.version) == VLT_ERR_NOT_FOUND,
+	    "version cache: a purged key is gone");
+	vlt_key_info_clear(&kn);
+	T_CHECK(vault_key_create(v, "vc-key", &cq, &kn) == 0 &&
+	        VC_ENC("vc-key", NULL) == 0 && strcmp(kv, kn.version) == 0 &&
+	        VC_ENC("vc-key", kvc.version) == VLT_ERR_NOT_FOUND,
+	    "version cache: a key made again under the name is the "
+	    "new one");
+	vlt_key_info_clear(&kn);
+	vlt_key_info_clear(&kvc);
 #undef VC_ENC
-	}
+}
 
+/* settings: purge protection */
+static void
+test_purge_protection(struct vt *c)
+{
+	vault_t *v = c->v;
+	struct vlt_settings st;
+	struct vlt_key_info k;
+
+	memset(&k, 0, sizeof(k));
 	T_CHECK(vault_settings_update(v, -1, 1) == 0 &&
 	        vault_settings_get(v, &st) == 0 && st.purge_protection == 1 &&
 	        st.retention_days == 30,
@@ -982,8 +1122,19 @@ main(void)
 	T_CHECK(vault_key_recover(v, "multi", &k) == 0,
 	    "purge-protected key is still recoverable");
 	vlt_key_info_clear(&k);
+}
 
-	/* ---- purge_due with the test clock ------------------------- */
+/* purge_due with the test clock */
+static void
+test_purge_due(struct vt *c)
+{
+	vault_t *v = c->v;
+	struct vlt_key_info k;
+	char clock_path[512];
+	size_t total;
+	int64_t now;
+
+	memset(&k, 0, sizeof(k));
 	snprintf(clock_path, sizeof(clock_path), "%s/clock", dir);
 	write_clock(clock_path, 0);
 	vault_set_test_clock(v, clock_path);
@@ -1008,8 +1159,18 @@ main(void)
 	vault_set_test_clock(v, NULL);
 	now = (int64_t)time(NULL);
 	T_CHECK(vault_now(v) <= now + 1, "test clock unset");
+}
 
-	/* ---- principals and access policies ------------------------ */
+/* principals and access policies */
+static void
+test_principals(struct vt *c)
+{
+	vault_t *v = c->v;
+	struct vlt_principal pr, *prs = NULL;
+	struct vlt_access_policy ap, *aps = NULL;
+	size_t n;
+	int r;
+
 	memset(&pr, 0, sizeof(pr));
 	snprintf(pr.object_id, sizeof(pr.object_id),
 	    "11111111-1111-4111-8111-111111111111");
@@ -1044,7 +1205,7 @@ main(void)
 	memset(&ap, 0, sizeof(ap));
 	snprintf(ap.object_id, sizeof(ap.object_id),
 	    "11111111-1111-4111-8111-111111111111");
-	snprintf(ap.tenant_id, sizeof(ap.tenant_id), "%s", ip.tenant_id);
+	snprintf(ap.tenant_id, sizeof(ap.tenant_id), "%s", c->ip.tenant_id);
 	ap.perms = 0xffff;
 	T_CHECK(vault_access_put(v, &ap) == 0, "access policy put (admin)");
 	snprintf(ap.object_id, sizeof(ap.object_id),
@@ -1069,74 +1230,101 @@ main(void)
 	    "delete an unknown principal -> NOT_FOUND");
 	T_CHECK(vault_access_delete(v, "nope") == VLT_ERR_NOT_FOUND,
 	    "delete an unknown access policy -> NOT_FOUND");
+}
 
-	/* ---- threads ----------------------------------------------- */
-	{
-		pthread_t th[4];
-		struct thr_arg ta[4];
+/* threads */
+static void
+test_threads(struct vt *c)
+{
+	vault_t *v = c->v;
+	size_t i;
+	int ok;
 
-		for (i = 0; i < 4; i++) {
-			ta[i].v = v;
-			ta[i].failures = 0;
-			pthread_create(&th[i], NULL, worker, &ta[i]);
-		}
-		ok = 1;
-		for (i = 0; i < 4; i++) {
-			pthread_join(th[i], NULL);
-			if (ta[i].failures != 0)
-				ok = 0;
-		}
-		T_CHECK(ok, "4 threads x 20 encrypt/decrypt round trips");
+	pthread_t th[4];
+	struct thr_arg ta[4];
+
+	for (i = 0; i < 4; i++) {
+		ta[i].v = v;
+		ta[i].failures = 0;
+		pthread_create(&th[i], NULL, worker, &ta[i]);
 	}
-
-	/* ---- audit: concurrent appends, group commit ---------------- */
-	{
-		pthread_t th[AUD_THREADS];
-		struct thr_arg ta[AUD_THREADS];
-		char where[128];
-
-		for (i = 0; i < AUD_THREADS; i++) {
-			ta[i].v = v;
-			ta[i].failures = 0;
-			pthread_create(&th[i], NULL, audit_worker, &ta[i]);
-		}
-		ok = 1;
-		for (i = 0; i < AUD_THREADS; i++) {
-			pthread_join(th[i], NULL);
-			if (ta[i].failures != 0)
-				ok = 0;
-		}
-		T_CHECK(ok,
-		    "8 threads x 250 audit appends at once (every "
-		    "7th synced) all succeed");
-		vault_close(v);
-		v = NULL;
-		T_CHECK(audit_count(dir, "\"t\":\"gc\"") ==
-		        AUD_THREADS * AUD_LINES,
-		    "every one of them is in the log "
-		    "once the vault is closed");
-		T_CHECK(vault_audit_verify(dir, where, sizeof(where)) == 0,
-		    "the chain over them verifies");
+	ok = 1;
+	for (i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		if (ta[i].failures != 0)
+			ok = 0;
 	}
+	T_CHECK(ok, "4 threads x 20 encrypt/decrypt round trips");
+}
 
-	/* ---- close and reopen -------------------------------------- */
-	r = vault_open(dir, &(struct vlt_open_opts){ 2, NULL, NULL }, &v);
+/* audit: concurrent appends, group commit */
+static void
+test_audit(struct vt *c)
+{
+	vault_t *v = c->v;
+	size_t i;
+	int ok;
+
+	pthread_t th[AUD_THREADS];
+	struct thr_arg ta[AUD_THREADS];
+	char where[128];
+
+	for (i = 0; i < AUD_THREADS; i++) {
+		ta[i].v = v;
+		ta[i].failures = 0;
+		pthread_create(&th[i], NULL, audit_worker, &ta[i]);
+	}
+	ok = 1;
+	for (i = 0; i < AUD_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		if (ta[i].failures != 0)
+			ok = 0;
+	}
+	T_CHECK(ok,
+	    "8 threads x 250 audit appends at once (every "
+	    "7th synced) all succeed");
+	vault_close(v);
+	c->v = NULL;
+	T_CHECK(audit_count(dir, "\"t\":\"gc\"") == AUD_THREADS * AUD_LINES,
+	    "every one of them is in the log "
+	    "once the vault is closed");
+	T_CHECK(vault_audit_verify(dir, where, sizeof(where)) == 0,
+	    "the chain over them verifies");
+}
+
+/* close and reopen */
+static void
+test_reopen(struct vt *c)
+{
+	vault_t *v;
+	struct vlt_key_info k;
+	struct vlt_settings st;
+	struct vlt_principal *prs = NULL;
+	struct vlt_access_policy *aps = NULL;
+	uint8_t back[512];
+	char kid[VLT_VERSION_LEN + 1];
+	size_t bl, n;
+	int r;
+
+	memset(&k, 0, sizeof(k));
+	r = vault_open(dir, &(struct vlt_open_opts){ 2, NULL, NULL }, &c->v);
+	v = c->v;
 	T_CHECK(r == 0, "reopen");
 	if (r != 0)
-		goto done;
+		return;
 	r = vault_key_get(v, "rsa1", NULL, &k);
-	T_CHECK(r == 0 && strcmp(k.version, rsa_v2.version) == 0,
+	T_CHECK(r == 0 && strcmp(k.version, c->rsa_v2.version) == 0,
 	    "keys persist across reopen");
 	vlt_key_info_clear(&k);
 	bl = sizeof(back);
 	r = vault_key_decrypt(v, "rsa1", NULL, VLT_OP_DECRYPT, VLT_ALG_RSA_OAEP,
-	    ct, 256, back, &bl, kid);
-	T_CHECK(r == 0 && bl == 32 && memcmp(back, pt, 32) == 0,
+	    c->ct, 256, back, &bl, kid);
+	T_CHECK(r == 0 && bl == 32 && memcmp(back, c->pt, 32) == 0,
 	    "old RSA-OAEP ciphertext decrypts after reopen");
 	bl = sizeof(back);
-	r = vault_key_decrypt(v, "rsa1", rsa_v2.version, VLT_OP_UNWRAP,
-	    VLT_ALG_RSA_OAEP_256, ct_oaep256, ct256l, back, &bl, kid);
-	T_CHECK(r == 0 && bl == 32 && memcmp(back, pt, 32) == 0,
+	r = vault_key_decrypt(v, "rsa1", c->rsa_v2.version, VLT_OP_UNWRAP,
+	    VLT_ALG_RSA_OAEP_256, c->ct_oaep256, c->ct256l, back, &bl, kid);
+	T_CHECK(r == 0 && bl == 32 && memcmp(back, c->pt, 32) == 0,
 	    "old RSA-OAEP-256 ciphertext unwraps after reopen");
 	T_CHECK(vault_settings_get(v, &st) == 0 && st.retention_days == 90 &&
 	        st.purge_protection == 1,
@@ -1163,9 +1351,50 @@ main(void)
 		        v2 == NULL,
 		    "open of a missing directory -> NOT_FOUND");
 	}
-done:
-	vlt_key_info_clear(&rsa_v1);
-	vlt_key_info_clear(&rsa_v2);
+}
+
+int
+main(void)
+{
+	struct vt c;
+
+	memset(&c, 0, sizeof(c));
+	RAND_bytes(c.pt, sizeof(c.pt));
+	RAND_bytes(c.dig, sizeof(c.dig));
+
+	{
+		char tmpl[] = "/tmp/p11vault-test-XXXXXX";
+
+		if (mkdtemp(tmpl) == NULL) {
+			perror("mkdtemp");
+			return 1;
+		}
+		snprintf(top, sizeof(top), "%s", tmpl);
+		snprintf(dir, sizeof(dir), "%s/data", tmpl);
+	}
+	if (test_init(&c) != 0 || test_open(&c) != 0)
+		return T_DONE();
+	test_create(&c);
+	test_get(&c);
+	test_update(&c);
+	test_encrypt(&c);
+	test_key_ops(&c);
+	test_sign(&c);
+	test_validity(&c);
+	test_list(&c);
+	test_versions(&c);
+	test_delete(&c);
+	test_purge(&c);
+	test_retention(&c);
+	test_version_cache(&c);
+	test_purge_protection(&c);
+	test_purge_due(&c);
+	test_principals(&c);
+	test_threads(&c);
+	test_audit(&c);
+	test_reopen(&c);
+	vlt_key_info_clear(&c.rsa_v1);
+	vlt_key_info_clear(&c.rsa_v2);
 	if (getenv("KEEP_TEST_DIR") == NULL)
 		(void)nftw(top, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	return T_DONE();

@@ -197,24 +197,27 @@ out:
 	return ok;
 }
 
-int
-main(void)
+/* What the steps of main share: a DEK wrapped by each key, key A's
+ * blob as the store held it, and key A's backup. */
+struct vb_ctx {
+	uint8_t dek[32], ct_a[512], ct_b[512], ba[BLOB_MAX];
+	size_t ctal, ctbl, bal;
+	uint8_t *bk;
+	size_t bkl;
+};
+
+/* A new vault, bound from the start; two keys, a DEK wrapped by each, a
+ * backup of A. 0, or -1 when the vault does not open. */
+static int
+vb_init(struct vb_ctx *c)
 {
 	struct vlt_init_params ip;
 	struct vlt_create_req rq;
 	struct vlt_key_info k;
 	vault_t *v = NULL;
-	uint8_t dek[32], ct_a[512], ct_b[512], ba[BLOB_MAX], bb[BLOB_MAX];
-	uint8_t tmp[BLOB_MAX], *bk = NULL, *obk = NULL;
-	size_t ctal = 0, ctbl = 0, bal, bbl, tl, bkl = 0, obkl = 0;
-	char p[512], tmpl[] = "/tmp/p11vault-bind-XXXXXX";
+	char p[512];
 	int r;
 
-	RAND_bytes(dek, sizeof(dek));
-	if (mkdtemp(tmpl) == NULL)
-		return 1;
-	snprintf(top, sizeof(top), "%s", tmpl);
-	snprintf(dir, sizeof(dir), "%s/data", tmpl);
 	memset(&ip, 0, sizeof(ip));
 	ip.data_dir = dir;
 	ip.vault_url = "https://127.0.0.1:18444";
@@ -225,7 +228,8 @@ main(void)
 	    "(nothing to upgrade, ever)");
 	if ((r = open_vault(&v)) != 0) {
 		T_CHECK(0, "open the vault");
-		goto done;
+		vault_close(v);
+		return -1;
 	}
 	memset(&rq, 0, sizeof(rq));
 	rq.kty = VLT_KTY_RSA;
@@ -236,46 +240,72 @@ main(void)
 	        vault_key_create(v, "bind-b", &rq, NULL) == 0,
 	    "two RSA keys");
 	vlt_key_info_clear(&k);
-	T_CHECK(wrap(v, "bind-a", dek, ct_a, &ctal) == 0 &&
-	        wrap(v, "BIND-B", dek, ct_b, &ctbl) == 0,
+	T_CHECK(wrap(v, "bind-a", c->dek, c->ct_a, &c->ctal) == 0 &&
+	        wrap(v, "BIND-B", c->dek, c->ct_b, &c->ctbl) == 0,
 	    "wrap a DEK with each");
-	T_CHECK(unwrap(v, "BIND-a", ct_a, ctal, dek) == 0 &&
-	        unwrap(v, "bind-b", ct_b, ctbl, dek) == 0,
+	T_CHECK(unwrap(v, "BIND-a", c->ct_a, c->ctal, c->dek) == 0 &&
+	        unwrap(v, "bind-b", c->ct_b, c->ctbl, c->dek) == 0,
 	    "both unwrap, "
 	    "under any case of their names (the bind is lower-cased)");
-	T_CHECK(vault_key_backup(v, "bind-a", &bk, &bkl) == 0, "back up key A");
+	T_CHECK(vault_key_backup(v, "bind-a", &c->bk, &c->bkl) == 0,
+	    "back up key A");
 	vault_close(v);
-	v = NULL;
+	return 0;
+}
+
+static int
+vb_swapped(struct vb_ctx *c)
+{
+	uint8_t bb[BLOB_MAX];
+	size_t bbl;
+	vault_t *v = NULL;
 
 	/* swapped rows: nothing served, nothing wrong */
-	bal = db_blob("Bind-A", ba, sizeof(ba));
+	c->bal = db_blob("Bind-A", c->ba, sizeof(c->ba));
 	bbl = db_blob("bind-b", bb, sizeof(bb));
-	T_CHECK(bal > 0 && bbl > 0 && ba[4] == 3 && bb[4] == 3,
+	T_CHECK(c->bal > 0 && bbl > 0 && c->ba[4] == 3 && bb[4] == 3,
 	    "the store holds format-3 blobs");
 	T_CHECK(db_set_blob("Bind-A", bb, bbl) &&
-	        db_set_blob("bind-b", ba, bal),
+	        db_set_blob("bind-b", c->ba, c->bal),
 	    "swap the two blobs in vault.db");
-	if (open_vault(&v) != 0)
-		goto done;
-	T_CHECK(unwrap(v, "bind-a", ct_a, ctal, dek) == VLT_ERR_INTERNAL &&
-	        unwrap(v, "bind-b", ct_b, ctbl, dek) == VLT_ERR_INTERNAL &&
-	        unwrap(v, "bind-b", ct_a, ctal, dek) == VLT_ERR_INTERNAL,
+	if (open_vault(&v) != 0) {
+		vault_close(v);
+		return -1;
+	}
+	T_CHECK(unwrap(v, "bind-a", c->ct_a, c->ctal, c->dek) ==
+	            VLT_ERR_INTERNAL &&
+	        unwrap(v, "bind-b", c->ct_b, c->ctbl, c->dek) ==
+	            VLT_ERR_INTERNAL &&
+	        unwrap(v, "bind-b", c->ct_a, c->ctal, c->dek) ==
+	            VLT_ERR_INTERNAL,
 	    "swapped blobs: every unwrap is INTERNAL (B never opens A's "
 	    "ciphertext)");
 	vault_close(v);
-	v = NULL;
+	return 0;
+}
+
+static int
+vb_stripped(struct vb_ctx *c)
+{
+	uint8_t tmp[BLOB_MAX], *obk = NULL;
+	size_t tl, obkl = 0;
+	vault_t *v = NULL;
 
 	/* a stripped blob planted after the upgrade: never re-bound */
-	memcpy(tmp, ba, bal);
-	tl = strip(tmp, bal);
-	T_CHECK(db_set_blob("Bind-A", ba, bal) && tl > 0 &&
+	memcpy(tmp, c->ba, c->bal);
+	tl = strip(tmp, c->bal);
+	T_CHECK(db_set_blob("Bind-A", c->ba, c->bal) && tl > 0 &&
 	        db_set_blob("bind-b", tmp, tl),
 	    "plant A's blob, stripped to "
 	    "the shape of format 1, in B's row");
-	if (open_vault(&v) != 0)
-		goto done;
-	T_CHECK(unwrap(v, "bind-b", ct_a, ctal, dek) == VLT_ERR_INTERNAL &&
-	        unwrap(v, "bind-b", ct_b, ctbl, dek) == VLT_ERR_INTERNAL,
+	if (open_vault(&v) != 0) {
+		vault_close(v);
+		return -1;
+	}
+	T_CHECK(unwrap(v, "bind-b", c->ct_a, c->ctal, c->dek) ==
+	            VLT_ERR_INTERNAL &&
+	        unwrap(v, "bind-b", c->ct_b, c->ctbl, c->dek) ==
+	            VLT_ERR_INTERNAL,
 	    "a format-1 blob in a bound store is refused, not re-bound at "
 	    "open");
 	free(obk);
@@ -285,12 +315,29 @@ main(void)
 	        obk == NULL,
 	    "and backup refuses it (a "
 	    "restore would bind it)");
-	T_CHECK(unwrap(v, "bind-a", ct_a, ctal, dek) == 0,
+	T_CHECK(unwrap(v, "bind-a", c->ct_a, c->ctal, c->dek) == 0,
 	    "A, in its own row, still works");
 	vault_close(v);
-	v = NULL;
 	T_CHECK(db_blob("bind-b", tmp, sizeof(tmp)) == tl && tmp[4] == 1,
 	    "the planted blob was left as it is");
+	free(obk);
+	return 0;
+}
+
+int
+main(void)
+{
+	struct vb_ctx c;
+	char tmpl[] = "/tmp/p11vault-bind-XXXXXX";
+
+	memset(&c, 0, sizeof(c));
+	RAND_bytes(c.dek, sizeof(c.dek));
+	if (mkdtemp(tmpl) == NULL)
+		return 1;
+	snprintf(top, sizeof(top), "%s", tmpl);
+	snprintf(dir, sizeof(dir), "%s/data", tmpl);
+	if (vb_init(&c) != 0 || vb_swapped(&c) != 0 || vb_stripped(&c) != 0)
+		goto done;
 
 	/* Stores and backups from before binding (format 1) and before
 	 * sealing (format 2) are upgraded at open and at restore: the
@@ -298,11 +345,8 @@ main(void)
 	 * the previous version, with its backup, in tests/api/atrest.test.mjs
 	 * (a format-3 blob cannot be taken back to format 1 from here). */
 	(void)old_backup;
-	(void)p;
 done:
-	vault_close(v);
-	free(bk);
-	free(obk);
+	free(c.bk);
 	if (getenv("KEEP_TEST_DIR") == NULL)
 		(void)nftw(top, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	return T_DONE();
