@@ -324,11 +324,12 @@ access_policies(struct api_req *q, struct api_resp *r, const char *kind_s)
 		goto out;
 	}
 	for (i = 0, rc = 0; i < n; i++) {
-		if (items[i].perms == 0)
-			policy_access_remove(q->ctx->policy,
-			    items[i].object_id);
-		else if (policy_access_set(q->ctx->policy, items[i].object_id,
-		             items[i].perms) != 0)
+		if (items[i].perms == 0) {
+			if (policy_access_remove(q->ctx->policy,
+			        items[i].object_id) != POLICY_OK)
+				rc = VLT_ERR_INTERNAL;
+		} else if (policy_access_set(q->ctx->policy, items[i].object_id,
+		               items[i].perms) != 0)
 			rc = VLT_ERR_INTERNAL;
 	}
 	if (rc != 0)
@@ -449,8 +450,11 @@ identity_delete(struct api_req *q, struct api_resp *r, const char *oid)
 		api_resp_vault_error_in(r, rc, API_SUBJ_IDENTITY, NULL, NULL);
 		return;
 	}
-	policy_access_remove(q->ctx->policy, oid);
-	policy_principal_remove(q->ctx->policy, oid);
+	if (policy_access_remove(q->ctx->policy, oid) != POLICY_OK ||
+	    policy_principal_remove(q->ctx->policy, oid) != POLICY_OK) {
+		api_resp_vault_error(r, VLT_ERR_INTERNAL, NULL, NULL);
+		return;
+	}
 	api_resp_set(r, 200, json_pack("{s:s}", "objectId", oid));
 }
 

@@ -127,7 +127,7 @@ fetch_token(struct agent *a, const char *resource, char **token,
 	*expires_in = json_integer_value(json_object_get(j, "expires_in"));
 	rc = *token ? 0 : -1;
 out:
-	json_decref(j); /* Jansson frees through api_wipe_free */
+	json_decref(j); /* Jansson frees through freezero_block */
 	buf_free(resp);
 	buf_free(form);
 	return rc;
@@ -314,7 +314,7 @@ load_credential(struct agent *a, const char *path, const char *url_opt,
 	a->secret = strdup(sec);
 	rc = a->secret ? 0 : -1;
 out:
-	json_decref(j); /* Jansson frees through api_wipe_free */
+	json_decref(j); /* Jansson frees through freezero_block */
 	buf_free(file);
 	return rc;
 }

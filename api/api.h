@@ -107,11 +107,6 @@ int api_field_string(json_t *obj, const char *field, int required,
 /* base64url of bytes as a new Jansson string (the text wiped when freed,
  * as every Jansson buffer is once api_json_wipe_on_free has run) */
 json_t *api_json_b64(const uint8_t *in, size_t len);
-/* free() that first overwrites the whole allocation (malloc_usable_size
- * bytes): for any malloc'd buffer, whatever its length or content, so it
- * can stand in for free() anywhere, as Jansson's free and as the response
- * body's free callback. NULL is a no-op. */
-void api_wipe_free(void *p);
 /* An ISO 8601 duration (PnYnMnWnD and TnHnMnS; a year is 365 days, a month
  * 30) in seconds: 0, or VLT_ERR_BAD_PARAM when malformed. */
 int api_duration_secs(const char *s, int64_t *secs) API_WUR;

@@ -18,7 +18,7 @@ struct api_resp;
 
 /* Gives policy the token's JWT public key if it lacks it (the vault was
  * sealed when serve started). 0 once it has it, else the vault's error. */
-int api_verify_key_refresh(struct api_ctx *c);
+int api_verify_key_refresh(struct api_ctx *c) API_WUR;
 
 /* 0 if the caller's token is valid (fills q->caller); else r holds the
  * answer (401 and the challenge, or 503 sealed) and the result is

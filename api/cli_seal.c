@@ -64,7 +64,7 @@ cli_seal_default_auto(void)
 	return "none";
 }
 
-/* shares (a line each) into a JSON array; wiped when freed (api_wipe_free
+/* shares (a line each) into a JSON array; wiped when freed (freezero_block
  * is Jansson's free in this program) */
 json_t *
 cli_seal_shares_json(const char *shares)

@@ -11,7 +11,7 @@
  * Must never: print the admin secret or a token; keep either after
  * cli_session_close (the buffers that held them are wiped: ours with
  * freezero, Jansson's because main() makes Jansson free through
- * api_wipe_free for the whole process); talk without TLS verification.
+ * freezero_block for the whole process); talk without TLS verification.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -98,7 +98,7 @@ cli_print_json(const json_t *v)
 		return VLT_ERR_NO_MEMORY;
 	}
 	puts(s);
-	api_wipe_free(s); /* json_dumps: Jansson's allocator */
+	freezero_block(s); /* json_dumps: Jansson's allocator */
 	if (fflush(stdout) != 0) {
 		cli_fail_line("cannot write to stdout: %s", strerror(errno));
 		return VLT_ERR_IO;
@@ -408,7 +408,7 @@ cli_session_close(cli_session_t *s)
 {
 	if (s == NULL)
 		return;
-	json_decref(s->admin); /* api_wipe_free clears the secret */
+	json_decref(s->admin); /* freezero_block clears the secret */
 	freezero_str(s->token);
 	free(s);
 }
@@ -461,6 +461,6 @@ cli_session_call(cli_session_t *s, const char *method, const char *path,
 out:
 	json_decref(resp);
 	buf_free(raw);
-	api_wipe_free(req);
+	freezero_block(req);
 	return rc;
 }

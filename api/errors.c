@@ -16,7 +16,7 @@
 void
 api_resp_set(struct api_resp *r, unsigned status, json_t *body)
 {
-	api_wipe_free(r->body); /* it may carry a plaintext */
+	freezero_block(r->body); /* it may carry a plaintext */
 	r->body = NULL;
 	r->body_len = 0;
 	r->status = status;

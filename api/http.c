@@ -16,7 +16,7 @@
  * keep a request body after the request (wiped on completion); leave a
  * copy of one in libmicrohttpd's connection buffer (wiped as soon as it is
  * copied out) or free a response body unwiped (it carries DEKs and
- * plaintexts: MHD frees it through api_wipe_free).
+ * plaintexts: MHD frees it through freezero_block).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -156,11 +156,11 @@ send_resp(struct MHD_Connection *conn, struct api_req *q, struct api_resp *r)
 	enum MHD_Result ret;
 	char buf[32];
 
-	/* MHD calls api_wipe_free(r->body) when it is done with it */
+	/* MHD calls freezero_block(r->body) when it is done with it */
 	resp = MHD_create_response_from_buffer_with_free_callback(r->body_len,
-	    r->body, api_wipe_free);
+	    r->body, freezero_block);
 	if (resp == NULL) {
-		api_wipe_free(r->body);
+		freezero_block(r->body);
 		r->body = NULL;
 		return MHD_NO;
 	}

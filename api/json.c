@@ -7,9 +7,8 @@
  * Must never: echo request content in an error (positions only); free a
  * buffer that held a body, a field or a dump without wiping it (Jansson
  * copies every string it parses, and its lexer and dumper grow scratch
- * buffers by copying: the server's Jansson frees through api_wipe_free).
+ * buffers by copying: the server's Jansson frees through freezero_block).
  */
-#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,19 +19,9 @@
 #define DURATION_NUM_MAX 100000 /* per designator: P100000D at most */
 
 void
-api_wipe_free(void *p)
-{
-	if (p == NULL)
-		return;
-	/* the usable size, not the requested one: a buffer that shrank (or
-	 * a realloc'd one) is wiped to its end, and no size is stored */
-	freezero(p, malloc_usable_size(p));
-}
-
-void
 api_json_wipe_on_free(void)
 {
-	json_set_alloc_funcs(malloc, api_wipe_free);
+	json_set_alloc_funcs(malloc, freezero_block);
 }
 
 int

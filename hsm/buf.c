@@ -2,6 +2,7 @@
  * hsm/buf.c — see buf.h. Owns: the buffer's block. Must never: leave a
  * copy of the contents in freed memory.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,4 +239,13 @@ freezero_str(char *s)
 {
 	if (s != NULL)
 		freezero(s, strlen(s));
+}
+
+void
+freezero_block(void *p)
+{
+	/* the usable size, not the requested one: a buffer that shrank (or
+	 * a realloc'd one) is wiped to its end, and no size is stored */
+	if (p != NULL)
+		freezero(p, malloc_usable_size(p));
 }

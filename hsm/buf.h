@@ -60,5 +60,9 @@ char *buf_steal(buf_t *b, size_t *len);
 void freezero(void *p, size_t n);
 /* The same for a NUL-terminated string. */
 void freezero_str(char *s);
+/* The same for a block whose length the caller does not know: the whole
+ * allocation (malloc_usable_size) is wiped. Can stand in for free() as a
+ * callback (Jansson's free, a response body's free). */
+void freezero_block(void *p);
 
 #endif

@@ -105,20 +105,21 @@ out:
 	return r;
 }
 
-void
+int
 policy_access_remove(policy_t *p, const char *object_id)
 {
 	struct policy_access *a;
 
 	if (p == NULL || policy_id_check(object_id, POLICY_ID_LEN) != 0)
-		return;
+		return POLICY_ERR_ARGS;
 	if (pthread_rwlock_wrlock(&p->lock) != 0)
-		return;
+		return POLICY_ERR_INTERNAL;
 	if ((a = access_find(p, object_id)) != NULL) {
 		*a = p->access[--p->n_access];
 		memset(&p->access[p->n_access], 0, sizeof(*a));
 	}
 	pthread_rwlock_unlock(&p->lock);
+	return POLICY_OK;
 }
 
 unsigned

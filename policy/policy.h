@@ -93,7 +93,9 @@ void policy_free(policy_t *p);
 /* Principals (identities). secret_hash is copied. Replaces by object_id. */
 int policy_principal_set(policy_t *p, const char *object_id,
     const char *client_id, const char *secret_hash, int is_admin) POLICY_WUR;
-void policy_principal_remove(policy_t *p, const char *object_id);
+/* POLICY_OK (also when there was none), POLICY_ERR_ARGS for a malformed
+ * id, POLICY_ERR_INTERNAL when the table cannot be locked. */
+int policy_principal_remove(policy_t *p, const char *object_id) POLICY_WUR;
 /* Checks a client credential; on success fills oid (37 bytes) and
  * *is_admin. POLICY_ERR_DENIED otherwise (also for an unknown client). */
 int policy_authenticate(policy_t *p, const char *client_id, const char *secret,
@@ -107,7 +109,8 @@ int policy_principal_find(policy_t *p, const char *object_id) POLICY_WUR;
 /* Access policies: perms is a mask of enum policy_perm. */
 int policy_access_set(policy_t *p, const char *object_id,
     unsigned perms) POLICY_WUR;
-void policy_access_remove(policy_t *p, const char *object_id);
+/* As policy_principal_remove. */
+int policy_access_remove(policy_t *p, const char *object_id) POLICY_WUR;
 /* Deny by default: POLICY_OK only if object_id has a policy holding perm
  * (exactly one bit), else POLICY_ERR_DENIED. */
 int policy_check_perm(policy_t *p, const char *object_id,

@@ -105,21 +105,22 @@ out:
 	return r;
 }
 
-void
+int
 policy_principal_remove(policy_t *p, const char *object_id)
 {
 	struct policy_principal *pr;
 
 	if (p == NULL || policy_id_check(object_id, POLICY_ID_LEN) != 0)
-		return;
+		return POLICY_ERR_ARGS;
 	if (pthread_rwlock_wrlock(&p->lock) != 0)
-		return;
+		return POLICY_ERR_INTERNAL;
 	if ((pr = principal_by_oid(p, object_id)) != NULL) {
 		principal_clear(pr);
 		*pr = p->principals[--p->n_principals];
 		memset(&p->principals[p->n_principals], 0, sizeof(*pr));
 	}
 	pthread_rwlock_unlock(&p->lock);
+	return POLICY_OK;
 }
 
 int

@@ -19,6 +19,15 @@
 #include "tests/unit/es256.h"
 #include "tests/unit/t.h"
 
+/* a call that must succeed; its failure is a failed check of its own */
+#define T_REQUIRE_OK(call) \
+	do { \
+		if ((call) != POLICY_OK) { \
+			printf("not ok - %s\n", #call); \
+			t_failed++; \
+		} \
+	} while (0)
+
 #define TENANT "72f988bf-86f1-41af-91ab-2d7cd011db47"
 #define ISSUER "https://vault.local/" TENANT "/v2.0"
 #define AUD "https://vault.azure.net"
@@ -366,7 +375,7 @@ test_principals(policy_t *p)
 	T_CHECK(policy_principal_set(p, OID, APPID, h, 0) == POLICY_OK &&
 	        policy_check_admin(p, OID) == POLICY_ERR_DENIED,
 	    "principal set replaces by oid");
-	policy_principal_remove(p, OID);
+	T_REQUIRE_OK(policy_principal_remove(p, OID));
 	T_CHECK((policy_principal_find(p, OID) != POLICY_OK) &&
 	        policy_authenticate(p, APPID, "s3cret", oid, &admin) ==
 	            POLICY_ERR_DENIED,
@@ -408,7 +417,7 @@ test_access(policy_t *p)
 	T_CHECK(policy_access_set(p, other, 1u << 19) == POLICY_ERR_ARGS &&
 	        policy_access_set(p, "", PERM_GET) == POLICY_ERR_ARGS,
 	    "access set rejects unknown bits and bad ids");
-	policy_access_remove(p, other);
+	T_REQUIRE_OK(policy_access_remove(p, other));
 	T_CHECK((policy_check_perm(p, other, PERM_SIGN) != POLICY_OK) &&
 	        policy_access_get(p, other) == 0,
 	    "access remove denies at once");
@@ -425,7 +434,7 @@ test_access(policy_t *p)
 	T_CHECK(policy_access_set(p, oid, PERM_LIST) == POLICY_OK &&
 	        policy_access_get(p, oid) == PERM_LIST,
 	    "replacing a policy at the limit works");
-	policy_access_remove(p, oid);
+	T_REQUIRE_OK(policy_access_remove(p, oid));
 	T_CHECK(policy_access_set(p, other, PERM_GET) == POLICY_OK,
 	    "after a removal there is room again");
 	for (int i = 0; i < POLICY_MAX_POLICIES; i++) {
@@ -433,9 +442,9 @@ test_access(policy_t *p)
 		filled &= i == 7 ?
 		    (policy_check_perm(p, oid, PERM_GET) != POLICY_OK) :
 		    (policy_check_perm(p, oid, PERM_PURGE) == POLICY_OK);
-		policy_access_remove(p, oid);
+		T_REQUIRE_OK(policy_access_remove(p, oid));
 	}
-	policy_access_remove(p, other);
+	T_REQUIRE_OK(policy_access_remove(p, other));
 	T_CHECK(filled, "every stored policy decides correctly");
 }
 
@@ -536,7 +545,7 @@ verify_worker(void *arg)
 			v->fails++;
 		if ((policy_check_perm(v->p, oid, PERM_GET) != POLICY_OK))
 			v->fails++;
-		policy_access_remove(v->p, oid);
+		T_REQUIRE_OK(policy_access_remove(v->p, oid));
 	}
 	return NULL;
 }
@@ -826,7 +835,7 @@ tok_revocation(struct tok_ctx *tk)
 	T_CHECK(verify(p, tk->tok, AUD, T0) == POLICY_OK,
 	    "token valid before "
 	    "removal");
-	policy_principal_remove(p, OID);
+	T_REQUIRE_OK(policy_principal_remove(p, OID));
 	T_CHECK(verify(p, tk->tok, AUD, T0) == POLICY_ERR_DENIED,
 	    "a removed principal's cached token is denied at once");
 	{
