@@ -128,7 +128,8 @@ vault_key_backup(vault_t *v, const char *name, uint8_t **out, size_t *out_len)
 
 	if (out != NULL)
 		*out = NULL;
-	if (v == NULL || out == NULL || out_len == NULL || !name_ok(name))
+	if (v == NULL || out == NULL || out_len == NULL ||
+	    vault_name_check(name) != 0)
 		return VLT_ERR_BAD_PARAM;
 	/* the key must be live: NOT_FOUND otherwise */
 	if ((r = store_version_get(v->store, name, NULL, 0, &k, NULL, NULL)) !=
@@ -308,8 +309,8 @@ restore_parse(const uint8_t *plain, size_t plain_len, struct restore *rs)
 		if ((r = rd_version(&rd, k, &rs->blobs[i], &rs->lens[i])) != 0)
 			return r;
 		if (!rd.err &&
-		    (!name_ok(k->name) || version_arg(k->version, &ver) != 0 ||
-		        ver == NULL ||
+		    (vault_name_check(k->name) != 0 ||
+		        version_arg(k->version, &ver) != 0 || ver == NULL ||
 		        strcasecmp(k->name, rs->ks[0].name) != 0 ||
 		        check_ops(k->kty, k->key_ops) != 0))
 			rd.err = 1;

@@ -52,7 +52,7 @@ import_store(vault_t *v, const char *name, const struct vlt_import_req *req,
 static int
 import_precheck(vault_t *v, const char *name, const struct vlt_import_req *r)
 {
-	if (v == NULL || r == NULL || !name_ok(name))
+	if (v == NULL || r == NULL || vault_name_check(name) != 0)
 		return VLT_ERR_BAD_PARAM;
 	return key_refuse_deleted(v, name);
 }

@@ -91,7 +91,7 @@ vault_key_create(vault_t *v, const char *name, const struct vlt_create_req *req,
 	memset(&k, 0, sizeof(k));
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));
-	if (v == NULL || req == NULL || !name_ok(name))
+	if (v == NULL || req == NULL || vault_name_check(name) != 0)
 		return VLT_ERR_BAD_PARAM;
 	if ((r = create_shape(req, &bits, &nid, &ops)) != 0)
 		return r;
@@ -141,7 +141,7 @@ vault_key_get(vault_t *v, const char *name, const char *version,
 
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));
-	if (v == NULL || out == NULL || !name_ok(name))
+	if (v == NULL || out == NULL || vault_name_check(name) != 0)
 		return VLT_ERR_BAD_PARAM;
 	if ((r = version_arg(version, &ver)) != 0)
 		return r;
@@ -159,7 +159,7 @@ vault_key_update(vault_t *v, const char *name, const char *version,
 
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));
-	if (v == NULL || req == NULL || !name_ok(name))
+	if (v == NULL || req == NULL || vault_name_check(name) != 0)
 		return VLT_ERR_BAD_PARAM;
 	if ((r = version_arg(version, &ver)) != 0)
 		return r;
@@ -190,7 +190,7 @@ cont_parse_name(const char *cont, char type, const char **after)
 	*after = NULL;
 	if (cont == NULL || cont[0] == '\0')
 		return 0;
-	if (cont[0] != type || !name_ok(cont + 1))
+	if (cont[0] != type || vault_name_check(cont + 1) != 0)
 		return VLT_ERR_BAD_PARAM;
 	*after = cont + 1;
 	return 0;
@@ -293,7 +293,8 @@ vault_key_versions(vault_t *v, const char *name, const char *cont, size_t max,
 
 	if ((r = list_start(v, max, items, n, next_cont)) != 0)
 		return r;
-	if (!name_ok(name) || (r = cont_parse_seq(cont, &after)) != 0)
+	if (vault_name_check(name) != 0 ||
+	    (r = cont_parse_seq(cont, &after)) != 0)
 		return VLT_ERR_BAD_PARAM;
 	r = store_version_list(v->store, name, after, max, items, n, &last,
 	    &more);
@@ -322,7 +323,7 @@ delete_or_recover(vault_t *v, const char *name, int deleting,
 
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));
-	if (v == NULL || !name_ok(name))
+	if (v == NULL || vault_name_check(name) != 0)
 		return VLT_ERR_BAD_PARAM;
 	if (deleting)
 		r = store_key_delete(v->store, name, vault_now(v), &tmp);
@@ -344,7 +345,7 @@ vault_deleted_get(vault_t *v, const char *name, struct vlt_key_info *out)
 {
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));
-	if (v == NULL || out == NULL || !name_ok(name))
+	if (v == NULL || out == NULL || vault_name_check(name) != 0)
 		return VLT_ERR_BAD_PARAM;
 	return store_version_get(v->store, name, NULL, 1, out, NULL, NULL);
 }
@@ -378,7 +379,7 @@ purge_one(vault_t *v, const char *name, int64_t due_before)
 int
 vault_key_purge(vault_t *v, const char *name)
 {
-	if (v == NULL || !name_ok(name))
+	if (v == NULL || vault_name_check(name) != 0)
 		return VLT_ERR_BAD_PARAM;
 	return purge_one(v, name, 0);
 }
@@ -418,7 +419,7 @@ key_for_op(vault_t *v, const char *name, const char *version, unsigned op,
 	memset(k, 0, sizeof(*k));
 	if (blob != NULL)
 		*blob = NULL;
-	if (!name_ok(name))
+	if (vault_name_check(name) != 0)
 		return VLT_ERR_BAD_PARAM;
 	if ((r = version_arg(version, &ver)) != 0)
 		return r;

@@ -111,7 +111,7 @@ vault_key_rotate(vault_t *v, const char *name, struct vlt_key_info *out)
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));
 	memset(&req, 0, sizeof(req));
-	if (v == NULL || !name_ok(name))
+	if (v == NULL || vault_name_check(name) != 0)
 		return VLT_ERR_BAD_PARAM;
 	if ((r = store_version_get(v->store, name, NULL, 0, &cur, NULL,
 	         NULL)) != 0)
@@ -143,7 +143,7 @@ vault_rotation_policy_get(vault_t *v, const char *name,
 
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));
-	if (v == NULL || out == NULL || !name_ok(name))
+	if (v == NULL || out == NULL || vault_name_check(name) != 0)
 		return VLT_ERR_BAD_PARAM;
 	if ((r = store_version_get(v->store, name, NULL, 0, &k, NULL, NULL)) !=
 	    0)
@@ -163,7 +163,7 @@ vault_rotation_policy_set(vault_t *v, const char *name,
 
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));
-	if (v == NULL || p == NULL || !name_ok(name) ||
+	if (v == NULL || p == NULL || vault_name_check(name) != 0 ||
 	    p->n > VLT_ROT_ACTIONS_MAX || p->expiry_secs < 0)
 		return VLT_ERR_BAD_PARAM;
 	for (i = 0; i < p->n; i++)

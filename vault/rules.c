@@ -42,28 +42,22 @@ map_hsm(int r)
 }
 
 int
-name_ok(const char *name)
+vault_name_check(const char *name)
 {
 	size_t i;
 
 	if (name == NULL || name[0] == '\0')
-		return 0;
+		return VLT_ERR_BAD_PARAM;
 	for (i = 0; name[i] != '\0'; i++) {
 		char c = name[i];
 
-		if (i >= VLT_NAME_MAX)
-			return 0;
-		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+		/* ASCII by value: no locale decides what a letter is */
+		if (i >= VLT_NAME_MAX ||
+		    !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
 		        (c >= 'A' && c <= 'Z') || c == '-'))
-			return 0;
+			return VLT_ERR_BAD_PARAM;
 	}
-	return 1;
-}
-
-int
-vault_name_check(const char *name)
-{
-	return name_ok(name) ? VLT_OK : VLT_ERR_BAD_PARAM;
+	return VLT_OK;
 }
 
 int

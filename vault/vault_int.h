@@ -44,8 +44,6 @@ struct vault {
 
 /* HSM_ERR_* to VLT_ERR_* (HSM_OK to VLT_OK). */
 int map_hsm(int r) VLT_WUR;
-/* 1 for a valid key name (vault_name_check's rule), else 0. */
-int name_ok(const char *name);
 /* NULL or "": the latest, *out NULL. Malformed: VLT_ERR_NOT_FOUND (no
  * such version can exist). */
 int version_arg(const char *version, const char **out) VLT_WUR;

@@ -1353,6 +1353,40 @@ test_reopen(struct vt *c)
 	}
 }
 
+/* The one name rule (vault_name_check): ASCII letters, digits and '-' by
+ * value, 1..VLT_NAME_MAX of them; no byte above 0x7f whatever the locale,
+ * and vault_retention_check's 7..90 days. */
+static void
+test_rules(void)
+{
+	char name[VLT_NAME_MAX + 2];
+	int c, high_ok = 0;
+
+	memset(name, 'a', sizeof(name));
+	name[VLT_NAME_MAX] = '\0';
+	T_CHECK(vault_name_check(name) == 0 && vault_name_check("Key-1") == 0,
+	    "vault_name_check: letters, digits and '-' up to VLT_NAME_MAX");
+	name[VLT_NAME_MAX] = 'a';
+	name[VLT_NAME_MAX + 1] = '\0';
+	T_CHECK(vault_name_check(name) == VLT_ERR_BAD_PARAM &&
+	        vault_name_check("") == VLT_ERR_BAD_PARAM &&
+	        vault_name_check(NULL) == VLT_ERR_BAD_PARAM &&
+	        vault_name_check("a_b") == VLT_ERR_BAD_PARAM &&
+	        vault_name_check("a.b") == VLT_ERR_BAD_PARAM,
+	    "vault_name_check: too long, empty, '_' and '.' refused");
+	for (c = 0x80; c <= 0xff; c++) {
+		char one[3] = { 'a', (char)c, '\0' };
+
+		high_ok |= vault_name_check(one) == 0;
+	}
+	T_CHECK(!high_ok, "vault_name_check: no byte above 0x7f is a letter");
+	T_CHECK(vault_retention_check(7) == 0 &&
+	        vault_retention_check(90) == 0 &&
+	        vault_retention_check(6) == VLT_ERR_BAD_PARAM &&
+	        vault_retention_check(91) == VLT_ERR_BAD_PARAM,
+	    "vault_retention_check: 7..90 days");
+}
+
 int
 main(void)
 {
@@ -1372,6 +1406,7 @@ main(void)
 		snprintf(top, sizeof(top), "%s", tmpl);
 		snprintf(dir, sizeof(dir), "%s/data", tmpl);
 	}
+	test_rules();
 	if (test_init(&c) != 0 || test_open(&c) != 0)
 		return T_DONE();
 	test_create(&c);
