@@ -4,7 +4,10 @@
  *
  * Owns: everything a client sees. Must never: call PKCS#11 (that is
  * hsm/'s, reached only through vault/), run SQL, log a secret or a token.
- * This is the api module's one header; it is internal to api/.
+ * This is the room's shared header (the request, the response, the
+ * context); the parts with a job of their own have theirs (authz.h,
+ * http.h, tlsgen.h, client.h, cli.h, cli_session.h, metrics.h, keys.h).
+ * Nothing outside api/ includes any of them.
  */
 #ifndef P11VAULT_API_H
 #define P11VAULT_API_H

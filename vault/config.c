@@ -1,11 +1,12 @@
 /*
  * vault/config.c — the data directory on disk: DIR/p11vault.conf
- * (key=value lines) and small private files (PINs, SoftHSMv2 config).
+ * (key=value lines) and small private files (the SoftHSMv2 config, the
+ * test clock).
  *
  * Owns: file modes (directories 0700, files 0600, whatever the umask) and
  * durable writes (fsync of the file and of its directory).
  *
- * Must never: log file contents (PIN files pass through here), or
+ * Must never: log file contents, or
  * overwrite DIR/p11vault.conf: its presence is what "holds a vault" means.
  */
 #include "vault/config.h"

@@ -1,7 +1,8 @@
 /*
- * vault/config.h — private to vault/: DIR/p11vault.conf (key=value lines)
- * and the few file-system helpers for the data directory (0700 dirs, 0600
- * files, written durably).
+ * vault/config.h — DIR/p11vault.conf (key=value lines) and the few
+ * file-system helpers for the data directory (0700 dirs, 0600 files,
+ * written durably). Used by vault/ and by the command line (api/cli_*.c),
+ * which reads a stopped vault's config with the same parser as the server.
  */
 #ifndef P11VAULT_VAULT_CONFIG_H
 #define P11VAULT_VAULT_CONFIG_H
