@@ -154,6 +154,17 @@ new_cert(EVP_PKEY *key, const char *cn, long days)
 	return cert;
 }
 
+/* cert signed by key (SHA-256); NULL, with cert freed, if that fails. */
+static API_WUR X509 *
+cert_signed(X509 *cert, EVP_PKEY *key)
+{
+	if (X509_sign(cert, key, EVP_sha256()) <= 0) {
+		X509_free(cert);
+		return NULL;
+	}
+	return cert;
+}
+
 static API_WUR X509 *
 make_ca(EVP_PKEY *ca_key)
 {
@@ -171,9 +182,7 @@ make_ca(EVP_PKEY *ca_key)
 	    add_ext(cert, &ctx, NID_subject_key_identifier, "hash") ||
 	    add_ext(cert, &ctx, NID_authority_key_identifier, "keyid:always"))
 		goto fail;
-	if (X509_sign(cert, ca_key, EVP_sha256()) <= 0)
-		goto fail;
-	return cert;
+	return cert_signed(cert, ca_key);
 fail:
 	X509_free(cert);
 	return NULL;
@@ -217,9 +226,7 @@ make_server(EVP_PKEY *key, const char *host, int host_is_ip, X509 *ca,
 		        "issuer:always"))
 			goto fail;
 	}
-	if (X509_sign(cert, ca_key, EVP_sha256()) <= 0)
-		goto fail;
-	return cert;
+	return cert_signed(cert, ca_key);
 fail:
 	X509_free(cert);
 	return NULL;

@@ -533,6 +533,19 @@ launcher_stop(struct hsm *h)
 	h->launcher_pid = 0;
 }
 
+/* Frees h and what it owns outright: its strings and the JWT key. */
+static void
+handle_free(struct hsm *h)
+{
+	free(h->module);
+	free(h->label);
+	free(h->hsm_dir);
+	free(h->allow);
+	free(h->run_as);
+	free(h->jwt_spki);
+	free(h);
+}
+
 int
 hsm_open(const struct hsm_config *cfg, hsm_t **out)
 {
@@ -607,12 +620,7 @@ fail:
 	}
 	if (mu_ok)
 		pthread_mutex_destroy(&h->mu);
-	free(h->module);
-	free(h->label);
-	free(h->hsm_dir);
-	free(h->allow);
-	free(h->run_as);
-	free(h);
+	handle_free(h);
 	return rc;
 }
 
@@ -639,13 +647,7 @@ hsm_close(hsm_t *h)
 	pthread_cond_destroy(&h->cv);
 	pthread_cond_destroy(&h->scv);
 	pthread_mutex_destroy(&h->mu);
-	free(h->module);
-	free(h->label);
-	free(h->hsm_dir);
-	free(h->allow);
-	free(h->run_as);
-	free(h->jwt_spki);
-	free(h);
+	handle_free(h);
 }
 
 /* A one-shot token process for a ceremony (init, rekey): the new shares
@@ -993,14 +995,26 @@ import_answer(const struct tokp_msg *a, struct hsm_key_desc *desc,
 	return blob_spki(a, 3, blob, blob_len, spki, spki_len);
 }
 
+/* Sends an import request b: the answer's desc, blob and spki. */
+static int
+call_import(hsm_t *h, struct tokp_buf *b, struct hsm_key_desc *desc,
+    uint8_t **blob, size_t *blob_len, uint8_t **spki, size_t *spki_len)
+{
+	struct tokp_msg a;
+	int rc;
+
+	if ((rc = call(h, b, &a)) == HSM_OK)
+		rc = import_answer(&a, desc, blob, blob_len, spki, spki_len);
+	tokp_msg_clear(&a);
+	return rc;
+}
+
 int
 hsm_key_import(hsm_t *h, const char *bind, const uint8_t *pkcs8,
     size_t pkcs8_len, struct hsm_key_desc *desc, uint8_t **blob,
     size_t *blob_len, uint8_t **spki, size_t *spki_len)
 {
 	struct tokp_buf b;
-	struct tokp_msg a;
-	int rc;
 
 	*blob = *spki = NULL;
 	if (pkcs8_len > TOKP_PKCS8_MAX)
@@ -1008,10 +1022,7 @@ hsm_key_import(hsm_t *h, const char *bind, const uint8_t *pkcs8,
 	tokp_begin(&b, TOKP_IMPORT, 0, 0);
 	tokp_put_str(&b, bind);
 	tokp_put(&b, pkcs8, pkcs8_len);
-	if ((rc = call(h, &b, &a)) == HSM_OK)
-		rc = import_answer(&a, desc, blob, blob_len, spki, spki_len);
-	tokp_msg_clear(&a);
-	return rc;
+	return call_import(h, &b, desc, blob, blob_len, spki, spki_len);
 }
 
 int
@@ -1021,8 +1032,6 @@ hsm_key_import_byok(hsm_t *h, const char *bind, const char *kek_bind,
     size_t *blob_len, uint8_t **spki, size_t *spki_len)
 {
 	struct tokp_buf b;
-	struct tokp_msg a;
-	int rc;
 
 	*blob = *spki = NULL;
 	if (transfer_len > TOKP_TRANSFER_MAX || transfer_len == 0)
@@ -1032,8 +1041,18 @@ hsm_key_import_byok(hsm_t *h, const char *bind, const char *kek_bind,
 	tokp_put_str(&b, kek_bind);
 	tokp_put(&b, kek_blob, kek_blob_len);
 	tokp_put(&b, transfer, transfer_len);
-	if ((rc = call(h, &b, &a)) == HSM_OK)
-		rc = import_answer(&a, desc, blob, blob_len, spki, spki_len);
+	return call_import(h, &b, desc, blob, blob_len, spki, spki_len);
+}
+
+/* Sends request b: a copy of the answer's first field in out. */
+static int
+call_dup(hsm_t *h, struct tokp_buf *b, uint8_t **out, size_t *out_len)
+{
+	struct tokp_msg a;
+	int rc;
+
+	if ((rc = call(h, b, &a)) == HSM_OK)
+		rc = field_dup(&a.f[0], out, out_len);
 	tokp_msg_clear(&a);
 	return rc;
 }
@@ -1043,18 +1062,13 @@ data_op(hsm_t *h, enum tokp_op op, const uint8_t *in, size_t in_len,
     uint8_t **out, size_t *out_len)
 {
 	struct tokp_buf b;
-	struct tokp_msg a;
-	int rc;
 
 	*out = NULL;
 	if (in_len > (op == TOKP_SEAL ? TOKP_DATA_MAX : TOKP_DATA_MAX + 1024))
 		return HSM_ERR_ARGS;
 	tokp_begin(&b, op, 0, 0);
 	tokp_put(&b, in, in_len);
-	if ((rc = call(h, &b, &a)) == HSM_OK)
-		rc = field_dup(&a.f[0], out, out_len);
-	tokp_msg_clear(&a);
-	return rc;
+	return call_dup(h, &b, out, out_len);
 }
 
 int
@@ -1076,17 +1090,12 @@ hsm_blob_upgrade(hsm_t *h, const char *bind, const uint8_t *blob,
     size_t blob_len, uint8_t **out, size_t *out_len)
 {
 	struct tokp_buf b;
-	struct tokp_msg a;
-	int rc;
 
 	*out = NULL;
 	tokp_begin(&b, TOKP_UPGRADE, 0, 0);
 	tokp_put_str(&b, bind);
 	tokp_put(&b, blob, blob_len);
-	if ((rc = call(h, &b, &a)) == HSM_OK)
-		rc = field_dup(&a.f[0], out, out_len);
-	tokp_msg_clear(&a);
-	return rc;
+	return call_dup(h, &b, out, out_len);
 }
 
 void

@@ -197,6 +197,30 @@ decrypt_oaep1(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE key,
 	return 0;
 }
 
+/* Hands back what key_take took. */
+static void
+key_give(tok_t *h, struct hsm_sess *s, struct hsm_cache_ent *e)
+{
+	hsm_key_put(h, s, e);
+	hsm_sess_give(h, s);
+}
+
+/* A session and, in it, the key object of blob (hsm_key_get); when this
+ * fails, nothing is held. key_give hands both back. */
+static int
+key_take(tok_t *h, struct hsm_sess *s, const char *cache_id,
+    const uint8_t *blob, size_t blob_len, struct hsm_cache_ent **e)
+{
+	int rc;
+
+	*e = NULL;
+	if ((rc = hsm_sess_take(h, s)) != 0)
+		return rc;
+	if ((rc = hsm_key_get(h, s, cache_id, blob, blob_len, e)) != 0)
+		key_give(h, s, *e);
+	return rc;
+}
+
 int
 tok_key_decrypt(tok_t *h, const char *cache_id, const uint8_t *blob,
     size_t blob_len, enum hsm_alg alg, const uint8_t *in, size_t in_len,
@@ -219,11 +243,9 @@ tok_key_decrypt(tok_t *h, const char *cache_id, const uint8_t *blob,
 	if (bi.kty != HSM_KTY_RSA || in_len != bi.size ||
 	    bi.size > RSA_MAX_BYTES)
 		return HSM_ERR_ARGS;
-	if ((rc = hsm_sess_take(h, &s)) != 0)
+	if ((rc = key_take(h, &s, cache_id, blob, blob_len, &e)) != 0)
 		goto out;
 	have_sess = 1;
-	if ((rc = hsm_key_get(h, &s, cache_id, blob, blob_len, &e)) != 0)
-		goto out;
 	if (alg == HSM_ALG_RSA_OAEP)
 		rc = decrypt_oaep1(h, &s, e->obj, in, bi.size, dec, &n);
 	else
@@ -238,10 +260,8 @@ tok_key_decrypt(tok_t *h, const char *cache_id, const uint8_t *blob,
 	*out_len = n;
 out:
 	OPENSSL_cleanse(dec, sizeof(dec));
-	if (have_sess) {
-		hsm_key_put(h, &s, e);
-		hsm_sess_give(h, &s);
-	}
+	if (have_sess)
+		key_give(h, &s, e);
 	return rc;
 }
 
@@ -303,20 +323,16 @@ tok_key_sign(tok_t *h, const char *cache_id, const uint8_t *blob,
 	need = a->kty == HSM_KTY_RSA ? bi.size : 2 * bi.size;
 	if (*sig_len < need)
 		return HSM_ERR_ARGS;
-	if ((rc = hsm_sess_take(h, &s)) != 0)
+	if ((rc = key_take(h, &s, cache_id, blob, blob_len, &e)) != 0)
 		goto out;
 	have_sess = 1;
-	if ((rc = hsm_key_get(h, &s, cache_id, blob, blob_len, &e)) != 0)
-		goto out;
 	if ((rc = sign_in_token(h, &s, e->obj, a, digest, dlen, sig, need)) !=
 	    0)
 		goto out;
 	*sig_len = need;
 out:
-	if (have_sess) {
-		hsm_key_put(h, &s, e);
-		hsm_sess_give(h, &s);
-	}
+	if (have_sess)
+		key_give(h, &s, e);
 	return rc;
 }
 

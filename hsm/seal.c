@@ -80,8 +80,9 @@ from_hex(const char *s, size_t slen, uint8_t *out, size_t n)
 	return 0;
 }
 
+/* HKDF-SHA256 of key under SEAL_SALT and info: 32 bytes into out. */
 static int
-hkdf(const uint8_t s[SEAL_SECRET_LEN], const char *info, uint8_t out[32])
+hkdf_key(const uint8_t *key, size_t key_len, const char *info, uint8_t out[32])
 {
 	EVP_PKEY_CTX *k;
 	size_t len = 32;
@@ -93,12 +94,18 @@ hkdf(const uint8_t s[SEAL_SECRET_LEN], const char *info, uint8_t out[32])
 	    EVP_PKEY_CTX_set_hkdf_md(k, EVP_sha256()) > 0 &&
 	    EVP_PKEY_CTX_set1_hkdf_salt(k, (const unsigned char *)SEAL_SALT,
 	        sizeof(SEAL_SALT) - 1) > 0 &&
-	    EVP_PKEY_CTX_set1_hkdf_key(k, s, SEAL_SECRET_LEN) > 0 &&
+	    EVP_PKEY_CTX_set1_hkdf_key(k, key, (int)key_len) > 0 &&
 	    EVP_PKEY_CTX_add1_hkdf_info(k, (const unsigned char *)info,
 	        (int)strlen(info)) > 0 &&
 	    EVP_PKEY_derive(k, out, &len) > 0 && len == 32;
 	EVP_PKEY_CTX_free(k);
 	return ok ? 0 : -1;
+}
+
+static int
+hkdf(const uint8_t s[SEAL_SECRET_LEN], const char *info, uint8_t out[32])
+{
+	return hkdf_key(s, SEAL_SECRET_LEN, info, out);
 }
 
 int
@@ -701,23 +708,8 @@ hsm_at_rest_open(const char *hsm_dir, const char *name, const char *path,
 static int
 pending_key(const char *old_pin, uint8_t k[32])
 {
-	EVP_PKEY_CTX *c;
-	size_t len = 32;
-	int ok;
-
-	if ((c = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL)) == NULL)
-		return -1;
-	ok = EVP_PKEY_derive_init(c) > 0 &&
-	    EVP_PKEY_CTX_set_hkdf_md(c, EVP_sha256()) > 0 &&
-	    EVP_PKEY_CTX_set1_hkdf_salt(c, (const unsigned char *)SEAL_SALT,
-	        sizeof(SEAL_SALT) - 1) > 0 &&
-	    EVP_PKEY_CTX_set1_hkdf_key(c, (const unsigned char *)old_pin,
-	        (int)strlen(old_pin)) > 0 &&
-	    EVP_PKEY_CTX_add1_hkdf_info(c, (const unsigned char *)"pending",
-	        7) > 0 &&
-	    EVP_PKEY_derive(c, k, &len) > 0 && len == 32;
-	EVP_PKEY_CTX_free(c);
-	return ok ? 0 : -1;
+	return hkdf_key((const uint8_t *)old_pin, strlen(old_pin), "pending",
+	    k);
 }
 
 int

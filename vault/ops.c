@@ -162,6 +162,20 @@ op_end(int r, char *kid_version, struct vlt_key_info *k, uint8_t *blob)
 	return r;
 }
 
+/* The arguments of an encrypt or a decrypt: op one of op_a and op_b, alg
+ * an encryption alg (its hsm name into ha); VLT_ERR_BAD_PARAM if not. */
+static int
+enc_check(const vault_t *v, const uint8_t *in, const uint8_t *out,
+    const size_t *out_len, unsigned op, unsigned op_a, unsigned op_b,
+    enum vlt_alg alg, enum hsm_alg *ha)
+{
+	if (v == NULL || in == NULL || out == NULL || out_len == NULL ||
+	    (op != op_a && op != op_b) || !alg_is_enc(alg) ||
+	    map_alg(alg, ha) != 0)
+		return VLT_ERR_BAD_PARAM;
+	return 0;
+}
+
 int
 vault_key_encrypt(vault_t *v, const char *name, const char *version,
     unsigned op, enum vlt_alg alg, const uint8_t *in, size_t in_len,
@@ -171,10 +185,9 @@ vault_key_encrypt(vault_t *v, const char *name, const char *version,
 	enum hsm_alg ha;
 	int r;
 
-	if (v == NULL || in == NULL || out == NULL || out_len == NULL ||
-	    (op != VLT_OP_ENCRYPT && op != VLT_OP_WRAP) || !alg_is_enc(alg) ||
-	    map_alg(alg, &ha) != 0)
-		return VLT_ERR_BAD_PARAM;
+	if ((r = enc_check(v, in, out, out_len, op, VLT_OP_ENCRYPT, VLT_OP_WRAP,
+	         alg, &ha)) != 0)
+		return r;
 	if ((r = key_for_alg(v, name, version, op, alg, &k, NULL, NULL)) != 0)
 		return r;
 	r = map_hsm(hsm_pub_encrypt(k.spki, k.spki_len, ha, in, in_len, out,
@@ -191,10 +204,9 @@ vault_key_decrypt(vault_t *v, const char *name, const char *version,
 	enum hsm_alg ha;
 	int r;
 
-	if (v == NULL || in == NULL || out == NULL || out_len == NULL ||
-	    (op != VLT_OP_DECRYPT && op != VLT_OP_UNWRAP) || !alg_is_enc(alg) ||
-	    map_alg(alg, &ha) != 0)
-		return VLT_ERR_BAD_PARAM;
+	if ((r = enc_check(v, in, out, out_len, op, VLT_OP_DECRYPT,
+	         VLT_OP_UNWRAP, alg, &ha)) != 0)
+		return r;
 	if ((r = priv_take(v, name, version, op, alg, &p)) != 0)
 		return r;
 	r = map_hsm(hsm_key_decrypt(v->hsm, p.bind, p.blob, p.blob_len, ha, in,
