@@ -747,23 +747,25 @@ cmd_serve(int argc, char **argv)
 static void
 print_repairs(const struct vlt_audit_verdict *vd)
 {
-	size_t i, n = vd->nrepairs < VLT_AUDIT_REPAIRS_MAX ?
-	    vd->nrepairs :
-	    VLT_AUDIT_REPAIRS_MAX;
+	size_t i,
+	    n = vd->nrepairs < VLT_AUDIT_REPAIRS_MAX ? vd->nrepairs :
+	                                               VLT_AUDIT_REPAIRS_MAX;
 
 	printf(",\"repairCount\":%zu,\"repairs\":[", vd->nrepairs);
 	for (i = 0; i < n; i++) {
 		const struct vlt_audit_repair *r = &vd->repairs[i];
 
-		printf("%s{\"at\":\"%s\",\"offset\":%llu,\"length\":%llu,"
-		       "\"sha256\":\"%s\",\"sideFile\":\"%s\"}",
+		printf(
+		    "%s{\"at\":\"%s\",\"offset\":%llu,\"length\":%llu,"
+		    "\"sha256\":\"%s\",\"sideFile\":\"%s\"}",
 		    i ? "," : "", r->at, (unsigned long long)r->offset,
 		    (unsigned long long)r->length, r->sha256, r->side_file);
 	}
 	printf("]");
 	if (vd->tail_len > 0)
-		printf(",\"unrepairedTail\":{\"file\":\"audit.log\","
-		       "\"offset\":%llu,\"length\":%llu}",
+		printf(
+		    ",\"unrepairedTail\":{\"file\":\"audit.log\","
+		    "\"offset\":%llu,\"length\":%llu}",
 		    (unsigned long long)vd->tail_off,
 		    (unsigned long long)vd->tail_len);
 }

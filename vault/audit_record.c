@@ -143,7 +143,8 @@ vault_audit_repaired(vault_t *v, const struct vlt_audit_repair *rep)
 		return VLT_ERR_NO_MEMORY;
 	/* "event" first: verification knows the record by it */
 	if (buf_putf(b, "{\"event\":\"%s\"", VLT_AUDIT_TAIL_REPAIRED) != 0 ||
-	    put_text(b, "time", ts) != 0 || put_text(b, "file", "audit.log") != 0 ||
+	    put_text(b, "time", ts) != 0 ||
+	    put_text(b, "file", "audit.log") != 0 ||
 	    buf_putf(b, ",\"offset\":%llu,\"length\":%llu",
 	        (unsigned long long)rep->offset,
 	        (unsigned long long)rep->length) != 0 ||

@@ -236,7 +236,7 @@ copy_hash(int fd, uint64_t off, uint64_t end, int out, char hex[65])
 		goto out;
 	while (off < end) {
 		size_t n = end - off < sizeof(chunk) ? (size_t)(end - off) :
-						       sizeof(chunk);
+		                                       sizeof(chunk);
 		if (pread(fd, chunk, n, (off_t)off) != (ssize_t)n ||
 		    EVP_DigestUpdate(ctx, chunk, n) != 1 ||
 		    (out >= 0 && write_some(out, (const char *)chunk, n) != n))
@@ -596,8 +596,8 @@ repair_number(const char *line, const char *key, uint64_t *v)
 
 /* A repair record (its chain already checked) into out's list. */
 static int
-note_repair(struct vlt_audit_verdict *out, const char *line,
-    const char *label, size_t lineno)
+note_repair(struct vlt_audit_verdict *out, const char *line, const char *label,
+    size_t lineno)
 {
 	struct vlt_audit_repair rep;
 
