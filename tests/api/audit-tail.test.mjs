@@ -14,6 +14,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { startVault, stopVault, raw, token, p11vault, keyName, API_VERSION } from './lib/vault.mjs';
 
 const sha256 = (b) => crypto.createHash('sha256').update(b).digest('hex');
@@ -158,6 +159,50 @@ describe('audit log: torn tails repaired at start, empty verdicts refused', { ti
       fs.writeFileSync(file, orig);
     }
     await v.start();
+  });
+
+  test('a torn tail on a full disk: the vault still starts, the cut is recorded without its side file, and verify is intact once space returns', async (t) => {
+    if (process.getuid() !== 0) { t.skip('needs root to mount a tmpfs on DIR/audit'); return; }
+    await crash(v);
+    const adir = path.join(v.dir, 'audit');
+    const keep = fs.mkdtempSync(path.join(os.tmpdir(), 'p11vault-audit-copy-'));
+    for (const f of fs.readdirSync(adir)) fs.copyFileSync(path.join(adir, f), path.join(keep, f));
+    const size = fs.readdirSync(keep).reduce((s, f) => s + fs.statSync(path.join(keep, f)).size, 0);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size + 256 * 1024},mode=0700`, 'tmpfs', adir]);
+    try {
+      for (const f of fs.readdirSync(keep)) fs.copyFileSync(path.join(keep, f), path.join(adir, f));
+      const before = fs.readFileSync(file);
+      const torn = Buffer.from('{"prev":"cd');
+      fs.appendFileSync(file, torn);
+      // fill the file system: not one more page
+      const filler = path.join(adir, 'filler');
+      const fd = fs.openSync(filler, 'w');
+      const chunk = Buffer.alloc(4096, 0x41);
+      try { for (;;) fs.writeSync(fd, chunk); } catch (e) { assert.equal(e.code, 'ENOSPC'); }
+      try { for (;;) fs.writeSync(fd, chunk, 0, 1); } catch (e) { assert.equal(e.code, 'ENOSPC'); }
+      fs.closeSync(fd);
+      await v.start();                      // it must start
+      assert.equal(fs.readFileSync(file).subarray(0, before.length).equals(before), true, 'complete lines untouched');
+      assert.deepEqual(fs.readdirSync(adir).filter((f) => f.includes('.torn-') && !fs.readdirSync(keep).includes(f)), [], 'no side file (no space)');
+      fs.unlinkSync(filler);                // space returns
+      assert.equal((await raw(v, 'GET', `/keys/${key}?api-version=${API_VERSION}`, { token: tok })).status, 200);
+      await v.stop();                       // writes whatever is still pending
+      const ok = await verify(v.dir);
+      assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+      const last = ok.json.repairs[ok.json.repairs.length - 1];
+      assert.equal(last.offset, before.length);
+      assert.equal(last.length, torn.length);
+      assert.equal(last.sha256, sha256(torn));
+      assert.equal(last.sideFile, '', 'the record says the bytes could not be kept');
+      for (const f of fs.readdirSync(adir)) fs.copyFileSync(path.join(adir, f), path.join(keep, f));
+    } finally {
+      if (v.child && v.child.exitCode === null) await v.stop();
+      execFileSync('umount', [adir]);
+      for (const f of fs.readdirSync(keep)) fs.copyFileSync(path.join(keep, f), path.join(adir, f));
+      fs.rmSync(keep, { recursive: true, force: true });
+    }
+    await v.start();
+    assert.equal((await verify(v.dir)).code, 0);
   });
 
   test('verify on a missing directory: not intact, non-zero exit, says why', async () => {
