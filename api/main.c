@@ -743,31 +743,79 @@ cmd_serve(int argc, char **argv)
 
 /* ---- audit ---------------------------------------------------------------- */
 
+/* The verdict's repairs (and a tail not repaired yet) as JSON members. */
+static void
+print_repairs(const struct vlt_audit_verdict *vd)
+{
+	size_t i,
+	    n = vd->nrepairs < VLT_AUDIT_REPAIRS_MAX ? vd->nrepairs :
+	                                               VLT_AUDIT_REPAIRS_MAX;
+
+	printf(",\"repairCount\":%zu,\"repairs\":[", vd->nrepairs);
+	for (i = 0; i < n; i++) {
+		const struct vlt_audit_repair *r = &vd->repairs[i];
+
+		printf(
+		    "%s{\"at\":\"%s\",\"offset\":%llu,\"length\":%llu,"
+		    "\"sha256\":\"%s\",\"sideFile\":\"%s\"}",
+		    i ? "," : "", r->at, (unsigned long long)r->offset,
+		    (unsigned long long)r->length, r->sha256, r->side_file);
+	}
+	printf("]");
+	if (vd->tail_len > 0)
+		printf(
+		    ",\"unrepairedTail\":{\"file\":\"audit.log\","
+		    "\"offset\":%llu,\"length\":%llu}",
+		    (unsigned long long)vd->tail_off,
+		    (unsigned long long)vd->tail_len);
+}
+
 static API_WUR int
 cmd_audit(int argc, char **argv)
 {
 	const char *dir;
-	char where[256];
+	char why[512];
+	struct vlt_audit_verdict vd;
 	static const char *const o[] = { "--data", NULL };
+	int r;
 
 	if (argc < 2 || strcmp(argv[1], "verify") != 0 ||
 	    flag(argc, argv, "--help")) {
 		puts(
 		    "usage: p11vault audit verify --data DIR\n"
 		    "Checks the audit log's hash chain; names the first broken "
-		    "line.");
+		    "line,\nand lists the torn tails repaired at start. "
+		    "Nothing to check (no DIR,\nno audit.log, no line) is a "
+		    "failure.");
 		return argc >= 2 && flag(argc, argv, "--help") ? 0 : 2;
 	}
 	check_args(argc - 1, argv + 1, o, no_opts);
 	dir = opt(argc, argv, "--data");
 	if (dir == NULL)
 		cli_die("audit verify needs --data DIR");
-	if (vault_audit_verify(dir, where, sizeof(where)) != 0) {
-		printf("{\"intact\":false,\"firstBroken\":\"%s\"}\n", where);
-		fprintf(stderr, "p11vault: audit chain broken at %s\n", where);
+	if ((r = vault_audit_verify(dir, &vd, why, sizeof(why))) != 0) {
+		printf("{\"intact\":false,\"error\":\"nothing verified\"}\n");
+		fprintf(stderr, "p11vault: audit verify: %s\n",
+		    r == VLT_ERR_NOT_FOUND ? why : "cannot read the audit log");
 		return 1;
 	}
-	printf("{\"intact\":true}\n");
+	if (!vd.intact) {
+		printf("{\"intact\":false,\"firstBroken\":\"%s\"}\n",
+		    vd.broken);
+		fprintf(stderr, "p11vault: audit chain broken at %s\n",
+		    vd.broken);
+		return 1;
+	}
+	printf("{\"intact\":true,\"files\":%u,\"lines\":%llu", vd.files,
+	    (unsigned long long)vd.lines);
+	print_repairs(&vd);
+	printf("}\n");
+	if (vd.tail_len > 0)
+		fprintf(stderr,
+		    "p11vault: audit.log ends in an incomplete line (%llu "
+		    "bytes, a crash mid-write?); the next start moves it "
+		    "aside\n",
+		    (unsigned long long)vd.tail_len);
 	return 0;
 }
 

@@ -2,7 +2,8 @@
  * vault/audit_record.c — the one builder of an audit record: the same
  * fields, in the same order, for a request (api/audit_request.c) and for
  * the rotation sweeper (vault/rotation.c), handed to the chained log
- * (vault/auditlog.c).
+ * (vault/auditlog.c); and the record of a torn tail cut at open
+ * (vault/dir.c), which holds only what the log itself measured.
  *
  * Must never: take text it does not cut to printable ASCII and escape
  * (client-chosen paths must not make a line invalid JSON); be handed a
@@ -113,4 +114,46 @@ vault_audit_append(vault_t *v, const char *object_json, int sync)
 	if (v == NULL || object_json == NULL)
 		return VLT_ERR_BAD_PARAM;
 	return vlt_audit_append(v->audit, object_json, sync);
+}
+
+/* Now, in milliseconds since the epoch (the real clock: the test clock is
+ * not set yet when a vault opens). */
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+		return (int64_t)time(NULL) * 1000;
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int
+vault_audit_repaired(vault_t *v, const struct vlt_audit_repair *rep)
+{
+	buf_t *b;
+	char ts[64];
+	int r;
+
+	if (v == NULL || rep == NULL || rep->length == 0)
+		return VLT_ERR_BAD_PARAM;
+	if ((r = time_text(now_ms(), ts, sizeof(ts))) != 0)
+		return r;
+	if ((b = buf_new(AUDIT_RECORD_MAX)) == NULL)
+		return VLT_ERR_NO_MEMORY;
+	/* "event" first: verification knows the record by it */
+	if (buf_putf(b, "{\"event\":\"%s\"", VLT_AUDIT_TAIL_REPAIRED) != 0 ||
+	    put_text(b, "time", ts) != 0 ||
+	    put_text(b, "file", "audit.log") != 0 ||
+	    buf_putf(b, ",\"offset\":%llu,\"length\":%llu",
+	        (unsigned long long)rep->offset,
+	        (unsigned long long)rep->length) != 0 ||
+	    put_text(b, "sha256", rep->sha256) != 0 ||
+	    put_text(b, "sideFile", rep->side_file) != 0 ||
+	    buf_put_u8(b, '}') != 0)
+		r = VLT_ERR_INTERNAL;
+	else
+		r = vault_audit_append(v, buf_str(b), 1);
+	buf_free(b);
+	return r;
 }

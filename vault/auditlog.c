@@ -17,6 +17,12 @@
  * A failed write keeps the unwritten bytes pending, so the byte stream and
  * its chain stay exactly as formatted; synced callers of lines not made
  * durable get an error.
+ * Torn tails: at open, bytes after the last newline of audit.log (a
+ * crash mid-write) are copied into audit.log.torn-N (0600, synced), then
+ * the file is cut back to its last complete line (synced); the caller
+ * chains a record of the cut (vault/audit_record.c). Verification lists
+ * those records and treats nothing else as a repair.
+ *
  * Must never: accept content it did not get from the one record
  * builder, vault/audit_record.c (which builds records only from recorded
  * metadata).
@@ -31,6 +37,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include "hsm/base.h"
@@ -41,6 +48,7 @@
 #define AUDIT_LINE_MAX (64 * 1024)
 /* pending lines while writes fail: beyond this an append fails */
 #define AUDIT_PEND_MAX (256u * 1024 * 1024)
+#define TORN_PREFIX "audit.log.torn-"
 
 struct vlt_audit {
 	pthread_mutex_t lock;
@@ -128,6 +136,187 @@ last_line_hash(const char *path, char out[65])
 	return rc;
 }
 
+/* Writes up to n bytes; returns how many were written (n unless an
+ * error stopped it). */
+static size_t
+write_some(int fd, const char *p, size_t n)
+{
+	size_t done = 0;
+
+	while (done < n) {
+		ssize_t w = write(fd, p + done, n - done);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		done += (size_t)w;
+	}
+	return done;
+}
+
+/* Highest N of DIR's audit.log.torn-N (0: none). */
+static unsigned
+highest_torn(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	unsigned hi = 0;
+
+	if (d == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL) {
+		uint64_t n;
+
+		if (strncmp(e->d_name, TORN_PREFIX, sizeof(TORN_PREFIX) - 1) !=
+		    0)
+			continue;
+		if (parse_u64(e->d_name + sizeof(TORN_PREFIX) - 1, 999999,
+		        &n) == 0 &&
+		    n > hi)
+			hi = (unsigned)n;
+	}
+	closedir(d);
+	return hi;
+}
+
+/* Where the bytes after the last newline of fd (size bytes) begin: size
+ * when the file ends with one (or is empty), 0 when it has none. */
+static int
+tail_start(int fd, uint64_t size, uint64_t *start)
+{
+	char chunk[4096];
+	uint64_t end = size;
+
+	while (end > 0) {
+		size_t n = end < sizeof(chunk) ? (size_t)end : sizeof(chunk);
+		uint64_t base = end - n;
+
+		if (pread(fd, chunk, n, (off_t)base) != (ssize_t)n)
+			return VLT_ERR_IO;
+		while (n > 0 && chunk[n - 1] != '\n')
+			n--;
+		if (n > 0) {
+			*start = base + n;
+			return 0;
+		}
+		end = base;
+	}
+	*start = 0;
+	return 0;
+}
+
+static int
+fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int r;
+
+	if (fd < 0)
+		return VLT_ERR_IO;
+	r = fsync(fd) == 0 ? 0 : VLT_ERR_IO;
+	close(fd);
+	return r;
+}
+
+/* Copies bytes [off, end) of fd to out (out < 0: only hashes them) and
+ * puts their SHA-256 in hex. */
+static int
+copy_hash(int fd, uint64_t off, uint64_t end, int out, char hex[65])
+{
+	static const char hx[] = "0123456789abcdef";
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char md[EVP_MAX_MD_SIZE], chunk[4096];
+	unsigned mdlen = 0, i;
+	int r = VLT_ERR_IO;
+
+	if (ctx == NULL)
+		return VLT_ERR_NO_MEMORY;
+	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+		goto out;
+	while (off < end) {
+		size_t n = end - off < sizeof(chunk) ? (size_t)(end - off) :
+		                                       sizeof(chunk);
+		if (pread(fd, chunk, n, (off_t)off) != (ssize_t)n ||
+		    EVP_DigestUpdate(ctx, chunk, n) != 1 ||
+		    (out >= 0 && write_some(out, (const char *)chunk, n) != n))
+			goto out;
+		off += n;
+	}
+	if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32)
+		goto out;
+	for (i = 0; i < mdlen; i++) {
+		hex[2 * i] = hx[md[i] >> 4];
+		hex[2 * i + 1] = hx[md[i] & 0xf];
+	}
+	hex[64] = '\0';
+	r = 0;
+out:
+	EVP_MD_CTX_free(ctx);
+	return r;
+}
+
+/* Moves bytes [rep->offset, end) of fd into a new DIR/audit.log.torn-N,
+ * synced. No space for it: the name stays "" (the record says so). */
+static int
+keep_aside(struct vlt_audit *a, int fd, uint64_t end,
+    struct vlt_audit_repair *rep)
+{
+	char side[4300];
+	int out, r, err;
+
+	if (str_fmt(rep->side_file, sizeof(rep->side_file), TORN_PREFIX "%u",
+	        highest_torn(a->dir) + 1) != 0 ||
+	    str_fmt(side, sizeof(side), "%s/%s", a->dir, rep->side_file) != 0)
+		return VLT_ERR_IO;
+	out = open(side, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (out < 0)
+		return VLT_ERR_IO;
+	r = copy_hash(fd, rep->offset, end, out, rep->sha256);
+	if (r == 0 && fsync(out) != 0)
+		r = VLT_ERR_IO;
+	err = errno;
+	close(out);
+	if (r == 0)
+		return fsync_dir(a->dir);
+	(void)unlink(side);
+	rep->side_file[0] = '\0';
+	if (r == VLT_ERR_IO && (err == ENOSPC || err == EDQUOT))
+		return copy_hash(fd, rep->offset, end, -1, rep->sha256);
+	return r;
+}
+
+/* A torn last line of audit.log: kept aside, then cut off (durably). */
+static int
+repair_tail(struct vlt_audit *a, struct vlt_audit_repair *rep)
+{
+	struct stat st;
+	uint64_t start;
+	int fd, r;
+
+	fd = open(a->path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : VLT_ERR_IO;
+	if (fstat(fd, &st) != 0 || st.st_size < 0) {
+		r = VLT_ERR_IO;
+		goto out;
+	}
+	if ((r = tail_start(fd, (uint64_t)st.st_size, &start)) != 0 ||
+	    start == (uint64_t)st.st_size)
+		goto out;
+	rep->offset = start;
+	rep->length = (uint64_t)st.st_size - start;
+	if ((r = keep_aside(a, fd, (uint64_t)st.st_size, rep)) != 0)
+		goto out;
+	if (ftruncate(fd, (off_t)start) != 0 || fsync(fd) != 0)
+		r = VLT_ERR_IO;
+out:
+	close(fd);
+	if (r != 0)
+		rep->length = 0;
+	return r;
+}
+
 static int
 open_current(struct vlt_audit *a)
 {
@@ -155,12 +344,15 @@ audit_free(struct vlt_audit *a)
 }
 
 int
-vlt_audit_open(const char *data_dir, size_t max_bytes, struct vlt_audit **out)
+vlt_audit_open(const char *data_dir, size_t max_bytes, struct vlt_audit **out,
+    struct vlt_audit_repair *repair)
 {
 	struct vlt_audit *a;
 	char rotated[4300];
+	int r = VLT_ERR_IO;
 
 	*out = NULL;
+	memset(repair, 0, sizeof(*repair));
 	a = calloc(1, sizeof(*a));
 	if (a == NULL)
 		return VLT_ERR_NO_MEMORY;
@@ -175,6 +367,9 @@ vlt_audit_open(const char *data_dir, size_t max_bytes, struct vlt_audit **out)
 		goto fail;
 	if (mkdir(a->dir, 0700) != 0 && errno != EEXIST)
 		goto fail;
+	if ((r = repair_tail(a, repair)) != 0)
+		goto fail;
+	r = VLT_ERR_IO;
 	a->next_index = highest_index(a->dir) + 1;
 	memset(a->prev, '0', 64);
 	a->prev[64] = '\0';
@@ -188,7 +383,7 @@ vlt_audit_open(const char *data_dir, size_t max_bytes, struct vlt_audit **out)
 	return 0;
 fail:
 	audit_free(a);
-	return VLT_ERR_IO;
+	return r;
 }
 
 static int
@@ -206,25 +401,6 @@ rotate(struct vlt_audit *a)
 		return -1;
 	a->next_index++;
 	return open_current(a);
-}
-
-/* Writes up to n bytes; returns how many were written (n unless an
- * error stopped it). */
-static size_t
-write_some(int fd, const char *p, size_t n)
-{
-	size_t done = 0;
-
-	while (done < n) {
-		ssize_t w = write(fd, p + done, n - done);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		done += (size_t)w;
-	}
-	return done;
 }
 
 /* After a short write of buf (n bytes of it written): its unwritten
@@ -366,63 +542,219 @@ where_set(char *where, size_t where_len, const char *label)
 	where[n] = '\0';
 }
 
+static void
+broken_at(struct vlt_audit_verdict *out, const char *label, size_t lineno)
+{
+	out->intact = 0;
+	if (str_fmt(out->broken, sizeof(out->broken), "%s:%zu", label,
+	        lineno) != 0)
+		where_set(out->broken, sizeof(out->broken), label);
+}
+
+/* The text of "key":"..." in a repair record (letters, digits, '.', '-',
+ * '_' only, as the record's builder writes them). */
 static int
-verify_file(const char *path, const char *label, char prev[65], char *where,
-    size_t where_len)
+repair_text(const char *line, const char *key, char *dst, size_t cap)
+{
+	const char *p = strstr(line, key);
+	size_t n = 0;
+
+	if (p == NULL)
+		return VLT_ERR_BAD_PARAM;
+	for (p += strlen(key); *p != '"'; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		        (*p >= '0' && *p <= '9') || *p == '.' || *p == '-' ||
+		        *p == '_') ||
+		    n + 1 >= cap)
+			return VLT_ERR_BAD_PARAM;
+		dst[n++] = *p;
+	}
+	dst[n] = '\0';
+	return 0;
+}
+
+/* The number of "key":N in a repair record. */
+static int
+repair_number(const char *line, const char *key, uint64_t *v)
+{
+	const char *p = strstr(line, key);
+	char digits[21];
+	size_t n = 0;
+
+	if (p == NULL)
+		return VLT_ERR_BAD_PARAM;
+	for (p += strlen(key); *p >= '0' && *p <= '9'; p++) {
+		if (n + 1 >= sizeof(digits))
+			return VLT_ERR_BAD_PARAM;
+		digits[n++] = *p;
+	}
+	digits[n] = '\0';
+	if (*p != ',' && *p != '}')
+		return VLT_ERR_BAD_PARAM;
+	return parse_u64(digits, UINT64_MAX, v);
+}
+
+/* A repair record (its chain already checked) into out's list. */
+static int
+note_repair(struct vlt_audit_verdict *out, const char *line, const char *label,
+    size_t lineno)
+{
+	struct vlt_audit_repair rep;
+
+	memset(&rep, 0, sizeof(rep));
+	if (repair_number(line, "\"offset\":", &rep.offset) != 0 ||
+	    repair_number(line, "\"length\":", &rep.length) != 0 ||
+	    rep.length == 0 ||
+	    repair_text(line, "\"sha256\":\"", rep.sha256,
+	        sizeof(rep.sha256)) != 0 ||
+	    strlen(rep.sha256) != 64 ||
+	    repair_text(line, "\"sideFile\":\"", rep.side_file,
+	        sizeof(rep.side_file)) != 0 ||
+	    str_fmt(rep.at, sizeof(rep.at), "%s:%zu", label, lineno) != 0)
+		return VLT_ERR_BAD_PARAM;
+	if (out->nrepairs < VLT_AUDIT_REPAIRS_MAX)
+		out->repairs[out->nrepairs] = rep;
+	out->nrepairs++;
+	return 0;
+}
+
+#define REPAIR_TAG ",\"event\":\"" VLT_AUDIT_TAIL_REPAIRED "\","
+
+/* One line of a file: chained to prev (which becomes its hash), and a
+ * repair record that says what it must. */
+static int
+verify_line(const char *line, size_t n, const char *label, size_t lineno,
+    char prev[65], struct vlt_audit_verdict *out)
+{
+	if (n < 75 || strncmp(line, "{\"prev\":\"", 9) != 0 ||
+	    strncmp(line + 9, prev, 64) != 0 || line[73] != '"')
+		return VLT_ERR_BAD_PARAM;
+	if (strncmp(line + 74, REPAIR_TAG, sizeof(REPAIR_TAG) - 1) == 0 &&
+	    note_repair(out, line, label, lineno) != 0)
+		return VLT_ERR_BAD_PARAM;
+	hex_hash(line, n, prev);
+	out->lines++;
+	return 0;
+}
+
+/* The lines of one file. current: audit.log, whose incomplete last line
+ * (not repaired yet) is reported as such, not as a break. */
+static int
+verify_file(const char *path, const char *label, int current, char prev[65],
+    struct vlt_audit_verdict *out)
 {
 	FILE *f = fopen(path, "r");
 	char *line = NULL;
 	size_t cap = 0, lineno = 0;
+	uint64_t pos = 0;
 	ssize_t n;
-	int rc = 0;
 
 	if (f == NULL)
-		return 0;
+		return VLT_ERR_IO;
+	out->files++;
 	while ((n = getline(&line, &cap, f)) > 0) {
 		lineno++;
-		if (line[n - 1] != '\n' || n < 75 ||
-		    strncmp(line, "{\"prev\":\"", 9) != 0 ||
-		    strncmp(line + 9, prev, 64) != 0 || line[73] != '"') {
-			if (str_fmt(where, where_len, "%s:%zu", label,
-			        lineno) != 0)
-				where_set(where, where_len, label);
-			rc = -1;
+		if (line[n - 1] != '\n' && current) {
+			out->tail_off = pos;
+			out->tail_len = (uint64_t)n;
 			break;
 		}
-		hex_hash(line, (size_t)n - 1, prev);
+		if (line[n - 1] != '\n' ||
+		    verify_line(line, (size_t)n - 1, label, lineno, prev,
+		        out) != 0) {
+			broken_at(out, label, lineno);
+			break;
+		}
+		pos += (uint64_t)n;
 	}
 	free(line);
 	fclose(f);
-	return rc;
+	return 0;
 }
 
-int
-vault_audit_verify(const char *data_dir, char *where, size_t where_len)
+/* DIR and DIR/audit exist and are directories; else why not. */
+static int
+audit_dir_check(const char *data_dir, const char *dir, char *why,
+    size_t why_len)
 {
-	char dir[4096], path[4300], label[64], prev[65];
-	unsigned i, hi;
+	struct stat st;
 
-	where_set(where, where_len, "-");
-	if (str_fmt(dir, sizeof(dir), "%s/audit", data_dir) != 0)
-		return VLT_ERR_BAD_PARAM;
-	memset(prev, '0', 64);
-	prev[64] = '\0';
-	hi = highest_index(dir);
-	for (i = 1; i <= hi; i++) {
+	if (stat(data_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		if (str_fmt(why, why_len, "%s: no such data directory",
+		        data_dir) != 0)
+			where_set(why, why_len, "no such data directory");
+		return VLT_ERR_NOT_FOUND;
+	}
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		if (str_fmt(why, why_len,
+		        "%s: no audit directory (is this a vault's data "
+		        "directory?)",
+		        dir) != 0)
+			where_set(why, why_len, "no audit directory");
+		return VLT_ERR_NOT_FOUND;
+	}
+	return 0;
+}
+
+/* The rotated files, oldest first; a missing one breaks the chain. */
+static int
+verify_rotated(const char *dir, char prev[65], struct vlt_audit_verdict *out)
+{
+	char path[4300], label[64];
+	unsigned i, hi = highest_index(dir);
+	int r;
+
+	for (i = 1; i <= hi && out->intact; i++) {
 		if (str_fmt(path, sizeof(path), "%s/audit.log.%u", dir, i) !=
 		        0 ||
 		    str_fmt(label, sizeof(label), "audit.log.%u", i) != 0)
 			return VLT_ERR_BAD_PARAM;
 		if (access(path, F_OK) != 0) {
-			if (str_fmt(where, where_len, "%s (missing)", label) !=
-			    0)
-				where_set(where, where_len, label);
-			return -1;
+			out->intact = 0;
+			if (str_fmt(out->broken, sizeof(out->broken),
+			        "%s (missing)", label) != 0)
+				where_set(out->broken, sizeof(out->broken),
+				    label);
+			return 0;
 		}
-		if (verify_file(path, label, prev, where, where_len) != 0)
-			return -1;
+		if ((r = verify_file(path, label, 0, prev, out)) != 0)
+			return r;
 	}
-	if (str_fmt(path, sizeof(path), "%s/audit.log", dir) != 0)
+	return 0;
+}
+
+int
+vault_audit_verify(const char *data_dir, struct vlt_audit_verdict *out,
+    char *why, size_t why_len)
+{
+	char dir[4096], path[4300], prev[65];
+	int r;
+
+	if (data_dir == NULL || out == NULL)
 		return VLT_ERR_BAD_PARAM;
-	return verify_file(path, "audit.log", prev, where, where_len);
+	memset(out, 0, sizeof(*out));
+	out->intact = 1;
+	where_set(why, why_len, "-");
+	if (str_fmt(dir, sizeof(dir), "%s/audit", data_dir) != 0 ||
+	    str_fmt(path, sizeof(path), "%s/audit.log", dir) != 0)
+		return VLT_ERR_BAD_PARAM;
+	if ((r = audit_dir_check(data_dir, dir, why, why_len)) != 0)
+		return r;
+	memset(prev, '0', 64);
+	prev[64] = '\0';
+	if ((r = verify_rotated(dir, prev, out)) != 0 || !out->intact)
+		return r;
+	if (access(path, F_OK) != 0) {
+		if (str_fmt(why, why_len, "%s is missing", path) != 0)
+			where_set(why, why_len, "audit.log is missing");
+		return VLT_ERR_NOT_FOUND;
+	}
+	if ((r = verify_file(path, "audit.log", 1, prev, out)) != 0)
+		return r;
+	if (out->intact && out->lines == 0) {
+		if (str_fmt(why, why_len, "%s holds no audit line", dir) != 0)
+			where_set(why, why_len, "no audit line");
+		return VLT_ERR_NOT_FOUND;
+	}
+	return 0;
 }

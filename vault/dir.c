@@ -289,16 +289,28 @@ open_hsm_config(const vault_t *v, const struct vlt_open_opts *o,
 }
 
 /* The audit log; audit_max_bytes=N in p11vault.conf rotates it beyond N
- * bytes (default 64 MiB). */
+ * bytes (default 64 MiB). A torn tail cut at open gets its record first;
+ * when the disk refuses that record, it stays first in line (the log
+ * writes it before any other line once it can). */
 static int
 open_audit(vault_t *v)
 {
 	const char *amb = conf_get(v->conf, "audit_max_bytes");
+	struct vlt_audit_repair rep;
 	uint64_t max = 0;
+	int r;
 
 	if (amb != NULL && parse_u64(amb, SIZE_MAX, &max) != 0)
 		return VLT_ERR_IO;
-	return vlt_audit_open(v->data_dir, (size_t)max, &v->audit);
+	if ((r = vlt_audit_open(v->data_dir, (size_t)max, &v->audit, &rep)) !=
+	        0 ||
+	    rep.length == 0)
+		return r;
+	r = vault_audit_repaired(v, &rep);
+	if (r == VLT_ERR_NO_MEMORY || r == VLT_ERR_INTERNAL ||
+	    r == VLT_ERR_BAD_PARAM)
+		return r; /* not formatted, so not pending either */
+	return 0;
 }
 
 /* The parts of an open vault, in order: config, token, store, blob

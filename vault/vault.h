@@ -412,10 +412,49 @@ struct vlt_audit_event {
 };
 int vault_audit_event(vault_t *v, const struct vlt_audit_event *ev,
     int sync) VLT_WUR;
-/* Checks the chain of DIR's audit files. 0 when intact; else -1 with the
- * first broken place ("audit.log.2:17") in where. */
-int vault_audit_verify(const char *data_dir, char *where,
-    size_t where_len) VLT_WUR;
+/*
+ * A torn last line cut from audit.log at open (a crash mid-write): where
+ * it began (offset) and how long it was, the SHA-256 (hex) of the cut
+ * bytes and the file in DIR/audit that keeps them ("" when they could
+ * not be kept: no space). at: where its record sits ("audit.log:57"),
+ * filled by vault_audit_verify.
+ */
+struct vlt_audit_repair {
+	uint64_t offset;
+	uint64_t length; /* 0: nothing was cut */
+	char sha256[65];
+	char side_file[64];
+	char at[64];
+};
+#define VLT_AUDIT_REPAIRS_MAX 16
+/*
+ * What vault_audit_verify found. intact: every line of every file is
+ * chained to the one before; else broken names the first line that is
+ * not ("audit.log.2:17", "audit.log.1 (missing)"). The repair records
+ * found (nrepairs counts all; the first VLT_AUDIT_REPAIRS_MAX are in
+ * repairs); tail_len: an incomplete last line of audit.log not repaired
+ * yet (at tail_off; the next open moves it aside), which is not counted
+ * as a line.
+ */
+struct vlt_audit_verdict {
+	int intact;
+	char broken[128];
+	unsigned files;
+	uint64_t lines;
+	size_t nrepairs;
+	struct vlt_audit_repair repairs[VLT_AUDIT_REPAIRS_MAX];
+	uint64_t tail_off;
+	uint64_t tail_len;
+};
+/*
+ * Checks the chain of DIR's audit files into out: 0 when the check ran
+ * (out->intact says how it went). Nothing to check is no verdict:
+ * VLT_ERR_NOT_FOUND with the reason in why (DIR or DIR/audit missing,
+ * audit.log missing, no line in any file); VLT_ERR_IO: a file could not
+ * be read.
+ */
+int vault_audit_verify(const char *data_dir, struct vlt_audit_verdict *out,
+    char *why, size_t why_len) VLT_WUR;
 
 /* ---- import (vault/import.c), backup and restore (vault/backup.c),
  * rotation (vault/rotation.c) ------------------------------------------- */

@@ -65,6 +65,13 @@ int new_version(const char *name, char version[VLT_VERSION_LEN + 1],
 int curve_nid(enum vlt_curve crv);
 int curve_from_nid(int nid, enum vlt_curve *crv) VLT_WUR;
 
+/* ---- audit_record.c ----------------------------------------------------- */
+
+/* Chains the record of a torn tail cut at open (synced): {"event":
+ * "audit_tail_repaired", time, file, offset, length, sha256, sideFile}. */
+int vault_audit_repaired(vault_t *v,
+    const struct vlt_audit_repair *rep) VLT_WUR;
+
 /* ---- dir.c -------------------------------------------------------------- */
 
 /* ---- keys.c ------------------------------------------------------------- */

@@ -1267,6 +1267,7 @@ test_audit(struct vt *c)
 
 	pthread_t th[AUD_THREADS];
 	struct thr_arg ta[AUD_THREADS];
+	struct vlt_audit_verdict vd;
 	char where[128];
 
 	for (i = 0; i < AUD_THREADS; i++) {
@@ -1288,7 +1289,8 @@ test_audit(struct vt *c)
 	T_CHECK(audit_count(dir, "\"t\":\"gc\"") == AUD_THREADS * AUD_LINES,
 	    "every one of them is in the log "
 	    "once the vault is closed");
-	T_CHECK(vault_audit_verify(dir, where, sizeof(where)) == 0,
+	T_CHECK(vault_audit_verify(dir, &vd, where, sizeof(where)) == 0 &&
+	        vd.intact && vd.nrepairs == 0 && vd.tail_len == 0,
 	    "the chain over them verifies");
 }
 
