@@ -249,8 +249,9 @@ hsm_env_check(char *err, size_t err_len)
 
 	for (i = 0; i < sizeof(env_knobs) / sizeof(env_knobs[0]); i++) {
 		e = getenv(env_knobs[i].name);
-		if (e == NULL || (parse_u64(e, env_knobs[i].max, &v) == 0 &&
-		                     v >= env_knobs[i].min))
+		if (e == NULL ||
+		    (parse_u64(e, env_knobs[i].max, &v) == 0 &&
+		        v >= env_knobs[i].min))
 			continue;
 		err_set(err, err_len,
 		    "the environment's %s='%.32s' is not a whole number of %s "

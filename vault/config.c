@@ -191,8 +191,8 @@ conf_value_check(struct conf_parse *p, const struct conf_key *k,
 			return 0;
 		err_set(p->err, p->err_len,
 		    "%s:%u: %s='%.32s' is not a number from %llu to %llu",
-		    p->path, p->line, k->key, value,
-		    (unsigned long long)k->min, (unsigned long long)k->max);
+		    p->path, p->line, k->key, value, (unsigned long long)k->min,
+		    (unsigned long long)k->max);
 		return VLT_ERR_IO;
 	case CONF_BOOL:
 		if (strcmp(value, "true") == 0 || strcmp(value, "false") == 0)
@@ -220,8 +220,8 @@ conf_entry_check(struct conf_parse *p, const char *key, const char *value)
 		return VLT_ERR_IO;
 	}
 	if ((k = conf_key_find(key)) == NULL) {
-		err_set(p->err, p->err_len, "%s:%u: unknown key '%s'",
-		    p->path, p->line, key);
+		err_set(p->err, p->err_len, "%s:%u: unknown key '%s'", p->path,
+		    p->line, key);
 		return VLT_ERR_IO;
 	}
 	if (conf_get(p->c, key) != NULL) {

@@ -69,8 +69,8 @@ foreign_dir(const char *dir, const char *path, char *other, size_t cap)
 /* A path (name names it for the message) inside dir: it must be there,
  * and not lead into another data directory. */
 static int
-resolve_inside(const char *dir, const char *name, const char *path,
-    char *out, size_t cap, char *err, size_t err_len)
+resolve_inside(const char *dir, const char *name, const char *path, char *out,
+    size_t cap, char *err, size_t err_len)
 {
 	char other[PATH_MAX];
 
@@ -93,8 +93,8 @@ resolve_inside(const char *dir, const char *name, const char *path,
  * absolutely); refused when it lies in another data directory and dir
  * has no such file; else (a file of the system's) as it is. */
 static int
-resolve_outside(const char *dir, const char *name, const char *path,
-    char *out, size_t cap, char *err, size_t err_len)
+resolve_outside(const char *dir, const char *name, const char *path, char *out,
+    size_t cap, char *err, size_t err_len)
 {
 	char tmp[PATH_MAX], own[PATH_MAX], other[PATH_MAX];
 
@@ -121,8 +121,8 @@ resolve_outside(const char *dir, const char *name, const char *path,
 
 /* value (relative: to dir) resolved for dir into out. */
 static int
-resolve_path(const char *dir, const char *name, const char *value,
-    char *out, size_t cap, char *err, size_t err_len)
+resolve_path(const char *dir, const char *name, const char *value, char *out,
+    size_t cap, char *err, size_t err_len)
 {
 	char path[PATH_MAX];
 
@@ -154,8 +154,8 @@ tokendir_of(const char *p, size_t len, char *val, size_t cap)
 		return 0;
 	for (i++; i < len && (p[i] == ' ' || p[i] == '\t'); i++)
 		;
-	while (len > i && (p[len - 1] == ' ' || p[len - 1] == '\t' ||
-	                      p[len - 1] == '\r'))
+	while (len > i &&
+	    (p[len - 1] == ' ' || p[len - 1] == '\t' || p[len - 1] == '\r'))
 		len--;
 	return len > i && str_fmt(val, cap, "%.*s", (int)(len - i), p + i) == 0;
 }
@@ -218,8 +218,9 @@ own_tokendir(const char *dir, const char *shconf, char *err, size_t err_len)
 			break;
 	}
 	r = 0;
-	if (found && (r = resolve_path(dir, TOKENDIR_KEY, val, tokdir,
-	                  sizeof(tokdir), err, err_len)) == 0 &&
+	if (found &&
+	    (r = resolve_path(dir, TOKENDIR_KEY, val, tokdir, sizeof(tokdir),
+	         err, err_len)) == 0 &&
 	    strcmp(val, tokdir) != 0)
 		r = rewrite_tokendir(shconf, text, tokdir);
 	buf_free(b);
@@ -227,8 +228,8 @@ own_tokendir(const char *dir, const char *shconf, char *err, size_t err_len)
 }
 
 int
-vlt_softhsm_resolve(const char *dir, const char *value, char *out,
-    size_t cap, char *err, size_t err_len)
+vlt_softhsm_resolve(const char *dir, const char *value, char *out, size_t cap,
+    char *err, size_t err_len)
 {
 	int r;
 
