@@ -404,6 +404,8 @@ cmd_init(int argc, char **argv)
 	}
 	memset(&a, 0, sizeof(a));
 	init_parse(argc, argv, &a);
+	if (hsm_env_check(err, sizeof(err)) != 0)
+		cli_die("%s", err);
 	if (vault_find(a.dir) == 0)
 		cli_die("%s already holds a vault; nothing was changed", a.dir);
 	if (mkdir(a.dir, 0700) != 0 && errno != EEXIST)
@@ -674,9 +676,14 @@ serve_open(struct api_ctx *ctx, const char *dir, const char *user,
 	memset(&oo, 0, sizeof(oo));
 	oo.module_allow = getenv("P11VAULT_MODULE_ALLOW");
 	oo.token_user = user;
-	if (vault_open(dir, &oo, &ctx->vault) != 0)
+	oo.err = err;
+	oo.err_len = sizeof(err);
+	if (vault_open(dir, &oo, &ctx->vault) != 0) {
+		if (err[0] != '\0')
+			cli_die("cannot open the vault in %s: %s", dir, err);
 		cli_die("cannot open the vault in %s (is the token reachable?)",
 		    dir);
+	}
 	if (clock_file) {
 		vault_set_test_clock(ctx->vault, clock_file);
 		fprintf(stderr,
@@ -707,6 +714,8 @@ cmd_serve(int argc, char **argv)
 	check_args(argc, argv, serve_opts, no_opts);
 	if (dir == NULL)
 		cli_die("serve needs --data DIR");
+	if (hsm_env_check(err, sizeof(err)) != 0)
+		cli_die("%s", err);
 	/* before any thread starts */
 	serve_process(&sigs);
 	memset(&ctx, 0, sizeof(ctx));

@@ -38,6 +38,7 @@
 
 #include "hsm/base.h"
 #include "hsm/harden.h"
+#include "hsm/proto.h"
 
 static int
 lookup_user(const char *user, uid_t *uid, gid_t *gid, char *err, size_t err_len)
@@ -226,16 +227,55 @@ hsm_secret_free(void *p, size_t len)
 	(void)munmap(p, n);
 }
 
+/* ---- the environment's numbers ---- */
+
+/* Every P11VAULT_* variable read as a number, with its range. */
+static const struct env_knob {
+	const char *name;
+	uint64_t min, max;
+	const char *unit;
+} env_knobs[] = {
+	{ HSM_DEADLINE_ENV, 1, HSM_DEADLINE_MAX_MS, "milliseconds" },
+	{ HSM_UNSEAL_TIMEOUT_ENV, 1, HSM_UNSEAL_TIMEOUT_MAX_MS,
+	    "milliseconds" },
+};
+
+int
+hsm_env_check(char *err, size_t err_len)
+{
+	const char *e;
+	uint64_t v;
+	size_t i;
+
+	for (i = 0; i < sizeof(env_knobs) / sizeof(env_knobs[0]); i++) {
+		e = getenv(env_knobs[i].name);
+		if (e == NULL ||
+		    (parse_u64(e, env_knobs[i].max, &v) == 0 &&
+		        v >= env_knobs[i].min))
+			continue;
+		err_set(err, err_len,
+		    "the environment's %s='%.32s' is not a whole number of %s "
+		    "from %llu to %llu (unset it for the default)",
+		    env_knobs[i].name, e, env_knobs[i].unit,
+		    (unsigned long long)env_knobs[i].min,
+		    (unsigned long long)env_knobs[i].max);
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- running a helper (systemd-creds, clevis) ---- */
 
-/* P11VAULT_UNSEAL_TIMEOUT_MS, 1..600000; absent or malformed: 30000. */
+/* P11VAULT_UNSEAL_TIMEOUT_MS, 1..600000 (serve refuses anything else at
+ * start: hsm_env_check); absent: 30000. */
 static unsigned
 unseal_timeout_ms(void)
 {
-	const char *e = getenv("P11VAULT_UNSEAL_TIMEOUT_MS");
+	const char *e = getenv(HSM_UNSEAL_TIMEOUT_ENV);
 	uint64_t v;
 
-	if (e == NULL || parse_u64(e, 600000, &v) != 0 || v == 0)
+	if (e == NULL || parse_u64(e, HSM_UNSEAL_TIMEOUT_MAX_MS, &v) != 0 ||
+	    v == 0)
 		return 30000;
 	return (unsigned)v;
 }

@@ -19,6 +19,13 @@
  * every later mapping (a channel thread's stack) must still fit. */
 #define HSM_MEMLOCK_NEED (1024ul * 1024 * 1024)
 
+/* The environment knobs read as numbers (P11VAULT_HSM_DEADLINE_MS,
+ * P11VAULT_UNSEAL_TIMEOUT_MS), checked once at start: 0 when each is
+ * unset or a whole number in its range; else -1, err naming the
+ * variable and its range. */
+#define HSM_UNSEAL_TIMEOUT_ENV "P11VAULT_UNSEAL_TIMEOUT_MS"
+#define HSM_UNSEAL_TIMEOUT_MAX_MS 600000u
+int hsm_env_check(char *err, size_t err_len) HSM_WUR;
 /* 0 if dir is owned by user. */
 int hsm_check_data_owner(const char *dir, const char *user, char *err,
     size_t err_len) HSM_WUR;

@@ -139,7 +139,8 @@ void tokp_msg_clear(struct tokp_msg *m);
  * The deadline both sides keep: no caller waits longer than this for a
  * channel (client.c) or a token session (module.c).
  * P11VAULT_HSM_DEADLINE_MS from the environment (the token process
- * inherits it); absent or malformed: 5000.
+ * inherits it); absent: 5000. serve and init refuse a malformed one at
+ * start (hsm_env_check, harden.c).
  */
 #define HSM_DEADLINE_ENV "P11VAULT_HSM_DEADLINE_MS"
 #define HSM_DEADLINE_DEFAULT_MS 5000u

@@ -6,7 +6,9 @@
  * Owns: file modes (directories 0700, files 0600, whatever the umask) and
  * durable writes (fsync of the file and of its directory).
  *
- * Must never: log file contents, or
+ * Must never: log file contents (an error names the file, the line and
+ * the key, and quotes at most 32 characters of a bad number or boolean),
+ * accept a key its table does not know, or
  * overwrite DIR/p11vault.conf: its presence is what "holds a vault" means.
  */
 #include "vault/config.h"
@@ -119,10 +121,128 @@ conf_get(const struct vlt_conf *c, const char *key)
 	return NULL;
 }
 
-/* One "key=value" line (CR stripped; blank lines and # comments
- * skipped) into c. */
+/* The keys p11vault.conf may hold, each with the kind of its value,
+ * checked once when the file is read: a key not in this table, a value
+ * not of its kind or a key given twice is an error naming the line. A
+ * new key is added here first. */
+enum conf_kind {
+	CONF_STRING, /* any text but "" */
+	CONF_PATH,   /* a file name; relative: to the data directory */
+	CONF_NUMBER, /* a decimal number in [min, max] */
+	CONF_BOOL,   /* true or false */
+};
+
+struct conf_key {
+	const char *key;
+	enum conf_kind kind;
+	uint64_t min, max;
+};
+
+static const struct conf_key conf_keys[] = {
+	{ "vault_url", CONF_STRING, 0, 0 },
+	{ "tenant_id", CONF_STRING, 0, 0 },
+	{ "resource", CONF_STRING, 0, 0 },
+	{ "listen", CONF_STRING, 0, 0 },
+	{ "module", CONF_PATH, 0, 0 },
+	{ "token_label", CONF_STRING, 0, 0 },
+	{ "softhsm_conf", CONF_PATH, 0, 0 },
+	{ "token_lifetime", CONF_NUMBER, 1, INT32_MAX },
+	{ "audit_max_bytes", CONF_NUMBER, 0, SIZE_MAX },
+};
+
+/* Where a read is: the file, the line, and the caller's buffer for why
+ * it failed. */
+struct conf_parse {
+	struct vlt_conf *c;
+	const char *path;
+	unsigned line;
+	char *err;
+	size_t err_len;
+};
+
+static const struct conf_key *
+conf_key_find(const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(conf_keys) / sizeof(conf_keys[0]); i++)
+		if (strcmp(conf_keys[i].key, key) == 0)
+			return &conf_keys[i];
+	return NULL;
+}
+
+/* 0 when value is of k's kind; else VLT_ERR_IO, the reason in p->err. */
 static int
-conf_line(struct vlt_conf *c, char *line)
+conf_value_check(struct conf_parse *p, const struct conf_key *k,
+    const char *value)
+{
+	uint64_t n;
+
+	switch (k->kind) {
+	case CONF_STRING:
+	case CONF_PATH:
+		if (value[0] != '\0')
+			return 0;
+		err_set(p->err, p->err_len, "%s:%u: %s is empty", p->path,
+		    p->line, k->key);
+		return VLT_ERR_IO;
+	case CONF_NUMBER:
+		if (parse_u64(value, k->max, &n) == 0 && n >= k->min)
+			return 0;
+		err_set(p->err, p->err_len,
+		    "%s:%u: %s='%.32s' is not a number from %llu to %llu",
+		    p->path, p->line, k->key, value, (unsigned long long)k->min,
+		    (unsigned long long)k->max);
+		return VLT_ERR_IO;
+	case CONF_BOOL:
+		if (strcmp(value, "true") == 0 || strcmp(value, "false") == 0)
+			return 0;
+		err_set(p->err, p->err_len,
+		    "%s:%u: %s='%.32s' is neither true nor false", p->path,
+		    p->line, k->key, value);
+		return VLT_ERR_IO;
+	}
+	return VLT_ERR_INTERNAL;
+}
+
+/* The key=value of one line: a known key, given once, with a value of
+ * its kind. */
+static int
+conf_entry_check(struct conf_parse *p, const char *key, const char *value)
+{
+	const struct conf_key *k;
+
+	if (!key_ok(key)) {
+		err_set(p->err, p->err_len,
+		    "%s:%u: '%.64s' is not a key (a-z, 0-9 and _; no spaces "
+		    "around =)",
+		    p->path, p->line, key);
+		return VLT_ERR_IO;
+	}
+	if ((k = conf_key_find(key)) == NULL) {
+		err_set(p->err, p->err_len, "%s:%u: unknown key '%s'", p->path,
+		    p->line, key);
+		return VLT_ERR_IO;
+	}
+	if (conf_get(p->c, key) != NULL) {
+		err_set(p->err, p->err_len, "%s:%u: %s is set twice", p->path,
+		    p->line, key);
+		return VLT_ERR_IO;
+	}
+	if (!value_ok(value)) {
+		err_set(p->err, p->err_len,
+		    "%s:%u: the value of %s is too long or holds a control "
+		    "character",
+		    p->path, p->line, key);
+		return VLT_ERR_IO;
+	}
+	return conf_value_check(p, k, value);
+}
+
+/* One "key=value" line (CR stripped; blank lines and # comments
+ * skipped) into p->c. */
+static int
+conf_line(struct conf_parse *p, char *line)
 {
 	size_t len = strlen(line);
 	char *eq;
@@ -132,49 +252,88 @@ conf_line(struct vlt_conf *c, char *line)
 		line[--len] = '\0';
 	if (len == 0 || line[0] == '#')
 		return 0;
-	if (len >= CONF_LINE_MAX - 1 || (eq = strchr(line, '=')) == NULL)
+	if (len >= CONF_LINE_MAX - 1 || (eq = strchr(line, '=')) == NULL) {
+		err_set(p->err, p->err_len,
+		    "%s:%u: not a key=value line (or longer than %d bytes)",
+		    p->path, p->line, CONF_LINE_MAX - 2);
 		return VLT_ERR_IO;
+	}
 	*eq = '\0';
-	if ((r = conf_set(c, line, eq + 1)) != 0)
+	if ((r = conf_entry_check(p, line, eq + 1)) != 0)
+		return r;
+	if ((r = conf_set(p->c, line, eq + 1)) != 0) {
+		err_set(p->err, p->err_len, "%s:%u: cannot keep %s", p->path,
+		    p->line, line);
 		return r == VLT_ERR_NO_MEMORY ? r : VLT_ERR_IO;
+	}
 	return 0;
+}
+
+/* Every line of text (len bytes, NUL-terminated) into p->c. */
+static int
+conf_lines(struct conf_parse *p, char *text, size_t len)
+{
+	char *line, *nl;
+	int r;
+
+	if (memchr(text, '\0', len) != NULL) {
+		err_set(p->err, p->err_len, "%s: holds a NUL byte", p->path);
+		return VLT_ERR_IO;
+	}
+	p->line = 0;
+	for (line = text; line < text + len; line = nl + 1) {
+		p->line++;
+		if ((nl = strchr(line, '\n')) == NULL)
+			nl = text + len;
+		*nl = '\0';
+		if ((r = conf_line(p, line)) != 0)
+			return r;
+	}
+	return 0;
+}
+
+int
+conf_read_err(const char *path, struct vlt_conf **out, char *err,
+    size_t err_len)
+{
+	struct conf_parse p;
+	buf_t *b = NULL;
+	char *text = NULL;
+	size_t len = 0;
+	int r;
+
+	*out = NULL;
+	err_set(err, err_len, "%s", "");
+	memset(&p, 0, sizeof(p));
+	p.path = path;
+	p.err = err;
+	p.err_len = err_len;
+	if ((r = file_read(path, CONF_LINE_MAX * CONF_ENTRIES_MAX, &b)) != 0) {
+		r = r == HSM_ERR_IO && errno == ENOENT ? VLT_ERR_NOT_FOUND :
+		                                         VLT_ERR_IO;
+		err_set(err, err_len, "%s: %s", path,
+		    r == VLT_ERR_NOT_FOUND ? "no such file" :
+		                             "cannot be read (or is too long)");
+		return r;
+	}
+	if ((text = buf_steal(b, &len)) == NULL || (p.c = conf_new()) == NULL) {
+		r = VLT_ERR_NO_MEMORY;
+		goto out;
+	}
+	if ((r = conf_lines(&p, text, len)) != 0)
+		goto out;
+	*out = p.c;
+	p.c = NULL;
+out:
+	conf_free(p.c);
+	freezero(text, len + 1);
+	return r;
 }
 
 int
 conf_read(const char *path, struct vlt_conf **out)
 {
-	struct vlt_conf *c = NULL;
-	buf_t *b = NULL;
-	char *text = NULL, *line, *nl;
-	size_t len = 0;
-	int r;
-
-	*out = NULL;
-	if ((r = file_read(path, CONF_LINE_MAX * CONF_ENTRIES_MAX, &b)) != 0)
-		return r == HSM_ERR_IO && errno == ENOENT ? VLT_ERR_NOT_FOUND :
-		                                            VLT_ERR_IO;
-	if ((text = buf_steal(b, &len)) == NULL || (c = conf_new()) == NULL) {
-		r = VLT_ERR_NO_MEMORY;
-		goto out;
-	}
-	if (memchr(text, '\0', len) != NULL) {
-		r = VLT_ERR_IO;
-		goto out;
-	}
-	for (line = text; line < text + len; line = nl + 1) {
-		if ((nl = strchr(line, '\n')) == NULL)
-			nl = text + len;
-		*nl = '\0';
-		if ((r = conf_line(c, line)) != 0)
-			goto out;
-	}
-	*out = c;
-	c = NULL;
-	r = 0;
-out:
-	conf_free(c);
-	freezero(text, len + 1);
-	return r;
+	return conf_read_err(path, out, NULL, 0);
 }
 
 int

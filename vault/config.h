@@ -18,8 +18,15 @@ struct vlt_conf;
 
 struct vlt_conf *conf_new(void) VLT_WUR;
 void conf_free(struct vlt_conf *c);
-/* VLT_ERR_NOT_FOUND: no such file; VLT_ERR_IO: unreadable or malformed. */
+/* VLT_ERR_NOT_FOUND: no such file; VLT_ERR_IO: unreadable or malformed:
+ * a line that is not key=value, a key config.c's table does not know, a
+ * value not of its key's kind (a number, a boolean, a non-empty string),
+ * a key given twice. */
 int conf_read(const char *path, struct vlt_conf **out) VLT_WUR;
+/* The same; on failure err (may be NULL) says why for people, naming
+ * path, the line and the key ("p11vault.conf:3: unknown key 'x'"). */
+int conf_read_err(const char *path, struct vlt_conf **out, char *err,
+    size_t err_len) VLT_WUR;
 /* Keys: [a-z0-9_]+; values: no control characters. Replaces. */
 int conf_set(struct vlt_conf *c, const char *key, const char *value) VLT_WUR;
 const char *conf_get(const struct vlt_conf *c, const char *key);

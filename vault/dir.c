@@ -211,8 +211,9 @@ init_conf(const struct vlt_init_params *p, const char *dir, const char *module,
 	    (r = conf_set(conf, "listen", listen)) != 0 ||
 	    (r = conf_set(conf, "module", module)) != 0 ||
 	    (r = conf_set(conf, "token_label", label)) != 0 ||
+	    /* relative to DIR: a copy of DIR runs on its own token */
 	    (shconf[0] != '\0' &&
-	        (r = conf_set(conf, "softhsm_conf", shconf)) != 0) ||
+	        (r = conf_set(conf, "softhsm_conf", "softhsm2.conf")) != 0) ||
 	    (r = conf_set(conf, "token_lifetime", "3600")) != 0 ||
 	    (r = fs_join(path, sizeof(path), dir, "p11vault.conf")) != 0)
 		goto out;
@@ -282,7 +283,7 @@ open_hsm_config(const vault_t *v, const struct vlt_open_opts *o,
 	hc->module_path = conf_get(v->conf, "module");
 	hc->token_label = conf_get(v->conf, "token_label");
 	hc->hsm_dir = hsm_dir;
-	hc->softhsm_conf = conf_get(v->conf, "softhsm_conf");
+	hc->softhsm_conf = v->softhsm_conf[0] != '\0' ? v->softhsm_conf : NULL;
 	hc->module_allow = o != NULL ? o->module_allow : NULL;
 	hc->run_as = o != NULL ? o->token_user : NULL;
 	hc->pool_size = pool_size;
@@ -321,15 +322,24 @@ open_parts(vault_t *v, const struct vlt_open_opts *o)
 	char path[PATH_MAX], hsm_dir[PATH_MAX];
 	struct hsm_config hc;
 	struct hsm_seal_status st;
+	char *err = o != NULL ? o->err : NULL;
+	size_t err_len = o != NULL ? o->err_len : 0;
 	int r;
 
+	err_set(err, err_len, "%s", "");
 	if ((r = fs_join(path, sizeof(path), v->data_dir, "p11vault.conf")) !=
 	        0 ||
-	    (r = conf_read(path, &v->conf)) != 0)
+	    (r = conf_read_err(path, &v->conf, err, err_len)) != 0)
 		return r;
 	if (conf_get(v->conf, "module") == NULL ||
-	    conf_get(v->conf, "token_label") == NULL)
+	    conf_get(v->conf, "token_label") == NULL) {
+		err_set(err, err_len, "%s lacks module= or token_label=", path);
 		return VLT_ERR_IO;
+	}
+	if ((r = vlt_softhsm_resolve(v->data_dir,
+	         conf_get(v->conf, "softhsm_conf"), v->softhsm_conf,
+	         sizeof(v->softhsm_conf), err, err_len)) != 0)
+		return r;
 	/* the token process unseals; this process never sees a PIN */
 	if ((r = fs_join(hsm_dir, sizeof(hsm_dir), v->data_dir, "hsm")) != 0)
 		return r;

@@ -81,7 +81,7 @@ vault_rekey(const char *data_dir, unsigned key_shares, unsigned key_threshold,
     const char *auto_unseal, const char *old_shares, const char *module_allow,
     char **shares_out)
 {
-	char path[PATH_MAX], dir[PATH_MAX], hsm_dir[PATH_MAX];
+	char path[PATH_MAX], dir[PATH_MAX], hsm_dir[PATH_MAX], shconf[PATH_MAX];
 	struct vlt_conf *conf = NULL;
 	struct hsm_init hi;
 	int r;
@@ -92,14 +92,18 @@ vault_rekey(const char *data_dir, unsigned key_shares, unsigned key_threshold,
 	if ((r = fs_join(path, sizeof(path), dir, "p11vault.conf")) != 0 ||
 	    (r = conf_read(path, &conf)) != 0)
 		return r;
-	if ((r = fs_join(hsm_dir, sizeof(hsm_dir), dir, "hsm")) != 0)
+	/* a copy of a data directory rekeys its own token, never the
+	 * original's */
+	if ((r = fs_join(hsm_dir, sizeof(hsm_dir), dir, "hsm")) != 0 ||
+	    (r = vlt_softhsm_resolve(dir, conf_get(conf, "softhsm_conf"),
+	         shconf, sizeof(shconf), NULL, 0)) != 0)
 		goto out;
 	memset(&hi, 0, sizeof(hi));
 	hi.module_path = conf_get(conf, "module");
 	hi.token_label = conf_get(conf, "token_label");
 	hi.module_allow = module_allow;
 	hi.hsm_dir = hsm_dir;
-	hi.softhsm_conf = conf_get(conf, "softhsm_conf");
+	hi.softhsm_conf = shconf[0] != '\0' ? shconf : NULL;
 	hi.shares = key_shares;
 	hi.threshold = key_threshold;
 	hi.auto_method = auto_unseal != NULL ? auto_unseal : "";

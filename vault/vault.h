@@ -198,6 +198,11 @@ struct vlt_open_opts {
 	/* the token process runs as this user;
 	 * NULL: as the caller */
 	const char *token_user;
+	/* when vault_open fails: why, for people (a bad line of
+	 * p11vault.conf, a token directory of another data directory), or
+	 * "" when there is nothing more to say; NULL: not wanted */
+	char *err;
+	size_t err_len;
 };
 int vault_open(const char *data_dir, const struct vlt_open_opts *o,
     vault_t **out) VLT_WUR;

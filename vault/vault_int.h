@@ -9,6 +9,7 @@
 #ifndef P11VAULT_VAULT_INT_H
 #define P11VAULT_VAULT_INT_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -38,6 +39,7 @@ struct vault {
 	struct vlt_audit *audit;
 	pthread_mutex_t clock_lock;
 	char *clock_file;
+	char softhsm_conf[PATH_MAX]; /* resolved (datadir.c); "": none */
 };
 
 /* ---- rules.c ------------------------------------------------------------ */
@@ -71,6 +73,18 @@ int curve_from_nid(int nid, enum vlt_curve *crv) VLT_WUR;
  * "audit_tail_repaired", time, file, offset, length, sha256, sideFile}. */
 int vault_audit_repaired(vault_t *v,
     const struct vlt_audit_repair *rep) VLT_WUR;
+
+/* ---- datadir.c ---------------------------------------------------------- */
+
+/* The SoftHSMv2 config the token processes of the data directory dir (a
+ * real path) get, from softhsm_conf= (value; NULL: none, out ""), into
+ * out as an absolute path. Relative: to dir. Absolute into another data
+ * directory (a copy's): dir's file of the same name, or VLT_ERR_IO when
+ * dir has none. When it is dir's own, its directories.tokendir follows
+ * the same rule and is written back when it named another place.
+ * VLT_ERR_IO says why in err (may be NULL). */
+int vlt_softhsm_resolve(const char *dir, const char *value, char *out,
+    size_t cap, char *err, size_t err_len) VLT_WUR;
 
 /* ---- dir.c -------------------------------------------------------------- */
 

@@ -18,6 +18,7 @@
 #include <openssl/rand.h>
 
 #include "hsm/base.h"
+#include "vault/config.h"
 #include "vault/vault.h"
 #include "t.h"
 
@@ -1309,7 +1310,7 @@ test_reopen(struct vt *c)
 	int r;
 
 	memset(&k, 0, sizeof(k));
-	r = vault_open(dir, &(struct vlt_open_opts){ 2, NULL, NULL }, &c->v);
+	r = vault_open(dir, &(struct vlt_open_opts){ .pool_size = 2 }, &c->v);
 	v = c->v;
 	T_CHECK(r == 0, "reopen");
 	if (r != 0)
@@ -1353,6 +1354,63 @@ test_reopen(struct vt *c)
 		        v2 == NULL,
 		    "open of a missing directory -> NOT_FOUND");
 	}
+}
+
+/* p11vault.conf's table (vault/config.c): text read as a conf gives
+ * want (a substring of the error; NULL: read fine). */
+static void
+conf_case(const char *text, const char *want, const char *name)
+{
+	char path[PATH_MAX], err[512];
+	struct vlt_conf *c = NULL;
+	FILE *f;
+	int r;
+
+	snprintf(path, sizeof(path), "%s/conf-case", top);
+	f = fopen(path, "w");
+	if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0) {
+		T_CHECK(0, name);
+		return;
+	}
+	r = conf_read_err(path, &c, err, sizeof(err));
+	if (want == NULL)
+		T_CHECK(r == 0 && c != NULL && err[0] == '\0', name);
+	else
+		T_CHECK(r == VLT_ERR_IO && c == NULL &&
+		        strstr(err, path) != NULL && strstr(err, want) != NULL,
+		    name);
+	if (want != NULL && strstr(err, want) == NULL)
+		fprintf(stderr, "  got: %s\n", err);
+	conf_free(c);
+	unlink(path);
+}
+
+static void
+test_conf(void)
+{
+	conf_case(
+	    "# c\n\nvault_url=https://x\r\ntoken_lifetime=60\n"
+	    "audit_max_bytes=0\nsofthsm_conf=softhsm2.conf\n",
+	    NULL, "conf: known keys, comments, blank lines, CRLF");
+	conf_case("vault_url=https://x\ntoken_lifetme=60\n",
+	    ":2: unknown key 'token_lifetme'",
+	    "conf: an unknown key names line 2");
+	conf_case("token_lifetime=abc\n",
+	    ":1: token_lifetime='abc' is not a number from 1 to 2147483647",
+	    "conf: a bad number");
+	conf_case("token_lifetime=0\n", "is not a number",
+	    "conf: a number below its range");
+	conf_case("audit_max_bytes=-5\n", "audit_max_bytes='-5'",
+	    "conf: a negative size");
+	conf_case("tenant_id=\n", ":1: tenant_id is empty",
+	    "conf: an empty string");
+	conf_case("listen=a\nlisten=b\n", ":2: listen is set twice",
+	    "conf: a key twice");
+	conf_case("\n\nnonsense\n", ":3: not a key=value line",
+	    "conf: a line without =");
+	conf_case("token_lifetime = 60\n", ":1: 'token_lifetime ' is not a key",
+	    "conf: blanks around =");
+	conf_case("Vault_url=x\n", "is not a key", "conf: upper case");
 }
 
 /* The one name rule (vault_name_check): ASCII letters, digits and '-' by
@@ -1409,6 +1467,7 @@ main(void)
 		snprintf(dir, sizeof(dir), "%s/data", tmpl);
 	}
 	test_rules();
+	test_conf();
 	if (test_init(&c) != 0 || test_open(&c) != 0)
 		return T_DONE();
 	test_create(&c);

@@ -108,7 +108,7 @@ strip(uint8_t *blob, size_t len)
 static int
 open_vault(vault_t **v)
 {
-	struct vlt_open_opts o = { 2, NULL, NULL };
+	struct vlt_open_opts o = { .pool_size = 2 };
 
 	*v = NULL;
 	return vault_open(dir, &o, v);

@@ -79,7 +79,8 @@ async function hsmSign(v, data) {
       '--login', '--pin', tokenPins(v).user,
       '--sign', '--mechanism', 'ECDSA', '--label', 'p11vault-jwt',
       '-i', path.join(tmp, 'in'), '-o', path.join(tmp, 'out')],
-    { env: { ...process.env, SOFTHSM2_CONF: c.softhsm_conf || path.join(v.dir, 'softhsm2.conf') } });
+    // softhsm_conf= is relative to the data directory (new vaults) or absolute
+    { env: { ...process.env, SOFTHSM2_CONF: path.resolve(v.dir, c.softhsm_conf || 'softhsm2.conf') } });
     const sig = fs.readFileSync(path.join(tmp, 'out'));
     if (sig.length !== 64) throw new Error(`pkcs11-tool gave a ${sig.length}-byte signature`);
     return sig;
