@@ -71,6 +71,7 @@ enum st_id {
 	ST_ROT_LIST,
 	ST_ROT_DELETE,
 	ST_BEGIN_READ,
+	ST_PROBE,
 	ST_COUNT
 };
 
@@ -179,6 +180,9 @@ static const char *const st_sql[ST_COUNT] = {
 	[ST_ROT_DELETE] = "DELETE FROM rotation_policies WHERE name = ?1",
 	/* a read transaction: takes no write lock */
 	[ST_BEGIN_READ] = "BEGIN DEFERRED",
+	/* a write that changes nothing but reaches the disk (WAL, fsync) */
+	[ST_PROBE] =
+	    "UPDATE settings SET retention_days = retention_days WHERE id = 1",
 };
 
 /* Schema version 1. Names compare case-insensitively, as Azure's do. */
@@ -242,9 +246,14 @@ map_rc(int rc)
 		return VLT_ERR_NO_MEMORY;
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
+		return VLT_ERR_UNAVAILABLE;
+	/* the disk: full, failing, read-only, or a journal or WAL file
+	 * that cannot be made */
 	case SQLITE_FULL:
 	case SQLITE_IOERR:
-		return VLT_ERR_UNAVAILABLE;
+	case SQLITE_READONLY:
+	case SQLITE_CANTOPEN:
+		return VLT_ERR_STORAGE;
 	default:
 		return VLT_ERR_INTERNAL;
 	}
@@ -352,10 +361,19 @@ st_exec(db_t *s, enum st_id id)
 	return st_run(s, st);
 }
 
-/* A write transaction (the database's write lock from here on). */
+static void tx_rollback(db_t *s);
+
+/* A write transaction (the database's write lock from here on). A
+ * transaction left open by a ROLLBACK that failed (the disk) is rolled
+ * back first: nothing of a failed write may become part of the next. */
 static int
 tx_begin(db_t *s)
 {
+	if (!sqlite3_get_autocommit(s->db)) {
+		tx_rollback(s);
+		if (!sqlite3_get_autocommit(s->db))
+			return VLT_ERR_STORAGE;
+	}
 	return st_exec(s, ST_BEGIN);
 }
 
@@ -667,6 +685,30 @@ sq_ping(db_t *s)
 out:
 	st_done(st);
 	return r;
+}
+
+/* A real write (the settings row rewritten as it is, committed with
+ * fsync): whether the disk takes writes again after a storage error. */
+static int
+sq_probe(db_t *s)
+{
+	int r;
+
+	if ((r = tx_begin(s)) == 0)
+		r = tx_end(s, st_exec(s, ST_PROBE));
+	return r;
+}
+
+/* The last error: SQLite's message and the errno behind it. */
+static void
+sq_why(db_t *s, char *buf, size_t cap)
+{
+	int e = sqlite3_system_errno(s->db);
+
+	if (str_fmt(buf, cap, "vault.db: %s%s%s", sqlite3_errmsg(s->db),
+	        e != 0 ? ": " : "", e != 0 ? strerror(e) : "") != 0 &&
+	    cap > 0)
+		buf[0] = '\0';
 }
 
 static int
@@ -1482,6 +1524,8 @@ const struct store_backend store_sqlite_backend = {
 	.open = sq_open,
 	.close = sq_close,
 	.ping = sq_ping,
+	.probe = sq_probe,
+	.why = sq_why,
 	.settings_get = sq_settings_get,
 	.settings_init = sq_settings_init,
 	.settings_update = sq_settings_update,
