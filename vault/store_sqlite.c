@@ -180,9 +180,10 @@ static const char *const st_sql[ST_COUNT] = {
 	[ST_ROT_DELETE] = "DELETE FROM rotation_policies WHERE name = ?1",
 	/* a read transaction: takes no write lock */
 	[ST_BEGIN_READ] = "BEGIN DEFERRED",
-	/* a write that changes nothing but reaches the disk (WAL, fsync) */
-	[ST_PROBE] =
-	    "UPDATE settings SET retention_days = retention_days WHERE id = 1",
+	/* a write that changes nothing but reaches the disk (WAL, fsync):
+	 * the header page is rewritten even with the same value (a row
+	 * updated to its own value is not; STORE_SCHEMA_VERSION) */
+	[ST_PROBE] = "PRAGMA user_version = 1",
 };
 
 /* Schema version 1. Names compare case-insensitively, as Azure's do. */
@@ -227,6 +228,7 @@ static const char *const schema_v1[] = {
 struct store_be {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_COUNT];
+	char why[160]; /* a failed write's error, kept across its ROLLBACK */
 };
 typedef struct store_be db_t;
 
@@ -395,7 +397,10 @@ tx_rollback(db_t *s)
 		(void)st_run(s, st);
 }
 
-/* Ends a transaction: COMMIT when r is 0, else ROLLBACK. */
+static void why_now(db_t *s, char *buf, size_t cap);
+
+/* Ends a transaction: COMMIT when r is 0, else ROLLBACK (everything of
+ * it, whichever statement failed). */
 static int
 tx_end(db_t *s, int r)
 {
@@ -404,6 +409,8 @@ tx_end(db_t *s, int r)
 		if (r == 0)
 			return 0;
 	}
+	if (r == VLT_ERR_STORAGE)
+		why_now(s, s->why, sizeof(s->why));
 	tx_rollback(s);
 	return r;
 }
@@ -687,7 +694,7 @@ out:
 	return r;
 }
 
-/* A real write (the settings row rewritten as it is, committed with
+/* A real write (the schema version rewritten as it is, committed with
  * fsync): whether the disk takes writes again after a storage error. */
 static int
 sq_probe(db_t *s)
@@ -701,14 +708,28 @@ sq_probe(db_t *s)
 
 /* The last error: SQLite's message and the errno behind it. */
 static void
-sq_why(db_t *s, char *buf, size_t cap)
+why_now(db_t *s, char *buf, size_t cap)
 {
 	int e = sqlite3_system_errno(s->db);
 
-	if (str_fmt(buf, cap, "vault.db: %s%s%s", sqlite3_errmsg(s->db),
+	if (str_fmt(buf, cap, "vault.db: %s (SQLite %d)%s%s",
+	        sqlite3_errmsg(s->db), sqlite3_extended_errcode(s->db),
 	        e != 0 ? ": " : "", e != 0 ? strerror(e) : "") != 0 &&
 	    cap > 0)
 		buf[0] = '\0';
+}
+
+/* The failed write's error if one was kept, else the last one's. */
+static void
+sq_why(db_t *s, char *buf, size_t cap)
+{
+	if (s->why[0] == '\0') {
+		why_now(s, buf, cap);
+		return;
+	}
+	if (str_fmt(buf, cap, "%s", s->why) != 0 && cap > 0)
+		buf[0] = '\0';
+	s->why[0] = '\0';
 }
 
 static int
