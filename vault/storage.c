@@ -23,8 +23,8 @@ reason_set(struct vlt_storage_state *st, const char *reason)
 {
 	size_t i;
 
-	for (i = 0; reason != NULL && reason[i] != '\0' &&
-	     i + 1 < sizeof(st->reason);
+	for (i = 0;
+	     reason != NULL && reason[i] != '\0' && i + 1 < sizeof(st->reason);
 	     i++) {
 		char c = reason[i];
 
@@ -80,8 +80,8 @@ vault_storage_status(vault_t *v, struct vlt_storage_status *out)
 	if (v == NULL || out == NULL || v->audit == NULL || v->store == NULL)
 		return VLT_ERR_BAD_PARAM;
 	memset(out, 0, sizeof(*out));
-	store_storage_state(v->store, &out->store_failing, &out->errors,
-	    reason, sizeof(reason));
+	store_storage_state(v->store, &out->store_failing, &out->errors, reason,
+	    sizeof(reason));
 	if (out->store_failing)
 		memcpy(out->reason, reason, sizeof(reason));
 	vlt_audit_state(v->audit, &out->audit_failing, &errs, reason,

@@ -25,7 +25,7 @@ struct store {
 	struct store_be *b;
 	pthread_mutex_t lock;
 	struct vcache *vc;
-	int in_write;                   /* the call under the lock writes */
+	int in_write;                  /* the call under the lock writes */
 	struct vlt_storage_state disk; /* under the lock */
 };
 

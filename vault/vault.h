@@ -391,7 +391,7 @@ int vault_storage_ready(vault_t *v) VLT_WUR;
 struct vlt_storage_status {
 	int store_failing;
 	int audit_failing;
-	uint64_t errors; /* storage errors seen, store and audit */
+	uint64_t errors;  /* storage errors seen, store and audit */
 	char reason[160]; /* the failing one's (the audit log's first) */
 };
 int vault_storage_status(vault_t *v, struct vlt_storage_status *out) VLT_WUR;
