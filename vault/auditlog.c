@@ -431,7 +431,8 @@ vlt_audit_ready(struct vlt_audit *a)
 	int rc;
 
 	pthread_mutex_lock(&a->lock);
-	while (a->writing)
+	/* the common case costs the lock alone: no wait for a writer */
+	while (a->last_failed && a->writing)
 		pthread_cond_wait(&a->done, &a->lock);
 	if (a->last_failed) {
 		a->writing = 1;
