@@ -62,6 +62,9 @@ struct api_req {
 	/* the operation changes state: the audit
 	 * line is fsynced before the response */
 	int mutating;
+	/* monitoring (health, metrics): answered even when its audit line
+	 * cannot be written, so that the operator sees the fault */
+	int audit_optional;
 };
 
 struct api_resp {

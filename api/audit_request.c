@@ -14,7 +14,7 @@ api_audit_request(struct api_req *q, struct api_resp *r,
 {
 	struct vlt_audit_event ev;
 	struct timespec now, wall;
-	int write_op;
+	int write_op, rc;
 
 	if (q->ctx == NULL || q->ctx->vault == NULL)
 		return;
@@ -35,7 +35,10 @@ api_audit_request(struct api_req *q, struct api_resp *r,
 	    (double)(now.tv_nsec - start->tv_nsec) / 1e6;
 	/* a refused or failed request changed nothing: no fsync needed */
 	write_op = q->mutating && r->status < 400;
-	/* an unaudited write must not be acknowledged as a success */
-	if (vault_audit_event(q->ctx->vault, &ev, write_op) != 0 && write_op)
-		api_resp_vault_error(r, VLT_ERR_UNAVAILABLE, NULL, NULL);
+	/* fail closed: no success is answered whose line is not in the file
+	 * (a write's not synced); a refusal changed nothing and says so */
+	rc = vault_audit_event(q->ctx->vault, &ev, write_op);
+	if (rc != 0 && r->status < 400 && !q->audit_optional)
+		api_resp_vault_error(r,
+		    rc == VLT_ERR_NO_MEMORY ? rc : VLT_ERR_STORAGE, NULL, NULL);
 }

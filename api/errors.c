@@ -139,6 +139,12 @@ static const struct answer answers[] = {
 	{ VLT_ERR_UNAVAILABLE, API_SUBJ_ANY, 503, "ServiceUnavailable", NULL, 1,
 	    0, ARG_NONE,
 	    "The vault's HSM is temporarily unavailable. Retry later.", "" },
+	/* the disk, not the HSM: the operator's fix is another one */
+	{ VLT_ERR_STORAGE, API_SUBJ_ANY, 503, "ServiceUnavailable", NULL, 5, 0,
+	    ARG_NONE,
+	    "The vault's storage cannot be written (disk full or failing). "
+	    "Retry later.",
+	    "" },
 	{ VLT_ERR_SEALED, API_SUBJ_ANY, 503, "ServiceUnavailable", NULL, 5, 0,
 	    ARG_NONE,
 	    "The vault is sealed: no key operation is served until it is "

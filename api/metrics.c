@@ -309,6 +309,32 @@ put_token(struct met_buf *b, struct api_ctx *c)
 		    up, (unsigned long long)restarts);
 }
 
+/* The disk: 1 while the store and the audit log take writes, and the
+ * storage errors seen (each failed write or sync, each store call the
+ * disk refused). */
+static void
+put_storage(struct met_buf *b, struct api_ctx *c)
+{
+	struct vlt_storage_status st;
+
+	if (vault_storage_status(c->vault, &st) != 0)
+		return;
+	put(b,
+	    "# HELP p11vault_storage_ok 1 while the store and the audit log "
+	    "take writes; 0 while the disk refuses them (key operations are "
+	    "refused while the audit log cannot be written).\n"
+	    "# TYPE p11vault_storage_ok gauge\n"
+	    "p11vault_storage_ok %d\n"
+	    "p11vault_storage_ok{part=\"store\"} %d\n"
+	    "p11vault_storage_ok{part=\"audit\"} %d\n"
+	    "# HELP p11vault_storage_errors_total Writes of the store or the "
+	    "audit log the disk refused (full, failing, read-only).\n"
+	    "# TYPE p11vault_storage_errors_total counter\n"
+	    "p11vault_storage_errors_total %llu\n",
+	    !st.store_failing && !st.audit_failing, !st.store_failing,
+	    !st.audit_failing, (unsigned long long)st.errors);
+}
+
 int
 api_metrics_render(struct api_ctx *c, char **text, size_t *len)
 {
@@ -321,8 +347,10 @@ api_metrics_render(struct api_ctx *c, char **text, size_t *len)
 		return VLT_ERR_NO_MEMORY;
 	render_series(&b, c->metrics.req, API_MET_SERIES, 0);
 	render_series(&b, c->metrics.tok, API_MET_TOKEN_SERIES, 1);
-	if (c->vault != NULL)
+	if (c->vault != NULL) {
 		put_token(&b, c);
+		put_storage(&b, c);
+	}
 	put_seal(&b, c);
 	if (c->vault != NULL &&
 	    vault_version_cache_stats(c->vault, &hits, &misses) == 0)

@@ -57,6 +57,24 @@ api_version_check(struct api_req *q, struct api_resp *r)
 	return VLT_ERR_BAD_PARAM;
 }
 
+/* 503 {"status":"storage"}: the disk refuses the store's or the audit
+ * log's writes; which, and why (a SQLite message or an errno text). */
+static void
+health_storage(struct api_req *q, struct api_resp *r)
+{
+	struct vlt_storage_status st;
+
+	if (vault_storage_status(q->ctx->vault, &st) != 0)
+		memset(&st, 0, sizeof(st));
+	api_resp_set(r, 503,
+	    json_pack("{s:s, s:s, s:s, s:s}", "status", "storage", "reason",
+	        st.reason[0] != '\0' ? st.reason :
+	                               "the vault's storage cannot be written",
+	        "store", st.store_failing ? "failing" : "ok", "audit",
+	        st.audit_failing ? "failing" : "ok"));
+	r->retry_after = 5;
+}
+
 /* GET /healthz: anyone may ask, sealed or not. */
 static void
 route_health(struct api_req *q, struct api_resp *r, char **segs, size_t n)
@@ -65,8 +83,11 @@ route_health(struct api_req *q, struct api_resp *r, char **segs, size_t n)
 
 	(void)segs;
 	(void)n;
+	q->audit_optional = 1;
 	if ((rc = vault_health(q->ctx->vault)) == 0)
 		api_resp_set(r, 200, json_pack("{s:s}", "status", "ok"));
+	else if (rc == VLT_ERR_STORAGE)
+		health_storage(q, r);
 	else if (rc == VLT_ERR_SEALED) {
 		api_resp_set(r, 503,
 		    json_pack("{s:s, s:s}", "status", "sealed", "reason",
@@ -90,6 +111,7 @@ route_metrics(struct api_req *q, struct api_resp *r, char **segs, size_t n)
 
 	(void)segs;
 	(void)n;
+	q->audit_optional = 1;
 	if (strcmp(q->method, "GET") != 0) {
 		api_resp_error(r, 405, "MethodNotAllowed",
 		    "The HTTP method is not allowed on this resource.");
@@ -205,5 +227,10 @@ api_route(struct api_req *q, struct api_resp *r)
 		return;
 	if (rt->gate == GATE_ADMIN && api_authz_admin(q, r) != 0)
 		return;
+	/* fail closed: nothing is done that the audit log cannot record */
+	if (rt->gate != GATE_NONE && vault_storage_ready(q->ctx->vault) != 0) {
+		api_resp_vault_error(r, VLT_ERR_STORAGE, NULL, NULL);
+		return;
+	}
 	rt->handler(q, r, segs + 1, n - 1);
 }

@@ -11,12 +11,16 @@
  * Group commit: a line is formatted and chained under the lock (no system
  * call there), then whichever caller finds no write in progress becomes
  * the writer and writes every pending line in one write(2), looping until
- * none is left. A caller of a read-only line that finds a writer at work
- * returns at once (that writer writes its line next); a caller that needs
- * its line synced waits until a write and fdatasync covering it ended.
+ * none is left. A caller that finds a writer at work waits for it: a
+ * read-only line's caller until a write covering its line ended (the
+ * writer tells them before it syncs), a caller that needs its line synced
+ * until a write and fdatasync covering it ended. Fail closed: no caller
+ * returns 0 before its line is in the file, so no request is answered
+ * with success that left no line.
  * A failed write keeps the unwritten bytes pending, so the byte stream and
- * its chain stay exactly as formatted; synced callers of lines not made
- * durable get an error.
+ * its chain stay exactly as formatted; every caller whose line did not
+ * get where it must gets VLT_ERR_STORAGE, and the pending lines go out,
+ * in order, with the next attempt (vlt_audit_ready, or the next line).
  * Torn tails: at open, bytes after the last newline of audit.log (a
  * crash mid-write) are copied into audit.log.torn-N (0600, synced), then
  * the file is cut back to its last complete line (synced); the caller
@@ -42,6 +46,7 @@
 
 #include "hsm/base.h"
 #include "vault/auditlog.h"
+#include "vault/storage.h"
 #include "vault/vault.h"
 
 #define AUDIT_DEFAULT_MAX (64u * 1024 * 1024)
@@ -61,6 +66,7 @@ struct vlt_audit {
 	uint64_t want_sync;  /* the highest line someone needs synced */
 	int writing;         /* a caller is writing a batch */
 	int last_failed;     /* the last write or sync failed */
+	struct vlt_storage_state disk; /* the episode, for logs and health */
 	char dir[4096];
 	char path[4200];
 	int fd;
@@ -137,17 +143,18 @@ last_line_hash(const char *path, char out[65])
 }
 
 /* Writes up to n bytes; returns how many were written (n unless an
- * error stopped it). */
+ * error stopped it, whose errno goes to *err). */
 static size_t
-write_some(int fd, const char *p, size_t n)
+write_some(int fd, const char *p, size_t n, int *err)
 {
 	size_t done = 0;
 
 	while (done < n) {
 		ssize_t w = write(fd, p + done, n - done);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			*err = w < 0 ? errno : ENOSPC;
 			break;
 		}
 		done += (size_t)w;
@@ -228,7 +235,7 @@ copy_hash(int fd, uint64_t off, uint64_t end, int out, char hex[65])
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	unsigned char md[EVP_MAX_MD_SIZE], chunk[4096];
 	unsigned mdlen = 0, i;
-	int r = VLT_ERR_IO;
+	int r = VLT_ERR_IO, werr = 0;
 
 	if (ctx == NULL)
 		return VLT_ERR_NO_MEMORY;
@@ -239,7 +246,8 @@ copy_hash(int fd, uint64_t off, uint64_t end, int out, char hex[65])
 		                                       sizeof(chunk);
 		if (pread(fd, chunk, n, (off_t)off) != (ssize_t)n ||
 		    EVP_DigestUpdate(ctx, chunk, n) != 1 ||
-		    (out >= 0 && write_some(out, (const char *)chunk, n) != n))
+		    (out >= 0 &&
+		        write_some(out, (const char *)chunk, n, &werr) != n))
 			goto out;
 		off += n;
 	}
@@ -253,6 +261,8 @@ copy_hash(int fd, uint64_t off, uint64_t end, int out, char hex[65])
 	r = 0;
 out:
 	EVP_MD_CTX_free(ctx);
+	if (werr != 0)
+		errno = werr; /* keep_aside tells a full disk from the rest */
 	return r;
 }
 
@@ -359,6 +369,7 @@ vlt_audit_open(const char *data_dir, size_t max_bytes, struct vlt_audit **out,
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_cond_init(&a->done, NULL);
 	a->fd = -1;
+	a->disk.source = "audit";
 	a->max_bytes = max_bytes ? max_bytes : AUDIT_DEFAULT_MAX;
 	if ((a->pend = buf_new(AUDIT_PEND_MAX)) == NULL ||
 	    (a->spare = buf_new(AUDIT_PEND_MAX)) == NULL ||
@@ -422,11 +433,60 @@ keep_unwritten(struct vlt_audit *a, buf_t *buf, size_t n)
 	}
 }
 
+/* The result of a write or a sync: a failure starts or continues a
+ * storage episode, a success ends it. Caller holds the lock. */
+static void
+note_result(struct vlt_audit *a, int err, const char *what)
+{
+	char why[VLT_STORAGE_REASON_MAX];
+
+	a->last_failed = err != 0;
+	if (err == 0) {
+		vlt_storage_ok(&a->disk);
+		return;
+	}
+	if (str_fmt(why, sizeof(why), "audit.log: %s: %s", what,
+	        strerror(err)) != 0)
+		why[0] = '\0';
+	vlt_storage_fail(&a->disk, why);
+}
+
+/* Opens (or rotates to) the current file and writes buf's len bytes,
+ * without the lock; *n: how many reached the file. 0 or an errno. */
+static int
+write_batch(struct vlt_audit *a, const buf_t *buf, size_t len, size_t *n)
+{
+	int err = 0;
+
+	*n = 0;
+	if ((a->fd < 0 && open_current(a) != 0) ||
+	    (a->size >= a->max_bytes && rotate(a) != 0))
+		return errno != 0 ? errno : EIO;
+	*n = write_some(a->fd, (const char *)buf_ptr(buf), len, &err);
+	a->size += *n;
+	return err;
+}
+
+/* fdatasync without the lock, then the result under it. */
+static int
+sync_batch(struct vlt_audit *a, uint64_t upto)
+{
+	int err;
+
+	pthread_mutex_unlock(&a->lock);
+	err = fdatasync(a->fd) == 0 ? 0 : errno;
+	pthread_mutex_lock(&a->lock);
+	if (err == 0 && a->synced < upto)
+		a->synced = upto;
+	return err;
+}
+
 /*
  * The writer's loop; caller holds the lock and has set a->writing. Takes
  * the pending lines, writes them (rotating first when the file is full)
- * and syncs them when someone asked, without the lock; repeats until
- * nothing is pending or a write fails.
+ * without the lock, tells the waiting callers that their lines are in the
+ * file, then syncs them when someone asked; repeats until nothing is
+ * pending or a write fails.
  */
 static void
 write_batches(struct vlt_audit *a)
@@ -435,79 +495,148 @@ write_batches(struct vlt_audit *a)
 		buf_t *buf = a->pend;
 		size_t len = buf_len(buf), n = 0;
 		uint64_t upto = a->queued;
-		int need_sync = a->want_sync > a->synced, ok = 0;
+		int need_sync = a->want_sync > a->synced, err;
 
 		a->pend = a->spare;
 		a->spare = NULL;
 		pthread_mutex_unlock(&a->lock);
-		if ((a->fd >= 0 || open_current(a) == 0) &&
-		    (a->size < a->max_bytes || rotate(a) == 0)) {
-			n = write_some(a->fd, (const char *)buf_ptr(buf), len);
-			a->size += n;
-			ok = n == len && (!need_sync || fdatasync(a->fd) == 0);
-		}
+		err = write_batch(a, buf, len, &n);
 		pthread_mutex_lock(&a->lock);
-		if (n < len)
+		if (n < len) {
 			keep_unwritten(a, buf, n);
+		} else {
+			a->written = upto;
+			pthread_cond_broadcast(&a->done);
+		}
 		buf_reset(buf);
 		a->spare = buf;
-		a->last_failed = !ok;
-		if (!ok)
+		if (err == 0 && need_sync) {
+			note_result(a, err = sync_batch(a, upto), "fdatasync");
+			if (err != 0)
+				break;
+			continue;
+		}
+		note_result(a, err, "write");
+		if (err != 0)
 			break;
-		a->written = upto;
-		if (need_sync)
-			a->synced = upto;
 	}
 }
 
+/* A sync that failed after its lines were written is retried alone
+ * (nothing pending). Caller holds the lock and has set a->writing. */
+static void
+sync_retry(struct vlt_audit *a)
+{
+	if (a->fd >= 0)
+		note_result(a, sync_batch(a, a->written), "fdatasync");
+}
+
+/* Whether this caller's line is where it must be: in the file, and synced
+ * when it asked. */
+static int
+line_done(const struct vlt_audit *a, uint64_t me, int sync)
+{
+	return sync ? a->synced >= me : a->written >= me;
+}
+
+/* Queues line (formatted, chained); 0, or VLT_ERR_NO_MEMORY (nothing
+ * queued, the chain as it was). Caller holds the lock. */
+static int
+queue_line(struct vlt_audit *a, buf_t *line, const char *object_json,
+    size_t olen, uint64_t *me)
+{
+	if (buf_putf(line, "{\"prev\":\"%s\"%s%s\n", a->prev,
+	        olen > 2 ? "," : "", object_json + 1) != 0 ||
+	    buf_put(a->pend, buf_ptr(line), buf_len(line)) != 0)
+		return VLT_ERR_NO_MEMORY;
+	hex_hash(buf_str(line), buf_len(line) - 1, a->prev);
+	*me = ++a->queued;
+	return 0;
+}
+
+/*
+ * Returns once this caller's line is in the file (and synced when sync is
+ * set), or with VLT_ERR_STORAGE when its own attempt to write it failed:
+ * a request is answered with success only when its line was handed to
+ * the file. Lines of many callers still go out in one write(2): a caller
+ * that finds a writer at work waits for that write instead of making its
+ * own.
+ */
 int
 vlt_audit_append(struct vlt_audit *a, const char *object_json, int sync)
 {
 	buf_t *line;
 	size_t olen = strlen(object_json);
-	uint64_t me;
-	int rc = 0;
+	uint64_t me = 0;
+	int rc;
 
 	if (olen < 2 || object_json[0] != '{' || olen > AUDIT_LINE_MAX)
 		return VLT_ERR_BAD_PARAM;
 	if ((line = buf_new(olen + 96)) == NULL)
 		return VLT_ERR_NO_MEMORY;
 	pthread_mutex_lock(&a->lock);
-	if (buf_putf(line, "{\"prev\":\"%s\"%s%s\n", a->prev,
-	        olen > 2 ? "," : "", object_json + 1) != 0 ||
-	    buf_put(a->pend, buf_ptr(line), buf_len(line)) != 0) {
-		pthread_mutex_unlock(&a->lock);
-		buf_free(line);
-		return VLT_ERR_NO_MEMORY;
-	}
-	hex_hash(buf_str(line), buf_len(line) - 1, a->prev);
-	me = ++a->queued;
+	if ((rc = queue_line(a, line, object_json, olen, &me)) != 0)
+		goto out;
 	if (sync && a->want_sync < me)
 		a->want_sync = me;
-	for (;;) {
-		if (sync ? a->synced >= me : a->written >= me)
-			break;
-		if (!a->writing) {
-			a->writing = 1;
-			write_batches(a);
-			a->writing = 0;
-			pthread_cond_broadcast(&a->done);
-			if (a->last_failed &&
-			    (sync ? a->synced < me : a->written < me)) {
-				rc = VLT_ERR_IO; /* this caller's own attempt */
-				break;
-			}
+	while (!line_done(a, me, sync)) {
+		if (a->writing) {
+			/* that write may cover this line; if not, the loop
+			 * makes this caller the next writer */
+			pthread_cond_wait(&a->done, &a->lock);
 			continue;
 		}
-		if (!sync)
-			break; /* the writer at work writes this line next */
-		/* wait for that write; if it did not cover this line, the
-		 * loop makes this caller the next writer */
-		pthread_cond_wait(&a->done, &a->lock);
+		a->writing = 1;
+		if (buf_len(a->pend) > 0)
+			write_batches(a);
+		else
+			sync_retry(a); /* written, but its sync failed */
+		a->writing = 0;
+		pthread_cond_broadcast(&a->done);
+		if (!line_done(a, me, sync)) {
+			rc = VLT_ERR_STORAGE; /* this caller's own attempt */
+			break;
+		}
 	}
+out:
 	pthread_mutex_unlock(&a->lock);
 	buf_free(line);
 	return rc;
+}
+
+int
+vlt_audit_ready(struct vlt_audit *a)
+{
+	int rc;
+
+	pthread_mutex_lock(&a->lock);
+	/* the common case costs the lock alone: no wait for a writer */
+	while (a->last_failed && a->writing)
+		pthread_cond_wait(&a->done, &a->lock);
+	if (a->last_failed) {
+		a->writing = 1;
+		if (buf_len(a->pend) > 0)
+			write_batches(a); /* the pending lines, oldest first */
+		else
+			sync_retry(a);
+		a->writing = 0;
+		pthread_cond_broadcast(&a->done);
+	}
+	rc = a->last_failed ? VLT_ERR_STORAGE : 0;
+	pthread_mutex_unlock(&a->lock);
+	return rc;
+}
+
+void
+vlt_audit_state(struct vlt_audit *a, int *failing, uint64_t *errors,
+    char *reason, size_t cap)
+{
+	pthread_mutex_lock(&a->lock);
+	*failing = a->disk.failing;
+	*errors = a->disk.errors;
+	if (cap > 0 && str_fmt(reason, cap, "%s", a->disk.reason) != 0)
+		reason[0] = '\0';
+	pthread_mutex_unlock(&a->lock);
 }
 
 void

@@ -3,6 +3,7 @@
 #ifndef P11VAULT_VAULT_AUDITLOG_H
 #define P11VAULT_VAULT_AUDITLOG_H
 #include <stddef.h>
+#include <stdint.h>
 
 #include "vault/vault.h"
 
@@ -18,7 +19,18 @@ struct vlt_audit;
  * it (vault_audit_repaired) before any other line. */
 int vlt_audit_open(const char *data_dir, size_t max_bytes,
     struct vlt_audit **out, struct vlt_audit_repair *repair) VLT_WUR;
+/* 0 once the line is in the file (synced too with sync); the line stays
+ * queued, in chain order, when it cannot be written (VLT_ERR_STORAGE),
+ * and is written by the next attempt. */
 int vlt_audit_append(struct vlt_audit *a, const char *object_json,
     int sync) VLT_WUR;
+/* 0 when the log takes lines: after a failed write, the pending lines
+ * are written first (the next request retries them); else
+ * VLT_ERR_STORAGE. */
+int vlt_audit_ready(struct vlt_audit *a) VLT_WUR;
+/* The log's storage-fault state: failing now, storage errors so far, the
+ * episode's reason (at most cap bytes). */
+void vlt_audit_state(struct vlt_audit *a, int *failing, uint64_t *errors,
+    char *reason, size_t cap);
 void vlt_audit_close(struct vlt_audit *a);
 #endif

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hsm/base.h"
+#include "vault/storage.h"
 #include "vault/store_backend.h"
 #include "vault/vcache.h"
 
@@ -23,6 +25,8 @@ struct store {
 	struct store_be *b;
 	pthread_mutex_t lock;
 	struct vcache *vc;
+	int in_write;                  /* the call under the lock writes */
+	struct vlt_storage_state disk; /* under the lock */
 };
 
 static void
@@ -38,11 +42,23 @@ lock_write(store_t *s)
 {
 	pthread_mutex_lock(&s->lock);
 	vcache_invalidate(s->vc);
+	s->in_write = 1;
 }
 
+/* Every call's result passes here, still under the lock: a storage error
+ * starts or continues an episode, a committed write ends it. */
 static int
 unlock(store_t *s, int r)
 {
+	char why[VLT_STORAGE_REASON_MAX];
+
+	if (r == VLT_ERR_STORAGE) {
+		s->be->why(s->b, why, sizeof(why));
+		vlt_storage_fail(&s->disk, why);
+	} else if (r == 0 && s->in_write) {
+		vlt_storage_ok(&s->disk);
+	}
+	s->in_write = 0;
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }
@@ -57,6 +73,7 @@ store_open(const char *path, int create, store_t **out)
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return VLT_ERR_NO_MEMORY;
 	s->be = &store_sqlite_backend;
+	s->disk.source = "store";
 	if (pthread_mutex_init(&s->lock, NULL) != 0) {
 		free(s);
 		return VLT_ERR_INTERNAL;
@@ -128,6 +145,33 @@ store_ping(store_t *s)
 	lock_read(s);
 	r = s->be->ping(s->b);
 	return unlock(s, r);
+}
+
+int
+store_probe(store_t *s)
+{
+	int failing, r = 0;
+
+	lock_read(s);
+	failing = s->disk.failing;
+	(void)unlock(s, 0);
+	if (!failing)
+		return 0;
+	lock_write(s);
+	r = s->be->probe(s->b);
+	return unlock(s, r);
+}
+
+void
+store_storage_state(store_t *s, int *failing, uint64_t *errors, char *reason,
+    size_t cap)
+{
+	lock_read(s);
+	*failing = s->disk.failing;
+	*errors = s->disk.errors;
+	if (cap > 0 && str_fmt(reason, cap, "%s", s->disk.reason) != 0)
+		reason[0] = '\0';
+	(void)unlock(s, 0);
 }
 
 int

@@ -27,6 +27,14 @@ int store_open(const char *path, int create, store_t **out) VLT_WUR;
 void store_close(store_t *s);
 /* A trivial query, for health checks. */
 int store_ping(store_t *s) VLT_WUR;
+/* While the store is failing (a storage error, and no write committed
+ * since): a write that changes nothing, to end the episode once the disk
+ * takes writes again; 0 at once when not failing, else its result. */
+int store_probe(store_t *s) VLT_WUR;
+/* The store's storage-fault state: failing now, storage errors so far,
+ * the episode's reason (at most cap bytes). */
+void store_storage_state(store_t *s, int *failing, uint64_t *errors,
+    char *reason, size_t cap);
 
 int store_settings_get(store_t *s, struct vlt_settings *out) VLT_WUR;
 /* Writes the initial settings row (init only). */

@@ -25,6 +25,10 @@ struct store_backend {
 	int (*open)(const char *path, int create, struct store_be **out);
 	void (*close)(struct store_be *b);
 	int (*ping)(struct store_be *b);
+	/* a write that changes nothing, to see that the disk takes writes */
+	int (*probe)(struct store_be *b);
+	/* the last error's text (for the storage_error log line) */
+	void (*why)(struct store_be *b, char *buf, size_t cap);
 	int (*settings_get)(struct store_be *b, struct vlt_settings *out);
 	int (*settings_init)(struct store_be *b, const struct vlt_settings *st);
 	int (*settings_update)(struct store_be *b, int retention_days,

@@ -71,6 +71,7 @@ enum st_id {
 	ST_ROT_LIST,
 	ST_ROT_DELETE,
 	ST_BEGIN_READ,
+	ST_PROBE,
 	ST_COUNT
 };
 
@@ -179,6 +180,10 @@ static const char *const st_sql[ST_COUNT] = {
 	[ST_ROT_DELETE] = "DELETE FROM rotation_policies WHERE name = ?1",
 	/* a read transaction: takes no write lock */
 	[ST_BEGIN_READ] = "BEGIN DEFERRED",
+	/* a write that changes nothing but reaches the disk (WAL, fsync):
+	 * the header page is rewritten even with the same value (a row
+	 * updated to its own value is not; STORE_SCHEMA_VERSION) */
+	[ST_PROBE] = "PRAGMA user_version = 1",
 };
 
 /* Schema version 1. Names compare case-insensitively, as Azure's do. */
@@ -223,6 +228,7 @@ static const char *const schema_v1[] = {
 struct store_be {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_COUNT];
+	char why[160]; /* a failed write's error, kept across its ROLLBACK */
 };
 typedef struct store_be db_t;
 
@@ -242,9 +248,14 @@ map_rc(int rc)
 		return VLT_ERR_NO_MEMORY;
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
+		return VLT_ERR_UNAVAILABLE;
+	/* the disk: full, failing, read-only, or a journal or WAL file
+	 * that cannot be made */
 	case SQLITE_FULL:
 	case SQLITE_IOERR:
-		return VLT_ERR_UNAVAILABLE;
+	case SQLITE_READONLY:
+	case SQLITE_CANTOPEN:
+		return VLT_ERR_STORAGE;
 	default:
 		return VLT_ERR_INTERNAL;
 	}
@@ -352,10 +363,19 @@ st_exec(db_t *s, enum st_id id)
 	return st_run(s, st);
 }
 
-/* A write transaction (the database's write lock from here on). */
+static void tx_rollback(db_t *s);
+
+/* A write transaction (the database's write lock from here on). A
+ * transaction left open by a ROLLBACK that failed (the disk) is rolled
+ * back first: nothing of a failed write may become part of the next. */
 static int
 tx_begin(db_t *s)
 {
+	if (!sqlite3_get_autocommit(s->db)) {
+		tx_rollback(s);
+		if (!sqlite3_get_autocommit(s->db))
+			return VLT_ERR_STORAGE;
+	}
 	return st_exec(s, ST_BEGIN);
 }
 
@@ -377,7 +397,10 @@ tx_rollback(db_t *s)
 		(void)st_run(s, st);
 }
 
-/* Ends a transaction: COMMIT when r is 0, else ROLLBACK. */
+static void why_now(db_t *s, char *buf, size_t cap);
+
+/* Ends a transaction: COMMIT when r is 0, else ROLLBACK (everything of
+ * it, whichever statement failed). */
 static int
 tx_end(db_t *s, int r)
 {
@@ -386,6 +409,8 @@ tx_end(db_t *s, int r)
 		if (r == 0)
 			return 0;
 	}
+	if (r == VLT_ERR_STORAGE)
+		why_now(s, s->why, sizeof(s->why));
 	tx_rollback(s);
 	return r;
 }
@@ -667,6 +692,44 @@ sq_ping(db_t *s)
 out:
 	st_done(st);
 	return r;
+}
+
+/* A real write (the schema version rewritten as it is, committed with
+ * fsync): whether the disk takes writes again after a storage error. */
+static int
+sq_probe(db_t *s)
+{
+	int r;
+
+	if ((r = tx_begin(s)) == 0)
+		r = tx_end(s, st_exec(s, ST_PROBE));
+	return r;
+}
+
+/* The last error: SQLite's message and the errno behind it. */
+static void
+why_now(db_t *s, char *buf, size_t cap)
+{
+	int e = sqlite3_system_errno(s->db);
+
+	if (str_fmt(buf, cap, "vault.db: %s (SQLite %d)%s%s",
+	        sqlite3_errmsg(s->db), sqlite3_extended_errcode(s->db),
+	        e != 0 ? ": " : "", e != 0 ? strerror(e) : "") != 0 &&
+	    cap > 0)
+		buf[0] = '\0';
+}
+
+/* The failed write's error if one was kept, else the last one's. */
+static void
+sq_why(db_t *s, char *buf, size_t cap)
+{
+	if (s->why[0] == '\0') {
+		why_now(s, buf, cap);
+		return;
+	}
+	if (str_fmt(buf, cap, "%s", s->why) != 0 && cap > 0)
+		buf[0] = '\0';
+	s->why[0] = '\0';
 }
 
 static int
@@ -1482,6 +1545,8 @@ const struct store_backend store_sqlite_backend = {
 	.open = sq_open,
 	.close = sq_close,
 	.ping = sq_ping,
+	.probe = sq_probe,
+	.why = sq_why,
 	.settings_get = sq_settings_get,
 	.settings_init = sq_settings_init,
 	.settings_update = sq_settings_update,

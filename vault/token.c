@@ -122,7 +122,11 @@ vault_health(vault_t *v)
 		return VLT_ERR_BAD_PARAM;
 	if ((r = hsm_health(v->hsm)) != 0)
 		return map_hsm(r);
-	return store_ping(v->store);
+	if ((r = store_ping(v->store)) != 0)
+		return r;
+	/* both are tried each time: each ends its own episode */
+	r = store_probe(v->store);
+	return vault_storage_ready(v) != 0 ? VLT_ERR_STORAGE : r;
 }
 
 int

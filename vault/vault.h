@@ -48,6 +48,9 @@ enum vlt_err {
 	VLT_ERR_SEALED = -16,       /* 503: the vault is sealed */
 	VLT_ERR_UNAUTHORIZED = -17, /* 401: no valid bearer token */
 	VLT_ERR_FORBIDDEN = -18,    /* 403: the caller may not */
+	/* 503: the disk (full, failing, read-only) refused a write of the
+	 * store or of the audit log */
+	VLT_ERR_STORAGE = -19,
 };
 
 enum vlt_kty { VLT_KTY_RSA = 1, VLT_KTY_EC = 2 };
@@ -377,8 +380,26 @@ int vault_token_process(vault_t *v, int *up, uint64_t *restarts) VLT_WUR;
 int vault_version_cache_stats(vault_t *v, uint64_t *hits,
     uint64_t *misses) VLT_WUR;
 
-/* 0 when the token and the store answer. */
+/* 0 when the token and the store answer and the disk takes writes;
+ * VLT_ERR_STORAGE while the store or the audit log is failing (each is
+ * tried again here, so that health returns by itself with the disk). */
 int vault_health(vault_t *v) VLT_WUR;
+
+/*
+ * The audit gate in front of every key operation: 0 when the audit log
+ * takes lines (after a failed write its pending lines are written first),
+ * else VLT_ERR_STORAGE: no request is served that could not be recorded.
+ */
+int vault_storage_ready(vault_t *v) VLT_WUR;
+
+/* The storage-fault state, for /healthz and /metrics. */
+struct vlt_storage_status {
+	int store_failing;
+	int audit_failing;
+	uint64_t errors;  /* storage errors seen, store and audit */
+	char reason[160]; /* the failing one's (the audit log's first) */
+};
+int vault_storage_status(vault_t *v, struct vlt_storage_status *out) VLT_WUR;
 
 /* ---- audit log (vault/auditlog.c, vault/audit_record.c) ----------------- */
 /*
