@@ -812,8 +812,9 @@ cmd_audit(int argc, char **argv)
 		return 1;
 	}
 	if (!vd.intact) {
-		printf("{\"intact\":false,\"firstBroken\":\"%s\","
-		       "\"reason\":\"%s\"}\n",
+		printf(
+		    "{\"intact\":false,\"firstBroken\":\"%s\","
+		    "\"reason\":\"%s\"}\n",
 		    vd.broken, vd.broken_why ? vd.broken_why : "");
 		fprintf(stderr, "p11vault: audit chain broken at %s: %s\n",
 		    vd.broken, vd.broken_why ? vd.broken_why : "");
@@ -821,8 +822,9 @@ cmd_audit(int argc, char **argv)
 	}
 	printf("{\"intact\":true,\"files\":%u,\"lines\":%llu", vd.files,
 	    (unsigned long long)vd.lines);
-	printf(",\"checkpoints\":%llu,\"lastCheckpoint\":\"%s\","
-	       "\"unsignedTail\":%llu",
+	printf(
+	    ",\"checkpoints\":%llu,\"lastCheckpoint\":\"%s\","
+	    "\"unsignedTail\":%llu",
 	    (unsigned long long)vd.checkpoints, vd.last_checkpoint,
 	    (unsigned long long)vd.unsigned_tail);
 	if (vd.starts_at[0] != '\0')

@@ -75,17 +75,19 @@ audit_key(tok_t *h, struct hsm_sess *s, CK_OBJECT_CLASS cls,
 	int rc;
 
 	pthread_mutex_lock(&h->bmu);
-	rc = hsm_ck(s, hsm_find_label(h->f, s->h, cls, HSM_AUDIT_LABEL, key,
-	    &n));
+	rc = hsm_ck(s,
+	    hsm_find_label(h->f, s->h, cls, HSM_AUDIT_LABEL, key, &n));
 	if (rc == 0 && n == 0)
-		rc = hsm_ck(s, hsm_find_label(h->f, s->h,
-		    cls == CKO_PUBLIC_KEY ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY,
-		    HSM_AUDIT_LABEL, &other, &np));
+		rc = hsm_ck(s,
+		    hsm_find_label(h->f, s->h,
+		        cls == CKO_PUBLIC_KEY ? CKO_PRIVATE_KEY :
+		                                CKO_PUBLIC_KEY,
+		        HSM_AUDIT_LABEL, &other, &np));
 	if (rc == 0 && n == 0 && np != 0)
 		rc = HSM_ERR_INTERNAL; /* half a pair: made by someone else */
 	if (rc == 0 && n == 0 && (rc = audit_pair_make(h)) == 0)
-		rc = hsm_ck(s, hsm_find_label(h->f, s->h, cls, HSM_AUDIT_LABEL,
-		    key, &n));
+		rc = hsm_ck(s,
+		    hsm_find_label(h->f, s->h, cls, HSM_AUDIT_LABEL, key, &n));
 	if (rc == 0 && n != 1)
 		rc = HSM_ERR_INTERNAL; /* two keys claim one role */
 	pthread_mutex_unlock(&h->bmu);

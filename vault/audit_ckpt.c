@@ -61,8 +61,8 @@ sig_encode(const uint8_t sig[64], char out[87])
 	size_t i, o = 0;
 
 	for (i = 0; i + 3 <= 63; i += 3) {
-		uint32_t v = (uint32_t)sig[i] << 16 | (uint32_t)sig[i + 1] << 8 |
-		    sig[i + 2];
+		uint32_t v = (uint32_t)sig[i] << 16 |
+		    (uint32_t)sig[i + 1] << 8 | sig[i + 2];
 		out[o++] = b64u[v >> 18];
 		out[o++] = b64u[(v >> 12) & 63];
 		out[o++] = b64u[(v >> 6) & 63];
@@ -257,9 +257,9 @@ vlt_ckpt_check(const struct vlt_ckpt_key *k, const char *line, size_t n,
 		SHA256(buf_ptr(msg), buf_len(msg), digest);
 	buf_free(msg);
 	*why = "checkpoint signature does not verify";
-	if (r != 0 || hsm_pub_verify(k->spki, k->spki_len, HSM_ALG_ES256,
-	                  digest, sizeof(digest), sig, sizeof(sig), &valid) !=
-	        HSM_OK ||
+	if (r != 0 ||
+	    hsm_pub_verify(k->spki, k->spki_len, HSM_ALG_ES256, digest,
+	        sizeof(digest), sig, sizeof(sig), &valid) != HSM_OK ||
 	    !valid)
 		return VLT_ERR_BAD_PARAM;
 	*why = "";

@@ -382,8 +382,9 @@ chain_lines(const struct vlt_audit *a)
 	count_file(a->path, &c);
 	while (!c.found) {
 		sum += c.lines;
-		if (--i == 0 || str_fmt(path, sizeof(path), "%s/audit.log.%u",
-		                    a->dir, i) != 0)
+		if (--i == 0 ||
+		    str_fmt(path, sizeof(path), "%s/audit.log.%u", a->dir, i) !=
+		        0)
 			return sum;
 		count_file(path, &c);
 	}
@@ -648,8 +649,9 @@ queue_checkpoint(struct vlt_audit *a, uint64_t *me)
 		a->ckpt_at = lines + 1;
 		a->ckpt_time = mono_s();
 		if (a->ckpt_failing)
-			fprintf(stderr, "{\"level\":\"info\",\"event\":"
-			                "\"audit_checkpoint_recovered\"}\n");
+			fprintf(stderr,
+			    "{\"level\":\"info\",\"event\":"
+			    "\"audit_checkpoint_recovered\"}\n");
 		a->ckpt_failing = 0;
 		return;
 	}
@@ -927,14 +929,13 @@ struct vstate {
 
 /* A checkpoint (its chain checked): its signature, head and count. */
 static int
-verify_checkpoint(const char *line, size_t n, const char *label,
-    size_t lineno, const char prev[65], struct vstate *vs,
-    struct vlt_audit_verdict *out)
+verify_checkpoint(const char *line, size_t n, const char *label, size_t lineno,
+    const char prev[65], struct vstate *vs, struct vlt_audit_verdict *out)
 {
 	uint64_t lines = 0;
 
-	if (vlt_ckpt_check(vs->key, line, n, prev, &lines,
-	        &out->broken_why) != 0)
+	if (vlt_ckpt_check(vs->key, line, n, prev, &lines, &out->broken_why) !=
+	    0)
 		return VLT_ERR_BAD_PARAM;
 	if (vs->unanchored) {
 		if (lines < out->lines) {
@@ -1133,9 +1134,10 @@ verify_key(const char *dir, const char *key_pem, struct vlt_ckpt_key **k,
 	r = vlt_ckpt_key_load(key_pem != NULL ? key_pem : path, k);
 	if (r == VLT_ERR_NOT_FOUND && key_pem == NULL)
 		return 0;
-	if (r != 0 && str_fmt(why, why_len, "%s: %s", key_pem ? key_pem : path,
-	                  r == VLT_ERR_NOT_FOUND ? "no such file" :
-	                                           "not a public key (PEM)") != 0)
+	if (r != 0 &&
+	    str_fmt(why, why_len, "%s: %s", key_pem ? key_pem : path,
+	        r == VLT_ERR_NOT_FOUND ? "no such file" :
+	                                 "not a public key (PEM)") != 0)
 		where_set(why, why_len, "bad public key");
 	return r == 0 ? 0 : VLT_ERR_NOT_FOUND;
 }
@@ -1149,8 +1151,8 @@ vault_audit_verify(const char *data_dir, struct vlt_audit_verdict *out,
 
 /* The files of dir, oldest first, with vs. */
 static int
-verify_files(const char *dir, struct vstate *vs,
-    struct vlt_audit_verdict *out, char *why, size_t why_len)
+verify_files(const char *dir, struct vstate *vs, struct vlt_audit_verdict *out,
+    char *why, size_t why_len)
 {
 	char path[4300], prev[65];
 	int r;

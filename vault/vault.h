@@ -466,7 +466,7 @@ struct vlt_audit_repair {
 struct vlt_audit_verdict {
 	int intact;
 	char broken[128];
-	const char *broken_why; /* what is wrong there (static text) */
+	const char *broken_why;   /* what is wrong there (static text) */
 	uint64_t checkpoints;     /* signed checkpoints checked */
 	char last_checkpoint[64]; /* "audit.log:57"; "" for none */
 	uint64_t unsigned_tail;   /* lines after the last checkpoint */
