@@ -169,7 +169,7 @@ fz_env_init(void)
 	ip.vault_url = FZ_URL;
 	ip.tenant_id = FZ_TENANT;
 	if (vault_init(&ip) != 0 ||
-	    vault_open(fz_dir, &(struct vlt_open_opts){ 2, NULL, NULL },
+	    vault_open(fz_dir, &(struct vlt_open_opts){ .pool_size = 2 },
 	        &fz_ctx.vault) != 0)
 		fz_die("vault init/open");
 	fz_ctx.vault_url = FZ_URL;
