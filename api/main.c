@@ -785,38 +785,50 @@ cmd_audit(int argc, char **argv)
 	const char *dir;
 	char why[512];
 	struct vlt_audit_verdict vd;
-	static const char *const o[] = { "--data", NULL };
+	static const char *const o[] = { "--data", "--public-key", NULL };
 	int r;
 
 	if (argc < 2 || strcmp(argv[1], "verify") != 0 ||
 	    flag(argc, argv, "--help")) {
 		puts(
-		    "usage: p11vault audit verify --data DIR\n"
-		    "Checks the audit log's hash chain; names the first broken "
-		    "line,\nand lists the torn tails repaired at start. "
-		    "Nothing to check (no DIR,\nno audit.log, no line) is a "
-		    "failure.");
+		    "usage: p11vault audit verify --data DIR [--public-key "
+		    "FILE]\n"
+		    "Checks the audit log's hash chain and every signed "
+		    "checkpoint (with\nFILE, else DIR/audit/audit-key.pem); "
+		    "names the first broken line,\nand lists the torn tails "
+		    "repaired at start. Nothing to check (no DIR,\nno "
+		    "audit.log, no line) is a failure.");
 		return argc >= 2 && flag(argc, argv, "--help") ? 0 : 2;
 	}
 	check_args(argc - 1, argv + 1, o, no_opts);
 	dir = opt(argc, argv, "--data");
 	if (dir == NULL)
 		cli_die("audit verify needs --data DIR");
-	if ((r = vault_audit_verify(dir, &vd, why, sizeof(why))) != 0) {
+	if ((r = vault_audit_verify_key(dir, opt(argc, argv, "--public-key"),
+	         &vd, why, sizeof(why))) != 0) {
 		printf("{\"intact\":false,\"error\":\"nothing verified\"}\n");
 		fprintf(stderr, "p11vault: audit verify: %s\n",
 		    r == VLT_ERR_NOT_FOUND ? why : "cannot read the audit log");
 		return 1;
 	}
 	if (!vd.intact) {
-		printf("{\"intact\":false,\"firstBroken\":\"%s\"}\n",
-		    vd.broken);
-		fprintf(stderr, "p11vault: audit chain broken at %s\n",
-		    vd.broken);
+		printf(
+		    "{\"intact\":false,\"firstBroken\":\"%s\","
+		    "\"reason\":\"%s\"}\n",
+		    vd.broken, vd.broken_why ? vd.broken_why : "");
+		fprintf(stderr, "p11vault: audit chain broken at %s: %s\n",
+		    vd.broken, vd.broken_why ? vd.broken_why : "");
 		return 1;
 	}
 	printf("{\"intact\":true,\"files\":%u,\"lines\":%llu", vd.files,
 	    (unsigned long long)vd.lines);
+	printf(
+	    ",\"checkpoints\":%llu,\"lastCheckpoint\":\"%s\","
+	    "\"unsignedTail\":%llu",
+	    (unsigned long long)vd.checkpoints, vd.last_checkpoint,
+	    (unsigned long long)vd.unsigned_tail);
+	if (vd.starts_at[0] != '\0')
+		printf(",\"startsAt\":\"%s\"", vd.starts_at);
 	print_repairs(&vd);
 	printf("}\n");
 	if (vd.tail_len > 0)

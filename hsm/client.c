@@ -957,6 +957,45 @@ hsm_jwt_public(hsm_t *h, uint8_t **spki, size_t *spki_len)
 	return rc;
 }
 
+int
+hsm_audit_sign(hsm_t *h, const uint8_t *data, size_t len, uint8_t sig[64])
+{
+	struct tokp_buf b;
+	struct tokp_msg a;
+	int rc;
+
+	if (h == NULL || data == NULL || len == 0 ||
+	    len > TOKP_AUDIT_DATA_MAX || sig == NULL)
+		return HSM_ERR_ARGS;
+	tokp_begin(&b, TOKP_AUDIT_SIGN, 0, 0);
+	tokp_put(&b, data, len);
+	if ((rc = call(h, &b, &a)) == HSM_OK) {
+		if (a.f[0].len != 64)
+			rc = HSM_ERR_INTERNAL;
+		else
+			memcpy(sig, a.f[0].p, 64);
+	}
+	tokp_msg_clear(&a);
+	return rc;
+}
+
+int
+hsm_audit_public(hsm_t *h, uint8_t **spki, size_t *spki_len)
+{
+	struct tokp_buf b;
+	struct tokp_msg a;
+	int rc;
+
+	if (h == NULL || spki == NULL || spki_len == NULL)
+		return HSM_ERR_ARGS;
+	*spki = NULL;
+	tokp_begin(&b, TOKP_AUDIT_PUBLIC, 0, 0);
+	if ((rc = call(h, &b, &a)) == HSM_OK)
+		rc = field_dup(&a.f[0], spki, spki_len);
+	tokp_msg_clear(&a);
+	return rc;
+}
+
 void
 hsm_stats(hsm_t *h, uint64_t *cache_hits, uint64_t *cache_misses,
     size_t *sessions_busy, size_t *sessions_total)

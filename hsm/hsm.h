@@ -239,6 +239,14 @@ int hsm_jwt_sign(hsm_t *h, const uint8_t *data, size_t len,
 /* The JWT key's public half as DER SubjectPublicKeyInfo, malloc'd. */
 int hsm_jwt_public(hsm_t *h, uint8_t **spki, size_t *spki_len) HSM_WUR;
 
+/* ES256 with the token's audit key ("p11vault-audit", EC P-256, made on
+ * first use; it signs audit checkpoints only) over data (SHA-256
+ * computed here); sig receives 64 bytes r||s. */
+int hsm_audit_sign(hsm_t *h, const uint8_t *data, size_t len,
+    uint8_t sig[64]) HSM_WUR;
+/* The audit key's public half as DER SubjectPublicKeyInfo, malloc'd. */
+int hsm_audit_public(hsm_t *h, uint8_t **spki, size_t *spki_len) HSM_WUR;
+
 /* The live token process's pid (0 while there is none) and how many
  * token processes were started after the first, for metrics and tests. */
 void hsm_process(hsm_t *h, long *pid, uint64_t *restarts);

@@ -125,7 +125,7 @@ struct tok {
 	CK_OBJECT_HANDLE seal_key; /* AES-GCM key of version-3 blobs */
 	uint8_t *jwt_spki;
 	size_t jwt_spki_len;
-	pthread_mutex_t bmu; /* one creator of the backup key at a time */
+	pthread_mutex_t bmu; /* one creator of the backup (or audit) key */
 	int sync_ok;         /* mu, bmu, cv and rcv exist */
 
 	pthread_mutex_t cmu; /* cache; taken after mu, never before */
@@ -277,5 +277,6 @@ int hsm_key_new(tok_t *h, const char *bind, hsm_key_maker make, const void *arg,
     size_t *spki_len) HSM_WUR;
 
 #define HSM_BACKUP_LABEL "p11vault-backup"
+#define HSM_AUDIT_LABEL "p11vault-audit"
 
 #endif

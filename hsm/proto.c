@@ -76,6 +76,8 @@ static const struct shape req_shape[TOKP_OP_COUNT] = {
 	[TOKP_FORGET] = { 1, { STR(HSM_BIND_MAX) } },
 	[TOKP_JWT_SIGN] = { 1, { BYTES(TOKP_JWT_DATA_MAX) } },
 	[TOKP_JWT_PUBLIC] = { 0, { { 0, 0 } } },
+	[TOKP_AUDIT_SIGN] = { 1, { BYTES1(TOKP_AUDIT_DATA_MAX) } },
+	[TOKP_AUDIT_PUBLIC] = { 0, { { 0, 0 } } },
 	[TOKP_STATS] = { 0, { { 0, 0 } } },
 	/* bind, PKCS#8 */
 	[TOKP_IMPORT] = { 2, { STR(HSM_BIND_MAX), BYTES1(TOKP_PKCS8_MAX) } },
@@ -107,6 +109,8 @@ static const struct shape ans_shape[TOKP_OP_COUNT] = {
 	[TOKP_FORGET] = { 0, { { 0, 0 } } },
 	[TOKP_JWT_SIGN] = { 1, { BYTES1(64) } },
 	[TOKP_JWT_PUBLIC] = { 1, { BYTES1(TOKP_SPKI_MAX) } },
+	[TOKP_AUDIT_SIGN] = { 1, { BYTES1(64) } },
+	[TOKP_AUDIT_PUBLIC] = { 1, { BYTES1(TOKP_SPKI_MAX) } },
 	/* hits, misses, busy, total */
 	[TOKP_STATS] = { 4, { U64, U64, U64, U64 } },
 	/* kty, rsa bits, ec nid, blob, spki */

@@ -35,6 +35,7 @@
 #define TOKP_RSA_MAX 512 /* 4096-bit modulus */
 #define TOKP_DIGEST_MAX 64
 #define TOKP_JWT_DATA_MAX (64 * 1024)
+#define TOKP_AUDIT_DATA_MAX 1024 /* a checkpoint's signed bytes */
 #define TOKP_PKCS8_MAX (8 * 1024)
 #define TOKP_TRANSFER_MAX (16 * 1024)
 #define TOKP_PATH_MAX 4096
@@ -66,6 +67,8 @@ enum tokp_op {
 	TOKP_SEAL_STATUS, /* is the token unsealed; shares taken so far */
 	TOKP_SHARE,       /* an operator key share, or a reset */
 	TOKP_REKEY,       /* boot: a one-shot token process rekeys */
+	TOKP_AUDIT_SIGN,  /* an audit checkpoint, with the audit key */
+	TOKP_AUDIT_PUBLIC,
 	TOKP_OP_COUNT
 };
 

@@ -96,6 +96,14 @@ int tok_jwt_sign(tok_t *h, const uint8_t *data, size_t len,
 /* The JWT key's public half as DER SubjectPublicKeyInfo, malloc'd. */
 int tok_jwt_public(tok_t *h, uint8_t **spki, size_t *spki_len) HSM_WUR;
 
+/* ES256 with the token's audit key "p11vault-audit" (EC P-256, made on
+ * first use) over data (SHA-256 computed here); sig: 64 bytes r||s. */
+int tok_audit_sign(tok_t *h, const uint8_t *data, size_t len,
+    uint8_t sig[64]) HSM_WUR;
+/* The audit key's public half as DER SubjectPublicKeyInfo, malloc'd
+ * (the key is made first when the token has none). */
+int tok_audit_public(tok_t *h, uint8_t **spki, size_t *spki_len) HSM_WUR;
+
 /* Cache statistics, for metrics. */
 void tok_stats(tok_t *h, uint64_t *cache_hits, uint64_t *cache_misses,
     size_t *sessions_busy, size_t *sessions_total);

@@ -367,6 +367,35 @@ op_jwt_public(struct tokd *d, tok_t *t, const struct tokp_msg *q,
 	return rc;
 }
 
+static int
+op_audit_sign(struct tokd *d, tok_t *t, const struct tokp_msg *q,
+    struct tokp_buf *b)
+{
+	uint8_t sig[64];
+	int rc;
+
+	(void)d;
+	if ((rc = tok_audit_sign(t, q->f[0].p, q->f[0].len, sig)) == HSM_OK)
+		tokp_put(b, sig, sizeof(sig));
+	return rc;
+}
+
+static int
+op_audit_public(struct tokd *d, tok_t *t, const struct tokp_msg *q,
+    struct tokp_buf *b)
+{
+	uint8_t *spki = NULL;
+	size_t spki_len = 0;
+	int rc;
+
+	(void)d;
+	(void)q;
+	if ((rc = tok_audit_public(t, &spki, &spki_len)) == HSM_OK)
+		tokp_put(b, spki, spki_len);
+	free(spki);
+	return rc;
+}
+
 /* Answers zeros while sealed: metrics work before the unseal. */
 static int
 op_stats(struct tokd *d, tok_t *t, const struct tokp_msg *q, struct tokp_buf *b)
@@ -456,6 +485,8 @@ static const struct op_handler ops[TOKP_OP_COUNT] = {
 	[TOKP_FORGET] = { op_forget, 0 },
 	[TOKP_JWT_SIGN] = { op_jwt_sign, 0 },
 	[TOKP_JWT_PUBLIC] = { op_jwt_public, 0 },
+	[TOKP_AUDIT_SIGN] = { op_audit_sign, 0 },
+	[TOKP_AUDIT_PUBLIC] = { op_audit_public, 0 },
 	[TOKP_IMPORT] = { op_import, 0 },
 	[TOKP_IMPORT_BYOK] = { op_import, 0 },
 	[TOKP_SEAL] = { op_data, 0 },

@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -74,6 +75,14 @@ struct vlt_audit {
 	size_t max_bytes;
 	unsigned next_index; /* next rotation suffix */
 	char prev[65];
+	/* checkpoints (audit_ckpt.c) */
+	struct vlt_audit_signer signer;
+	int have_signer;
+	int ckpt_failing;   /* the last signature failed (logged once) */
+	uint64_t base;      /* the chain's lines before this open */
+	uint64_t ckpt_at;   /* the chain's lines up to the last checkpoint */
+	int64_t ckpt_time;  /* when it was made (monotonic seconds) */
+	int64_t ckpt_retry; /* after a failure: not before then */
 };
 
 static void
@@ -327,6 +336,70 @@ out:
 	return r;
 }
 
+/* What one file holds: complete lines, and after its last checkpoint
+ * (found) how many lines follow it and the checkpoint's count. */
+struct file_count {
+	uint64_t lines, after, ckpt_lines;
+	int found;
+};
+
+static void
+count_file(const char *path, struct file_count *c)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	uint64_t v;
+
+	memset(c, 0, sizeof(*c));
+	if (f == NULL)
+		return;
+	while ((n = getline(&line, &cap, f)) > 0 && line[n - 1] == '\n') {
+		c->lines++;
+		c->after++;
+		if (vlt_ckpt_is(line, (size_t)n - 1) &&
+		    vlt_ckpt_lines(line, &v) == 0) {
+			c->found = 1;
+			c->ckpt_lines = v;
+			c->after = 0;
+		}
+	}
+	free(line);
+	fclose(f);
+}
+
+/* The chain's lines so far: from the newest checkpoint (in audit.log or
+ * the newest rotated files), else every file counted. */
+static uint64_t
+chain_lines(const struct vlt_audit *a)
+{
+	struct file_count c;
+	char path[4300];
+	uint64_t sum = 0;
+	unsigned i = a->next_index;
+
+	count_file(a->path, &c);
+	while (!c.found) {
+		sum += c.lines;
+		if (--i == 0 ||
+		    str_fmt(path, sizeof(path), "%s/audit.log.%u", a->dir, i) !=
+		        0)
+			return sum;
+		count_file(path, &c);
+	}
+	return sum + c.ckpt_lines + 1 + c.after;
+}
+
+static int64_t
+mono_s(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec;
+}
+
 static int
 open_current(struct vlt_audit *a)
 {
@@ -390,6 +463,8 @@ vlt_audit_open(const char *data_dir, size_t max_bytes, struct vlt_audit **out,
 		(void)last_line_hash(rotated, a->prev);
 	if (open_current(a) != 0)
 		goto fail;
+	a->base = a->ckpt_at = chain_lines(a);
+	a->ckpt_time = mono_s();
 	*out = a;
 	return 0;
 fail:
@@ -554,29 +629,65 @@ queue_line(struct vlt_audit *a, buf_t *line, const char *object_json,
 	return 0;
 }
 
-/*
- * Returns once this caller's line is in the file (and synced when sync is
- * set), or with VLT_ERR_STORAGE when its own attempt to write it failed:
- * a request is answered with success only when its line was handed to
- * the file. Lines of many callers still go out in one write(2): a caller
- * that finds a writer at work waits for that write instead of making its
- * own.
- */
-int
-vlt_audit_append(struct vlt_audit *a, const char *object_json, int sync)
+/* A checkpoint of the chain as queued so far, signed in the token (under
+ * the lock: the next line chains to it). A failed signature is logged
+ * once, and tried again after a while; it fails no caller. Caller holds
+ * the lock. */
+static void
+queue_checkpoint(struct vlt_audit *a, uint64_t *me)
 {
-	buf_t *line;
-	size_t olen = strlen(object_json);
-	uint64_t me = 0;
-	int rc;
+	uint64_t lines = a->base + a->queued;
+	buf_t *obj = buf_new(2048), *line = buf_new(2200);
+	int r = VLT_ERR_NO_MEMORY;
 
-	if (olen < 2 || object_json[0] != '{' || olen > AUDIT_LINE_MAX)
-		return VLT_ERR_BAD_PARAM;
-	if ((line = buf_new(olen + 96)) == NULL)
-		return VLT_ERR_NO_MEMORY;
-	pthread_mutex_lock(&a->lock);
-	if ((rc = queue_line(a, line, object_json, olen, &me)) != 0)
-		goto out;
+	if (obj != NULL && line != NULL &&
+	    (r = vlt_ckpt_build(&a->signer, a->prev, lines, obj)) == 0)
+		r = queue_line(a, line, buf_str(obj), buf_len(obj), me);
+	buf_free(obj);
+	buf_free(line);
+	if (r == 0) {
+		a->ckpt_at = lines + 1;
+		a->ckpt_time = mono_s();
+		if (a->ckpt_failing)
+			fprintf(stderr,
+			    "{\"level\":\"info\",\"event\":"
+			    "\"audit_checkpoint_recovered\"}\n");
+		a->ckpt_failing = 0;
+		return;
+	}
+	a->ckpt_retry = mono_s() + 5;
+	if (!a->ckpt_failing)
+		fprintf(stderr,
+		    "{\"level\":\"error\",\"event\":"
+		    "\"audit_checkpoint_failed\",\"error\":%d}\n",
+		    r);
+	a->ckpt_failing = 1;
+}
+
+/* Whether a checkpoint is due after the lines queued so far. */
+static int
+checkpoint_due(const struct vlt_audit *a)
+{
+	uint64_t since = a->base + a->queued - a->ckpt_at;
+	int64_t now;
+
+	if (!a->have_signer || since == 0)
+		return 0;
+	if (a->signer.every_lines > 0 && since >= a->signer.every_lines)
+		return mono_s() >= a->ckpt_retry;
+	if (a->signer.every_seconds == 0)
+		return 0;
+	now = mono_s();
+	return now >= a->ckpt_retry &&
+	    now - a->ckpt_time >= (int64_t)a->signer.every_seconds;
+}
+
+/* Waits until line me is where it must be, writing when no one else is;
+ * VLT_ERR_STORAGE when this caller's own attempt failed. Caller holds
+ * the lock. */
+static int
+await_line(struct vlt_audit *a, uint64_t me, int sync)
+{
 	if (sync && a->want_sync < me)
 		a->want_sync = me;
 	while (!line_done(a, me, sync)) {
@@ -593,14 +704,65 @@ vlt_audit_append(struct vlt_audit *a, const char *object_json, int sync)
 			sync_retry(a); /* written, but its sync failed */
 		a->writing = 0;
 		pthread_cond_broadcast(&a->done);
-		if (!line_done(a, me, sync)) {
-			rc = VLT_ERR_STORAGE; /* this caller's own attempt */
-			break;
-		}
+		if (!line_done(a, me, sync))
+			return VLT_ERR_STORAGE; /* this caller's own attempt */
 	}
-out:
+	return 0;
+}
+
+/*
+ * Returns once this caller's line is in the file (and synced when sync is
+ * set), or with VLT_ERR_STORAGE when its own attempt to write it failed:
+ * a request is answered with success only when its line was handed to
+ * the file. Lines of many callers still go out in one write(2): a caller
+ * that finds a writer at work waits for that write instead of making its
+ * own. A checkpoint that falls due is queued right after the line.
+ */
+int
+vlt_audit_append(struct vlt_audit *a, const char *object_json, int sync)
+{
+	buf_t *line;
+	size_t olen = strlen(object_json);
+	uint64_t me = 0, ck = 0;
+	int rc;
+
+	if (olen < 2 || object_json[0] != '{' || olen > AUDIT_LINE_MAX)
+		return VLT_ERR_BAD_PARAM;
+	if ((line = buf_new(olen + 96)) == NULL)
+		return VLT_ERR_NO_MEMORY;
+	pthread_mutex_lock(&a->lock);
+	if ((rc = queue_line(a, line, object_json, olen, &me)) == 0) {
+		if (checkpoint_due(a))
+			queue_checkpoint(a, &ck);
+		rc = await_line(a, me, sync);
+	}
 	pthread_mutex_unlock(&a->lock);
 	buf_free(line);
+	return rc;
+}
+
+void
+vlt_audit_set_signer(struct vlt_audit *a, const struct vlt_audit_signer *s)
+{
+	pthread_mutex_lock(&a->lock);
+	a->signer = *s;
+	a->have_signer = 1;
+	pthread_mutex_unlock(&a->lock);
+}
+
+int
+vlt_audit_checkpoint(struct vlt_audit *a)
+{
+	uint64_t me = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&a->lock);
+	if (a->have_signer) {
+		queue_checkpoint(a, &me);
+		if (me > 0)
+			rc = await_line(a, me, 1);
+	}
+	pthread_mutex_unlock(&a->lock);
 	return rc;
 }
 
@@ -647,6 +809,11 @@ vlt_audit_close(struct vlt_audit *a)
 	pthread_mutex_lock(&a->lock);
 	while (a->writing)
 		pthread_cond_wait(&a->done, &a->lock);
+	if (a->have_signer && a->base + a->queued > a->ckpt_at) {
+		uint64_t me = 0;
+
+		queue_checkpoint(a, &me); /* the clean close's */
+	}
 	if (buf_len(a->pend) > 0) {
 		a->writing = 1;
 		write_batches(a); /* whatever is still pending */
@@ -749,18 +916,73 @@ note_repair(struct vlt_audit_verdict *out, const char *line, const char *label,
 
 #define REPAIR_TAG ",\"event\":\"" VLT_AUDIT_TAIL_REPAIRED "\","
 
+/* What a verification carries from line to line. key: to check
+ * checkpoints with (NULL: none). unanchored: older files are archived,
+ * so the first line's prev is taken as it is and the count of lines is
+ * known only from the first checkpoint on (skew: its count minus the
+ * lines seen before it). */
+struct vstate {
+	const struct vlt_ckpt_key *key;
+	int unanchored, take_prev;
+	uint64_t skew;
+};
+
+/* A checkpoint (its chain checked): its signature, head and count. */
+static int
+verify_checkpoint(const char *line, size_t n, const char *label, size_t lineno,
+    const char prev[65], struct vstate *vs, struct vlt_audit_verdict *out)
+{
+	uint64_t lines = 0;
+
+	if (vlt_ckpt_check(vs->key, line, n, prev, &lines, &out->broken_why) !=
+	    0)
+		return VLT_ERR_BAD_PARAM;
+	if (vs->unanchored) {
+		if (lines < out->lines) {
+			out->broken_why = "checkpoint line count is wrong";
+			return VLT_ERR_BAD_PARAM;
+		}
+		vs->skew = lines - out->lines;
+		vs->unanchored = 0;
+	}
+	if (lines != out->lines + vs->skew) {
+		out->broken_why = "checkpoint line count is wrong";
+		return VLT_ERR_BAD_PARAM;
+	}
+	out->checkpoints++;
+	out->unsigned_tail = 0;
+	if (str_fmt(out->last_checkpoint, sizeof(out->last_checkpoint),
+	        "%s:%zu", label, lineno) != 0)
+		where_set(out->last_checkpoint, sizeof(out->last_checkpoint),
+		    label);
+	return 0;
+}
+
 /* One line of a file: chained to prev (which becomes its hash), and a
- * repair record that says what it must. */
+ * repair record or a checkpoint that says what it must. */
 static int
 verify_line(const char *line, size_t n, const char *label, size_t lineno,
-    char prev[65], struct vlt_audit_verdict *out)
+    char prev[65], struct vstate *vs, struct vlt_audit_verdict *out)
 {
+	if (n >= 75 && vs->take_prev) {
+		memcpy(prev, line + 9, 64); /* the first line held */
+		vs->take_prev = 0;
+	}
+	out->broken_why = "hash chain broken";
 	if (n < 75 || strncmp(line, "{\"prev\":\"", 9) != 0 ||
 	    strncmp(line + 9, prev, 64) != 0 || line[73] != '"')
 		return VLT_ERR_BAD_PARAM;
 	if (strncmp(line + 74, REPAIR_TAG, sizeof(REPAIR_TAG) - 1) == 0 &&
 	    note_repair(out, line, label, lineno) != 0)
 		return VLT_ERR_BAD_PARAM;
+	if (vlt_ckpt_is(line, n)) {
+		if (verify_checkpoint(line, n, label, lineno, prev, vs, out) !=
+		    0)
+			return VLT_ERR_BAD_PARAM;
+	} else {
+		out->unsigned_tail++;
+	}
+	out->broken_why = NULL;
 	hex_hash(line, n, prev);
 	out->lines++;
 	return 0;
@@ -770,7 +992,7 @@ verify_line(const char *line, size_t n, const char *label, size_t lineno,
  * (not repaired yet) is reported as such, not as a break. */
 static int
 verify_file(const char *path, const char *label, int current, char prev[65],
-    struct vlt_audit_verdict *out)
+    struct vstate *vs, struct vlt_audit_verdict *out)
 {
 	FILE *f = fopen(path, "r");
 	char *line = NULL;
@@ -789,7 +1011,7 @@ verify_file(const char *path, const char *label, int current, char prev[65],
 			break;
 		}
 		if (line[n - 1] != '\n' ||
-		    verify_line(line, (size_t)n - 1, label, lineno, prev,
+		    verify_line(line, (size_t)n - 1, label, lineno, prev, vs,
 		        out) != 0) {
 			broken_at(out, label, lineno);
 			break;
@@ -825,15 +1047,46 @@ audit_dir_check(const char *data_dir, const char *dir, char *why,
 	return 0;
 }
 
-/* The rotated files, oldest first; a missing one breaks the chain. */
+/* The oldest rotated file held (from 1 up to hi; hi + 1: none). */
+static unsigned
+lowest_held(const char *dir, unsigned hi)
+{
+	char path[4300];
+	unsigned i;
+
+	for (i = 1; i <= hi; i++)
+		if (str_fmt(path, sizeof(path), "%s/audit.log.%u", dir, i) ==
+		        0 &&
+		    access(path, F_OK) == 0)
+			return i;
+	return i;
+}
+
+/* The rotated files, oldest first; a missing one breaks the chain, but
+ * for the oldest ones (archived) when there is a key: then the check
+ * starts at the oldest file held, anchored by its first checkpoint. */
 static int
-verify_rotated(const char *dir, char prev[65], struct vlt_audit_verdict *out)
+verify_rotated(const char *dir, char prev[65], struct vstate *vs,
+    struct vlt_audit_verdict *out)
 {
 	char path[4300], label[64];
-	unsigned i, hi = highest_index(dir);
+	unsigned i, hi = highest_index(dir), lo = lowest_held(dir, hi);
 	int r;
 
-	for (i = 1; i <= hi && out->intact; i++) {
+	if (lo > 1 && vs->key != NULL) {
+		vs->unanchored = vs->take_prev = 1;
+		if (lo <= hi)
+			r = str_fmt(out->starts_at, sizeof(out->starts_at),
+			    "audit.log.%u:1", lo);
+		else
+			r = str_fmt(out->starts_at, sizeof(out->starts_at),
+			    "audit.log:1");
+		if (r != 0)
+			return VLT_ERR_BAD_PARAM;
+	} else {
+		lo = 1;
+	}
+	for (i = lo; i <= hi && out->intact; i++) {
 		if (str_fmt(path, sizeof(path), "%s/audit.log.%u", dir, i) !=
 		        0 ||
 		    str_fmt(label, sizeof(label), "audit.log.%u", i) != 0)
@@ -846,17 +1099,93 @@ verify_rotated(const char *dir, char prev[65], struct vlt_audit_verdict *out)
 				    label);
 			return 0;
 		}
-		if ((r = verify_file(path, label, 0, prev, out)) != 0)
+		if ((r = verify_file(path, label, 0, prev, vs, out)) != 0)
 			return r;
 	}
 	return 0;
+}
+
+/* The end of a check: a key but no checkpoint (or an archived prefix
+ * never anchored) is a break. */
+static void
+verify_end(struct vstate *vs, struct vlt_audit_verdict *out)
+{
+	if (!out->intact || vs->key == NULL || out->lines == 0 ||
+	    (out->checkpoints > 0 && !vs->unanchored))
+		return;
+	out->intact = 0;
+	out->broken_why = "no signed checkpoint in the log";
+	where_set(out->broken, sizeof(out->broken), "audit.log");
+}
+
+/* The key to check checkpoints with: key_pem, else DIR/audit's copy
+ * (none there: NULL, checkpoints then fail). */
+static int
+verify_key(const char *dir, const char *key_pem, struct vlt_ckpt_key **k,
+    char *why, size_t why_len)
+{
+	char path[4300];
+	int r;
+
+	*k = NULL;
+	if (key_pem == NULL &&
+	    str_fmt(path, sizeof(path), "%s/audit-key.pem", dir) != 0)
+		return VLT_ERR_BAD_PARAM;
+	r = vlt_ckpt_key_load(key_pem != NULL ? key_pem : path, k);
+	if (r == VLT_ERR_NOT_FOUND && key_pem == NULL)
+		return 0;
+	if (r != 0 &&
+	    str_fmt(why, why_len, "%s: %s", key_pem ? key_pem : path,
+	        r == VLT_ERR_NOT_FOUND ? "no such file" :
+	                                 "not a public key (PEM)") != 0)
+		where_set(why, why_len, "bad public key");
+	return r == 0 ? 0 : VLT_ERR_NOT_FOUND;
 }
 
 int
 vault_audit_verify(const char *data_dir, struct vlt_audit_verdict *out,
     char *why, size_t why_len)
 {
-	char dir[4096], path[4300], prev[65];
+	return vault_audit_verify_key(data_dir, NULL, out, why, why_len);
+}
+
+/* The files of dir, oldest first, with vs. */
+static int
+verify_files(const char *dir, struct vstate *vs, struct vlt_audit_verdict *out,
+    char *why, size_t why_len)
+{
+	char path[4300], prev[65];
+	int r;
+
+	if (str_fmt(path, sizeof(path), "%s/audit.log", dir) != 0)
+		return VLT_ERR_BAD_PARAM;
+	memset(prev, '0', 64);
+	prev[64] = '\0';
+	if ((r = verify_rotated(dir, prev, vs, out)) != 0 || !out->intact)
+		return r;
+	if (access(path, F_OK) != 0) {
+		if (str_fmt(why, why_len, "%s is missing", path) != 0)
+			where_set(why, why_len, "audit.log is missing");
+		return VLT_ERR_NOT_FOUND;
+	}
+	if ((r = verify_file(path, "audit.log", 1, prev, vs, out)) != 0)
+		return r;
+	if (out->intact && out->lines == 0) {
+		if (str_fmt(why, why_len, "%s holds no audit line", dir) != 0)
+			where_set(why, why_len, "no audit line");
+		return VLT_ERR_NOT_FOUND;
+	}
+	verify_end(vs, out);
+	return 0;
+}
+
+int
+vault_audit_verify_key(const char *data_dir, const char *key_pem,
+    struct vlt_audit_verdict *out, char *why, size_t why_len)
+{
+	char dir[4096];
+	struct vlt_ckpt_key *key = NULL;
+	struct vstate vs;
 	int r;
 
 	if (data_dir == NULL || out == NULL)
@@ -864,26 +1193,14 @@ vault_audit_verify(const char *data_dir, struct vlt_audit_verdict *out,
 	memset(out, 0, sizeof(*out));
 	out->intact = 1;
 	where_set(why, why_len, "-");
-	if (str_fmt(dir, sizeof(dir), "%s/audit", data_dir) != 0 ||
-	    str_fmt(path, sizeof(path), "%s/audit.log", dir) != 0)
+	if (str_fmt(dir, sizeof(dir), "%s/audit", data_dir) != 0)
 		return VLT_ERR_BAD_PARAM;
-	if ((r = audit_dir_check(data_dir, dir, why, why_len)) != 0)
+	if ((r = audit_dir_check(data_dir, dir, why, why_len)) != 0 ||
+	    (r = verify_key(dir, key_pem, &key, why, why_len)) != 0)
 		return r;
-	memset(prev, '0', 64);
-	prev[64] = '\0';
-	if ((r = verify_rotated(dir, prev, out)) != 0 || !out->intact)
-		return r;
-	if (access(path, F_OK) != 0) {
-		if (str_fmt(why, why_len, "%s is missing", path) != 0)
-			where_set(why, why_len, "audit.log is missing");
-		return VLT_ERR_NOT_FOUND;
-	}
-	if ((r = verify_file(path, "audit.log", 1, prev, out)) != 0)
-		return r;
-	if (out->intact && out->lines == 0) {
-		if (str_fmt(why, why_len, "%s holds no audit line", dir) != 0)
-			where_set(why, why_len, "no audit line");
-		return VLT_ERR_NOT_FOUND;
-	}
-	return 0;
+	memset(&vs, 0, sizeof(vs));
+	vs.key = key;
+	r = verify_files(dir, &vs, out, why, why_len);
+	vlt_ckpt_key_free(key);
+	return r;
 }

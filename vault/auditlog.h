@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hsm/buf.h"
 #include "vault/vault.h"
 
 struct vlt_audit;
@@ -32,5 +33,45 @@ int vlt_audit_ready(struct vlt_audit *a) VLT_WUR;
  * episode's reason (at most cap bytes). */
 void vlt_audit_state(struct vlt_audit *a, int *failing, uint64_t *errors,
     char *reason, size_t cap);
+/* Writes a checkpoint (signed, vault/audit_ckpt.c) first when lines are
+ * left after the last one. */
 void vlt_audit_close(struct vlt_audit *a);
+
+/* ---- signed checkpoints (vault/audit_ckpt.c) ---- */
+#define VLT_AUDIT_CHECKPOINT "audit_checkpoint"
+/* What signs the checkpoints: sign(ctx, msg) is ES256 over msg with the
+ * token's audit key (kid: its id); every_lines / every_seconds: a
+ * checkpoint after that many lines or seconds since the last (0: never
+ * for that reason). */
+struct vlt_audit_signer {
+	int (*sign)(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[64],
+	    char kid[VLT_AUDIT_KID_LEN + 1]);
+	void *ctx;
+	uint64_t every_lines;
+	uint64_t every_seconds;
+};
+/* From now on the log writes checkpoints signed by s (copied). */
+void vlt_audit_set_signer(struct vlt_audit *a,
+    const struct vlt_audit_signer *s);
+/* A checkpoint now (at open, after the repair record if any), synced. A
+ * failed signature is logged and is not an error of the log (the next
+ * line tries again): 0, or VLT_ERR_STORAGE when the line could not be
+ * written. */
+int vlt_audit_checkpoint(struct vlt_audit *a) VLT_WUR;
+/* The checkpoint record of the chain at head (lines before it), signed
+ * by s, as a JSON object's text (without "prev") into obj. */
+int vlt_ckpt_build(const struct vlt_audit_signer *s, const char head[65],
+    uint64_t lines, buf_t *obj) VLT_WUR;
+/* Whether line (n bytes, its chain checked) is a checkpoint; its
+ * "lines". */
+int vlt_ckpt_is(const char *line, size_t n);
+int vlt_ckpt_lines(const char *line, uint64_t *lines) VLT_WUR;
+/* A public key to check checkpoints with (PEM file). */
+struct vlt_ckpt_key;
+int vlt_ckpt_key_load(const char *pem_path, struct vlt_ckpt_key **out) VLT_WUR;
+void vlt_ckpt_key_free(struct vlt_ckpt_key *k);
+/* Checks checkpoint line against the chain hash before it (prev) and k
+ * (NULL: no key, a failure): 0, with its "lines"; else why. */
+int vlt_ckpt_check(const struct vlt_ckpt_key *k, const char *line, size_t n,
+    const char prev[65], uint64_t *lines, const char **why) VLT_WUR;
 #endif

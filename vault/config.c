@@ -148,6 +148,8 @@ static const struct conf_key conf_keys[] = {
 	{ "softhsm_conf", CONF_PATH, 0, 0 },
 	{ "token_lifetime", CONF_NUMBER, 1, INT32_MAX },
 	{ "audit_max_bytes", CONF_NUMBER, 0, SIZE_MAX },
+	{ "audit_checkpoint_lines", CONF_NUMBER, 0, UINT32_MAX },
+	{ "audit_checkpoint_seconds", CONF_NUMBER, 0, UINT32_MAX },
 };
 
 /* Where a read is: the file, the line, and the caller's buffer for why

@@ -292,26 +292,33 @@ open_hsm_config(const vault_t *v, const struct vlt_open_opts *o,
 /* The audit log; audit_max_bytes=N in p11vault.conf rotates it beyond N
  * bytes (default 64 MiB). A torn tail cut at open gets its record first;
  * when the disk refuses that record, it stays first in line (the log
- * writes it before any other line once it can). */
+ * writes it before any other line once it can). Then a signed
+ * checkpoint (audit_ckpt.c). */
 static int
 open_audit(vault_t *v)
 {
 	const char *amb = conf_get(v->conf, "audit_max_bytes");
 	struct vlt_audit_repair rep;
+	struct vlt_audit_signer signer;
 	uint64_t max = 0;
 	int r;
 
 	if (amb != NULL && parse_u64(amb, SIZE_MAX, &max) != 0)
 		return VLT_ERR_IO;
-	if ((r = vlt_audit_open(v->data_dir, (size_t)max, &v->audit, &rep)) !=
-	        0 ||
-	    rep.length == 0)
+	if ((r = vault_audit_signer(v, &signer)) != 0 ||
+	    (r = vlt_audit_open(v->data_dir, (size_t)max, &v->audit, &rep)) !=
+	        0)
 		return r;
-	r = vault_audit_repaired(v, &rep);
-	if (r == VLT_ERR_NO_MEMORY || r == VLT_ERR_INTERNAL ||
-	    r == VLT_ERR_BAD_PARAM)
-		return r; /* not formatted, so not pending either */
-	return 0;
+	vlt_audit_set_signer(v->audit, &signer);
+	if (rep.length != 0) {
+		r = vault_audit_repaired(v, &rep);
+		if (r == VLT_ERR_NO_MEMORY || r == VLT_ERR_INTERNAL ||
+		    r == VLT_ERR_BAD_PARAM)
+			return r; /* not formatted, so not pending either */
+	}
+	/* a full disk is not a reason not to start: it stays pending */
+	r = vlt_audit_checkpoint(v->audit);
+	return r == VLT_ERR_STORAGE ? 0 : r;
 }
 
 /* The parts of an open vault, in order: config, token, store, blob

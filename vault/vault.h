@@ -462,9 +462,15 @@ struct vlt_audit_repair {
  * yet (at tail_off; the next open moves it aside), which is not counted
  * as a line.
  */
+#define VLT_AUDIT_KID_LEN 16
 struct vlt_audit_verdict {
 	int intact;
 	char broken[128];
+	const char *broken_why;   /* what is wrong there (static text) */
+	uint64_t checkpoints;     /* signed checkpoints checked */
+	char last_checkpoint[64]; /* "audit.log:57"; "" for none */
+	uint64_t unsigned_tail;   /* lines after the last checkpoint */
+	char starts_at[64];       /* older files archived: first file held */
 	unsigned files;
 	uint64_t lines;
 	size_t nrepairs;
@@ -481,6 +487,17 @@ struct vlt_audit_verdict {
  */
 int vault_audit_verify(const char *data_dir, struct vlt_audit_verdict *out,
     char *why, size_t why_len) VLT_WUR;
+/*
+ * The same, and every signed checkpoint checked with the public key in
+ * key_pem (NULL: DIR/audit/audit-key.pem): its signature, its head (the
+ * chain at that line) and its line count. A checkpoint that fails, or a
+ * key with no checkpoint in the log, is a break (broken_why says which).
+ * When the oldest rotated files are missing (archived), the check starts
+ * at the oldest file held (starts_at) and its first checkpoint anchors
+ * the count; a file missing between held files is still a break.
+ */
+int vault_audit_verify_key(const char *data_dir, const char *key_pem,
+    struct vlt_audit_verdict *out, char *why, size_t why_len) VLT_WUR;
 
 /* ---- import (vault/import.c), backup and restore (vault/backup.c),
  * rotation (vault/rotation.c) ------------------------------------------- */

@@ -37,6 +37,8 @@ struct vault {
 	hsm_t *hsm;
 	store_t *store;
 	struct vlt_audit *audit;
+	int audit_key_ready; /* audit-key.pem checked, audit_kid known */
+	char audit_kid[VLT_AUDIT_KID_LEN + 1];
 	pthread_mutex_t clock_lock;
 	char *clock_file;
 	char softhsm_conf[PATH_MAX]; /* resolved (datadir.c); "": none */
@@ -66,6 +68,12 @@ int new_version(const char *name, char version[VLT_VERSION_LEN + 1],
  * for a curve the vault does not know). */
 int curve_nid(enum vlt_curve crv);
 int curve_from_nid(int nid, enum vlt_curve *crv) VLT_WUR;
+
+/* ---- audit_ckpt.c ------------------------------------------------------- */
+/* The log's checkpoint signer: the token's audit key, every
+ * audit_checkpoint_lines (default 1000) lines or audit_checkpoint_seconds
+ * (default 60) seconds. */
+int vault_audit_signer(vault_t *v, struct vlt_audit_signer *s) VLT_WUR;
 
 /* ---- audit_record.c ----------------------------------------------------- */
 
