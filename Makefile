@@ -23,7 +23,7 @@ SAN_OBJS := $(LIB_SRCS:%.c=$(BUILD)/san/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/san/tests/%)
 
-.PHONY: all deps run test bench fuzz style clean
+.PHONY: all deps run test bench fuzz torture style clean
 FUZZ_SECONDS ?= 60
 all: $(BUILD)/p11vault
 
@@ -57,6 +57,16 @@ $(BUILD)/san/tests/%: tests/unit/%.c $(SAN_OBJS) tests/unit/t.h $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -O1 $(SAN) $(LDFLAGS_BASE) $< $(SAN_OBJS) $(LIBS) -o $@
 
+# The allocation-failure torture build (tests/torture/README.md): the
+# sanitizer objects, with every allocator our own code calls wrapped.
+TORTURE_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=reallocarray,--wrap=strdup,--wrap=strndup
+$(BUILD)/san/tests/torture: tests/torture/torture.c tests/torture/alloc.c tests/torture/alloc.h \
+		tests/fuzz/fuzz_env.h $(SAN_OBJS) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -O1 $(SAN) -Wno-missing-field-initializers -Wno-empty-body \
+		$(LDFLAGS_BASE) $(TORTURE_WRAP) tests/torture/torture.c \
+		tests/torture/alloc.c $(SAN_OBJS) $(LIBS) -o $@
+
 tests/api/node_modules/.package-lock.json: tests/api/package.json tests/api/package-lock.json
 	cd tests/api && npm ci --no-audit --no-fund --loglevel=error
 
@@ -66,7 +76,7 @@ run: deps $(BUILD)/p11vault
 	exec $(BUILD)/p11vault serve --data ./var
 
 test: deps
-	$(MAKE) $(BUILD)/p11vault $(BUILD)/san/p11vault $(UNIT_BINS) tests/api/node_modules/.package-lock.json
+	$(MAKE) $(BUILD)/p11vault $(BUILD)/san/p11vault $(UNIT_BINS) $(BUILD)/san/tests/torture tests/api/node_modules/.package-lock.json
 	@bash tests/run.sh
 
 bench: deps $(BUILD)/p11vault
@@ -80,6 +90,11 @@ style: deps
 # libFuzzer (clang, ASan+UBSan): each target FUZZ_SECONDS over its corpus
 fuzz: deps
 	@bash tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+# every allocation of every torture target fails once (tests/torture/)
+torture: deps
+	$(MAKE) $(BUILD)/san/tests/torture
+	@bash tests/torture/run.sh full
 
 clean:
 	rm -rf $(BUILD)

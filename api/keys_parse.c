@@ -39,10 +39,16 @@ keys_ops_json(unsigned ops)
 	json_t *a = json_array();
 	size_t i;
 
-	for (i = 0; a != NULL && i < N_KEY_OPS; i++)
-		if (ops & key_ops_tab[i].bit)
-			json_array_append_new(a,
-			    json_string(key_ops_tab[i].name));
+	/* an element that cannot be added fails the whole array: a shorter
+	 * key_ops list would be a wrong answer, not an error */
+	for (i = 0; a != NULL && i < N_KEY_OPS; i++) {
+		if ((ops & key_ops_tab[i].bit) &&
+		    json_array_append_new(a,
+		        json_string(key_ops_tab[i].name)) != 0) {
+			json_decref(a);
+			a = NULL;
+		}
+	}
 	return a;
 }
 

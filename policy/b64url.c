@@ -11,6 +11,7 @@
 
 #include <openssl/crypto.h>
 
+#include "policy/internal.h"
 #include "policy/policy.h"
 
 static const char b64url_alphabet[] =
@@ -32,11 +33,18 @@ b64url_value(unsigned char c)
 	return -1;
 }
 
+static size_t
+b64url_len(size_t len)
+{
+	return len / 3 * 4 + (len % 3 ? len % 3 + 1 : 0);
+}
+
 int
 policy_b64url_encode(const uint8_t *in, size_t len, char **out)
 {
-	size_t olen, i, o = 0;
+	size_t olen;
 	char *s;
+	int r;
 
 	if (out == NULL)
 		return POLICY_ERR_ARGS;
@@ -45,9 +53,24 @@ policy_b64url_encode(const uint8_t *in, size_t len, char **out)
 		return POLICY_ERR_ARGS;
 	if (len > (SIZE_MAX / 4 - 1) * 3)
 		return POLICY_ERR_ARGS;
-	olen = len / 3 * 4 + (len % 3 ? len % 3 + 1 : 0);
+	olen = b64url_len(len);
 	if ((s = malloc(olen + 1)) == NULL)
 		return POLICY_ERR_NO_MEMORY;
+	if ((r = b64url_encode_to(in, len, s, olen + 1)) != POLICY_OK) {
+		free(s);
+		return r;
+	}
+	*out = s;
+	return POLICY_OK;
+}
+
+int
+b64url_encode_to(const uint8_t *in, size_t len, char *s, size_t cap)
+{
+	size_t i, o = 0;
+
+	if (len > (SIZE_MAX / 4 - 1) * 3 || b64url_len(len) >= cap)
+		return POLICY_ERR_ARGS;
 	for (i = 0; i + 3 <= len; i += 3) {
 		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 |
 		    in[i + 2];
@@ -67,7 +90,6 @@ policy_b64url_encode(const uint8_t *in, size_t len, char **out)
 		s[o++] = b64url_alphabet[v >> 6 & 63];
 	}
 	s[o] = '\0';
-	*out = s;
 	return POLICY_OK;
 }
 

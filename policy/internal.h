@@ -126,6 +126,11 @@ policy_table_add(void **table, size_t *n, size_t *cap, size_t elem, size_t max,
  * (identifiers, secrets, scrypt) -> b64url.c; access.c stands alone.
  */
 
+/* b64url.c: base64url of in (no padding) into s[cap], NUL-terminated,
+ * without allocating: POLICY_OK, or POLICY_ERR_ARGS when it does not fit. */
+int b64url_encode_to(const uint8_t *in, size_t len, char *s,
+    size_t cap) POLICY_WUR;
+
 /* secret.c: POLICY_OK if hash is a well-formed "scrypt$..." string, else
  * POLICY_ERR_ARGS. */
 int policy_secret_hash_wellformed(const char *hash) POLICY_WUR;

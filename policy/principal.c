@@ -157,10 +157,13 @@ policy_authenticate(policy_t *p, const char *client_id, const char *secret,
 		if (oom)
 			return POLICY_ERR_NO_MEMORY;
 	}
-	if (policy_secret_verify(found ? hash : p->dummy_hash, secret) !=
-	        POLICY_OK ||
-	    !found)
+	/* out of memory is not a wrong secret: the caller answers 500 */
+	r = policy_secret_verify(found ? hash : p->dummy_hash, secret);
+	if (r != POLICY_OK || !found) {
+		if (r != POLICY_ERR_NO_MEMORY)
+			r = POLICY_ERR_DENIED;
 		goto out;
+	}
 	memcpy(oid, found_oid, sizeof(found_oid));
 	*is_admin = admin;
 	r = POLICY_OK;

@@ -87,15 +87,12 @@ void
 policy_secret_new(char out[64])
 {
 	uint8_t b[32];
-	char *s = NULL;
 
+	/* encoded in place: no allocation that could fail (43 + 1 bytes) */
 	random_or_abort(b, sizeof(b));
-	if (policy_b64url_encode(b, sizeof(b), &s) != POLICY_OK ||
-	    strlen(s) >= 64)
+	if (b64url_encode_to(b, sizeof(b), out, 64) != POLICY_OK)
 		abort();
-	memcpy(out, s, strlen(s) + 1);
 	OPENSSL_cleanse(b, sizeof(b));
-	freezero_str(s);
 }
 
 /* One of N, r, p: a decimal number in [1, max] without a leading zero, so
@@ -231,8 +228,10 @@ policy_secret_verify(const char *hash, const char *secret)
 	if (secret == NULL ||
 	    (slen = strnlen(secret, POLICY_SECRET_MAX + 1)) > POLICY_SECRET_MAX)
 		return POLICY_ERR_DENIED;
-	if (scrypt_hash_parse(hash, &h) != POLICY_OK)
-		return POLICY_ERR_DENIED;
+	/* out of memory is not a wrong secret */
+	if ((rc = scrypt_hash_parse(hash, &h)) != POLICY_OK)
+		return rc == POLICY_ERR_NO_MEMORY ? rc : POLICY_ERR_DENIED;
+	rc = POLICY_ERR_DENIED;
 	if (EVP_PBE_scrypt(secret, slen, h.salt, h.salt_len, h.n, h.r, h.p,
 	        SCRYPT_MAXMEM, dk, h.dk_len) != 1)
 		goto out;

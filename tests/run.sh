@@ -43,6 +43,9 @@ for t in build/san/tests/test_*; do
 	run_ok_lines "$(basename "$t")" "$t"
 done
 
+echo "== torture (allocation failures, sampled)"
+run_ok_lines torture bash tests/torture/run.sh sampled
+
 echo "== fuzz corpora replay (libFuzzer targets, ASan+UBSan)"
 run_ok_lines fuzz-replay bash tests/fuzz/replay.sh
 
