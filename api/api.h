@@ -113,6 +113,10 @@ int api_field_string(json_t *obj, const char *field, int required,
 /* base64url of bytes as a new Jansson string (the text wiped when freed,
  * as every Jansson buffer is once api_json_wipe_on_free has run) */
 json_t *api_json_b64(const uint8_t *in, size_t len);
+/* json_object_set_new that remembers a failure (out of memory, or v NULL
+ * because making it failed) in *bad, so that a document built with many
+ * of them is refused whole instead of answered with a member missing. */
+void api_json_put(json_t *o, const char *key, json_t *v, int *bad);
 /* An ISO 8601 duration (PnYnMnWnD and TnHnMnS; a year is 365 days, a month
  * 30) in seconds: 0, or VLT_ERR_BAD_PARAM when malformed. */
 int api_duration_secs(const char *s, int64_t *secs) API_WUR;

@@ -21,11 +21,18 @@ api_resp_set(struct api_resp *r, unsigned status, json_t *body)
 	r->body_len = 0;
 	r->status = status;
 	r->content_type = "application/json; charset=utf-8";
-	if (body == NULL)
+	if (body == NULL) {
+		/* a document that could not be made (out of memory) is not
+		 * answered as a success without it */
+		if (status != 204)
+			r->status = 500;
 		return;
+	}
 	r->body = json_dumps(body, JSON_COMPACT);
 	r->body_len = r->body ? strlen(r->body) : 0;
 	json_decref(body);
+	if (r->body == NULL)
+		r->status = 500; /* the same for a dump that failed */
 }
 
 static void

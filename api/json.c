@@ -194,3 +194,14 @@ api_duration_secs(const char *s, int64_t *secs)
 	*secs = total;
 	return 0;
 }
+
+void
+api_json_put(json_t *o, const char *key, json_t *v, int *bad)
+{
+	/* Jansson frees v when the set fails, and refuses a NULL v or o */
+	if (o == NULL || v == NULL || json_object_set_new(o, key, v) != 0) {
+		if (o == NULL)
+			json_decref(v);
+		*bad = 1;
+	}
+}

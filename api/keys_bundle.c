@@ -61,19 +61,24 @@ static json_t *
 attrs_json(const struct vlt_key_info *k, const struct vlt_settings *s)
 {
 	json_t *a = json_object();
+	int bad = 0;
 
-	json_object_set_new(a, "enabled", json_boolean(k->attrs.enabled));
+	api_json_put(a, "enabled", json_boolean(k->attrs.enabled), &bad);
 	if (k->attrs.nbf)
-		json_object_set_new(a, "nbf", json_integer(k->attrs.nbf));
+		api_json_put(a, "nbf", json_integer(k->attrs.nbf), &bad);
 	if (k->attrs.exp)
-		json_object_set_new(a, "exp", json_integer(k->attrs.exp));
-	json_object_set_new(a, "created", json_integer(k->attrs.created));
-	json_object_set_new(a, "updated", json_integer(k->attrs.updated));
-	json_object_set_new(a, "recoveryLevel",
-	    json_string(vault_recovery_level(s)));
-	json_object_set_new(a, "recoverableDays",
-	    json_integer(s->retention_days));
-	json_object_set_new(a, "exportable", json_false());
+		api_json_put(a, "exp", json_integer(k->attrs.exp), &bad);
+	api_json_put(a, "created", json_integer(k->attrs.created), &bad);
+	api_json_put(a, "updated", json_integer(k->attrs.updated), &bad);
+	api_json_put(a, "recoveryLevel", json_string(vault_recovery_level(s)),
+	    &bad);
+	api_json_put(a, "recoverableDays", json_integer(s->retention_days),
+	    &bad);
+	api_json_put(a, "exportable", json_false(), &bad);
+	if (bad) {
+		json_decref(a);
+		return NULL;
+	}
 	return a;
 }
 
@@ -82,24 +87,27 @@ static int
 extras_json(struct api_ctx *c, json_t *b, const struct vlt_key_info *k)
 {
 	char rid[512];
+	int bad = 0;
 
 	if (k->tags) {
 		json_t *t = json_loads(k->tags, 0, NULL);
-		if (t && json_object_size(t) > 0)
-			json_object_set_new(b, "tags", t);
+		if (t == NULL)
+			return VLT_ERR_NO_MEMORY; /* the store holds valid JSON */
+		if (json_object_size(t) > 0)
+			api_json_put(b, "tags", t, &bad);
 		else
 			json_decref(t);
 	}
 	if (k->deleted_date == 0)
-		return 0;
+		return bad ? VLT_ERR_NO_MEMORY : 0;
 	if (str_fmt(rid, sizeof(rid), "%s/deletedkeys/%s", c->vault_url,
 	        k->name) != 0)
 		return VLT_ERR_INTERNAL;
-	json_object_set_new(b, "recoveryId", json_string(rid));
-	json_object_set_new(b, "deletedDate", json_integer(k->deleted_date));
-	json_object_set_new(b, "scheduledPurgeDate",
-	    json_integer(k->scheduled_purge_date));
-	return 0;
+	api_json_put(b, "recoveryId", json_string(rid), &bad);
+	api_json_put(b, "deletedDate", json_integer(k->deleted_date), &bad);
+	api_json_put(b, "scheduledPurgeDate",
+	    json_integer(k->scheduled_purge_date), &bad);
+	return bad ? VLT_ERR_NO_MEMORY : 0;
 }
 
 static json_t *
@@ -108,22 +116,23 @@ bundle_json(struct api_ctx *c, const struct vlt_key_info *k,
 {
 	char kid[512];
 	json_t *b, *jwk;
+	int bad = 0;
 
 	if (keys_kid(c, k->name, shape == KEYS_ITEM_KEY ? NULL : k->version,
 	        kid, sizeof(kid)) != 0)
 		return NULL;
 	b = json_object();
 	if (shape != KEYS_BUNDLE) {
-		json_object_set_new(b, "kid", json_string(kid));
+		api_json_put(b, "kid", json_string(kid), &bad);
 	} else {
 		if ((jwk = keys_jwk_public(k, kid)) == NULL) {
 			json_decref(b);
 			return NULL;
 		}
-		json_object_set_new(b, "key", jwk);
+		api_json_put(b, "key", jwk, &bad);
 	}
-	json_object_set_new(b, "attributes", attrs_json(k, s));
-	if (extras_json(c, b, k) != 0) {
+	api_json_put(b, "attributes", attrs_json(k, s), &bad);
+	if (bad || extras_json(c, b, k) != 0) {
 		json_decref(b);
 		return NULL;
 	}
@@ -210,7 +219,9 @@ next_link(struct api_req *q, json_t *doc, const char *next, const char *path,
 	int rc = 0;
 
 	if (next == NULL)
-		return json_object_set_new(doc, "nextLink", json_null());
+		return json_object_set_new(doc, "nextLink", json_null()) == 0 ?
+		    0 :
+		    VLT_ERR_NO_MEMORY;
 	if (policy_b64url_encode((const uint8_t *)next, strlen(next), &tok) !=
 	    0)
 		return VLT_ERR_NO_MEMORY;
@@ -218,8 +229,8 @@ next_link(struct api_req *q, json_t *doc, const char *next, const char *path,
 	        "%s%s?api-version=%s&maxresults=%zu&$skiptoken=%s",
 	        q->ctx->vault_url, path, q->api_version, max, tok) != 0)
 		rc = VLT_ERR_INTERNAL;
-	else
-		json_object_set_new(doc, "nextLink", json_string(link));
+	else if (json_object_set_new(doc, "nextLink", json_string(link)) != 0)
+		rc = VLT_ERR_NO_MEMORY;
 	free(tok);
 	return rc;
 }

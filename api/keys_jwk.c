@@ -39,7 +39,7 @@ rsa_public(json_t *jwk, EVP_PKEY *pk)
 {
 	BIGNUM *n = NULL, *e = NULL;
 	uint8_t buf[PART_MAX];
-	int len, rc = VLT_ERR_INTERNAL;
+	int len, rc = VLT_ERR_INTERNAL, bad = 0;
 
 	if (!EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_N, &n) ||
 	    !EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &e) ||
@@ -47,10 +47,10 @@ rsa_public(json_t *jwk, EVP_PKEY *pk)
 	    BN_num_bytes(e) > (int)sizeof(buf))
 		goto out;
 	len = BN_bn2bin(n, buf);
-	json_object_set_new(jwk, "n", api_json_b64(buf, (size_t)len));
+	api_json_put(jwk, "n", api_json_b64(buf, (size_t)len), &bad);
 	len = BN_bn2bin(e, buf);
-	json_object_set_new(jwk, "e", api_json_b64(buf, (size_t)len));
-	rc = 0;
+	api_json_put(jwk, "e", api_json_b64(buf, (size_t)len), &bad);
+	rc = bad ? VLT_ERR_NO_MEMORY : 0;
 out:
 	BN_free(n);
 	BN_free(e);
@@ -63,17 +63,18 @@ ec_public(json_t *jwk, EVP_PKEY *pk, const struct vlt_key_info *k)
 	const struct hsm_curve_info *c = hsm_curve_by_code((unsigned)k->crv);
 	uint8_t pt[EC_POINT_MAX];
 	size_t len = 0, fl;
+	int bad = 0;
 
 	if (c != NULL)
-		json_object_set_new(jwk, "crv", json_string(c->jwk));
+		api_json_put(jwk, "crv", json_string(c->jwk), &bad);
 	if (!EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_PUB_KEY, pt,
 	        sizeof(pt), &len) ||
 	    len <= 1 || pt[0] != 0x04)
 		return VLT_ERR_INTERNAL;
 	fl = (len - 1) / 2;
-	json_object_set_new(jwk, "x", api_json_b64(pt + 1, fl));
-	json_object_set_new(jwk, "y", api_json_b64(pt + 1 + fl, fl));
-	return 0;
+	api_json_put(jwk, "x", api_json_b64(pt + 1, fl), &bad);
+	api_json_put(jwk, "y", api_json_b64(pt + 1 + fl, fl), &bad);
+	return bad ? VLT_ERR_NO_MEMORY : 0;
 }
 
 json_t *
@@ -81,25 +82,29 @@ keys_jwk_public(const struct vlt_key_info *k, const char *kid)
 {
 	const unsigned char *p = k->spki;
 	EVP_PKEY *pk = d2i_PUBKEY(NULL, &p, (long)k->spki_len);
-	int rsa = k->kty == VLT_KTY_RSA;
+	int rsa = k->kty == VLT_KTY_RSA, bad = 0;
 	json_t *jwk;
 
 	if (pk == NULL)
 		return NULL;
 	jwk = json_object();
-	json_object_set_new(jwk, "kid", json_string(kid));
-	json_object_set_new(jwk, "kty",
+	api_json_put(jwk, "kid", json_string(kid), &bad);
+	api_json_put(jwk, "kty",
 	    json_string(rsa ? (k->hsm ? "RSA-HSM" : "RSA") :
-	                      (k->hsm ? "EC-HSM" : "EC")));
-	json_object_set_new(jwk, "key_ops", keys_ops_json(k->key_ops));
+	                      (k->hsm ? "EC-HSM" : "EC")),
+	    &bad);
+	api_json_put(jwk, "key_ops", keys_ops_json(k->key_ops), &bad);
 	/* a key whose numbers cannot be read still answers, without them,
-	 * as it always has */
-	if (rsa)
-		(void)rsa_public(jwk, pk);
-	else
-		(void)ec_public(jwk, pk, k);
+	 * as it always has; a JWK short of memory is not answered at all */
+	if ((rsa ? rsa_public(jwk, pk) : ec_public(jwk, pk, k)) ==
+	    VLT_ERR_NO_MEMORY)
+		bad = 1;
 	EVP_PKEY_free(pk);
 	ERR_clear_error();
+	if (bad) {
+		json_decref(jwk);
+		return NULL;
+	}
 	return jwk;
 }
 
