@@ -100,24 +100,23 @@ hex_hash(const char *data, size_t len, char out[65])
 	out[2 * sizeof(md)] = '\0';
 }
 
-/* Index of rotated files: audit.log.N; returns the highest N (0: none). */
+/* The highest N of DIR's files named prefix + N (0: none): the rotated
+ * files (audit.log.N) and the torn tails (audit.log.torn-N). */
 static unsigned
-highest_index(const char *dir)
+highest_suffix(const char *dir, const char *prefix)
 {
+	size_t plen = strlen(prefix);
 	DIR *d = opendir(dir);
 	struct dirent *e;
 	unsigned hi = 0;
+	uint64_t n;
 
 	if (d == NULL)
 		return 0;
-	while ((e = readdir(d)) != NULL) {
-		uint64_t n;
-
-		if (strncmp(e->d_name, "audit.log.", 10) != 0)
-			continue;
-		if (parse_u64(e->d_name + 10, 999999, &n) == 0 && n > hi)
+	while ((e = readdir(d)) != NULL)
+		if (strncmp(e->d_name, prefix, plen) == 0 &&
+		    parse_u64(e->d_name + plen, 999999, &n) == 0 && n > hi)
 			hi = (unsigned)n;
-	}
 	closedir(d);
 	return hi;
 }
@@ -171,30 +170,6 @@ write_some(int fd, const char *p, size_t n, int *err)
 	return done;
 }
 
-/* Highest N of DIR's audit.log.torn-N (0: none). */
-static unsigned
-highest_torn(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	unsigned hi = 0;
-
-	if (d == NULL)
-		return 0;
-	while ((e = readdir(d)) != NULL) {
-		uint64_t n;
-
-		if (strncmp(e->d_name, TORN_PREFIX, sizeof(TORN_PREFIX) - 1) !=
-		    0)
-			continue;
-		if (parse_u64(e->d_name + sizeof(TORN_PREFIX) - 1, 999999,
-		        &n) == 0 &&
-		    n > hi)
-			hi = (unsigned)n;
-	}
-	closedir(d);
-	return hi;
-}
 
 /* Where the bytes after the last newline of fd (size bytes) begin: size
  * when the file ends with one (or is empty), 0 when it has none. */
@@ -285,7 +260,7 @@ keep_aside(struct vlt_audit *a, int fd, uint64_t end,
 	int out, r, err;
 
 	if (str_fmt(rep->side_file, sizeof(rep->side_file), TORN_PREFIX "%u",
-	        highest_torn(a->dir) + 1) != 0 ||
+	        highest_suffix(a->dir, TORN_PREFIX) + 1) != 0 ||
 	    str_fmt(side, sizeof(side), "%s/%s", a->dir, rep->side_file) != 0)
 		return VLT_ERR_IO;
 	out = open(side, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -454,7 +429,7 @@ vlt_audit_open(const char *data_dir, size_t max_bytes, struct vlt_audit **out,
 	if ((r = repair_tail(a, repair)) != 0)
 		goto fail;
 	r = VLT_ERR_IO;
-	a->next_index = highest_index(a->dir) + 1;
+	a->next_index = highest_suffix(a->dir, "audit.log.") + 1;
 	memset(a->prev, '0', 64);
 	a->prev[64] = '\0';
 	if (last_line_hash(a->path, a->prev) != 0 && a->next_index > 1 &&
@@ -1070,7 +1045,8 @@ verify_rotated(const char *dir, char prev[65], struct vstate *vs,
     struct vlt_audit_verdict *out)
 {
 	char path[4300], label[64];
-	unsigned i, hi = highest_index(dir), lo = lowest_held(dir, hi);
+	unsigned i, hi = highest_suffix(dir, "audit.log."),
+	            lo = lowest_held(dir, hi);
 	int r;
 
 	if (lo > 1 && vs->key != NULL) {
