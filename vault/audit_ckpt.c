@@ -16,7 +16,7 @@
  * sign again. K is the first 8 bytes (hex) of SHA-256 of the key's SPKI.
  *
  * Owns: the signer the log calls (the token's audit key, the public key
- * written to DIR/audit/audit-key.pem, 0644, at first use), the record
+ * written to DIR/audit/audit-key.pem, 0600 like every file of DIR, at first use), the record
  * and its check.
  * Must never: sign anything but the fixed message above; overwrite an
  * audit-key.pem that holds another key (that is evidence).
@@ -327,7 +327,7 @@ vlt_ckpt_key_free(struct vlt_ckpt_key *k)
 	free(k);
 }
 
-/* pem into path (0644) by a synced temporary file and a rename. */
+/* pem into path (0600, as every file of DIR) by a synced temporary file and a rename. */
 static int
 pem_write(const char *path, const buf_t *pem)
 {
@@ -337,7 +337,7 @@ pem_write(const char *path, const buf_t *pem)
 
 	if (str_fmt(tmp, sizeof(tmp), "%s.tmp", path) != 0)
 		return VLT_ERR_IO;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return VLT_ERR_IO;
 	while (done < buf_len(pem)) {
@@ -348,7 +348,7 @@ pem_write(const char *path, const buf_t *pem)
 		}
 		done += (size_t)w;
 	}
-	if (!err && fchmod(fd, 0644) == 0 && fsync(fd) == 0)
+	if (!err && fchmod(fd, 0600) == 0 && fsync(fd) == 0)
 		r = 0;
 	close(fd);
 	if (r == 0 && rename(tmp, path) != 0)

@@ -82,9 +82,9 @@ describe('audit log: signed checkpoints', { timeout: 180000 }, () => {
     if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  test('checkpoints are written (every 5 lines, at start and at stop), the public key is audit-key.pem (0644), and verify checks them all', async () => {
+  test('checkpoints are written (every 5 lines, at start and at stop), the public key is audit-key.pem (0600, as every file of the data directory), and verify checks them all', async () => {
     const pem = path.join(v.dir, 'audit', 'audit-key.pem');
-    assert.equal(fs.statSync(pem).mode & 0o777, 0o644);
+    assert.equal(fs.statSync(pem).mode & 0o777, 0o600);
     assert.match(fs.readFileSync(pem, 'utf8'), /^-----BEGIN PUBLIC KEY-----/);
     const lines = linesOf(file);
     const cps = lines.map((l, i) => [JSON.parse(l), i]).filter(([o]) => o.event === 'audit_checkpoint');
