@@ -18,50 +18,21 @@
 
 #include "hsm/hsm_int.h"
 
-static CK_BBOOL ck_true = CK_TRUE;
-static CK_BBOOL ck_false = CK_FALSE;
-
 /* The pair, in a R/W session of its own on slot (the login is shared). */
 static int
 audit_pair_make(tok_t *h)
 {
-	uint8_t params[16];
-	size_t plen = sizeof(params);
-	CK_ATTRIBUTE pub[] = {
-		{ CKA_TOKEN, &ck_true, sizeof(ck_true) },
-		{ CKA_PRIVATE, &ck_false, sizeof(ck_false) },
-		{ CKA_LABEL, HSM_AUDIT_LABEL, sizeof(HSM_AUDIT_LABEL) - 1 },
-		{ CKA_EC_PARAMS, params, 0 },
-		{ CKA_VERIFY, &ck_true, sizeof(ck_true) },
-	};
-	CK_ATTRIBUTE priv[] = {
-		{ CKA_TOKEN, &ck_true, sizeof(ck_true) },
-		{ CKA_PRIVATE, &ck_true, sizeof(ck_true) },
-		{ CKA_LABEL, HSM_AUDIT_LABEL, sizeof(HSM_AUDIT_LABEL) - 1 },
-		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
-		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
-		{ CKA_SIGN, &ck_true, sizeof(ck_true) },
-		{ CKA_DECRYPT, &ck_false, sizeof(ck_false) },
-		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },
-		{ CKA_UNWRAP, &ck_false, sizeof(ck_false) },
-	};
-	CK_MECHANISM m = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
-	CK_OBJECT_HANDLE hpub, hpriv;
 	CK_SESSION_HANDLE rw = CK_INVALID_HANDLE;
 	CK_RV rv;
 	int rc;
 
-	if ((rc = hsm_curve_der(NID_X9_62_prime256v1, params, &plen)) != 0)
-		return rc;
-	pub[3].ulValueLen = plen;
 	rv = h->f->C_OpenSession(h->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
 	    NULL, NULL, &rw);
 	if (rv != CKR_OK)
 		return hsm_init_rv(rv);
-	rv = h->f->C_GenerateKeyPair(rw, &m, pub, sizeof(pub) / sizeof(pub[0]),
-	    priv, sizeof(priv) / sizeof(priv[0]), &hpub, &hpriv);
+	rc = hsm_sign_pair_make(h->f, rw, HSM_AUDIT_LABEL);
 	(void)h->f->C_CloseSession(rw);
-	return hsm_init_rv(rv);
+	return rc;
 }
 
 /* The audit key's half of class cls, made first when the token has no

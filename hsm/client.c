@@ -899,14 +899,17 @@ hsm_key_forget(hsm_t *h, const char *cache_id)
 	tokp_msg_clear(&a);
 }
 
-int
-hsm_jwt_sign(hsm_t *h, const uint8_t *data, size_t len, uint8_t sig[64])
+/* A 64-byte signature (r||s) by a token key, op TOKP_JWT_SIGN or
+ * TOKP_AUDIT_SIGN. */
+static int
+sign_call(hsm_t *h, enum tokp_op op, const uint8_t *data, size_t len,
+    uint8_t sig[64])
 {
 	struct tokp_buf b;
 	struct tokp_msg a;
 	int rc;
 
-	tokp_begin(&b, TOKP_JWT_SIGN, 0, 0);
+	tokp_begin(&b, op, 0, 0);
 	tokp_put(&b, data, len);
 	if ((rc = call(h, &b, &a)) == HSM_OK) {
 		if (a.f[0].len != 64)
@@ -916,6 +919,12 @@ hsm_jwt_sign(hsm_t *h, const uint8_t *data, size_t len, uint8_t sig[64])
 	}
 	tokp_msg_clear(&a);
 	return rc;
+}
+
+int
+hsm_jwt_sign(hsm_t *h, const uint8_t *data, size_t len, uint8_t sig[64])
+{
+	return sign_call(h, TOKP_JWT_SIGN, data, len, sig);
 }
 
 int
@@ -960,23 +969,10 @@ hsm_jwt_public(hsm_t *h, uint8_t **spki, size_t *spki_len)
 int
 hsm_audit_sign(hsm_t *h, const uint8_t *data, size_t len, uint8_t sig[64])
 {
-	struct tokp_buf b;
-	struct tokp_msg a;
-	int rc;
-
 	if (h == NULL || data == NULL || len == 0 ||
 	    len > TOKP_AUDIT_DATA_MAX || sig == NULL)
 		return HSM_ERR_ARGS;
-	tokp_begin(&b, TOKP_AUDIT_SIGN, 0, 0);
-	tokp_put(&b, data, len);
-	if ((rc = call(h, &b, &a)) == HSM_OK) {
-		if (a.f[0].len != 64)
-			rc = HSM_ERR_INTERNAL;
-		else
-			memcpy(sig, a.f[0].p, 64);
-	}
-	tokp_msg_clear(&a);
-	return rc;
+	return sign_call(h, TOKP_AUDIT_SIGN, data, len, sig);
 }
 
 int

@@ -186,6 +186,13 @@ void hsm_destroy(CK_FUNCTION_LIST *f, struct hsm_sess *s, CK_OBJECT_HANDLE *o);
  * extractable. */
 CK_RV hsm_role_key_make(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
     const char *label, CK_OBJECT_HANDLE *k) HSM_WUR;
+/* DER of a curve's OID, as CKA_EC_PARAMS holds it: at most this long */
+#define HSM_EC_PARAMS_MAX 16
+/* An EC P-256 token key pair labelled label whose private half is
+ * sensitive, never extractable and sign-only (the JWT key, the audit
+ * key), in R/W session s. */
+int hsm_sign_pair_make(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
+    const char *label) HSM_WUR;
 /* The same in a R/W session of its own on slot (the login is shared). */
 CK_RV hsm_role_key_new(CK_FUNCTION_LIST *f, CK_SLOT_ID slot, const char *label,
     CK_OBJECT_HANDLE *k) HSM_WUR;

@@ -20,7 +20,6 @@
 #include "hsm/buf.h"
 #include "hsm/hsm_int.h"
 
-#define HSM_EC_PARAMS_MAX 16
 
 static CK_BBOOL ck_true = CK_TRUE;
 static CK_BBOOL ck_false = CK_FALSE;

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/obj_mac.h>
+
 #include "hsm/hsm_int.h"
 
 #define HSM_LABEL_MAX 32
@@ -303,6 +305,41 @@ hsm_role_key_make(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, const char *label,
 	if (strcmp(label, HSM_BIND_LABEL) == 0)
 		return gen_bind_key(f, s, k);
 	return gen_aes_key(f, s, label, k);
+}
+
+int
+hsm_sign_pair_make(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, const char *label)
+{
+	uint8_t params[HSM_EC_PARAMS_MAX];
+	size_t plen = sizeof(params);
+	CK_ATTRIBUTE pub[] = {
+		{ CKA_TOKEN, &ck_true, sizeof(ck_true) },
+		{ CKA_PRIVATE, &ck_false, sizeof(ck_false) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+		{ CKA_EC_PARAMS, params, 0 },
+		{ CKA_VERIFY, &ck_true, sizeof(ck_true) },
+	};
+	CK_ATTRIBUTE priv[] = {
+		{ CKA_TOKEN, &ck_true, sizeof(ck_true) },
+		{ CKA_PRIVATE, &ck_true, sizeof(ck_true) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
+		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
+		{ CKA_SIGN, &ck_true, sizeof(ck_true) },
+		{ CKA_DECRYPT, &ck_false, sizeof(ck_false) },
+		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },
+		{ CKA_UNWRAP, &ck_false, sizeof(ck_false) },
+	};
+	CK_MECHANISM m = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+	CK_OBJECT_HANDLE hpub, hpriv;
+	int rc;
+
+	if ((rc = hsm_curve_der(NID_X9_62_prime256v1, params, &plen)) != 0)
+		return rc;
+	pub[3].ulValueLen = plen;
+	return hsm_init_rv(f->C_GenerateKeyPair(s, &m, pub,
+	    sizeof(pub) / sizeof(pub[0]), priv, sizeof(priv) / sizeof(priv[0]),
+	    &hpub, &hpriv));
 }
 
 CK_RV

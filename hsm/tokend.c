@@ -338,62 +338,66 @@ op_forget(struct tokd *d, tok_t *t, const struct tokp_msg *q,
 	return HSM_OK;
 }
 
+/* A signature (64 bytes, r||s) or a public key (SPKI) made by the token,
+ * as the answer: the JWT key and the audit key answer the same way. */
 static int
-op_jwt_sign(struct tokd *d, tok_t *t, const struct tokp_msg *q,
-    struct tokp_buf *b)
+answer_sig(int (*sign)(tok_t *, const uint8_t *, size_t, uint8_t[64]), tok_t *t,
+    const struct tokp_msg *q, struct tokp_buf *b)
 {
 	uint8_t sig[64];
 	int rc;
 
-	(void)d;
-	if ((rc = tok_jwt_sign(t, q->f[0].p, q->f[0].len, sig)) == HSM_OK)
+	if ((rc = sign(t, q->f[0].p, q->f[0].len, sig)) == HSM_OK)
 		tokp_put(b, sig, sizeof(sig));
 	return rc;
+}
+
+static int
+answer_spki(int (*pub)(tok_t *, uint8_t **, size_t *), tok_t *t,
+    struct tokp_buf *b)
+{
+	uint8_t *spki = NULL;
+	size_t spki_len = 0;
+	int rc;
+
+	if ((rc = pub(t, &spki, &spki_len)) == HSM_OK)
+		tokp_put(b, spki, spki_len);
+	free(spki);
+	return rc;
+}
+
+static int
+op_jwt_sign(struct tokd *d, tok_t *t, const struct tokp_msg *q,
+    struct tokp_buf *b)
+{
+	(void)d;
+	return answer_sig(tok_jwt_sign, t, q, b);
 }
 
 static int
 op_jwt_public(struct tokd *d, tok_t *t, const struct tokp_msg *q,
     struct tokp_buf *b)
 {
-	uint8_t *spki = NULL;
-	size_t spki_len = 0;
-	int rc;
-
 	(void)d;
 	(void)q;
-	if ((rc = tok_jwt_public(t, &spki, &spki_len)) == HSM_OK)
-		tokp_put(b, spki, spki_len);
-	free(spki);
-	return rc;
+	return answer_spki(tok_jwt_public, t, b);
 }
 
 static int
 op_audit_sign(struct tokd *d, tok_t *t, const struct tokp_msg *q,
     struct tokp_buf *b)
 {
-	uint8_t sig[64];
-	int rc;
-
 	(void)d;
-	if ((rc = tok_audit_sign(t, q->f[0].p, q->f[0].len, sig)) == HSM_OK)
-		tokp_put(b, sig, sizeof(sig));
-	return rc;
+	return answer_sig(tok_audit_sign, t, q, b);
 }
 
 static int
 op_audit_public(struct tokd *d, tok_t *t, const struct tokp_msg *q,
     struct tokp_buf *b)
 {
-	uint8_t *spki = NULL;
-	size_t spki_len = 0;
-	int rc;
-
 	(void)d;
 	(void)q;
-	if ((rc = tok_audit_public(t, &spki, &spki_len)) == HSM_OK)
-		tokp_put(b, spki, spki_len);
-	free(spki);
-	return rc;
+	return answer_spki(tok_audit_public, t, b);
 }
 
 /* Answers zeros while sealed: metrics work before the unseal. */

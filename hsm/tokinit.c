@@ -10,11 +10,9 @@
  */
 #include <string.h>
 
-#include <openssl/obj_mac.h>
 
 #include "hsm/hsm_int.h"
 
-#define HSM_EC_PARAMS_MAX 16
 
 static CK_BBOOL ck_true = CK_TRUE;
 static CK_BBOOL ck_false = CK_FALSE;
@@ -66,36 +64,7 @@ make_domain_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s)
 static int
 make_jwt_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s)
 {
-	uint8_t params[HSM_EC_PARAMS_MAX];
-	size_t plen = sizeof(params);
-	CK_ATTRIBUTE pub[] = {
-		{ CKA_TOKEN, &ck_true, sizeof(ck_true) },
-		{ CKA_PRIVATE, &ck_false, sizeof(ck_false) },
-		{ CKA_LABEL, HSM_JWT_LABEL, sizeof(HSM_JWT_LABEL) - 1 },
-		{ CKA_EC_PARAMS, params, 0 },
-		{ CKA_VERIFY, &ck_true, sizeof(ck_true) },
-	};
-	CK_ATTRIBUTE priv[] = {
-		{ CKA_TOKEN, &ck_true, sizeof(ck_true) },
-		{ CKA_PRIVATE, &ck_true, sizeof(ck_true) },
-		{ CKA_LABEL, HSM_JWT_LABEL, sizeof(HSM_JWT_LABEL) - 1 },
-		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
-		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
-		{ CKA_SIGN, &ck_true, sizeof(ck_true) },
-		{ CKA_DECRYPT, &ck_false, sizeof(ck_false) },
-		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },
-		{ CKA_UNWRAP, &ck_false, sizeof(ck_false) },
-	};
-	CK_MECHANISM m = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
-	CK_OBJECT_HANDLE hpub, hpriv;
-	int rc;
-
-	if ((rc = hsm_curve_der(NID_X9_62_prime256v1, params, &plen)) != 0)
-		return rc;
-	pub[3].ulValueLen = plen;
-	return hsm_init_rv(f->C_GenerateKeyPair(s, &m, pub,
-	    sizeof(pub) / sizeof(pub[0]), priv, sizeof(priv) / sizeof(priv[0]),
-	    &hpub, &hpriv));
+	return hsm_sign_pair_make(f, s, HSM_JWT_LABEL);
 }
 
 /* The token's keys, in R/W session s of a freshly initialised token:
