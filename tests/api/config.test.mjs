@@ -20,20 +20,10 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  startVault, stopVault, openVault, p11vault, freePort, raw, token, keyName,
+  startVault, stopVault, openVault, p11vault, freePort, raw, token, keyName, children,
 } from './lib/vault.mjs';
 
 const REFUSE_TIMEOUT_MS = 30000;
-
-function children(pid) {
-  const out = [];
-  for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
-    try {
-      out.push(...fs.readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean));
-    } catch { /* thread gone */ }
-  }
-  return out.map(Number);
-}
 
 // Every token process of a server: grandchildren started by its token
 // launcher (argv "token-process launcher").

@@ -12,18 +12,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  startVault, stopVault, raw, token, keyName, b64u, unb64u, sleep, waitFor,
+  startVault, stopVault, raw, token, keyName, b64u, unb64u, sleep, waitFor, children,
 } from './lib/vault.mjs';
-
-function children(pid) {
-  const out = [];
-  for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
-    try {
-      out.push(...fs.readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean));
-    } catch { /* thread gone */ }
-  }
-  return out.map(Number);
-}
 
 // The token process: a grandchild of the server, started by the token
 // launcher (argv "token-process launcher"), which holds nothing.

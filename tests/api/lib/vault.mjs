@@ -390,6 +390,17 @@ export async function rejectsWithStatus(promise, status, assert) {
 
 // Unique key names per test run (names are 1-127 of [0-9a-zA-Z-]).
 let nameCounter = 0;
+// The child processes of pid, every thread's (/proc/PID/task/T/children).
+export function children(pid) {
+  const out = [];
+  for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      out.push(...fs.readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean));
+    } catch { /* thread gone */ }
+  }
+  return out.map(Number);
+}
+
 export function keyName(prefix = 'k') {
   nameCounter += 1;
   return `${prefix}-${process.pid}-${nameCounter}-${Math.random().toString(36).slice(2, 8)}`;
