@@ -184,25 +184,6 @@ vlt_ckpt_is(const char *line, size_t n)
 	    strncmp(line + 74, CKPT_TAG, sizeof(CKPT_TAG) - 1) == 0;
 }
 
-/* The text of "key":"..." in a checkpoint, at most cap-1 bytes of
- * [0-9A-Za-z._:-]. */
-static int
-field_text(const char *line, const char *key, char *dst, size_t cap)
-{
-	const char *p = strstr(line, key);
-	size_t n = 0;
-
-	if (p == NULL)
-		return VLT_ERR_BAD_PARAM;
-	for (p += strlen(key); *p != '"'; p++) {
-		if (*p == '\0' || *p == '\\' || n + 1 >= cap)
-			return VLT_ERR_BAD_PARAM;
-		dst[n++] = *p;
-	}
-	dst[n] = '\0';
-	return 0;
-}
-
 int
 vlt_ckpt_lines(const char *line, uint64_t *lines)
 {
@@ -235,10 +216,14 @@ vlt_ckpt_check(const struct vlt_ckpt_key *k, const char *line, size_t n,
 	(void)n;
 	*why = "malformed checkpoint";
 	if (vlt_ckpt_lines(line, lines) != 0 ||
-	    field_text(line, "\"time\":\"", ts, sizeof(ts)) != 0 ||
-	    field_text(line, "\"head\":\"", head, sizeof(head)) != 0 ||
-	    field_text(line, "\"kid\":\"", kid, sizeof(kid)) != 0 ||
-	    field_text(line, "\"sig\":\"", sigtext, sizeof(sigtext)) != 0 ||
+	    audit_field_text(line, "\"time\":\"", "._:-", ts, sizeof(ts)) !=
+	        0 ||
+	    audit_field_text(line, "\"head\":\"", "._:-", head, sizeof(head)) !=
+	        0 ||
+	    audit_field_text(line, "\"kid\":\"", "._:-", kid, sizeof(kid)) !=
+	        0 ||
+	    audit_field_text(line, "\"sig\":\"", "._:-", sigtext,
+	        sizeof(sigtext)) != 0 ||
 	    strlen(sigtext) != 86 || sig_decode(sigtext, sig) != 0)
 		return VLT_ERR_BAD_PARAM;
 	*why = "checkpoint head does not match the chain";

@@ -822,10 +822,9 @@ broken_at(struct vlt_audit_verdict *out, const char *label, size_t lineno)
 		where_set(out->broken, sizeof(out->broken), label);
 }
 
-/* The text of "key":"..." in a repair record (letters, digits, '.', '-',
- * '_' only, as the record's builder writes them). */
-static int
-repair_text(const char *line, const char *key, char *dst, size_t cap)
+int
+audit_field_text(const char *line, const char *key, const char *punct,
+    char *dst, size_t cap)
 {
 	const char *p = strstr(line, key);
 	size_t n = 0;
@@ -834,8 +833,8 @@ repair_text(const char *line, const char *key, char *dst, size_t cap)
 		return VLT_ERR_BAD_PARAM;
 	for (p += strlen(key); *p != '"'; p++) {
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		        (*p >= '0' && *p <= '9') || *p == '.' || *p == '-' ||
-		        *p == '_') ||
+		        (*p >= '0' && *p <= '9') ||
+		        (*p != '\0' && strchr(punct, *p) != NULL)) ||
 		    n + 1 >= cap)
 			return VLT_ERR_BAD_PARAM;
 		dst[n++] = *p;
@@ -876,10 +875,10 @@ note_repair(struct vlt_audit_verdict *out, const char *line, const char *label,
 	if (repair_number(line, "\"offset\":", &rep.offset) != 0 ||
 	    repair_number(line, "\"length\":", &rep.length) != 0 ||
 	    rep.length == 0 ||
-	    repair_text(line, "\"sha256\":\"", rep.sha256,
+	    audit_field_text(line, "\"sha256\":\"", "._-", rep.sha256,
 	        sizeof(rep.sha256)) != 0 ||
 	    strlen(rep.sha256) != 64 ||
-	    repair_text(line, "\"sideFile\":\"", rep.side_file,
+	    audit_field_text(line, "\"sideFile\":\"", "._-", rep.side_file,
 	        sizeof(rep.side_file)) != 0 ||
 	    str_fmt(rep.at, sizeof(rep.at), "%s:%zu", label, lineno) != 0)
 		return VLT_ERR_BAD_PARAM;

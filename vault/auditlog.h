@@ -29,6 +29,11 @@ int vlt_audit_append(struct vlt_audit *a, const char *object_json,
  * are written first (the next request retries them); else
  * VLT_ERR_STORAGE. */
 int vlt_audit_ready(struct vlt_audit *a) VLT_WUR;
+/* The text of "key":"..." in a record this vault wrote (key includes the
+ * opening quote of the value): letters, digits and the characters of
+ * punct only, at most cap - 1 bytes; else VLT_ERR_BAD_PARAM. */
+int audit_field_text(const char *line, const char *key, const char *punct,
+    char *dst, size_t cap) VLT_WUR;
 /* The log's storage-fault state: failing now, storage errors so far, the
  * episode's reason (at most cap bytes). */
 void vlt_audit_state(struct vlt_audit *a, int *failing, uint64_t *errors,
