@@ -79,7 +79,8 @@ vlt_syslog_open(const char *socket_path, struct vlt_syslog **out)
 	}
 	s->addr.sun_family = AF_UNIX;
 	memcpy(s->addr.sun_path, socket_path, n + 1);
-	s->addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+	s->addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n +
+	    1);
 	/* a failure here is tried again at the next line (refused, not
 	 * fatal, under the filter) */
 	s->fd = sock_new();
@@ -147,8 +148,8 @@ header(char *hdr, size_t cap)
 	    gmtime_r(&ts.tv_sec, &tm) == NULL || tm.tm_mon < 0 ||
 	    tm.tm_mon > 11)
 		return VLT_ERR_INTERNAL;
-	return str_fmt(hdr, cap, "<%d>%s %2d %02d:%02d:%02d " SYSLOG_TAG
-	                         "[%ld]: ",
+	return str_fmt(hdr, cap,
+	           "<%d>%s %2d %02d:%02d:%02d " SYSLOG_TAG "[%ld]: ",
 	           SYSLOG_PRI, mon[tm.tm_mon], tm.tm_mday, tm.tm_hour,
 	           tm.tm_min, tm.tm_sec, (long)getpid()) == 0 ?
 	    0 :

@@ -54,8 +54,7 @@ void vlt_syslog_close(struct vlt_syslog *s);
  * sent as a datagram; the start of a line cut by a short write is kept
  * for the rest. Never blocks; a line not taken is counted as dropped. */
 void vlt_syslog_forward(struct vlt_syslog *s, const char *p, size_t n);
-void vlt_syslog_counts(struct vlt_syslog *s, uint64_t *sent,
-    uint64_t *dropped);
+void vlt_syslog_counts(struct vlt_syslog *s, uint64_t *sent, uint64_t *dropped);
 /* From now on the log hands s (owned from now) every byte it writes,
  * checkpoints and repair records included. Before the first line. */
 void vlt_audit_set_syslog(struct vlt_audit *a, struct vlt_syslog *s);
