@@ -26,6 +26,9 @@
  * the file is cut back to its last complete line (synced); the caller
  * chains a record of the cut (vault/audit_record.c). Verification lists
  * those records and treats nothing else as a repair.
+ * Copy to syslog (audit_syslog=true): the writer hands the bytes that
+ * reached the file, in file order, to vault/audit_syslog.c, which never
+ * blocks it nor fails a line (the file is the record).
  *
  * Must never: accept content it did not get from the one record
  * builder, vault/audit_record.c (which builds records only from recorded
