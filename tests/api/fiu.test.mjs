@@ -44,7 +44,7 @@ const KINDS = ['write', 'auditSync', 'dbSync', 'pwrite'];
 const STORAGE_MSG = /The vault's storage cannot be written \(disk full or failing\)/;
 const CLIENTS = 4;
 const NAMES = 3;
-const STEPS = Number(process.env.P11VAULT_FIU_STEPS || 14); // per client per phase
+const STEPS = Number(process.env.P11VAULT_FIU_STEPS || 10); // per client per phase
 // store: only the store's writes fail, so a 503 must have changed nothing;
 // audit: the audit line of a committed change may fail (see above)
 const PHASES = [

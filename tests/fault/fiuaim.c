@@ -35,14 +35,14 @@
 enum { K_WRITE, K_SYNC_EXE, K_SYNC_DB, K_PWRITE, K_N };
 
 struct fiuaim_ctl {
-	uint32_t pid;        /* the process the points are enabled in */
-	uint32_t on;         /* 1 << K_* bits, set by the test */
-	uint32_t permille;   /* a call's chance to fail, in 1/1000 */
-	uint32_t err;        /* the errno a failed call sets (EIO, ENOSPC) */
-	uint32_t calls[K_N]; /* eligible calls seen while on */
+	uint32_t pid;         /* the process the points are enabled in */
+	uint32_t on;          /* 1 << K_* bits, set by the test */
+	uint32_t permille;    /* a call's chance to fail, in 1/1000 */
+	uint32_t err;         /* the errno a failed call sets (EIO, ENOSPC) */
+	uint32_t calls[K_N];  /* eligible calls seen while on */
 	uint32_t faults[K_N]; /* failures injected */
 	uint32_t seed;
-	uint32_t hooks;      /* every call of the callback, on or off */
+	uint32_t hooks; /* every call of the callback, on or off */
 };
 
 static struct fiuaim_ctl *ctl;
