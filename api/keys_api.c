@@ -391,6 +391,8 @@ route_run(struct api_req *q, struct api_resp *r, const struct route *rt,
 	q->operation = pname;
 	if (api_authz(q, r, perm, pname) != 0)
 		return;
+	if (q->mutating && api_audit_intent(q, r) != 0)
+		return;
 	rt->fn(q, r, t);
 }
 
