@@ -171,7 +171,8 @@ keys_import(struct api_req *q, struct api_resp *r, const struct key_target *t)
 		if (kty == VLT_KTY_EC &&
 		    keys_parse_crv(key, "key.crv", 0, &crv, r) != 0)
 			goto out;
-		req.crv = crv != NULL ? (enum vlt_curve)crv->code : VLT_CRV_NONE;
+		req.crv = crv != NULL ? (enum vlt_curve)crv->code :
+		                        VLT_CRV_NONE;
 		import_byok(q, r, t->name, key, &req);
 		goto out;
 	}

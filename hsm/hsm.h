@@ -59,7 +59,7 @@ enum hsm_alg {
 	HSM_ALG_PS512, /* salt = digest length */
 	HSM_ALG_ES256,
 	HSM_ALG_ES384,
-	HSM_ALG_ES512, /* raw r||s output */
+	HSM_ALG_ES512,  /* raw r||s output */
 	HSM_ALG_ES256K, /* ECDSA on secp256k1, SHA-256 digest, r||s */
 };
 

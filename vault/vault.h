@@ -515,10 +515,10 @@ int vault_audit_verify_key(const char *data_dir, const char *key_pem,
  * rotation (vault/rotation.c) ------------------------------------------- */
 
 struct vlt_import_req {
-	int hsm;          /* answer as RSA-HSM / EC-HSM */
-	enum vlt_kty kty; /* BYOK: the declared kty (0: any) */
+	int hsm;            /* answer as RSA-HSM / EC-HSM */
+	enum vlt_kty kty;   /* BYOK: the declared kty (0: any) */
 	enum vlt_curve crv; /* BYOK: the declared crv (NONE: any) */
-	unsigned key_ops; /* 0 = default for the kty */
+	unsigned key_ops;   /* 0 = default for the kty */
 	int enabled;
 	int64_t nbf, exp; /* 0 = unset */
 	const char *tags; /* validated JSON object text or NULL */
