@@ -38,8 +38,8 @@ struct cli_session {
 	/* "": connect to the URL's host (port) */
 	char connect_ip[64];
 	char connect_port[8];
-	json_t *admin;        /* the parsed admin.json */
-	char *token;          /* bearer token (freezero_str) */
+	json_t *admin; /* the parsed admin.json */
+	char *token;   /* bearer token (freezero_str) */
 };
 
 /* ---- output ---------------------------------------------------------------*/
@@ -197,8 +197,7 @@ request_init(const struct cli_session *s, struct cli_request *rq,
 	rq->path = path;
 	rq->ca_file = s->ca_file[0] != '\0' ? s->ca_file : NULL;
 	rq->connect_ip = s->connect_ip[0] != '\0' ? s->connect_ip : NULL;
-	rq->connect_port = s->connect_port[0] != '\0' ? s->connect_port :
-	                                                 NULL;
+	rq->connect_port = s->connect_port[0] != '\0' ? s->connect_port : NULL;
 }
 
 /* src into dst without its trailing slashes. */
@@ -419,8 +418,7 @@ locate(struct cli_session *s, const struct cli_where *w)
 	    (w->data != NULL && (rc = read_conf(w->data, &conf)) != 0))
 		goto out;
 	if (w->data != NULL && w->vault_url == NULL &&
-	    !url_host_is_ip(s->vault_url) &&
-	    (rc = local_target(s, conf)) != 0)
+	    !url_host_is_ip(s->vault_url) && (rc = local_target(s, conf)) != 0)
 		goto out;
 	rc = find_resource(s, w, conf);
 out:

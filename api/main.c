@@ -772,8 +772,8 @@ cmd_serve(int argc, char **argv)
 	memset(&ctx, 0, sizeof(ctx));
 	serve_open(&ctx, dir, user, opt(argc, argv, "--insecure-test-clock"));
 	serve_context(&ctx);
-	if (listen == NULL && (listen = vault_config(ctx.vault, "listen")) !=
-	        NULL)
+	if (listen == NULL &&
+	    (listen = vault_config(ctx.vault, "listen")) != NULL)
 		listen = serve_listen_compat(listen, ctx.vault_url, compat,
 		    sizeof(compat));
 	if (listen == NULL)

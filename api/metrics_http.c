@@ -7,7 +7,7 @@
  *
  * Owns: that listener and its one route.
  * Must never: answer anything but /metrics (no key, identity or admin call
- * is reachable through it), read a request body, or serve metrics whose
+ * is reachable through it), keep a request body, or serve metrics whose
  * labels carry names or identities (metrics.c's rule keeps them out).
  */
 #include <errno.h>
@@ -78,8 +78,10 @@ met_request(void *cls, struct MHD_Connection *conn, const char *url,
 		*con_cls = s;
 		return MHD_YES;
 	}
-	if (*upload_data_size != 0) /* a body is never read */
-		return MHD_NO;
+	if (*upload_data_size != 0) { /* a body is dropped unread */
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
 	if (strcmp(url, "/metrics") != 0)
 		return met_text(conn, 404, "not found: only /metrics\n");
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
@@ -124,7 +126,8 @@ api_metrics_server_start(struct api_ctx *c, const char *listen,
 	    MHD_OPTION_END);
 	if (s->daemon == NULL) {
 		err_set(err, err_len, "cannot listen on %s (metrics): %s",
-		    listen, errno ? strerror(errno) : "MHD_start_daemon failed");
+		    listen,
+		    errno ? strerror(errno) : "MHD_start_daemon failed");
 		free(s);
 		return -1;
 	}
