@@ -143,6 +143,7 @@ static const struct conf_key conf_keys[] = {
 	{ "tenant_id", CONF_STRING, 0, 0 },
 	{ "resource", CONF_STRING, 0, 0 },
 	{ "listen", CONF_STRING, 0, 0 },
+	{ "metrics_listen", CONF_STRING, 0, 0 },
 	{ "module", CONF_PATH, 0, 0 },
 	{ "token_label", CONF_STRING, 0, 0 },
 	{ "softhsm_conf", CONF_PATH, 0, 0 },
