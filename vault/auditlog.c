@@ -351,8 +351,8 @@ repair_tail(struct vlt_audit *a, struct vlt_audit_repair *rep)
 	if ((r = tail_start(fd, (uint64_t)st.st_size, &start)) != 0 ||
 	    start == (uint64_t)st.st_size)
 		goto out;
-	if ((r = copy_hash(fd, start, (uint64_t)st.st_size, -1,
-	         rep->sha256)) != 0 ||
+	if ((r = copy_hash(fd, start, (uint64_t)st.st_size, -1, rep->sha256)) !=
+	        0 ||
 	    (r = str_fmt(rep->side_file, sizeof(rep->side_file),
 	         TORN_PREFIX "%u", highest_suffix(a->dir, TORN_PREFIX) + 1)) !=
 	        0)

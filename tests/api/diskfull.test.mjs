@@ -26,7 +26,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  openVault, stopVault, token, raw, p11vault, testCa, freePort, keyName, waitFor, API_VERSION,
+  openVault, stopVault, token, tokenRequest, raw, p11vault, testCa, freePort, keyName, waitFor, API_VERSION,
 } from './lib/vault.mjs';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -38,8 +38,9 @@ const MAX_READS = 400;
 
 const q = (p) => p + (p.includes('?') ? '&' : '?') + `api-version=${API_VERSION}`;
 
-// Fills the file system holding dir: a file written until ENOSPC.
-function fill(file) {
+// Fills the file system holding dir: a file written until ENOSPC, then
+// cut by leave bytes (room for a few creates, which fill the rest).
+function fill(file, leave = 0) {
   const fd = fs.openSync(file, 'w');
   const chunk = Buffer.alloc(64 * 1024, 0x5a);
   try {
@@ -53,9 +54,11 @@ function fill(file) {
   } catch (e) {
     if (e.code !== 'ENOSPC') throw e;
   } finally {
+    if (leave > 0) fs.ftruncateSync(fd, Math.max(0, fs.fstatSync(fd).size - leave));
     fs.closeSync(fd);
   }
 }
+const ROOM = 384 * 1024; // a few dozen creates' worth
 
 function assertStorage(r, what) {
   assert.equal(r.status, 503, `${what}: expected 503, got ${r.status}: ${r.text.slice(0, 300)}`);
@@ -114,7 +117,7 @@ describe('a full disk: storage errors, fail-closed audit, recovery by itself', {
   });
 
   test('with the disk full, a create is refused with the storage error, not the HSM one', async () => {
-    fill(path.join(base, 'filler'));
+    fill(path.join(base, 'filler'), ROOM);
     let refused;
     for (let i = 0; i < MAX_CREATES && !refused; i++) {
       const name = keyName('full');
@@ -123,6 +126,7 @@ describe('a full disk: storage errors, fail-closed audit, recovery by itself', {
       else refused = r;
     }
     assert.ok(refused, `a create was refused within ${MAX_CREATES}`);
+    assert.ok(acked.length > 2, `creates were served until the disk filled: ${acked.length}`);
     assertStorage(refused, 'create on a full disk');
   });
 
@@ -203,7 +207,8 @@ describe('a full disk: storage errors, fail-closed audit, recovery by itself', {
     tok = await token(v);
     // room kept back for the torn line written after the kill
     fs.writeFileSync(reserve(), Buffer.alloc(256 * 1024, 0x5a));
-    fill(path.join(base, 'filler'));
+    fill(path.join(base, 'filler'), ROOM);
+    const ackedBefore = acked.length;
     let refused;
     for (let i = 0; i < MAX_CREATES && !refused; i++) {
       const name = keyName('full2');
@@ -212,6 +217,7 @@ describe('a full disk: storage errors, fail-closed audit, recovery by itself', {
       else refused = r;
     }
     assert.ok(refused, `a create was refused within ${MAX_CREATES}`);
+    assert.ok(acked.length > ackedBefore + 2, `creates were served until the disk filled: ${acked.length - ackedBefore}`);
     assertStorage(refused, 'create on a full disk (second fill)');
     for (let i = 0; i < MAX_READS; i++) {
       const r = await raw(v, 'GET', q(`/keys/${rsa}`), { token: tok });
@@ -246,6 +252,9 @@ describe('a full disk: storage errors, fail-closed audit, recovery by itself', {
     assertStorage(await raw(v, 'POST', q(`/keys/${rsa}/wrapkey`), { token: tok, body: { alg: 'RSA-OAEP-256', value: dek.toString('base64url') } }), 'wrapKey after a restart on a full disk');
     assertStorage(await raw(v, 'POST', q(`/keys/${rsa}/unwrapkey`), { token: tok, body: { alg: 'RSA-OAEP-256', value: wrapped } }), 'unwrapKey after a restart on a full disk');
     assertStorage(await raw(v, 'POST', q(`/keys/${keyName('full3')}/create`), { token: tok, body: { kty: 'EC', crv: 'P-256' } }), 'create after a restart on a full disk');
+    const t = await tokenRequest(v, { clientId: v.admin.clientId, clientSecret: v.admin.clientSecret });
+    assert.equal(t.status, 503, `a new token is refused too: ${t.text}`);
+    assert.equal(t.headers['retry-after'], '5');
     const m = await raw(v, 'GET', '/metrics', { token: tok });
     assert.equal(m.status, 200, m.text);
     assert.match(m.text, /^p11vault_storage_ok\{part="audit"\} 0$/m);
