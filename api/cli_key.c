@@ -84,22 +84,22 @@ static const struct key_cmd key_cmds[] = {
 	    key_create },
 	{ "show", ID_OPTS | BIT(F_VERSION), BIT(F_NAME), ID_KEY,
 	    "prints a key's public part and attributes", key_show },
-	{ "list", BIT(F_VAULT) | BIT(F_ID) | BIT(F_MAXRESULTS) |
+	{ "list",
+	    BIT(F_VAULT) | BIT(F_ID) | BIT(F_MAXRESULTS) |
 	        BIT(F_INCLUDE_MANAGED),
 	    0, ID_VAULT, "lists the vault's keys", key_list },
 	{ "list-versions", ID_OPTS | BIT(F_MAXRESULTS), BIT(F_NAME), ID_KEY,
 	    "lists a key's versions", key_list_versions },
 	{ "list-deleted", BIT(F_VAULT) | BIT(F_ID) | BIT(F_MAXRESULTS), 0,
 	    ID_VAULT, "lists the deleted keys", key_list_deleted },
-	{ "set-attributes", ID_OPTS | ATTR_OPTS | BIT(F_VERSION) |
-	        BIT(F_ENABLED),
-	    BIT(F_NAME), ID_KEY,
-	    "changes a key version's attributes, operations or tags",
+	{ "set-attributes",
+	    ID_OPTS | ATTR_OPTS | BIT(F_VERSION) | BIT(F_ENABLED), BIT(F_NAME),
+	    ID_KEY, "changes a key version's attributes, operations or tags",
 	    key_set_attributes },
 	{ "delete", ID_OPTS, BIT(F_NAME), ID_KEY,
 	    "deletes a key, all its versions (soft delete)", key_delete },
-	{ "recover", ID_OPTS, BIT(F_NAME), ID_DELETED,
-	    "recovers a deleted key", key_recover },
+	{ "recover", ID_OPTS, BIT(F_NAME), ID_DELETED, "recovers a deleted key",
+	    key_recover },
 	{ "purge", ID_OPTS, BIT(F_NAME), ID_DELETED,
 	    "purges a deleted key for good", key_purge },
 	{ "rotate", ID_OPTS, BIT(F_NAME), ID_KEY,
@@ -123,7 +123,8 @@ static const struct key_cmd key_cmds[] = {
 	    ID_OPTS | BIT(F_VERSION) | BIT(F_ALGORITHM) | BIT(F_VALUE) |
 	        BIT(F_DATA_TYPE),
 	    BIT(F_NAME) | BIT(F_ALGORITHM) | BIT(F_VALUE), ID_KEY,
-	    "encrypts a value (base64, or --data-type plaintext)", key_encrypt },
+	    "encrypts a value (base64, or --data-type plaintext)",
+	    key_encrypt },
 	{ "decrypt",
 	    ID_OPTS | BIT(F_VERSION) | BIT(F_ALGORITHM) | BIT(F_VALUE) |
 	        BIT(F_DATA_TYPE),
@@ -157,10 +158,11 @@ key_usage(FILE *f)
 {
 	size_t i;
 
-	fputs("usage: p11vault key SUBCOMMAND [--data DIR | --vault-url URL "
-	      "--admin FILE] ARGS\n"
-	      "Like 'az keyvault key SUBCOMMAND' (same flags, same JSON "
-	      "output). Subcommands:\n",
+	fputs(
+	    "usage: p11vault key SUBCOMMAND [--data DIR | --vault-url URL "
+	    "--admin FILE] ARGS\n"
+	    "Like 'az keyvault key SUBCOMMAND' (same flags, same JSON "
+	    "output). Subcommands:\n",
 	    f);
 	for (i = 0; i < NKEY_CMDS; i++)
 		fprintf(f, "  %-24s %s\n", key_cmds[i].sub, key_cmds[i].does);
@@ -172,9 +174,10 @@ cmd_help(const struct key_cmd *c)
 {
 	size_t i;
 
-	printf("usage: p11vault key %s [--data DIR | --vault-url URL --admin "
-	       "FILE [--ca FILE]] [--resource URL]\n\n%s (like 'az keyvault "
-	       "key %s').\n\nFlags (* required):\n",
+	printf(
+	    "usage: p11vault key %s [--data DIR | --vault-url URL --admin "
+	    "FILE [--ca FILE]] [--resource URL]\n\n%s (like 'az keyvault "
+	    "key %s').\n\nFlags (* required):\n",
 	    c->sub, c->does, c->sub);
 	for (i = 0; i < NKEY_OPTS; i++) {
 		const struct key_opt *o = &key_opts[i];
@@ -187,11 +190,12 @@ cmd_help(const struct key_cmd *c)
 		    o->choices ? "  {" : "", o->choices ? o->choices : "",
 		    o->choices ? "}" : "");
 	}
-	printf("\n--vault-name NAME: '%s' (or the first label of the vault "
-	       "URL's host); omitted: the\nvault of --data/--vault-url. --id: "
-	       "a key id https://HOST/keys/NAME[/VERSION]\n(recover, purge: "
-	       "https://HOST/deletedkeys/NAME; list, restore: the vault "
-	       "URL).\nExit status: 0 ok, 1 failed, 2 bad arguments.\n",
+	printf(
+	    "\n--vault-name NAME: '%s' (or the first label of the vault "
+	    "URL's host); omitted: the\nvault of --data/--vault-url. --id: "
+	    "a key id https://HOST/keys/NAME[/VERSION]\n(recover, purge: "
+	    "https://HOST/deletedkeys/NAME; list, restore: the vault "
+	    "URL).\nExit status: 0 ok, 1 failed, 2 bad arguments.\n",
 	    CLI_DEFAULT_VAULT);
 }
 
@@ -328,7 +332,8 @@ parse_one(const struct key_cmd *c, int argc, char **argv, int *i,
 			return take_multi(c, o, argc, argv, i, a);
 	}
 	/* a value may begin with '-' only for --value/--digest (base64) */
-	if (*i + 1 >= argc || (argv[*i + 1][0] == '-' && argv[*i + 1][1] == '-')) {
+	if (*i + 1 >= argc ||
+	    (argv[*i + 1][0] == '-' && argv[*i + 1][1] == '-')) {
 		usage_error(c, "argument %s: expected one argument", s);
 		return -1;
 	}
@@ -431,8 +436,7 @@ from_id(const struct key_cmd *c, cli_session_t *s, struct key_args *a)
 		    a->base);
 		return VLT_ERR_NOT_FOUND;
 	}
-	if (c->id == ID_VAULT)
-	{
+	if (c->id == ID_VAULT) {
 		if (p[strspn(p, "/")] != '\0')
 			goto bad;
 		return 0;
@@ -446,7 +450,8 @@ from_id(const struct key_cmd *c, cli_session_t *s, struct key_args *a)
 		goto bad;
 	return set_name(a, seg, nlen, p, strcspn(p, "/"));
 bad:
-	cli_fail_line("--id: want %s", c->id == ID_VAULT ? "the vault URL" :
+	cli_fail_line("--id: want %s",
+	    c->id == ID_VAULT       ? "the vault URL" :
 	        c->id == ID_DELETED ? "https://HOST/deletedkeys/NAME" :
 	                              "https://HOST/keys/NAME[/VERSION]");
 	return VLT_ERR_BAD_PARAM;
@@ -481,8 +486,8 @@ find_cmd(int argc, char **argv, int *first)
 	char two[64];
 	size_t i;
 
-	if (argc >= 3 && str_fmt(two, sizeof(two), "%s %s", argv[1], argv[2]) ==
-	        0)
+	if (argc >= 3 &&
+	    str_fmt(two, sizeof(two), "%s %s", argv[1], argv[2]) == 0)
 		for (i = 0; i < NKEY_CMDS; i++)
 			if (strcmp(two, key_cmds[i].sub) == 0) {
 				*first = 3;
@@ -515,8 +520,9 @@ cli_key(int argc, char **argv)
 		goto out;
 	}
 	if ((c = find_cmd(argc, argv, &first)) == NULL) {
-		usage_error(NULL, "'%.64s' is not a key subcommand (see "
-		                  "'p11vault key --help')",
+		usage_error(NULL,
+		    "'%.64s' is not a key subcommand (see "
+		    "'p11vault key --help')",
 		    argv[1]);
 		goto out;
 	}

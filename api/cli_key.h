@@ -122,8 +122,8 @@ json_t *key_out_item(const json_t *rest, int deleted) API_WUR;
 json_t *key_out_policy(const json_t *rest) API_WUR; /* KeyRotationPolicy */
 /* base64url (as the REST API speaks it) <-> standard base64 (as az
  * prints and reads it); NULL when s is not such text. */
-json_t *key_b64_std(const char *b64url) API_WUR;
-char *key_b64_url(const char *std) API_WUR;
+json_t *key_b64_std(const char *in) API_WUR;
+char *key_b64_url(const char *in) API_WUR;
 /* An az datetime (Y-m-dTH:M:SZ, Y-m-dTH:MZ, Y-m-dTHZ, Y-m-d) as Unix
  * seconds. */
 int key_time_parse(const char *s, int64_t *out) API_WUR;

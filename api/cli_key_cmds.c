@@ -112,8 +112,9 @@ put_attributes(json_t *body, const struct key_args *a)
 		if (v == NULL)
 			continue;
 		if (key_time_parse(v, &t) != 0) {
-			rc = key_bad_arg("argument --%s: invalid datetime value: "
-			                 "'%.64s' (Y-m-d'T'H:M:S'Z')",
+			rc = key_bad_arg(
+			    "argument --%s: invalid datetime value: "
+			    "'%.64s' (Y-m-d'T'H:M:S'Z')",
 			    i == 0 ? "not-before" : "expires", v);
 			goto out;
 		}
@@ -121,10 +122,10 @@ put_attributes(json_t *body, const struct key_args *a)
 		        json_integer((json_int_t)t)) != 0)
 			goto out;
 	}
-	rc = json_object_size(attrs) == 0 ?
-	    0 :
-	    json_object_set(body, "attributes", attrs) != 0 ? VLT_ERR_NO_MEMORY :
-	                                                      0;
+	rc = json_object_size(attrs) == 0 ? 0 :
+	    json_object_set(body, "attributes", attrs) != 0 ?
+	                                    VLT_ERR_NO_MEMORY :
+	                                    0;
 out:
 	json_decref(attrs);
 	return rc;
@@ -142,7 +143,8 @@ put_ops_tags(json_t *body, const struct key_args *a, const char *member)
 	if (ops == NULL || tags == NULL)
 		goto out;
 	for (i = 0; i < a->nmulti[0]; i++)
-		if (json_array_append_new(ops, json_string(a->multi[0][i])) != 0)
+		if (json_array_append_new(ops, json_string(a->multi[0][i])) !=
+		    0)
 			goto out;
 	for (i = 0; i < a->nmulti[1]; i++) {
 		const char *t = a->multi[1][i], *eq = strchr(t, '=');
@@ -161,8 +163,9 @@ put_ops_tags(json_t *body, const struct key_args *a, const char *member)
 		rc = VLT_ERR_NO_MEMORY;
 out:
 	if (rc == VLT_ERR_NO_MEMORY)
-		cli_fail_line("cannot build the request (is every value "
-		              "UTF-8?)");
+		cli_fail_line(
+		    "cannot build the request (is every value "
+		    "UTF-8?)");
 	json_decref(ops);
 	json_decref(tags);
 	return rc;
@@ -189,8 +192,9 @@ create_kty(const struct key_args *a, char *kty, size_t cap)
 	int hsm = strstr(k, "-HSM") != NULL;
 
 	if (prot != NULL && strcmp(prot, "software") == 0 && hsm)
-		return key_bad_arg("usage error: the key type %s is invalid for "
-		               "software protected keys; omit --protection",
+		return key_bad_arg(
+		    "usage error: the key type %s is invalid for "
+		    "software protected keys; omit --protection",
 		    k);
 	if (str_fmt(kty, cap, "%s%s", k,
 	        prot != NULL && strcmp(prot, "hsm") == 0 && !hsm ? "-HSM" :
@@ -211,8 +215,8 @@ key_create(cli_session_t *s, const struct key_args *a)
 		return VLT_ERR_NO_MEMORY;
 	if ((rc = create_kty(a, kty, sizeof(kty))) != 0)
 		goto out;
-	if (a->val[F_SIZE] != NULL && parse_u64(a->val[F_SIZE], 65536, &size) !=
-	        0) {
+	if (a->val[F_SIZE] != NULL &&
+	    parse_u64(a->val[F_SIZE], 65536, &size) != 0) {
 		rc = key_bad_arg("argument --size: invalid int value: '%.32s'",
 		    a->val[F_SIZE]);
 		goto out;
@@ -223,8 +227,8 @@ key_create(cli_session_t *s, const struct key_args *a)
 	        json_object_set_new(body, "key_size",
 	            json_integer((json_int_t)size)) != 0) ||
 	    (a->val[F_CURVE] != NULL &&
-	        json_object_set_new(body, "crv", json_string(a->val[F_CURVE])) !=
-	            0))
+	        json_object_set_new(body, "crv",
+	            json_string(a->val[F_CURVE])) != 0))
 		goto out;
 	if ((rc = key_put_common(body, a)) != 0 ||
 	    (rc = key_path(a, "/create", path, sizeof(path))) != 0)
@@ -241,7 +245,9 @@ key_show(cli_session_t *s, const struct key_args *a)
 	char path[512];
 	int rc = key_path(a, "", path, sizeof(path));
 
-	return rc != 0 ? rc : key_call_print(s, a, "GET", path, NULL, key_out_bundle);
+	return rc != 0 ?
+	    rc :
+	    key_call_print(s, a, "GET", path, NULL, key_out_bundle);
 }
 
 int
@@ -267,8 +273,9 @@ key_delete(cli_session_t *s, const struct key_args *a)
 
 	b.version[0] = '\0';
 	rc = key_path(&b, "", path, sizeof(path));
-	return rc != 0 ? rc :
-	                 key_call_print(s, a, "DELETE", path, NULL, key_out_deleted);
+	return rc != 0 ?
+	    rc :
+	    key_call_print(s, a, "DELETE", path, NULL, key_out_deleted);
 }
 
 /* /deletedkeys/NAME[SUFFIX] */
@@ -307,7 +314,9 @@ key_rotate(cli_session_t *s, const struct key_args *a)
 
 	b.version[0] = '\0';
 	rc = key_path(&b, "/rotate", path, sizeof(path));
-	return rc != 0 ? rc : key_call_print(s, a, "POST", path, NULL, key_out_bundle);
+	return rc != 0 ?
+	    rc :
+	    key_call_print(s, a, "POST", path, NULL, key_out_bundle);
 }
 
 /* ---- lists --------------------------------------------------------------- */
@@ -358,8 +367,9 @@ list_all(cli_session_t *s, const struct key_args *a, const char *first,
 	if (a->val[F_MAXRESULTS] != NULL &&
 	    parse_u64(a->val[F_MAXRESULTS], 1000000, &max) != 0) {
 		json_decref(all);
-		return key_bad_arg("argument --maxresults: invalid int value: "
-		               "'%.32s'",
+		return key_bad_arg(
+		    "argument --maxresults: invalid int value: "
+		    "'%.32s'",
 		    a->val[F_MAXRESULTS]);
 	}
 	if (all == NULL ||
@@ -374,8 +384,8 @@ list_all(cli_session_t *s, const struct key_args *a, const char *first,
 			goto out;
 		json_array_foreach(json_object_get(resp, "value"), i, e) {
 			if ((max == 0 || json_array_size(all) < max) &&
-			    json_array_append_new(all, key_out_item(e, deleted)) !=
-			        0) {
+			    json_array_append_new(all,
+			        key_out_item(e, deleted)) != 0) {
 				rc = VLT_ERR_NO_MEMORY;
 				goto out;
 			}
@@ -480,7 +490,8 @@ key_download(cli_session_t *s, const struct key_args *a)
 	int rc;
 
 	if (stat(a->val[F_FILE], &st) == 0) {
-		cli_fail_line("File or directory named '%.200s' already exists.",
+		cli_fail_line(
+		    "File or directory named '%.200s' already exists.",
 		    a->val[F_FILE]);
 		return VLT_ERR_IO;
 	}

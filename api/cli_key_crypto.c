@@ -53,8 +53,9 @@ check_alg(const struct key_args *a, const char *algs)
 {
 	if (word_in(algs, a->val[F_ALGORITHM]))
 		return 0;
-	return key_bad_arg("argument --algorithm/-a: invalid choice: '%.32s' "
-	                   "(choose from %s)",
+	return key_bad_arg(
+	    "argument --algorithm/-a: invalid choice: '%.32s' "
+	    "(choose from %s)",
 	    a->val[F_ALGORITHM], algs);
 }
 
@@ -63,7 +64,8 @@ static API_WUR int
 arg_b64(const char *flag, const char *v, char **out)
 {
 	if ((*out = key_b64_url(v)) == NULL)
-		return key_bad_arg("argument %s: not base64: '%.32s…'", flag, v);
+		return key_bad_arg("argument %s: not base64: '%.32s…'", flag,
+		    v);
 	return 0;
 }
 
@@ -80,7 +82,8 @@ crypto_call(cli_session_t *s, const struct key_args *a, const char *op,
 	*resp = NULL;
 	if (body != NULL &&
 	    (digest == NULL ||
-	        json_object_set_new(body, "digest", json_string(digest)) == 0) &&
+	        json_object_set_new(body, "digest", json_string(digest)) ==
+	            0) &&
 	    (rc = key_path(a, op, path, sizeof(path))) == 0)
 		rc = cli_session_call_at(s, a->base, "POST", path, body, resp);
 	json_decref(body);
@@ -89,14 +92,13 @@ crypto_call(cli_session_t *s, const struct key_args *a, const char *op,
 
 /* {"algorithm", "kid", member: std base64 of resp.value} + extra nulls */
 static API_WUR int
-print_result(const struct key_args *a, const json_t *resp,
-    const char *member, int encrypt)
+print_result(const struct key_args *a, const json_t *resp, const char *member,
+    int encrypt)
 {
-	json_t *v = key_b64_std(
-	    json_string_value(json_object_get(resp, "value")));
+	json_t *v = key_b64_std(json_string_value(json_object_get(resp,
+	    "value")));
 	json_t *o = json_pack("{s:s, s:O, s:o}", "algorithm",
-	    a->val[F_ALGORITHM], "kid",
-	    kid_of(resp), member,
+	    a->val[F_ALGORITHM], "kid", kid_of(resp), member,
 	    v != NULL ? v : json_null());
 	int rc = VLT_ERR_NO_MEMORY;
 
@@ -126,14 +128,14 @@ key_encrypt(cli_session_t *s, const struct key_args *a)
 		return rc;
 	if (a->val[F_DATA_TYPE] != NULL &&
 	    strcmp(a->val[F_DATA_TYPE], "plaintext") == 0)
-		rc = policy_b64url_encode((const uint8_t *)v, strlen(v), &b64) ==
-		        0 ?
+		rc = policy_b64url_encode((const uint8_t *)v, strlen(v),
+		         &b64) == 0 ?
 		    0 :
 		    VLT_ERR_NO_MEMORY;
 	else
 		rc = arg_b64("--value", v, &b64);
-	if (rc == 0 && (rc = crypto_call(s, a, "/encrypt", b64, NULL, &resp)) ==
-	        0)
+	if (rc == 0 &&
+	    (rc = crypto_call(s, a, "/encrypt", b64, NULL, &resp)) == 0)
 		rc = print_result(a, resp, "result", 1);
 	json_decref(resp);
 	freezero_str(b64);
@@ -155,11 +157,11 @@ print_plaintext(const struct key_args *a, const json_t *resp)
 		goto out;
 	}
 	o = json_pack("{s:s, s:O, s:s%}", "algorithm", a->val[F_ALGORITHM],
-	    "kid", kid_of(resp), "result",
-	    (const char *)pt, len);
+	    "kid", kid_of(resp), "result", (const char *)pt, len);
 	if (o == NULL) {
-		cli_fail_line("the plaintext is not UTF-8 text; use --data-type "
-		              "base64");
+		cli_fail_line(
+		    "the plaintext is not UTF-8 text; use --data-type "
+		    "base64");
 		goto out;
 	}
 	rc = cli_print_json(o);
@@ -260,8 +262,9 @@ import_jwk(const struct key_args *a, json_t **jwk)
 
 	*jwk = NULL;
 	if (nsrc != 1)
-		return key_bad_arg("usage error: give exactly one of --pem-file, "
-		                   "--pem-string, --byok-file, --byok-string");
+		return key_bad_arg(
+		    "usage error: give exactly one of --pem-file, "
+		    "--pem-string, --byok-file, --byok-string");
 	if (file != NULL &&
 	    (rc = key_file_read(file, KEY_IMPORT_MAX, &data, &len)) != 0)
 		return rc;
@@ -276,8 +279,8 @@ import_jwk(const struct key_args *a, json_t **jwk)
 	    (*jwk = json_pack("{s:s, s:s}", "kty", kty, "key_hsm", b64)) ==
 	        NULL ||
 	    (a->val[F_CURVE] &&
-	        json_object_set_new(*jwk, "crv", json_string(a->val[F_CURVE])) !=
-	            0))
+	        json_object_set_new(*jwk, "crv",
+	            json_string(a->val[F_CURVE])) != 0))
 		rc = VLT_ERR_NO_MEMORY;
 	else
 		rc = 0;
@@ -329,8 +332,9 @@ key_policy_show(cli_session_t *s, const struct key_args *a)
 	char path[512];
 	int rc = key_path(a, "/rotationpolicy", path, sizeof(path));
 
-	return rc != 0 ? rc :
-	                 key_call_print(s, a, "GET", path, NULL, key_out_policy);
+	return rc != 0 ?
+	    rc :
+	    key_call_print(s, a, "GET", path, NULL, key_out_policy);
 }
 
 /* obj[snake] or obj[camel] */
@@ -380,16 +384,18 @@ policy_body(const char *value, json_t **out)
 	in = stat(value, &st) == 0 ? json_load_file(value, 0, &jerr) :
 	                             json_loads(value, 0, &jerr);
 	if (!json_is_object(in) || acts == NULL) {
-		rc = key_bad_arg("argument --value: not a JSON object (nor a "
-		                 "file of one): %.120s",
+		rc = key_bad_arg(
+		    "argument --value: not a JSON object (nor a "
+		    "file of one): %.120s",
 		    jerr.text);
 		goto out;
 	}
 	json_array_foreach(either(in, "lifetime_actions", "lifetimeActions"), i,
 	    e) {
 		if (json_array_append_new(acts, policy_action(e)) != 0) {
-			rc = key_bad_arg("argument --value: lifetime action %zu "
-			                 "needs an action type and a trigger",
+			rc = key_bad_arg(
+			    "argument --value: lifetime action %zu "
+			    "needs an action type and a trigger",
 			    i);
 			goto out;
 		}

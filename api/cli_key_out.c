@@ -123,9 +123,10 @@ attributes_out(const json_t *ra)
 	    json_object_get(ra, "enabled") ? json_object_get(ra, "enabled") :
 	                                     json_null(),
 	    "expires", iso_time(json_object_get(ra, "exp")), "exportable",
-	    copy_or_null(ra, "exportable"), "notBefore", iso_time(json_object_get(ra, "nbf")),
-	    "recoverableDays", copy_or_null(ra, "recoverableDays"),
-	    "recoveryLevel", copy_or_null(ra, "recoveryLevel"), "updated",
+	    copy_or_null(ra, "exportable"), "notBefore",
+	    iso_time(json_object_get(ra, "nbf")), "recoverableDays",
+	    copy_or_null(ra, "recoverableDays"), "recoveryLevel",
+	    copy_or_null(ra, "recoveryLevel"), "updated",
 	    iso_time(json_object_get(ra, "updated")));
 }
 
@@ -179,7 +180,8 @@ deleted_members(json_t *o, const json_t *rest)
 	        json_object_set_new(o, "recoveryId",
 	            copy_or_null(rest, "recoveryId")) != 0 ||
 	        json_object_set_new(o, "scheduledPurgeDate",
-	            iso_time(json_object_get(rest, "scheduledPurgeDate"))) != 0 ?
+	            iso_time(json_object_get(rest, "scheduledPurgeDate"))) !=
+	            0 ?
 	    -1 :
 	    0;
 }
@@ -226,8 +228,8 @@ key_out_item(const json_t *rest, int deleted)
 json_t *
 key_out_policy(const json_t *rest)
 {
-	json_t *acts = json_array(), *e, *attrs = json_object_get(rest,
-	                                            "attributes");
+	json_t *acts = json_array(), *e,
+	       *attrs = json_object_get(rest, "attributes");
 	size_t i;
 
 	if (acts == NULL)

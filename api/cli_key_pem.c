@@ -115,8 +115,8 @@ ec_jwk(json_t *jwk, const EVP_PKEY *k)
 	const struct hsm_curve_info *ci;
 	size_t glen = 0;
 
-	if (EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_GROUP_NAME,
-	        group, sizeof(group), &glen) != 1 ||
+	if (EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_GROUP_NAME, group,
+	        sizeof(group), &glen) != 1 ||
 	    (ci = hsm_curve_by_nid(OBJ_sn2nid(group))) == NULL) {
 		cli_fail_line(
 		    "Import failed: Unsupported curve (P-256, P-384, P-521).");
@@ -159,7 +159,8 @@ key_pem_to_jwk(const char *pem, size_t len, const char *pass, json_t **jwk)
 	if (rc == VLT_ERR_NO_MEMORY)
 		cli_fail_line("out of memory");
 	else if (rc == VLT_ERR_BAD_PARAM) {
-		cli_fail_line("Import failed: cannot read the key's parameters.");
+		cli_fail_line(
+		    "Import failed: cannot read the key's parameters.");
 		rc = VLT_ERR_IO;
 	}
 	if (rc == 0) {
@@ -202,8 +203,8 @@ jwk_spki(const json_t *jwk, uint8_t **spki, size_t *spki_len)
 	size_t alen = 0, blen = 0, dlen = sizeof(der);
 	int rc = -1;
 
-	if (kty == NULL || jwk_bytes(jwk, kty[0] == 'R' ? "n" : "x", &a,
-	                       &alen) != 0 ||
+	if (kty == NULL ||
+	    jwk_bytes(jwk, kty[0] == 'R' ? "n" : "x", &a, &alen) != 0 ||
 	    jwk_bytes(jwk, kty[0] == 'R' ? "e" : "y", &b, &blen) != 0)
 		goto out;
 	if (strncmp(kty, "RSA", 3) == 0)
@@ -215,7 +216,8 @@ jwk_spki(const json_t *jwk, uint8_t **spki, size_t *spki_len)
 		pt[0] = 0x04;
 		memcpy(pt + 1, a, alen);
 		memcpy(pt + 1 + alen, b, blen);
-		rc = hsm_ec_spki(der, dlen, pt, 1 + alen + blen, spki, spki_len);
+		rc = hsm_ec_spki(der, dlen, pt, 1 + alen + blen, spki,
+		    spki_len);
 	}
 out:
 	free(pt);
@@ -237,9 +239,11 @@ key_jwk_write_public(const json_t *jwk, const char *file, int der)
 	int rc = VLT_ERR_IO;
 
 	if (jwk_spki(jwk, &spki, &len) != 0 || len > INT32_MAX) {
-		cli_fail_line("Unsupported key type: %.32s. (Supported key "
-		              "types: RSA, RSA-HSM, EC, EC-HSM)",
-		    str_or(json_string_value(json_object_get(jwk, "kty")), "?"));
+		cli_fail_line(
+		    "Unsupported key type: %.32s. (Supported key "
+		    "types: RSA, RSA-HSM, EC, EC-HSM)",
+		    str_or(json_string_value(json_object_get(jwk, "kty")),
+		        "?"));
 		goto out;
 	}
 	if (der) {

@@ -59,9 +59,8 @@ int cli_session_call(cli_session_t *s, const char *method, const char *path,
 
 /* The same at base, a vault URL of this appliance (refused otherwise: the
  * token goes nowhere else); path may carry a query. */
-int cli_session_call_at(cli_session_t *s, const char *base,
-    const char *method, const char *path, const json_t *body,
-    json_t **out) API_WUR;
+int cli_session_call_at(cli_session_t *s, const char *base, const char *method,
+    const char *path, const json_t *body, json_t **out) API_WUR;
 
 /* The default vault's URL (no trailing slash). */
 const char *cli_session_vault_url(const cli_session_t *s);

