@@ -96,6 +96,9 @@ if [ "${P11VAULT_SKIP_SAN_API:-0}" != 1 ]; then
 	report_node asan
 fi
 
+echo "== Azure CLI sign-in (az 2.45 against the release binary, once)"
+run_ok_lines az-signin bash tests/az/signin.sh
+
 echo "== bench harness smoke (tiny size; no timing asserted)"
 run_ok_lines bench-smoke bash tests/bench/smoke.sh
 
