@@ -133,10 +133,12 @@ arm_authn(struct api_req *q, struct api_resp *r, const char *audience,
 	}
 	if (rc == VLT_ERR_NOT_FOUND) {
 		api_resp_error(r, 401,
-		    graph ? "InvalidAuthenticationToken" : "AuthenticationFailed",
-		    graph ? "Access token is empty." :
-		            "Authentication failed. The 'Authorization' header is "
-		            "missing.");
+		    graph ? "InvalidAuthenticationToken" :
+		            "AuthenticationFailed",
+		    graph ?
+		        "Access token is empty." :
+		        "Authentication failed. The 'Authorization' header is "
+		        "missing.");
 		return VLT_ERR_UNAUTHORIZED;
 	}
 	if (rc != 0) {
@@ -184,8 +186,9 @@ subscription_json(const struct api_ctx *c, const char *sub)
 	url_host(c, host, sizeof(host));
 	if (str_fmt(path, sizeof(path), "/subscriptions/%s", sub) != 0)
 		return NULL;
-	return json_pack("{s:s, s:s, s:[], s:s, s:s, s:s+, s:s, "
-	                 "s:{s:s, s:s, s:s}}",
+	return json_pack(
+	    "{s:s, s:s, s:[], s:s, s:s, s:s+, s:s, "
+	    "s:{s:s, s:s, s:s}}",
 	    "id", path, "authorizationSource", "RoleBased", "managedByTenants",
 	    "subscriptionId", sub, "tenantId", c->tenant_id, "displayName",
 	    "p11vault ", host, "state", "Enabled", "subscriptionPolicies",
@@ -325,10 +328,10 @@ static json_t *
 sp_json(const struct api_ctx *c, const struct vlt_principal *p)
 {
 	return json_pack("{s:s, s:s, s:s, s:[s], s:s, s:b, s:s}", "id",
-	    p->object_id, "appId", p->client_id, "displayName",
-	    p->display_name, "servicePrincipalNames", p->client_id,
-	    "servicePrincipalType", "Application", "accountEnabled", 1,
-	    "appOwnerOrganizationId", c->tenant_id);
+	    p->object_id, "appId", p->client_id, "displayName", p->display_name,
+	    "servicePrincipalNames", p->client_id, "servicePrincipalType",
+	    "Application", "accountEnabled", 1, "appOwnerOrganizationId",
+	    c->tenant_id);
 }
 
 /* The appId a $filter asks for: "servicePrincipalNames/any(c:c eq 'X')"
@@ -350,8 +353,7 @@ sp_filter(const char *f, char *app, size_t cap, int *any)
 		lp = strlen(pre[i]);
 		lq = strlen(post[i]);
 		if (len <= lp + lq || strncmp(f, pre[i], lp) != 0 ||
-		    strcmp(f + len - lq, post[i]) != 0 ||
-		    len - lp - lq >= cap)
+		    strcmp(f + len - lq, post[i]) != 0 || len - lp - lq >= cap)
 			continue;
 		memcpy(app, f + lp, len - lp - lq);
 		app[len - lp - lq] = '\0';
@@ -368,8 +370,8 @@ sp_select(struct api_req *q, const char *id, const char *app, int any)
 	struct vlt_principal *pr = NULL;
 	size_t n = 0, i;
 	json_t *out;
-	int admin =
-	    policy_check_admin(q->ctx->policy, q->caller.oid) == POLICY_OK;
+	int admin = policy_check_admin(q->ctx->policy, q->caller.oid) ==
+	    POLICY_OK;
 
 	if (vault_principal_list(q->ctx->vault, &pr, &n) != 0 ||
 	    (out = json_array()) == NULL) {

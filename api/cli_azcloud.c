@@ -24,11 +24,11 @@
 #define AZC_URL_MAX 1024
 
 struct azc {
-	char dir[PATH_MAX];   /* the data directory, absolute */
+	char dir[PATH_MAX];     /* the data directory, absolute */
 	char base[AZC_URL_MAX]; /* the default vault's URL, no trailing / */
 	char host[256];
-	char port[16];        /* ":8443", or "" */
-	char suffix[300];     /* keyvault DNS suffix, or "" */
+	char port[16];    /* ":8443", or "" */
+	char suffix[300]; /* keyvault DNS suffix, or "" */
 	const char *name;
 	json_t *admin;
 	struct vlt_conf *conf;
@@ -92,12 +92,13 @@ keyvault_suffix(struct azc *a)
 		if (!(a->host[i] == '.' ||
 		        (a->host[i] >= '0' && a->host[i] <= '9')))
 			numeric = 0;
-	if (dom != NULL)
-		(void)!str_fmt(a->suffix, sizeof(a->suffix), ".%s%s", dom,
-		    a->port);
-	else if (dot != NULL && !numeric && dot[1] != '\0')
-		(void)!str_fmt(a->suffix, sizeof(a->suffix), "%s%s", dot,
-		    a->port);
+	if ((dom != NULL &&
+	        str_fmt(a->suffix, sizeof(a->suffix), ".%s%s", dom, a->port) !=
+	            0) ||
+	    (dom == NULL && dot != NULL && !numeric && dot[1] != '\0' &&
+	        str_fmt(a->suffix, sizeof(a->suffix), "%s%s", dot, a->port) !=
+	            0))
+		a->suffix[0] = '\0'; /* too long: no suffix */
 }
 
 static API_WUR int
@@ -130,8 +131,9 @@ azc_load(struct azc *a, const char *dir)
 	if (url == NULL || admin_field(a, "clientId") == NULL ||
 	    admin_field(a, "tenantId") == NULL ||
 	    str_fmt(a->base, sizeof(a->base), "%s", url) != 0) {
-		cli_fail_line("%s lacks vault_url, or admin.json its clientId "
-		              "or tenantId",
+		cli_fail_line(
+		    "%s lacks vault_url, or admin.json its clientId "
+		    "or tenantId",
 		    a->dir);
 		goto out;
 	}
@@ -182,10 +184,18 @@ azc_print(const struct azc *a)
 	char *text = cfg ? json_dumps(cfg, JSON_COMPACT) : NULL;
 	char ca[PATH_MAX + 16], adm[PATH_MAX + 16];
 	const char *res = conf_get(a->conf, "resource");
+	const char *dom = conf_get(a->conf, "vault_domain");
+	char dres[300];
 	int i;
 
 	json_decref(cfg);
-	if (text == NULL || fs_join(ca, sizeof(ca), a->dir, "tls/ca.pem") != 0 ||
+	/* the data plane's audience (vaults-design.md: with a vault domain,
+	 * https://<vault_domain>) */
+	if (res == NULL && dom != NULL &&
+	    str_fmt(dres, sizeof(dres), "https://%s", dom) == 0)
+		res = dres;
+	if (text == NULL ||
+	    fs_join(ca, sizeof(ca), a->dir, "tls/ca.pem") != 0 ||
 	    fs_join(adm, sizeof(adm), a->dir, "admin.json") != 0) {
 		freezero_block(text);
 		cli_fail_line("out of memory");
@@ -200,7 +210,8 @@ azc_print(const struct azc *a)
 	shq(stdout, ca);
 	fputs("\n", stdout);
 	for (i = 0; i < 2; i++) {
-		fputs(i == 0 ? "az cloud register -n " : " || az cloud update -n ",
+		fputs(i == 0 ? "az cloud register -n " :
+		               " || az cloud update -n ",
 		    stdout);
 		shq(stdout, a->name);
 		fputs(" --cloud-config ", stdout);
@@ -213,8 +224,9 @@ azc_print(const struct azc *a)
 	shq(stdout, admin_field(a, "clientId"));
 	fputs(" --tenant ", stdout);
 	shq(stdout, admin_field(a, "tenantId"));
-	fputs(" -p \"$(python3 -c 'import json,sys; "
-	      "print(json.load(open(sys.argv[1]))[\"clientSecret\"])' ",
+	fputs(
+	    " -p \"$(python3 -c 'import json,sys; "
+	    "print(json.load(open(sys.argv[1]))[\"clientSecret\"])' ",
 	    stdout);
 	shq(stdout, adm);
 	fputs(")\" --output none\n", stdout);
@@ -229,15 +241,16 @@ azc_print(const struct azc *a)
 static void
 azc_help(void)
 {
-	puts("usage: p11vault az-cloud --data DIR [--name CLOUD (p11vault)]\n"
-	     "Prints POSIX shell lines that register the appliance as an "
-	     "Azure CLI cloud,\n"
-	     "select it and sign in as the administrator (admin.json's "
-	     "credential, read\n"
-	     "from the file when the lines run; the secret is not printed):\n"
-	     "  eval \"$(p11vault az-cloud --data DIR)\"\n"
-	     "The appliance's host names must resolve where az runs (see "
-	     "docs/azure-cli.md).");
+	puts(
+	    "usage: p11vault az-cloud --data DIR [--name CLOUD (p11vault)]\n"
+	    "Prints POSIX shell lines that register the appliance as an "
+	    "Azure CLI cloud,\n"
+	    "select it and sign in as the administrator (admin.json's "
+	    "credential, read\n"
+	    "from the file when the lines run; the secret is not printed):\n"
+	    "  eval \"$(p11vault az-cloud --data DIR)\"\n"
+	    "The appliance's host names must resolve where az runs (see "
+	    "docs/azure-cli.md).");
 }
 
 int
@@ -265,8 +278,9 @@ cli_az_cloud(int argc, char **argv)
 		}
 	}
 	if (dir == NULL || a.name[0] == '\0') {
-		cli_fail_line("az-cloud needs --data DIR (and a non-empty "
-		              "--name)");
+		cli_fail_line(
+		    "az-cloud needs --data DIR (and a non-empty "
+		    "--name)");
 		return 2;
 	}
 	rc = azc_load(&a, dir);
