@@ -272,13 +272,18 @@ api_arm_subscriptions(struct api_req *q, struct api_resp *r, char **segs,
 		subscriptions_list(q, r, sub);
 		return;
 	}
-	if (n == 0 || strcasecmp(segs[0], sub) != 0) {
+	if (n == 0) {
+		q->operation = "ArmRequest";
+		api_resp_error(r, 405, "MethodNotAllowed",
+		    "The subscriptions collection can only be listed (GET).");
+		return;
+	}
+	if (strcasecmp(segs[0], sub) != 0) {
 		q->operation = "ArmRequest";
 		if (arm_authn(q, r, API_ARM_AUDIENCE, 0) != 0)
 			return;
 		api_resp_error(r, 404, "SubscriptionNotFound",
-		    "The subscription '%.64s' could not be found.",
-		    n > 0 ? segs[0] : "");
+		    "The subscription '%.64s' could not be found.", segs[0]);
 		return;
 	}
 	arm_action(q, segs + 1, n - 1, action, sizeof(action));
