@@ -48,6 +48,7 @@ struct api_req {
 	const char *api_version; /* NULL when absent */
 	const char *maxresults;
 	const char *skiptoken;
+	const char *odata_filter; /* $filter (Graph) */
 	const char *authorization;
 	const uint8_t *body;
 	size_t body_len;
@@ -141,6 +142,33 @@ void api_deletedkeys(struct api_req *q, struct api_resp *r, char **segs,
     size_t n);
 /* token_api.c — /{tenant}/... identity provider endpoints */
 void api_token(struct api_req *q, struct api_resp *r, char **segs, size_t n);
+/* token_api.c — /adfs/... (the same issuer at ADFS's paths, for az) */
+void api_adfs(struct api_req *q, struct api_resp *r, char **segs, size_t n);
+
+/* arm_api.c — the management (ARM-shaped) audience and subscription,
+ * /subscriptions, /tenants, and the one Graph read az makes (/graph/...).
+ * The management audience: what az's cloud names as
+ * --endpoint-active-directory-resource-id; a token for it is refused by
+ * the data plane, and the data plane's by the management API. */
+#define API_ARM_AUDIENCE "https://management.p11vault/"
+/* Graph's audience and base URL: "{vault_url}/graph/". 0 or
+ * VLT_ERR_BAD_PARAM (too long). */
+int api_graph_audience(const struct api_ctx *c, char *out, size_t cap) API_WUR;
+/* The appliance's one subscription id (a UUID derived from tenant_id, so
+ * stable for a data directory and the same in every process). */
+int api_arm_subscription_id(const struct api_ctx *c,
+    char out[POLICY_ID_LEN + 1]) API_WUR;
+/* The management API's gate: a token for API_ARM_AUDIENCE (else 401
+ * with ARM's envelope), an administrator (else 403 AuthorizationFailed
+ * naming action and scope), a store that can record it (else 503). 0, or
+ * negative after the answer. */
+int api_arm_authz(struct api_req *q, struct api_resp *r, const char *action,
+    const char *scope) API_WUR;
+void api_arm_subscriptions(struct api_req *q, struct api_resp *r, char **segs,
+    size_t n);
+void api_arm_tenants(struct api_req *q, struct api_resp *r, char **segs,
+    size_t n);
+void api_graph(struct api_req *q, struct api_resp *r, char **segs, size_t n);
 
 /* admin_api.c — /admin/... */
 void api_admin(struct api_req *q, struct api_resp *r, char **segs, size_t n);

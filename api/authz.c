@@ -41,28 +41,43 @@ api_verify_key_refresh(struct api_ctx *c)
 }
 
 int
-api_authn(struct api_req *q, struct api_resp *r)
+api_bearer_check(struct api_req *q, const char *audience)
 {
 	const char *a = q->authorization;
 
-	if (q->authenticated)
-		return 0;
 	/* started sealed: no token can be checked until the unseal */
-	if (api_verify_key_refresh(q->ctx) == VLT_ERR_SEALED) {
-		api_resp_vault_error(r, VLT_ERR_SEALED, NULL, NULL);
+	if (api_verify_key_refresh(q->ctx) == VLT_ERR_SEALED)
 		return VLT_ERR_SEALED;
-	}
-	if (a == NULL || strncasecmp(a, "Bearer ", 7) != 0) {
-		api_resp_unauthorized(q, r,
-		    "AKV10000: Request is missing a Bearer or PoP token.");
-		return VLT_ERR_UNAUTHORIZED;
-	}
+	if (a == NULL || strncasecmp(a, "Bearer ", 7) != 0)
+		return VLT_ERR_NOT_FOUND;
 	a += 7;
 	while (*a == ' ')
 		a++;
 	if (strlen(a) > TOKEN_MAX ||
-	    policy_token_verify(q->ctx->policy, a, q->ctx->resource,
-	        (int64_t)time(NULL), &q->caller) != POLICY_OK) {
+	    policy_token_verify(q->ctx->policy, a, audience,
+	        (int64_t)time(NULL), &q->caller) != POLICY_OK)
+		return VLT_ERR_UNAUTHORIZED;
+	return 0;
+}
+
+int
+api_authn(struct api_req *q, struct api_resp *r)
+{
+	int rc;
+
+	if (q->authenticated)
+		return 0;
+	rc = api_bearer_check(q, q->ctx->resource);
+	if (rc == VLT_ERR_SEALED) {
+		api_resp_vault_error(r, VLT_ERR_SEALED, NULL, NULL);
+		return VLT_ERR_SEALED;
+	}
+	if (rc == VLT_ERR_NOT_FOUND) {
+		api_resp_unauthorized(q, r,
+		    "AKV10000: Request is missing a Bearer or PoP token.");
+		return VLT_ERR_UNAUTHORIZED;
+	}
+	if (rc != 0) {
 		api_resp_unauthorized(q, r, invalid_token);
 		return VLT_ERR_UNAUTHORIZED;
 	}

@@ -20,6 +20,11 @@ struct api_resp;
  * sealed when serve started). 0 once it has it, else the vault's error. */
 int api_verify_key_refresh(struct api_ctx *c) API_WUR;
 
+/* The bearer token of q, checked for audience (the data plane's, the
+ * management API's, Graph's), without answering: 0 (q->caller filled),
+ * VLT_ERR_NOT_FOUND (no bearer token), VLT_ERR_UNAUTHORIZED (invalid, or
+ * for another audience), VLT_ERR_SEALED. */
+int api_bearer_check(struct api_req *q, const char *audience) AUTHZ_WUR;
 /* 0 if the caller's token is valid (fills q->caller); else r holds the
  * answer (401 and the challenge, or 503 sealed) and the result is
  * VLT_ERR_UNAUTHORIZED or VLT_ERR_SEALED. */

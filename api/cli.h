@@ -8,6 +8,7 @@
  *   cli_byok.c    byok (a BYOK transfer blob, built locally)
  *   cli_seal.c    unseal, rekey, and init's unseal defaults
  *   agent.c       identity-agent (the IMDS token protocol on loopback)
+ *   cli_azcloud.c az-cloud (shell lines pointing Azure CLI here)
  */
 #ifndef P11VAULT_API_CLI_H
 #define P11VAULT_API_CLI_H
@@ -26,6 +27,8 @@ int cli_key(int argc, char **argv);
 int cli_byok(int argc, char **argv);
 /* `p11vault identity-agent --credential FILE [--listen 127.0.0.1:PORT]`. */
 int cli_identity_agent(int argc, char **argv);
+/* `p11vault az-cloud --data DIR [--name CLOUD]`. */
+int cli_az_cloud(int argc, char **argv);
 /* `p11vault unseal`: one operator key share to a running server. */
 int cli_unseal(int argc, char **argv);
 /* `p11vault rekey`: new key shares and PINs, the server stopped. */

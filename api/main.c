@@ -911,7 +911,8 @@ usage(FILE *f)
 	    "  key       az keyvault key's commands (create, show, list, ...)\n"
 	    "  audit     verify the audit log's hash chain\n"
 	    "  byok      build a BYOK transfer blob from a PEM key\n"
-	    "  identity-agent  serve IMDS tokens for a workload host\n",
+	    "  identity-agent  serve IMDS tokens for a workload host\n"
+	    "  az-cloud  shell lines that point Azure CLI at the appliance\n",
 	    f);
 }
 
@@ -951,6 +952,8 @@ main(int argc, char **argv)
 		return cli_byok(argc - 1, argv + 1);
 	if (strcmp(argv[1], "identity-agent") == 0)
 		return cli_identity_agent(argc - 1, argv + 1);
+	if (strcmp(argv[1], "az-cloud") == 0)
+		return cli_az_cloud(argc - 1, argv + 1);
 	if (strcmp(argv[1], "vault") == 0 || strcmp(argv[1], "identity") == 0 ||
 	    strcmp(argv[1], "policy") == 0)
 		return cli_admin(argc - 1, argv + 1);

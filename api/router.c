@@ -155,6 +155,12 @@ static const struct route {
 	{ "deletedkeys", 1, 0, GATE_TOKEN, NULL, api_deletedkeys },
 	{ "metrics", 0, 1, GATE_NONE, "Metrics", route_metrics },
 	{ "admin", 0, 0, GATE_ADMIN, "Admin", api_admin },
+	/* az's sign-in and management calls: their handlers check the
+	 * audience of the token (token_api.c, arm_api.c) */
+	{ "adfs", 0, 0, GATE_NONE, NULL, api_adfs },
+	{ "subscriptions", 1, 0, GATE_NONE, NULL, api_arm_subscriptions },
+	{ "tenants", 1, 0, GATE_NONE, NULL, api_arm_tenants },
+	{ "graph", 0, 0, GATE_NONE, NULL, api_graph },
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))

@@ -2,7 +2,9 @@
  * token_api.c — the vault as its own identity provider for on-prem
  * workloads: the OpenID configuration, the OAuth2 client-credentials token
  * endpoint and the JWKS, at the paths Microsoft Entra ID uses so that
- * unmodified @azure/identity credentials work.
+ * unmodified @azure/identity credentials work; and the same issuer at
+ * ADFS's paths (/adfs/...), the authority Azure CLI can be pointed at
+ * without instance discovery.
  *
  * Must never: log or echo a client secret or an issued token; keep the
  * form body after the request (wiped).
@@ -133,15 +135,43 @@ jwt_sign_cb(void *ctx, const uint8_t *data, size_t len, uint8_t sig[64])
 	return vault_jwt_sign(ctx, data, len, sig);
 }
 
+/* The audience asked for: scope "{resource}/.default" (v2.0, as
+ * @azure/identity and MSAL send it) or resource "{resource}" (the v1 and
+ * ADFS form), not both. 0, or VLT_ERR_BAD_PARAM after the answer. */
+static int API_WUR
+token_audience(const struct form *f, struct api_resp *r, char *aud, size_t cap)
+{
+	const char *scope = form_get(f, "scope");
+	const char *res = form_get(f, "resource");
+	size_t sl = scope ? strlen(scope) : 0;
+
+	if (scope == NULL && res != NULL && res[0] != '\0' &&
+	    strchr(res, ' ') == NULL && str_fmt(aud, cap, "%s", res) == 0)
+		return 0;
+	if (res != NULL || sl <= 9 || sl - 9 >= cap ||
+	    strcmp(scope + sl - 9, "/.default") != 0 ||
+	    strchr(scope, ' ') != NULL) {
+		oauth_error(r, 400, "invalid_scope",
+		    "The scope must be a single resource's '/.default' scope "
+		    "(or give resource= alone).");
+		return VLT_ERR_BAD_PARAM;
+	}
+	memcpy(aud, scope, sl - 9);
+	aud[sl - 9] = '\0';
+	return 0;
+}
+
+/* The token endpoint (/{tenant}/oauth2/v2.0/token and ADFS's
+ * /adfs/oauth2/token): one issuer for every audience; which audience a
+ * token may be used for is each route's check (api_bearer_check). */
 static void
 token_issue(struct api_req *q, struct api_resp *r)
 {
 	struct form f;
-	const char *grant, *client_id, *secret, *scope;
+	const char *grant, *client_id, *secret;
 	char oid[POLICY_ID_LEN + 1], audience[512];
 	char *jwt = NULL;
 	int64_t expires_in = 0;
-	size_t sl;
 	int is_admin = 0;
 
 	q->operation = "TokenIssue";
@@ -154,7 +184,6 @@ token_issue(struct api_req *q, struct api_resp *r)
 	grant = form_get(&f, "grant_type");
 	client_id = form_get(&f, "client_id");
 	secret = form_get(&f, "client_secret");
-	scope = form_get(&f, "scope");
 	if (grant == NULL || strcmp(grant, "client_credentials") != 0) {
 		oauth_error(r, 400, "unsupported_grant_type",
 		    "Only grant_type=client_credentials is supported.");
@@ -165,16 +194,8 @@ token_issue(struct api_req *q, struct api_resp *r)
 		    "client_id and client_secret are required.");
 		goto out;
 	}
-	sl = scope ? strlen(scope) : 0;
-	if (sl <= 9 || sl - 9 >= sizeof(audience) ||
-	    strcmp(scope + sl - 9, "/.default") != 0 ||
-	    strchr(scope, ' ') != NULL) {
-		oauth_error(r, 400, "invalid_scope",
-		    "The scope must be a single resource's '/.default' scope.");
+	if (token_audience(&f, r, audience, sizeof(audience)) != 0)
 		goto out;
-	}
-	memcpy(audience, scope, sl - 9);
-	audience[sl - 9] = '\0';
 	if (policy_authenticate(q->ctx->policy, client_id, secret, oid,
 	        &is_admin) != 0) {
 		oauth_error(r, 401, "invalid_client",
@@ -211,18 +232,23 @@ out:
 	form_free(&f);
 }
 
+/* The OpenID configuration under base ("{vault_url}/{tenant}" with the
+ * v2.0 paths, or "{vault_url}/adfs" with ADFS's, which MSAL reads for an
+ * authority ending in /adfs). The issuer is the one of every token. */
 static void
-openid_config(struct api_req *q, struct api_resp *r)
+openid_config(struct api_req *q, struct api_resp *r, int adfs)
 {
 	const char *u = q->ctx->vault_url, *t = q->ctx->tenant_id;
-	char tok[512], auth[512], jwks[512];
+	const char *v2 = adfs ? "" : "/v2.0";
+	char base[512], tok[600], auth[600], jwks[600];
 
 	q->operation = "OpenIdConfiguration";
-	if (str_fmt(tok, sizeof(tok), "%s/%s/oauth2/v2.0/token", u, t) != 0 ||
-	    str_fmt(auth, sizeof(auth), "%s/%s/oauth2/v2.0/authorize", u, t) !=
+	if ((adfs ? str_fmt(base, sizeof(base), "%s/adfs", u) :
+	            str_fmt(base, sizeof(base), "%s/%s", u, t)) != 0 ||
+	    str_fmt(tok, sizeof(tok), "%s/oauth2%s/token", base, v2) != 0 ||
+	    str_fmt(auth, sizeof(auth), "%s/oauth2%s/authorize", base, v2) !=
 	        0 ||
-	    str_fmt(jwks, sizeof(jwks), "%s/%s/discovery/v2.0/keys", u, t) !=
-	        0) {
+	    str_fmt(jwks, sizeof(jwks), "%s/discovery%s/keys", base, v2) != 0) {
 		api_resp_vault_error(r, VLT_ERR_INTERNAL, NULL, NULL);
 		return;
 	}
@@ -269,7 +295,7 @@ api_token(struct api_req *q, struct api_resp *r, char **segs, size_t n)
 	    strcmp(segs[2], ".well-known") == 0 &&
 	    strcmp(segs[3], "openid-configuration") == 0 &&
 	    strcmp(q->method, "GET") == 0) {
-		openid_config(q, r);
+		openid_config(q, r, 0);
 		return;
 	}
 	if (n == 4 && strcmp(segs[1], "oauth2") == 0 &&
@@ -281,6 +307,29 @@ api_token(struct api_req *q, struct api_resp *r, char **segs, size_t n)
 	if (n == 4 && strcmp(segs[1], "discovery") == 0 &&
 	    strcmp(segs[2], "v2.0") == 0 && strcmp(segs[3], "keys") == 0 &&
 	    strcmp(q->method, "GET") == 0) {
+		jwks(q, r);
+		return;
+	}
+	api_resp_error(r, 404, "NotFound", "No such resource.");
+}
+
+void
+api_adfs(struct api_req *q, struct api_resp *r, char **segs, size_t n)
+{
+	int get = strcmp(q->method, "GET") == 0;
+
+	if (n == 2 && get && strcmp(segs[0], ".well-known") == 0 &&
+	    strcmp(segs[1], "openid-configuration") == 0) {
+		openid_config(q, r, 1);
+		return;
+	}
+	if (n == 2 && strcmp(q->method, "POST") == 0 &&
+	    strcmp(segs[0], "oauth2") == 0 && strcmp(segs[1], "token") == 0) {
+		token_issue(q, r);
+		return;
+	}
+	if (n == 2 && get && strcmp(segs[0], "discovery") == 0 &&
+	    strcmp(segs[1], "keys") == 0) {
 		jwks(q, r);
 		return;
 	}

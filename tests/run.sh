@@ -103,6 +103,9 @@ py=/usr/bin/python3
 [ -x "$py" ] || py=python3
 run_ok_lines python-sdk env P11VAULT_BIN="$root/build/p11vault" "$py" tests/python/sdk_keys.py
 
+echo "== Azure CLI sign-in (az 2.45 against the release binary, once)"
+run_ok_lines az-signin bash tests/az/signin.sh
+
 echo "== bench harness smoke (tiny size; no timing asserted)"
 run_ok_lines bench-smoke bash tests/bench/smoke.sh
 
