@@ -11,10 +11,11 @@
  * Group commit: a line is formatted and chained under the lock (no system
  * call there), then whichever caller finds no write in progress becomes
  * the writer and writes every pending line in one write(2), looping until
- * none is left. A caller that finds a writer at work waits for it: a
- * read-only line's caller until a write covering its line ended (the
- * writer tells them before it syncs), a caller that needs its line synced
- * until a write and fdatasync covering it ended. Fail closed: no caller
+ * none is left. A caller that finds a writer at work waits for that write
+ * when it may cover its line. A caller that needs its line synced then
+ * syncs everything written so far, unless a sync is under way (it waits
+ * for that one, and syncs again if it did not cover its line); syncs run
+ * beside writes, so a read's line never waits behind a sync. Fail closed: no caller
  * returns 0 before its line is in the file, so no request is answered
  * with success that left no line.
  * A failed write keeps the unwritten bytes pending, so the byte stream and
@@ -72,8 +73,9 @@ struct vlt_audit {
 	uint64_t queued;     /* lines formatted so far */
 	uint64_t written;    /* lines written */
 	uint64_t synced;     /* lines written and fdatasync'ed */
-	uint64_t want_sync;  /* the highest line someone needs synced */
 	int writing;         /* a caller is writing a batch */
+	int syncing;         /* a caller is syncing (on a dup of fd) */
+	int reopening;       /* the writer opens, rotates or cuts: fd moves */
 	int last_failed;     /* the last write or sync failed */
 	struct vlt_storage_state disk; /* the episode, for logs and health */
 	char dir[4096];
@@ -566,14 +568,26 @@ write_batch(struct vlt_audit *a, const buf_t *buf, size_t len, size_t *n)
 	return err;
 }
 
-/* fdatasync without the lock, then the result under it. */
+/* fdatasync of every line written so far, without the lock, then the
+ * result under it. It runs on a dup of the file (taken under the lock
+ * while no writer moves fd), so that a writer may write the next lines,
+ * and even rotate (which syncs the old file itself), meanwhile: a read's
+ * line never waits behind another request's sync. Caller holds the lock
+ * and has set a->syncing. */
 static int
-sync_batch(struct vlt_audit *a, uint64_t upto)
+sync_batch(struct vlt_audit *a)
 {
-	int err;
+	uint64_t upto;
+	int err, fd;
 
+	while (a->reopening)
+		pthread_cond_wait(&a->done, &a->lock);
+	upto = a->written;
+	if (a->fd < 0 || (fd = dup(a->fd)) < 0)
+		return a->fd < 0 ? EBADF : errno;
 	pthread_mutex_unlock(&a->lock);
-	err = fdatasync(a->fd) == 0 ? 0 : errno;
+	err = fdatasync(fd) == 0 ? 0 : errno;
+	close(fd);
 	pthread_mutex_lock(&a->lock);
 	if (err == 0 && a->synced < upto)
 		a->synced = upto;
@@ -583,9 +597,9 @@ sync_batch(struct vlt_audit *a, uint64_t upto)
 /*
  * The writer's loop; caller holds the lock and has set a->writing. Takes
  * the pending lines, writes them (rotating first when the file is full)
- * without the lock, tells the waiting callers that their lines are in the
- * file, then syncs them when someone asked; repeats until nothing is
- * pending or a write fails.
+ * without the lock and tells the waiting callers that their lines are in
+ * the file; repeats until nothing is pending or a write fails. Syncs are
+ * the callers' who need them (sync_batch), beside the writes.
  */
 static void
 write_batches(struct vlt_audit *a)
@@ -594,10 +608,14 @@ write_batches(struct vlt_audit *a)
 		buf_t *buf = a->pend;
 		size_t len = buf_len(buf), n = 0;
 		uint64_t upto = a->queued;
-		int need_sync = a->want_sync > a->synced, err;
+		int err;
 
 		a->pend = a->spare;
 		a->spare = NULL;
+		/* fd may move (open, rotate, cut): no sync starts meanwhile,
+		 * and one under way runs on its own dup */
+		a->reopening = a->fd < 0 || a->size >= a->max_bytes ||
+		    a->tail_torn;
 		pthread_mutex_unlock(&a->lock);
 		err = write_batch(a, buf, len, &n);
 		/* the one writer: the copy gets the file's bytes in order */
@@ -605,33 +623,26 @@ write_batches(struct vlt_audit *a)
 			vlt_syslog_forward(a->syslog,
 			    (const char *)buf_ptr(buf), n);
 		pthread_mutex_lock(&a->lock);
-		if (n < len) {
+		a->reopening = 0;
+		if (n < len)
 			keep_unwritten(a, buf, n);
-		} else {
+		else
 			a->written = upto;
-			pthread_cond_broadcast(&a->done);
-		}
+		pthread_cond_broadcast(&a->done);
 		buf_reset(buf);
 		a->spare = buf;
-		if (err == 0 && need_sync) {
-			note_result(a, err = sync_batch(a, upto), "fdatasync");
-			if (err != 0)
-				break;
-			continue;
-		}
 		note_result(a, err, "write");
 		if (err != 0)
 			break;
 	}
 }
 
-/* A sync that failed after its lines were written is retried alone
- * (nothing pending). Caller holds the lock and has set a->writing. */
+/* One sync of the lines written so far. Caller holds the lock and has
+ * set a->syncing. */
 static void
 sync_retry(struct vlt_audit *a)
 {
-	if (a->fd >= 0)
-		note_result(a, sync_batch(a, a->written), "fdatasync");
+	note_result(a, sync_batch(a), "fdatasync");
 }
 
 /* Whether this caller's line is where it must be: in the file, and synced
@@ -710,30 +721,38 @@ checkpoint_due(const struct vlt_audit *a)
 	    now - a->ckpt_time >= (int64_t)a->signer.every_seconds;
 }
 
-/* Waits until line me is where it must be, writing when no one else is;
- * VLT_ERR_STORAGE when this caller's own attempt failed. Caller holds
- * the lock. */
+/* Waits until line me is where it must be, writing when no one else
+ * writes and syncing when no one else syncs; VLT_ERR_STORAGE when this
+ * caller's own attempt failed. Caller holds the lock. */
 static int
 await_line(struct vlt_audit *a, uint64_t me, int sync)
 {
-	if (sync && a->want_sync < me)
-		a->want_sync = me;
 	while (!line_done(a, me, sync)) {
-		if (a->writing) {
-			/* that write may cover this line; if not, the loop
-			 * makes this caller the next writer */
+		if (a->written < me) {
+			if (a->writing) {
+				/* that write may cover this line; if not, the
+				 * loop makes this caller the next writer */
+				pthread_cond_wait(&a->done, &a->lock);
+				continue;
+			}
+			a->writing = 1;
+			write_batches(a);
+			a->writing = 0;
+			pthread_cond_broadcast(&a->done);
+			if (a->written < me)
+				return VLT_ERR_STORAGE; /* its own attempt */
+			continue;
+		}
+		if (a->syncing) { /* it may cover this line */
 			pthread_cond_wait(&a->done, &a->lock);
 			continue;
 		}
-		a->writing = 1;
-		if (buf_len(a->pend) > 0)
-			write_batches(a);
-		else
-			sync_retry(a); /* written, but its sync failed */
-		a->writing = 0;
+		a->syncing = 1;
+		sync_retry(a);
+		a->syncing = 0;
 		pthread_cond_broadcast(&a->done);
 		if (!line_done(a, me, sync))
-			return VLT_ERR_STORAGE; /* this caller's own attempt */
+			return VLT_ERR_STORAGE;
 	}
 	return 0;
 }
@@ -816,15 +835,15 @@ vlt_audit_ready(struct vlt_audit *a)
 
 	pthread_mutex_lock(&a->lock);
 	/* the common case costs the lock alone: no wait for a writer */
-	while (a->last_failed && a->writing)
+	while (a->last_failed && (a->writing || a->syncing))
 		pthread_cond_wait(&a->done, &a->lock);
 	if (a->last_failed) {
-		a->writing = 1;
+		a->writing = a->syncing = 1;
 		if (buf_len(a->pend) > 0)
 			write_batches(a); /* the pending lines, oldest first */
 		else
 			sync_retry(a);
-		a->writing = 0;
+		a->writing = a->syncing = 0;
 		pthread_cond_broadcast(&a->done);
 	}
 	rc = a->last_failed ? VLT_ERR_STORAGE : 0;
@@ -850,7 +869,7 @@ vlt_audit_close(struct vlt_audit *a)
 	if (a == NULL)
 		return;
 	pthread_mutex_lock(&a->lock);
-	while (a->writing)
+	while (a->writing || a->syncing)
 		pthread_cond_wait(&a->done, &a->lock);
 	if (a->have_signer && a->base + a->queued > a->ckpt_at) {
 		uint64_t me = 0;
