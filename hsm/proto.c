@@ -552,8 +552,8 @@ int
 tokp_recv(int fd, int timeout_ms, int response, struct tokp_msg *m, int *fds,
     size_t *nfds)
 {
-	struct rsrc src = { fd, timeout_ms < 0 ? -1 : mono_ms() + timeout_ms,
-		fds, nfds, nfds != NULL ? *nfds : 0 };
+	size_t cap_fds = nfds != NULL ? *nfds : 0;
+	struct rsrc src;
 	uint8_t scratch[256];
 	size_t off = 0, need, cap, k;
 	uint8_t *buf, *nb;
@@ -563,9 +563,14 @@ tokp_recv(int fd, int timeout_ms, int response, struct tokp_msg *m, int *fds,
 
 	memset(m, 0, sizeof(*m));
 	if (fds == NULL)
-		src.nfds = NULL;
-	if (src.nfds != NULL)
-		*src.nfds = 0;
+		nfds = NULL;
+	if (nfds != NULL)
+		*nfds = 0;
+	src.fd = fd;
+	src.end = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
+	src.fds = fds;
+	src.nfds = nfds;
+	src.cap_fds = cap_fds;
 	cap = TOKP_FIRST_READ;
 	if ((buf = malloc(cap)) == NULL) {
 		buf = scratch;
@@ -614,10 +619,10 @@ out:
 		free(buf);
 	if (rc != TOKP_RECV_NOMEM)
 		memset(m, 0, sizeof(*m));
-	if (src.nfds != NULL) {
-		for (k = 0; k < *src.nfds; k++)
+	if (nfds != NULL) {
+		for (k = 0; k < *nfds; k++)
 			close(fds[k]);
-		*src.nfds = 0;
+		*nfds = 0;
 	}
 	return rc;
 }

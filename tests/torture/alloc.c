@@ -98,7 +98,8 @@ fail_now(void)
 		return 0;
 	count++;
 	if (trace_all()) {
-		fprintf(stderr, "torture-call %llu\n", (unsigned long long)count);
+		fprintf(stderr, "torture-call %llu\n",
+		    (unsigned long long)count);
 		__sanitizer_print_stack_trace();
 	}
 	if (count != fail_at)

@@ -476,7 +476,8 @@ static struct tp_key tp_ec, tp_rsa;
 static EVP_PKEY *tp_imp; /* imported as plaintext PKCS#8 and by BYOK */
 static uint8_t *tp_pkcs8, *tp_transfer, *tp_audit_spki, *tp_sealed;
 static size_t tp_pkcs8_len, tp_transfer_len, tp_audit_spki_len, tp_sealed_len;
-static const uint8_t tp_data[48] = "the torture's plaintext, 48 bytes long......";
+static const uint8_t tp_data[48] =
+    "the torture's plaintext, 48 bytes long......";
 
 /* Request b (built, paused) through the op table: the answer in *a. 0
  * when answered (a->status says how), 1 (reported) when not. */
@@ -518,8 +519,9 @@ tp_call(struct tokp_buf *b, struct tokp_msg *a)
 		BAD("an op failed with no allocation failure");
 	}
 	if (a->status != HSM_ERR_NO_MEMORY) {
-		printf("torture-note %s N=%llu: op %u answered %d on an "
-		       "allocation failure\n",
+		printf(
+		    "torture-note %s N=%llu: op %u answered %d on an "
+		    "allocation failure\n",
 		    cur_target, (unsigned long long)cur_n, op, a->status);
 		fflush(stdout);
 	}
@@ -744,8 +746,9 @@ tp_unseal(void)
 	tokp_put(&b, tp_sealed, tp_sealed_len);
 	if (tp_call(&b, &a) != 0)
 		return 1;
-	if (a.status == HSM_OK && (a.f[0].len != sizeof(tp_data) ||
-	                              memcmp(a.f[0].p, tp_data, 48) != 0))
+	if (a.status == HSM_OK &&
+	    (a.f[0].len != sizeof(tp_data) ||
+	        memcmp(a.f[0].p, tp_data, 48) != 0))
 		TP_WRONG(&a, "unseal: not the plaintext sealed");
 	TP_DONE(&a);
 }
@@ -801,9 +804,10 @@ t_tokp(void)
 		if (r == 2) {
 			failed = 1;
 			if ((r = seq[i]()) == 2) {
-				printf("torture-bad %s N=%llu: op %zu failed "
-				       "again after the failed one (the "
-				       "token process stopped serving)\n",
+				printf(
+				    "torture-bad %s N=%llu: op %zu failed "
+				    "again after the failed one (the "
+				    "token process stopped serving)\n",
 				    cur_target, (unsigned long long)cur_n, i);
 				fflush(stdout);
 				r = 1;
@@ -868,8 +872,8 @@ tp_setup(void)
 	    socketpair(AF_UNIX, SOCK_STREAM, 0, tp_sv) != 0)
 		return -1;
 	if (tok_key_generate(tp_tok, "tp-ec", HSM_KTY_EC, 0,
-	        NID_X9_62_prime256v1, &tp_ec.blob, &tp_ec.blob_len,
-	        &tp_ec.spki, &tp_ec.spki_len) != 0 ||
+	        NID_X9_62_prime256v1, &tp_ec.blob, &tp_ec.blob_len, &tp_ec.spki,
+	        &tp_ec.spki_len) != 0 ||
 	    tok_key_generate(tp_tok, "tp-rsa", HSM_KTY_RSA, 2048, 0,
 	        &tp_rsa.blob, &tp_rsa.blob_len, &tp_rsa.spki,
 	        &tp_rsa.spki_len) != 0 ||
@@ -988,7 +992,8 @@ t_requests(void)
 	torture_pause();
 	for (size_t i = 0; i < sizeof(set) / sizeof(set[0]) && r != 1; i++) {
 		const struct rq *q = &set[i];
-		r = req(q->method, q->path, q->max, q->body, q->status, q->want);
+		r = req(q->method, q->path, q->max, q->body, q->status,
+		    q->want);
 		if (r == 2 && failed)
 			BAD("a second request failed after the injected one");
 		if (r == 2) {
@@ -996,9 +1001,10 @@ t_requests(void)
 			r = req(q->method, q->path, q->max, q->body, q->status,
 			    q->want);
 			if (r != 0) {
-				printf("torture-bad %s N=%llu: %s %s failed "
-				       "again after the failed one (lasting "
-				       "damage)\n",
+				printf(
+				    "torture-bad %s N=%llu: %s %s failed "
+				    "again after the failed one (lasting "
+				    "damage)\n",
 				    cur_target, (unsigned long long)cur_n,
 				    q->method, q->path);
 				fflush(stdout);
