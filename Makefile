@@ -62,7 +62,7 @@ $(BUILD)/san/tests/%: tests/unit/%.c $(SAN_OBJS) tests/unit/t.h $(HDRS)
 # sanitizer objects, with every allocator our own code calls wrapped.
 TORTURE_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=reallocarray,--wrap=strdup,--wrap=strndup
 $(BUILD)/san/tests/torture: tests/torture/torture.c tests/torture/alloc.c tests/torture/alloc.h \
-		tests/fuzz/fuzz_env.h $(SAN_OBJS) $(HDRS)
+		tests/fuzz/fuzz_env.h tests/unit/softhsm_setup.h $(SAN_OBJS) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -O1 $(SAN) -Wno-missing-field-initializers -Wno-empty-body \
 		$(LDFLAGS_BASE) $(TORTURE_WRAP) tests/torture/torture.c \

@@ -225,7 +225,7 @@ hello(const struct hsm *h, struct tokp_buf *b)
 	    h->run_as ? strlen(h->run_as) : 0);
 	tokp_put_u32(b, (uint32_t)h->pool_size);
 	tokp_put_u32(b, (uint32_t)h->cache_size);
-	return b->err ? HSM_ERR_ARGS : 0;
+	return tokp_buf_status(b);
 }
 
 /* Starts a token process with the token open; HSM_OK or its error. */
@@ -473,11 +473,13 @@ call(struct hsm *h, struct tokp_buf *b, struct tokp_msg *ans)
 
 	memset(ans, 0, sizeof(*ans));
 	/* the token process hangs up on a malformed request: never send
-	 * one (an oversized blob from the store is the caller's error) */
+	 * one (an oversized blob from the store is the caller's error; no
+	 * memory to build it is no memory) */
 	if (b->err || tokp_parse(b->p, b->len, 0, ans) != 0) {
+		rc = b->err ? tokp_buf_status(b) : HSM_ERR_ARGS;
 		memset(ans, 0, sizeof(*ans));
 		tokp_buf_clear(b);
-		return HSM_ERR_ARGS;
+		return rc;
 	}
 	memset(ans, 0, sizeof(*ans));
 	op = b->p[1];
@@ -494,13 +496,22 @@ call(struct hsm *h, struct tokp_buf *b, struct tokp_msg *ans)
 	tokp_buf_clear(b);
 	if (r == 0)
 		r = tokp_recv(c.g->fd[c.idx], -1, 1, ans, NULL, NULL);
-	if (r == 0 && (ans->op != op || ans->id != id)) {
+	if ((r == 0 || r == TOKP_RECV_NOMEM) &&
+	    (ans->op != op || ans->id != id)) {
 		tokp_msg_clear(ans);
 		r = -1;
 	}
 	/* anything but a well-formed answer to this request: the channel
-	 * cannot be trusted to be in step, nor the process to be sane */
-	chan_give(h, &c, r != 0);
+	 * cannot be trusted to be in step, nor the process to be sane. No
+	 * memory for the answer is neither: it was read whole and dropped,
+	 * so this call fails and the channel serves the next one (killing
+	 * the token process for it would turn one failed allocation into
+	 * 503s for everyone until a restart) */
+	chan_give(h, &c, r != 0 && r != TOKP_RECV_NOMEM);
+	if (r == TOKP_RECV_NOMEM) {
+		tokp_msg_clear(ans);
+		return HSM_ERR_NO_MEMORY;
+	}
 	if (r != 0)
 		return HSM_ERR_UNAVAILABLE;
 	return ans->status;
@@ -679,8 +690,9 @@ ceremony(const struct hsm_init *p, enum tokp_op op, const char *old,
 	if (op == TOKP_REKEY)
 		tokp_put(&b, old ? old : "", old ? strlen(old) : 0);
 	if (b.err) {
+		status = tokp_buf_status(&b);
 		tokp_buf_clear(&b);
-		return HSM_ERR_ARGS;
+		return status;
 	}
 	if ((env = hsm_spawn_env(p->softhsm_conf)) == NULL ||
 	    gen_start(-1, env, &b, 0, 0, &g, &status, &a) != 0)

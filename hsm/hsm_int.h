@@ -291,4 +291,12 @@ int hsm_key_new(tok_t *h, const char *bind, hsm_key_maker make, const void *arg,
 #define HSM_BACKUP_LABEL "p11vault-backup"
 #define HSM_AUDIT_LABEL "p11vault-audit"
 
+/* ---- tokend.c ---- */
+/* One request read from channel fd, run on the open token t through the
+ * token process's op table and answered, exactly as a channel thread of
+ * the token process serves it: 0, or -1 when the channel would hang up.
+ * For the allocation-failure torture (tests/torture/, target tokp),
+ * which serves a socketpair in its own process. */
+int tokd_serve_one(tok_t *t, int fd) HSM_WUR;
+
 #endif

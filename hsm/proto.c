@@ -148,7 +148,7 @@ grow(struct tokp_buf *b, size_t add)
 	if (b->err)
 		return;
 	if (add > TOKP_HDR_LEN + TOKP_PAYLOAD_MAX - b->len) {
-		b->err = 1;
+		b->err = TOKP_BUF_BAD;
 		return;
 	}
 	if (b->len + add <= b->cap)
@@ -158,7 +158,7 @@ grow(struct tokp_buf *b, size_t add)
 		cap *= 2;
 	/* never realloc: the old buffer may hold secrets and is wiped */
 	if ((np = malloc(cap)) == NULL) {
-		b->err = 1;
+		b->err = TOKP_BUF_NOMEM;
 		return;
 	}
 	if (b->p != NULL) {
@@ -188,8 +188,8 @@ tokp_begin(struct tokp_buf *b, enum tokp_op op, uint32_t id, int32_t status)
 void
 tokp_put(struct tokp_buf *b, const void *p, size_t len)
 {
-	if (b->n >= TOKP_FIELDS_MAX || len > TOKP_PAYLOAD_MAX)
-		b->err = 1;
+	if (!b->err && (b->n >= TOKP_FIELDS_MAX || len > TOKP_PAYLOAD_MAX))
+		b->err = TOKP_BUF_BAD;
 	grow(b, 4 + len);
 	if (b->err)
 		return;
@@ -226,7 +226,8 @@ void
 tokp_put_str(struct tokp_buf *b, const char *s)
 {
 	if (s == NULL) {
-		b->err = 1;
+		if (!b->err)
+			b->err = TOKP_BUF_BAD;
 		return;
 	}
 	tokp_put(b, s, strlen(s));
@@ -240,6 +241,14 @@ tokp_buf_clear(struct tokp_buf *b)
 		free(b->p);
 	}
 	memset(b, 0, sizeof(*b));
+}
+
+int
+tokp_buf_status(const struct tokp_buf *b)
+{
+	if (!b->err)
+		return 0;
+	return b->err == TOKP_BUF_NOMEM ? HSM_ERR_NO_MEMORY : HSM_ERR_ARGS;
 }
 
 static int
@@ -379,6 +388,23 @@ tokp_send(int fd, const struct tokp_buf *b, const int *fds, size_t nfds)
 	return 0;
 }
 
+int
+tokp_send_status(int fd, enum tokp_op op, uint32_t id, int32_t status)
+{
+	uint8_t h[TOKP_HDR_LEN];
+	struct tokp_buf b;
+
+	memset(h, 0, sizeof(h));
+	h[0] = TOKP_VERSION;
+	h[1] = (uint8_t)op;
+	be32(h + 4, id);
+	be32(h + 8, (uint32_t)status);
+	memset(&b, 0, sizeof(b));
+	b.p = h;
+	b.len = b.cap = sizeof(h);
+	return tokp_send(fd, &b, NULL, 0);
+}
+
 static int64_t
 mono_ms(void)
 {
@@ -455,6 +481,70 @@ recv_some(int fd, uint8_t *p, size_t len, int64_t end_ms, int *fds,
 	return r;
 }
 
+/* A header's payload length, or -1 when it is not a header of ours. */
+static int64_t
+hdr_plen(const uint8_t *h)
+{
+	uint32_t plen = rd32(h + 12);
+
+	if (h[0] != TOKP_VERSION || plen > TOKP_PAYLOAD_MAX || h[1] == 0 ||
+	    h[1] >= TOKP_OP_COUNT)
+		return -1;
+	return (int64_t)plen;
+}
+
+/* Where tokp_recv reads from: fd, the deadline, where fds go. */
+struct rsrc {
+	int fd;
+	int64_t end;
+	int *fds;
+	size_t *nfds, cap_fds;
+};
+
+/*
+ * No memory for a message: the rest of it is read into the scratch
+ * buffer s[cap] (which holds its first off bytes) and dropped, never a
+ * byte past its end, so the stream stays in step; m gets the header's
+ * op, id and status. TOKP_RECV_NOMEM, or -1/-2/-3 as recv_some.
+ */
+static int
+recv_drop(const struct rsrc *src, uint8_t *s, size_t cap, size_t off,
+    struct tokp_msg *m)
+{
+	uint8_t h[TOKP_HDR_LEN];
+	size_t need = TOKP_HDR_LEN, k;
+	int64_t plen = -1;
+	ssize_t r;
+
+	memcpy(h, s, off < TOKP_HDR_LEN ? off : TOKP_HDR_LEN);
+	for (;;) {
+		if (off >= TOKP_HDR_LEN && plen < 0) {
+			if ((plen = hdr_plen(h)) < 0)
+				return -1;
+			need = TOKP_HDR_LEN + (size_t)plen;
+		}
+		if (off >= need)
+			break;
+		if (off < TOKP_HDR_LEN)
+			r = recv_some(src->fd, h + off, TOKP_HDR_LEN - off,
+			    src->end, src->fds, src->nfds, src->cap_fds);
+		else {
+			k = need - off < cap ? need - off : cap;
+			r = recv_some(src->fd, s, k, src->end, src->fds,
+			    src->nfds, src->cap_fds);
+		}
+		if (r < 0)
+			return (int)r;
+		off += (size_t)r;
+	}
+	if (off != need)
+		return -1; /* read past it: not a sane peer */
+	m->op = h[1];
+	m->id = rd32(h + 4);
+	m->status = (int32_t)rd32(h + 8);
+	return TOKP_RECV_NOMEM;
+}
+
 /* What one message usually fits in: read it with one recvmsg. */
 #define TOKP_FIRST_READ 4096
 
@@ -462,10 +552,12 @@ int
 tokp_recv(int fd, int timeout_ms, int response, struct tokp_msg *m, int *fds,
     size_t *nfds)
 {
-	int64_t end = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
-	size_t cap_fds = nfds != NULL ? *nfds : 0, k, off = 0, need, cap;
+	size_t cap_fds = nfds != NULL ? *nfds : 0;
+	struct rsrc src;
+	uint8_t scratch[256];
+	size_t off = 0, need, cap, k;
 	uint8_t *buf, *nb;
-	uint32_t plen;
+	int64_t plen;
 	ssize_t r;
 	int rc = -1;
 
@@ -474,29 +566,39 @@ tokp_recv(int fd, int timeout_ms, int response, struct tokp_msg *m, int *fds,
 		nfds = NULL;
 	if (nfds != NULL)
 		*nfds = 0;
+	src.fd = fd;
+	src.end = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
+	src.fds = fds;
+	src.nfds = nfds;
+	src.cap_fds = cap_fds;
 	cap = TOKP_FIRST_READ;
-	if ((buf = malloc(cap)) == NULL)
-		return -1;
+	if ((buf = malloc(cap)) == NULL) {
+		buf = scratch;
+		cap = sizeof(scratch);
+		rc = recv_drop(&src, buf, cap, 0, m);
+		goto out;
+	}
 	need = TOKP_HDR_LEN;
 	/* the peer sends one message and waits for the answer: reading up
 	 * to cap never takes a byte of the next one from a sane peer, and
 	 * from another one it is an error (off > need) */
 	while (off < need) {
-		r = recv_some(fd, buf + off, cap - off, end, fds, nfds,
-		    cap_fds);
+		r = recv_some(fd, buf + off, cap - off, src.end, src.fds,
+		    src.nfds, src.cap_fds);
 		if (r < 0) {
 			rc = (int)r;
 			goto out;
 		}
 		off += (size_t)r;
 		if (off >= TOKP_HDR_LEN && need == TOKP_HDR_LEN) {
-			plen = rd32(buf + 12);
-			if (buf[0] != TOKP_VERSION || plen > TOKP_PAYLOAD_MAX)
+			if ((plen = hdr_plen(buf)) < 0)
 				goto out;
 			need = TOKP_HDR_LEN + (size_t)plen;
 			if (need > cap) {
-				if ((nb = malloc(need)) == NULL)
+				if ((nb = malloc(need)) == NULL) {
+					rc = recv_drop(&src, buf, cap, off, m);
 					goto out;
+				}
 				memcpy(nb, buf, off);
 				OPENSSL_cleanse(buf, cap);
 				free(buf);
@@ -513,8 +615,10 @@ tokp_recv(int fd, int timeout_ms, int response, struct tokp_msg *m, int *fds,
 	return 0;
 out:
 	OPENSSL_cleanse(buf, cap);
-	free(buf);
-	memset(m, 0, sizeof(*m));
+	if (buf != scratch)
+		free(buf);
+	if (rc != TOKP_RECV_NOMEM)
+		memset(m, 0, sizeof(*m));
 	if (nfds != NULL) {
 		for (k = 0; k < *nfds; k++)
 			close(fds[k]);

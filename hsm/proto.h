@@ -90,8 +90,11 @@ struct tokp_msg {
 	size_t len;     /* the message's length in raw */
 };
 
-/* A message being built; on any failure err is set and tokp_send
- * refuses it. */
+/* A message being built; on any failure err is set (TOKP_BUF_NOMEM when
+ * an allocation failed, TOKP_BUF_BAD for anything else: too many or too
+ * long fields) and tokp_send refuses it. */
+#define TOKP_BUF_BAD 1
+#define TOKP_BUF_NOMEM 2
 struct tokp_buf {
 	uint8_t *p;
 	size_t len, cap;
@@ -107,6 +110,9 @@ void tokp_put_u64(struct tokp_buf *b, uint64_t v);
 void tokp_put_str(struct tokp_buf *b, const char *s);
 /* Wipes and frees the buffer. */
 void tokp_buf_clear(struct tokp_buf *b);
+/* HSM_ERR_NO_MEMORY or HSM_ERR_ARGS for a buffer with err set (which
+ * kind of failure), 0 when none. */
+int tokp_buf_status(const struct tokp_buf *b) HSM_WUR;
 
 /*
  * Parses one whole message (header and payload) held in buf. response:
@@ -130,10 +136,19 @@ int tokp_str(const struct tokp_field *f, char *out, size_t cap) HSM_WUR;
  * it into fds[*nfds] (in: capacity; NULL: none accepted), and parses it
  * as tokp_parse does. timeout_ms -1 blocks, or waits as long as the
  * socket's SO_RCVTIMEO (then -3). Returns 0; -1 on a malformed message
- * or an I/O error; -2 on EOF (the peer is gone); -3 on timeout.
+ * or an I/O error; -2 on EOF (the peer is gone); -3 on timeout;
+ * TOKP_RECV_NOMEM when there was no memory for the message: it was read
+ * whole and dropped (the stream is still in step, fds passed with it are
+ * closed) and m holds only its header's op, id and status (no field, no
+ * raw). The other errors leave the stream where it was: hang up.
  */
+#define TOKP_RECV_NOMEM (-4)
 int tokp_send(int fd, const struct tokp_buf *b, const int *fds,
     size_t nfds) HSM_WUR;
+/* Sends a message of no field, built on the stack (an error answer must
+ * go out even when nothing can be allocated): as tokp_send. */
+int tokp_send_status(int fd, enum tokp_op op, uint32_t id,
+    int32_t status) HSM_WUR;
 int tokp_recv(int fd, int timeout_ms, int response, struct tokp_msg *m,
     int *fds, size_t *nfds) HSM_WUR;
 void tokp_msg_clear(struct tokp_msg *m);

@@ -210,19 +210,23 @@ refused:
 	return HSM_ERR_ARGS;
 }
 
-/* -1 when the answer could not be written (the channel is gone). */
+/* -1 when the answer could not be written (the channel is gone). An
+ * error answer needs no allocation: it goes out even when the answer
+ * could not be built for want of memory. */
 static int
 answer(int fd, const struct tokp_msg *q, int status, struct tokp_buf *b)
 {
 	int r;
 
-	/* an error carries no field: start again without them */
-	if (status != HSM_OK || b->err) {
-		tokp_buf_clear(b);
-		tokp_begin(b, (enum tokp_op)q->op, q->id,
-		    status != HSM_OK ? status : HSM_ERR_INTERNAL);
-	}
-	r = tokp_send(fd, b, NULL, 0);
+	/* an error carries no field: the header alone */
+	if (status == HSM_OK && b->err)
+		status = tokp_buf_status(b) == HSM_ERR_NO_MEMORY ?
+		    HSM_ERR_NO_MEMORY :
+		    HSM_ERR_INTERNAL;
+	if (status != HSM_OK)
+		r = tokp_send_status(fd, (enum tokp_op)q->op, q->id, status);
+	else
+		r = tokp_send(fd, b, NULL, 0);
 	tokp_buf_clear(b);
 	return r == 0 ? 0 : -1;
 }
@@ -519,23 +523,50 @@ struct chan_arg {
 	int fd;
 };
 
+/* One request of channel fd: read, run, answered, wiped. 0, or -1 when
+ * the channel is done (EOF, a malformed request, an answer that could
+ * not be written). A request there was no memory to read was read whole
+ * and dropped: it is answered HSM_ERR_NO_MEMORY and the channel goes on,
+ * in step. */
+static int
+serve_one(struct tokd *d, int fd)
+{
+	struct tokp_msg q;
+	struct tokp_buf b;
+	int r, rc;
+
+	r = tokp_recv(fd, -1, 0, &q, NULL, NULL);
+	if (r == TOKP_RECV_NOMEM) {
+		rc = tokp_send_status(fd, (enum tokp_op)q.op, q.id,
+		    HSM_ERR_NO_MEMORY);
+		tokp_msg_clear(&q);
+		return rc == 0 ? 0 : -1;
+	}
+	if (r != 0)
+		return -1;
+	rc = dispatch(d, &q, &b);
+	rc = answer(fd, &q, rc, &b);
+	tokp_msg_clear(&q);
+	return rc;
+}
+
+int
+tokd_serve_one(tok_t *t, int fd)
+{
+	static struct tokd d = { .smu = PTHREAD_MUTEX_INITIALIZER,
+		.mu = PTHREAD_MUTEX_INITIALIZER };
+
+	__atomic_store_n(&d.tok, t, __ATOMIC_RELEASE);
+	return serve_one(&d, fd);
+}
+
 static void *
 chan_main(void *arg)
 {
 	struct chan_arg *ca = arg;
-	struct tokp_msg q;
-	struct tokp_buf b;
-	int rc;
 
-	for (;;) {
-		if (tokp_recv(ca->fd, -1, 0, &q, NULL, NULL) != 0)
-			break; /* EOF, or a malformed request: hang up */
-		rc = dispatch(ca->d, &q, &b);
-		rc = answer(ca->fd, &q, rc, &b);
-		tokp_msg_clear(&q);
-		if (rc != 0)
-			break;
-	}
+	while (serve_one(ca->d, ca->fd) == 0)
+		;
 	close(ca->fd);
 	pthread_mutex_lock(&ca->d->mu);
 	ca->d->live--;
@@ -547,13 +578,7 @@ chan_main(void *arg)
 static int
 boot_answer(int status, uint8_t op)
 {
-	struct tokp_buf b;
-	int r;
-
-	tokp_begin(&b, (enum tokp_op)op, 0, status);
-	r = tokp_send(TOKP_BOOT_FD, &b, NULL, 0);
-	tokp_buf_clear(&b);
-	return r;
+	return tokp_send_status(TOKP_BOOT_FD, (enum tokp_op)op, 0, status);
 }
 
 /* TOKEN_INIT and REKEY: one-shot ceremonies; the new shares go back. */

@@ -6,8 +6,10 @@
  * Test code only: never linked into the product.
  */
 #include <errno.h>
+#include <sanitizer/common_interface_defs.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +75,21 @@ torture_injected(void)
 	return injected;
 }
 
+/* P11VAULT_TORTURE_TRACE=all: every counted call's stack (to find
+ * which N lands where) */
+static int
+trace_all(void)
+{
+	static int v = -1;
+	const char *e;
+
+	if (v < 0) {
+		e = getenv("P11VAULT_TORTURE_TRACE");
+		v = e != NULL && strcmp(e, "all") == 0;
+	}
+	return v;
+}
+
 /* 1: this call fails */
 static int
 fail_now(void)
@@ -80,9 +97,18 @@ fail_now(void)
 	if (!armed || paused)
 		return 0;
 	count++;
+	if (trace_all()) {
+		fprintf(stderr, "torture-call %llu\n",
+		    (unsigned long long)count);
+		__sanitizer_print_stack_trace();
+	}
 	if (count != fail_at)
 		return 0;
 	injected = 1;
+	/* where the failure lands: P11VAULT_TORTURE_TRACE=1 with
+	 * P11VAULT_TORTURE_FAIL=N */
+	if (getenv("P11VAULT_TORTURE_TRACE") != NULL && !trace_all())
+		__sanitizer_print_stack_trace();
 	errno = ENOMEM;
 	return 1;
 }

@@ -13,7 +13,7 @@ export LSAN_OPTIONS="suppressions=$PWD/tests/unit/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 log=$(mktemp /tmp/p11vault-torture.XXXXXX)
 fail=0
-for t in ${P11VAULT_TORTURE_TARGETS:-base policy secret store json requests}; do
+for t in ${P11VAULT_TORTURE_TARGETS:-base policy secret store json requests tokp}; do
 	"$bin" "$t" "$mode" >"$log" 2>&1
 	rc=$?
 	res=$(grep "^torture-result $t " "$log" | tail -1)

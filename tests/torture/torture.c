@@ -4,7 +4,9 @@
  * unit whose result can be checked. The program first runs it with no
  * failure and counts its allocations K (everything must succeed), then
  * runs it again failing allocation N, for every N in 1..K (full) or a
- * sample (sampled), in the same process, and checks every run:
+ * sample (sampled), in the same process, and on past K until a run in
+ * which allocation N is not reached (a later run may allocate more than
+ * the count run), and checks every run:
  *   - no crash and no sanitizer report (ASan+UBSan build; a report aborts);
  *   - no leak: LeakSanitizer's recoverable check after each run;
  *   - no wrong success: an operation either fails with an error, or
@@ -25,17 +27,24 @@
 #include <unistd.h>
 
 #include <openssl/ec.h>
+#include <openssl/ecdsa.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
 
 #include "api/api.h"
 #include "api/keys.h"
 #include "hsm/base.h"
 #include "hsm/buf.h"
+#include "hsm/hsm_int.h"
 #include "hsm/proto.h"
+#include "hsm/token.h"
 #include "policy/policy.h"
 #include "tests/torture/alloc.h"
 #include "tests/unit/es256.h"
+#include "tests/unit/softhsm_setup.h"
 #include "vault/store.h"
 
 #define SAMPLE_FIRST 50 /* sampled: N = 1..50, then every k-th */
@@ -435,52 +444,461 @@ t_json(void)
 	return 0;
 }
 
-/* ---- hsm/proto: the token protocol, built, sent and parsed ---------------- */
+/* ---- the token process's op table (hsm/tokend.c) ---------------------- */
 
-static int __attribute__((unused)) t_tokp(void)
+/*
+ * The token process's request handlers, in this process: a real token
+ * (SoftHSMv2, opened with tok_open) served on a socketpair by
+ * tokd_serve_one, the body of the token process's channel threads (read
+ * the request, run its handler from the op table, answer). The driver's
+ * own half (building, sending, reading the answer, checking it) is not
+ * counted, so allocation N lands in the token process's code. Every run:
+ * the channel must never hang up (in the token process a hang-up costs
+ * a restart, 503s meanwhile), every answer must be this request's, a
+ * failed op must be a clean error (HSM_ERR_NO_MEMORY, else a note), a
+ * succeeded one is checked in full, and after a failed op the same op
+ * again and every later one succeed: the process keeps serving.
+ */
+#define TP_MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#define TP_LABEL "p11vault-torture"
+#define TP_SO_PIN "torture-so-1234"
+#define TP_USER_PIN "torture-user-1234"
+
+struct tp_key {
+	uint8_t *blob, *spki;
+	size_t blob_len, spki_len;
+};
+
+static tok_t *tp_tok;
+static int tp_sv[2] = { -1, -1 };
+static uint32_t tp_id;
+static struct tp_key tp_ec, tp_rsa;
+static EVP_PKEY *tp_imp; /* imported as plaintext PKCS#8 and by BYOK */
+static uint8_t *tp_pkcs8, *tp_transfer, *tp_audit_spki, *tp_sealed;
+static size_t tp_pkcs8_len, tp_transfer_len, tp_audit_spki_len, tp_sealed_len;
+static const uint8_t tp_data[48] =
+    "the torture's plaintext, 48 bytes long......";
+
+/* Request b (built, paused) through the op table: the answer in *a. 0
+ * when answered (a->status says how), 1 (reported) when not. */
+static int
+tp_call(struct tokp_buf *b, struct tokp_msg *a)
+{
+	uint32_t id = ++tp_id;
+	uint8_t op;
+	int r;
+
+	memset(a, 0, sizeof(*a));
+	if (b->err) {
+		tokp_buf_clear(b);
+		BAD("building a request (not armed)");
+	}
+	op = b->p[1];
+	b->p[4] = (uint8_t)(id >> 24);
+	b->p[5] = (uint8_t)(id >> 16);
+	b->p[6] = (uint8_t)(id >> 8);
+	b->p[7] = (uint8_t)id;
+	r = tokp_send(tp_sv[0], b, NULL, 0);
+	tokp_buf_clear(b);
+	if (r != 0)
+		BAD("sending a request");
+	torture_resume();
+	r = tokd_serve_one(tp_tok, tp_sv[1]);
+	torture_pause();
+	if (r != 0)
+		BAD("the token process hung up the channel");
+	r = tokp_recv(tp_sv[0], 10000, 1, a, NULL, NULL);
+	if (r != 0 || a->op != op || a->id != id) {
+		tokp_msg_clear(a);
+		BAD("no answer to this request (the channel is out of step)");
+	}
+	if (a->status == HSM_OK)
+		return 0;
+	if (!torture_injected()) {
+		tokp_msg_clear(a);
+		BAD("an op failed with no allocation failure");
+	}
+	if (a->status != HSM_ERR_NO_MEMORY) {
+		printf(
+		    "torture-note %s N=%llu: op %u answered %d on an "
+		    "allocation failure\n",
+		    cur_target, (unsigned long long)cur_n, op, a->status);
+		fflush(stdout);
+	}
+	return 0;
+}
+
+/* 1 when sig (r||s) is an ES256 signature of the digest by spki. */
+static int
+tp_es256_ok(const uint8_t *spki, size_t spki_len, const uint8_t dg[32],
+    const uint8_t *sig, size_t sig_len)
+{
+	const unsigned char *p = spki;
+	EVP_PKEY *pk = d2i_PUBKEY(NULL, &p, (long)spki_len);
+	EVP_PKEY_CTX *c = pk ? EVP_PKEY_CTX_new(pk, NULL) : NULL;
+	ECDSA_SIG *es = ECDSA_SIG_new();
+	unsigned char *der = NULL;
+	int n = -1, ok = 0;
+
+	if (c != NULL && es != NULL && sig_len == 64 &&
+	    ECDSA_SIG_set0(es, BN_bin2bn(sig, 32, NULL),
+	        BN_bin2bn(sig + 32, 32, NULL)) == 1)
+		n = i2d_ECDSA_SIG(es, &der);
+	ok = n > 0 && EVP_PKEY_verify_init(c) == 1 &&
+	    EVP_PKEY_verify(c, der, (size_t)n, dg, 32) == 1;
+	OPENSSL_free(der);
+	ECDSA_SIG_free(es);
+	EVP_PKEY_CTX_free(c);
+	EVP_PKEY_free(pk);
+	return ok;
+}
+
+/* The outcome of one op: 0 succeeded and checked, 1 wrong (reported),
+ * 2 failed cleanly. */
+#define TP_DONE(a) \
+	do { \
+		int st_ = (a)->status; \
+		tokp_msg_clear(a); \
+		return st_ == HSM_OK ? 0 : 2; \
+	} while (0)
+#define TP_WRONG(a, what) \
+	do { \
+		tokp_msg_clear(a); \
+		BAD(what); \
+	} while (0)
+
+static int
+tp_sign_with(const char *id, const struct tp_key *k)
 {
 	struct tokp_buf b;
-	struct tokp_msg m;
-	uint8_t blob[3000];
-	char str[64];
-	uint32_t u = 0;
-	uint64_t u64 = 0;
-	size_t nfd = 0;
-	int sv[2], r;
+	struct tokp_msg a;
+	uint8_t dg[32];
 
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
-		BAD("socketpair");
-	memset(blob, 0x5a, sizeof(blob));
-	memset(&m, 0, sizeof(m));
-	tokp_begin(&b, TOKP_SIGN, 7, 0);
-	tokp_put_u32(&b, 42);
-	tokp_put_u64(&b, 1ULL << 40);
-	tokp_put_str(&b, "label-1");
-	tokp_put(&b, blob, sizeof(blob));
-	r = tokp_send(sv[0], &b, NULL, 0);
-	tokp_buf_clear(&b);
-	if (r != 0) {
-		close(sv[0]);
-		close(sv[1]);
-		FAILED("tokp_send");
-	}
-	r = tokp_recv(sv[1], 1000, 0, &m, NULL, &nfd);
-	close(sv[0]);
-	close(sv[1]);
-	if (r != 0) {
-		tokp_msg_clear(&m);
-		FAILED("tokp_recv");
-	}
-	int ok = m.op == TOKP_SIGN && m.id == 7 && m.n == 4 &&
-	    tokp_u32(&m.f[0], &u) == 0 && u == 42 &&
-	    tokp_u64(&m.f[1], &u64) == 0 && u64 == (1ULL << 40) &&
-	    tokp_str(&m.f[2], str, sizeof(str)) == 0 &&
-	    strcmp(str, "label-1") == 0 && m.f[3].len == sizeof(blob) &&
-	    memcmp(m.f[3].p, blob, sizeof(blob)) == 0;
-	tokp_msg_clear(&m);
+	memset(dg, 0x17, sizeof(dg));
+	tokp_begin(&b, TOKP_SIGN, 0, 0);
+	tokp_put_str(&b, id);
+	tokp_put(&b, k->blob, k->blob_len);
+	tokp_put_u32(&b, HSM_ALG_ES256);
+	tokp_put(&b, dg, sizeof(dg));
+	tokp_put_u32(&b, 132);
+	if (tp_call(&b, &a) != 0)
+		return 1;
+	if (a.status == HSM_OK &&
+	    !tp_es256_ok(k->spki, k->spki_len, dg, a.f[0].p, a.f[0].len))
+		TP_WRONG(&a, "sign: not a good signature");
+	TP_DONE(&a);
+}
+
+static int
+tp_sign(void)
+{
+	return tp_sign_with("tp-ec", &tp_ec);
+}
+
+/* A fresh EC key; its blob must sign (checked outside the op table). */
+static int
+tp_generate(void)
+{
+	struct tokp_buf b;
+	struct tokp_msg a;
+	struct tp_key k;
+	uint8_t dg[32], sig[132];
+	size_t sl = sizeof(sig);
+	int ok;
+
+	tokp_begin(&b, TOKP_GENERATE, 0, 0);
+	tokp_put_str(&b, "tp-gen");
+	tokp_put_u32(&b, HSM_KTY_EC);
+	tokp_put_u32(&b, 0);
+	tokp_put_u32(&b, NID_X9_62_prime256v1);
+	if (tp_call(&b, &a) != 0)
+		return 1;
+	if (a.status != HSM_OK)
+		TP_DONE(&a);
+	k.blob = (uint8_t *)a.f[0].p;
+	k.blob_len = a.f[0].len;
+	k.spki = (uint8_t *)a.f[1].p;
+	k.spki_len = a.f[1].len;
+	memset(dg, 0x42, sizeof(dg));
+	ok = tok_key_sign(tp_tok, "tp-gen", k.blob, k.blob_len, HSM_ALG_ES256,
+	         dg, sizeof(dg), sig, &sl) == HSM_OK &&
+	    tp_es256_ok(k.spki, k.spki_len, dg, sig, sl);
+	tok_key_forget(tp_tok, "tp-gen");
 	if (!ok)
-		BAD("tokp round trip");
-	return 0;
+		TP_WRONG(&a, "generate: the new key does not sign");
+	TP_DONE(&a);
+}
+
+/* unwrapKey's half in the token: RSA-OAEP decrypt of a 32-byte key */
+static int
+tp_decrypt(void)
+{
+	const unsigned char *p = tp_rsa.spki;
+	EVP_PKEY *pk = d2i_PUBKEY(NULL, &p, (long)tp_rsa.spki_len);
+	EVP_PKEY_CTX *c = pk ? EVP_PKEY_CTX_new(pk, NULL) : NULL;
+	uint8_t key[32], ct[512];
+	size_t cl = sizeof(ct);
+	struct tokp_buf b;
+	struct tokp_msg a;
+	int ok;
+
+	memset(key, 0x5c, sizeof(key));
+	ok = c != NULL && EVP_PKEY_encrypt_init(c) == 1 &&
+	    EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_OAEP_PADDING) == 1 &&
+	    EVP_PKEY_encrypt(c, ct, &cl, key, sizeof(key)) == 1;
+	EVP_PKEY_CTX_free(c);
+	EVP_PKEY_free(pk);
+	if (!ok)
+		BAD("RSA-OAEP encrypt in OpenSSL");
+	tokp_begin(&b, TOKP_DECRYPT, 0, 0);
+	tokp_put_str(&b, "tp-rsa");
+	tokp_put(&b, tp_rsa.blob, tp_rsa.blob_len);
+	tokp_put_u32(&b, HSM_ALG_RSA_OAEP);
+	tokp_put(&b, ct, cl);
+	tokp_put_u32(&b, 512);
+	if (tp_call(&b, &a) != 0)
+		return 1;
+	if (a.status == HSM_OK &&
+	    (a.f[0].len != sizeof(key) || memcmp(a.f[0].p, key, 32) != 0))
+		TP_WRONG(&a, "decrypt: not the plaintext");
+	TP_DONE(&a);
+}
+
+/* An import's answer: kty, bits, nid, blob, spki of tp_imp. */
+static int
+tp_import_check(struct tokp_msg *a, const char *what)
+{
+	unsigned char *d = NULL;
+	uint32_t kty = 0, nid = 0;
+	int n, ok;
+
+	if (a->status != HSM_OK)
+		TP_DONE(a);
+	n = i2d_PUBKEY(tp_imp, &d);
+	ok = n > 0 && tokp_u32(&a->f[0], &kty) == 0 &&
+	    tokp_u32(&a->f[2], &nid) == 0 && kty == HSM_KTY_EC &&
+	    nid == NID_X9_62_prime256v1 && a->f[3].len > 0 &&
+	    a->f[4].len == (uint32_t)n && memcmp(a->f[4].p, d, (size_t)n) == 0;
+	OPENSSL_free(d);
+	if (!ok)
+		TP_WRONG(a, what);
+	TP_DONE(a);
+}
+
+static int
+tp_import(void)
+{
+	struct tokp_buf b;
+	struct tokp_msg a;
+
+	tokp_begin(&b, TOKP_IMPORT, 0, 0);
+	tokp_put_str(&b, "tp-imp");
+	tokp_put(&b, tp_pkcs8, tp_pkcs8_len);
+	if (tp_call(&b, &a) != 0)
+		return 1;
+	return tp_import_check(&a, "import: not the key given");
+}
+
+static int
+tp_byok(void)
+{
+	struct tokp_buf b;
+	struct tokp_msg a;
+
+	tokp_begin(&b, TOKP_IMPORT_BYOK, 0, 0);
+	tokp_put_str(&b, "tp-byok");
+	tokp_put_str(&b, "tp-rsa");
+	tokp_put(&b, tp_rsa.blob, tp_rsa.blob_len);
+	tokp_put(&b, tp_transfer, tp_transfer_len);
+	if (tp_call(&b, &a) != 0)
+		return 1;
+	return tp_import_check(&a, "BYOK import: not the key transferred");
+}
+
+/* seal then unseal (a backup's envelope) */
+static int
+tp_seal(void)
+{
+	struct tokp_buf b;
+	struct tokp_msg a;
+
+	tokp_begin(&b, TOKP_SEAL, 0, 0);
+	tokp_put(&b, tp_data, sizeof(tp_data));
+	if (tp_call(&b, &a) != 0)
+		return 1;
+	if (a.status == HSM_OK) {
+		free(tp_sealed);
+		tp_sealed_len = a.f[0].len;
+		if ((tp_sealed = malloc(tp_sealed_len)) == NULL)
+			TP_WRONG(&a, "malloc (not armed)");
+		memcpy(tp_sealed, a.f[0].p, tp_sealed_len);
+	}
+	TP_DONE(&a);
+}
+
+static int
+tp_unseal(void)
+{
+	struct tokp_buf b;
+	struct tokp_msg a;
+
+	tokp_begin(&b, TOKP_UNSEAL, 0, 0);
+	tokp_put(&b, tp_sealed, tp_sealed_len);
+	if (tp_call(&b, &a) != 0)
+		return 1;
+	if (a.status == HSM_OK &&
+	    (a.f[0].len != sizeof(tp_data) ||
+	        memcmp(a.f[0].p, tp_data, 48) != 0))
+		TP_WRONG(&a, "unseal: not the plaintext sealed");
+	TP_DONE(&a);
+}
+
+static int
+tp_audit(void)
+{
+	struct tokp_buf b;
+	struct tokp_msg a;
+	uint8_t dg[32];
+
+	tokp_begin(&b, TOKP_AUDIT_SIGN, 0, 0);
+	tokp_put(&b, tp_data, sizeof(tp_data));
+	if (tp_call(&b, &a) != 0)
+		return 1;
+	SHA256(tp_data, sizeof(tp_data), dg);
+	if (a.status == HSM_OK &&
+	    !tp_es256_ok(tp_audit_spki, tp_audit_spki_len, dg, a.f[0].p,
+	        a.f[0].len))
+		TP_WRONG(&a, "audit sign: not a good signature");
+	TP_DONE(&a);
+}
+
+static int
+tp_forget(void)
+{
+	struct tokp_buf b;
+	struct tokp_msg a;
+
+	tokp_begin(&b, TOKP_FORGET, 0, 0);
+	tokp_put_str(&b, "tp-ec");
+	if (tp_call(&b, &a) != 0)
+		return 1;
+	TP_DONE(&a);
+}
+
+static int
+t_tokp(void)
+{
+	static int (*const seq[])(void) = { tp_generate, tp_sign, tp_decrypt,
+		tp_import, tp_byok, tp_seal, tp_unseal, tp_audit, tp_sign,
+		tp_forget };
+	int r = 0, failed = 0;
+
+	torture_pause();
+	/* every run starts cold: the handles are unwrapped again */
+	tok_key_forget(tp_tok, "tp-ec");
+	tok_key_forget(tp_tok, "tp-rsa");
+	for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]) && r != 1; i++) {
+		r = seq[i]();
+		if (r == 2 && failed)
+			BAD("a second op failed after the injected failure");
+		if (r == 2) {
+			failed = 1;
+			if ((r = seq[i]()) == 2) {
+				printf(
+				    "torture-bad %s N=%llu: op %zu failed "
+				    "again after the failed one (the "
+				    "token process stopped serving)\n",
+				    cur_target, (unsigned long long)cur_n, i);
+				fflush(stdout);
+				r = 1;
+			}
+		}
+	}
+	torture_resume();
+	return r == 1;
+}
+
+/* The BYOK transfer of tp_imp under the KEK tp_rsa, as Azure's tooling
+ * makes it: RSA-OAEP(SHA-1) of an AES-256 key, then the PKCS#8 wrapped
+ * with that key (RFC 5649). */
+static int
+tp_transfer_make(void)
+{
+	const unsigned char *p = tp_rsa.spki;
+	EVP_PKEY *kek = d2i_PUBKEY(NULL, &p, (long)tp_rsa.spki_len);
+	EVP_PKEY_CTX *c = kek ? EVP_PKEY_CTX_new(kek, NULL) : NULL;
+	EVP_CIPHER_CTX *cc = EVP_CIPHER_CTX_new();
+	uint8_t aes[32];
+	size_t rl = 0;
+	int l1 = 0, l2 = 0, ok;
+
+	ok = c != NULL && cc != NULL && RAND_bytes(aes, 32) == 1 &&
+	    EVP_PKEY_encrypt_init(c) == 1 &&
+	    EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_OAEP_PADDING) == 1 &&
+	    EVP_PKEY_CTX_set_rsa_oaep_md(c, EVP_sha1()) == 1 &&
+	    EVP_PKEY_encrypt(c, NULL, &rl, aes, 32) == 1 &&
+	    (tp_transfer = malloc(rl + tp_pkcs8_len + 16)) != NULL &&
+	    EVP_PKEY_encrypt(c, tp_transfer, &rl, aes, 32) == 1;
+	if (ok) {
+		EVP_CIPHER_CTX_set_flags(cc, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+		ok = EVP_EncryptInit_ex(cc, EVP_aes_256_wrap_pad(), NULL, aes,
+		         NULL) == 1 &&
+		    EVP_EncryptUpdate(cc, tp_transfer + rl, &l1, tp_pkcs8,
+		        (int)tp_pkcs8_len) == 1 &&
+		    EVP_EncryptFinal_ex(cc, tp_transfer + rl + l1, &l2) == 1;
+	}
+	tp_transfer_len = rl + (size_t)l1 + (size_t)l2;
+	EVP_CIPHER_CTX_free(cc);
+	EVP_PKEY_CTX_free(c);
+	EVP_PKEY_free(kek);
+	return ok ? 0 : -1;
+}
+
+/* The token, its keys and the inputs, made once and unarmed. */
+static int
+tp_setup(void)
+{
+	struct tok_config cfg = { TP_MODULE, TP_LABEL, TP_USER_PIN, 2, 16 };
+	char dir[96];
+	EVP_PKEY_CTX *kc;
+	PKCS8_PRIV_KEY_INFO *p8;
+	unsigned char *d = NULL;
+	int n;
+
+	if (str_fmt(dir, sizeof(dir), "%s/hsm-XXXXXX", tdir) != 0 ||
+	    softhsm_setup(dir) != 0 ||
+	    tok_token_init(TP_MODULE, TP_LABEL, TP_SO_PIN, TP_USER_PIN) != 0 ||
+	    tok_open(&cfg, &tp_tok) != 0 ||
+	    socketpair(AF_UNIX, SOCK_STREAM, 0, tp_sv) != 0)
+		return -1;
+	if (tok_key_generate(tp_tok, "tp-ec", HSM_KTY_EC, 0,
+	        NID_X9_62_prime256v1, &tp_ec.blob, &tp_ec.blob_len, &tp_ec.spki,
+	        &tp_ec.spki_len) != 0 ||
+	    tok_key_generate(tp_tok, "tp-rsa", HSM_KTY_RSA, 2048, 0,
+	        &tp_rsa.blob, &tp_rsa.blob_len, &tp_rsa.spki,
+	        &tp_rsa.spki_len) != 0 ||
+	    tok_audit_public(tp_tok, &tp_audit_spki, &tp_audit_spki_len) != 0)
+		return -1;
+	/* the backup key exists before the first run */
+	uint8_t *sealed = NULL;
+	size_t sl = 0;
+	if (tok_seal(tp_tok, tp_data, sizeof(tp_data), &sealed, &sl) != 0)
+		return -1;
+	free(sealed);
+	kc = EVP_PKEY_CTX_new_id(EVP_PKEY_EC, NULL);
+	if (kc == NULL || EVP_PKEY_keygen_init(kc) != 1 ||
+	    EVP_PKEY_CTX_set_ec_paramgen_curve_nid(kc, NID_X9_62_prime256v1) !=
+	        1 ||
+	    EVP_PKEY_keygen(kc, &tp_imp) != 1)
+		return -1;
+	EVP_PKEY_CTX_free(kc);
+	if ((p8 = EVP_PKEY2PKCS8(tp_imp)) == NULL ||
+	    (n = i2d_PKCS8_PRIV_KEY_INFO(p8, &d)) <= 0)
+		return -1;
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	tp_pkcs8 = d;
+	tp_pkcs8_len = (size_t)n;
+	return tp_transfer_make();
 }
 
 /* ---- requests through api_route on a real vault (SoftHSM) ----------------- */
@@ -538,6 +956,16 @@ req(const char *method, const char *path, const char *max, const char *body,
 	return 2; /* failed cleanly: stop the sequence */
 }
 
+struct rq {
+	const char *method, *path, *max, *body;
+	unsigned status;
+	const char *want;
+};
+
+/* The request set, in order. After a request failed cleanly on the
+ * injected failure (nothing more can fail in this run), the same request
+ * again and every later one must succeed in full: one allocation failure
+ * costs one request, never the vault's state or its token channel. */
 static int
 t_requests(void)
 {
@@ -545,20 +973,45 @@ t_requests(void)
 	    "{\"alg\":\"ES256\",\"value\":"
 	    "\"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU\"}";
 	char path[64];
-	int r;
+	int r = 0, failed = 0;
 
-	torture_pause();
 	snprintf(path, sizeof(path), "/keys/t%llu/create",
 	    (unsigned long long)cur_n);
-	if ((r = req("GET", "/keys/e1", NULL, NULL, 200, "\"kid\"")) ||
-	    (r = req("POST", "/keys/e1/sign", NULL, sign, 200, "\"value\"")) ||
-	    (r = req("GET", "/keys", "5", NULL, 200, "\"value\"")) ||
-	    (r = req("POST", path, NULL,
-	         "{\"kty\":\"EC\",\"crv\":\"P-256\",\"tags\":{\"a\":\"b\"}}",
-	         200, "\"kid\"")) ||
-	    (r = req("PATCH", "/keys/e1", NULL, "{\"tags\":{\"n\":\"1\"}}", 200,
-	         "\"n\"")))
-		;
+	const struct rq set[] = {
+		{ "GET", "/keys/e1", NULL, NULL, 200, "\"kid\"" },
+		{ "POST", "/keys/e1/sign", NULL, sign, 200, "\"value\"" },
+		{ "GET", "/keys", "5", NULL, 200, "\"value\"" },
+		{ "POST", path, NULL,
+		    "{\"kty\":\"EC\",\"crv\":\"P-256\",\"tags\":{\"a\":\"b\"}}",
+		    200, "\"kid\"" },
+		{ "PATCH", "/keys/e1", NULL, "{\"tags\":{\"n\":\"1\"}}", 200,
+		    "\"n\"" },
+		{ "POST", "/keys/e1/sign", NULL, sign, 200, "\"value\"" },
+	};
+
+	torture_pause();
+	for (size_t i = 0; i < sizeof(set) / sizeof(set[0]) && r != 1; i++) {
+		const struct rq *q = &set[i];
+		r = req(q->method, q->path, q->max, q->body, q->status,
+		    q->want);
+		if (r == 2 && failed)
+			BAD("a second request failed after the injected one");
+		if (r == 2) {
+			failed = 1;
+			r = req(q->method, q->path, q->max, q->body, q->status,
+			    q->want);
+			if (r != 0) {
+				printf(
+				    "torture-bad %s N=%llu: %s %s failed "
+				    "again after the failed one (lasting "
+				    "damage)\n",
+				    cur_target, (unsigned long long)cur_n,
+				    q->method, q->path);
+				fflush(stdout);
+				r = 1;
+			}
+		}
+	}
 	torture_resume();
 	return r == 1;
 }
@@ -576,8 +1029,8 @@ static const struct target targets[] = {
 	{ "secret", t_secret },
 	{ "store", t_store },
 	{ "json", t_json },
-	/* { "tokp", t_tokp }: needs a message of a real op shape */
 	{ "requests", t_requests },
+	{ "tokp", t_tokp },
 };
 
 /* One run failing allocation n (0: none): 0 fine, 1 wrong. */
@@ -621,6 +1074,8 @@ setup(const char *name)
 	}
 	if (strcmp(name, "requests") == 0)
 		fz_env_init();
+	if (strcmp(name, "tokp") == 0 && tp_setup() != 0)
+		return -1;
 	(void)ec;
 	return 0;
 }
@@ -659,15 +1114,23 @@ main(int argc, char **argv)
 		bad = run_one(t, n);
 		runs = 1;
 	} else {
+		/* K is the count run's; a later run may allocate more (the
+		 * state a target leaves grows: one more key a run, a warm
+		 * cache goes the other way), so the runs go on past K until
+		 * one in which the failure was not reached */
 		step = 1;
 		if (strcmp(argv[2], "sampled") == 0 && k > SAMPLE_FIRST)
 			step = (k - SAMPLE_FIRST) / SAMPLE_RUNS + 1;
-		for (n = 1; n <= k; n++) {
+		for (n = 1;; n++) {
 			if (n > SAMPLE_FIRST &&
 			    (n - SAMPLE_FIRST) % step != 0 && n != k)
 				continue;
 			bad |= run_one(t, n);
 			runs++;
+			if (!torture_injected() && n >= k)
+				break;
+			if (torture_injected() && n > k)
+				k = n;
 		}
 	}
 	printf("torture-result %s %llu %llu %s\n", t->name,
