@@ -38,6 +38,17 @@ api_body_object(struct api_req *q, struct api_resp *r, json_t **out)
 	}
 	j = json_loadb((const char *)q->body, q->body_len,
 	    JSON_REJECT_DUPLICATES, &je);
+	/* Jansson does not always say that it ran out of memory (it may
+	 * report a syntax error where an allocation failed): a failed parse
+	 * is tried once more, so that a body is called invalid only when it
+	 * is, and a parser without memory is a 500 */
+	if (j == NULL && json_error_code(&je) != json_error_duplicate_key)
+		j = json_loadb((const char *)q->body, q->body_len,
+		    JSON_REJECT_DUPLICATES, &je);
+	if (j == NULL && json_error_code(&je) == json_error_out_of_memory) {
+		api_resp_vault_error(r, VLT_ERR_NO_MEMORY, NULL, NULL);
+		return VLT_ERR_NO_MEMORY;
+	}
 	if (j == NULL) {
 		if (json_error_code(&je) == json_error_duplicate_key)
 			api_resp_error(r, 400, "BadParameter",

@@ -23,6 +23,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include "api/api.h"
 #include "hsm/hsm.h"
@@ -162,6 +163,15 @@ fz_env_init(void)
 	if (mkdtemp(fz_dir) == NULL) {
 		fz_dir[0] = '\0';
 		fz_die("mkdtemp");
+	}
+	/* OpenSSL makes its method store on first use; made inside an
+	 * allocation-failure run (tests/torture) it is left without its lock
+	 * and the next digest crashes, in OpenSSL: the digests the audit
+	 * chain and the tokens use are fetched once here, before any run */
+	{
+		unsigned char d[SHA256_DIGEST_LENGTH];
+
+		(void)SHA256((const unsigned char *)"", 0, d);
 	}
 	atexit(fz_cleanup);
 	memset(&ip, 0, sizeof(ip));
