@@ -29,23 +29,12 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import p11v  # noqa: E402
+from p11v import expect_error  # noqa: E402
 
 CRYPTO_PERMS = ["encrypt", "decrypt", "wrapKey", "unwrapKey", "sign", "verify"]
 CURVES = [("P-256", "ES256", hashlib.sha256), ("P-384", "ES384", hashlib.sha384),
           ("P-521", "ES512", hashlib.sha512), ("P-256K", "ES256K", hashlib.sha256)]
 RSA_ALGS = ["RSA-OAEP", "RSA-OAEP-256", "RSA1_5"]
-
-
-def expect_error(fn, cls, status, code=None):
-    """fn() raises cls with status (and error.code); the exception."""
-    try:
-        fn()
-    except cls as e:
-        assert e.status_code == status, (e.status_code, str(e))
-        if code is not None:
-            assert e.error is not None and e.error.code == code, (e.error and e.error.code, str(e))
-        return e
-    raise AssertionError("no %s %d" % (cls.__name__, status))
 
 
 def ec_public(key):

@@ -43,6 +43,18 @@ class Checks:
         return 0 if self.results and all(self.results) else 1
 
 
+def expect_error(fn, cls, status, code=None):
+    """fn() raises cls with status (and error.code); the exception."""
+    try:
+        fn()
+    except cls as e:
+        assert e.status_code == status, (e.status_code, str(e))
+        if code is not None:
+            assert e.error is not None and e.error.code == code, (e.error and e.error.code, str(e))
+        return e
+    raise AssertionError("no %s %d" % (cls.__name__, status))
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
