@@ -48,6 +48,7 @@ struct agent {
 	char ca_file[4096];
 	char tenant[64];
 	char client_id[64];
+	char object_id[64]; /* "" when the credential file has none */
 	char *secret;
 	pthread_mutex_t lock;
 	struct agent_tok cache[AGENT_CACHE];
@@ -203,6 +204,29 @@ reply(struct MHD_Connection *c, unsigned status, json_t *body)
 	return ret;
 }
 
+/* Whether the request names a user-assigned identity that is not this
+ * agent's (client_id, object_id, msi_res_id/mi_res_id): IMDS answers 400
+ * "Identity not found" then, and so does the agent, rather than hand out
+ * another identity's token. Resource IDs are not known here: refused. */
+static int
+names_other_identity(const struct agent *a, struct MHD_Connection *c)
+{
+	const char *cid = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
+	    "client_id");
+	const char *oid = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
+	    "object_id");
+
+	if (cid != NULL && strcasecmp(cid, a->client_id) != 0)
+		return 1;
+	if (oid != NULL &&
+	    (a->object_id[0] == '\0' || strcasecmp(oid, a->object_id) != 0))
+		return 1;
+	return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
+	           "msi_res_id") != NULL ||
+	    MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
+	        "mi_res_id") != NULL;
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *c, const char *url,
     const char *method, const char *version, const char *upload,
@@ -248,6 +272,10 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 		    json_pack("{s:s, s:s}", "error", "invalid_request",
 		        "error_description",
 		        "The resource parameter is required."));
+	if (names_other_identity(a, c))
+		return reply(c, 400,
+		    json_pack("{s:s, s:s}", "error", "invalid_request",
+		        "error_description", "Identity not found"));
 	if (agent_token(a, resource, &token, &expires_on, &not_before,
 	        &status) != 0)
 		return reply(c, (unsigned)status,
@@ -292,7 +320,7 @@ load_credential(struct agent *a, const char *path, const char *url_opt,
 	json_error_t je;
 	buf_t *file = NULL;
 	json_t *j = NULL;
-	const char *tid, *cid, *sec, *url;
+	const char *tid, *cid, *sec, *url, *oid;
 	int rc = -1;
 
 	if (file_read(path, AGENT_CRED_MAX, &file) != 0 ||
@@ -302,12 +330,15 @@ load_credential(struct agent *a, const char *path, const char *url_opt,
 	tid = json_string_value(json_object_get(j, "tenantId"));
 	cid = json_string_value(json_object_get(j, "clientId"));
 	sec = json_string_value(json_object_get(j, "clientSecret"));
+	oid = json_string_value(json_object_get(j, "objectId"));
 	url = url_opt ? url_opt :
 	                json_string_value(json_object_get(j, "vaultUrl"));
 	if (!tid || !cid || !sec || !url ||
 	    str_fmt(a->tenant, sizeof(a->tenant), "%s", tid) != 0 ||
 	    str_fmt(a->client_id, sizeof(a->client_id), "%s", cid) != 0 ||
 	    str_fmt(a->vault_url, sizeof(a->vault_url), "%s", url) != 0 ||
+	    (oid != NULL &&
+	        str_fmt(a->object_id, sizeof(a->object_id), "%s", oid) != 0) ||
 	    (ca_opt != NULL &&
 	        str_fmt(a->ca_file, sizeof(a->ca_file), "%s", ca_opt) != 0))
 		goto out;
