@@ -16,7 +16,7 @@ api_audit_request(struct api_req *q, struct api_resp *r,
 	struct timespec now, wall;
 	int write_op, rc;
 
-	if (q->ctx == NULL || q->ctx->vault == NULL)
+	if (q->ctx == NULL || q->vault == NULL)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	clock_gettime(CLOCK_REALTIME, &wall);
@@ -37,7 +37,7 @@ api_audit_request(struct api_req *q, struct api_resp *r,
 	write_op = q->mutating && r->status < 400;
 	/* fail closed: no success is answered whose line is not in the file
 	 * (a write's not synced); a refusal changed nothing and says so */
-	rc = vault_audit_event(q->ctx->vault, &ev, write_op);
+	rc = vault_audit_event(q->vault, &ev, write_op);
 	if (rc != 0 && r->status < 400 && !q->audit_optional)
 		api_resp_vault_error(r,
 		    rc == VLT_ERR_NO_MEMORY ? rc : VLT_ERR_STORAGE, NULL, NULL);

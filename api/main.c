@@ -218,14 +218,14 @@ write_secret_file(const char *path, const char *text)
 	return rc;
 }
 
-static const char *const init_opts[] = { "--data", "--vault-url", "--tenant-id",
-	"--tls-ca-cert", "--tls-ca-key", "--module", "--token-label",
-	"--key-shares", "--key-threshold", "--auto-unseal", "--share-keys",
-	NULL };
+static const char *const init_opts[] = { "--data", "--vault-url",
+	"--vault-domain", "--tenant-id", "--tls-ca-cert", "--tls-ca-key",
+	"--module", "--token-label", "--key-shares", "--key-threshold",
+	"--auto-unseal", "--share-keys", NULL };
 static const char *const no_opts[] = { NULL };
 
 struct init_args {
-	const char *dir, *url, *tenant, *ca_cert, *ca_key, *au, *sk;
+	const char *dir, *url, *domain, *tenant, *ca_cert, *ca_key, *au, *sk;
 	unsigned nshares, thresh;
 	char host[256];
 	char tid[POLICY_ID_LEN + 1];
@@ -237,6 +237,8 @@ init_help(void)
 	puts(
 	    "usage: p11vault init --data DIR [--vault-url URL] "
 	    "[--tenant-id UUID]\n"
+	    "       [--vault-domain DOMAIN (other vaults at "
+	    "https://NAME.DOMAIN)]\n"
 	    "       [--tls-ca-cert PEM --tls-ca-key PEM] "
 	    "[--module PKCS11.so --token-label LABEL]\n"
 	    "       [--key-shares N (5)] [--key-threshold M (3)]\n"
@@ -278,6 +280,7 @@ init_parse(int argc, char **argv, struct init_args *a)
 	check_args(argc, argv, init_opts, no_opts);
 	a->dir = opt(argc, argv, "--data");
 	a->url = opt(argc, argv, "--vault-url");
+	a->domain = opt(argc, argv, "--vault-domain");
 	a->tenant = opt(argc, argv, "--tenant-id");
 	a->ca_cert = opt(argc, argv, "--tls-ca-cert");
 	a->ca_key = opt(argc, argv, "--tls-ca-key");
@@ -411,13 +414,14 @@ cmd_init(int argc, char **argv)
 	if (mkdir(a.dir, 0700) != 0 && errno != EEXIST)
 		cli_die("cannot create %s: %s", a.dir, strerror(errno));
 	path_of(tls_dir, sizeof(tls_dir), a.dir, "tls");
-	if (tlsgen_create(tls_dir, a.host, a.ca_cert, a.ca_key, err,
-	        sizeof(err)) != 0)
+	if (tlsgen_create_domain(tls_dir, a.host, a.domain, a.ca_cert, a.ca_key,
+	        err, sizeof(err)) != 0)
 		cli_die("TLS: %s", err);
 
 	memset(&ip, 0, sizeof(ip));
 	ip.data_dir = a.dir;
 	ip.vault_url = a.url;
+	ip.vault_domain = a.domain;
 	ip.tenant_id = a.tenant;
 	ip.module_path = opt(argc, argv, "--module");
 	ip.module_allow = getenv("P11VAULT_MODULE_ALLOW");
@@ -581,6 +585,8 @@ serve_context(struct api_ctx *ctx)
 		ctx->resource = CLI_DEFAULT_RESOURCE;
 	if (ctx->vault_url == NULL || ctx->tenant_id == NULL)
 		cli_die("the vault's config lacks vault_url or tenant_id");
+	if (api_vaults_context(ctx) != 0)
+		cli_die("the vault's config has a bad vault_domain");
 	if (str_fmt(ctx->issuer, sizeof(ctx->issuer), "%s/%s/v2.0",
 	        ctx->vault_url, ctx->tenant_id) != 0 ||
 	    str_fmt(ctx->challenge, sizeof(ctx->challenge),
@@ -600,7 +606,8 @@ serve_context(struct api_ctx *ctx)
 	pc.issuer = ctx->issuer;
 	pc.token_lifetime = secs;
 	if (policy_new(&pc, &ctx->policy) != 0 ||
-	    load_policy(ctx->vault, ctx->policy, &ctx->verify_key_set) != 0)
+	    load_policy(ctx->vault, ctx->policy, &ctx->verify_key_set) != 0 ||
+	    api_vaults_load(ctx) != 0)
 		cli_die("cannot load identities and access policies");
 }
 

@@ -142,6 +142,8 @@ static const struct conf_key conf_keys[] = {
 	{ "vault_url", CONF_STRING, 0, 0 },
 	{ "tenant_id", CONF_STRING, 0, 0 },
 	{ "resource", CONF_STRING, 0, 0 },
+	{ "vault_domain", CONF_STRING, 0, 0 },
+	{ "vault_name", CONF_STRING, 0, 0 },
 	{ "listen", CONF_STRING, 0, 0 },
 	{ "module", CONF_PATH, 0, 0 },
 	{ "token_label", CONF_STRING, 0, 0 },

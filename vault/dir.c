@@ -1,7 +1,7 @@
 /*
  * vault/dir.c — the data directory: creating a vault in it (vault_init),
- * opening and closing one, its config, the test clock, the vault
- * settings (retention, purge protection).
+ * opening and closing one, its config, the vault settings (retention,
+ * purge protection).
  *
  * Owns: the vault_t's life (vault_open/vault_close), the layout of DIR
  * (p11vault.conf, vault.db, hsm/, softhsm2.conf, tokens/, audit/). The
@@ -29,7 +29,6 @@
 #define DEFAULT_LABEL "p11vault"
 #define DEFAULT_URL "https://127.0.0.1:8443"
 #define DEFAULT_LISTEN "127.0.0.1:8443"
-#define CLOCK_FILE_MAX 64
 #define LISTEN_MAX 300
 
 /* host:port of a URL; DEFAULT_LISTEN when none can be found. */
@@ -185,6 +184,42 @@ out:
 	return r;
 }
 
+/* The default vault's name: the first label of the URL's host when that
+ * is a vault name (cmk of https://cmk.vault.example:8443), else
+ * "default". */
+static void
+default_name(const char *url, char out[VLT_VAULT_NAME_MAX + 1])
+{
+	const char *h = strstr(url, "://");
+	size_t n;
+
+	h = h != NULL ? h + 3 : url;
+	n = strcspn(h, ".:/[");
+	if (h[n] == '.' && n <= VLT_VAULT_NAME_MAX) {
+		memcpy(out, h, n);
+		out[n] = '\0';
+		if (vault_child_name_check(out) == 0)
+			return;
+	}
+	memcpy(out, "default", sizeof("default"));
+}
+
+/* resource= (the token audience): https://<vault_domain> when there are
+ * several vaults, else Azure's. */
+static int
+conf_audience(struct vlt_conf *conf, const char *domain)
+{
+	char res[300];
+
+	if (domain == NULL)
+		return conf_set(conf, "resource", "https://vault.azure.net");
+	if (str_fmt(res, sizeof(res), "https://%s", domain) != 0)
+		return VLT_ERR_BAD_PARAM;
+	if (conf_set(conf, "vault_domain", domain) != 0)
+		return VLT_ERR_NO_MEMORY;
+	return conf_set(conf, "resource", res);
+}
+
 /* DIR/p11vault.conf, written last: from then on DIR holds a vault. */
 static int
 init_conf(const struct vlt_init_params *p, const char *dir, const char *module,
@@ -192,6 +227,7 @@ init_conf(const struct vlt_init_params *p, const char *dir, const char *module,
 {
 	const char *url = p->vault_url != NULL ? p->vault_url : DEFAULT_URL;
 	char tenant[VLT_ID_LEN + 1], listen[LISTEN_MAX], path[PATH_MAX];
+	char name[VLT_VAULT_NAME_MAX + 1];
 	struct vlt_conf *conf = NULL;
 	int r;
 
@@ -205,9 +241,11 @@ init_conf(const struct vlt_init_params *p, const char *dir, const char *module,
 		return r;
 	if ((conf = conf_new()) == NULL)
 		return VLT_ERR_NO_MEMORY;
+	default_name(url, name);
 	if ((r = conf_set(conf, "vault_url", url)) != 0 ||
+	    (r = conf_set(conf, "vault_name", name)) != 0 ||
 	    (r = conf_set(conf, "tenant_id", tenant)) != 0 ||
-	    (r = conf_set(conf, "resource", "https://vault.azure.net")) != 0 ||
+	    (r = conf_audience(conf, p->vault_domain)) != 0 ||
 	    (r = conf_set(conf, "listen", listen)) != 0 ||
 	    (r = conf_set(conf, "module", module)) != 0 ||
 	    (r = conf_set(conf, "token_label", label)) != 0 ||
@@ -359,6 +397,8 @@ open_parts(vault_t *v, const struct vlt_open_opts *o)
 	if (hsm_seal_status(v->hsm, &st) == HSM_OK && !st.sealed &&
 	    (r = upgrade_blobs(v, v->data_dir)) != 0)
 		return r;
+	if ((r = children_open(v, err, err_len)) != 0)
+		return r;
 	return open_audit(v);
 }
 
@@ -380,6 +420,11 @@ vault_open(const char *data_dir, const struct vlt_open_opts *o, vault_t **out)
 		free(v);
 		return VLT_ERR_INTERNAL;
 	}
+	if (pthread_mutex_init(&v->kids_lock, NULL) != 0) {
+		pthread_mutex_destroy(&v->clock_lock);
+		free(v);
+		return VLT_ERR_INTERNAL;
+	}
 	if ((v->data_dir = strdup(dir)) == NULL) {
 		r = VLT_ERR_NO_MEMORY;
 		goto out;
@@ -398,6 +443,11 @@ vault_close(vault_t *v)
 {
 	if (v == NULL)
 		return;
+	if (v->root != NULL) { /* a child: the caller's reference */
+		vault_child_release(v);
+		return;
+	}
+	children_close(v);
 	vlt_audit_close(v->audit);
 	store_close(v->store);
 	hsm_close(v->hsm);
@@ -405,6 +455,7 @@ vault_close(vault_t *v)
 	free(v->data_dir);
 	free(v->clock_file);
 	pthread_mutex_destroy(&v->clock_lock);
+	pthread_mutex_destroy(&v->kids_lock);
 	free(v);
 }
 
@@ -420,56 +471,6 @@ const char *
 vault_data_dir(vault_t *v)
 {
 	return v == NULL ? NULL : v->data_dir;
-}
-
-void
-vault_set_test_clock(vault_t *v, const char *offset_file)
-{
-	char *dup = offset_file != NULL ? strdup(offset_file) : NULL;
-
-	pthread_mutex_lock(&v->clock_lock);
-	free(v->clock_file);
-	v->clock_file = dup;
-	pthread_mutex_unlock(&v->clock_lock);
-}
-
-/* The offset in seconds the test clock file holds (an integer, then
- * optional white space), or 0. */
-static int64_t
-clock_offset(const char *path)
-{
-	buf_t *b = NULL;
-	char text[CLOCK_FILE_MAX];
-	int64_t off = 0;
-	size_t len;
-
-	if (file_read(path, CLOCK_FILE_MAX - 1, &b) != 0)
-		return 0;
-	len = buf_len(b);
-	memcpy(text, buf_ptr(b), len);
-	buf_free(b);
-	while (len > 0 &&
-	    (text[len - 1] == ' ' || text[len - 1] == '\t' ||
-	        text[len - 1] == '\n' || text[len - 1] == '\r'))
-		len--;
-	text[len] = '\0';
-	if (parse_i64(text, -(1LL << 40) + 1, (1LL << 40) - 1, &off) != 0)
-		return 0;
-	return off;
-}
-
-int64_t
-vault_now(vault_t *v)
-{
-	int64_t now = (int64_t)time(NULL);
-
-	if (v == NULL)
-		return now;
-	pthread_mutex_lock(&v->clock_lock);
-	if (v->clock_file != NULL)
-		now += clock_offset(v->clock_file);
-	pthread_mutex_unlock(&v->clock_lock);
-	return now;
 }
 
 int

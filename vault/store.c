@@ -427,3 +427,53 @@ store_access_list(store_t *s, struct vlt_access_policy **items, size_t *n)
 	r = s->be->access_list(s->b, items, n);
 	return unlock(s, r);
 }
+
+int
+store_vault_insert(store_t *s, const struct vlt_vault *x)
+{
+	int r;
+
+	lock_write(s);
+	r = s->be->vault_insert(s->b, x);
+	return unlock(s, r);
+}
+
+int
+store_vault_get(store_t *s, const char *name, struct vlt_vault *out)
+{
+	int r;
+
+	lock_read(s);
+	r = s->be->vault_get(s->b, name, out);
+	return unlock(s, r);
+}
+
+int
+store_vault_list(store_t *s, int deleted, struct vlt_vault **items, size_t *n)
+{
+	int r;
+
+	lock_read(s);
+	r = s->be->vault_list(s->b, deleted, items, n);
+	return unlock(s, r);
+}
+
+int
+store_vault_update(store_t *s, const struct vlt_vault *x)
+{
+	int r;
+
+	lock_write(s);
+	r = s->be->vault_update(s->b, x);
+	return unlock(s, r);
+}
+
+int
+store_vault_remove(store_t *s, const char *name)
+{
+	int r;
+
+	lock_write(s);
+	r = s->be->vault_remove(s->b, name);
+	return unlock(s, r);
+}

@@ -177,4 +177,17 @@ int store_access_apply(store_t *s, const struct vlt_access_policy *items,
 int store_access_list(store_t *s, struct vlt_access_policy **items,
     size_t *n) VLT_WUR;
 
+/* The registry of an appliance's other vaults (in the root's store).
+ * insert: a name in use, VLT_ERR_CONFLICT. get: any state (NOT_FOUND).
+ * list: deleted 0 live, 1 soft-deleted, -1 all, by name. update: the row
+ * of x's name, id and created takes x's dates, settings and meta
+ * (VLT_ERR_NOT_FOUND when there is none). remove: the row. */
+int store_vault_insert(store_t *s, const struct vlt_vault *x) VLT_WUR;
+int store_vault_get(store_t *s, const char *name,
+    struct vlt_vault *out) VLT_WUR;
+int store_vault_list(store_t *s, int deleted, struct vlt_vault **items,
+    size_t *n) VLT_WUR;
+int store_vault_update(store_t *s, const struct vlt_vault *x) VLT_WUR;
+int store_vault_remove(store_t *s, const char *name) VLT_WUR;
+
 #endif

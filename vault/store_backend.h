@@ -79,6 +79,13 @@ struct store_backend {
 	    const struct vlt_access_policy *items, size_t n);
 	int (*access_list)(struct store_be *b, struct vlt_access_policy **items,
 	    size_t *n);
+	int (*vault_insert)(struct store_be *b, const struct vlt_vault *x);
+	int (*vault_get)(struct store_be *b, const char *name,
+	    struct vlt_vault *out);
+	int (*vault_list)(struct store_be *b, int deleted,
+	    struct vlt_vault **items, size_t *n);
+	int (*vault_update)(struct store_be *b, const struct vlt_vault *x);
+	int (*vault_remove)(struct store_be *b, const char *name);
 };
 
 extern const struct store_backend store_sqlite_backend;
