@@ -335,6 +335,26 @@ put_storage(struct met_buf *b, struct api_ctx *c)
 	    !st.audit_failing, (unsigned long long)st.errors);
 }
 
+/* The audit log's copy to syslog (audit_syslog=true), when it is on. */
+static void
+put_syslog(struct met_buf *b, struct api_ctx *c)
+{
+	uint64_t sent = 0, dropped = 0;
+
+	if (vault_audit_syslog_stats(c->vault, &sent, &dropped) != 0)
+		return;
+	put(b,
+	    "# HELP p11vault_audit_syslog_sent_total Audit lines copied to "
+	    "audit_syslog_socket.\n"
+	    "# TYPE p11vault_audit_syslog_sent_total counter\n"
+	    "p11vault_audit_syslog_sent_total %llu\n"
+	    "# HELP p11vault_audit_syslog_dropped_total Audit lines the "
+	    "syslog socket did not take (audit.log has them).\n"
+	    "# TYPE p11vault_audit_syslog_dropped_total counter\n"
+	    "p11vault_audit_syslog_dropped_total %llu\n",
+	    (unsigned long long)sent, (unsigned long long)dropped);
+}
+
 int
 api_metrics_render(struct api_ctx *c, char **text, size_t *len)
 {
@@ -350,6 +370,7 @@ api_metrics_render(struct api_ctx *c, char **text, size_t *len)
 	if (c->vault != NULL) {
 		put_token(&b, c);
 		put_storage(&b, c);
+		put_syslog(&b, c);
 	}
 	put_seal(&b, c);
 	if (c->vault != NULL &&

@@ -26,6 +26,9 @@
  * the file is cut back to its last complete line (synced); the caller
  * chains a record of the cut (vault/audit_record.c). Verification lists
  * those records and treats nothing else as a repair.
+ * Copy to syslog (audit_syslog=true): the writer hands the bytes that
+ * reached the file, in file order, to vault/audit_syslog.c, which never
+ * blocks it nor fails a line (the file is the record).
  *
  * Must never: accept content it did not get from the one record
  * builder, vault/audit_record.c (which builds records only from recorded
@@ -83,6 +86,7 @@ struct vlt_audit {
 	uint64_t ckpt_at;   /* the chain's lines up to the last checkpoint */
 	int64_t ckpt_time;  /* when it was made (monotonic seconds) */
 	int64_t ckpt_retry; /* after a failure: not before then */
+	struct vlt_syslog *syslog; /* audit_syslog=true: the copy's sender */
 };
 
 static void
@@ -398,6 +402,7 @@ audit_free(struct vlt_audit *a)
 	pthread_mutex_destroy(&a->lock);
 	buf_free(a->pend);
 	buf_free(a->spare);
+	vlt_syslog_close(a->syslog);
 	free(a);
 }
 
@@ -551,6 +556,10 @@ write_batches(struct vlt_audit *a)
 		a->spare = NULL;
 		pthread_mutex_unlock(&a->lock);
 		err = write_batch(a, buf, len, &n);
+		/* the one writer: the copy gets the file's bytes in order */
+		if (a->syslog != NULL && n > 0)
+			vlt_syslog_forward(a->syslog,
+			    (const char *)buf_ptr(buf), n);
 		pthread_mutex_lock(&a->lock);
 		if (n < len) {
 			keep_unwritten(a, buf, n);
@@ -723,6 +732,21 @@ vlt_audit_set_signer(struct vlt_audit *a, const struct vlt_audit_signer *s)
 	a->signer = *s;
 	a->have_signer = 1;
 	pthread_mutex_unlock(&a->lock);
+}
+
+void
+vlt_audit_set_syslog(struct vlt_audit *a, struct vlt_syslog *s)
+{
+	pthread_mutex_lock(&a->lock);
+	vlt_syslog_close(a->syslog);
+	a->syslog = s;
+	pthread_mutex_unlock(&a->lock);
+}
+
+struct vlt_syslog *
+vlt_audit_syslog(struct vlt_audit *a)
+{
+	return a->syslog;
 }
 
 int

@@ -42,6 +42,25 @@ void vlt_audit_state(struct vlt_audit *a, int *failing, uint64_t *errors,
  * left after the last one. */
 void vlt_audit_close(struct vlt_audit *a);
 
+/* ---- the copy to syslog (vault/audit_syslog.c) ---- */
+#define VLT_SYSLOG_SOCKET_DEFAULT "/dev/log"
+struct vlt_syslog;
+/* A sender to the AF_UNIX datagram socket at socket_path (the socket is
+ * made now, before any filter; never connected): VLT_ERR_BAD_PARAM when
+ * the path does not fit a socket address. */
+int vlt_syslog_open(const char *socket_path, struct vlt_syslog **out) VLT_WUR;
+void vlt_syslog_close(struct vlt_syslog *s);
+/* Bytes (n at p) that reached the file, in file order: each whole line
+ * sent as a datagram; the start of a line cut by a short write is kept
+ * for the rest. Never blocks; a line not taken is counted as dropped. */
+void vlt_syslog_forward(struct vlt_syslog *s, const char *p, size_t n);
+void vlt_syslog_counts(struct vlt_syslog *s, uint64_t *sent, uint64_t *dropped);
+/* From now on the log hands s (owned from now) every byte it writes,
+ * checkpoints and repair records included. Before the first line. */
+void vlt_audit_set_syslog(struct vlt_audit *a, struct vlt_syslog *s);
+/* The log's sender, or NULL (audit_syslog is off). */
+struct vlt_syslog *vlt_audit_syslog(struct vlt_audit *a);
+
 /* ---- signed checkpoints (vault/audit_ckpt.c) ---- */
 #define VLT_AUDIT_CHECKPOINT "audit_checkpoint"
 /* What signs the checkpoints: sign(ctx, msg) is ES256 over msg with the

@@ -152,6 +152,8 @@ static const struct conf_key conf_keys[] = {
 	{ "audit_max_bytes", CONF_NUMBER, 0, SIZE_MAX },
 	{ "audit_checkpoint_lines", CONF_NUMBER, 0, UINT32_MAX },
 	{ "audit_checkpoint_seconds", CONF_NUMBER, 0, UINT32_MAX },
+	{ "audit_syslog", CONF_BOOL, 0, 0 },
+	{ "audit_syslog_socket", CONF_PATH, 0, 0 },
 };
 
 /* Where a read is: the file, the line, and the caller's buffer for why

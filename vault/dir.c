@@ -327,13 +327,48 @@ open_hsm_config(const vault_t *v, const struct vlt_open_opts *o,
 	hc->pool_size = pool_size;
 }
 
+/* audit_syslog=true: every line the audit log writes is copied to
+ * audit_syslog_socket (default /dev/log; relative: to DIR), from its
+ * first line on (a repair record, the start's checkpoint). */
+static int
+open_syslog(vault_t *v, char *err, size_t err_len)
+{
+	const char *on = conf_get(v->conf, "audit_syslog");
+	const char *sock = conf_get(v->conf, "audit_syslog_socket");
+	char path[PATH_MAX];
+	struct vlt_syslog *s = NULL;
+	int r;
+
+	if (on == NULL || strcmp(on, "true") != 0)
+		return 0;
+	if (sock == NULL)
+		sock = VLT_SYSLOG_SOCKET_DEFAULT;
+	if (sock[0] == '/')
+		r = str_fmt(path, sizeof(path), "%s", sock);
+	else
+		r = fs_join(path, sizeof(path), v->data_dir, sock);
+	if (r == 0)
+		r = vlt_syslog_open(path, &s);
+	if (r == VLT_ERR_NO_MEMORY)
+		return r;
+	if (r != 0) {
+		err_set(err, err_len,
+		    "audit_syslog_socket: '%.200s' is longer than a socket "
+		    "address can be (107 bytes)",
+		    sock);
+		return VLT_ERR_IO;
+	}
+	vlt_audit_set_syslog(v->audit, s);
+	return 0;
+}
+
 /* The audit log; audit_max_bytes=N in p11vault.conf rotates it beyond N
  * bytes (default 64 MiB). A torn tail cut at open gets its record first;
  * when the disk refuses that record, it stays first in line (the log
  * writes it before any other line once it can). Then a signed
- * checkpoint (audit_ckpt.c). */
+ * checkpoint (audit_ckpt.c). Both go to syslog too with audit_syslog. */
 static int
-open_audit(vault_t *v)
+open_audit(vault_t *v, char *err, size_t err_len)
 {
 	const char *amb = conf_get(v->conf, "audit_max_bytes");
 	struct vlt_audit_repair rep;
@@ -348,6 +383,8 @@ open_audit(vault_t *v)
 	        0)
 		return r;
 	vlt_audit_set_signer(v->audit, &signer);
+	if ((r = open_syslog(v, err, err_len)) != 0)
+		return r;
 	if (rep.length != 0) {
 		r = vault_audit_repaired(v, &rep);
 		if (r == VLT_ERR_NO_MEMORY || r == VLT_ERR_INTERNAL ||
@@ -399,7 +436,7 @@ open_parts(vault_t *v, const struct vlt_open_opts *o)
 		return r;
 	if ((r = children_open(v, err, err_len)) != 0)
 		return r;
-	return open_audit(v);
+	return open_audit(v, err, err_len);
 }
 
 int

@@ -466,6 +466,12 @@ struct vlt_storage_status {
 };
 int vault_storage_status(vault_t *v, struct vlt_storage_status *out) VLT_WUR;
 
+/* The audit log's copy to syslog (audit_syslog=true): the lines sent and
+ * the lines dropped (the socket did not take them; audit.log has them).
+ * VLT_ERR_NOT_FOUND when the copy is off. */
+int vault_audit_syslog_stats(vault_t *v, uint64_t *sent,
+    uint64_t *dropped) VLT_WUR;
+
 /* ---- audit log (vault/auditlog.c, vault/audit_record.c) ----------------- */
 /*
  * DIR/audit/audit.log: one JSON line per request. Each line begins with
