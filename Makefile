@@ -13,7 +13,8 @@ SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 APT_PKGS := build-essential pkg-config softhsm2 libsofthsm2 opensc \
 	libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev \
 	libgnutls28-dev libp11-kit-dev libseccomp-dev libgfshare-dev gnutls-bin openssl curl \
-	clang clang-format clang-tidy wrk sqlite3 systemd clevis tang-common
+	clang clang-format clang-tidy wrk sqlite3 systemd clevis tang-common \
+	fiu-utils libfiu-dev python3-azure azure-cli
 
 LIB_SRCS := $(wildcard hsm/*.c) $(wildcard vault/*.c) $(wildcard policy/*.c) \
 	$(filter-out api/main.c,$(wildcard api/*.c))

@@ -78,6 +78,9 @@ struct api_req {
 	/* monitoring (health, metrics): answered even when its audit line
 	 * cannot be written, so that the operator sees the fault */
 	int audit_optional;
+	/* a state change's "started" line is in the file (synced) before
+	 * anything changes (api_audit_intent) */
+	int intent_logged;
 };
 
 struct api_resp {
@@ -173,6 +176,12 @@ void api_sys(struct api_req *q, struct api_resp *r, char **segs, size_t n);
 struct timespec;
 void api_audit_request(struct api_req *q, struct api_resp *r,
     const struct timespec *start);
+/* Before a state change: its "started" line (httpStatus 0), synced. A
+ * log that cannot take it refuses the request (503 storage) before
+ * anything changed: 0, else the negative error with r filled. Once it is
+ * in, the request's success is answered even if its final line has to
+ * wait for the disk (the log writes it, chained, once it can). */
+int api_audit_intent(struct api_req *q, struct api_resp *r) API_WUR;
 
 /* metrics.c — Prometheus text exposition of request, token-operation,
  * session-pool and handle-cache figures (GET /metrics, administrators),

@@ -257,15 +257,18 @@ static const struct cli_cmd cli_cmds[] = {
 static const char cli_common_help[] =
     "Where the vault is (one of):\n"
     "  --data DIR            the vault's data directory: DIR/admin.json,\n"
-    "                        DIR/tls/ca.pem\n"
+    "                        DIR/tls/ca.pem, DIR/p11vault.conf (a vault\n"
+    "                        URL naming a host: its listen= on this\n"
+    "                        machine, the name not resolved)\n"
     "  --vault-url URL --admin FILE [--ca FILE]\n"
     "                        a vault elsewhere; FILE is an admin.json\n"
     "                        {tenantId, objectId, clientId, clientSecret,\n"
     "                        vaultUrl}; --ca: the vault's CA certificate\n"
     "                        (default: the system trust store)\n"
-    "  --resource URL        token audience (default: $P11VAULT_RESOURCE,\n"
-    "                        resource= in DIR/p11vault.conf, or\n"
-    "                        " CLI_DEFAULT_RESOURCE
+    "  --resource URL        token audience, rarely needed (default:\n"
+    "                        $P11VAULT_RESOURCE, resource= in\n"
+    "                        DIR/p11vault.conf, the vault's challenge,\n"
+    "                        or " CLI_DEFAULT_RESOURCE
     ")\n"
     "Prints JSON on stdout. Exit status: 0 ok, 1 failed (one line on\n"
     "stderr: \"p11vault: <status> <code>: <message>\" for a refused\n"

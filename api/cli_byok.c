@@ -2,21 +2,28 @@
  * cli_byok.c — `p11vault byok`: builds a BYOK transfer blob on the
  * administrator's workstation, with OpenSSL only (no vault, no token).
  *
- * Owns: reading a PEM private key and a KEK public key (from a file, or
- * fetched from the vault through cli_session.h), the transfer ciphertext
+ * Owns: reading a PEM private key (decrypted with --passin's pass phrase,
+ * never by a prompt when stdin is not a terminal) and a KEK public key
+ * (from a file, or fetched from the vault through cli_session.h), the
+ * check that the key is one the vault imports, the transfer ciphertext
  * (RSA-OAEP-SHA-1 of a fresh AES-256 key, then RFC 5649 AES key wrap with
  * padding of the PKCS#8 key) and the JSON transfer blob file.
- * Must never: write or print the private key or the AES key; keep either
- * beyond the call (wiped).
+ * Must never: write or print the private key, the AES key or the pass
+ * phrase; keep any of them beyond the call (wiped).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/objects.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
@@ -24,6 +31,7 @@
 
 #include "api/cli.h"
 #include "api/cli_session.h"
+#include "hsm/base.h"
 #include "hsm/buf.h"
 #include "hsm/pkey.h"
 
@@ -33,15 +41,22 @@ byok_usage(FILE *f)
 	fputs(
 	    "usage: p11vault byok --kek-kid URL [--kek-public FILE] "
 	    "--key FILE.pem --out FILE\n"
+	    "       [--passin SRC]\n"
 	    "       [--data DIR | --vault-url URL --admin FILE [--ca FILE]]\n"
-	    "  Without --kek-public, the KEK's public key is fetched from the\n"
-	    "  vault with the administrator's credential.\n"
-	    "  Builds a BYOK transfer blob for importing FILE.pem (RSA or EC\n"
-	    "  private key, PEM) into p11vault under the key exchange key\n"
-	    "  URL (a kid; create it with key_ops [\"import\"]). FILE is the\n"
-	    "  KEK's public key (PEM). --out receives the JSON transfer blob\n"
-	    "  (what Azure's tooling writes as a .byok file); the import\n"
-	    "  request's key.key_hsm is base64url of that file's bytes.\n",
+	    "  Builds a BYOK transfer blob for importing FILE.pem (an RSA\n"
+	    "  2048/3072/4096 or EC P-256/P-256K/P-384/P-521 private key,\n"
+	    "  PEM) into p11vault under the key exchange key URL (a kid;\n"
+	    "  create it with key_ops [\"import\"]). --kek-public FILE is the\n"
+	    "  KEK's public key (PEM); without it, the KEK's public key is\n"
+	    "  fetched from the vault with the administrator's credential\n"
+	    "  (--data DIR, or --vault-url with --admin). --out receives the\n"
+	    "  JSON transfer blob (what Azure's tooling writes as a .byok\n"
+	    "  file); the import request's key.key_hsm is base64url of that\n"
+	    "  file's bytes.\n"
+	    "  --passin SRC: the pass phrase of an encrypted PEM, as OpenSSL\n"
+	    "  takes it: pass:PHRASE, env:VAR, file:PATH, fd:N or stdin (the\n"
+	    "  first line). Without it, an encrypted PEM is asked for on the\n"
+	    "  terminal, and refused when stdin is not a terminal.\n",
 	    f);
 	return f == stdout ? 0 : 2;
 }
@@ -159,6 +174,7 @@ struct byok_opts {
 	const char *kek_file;
 	const char *key_file;
 	const char *out_file;
+	const char *passin;
 };
 
 /* 0, 1 (help printed), or -1 (a usage error). */
@@ -173,6 +189,7 @@ byok_args(int argc, char **argv, struct byok_opts *o)
 		{ "--kek-public", &o->kek_file },
 		{ "--key", &o->key_file },
 		{ "--out", &o->out_file },
+		{ "--passin", &o->passin },
 		{ "--data", &o->where.data },
 		{ "--vault-url", &o->where.vault_url },
 		{ "--admin", &o->where.admin },
@@ -199,29 +216,196 @@ byok_args(int argc, char **argv, struct byok_opts *o)
 	    0;
 }
 
-/* A PEM file's public key (kek) or private key; NULL after the line. */
+#define PASS_MAX 1024
+
+/* The pass phrase of an encrypted PEM: from --passin, read before the
+ * PEM is; asked marks that the PEM wanted one. */
+struct passin {
+	char phrase[PASS_MAX + 1];
+	size_t len;
+	int have;  /* --passin given and read */
+	int tty;   /* stdin is a terminal: OpenSSL may prompt there */
+	int asked; /* the PEM is encrypted */
+};
+
+/* The first line of fd (without its end of line) into p; 0 or -1. */
+static API_WUR int
+passin_line(int fd, struct passin *p)
+{
+	ssize_t n;
+	char c;
+
+	p->len = 0;
+	for (;;) {
+		n = read(fd, &c, 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0 || c == '\n')
+			break;
+		if (p->len == PASS_MAX)
+			return -1;
+		p->phrase[p->len++] = c;
+	}
+	if (p->len > 0 && p->phrase[p->len - 1] == '\r')
+		p->len--;
+	p->phrase[p->len] = '\0';
+	return 0;
+}
+
+/* pass:PHRASE or env:VAR into p; 0, or -1 after the line (which never
+ * shows the phrase). */
+static API_WUR int
+passin_text(const char *spec, struct passin *p)
+{
+	const char *s = spec[0] == 'p' ? spec + 5 : getenv(spec + 4);
+
+	if (s == NULL) {
+		cli_fail_line("byok: --passin %s: the variable is not set",
+		    spec);
+		return -1;
+	}
+	if ((p->len = strlen(s)) > PASS_MAX) {
+		p->len = 0;
+		cli_fail_line("byok: the pass phrase is longer than %d bytes",
+		    PASS_MAX);
+		return -1;
+	}
+	memcpy(p->phrase, s, p->len + 1);
+	p->have = 1;
+	return 0;
+}
+
+/* The pass phrase spec (pass:, env:, file:, fd:, stdin, as OpenSSL's
+ * -passin) into p; 0, or -1 after the line. */
+static API_WUR int
+passin_read(const char *spec, struct passin *p)
+{
+	uint64_t fdn;
+	int fd, rc = -1;
+
+	if (strncmp(spec, "pass:", 5) == 0 || strncmp(spec, "env:", 4) == 0)
+		return passin_text(spec, p);
+	if (strncmp(spec, "file:", 5) == 0) {
+		if ((fd = open(spec + 5, O_RDONLY | O_CLOEXEC)) >= 0) {
+			rc = passin_line(fd, p);
+			close(fd);
+		}
+	} else if (strncmp(spec, "fd:", 3) == 0) {
+		if (parse_u64(spec + 3, INT_MAX, &fdn) == 0)
+			rc = passin_line((int)fdn, p);
+	} else if (strcmp(spec, "stdin") == 0)
+		rc = passin_line(STDIN_FILENO, p);
+	else {
+		cli_fail_line(
+		    "byok: --passin wants pass:PHRASE, env:VAR, file:PATH, "
+		    "fd:N or stdin");
+		return -1;
+	}
+	if (rc != 0)
+		cli_fail_line("byok: cannot read the pass phrase from %s",
+		    spec);
+	p->have = rc == 0;
+	return rc;
+}
+
+/* OpenSSL's pem_password_cb: --passin's phrase; else OpenSSL's own prompt
+ * on a terminal; else no pass phrase (never a prompt). */
+static int
+passin_cb(char *buf, int size, int rwflag, void *u)
+{
+	struct passin *p = u;
+
+	p->asked = 1;
+	if (p->have) {
+		if (size < 0 || p->len > (size_t)size)
+			return -1;
+		memcpy(buf, p->phrase, p->len);
+		return (int)p->len;
+	}
+	return p->tty ? PEM_def_callback(buf, size, rwflag, NULL) : -1;
+}
+
+/* A PEM file's RSA public key (the KEK); NULL after the line. */
 static API_WUR EVP_PKEY *
-read_pem_key(const char *file, int private)
+read_kek_pem(const char *file)
 {
 	FILE *f = fopen(file, "r");
 	EVP_PKEY *k = NULL;
 
 	if (f != NULL) {
-		k = private ? PEM_read_PrivateKey(f, NULL, NULL, NULL) :
-		              PEM_read_PUBKEY(f, NULL, NULL, NULL);
+		k = PEM_read_PUBKEY(f, NULL, NULL, NULL);
 		fclose(f);
 	}
-	if (!private && k != NULL && EVP_PKEY_get_base_id(k) != EVP_PKEY_RSA) {
+	if (k != NULL && EVP_PKEY_get_base_id(k) != EVP_PKEY_RSA) {
 		EVP_PKEY_free(k);
 		k = NULL;
 	}
-	if (k == NULL && private)
+	if (k == NULL)
+		cli_fail_line("byok: %s is not an RSA public key (PEM)", file);
+	return k;
+}
+
+/* 1 if k is a key the vault imports: RSA of 2048, 3072 or 4096 bits, or
+ * EC on a curve of the table (hsm/pkey.h); else 0 after the line. */
+static API_WUR int
+key_importable(EVP_PKEY *k, const char *file)
+{
+	char group[64];
+	size_t glen = 0;
+	int bits = EVP_PKEY_get_bits(k);
+	const char *type = EVP_PKEY_get0_type_name(k);
+
+	if (EVP_PKEY_get_base_id(k) == EVP_PKEY_RSA &&
+	    (bits == 2048 || bits == 3072 || bits == 4096))
+		return 1;
+	if (EVP_PKEY_get_base_id(k) == EVP_PKEY_EC &&
+	    EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_GROUP_NAME, group,
+	        sizeof(group), &glen) == 1 &&
+	    hsm_curve_by_nid(OBJ_txt2nid(group)) != NULL)
+		return 1;
+	cli_fail_line(
+	    "byok: %s holds %s key of %d bits%s%s; p11vault imports RSA keys "
+	    "of 2048, 3072 or 4096 bits and EC keys on P-256, P-256K, P-384 "
+	    "or P-521 only: no blob was written",
+	    file, type != NULL ? type : "an unknown", bits,
+	    glen > 0 ? " on " : "", glen > 0 ? group : "");
+	return 0;
+}
+
+/* The private key of a PEM file (decrypted with pi's pass phrase), if the
+ * vault can import it; NULL after the line. */
+static API_WUR EVP_PKEY *
+read_private_pem(const char *file, struct passin *pi)
+{
+	FILE *f = fopen(file, "r");
+	EVP_PKEY *k = NULL;
+
+	if (f == NULL) {
+		cli_fail_line("byok: cannot open %s", file);
+		return NULL;
+	}
+	k = PEM_read_PrivateKey(f, NULL, passin_cb, pi);
+	fclose(f);
+	if (k == NULL && pi->asked && pi->have)
 		cli_fail_line(
-		    "byok: cannot read the private key in %s (PEM, "
-		    "unencrypted)",
+		    "byok: cannot decrypt the private key in %s: wrong pass "
+		    "phrase?",
+		    file);
+	else if (k == NULL && pi->asked)
+		cli_fail_line(
+		    "byok: the private key in %s is encrypted and stdin is not "
+		    "a terminal: give its pass phrase with --passin (pass:, "
+		    "env:, file:, fd: or stdin)",
 		    file);
 	else if (k == NULL)
-		cli_fail_line("byok: %s is not an RSA public key (PEM)", file);
+		cli_fail_line("byok: cannot read the private key in %s (PEM)",
+		    file);
+	if (k != NULL && !key_importable(k, file)) {
+		EVP_PKEY_free(k);
+		k = NULL;
+	}
 	return k;
 }
 
@@ -264,21 +448,26 @@ int
 cli_byok(int argc, char **argv)
 {
 	struct byok_opts o;
+	struct passin pi;
 	EVP_PKEY *kek = NULL, *key = NULL;
 	uint8_t *ct = NULL;
 	size_t ct_len = 0;
 	int rc;
 
 	memset(&o, 0, sizeof(o));
+	memset(&pi, 0, sizeof(pi));
 	if ((rc = byok_args(argc, argv, &o)) != 0)
 		return rc > 0 ? 0 : byok_usage(stderr);
 	rc = VLT_ERR_IO;
+	pi.tty = isatty(STDIN_FILENO);
+	/* the key first: one the vault cannot import needs no KEK */
+	if ((o.passin != NULL && passin_read(o.passin, &pi) != 0) ||
+	    (key = read_private_pem(o.key_file, &pi)) == NULL)
+		goto out;
 	if (o.kek_file == NULL) {
 		if ((rc = fetch_kek(&o.where, o.kid, &kek)) != 0)
 			goto out;
-	} else if ((kek = read_pem_key(o.kek_file, 0)) == NULL)
-		goto out;
-	if ((key = read_pem_key(o.key_file, 1)) == NULL)
+	} else if ((kek = read_kek_pem(o.kek_file)) == NULL)
 		goto out;
 	if (transfer(kek, key, &ct, &ct_len) != 0) {
 		cli_fail_line("byok: cannot build the transfer blob");
@@ -289,6 +478,7 @@ cli_byok(int argc, char **argv)
 		printf("wrote %s\n", o.out_file);
 out:
 	ERR_clear_error();
+	OPENSSL_cleanse(&pi, sizeof(pi));
 	free(ct);
 	EVP_PKEY_free(kek);
 	EVP_PKEY_free(key);

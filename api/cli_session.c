@@ -13,6 +13,7 @@
  * freezero, Jansson's because main() makes Jansson free through
  * freezero_block for the whole process); talk without TLS verification.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,8 +35,11 @@ struct cli_session {
 	char vault_url[2048]; /* no trailing slash */
 	char ca_file[4096];   /* "" : the system trust store */
 	char resource[1024];  /* no trailing slash */
-	json_t *admin;        /* the parsed admin.json */
-	char *token;          /* bearer token (freezero_str) */
+	/* "": connect to the URL's host (port) */
+	char connect_ip[64];
+	char connect_port[8];
+	json_t *admin; /* the parsed admin.json */
+	char *token;   /* bearer token (freezero_str) */
 };
 
 /* ---- output ---------------------------------------------------------------*/
@@ -182,6 +186,20 @@ out:
 	return rc;
 }
 
+/* A request to the session's vault: its URL, CA and connect target. */
+static void
+request_init(const struct cli_session *s, struct cli_request *rq,
+    const char *method, const char *path)
+{
+	memset(rq, 0, sizeof(*rq));
+	rq->base_url = s->vault_url;
+	rq->method = method;
+	rq->path = path;
+	rq->ca_file = s->ca_file[0] != '\0' ? s->ca_file : NULL;
+	rq->connect_ip = s->connect_ip[0] != '\0' ? s->connect_ip : NULL;
+	rq->connect_port = s->connect_port[0] != '\0' ? s->connect_port : NULL;
+}
+
 /* src into dst without its trailing slashes. */
 static API_WUR int
 copy_url(char *dst, size_t cap, const char *src, const char *what)
@@ -199,26 +217,167 @@ copy_url(char *dst, size_t cap, const char *src, const char *what)
 	return 0;
 }
 
-/* The token audience: --resource, $P11VAULT_RESOURCE, resource= in
- * DIR/p11vault.conf, or the default. */
+/* The data directory's p11vault.conf into *conf (NULL when DIR has none).
+ * A config that exists but cannot be read is an error, not the defaults:
+ * the CLI would ask for a token the vault then refuses. */
 static API_WUR int
-find_resource(struct cli_session *s, const struct cli_where *w)
+read_conf(const char *dir, struct vlt_conf **conf)
+{
+	char path[4096], err[CLI_ERRLEN];
+	int rc;
+
+	*conf = NULL;
+	if (fs_join(path, sizeof(path), dir, "p11vault.conf") != 0) {
+		cli_fail_line("--data path is too long");
+		return VLT_ERR_BAD_PARAM;
+	}
+	err[0] = '\0';
+	rc = conf_read_err(path, conf, err, sizeof(err));
+	if (rc == VLT_ERR_NOT_FOUND)
+		return 0;
+	if (rc != 0) {
+		cli_fail_line("cannot read %s: %s", path,
+		    err[0] != '\0' ? err : strerror(errno));
+		return VLT_ERR_IO;
+	}
+	return 0;
+}
+
+/* resource="..." of a Bearer challenge into dst; 0, or -1 without one. */
+static API_WUR int
+challenge_resource(const char *www_auth, char *dst, size_t cap)
+{
+	const char *p = strstr(www_auth, "resource=\""), *end;
+
+	if (p == NULL)
+		return -1;
+	p += strlen("resource=\"");
+	end = strchr(p, '"');
+	if (end == NULL || end == p || (size_t)(end - p) >= cap)
+		return -1;
+	memcpy(dst, p, (size_t)(end - p));
+	dst[end - p] = '\0';
+	return 0;
+}
+
+/* The vault's own answer: the resource its data plane's 401 challenge
+ * names (what the Azure SDKs read too), over the verified connection. */
+static API_WUR int
+ask_resource(struct cli_session *s, char *dst, size_t cap)
+{
+	struct cli_request rq;
+	char err[CLI_ERRLEN], www[2048];
+	buf_t *raw = NULL;
+	int status = 0, rc = -1;
+
+	request_init(s, &rq, "GET", "/keys" CLI_API_VERSION);
+	rq.www_auth = www;
+	rq.www_auth_cap = sizeof(www);
+	if (cli_https(&rq, &status, &raw, err, sizeof(err)) == 0 &&
+	    status == 401)
+		rc = challenge_resource(www, dst, cap);
+	buf_free(raw);
+	return rc;
+}
+
+/* The token audience: --resource, $P11VAULT_RESOURCE, resource= in
+ * DIR/p11vault.conf, the vault's challenge, or the default. */
+static API_WUR int
+find_resource(struct cli_session *s, const struct cli_where *w,
+    const struct vlt_conf *conf)
 {
 	const char *res = w->resource != NULL ? w->resource :
 	                                        getenv("P11VAULT_RESOURCE");
-	struct vlt_conf *conf = NULL;
-	char path[4096];
-	int rc;
+	char asked[1024];
 
-	if ((res == NULL || res[0] == '\0') && w->data != NULL &&
-	    fs_join(path, sizeof(path), w->data, "p11vault.conf") == 0 &&
-	    conf_read(path, &conf) == 0)
+	if ((res == NULL || res[0] == '\0') && conf != NULL)
 		res = conf_get(conf, "resource");
+	if ((res == NULL || res[0] == '\0') && w->data == NULL &&
+	    ask_resource(s, asked, sizeof(asked)) == 0)
+		res = asked;
 	if (res == NULL || res[0] == '\0')
 		res = CLI_DEFAULT_RESOURCE;
-	rc = copy_url(s->resource, sizeof(s->resource), res, "the resource");
-	conf_free(conf);
-	return rc;
+	return copy_url(s->resource, sizeof(s->resource), res, "the resource");
+}
+
+/* 1 when the URL's host is an IP literal (reached without DNS). */
+static int
+url_host_is_ip(const char *url)
+{
+	const char *p = strstr(url, "://");
+	char host[256];
+	unsigned char addr[16];
+	size_t n;
+
+	p = p != NULL ? p + 3 : url;
+	if (*p == '[')
+		return 1;
+	n = strcspn(p, ":/");
+	if (n == 0 || n >= sizeof(host))
+		return 0;
+	memcpy(host, p, n);
+	host[n] = '\0';
+	return inet_pton(AF_INET, host, addr) == 1;
+}
+
+/* With --data and a vault URL naming a host, the CLI talks to the server
+ * on this machine: listen= of the config, a wildcard or a name becoming
+ * the loopback address, without resolving the vault's name (SNI, Host
+ * and the certificate check still use it). */
+static API_WUR int
+local_target(struct cli_session *s, const struct vlt_conf *conf)
+{
+	const char *listen = conf != NULL ? conf_get(conf, "listen") : NULL;
+	const char *colon = listen != NULL ? strrchr(listen, ':') : NULL;
+	unsigned char addr[16];
+	char host[64];
+	uint64_t port;
+	size_t hl;
+
+	memcpy(s->connect_ip, "127.0.0.1", sizeof("127.0.0.1"));
+	s->connect_port[0] = '\0';
+	if (colon == NULL)
+		return 0; /* the URL's port */
+	if (parse_u64(colon + 1, 65535, &port) != 0 || port == 0 ||
+	    str_fmt(s->connect_port, sizeof(s->connect_port), "%u",
+	        (unsigned)port) != 0) {
+		cli_fail_line("p11vault.conf has a bad listen '%.64s'", listen);
+		return VLT_ERR_BAD_PARAM;
+	}
+	hl = (size_t)(colon - listen);
+	if (hl >= 2 && listen[0] == '[' && listen[hl - 1] == ']') {
+		listen++;
+		hl -= 2;
+	}
+	if (hl == 0 || hl >= sizeof(host))
+		return 0;
+	memcpy(host, listen, hl);
+	host[hl] = '\0';
+	if (strcmp(host, "::") == 0)
+		memcpy(s->connect_ip, "::1", sizeof("::1"));
+	else if (strcmp(host, "0.0.0.0") != 0 &&
+	    (inet_pton(AF_INET, host, addr) == 1 ||
+	        inet_pton(AF_INET6, host, addr) == 1))
+		memcpy(s->connect_ip, host, hl + 1);
+	return 0;
+}
+
+/* DIR/tls/ca.pem, --ca, or the system trust store. */
+static API_WUR int
+find_ca(struct cli_session *s, const struct cli_where *w)
+{
+	if (w->ca != NULL) {
+		if (str_fmt(s->ca_file, sizeof(s->ca_file), "%s", w->ca) != 0) {
+			cli_fail_line("--ca is too long");
+			return VLT_ERR_BAD_PARAM;
+		}
+	} else if (w->data != NULL &&
+	    str_fmt(s->ca_file, sizeof(s->ca_file), "%s/tls/ca.pem", w->data) !=
+	        0) {
+		cli_fail_line("--data path is too long");
+		return VLT_ERR_BAD_PARAM;
+	} /* else: the system trust store */
+	return 0;
 }
 
 static API_WUR int
@@ -226,6 +385,7 @@ locate(struct cli_session *s, const struct cli_where *w)
 {
 	char path[4096];
 	const char *admin_path = w->admin, *url;
+	struct vlt_conf *conf = NULL;
 	int rc;
 
 	if (w->data == NULL && w->admin == NULL) {
@@ -253,20 +413,17 @@ locate(struct cli_session *s, const struct cli_where *w)
 		return VLT_ERR_BAD_PARAM;
 	}
 	if ((rc = copy_url(s->vault_url, sizeof(s->vault_url), url,
-	         "the vault URL")) != 0)
-		return rc;
-	if (w->ca != NULL) {
-		if (str_fmt(s->ca_file, sizeof(s->ca_file), "%s", w->ca) != 0) {
-			cli_fail_line("--ca is too long");
-			return VLT_ERR_BAD_PARAM;
-		}
-	} else if (w->data != NULL &&
-	    str_fmt(s->ca_file, sizeof(s->ca_file), "%s/tls/ca.pem", w->data) !=
-	        0) {
-		cli_fail_line("--data path is too long");
-		return VLT_ERR_BAD_PARAM;
-	} /* else: the system trust store */
-	return find_resource(s, w);
+	         "the vault URL")) != 0 ||
+	    (rc = find_ca(s, w)) != 0 ||
+	    (w->data != NULL && (rc = read_conf(w->data, &conf)) != 0))
+		goto out;
+	if (w->data != NULL && w->vault_url == NULL &&
+	    !url_host_is_ip(s->vault_url) && (rc = local_target(s, conf)) != 0)
+		goto out;
+	rc = find_resource(s, w, conf);
+out:
+	conf_free(conf);
+	return rc;
 }
 
 /* ---- calls ---------------------------------------------------------------- */
@@ -278,19 +435,15 @@ call(struct cli_session *s, const char *method, const char *path,
     const char *bearer, const char *ctype, const char *body, int *status,
     json_t **resp, buf_t **raw)
 {
-	struct cli_request rq = {
-		.base_url = s->vault_url,
-		.method = method,
-		.path = path,
-		.bearer = bearer,
-		.content_type = ctype,
-		.body = body,
-		.body_len = body != NULL ? strlen(body) : 0,
-		.ca_file = s->ca_file[0] != '\0' ? s->ca_file : NULL,
-	};
+	struct cli_request rq;
 	char err[CLI_ERRLEN];
 	json_error_t jerr;
 
+	request_init(s, &rq, method, path);
+	rq.bearer = bearer;
+	rq.content_type = ctype;
+	rq.body = body;
+	rq.body_len = body != NULL ? strlen(body) : 0;
 	*resp = NULL;
 	if (cli_https(&rq, status, raw, err, sizeof(err)) != 0) {
 		cli_fail_line("%s", err);

@@ -162,20 +162,28 @@ bad:
 	return -1;
 }
 
+/* A TCP connection to u's host and port, or to rq's connect_ip and
+ * connect_port when set (numeric: nothing is resolved). */
 static API_WUR int
-tcp_connect(const struct url *u, char *err, size_t err_len)
+tcp_connect(const struct url *u, const struct cli_request *rq, char *err,
+    size_t err_len)
 {
 	struct addrinfo hints, *res = NULL, *ai;
 	struct timeval tv = { CLI_IO_TIMEOUT_SECS, 0 };
+	const char *host = rq->connect_ip != NULL ? rq->connect_ip : u->host;
+	const char *port = rq->connect_port != NULL ? rq->connect_port :
+	                                              u->port;
 	int fd = -1, rc, saved = 0;
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = u->is_ip ? AI_NUMERICHOST : 0;
-	rc = getaddrinfo(u->host, u->port, &hints, &res);
+	hints.ai_flags = u->is_ip || rq->connect_ip != NULL ?
+	    AI_NUMERICHOST | AI_NUMERICSERV :
+	    0;
+	rc = getaddrinfo(host, port, &hints, &res);
 	if (rc != 0) {
-		err_set(err, err_len, "cannot resolve %s: %s", u->host,
+		err_set(err, err_len, "cannot resolve %s: %s", host,
 		    gai_strerror(rc));
 		return -1;
 	}
@@ -195,9 +203,8 @@ tcp_connect(const struct url *u, char *err, size_t err_len)
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
-		err_set(err, err_len, "cannot connect to %s port %s: %s",
-		    u->host, u->port,
-		    strerror(saved != 0 ? saved : ECONNREFUSED));
+		err_set(err, err_len, "cannot connect to %s port %s: %s", host,
+		    port, strerror(saved != 0 ? saved : ECONNREFUSED));
 	return fd;
 }
 
@@ -436,10 +443,30 @@ nomem:
 	return -1;
 }
 
+/* rq->www_auth gets the head's WWW-Authenticate value, if rq wants it. */
+static void
+copy_www_auth(const struct cli_request *rq, const char *raw,
+    const char *head_end)
+{
+	const char *v;
+	size_t vlen = 0;
+
+	if (rq->www_auth == NULL || rq->www_auth_cap == 0)
+		return;
+	v = header_value(raw, head_end, "WWW-Authenticate", &vlen);
+	if (v == NULL)
+		vlen = 0;
+	if (vlen >= rq->www_auth_cap)
+		vlen = rq->www_auth_cap - 1;
+	if (vlen > 0)
+		memcpy(rq->www_auth, v, vlen);
+	rq->www_auth[vlen] = '\0';
+}
+
 /* Splits a raw response into its status and a new body buffer. */
 static API_WUR int
-parse_response(const buf_t *rawb, int *status, buf_t **body, char *err,
-    size_t err_len)
+parse_response(const struct cli_request *rq, const buf_t *rawb, int *status,
+    buf_t **body, char *err, size_t err_len)
 {
 	const char *raw = buf_str(rawb), *head_end;
 	size_t raw_len = buf_len(rawb);
@@ -454,6 +481,7 @@ parse_response(const buf_t *rawb, int *status, buf_t **body, char *err,
 	}
 	if (response_body(raw, raw_len, head_end, body, err, err_len) != 0)
 		return -1;
+	copy_www_auth(rq, raw, head_end);
 	*status = (raw[9] - '0') * 100 + (raw[10] - '0') * 10 + (raw[11] - '0');
 	return 0;
 }
@@ -471,8 +499,8 @@ request_ok(const struct cli_request *rq)
 /* A TLS connection to u, verified; *ssl_out owns the socket from then on
  * (ctx too: freed with it). */
 static API_WUR int
-tls_open(const struct url *u, const char *ca_file, SSL **ssl_out, int *fd_out,
-    char *err, size_t err_len)
+tls_open(const struct url *u, const struct cli_request *rq, SSL **ssl_out,
+    int *fd_out, char *err, size_t err_len)
 {
 	SSL_CTX *ctx = NULL;
 	SSL *ssl = NULL;
@@ -482,7 +510,7 @@ tls_open(const struct url *u, const char *ca_file, SSL **ssl_out, int *fd_out,
 
 	*ssl_out = NULL;
 	*fd_out = -1;
-	if ((ctx = tls_ctx_new(ca_file, err, err_len)) == NULL)
+	if ((ctx = tls_ctx_new(rq->ca_file, err, err_len)) == NULL)
 		return -1;
 	if ((ssl = SSL_new(ctx)) == NULL)
 		goto tls_fail;
@@ -493,7 +521,7 @@ tls_open(const struct url *u, const char *ca_file, SSL **ssl_out, int *fd_out,
 	} else if (SSL_set1_host(ssl, u->host) != 1 ||
 	    SSL_set_tlsext_host_name(ssl, u->host) != 1)
 		goto tls_fail;
-	if ((*fd_out = tcp_connect(u, err, err_len)) < 0)
+	if ((*fd_out = tcp_connect(u, rq, err, err_len)) < 0)
 		goto out;
 	if (SSL_set_fd(ssl, *fd_out) != 1)
 		goto tls_fail;
@@ -572,7 +600,7 @@ cli_https(const struct cli_request *rq, int *status, buf_t **resp, char *err,
 		err_set(err, err_len, "the request is too long");
 		goto out;
 	}
-	if (tls_open(&u, rq->ca_file, &ssl, &fd, err, err_len) != 0)
+	if (tls_open(&u, rq, &ssl, &fd, err, err_len) != 0)
 		goto out;
 	if (tls_write_all(ssl, buf_str(head), buf_len(head)) != 0 ||
 	    (rq->body != NULL && rq->body_len > 0 &&
@@ -582,7 +610,7 @@ cli_https(const struct cli_request *rq, int *status, buf_t **resp, char *err,
 		goto out;
 	}
 	if (tls_read_all(ssl, &raw, err, err_len) != 0 ||
-	    parse_response(raw, status, resp, err, err_len) != 0)
+	    parse_response(rq, raw, status, resp, err, err_len) != 0)
 		goto out;
 	rc = 0;
 out:

@@ -22,6 +22,15 @@ struct cli_request {
 	const char *content_type; /* NULL: no Content-Type header */
 	const char *body;         /* NULL: no body */
 	size_t body_len;
+	/* Where to connect instead of the URL's host and port (a numeric
+	 * IP, a port): TLS still sends the URL's host as SNI and Host and
+	 * verifies the certificate against it. NULL: the URL's. */
+	const char *connect_ip;
+	const char *connect_port;
+	/* Not NULL: receives the response's WWW-Authenticate value ("" when
+	 * there is none; cut to www_auth_cap - 1 bytes). */
+	char *www_auth;
+	size_t www_auth_cap;
 };
 
 /*

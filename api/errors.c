@@ -89,6 +89,11 @@ static const struct answer answers[] = {
 	    "exchange key, the key exchange key does not allow import, or the "
 	    "blob is damaged.",
 	    "" },
+	{ VLT_ERR_KEY_TYPE, API_SUBJ_ANY, 400, "BadParameter", NULL, 0, 0,
+	    ARG_NONE,
+	    "The key in the transfer blob is not of the declared key type "
+	    "('key.kty') or curve ('key.crv').",
+	    "" },
 	{ VLT_ERR_BAD_PARAM, API_SUBJ_BACKUP, 400, "BadParameter", NULL, 0, 0,
 	    ARG_NONE,
 	    "The backup blob is invalid, damaged, or was made by a vault with "

@@ -297,8 +297,8 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 }
 
-static API_WUR int
-parse_listen(const char *listen, struct sockaddr_storage *ss)
+int
+api_listen_parse(const char *listen, struct sockaddr_storage *ss)
 {
 	char host[256];
 	const char *colon = strrchr(listen, ':');
@@ -359,10 +359,11 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 	struct rlimit nofile;
 
 	*out = NULL;
-	if (parse_listen(o->listen, &ss) != 0) {
+	if (api_listen_parse(o->listen, &ss) != 0) {
 		err_set(err, err_len,
 		    "invalid listen address '%s' "
-		    "(want HOST:PORT with a numeric IP)",
+		    "(want HOST:PORT with a numeric IP; 0.0.0.0:PORT "
+		    "for all addresses)",
 		    o->listen);
 		return -1;
 	}

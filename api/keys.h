@@ -56,7 +56,7 @@ int keys_parse_ops(json_t *v, unsigned *ops, int *has,
  * ("kty", "key.kty"). */
 int keys_parse_kty(json_t *obj, const char *label, enum vlt_kty *kty, int *hsm,
     struct api_resp *r) API_WUR;
-/* obj.crv: P-256, P-384, P-521; *c NULL when absent and not required. */
+/* obj.crv: P-256, P-256K, P-384, P-521; *c NULL when absent and not required. */
 int keys_parse_crv(json_t *obj, const char *label, int required,
     const struct hsm_curve_info **c, struct api_resp *r) API_WUR;
 /* key_ops possible for kty (EC: sign and verify only). */

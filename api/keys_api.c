@@ -190,9 +190,8 @@ send_page(struct api_req *q, struct api_resp *r, const struct key_target *t,
 		rc = VLT_ERR_INTERNAL;
 	free(cont);
 	if (rc != 0) {
-		/* a missing key is named in the answer */
-		api_resp_vault_error(r, rc,
-		    what == PAGE_VERSIONS ? t->name : NULL, NULL);
+		/* a name with no key lists empty (vault_key_versions) */
+		api_resp_vault_error(r, rc, NULL, NULL);
 		vlt_key_info_free_array(items, n);
 		free(next);
 		return;
@@ -390,6 +389,8 @@ route_run(struct api_req *q, struct api_resp *r, const struct route *rt,
 	}
 	q->operation = pname;
 	if (api_authz(q, r, perm, pname) != 0)
+		return;
+	if (q->mutating && api_audit_intent(q, r) != 0)
 		return;
 	rt->fn(q, r, t);
 }

@@ -146,6 +146,7 @@ keys_import(struct api_req *q, struct api_resp *r, const struct key_target *t)
 {
 	struct vlt_import_req req;
 	struct vlt_key_info k;
+	const struct hsm_curve_info *crv = NULL;
 	json_t *body = NULL, *key = NULL;
 	enum vlt_kty kty;
 	uint8_t *pkcs8 = NULL;
@@ -166,6 +167,12 @@ keys_import(struct api_req *q, struct api_resp *r, const struct key_target *t)
 	if (parse_import(body, key, &kty, &req, &tags, r) != 0)
 		goto out;
 	if (json_object_get(key, "key_hsm") != NULL) {
+		req.kty = kty;
+		if (kty == VLT_KTY_EC &&
+		    keys_parse_crv(key, "key.crv", 0, &crv, r) != 0)
+			goto out;
+		req.crv = crv != NULL ? (enum vlt_curve)crv->code :
+		                        VLT_CRV_NONE;
 		import_byok(q, r, t->name, key, &req);
 		goto out;
 	}

@@ -47,6 +47,7 @@ static const struct {
 	{ "ES256", VLT_ALG_ES256 },
 	{ "ES384", VLT_ALG_ES384 },
 	{ "ES512", VLT_ALG_ES512 },
+	{ "ES256K", VLT_ALG_ES256K },
 };
 
 const struct keys_crypto_op *

@@ -16,7 +16,8 @@
 
 #include "api/keys.h"
 
-_Static_assert(VLT_CRV_P256 == 1 && VLT_CRV_P384 == 2 && VLT_CRV_P521 == 3,
+_Static_assert(VLT_CRV_P256 == 1 && VLT_CRV_P384 == 2 && VLT_CRV_P521 == 3 &&
+        VLT_CRV_P256K == 4,
     "enum vlt_curve is the curve table's code (hsm/pkey.h)");
 
 static const struct {
@@ -246,7 +247,7 @@ keys_parse_crv(json_t *obj, const char *label, int required,
 	if ((*c = hsm_curve_by_name(s)) == NULL) {
 		api_resp_error(r, 400, "BadParameter",
 		    "The field '%s' must be "
-		    "P-256, P-384 or P-521.",
+		    "P-256, P-256K, P-384 or P-521.",
 		    label);
 		return VLT_ERR_BAD_PARAM;
 	}

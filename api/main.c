@@ -6,6 +6,7 @@
  * Must never: print a PIN; print a client secret except the admin
  * credential file it writes (mode 0600) at init.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -530,17 +532,24 @@ out:
 }
 
 static const char *const serve_opts[] = { "--data", "--listen",
-	"--insecure-test-clock", "--user", NULL };
+	"--metrics-listen", "--insecure-test-clock", "--user", NULL };
 
 static void
 serve_help(void)
 {
 	puts(
 	    "usage: p11vault serve --data DIR [--listen HOST:PORT] "
-	    "[--user NAME]\n"
-	    "Serves the vault over HTTPS (default 127.0.0.1:8443). "
-	    "SIGINT/SIGTERM finish\n"
-	    "in-flight requests and exit 0.\n"
+	    "[--metrics-listen HOST:PORT] [--user NAME]\n"
+	    "Serves the vault over HTTPS at --listen, else listen= of "
+	    "DIR/p11vault.conf\n"
+	    "(init writes the vault URL's port: on 0.0.0.0 when its host "
+	    "is a name), else\n"
+	    "127.0.0.1:8443. --metrics-listen (else metrics_listen= of the "
+	    "config) also\n"
+	    "serves GET /metrics over plain HTTP without a token, for "
+	    "Prometheus; keep it\n"
+	    "on 127.0.0.1. SIGINT/SIGTERM finish in-flight requests and "
+	    "exit 0.\n"
 	    "Test only: --insecure-test-clock FILE adds the seconds "
 	    "held in FILE to the\n"
 	    "vault's clock (never use it in production).");
@@ -700,6 +709,47 @@ serve_open(struct api_ctx *ctx, const char *dir, const char *user,
 	}
 }
 
+/* A data directory made before init wrote 0.0.0.0 for a vault URL naming
+ * a host has listen=NAME:PORT, NAME being the URL's host: that is all
+ * addresses at PORT (the name need not resolve here). Other listen values
+ * are used as they are. */
+static const char *
+serve_listen_compat(const char *listen, const char *url, char *buf, size_t cap)
+{
+	const char *colon = strrchr(listen, ':'), *h = strstr(url, "://");
+	unsigned char addr[16];
+	char host[256];
+	size_t hl = colon != NULL ? (size_t)(colon - listen) : 0;
+
+	if (h == NULL || hl == 0 || hl >= sizeof(host) || listen[0] == '[')
+		return listen;
+	h += 3;
+	memcpy(host, listen, hl);
+	host[hl] = '\0';
+	if (inet_pton(AF_INET, host, addr) == 1 ||
+	    strcmp(host, "localhost") == 0 || strncasecmp(h, host, hl) != 0 ||
+	    (h[hl] != ':' && h[hl] != '/' && h[hl] != '\0') ||
+	    str_fmt(buf, cap, "0.0.0.0%s", colon) != 0)
+		return listen;
+	return buf;
+}
+
+/* The metrics listener, when --metrics-listen or metrics_listen= asks. */
+static struct api_metrics_server *
+serve_metrics(struct api_ctx *ctx, const char *listen)
+{
+	struct api_metrics_server *m = NULL;
+	char err[512];
+
+	if (listen == NULL)
+		listen = vault_config(ctx->vault, "metrics_listen");
+	if (listen == NULL)
+		return NULL;
+	if (api_metrics_server_start(ctx, listen, &m, err, sizeof(err)) != 0)
+		cli_die("%s", err);
+	return m;
+}
+
 static API_WUR int
 cmd_serve(int argc, char **argv)
 {
@@ -707,9 +757,10 @@ cmd_serve(int argc, char **argv)
 	const char *listen = opt(argc, argv, "--listen");
 	const char *user = opt(argc, argv, "--user");
 	struct api_server *srv;
+	struct api_metrics_server *met;
 	struct api_ctx ctx;
 	struct sweeper sw;
-	char err[512];
+	char err[512], compat[300];
 	pthread_t sweep_thread;
 	sigset_t sigs;
 	int sig = 0;
@@ -728,11 +779,14 @@ cmd_serve(int argc, char **argv)
 	memset(&ctx, 0, sizeof(ctx));
 	serve_open(&ctx, dir, user, opt(argc, argv, "--insecure-test-clock"));
 	serve_context(&ctx);
-	if (listen == NULL)
-		listen = vault_config(ctx.vault, "listen");
+	if (listen == NULL &&
+	    (listen = vault_config(ctx.vault, "listen")) != NULL)
+		listen = serve_listen_compat(listen, ctx.vault_url, compat,
+		    sizeof(compat));
 	if (listen == NULL)
 		listen = "127.0.0.1:8443";
 	srv = serve_listen(&ctx, dir, listen);
+	met = serve_metrics(&ctx, opt(argc, argv, "--metrics-listen"));
 	/* after the bind, with the vault and the token open */
 	if (user && hsm_drop_privileges(user, err, sizeof(err)) != 0)
 		cli_die("%s", err);
@@ -750,6 +804,7 @@ cmd_serve(int argc, char **argv)
 	    "{\"level\":\"info\",\"event\":\"shutdown\","
 	    "\"signal\":%d}\n",
 	    sig);
+	api_metrics_server_stop(met);
 	api_server_stop(srv);
 	sweeper_stop(&sw, sweep_thread);
 	policy_free(ctx.policy);

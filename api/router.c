@@ -307,5 +307,9 @@ api_route(struct api_req *q, struct api_resp *r)
 		api_resp_vault_error(r, VLT_ERR_STORAGE, NULL, NULL);
 		return;
 	}
+	/* a key route logs its own started line, after its permission */
+	if (rt->gate == GATE_ADMIN && q->mutating &&
+	    api_audit_intent(q, r) != 0)
+		return;
 	rt->handler(q, r, segs + 1, n - 1);
 }

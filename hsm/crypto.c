@@ -73,6 +73,7 @@ static const struct alg_info algs[] = {
 	{ HSM_ALG_ES256, HSM_KTY_EC, 32, 0, 0, 32, NULL, 0 },
 	{ HSM_ALG_ES384, HSM_KTY_EC, 48, 0, 0, 48, NULL, 0 },
 	{ HSM_ALG_ES512, HSM_KTY_EC, 64, 0, 0, 66, NULL, 0 },
+	{ HSM_ALG_ES256K, HSM_KTY_EC, 32, 0, 0, 32, NULL, 0 },
 };
 
 static const struct alg_info *

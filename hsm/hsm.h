@@ -43,7 +43,7 @@ enum hsm_err {
 enum hsm_kty { HSM_KTY_RSA = 1, HSM_KTY_EC = 2 };
 
 /* EC curves by OpenSSL NID are accepted: NID_X9_62_prime256v1,
- * NID_secp384r1, NID_secp521r1. */
+ * NID_secp384r1, NID_secp521r1, NID_secp256k1. */
 
 enum hsm_alg {
 	/* decrypt / public encrypt */
@@ -59,7 +59,8 @@ enum hsm_alg {
 	HSM_ALG_PS512, /* salt = digest length */
 	HSM_ALG_ES256,
 	HSM_ALG_ES384,
-	HSM_ALG_ES512, /* raw r||s output */
+	HSM_ALG_ES512,  /* raw r||s output */
+	HSM_ALG_ES256K, /* ECDSA on secp256k1, SHA-256 digest, r||s */
 };
 
 struct hsm_config {

@@ -62,7 +62,12 @@
 #define HSM_BIND_DOMAIN "p11vault-blob-v2"
 #define HSM_SEAL_DOMAIN "p11vault-blob-v3"
 
-enum hsm_curve { HSM_CURVE_P256 = 1, HSM_CURVE_P384 = 2, HSM_CURVE_P521 = 3 };
+enum hsm_curve {
+	HSM_CURVE_P256 = 1,
+	HSM_CURVE_P384 = 2,
+	HSM_CURVE_P521 = 3,
+	HSM_CURVE_P256K = 4, /* secp256k1 */
+};
 
 struct hsm_blob_info {
 	unsigned version; /* HSM_BLOB_LEGACY, _BOUND or _VERSION */

@@ -25,6 +25,7 @@ static const struct hsm_curve_info curves[] = {
 	{ "P-256", NID_X9_62_prime256v1, HSM_CURVE_P256, 32, "ES256" },
 	{ "P-384", NID_secp384r1, HSM_CURVE_P384, 48, "ES384" },
 	{ "P-521", NID_secp521r1, HSM_CURVE_P521, 66, "ES512" },
+	{ "P-256K", NID_secp256k1, HSM_CURVE_P256K, 32, "ES256K" },
 };
 #define NCURVES (sizeof(curves) / sizeof(curves[0]))
 

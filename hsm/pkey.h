@@ -14,7 +14,7 @@
 #include "hsm/hsm.h"
 
 struct hsm_curve_info {
-	const char *jwk; /* "P-256", "P-384", "P-521" */
+	const char *jwk; /* "P-256", "P-384", "P-521", "P-256K" */
 	int nid;         /* OpenSSL NID */
 	unsigned code;   /* enum hsm_curve: the blob header's param */
 	size_t field;    /* bytes of a coordinate, and of r and of s */

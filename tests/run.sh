@@ -3,8 +3,9 @@
 # The style checks (clang-format, clang-tidy), unit tests (ASan+UBSan
 # builds), then the API suites (Node, the real
 # Azure SDK) against the release binary and again against the sanitizer
-# build. Counts come from "ok -"/"not ok -" lines (unit) and node's
-# "# pass N"/"# fail N" summary lines.
+# build, and the Python SDK test (tests/python) once, against the release
+# binary. Counts come from "ok -"/"not ok -" lines (unit, Python) and
+# node's "# pass N"/"# fail N" summary lines.
 set -u
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -95,6 +96,12 @@ report_node release
 if [ "${P11VAULT_SKIP_SAN_API:-0}" != 1 ]; then
 	report_node asan
 fi
+
+# Once, against the release binary (it tests the SDK, not the build).
+echo "== Python SDK (azure-identity, azure-keyvault-keys; release binary)"
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+run_ok_lines python-sdk env P11VAULT_BIN="$root/build/p11vault" "$py" tests/python/sdk_keys.py
 
 echo "== bench harness smoke (tiny size; no timing asserted)"
 run_ok_lines bench-smoke bash tests/bench/smoke.sh

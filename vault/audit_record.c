@@ -43,6 +43,8 @@ put_text(buf_t *b, const char *name, const char *text)
 static const char *
 result_of(int status)
 {
+	if (status == 0)
+		return "Started"; /* a state change's line before it happens */
 	if (status < 400)
 		return "Success";
 	if (status == 401)

@@ -145,6 +145,7 @@ static const struct conf_key conf_keys[] = {
 	{ "vault_domain", CONF_STRING, 0, 0 },
 	{ "vault_name", CONF_STRING, 0, 0 },
 	{ "listen", CONF_STRING, 0, 0 },
+	{ "metrics_listen", CONF_STRING, 0, 0 },
 	{ "module", CONF_PATH, 0, 0 },
 	{ "token_label", CONF_STRING, 0, 0 },
 	{ "softhsm_conf", CONF_PATH, 0, 0 },

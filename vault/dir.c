@@ -14,6 +14,7 @@
  */
 #include "vault/vault_int.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -31,12 +32,29 @@
 #define DEFAULT_LISTEN "127.0.0.1:8443"
 #define LISTEN_MAX 300
 
-/* host:port of a URL; DEFAULT_LISTEN when none can be found. */
+/* 1 when host (hlen bytes) is a name to listen on all addresses for:
+ * neither an IP literal nor localhost. */
+static int
+listen_host_is_name(const char *host, size_t hlen)
+{
+	char h[256];
+	unsigned char addr[16];
+
+	if (hlen == 0 || hlen >= sizeof(h) || host[0] == '[')
+		return 0;
+	memcpy(h, host, hlen);
+	h[hlen] = '\0';
+	return strcasecmp(h, "localhost") != 0 &&
+	    inet_pton(AF_INET, h, addr) != 1;
+}
+
+/* host:port of a URL (0.0.0.0:port when the host is a name: it need not
+ * resolve on this machine); DEFAULT_LISTEN when none can be found. */
 static int
 listen_from_url(const char *url, char *dst, size_t cap)
 {
-	const char *p, *end, *at, *colon;
-	size_t len;
+	const char *p, *end, *at, *colon, *port;
+	size_t len, hlen, plen;
 	int https = 1;
 
 	p = strstr(url, "://");
@@ -63,14 +81,20 @@ listen_from_url(const char *url, char *dst, size_t cap)
 	} else {
 		colon = memchr(p, ':', len);
 	}
+	hlen = colon != NULL ? (size_t)(colon - p) : len;
 	if (colon != NULL && colon + 1 < end) {
-		if (str_fmt(dst, cap, "%.*s", (int)len, p) == 0)
-			return 0;
-	} else if (str_fmt(dst, cap, "%.*s:%s",
-	               (int)(colon != NULL ? (size_t)(colon - p) : len), p,
-	               https ? "443" : "80") == 0) {
-		return 0;
+		port = colon + 1;
+		plen = (size_t)(end - port);
+	} else {
+		port = https ? "443" : "80";
+		plen = strlen(port);
 	}
+	if (listen_host_is_name(p, hlen)) {
+		p = "0.0.0.0";
+		hlen = strlen(p);
+	}
+	if (str_fmt(dst, cap, "%.*s:%.*s", (int)hlen, p, (int)plen, port) == 0)
+		return 0;
 dflt:
 	return str_fmt(dst, cap, "%s", DEFAULT_LISTEN) == 0 ? 0 :
 	                                                      VLT_ERR_INTERNAL;

@@ -36,6 +36,10 @@ import_store(vault_t *v, const char *name, const struct vlt_import_req *req,
 			return r;
 		k->key_ops = req->key_ops ? req->key_ops : OPS_EC;
 	}
+	/* Azure's kty is the caller's word on what the blob holds */
+	if ((req->kty != 0 && req->kty != k->kty) ||
+	    (req->crv != VLT_CRV_NONE && req->crv != k->crv))
+		return VLT_ERR_KEY_TYPE;
 	if ((r = check_ops(k->kty, k->key_ops)) != 0)
 		return r;
 	k->hsm = req->hsm ? 1 : 0;

@@ -298,6 +298,8 @@ vault_key_versions(vault_t *v, const char *name, const char *cont, size_t max,
 		return VLT_ERR_BAD_PARAM;
 	r = store_version_list(v->store, name, after, max, items, n, &last,
 	    &more);
+	if (r == VLT_ERR_NOT_FOUND)
+		return 0; /* Azure: 200 with an empty list, not 404 */
 	if (r != 0)
 		return r;
 	if (str_fmt(pos, sizeof(pos), "%lld", (long long)last) != 0)

@@ -56,6 +56,9 @@ map_alg(enum vlt_alg a, enum hsm_alg *out)
 	case VLT_ALG_ES512:
 		*out = HSM_ALG_ES512;
 		return 0;
+	case VLT_ALG_ES256K:
+		*out = HSM_ALG_ES256K;
+		return 0;
 	default:
 		return VLT_ERR_BAD_PARAM;
 	}
@@ -71,7 +74,7 @@ alg_is_enc(enum vlt_alg a)
 static int
 alg_is_sig(enum vlt_alg a)
 {
-	return a >= VLT_ALG_RS256 && a <= VLT_ALG_ES512;
+	return a >= VLT_ALG_RS256 && a <= VLT_ALG_ES256K;
 }
 
 /* kty (and curve) compatibility of a signature algorithm. */
@@ -85,6 +88,8 @@ sig_alg_fits(enum vlt_alg a, const struct vlt_key_info *k)
 		return k->kty == VLT_KTY_EC && k->crv == VLT_CRV_P384;
 	case VLT_ALG_ES512:
 		return k->kty == VLT_KTY_EC && k->crv == VLT_CRV_P521;
+	case VLT_ALG_ES256K:
+		return k->kty == VLT_KTY_EC && k->crv == VLT_CRV_P256K;
 	default:
 		return k->kty == VLT_KTY_RSA;
 	}

@@ -189,6 +189,7 @@ static const char *const curve_jwk[] = {
 	[VLT_CRV_P256] = "P-256",
 	[VLT_CRV_P384] = "P-384",
 	[VLT_CRV_P521] = "P-521",
+	[VLT_CRV_P256K] = "P-256K",
 };
 #define NCURVE_JWK (sizeof(curve_jwk) / sizeof(curve_jwk[0]))
 

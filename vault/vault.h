@@ -51,10 +51,19 @@ enum vlt_err {
 	/* 503: the disk (full, failing, read-only) refused a write of the
 	 * store or of the audit log */
 	VLT_ERR_STORAGE = -19,
+	/* 400 BadParameter: an imported (BYOK) key is not of the kty or
+	 * crv the request declared */
+	VLT_ERR_KEY_TYPE = -20,
 };
 
 enum vlt_kty { VLT_KTY_RSA = 1, VLT_KTY_EC = 2 };
-enum vlt_curve { VLT_CRV_NONE = 0, VLT_CRV_P256, VLT_CRV_P384, VLT_CRV_P521 };
+enum vlt_curve {
+	VLT_CRV_NONE = 0,
+	VLT_CRV_P256,
+	VLT_CRV_P384,
+	VLT_CRV_P521,
+	VLT_CRV_P256K, /* secp256k1; stored as 4 */
+};
 
 /* key_ops, one bit each */
 enum vlt_op {
@@ -80,6 +89,7 @@ enum vlt_alg {
 	VLT_ALG_ES256,
 	VLT_ALG_ES384,
 	VLT_ALG_ES512,
+	VLT_ALG_ES256K,
 };
 
 #define VLT_NAME_MAX 127
@@ -347,7 +357,9 @@ int vault_key_update(vault_t *v, const char *name, const char *version,
  * opaque *next_cont of the previous page. max: 1..25. *next_cont is
  * malloc'd, or NULL on the last page. *items malloc'd array of *n.
  * vault_key_list: one item per live key name (its latest version), by name.
- * vault_key_versions: all versions of a live key, oldest first.
+ * vault_key_versions: all versions of a live key, oldest first; a name
+ * with no live key (never used, or soft-deleted) is an empty list, as
+ * Azure Key Vault answers it (200, no 404).
  * vault_deleted_list: one item per deleted key (latest version, with
  * deleted_date/scheduled_purge_date).
  */
@@ -574,8 +586,10 @@ int vault_audit_verify_key(const char *data_dir, const char *key_pem,
  * rotation (vault/rotation.c) ------------------------------------------- */
 
 struct vlt_import_req {
-	int hsm;          /* answer as RSA-HSM / EC-HSM */
-	unsigned key_ops; /* 0 = default for the kty */
+	int hsm;            /* answer as RSA-HSM / EC-HSM */
+	enum vlt_kty kty;   /* BYOK: the declared kty (0: any) */
+	enum vlt_curve crv; /* BYOK: the declared crv (NONE: any) */
+	unsigned key_ops;   /* 0 = default for the kty */
 	int enabled;
 	int64_t nbf, exp; /* 0 = unset */
 	const char *tags; /* validated JSON object text or NULL */
@@ -594,7 +608,8 @@ int vault_key_import(vault_t *v, const char *name,
  * AES-KWP of the PKCS#8) under the key-exchange key kek_name/kek_version
  * (version NULL: latest), which must be an enabled, current RSA key with
  * the import operation. Any failure to use the KEK or open the transfer:
- * VLT_ERR_BAD_PARAM, nothing stored.
+ * VLT_ERR_BAD_PARAM, nothing stored. A key in the blob that is not of
+ * req->kty (or req->crv): VLT_ERR_KEY_TYPE, nothing stored.
  */
 int vault_key_import_byok(vault_t *v, const char *name,
     const struct vlt_import_req *req, const char *kek_name,

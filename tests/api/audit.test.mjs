@@ -36,13 +36,24 @@ describe('audit log', { timeout: 120000 }, () => {
   });
   after(async () => { await stopVault(v); });
 
-  // Runs fn (one request) and returns [response, the one new audit line].
+  // Runs fn (one request) and returns [response, its one final audit
+  // line]. A state change has one more line before it, its "Started"
+  // line (httpStatus 0, the same request id), synced before anything
+  // changed.
   async function one(fn) {
     const n = auditLines(v).length;
     const r = await fn();
     const lines = auditLines(v);
-    assert.equal(lines.length, n + 1, `exactly one audit line for the request (got ${lines.length - n})`);
+    const added = lines.slice(n);
+    const started = added.filter((l) => l.result === 'Started');
+    assert.equal(added.length - started.length, 1, `exactly one final audit line for the request (got ${added.length - started.length})`);
     const line = lines[lines.length - 1];
+    assert.notEqual(line.result, 'Started', 'the final line comes last');
+    assert.ok(started.length <= 1, 'at most one Started line');
+    for (const s of started) {
+      assert.equal(s.requestId, line.requestId, 'the Started line is the same request\'s');
+      assert.equal(s.httpStatus, 0);
+    }
     for (const f of FIELDS) assert.ok(f in line, `field ${f}`);
     assert.match(line.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     assert.equal(line.httpStatus, r.status);

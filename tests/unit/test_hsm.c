@@ -51,10 +51,11 @@ struct key {
 
 static tok_t *H;
 static struct key RSA_K = { "rsa2048", "kv-rsa", NULL, NULL, 0, 0 };
-static struct key EC_K[3] = {
+static struct key EC_K[4] = {
 	{ "p256", "kv-p256", NULL, NULL, 0, 0 },
 	{ "p384", "kv-p384", NULL, NULL, 0, 0 },
 	{ "p521", "kv-p521", NULL, NULL, 0, 0 },
+	{ "p256k", "kv-p256k", NULL, NULL, 0, 0 }, /* secp256k1 */
 };
 static char tmpdir[] = "/tmp/p11vault-hsm-XXXXXX";
 
@@ -185,9 +186,9 @@ test_init_open(void)
 static void
 test_generate(void)
 {
-	static const int nids[3] = { NID_X9_62_prime256v1, NID_secp384r1,
-		NID_secp521r1 };
-	static const size_t fields[3] = { 32, 48, 66 };
+	static const int nids[4] = { NID_X9_62_prime256v1, NID_secp384r1,
+		NID_secp521r1, NID_secp256k1 };
+	static const size_t fields[4] = { 32, 48, 66, 32 };
 	uint8_t *b = NULL, *s = NULL;
 	size_t bl = 0, sl = 0;
 	char name[128];
@@ -201,7 +202,7 @@ test_generate(void)
 	    "a generated blob is format 3 (sealed and bound), not legacy");
 	T_CHECK(hsm_pub_size(RSA_K.spki, RSA_K.spki_len) == 256,
 	    "RSA 2048 public size is 256 bytes");
-	for (i = 0; i < 3; i++) {
+	for (i = 0; i < 4; i++) {
 		snprintf(name, sizeof(name), "generate EC %s", EC_K[i].name);
 		T_CHECK(tok_key_generate(H, EC_K[i].id, HSM_KTY_EC, 0, nids[i],
 		            &EC_K[i].blob, &EC_K[i].blob_len, &EC_K[i].spki,
@@ -216,9 +217,9 @@ test_generate(void)
 	            &sl) == HSM_ERR_ARGS &&
 	        b == NULL && s == NULL,
 	    "generate RSA 1024 is refused");
-	T_CHECK(tok_key_generate(H, "x", HSM_KTY_EC, 0, NID_secp256k1, &b, &bl,
+	T_CHECK(tok_key_generate(H, "x", HSM_KTY_EC, 0, NID_secp224r1, &b, &bl,
 	            &s, &sl) == HSM_ERR_ARGS,
-	    "generate on secp256k1 is refused");
+	    "generate on secp224r1 (not in the curve table) is refused");
 	{
 		char longbind[HSM_BIND_MAX + 2];
 
@@ -390,6 +391,7 @@ test_sign(void)
 		{ HSM_ALG_ES256, "ES256", 32, &EC_K[0] },
 		{ HSM_ALG_ES384, "ES384", 48, &EC_K[1] },
 		{ HSM_ALG_ES512, "ES512", 64, &EC_K[2] },
+		{ HSM_ALG_ES256K, "ES256K", 32, &EC_K[3] },
 	};
 	uint8_t dg[64], sig[512];
 	size_t i, sl;
@@ -1360,7 +1362,7 @@ main(void)
 	if (raw_dl != NULL)
 		dlclose(raw_dl);
 	free_key(&RSA_K);
-	for (i = 0; i < 3; i++)
+	for (i = 0; i < 4; i++)
 		free_key(&EC_K[i]);
 	if (snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir) <
 	    (int)sizeof(cmd))

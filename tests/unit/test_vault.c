@@ -873,8 +873,9 @@ test_versions(struct vt *c)
 	T_CHECK(ok && total == 5 && pages == 3,
 	    "versions: 3 pages of 2, oldest first");
 	T_CHECK(vault_key_versions(v, "nope", NULL, 5, &items, &n, &next) ==
-	        VLT_ERR_NOT_FOUND,
-	    "versions of an unknown key -> NOT_FOUND");
+	            0 &&
+	        n == 0 && items == NULL && next == NULL,
+	    "versions of an unknown key -> an empty list (as Azure)");
 }
 
 /* delete / recover */
@@ -910,8 +911,9 @@ test_delete(struct vt *c)
 	            kid) == VLT_ERR_NOT_FOUND,
 	    "decrypt with a deleted key -> NOT_FOUND");
 	T_CHECK(vault_key_versions(v, "rsa1", NULL, 5, &items, &n, &next) ==
-	        VLT_ERR_NOT_FOUND,
-	    "versions of a deleted key -> NOT_FOUND");
+	            0 &&
+	        n == 0 && items == NULL && next == NULL,
+	    "versions of a deleted key -> an empty list (as Azure)");
 	memset(&rq, 0, sizeof(rq));
 	rq.kty = VLT_KTY_RSA;
 	rq.enabled = 1;
