@@ -461,6 +461,74 @@ identity_delete(struct api_req *q, struct api_resp *r, const char *oid)
 	api_resp_set(r, 200, json_pack("{s:s}", "objectId", oid));
 }
 
+/* The stored principal oid into *out (its secret_hash owned by *out). */
+static int
+principal_get(struct api_req *q, const char *oid, struct vlt_principal *out)
+{
+	struct vlt_principal *items = NULL;
+	size_t n = 0, i;
+	int rc = vault_principal_list(q->ctx->vault, &items, &n);
+
+	if (rc != 0)
+		return rc;
+	rc = VLT_ERR_NOT_FOUND;
+	for (i = 0; i < n && rc != 0; i++) {
+		if (strcmp(items[i].object_id, oid) != 0)
+			continue;
+		*out = items[i];
+		items[i].secret_hash = NULL;
+		rc = 0;
+	}
+	vlt_principal_free_array(items, n);
+	return rc;
+}
+
+/* POST /admin/identities/{objectId}/credential: a new client secret,
+ * shown once; the old one stops working before the answer is sent
+ * (stored first, then the in-memory table). Tokens already issued stay
+ * valid until they expire, as Entra ID's do. */
+static void
+identity_credential(struct api_req *q, struct api_resp *r, const char *oid)
+{
+	struct vlt_principal p;
+	char secret[64], *hash = NULL;
+	int rc;
+
+	memset(&p, 0, sizeof(p));
+	secret[0] = '\0';
+	if (!uuid_valid(oid) || principal_get(q, oid, &p) != 0) {
+		api_resp_error(r, 404, "NotFound",
+		    "No identity with that objectId.");
+		return;
+	}
+	policy_secret_new(secret);
+	if (policy_secret_hash(secret, &hash) != 0) {
+		api_resp_vault_error(r, VLT_ERR_INTERNAL, NULL, NULL);
+		goto out;
+	}
+	free(p.secret_hash);
+	p.secret_hash = hash;
+	hash = NULL;
+	rc = vault_principal_put(q->ctx->vault, &p);
+	if (rc == 0 &&
+	    policy_principal_set(q->ctx->policy, p.object_id, p.client_id,
+	        p.secret_hash, p.is_admin) != 0)
+		rc = VLT_ERR_INTERNAL;
+	if (rc != 0) {
+		api_resp_vault_error(r, rc, NULL, NULL);
+		goto out;
+	}
+	api_resp_set(r, 200,
+	    json_pack("{s:s, s:s, s:s, s:s, s:s, s:b}", "objectId", p.object_id,
+	        "clientId", p.client_id, "clientSecret", secret, "tenantId",
+	        q->ctx->tenant_id, "displayName", p.display_name, "isAdmin",
+	        p.is_admin));
+out:
+	OPENSSL_cleanse(secret, sizeof(secret));
+	free(hash);
+	free(p.secret_hash);
+}
+
 void
 api_admin(struct api_req *q, struct api_resp *r, char **segs, size_t n)
 {
@@ -497,6 +565,11 @@ api_admin(struct api_req *q, struct api_resp *r, char **segs, size_t n)
 	    strcmp(m, "DELETE") == 0) {
 		q->operation = "IdentityDelete";
 		identity_delete(q, r, segs[1]);
+		return;
+	} else if (n == 3 && strcmp(segs[0], "identities") == 0 &&
+	    strcmp(segs[2], "credential") == 0 && strcmp(m, "POST") == 0) {
+		q->operation = "IdentityCredentialReset";
+		identity_credential(q, r, segs[1]);
 		return;
 	}
 	api_resp_error(r, 404, "NotFound", "No such management resource.");

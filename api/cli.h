@@ -4,6 +4,7 @@
  * 2 usage error; the failure already told on stderr in one line).
  *
  *   cli_admin.c   vault | identity | policy (the management REST API)
+ *   cli_key*.c    key (az keyvault key's sub-commands, over the keys API)
  *   cli_byok.c    byok (a BYOK transfer blob, built locally)
  *   cli_seal.c    unseal, rekey, and init's unseal defaults
  *   agent.c       identity-agent (the IMDS token protocol on loopback)
@@ -19,6 +20,8 @@
 
 /* `p11vault vault|identity|policy ...` (argv[0] is the group). */
 int cli_admin(int argc, char **argv);
+/* `p11vault key SUB ...` (argv[0] is "key"), like `az keyvault key SUB`. */
+int cli_key(int argc, char **argv);
 /* `p11vault byok --kek-kid URL [--kek-public FILE] --key PEM --out FILE`. */
 int cli_byok(int argc, char **argv);
 /* `p11vault identity-agent --credential FILE [--listen 127.0.0.1:PORT]`. */

@@ -132,6 +132,45 @@ cmd_identity_delete(cli_session_t *s, const struct cli_opts *o)
 	return rc;
 }
 
+/* A new client secret for an identity, printed once: az ad sp credential
+ * reset's {appId, password, tenant}, and the credential members of
+ * `identity create` plus vaultUrl (a file identity-agent reads). */
+static API_WUR int
+cmd_identity_credential(cli_session_t *s, const struct cli_opts *o)
+{
+	char path[1024], *enc = cli_pct_encode(o->oid);
+	json_t *resp = NULL, *out = NULL;
+	int rc = VLT_ERR_IO;
+
+	if (enc == NULL) {
+		cli_fail_line("out of memory");
+		return VLT_ERR_NO_MEMORY;
+	}
+	if (str_fmt(path, sizeof(path), "/admin/identities/%s/credential",
+	        enc) != 0) {
+		cli_fail_line("--object-id is too long");
+		goto out;
+	}
+	if ((rc = cli_session_call(s, "POST", path, NULL, &resp)) != 0)
+		goto out;
+	out = json_pack("{s:O, s:O, s:O, s:s}", "appId",
+	    json_object_get(resp, "clientId"), "password",
+	    json_object_get(resp, "clientSecret"), "tenant",
+	    json_object_get(resp, "tenantId"), "vaultUrl",
+	    cli_session_vault_url(s));
+	if (out == NULL || json_object_update(out, resp) != 0) {
+		cli_fail_line("unexpected response from the vault");
+		rc = VLT_ERR_IO;
+		goto out;
+	}
+	rc = cli_print_json(out);
+out:
+	json_decref(out);
+	json_decref(resp);
+	freezero_str(enc);
+	return rc;
+}
+
 /* {"properties":{"accessPolicies":[{tenantId, objectId, permissions}]}} */
 static API_WUR json_t *
 policy_body(const char *tenant, const char *oid, json_t *permissions)
@@ -238,6 +277,14 @@ static const struct cli_cmd cli_cmds[] = {
 	    cmd_identity_list },
 	{ "identity", "delete", O_OID, "--object-id OID", "deletes an identity",
 	    cmd_identity_delete },
+	{ "identity", "credential", O_OID, "--object-id OID",
+	    "issues a new client secret for an identity (like az ad sp "
+	    "credential reset) and prints it once as {appId, password, "
+	    "tenant, objectId, clientId, clientSecret, tenantId, displayName, "
+	    "isAdmin, vaultUrl}: a credential file for identity-agent. The "
+	    "old secret stops working at once; tokens already issued stay "
+	    "valid until they expire",
+	    cmd_identity_credential },
 	{ "policy", "set", O_OID | O_PERMS,
 	    "--object-id OID --key-permissions P [P...]",
 	    "adds or replaces that principal's access policy (like az "

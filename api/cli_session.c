@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api/cli_session.h"
 #include "api/client.h"
@@ -431,15 +432,16 @@ out:
 /* One call; on 0 *status, *raw (the body) and *resp (the body parsed, or
  * NULL when empty or not JSON). */
 static API_WUR int
-call(struct cli_session *s, const char *method, const char *path,
-    const char *bearer, const char *ctype, const char *body, int *status,
-    json_t **resp, buf_t **raw)
+call(struct cli_session *s, const char *base, const char *method,
+    const char *path, const char *bearer, const char *ctype, const char *body,
+    int *status, json_t **resp, buf_t **raw)
 {
 	struct cli_request rq;
 	char err[CLI_ERRLEN];
 	json_error_t jerr;
 
 	request_init(s, &rq, method, path);
+	rq.base_url = base;
 	rq.bearer = bearer;
 	rq.content_type = ctype;
 	rq.body = body;
@@ -507,7 +509,7 @@ get_token(struct cli_session *s)
 		rc = VLT_ERR_IO;
 		goto out;
 	}
-	if ((rc = call(s, "POST", path, NULL,
+	if ((rc = call(s, s->vault_url, "POST", path, NULL,
 	         "application/x-www-form-urlencoded", buf_str(form), &status,
 	         &resp, &raw)) != 0)
 		goto out;
@@ -576,14 +578,27 @@ int
 cli_session_call(cli_session_t *s, const char *method, const char *path,
     const json_t *body, json_t **out)
 {
-	char *req = NULL, full[2048];
+	return cli_session_call_at(s, s->vault_url, method, path, body, out);
+}
+
+int
+cli_session_call_at(cli_session_t *s, const char *base, const char *method,
+    const char *path, const json_t *body, json_t **out)
+{
+	char *req = NULL, full[4096];
 	buf_t *raw = NULL;
 	json_t *resp = NULL;
 	int status = 0, rc = VLT_ERR_IO;
 
 	if (out != NULL)
 		*out = NULL;
-	if (str_fmt(full, sizeof(full), "%s%s", path, CLI_API_VERSION) != 0) {
+	if (cli_vault_url_check(s, base) != 0) {
+		cli_fail_line("%.200s is not a vault of this appliance", base);
+		return VLT_ERR_BAD_PARAM;
+	}
+	if (str_fmt(full, sizeof(full), "%s%s%s", path,
+	        strchr(path, '?') != NULL ? "&" : "?",
+	        CLI_API_VERSION + 1) != 0) {
 		cli_fail_line("request path too long");
 		return VLT_ERR_IO;
 	}
@@ -591,7 +606,7 @@ cli_session_call(cli_session_t *s, const char *method, const char *path,
 		cli_fail_line("out of memory");
 		return VLT_ERR_NO_MEMORY;
 	}
-	if ((rc = call(s, method, full, s->token,
+	if ((rc = call(s, base, method, full, s->token,
 	         body != NULL ? "application/json" : NULL, req, &status, &resp,
 	         &raw)) != 0)
 		goto out;
@@ -616,4 +631,65 @@ out:
 	buf_free(raw);
 	freezero_block(req);
 	return rc;
+}
+
+/* ---- vault names ---------------------------------------------------------- */
+
+const char *
+cli_session_vault_url(const cli_session_t *s)
+{
+	return s->vault_url;
+}
+
+/* The default vault's own name into out: the first label of its URL's
+ * host when that is a DNS name; "" for an IP literal. */
+static void
+default_name(const cli_session_t *s, char *out, size_t cap)
+{
+	const char *h = s->vault_url + strlen("https://");
+	size_t n = strcspn(h, ".:/[");
+
+	out[0] = '\0';
+	if (strncmp(s->vault_url, "https://", 8) != 0 || h[0] == '[' ||
+	    strspn(h, "0123456789.") == strcspn(h, ":/") || n == 0 || n >= cap)
+		return;
+	memcpy(out, h, n);
+	out[n] = '\0';
+}
+
+int
+cli_vault_url(const cli_session_t *s, const char *name, char *out, size_t cap)
+{
+	char own[256];
+
+	/* One vault per appliance today: its name is "default" or the first
+	 * label of its host. The multi-vault work maps any other NAME to
+	 * https://NAME.<vault-domain>[:port] here. */
+	default_name(s, own, sizeof(own));
+	if (name != NULL && strcasecmp(name, CLI_DEFAULT_VAULT) != 0 &&
+	    (own[0] == '\0' || strcasecmp(name, own) != 0)) {
+		cli_fail_line(
+		    "no vault named '%.64s' on this appliance (its vault is "
+		    "'%s'%s%s)",
+		    name, CLI_DEFAULT_VAULT, own[0] != '\0' ? " or " : "", own);
+		return VLT_ERR_NOT_FOUND;
+	}
+	if (str_fmt(out, cap, "%s", s->vault_url) != 0) {
+		cli_fail_line("the vault URL is too long");
+		return VLT_ERR_BAD_PARAM;
+	}
+	return 0;
+}
+
+int
+cli_vault_url_check(const cli_session_t *s, const char *url)
+{
+	size_t n = strlen(url);
+
+	while (n > 0 && url[n - 1] == '/')
+		n--;
+	return n == strlen(s->vault_url) &&
+	        strncasecmp(url, s->vault_url, n) == 0 ?
+	    0 :
+	    VLT_ERR_BAD_PARAM;
 }

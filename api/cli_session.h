@@ -17,6 +17,7 @@
 #include "api/api.h"
 
 #define CLI_DEFAULT_RESOURCE "https://vault.azure.net"
+#define CLI_DEFAULT_VAULT "default"
 
 /* Where the vault is: --data DIR (DIR/admin.json, DIR/tls/ca.pem,
  * resource= in DIR/p11vault.conf), or vault_url + admin [+ ca]. */
@@ -55,5 +56,21 @@ const char *cli_session_tenant(const cli_session_t *s);
  * out being NULL, the body is printed. Else the error line, VLT_ERR_IO. */
 int cli_session_call(cli_session_t *s, const char *method, const char *path,
     const json_t *body, json_t **out) API_WUR;
+
+/* The same at base, a vault URL of this appliance (refused otherwise: the
+ * token goes nowhere else); path may carry a query. */
+int cli_session_call_at(cli_session_t *s, const char *base, const char *method,
+    const char *path, const json_t *body, json_t **out) API_WUR;
+
+/* The default vault's URL (no trailing slash). */
+const char *cli_session_vault_url(const cli_session_t *s);
+/* The URL of the vault called name (NULL: the default vault) into out.
+ * Today the appliance has one vault, called CLI_DEFAULT_VAULT or by the
+ * first label of its URL's host; any other name: VLT_ERR_NOT_FOUND after
+ * its line. */
+int cli_vault_url(const cli_session_t *s, const char *name, char *out,
+    size_t cap) API_WUR;
+/* 0 when url (trailing slashes aside) is a vault URL of this appliance. */
+int cli_vault_url_check(const cli_session_t *s, const char *url) API_WUR;
 
 #endif

@@ -912,8 +912,10 @@ usage(FILE *f)
 	    "  unseal    give an operator key share to a sealed server\n"
 	    "  rekey     new key shares and PINs (server stopped)\n"
 	    "  vault     show | update the vault's properties\n"
-	    "  identity  create | list | delete workload identities\n"
+	    "  identity  create | list | delete | credential: workload "
+	    "identities\n"
 	    "  policy    set | list | delete access policies\n"
+	    "  key       az keyvault key's commands (create, show, list, ...)\n"
 	    "  audit     verify the audit log's hash chain\n"
 	    "  byok      build a BYOK transfer blob from a PEM key\n"
 	    "  identity-agent  serve IMDS tokens for a workload host\n",
@@ -950,6 +952,8 @@ main(int argc, char **argv)
 		return cli_unseal(argc - 1, argv + 1);
 	if (strcmp(argv[1], "rekey") == 0)
 		return cli_rekey(argc - 1, argv + 1);
+	if (strcmp(argv[1], "key") == 0)
+		return cli_key(argc - 1, argv + 1);
 	if (strcmp(argv[1], "byok") == 0)
 		return cli_byok(argc - 1, argv + 1);
 	if (strcmp(argv[1], "identity-agent") == 0)

@@ -25,7 +25,12 @@
  * crash mid-write) are copied into audit.log.torn-N (0600, synced), then
  * the file is cut back to its last complete line (synced); the caller
  * chains a record of the cut (vault/audit_record.c). Verification lists
- * those records and treats nothing else as a repair.
+ * those records and treats nothing else as a repair. When the disk
+ * refuses the copy or the cut (full at start), nothing is cut: the log
+ * opens failing, the record waits first in line, and the writer finishes
+ * the copy and the cut before it writes any line, once it can (so no
+ * torn byte is ever cut that was not kept, and no line is ever written
+ * after a torn one).
  * Copy to syslog (audit_syslog=true): the writer hands the bytes that
  * reached the file, in file order, to vault/audit_syslog.c, which never
  * blocks it nor fails a line (the file is the record).
@@ -87,6 +92,11 @@ struct vlt_audit {
 	int64_t ckpt_time;  /* when it was made (monotonic seconds) */
 	int64_t ckpt_retry; /* after a failure: not before then */
 	struct vlt_syslog *syslog; /* audit_syslog=true: the copy's sender */
+	/* a torn tail not cut yet (the disk refused it at open): bytes
+	 * [tail_off, tail_end) of audit.log, to keep in tail_side */
+	int tail_torn;
+	uint64_t tail_off, tail_end;
+	char tail_side[64];
 };
 
 static void
@@ -254,45 +264,88 @@ out:
 	return r;
 }
 
-/* Moves bytes [rep->offset, end) of fd into a new DIR/audit.log.torn-N,
- * synced. No space for it: the name stays "" (the record says so). */
-static int
-keep_aside(struct vlt_audit *a, int fd, uint64_t end,
-    struct vlt_audit_repair *rep)
+/* The result of a write or a sync: a failure starts or continues a
+ * storage episode, a success ends it. Caller holds the lock. */
+static void
+note_result(struct vlt_audit *a, int err, const char *what)
 {
-	char side[4300];
-	int out, r, err;
+	char why[VLT_STORAGE_REASON_MAX];
 
-	if (str_fmt(rep->side_file, sizeof(rep->side_file), TORN_PREFIX "%u",
-	        highest_suffix(a->dir, TORN_PREFIX) + 1) != 0 ||
-	    str_fmt(side, sizeof(side), "%s/%s", a->dir, rep->side_file) != 0)
-		return VLT_ERR_IO;
-	out = open(side, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (out < 0)
-		return VLT_ERR_IO;
-	r = copy_hash(fd, rep->offset, end, out, rep->sha256);
-	if (r == 0 && fsync(out) != 0)
-		r = VLT_ERR_IO;
-	err = errno;
-	close(out);
-	if (r == 0)
-		return fsync_dir(a->dir);
-	(void)unlink(side);
-	rep->side_file[0] = '\0';
-	if (r == VLT_ERR_IO && (err == ENOSPC || err == EDQUOT))
-		return copy_hash(fd, rep->offset, end, -1, rep->sha256);
-	return r;
+	a->last_failed = err != 0;
+	if (err == 0) {
+		vlt_storage_ok(&a->disk);
+		return;
+	}
+	if (str_fmt(why, sizeof(why), "audit.log: %s: %s", what,
+	        strerror(err)) != 0)
+		why[0] = '\0';
+	vlt_storage_fail(&a->disk, why);
 }
 
-/* A torn last line of audit.log: kept aside, then cut off (durably). */
+/* Copies bytes [off, end) of fd into DIR/side (a new file, 0600),
+ * synced with its directory. 0, or the errno of what failed (nothing is
+ * left behind then). */
+static int
+keep_aside(const struct vlt_audit *a, int fd, uint64_t off, uint64_t end,
+    const char *side_file)
+{
+	char side[4300], hex[65];
+	int out, r, err = 0;
+
+	if (str_fmt(side, sizeof(side), "%s/%s", a->dir, side_file) != 0)
+		return ENAMETOOLONG;
+	out = open(side, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (out < 0)
+		return errno;
+	r = copy_hash(fd, off, end, out, hex);
+	if (r == 0 && fsync(out) != 0)
+		r = VLT_ERR_IO;
+	if (r != 0)
+		err = r == VLT_ERR_NO_MEMORY ? ENOMEM : (errno ? errno : EIO);
+	close(out);
+	if (err == 0 && fsync_dir(a->dir) != 0)
+		err = errno ? errno : EIO;
+	if (err != 0)
+		(void)unlink(side);
+	return err;
+}
+
+/* The torn tail's bytes kept aside, then cut off audit.log, both
+ * durably. 0 (a->size is then the cut file's), or the errno of the step
+ * the disk refused (nothing cut then). Without the lock: at open, or by
+ * the writer. */
+static int
+cut_tail(struct vlt_audit *a)
+{
+	int fd, err;
+
+	fd = open(a->path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return errno;
+	err = keep_aside(a, fd, a->tail_off, a->tail_end, a->tail_side);
+	if (err == 0 &&
+	    (ftruncate(fd, (off_t)a->tail_off) != 0 || fsync(fd) != 0))
+		err = errno ? errno : EIO;
+	close(fd);
+	if (err == 0) {
+		a->tail_torn = 0;
+		a->size = (size_t)a->tail_off;
+	}
+	return err;
+}
+
+/* A torn last line of audit.log: what it is (hash, the side file it
+ * goes to) into rep, then kept aside and cut off. When the disk refuses
+ * that, it stays (a->tail_torn) for the writer to finish before any
+ * line, and the log starts failing. */
 static int
 repair_tail(struct vlt_audit *a, struct vlt_audit_repair *rep)
 {
 	struct stat st;
 	uint64_t start;
-	int fd, r;
+	int fd, r, err;
 
-	fd = open(a->path, O_RDWR | O_CLOEXEC);
+	fd = open(a->path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : VLT_ERR_IO;
 	if (fstat(fd, &st) != 0 || st.st_size < 0) {
@@ -302,12 +355,19 @@ repair_tail(struct vlt_audit *a, struct vlt_audit_repair *rep)
 	if ((r = tail_start(fd, (uint64_t)st.st_size, &start)) != 0 ||
 	    start == (uint64_t)st.st_size)
 		goto out;
-	rep->offset = start;
-	rep->length = (uint64_t)st.st_size - start;
-	if ((r = keep_aside(a, fd, (uint64_t)st.st_size, rep)) != 0)
+	if ((r = copy_hash(fd, start, (uint64_t)st.st_size, -1, rep->sha256)) !=
+	        0 ||
+	    (r = str_fmt(rep->side_file, sizeof(rep->side_file),
+	         TORN_PREFIX "%u", highest_suffix(a->dir, TORN_PREFIX) + 1)) !=
+	        0)
 		goto out;
-	if (ftruncate(fd, (off_t)start) != 0 || fsync(fd) != 0)
-		r = VLT_ERR_IO;
+	rep->offset = a->tail_off = start;
+	rep->length = (uint64_t)st.st_size - start;
+	a->tail_end = (uint64_t)st.st_size;
+	memcpy(a->tail_side, rep->side_file, sizeof(a->tail_side));
+	a->tail_torn = 1;
+	if ((err = cut_tail(a)) != 0)
+		note_result(a, err, "keeping the torn tail aside");
 out:
 	close(fd);
 	if (r != 0)
@@ -488,24 +548,6 @@ keep_unwritten(struct vlt_audit *a, buf_t *buf, size_t n)
 	}
 }
 
-/* The result of a write or a sync: a failure starts or continues a
- * storage episode, a success ends it. Caller holds the lock. */
-static void
-note_result(struct vlt_audit *a, int err, const char *what)
-{
-	char why[VLT_STORAGE_REASON_MAX];
-
-	a->last_failed = err != 0;
-	if (err == 0) {
-		vlt_storage_ok(&a->disk);
-		return;
-	}
-	if (str_fmt(why, sizeof(why), "audit.log: %s: %s", what,
-	        strerror(err)) != 0)
-		why[0] = '\0';
-	vlt_storage_fail(&a->disk, why);
-}
-
 /* Opens (or rotates to) the current file and writes buf's len bytes,
  * without the lock; *n: how many reached the file. 0 or an errno. */
 static int
@@ -514,6 +556,8 @@ write_batch(struct vlt_audit *a, const buf_t *buf, size_t len, size_t *n)
 	int err = 0;
 
 	*n = 0;
+	if (a->tail_torn && (err = cut_tail(a)) != 0)
+		return err; /* no line after a torn one */
 	if ((a->fd < 0 && open_current(a) != 0) ||
 	    (a->size >= a->max_bytes && rotate(a) != 0))
 		return errno != 0 ? errno : EIO;

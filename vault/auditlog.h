@@ -17,7 +17,11 @@ struct vlt_audit;
  * (0 = 64 MiB). An incomplete last line is first moved aside into
  * DIR/audit/audit.log.torn-N and cut off, both durably; *repair says
  * what was cut (length 0: nothing), for the caller to chain a record of
- * it (vault_audit_repaired) before any other line. */
+ * it (vault_audit_repaired) before any other line. When the disk refuses
+ * the copy or the cut (full, failing), the log still opens, failing
+ * (VLT_ERR_STORAGE to every line) with nothing cut, and the first write
+ * that can keeps the bytes aside and cuts them, then writes the record:
+ * a full disk at start is not an error of the open. */
 int vlt_audit_open(const char *data_dir, size_t max_bytes,
     struct vlt_audit **out, struct vlt_audit_repair *repair) VLT_WUR;
 /* 0 once the line is in the file (synced too with sync); the line stays

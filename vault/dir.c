@@ -388,8 +388,9 @@ open_syslog(vault_t *v, char *err, size_t err_len)
 
 /* The audit log; audit_max_bytes=N in p11vault.conf rotates it beyond N
  * bytes (default 64 MiB). A torn tail cut at open gets its record first;
- * when the disk refuses that record, it stays first in line (the log
- * writes it before any other line once it can). Then a signed
+ * when the disk refuses the cut or that record, it stays first in line
+ * (the log cuts the tail and writes the record before any other line
+ * once it can), and the vault opens failing closed. Then a signed
  * checkpoint (audit_ckpt.c). Both go to syslog too with audit_syslog. */
 static int
 open_audit(vault_t *v, char *err, size_t err_len)

@@ -524,8 +524,10 @@ int vault_audit_event(vault_t *v, const struct vlt_audit_event *ev,
 /*
  * A torn last line cut from audit.log at open (a crash mid-write): where
  * it began (offset) and how long it was, the SHA-256 (hex) of the cut
- * bytes and the file in DIR/audit that keeps them ("" when they could
- * not be kept: no space). at: where its record sits ("audit.log:57"),
+ * bytes and the file in DIR/audit that keeps them (a record of an older
+ * release may say "": it cut what a full disk would not let it keep;
+ * this one cuts nothing it has not kept). at: where its record sits
+ * ("audit.log:57"),
  * filled by vault_audit_verify.
  */
 struct vlt_audit_repair {

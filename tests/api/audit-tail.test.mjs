@@ -161,7 +161,7 @@ describe('audit log: torn tails repaired at start, empty verdicts refused', { ti
     await v.start();
   });
 
-  test('a torn tail on a full disk: the vault still starts, the cut is recorded without its side file, and verify is intact once space returns', async (t) => {
+  test('a torn tail on a full disk: the vault still starts, nothing is cut until it can be kept aside, and once space returns the repair is finished and verify is intact', async (t) => {
     if (process.getuid() !== 0) { t.skip('needs root to mount a tmpfs on DIR/audit'); return; }
     await crash(v);
     const adir = path.join(v.dir, 'audit');
@@ -184,6 +184,8 @@ describe('audit log: torn tails repaired at start, empty verdicts refused', { ti
       await v.start();                      // it must start
       assert.equal(fs.readFileSync(file).subarray(0, before.length).equals(before), true, 'complete lines untouched');
       assert.deepEqual(fs.readdirSync(adir).filter((f) => f.includes('.torn-') && !fs.readdirSync(keep).includes(f)), [], 'no side file (no space)');
+      assert.deepEqual(fs.readFileSync(file), Buffer.concat([before, torn]), 'nothing cut that could not be kept');
+      assert.equal((await raw(v, 'GET', `/keys/${key}?api-version=${API_VERSION}`, { token: tok })).status, 503, 'fail closed meanwhile');
       fs.unlinkSync(filler);                // space returns
       assert.equal((await raw(v, 'GET', `/keys/${key}?api-version=${API_VERSION}`, { token: tok })).status, 200);
       await v.stop();                       // writes whatever is still pending
@@ -193,7 +195,8 @@ describe('audit log: torn tails repaired at start, empty verdicts refused', { ti
       assert.equal(last.offset, before.length);
       assert.equal(last.length, torn.length);
       assert.equal(last.sha256, sha256(torn));
-      assert.equal(last.sideFile, '', 'the record says the bytes could not be kept');
+      assert.match(last.sideFile, /^audit\.log\.torn-\d+$/, 'kept aside once there was room');
+      assert.deepEqual(fs.readFileSync(path.join(adir, last.sideFile)), torn);
       for (const f of fs.readdirSync(adir)) fs.copyFileSync(path.join(adir, f), path.join(keep, f));
     } finally {
       if (v.child && v.child.exitCode === null) await v.stop();
