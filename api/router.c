@@ -283,6 +283,8 @@ api_route(struct api_req *q, struct api_resp *r)
 	const struct route *rt;
 	size_t n;
 
+	if (q->vault == NULL)
+		api_route_begin(q); /* a caller other than http.c */
 	/* Every non-GET changes state except the cryptographic operations
 	 * and token issue, which clear the flag in their handlers. */
 	q->mutating = strcmp(q->method, "GET") != 0 &&
