@@ -502,6 +502,14 @@ exec_plain(db_t *b, const char *sql)
 	return r;
 }
 
+/* The server's notices (a DROP's cascade) are not ours to print. */
+static void
+notice_quiet(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
 /* Connects with the address (5 s to connect unless it says otherwise),
  * in the vault's schema, synchronous commit at least "on". */
 static int
@@ -525,6 +533,7 @@ conn_make(db_t *b)
 		b->c = NULL;
 		return VLT_ERR_UNAVAILABLE;
 	}
+	(void)PQsetNoticeProcessor(b->c, notice_quiet, NULL);
 	res = PQexecParams(b->c, "SELECT set_config('search_path', $1, false)",
 	    1, NULL, sp, NULL, NULL, 0);
 	r = map_res(b, res);
