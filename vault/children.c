@@ -140,8 +140,9 @@ child_free(vault_t *c, int remove_files)
 	if (c == NULL)
 		return;
 	store_close(c->store);
-	if (remove_files && vault_store_addr(c->root, c->id, addr, sizeof(addr),
-	                        &pg) == 0 && pg) {
+	if (remove_files &&
+	    vault_store_addr(c->root, c->id, addr, sizeof(addr), &pg) == 0 &&
+	    pg) {
 		if (store_remove(addr, why, sizeof(why)) != 0)
 			fprintf(stderr,
 			    "{\"level\":\"warn\",\"event\":"
@@ -299,8 +300,9 @@ children_open(vault_t *root, char *err, size_t err_len)
 			err_set(err, err_len,
 			    "vault %s: its store (%s %s) cannot be opened",
 			    rows[i].name,
-			    vault_store_networked(root) ? "PostgreSQL schema v_ of" :
-			                                  "vaults/ID/vault.db, ID",
+			    vault_store_networked(root) ?
+			        "PostgreSQL schema v_ of" :
+			        "vaults/ID/vault.db, ID",
 			    rows[i].id);
 			break;
 		}

@@ -200,7 +200,8 @@ child_schema(const char *id, char *out, size_t cap)
 	if (str_fmt(out, cap, "v_%s", id) != 0)
 		return VLT_ERR_BAD_PARAM;
 	for (i = 2; out[i] != '\0'; i++)
-		out[i] = out[i] == '-' ? '_' : (char)tolower((unsigned char)out[i]);
+		out[i] = out[i] == '-' ? '_' :
+		                         (char)tolower((unsigned char)out[i]);
 	return 0;
 }
 
@@ -366,7 +367,8 @@ init_conf(const struct vlt_init_params *p, const char *dir, const char *module,
 	    (shconf[0] != '\0' &&
 	        (r = conf_set(conf, "softhsm_conf", "softhsm2.conf")) != 0) ||
 	    (r = conf_set(conf, "token_lifetime", "3600")) != 0 ||
-	    (p->store != NULL && (r = conf_set(conf, "store", p->store)) != 0) ||
+	    (p->store != NULL &&
+	        (r = conf_set(conf, "store", p->store)) != 0) ||
 	    (r = fs_join(path, sizeof(path), dir, "p11vault.conf")) != 0)
 		goto out;
 	r = conf_write_new(conf, path);
@@ -539,11 +541,11 @@ open_store(vault_t *v, char *err, size_t err_len)
 		return r;
 	if (r == VLT_ERR_NOT_FOUND)
 		err_set(err, err_len, "%s",
-		    "the PostgreSQL database holds no p11vault store (schema "
-		    ROOT_SCHEMA ")");
+		    "the PostgreSQL database holds no p11vault store (schema " ROOT_SCHEMA
+		    ")");
 	else
-		err_set(err, err_len, "the PostgreSQL store cannot be opened: %s",
-		    why);
+		err_set(err, err_len,
+		    "the PostgreSQL store cannot be opened: %s", why);
 	return r;
 }
 

@@ -102,9 +102,10 @@ static const char *const st_sql[ST_COUNT] = {
 	[ST_BEGIN_READ] = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
-	[ST_PING] = "SELECT count(*), "
-	            "current_setting('transaction_read_only') = 'off' "
-	            "FROM settings",
+	[ST_PING] =
+	    "SELECT count(*), "
+	    "current_setting('transaction_read_only') = 'off' "
+	    "FROM settings",
 	[ST_PROBE] = "UPDATE schema_version SET version = version",
 	[ST_SETTINGS_GET] =
 	    "SELECT retention_days, purge_protection FROM settings WHERE id = 1",
@@ -126,23 +127,26 @@ static const char *const st_sql[ST_COUNT] = {
 	    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
 	    "$14, $15) RETURNING seq",
 	[ST_VERSION_LATEST] =
-	    "SELECT " V_COLS " FROM keys k JOIN key_versions v "
+	    "SELECT " V_COLS
+	    " FROM keys k JOIN key_versions v "
 	    "ON v.seq = k.latest_seq WHERE lower(k.name) = lower($1) "
 	    "AND (k.deleted_date <> 0) = ($2::bigint <> 0)",
 	[ST_VERSION_BY_ID] =
-	    "SELECT " V_COLS " FROM keys k JOIN key_versions v "
+	    "SELECT " V_COLS
+	    " FROM keys k JOIN key_versions v "
 	    "ON v.name = k.name WHERE lower(k.name) = lower($1) "
 	    "AND v.version = $2 AND (k.deleted_date <> 0) = ($3::bigint <> 0)",
 	[ST_VERSION_UPDATE] =
 	    "UPDATE key_versions SET key_ops = $1, enabled = $2, nbf = $3, "
 	    "exp = $4, tags = $5, updated = $6 WHERE seq = $7",
-	[ST_KEY_LIST] =
-	    "SELECT " V_COLS " FROM keys k JOIN key_versions v "
-	    "ON v.seq = k.latest_seq WHERE (k.deleted_date <> 0) = "
-	    "($1::bigint <> 0) AND lower(k.name) > lower($2) "
-	    "ORDER BY lower(k.name) LIMIT $3",
+	[ST_KEY_LIST] = "SELECT " V_COLS
+	                " FROM keys k JOIN key_versions v "
+	                "ON v.seq = k.latest_seq WHERE (k.deleted_date <> 0) = "
+	                "($1::bigint <> 0) AND lower(k.name) > lower($2) "
+	                "ORDER BY lower(k.name) LIMIT $3",
 	[ST_VERSION_LIST] =
-	    "SELECT " V_COLS " FROM keys k JOIN key_versions v "
+	    "SELECT " V_COLS
+	    " FROM keys k JOIN key_versions v "
 	    "ON v.name = k.name WHERE lower(k.name) = lower($1) "
 	    "AND k.deleted_date = 0 AND v.seq > $2 ORDER BY v.seq LIMIT $3",
 	[ST_KEY_DELETE] =
@@ -151,13 +155,15 @@ static const char *const st_sql[ST_COUNT] = {
 	[ST_KEY_RECOVER] =
 	    "UPDATE keys SET deleted_date = 0, scheduled_purge_date = 0 "
 	    "WHERE lower(name) = lower($1) AND deleted_date <> 0",
-	[ST_VERSION_IDS] = "SELECT version FROM key_versions "
-	                   "WHERE lower(name) = lower($1) ORDER BY seq",
+	[ST_VERSION_IDS] =
+	    "SELECT version FROM key_versions "
+	    "WHERE lower(name) = lower($1) ORDER BY seq",
 	[ST_VERSIONS_DELETE] =
 	    "DELETE FROM key_versions WHERE lower(name) = lower($1)",
 	[ST_KEY_REMOVE] = "DELETE FROM keys WHERE lower(name) = lower($1)",
-	[ST_DUE_LIST] = "SELECT name FROM keys WHERE deleted_date <> 0 "
-	                "AND scheduled_purge_date <= $1 ORDER BY lower(name)",
+	[ST_DUE_LIST] =
+	    "SELECT name FROM keys WHERE deleted_date <> 0 "
+	    "AND scheduled_purge_date <= $1 ORDER BY lower(name)",
 	[ST_PRINCIPAL_PUT] =
 	    "INSERT INTO principals(object_id, client_id, display_name, "
 	    "secret_hash, is_admin, created) VALUES ($1, $2, $3, $4, $5, $6) "
@@ -175,10 +181,12 @@ static const char *const st_sql[ST_COUNT] = {
 	    "VALUES ($1, $2, $3) ON CONFLICT(object_id) DO UPDATE SET "
 	    "tenant_id = excluded.tenant_id, perms = excluded.perms",
 	[ST_ACCESS_DELETE] = "DELETE FROM access_policies WHERE object_id = $1",
-	[ST_ACCESS_LIST] = "SELECT object_id, tenant_id, perms "
-	                   "FROM access_policies ORDER BY object_id",
-	[ST_BLOB_SCAN] = "SELECT seq, name, version, blob FROM key_versions "
-	                 "WHERE seq > $1 ORDER BY seq LIMIT $2",
+	[ST_ACCESS_LIST] =
+	    "SELECT object_id, tenant_id, perms "
+	    "FROM access_policies ORDER BY object_id",
+	[ST_BLOB_SCAN] =
+	    "SELECT seq, name, version, blob FROM key_versions "
+	    "WHERE seq > $1 ORDER BY seq LIMIT $2",
 	[ST_BLOB_REPLACE] =
 	    "UPDATE key_versions SET blob = $1 WHERE seq = $2 AND blob = $3",
 	[ST_ROT_GET] =
@@ -202,7 +210,8 @@ static const char *const st_sql[ST_COUNT] = {
 	    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
 	[ST_VAULT_GET] = "SELECT " VAULT_COLS
 	                 " FROM vaults WHERE lower(name) = lower($1)",
-	[ST_VAULT_LIST] = "SELECT " VAULT_COLS " FROM vaults "
+	[ST_VAULT_LIST] = "SELECT " VAULT_COLS
+	                  " FROM vaults "
 	                  "WHERE $1::bigint < 0 OR "
 	                  "(deleted_date <> 0) = ($1::bigint <> 0) "
 	                  "ORDER BY lower(name)",
@@ -279,7 +288,7 @@ struct store_be {
 	char lock_key[16]; /* the schema's advisory lock, as text */
 	uint64_t prepared; /* bit i: statement i is prepared on c */
 	int in_tx;
-	char why[200]; /* the last error: SQLSTATE and message, no data */
+	char why[200];  /* the last error: SQLSTATE and message, no data */
 	char kept[200]; /* a failed write's error, kept across its ROLLBACK */
 };
 typedef struct store_be db_t;
@@ -432,7 +441,8 @@ set_why(db_t *b, const char *state, const char *msg)
 static int
 map_res(db_t *b, const PGresult *res)
 {
-	ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	ExecStatusType st = res != NULL ? PQresultStatus(res) :
+	                                  PGRES_FATAL_ERROR;
 	const char *code;
 
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
@@ -471,8 +481,9 @@ why_connect(db_t *b, const char *msg)
 
 	opts = PQconninfoParse(b->conninfo, NULL);
 	if (opts == NULL) {
-		set_why(b, NULL, "the store address is not a valid connection "
-		                 "string");
+		set_why(b, NULL,
+		    "the store address is not a valid connection "
+		    "string");
 		return;
 	}
 	for (o = opts; o->keyword != NULL; o++)
@@ -1155,9 +1166,9 @@ version_fetch(db_t *b, const char *name, const char *version, int deleted,
 	if (version != NULL)
 		p_text(&p, version);
 	p_int(&p, deleted ? 1 : 0);
-	if ((r = run_res(b, version == NULL ? ST_VERSION_LATEST :
-	                                      ST_VERSION_BY_ID,
-	         &p, &res)) != 0)
+	if ((r = run_res(b,
+	         version == NULL ? ST_VERSION_LATEST : ST_VERSION_BY_ID, &p,
+	         &res)) != 0)
 		return r;
 	r = PQntuples(res) == 0 ?
 	    VLT_ERR_NOT_FOUND :
@@ -1224,8 +1235,8 @@ end:
 
 /* Up to limit V_COLS rows of res; *more when there is one more. */
 static int
-collect_versions(const PGresult *res, size_t limit,
-    struct vlt_key_info **items, size_t *n, int64_t *last_seq, int *more)
+collect_versions(const PGresult *res, size_t limit, struct vlt_key_info **items,
+    size_t *n, int64_t *last_seq, int *more)
 {
 	struct vlt_key_info *arr;
 	size_t cnt = 0, rows = (size_t)PQntuples(res);
@@ -1674,8 +1685,9 @@ pg_principal_delete(db_t *b, const char *object_id)
 	if ((r = tx_begin(b)) != 0)
 		return r;
 	r = delete_by_id(b, ST_PRINCIPAL_DELETE, object_id);
-	if (r == 0 && (r = delete_by_id(b, ST_ACCESS_DELETE, object_id)) ==
-	                  VLT_ERR_NOT_FOUND)
+	if (r == 0 &&
+	    (r = delete_by_id(b, ST_ACCESS_DELETE, object_id)) ==
+	        VLT_ERR_NOT_FOUND)
 		r = 0;
 	return tx_end(b, r);
 }

@@ -299,7 +299,8 @@ registry(store_t *s)
 		bs[3].bound = malloc(2);
 		memcpy(bs[3].bound, nb, 2);
 		bs[3].bound_len = 2;
-		check(store_blob_replace(s, &bs[3], 1, &done) == 0 && done == 1 &&
+		check(store_blob_replace(s, &bs[3], 1, &done) == 0 &&
+		        done == 1 &&
 		        store_blob_replace(s, &bs[3], 1, &done) == 0 &&
 		        done == 0,
 		    "replace a blob once (not over a changed row)");
@@ -327,8 +328,9 @@ contract(const char *addr)
 	identities(s);
 	registry(s);
 	store_close(s);
-	check(store_open(addr, 0, &s) == 0 && store_settings_get(s, &got) == 0 &&
-	        got.purge_protection == 1 && read_hits(s, "k1") == 0,
+	check(store_open(addr, 0, &s) == 0 &&
+	        store_settings_get(s, &got) == 0 && got.purge_protection == 1 &&
+	        read_hits(s, "k1") == 0,
 	    "reopened: everything is there");
 	store_close(s);
 }
@@ -366,7 +368,8 @@ pg_schemas(const char *db)
 	snprintf(a2, sizeof(a2), "%s#v_two", db);
 	check(store_open(a1, 1, &s1) == 0 && store_open(a2, 1, &s2) == 0 &&
 	        store_settings_init(s1, &set) == 0 &&
-	        store_settings_init(s2, &set) == 0 && insert(s1, "k", 'z') == 0 &&
+	        store_settings_init(s2, &set) == 0 &&
+	        insert(s1, "k", 'z') == 0 &&
 	        store_version_get(s2, "k", NULL, 0, &k, NULL, NULL) ==
 	            VLT_ERR_NOT_FOUND &&
 	        insert(s2, "k", 'z') == 0,
@@ -422,8 +425,9 @@ pg_bad(void)
 	store_t *s = NULL;
 	int r;
 
-	r = store_open_why("host=/nonexistent port=1 user=u password=Sekr1tPw "
-	                   "dbname=d#p11vault",
+	r = store_open_why(
+	    "host=/nonexistent port=1 user=u password=Sekr1tPw "
+	    "dbname=d#p11vault",
 	    0, &s, why, sizeof(why));
 	check(r == VLT_ERR_UNAVAILABLE && why[0] != '\0' &&
 	        strstr(why, "Sekr1tPw") == NULL,
@@ -452,8 +456,9 @@ pg_suite(void)
 	}
 	r = pgtmp("start", tmpl, db, sizeof(db));
 	if (r == 77) {
-		printf("ok - # skip store(postgresql): PostgreSQL is not "
-		       "installed (/usr/lib/postgresql/15/bin)\n");
+		printf(
+		    "ok - # skip store(postgresql): PostgreSQL is not "
+		    "installed (/usr/lib/postgresql/15/bin)\n");
 		rmdir(tmpl);
 		return;
 	}
