@@ -223,11 +223,12 @@ write_secret_file(const char *path, const char *text)
 static const char *const init_opts[] = { "--data", "--vault-url",
 	"--vault-domain", "--tenant-id", "--tls-ca-cert", "--tls-ca-key",
 	"--module", "--token-label", "--key-shares", "--key-threshold",
-	"--auto-unseal", "--share-keys", NULL };
+	"--auto-unseal", "--share-keys", "--store", NULL };
 static const char *const no_opts[] = { NULL };
 
 struct init_args {
 	const char *dir, *url, *domain, *tenant, *ca_cert, *ca_key, *au, *sk;
+	const char *store;
 	unsigned nshares, thresh;
 	char host[256];
 	char tid[POLICY_ID_LEN + 1];
@@ -248,6 +249,8 @@ init_help(void)
 	    "to one custodian)]\n"
 	    "       [--auto-unseal auto|none|systemd-creds[:host|tpm2|"
 	    "host+tpm2|auto]|clevis:PIN CONFIG]\n"
+	    "       [--store CONNINFO (the metadata in PostgreSQL: "
+	    "docs/cluster.md)]\n"
 	    "Creates a new vault in DIR: the token, the domain key, "
 	    "the store, TLS material\n"
 	    "and the first administrator (DIR/admin.json, mode 0600). "
@@ -288,6 +291,7 @@ init_parse(int argc, char **argv, struct init_args *a)
 	a->ca_key = opt(argc, argv, "--tls-ca-key");
 	a->au = opt(argc, argv, "--auto-unseal");
 	a->sk = opt(argc, argv, "--share-keys");
+	a->store = opt(argc, argv, "--store");
 	a->nshares = ks ? share_opt("--key-shares", ks) :
 	    a->sk       ? (unsigned)cli_seal_count_keys(a->sk) :
 	                  5;
@@ -413,6 +417,9 @@ cmd_init(int argc, char **argv)
 		cli_die("%s", err);
 	if (vault_find(a.dir) == 0)
 		cli_die("%s already holds a vault; nothing was changed", a.dir);
+	if (a.store != NULL &&
+	    vault_store_check(a.store, err, sizeof(err)) != 0)
+		cli_die("%s; nothing was changed", err);
 	if (mkdir(a.dir, 0700) != 0 && errno != EEXIST)
 		cli_die("cannot create %s: %s", a.dir, strerror(errno));
 	path_of(tls_dir, sizeof(tls_dir), a.dir, "tls");
@@ -432,6 +439,7 @@ cmd_init(int argc, char **argv)
 	ip.key_threshold = a.thresh;
 	ip.auto_unseal = a.au;
 	ip.shares_out = &shares;
+	ip.store = a.store;
 	rc = vault_init(&ip);
 	if (rc == VLT_ERR_EXISTS)
 		cli_die("%s already holds a vault; nothing was changed", a.dir);
@@ -793,7 +801,8 @@ cmd_serve(int argc, char **argv)
 	sweeper_start(&sw, ctx.vault, &sweep_thread);
 	/* every thread is running: from here on only the system calls
 	 * serving needs (hsm/seccomp.c), for all of them */
-	if (hsm_seccomp_network() != 0)
+	if ((vault_store_networked(ctx.vault) ? hsm_seccomp_network_db() :
+	                                        hsm_seccomp_network()) != 0)
 		cli_die("cannot install the system-call filter");
 
 	printf("listening on https://%s\n", listen);

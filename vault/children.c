@@ -134,13 +134,24 @@ remove_dir(const char *dir)
 static void
 child_free(vault_t *c, int remove_files)
 {
-	char dir[PATH_MAX];
+	char dir[PATH_MAX], addr[PATH_MAX], why[256];
+	int pg = 0;
 
 	if (c == NULL)
 		return;
 	store_close(c->store);
-	if (remove_files && child_dir(c->root, c->id, dir, sizeof(dir)) == 0)
+	if (remove_files &&
+	    vault_store_addr(c->root, c->id, addr, sizeof(addr), &pg) == 0 &&
+	    pg) {
+		if (store_remove(addr, why, sizeof(why)) != 0)
+			fprintf(stderr,
+			    "{\"level\":\"warn\",\"event\":"
+			    "\"vault_store_drop_failed\",\"vault\":\"%s\"}\n",
+			    c->id);
+	} else if (remove_files &&
+	    child_dir(c->root, c->id, dir, sizeof(dir)) == 0) {
 		remove_dir(dir);
+	}
 	free(c->data_dir);
 	free(c->clock_file);
 	pthread_mutex_destroy(&c->clock_lock);
@@ -155,7 +166,7 @@ child_new(vault_t *root, const struct vlt_vault *x, int create, vault_t **out)
 {
 	char dir[PATH_MAX], path[PATH_MAX];
 	vault_t *c;
-	int r;
+	int r, pg;
 
 	*out = NULL;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
@@ -177,14 +188,16 @@ child_new(vault_t *root, const struct vlt_vault *x, int create, vault_t **out)
 		r = VLT_ERR_NO_MEMORY;
 		goto fail;
 	}
-	if ((r = child_dir(root, x->id, dir, sizeof(dir))) != 0 ||
-	    (r = fs_join(path, sizeof(path), dir, "vault.db")) != 0)
+	if ((r = child_dir(root, x->id, dir, sizeof(dir))) != 0)
 		goto fail;
-	if (create &&
+	/* a file store lives in DIR/vaults/ID (made here); a PostgreSQL
+	 * one in the schema v_<id> of the root's database */
+	if (create && !vault_store_networked(root) &&
 	    ((r = kids_dir(root, path, sizeof(path))) != 0 ||
 	        (r = fs_mkdir_private(path)) != 0 ||
-	        (r = fs_mkdir_private(dir)) != 0 ||
-	        (r = fs_join(path, sizeof(path), dir, "vault.db")) != 0))
+	        (r = fs_mkdir_private(dir)) != 0))
+		goto fail;
+	if ((r = vault_store_addr(root, x->id, path, sizeof(path), &pg)) != 0)
 		goto fail;
 	if ((r = store_open(path, create, &c->store)) != 0)
 		goto fail;
@@ -285,9 +298,12 @@ children_open(vault_t *root, char *err, size_t err_len)
 	for (i = 0; i < n; i++) {
 		if ((r = child_new(root, &rows[i], 0, &c)) != 0) {
 			err_set(err, err_len,
-			    "vault %s: its store vaults/%s/vault.db cannot be "
-			    "opened",
-			    rows[i].name, rows[i].id);
+			    "vault %s: its store (%s %s) cannot be opened",
+			    rows[i].name,
+			    vault_store_networked(root) ?
+			        "PostgreSQL schema v_ of" :
+			        "vaults/ID/vault.db, ID",
+			    rows[i].id);
 			break;
 		}
 		if ((r = kid_add(root, c)) != 0) {

@@ -143,6 +143,8 @@ static const struct conf_key conf_keys[] = {
 	{ "tenant_id", CONF_STRING, 0, 0 },
 	{ "resource", CONF_STRING, 0, 0 },
 	{ "vault_domain", CONF_STRING, 0, 0 },
+	/* a PostgreSQL connection string (docs/cluster.md); absent: vault.db */
+	{ "store", CONF_STRING, 0, 0 },
 	{ "vault_name", CONF_STRING, 0, 0 },
 	{ "listen", CONF_STRING, 0, 0 },
 	{ "metrics_listen", CONF_STRING, 0, 0 },

@@ -15,6 +15,7 @@
 #include "vault/vault_int.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -188,24 +189,113 @@ init_token(const struct vlt_init_params *p, const char *dir, const char *module,
 	return 0;
 }
 
-/* DIR/vault.db with the default settings; a new store holds no unbound
- * blob, so there is never anything to upgrade. */
+#define ROOT_SCHEMA "p11vault"
+
+/* The schema of a child's store: v_ and its id, lower-case, '-' as '_'. */
 static int
-init_store(const char *dir)
+child_schema(const char *id, char *out, size_t cap)
+{
+	size_t i;
+
+	if (str_fmt(out, cap, "v_%s", id) != 0)
+		return VLT_ERR_BAD_PARAM;
+	for (i = 2; out[i] != '\0'; i++)
+		out[i] = out[i] == '-' ? '_' :
+		                         (char)tolower((unsigned char)out[i]);
+	return 0;
+}
+
+int
+vault_store_addr(const vault_t *root, const char *id, char *out, size_t cap,
+    int *pg)
+{
+	const char *db = conf_get(root->conf, "store");
+	char schema[VLT_ID_LEN + 8], rel[VLT_ID_LEN + 32];
+	int r;
+
+	*pg = db != NULL;
+	if (db != NULL) {
+		if (id == NULL)
+			return store_addr_pg(db, ROOT_SCHEMA, out, cap);
+		if ((r = child_schema(id, schema, sizeof(schema))) != 0)
+			return r;
+		return store_addr_pg(db, schema, out, cap);
+	}
+	if (id == NULL)
+		return fs_join(out, cap, root->data_dir, "vault.db");
+	if (str_fmt(rel, sizeof(rel), "vaults/%s/vault.db", id) != 0)
+		return VLT_ERR_BAD_PARAM;
+	return fs_join(out, cap, root->data_dir, rel);
+}
+
+int
+vault_store_check(const char *db, char *err, size_t err_len)
+{
+	char addr[PATH_MAX], why[256];
+	store_t *s = NULL;
+	int r;
+
+	err_set(err, err_len, "%s", "");
+	if (!store_addr_is_pg(db)) {
+		err_set(err, err_len, "%s",
+		    "--store takes a PostgreSQL connection string "
+		    "(postgresql://... or host=... dbname=...)");
+		return VLT_ERR_BAD_PARAM;
+	}
+	if ((r = store_addr_pg(db, ROOT_SCHEMA, addr, sizeof(addr))) != 0) {
+		err_set(err, err_len, "%s", "the store address is too long");
+		return r;
+	}
+	r = store_open_why(addr, 0, &s, why, sizeof(why));
+	store_close(s);
+	if (r == VLT_ERR_NOT_FOUND)
+		return 0;
+	if (r == 0) {
+		err_set(err, err_len, "%s",
+		    "the database already holds a p11vault store (schema " ROOT_SCHEMA
+		    ")");
+		return VLT_ERR_EXISTS;
+	}
+	err_set(err, err_len, "the PostgreSQL store cannot be reached: %s",
+	    why);
+	return r;
+}
+
+/* The store with the default settings (DIR/vault.db, or schema p11vault
+ * of the database db); a new store holds no unbound blob, so there is
+ * never anything to upgrade. */
+static int
+init_store(const char *dir, const char *db)
 {
 	struct vlt_settings set = { 90, 0 };
 	char path[PATH_MAX];
 	store_t *store = NULL;
 	int r;
 
-	if ((r = fs_join(path, sizeof(path), dir, "vault.db")) != 0 ||
-	    (r = store_open(path, 1, &store)) != 0 ||
+	if (db != NULL)
+		r = store_addr_pg(db, ROOT_SCHEMA, path, sizeof(path));
+	else
+		r = fs_join(path, sizeof(path), dir, "vault.db");
+	if (r != 0 || (r = store_open(path, 1, &store)) != 0 ||
 	    (r = store_settings_init(store, &set)) != 0)
 		goto out;
 	r = upgrade_mark_done(dir);
 out:
 	store_close(store);
 	return r;
+}
+
+/* Drops a PostgreSQL store made by an init that failed after it. */
+static void
+init_drop_store(const char *db)
+{
+	char addr[PATH_MAX], why[256];
+
+	if (db != NULL &&
+	    store_addr_pg(db, ROOT_SCHEMA, addr, sizeof(addr)) == 0 &&
+	    store_remove(addr, why, sizeof(why)) != 0)
+		fprintf(stderr, "init: could not drop the new schema %s: %s\n",
+		    ROOT_SCHEMA, why);
 }
 
 /* The default vault's name: the first label of the URL's host when that
@@ -277,6 +367,8 @@ init_conf(const struct vlt_init_params *p, const char *dir, const char *module,
 	    (shconf[0] != '\0' &&
 	        (r = conf_set(conf, "softhsm_conf", "softhsm2.conf")) != 0) ||
 	    (r = conf_set(conf, "token_lifetime", "3600")) != 0 ||
+	    (p->store != NULL &&
+	        (r = conf_set(conf, "store", p->store)) != 0) ||
 	    (r = fs_join(path, sizeof(path), dir, "p11vault.conf")) != 0)
 		goto out;
 	r = conf_write_new(conf, path);
@@ -313,10 +405,16 @@ vault_init(const struct vlt_init_params *p)
 		if (realpath(module, modabs) != NULL)
 			module = modabs;
 	}
-	if ((r = init_token(p, dir, module, label, shconf, &shares)) != 0 ||
-	    (r = init_store(dir)) != 0 ||
-	    (r = init_conf(p, dir, module, label, shconf)) != 0)
+	/* a PostgreSQL store first (the likeliest to fail: nothing made
+	 * yet), dropped again if anything after it fails */
+	if (p->store != NULL && (r = init_store(dir, p->store)) != 0)
 		goto out;
+	if ((r = init_token(p, dir, module, label, shconf, &shares)) != 0 ||
+	    (p->store == NULL && (r = init_store(dir, NULL)) != 0) ||
+	    (r = init_conf(p, dir, module, label, shconf)) != 0) {
+		init_drop_store(p->store);
+		goto out;
+	}
 	if (p->shares_out != NULL) {
 		*p->shares_out = shares;
 		shares = NULL;
@@ -421,6 +519,42 @@ open_audit(vault_t *v, char *err, size_t err_len)
 	return r == VLT_ERR_STORAGE ? 0 : r;
 }
 
+/* The root's store: DIR/vault.db, or the PostgreSQL database of
+ * store= (its schema p11vault). A failure says why in err. */
+static int
+open_store(vault_t *v, char *err, size_t err_len)
+{
+	char path[PATH_MAX], why[256];
+	const char *db = conf_get(v->conf, "store");
+	int r, pg;
+
+	if (db != NULL && !store_addr_is_pg(db)) {
+		err_set(err, err_len, "%s",
+		    "store= in p11vault.conf is not a PostgreSQL connection "
+		    "string");
+		return VLT_ERR_BAD_PARAM;
+	}
+	if ((r = vault_store_addr(v, NULL, path, sizeof(path), &pg)) != 0)
+		return r;
+	r = store_open_why(path, 0, &v->store, why, sizeof(why));
+	if (r == 0 || !pg)
+		return r;
+	if (r == VLT_ERR_NOT_FOUND)
+		err_set(err, err_len, "%s",
+		    "the PostgreSQL database holds no p11vault store (schema " ROOT_SCHEMA
+		    ")");
+	else
+		err_set(err, err_len,
+		    "the PostgreSQL store cannot be opened: %s", why);
+	return r;
+}
+
+int
+vault_store_networked(vault_t *v)
+{
+	return conf_get(v->conf, "store") != NULL;
+}
+
 /* The parts of an open vault, in order: config, token, store, blob
  * upgrade (when unsealed: a sealed vault upgrades at unseal), audit. */
 static int
@@ -453,8 +587,7 @@ open_parts(vault_t *v, const struct vlt_open_opts *o)
 	open_hsm_config(v, o, hsm_dir, &hc);
 	if ((r = hsm_open(&hc, &v->hsm)) != 0)
 		return map_hsm(r);
-	if ((r = fs_join(path, sizeof(path), v->data_dir, "vault.db")) != 0 ||
-	    (r = store_open(path, 0, &v->store)) != 0)
+	if ((r = open_store(v, err, err_len)) != 0)
 		return r;
 	if (hsm_seal_status(v->hsm, &st) == HSM_OK && !st.sealed &&
 	    (r = upgrade_blobs(v, v->data_dir)) != 0)

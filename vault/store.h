@@ -22,8 +22,25 @@
 
 typedef struct store store_t;
 
-/* create: 1 creates the file (0600) and the schema; 0 requires both. */
+/*
+ * A store's address: a file path (SQLite), or a PostgreSQL database and
+ * schema "CONNINFO#SCHEMA" (vault/store_pg.c): CONNINFO a libpq
+ * connection string (postgresql:// or postgres:// URI, or key=value
+ * pairs), SCHEMA of [a-z0-9_] (the root's "p11vault", a child's
+ * "v_<id>"). An address may hold a password: it is never logged.
+ */
+int store_addr_is_pg(const char *addr);
+/* db + "#" + schema into out (cap bytes). */
+int store_addr_pg(const char *db, const char *schema, char *out,
+    size_t cap) VLT_WUR;
+/* create: 1 creates the store (a file 0600, or a schema) and its tables;
+ * 0 requires both (VLT_ERR_NOT_FOUND: the schema is not there). why:
+ * (cap bytes) the reason of a failure, never a password. */
 int store_open(const char *path, int create, store_t **out) VLT_WUR;
+int store_open_why(const char *path, int create, store_t **out, char *why,
+    size_t cap) VLT_WUR;
+/* Drops a PostgreSQL store (its schema); 0 at once for a file. */
+int store_remove(const char *path, char *why, size_t cap) VLT_WUR;
 void store_close(store_t *s);
 /* A trivial query, for health checks. */
 int store_ping(store_t *s) VLT_WUR;

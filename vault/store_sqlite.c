@@ -642,7 +642,7 @@ nomem:
 }
 
 static int
-sq_open(const char *path, int create, db_t **out)
+sq_open(const char *path, int create, db_t **out, char *why, size_t cap)
 {
 	db_t *s = NULL;
 	int64_t uv = 0;
@@ -650,6 +650,8 @@ sq_open(const char *path, int create, db_t **out)
 	size_t i;
 
 	*out = NULL;
+	if (cap > 0)
+		why[0] = '\0';
 	if (create) {
 		/* Created here so that the db, and the -wal and -shm files
 		 * SQLite derives from its mode, are 0600 whatever the umask. */
@@ -1686,6 +1688,7 @@ sq_vault_remove(db_t *s, const char *name)
 const struct store_backend store_sqlite_backend = {
 	.name = "sqlite",
 	.open = sq_open,
+	.remove = NULL,
 	.close = sq_close,
 	.ping = sq_ping,
 	.probe = sq_probe,

@@ -218,7 +218,17 @@ struct vlt_init_params {
 	/* the new shares, a line each, malloc'd
 	 * (caller wipes); NULL: dropped */
 	char **shares_out;
+	/* NULL: the store is DIR/vault.db (SQLite); else a PostgreSQL
+	 * connection string (config store=; docs/cluster.md) */
+	const char *store;
 };
+/* Whether db (a PostgreSQL connection string) can take a new vault's
+ * store: reachable, and no p11vault store in it yet. A failure says
+ * why in err (never the password). */
+int vault_store_check(const char *db, char *err, size_t err_len) VLT_WUR;
+/* 1 when the vault's store is a PostgreSQL database (the network
+ * process then connects to it: hsm_seccomp_network_db). */
+int vault_store_networked(vault_t *v);
 /*
  * Creates a vault in data_dir (made 0700 if absent): the PKCS#11 token
  * (for SoftHSMv2: DIR/softhsm2.conf and DIR/tokens/) with SO and user

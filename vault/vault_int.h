@@ -112,6 +112,13 @@ int vlt_softhsm_resolve(const char *dir, const char *value, char *out,
 
 /* ---- dir.c -------------------------------------------------------------- */
 
+/* The store address of root's vault (id NULL) or of its child id:
+ * config store= set (a PostgreSQL database), that database's schema
+ * "p11vault" or "v_<id>"; else DIR/vault.db or DIR/vaults/ID/vault.db.
+ * *pg: 1 for PostgreSQL (no directory to make). */
+int vault_store_addr(const vault_t *root, const char *id, char *out, size_t cap,
+    int *pg) VLT_WUR;
+
 /* ---- children.c --------------------------------------------------------- */
 
 /* Opens the root's child vaults from its registry (vault_open, last). */
