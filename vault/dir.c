@@ -268,6 +268,8 @@ init_conf(const struct vlt_init_params *p, const char *dir, const char *module,
 	default_name(url, name);
 	if ((r = conf_set(conf, "vault_url", url)) != 0 ||
 	    (r = conf_set(conf, "vault_name", name)) != 0 ||
+	    (r = conf_set(conf, "resource_group", "p11vault")) != 0 ||
+	    (r = conf_set(conf, "location", "local")) != 0 ||
 	    (r = conf_set(conf, "tenant_id", tenant)) != 0 ||
 	    (r = conf_audience(conf, p->vault_domain)) != 0 ||
 	    (r = conf_set(conf, "listen", listen)) != 0 ||
