@@ -424,7 +424,8 @@ open_audit(vault_t *v, char *err, size_t err_len)
 }
 
 /* The parts of an open vault, in order: config, token, store, blob
- * upgrade (when unsealed: a sealed vault upgrades at unseal), audit. */
+ * upgrade (when unsealed: a sealed vault upgrades at unseal), audit, the
+ * other vaults. */
 static int
 open_parts(vault_t *v, const struct vlt_open_opts *o)
 {
@@ -461,9 +462,11 @@ open_parts(vault_t *v, const struct vlt_open_opts *o)
 	if (hsm_seal_status(v->hsm, &st) == HSM_OK && !st.sealed &&
 	    (r = upgrade_blobs(v, v->data_dir)) != 0)
 		return r;
-	if ((r = children_open(v, err, err_len)) != 0)
+	/* the audit log first: each child shares the root's (and the
+	 * token's), taken when it is opened */
+	if ((r = open_audit(v, err, err_len)) != 0)
 		return r;
-	return open_audit(v, err, err_len);
+	return children_open(v, err, err_len);
 }
 
 int

@@ -116,7 +116,7 @@ describe('several vaults through the ARM-shaped management API', { timeout: 1800
     assert.equal(b.id.startsWith(`${urlOf('beta')}/keys/k1/`), true, b.id);
     assert.notDeepEqual(Buffer.from(a.key.n), Buffer.from(b.key.n));
     await assert.rejects(client('default').getKey('k1'), (e) => e.statusCode === 404);
-    const lines = auditLines().filter((l) => l.operation === 'KeyCreate' && l.httpStatus === 200);
+    const lines = auditLines().filter((l) => l.operation === 'create' && l.httpStatus === 200);
     assert.deepEqual(lines.map((l) => l.vault).sort(), ['alpha', 'beta']);
   });
 
