@@ -19,7 +19,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ClientSecretCredential } from '@azure/identity';
 import { KeyClient } from '@azure/keyvault-keys';
-import { startVault, stopVault, raw, token } from './lib/vault.mjs';
+import { startVault, stopVault, raw, token, p11vault } from './lib/vault.mjs';
 
 const DOMAIN = 'vault.p11vault.test';
 const KV = '2022-07-01';
@@ -118,6 +118,19 @@ describe('several vaults through the ARM-shaped management API', { timeout: 1800
     await assert.rejects(client('default').getKey('k1'), (e) => e.statusCode === 404);
     const lines = auditLines().filter((l) => l.operation === 'create' && l.httpStatus === 200);
     assert.deepEqual(lines.map((l) => l.vault).sort(), ['alpha', 'beta']);
+    // the CLI: --vault-name NAME is https://NAME.<vault-domain>:PORT, --id of a child vault is this appliance's
+    const c = await p11vault(['key', 'create', '--vault-name', 'Beta', '--name', 'cli1', '--data', v.dir]);
+    assert.equal(c.code, 0, c.stderr);
+    const kid = JSON.parse(c.stdout).key.kid;
+    assert.equal(kid.startsWith(`${urlOf('beta')}/keys/cli1/`), true, kid);
+    const sh = await p11vault(['key', 'show', '--id', kid, '--data', v.dir]);
+    assert.equal(sh.code, 0, sh.stderr);
+    assert.equal(JSON.parse(sh.stdout).key.kid, kid);
+    const d = await p11vault(['key', 'show', '--vault-name', 'default', '--name', 'cli1', '--data', v.dir]);
+    assert.notEqual(d.code, 0); // the default vault has no key cli1
+    const bad = await p11vault(['key', 'show', '--id', `https://beta.elsewhere.test:${v.port}/keys/cli1`, '--data', v.dir]);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /not a vault of this appliance/);
   });
 
   test('an identity granted on one vault gets 403 on the other', async () => {
