@@ -53,7 +53,8 @@ group_json(const struct api_ctx *c, const char *name, const char *loc,
 	    "type", TYPE_GROUPS, "location", loc, "properties",
 	    "provisioningState", "Succeeded");
 	if (j != NULL)
-		json_object_set(j, "tags", tags != NULL ? tags : json_object());
+		json_object_set_new(j, "tags",
+		    tags != NULL ? json_incref(tags) : json_object());
 	return j;
 }
 
