@@ -27,8 +27,8 @@ static const char *const kv_versions[] = { "2015-06-01", "2016-10-01",
 	"2021-06-01-preview", "2021-10-01", "2021-11-01-preview",
 	"2022-02-01-preview", "2022-07-01", "2022-11-01", "2023-02-01",
 	"2023-07-01", "2024-11-01", NULL };
-static const char *const msi_versions[] = { "2015-08-31-preview",
-	"2018-11-30", "2021-09-30-preview", "2022-01-31-preview", "2023-01-31",
+static const char *const msi_versions[] = { "2015-08-31-preview", "2018-11-30",
+	"2021-09-30-preview", "2022-01-31-preview", "2023-01-31",
 	"2023-07-31-preview", "2024-11-30", NULL };
 static const char *const rm_versions[] = { "2015-11-01", "2016-02-01",
 	"2016-09-01", "2017-05-10", "2018-02-01", "2018-05-01", "2019-03-01",
@@ -88,7 +88,8 @@ arm_vault_error(struct api_resp *r, int err)
 {
 	switch (err) {
 	case VLT_ERR_BAD_PARAM:
-		return arm_error(r, 400, "BadRequest", "The request is invalid.");
+		return arm_error(r, 400, "BadRequest",
+		    "The request is invalid.");
 	case VLT_ERR_NOT_FOUND:
 		return arm_error(r, 404, "ResourceNotFound",
 		    "The resource was not found.");
@@ -156,8 +157,7 @@ arm_tags(json_t *body, json_t **out, struct api_resp *r)
 }
 
 int
-arm_location(json_t *body, int required, const char **out,
-    struct api_resp *r)
+arm_location(json_t *body, int required, const char **out, struct api_resp *r)
 {
 	json_t *l = json_object_get(body, "location");
 
@@ -197,8 +197,8 @@ arm_group_find(struct api_req *q, struct api_resp *r, const char *group,
 	int rc;
 
 	if (strcasecmp(group, arm_default_group(q->ctx)) == 0) {
-		if (loc != NULL && str_fmt(loc, cap, "%s",
-		                       arm_default_location(q->ctx)) != 0)
+		if (loc != NULL &&
+		    str_fmt(loc, cap, "%s", arm_default_location(q->ctx)) != 0)
 			loc[0] = '\0';
 		return 0;
 	}
@@ -211,9 +211,9 @@ arm_group_find(struct api_req *q, struct api_resp *r, const char *group,
 	if (rc != 0)
 		return arm_vault_error(r, rc);
 	l = arm_meta_get(x.meta, "location");
-	if (loc != NULL && str_fmt(loc, cap, "%s",
-	                       json_is_string(l) ? json_string_value(l) : "") !=
-	        0)
+	if (loc != NULL &&
+	    str_fmt(loc, cap, "%s",
+	        json_is_string(l) ? json_string_value(l) : "") != 0)
 		loc[0] = '\0';
 	json_decref(l);
 	vlt_record_clear(&x);
@@ -258,7 +258,8 @@ arm_uuid_valid(const char *s)
 		char ch = s[i];
 
 		if (dash ? ch != '-' :
-		           !((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
+		           !((ch >= '0' && ch <= '9') ||
+		               (ch >= 'a' && ch <= 'f') ||
 		               (ch >= 'A' && ch <= 'F')))
 			return 0;
 	}
@@ -476,8 +477,9 @@ subscription_get(struct api_req *q, struct api_resp *r)
 	    json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s}}", "id", id,
 	        "subscriptionId", sub, "tenantId", q->ctx->tenant_id,
 	        "displayName", "p11vault", "state", "Enabled",
-	        "subscriptionPolicies", "locationPlacementId", "Public_2014-09-01",
-	        "quotaId", "p11vault", "spendingLimit", "Off"));
+	        "subscriptionPolicies", "locationPlacementId",
+	        "Public_2014-09-01", "quotaId", "p11vault", "spendingLimit",
+	        "Off"));
 }
 
 void

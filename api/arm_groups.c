@@ -65,8 +65,8 @@ record_json(const struct api_ctx *c, const struct vlt_record *x)
 	json_t *l = arm_meta_get(x->meta, "location"),
 	       *t = arm_meta_get(x->meta, "tags"), *j;
 
-	j = group_json(c, x->name, json_is_string(l) ? json_string_value(l) : "",
-	    t);
+	j = group_json(c, x->name,
+	    json_is_string(l) ? json_string_value(l) : "", t);
 	json_decref(l);
 	json_decref(t);
 	return j;
@@ -108,7 +108,8 @@ group_list(struct api_req *q, struct api_resp *r)
 	json_array_append_new(a, default_json(q));
 	for (i = 0; i < n; i++)
 		if (strcasecmp(items[i].name, arm_default_group(q->ctx)) != 0)
-			json_array_append_new(a, record_json(q->ctx, &items[i]));
+			json_array_append_new(a,
+			    record_json(q->ctx, &items[i]));
 	vlt_record_free_array(items, n);
 	api_resp_set(r, 200, json_pack("{s:o}", "value", a));
 }
@@ -275,12 +276,14 @@ filter_parse(const char *f, const char **type)
 	f += strlen(pre);
 	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
 		k = strlen(types[i]);
-		if (strncasecmp(f, types[i], k) == 0 && strcmp(f + k, "'") == 0) {
+		if (strncasecmp(f, types[i], k) == 0 &&
+		    strcmp(f + k, "'") == 0) {
 			*type = types[i];
 			return 0;
 		}
 	}
-	return f[strcspn(f, "'")] == '\'' && strcmp(f + strcspn(f, "'"), "'") == 0 ?
+	return f[strcspn(f, "'")] == '\'' &&
+	        strcmp(f + strcspn(f, "'"), "'") == 0 ?
 	    1 :
 	    -1;
 }

@@ -87,7 +87,8 @@ static int
 not_found(struct api_resp *r, const char *group, const char *name)
 {
 	return arm_error(r, 404, "ResourceNotFound",
-	    "The Resource '" ARM_TYPE_IDENTITIES "/%.128s' under resource "
+	    "The Resource '" ARM_TYPE_IDENTITIES
+	    "/%.128s' under resource "
 	    "group '%.90s' was not found.",
 	    name, group);
 }
@@ -106,14 +107,16 @@ principal_new(struct api_req *q, const char *name, struct vlt_record *x)
 	memcpy(p.display_name, name, strlen(name) + 1); /* <= 128: fits */
 	/* a secret nobody is told: none works until one is issued */
 	policy_secret_new(secret);
-	rc = policy_secret_hash(secret, &p.secret_hash) != 0 ? VLT_ERR_INTERNAL :
-	                                                        0;
+	rc = policy_secret_hash(secret, &p.secret_hash) != 0 ?
+	    VLT_ERR_INTERNAL :
+	    0;
 	OPENSSL_cleanse(secret, sizeof(secret));
 	p.created = vault_now(q->ctx->vault);
 	if (rc == 0)
 		rc = vault_principal_put(q->ctx->vault, &p);
-	if (rc == 0 && policy_principal_set(q->ctx->policy, p.object_id,
-	                   p.client_id, p.secret_hash, 0) != 0)
+	if (rc == 0 &&
+	    policy_principal_set(q->ctx->policy, p.object_id, p.client_id,
+	        p.secret_hash, 0) != 0)
 		rc = VLT_ERR_INTERNAL;
 	free(p.secret_hash);
 	if (rc == 0)

@@ -54,8 +54,7 @@ arm_policies_json(struct api_req *q, vault_t *v)
 
 /* One entry of a list into *p. */
 static int
-entry_parse(struct api_req *q, struct api_resp *r, json_t *e,
-    struct arm_pol *p)
+entry_parse(struct api_req *q, struct api_resp *r, json_t *e, struct arm_pol *p)
 {
 	json_t *oid = json_object_get(e, "objectId"),
 	       *tid = json_object_get(e, "tenantId"), *keys, *k;

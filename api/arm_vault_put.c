@@ -18,7 +18,7 @@
 /* What a PUT or PATCH asks for. */
 struct spec {
 	const char *loc, *sku;
-	json_t *tags; /* owned; NULL: none given */
+	json_t *tags;      /* owned; NULL: none given */
 	int retention, pp; /* -1: not given */
 	int recover;
 	int has_policies;
@@ -39,9 +39,9 @@ spec_flags(struct api_req *q, struct api_resp *r, json_t *pr, struct spec *s)
 	json_t *v;
 
 	v = json_object_get(pr, "tenantId");
-	if (v != NULL && (!json_is_string(v) ||
-	                     strcasecmp(json_string_value(v),
-	                         q->ctx->tenant_id) != 0))
+	if (v != NULL &&
+	    (!json_is_string(v) ||
+	        strcasecmp(json_string_value(v), q->ctx->tenant_id) != 0))
 		return arm_error(r, 400, "BadRequest",
 		    "properties.tenantId must be the appliance's tenant.");
 	v = json_object_get(pr, "enableSoftDelete");
@@ -126,7 +126,7 @@ static char *
 meta_text(const char *group, const struct spec *s, const char *old, int patch)
 {
 	json_t *m, *t = NULL, *l = arm_meta_get(old, "location"),
-	       *k = arm_meta_get(old, "sku");
+	           *k = arm_meta_get(old, "sku");
 	char *text = NULL;
 
 	if (patch && s->tags == NULL)
@@ -135,7 +135,8 @@ meta_text(const char *group, const struct spec *s, const char *old, int patch)
 	    "location",
 	    json_is_string(l) ? json_string_value(l) : (s->loc ? s->loc : ""),
 	    "sku",
-	    s->sku ? s->sku : (json_is_string(k) ? json_string_value(k) : "premium"),
+	    s->sku ? s->sku :
+	             (json_is_string(k) ? json_string_value(k) : "premium"),
 	    "tags",
 	    s->tags ? json_incref(s->tags) :
 	              (t ? json_incref(t) : json_object()));
@@ -350,4 +351,3 @@ out:
 	spec_clear(&s);
 	json_decref(body);
 }
-

@@ -71,7 +71,8 @@ arm_vref_find(struct api_req *q, const char *group, const char *name,
 			return VLT_ERR_NOT_FOUND;
 		f->dflt = 1;
 		f->v = q->ctx->vault;
-		memcpy(f->name, q->ctx->vault_name, strlen(q->ctx->vault_name) + 1);
+		memcpy(f->name, q->ctx->vault_name,
+		    strlen(q->ctx->vault_name) + 1);
 		return 0;
 	}
 	if ((rc = vault_child_get(q->ctx->vault, name, 0, &x)) != 0)
@@ -91,7 +92,8 @@ int
 arm_vault_not_found(struct api_resp *r, const char *group, const char *name)
 {
 	return arm_error(r, 404, "ResourceNotFound",
-	    "The Resource '" ARM_TYPE_VAULTS "/%.24s' under resource group "
+	    "The Resource '" ARM_TYPE_VAULTS
+	    "/%.24s' under resource group "
 	    "'%.90s' was not found.",
 	    name, group);
 }
@@ -104,7 +106,8 @@ vault_uri(const struct api_ctx *c, const struct vref *f)
 
 	if (f->dflt ? str_fmt(u, sizeof(u), "%s/", c->vault_url) :
 	              str_fmt(u, sizeof(u), "https://%s.%s%s/", f->name,
-	                  c->vault_domain != NULL ? c->vault_domain : "", c->vault_port))
+	                  c->vault_domain != NULL ? c->vault_domain : "",
+	                  c->vault_port))
 		return NULL;
 	return json_string(u);
 }
@@ -136,11 +139,12 @@ arm_vault_json(struct api_req *q, const struct vref *f)
 	        json_is_string(sku) ? json_string_value(sku) : "premium",
 	        "accessPolicies", arm_policies_json(q, f->v), "vaultUri",
 	        vault_uri(q->ctx, f), "enabledForDeployment", 0,
-	        "enabledForDiskEncryption", 0, "enabledForTemplateDeployment", 0,
-	        "enableSoftDelete", 1, "softDeleteRetentionInDays",
+	        "enabledForDiskEncryption", 0, "enabledForTemplateDeployment",
+	        0, "enableSoftDelete", 1, "softDeleteRetentionInDays",
 	        s.retention_days, "enableRbacAuthorization", 0,
-	        "enablePurgeProtection", s.purge_protection, "provisioningState",
-	        "Succeeded", "publicNetworkAccess", "Enabled"),
+	        "enablePurgeProtection", s.purge_protection,
+	        "provisioningState", "Succeeded", "publicNetworkAccess",
+	        "Enabled"),
 	    &bad);
 	if (bad) {
 		json_decref(j);
@@ -192,8 +196,8 @@ vaults_each(struct api_req *q, const char *group,
 	if ((group == NULL ||
 	        strcasecmp(group, arm_default_group(q->ctx)) == 0) &&
 	    q->ctx->vault_name != NULL &&
-	    arm_vref_find(q, arm_default_group(q->ctx), q->ctx->vault_name, &f) ==
-	        0 &&
+	    arm_vref_find(q, arm_default_group(q->ctx), q->ctx->vault_name,
+	        &f) == 0 &&
 	    (rc = add(q, &f, a)) != 0)
 		return rc;
 	if ((rc = vault_child_list(q->ctx->vault, 0, &items, &n)) != 0)
@@ -202,8 +206,10 @@ vaults_each(struct api_req *q, const char *group,
 		json_t *g = arm_meta_get(items[i].meta, "resourceGroup");
 
 		if (json_is_string(g) &&
-		    (group == NULL || arm_meta_group_is(items[i].meta, group)) &&
-		    arm_vref_find(q, json_string_value(g), items[i].name, &f) == 0) {
+		    (group == NULL ||
+		        arm_meta_group_is(items[i].meta, group)) &&
+		    arm_vref_find(q, json_string_value(g), items[i].name, &f) ==
+		        0) {
 			rc = add(q, &f, a);
 			arm_vref_clear(&f);
 		}
@@ -293,7 +299,8 @@ arm_vaults(struct api_req *q, struct api_resp *r, const struct arm_path *p)
 	}
 	if (p->group == NULL || p->n_rest > 2 ||
 	    (p->n_rest > 0 &&
-	        (p->n_rest != 2 || strcasecmp(p->rest[0], "accessPolicies") != 0))) {
+	        (p->n_rest != 2 ||
+	            strcasecmp(p->rest[0], "accessPolicies") != 0))) {
 		arm_error(r, 404, "NotFound", "No such resource path.");
 		return;
 	}
@@ -352,12 +359,13 @@ vault_policies(struct api_req *q, struct api_resp *r, const char *group,
 	        &pol, &n) != 0)
 		goto out;
 	if ((rc = arm_vref_find(q, group, name, &f)) != 0) {
-		(void)(rc == VLT_ERR_NOT_FOUND ? arm_vault_not_found(r, group, name) :
-		                                 arm_vault_error(r, rc));
+		(void)(rc == VLT_ERR_NOT_FOUND ?
+		        arm_vault_not_found(r, group, name) :
+		        arm_vault_error(r, rc));
 		goto out;
 	}
 	if (arm_policies_change(q, r, f.v, f.dflt ? "" : f.name,
-	        strcasecmp(kind, "add") == 0       ? "add" :
+	        strcasecmp(kind, "add") == 0         ? "add" :
 	            strcasecmp(kind, "replace") == 0 ? "replace" :
 	                                               "remove",
 	        pol, n) != 0)
@@ -401,14 +409,16 @@ deleted_json(struct api_req *q, const struct vlt_vault *x)
 	        "/subscriptions/%s/providers/" ARM_NS_KEYVAULT
 	        "/locations/%s/deletedVaults/%s",
 	        arm_subscription_id(q->ctx), l, x->name) == 0)
-		j = json_pack("{s:s, s:s, s:s, s:{s:o, s:s, s:o, s:o, s:o, s:b}}",
-		    "id", id, "name", x->name, "type",
+		j = json_pack(
+		    "{s:s, s:s, s:s, s:{s:o, s:s, s:o, s:o, s:o, s:b}}", "id",
+		    id, "name", x->name, "type",
 		    ARM_NS_KEYVAULT "/deletedVaults", "properties", "vaultId",
-		    arm_resource_id(q->ctx, json_string_value(g), ARM_TYPE_VAULTS,
-		        x->name),
+		    arm_resource_id(q->ctx, json_string_value(g),
+		        ARM_TYPE_VAULTS, x->name),
 		    "location", l, "deletionDate", arm_time(x->deleted_date),
 		    "scheduledPurgeDate", arm_time(x->scheduled_purge_date),
-		    "tags", json_is_object(tags) ? json_incref(tags) : json_object(),
+		    "tags",
+		    json_is_object(tags) ? json_incref(tags) : json_object(),
 		    "purgeProtectionEnabled", x->settings.purge_protection);
 	json_decref(loc);
 	json_decref(g);
@@ -451,9 +461,9 @@ deleted_find(struct api_req *q, struct api_resp *r, const char *loc,
 		    "'%.64s'.",
 		    name, loc);
 	l = arm_meta_get(x->meta, "location");
-	ok = strcasecmp(loc, json_is_string(l) ? json_string_value(l) :
-	                                         arm_default_location(q->ctx)) ==
-	    0;
+	ok = strcasecmp(loc,
+	         json_is_string(l) ? json_string_value(l) :
+	                             arm_default_location(q->ctx)) == 0;
 	json_decref(l);
 	if (ok)
 		return 0;
@@ -493,11 +503,10 @@ arm_deleted_vaults(struct api_req *q, struct api_resp *r,
 	struct vlt_vault x;
 	int get = strcmp(q->method, "GET") == 0;
 
-	if (p->group != NULL) {
-		arm_error(r, 404, "NotFound", "No such resource path.");
-	} else if (p->loc == NULL && p->name == NULL && get) {
+	if (p->group == NULL && p->loc == NULL && p->name == NULL && get) {
 		deleted_list(q, r);
-	} else if (p->loc == NULL || p->name == NULL || p->n_rest > 1 ||
+	} else if (p->group != NULL || p->loc == NULL || p->name == NULL ||
+	    p->n_rest > 1 ||
 	    (p->n_rest == 1 && strcasecmp(p->rest[0], "purge") != 0)) {
 		arm_error(r, 404, "NotFound", "No such resource path.");
 	} else if (p->n_rest == 0 ? !get : strcmp(q->method, "POST") != 0) {

@@ -398,7 +398,8 @@ domain_from_resource(struct cli_session *s)
 		return;
 	h += 8;
 	if (strcspn(h, ":/") != strlen(h) || strchr(h, '.') == NULL ||
-	    strcasecmp(h, "vault.azure.net") == 0 || url_host_is_ip(s->resource))
+	    strcasecmp(h, "vault.azure.net") == 0 ||
+	    url_host_is_ip(s->resource))
 		return;
 	if (str_fmt(s->vault_domain, sizeof(s->vault_domain), "%s", h) != 0)
 		s->vault_domain[0] = '\0';
@@ -447,8 +448,9 @@ locate(struct cli_session *s, const struct cli_where *w)
 	        (conf_get(conf, "vault_name") != NULL &&
 	            str_fmt(s->vault_name, sizeof(s->vault_name), "%s",
 	                conf_get(conf, "vault_name")) != 0))) {
-		cli_fail_line("p11vault.conf has a bad vault_domain or "
-		              "vault_name");
+		cli_fail_line(
+		    "p11vault.conf has a bad vault_domain or "
+		    "vault_name");
 		rc = VLT_ERR_BAD_PARAM;
 		goto out;
 	}
@@ -719,7 +721,8 @@ is_default_name(const cli_session_t *s, const char *name)
 
 	default_name(s, own, sizeof(own));
 	return strcasecmp(name, CLI_DEFAULT_VAULT) == 0 ||
-	    (s->vault_name[0] != '\0' && strcasecmp(name, s->vault_name) == 0) ||
+	    (s->vault_name[0] != '\0' &&
+	        strcasecmp(name, s->vault_name) == 0) ||
 	    (own[0] != '\0' && strcasecmp(name, own) == 0);
 }
 
@@ -737,8 +740,8 @@ cli_vault_url(const cli_session_t *s, const char *name, char *out, size_t cap)
 		return 0;
 	}
 	if (s->vault_domain[0] == '\0' || vault_child_name_check(name) != 0) {
-		cli_fail_line(
-		    "no vault named '%.64s' on this appliance (%s)", name,
+		cli_fail_line("no vault named '%.64s' on this appliance (%s)",
+		    name,
 		    s->vault_domain[0] == '\0' ?
 		        "it has no vault domain: only its default vault" :
 		        "not a valid vault name");

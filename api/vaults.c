@@ -97,8 +97,9 @@ api_principal_forget(struct api_ctx *c, const char *oid)
 		rc = vault_access_delete(v, oid);
 		if (rc == VLT_ERR_NOT_FOUND)
 			rc = 0;
-		if (rc == 0 && policy_access_remove_in(c->policy, items[i].name,
-		                   oid) != POLICY_OK)
+		if (rc == 0 &&
+		    policy_access_remove_in(c->policy, items[i].name, oid) !=
+		        POLICY_OK)
 			rc = VLT_ERR_INTERNAL;
 		vault_child_release(v);
 	}

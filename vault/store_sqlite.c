@@ -254,8 +254,9 @@ static const char *const st_sql[ST_COUNT] = {
 	[ST_RECORD_LIST] = "SELECT " RECORD_COLS
 	                   " FROM records WHERE kind = ?1 AND "
 	                   "(?2 IS NULL OR scope = ?2) ORDER BY scope, name",
-	[ST_RECORD_REMOVE] = "DELETE FROM records WHERE kind = ?1 AND "
-	                     "scope = ?2 AND name = ?3",
+	[ST_RECORD_REMOVE] =
+	    "DELETE FROM records WHERE kind = ?1 AND "
+	    "scope = ?2 AND name = ?3",
 };
 
 /* Schema version 1. Names compare case-insensitively, as Azure's do. */
@@ -1826,8 +1827,7 @@ bind_record_key(sqlite3_stmt *st, const void *arg)
 }
 
 static int
-sq_record_remove(db_t *s, const char *kind, const char *scope,
-    const char *name)
+sq_record_remove(db_t *s, const char *kind, const char *scope, const char *name)
 {
 	struct record_key k = { kind, scope, name };
 	int r;
