@@ -448,14 +448,10 @@ identity_delete(struct api_req *q, struct api_resp *r, const char *oid)
 		    "An administrator cannot delete its own identity.");
 		return;
 	}
-	rc = vault_principal_delete(q->ctx->vault, oid);
+	/* its grants in every vault go with it */
+	rc = api_principal_forget(q->ctx, oid);
 	if (rc != 0) {
 		api_resp_vault_error_in(r, rc, API_SUBJ_IDENTITY, NULL, NULL);
-		return;
-	}
-	if (policy_access_remove(q->ctx->policy, oid) != POLICY_OK ||
-	    policy_principal_remove(q->ctx->policy, oid) != POLICY_OK) {
-		api_resp_vault_error(r, VLT_ERR_INTERNAL, NULL, NULL);
 		return;
 	}
 	api_resp_set(r, 200, json_pack("{s:s}", "objectId", oid));

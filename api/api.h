@@ -61,6 +61,7 @@ struct api_req {
 	const char *api_version; /* NULL when absent */
 	const char *maxresults;
 	const char *skiptoken;
+	const char *filter; /* $filter (the management API's lists) */
 	const char *authorization;
 	const uint8_t *body;
 	size_t body_len;
@@ -150,6 +151,9 @@ void api_route(struct api_req *q, struct api_resp *r);
 int api_vaults_context(struct api_ctx *c) API_WUR;
 int api_vaults_load(struct api_ctx *c) API_WUR;
 int api_vault_policies_load(struct api_ctx *c, vault_t *v) API_WUR;
+/* A principal deleted: from the store and the table, with its access
+ * policies in every live vault (a missing one is fine). */
+int api_principal_forget(struct api_ctx *c, const char *oid) API_WUR;
 
 /* Sets q's vault to the default vault (before anything else). */
 void api_route_begin(struct api_req *q);
@@ -169,6 +173,9 @@ void api_token(struct api_req *q, struct api_resp *r, char **segs, size_t n);
 
 /* admin_api.c — /admin/... */
 void api_admin(struct api_req *q, struct api_resp *r, char **segs, size_t n);
+/* arm.c — the ARM-shaped management API: /subscriptions/{id}/... (segs
+ * after "subscriptions"; administrators only, checked there) */
+void api_arm(struct api_req *q, struct api_resp *r, char **segs, size_t n);
 /* seal_api.c: /sys/seal-status, /sys/unseal (no authentication) */
 void api_sys(struct api_req *q, struct api_resp *r, char **segs, size_t n);
 

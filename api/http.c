@@ -253,6 +253,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	    "maxresults");
 	q.skiptoken = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
 	    "$skiptoken");
+	q.filter = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+	    "$filter");
 	q.authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 	    "Authorization");
 	q.body = st->body;

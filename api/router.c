@@ -16,7 +16,7 @@
 #include "api/api.h"
 #include "hsm/base.h"
 
-#define ROUTE_MAX_SEGS 8
+#define ROUTE_MAX_SEGS 12
 #define ROUTE_MAX_PATH 2048
 
 static const char *const api_versions[] = {
@@ -156,6 +156,9 @@ static const struct route {
 	{ "deletedkeys", 1, 0, GATE_TOKEN, NULL, api_deletedkeys },
 	{ "metrics", 0, 1, GATE_NONE, "Metrics", route_metrics },
 	{ "admin", 0, 0, GATE_ADMIN, "Admin", api_admin },
+	/* ARM's paths, on every host; api_arm checks the caller itself
+	 * (ARM's error codes) and logs its own started line */
+	{ "subscriptions", 1, 0, GATE_NONE, "Arm", api_arm },
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))

@@ -73,3 +73,36 @@ api_vaults_context(struct api_ctx *c)
 	}
 	return 0;
 }
+
+int
+api_principal_forget(struct api_ctx *c, const char *oid)
+{
+	struct vlt_vault *items = NULL;
+	vault_t *v;
+	size_t n = 0, i;
+	int rc = vault_principal_delete(c->vault, oid);
+
+	if (rc != 0 && rc != VLT_ERR_NOT_FOUND)
+		return rc;
+	if (policy_access_remove(c->policy, oid) != POLICY_OK ||
+	    policy_principal_remove(c->policy, oid) != POLICY_OK)
+		return VLT_ERR_INTERNAL;
+	/* its grants in the other vaults: gone from their stores too, so
+	 * that no later principal could inherit them */
+	if ((rc = vault_child_list(c->vault, 0, &items, &n)) != 0)
+		return rc;
+	for (i = 0; i < n && rc == 0; i++) {
+		if (vault_child_acquire(c->vault, items[i].name, &v) != 0)
+			continue; /* deleted meanwhile */
+		rc = vault_access_delete(v, oid);
+		if (rc == VLT_ERR_NOT_FOUND)
+			rc = 0;
+		if (rc == 0 &&
+		    policy_access_remove_in(c->policy, items[i].name, oid) !=
+		        POLICY_OK)
+			rc = VLT_ERR_INTERNAL;
+		vault_child_release(v);
+	}
+	vlt_vault_free_array(items, n);
+	return rc;
+}

@@ -190,6 +190,11 @@ static const char *const net_calls[] = {
 	"pipe",
 	"pipe2",
 	"sendfile",
+	/* the appliance's other vaults (vault/children.c): a new vault's
+	 * directory made private, a purged one's removed */
+	"chmod",
+	"fchmodat",
+	"rmdir",
 	/* SQLite: journal/WAL files, root-owned journals, mmap I/O */
 	"fchown",
 	"msync",

@@ -146,6 +146,11 @@ static const struct conf_key conf_keys[] = {
 	/* a PostgreSQL connection string (docs/cluster.md); absent: vault.db */
 	{ "store", CONF_STRING, 0, 0 },
 	{ "vault_name", CONF_STRING, 0, 0 },
+	/* the management API's: the default vault's resource group and
+	 * location, the subscription's id (default: the tenant id) */
+	{ "resource_group", CONF_STRING, 0, 0 },
+	{ "location", CONF_STRING, 0, 0 },
+	{ "subscription_id", CONF_STRING, 0, 0 },
 	{ "listen", CONF_STRING, 0, 0 },
 	{ "metrics_listen", CONF_STRING, 0, 0 },
 	{ "module", CONF_PATH, 0, 0 },

@@ -358,6 +358,8 @@ init_conf(const struct vlt_init_params *p, const char *dir, const char *module,
 	default_name(url, name);
 	if ((r = conf_set(conf, "vault_url", url)) != 0 ||
 	    (r = conf_set(conf, "vault_name", name)) != 0 ||
+	    (r = conf_set(conf, "resource_group", "p11vault")) != 0 ||
+	    (r = conf_set(conf, "location", "local")) != 0 ||
 	    (r = conf_set(conf, "tenant_id", tenant)) != 0 ||
 	    (r = conf_audience(conf, p->vault_domain)) != 0 ||
 	    (r = conf_set(conf, "listen", listen)) != 0 ||
@@ -556,7 +558,8 @@ vault_store_networked(vault_t *v)
 }
 
 /* The parts of an open vault, in order: config, token, store, blob
- * upgrade (when unsealed: a sealed vault upgrades at unseal), audit. */
+ * upgrade (when unsealed: a sealed vault upgrades at unseal), audit, the
+ * other vaults. */
 static int
 open_parts(vault_t *v, const struct vlt_open_opts *o)
 {
@@ -592,9 +595,11 @@ open_parts(vault_t *v, const struct vlt_open_opts *o)
 	if (hsm_seal_status(v->hsm, &st) == HSM_OK && !st.sealed &&
 	    (r = upgrade_blobs(v, v->data_dir)) != 0)
 		return r;
-	if ((r = children_open(v, err, err_len)) != 0)
+	/* the audit log first: each child shares the root's (and the
+	 * token's), taken when it is opened */
+	if ((r = open_audit(v, err, err_len)) != 0)
 		return r;
-	return open_audit(v, err, err_len);
+	return children_open(v, err, err_len);
 }
 
 int

@@ -521,3 +521,46 @@ store_vault_remove(store_t *s, const char *name)
 	r = s->be->vault_remove(s->b, name);
 	return unlock(s, r);
 }
+
+int
+store_record_put(store_t *s, const struct vlt_record *x, int create_only)
+{
+	int r;
+
+	lock_write(s);
+	r = s->be->record_put(s->b, x, create_only);
+	return unlock(s, r);
+}
+
+int
+store_record_get(store_t *s, const char *kind, const char *scope,
+    const char *name, struct vlt_record *out)
+{
+	int r;
+
+	lock_read(s);
+	r = s->be->record_get(s->b, kind, scope, name, out);
+	return unlock(s, r);
+}
+
+int
+store_record_list(store_t *s, const char *kind, const char *scope,
+    struct vlt_record **items, size_t *n)
+{
+	int r;
+
+	lock_read(s);
+	r = s->be->record_list(s->b, kind, scope, items, n);
+	return unlock(s, r);
+}
+
+int
+store_record_remove(store_t *s, const char *kind, const char *scope,
+    const char *name)
+{
+	int r;
+
+	lock_write(s);
+	r = s->be->record_remove(s->b, kind, scope, name);
+	return unlock(s, r);
+}

@@ -207,4 +207,18 @@ int store_vault_list(store_t *s, int deleted, struct vlt_vault **items,
 int store_vault_update(store_t *s, const struct vlt_vault *x) VLT_WUR;
 int store_vault_remove(store_t *s, const char *name) VLT_WUR;
 
+/* The management API's records (vault/records.c), keyed by kind, scope
+ * and name (scope and name case-insensitive). put: create_only 1, a key
+ * in use is VLT_ERR_CONFLICT; 0 inserts or replaces ref, updated and
+ * meta (created kept). get/remove: VLT_ERR_NOT_FOUND when none. list:
+ * scope NULL, every scope; by scope, then name. */
+int store_record_put(store_t *s, const struct vlt_record *x,
+    int create_only) VLT_WUR;
+int store_record_get(store_t *s, const char *kind, const char *scope,
+    const char *name, struct vlt_record *out) VLT_WUR;
+int store_record_list(store_t *s, const char *kind, const char *scope,
+    struct vlt_record **items, size_t *n) VLT_WUR;
+int store_record_remove(store_t *s, const char *kind, const char *scope,
+    const char *name) VLT_WUR;
+
 #endif

@@ -90,6 +90,14 @@ struct store_backend {
 	    struct vlt_vault **items, size_t *n);
 	int (*vault_update)(struct store_be *b, const struct vlt_vault *x);
 	int (*vault_remove)(struct store_be *b, const char *name);
+	int (*record_put)(struct store_be *b, const struct vlt_record *x,
+	    int create_only);
+	int (*record_get)(struct store_be *b, const char *kind,
+	    const char *scope, const char *name, struct vlt_record *out);
+	int (*record_list)(struct store_be *b, const char *kind,
+	    const char *scope, struct vlt_record **items, size_t *n);
+	int (*record_remove)(struct store_be *b, const char *kind,
+	    const char *scope, const char *name);
 };
 
 extern const struct store_backend store_sqlite_backend;

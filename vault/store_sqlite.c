@@ -49,6 +49,18 @@
 	" purge_protection INTEGER NOT NULL," \
 	" meta TEXT)"
 
+/* The management API's own records (vault/records.c): resource groups,
+ * user-assigned identities' names; in every store, used in the root's. */
+#define RECORDS_TABLE_SQL \
+	"CREATE TABLE IF NOT EXISTS records (" \
+	" kind TEXT NOT NULL," \
+	" scope TEXT NOT NULL COLLATE NOCASE," \
+	" name TEXT NOT NULL COLLATE NOCASE," \
+	" ref TEXT NOT NULL," \
+	" created INTEGER NOT NULL, updated INTEGER NOT NULL," \
+	" meta TEXT," \
+	" PRIMARY KEY (kind, scope, name))"
+
 enum st_id {
 	ST_BEGIN,
 	ST_COMMIT,
@@ -90,6 +102,11 @@ enum st_id {
 	ST_VAULT_LIST,
 	ST_VAULT_UPDATE,
 	ST_VAULT_REMOVE,
+	ST_RECORD_INSERT,
+	ST_RECORD_UPSERT,
+	ST_RECORD_GET,
+	ST_RECORD_LIST,
+	ST_RECORD_REMOVE,
 	ST_COUNT
 };
 
@@ -101,6 +118,8 @@ enum st_id {
 #define VAULT_COLS \
 	"name, id, created, updated, deleted_date, scheduled_purge_date, " \
 	"retention_days, purge_protection, meta"
+
+#define RECORD_COLS "kind, scope, name, ref, created, updated, meta"
 
 static const char *const st_sql[ST_COUNT] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -221,6 +240,23 @@ static const char *const st_sql[ST_COUNT] = {
 	    "purge_protection = ?8, meta = ?9 WHERE name = ?1 AND id = ?2 "
 	    "AND created = ?3",
 	[ST_VAULT_REMOVE] = "DELETE FROM vaults WHERE name = ?1",
+	[ST_RECORD_INSERT] =
+	    "INSERT INTO records(kind, scope, name, ref, created, updated, "
+	    "meta) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[ST_RECORD_UPSERT] =
+	    "INSERT INTO records(kind, scope, name, ref, created, updated, "
+	    "meta) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+	    "ON CONFLICT(kind, scope, name) DO UPDATE SET ref = excluded.ref, "
+	    "updated = excluded.updated, meta = excluded.meta",
+	[ST_RECORD_GET] = "SELECT " RECORD_COLS
+	                  " FROM records WHERE kind = ?1 AND scope = ?2 "
+	                  "AND name = ?3",
+	[ST_RECORD_LIST] = "SELECT " RECORD_COLS
+	                   " FROM records WHERE kind = ?1 AND "
+	                   "(?2 IS NULL OR scope = ?2) ORDER BY scope, name",
+	[ST_RECORD_REMOVE] =
+	    "DELETE FROM records WHERE kind = ?1 AND "
+	    "scope = ?2 AND name = ?3",
 };
 
 /* Schema version 1. Names compare case-insensitively, as Azure's do. */
@@ -691,7 +727,8 @@ sq_open(const char *path, int create, db_t **out, char *why, size_t cap)
 	}
 	/* Added with rotation policies; vaults made before get it here. */
 	if ((r = exec_once(s->db, ROT_TABLE_SQL)) != 0 ||
-	    (r = exec_once(s->db, VAULTS_TABLE_SQL)) != 0)
+	    (r = exec_once(s->db, VAULTS_TABLE_SQL)) != 0 ||
+	    (r = exec_once(s->db, RECORDS_TABLE_SQL)) != 0)
 		goto out;
 	*out = s;
 	s = NULL;
@@ -1685,6 +1722,126 @@ sq_vault_remove(db_t *s, const char *name)
 	return tx_end(s, delete_by_id(s, ST_VAULT_REMOVE, name));
 }
 
+/* ---- the management API's records ---------------------------------------- */
+
+static void
+bind_record(sqlite3_stmt *st, const void *arg)
+{
+	const struct vlt_record *x = arg;
+
+	bind_text(st, 1, x->kind);
+	bind_text(st, 2, x->scope);
+	bind_text(st, 3, x->name);
+	bind_text(st, 4, x->ref);
+	sqlite3_bind_int64(st, 5, x->created);
+	sqlite3_bind_int64(st, 6, x->updated);
+	bind_text(st, 7, x->meta);
+}
+
+static int
+row_record(sqlite3_stmt *st, void *elem)
+{
+	struct vlt_record *x = elem;
+
+	copy_col_text(st, 0, x->kind, sizeof(x->kind));
+	copy_col_text(st, 1, x->scope, sizeof(x->scope));
+	copy_col_text(st, 2, x->name, sizeof(x->name));
+	copy_col_text(st, 3, x->ref, sizeof(x->ref));
+	x->created = sqlite3_column_int64(st, 4);
+	x->updated = sqlite3_column_int64(st, 5);
+	if (sqlite3_column_type(st, 6) != SQLITE_NULL &&
+	    (x->meta = strdup((const char *)sqlite3_column_text(st, 6))) ==
+	        NULL)
+		return VLT_ERR_NO_MEMORY;
+	return 0;
+}
+
+static int
+sq_record_put(db_t *s, const struct vlt_record *x, int create_only)
+{
+	return write_one(s, create_only ? ST_RECORD_INSERT : ST_RECORD_UPSERT,
+	    bind_record, x);
+}
+
+static int
+sq_record_get(db_t *s, const char *kind, const char *scope, const char *name,
+    struct vlt_record *out)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = st_prep(s, ST_RECORD_GET, &st)) != 0)
+		return r;
+	bind_text(st, 1, kind);
+	bind_text(st, 2, scope);
+	bind_text(st, 3, name);
+	if ((r = step_row(st, VLT_ERR_NOT_FOUND)) == 0 &&
+	    (r = row_record(st, out)) != 0)
+		vlt_record_clear(out);
+	st_done(st);
+	return r;
+}
+
+static void
+free_records(void *arr, size_t n)
+{
+	vlt_record_free_array(arr, n);
+}
+
+static int
+sq_record_list(db_t *s, const char *kind, const char *scope,
+    struct vlt_record **items, size_t *n)
+{
+	sqlite3_stmt *st;
+	void *arr = NULL;
+	int r;
+
+	*items = NULL;
+	*n = 0;
+	if ((r = st_prep(s, ST_RECORD_LIST, &st)) != 0)
+		return r;
+	bind_text(st, 1, kind);
+	bind_text(st, 2, scope);
+	r = collect_rows(st, sizeof(**items), 8, row_record, &arr, n);
+	st_done(st);
+	if (r != 0) {
+		free_records(arr, *n);
+		*n = 0;
+		return r;
+	}
+	*items = arr;
+	return 0;
+}
+
+struct record_key {
+	const char *kind, *scope, *name;
+};
+
+static void
+bind_record_key(sqlite3_stmt *st, const void *arg)
+{
+	const struct record_key *k = arg;
+
+	bind_text(st, 1, k->kind);
+	bind_text(st, 2, k->scope);
+	bind_text(st, 3, k->name);
+}
+
+static int
+sq_record_remove(db_t *s, const char *kind, const char *scope, const char *name)
+{
+	struct record_key k = { kind, scope, name };
+	int r;
+
+	if ((r = tx_begin(s)) != 0)
+		return r;
+	r = write_locked(s, ST_RECORD_REMOVE, bind_record_key, &k);
+	if (r == 0 && sqlite3_changes(s->db) == 0)
+		r = VLT_ERR_NOT_FOUND;
+	return tx_end(s, r);
+}
+
 const struct store_backend store_sqlite_backend = {
 	.name = "sqlite",
 	.open = sq_open,
@@ -1723,4 +1880,8 @@ const struct store_backend store_sqlite_backend = {
 	.vault_list = sq_vault_list,
 	.vault_update = sq_vault_update,
 	.vault_remove = sq_vault_remove,
+	.record_put = sq_record_put,
+	.record_get = sq_record_get,
+	.record_list = sq_record_list,
+	.record_remove = sq_record_remove,
 };

@@ -193,6 +193,38 @@ void vault_child_release(vault_t *child);
 /* A child's name; NULL for the root. */
 const char *vault_child_name(const vault_t *v);
 
+/* ---- the management API's records (vault/records.c) -------------------- */
+/*
+ * What the management (ARM-shaped) API keeps of its own in the root's
+ * store: records keyed by kind ("group": a resource group, scope "";
+ * "identity": a user-assigned identity, scope its resource group), scope
+ * and name, both compared case-insensitively and kept as given; ref is
+ * an object id (an identity's principal) or ""; meta the caller's JSON
+ * text, opaque here. Every call takes the root (a child: BAD_PARAM).
+ */
+#define VLT_RECORD_NAME_MAX 128
+struct vlt_record {
+	char kind[16];
+	char scope[VLT_RECORD_NAME_MAX + 1];
+	char name[VLT_RECORD_NAME_MAX + 1];
+	char ref[VLT_ID_LEN + 1];
+	int64_t created, updated;
+	char *meta; /* owned */
+};
+void vlt_record_clear(struct vlt_record *x);
+void vlt_record_free_array(struct vlt_record *items, size_t n);
+/* create_only 1: VLT_ERR_CONFLICT when the key is in use; 0: inserts, or
+ * replaces ref and meta (created kept). created/updated: now. */
+int vault_record_put(vault_t *root, const struct vlt_record *x,
+    int create_only) VLT_WUR;
+int vault_record_get(vault_t *root, const char *kind, const char *scope,
+    const char *name, struct vlt_record *out) VLT_WUR;
+/* scope NULL: every scope. */
+int vault_record_list(vault_t *root, const char *kind, const char *scope,
+    struct vlt_record **items, size_t *n) VLT_WUR;
+int vault_record_delete(vault_t *root, const char *kind, const char *scope,
+    const char *name) VLT_WUR;
+
 /* ---- data directory ---------------------------------------------------- */
 
 struct vlt_init_params {

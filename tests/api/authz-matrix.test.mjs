@@ -67,6 +67,12 @@ function table(f) {
     { name: 'admin: POST /admin/identities', perm: 'admin', method: 'POST', path: () => '/admin/identities', body: { displayName: 'matrix-made' }, ok: [201] },
     { name: 'admin: GET /admin/identities', perm: 'admin', method: 'GET', path: () => '/admin/identities', ok: [200] },
     { name: 'admin: DELETE /admin/identities/{oid}', perm: 'admin', method: 'DELETE', path: (r) => `/admin/identities/${r || crypto.randomUUID()}`, setup: f.freshIdentity, ok: [200] },
+    // the ARM-shaped management API: administrators only, ARM's 403 code
+    { name: 'arm: list vaults', perm: 'admin', arm: true, method: 'GET', path: () => `/subscriptions/${f.sub}/providers/Microsoft.KeyVault/vaults?api-version=2022-07-01`, ok: [200] },
+    { name: 'arm: list resource groups', perm: 'admin', arm: true, method: 'GET', path: () => `/subscriptions/${f.sub}/resourcegroups?api-version=2021-04-01`, ok: [200] },
+    { name: 'arm: PUT resource group', perm: 'admin', arm: true, method: 'PUT', path: () => `/subscriptions/${f.sub}/resourcegroups/${keyName('mxrg')}?api-version=2021-04-01`, body: { location: 'local' }, ok: [201] },
+    { name: 'arm: PUT identity', perm: 'admin', arm: true, method: 'PUT', path: () => `/subscriptions/${f.sub}/resourceGroups/p11vault/providers/Microsoft.ManagedIdentity/userAssignedIdentities/${keyName('mxid')}?api-version=2023-01-31`, body: { location: 'local' }, ok: [201] },
+    { name: 'arm: PUT default vault access policies', perm: 'admin', arm: true, method: 'PUT', path: () => `/subscriptions/${f.sub}/resourceGroups/p11vault/providers/Microsoft.KeyVault/vaults/default/accessPolicies/add?api-version=2022-07-01`, body: () => f.policyBody(['get']), ok: [200] },
   ];
 }
 
@@ -118,6 +124,7 @@ describe('authorization matrix', { timeout: 240000 }, () => {
       return n;
     };
     f.freshIdentity = async () => (await createIdentity(v, adminTok, 'matrix-victim')).objectId;
+    f.sub = v.admin.tenantId;
     f.policyBody = (keys) => ({ properties: { accessPolicies: [{ tenantId: v.admin.tenantId, objectId: dummyOid, permissions: { keys } }] } });
 
     // callers: identities once, tokens once per identity
@@ -160,7 +167,8 @@ describe('authorization matrix', { timeout: 240000 }, () => {
           problems.push('401 without the WWW-Authenticate challenge');
         }
         if (r.status === 403 && want.includes(403)) {
-          if (r.json?.error?.code !== 'Forbidden') problems.push(`403 code ${r.json?.error?.code}`);
+          const code = row.arm ? 'AuthorizationFailed' : 'Forbidden';
+          if (r.json?.error?.code !== code) problems.push(`403 code ${r.json?.error?.code}`);
           if (row.perm !== 'admin' && !new RegExp(`does not have keys ${row.perm} permission on key vault`).test(r.json?.error?.message || '')) {
             problems.push(`403 message "${r.json?.error?.message}"`);
           }
