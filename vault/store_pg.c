@@ -82,6 +82,11 @@ enum st_id {
 	ST_VAULT_LIST,
 	ST_VAULT_UPDATE,
 	ST_VAULT_REMOVE,
+	ST_RECORD_INSERT,
+	ST_RECORD_UPSERT,
+	ST_RECORD_GET,
+	ST_RECORD_LIST,
+	ST_RECORD_REMOVE,
 	ST_COUNT
 };
 
@@ -93,6 +98,7 @@ enum st_id {
 #define VAULT_COLS \
 	"name, id, created, updated, deleted_date, scheduled_purge_date, " \
 	"retention_days, purge_protection, meta"
+#define RECORD_COLS "kind, scope, name, ref, created, updated, meta"
 
 /* Names compare case-insensitively (lower(), every text column in the C
  * collation, as SQLite's NOCASE and its byte order). */
@@ -221,6 +227,27 @@ static const char *const st_sql[ST_COUNT] = {
 	    "purge_protection = $8, meta = $9 WHERE lower(name) = lower($1) "
 	    "AND id = $2 AND created = $3",
 	[ST_VAULT_REMOVE] = "DELETE FROM vaults WHERE lower(name) = lower($1)",
+	[ST_RECORD_INSERT] =
+	    "INSERT INTO records(kind, scope, name, ref, created, updated, "
+	    "meta) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+	[ST_RECORD_UPSERT] =
+	    "INSERT INTO records(kind, scope, name, ref, created, updated, "
+	    "meta) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+	    "ON CONFLICT (kind, lower(scope), lower(name)) DO UPDATE SET "
+	    "ref = excluded.ref, updated = excluded.updated, "
+	    "meta = excluded.meta",
+	[ST_RECORD_GET] =
+	    "SELECT " RECORD_COLS
+	    " FROM records WHERE kind = $1 AND "
+	    "lower(scope) = lower($2) AND lower(name) = lower($3)",
+	[ST_RECORD_LIST] =
+	    "SELECT " RECORD_COLS
+	    " FROM records WHERE kind = $1 AND ($2::text IS NULL "
+	    "OR lower(scope) = lower($2::text)) "
+	    "ORDER BY lower(scope), lower(name)",
+	[ST_RECORD_REMOVE] =
+	    "DELETE FROM records WHERE kind = $1 AND "
+	    "lower(scope) = lower($2) AND lower(name) = lower($3)",
 };
 
 /* Schema version 1, in the vault's schema (search_path). */
@@ -279,6 +306,16 @@ static const char *const schema_v1[] = {
 	" purge_protection bigint NOT NULL,"
 	" meta text COLLATE \"C\")",
 	"CREATE UNIQUE INDEX vaults_lower_name ON vaults (lower(name))",
+	/* the management API's records (vault/records.c) */
+	"CREATE TABLE records ("
+	" kind text COLLATE \"C\" NOT NULL,"
+	" scope text COLLATE \"C\" NOT NULL,"
+	" name text COLLATE \"C\" NOT NULL,"
+	" ref text COLLATE \"C\" NOT NULL,"
+	" created bigint NOT NULL, updated bigint NOT NULL,"
+	" meta text COLLATE \"C\")",
+	"CREATE UNIQUE INDEX records_key ON records "
+	"(kind, lower(scope), lower(name))",
 };
 
 struct store_be {
@@ -1932,6 +1969,123 @@ pg_vault_remove(db_t *b, const char *name)
 	return r;
 }
 
+/* ---- the management API's records ---------------------------------------- */
+
+static void
+p_record(struct params *p, const struct vlt_record *x)
+{
+	p_init(p);
+	p_text(p, x->kind);
+	p_text(p, x->scope);
+	p_text(p, x->name);
+	p_text(p, x->ref);
+	p_int(p, x->created);
+	p_int(p, x->updated);
+	p_text(p, x->meta);
+}
+
+static int
+row_record(const PGresult *res, int i, struct vlt_record *x)
+{
+	col_text(res, i, 0, x->kind, sizeof(x->kind));
+	col_text(res, i, 1, x->scope, sizeof(x->scope));
+	col_text(res, i, 2, x->name, sizeof(x->name));
+	col_text(res, i, 3, x->ref, sizeof(x->ref));
+	x->created = col_i64(res, i, 4);
+	x->updated = col_i64(res, i, 5);
+	return col_dup(res, i, 6, &x->meta);
+}
+
+static int
+pg_record_put(db_t *b, const struct vlt_record *x, int create_only)
+{
+	struct params p;
+	int r;
+
+	p_record(&p, x);
+	if ((r = tx_begin(b)) == 0)
+		r = tx_end(b,
+		    run(b, create_only ? ST_RECORD_INSERT : ST_RECORD_UPSERT,
+		        &p));
+	return r;
+}
+
+static int
+pg_record_get(db_t *b, const char *kind, const char *scope, const char *name,
+    struct vlt_record *out)
+{
+	struct params p;
+	PGresult *res;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	p_init(&p);
+	p_text(&p, kind);
+	p_text(&p, scope);
+	p_text(&p, name);
+	if ((r = run_res(b, ST_RECORD_GET, &p, &res)) != 0)
+		return r;
+	if (PQntuples(res) == 0)
+		r = VLT_ERR_NOT_FOUND;
+	else if ((r = row_record(res, 0, out)) != 0)
+		vlt_record_clear(out);
+	PQclear(res);
+	return r;
+}
+
+static int
+pg_record_list(db_t *b, const char *kind, const char *scope,
+    struct vlt_record **items, size_t *n)
+{
+	struct vlt_record *arr = NULL;
+	struct params p;
+	PGresult *res;
+	size_t rows, i;
+	int r;
+
+	*items = NULL;
+	*n = 0;
+	p_init(&p);
+	p_text(&p, kind);
+	p_text(&p, scope);
+	if ((r = run_res(b, ST_RECORD_LIST, &p, &res)) != 0)
+		return r;
+	rows = (size_t)PQntuples(res);
+	if (rows > 0 && (arr = calloc(rows, sizeof(*arr))) == NULL) {
+		PQclear(res);
+		return VLT_ERR_NO_MEMORY;
+	}
+	for (i = 0; i < rows; i++)
+		if ((r = row_record(res, (int)i, &arr[i])) != 0) {
+			vlt_record_free_array(arr, i + 1);
+			PQclear(res);
+			return r;
+		}
+	PQclear(res);
+	*items = arr;
+	*n = rows;
+	return 0;
+}
+
+static int
+pg_record_remove(db_t *b, const char *kind, const char *scope, const char *name)
+{
+	struct params p;
+	int64_t changed = 0;
+	int r;
+
+	p_init(&p);
+	p_text(&p, kind);
+	p_text(&p, scope);
+	p_text(&p, name);
+	if ((r = tx_begin(b)) != 0)
+		return r;
+	r = run_n(b, ST_RECORD_REMOVE, &p, &changed);
+	if (r == 0 && changed == 0)
+		r = VLT_ERR_NOT_FOUND;
+	return tx_end(b, r);
+}
+
 const struct store_backend store_pg_backend = {
 	.name = "postgresql",
 	.open = pg_open,
@@ -1970,4 +2124,8 @@ const struct store_backend store_pg_backend = {
 	.vault_list = pg_vault_list,
 	.vault_update = pg_vault_update,
 	.vault_remove = pg_vault_remove,
+	.record_put = pg_record_put,
+	.record_get = pg_record_get,
+	.record_list = pg_record_list,
+	.record_remove = pg_record_remove,
 };

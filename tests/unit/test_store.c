@@ -308,6 +308,51 @@ registry(store_t *s)
 	store_blob_free_array(bs, n);
 }
 
+/* The management API's records: put (create-only and upsert), get by a
+ * key in any case, list by scope or all, remove. */
+static void
+records(store_t *s)
+{
+	struct vlt_record x, got, *xs = NULL;
+	size_t n = 0;
+
+	memset(&x, 0, sizeof(x));
+	snprintf(x.kind, sizeof(x.kind), "identity");
+	snprintf(x.scope, sizeof(x.scope), "rg-one");
+	snprintf(x.name, sizeof(x.name), "disks");
+	snprintf(x.ref, sizeof(x.ref), "obj-1");
+	x.created = x.updated = 10;
+	x.meta = "{\"location\":\"local\"}";
+	check(store_record_put(s, &x, 1) == 0 &&
+	        store_record_put(s, &x, 1) == VLT_ERR_CONFLICT,
+	    "a record, and the same key again (create only): CONFLICT");
+	snprintf(x.ref, sizeof(x.ref), "obj-2");
+	x.updated = 20;
+	check(store_record_put(s, &x, 0) == 0 &&
+	        store_record_get(s, "identity", "RG-ONE", "Disks", &got) == 0 &&
+	        strcmp(got.ref, "obj-2") == 0 && got.created == 10 &&
+	        got.updated == 20 && got.meta != NULL &&
+	        strstr(got.meta, "local") != NULL,
+	    "an upsert keeps created; get in any case");
+	vlt_record_clear(&got);
+	snprintf(x.scope, sizeof(x.scope), "rg-two");
+	check(store_record_put(s, &x, 1) == 0 &&
+	        store_record_list(s, "identity", "rg-one", &xs, &n) == 0 &&
+	        n == 1,
+	    "list one scope");
+	vlt_record_free_array(xs, n);
+	check(store_record_list(s, "identity", NULL, &xs, &n) == 0 && n == 2 &&
+	        strcmp(xs[0].scope, "rg-one") == 0,
+	    "list every scope, in order");
+	vlt_record_free_array(xs, n);
+	check(store_record_remove(s, "identity", "rg-one", "disks") == 0 &&
+	        store_record_remove(s, "identity", "rg-one", "disks") ==
+	            VLT_ERR_NOT_FOUND &&
+	        store_record_get(s, "identity", "rg-one", "disks", &got) ==
+	            VLT_ERR_NOT_FOUND,
+	    "remove a record, then it is gone");
+}
+
 /* The whole contract on a new store at addr, and reopening it. */
 static void
 contract(const char *addr)
@@ -327,6 +372,7 @@ contract(const char *addr)
 	lifecycle(s);
 	identities(s);
 	registry(s);
+	records(s);
 	store_close(s);
 	check(store_open(addr, 0, &s) == 0 &&
 	        store_settings_get(s, &got) == 0 && got.purge_protection == 1 &&
