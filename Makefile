@@ -1,7 +1,7 @@
 # p11vault — one entry point: make, make run, make test, make bench, make style.
 CC      ?= cc
 BUILD   := build
-PKGS    := libmicrohttpd jansson sqlite3 libssl libcrypto gnutls p11-kit-1 libseccomp libgfshare
+PKGS    := libmicrohttpd jansson sqlite3 libssl libcrypto gnutls p11-kit-1 libseccomp libgfshare libpq
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Wformat=2 \
 	-Wshadow -Wpedantic -Wconversion -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE \
 	-I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -14,7 +14,8 @@ APT_PKGS := build-essential pkg-config softhsm2 libsofthsm2 opensc \
 	libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev \
 	libgnutls28-dev libp11-kit-dev libseccomp-dev libgfshare-dev gnutls-bin openssl curl \
 	clang clang-format clang-tidy wrk sqlite3 systemd clevis tang-common \
-	fiu-utils libfiu-dev python3-azure azure-cli
+	fiu-utils libfiu-dev python3-azure azure-cli \
+	libpq-dev postgresql
 
 LIB_SRCS := $(wildcard hsm/*.c) $(wildcard vault/*.c) $(wildcard policy/*.c) \
 	$(filter-out api/main.c,$(wildcard api/*.c))

@@ -58,13 +58,13 @@ perms_json(unsigned perms)
 }
 
 static json_t *
-policies_json(struct api_ctx *c)
+policies_json(struct api_req *q)
 {
 	struct vlt_access_policy *items = NULL;
 	size_t n = 0, i;
 	json_t *a = json_array();
 
-	if (vault_access_list(c->vault, &items, &n) != 0)
+	if (vault_access_list(q->vault, &items, &n) != 0)
 		return a;
 	for (i = 0; i < n; i++)
 		json_array_append_new(a,
@@ -78,29 +78,30 @@ policies_json(struct api_ctx *c)
 }
 
 static json_t *
-vault_json(struct api_ctx *c)
+vault_json(struct api_req *q)
 {
+	struct api_ctx *c = q->ctx;
 	struct vlt_settings s;
-	const char *host = strstr(c->vault_url, "://");
+	const char *host = strstr(q->vault_url, "://");
 
-	if (vault_settings_get(c->vault, &s) != 0)
+	if (vault_settings_get(q->vault, &s) != 0)
 		return NULL;
-	host = host ? host + 3 : c->vault_url;
+	host = host ? host + 3 : q->vault_url;
 	return json_pack(
 	    "{s:s, s:s, s:s, s:{s:s, s:s, s:{s:s, s:s}, s:b, "
 	    "s:i, s:b, s:o}}",
 	    "id", "/admin/vault", "name", host, "type",
-	    "Microsoft.KeyVault/vaults", "properties", "vaultUri", c->vault_url,
+	    "Microsoft.KeyVault/vaults", "properties", "vaultUri", q->vault_url,
 	    "tenantId", c->tenant_id, "sku", "family", "A", "name", "premium",
 	    "enableSoftDelete", 1, "softDeleteRetentionInDays",
 	    s.retention_days, "enablePurgeProtection", s.purge_protection,
-	    "accessPolicies", policies_json(c));
+	    "accessPolicies", policies_json(q));
 }
 
 static void
 send_vault(struct api_req *q, struct api_resp *r)
 {
-	json_t *j = vault_json(q->ctx);
+	json_t *j = vault_json(q);
 
 	if (j == NULL)
 		api_resp_vault_error(r, VLT_ERR_UNAVAILABLE, NULL, NULL);
@@ -148,7 +149,7 @@ vault_patch(struct api_req *q, struct api_resp *r)
 			    "enablePurgeProtection must be a boolean.");
 			goto out;
 		}
-		if (vault_settings_get(q->ctx->vault, &s) != 0) {
+		if (vault_settings_get(q->vault, &s) != 0) {
 			api_resp_vault_error(r, VLT_ERR_UNAVAILABLE, NULL,
 			    NULL);
 			goto out;
@@ -161,7 +162,7 @@ vault_patch(struct api_req *q, struct api_resp *r)
 		}
 		pp = json_is_true(v) ? 1 : -1;
 	}
-	rc = vault_settings_update(q->ctx->vault, retention, pp);
+	rc = vault_settings_update(q->vault, retention, pp);
 	if (rc != 0) {
 		api_resp_vault_error(r, rc, NULL, NULL);
 		goto out;
@@ -244,7 +245,8 @@ policy_targets(struct api_req *q, enum pol_kind kind,
 	unsigned have;
 
 	for (i = 0; i < n; i++) {
-		have = policy_access_get(q->ctx->policy, ch[i].oid);
+		have = policy_access_get_in(q->ctx->policy, q->vault_scope,
+		    ch[i].oid);
 		for (j = 0; j < i; j++)
 			if (strcmp(out[j].object_id, ch[i].oid) == 0)
 				have = out[j].perms;
@@ -262,7 +264,7 @@ policy_targets(struct api_req *q, enum pol_kind kind,
 	}
 	if (kind == POL_REMOVE)
 		return 0;
-	if (vault_access_list(q->ctx->vault, &cur, &count) != 0) {
+	if (vault_access_list(q->vault, &cur, &count) != 0) {
 		api_resp_vault_error(r, VLT_ERR_UNAVAILABLE, NULL, NULL);
 		return VLT_ERR_UNAVAILABLE;
 	}
@@ -319,17 +321,18 @@ access_policies(struct api_req *q, struct api_resp *r, const char *kind_s)
 	}
 	if (policy_targets(q, kind, ch, n, items, r) != 0)
 		goto out;
-	if ((rc = vault_access_apply(q->ctx->vault, items, n)) != 0) {
+	if ((rc = vault_access_apply(q->vault, items, n)) != 0) {
 		api_resp_vault_error(r, rc, NULL, NULL);
 		goto out;
 	}
 	for (i = 0, rc = 0; i < n; i++) {
 		if (items[i].perms == 0) {
-			if (policy_access_remove(q->ctx->policy,
+			if (policy_access_remove_in(q->ctx->policy,
+			        q->vault_scope,
 			        items[i].object_id) != POLICY_OK)
 				rc = VLT_ERR_INTERNAL;
-		} else if (policy_access_set(q->ctx->policy, items[i].object_id,
-		               items[i].perms) != 0)
+		} else if (policy_access_set_in(q->ctx->policy, q->vault_scope,
+		               items[i].object_id, items[i].perms) != 0)
 			rc = VLT_ERR_INTERNAL;
 	}
 	if (rc != 0)
@@ -338,7 +341,7 @@ access_policies(struct api_req *q, struct api_resp *r, const char *kind_s)
 		api_resp_set(r, 200,
 		    json_pack("{s:s, s:{s:o}}", "id",
 		        "/admin/vault/accessPolicies", "properties",
-		        "accessPolicies", policies_json(q->ctx)));
+		        "accessPolicies", policies_json(q)));
 out:
 	free(items);
 	free(ch);
@@ -445,14 +448,10 @@ identity_delete(struct api_req *q, struct api_resp *r, const char *oid)
 		    "An administrator cannot delete its own identity.");
 		return;
 	}
-	rc = vault_principal_delete(q->ctx->vault, oid);
+	/* its grants in every vault go with it */
+	rc = api_principal_forget(q->ctx, oid);
 	if (rc != 0) {
 		api_resp_vault_error_in(r, rc, API_SUBJ_IDENTITY, NULL, NULL);
-		return;
-	}
-	if (policy_access_remove(q->ctx->policy, oid) != POLICY_OK ||
-	    policy_principal_remove(q->ctx->policy, oid) != POLICY_OK) {
-		api_resp_vault_error(r, VLT_ERR_INTERNAL, NULL, NULL);
 		return;
 	}
 	api_resp_set(r, 200, json_pack("{s:s}", "objectId", oid));

@@ -33,6 +33,13 @@ struct api_ctx {
 	const char *vault_url; /* no trailing slash */
 	const char *tenant_id;
 	const char *resource; /* token audience, e.g. https://vault.azure.net */
+	/* several vaults: NAME.<vault_domain> is vault NAME's host (NULL:
+	 * only the default vault); the port of vault_url (":8443" or "") */
+	const char *vault_domain;
+	const char *vault_name; /* the default vault's (config vault_name) */
+	/* the one subscription's id (api_arm_subscription_id, at start) */
+	char subscription_id[POLICY_ID_LEN + 1];
+	char vault_port[8];
 	char issuer[512];
 	char challenge[1024]; /* WWW-Authenticate value */
 	/* the JWT public key is in policy (a
@@ -43,12 +50,20 @@ struct api_ctx {
 
 struct api_req {
 	struct api_ctx *ctx;
+	/* the vault the request is for (router.c, from the Host header): the
+	 * default vault (ctx->vault) or a child acquired for the request;
+	 * its URL; its name for access decisions ("": the default vault) */
+	vault_t *vault;
+	const char *vault_url;
+	const char *vault_scope;
+	char vault_url_buf[VLT_VAULT_NAME_MAX + 300];
+	const char *host; /* the Host header, or NULL */
 	const char *method;
 	const char *path;
 	const char *api_version; /* NULL when absent */
 	const char *maxresults;
 	const char *skiptoken;
-	const char *odata_filter; /* $filter (Graph) */
+	const char *odata_filter; /* $filter (Graph, the management API's lists) */
 	const char *authorization;
 	const uint8_t *body;
 	size_t body_len;
@@ -131,6 +146,21 @@ void api_json_wipe_on_free(void);
 
 /* router.c */
 void api_route(struct api_req *q, struct api_resp *r);
+/* vaults.c — the other vaults: the context's vault_domain and port
+ * (api_vaults_context), every live vault's access policies into the
+ * policy (api_vaults_load, at start), one vault's (after a create or a
+ * recovery). Each 0 or a negative VLT_ERR_*. */
+int api_vaults_context(struct api_ctx *c) API_WUR;
+int api_vaults_load(struct api_ctx *c) API_WUR;
+int api_vault_policies_load(struct api_ctx *c, vault_t *v) API_WUR;
+/* A principal deleted: from the store and the table, with its access
+ * policies in every live vault (a missing one is fine). */
+int api_principal_forget(struct api_ctx *c, const char *oid) API_WUR;
+
+/* Sets q's vault to the default vault (before anything else). */
+void api_route_begin(struct api_req *q);
+/* Releases the vault the request held (after its audit line). */
+void api_route_done(struct api_req *q);
 #include "api/authz.h"
 
 /* keys_api.c — /keys and /deletedkeys (the other keys_*.c files are
@@ -172,6 +202,9 @@ void api_graph(struct api_req *q, struct api_resp *r, char **segs, size_t n);
 
 /* admin_api.c — /admin/... */
 void api_admin(struct api_req *q, struct api_resp *r, char **segs, size_t n);
+/* arm.c — the ARM-shaped management API: /subscriptions/{id}/... (segs
+ * after "subscriptions"; administrators only, checked there) */
+void api_arm(struct api_req *q, struct api_resp *r, char **segs, size_t n);
 /* seal_api.c: /sys/seal-status, /sys/unseal (no authentication) */
 void api_sys(struct api_req *q, struct api_resp *r, char **segs, size_t n);
 

@@ -55,9 +55,15 @@ api_graph_audience(const struct api_ctx *c, char *out, size_t cap)
 int
 api_arm_subscription_id(const struct api_ctx *c, char out[POLICY_ID_LEN + 1])
 {
+	const char *set = vault_config(c->vault, "subscription_id");
 	uint8_t d[SHA256_DIGEST_LENGTH];
 	char name[128];
 
+	/* subscription_id= in the config, else one derived from the tenant */
+	if (set != NULL)
+		return str_fmt(out, POLICY_ID_LEN + 1, "%s", set) == 0 ?
+		    0 :
+		    VLT_ERR_BAD_PARAM;
 	if (str_fmt(name, sizeof(name), "p11vault subscription of tenant %s",
 	        c->tenant_id) != 0 ||
 	    SHA256((const unsigned char *)name, strlen(name), d) == NULL)
@@ -222,18 +228,13 @@ arm_action(const struct api_req *q, char **segs, size_t n, char *out,
 		out[0] = '\0';
 }
 
-/* Below /subscriptions/{id}/ (segs after the id): the resource providers
- * (resource groups, vaults, identities) are routed from here. */
+/* Below /subscriptions/{id}/ (segs from the id on), after the gate: the
+ * resource providers (resource groups, vaults, identities; arm.c). */
 static void
 arm_in_subscription(struct api_req *q, struct api_resp *r, char **segs,
     size_t n)
 {
-	(void)segs;
-	(void)n;
-	q->operation = "ArmRequest";
-	api_resp_error(r, 404, "InvalidResourceType",
-	    "The resource type could not be found in the namespace of the "
-	    "request.");
+	api_arm(q, r, segs, n);
 }
 
 /* GET /subscriptions: the one subscription to an administrator, none to
@@ -298,7 +299,7 @@ api_arm_subscriptions(struct api_req *q, struct api_resp *r, char **segs,
 	}
 	if (api_arm_authz(q, r, action, scope) != 0)
 		return;
-	arm_in_subscription(q, r, segs + 1, n - 1);
+	arm_in_subscription(q, r, segs, n);
 }
 
 void

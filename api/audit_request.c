@@ -36,7 +36,7 @@ api_audit_intent(struct api_req *q, struct api_resp *r)
 	int rc;
 
 	event_of(q, &ev);
-	rc = vault_audit_event(q->ctx->vault, &ev, 1);
+	rc = vault_audit_event(q->vault, &ev, 1);
 	if (rc != 0) {
 		api_resp_vault_error(r,
 		    rc == VLT_ERR_NO_MEMORY ? rc : VLT_ERR_STORAGE, NULL, NULL);
@@ -67,7 +67,7 @@ api_audit_request(struct api_req *q, struct api_resp *r,
 	 * (a write's not synced); a refusal changed nothing and says so. A
 	 * state change whose started line is in the file is answered: it
 	 * happened, and this line follows it once the disk takes it. */
-	rc = vault_audit_event(q->ctx->vault, &ev, write_op);
+	rc = vault_audit_event(q->vault, &ev, write_op);
 	if (rc != 0 && r->status < 400 && !q->audit_optional &&
 	    !q->intent_logged)
 		api_resp_vault_error(r,

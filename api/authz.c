@@ -87,9 +87,9 @@ api_authn(struct api_req *q, struct api_resp *r)
 
 /* The vault's name in a 403: its URL without the scheme. */
 static const char *
-vault_name(const struct api_ctx *c)
+vault_name(const struct api_req *q)
 {
-	const char *u = c->vault_url;
+	const char *u = q->vault_url;
 	const char *p = strstr(u, "://");
 
 	return p ? p + 3 : u;
@@ -103,13 +103,14 @@ api_authz(struct api_req *q, struct api_resp *r, unsigned perm,
 
 	if ((rc = api_authn(q, r)) != 0)
 		return rc;
-	if (policy_check_perm(q->ctx->policy, q->caller.oid, perm) == POLICY_OK)
+	if (policy_check_perm_in(q->ctx->policy, q->vault_scope, q->caller.oid,
+	        perm) == POLICY_OK)
 		return 0;
 	api_resp_error(r, 403, "Forbidden",
 	    "The user, group or application 'appid=%s;oid=%s' does not have "
 	    "keys %s permission on key vault '%s'. For help resolving this "
 	    "issue, ask the vault's administrator for an access policy.",
-	    q->caller.appid, q->caller.oid, perm_name, vault_name(q->ctx));
+	    q->caller.appid, q->caller.oid, perm_name, vault_name(q));
 	return VLT_ERR_FORBIDDEN;
 }
 
@@ -124,6 +125,6 @@ api_authz_admin(struct api_req *q, struct api_resp *r)
 		return 0;
 	api_resp_error(r, 403, "Forbidden",
 	    "The caller 'oid=%s' is not an administrator of vault '%s'.",
-	    q->caller.oid, vault_name(q->ctx));
+	    q->caller.oid, vault_name(q));
 	return VLT_ERR_FORBIDDEN;
 }

@@ -36,6 +36,11 @@ struct cli_session {
 	char vault_url[2048]; /* no trailing slash */
 	char ca_file[4096];   /* "" : the system trust store */
 	char resource[1024];  /* no trailing slash */
+	/* several vaults: vault NAME at https://NAME.<vault_domain>[:port]
+	 * ("": only the default vault), the default vault's name ("": the
+	 * first label of its URL's host) */
+	char vault_domain[256];
+	char vault_name[VLT_VAULT_NAME_MAX + 1];
 	/* "": connect to the URL's host (port) */
 	char connect_ip[64];
 	char connect_port[8];
@@ -381,6 +386,25 @@ find_ca(struct cli_session *s, const struct cli_where *w)
 	return 0;
 }
 
+/* Without the config (a remote administrator): the token audience of an
+ * appliance with several vaults is https://<vault_domain>; Azure's own
+ * (vault.azure.net) names no domain of the appliance. */
+static void
+domain_from_resource(struct cli_session *s)
+{
+	const char *h = s->resource;
+
+	if (strncmp(h, "https://", 8) != 0)
+		return;
+	h += 8;
+	if (strcspn(h, ":/") != strlen(h) || strchr(h, '.') == NULL ||
+	    strcasecmp(h, "vault.azure.net") == 0 ||
+	    url_host_is_ip(s->resource))
+		return;
+	if (str_fmt(s->vault_domain, sizeof(s->vault_domain), "%s", h) != 0)
+		s->vault_domain[0] = '\0';
+}
+
 static API_WUR int
 locate(struct cli_session *s, const struct cli_where *w)
 {
@@ -418,10 +442,26 @@ locate(struct cli_session *s, const struct cli_where *w)
 	    (rc = find_ca(s, w)) != 0 ||
 	    (w->data != NULL && (rc = read_conf(w->data, &conf)) != 0))
 		goto out;
-	if (w->data != NULL && w->vault_url == NULL &&
-	    !url_host_is_ip(s->vault_url) && (rc = local_target(s, conf)) != 0)
+	if (conf != NULL && conf_get(conf, "vault_domain") != NULL &&
+	    (str_fmt(s->vault_domain, sizeof(s->vault_domain), "%s",
+	         conf_get(conf, "vault_domain")) != 0 ||
+	        (conf_get(conf, "vault_name") != NULL &&
+	            str_fmt(s->vault_name, sizeof(s->vault_name), "%s",
+	                conf_get(conf, "vault_name")) != 0))) {
+		cli_fail_line(
+		    "p11vault.conf has a bad vault_domain or "
+		    "vault_name");
+		rc = VLT_ERR_BAD_PARAM;
 		goto out;
-	rc = find_resource(s, w, conf);
+	}
+	/* a child vault's name need not resolve either: --data connects
+	 * to the local listener */
+	if (w->data != NULL && w->vault_url == NULL &&
+	    (!url_host_is_ip(s->vault_url) || s->vault_domain[0] != '\0') &&
+	    (rc = local_target(s, conf)) != 0)
+		goto out;
+	if ((rc = find_resource(s, w, conf)) == 0 && s->vault_domain[0] == '\0')
+		domain_from_resource(s);
 out:
 	conf_free(conf);
 	return rc;
@@ -657,28 +697,93 @@ default_name(const cli_session_t *s, char *out, size_t cap)
 	out[n] = '\0';
 }
 
-int
-cli_vault_url(const cli_session_t *s, const char *name, char *out, size_t cap)
+/* The port part of the default vault's URL (":8443" or "") into out. */
+static void
+url_port(const cli_session_t *s, char *out, size_t cap)
+{
+	const char *h = s->vault_url + strlen("https://");
+	const char *end = h + strcspn(h, "/"), *c = end;
+
+	out[0] = '\0';
+	while (c > h && c[-1] >= '0' && c[-1] <= '9')
+		c--;
+	if (c > h && c < end && c[-1] == ':' && (size_t)(end - c) + 2 <= cap) {
+		out[0] = ':';
+		memcpy(out + 1, c, (size_t)(end - c));
+		out[end - c + 1] = '\0';
+	}
+}
+
+static int
+is_default_name(const cli_session_t *s, const char *name)
 {
 	char own[256];
 
-	/* One vault per appliance today: its name is "default" or the first
-	 * label of its host. The multi-vault work maps any other NAME to
-	 * https://NAME.<vault-domain>[:port] here. */
 	default_name(s, own, sizeof(own));
-	if (name != NULL && strcasecmp(name, CLI_DEFAULT_VAULT) != 0 &&
-	    (own[0] == '\0' || strcasecmp(name, own) != 0)) {
-		cli_fail_line(
-		    "no vault named '%.64s' on this appliance (its vault is "
-		    "'%s'%s%s)",
-		    name, CLI_DEFAULT_VAULT, own[0] != '\0' ? " or " : "", own);
+	return strcasecmp(name, CLI_DEFAULT_VAULT) == 0 ||
+	    (s->vault_name[0] != '\0' &&
+	        strcasecmp(name, s->vault_name) == 0) ||
+	    (own[0] != '\0' && strcasecmp(name, own) == 0);
+}
+
+int
+cli_vault_url(const cli_session_t *s, const char *name, char *out, size_t cap)
+{
+	char port[8], lower[VLT_VAULT_NAME_MAX + 1];
+	size_t i;
+
+	if (name == NULL || is_default_name(s, name)) {
+		if (str_fmt(out, cap, "%s", s->vault_url) != 0) {
+			cli_fail_line("the vault URL is too long");
+			return VLT_ERR_BAD_PARAM;
+		}
+		return 0;
+	}
+	if (s->vault_domain[0] == '\0' || vault_child_name_check(name) != 0) {
+		cli_fail_line("no vault named '%.64s' on this appliance (%s)",
+		    name,
+		    s->vault_domain[0] == '\0' ?
+		        "it has no vault domain: only its default vault" :
+		        "not a valid vault name");
 		return VLT_ERR_NOT_FOUND;
 	}
-	if (str_fmt(out, cap, "%s", s->vault_url) != 0) {
+	for (i = 0; name[i] != '\0'; i++)
+		lower[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ?
+		        name[i] - 'A' + 'a' :
+		        name[i]);
+	lower[i] = '\0';
+	url_port(s, port, sizeof(port));
+	if (str_fmt(out, cap, "https://%s.%s%s", lower, s->vault_domain,
+	        port) != 0) {
 		cli_fail_line("the vault URL is too long");
 		return VLT_ERR_BAD_PARAM;
 	}
 	return 0;
+}
+
+/* url (without trailing slashes, n bytes) is https://NAME.<domain>[:port]
+ * of this appliance. */
+static int
+child_url(const cli_session_t *s, const char *url, size_t n)
+{
+	char port[8], name[VLT_VAULT_NAME_MAX + 1];
+	const char *h = url + strlen("https://"), *dot;
+	size_t dl = strlen(s->vault_domain), pl;
+
+	if (s->vault_domain[0] == '\0' || n < 8 ||
+	    strncasecmp(url, "https://", 8) != 0)
+		return 0;
+	url_port(s, port, sizeof(port));
+	pl = strlen(port);
+	dot = memchr(h, '.', n - 8);
+	if (dot == NULL || (size_t)(dot - h) > VLT_VAULT_NAME_MAX ||
+	    (size_t)(url + n - dot) != 1 + dl + pl ||
+	    strncasecmp(dot + 1, s->vault_domain, dl) != 0 ||
+	    strncmp(dot + 1 + dl, port, pl) != 0)
+		return 0;
+	memcpy(name, h, (size_t)(dot - h));
+	name[dot - h] = '\0';
+	return vault_child_name_check(name) == 0;
 }
 
 int
@@ -688,8 +793,7 @@ cli_vault_url_check(const cli_session_t *s, const char *url)
 
 	while (n > 0 && url[n - 1] == '/')
 		n--;
-	return n == strlen(s->vault_url) &&
-	        strncasecmp(url, s->vault_url, n) == 0 ?
-	    0 :
-	    VLT_ERR_BAD_PARAM;
+	if (n == strlen(s->vault_url) && strncasecmp(url, s->vault_url, n) == 0)
+		return 0;
+	return child_url(s, url, n) ? 0 : VLT_ERR_BAD_PARAM;
 }

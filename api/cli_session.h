@@ -64,13 +64,17 @@ int cli_session_call_at(cli_session_t *s, const char *base, const char *method,
 
 /* The default vault's URL (no trailing slash). */
 const char *cli_session_vault_url(const cli_session_t *s);
-/* The URL of the vault called name (NULL: the default vault) into out.
- * Today the appliance has one vault, called CLI_DEFAULT_VAULT or by the
- * first label of its URL's host; any other name: VLT_ERR_NOT_FOUND after
- * its line. */
+/* The URL of the vault called name (NULL: the default vault) into out:
+ * the default vault is CLI_DEFAULT_VAULT, its config vault_name or the
+ * first label of its URL's host; any other valid name, on an appliance
+ * with a vault domain (config vault_domain, or the host of its token
+ * audience), is https://NAME.<vault_domain>[:port of the default URL]
+ * (whether it exists, the appliance answers). Else VLT_ERR_NOT_FOUND
+ * after its line. */
 int cli_vault_url(const cli_session_t *s, const char *name, char *out,
     size_t cap) API_WUR;
-/* 0 when url (trailing slashes aside) is a vault URL of this appliance. */
+/* 0 when url (trailing slashes aside) is a vault URL of this appliance:
+ * the default vault's, or https://NAME.<vault_domain>[:port]. */
 int cli_vault_url_check(const cli_session_t *s, const char *url) API_WUR;
 
 #endif

@@ -243,6 +243,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	memset(&q, 0, sizeof(q));
 	memset(&r, 0, sizeof(r));
 	q.ctx = s->ctx;
+	api_route_begin(&q);
+	q.host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
 	q.method = method;
 	q.path = url;
 	q.api_version = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
@@ -272,6 +274,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		api_route(&q, &r);
 	}
 	finish_request(&q, &r, &st->start);
+	api_route_done(&q);
 	ret = send_resp(conn, &q, &r);
 	atomic_fetch_sub(&s->in_flight, 1);
 	return ret;

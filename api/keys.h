@@ -84,7 +84,7 @@ enum keys_shape {
 	KEYS_ITEM_KEY,     /* KeyItem whose kid names the key only */
 };
 /* {vault}/keys/{name}[/{version}] into out (version NULL or "": none). */
-int keys_kid(struct api_ctx *c, const char *name, const char *version,
+int keys_kid(struct api_req *q, const char *name, const char *version,
     char *out, size_t cap) API_WUR;
 /* The audit event's key id (q->key_id): a kid, or with deleted 1 the
  * recovery id {vault}/deletedkeys/{name}; r gets a 400 when it does not

@@ -92,7 +92,7 @@ key_create(struct api_req *q, struct api_resp *r, const struct key_target *t)
 	req.nbf = a.nbf;
 	req.exp = a.exp;
 	req.tags = tags;
-	rc = vault_key_create(q->ctx->vault, t->name, &req, &k);
+	rc = vault_key_create(q->vault, t->name, &req, &k);
 	keys_send_key(q, r, rc, t->name, t->name, &k);
 out:
 	free(tags);
@@ -105,7 +105,7 @@ key_rotate(struct api_req *q, struct api_resp *r, const struct key_target *t)
 	struct vlt_key_info k;
 
 	memset(&k, 0, sizeof(k));
-	keys_send_key(q, r, vault_key_rotate(q->ctx->vault, t->name, &k),
+	keys_send_key(q, r, vault_key_rotate(q->vault, t->name, &k),
 	    t->name, t->name, &k);
 }
 
@@ -116,7 +116,7 @@ key_get(struct api_req *q, struct api_resp *r, const struct key_target *t)
 
 	memset(&k, 0, sizeof(k));
 	keys_send_key(q, r,
-	    vault_key_get(q->ctx->vault, t->name, t->version, &k), t->name,
+	    vault_key_get(q->vault, t->name, t->version, &k), t->name,
 	    NULL, &k);
 }
 
@@ -146,7 +146,7 @@ key_update(struct api_req *q, struct api_resp *r, const struct key_target *t)
 	req.has_exp = a.has_exp;
 	req.exp = a.exp;
 	req.tags = tags;
-	rc = vault_key_update(q->ctx->vault, t->name, t->version, &req, &k);
+	rc = vault_key_update(q->vault, t->name, t->version, &req, &k);
 	keys_send_key(q, r, rc, t->name, NULL, &k);
 out:
 	free(tags);
@@ -159,7 +159,7 @@ key_delete(struct api_req *q, struct api_resp *r, const struct key_target *t)
 	struct vlt_key_info k;
 
 	memset(&k, 0, sizeof(k));
-	keys_send_key(q, r, vault_key_delete(q->ctx->vault, t->name, &k),
+	keys_send_key(q, r, vault_key_delete(q->vault, t->name, &k),
 	    t->name, NULL, &k);
 }
 
@@ -179,12 +179,12 @@ send_page(struct api_req *q, struct api_resp *r, const struct key_target *t,
 	if (keys_parse_paging(q, r, &max, &cont) != 0)
 		return;
 	if (what == PAGE_KEYS)
-		rc = vault_key_list(q->ctx->vault, cont, max, &items, &n,
+		rc = vault_key_list(q->vault, cont, max, &items, &n,
 		    &next);
 	else if (what == PAGE_DELETED)
-		rc = vault_deleted_list(q->ctx->vault, cont, max, &items, &n,
+		rc = vault_deleted_list(q->vault, cont, max, &items, &n,
 		    &next);
-	else if ((rc = vault_key_versions(q->ctx->vault, t->name, cont, max,
+	else if ((rc = vault_key_versions(q->vault, t->name, cont, max,
 	              &items, &n, &next)) == 0 &&
 	    str_fmt(path, sizeof(path), "/keys/%s/versions", t->name) != 0)
 		rc = VLT_ERR_INTERNAL;
@@ -227,7 +227,7 @@ deleted_get(struct api_req *q, struct api_resp *r, const struct key_target *t)
 	struct vlt_key_info k;
 
 	memset(&k, 0, sizeof(k));
-	keys_send_key(q, r, vault_deleted_get(q->ctx->vault, t->name, &k),
+	keys_send_key(q, r, vault_deleted_get(q->vault, t->name, &k),
 	    t->name, NULL, &k);
 }
 
@@ -238,14 +238,14 @@ deleted_recover(struct api_req *q, struct api_resp *r,
 	struct vlt_key_info k;
 
 	memset(&k, 0, sizeof(k));
-	keys_send_key(q, r, vault_key_recover(q->ctx->vault, t->name, &k),
+	keys_send_key(q, r, vault_key_recover(q->vault, t->name, &k),
 	    t->name, NULL, &k);
 }
 
 static void
 deleted_purge(struct api_req *q, struct api_resp *r, const struct key_target *t)
 {
-	int rc = vault_key_purge(q->ctx->vault, t->name);
+	int rc = vault_key_purge(q->vault, t->name);
 
 	if (rc != 0)
 		api_resp_vault_error(r, rc, t->name, "purge");

@@ -20,7 +20,7 @@ keys_backup(struct api_req *q, struct api_resp *r, const struct key_target *t)
 	size_t len = 0;
 	int rc;
 
-	rc = vault_key_backup(q->ctx->vault, t->name, &blob, &len);
+	rc = vault_key_backup(q->vault, t->name, &blob, &len);
 	if (rc != 0) {
 		api_resp_vault_error(r, rc, t->name, NULL);
 		return;
@@ -45,7 +45,7 @@ keys_restore(struct api_req *q, struct api_resp *r, const struct key_target *t)
 		return;
 	if (api_field_b64(body, "value", BACKUP_MAX, 1, &blob, &len, r) != 0)
 		goto out;
-	rc = vault_key_restore(q->ctx->vault, blob, len, &k);
+	rc = vault_key_restore(q->vault, blob, len, &k);
 	if (rc != 0)
 		api_resp_vault_error_in(r, rc, API_SUBJ_BACKUP, NULL, NULL);
 	else

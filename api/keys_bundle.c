@@ -16,12 +16,12 @@
 #define LINK_MAX 2048
 
 int
-keys_kid(struct api_ctx *c, const char *name, const char *version, char *out,
+keys_kid(struct api_req *q, const char *name, const char *version, char *out,
     size_t cap)
 {
 	int has_v = version != NULL && *version != '\0';
 
-	if (str_fmt(out, cap, "%s/keys/%s%s%s", c->vault_url, name,
+	if (str_fmt(out, cap, "%s/keys/%s%s%s", q->vault_url, name,
 	        has_v ? "/" : "", has_v ? version : "") != 0)
 		return VLT_ERR_BAD_PARAM;
 	return 0;
@@ -35,12 +35,11 @@ keys_set_key_id(struct api_req *q, struct api_resp *r, const char *name,
 
 	if (deleted)
 		rc = str_fmt(q->key_id, sizeof(q->key_id), "%s/deletedkeys/%s",
-		         q->ctx->vault_url, name) != 0 ?
+		         q->vault_url, name) != 0 ?
 		    VLT_ERR_BAD_PARAM :
 		    0;
 	else
-		rc = keys_kid(q->ctx, name, version, q->key_id,
-		    sizeof(q->key_id));
+		rc = keys_kid(q, name, version, q->key_id, sizeof(q->key_id));
 	if (rc != 0)
 		api_resp_error(r, 400, "BadParameter",
 		    "The key identifier is too long.");
@@ -49,9 +48,9 @@ keys_set_key_id(struct api_req *q, struct api_resp *r, const char *name,
 
 /* The vault's retention settings (they shape every bundle's attributes). */
 static void
-settings_or_default(struct api_ctx *c, struct vlt_settings *s)
+settings_or_default(struct api_req *q, struct vlt_settings *s)
 {
-	if (vault_settings_get(c->vault, s) != 0) {
+	if (vault_settings_get(q->vault, s) != 0) {
 		s->retention_days = 90;
 		s->purge_protection = 0;
 	}
@@ -84,7 +83,7 @@ attrs_json(const struct vlt_key_info *k, const struct vlt_settings *s)
 
 /* tags and the deleted-key fields of b */
 static int
-extras_json(struct api_ctx *c, json_t *b, const struct vlt_key_info *k)
+extras_json(struct api_req *q, json_t *b, const struct vlt_key_info *k)
 {
 	char rid[512];
 	int bad = 0;
@@ -100,7 +99,7 @@ extras_json(struct api_ctx *c, json_t *b, const struct vlt_key_info *k)
 	}
 	if (k->deleted_date == 0)
 		return bad ? VLT_ERR_NO_MEMORY : 0;
-	if (str_fmt(rid, sizeof(rid), "%s/deletedkeys/%s", c->vault_url,
+	if (str_fmt(rid, sizeof(rid), "%s/deletedkeys/%s", q->vault_url,
 	        k->name) != 0)
 		return VLT_ERR_INTERNAL;
 	api_json_put(b, "recoveryId", json_string(rid), &bad);
@@ -111,14 +110,14 @@ extras_json(struct api_ctx *c, json_t *b, const struct vlt_key_info *k)
 }
 
 static json_t *
-bundle_json(struct api_ctx *c, const struct vlt_key_info *k,
+bundle_json(struct api_req *q, const struct vlt_key_info *k,
     enum keys_shape shape, const struct vlt_settings *s)
 {
 	char kid[512];
 	json_t *b, *jwk;
 	int bad = 0;
 
-	if (keys_kid(c, k->name, shape == KEYS_ITEM_KEY ? NULL : k->version,
+	if (keys_kid(q, k->name, shape == KEYS_ITEM_KEY ? NULL : k->version,
 	        kid, sizeof(kid)) != 0)
 		return NULL;
 	b = json_object();
@@ -132,7 +131,7 @@ bundle_json(struct api_ctx *c, const struct vlt_key_info *k,
 		api_json_put(b, "key", jwk, &bad);
 	}
 	api_json_put(b, "attributes", attrs_json(k, s), &bad);
-	if (bad || extras_json(c, b, k) != 0) {
+	if (bad || extras_json(q, b, k) != 0) {
 		json_decref(b);
 		return NULL;
 	}
@@ -153,8 +152,8 @@ keys_send_key(struct api_req *q, struct api_resp *r, int rc,
 	if (id_name != NULL &&
 	    keys_set_key_id(q, r, id_name, k->version, 0) != 0)
 		goto out;
-	settings_or_default(q->ctx, &s);
-	if ((b = bundle_json(q->ctx, k, KEYS_BUNDLE, &s)) == NULL)
+	settings_or_default(q, &s);
+	if ((b = bundle_json(q, k, KEYS_BUNDLE, &s)) == NULL)
 		api_resp_vault_error(r, VLT_ERR_INTERNAL, k->name, NULL);
 	else
 		api_resp_set(r, 200, b);
@@ -227,7 +226,7 @@ next_link(struct api_req *q, json_t *doc, const char *next, const char *path,
 		return VLT_ERR_NO_MEMORY;
 	if (str_fmt(link, sizeof(link),
 	        "%s%s?api-version=%s&maxresults=%zu&$skiptoken=%s",
-	        q->ctx->vault_url, path, q->api_version, max, tok) != 0)
+	        q->vault_url, path, q->api_version, max, tok) != 0)
 		rc = VLT_ERR_INTERNAL;
 	else if (json_object_set_new(doc, "nextLink", json_string(link)) != 0)
 		rc = VLT_ERR_NO_MEMORY;
@@ -248,10 +247,10 @@ keys_send_list(struct api_req *q, struct api_resp *r, int rc,
 		api_resp_vault_error(r, rc, NULL, NULL);
 		goto out;
 	}
-	settings_or_default(q->ctx, &s); /* once per page, not per item */
+	settings_or_default(q, &s); /* once per page, not per item */
 	arr = json_array();
 	for (i = 0; i < n; i++) {
-		json_t *it = bundle_json(q->ctx, &items[i], shape, &s);
+		json_t *it = bundle_json(q, &items[i], shape, &s);
 		if (it)
 			json_array_append_new(arr, it);
 	}

@@ -23,11 +23,11 @@ static int
 kek_from_kid(struct api_req *q, const char *kid, char *name, size_t ncap,
     char *version, size_t vcap)
 {
-	size_t ul = strlen(q->ctx->vault_url), nl;
+	size_t ul = strlen(q->vault_url), nl;
 	const char *p, *slash;
 
 	name[0] = version[0] = '\0';
-	if (strncasecmp(kid, q->ctx->vault_url, ul) != 0 ||
+	if (strncasecmp(kid, q->vault_url, ul) != 0 ||
 	    strncasecmp(kid + ul, "/keys/", 6) != 0)
 		return VLT_ERR_BAD_PARAM;
 	p = kid + ul + 6;
@@ -96,7 +96,7 @@ import_byok(struct api_req *q, struct api_resp *r, const char *name,
 	if (parse_transfer(q, r, blob, kname, sizeof(kname), kver, sizeof(kver),
 	        &ct, &ct_len) != 0)
 		goto out;
-	rc = vault_key_import_byok(q->ctx->vault, name, req, kname,
+	rc = vault_key_import_byok(q->vault, name, req, kname,
 	    kver[0] ? kver : NULL, ct, ct_len, &k);
 	if (rc != 0)
 		api_resp_vault_error_in(r, rc, API_SUBJ_TRANSFER, name, NULL);
@@ -178,7 +178,7 @@ keys_import(struct api_req *q, struct api_resp *r, const struct key_target *t)
 	}
 	if (keys_jwk_pkcs8(key, kty, &pkcs8, &p8len, r) != 0)
 		goto out;
-	rc = vault_key_import(q->ctx->vault, t->name, &req, pkcs8, p8len, &k);
+	rc = vault_key_import(q->vault, t->name, &req, pkcs8, p8len, &k);
 	freezero(pkcs8, p8len);
 	keys_send_key(q, r, rc, t->name, k.name, &k);
 out:

@@ -170,7 +170,7 @@ keys_crypto(struct api_req *q, struct api_resp *r, const struct key_target *t)
 	    crypto_inputs(body, co, &c, r) != 0)
 		goto out;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	rc = crypto_run(q->ctx->vault, t, &c);
+	rc = crypto_run(q->vault, t, &c);
 	api_metrics_observe_token(q->ctx, co->azure, rc == 0, ms_since(&t0));
 	if (rc != 0) {
 		/* a decryption that fails says nothing about why */
@@ -180,7 +180,7 @@ keys_crypto(struct api_req *q, struct api_resp *r, const struct key_target *t)
 		    t->name, co->azure);
 		goto out;
 	}
-	if (keys_kid(q->ctx, t->name, c.kv, kid, sizeof(kid)) != 0 ||
+	if (keys_kid(q, t->name, c.kv, kid, sizeof(kid)) != 0 ||
 	    keys_set_key_id(q, r, t->name, c.kv, 0) != 0) {
 		api_resp_vault_error(r, VLT_ERR_INTERNAL, t->name, NULL);
 		goto out;

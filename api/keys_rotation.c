@@ -33,7 +33,7 @@ policy_json(struct api_req *q, const char *name,
 	char id[512];
 	size_t i;
 
-	if (keys_kid(q->ctx, name, "rotationpolicy", id, sizeof(id)) != 0) {
+	if (keys_kid(q, name, "rotationpolicy", id, sizeof(id)) != 0) {
 		json_decref(acts);
 		json_decref(attrs);
 		return NULL;
@@ -79,7 +79,7 @@ keys_rotation_get(struct api_req *q, struct api_resp *r,
 	struct vlt_rotation_policy p;
 	int rc;
 
-	rc = vault_rotation_policy_get(q->ctx->vault, t->name, &p);
+	rc = vault_rotation_policy_get(q->vault, t->name, &p);
 	if (rc != 0) {
 		api_resp_vault_error(r, rc, t->name, NULL);
 		return;
@@ -224,7 +224,7 @@ keys_rotation_set(struct api_req *q, struct api_resp *r,
 		return;
 	if (parse_policy(body, &p, r) != 0)
 		goto out;
-	rc = vault_rotation_policy_set(q->ctx->vault, t->name, &p, &out);
+	rc = vault_rotation_policy_set(q->vault, t->name, &p, &out);
 	if (rc != 0) {
 		api_resp_vault_error(r, rc, t->name, NULL);
 		goto out;

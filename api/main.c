@@ -220,14 +220,15 @@ write_secret_file(const char *path, const char *text)
 	return rc;
 }
 
-static const char *const init_opts[] = { "--data", "--vault-url", "--tenant-id",
-	"--tls-ca-cert", "--tls-ca-key", "--module", "--token-label",
-	"--key-shares", "--key-threshold", "--auto-unseal", "--share-keys",
-	NULL };
+static const char *const init_opts[] = { "--data", "--vault-url",
+	"--vault-domain", "--tenant-id", "--tls-ca-cert", "--tls-ca-key",
+	"--module", "--token-label", "--key-shares", "--key-threshold",
+	"--auto-unseal", "--share-keys", "--store", NULL };
 static const char *const no_opts[] = { NULL };
 
 struct init_args {
-	const char *dir, *url, *tenant, *ca_cert, *ca_key, *au, *sk;
+	const char *dir, *url, *domain, *tenant, *ca_cert, *ca_key, *au, *sk;
+	const char *store;
 	unsigned nshares, thresh;
 	char host[256];
 	char tid[POLICY_ID_LEN + 1];
@@ -239,6 +240,8 @@ init_help(void)
 	puts(
 	    "usage: p11vault init --data DIR [--vault-url URL] "
 	    "[--tenant-id UUID]\n"
+	    "       [--vault-domain DOMAIN (other vaults at "
+	    "https://NAME.DOMAIN)]\n"
 	    "       [--tls-ca-cert PEM --tls-ca-key PEM] "
 	    "[--module PKCS11.so --token-label LABEL]\n"
 	    "       [--key-shares N (5)] [--key-threshold M (3)]\n"
@@ -246,6 +249,8 @@ init_help(void)
 	    "to one custodian)]\n"
 	    "       [--auto-unseal auto|none|systemd-creds[:host|tpm2|"
 	    "host+tpm2|auto]|clevis:PIN CONFIG]\n"
+	    "       [--store CONNINFO (the metadata in PostgreSQL: "
+	    "docs/cluster.md)]\n"
 	    "Creates a new vault in DIR: the token, the domain key, "
 	    "the store, TLS material\n"
 	    "and the first administrator (DIR/admin.json, mode 0600). "
@@ -280,11 +285,13 @@ init_parse(int argc, char **argv, struct init_args *a)
 	check_args(argc, argv, init_opts, no_opts);
 	a->dir = opt(argc, argv, "--data");
 	a->url = opt(argc, argv, "--vault-url");
+	a->domain = opt(argc, argv, "--vault-domain");
 	a->tenant = opt(argc, argv, "--tenant-id");
 	a->ca_cert = opt(argc, argv, "--tls-ca-cert");
 	a->ca_key = opt(argc, argv, "--tls-ca-key");
 	a->au = opt(argc, argv, "--auto-unseal");
 	a->sk = opt(argc, argv, "--share-keys");
+	a->store = opt(argc, argv, "--store");
 	a->nshares = ks ? share_opt("--key-shares", ks) :
 	    a->sk       ? (unsigned)cli_seal_count_keys(a->sk) :
 	                  5;
@@ -410,16 +417,20 @@ cmd_init(int argc, char **argv)
 		cli_die("%s", err);
 	if (vault_find(a.dir) == 0)
 		cli_die("%s already holds a vault; nothing was changed", a.dir);
+	if (a.store != NULL &&
+	    vault_store_check(a.store, err, sizeof(err)) != 0)
+		cli_die("%s; nothing was changed", err);
 	if (mkdir(a.dir, 0700) != 0 && errno != EEXIST)
 		cli_die("cannot create %s: %s", a.dir, strerror(errno));
 	path_of(tls_dir, sizeof(tls_dir), a.dir, "tls");
-	if (tlsgen_create(tls_dir, a.host, a.ca_cert, a.ca_key, err,
-	        sizeof(err)) != 0)
+	if (tlsgen_create_domain(tls_dir, a.host, a.domain, a.ca_cert, a.ca_key,
+	        err, sizeof(err)) != 0)
 		cli_die("TLS: %s", err);
 
 	memset(&ip, 0, sizeof(ip));
 	ip.data_dir = a.dir;
 	ip.vault_url = a.url;
+	ip.vault_domain = a.domain;
 	ip.tenant_id = a.tenant;
 	ip.module_path = opt(argc, argv, "--module");
 	ip.module_allow = getenv("P11VAULT_MODULE_ALLOW");
@@ -428,6 +439,7 @@ cmd_init(int argc, char **argv)
 	ip.key_threshold = a.thresh;
 	ip.auto_unseal = a.au;
 	ip.shares_out = &shares;
+	ip.store = a.store;
 	rc = vault_init(&ip);
 	if (rc == VLT_ERR_EXISTS)
 		cli_die("%s already holds a vault; nothing was changed", a.dir);
@@ -590,6 +602,8 @@ serve_context(struct api_ctx *ctx)
 		ctx->resource = CLI_DEFAULT_RESOURCE;
 	if (ctx->vault_url == NULL || ctx->tenant_id == NULL)
 		cli_die("the vault's config lacks vault_url or tenant_id");
+	if (api_vaults_context(ctx) != 0)
+		cli_die("the vault's config has a bad vault_domain");
 	if (str_fmt(ctx->issuer, sizeof(ctx->issuer), "%s/%s/v2.0",
 	        ctx->vault_url, ctx->tenant_id) != 0 ||
 	    str_fmt(ctx->challenge, sizeof(ctx->challenge),
@@ -609,7 +623,8 @@ serve_context(struct api_ctx *ctx)
 	pc.issuer = ctx->issuer;
 	pc.token_lifetime = secs;
 	if (policy_new(&pc, &ctx->policy) != 0 ||
-	    load_policy(ctx->vault, ctx->policy, &ctx->verify_key_set) != 0)
+	    load_policy(ctx->vault, ctx->policy, &ctx->verify_key_set) != 0 ||
+	    api_vaults_load(ctx) != 0)
 		cli_die("cannot load identities and access policies");
 }
 
@@ -786,7 +801,8 @@ cmd_serve(int argc, char **argv)
 	sweeper_start(&sw, ctx.vault, &sweep_thread);
 	/* every thread is running: from here on only the system calls
 	 * serving needs (hsm/seccomp.c), for all of them */
-	if (hsm_seccomp_network() != 0)
+	if ((vault_store_networked(ctx.vault) ? hsm_seccomp_network_db() :
+	                                        hsm_seccomp_network()) != 0)
 		cli_die("cannot install the system-call filter");
 
 	printf("listening on https://%s\n", listen);

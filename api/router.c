@@ -14,8 +14,9 @@
 #include <strings.h>
 
 #include "api/api.h"
+#include "hsm/base.h"
 
-#define ROUTE_MAX_SEGS 8
+#define ROUTE_MAX_SEGS 12
 #define ROUTE_MAX_PATH 2048
 
 static const char *const api_versions[] = {
@@ -209,6 +210,78 @@ path_split(struct api_req *q, struct api_resp *r, char *buf, char **segs,
 }
 
 void
+api_route_begin(struct api_req *q)
+{
+	q->vault = q->ctx->vault;
+	q->vault_url = q->ctx->vault_url;
+	q->vault_scope = "";
+}
+
+void
+api_route_done(struct api_req *q)
+{
+	if (q->vault != NULL && q->vault != q->ctx->vault)
+		vault_child_release(q->vault);
+	q->vault = q->ctx->vault;
+}
+
+/* The vault name a Host header names: "NAME.<vault_domain>[:port]" puts
+ * NAME in name (1); any other host is the default vault's (0). */
+static int
+host_vault(const struct api_ctx *c, const char *host, char *name, size_t cap)
+{
+	size_t hl, dl;
+	const char *colon;
+
+	if (c->vault_domain == NULL || host == NULL)
+		return 0;
+	colon = strrchr(host, ':');
+	hl = colon != NULL && strchr(host, ']') == NULL ?
+	    (size_t)(colon - host) :
+	    strlen(host);
+	dl = strlen(c->vault_domain);
+	if (hl <= dl + 1 || host[hl - dl - 1] != '.' ||
+	    strncasecmp(host + hl - dl, c->vault_domain, dl) != 0)
+		return 0;
+	hl -= dl + 1;
+	if (hl >= cap || memchr(host, '.', hl) != NULL)
+		return -1; /* no vault can have that name */
+	memcpy(name, host, hl);
+	name[hl] = '\0';
+	return 1;
+}
+
+/* A request for NAME.<vault_domain>: that vault, held for the request;
+ * none such (or deleted): 404. */
+static int
+route_vault(struct api_req *q, struct api_resp *r)
+{
+	char name[VLT_VAULT_NAME_MAX + 1];
+	vault_t *v;
+	int k = host_vault(q->ctx, q->host, name, sizeof(name));
+
+	if (k == 0 ||
+	    (k > 0 && q->ctx->vault_name != NULL &&
+	        strcasecmp(name, q->ctx->vault_name) == 0))
+		return 0; /* the default vault, by any name */
+	if (k < 0 || vault_child_acquire(q->ctx->vault, name, &v) != 0) {
+		api_resp_error(r, 404, "VaultNotFound",
+		    "No vault is at this host name.");
+		return VLT_ERR_NOT_FOUND;
+	}
+	q->vault = v;
+	q->vault_scope = vault_child_name(v);
+	if (str_fmt(q->vault_url_buf, sizeof(q->vault_url_buf),
+	        "https://%s.%s%s", q->vault_scope, q->ctx->vault_domain,
+	        q->ctx->vault_port) != 0) {
+		api_resp_vault_error(r, VLT_ERR_INTERNAL, NULL, NULL);
+		return VLT_ERR_INTERNAL;
+	}
+	q->vault_url = q->vault_url_buf;
+	return 0;
+}
+
+void
 api_route(struct api_req *q, struct api_resp *r)
 {
 	char buf[ROUTE_MAX_PATH + 1];
@@ -216,6 +289,8 @@ api_route(struct api_req *q, struct api_resp *r)
 	const struct route *rt;
 	size_t n;
 
+	if (q->vault == NULL)
+		api_route_begin(q); /* a caller other than http.c */
 	/* Every non-GET changes state except the cryptographic operations
 	 * and token issue, which clear the flag in their handlers. */
 	q->mutating = strcmp(q->method, "GET") != 0 &&
@@ -228,6 +303,8 @@ api_route(struct api_req *q, struct api_resp *r)
 	}
 	if (rt->operation != NULL)
 		q->operation = rt->operation;
+	if (rt->gate != GATE_NONE && route_vault(q, r) != 0)
+		return;
 	if (rt->gate == GATE_TOKEN &&
 	    (api_version_check(q, r) != 0 || api_authn(q, r) != 0))
 		return;

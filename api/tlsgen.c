@@ -189,8 +189,8 @@ fail:
 }
 
 static API_WUR X509 *
-make_server(EVP_PKEY *key, const char *host, int host_is_ip, X509 *ca,
-    EVP_PKEY *ca_key)
+make_server(EVP_PKEY *key, const char *host, int host_is_ip, const char *domain,
+    X509 *ca, EVP_PKEY *ca_key)
 {
 	const char *cn = strlen(host) <= 64 ? host : "p11vault server";
 	X509 *cert = new_cert(key, cn, TLSGEN_SERVER_DAYS);
@@ -209,6 +209,14 @@ make_server(EVP_PKEY *key, const char *host, int host_is_ip, X509 *ca,
 		rc = str_fmt(san, sizeof(san),
 		    "DNS:localhost,IP:127.0.0.1,%s:%s",
 		    host_is_ip ? "IP" : "DNS", host);
+	/* several vaults: NAME.domain for every NAME (domain checked as a
+	 * DNS name by tlsgen_create_domain) */
+	if (rc == 0 && domain != NULL) {
+		size_t used = strlen(san);
+
+		rc = str_fmt(san + used, sizeof(san) - used, ",DNS:%s,DNS:*.%s",
+		    domain, domain);
+	}
 	if (rc != 0)
 		goto fail;
 	X509V3_set_ctx(&ctx, ca, cert, NULL, NULL, 0);
@@ -390,7 +398,8 @@ tls_set_free(struct tls_set *t)
 
 static API_WUR int
 make_material(struct tls_set *t, const char *host, int is_ip,
-    const char *ca_cert, const char *ca_key, char *err, size_t err_len)
+    const char *domain, const char *ca_cert, const char *ca_key, char *err,
+    size_t err_len)
 {
 	if (ca_cert != NULL) {
 		if (load_external_ca(ca_cert, ca_key, &t->ca, &t->ca_key,
@@ -413,8 +422,8 @@ make_material(struct tls_set *t, const char *host, int is_ip,
 		err_set_ossl(err, err_len, "cannot generate the server key");
 		return -1;
 	}
-	if ((t->srv = make_server(t->srv_key, host, is_ip, t->ca, t->ca_key)) ==
-	    NULL) {
+	if ((t->srv = make_server(t->srv_key, host, is_ip, domain, t->ca,
+	         t->ca_key)) == NULL) {
 		err_set_ossl(err, err_len,
 		    "cannot create the server certificate");
 		return -1;
@@ -468,6 +477,14 @@ int
 tlsgen_create(const char *tls_dir, const char *host, const char *ca_cert,
     const char *ca_key, char *err, size_t err_len)
 {
+	return tlsgen_create_domain(tls_dir, host, NULL, ca_cert, ca_key, err,
+	    err_len);
+}
+
+int
+tlsgen_create_domain(const char *tls_dir, const char *host, const char *domain,
+    const char *ca_cert, const char *ca_key, char *err, size_t err_len)
+{
 	struct tls_set t;
 	int is_ip, rc = -1;
 
@@ -484,6 +501,11 @@ tlsgen_create(const char *tls_dir, const char *host, const char *ca_cert,
 		    "valid DNS name");
 		goto out;
 	}
+	if (domain != NULL && host_kind(domain) != 0) {
+		err_set_ossl(err, err_len,
+		    "the vault domain is not a DNS name");
+		goto out;
+	}
 	if ((ca_cert == NULL) != (ca_key == NULL)) {
 		err_set_ossl(err, err_len,
 		    "an external CA needs both its "
@@ -491,7 +513,8 @@ tlsgen_create(const char *tls_dir, const char *host, const char *ca_cert,
 		goto out;
 	}
 	/* Everything in memory first: a failure leaves no half-made files. */
-	if (make_material(&t, host, is_ip, ca_cert, ca_key, err, err_len) != 0)
+	if (make_material(&t, host, is_ip, domain, ca_cert, ca_key, err,
+	        err_len) != 0)
 		goto out;
 	if (ensure_dir(tls_dir) != 0) {
 		err_set(err, err_len, "cannot create the TLS directory: %s",

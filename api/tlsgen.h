@@ -22,5 +22,10 @@
  */
 int tlsgen_create(const char *tls_dir, const char *host, const char *ca_cert,
     const char *ca_key, char *err, size_t err_len) API_WUR;
+/* The same, the certificate also covering domain and *.domain (the
+ * appliance's vaults, NAME.domain); domain NULL: none. */
+int tlsgen_create_domain(const char *tls_dir, const char *host,
+    const char *domain, const char *ca_cert, const char *ca_key, char *err,
+    size_t err_len) API_WUR;
 
 #endif

@@ -57,6 +57,9 @@ void hsm_secret_free(void *p, size_t len);
 int hsm_seccomp_token(void) HSM_WUR;
 
 int hsm_seccomp_network(void) HSM_WUR;
+/* The same, and the connections of a PostgreSQL store (socket of
+ * AF_UNIX, AF_INET, AF_INET6; connect). */
+int hsm_seccomp_network_db(void) HSM_WUR;
 
 /*
  * Runs argv (PATH lookup), its stdin from in_fd (>= 0) or the bytes in,

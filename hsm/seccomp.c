@@ -21,8 +21,15 @@
  * and ASan builds) under the filters with no kill in the kernel's audit
  * log (dmesg: "audit: type=1326 ... syscall=N" names each kill).
  *
+ * With a PostgreSQL store (hsm_seccomp_network_db) the network process
+ * must connect again to the database after a failover or a restart of
+ * the server: socket (AF_UNIX, AF_INET, AF_INET6) and connect are then
+ * allowed there, and only there (a token process stacks its own filter,
+ * which still refuses both).
+ *
  * Owns: both lists and the reasons for them. Must never: allow socket
- * (a refused AF_UNIX socket aside), connect, bind, listen, ptrace (the
+ * (a refused AF_UNIX socket aside; the database's, above), connect
+ * (the database's aside), bind, listen, ptrace (the
  * ASan build's leak checker aside, see san_rules), process_vm_readv or
  * _writev, module loading, kexec, mount, or execve in the token process;
  * return 0 with no filter loaded.
@@ -183,6 +190,11 @@ static const char *const net_calls[] = {
 	"pipe",
 	"pipe2",
 	"sendfile",
+	/* the appliance's other vaults (vault/children.c): a new vault's
+	 * directory made private, a purged one's removed */
+	"chmod",
+	"fchmodat",
+	"rmdir",
 	/* SQLite: journal/WAL files, root-owned journals, mmap I/O */
 	"fchown",
 	"msync",
@@ -275,7 +287,7 @@ allow_values(struct sc_filter *f, const char *name, unsigned int arg,
 
 /* The rules with arguments both processes share. */
 static void
-base_rules(struct sc_filter *f, int exec_ok)
+base_rules(struct sc_filter *f, int exec_ok, int db)
 {
 	static const scmp_datum_t tty[] = { TCGETS, FIONREAD };
 	static const scmp_datum_t pr[] = {
@@ -320,7 +332,19 @@ base_rules(struct sc_filter *f, int exec_ok)
 	 * refused, they carry on without it. Any other socket kills.
 	 */
 	c[0] = cmp(0, SCMP_CMP_EQ, AF_UNIX, 0);
-	rule(f, SCMP_ACT_ERRNO(EACCES), "socket", 1, c);
+	if (!db)
+		rule(f, SCMP_ACT_ERRNO(EACCES), "socket", 1, c);
+}
+
+/* A PostgreSQL store: libpq's connections (a unix socket, TCP, the DNS
+ * lookup of a host name) from the network process. */
+static void
+db_rules(struct sc_filter *f)
+{
+	static const scmp_datum_t fam[] = { AF_UNIX, AF_INET, AF_INET6 };
+
+	allow_values(f, "socket", 0, fam, sizeof(fam) / sizeof(fam[0]));
+	rule(f, SCMP_ACT_ALLOW, "connect", 0, NULL);
 }
 
 /* The network process's rules with arguments. */
@@ -419,7 +443,7 @@ sigsys(int sig, siginfo_t *si, void *uc)
 #endif
 
 static int
-load(int network)
+load(int network, int db)
 {
 	struct sc_filter f;
 	uint32_t dflt = SCMP_ACT_KILL_PROCESS;
@@ -446,11 +470,13 @@ load(int network)
 	if (f.err == 0)
 		f.err = seccomp_attr_set(f.ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
 	allow_names(&f, base_calls, sizeof(base_calls) / sizeof(base_calls[0]));
-	base_rules(&f, network);
+	base_rules(&f, network, network && db);
 	if (network) {
 		allow_names(&f, net_calls,
 		    sizeof(net_calls) / sizeof(net_calls[0]));
 		net_rules(&f);
+		if (db)
+			db_rules(&f);
 	} else
 		token_rules(&f);
 	san_rules(&f, network);
@@ -463,11 +489,17 @@ load(int network)
 int
 hsm_seccomp_token(void)
 {
-	return load(0);
+	return load(0, 0);
 }
 
 int
 hsm_seccomp_network(void)
 {
-	return load(1);
+	return load(1, 0);
+}
+
+int
+hsm_seccomp_network_db(void)
+{
+	return load(1, 1);
 }

@@ -32,6 +32,7 @@ struct policy_principal {
 };
 
 struct policy_access {
+	char vault[POLICY_VAULT_MAX + 1]; /* "": the default vault */
 	char oid[POLICY_ID_LEN + 1];
 	unsigned perms;
 };

@@ -117,6 +117,20 @@ int policy_check_perm(policy_t *p, const char *object_id,
     unsigned perm) POLICY_WUR;
 /* Current permissions of object_id (0 if none). */
 unsigned policy_access_get(policy_t *p, const char *object_id);
+/* The same in one vault of several: vault is its name ("" or NULL: the
+ * default vault, the one the calls above mean). A policy in one vault
+ * grants nothing in another. */
+#define POLICY_VAULT_MAX 24
+int policy_access_set_in(policy_t *p, const char *vault, const char *object_id,
+    unsigned perms) POLICY_WUR;
+int policy_access_remove_in(policy_t *p, const char *vault,
+    const char *object_id) POLICY_WUR;
+int policy_check_perm_in(policy_t *p, const char *vault, const char *object_id,
+    unsigned perm) POLICY_WUR;
+unsigned policy_access_get_in(policy_t *p, const char *vault,
+    const char *object_id);
+/* Drops every policy of a vault (purged). */
+void policy_access_drop_vault(policy_t *p, const char *vault);
 
 /* JWT. The signer computes ES256 over data and writes 64 bytes r||s. */
 typedef int (*policy_sign_fn)(void *ctx, const uint8_t *data, size_t len,

@@ -69,7 +69,7 @@ time_text(int64_t ms, char *dst, size_t cap)
 }
 
 static int
-record_build(const struct vlt_audit_event *ev, buf_t *b)
+record_build(const vault_t *v, const struct vlt_audit_event *ev, buf_t *b)
 {
 	char ts[64];
 	int r;
@@ -77,6 +77,7 @@ record_build(const struct vlt_audit_event *ev, buf_t *b)
 	if ((r = time_text(ev->time_ms, ts, sizeof(ts))) != 0)
 		return r;
 	if (buf_put_u8(b, '{') != 0 || put_text(b, "time", ts) != 0 ||
+	    (v->root != NULL && put_text(b, "vault", v->name) != 0) ||
 	    put_text(b, "requestId", ev->request_id) != 0 ||
 	    put_text(b, "callerOid", ev->caller_oid) != 0 ||
 	    put_text(b, "callerAppId", ev->caller_app_id) != 0 ||
@@ -104,7 +105,7 @@ vault_audit_event(vault_t *v, const struct vlt_audit_event *ev, int sync)
 		return VLT_ERR_BAD_PARAM;
 	if ((b = buf_new(AUDIT_RECORD_MAX)) == NULL)
 		return VLT_ERR_NO_MEMORY;
-	if ((r = record_build(ev, b)) == 0)
+	if ((r = record_build(v, ev, b)) == 0)
 		r = vault_audit_append(v, buf_str(b), sync);
 	buf_free(b);
 	return r;

@@ -334,7 +334,7 @@ restore_bind_legacy(vault_t *v, struct restore *rs)
 
 		if (f == 0 || f == HSM_BLOB_FORMAT_CURRENT)
 			continue;
-		if ((r = blob_bind(bind, rs->ks[i].name, rs->ks[i].version)) !=
+		if ((r = blob_bind(v, bind, rs->ks[i].name, rs->ks[i].version)) !=
 		    0)
 			return r;
 		up = NULL;

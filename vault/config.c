@@ -142,6 +142,15 @@ static const struct conf_key conf_keys[] = {
 	{ "vault_url", CONF_STRING, 0, 0 },
 	{ "tenant_id", CONF_STRING, 0, 0 },
 	{ "resource", CONF_STRING, 0, 0 },
+	{ "vault_domain", CONF_STRING, 0, 0 },
+	/* a PostgreSQL connection string (docs/cluster.md); absent: vault.db */
+	{ "store", CONF_STRING, 0, 0 },
+	{ "vault_name", CONF_STRING, 0, 0 },
+	/* the management API's: the default vault's resource group and
+	 * location, the subscription's id (default: the tenant id) */
+	{ "resource_group", CONF_STRING, 0, 0 },
+	{ "location", CONF_STRING, 0, 0 },
+	{ "subscription_id", CONF_STRING, 0, 0 },
 	{ "listen", CONF_STRING, 0, 0 },
 	{ "metrics_listen", CONF_STRING, 0, 0 },
 	{ "module", CONF_PATH, 0, 0 },

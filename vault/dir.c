@@ -1,7 +1,7 @@
 /*
  * vault/dir.c — the data directory: creating a vault in it (vault_init),
- * opening and closing one, its config, the test clock, the vault
- * settings (retention, purge protection).
+ * opening and closing one, its config, the vault settings (retention,
+ * purge protection).
  *
  * Owns: the vault_t's life (vault_open/vault_close), the layout of DIR
  * (p11vault.conf, vault.db, hsm/, softhsm2.conf, tokens/, audit/). The
@@ -15,6 +15,7 @@
 #include "vault/vault_int.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -30,7 +31,6 @@
 #define DEFAULT_LABEL "p11vault"
 #define DEFAULT_URL "https://127.0.0.1:8443"
 #define DEFAULT_LISTEN "127.0.0.1:8443"
-#define CLOCK_FILE_MAX 64
 #define LISTEN_MAX 300
 
 /* 1 when host (hlen bytes) is a name to listen on all addresses for:
@@ -189,24 +189,149 @@ init_token(const struct vlt_init_params *p, const char *dir, const char *module,
 	return 0;
 }
 
-/* DIR/vault.db with the default settings; a new store holds no unbound
- * blob, so there is never anything to upgrade. */
+#define ROOT_SCHEMA "p11vault"
+
+/* The schema of a child's store: v_ and its id, lower-case, '-' as '_'. */
 static int
-init_store(const char *dir)
+child_schema(const char *id, char *out, size_t cap)
+{
+	size_t i;
+
+	if (str_fmt(out, cap, "v_%s", id) != 0)
+		return VLT_ERR_BAD_PARAM;
+	for (i = 2; out[i] != '\0'; i++)
+		out[i] = out[i] == '-' ? '_' :
+		                         (char)tolower((unsigned char)out[i]);
+	return 0;
+}
+
+int
+vault_store_addr(const vault_t *root, const char *id, char *out, size_t cap,
+    int *pg)
+{
+	const char *db = conf_get(root->conf, "store");
+	char schema[VLT_ID_LEN + 8], rel[VLT_ID_LEN + 32];
+	int r;
+
+	*pg = db != NULL;
+	if (db != NULL) {
+		if (id == NULL)
+			return store_addr_pg(db, ROOT_SCHEMA, out, cap);
+		if ((r = child_schema(id, schema, sizeof(schema))) != 0)
+			return r;
+		return store_addr_pg(db, schema, out, cap);
+	}
+	if (id == NULL)
+		return fs_join(out, cap, root->data_dir, "vault.db");
+	if (str_fmt(rel, sizeof(rel), "vaults/%s/vault.db", id) != 0)
+		return VLT_ERR_BAD_PARAM;
+	return fs_join(out, cap, root->data_dir, rel);
+}
+
+int
+vault_store_check(const char *db, char *err, size_t err_len)
+{
+	char addr[PATH_MAX], why[256];
+	store_t *s = NULL;
+	int r;
+
+	err_set(err, err_len, "%s", "");
+	if (!store_addr_is_pg(db)) {
+		err_set(err, err_len, "%s",
+		    "--store takes a PostgreSQL connection string "
+		    "(postgresql://... or host=... dbname=...)");
+		return VLT_ERR_BAD_PARAM;
+	}
+	if ((r = store_addr_pg(db, ROOT_SCHEMA, addr, sizeof(addr))) != 0) {
+		err_set(err, err_len, "%s", "the store address is too long");
+		return r;
+	}
+	r = store_open_why(addr, 0, &s, why, sizeof(why));
+	store_close(s);
+	if (r == VLT_ERR_NOT_FOUND)
+		return 0;
+	if (r == 0) {
+		err_set(err, err_len, "%s",
+		    "the database already holds a p11vault store (schema " ROOT_SCHEMA
+		    ")");
+		return VLT_ERR_EXISTS;
+	}
+	err_set(err, err_len, "the PostgreSQL store cannot be reached: %s",
+	    why);
+	return r;
+}
+
+/* The store with the default settings (DIR/vault.db, or schema p11vault
+ * of the database db); a new store holds no unbound blob, so there is
+ * never anything to upgrade. */
+static int
+init_store(const char *dir, const char *db)
 {
 	struct vlt_settings set = { 90, 0 };
 	char path[PATH_MAX];
 	store_t *store = NULL;
 	int r;
 
-	if ((r = fs_join(path, sizeof(path), dir, "vault.db")) != 0 ||
-	    (r = store_open(path, 1, &store)) != 0 ||
+	if (db != NULL)
+		r = store_addr_pg(db, ROOT_SCHEMA, path, sizeof(path));
+	else
+		r = fs_join(path, sizeof(path), dir, "vault.db");
+	if (r != 0 || (r = store_open(path, 1, &store)) != 0 ||
 	    (r = store_settings_init(store, &set)) != 0)
 		goto out;
 	r = upgrade_mark_done(dir);
 out:
 	store_close(store);
 	return r;
+}
+
+/* Drops a PostgreSQL store made by an init that failed after it. */
+static void
+init_drop_store(const char *db)
+{
+	char addr[PATH_MAX], why[256];
+
+	if (db != NULL &&
+	    store_addr_pg(db, ROOT_SCHEMA, addr, sizeof(addr)) == 0 &&
+	    store_remove(addr, why, sizeof(why)) != 0)
+		fprintf(stderr, "init: could not drop the new schema %s: %s\n",
+		    ROOT_SCHEMA, why);
+}
+
+/* The default vault's name: the first label of the URL's host when that
+ * is a vault name (cmk of https://cmk.vault.example:8443), else
+ * "default". */
+static void
+default_name(const char *url, char out[VLT_VAULT_NAME_MAX + 1])
+{
+	const char *h = strstr(url, "://");
+	size_t n;
+
+	h = h != NULL ? h + 3 : url;
+	n = strcspn(h, ".:/[");
+	if (h[n] == '.' && n <= VLT_VAULT_NAME_MAX) {
+		memcpy(out, h, n);
+		out[n] = '\0';
+		if (vault_child_name_check(out) == 0)
+			return;
+	}
+	memcpy(out, "default", sizeof("default"));
+}
+
+/* resource= (the token audience): https://<vault_domain> when there are
+ * several vaults, else Azure's. */
+static int
+conf_audience(struct vlt_conf *conf, const char *domain)
+{
+	char res[300];
+
+	if (domain == NULL)
+		return conf_set(conf, "resource", "https://vault.azure.net");
+	if (str_fmt(res, sizeof(res), "https://%s", domain) != 0)
+		return VLT_ERR_BAD_PARAM;
+	if (conf_set(conf, "vault_domain", domain) != 0)
+		return VLT_ERR_NO_MEMORY;
+	return conf_set(conf, "resource", res);
 }
 
 /* DIR/p11vault.conf, written last: from then on DIR holds a vault. */
@@ -216,6 +341,7 @@ init_conf(const struct vlt_init_params *p, const char *dir, const char *module,
 {
 	const char *url = p->vault_url != NULL ? p->vault_url : DEFAULT_URL;
 	char tenant[VLT_ID_LEN + 1], listen[LISTEN_MAX], path[PATH_MAX];
+	char name[VLT_VAULT_NAME_MAX + 1];
 	struct vlt_conf *conf = NULL;
 	int r;
 
@@ -229,9 +355,13 @@ init_conf(const struct vlt_init_params *p, const char *dir, const char *module,
 		return r;
 	if ((conf = conf_new()) == NULL)
 		return VLT_ERR_NO_MEMORY;
+	default_name(url, name);
 	if ((r = conf_set(conf, "vault_url", url)) != 0 ||
+	    (r = conf_set(conf, "vault_name", name)) != 0 ||
+	    (r = conf_set(conf, "resource_group", "p11vault")) != 0 ||
+	    (r = conf_set(conf, "location", "local")) != 0 ||
 	    (r = conf_set(conf, "tenant_id", tenant)) != 0 ||
-	    (r = conf_set(conf, "resource", "https://vault.azure.net")) != 0 ||
+	    (r = conf_audience(conf, p->vault_domain)) != 0 ||
 	    (r = conf_set(conf, "listen", listen)) != 0 ||
 	    (r = conf_set(conf, "module", module)) != 0 ||
 	    (r = conf_set(conf, "token_label", label)) != 0 ||
@@ -239,6 +369,8 @@ init_conf(const struct vlt_init_params *p, const char *dir, const char *module,
 	    (shconf[0] != '\0' &&
 	        (r = conf_set(conf, "softhsm_conf", "softhsm2.conf")) != 0) ||
 	    (r = conf_set(conf, "token_lifetime", "3600")) != 0 ||
+	    (p->store != NULL &&
+	        (r = conf_set(conf, "store", p->store)) != 0) ||
 	    (r = fs_join(path, sizeof(path), dir, "p11vault.conf")) != 0)
 		goto out;
 	r = conf_write_new(conf, path);
@@ -275,10 +407,16 @@ vault_init(const struct vlt_init_params *p)
 		if (realpath(module, modabs) != NULL)
 			module = modabs;
 	}
-	if ((r = init_token(p, dir, module, label, shconf, &shares)) != 0 ||
-	    (r = init_store(dir)) != 0 ||
-	    (r = init_conf(p, dir, module, label, shconf)) != 0)
+	/* a PostgreSQL store first (the likeliest to fail: nothing made
+	 * yet), dropped again if anything after it fails */
+	if (p->store != NULL && (r = init_store(dir, p->store)) != 0)
 		goto out;
+	if ((r = init_token(p, dir, module, label, shconf, &shares)) != 0 ||
+	    (p->store == NULL && (r = init_store(dir, NULL)) != 0) ||
+	    (r = init_conf(p, dir, module, label, shconf)) != 0) {
+		init_drop_store(p->store);
+		goto out;
+	}
 	if (p->shares_out != NULL) {
 		*p->shares_out = shares;
 		shares = NULL;
@@ -383,8 +521,45 @@ open_audit(vault_t *v, char *err, size_t err_len)
 	return r == VLT_ERR_STORAGE ? 0 : r;
 }
 
+/* The root's store: DIR/vault.db, or the PostgreSQL database of
+ * store= (its schema p11vault). A failure says why in err. */
+static int
+open_store(vault_t *v, char *err, size_t err_len)
+{
+	char path[PATH_MAX], why[256];
+	const char *db = conf_get(v->conf, "store");
+	int r, pg;
+
+	if (db != NULL && !store_addr_is_pg(db)) {
+		err_set(err, err_len, "%s",
+		    "store= in p11vault.conf is not a PostgreSQL connection "
+		    "string");
+		return VLT_ERR_BAD_PARAM;
+	}
+	if ((r = vault_store_addr(v, NULL, path, sizeof(path), &pg)) != 0)
+		return r;
+	r = store_open_why(path, 0, &v->store, why, sizeof(why));
+	if (r == 0 || !pg)
+		return r;
+	if (r == VLT_ERR_NOT_FOUND)
+		err_set(err, err_len, "%s",
+		    "the PostgreSQL database holds no p11vault store (schema " ROOT_SCHEMA
+		    ")");
+	else
+		err_set(err, err_len,
+		    "the PostgreSQL store cannot be opened: %s", why);
+	return r;
+}
+
+int
+vault_store_networked(vault_t *v)
+{
+	return conf_get(v->conf, "store") != NULL;
+}
+
 /* The parts of an open vault, in order: config, token, store, blob
- * upgrade (when unsealed: a sealed vault upgrades at unseal), audit. */
+ * upgrade (when unsealed: a sealed vault upgrades at unseal), audit, the
+ * other vaults. */
 static int
 open_parts(vault_t *v, const struct vlt_open_opts *o)
 {
@@ -415,13 +590,16 @@ open_parts(vault_t *v, const struct vlt_open_opts *o)
 	open_hsm_config(v, o, hsm_dir, &hc);
 	if ((r = hsm_open(&hc, &v->hsm)) != 0)
 		return map_hsm(r);
-	if ((r = fs_join(path, sizeof(path), v->data_dir, "vault.db")) != 0 ||
-	    (r = store_open(path, 0, &v->store)) != 0)
+	if ((r = open_store(v, err, err_len)) != 0)
 		return r;
 	if (hsm_seal_status(v->hsm, &st) == HSM_OK && !st.sealed &&
 	    (r = upgrade_blobs(v, v->data_dir)) != 0)
 		return r;
-	return open_audit(v, err, err_len);
+	/* the audit log first: each child shares the root's (and the
+	 * token's), taken when it is opened */
+	if ((r = open_audit(v, err, err_len)) != 0)
+		return r;
+	return children_open(v, err, err_len);
 }
 
 int
@@ -439,6 +617,11 @@ vault_open(const char *data_dir, const struct vlt_open_opts *o, vault_t **out)
 	if ((v = calloc(1, sizeof(*v))) == NULL)
 		return VLT_ERR_NO_MEMORY;
 	if (pthread_mutex_init(&v->clock_lock, NULL) != 0) {
+		free(v);
+		return VLT_ERR_INTERNAL;
+	}
+	if (pthread_mutex_init(&v->kids_lock, NULL) != 0) {
+		pthread_mutex_destroy(&v->clock_lock);
 		free(v);
 		return VLT_ERR_INTERNAL;
 	}
@@ -460,6 +643,11 @@ vault_close(vault_t *v)
 {
 	if (v == NULL)
 		return;
+	if (v->root != NULL) { /* a child: the caller's reference */
+		vault_child_release(v);
+		return;
+	}
+	children_close(v);
 	vlt_audit_close(v->audit);
 	store_close(v->store);
 	hsm_close(v->hsm);
@@ -467,6 +655,7 @@ vault_close(vault_t *v)
 	free(v->data_dir);
 	free(v->clock_file);
 	pthread_mutex_destroy(&v->clock_lock);
+	pthread_mutex_destroy(&v->kids_lock);
 	free(v);
 }
 
@@ -482,56 +671,6 @@ const char *
 vault_data_dir(vault_t *v)
 {
 	return v == NULL ? NULL : v->data_dir;
-}
-
-void
-vault_set_test_clock(vault_t *v, const char *offset_file)
-{
-	char *dup = offset_file != NULL ? strdup(offset_file) : NULL;
-
-	pthread_mutex_lock(&v->clock_lock);
-	free(v->clock_file);
-	v->clock_file = dup;
-	pthread_mutex_unlock(&v->clock_lock);
-}
-
-/* The offset in seconds the test clock file holds (an integer, then
- * optional white space), or 0. */
-static int64_t
-clock_offset(const char *path)
-{
-	buf_t *b = NULL;
-	char text[CLOCK_FILE_MAX];
-	int64_t off = 0;
-	size_t len;
-
-	if (file_read(path, CLOCK_FILE_MAX - 1, &b) != 0)
-		return 0;
-	len = buf_len(b);
-	memcpy(text, buf_ptr(b), len);
-	buf_free(b);
-	while (len > 0 &&
-	    (text[len - 1] == ' ' || text[len - 1] == '\t' ||
-	        text[len - 1] == '\n' || text[len - 1] == '\r'))
-		len--;
-	text[len] = '\0';
-	if (parse_i64(text, -(1LL << 40) + 1, (1LL << 40) - 1, &off) != 0)
-		return 0;
-	return off;
-}
-
-int64_t
-vault_now(vault_t *v)
-{
-	int64_t now = (int64_t)time(NULL);
-
-	if (v == NULL)
-		return now;
-	pthread_mutex_lock(&v->clock_lock);
-	if (v->clock_file != NULL)
-		now += clock_offset(v->clock_file);
-	pthread_mutex_unlock(&v->clock_lock);
-	return now;
 }
 
 int

@@ -79,7 +79,7 @@ vault_key_import(vault_t *v, const char *name, const struct vlt_import_req *req,
 		return VLT_ERR_BAD_PARAM;
 	if ((r = import_precheck(v, name, req)) != 0)
 		return r;
-	if ((r = new_version(name, k.version, bind)) != 0)
+	if ((r = new_version(v, name, k.version, bind)) != 0)
 		return r;
 	if ((r = hsm_key_import(v->hsm, bind, pkcs8, len, &d, &blob, &blob_len,
 	         &k.spki, &k.spki_len)) != 0) {
@@ -129,8 +129,8 @@ vault_key_import_byok(vault_t *v, const char *name,
 		r = VLT_ERR_BAD_PARAM;
 		goto out;
 	}
-	if ((r = blob_bind(kek_bind, kek.name, kek.version)) != 0 ||
-	    (r = new_version(name, k.version, bind)) != 0)
+	if ((r = blob_bind(v, kek_bind, kek.name, kek.version)) != 0 ||
+	    (r = new_version(v, name, k.version, bind)) != 0)
 		goto out;
 	if ((r = hsm_key_import_byok(v->hsm, bind, kek_bind, kek_blob, kek_len,
 	         transfer, len, &d, &blob, &blob_len, &k.spki, &k.spki_len)) !=

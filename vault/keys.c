@@ -99,7 +99,7 @@ vault_key_create(vault_t *v, const char *name, const struct vlt_create_req *req,
 	 * checks again inside its transaction. */
 	if ((r = key_refuse_deleted(v, name)) != 0)
 		return r;
-	if ((r = new_version(name, k.version, bind)) != 0)
+	if ((r = new_version(v, name, k.version, bind)) != 0)
 		goto out;
 	r = hsm_key_generate(v->hsm, bind,
 	    req->kty == VLT_KTY_RSA ? HSM_KTY_RSA : HSM_KTY_EC, bits, nid,
@@ -372,7 +372,7 @@ purge_one(vault_t *v, const char *name, int64_t due_before)
 		return r;
 	/* The blobs are gone from the store; drop the unwrapped handles. */
 	for (i = 0; i < n; i++)
-		if (blob_bind(bind, name, ids[i]) == 0)
+		if (blob_bind(v, bind, name, ids[i]) == 0)
 			hsm_key_forget(v->hsm, bind);
 	free(ids);
 	return 0;
@@ -386,8 +386,41 @@ vault_key_purge(vault_t *v, const char *name)
 	return purge_one(v, name, 0);
 }
 
+static int purge_due_keys(vault_t *v);
+
 int
 vault_purge_due(vault_t *v)
+{
+	vault_t **kids = NULL;
+	size_t n = 0, i;
+	int r, count, err = 0;
+
+	if (v == NULL)
+		return VLT_ERR_BAD_PARAM;
+	if ((count = purge_due_keys(v)) < 0)
+		err = count, count = 0;
+	if (v->root != NULL)
+		return err != 0 ? err : count;
+	if ((r = children_live(v, &kids, &n)) != 0)
+		return r;
+	for (i = 0; i < n; i++) {
+		if ((r = purge_due_keys(kids[i])) >= 0)
+			count += r;
+		else if (err == 0)
+			err = r;
+		vault_child_release(kids[i]);
+	}
+	free(kids);
+	if ((r = children_purge_due(v)) >= 0)
+		count += r;
+	else if (err == 0)
+		err = r;
+	return err != 0 ? err : count;
+}
+
+/* The keys of one vault whose purge date has come. */
+static int
+purge_due_keys(vault_t *v)
 {
 	char(*names)[VLT_NAME_MAX + 1] = NULL;
 	size_t n = 0, i;

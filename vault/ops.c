@@ -147,7 +147,7 @@ priv_take(vault_t *v, const char *name, const char *version, unsigned op,
 	if ((r = key_for_alg(v, name, version, op, alg, &p->k, &p->blob,
 	         &p->blob_len)) != 0)
 		return r;
-	if ((r = blob_bind(p->bind, p->k.name, p->k.version)) != 0) {
+	if ((r = blob_bind(v, p->bind, p->k.name, p->k.version)) != 0) {
 		vlt_key_info_clear(&p->k);
 		free(p->blob);
 		p->blob = NULL;

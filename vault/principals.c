@@ -5,6 +5,7 @@
  */
 #include "vault/vault_int.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static int
@@ -32,7 +33,30 @@ vault_principal_put(vault_t *v, const struct vlt_principal *p)
 	    strnlen(p->display_name, sizeof(p->display_name)) ==
 	        sizeof(p->display_name))
 		return VLT_ERR_BAD_PARAM;
-	return store_principal_put(v->store, p);
+	return store_principal_put(ROOT(v)->store, p);
+}
+
+/* The principal and its access policy in the root's store, then its
+ * policies in the other vaults (an object id is never reused, so one
+ * left behind by a failure here grants nothing: the principal is gone). */
+static int
+principal_delete(vault_t *root, const char *object_id)
+{
+	vault_t **kids = NULL;
+	size_t n = 0, i;
+	int r;
+
+	if ((r = store_principal_delete(root->store, object_id)) != 0)
+		return r;
+	if (children_live(root, &kids, &n) != 0)
+		return 0;
+	for (i = 0; i < n; i++) {
+		r = store_access_delete(kids[i]->store, object_id);
+		(void)r; /* NOT_FOUND is the usual answer */
+		vault_child_release(kids[i]);
+	}
+	free(kids);
+	return 0;
 }
 
 int
@@ -40,7 +64,7 @@ vault_principal_delete(vault_t *v, const char *object_id)
 {
 	if (v == NULL || !object_id_ok(object_id))
 		return VLT_ERR_BAD_PARAM;
-	return store_principal_delete(v->store, object_id);
+	return principal_delete(ROOT(v), object_id);
 }
 
 int
@@ -48,7 +72,7 @@ vault_principal_list(vault_t *v, struct vlt_principal **items, size_t *n)
 {
 	if (v == NULL || items == NULL || n == NULL)
 		return VLT_ERR_BAD_PARAM;
-	return store_principal_list(v->store, items, n);
+	return store_principal_list(ROOT(v)->store, items, n);
 }
 
 int

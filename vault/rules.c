@@ -150,14 +150,16 @@ blob_format_of(const uint8_t *blob, size_t blob_len)
 }
 
 int
-blob_bind(char bind[BIND_MAX], const char *name, const char *version)
+blob_bind(const vault_t *v, char bind[BIND_MAX], const char *name,
+    const char *version)
 {
 	size_t i;
 
 	if (name == NULL || version == NULL || name[0] == '\0' ||
 	    strlen(version) != VLT_VERSION_LEN)
 		return VLT_ERR_INTERNAL;
-	if (str_fmt(bind, BIND_MAX, "%s/%s", name, version) != 0)
+	if (str_fmt(bind, BIND_MAX, "%s%s%s/%s", v->id, v->id[0] ? ":" : "",
+	        name, version) != 0)
 		return VLT_ERR_INTERNAL;
 	for (i = 0; bind[i] != '/'; i++)
 		bind[i] = (char)tolower((unsigned char)bind[i]);
@@ -172,14 +174,14 @@ blob_bind(char bind[BIND_MAX], const char *name, const char *version)
  * would need a second, slow token call.
  */
 int
-new_version(const char *name, char version[VLT_VERSION_LEN + 1],
-    char bind[BIND_MAX])
+new_version(const vault_t *v, const char *name,
+    char version[VLT_VERSION_LEN + 1], char bind[BIND_MAX])
 {
 	int r;
 
 	if ((r = random_hex(version, VLT_VERSION_LEN)) != 0)
 		return r;
-	return blob_bind(bind, name, version);
+	return blob_bind(v, bind, name, version);
 }
 
 /* The vault's curves by their JWK names, the key of hsm/pkey.h's table. */

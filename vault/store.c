@@ -3,8 +3,9 @@
  * backend (so that each store_* function is atomic), the version cache in
  * front of store_version_get, and its invalidation before every write.
  *
- * Owns: the choice of backend (SQLite, vault/store_sqlite.c; a second
- * backend is one more entry in store_open), the lock, the cache.
+ * Owns: the choice of backend from the address (SQLite,
+ * vault/store_sqlite.c; PostgreSQL, vault/store_pg.c), the lock, the
+ * cache.
  *
  * Must never: contain SQL or know a backend's types; call the hsm or any
  * vault file above it; bump the cache's generation for a read.
@@ -64,22 +65,65 @@ unlock(store_t *s, int r)
 }
 
 int
+store_addr_is_pg(const char *addr)
+{
+	return strncmp(addr, "postgresql://", 13) == 0 ||
+	    strncmp(addr, "postgres://", 11) == 0 ||
+	    (addr[0] != '/' && addr[0] != '.' && strchr(addr, '=') != NULL);
+}
+
+int
+store_addr_pg(const char *db, const char *schema, char *out, size_t cap)
+{
+	return str_fmt(out, cap, "%s#%s", db, schema) != 0 ? VLT_ERR_BAD_PARAM :
+	                                                     0;
+}
+
+static const struct store_backend *
+backend_of(const char *addr)
+{
+	return store_addr_is_pg(addr) ? &store_pg_backend :
+	                                &store_sqlite_backend;
+}
+
+int
+store_remove(const char *path, char *why, size_t cap)
+{
+	const struct store_backend *be = backend_of(path);
+
+	if (cap > 0)
+		why[0] = '\0';
+	return be->remove != NULL ? be->remove(path, why, cap) : 0;
+}
+
+int
 store_open(const char *path, int create, store_t **out)
+{
+	char why[VLT_STORAGE_REASON_MAX];
+
+	return store_open_why(path, create, out, why, sizeof(why));
+}
+
+int
+store_open_why(const char *path, int create, store_t **out, char *why,
+    size_t cap)
 {
 	store_t *s;
 	int r;
 
 	*out = NULL;
+	if (cap > 0)
+		why[0] = '\0';
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return VLT_ERR_NO_MEMORY;
-	s->be = &store_sqlite_backend;
+	s->be = backend_of(path);
 	s->disk.source = "store";
 	if (pthread_mutex_init(&s->lock, NULL) != 0) {
 		free(s);
 		return VLT_ERR_INTERNAL;
 	}
 	if ((r = vcache_new(&s->vc)) != 0 ||
-	    (r = s->be->open(path, create, &s->b)) != 0) {
+	    (r = s->be->open(path, create, &s->b, why, cap)) != 0) {
 		store_close(s);
 		return r;
 	}
@@ -425,5 +469,98 @@ store_access_list(store_t *s, struct vlt_access_policy **items, size_t *n)
 
 	lock_read(s);
 	r = s->be->access_list(s->b, items, n);
+	return unlock(s, r);
+}
+
+int
+store_vault_insert(store_t *s, const struct vlt_vault *x)
+{
+	int r;
+
+	lock_write(s);
+	r = s->be->vault_insert(s->b, x);
+	return unlock(s, r);
+}
+
+int
+store_vault_get(store_t *s, const char *name, struct vlt_vault *out)
+{
+	int r;
+
+	lock_read(s);
+	r = s->be->vault_get(s->b, name, out);
+	return unlock(s, r);
+}
+
+int
+store_vault_list(store_t *s, int deleted, struct vlt_vault **items, size_t *n)
+{
+	int r;
+
+	lock_read(s);
+	r = s->be->vault_list(s->b, deleted, items, n);
+	return unlock(s, r);
+}
+
+int
+store_vault_update(store_t *s, const struct vlt_vault *x)
+{
+	int r;
+
+	lock_write(s);
+	r = s->be->vault_update(s->b, x);
+	return unlock(s, r);
+}
+
+int
+store_vault_remove(store_t *s, const char *name)
+{
+	int r;
+
+	lock_write(s);
+	r = s->be->vault_remove(s->b, name);
+	return unlock(s, r);
+}
+
+int
+store_record_put(store_t *s, const struct vlt_record *x, int create_only)
+{
+	int r;
+
+	lock_write(s);
+	r = s->be->record_put(s->b, x, create_only);
+	return unlock(s, r);
+}
+
+int
+store_record_get(store_t *s, const char *kind, const char *scope,
+    const char *name, struct vlt_record *out)
+{
+	int r;
+
+	lock_read(s);
+	r = s->be->record_get(s->b, kind, scope, name, out);
+	return unlock(s, r);
+}
+
+int
+store_record_list(store_t *s, const char *kind, const char *scope,
+    struct vlt_record **items, size_t *n)
+{
+	int r;
+
+	lock_read(s);
+	r = s->be->record_list(s->b, kind, scope, items, n);
+	return unlock(s, r);
+}
+
+int
+store_record_remove(store_t *s, const char *kind, const char *scope,
+    const char *name)
+{
+	int r;
+
+	lock_write(s);
+	r = s->be->record_remove(s->b, kind, scope, name);
 	return unlock(s, r);
 }

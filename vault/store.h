@@ -22,8 +22,25 @@
 
 typedef struct store store_t;
 
-/* create: 1 creates the file (0600) and the schema; 0 requires both. */
+/*
+ * A store's address: a file path (SQLite), or a PostgreSQL database and
+ * schema "CONNINFO#SCHEMA" (vault/store_pg.c): CONNINFO a libpq
+ * connection string (postgresql:// or postgres:// URI, or key=value
+ * pairs), SCHEMA of [a-z0-9_] (the root's "p11vault", a child's
+ * "v_<id>"). An address may hold a password: it is never logged.
+ */
+int store_addr_is_pg(const char *addr);
+/* db + "#" + schema into out (cap bytes). */
+int store_addr_pg(const char *db, const char *schema, char *out,
+    size_t cap) VLT_WUR;
+/* create: 1 creates the store (a file 0600, or a schema) and its tables;
+ * 0 requires both (VLT_ERR_NOT_FOUND: the schema is not there). why:
+ * (cap bytes) the reason of a failure, never a password. */
 int store_open(const char *path, int create, store_t **out) VLT_WUR;
+int store_open_why(const char *path, int create, store_t **out, char *why,
+    size_t cap) VLT_WUR;
+/* Drops a PostgreSQL store (its schema); 0 at once for a file. */
+int store_remove(const char *path, char *why, size_t cap) VLT_WUR;
 void store_close(store_t *s);
 /* A trivial query, for health checks. */
 int store_ping(store_t *s) VLT_WUR;
@@ -176,5 +193,32 @@ int store_access_apply(store_t *s, const struct vlt_access_policy *items,
     size_t n) VLT_WUR;
 int store_access_list(store_t *s, struct vlt_access_policy **items,
     size_t *n) VLT_WUR;
+
+/* The registry of an appliance's other vaults (in the root's store).
+ * insert: a name in use, VLT_ERR_CONFLICT. get: any state (NOT_FOUND).
+ * list: deleted 0 live, 1 soft-deleted, -1 all, by name. update: the row
+ * of x's name, id and created takes x's dates, settings and meta
+ * (VLT_ERR_NOT_FOUND when there is none). remove: the row. */
+int store_vault_insert(store_t *s, const struct vlt_vault *x) VLT_WUR;
+int store_vault_get(store_t *s, const char *name,
+    struct vlt_vault *out) VLT_WUR;
+int store_vault_list(store_t *s, int deleted, struct vlt_vault **items,
+    size_t *n) VLT_WUR;
+int store_vault_update(store_t *s, const struct vlt_vault *x) VLT_WUR;
+int store_vault_remove(store_t *s, const char *name) VLT_WUR;
+
+/* The management API's records (vault/records.c), keyed by kind, scope
+ * and name (scope and name case-insensitive). put: create_only 1, a key
+ * in use is VLT_ERR_CONFLICT; 0 inserts or replaces ref, updated and
+ * meta (created kept). get/remove: VLT_ERR_NOT_FOUND when none. list:
+ * scope NULL, every scope; by scope, then name. */
+int store_record_put(store_t *s, const struct vlt_record *x,
+    int create_only) VLT_WUR;
+int store_record_get(store_t *s, const char *kind, const char *scope,
+    const char *name, struct vlt_record *out) VLT_WUR;
+int store_record_list(store_t *s, const char *kind, const char *scope,
+    struct vlt_record **items, size_t *n) VLT_WUR;
+int store_record_remove(store_t *s, const char *kind, const char *scope,
+    const char *name) VLT_WUR;
 
 #endif

@@ -8,9 +8,9 @@
  * A read must take no write lock.
  *
  * A backend is one file defining struct store_be (its connection) and a
- * const struct store_backend; vault/store_sqlite.c is the SQLite one. A
- * PostgreSQL backend would be vault/store_pg.c with its SQL in it, chosen
- * by store_open from the store's address.
+ * const struct store_backend; vault/store_sqlite.c is the SQLite one,
+ * vault/store_pg.c the PostgreSQL one, chosen by store_open from the
+ * store's address (store.h).
  */
 #ifndef P11VAULT_VAULT_STORE_BACKEND_H
 #define P11VAULT_VAULT_STORE_BACKEND_H
@@ -21,8 +21,12 @@ struct store_be;
 
 struct store_backend {
 	const char *name;
-	/* create: 1 makes the store (0600) and its schema; 0 needs both. */
-	int (*open)(const char *path, int create, struct store_be **out);
+	/* create: 1 makes the store (0600) and its schema; 0 needs both.
+	 * why (cap bytes): a failure's reason, never a password. */
+	int (*open)(const char *path, int create, struct store_be **out,
+	    char *why, size_t cap);
+	/* NULL, or removes the store of that address (a purged vault) */
+	int (*remove)(const char *path, char *why, size_t cap);
 	void (*close)(struct store_be *b);
 	int (*ping)(struct store_be *b);
 	/* a write that changes nothing, to see that the disk takes writes */
@@ -79,8 +83,24 @@ struct store_backend {
 	    const struct vlt_access_policy *items, size_t n);
 	int (*access_list)(struct store_be *b, struct vlt_access_policy **items,
 	    size_t *n);
+	int (*vault_insert)(struct store_be *b, const struct vlt_vault *x);
+	int (*vault_get)(struct store_be *b, const char *name,
+	    struct vlt_vault *out);
+	int (*vault_list)(struct store_be *b, int deleted,
+	    struct vlt_vault **items, size_t *n);
+	int (*vault_update)(struct store_be *b, const struct vlt_vault *x);
+	int (*vault_remove)(struct store_be *b, const char *name);
+	int (*record_put)(struct store_be *b, const struct vlt_record *x,
+	    int create_only);
+	int (*record_get)(struct store_be *b, const char *kind,
+	    const char *scope, const char *name, struct vlt_record *out);
+	int (*record_list)(struct store_be *b, const char *kind,
+	    const char *scope, struct vlt_record **items, size_t *n);
+	int (*record_remove)(struct store_be *b, const char *kind,
+	    const char *scope, const char *name);
 };
 
 extern const struct store_backend store_sqlite_backend;
+extern const struct store_backend store_pg_backend;
 
 #endif

@@ -36,6 +36,31 @@
 	" actions TEXT NOT NULL," \
 	" created INTEGER NOT NULL, updated INTEGER NOT NULL)"
 
+/* The appliance's other vaults (vault/children.c); in every store, used
+ * in the root's. */
+#define VAULTS_TABLE_SQL \
+	"CREATE TABLE IF NOT EXISTS vaults (" \
+	" name TEXT PRIMARY KEY COLLATE NOCASE," \
+	" id TEXT NOT NULL UNIQUE," \
+	" created INTEGER NOT NULL, updated INTEGER NOT NULL," \
+	" deleted_date INTEGER NOT NULL DEFAULT 0," \
+	" scheduled_purge_date INTEGER NOT NULL DEFAULT 0," \
+	" retention_days INTEGER NOT NULL," \
+	" purge_protection INTEGER NOT NULL," \
+	" meta TEXT)"
+
+/* The management API's own records (vault/records.c): resource groups,
+ * user-assigned identities' names; in every store, used in the root's. */
+#define RECORDS_TABLE_SQL \
+	"CREATE TABLE IF NOT EXISTS records (" \
+	" kind TEXT NOT NULL," \
+	" scope TEXT NOT NULL COLLATE NOCASE," \
+	" name TEXT NOT NULL COLLATE NOCASE," \
+	" ref TEXT NOT NULL," \
+	" created INTEGER NOT NULL, updated INTEGER NOT NULL," \
+	" meta TEXT," \
+	" PRIMARY KEY (kind, scope, name))"
+
 enum st_id {
 	ST_BEGIN,
 	ST_COMMIT,
@@ -72,6 +97,16 @@ enum st_id {
 	ST_ROT_DELETE,
 	ST_BEGIN_READ,
 	ST_PROBE,
+	ST_VAULT_INSERT,
+	ST_VAULT_GET,
+	ST_VAULT_LIST,
+	ST_VAULT_UPDATE,
+	ST_VAULT_REMOVE,
+	ST_RECORD_INSERT,
+	ST_RECORD_UPSERT,
+	ST_RECORD_GET,
+	ST_RECORD_LIST,
+	ST_RECORD_REMOVE,
 	ST_COUNT
 };
 
@@ -79,6 +114,12 @@ enum st_id {
 	"v.name, v.version, v.kty, v.hsm, v.key_size, v.crv, " \
 	"v.key_ops, v.enabled, v.nbf, v.exp, v.created, v.updated, v.tags, " \
 	"v.spki, k.deleted_date, k.scheduled_purge_date, v.seq, v.blob"
+
+#define VAULT_COLS \
+	"name, id, created, updated, deleted_date, scheduled_purge_date, " \
+	"retention_days, purge_protection, meta"
+
+#define RECORD_COLS "kind, scope, name, ref, created, updated, meta"
 
 static const char *const st_sql[ST_COUNT] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -184,6 +225,38 @@ static const char *const st_sql[ST_COUNT] = {
 	 * the header page is rewritten even with the same value (a row
 	 * updated to its own value is not; STORE_SCHEMA_VERSION) */
 	[ST_PROBE] = "PRAGMA user_version = 1",
+	[ST_VAULT_INSERT] =
+	    "INSERT INTO vaults(name, id, created, updated, deleted_date, "
+	    "scheduled_purge_date, retention_days, purge_protection, meta) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[ST_VAULT_GET] = "SELECT " VAULT_COLS " FROM vaults WHERE name = ?1",
+	[ST_VAULT_LIST] = "SELECT " VAULT_COLS
+	                  " FROM vaults "
+	                  "WHERE ?1 < 0 OR (deleted_date != 0) = ?1 "
+	                  "ORDER BY name",
+	[ST_VAULT_UPDATE] =
+	    "UPDATE vaults SET updated = ?4, deleted_date = ?5, "
+	    "scheduled_purge_date = ?6, retention_days = ?7, "
+	    "purge_protection = ?8, meta = ?9 WHERE name = ?1 AND id = ?2 "
+	    "AND created = ?3",
+	[ST_VAULT_REMOVE] = "DELETE FROM vaults WHERE name = ?1",
+	[ST_RECORD_INSERT] =
+	    "INSERT INTO records(kind, scope, name, ref, created, updated, "
+	    "meta) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[ST_RECORD_UPSERT] =
+	    "INSERT INTO records(kind, scope, name, ref, created, updated, "
+	    "meta) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+	    "ON CONFLICT(kind, scope, name) DO UPDATE SET ref = excluded.ref, "
+	    "updated = excluded.updated, meta = excluded.meta",
+	[ST_RECORD_GET] = "SELECT " RECORD_COLS
+	                  " FROM records WHERE kind = ?1 AND scope = ?2 "
+	                  "AND name = ?3",
+	[ST_RECORD_LIST] = "SELECT " RECORD_COLS
+	                   " FROM records WHERE kind = ?1 AND "
+	                   "(?2 IS NULL OR scope = ?2) ORDER BY scope, name",
+	[ST_RECORD_REMOVE] =
+	    "DELETE FROM records WHERE kind = ?1 AND "
+	    "scope = ?2 AND name = ?3",
 };
 
 /* Schema version 1. Names compare case-insensitively, as Azure's do. */
@@ -605,7 +678,7 @@ nomem:
 }
 
 static int
-sq_open(const char *path, int create, db_t **out)
+sq_open(const char *path, int create, db_t **out, char *why, size_t cap)
 {
 	db_t *s = NULL;
 	int64_t uv = 0;
@@ -613,6 +686,8 @@ sq_open(const char *path, int create, db_t **out)
 	size_t i;
 
 	*out = NULL;
+	if (cap > 0)
+		why[0] = '\0';
 	if (create) {
 		/* Created here so that the db, and the -wal and -shm files
 		 * SQLite derives from its mode, are 0600 whatever the umask. */
@@ -651,7 +726,9 @@ sq_open(const char *path, int create, db_t **out)
 		goto out;
 	}
 	/* Added with rotation policies; vaults made before get it here. */
-	if ((r = exec_once(s->db, ROT_TABLE_SQL)) != 0)
+	if ((r = exec_once(s->db, ROT_TABLE_SQL)) != 0 ||
+	    (r = exec_once(s->db, VAULTS_TABLE_SQL)) != 0 ||
+	    (r = exec_once(s->db, RECORDS_TABLE_SQL)) != 0)
 		goto out;
 	*out = s;
 	s = NULL;
@@ -1540,9 +1617,235 @@ sq_access_list(db_t *s, struct vlt_access_policy **items, size_t *n)
 	return r;
 }
 
+/* ---- the appliance's vaults --------------------------------------------- */
+
+static void
+bind_vault(sqlite3_stmt *st, const void *arg)
+{
+	const struct vlt_vault *x = arg;
+
+	bind_text(st, 1, x->name);
+	bind_text(st, 2, x->id);
+	sqlite3_bind_int64(st, 3, x->created);
+	sqlite3_bind_int64(st, 4, x->updated);
+	sqlite3_bind_int64(st, 5, x->deleted_date);
+	sqlite3_bind_int64(st, 6, x->scheduled_purge_date);
+	sqlite3_bind_int(st, 7, x->settings.retention_days);
+	sqlite3_bind_int(st, 8, x->settings.purge_protection);
+	bind_text(st, 9, x->meta);
+}
+
+static int
+row_vault(sqlite3_stmt *st, void *elem)
+{
+	struct vlt_vault *x = elem;
+
+	copy_col_text(st, 0, x->name, sizeof(x->name));
+	copy_col_text(st, 1, x->id, sizeof(x->id));
+	x->created = sqlite3_column_int64(st, 2);
+	x->updated = sqlite3_column_int64(st, 3);
+	x->deleted_date = sqlite3_column_int64(st, 4);
+	x->scheduled_purge_date = sqlite3_column_int64(st, 5);
+	x->settings.retention_days = sqlite3_column_int(st, 6);
+	x->settings.purge_protection = sqlite3_column_int(st, 7);
+	if (sqlite3_column_type(st, 8) != SQLITE_NULL &&
+	    (x->meta = strdup((const char *)sqlite3_column_text(st, 8))) ==
+	        NULL)
+		return VLT_ERR_NO_MEMORY;
+	return 0;
+}
+
+static int
+sq_vault_insert(db_t *s, const struct vlt_vault *x)
+{
+	return write_one(s, ST_VAULT_INSERT, bind_vault, x);
+}
+
+static int
+sq_vault_get(db_t *s, const char *name, struct vlt_vault *out)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = st_prep(s, ST_VAULT_GET, &st)) != 0)
+		return r;
+	bind_text(st, 1, name);
+	if ((r = step_row(st, VLT_ERR_NOT_FOUND)) == 0 &&
+	    (r = row_vault(st, out)) != 0)
+		vlt_vault_clear(out);
+	st_done(st);
+	return r;
+}
+
+static void
+free_vaults(void *arr, size_t n)
+{
+	vlt_vault_free_array(arr, n);
+}
+
+static int
+sq_vault_list(db_t *s, int deleted, struct vlt_vault **items, size_t *n)
+{
+	int64_t sel = deleted;
+	void *arr;
+	int r;
+
+	r = list_rows(s, ST_VAULT_LIST, &sel, sizeof(**items), 8, row_vault,
+	    free_vaults, &arr, n);
+	*items = arr;
+	return r;
+}
+
+/* The row of x's name, id and created (the same vault, not a new one of
+ * that name) takes x's other fields; VLT_ERR_NOT_FOUND when none. */
+static int
+sq_vault_update(db_t *s, const struct vlt_vault *x)
+{
+	int r;
+
+	if ((r = tx_begin(s)) != 0)
+		return r;
+	r = write_locked(s, ST_VAULT_UPDATE, bind_vault, x);
+	if (r == 0 && sqlite3_changes(s->db) == 0)
+		r = VLT_ERR_NOT_FOUND;
+	return tx_end(s, r);
+}
+
+static int
+sq_vault_remove(db_t *s, const char *name)
+{
+	int r;
+
+	if ((r = tx_begin(s)) != 0)
+		return r;
+	return tx_end(s, delete_by_id(s, ST_VAULT_REMOVE, name));
+}
+
+/* ---- the management API's records ---------------------------------------- */
+
+static void
+bind_record(sqlite3_stmt *st, const void *arg)
+{
+	const struct vlt_record *x = arg;
+
+	bind_text(st, 1, x->kind);
+	bind_text(st, 2, x->scope);
+	bind_text(st, 3, x->name);
+	bind_text(st, 4, x->ref);
+	sqlite3_bind_int64(st, 5, x->created);
+	sqlite3_bind_int64(st, 6, x->updated);
+	bind_text(st, 7, x->meta);
+}
+
+static int
+row_record(sqlite3_stmt *st, void *elem)
+{
+	struct vlt_record *x = elem;
+
+	copy_col_text(st, 0, x->kind, sizeof(x->kind));
+	copy_col_text(st, 1, x->scope, sizeof(x->scope));
+	copy_col_text(st, 2, x->name, sizeof(x->name));
+	copy_col_text(st, 3, x->ref, sizeof(x->ref));
+	x->created = sqlite3_column_int64(st, 4);
+	x->updated = sqlite3_column_int64(st, 5);
+	if (sqlite3_column_type(st, 6) != SQLITE_NULL &&
+	    (x->meta = strdup((const char *)sqlite3_column_text(st, 6))) ==
+	        NULL)
+		return VLT_ERR_NO_MEMORY;
+	return 0;
+}
+
+static int
+sq_record_put(db_t *s, const struct vlt_record *x, int create_only)
+{
+	return write_one(s, create_only ? ST_RECORD_INSERT : ST_RECORD_UPSERT,
+	    bind_record, x);
+}
+
+static int
+sq_record_get(db_t *s, const char *kind, const char *scope, const char *name,
+    struct vlt_record *out)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = st_prep(s, ST_RECORD_GET, &st)) != 0)
+		return r;
+	bind_text(st, 1, kind);
+	bind_text(st, 2, scope);
+	bind_text(st, 3, name);
+	if ((r = step_row(st, VLT_ERR_NOT_FOUND)) == 0 &&
+	    (r = row_record(st, out)) != 0)
+		vlt_record_clear(out);
+	st_done(st);
+	return r;
+}
+
+static void
+free_records(void *arr, size_t n)
+{
+	vlt_record_free_array(arr, n);
+}
+
+static int
+sq_record_list(db_t *s, const char *kind, const char *scope,
+    struct vlt_record **items, size_t *n)
+{
+	sqlite3_stmt *st;
+	void *arr = NULL;
+	int r;
+
+	*items = NULL;
+	*n = 0;
+	if ((r = st_prep(s, ST_RECORD_LIST, &st)) != 0)
+		return r;
+	bind_text(st, 1, kind);
+	bind_text(st, 2, scope);
+	r = collect_rows(st, sizeof(**items), 8, row_record, &arr, n);
+	st_done(st);
+	if (r != 0) {
+		free_records(arr, *n);
+		*n = 0;
+		return r;
+	}
+	*items = arr;
+	return 0;
+}
+
+struct record_key {
+	const char *kind, *scope, *name;
+};
+
+static void
+bind_record_key(sqlite3_stmt *st, const void *arg)
+{
+	const struct record_key *k = arg;
+
+	bind_text(st, 1, k->kind);
+	bind_text(st, 2, k->scope);
+	bind_text(st, 3, k->name);
+}
+
+static int
+sq_record_remove(db_t *s, const char *kind, const char *scope, const char *name)
+{
+	struct record_key k = { kind, scope, name };
+	int r;
+
+	if ((r = tx_begin(s)) != 0)
+		return r;
+	r = write_locked(s, ST_RECORD_REMOVE, bind_record_key, &k);
+	if (r == 0 && sqlite3_changes(s->db) == 0)
+		r = VLT_ERR_NOT_FOUND;
+	return tx_end(s, r);
+}
+
 const struct store_backend store_sqlite_backend = {
 	.name = "sqlite",
 	.open = sq_open,
+	.remove = NULL,
 	.close = sq_close,
 	.ping = sq_ping,
 	.probe = sq_probe,
@@ -1572,4 +1875,13 @@ const struct store_backend store_sqlite_backend = {
 	.access_delete = sq_access_delete,
 	.access_apply = sq_access_apply,
 	.access_list = sq_access_list,
+	.vault_insert = sq_vault_insert,
+	.vault_get = sq_vault_get,
+	.vault_list = sq_vault_list,
+	.vault_update = sq_vault_update,
+	.vault_remove = sq_vault_remove,
+	.record_put = sq_record_put,
+	.record_get = sq_record_get,
+	.record_list = sq_record_list,
+	.record_remove = sq_record_remove,
 };

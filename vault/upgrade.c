@@ -70,7 +70,7 @@ upgrade_blobs(vault_t *v, const char *dir)
 			after = b->seq;
 			if (f == 0 || f == HSM_BLOB_FORMAT_CURRENT ||
 			    (bound && f == HSM_BLOB_FORMAT_UNBOUND) ||
-			    blob_bind(bind, b->name, b->version) != 0)
+			    blob_bind(v, bind, b->name, b->version) != 0)
 				continue;
 			r = hsm_blob_upgrade(v->hsm, bind, b->blob, b->blob_len,
 			    &b->bound, &b->bound_len);

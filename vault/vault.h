@@ -96,6 +96,7 @@ enum vlt_alg {
 #define VLT_VERSION_LEN 32
 #define VLT_ID_LEN 36 /* UUID text */
 #define VLT_MAX_RESULTS 25
+#define VLT_VAULT_NAME_MAX 24 /* Azure's: 3..24 */
 
 struct vlt_attrs {
 	int enabled;
@@ -132,11 +133,107 @@ struct vlt_settings {
 
 typedef struct vault vault_t;
 
+/* ---- the vaults of an appliance (vault/children.c) ---------------------- */
+/*
+ * A data directory is an appliance: one token, one audit log, one set of
+ * principals, and its default vault (the vault_t vault_open gives, at the
+ * config's vault_url). Other vaults are its children, each with its own
+ * keys, settings, access policies and rotation policies (its own store,
+ * DIR/vaults/ID/vault.db) and Azure's soft delete: a deleted vault keeps
+ * its name and its keys until purged; purge is refused under purge
+ * protection until the scheduled purge date, when the sweeper
+ * (vault_purge_due) purges it.
+ *
+ * Every vault_key_*, vault_access_*, vault_settings_* and
+ * vault_rotation_* call takes a child acquired with vault_child_acquire
+ * just as it takes the root; vault_principal_* on a child are the root's.
+ */
+struct vlt_vault {
+	char name[VLT_VAULT_NAME_MAX + 1]; /* lower-case */
+	char id[VLT_ID_LEN + 1];
+	int64_t created, updated;
+	int64_t deleted_date; /* 0 when live */
+	int64_t scheduled_purge_date;
+	struct vlt_settings settings; /* deleted: as they were */
+	char *meta; /* the caller's JSON text (management properties); owned */
+};
+void vlt_vault_clear(struct vlt_vault *x);
+void vlt_vault_free_array(struct vlt_vault *items, size_t n);
+
+/* Azure's rule for a vault name: 3..24 of ASCII letters, digits and '-',
+ * starting with a letter, ending with a letter or digit, no "--". */
+int vault_child_name_check(const char *name) VLT_WUR;
+/*
+ * A new child vault. A name in use, live or deleted, or the default
+ * vault's name (vault_config "vault_name"): VLT_ERR_CONFLICT (deleted:
+ * VLT_ERR_DELETED_RECOVERABLE). set: NULL for 90 days, no purge
+ * protection. out may be NULL.
+ */
+int vault_child_create(vault_t *root, const char *name,
+    const struct vlt_settings *set, const char *meta,
+    struct vlt_vault *out) VLT_WUR;
+/* deleted 0: a live vault; 1: a soft-deleted one (else NOT_FOUND). */
+int vault_child_get(vault_t *root, const char *name, int deleted,
+    struct vlt_vault *out) VLT_WUR;
+int vault_child_list(vault_t *root, int deleted, struct vlt_vault **items,
+    size_t *n) VLT_WUR;
+/* Replaces a live vault's meta text. */
+int vault_child_set_meta(vault_t *root, const char *name,
+    const char *meta) VLT_WUR;
+/* Soft delete: its keys unreachable, its name reserved. */
+int vault_child_delete(vault_t *root, const char *name) VLT_WUR;
+int vault_child_recover(vault_t *root, const char *name) VLT_WUR;
+/* A soft-deleted vault and everything in it, at once: refused with
+ * VLT_ERR_PURGE_PROTECTED under purge protection. */
+int vault_child_purge(vault_t *root, const char *name) VLT_WUR;
+/* A counted reference to a live child vault (VLT_ERR_NOT_FOUND when
+ * there is none by that name, or it is deleted). */
+int vault_child_acquire(vault_t *root, const char *name, vault_t **out) VLT_WUR;
+void vault_child_release(vault_t *child);
+/* A child's name; NULL for the root. */
+const char *vault_child_name(const vault_t *v);
+
+/* ---- the management API's records (vault/records.c) -------------------- */
+/*
+ * What the management (ARM-shaped) API keeps of its own in the root's
+ * store: records keyed by kind ("group": a resource group, scope "";
+ * "identity": a user-assigned identity, scope its resource group), scope
+ * and name, both compared case-insensitively and kept as given; ref is
+ * an object id (an identity's principal) or ""; meta the caller's JSON
+ * text, opaque here. Every call takes the root (a child: BAD_PARAM).
+ */
+#define VLT_RECORD_NAME_MAX 128
+struct vlt_record {
+	char kind[16];
+	char scope[VLT_RECORD_NAME_MAX + 1];
+	char name[VLT_RECORD_NAME_MAX + 1];
+	char ref[VLT_ID_LEN + 1];
+	int64_t created, updated;
+	char *meta; /* owned */
+};
+void vlt_record_clear(struct vlt_record *x);
+void vlt_record_free_array(struct vlt_record *items, size_t n);
+/* create_only 1: VLT_ERR_CONFLICT when the key is in use; 0: inserts, or
+ * replaces ref and meta (created kept). created/updated: now. */
+int vault_record_put(vault_t *root, const struct vlt_record *x,
+    int create_only) VLT_WUR;
+int vault_record_get(vault_t *root, const char *kind, const char *scope,
+    const char *name, struct vlt_record *out) VLT_WUR;
+/* scope NULL: every scope. */
+int vault_record_list(vault_t *root, const char *kind, const char *scope,
+    struct vlt_record **items, size_t *n) VLT_WUR;
+int vault_record_delete(vault_t *root, const char *kind, const char *scope,
+    const char *name) VLT_WUR;
+
 /* ---- data directory ---------------------------------------------------- */
 
 struct vlt_init_params {
 	const char *data_dir;
-	const char *vault_url;   /* e.g. https://127.0.0.1:8443 */
+	const char *vault_url; /* e.g. https://127.0.0.1:8443 */
+	/* NULL, or the domain of the appliance's other vaults (vault NAME
+	 * at https://NAME.<vault_domain>); the token audience is then
+	 * https://<vault_domain> */
+	const char *vault_domain;
 	const char *tenant_id;   /* UUID text */
 	const char *module_path; /* NULL: SoftHSMv2 inside data_dir */
 	const char *token_label; /* NULL: "p11vault" */
@@ -153,7 +250,17 @@ struct vlt_init_params {
 	/* the new shares, a line each, malloc'd
 	 * (caller wipes); NULL: dropped */
 	char **shares_out;
+	/* NULL: the store is DIR/vault.db (SQLite); else a PostgreSQL
+	 * connection string (config store=; docs/cluster.md) */
+	const char *store;
 };
+/* Whether db (a PostgreSQL connection string) can take a new vault's
+ * store: reachable, and no p11vault store in it yet. A failure says
+ * why in err (never the password). */
+int vault_store_check(const char *db, char *err, size_t err_len) VLT_WUR;
+/* 1 when the vault's store is a PostgreSQL database (the network
+ * process then connects to it: hsm_seccomp_network_db). */
+int vault_store_networked(vault_t *v);
 /*
  * Creates a vault in data_dir (made 0700 if absent): the PKCS#11 token
  * (for SoftHSMv2: DIR/softhsm2.conf and DIR/tokens/) with SO and user

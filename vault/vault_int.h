@@ -28,10 +28,26 @@
 	    VLT_OP_WRAP | VLT_OP_UNWRAP)
 #define OPS_EC (VLT_OP_SIGN | VLT_OP_VERIFY)
 
-/* What a blob is bound to: "name/version", the name lower-cased. */
-#define BIND_MAX (VLT_NAME_MAX + 1 + VLT_VERSION_LEN + 1)
+/* What a blob is bound to: "name/version", the name lower-cased; in a
+ * child vault "ID:name/version" (its id), so that a blob cannot move
+ * from one vault to another. */
+#define BIND_MAX (VLT_ID_LEN + 1 + VLT_NAME_MAX + 1 + VLT_VERSION_LEN + 1)
+
+/* The appliance of v (v itself for the root). */
+#define ROOT(v) ((v)->root != NULL ? (v)->root : (v))
 
 struct vault {
+	/* NULL: this is the appliance (and its default vault); else the
+	 * appliance a child vault belongs to (children.c). A child shares
+	 * the root's conf, hsm and audit (not owned) and has its own store. */
+	vault_t *root;
+	char name[VLT_VAULT_NAME_MAX + 1]; /* a child's; root: "" */
+	char id[VLT_ID_LEN + 1];           /* a child's; root: "" */
+	unsigned refs;             /* a child's, under root->kids_lock */
+	int deleted;               /* a child soft-deleted */
+	pthread_mutex_t kids_lock; /* root: the children */
+	struct vault **kids;
+	size_t n_kids, cap_kids;
 	char *data_dir;
 	struct vlt_conf *conf;
 	hsm_t *hsm;
@@ -59,11 +75,11 @@ int random_uuid(char dst[VLT_ID_LEN + 1]) VLT_WUR;
 /* A blob's format (1..HSM_BLOB_FORMAT_CURRENT), or 0 for anything that is
  * not a well-formed blob. */
 unsigned blob_format_of(const uint8_t *blob, size_t blob_len);
-int blob_bind(char bind[BIND_MAX], const char *name,
+int blob_bind(const vault_t *v, char bind[BIND_MAX], const char *name,
     const char *version) VLT_WUR;
 /* A new random version id, and the bind of name/that version. */
-int new_version(const char *name, char version[VLT_VERSION_LEN + 1],
-    char bind[BIND_MAX]) VLT_WUR;
+int new_version(const vault_t *v, const char *name,
+    char version[VLT_VERSION_LEN + 1], char bind[BIND_MAX]) VLT_WUR;
 /* The OpenSSL NID of a curve, 0 for none; and back (VLT_ERR_BAD_PARAM
  * for a curve the vault does not know). */
 int curve_nid(enum vlt_curve crv);
@@ -95,6 +111,26 @@ int vlt_softhsm_resolve(const char *dir, const char *value, char *out,
     size_t cap, char *err, size_t err_len) VLT_WUR;
 
 /* ---- dir.c -------------------------------------------------------------- */
+
+/* The store address of root's vault (id NULL) or of its child id:
+ * config store= set (a PostgreSQL database), that database's schema
+ * "p11vault" or "v_<id>"; else DIR/vault.db or DIR/vaults/ID/vault.db.
+ * *pg: 1 for PostgreSQL (no directory to make). */
+int vault_store_addr(const vault_t *root, const char *id, char *out, size_t cap,
+    int *pg) VLT_WUR;
+
+/* ---- children.c --------------------------------------------------------- */
+
+/* Opens the root's child vaults from its registry (vault_open, last). */
+int children_open(vault_t *root, char *err, size_t err_len) VLT_WUR;
+/* Closes them (vault_close). */
+void children_close(vault_t *root);
+/* Live children, each acquired (release each with vault_child_release);
+ * *kids malloc'd. */
+int children_live(vault_t *root, vault_t ***kids, size_t *n) VLT_WUR;
+/* Purges the deleted children whose scheduled purge date has come: the
+ * count, or a negative error. */
+int children_purge_due(vault_t *root) VLT_WUR;
 
 /* ---- keys.c ------------------------------------------------------------- */
 

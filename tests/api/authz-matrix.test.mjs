@@ -67,6 +67,12 @@ function table(f) {
     { name: 'admin: POST /admin/identities', perm: 'admin', method: 'POST', path: () => '/admin/identities', body: { displayName: 'matrix-made' }, ok: [201] },
     { name: 'admin: GET /admin/identities', perm: 'admin', method: 'GET', path: () => '/admin/identities', ok: [200] },
     { name: 'admin: DELETE /admin/identities/{oid}', perm: 'admin', method: 'DELETE', path: (r) => `/admin/identities/${r || crypto.randomUUID()}`, setup: f.freshIdentity, ok: [200] },
+    // the ARM-shaped management API: administrators only, ARM's 403 code
+    { name: 'arm: list vaults', perm: 'admin', arm: true, method: 'GET', path: () => `/subscriptions/${f.sub}/providers/Microsoft.KeyVault/vaults?api-version=2022-07-01`, ok: [200] },
+    { name: 'arm: list resource groups', perm: 'admin', arm: true, method: 'GET', path: () => `/subscriptions/${f.sub}/resourcegroups?api-version=2021-04-01`, ok: [200] },
+    { name: 'arm: PUT resource group', perm: 'admin', arm: true, method: 'PUT', path: () => `/subscriptions/${f.sub}/resourcegroups/${keyName('mxrg')}?api-version=2021-04-01`, body: { location: 'local' }, ok: [201] },
+    { name: 'arm: PUT identity', perm: 'admin', arm: true, method: 'PUT', path: () => `/subscriptions/${f.sub}/resourceGroups/p11vault/providers/Microsoft.ManagedIdentity/userAssignedIdentities/${keyName('mxid')}?api-version=2023-01-31`, body: { location: 'local' }, ok: [201] },
+    { name: 'arm: PUT default vault access policies', perm: 'admin', arm: true, method: 'PUT', path: () => `/subscriptions/${f.sub}/resourceGroups/p11vault/providers/Microsoft.KeyVault/vaults/default/accessPolicies/add?api-version=2022-07-01`, body: () => f.policyBody(['get']), ok: [200] },
   ];
 }
 
@@ -82,6 +88,7 @@ describe('authorization matrix', { timeout: 240000 }, () => {
   let v;
   let adminTok;
   const tokens = {};   // column -> bearer token (undefined: none)
+  const mgmtTokens = {}; // column -> a token for the management audience (ARM rows)
   const f = {};
   let rows;
   const columns = [...TOKEN_COLUMNS, ...ALL_PERMS.map((p) => `perm:${p}`), 'allPerms', 'none', 'admin', 'secondAdmin'];
@@ -118,6 +125,12 @@ describe('authorization matrix', { timeout: 240000 }, () => {
       return n;
     };
     f.freshIdentity = async () => (await createIdentity(v, adminTok, 'matrix-victim')).objectId;
+    // the management API takes tokens for its own audience only
+    const mgmt = { scope: 'https://management.p11vault//.default' };
+    mgmtTokens.admin = await token(v, v.admin, mgmt);
+    const subs = await rawKA(v, 'GET', '/subscriptions?api-version=2019-11-01', { token: mgmtTokens.admin });
+    assert.equal(subs.status, 200, subs.text);
+    f.sub = subs.json.value[0].subscriptionId;
     f.policyBody = (keys) => ({ properties: { accessPolicies: [{ tenantId: v.admin.tenantId, objectId: dummyOid, permissions: { keys } }] } });
 
     // callers: identities once, tokens once per identity
@@ -125,6 +138,7 @@ describe('authorization matrix', { timeout: 240000 }, () => {
     await pool(4, specs.map(([col, perms, isAdmin]) => async () => {
       const cred = await createIdentity(v, adminTok, `matrix-${col.replace(':', '-')}`, perms, { isAdmin });
       tokens[col] = await token(v, cred);
+      mgmtTokens[col] = await token(v, cred, mgmt);
     }));
     tokens.admin = adminTok;
     const { refused } = await refusedTokens(v, v.admin);
@@ -153,14 +167,16 @@ describe('authorization matrix', { timeout: 240000 }, () => {
         const resource = row.setup && !want.includes(401) && !want.includes(403) ? await row.setup() : undefined;
         const p = row.perm === 'admin' ? row.path(resource) : av(row.path(resource));
         const body = typeof row.body === 'function' ? row.body() : row.body;
-        const r = await rawKA(v, row.method, p, { token: tokens[col], body });
+        const tk = row.arm && mgmtTokens[col] !== undefined ? mgmtTokens[col] : tokens[col];
+        const r = await rawKA(v, row.method, p, { token: tk, body });
         const problems = [];
         if (!want.includes(r.status)) problems.push(`status ${r.status}, want ${want.join('|')}`);
         if (r.status === 401 && !/^Bearer authorization="[^"]+", resource="[^"]+"$/.test(r.headers['www-authenticate'] || '')) {
           problems.push('401 without the WWW-Authenticate challenge');
         }
         if (r.status === 403 && want.includes(403)) {
-          if (r.json?.error?.code !== 'Forbidden') problems.push(`403 code ${r.json?.error?.code}`);
+          const code = row.arm ? 'AuthorizationFailed' : 'Forbidden';
+          if (r.json?.error?.code !== code) problems.push(`403 code ${r.json?.error?.code}`);
           if (row.perm !== 'admin' && !new RegExp(`does not have keys ${row.perm} permission on key vault`).test(r.json?.error?.message || '')) {
             problems.push(`403 message "${r.json?.error?.message}"`);
           }
