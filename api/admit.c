@@ -25,11 +25,11 @@
 #include "api/admit.h"
 #include "hsm/base.h"
 
-#define ADMIT_IDS_MAX 256        /* identities in the gate at once */
-#define ADMIT_WAIT_MAX_MS 5000   /* a waiter is refused after this */
-#define ADMIT_TARGET_DEFAULT 50  /* ms */
+#define ADMIT_IDS_MAX 256         /* identities in the gate at once */
+#define ADMIT_WAIT_MAX_MS 5000    /* a waiter is refused after this */
+#define ADMIT_TARGET_DEFAULT 50   /* ms */
 #define ADMIT_SVC_INITIAL_US 2000 /* before the first measurement */
-#define ADMIT_EWMA_SHIFT 3       /* weight of a new sample: 1/8 */
+#define ADMIT_EWMA_SHIFT 3        /* weight of a new sample: 1/8 */
 
 enum wait_state { W_QUEUED, W_GRANTED, W_REFUSED };
 
@@ -324,8 +324,8 @@ refuse(struct api_req *q, struct api_resp *r, struct api_admit *a,
 /* Under mu: waits in entry i's queue until granted, refused or too
  * long; the outcome. */
 static enum wait_state
-wait_turn(struct api_admit *a, size_t i, const char *key,
-    enum admit_class cls, enum admit_reason *why)
+wait_turn(struct api_admit *a, size_t i, const char *key, enum admit_class cls,
+    enum admit_reason *why)
 {
 	struct admit_waiter w;
 	struct timespec ts;
@@ -482,7 +482,8 @@ api_admit_render(struct api_ctx *c, buf_t *b)
 	    (double)svc[ADMIT_FAST] / 1e6, (double)svc[ADMIT_SLOW] / 1e6,
 	    (unsigned long long)atomic_load(&a->admitted));
 	for (i = 0; i < ADMIT_REASONS; i++)
-		rc |= buf_putf(b, "p11vault_throttled_total{reason=\"%s\"} %llu\n",
+		rc |= buf_putf(b,
+		    "p11vault_throttled_total{reason=\"%s\"} %llu\n",
 		    reason_label[i],
 		    (unsigned long long)atomic_load(&a->refused[i]));
 	if (rc != 0)

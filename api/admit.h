@@ -62,8 +62,8 @@ int api_admit_limit(struct api_req *q, struct api_resp *r) API_WUR;
  * fits the latency target: 0 (t holds the slot; api_admit_leave gives it
  * back), or a negative error after answering r with 429 Throttled. No
  * gate (c->admit NULL or admission=false): 0 at once. */
-int api_admit_enter(struct api_req *q, struct api_resp *r,
-    enum admit_class cls, struct admit_ticket *t) API_WUR;
+int api_admit_enter(struct api_req *q, struct api_resp *r, enum admit_class cls,
+    struct admit_ticket *t) API_WUR;
 void api_admit_leave(struct api_req *q, struct admit_ticket *t);
 
 /* The admission and rate-limit figures in Prometheus text, appended to
@@ -72,16 +72,16 @@ int api_admit_render(struct api_ctx *c, buf_t *b) API_WUR;
 
 /* ---- between admit.c and ratelimit.c ---- */
 struct admit_limits;
-int admit_limits_open(struct api_ctx *c, struct admit_limits **out,
-    char *err, size_t err_len) API_WUR;
+int admit_limits_open(struct api_ctx *c, struct admit_limits **out, char *err,
+    size_t err_len) API_WUR;
 void admit_limits_close(struct admit_limits *l);
 /* 0 when both buckets have a token (both taken), else 1 with the reason
  * and the wait in *retry_ms (nothing taken). */
 int admit_limits_take(struct admit_limits *l, const char *key,
     enum admit_reason *why, unsigned *retry_ms);
 /* A request of key reached admission (throttled: it was refused). */
-void admit_limits_count(struct admit_limits *l, const char *key,
-    int throttled, enum admit_reason why);
+void admit_limits_count(struct admit_limits *l, const char *key, int throttled,
+    enum admit_reason why);
 int admit_limits_render(struct admit_limits *l, buf_t *b) API_WUR;
 
 #endif

@@ -416,8 +416,7 @@ route_run(struct api_req *q, struct api_resp *r, const struct route *rt,
 	if (api_authz(q, r, perm, pname) != 0 || api_admit_limit(q, r) != 0)
 		return;
 	cls = route_token_class(rt, t);
-	if (cls >= 0 &&
-	    api_admit_enter(q, r, (enum admit_class)cls, &tk) != 0)
+	if (cls >= 0 && api_admit_enter(q, r, (enum admit_class)cls, &tk) != 0)
 		return;
 	if (!q->mutating || api_audit_intent(q, r) == 0)
 		rt->fn(q, r, t);

@@ -112,7 +112,8 @@ named_add(struct admit_limits *l, char *item, char *err, size_t err_len)
 	for (i = 0; i < l->nnamed; i++)
 		if (strcmp(l->named[i].key, item) == 0) {
 			err_set(err, err_len,
-			    "rate_limit_identities: %.40s is named twice", item);
+			    "rate_limit_identities: %.40s is named twice",
+			    item);
 			return VLT_ERR_BAD_PARAM;
 		}
 	if (l->nnamed == RL_NAMED_MAX) {
@@ -128,8 +129,7 @@ named_add(struct admit_limits *l, char *item, char *err, size_t err_len)
 }
 
 static int
-named_parse(struct admit_limits *l, const char *list, char *err,
-    size_t err_len)
+named_parse(struct admit_limits *l, const char *list, char *err, size_t err_len)
 {
 	char *copy, *item, *save = NULL;
 	int rc = 0;
@@ -151,8 +151,7 @@ conf_limit(struct api_ctx *c, const char *key)
 	const char *s = vault_config(c->vault, key);
 	uint64_t n;
 
-	return s != NULL && parse_u64(s, UINT32_MAX, &n) == 0 ? (uint32_t)n :
-	                                                        0;
+	return s != NULL && parse_u64(s, UINT32_MAX, &n) == 0 ? (uint32_t)n : 0;
 }
 
 int
@@ -334,8 +333,7 @@ admit_limits_count(struct admit_limits *l, const char *key, int throttled,
 /* The identity rows of one family: requests (reason NULL) or
  * throttled by reason. */
 static int
-render_named(const struct rl_named *n, const char *id, int throttled,
-    buf_t *b)
+render_named(const struct rl_named *n, const char *id, int throttled, buf_t *b)
 {
 	int rc = 0;
 	size_t i;
