@@ -5,8 +5,9 @@
  * Owns: the slots (default: the token process's sessions), the queue, the
  * service-time estimates (an EWMA per class of the time a slot is held)
  * and the rule that bounds the queue: a request waits only if the work
- * queued ahead of it, divided by the slots, fits admission_target_ms
- * (admission_queue= fixes the bound instead). Shares: every identity
+ * queued ahead of it, divided by the slots, fits admission_target_ms, or
+ * its own service time when that is longer (admission_queue= fixes the
+ * bound instead). Shares: every identity
  * with requests in the gate has an entry; a freed slot goes to the next
  * identity that has a waiter, in turn (round robin), not to the oldest
  * waiter; when the queue is full, the newest waiter of the identity
@@ -241,14 +242,19 @@ id_unqueue(struct api_admit *a, size_t i, struct admit_waiter *w)
 	a->queued_us -= w->cost_us;
 }
 
-/* Whether a waiter of cost_us fits the queue's bound. */
+/* Whether one more waiter of class cls fits the queue's bound: the work
+ * queued ahead of it, spread over the slots, is within the target, or
+ * within its own service time when that is longer (a key generation may
+ * wait as long as it takes, not 50 ms). */
 static int
-queue_room(const struct api_admit *a)
+queue_room(const struct api_admit *a, enum admit_class cls)
 {
+	uint64_t bound = a->target_us > a->svc_us[cls] ? a->target_us :
+	                                                 a->svc_us[cls];
+
 	if (a->queue_fixed)
 		return a->queued < a->queue_max;
-	/* the work queued ahead of it, spread over the slots */
-	return a->queued_us / a->slots <= a->target_us;
+	return a->queued_us / a->slots <= bound;
 }
 
 /* When the queue is full: the newest waiter of the identity using the
@@ -386,7 +392,7 @@ api_admit_enter(struct api_req *q, struct api_resp *r, enum admit_class cls,
 		a->running++;
 		a->ids[i].running++;
 		st = W_GRANTED;
-	} else if (queue_room(a) || make_room(a, i)) {
+	} else if (queue_room(a, cls) || make_room(a, i)) {
 		st = wait_turn(a, i, t->key, cls, &why);
 	} else {
 		id_gc(a, i);

@@ -9,7 +9,7 @@
 //  * the JS SDK with more concurrent clients than the gate admits finishes
 //    every unwrapKey by retrying (its throttling policy honours the
 //    headers; a pipeline policy counts the 429s it saw);
-//  * a noisy identity (16 concurrent loops) and a quiet one (one request at
+//  * a noisy identity (10 concurrent loops) and a quiet one (one request at
 //    a time): the quiet one is never refused while the noisy one is;
 //  * the named identity's limit is enforced and both show in /metrics.
 // Phase 2, rate_limit_vault=30: the vault's limit is enforced for every
@@ -138,7 +138,7 @@ describe('throttling: admission gate and rate limits', { timeout: 180000 }, () =
     const qTok = await token(v, { ...quiet, tenantId: v.admin.tenantId });
     let stop = false, noisyOk = 0, noisy429 = 0;
     const quietStatus = [];
-    const loops = Array.from({ length: 16 }, async () => {
+    const loops = Array.from({ length: 10 }, async () => {
       while (!stop) {
         const r = await unwrapReq(v, key, nTok, ct);
         if (r.status === 429) noisy429++;
@@ -147,7 +147,7 @@ describe('throttling: admission gate and rate limits', { timeout: 180000 }, () =
       }
     });
     try {
-      for (let i = 0; i < 200 && (i < 40 || noisy429 === 0); i++) {
+      for (let i = 0; i < 200 && (i < 20 || noisy429 === 0); i++) {
         const r = await unwrapReq(v, key, qTok, ct);
         quietStatus.push(r.status === 429 ? `429 ${r.json?.error?.message}` : r.status);
       }
