@@ -15,7 +15,7 @@
  * identity using at least two fewer, so a quiet identity is admitted
  * while a noisy one is throttled.
  * Must never: hold its lock across token work; let a waiter wait past
- * ADMIT_WAIT_MAX_MS.
+ * the token's deadline (it is answered 503, as the session pool does).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -26,13 +26,15 @@
 #include "api/admit.h"
 #include "hsm/base.h"
 
-#define ADMIT_IDS_MAX 256         /* identities in the gate at once */
-#define ADMIT_WAIT_MAX_MS 5000    /* a waiter is refused after this */
+#define ADMIT_IDS_MAX 256 /* identities in the gate at once */
+/* a waiter waits no longer than the token's deadline, as a caller waiting
+ * for a token session does (P11VAULT_HSM_DEADLINE_MS), then gets 503 */
+#define ADMIT_WAIT_DEFAULT_MS 5000
 #define ADMIT_TARGET_DEFAULT 50   /* ms */
 #define ADMIT_SVC_INITIAL_US 2000 /* before the first measurement */
 #define ADMIT_EWMA_SHIFT 3        /* weight of a new sample: 1/8 */
 
-enum wait_state { W_QUEUED, W_GRANTED, W_REFUSED };
+enum wait_state { W_QUEUED, W_GRANTED, W_REFUSED, W_TIMED_OUT };
 
 struct admit_waiter {
 	struct admit_waiter *next;
@@ -55,6 +57,7 @@ struct api_admit {
 	int queue_fixed; /* admission_queue= is set */
 	unsigned queue_max;
 	uint64_t target_us;
+	unsigned wait_ms;
 	pthread_mutex_t mu;
 	pthread_condattr_t cattr;
 	unsigned running, queued;
@@ -119,6 +122,8 @@ gate_config(struct api_ctx *c, struct api_admit *a)
 	unsigned def_slots = sessions > 0 && sessions < 4096 ?
 	    (unsigned)sessions :
 	    4;
+	const char *dl;
+	uint64_t n;
 	size_t i;
 
 	a->on = on == NULL || strcmp(on, "false") != 0;
@@ -131,6 +136,11 @@ gate_config(struct api_ctx *c, struct api_admit *a)
 	    1000;
 	for (i = 0; i < ADMIT_CLASSES; i++)
 		a->svc_us[i] = ADMIT_SVC_INITIAL_US;
+	a->wait_ms = ADMIT_WAIT_DEFAULT_MS;
+	/* serve checked it at start (hsm_env_check) */
+	if ((dl = getenv("P11VAULT_HSM_DEADLINE_MS")) != NULL &&
+	    parse_u64(dl, 600000, &n) == 0 && n > 0)
+		a->wait_ms = (unsigned)n;
 }
 
 int
@@ -351,7 +361,12 @@ wait_turn(struct api_admit *a, size_t i, const char *key, enum admit_class cls,
 	a->queued++;
 	a->queued_us += w.cost_us;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ADMIT_WAIT_MAX_MS / 1000;
+	ts.tv_sec += (time_t)(a->wait_ms / 1000);
+	ts.tv_nsec += (long)(a->wait_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
 	while (w.state == W_QUEUED && !timed_out)
 		timed_out = pthread_cond_timedwait(&w.cv, &a->mu, &ts) ==
 		    ETIMEDOUT;
@@ -360,8 +375,7 @@ wait_turn(struct api_admit *a, size_t i, const char *key, enum admit_class cls,
 		i = id_find(a, key);
 		id_unqueue(a, i, &w);
 		id_gc(a, i);
-		w.state = W_REFUSED;
-		w.why = ADMIT_R_CAPACITY;
+		w.state = W_TIMED_OUT;
 	} else if (w.state == W_REFUSED) {
 		id_gc(a, id_find(a, key));
 	}
@@ -398,6 +412,12 @@ api_admit_enter(struct api_req *q, struct api_resp *r, enum admit_class cls,
 		id_gc(a, i);
 	}
 	pthread_mutex_unlock(&a->mu);
+	if (st == W_TIMED_OUT) {
+		/* the token is slower than its deadline: unavailable, as
+		 * for a caller that waited that long for a session */
+		api_resp_vault_error(r, VLT_ERR_UNAVAILABLE, NULL, NULL);
+		return VLT_ERR_UNAVAILABLE;
+	}
 	if (st != W_GRANTED)
 		return refuse(q, r, a, why,
 		    (unsigned)(a->target_us / 500 ? a->target_us / 500 : 1));
