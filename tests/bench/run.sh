@@ -229,10 +229,12 @@ overload_runs on
 if [ -n "${BENCH_OVERLOAD_OFF:-}" ]; then
 	kill "$server_pid"; wait "$server_pid" || true
 	echo admission=false >>"$D/p11vault.conf"
+	: >"$W/serve.log"
 	start_server
 	overload_runs off
 	kill "$server_pid"; wait "$server_pid" || true
 	sed -i '/^admission=false$/d' "$D/p11vault.conf"
+	: >"$W/serve.log"
 	start_server
 fi
 node -e 'const fs=require("fs"),W=process.argv[1],out={};
