@@ -46,6 +46,8 @@ struct api_ctx {
 	 * vault started sealed gets it at unseal) */
 	int verify_key_set;
 	struct api_metrics metrics; /* metrics.c's; all zero is empty */
+	/* admission control and rate limits (admit.c); NULL: none */
+	struct api_admit *admit;
 };
 
 struct api_req {
@@ -93,6 +95,8 @@ struct api_resp {
 	const char *content_type;
 	int challenge;   /* send WWW-Authenticate */
 	int retry_after; /* seconds; 0 = none */
+	/* the same in ms (x-ms-retry-after-ms); 0 = none */
+	unsigned retry_after_ms;
 };
 
 /* errors.c — the one place that maps errors to statuses. */
@@ -119,6 +123,11 @@ void api_resp_vault_error_in(struct api_resp *r, int err, enum api_subject subj,
     const char *name, const char *op);
 void api_resp_unauthorized(struct api_req *q, struct api_resp *r,
     const char *why);
+/* 429 Throttled in Azure's words ("Request was not processed because too
+ * many requests were received. Reason: <reason>"), Retry-After (whole
+ * seconds, at least 1) and x-ms-retry-after-ms from retry_ms. */
+void api_resp_throttled(struct api_resp *r, const char *reason,
+    unsigned retry_ms);
 
 /* json.c — strict body parsing and field helpers. Each returns 0, or
  * VLT_ERR_BAD_PARAM after filling r with a 400 BadParameter naming the

@@ -227,3 +227,16 @@ api_resp_unauthorized(struct api_req *q, struct api_resp *r, const char *why)
 	api_resp_error(r, 401, "Unauthorized", "%s", why);
 	r->challenge = 1;
 }
+
+void
+api_resp_throttled(struct api_resp *r, const char *reason, unsigned retry_ms)
+{
+	api_resp_error(r, 429, "Throttled",
+	    "Request was not processed because too many requests were "
+	    "received. Reason: %s",
+	    reason);
+	if (retry_ms == 0)
+		retry_ms = 1;
+	r->retry_after_ms = retry_ms;
+	r->retry_after = (int)((retry_ms + 999) / 1000);
+}

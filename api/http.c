@@ -181,6 +181,9 @@ send_resp(struct MHD_Connection *conn, struct api_req *q, struct api_resp *r)
 	if (r->retry_after > 0 &&
 	    str_fmt(buf, sizeof(buf), "%d", r->retry_after) == 0)
 		MHD_add_response_header(resp, "Retry-After", buf);
+	if (r->retry_after_ms > 0 &&
+	    str_fmt(buf, sizeof(buf), "%u", r->retry_after_ms) == 0)
+		MHD_add_response_header(resp, "x-ms-retry-after-ms", buf);
 	ret = MHD_queue_response(conn, r->status ? r->status : 500, resp);
 	MHD_destroy_response(resp);
 	return ret;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "api/admit.h"
 #include "api/keys.h"
 #include "hsm/base.h"
 
@@ -374,13 +375,37 @@ path_matches(const struct route *rt, char **segs, size_t n,
 	}
 }
 
-/* Authorizes the route's permission, then runs its handler. */
+/* The token work a route does, for the admission gate: its class, or
+ * -1 for none (reads, public-key operations, metadata changes). */
+static int
+route_token_class(const struct route *rt, const struct key_target *t)
+{
+	if (t->op != NULL)
+		return t->op->kind == KEYS_DECRYPT || t->op->kind == KEYS_SIGN ?
+		    ADMIT_FAST :
+		    -1;
+	switch (rt->perm) {
+	case PERM_CREATE:
+	case PERM_ROTATE:
+	case PERM_IMPORT:
+	case PERM_RESTORE:
+	case PERM_BACKUP:
+		return ADMIT_SLOW;
+	default:
+		return -1;
+	}
+}
+
+/* Authorizes the route's permission, applies the rate limits, takes a
+ * token slot when the route needs the token, then runs its handler. */
 static void
 route_run(struct api_req *q, struct api_resp *r, const struct route *rt,
     const struct key_target *t)
 {
 	unsigned perm = rt->perm;
 	const char *pname = rt->perm_name;
+	struct admit_ticket tk;
+	int cls;
 
 	if (t->op != NULL) {
 		perm = t->op->perm;
@@ -388,11 +413,15 @@ route_run(struct api_req *q, struct api_resp *r, const struct route *rt,
 		q->mutating = 0; /* a crypto operation changes nothing */
 	}
 	q->operation = pname;
-	if (api_authz(q, r, perm, pname) != 0)
+	if (api_authz(q, r, perm, pname) != 0 || api_admit_limit(q, r) != 0)
 		return;
-	if (q->mutating && api_audit_intent(q, r) != 0)
+	cls = route_token_class(rt, t);
+	if (cls >= 0 && api_admit_enter(q, r, (enum admit_class)cls, &tk) != 0)
 		return;
-	rt->fn(q, r, t);
+	if (!q->mutating || api_audit_intent(q, r) == 0)
+		rt->fn(q, r, t);
+	if (cls >= 0)
+		api_admit_leave(q, &tk);
 }
 
 static void

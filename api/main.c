@@ -24,6 +24,7 @@
 
 #include <openssl/crypto.h>
 
+#include "api/admit.h"
 #include "api/api.h"
 #include "api/cli.h"
 #include "api/cli_session.h"
@@ -787,6 +788,8 @@ cmd_serve(int argc, char **argv)
 	memset(&ctx, 0, sizeof(ctx));
 	serve_open(&ctx, dir, user, opt(argc, argv, "--insecure-test-clock"));
 	serve_context(&ctx);
+	if (api_admit_open(&ctx, err, sizeof(err)) != 0)
+		cli_die("the vault's config: %s", err);
 	if (listen == NULL &&
 	    (listen = vault_config(ctx.vault, "listen")) != NULL)
 		listen = serve_listen_compat(listen, ctx.vault_url, compat,
@@ -816,6 +819,7 @@ cmd_serve(int argc, char **argv)
 	api_metrics_server_stop(met);
 	api_server_stop(srv);
 	sweeper_stop(&sw, sweep_thread);
+	api_admit_close(&ctx);
 	policy_free(ctx.policy);
 	vault_close(ctx.vault);
 	return 0;

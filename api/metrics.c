@@ -10,7 +10,9 @@
  * further series fold into operation="other".
  * Must never: put a key name, a caller's identity, a token or any request
  * content into a label (the label values are fixed operation names and
- * numeric statuses only).
+ * numeric statuses only) — but for admission (admit.c, ratelimit.c): the
+ * object ids of the identities the operator named in
+ * rate_limit_identities, a set the config bounds.
  */
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -18,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/admit.h"
 #include "api/api.h"
 #include "hsm/base.h"
 
@@ -367,6 +370,8 @@ api_metrics_render(struct api_ctx *c, char **text, size_t *len)
 		return VLT_ERR_NO_MEMORY;
 	render_series(&b, c->metrics.req, API_MET_SERIES, 0);
 	render_series(&b, c->metrics.tok, API_MET_TOKEN_SERIES, 1);
+	if (!b.failed && api_admit_render(c, b.b) != 0)
+		b.failed = 1;
 	if (c->vault != NULL) {
 		put_token(&b, c);
 		put_storage(&b, c);

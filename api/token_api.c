@@ -17,6 +17,7 @@
 
 #include <openssl/crypto.h>
 
+#include "api/admit.h"
 #include "api/api.h"
 #include "hsm/base.h"
 
@@ -172,7 +173,8 @@ token_issue(struct api_req *q, struct api_resp *r)
 	char oid[POLICY_ID_LEN + 1], audience[512];
 	char *jwt = NULL;
 	int64_t expires_in = 0;
-	int is_admin = 0;
+	struct admit_ticket tk;
+	int is_admin = 0, rc;
 
 	q->operation = "TokenIssue";
 	q->mutating = 0;
@@ -210,9 +212,13 @@ token_issue(struct api_req *q, struct api_resp *r)
 		api_resp_vault_error(r, VLT_ERR_INTERNAL, NULL, NULL);
 		goto out;
 	}
-	if (policy_token_issue(q->ctx->policy, oid, client_id, audience,
-	        (int64_t)time(NULL), jwt_sign_cb, q->ctx->vault, &jwt,
-	        &expires_in) != 0) {
+	/* the signature is token work: it takes a slot of the gate */
+	if (api_admit_enter(q, r, ADMIT_FAST, &tk) != 0)
+		goto out;
+	rc = policy_token_issue(q->ctx->policy, oid, client_id, audience,
+	    (int64_t)time(NULL), jwt_sign_cb, q->ctx->vault, &jwt, &expires_in);
+	api_admit_leave(q, &tk);
+	if (rc != 0) {
 		api_resp_vault_error(r,
 		    vault_health(q->ctx->vault) == VLT_ERR_SEALED ?
 		        VLT_ERR_SEALED :

@@ -162,6 +162,14 @@ static const struct conf_key conf_keys[] = {
 	{ "audit_checkpoint_seconds", CONF_NUMBER, 0, UINT32_MAX },
 	{ "audit_syslog", CONF_BOOL, 0, 0 },
 	{ "audit_syslog_socket", CONF_PATH, 0, 0 },
+	/* admission control and rate limits (api/admit.c) */
+	{ "admission", CONF_BOOL, 0, 0 },
+	{ "admission_target_ms", CONF_NUMBER, 1, 60000 },
+	{ "admission_slots", CONF_NUMBER, 1, 4096 },
+	{ "admission_queue", CONF_NUMBER, 0, 65536 },
+	{ "rate_limit_vault", CONF_NUMBER, 1, UINT32_MAX },
+	{ "rate_limit_identity", CONF_NUMBER, 1, UINT32_MAX },
+	{ "rate_limit_identities", CONF_STRING, 0, 0 },
 };
 
 /* Where a read is: the file, the line, and the caller's buffer for why

@@ -588,6 +588,7 @@ open_parts(vault_t *v, const struct vlt_open_opts *o)
 	if ((r = fs_join(hsm_dir, sizeof(hsm_dir), v->data_dir, "hsm")) != 0)
 		return r;
 	open_hsm_config(v, o, hsm_dir, &hc);
+	v->token_sessions = hc.pool_size;
 	if ((r = hsm_open(&hc, &v->hsm)) != 0)
 		return map_hsm(r);
 	if ((r = open_store(v, err, err_len)) != 0)
@@ -665,6 +666,12 @@ vault_config(vault_t *v, const char *key)
 	if (v == NULL || key == NULL)
 		return NULL;
 	return conf_get(v->conf, key);
+}
+
+size_t
+vault_token_sessions(vault_t *v)
+{
+	return v == NULL ? 0 : v->token_sessions;
 }
 
 const char *

@@ -333,6 +333,9 @@ void vault_close(vault_t *v);
  * "token_lifetime". NULL if unset. The pointer lives as long as v. */
 const char *vault_config(vault_t *v, const char *key);
 const char *vault_data_dir(vault_t *v);
+/* How many token operations the token process runs at once (its session
+ * pool), for admission control; 0 for no vault. */
+size_t vault_token_sessions(vault_t *v);
 
 /* Test-only clock: when set (serve --insecure-test-clock FILE), vault_now
  * adds the integer seconds held in FILE (re-read on each call) to the wall

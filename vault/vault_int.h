@@ -58,6 +58,7 @@ struct vault {
 	pthread_mutex_t clock_lock;
 	char *clock_file;
 	char softhsm_conf[PATH_MAX]; /* resolved (datadir.c); "": none */
+	size_t token_sessions;       /* the token process's session pool */
 };
 
 /* ---- rules.c ------------------------------------------------------------ */

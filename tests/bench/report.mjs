@@ -73,6 +73,20 @@ row('fill the store: imports over the API (PUT /keys/{name})',
   `${f0(a.params.keys)} keys (${a.params.base_keys} RSA-2048 keys) in ` +
   `${f1(a.params.fill_seconds)} s, ${f0(a.params.keys / a.params.fill_seconds)}/s`,
   null, 'fixture (information)', null);
+// overload: the admission gate sheds the excess with 429 (goodput = 2xx/s)
+const good = (o) => (o.requests - o.non2xx) / o.seconds;
+for (const [gate, runs] of Object.entries(a.overload ?? {})) {
+  const base = runs.find((o) => o.conns === 8) ?? runs[0];
+  for (const o of runs) {
+    const last = o.conns >= 2000;
+    row(`unwrapKey at ${f0(o.conns)} connections, admission ${gate}`,
+      `${f0(good(o))}/s admitted, ${f0(o.non2xx / o.seconds)}/s refused (429); ` +
+      `all answers p50/p99 ${f2(o.p50_ms)} / ${f2(o.p99_ms)} ms; RSS ${f1(mib(o.rss_kib))} MiB`,
+      base ? good(o) / good(base) : null,
+      last ? '>= 0.95 x goodput at 8 connections' : 'information (ratio: goodput / at 8)',
+      last && gate === 'on' ? good(o) / good(base) >= 0.95 : null);
+  }
+}
 row('create RSA-2048 over the API', `${f2(a.create.rps)}/s`,
   a.create.rps / gen2, '>= 0.90 x raw 2-thread', a.create.rps / gen2 >= 0.90);
 row('server RSS idle (all its processes)', `${f1(mib(a.rss_idle_kib))} MiB`, null, '<= 64 MiB',

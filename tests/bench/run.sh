@@ -208,6 +208,40 @@ say "create RSA-2048 over the API: ${S}s"
 wrkrun create "$C" "$S" "BENCH_PATH=/keys/created/create?api-version=7.4" \
 	'BENCH_BODY={"kty":"RSA","key_size":2048}'
 
+# ---- overload: unwrapKey at rising connections, the admission gate on --------
+# goodput = 2xx answers per second; the refused are 429 Throttled (wrk
+# counts them as non-2xx); wrk's latency figures are of all answers, the
+# refused included. BENCH_OVERLOAD_OFF=1 runs the same with admission=false
+# as well (the before figures, same run, same machine).
+OVER=${BENCH_OVERLOAD_CONNS:-8 64 512 2000}
+overload_runs() {  # SUFFIX
+	local c
+	for c in $OVER; do
+		say "overload: unwrapKey, $c connections, ${S}s ($1)"
+		# shellcheck disable=SC2046
+		wrkrun "over$1$c" "$c" "$S" $(unwrap_env hot "$ver" RSA-OAEP "$ct1")
+		node -e 'const fs=require("fs"),f=process.argv[1],o=JSON.parse(fs.readFileSync(f,"utf8"));
+o.conns=+process.argv[2];o.rss_kib=+process.argv[3];fs.writeFileSync(f,JSON.stringify(o));' \
+			"$W/over$1$c.json" "$c" "$(rss_kib)"
+	done
+}
+overload_runs on
+if [ -n "${BENCH_OVERLOAD_OFF:-}" ]; then
+	kill "$server_pid"; wait "$server_pid" || true
+	echo admission=false >>"$D/p11vault.conf"
+	: >"$W/serve.log"
+	start_server
+	overload_runs off
+	kill "$server_pid"; wait "$server_pid" || true
+	sed -i '/^admission=false$/d' "$D/p11vault.conf"
+	: >"$W/serve.log"
+	start_server
+fi
+node -e 'const fs=require("fs"),W=process.argv[1],out={};
+for (const g of ["on","off"]) out[g]=process.argv.slice(2).map((c)=>`${W}/over${g}${c}.json`)
+ .filter((f)=>fs.existsSync(f)).map((f)=>JSON.parse(fs.readFileSync(f,"utf8")));
+fs.writeFileSync(`${W}/overload.json`,JSON.stringify(out));' "$W" $OVER
+
 # ---- key count ----------------------------------------------------------------
 say "filling the store to $KEYS keys ($BASE_KEYS generated here, each imported under many names)"
 # every copy is imported through the API (PUT /keys/{name}): the vault
@@ -274,7 +308,7 @@ node -e 'const fs=require("fs");const W=process.argv[1];
 const r=n=>JSON.parse(fs.readFileSync(`${W}/${n}.json`,"utf8"));
 const cold=fs.readFileSync(`${W}/cold.txt`,"utf8").trim().split("\n").map(l=>parseFloat(l)*1000);
 const o={raw:r("raw"),raw_after:r("raw_after"),split:r("split"),unwrap:r("unwrap"),unwrap256:r("unwrap256"),wrap:r("wrap"),
- noop:r("noop"),latency:r("latency"),latency_calibration:r("latcal"),create:r("create"),
+ noop:r("noop"),latency:r("latency"),overload:r("overload"),latency_calibration:r("latcal"),create:r("create"),
  hotfull:r("hotfull"),spread:r("spread"),cold_ms:cold,
  rss_idle_kib:+process.argv[2],rss_loaded_kib:+process.argv[3],
  params:{seconds:+process.argv[4],keys:+process.argv[5],spread:+process.argv[6],

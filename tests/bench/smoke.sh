@@ -6,7 +6,7 @@ set -u
 cd "$(dirname "$0")/../.."
 log=$(mktemp /tmp/p11vault-bench-smoke.XXXXXX)
 out=$(mktemp /tmp/p11vault-bench-smoke-json.XXXXXX)
-if BENCH_SECONDS=1 BENCH_KEYS=50 BENCH_SPREAD=20 BENCH_BASE_KEYS=2 BENCH_CONNS=4 \
+if BENCH_SECONDS=1 BENCH_KEYS=50 BENCH_SPREAD=20 BENCH_BASE_KEYS=2 BENCH_CONNS=4 BENCH_OVERLOAD_CONNS="8 16" \
 	BENCH_OUT="$out" timeout 180 bash tests/bench/run.sh >"$log" 2>&1 &&
 	node -e 'const o=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));
 	  if (!Array.isArray(o.rows) || o.rows.length < 10) process.exit(1);

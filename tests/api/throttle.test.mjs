@@ -1,0 +1,227 @@
+// Throttling (docs/operations.md "Throttling (429)"): the admission gate in
+// front of the token and the operator's rate limits.
+//
+// Phase 1, a tiny gate (admission_slots=1, admission_queue=1) and a rate
+// limit on one named identity (rate_limit_identities=OID:20):
+//  * a refused request is 429 with Azure's envelope (code Throttled,
+//    "Request was not processed because too many requests were received.
+//    Reason: ..."), Retry-After in whole seconds and x-ms-retry-after-ms;
+//  * the JS SDK with more concurrent clients than the gate admits finishes
+//    every unwrapKey by retrying (its throttling policy honours the
+//    headers; a pipeline policy counts the 429s it saw);
+//  * a noisy identity (10 concurrent loops) and a quiet one (one request at
+//    a time): the quiet one is never refused while the noisy one is;
+//  * the named identity's limit is enforced and both show in /metrics.
+// Phase 2, rate_limit_vault=30: the vault's limit is enforced for every
+// identity, Retry-After comes from the bucket, /metrics shows it.
+// Nothing here asserts a time: loops run until the condition is seen.
+
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { CryptographyClient } from '@azure/keyvault-keys';
+import {
+  startVault, stopVault, keyClient, cryptoClient, credential, raw, token, keyName, b64u,
+} from './lib/vault.mjs';
+import { createIdentity, pool } from './lib/identity.mjs';
+
+const MSG = /^Request was not processed because too many requests were received\. Reason: [A-Za-z]+$/;
+
+function unwrapReq(v, k, tok, ct) {
+  return raw(v, 'POST', `/keys/${k.name}/${k.properties.version}/unwrapkey`, {
+    apiVersion: true, token: tok, body: { alg: 'RSA-OAEP', value: b64u(ct) },
+  });
+}
+
+function assertThrottled(r, reason) {
+  assert.equal(r.status, 429, r.text);
+  assert.equal(r.json?.error?.code, 'Throttled', r.text);
+  assert.match(r.json.error.message, MSG);
+  if (reason) assert.ok(r.json.error.message.endsWith(`Reason: ${reason}`), r.json.error.message);
+  assert.match(String(r.headers['retry-after']), /^[1-9][0-9]*$/, 'Retry-After: whole seconds');
+  assert.match(String(r.headers['x-ms-retry-after-ms']), /^[1-9][0-9]*$/);
+  assert.ok(Number(r.headers['retry-after']) * 1000 >= Number(r.headers['x-ms-retry-after-ms']));
+  assert.ok(r.headers['x-ms-request-id']);
+}
+
+async function metrics(v) {
+  const r = await raw(v, 'GET', '/metrics', { token: await token(v) });
+  assert.equal(r.status, 200);
+  return r.text;
+}
+
+function metric(text, name, labels = '') {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ''} `));
+  return line === undefined ? undefined : Number(line.split(' ').pop());
+}
+
+async function reconfigure(v, lines) {
+  await v.stop();
+  const p = path.join(v.dir, 'p11vault.conf');
+  const base = fs.readFileSync(p, 'utf8').split('\n')
+    .filter((l) => !/^(admission|rate_limit)/.test(l)).join('\n').replace(/\n*$/, '\n');
+  fs.writeFileSync(p, base + lines.map((l) => `${l}\n`).join(''));
+  await v.start();
+}
+
+describe('throttling: admission gate and rate limits', { timeout: 180000 }, () => {
+  let v, adminTok, key, ct, dek, noisy, quiet, limited, sdkId;
+
+  before(async () => {
+    v = await startVault();
+    adminTok = await token(v);
+    const perms = ['get', 'unwrapKey', 'wrapKey'];
+    noisy = await createIdentity(v, adminTok, 'noisy', perms);
+    quiet = await createIdentity(v, adminTok, 'quiet', perms);
+    limited = await createIdentity(v, adminTok, 'limited', perms);
+    sdkId = await createIdentity(v, adminTok, 'sdk', perms);
+    key = await keyClient(v).createRsaKey(keyName('thr'), { keySize: 2048 });
+    dek = crypto.randomBytes(32);
+    ct = (await cryptoClient(v, key.id).wrapKey('RSA-OAEP', dek)).result;
+    await reconfigure(v, ['admission_slots=1', 'admission_queue=1',
+      `rate_limit_identities=${limited.objectId}:20`]);
+    adminTok = await token(v);
+  });
+  after(async () => { await stopVault(v); });
+
+  test('a refused request: 429 Throttled in Azure\'s envelope with Retry-After', async () => {
+    let seen;
+    for (let round = 0; round < 50 && !seen; round++) {
+      const rs = await Promise.all(Array.from({ length: 12 }, () => unwrapReq(v, key, adminTok, ct)));
+      for (const r of rs) assert.ok(r.status === 200 || r.status === 429, `${r.status} ${r.text}`);
+      seen = rs.find((r) => r.status === 429);
+    }
+    assert.ok(seen, 'no 429 from 12 concurrent unwraps against one slot and one queue place');
+    assertThrottled(seen);
+    assert.match(seen.json.error.message, /Reason: (VaultCapacityReached|IdentityShareExceeded)$/);
+  });
+
+  test('the JS SDK, more concurrent clients than admitted, completes every unwrap by retrying', async () => {
+    const cred = credential(v, { ...sdkId, tenantId: v.admin.tenantId });
+    await cred.getToken('https://vault.azure.net/.default');
+    let throttled = 0;
+    const count = {
+      policy: {
+        name: 'count-429',
+        async sendRequest(req, next) {
+          const res = await next(req);
+          if (res.status === 429) throttled++;
+          return res;
+        },
+      },
+      position: 'perRetry',
+    };
+    const clients = Array.from({ length: 8 }, () => new CryptographyClient(key.id, cred, {
+      disableChallengeResourceVerification: true,
+      retryOptions: { maxRetries: 60 },
+      additionalPolicies: [count],
+    }));
+    let done = 0;
+    for (let round = 0; round < 20 && throttled === 0; round++) {
+      await Promise.all(clients.map(async (c) => {
+        for (let i = 0; i < 4; i++) {
+          const u = await c.unwrapKey('RSA-OAEP', ct);
+          assert.deepEqual(Buffer.from(u.result), dek);
+          done++;
+        }
+      }));
+    }
+    assert.ok(throttled > 0, `the SDK saw no 429 in ${done} unwraps`);
+    assert.equal(done % 32, 0, 'every operation of every round completed');
+    console.log(`# SDK: ${done} unwraps completed, ${throttled} answers 429 retried`);
+  });
+
+  test('a quiet identity is never refused while a noisy one is throttled', async () => {
+    const nTok = await token(v, { ...noisy, tenantId: v.admin.tenantId });
+    const qTok = await token(v, { ...quiet, tenantId: v.admin.tenantId });
+    let stop = false, noisyOk = 0, noisy429 = 0;
+    const quietStatus = [];
+    const loops = Array.from({ length: 10 }, async () => {
+      while (!stop) {
+        const r = await unwrapReq(v, key, nTok, ct);
+        if (r.status === 429) noisy429++;
+        else if (r.status === 200) noisyOk++;
+        else throw new Error(`noisy: ${r.status} ${r.text}`);
+      }
+    });
+    try {
+      for (let i = 0; i < 200 && (i < 20 || noisy429 === 0); i++) {
+        const r = await unwrapReq(v, key, qTok, ct);
+        quietStatus.push(r.status === 429 ? `429 ${r.json?.error?.message}` : r.status);
+      }
+    } finally {
+      stop = true;
+      await Promise.all(loops);
+    }
+    assert.ok(noisy429 > 0, 'the noisy identity was never throttled: no pressure on the gate');
+    assert.deepEqual(quietStatus.filter((s) => s !== 200), [], 'the quiet identity was refused');
+    console.log(`# fair share: quiet ${quietStatus.length} unwraps all admitted; noisy ${noisyOk} admitted, ${noisy429} refused`);
+    const m = await metrics(v);
+    assert.ok(metric(m, 'p11vault_throttled_total', 'reason="fair_share"') > 0, 'fair_share refusals counted');
+    assert.equal(metric(m, 'p11vault_admission_slots'), 1);
+    assert.equal(metric(m, 'p11vault_admission_queue_limit'), 1);
+    assert.ok(metric(m, 'p11vault_admitted_total') > 0);
+    assert.equal(metric(m, 'p11vault_admission_in_flight'), 0);
+    assert.equal(metric(m, 'p11vault_admission_queue_depth'), 0);
+  });
+
+  test('a named identity\'s limit (rate_limit_identities) is enforced and in /metrics', async () => {
+    const lTok = await token(v, { ...limited, tenantId: v.admin.tenantId });
+    let refused, ok = 0;
+    for (let i = 0; i < 200 && !refused; i++) {
+      const r = await raw(v, 'GET', `/keys/${key.name}`, { apiVersion: true, token: lTok });
+      if (r.status === 429) refused = r;
+      else { assert.equal(r.status, 200, r.text); ok++; }
+    }
+    assert.ok(refused, 'no 429 in 200 requests against a limit of 20 per 10 s');
+    assert.ok(ok >= 20, `${ok} admitted before the first refusal, limit 20`);
+    assertThrottled(refused, 'IdentityRequestTypeLimitReached');
+    // the bucket gains 2 a second: the wait for one token is at most 500 ms
+    assert.ok(Number(refused.headers['x-ms-retry-after-ms']) <= 501, refused.headers['x-ms-retry-after-ms']);
+    // another identity is not limited by it
+    const other = await raw(v, 'GET', `/keys/${key.name}`, { apiVersion: true, token: adminTok });
+    assert.equal(other.status, 200);
+    const m = await metrics(v);
+    const id = `identity="${limited.objectId}"`;
+    assert.equal(metric(m, 'p11vault_rate_limit_ops_per_10s', id), 20);
+    assert.ok(metric(m, 'p11vault_identity_throttled_total', `${id},reason="identity_limit"`) >= 1);
+    assert.ok(metric(m, 'p11vault_identity_requests_total', id) >= ok + 1);
+    assert.ok(metric(m, 'p11vault_throttled_total', 'reason="identity_limit"') >= 1);
+    assert.ok(metric(m, 'p11vault_identity_requests_total', 'identity="other"') > 0);
+    assert.equal(m.includes(`identity="${noisy.objectId}"`), false, 'identities without a named limit are not labels');
+  });
+
+  test('the vault\'s limit (rate_limit_vault) is enforced for every identity and in /metrics', async () => {
+    await reconfigure(v, ['rate_limit_vault=30']);
+    adminTok = await token(v);
+    const qTok = await token(v, { ...quiet, tenantId: v.admin.tenantId });
+    let refused, ok = 0;
+    for (let i = 0; i < 300 && !refused; i++) {
+      const r = await raw(v, 'GET', `/keys/${key.name}`, { apiVersion: true, token: i % 2 ? qTok : adminTok });
+      if (r.status === 429) refused = r;
+      else { assert.equal(r.status, 200, r.text); ok++; }
+    }
+    assert.ok(refused, 'no 429 in 300 requests against a vault limit of 30 per 10 s');
+    assert.ok(ok >= 30, `${ok} admitted before the first refusal, limit 30`);
+    assertThrottled(refused, 'VaultRequestTypeLimitReached');
+    assert.ok(Number(refused.headers['x-ms-retry-after-ms']) <= 335, refused.headers['x-ms-retry-after-ms']);
+    const m = await metrics(v);
+    assert.equal(metric(m, 'p11vault_rate_limit_ops_per_10s', 'vault="default"'), 30);
+    assert.ok(metric(m, 'p11vault_throttled_total', 'reason="vault_limit"') >= 1);
+  });
+
+  test('a malformed rate_limit_identities stops serve with the reason', async () => {
+    await v.stop();
+    const p = path.join(v.dir, 'p11vault.conf');
+    const good = fs.readFileSync(p, 'utf8');
+    fs.writeFileSync(p, `${good.replace(/\n*$/, '\n')}rate_limit_identities=not an oid\n`);
+    try {
+      await assert.rejects(v.start(), /rate_limit_identities/);
+    } finally {
+      fs.writeFileSync(p, good);
+    }
+    await v.start();
+  });
+});
