@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test suite and ends with one line "N passed, N failed".
-# The style checks (clang-format, clang-tidy), unit tests (ASan+UBSan
-# builds), then the API suites (Node, the real
-# Azure SDK) against the release binary and again against the sanitizer
-# build, and the Python SDK tests (tests/python/*.py) once, against the
-# release binary. Counts come from "ok -"/"not ok -" lines (unit, Python) and
+# The API suites (Node, the real Azure SDK) against the release binary and
+# again against the sanitizer build, the Python SDK tests
+# (tests/python/*.py) and the az tests (tests/az/*.sh) once against the
+# release binary, all start first in the background: most of their time is
+# spent waiting (restarts, SIGKILLs, timeouts, az's start-up), so the
+# CPU-bound suites run meanwhile in the foreground: the style checks
+# (clang-format, clang-tidy), unit tests (ASan+UBSan builds), the sampled
+# torture and the fuzz corpora. Then every background suite is reported.
+# Counts come from "ok -"/"not ok -" lines (unit, torture, Python, az) and
 # node's "# pass N"/"# fail N" summary lines.
 set -u
 cd "$(dirname "$0")/.."
@@ -35,20 +39,16 @@ run_ok_lines() {  # LOGNAME COMMAND...: a suite that prints "ok - " lines
 	count_unit "$log" $rc
 }
 
-echo "== style (clang-format, clang-tidy)"
-run_ok_lines style bash tests/style.sh
+report_ok_lines() {  # LOGNAME: a background suite's lines and counts
+	local log="$out/$1.log" rc
+	rc=$(cat "$log.rc" 2>/dev/null || echo 1)
+	grep -E '^(not ok|ok) - ' "$log" | sed 's/^/  /'
+	if [ "$rc" -ne 0 ]; then echo "  $1 exited $rc:"; tail -30 "$log" | sed 's/^/    /'; fi
+	count_unit "$log" "$rc"
+}
 
-echo "== unit tests (ASan+UBSan)"
-for t in build/san/tests/test_*; do
-	[ -x "$t" ] || continue
-	run_ok_lines "$(basename "$t")" "$t"
-done
-
-echo "== torture (allocation failures, sampled)"
-run_ok_lines torture bash tests/torture/run.sh sampled
-
-echo "== fuzz corpora replay (libFuzzer targets, ASan+UBSan)"
-run_ok_lines fuzz-replay bash tests/fuzz/replay.sh
+t0=$(date +%s)
+since() { echo "  ($(($(date +%s) - t0)) s since the start)"; }
 
 # One test CA for every vault the API suites create, so that the Azure
 # SDK (which reads NODE_EXTRA_CA_CERTS at start) trusts them all.
@@ -62,10 +62,6 @@ export NODE_EXTRA_CA_CERTS="$ca/ca.pem"
 export P11VAULT_TEST_CA_CERT="$ca/ca.pem"
 export P11VAULT_TEST_CA_KEY="$ca/ca-key.pem"
 
-# The release and the sanitizer passes run at the same time (each suite
-# still runs its files one at a time): most of an API test's time is spent
-# waiting (restarts, SIGKILLs, timeouts), so two passes on two cores take
-# little longer than the slower one alone.
 start_node() {  # label, binary: runs in the background, status in .rc
 	local log="$out/node-$1.log"
 	(P11VAULT_BIN="$2" node --test --test-concurrency=1 --test-reporter=tap \
@@ -74,7 +70,6 @@ start_node() {  # label, binary: runs in the background, status in .rc
 
 report_node() {  # label
 	local log="$out/node-$1.log" p f rc
-	wait
 	echo "== API tests ($1)"
 	rc=$(cat "$log.rc" 2>/dev/null || echo 1)
 	grep -E '^\s*(not ok|ok) [0-9]+ - ' "$log" | sed 's/^ */  /' | head -400
@@ -92,22 +87,54 @@ start_node release "$root/build/p11vault"
 if [ "${P11VAULT_SKIP_SAN_API:-0}" != 1 ]; then
 	start_node asan "$root/build/san/p11vault"
 fi
+# Once, against the release binary (they test the clients, not the build):
+# every tests/python/*.py (tests/python/lib/ holds what they share), one
+# after another; every tests/az/*.sh, one after another.
+py=/usr/bin/python3   # Debian's python3-azure is for the system Python
+[ -x "$py" ] || py=python3
+py_suites=""
+az_suites=""
+for t in tests/python/*.py; do py_suites="$py_suites python-$(basename "$t" .py)"; done
+for t in tests/az/*.sh; do az_suites="$az_suites az-$(basename "$t" .sh)"; done
+(for t in tests/python/*.py; do
+	n="python-$(basename "$t" .py)"
+	env P11VAULT_BIN="$root/build/p11vault" "$py" "$t" >"$out/$n.log" 2>&1
+	echo $? >"$out/$n.log.rc"
+done) &
+(for t in tests/az/*.sh; do
+	n="az-$(basename "$t" .sh)"
+	bash "$t" >"$out/$n.log" 2>&1
+	echo $? >"$out/$n.log.rc"
+done) &
+
+echo "== style (clang-format, clang-tidy)"
+run_ok_lines style bash tests/style.sh
+
+echo "== unit tests (ASan+UBSan)"
+for t in build/san/tests/test_*; do
+	[ -x "$t" ] || continue
+	run_ok_lines "$(basename "$t")" "$t"
+done
+
+since
+echo "== torture (allocation failures, sampled)"
+run_ok_lines torture bash tests/torture/run.sh sampled
+
+since
+echo "== fuzz corpora replay (libFuzzer targets, ASan+UBSan)"
+run_ok_lines fuzz-replay bash tests/fuzz/replay.sh
+
+since
+wait   # every background suite
 report_node release
 if [ "${P11VAULT_SKIP_SAN_API:-0}" != 1 ]; then
 	report_node asan
 fi
-
-# Once, against the release binary (it tests the SDK, not the build):
-# every tests/python/*.py (tests/python/lib/ holds what they share).
 echo "== Python SDK (azure-identity, azure-keyvault-keys; release binary)"
-py=/usr/bin/python3   # Debian's python3-azure is for the system Python
-[ -x "$py" ] || py=python3
-for t in tests/python/*.py; do
-	run_ok_lines "python-$(basename "$t" .py)" env P11VAULT_BIN="$root/build/p11vault" "$py" "$t"
-done
-
-echo "== Azure CLI sign-in (az 2.45 against the release binary, once)"
-run_ok_lines az-signin bash tests/az/signin.sh
+for n in $py_suites; do report_ok_lines "$n"; done
+echo "== Azure CLI (az 2.45 against the release binary, once)"
+for n in $az_suites; do report_ok_lines "$n"; done
+since
 
 echo "== bench harness smoke (tiny size; no timing asserted)"
 run_ok_lines bench-smoke bash tests/bench/smoke.sh
