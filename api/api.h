@@ -65,7 +65,8 @@ struct api_req {
 	const char *api_version; /* NULL when absent */
 	const char *maxresults;
 	const char *skiptoken;
-	const char *odata_filter; /* $filter (Graph, the management API's lists) */
+	const char
+	    *odata_filter; /* $filter (Graph, the management API's lists) */
 	const char *authorization;
 	const uint8_t *body;
 	size_t body_len;

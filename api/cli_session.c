@@ -638,7 +638,7 @@ cli_session_call_at(cli_session_t *s, const char *base, const char *method,
 	}
 	if (str_fmt(full, sizeof(full), "%s%s%s", path,
 	        strchr(path, '?') != NULL ? "&" : "?",
-	        CLI_API_VERSION + 1) != 0) {
+	        &CLI_API_VERSION[1]) != 0) {
 		cli_fail_line("request path too long");
 		return VLT_ERR_IO;
 	}

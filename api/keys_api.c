@@ -106,8 +106,8 @@ key_rotate(struct api_req *q, struct api_resp *r, const struct key_target *t)
 	struct vlt_key_info k;
 
 	memset(&k, 0, sizeof(k));
-	keys_send_key(q, r, vault_key_rotate(q->vault, t->name, &k),
-	    t->name, t->name, &k);
+	keys_send_key(q, r, vault_key_rotate(q->vault, t->name, &k), t->name,
+	    t->name, &k);
 }
 
 static void
@@ -116,9 +116,8 @@ key_get(struct api_req *q, struct api_resp *r, const struct key_target *t)
 	struct vlt_key_info k;
 
 	memset(&k, 0, sizeof(k));
-	keys_send_key(q, r,
-	    vault_key_get(q->vault, t->name, t->version, &k), t->name,
-	    NULL, &k);
+	keys_send_key(q, r, vault_key_get(q->vault, t->name, t->version, &k),
+	    t->name, NULL, &k);
 }
 
 static void
@@ -160,8 +159,8 @@ key_delete(struct api_req *q, struct api_resp *r, const struct key_target *t)
 	struct vlt_key_info k;
 
 	memset(&k, 0, sizeof(k));
-	keys_send_key(q, r, vault_key_delete(q->vault, t->name, &k),
-	    t->name, NULL, &k);
+	keys_send_key(q, r, vault_key_delete(q->vault, t->name, &k), t->name,
+	    NULL, &k);
 }
 
 enum page_of { PAGE_KEYS, PAGE_VERSIONS, PAGE_DELETED };
@@ -180,13 +179,11 @@ send_page(struct api_req *q, struct api_resp *r, const struct key_target *t,
 	if (keys_parse_paging(q, r, &max, &cont) != 0)
 		return;
 	if (what == PAGE_KEYS)
-		rc = vault_key_list(q->vault, cont, max, &items, &n,
-		    &next);
+		rc = vault_key_list(q->vault, cont, max, &items, &n, &next);
 	else if (what == PAGE_DELETED)
-		rc = vault_deleted_list(q->vault, cont, max, &items, &n,
-		    &next);
-	else if ((rc = vault_key_versions(q->vault, t->name, cont, max,
-	              &items, &n, &next)) == 0 &&
+		rc = vault_deleted_list(q->vault, cont, max, &items, &n, &next);
+	else if ((rc = vault_key_versions(q->vault, t->name, cont, max, &items,
+	              &n, &next)) == 0 &&
 	    str_fmt(path, sizeof(path), "/keys/%s/versions", t->name) != 0)
 		rc = VLT_ERR_INTERNAL;
 	free(cont);
@@ -228,8 +225,8 @@ deleted_get(struct api_req *q, struct api_resp *r, const struct key_target *t)
 	struct vlt_key_info k;
 
 	memset(&k, 0, sizeof(k));
-	keys_send_key(q, r, vault_deleted_get(q->vault, t->name, &k),
-	    t->name, NULL, &k);
+	keys_send_key(q, r, vault_deleted_get(q->vault, t->name, &k), t->name,
+	    NULL, &k);
 }
 
 static void
@@ -239,8 +236,8 @@ deleted_recover(struct api_req *q, struct api_resp *r,
 	struct vlt_key_info k;
 
 	memset(&k, 0, sizeof(k));
-	keys_send_key(q, r, vault_key_recover(q->vault, t->name, &k),
-	    t->name, NULL, &k);
+	keys_send_key(q, r, vault_key_recover(q->vault, t->name, &k), t->name,
+	    NULL, &k);
 }
 
 static void

@@ -334,8 +334,8 @@ restore_bind_legacy(vault_t *v, struct restore *rs)
 
 		if (f == 0 || f == HSM_BLOB_FORMAT_CURRENT)
 			continue;
-		if ((r = blob_bind(v, bind, rs->ks[i].name, rs->ks[i].version)) !=
-		    0)
+		if ((r = blob_bind(v, bind, rs->ks[i].name,
+		         rs->ks[i].version)) != 0)
 			return r;
 		up = NULL;
 		up_len = 0;
