@@ -108,6 +108,8 @@ done
 
 echo "== Azure CLI sign-in (az 2.45 against the release binary, once)"
 run_ok_lines az-signin bash tests/az/signin.sh
+echo "== Azure CLI: the customer-managed-key guides' flow (az 2.45, Python SDK; release binary, once)"
+run_ok_lines az-guide bash tests/az/guide.sh
 
 echo "== bench harness smoke (tiny size; no timing asserted)"
 run_ok_lines bench-smoke bash tests/bench/smoke.sh
