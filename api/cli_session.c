@@ -399,9 +399,10 @@ domain_from_resource(struct cli_session *s)
 		return;
 	h += 8;
 	n = strcspn(h, ":/");
-	if ((h[n] == ':' && strspn(h + n + 1, "0123456789") !=
-	                        strlen(h + n + 1)) ||
-	    h[n] == '/' || memchr(h, '.', n) == NULL || n >= sizeof(s->vault_domain) ||
+	if ((h[n] == ':' &&
+	        strspn(h + n + 1, "0123456789") != strlen(h + n + 1)) ||
+	    h[n] == '/' || memchr(h, '.', n) == NULL ||
+	    n >= sizeof(s->vault_domain) ||
 	    (n == 15 && strncasecmp(h, "vault.azure.net", n) == 0) ||
 	    url_host_is_ip(s->resource))
 		return;

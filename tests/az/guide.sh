@@ -166,6 +166,11 @@ az_key "az keyvault key show --vault-name cmk1 --name cmk --query key.kid" "$W/k
 	show --vault-name cmk1 --name cmk --query key.kid -o tsv || rc=$?
 kid_of() { pk show --vault-name "$1" --name cmk >"$W/show.json" && jget "$W/show.json" key.kid >"$W/kid"; }
 [ "$rc" -eq 3 ] && check "p11vault key show --vault-name cmk1 --name cmk (key.kid)" kid_of cmk1
+remote_show() { # a remote administrator: the vault domain from the challenge's resource
+	"$BIN" key show --vault-url "$url" --admin "$D/admin.json" --ca "$CA" --vault-name cmk1 \
+		--name cmk >"$W/rshow.json" && [ "$(jget "$W/rshow.json" key.kid)" = "$(cat "$W/kid")" ]
+}
+check "p11vault key show --vault-url URL --admin FILE --vault-name cmk1 (remote: no config)" remote_show
 kid1=$(cat "$W/kid" 2>/dev/null)
 check "the key's kid is https://cmk1.$DOMAIN:PORT/keys/cmk/VERSION" \
 	grep -Eq "^$k1/[0-9a-f]{32}\$" "$W/kid"
