@@ -387,22 +387,27 @@ find_ca(struct cli_session *s, const struct cli_where *w)
 }
 
 /* Without the config (a remote administrator): the token audience of an
- * appliance with several vaults is https://<vault_domain>; Azure's own
- * (vault.azure.net) names no domain of the appliance. */
+ * appliance with several vaults is https://<vault_domain>[:port]; Azure's
+ * own (vault.azure.net) names no domain of the appliance. */
 static void
 domain_from_resource(struct cli_session *s)
 {
 	const char *h = s->resource;
+	size_t n;
 
 	if (strncmp(h, "https://", 8) != 0)
 		return;
 	h += 8;
-	if (strcspn(h, ":/") != strlen(h) || strchr(h, '.') == NULL ||
-	    strcasecmp(h, "vault.azure.net") == 0 ||
+	n = strcspn(h, ":/");
+	if ((h[n] == ':' &&
+	        strspn(h + n + 1, "0123456789") != strlen(h + n + 1)) ||
+	    h[n] == '/' || memchr(h, '.', n) == NULL ||
+	    n >= sizeof(s->vault_domain) ||
+	    (n == 15 && strncasecmp(h, "vault.azure.net", n) == 0) ||
 	    url_host_is_ip(s->resource))
 		return;
-	if (str_fmt(s->vault_domain, sizeof(s->vault_domain), "%s", h) != 0)
-		s->vault_domain[0] = '\0';
+	memcpy(s->vault_domain, h, n);
+	s->vault_domain[n] = '\0';
 }
 
 static API_WUR int

@@ -318,16 +318,22 @@ default_name(const char *url, char out[VLT_VAULT_NAME_MAX + 1])
 	memcpy(out, "default", sizeof("default"));
 }
 
-/* resource= (the token audience): https://<vault_domain> when there are
- * several vaults, else Azure's. */
+/* resource= (the token audience): https://<vault_domain>[:port] when
+ * there are several vaults (the port of listen, the vault URL's, unless
+ * 443), else Azure's. The Python SDK's strict challenge check compares
+ * host:port ("NAME.<domain>:8443" must end with "." + the resource's
+ * host:port), the JS and .NET SDKs the host alone: with the port in the
+ * resource both pass. */
 static int
-conf_audience(struct vlt_conf *conf, const char *domain)
+conf_audience(struct vlt_conf *conf, const char *domain, const char *listen)
 {
+	const char *port = strrchr(listen, ':');
 	char res[300];
 
 	if (domain == NULL)
 		return conf_set(conf, "resource", "https://vault.azure.net");
-	if (str_fmt(res, sizeof(res), "https://%s", domain) != 0)
+	port = port != NULL && strcmp(port, ":443") != 0 ? port : "";
+	if (str_fmt(res, sizeof(res), "https://%s%s", domain, port) != 0)
 		return VLT_ERR_BAD_PARAM;
 	if (conf_set(conf, "vault_domain", domain) != 0)
 		return VLT_ERR_NO_MEMORY;
@@ -361,7 +367,7 @@ init_conf(const struct vlt_init_params *p, const char *dir, const char *module,
 	    (r = conf_set(conf, "resource_group", "p11vault")) != 0 ||
 	    (r = conf_set(conf, "location", "local")) != 0 ||
 	    (r = conf_set(conf, "tenant_id", tenant)) != 0 ||
-	    (r = conf_audience(conf, p->vault_domain)) != 0 ||
+	    (r = conf_audience(conf, p->vault_domain, listen)) != 0 ||
 	    (r = conf_set(conf, "listen", listen)) != 0 ||
 	    (r = conf_set(conf, "module", module)) != 0 ||
 	    (r = conf_set(conf, "token_label", label)) != 0 ||

@@ -73,7 +73,7 @@ describe('several vaults through the ARM-shaped management API', { timeout: 1800
     v = await startVault({ initArgs: ['--vault-domain', DOMAIN] });
     // the management API takes tokens for its own audience only
     tok = await token(v, v.admin, { scope: MGMT_SCOPE });
-    dataTok = await token(v, v.admin, { scope: `https://${DOMAIN}/.default` });
+    dataTok = await token(v, v.admin, { scope: `https://${DOMAIN}:${v.port}/.default` });
     const subs = await raw(v, 'GET', '/subscriptions?api-version=2019-11-01', { token: tok });
     assert.equal(subs.status, 200, subs.text);
     sub = subs.json.value[0].subscriptionId;

@@ -301,7 +301,7 @@ main(void)
 		return T_DONE();
 	T_CHECK(strcmp(vault_config(root, "vault_name"), "default") == 0 &&
 	        strcmp(vault_config(root, "resource"),
-	            "https://vault.p11vault.test") == 0,
+	            "https://vault.p11vault.test:18443") == 0,
 	    "init: the default vault's name, and the resource of the domain");
 	memset(&va, 0, sizeof(va));
 	test_two(root, &va);
