@@ -377,10 +377,13 @@ hsm_domain_unwrap(tok_t *h, struct hsm_sess *s, const struct hsm_blob_info *bi,
 		{ CKA_PRIVATE, &ck_true, sizeof(ck_true) },
 		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
 		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
-		{ CKA_DERIVE, &ck_false, sizeof(ck_false) }, /* the domain */
-		{ CKA_SIGN, &sign, sizeof(sign) },           /* key's unwrap */
-		{ CKA_DECRYPT, &decrypt, sizeof(decrypt) },  /* template */
-		{ CKA_UNWRAP, &ck_true, sizeof(ck_true) },   /* KEKs only */
+		/* what the domain key's unwrap template asks, of either
+		 * kind (before and since clustering, p11.c) */
+		{ CKA_WRAP_WITH_TRUSTED, &ck_true, sizeof(ck_true) },
+		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },
+		{ CKA_SIGN, &sign, sizeof(sign) },
+		{ CKA_DECRYPT, &decrypt, sizeof(decrypt) },
+		{ CKA_UNWRAP, &ck_true, sizeof(ck_true) }, /* KEKs only */
 	};
 	CK_MECHANISM m = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
 	CK_RV rv;

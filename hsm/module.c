@@ -18,6 +18,7 @@
  * the pool lock across a token call.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -60,6 +61,23 @@ pool_close_sessions(tok_t *h)
 	h->seal_key = CK_INVALID_HANDLE;
 }
 
+/* Why the token has no usable domain key, for the operator. */
+static void
+domain_log(int rc)
+{
+	fprintf(stderr,
+	    "{\"level\":\"error\",\"event\":\"%s\",\"msg\":\"%s\","
+	    "\"process\":\"token\"}\n",
+	    rc == HSM_ERR_INTERNAL ? "domain_key_ambiguous" :
+	                             "domain_key_missing",
+	    rc == HSM_ERR_INTERNAL ?
+	        "the token holds two domain keys: a domain-key rotation "
+	        "is unfinished; run p11vault rekey-domain again" :
+	        "this node's token holds no domain key: it has not joined "
+	        "a cluster yet (p11vault node approve on a node of the "
+	        "cluster, then p11vault node join here)");
+}
+
 /* Opens every pool session, logs in, finds the token-resident keys;
  * with create_bind (tok_open, not recovery), makes the bind key if the
  * token predates it. Called with h->mu held (or before any other thread
@@ -95,8 +113,10 @@ pool_open_sessions(tok_t *h, int create_bind)
 		goto out;
 	}
 	if ((rc = hsm_find_object(h->f, h->sess[0], CKO_SECRET_KEY,
-	         HSM_DOMAIN_LABEL, &h->domain_key)) != 0)
+	         HSM_DOMAIN_LABEL, &h->domain_key)) != 0) {
+		domain_log(rc);
 		goto out;
+	}
 	if ((rc = hsm_find_object(h->f, h->sess[0], CKO_PRIVATE_KEY,
 	         HSM_JWT_LABEL, &h->jwt_priv)) != 0)
 		goto out;
