@@ -45,18 +45,19 @@ usage(const char *why)
 static void
 help(void)
 {
-	puts("usage: p11vault node init --data DIR2 --name NAME [init's "
-	     "options]\n"
-	     "       p11vault node approve --data DIR --request FILE "
-	     "--fingerprint HEX --out FILE\n"
-	     "       p11vault node join --data DIR2 --bundle FILE\n"
-	     "       p11vault node list --data DIR\n"
-	     "       p11vault node remove --data DIR --name NAME|FINGERPRINT\n"
-	     "approve, join and remove read the vault's key shares from "
-	     "standard input\n"
-	     "(a line each; none with an unattended method only), with the "
-	     "server of DIR\n"
-	     "stopped. See docs/cluster.md.");
+	puts(
+	    "usage: p11vault node init --data DIR2 --name NAME [init's "
+	    "options]\n"
+	    "       p11vault node approve --data DIR --request FILE "
+	    "--fingerprint HEX --out FILE\n"
+	    "       p11vault node join --data DIR2 --bundle FILE\n"
+	    "       p11vault node list --data DIR\n"
+	    "       p11vault node remove --data DIR --name NAME|FINGERPRINT\n"
+	    "approve, join and remove read the vault's key shares from "
+	    "standard input\n"
+	    "(a line each; none with an unattended method only), with the "
+	    "server of DIR\n"
+	    "stopped. See docs/cluster.md.");
 }
 
 /* --name VALUE of argv; NULL if absent or without a value. */
@@ -92,8 +93,7 @@ unb64(const char *s, uint8_t **out, size_t *len)
 	if (n == 0 || n % 4 != 0 || n > FILE_MAX ||
 	    (*out = malloc(n / 4 * 3)) == NULL)
 		return -1;
-	if ((r = EVP_DecodeBlock(*out, (const unsigned char *)s, (int)n)) <
-	    0) {
+	if ((r = EVP_DecodeBlock(*out, (const unsigned char *)s, (int)n)) < 0) {
 		free(*out);
 		*out = NULL;
 		return -1;
@@ -114,8 +114,9 @@ read_shares(void)
 	if (b == NULL)
 		return NULL;
 	if (isatty(0))
-		fputs("p11vault: the vault's key shares, a line each, then "
-		      "end of input (Ctrl-D):\n",
+		fputs(
+		    "p11vault: the vault's key shares, a line each, then "
+		    "end of input (Ctrl-D):\n",
 		    stderr);
 	while ((n = read(0, chunk, sizeof(chunk))) > 0)
 		if (buf_put(b, chunk, (size_t)n) != 0)
@@ -130,8 +131,9 @@ lock_dir(const char *dir, int *lock)
 	int rc = cli_serve_lock(dir, lock);
 
 	if (rc == VLT_ERR_CONFLICT)
-		cli_fail_line("a server is running on %s: stop it first (the "
-		              "ceremony changes its token)",
+		cli_fail_line(
+		    "a server is running on %s: stop it first (the "
+		    "ceremony changes its token)",
 		    dir);
 	else if (rc != 0)
 		cli_fail_line("cannot open %s/serve.lock: %s", dir,
@@ -160,8 +162,8 @@ cli_node_request(const char *dir, const char *name, const char *shares)
 
 	if (name == NULL || *name == '\0')
 		cli_die("node init needs --name NAME");
-	if ((r = vault_node_request(dir, getenv("P11VAULT_MODULE_ALLOW"),
-	         &spki, &len)) != 0)
+	if ((r = vault_node_request(dir, getenv("P11VAULT_MODULE_ALLOW"), &spki,
+	         &len)) != 0)
 		cli_die("cannot read the node's transport key (error %d)", r);
 	vault_fingerprint(spki, len, fp);
 	k = b64(spki, len);
@@ -169,8 +171,8 @@ cli_node_request(const char *dir, const char *name, const char *shares)
 	j = json_pack("{s:s, s:s?, s:s}", "node", name, "transportKey", k,
 	    "fingerprint", fp);
 	free(k);
-	if (j == NULL || fs_join(path, sizeof(path), dir,
-	                     "join-request.json") != 0 ||
+	if (j == NULL ||
+	    fs_join(path, sizeof(path), dir, "join-request.json") != 0 ||
 	    write_json(path, j) != 0)
 		cli_die("cannot write %s/join-request.json", dir);
 	json_decref(j);
@@ -266,8 +268,9 @@ cmd_approve(int argc, char **argv)
 	int rc, lock;
 
 	if (dir == NULL || req == NULL || want == NULL || outf == NULL)
-		return usage("approve needs --data, --request, --fingerprint "
-		             "and --out");
+		return usage(
+		    "approve needs --data, --request, --fingerprint "
+		    "and --out");
 	if (lock_dir(dir, &lock) != 0)
 		return 1;
 	if (request_key(req, want, &name, &spki, &len, &j) != 0) {
@@ -296,8 +299,9 @@ cmd_approve(int argc, char **argv)
 	rc = o != NULL && write_json(outf, o) == 0 ? 0 : 1;
 	json_decref(o);
 	if (rc == 0)
-		fprintf(stderr, "p11vault: node %s approved; give %s to it "
-		                "(p11vault node join)\n",
+		fprintf(stderr,
+		    "p11vault: node %s approved; give %s to it "
+		    "(p11vault node join)\n",
 		    name, outf);
 	else
 		cli_fail_line("cannot write %s", outf);
@@ -337,16 +341,17 @@ cmd_join(int argc, char **argv)
 		cli_fail_line("join refused (error %d): %s", rc,
 		    rc == VLT_ERR_DECRYPT ?
 		        "the bundle was made for another node, or altered" :
-		    rc == VLT_ERR_EXISTS ?
+		        rc == VLT_ERR_EXISTS ?
 		        "this node's token holds a domain already" :
-		    rc == VLT_ERR_BAD_PARAM ? "too few valid key shares of "
-		                              "this node" :
-		                              "see the token process's "
-		                              "message above");
+		        rc == VLT_ERR_BAD_PARAM ? "too few valid key shares of "
+		                                  "this node" :
+		                                  "see the token process's "
+		                                  "message above");
 		return 1;
 	}
-	fprintf(stderr, "p11vault: joined: this node's token holds the "
-	                "domain's keys; it serves once it shares the store\n");
+	fprintf(stderr,
+	    "p11vault: joined: this node's token holds the "
+	    "domain's keys; it serves once it shares the store\n");
 	return 0;
 }
 
@@ -401,9 +406,9 @@ cmd_remove(int argc, char **argv)
 	freezero_str(shares);
 	if (rc != 0) {
 		cli_fail_line("remove refused (error %d): %s", rc,
-		    rc == VLT_ERR_NOT_FOUND ? "no such approved node" :
-		    rc == VLT_ERR_BAD_PARAM ? "too few valid key shares" :
-		                              "see above");
+		    rc == VLT_ERR_NOT_FOUND     ? "no such approved node" :
+		        rc == VLT_ERR_BAD_PARAM ? "too few valid key shares" :
+		                                  "see above");
 		return 1;
 	}
 	fprintf(stderr,

@@ -51,7 +51,7 @@ node_token(const char *data_dir, const char *allow, struct vlt_conf **conf,
 	hi->hsm_dir = hsm_dir;
 	hi->softhsm_conf = shconf[0] != '\0' ? shconf : NULL;
 	return hi->module_path != NULL && hi->token_label != NULL ? 0 :
-	                                                             VLT_ERR_IO;
+	                                                            VLT_ERR_IO;
 }
 
 /* One ceremony on data_dir's token. */
@@ -174,7 +174,8 @@ reg_write(const char *data_dir, const struct vlt_node *a, size_t n)
 		return VLT_ERR_NO_MEMORY;
 	for (i = 0; i < n; i++)
 		if (buf_putf(b, "%s %s %s\n", a[i].fingerprint,
-		        a[i].removed ? "removed" : "approved", a[i].name) != 0) {
+		        a[i].removed ? "removed" : "approved",
+		        a[i].name) != 0) {
 			buf_free(b);
 			return VLT_ERR_INTERNAL;
 		}
@@ -190,8 +191,8 @@ int
 vault_node_request(const char *data_dir, const char *allow, uint8_t **spki,
     size_t *spki_len)
 {
-	return node_call(data_dir, allow, HSM_NODE_REQUEST, NULL, NULL, 0,
-	    spki, spki_len);
+	return node_call(data_dir, allow, HSM_NODE_REQUEST, NULL, NULL, 0, spki,
+	    spki_len);
 }
 
 static int
@@ -293,8 +294,9 @@ vault_node_remove(const char *data_dir, const char *allow, const char *shares,
 	if ((r = reg_read(data_dir, &a, &n)) != 0)
 		return r;
 	for (i = 0; i < n; i++)
-		if (!a[i].removed && (strcmp(a[i].name, who) == 0 ||
-		                         strcmp(a[i].fingerprint, who) == 0))
+		if (!a[i].removed &&
+		    (strcmp(a[i].name, who) == 0 ||
+		        strcmp(a[i].fingerprint, who) == 0))
 			break;
 	if (i == n) {
 		free(a);

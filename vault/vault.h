@@ -233,8 +233,8 @@ void vault_fingerprint(const uint8_t *spki, size_t len,
 int vault_node_request(const char *data_dir, const char *module_allow,
     uint8_t **spki, size_t *spki_len) VLT_WUR;
 int vault_node_approve(const char *data_dir, const char *module_allow,
-    const char *shares, const char *name, const uint8_t *spki,
-    size_t spki_len, uint8_t **bundle, size_t *bundle_len) VLT_WUR;
+    const char *shares, const char *name, const uint8_t *spki, size_t spki_len,
+    uint8_t **bundle, size_t *bundle_len) VLT_WUR;
 int vault_node_join(const char *data_dir, const char *module_allow,
     const char *shares, const uint8_t *bundle, size_t bundle_len) VLT_WUR;
 int vault_node_list(const char *data_dir, struct vlt_node **nodes,
