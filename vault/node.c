@@ -281,6 +281,16 @@ vault_node_list(const char *data_dir, struct vlt_node **nodes, size_t *n)
 	return reg_read(data_dir, nodes, n);
 }
 
+static unsigned
+hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return (unsigned)(c - '0');
+	if (c >= 'a' && c <= 'f')
+		return (unsigned)(c - 'a' + 10);
+	return 16;
+}
+
 int
 vault_node_remove(const char *data_dir, const char *allow, const char *shares,
     const char *who)
@@ -303,7 +313,9 @@ vault_node_remove(const char *data_dir, const char *allow, const char *shares,
 		return VLT_ERR_NOT_FOUND;
 	}
 	for (j = 0; j < 32; j++) {
-		if (sscanf(a[i].fingerprint + 2 * j, "%1x%1x", &hi, &lo) != 2) {
+		hi = hex_digit(a[i].fingerprint[2 * j]);
+		lo = hex_digit(a[i].fingerprint[2 * j + 1]);
+		if (hi > 15 || lo > 15) {
 			free(a);
 			return VLT_ERR_INTERNAL;
 		}
