@@ -37,6 +37,8 @@ int cli_rekey(int argc, char **argv);
 
 /* `p11vault node approve|join|list|remove` (argv[0] is "node"). */
 int cli_node(int argc, char **argv);
+/* `p11vault rekey-domain --data DIR` (shares on stdin). */
+int cli_rekey_domain(int argc, char **argv);
 /* After `p11vault node init`: DIR/join-request.json (the transport public
  * key, its fingerprint, the node's name), printed with the new shares. */
 int cli_node_request(const char *dir, const char *name, const char *shares);

@@ -421,6 +421,50 @@ cmd_remove(int argc, char **argv)
 }
 
 int
+cli_rekey_domain(int argc, char **argv)
+{
+	const char *dir = arg(argc, argv, "--data");
+	size_t moved = 0;
+	char *shares;
+	int rc, lock;
+
+	if (argc >= 2 && strcmp(argv[1], "--help") == 0) {
+		puts(
+		    "usage: p11vault rekey-domain --data DIR   (the vault's key "
+		    "shares on stdin)\n"
+		    "With the server stopped: a new domain key, every blob of "
+		    "the store re-wrapped\n"
+		    "under it inside the token, then the old key destroyed. "
+		    "Interrupted, run it\n"
+		    "again: it resumes. Other nodes must join again after it "
+		    "(docs/cluster.md).");
+		return 0;
+	}
+	if (dir == NULL)
+		return usage("rekey-domain needs --data DIR");
+	if (lock_dir(dir, &lock) != 0 || (shares = read_shares()) == NULL)
+		return 1;
+	rc = vault_rekey_domain(dir, getenv("P11VAULT_MODULE_ALLOW"), shares,
+	    &moved);
+	freezero_str(shares);
+	if (rc != 0) {
+		cli_fail_line("rekey-domain failed (error %d): %s", rc,
+		    rc == VLT_ERR_CONFLICT ?
+		        "this vault was made before clustering: its domain "
+		        "key can never hand its blobs on (docs/cluster.md)" :
+		        rc == VLT_ERR_BAD_PARAM ?
+		        "too few valid key shares of this vault" :
+		        "see above; run it again to resume");
+		return 1;
+	}
+	printf("{\"rewrapped\": %zu}\n", moved);
+	fprintf(stderr,
+	    "p11vault: the domain key is new; the old one is "
+	    "destroyed\n");
+	return 0;
+}
+
+int
 cli_node(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "--help") == 0) {

@@ -693,6 +693,11 @@ serve_open(struct api_ctx *ctx, const char *dir, const char *user,
 	if (vault_find(dir) != 0)
 		cli_die("%s holds no vault (run p11vault init --data %s)", dir,
 		    dir);
+	if (vault_rotation_pending(dir))
+		cli_die(
+		    "a domain-key rotation of %s is unfinished: run "
+		    "p11vault rekey-domain --data %s again",
+		    dir, dir);
 	memset(&oo, 0, sizeof(oo));
 	oo.module_allow = getenv("P11VAULT_MODULE_ALLOW");
 	oo.token_user = user;
@@ -917,6 +922,8 @@ usage(FILE *f)
 	    "  rekey     new key shares and PINs (server stopped)\n"
 	    "  node      init | approve | join | list | remove: cluster "
 	    "nodes\n"
+	    "  rekey-domain  a new domain key, every blob re-wrapped "
+	    "(server stopped)\n"
 	    "  vault     show | update the vault's properties\n"
 	    "  identity  create | list | delete | credential: workload "
 	    "identities\n"
@@ -966,6 +973,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "node") == 0)
 		return cli_node(argc - 1, argv + 1);
+	if (strcmp(argv[1], "rekey-domain") == 0)
+		return cli_rekey_domain(argc - 1, argv + 1);
 	if (strcmp(argv[1], "key") == 0)
 		return cli_key(argc - 1, argv + 1);
 	if (strcmp(argv[1], "byok") == 0)

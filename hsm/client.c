@@ -1201,6 +1201,19 @@ hsm_blob_upgrade(hsm_t *h, const char *bind, const uint8_t *blob,
 	return call_dup(h, &b, out, out_len);
 }
 
+int
+hsm_blob_rewrap(hsm_t *h, const char *bind, const uint8_t *blob,
+    size_t blob_len, uint8_t **out, size_t *out_len)
+{
+	struct tokp_buf b;
+
+	*out = NULL;
+	tokp_begin(&b, TOKP_REWRAP, 0, 0);
+	tokp_put_str(&b, bind);
+	tokp_put(&b, blob, blob_len);
+	return call_dup(h, &b, out, out_len);
+}
+
 void
 hsm_process(hsm_t *h, long *pid, uint64_t *restarts)
 {

@@ -164,6 +164,14 @@ enum hsm_node_op {
 	HSM_NODE_APPROVE = 2,
 	HSM_NODE_JOIN = 3,
 	HSM_NODE_FORGET = 4,
+	/* rotation of the domain key (rekey-domain), as SO: DOMAIN_NEW makes
+	 * the next domain key beside the current one (none if two exist
+	 * already; HSM_ERR_NOT_SHAREABLE for a domain key made before
+	 * clustering, which can never re-wrap a blob); DOMAIN_DROP destroys
+	 * the older of two. While a token holds two, it opens with the
+	 * newer for new blobs and hsm_blob_rewrap moves the others. */
+	HSM_DOMAIN_NEW = 5,
+	HSM_DOMAIN_DROP = 6,
 };
 int hsm_node(const struct hsm_init *p, enum hsm_node_op op, const char *shares,
     const uint8_t *in, size_t in_len, uint8_t **out, size_t *out_len) HSM_WUR;
@@ -350,6 +358,13 @@ int hsm_unseal(hsm_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
  * binding is never changed.
  */
 int hsm_blob_upgrade(hsm_t *h, const char *bind, const uint8_t *blob,
+    size_t blob_len, uint8_t **out, size_t *out_len) HSM_WUR;
+/* A current blob under the old domain key of a rotation into one under
+ * the new key (the key stays in the token: unwrapped as a session object
+ * extractable only under a trusted key, wrapped under the new one),
+ * bound to the same bind. HSM_ERR_EXISTS: it is under the new key
+ * already; HSM_ERR_ARGS: the token is not rotating. */
+int hsm_blob_rewrap(hsm_t *h, const char *bind, const uint8_t *blob,
     size_t blob_len, uint8_t **out, size_t *out_len) HSM_WUR;
 #define HSM_BLOB_FORMAT_UNBOUND 1 /* format 1: bound to nothing */
 #define HSM_BLOB_FORMAT_CURRENT 3 /* below it: needs hsm_blob_upgrade */

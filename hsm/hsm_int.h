@@ -125,6 +125,8 @@ struct tok {
 	unsigned deadline_ms; /* longest wait for a session */
 	uint64_t recoveries, recovery_failures;
 	CK_OBJECT_HANDLE domain_key;
+	/* a rotation under way (two domain keys): the older; else invalid */
+	CK_OBJECT_HANDLE domain_old;
 	CK_OBJECT_HANDLE jwt_priv;
 	CK_OBJECT_HANDLE bind_key; /* HMAC key of version-2 blob tags */
 	CK_OBJECT_HANDLE seal_key; /* AES-GCM key of version-3 blobs */
@@ -148,6 +150,7 @@ struct hsm_sess {
 	size_t idx;
 	CK_SESSION_HANDLE h;
 	CK_OBJECT_HANDLE domain_key;
+	CK_OBJECT_HANDLE domain_old;
 	CK_OBJECT_HANDLE jwt_priv;
 	CK_OBJECT_HANDLE bind_key;
 	CK_OBJECT_HANDLE seal_key;
@@ -261,6 +264,18 @@ int hsm_domain_wrap(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
  * BYOK) or are the upgrade of an older blob. */
 int hsm_domain_unwrap(tok_t *h, struct hsm_sess *s,
     const struct hsm_blob_info *bi, int kek, CK_OBJECT_HANDLE *obj) HSM_WUR;
+
+/* A parsed, opened blob's key from the old domain key of a rotation to
+ * the new: *out a blob bound to bind. HSM_ERR_EXISTS: under the new key
+ * already. */
+int hsm_domain_rewrap(tok_t *h, struct hsm_sess *s,
+    const struct hsm_blob_info *bi, const char *bind, uint8_t **out,
+    size_t *out_len) HSM_WUR;
+/* The domain keys of the token in session s: *cur the newest (by
+ * CKA_ID), *old the older when there are two (else CK_INVALID_HANDLE);
+ * none: HSM_ERR_UNAVAILABLE; more than two: HSM_ERR_INTERNAL. */
+int hsm_domain_keys(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
+    CK_OBJECT_HANDLE *cur, CK_OBJECT_HANDLE *old) HSM_WUR;
 
 /* ---- cache.c: the handle cache ---- */
 int hsm_cache_init(tok_t *h, size_t cache_size) HSM_WUR;

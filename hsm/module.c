@@ -56,6 +56,7 @@ pool_close_sessions(tok_t *h)
 	}
 	h->nfree = 0;
 	h->domain_key = CK_INVALID_HANDLE;
+	h->domain_old = CK_INVALID_HANDLE;
 	h->jwt_priv = CK_INVALID_HANDLE;
 	h->bind_key = CK_INVALID_HANDLE;
 	h->seal_key = CK_INVALID_HANDLE;
@@ -112,8 +113,8 @@ pool_open_sessions(tok_t *h, int create_bind)
 		rc = HSM_ERR_UNAVAILABLE;
 		goto out;
 	}
-	if ((rc = hsm_find_object(h->f, h->sess[0], CKO_SECRET_KEY,
-	         HSM_DOMAIN_LABEL, &h->domain_key)) != 0) {
+	if ((rc = hsm_domain_keys(h->f, h->sess[0], &h->domain_key,
+	         &h->domain_old)) != 0) {
 		domain_log(rc);
 		goto out;
 	}
@@ -378,6 +379,7 @@ hsm_sess_take(tok_t *h, struct hsm_sess *s)
 			s->idx = h->free_idx[--h->nfree];
 			s->h = h->sess[s->idx];
 			s->domain_key = h->domain_key;
+			s->domain_old = h->domain_old;
 			s->jwt_priv = h->jwt_priv;
 			s->bind_key = h->bind_key;
 			s->seal_key = h->seal_key;

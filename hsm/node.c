@@ -853,3 +853,55 @@ out:
 	cer_close(&c);
 	return rc;
 }
+
+/* ---- rotation of the domain key ---- */
+
+static int
+domain_new(struct cer *c, CK_OBJECT_HANDLE cur)
+{
+	CK_ATTRIBUTE t[HSM_DOMAIN_TEMPLATE_N + 1];
+	uint8_t gen[HSM_DOMAIN_ID_LEN], id[HSM_DOMAIN_ID_LEN];
+	CK_BBOOL ext = CK_FALSE;
+	CK_ATTRIBUTE ea = { CKA_EXTRACTABLE, &ext, sizeof(ext) };
+	CK_ATTRIBUTE ga = { CKA_ID, gen, sizeof(gen) };
+	CK_MECHANISM m = { CKM_AES_KEY_GEN, NULL, 0 };
+	CK_ULONG vlen = 32;
+	CK_OBJECT_HANDLE k;
+	uint64_t g = 0;
+	size_t i, n;
+
+	/* a domain key of before clustering can never hand its blobs on */
+	if (c->f->C_GetAttributeValue(c->s, cur, &ea, 1) != CKR_OK ||
+	    ext != CK_TRUE)
+		return HSM_ERR_NOT_SHAREABLE;
+	if (c->f->C_GetAttributeValue(c->s, cur, &ga, 1) == CKR_OK &&
+	    ga.ulValueLen == HSM_DOMAIN_ID_LEN)
+		for (i = 0; i < HSM_DOMAIN_ID_LEN; i++)
+			g = g << 8 | gen[i];
+	n = hsm_domain_template(t, g + 1, id);
+	t[n++] = (CK_ATTRIBUTE){ CKA_VALUE_LEN, &vlen, sizeof(vlen) };
+	return hsm_init_rv(c->f->C_GenerateKey(c->s, &m, t, (CK_ULONG)n, &k));
+}
+
+int
+tok_domain_rotate(const char *module, const char *label, const char *so_pin,
+    int drop)
+{
+	CK_OBJECT_HANDLE cur, old;
+	struct cer c;
+	int rc;
+
+	if ((rc = cer_open(&c, module, label)) != 0 ||
+	    (rc = login(&c, CKU_SO, so_pin)) != 0)
+		goto out;
+	if ((rc = hsm_domain_keys(c.f, c.s, &cur, &old)) == 0) {
+		if (drop && old != CK_INVALID_HANDLE)
+			rc = hsm_init_rv(c.f->C_DestroyObject(c.s, old));
+		else if (!drop && old == CK_INVALID_HANDLE)
+			rc = domain_new(&c, cur);
+	}
+	(void)c.f->C_Logout(c.s);
+out:
+	cer_close(&c);
+	return rc;
+}

@@ -360,6 +360,58 @@ hsm_domain_template(CK_ATTRIBUTE t[HSM_DOMAIN_TEMPLATE_N], uint64_t gen,
 	return n;
 }
 
+/* The generation of domain key o: its CKA_ID (none: 0). */
+static uint64_t
+domain_gen(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o)
+{
+	uint8_t id[HSM_DOMAIN_ID_LEN];
+	CK_ATTRIBUTE a = { CKA_ID, id, sizeof(id) };
+	uint64_t g = 0;
+	size_t i;
+
+	if (f->C_GetAttributeValue(s, o, &a, 1) != CKR_OK ||
+	    a.ulValueLen != HSM_DOMAIN_ID_LEN)
+		return 0;
+	for (i = 0; i < HSM_DOMAIN_ID_LEN; i++)
+		g = g << 8 | id[i];
+	return g;
+}
+
+int
+hsm_domain_keys(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *cur,
+    CK_OBJECT_HANDLE *old)
+{
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_LABEL, HSM_DOMAIN_LABEL, sizeof(HSM_DOMAIN_LABEL) - 1 },
+	};
+	CK_OBJECT_HANDLE found[3];
+	CK_ULONG n = 0;
+	CK_RV rv;
+
+	*cur = *old = CK_INVALID_HANDLE;
+	if ((rv = f->C_FindObjectsInit(s, t, 2)) != CKR_OK)
+		return hsm_init_rv(rv);
+	rv = f->C_FindObjects(s, found, 3, &n);
+	(void)f->C_FindObjectsFinal(s);
+	if (rv != CKR_OK)
+		return hsm_init_rv(rv);
+	if (n == 0)
+		return HSM_ERR_UNAVAILABLE;
+	if (n > 2)
+		return HSM_ERR_INTERNAL;
+	*cur = found[0];
+	if (n == 2) {
+		int second = domain_gen(f, s, found[1]) >
+		    domain_gen(f, s, found[0]);
+
+		*cur = found[second ? 1 : 0];
+		*old = found[second ? 0 : 1];
+	}
+	return 0;
+}
+
 CK_RV
 hsm_role_key_make(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, const char *label,
     CK_OBJECT_HANDLE *k)

@@ -95,6 +95,8 @@ static const struct shape req_shape[TOKP_OP_COUNT] = {
 	[TOKP_UNSEAL] = { 1, { BYTES(TOKP_DATA_MAX + 1024) } },
 	/* bind, format-1 blob */
 	[TOKP_UPGRADE] = { 2, { STR(HSM_BIND_MAX), BYTES1(TOKP_BLOB_MAX) } },
+	/* bind, a blob under either domain key of a rotation */
+	[TOKP_REWRAP] = { 2, { STR(HSM_BIND_MAX), BYTES1(TOKP_BLOB_MAX) } },
 };
 
 /* answer shapes (status HSM_OK), by op */
@@ -129,6 +131,7 @@ static const struct shape ans_shape[TOKP_OP_COUNT] = {
 	[TOKP_SEAL] = { 1, { BYTES(TOKP_DATA_MAX + 1024) } },
 	[TOKP_UNSEAL] = { 1, { BYTES(TOKP_DATA_MAX) } },
 	[TOKP_UPGRADE] = { 1, { BYTES1(TOKP_BLOB_MAX) } },
+	[TOKP_REWRAP] = { 1, { BYTES1(TOKP_BLOB_MAX) } },
 };
 
 static void

@@ -70,7 +70,8 @@ enum tokp_op {
 	TOKP_REKEY,       /* boot: a one-shot token process rekeys */
 	TOKP_AUDIT_SIGN,  /* an audit checkpoint, with the audit key */
 	TOKP_AUDIT_PUBLIC,
-	TOKP_NODE, /* boot: a one-shot clustering ceremony (node.c) */
+	TOKP_NODE,   /* boot: a one-shot clustering ceremony (node.c) */
+	TOKP_REWRAP, /* a blob from the old domain key to the new */
 	TOKP_OP_COUNT
 };
 

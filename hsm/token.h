@@ -172,6 +172,13 @@ int tok_seal(tok_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
 int tok_unseal(tok_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
     size_t *out_len) HSM_WUR;
 
+/* As hsm_blob_rewrap (hsm/hsm.h). */
+int tok_blob_rewrap(tok_t *h, const char *bind, const uint8_t *blob,
+    size_t blob_len, uint8_t **out, size_t *out_len) HSM_WUR;
+/* HSM_DOMAIN_NEW (drop 0) and HSM_DOMAIN_DROP (drop 1) of hsm_node. */
+int tok_domain_rotate(const char *module, const char *label, const char *so_pin,
+    int drop) HSM_WUR;
+
 /* As hsm_blob_upgrade (hsm/hsm.h). */
 int tok_blob_upgrade(tok_t *h, const char *bind, const uint8_t *blob,
     size_t blob_len, uint8_t **out, size_t *out_len) HSM_WUR;

@@ -462,6 +462,9 @@ op_data(struct tokd *d, tok_t *t, const struct tokp_msg *q, struct tokp_buf *b)
 		rc = tok_unseal(t, q->f[0].p, q->f[0].len, &out, &out_len);
 	else if (tokp_str(&q->f[0], id, sizeof(id)) != 0)
 		return HSM_ERR_ARGS;
+	else if (q->op == TOKP_REWRAP)
+		rc = tok_blob_rewrap(t, id, q->f[1].p, q->f[1].len, &out,
+		    &out_len);
 	else
 		rc = tok_blob_upgrade(t, id, q->f[1].p, q->f[1].len, &out,
 		    &out_len);
@@ -497,6 +500,7 @@ static const struct op_handler ops[TOKP_OP_COUNT] = {
 	[TOKP_SEAL] = { op_data, 0 },
 	[TOKP_UNSEAL] = { op_data, 0 },
 	[TOKP_UPGRADE] = { op_data, 0 },
+	[TOKP_REWRAP] = { op_data, 0 },
 };
 
 /* Runs request q (its op checked by tokp_recv) on the token; the answer
@@ -615,7 +619,7 @@ node_run(const char *mod, const char *label, const char *dir, uint32_t act,
 	*out_len = 0;
 	if (act == HSM_NODE_REQUEST)
 		return tok_node_request(mod, label, out, out_len);
-	if (act < HSM_NODE_APPROVE || act > HSM_NODE_FORGET)
+	if (act < HSM_NODE_APPROVE || act > HSM_DOMAIN_DROP)
 		return HSM_ERR_ARGS;
 	if ((rc = tseal_pins(dir, shares, user, so, sizeof(user))) != 0)
 		return rc;
@@ -624,6 +628,8 @@ node_run(const char *mod, const char *label, const char *dir, uint32_t act,
 		    out_len);
 	else if (act == HSM_NODE_JOIN)
 		rc = tok_node_join(mod, label, so, user, in->p, in->len);
+	else if (act == HSM_DOMAIN_NEW || act == HSM_DOMAIN_DROP)
+		rc = tok_domain_rotate(mod, label, so, act == HSM_DOMAIN_DROP);
 	else if (in->len != 32)
 		rc = HSM_ERR_ARGS;
 	else if ((rc = tok_node_forget(mod, label, so, in->p, &removed)) == 0 &&

@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/sha.h>
 
 #include "hsm/base.h"
@@ -329,5 +331,163 @@ vault_node_remove(const char *data_dir, const char *allow, const char *shares,
 		r = reg_write(data_dir, a, n);
 	}
 	free(a);
+	return r;
+}
+
+/* ---- rotation of the domain key ---- */
+
+#define ROTATION_FILE "domain-rotation"
+#define ROTATION_PAGE 16
+#define ROTATION_CRASH_ENV "P11VAULT_INSECURE_TEST_REKEY_DOMAIN_CRASH"
+
+int
+vault_rotation_pending(const char *data_dir)
+{
+	char path[PATH_MAX];
+
+	return fs_join(path, sizeof(path), data_dir, ROTATION_FILE) == 0 &&
+	    fs_lookup(path) == 0;
+}
+
+/* The vault opened and unsealed with shares (a line each). */
+static int
+open_unsealed(const char *dir, const char *allow, const char *shares,
+    vault_t **v)
+{
+	struct vlt_open_opts oo;
+	struct vlt_seal_status st;
+	char line[256];
+	const char *p = shares, *e;
+	size_t l;
+	int r;
+
+	memset(&oo, 0, sizeof(oo));
+	oo.pool_size = 2;
+	oo.module_allow = allow;
+	if ((r = vault_open(dir, &oo, v)) != 0)
+		return r;
+	if ((r = vault_seal_status(*v, &st)) != 0)
+		return r;
+	while (st.sealed && *p != '\0') {
+		e = strchr(p, '\n');
+		l = e != NULL ? (size_t)(e - p) : strlen(p);
+		if (l > 0 && l < sizeof(line)) {
+			memcpy(line, p, l);
+			line[l] = '\0';
+			r = vault_unseal(*v, line, &st);
+			OPENSSL_cleanse(line, sizeof(line));
+			if (r != 0)
+				return r;
+		}
+		p = e != NULL ? e + 1 : p + l;
+	}
+	return st.sealed ? VLT_ERR_BAD_PARAM : 0;
+}
+
+/* One page of blobs from after *after, re-wrapped and replaced: *n how
+ * many were read (< ROTATION_PAGE: the last), *moved how many moved. */
+static int
+rotate_page(vault_t *v, int64_t *after, size_t *n, size_t *moved)
+{
+	char bind[BIND_MAX];
+	struct store_blob *page = NULL, *todo;
+	size_t i, ntodo = 0, replaced = 0;
+	int r;
+
+	*moved = 0;
+	if ((r = store_blob_scan(v->store, *after, ROTATION_PAGE, &page, n)) !=
+	    0)
+		return r;
+	if ((todo = calloc(ROTATION_PAGE, sizeof(*todo))) == NULL) {
+		store_blob_free_array(page, *n);
+		return VLT_ERR_NO_MEMORY;
+	}
+	for (i = 0; i < *n; i++) {
+		struct store_blob *b = &page[i];
+
+		*after = b->seq;
+		if (blob_format_of(b->blob, b->blob_len) !=
+		        HSM_BLOB_FORMAT_CURRENT ||
+		    blob_bind(bind, b->name, b->version) != 0)
+			continue;
+		r = hsm_blob_rewrap(v->hsm, bind, b->blob, b->blob_len,
+		    &b->bound, &b->bound_len);
+		if (r == HSM_ERR_EXISTS)
+			continue; /* moved before an interruption */
+		if (r != 0) {
+			r = map_hsm(r);
+			goto out;
+		}
+		todo[ntodo++] = *b; /* ownership moves */
+		b->blob = b->bound = NULL;
+	}
+	r = ntodo > 0 ? store_blob_replace(v->store, todo, ntodo, &replaced) :
+	                0;
+	*moved = replaced;
+out:
+	store_blob_free_array(page, *n);
+	store_blob_free_array(todo, ntodo);
+	return r;
+}
+
+/* Every blob of the store under the newer domain key, a page at a
+ * time, each page committed (an interruption resumes where it was). */
+static int
+rotate_blobs(vault_t *v, size_t *total)
+{
+	const char *crash = getenv(ROTATION_CRASH_ENV);
+	uint64_t crash_after = 0;
+	int64_t after = 0;
+	size_t n, moved;
+	int r;
+
+	*total = 0;
+	if (crash != NULL && parse_u64(crash, 1000000, &crash_after) != 0)
+		crash_after = 0;
+	do {
+		if ((r = rotate_page(v, &after, &n, &moved)) != 0)
+			return r;
+		*total += moved;
+		if (crash_after > 0 && *total >= crash_after)
+			_exit(9); /* tests: an interruption mid-way */
+	} while (n == ROTATION_PAGE);
+	return 0;
+}
+
+int
+vault_rekey_domain(const char *data_dir, const char *allow, const char *shares,
+    size_t *moved)
+{
+	char dir[PATH_MAX], path[PATH_MAX];
+	uint8_t *out = NULL;
+	size_t out_len = 0;
+	vault_t *v = NULL;
+	int r;
+
+	*moved = 0;
+	if (data_dir == NULL || realpath(data_dir, dir) == NULL)
+		return VLT_ERR_NOT_FOUND;
+	if ((r = fs_join(path, sizeof(path), dir, ROTATION_FILE)) != 0)
+		return r;
+	/* the mark first: from here serve refuses until the end */
+	if (fs_lookup(path) != 0 && (r = fs_write_private(path, "1\n", 2)) != 0)
+		return r;
+	if ((r = node_call(dir, allow, HSM_DOMAIN_NEW, shares, NULL, 0, &out,
+	         &out_len)) != 0)
+		goto fail;
+	if ((r = open_unsealed(dir, allow, shares, &v)) == 0)
+		r = rotate_blobs(v, moved);
+	vault_close(v);
+	if (r != 0)
+		return r; /* the mark stays: run again to resume */
+	/* every blob is under the new key: the old one goes */
+	if ((r = node_call(dir, allow, HSM_DOMAIN_DROP, shares, NULL, 0, &out,
+	         &out_len)) != 0)
+		return r;
+	return unlink(path) == 0 ? 0 : VLT_ERR_IO;
+fail:
+	/* nothing moved yet; a domain key of before clustering refuses */
+	if (r == VLT_ERR_CONFLICT)
+		(void)unlink(path);
 	return r;
 }

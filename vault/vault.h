@@ -242,6 +242,20 @@ int vault_node_list(const char *data_dir, struct vlt_node **nodes,
 int vault_node_remove(const char *data_dir, const char *module_allow,
     const char *shares, const char *who) VLT_WUR;
 
+/*
+ * Rotation of the domain key (server stopped): a new domain key beside
+ * the old (as SO, from shares), every blob of the store re-wrapped under
+ * it inside the token a page at a time (each page committed), then the
+ * old key destroyed. DIR/domain-rotation marks a rotation under way:
+ * run again after an interruption to resume; vault_rotation_pending is
+ * nonzero then (serve refuses). VLT_ERR_CONFLICT: the vault was made
+ * before clustering (its domain key can never hand its blobs on).
+ * *moved: how many blobs moved in this run.
+ */
+int vault_rekey_domain(const char *data_dir, const char *module_allow,
+    const char *shares, size_t *moved) VLT_WUR;
+int vault_rotation_pending(const char *data_dir);
+
 /* 0 if data_dir holds a vault, else VLT_ERR_NOT_FOUND. */
 int vault_find(const char *data_dir) VLT_WUR;
 

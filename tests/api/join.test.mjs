@@ -4,7 +4,8 @@
 // shares on stdin) — a tampered request, no shares, and a removed node are
 // refused; B joins with its own shares; A's store is put under B by hand
 // (the shared store is another part of the work) and B unwraps what A
-// wrapped, and accepts a token A issued.
+// wrapped, and accepts a token A issued. Then the rotation of the domain
+// key (rekey-domain), interrupted mid-way and resumed.
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,9 +14,11 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import {
-  startVault, stopVault, openVault, keyClient, cryptoClient, raw, token, keyName, p11vault,
+  startVault, stopVault, openVault, keyClient, cryptoClient, raw, token, keyName, p11vault, SOFTHSM_MODULE,
 } from './lib/vault.mjs';
+import { readBlobs } from './lib/offline.mjs';
 
 const shares = (list, n) => list.slice(0, n).join('\n') + '\n';
 
@@ -137,5 +140,76 @@ describe('joining a node', { timeout: 240000 }, () => {
     const u = await cryptoClient(a, s.key.id).unwrapKey('RSA-OAEP', s.ct);
     assert.deepEqual(Buffer.from(u.result), s.dek);
     await a.stop();
+  });
+});
+
+// The token's domain keys (public objects: no login), by their CKA_ID.
+function domainKeys(v) {
+  const conf = JSON.parse(JSON.stringify(process.env));
+  conf.SOFTHSM2_CONF = path.join(v.dir, 'softhsm2.conf');
+  const out = execFileSync('pkcs11-tool', ['--module', SOFTHSM_MODULE, '--token-label', 'p11vault',
+    '--list-objects', '--type', 'secrkey'], { env: conf, stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+  return out.split(/\n(?=Secret Key Object)/).filter((o) => /label:\s+p11vault-domain/.test(o))
+    .map((o) => (/ID:\s+([0-9a-f]+)/.exec(o) || [])[1] || '');
+}
+
+describe('rotating the domain key', { timeout: 240000 }, () => {
+  let v;
+  const s = { wraps: [] };
+
+  before(async () => {
+    v = await startVault();
+    const kc = keyClient(v);
+    s.keys = [await kc.createRsaKey(keyName('rot-rsa'), { keySize: 2048 })];
+    for (let i = 0; i < 18; i++) s.keys.push(await kc.createEcKey(keyName(`rot-ec${i}`), { curve: 'P-256' }));
+    const dek = crypto.randomBytes(32);
+    s.wraps.push({ id: s.keys[0].id, dek, ct: (await cryptoClient(v, s.keys[0].id).wrapKey('RSA-OAEP', dek)).result });
+    s.digest = crypto.createHash('sha256').update('rotate').digest();
+    await v.stop();
+    s.before = await readBlobs(v.dir);
+    s.domainBefore = domainKeys(v);
+  });
+  after(async () => { await stopVault(v); });
+
+  test('an interrupted rekey-domain leaves a mark that serve refuses; run again, it resumes', async () => {
+    assert.equal(s.domainBefore.length, 1);
+    const input = shares(v.init.unsealKeyShares, 3);
+    const none = await p11vault(['rekey-domain', '--data', v.dir]);
+    assert.equal(none.code, 1, 'no shares: refused');
+    const env = { ...process.env, P11VAULT_INSECURE_TEST_REKEY_DOMAIN_CRASH: '1' };
+    const crashed = await p11vault(['rekey-domain', '--data', v.dir], { input, env });
+    assert.notEqual(crashed.code, 0, 'the test knob interrupts it');
+    assert.equal(domainKeys(v).length, 2, 'old and new domain keys side by side');
+    const mid = await readBlobs(v.dir);
+    const moved = mid.filter((b) => !s.before.some((o) => o.blob.equals(b.blob))).length;
+    assert.ok(moved > 0 && moved < s.before.length, `mid-way: ${moved} of ${s.before.length} moved`);
+    const serve = await p11vault(['serve', '--data', v.dir, '--listen', '127.0.0.1:1'], { timeoutMs: 30000 });
+    assert.notEqual(serve.code, 0);
+    assert.match(serve.stderr, /rotation .* is unfinished/);
+    const r = await p11vault(['rekey-domain', '--data', v.dir], { input });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).rewrapped, s.before.length - moved);
+  });
+
+  test('every blob is new, the old domain key is gone, and every key still works', async () => {
+    const after_ = await readBlobs(v.dir);
+    assert.equal(after_.length, s.before.length);
+    for (const b of after_) assert.ok(!s.before.some((o) => o.blob.equals(b.blob)), `${b.name}: old blob left`);
+    const d = domainKeys(v);
+    assert.equal(d.length, 1);
+    assert.notEqual(d[0], s.domainBefore[0], 'a new domain key (generation)');
+    await v.start();
+    for (const { id, dek, ct } of s.wraps) {
+      const u = await cryptoClient(v, id).unwrapKey('RSA-OAEP', ct);
+      assert.deepEqual(Buffer.from(u.result), dek);
+    }
+    for (const k of s.keys.slice(1)) {
+      const sig = await cryptoClient(v, k.id).sign('ES256', s.digest);
+      const ok = await cryptoClient(v, k.id).verify('ES256', s.digest, sig.result);
+      assert.equal(ok.result, true, k.name);
+    }
+    const created = await keyClient(v).createEcKey(keyName('after-rot'), { curve: 'P-256' });
+    const sig = await cryptoClient(v, created.id).sign('ES256', s.digest);
+    assert.equal(sig.result.length, 64, 'a key made after the rotation works');
   });
 });
