@@ -19,6 +19,7 @@ import {
   startVault, stopVault, openVault, keyClient, cryptoClient, raw, token, keyName, p11vault, SOFTHSM_MODULE,
 } from './lib/vault.mjs';
 import { readBlobs } from './lib/offline.mjs';
+import { legacyTempCopy, legacyFixturePresent } from './lib/legacy.mjs';
 
 const shares = (list, n) => list.slice(0, n).join('\n') + '\n';
 
@@ -211,5 +212,37 @@ describe('rotating the domain key', { timeout: 240000 }, () => {
     const created = await keyClient(v).createEcKey(keyName('after-rot'), { curve: 'P-256' });
     const sig = await cryptoClient(v, created.id).sign('ES256', s.digest);
     assert.equal(sig.result.length, 64, 'a key made after the rotation works');
+  });
+});
+
+describe('a vault made before clustering', { timeout: 120000, skip: !legacyFixturePresent() && 'no legacy fixture' }, () => {
+  let old; let ndir;
+  before(async () => {
+    old = await legacyTempCopy();
+    ndir = await fsp.mkdtemp(path.join(os.tmpdir(), 'p11vault-node-'));
+    const r = await p11vault(['node', 'init', '--data', ndir, '--name', 'n1', '--auto-unseal', 'none',
+      '--key-shares', '1', '--key-threshold', '1']);
+    assert.equal(r.code, 0, r.stderr);
+  });
+  after(async () => {
+    await old?.remove();
+    if (ndir) await fsp.rm(ndir, { recursive: true, force: true });
+  });
+
+  test('refuses to approve a node and to rotate its domain key, and says why; nothing changes', async () => {
+    const req = path.join(ndir, 'join-request.json');
+    const fp = JSON.parse(fs.readFileSync(req, 'utf8')).fingerprint;
+    const out = path.join(ndir, 'bundle.json');
+    const a = await p11vault(['node', 'approve', '--data', old.dir, '--request', req, '--fingerprint', fp, '--out', out]);
+    assert.equal(a.code, 1);
+    assert.match(a.stderr, /made before clustering/);
+    assert.equal(fs.existsSync(out), false);
+    const before = await readBlobs(old.dir);
+    const r = await p11vault(['rekey-domain', '--data', old.dir]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /made before clustering/);
+    assert.equal(fs.existsSync(path.join(old.dir, 'domain-rotation')), false);
+    const after_ = await readBlobs(old.dir);
+    assert.deepEqual(after_.map((b) => b.blob.toString('hex')), before.map((b) => b.blob.toString('hex')));
   });
 });

@@ -270,6 +270,60 @@ approve_and_join(void)
 	free(btwo);
 }
 
+/* Rotation on A: the blob moves to the new domain key inside A's token;
+ * B, which holds only the old one, no longer opens it. */
+static void
+rotate(void)
+{
+	char *two = first_lines(A.shares, 2);
+	uint8_t *out = NULL, *nb = NULL, *nb2 = NULL, sig[512], dg[32] = { 7 };
+	size_t out_len = 0, nb_len = 0, nb2_len = 0, sl = sizeof(sig);
+	hsm_t *h;
+
+	T_CHECK(hsm_node(&A.init, HSM_DOMAIN_NEW, two, NULL, 0, &out,
+	            &out_len) == 0,
+	    "A: a new domain key beside the old (SO)");
+	h = node_open(&A);
+	T_CHECK(h != NULL &&
+	        hsm_blob_rewrap(h, BIND, blob, blob_len, &nb, &nb_len) == 0 &&
+	        nb_len > 0 &&
+	        (nb_len != blob_len || memcmp(nb, blob, nb_len) != 0),
+	    "A re-wraps the blob under the new key, in the token");
+	T_CHECK(h != NULL &&
+	        hsm_blob_rewrap(h, BIND, nb, nb_len, &nb2, &nb2_len) ==
+	            HSM_ERR_EXISTS,
+	    "a blob under the new key is left as it is");
+	T_CHECK(h != NULL &&
+	        hsm_blob_rewrap(h, "k9/0123456789abcdef0123456789abcdef", blob,
+	            blob_len, &nb2, &nb2_len) != 0,
+	    "a re-wrap keeps the binding (another bind refused)");
+	hsm_close(h);
+	T_CHECK(hsm_node(&A.init, HSM_DOMAIN_DROP, two, NULL, 0, &out,
+	            &out_len) == 0,
+	    "A: the old domain key destroyed");
+	h = node_open(&A);
+	T_CHECK(h != NULL &&
+	        hsm_key_sign(h, BIND, nb, nb_len, HSM_ALG_RS256, dg, 32, sig,
+	            &sl) == 0,
+	    "A signs with the re-wrapped blob");
+	sl = sizeof(sig);
+	T_CHECK(h != NULL &&
+	        hsm_key_sign(h, "k1/other", blob, blob_len, HSM_ALG_RS256, dg,
+	            32, sig, &sl) != 0,
+	    "(control) a wrong bind fails");
+	hsm_close(h);
+	h = node_open(&B);
+	sl = sizeof(sig);
+	T_CHECK(h != NULL &&
+	        hsm_key_sign(h, BIND, nb, nb_len, HSM_ALG_RS256, dg, 32, sig,
+	            &sl) != 0,
+	    "B, without the new domain key, cannot open the re-wrapped blob");
+	hsm_close(h);
+	free(nb);
+	free(nb2);
+	free(two);
+}
+
 int
 main(void)
 {
@@ -286,6 +340,8 @@ main(void)
 		approve_and_join();
 	if (blob != NULL)
 		on_b();
+	if (blob != NULL)
+		rotate();
 	free(blob);
 	free(spki);
 	free(jwt_a);
