@@ -193,15 +193,22 @@ cli_node_request(const char *dir, const char *name, const char *shares)
 	return 0;
 }
 
-/* A JSON file's string field, checked; NULL with a line said. */
+/* A JSON file holding an object; NULL with a line said. */
 static json_t *
 load(const char *file)
 {
 	json_error_t e;
 	json_t *j = json_load_file(file, 0, &e);
 
-	if (j == NULL || !json_is_object(j))
-		cli_fail_line("%s is not a JSON object: %s", file, e.text);
+	if (j == NULL) {
+		cli_fail_line("%s: %s", file, e.text);
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		cli_fail_line("%s is not a JSON object", file);
+		json_decref(j);
+		return NULL;
+	}
 	return j;
 }
 
@@ -278,8 +285,11 @@ cmd_approve(int argc, char **argv)
 		json_decref(j);
 		return 1;
 	}
-	if ((shares = read_shares()) == NULL)
+	if ((shares = read_shares()) == NULL) {
+		free(spki);
+		json_decref(j);
 		return 1;
+	}
 	rc = vault_node_approve(dir, getenv("P11VAULT_MODULE_ALLOW"), shares,
 	    name, spki, len, &bundle, &blen);
 	freezero_str(shares);
