@@ -7,6 +7,7 @@
  *   cli_key*.c    key (az keyvault key's sub-commands, over the keys API)
  *   cli_byok.c    byok (a BYOK transfer blob, built locally)
  *   cli_seal.c    unseal, rekey, and init's unseal defaults
+ *   cli_node.c    node (join requests, approve, join, list, remove)
  *   agent.c       identity-agent (the IMDS token protocol on loopback)
  *   cli_azcloud.c az-cloud (shell lines pointing Azure CLI here)
  */
@@ -33,6 +34,14 @@ int cli_az_cloud(int argc, char **argv);
 int cli_unseal(int argc, char **argv);
 /* `p11vault rekey`: new key shares and PINs, the server stopped. */
 int cli_rekey(int argc, char **argv);
+
+/* `p11vault node approve|join|list|remove` (argv[0] is "node"). */
+int cli_node(int argc, char **argv);
+/* `p11vault rekey-domain --data DIR` (shares on stdin). */
+int cli_rekey_domain(int argc, char **argv);
+/* After `p11vault node init`: DIR/join-request.json (the transport public
+ * key, its fingerprint, the node's name), printed with the new shares. */
+int cli_node_request(const char *dir, const char *name, const char *shares);
 
 /* DIR/serve.lock, exclusively (flock): held by serve for its life and by
  * rekey. 0 with the fd (close-on-exec) in *lock; VLT_ERR_CONFLICT when

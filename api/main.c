@@ -224,8 +224,10 @@ write_secret_file(const char *path, const char *text)
 static const char *const init_opts[] = { "--data", "--vault-url",
 	"--vault-domain", "--tenant-id", "--tls-ca-cert", "--tls-ca-key",
 	"--module", "--token-label", "--key-shares", "--key-threshold",
-	"--auto-unseal", "--share-keys", "--store", NULL };
+	"--auto-unseal", "--share-keys", "--store", "--name", NULL };
 static const char *const no_opts[] = { NULL };
+/* `p11vault node init`: init's token is a node's, yet to join */
+static int init_as_node;
 
 struct init_args {
 	const char *dir, *url, *domain, *tenant, *ca_cert, *ca_key, *au, *sk;
@@ -441,6 +443,7 @@ cmd_init(int argc, char **argv)
 	ip.auto_unseal = a.au;
 	ip.shares_out = &shares;
 	ip.store = a.store;
+	ip.node = init_as_node;
 	rc = vault_init(&ip);
 	if (rc == VLT_ERR_EXISTS)
 		cli_die("%s already holds a vault; nothing was changed", a.dir);
@@ -452,6 +455,14 @@ cmd_init(int argc, char **argv)
 		        ": the token, or the "
 		        "unattended method, failed: see above" :
 		        "");
+	if (init_as_node) {
+		/* no domain yet, so nothing to open: the join request */
+		seal_tls_key(a.dir);
+		rc = cli_node_request(a.dir, opt(argc, argv, "--name"),
+		    shares != NULL ? shares : "");
+		freezero_str(shares);
+		return rc;
+	}
 	memset(&oo, 0, sizeof(oo));
 	oo.pool_size = 2;
 	oo.module_allow = ip.module_allow;
@@ -698,6 +709,11 @@ serve_open(struct api_ctx *ctx, const char *dir, const char *user,
 	if (vault_find(dir) != 0)
 		cli_die("%s holds no vault (run p11vault init --data %s)", dir,
 		    dir);
+	if (vault_rotation_pending(dir))
+		cli_die(
+		    "a domain-key rotation of %s is unfinished: run "
+		    "p11vault rekey-domain --data %s again",
+		    dir, dir);
 	memset(&oo, 0, sizeof(oo));
 	oo.module_allow = getenv("P11VAULT_MODULE_ALLOW");
 	oo.token_user = user;
@@ -924,6 +940,10 @@ usage(FILE *f)
 	    "  serve     serve a vault over HTTPS\n"
 	    "  unseal    give an operator key share to a sealed server\n"
 	    "  rekey     new key shares and PINs (server stopped)\n"
+	    "  node      init | approve | join | list | remove: cluster "
+	    "nodes\n"
+	    "  rekey-domain  a new domain key, every blob re-wrapped "
+	    "(server stopped)\n"
 	    "  vault     show | update the vault's properties\n"
 	    "  identity  create | list | delete | credential: workload "
 	    "identities\n"
@@ -966,6 +986,15 @@ main(int argc, char **argv)
 		return cli_unseal(argc - 1, argv + 1);
 	if (strcmp(argv[1], "rekey") == 0)
 		return cli_rekey(argc - 1, argv + 1);
+	if (strcmp(argv[1], "node") == 0 && argc >= 3 &&
+	    strcmp(argv[2], "init") == 0) {
+		init_as_node = 1;
+		return cmd_init(argc - 2, argv + 2);
+	}
+	if (strcmp(argv[1], "node") == 0)
+		return cli_node(argc - 1, argv + 1);
+	if (strcmp(argv[1], "rekey-domain") == 0)
+		return cli_rekey_domain(argc - 1, argv + 1);
 	if (strcmp(argv[1], "key") == 0)
 		return cli_key(argc - 1, argv + 1);
 	if (strcmp(argv[1], "byok") == 0)

@@ -377,16 +377,70 @@ hsm_domain_unwrap(tok_t *h, struct hsm_sess *s, const struct hsm_blob_info *bi,
 		{ CKA_PRIVATE, &ck_true, sizeof(ck_true) },
 		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
 		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
-		{ CKA_DERIVE, &ck_false, sizeof(ck_false) }, /* the domain */
-		{ CKA_SIGN, &sign, sizeof(sign) },           /* key's unwrap */
-		{ CKA_DECRYPT, &decrypt, sizeof(decrypt) },  /* template */
-		{ CKA_UNWRAP, &ck_true, sizeof(ck_true) },   /* KEKs only */
+		/* what the domain key's unwrap template asks, of either
+		 * kind (before and since clustering, p11.c) */
+		{ CKA_WRAP_WITH_TRUSTED, &ck_true, sizeof(ck_true) },
+		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },
+		{ CKA_SIGN, &sign, sizeof(sign) },
+		{ CKA_DECRYPT, &decrypt, sizeof(decrypt) },
+		{ CKA_UNWRAP, &ck_true, sizeof(ck_true) }, /* KEKs only */
 	};
 	CK_MECHANISM m = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
+	CK_ULONG nt = sizeof(t) / sizeof(t[0]) - (kek ? 0 : 1);
 	CK_RV rv;
 
 	rv = h->f->C_UnwrapKey(s->h, &m, s->domain_key, (CK_BYTE *)bi->wrapped,
-	    bi->wrapped_len, t, sizeof(t) / sizeof(t[0]) - (kek ? 0 : 1), obj);
+	    bi->wrapped_len, t, nt, obj);
+	/* a rotation under way: a blob not yet moved is under the old key */
+	if (rv != CKR_OK && s->domain_old != CK_INVALID_HANDLE)
+		rv = h->f->C_UnwrapKey(s->h, &m, s->domain_old,
+		    (CK_BYTE *)bi->wrapped, bi->wrapped_len, t, nt, obj);
 	/* else: a wrong domain key, a corrupt blob, a template mismatch */
 	return hsm_ck_blame(s, rv, HSM_ERR_INTERNAL);
+}
+
+int
+hsm_domain_rewrap(tok_t *h, struct hsm_sess *s, const struct hsm_blob_info *bi,
+    const char *bind, uint8_t **out, size_t *out_len)
+{
+	CK_KEY_TYPE kt = bi->kty == HSM_KTY_RSA ? CKK_RSA : CKK_EC;
+	/* extractable only under a trusted key, for the one wrap below;
+	 * a session object, destroyed at once */
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &tmpl_priv_cls, sizeof(tmpl_priv_cls) },
+		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
+		{ CKA_TOKEN, &ck_false, sizeof(ck_false) },
+		{ CKA_PRIVATE, &ck_true, sizeof(ck_true) },
+		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
+		{ CKA_EXTRACTABLE, &ck_true, sizeof(ck_true) },
+		{ CKA_WRAP_WITH_TRUSTED, &ck_true, sizeof(ck_true) },
+		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },
+		{ CKA_SIGN, &ck_false, sizeof(ck_false) },
+		{ CKA_DECRYPT, &ck_false, sizeof(ck_false) },
+	};
+	CK_MECHANISM m = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
+	CK_OBJECT_HANDLE o = CK_INVALID_HANDLE;
+	CK_ULONG nt = sizeof(t) / sizeof(t[0]);
+	CK_RV rv;
+	int rc;
+
+	if (s->domain_old == CK_INVALID_HANDLE)
+		return HSM_ERR_ARGS; /* no rotation under way */
+	rv = h->f->C_UnwrapKey(s->h, &m, s->domain_key, (CK_BYTE *)bi->wrapped,
+	    bi->wrapped_len, t, nt, &o);
+	if (rv == CKR_OK) {
+		hsm_destroy(h->f, s, &o);
+		return HSM_ERR_EXISTS; /* moved already */
+	}
+	rv = h->f->C_UnwrapKey(s->h, &m, s->domain_old, (CK_BYTE *)bi->wrapped,
+	    bi->wrapped_len, t, nt, &o);
+	/* the old key's unwrap template pins what it opens as not
+	 * extractable (a vault of before clustering): it cannot move */
+	if (rv == CKR_TEMPLATE_INCONSISTENT)
+		return HSM_ERR_NOT_SHAREABLE;
+	if ((rc = hsm_ck_blame(s, rv, HSM_ERR_INTERNAL)) != 0)
+		return rc;
+	rc = hsm_domain_wrap(h, s, o, bind, bi->kty, bi->param, out, out_len);
+	hsm_destroy(h->f, s, &o);
+	return rc;
 }

@@ -689,6 +689,8 @@ ceremony(const struct hsm_init *p, enum tokp_op op, const char *old,
 	    p->auto_method ? strlen(p->auto_method) : 0);
 	if (op == TOKP_REKEY)
 		tokp_put(&b, old ? old : "", old ? strlen(old) : 0);
+	else
+		tokp_put_u32(&b, p->node ? 1u : 0u);
 	if (b.err) {
 		status = tokp_buf_status(&b);
 		tokp_buf_clear(&b);
@@ -715,6 +717,72 @@ ceremony(const struct hsm_init *p, enum tokp_op op, const char *old,
 		g->reaped = 1;
 		gen_free(g);
 	}
+	return status;
+}
+
+/* Starts a one-shot token process with request b, takes its answer
+ * into a, and ends the process: the status. */
+static int
+oneshot(const struct hsm_init *p, struct tokp_buf *b, struct tokp_msg *a)
+{
+	struct gen *g = NULL;
+	char **env;
+	int status;
+
+	if ((env = hsm_spawn_env(p->softhsm_conf)) == NULL ||
+	    gen_start(-1, env, b, 0, 0, &g, &status, a) != 0)
+		status = HSM_ERR_UNAVAILABLE;
+	hsm_spawn_env_free(env);
+	if (g != NULL) {
+		close(g->boot_fd);
+		g->boot_fd = -1;
+		while (waitpid(g->pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		g->reaped = 1;
+		gen_free(g);
+	}
+	return status;
+}
+
+int
+hsm_node(const struct hsm_init *p, enum hsm_node_op op, const char *shares,
+    const uint8_t *in, size_t in_len, uint8_t **out, size_t *out_len)
+{
+	struct tokp_buf b;
+	struct tokp_msg a;
+	int status;
+
+	if (out == NULL || out_len == NULL)
+		return HSM_ERR_ARGS;
+	*out = NULL;
+	*out_len = 0;
+	if (p == NULL || p->module_path == NULL || p->token_label == NULL ||
+	    p->hsm_dir == NULL)
+		return HSM_ERR_ARGS;
+	memset(&a, 0, sizeof(a));
+	tokp_begin(&b, TOKP_NODE, 0, 0);
+	tokp_put_str(&b, p->module_path);
+	tokp_put_str(&b, p->module_allow ? p->module_allow : HSM_MODULE_ALLOW);
+	tokp_put_str(&b, p->token_label);
+	tokp_put_str(&b, p->hsm_dir);
+	tokp_put_u32(&b, (uint32_t)op);
+	tokp_put(&b, shares ? shares : "", shares ? strlen(shares) : 0);
+	tokp_put(&b, in, in != NULL ? in_len : 0);
+	if (b.err) {
+		tokp_buf_clear(&b);
+		return HSM_ERR_ARGS;
+	}
+	status = oneshot(p, &b, &a);
+	tokp_buf_clear(&b);
+	if (status == HSM_OK && a.f[0].len > 0) {
+		if ((*out = malloc(a.f[0].len)) == NULL) {
+			status = HSM_ERR_NO_MEMORY;
+		} else {
+			memcpy(*out, a.f[0].p, a.f[0].len);
+			*out_len = a.f[0].len;
+		}
+	}
+	tokp_msg_clear(&a);
 	return status;
 }
 
@@ -1140,6 +1208,19 @@ hsm_blob_upgrade(hsm_t *h, const char *bind, const uint8_t *blob,
 
 	*out = NULL;
 	tokp_begin(&b, TOKP_UPGRADE, 0, 0);
+	tokp_put_str(&b, bind);
+	tokp_put(&b, blob, blob_len);
+	return call_dup(h, &b, out, out_len);
+}
+
+int
+hsm_blob_rewrap(hsm_t *h, const char *bind, const uint8_t *blob,
+    size_t blob_len, uint8_t **out, size_t *out_len)
+{
+	struct tokp_buf b;
+
+	*out = NULL;
+	tokp_begin(&b, TOKP_REWRAP, 0, 0);
 	tokp_put_str(&b, bind);
 	tokp_put(&b, blob, blob_len);
 	return call_dup(h, &b, out, out_len);

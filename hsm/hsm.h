@@ -38,7 +38,10 @@ enum hsm_err {
 	HSM_ERR_EXISTS = -6,   /* hsm_token_init: the token is initialised */
 	HSM_ERR_SEALED = -7,   /* the vault is sealed: no key operation */
 	HSM_ERR_IO = -8,       /* a file could not be read or written */
+	/* a token key made before clustering cannot leave its token */
+	HSM_ERR_NOT_SHAREABLE = -9,
 };
+#define HSM_ERR_LAST HSM_ERR_NOT_SHAREABLE
 
 enum hsm_kty { HSM_KTY_RSA = 1, HSM_KTY_EC = 2 };
 
@@ -126,8 +129,52 @@ struct hsm_init {
 	unsigned threshold, shares;
 	const char *auto_method;
 	const char *softhsm_conf; /* as in struct hsm_config */
+	/* hsm_token_init: the token of a node yet to join a cluster (the
+	 * PINs and its transport key pair only; no domain) */
+	int node;
 };
 int hsm_token_init(const struct hsm_init *p, char **shares) HSM_WUR;
+
+/*
+ * Clustering: one-shot ceremonies on the token of p (threshold, shares,
+ * auto_method and node unused), each in a token process of its own.
+ * shares: the vault's current key shares, a line each ("" when the vault
+ * has an unattended method only), from which the token process derives
+ * the SO and user PINs; unused by HSM_NODE_REQUEST.
+ *
+ * HSM_NODE_REQUEST: *out = this node's transport public key (SPKI; the
+ *   token of `node init`). The join request's fingerprint is its
+ *   SHA-256.
+ * HSM_NODE_APPROVE: in = a node's transport SPKI (RSA-3072). As SO, the
+ *   token trusts it (a public token object "p11vault-node", CKA_ID the
+ *   fingerprint, CKA_TRUSTED) and wraps the domain key (under a fresh
+ *   AES key K, itself RSA-OAEP SHA-1 under the transport key) and the
+ *   seal, bind, backup, JWT and audit keys (CKM_AES_KEY_WRAP_PAD under
+ *   K) into *out, the join bundle. HSM_ERR_NOT_SHAREABLE: the vault was
+ *   made before clustering (its keys cannot leave its token).
+ * HSM_NODE_JOIN: in = a bundle made for this token: unwrapped into it
+ *   (the domain key as SO). HSM_ERR_DECRYPT: made for another node, or
+ *   altered; HSM_ERR_EXISTS: the token holds a domain already.
+ * HSM_NODE_FORGET: in = a fingerprint (32 bytes): the trusted key of
+ *   that node is deleted from the token; *out = one byte, how many.
+ * HSM_ERR_ARGS: too few valid shares (or a malformed input).
+ */
+enum hsm_node_op {
+	HSM_NODE_REQUEST = 1,
+	HSM_NODE_APPROVE = 2,
+	HSM_NODE_JOIN = 3,
+	HSM_NODE_FORGET = 4,
+	/* rotation of the domain key (rekey-domain), as SO: DOMAIN_NEW makes
+	 * the next domain key beside the current one (none if two exist
+	 * already; HSM_ERR_NOT_SHAREABLE for a domain key made before
+	 * clustering, which can never re-wrap a blob); DOMAIN_DROP destroys
+	 * the older of two. While a token holds two, it opens with the
+	 * newer for new blobs and hsm_blob_rewrap moves the others. */
+	HSM_DOMAIN_NEW = 5,
+	HSM_DOMAIN_DROP = 6,
+};
+int hsm_node(const struct hsm_init *p, enum hsm_node_op op, const char *shares,
+    const uint8_t *in, size_t in_len, uint8_t **out, size_t *out_len) HSM_WUR;
 int hsm_rekey(const struct hsm_init *p, const char *old_shares,
     char **shares) HSM_WUR;
 
@@ -311,6 +358,13 @@ int hsm_unseal(hsm_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
  * binding is never changed.
  */
 int hsm_blob_upgrade(hsm_t *h, const char *bind, const uint8_t *blob,
+    size_t blob_len, uint8_t **out, size_t *out_len) HSM_WUR;
+/* A current blob under the old domain key of a rotation into one under
+ * the new key (the key stays in the token: unwrapped as a session object
+ * extractable only under a trusted key, wrapped under the new one),
+ * bound to the same bind. HSM_ERR_EXISTS: it is under the new key
+ * already; HSM_ERR_ARGS: the token is not rotating. */
+int hsm_blob_rewrap(hsm_t *h, const char *bind, const uint8_t *blob,
     size_t blob_len, uint8_t **out, size_t *out_len) HSM_WUR;
 #define HSM_BLOB_FORMAT_UNBOUND 1 /* format 1: bound to nothing */
 #define HSM_BLOB_FORMAT_CURRENT 3 /* below it: needs hsm_blob_upgrade */

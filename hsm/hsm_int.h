@@ -125,6 +125,8 @@ struct tok {
 	unsigned deadline_ms; /* longest wait for a session */
 	uint64_t recoveries, recovery_failures;
 	CK_OBJECT_HANDLE domain_key;
+	/* a rotation under way (two domain keys): the older; else invalid */
+	CK_OBJECT_HANDLE domain_old;
 	CK_OBJECT_HANDLE jwt_priv;
 	CK_OBJECT_HANDLE bind_key; /* HMAC key of version-2 blob tags */
 	CK_OBJECT_HANDLE seal_key; /* AES-GCM key of version-3 blobs */
@@ -148,6 +150,7 @@ struct hsm_sess {
 	size_t idx;
 	CK_SESSION_HANDLE h;
 	CK_OBJECT_HANDLE domain_key;
+	CK_OBJECT_HANDLE domain_old;
 	CK_OBJECT_HANDLE jwt_priv;
 	CK_OBJECT_HANDLE bind_key;
 	CK_OBJECT_HANDLE seal_key;
@@ -187,15 +190,28 @@ int hsm_init_rv(CK_RV rv) HSM_WUR;
 void hsm_destroy(CK_FUNCTION_LIST *f, struct hsm_sess *s, CK_OBJECT_HANDLE *o);
 /* A token key of one role, made in R/W session s logged in as user:
  * HSM_BIND_LABEL the HMAC bind key, any other label an AES-256-GCM key
- * (HSM_SEAL_LABEL, HSM_BACKUP_LABEL): private, sensitive, never
- * extractable. */
+ * (HSM_SEAL_LABEL, HSM_BACKUP_LABEL): private, sensitive, extractable
+ * only wrapped by a trusted key (CKA_WRAP_WITH_TRUSTED). */
 CK_RV hsm_role_key_make(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
     const char *label, CK_OBJECT_HANDLE *k) HSM_WUR;
+/* The template of a domain key of generation gen (CKA_ID: gen, 8 bytes
+ * big-endian, in id): AES-256 (the caller adds CKA_VALUE_LEN when it
+ * generates), token, public (SoftHSMv2 lets only the SO make a trusted
+ * key, and the SO makes only public objects), trusted, sensitive,
+ * extractable only wrapped by a trusted key, wrap/unwrap only; what it
+ * unwraps stays sensitive and wrap-with-trusted; it wraps only session
+ * private keys. A domain key of before clustering has no CKA_ID (it is
+ * generation 0), is not extractable, and its unwrap template pins what
+ * it opens as not extractable. */
+#define HSM_DOMAIN_TEMPLATE_N 20
+#define HSM_DOMAIN_ID_LEN 8
+size_t hsm_domain_template(CK_ATTRIBUTE t[HSM_DOMAIN_TEMPLATE_N], uint64_t gen,
+    uint8_t id[HSM_DOMAIN_ID_LEN]);
 /* DER of a curve's OID, as CKA_EC_PARAMS holds it: at most this long */
 #define HSM_EC_PARAMS_MAX 16
 /* An EC P-256 token key pair labelled label whose private half is
- * sensitive, never extractable and sign-only (the JWT key, the audit
- * key), in R/W session s. */
+ * sensitive, extractable only wrapped by a trusted key (to a joining
+ * node) and sign-only (the JWT key, the audit key), in R/W session s. */
 int hsm_sign_pair_make(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
     const char *label) HSM_WUR;
 /* The same in a R/W session of its own on slot (the login is shared). */
@@ -249,6 +265,18 @@ int hsm_domain_wrap(tok_t *h, struct hsm_sess *s, CK_OBJECT_HANDLE priv,
 int hsm_domain_unwrap(tok_t *h, struct hsm_sess *s,
     const struct hsm_blob_info *bi, int kek, CK_OBJECT_HANDLE *obj) HSM_WUR;
 
+/* A parsed, opened blob's key from the old domain key of a rotation to
+ * the new: *out a blob bound to bind. HSM_ERR_EXISTS: under the new key
+ * already. */
+int hsm_domain_rewrap(tok_t *h, struct hsm_sess *s,
+    const struct hsm_blob_info *bi, const char *bind, uint8_t **out,
+    size_t *out_len) HSM_WUR;
+/* The domain keys of the token in session s: *cur the newest (by
+ * CKA_ID), *old the older when there are two (else CK_INVALID_HANDLE);
+ * none: HSM_ERR_UNAVAILABLE; more than two: HSM_ERR_INTERNAL. */
+int hsm_domain_keys(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
+    CK_OBJECT_HANDLE *cur, CK_OBJECT_HANDLE *old) HSM_WUR;
+
 /* ---- cache.c: the handle cache ---- */
 int hsm_cache_init(tok_t *h, size_t cache_size) HSM_WUR;
 void hsm_cache_clear(tok_t *h); /* on recovery: handles are gone */
@@ -298,5 +326,14 @@ int hsm_key_new(tok_t *h, const char *bind, hsm_key_maker make, const void *arg,
  * For the allocation-failure torture (tests/torture/, target tokp),
  * which serves a socketpair in its own process. */
 int tokd_serve_one(tok_t *t, int fd) HSM_WUR;
+/* ---- node.c: the token side of clustering ---- */
+#define HSM_TRANSPORT_LABEL "p11vault-transport" /* this node's pair */
+#define HSM_NODE_LABEL "p11vault-node" /* an approved node's public key */
+/* The objects of a node's new token, in R/W session s: the user PIN (as
+ * SO) and, as user, the transport key pair (RSA-3072; the private half
+ * private, sensitive, never extractable, unwrap only, and what it
+ * unwraps is a session secret that is not extractable). */
+int tok_node_objects(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
+    const char *so_pin, const char *user_pin) HSM_WUR;
 
 #endif

@@ -254,3 +254,33 @@ tok_blob_upgrade(tok_t *h, const char *bind, const uint8_t *blob,
 	hsm_sess_give(h, &s);
 	return rc;
 }
+
+int
+tok_blob_rewrap(tok_t *h, const char *bind, const uint8_t *blob,
+    size_t blob_len, uint8_t **out, size_t *out_len)
+{
+	struct hsm_blob_info bi;
+	struct hsm_sess s;
+	uint8_t *buf;
+	int rc;
+
+	if (h == NULL || out == NULL || out_len == NULL)
+		return HSM_ERR_ARGS;
+	*out = NULL;
+	if (hsm_bind_check(bind) != 0 ||
+	    hsm_blob_parse(blob, blob_len, &bi) != 0 ||
+	    bi.version != HSM_BLOB_VERSION)
+		return HSM_ERR_ARGS;
+	if ((buf = malloc(HSM_WRAP_BUF)) == NULL)
+		return HSM_ERR_NO_MEMORY;
+	if ((rc = hsm_sess_take(h, &s)) != 0) {
+		free(buf);
+		return rc;
+	}
+	/* it must open against its bind first: a blob is never re-bound */
+	if ((rc = hsm_blob_open(h, &s, bind, &bi, buf)) == 0)
+		rc = hsm_domain_rewrap(h, &s, &bi, bind, out, out_len);
+	hsm_sess_give(h, &s);
+	freezero(buf, HSM_WRAP_BUF);
+	return rc;
+}

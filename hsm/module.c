@@ -18,6 +18,7 @@
  * the pool lock across a token call.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -55,9 +56,27 @@ pool_close_sessions(tok_t *h)
 	}
 	h->nfree = 0;
 	h->domain_key = CK_INVALID_HANDLE;
+	h->domain_old = CK_INVALID_HANDLE;
 	h->jwt_priv = CK_INVALID_HANDLE;
 	h->bind_key = CK_INVALID_HANDLE;
 	h->seal_key = CK_INVALID_HANDLE;
+}
+
+/* Why the token has no usable domain key, for the operator. */
+static void
+domain_log(int rc)
+{
+	fprintf(stderr,
+	    "{\"level\":\"error\",\"event\":\"%s\",\"msg\":\"%s\","
+	    "\"process\":\"token\"}\n",
+	    rc == HSM_ERR_INTERNAL ? "domain_key_ambiguous" :
+	                             "domain_key_missing",
+	    rc == HSM_ERR_INTERNAL ?
+	        "the token holds two domain keys: a domain-key rotation "
+	        "is unfinished; run p11vault rekey-domain again" :
+	        "this node's token holds no domain key: it has not joined "
+	        "a cluster yet (p11vault node approve on a node of the "
+	        "cluster, then p11vault node join here)");
 }
 
 /* Opens every pool session, logs in, finds the token-resident keys;
@@ -94,9 +113,11 @@ pool_open_sessions(tok_t *h, int create_bind)
 		rc = HSM_ERR_UNAVAILABLE;
 		goto out;
 	}
-	if ((rc = hsm_find_object(h->f, h->sess[0], CKO_SECRET_KEY,
-	         HSM_DOMAIN_LABEL, &h->domain_key)) != 0)
+	if ((rc = hsm_domain_keys(h->f, h->sess[0], &h->domain_key,
+	         &h->domain_old)) != 0) {
+		domain_log(rc);
 		goto out;
+	}
 	if ((rc = hsm_find_object(h->f, h->sess[0], CKO_PRIVATE_KEY,
 	         HSM_JWT_LABEL, &h->jwt_priv)) != 0)
 		goto out;
@@ -358,6 +379,7 @@ hsm_sess_take(tok_t *h, struct hsm_sess *s)
 			s->idx = h->free_idx[--h->nfree];
 			s->h = h->sess[s->idx];
 			s->domain_key = h->domain_key;
+			s->domain_old = h->domain_old;
 			s->jwt_priv = h->jwt_priv;
 			s->bind_key = h->bind_key;
 			s->seal_key = h->seal_key;

@@ -265,7 +265,8 @@ gen_bind_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *k)
 /*
  * A token-resident AES-256 key for AES-GCM, labelled label: a private
  * token object (SoftHSMv2 stores it encrypted under a key derived from
- * the user PIN), sensitive, never extractable, encrypt and decrypt only.
+ * the user PIN), sensitive, extractable only wrapped by a trusted key
+ * (the join of a node, node.c), encrypt and decrypt only.
  * The seal key of version-3 blobs and the backup key (backup.c).
  */
 static CK_RV
@@ -283,7 +284,10 @@ gen_aes_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, const char *label,
 		{ CKA_TOKEN, &ck_true, sizeof(ck_true) },
 		{ CKA_PRIVATE, &ck_true, sizeof(ck_true) },
 		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
-		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
+		/* leaves the token only wrapped by a trusted key: to a
+		 * joining node's token (node.c), never in plaintext */
+		{ CKA_EXTRACTABLE, &ck_true, sizeof(ck_true) },
+		{ CKA_WRAP_WITH_TRUSTED, &ck_true, sizeof(ck_true) },
 		{ CKA_MODIFIABLE, &ck_false, sizeof(ck_false) },
 		{ CKA_ENCRYPT, &ck_true, sizeof(ck_true) },
 		{ CKA_DECRYPT, &ck_true, sizeof(ck_true) },
@@ -296,6 +300,116 @@ gen_aes_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, const char *label,
 	CK_MECHANISM m = { CKM_AES_KEY_GEN, NULL, 0 };
 
 	return f->C_GenerateKey(s, &m, t, sizeof(t) / sizeof(t[0]), k);
+}
+
+size_t
+hsm_domain_template(CK_ATTRIBUTE t[HSM_DOMAIN_TEMPLATE_N], uint64_t gen,
+    uint8_t id[HSM_DOMAIN_ID_LEN])
+{
+	static CK_OBJECT_CLASS cls = CKO_SECRET_KEY, priv_cls = CKO_PRIVATE_KEY;
+	static CK_KEY_TYPE kt = CKK_AES;
+	/* Whatever is unwrapped with the domain key stays a sensitive
+	 * private key that can leave the token only wrapped by a trusted
+	 * key, whoever asks: no blob opens into a readable object
+	 * (tests/unit/test_hsm.c shows the attack). */
+	static CK_ATTRIBUTE unwrap_tmpl[] = {
+		{ CKA_CLASS, &priv_cls, sizeof(priv_cls) },
+		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
+		{ CKA_WRAP_WITH_TRUSTED, &ck_true, sizeof(ck_true) },
+		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },
+	};
+	/* and it wraps only session private keys (customer keys): never
+	 * a token key (the seal, JWT, audit, backup keys) whose wrapped
+	 * form the domain key's own value would open */
+	static CK_ATTRIBUTE wrap_tmpl[] = {
+		{ CKA_CLASS, &priv_cls, sizeof(priv_cls) },
+		{ CKA_TOKEN, &ck_false, sizeof(ck_false) },
+	};
+	size_t n = 0, i;
+
+	for (i = 0; i < HSM_DOMAIN_ID_LEN; i++)
+		id[i] = (uint8_t)(gen >> (8 * (HSM_DOMAIN_ID_LEN - 1 - i)));
+	t[n++] = (CK_ATTRIBUTE){ CKA_CLASS, &cls, sizeof(cls) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_KEY_TYPE, &kt, sizeof(kt) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_LABEL, HSM_DOMAIN_LABEL,
+		sizeof(HSM_DOMAIN_LABEL) - 1 };
+	t[n++] = (CK_ATTRIBUTE){ CKA_ID, id, HSM_DOMAIN_ID_LEN };
+	t[n++] = (CK_ATTRIBUTE){ CKA_TOKEN, &ck_true, sizeof(ck_true) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_PRIVATE, &ck_false, sizeof(ck_false) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_TRUSTED, &ck_true, sizeof(ck_true) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_SENSITIVE, &ck_true, sizeof(ck_true) };
+	/* it leaves the token only wrapped by a trusted key: to a joining
+	 * node's token (node.c) */
+	t[n++] = (CK_ATTRIBUTE){ CKA_EXTRACTABLE, &ck_true, sizeof(ck_true) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_WRAP_WITH_TRUSTED, &ck_true,
+		sizeof(ck_true) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_WRAP, &ck_true, sizeof(ck_true) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_UNWRAP, &ck_true, sizeof(ck_true) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_ENCRYPT, &ck_false, sizeof(ck_false) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_DECRYPT, &ck_false, sizeof(ck_false) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_SIGN, &ck_false, sizeof(ck_false) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_VERIFY, &ck_false, sizeof(ck_false) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_DERIVE, &ck_false, sizeof(ck_false) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_UNWRAP_TEMPLATE, unwrap_tmpl,
+		sizeof(unwrap_tmpl) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_WRAP_TEMPLATE, wrap_tmpl,
+		sizeof(wrap_tmpl) };
+	/* last: SoftHSMv2's unwrap applies the attributes in order, and
+	 * refuses a modifiable one after CKA_MODIFIABLE=FALSE */
+	t[n++] = (CK_ATTRIBUTE){ CKA_MODIFIABLE, &ck_false, sizeof(ck_false) };
+	return n;
+}
+
+/* The generation of domain key o: its CKA_ID (none: 0). */
+static uint64_t
+domain_gen(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o)
+{
+	uint8_t id[HSM_DOMAIN_ID_LEN];
+	CK_ATTRIBUTE a = { CKA_ID, id, sizeof(id) };
+	uint64_t g = 0;
+	size_t i;
+
+	if (f->C_GetAttributeValue(s, o, &a, 1) != CKR_OK ||
+	    a.ulValueLen != HSM_DOMAIN_ID_LEN)
+		return 0;
+	for (i = 0; i < HSM_DOMAIN_ID_LEN; i++)
+		g = g << 8 | id[i];
+	return g;
+}
+
+int
+hsm_domain_keys(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *cur,
+    CK_OBJECT_HANDLE *old)
+{
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_LABEL, HSM_DOMAIN_LABEL, sizeof(HSM_DOMAIN_LABEL) - 1 },
+	};
+	CK_OBJECT_HANDLE found[3];
+	CK_ULONG n = 0;
+	CK_RV rv;
+
+	*cur = *old = CK_INVALID_HANDLE;
+	if ((rv = f->C_FindObjectsInit(s, t, 2)) != CKR_OK)
+		return hsm_init_rv(rv);
+	rv = f->C_FindObjects(s, found, 3, &n);
+	(void)f->C_FindObjectsFinal(s);
+	if (rv != CKR_OK)
+		return hsm_init_rv(rv);
+	if (n == 0)
+		return HSM_ERR_UNAVAILABLE;
+	if (n > 2)
+		return HSM_ERR_INTERNAL;
+	*cur = found[0];
+	if (n == 2) {
+		int second = domain_gen(f, s, found[1]) >
+		    domain_gen(f, s, found[0]);
+
+		*cur = found[second ? 1 : 0];
+		*old = found[second ? 0 : 1];
+	}
+	return 0;
 }
 
 CK_RV
@@ -324,7 +438,9 @@ hsm_sign_pair_make(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, const char *label)
 		{ CKA_PRIVATE, &ck_true, sizeof(ck_true) },
 		{ CKA_LABEL, (void *)label, strlen(label) },
 		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
-		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
+		/* every node signs with the same pair (node.c) */
+		{ CKA_EXTRACTABLE, &ck_true, sizeof(ck_true) },
+		{ CKA_WRAP_WITH_TRUSTED, &ck_true, sizeof(ck_true) },
 		{ CKA_SIGN, &ck_true, sizeof(ck_true) },
 		{ CKA_DECRYPT, &ck_false, sizeof(ck_false) },
 		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },

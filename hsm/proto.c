@@ -50,10 +50,16 @@ static const struct shape req_shape[TOKP_OP_COUNT] = {
 	    { STR(TOKP_PATH_MAX), STR(TOKP_LABEL_MAX), STR(TOKP_PATH_MAX),
 	        STR(TOKP_PATH_MAX), BYTES(TOKP_USER_MAX), U32, U32 } },
 	/* module, allowlist, label, hsm directory, threshold, shares,
-	 * unattended method */
-	[TOKP_TOKEN_INIT] = { 7,
+	 * unattended method, kind (0 a vault, 1 a node yet to join) */
+	[TOKP_TOKEN_INIT] = { 8,
 	    { STR(TOKP_PATH_MAX), STR(TOKP_PATH_MAX), STR(TOKP_LABEL_MAX),
-	        STR(TOKP_PATH_MAX), U32, U32, BYTES(TOKP_AUTO_MAX) } },
+	        STR(TOKP_PATH_MAX), U32, U32, BYTES(TOKP_AUTO_MAX), U32 } },
+	/* module, allowlist, label, hsm directory, action (enum
+	 * hsm_node_op), the shares (a line each, may be empty), input */
+	[TOKP_NODE] = { 7,
+	    { STR(TOKP_PATH_MAX), STR(TOKP_PATH_MAX), STR(TOKP_LABEL_MAX),
+	        STR(TOKP_PATH_MAX), U32, BYTES(TOKP_SHARES_MAX),
+	        BYTES(TOKP_BUNDLE_MAX) } },
 	/* the same, and the current shares (a line each) */
 	[TOKP_REKEY] = { 8,
 	    { STR(TOKP_PATH_MAX), STR(TOKP_PATH_MAX), STR(TOKP_LABEL_MAX),
@@ -89,6 +95,8 @@ static const struct shape req_shape[TOKP_OP_COUNT] = {
 	[TOKP_UNSEAL] = { 1, { BYTES(TOKP_DATA_MAX + 1024) } },
 	/* bind, format-1 blob */
 	[TOKP_UPGRADE] = { 2, { STR(HSM_BIND_MAX), BYTES1(TOKP_BLOB_MAX) } },
+	/* bind, a blob under either domain key of a rotation */
+	[TOKP_REWRAP] = { 2, { STR(HSM_BIND_MAX), BYTES1(TOKP_BLOB_MAX) } },
 };
 
 /* answer shapes (status HSM_OK), by op */
@@ -97,6 +105,8 @@ static const struct shape ans_shape[TOKP_OP_COUNT] = {
 	/* the new shares, a line each (empty without shares) */
 	[TOKP_TOKEN_INIT] = { 1, { BYTES(TOKP_SHARES_MAX) } },
 	[TOKP_REKEY] = { 1, { BYTES(TOKP_SHARES_MAX) } },
+	/* the output (a request's SPKI, a bundle; may be empty) */
+	[TOKP_NODE] = { 1, { BYTES(TOKP_BUNDLE_MAX) } },
 	/* sealed, threshold, shares, taken, plaintext PINs, last result */
 	[TOKP_SEAL_STATUS] = { 6, { U32, U32, U32, U32, U32, U32 } },
 	[TOKP_SHARE] = { 6, { U32, U32, U32, U32, U32, U32 } },
@@ -121,6 +131,7 @@ static const struct shape ans_shape[TOKP_OP_COUNT] = {
 	[TOKP_SEAL] = { 1, { BYTES(TOKP_DATA_MAX + 1024) } },
 	[TOKP_UNSEAL] = { 1, { BYTES(TOKP_DATA_MAX) } },
 	[TOKP_UPGRADE] = { 1, { BYTES1(TOKP_BLOB_MAX) } },
+	[TOKP_REWRAP] = { 1, { BYTES1(TOKP_BLOB_MAX) } },
 };
 
 static void
@@ -295,7 +306,7 @@ tokp_parse(const uint8_t *buf, size_t len, int response, struct tokp_msg *m)
 	sh = response ? &ans_shape[m->op] : &req_shape[m->op];
 	if (response && m->status != HSM_OK) {
 		/* an error carries no field, and only a known error */
-		if (n != 0 || plen != 0 || m->status < HSM_ERR_IO ||
+		if (n != 0 || plen != 0 || m->status < HSM_ERR_LAST ||
 		    m->status > HSM_ERR_ARGS)
 			return -1;
 		return 0;

@@ -42,11 +42,12 @@
 #define TOKP_LABEL_MAX 32
 #define TOKP_USER_MAX 64
 #define TOKP_PIN_MAX 256
-#define TOKP_AUTO_MAX 1024   /* an unattended method and its arg */
-#define TOKP_SHARE_MAX 128   /* one share's text */
-#define TOKP_SHARES_MAX 2048 /* every share, a line each */
-#define TOKP_CHAN_MAX 250    /* channels per token process */
-#define TOKP_BOOT_FD 3       /* the token process's boot socket */
+#define TOKP_AUTO_MAX 1024          /* an unattended method and its arg */
+#define TOKP_SHARE_MAX 128          /* one share's text */
+#define TOKP_SHARES_MAX 2048        /* every share, a line each */
+#define TOKP_BUNDLE_MAX (64 * 1024) /* a join bundle, a request */
+#define TOKP_CHAN_MAX 250           /* channels per token process */
+#define TOKP_BOOT_FD 3              /* the token process's boot socket */
 
 enum tokp_op {
 	TOKP_HELLO = 1,  /* boot: config + channel fds; answer: open's rc */
@@ -69,6 +70,8 @@ enum tokp_op {
 	TOKP_REKEY,       /* boot: a one-shot token process rekeys */
 	TOKP_AUDIT_SIGN,  /* an audit checkpoint, with the audit key */
 	TOKP_AUDIT_PUBLIC,
+	TOKP_NODE,   /* boot: a one-shot clustering ceremony (node.c) */
+	TOKP_REWRAP, /* a blob from the old domain key to the new */
 	TOKP_OP_COUNT
 };
 

@@ -142,11 +142,18 @@ int tseal_boot(const char *hsmdir, const char *module, const char *label,
     int *have_s, char *legacy_pin, size_t pin_cap, int *legacy) HSM_WUR;
 
 /* init: a new S, its shares (*text, freezero(*text, *text_len)), the token
- * initialised with PINs derived from S, the unattended credential, then
+ * initialised with PINs derived from S (node: the token of a node yet to
+ * join, tok_token_init_kind), the unattended credential, then
  * seal.conf. auto: "", "none", "systemd-creds[:KEY]", "clevis:PIN CFG". */
 int tseal_init(const char *module, const char *label, const char *hsmdir,
-    unsigned m, unsigned n, const char *auto_method, char **text,
+    unsigned m, unsigned n, const char *auto_method, int node, char **text,
     size_t *text_len) HSM_WUR;
+
+/* The current user and SO PINs (cap bytes each) of the vault whose hsm
+ * directory is hsmdir: from shares (a line each), else its unattended
+ * method, else its PIN files. HSM_ERR_ARGS: too few valid shares. */
+int tseal_pins(const char *hsmdir, const char *shares, char *user, char *so,
+    size_t cap) HSM_WUR;
 
 /* rekey: the current S from old_shares (or the unattended method when
  * the vault has no shares, or the PIN files of an old one), then a new

@@ -34,6 +34,33 @@ typedef struct tok tok_t;
  */
 int tok_token_init(const char *module_path, const char *token_label,
     const char *so_pin, const char *user_pin) HSM_WUR;
+/* The same with node: the token of a node that is yet to join a
+ * cluster: the PINs and the node's transport key pair only (node.c). */
+int tok_token_init_kind(const char *module_path, const char *token_label,
+    const char *so_pin, const char *user_pin, int node) HSM_WUR;
+
+/*
+ * Clustering (node.c), each a ceremony with its own load of the module:
+ * tok_node_request: this node's transport public key as SPKI (no PIN).
+ * tok_node_approve: on a token that holds the domain, as SO, trusts the
+ * transport key spki (RSA-3072) and wraps the domain's keys to it into
+ * *bundle (malloc'd). HSM_ERR_NOT_SHAREABLE: a key of the vault was made
+ * before clustering and cannot leave its token.
+ * tok_node_join: unwraps a bundle made for this token's transport key
+ * into the token (HSM_ERR_DECRYPT: made for another node, or altered;
+ * HSM_ERR_EXISTS: the token already holds a domain key).
+ * tok_node_forget: as SO, deletes the trusted key of the node whose
+ * transport SPKI has SHA-256 fp (*removed: how many).
+ */
+int tok_node_request(const char *module, const char *label, uint8_t **spki,
+    size_t *spki_len) HSM_WUR;
+int tok_node_approve(const char *module, const char *label, const char *so_pin,
+    const char *user_pin, const uint8_t *spki, size_t spki_len,
+    uint8_t **bundle, size_t *bundle_len) HSM_WUR;
+int tok_node_join(const char *module, const char *label, const char *so_pin,
+    const char *user_pin, const uint8_t *bundle, size_t bundle_len) HSM_WUR;
+int tok_node_forget(const char *module, const char *label, const char *so_pin,
+    const uint8_t fp[32], unsigned *removed) HSM_WUR;
 
 /* The SO PIN, then the user PIN, from old to new (rekey, and the move
  * from PIN files to a sealed vault). Run again after an interruption,
@@ -144,6 +171,13 @@ int tok_seal(tok_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
     size_t *out_len) HSM_WUR;
 int tok_unseal(tok_t *h, const uint8_t *in, size_t in_len, uint8_t **out,
     size_t *out_len) HSM_WUR;
+
+/* As hsm_blob_rewrap (hsm/hsm.h). */
+int tok_blob_rewrap(tok_t *h, const char *bind, const uint8_t *blob,
+    size_t blob_len, uint8_t **out, size_t *out_len) HSM_WUR;
+/* HSM_DOMAIN_NEW (drop 0) and HSM_DOMAIN_DROP (drop 1) of hsm_node. */
+int tok_domain_rotate(const char *module, const char *label, const char *so_pin,
+    int drop) HSM_WUR;
 
 /* As hsm_blob_upgrade (hsm/hsm.h). */
 int tok_blob_upgrade(tok_t *h, const char *bind, const uint8_t *blob,

@@ -466,6 +466,9 @@ op_data(struct tokd *d, tok_t *t, const struct tokp_msg *q, struct tokp_buf *b)
 		rc = tok_unseal(t, q->f[0].p, q->f[0].len, &out, &out_len);
 	else if (tokp_str(&q->f[0], id, sizeof(id)) != 0)
 		return HSM_ERR_ARGS;
+	else if (q->op == TOKP_REWRAP)
+		rc = tok_blob_rewrap(t, id, q->f[1].p, q->f[1].len, &out,
+		    &out_len);
 	else
 		rc = tok_blob_upgrade(t, id, q->f[1].p, q->f[1].len, &out,
 		    &out_len);
@@ -481,7 +484,8 @@ struct op_handler {
 	int sealed_ok; /* answered while the token is not open */
 };
 
-/* HELLO, TOKEN_INIT and REKEY belong to the boot socket: none here. */
+/* HELLO, TOKEN_INIT, REKEY and NODE belong to the boot socket: none
+ * here. */
 static const struct op_handler ops[TOKP_OP_COUNT] = {
 	[TOKP_SEAL_STATUS] = { op_seal_status, 1 },
 	[TOKP_SHARE] = { op_share, 1 },
@@ -500,6 +504,7 @@ static const struct op_handler ops[TOKP_OP_COUNT] = {
 	[TOKP_SEAL] = { op_data, 0 },
 	[TOKP_UNSEAL] = { op_data, 0 },
 	[TOKP_UPGRADE] = { op_data, 0 },
+	[TOKP_REWRAP] = { op_data, 0 },
 };
 
 /* Runs request q (its op checked by tokp_recv) on the token; the answer
@@ -589,7 +594,7 @@ ceremony(const struct tokp_msg *m, struct tokp_buf *b)
 	char label[TOKP_LABEL_MAX + 1], dir[TOKP_PATH_MAX + 1];
 	char *au = NULL, *old = NULL, *text = NULL;
 	size_t text_len = 0;
-	uint32_t th, n;
+	uint32_t th, n, kind = 0;
 	int rc = HSM_ERR_ARGS;
 
 	if (tokp_str(&m->f[0], mod, sizeof(mod)) != 0 ||
@@ -601,12 +606,15 @@ ceremony(const struct tokp_msg *m, struct tokp_buf *b)
 	    (old = calloc(1, TOKP_SHARES_MAX + 1)) == NULL ||
 	    tokp_str(&m->f[6], au, TOKP_AUTO_MAX + 1) != 0 ||
 	    (m->op == TOKP_REKEY &&
-	        tokp_str(&m->f[7], old, TOKP_SHARES_MAX + 1) != 0))
+	        tokp_str(&m->f[7], old, TOKP_SHARES_MAX + 1) != 0) ||
+	    (m->op == TOKP_TOKEN_INIT &&
+	        (tokp_u32(&m->f[7], &kind) != 0 || kind > 1)))
 		goto out;
 	if (module_allowed(mod, allow) != 0)
 		goto out;
 	if (m->op == TOKP_TOKEN_INIT)
-		rc = tseal_init(mod, label, dir, th, n, au, &text, &text_len);
+		rc = tseal_init(mod, label, dir, th, n, au, (int)kind, &text,
+		    &text_len);
 	else
 		rc = tseal_rekey(mod, label, dir, th, n, au, old, &text,
 		    &text_len);
@@ -618,6 +626,76 @@ out:
 	freezero(old, TOKP_SHARES_MAX + 1);
 	free(au);
 	freezero(text, text_len);
+	return rc;
+}
+
+/* A clustering ceremony (node.c) on the token; the PINs from the
+ * shares, or the unattended method. */
+static int
+node_run(const char *mod, const char *label, const char *dir, uint32_t act,
+    const char *shares, const struct tokp_field *in, uint8_t **out,
+    size_t *out_len)
+{
+	char user[TOKP_PIN_MAX + 1], so[TOKP_PIN_MAX + 1];
+	unsigned removed = 0;
+	int rc;
+
+	*out = NULL;
+	*out_len = 0;
+	if (act == HSM_NODE_REQUEST)
+		return tok_node_request(mod, label, out, out_len);
+	if (act < HSM_NODE_APPROVE || act > HSM_DOMAIN_DROP)
+		return HSM_ERR_ARGS;
+	if ((rc = tseal_pins(dir, shares, user, so, sizeof(user))) != 0)
+		return rc;
+	if (act == HSM_NODE_APPROVE)
+		rc = tok_node_approve(mod, label, so, user, in->p, in->len, out,
+		    out_len);
+	else if (act == HSM_NODE_JOIN)
+		rc = tok_node_join(mod, label, so, user, in->p, in->len);
+	else if (act == HSM_DOMAIN_NEW || act == HSM_DOMAIN_DROP)
+		rc = tok_domain_rotate(mod, label, so, act == HSM_DOMAIN_DROP);
+	else if (in->len != 32)
+		rc = HSM_ERR_ARGS;
+	else if ((rc = tok_node_forget(mod, label, so, in->p, &removed)) == 0 &&
+	    (*out = malloc(1)) != NULL) {
+		**out = (uint8_t)(removed > 255 ? 255 : removed);
+		*out_len = 1;
+	}
+	OPENSSL_cleanse(user, sizeof(user));
+	OPENSSL_cleanse(so, sizeof(so));
+	return rc;
+}
+
+static int
+node_ceremony(const struct tokp_msg *m, struct tokp_buf *b)
+{
+	char mod[TOKP_PATH_MAX + 1], allow[TOKP_PATH_MAX + 1];
+	char label[TOKP_LABEL_MAX + 1], dir[TOKP_PATH_MAX + 1];
+	char *shares = NULL;
+	uint8_t *out = NULL;
+	size_t out_len = 0;
+	uint32_t act;
+	int rc = HSM_ERR_ARGS;
+
+	if (tokp_str(&m->f[0], mod, sizeof(mod)) != 0 ||
+	    tokp_str(&m->f[1], allow, sizeof(allow)) != 0 ||
+	    tokp_str(&m->f[2], label, sizeof(label)) != 0 ||
+	    tokp_str(&m->f[3], dir, sizeof(dir)) != 0 ||
+	    tokp_u32(&m->f[4], &act) != 0 ||
+	    (shares = calloc(1, TOKP_SHARES_MAX + 1)) == NULL ||
+	    tokp_str(&m->f[5], shares, TOKP_SHARES_MAX + 1) != 0)
+		goto out;
+	if (module_allowed(mod, allow) != 0)
+		goto out;
+	rc = node_run(mod, label, dir, act, shares, &m->f[6], &out, &out_len);
+	if (rc == HSM_OK) {
+		tokp_begin(b, (enum tokp_op)m->op, 0, HSM_OK);
+		tokp_put(b, out, out_len);
+	}
+out:
+	freezero(shares, TOKP_SHARES_MAX + 1);
+	freezero(out, out_len);
 	return rc;
 }
 
@@ -694,7 +772,7 @@ boot_ceremony(struct tokp_msg *m, int *fds, size_t nfds)
 	for (i = 0; i < nfds; i++)
 		close(fds[i]);
 	memset(&b, 0, sizeof(b));
-	rc = ceremony(m, &b);
+	rc = m->op == TOKP_NODE ? node_ceremony(m, &b) : ceremony(m, &b);
 	if (rc != HSM_OK) {
 		if (boot_answer(rc, m->op) != 0)
 			tlog("answer_lost",
@@ -804,7 +882,7 @@ hsm_token_main(int argc, char **argv)
 	memset(&m, 0, sizeof(m));
 	if (tokp_recv(TOKP_BOOT_FD, 60000, 0, &m, fds, &nfds) != 0)
 		_exit(2);
-	if (m.op == TOKP_TOKEN_INIT || m.op == TOKP_REKEY)
+	if (m.op == TOKP_TOKEN_INIT || m.op == TOKP_REKEY || m.op == TOKP_NODE)
 		boot_ceremony(&m, fds, nfds);
 	memset(&hl, 0, sizeof(hl));
 	rc = hello_parse(&m, nfds, &hl);

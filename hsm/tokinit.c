@@ -3,8 +3,10 @@
  * initialisation (tok_token_init) and the change of its PINs
  * (tok_change_pins), each with its own load of the module.
  *
- * Owns: the templates of the domain key (made as SO: CKA_TRUSTED is an SO
- * attribute) and of the JWT key pair.
+ * Owns: the making of the domain key (as SO: CKA_TRUSTED is an SO
+ * attribute; its template is p11.c's hsm_domain_template) and of the JWT
+ * key pair; the token of a node that is yet to join (node.c's transport
+ * pair instead of the domain's keys).
  * Must never: keep a PIN past the call; make a domain key that can leave
  * the token in plaintext; touch a token other than the one labelled.
  */
@@ -14,51 +16,18 @@
 #include "hsm/hsm_int.h"
 
 
-static CK_BBOOL ck_true = CK_TRUE;
-static CK_BBOOL ck_false = CK_FALSE;
-
 static int
 make_domain_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s)
 {
-	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-	CK_KEY_TYPE kt = CKK_AES;
+	CK_ATTRIBUTE t[HSM_DOMAIN_TEMPLATE_N + 1];
 	CK_ULONG vlen = 32;
-	CK_OBJECT_CLASS priv_cls = CKO_PRIVATE_KEY;
-	/* Whatever is unwrapped with the domain key stays a sensitive,
-	 * non-extractable private key, whoever asks. Without this anyone
-	 * holding the user PIN could unwrap a blob into an extractable
-	 * object and read the key out (tests/unit/test_hsm.c shows it). */
-	CK_ATTRIBUTE unwrap_tmpl[] = {
-		{ CKA_CLASS, &priv_cls, sizeof(priv_cls) },
-		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
-		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
-		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },
-	};
-	CK_ATTRIBUTE t[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
-		{ CKA_VALUE_LEN, &vlen, sizeof(vlen) },
-		{ CKA_LABEL, HSM_DOMAIN_LABEL, sizeof(HSM_DOMAIN_LABEL) - 1 },
-		{ CKA_TOKEN, &ck_true, sizeof(ck_true) },
-		{ CKA_PRIVATE, &ck_false, sizeof(ck_false) },
-		{ CKA_TRUSTED, &ck_true, sizeof(ck_true) },
-		{ CKA_SENSITIVE, &ck_true, sizeof(ck_true) },
-		{ CKA_EXTRACTABLE, &ck_false, sizeof(ck_false) },
-		{ CKA_MODIFIABLE, &ck_false, sizeof(ck_false) },
-		{ CKA_WRAP, &ck_true, sizeof(ck_true) },
-		{ CKA_UNWRAP, &ck_true, sizeof(ck_true) },
-		{ CKA_ENCRYPT, &ck_false, sizeof(ck_false) },
-		{ CKA_DECRYPT, &ck_false, sizeof(ck_false) },
-		{ CKA_SIGN, &ck_false, sizeof(ck_false) },
-		{ CKA_VERIFY, &ck_false, sizeof(ck_false) },
-		{ CKA_DERIVE, &ck_false, sizeof(ck_false) },
-		{ CKA_UNWRAP_TEMPLATE, unwrap_tmpl, sizeof(unwrap_tmpl) },
-	};
+	uint8_t id[HSM_DOMAIN_ID_LEN];
+	size_t n = hsm_domain_template(t, 1, id);
 	CK_MECHANISM m = { CKM_AES_KEY_GEN, NULL, 0 };
 	CK_OBJECT_HANDLE k;
 
-	return hsm_init_rv(f->C_GenerateKey(s, &m, t, sizeof(t) / sizeof(t[0]),
-	    &k));
+	t[n++] = (CK_ATTRIBUTE){ CKA_VALUE_LEN, &vlen, sizeof(vlen) };
+	return hsm_init_rv(f->C_GenerateKey(s, &m, t, (CK_ULONG)n, &k));
 }
 
 static int
@@ -102,6 +71,14 @@ int
 tok_token_init(const char *module_path, const char *token_label,
     const char *so_pin, const char *user_pin)
 {
+	return tok_token_init_kind(module_path, token_label, so_pin, user_pin,
+	    0);
+}
+
+int
+tok_token_init_kind(const char *module_path, const char *token_label,
+    const char *so_pin, const char *user_pin, int node)
+{
 	CK_FUNCTION_LIST *f = NULL;
 	CK_SLOT_ID slot = 0;
 	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
@@ -131,7 +108,8 @@ tok_token_init(const char *module_path, const char *token_label,
 	if ((rc = hsm_init_rv(f->C_OpenSession(slot,
 	         CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s))) != 0)
 		goto out;
-	rc = init_objects(f, s, so_pin, user_pin);
+	rc = node ? tok_node_objects(f, s, so_pin, user_pin) :
+	            init_objects(f, s, so_pin, user_pin);
 out:
 	if (s != CK_INVALID_HANDLE)
 		(void)f->C_CloseSession(s);

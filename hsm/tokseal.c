@@ -252,7 +252,7 @@ new_secret(const char *hsmdir, struct seal_conf *c, unsigned m, unsigned n,
 
 int
 tseal_init(const char *module, const char *label, const char *hsmdir,
-    unsigned m, unsigned n, const char *auto_method, char **text,
+    unsigned m, unsigned n, const char *auto_method, int node, char **text,
     size_t *text_len)
 {
 	struct seal_conf c;
@@ -270,7 +270,7 @@ tseal_init(const char *module, const char *label, const char *hsmdir,
 		rc = HSM_ERR_INTERNAL;
 		goto out;
 	}
-	if ((rc = tok_token_init(module, label, so, user)) != 0)
+	if ((rc = tok_token_init_kind(module, label, so, user, node)) != 0)
 		goto out;
 	if (seal_conf_write(hsmdir, SEAL_CONF, &c) != 0)
 		rc = HSM_ERR_UNAVAILABLE;
@@ -343,6 +343,19 @@ current_pins(const char *hsmdir, const struct seal_conf *c, int have_conf,
 	                                                       HSM_ERR_INTERNAL;
 	OPENSSL_cleanse(s, sizeof(s));
 	return rc;
+}
+
+int
+tseal_pins(const char *hsmdir, const char *shares, char *user, char *so,
+    size_t cap)
+{
+	struct seal_conf c;
+	int rc;
+
+	rc = seal_conf_read(hsmdir, SEAL_CONF, &c);
+	if (rc == -2)
+		return HSM_ERR_UNAVAILABLE;
+	return current_pins(hsmdir, &c, rc == 0, shares, user, so, cap);
 }
 
 /* The rekey's files, once the token takes the new PINs: the new

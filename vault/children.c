@@ -371,8 +371,9 @@ vault_child_name(const vault_t *v)
 	return v == NULL || v->root == NULL ? NULL : v->name;
 }
 
-int
-children_live(vault_t *root, vault_t ***kids, size_t *n)
+/* The children, each acquired; all: the deleted ones too. */
+static int
+children_pick(vault_t *root, int all, vault_t ***kids, size_t *n)
 {
 	vault_t **a;
 	size_t i, k = 0;
@@ -386,7 +387,7 @@ children_live(vault_t *root, vault_t ***kids, size_t *n)
 		return VLT_ERR_NO_MEMORY;
 	}
 	for (i = 0; i < root->n_kids; i++)
-		if (!root->kids[i]->deleted) {
+		if (all || !root->kids[i]->deleted) {
 			root->kids[i]->refs++;
 			a[k++] = root->kids[i];
 		}
@@ -394,6 +395,18 @@ children_live(vault_t *root, vault_t ***kids, size_t *n)
 	*kids = a;
 	*n = k;
 	return 0;
+}
+
+int
+children_live(vault_t *root, vault_t ***kids, size_t *n)
+{
+	return children_pick(root, 0, kids, n);
+}
+
+int
+children_all(vault_t *root, vault_t ***kids, size_t *n)
+{
+	return children_pick(root, 1, kids, n);
 }
 
 /* ---- the registry -------------------------------------------------------------- */

@@ -183,6 +183,7 @@ init_token(const struct vlt_init_params *p, const char *dir, const char *module,
 	hi.threshold = p->key_threshold;
 	hi.auto_method = p->auto_unseal != NULL ? p->auto_unseal :
 	                                          "systemd-creds:host";
+	hi.node = p->node;
 	r = hsm_token_init(&hi, shares);
 	if (r != 0)
 		return r == HSM_ERR_EXISTS ? VLT_ERR_EXISTS : map_hsm(r);

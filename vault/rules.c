@@ -36,6 +36,10 @@ map_hsm(int r)
 		return VLT_ERR_SEALED;
 	case HSM_ERR_IO:
 		return VLT_ERR_IO;
+	case HSM_ERR_NOT_SHAREABLE:
+		return VLT_ERR_CONFLICT;
+	case HSM_ERR_EXISTS:
+		return VLT_ERR_EXISTS;
 	default:
 		return VLT_ERR_INTERNAL;
 	}

@@ -253,6 +253,9 @@ struct vlt_init_params {
 	/* NULL: the store is DIR/vault.db (SQLite); else a PostgreSQL
 	 * connection string (config store=; docs/cluster.md) */
 	const char *store;
+	/* a node yet to join a cluster: its token holds a transport key
+	 * pair and no domain (vault_node_join brings it) */
+	int node;
 };
 /* Whether db (a PostgreSQL connection string) can take a new vault's
  * store: reachable, and no p11vault store in it yet. A failure says
@@ -303,6 +306,62 @@ int vault_unseal(vault_t *v, const char *share,
 int vault_rekey(const char *data_dir, unsigned key_shares,
     unsigned key_threshold, const char *auto_unseal, const char *old_shares,
     const char *module_allow, char **shares_out) VLT_WUR;
+
+/*
+ * Clustering (vault/node.c; docs/cluster.md). Each is an offline
+ * ceremony on the token of data_dir, in a token process of its own;
+ * shares: the vault's key shares, a line each ("" with an unattended
+ * method only), from which the token process derives the PINs.
+ *
+ * vault_node_request: the transport public key (SPKI, malloc'd) of a
+ * node made with vlt_init_params.node; its fingerprint is the hex
+ * SHA-256 (vault_fingerprint).
+ * vault_node_approve: as SO, the node's key is trusted and the domain's
+ * keys are wrapped to it into *bundle; the node is listed as name.
+ * VLT_ERR_FORBIDDEN: that node was removed; VLT_ERR_CONFLICT: name is
+ * another node's, or the vault was made before clustering (its keys
+ * cannot leave the token); VLT_ERR_BAD_PARAM: too few valid shares.
+ * vault_node_join: the bundle into the token. VLT_ERR_DECRYPT: made for
+ * another node, or altered; VLT_ERR_EXISTS: the token has a domain.
+ * vault_node_list: the registry (malloc'd array; caller frees).
+ * vault_node_remove: the node (by name or fingerprint) can never get a
+ * bundle again: its trusted key is deleted from the token, and it is
+ * listed as removed. VLT_ERR_NOT_FOUND: no such approved node.
+ */
+#define VLT_FINGERPRINT_LEN 64
+#define VLT_NODE_NAME_MAX 64
+struct vlt_node {
+	char fingerprint[VLT_FINGERPRINT_LEN + 1];
+	char name[VLT_NODE_NAME_MAX + 1];
+	int removed;
+};
+void vault_fingerprint(const uint8_t *spki, size_t len,
+    char hex[VLT_FINGERPRINT_LEN + 1]);
+int vault_node_request(const char *data_dir, const char *module_allow,
+    uint8_t **spki, size_t *spki_len) VLT_WUR;
+int vault_node_approve(const char *data_dir, const char *module_allow,
+    const char *shares, const char *name, const uint8_t *spki, size_t spki_len,
+    uint8_t **bundle, size_t *bundle_len) VLT_WUR;
+int vault_node_join(const char *data_dir, const char *module_allow,
+    const char *shares, const uint8_t *bundle, size_t bundle_len) VLT_WUR;
+int vault_node_list(const char *data_dir, struct vlt_node **nodes,
+    size_t *n) VLT_WUR;
+int vault_node_remove(const char *data_dir, const char *module_allow,
+    const char *shares, const char *who) VLT_WUR;
+
+/*
+ * Rotation of the domain key (server stopped): a new domain key beside
+ * the old (as SO, from shares), every blob of the store re-wrapped under
+ * it inside the token a page at a time (each page committed), then the
+ * old key destroyed. DIR/domain-rotation marks a rotation under way:
+ * run again after an interruption to resume; vault_rotation_pending is
+ * nonzero then (serve refuses). VLT_ERR_CONFLICT: the vault was made
+ * before clustering (its domain key can never hand its blobs on).
+ * *moved: how many blobs moved in this run.
+ */
+int vault_rekey_domain(const char *data_dir, const char *module_allow,
+    const char *shares, size_t *moved) VLT_WUR;
+int vault_rotation_pending(const char *data_dir);
 
 /* 0 if data_dir holds a vault, else VLT_ERR_NOT_FOUND. */
 int vault_find(const char *data_dir) VLT_WUR;

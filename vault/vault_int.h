@@ -129,6 +129,8 @@ void children_close(vault_t *root);
 /* Live children, each acquired (release each with vault_child_release);
  * *kids malloc'd. */
 int children_live(vault_t *root, vault_t ***kids, size_t *n) VLT_WUR;
+/* Every child, deleted ones too, each acquired (domain-key rotation). */
+int children_all(vault_t *root, vault_t ***kids, size_t *n) VLT_WUR;
 /* Purges the deleted children whose scheduled purge date has come: the
  * count, or a negative error. */
 int children_purge_due(vault_t *root) VLT_WUR;

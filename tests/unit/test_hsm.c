@@ -558,10 +558,11 @@ nx_attributes(void)
 	};
 	CK_OBJECT_HANDLE objs[64];
 	CK_ULONG n, i, j, sess_objs;
-	CK_BBOOL ext = CK_TRUE, sens = CK_FALSE;
+	CK_BBOOL ext = CK_TRUE, sens = CK_FALSE, wwt = CK_FALSE;
 	CK_ATTRIBUTE ea[] = {
 		{ CKA_EXTRACTABLE, &ext, sizeof(ext) },
 		{ CKA_SENSITIVE, &sens, sizeof(sens) },
+		{ CKA_WRAP_WITH_TRUSTED, &wwt, sizeof(wwt) },
 	};
 	int all_sensitive = 1, all_flags = 1;
 
@@ -595,16 +596,19 @@ nx_attributes(void)
 		}
 		ext = CK_TRUE;
 		sens = CK_FALSE;
-		if (P->C_GetAttributeValue(RS, objs[i], ea, 2) != CKR_OK ||
-		    ext != CK_FALSE || sens != CK_TRUE)
+		wwt = CK_FALSE;
+		/* the token's own keys (JWT, audit) leave it only wrapped by
+		 * a trusted key, to a joining node (hsm/node.c) */
+		if (P->C_GetAttributeValue(RS, objs[i], ea, 3) != CKR_OK ||
+		    (ext != CK_FALSE && wwt != CK_TRUE) || sens != CK_TRUE)
 			all_flags = 0;
 	}
 	T_CHECK(all_sensitive,
 	    "no private key attribute of any private key "
 	    "can be read (CKR_ATTRIBUTE_SENSITIVE)");
 	T_CHECK(all_flags,
-	    "every private key in the token is sensitive and "
-	    "not extractable");
+	    "every private key in the token is sensitive and not "
+	    "extractable, or extractable only wrapped by a trusted key");
 	n = raw_find(CKO_SECRET_KEY, 0, objs, 64);
 	all_sensitive = n >= 1;
 	for (i = 0; i < n; i++)
