@@ -409,6 +409,30 @@ children_all(vault_t *root, vault_t ***kids, size_t *n)
 	return children_pick(root, 1, kids, n);
 }
 
+int
+children_sweep(vault_t *v, int (*one)(vault_t *))
+{
+	vault_t **kids = NULL;
+	size_t n = 0, i;
+	int r, count, err = 0;
+
+	if ((count = one(v)) < 0)
+		err = count, count = 0;
+	if (v->root != NULL)
+		return err != 0 ? err : count;
+	if ((r = children_live(v, &kids, &n)) != 0)
+		return r;
+	for (i = 0; i < n; i++) {
+		if ((r = one(kids[i])) >= 0)
+			count += r;
+		else if (err == 0)
+			err = r;
+		vault_child_release(kids[i]);
+	}
+	free(kids);
+	return err != 0 ? err : count;
+}
+
 /* ---- the registry -------------------------------------------------------------- */
 
 /* A live row's settings are its store's; a deleted row's, as recorded. */
@@ -566,8 +590,10 @@ vault_child_set_meta(vault_t *root, const char *name, const char *meta)
 	return r;
 }
 
-int
-vault_child_delete(vault_t *root, const char *name)
+/* Soft-deletes (deleted 1) or recovers (0) the vault of that name: its
+ * row's dates, then the child's state. */
+static int
+child_set_deleted(vault_t *root, const char *name, int deleted)
 {
 	struct vlt_vault x;
 	vault_t *c;
@@ -576,19 +602,25 @@ vault_child_delete(vault_t *root, const char *name)
 	if (root == NULL || root->root != NULL)
 		return VLT_ERR_BAD_PARAM;
 	pthread_mutex_lock(&root->kids_lock);
-	if ((r = row_get(root, name, 0, &x)) != 0)
+	if ((r = row_get(root, name, !deleted, &x)) != 0)
 		goto out;
 	if ((c = kid_find(root, x.name)) == NULL) {
 		r = VLT_ERR_INTERNAL;
 		goto clear;
 	}
-	if ((r = store_settings_get(c->store, &x.settings)) != 0)
+	x.updated = vault_now(root);
+	x.deleted_date = x.scheduled_purge_date = 0;
+	/* a deleted vault keeps the settings it had (its purge protection
+	 * and retention decide its purge) */
+	if (deleted && (r = store_settings_get(c->store, &x.settings)) != 0)
 		goto clear;
-	x.deleted_date = x.updated = vault_now(root);
-	x.scheduled_purge_date = x.deleted_date +
-	    (int64_t)x.settings.retention_days * DAY_SECS;
+	if (deleted) {
+		x.deleted_date = x.updated;
+		x.scheduled_purge_date = x.deleted_date +
+		    (int64_t)x.settings.retention_days * DAY_SECS;
+	}
 	if ((r = store_vault_update(root->store, &x)) == 0)
-		c->deleted = 1;
+		c->deleted = deleted;
 clear:
 	vlt_vault_clear(&x);
 out:
@@ -597,30 +629,15 @@ out:
 }
 
 int
+vault_child_delete(vault_t *root, const char *name)
+{
+	return child_set_deleted(root, name, 1);
+}
+
+int
 vault_child_recover(vault_t *root, const char *name)
 {
-	struct vlt_vault x;
-	vault_t *c;
-	int r;
-
-	if (root == NULL || root->root != NULL)
-		return VLT_ERR_BAD_PARAM;
-	pthread_mutex_lock(&root->kids_lock);
-	if ((r = row_get(root, name, 1, &x)) != 0)
-		goto out;
-	if ((c = kid_find(root, x.name)) == NULL) {
-		r = VLT_ERR_INTERNAL;
-		goto clear;
-	}
-	x.deleted_date = x.scheduled_purge_date = 0;
-	x.updated = vault_now(root);
-	if ((r = store_vault_update(root->store, &x)) == 0)
-		c->deleted = 0;
-clear:
-	vlt_vault_clear(&x);
-out:
-	pthread_mutex_unlock(&root->kids_lock);
-	return r;
+	return child_set_deleted(root, name, 0);
 }
 
 /* Purges deleted row x (kids_lock held): the row, then the child; its

@@ -391,31 +391,17 @@ static int purge_due_keys(vault_t *v);
 int
 vault_purge_due(vault_t *v)
 {
-	vault_t **kids = NULL;
-	size_t n = 0, i;
-	int r, count, err = 0;
+	int count, r;
 
 	if (v == NULL)
 		return VLT_ERR_BAD_PARAM;
-	if ((count = purge_due_keys(v)) < 0)
-		err = count, count = 0;
+	count = children_sweep(v, purge_due_keys);
 	if (v->root != NULL)
-		return err != 0 ? err : count;
-	if ((r = children_live(v, &kids, &n)) != 0)
-		return r;
-	for (i = 0; i < n; i++) {
-		if ((r = purge_due_keys(kids[i])) >= 0)
-			count += r;
-		else if (err == 0)
-			err = r;
-		vault_child_release(kids[i]);
-	}
-	free(kids);
-	if ((r = children_purge_due(v)) >= 0)
-		count += r;
-	else if (err == 0)
-		err = r;
-	return err != 0 ? err : count;
+		return count;
+	/* then the deleted vaults whose date has come */
+	if ((r = children_purge_due(v)) < 0)
+		return count < 0 ? count : r;
+	return count < 0 ? count : count + r;
 }
 
 /* The keys of one vault whose purge date has come. */

@@ -260,27 +260,9 @@ static int rotation_due_one(vault_t *v);
 int
 vault_rotation_due(vault_t *v)
 {
-	vault_t **kids = NULL;
-	size_t n = 0, i;
-	int r, count, err = 0;
-
 	if (v == NULL)
 		return VLT_ERR_BAD_PARAM;
-	if ((count = rotation_due_one(v)) < 0)
-		err = count, count = 0;
-	if (v->root != NULL)
-		return err != 0 ? err : count;
-	if ((r = children_live(v, &kids, &n)) != 0)
-		return r;
-	for (i = 0; i < n; i++) {
-		if ((r = rotation_due_one(kids[i])) >= 0)
-			count += r;
-		else if (err == 0)
-			err = r;
-		vault_child_release(kids[i]);
-	}
-	free(kids);
-	return err != 0 ? err : count;
+	return children_sweep(v, rotation_due_one);
 }
 
 /* The due rotations of one vault. */

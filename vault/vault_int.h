@@ -129,6 +129,9 @@ void children_close(vault_t *root);
 /* Live children, each acquired (release each with vault_child_release);
  * *kids malloc'd. */
 int children_live(vault_t *root, vault_t ***kids, size_t *n) VLT_WUR;
+/* one(v) for the vault v and, when v is the root, each live child:
+ * the sum of their counts, or the first negative error (the sweepers). */
+int children_sweep(vault_t *v, int (*one)(vault_t *)) VLT_WUR;
 /* Every child, deleted ones too, each acquired (domain-key rotation). */
 int children_all(vault_t *root, vault_t ***kids, size_t *n) VLT_WUR;
 /* Purges the deleted children whose scheduled purge date has come: the
