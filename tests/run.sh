@@ -83,7 +83,7 @@ report_node() {  # label
 	passed=$((passed + p)); failed=$((failed + f))
 }
 
-start_node release "$root/build/p11vault" 1
+start_node release "$root/build/p11vault" 2
 if [ "${P11VAULT_SKIP_SAN_API:-0}" != 1 ]; then
 	# the slower pass runs two files at a time (files of the two passes
 	# already run side by side, so no file may assume it is alone)
