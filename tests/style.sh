@@ -107,6 +107,16 @@ for f in "${product[@]}"; do
 	fi
 done
 
+# No merge left half done: conflict markers in any tracked text file.
+marks=$(git ls-files -z 2>/dev/null | xargs -0 -r grep -lIE '^(<<<<<<< |>>>>>>> )' -- 2>/dev/null)
+if [ -z "$marks" ]; then
+	echo "ok - no merge conflict markers"
+else
+	echo "not ok - no merge conflict markers"
+	printf '#   %s\n' $marks
+	failed=1
+fi
+
 # clang-tidy with the Makefile's flags (its PKGS), two files at a time.
 pkgs=$(sed -n 's/^PKGS[[:space:]]*:=[[:space:]]*//p' Makefile)
 # shellcheck disable=SC2086
