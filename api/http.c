@@ -4,14 +4,22 @@
  *
  * Limits (named here, one place): body API_BODY_MAX, per-connection memory
  * HTTP_CONN_MEMORY, connections HTTP_CONN_LIMIT, idle timeout
- * HTTP_CONN_TIMEOUT, a connection thread's stack HTTP_THREAD_STACK. TLS
+ * HTTP_CONN_TIMEOUT, a thread's stack HTTP_THREAD_STACK. TLS
  * 1.2 and 1.3 only, AEAD ciphers only.
  *
- * Threads: one per connection (MHD_USE_THREAD_PER_CONNECTION). A request
- * runs start to end on its connection's thread, token calls included, so
- * a slow token call or scrypt holds up no other connection (no head-of-
- * line blocking) and a request costs no hand-off between threads; waits
- * for a token session are bounded by the session pool's deadline.
+ * Threads: a few I/O threads (HTTP_IO_THREADS, MHD's thread pool, each an
+ * epoll loop over its share of the connections) do TLS and HTTP; every
+ * request, once its body is in, is handed to a fixed pool of work threads
+ * (HTTP_WORKERS, api/workpool.c): its connection is suspended, a work
+ * thread routes it (token calls, synced writes and the admission gate's
+ * waits included) and resumes the connection, and the I/O thread sends
+ * the answer. So a connection costs memory, not a thread; a slow token
+ * call or scrypt holds up no I/O (no head-of-line blocking); a request
+ * the gate refuses is answered at once however many connections are
+ * open. Waits for a token session are bounded by the session pool's
+ * deadline. HTTP_WORKERS is more than the gate's slots and its queue can
+ * hold at its default latency target, so that the gate, not this pool,
+ * decides who waits and who is refused (fair shares need the caller).
  * Must never: log a header or a body (they carry tokens and plaintexts);
  * keep a request body after the request (wiped on completion); leave a
  * copy of one in libmicrohttpd's connection buffer (wiped as soon as it is
@@ -36,12 +44,20 @@
 
 #include "hsm/base.h"
 #include "api/http.h"
+#include "api/workpool.h"
 
 #define HTTP_CONN_MEMORY (64 * 1024)
 #define HTTP_CONN_LIMIT 4000
 #define HTTP_CONN_TIMEOUT 30
 #define HTTP_PEM_MAX (1024 * 1024) /* the certificate chain or key file */
 #define HTTP_THREAD_STACK (512u * 1024)
+/* I/O threads: as many as the token work run inline may keep busy (the
+ * token process's sessions: 2 per CPU, at least 4), within MIN..MAX */
+#define HTTP_IO_THREADS_MIN 8
+#define HTTP_IO_THREADS_MAX 16
+/* the admission gate's slots (the token sessions) plus the waiters its
+ * queue holds at the default 50 ms target (~140 at 4 slots) */
+#define HTTP_WORKERS 192
 /* descriptors kept free for the vault (SQLite, audit log, token files) */
 #define HTTP_FD_RESERVE 128
 /* all request bodies being received, together (each is <= API_BODY_MAX):
@@ -58,11 +74,21 @@ struct api_server {
 	struct api_ctx *ctx;
 	buf_t *cert;
 	char *key; /* freezero_str */
+	struct workpool *pool;
 	atomic_int in_flight;
 	atomic_size_t body_bytes; /* capacity of all body buffers */
 };
 
+enum req_phase { PH_RECEIVING, PH_HANDED, PH_ANSWERED };
+
+/* One request (MHD's *con_cls), from its headers to its completion. */
 struct conn_state {
+	struct work_item item; /* first: a work item is its conn_state */
+	struct api_server *s;
+	struct MHD_Connection *conn;
+	atomic_int phase; /* enum req_phase */
+	struct api_req q;
+	struct api_resp r;
 	uint8_t *body;
 	size_t len;
 	size_t cap;
@@ -204,6 +230,89 @@ finish_request(struct api_req *q, struct api_resp *r,
 	        (double)(end.tv_nsec - start->tv_nsec) / 1e6);
 }
 
+/* q from the connection (its strings live in MHD's pool as long as the
+ * request: the connection is suspended meanwhile, never freed). */
+static void
+request_fill(struct api_server *s, struct conn_state *st,
+    struct MHD_Connection *conn, const char *method, const char *url)
+{
+	struct api_req *q = &st->q;
+
+	memset(q, 0, sizeof(*q));
+	memset(&st->r, 0, sizeof(st->r));
+	q->ctx = s->ctx;
+	api_route_begin(q);
+	q->host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+	q->method = method;
+	q->path = url;
+	q->api_version = MHD_lookup_connection_value(conn,
+	    MHD_GET_ARGUMENT_KIND, "api-version");
+	q->maxresults = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+	    "maxresults");
+	q->skiptoken = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+	    "$skiptoken");
+	q->odata_filter = MHD_lookup_connection_value(conn,
+	    MHD_GET_ARGUMENT_KIND, "$filter");
+	q->authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+	    "Authorization");
+	q->body = st->body;
+	q->body_len = st->len;
+	q->body_too_large = st->too_large;
+	policy_uuid(q->request_id);
+	client_address(conn, q->client_addr, sizeof(q->client_addr));
+}
+
+/* st's answer into st->r, its audit event and metrics. */
+static void
+request_answer(struct conn_state *st)
+{
+	struct api_req *q = &st->q;
+	struct api_resp *r = &st->r;
+
+	if (st->over_budget && !q->body_too_large) {
+		api_resp_error(r, 503, "ServiceUnavailable",
+		    "The server is busy; retry the request.");
+		r->retry_after = 1;
+	} else if (q->body_too_large) {
+		api_resp_error(r, 413, "RequestEntityTooLarge",
+		    "The request body is larger than %d bytes.", API_BODY_MAX);
+	} else {
+		api_route(q, r);
+	}
+	finish_request(q, r, &st->start);
+	api_route_done(q);
+}
+
+/* On a work thread: the answer, then the connection is resumed for its
+ * I/O thread to send it. */
+static void
+request_run(struct work_item *it)
+{
+	struct conn_state *st = (struct conn_state *)it;
+
+	request_answer(st);
+	atomic_store_explicit(&st->phase, PH_ANSWERED, memory_order_release);
+	MHD_resume_connection(st->conn);
+}
+
+/*
+ * Whether a request runs on its I/O thread, with no hand-off: a read
+ * (GET, HEAD: the store and the caller's token, no token work, no synced
+ * write). Not /healthz (it asks the token process), and no read when the
+ * store is a database server (a read may wait for the network). Token
+ * work never runs here: an I/O thread waiting for the token would hold
+ * up every connection it serves, and the 429 of a refused request would
+ * wait behind it.
+ */
+static int
+runs_inline(struct api_server *s, const char *method, const char *url)
+{
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+		return 0;
+	return s->ctx->vault != NULL && !vault_store_networked(s->ctx->vault) &&
+	    strncmp(url, "/healthz", 8) != 0;
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *conn, const char *url,
     const char *method, const char *version, const char *upload_data,
@@ -211,8 +320,6 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 {
 	struct api_server *s = cls;
 	struct conn_state *st = *con_cls;
-	struct api_req q;
-	struct api_resp r;
 	enum MHD_Result ret;
 
 	(void)version;
@@ -242,45 +349,31 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	}
 	upload_consume(upload_data, upload_data_size);
 
-	atomic_fetch_add(&s->in_flight, 1);
-	memset(&q, 0, sizeof(q));
-	memset(&r, 0, sizeof(r));
-	q.ctx = s->ctx;
-	api_route_begin(&q);
-	q.host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
-	q.method = method;
-	q.path = url;
-	q.api_version = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
-	    "api-version");
-	q.maxresults = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
-	    "maxresults");
-	q.skiptoken = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
-	    "$skiptoken");
-	q.odata_filter = MHD_lookup_connection_value(conn,
-	    MHD_GET_ARGUMENT_KIND, "$filter");
-	q.authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-	    "Authorization");
-	q.body = st->body;
-	q.body_len = st->len;
-	q.body_too_large = st->too_large;
-	policy_uuid(q.request_id);
-	client_address(conn, q.client_addr, sizeof(q.client_addr));
-
-	if (st->over_budget && !q.body_too_large) {
-		api_resp_error(&r, 503, "ServiceUnavailable",
-		    "The server is busy; retry the request.");
-		r.retry_after = 1;
-	} else if (q.body_too_large) {
-		api_resp_error(&r, 413, "RequestEntityTooLarge",
-		    "The request body is larger than %d bytes.", API_BODY_MAX);
-	} else {
-		api_route(&q, &r);
+	switch (atomic_load_explicit(&st->phase, memory_order_acquire)) {
+	case PH_ANSWERED: /* resumed: the work thread has the answer */
+		ret = send_resp(conn, &st->q, &st->r);
+		atomic_fetch_sub(&s->in_flight, 1);
+		return ret;
+	case PH_HANDED: /* cannot happen while suspended */
+		return MHD_YES;
+	default:
+		break;
 	}
-	finish_request(&q, &r, &st->start);
-	api_route_done(&q);
-	ret = send_resp(conn, &q, &r);
-	atomic_fetch_sub(&s->in_flight, 1);
-	return ret;
+	atomic_fetch_add(&s->in_flight, 1);
+	request_fill(s, st, conn, method, url);
+	if (runs_inline(s, method, url)) {
+		request_answer(st);
+		ret = send_resp(conn, &st->q, &st->r);
+		atomic_fetch_sub(&s->in_flight, 1);
+		return ret;
+	}
+	st->s = s;
+	st->conn = conn;
+	st->item.run = request_run;
+	atomic_store(&st->phase, PH_HANDED);
+	MHD_suspend_connection(conn);
+	workpool_submit(s->pool, &st->item);
+	return MHD_YES;
 }
 
 static void
@@ -353,6 +446,17 @@ load_tls(struct api_server *s, const struct api_server_opts *o)
 	return s->key != NULL ? 0 : -1;
 }
 
+/* MHD's I/O threads: two per CPU, within HTTP_IO_THREADS_MIN..MAX. */
+static unsigned
+io_threads(void)
+{
+	long n = 2 * sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < HTTP_IO_THREADS_MIN)
+		return HTTP_IO_THREADS_MIN;
+	return n > HTTP_IO_THREADS_MAX ? HTTP_IO_THREADS_MAX : (unsigned)n;
+}
+
 int
 api_server_start(struct api_ctx *c, const struct api_server_opts *o,
     struct api_server **out, char *err, size_t err_len)
@@ -392,19 +496,24 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 		conn_limit = nofile.rlim_cur > 2 * HTTP_FD_RESERVE ?
 		    (unsigned)(nofile.rlim_cur - HTTP_FD_RESERVE) :
 		    (unsigned)(nofile.rlim_cur / 2);
-	/* poll, not select: descriptors go past FD_SETSIZE; ITC so that
-	 * MHD_quiesce_daemon works in this threading mode */
-	flags = MHD_USE_INTERNAL_POLLING_THREAD |
-	    MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ITC |
-	    MHD_USE_TLS;
+	if (workpool_new(HTTP_WORKERS, HTTP_THREAD_STACK, &s->pool) != 0) {
+		err_set(err, err_len, "cannot start the work threads");
+		goto fail;
+	}
+	/* epoll: descriptors go past FD_SETSIZE and a wait costs nothing per
+	 * idle connection; ITC so that MHD_quiesce_daemon works with a
+	 * thread pool and a work thread can resume a connection */
+	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_TLS;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 	    MHD_OPTION_HTTPS_MEM_CERT, buf_str(s->cert),
 	    MHD_OPTION_HTTPS_MEM_KEY, s->key, MHD_OPTION_HTTPS_PRIORITIES,
-	    HTTP_TLS_PRIORITIES, MHD_OPTION_THREAD_STACK_SIZE,
-	    (size_t)HTTP_THREAD_STACK, MHD_OPTION_CONNECTION_LIMIT, conn_limit,
+	    HTTP_TLS_PRIORITIES, MHD_OPTION_THREAD_POOL_SIZE, io_threads(),
+	    MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_THREAD_STACK,
+	    MHD_OPTION_CONNECTION_LIMIT, conn_limit,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONN_TIMEOUT,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
@@ -416,6 +525,7 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 	*out = s;
 	return 0;
 fail:
+	workpool_free(s->pool);
 	freezero_str(s->key);
 	buf_free(s->cert);
 	free(s);
@@ -434,6 +544,7 @@ api_server_stop(struct api_server *s)
 	for (i = 0; i < 1000 && atomic_load(&s->in_flight) > 0; i++)
 		usleep(10000);
 	MHD_stop_daemon(s->daemon);
+	workpool_free(s->pool);
 	freezero_str(s->key);
 	buf_free(s->cert);
 	free(s);
