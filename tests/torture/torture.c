@@ -211,6 +211,33 @@ policy_checks(policy_t *p, const char *hash)
 
 static char *policy_hash; /* hashed once (scrypt is slow) */
 
+/* The stored form of a secret as policy_secret_hash makes it, but with
+ * scrypt's N = 16 instead of 16384: verification reads N from the hash,
+ * so each of the target's ~100 runs checks a secret in microseconds
+ * rather than ~150 ms under ASan (the secret target keeps the real cost). */
+static int
+cheap_hash(const char *secret, char **out)
+{
+	uint8_t salt[16], dk[32];
+	char *salt_s = NULL, *dk_s = NULL, buf[256];
+	int r = -1;
+
+	if (RAND_bytes(salt, sizeof(salt)) != 1 ||
+	    EVP_PBE_scrypt(secret, strlen(secret), salt, sizeof(salt), 16, 8, 1,
+	        0, dk, sizeof(dk)) != 1 ||
+	    policy_b64url_encode(salt, sizeof(salt), &salt_s) != 0 ||
+	    policy_b64url_encode(dk, sizeof(dk), &dk_s) != 0)
+		goto out;
+	if (snprintf(buf, sizeof(buf), "scrypt$16$8$1$%s$%s", salt_s, dk_s) <
+	        (int)sizeof(buf) &&
+	    (*out = strdup(buf)) != NULL)
+		r = 0;
+out:
+	free(salt_s);
+	free(dk_s);
+	return r;
+}
+
 static int
 t_policy(void)
 {
@@ -1068,7 +1095,7 @@ setup(const char *name)
 			return -1;
 		EVP_PKEY_CTX_free(kc);
 		int l = i2d_PUBKEY(jwt_key, &jwt_spki);
-		if (l <= 0 || policy_secret_hash("the-secret", &policy_hash))
+		if (l <= 0 || cheap_hash("the-secret", &policy_hash) != 0)
 			return -1;
 		jwt_spki_len = (size_t)l;
 	}
