@@ -29,7 +29,11 @@
  * A request's latency is from its first write to the last byte of its
  * answer; the wait a Retry-After imposes before it is not in it. Answers
  * completed inside the measured window are counted; the rates divide by
- * the window. Prints one line:
+ * the window. The ramp ends when every connection is up (at most 30 s
+ * past its nominal time: "established_at_start" says how many were);
+ * a connect or handshake unfinished after -T counts in
+ * "connect_failures" and is tried again. Prints one line (the counts of
+ * "established" and "open_at_end" include the second identity's):
  *   {"conns":..,"ok":..,"ok_rps":..,"ok_p50_ms":..,"ok_p99_ms":..,
  *    "refused":..,"refused_p99_ms":..,"refused_max_ms":..,"other":..,
  *    "statuses":{..},"errors":..,"rss_kib":..,"probe":{..},...}
@@ -599,7 +603,9 @@ tick(struct worker *w, uint64_t t)
 			opened++;
 		} else if (c->st != C_DOWN && c->st != C_WAIT &&
 		    t - c->t_send > req_timeout_ns) {
-			if (in_window(t))
+			if (c->st < C_WRITE) /* connect or handshake */
+				w->st.connfail++;
+			else if (in_window(t))
 				w->st.timeouts++;
 			conn_close(c);
 		}
@@ -898,7 +904,7 @@ main(int argc, char **argv)
 	char *req, *req2 = NULL;
 	size_t req_len, req2_len = 0;
 	uint64_t t0, t_ramped, deadline, s, e;
-	long rss = 0, sthreads = 0, open_end;
+	long rss = 0, sthreads = 0, open_end, est_start;
 	double ramp_s, cpu_s;
 
 	while ((opt = getopt(argc, argv, "c:d:w:r:t:m:b:a:p:T:2i")) != -1) {
@@ -1011,6 +1017,7 @@ main(int argc, char **argv)
 	while (atomic_load(&established) < conns + probe && now_ns() < deadline)
 		usleep(10000);
 	t_ramped = now_ns();
+	est_start = atomic_load(&established);
 	ramp_s = (double)(t_ramped - t0) / 1e9;
 	s = t_ramped + (uint64_t)(warm * 1e9);
 	e = s + (uint64_t)(secs * 1e9);
@@ -1033,9 +1040,10 @@ main(int argc, char **argv)
 		merge(&all, &w[i].st);
 	printf(
 	    "{\"conns\":%ld,\"threads\":%ld,\"ramp\":\"%ld/%ldms\","
-	    "\"ramp_s\":%.3f,\"established\":%ld,\"open_at_end\":%ld,"
-	    "\"seconds\":%.3f,\"honours_retry_after\":%s,",
-	    conns, threads, ramp_n, ramp_ms, ramp_s,
+	    "\"ramp_s\":%.3f,\"established_at_start\":%ld,"
+	    "\"established\":%ld,\"open_at_end\":%ld,\"seconds\":%.3f,"
+	    "\"honours_retry_after\":%s,",
+	    conns, threads, ramp_n, ramp_ms, ramp_s, est_start,
 	    (long)atomic_load(&established), open_end, secs,
 	    ignore_retry ? "false" : "true");
 	put_stats(stdout, "", &all, secs);
