@@ -134,6 +134,8 @@ static char host[256], hostport[300], path[4096];
 static SSL_CTX *ctx;
 static uint64_t req_timeout_ns = 10ull * 1000000000ull;
 static int ignore_retry;
+static char last_tls_error[256]; /* for the message when nothing connects */
+static pthread_mutex_t err_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static atomic_uint_fast64_t t_start, t_end; /* 0: not yet known */
 static atomic_int stop;
@@ -338,6 +340,12 @@ ssl_wait(struct conn *c, int r)
 		set_events(c, EPOLLIN | EPOLLOUT);
 		return 1;
 	default:
+		if (ERR_peek_error() != 0) {
+			pthread_mutex_lock(&err_mu);
+			ERR_error_string_n(ERR_peek_error(), last_tls_error,
+			    sizeof(last_tls_error));
+			pthread_mutex_unlock(&err_mu);
+		}
 		ERR_clear_error();
 		return 0;
 	}
@@ -1013,11 +1021,19 @@ main(int argc, char **argv)
 	/* the ramp: until every connection is up, or far past its time */
 	deadline = t0 +
 	    (uint64_t)((conns / ramp_n + 1) * ramp_ms) * 1000000ull +
-	    10ull * 1000000000ull;
+	    30ull * 1000000000ull;
 	while (atomic_load(&established) < conns + probe && now_ns() < deadline)
 		usleep(10000);
 	t_ramped = now_ns();
 	est_start = atomic_load(&established);
+	if (est_start == 0) {
+		pthread_mutex_lock(&err_mu);
+		fprintf(stderr,
+		    "overload: no connection could be established in %.0f s%s%s\n",
+		    (double)(t_ramped - t0) / 1e9,
+		    last_tls_error[0] ? "; TLS: " : "", last_tls_error);
+		return 1;
+	}
 	ramp_s = (double)(t_ramped - t0) / 1e9;
 	s = t_ramped + (uint64_t)(warm * 1e9);
 	e = s + (uint64_t)(secs * 1e9);
