@@ -22,6 +22,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <openssl/rand.h>
 
 #include "api/admit.h"
 #include "hsm/base.h"
@@ -68,6 +71,10 @@ struct api_admit {
 	atomic_uint_fast64_t admitted;
 	atomic_uint_fast64_t refused[ADMIT_REASONS];
 	struct admit_limits *limits;
+	/* the gate's Retry-After (retry_adjust's window, under mu) */
+	atomic_uint retry_ms;
+	struct timespec win_t0;
+	uint64_t win_admitted, win_refused; /* the counters at win_t0 */
 };
 
 static const char *const reason_text[ADMIT_REASONS] = {
@@ -114,6 +121,8 @@ conf_num(struct api_ctx *c, const char *key, unsigned def, int *set)
 	return (unsigned)n;
 }
 
+static unsigned retry_floor(const struct api_admit *a);
+
 static void
 gate_config(struct api_ctx *c, struct api_admit *a)
 {
@@ -137,6 +146,8 @@ gate_config(struct api_ctx *c, struct api_admit *a)
 	for (i = 0; i < ADMIT_CLASSES; i++)
 		a->svc_us[i] = ADMIT_SVC_INITIAL_US;
 	a->wait_ms = ADMIT_WAIT_DEFAULT_MS;
+	atomic_store(&a->retry_ms, retry_floor(a));
+	clock_gettime(CLOCK_MONOTONIC, &a->win_t0);
 	/* serve checked it at start (hsm_env_check) */
 	if ((dl = getenv("P11VAULT_HSM_DEADLINE_MS")) != NULL &&
 	    parse_u64(dl, 600000, &n) == 0 && n > 0)
@@ -330,6 +341,81 @@ grant_next(struct api_admit *a)
 	return 0;
 }
 
+/* ---- the gate's Retry-After ---- */
+
+/*
+ * How long a refused client is told to wait. A fixed wait (twice the
+ * target) is right for a few clients, but thousands of them, each told
+ * 100 ms, come back at tens of thousands of requests a second, and
+ * answering those refusals (TLS, HTTP, the token check, an audit line)
+ * takes the CPU the admitted requests need. So the wait follows the
+ * refusals: every ADMIT_RETRY_WINDOW_MS, if the gate refused more than a
+ * fifth as many requests as it admitted, the wait grows by half (up to
+ * ADMIT_RETRY_MAX_MS); if it refused fewer than a twentieth, it shrinks
+ * by a third (down to twice the target). With N clients the wait settles
+ * near N / (a fifth of the service rate): the refused come back spread
+ * out, at a rate the gate can answer. Each answer is jittered by ±25 %
+ * so that clients refused together do not return together.
+ */
+#define ADMIT_RETRY_WINDOW_MS 250
+#define ADMIT_RETRY_MAX_MS 10000u
+
+static unsigned
+retry_floor(const struct api_admit *a)
+{
+	unsigned f = (unsigned)(a->target_us / 500);
+
+	return f > 0 ? f : 1;
+}
+
+/* Under mu: the window's verdict, when it is over. */
+static void
+retry_adjust(struct api_admit *a)
+{
+	struct timespec now;
+	uint64_t adm, ref, da, dr;
+	unsigned cur, next;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if ((now.tv_sec - a->win_t0.tv_sec) * 1000 +
+	        (now.tv_nsec - a->win_t0.tv_nsec) / 1000000 <
+	    ADMIT_RETRY_WINDOW_MS)
+		return;
+	adm = atomic_load(&a->admitted);
+	ref = atomic_load(&a->refused[ADMIT_R_CAPACITY]) +
+	    atomic_load(&a->refused[ADMIT_R_FAIR_SHARE]);
+	da = adm - a->win_admitted;
+	dr = ref - a->win_refused;
+	cur = atomic_load(&a->retry_ms);
+	next = cur;
+	if (dr * 5 > da)
+		next = cur + cur / 2 + 1;
+	else if (dr * 20 < da)
+		next = cur - cur / 3;
+	if (next > ADMIT_RETRY_MAX_MS)
+		next = ADMIT_RETRY_MAX_MS;
+	if (next < retry_floor(a))
+		next = retry_floor(a);
+	atomic_store(&a->retry_ms, next);
+	a->win_t0 = now;
+	a->win_admitted = adm;
+	a->win_refused = ref;
+}
+
+/* The wait a gate refusal names now, jittered. */
+static unsigned
+retry_now(struct api_admit *a)
+{
+	unsigned base = atomic_load(&a->retry_ms), j = 0;
+	uint8_t rnd[2];
+
+	if (base < retry_floor(a))
+		base = retry_floor(a);
+	if (base >= 8 && RAND_bytes(rnd, sizeof(rnd)) == 1)
+		j = (unsigned)((rnd[0] << 8 | rnd[1]) % (base / 2 + 1));
+	return base - base / 4 + j;
+}
+
 /* ---- enter and leave ---- */
 
 /* The 429 for a gate refusal: retry once about a queue's worth of work
@@ -410,6 +496,7 @@ api_admit_enter(struct api_req *q, struct api_resp *r, enum admit_class cls,
 	if (share_key(q, t->key) != 0)
 		return refuse(q, r, a, ADMIT_R_CAPACITY, 1000);
 	pthread_mutex_lock(&a->mu);
+	retry_adjust(a);
 	if ((i = id_get(a, t->key)) == SIZE_MAX) {
 		st = W_REFUSED;
 	} else if (a->running < a->slots) {
@@ -429,8 +516,7 @@ api_admit_enter(struct api_req *q, struct api_resp *r, enum admit_class cls,
 		return VLT_ERR_UNAVAILABLE;
 	}
 	if (st != W_GRANTED)
-		return refuse(q, r, a, why,
-		    (unsigned)(a->target_us / 500 ? a->target_us / 500 : 1));
+		return refuse(q, r, a, why, retry_now(a));
 	atomic_fetch_add(&a->admitted, 1);
 	t->held = 1;
 	clock_gettime(CLOCK_MONOTONIC, &t->t0);
@@ -502,8 +588,13 @@ api_admit_render(struct api_ctx *c, buf_t *b)
 	    "(admission_queue=, or the target over the fast service time "
 	    "times the slots).\n"
 	    "# TYPE p11vault_admission_queue_limit gauge\n"
-	    "p11vault_admission_queue_limit %u\n",
-	    a->on, slots, running, queued, bound);
+	    "p11vault_admission_queue_limit %u\n"
+	    "# HELP p11vault_admission_retry_after_seconds The wait a "
+	    "refusal of the gate names now (before its jitter of 25 %%).\n"
+	    "# TYPE p11vault_admission_retry_after_seconds gauge\n"
+	    "p11vault_admission_retry_after_seconds %.3f\n",
+	    a->on, slots, running, queued, bound,
+	    (double)atomic_load(&a->retry_ms) / 1e3);
 	rc |= buf_putf(b,
 	    "# HELP p11vault_admission_service_seconds Estimated time a "
 	    "slot is held (EWMA), by class of token work.\n"

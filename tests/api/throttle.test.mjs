@@ -173,6 +173,44 @@ describe('throttling: admission gate and rate limits', { timeout: 180000 }, () =
     assert.equal(metric(m, 'p11vault_admission_queue_depth'), 0);
   });
 
+  test('the Retry-After of the gate grows while refusals outnumber admissions, and comes back down', async () => {
+    const floor = 0.1; // twice admission_target_ms (50 ms by default)
+    const before = metric(await metrics(v), 'p11vault_admission_retry_after_seconds');
+    assert.ok(before >= floor, `retry-after gauge ${before}`);
+    // 16 clients that ignore Retry-After against one slot and one queue
+    // place: most answers are refusals, window after window
+    let seen = 0, maxMs = 0;
+    const until = Date.now() + 2000;
+    await Promise.all(Array.from({ length: 16 }, async () => {
+      while (Date.now() < until) {
+        const r = await unwrapReq(v, key, adminTok, ct);
+        assert.ok(r.status === 200 || r.status === 429, `${r.status} ${r.text}`);
+        if (r.status === 429) {
+          assertThrottled(r);
+          seen++;
+          maxMs = Math.max(maxMs, Number(r.headers['x-ms-retry-after-ms']));
+        }
+      }
+    }));
+    const grown = metric(await metrics(v), 'p11vault_admission_retry_after_seconds');
+    assert.ok(seen > 0, 'no refusal');
+    assert.ok(grown > floor * 2, `the wait did not grow: ${grown} s after ${seen} refusals`);
+    assert.ok(maxMs > floor * 2000, `no refusal named the longer wait (max ${maxMs} ms)`);
+    assert.ok(grown <= 10, `the wait is capped at 10 s: ${grown}`);
+    // one client at a time: nothing refused, the wait shrinks to its floor
+    let now = grown;
+    for (let i = 0; i < 400 && now > floor; i++) {
+      const r = await unwrapReq(v, key, adminTok, ct);
+      assert.equal(r.status, 200, r.text);
+      if (i % 20 === 19) {
+        await new Promise((res) => setTimeout(res, 260));
+        now = metric(await metrics(v), 'p11vault_admission_retry_after_seconds');
+      }
+    }
+    assert.ok(now <= floor + 1e-9, `the wait did not come back down: ${now} s`);
+    console.log(`# retry-after: ${before} s -> ${grown} s under refusals (${seen}, up to ${maxMs} ms named) -> ${now} s`);
+  });
+
   test('a named identity\'s limit (rate_limit_identities) is enforced and in /metrics', async () => {
     const lTok = await token(v, { ...limited, tenantId: v.admin.tenantId });
     let refused, ok = 0;
