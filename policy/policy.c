@@ -85,3 +85,43 @@ policy_free(policy_t *p)
 	if (p != NULL)
 		policy_destroy(p, 1, 1);
 }
+
+void
+policy_tables_clear(policy_t *p)
+{
+	if (p == NULL || pthread_rwlock_wrlock(&p->lock) != 0)
+		return;
+	policy_principals_free(p);
+	free(p->access);
+	p->access = NULL;
+	p->n_access = p->cap_access = 0;
+	pthread_rwlock_unlock(&p->lock);
+}
+
+#define SWAP(T, x, y) \
+	do { \
+		T t_ = (x); \
+		(x) = (y); \
+		(y) = t_; \
+	} while (0)
+
+void
+policy_tables_swap(policy_t *live, policy_t *spare)
+{
+	if (live == NULL || spare == NULL || live == spare)
+		return;
+	if (pthread_rwlock_wrlock(&spare->lock) != 0)
+		return;
+	if (pthread_rwlock_wrlock(&live->lock) != 0) {
+		pthread_rwlock_unlock(&spare->lock);
+		return;
+	}
+	SWAP(struct policy_principal *, live->principals, spare->principals);
+	SWAP(size_t, live->n_principals, spare->n_principals);
+	SWAP(size_t, live->cap_principals, spare->cap_principals);
+	SWAP(struct policy_access *, live->access, spare->access);
+	SWAP(size_t, live->n_access, spare->n_access);
+	SWAP(size_t, live->cap_access, spare->cap_access);
+	pthread_rwlock_unlock(&live->lock);
+	pthread_rwlock_unlock(&spare->lock);
+}

@@ -91,6 +91,12 @@ int policy_new(const struct policy_config *cfg, policy_t **out) POLICY_WUR;
 void policy_free(policy_t *p);
 
 /* Principals (identities). secret_hash is copied. Replaces by object_id. */
+/* Empties p's principals and access policies (the verify key stays). */
+void policy_tables_clear(policy_t *p);
+/* Exchanges the principals and access policies of live and spare at once
+ * (each under its write lock): a whole reload (another node's write,
+ * docs/cluster.md) replaces live's in one step, never half. */
+void policy_tables_swap(policy_t *live, policy_t *spare);
 int policy_principal_set(policy_t *p, const char *object_id,
     const char *client_id, const char *secret_hash, int is_admin) POLICY_WUR;
 /* POLICY_OK (also when there was none), POLICY_ERR_ARGS for a malformed
