@@ -601,17 +601,24 @@ coherence_reload(void *arg)
 {
 	struct coherence *co = arg;
 	struct api_ctx tmp = *co->ctx;
+	uint64_t m;
+	int tries;
 
-	policy_tables_clear(co->spare);
 	tmp.policy = co->spare;
-	if (load_tables(co->ctx->vault, co->spare) != 0 ||
-	    api_vaults_load(&tmp) != 0) {
-		fprintf(stderr,
-		    "{\"level\":\"warn\",\"event\":"
-		    "\"cluster_policy_reload_failed\"}\n");
-		return;
+	/* a change this node made meanwhile (after its own write) may be
+	 * missing from what was read: read again */
+	for (tries = 0; tries < 8; tries++) {
+		m = policy_mutations(co->ctx->policy);
+		policy_tables_clear(co->spare);
+		if (load_tables(co->ctx->vault, co->spare) != 0 ||
+		    api_vaults_load(&tmp) != 0)
+			break;
+		if (policy_tables_swap(co->ctx->policy, co->spare, m) == 0)
+			return;
 	}
-	policy_tables_swap(co->ctx->policy, co->spare);
+	fprintf(stderr,
+	    "{\"level\":\"warn\",\"event\":"
+	    "\"cluster_policy_reload_failed\"}\n");
 }
 
 static void

@@ -931,6 +931,7 @@ test_tables_swap(void)
 	const char *b = "44444444-2222-4333-8444-555555555555";
 	policy_t *live = new_policy(), *spare = new_policy();
 	char *h = NULL;
+	uint64_t m;
 
 	T_CHECK(policy_secret_hash("s3cret", &h) == 0 &&
 	        policy_principal_set(live, a, APPID, h, 0) == POLICY_OK &&
@@ -941,7 +942,14 @@ test_tables_swap(void)
 	            0) == POLICY_OK &&
 	        policy_access_set(spare, b, PERM_SIGN) == POLICY_OK,
 	    "swap: the spare tables");
-	policy_tables_swap(live, spare);
+	m = policy_mutations(live);
+	T_CHECK(policy_access_set(live, a, PERM_GET | PERM_SIGN) == POLICY_OK &&
+	        policy_tables_swap(live, spare, m) == POLICY_ERR_CONFLICT &&
+	        policy_check_perm(live, a, PERM_SIGN) == POLICY_OK,
+	    "swap: refused after a change since the read");
+	T_CHECK(policy_tables_swap(live, spare, policy_mutations(live)) ==
+	        POLICY_OK,
+	    "swap: done");
 	T_CHECK(policy_principal_find(live, a) != POLICY_OK &&
 	        policy_check_perm(live, a, PERM_GET) != POLICY_OK,
 	    "swap: what was removed elsewhere is gone");
