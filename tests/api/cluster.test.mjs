@@ -217,3 +217,58 @@ describe('a cluster of nodes on one PostgreSQL store', { timeout: 240000, skip: 
     assert.equal(rest.filter((v) => purged(v) > 0).length, 1, 'one node swept');
   });
 });
+
+// Another vault of the appliance, made and deleted on one node: the other
+// node serves it on its next request, and refuses it once deleted.
+describe('a cluster: other vaults made and deleted on one node', { timeout: 120000, skip: SKIP }, () => {
+  const DOMAIN = 'vault.p11vault.test';
+  let pg; let a; let b; let bn; const s = {};
+  const KV = '2022-07-01';
+  const vaultPath = '/resourceGroups/rg-c/providers/Microsoft.KeyVault/vaults/alpha';
+  const inAlpha = (v, method, p, body) => raw(v, method, `${p}?api-version=7.6`,
+    { token: s.data, body, headers: { Host: `alpha.${DOMAIN}:${v.port}` } });
+
+  before(async () => {
+    pg = pgStart();
+    a = await startVault({ initArgs: ['--store', pg.db, '--vault-domain', DOMAIN] });
+    await a.stop();
+    bn = await nodeInit(a, 'node-b', pg.db, ['--vault-domain', DOMAIN]);
+    await approveJoin(a, bn);
+    await a.start();
+    b = await serveNode(a, bn);
+    const conf = fs.readFileSync(path.join(a.dir, 'p11vault.conf'), 'utf8');
+    const resource = /^resource\s*=\s*(\S+)/m.exec(conf)[1];
+    s.mgmt = await token(a, a.admin, { scope: 'https://management.p11vault//.default' });
+    s.data = await token(b, a.admin, { scope: `${resource}/.default` });
+    const subs = await raw(a, 'GET', '/subscriptions?api-version=2019-11-01', { token: s.mgmt });
+    s.sub = subs.json.value[0].subscriptionId;
+    s.arm = (method, p, body, v) => raw(a, method, `/subscriptions/${s.sub}${p}?api-version=${v}`, { token: s.mgmt, body });
+  });
+  after(async () => {
+    await stopVault(b);
+    await stopVault(a);
+    pg?.destroy();
+  });
+
+  test('a vault made on A serves on B at once; deleted on A, B refuses it at once', async () => {
+    let r = await s.arm('PUT', '/resourcegroups/rg-c', { location: 'local' }, '2021-04-01');
+    assert.equal(r.status, 201, r.text);
+    assert.equal((await inAlpha(b, 'POST', '/keys/k/create', { kty: 'EC', crv: 'P-256' })).status, 404,
+      'no such vault yet');
+    r = await s.arm('PUT', vaultPath, {
+      location: 'local',
+      properties: {
+        tenantId: a.admin.tenantId, sku: { family: 'A', name: 'standard' },
+        accessPolicies: [{ tenantId: a.admin.tenantId, objectId: a.admin.objectId, permissions: { keys: ['all'] } }],
+      },
+    }, KV);
+    assert.equal(r.status, 201, r.text);
+    r = await inAlpha(b, 'POST', '/keys/k/create', { kty: 'EC', crv: 'P-256' });
+    assert.equal(r.status, 200, r.text);
+    assert.equal((await inAlpha(a, 'GET', '/keys/k')).status, 200, 'the key B made in alpha, on A');
+    r = await s.arm('DELETE', vaultPath, undefined, KV);
+    assert.ok(r.status === 200 || r.status === 204, r.text);
+    r = await inAlpha(b, 'GET', '/keys/k');
+    assert.equal(r.status, 404, r.text);
+  });
+});
