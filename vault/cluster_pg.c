@@ -62,6 +62,14 @@ mono_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The server's notices (IF NOT EXISTS skipping) are not ours to print. */
+static void
+notice_quiet(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
 static PGconn *
 db_connect(const char *conninfo, const char *app)
 {
@@ -74,6 +82,8 @@ db_connect(const char *conninfo, const char *app)
 		PQfinish(c);
 		c = NULL;
 	}
+	if (c != NULL)
+		(void)PQsetNoticeProcessor(c, notice_quiet, NULL);
 	return c;
 }
 
