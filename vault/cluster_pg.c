@@ -45,6 +45,7 @@ struct cluster {
 	void *arg;
 	PGconn *c;      /* the listener's, its thread's only */
 	PGconn *leader; /* the sweeper's, its thread's only */
+	int leading;    /* the leader lock is held on leader */
 	int64_t applied;
 	int started;
 	_Atomic int64_t fresh_until; /* monotonic ns; 0: none */
@@ -374,6 +375,12 @@ cluster_start(const char *conninfo, const char *id, const char *fingerprint,
 	c->lease_ms = lease_ms > 0 ? lease_ms : CLUSTER_LEASE_MS_DEFAULT;
 	c->on_change = on_change;
 	c->arg = arg;
+	/* rows of nodes gone for a day (killed: no row removal) */
+	if (listen_connect(c) == 0)
+		(void)db_exec(c->c,
+		    "DELETE FROM p11vault.cluster_nodes WHERE seen_at < "
+		    "clock_timestamp() - interval '1 day'",
+		    0, NULL, NULL);
 	/* the first round before serving: a few tries */
 	for (i = 0; (r = round_once(c)) == VLT_ERR_UNAVAILABLE && i < 3; i++)
 		;
@@ -435,30 +442,32 @@ int
 cluster_leader(struct cluster *c)
 {
 	PGresult *res = NULL;
-	int held;
+	int ok;
 
 	if (c == NULL)
 		return 1;
 	if (atomic_load(&c->removed))
 		return 0;
-	if (c->leader != NULL) {
+	if (c->leader == NULL &&
+	    (c->leader = db_connect(c->conninfo, "p11vault-sweeper")) == NULL)
+		return 0;
+	if (c->leading) {
 		/* held while the session lives */
 		if (db_exec(c->leader, "SELECT 1", 0, NULL, NULL) == 0)
 			return 1;
-		PQfinish(c->leader);
-		c->leader = NULL;
+		goto lost;
 	}
-	if ((c->leader = db_connect(c->conninfo, "p11vault-sweeper")) == NULL)
-		return 0;
-	held = db_exec(c->leader,
-	           "SELECT pg_try_advisory_lock(" LOCK_CLASS ", " LEADER_KEY
-	           ")",
-	           0, NULL, &res) == 0 &&
-	    PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	if (db_exec(c->leader,
+	        "SELECT pg_try_advisory_lock(" LOCK_CLASS ", " LEADER_KEY ")",
+	        0, NULL, &res) != 0)
+		goto lost;
+	ok = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	PQclear(res);
-	if (!held) {
-		PQfinish(c->leader);
-		c->leader = NULL;
-	}
-	return held;
+	c->leading = ok;
+	return ok;
+lost:
+	PQfinish(c->leader);
+	c->leader = NULL;
+	c->leading = 0;
+	return 0;
 }
