@@ -412,7 +412,7 @@ retry_now(struct api_admit *a)
 	if (base < retry_floor(a))
 		base = retry_floor(a);
 	if (base >= 8 && RAND_bytes(rnd, sizeof(rnd)) == 1)
-		j = (unsigned)((rnd[0] << 8 | rnd[1]) % (base / 2 + 1));
+		j = ((unsigned)rnd[0] << 8 | rnd[1]) % (base / 2 + 1);
 	return base - base / 4 + j;
 }
 
