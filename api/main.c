@@ -421,7 +421,9 @@ cmd_init(int argc, char **argv)
 	if (vault_find(a.dir) == 0)
 		cli_die("%s already holds a vault; nothing was changed", a.dir);
 	if (a.store != NULL &&
-	    vault_store_check(a.store, err, sizeof(err)) != 0)
+	    (init_as_node ?
+	            vault_store_check_joinable(a.store, err, sizeof(err)) :
+	            vault_store_check(a.store, err, sizeof(err))) != 0)
 		cli_die("%s; nothing was changed", err);
 	if (mkdir(a.dir, 0700) != 0 && errno != EEXIST)
 		cli_die("cannot create %s: %s", a.dir, strerror(errno));

@@ -262,6 +262,45 @@ vault_store_check(const char *db, char *err, size_t err_len)
 	return r;
 }
 
+int
+vault_store_check_joinable(const char *db, char *err, size_t err_len)
+{
+	char addr[PATH_MAX], why[256];
+	store_t *s = NULL;
+	int r;
+
+	err_set(err, err_len, "%s", "");
+	if (!store_addr_is_pg(db)) {
+		err_set(err, err_len, "%s",
+		    "--store takes a PostgreSQL connection string "
+		    "(postgresql://... or host=... dbname=...)");
+		return VLT_ERR_BAD_PARAM;
+	}
+	if ((r = store_addr_pg(db, ROOT_SCHEMA, addr, sizeof(addr))) != 0) {
+		err_set(err, err_len, "%s", "the store address is too long");
+		return r;
+	}
+	why[0] = '\0';
+	r = store_open_why(addr, 0, &s, why, sizeof(why));
+	store_close(s);
+	if (r == 0)
+		return 0;
+	if (r == VLT_ERR_NOT_FOUND)
+		err_set(err, err_len, "%s",
+		    "the database holds no p11vault store (schema " ROOT_SCHEMA
+		    "): make the cluster's first vault with p11vault init "
+		    "--store, then node init the others on it");
+	else if (r == VLT_ERR_INTERNAL)
+		err_set(err, err_len, "%s",
+		    "schema " ROOT_SCHEMA
+		    " of the database is not a p11vault "
+		    "store of this version");
+	else
+		err_set(err, err_len,
+		    "the PostgreSQL store cannot be reached: %s", why);
+	return r;
+}
+
 /* The store with the default settings (DIR/vault.db, or schema p11vault
  * of the database db); a new store holds no unbound blob, so there is
  * never anything to upgrade. */
@@ -415,13 +454,18 @@ vault_init(const struct vlt_init_params *p)
 			module = modabs;
 	}
 	/* a PostgreSQL store first (the likeliest to fail: nothing made
-	 * yet), dropped again if anything after it fails */
-	if (p->store != NULL && (r = init_store(dir, p->store)) != 0)
+	 * yet), dropped again if anything after it fails. A node joining a cluster's store (p->node) makes none: the
+	 * store is the cluster's, checked by vault_store_check_joinable */
+	if (p->store != NULL && !p->node &&
+	    (r = init_store(dir, p->store)) != 0)
 		goto out;
 	if ((r = init_token(p, dir, module, label, shconf, &shares)) != 0 ||
 	    (p->store == NULL && (r = init_store(dir, NULL)) != 0) ||
+	    (p->store != NULL && p->node &&
+	        (r = upgrade_mark_done(dir)) != 0) ||
 	    (r = init_conf(p, dir, module, label, shconf)) != 0) {
-		init_drop_store(p->store);
+		if (!p->node)
+			init_drop_store(p->store);
 		goto out;
 	}
 	if (p->shares_out != NULL) {

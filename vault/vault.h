@@ -261,6 +261,10 @@ struct vlt_init_params {
  * store: reachable, and no p11vault store in it yet. A failure says
  * why in err (never the password). */
 int vault_store_check(const char *db, char *err, size_t err_len) VLT_WUR;
+/* Whether db holds a p11vault store a new node can join (node init
+ * --store): reachable, with the root schema of this version. */
+int vault_store_check_joinable(const char *db, char *err,
+    size_t err_len) VLT_WUR;
 /* 1 when the vault's store is a PostgreSQL database (the network
  * process then connects to it: hsm_seccomp_network_db). */
 int vault_store_networked(vault_t *v);
