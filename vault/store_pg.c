@@ -325,6 +325,7 @@ struct store_be {
 	char lock_key[16]; /* the schema's advisory lock, as text */
 	uint64_t prepared; /* bit i: statement i is prepared on c */
 	int in_tx;
+	int sync_cut; /* the server cut a COMMIT's wait for the standby short */
 	char why[200];  /* the last error: SQLSTATE and message, no data */
 	char kept[200]; /* a failed write's error, kept across its ROLLBACK */
 };
@@ -550,22 +551,40 @@ exec_plain(db_t *b, const char *sql)
 	return r;
 }
 
-/* The server's notices (a DROP's cascade) are not ours to print. */
+/* The server's notices (a DROP's cascade) are not ours to print. One
+ * kind matters: a COMMIT whose wait for the synchronous standby was cut
+ * short (a cancel, statement_timeout, a shutdown) is committed on the
+ * primary only, and COMMIT still answers success, after a WARNING ("The
+ * transaction has already committed locally, but might not have been
+ * replicated to the standby."; SQLSTATE 01000, or 57P01 at a shutdown).
+ * A COMMIT raises no other warning, so any WARNING seen while it runs
+ * (its text may be translated: only the severity is looked at) makes it
+ * unacknowledged. */
 static void
-notice_quiet(void *arg, const char *msg)
+notice_seen(void *arg, const PGresult *res)
 {
-	(void)arg;
-	(void)msg;
+	db_t *b = arg;
+	const char *sev = PQresultErrorField(res,
+	    PG_DIAG_SEVERITY_NONLOCALIZED);
+
+	if (sev != NULL && strcmp(sev, "WARNING") == 0)
+		b->sync_cut = 1;
 }
 
 /* Connects with the address (5 s to connect unless it says otherwise),
- * in the vault's schema, synchronous commit at least "on". */
+ * in the vault's schema, synchronous commit at least "on". Always to a
+ * server that takes writes: target_session_attrs=read-write after the
+ * address overrides whatever it says, so that libpq goes on past a
+ * standby to the next host; a server that still turns out to be a hot
+ * standby is left (UNAVAILABLE). */
 static int
 conn_make(db_t *b)
 {
 	const char *const kw[] = { "connect_timeout", "application_name",
-		"dbname", NULL };
-	const char *const val[] = { "5", "p11vault", b->conninfo, NULL };
+		"dbname", "target_session_attrs", NULL };
+	const char *const val[] = { "5", "p11vault", b->conninfo, "read-write",
+		NULL };
+	const char *hs;
 	const char *sp[1] = { b->schema };
 	PGresult *res;
 	int r;
@@ -581,7 +600,14 @@ conn_make(db_t *b)
 		b->c = NULL;
 		return VLT_ERR_UNAVAILABLE;
 	}
-	(void)PQsetNoticeProcessor(b->c, notice_quiet, NULL);
+	hs = PQparameterStatus(b->c, "in_hot_standby");
+	if (hs != NULL && strcmp(hs, "on") == 0) {
+		set_why(b, NULL, "connected to a read-only standby");
+		PQfinish(b->c);
+		b->c = NULL;
+		return VLT_ERR_UNAVAILABLE;
+	}
+	(void)PQsetNoticeReceiver(b->c, notice_seen, b);
 	res = PQexecParams(b->c, "SELECT set_config('search_path', $1, false)",
 	    1, NULL, sp, NULL, NULL, 0);
 	r = map_res(b, res);
@@ -706,9 +732,18 @@ tx_begin_read(db_t *b)
 static int
 tx_end(db_t *b, int r)
 {
+	b->sync_cut = 0;
 	if (r == 0 && (r = run(b, ST_COMMIT, NULL)) == 0) {
 		b->in_tx = 0;
-		return 0;
+		if (!b->sync_cut)
+			return 0;
+		/* committed here, maybe not on the standby: unknown */
+		set_why(b, "57014",
+		    "the wait for the synchronous standby was cut short");
+		PQfinish(b->c);
+		b->c = NULL;
+		b->prepared = 0;
+		return VLT_ERR_UNAVAILABLE;
 	}
 	if (r == VLT_ERR_STORAGE)
 		memcpy(b->kept, b->why, sizeof(b->kept));

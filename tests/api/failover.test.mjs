@@ -176,7 +176,7 @@ describe('failover: a synchronous standby, three nodes, HAProxy', { timeout: 180
     for (const v of s.nodes) {
       try { await v.stop(); } catch (e) { s.afterError = e; }
     }
-    for (const d of [s.standby, s.primary]) if (d) pg('destroy', d);
+    for (const d of [s.standby2, s.standby, s.primary]) if (d) pg('destroy', d);
     if (!process.env.P11VAULT_KEEP_TEST_DIRS) {
       for (const v of s.nodes) await v.remove();
       if (s.tmp) await fsp.rm(s.tmp, { recursive: true, force: true });
@@ -256,6 +256,30 @@ describe('failover: a synchronous standby, three nodes, HAProxy', { timeout: 180
     await victim.start();
     assert.ok(await waitFor(() => allUp().catch(() => null), { timeoutMs: 15000, intervalMs: 200 }),
       'node2 up again');
+  });
+
+  test('a COMMIT whose wait for the standby is cut short (a cancel) is not acknowledged: 503, never 200', async () => {
+    const primary = `host=${s.primary} port=5432 user=postgres dbname=postgres`;
+    const tok = await token(s.nodes[0]);
+    pg('stop', s.standby); // every COMMIT on the primary now waits for it
+    let r;
+    try {
+      const name = keyName('cut');
+      const pending = raw(s.nodes[0], 'POST', `/keys/${name}/create`,
+        { apiVersion: true, token: tok, body: { kty: 'EC', crv: 'P-256' } });
+      const waiting = await waitFor(() => Number(psql(primary,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'p11vault' AND wait_event = 'SyncRep'")) > 0,
+      { timeoutMs: 10000, intervalMs: 100 });
+      assert.ok(waiting, 'the COMMIT waits for the standby');
+      psql(primary, "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'p11vault' " +
+        "AND wait_event = 'SyncRep'");
+      r = await pending;
+    } finally {
+      pg('start', s.standby);
+    }
+    assert.equal(r.status, 503, `committed on the primary only, answered ${r.status} ${r.text}`);
+    assert.ok(Number(r.headers['retry-after']) >= 1);
+    assert.ok(await waitFor(() => allUp().catch(() => null), { timeoutMs: 15000, intervalMs: 200 }), 'all up again');
   });
 
   test('the primary SIGKILLed during a storm of writes, the standby promoted: no acknowledged write lost, no wrong answer, only 2xx/503', async () => {
@@ -401,6 +425,30 @@ describe('failover: a synchronous standby, three nodes, HAProxy', { timeout: 180
       `(${polChecked} policies' last one read back on 3 nodes); statuses ${JSON.stringify(statuses)}; ` +
       `${keys.filter((k) => !k.kid).length} creates of unknown outcome (503), none half there`);
     for (const v of s.nodes) assert.equal(v.child.exitCode, null, 'no node restarted');
+  });
+
+  test('a new standby made from the promoted primary; a conninfo naming it first without target_session_attrs still writes', async () => {
+    s.standby2 = pgDir();
+    pg('start-standby', s.standby, s.standby2);
+    const v = s.nodes[2];
+    const conf = path.join(v.dir, 'p11vault.conf');
+    const text = fs.readFileSync(conf, 'utf8');
+    await v.stop();
+    fs.writeFileSync(conf, text.replace(/^store ?=.*$/m,
+      `store=host=${s.standby2},${s.standby} port=5432 user=postgres dbname=postgres connect_timeout=2`));
+    try {
+      await v.start();
+      const tok = await token(v);
+      const name = keyName('rw');
+      const r = await raw(v, 'POST', `/keys/${name}/create`, { apiVersion: true, token: tok, body: { kty: 'EC', crv: 'P-256' } });
+      assert.equal(r.status, 200, `a write through a node whose first host is a standby: ${r.status} ${r.text}`);
+      assert.equal(psql(`host=${s.standby2} port=5432 user=postgres dbname=postgres`,
+        `SELECT count(*) FROM p11vault.keys WHERE name = '${name}'`), '1', 'replicated to the new standby');
+    } finally {
+      await v.stop();
+      fs.writeFileSync(conf, text);
+      await v.start();
+    }
   });
 
   test('a database that cannot be reached, a node without the domain key: clear errors, nothing changed', async () => {
