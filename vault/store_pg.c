@@ -25,10 +25,12 @@
 #include "vault/store_backend.h"
 
 #include <endian.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 
@@ -39,6 +41,10 @@
 #define PG_SCHEMA_MAX 63
 #define PG_LOCK_CLASS 0x7031 /* "p1": the advisory lock's first key */
 #define PG_NPARAM 16
+/* How long a COMMIT may wait (for the synchronous standby) before it is
+ * cancelled, and then how long for the answer to the cancel: with the
+ * standby gone a COMMIT would wait for ever, holding the store. */
+#define PG_COMMIT_WAIT_MS 5000
 
 enum st_id {
 	ST_BEGIN,
@@ -503,7 +509,7 @@ map_res(db_t *b, const PGresult *res)
 	if (strcmp(code, "53100") == 0 || strncmp(code, "58", 2) == 0)
 		return VLT_ERR_STORAGE;
 	if (strncmp(code, "53", 2) == 0 || strncmp(code, "40", 2) == 0 ||
-	    strcmp(code, "55P03") == 0)
+	    strcmp(code, "55P03") == 0 || strcmp(code, "57014") == 0)
 		return VLT_ERR_UNAVAILABLE;
 	return VLT_ERR_INTERNAL;
 }
@@ -624,6 +630,66 @@ conn_make(db_t *b)
 	return r;
 }
 
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * COMMIT (the prepared statement name), bounded: statement_timeout does
+ * not cover a COMMIT's wait for the synchronous standby, so after
+ * PG_COMMIT_WAIT_MS the wait is cancelled (PQcancel); the server then
+ * commits locally and says so with a WARNING (notice_seen: answered 503).
+ * No answer PG_COMMIT_WAIT_MS after the cancel: NULL (the connection is
+ * then dropped, the outcome unknown).
+ */
+static PGresult *
+commit_exec(db_t *b, const char *name)
+{
+	PGresult *res, *last = NULL;
+	int64_t deadline = now_ms() + PG_COMMIT_WAIT_MS;
+	int cancelled = 0;
+	char err[256];
+
+	if (!PQsendQueryPrepared(b->c, name, 0, NULL, NULL, NULL, 1))
+		return NULL;
+	for (;;) {
+		if (!PQconsumeInput(b->c))
+			return NULL;
+		if (!PQisBusy(b->c))
+			break;
+		int64_t left = deadline - now_ms();
+		if (left <= 0) {
+			PGcancel *cn;
+
+			if (cancelled)
+				return NULL;
+			cn = PQgetCancel(b->c);
+			if (cn == NULL ||
+			    !PQcancel(cn, err, (int)sizeof(err))) {
+				PQfreeCancel(cn);
+				return NULL;
+			}
+			PQfreeCancel(cn);
+			cancelled = 1;
+			deadline = now_ms() + PG_COMMIT_WAIT_MS;
+			continue;
+		}
+		struct pollfd pfd = { .fd = PQsocket(b->c), .events = POLLIN };
+		if (pfd.fd < 0 || poll(&pfd, 1, (int)left) < 0)
+			return NULL;
+	}
+	while ((res = PQgetResult(b->c)) != NULL) {
+		PQclear(last);
+		last = res;
+	}
+	return last;
+}
+
 /*
  * Runs a catalogue statement (prepared on first use on this connection),
  * the result into *out (may be NULL). Outside a transaction the
@@ -655,9 +721,12 @@ run_res(db_t *b, enum st_id id, const struct params *p, PGresult **out)
 				b->prepared |= UINT64_C(1) << id;
 		}
 		if (r == 0) {
-			res = PQexecPrepared(b->c, name, p != NULL ? p->n : 0,
-			    p != NULL ? p->v : NULL, p != NULL ? p->len : NULL,
-			    p != NULL ? p->fmt : NULL, 1);
+			res = id == ST_COMMIT ?
+			    commit_exec(b, name) :
+			    PQexecPrepared(b->c, name, p != NULL ? p->n : 0,
+			        p != NULL ? p->v : NULL,
+			        p != NULL ? p->len : NULL,
+			        p != NULL ? p->fmt : NULL, 1);
 			r = map_res(b, res);
 			if (r == 0 && out != NULL)
 				*out = res;

@@ -258,28 +258,32 @@ describe('failover: a synchronous standby, three nodes, HAProxy', { timeout: 180
       'node2 up again');
   });
 
-  test('a COMMIT whose wait for the standby is cut short (a cancel) is not acknowledged: 503, never 200', async () => {
+  test('the synchronous standby gone: a COMMIT whose wait is cut short (a cancel, or the write timeout) answers 503, never 200; reads go on', async () => {
     const primary = `host=${s.primary} port=5432 user=postgres dbname=postgres`;
-    const tok = await token(s.nodes[0]);
+    const n1 = s.nodes[0];
+    const tok = await token(n1);
+    const create = (name) => raw(n1, 'POST', `/keys/${name}/create`,
+      { apiVersion: true, token: tok, body: { kty: 'EC', crv: 'P-256' }, timeoutMs: 30000 });
+    const waitingSql = "FROM pg_stat_activity WHERE application_name = 'p11vault' AND wait_event = 'SyncRep'";
+    let cut; let timedOut; let read;
     pg('stop', s.standby); // every COMMIT on the primary now waits for it
-    let r;
     try {
-      const name = keyName('cut');
-      const pending = raw(s.nodes[0], 'POST', `/keys/${name}/create`,
-        { apiVersion: true, token: tok, body: { kty: 'EC', crv: 'P-256' } });
-      const waiting = await waitFor(() => Number(psql(primary,
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'p11vault' AND wait_event = 'SyncRep'")) > 0,
-      { timeoutMs: 10000, intervalMs: 100 });
-      assert.ok(waiting, 'the COMMIT waits for the standby');
-      psql(primary, "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'p11vault' " +
-        "AND wait_event = 'SyncRep'");
-      r = await pending;
+      const pending = create(keyName('cut'));
+      assert.ok(await waitFor(() => Number(psql(primary, `SELECT count(*) ${waitingSql}`)) > 0,
+        { timeoutMs: 10000, intervalMs: 100 }), 'the COMMIT waits for the standby');
+      psql(primary, `SELECT pg_cancel_backend(pid) ${waitingSql}`);
+      cut = await pending;
+      timedOut = await create(keyName('slow')); // nobody cancels: the write timeout (5 s) cuts it
+      read = await raw(n1, 'GET', '/keys?maxresults=1', { apiVersion: true, token: tok });
     } finally {
       pg('start', s.standby);
     }
-    assert.equal(r.status, 503, `committed on the primary only, answered ${r.status} ${r.text}`);
-    assert.ok(Number(r.headers['retry-after']) >= 1);
+    assert.equal(cut.status, 503, `committed on the primary only (cancelled), answered ${cut.status} ${cut.text}`);
+    assert.ok(Number(cut.headers['retry-after']) >= 1);
+    assert.equal(timedOut.status, 503, `committed on the primary only (timeout), answered ${timedOut.status} ${timedOut.text}`);
+    assert.equal(read.status, 200, read.text);
     assert.ok(await waitFor(() => allUp().catch(() => null), { timeoutMs: 15000, intervalMs: 200 }), 'all up again');
+    assert.equal((await create(keyName('back'))).status, 200);
   });
 
   test('the primary SIGKILLed during a storm of writes, the standby promoted: no acknowledged write lost, no wrong answer, only 2xx/503', async () => {
