@@ -46,8 +46,8 @@ static void
 help(void)
 {
 	puts(
-	    "usage: p11vault node init --data DIR2 --name NAME [init's "
-	    "options]\n"
+	    "usage: p11vault node init --data DIR2 --name NAME [--store "
+	    "CONNINFO (the cluster's)] [init's options]\n"
 	    "       p11vault node approve --data DIR --request FILE "
 	    "--fingerprint HEX --out FILE\n"
 	    "       p11vault node join --data DIR2 --bundle FILE\n"

@@ -273,6 +273,13 @@ request_answer(struct conn_state *st)
 		api_resp_error(r, 503, "ServiceUnavailable",
 		    "The server is busy; retry the request.");
 		r->retry_after = 1;
+	} else if (!vault_cluster_serving(q->ctx->vault)) {
+		/* a node of a cluster whose lease is out: its caches may
+		 * miss another node's write (docs/cluster.md) */
+		api_resp_error(r, 503, "ServiceUnavailable",
+		    "This node is not in step with the cluster; retry the "
+		    "request.");
+		r->retry_after = 1;
 	} else if (q->body_too_large) {
 		api_resp_error(r, 413, "RequestEntityTooLarge",
 		    "The request body is larger than %d bytes.", API_BODY_MAX);

@@ -493,18 +493,35 @@ sweeper_main(void *arg)
 {
 	struct sweeper *s = arg;
 	struct timespec ts;
+	int leader, was_leader = 0, purged;
 
 	pthread_mutex_lock(&s->lock);
 	while (!s->stop) {
 		pthread_mutex_unlock(&s->lock);
-		if (vault_purge_due(s->v) < 0)
+		/* a cluster's background work runs on one node: the holder
+		 * of the leader lock (SQLite: always this node) */
+		leader = vault_cluster_leader(s->v);
+		if (leader != was_leader && vault_store_networked(s->v))
+			fprintf(stderr,
+			    "{\"level\":\"info\",\"event\":\"%s\"}\n",
+			    leader ? "sweeper_leader" : "sweeper_follower");
+		was_leader = leader;
+		if (!leader)
+			goto next;
+		if ((purged = vault_purge_due(s->v)) < 0)
 			fprintf(stderr,
 			    "{\"level\":\"warn\",\"event\":"
 			    "\"purge_sweep_failed\"}\n");
+		else if (purged > 0)
+			fprintf(stderr,
+			    "{\"level\":\"info\",\"event\":"
+			    "\"purge_sweep\",\"purged\":%d}\n",
+			    purged);
 		if (vault_rotation_due(s->v) < 0)
 			fprintf(stderr,
 			    "{\"level\":\"warn\",\"event\":"
 			    "\"rotation_sweep_failed\"}\n");
+next:
 		pthread_mutex_lock(&s->lock);
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += 1;
@@ -515,13 +532,13 @@ sweeper_main(void *arg)
 	return NULL;
 }
 
+/* The principals and the default vault's access policies into p. */
 static API_WUR int
-load_policy(vault_t *v, policy_t *p, int *key_set)
+load_tables(vault_t *v, policy_t *p)
 {
 	struct vlt_principal *pr = NULL;
 	struct vlt_access_policy *ap = NULL;
-	uint8_t *spki = NULL;
-	size_t n = 0, m = 0, i, len = 0;
+	size_t n = 0, m = 0, i;
 	int rc = -1;
 
 	if (vault_principal_list(v, &pr, &n) != 0 ||
@@ -534,6 +551,22 @@ load_policy(vault_t *v, policy_t *p, int *key_set)
 	for (i = 0; i < m; i++)
 		if (policy_access_set(p, ap[i].object_id, ap[i].perms) != 0)
 			goto out;
+	rc = 0;
+out:
+	vlt_principal_free_array(pr, n);
+	free(ap);
+	return rc;
+}
+
+static API_WUR int
+load_policy(vault_t *v, policy_t *p, int *key_set)
+{
+	uint8_t *spki = NULL;
+	size_t len = 0;
+	int rc = -1;
+
+	if (load_tables(v, p) != 0)
+		goto out;
 	/* a sealed vault's key comes at unseal (api_verify_key_refresh) */
 	rc = vault_jwt_public(v, &spki, &len);
 	if (rc == VLT_ERR_SEALED) {
@@ -548,9 +581,77 @@ load_policy(vault_t *v, policy_t *p, int *key_set)
 	rc = 0;
 out:
 	free(spki);
-	vlt_principal_free_array(pr, n);
-	free(ap);
 	return rc;
+}
+
+/* ---- a node of a cluster: another node's write (docs/cluster.md) ---- */
+
+struct coherence {
+	struct api_ctx *ctx;
+	policy_t *spare; /* the listener thread's only */
+};
+
+/* On the listener thread, the vault's caches already dropped: every
+ * identity and access policy read again into the spare tables, which
+ * then replace the live ones in one step. A failed read keeps the live
+ * tables, and the listener does not renew the lease (its round fails
+ * next time if the store is gone). */
+static void
+coherence_reload(void *arg)
+{
+	struct coherence *co = arg;
+	struct api_ctx tmp = *co->ctx;
+	uint64_t m;
+	int tries;
+
+	tmp.policy = co->spare;
+	/* a change this node made meanwhile (after its own write) may be
+	 * missing from what was read: read again */
+	for (tries = 0; tries < 8; tries++) {
+		m = policy_mutations(co->ctx->policy);
+		policy_tables_clear(co->spare);
+		if (load_tables(co->ctx->vault, co->spare) != 0 ||
+		    api_vaults_load(&tmp) != 0)
+			break;
+		if (policy_tables_swap(co->ctx->policy, co->spare, m) == 0)
+			return;
+	}
+	fprintf(stderr,
+	    "{\"level\":\"warn\",\"event\":"
+	    "\"cluster_policy_reload_failed\"}\n");
+}
+
+static void
+coherence_start(struct api_ctx *ctx, struct coherence *co)
+{
+	struct policy_config pc;
+	char err[256];
+	int rc;
+
+	memset(co, 0, sizeof(*co));
+	co->ctx = ctx;
+	if (!vault_store_networked(ctx->vault))
+		return;
+	memset(&pc, 0, sizeof(pc));
+	pc.tenant_id = ctx->tenant_id;
+	pc.issuer = ctx->issuer;
+	if (policy_new(&pc, &co->spare) != 0)
+		cli_die("cannot start the cluster listener");
+	rc = vault_cluster_start(ctx->vault, coherence_reload, co, err,
+	    sizeof(err));
+	if (rc != 0)
+		cli_die("%s",
+		    err[0] != '\0' ? err :
+		                     "cannot start the cluster "
+		                     "listener");
+}
+
+static void
+coherence_stop(struct api_ctx *ctx, struct coherence *co)
+{
+	vault_cluster_stop(ctx->vault);
+	policy_free(co->spare);
+	co->spare = NULL;
 }
 
 static const char *const serve_opts[] = { "--data", "--listen",
@@ -787,6 +888,7 @@ cmd_serve(int argc, char **argv)
 	struct api_metrics_server *met;
 	struct api_ctx ctx;
 	struct sweeper sw;
+	struct coherence co;
 	char err[512], compat[300];
 	pthread_t sweep_thread;
 	sigset_t sigs;
@@ -814,6 +916,8 @@ cmd_serve(int argc, char **argv)
 		    sizeof(compat));
 	if (listen == NULL)
 		listen = "127.0.0.1:8443";
+	/* in step with the cluster's other nodes before serving */
+	coherence_start(&ctx, &co);
 	srv = serve_listen(&ctx, dir, listen);
 	met = serve_metrics(&ctx, opt(argc, argv, "--metrics-listen"));
 	/* after the bind, with the vault and the token open */
@@ -837,6 +941,7 @@ cmd_serve(int argc, char **argv)
 	api_metrics_server_stop(met);
 	api_server_stop(srv);
 	sweeper_stop(&sw, sweep_thread);
+	coherence_stop(&ctx, &co);
 	api_admit_close(&ctx);
 	policy_free(ctx.policy);
 	vault_close(ctx.vault);

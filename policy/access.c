@@ -97,6 +97,7 @@ policy_access_set_in(policy_t *p, const char *vault, const char *object_id,
 		return POLICY_ERR_ARGS;
 	if (pthread_rwlock_wrlock(&p->lock) != 0)
 		return POLICY_ERR_INTERNAL;
+	p->mutations++;
 	if ((a = access_find(p, vault, object_id)) != NULL) {
 		a->perms = perms;
 		goto out;
@@ -132,6 +133,7 @@ policy_access_remove_in(policy_t *p, const char *vault, const char *object_id)
 		return POLICY_ERR_ARGS;
 	if (pthread_rwlock_wrlock(&p->lock) != 0)
 		return POLICY_ERR_INTERNAL;
+	p->mutations++;
 	if ((a = access_find(p, vault, object_id)) != NULL) {
 		*a = p->access[--p->n_access];
 		memset(&p->access[p->n_access], 0, sizeof(*a));
@@ -154,6 +156,7 @@ policy_access_drop_vault(policy_t *p, const char *vault)
 	if (p == NULL || vault_arg(vault, &vault) != 0 || vault[0] == '\0' ||
 	    pthread_rwlock_wrlock(&p->lock) != 0)
 		return;
+	p->mutations++;
 	while (i < p->n_access) {
 		if (strcasecmp(p->access[i].vault, vault) == 0) {
 			p->access[i] = p->access[--p->n_access];

@@ -56,6 +56,7 @@ struct policy {
 
 	struct policy_access *access;
 	size_t n_access, cap_access;
+	uint64_t mutations; /* every change of the two tables above */
 
 	EVP_PKEY *verify_key; /* NULL until policy_set_verify_key */
 	uint64_t key_gen;     /* bumped on every key change */

@@ -85,3 +85,63 @@ policy_free(policy_t *p)
 	if (p != NULL)
 		policy_destroy(p, 1, 1);
 }
+
+void
+policy_tables_clear(policy_t *p)
+{
+	if (p == NULL || pthread_rwlock_wrlock(&p->lock) != 0)
+		return;
+	policy_principals_free(p);
+	free(p->access);
+	p->access = NULL;
+	p->n_access = p->cap_access = 0;
+	pthread_rwlock_unlock(&p->lock);
+}
+
+#define SWAP(T, x, y) \
+	do { \
+		T t_ = (x); \
+		(x) = (y); \
+		(y) = t_; \
+	} while (0)
+
+uint64_t
+policy_mutations(policy_t *p)
+{
+	uint64_t m = 0;
+
+	if (p != NULL && pthread_rwlock_rdlock(&p->lock) == 0) {
+		m = p->mutations;
+		pthread_rwlock_unlock(&p->lock);
+	}
+	return m;
+}
+
+int
+policy_tables_swap(policy_t *live, policy_t *spare, uint64_t mutations)
+{
+	int r = POLICY_ERR_CONFLICT;
+
+	if (live == NULL || spare == NULL || live == spare)
+		return POLICY_ERR_ARGS;
+	if (pthread_rwlock_wrlock(&spare->lock) != 0)
+		return POLICY_ERR_INTERNAL;
+	if (pthread_rwlock_wrlock(&live->lock) != 0) {
+		pthread_rwlock_unlock(&spare->lock);
+		return POLICY_ERR_INTERNAL;
+	}
+	if (live->mutations == mutations) {
+		SWAP(struct policy_principal *, live->principals,
+		    spare->principals);
+		SWAP(size_t, live->n_principals, spare->n_principals);
+		SWAP(size_t, live->cap_principals, spare->cap_principals);
+		SWAP(struct policy_access *, live->access, spare->access);
+		SWAP(size_t, live->n_access, spare->n_access);
+		SWAP(size_t, live->cap_access, spare->cap_access);
+		live->mutations++;
+		r = POLICY_OK;
+	}
+	pthread_rwlock_unlock(&live->lock);
+	pthread_rwlock_unlock(&spare->lock);
+	return r;
+}

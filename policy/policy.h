@@ -32,6 +32,7 @@ enum policy_err {
 	POLICY_ERR_INTERNAL = -4,
 	POLICY_ERR_LIMIT = -5,     /* more than POLICY_MAX_POLICIES */
 	POLICY_ERR_NOT_FOUND = -6, /* no such principal */
+	POLICY_ERR_CONFLICT = -7,  /* changed meanwhile (policy_tables_swap) */
 };
 
 /* Azure's key permissions, one bit each. */
@@ -91,6 +92,18 @@ int policy_new(const struct policy_config *cfg, policy_t **out) POLICY_WUR;
 void policy_free(policy_t *p);
 
 /* Principals (identities). secret_hash is copied. Replaces by object_id. */
+/* Empties p's principals and access policies (the verify key stays). */
+void policy_tables_clear(policy_t *p);
+/* How many changes live's principals and access policies have seen. */
+uint64_t policy_mutations(policy_t *p);
+/* Exchanges the principals and access policies of live and spare at once
+ * (each under its write lock): a whole reload (another node's write,
+ * docs/cluster.md) replaces live's in one step, never half; only while
+ * live has seen no change since policy_mutations gave mutations (else
+ * POLICY_ERR_CONFLICT, nothing swapped: a change made meanwhile may be
+ * missing from spare; read again). */
+int policy_tables_swap(policy_t *live, policy_t *spare,
+    uint64_t mutations) POLICY_WUR;
 int policy_principal_set(policy_t *p, const char *object_id,
     const char *client_id, const char *secret_hash, int is_admin) POLICY_WUR;
 /* POLICY_OK (also when there was none), POLICY_ERR_ARGS for a malformed

@@ -98,6 +98,7 @@ policy_principal_set(policy_t *p, const char *object_id, const char *client_id,
 		r = POLICY_ERR_INTERNAL;
 		goto out;
 	}
+	p->mutations++;
 	r = principal_store(p, object_id, client_id, &h, is_admin);
 	pthread_rwlock_unlock(&p->lock);
 out:
@@ -114,6 +115,7 @@ policy_principal_remove(policy_t *p, const char *object_id)
 		return POLICY_ERR_ARGS;
 	if (pthread_rwlock_wrlock(&p->lock) != 0)
 		return POLICY_ERR_INTERNAL;
+	p->mutations++;
 	if ((pr = principal_by_oid(p, object_id)) != NULL) {
 		principal_clear(pr);
 		*pr = p->principals[--p->n_principals];

@@ -709,3 +709,72 @@ children_purge_due(vault_t *root)
 	vlt_vault_free_array(rows, n);
 	return r != 0 ? r : count;
 }
+
+/* Drops the kids no row names (purged elsewhere), under kids_lock; the
+ * caller frees *gone (n of them) after the lock. */
+static void
+sync_drop(vault_t *root, const struct vlt_vault *rows, size_t n, vault_t **gone,
+    size_t *ngone)
+{
+	size_t i = 0, j;
+	int free_now;
+
+	*ngone = 0;
+	while (i < root->n_kids) {
+		vault_t *c = root->kids[i];
+
+		for (j = 0; j < n && strcmp(rows[j].id, c->id) != 0; j++)
+			;
+		if (j < n) {
+			c->deleted = rows[j].deleted_date != 0;
+			i++;
+			continue;
+		}
+		free_now = 0;
+		kid_remove(root, c, &free_now); /* kids[i] is another now */
+		if (free_now)
+			gone[(*ngone)++] = c;
+	}
+}
+
+int
+children_sync(vault_t *root)
+{
+	struct vlt_vault *rows = NULL;
+	vault_t **gone = NULL, *c;
+	size_t n = 0, i, ngone = 0;
+	int r;
+
+	if (root == NULL || root->root != NULL)
+		return VLT_ERR_BAD_PARAM;
+	pthread_mutex_lock(&root->kids_lock);
+	if ((r = store_vault_list(root->store, -1, &rows, &n)) != 0)
+		goto out;
+	if ((gone = calloc(root->n_kids + 1, sizeof(*gone))) == NULL) {
+		r = VLT_ERR_NO_MEMORY;
+		goto out;
+	}
+	sync_drop(root, rows, n, gone, &ngone);
+	for (i = 0; r == 0 && i < n; i++) {
+		size_t k;
+
+		for (k = 0; k < root->n_kids &&
+		     strcmp(root->kids[k]->id, rows[i].id) != 0;
+		     k++)
+			;
+		if (k < root->n_kids)
+			continue;
+		/* made on another node: its store is there already */
+		if ((r = child_new(root, &rows[i], 0, &c)) != 0)
+			break;
+		if ((r = kid_add(root, c)) != 0)
+			child_free(c, 0);
+	}
+out:
+	pthread_mutex_unlock(&root->kids_lock);
+	for (i = 0; i < ngone; i++)
+		child_free(gone[i], 0); /* its store went with its node */
+	free(gone);
+	vlt_vault_free_array(rows, n);
+	return r;
+}

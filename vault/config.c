@@ -145,6 +145,9 @@ static const struct conf_key conf_keys[] = {
 	{ "vault_domain", CONF_STRING, 0, 0 },
 	/* a PostgreSQL connection string (docs/cluster.md); absent: vault.db */
 	{ "store", CONF_STRING, 0, 0 },
+	/* a node of a cluster (docs/cluster.md) */
+	{ "node_fingerprint", CONF_STRING, 0, 0 },
+	{ "cluster_lease_ms", CONF_NUMBER, 100, 60000 },
 	{ "vault_name", CONF_STRING, 0, 0 },
 	/* the management API's: the default vault's resource group and
 	 * location, the subscription's id (default: the tenant id) */

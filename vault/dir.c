@@ -13,6 +13,7 @@
  * log a PIN or a share.
  */
 #include "vault/vault_int.h"
+#include "vault/cluster.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -308,7 +309,7 @@ static int
 init_store(const char *dir, const char *db)
 {
 	struct vlt_settings set = { 90, 0 };
-	char path[PATH_MAX];
+	char path[PATH_MAX], why[256];
 	store_t *store = NULL;
 	int r;
 
@@ -317,7 +318,8 @@ init_store(const char *dir, const char *db)
 	else
 		r = fs_join(path, sizeof(path), dir, "vault.db");
 	if (r != 0 || (r = store_open(path, 1, &store)) != 0 ||
-	    (r = store_settings_init(store, &set)) != 0)
+	    (r = store_settings_init(store, &set)) != 0 ||
+	    (db != NULL && (r = cluster_pg_tables(db, why, sizeof(why))) != 0))
 		goto out;
 	r = upgrade_mark_done(dir);
 out:
@@ -589,6 +591,10 @@ open_store(vault_t *v, char *err, size_t err_len)
 	}
 	if ((r = vault_store_addr(v, NULL, path, sizeof(path), &pg)) != 0)
 		return r;
+	/* the cluster's tables (vault/cluster.h), for a store made before
+	 * them; an unreachable database is said by the open below */
+	if (pg && cluster_pg_tables(db, why, sizeof(why)) != 0)
+		why[0] = '\0'; /* said by the open below, if it fails */
 	r = store_open_why(path, 0, &v->store, why, sizeof(why));
 	if (r == 0 || !pg)
 		return r;

@@ -24,6 +24,7 @@
 
 #include "hsm/base.h"
 #include "hsm/buf.h"
+#include "vault/cluster.h"
 
 #define NODES_FILE "nodes"
 #define NODES_MAX 256
@@ -127,11 +128,31 @@ reg_line(const char *l, size_t len, struct vlt_node *n)
 	return 0;
 }
 
+/* The PostgreSQL store of data_dir's config (malloc'd), or NULL: the
+ * registry is DIR/nodes. */
+static char *
+reg_store(const char *data_dir)
+{
+	char dir[PATH_MAX], path[PATH_MAX];
+	struct vlt_conf *conf = NULL;
+	const char *db;
+	char *out = NULL;
+
+	if (data_dir == NULL || realpath(data_dir, dir) == NULL ||
+	    fs_join(path, sizeof(path), dir, "p11vault.conf") != 0 ||
+	    conf_read(path, &conf) != 0)
+		return NULL;
+	if ((db = conf_get(conf, "store")) != NULL)
+		out = strdup(db);
+	conf_free(conf);
+	return out;
+}
+
 /* Every node of the registry (none: an empty list). */
 static int
 reg_read(const char *data_dir, struct vlt_node **out, size_t *n)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], *db;
 	struct vlt_node *a;
 	const char *p, *e;
 	buf_t *b = NULL;
@@ -139,6 +160,11 @@ reg_read(const char *data_dir, struct vlt_node **out, size_t *n)
 
 	*out = NULL;
 	*n = 0;
+	if ((db = reg_store(data_dir)) != NULL) {
+		r = cluster_pg_registry_read(db, out, n, NODES_MAX);
+		freezero(db, strlen(db));
+		return r;
+	}
 	if ((r = reg_path(data_dir, path)) != 0)
 		return r;
 	if ((a = calloc(NODES_MAX, sizeof(*a))) == NULL)
@@ -165,11 +191,16 @@ reg_read(const char *data_dir, struct vlt_node **out, size_t *n)
 static int
 reg_write(const char *data_dir, const struct vlt_node *a, size_t n)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], *db;
 	buf_t *b;
 	size_t i;
 	int r;
 
+	if ((db = reg_store(data_dir)) != NULL) {
+		r = cluster_pg_registry_write(db, a, n);
+		freezero(db, strlen(db));
+		return r;
+	}
 	if ((r = reg_path(data_dir, path)) != 0)
 		return r;
 	if ((b = buf_new(NODES_FILE_MAX)) == NULL)
@@ -189,12 +220,47 @@ reg_write(const char *data_dir, const struct vlt_node *a, size_t n)
 
 /* ---- the ceremonies ---- */
 
+/* node_fingerprint = FP into data_dir's config (the cluster's registry
+ * names the node by it: a removed node's serve refuses to start). */
+static int
+conf_fingerprint(const char *data_dir, const char *fp)
+{
+	char dir[PATH_MAX], path[PATH_MAX], tmp[PATH_MAX];
+	struct vlt_conf *conf = NULL;
+	const char *have;
+	int r;
+
+	if (realpath(data_dir, dir) == NULL)
+		return VLT_ERR_NOT_FOUND;
+	if ((r = fs_join(path, sizeof(path), dir, "p11vault.conf")) != 0 ||
+	    (r = fs_join(tmp, sizeof(tmp), dir, "p11vault.conf.new")) != 0 ||
+	    (r = conf_read(path, &conf)) != 0)
+		goto out;
+	have = conf_get(conf, "node_fingerprint");
+	if (have != NULL && strcmp(have, fp) == 0)
+		goto out;
+	(void)unlink(tmp);
+	if ((r = conf_set(conf, "node_fingerprint", fp)) != 0 ||
+	    (r = conf_write_new(conf, tmp)) != 0)
+		goto out;
+	r = rename(tmp, path) == 0 ? 0 : VLT_ERR_IO;
+out:
+	conf_free(conf);
+	return r;
+}
+
 int
 vault_node_request(const char *data_dir, const char *allow, uint8_t **spki,
     size_t *spki_len)
 {
-	return node_call(data_dir, allow, HSM_NODE_REQUEST, NULL, NULL, 0, spki,
-	    spki_len);
+	char fp[VLT_FINGERPRINT_LEN + 1];
+	int r = node_call(data_dir, allow, HSM_NODE_REQUEST, NULL, NULL, 0,
+	    spki, spki_len);
+
+	if (r != 0)
+		return r;
+	vault_fingerprint(*spki, *spki_len, fp);
+	return conf_fingerprint(data_dir, fp);
 }
 
 static int

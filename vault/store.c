@@ -52,6 +52,7 @@ static int
 unlock(store_t *s, int r)
 {
 	char why[VLT_STORAGE_REASON_MAX];
+	int64_t settle;
 
 	if (r == VLT_ERR_STORAGE) {
 		s->be->why(s->b, why, sizeof(why));
@@ -59,9 +60,21 @@ unlock(store_t *s, int r)
 	} else if (r == 0 && s->in_write) {
 		vlt_storage_ok(&s->disk);
 	}
+	settle = s->in_write && s->be->settle_take != NULL ?
+	    s->be->settle_take(s->b) :
+	    0;
 	s->in_write = 0;
 	pthread_mutex_unlock(&s->lock);
+	if (settle > 0)
+		s->be->settle(s->b, settle);
 	return r;
+}
+
+void
+store_invalidate(store_t *s)
+{
+	if (s != NULL)
+		vcache_invalidate(s->vc);
 }
 
 int

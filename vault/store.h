@@ -42,6 +42,8 @@ int store_open_why(const char *path, int create, store_t **out, char *why,
 /* Drops a PostgreSQL store (its schema); 0 at once for a file. */
 int store_remove(const char *path, char *why, size_t cap) VLT_WUR;
 void store_close(store_t *s);
+/* Every cached version is stale from here on (another node wrote). */
+void store_invalidate(store_t *s);
 /* A trivial query, for health checks. */
 int store_ping(store_t *s) VLT_WUR;
 /* While the store is failing (a storage error, and no write committed

@@ -98,6 +98,11 @@ struct store_backend {
 	    const char *scope, struct vlt_record **items, size_t *n);
 	int (*record_remove)(struct store_be *b, const char *kind,
 	    const char *scope, const char *name);
+	/* NULL, or after a committed write (under the lock): what settle
+	 * needs, taken (0: nothing); then settle runs after the lock, e.g.
+	 * the wait for the other nodes (vault/cluster.h) */
+	int64_t (*settle_take)(struct store_be *b);
+	void (*settle)(struct store_be *b, int64_t what);
 };
 
 extern const struct store_backend store_sqlite_backend;

@@ -26,6 +26,7 @@
 
 #include <endian.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@
 #include <libpq-fe.h>
 
 #include "hsm/base.h"
+#include "vault/cluster.h"
 #include "vault/info.h"
 
 #define PG_SCHEMA_VERSION "1"
@@ -332,6 +334,9 @@ struct store_be {
 	uint64_t prepared; /* bit i: statement i is prepared on c */
 	int in_tx;
 	int sync_cut; /* the server cut a COMMIT's wait for the standby short */
+	int writing;    /* the transaction is a write (tx_begin) */
+	int cluster;    /* the store has the cluster tables: bump, wait */
+	int64_t bumped; /* the generation the write made, 0: none */
 	char why[200];  /* the last error: SQLSTATE and message, no data */
 	char kept[200]; /* a failed write's error, kept across its ROLLBACK */
 };
@@ -774,6 +779,8 @@ tx_begin(db_t *b)
 	if ((r = run(b, ST_BEGIN, NULL)) != 0)
 		return r;
 	b->in_tx = 1;
+	b->writing = 1;
+	b->bumped = 0;
 	p_init(&p);
 	p_int(&p, PG_LOCK_CLASS);
 	p_text(&p, b->lock_key);
@@ -791,6 +798,7 @@ tx_begin_read(db_t *b)
 	int r;
 
 	b->in_tx = 0;
+	b->writing = 0;
 	if ((r = run(b, ST_BEGIN_READ, NULL)) == 0)
 		b->in_tx = 1;
 	return r;
@@ -798,22 +806,148 @@ tx_begin_read(db_t *b)
 
 /* COMMIT when r is 0, else ROLLBACK. A COMMIT whose answer was lost is
  * unknown: VLT_ERR_UNAVAILABLE, never retried. */
+/* ---- the cluster generation (vault/cluster.h) ---- */
+
+static char cluster_self[CLUSTER_ID_MAX + 1];
+static int cluster_lease_ms = CLUSTER_LEASE_MS_DEFAULT;
+
+void
+store_pg_cluster_self(const char *id, int lease_ms)
+{
+	if (str_fmt(cluster_self, sizeof(cluster_self), "%s",
+	        id != NULL ? id : "") != 0)
+		cluster_self[0] = '\0';
+	if (lease_ms > 0)
+		cluster_lease_ms = lease_ms;
+}
+
+/* In the write transaction: the cluster generation one up, and its
+ * NOTIFY (delivered at COMMIT). */
+static int
+gen_bump(db_t *b)
+{
+	PGresult *res = PQexec(b->c,
+	    "WITH g AS (UPDATE p11vault.cluster_state SET gen = gen + 1 "
+	    "RETURNING gen) SELECT gen, pg_notify('p11vault_gen', "
+	    "gen::text) FROM g");
+	int r = map_res(b, res);
+
+	if (r == 0 &&
+	    (PQntuples(res) != 1 ||
+	        parse_i64(PQgetvalue(res, 0, 0), 0, INT64_MAX, &b->bumped) !=
+	            0))
+		r = VLT_ERR_INTERNAL;
+	PQclear(res);
+	return r;
+}
+
+/* After the COMMIT of generation gen, outside the store's lock (on a
+ * connection of its own, one per process): until every other node with a
+ * fresh lease has applied it, or its lease has run out (a node whose
+ * lease ran out serves nothing from its caches: cluster_fresh). The
+ * bound is the lease and a margin; an error ends the wait (the other
+ * nodes' leases run out by themselves). */
+static pthread_mutex_t waiter_lock = PTHREAD_MUTEX_INITIALIZER;
+static PGconn *waiter;
+
+static PGconn *
+waiter_conn(const char *conninfo)
+{
+	const char *const kw[] = { "connect_timeout", "application_name",
+		"dbname", NULL };
+	const char *const val[] = { "3", "p11vault", conninfo, NULL };
+
+	if (waiter != NULL && PQstatus(waiter) == CONNECTION_OK)
+		return waiter;
+	if (waiter != NULL)
+		PQfinish(waiter);
+	waiter = PQconnectdbParams(kw, val, 1);
+	if (waiter != NULL && PQstatus(waiter) != CONNECTION_OK) {
+		PQfinish(waiter);
+		waiter = NULL;
+	}
+	return waiter;
+}
+
+static void
+gen_wait(const char *conninfo, int64_t bumped)
+{
+	char gen[24], secs[32];
+	const char *v[3] = { cluster_self, gen, secs };
+	struct timespec ts = { 0, 500000 }, now, end;
+	PGresult *res;
+	int64_t left;
+	PGconn *c;
+
+	if (str_fmt(gen, sizeof(gen), "%lld", (long long)bumped) != 0 ||
+	    str_fmt(secs, sizeof(secs), "%.3f",
+	        (double)(cluster_lease_ms + 200) / 1000.0) != 0)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += (cluster_lease_ms + 500) / 1000 + 1;
+	pthread_mutex_lock(&waiter_lock);
+	for (;;) {
+		if ((c = waiter_conn(conninfo)) == NULL)
+			break;
+		res = PQexecParams(c,
+		    "SELECT count(*) FROM p11vault.cluster_nodes "
+		    "WHERE id <> $1 AND seen_gen < $2::bigint AND seen_at > "
+		    "clock_timestamp() - make_interval(secs => $3::float8)",
+		    3, NULL, v, NULL, NULL, 0);
+		left = 0;
+		if (PQresultStatus(res) != PGRES_TUPLES_OK ||
+		    PQntuples(res) != 1 ||
+		    parse_i64(PQgetvalue(res, 0, 0), 0, INT64_MAX, &left) != 0)
+			left = 0;
+		PQclear(res);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (left == 0 || now.tv_sec > end.tv_sec)
+			break;
+		nanosleep(&ts, NULL);
+		if (ts.tv_nsec < 4000000)
+			ts.tv_nsec += 500000;
+	}
+	pthread_mutex_unlock(&waiter_lock);
+}
+
+static int64_t
+pg_settle_take(db_t *b)
+{
+	int64_t g = b->bumped;
+
+	b->bumped = 0;
+	return g;
+}
+
+static void
+pg_settle(db_t *b, int64_t gen)
+{
+	gen_wait(b->conninfo, gen);
+}
+
 static int
 tx_end(db_t *b, int r)
 {
 	b->sync_cut = 0;
+	if (r == 0 && b->writing && b->cluster)
+		r = gen_bump(b);
 	if (r == 0 && (r = run(b, ST_COMMIT, NULL)) == 0) {
 		b->in_tx = 0;
+		b->writing = 0;
 		if (!b->sync_cut)
 			return 0;
-		/* committed here, maybe not on the standby: unknown */
+		/* committed here, maybe not on the standby: unknown, as a
+		 * COMMIT whose answer was lost */
 		set_why(b, "57014",
 		    "the wait for the synchronous standby was cut short");
 		PQfinish(b->c);
 		b->c = NULL;
 		b->prepared = 0;
+		b->bumped = 0;
 		return VLT_ERR_UNAVAILABLE;
 	}
+	b->writing = 0;
+	b->bumped = 0;
 	if (r == VLT_ERR_STORAGE)
 		memcpy(b->kept, b->why, sizeof(b->kept));
 	if (b->in_tx && b->c != NULL)
@@ -954,6 +1088,19 @@ schema_check(db_t *b)
 	return r;
 }
 
+/* 1 when the database has the cluster tables (vault/cluster.h). */
+static int
+cluster_tables_there(db_t *b)
+{
+	PGresult *res = PQexec(b->c,
+	    "SELECT to_regclass('p11vault.cluster_state') IS NOT NULL");
+	int r = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+	    strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+
+	PQclear(res);
+	return r;
+}
+
 static int
 pg_open(const char *addr, int create, db_t **out, char *why, size_t cap)
 {
@@ -973,6 +1120,8 @@ pg_open(const char *addr, int create, db_t **out, char *why, size_t cap)
 		r = VLT_ERR_NOT_FOUND;
 	else
 		r = create ? schema_create(b) : schema_check(b);
+	if (r == 0)
+		b->cluster = cluster_tables_there(b);
 	if (r == 0) {
 		*out = b;
 		return 0;
@@ -2232,4 +2381,6 @@ const struct store_backend store_pg_backend = {
 	.record_get = pg_record_get,
 	.record_list = pg_record_list,
 	.record_remove = pg_record_remove,
+	.settle_take = pg_settle_take,
+	.settle = pg_settle,
 };

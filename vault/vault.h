@@ -257,6 +257,23 @@ struct vlt_init_params {
 	 * pair and no domain (vault_node_join brings it) */
 	int node;
 };
+/*
+ * A node of a cluster (a PostgreSQL store; docs/cluster.md): the
+ * listener that keeps this node's caches in step with the other nodes'
+ * writes (fn(arg) is called on its thread after every generation move,
+ * the vault's own caches already dropped: the caller reloads its own),
+ * before serving. 0 at once for SQLite. VLT_ERR_FORBIDDEN: this node was
+ * removed. err: why (never the connection string).
+ */
+int vault_cluster_start(vault_t *v, void (*fn)(void *), void *arg, char *err,
+    size_t err_len) VLT_WUR;
+void vault_cluster_stop(vault_t *v);
+/* 1 when this node may answer from its caches (not a cluster, or its
+ * lease is fresh): an atomic load and a clock read. */
+int vault_cluster_serving(vault_t *v);
+/* The sweeper's thread only: 1 when this node runs the background work
+ * (not a cluster, or it holds the cluster's leader lock). */
+int vault_cluster_leader(vault_t *v);
 /* Whether db (a PostgreSQL connection string) can take a new vault's
  * store: reachable, and no p11vault store in it yet. A failure says
  * why in err (never the password). */

@@ -59,7 +59,15 @@ struct vault {
 	char *clock_file;
 	char softhsm_conf[PATH_MAX]; /* resolved (datadir.c); "": none */
 	size_t token_sessions;       /* the token process's session pool */
+	/* root, PostgreSQL, serving: the node's listener (coherence.c) */
+	struct cluster *cluster;
+	void (*on_change)(void *);
+	void *on_change_arg;
 };
+
+/* ---- children.c: the list of open children made the registry's again
+ * (another node created, deleted, recovered or purged a vault) ---- */
+int children_sync(vault_t *root) VLT_WUR;
 
 /* ---- rules.c ------------------------------------------------------------ */
 

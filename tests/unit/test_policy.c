@@ -922,6 +922,51 @@ test_tokens(policy_t *p)
 	EVP_PKEY_free(tk.p384);
 }
 
+/* A whole reload (another node's write): the spare tables replace the
+ * live ones at once; the spare then holds the old, cleared next time. */
+static void
+test_tables_swap(void)
+{
+	const char *a = "33333333-2222-4333-8444-555555555555";
+	const char *b = "44444444-2222-4333-8444-555555555555";
+	policy_t *live = new_policy(), *spare = new_policy();
+	char *h = NULL;
+	uint64_t m;
+
+	T_CHECK(policy_secret_hash("s3cret", &h) == 0 &&
+	        policy_principal_set(live, a, APPID, h, 0) == POLICY_OK &&
+	        policy_access_set(live, a, PERM_GET) == POLICY_OK,
+	    "swap: the live tables");
+	T_CHECK(policy_principal_set(spare, b,
+	            "55555555-2222-4333-8444-555555555555", h,
+	            0) == POLICY_OK &&
+	        policy_access_set(spare, b, PERM_SIGN) == POLICY_OK,
+	    "swap: the spare tables");
+	m = policy_mutations(live);
+	T_CHECK(policy_access_set(live, a, PERM_GET | PERM_SIGN) == POLICY_OK &&
+	        policy_tables_swap(live, spare, m) == POLICY_ERR_CONFLICT &&
+	        policy_check_perm(live, a, PERM_SIGN) == POLICY_OK,
+	    "swap: refused after a change since the read");
+	T_CHECK(policy_tables_swap(live, spare, policy_mutations(live)) ==
+	        POLICY_OK,
+	    "swap: done");
+	T_CHECK(policy_principal_find(live, a) != POLICY_OK &&
+	        policy_check_perm(live, a, PERM_GET) != POLICY_OK,
+	    "swap: what was removed elsewhere is gone");
+	T_CHECK(policy_principal_find(live, b) == POLICY_OK &&
+	        policy_check_perm(live, b, PERM_SIGN) == POLICY_OK,
+	    "swap: what was read is live");
+	policy_tables_clear(spare);
+	T_CHECK(policy_principal_find(spare, a) != POLICY_OK &&
+	        policy_access_get(spare, a) == 0,
+	    "clear: the spare is empty");
+	T_CHECK(policy_principal_find(live, b) == POLICY_OK,
+	    "clear: the live tables stay");
+	free(h);
+	policy_free(live);
+	policy_free(spare);
+}
+
 int
 main(void)
 {
@@ -936,6 +981,7 @@ main(void)
 	test_access(p);
 	test_tokens(p);
 	policy_free(p);
+	test_tables_swap();
 	{
 		struct policy_config bad = { "", ISSUER, 0 };
 		policy_t *q = (policy_t *)1;
