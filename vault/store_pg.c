@@ -334,8 +334,8 @@ struct store_be {
 	uint64_t prepared; /* bit i: statement i is prepared on c */
 	int in_tx;
 	int sync_cut; /* the server cut a COMMIT's wait for the standby short */
-	int writing;    /* the transaction is a write (tx_begin) */
-	int cluster;    /* the store has the cluster tables: bump, wait */
+	int writing;  /* the transaction is a write (tx_begin) */
+	int cluster;  /* the store has the cluster tables: bump, wait */
 	int64_t bumped; /* the generation the write made, 0: none */
 	char why[200];  /* the last error: SQLSTATE and message, no data */
 	char kept[200]; /* a failed write's error, kept across its ROLLBACK */
