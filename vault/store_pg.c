@@ -853,9 +853,11 @@ static PGconn *waiter;
 static PGconn *
 waiter_conn(const char *conninfo)
 {
+	/* the primary, as conn_make's */
 	const char *const kw[] = { "connect_timeout", "application_name",
-		"dbname", NULL };
-	const char *const val[] = { "3", "p11vault", conninfo, NULL };
+		"dbname", "target_session_attrs", NULL };
+	const char *const val[] = { "3", "p11vault", conninfo, "read-write",
+		NULL };
 
 	if (waiter != NULL && PQstatus(waiter) == CONNECTION_OK)
 		return waiter;

@@ -258,7 +258,7 @@ describe('failover: a synchronous standby, three nodes, HAProxy', { timeout: 180
       'node2 up again');
   });
 
-  test('the synchronous standby gone: a COMMIT whose wait is cut short (a cancel, or the write timeout) answers 503, never 200; reads go on', async () => {
+  test('the synchronous standby gone: a COMMIT whose wait is cut short (a cancel, or the write timeout) answers 503, never 200', async () => {
     const primary = `host=${s.primary} port=5432 user=postgres dbname=postgres`;
     const n1 = s.nodes[0];
     const tok = await token(n1);
@@ -281,7 +281,10 @@ describe('failover: a synchronous standby, three nodes, HAProxy', { timeout: 180
     assert.equal(cut.status, 503, `committed on the primary only (cancelled), answered ${cut.status} ${cut.text}`);
     assert.ok(Number(cut.headers['retry-after']) >= 1);
     assert.equal(timedOut.status, 503, `committed on the primary only (timeout), answered ${timedOut.status} ${timedOut.text}`);
-    assert.equal(read.status, 200, read.text);
+    // a read: served, or 503 from a node that cannot confirm it is in step
+    // (its lease is a write); never anything else
+    assert.ok(read.status === 200 || (read.status === 503 && Number(read.headers['retry-after']) >= 1),
+      `${read.status} ${read.text}`);
     assert.ok(await waitFor(() => allUp().catch(() => null), { timeoutMs: 15000, intervalMs: 200 }), 'all up again');
     assert.equal((await create(keyName('back'))).status, 200);
   });
