@@ -5,11 +5,15 @@
 // approve, join), all serving one vault URL and one certificate, and
 // HAProxy on loopback running docs/haproxy.cfg.example. Then: the SDK's
 // flows through HAProxy; a node SIGKILLed during a write storm (the SDK
-// rides over it, every acknowledged create is there); the primary
+// rides over it, every acknowledged create is there); the standby
+// stopped (a COMMIT cancelled on the server, or by p11vault after its
+// 5 s bound, answers 503: it is on the primary only); the primary
 // SIGKILLed during a storm of creates, deletes and access-policy changes
 // and the standby promoted (the nodes follow it by themselves: every
 // acknowledged write is there, no wrong answer, only 2xx and 503 with
-// Retry-After seen); a database that cannot be reached and a node
+// Retry-After seen); a new standby from the promoted primary, and an
+// address naming it first still writes; a database that cannot be
+// reached and a node
 // without the domain key refused with nothing changed.
 
 import { describe, test, before, after } from 'node:test';
@@ -23,7 +27,7 @@ import path from 'node:path';
 import { execFileSync, spawn } from 'node:child_process';
 import { KeyClient } from '@azure/keyvault-keys';
 import {
-  REPO, openVault, p11vault, freePort, raw, token, keyName, credential, testCa, sleep, waitFor,
+  REPO, openVault, p11vault, freePort, raw, token, keyName, credential, testCa, waitFor,
   cryptoClient,
 } from './lib/vault.mjs';
 import { HAVE_PG, psql, nodeInit, approveJoin } from './lib/cluster.mjs';
