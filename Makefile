@@ -15,7 +15,7 @@ APT_PKGS := build-essential pkg-config softhsm2 libsofthsm2 opensc \
 	libgnutls28-dev libp11-kit-dev libseccomp-dev libgfshare-dev gnutls-bin openssl curl \
 	clang clang-format clang-tidy wrk sqlite3 systemd clevis tang-common \
 	fiu-utils libfiu-dev python3-azure azure-cli \
-	libpq-dev postgresql
+	libpq-dev postgresql haproxy
 
 LIB_SRCS := $(wildcard hsm/*.c) $(wildcard vault/*.c) $(wildcard policy/*.c) \
 	$(filter-out api/main.c,$(wildcard api/*.c))

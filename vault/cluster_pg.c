@@ -74,9 +74,11 @@ notice_quiet(void *arg, const char *msg)
 static PGconn *
 db_connect(const char *conninfo, const char *app)
 {
+	/* a server that takes writes, whatever the address says (as the
+	 * store's conn_make) */
 	const char *const kw[] = { "connect_timeout", "application_name",
-		"dbname", NULL };
-	const char *const val[] = { "3", app, conninfo, NULL };
+		"dbname", "target_session_attrs", NULL };
+	const char *const val[] = { "3", app, conninfo, "read-write", NULL };
 	PGconn *c = PQconnectdbParams(kw, val, 1);
 
 	if (c != NULL && PQstatus(c) != CONNECTION_OK) {

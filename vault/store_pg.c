@@ -25,6 +25,7 @@
 #include "vault/store_backend.h"
 
 #include <endian.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -42,6 +43,10 @@
 #define PG_SCHEMA_MAX 63
 #define PG_LOCK_CLASS 0x7031 /* "p1": the advisory lock's first key */
 #define PG_NPARAM 16
+/* How long a COMMIT may wait (for the synchronous standby) before it is
+ * cancelled, and then how long for the answer to the cancel: with the
+ * standby gone a COMMIT would wait for ever, holding the store. */
+#define PG_COMMIT_WAIT_MS 5000
 
 enum st_id {
 	ST_BEGIN,
@@ -328,8 +333,9 @@ struct store_be {
 	char lock_key[16]; /* the schema's advisory lock, as text */
 	uint64_t prepared; /* bit i: statement i is prepared on c */
 	int in_tx;
-	int writing;    /* the transaction is a write (tx_begin) */
-	int cluster;    /* the store has the cluster tables: bump, wait */
+	int sync_cut; /* the server cut a COMMIT's wait for the standby short */
+	int writing;  /* the transaction is a write (tx_begin) */
+	int cluster;  /* the store has the cluster tables: bump, wait */
 	int64_t bumped; /* the generation the write made, 0: none */
 	char why[200];  /* the last error: SQLSTATE and message, no data */
 	char kept[200]; /* a failed write's error, kept across its ROLLBACK */
@@ -508,7 +514,7 @@ map_res(db_t *b, const PGresult *res)
 	if (strcmp(code, "53100") == 0 || strncmp(code, "58", 2) == 0)
 		return VLT_ERR_STORAGE;
 	if (strncmp(code, "53", 2) == 0 || strncmp(code, "40", 2) == 0 ||
-	    strcmp(code, "55P03") == 0)
+	    strcmp(code, "55P03") == 0 || strcmp(code, "57014") == 0)
 		return VLT_ERR_UNAVAILABLE;
 	return VLT_ERR_INTERNAL;
 }
@@ -556,22 +562,40 @@ exec_plain(db_t *b, const char *sql)
 	return r;
 }
 
-/* The server's notices (a DROP's cascade) are not ours to print. */
+/* The server's notices (a DROP's cascade) are not ours to print. One
+ * kind matters: a COMMIT whose wait for the synchronous standby was cut
+ * short (a cancel, statement_timeout, a shutdown) is committed on the
+ * primary only, and COMMIT still answers success, after a WARNING ("The
+ * transaction has already committed locally, but might not have been
+ * replicated to the standby."; SQLSTATE 01000, or 57P01 at a shutdown).
+ * A COMMIT raises no other warning, so any WARNING seen while it runs
+ * (its text may be translated: only the severity is looked at) makes it
+ * unacknowledged. */
 static void
-notice_quiet(void *arg, const char *msg)
+notice_seen(void *arg, const PGresult *res)
 {
-	(void)arg;
-	(void)msg;
+	db_t *b = arg;
+	const char *sev = PQresultErrorField(res,
+	    PG_DIAG_SEVERITY_NONLOCALIZED);
+
+	if (sev != NULL && strcmp(sev, "WARNING") == 0)
+		b->sync_cut = 1;
 }
 
 /* Connects with the address (5 s to connect unless it says otherwise),
- * in the vault's schema, synchronous commit at least "on". */
+ * in the vault's schema, synchronous commit at least "on". Always to a
+ * server that takes writes: target_session_attrs=read-write after the
+ * address overrides whatever it says, so that libpq goes on past a
+ * standby to the next host; a server that still turns out to be a hot
+ * standby is left (UNAVAILABLE). */
 static int
 conn_make(db_t *b)
 {
 	const char *const kw[] = { "connect_timeout", "application_name",
-		"dbname", NULL };
-	const char *const val[] = { "5", "p11vault", b->conninfo, NULL };
+		"dbname", "target_session_attrs", NULL };
+	const char *const val[] = { "5", "p11vault", b->conninfo, "read-write",
+		NULL };
+	const char *hs;
 	const char *sp[1] = { b->schema };
 	PGresult *res;
 	int r;
@@ -587,7 +611,14 @@ conn_make(db_t *b)
 		b->c = NULL;
 		return VLT_ERR_UNAVAILABLE;
 	}
-	(void)PQsetNoticeProcessor(b->c, notice_quiet, NULL);
+	hs = PQparameterStatus(b->c, "in_hot_standby");
+	if (hs != NULL && strcmp(hs, "on") == 0) {
+		set_why(b, NULL, "connected to a read-only standby");
+		PQfinish(b->c);
+		b->c = NULL;
+		return VLT_ERR_UNAVAILABLE;
+	}
+	(void)PQsetNoticeReceiver(b->c, notice_seen, b);
 	res = PQexecParams(b->c, "SELECT set_config('search_path', $1, false)",
 	    1, NULL, sp, NULL, NULL, 0);
 	r = map_res(b, res);
@@ -602,6 +633,66 @@ conn_make(db_t *b)
 		b->c = NULL;
 	}
 	return r;
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * COMMIT (the prepared statement name), bounded: statement_timeout does
+ * not cover a COMMIT's wait for the synchronous standby, so after
+ * PG_COMMIT_WAIT_MS the wait is cancelled (PQcancel); the server then
+ * commits locally and says so with a WARNING (notice_seen: answered 503).
+ * No answer PG_COMMIT_WAIT_MS after the cancel: NULL (the connection is
+ * then dropped, the outcome unknown).
+ */
+static PGresult *
+commit_exec(db_t *b, const char *name)
+{
+	PGresult *res, *last = NULL;
+	int64_t deadline = now_ms() + PG_COMMIT_WAIT_MS;
+	int cancelled = 0;
+	char err[256];
+
+	if (!PQsendQueryPrepared(b->c, name, 0, NULL, NULL, NULL, 1))
+		return NULL;
+	for (;;) {
+		if (!PQconsumeInput(b->c))
+			return NULL;
+		if (!PQisBusy(b->c))
+			break;
+		int64_t left = deadline - now_ms();
+		if (left <= 0) {
+			PGcancel *cn;
+
+			if (cancelled)
+				return NULL;
+			cn = PQgetCancel(b->c);
+			if (cn == NULL ||
+			    !PQcancel(cn, err, (int)sizeof(err))) {
+				PQfreeCancel(cn);
+				return NULL;
+			}
+			PQfreeCancel(cn);
+			cancelled = 1;
+			deadline = now_ms() + PG_COMMIT_WAIT_MS;
+			continue;
+		}
+		struct pollfd pfd = { .fd = PQsocket(b->c), .events = POLLIN };
+		if (pfd.fd < 0 || poll(&pfd, 1, (int)left) < 0)
+			return NULL;
+	}
+	while ((res = PQgetResult(b->c)) != NULL) {
+		PQclear(last);
+		last = res;
+	}
+	return last;
 }
 
 /*
@@ -635,9 +726,12 @@ run_res(db_t *b, enum st_id id, const struct params *p, PGresult **out)
 				b->prepared |= UINT64_C(1) << id;
 		}
 		if (r == 0) {
-			res = PQexecPrepared(b->c, name, p != NULL ? p->n : 0,
-			    p != NULL ? p->v : NULL, p != NULL ? p->len : NULL,
-			    p != NULL ? p->fmt : NULL, 1);
+			res = id == ST_COMMIT ?
+			    commit_exec(b, name) :
+			    PQexecPrepared(b->c, name, p != NULL ? p->n : 0,
+			        p != NULL ? p->v : NULL,
+			        p != NULL ? p->len : NULL,
+			        p != NULL ? p->fmt : NULL, 1);
 			r = map_res(b, res);
 			if (r == 0 && out != NULL)
 				*out = res;
@@ -759,9 +853,11 @@ static PGconn *waiter;
 static PGconn *
 waiter_conn(const char *conninfo)
 {
+	/* the primary, as conn_make's */
 	const char *const kw[] = { "connect_timeout", "application_name",
-		"dbname", NULL };
-	const char *const val[] = { "3", "p11vault", conninfo, NULL };
+		"dbname", "target_session_attrs", NULL };
+	const char *const val[] = { "3", "p11vault", conninfo, "read-write",
+		NULL };
 
 	if (waiter != NULL && PQstatus(waiter) == CONNECTION_OK)
 		return waiter;
@@ -834,12 +930,23 @@ pg_settle(db_t *b, int64_t gen)
 static int
 tx_end(db_t *b, int r)
 {
+	b->sync_cut = 0;
 	if (r == 0 && b->writing && b->cluster)
 		r = gen_bump(b);
 	if (r == 0 && (r = run(b, ST_COMMIT, NULL)) == 0) {
 		b->in_tx = 0;
 		b->writing = 0;
-		return 0;
+		if (!b->sync_cut)
+			return 0;
+		/* committed here, maybe not on the standby: unknown, as a
+		 * COMMIT whose answer was lost */
+		set_why(b, "57014",
+		    "the wait for the synchronous standby was cut short");
+		PQfinish(b->c);
+		b->c = NULL;
+		b->prepared = 0;
+		b->bumped = 0;
+		return VLT_ERR_UNAVAILABLE;
 	}
 	b->writing = 0;
 	b->bumped = 0;
