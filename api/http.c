@@ -46,7 +46,8 @@
 #include "api/http.h"
 #include "api/workpool.h"
 
-#define HTTP_CONN_MEMORY (64 * 1024)
+#define HTTP_CONN_MEMORY \
+	(16 * 1024) /* MHD pool: headers, URL, the answer's headers */
 #define HTTP_CONN_LIMIT 4000
 #define HTTP_CONN_TIMEOUT 30
 #define HTTP_PEM_MAX (1024 * 1024) /* the certificate chain or key file */
