@@ -224,8 +224,10 @@ azc_print(const struct azc *a)
 	shq(stdout, admin_field(a, "clientId"));
 	fputs(" --tenant ", stdout);
 	shq(stdout, admin_field(a, "tenantId"));
+	/* --password=: a secret may begin with '-', which az's argparse
+	 * would take for an option after a separate -p (1 in 64 secrets) */
 	fputs(
-	    " -p \"$(python3 -c 'import json,sys; "
+	    " --password=\"$(python3 -c 'import json,sys; "
 	    "print(json.load(open(sys.argv[1]))[\"clientSecret\"])' ",
 	    stdout);
 	shq(stdout, adm);

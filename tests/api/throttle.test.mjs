@@ -177,12 +177,20 @@ describe('throttling: admission gate and rate limits', { timeout: 180000 }, () =
     const floor = 0.1; // twice admission_target_ms (50 ms by default)
     const before = metric(await metrics(v), 'p11vault_admission_retry_after_seconds');
     assert.ok(before >= floor, `retry-after gauge ${before}`);
-    // 16 clients that ignore Retry-After against one slot and one queue
-    // place: most answers are refusals, window after window
-    let seen = 0, maxMs = 0;
-    const until = Date.now() + 2000;
-    await Promise.all(Array.from({ length: 16 }, async () => {
-      while (Date.now() < until) {
+    // 24 clients that ignore Retry-After against one slot and one queue
+    // place: most answers are refusals, window after window, until the
+    // gauge has grown (a slow build may need more windows for it)
+    let seen = 0, maxMs = 0, done = false;
+    const until = Date.now() + 20000;
+    const watch = (async () => {
+      while (!done && Date.now() < until) {
+        await new Promise((res) => setTimeout(res, 300));
+        if (metric(await metrics(v), 'p11vault_admission_retry_after_seconds') > floor * 2) done = true;
+      }
+      done = true;
+    })();
+    await Promise.all(Array.from({ length: 24 }, async () => {
+      while (!done) {
         const r = await unwrapReq(v, key, adminTok, ct);
         assert.ok(r.status === 200 || r.status === 429, `${r.status} ${r.text}`);
         if (r.status === 429) {
@@ -192,6 +200,7 @@ describe('throttling: admission gate and rate limits', { timeout: 180000 }, () =
         }
       }
     }));
+    await watch;
     const grown = metric(await metrics(v), 'p11vault_admission_retry_after_seconds');
     assert.ok(seen > 0, 'no refusal');
     assert.ok(grown > floor * 2, `the wait did not grow: ${grown} s after ${seen} refusals`);
