@@ -230,10 +230,14 @@ vault_store_addr(const vault_t *root, const char *id, char *out, size_t cap,
 	return fs_join(out, cap, root->data_dir, rel);
 }
 
-int
-vault_store_check(const char *db, char *err, size_t err_len)
+/* Opens the store db names and closes it again: 0 with the open's
+ * outcome in *opened (why: libpq's reason, password-free), or an error
+ * in err when db is not a PostgreSQL address that fits. */
+static int
+pg_store_probe(const char *db, char *err, size_t err_len, int *opened,
+    char *why, size_t why_len)
 {
-	char addr[PATH_MAX], why[256];
+	char addr[PATH_MAX];
 	store_t *s = NULL;
 	int r;
 
@@ -248,8 +252,20 @@ vault_store_check(const char *db, char *err, size_t err_len)
 		err_set(err, err_len, "%s", "the store address is too long");
 		return r;
 	}
-	r = store_open_why(addr, 0, &s, why, sizeof(why));
+	why[0] = '\0';
+	*opened = store_open_why(addr, 0, &s, why, why_len);
 	store_close(s);
+	return 0;
+}
+
+int
+vault_store_check(const char *db, char *err, size_t err_len)
+{
+	char why[256];
+	int r, rc;
+
+	if ((rc = pg_store_probe(db, err, err_len, &r, why, sizeof(why))) != 0)
+		return rc;
 	if (r == VLT_ERR_NOT_FOUND)
 		return 0;
 	if (r == 0) {
@@ -266,24 +282,11 @@ vault_store_check(const char *db, char *err, size_t err_len)
 int
 vault_store_check_joinable(const char *db, char *err, size_t err_len)
 {
-	char addr[PATH_MAX], why[256];
-	store_t *s = NULL;
-	int r;
+	char why[256];
+	int r, rc;
 
-	err_set(err, err_len, "%s", "");
-	if (!store_addr_is_pg(db)) {
-		err_set(err, err_len, "%s",
-		    "--store takes a PostgreSQL connection string "
-		    "(postgresql://... or host=... dbname=...)");
-		return VLT_ERR_BAD_PARAM;
-	}
-	if ((r = store_addr_pg(db, ROOT_SCHEMA, addr, sizeof(addr))) != 0) {
-		err_set(err, err_len, "%s", "the store address is too long");
-		return r;
-	}
-	why[0] = '\0';
-	r = store_open_why(addr, 0, &s, why, sizeof(why));
-	store_close(s);
+	if ((rc = pg_store_probe(db, err, err_len, &r, why, sizeof(why))) != 0)
+		return rc;
 	if (r == 0)
 		return 0;
 	if (r == VLT_ERR_NOT_FOUND)

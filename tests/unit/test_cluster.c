@@ -14,11 +14,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pgtmp.h"
 #include "vault/cluster.h"
 #include "vault/store.h"
 #include "t.h"
 
-#define PGTMP "tests/tools/pgtmp.sh"
 
 static _Atomic int changes;
 
@@ -27,24 +27,6 @@ on_change(void *arg)
 {
 	(void)arg;
 	atomic_fetch_add(&changes, 1);
-}
-
-static int
-pgtmp(const char *cmd, const char *dir, char *out, size_t cap)
-{
-	char line[600];
-	FILE *f;
-	int st;
-
-	snprintf(line, sizeof(line), "%s %s '%s'", PGTMP, cmd, dir);
-	if ((f = popen(line, "r")) == NULL)
-		return -1;
-	if (out != NULL && (fgets(out, (int)cap, f) == NULL))
-		out[0] = '\0';
-	if (out != NULL)
-		out[strcspn(out, "\n")] = '\0';
-	st = pclose(f);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 static void

@@ -16,11 +16,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pgtmp.h"
 #include "vault/store.h"
 #include "t.h"
 #include "store_fixture.h"
 
-#define PGTMP "tests/tools/pgtmp.sh"
 #define DAY 86400
 
 static char label[32];
@@ -382,24 +382,6 @@ contract(const char *addr)
 }
 
 /* ---- PostgreSQL --------------------------------------------------------- */
-
-static int
-pgtmp(const char *cmd, const char *dir, char *out, size_t cap)
-{
-	char line[600];
-	FILE *f;
-	int st;
-
-	snprintf(line, sizeof(line), "%s %s '%s'", PGTMP, cmd, dir);
-	if ((f = popen(line, "r")) == NULL)
-		return -1;
-	if (out != NULL && (fgets(out, (int)cap, f) == NULL))
-		out[0] = '\0';
-	if (out != NULL)
-		out[strcspn(out, "\n")] = '\0';
-	st = pclose(f);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 /* Two schemas of one database are two stores. */
 static void
