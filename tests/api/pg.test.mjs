@@ -115,6 +115,16 @@ describe('the PostgreSQL store', {
     } finally {
       pg('start', pgdir);
     }
+    // the node answers again once its listener has reconnected and renewed
+    // its lease (docs/cluster.md): until then 503, never anything else
+    const t0 = Date.now();
+    for (;;) {
+      const h = await raw(v, 'GET', '/healthz');
+      if (h.status === 200) break;
+      assert.equal(h.status, 503, `healthz while reconnecting: ${h.status}`);
+      assert.ok(Date.now() - t0 < 30000, 'not served again within 30 s of the restart');
+      await new Promise((res) => setTimeout(res, 100));
+    }
     const kc = keyClient(v);
     const k = await kc.createEcKey(keyName('pg-back'), { curve: 'P-256' });
     assert.equal((await kc.getKey(k.name)).properties.version, k.properties.version);
