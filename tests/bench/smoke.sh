@@ -8,7 +8,7 @@ log=$(mktemp /tmp/p11vault-bench-smoke.XXXXXX)
 out=$(mktemp /tmp/p11vault-bench-smoke-json.XXXXXX)
 if BENCH_SECONDS=1 BENCH_KEYS=50 BENCH_SPREAD=20 BENCH_BASE_KEYS=2 BENCH_CONNS=4 BENCH_OVERLOAD_CONNS="4 8" \
 	BENCH_OVERLOAD_WARM=0.2 \
-	BENCH_OUT="$out" timeout 180 bash tests/bench/run.sh >"$log" 2>&1 &&
+	BENCH_OUT="$out" timeout 300 bash tests/bench/run.sh >"$log" 2>&1 &&
 	node -e 'const o=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));
 	  if (!Array.isArray(o.rows) || o.rows.length < 10) process.exit(1);
 	  for (const r of o.rows) if (typeof r.measured !== "string") process.exit(1);
