@@ -118,11 +118,14 @@ oid=$(jget "$W/id.json" objectId)
 "$BIN" policy set --data "$D" --object-id "$oid" --key-permissions \
 	get create import wrapKey unwrapKey >/dev/null
 tenant=$(jget "$W/id.json" tenantId)
-curl -sf --cacert "$CA" "$url/$tenant/oauth2/v2.0/token" \
-	--data-urlencode grant_type=client_credentials \
-	--data-urlencode "client_id=$(jget "$W/id.json" clientId)" \
-	--data-urlencode "client_secret=$(jget "$W/id.json" clientSecret)" \
-	--data-urlencode scope=https://vault.azure.net/.default >"$W/tok.json"
+id_token() {  # IDENTITY_JSON OUT_JSON: the identity's bearer token for the vault
+	curl -sf --cacert "$CA" "$url/$tenant/oauth2/v2.0/token" \
+		--data-urlencode grant_type=client_credentials \
+		--data-urlencode "client_id=$(jget "$1" clientId)" \
+		--data-urlencode "client_secret=$(jget "$1" clientSecret)" \
+		--data-urlencode scope=https://vault.azure.net/.default >"$2"
+}
+id_token "$W/id.json" "$W/tok.json"
 export BENCH_TOKEN
 BENCH_TOKEN=$(jget "$W/tok.json" access_token)
 
@@ -238,11 +241,7 @@ fi
 "$BIN" identity create --data "$D" --name bench2 >"$W/id2.json"
 "$BIN" policy set --data "$D" --object-id "$(jget "$W/id2.json" objectId)" \
 	--key-permissions get unwrapKey >/dev/null
-curl -sf --cacert "$CA" "$url/$tenant/oauth2/v2.0/token" \
-	--data-urlencode grant_type=client_credentials \
-	--data-urlencode "client_id=$(jget "$W/id2.json" clientId)" \
-	--data-urlencode "client_secret=$(jget "$W/id2.json" clientSecret)" \
-	--data-urlencode scope=https://vault.azure.net/.default >"$W/tok2.json"
+id_token "$W/id2.json" "$W/tok2.json"
 export BENCH_TOKEN2
 BENCH_TOKEN2=$(jget "$W/tok2.json" access_token)
 overrun() {  # NAME CONNS [overload options...] -> $W/NAME.json
