@@ -114,6 +114,18 @@ for (const [gate, { runs, probe }] of Object.entries(a.overload ?? {})) {
       gate === 'on' ? le(p.ok_p99_ms, 20) : null);
   }
 }
+// cluster (docs/cluster.md): unwrapKey on a node of a two-node cluster on
+// PostgreSQL against the SQLite vault, alternating (ABBA)
+if (a.cluster) {
+  const { sqlite, pg } = a.cluster;
+  row('unwrapKey on a node of a two-node cluster (PostgreSQL) vs the SQLite vault',
+    `${f0(pg.rps)}/s vs ${f0(sqlite.rps)}/s; server CPU ${f0(pg.server_cpu_us)} us vs ` +
+    `${f0(sqlite.server_cpu_us)} us`,
+    pg.rps / sqlite.rps, '>= 0.90 x SQLite', pg.rps / sqlite.rps >= 0.90);
+} else {
+  row('unwrapKey on a node of a two-node cluster (PostgreSQL) vs the SQLite vault',
+    'not measured: PostgreSQL 15 is not installed (make deps)', null, '>= 0.90 x SQLite', null);
+}
 row('create RSA-2048 over the API', `${f2(a.create.rps)}/s`,
   a.create.rps / gen2, '>= 0.90 x raw 2-thread', a.create.rps / gen2 >= 0.90);
 row('server RSS idle (all its processes)', `${f1(mib(a.rss_idle_kib))} MiB`, null, '<= 64 MiB',

@@ -338,11 +338,126 @@ const x=JSON.parse(fs.readFileSync(a,"utf8")),y=JSON.parse(fs.readFileSync(b,"ut
 const m={...x,requests:x.requests+y.requests,seconds:x.seconds+y.seconds,
  non2xx:x.non2xx+y.non2xx,errors:x.errors+y.errors,
  p99_ms:Math.max(x.p99_ms,y.p99_ms),max_ms:Math.max(x.max_ms,y.max_ms)};
+// CPU per request: the mean over both runs, weighted by their requests
+for (const k of ["server_cpu_us","busy_cpu_us"])
+ m[k]=(x[k]*x.requests+y[k]*y.requests)/Math.max(m.requests,1);
 m.rps=m.requests/m.seconds;fs.writeFileSync(o,JSON.stringify(m));' "$1" "$2" "$3"
 }
 merge2 "$W/hotfull.json" "$W/hot1.json" "$W/hot2.json"
 merge2 "$W/spread.json" "$W/spread1.json" "$W/spread2.json"
 rss_loaded=$(rss_kib)
+
+# ---- cluster: a node of a two-node cluster on PostgreSQL vs this vault ----------
+# docs/cluster.md: a vault made with init --store on a throwaway PostgreSQL
+# (tests/tools/pgtmp.sh, a unix socket in $W/pg), a second node made with
+# node init --store, approved and joined; both serve (the second idle, its
+# listener and lease running, as the first's). unwrapKey on the first node
+# against unwrapKey on the SQLite vault above, ABBA, each half as long.
+cluster_pids=()
+pgdir=""
+cluster_cleanup() {
+	local p
+	for p in "${cluster_pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+	cluster_pids=()
+	if [ -n "$pgdir" ]; then tests/tools/pgtmp.sh destroy "$pgdir" >/dev/null 2>&1 || true; pgdir=""; fi
+}
+trap 'cluster_cleanup; [ -n "${BENCH_KEEP:-}" ] || cleanup' EXIT
+free_port() {
+	local p
+	for _ in $(seq 1 50); do
+		p=$((20000 + RANDOM % 40000))
+		if ! ss -ltnH 2>/dev/null | awk '{print $4}' | grep -q ":$p\$"; then echo "$p"; return 0; fi
+	done
+	return 1
+}
+serve_node() {  # DIR PORT LOG -> pid in $node_pid
+	"$BIN" serve --data "$1" --listen "127.0.0.1:$2" >>"$3" 2>&1 &
+	node_pid=$!
+	cluster_pids+=("$node_pid")
+	for _ in $(seq 1 600); do
+		grep -q "listening on" "$3" 2>/dev/null && return 0
+		kill -0 "$node_pid" 2>/dev/null || { cat "$3" >&2; exit 1; }
+		sleep 0.1
+	done
+	say "cluster: $1 did not start"; cat "$3" >&2; exit 1
+}
+first3() { node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")).unsealKeyShares.slice(0,3).join("\n")+"\n")' "$1"; }
+# pgtmp runs the server as the postgres user: it must reach $W/pg
+chmod 755 "$W"
+mkdir -p "$W/pg"
+set +e
+db=$(tests/tools/pgtmp.sh start "$W/pg" 2>"$W/pg.log")
+pgrc=$?
+set -e
+if [ "$pgrc" -eq 77 ]; then
+	say "cluster: PostgreSQL is not installed (make deps): row skipped"
+elif [ "$pgrc" -ne 0 ]; then
+	cat "$W/pg.log" >&2; exit 1
+else
+	pgdir="$W/pg"
+	say "cluster: a two-node cluster on PostgreSQL, unwrapKey on one node vs this SQLite vault, ${S}s each"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$W/cca.key" -out "$W/cca.pem" -days 2 -subj '/CN=p11vault bench cluster CA' \
+		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+		>/dev/null 2>&1
+	pa=$(free_port); pb=$(free_port)
+	curl2="https://127.0.0.1:$pa"
+	"$BIN" init --data "$W/na" --vault-url "$curl2" --store "$db" \
+		--tls-ca-cert "$W/cca.pem" --tls-ca-key "$W/cca.key" >"$W/na.json" 2>"$W/na.log" ||
+		{ cat "$W/na.log" >&2; exit 1; }
+	ctenant=$(jget "$W/na.json" tenantId)
+	"$BIN" node init --data "$W/nb" --name node-b --store "$db" --vault-url "$curl2" \
+		--tenant-id "$ctenant" --tls-ca-cert "$W/cca.pem" --tls-ca-key "$W/cca.key" \
+		>"$W/nb.json" 2>"$W/nb.log" || { cat "$W/nb.log" >&2; exit 1; }
+	first3 "$W/na.json" | "$BIN" node approve --data "$W/na" --request "$W/nb/join-request.json" \
+		--fingerprint "$(jget "$W/nb.json" fingerprint)" --out "$W/bundle.json" >"$W/nb.log" 2>&1 ||
+		{ cat "$W/nb.log" >&2; exit 1; }
+	first3 "$W/nb.json" | "$BIN" node join --data "$W/nb" --bundle "$W/bundle.json" >"$W/nb.log" 2>&1 ||
+		{ cat "$W/nb.log" >&2; exit 1; }
+	serve_node "$W/na" "$pa" "$W/na-serve.log"
+	na_pid=$node_pid
+	# the CLI reaches the serving node (its management API)
+	"$BIN" identity create --data "$W/na" --name bench >"$W/cid.json"
+	"$BIN" policy set --data "$W/na" --object-id "$(jget "$W/cid.json" objectId)" \
+		--key-permissions get create wrapKey unwrapKey >/dev/null
+	serve_node "$W/nb" "$pb" "$W/nb-serve.log"
+	ctok=$(curl -sf --cacert "$W/cca.pem" "$curl2/$ctenant/oauth2/v2.0/token" \
+		--data-urlencode grant_type=client_credentials \
+		--data-urlencode "client_id=$(jget "$W/cid.json" clientId)" \
+		--data-urlencode "client_secret=$(jget "$W/cid.json" clientSecret)" \
+		--data-urlencode scope=https://vault.azure.net/.default | node -e \
+		'let s="";process.stdin.on("data",(d)=>s+=d).on("end",()=>console.log(JSON.parse(s).access_token))')
+	capi() {  # METHOD PATH BODY -> body on stdout; fails on non-2xx
+		curl -sf --cacert "$W/cca.pem" -X "$1" -H "Authorization: Bearer $ctok" \
+			-H 'Content-Type: application/json' --data "$3" "$curl2$2?api-version=7.4"
+	}
+	capi POST /keys/hot/create '{"kty":"RSA","key_size":2048}' >"$W/ck.json"
+	cver=$(jget "$W/ck.json" key.kid | sed 's#.*/##')
+	capi POST "/keys/hot/$cver/wrapkey" '{"alg":"RSA-OAEP","value":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"}' >"$W/cw.json"
+	cct=$(jget "$W/cw.json" value)
+	# node B serves the key too (it is a cluster), then stays idle
+	curl -sf --cacert "$W/cca.pem" --connect-to "127.0.0.1:$pa:127.0.0.1:$pb" \
+		-H "Authorization: Bearer $ctok" -H 'Content-Type: application/json' \
+		--data "{\"alg\":\"RSA-OAEP\",\"value\":\"$cct\"}" \
+		"$curl2/keys/hot/$cver/unwrapkey?api-version=7.4" >/dev/null ||
+		{ say "cluster: node B does not serve the key"; exit 1; }
+	pgwrk() {  # NAME SECONDS: unwrapKey on node A (its CPU as the server's)
+		local server_pid=$na_pid url=$curl2
+		# shellcheck disable=SC2046
+		wrkrun "$1" "$C" "$2" "BENCH_TOKEN=$ctok" $(unwrap_env hot "$cver" RSA-OAEP "$cct")
+	}
+	# one untimed second on each first (connections, caches)
+	pgwrk clwarm 1
+	# shellcheck disable=SC2046
+	wrkrun clsq1 "$C" "$H" $(unwrap_env hot "$ver" RSA-OAEP "$ct1")
+	pgwrk clpg1 "$H"
+	pgwrk clpg2 "$H"
+	# shellcheck disable=SC2046
+	wrkrun clsq2 "$C" "$H" $(unwrap_env hot "$ver" RSA-OAEP "$ct1")
+	merge2 "$W/clsq.json" "$W/clsq1.json" "$W/clsq2.json"
+	merge2 "$W/clpg.json" "$W/clpg1.json" "$W/clpg2.json"
+	cluster_cleanup
+fi
 
 # ---- the table -----------------------------------------------------------------
 node -e 'const fs=require("fs");const W=process.argv[1];
@@ -351,6 +466,7 @@ const cold=fs.readFileSync(`${W}/cold.txt`,"utf8").trim().split("\n").map(l=>par
 const o={raw:r("raw"),raw_after:r("raw_after"),split:r("split"),unwrap:r("unwrap"),unwrap256:r("unwrap256"),wrap:r("wrap"),
  noop:r("noop"),latency:r("latency"),overload:r("overload"),latency_calibration:r("latcal"),create:r("create"),
  hotfull:r("hotfull"),spread:r("spread"),cold_ms:cold,
+ cluster:fs.existsSync(`${W}/clpg.json`)?{sqlite:r("clsq"),pg:r("clpg")}:null,
  rss_idle_kib:+process.argv[2],rss_loaded_kib:+process.argv[3],
  params:{seconds:+process.argv[4],keys:+process.argv[5],spread:+process.argv[6],
   conns:+process.argv[7],fill_seconds:+process.argv[8],base_keys:+process.argv[9],cpus:require("os").cpus().length,
@@ -360,5 +476,5 @@ fs.writeFileSync(`${W}/all.json`,JSON.stringify(o));' \
 mkdir -p "$(dirname "$OUT")"
 node tests/bench/report.mjs "$W/all.json" "$OUT"
 grep -q '"non2xx":[1-9]' "$W"/unwrap*.json "$W"/wrap.json "$W"/latency.json "$W"/create.json \
-	"$W"/hotfull.json "$W"/spread.json && { say "some requests failed (non-2xx)"; exit 1; }
+	"$W"/hotfull.json "$W"/spread.json $(ls "$W"/clsq.json "$W"/clpg.json 2>/dev/null) && { say "some requests failed (non-2xx)"; exit 1; }
 exit 0

@@ -20,7 +20,12 @@ if BENCH_SECONDS=1 BENCH_KEYS=50 BENCH_SPREAD=20 BENCH_BASE_KEYS=2 BENCH_CONNS=4
 	    if (!x || !Number.isInteger(x.ok) || !(x.ok > 0) || typeof x.statuses !== "object" ||
 	        !Number.isInteger(x.refused) || !Number.isInteger(x.errors)) process.exit(1);
 	  }
-	  if (!(ov.runs[0].rss_kib > 0) || ov.runs[0].established !== ov.runs[0].conns) process.exit(1);' "$out"; then
+	  if (!(ov.runs[0].rss_kib > 0) || ov.runs[0].established !== ov.runs[0].conns) process.exit(1);
+	  // the cluster row (a node on PostgreSQL vs SQLite) when PostgreSQL is there
+	  if (require("fs").existsSync("/usr/lib/postgresql/15/bin/initdb")) {
+	    const cl = o.raw.cluster;
+	    if (!cl || !(cl.pg.requests > 0) || !(cl.sqlite.requests > 0) || cl.pg.non2xx || cl.sqlite.non2xx) process.exit(1);
+	  }' "$out"; then
 	echo "ok - bench smoke"
 	rc=0
 else
