@@ -33,7 +33,7 @@
 /* a waiter waits no longer than the token's deadline, as a caller waiting
  * for a token session does (P11VAULT_HSM_DEADLINE_MS), then gets 503 */
 #define ADMIT_WAIT_DEFAULT_MS 5000
-#define ADMIT_TARGET_DEFAULT 50   /* ms */
+#define ADMIT_TARGET_DEFAULT 25   /* ms */
 #define ADMIT_SVC_INITIAL_US 2000 /* before the first measurement */
 #define ADMIT_EWMA_SHIFT 3        /* weight of a new sample: 1/8 */
 

@@ -58,7 +58,8 @@
 #define HTTP_IO_THREADS_MIN 8
 #define HTTP_IO_THREADS_MAX 16
 /* the admission gate's slots (the token sessions) plus the waiters its
- * queue holds at the default 50 ms target (~140 at 4 slots) */
+ * queue holds at the default 25 ms target (~70 at 4 slots), with room
+ * for a longer admission_target_ms */
 #define HTTP_WORKERS 192
 /* descriptors kept free for the vault (SQLite, audit log, token files) */
 #define HTTP_FD_RESERVE 128

@@ -13,6 +13,10 @@
 
 /* argv[2] of the launcher (argv[1] is HSM_TOKEN_ARGV) */
 #define HSM_LAUNCHER_ARGV "launcher"
+/* the nice value of the token process (and the launcher that starts it):
+ * the network process's threads (TLS, the 429s, reads) get a CPU before
+ * the token's RSA work when the cores are busy (docs/performance.md) */
+#define HSM_TOKEN_NICE 10
 
 /* The environment of a process this one starts: a copy of ours, with
  * SOFTHSM2_CONF set to softhsm_conf (NULL: ours unchanged). NULL when out

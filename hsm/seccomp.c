@@ -48,12 +48,14 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <seccomp.h>
 
 #include "hsm/harden.h"
+#include "hsm/launcher.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define HSM_SAN 1
@@ -357,9 +359,10 @@ net_rules(struct sc_filter *f)
 		PR_SET_NO_NEW_PRIVS,
 		PR_SET_SECCOMP,
 	};
-	struct scmp_arg_cmp c[2];
+	struct scmp_arg_cmp c[2], n[3];
 
 	memset(c, 0, sizeof(c));
+	memset(n, 0, sizeof(n));
 	/* posix_spawn of the token process (launcher.c hsm_spawn_token) */
 	c[0] = cmp(0, SCMP_CMP_EQ, CLONE_VM | CLONE_VFORK | SIGCHLD, 0);
 	rule(f, SCMP_ACT_ALLOW, "clone", 1, c);
@@ -374,6 +377,11 @@ net_rules(struct sc_filter *f)
 	c[0] = cmp(0, SCMP_CMP_EQ, 0, 0);
 	c[1] = cmp(2, SCMP_CMP_NE, 0, 0);
 	rule(f, SCMP_ACT_ALLOW, "prlimit64", 2, c);
+	/* ... and its nice value (tokend.c boot_isolate): its own, to that */
+	n[0] = cmp(0, SCMP_CMP_EQ, PRIO_PROCESS, 0);
+	n[1] = cmp(1, SCMP_CMP_EQ, 0, 0);
+	n[2] = cmp(2, SCMP_CMP_EQ, HSM_TOKEN_NICE, 0);
+	rule(f, SCMP_ACT_ALLOW, "setpriority", 3, n);
 }
 
 /* The token process's rules with arguments. */

@@ -745,6 +745,11 @@ boot_isolate(void)
 			close(devnull);
 	}
 	hsm_harden_early();
+	/* below the network process (HSM_TOKEN_NICE): a thread of it that
+	 * wakes (a request in, a 429 out) takes a busy core at once, the
+	 * token's private-key work the rest; lowering one's own priority
+	 * needs no privilege, the threads started later inherit it */
+	(void)setpriority(PRIO_PROCESS, 0, HSM_TOKEN_NICE);
 }
 
 /* Until the parent hangs up the boot socket; then the process ends. */

@@ -46,8 +46,13 @@ function assertThrottled(r, reason) {
   assert.ok(r.headers['x-ms-request-id']);
 }
 
+// one administrator token per vault for /metrics: asked for while the
+// gate is full, a new one may be refused (the token endpoint signs in the
+// token process, behind the gate)
+const metricsTokens = new WeakMap();
 async function metrics(v) {
-  const r = await raw(v, 'GET', '/metrics', { token: await token(v) });
+  if (!metricsTokens.has(v)) metricsTokens.set(v, await token(v));
+  const r = await raw(v, 'GET', '/metrics', { token: metricsTokens.get(v) });
   assert.equal(r.status, 200);
   return r.text;
 }
@@ -174,7 +179,7 @@ describe('throttling: admission gate and rate limits', { timeout: 180000 }, () =
   });
 
   test('the Retry-After of the gate grows while refusals outnumber admissions, and comes back down', async () => {
-    const floor = 0.1; // twice admission_target_ms (50 ms by default)
+    const floor = 0.05; // twice admission_target_ms (25 ms by default)
     const before = metric(await metrics(v), 'p11vault_admission_retry_after_seconds');
     assert.ok(before >= floor, `retry-after gauge ${before}`);
     // 24 clients that ignore Retry-After against one slot and one queue

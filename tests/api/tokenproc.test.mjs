@@ -30,6 +30,15 @@ function tokenProcess(v) {
   return null;
 }
 
+// The nice value of every thread of process pid (/proc/PID/task/*/stat:
+// field 19, counted after the parenthesised command name).
+function nices(pid) {
+  return new Set(fs.readdirSync(`/proc/${pid}/task`).map((t) => {
+    const st = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+    return Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[16]);
+  }));
+}
+
 function isEnvelope503(r) {
   return r.status === 503 && typeof r.json?.error?.code === 'string' &&
     typeof r.json?.error?.message === 'string' && Number(r.headers['retry-after']) >= 1;
@@ -176,5 +185,13 @@ describe('the token process', { timeout: 120000 }, () => {
     const s = await raw(v, 'POST', `/keys/${keys.ec.name}/sign`,
       { body: { alg: 'ES256', value: b64u(crypto.randomBytes(32)) }, token: tok, apiVersion: true });
     assert.equal(s.status, 200, s.text);
+  });
+
+  test('runs below the network process (nice 10, every thread), restarted ones too', () => {
+    // the token process here was started again by the tests above
+    const pid = tokenProcess(v);
+    assert.ok(pid, 'a token process');
+    assert.deepEqual([...nices(pid)], [10], 'the token process\'s threads');
+    assert.deepEqual([...nices(v.child.pid)], [0], 'the network process\'s threads');
   });
 });
