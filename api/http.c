@@ -7,8 +7,14 @@
  * HTTP_CONN_TIMEOUT, a thread's stack HTTP_THREAD_STACK. TLS
  * 1.2 and 1.3 only, AEAD ciphers only.
  *
- * Threads: a few I/O threads (HTTP_IO_THREADS, MHD's thread pool, each an
- * epoll loop over its share of the connections) do TLS and HTTP; every
+ * Threads: an accept thread of ours takes every new connection and gives
+ * it to one of two MHD daemons. The first HTTP_DIRECT_CONNS connections
+ * (as many as are open at once) each get a thread of their own (MHD's
+ * thread per connection) that runs its requests start to end, token
+ * calls included, as a blocking client: no hand-off, the shortest path
+ * for the few busy clients of a vault. Every connection beyond them goes
+ * to the event-driven daemon: a few I/O threads (HTTP_IO_THREADS, MHD's
+ * thread pool, each an epoll loop over its share) do TLS and HTTP; every
  * request, once its body is in, is handed to a fixed pool of work threads
  * (HTTP_WORKERS, api/workpool.c): its connection is suspended, a work
  * thread routes it (token calls, synced writes and the admission gate's
@@ -35,6 +41,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -57,6 +66,12 @@
  * token process's sessions: 2 per CPU, at least 4), within MIN..MAX */
 #define HTTP_IO_THREADS_MIN 8
 #define HTTP_IO_THREADS_MAX 16
+/* connections with a thread of their own (4 per CPU, within MIN..MAX):
+ * more than the token's sessions, so that a few clients keep the token
+ * busy with no hand-off; each costs a thread and its stack */
+#define HTTP_DIRECT_MIN 16
+#define HTTP_DIRECT_MAX 64
+#define HTTP_LISTEN_BACKLOG 1024
 /* the admission gate's slots (the token sessions) plus the waiters its
  * queue holds at the default 25 ms target (~70 at 4 slots), with room
  * for a longer admission_target_ms */
@@ -73,7 +88,14 @@
 #define SERVICE_VERSION "1.9.1046.1"
 
 struct api_server {
-	struct MHD_Daemon *daemon;
+	struct MHD_Daemon *daemon; /* event-driven: epoll, suspend/resume */
+	struct MHD_Daemon *direct; /* a thread per connection */
+	int lfd;                   /* the listening socket (ours) */
+	int stop_fd;               /* an eventfd: the accept thread stops */
+	int acceptor_on;
+	pthread_t acceptor;
+	unsigned direct_max;
+	atomic_uint direct_conns; /* connections open on direct */
 	struct api_ctx *ctx;
 	buf_t *cert;
 	char *key; /* freezero_str */
@@ -342,16 +364,16 @@ runs_inline(struct api_server *s, const char *method, const char *url)
 	return strncmp(url, "/healthz", 8) != 0;
 }
 
+/* A request on either daemon; direct: on a connection's own thread,
+ * which runs it to the end (no suspend, no hand-off). */
 static enum MHD_Result
-on_request(void *cls, struct MHD_Connection *conn, const char *url,
-    const char *method, const char *version, const char *upload_data,
+handle(struct api_server *s, int direct, struct MHD_Connection *conn,
+    const char *url, const char *method, const char *upload_data,
     size_t *upload_data_size, void **con_cls)
 {
-	struct api_server *s = cls;
 	struct conn_state *st = *con_cls;
 	enum MHD_Result ret;
 
-	(void)version;
 	if (st == NULL) {
 		const char *cl;
 		uint64_t clen;
@@ -390,7 +412,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	}
 	atomic_fetch_add(&s->in_flight, 1);
 	request_fill(s, st, conn, method, url);
-	if (runs_inline(s, method, url)) {
+	if (direct || runs_inline(s, method, url)) {
 		request_answer(st);
 		ret = send_resp(conn, &st->q, &st->r);
 		atomic_fetch_sub(&s->in_flight, 1);
@@ -403,6 +425,119 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	MHD_suspend_connection(conn);
 	workpool_submit(s->pool, &st->item);
 	return MHD_YES;
+}
+
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *conn, const char *url,
+    const char *method, const char *version, const char *upload_data,
+    size_t *upload_data_size, void **con_cls)
+{
+	(void)version;
+	return handle(cls, 0, conn, url, method, upload_data, upload_data_size,
+	    con_cls);
+}
+
+static enum MHD_Result
+on_request_direct(void *cls, struct MHD_Connection *conn, const char *url,
+    const char *method, const char *version, const char *upload_data,
+    size_t *upload_data_size, void **con_cls)
+{
+	(void)version;
+	return handle(cls, 1, conn, url, method, upload_data, upload_data_size,
+	    con_cls);
+}
+
+/* The direct daemon's count of open connections (the accept thread
+ * reads it to choose a daemon). */
+static void
+on_direct_conn(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+    enum MHD_ConnectionNotificationCode toe)
+{
+	struct api_server *s = cls;
+
+	(void)conn;
+	(void)socket_ctx;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+		atomic_fetch_add(&s->direct_conns, 1);
+	else if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+		atomic_fetch_sub(&s->direct_conns, 1);
+}
+
+/* The accept thread: each new connection to the direct daemon while it
+ * has fewer than direct_max, else to the event-driven one (either closes
+ * it when at its limit). */
+static void *
+acceptor_main(void *arg)
+{
+	struct api_server *s = arg;
+	struct pollfd pf[2];
+
+	pf[0].fd = s->lfd;
+	pf[0].events = POLLIN;
+	pf[1].fd = s->stop_fd;
+	pf[1].events = POLLIN;
+	for (;;) {
+		struct sockaddr_storage peer;
+		socklen_t plen = sizeof(peer);
+		struct MHD_Daemon *d;
+		int fd;
+
+		if (poll(pf, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			usleep(10000);
+			continue;
+		}
+		if (pf[1].revents != 0)
+			break;
+		if ((pf[0].revents & POLLIN) == 0)
+			continue;
+		fd = accept4(s->lfd, (struct sockaddr *)&peer, &plen,
+		    SOCK_CLOEXEC);
+		if (fd < 0) {
+			/* EMFILE and the like: the daemons' limits keep
+			 * descriptors free; wait a little rather than spin */
+			if (errno != EAGAIN && errno != EINTR &&
+			    errno != ECONNABORTED)
+				usleep(10000);
+			continue;
+		}
+		/* direct's own limit is twice direct_max: a connection whose
+		 * end was notified may still count there for a moment, and
+		 * libmicrohttpd 0.9.75 mishandles a connection added past
+		 * its limit to a thread-per-connection daemon (it hung) */
+		d = atomic_load(&s->direct_conns) < s->direct_max ? s->direct :
+		                                                    s->daemon;
+		/* MHD closes fd itself when it cannot take it */
+		(void)MHD_add_connection(d, fd, (struct sockaddr *)&peer, plen);
+	}
+	return NULL;
+}
+
+/* The listening socket for ss (SO_REUSEADDR, IPv6 only for [::]). */
+static int
+listen_socket(const struct sockaddr_storage *ss)
+{
+	int one = 1;
+	socklen_t len = ss->ss_family == AF_INET6 ?
+	    (socklen_t)sizeof(struct sockaddr_in6) :
+	    (socklen_t)sizeof(struct sockaddr_in);
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    (ss->ss_family == AF_INET6 &&
+	        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) !=
+	            0) ||
+	    bind(fd, (const struct sockaddr *)ss, len) != 0 ||
+	    listen(fd, HTTP_LISTEN_BACKLOG) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
 }
 
 static void
@@ -475,6 +610,18 @@ load_tls(struct api_server *s, const struct api_server_opts *o)
 	return s->key != NULL ? 0 : -1;
 }
 
+/* Connections with a thread of their own: four per CPU, within
+ * HTTP_DIRECT_MIN..MAX. */
+static unsigned
+direct_conns(void)
+{
+	long n = 4 * sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < HTTP_DIRECT_MIN)
+		return HTTP_DIRECT_MIN;
+	return n > HTTP_DIRECT_MAX ? HTTP_DIRECT_MAX : (unsigned)n;
+}
+
 /* MHD's I/O threads: two per CPU, within HTTP_IO_THREADS_MIN..MAX. */
 static unsigned
 io_threads(void)
@@ -511,6 +658,8 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 		return -1;
 	}
 	s->ctx = c;
+	s->lfd = -1;
+	s->stop_fd = -1;
 	if (load_tls(s, o) != 0) {
 		err_set(err, err_len,
 		    "cannot read the TLS certificate or "
@@ -529,31 +678,74 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 		err_set(err, err_len, "cannot start the work threads");
 		goto fail;
 	}
+	if ((s->lfd = listen_socket(&ss)) < 0) {
+		err_set(err, err_len, "cannot listen on %s: %s", o->listen,
+		    strerror(errno));
+		goto fail;
+	}
+	s->direct_max = direct_conns();
+	if (conn_limit <= 2 * s->direct_max + 1) {
+		err_set(err, err_len,
+		    "too few descriptors (ulimit -n) for connections");
+		goto fail;
+	}
 	/* epoll: descriptors go past FD_SETSIZE and a wait costs nothing per
-	 * idle connection; ITC so that MHD_quiesce_daemon works with a
-	 * thread pool and a work thread can resume a connection */
+	 * idle connection; ITC so that a work thread can resume a
+	 * connection; the accept thread adds connections (no listen socket) */
 	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_TLS;
+	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_TLS |
+	    MHD_USE_NO_LISTEN_SOCKET;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
-	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 	    MHD_OPTION_HTTPS_MEM_CERT, buf_str(s->cert),
 	    MHD_OPTION_HTTPS_MEM_KEY, s->key, MHD_OPTION_HTTPS_PRIORITIES,
 	    HTTP_TLS_PRIORITIES, MHD_OPTION_THREAD_POOL_SIZE, io_threads(),
 	    MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_THREAD_STACK,
-	    MHD_OPTION_CONNECTION_LIMIT, conn_limit,
+	    MHD_OPTION_CONNECTION_LIMIT, conn_limit - 2 * s->direct_max,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONN_TIMEOUT,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
-	if (s->daemon == NULL) {
-		err_set(err, err_len, "cannot listen on %s: %s", o->listen,
+	/* poll, not select: a connection's descriptor may be past
+	 * FD_SETSIZE when thousands are open */
+	s->direct = s->daemon == NULL ?
+	    NULL :
+	    MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
+	            MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ITC |
+	            MHD_USE_TLS | MHD_USE_NO_LISTEN_SOCKET |
+	            (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+	        0, NULL, NULL, on_request_direct, s, MHD_OPTION_HTTPS_MEM_CERT,
+	        buf_str(s->cert), MHD_OPTION_HTTPS_MEM_KEY, s->key,
+	        MHD_OPTION_HTTPS_PRIORITIES, HTTP_TLS_PRIORITIES,
+	        MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_THREAD_STACK,
+	        MHD_OPTION_CONNECTION_LIMIT, 2 * s->direct_max,
+	        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONN_TIMEOUT,
+	        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
+	        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+	        MHD_OPTION_NOTIFY_CONNECTION, on_direct_conn, s,
+	        MHD_OPTION_END);
+	if (s->daemon == NULL || s->direct == NULL) {
+		err_set(err, err_len, "cannot serve on %s: %s", o->listen,
 		    errno ? strerror(errno) : "MHD_start_daemon failed");
 		goto fail;
 	}
+	if ((s->stop_fd = eventfd(0, EFD_CLOEXEC)) < 0 ||
+	    pthread_create(&s->acceptor, NULL, acceptor_main, s) != 0) {
+		err_set(err, err_len, "cannot start the accept thread");
+		goto fail;
+	}
+	s->acceptor_on = 1;
 	*out = s;
 	return 0;
 fail:
+	if (s->direct != NULL)
+		MHD_stop_daemon(s->direct);
+	if (s->daemon != NULL)
+		MHD_stop_daemon(s->daemon);
+	if (s->stop_fd >= 0)
+		close(s->stop_fd);
+	if (s->lfd >= 0)
+		close(s->lfd);
 	workpool_free(s->pool);
 	freezero_str(s->key);
 	buf_free(s->cert);
@@ -569,10 +761,19 @@ api_server_stop(struct api_server *s)
 	if (s == NULL)
 		return;
 	/* stop accepting, let in-flight requests finish (up to 10 s) */
-	MHD_quiesce_daemon(s->daemon);
+	if (s->acceptor_on) {
+		uint64_t one = 1;
+
+		if (write(s->stop_fd, &one, sizeof(one)) ==
+		    (ssize_t)sizeof(one))
+			pthread_join(s->acceptor, NULL);
+	}
+	close(s->lfd);
 	for (i = 0; i < 1000 && atomic_load(&s->in_flight) > 0; i++)
 		usleep(10000);
+	MHD_stop_daemon(s->direct);
 	MHD_stop_daemon(s->daemon);
+	close(s->stop_fd);
 	workpool_free(s->pool);
 	freezero_str(s->key);
 	buf_free(s->cert);
