@@ -13,9 +13,15 @@
  * waiter; when the queue is full, the newest waiter of the identity
  * using the most of the gate is refused to make room for a request of an
  * identity using at least two fewer, so a quiet identity is admitted
- * while a noisy one is throttled.
- * Must never: hold its lock across token work; let a waiter wait past
- * the token's deadline (it is answered 503, as the session pool does).
+ * while a noisy one is throttled. A waiter is a thread blocked on its
+ * own condition variable (api_admit_enter) or a parked request holding
+ * no thread (api_admit_enter_park): granted or refused, its ready is
+ * called once, outside the lock, by the thread that decided it (for a
+ * grant, the one that freed the slot); a parked waiter past the token's
+ * deadline is answered by the reaper thread when it is due.
+ * Must never: hold its lock across token work or a ready; let a waiter
+ * wait past the token's deadline (it is answered 503, as the session
+ * pool does).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -39,12 +45,16 @@
 
 enum wait_state { W_QUEUED, W_GRANTED, W_REFUSED, W_TIMED_OUT };
 
+/* A queued request: a thread waiting on cv (on its stack), or a parked
+ * request (park set, malloc'd, no thread: its ready is called). */
 struct admit_waiter {
 	struct admit_waiter *next;
 	pthread_cond_t cv;
 	enum wait_state state;
 	enum admit_reason why;
 	uint64_t cost_us;
+	struct api_park *park;
+	struct timespec deadline; /* parked: when it is out of time */
 };
 
 /* An identity with requests in the gate (running or queued). */
@@ -73,6 +83,12 @@ struct api_admit {
 	struct admit_limits *limits;
 	/* the gate's Retry-After (retry_adjust's window, under mu) */
 	atomic_uint retry_ms;
+	/* parked waiters' deadlines: a thread of its own (started with the
+	 * first park) wakes at the earliest */
+	unsigned parked;
+	pthread_cond_t reap_cv;
+	pthread_t reaper;
+	int reaper_on, stopping;
 	struct timespec win_t0;
 	uint64_t win_admitted, win_refused; /* the counters at win_t0 */
 };
@@ -178,6 +194,14 @@ api_admit_open(struct api_ctx *c, char *err, size_t err_len)
 		err_set(err, err_len, "cannot set up admission control");
 		return VLT_ERR_NO_MEMORY;
 	}
+	if (pthread_cond_init(&a->reap_cv, &a->cattr) != 0) {
+		pthread_condattr_destroy(&a->cattr);
+		pthread_mutex_destroy(&a->mu);
+		admit_limits_close(a->limits);
+		free(a);
+		err_set(err, err_len, "cannot set up admission control");
+		return VLT_ERR_NO_MEMORY;
+	}
 	c->admit = a;
 	return 0;
 }
@@ -190,6 +214,13 @@ api_admit_close(struct api_ctx *c)
 	if (a == NULL)
 		return;
 	c->admit = NULL;
+	pthread_mutex_lock(&a->mu);
+	a->stopping = 1;
+	pthread_cond_signal(&a->reap_cv);
+	pthread_mutex_unlock(&a->mu);
+	if (a->reaper_on)
+		pthread_join(a->reaper, NULL);
+	pthread_cond_destroy(&a->reap_cv);
 	admit_limits_close(a->limits);
 	pthread_condattr_destroy(&a->cattr);
 	pthread_mutex_destroy(&a->mu);
@@ -271,6 +302,8 @@ id_unqueue(struct api_admit *a, size_t i, struct admit_waiter *w)
 	d->queued--;
 	a->queued--;
 	a->queued_us -= w->cost_us;
+	if (w->park != NULL)
+		a->parked--;
 }
 
 /* Whether one more waiter of class cls fits the queue's bound: the work
@@ -291,8 +324,19 @@ queue_room(const struct api_admit *a, enum admit_class cls)
 /* When the queue is full: the newest waiter of the identity using the
  * most of the gate is refused, if that identity uses at least two more
  * than entry me would once admitted; 1 when a place was made. */
+static void
+wake(struct admit_waiter *w, struct admit_waiter **notify)
+{
+	if (w->park == NULL) {
+		pthread_cond_signal(&w->cv);
+		return;
+	}
+	w->next = *notify; /* out of every queue: next is free */
+	*notify = w;
+}
+
 static int
-make_room(struct api_admit *a, size_t me)
+make_room(struct api_admit *a, size_t me, struct admit_waiter **notify)
 {
 	unsigned mine = a->ids[me].running + a->ids[me].queued, most = 0;
 	size_t i, top = SIZE_MAX;
@@ -311,14 +355,14 @@ make_room(struct api_admit *a, size_t me)
 	id_unqueue(a, top, w);
 	w->state = W_REFUSED;
 	w->why = ADMIT_R_FAIR_SHARE;
-	pthread_cond_signal(&w->cv);
+	wake(w, notify);
 	return 1;
 }
 
 /* Under mu: hands a freed slot to the next identity with a waiter, in
  * turn; 1 if one got it. */
 static int
-grant_next(struct api_admit *a)
+grant_next(struct api_admit *a, struct admit_waiter **notify)
 {
 	size_t k, i;
 	struct admit_waiter *w;
@@ -334,7 +378,7 @@ grant_next(struct api_admit *a)
 		a->ids[i].running++;
 		a->running++;
 		w->state = W_GRANTED;
-		pthread_cond_signal(&w->cv);
+		wake(w, notify);
 		a->rr = (i + 1) % a->nids;
 		return 1;
 	}
@@ -433,6 +477,24 @@ refuse(struct api_req *q, struct api_resp *r, struct api_admit *a,
 	return VLT_ERR_UNAVAILABLE;
 }
 
+static int
+past(const struct timespec *now, const struct timespec *t)
+{
+	return now->tv_sec > t->tv_sec ||
+	    (now->tv_sec == t->tv_sec && now->tv_nsec >= t->tv_nsec);
+}
+
+static void
+add_ms(struct timespec *t, unsigned ms)
+{
+	t->tv_sec += (time_t)(ms / 1000);
+	t->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (t->tv_nsec >= 1000000000L) {
+		t->tv_sec++;
+		t->tv_nsec -= 1000000000L;
+	}
+}
+
 /* Under mu: waits in entry i's queue until granted, refused or too
  * long; the outcome. */
 static enum wait_state
@@ -457,12 +519,7 @@ wait_turn(struct api_admit *a, size_t i, const char *key, enum admit_class cls,
 	a->queued++;
 	a->queued_us += w.cost_us;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += (time_t)(a->wait_ms / 1000);
-	ts.tv_nsec += (long)(a->wait_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	add_ms(&ts, a->wait_ms);
 	while (w.state == W_QUEUED && !timed_out)
 		timed_out = pthread_cond_timedwait(&w.cv, &a->mu, &ts) ==
 		    ETIMEDOUT;
@@ -480,13 +537,138 @@ wait_turn(struct api_admit *a, size_t i, const char *key, enum admit_class cls,
 	return w.state;
 }
 
-int
-api_admit_enter(struct api_req *q, struct api_resp *r, enum admit_class cls,
-    struct admit_ticket *t)
+/* Calls the ready of every parked waiter on notify (outside mu: a ready
+ * may hand its request to another thread, which frees the waiter). */
+static void
+notify_all(struct admit_waiter *notify)
+{
+	while (notify != NULL) {
+		struct admit_waiter *w = notify;
+		notify = w->next;
+		w->park->ready(w->park->arg);
+	}
+}
+
+/* Under mu: parked waiters past the token's deadline are taken out (to
+ * be answered 503, as a waiting thread is); the earliest deadline left
+ * in *next (unchanged when none is earlier). */
+static void
+reap(struct api_admit *a, struct admit_waiter **notify, struct timespec *next)
+{
+	struct timespec now;
+	size_t i;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	for (i = 0; i < a->nids; i++) {
+		struct admit_waiter *w = a->ids[i].head, *nx;
+		for (; w != NULL; w = nx) {
+			nx = w->next;
+			if (w->park == NULL)
+				continue;
+			if (!past(&now, &w->deadline)) {
+				if (past(next, &w->deadline))
+					*next = w->deadline;
+				continue;
+			}
+			id_unqueue(a, i, w);
+			w->state = W_TIMED_OUT;
+			wake(w, notify);
+		}
+	}
+}
+
+/* The reaper: sleeps until the earliest parked deadline (or a new
+ * park), answers those past theirs. */
+static void *
+reaper_main(void *arg)
+{
+	struct api_admit *a = arg;
+
+	pthread_mutex_lock(&a->mu);
+	while (!a->stopping) {
+		struct admit_waiter *notify = NULL;
+		struct timespec next;
+
+		clock_gettime(CLOCK_MONOTONIC, &next);
+		add_ms(&next, a->wait_ms);
+		reap(a, &notify, &next);
+		if (notify != NULL) {
+			pthread_mutex_unlock(&a->mu);
+			notify_all(notify);
+			pthread_mutex_lock(&a->mu);
+			continue;
+		}
+		if (a->parked == 0)
+			pthread_cond_wait(&a->reap_cv, &a->mu);
+		else
+			(void)pthread_cond_timedwait(&a->reap_cv, &a->mu, &next);
+	}
+	pthread_mutex_unlock(&a->mu);
+	return NULL;
+}
+
+/* Under mu: queues a parked waiter for p in entry i. */
+static int
+park_turn(struct api_admit *a, size_t i, enum admit_class cls,
+    struct api_park *p)
+{
+	struct admit_waiter *w;
+
+	if (!a->reaper_on) {
+		if (pthread_create(&a->reaper, NULL, reaper_main, a) != 0)
+			return -1;
+		a->reaper_on = 1;
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return -1;
+	w->state = W_QUEUED;
+	w->cost_us = a->svc_us[cls];
+	w->park = p;
+	clock_gettime(CLOCK_MONOTONIC, &w->deadline);
+	add_ms(&w->deadline, a->wait_ms);
+	if (a->ids[i].tail != NULL)
+		a->ids[i].tail->next = w;
+	else
+		a->ids[i].head = w;
+	a->ids[i].tail = w;
+	a->ids[i].queued++;
+	a->queued++;
+	a->queued_us += w->cost_us;
+	if (a->parked++ == 0)
+		pthread_cond_signal(&a->reap_cv);
+	p->w = w;
+	return 0;
+}
+
+/* The outcome of a wait, for the caller: 0 with t holding the slot, or
+ * a negative error after answering r. */
+static int
+outcome(struct api_req *q, struct api_resp *r, struct api_admit *a,
+    enum wait_state st, enum admit_reason why, struct admit_ticket *t)
+{
+	if (st == W_TIMED_OUT) {
+		/* the token is slower than its deadline: unavailable, as
+		 * for a caller that waited that long for a session */
+		api_resp_vault_error(r, VLT_ERR_UNAVAILABLE, NULL, NULL);
+		return VLT_ERR_UNAVAILABLE;
+	}
+	if (st != W_GRANTED)
+		return refuse(q, r, a, why, retry_now(a));
+	atomic_fetch_add(&a->admitted, 1);
+	t->held = 1;
+	clock_gettime(CLOCK_MONOTONIC, &t->t0);
+	return 0;
+}
+
+/* api_admit_enter, and with p its parked form (ADMIT_PARKED: p waits). */
+static int
+enter(struct api_req *q, struct api_resp *r, enum admit_class cls,
+    struct admit_ticket *t, struct api_park *p)
 {
 	struct api_admit *a = q->ctx->admit;
 	enum admit_reason why = ADMIT_R_CAPACITY;
 	enum wait_state st = W_REFUSED;
+	struct admit_waiter *notify = NULL;
 	size_t i;
 
 	memset(t, 0, sizeof(*t));
@@ -503,30 +685,65 @@ api_admit_enter(struct api_req *q, struct api_resp *r, enum admit_class cls,
 		a->running++;
 		a->ids[i].running++;
 		st = W_GRANTED;
-	} else if (queue_room(a, cls) || make_room(a, i)) {
-		st = wait_turn(a, i, t->key, cls, &why);
+	} else if (queue_room(a, cls) || make_room(a, i, &notify)) {
+		if (p == NULL)
+			st = wait_turn(a, i, t->key, cls, &why);
+		else if (park_turn(a, i, cls, p) == 0)
+			st = W_QUEUED;
+		else
+			id_gc(a, i);
 	} else {
 		id_gc(a, i);
 	}
 	pthread_mutex_unlock(&a->mu);
-	if (st == W_TIMED_OUT) {
-		/* the token is slower than its deadline: unavailable, as
-		 * for a caller that waited that long for a session */
-		api_resp_vault_error(r, VLT_ERR_UNAVAILABLE, NULL, NULL);
-		return VLT_ERR_UNAVAILABLE;
-	}
+	notify_all(notify);
+	if (st == W_QUEUED)
+		return ADMIT_PARKED;
+	return outcome(q, r, a, st, why, t);
+}
+
+int
+api_admit_enter(struct api_req *q, struct api_resp *r, enum admit_class cls,
+    struct admit_ticket *t)
+{
+	return enter(q, r, cls, t, NULL);
+}
+
+int
+api_admit_enter_park(struct api_req *q, struct api_resp *r,
+    enum admit_class cls, struct api_park *p)
+{
+	p->w = NULL;
+	return enter(q, r, cls, &p->tk, p);
+}
+
+int
+api_admit_parked(struct api_req *q, struct api_resp *r, struct api_park *p)
+{
+	struct api_admit *a = q->ctx->admit;
+	struct admit_waiter *w = p->w;
+	enum wait_state st;
+	enum admit_reason why;
+
+	if (w == NULL) /* granted at once */
+		return 0;
+	p->w = NULL;
+	pthread_mutex_lock(&a->mu);
+	st = w->state;
+	why = w->why;
+	/* a refused or timed-out waiter's entry may be empty now */
 	if (st != W_GRANTED)
-		return refuse(q, r, a, why, retry_now(a));
-	atomic_fetch_add(&a->admitted, 1);
-	t->held = 1;
-	clock_gettime(CLOCK_MONOTONIC, &t->t0);
-	return 0;
+		id_gc(a, id_find(a, p->tk.key));
+	pthread_mutex_unlock(&a->mu);
+	free(w);
+	return outcome(q, r, a, st, why, &p->tk);
 }
 
 void
 api_admit_leave(struct api_req *q, struct admit_ticket *t)
 {
 	struct api_admit *a = q->ctx->admit;
+	struct admit_waiter *notify = NULL;
 	uint64_t us, *s;
 	size_t i;
 
@@ -542,10 +759,11 @@ api_admit_leave(struct api_req *q, struct admit_ticket *t)
 	if ((i = id_find(a, t->key)) != SIZE_MAX) {
 		a->ids[i].running--;
 		a->running--;
-		(void)grant_next(a);
+		(void)grant_next(a, &notify);
 		id_gc(a, i);
 	}
 	pthread_mutex_unlock(&a->mu);
+	notify_all(notify);
 }
 
 /* ---- metrics ---- */

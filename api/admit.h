@@ -47,6 +47,29 @@ struct admit_ticket {
 	struct timespec t0;
 };
 
+/*
+ * A request that waits in the gate without holding a thread (http.c's
+ * event-driven connections): route_run (keys_api.c), instead of running
+ * a route that needs more than the I/O thread may do, records what is
+ * left here and the gate calls ready once it has an outcome for it: at
+ * once, or later from the thread that frees a slot. ready hands the
+ * request to a work thread, which runs api_keys_continue.
+ */
+struct admit_waiter;
+struct api_park {
+	void (*ready)(void *arg); /* once; never under the gate's lock */
+	void *arg;
+	int parked; /* route_run parked the request: ready will be called */
+	/* what is left to run (keys_api.c's) */
+	const void *route;
+	const void *op;
+	char name[VLT_NAME_MAX + 1];
+	char version[VLT_VERSION_LEN + 1]; /* "": the latest */
+	int cls;                           /* -1: no token slot */
+	struct admit_ticket tk;
+	struct admit_waiter *w; /* the gate's, while the request waits */
+};
+
 /* Reads admission, admission_target_ms, admission_slots, admission_queue
  * and the rate_limit_* keys of the vault's config into c->admit: 0, or
  * VLT_ERR_BAD_PARAM with err saying which value is wrong. */
@@ -65,6 +88,18 @@ int api_admit_limit(struct api_req *q, struct api_resp *r) API_WUR;
 int api_admit_enter(struct api_req *q, struct api_resp *r, enum admit_class cls,
     struct admit_ticket *t) API_WUR;
 void api_admit_leave(struct api_req *q, struct admit_ticket *t);
+
+/* api_admit_enter for a parked request (p): 0 with p->tk holding the
+ * slot (or no gate), a negative error after answering r with 429, or
+ * ADMIT_PARKED: p waits in the queue and p->ready is called once it is
+ * granted, refused or out of time; then api_admit_parked gives the
+ * outcome: 0 with p->tk holding the slot, or a negative error after
+ * answering r (429, or 503 past the token's deadline). */
+#define ADMIT_PARKED 1
+int api_admit_enter_park(struct api_req *q, struct api_resp *r,
+    enum admit_class cls, struct api_park *p) API_WUR;
+int api_admit_parked(struct api_req *q, struct api_resp *r,
+    struct api_park *p) API_WUR;
 
 /* The admission and rate-limit figures in Prometheus text, appended to
  * b: 0, or an error when b is full. */

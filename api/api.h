@@ -87,6 +87,9 @@ struct api_req {
 	/* a state change's "started" line is in the file (synced) before
 	 * anything changes (api_audit_intent) */
 	int intent_logged;
+	/* set by http.c: a route needing token work may park the request
+	 * rather than wait on this thread (api/admit.h); NULL: it waits */
+	struct api_park *park;
 };
 
 struct api_resp {
@@ -180,6 +183,9 @@ void api_route_done(struct api_req *q);
 void api_keys(struct api_req *q, struct api_resp *r, char **segs, size_t n);
 void api_deletedkeys(struct api_req *q, struct api_resp *r, char **segs,
     size_t n);
+/* The rest of a key request parked by its route (q->park->parked; on a
+ * work thread, once the gate has called q->park->ready). */
+void api_keys_continue(struct api_req *q, struct api_resp *r);
 /* token_api.c — /{tenant}/... identity provider endpoints */
 void api_token(struct api_req *q, struct api_resp *r, char **segs, size_t n);
 /* token_api.c — /adfs/... (the same issuer at ADFS's paths, for az) */

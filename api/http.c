@@ -14,12 +14,16 @@
  * calls included, as a blocking client: no hand-off, the shortest path
  * for the few busy clients of a vault. Every connection beyond them goes
  * to the event-driven daemon: a few I/O threads (HTTP_IO_THREADS, MHD's
- * thread pool, each an epoll loop over its share) do TLS and HTTP; every
+ * thread pool, each an epoll loop over its share) do TLS and HTTP; a
  * request, once its body is in, is handed to a fixed pool of work threads
  * (HTTP_WORKERS, api/workpool.c): its connection is suspended, a work
  * thread routes it (token calls, synced writes and the admission gate's
  * waits included) and resumes the connection, and the I/O thread sends
- * the answer. So a connection costs memory, not a thread; a slow token
+ * the answer. A key request that needs token work (parks) is checked on
+ * its I/O thread first (token, access, limits, the gate): refused, it is
+ * answered there; admitted, it is parked in the gate without a thread,
+ * and the work thread that frees a slot takes it next (no sleeping
+ * thread woken, no thread per waiter). So a connection costs memory, not a thread; a slow token
  * call or scrypt holds up no I/O (no head-of-line blocking); a request
  * the gate refuses is answered at once however many connections are
  * open. Waits for a token session are bounded by the session pool's
@@ -53,6 +57,7 @@
 #include <openssl/crypto.h>
 
 #include "hsm/base.h"
+#include "api/admit.h"
 #include "api/http.h"
 #include "api/workpool.h"
 
@@ -95,7 +100,7 @@ struct api_server {
 	int acceptor_on;
 	pthread_t acceptor;
 	unsigned direct_max;
-	atomic_uint direct_conns; /* connections open on direct */
+	atomic_uint direct_conns; /* given to direct and not yet closed */
 	struct api_ctx *ctx;
 	buf_t *cert;
 	char *key; /* freezero_str */
@@ -120,7 +125,32 @@ struct conn_state {
 	int too_large;
 	int over_budget;
 	struct timespec start;
+	/* a parked request (parks): its continuation is handed to a work
+	 * thread by whichever of the gate's ready and the I/O thread's
+	 * suspend comes last (pending counts them down from 2) */
+	struct api_park park;
+	atomic_int pending;
+	int counted; /* in s->in_flight */
 };
+
+/* A request in or out of the server's count of those in flight (the
+ * count stop waits for; a request whose client went away is taken out
+ * by on_completed). */
+static void
+flight_begin(struct api_server *s, struct conn_state *st)
+{
+	atomic_fetch_add(&s->in_flight, 1);
+	st->counted = 1;
+}
+
+static void
+flight_end(struct api_server *s, struct conn_state *st)
+{
+	if (st->counted) {
+		st->counted = 0;
+		atomic_fetch_sub(&s->in_flight, 1);
+	}
+}
 
 static API_WUR int
 body_append(struct api_server *s, struct conn_state *st, const char *data,
@@ -310,6 +340,8 @@ request_answer(struct conn_state *st)
 		    "The request body is larger than %d bytes.", API_BODY_MAX);
 	} else {
 		api_route(q, r);
+		if (q->park != NULL && q->park->parked)
+			return; /* the rest: request_continue */
 	}
 	finish_request(q, r, &st->start);
 	api_route_done(q);
@@ -325,6 +357,40 @@ request_run(struct work_item *it)
 	request_answer(st);
 	atomic_store_explicit(&st->phase, PH_ANSWERED, memory_order_release);
 	MHD_resume_connection(st->conn);
+}
+
+/* On a work thread: the rest of a parked request, then as request_run. */
+static void
+request_continue(struct work_item *it)
+{
+	struct conn_state *st = (struct conn_state *)it;
+
+	api_keys_continue(&st->q, &st->r);
+	finish_request(&st->q, &st->r, &st->start);
+	api_route_done(&st->q);
+	atomic_store_explicit(&st->phase, PH_ANSWERED, memory_order_release);
+	MHD_resume_connection(st->conn);
+}
+
+/* One of the two events a parked request waits for; next: called on a
+ * work thread that is about to take the next item (the gate's ready
+ * from a slot's release), so no other thread need be woken. */
+static void
+park_release(struct conn_state *st, int next)
+{
+	if (atomic_fetch_sub(&st->pending, 1) != 1)
+		return;
+	st->item.run = request_continue;
+	if (next)
+		workpool_submit_next(st->s->pool, &st->item);
+	else
+		workpool_submit(st->s->pool, &st->item);
+}
+
+static void
+park_ready(void *arg)
+{
+	park_release(arg, 1);
 }
 
 /*
@@ -350,6 +416,23 @@ public_key_op(const char *url)
 	    (strcasecmp(last + 1, "encrypt") == 0 ||
 	        strcasecmp(last + 1, "wrapkey") == 0 ||
 	        strcasecmp(last + 1, "verify") == 0);
+}
+
+/*
+ * Whether a request's checks run on its I/O thread and the rest is
+ * parked (route_park in keys_api.c): POST /keys/... (token work: unwrap,
+ * decrypt, sign, create, import). The checks (the caller's token, its
+ * access, the rate limits, the gate) need no token and no synced write,
+ * as a read does; a request the gate refuses is answered at once, and
+ * one it queues holds no thread while it waits: the thread that frees a
+ * slot runs it next (no wake-up of a sleeping thread, no hand-off).
+ */
+static int
+parks(struct api_server *s, const char *method, const char *url)
+{
+	if (s->ctx->vault == NULL || vault_store_networked(s->ctx->vault))
+		return 0;
+	return strcmp(method, "POST") == 0 && strncmp(url, "/keys/", 6) == 0;
 }
 
 static int
@@ -403,23 +486,40 @@ handle(struct api_server *s, int direct, struct MHD_Connection *conn,
 	switch (atomic_load_explicit(&st->phase, memory_order_acquire)) {
 	case PH_ANSWERED: /* resumed: the work thread has the answer */
 		ret = send_resp(conn, &st->q, &st->r);
-		atomic_fetch_sub(&s->in_flight, 1);
+		flight_end(s, st);
 		return ret;
 	case PH_HANDED: /* cannot happen while suspended */
 		return MHD_YES;
 	default:
 		break;
 	}
-	atomic_fetch_add(&s->in_flight, 1);
+	flight_begin(s, st);
 	request_fill(s, st, conn, method, url);
 	if (direct || runs_inline(s, method, url)) {
 		request_answer(st);
 		ret = send_resp(conn, &st->q, &st->r);
-		atomic_fetch_sub(&s->in_flight, 1);
+		flight_end(s, st);
 		return ret;
 	}
 	st->s = s;
 	st->conn = conn;
+	if (parks(s, method, url)) {
+		st->park.ready = park_ready;
+		st->park.arg = st;
+		st->park.parked = 0;
+		atomic_store(&st->pending, 2);
+		st->q.park = &st->park;
+		request_answer(st);
+		if (!st->park.parked) { /* answered: a refusal, an error */
+			ret = send_resp(conn, &st->q, &st->r);
+			flight_end(s, st);
+			return ret;
+		}
+		atomic_store(&st->phase, PH_HANDED);
+		MHD_suspend_connection(conn);
+		park_release(st, 0);
+		return MHD_YES;
+	}
 	st->item.run = request_run;
 	atomic_store(&st->phase, PH_HANDED);
 	MHD_suspend_connection(conn);
@@ -427,28 +527,24 @@ handle(struct api_server *s, int direct, struct MHD_Connection *conn,
 	return MHD_YES;
 }
 
+/* Either daemon's request callback: direct when conn is the direct
+ * daemon's. */
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *conn, const char *url,
     const char *method, const char *version, const char *upload_data,
     size_t *upload_data_size, void **con_cls)
 {
+	struct api_server *s = cls;
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON);
+
 	(void)version;
-	return handle(cls, 0, conn, url, method, upload_data, upload_data_size,
-	    con_cls);
+	return handle(s, ci != NULL && ci->daemon == s->direct, conn, url,
+	    method, upload_data, upload_data_size, con_cls);
 }
 
-static enum MHD_Result
-on_request_direct(void *cls, struct MHD_Connection *conn, const char *url,
-    const char *method, const char *version, const char *upload_data,
-    size_t *upload_data_size, void **con_cls)
-{
-	(void)version;
-	return handle(cls, 1, conn, url, method, upload_data, upload_data_size,
-	    con_cls);
-}
-
-/* The direct daemon's count of open connections (the accept thread
- * reads it to choose a daemon). */
+/* The end of a connection of the direct daemon (the accept thread
+ * counted it when it gave it to the daemon). */
 static void
 on_direct_conn(void *cls, struct MHD_Connection *conn, void **socket_ctx,
     enum MHD_ConnectionNotificationCode toe)
@@ -457,9 +553,7 @@ on_direct_conn(void *cls, struct MHD_Connection *conn, void **socket_ctx,
 
 	(void)conn;
 	(void)socket_ctx;
-	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
-		atomic_fetch_add(&s->direct_conns, 1);
-	else if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+	if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
 		atomic_fetch_sub(&s->direct_conns, 1);
 }
 
@@ -502,14 +596,24 @@ acceptor_main(void *arg)
 				usleep(10000);
 			continue;
 		}
-		/* direct's own limit is twice direct_max: a connection whose
-		 * end was notified may still count there for a moment, and
-		 * libmicrohttpd 0.9.75 mishandles a connection added past
-		 * its limit to a thread-per-connection daemon (it hung) */
-		d = atomic_load(&s->direct_conns) < s->direct_max ? s->direct :
-		                                                    s->daemon;
+		/* counted here, when given, not when the daemon's thread
+		 * takes it (NOTIFY_STARTED comes later: a fast ramp got 33
+		 * connections past a limit of 32 that way, and
+		 * libmicrohttpd 0.9.75's thread-per-connection daemon,
+		 * given a connection past its limit, deadlocked in
+		 * MHD_stop_daemon). direct's own limit is twice direct_max:
+		 * a connection whose end was notified may still be there
+		 * for a moment. */
+		d = s->daemon;
+		if (atomic_fetch_add(&s->direct_conns, 1) < s->direct_max)
+			d = s->direct;
+		else
+			atomic_fetch_sub(&s->direct_conns, 1);
 		/* MHD closes fd itself when it cannot take it */
-		(void)MHD_add_connection(d, fd, (struct sockaddr *)&peer, plen);
+		if (MHD_add_connection(d, fd, (struct sockaddr *)&peer,
+		        plen) != MHD_YES &&
+		    d == s->direct)
+			atomic_fetch_sub(&s->direct_conns, 1);
 	}
 	return NULL;
 }
@@ -551,6 +655,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)toe;
 	if (st == NULL)
 		return;
+	flight_end(s, st);
 	if (st->body) {
 		freezero(st->body, st->cap);
 		atomic_fetch_sub(&s->body_bytes, st->cap);
@@ -714,7 +819,7 @@ api_server_start(struct api_ctx *c, const struct api_server_opts *o,
 	            MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ITC |
 	            MHD_USE_TLS | MHD_USE_NO_LISTEN_SOCKET |
 	            (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-	        0, NULL, NULL, on_request_direct, s, MHD_OPTION_HTTPS_MEM_CERT,
+	        0, NULL, NULL, on_request, s, MHD_OPTION_HTTPS_MEM_CERT,
 	        buf_str(s->cert), MHD_OPTION_HTTPS_MEM_KEY, s->key,
 	        MHD_OPTION_HTTPS_PRIORITIES, HTTP_TLS_PRIORITIES,
 	        MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_THREAD_STACK,

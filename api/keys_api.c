@@ -393,6 +393,68 @@ route_token_class(const struct route *rt, const struct key_target *t)
 	}
 }
 
+/* The handler of rt, with the audit's started line first for a change. */
+static void
+route_handle(struct api_req *q, struct api_resp *r, const struct route *rt,
+    const struct key_target *t)
+{
+	if (!q->mutating || api_audit_intent(q, r) == 0)
+		rt->fn(q, r, t);
+}
+
+/*
+ * A request whose connection has no thread of its own (q->park): what
+ * is left after the checks (the handler, token work and synced writes:
+ * not for an I/O thread) is recorded in q->park, and ready is called
+ * once it may run: at once, or when the gate grants it a slot. Refused
+ * by the gate, it is answered here.
+ */
+static void
+route_park(struct api_req *q, struct api_resp *r, const struct route *rt,
+    const struct key_target *t, int cls)
+{
+	struct api_park *p = q->park;
+	int rc = 0;
+
+	p->route = rt;
+	p->op = t->op;
+	p->cls = cls;
+	p->w = NULL;
+	memset(&p->tk, 0, sizeof(p->tk));
+	/* the path checked both: a name of at most VLT_NAME_MAX, a version
+	 * of VLT_VERSION_LEN */
+	if (str_fmt(p->name, sizeof(p->name), "%s",
+	        t->name != NULL ? t->name : "") != 0 ||
+	    str_fmt(p->version, sizeof(p->version), "%s",
+	        t->version != NULL ? t->version : "") != 0) {
+		api_resp_error(r, 400, "BadParameter",
+		    "The key name or version is too long.");
+		return;
+	}
+	if (cls >= 0 &&
+	    (rc = api_admit_enter_park(q, r, (enum admit_class)cls, p)) < 0)
+		return;
+	p->parked = 1;
+	if (rc != ADMIT_PARKED)
+		p->ready(p->arg);
+}
+
+void
+api_keys_continue(struct api_req *q, struct api_resp *r)
+{
+	struct api_park *p = q->park;
+	struct key_target t;
+
+	t.name = p->name[0] != '\0' ? p->name : NULL;
+	t.version = p->version[0] != '\0' ? p->version : NULL;
+	t.op = p->op;
+	if (p->cls >= 0 && api_admit_parked(q, r, p) != 0)
+		return;
+	route_handle(q, r, p->route, &t);
+	if (p->cls >= 0)
+		api_admit_leave(q, &p->tk);
+}
+
 /* Authorizes the route's permission, applies the rate limits, takes a
  * token slot when the route needs the token, then runs its handler. */
 static void
@@ -413,10 +475,13 @@ route_run(struct api_req *q, struct api_resp *r, const struct route *rt,
 	if (api_authz(q, r, perm, pname) != 0 || api_admit_limit(q, r) != 0)
 		return;
 	cls = route_token_class(rt, t);
+	if (q->park != NULL) {
+		route_park(q, r, rt, t, cls);
+		return;
+	}
 	if (cls >= 0 && api_admit_enter(q, r, (enum admit_class)cls, &tk) != 0)
 		return;
-	if (!q->mutating || api_audit_intent(q, r) == 0)
-		rt->fn(q, r, t);
+	route_handle(q, r, rt, t);
 	if (cls >= 0)
 		api_admit_leave(q, &tk);
 }

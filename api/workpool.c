@@ -13,6 +13,9 @@
 
 #include "api/workpool.h"
 
+/* the pool whose thread this is (workpool_submit_next) */
+static _Thread_local struct workpool *tl_pool;
+
 struct workpool {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -28,6 +31,7 @@ work_main(void *arg)
 {
 	struct workpool *p = arg;
 
+	tl_pool = p;
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
 		struct work_item *it;
@@ -88,19 +92,37 @@ workpool_new(unsigned n, size_t stack, struct workpool **out)
 	return 0;
 }
 
-void
-workpool_submit(struct workpool *p, struct work_item *it)
+/* Queues it; next: a thread of p with nothing queued takes it itself
+ * when its item is done, so no other thread is woken. */
+static void
+submit(struct workpool *p, struct work_item *it, int next)
 {
+	int mine;
+
 	it->next = NULL;
 	pthread_mutex_lock(&p->mu);
+	mine = next && tl_pool == p && p->head == NULL;
 	if (p->tail != NULL)
 		p->tail->next = it;
 	else
 		p->head = it;
 	p->tail = it;
 	p->queued++;
-	pthread_cond_signal(&p->cv);
+	if (!mine)
+		pthread_cond_signal(&p->cv);
 	pthread_mutex_unlock(&p->mu);
+}
+
+void
+workpool_submit(struct workpool *p, struct work_item *it)
+{
+	submit(p, it, 0);
+}
+
+void
+workpool_submit_next(struct workpool *p, struct work_item *it)
+{
+	submit(p, it, 1);
 }
 
 unsigned

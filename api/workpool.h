@@ -26,6 +26,10 @@ struct workpool;
 int workpool_new(unsigned n, size_t stack, struct workpool **out) API_WUR;
 /* Queues it (it->run set by the caller); one idle thread is woken. */
 void workpool_submit(struct workpool *p, struct work_item *it);
+/* The same, from a thread that may be one of p's, about to finish its
+ * item: if it is and nothing else is queued, no thread is woken, it
+ * takes it next itself (elsewhere: as workpool_submit). */
+void workpool_submit_next(struct workpool *p, struct work_item *it);
 /* Items queued and not yet taken by a thread. */
 unsigned workpool_queued(struct workpool *p);
 /* Runs what is queued, then stops and joins every thread; frees p. */

@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import {
   REPO, SOFTHSM_MODULE, startVault, stopVault, raw, tokenRequest, keyName, b64u, unb64u,
-  waitFor, runProcess, sleep,
+  waitFor, runProcess, sleep, holdConnections,
 } from './lib/vault.mjs';
 
 const DEADLINE_MS = 1000;   // P11VAULT_HSM_DEADLINE_MS for this server
@@ -194,7 +194,8 @@ describe('HSM faults through the PKCS#11 shim', { timeout: 90000 }, () => {
     }
   }
 
-  test('latency above the deadline: queued requests get 503 within the deadline, nothing hangs', async () => {
+  // Every token call slower than the deadline, conc unwraps at once.
+  async function latencyRound(label) {
     setFault(`latency_ms=${LATENCY_MS}\nops=crypto\n`);
     // All at once: token-bound requests run on the server's workers with
     // their connections suspended, so they queue for token sessions (and
@@ -211,7 +212,7 @@ describe('HSM faults through the PKCS#11 shim', { timeout: 90000 }, () => {
     });
     let ok = 0;
     let fast503 = 0;
-    console.log(`# latency ${LATENCY_MS} ms, deadline ${DEADLINE_MS} ms, ${conc} concurrent unwraps: ${rs.map((r) => `${r.status}/${r.ms}ms`).join(' ')}`);
+    console.log(`# ${label}: latency ${LATENCY_MS} ms, deadline ${DEADLINE_MS} ms, ${conc} concurrent unwraps: ${rs.map((r) => `${r.status}/${r.ms}ms`).join(' ')}`);
     rs.forEach((r, i) => {
       tally.requestsDuringFaults += 1;
       tally.byStatus[r.status] = (tally.byStatus[r.status] || 0) + 1;
@@ -242,6 +243,22 @@ describe('HSM faults through the PKCS#11 shim', { timeout: 90000 }, () => {
     assert.ok(h.ms <= LATENCY_MS + DEADLINE_MS + MARGIN_MS, `healthz took ${h.ms} ms`);
     setFault('mode=none\n');
     await recovered();
+  }
+
+  test('latency above the deadline: queued requests get 503 within the deadline, nothing hangs', async () => {
+    await latencyRound('connection threads');
+  });
+
+  // Past the connection threads (64 held idle), the unwraps are parked in
+  // the admission gate with no thread: a parked one past the deadline is
+  // answered 503 by the gate's reaper, as a waiting thread would be.
+  test('latency above the deadline, beyond the connection threads: parked requests get 503 in time', async () => {
+    const held = await holdConnections(v, 64);
+    try {
+      await latencyRound('parked');
+    } finally {
+      held.close();
+    }
   });
 
   test('nothing acknowledged is lost; the server never restarted; shim counters', async () => {

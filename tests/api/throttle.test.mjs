@@ -23,7 +23,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CryptographyClient } from '@azure/keyvault-keys';
 import {
-  startVault, stopVault, keyClient, cryptoClient, credential, raw, token, keyName, b64u,
+  startVault, stopVault, keyClient, cryptoClient, credential, raw, token, keyName, b64u, unb64u,
+  holdConnections,
 } from './lib/vault.mjs';
 import { createIdentity, pool } from './lib/identity.mjs';
 
@@ -69,6 +70,41 @@ async function reconfigure(v, lines) {
     .filter((l) => !/^(admission|rate_limit)/.test(l)).join('\n').replace(/\n*$/, '\n');
   fs.writeFileSync(p, base + lines.map((l) => `${l}\n`).join(''));
   await v.start();
+}
+
+// 10 noisy loops and one quiet caller until the gate has had to choose
+// between them: the quiet one is never refused, the noisy one is.
+async function fairShare(v, key, ct, noisy, quiet) {
+  const nTok = await token(v, { ...noisy, tenantId: v.admin.tenantId });
+  const qTok = await token(v, { ...quiet, tenantId: v.admin.tenantId });
+  let stop = false, noisyOk = 0, noisy429 = 0, noisyShare = 0;
+  const quietStatus = [];
+  const loops = Array.from({ length: 10 }, async () => {
+    while (!stop) {
+      const r = await unwrapReq(v, key, nTok, ct);
+      if (r.status === 429) {
+        noisy429++;
+        // a noisy waiter pushed out of the queue for the quiet one
+        if (/IdentityShareExceeded$/.test(r.json?.error?.message ?? '')) noisyShare++;
+      } else if (r.status === 200) noisyOk++;
+      else throw new Error(`noisy: ${r.status} ${r.text}`);
+    }
+  });
+  try {
+    // until the gate has had to choose between the two at least once
+    // (a quiet request finding the queue full of noisy waiters)
+    for (let i = 0; i < 400 && (i < 20 || noisyShare === 0); i++) {
+      const r = await unwrapReq(v, key, qTok, ct);
+      quietStatus.push(r.status === 429 ? `429 ${r.json?.error?.message}` : r.status);
+    }
+  } finally {
+    stop = true;
+    await Promise.all(loops);
+  }
+  assert.ok(noisy429 > 0, 'the noisy identity was never throttled: no pressure on the gate');
+  assert.ok(noisyShare > 0, 'no noisy waiter ever gave its place to the quiet identity');
+  assert.deepEqual(quietStatus.filter((s) => s !== 200), [], 'the quiet identity was refused');
+  console.log(`# fair share: quiet ${quietStatus.length} unwraps all admitted; noisy ${noisyOk} admitted, ${noisy429} refused (${noisyShare} for the quiet one)`);
 }
 
 describe('throttling: admission gate and rate limits', { timeout: 180000 }, () => {
@@ -139,36 +175,7 @@ describe('throttling: admission gate and rate limits', { timeout: 180000 }, () =
   });
 
   test('a quiet identity is never refused while a noisy one is throttled', async () => {
-    const nTok = await token(v, { ...noisy, tenantId: v.admin.tenantId });
-    const qTok = await token(v, { ...quiet, tenantId: v.admin.tenantId });
-    let stop = false, noisyOk = 0, noisy429 = 0, noisyShare = 0;
-    const quietStatus = [];
-    const loops = Array.from({ length: 10 }, async () => {
-      while (!stop) {
-        const r = await unwrapReq(v, key, nTok, ct);
-        if (r.status === 429) {
-          noisy429++;
-          // a noisy waiter pushed out of the queue for the quiet one
-          if (/IdentityShareExceeded$/.test(r.json?.error?.message ?? '')) noisyShare++;
-        } else if (r.status === 200) noisyOk++;
-        else throw new Error(`noisy: ${r.status} ${r.text}`);
-      }
-    });
-    try {
-      // until the gate has had to choose between the two at least once
-      // (a quiet request finding the queue full of noisy waiters)
-      for (let i = 0; i < 400 && (i < 20 || noisyShare === 0); i++) {
-        const r = await unwrapReq(v, key, qTok, ct);
-        quietStatus.push(r.status === 429 ? `429 ${r.json?.error?.message}` : r.status);
-      }
-    } finally {
-      stop = true;
-      await Promise.all(loops);
-    }
-    assert.ok(noisy429 > 0, 'the noisy identity was never throttled: no pressure on the gate');
-    assert.ok(noisyShare > 0, 'no noisy waiter ever gave its place to the quiet identity');
-    assert.deepEqual(quietStatus.filter((s) => s !== 200), [], 'the quiet identity was refused');
-    console.log(`# fair share: quiet ${quietStatus.length} unwraps all admitted; noisy ${noisyOk} admitted, ${noisy429} refused (${noisyShare} for the quiet one)`);
+    await fairShare(v, key, ct, noisy, quiet);
     const m = await metrics(v);
     assert.ok(metric(m, 'p11vault_throttled_total', 'reason="fair_share"') > 0, 'fair_share refusals counted');
     assert.equal(metric(m, 'p11vault_admission_slots'), 1);
@@ -281,5 +288,77 @@ describe('throttling: admission gate and rate limits', { timeout: 180000 }, () =
       fs.writeFileSync(p, good);
     }
     await v.start();
+  });
+});
+
+// The same gate for connections beyond the connection threads (64 held
+// idle): their requests are checked on the I/O threads and wait in the
+// gate parked, with no thread (docs/design.md); the answers must be the
+// same, and nothing may stay parked.
+describe('throttling beyond the connection threads: requests parked in the gate', { timeout: 180000 }, () => {
+  let v, adminTok, key, ct, dek, noisy, quiet, held;
+
+  before(async () => {
+    v = await startVault();
+    adminTok = await token(v);
+    const perms = ['get', 'unwrapKey', 'wrapKey'];
+    noisy = await createIdentity(v, adminTok, 'noisy', perms);
+    quiet = await createIdentity(v, adminTok, 'quiet', perms);
+    key = await keyClient(v).createRsaKey(keyName('park'), { keySize: 2048 });
+    dek = crypto.randomBytes(32);
+    ct = (await cryptoClient(v, key.id).wrapKey('RSA-OAEP', dek)).result;
+    await reconfigure(v, ['admission_slots=1', 'admission_queue=1']);
+    adminTok = await token(v);
+    held = await holdConnections(v, 64);
+  });
+  after(async () => { held?.close(); await stopVault(v); });
+
+  test('12 at once against one slot: every 200 the right DEK, every refusal a 429; the gate drains', async () => {
+    let refused = 0, served = 0;
+    for (let round = 0; round < 50 && (refused === 0 || served < 12); round++) {
+      const rs = await Promise.all(Array.from({ length: 12 }, () => unwrapReq(v, key, adminTok, ct)));
+      for (const r of rs) {
+        if (r.status === 429) {
+          assertThrottled(r);
+          refused++;
+        } else {
+          assert.equal(r.status, 200, r.text);
+          assert.deepEqual(unb64u(r.json.value), dek, 'a parked request answered with the wrong value');
+          served++;
+        }
+      }
+    }
+    assert.ok(refused > 0, 'no 429 from 12 concurrent unwraps against one slot and one queue place');
+    assert.ok(served >= 12, `only ${served} unwraps served`);
+    const m = await metrics(v);
+    assert.equal(metric(m, 'p11vault_admission_in_flight'), 0, 'a slot still held');
+    assert.equal(metric(m, 'p11vault_admission_queue_depth'), 0, 'a request still parked');
+    assert.ok(held.open >= 60, `the held connections were closed (${held.open} open)`);
+  });
+
+  test('a quiet identity is never refused while a noisy one is throttled', async () => {
+    await fairShare(v, key, ct, noisy, quiet);
+    const m = await metrics(v);
+    assert.equal(metric(m, 'p11vault_admission_queue_depth'), 0, 'a request still parked');
+  });
+
+  // Two shutdown bugs of the hybrid server: connections given faster than
+  // the connection daemon counted them went past its limit, and
+  // libmicrohttpd then deadlocked in MHD_stop_daemon (serve never exited);
+  // a request whose client went away stayed counted in flight, so stop
+  // waited out its whole 10 s drain.
+  test('stopped after a burst of 200 connections and unwraps abandoned mid-way: exits 0 at once', async () => {
+    const burst = await holdConnections(v, 200, { parallel: true });
+    const rs = await Promise.allSettled(Array.from({ length: 40 }, () => raw(v, 'POST',
+      `/keys/${key.name}/${key.properties.version}/unwrapkey`,
+      { apiVersion: true, token: adminTok, body: { alg: 'RSA-OAEP', value: b64u(ct) }, timeoutMs: 20 })));
+    assert.ok(rs.some((r) => r.status === 'rejected'), 'no request was abandoned mid-way');
+    burst.close();
+    held.close();
+    const t0 = Date.now();
+    const r = await v.stop();
+    const ms = Date.now() - t0;
+    assert.deepEqual(r, { code: 0, signal: null }, `serve did not exit by itself: ${JSON.stringify(r)}`);
+    assert.ok(ms < 8000, `stop took ${ms} ms: it waited for requests whose clients had gone`);
   });
 });

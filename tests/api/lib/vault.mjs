@@ -10,6 +10,7 @@ import fsp from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ClientSecretCredential } from '@azure/identity';
@@ -404,4 +405,28 @@ export function children(pid) {
 export function keyName(prefix = 'k') {
   nameCounter += 1;
   return `${prefix}-${process.pid}-${nameCounter}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+// holdConnections(v, n) -> {close()}: n idle TLS connections to v, each
+// opened again when the server closes it (its idle timeout), so that the
+// server's connection threads (at most 64: docs/design.md) stay taken and
+// every further connection is served by the event-driven I/O threads.
+// parallel: all n opened at once (a burst), else one after the other.
+export async function holdConnections(v, n = 64, { parallel = false } = {}) {
+  const socks = new Set();
+  let closing = false;
+  const open = () => new Promise((resolve) => {
+    // a holder, not a check of the server: the peer's name is not verified
+    const s = tls.connect({ host: '127.0.0.1', port: v.port, ca: [v.ca.pem, ...caFromDir(v)], checkServerIdentity: () => undefined });
+    socks.add(s);
+    s.on('secureConnect', () => resolve(s));
+    s.on('error', () => {});
+    s.on('close', () => { socks.delete(s); resolve(s); if (!closing) open(); });
+  });
+  if (parallel) await Promise.all(Array.from({ length: n }, open));
+  else for (let i = 0; i < n; i++) await open();
+  return {
+    get open() { return [...socks].filter((s) => !s.destroyed).length; },
+    close() { closing = true; for (const s of socks) s.destroy(); },
+  };
 }
