@@ -601,7 +601,8 @@ reaper_main(void *arg)
 		if (a->parked == 0)
 			pthread_cond_wait(&a->reap_cv, &a->mu);
 		else
-			(void)pthread_cond_timedwait(&a->reap_cv, &a->mu, &next);
+			(void)pthread_cond_timedwait(&a->reap_cv, &a->mu,
+			    &next);
 	}
 	pthread_mutex_unlock(&a->mu);
 	return NULL;

@@ -535,8 +535,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
     size_t *upload_data_size, void **con_cls)
 {
 	struct api_server *s = cls;
-	const union MHD_ConnectionInfo *ci =
-	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON);
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn,
+	    MHD_CONNECTION_INFO_DAEMON);
 
 	(void)version;
 	return handle(s, ci != NULL && ci->daemon == s->direct, conn, url,
@@ -610,8 +610,8 @@ acceptor_main(void *arg)
 		else
 			atomic_fetch_sub(&s->direct_conns, 1);
 		/* MHD closes fd itself when it cannot take it */
-		if (MHD_add_connection(d, fd, (struct sockaddr *)&peer,
-		        plen) != MHD_YES &&
+		if (MHD_add_connection(d, fd, (struct sockaddr *)&peer, plen) !=
+		        MHD_YES &&
 		    d == s->direct)
 			atomic_fetch_sub(&s->direct_conns, 1);
 	}
