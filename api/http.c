@@ -67,9 +67,11 @@
 #define HTTP_CONN_TIMEOUT 30
 #define HTTP_PEM_MAX (1024 * 1024) /* the certificate chain or key file */
 #define HTTP_THREAD_STACK (512u * 1024)
-/* I/O threads: as many as the token work run inline may keep busy (the
- * token process's sessions: 2 per CPU, at least 4), within MIN..MAX */
-#define HTTP_IO_THREADS_MIN 8
+/* I/O threads: one per CPU, within MIN..MAX. They run no token work (it
+ * is parked or handed off), so more than the CPUs only adds wake-ups:
+ * at 2,000 connections 8 of them served 2-4 % fewer unwraps than 2 on 2
+ * CPUs (docs/performance.md) */
+#define HTTP_IO_THREADS_MIN 2
 #define HTTP_IO_THREADS_MAX 16
 /* connections with a thread of their own (4 per CPU, within MIN..MAX):
  * more than the token's sessions, so that a few clients keep the token
@@ -727,11 +729,11 @@ direct_conns(void)
 	return n > HTTP_DIRECT_MAX ? HTTP_DIRECT_MAX : (unsigned)n;
 }
 
-/* MHD's I/O threads: two per CPU, within HTTP_IO_THREADS_MIN..MAX. */
+/* MHD's I/O threads: one per CPU, within HTTP_IO_THREADS_MIN..MAX. */
 static unsigned
 io_threads(void)
 {
-	long n = 2 * sysconf(_SC_NPROCESSORS_ONLN);
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
 
 	if (n < HTTP_IO_THREADS_MIN)
 		return HTTP_IO_THREADS_MIN;
