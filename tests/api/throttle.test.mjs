@@ -107,20 +107,26 @@ async function fairShare(v, key, ct, noisy, quiet) {
   console.log(`# fair share: quiet ${quietStatus.length} unwraps all admitted; noisy ${noisyOk} admitted, ${noisy429} refused (${noisyShare} for the quiet one)`);
 }
 
+// A vault with identities (get, unwrapKey, wrapKey) named by names and an
+// RSA key with a DEK wrapped under it.
+async function gateVault(names, prefix) {
+  const v = await startVault();
+  const adminTok = await token(v);
+  const ids = {};
+  for (const n of names) ids[n] = await createIdentity(v, adminTok, n, ['get', 'unwrapKey', 'wrapKey']);
+  const key = await keyClient(v).createRsaKey(keyName(prefix), { keySize: 2048 });
+  const dek = crypto.randomBytes(32);
+  const ct = (await cryptoClient(v, key.id).wrapKey('RSA-OAEP', dek)).result;
+  return { v, ids, key, dek, ct };
+}
+
 describe('throttling: admission gate and rate limits', { timeout: 180000 }, () => {
   let v, adminTok, key, ct, dek, noisy, quiet, limited, sdkId;
 
   before(async () => {
-    v = await startVault();
-    adminTok = await token(v);
-    const perms = ['get', 'unwrapKey', 'wrapKey'];
-    noisy = await createIdentity(v, adminTok, 'noisy', perms);
-    quiet = await createIdentity(v, adminTok, 'quiet', perms);
-    limited = await createIdentity(v, adminTok, 'limited', perms);
-    sdkId = await createIdentity(v, adminTok, 'sdk', perms);
-    key = await keyClient(v).createRsaKey(keyName('thr'), { keySize: 2048 });
-    dek = crypto.randomBytes(32);
-    ct = (await cryptoClient(v, key.id).wrapKey('RSA-OAEP', dek)).result;
+    let ids;
+    ({ v, ids, key, dek, ct } = await gateVault(['noisy', 'quiet', 'limited', 'sdk'], 'thr'));
+    ({ noisy, quiet, limited, sdk: sdkId } = ids);
     await reconfigure(v, ['admission_slots=1', 'admission_queue=1',
       `rate_limit_identities=${limited.objectId}:20`]);
     adminTok = await token(v);
@@ -299,14 +305,9 @@ describe('throttling beyond the connection threads: requests parked in the gate'
   let v, adminTok, key, ct, dek, noisy, quiet, held;
 
   before(async () => {
-    v = await startVault();
-    adminTok = await token(v);
-    const perms = ['get', 'unwrapKey', 'wrapKey'];
-    noisy = await createIdentity(v, adminTok, 'noisy', perms);
-    quiet = await createIdentity(v, adminTok, 'quiet', perms);
-    key = await keyClient(v).createRsaKey(keyName('park'), { keySize: 2048 });
-    dek = crypto.randomBytes(32);
-    ct = (await cryptoClient(v, key.id).wrapKey('RSA-OAEP', dek)).result;
+    let ids;
+    ({ v, ids, key, dek, ct } = await gateVault(['noisy', 'quiet'], 'park'));
+    ({ noisy, quiet } = ids);
     await reconfigure(v, ['admission_slots=1', 'admission_queue=1']);
     adminTok = await token(v);
     held = await holdConnections(v, 64);
