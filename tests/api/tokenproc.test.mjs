@@ -31,12 +31,22 @@ function tokenProcess(v) {
 }
 
 // The nice value of every thread of process pid (/proc/PID/task/*/stat:
-// field 19, counted after the parenthesised command name).
+// field 19, counted after the parenthesised command name). A thread may
+// end between the listing and the read (the server's connection threads
+// come and go with connections): it is skipped.
 function nices(pid) {
-  return new Set(fs.readdirSync(`/proc/${pid}/task`).map((t) => {
-    const st = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
-    return Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[16]);
-  }));
+  const out = new Set();
+  for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+    let st;
+    try {
+      st = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+    } catch (e) {
+      if (e.code === 'ENOENT' || e.code === 'ESRCH') continue;
+      throw e;
+    }
+    out.add(Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[16]));
+  }
+  return out;
 }
 
 function isEnvelope503(r) {
