@@ -658,6 +658,10 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (st == NULL)
 		return;
 	flight_end(s, st);
+	/* an answer never sent (its client went away while a work thread
+	 * had the request): it may carry a DEK or a plaintext */
+	if (st->r.body != NULL)
+		freezero_block(st->r.body);
 	if (st->body) {
 		freezero(st->body, st->cap);
 		atomic_fetch_sub(&s->body_bytes, st->cap);

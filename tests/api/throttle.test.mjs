@@ -359,7 +359,7 @@ describe('throttling beyond the connection threads: requests parked in the gate'
     const t0 = Date.now();
     const r = await v.stop();
     const ms = Date.now() - t0;
-    assert.deepEqual(r, { code: 0, signal: null }, `serve did not exit by itself: ${JSON.stringify(r)}`);
+    assert.deepEqual(r, { code: 0, signal: null }, `serve did not exit 0 by itself: ${JSON.stringify(r)}; stderr: ${v.stderr.slice(-1500)}`);
     assert.ok(ms < 8000, `stop took ${ms} ms: it waited for requests whose clients had gone`);
   });
 });
