@@ -418,10 +418,13 @@ export async function holdConnections(v, n = 64, { parallel = false } = {}) {
   const open = () => new Promise((resolve) => {
     // a holder, not a check of the server: the peer's name is not verified
     const s = tls.connect({ host: '127.0.0.1', port: v.port, ca: [v.ca.pem, ...caFromDir(v)], checkServerIdentity: () => undefined });
+    let up = false;
     socks.add(s);
-    s.on('secureConnect', () => resolve(s));
+    s.on('secureConnect', () => { up = true; resolve(s); });
     s.on('error', () => {});
-    s.on('close', () => { socks.delete(s); resolve(s); if (!closing) open(); });
+    // again only for a connection the server had taken and then closed
+    // (never after a failed connect: a stopped server would make a loop)
+    s.on('close', () => { socks.delete(s); resolve(s); if (up && !closing) open(); });
   });
   if (parallel) await Promise.all(Array.from({ length: n }, open));
   else for (let i = 0; i < n; i++) await open();
