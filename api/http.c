@@ -319,6 +319,23 @@ request_fill(struct api_server *s, struct conn_state *st,
 	client_address(conn, q->client_addr, sizeof(q->client_addr));
 }
 
+/* The audit event and metrics of st, which has its answer; its vault
+ * released. */
+static void
+request_finish(struct conn_state *st)
+{
+	finish_request(&st->q, &st->r, &st->start);
+	api_route_done(&st->q);
+}
+
+/* On a work thread, st answered: its I/O thread sends the answer. */
+static void
+request_resume(struct conn_state *st)
+{
+	atomic_store_explicit(&st->phase, PH_ANSWERED, memory_order_release);
+	MHD_resume_connection(st->conn);
+}
+
 /* st's answer into st->r, its audit event and metrics. */
 static void
 request_answer(struct conn_state *st)
@@ -345,8 +362,7 @@ request_answer(struct conn_state *st)
 		if (q->park != NULL && q->park->parked)
 			return; /* the rest: request_continue */
 	}
-	finish_request(q, r, &st->start);
-	api_route_done(q);
+	request_finish(st);
 }
 
 /* On a work thread: the answer, then the connection is resumed for its
@@ -357,8 +373,7 @@ request_run(struct work_item *it)
 	struct conn_state *st = (struct conn_state *)it;
 
 	request_answer(st);
-	atomic_store_explicit(&st->phase, PH_ANSWERED, memory_order_release);
-	MHD_resume_connection(st->conn);
+	request_resume(st);
 }
 
 /* On a work thread: the rest of a parked request, then as request_run. */
@@ -368,10 +383,8 @@ request_continue(struct work_item *it)
 	struct conn_state *st = (struct conn_state *)it;
 
 	api_keys_continue(&st->q, &st->r);
-	finish_request(&st->q, &st->r, &st->start);
-	api_route_done(&st->q);
-	atomic_store_explicit(&st->phase, PH_ANSWERED, memory_order_release);
-	MHD_resume_connection(st->conn);
+	request_finish(st);
+	request_resume(st);
 }
 
 /* One of the two events a parked request waits for; next: called on a
@@ -458,6 +471,7 @@ handle(struct api_server *s, int direct, struct MHD_Connection *conn,
 {
 	struct conn_state *st = *con_cls;
 	enum MHD_Result ret;
+	int at_once, park;
 
 	if (st == NULL) {
 		const char *cl;
@@ -497,30 +511,28 @@ handle(struct api_server *s, int direct, struct MHD_Connection *conn,
 	}
 	flight_begin(s, st);
 	request_fill(s, st, conn, method, url);
-	if (direct || runs_inline(s, method, url)) {
-		request_answer(st);
-		ret = send_resp(conn, &st->q, &st->r);
-		flight_end(s, st);
-		return ret;
-	}
 	st->s = s;
 	st->conn = conn;
-	if (parks(s, method, url)) {
+	at_once = direct || runs_inline(s, method, url);
+	park = !at_once && parks(s, method, url);
+	if (park) {
 		st->park.ready = park_ready;
 		st->park.arg = st;
 		st->park.parked = 0;
 		atomic_store(&st->pending, 2);
 		st->q.park = &st->park;
+	}
+	if (at_once || park) {
 		request_answer(st);
-		if (!st->park.parked) { /* answered: a refusal, an error */
-			ret = send_resp(conn, &st->q, &st->r);
-			flight_end(s, st);
-			return ret;
+		if (park && st->park.parked) {
+			atomic_store(&st->phase, PH_HANDED);
+			MHD_suspend_connection(conn);
+			park_release(st, 0);
+			return MHD_YES;
 		}
-		atomic_store(&st->phase, PH_HANDED);
-		MHD_suspend_connection(conn);
-		park_release(st, 0);
-		return MHD_YES;
+		ret = send_resp(conn, &st->q, &st->r);
+		flight_end(s, st);
+		return ret;
 	}
 	st->item.run = request_run;
 	atomic_store(&st->phase, PH_HANDED);
