@@ -121,6 +121,8 @@ vault_key_create(vault_t *v, const char *name, const struct vlt_create_req *req,
 	k.attrs.nbf = req->nbf;
 	k.attrs.exp = req->exp;
 	k.attrs.created = k.attrs.updated = vault_now(v);
+	if (req->exp_after > 0) /* the same clock reading as created */
+		k.attrs.exp = k.attrs.created + req->exp_after;
 	if (req->tags != NULL && (k.tags = strdup(req->tags)) == NULL) {
 		r = VLT_ERR_NO_MEMORY;
 		goto out;

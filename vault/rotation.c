@@ -125,7 +125,7 @@ vault_key_rotate(vault_t *v, const char *name, struct vlt_key_info *out)
 	req.tags = cur.tags;
 	r = policy_read(v, name, &pol);
 	if (r == 0 && pol.expiry_secs > 0)
-		req.exp = vault_now(v) + pol.expiry_secs;
+		req.exp_after = pol.expiry_secs;
 	else if (r != 0 && r != VLT_ERR_NOT_FOUND)
 		goto out;
 	r = vault_key_create(v, name, &req, out);

@@ -451,7 +451,10 @@ struct vlt_create_req {
 	unsigned key_ops;   /* 0 = default for the kty */
 	int enabled;        /* 1 unless the caller said false */
 	int64_t nbf, exp;   /* 0 = unset */
-	const char *tags;   /* validated JSON object text or NULL */
+	/* > 0: exp is this many seconds after the version's creation time
+	 * (a rotation policy's expiryTime), instead of exp */
+	int64_t exp_after;
+	const char *tags; /* validated JSON object text or NULL */
 };
 /* New name: first version; existing live name: a new version; deleted
  * name: VLT_ERR_DELETED_RECOVERABLE. Validates sizes/curves/ops
