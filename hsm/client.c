@@ -32,6 +32,7 @@
 
 #include <openssl/crypto.h>
 
+#include "hsm/affinity.h"
 #include "hsm/base.h"
 #include "hsm/buf.h"
 #include "hsm/launcher.h"
@@ -81,6 +82,8 @@ struct hsm {
 	pthread_t sup;
 	int sup_ok;
 	uint64_t restarts;
+
+	struct hsm_cpus cpus; /* the channels' CPUs (hsm/affinity.h) */
 
 	uint8_t *jwt_spki; /* the JWT public key, fetched once */
 	size_t jwt_spki_len;
@@ -400,6 +403,25 @@ struct chan {
 	size_t idx;
 };
 
+/* A free channel of g, out of its free list (under h->mu): one whose
+ * token thread runs on the caller's CPU if there is one, else the last
+ * one given back. */
+static size_t
+chan_pick(const struct hsm *h, struct gen *g)
+{
+	int cpu = h->cpus.n > 1 ? hsm_cpus_current() : -1;
+	size_t k = g->nfree - 1, j, idx;
+
+	for (j = g->nfree; cpu >= 0 && j-- > 0;)
+		if (hsm_cpus_chan(&h->cpus, g->free_idx[j]) == cpu) {
+			k = j;
+			break;
+		}
+	idx = g->free_idx[k];
+	g->free_idx[k] = g->free_idx[--g->nfree];
+	return idx;
+}
+
 static int
 chan_take(struct hsm *h, struct chan *c)
 {
@@ -416,7 +438,7 @@ chan_take(struct hsm *h, struct chan *c)
 		}
 		if (g->nfree > 0) {
 			c->g = g;
-			c->idx = g->free_idx[--g->nfree];
+			c->idx = chan_pick(h, g);
 			g->refs++;
 			pthread_mutex_unlock(&h->mu);
 			return HSM_OK;
@@ -581,6 +603,7 @@ hsm_open(const struct hsm_config *cfg, hsm_t **out)
 	    &err);
 	h->run_as = dup_or_null(cfg->run_as, &err);
 	h->pool_size = cfg->pool_size ? cfg->pool_size : HSM_POOL_DEFAULT;
+	hsm_cpus_get(&h->cpus);
 	h->cache_size = cfg->cache_size;
 	h->deadline_ms = hsm_deadline_env();
 	h->call_ms = h->deadline_ms * 4 > HSM_CALL_MIN_MS ? h->deadline_ms * 4 :

@@ -88,6 +88,8 @@ static const char *const base_calls[] = {
 	"exit_group",
 	"sched_yield",
 	"sched_getaffinity",
+	/* a channel thread pinned to its CPU (affinity.c) */
+	"sched_setaffinity",
 	"gettid",
 	"getpid",
 	"getppid",
@@ -186,6 +188,9 @@ static const char *const net_calls[] = {
 	"epoll_wait",
 	"epoll_pwait",
 	"epoll_pwait2",
+	/* the caller's CPU, to pick a token channel (affinity.c; glibc
+	 * reads it from rseq or the vDSO, the call is the fallback) */
+	"getcpu",
 	"select",
 	"pselect6",
 	"eventfd2",

@@ -7,8 +7,8 @@
  * process (harden.c), take the boot message (HELLO: config and channel
  * fds; or TOKEN_INIT: a one-shot init), check the module against the
  * allowlist, read the PIN, open the token (tok_open) and answer; then a
- * thread per channel reads a request, runs its tok_* twin, answers, and
- * wipes both. EOF on the boot socket (the parent is gone) ends the
+ * thread per channel (pinned to the channel's CPU, hsm/affinity.h) reads
+ * a request, runs its tok_* twin, answers, and wipes both. EOF on the boot socket (the parent is gone) ends the
  * process; EOF or a malformed message on a channel ends that channel.
  * Must never: open a network socket; answer anyone but its parent; send a
  * PIN, a CK_* handle or private key material; leave a request or an
@@ -29,6 +29,7 @@
 
 #include <openssl/crypto.h>
 
+#include "hsm/affinity.h"
 #include "hsm/base.h"
 #include "hsm/buf.h"
 #include "hsm/harden.h"
@@ -59,6 +60,7 @@ struct tokd {
 	struct seal_collect *col; /* a locked, undumped page */
 	struct tok_config cfg;    /* without a PIN */
 	const char *hsmdir;
+	struct hsm_cpus cpus; /* channel i's thread runs on its CPU */
 };
 
 static tok_t *
@@ -526,6 +528,7 @@ dispatch(struct tokd *d, const struct tokp_msg *q, struct tokp_buf *b)
 struct chan_arg {
 	struct tokd *d;
 	int fd;
+	size_t idx;
 };
 
 /* One request of channel fd: read, run, answered, wiped. 0, or -1 when
@@ -570,6 +573,7 @@ chan_main(void *arg)
 {
 	struct chan_arg *ca = arg;
 
+	hsm_cpus_pin(&ca->d->cpus, ca->idx);
 	while (serve_one(ca->d, ca->fd) == 0)
 		;
 	close(ca->fd);
@@ -854,6 +858,7 @@ boot_serve(struct tokd *d, const int *fds, size_t nfds)
 	size_t i;
 
 	pthread_mutex_init(&d->mu, NULL);
+	hsm_cpus_get(&d->cpus);
 	pthread_attr_init(&pa);
 	pthread_attr_setdetachstate(&pa, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&pa, 256 * 1024);
@@ -862,6 +867,7 @@ boot_serve(struct tokd *d, const int *fds, size_t nfds)
 			_exit(3);
 		ca->d = d;
 		ca->fd = fds[i];
+		ca->idx = i;
 		pthread_mutex_lock(&d->mu);
 		d->live++;
 		pthread_mutex_unlock(&d->mu);

@@ -30,23 +30,36 @@ function tokenProcess(v) {
   return null;
 }
 
-// The nice value of every thread of process pid (/proc/PID/task/*/stat:
-// field 19, counted after the parenthesised command name). A thread may
-// end between the listing and the read (the server's connection threads
-// come and go with connections): it is skipped.
-function nices(pid) {
-  const out = new Set();
+// A file of every thread of process pid (/proc/PID/task/*/NAME). A thread
+// may end between the listing and the read (the server's connection
+// threads come and go with connections): it is skipped.
+function perThread(pid, name) {
+  const out = [];
   for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
-    let st;
     try {
-      st = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+      out.push(fs.readFileSync(`/proc/${pid}/task/${t}/${name}`, 'utf8'));
     } catch (e) {
       if (e.code === 'ENOENT' || e.code === 'ESRCH') continue;
       throw e;
     }
-    out.add(Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[16]));
   }
   return out;
+}
+
+// The nice value of every thread of process pid (stat: field 19, counted
+// after the parenthesised command name).
+function nices(pid) {
+  return new Set(perThread(pid, 'stat').map((st) => Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[16])));
+}
+
+// The CPUs a process or thread may run on (status: Cpus_allowed_list,
+// e.g. "0-3,6"), as numbers.
+function cpusAllowed(status) {
+  const list = /^Cpus_allowed_list:\s*(\S+)$/m.exec(status)[1];
+  return list.split(',').flatMap((r) => {
+    const [a, b = a] = r.split('-').map(Number);
+    return Array.from({ length: b - a + 1 }, (_, i) => a + i);
+  });
 }
 
 function isEnvelope503(r) {
@@ -203,5 +216,22 @@ describe('the token process', { timeout: 120000 }, () => {
     assert.ok(pid, 'a token process');
     assert.deepEqual([...nices(pid)], [10], 'the token process\'s threads');
     assert.deepEqual([...nices(v.child.pid)], [0], 'the network process\'s threads');
+  });
+
+  test('pins each channel thread to one CPU, the channels spread over every CPU the server may use', () => {
+    const pid = tokenProcess(v);
+    assert.ok(pid, 'a token process');
+    const mine = cpusAllowed(fs.readFileSync(`/proc/${v.child.pid}/status`, 'utf8'));
+    const pinned = perThread(pid, 'status').map(cpusAllowed).filter((c) => c.length === 1).map((c) => c[0]);
+    if (mine.length < 2) {
+      assert.deepEqual(pinned, [], 'one CPU: nothing to pin');
+      return;
+    }
+    // the channels: the session pool (2 per CPU, at least 4) and 2 spare
+    assert.ok(pinned.length >= 6, `pinned threads: ${pinned.length}`);
+    assert.deepEqual([...new Set(pinned)].sort((a, b) => a - b), mine.slice(0, Math.min(mine.length, 64)),
+      'every CPU of the server has channels, and no other CPU');
+    const per = mine.map((c) => pinned.filter((p) => p === c).length);
+    assert.ok(Math.max(...per) - Math.min(...per) <= 1, `channels per CPU: ${per}`);
   });
 });

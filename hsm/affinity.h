@@ -1,0 +1,36 @@
+/*
+ * hsm/affinity.h — which CPU each channel to the token process belongs
+ * to (affinity.c). Both processes compute the same map from the CPUs the
+ * process may run on (sched_getaffinity; the token process inherits the
+ * mask from the process that starts it): channel i belongs to the
+ * (i mod n)-th of those n CPUs. The token process pins the thread of
+ * channel i to that CPU; the client takes a free channel of the CPU its
+ * caller runs on first, so a request and its answer wake a thread on the
+ * caller's own CPU (no cross-CPU wake-up) when a channel there is free.
+ * The map is only a preference: a mask that differs between the two
+ * processes, or a pin the kernel refuses, costs speed, never an answer.
+ */
+#ifndef P11VAULT_HSM_AFFINITY_H
+#define P11VAULT_HSM_AFFINITY_H
+
+#include <stddef.h>
+
+#define HSM_CPUS_MAX 64 /* CPUs of the map; beyond, channels share them */
+
+struct hsm_cpus {
+	size_t n; /* 0 or 1: no map (nothing to pin, nothing to prefer) */
+	int cpu[HSM_CPUS_MAX];
+};
+
+/* The CPUs this process may run on, ascending (at most HSM_CPUS_MAX of
+ * them); c->n = 0 when they cannot be read. */
+void hsm_cpus_get(struct hsm_cpus *c);
+/* The CPU channel idx belongs to; -1 when there is no map. */
+int hsm_cpus_chan(const struct hsm_cpus *c, size_t idx);
+/* The calling thread pinned to the CPU of channel idx (token process);
+ * nothing when there is no map or the kernel refuses. */
+void hsm_cpus_pin(const struct hsm_cpus *c, size_t idx);
+/* The CPU the calling thread runs on now; -1 if unknown. */
+int hsm_cpus_current(void);
+
+#endif
