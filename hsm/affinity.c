@@ -9,7 +9,6 @@
  * Owns: reading the mask, pinning a channel thread. Must never: fail a
  * call for want of a pin.
  */
-#include <pthread.h>
 #include <sched.h>
 
 #include "hsm/affinity.h"
@@ -47,7 +46,8 @@ hsm_cpus_pin(const struct hsm_cpus *c, size_t idx)
 		return;
 	CPU_ZERO(&set);
 	CPU_SET((size_t)cpu, &set);
-	(void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	/* 0: this thread (the token filter allows no other) */
+	(void)sched_setaffinity(0, sizeof(set), &set);
 }
 
 int

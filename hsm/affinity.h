@@ -27,7 +27,8 @@ struct hsm_cpus {
 void hsm_cpus_get(struct hsm_cpus *c);
 /* The CPU channel idx belongs to; -1 when there is no map. */
 int hsm_cpus_chan(const struct hsm_cpus *c, size_t idx);
-/* The calling thread pinned to the CPU of channel idx (token process);
+/* The calling thread (sched_setaffinity of pid 0) pinned to the CPU of
+ * channel idx (token process);
  * nothing when there is no map or the kernel refuses. */
 void hsm_cpus_pin(const struct hsm_cpus *c, size_t idx);
 /* The CPU the calling thread runs on now; -1 if unknown. */

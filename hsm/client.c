@@ -403,20 +403,58 @@ struct chan {
 	size_t idx;
 };
 
-/* A free channel of g, out of its free list (under h->mu): one whose
- * token thread runs on the caller's CPU if there is one, else the last
- * one given back. */
+/* Channels of CPU slot j of g in use (under h->mu): nchan / n of them
+ * belong to each slot, one more to the first nchan % n, less the free
+ * ones (nfree[j]). */
+static size_t
+slot_used(const struct gen *g, size_t n, size_t j, const size_t *nfree)
+{
+	return g->nchan / n + (j < g->nchan % n) - nfree[j];
+}
+
+/*
+ * A free channel of g, out of its free list (under h->mu). With a CPU map
+ * (hsm/affinity.h): one of the caller's CPU unless that CPU has 2 calls
+ * in flight more than the least busy CPU with a free channel, else one of
+ * the least busy; of the chosen CPU, the channel given back last. (The
+ * caller's CPU alone would pile the calls of a busy CPU onto its token
+ * threads while another CPU idles; the least busy alone loses the local
+ * wake-ups: 0.92 of in-process in the split bench against 0.95.)
+ * Without a map, the channel given back last.
+ */
 static size_t
 chan_pick(const struct hsm *h, struct gen *g)
 {
-	int cpu = h->cpus.n > 1 ? hsm_cpus_current() : -1;
-	size_t k = g->nfree - 1, j, idx;
+	size_t n = h->cpus.n, nfree[HSM_CPUS_MAX], best = 0, k, j, idx;
+	int cpu, mine = -1, found = 0;
 
-	for (j = g->nfree; cpu >= 0 && j-- > 0;)
-		if (hsm_cpus_chan(&h->cpus, g->free_idx[j]) == cpu) {
-			k = j;
-			break;
+	k = g->nfree - 1;
+	if (n > 1 && g->nchan >= n) {
+		cpu = hsm_cpus_current();
+		memset(nfree, 0, sizeof(nfree));
+		for (j = 0; j < g->nfree; j++)
+			nfree[g->free_idx[j] % n]++;
+		for (j = 0; j < n; j++) {
+			if (h->cpus.cpu[j] == cpu)
+				mine = (int)j;
+			if (nfree[j] > 0 &&
+			    (!found ||
+			        slot_used(g, n, j, nfree) <
+			            slot_used(g, n, best, nfree))) {
+				best = j;
+				found = 1;
+			}
 		}
+		if (mine >= 0 && nfree[mine] > 0 &&
+		    slot_used(g, n, (size_t)mine, nfree) <=
+		        slot_used(g, n, best, nfree) + 1)
+			best = (size_t)mine;
+		for (j = g->nfree; j-- > 0;)
+			if (g->free_idx[j] % n == best) {
+				k = j;
+				break;
+			}
+	}
 	idx = g->free_idx[k];
 	g->free_idx[k] = g->free_idx[--g->nfree];
 	return idx;

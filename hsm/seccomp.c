@@ -88,8 +88,6 @@ static const char *const base_calls[] = {
 	"exit_group",
 	"sched_yield",
 	"sched_getaffinity",
-	/* a channel thread pinned to its CPU (affinity.c) */
-	"sched_setaffinity",
 	"gettid",
 	"getpid",
 	"getppid",
@@ -334,6 +332,10 @@ base_rules(struct sc_filter *f, int exec_ok, int db)
 	c[0] = cmp(0, SCMP_CMP_EQ, 0, 0);
 	c[1] = cmp(2, SCMP_CMP_EQ, 0, 0);
 	rule(f, SCMP_ACT_ALLOW, "prlimit64", 2, c);
+	/* a channel thread pins itself to its CPU (affinity.c): its own
+	 * affinity only (pid 0), never another thread's or process's */
+	c[0] = cmp(0, SCMP_CMP_EQ, 0, 0);
+	rule(f, SCMP_ACT_ALLOW, "sched_setaffinity", 1, c);
 	/*
 	 * syslog (SoftHSMv2 logs with it) and nscd open an AF_UNIX socket:
 	 * refused, they carry on without it. Any other socket kills.

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -193,6 +194,33 @@ c_kill_other(void)
 
 	token_filter();
 	(void)kill(pp, 0);
+	_exit(1);
+}
+
+/* a channel thread's own pin (pid 0) is allowed; exits 0 */
+static void
+c_pin_self(void)
+{
+	cpu_set_t set;
+
+	token_filter();
+	CPU_ZERO(&set);
+	if (sched_getaffinity(0, sizeof(set), &set) != 0)
+		_exit(2);
+	_exit(sched_setaffinity(0, sizeof(set), &set) == 0 ? 0 : 3);
+}
+
+/* another process's affinity: kills */
+static void
+c_pin_other(void)
+{
+	cpu_set_t set;
+	pid_t pp = getppid();
+
+	token_filter();
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	(void)sched_setaffinity(pp, sizeof(set), &set);
 	_exit(1);
 }
 
@@ -581,6 +609,10 @@ main(void)
 	    "token filter: a new executable mapping kills");
 	T_CHECK(sigsys(in_child(c_kill_other)),
 	    "token filter: signalling another process kills");
+	T_CHECK(exited(in_child(c_pin_self), 0),
+	    "token filter: a thread pins itself to a CPU");
+	T_CHECK(sigsys(in_child(c_pin_other)),
+	    "token filter: setting another process's CPU affinity kills");
 	T_CHECK(exited(in_child(c_normal), 0),
 	    "token filter: files, "
 	    "malloc, realloc, a thread, a socketpair, sleep, getrandom work");
