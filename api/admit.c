@@ -495,6 +495,24 @@ add_ms(struct timespec *t, unsigned ms)
 	}
 }
 
+/* Under mu: w queued at the tail of entry i, counted with the cost of
+ * a request of class cls. */
+static void
+id_queue(struct api_admit *a, size_t i, enum admit_class cls,
+    struct admit_waiter *w)
+{
+	w->state = W_QUEUED;
+	w->cost_us = a->svc_us[cls];
+	if (a->ids[i].tail != NULL)
+		a->ids[i].tail->next = w;
+	else
+		a->ids[i].head = w;
+	a->ids[i].tail = w;
+	a->ids[i].queued++;
+	a->queued++;
+	a->queued_us += w->cost_us;
+}
+
 /* Under mu: waits in entry i's queue until granted, refused or too
  * long; the outcome. */
 static enum wait_state
@@ -508,16 +526,7 @@ wait_turn(struct api_admit *a, size_t i, const char *key, enum admit_class cls,
 	memset(&w, 0, sizeof(w));
 	if (pthread_cond_init(&w.cv, &a->cattr) != 0)
 		return W_REFUSED;
-	w.state = W_QUEUED;
-	w.cost_us = a->svc_us[cls];
-	if (a->ids[i].tail != NULL)
-		a->ids[i].tail->next = &w;
-	else
-		a->ids[i].head = &w;
-	a->ids[i].tail = &w;
-	a->ids[i].queued++;
-	a->queued++;
-	a->queued_us += w.cost_us;
+	id_queue(a, i, cls, &w);
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	add_ms(&ts, a->wait_ms);
 	while (w.state == W_QUEUED && !timed_out)
@@ -622,19 +631,10 @@ park_turn(struct api_admit *a, size_t i, enum admit_class cls,
 	}
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return -1;
-	w->state = W_QUEUED;
-	w->cost_us = a->svc_us[cls];
 	w->park = p;
 	clock_gettime(CLOCK_MONOTONIC, &w->deadline);
 	add_ms(&w->deadline, a->wait_ms);
-	if (a->ids[i].tail != NULL)
-		a->ids[i].tail->next = w;
-	else
-		a->ids[i].head = w;
-	a->ids[i].tail = w;
-	a->ids[i].queued++;
-	a->queued++;
-	a->queued_us += w->cost_us;
+	id_queue(a, i, cls, w);
 	if (a->parked++ == 0)
 		pthread_cond_signal(&a->reap_cv);
 	p->w = w;
