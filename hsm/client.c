@@ -414,13 +414,13 @@ slot_used(const struct gen *g, size_t n, size_t j, const size_t *nfree)
 
 /*
  * A free channel of g, out of its free list (under h->mu). With a CPU map
- * (hsm/affinity.h): of the CPUs with a free channel, one with the fewest
- * calls in flight, the caller's own among equals (a pick never makes a
- * CPU busier than another by two while that one has a free channel, and
- * in steady load the caller's CPU is the one its last call just left,
- * so the pick stays local); of that CPU,
- * the channel given back last. (The caller's CPU whatever its load piled
- * calls onto one CPU's token threads while another CPU idled.)
+ * (hsm/affinity.h): one of the caller's CPU unless that CPU has 2 calls
+ * in flight more than the least busy CPU with a free channel, else one of
+ * the least busy; of the chosen CPU, the channel given back last. (The
+ * caller's CPU alone would pile the calls of a busy CPU onto its token
+ * threads while another CPU idles; the least busy, own among equals,
+ * measured 0.93 of in-process in the split bench against 0.94, means of
+ * four alternating runs, docs/performance.md.)
  * Without a map, the channel given back last.
  */
 static size_t
@@ -448,7 +448,7 @@ chan_pick(const struct hsm *h, struct gen *g)
 		}
 		if (mine >= 0 && nfree[mine] > 0 &&
 		    slot_used(g, n, (size_t)mine, nfree) <=
-		        slot_used(g, n, best, nfree))
+		        slot_used(g, n, best, nfree) + 1)
 			best = (size_t)mine;
 		for (j = g->nfree; j-- > 0;)
 			if (g->free_idx[j] % n == best) {
