@@ -28,30 +28,33 @@ hsm_cpus_get(struct hsm_cpus *c)
 			c->cpu[c->n++] = i;
 }
 
-int
-hsm_cpus_chan(const struct hsm_cpus *c, size_t idx)
+size_t
+hsm_cpus_slot(const struct hsm_cpus *c, size_t idx)
 {
-	if (c->n < 2)
-		return -1;
-	return c->cpu[idx % c->n];
+	return idx % c->n;
+}
+
+int
+hsm_cpus_here(const struct hsm_cpus *c)
+{
+	int cpu = c->n > 1 ? sched_getcpu() : -1;
+	size_t j;
+
+	for (j = 0; cpu >= 0 && j < c->n; j++)
+		if (c->cpu[j] == cpu)
+			return (int)j;
+	return -1;
 }
 
 void
 hsm_cpus_pin(const struct hsm_cpus *c, size_t idx)
 {
-	int cpu = hsm_cpus_chan(c, idx);
 	cpu_set_t set;
 
-	if (cpu < 0)
+	if (c->n < 2)
 		return;
 	CPU_ZERO(&set);
-	CPU_SET((size_t)cpu, &set);
+	CPU_SET((size_t)c->cpu[hsm_cpus_slot(c, idx)], &set);
 	/* 0: this thread (the token filter allows no other) */
 	(void)sched_setaffinity(0, sizeof(set), &set);
-}
-
-int
-hsm_cpus_current(void)
-{
-	return sched_getcpu();
 }

@@ -2,13 +2,13 @@
  * hsm/affinity.h — which CPU each channel to the token process belongs
  * to (affinity.c). Both processes compute the same map from the CPUs the
  * process may run on (sched_getaffinity; the token process inherits the
- * mask from the process that starts it): channel i belongs to the
- * (i mod n)-th of those n CPUs. The token process pins the thread of
- * channel i to that CPU; the client takes a free channel of the CPU its
- * caller runs on first, so a request and its answer wake a thread on the
- * caller's own CPU (no cross-CPU wake-up) when a channel there is free.
- * The map is only a preference: a mask that differs between the two
- * processes, or a pin the kernel refuses, costs speed, never an answer.
+ * mask from the process that starts it): channel i belongs to slot
+ * i mod n, the (i mod n)-th of those n CPUs. The token process pins the
+ * thread of channel i to that CPU; the client prefers a free channel of
+ * the slot its caller runs on, so a request and its answer wake a thread
+ * on the caller's own CPU (no cross-CPU wake-up). The map is only a
+ * preference: a mask that differs between the two processes, or a pin
+ * the kernel refuses, costs speed, never an answer.
  */
 #ifndef P11VAULT_HSM_AFFINITY_H
 #define P11VAULT_HSM_AFFINITY_H
@@ -25,13 +25,14 @@ struct hsm_cpus {
 /* The CPUs this process may run on, ascending (at most HSM_CPUS_MAX of
  * them); c->n = 0 when they cannot be read. */
 void hsm_cpus_get(struct hsm_cpus *c);
-/* The CPU channel idx belongs to; -1 when there is no map. */
-int hsm_cpus_chan(const struct hsm_cpus *c, size_t idx);
-/* The calling thread (sched_setaffinity of pid 0) pinned to the CPU of
- * channel idx (token process);
- * nothing when there is no map or the kernel refuses. */
+/* The slot of channel idx (idx mod n); only with a map (n > 1). */
+size_t hsm_cpus_slot(const struct hsm_cpus *c, size_t idx);
+/* The slot of the CPU the calling thread runs on now; -1 when there is
+ * no map or that CPU is not in it. */
+int hsm_cpus_here(const struct hsm_cpus *c);
+/* The calling thread pinned to the CPU of channel idx (sched_setaffinity
+ * of pid 0; token process); nothing when there is no map or the kernel
+ * refuses. */
 void hsm_cpus_pin(const struct hsm_cpus *c, size_t idx);
-/* The CPU the calling thread runs on now; -1 if unknown. */
-int hsm_cpus_current(void);
 
 #endif

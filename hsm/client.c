@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -403,15 +404,6 @@ struct chan {
 	size_t idx;
 };
 
-/* Channels of CPU slot j of g in use (under h->mu): nchan / n of them
- * belong to each slot, one more to the first nchan % n, less the free
- * ones (nfree[j]). */
-static size_t
-slot_used(const struct gen *g, size_t n, size_t j, const size_t *nfree)
-{
-	return g->nchan / n + (j < g->nchan % n) - nfree[j];
-}
-
 /*
  * A free channel of g, out of its free list (under h->mu). With a CPU map
  * (hsm/affinity.h): one of the caller's CPU unless that CPU has 2 calls
@@ -419,39 +411,34 @@ slot_used(const struct gen *g, size_t n, size_t j, const size_t *nfree)
  * the least busy; of the chosen CPU, the channel given back last. (The
  * caller's CPU alone would pile the calls of a busy CPU onto its token
  * threads while another CPU idles; the least busy, own among equals,
- * measured 0.93 of in-process in the split bench against 0.94, means of
- * four alternating runs, docs/performance.md.)
- * Without a map, the channel given back last.
+ * measured 0.93 of in-process in the split bench against 0.94 for this
+ * rule: docs/performance.md.) Without a map, the channel given back last.
  */
 static size_t
 chan_pick(const struct hsm *h, struct gen *g)
 {
-	size_t n = h->cpus.n, nfree[HSM_CPUS_MAX], best = 0, k, j, idx;
-	int cpu, mine = -1, found = 0;
+	size_t n = h->cpus.n, nfree[HSM_CPUS_MAX], used[HSM_CPUS_MAX];
+	size_t k = g->nfree - 1, best = SIZE_MAX, j, idx;
+	int mine;
 
-	k = g->nfree - 1;
-	if (n > 1 && g->nchan >= n) {
-		cpu = hsm_cpus_current();
+	if (n > 1) {
 		memset(nfree, 0, sizeof(nfree));
 		for (j = 0; j < g->nfree; j++)
-			nfree[g->free_idx[j] % n]++;
+			nfree[hsm_cpus_slot(&h->cpus, g->free_idx[j])]++;
 		for (j = 0; j < n; j++) {
-			if (h->cpus.cpu[j] == cpu)
-				mine = (int)j;
+			/* slot j holds channels j, j + n, …: nchan / n of
+			 * them, one more for the first nchan % n slots */
+			used[j] = g->nchan / n + (j < g->nchan % n) - nfree[j];
 			if (nfree[j] > 0 &&
-			    (!found ||
-			        slot_used(g, n, j, nfree) <
-			            slot_used(g, n, best, nfree))) {
+			    (best == SIZE_MAX || used[j] < used[best]))
 				best = j;
-				found = 1;
-			}
 		}
+		mine = hsm_cpus_here(&h->cpus);
 		if (mine >= 0 && nfree[mine] > 0 &&
-		    slot_used(g, n, (size_t)mine, nfree) <=
-		        slot_used(g, n, best, nfree) + 1)
+		    used[mine] <= used[best] + 1)
 			best = (size_t)mine;
 		for (j = g->nfree; j-- > 0;)
-			if (g->free_idx[j] % n == best) {
+			if (hsm_cpus_slot(&h->cpus, g->free_idx[j]) == best) {
 				k = j;
 				break;
 			}

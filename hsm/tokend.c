@@ -8,8 +8,9 @@
  * fds; or TOKEN_INIT: a one-shot init), check the module against the
  * allowlist, read the PIN, open the token (tok_open) and answer; then a
  * thread per channel (pinned to the channel's CPU, hsm/affinity.h) reads
- * a request, runs its tok_* twin, answers, and wipes both. EOF on the boot socket (the parent is gone) ends the
- * process; EOF or a malformed message on a channel ends that channel.
+ * a request, runs its tok_* twin, answers, and wipes both. EOF on the
+ * boot socket (the parent is gone) ends the process; EOF or a malformed
+ * message on a channel ends that channel.
  * Must never: open a network socket; answer anyone but its parent; send a
  * PIN, a CK_* handle or private key material; leave a request or an
  * answer unwiped.
