@@ -56,6 +56,7 @@
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 
+#include "hsm/affinity.h"
 #include "hsm/base.h"
 #include "api/admit.h"
 #include "api/http.h"
@@ -733,27 +734,28 @@ load_tls(struct api_server *s, const struct api_server_opts *o)
 	return s->key != NULL ? 0 : -1;
 }
 
-/* Connections with a thread of their own: four per CPU, within
+/* Connections with a thread of their own: four per usable CPU, within
  * HTTP_DIRECT_MIN..MAX. */
 static unsigned
 direct_conns(void)
 {
-	long n = 4 * sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned n = 4 * hsm_cpus_count();
 
 	if (n < HTTP_DIRECT_MIN)
 		return HTTP_DIRECT_MIN;
-	return n > HTTP_DIRECT_MAX ? HTTP_DIRECT_MAX : (unsigned)n;
+	return n > HTTP_DIRECT_MAX ? HTTP_DIRECT_MAX : n;
 }
 
-/* MHD's I/O threads: one per CPU, within HTTP_IO_THREADS_MIN..MAX. */
+/* MHD's I/O threads: one per usable CPU, within
+ * HTTP_IO_THREADS_MIN..MAX. */
 static unsigned
 io_threads(void)
 {
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned n = hsm_cpus_count();
 
 	if (n < HTTP_IO_THREADS_MIN)
 		return HTTP_IO_THREADS_MIN;
-	return n > HTTP_IO_THREADS_MAX ? HTTP_IO_THREADS_MAX : (unsigned)n;
+	return n > HTTP_IO_THREADS_MAX ? HTTP_IO_THREADS_MAX : n;
 }
 
 int

@@ -29,6 +29,7 @@
 #include "api/api.h"
 #include "api/cli.h"
 #include "api/cli_session.h"
+#include "hsm/affinity.h"
 #include "hsm/base.h"
 #include "api/http.h"
 #include "api/tlsgen.h"
@@ -683,7 +684,7 @@ serve_help(void)
  * dumps (they would hold session keys and plaintexts), as many
  * descriptors as it may have (thousands of TLS connections), SIGINT and
  * SIGTERM blocked in every thread (main sigwaits them), no SIGPIPE.
- * And malloc arenas as many as CPUs (at least 2): glibc's default of
+ * And malloc arenas as many as usable CPUs (at least 2): glibc's default of
  * 8 per CPU, across ~200 threads that each allocate a little per
  * request, left the server's heap at 93 MiB with 512 connections open
  * where 2 arenas hold it at 56 MiB (docs/performance.md). */
@@ -691,7 +692,7 @@ static void
 serve_process(sigset_t *sigs)
 {
 	struct rlimit nocore = { 0, 0 }, nofile;
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned ncpu = hsm_cpus_count();
 
 	(void)mallopt(M_ARENA_MAX, ncpu > 2 ? (int)(ncpu < 64 ? ncpu : 64) : 2);
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);

@@ -1,5 +1,6 @@
 /*
- * affinity.c — the channel-to-CPU map of hsm/affinity.h.
+ * affinity.c — the channel-to-CPU map of hsm/affinity.h, and the count of
+ * CPUs the process may use.
  *
  * Why: on a virtual machine a wake-up of a thread on another CPU costs an
  * interrupt between virtual CPUs (tens of µs); every token call wakes a
@@ -10,6 +11,7 @@
  * call for want of a pin.
  */
 #include <sched.h>
+#include <unistd.h>
 
 #include "hsm/affinity.h"
 
@@ -26,6 +28,21 @@ hsm_cpus_get(struct hsm_cpus *c)
 	for (i = 0; i < CPU_SETSIZE && c->n < HSM_CPUS_MAX; i++)
 		if (CPU_ISSET((size_t)i, &set))
 			c->cpu[c->n++] = i;
+}
+
+unsigned
+hsm_cpus_count(void)
+{
+	cpu_set_t set;
+	long n;
+	int k;
+
+	CPU_ZERO(&set);
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 &&
+	    (k = CPU_COUNT(&set)) > 0)
+		return (unsigned)k;
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
 }
 
 size_t

@@ -25,6 +25,11 @@ struct hsm_cpus {
 /* The CPUs this process may run on, ascending (at most HSM_CPUS_MAX of
  * them); c->n = 0 when they cannot be read. */
 void hsm_cpus_get(struct hsm_cpus *c);
+/* How many CPUs this process may run on (its affinity mask: what
+ * CPUAffinity= or taskset left it), at least 1; the online count when
+ * the mask cannot be read. Every "per CPU" size of the server (I/O
+ * threads, connection threads, sessions, malloc arenas) counts these. */
+unsigned hsm_cpus_count(void);
 /* The slot of channel idx (idx mod n); only with a map (n > 1). */
 size_t hsm_cpus_slot(const struct hsm_cpus *c, size_t idx);
 /* The slot of the CPU the calling thread runs on now; -1 when there is

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hsm/affinity.h"
 #include "hsm/base.h"
 
 #define SOFTHSM_MODULE "/usr/lib/softhsm/libsofthsm2.so"
@@ -483,17 +484,15 @@ out:
 }
 
 /* The token process's configuration from the vault's config: the pool
- * is 2 sessions per CPU, at least 4, unless the caller chose. */
+ * is 2 sessions per usable CPU, at least 4, unless the caller chose. */
 static void
 open_hsm_config(const vault_t *v, const struct vlt_open_opts *o,
     const char *hsm_dir, struct hsm_config *hc)
 {
 	size_t pool_size = o != NULL ? o->pool_size : 0;
-	long ncpu;
 
 	if (pool_size == 0) {
-		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-		pool_size = ncpu > 0 ? (size_t)ncpu * 2 : 4;
+		pool_size = (size_t)hsm_cpus_count() * 2;
 		if (pool_size < 4)
 			pool_size = 4;
 	}

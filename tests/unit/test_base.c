@@ -1,10 +1,12 @@
 /* hsm/buf.c and hsm/base.c: the one buffer, the one wipe, the checked
  * snprintf, strict number parsing, the one file reader. */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "hsm/affinity.h"
 #include "hsm/base.h"
 #include "tests/unit/t.h"
 
@@ -130,10 +132,42 @@ test_file_read(void)
 	    "file_read: a missing file is HSM_ERR_IO with errno");
 }
 
+/* The per-CPU sizes count the CPUs of the affinity mask (CPUAffinity=,
+ * taskset), not the machine's: a thread pinned to one CPU counts 1. */
+static void
+test_cpus_count(void)
+{
+	cpu_set_t all, one;
+	struct hsm_cpus map;
+	int first = -1, i;
+
+	CPU_ZERO(&all);
+	T_CHECK(sched_getaffinity(0, sizeof(all), &all) == 0,
+	    "cpus: the mask can be read");
+	T_CHECK(hsm_cpus_count() == (unsigned)CPU_COUNT(&all),
+	    "cpus: the count is the mask's");
+	hsm_cpus_get(&map);
+	T_CHECK(map.n ==
+	        (CPU_COUNT(&all) < HSM_CPUS_MAX ? (size_t)CPU_COUNT(&all) :
+	                                          HSM_CPUS_MAX),
+	    "cpus: the channel map holds the same CPUs");
+	for (i = 0; i < CPU_SETSIZE && first < 0; i++)
+		if (CPU_ISSET((size_t)i, &all))
+			first = i;
+	CPU_ZERO(&one);
+	CPU_SET((size_t)first, &one);
+	T_CHECK(sched_setaffinity(0, sizeof(one), &one) == 0 &&
+	        hsm_cpus_count() == 1,
+	    "cpus: pinned to one CPU, the count is 1 (not the online count)");
+	T_CHECK(sched_setaffinity(0, sizeof(all), &all) == 0,
+	    "cpus: the mask restored");
+}
+
 int
 main(void)
 {
 	test_buf();
+	test_cpus_count();
 	test_fmt_parse();
 	test_file_read();
 	return T_DONE();
