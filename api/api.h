@@ -242,6 +242,8 @@ void api_metrics_observe_request(struct api_ctx *c, const char *operation,
     unsigned status, double ms);
 void api_metrics_observe_token(struct api_ctx *c, const char *operation, int ok,
     double ms);
+/* One more hand-back of free heap pages to the kernel (api/http.c). */
+void api_metrics_memory_trimmed(struct api_ctx *c);
 int api_metrics_render(struct api_ctx *c, char **text, size_t *len) API_WUR;
 /* Only the seal gauges, for a sealed vault. */
 int api_metrics_render_sealed(struct api_ctx *c, char **text,

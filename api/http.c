@@ -38,6 +38,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -66,6 +67,17 @@
 	(16 * 1024) /* MHD pool: headers, URL, the answer's headers */
 #define HTTP_CONN_LIMIT 4000
 #define HTTP_CONN_TIMEOUT 30
+/* After HTTP_TRIM_CONNS new connections, once no connection has come for
+ * HTTP_TRIM_QUIET_MS (or HTTP_TRIM_MAX_S after the last trim while they
+ * keep coming), the accept thread hands malloc's free pages back to the
+ * kernel (malloc_trim): a burst of TLS handshakes leaves megabytes of
+ * freed handshake state between the buffers of the connections that stay,
+ * which malloc keeps resident until trimmed (docs/performance.md: 2,000
+ * connections opened at once held the network process at 76 or 92 MiB,
+ * depending on the interleaving; 76 MiB after a trim). */
+#define HTTP_TRIM_CONNS 256
+#define HTTP_TRIM_QUIET_MS 250
+#define HTTP_TRIM_MAX_S 10
 #define HTTP_PEM_MAX (1024 * 1024) /* the certificate chain or key file */
 #define HTTP_THREAD_STACK (512u * 1024)
 /* I/O threads: one per CPU, within MIN..MAX. They run no token work (it
@@ -572,6 +584,38 @@ on_direct_conn(void *cls, struct MHD_Connection *conn, void **socket_ctx,
 		atomic_fetch_sub(&s->direct_conns, 1);
 }
 
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The accept thread's side job: malloc's free pages back to the kernel
+ * after a burst of new connections (HTTP_TRIM_CONNS), once it is over
+ * or HTTP_TRIM_MAX_S after the last trim. *fresh counts the connections
+ * accepted since; the time to wait before the next look, in ms (-1: no
+ * connection since, nothing to wait for). */
+static int
+trim_after_burst(struct api_server *s, unsigned *fresh, int64_t last_accept,
+    int64_t *last_trim)
+{
+	int64_t now = mono_ms(), quiet = now - last_accept;
+
+	if (*fresh < HTTP_TRIM_CONNS)
+		return -1;
+	if (quiet < HTTP_TRIM_QUIET_MS &&
+	    now - *last_trim < HTTP_TRIM_MAX_S * 1000)
+		return (int)(HTTP_TRIM_QUIET_MS - quiet);
+	(void)malloc_trim(0);
+	api_metrics_memory_trimmed(s->ctx);
+	*fresh = 0;
+	*last_trim = mono_ms();
+	return -1;
+}
+
 /* The accept thread: each new connection to the direct daemon while it
  * has fewer than direct_max, else to the event-driven one (either closes
  * it when at its limit). */
@@ -580,6 +624,9 @@ acceptor_main(void *arg)
 {
 	struct api_server *s = arg;
 	struct pollfd pf[2];
+	unsigned fresh = 0;
+	int64_t last_accept = 0, last_trim = mono_ms();
+	int wait_ms = -1;
 
 	pf[0].fd = s->lfd;
 	pf[0].events = POLLIN;
@@ -589,9 +636,14 @@ acceptor_main(void *arg)
 		struct sockaddr_storage peer;
 		socklen_t plen = sizeof(peer);
 		struct MHD_Daemon *d;
-		int fd;
+		int fd, n;
 
-		if (poll(pf, 2, -1) < 0) {
+		if ((n = poll(pf, 2, wait_ms)) == 0) {
+			wait_ms = trim_after_burst(s, &fresh, last_accept,
+			    &last_trim);
+			continue;
+		}
+		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			usleep(10000);
@@ -611,6 +663,10 @@ acceptor_main(void *arg)
 				usleep(10000);
 			continue;
 		}
+		last_accept = mono_ms();
+		if (++fresh >= HTTP_TRIM_CONNS)
+			wait_ms = trim_after_burst(s, &fresh, last_accept,
+			    &last_trim);
 		/* counted here, when given, not when the daemon's thread
 		 * takes it (NOTIFY_STARTED comes later: a fast ramp got 33
 		 * connections past a limit of 32 that way, and

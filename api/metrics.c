@@ -120,6 +120,13 @@ api_metrics_observe_token(struct api_ctx *c, const char *operation, int ok,
 	    ms);
 }
 
+void
+api_metrics_memory_trimmed(struct api_ctx *c)
+{
+	atomic_fetch_add_explicit(&c->metrics.memory_trims, 1,
+	    memory_order_relaxed);
+}
+
 /* The text being rendered; the first failed append sticks, so that the
  * renderers can write line after line and check once at the end. */
 struct met_buf {
@@ -378,6 +385,13 @@ api_metrics_render(struct api_ctx *c, char **text, size_t *len)
 		put_syslog(&b, c);
 	}
 	put_seal(&b, c);
+	put(&b,
+	    "# HELP p11vault_memory_trims_total Free heap pages handed back "
+	    "to the kernel after a burst of new connections.\n"
+	    "# TYPE p11vault_memory_trims_total counter\n"
+	    "p11vault_memory_trims_total %llu\n",
+	    (unsigned long long)atomic_load_explicit(&c->metrics.memory_trims,
+	        memory_order_relaxed));
 	if (c->vault != NULL &&
 	    vault_version_cache_stats(c->vault, &hits, &misses) == 0)
 		put(&b,

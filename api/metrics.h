@@ -29,6 +29,7 @@ struct api_met_series {
 struct api_metrics {
 	struct api_met_series req[API_MET_SERIES];
 	struct api_met_series tok[API_MET_TOKEN_SERIES];
+	atomic_uint_fast64_t memory_trims; /* malloc_trim after a burst */
 };
 
 #endif
