@@ -77,8 +77,10 @@ row('fill the store: imports over the API (PUT /keys/{name})',
 // the refused are 429s, the generator waits out their Retry-After
 const ms = (x) => (x == null ? '-' : f2(x));
 const le = (x, lim) => x != null && x <= lim;
-for (const [gate, { runs, probe }] of Object.entries(a.overload ?? {})) {
+for (const [gate, { runs, probe, pairs }] of Object.entries(a.overload ?? {})) {
   const base = runs.find((o) => o.conns === 8) ?? runs[0];
+  // with paired runs the ratio is judged on them (below), not on one run
+  const paired = gate === 'on' && Array.isArray(pairs) && pairs.length > 0;
   const g = (o) => o.ok_rps;
   const others = (o) => {
     const n = o.other + o.errors + o.timeouts;
@@ -94,8 +96,9 @@ for (const [gate, { runs, probe }] of Object.entries(a.overload ?? {})) {
       `${f0(o.server_threads)} threads; ramp ${f1(o.ramp_s)} s` +
       (o.established_at_start < o.conns ? ` (${f0(o.established_at_start)} up at the start)` : ''),
       base ? g(o) / g(base) : null,
-      top ? '>= 0.95 x goodput at 8 connections' : 'information (ratio: goodput / at 8)',
-      top ? g(o) / g(base) >= 0.95 : null);
+      top && !paired ? '>= 0.95 x goodput at 8 connections' :
+        top ? 'information (one run; the paired row decides)' : 'information (ratio: goodput / at 8)',
+      top && !paired ? g(o) / g(base) >= 0.95 : null);
     if (!top) continue;
     row(`${name}: latency`,
       `admitted p99 ${ms(o.ok_p99_ms)} ms, refused max ${ms(o.refused_max_ms)} ms ` +
@@ -104,6 +107,16 @@ for (const [gate, { runs, probe }] of Object.entries(a.overload ?? {})) {
       le(o.ok_p99_ms, 50) && (o.refused === 0 || le(o.refused_max_ms, 5)));
     row(`server RSS with ${f0(o.open_at_end)} connections open`,
       `${f1(mib(o.rss_kib))} MiB`, null, '<= 128 MiB', mib(o.rss_kib) <= 128);
+  }
+  if (paired) {
+    const rs = pairs.map((x) => g(x.max) / g(x.min));
+    const sorted = [...rs].sort((x, y) => x - y);
+    const med = sorted.length % 2 ? sorted[(sorted.length - 1) / 2] :
+      (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
+    row(`unwrapKey goodput at ${f0(pairs[0].max.conns)} over ${f0(pairs[0].min.conns)} connections, ` +
+      `${pairs.length} pairs back to back (median)`,
+      pairs.map((x, i) => `${f0(g(x.max))} / ${f0(g(x.min))}/s = ${f2(rs[i])}`).join('; '),
+      med, '>= 0.95 (median of the pairs)', med >= 0.95);
   }
   if (probe?.probe) {
     const p = probe.probe;

@@ -14,6 +14,8 @@
 #   BENCH_OVERLOAD_RAMP [200/100] new connections per ms while ramping up
 #   BENCH_OVERLOAD_WARM [1] seconds after the ramp before measuring
 #   BENCH_OVERLOAD_OFF  [unset] 1: the overload rows with admission=false too
+#   BENCH_OVERLOAD_PAIRS [3] paired runs, fewest and most connections back
+#                       to back (ABBA order), for the goodput ratio row
 #   BENCH_OUT     [build/bench.json]
 #   P11VAULT_BIN  [build/p11vault]
 # Needs: wrk, curl, node, cc, OpenSSL (headers), SoftHSMv2. Exit 0 when the run completed
@@ -264,6 +266,20 @@ overload_runs() {  # SUFFIX
 	overrun "over$1probe" "$OVER_MAX" -2
 }
 overload_runs on
+# The goodput ratio, paired: the machine's speed drifts by 10-20 % within
+# minutes (a neighbour on the host), which moves a ratio of two runs taken
+# a minute apart more than anything the server does. Runs at the fewest
+# and the most connections back to back, in the order max,min,min,max,...
+# give one ratio per pair; the row reports every pair and their median.
+OVER_MIN=$(printf '%s\n' $OVER | sort -n | head -1)
+OVER_PAIRS=${BENCH_OVERLOAD_PAIRS:-3}
+for i in $(seq 1 "$OVER_PAIRS"); do
+	if [ $((i % 2)) = 1 ]; then order="$OVER_MAX $OVER_MIN"; else order="$OVER_MIN $OVER_MAX"; fi
+	for c in $order; do
+		say "overload: pair $i of $OVER_PAIRS, unwrapKey, $c connections, ${S}s"
+		overrun "pair${i}_$c" "$c"
+	done
+done
 if [ -n "${BENCH_OVERLOAD_OFF:-}" ]; then
 	kill "$server_pid"; wait "$server_pid" || true
 	echo admission=false >>"$D/p11vault.conf"
@@ -275,12 +291,18 @@ if [ -n "${BENCH_OVERLOAD_OFF:-}" ]; then
 	: >"$W/serve.log"
 	start_server
 fi
-node -e 'const fs=require("fs"),W=process.argv[1],out={};
+OVER_MIN=$OVER_MIN OVER_MAX=$OVER_MAX OVER_PAIRS=$OVER_PAIRS node -e 'const fs=require("fs"),W=process.argv[1],out={};
 const rd=(f)=>fs.existsSync(f)?JSON.parse(fs.readFileSync(f,"utf8")):null;
 for (const g of ["on","off"]) {
  const runs=process.argv.slice(2).map((c)=>rd(`${W}/over${g}${c}.json`)).filter((o)=>o);
  if (runs.length) out[g]={runs,probe:rd(`${W}/over${g}probe.json`)};
 }
+const pairs=[];
+for (let i=1;i<=Number(process.env.OVER_PAIRS);i++) {
+ const lo=rd(`${W}/pair${i}_${process.env.OVER_MIN}.json`), hi=rd(`${W}/pair${i}_${process.env.OVER_MAX}.json`);
+ if (lo && hi) pairs.push({min:lo,max:hi});
+}
+if (out.on) out.on.pairs=pairs;
 fs.writeFileSync(`${W}/overload.json`,JSON.stringify(out));' "$W" $OVER
 
 # ---- key count ----------------------------------------------------------------

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 log=$(mktemp /tmp/p11vault-bench-smoke.XXXXXX)
 out=$(mktemp /tmp/p11vault-bench-smoke-json.XXXXXX)
 if BENCH_SECONDS=1 BENCH_KEYS=50 BENCH_SPREAD=20 BENCH_BASE_KEYS=2 BENCH_CONNS=4 BENCH_OVERLOAD_CONNS="4 8" \
-	BENCH_OVERLOAD_WARM=0.2 \
+	BENCH_OVERLOAD_WARM=0.2 BENCH_OVERLOAD_PAIRS=1 \
 	BENCH_OUT="$out" timeout 300 bash tests/bench/run.sh >"$log" 2>&1 &&
 	node -e 'const o=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));
 	  if (!Array.isArray(o.rows) || o.rows.length < 10) process.exit(1);
@@ -16,6 +16,7 @@ if BENCH_SECONDS=1 BENCH_KEYS=50 BENCH_SPREAD=20 BENCH_BASE_KEYS=2 BENCH_CONNS=4
 	  // line per run, something admitted; no figure is judged
 	  const ov = o.raw.overload && o.raw.overload.on;
 	  if (!ov || !Array.isArray(ov.runs) || ov.runs.length !== 2 || !ov.probe) process.exit(1);
+	  if (!Array.isArray(ov.pairs) || ov.pairs.length !== 1 || !(ov.pairs[0].min.ok > 0) || !(ov.pairs[0].max.ok > 0)) process.exit(1);
 	  for (const x of [...ov.runs, ov.probe, ov.probe.probe]) {
 	    if (!x || !Number.isInteger(x.ok) || !(x.ok > 0) || typeof x.statuses !== "object" ||
 	        !Number.isInteger(x.refused) || !Number.isInteger(x.errors)) process.exit(1);
