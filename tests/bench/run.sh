@@ -65,11 +65,12 @@ mkdir -p "$W/raw/tokens"
 printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
 	"$W/raw/tokens" >"$W/raw/softhsm2.conf"
 SOFTHSM2_CONF="$W/raw/softhsm2.conf" "$W/bin/raw_token" "$MODULE" "$S" 2 >"$W/raw.json"
-say "the token process: decrypt in this process vs through it, $C threads, ${S}s each"
+SPLIT_ROUNDS=${BENCH_SPLIT_ROUNDS:-3}
+say "the token process: decrypt in this process vs through it, $C threads, $SPLIT_ROUNDS rounds in $((2 * S))s"
 # split's token has a plaintext user.pin in its hsm_dir and no seal.conf:
 # the token process uses that PIN and is told not to migrate it
 SOFTHSM2_CONF="$W/raw/softhsm2.conf" P11VAULT_NO_SEAL_MIGRATION=1 \
-	"$W/bin/split" "$MODULE" "$S" "$C" >"$W/split.json" 2>"$W/split.log" ||
+	"$W/bin/split" "$MODULE" "$((2 * S))" "$C" "$SPLIT_ROUNDS" >"$W/split.json" 2>"$W/split.log" ||
 	{ cat "$W/split.log" >&2; exit 1; }
 
 # ---- a fresh vault -----------------------------------------------------------

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 log=$(mktemp /tmp/p11vault-bench-smoke.XXXXXX)
 out=$(mktemp /tmp/p11vault-bench-smoke-json.XXXXXX)
 if BENCH_SECONDS=1 BENCH_KEYS=50 BENCH_SPREAD=20 BENCH_BASE_KEYS=2 BENCH_CONNS=4 BENCH_OVERLOAD_CONNS="4 8" \
-	BENCH_OVERLOAD_WARM=0.2 BENCH_OVERLOAD_PAIRS=1 \
+	BENCH_OVERLOAD_WARM=0.2 BENCH_OVERLOAD_PAIRS=1 BENCH_SPLIT_ROUNDS=2 \
 	BENCH_OUT="$out" timeout 300 bash tests/bench/run.sh >"$log" 2>&1 &&
 	node -e 'const o=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));
 	  if (!Array.isArray(o.rows) || o.rows.length < 10) process.exit(1);
@@ -22,6 +22,11 @@ if BENCH_SECONDS=1 BENCH_KEYS=50 BENCH_SPREAD=20 BENCH_BASE_KEYS=2 BENCH_CONNS=4
 	        !Number.isInteger(x.refused) || !Number.isInteger(x.errors)) process.exit(1);
 	  }
 	  if (!(ov.runs[0].rss_kib > 0) || ov.runs[0].established !== ov.runs[0].conns) process.exit(1);
+	  // the split rounds (tests/bench/split.c)
+	  const sp = o.raw.split;
+	  if (!sp || !Array.isArray(sp.rounds) || sp.rounds.length !== 2 || !(sp.median_ratio > 0) ||
+	      typeof sp.median_cpu_delta_us !== "number") process.exit(1);
+	  for (const x of sp.rounds) if (!(x.inproc.rps > 0) || !(x.split.rps > 0) || !(x.split.cpu_us > 0)) process.exit(1);
 	  // the cluster row (a node on PostgreSQL vs SQLite) when PostgreSQL is there
 	  if (require("fs").existsSync("/usr/lib/postgresql/15/bin/initdb")) {
 	    const cl = o.raw.cluster;

@@ -5,20 +5,24 @@
  * (hsm_key_decrypt: a message each way), on one token, one key.
  *
  * Owns: one throwaway token (first free slot of SOFTHSM2_CONF's module),
- * timed loops in the order in-process, split, split, in-process (each
- * SECONDS/2: a linear drift of the machine favours neither side), and the
- * CPU of both processes per operation (getrusage of this one, /proc stat
- * of the token process).
+ * ROUNDS rounds of timed loops, each in the order in-process, split,
+ * split, in-process (a linear drift of the machine within a round
+ * favours neither side; the machine's speed moves by 10-20 % within
+ * minutes, so each round is judged on its own and the median decides),
+ * and the CPU of both processes per operation (the CPU-time clocks of
+ * this process and of the token process, nanoseconds).
  * Must never: be linked into the product; touch a vault's token.
  *
- * Usage: split MODULE SECONDS THREADS
- * Prints JSON: {"inproc":{"rps":..,"cpu_us":..},"split":{...}}
+ * Usage: split MODULE SECONDS THREADS [ROUNDS]  (SECONDS in all, default
+ * 3 rounds)
+ * Prints JSON: {"threads":..,"inproc":{"rps":..,"cpu_us":..},"split":{...},
+ * "rounds":[{"inproc":{..},"split":{..}},..],"median_ratio":..,
+ * "median_cpu_delta_us":..}
  */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,6 +32,7 @@
 #include "hsm/token.h"
 
 #define SPLIT_THREADS_MAX 32
+#define SPLIT_ROUNDS_MAX 20
 #define BIND "bench/0123456789abcdef0123456789abcdef"
 #define SO_PIN "bench-so-pin-split"
 #define USER_PIN "bench-user-pin-split"
@@ -55,49 +60,35 @@ now(void)
 }
 
 static double
-self_cpu_us(void)
+clock_us(clockid_t id)
 {
-	struct rusage ru;
+	struct timespec ts;
 
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)ru.ru_utime.tv_sec * 1e6 + (double)ru.ru_utime.tv_usec +
-	    (double)ru.ru_stime.tv_sec * 1e6 + (double)ru.ru_stime.tv_usec;
+	if (clock_gettime(id, &ts) != 0)
+		return 0;
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
-/* utime + stime of the token process, in microseconds */
+static double
+self_cpu_us(void)
+{
+	return clock_us(CLOCK_PROCESS_CPUTIME_ID);
+}
+
+/* the CPU time of the token process (all its threads), in microseconds */
 static double
 token_cpu_us(void)
 {
-	char path[64], buf[1024], *p;
-	unsigned long ut = 0, st = 0;
 	uint64_t restarts;
+	clockid_t id;
 	long pid;
-	FILE *fp;
-	int i;
 
 	if (H == NULL)
 		return 0;
 	hsm_process(H, &pid, &restarts);
-	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-	if ((fp = fopen(path, "r")) == NULL)
+	if (clock_getcpuclockid((pid_t)pid, &id) != 0)
 		return 0;
-	if (fgets(buf, sizeof(buf), fp) == NULL) {
-		fclose(fp);
-		return 0;
-	}
-	fclose(fp);
-	/* after "(comm)": field 3 on; utime and stime are 14 and 15 */
-	if ((p = strrchr(buf, ')')) == NULL)
-		return 0;
-	p += 2;
-	for (i = 3; i < 14 && p != NULL; i++) {
-		p = strchr(p, ' ');
-		if (p != NULL)
-			p++;
-	}
-	if (p == NULL || sscanf(p, "%lu %lu", &ut, &st) != 2)
-		return 0;
-	return (double)(ut + st) * 1e6 / (double)sysconf(_SC_CLK_TCK);
+	return clock_us(id);
 }
 
 static void *
@@ -129,6 +120,22 @@ work(void *arg)
 struct figure {
 	double ops, secs, cpu_us;
 };
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* the median of v[0..n) (sorts v) */
+static double
+median(double *v, unsigned n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
 
 static void
 measure(int mode, unsigned threads, struct figure *fg)
@@ -163,19 +170,24 @@ main(int argc, char **argv)
 	struct tok_config tc;
 	struct hsm_config hc;
 	struct figure in = { 0, 0, 0 }, sp = { 0, 0, 0 };
-	unsigned threads;
+	struct figure rin[SPLIT_ROUNDS_MAX], rsp[SPLIT_ROUNDS_MAX];
+	double ratio[SPLIT_ROUNDS_MAX], delta[SPLIT_ROUNDS_MAX];
+	unsigned threads, rounds = 3, i;
 	FILE *fp;
 
 	if (argc >= 2 && strcmp(argv[1], HSM_TOKEN_ARGV) == 0)
 		return hsm_token_main(argc, argv);
-	if (argc != 4) {
-		fprintf(stderr, "usage: split MODULE SECONDS THREADS\n");
+	if (argc != 4 && argc != 5) {
+		fprintf(stderr, "usage: split MODULE SECONDS THREADS [ROUNDS]\n");
 		return 2;
 	}
-	seconds = atof(argv[2]) / 2;
+	if (argc == 5)
+		rounds = (unsigned)atoi(argv[4]);
 	threads = (unsigned)atoi(argv[3]);
-	if (threads == 0 || threads > SPLIT_THREADS_MAX || seconds <= 0)
+	if (threads == 0 || threads > SPLIT_THREADS_MAX || rounds == 0 ||
+	    rounds > SPLIT_ROUNDS_MAX || atof(argv[2]) <= 0)
 		return 2;
+	seconds = atof(argv[2]) / (4.0 * rounds);
 	if (mkdtemp(dir) == NULL)
 		return 1;
 	snprintf(pin, sizeof(pin), "%s/user.pin", dir);
@@ -211,15 +223,36 @@ main(int argc, char **argv)
 		fprintf(stderr, "split: key setup failed\n");
 		return 1;
 	}
-	measure(0, threads, &in);
-	measure(1, threads, &sp);
-	measure(1, threads, &sp);
-	measure(0, threads, &in);
-	printf(
-	    "{\"threads\":%u,\"inproc\":{\"rps\":%.1f,\"cpu_us\":%.1f},"
-	    "\"split\":{\"rps\":%.1f,\"cpu_us\":%.1f}}\n",
+	measure(1, threads, &sp); /* warm-up: the token process's first calls */
+	memset(&sp, 0, sizeof(sp));
+	for (i = 0; i < rounds; i++) {
+		memset(&rin[i], 0, sizeof(rin[i]));
+		memset(&rsp[i], 0, sizeof(rsp[i]));
+		measure(0, threads, &rin[i]);
+		measure(1, threads, &rsp[i]);
+		measure(1, threads, &rsp[i]);
+		measure(0, threads, &rin[i]);
+		ratio[i] = (rsp[i].ops / rsp[i].secs) / (rin[i].ops / rin[i].secs);
+		delta[i] = rsp[i].cpu_us / rsp[i].ops - rin[i].cpu_us / rin[i].ops;
+		in.ops += rin[i].ops;
+		in.secs += rin[i].secs;
+		in.cpu_us += rin[i].cpu_us;
+		sp.ops += rsp[i].ops;
+		sp.secs += rsp[i].secs;
+		sp.cpu_us += rsp[i].cpu_us;
+	}
+	printf("{\"threads\":%u,\"inproc\":{\"rps\":%.1f,\"cpu_us\":%.1f},"
+	       "\"split\":{\"rps\":%.1f,\"cpu_us\":%.1f},\"rounds\":[",
 	    threads, in.ops / in.secs, in.cpu_us / in.ops, sp.ops / sp.secs,
 	    sp.cpu_us / sp.ops);
+	for (i = 0; i < rounds; i++)
+		printf("%s{\"inproc\":{\"rps\":%.1f,\"cpu_us\":%.1f},"
+		       "\"split\":{\"rps\":%.1f,\"cpu_us\":%.1f}}",
+		    i ? "," : "", rin[i].ops / rin[i].secs,
+		    rin[i].cpu_us / rin[i].ops, rsp[i].ops / rsp[i].secs,
+		    rsp[i].cpu_us / rsp[i].ops);
+	printf("],\"median_ratio\":%.4f,\"median_cpu_delta_us\":%.1f}\n",
+	    median(ratio, rounds), median(delta, rounds));
 	hsm_close(H);
 	tok_close(T);
 	free(blob);
