@@ -178,7 +178,8 @@ main(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], HSM_TOKEN_ARGV) == 0)
 		return hsm_token_main(argc, argv);
 	if (argc != 4 && argc != 5) {
-		fprintf(stderr, "usage: split MODULE SECONDS THREADS [ROUNDS]\n");
+		fprintf(stderr,
+		    "usage: split MODULE SECONDS THREADS [ROUNDS]\n");
 		return 2;
 	}
 	if (argc == 5)
@@ -232,8 +233,10 @@ main(int argc, char **argv)
 		measure(1, threads, &rsp[i]);
 		measure(1, threads, &rsp[i]);
 		measure(0, threads, &rin[i]);
-		ratio[i] = (rsp[i].ops / rsp[i].secs) / (rin[i].ops / rin[i].secs);
-		delta[i] = rsp[i].cpu_us / rsp[i].ops - rin[i].cpu_us / rin[i].ops;
+		ratio[i] = (rsp[i].ops / rsp[i].secs) /
+		    (rin[i].ops / rin[i].secs);
+		delta[i] = rsp[i].cpu_us / rsp[i].ops -
+		    rin[i].cpu_us / rin[i].ops;
 		in.ops += rin[i].ops;
 		in.secs += rin[i].secs;
 		in.cpu_us += rin[i].cpu_us;
@@ -241,13 +244,15 @@ main(int argc, char **argv)
 		sp.secs += rsp[i].secs;
 		sp.cpu_us += rsp[i].cpu_us;
 	}
-	printf("{\"threads\":%u,\"inproc\":{\"rps\":%.1f,\"cpu_us\":%.1f},"
-	       "\"split\":{\"rps\":%.1f,\"cpu_us\":%.1f},\"rounds\":[",
+	printf(
+	    "{\"threads\":%u,\"inproc\":{\"rps\":%.1f,\"cpu_us\":%.1f},"
+	    "\"split\":{\"rps\":%.1f,\"cpu_us\":%.1f},\"rounds\":[",
 	    threads, in.ops / in.secs, in.cpu_us / in.ops, sp.ops / sp.secs,
 	    sp.cpu_us / sp.ops);
 	for (i = 0; i < rounds; i++)
-		printf("%s{\"inproc\":{\"rps\":%.1f,\"cpu_us\":%.1f},"
-		       "\"split\":{\"rps\":%.1f,\"cpu_us\":%.1f}}",
+		printf(
+		    "%s{\"inproc\":{\"rps\":%.1f,\"cpu_us\":%.1f},"
+		    "\"split\":{\"rps\":%.1f,\"cpu_us\":%.1f}}",
 		    i ? "," : "", rin[i].ops / rin[i].secs,
 		    rin[i].cpu_us / rin[i].ops, rsp[i].ops / rsp[i].secs,
 		    rsp[i].cpu_us / rsp[i].ops);
