@@ -43,19 +43,15 @@ row('unwrapKey RSA-OAEP-256 over HTTPS', `${f0(a.unwrap256.rps)}/s`,
   // rounds of in-process, split, split, in-process; each round judged on
   // its own (the machine drifts between rounds), the median decides
   const sp = a.split;
-  const rounds = Array.isArray(sp.rounds) ? sp.rounds : [];
   const us = (d) => `${d < 0 ? '-' : '+'}${f0(Math.abs(d))} us`;
-  const each = rounds.map(x => `${f2(x.split.rps / x.inproc.rps)} ` +
+  const each = sp.rounds.map(x => `${f2(x.split.rps / x.inproc.rps)} ` +
     `(${us(x.split.cpu_us - x.inproc.cpu_us)})`).join(', ');
-  const ratio = rounds.length ? sp.median_ratio : sp.split.rps / sp.inproc.rps;
-  const delta = rounds.length ? sp.median_cpu_delta_us :
-    sp.split.cpu_us - sp.inproc.cpu_us;
+  const ratio = sp.median_ratio, delta = sp.median_cpu_delta_us;
   row('the token process: decrypt through it vs in this process',
     `${f0(sp.split.rps)}/s vs ${f0(sp.inproc.rps)}/s; CPU ` +
     `${f0(sp.split.cpu_us)} us vs ${f0(sp.inproc.cpu_us)} us, ` +
-    `${sp.threads} threads` +
-    (rounds.length ? `; ${rounds.length} rounds: ${each}; median ` +
-      `${f2(ratio)} (${us(delta)})` : ''),
+    `${sp.threads} threads; ${sp.rounds.length} rounds: ${each}; ` +
+    `median ${f2(ratio)} (${us(delta)})`,
     ratio,
     '>= 0.95 x in-process and <= +40 us CPU (median of the rounds)',
     ratio >= 0.95 && delta <= 40);
