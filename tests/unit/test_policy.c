@@ -36,7 +36,7 @@
 #define T0 ((int64_t)1700000000)
 
 static double
-now_s(void)
+thread_cpu_s(void)
 {
 	struct timespec ts;
 
@@ -351,17 +351,17 @@ test_principals(policy_t *p)
 	    "authenticate rejects an unknown "
 	    "client");
 	/* scrypt takes tens of ms of CPU, a shortcut for unknown clients µs.
-	 * CPU time, not wall time (see now_s), so that a loaded machine cannot
-	 * make the two look unequal; the minimum of a few runs evens out cache
-	 * effects. */
+	 * CPU time, not wall time (see thread_cpu_s), so that a loaded machine
+	 * cannot make the two look unequal; the minimum of a few runs evens
+	 * out cache effects. */
 	t_known = t_unknown = 1e9;
 	for (int i = 0; i < 3; i++) {
-		t1 = now_s();
+		t1 = thread_cpu_s();
 		r = policy_authenticate(p, APPID, "wrong", oid, &admin);
-		t2 = now_s();
+		t2 = thread_cpu_s();
 		r |= policy_authenticate(p, "no-such-client", "wrong", oid,
 		    &admin);
-		t3 = now_s();
+		t3 = thread_cpu_s();
 		if (t2 - t1 < t_known)
 			t_known = t2 - t1;
 		if (t3 - t2 < t_unknown)
